@@ -1,0 +1,27 @@
+"""Errors the library raises for bad input: each carries one plain sentence for the user.
+
+The command line prints ``str(error)`` on stderr and exits with code 2; the app shows it as a
+notice. Nothing else is caught that way, so a real bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+
+class LocalprefError(Exception):
+    """Bad input or an unusable resource, explained in one sentence."""
+
+
+class ModelError(LocalprefError):
+    """A model file that is missing, corrupt, or cannot be fetched."""
+
+
+class SettingsError(LocalprefError, ValueError):
+    """A method or sampling setting outside its allowed range."""
+
+
+class PromptTooLongError(LocalprefError):
+    """A prompt that does not fit in the model's context."""
+
+
+class TemplateError(LocalprefError):
+    """A chat template that fails to render."""
