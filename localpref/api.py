@@ -1,0 +1,397 @@
+"""The public API: ``load`` a model, then ``generate``, ``stream`` or ``chat`` with a preference.
+
+One ``Model`` holds one copy of the weights and one llama.cpp context whose sequences are the
+lanes of every generation and chat. Generations on one model run one at a time (a lock);
+each takes its lanes from the context and gives them back when it ends, while a ``Chat`` keeps
+its lanes, and so its KV cache, between turns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from localpref.decoding import Generation, LaneGroup, LaneSet, Result
+from localpref.engine import Context, LaneState, LoadedModel
+from localpref.errors import ModelError, PromptTooLongError, SettingsError
+from localpref.methods import Base, Method, Sampling, resolve_method
+from localpref.presets import DEFAULT_SYSTEM_PROMPT, PreferenceInput, preference_label
+from localpref.presets import preference_text as combine_preferences
+from localpref.prompts import Message, PromptBuilder, as_messages
+
+PromptInput = str | Sequence[Message]
+
+
+class _Backend:
+    """A loaded model with its context and prompt builder."""
+
+    def __init__(self, loaded: LoadedModel, context: Context, system_prompt: str) -> None:
+        self.loaded = loaded
+        self.context = context
+        self.prompts = PromptBuilder(loaded, system_prompt)
+
+    def close(self) -> None:
+        self.context.close()
+        self.loaded.close()
+
+
+class Model:
+    """A GGUF model ready to generate with preference steering."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_gpu_layers: int = 0,
+        n_ctx: int | None = None,
+        max_lanes: int = 4,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> None:
+        self._context_settings: dict[str, Any] = dict(
+            n_ctx=n_ctx, max_lanes=max_lanes, n_batch=n_batch,
+            n_threads=n_threads, n_threads_batch=n_threads_batch,
+        )
+        self.n_gpu_layers = n_gpu_layers
+        self._backend = self._open_backend(Path(path), system_prompt)
+        self._reward_backends: dict[str, _Backend] = {}
+        self._lock = threading.Lock()
+
+    def _open_backend(self, path: Path, system_prompt: str) -> _Backend:
+        loaded = LoadedModel(path, n_gpu_layers=self.n_gpu_layers)
+        settings = dict(self._context_settings)
+        settings["n_ctx"] = settings["n_ctx"] or min(2048, loaded.n_ctx_train or 2048)
+        try:
+            context = Context(loaded, **settings)
+        except Exception:
+            loaded.close()
+            raise
+        return _Backend(loaded, context, system_prompt)
+
+    # -- facts ------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The model's name from its GGUF metadata (or its file name)."""
+        return self._backend.loaded.name
+
+    @property
+    def path(self) -> Path:
+        return self._backend.loaded.path
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens one lane (one conversation) can hold."""
+        return self._backend.context.n_ctx
+
+    @property
+    def n_threads(self) -> int:
+        return self._backend.context.n_threads
+
+    @property
+    def vocabulary(self):  # noqa: ANN201 - engine type, kept out of the public signature
+        return self._backend.loaded.vocabulary
+
+    @property
+    def context(self) -> Context:
+        """The llama.cpp context whose sequences are the lanes (for benchmarks and tools)."""
+        return self._backend.context
+
+    @property
+    def system_prompt(self) -> str:
+        return self._backend.prompts.system_prompt
+
+    def count_tokens(self, prompt_or_messages: PromptInput) -> int:
+        """Tokens of the prompt on the base lane (to check it fits before sending)."""
+        messages = as_messages(prompt_or_messages)
+        return len(self._backend.prompts.lane_tokens(messages, None))
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt_or_messages: PromptInput,
+        *,
+        preference: PreferenceInput = None,
+        method: Method | str = "amulet",
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        min_p: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        ignore_eos: bool = False,
+    ) -> Result:
+        """Generate a whole answer steered toward ``preference`` (None: plain decoding)."""
+        return self.stream(
+            prompt_or_messages, preference=preference, method=method, max_tokens=max_tokens,
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
+            stop=stop, ignore_eos=ignore_eos,
+        ).run()
+
+    def stream(
+        self,
+        prompt_or_messages: PromptInput,
+        *,
+        preference: PreferenceInput = None,
+        method: Method | str = "amulet",
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        min_p: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        ignore_eos: bool = False,
+    ) -> Generation:
+        """Like ``generate``, as a generator of text pieces; ``close()`` it to cancel.
+
+        The returned generation's ``result`` (text, tokens, stats) is set when it ends.
+        """
+        return self._start(
+            as_messages(prompt_or_messages), preference, method,
+            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
+            max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos, owned_lanes=None,
+        )
+
+    def chat(
+        self,
+        *,
+        preference: PreferenceInput = None,
+        method: Method | str = "amulet",
+        system_prompt: str | None = None,
+        **settings: Any,
+    ) -> Chat:
+        """A multi-turn conversation that keeps its lanes' cache between turns."""
+        return Chat(self, preference=preference, method=method, system_prompt=system_prompt,
+                    **settings)
+
+    def _start(
+        self,
+        messages: list[dict[str, str]],
+        preference: PreferenceInput,
+        method: Method | str,
+        sampling: Sampling,
+        *,
+        max_tokens: int,
+        seed: int | None,
+        stop: Sequence[str] | None,
+        ignore_eos: bool,
+        owned_lanes: dict[str, tuple[Context, LaneState]] | None,
+        system_prompt: str | None = None,
+        on_finish: Callable[[Result], None] | None = None,
+    ) -> Generation:
+        """Validate everything and tokenize the lanes now; open lanes and decode lazily."""
+        chosen = resolve_method(method)
+        preference_sentence = combine_preferences(preference)
+        if preference_sentence is None:
+            chosen = Base()
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise SettingsError(f"max_tokens must be a whole number, 1 or more (got {max_tokens}).")
+        if stop is not None and isinstance(stop, str):
+            stop = [stop]
+        targets = [
+            self._lane_backend(chosen, kind).prompts.lane_tokens(
+                messages, None if kind == "base" else preference_sentence,
+                system_prompt=system_prompt,
+            )
+            for kind in chosen.lanes
+        ]
+        for target in targets:
+            if len(target) + 1 >= self.n_ctx:
+                raise PromptTooLongError(
+                    f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."
+                )
+        selector = chosen.selector(self._backend.loaded.vocabulary.size, sampling, seed)
+        base_stats = {
+            "method": chosen.label,
+            "preference": preference_label(preference),
+            "model": self.name,
+            "n_lanes": len(chosen.lanes),
+            "n_prompt_tokens": max(len(t) for t in targets),
+            "n_threads": self.n_threads,
+            "settings": {**chosen.settings(), **vars(sampling), "seed": seed},
+        }
+        lock_holder: list[bool] = []
+        temporary: list[tuple[Context, LaneState]] = []
+
+        def prepare() -> LaneSet:
+            self._lock.acquire()
+            lock_holder.append(True)
+            groups: dict[int, LaneGroup] = {}
+            for index, (kind, target) in enumerate(zip(chosen.lanes, targets)):
+                context = self._lane_backend(chosen, kind).context
+                if owned_lanes is not None:
+                    key = f"{kind}:{getattr(chosen, 'reward_model', '')}" if kind == "reward" else kind
+                    if key not in owned_lanes:
+                        owned_lanes[key] = (context, context.open_lane())
+                    lane = owned_lanes[key][1]
+                else:
+                    lane = context.open_lane()
+                    temporary.append((context, lane))
+                group = groups.setdefault(id(context), LaneGroup(context, [], [], []))
+                group.lanes.append(lane)
+                group.targets.append(target)
+                group.method_indices.append(index)
+            return LaneSet(list(groups.values()))
+
+        def finish(result: Result) -> None:
+            for context, lane in temporary:
+                context.close_lane(lane)
+            temporary.clear()
+            if lock_holder:
+                lock_holder.clear()
+                self._lock.release()
+            if on_finish is not None:
+                on_finish(result)
+
+        return Generation(
+            prepare, selector, self._backend.loaded.vocabulary, max_tokens=max_tokens,
+            stop=stop or (), ignore_eos=ignore_eos, base_stats=base_stats, on_finish=finish,
+        )
+
+    def _lane_backend(self, method: Method, kind: str) -> _Backend:
+        """The backend that decodes a lane of this kind (PAD's reward lane has its own)."""
+        if kind != "reward":
+            return self._backend
+        reward_path = getattr(method, "reward_model", None)
+        if reward_path is None:
+            raise SettingsError("This method has no reward model.")
+        key = str(reward_path)
+        if key not in self._reward_backends:
+            self._reward_backends[key] = self._load_reward_backend(key)
+        return self._reward_backends[key]
+
+    def _load_reward_backend(self, spec: str) -> _Backend:
+        from localpref.models import resolve_model
+
+        backend = self._open_backend(resolve_model(spec), self.system_prompt)
+        mine, theirs = self._backend.loaded.vocabulary, backend.loaded.vocabulary
+        probe = range(0, mine.size, max(1, mine.size // 512))
+        same = mine.size == theirs.size and all(
+            mine.token_text(t) == theirs.token_text(t) for t in probe
+        )
+        if not same:
+            backend.close()
+            raise ModelError(
+                f"The reward model {spec} has another vocabulary ({theirs.size} tokens against "
+                f"{mine.size}); PAD needs the same tokenizer."
+            )
+        return backend
+
+    def close(self) -> None:
+        """Free the contexts and weights."""
+        for backend in self._reward_backends.values():
+            backend.close()
+        self._reward_backends.clear()
+        self._backend.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Chat:
+    """A conversation: each ``send`` adds a user turn and the steered answer.
+
+    The lanes stay in the model's context between turns, so a turn evaluates only its new
+    tokens. Preference, method and sampling settings may change between turns.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        preference: PreferenceInput = None,
+        method: Method | str = "amulet",
+        system_prompt: str | None = None,
+        messages: Sequence[Message] = (),
+        **settings: Any,
+    ) -> None:
+        self.model = model
+        self.preference = preference
+        self.method = resolve_method(method)
+        combine_preferences(preference)  # validate now
+        self.system_prompt = system_prompt
+        self.settings: dict[str, Any] = {"max_tokens": 256, **settings}
+        self.messages: list[dict[str, str]] = [dict(m) for m in messages]
+        self.results: list[Result] = []
+        self._lanes: dict[str, tuple[Context, LaneState]] = {}
+
+    def send(self, text: str, **overrides: Any) -> Result:
+        """Add a user message and return the whole answer."""
+        return self.stream(text, **overrides).run()
+
+    def stream(self, text: str, **overrides: Any) -> Generation:
+        """Add a user message and stream the answer; it joins the history when it ends,
+        partial if cancelled."""
+        if not text.strip():
+            raise SettingsError("The message is empty.")
+        conversation = [*self.messages, {"role": "user", "content": text}]
+        return self._answer(conversation, overrides)
+
+    def regenerate(self, **overrides: Any) -> Generation:
+        """Answer the last user message again, replacing the last answer."""
+        if self.messages and self.messages[-1]["role"] == "assistant":
+            self.messages.pop()
+            if self.results:
+                self.results.pop()
+        if not self.messages:
+            raise SettingsError("There is no message to answer again.")
+        return self._answer(list(self.messages), overrides)
+
+    def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
+        settings = {**self.settings, **overrides}
+        sampling = Sampling(**{key: settings.pop(key) for key in
+                               ("temperature", "top_p", "top_k", "min_p") if key in settings})
+        preference = settings.pop("preference", self.preference)
+        method = settings.pop("method", self.method)
+
+        def remember(result: Result) -> None:
+            self.messages[:] = conversation
+            self.messages.append({"role": "assistant", "content": result.text})
+            self.results.append(result)
+
+        return self.model._start(
+            conversation, preference, method, sampling,
+            max_tokens=settings.pop("max_tokens"), seed=settings.pop("seed", None),
+            stop=settings.pop("stop", None), ignore_eos=settings.pop("ignore_eos", False),
+            owned_lanes=self._lanes, system_prompt=self.system_prompt, on_finish=remember,
+        )
+
+    def close(self) -> None:
+        """Give the lanes back to the model's context."""
+        for context, lane in self._lanes.values():
+            context.close_lane(lane)
+        self._lanes.clear()
+
+
+def load(
+    model: str | Path | None = None,
+    *,
+    filename: str | None = None,
+    n_gpu_layers: int = 0,
+    n_ctx: int | None = None,
+    max_lanes: int = 4,
+    n_threads: int | None = None,
+    n_threads_batch: int | None = None,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    progress: Callable[[int, int], None] | None = None,
+) -> Model:
+    """Load a GGUF: the bundled SmolLM2-135M-Instruct (None), a local path, a catalog name,
+    or a Hugging Face repo (``"org/repo"`` with ``filename="*Q4_K_M.gguf"``, or
+    ``"org/repo:*Q4_K_M.gguf"``), used from the local cache when it is there."""
+    from localpref.models import resolve_model
+
+    path = resolve_model(None if model is None else str(model), filename=filename,
+                         progress=progress)
+    return Model(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=max_lanes,
+                 n_threads=n_threads, n_threads_batch=n_threads_batch,
+                 system_prompt=system_prompt)

@@ -1,0 +1,63 @@
+"""The `localpref` console script: one sub-command per module, one error policy for all.
+
+Every sub-command module exposes ``add_parser(subparsers)``, which registers its parser and sets
+``func`` (``args -> int`` exit code) as a default. Bad input raises ``LocalprefError``: it is
+printed here as one sentence on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from localpref.errors import LocalprefError
+
+#: Modules that each contribute sub-commands, in the order `--help` lists them.
+COMMAND_MODULES = (
+    "localpref.commands.chat",
+    "localpref.commands.generate",
+    "localpref.commands.models",
+    "localpref.commands.evaluate",
+    "localpref.commands.bench",
+    "localpref.commands.doctor",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, assembled from the command modules that are present."""
+    parser = argparse.ArgumentParser(
+        prog="localpref",
+        description="Personalise what a local GGUF model writes, token by token (Amulet, PAD).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LocalprefError as error:
+        print(f"localpref: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `localpref` console script, one module each."""

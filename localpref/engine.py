@@ -1,0 +1,361 @@
+"""llama.cpp through llama-cpp-python's low-level API: one model, one context, several lanes.
+
+A *lane* is one llama.cpp sequence: the same conversation rendered with or without the user's
+preference. Every step puts the new token of every lane into ONE ``llama_batch`` and calls
+``llama_decode`` once, so two lanes cost one forward pass over a batch of two rather than two
+passes. The context uses a unified KV cache, so a prompt prefix shared by several lanes is
+evaluated once and shared with ``llama_memory_seq_cp`` (a copy of cell ownership, not of data).
+
+Why not ``llama_cpp.Llama``: it holds a single sequence, its ``logits_processor`` hook swallows
+exceptions and cannot see a second context, and its ``detokenize`` drops pieces over 32 bytes
+in 0.3.36. We keep the weights in one ``llama_model`` and drive batches ourselves.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+from llama_cpp import _logger as llama_logger
+
+from localpref.errors import ModelError, PromptTooLongError
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    """Initialise llama.cpp once per process and keep its log quiet unless debugging."""
+    global _backend_ready
+    with _backend_lock:
+        if _backend_ready:
+            return
+        llama_logger.set_verbose(bool(os.environ.get("LOCALPREF_DEBUG")))
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+def available_cores() -> int:
+    """The number of cores this process may run on (the default thread count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class Vocabulary:
+    """Tokenizer and detokenizer of a loaded model."""
+
+    def __init__(self, model_handle: llama_cpp.llama_model_p) -> None:
+        self._vocab = llama_cpp.llama_model_get_vocab(model_handle)
+        self.size: int = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.adds_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self.bos_id: int = llama_cpp.llama_vocab_bos(self._vocab)
+        self.eos_id: int = llama_cpp.llama_vocab_eos(self._vocab)
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        self.end_of_generation_ids: frozenset[int] = frozenset(
+            token for token in range(self.size) if llama_cpp.llama_vocab_is_eog(self._vocab, token)
+        )
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS where the model asks for it."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (llama_cpp.llama_token * capacity)()
+        count = llama_cpp.llama_tokenize(
+            self._vocab, data, len(data), buffer, capacity, add_special, parse_special
+        )
+        if count < 0:
+            capacity = -count
+            buffer = (llama_cpp.llama_token * capacity)()
+            count = llama_cpp.llama_tokenize(
+                self._vocab, data, len(data), buffer, capacity, add_special, parse_special
+            )
+        return list(buffer[:count])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character).
+
+        Our own wrapper over ``llama_token_to_piece``: it grows its buffer for long pieces,
+        where llama-cpp-python 0.3.36's ``detokenize`` silently drops pieces over 32 bytes.
+        """
+        size = llama_cpp.llama_token_to_piece(
+            self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
+        )
+        if size < 0:
+            self._piece_buffer = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(
+                self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
+            )
+        return self._piece_buffer.raw[:size]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of a token list (special tokens not rendered)."""
+        return b"".join(self.piece(token) for token in tokens).decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary entry of a token, as stored in the GGUF."""
+        return (llama_cpp.llama_vocab_get_text(self._vocab, token) or b"").decode(
+            "utf-8", errors="replace"
+        )
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """True for every end token (EOS, ``<|im_end|>``, ``<end_of_turn>``...)."""
+        return token in self.end_of_generation_ids
+
+
+class LoadedModel:
+    """The weights of one GGUF file, loaded once and shared by every context on it."""
+
+    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0) -> None:
+        _init_backend()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"Model file {self.path} does not exist.")
+        _check_gguf_header(self.path)
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        handle = llama_cpp.llama_model_load_from_file(str(self.path).encode("utf-8"), params)
+        if not handle:
+            raise ModelError(f"llama.cpp could not load {self.path}: the file may be corrupt.")
+        self.handle = handle
+        self.vocabulary = Vocabulary(handle)
+        self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(handle)
+        self.n_gpu_layers = n_gpu_layers
+        self.chat_template: str | None = self.metadata("tokenizer.chat_template")
+        self.name: str = self.metadata("general.name") or self.path.stem
+
+    def metadata(self, key: str) -> str | None:
+        """A string value of the GGUF metadata, or None when absent."""
+        size = llama_cpp.llama_model_meta_val_str(self.handle, key.encode(), None, 0)
+        if size < 0:
+            return None
+        buffer = ctypes.create_string_buffer(size + 1)
+        llama_cpp.llama_model_meta_val_str(self.handle, key.encode(), buffer, size + 1)
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Free the weights (no context on this model may be used afterwards)."""
+        if getattr(self, "handle", None):
+            llama_cpp.llama_model_free(self.handle)
+            self.handle = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _check_gguf_header(path: Path) -> None:
+    """Refuse a file llama.cpp would choke on, before llama.cpp sees it."""
+    try:
+        from localpref.gguf_header import read_gguf_header
+    except ImportError:  # header validation lives in the models module
+        with path.open("rb") as file:
+            if file.read(4) != b"GGUF":
+                raise ModelError(f"{path} is not a GGUF file.") from None
+        return
+    read_gguf_header(path)
+
+
+@dataclass
+class LaneState:
+    """What one llama.cpp sequence holds: its id and the tokens in its KV cache."""
+
+    seq_id: int
+    tokens: list[int]
+
+
+class Context:
+    """One llama.cpp context with up to ``max_lanes`` sequences sharing a unified KV cache.
+
+    ``n_ctx`` is the window of ONE lane; the context holds ``n_ctx * max_lanes`` cells so that
+    every lane can fill its window (cells of a shared prefix are counted once).
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        n_ctx: int = 4096,
+        max_lanes: int = 4,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+    ) -> None:
+        self.model = model
+        self.n_ctx = n_ctx
+        self.max_lanes = max_lanes
+        self.n_batch = n_batch
+        threads = n_threads or available_cores()
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * max_lanes
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = max_lanes
+        params.n_threads = threads
+        params.n_threads_batch = n_threads_batch or threads
+        params.kv_unified = True
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.no_perf = True
+        handle = llama_cpp.llama_init_from_model(model.handle, params)
+        if not handle:
+            raise ModelError(f"llama.cpp could not create a context for {model.path}.")
+        self.handle = handle
+        self.n_threads = threads
+        self.memory = llama_cpp.llama_get_memory(handle)
+        self.vocab_size = model.vocabulary.size
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._batch_tokens = np.ctypeslib.as_array(self._batch.token, shape=(n_batch,))
+        self._batch_positions = np.ctypeslib.as_array(self._batch.pos, shape=(n_batch,))
+        self._batch_n_seq = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(n_batch,))
+        self._batch_wants_logits = np.ctypeslib.as_array(self._batch.logits, shape=(n_batch,))
+        self._batch_seq_slots = [self._batch.seq_id[i] for i in range(n_batch)]
+        self._batch_n_seq[:] = 1
+        self._free_seq_ids = list(range(max_lanes))
+        self._lock = threading.RLock()
+
+    # -- lanes --------------------------------------------------------------------------
+
+    def open_lane(self) -> LaneState:
+        """Reserve a free sequence id (empty cache)."""
+        with self._lock:
+            if not self._free_seq_ids:
+                raise ModelError(f"All {self.max_lanes} lanes of the context are in use.")
+            seq_id = self._free_seq_ids.pop(0)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+        return LaneState(seq_id=seq_id, tokens=[])
+
+    def close_lane(self, lane: LaneState) -> None:
+        """Free a lane's cache cells and its sequence id."""
+        llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, -1, -1)
+        lane.tokens = []
+        with self._lock:
+            if lane.seq_id not in self._free_seq_ids:
+                self._free_seq_ids.append(lane.seq_id)
+                self._free_seq_ids.sort()
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def prefill(self, lanes: Sequence[LaneState], targets: Sequence[Sequence[int]]) -> None:
+        """Bring every lane's cache to its target tokens; the next logits are their last ones.
+
+        Each lane keeps the part of its cache that already matches its target (a chat's
+        history) and evaluates only the rest. A lane whose target shares a prefix with an
+        earlier lane's copies that prefix instead of evaluating it again. The last token of
+        every lane is evaluated in one final batch, so ``logits(i)`` is lane ``i``'s.
+        """
+        for target in targets:
+            if len(target) == 0:
+                raise PromptTooLongError("The prompt rendered to no tokens.")
+            if len(target) >= self.n_ctx:
+                raise PromptTooLongError(
+                    f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."
+                )
+        for index, (lane, target) in enumerate(zip(lanes, targets)):
+            target = list(target)
+            keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
+            llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, keep, -1)
+            start = keep
+            donor = self._best_donor(lanes[:index], targets[:index], target, keep)
+            if donor is not None:
+                donor_lane, start = donor
+                llama_cpp.llama_memory_seq_cp(
+                    self.memory, donor_lane.seq_id, lane.seq_id, keep, start
+                )
+            self._evaluate([(lane.seq_id, start, target[start:-1])], want_logits=False)
+            lane.tokens = target
+        finals = [(lane.seq_id, len(lane.tokens) - 1, lane.tokens[-1:]) for lane in lanes]
+        self._evaluate(finals, want_logits=True)
+
+    def _best_donor(
+        self,
+        earlier_lanes: Sequence[LaneState],
+        earlier_targets: Sequence[Sequence[int]],
+        target: list[int],
+        keep: int,
+    ) -> tuple[LaneState, int] | None:
+        """The earlier lane sharing the longest evaluated prefix beyond ``keep``, if any."""
+        best: tuple[LaneState, int] | None = None
+        for lane, other in zip(earlier_lanes, earlier_targets):
+            # An earlier lane holds its target's tokens except the last one at this point.
+            shared = min(_common_prefix(other, target), len(other) - 1, len(target) - 1)
+            if shared > keep and (best is None or shared > best[1]):
+                best = (lane, shared)
+        return best
+
+    def _evaluate(
+        self, parts: Sequence[tuple[int, int, Sequence[int]]], *, want_logits: bool
+    ) -> None:
+        """Decode (seq_id, first position, tokens) parts in batches of at most ``n_batch``.
+
+        With ``want_logits`` the parts must fit in one decode and every token gets logits
+        (used for the last token of each lane).
+        """
+        flat: list[tuple[int, int, int]] = [
+            (seq_id, start + offset, token)
+            for seq_id, start, tokens in parts
+            for offset, token in enumerate(tokens)
+        ]
+        if want_logits and len(flat) > self.n_batch:
+            raise ModelError("More lanes than fit in one batch.")
+        for chunk_start in range(0, len(flat), self.n_batch):
+            chunk = flat[chunk_start : chunk_start + self.n_batch]
+            for i, (seq_id, position, token) in enumerate(chunk):
+                self._batch_tokens[i] = token
+                self._batch_positions[i] = position
+                self._batch_seq_slots[i][0] = seq_id
+            self._batch_wants_logits[: len(chunk)] = 1 if want_logits else 0
+            self._batch.n_tokens = len(chunk)
+            self._decode()
+
+    def step(self, lanes: Sequence[LaneState], tokens: Sequence[int]) -> None:
+        """Append one token per lane (each its own) in ONE decode; logits(i) is lane i's."""
+        for i, (lane, token) in enumerate(zip(lanes, tokens)):
+            self._batch_tokens[i] = token
+            self._batch_positions[i] = len(lane.tokens)
+            self._batch_seq_slots[i][0] = lane.seq_id
+            lane.tokens.append(token)
+        self._batch_wants_logits[: len(lanes)] = 1
+        self._batch.n_tokens = len(lanes)
+        self._decode()
+
+    def _decode(self) -> None:
+        status = llama_cpp.llama_decode(self.handle, self._batch)
+        if status == 1:
+            raise PromptTooLongError(
+                "The conversation no longer fits in the context; start a new one."
+            )
+        if status != 0:
+            raise ModelError(f"llama.cpp failed to decode a batch (status {status}).")
+
+    def logits(self, index: int) -> np.ndarray:
+        """Zero-copy float32 view of the logits of the ``index``-th output of the last decode.
+
+        The view is overwritten by the next decode: copy it to keep it.
+        """
+        pointer = llama_cpp.llama_get_logits_ith(self.handle, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.vocab_size,))
+
+    def close(self) -> None:
+        """Free the context and its batch."""
+        if getattr(self, "handle", None):
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self.handle)
+            self.handle = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _common_prefix(first: Sequence[int], second: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    limit = min(len(first), len(second))
+    for i in range(limit):
+        if first[i] != second[i]:
+            return i
+    return limit

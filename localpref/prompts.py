@@ -1,0 +1,159 @@
+"""Chat messages and a preference -> the token list of each lane, through the GGUF's template.
+
+The base lane reads the conversation under the neutral system prompt; the preference lane under
+the same system prompt followed by the preference sentence. A system prompt containing
+``{preference}`` (the papers' prompts) gets the sentence there instead, or nothing on the base
+lane. Templates without a system role get that text in front of the first user message.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from localpref.engine import LoadedModel
+from localpref.errors import SettingsError, TemplateError
+
+Message = Mapping[str, str]
+
+#: Used when a GGUF carries no chat template at all.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_SYSTEM_PROBE = "SYSTEM-ROLE-PROBE-7f3a"
+
+
+def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, str]]:
+    """A prompt string becomes one user message; a message list is checked and copied."""
+    if isinstance(prompt_or_messages, str):
+        if not prompt_or_messages.strip():
+            raise SettingsError("The prompt is empty.")
+        return [{"role": "user", "content": prompt_or_messages}]
+    messages = []
+    for message in prompt_or_messages:
+        role, content = message.get("role"), message.get("content")
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise SettingsError(
+                "Each message needs a role (system, user or assistant) and a text content."
+            )
+        messages.append({"role": role, "content": content})
+    if not any(message["role"] == "user" for message in messages):
+        raise SettingsError("The conversation has no user message.")
+    return messages
+
+
+def system_text(system_prompt: str, preference: str | None) -> str:
+    """The system text of a lane: ``{preference}`` filled, or the preference appended."""
+    if "{preference}" in system_prompt:
+        return system_prompt.replace("{preference}", preference or "").strip()
+    if preference:
+        return f"{system_prompt} {preference}".strip()
+    return system_prompt
+
+
+class ChatTemplate:
+    """The model's Jinja chat template, rendered in a sandbox."""
+
+    def __init__(self, source: str | None, *, bos_token: str = "", eos_token: str = "") -> None:
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment.globals["raise_exception"] = _raise_template_exception
+        environment.globals["strftime_now"] = _strftime_now
+        try:
+            self._template = environment.from_string(source or CHATML_TEMPLATE)
+        except JinjaTemplateError as error:
+            raise TemplateError(f"The model's chat template does not parse: {error}.") from None
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+        """The conversation as the model expects it, assistant header added."""
+        try:
+            return self._template.render(
+                messages=list(messages),
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+        except Exception as error:  # a template may raise anything
+            raise TemplateError(f"The model's chat template failed to render: {error}.") from None
+
+    @cached_property
+    def has_system_role(self) -> bool:
+        """Whether a system message reaches the rendered text (Gemma's does not)."""
+        probe = [{"role": "system", "content": _SYSTEM_PROBE}, {"role": "user", "content": "hi"}]
+        try:
+            return _SYSTEM_PROBE in self.render(probe)
+        except TemplateError:
+            return False
+
+    def render_with_system(self, system: str, messages: Sequence[Message]) -> str:
+        """Render ``messages`` under ``system``, folding it into the first user message when
+        the template has no system role. A system message in ``messages`` is replaced."""
+        conversation = [dict(m) for m in messages if m["role"] != "system"]
+        if not system:
+            return self.render(conversation)
+        if self.has_system_role:
+            return self.render([{"role": "system", "content": system}, *conversation])
+        for message in conversation:
+            if message["role"] == "user":
+                message["content"] = f"{system}\n\n{message['content']}"
+                break
+        return self.render(conversation)
+
+
+def _raise_template_exception(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _strftime_now(format_string: str) -> str:
+    return datetime.datetime.now().strftime(format_string)
+
+
+class PromptBuilder:
+    """Renders and tokenizes the lanes of one model."""
+
+    def __init__(self, model: LoadedModel, system_prompt: str) -> None:
+        vocabulary = model.vocabulary
+        self.model = model
+        self.system_prompt = system_prompt
+        self._bos_text = vocabulary.token_text(vocabulary.bos_id) if vocabulary.bos_id >= 0 else ""
+        eos_text = vocabulary.token_text(vocabulary.eos_id) if vocabulary.eos_id >= 0 else ""
+        self.template = ChatTemplate(
+            model.chat_template, bos_token=self._bos_text, eos_token=eos_text
+        )
+
+    def lane_text(
+        self,
+        messages: Sequence[Message],
+        preference: str | None,
+        *,
+        system_prompt: str | None = None,
+    ) -> str:
+        """The rendered text of one lane (``preference`` None for the base lane)."""
+        own_system = [m["content"] for m in messages if m["role"] == "system"]
+        base_system = own_system[0] if own_system else (system_prompt or self.system_prompt)
+        return self.template.render_with_system(system_text(base_system, preference), messages)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a rendered prompt, BOS added once when the model wants one."""
+        vocabulary = self.model.vocabulary
+        add_bos = vocabulary.adds_bos and not (self._bos_text and text.startswith(self._bos_text))
+        return vocabulary.tokenize(text, add_special=add_bos, parse_special=True)
+
+    def lane_tokens(
+        self,
+        messages: Sequence[Message],
+        preference: str | None,
+        *,
+        system_prompt: str | None = None,
+    ) -> list[int]:
+        """The token list of one lane."""
+        return self.tokenize(self.lane_text(messages, preference, system_prompt=system_prompt))
+
