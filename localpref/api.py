@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from localpref.decoding import Generation, LaneGroup, LaneSet, Result
+from localpref.decoding import Generation, LaneGroup, LaneSet, MultiGeneration, Plan, Result, Track
 from localpref.engine import Context, LaneState, LoadedModel
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
 from localpref.methods import Base, Method, Sampling, resolve_method
@@ -153,11 +153,11 @@ class Model:
 
         The returned generation's ``result`` (text, tokens, stats) is set when it ends.
         """
-        return self._start(
-            as_messages(prompt_or_messages), preference, method,
+        return Generation(self._start(
+            as_messages(prompt_or_messages), preference, [method],
             Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos, owned_lanes=None,
-        )
+        ))
 
     def chat(
         self,
@@ -171,88 +171,132 @@ class Model:
         return Chat(self, preference=preference, method=method, system_prompt=system_prompt,
                     **settings)
 
+    def compare(
+        self,
+        prompt_or_messages: PromptInput,
+        methods: Sequence[Method | str],
+        *,
+        preference: PreferenceInput = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        min_p: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        ignore_eos: bool = False,
+    ) -> MultiGeneration:
+        """Several methods answer the same prompt at once, every lane of every method in ONE
+        batched decode per step; the prompt is evaluated once and copied to the other lanes.
+
+        Yields ``(method index, text piece)``; ``run()`` returns one ``Result`` per method.
+        """
+        if not methods:
+            raise SettingsError("Give at least one method to compare.")
+        return self._start(
+            as_messages(prompt_or_messages), preference, list(methods),
+            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
+            max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos,
+            owned_lanes=None,
+        )
+
     def _start(
         self,
         messages: list[dict[str, str]],
         preference: PreferenceInput,
-        method: Method | str,
+        methods: Sequence[Method | str],
         sampling: Sampling,
         *,
         max_tokens: int,
         seed: int | None,
-        stop: Sequence[str] | None,
+        stop: Sequence[str] | str | None,
         ignore_eos: bool,
         owned_lanes: dict[str, tuple[Context, LaneState]] | None,
         system_prompt: str | None = None,
-        on_finish: Callable[[Result], None] | None = None,
-    ) -> Generation:
-        """Validate everything and tokenize the lanes now; open lanes and decode lazily."""
-        chosen = resolve_method(method)
+        on_finish: Callable[[list[Result]], None] | None = None,
+    ) -> MultiGeneration:
+        """Validate everything and tokenize the lanes now; open lanes and decode lazily.
+
+        ``owned_lanes`` (a chat's) keeps lanes between calls, keyed by lane kind; without
+        it every track gets fresh lanes that are given back when the generation ends.
+        """
         preference_sentence = combine_preferences(preference)
+        chosen = [resolve_method(method) for method in methods]
         if preference_sentence is None:
-            chosen = Base()
+            chosen = [Base() for _ in chosen]
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise SettingsError(f"max_tokens must be a whole number, 1 or more (got {max_tokens}).")
-        if stop is not None and isinstance(stop, str):
+        if isinstance(stop, str):
             stop = [stop]
-        targets = [
-            self._lane_backend(chosen, kind).prompts.lane_tokens(
-                messages, None if kind == "base" else preference_sentence,
-                system_prompt=system_prompt,
+        targets_by_kind: dict[tuple[str, str | None], list[int]] = {}
+        for method in chosen:
+            for kind in method.lanes:
+                key = _lane_key(method, kind)
+                if key not in targets_by_kind:
+                    targets_by_kind[key] = self._lane_backend(method, kind).prompts.lane_tokens(
+                        messages, None if kind == "base" else preference_sentence,
+                        system_prompt=system_prompt,
+                    )
+        longest = max(len(target) for target in targets_by_kind.values())
+        if longest + 1 >= self.n_ctx:
+            raise PromptTooLongError(
+                f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
             )
-            for kind in chosen.lanes
+        track_stats = [
+            {
+                "method": method.label,
+                "preference": preference_label(preference),
+                "model": self.name,
+                "n_lanes": len(method.lanes),
+                "n_prompt_tokens": longest,
+                "n_threads": self.n_threads,
+                "settings": {**method.settings(), **vars(sampling), "seed": seed},
+            }
+            for method in chosen
         ]
-        for target in targets:
-            if len(target) + 1 >= self.n_ctx:
-                raise PromptTooLongError(
-                    f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."
-                )
-        selector = chosen.selector(self._backend.loaded.vocabulary.size, sampling, seed)
-        base_stats = {
-            "method": chosen.label,
-            "preference": preference_label(preference),
-            "model": self.name,
-            "n_lanes": len(chosen.lanes),
-            "n_prompt_tokens": max(len(t) for t in targets),
-            "n_threads": self.n_threads,
-            "settings": {**chosen.settings(), **vars(sampling), "seed": seed},
-        }
-        lock_holder: list[bool] = []
+        held: list[bool] = []
         temporary: list[tuple[Context, LaneState]] = []
 
-        def prepare() -> LaneSet:
+        def prepare() -> Plan:
             self._lock.acquire()
-            lock_holder.append(True)
+            held.append(True)
             groups: dict[int, LaneGroup] = {}
-            for index, (kind, target) in enumerate(zip(chosen.lanes, targets)):
-                context = self._lane_backend(chosen, kind).context
-                if owned_lanes is not None:
-                    key = f"{kind}:{getattr(chosen, 'reward_model', '')}" if kind == "reward" else kind
-                    if key not in owned_lanes:
-                        owned_lanes[key] = (context, context.open_lane())
-                    lane = owned_lanes[key][1]
-                else:
-                    lane = context.open_lane()
-                    temporary.append((context, lane))
-                group = groups.setdefault(id(context), LaneGroup(context, [], [], []))
-                group.lanes.append(lane)
-                group.targets.append(target)
-                group.method_indices.append(index)
-            return LaneSet(list(groups.values()))
+            tracks = []
+            for method in chosen:
+                lane_indices = []
+                for kind in method.lanes:
+                    key = _lane_key(method, kind)
+                    context = self._lane_backend(method, kind).context
+                    if owned_lanes is None:
+                        lane = context.open_lane()
+                        temporary.append((context, lane))
+                    else:
+                        name = f"{key[0]}:{key[1]}"
+                        if name not in owned_lanes:
+                            owned_lanes[name] = (context, context.open_lane())
+                        lane = owned_lanes[name][1]
+                    group = groups.setdefault(id(context), LaneGroup(context))
+                    lane_indices.append(sum(len(g.lanes) for g in groups.values()))
+                    group.lanes.append(lane)
+                    group.targets.append(targets_by_kind[key])
+                    group.lane_indices.append(lane_indices[-1])
+                selector = method.selector(self.vocabulary.size, sampling, seed)
+                tracks.append(Track(selector, lane_indices, {}))
+            return Plan(LaneSet(list(groups.values())), tracks)
 
-        def finish(result: Result) -> None:
+        def finish(results: list[Result]) -> None:
             for context, lane in temporary:
                 context.close_lane(lane)
             temporary.clear()
-            if lock_holder:
-                lock_holder.clear()
+            if held:
+                held.clear()
                 self._lock.release()
             if on_finish is not None:
-                on_finish(result)
+                on_finish(results)
 
-        return Generation(
-            prepare, selector, self._backend.loaded.vocabulary, max_tokens=max_tokens,
-            stop=stop or (), ignore_eos=ignore_eos, base_stats=base_stats, on_finish=finish,
+        return MultiGeneration(
+            prepare, self.vocabulary, max_tokens=max_tokens, stop=stop or (),
+            ignore_eos=ignore_eos, track_stats=track_stats, on_finish=finish,
         )
 
     def _lane_backend(self, method: Method, kind: str) -> _Backend:
@@ -354,23 +398,30 @@ class Chat:
         preference = settings.pop("preference", self.preference)
         method = settings.pop("method", self.method)
 
-        def remember(result: Result) -> None:
+        def remember(results: list[Result]) -> None:
+            if not results:
+                return
             self.messages[:] = conversation
-            self.messages.append({"role": "assistant", "content": result.text})
-            self.results.append(result)
+            self.messages.append({"role": "assistant", "content": results[0].text})
+            self.results.append(results[0])
 
-        return self.model._start(
-            conversation, preference, method, sampling,
+        return Generation(self.model._start(
+            conversation, preference, [method], sampling,
             max_tokens=settings.pop("max_tokens"), seed=settings.pop("seed", None),
             stop=settings.pop("stop", None), ignore_eos=settings.pop("ignore_eos", False),
             owned_lanes=self._lanes, system_prompt=self.system_prompt, on_finish=remember,
-        )
+        ))
 
     def close(self) -> None:
         """Give the lanes back to the model's context."""
         for context, lane in self._lanes.values():
             context.close_lane(lane)
         self._lanes.clear()
+
+
+def _lane_key(method: Method, kind: str) -> tuple[str, str | None]:
+    """Lanes with equal keys read the same tokens: a kind, and the reward model if any."""
+    return (kind, getattr(method, "reward_model", None) if kind == "reward" else None)
 
 
 def load(

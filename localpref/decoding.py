@@ -1,10 +1,14 @@
 """The decoding loop: prefill, then per step combine, sample, stop, stream, and one decode.
 
-A ``Generation`` is a Python generator of text pieces (close it to cancel) that also carries
-its ``result`` and live ``stats``. Timing follows one definition everywhere:
+A *track* is one answer being written by one method from its lanes. A plain generation has
+one track; a comparison has one per method, all decoded together: every step puts the new
+token of every lane of every unfinished track into ONE batch per context.
+
+Timing follows one definition everywhere:
 
 - ``prefill_ms``: bringing every lane's cache to the prompt (first logits included);
-- ``decode_ms``: the generation steps after prefill; ``tokens_per_s = n_tokens / decode_ms``;
+- ``decode_ms``: the generation steps after prefill, minus the time the consumer held the
+  generator between pieces; ``tokens_per_s = n_tokens / decode_ms``;
 - ``steer_ms_per_token``: everything in a step except ``llama_decode`` (combining the lanes,
   sampling, detokenizing, stop checks), divided by the tokens generated.
 """
@@ -35,66 +39,103 @@ class Result:
 
 @dataclass
 class LaneGroup:
-    """The lanes a generation decodes on one context, in the method's lane order."""
+    """The lanes decoded on one context, with the global index of each."""
 
     context: Context
-    lanes: list[LaneState]
-    targets: list[list[int]]
-    #: position of each lane of this group in the method's lane order
-    method_indices: list[int]
+    lanes: list[LaneState] = field(default_factory=list)
+    targets: list[list[int]] = field(default_factory=list)
+    lane_indices: list[int] = field(default_factory=list)
 
 
 class LaneSet:
-    """All lanes of one generation, possibly over several contexts (PAD's reward model)."""
+    """Every lane of a generation, possibly over several contexts (PAD's reward model).
+
+    Lanes are numbered globally; ``logits()`` returns the views of the lanes decoded last.
+    """
 
     def __init__(self, groups: Sequence[LaneGroup]) -> None:
         self.groups = list(groups)
         self.lane_count = sum(len(group.lanes) for group in self.groups)
+        self._views: list[np.ndarray | None] = [None] * self.lane_count
 
     def prefill(self) -> None:
+        """Evaluate every lane's prompt (shared prefixes once); logits of all lanes ready."""
         for group in self.groups:
             group.context.prefill(group.lanes, group.targets)
+            for output_index, lane_index in enumerate(group.lane_indices):
+                self._views[lane_index] = group.context.logits(output_index)
 
-    def logits(self) -> list[np.ndarray]:
-        """Zero-copy logits of every lane, in the method's lane order."""
-        views: list[np.ndarray] = [None] * self.lane_count  # type: ignore[list-item]
+    def logits(self, lane_indices: Sequence[int]) -> list[np.ndarray]:
+        """Zero-copy logits of the given lanes (valid until the next decode)."""
+        return [self._views[i] for i in lane_indices]  # type: ignore[misc]
+
+    def step(self, tokens_by_lane: dict[int, int]) -> None:
+        """Append a token to each listed lane: one ``llama_decode`` per context."""
         for group in self.groups:
-            for output_index, method_index in enumerate(group.method_indices):
-                views[method_index] = group.context.logits(output_index)
-        return views
+            members = [
+                (position, lane_index)
+                for position, lane_index in enumerate(group.lane_indices)
+                if lane_index in tokens_by_lane
+            ]
+            if not members:
+                continue
+            lanes = [group.lanes[position] for position, _ in members]
+            group.context.step(lanes, [tokens_by_lane[i] for _, i in members])
+            for output_index, (_, lane_index) in enumerate(members):
+                self._views[lane_index] = group.context.logits(output_index)
 
-    def step(self, token: int) -> None:
-        """Append ``token`` to every lane: one ``llama_decode`` per context."""
-        for group in self.groups:
-            group.context.step(group.lanes, [token] * len(group.lanes))
+
+class Track:
+    """One answer: its method's selector, the lanes it reads, and what it has written."""
+
+    def __init__(self, selector: Selector, lane_indices: Sequence[int], stats: dict[str, Any]):
+        self.selector = selector
+        self.lane_indices = list(lane_indices)
+        self.stats = stats
+        self.tokens: list[int] = []
+        self.text = ""
+        self.emitted_chars = 0
+        self.stop_reason: str | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.result: Result | None = None
+
+    def finish(self, reason: str) -> None:
+        self.stop_reason = reason
+        if reason not in ("stop", "cancelled", "error"):
+            self.text += self.decoder.decode(b"", final=True)
 
 
-class Generation(Generator[str, None, None]):
-    """A running generation: iterate for text pieces, ``close()`` to cancel.
+@dataclass
+class Plan:
+    """What ``prepare`` returns: the lanes, opened and ready to prefill, and the tracks."""
 
-    ``prepare`` opens the lanes when the first piece is asked for (so an unused generation
-    holds nothing). ``result`` is set once the generation ends (finished, stopped or
-    cancelled); ``stats`` is updated every step, so a user interface can show tokens/s while
-    it streams. ``on_finish`` runs whatever happened, errors included.
+    lanes: LaneSet
+    tracks: list[Track]
+
+
+class MultiGeneration(Generator[tuple[int, str], None, None]):
+    """Several tracks decoded together; yields ``(track index, text piece)``.
+
+    ``prepare`` opens the lanes when the first piece is asked for, so an unused generation
+    holds nothing; ``on_finish`` runs whatever happened, errors included. ``results`` holds
+    one ``Result`` per track once the generation ends; each track's ``stats`` are updated
+    every step, so a user interface can show tokens/s while it streams.
     """
 
     def __init__(
         self,
-        prepare: Callable[[], LaneSet],
-        selector: Selector,
+        prepare: Callable[[], Plan],
         vocabulary: Vocabulary,
         *,
         max_tokens: int,
         stop: Sequence[str] = (),
         ignore_eos: bool = False,
-        base_stats: dict[str, Any] | None = None,
-        on_finish: Callable[[Result], None] | None = None,
+        track_stats: Sequence[dict[str, Any]],
+        on_finish: Callable[[list[Result]], None] | None = None,
     ) -> None:
-        self.stats: dict[str, Any] = dict(base_stats or {})
-        self.result: Result | None = None
+        self.track_stats = [dict(stats) for stats in track_stats]
+        self.results: list[Result] = []
         self._prepare = prepare
-        self._lanes: LaneSet | None = None
-        self._selector = selector
         self._vocabulary = vocabulary
         self._max_tokens = max_tokens
         self._stop = [s for s in stop if s]
@@ -102,12 +143,10 @@ class Generation(Generator[str, None, None]):
         self._on_finish = on_finish
         self._inner = self._run()
 
-    # -- generator protocol ---------------------------------------------------------------
-
-    def send(self, value: None) -> str:
+    def send(self, value: None) -> tuple[int, str]:
         return self._inner.send(value)
 
-    def throw(self, *args: Any) -> str:  # type: ignore[override]
+    def throw(self, *args: Any) -> tuple[int, str]:  # type: ignore[override]
         return self._inner.throw(*args)
 
     def close(self) -> None:
@@ -116,77 +155,133 @@ class Generation(Generator[str, None, None]):
     def __del__(self) -> None:
         self._inner.close()
 
-    def run(self) -> Result:
-        """Consume the whole generation and return its result."""
+    def run(self) -> list[Result]:
+        """Consume the whole generation and return one result per track."""
         for _ in self:
             pass
+        return self.results
+
+    def _run(self) -> Iterator[tuple[int, str]]:
+        clock = _StepClock()
+        tracks: list[Track] = []
+        for stats in self.track_stats:
+            stats.update(n_tokens=0, prefill_ms=0.0, stop_reason="running")
+        outcome = "cancelled"
+        try:
+            plan = self._prepare()
+            tracks = plan.tracks
+            for track, stats in zip(tracks, self.track_stats, strict=True):
+                track.stats = stats
+            plan.lanes.prefill()
+            prefill_ms = clock.lap_ms()
+            for track in tracks:
+                track.stats["prefill_ms"] = prefill_ms
+            active = list(tracks)
+            while active:
+                tokens_by_lane: dict[int, int] = {}
+                for track in active:
+                    token = track.selector.pick(plan.lanes.logits(track.lane_indices))
+                    if self._advance(track, token):
+                        for lane_index in track.lane_indices:
+                            tokens_by_lane[lane_index] = token
+                if tokens_by_lane:
+                    with clock.decoding():
+                        plan.lanes.step(tokens_by_lane)
+                for index, track in enumerate(tracks):
+                    if track in active:
+                        _update_stats(track, clock)
+                        visible = len(track.text) - _held_back(track.text, self._stop)
+                        if track.stop_reason is not None:
+                            visible = len(track.text)
+                        if visible > track.emitted_chars:
+                            piece = track.text[track.emitted_chars : visible]
+                            track.emitted_chars = visible
+                            with clock.paused():
+                                yield index, piece
+                active = [track for track in active if track.stop_reason is None]
+            outcome = "done"
+        except BaseException as error:
+            if not isinstance(error, (GeneratorExit, KeyboardInterrupt)):
+                outcome = "error"
+            raise
+        finally:
+            for track in tracks:
+                if track.stop_reason is None:
+                    track.finish(outcome if outcome != "done" else "cancelled")
+                    track.text = track.text[: track.emitted_chars]
+                _update_stats(track, clock)
+                track.stats["stop_reason"] = track.stop_reason
+                track.result = Result(text=track.text, tokens=track.tokens, stats=track.stats)
+            self.results = [track.result for track in tracks if track.result is not None]
+            if self._on_finish is not None:
+                self._on_finish(self.results)
+
+    def _advance(self, track: Track, token: int) -> bool:
+        """Add ``token`` to ``track``; True when its lanes must decode it (not finished)."""
+        if not self._ignore_eos and self._vocabulary.is_end_of_generation(token):
+            track.finish("eos")
+            return False
+        track.tokens.append(token)
+        track.text += track.decoder.decode(self._vocabulary.piece(token))
+        stop_at = _find_stop(track.text, self._stop)
+        if stop_at is not None:
+            track.text = track.text[:stop_at]
+            track.finish("stop")
+            return False
+        if len(track.tokens) >= self._max_tokens:
+            track.finish("length")
+            return False
+        return True
+
+
+class Generation(Generator[str, None, None]):
+    """One answer as a generator of text pieces; ``close()`` it to cancel.
+
+    ``result`` is set once it ends (finished, stopped or cancelled, the partial text kept);
+    ``stats`` is updated every step.
+    """
+
+    def __init__(self, multi: MultiGeneration) -> None:
+        self._multi = multi
+        self.stats: dict[str, Any] = multi.track_stats[0]
+        self._pieces = (piece for _, piece in multi)
+
+    @property
+    def result(self) -> Result | None:
+        return self._multi.results[0] if self._multi.results else None
+
+    def send(self, value: None) -> str:
+        return self._pieces.send(value)
+
+    def throw(self, *args: Any) -> str:  # type: ignore[override]
+        return self._pieces.throw(*args)
+
+    def close(self) -> None:
+        self._pieces.close()
+        self._multi.close()
+
+    def run(self) -> Result:
+        """Consume the whole generation and return its result."""
+        self._multi.run()
         assert self.result is not None
         return self.result
 
-    # -- the loop ---------------------------------------------------------------------------
 
-    def _run(self) -> Iterator[str]:
-        tokens: list[int] = []
-        text = ""
-        emitted_chars = 0
-        stop_reason = "cancelled"
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        clock = _StepClock()
-        self.stats.update(n_tokens=0, prefill_ms=0.0, stop_reason="running")
-        try:
-            self._lanes = lanes = self._prepare()
-            lanes.prefill()
-            self.stats["prefill_ms"] = clock.lap_ms()
-            while True:
-                token = self._selector.pick(lanes.logits())
-                if not self._ignore_eos and self._vocabulary.is_end_of_generation(token):
-                    stop_reason = "eos"
-                    break
-                tokens.append(token)
-                text += decoder.decode(self._vocabulary.piece(token))
-                stop_at = _find_stop(text, self._stop)
-                if stop_at is not None:
-                    text, stop_reason = text[:stop_at], "stop"
-                    break
-                if len(tokens) >= self._max_tokens:
-                    stop_reason = "length"
-                    break
-                with clock.decoding():
-                    lanes.step(token)
-                self._update_stats(len(tokens), clock)
-                visible = len(text) - _held_back(text, self._stop)
-                if visible > emitted_chars:
-                    piece, emitted_chars = text[emitted_chars:visible], visible
-                    with clock.paused():
-                        yield piece
-            if stop_reason != "stop":
-                text += decoder.decode(b"", final=True)
-            self._update_stats(len(tokens), clock)
-            if len(text) > emitted_chars:
-                yield text[emitted_chars:]
-                emitted_chars = len(text)
-        except BaseException as error:
-            if not isinstance(error, (GeneratorExit, KeyboardInterrupt)):
-                stop_reason = "error"
-            raise
-        finally:
-            if stop_reason in ("cancelled", "error"):
-                text = text[:emitted_chars]
-                self._update_stats(len(tokens), clock)
-            self.stats["stop_reason"] = stop_reason
-            self.result = Result(text=text, tokens=tokens, stats=self.stats)
-            if self._on_finish is not None:
-                self._on_finish(self.result)
-
-    def _update_stats(self, n_tokens: int, clock: _StepClock) -> None:
-        loop_seconds = clock.working_seconds()
-        stats = self.stats
-        stats["n_tokens"] = n_tokens
-        stats["decode_ms"] = loop_seconds * 1000
-        stats["tokens_per_s"] = n_tokens / loop_seconds if loop_seconds > 0 else 0.0
-        steer_seconds = max(loop_seconds - clock.decode_seconds, 0.0)
-        stats["steer_ms_per_token"] = steer_seconds * 1000 / n_tokens if n_tokens else 0.0
-        stats["llama_decode_ms"] = clock.decode_seconds * 1000
+def _update_stats(track: Track, clock: _StepClock) -> None:
+    """Refresh a track's timing figures (shared loop time, its own token count)."""
+    stats = track.stats
+    if track.stop_reason is not None and stats.get("stop_reason") not in (None, "running"):
+        return  # frozen when the track ended
+    loop_seconds = clock.working_seconds()
+    n_tokens = len(track.tokens)
+    stats["n_tokens"] = n_tokens
+    stats["decode_ms"] = loop_seconds * 1000
+    stats["tokens_per_s"] = n_tokens / loop_seconds if loop_seconds > 0 else 0.0
+    steer_seconds = max(loop_seconds - clock.decode_seconds, 0.0)
+    stats["steer_ms_per_token"] = steer_seconds * 1000 / n_tokens if n_tokens else 0.0
+    stats["llama_decode_ms"] = clock.decode_seconds * 1000
+    if track.stop_reason is not None:
+        stats["stop_reason"] = track.stop_reason
 
 
 class _StepClock:

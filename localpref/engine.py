@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +23,23 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
-from llama_cpp import _logger as llama_logger
 
 from localpref.errors import ModelError, PromptTooLongError
 
 _backend_lock = threading.Lock()
 _backend_ready = False
+_GGML_LOG_LEVEL_ERROR = 4
+
+
+@llama_cpp.llama_log_callback
+def _log_errors_only(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp's log, reduced to errors (everything with LOCALPREF_DEBUG set).
+
+    Our own callback, because llama-cpp-python 0.3.36 maps ggml's WARN level to ERROR and
+    would print context warnings on every load.
+    """
+    if level == _GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALPREF_DEBUG"):
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
 
 
 def _init_backend() -> None:
@@ -36,7 +48,7 @@ def _init_backend() -> None:
     with _backend_lock:
         if _backend_ready:
             return
-        llama_logger.set_verbose(bool(os.environ.get("LOCALPREF_DEBUG")))
+        llama_cpp.llama_log_set(_log_errors_only, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
         _backend_ready = True
 
@@ -256,7 +268,7 @@ class Context:
                 raise PromptTooLongError(
                     f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."
                 )
-        for index, (lane, target) in enumerate(zip(lanes, targets)):
+        for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
             target = list(target)
             keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
             llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, keep, -1)
@@ -281,7 +293,7 @@ class Context:
     ) -> tuple[LaneState, int] | None:
         """The earlier lane sharing the longest evaluated prefix beyond ``keep``, if any."""
         best: tuple[LaneState, int] | None = None
-        for lane, other in zip(earlier_lanes, earlier_targets):
+        for lane, other in zip(earlier_lanes, earlier_targets, strict=True):
             # An earlier lane holds its target's tokens except the last one at this point.
             shared = min(_common_prefix(other, target), len(other) - 1, len(target) - 1)
             if shared > keep and (best is None or shared > best[1]):
@@ -315,7 +327,7 @@ class Context:
 
     def step(self, lanes: Sequence[LaneState], tokens: Sequence[int]) -> None:
         """Append one token per lane (each its own) in ONE decode; logits(i) is lane i's."""
-        for i, (lane, token) in enumerate(zip(lanes, tokens)):
+        for i, (lane, token) in enumerate(zip(lanes, tokens, strict=True)):
             self._batch_tokens[i] = token
             self._batch_positions[i] = len(lane.tokens)
             self._batch_seq_slots[i][0] = lane.seq_id

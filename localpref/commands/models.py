@@ -1,0 +1,238 @@
+"""``localpref models list|pull|path|remove``: the bundled model, the catalog and the HF cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from localpref import models
+from localpref.errors import ModelError
+from localpref.gguf_header import read_gguf_header
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, gpu_layers: bool = True) -> None:
+    """Add the shared ``--model``, ``--file`` (and ``--gpu-layers``) options to a command."""
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        default=None,
+        help="a .gguf path, a catalog name, or a Hugging Face repo ORG/NAME[:PATTERN] "
+        f"(default: the bundled {models.BUNDLED_MODEL_NAME})",
+    )
+    parser.add_argument(
+        "--file",
+        dest="model_file",
+        metavar="PATTERN",
+        default=None,
+        help="which GGUF of a Hub repo, as a glob such as '*Q4_K_M.gguf'",
+    )
+    if gpu_layers:
+        parser.add_argument(
+            "--gpu-layers",
+            type=int,
+            default=0,
+            metavar="N",
+            help="layers to offload to the GPU (-1: all; needs a GPU build of llama-cpp-python)",
+        )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``models`` and its four sub-commands."""
+    parser = subparsers.add_parser(
+        "models",
+        help="list, download, locate or remove GGUF models",
+        description="The bundled model, the catalog of known models, and the Hugging Face cache.",
+    )
+    parser.set_defaults(func=lambda args: _help(parser))
+    actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
+
+    listing = actions.add_parser("list", help="bundled, catalog and downloaded models with sizes")
+    listing.add_argument("--verbose", "-v", action="store_true", help="show GGUF header facts")
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    listing.set_defaults(func=run_list)
+
+    pull = actions.add_parser("pull", help="download a model into the Hugging Face cache")
+    pull.add_argument("name", metavar="REPO", help="ORG/NAME[:PATTERN] or a catalog name")
+    pull.add_argument("--file", dest="model_file", metavar="PATTERN", help="e.g. '*Q4_K_M.gguf'")
+    pull.set_defaults(func=run_pull)
+
+    path = actions.add_parser("path", help="print the local file of a model (no download)")
+    path.add_argument("name", metavar="NAME", help="catalog name, ORG/NAME[:PATTERN] or a path")
+    path.add_argument("--file", dest="model_file", metavar="PATTERN", help="e.g. '*Q4_K_M.gguf'")
+    path.set_defaults(func=run_path)
+
+    remove = actions.add_parser("remove", help="delete a downloaded model from the cache")
+    remove.add_argument("name", metavar="NAME", help="catalog name or ORG/NAME[:PATTERN]")
+    remove.add_argument("--file", dest="model_file", metavar="PATTERN", help="e.g. '*Q4_K_M.gguf'")
+    remove.set_defaults(func=run_remove)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    """``localpref models`` alone: show the actions."""
+    parser.print_help()
+    return 2
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def collect_listing(verbose: bool = False) -> dict[str, Any]:
+    """Everything ``models list`` shows, as one JSON-ready dict."""
+    cache = models.hf_cache_dir()
+    bundled: dict[str, Any] = {"name": models.BUNDLED_MODEL_NAME, "path": None, "size": None}
+    try:
+        bundled_path = models.bundled_model_path()
+        bundled.update(path=str(bundled_path), size=bundled_path.stat().st_size)
+        if verbose:
+            bundled["header"] = _header(bundled_path)
+    except ModelError as error:
+        bundled["error"] = str(error)
+    catalog = models.catalog_with_status(cache)
+    downloaded = [item.to_dict() for item in models.cached_models(cache)]
+    if verbose:
+        for item in downloaded:
+            item["header"] = _header(item["path"])
+    return {
+        "bundled": bundled,
+        "catalog": catalog,
+        "downloaded": downloaded,
+        "cache_dir": str(cache),
+        "offline": models.hub_offline(),
+    }
+
+
+def _header(path: Any) -> dict[str, Any]:
+    """Header facts of a local file, or its problem as ``{"error": ...}``."""
+    try:
+        return read_gguf_header(path).summary()
+    except ModelError as error:
+        return {"error": str(error)}
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """``models list``."""
+    listing = collect_listing(verbose=args.verbose)
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    out = sys.stdout
+    bundled = listing["bundled"]
+    print("Bundled", file=out)
+    if bundled["path"]:
+        size = models.format_size(bundled["size"])
+        print(f"  {bundled['name']:<26} {size:>9}  {bundled['path']}", file=out)
+        _print_header(bundled.get("header"), out)
+    else:
+        print(f"  {bundled['name']:<26} missing: {bundled['error']}", file=out)
+    print("\nCatalog (sizes approximate; * = downloaded)", file=out)
+    for row in listing["catalog"]:
+        mark = "*" if row["downloaded"] else " "
+        where = "bundled" if row["bundled"] else f"{row['repo']}:{row['file']}"
+        size = f"~{models.format_size(row['size_mb'] * 1_000_000)}"
+        print(f"{mark} {row['name']:<26} {size:>9}  {where}  [{row['licence']}]", file=out)
+        if args.verbose:
+            system = "system role" if row["has_system_role"] else "no system role"
+            print(f"      {row['params']} {row['quant']}, {system}; {row['notes']}", file=out)
+    print(f"\nDownloaded (Hugging Face cache: {listing['cache_dir']})", file=out)
+    if not listing["downloaded"]:
+        print("  nothing yet: `localpref models pull NAME` downloads a catalog model", file=out)
+    for item in listing["downloaded"]:
+        size = models.format_size(item["size"])
+        print(f"  {item['spec']:<50} {size:>9}  {item['path']}", file=out)
+        _print_header(item.get("header"), out)
+    return 0
+
+
+def _print_header(header: dict[str, Any] | None, out: TextIO) -> None:
+    """Two indented lines of GGUF facts (``--verbose``)."""
+    if not header:
+        return
+    if "error" in header:
+        print(f"      header: {header['error']}", file=out)
+        return
+    system = {True: "yes", False: "no", None: "unknown"}[header["has_system_role"]]
+    print(
+        f"      GGUF v{header['version']}, {header['architecture']}, {header['file_type'] or '?'}, "
+        f"vocabulary {header['vocab_size']}, {header['tensor_count']} tensors, "
+        f"{header['block_count']} layers, context {header['context_length']}",
+        file=out,
+    )
+    print(
+        f"      name {header['name']!r}, chat template "
+        f"{'yes' if header['has_chat_template'] else 'no'}, system role {system}",
+        file=out,
+    )
+
+
+class ProgressBar:
+    """A download progress line on a stream (redrawn in place on a terminal)."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 0.1) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last_draw = 0.0
+        self.last_quarter = -1
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` bytes (total 0: unknown)."""
+        now = time.monotonic()
+        finished = bool(total) and done >= total
+        if self.tty:
+            if not finished and now - self.last_draw < self.interval:
+                return
+            self.last_draw = now
+            self.stream.write("\r" + self._line(done, total))
+            self.stream.flush()
+            self.drawn = True
+            return
+        quarter = int(4 * done / total) if total else -1
+        if quarter > self.last_quarter:
+            self.last_quarter = quarter
+            self.stream.write(self._line(done, total) + "\n")
+            self.stream.flush()
+
+    def _line(self, done: int, total: int) -> str:
+        """``label  45.2 MB / 98.4 MB  46%`` (with a bar when total is known)."""
+        if not total:
+            return f"{self.label}  {models.format_size(done)}"
+        fraction = min(max(done / total, 0.0), 1.0)
+        bar = "#" * int(fraction * 24)
+        sizes = f"{models.format_size(done)} / {models.format_size(total)}"
+        return f"{self.label}  [{bar:<24}] {sizes}  {fraction:4.0%}"
+
+    def finish(self) -> None:
+        """End the line drawn in place."""
+        if self.tty and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    """``models pull REPO [--file PATTERN]``: download (or find in the cache) and print the path."""
+    bar = ProgressBar(f"Downloading {args.name}")
+    try:
+        path = models.resolve_model(args.name, filename=args.model_file, progress=bar)
+    finally:
+        bar.finish()
+    print(path)
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    """``models path NAME``: the local file, never a download."""
+    print(models.resolve_model(args.name, filename=args.model_file, download=False))
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """``models remove NAME``: delete from the Hugging Face cache."""
+    removed = models.remove_model(args.name, filename=args.model_file)
+    for path in removed:
+        print(f"removed {path}")
+    return 0
