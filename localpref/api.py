@@ -225,7 +225,7 @@ class Model:
         if preference_sentence is None:
             chosen = [Base() for _ in chosen]
         if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise SettingsError(f"max_tokens must be a whole number, 1 or more (got {max_tokens}).")
+            raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
         if isinstance(stop, str):
             stop = [stop]
         targets_by_kind: dict[tuple[str, str | None], list[int]] = {}

@@ -58,12 +58,17 @@ class LaneSet:
         self.lane_count = sum(len(group.lanes) for group in self.groups)
         self._views: list[np.ndarray | None] = [None] * self.lane_count
 
-    def prefill(self) -> None:
-        """Evaluate every lane's prompt (shared prefixes once); logits of all lanes ready."""
+    def prefill(self) -> int:
+        """Evaluate every lane's prompt (shared prefixes once); logits of all lanes ready.
+
+        Returns the number of tokens evaluated (a chat's history is not evaluated again).
+        """
+        evaluated = 0
         for group in self.groups:
-            group.context.prefill(group.lanes, group.targets)
+            evaluated += group.context.prefill(group.lanes, group.targets)
             for output_index, lane_index in enumerate(group.lane_indices):
                 self._views[lane_index] = group.context.logits(output_index)
+        return evaluated
 
     def logits(self, lane_indices: Sequence[int]) -> list[np.ndarray]:
         """Zero-copy logits of the given lanes (valid until the next decode)."""
@@ -172,10 +177,11 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
             tracks = plan.tracks
             for track, stats in zip(tracks, self.track_stats, strict=True):
                 track.stats = stats
-            plan.lanes.prefill()
+            prefill_tokens = plan.lanes.prefill()
             prefill_ms = clock.lap_ms()
             for track in tracks:
                 track.stats["prefill_ms"] = prefill_ms
+                track.stats["prefill_tokens"] = prefill_tokens
             active = list(tracks)
             while active:
                 tokens_by_lane: dict[int, int] = {}

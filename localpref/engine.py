@@ -253,13 +253,14 @@ class Context:
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def prefill(self, lanes: Sequence[LaneState], targets: Sequence[Sequence[int]]) -> None:
+    def prefill(self, lanes: Sequence[LaneState], targets: Sequence[Sequence[int]]) -> int:
         """Bring every lane's cache to its target tokens; the next logits are their last ones.
 
         Each lane keeps the part of its cache that already matches its target (a chat's
         history) and evaluates only the rest. A lane whose target shares a prefix with an
         earlier lane's copies that prefix instead of evaluating it again. The last token of
         every lane is evaluated in one final batch, so ``logits(i)`` is lane ``i``'s.
+        Returns the number of tokens evaluated.
         """
         for target in targets:
             if len(target) == 0:
@@ -268,6 +269,7 @@ class Context:
                 raise PromptTooLongError(
                     f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."
                 )
+        evaluated = 0
         for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
             target = list(target)
             keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
@@ -280,9 +282,11 @@ class Context:
                     self.memory, donor_lane.seq_id, lane.seq_id, keep, start
                 )
             self._evaluate([(lane.seq_id, start, target[start:-1])], want_logits=False)
+            evaluated += len(target) - 1 - start
             lane.tokens = target
         finals = [(lane.seq_id, len(lane.tokens) - 1, lane.tokens[-1:]) for lane in lanes]
         self._evaluate(finals, want_logits=True)
+        return evaluated + len(finals)
 
     def _best_donor(
         self,

@@ -17,6 +17,7 @@ Formulas (DESIGN.md, "The methods"); ``z_pref``, ``z_base`` raw logits of the tw
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -41,9 +42,9 @@ class Sampling:
     def __post_init__(self) -> None:
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
                  f"temperature must be 0 or more (got {self.temperature}).")
-        _require(0 < self.top_p <= 1, f"top_p must be in (0, 1] (got {self.top_p}).")
-        _require(self.top_k >= 0, f"top_k must be 1 or more, or 0 for off (got {self.top_k}).")
-        _require(0 <= self.min_p < 1, f"min_p must be in [0, 1) (got {self.min_p}).")
+        _require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p}).")
+        _require(self.top_k >= 0, f"top-k must be 1 or more, or 0 for off (got {self.top_k}).")
+        _require(0 <= self.min_p < 1, f"min-p must be in [0, 1) (got {self.min_p}).")
 
 
 class Selector:
@@ -93,7 +94,7 @@ class Method:
 
     def settings(self) -> dict[str, object]:
         """The method's settings as a plain dict (for results and files)."""
-        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ def resolve_method(method: Method | str, **settings: object) -> Method:
         known = ", ".join(METHODS)
         raise SettingsError(f"Unknown method {method!r}; choose one of {known}.")
     cls = METHODS[key]
-    accepted = {name for name, f in cls.__dataclass_fields__.items() if f.init}
+    accepted = {f.name for f in dataclasses.fields(cls) if f.init}
     usable = {name: value for name, value in settings.items()
               if name in accepted and value is not None}
     return cls(**usable)  # type: ignore[arg-type]

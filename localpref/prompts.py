@@ -68,7 +68,8 @@ class ChatTemplate:
         try:
             self._template = environment.from_string(source or CHATML_TEMPLATE)
         except JinjaTemplateError as error:
-            raise TemplateError(f"The model's chat template does not parse: {error}.") from None
+            message = f"The model's chat template does not parse: {_clause(error)}."
+            raise TemplateError(message) from None
         self.bos_token = bos_token
         self.eos_token = eos_token
 
@@ -82,7 +83,8 @@ class ChatTemplate:
                 eos_token=self.eos_token,
             )
         except Exception as error:  # a template may raise anything
-            raise TemplateError(f"The model's chat template failed to render: {error}.") from None
+            message = f"The model's chat template failed to render: {_clause(error)}."
+            raise TemplateError(message) from None
 
     @cached_property
     def has_system_role(self) -> bool:
@@ -106,6 +108,11 @@ class ChatTemplate:
                 message["content"] = f"{system}\n\n{message['content']}"
                 break
         return self.render(conversation)
+
+
+def _clause(error: Exception) -> str:
+    """An error message ready to end a sentence."""
+    return str(error).strip().rstrip(".") or type(error).__name__
 
 
 def _raise_template_exception(message: str) -> None:

@@ -1,0 +1,123 @@
+"""Command-line options shared by the sub-commands, each declared once."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from localpref.methods import METHODS, Method, Sampling, resolve_method
+
+#: Method settings accepted on the command line: flag -> (dataclass field, type, help).
+METHOD_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--alpha": ("alpha", float, "Amulet: step size of the update (default 2.0)"),
+    "--lam": ("lam", float, "Amulet: weight of the proximity term lambda (default 2.0)"),
+    "--eta": ("eta", float, "Amulet: learning rate eta, > 0 (default 10.0)"),
+    "--iterations": ("iterations", int, "Amulet: updates per token T, >= 1 (default 60)"),
+    "--ratio": ("ratio", float, "Contrastive: guidance ratio r (default 2.0)"),
+    "--weight": ("weight", float, "PAD: reward weight w (default 1.0)"),
+    "--candidates": ("candidates", int, "PAD: top-k candidates, >= 1 (default 10)"),
+    "--reward-model": (
+        "reward_model",
+        str,
+        "PAD: a GGUF with the same vocabulary as reward "
+        "model (default: the prompt-contrast reward)",
+    ),
+}
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model and --gpu-layers."""
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a GGUF path, a catalog name, or REPO[:PATTERN] on the Hugging Face "
+        "Hub (default: the bundled SmolLM2-135M-Instruct)",
+    )
+    parser.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="layers to offload to the GPU (-1: all; default 0)",
+    )
+
+
+def add_preference_options(parser: argparse.ArgumentParser) -> None:
+    """--preference (repeatable) and --system-prompt."""
+    parser.add_argument(
+        "--preference",
+        "-p",
+        action="append",
+        default=None,
+        help="a built-in preference (concise, verbose, creative, uplifting, "
+        "formal, pleasant, humorous, harmless) or any text; repeat to combine",
+    )
+    parser.add_argument(
+        "--system-prompt",
+        default=None,
+        help="the neutral system prompt (default: 'You are a helpful assistant.')",
+    )
+
+
+def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) -> None:
+    """--method (or nothing, for commands that take --methods) and every method setting."""
+    if single:
+        parser.add_argument(
+            "--method",
+            "-m",
+            default="amulet",
+            help=f"one of {', '.join(METHODS)} (default amulet; pad without "
+            "--reward-model uses the prompt-contrast reward)",
+        )
+    group = parser.add_argument_group("method settings")
+    for flag, (dest, kind, text) in METHOD_FLAGS.items():
+        group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+
+
+def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
+    """Sampling flags, --max-tokens, --seed and --stop."""
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
+    group.add_argument("--top-p", type=float, default=1.0)
+    group.add_argument("--top-k", type=int, default=0, help="0 is off (default)")
+    group.add_argument("--min-p", type=float, default=0.0)
+    group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--max-tokens", type=int, default=max_tokens)
+    group.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
+
+
+def method_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The method settings given on the command line (unset ones left out)."""
+    return {
+        dest: getattr(args, dest)
+        for dest, _, _ in METHOD_FLAGS.values()
+        if getattr(args, dest, None) is not None
+    }
+
+
+def method_from_args(args: argparse.Namespace, name: str | None = None) -> Method:
+    """The method named by --method (or ``name``) with the settings given, validated."""
+    return resolve_method(name or args.method, **method_settings(args))
+
+
+def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``Model.generate`` from the sampling flags, validated."""
+    Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p)
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "min_p": args.min_p,
+        "seed": args.seed,
+        "max_tokens": args.max_tokens,
+        "stop": args.stop,
+    }
+
+
+def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """Load the model named by --model (progress on stderr if it must be downloaded)."""
+    from localpref.api import load
+
+    if getattr(args, "system_prompt", None):
+        kwargs["system_prompt"] = args.system_prompt
+    return load(args.model, n_gpu_layers=args.gpu_layers, **kwargs)

