@@ -126,12 +126,17 @@ class Model:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
+        score_lanes: bool = False,
     ) -> Result:
-        """Generate a whole answer steered toward ``preference`` (None: plain decoding)."""
+        """Generate a whole answer steered toward ``preference`` (None: plain decoding).
+
+        ``score_lanes=True`` also decodes the lane the method does not read (Base and Pref
+        read one), so that ``stats`` has the fluency under both lanes (for evaluation).
+        """
         return self.stream(
             prompt_or_messages, preference=preference, method=method, max_tokens=max_tokens,
             temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
-            stop=stop, ignore_eos=ignore_eos,
+            stop=stop, ignore_eos=ignore_eos, score_lanes=score_lanes,
         ).run()
 
     def stream(
@@ -148,6 +153,7 @@ class Model:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
+        score_lanes: bool = False,
     ) -> Generation:
         """Like ``generate``, as a generator of text pieces; ``close()`` it to cancel.
 
@@ -157,6 +163,7 @@ class Model:
             as_messages(prompt_or_messages), preference, [method],
             Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos, owned_lanes=None,
+            score_lanes=score_lanes,
         ))
 
     def chat(
@@ -185,6 +192,7 @@ class Model:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
+        score_lanes: bool = False,
     ) -> MultiGeneration:
         """Several methods answer the same prompt at once, every lane of every method in ONE
         batched decode per step; the prompt is evaluated once and copied to the other lanes.
@@ -197,7 +205,7 @@ class Model:
             as_messages(prompt_or_messages), preference, list(methods),
             Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos,
-            owned_lanes=None,
+            owned_lanes=None, score_lanes=score_lanes,
         )
 
     def _start(
@@ -213,6 +221,7 @@ class Model:
         ignore_eos: bool,
         owned_lanes: dict[str, tuple[Context, LaneState]] | None,
         system_prompt: str | None = None,
+        score_lanes: bool = False,
         on_finish: Callable[[list[Result]], None] | None = None,
     ) -> MultiGeneration:
         """Validate everything and tokenize the lanes now; open lanes and decode lazily.
@@ -230,7 +239,7 @@ class Model:
             stop = [stop]
         targets_by_kind: dict[tuple[str, str | None], list[int]] = {}
         for method in chosen:
-            for kind in method.lanes:
+            for kind in _track_lanes(method, score_lanes):
                 key = _lane_key(method, kind)
                 if key not in targets_by_kind:
                     targets_by_kind[key] = self._lane_backend(method, kind).prompts.lane_tokens(
@@ -264,7 +273,7 @@ class Model:
             tracks = []
             for method in chosen:
                 lane_indices = []
-                for kind in method.lanes:
+                for kind in _track_lanes(method, score_lanes):
                     key = _lane_key(method, kind)
                     context = self._lane_backend(method, kind).context
                     if owned_lanes is None:
@@ -280,8 +289,11 @@ class Model:
                     group.lanes.append(lane)
                     group.targets.append(targets_by_kind[key])
                     group.lane_indices.append(lane_indices[-1])
+                kinds = _track_lanes(method, score_lanes)
+                fluency = {kind: lane_indices[i] for i, kind in enumerate(kinds)
+                           if kind in ("base", "pref")}
                 selector = method.selector(self.vocabulary.size, sampling, seed)
-                tracks.append(Track(selector, lane_indices, {}))
+                tracks.append(Track(selector, lane_indices[: len(method.lanes)], fluency))
             return Plan(LaneSet(list(groups.values())), tracks)
 
         def finish(results: list[Result]) -> None:
@@ -417,6 +429,14 @@ class Chat:
         for context, lane in self._lanes.values():
             context.close_lane(lane)
         self._lanes.clear()
+
+
+def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:
+    """The method's lanes, plus the other of base / pref when both are to be scored."""
+    lanes = tuple(method.lanes)
+    if score_lanes:
+        lanes += tuple(kind for kind in ("pref", "base") if kind not in lanes)
+    return lanes
 
 
 def _lane_key(method: Method, kind: str) -> tuple[str, str | None]:

@@ -10,7 +10,10 @@ Timing follows one definition everywhere:
 - ``decode_ms``: the generation steps after prefill, minus the time the consumer held the
   generator between pieces; ``tokens_per_s = n_tokens / decode_ms``;
 - ``steer_ms_per_token``: everything in a step except ``llama_decode`` (combining the lanes,
-  sampling, detokenizing, stop checks), divided by the tokens generated.
+  sampling, fluency, detokenizing, stop checks), divided by the tokens generated.
+
+Fluency comes for free from lanes decoded anyway: ``fluency_base`` / ``fluency_pref`` are the
+mean log-probability (nats per token) that the base / preference lane gives the tokens chosen.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from localpref import steering
 from localpref.engine import Context, LaneState, Vocabulary
 from localpref.methods import Selector
 
@@ -93,10 +97,20 @@ class LaneSet:
 class Track:
     """One answer: its method's selector, the lanes it reads, and what it has written."""
 
-    def __init__(self, selector: Selector, lane_indices: Sequence[int], stats: dict[str, Any]):
+    def __init__(
+        self,
+        selector: Selector,
+        lane_indices: Sequence[int],
+        fluency_lanes: dict[str, int] | None = None,
+    ) -> None:
         self.selector = selector
         self.lane_indices = list(lane_indices)
-        self.stats = stats
+        #: lanes ("base", "pref") whose log-probability of each chosen token is recorded
+        self.fluency_lanes = dict(fluency_lanes or {})
+        #: every lane the track decodes: the method's, then any decoded only to be scored
+        self.all_lane_indices = list(dict.fromkeys([*lane_indices, *self.fluency_lanes.values()]))
+        self.fluency_totals = dict.fromkeys(self.fluency_lanes, 0.0)
+        self.stats: dict[str, Any] = {}
         self.tokens: list[int] = []
         self.text = ""
         self.emitted_chars = 0
@@ -187,8 +201,12 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
                 tokens_by_lane: dict[int, int] = {}
                 for track in active:
                     token = track.selector.pick(plan.lanes.logits(track.lane_indices))
-                    if self._advance(track, token):
-                        for lane_index in track.lane_indices:
+                    written = len(track.tokens)
+                    keep_going = self._advance(track, token)
+                    if len(track.tokens) > written:
+                        _add_fluency(track, plan.lanes, token)
+                    if keep_going:
+                        for lane_index in track.all_lane_indices:
                             tokens_by_lane[lane_index] = token
                 if tokens_by_lane:
                     with clock.decoding():
@@ -273,6 +291,12 @@ class Generation(Generator[str, None, None]):
         return self.result
 
 
+def _add_fluency(track: Track, lanes: LaneSet, token: int) -> None:
+    """Add the chosen token's log-probability under each measured lane (before decoding)."""
+    for kind, lane_index in track.fluency_lanes.items():
+        track.fluency_totals[kind] += steering.token_logprob(lanes.logits([lane_index])[0], token)
+
+
 def _update_stats(track: Track, clock: _StepClock) -> None:
     """Refresh a track's timing figures (shared loop time, its own token count)."""
     stats = track.stats
@@ -286,6 +310,10 @@ def _update_stats(track: Track, clock: _StepClock) -> None:
     steer_seconds = max(loop_seconds - clock.decode_seconds, 0.0)
     stats["steer_ms_per_token"] = steer_seconds * 1000 / n_tokens if n_tokens else 0.0
     stats["llama_decode_ms"] = clock.decode_seconds * 1000
+    for kind in ("base", "pref"):
+        total = track.fluency_totals.get(kind)
+        stats[f"fluency_{kind}"] = total / n_tokens if total is not None and n_tokens else None
+    stats["mean_strength"] = track.selector.mean_strength
     if track.stop_reason is not None:
         stats["stop_reason"] = track.stop_reason
 

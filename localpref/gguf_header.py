@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,6 +124,9 @@ FILE_TYPES: dict[int, str] = {
     37: "TQ2_0",
     38: "MXFP4_MOE",
 }
+
+#: A template that prints each message's role verbatim (ChatML-style) accepts any role.
+_GENERIC_ROLE = re.compile(r"\{\{[^}]*(\[\s*['\"]role['\"]\s*\]|\.role\b)[^}]*\}\}")
 
 #: Sanity limits: a header claiming more than this is corrupt, not merely large.
 _MAX_COUNT = 1 << 24
@@ -244,7 +248,7 @@ class _Reader:
         value = self.take(_U64)
         if value > _MAX_COUNT:
             raise _Corrupt(f"a count of {value}")
-        return value
+        return int(value)
 
     def string(self, keep: bool = True) -> str | None:
         """A GGUF string (uint64 length + UTF-8 bytes); None when ``keep`` is False."""
@@ -410,8 +414,8 @@ def _info(
 
     tokens = metadata.get("tokenizer.ggml.tokens")
     vocab_size = tokens.length if isinstance(tokens, _ArrayInfo) else number("vocab_size")
-    template = metadata.get("tokenizer.chat_template")
-    has_template = isinstance(template, str) and bool(template.strip())
+    raw_template = metadata.get("tokenizer.chat_template")
+    template = raw_template if isinstance(raw_template, str) and raw_template.strip() else None
     file_type = metadata.get("general.file_type")
     name = metadata.get("general.name")
     tokenizer_model = metadata.get("tokenizer.ggml.model")
@@ -437,8 +441,8 @@ def _info(
         head_count_kv=number("attention.head_count_kv") or head_count,
         key_length=number("attention.key_length"),
         value_length=number("attention.value_length"),
-        has_chat_template=has_template,
-        has_system_role=template_has_system_role(template) if has_template else None,
+        has_chat_template=template is not None,
+        has_system_role=None if template is None else template_has_system_role(template),
         alignment=alignment,
         data_offset=data_offset,
         expected_size=expected_size,
@@ -449,10 +453,11 @@ def _info(
 def template_has_system_role(template: str) -> bool:
     """Whether a chat template renders a system message as its own turn (a cheap heuristic).
 
-    False when the template never mentions a system role, refuses one ("System role not
-    supported"), or folds it into the first user message (Gemma's ``first_user_prefix``).
+    False when the template refuses a system role ("System role not supported"), folds it into
+    the first user message (Gemma's ``first_user_prefix``), or neither names a system role nor
+    prints message roles generically (``'<|im_start|>' + message['role']``).
     """
     lowered = template.lower()
-    if "system" not in lowered:
+    if "system role not supported" in lowered or "first_user_prefix" in lowered:
         return False
-    return not ("system role not supported" in lowered or "first_user_prefix" in lowered)
+    return "system" in lowered or _GENERIC_ROLE.search(template) is not None

@@ -21,12 +21,12 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from localpref import kernels
+from localpref import kernels, steering
 from localpref.errors import SettingsError
 
 
@@ -55,6 +55,18 @@ class Selector:
         self.sampling = sampling
         self.scores = np.empty(vocab_size, dtype=np.float64)
         self.rng = np.random.default_rng(seed)
+        self.strength_total = 0.0
+        self.strength_steps = 0
+
+    def note_strength(self, strength: float) -> None:
+        """Record the strength used at this step (it varies under a KL budget)."""
+        self.strength_total += strength
+        self.strength_steps += 1
+
+    @property
+    def mean_strength(self) -> float | None:
+        """The mean strength used per token so far (None before the first step)."""
+        return self.strength_total / self.strength_steps if self.strength_steps else None
 
     def uniform(self) -> float:
         """The random number for this step (drawn only when sampling)."""
@@ -120,7 +132,53 @@ class Pref(Method):
 
 
 @dataclass(frozen=True)
-class Contrastive(Method):
+class ContrastFamily(Method):
+    """A two-lane method steering inside ``softmax(z_pref + k (z_pref - z_other))``.
+
+    Its one strength knob is ``strength``; ``tau`` (plausibility, 0 = off) drops tokens the
+    preference lane finds implausible before combining, and ``kl_budget`` (None = off) lowers
+    the strength per token so that KL(steered || preference lane) stays within the budget.
+    Both deviate from the papers and are off by default, so the defaults are the papers'.
+    """
+
+    tau: float = field(default=0.0, kw_only=True)
+    kl_budget: float | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _check_controls(self.tau, self.kl_budget)
+
+    @property
+    def strength(self) -> float:
+        """The contrast k of the family (what the strength slider sets)."""
+        raise NotImplementedError
+
+    def with_strength(self, strength: float) -> ContrastFamily:
+        """The same method at another strength."""
+        raise NotImplementedError
+
+    def _steers_plainly(self) -> bool:
+        return self.tau == 0 and self.kl_budget is None
+
+    def _pick_contrast(self, selector: Selector, z_pref: np.ndarray, z_other: np.ndarray,
+                       k: float) -> int:
+        """Token from ``softmax(z_pref + k (z_pref - z_other))`` with the mask and budget."""
+        if self._steers_plainly():
+            selector.note_strength(k)
+            if selector.sampling.temperature == 0:
+                return int(kernels.contrast_argmax(z_pref, z_other, k))
+            # Unnormalised scores: the sampler's softmax normalises them anyway.
+            kernels.contrast_logits_into(z_pref, z_other, k, selector.scores)
+            return selector.draw(selector.scores)
+        threshold = steering.plausibility_threshold(z_pref, self.tau)
+        if self.kl_budget is not None:
+            k *= steering.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
+        selector.note_strength(k)
+        steering.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
+        return selector.draw(selector.scores)
+
+
+@dataclass(frozen=True)
+class Contrastive(ContrastFamily):
     """Classifier-free guidance between the lanes: ``z_pref + ratio (z_pref - z_base)``."""
 
     name: ClassVar[str] = "contrastive"
@@ -128,20 +186,28 @@ class Contrastive(Method):
     ratio: float = 2.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _require(math.isfinite(self.ratio) and self.ratio >= 0,
                  f"ratio must be 0 or more (got {self.ratio}).")
 
+    @property
+    def strength(self) -> float:
+        return self.ratio
+
+    def with_strength(self, strength: float) -> Contrastive:
+        return dataclasses.replace(self, ratio=strength)
+
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
-        kernels.contrast_logprobs_into(lane_logits[0], lane_logits[1], self.ratio, selector.scores)
-        return selector.draw(selector.scores)
+        return self._pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
 
 
 @dataclass(frozen=True)
-class Amulet(Method):
+class Amulet(ContrastFamily):
     """Amulet: per-token online optimisation toward the preference lane (the authors' defaults).
 
     ``exact=True`` uses the exact closed form (one pass over the vocabulary); ``exact=False``
-    runs the paper's T-iteration loop, the reference.
+    runs the paper's T-iteration loop, the reference. ``contrast`` sets the effective
+    contrast k directly (the strength knob); ``alpha`` is then the one giving that k.
     """
 
     name: ClassVar[str] = "amulet"
@@ -151,8 +217,10 @@ class Amulet(Method):
     eta: float = 10.0
     iterations: int = 60
     exact: bool = True
+    contrast: float | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _require(math.isfinite(self.alpha) and self.alpha >= 0,
                  f"alpha must be 0 or more (got {self.alpha}).")
         _require(math.isfinite(self.lam) and self.lam >= 0,
@@ -161,27 +229,56 @@ class Amulet(Method):
                  f"eta must be greater than 0 (got {self.eta}).")
         _require(int(self.iterations) == self.iterations and self.iterations >= 1,
                  f"iterations must be a whole number, 1 or more (got {self.iterations}).")
+        _require(self.contrast is None or (math.isfinite(self.contrast) and self.contrast >= 0),
+                 f"the contrast must be 0 or more (got {self.contrast}).")
+
+    @property
+    def effective_alpha(self) -> float:
+        """The alpha that gives ``effective_contrast`` with these lambda, eta, iterations."""
+        if self.contrast is None:
+            return self.alpha
+        return amulet_alpha_for_contrast(self.contrast, self.lam, self.eta, int(self.iterations))
 
     @property
     def effective_contrast(self) -> float:
         """The k of the exact form ``log_softmax(z_pref + k (z_pref - z_base))``."""
+        if self.contrast is not None:
+            return self.contrast
         return _amulet_contrast(self.alpha, self.lam, self.eta, int(self.iterations))
 
+    @property
+    def strength(self) -> float:
+        return self.effective_contrast
+
+    def with_strength(self, strength: float) -> Amulet:
+        return dataclasses.replace(self, contrast=strength)
+
     def settings(self) -> dict[str, object]:
-        return {**super().settings(), "effective_contrast": self.effective_contrast}
+        return {**super().settings(), "effective_contrast": self.effective_contrast,
+                "effective_alpha": self.effective_alpha}
 
     @property
     def label(self) -> str:
         return "amulet" if self.exact else "amulet (loop)"
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
+        z_pref, z_base = lane_logits[0], lane_logits[1]
         if self.exact:
-            kernels.contrast_logprobs_into(
-                lane_logits[0], lane_logits[1], self.effective_contrast, selector.scores
-            )
-            return selector.draw(selector.scores)
+            return self._pick_contrast(selector, z_pref, z_base, self.effective_contrast)
+        if self.tau > 0:
+            threshold = steering.plausibility_threshold(z_pref, self.tau)
+            implausible = z_pref < threshold
+            z_pref = np.where(implausible, -np.inf, z_pref)
+            z_base = np.where(implausible, -np.inf, z_base)
+        alpha = self.effective_alpha
+        if self.kl_budget is not None:
+            k = self.effective_contrast
+            threshold = steering.plausibility_threshold(z_pref, 0.0)
+            scale = steering.kl_budget_scale(z_pref, z_base, k, self.kl_budget, threshold)
+            alpha = amulet_alpha_for_contrast(scale * k, self.lam, self.eta, int(self.iterations))
+        selector.note_strength(_amulet_contrast(alpha, self.lam, self.eta, int(self.iterations)))
         logprobs = kernels.amulet_loop_logprobs(
-            lane_logits[0], lane_logits[1], self.alpha, self.lam, self.eta, int(self.iterations)
+            z_pref, z_base, alpha, self.lam, self.eta, int(self.iterations)
         )
         return selector.draw(logprobs)
 
@@ -193,15 +290,19 @@ class PAD(Method):
     With ``reward_model`` (a GGUF path with the same vocabulary) the reward lane is that model
     reading the conversation with the preference. Without one, the reward is the prompt
     contrast ``log_softmax_K(z_pref) - log_softmax_K(z_base)``: not the paper's trained reward
-    model, and the method's label says so.
+    model, and the method's label says so. ``tau`` and ``kl_budget`` work as for the other
+    two-lane methods (on the K candidates; the strength is the weight w).
     """
 
     name: ClassVar[str] = "pad"
     weight: float = 1.0
     candidates: int = 10
     reward_model: str | None = None
+    tau: float = field(default=0.0, kw_only=True)
+    kl_budget: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
+        _check_controls(self.tau, self.kl_budget)
         _require(math.isfinite(self.weight) and self.weight >= 0,
                  f"weight must be 0 or more (got {self.weight}).")
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
@@ -215,11 +316,55 @@ class PAD(Method):
     def label(self) -> str:
         return "pad" if self.reward_model else "pad (prompt-contrast reward)"
 
+    @property
+    def strength(self) -> float:
+        return self.weight
+
+    def with_strength(self, strength: float) -> PAD:
+        return dataclasses.replace(self, weight=strength)
+
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
-        candidate_ids, scores = kernels.pad_scores(
-            lane_logits[0], lane_logits[1], self.weight, int(self.candidates)
-        )
+        z_policy, z_reward = lane_logits[0], lane_logits[1]
+        weight = self.weight
+        if self.kl_budget is not None and weight > 0:
+            ids, _ = kernels.pad_scores(z_policy, z_reward, 0.0, int(self.candidates))
+            policy, reward = steering.gather(z_policy, ids), steering.gather(z_reward, ids)
+            threshold = steering.plausibility_threshold(policy, self.tau)
+            # Over K, z_policy + w (lsK(z_reward) - lsK(z_policy)) is the family with k = -w.
+            weight *= steering.kl_budget_scale(policy, reward, -weight, self.kl_budget,
+                                               threshold)
+        selector.note_strength(weight)
+        candidate_ids, scores = kernels.pad_scores(z_policy, z_reward, weight,
+                                                   int(self.candidates))
+        if self.tau > 0:
+            threshold = steering.plausibility_threshold(z_policy, self.tau)
+            steering.restrict_to_plausible(z_policy, threshold, candidate_ids, scores)
         return int(candidate_ids[selector.draw(scores)])
+
+
+def amulet_alpha_for_contrast(contrast: float, lam: float, eta: float, iterations: int) -> float:
+    """The alpha whose Amulet recurrence gives effective contrast ``contrast``.
+
+    k(alpha) is increasing in alpha (every term of the recurrence is), so bisection on
+    [0, alpha_hi] finds it to float precision.
+    """
+    if contrast <= 0:
+        return 0.0
+    high = 1.0
+    while _amulet_contrast(high, lam, eta, iterations) < contrast:
+        high *= 2.0
+        if high > 1e12:
+            raise SettingsError(f"No alpha reaches a contrast of {contrast}.")
+    low = 0.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if _amulet_contrast(middle, lam, eta, iterations) < contrast:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-15 * high:
+            break
+    return 0.5 * (low + high)
 
 
 #: Method names (and aliases) accepted wherever a method can be given as a string.
@@ -251,9 +396,16 @@ def resolve_method(method: Method | str, **settings: object) -> Method:
     return cls(**usable)  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4096)
 def _amulet_contrast(alpha: float, lam: float, eta: float, iterations: int) -> float:
     return float(kernels.amulet_contrast(alpha, lam, eta, iterations))
+
+
+def _check_controls(tau: float, kl_budget: float | None) -> None:
+    """Validate the plausibility and KL-budget settings shared by the two-lane methods."""
+    _require(math.isfinite(tau) and 0 <= tau < 1, f"tau must be in [0, 1) (got {tau}).")
+    _require(kl_budget is None or (math.isfinite(kl_budget) and kl_budget > 0),
+             f"the KL budget must be greater than 0 (got {kl_budget}).")
 
 
 def _require(condition: bool, message: str) -> None:

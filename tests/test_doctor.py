@@ -1,0 +1,94 @@
+"""``localpref doctor``: real llama.cpp build facts, threads, the bundled header, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from localpref import cli, models
+from localpref.gguf_header import read_gguf_header
+
+#: The bundled model's f16 KV cache per token: 30 layers x 3 KV heads x (64 + 64) x 2 bytes.
+KV_PER_TOKEN = 23040
+
+
+@pytest.fixture(autouse=True)
+def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty offline HF cache, so doctor never looks at the user's."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    """Run doctor with --json; return its exit code and report."""
+    code = cli.main(["doctor", "--json", *argv])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_doctor_json_reports_real_values(capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = run_json([], capsys)
+    assert code == (1 if report["problems"] else 0)
+    assert report["llama_cpp_python"] == llama_cpp.__version__ == "0.3.36"
+    build = report["llama_cpp"]
+    assert build["gpu_offload"] is bool(llama_cpp.llama_supports_gpu_offload())
+    assert build["system_info"].startswith("CPU")
+    assert set(build["cpu_features"]) <= set(build["system_info"].replace("=", " ").split())
+    assert report["threads"] == len(os.sched_getaffinity(0))
+    bundled = models.bundled_model_path()
+    assert report["bundled_model"]["path"] == str(bundled)
+    assert report["model"]["path"] == str(bundled)
+    header = report["model"]["header"]
+    assert (header["architecture"], header["vocab_size"], header["version"]) == ("llama", 49152, 3)
+    memory = report["memory"]
+    assert memory["n_ctx"] == 4096 and memory["kv_bytes_per_token"] == KV_PER_TOKEN
+    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 4096
+    assert 0 < memory["weights_bytes"] <= bundled.stat().st_size
+    assert memory["logits_bytes"] == 49152 * 4 * 2
+    expected_total = memory["weights_bytes"] + memory["kv_cache_bytes"] + memory["logits_bytes"]
+    assert memory["total_bytes"] == expected_total
+    assert memory["ram_bytes"] == memory["total_bytes"] and memory["vram_bytes"] == 0
+    assert report["huggingface"]["offline"] is True
+
+
+def test_doctor_gpu_layers_and_context(capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = run_json(["--gpu-layers", "-1", "--ctx", "1024"], capsys)
+    memory = report["memory"]
+    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 1024
+    assert memory["gpu_layers_requested"] == -1
+    if report["llama_cpp"]["gpu_offload"]:
+        assert memory["gpu_layers"] == 30 and memory["vram_bytes"] > 0
+    else:
+        assert memory["gpu_layers"] == 0 and memory["vram_bytes"] == 0
+        assert any("without GPU offload" in p for p in report["problems"]) and code == 1
+
+
+def test_memory_estimate_splits_offloaded_layers() -> None:
+    info = read_gguf_header(models.bundled_model_path())
+    half = models.memory_estimate(info, n_ctx=2048, n_gpu_layers=15, gpu_offload=True)
+    assert half["gpu_layers"] == 15
+    assert half["vram_bytes"] == int((half["weights_bytes"] + half["kv_cache_bytes"]) / 2)
+    assert half["ram_bytes"] + half["vram_bytes"] == half["total_bytes"]
+    cpu_only = models.memory_estimate(info, n_ctx=2048, n_gpu_layers=-1, gpu_offload=False)
+    assert cpu_only["vram_bytes"] == 0 and cpu_only["total_bytes"] == half["total_bytes"]
+
+
+def test_doctor_text_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "llama-cpp-python 0.3.36" in out and "GPU offload:" in out
+    assert f"threads: {len(os.sched_getaffinity(0))} of" in out
+    assert "vocabulary 49152" in out and "memory needed at n_ctx=4096" in out
+
+
+def test_doctor_with_a_model_that_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--model", "org/absent:*.gguf"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "localpref: org/absent:*.gguf is not downloaded; "
+        "run `localpref models pull 'org/absent:*.gguf'` first."
+    ]

