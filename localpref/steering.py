@@ -42,7 +42,7 @@ def plausibility_threshold(z_pref, tau):
         return NEG_INF
     m = NEG_INF
     for i in range(z_pref.shape[0]):
-        v = _finite_or_neg_inf(z_pref[i])
+        v = _finite_or_neg_inf(np.float64(z_pref[i]))
         if v > m:
             m = v
     return m + math.log(tau)
@@ -51,8 +51,8 @@ def plausibility_threshold(z_pref, tau):
 @njit(cache=True)
 def _family_value(z_pref, z_other, i, s, threshold):
     """``z_pref + s (z_pref - z_other)`` at token i, or -inf when masked or implausible."""
-    a = _finite_or_neg_inf(z_pref[i])
-    b = _finite_or_neg_inf(z_other[i])
+    a = _finite_or_neg_inf(np.float64(z_pref[i]))
+    b = _finite_or_neg_inf(np.float64(z_other[i]))
     if a == NEG_INF or b == NEG_INF or a < threshold:
         return NEG_INF
     return a + s * (a - b)
@@ -90,7 +90,7 @@ def _family_moments(z_pref, z_other, s, threshold):
         if v == NEG_INF:
             continue
         w = _exp_nonpos(v - m)
-        d = float(z_pref[i]) - float(z_other[i])
+        d = np.float64(z_pref[i]) - np.float64(z_other[i])
         total += w
         first += w * d
         second += w * d * d
@@ -148,15 +148,15 @@ def token_logprob(z, token):
     m = _max_of_finite(z)
     total = 0.0
     for i in range(z.shape[0]):
-        total += _exp_nonpos(_finite_or_neg_inf(z[i]) - m)
-    return float(z[token]) - m - math.log(total)
+        total += _exp_nonpos(_finite_or_neg_inf(np.float64(z[i])) - m)
+    return np.float64(z[token]) - m - math.log(total)
 
 
 @njit(cache=True)
 def _max_of_finite(z):
     m = NEG_INF
     for i in range(z.shape[0]):
-        v = _finite_or_neg_inf(z[i])
+        v = _finite_or_neg_inf(np.float64(z[i]))
         if v > m:
             m = v
     return m
@@ -166,7 +166,7 @@ def _max_of_finite(z):
 def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
     """Set to -inf the PAD scores of candidates whose z_pref is below ``threshold``."""
     for j in range(candidate_ids.shape[0]):
-        if float(z_pref[candidate_ids[j]]) < threshold:
+        if np.float64(z_pref[candidate_ids[j]]) < threshold:
             scores[j] = NEG_INF
 
 

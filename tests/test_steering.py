@@ -1,0 +1,236 @@
+"""Steering controls: fluency stats, plausibility, per-token KL budget, the strength knob.
+
+Kernels are checked against plain NumPy; the fluency stats against the lanes' own logits
+replayed through llama.cpp.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from localpref import PAD, Amulet, Contrastive, Pref
+from localpref.api import Model
+from localpref.errors import SettingsError
+from localpref.methods import amulet_alpha_for_contrast
+from localpref.steering import (
+    contrast_kl,
+    contrast_plausible_into,
+    kl_budget_scale,
+    plausibility_threshold,
+    token_logprob,
+)
+
+NEG_INF = -np.inf
+
+
+def np_log_softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    finite = np.isfinite(z)
+    out = np.full_like(z, NEG_INF)
+    m = z[finite].max()
+    out[finite] = z[finite] - m - np.log(np.exp(z[finite] - m).sum())
+    return out
+
+
+def np_family(z_pref: np.ndarray, z_other: np.ndarray, k: float, tau: float) -> np.ndarray:
+    """log softmax(z_pref + k (z_pref - z_other)) over plausible tokens, in NumPy."""
+    zp, zo = np.asarray(z_pref, np.float64), np.asarray(z_other, np.float64)
+    keep = np.isfinite(zp) & np.isfinite(zo)
+    if tau > 0:
+        keep &= zp >= zp[np.isfinite(zp)].max() + np.log(tau)
+    combined = np.where(keep, zp + k * (zp - zo), NEG_INF)
+    return np_log_softmax(combined)
+
+
+def np_kl(logp: np.ndarray, logq: np.ndarray) -> float:
+    keep = np.isfinite(logp)
+    return float(np.sum(np.exp(logp[keep]) * (logp[keep] - logq[keep])))
+
+
+def random_lanes(seed: int, size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z_pref = (rng.standard_normal(size) * 3).astype(np.float32)
+    z_base = (z_pref + rng.standard_normal(size)).astype(np.float32)
+    return z_pref, z_base
+
+
+# -- kernels against NumPy ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tau", [0.0, 1e-3, 0.1, 0.5])
+def test_plausible_contrast_matches_numpy(tau: float) -> None:
+    z_pref, z_base = random_lanes(1)
+    out = np.empty(z_pref.size)
+    threshold = plausibility_threshold(z_pref, tau)
+    contrast_plausible_into(z_pref, z_base, 3.0, threshold, out)
+    np.testing.assert_allclose(out, np_family(z_pref, z_base, 3.0, tau), atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(-20, 20), min_size=2, max_size=64),
+    shifts=st.lists(st.floats(-5, 5), min_size=64, max_size=64),
+    tau=st.floats(1e-6, 0.99),
+    k=st.floats(0, 50),
+)
+def test_plausibility_never_removes_the_preference_lanes_top_token(
+    values: list[float], shifts: list[float], tau: float, k: float
+) -> None:
+    z_pref = np.array(values)
+    z_base = z_pref + np.array(shifts[: len(values)])
+    out = np.empty(z_pref.size)
+    kept = contrast_plausible_into(z_pref, z_base, k, plausibility_threshold(z_pref, tau), out)
+    assert kept >= 1
+    assert np.isfinite(out[int(np.argmax(z_pref))])
+    assert not np.isnan(out).any()
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.1, 0.5, 2.0])
+@pytest.mark.parametrize("tau", [0.0, 0.01])
+def test_kl_budget_strength_meets_its_budget(budget: float, tau: float) -> None:
+    z_pref, z_base = random_lanes(2)
+    k = 4.6487
+    threshold = plausibility_threshold(z_pref, tau)
+    scale = kl_budget_scale(z_pref, z_base, k, budget, threshold)
+    reference = np_family(z_pref, z_base, 0.0, tau)
+    steered_kl = np_kl(np_family(z_pref, z_base, scale * k, tau), reference)
+    full_kl = np_kl(np_family(z_pref, z_base, k, tau), reference)
+    assert full_kl > budget  # the budget binds in these cases
+    assert steered_kl <= budget + 1e-9
+    # ... and it is the largest such strength (to the search tolerance).
+    assert np_kl(np_family(z_pref, z_base, min(scale + 2e-4, 1) * k, tau), reference) > budget
+    assert contrast_kl(z_pref, z_base, scale * k, threshold) == pytest.approx(steered_kl,
+                                                                              rel=1e-6)
+
+
+def test_kl_budget_gives_the_full_strength_when_the_budget_is_large() -> None:
+    z_pref, z_base = random_lanes(3)
+    assert kl_budget_scale(z_pref, z_base, 4.6487, 1e6, NEG_INF) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.floats(1e-3, 5.0), k=st.floats(-30, 30))
+def test_kl_budget_property(seed: int, budget: float, k: float) -> None:
+    z_pref, z_base = random_lanes(seed, size=64)
+    scale = kl_budget_scale(z_pref, z_base, k, budget, NEG_INF)
+    assert 0.0 <= scale <= 1.0
+    kl = np_kl(np_family(z_pref, z_base, scale * k, 0.0), np_family(z_pref, z_base, 0.0, 0.0))
+    assert kl <= budget + 1e-9
+
+
+def test_token_logprob_matches_numpy() -> None:
+    z_pref, _ = random_lanes(4)
+    z_pref[7] = NEG_INF
+    expected = np_log_softmax(z_pref)
+    for token in (0, 11, 4000):
+        assert token_logprob(z_pref, token) == pytest.approx(expected[token], abs=1e-9)
+
+
+# -- the strength knob ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("contrast", [0.5, 1.0, 4.6487, 20.0])
+def test_amulet_contrast_knob_equals_its_equivalent_alpha(contrast: float) -> None:
+    direct = Amulet(contrast=contrast)
+    alpha = direct.effective_alpha
+    via_alpha = Amulet(alpha=alpha)
+    assert via_alpha.effective_contrast == pytest.approx(contrast, rel=1e-9)
+    z_pref, z_base = random_lanes(5)
+    np.testing.assert_allclose(
+        np_family(z_pref, z_base, direct.effective_contrast, 0.0),
+        np_family(z_pref, z_base, via_alpha.effective_contrast, 0.0), atol=1e-7,
+    )
+
+
+def test_default_amulet_alpha_maps_back_to_itself() -> None:
+    assert amulet_alpha_for_contrast(Amulet().effective_contrast, 2.0, 10.0, 60) == \
+        pytest.approx(2.0, rel=1e-9)
+
+
+def test_strength_of_each_method_is_its_one_knob() -> None:
+    assert Contrastive(ratio=1.5).strength == 1.5
+    assert PAD(weight=0.8).strength == 0.8
+    assert Amulet().strength == pytest.approx(4.6487, abs=1e-4)
+    assert Amulet().with_strength(2.0).effective_contrast == 2.0
+    assert Contrastive().with_strength(0.5).ratio == 0.5
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: Amulet(tau=1.0), lambda: Contrastive(kl_budget=0.0),
+             lambda: PAD(tau=-0.1), lambda: Amulet(contrast=-1.0)],
+)
+def test_out_of_range_controls_are_refused(make) -> None:  # noqa: ANN001
+    with pytest.raises(SettingsError):
+        make()
+
+
+def test_controls_default_to_the_papers_behaviour() -> None:
+    for method in (Amulet(), Contrastive(), PAD()):
+        assert method.tau == 0.0 and method.kl_budget is None
+
+
+# -- on the bundled model ---------------------------------------------------------------------
+
+PROMPT = "How do I keep basil alive?"
+
+
+def test_fluency_stats_equal_a_recomputation_from_the_lanes(model: Model) -> None:
+    result = model.generate(PROMPT, preference="concise", method=Amulet(alpha=1.0),
+                            max_tokens=10, ignore_eos=True)
+    prompts = model._backend.prompts
+    messages = [{"role": "user", "content": PROMPT}]
+    from localpref.presets import preference_text
+
+    targets = [prompts.lane_tokens(messages, preference_text("concise")),
+               prompts.lane_tokens(messages, None)]
+    context = model.context
+    lanes = [context.open_lane() for _ in targets]
+    totals = [0.0, 0.0]
+    try:
+        context.prefill(lanes, targets)
+        for token in result.tokens:
+            for i in range(2):
+                totals[i] += np_log_softmax(context.logits(i))[token]
+            context.step(lanes, [token, token])
+    finally:
+        for lane in lanes:
+            context.close_lane(lane)
+    n = len(result.tokens)
+    assert result.stats["fluency_pref"] == pytest.approx(totals[0] / n, abs=1e-3)
+    assert result.stats["fluency_base"] == pytest.approx(totals[1] / n, abs=1e-3)
+
+
+def test_score_lanes_gives_pref_a_base_fluency_without_changing_its_answer(model: Model) -> None:
+    plain = model.generate(PROMPT, preference="concise", method=Pref(), max_tokens=16)
+    scored = model.generate(PROMPT, preference="concise", method=Pref(), max_tokens=16,
+                            score_lanes=True)
+    assert plain.tokens == scored.tokens
+    assert plain.stats["fluency_base"] is None
+    assert scored.stats["fluency_base"] < 0 and scored.stats["fluency_pref"] < 0
+
+
+def test_a_tiny_kl_budget_keeps_amulet_close_to_pref(model: Model) -> None:
+    pref = model.generate(PROMPT, preference="concise", method=Pref(), max_tokens=16)
+    budgeted = model.generate(PROMPT, preference="concise", method=Amulet(kl_budget=1e-4),
+                              max_tokens=16)
+    assert budgeted.tokens == pref.tokens
+    assert budgeted.stats["mean_strength"] < Amulet().effective_contrast
+
+
+def test_zero_contrast_amulet_equals_pref(model: Model) -> None:
+    pref = model.generate(PROMPT, preference="verbose", method=Pref(), max_tokens=16)
+    zero = model.generate(PROMPT, preference="verbose", method=Amulet(contrast=0.0),
+                          max_tokens=16)
+    assert zero.tokens == pref.tokens
+
+
+def test_plausibility_and_budget_keep_fluency_above_the_papers_defaults(model: Model) -> None:
+    wild = model.generate(PROMPT, preference="concise", method=Amulet(), max_tokens=24,
+                          score_lanes=True)
+    tamed = model.generate(PROMPT, preference="concise",
+                           method=Amulet(tau=0.05, kl_budget=0.5), max_tokens=24,
+                           score_lanes=True)
+    assert tamed.stats["fluency_base"] > wild.stats["fluency_base"]
