@@ -123,6 +123,7 @@ class Model:
         top_p: float = 1.0,
         top_k: int = 0,
         min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
@@ -135,7 +136,8 @@ class Model:
         """
         return self.stream(
             prompt_or_messages, preference=preference, method=method, max_tokens=max_tokens,
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+            repeat_penalty=repeat_penalty, seed=seed,
             stop=stop, ignore_eos=ignore_eos, score_lanes=score_lanes,
         ).run()
 
@@ -150,6 +152,7 @@ class Model:
         top_p: float = 1.0,
         top_k: int = 0,
         min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
@@ -161,7 +164,8 @@ class Model:
         """
         return Generation(self._start(
             as_messages(prompt_or_messages), preference, [method],
-            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
+            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                     repeat_penalty=repeat_penalty),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos, owned_lanes=None,
             score_lanes=score_lanes,
         ))
@@ -189,6 +193,7 @@ class Model:
         top_p: float = 1.0,
         top_k: int = 0,
         min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
@@ -203,7 +208,8 @@ class Model:
             raise SettingsError("Give at least one method to compare.")
         return self._start(
             as_messages(prompt_or_messages), preference, list(methods),
-            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p),
+            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                     repeat_penalty=repeat_penalty),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos,
             owned_lanes=None, score_lanes=score_lanes,
         )
@@ -406,7 +412,8 @@ class Chat:
     def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
         settings = {**self.settings, **overrides}
         sampling = Sampling(**{key: settings.pop(key) for key in
-                               ("temperature", "top_p", "top_k", "min_p") if key in settings})
+                               ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+                               if key in settings})
         preference = settings.pop("preference", self.preference)
         method = settings.pop("method", self.method)
 

@@ -17,6 +17,7 @@ Formulas (DESIGN.md, "The methods"); ``z_pref``, ``z_base`` raw logits of the tw
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -38,8 +39,14 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0
     min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
 
     def __post_init__(self) -> None:
+        _require(math.isfinite(self.repeat_penalty) and self.repeat_penalty > 0,
+                 f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).")
+        _require(self.repeat_last_n >= 1,
+                 f"repeat_last_n must be 1 or more (got {self.repeat_last_n}).")
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
                  f"temperature must be 0 or more (got {self.temperature}).")
         _require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p}).")
@@ -57,6 +64,12 @@ class Selector:
         self.rng = np.random.default_rng(seed)
         self.strength_total = 0.0
         self.strength_steps = 0
+        self.recent: collections.deque[int] = collections.deque(maxlen=sampling.repeat_last_n)
+
+    @property
+    def penalising(self) -> bool:
+        """Whether this step applies a repetition penalty (llama.cpp / CTRL semantics)."""
+        return self.sampling.repeat_penalty != 1.0 and bool(self.recent)
 
     def note_strength(self, strength: float) -> None:
         """Record the strength used at this step (it varies under a KL budget)."""
@@ -74,15 +87,34 @@ class Selector:
 
     def pick(self, lane_logits: Sequence[np.ndarray]) -> int:
         """The next token from the lanes' logits (in the order of ``method.lanes``)."""
-        return self.method.pick(self, lane_logits)
+        token = self.method.pick(self, lane_logits)
+        self.recent.append(token)
+        return token
 
-    def draw(self, scores: np.ndarray) -> int:
-        """Index drawn from ``scores`` with this generation's sampling settings."""
+    def draw(self, scores: np.ndarray, candidate_ids: np.ndarray | None = None) -> int:
+        """Index drawn from ``scores`` (over the vocabulary, or over ``candidate_ids``) with
+        this generation's sampling settings, after the repetition penalty if any."""
+        if self.penalising:
+            scores = self._penalised(scores, candidate_ids)
         s = self.sampling
         if s.temperature == 0:
             return int(kernels.greedy(scores))
         return int(kernels.sample(scores, s.temperature, s.top_k, s.top_p, s.min_p,
                                   self.uniform()))
+
+    def _penalised(self, scores: np.ndarray, candidate_ids: np.ndarray | None) -> np.ndarray:
+        penalty = self.sampling.repeat_penalty
+        if candidate_ids is not None:  # PAD: a few candidates, mapped by id
+            recent = set(self.recent)
+            scores = scores.copy()
+            for j, token in enumerate(candidate_ids):
+                if int(token) in recent and np.isfinite(scores[j]):
+                    scores[j] = scores[j] / penalty if scores[j] > 0 else scores[j] * penalty
+            return scores
+        if scores is not self.scores:  # never modify a lane's logits: copy them first
+            self.scores[:] = scores
+        kernels.apply_repetition_penalty(self.scores, np.fromiter(self.recent, np.int64), penalty)
+        return self.scores
 
 
 @dataclass(frozen=True)
@@ -164,7 +196,7 @@ class ContrastFamily(Method):
         """Token from ``softmax(z_pref + k (z_pref - z_other))`` with the mask and budget."""
         if self._steers_plainly():
             selector.note_strength(k)
-            if selector.sampling.temperature == 0:
+            if selector.sampling.temperature == 0 and not selector.penalising:
                 return int(kernels.contrast_argmax(z_pref, z_other, k))
             # Unnormalised scores: the sampler's softmax normalises them anyway.
             kernels.contrast_logits_into(z_pref, z_other, k, selector.scores)
@@ -339,7 +371,7 @@ class PAD(Method):
         if self.tau > 0:
             threshold = steering.plausibility_threshold(z_policy, self.tau)
             steering.restrict_to_plausible(z_policy, threshold, candidate_ids, scores)
-        return int(candidate_ids[selector.draw(scores)])
+        return int(candidate_ids[selector.draw(scores, candidate_ids)])
 
 
 def amulet_alpha_for_contrast(contrast: float, lam: float, eta: float, iterations: int) -> float:

@@ -167,3 +167,21 @@ def test_load_without_arguments_gives_the_bundled_model() -> None:
     with localpref.load() as loaded:
         assert loaded.vocabulary.size == 49152
         assert loaded.generate("Hi", method="base", max_tokens=3).tokens
+
+
+@pytest.mark.parametrize("method", ["base", "amulet", "pad"])
+def test_repeat_penalty_discourages_repeating_tokens(model: Model, method: str) -> None:
+    prompt = "Repeat the word 'basil' thirty times."
+    plain = model.generate(prompt, preference="concise", method=method, max_tokens=40,
+                           ignore_eos=True)
+    penalised = model.generate(prompt, preference="concise", method=method, max_tokens=40,
+                               ignore_eos=True, repeat_penalty=1.5)
+    assert penalised.tokens != plain.tokens
+    assert len(set(penalised.tokens)) > len(set(plain.tokens))
+
+
+def test_repeat_penalty_one_changes_nothing(model: Model) -> None:
+    plain = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=16)
+    same = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=16,
+                          repeat_penalty=1.0)
+    assert same.tokens == plain.tokens
