@@ -8,6 +8,7 @@ its lanes, and so its KV cache, between turns.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -257,6 +258,8 @@ class Model:
             raise PromptTooLongError(
                 f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
             )
+        # An answer stops ("length") where its lanes would leave the window of one lane.
+        max_tokens = min(max_tokens, self.n_ctx - longest - 1)
         track_stats = [
             {
                 "method": method.label,
@@ -411,9 +414,8 @@ class Chat:
 
     def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
         settings = {**self.settings, **overrides}
-        sampling = Sampling(**{key: settings.pop(key) for key in
-                               ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
-                               if key in settings})
+        sampling = Sampling(**{f.name: settings.pop(f.name) for f in dataclasses.fields(Sampling)
+                               if f.name in settings})
         preference = settings.pop("preference", self.preference)
         method = settings.pop("method", self.method)
 

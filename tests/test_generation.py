@@ -185,3 +185,11 @@ def test_repeat_penalty_one_changes_nothing(model: Model) -> None:
     same = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=16,
                           repeat_penalty=1.0)
     assert same.tokens == plain.tokens
+
+
+def test_an_answer_stops_at_the_end_of_the_lane_window(bundled_path) -> None:  # noqa: ANN001
+    with Model(bundled_path, n_ctx=64, max_lanes=2) as small:
+        prompt_tokens = small.count_tokens("Hi")
+        result = small.generate("Hi", method="base", max_tokens=500, ignore_eos=True)
+    assert result.stats["stop_reason"] == "length"
+    assert len(result.tokens) == 64 - prompt_tokens - 1

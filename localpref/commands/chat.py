@@ -1,0 +1,91 @@
+"""``localpref chat``: open the chat app, or export / list saved conversations.
+
+The app (package ``tui``) is imported only inside the handler, so ``import localpref`` and the
+other commands never load Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from localpref.commands.models import add_model_options
+from localpref.errors import LocalprefError
+from localpref.methods import resolve_method
+from localpref.store import Store, data_dir
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``chat``."""
+    parser = subparsers.add_parser(
+        "chat",
+        help="chat in the terminal with live preference steering (the app)",
+        description="Open the chat app. History, settings and profiles are kept in "
+        "$LOCALPREF_HOME (default: $XDG_DATA_HOME/localpref or ~/.local/share/localpref).",
+    )
+    add_model_options(parser)
+    parser.add_argument("--preference", action="append", metavar="TEXT",
+                        help="a built-in preference name or free text (repeatable)")
+    parser.add_argument("--method", metavar="NAME",
+                        help="base, pref, contrastive, amulet or pad (default: the last used)")
+    parser.add_argument("--export", metavar="ID", type=int,
+                        help="write conversation ID as Markdown instead of opening the app")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="with --export: the file to write (default: standard output)")
+    parser.add_argument("--list", action="store_true",
+                        help="list saved conversations (ID, messages, title) and exit")
+    parser.add_argument("--where", action="store_true",
+                        help="print the data folder and the history file, and exit")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, list, show paths, or run the app."""
+    if args.output and args.export is None:
+        raise LocalprefError("--output goes with --export ID.")
+    if args.where:
+        print(f"data folder: {data_dir()}")
+        print(f"history: {data_dir() / 'history.sqlite3'}")
+        return 0
+    if args.export is not None:
+        return _export(args.export, args.output)
+    if args.list:
+        return _list()
+    if args.method:
+        resolve_method(args.method)  # a bad name is one sentence and exit 2, before the app
+    from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual
+
+    app = LocalprefApp(model_spec=args.model, model_file=args.model_file,
+                       n_gpu_layers=args.gpu_layers, preference=args.preference,
+                       method=args.method)
+    app.run()
+    return app.return_code or 0
+
+
+def _export(conversation_id: int, output: str | None) -> int:
+    with Store() as store:
+        if store.notice:
+            print(f"localpref: {store.notice}", file=sys.stderr)
+        text = store.export_markdown(conversation_id)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise LocalprefError(f"Cannot write {output}: {error.strerror}.") from error
+        print(f"wrote conversation {conversation_id} to {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _list() -> int:
+    with Store() as store:
+        if store.notice:
+            print(f"localpref: {store.notice}", file=sys.stderr)
+        for conversation in store.list_conversations():
+            count = len(store.messages(conversation.id))
+            print(f"{conversation.id:>5}  {count:>4} messages  {conversation.updated_at[:16]}  "
+                  f"{conversation.title}")
+    return 0

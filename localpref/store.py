@@ -1,0 +1,455 @@
+"""Conversation history, settings and named profiles in one SQLite file in the user data folder.
+
+The folder is ``$LOCALPREF_HOME`` if set, else ``$XDG_DATA_HOME/localpref``, else
+``~/.local/share/localpref``. The schema is versioned with ``PRAGMA user_version`` and upgraded
+in place, one migration at a time, so an old history keeps working after an update.
+
+The store never makes the app fail: a corrupt file is set aside and a new one started; a file
+locked by another program (or written by a newer localpref) is copied into memory and used
+read-only, so this session's changes are not saved to it. Either way ``notice`` holds one
+sentence for the user. Every method is thread-safe: the chat worker saves a partial answer
+while the interface reads.
+
+This module never imports Textual (the command line exports conversations with it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import LocalprefError
+
+#: File name of the history database inside the data folder.
+DATABASE_NAME = "history.sqlite3"
+
+#: Message status: ``complete`` (the answer ended by itself) or ``partial`` (stopped, failed,
+#: or still being written when the app was killed).
+COMPLETE, PARTIAL = "complete", "partial"
+
+
+class StoreError(LocalprefError):
+    """A history that cannot be read or written, explained in one sentence."""
+
+
+def data_dir() -> Path:
+    """The user data folder: ``$LOCALPREF_HOME``, ``$XDG_DATA_HOME/localpref`` or
+    ``~/.local/share/localpref``."""
+    home = os.environ.get("LOCALPREF_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "localpref"
+
+
+def default_path() -> Path:
+    """The history database in the user data folder."""
+    return data_dir() / DATABASE_NAME
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+#: Migration ``n`` brings a database from version ``n`` to ``n + 1``. Never edit a released
+#: migration: add one. A fresh database runs them all, so every step is exercised. Ids are
+#: AUTOINCREMENT so a deleted conversation's id (the one ``--export`` takes) is never reused.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 0 -> 1: conversations and their messages
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)",
+    ),
+    (  # 1 -> 2: partial answers, what steered each answer, settings and profiles
+        "ALTER TABLE messages ADD COLUMN status TEXT NOT NULL DEFAULT 'complete'",
+        "ALTER TABLE messages ADD COLUMN method TEXT",
+        "ALTER TABLE messages ADD COLUMN preference TEXT",
+        "ALTER TABLE messages ADD COLUMN stats TEXT",
+        "ALTER TABLE conversations ADD COLUMN model TEXT",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE profiles (
+            name TEXT PRIMARY KEY,
+            settings TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
+    ),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One conversation's row (its messages are read separately)."""
+
+    id: int
+    title: str
+    created_at: str
+    updated_at: str
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message as saved: ``status`` says whether an answer ended by itself."""
+
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    created_at: str
+    status: str = COMPLETE
+    method: str | None = None
+    preference: str | None = None
+    stats: dict[str, Any] | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.status == PARTIAL
+
+    def as_chat_message(self) -> dict[str, str]:
+        """The ``{"role", "content"}`` dict the library's ``Chat`` takes."""
+        return {"role": self.role, "content": self.content}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _is_locked(error: sqlite3.Error) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+class Store:
+    """The history database, opened (and upgraded) when made; see the module docstring."""
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 5.0) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.timeout = timeout
+        #: True when changes are kept in memory only (the file is locked, newer or unusable).
+        self.read_only = False
+        #: One sentence for the user when the file could not be used as is, else None.
+        self.notice: str | None = None
+        self._lock = threading.RLock()
+        self._conn = self._open()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection to use, falling back as the module docstring says."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return self._in_memory(f"The data folder {self.path.parent} cannot be created "
+                                   f"({error.strerror}); history is not saved this session.")
+        try:
+            return self._open_file()
+        except sqlite3.Error as error:
+            if _is_locked(error):
+                return self._read_only_copy(
+                    f"The history database {self.path} is locked by another program; it is "
+                    "open read-only and this session's changes will not be saved."
+                )
+            if isinstance(error, sqlite3.OperationalError) and "unable to open" in str(error):
+                return self._in_memory(f"The history database {self.path} cannot be opened; "
+                                       "history is not saved this session.")
+            return self._start_over()
+        except _NewerSchema as newer:
+            return self._read_only_copy(
+                f"The history database {self.path} was written by a newer localpref (schema "
+                f"{newer.version}, this one knows {SCHEMA_VERSION}); it is open read-only."
+            )
+
+    def _connect(self, target: str, **kwargs: Any) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, timeout=self.timeout, isolation_level=None,
+                               check_same_thread=False, **kwargs)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _open_file(self) -> sqlite3.Connection:
+        conn = self._connect(str(self.path))
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads page 1
+            if version > SCHEMA_VERSION:
+                raise _NewerSchema(version)
+            conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
+            conn.execute("BEGIN IMMEDIATE")  # fails now, not mid-chat, if another writer holds it
+            conn.execute("ROLLBACK")
+            _migrate(conn)
+            if version and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("database disk image is malformed")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _start_over(self) -> sqlite3.Connection:
+        """Move an unreadable file aside (it is never deleted) and create a new database."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            self.path.replace(kept)
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    side.replace(kept.with_name(kept.name + suffix))
+            conn = self._open_file()
+        except (OSError, sqlite3.Error, _NewerSchema):
+            return self._in_memory(f"The history database {self.path} is unreadable and could "
+                                   "not be replaced; history is not saved this session.")
+        self.notice = (f"The history database was unreadable; it was kept as {kept.name} and a "
+                       "new one was started.")
+        return conn
+
+    def _read_only_copy(self, notice: str) -> sqlite3.Connection:
+        """The file's content copied into memory: readable, and never written back."""
+        memory = self._connect(":memory:")
+        try:
+            source = self._connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+            try:
+                source.backup(memory)
+            finally:
+                source.close()
+        except sqlite3.Error:
+            memory.close()
+            return self._in_memory(f"The history database {self.path} cannot be read (locked "
+                                   "or damaged); history is not saved this session.")
+        self.read_only = True
+        self.notice = notice
+        if memory.execute("PRAGMA user_version").fetchone()[0] <= SCHEMA_VERSION:
+            _migrate(memory)
+        return memory
+
+    def _in_memory(self, notice: str) -> sqlite3.Connection:
+        memory = self._connect(":memory:")
+        _migrate(memory)
+        self.read_only = True
+        self.notice = notice
+        return memory
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; SQLite errors become a ``StoreError`` sentence."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise StoreError(f"The history could not be saved ({error}).") from error
+
+    def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, parameters).fetchall()
+            except sqlite3.Error as error:
+                raise StoreError(f"The history could not be read ({error}).") from error
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- conversations -------------------------------------------------------------------------
+
+    def list_conversations(self) -> list[Conversation]:
+        """Every conversation, the most recently active first."""
+        rows = self._query("SELECT id, title, created_at, updated_at, model FROM conversations "
+                           "ORDER BY updated_at DESC, id DESC")
+        return [Conversation(**dict(row)) for row in rows]
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        rows = self._query("SELECT id, title, created_at, updated_at, model FROM conversations "
+                           "WHERE id = ?", (conversation_id,))
+        if not rows:
+            raise StoreError(f"There is no conversation {conversation_id} in {self.path}.")
+        return Conversation(**dict(rows[0]))
+
+    def create_conversation(self, title: str, model: str | None = None) -> int:
+        now = _now()
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO conversations (title, created_at, updated_at, model) "
+                "VALUES (?, ?, ?, ?)", (title, now, now, model))
+            return int(cursor.lastrowid or 0)
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE conversations SET title = ? WHERE id = ?",
+                         (title, conversation_id))
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation and its messages."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        """A conversation's messages in the order they were written."""
+        rows = self._query(
+            "SELECT id, conversation_id, role, content, created_at, status, method, preference, "
+            "stats FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        return [
+            StoredMessage(**{**dict(row), "stats": json.loads(row["stats"]) if row["stats"]
+                             else None})
+            for row in rows
+        ]
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        *,
+        status: str = COMPLETE,
+        method: str | None = None,
+        preference: str | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> int:
+        """Save a message now (a user's when sent; an answer as ``partial`` when it starts)."""
+        now = _now()
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_at, status, method, "
+                "preference, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, now, status, method, preference,
+                 _dump(stats)))
+            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
+                         (now, conversation_id))
+            return int(cursor.lastrowid or 0)
+
+    def update_message(
+        self,
+        message_id: int,
+        content: str,
+        *,
+        status: str,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        """Save an answer's progress (``partial``) or its end (``complete``)."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE messages SET content = ?, status = ?, stats = coalesce(?, stats) "
+                         "WHERE id = ?", (content, status, _dump(stats), message_id))
+
+    def delete_message(self, message_id: int) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    # -- settings and profiles -----------------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """A JSON value saved with ``set_setting``, or ``default``."""
+        rows = self._query("SELECT value FROM settings WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                         "DO UPDATE SET value = excluded.value",
+                         (key, json.dumps(value, default=str)))
+
+    def list_profiles(self) -> dict[str, dict[str, Any]]:
+        """Named steering profiles ("my writing style"), by name."""
+        rows = self._query("SELECT name, settings FROM profiles ORDER BY name COLLATE NOCASE")
+        return {row["name"]: json.loads(row["settings"]) for row in rows}
+
+    def save_profile(self, name: str, settings: dict[str, Any]) -> None:
+        if not name.strip():
+            raise StoreError("A profile needs a name.")
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO profiles (name, settings, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET settings = excluded.settings, "
+                "updated_at = excluded.updated_at", (name.strip(), _dump(settings), _now()))
+
+    def delete_profile(self, name: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export_markdown(self, conversation_id: int) -> str:
+        """A conversation as a Markdown document."""
+        return conversation_markdown(self.get_conversation(conversation_id),
+                                     self.messages(conversation_id))
+
+
+def conversation_markdown(conversation: Conversation, messages: list[StoredMessage]) -> str:
+    """A conversation as Markdown: a title, then one section per message."""
+    lines = [f"# {conversation.title}", ""]
+    started = conversation.created_at[:16].replace("T", " ")
+    facts = [f"conversation {conversation.id}", f"started {started} UTC"]
+    if conversation.model:
+        facts.append(f"model {conversation.model}")
+    lines += [f"*{', '.join(facts)}*", ""]
+    for message in messages:
+        if message.role == "user":
+            heading = "You"
+        else:
+            steering = " · ".join(part for part in (message.method, message.preference) if part)
+            heading = message.role.capitalize() + (f" ({steering})" if steering else "")
+        lines += [f"## {heading}", "", message.content.rstrip() or "*(empty)*", ""]
+        if message.partial:
+            lines += ["*(partial answer: stopped before the end)*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+class _NewerSchema(Exception):
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Run the migrations the database lacks, each in its own transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[target - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)

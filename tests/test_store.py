@@ -1,0 +1,190 @@
+"""The history database: schema versions and upgrades, and bad files that never lose history."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from localpref import store as store_module
+from localpref.store import PARTIAL, SCHEMA_VERSION, Store, StoreError
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "history.sqlite3"
+
+
+def test_data_dir_follows_localpref_home_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert store_module.data_dir() == tmp_path / "home"
+    monkeypatch.delenv("LOCALPREF_HOME")
+    assert store_module.data_dir() == tmp_path / "xdg" / "localpref"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert store_module.data_dir() == tmp_path / "user" / ".local" / "share" / "localpref"
+    assert store_module.default_path().name == "history.sqlite3"
+
+
+def test_new_database_has_the_current_schema_version(path):
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.notice is None and not store.read_only
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_conversation_round_trip_keeps_order_status_and_stats(path):
+    with Store(path) as store:
+        first = store.create_conversation("basil", model="smol")
+        second = store.create_conversation("other")
+        store.add_message(first, "user", "How do I keep basil alive?")
+        answer = store.add_message(first, "assistant", "", status=PARTIAL, method="amulet",
+                                   preference="concise")
+        store.update_message(answer, "Water it.", status=PARTIAL)
+        store.update_message(answer, "Water it often.", status="complete",
+                             stats={"tokens_per_s": 60.5, "lanes": ("pref", "base")})
+        store.rename_conversation(second, "renamed")
+    with Store(path) as store:
+        conversations = store.list_conversations()
+        assert [c.id for c in conversations] == [first, second]  # most recently active first
+        assert conversations[1].title == "renamed"
+        messages = store.messages(first)
+        assert [m.role for m in messages] == ["user", "assistant"]
+        assert messages[1].content == "Water it often."
+        assert messages[1].status == "complete" and not messages[1].partial
+        assert messages[1].stats == {"tokens_per_s": 60.5, "lanes": ["pref", "base"]}
+        assert messages[1].method == "amulet" and messages[1].preference == "concise"
+        store.delete_conversation(first)
+        assert [c.id for c in store.list_conversations()] == [second]
+        assert store.messages(first) == []
+        with pytest.raises(StoreError, match="no conversation"):
+            store.get_conversation(first)
+
+
+def test_settings_and_profiles_are_json_round_trips(path):
+    with Store(path) as store:
+        assert store.get_setting("steering", {"x": 1}) == {"x": 1}
+        store.set_setting("steering", {"method": "pad", "presets": ["concise"]})
+        store.set_setting("steering", {"method": "amulet"})
+        store.save_profile("my writing style", {"method": "pad", "sampling": {"top_p": 0.9}})
+        store.save_profile("b", {"method": "base"})
+        with pytest.raises(StoreError):
+            store.save_profile("  ", {})
+    with Store(path) as store:
+        assert store.get_setting("steering") == {"method": "amulet"}
+        assert list(store.list_profiles()) == ["b", "my writing style"]
+        store.delete_profile("b")
+        assert store.list_profiles() == {
+            "my writing style": {"method": "pad", "sampling": {"top_p": 0.9}}}
+
+
+def test_version_1_database_is_upgraded_in_place_and_keeps_its_history(path):
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE conversations (id INTEGER PRIMARY KEY, title TEXT NOT NULL,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+        CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL
+            REFERENCES conversations(id) ON DELETE CASCADE, role TEXT NOT NULL,
+            content TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+        INSERT INTO conversations VALUES (7, 'old chat', '2024-01-01', '2024-01-01');
+        INSERT INTO messages VALUES (1, 7, 'user', 'hello', '2024-01-01');
+        INSERT INTO messages VALUES (2, 7, 'assistant', 'hi there', '2024-01-01');
+        PRAGMA user_version = 1;
+    """)
+    conn.close()
+    with Store(path) as store:
+        assert store.schema_version == 2
+        assert store.notice is None
+        assert store.get_conversation(7).title == "old chat"
+        messages = store.messages(7)
+        assert [(m.role, m.content, m.status) for m in messages] == [
+            ("user", "hello", "complete"), ("assistant", "hi there", "complete")]
+        store.save_profile("works", {"method": "pref"})  # a table the upgrade created
+        assert "## Assistant" in store.export_markdown(7)
+
+
+def test_corrupt_file_is_kept_aside_and_a_new_database_started_with_a_notice(path):
+    path.write_bytes(b"this is not a database, " * 200)
+    with Store(path) as store:
+        assert not store.read_only
+        assert store.notice is not None and "unreadable" in store.notice
+        assert store.list_conversations() == []
+        conversation = store.create_conversation("fresh")
+    kept = list(path.parent.glob("history.sqlite3.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
+    with Store(path) as store:
+        assert store.notice is None
+        assert store.get_conversation(conversation).title == "fresh"
+
+
+def test_locked_database_opens_read_only_with_its_history_and_a_notice(path):
+    with Store(path) as store:
+        conversation = store.create_conversation("kept")
+        store.add_message(conversation, "user", "still here")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another program is writing
+    try:
+        store = Store(path, timeout=0.1)
+        assert store.read_only
+        assert store.notice is not None and "locked" in store.notice
+        assert [m.content for m in store.messages(conversation)] == ["still here"]
+        store.add_message(conversation, "user", "only in memory")  # works, not written back
+        store.close()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with Store(path) as store:
+        assert not store.read_only
+        assert [m.content for m in store.messages(conversation)] == ["still here"]
+
+
+def test_newer_schema_is_opened_read_only(path):
+    with Store(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with Store(path) as store:
+        assert store.read_only and "newer" in (store.notice or "")
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def test_worker_thread_can_save_while_the_interface_reads(path):
+    with Store(path) as store:
+        conversation = store.create_conversation("threads")
+        answer = store.add_message(conversation, "assistant", "", status=PARTIAL)
+
+        def write() -> None:
+            for i in range(50):
+                store.update_message(answer, "x" * i, status=PARTIAL)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        for _ in range(50):
+            store.messages(conversation)
+        thread.join()
+        assert store.messages(conversation)[0].content == "x" * 49
+
+
+def test_export_markdown_marks_partial_answers_and_steering(path):
+    with Store(path) as store:
+        conversation = store.create_conversation("Basil", model="SmolLM2")
+        store.add_message(conversation, "user", "How do I keep basil alive?")
+        store.add_message(conversation, "assistant", "Water it", status=PARTIAL,
+                          method="amulet", preference="concise")
+        text = store.export_markdown(conversation)
+    assert text.startswith("# Basil\n")
+    assert "## You\n\nHow do I keep basil alive?" in text
+    assert "## Assistant (amulet · concise)\n\nWater it" in text
+    assert "partial answer" in text
+
+
+def test_store_and_chat_command_do_not_load_textual():
+    code = ("import sys, localpref, localpref.store, localpref.commands.chat, localpref.cli; "
+            "localpref.cli.build_parser(); assert 'textual' not in sys.modules, 'textual loaded'")
+    subprocess.run([sys.executable, "-c", code], check=True)

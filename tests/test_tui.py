@@ -1,0 +1,386 @@
+"""The chat app, driven with Textual's pilot on the real bundled model through llama.cpp.
+
+Every test points the data folder at ``tmp_path`` and waits on a condition, never a fixed sleep.
+Answers are kept short (``max_tokens``) so the file runs in about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Select, SelectionList
+
+from localpref import cli
+from localpref.store import Store
+from tui.app import LocalprefApp
+from tui.keys import APP_ACTIONS, INPUT_ACTIONS
+from tui.screens import CompareScreen, HelpScreen, ModelErrorDialog
+from tui.screens.compare import ComparePane
+from tui.widgets import ChatInput, ChatLog, ConversationList, PreferencePanel, StatusBar
+
+SIZE = (160, 50)
+WAIT = 120.0  # generous: the CI machine may be shared; the waits end as soon as true
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty data folder for this test."""
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path))
+    return tmp_path
+
+
+def seed(home: Path, **steering) -> None:
+    """Save steering settings before the app starts (as a previous session would)."""
+    with Store(home / "history.sqlite3") as store:
+        store.set_setting("steering", steering)
+
+
+async def until(pilot, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+async def click(pilot, app: LocalprefApp, selector: str) -> None:
+    """Scroll a widget into view (the panel is taller than the screen) and click it."""
+    app.screen.query_one(selector).scroll_visible(animate=False, immediate=True)
+    await pilot.pause()
+    assert await pilot.click(selector), f"{selector} was not clicked"
+
+
+async def send(pilot, app: LocalprefApp, text: str) -> None:
+    """Type a message, press Enter, and wait for its answer to end."""
+    count = len(answers(app))
+    app.query_one(ChatInput).focus()
+    app.query_one(ChatInput).load_text(text)
+    await pilot.press("enter")
+    await until(pilot, lambda: not app.busy and len(answers(app)) == count + 1)
+
+
+def answers(app: LocalprefApp):
+    return [view for view in app.query_one(ChatLog).views if view.role == "assistant"]
+
+
+# -- chatting ------------------------------------------------------------------------------------
+
+
+async def test_sent_message_streams_an_answer_that_equals_the_saved_one(model, home):
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 24})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.focused, ChatInput)  # the message box has focus at start
+        await pilot.press(*"Name", "ctrl+j", *"a color.")
+        assert app.query_one(ChatInput).text == "Name\na color."
+        await pilot.press("enter")
+        assert app.busy  # the answer has only started
+        saved = app.store.messages(app.conversation_id)  # saved when sent, before the answer
+        assert [(m.role, m.content) for m in saved[:1]] == [("user", "Name\na color.")]
+        assert saved[1].role == "assistant" and saved[1].partial
+        await until(pilot, lambda: not app.busy)
+
+        shown = answers(app)[0].text
+        saved = app.store.messages(app.conversation_id)
+        assert shown.strip() and shown == saved[1].content
+        assert saved[1].status == "complete" and saved[1].stats["method"] == "amulet"
+        status = app.query_one(StatusBar).plain
+        for fact in (model.name, "amulet", "concise", "tok/s", "ms/tok", f"/{model.n_ctx}"):
+            assert fact in status
+
+        await pilot.press("up")  # history of sent messages
+        assert app.query_one(ChatInput).text == "Name\na color."
+        await pilot.press("f5")  # copy: nothing focused in the log, so the last answer
+        assert app.clipboard == shown
+
+        replaced = saved[1].id
+        await pilot.press("ctrl+r")  # regenerate replaces the last answer
+        await until(pilot, lambda: not app.busy
+                    and app.store.messages(app.conversation_id)[-1].id != replaced)
+        saved = app.store.messages(app.conversation_id)
+        assert [m.role for m in saved] == ["user", "assistant"]
+        assert saved[1].status == "complete"
+        assert saved[1].content == answers(app)[0].text and len(answers(app)) == 1
+
+
+async def test_escape_mid_answer_keeps_the_partial_answer_saved_as_partial(model, home):
+    seed(home, presets=["verbose"], method="pref", sampling={"max_tokens": 400})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(ChatInput).load_text("Write a long story about a dragon and a knight.")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.busy and answers(app) and answers(app)[0].text.strip())
+        await pilot.press("escape")
+        await until(pilot, lambda: not app.busy)
+
+        view = answers(app)[0]
+        saved = app.store.messages(app.conversation_id)[1]
+        assert saved.partial and saved.stats["stop_reason"] == "cancelled"
+        assert 0 < saved.stats["n_tokens"] < 400
+        assert saved.content == view.text and view.text.strip()
+        assert "stopped" in view.header()
+        assert any("partial answer is kept" in notice for notice in app.notices)
+        # the partial answer stays in the conversation the model sees next
+        assert app.chat is not None and app.chat.messages[-1]["content"] == view.text
+
+
+async def test_switching_method_and_preference_applies_to_the_next_answer(model, home):
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 12})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#method", Select).value = "pad"
+        await until(pilot, lambda: bool(panel.query("#method-weight")))
+        presets = panel.query_one("#presets", SelectionList)
+        presets.deselect("concise")
+        presets.select("uplifting")
+        panel.query_one("#custom-preference", Input).value = "mention the sea"
+        await pilot.pause()
+        await click(pilot, app, "#apply")
+        assert app.steering.method == "pad"
+        assert "uplifting" in app.query_one(StatusBar).plain
+
+        await send(pilot, app, "Say something about Mondays.")
+        stats = app.store.messages(app.conversation_id)[1].stats
+        assert stats["method"].startswith("pad")
+        assert stats["preference"] == "uplifting + mention the sea"
+        assert "pad" in answers(app)[0].header()
+
+
+async def test_invalid_settings_are_refused_in_the_form_with_the_reason(model, home):
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 24})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.steering.to_dict()
+        panel = app.query_one(PreferencePanel)
+        await until(pilot, lambda: bool(panel.query("#method-eta")))
+        panel.query_one("#method-eta", Input).value = "0"
+        panel.query_one("#sampling-temperature", Input).value = "-1"
+        await pilot.pause()
+        errors = str(panel.query_one("#settings-errors").render())
+        assert "Eta must be greater than 0" in errors
+        assert "Temperature must be 0 or more" in errors
+        assert panel.query_one("#method-eta", Input).has_class("-invalid")
+        await click(pilot, app, "#apply")
+        assert app.steering.to_dict() == before  # not applied
+        assert any("Settings not applied" in notice for notice in app.notices)
+
+        panel.query_one("#method-eta", Input).value = "ten"
+        panel.query_one("#sampling-temperature", Input).value = "0"
+        await pilot.pause()
+        assert "Eta must be a number" in str(panel.query_one("#settings-errors").render())
+        panel.query_one("#method-eta", Input).value = "5"
+        await pilot.pause()
+        await click(pilot, app, "#apply")
+        assert app.steering.method_settings["amulet"]["eta"] == 5.0
+
+
+async def test_message_longer_than_the_context_is_refused_with_the_limit(model, home):
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        long_text = "word " * (model.n_ctx + 100)
+        app.query_one(ChatInput).load_text(long_text)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not app.busy
+        assert any(str(model.n_ctx) in notice and "Not sent" in notice
+                   for notice in app.notices)
+        assert app.query_one(ChatInput).text == long_text  # kept for editing
+        assert app.store.list_conversations() == []
+
+
+# -- compare -------------------------------------------------------------------------------------
+
+
+async def test_compare_two_methods_side_by_side_and_keep_one(model, home):
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 16})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        assert list(screen.query_one("#compare-methods", SelectionList).selected) == [
+            "base", "amulet"]
+        await pilot.click("#run")
+        await until(pilot, lambda: screen.running)
+        await until(pilot, lambda: not screen.running)
+        panes = list(screen.query(ComparePane))
+        assert [pane.stats["method"] for pane in panes] == ["base", "amulet"]
+        for pane in panes:
+            assert pane.text.strip()
+            assert pane.stats["tokens_per_s"] > 0
+            assert "tok/s" in str(pane.query_one(".pane-stats").render())
+
+        kept_text = panes[1].text
+        await pilot.click("#keep-1")
+        await until(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        await until(pilot, lambda: len(app.query_one(ChatLog).views) == 2)
+        saved = app.store.messages(app.conversation_id)
+        assert [(m.role, m.content) for m in saved] == [
+            ("user", "Give me one tip for sleeping well."), ("assistant", kept_text)]
+        assert saved[1].method == "amulet"
+        assert answers(app)[0].text == kept_text
+
+
+# -- persistence, export, conversations ------------------------------------------------------------
+
+
+async def test_reopened_app_finds_the_conversation_and_its_settings(model, home):
+    seed(home, presets=["concise"], method="contrastive", sampling={"max_tokens": 12})
+    first = LocalprefApp(model=model)
+    async with first.run_test(size=SIZE) as pilot:
+        await send(pilot, first, "What is a haiku?")
+        conversation = first.conversation_id
+        answer = answers(first)[0].text
+
+    second = LocalprefApp(model=model)
+    async with second.run_test(size=SIZE) as pilot:
+        assert second.conversation_id == conversation
+        listed = second.query_one(ConversationList)
+        assert [item.conversation_id for item in listed.children] == [conversation]
+        views = second.query_one(ChatLog).views
+        assert [(v.role, v.text) for v in views] == [
+            ("user", "What is a haiku?"), ("assistant", answer)]
+        assert second.steering.method == "contrastive"  # settings came back too
+        assert second._history() == [  # what the next answer will read
+            {"role": "user", "content": "What is a haiku?"},
+            {"role": "assistant", "content": answer}]
+
+
+def test_export_writes_a_conversation_as_markdown(home, capsys):
+    with Store() as store:
+        conversation = store.create_conversation("Basil care")
+        store.add_message(conversation, "user", "How do I keep basil alive?")
+        store.add_message(conversation, "assistant", "Sun and water.", method="amulet",
+                          preference="concise")
+    out = home / "basil.md"
+    assert cli.main(["chat", "--export", str(conversation), "--output", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Basil care\n")
+    assert "## You\n\nHow do I keep basil alive?" in text
+    assert "## Assistant (amulet · concise)\n\nSun and water." in text
+
+    assert cli.main(["chat", "--export", "999"]) == 2
+    assert "no conversation 999" in capsys.readouterr().err
+    assert cli.main(["chat", "--list"]) == 0
+    assert "Basil care" in capsys.readouterr().out
+
+
+async def test_new_rename_and_delete_conversations(model, home):
+    with Store() as store:
+        older = store.create_conversation("older")
+        store.add_message(older, "user", "old question")
+        newer = store.create_conversation("newer")
+        store.set_setting("last_conversation", newer)
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.conversation_id == newer
+        await pilot.press("ctrl+n")
+        assert app.conversation_id is None and app.query_one(ChatLog).views == []
+
+        listed = app.query_one(ConversationList)
+        listed.focus()
+        listed.index = [item.conversation_id for item in listed.children].index(older)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.conversation_id == older)
+        assert [v.text for v in app.query_one(ChatLog).views] == ["old question"]
+
+        await pilot.press("f2")
+        await until(pilot, lambda: bool(app.screen.query("#dialog-input")))
+        app.screen.query_one("#dialog-input", Input).value = "Renamed"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.store.get_conversation(older).title == "Renamed")
+
+        await pilot.press("f8")
+        await until(pilot, lambda: bool(app.screen.query("#yes")))
+        await pilot.click("#yes")
+        await until(pilot, lambda: app.conversation_id == newer)
+        assert [c.id for c in app.store.list_conversations()] == [newer]
+
+
+async def test_profiles_are_saved_and_loaded_by_name(model, home):
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#method", Select).value = "contrastive"
+        await until(pilot, lambda: bool(panel.query("#method-ratio")))
+        panel.query_one("#method-ratio", Input).value = "3.5"
+        panel.query_one("#profile-name", Input).value = "my writing style"
+        await pilot.pause()
+        await click(pilot, app, "#profile-save")
+        await until(pilot, lambda: "my writing style" in app.store.list_profiles())
+
+        panel.query_one("#method", Select).value = "base"
+        await pilot.pause()
+        await click(pilot, app, "#apply")
+        assert app.steering.method == "base"
+        panel.query_one("#profile-select", Select).value = "my writing style"
+        await pilot.pause()
+        await click(pilot, app, "#profile-load")
+        await until(pilot, lambda: app.steering.method == "contrastive")
+        assert app.steering.method_settings["contrastive"]["ratio"] == 3.5
+        assert panel.query_one("#method-ratio", Input).value == "3.5"
+
+
+# -- keys, help, bad input --------------------------------------------------------------------
+
+
+async def test_help_lists_every_declared_key(model, home):
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        bound = {binding.key for binding in app.BINDINGS}
+        assert {action.key for action in APP_ACTIONS} == bound
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        table = app.screen.query_one(DataTable)
+        keys = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        for action in (*APP_ACTIONS, *INPUT_ACTIONS):
+            assert action.key_display in keys
+        assert "Ctrl+Q" in keys and "Shift+Enter or Ctrl+J" in keys
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+async def test_command_palette_switches_the_method(model, home):
+    seed(home, presets=["concise"], method="amulet")
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Method: Contrastive")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.steering.method == "contrastive")
+        assert app.query_one(PreferencePanel).query_one("#method", Select).value == "contrastive"
+
+
+async def test_model_that_fails_to_load_shows_why_and_another_file_can_be_picked(
+    home, bundled_path
+):
+    broken = home / "broken.gguf"
+    broken.write_bytes(b"not a gguf file at all")
+    app = LocalprefApp(model_spec=str(broken))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ModelErrorDialog)
+                    and bool(app.screen.query("#model-error-reason")))
+        reason = str(app.screen.query_one("#model-error-reason").render())
+        assert reason.strip() and "Traceback" not in reason
+        app.screen.query_one("#model-path", Input).value = str(bundled_path)
+        await pilot.click("#load")
+        await until(pilot, lambda: app.model is not None)
+        assert not isinstance(app.screen, ModelErrorDialog)
+        assert app.model.path == bundled_path
+
+
+async def test_corrupt_history_database_starts_a_new_one_and_says_so(model, home):
+    (home / "history.sqlite3").write_bytes(b"garbage " * 100)
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert any("unreadable" in notice for notice in app.notices)
+        assert not app.store.read_only
+    assert list(home.glob("history.sqlite3.corrupt-*"))

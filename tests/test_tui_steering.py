@@ -1,0 +1,166 @@
+"""The app's plain parts, without a screen or a model: settings form, streaming batches, keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from localpref import Amulet, Sampling
+from localpref.methods import METHODS, Base
+from tui.app import startup_steering, title_from
+from tui.keys import APP_ACTIONS, COMPARE_ACTIONS, INPUT_ACTIONS
+from tui.steering import Steering, method_fields, sampling_fields, steering_from_form
+from tui.streaming import EngineUsers, pump
+
+
+def test_method_fields_follow_the_dataclass_fields():
+    for name, cls in METHODS.items():
+        names = {spec.name for spec in method_fields(name)}
+        assert names == {f.name for f in dataclasses.fields(cls) if f.init}
+    amulet = {spec.name: spec for spec in method_fields("amulet")}
+    assert amulet["eta"].kind is float and amulet["eta"].default == 10.0
+    assert amulet["iterations"].kind is int and amulet["exact"].kind is bool
+    assert amulet["lam"].label == "lambda"
+    pad = {spec.name: spec for spec in method_fields("pad")}
+    assert pad["reward_model"].optional and pad["reward_model"].kind is str
+    sampling = [spec.name for spec in sampling_fields()]
+    assert sampling[:-2] == [f.name for f in dataclasses.fields(Sampling)]
+    assert sampling[-2:] == ["seed", "max_tokens"]
+
+
+def test_a_field_added_to_a_method_appears_in_the_form(monkeypatch):
+    @dataclass(frozen=True)
+    class Softer(Base):
+        strength: float = 1.5
+        budget: float | None = field(default=None, metadata={"help": "nats per token"})
+
+    monkeypatch.setitem(METHODS, "softer", Softer)
+    specs = {spec.name: spec for spec in method_fields("softer")}
+    assert specs["strength"].kind is float and specs["strength"].default == 1.5
+    assert specs["budget"].optional and specs["budget"].help == "nats per token"
+    steering, errors = steering_from_form([], "", "softer", {"strength": "2", "budget": ""}, {})
+    assert errors == {} and steering is not None
+    assert steering.method_object() == Softer(strength=2.0, budget=None)
+
+
+def test_form_values_are_checked_by_the_library_with_its_sentences():
+    steering, errors = steering_from_form(
+        ["concise"], "", "amulet", {"eta": "0", "iterations": "2.5", "alpha": "x"},
+        {"temperature": "-1", "top_p": "0.9", "max_tokens": "0"})
+    assert steering is None
+    assert errors["eta"] == "Eta must be greater than 0 (got 0.0)."
+    assert errors["temperature"] == "Temperature must be 0 or more (got -1.0)."
+    assert "whole number" in errors["iterations"] and "number" in errors["alpha"]
+    assert "Max tokens" in errors["max_tokens"]
+    assert "top_p" not in errors
+
+
+def test_valid_form_gives_the_overrides_a_chat_takes():
+    steering, errors = steering_from_form(
+        ["concise", "uplifting"], " in French ", "amulet", {"eta": "5", "exact": False},
+        {"temperature": "0.7", "seed": "3", "max_tokens": "32"})
+    assert errors == {} and steering is not None
+    overrides = steering.overrides()
+    assert overrides["preference"] == ["concise", "uplifting", "in French"]
+    assert overrides["method"] == Amulet(eta=5.0, exact=False)
+    assert (overrides["temperature"], overrides["seed"], overrides["max_tokens"]) == (0.7, 3, 32)
+    assert Steering.from_dict(steering.to_dict()) == steering
+
+
+def test_no_preference_means_base_and_bad_saved_settings_are_dropped():
+    assert Steering(presets=[], custom="  ").method_label == "base"
+    restored = Steering.from_dict({"method": "amulet", "presets": ["concise", "nope"],
+                                   "method_settings": {"amulet": {"eta": -1, "gone": 1}},
+                                   "sampling": {"temperature": 0.5, "unknown": 1}})
+    assert restored.presets == ["concise"]
+    assert restored.method_settings.get("amulet", {}) == {}  # eta -1 is invalid
+    assert Steering.from_dict("garbage") == Steering()
+
+
+def test_command_line_preference_and_method_override_saved_settings():
+    steering, problems = startup_steering({"method": "pad", "presets": ["formal"]},
+                                          ["Concise", "talk like a pirate"], "la")
+    assert problems == []
+    assert steering.presets == ["concise"] and steering.custom == "talk like a pirate"
+    assert steering.method == "contrastive"
+    _, problems = startup_steering(None, None, "nonsense")
+    assert problems and "Unknown method" in problems[0]
+
+
+def test_pump_batches_pieces_saves_progress_and_stops_on_cancel():
+    def pieces(n, delay):
+        for i in range(n):
+            time.sleep(delay)
+            yield 0, f"t{i} "
+
+    flushes: list[list[str]] = []
+    saves: list[list[str]] = []
+    texts = pump(pieces(200, 0.002), 1, cancel=threading.Event(), close=lambda: None,
+                 flush=flushes.append, save=saves.append, flush_hz=15, save_interval=0.1)
+    assert texts[0] == "".join(f"t{i} " for i in range(200))
+    assert "".join(delta[0] for delta in flushes) == texts[0]
+    assert 2 <= len(flushes) < 40  # batched: far fewer updates than the 200 pieces
+    assert len(saves) >= 2 and texts[0].startswith(saves[-1][0])
+
+    cancel, closed = threading.Event(), []
+
+    def cancelling():
+        for i, item in enumerate(pieces(100, 0)):
+            if i == 10:
+                cancel.set()
+            yield item
+
+    texts = pump(cancelling(), 1, cancel=cancel, close=lambda: closed.append(True),
+                 flush=lambda deltas: None)
+    assert closed == [True] and texts[0].count("t") == 11
+
+
+def test_pump_keeps_compare_tracks_apart():
+    items = [(0, "a"), (1, "x"), (0, "b"), (1, "y"), (1, "z")]
+    flushes: list[list[str]] = []
+    texts = pump(iter(items), 2, cancel=threading.Event(), close=lambda: None,
+                 flush=flushes.append)
+    assert texts == ["ab", "xyz"]
+    assert ["".join(d[0] for d in flushes), "".join(d[1] for d in flushes)] == texts
+
+
+def test_engine_users_wait_until_the_last_worker_is_done():
+    users = EngineUsers()
+    assert users.wait_idle(0)
+    started, release = threading.Event(), threading.Event()
+
+    def work():
+        with users.using():
+            started.set()
+            release.wait()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    started.wait()
+    assert not users.wait_idle(0.01)
+    release.set()
+    assert users.wait_idle(5)
+    thread.join()
+
+
+def test_each_key_is_declared_once():
+    for actions in (APP_ACTIONS, INPUT_ACTIONS, COMPARE_ACTIONS):
+        keys = [key for action in actions for key in action.key.split(",")]
+        assert len(keys) == len(set(keys))
+        names = [action.action for action in actions]
+        assert len(names) == len(set(names))
+    quit_action = next(a for a in APP_ACTIONS if a.action == "quit")
+    assert quit_action.key == "ctrl+q" and quit_action.priority
+
+
+@pytest.mark.parametrize("text, title", [
+    ("How do I keep basil alive?", "How do I keep basil alive?"),
+    ("\n\n  first   line \nsecond", "first line"),
+    ("x" * 80, "x" * 47 + "…"),
+])
+def test_conversation_title_comes_from_the_first_line(text, title):
+    assert title_from(text) == title

@@ -1,0 +1,320 @@
+"""The localpref chat app: steer a local model's answers toward a preference, token by token.
+
+The app owns the state (model, store, open conversation, steering settings) and every widget
+change. Answers and model loading run in thread workers that only post messages
+(``tui.events``); the handlers here apply them. What is sent is saved before its answer starts,
+and the worker saves the answer as it grows, so nothing is lost if the app is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header
+
+import localpref
+from localpref import LocalprefError, Model, SettingsError
+from localpref.methods import resolve_method
+from localpref.store import Store, StoreError
+from tui.answering import AnsweringMixin
+from tui.conversations import ConversationsMixin, title_from
+from tui.events import ModelFailed, ModelLoaded, Notice
+from tui.keys import APP_ACTIONS, bindings
+from tui.palette import SteeringCommands
+from tui.screens import HelpScreen, ModelErrorDialog
+from tui.steering import Steering
+from tui.streaming import EngineUsers
+from tui.widgets import (
+    ChatInput,
+    ChatLog,
+    ConversationList,
+    MessageView,
+    PreferencePanel,
+    StatusBar,
+)
+
+__all__ = ["LocalprefApp", "startup_steering", "title_from"]
+
+#: App actions that need the chat screen in front (quit and help work everywhere).
+CHAT_SCREEN_ACTIONS = frozenset(
+    action.action for action in APP_ACTIONS if action.action not in ("quit", "help"))
+
+#: Below these widths the side panels start hidden (F3 and Ctrl+L show them).
+PREFERENCES_MIN_WIDTH, CONVERSATIONS_MIN_WIDTH = 120, 90
+
+
+def startup_steering(
+    saved: Any, preference: list[str] | None, method: str | None
+) -> tuple[Steering, list[str]]:
+    """The saved settings with the command line's ``--preference`` and ``--method`` on top,
+    and the problems found (each one sentence)."""
+    steering = Steering.from_dict(saved) if saved else Steering()
+    problems: list[str] = []
+    if preference:
+        names = [p.strip().lower() for p in preference if p.strip().lower() in localpref.PRESETS]
+        custom = " ".join(p.strip() for p in preference
+                          if p.strip() and p.strip().lower() not in localpref.PRESETS)
+        steering = replace(steering, presets=names, custom=custom)
+    if method:
+        try:
+            steering = replace(steering, method=resolve_method(method).name)
+        except SettingsError as error:
+            problems.append(str(error))
+    return steering, problems
+
+
+class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
+    """Chat with a local GGUF model whose every token is steered toward your preference."""
+
+    TITLE = "localpref"
+    CSS_PATH = "app.tcss"
+    BINDINGS = bindings(APP_ACTIONS)
+    COMMANDS = App.COMMANDS | {SteeringCommands}
+
+    def __init__(
+        self,
+        *,
+        model: Model | None = None,
+        model_spec: str | None = None,
+        model_file: str | None = None,
+        n_gpu_layers: int = 0,
+        store_path: str | Path | None = None,
+        preference: list[str] | None = None,
+        method: str | None = None,
+        max_lanes: int = 8,
+    ) -> None:
+        """``model``: an already loaded model (the app then never closes it); otherwise
+        ``model_spec`` (None: the bundled model; ``model_file`` picks a Hub repo's file) is
+        loaded in the background."""
+        super().__init__()
+        self.model = model
+        self.model_spec = model_spec
+        self.model_file = model_file
+        self.n_gpu_layers = n_gpu_layers
+        self.max_lanes = max_lanes
+        self._owns_model = False
+        self.store = Store(store_path)
+        saved = self.store.get_setting("steering")
+        self.steering, self._startup_problems = startup_steering(saved, preference, method)
+        self.chat: localpref.Chat | None = None
+        self.conversation_id: int | None = None
+        self.busy = False
+        self.cancel = threading.Event()
+        self.users = EngineUsers()
+        #: Every notice shown, oldest first (the user's log; tests read it).
+        self.notices: list[str] = []
+        self._answer_view: MessageView | None = None
+        self._context_used = 0
+        self._model_failure = ""
+
+    # -- layout and lifecycle ------------------------------------------------------------------
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        yield Header()
+        with Horizontal(id="main"):
+            yield ConversationList(id="conversations")
+            with Vertical(id="chat-column"):
+                yield ChatLog(id="chat-log")
+                yield ChatInput(id="chat-input")
+            yield PreferencePanel(self.steering, id="preferences")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        if self.store.notice:
+            self.notify(self.store.notice, severity="warning", timeout=20)
+        for problem in self._startup_problems:
+            self.notify(problem, severity="error")
+        self.query_one("#preferences").display = self.size.width >= PREFERENCES_MIN_WIDTH
+        self.query_one("#conversations").display = self.size.width >= CONVERSATIONS_MIN_WIDTH
+        self._refresh_profiles()
+        last = self.store.get_setting("last_conversation")
+        ids = [c.id for c in self.store.list_conversations()]
+        await self._open_conversation(last if last in ids else None)
+        if self.model is None:
+            self._show_status(state="loading model…")
+            self._load_model(self.model_spec)
+        else:
+            self._model_ready()
+        self.query_one(ChatInput).focus()
+
+    async def on_unmount(self) -> None:
+        """Stop an answer (it is saved as partial), then free the lanes and the model."""
+        self.cancel.set()
+        await asyncio.to_thread(self.users.wait_idle, 30.0)
+        if self.chat is not None:
+            self.chat.close()
+        if self._owns_model and self.model is not None:
+            self.model.close()
+        self.store.close()
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Quit; a running answer stops first and is saved as partial (see ``on_unmount``)."""
+        self.cancel.set()
+        self.exit()
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Show a notice and keep it in ``notices`` (messages are plain text, not markup)."""
+        self.notices.append(message)
+        super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
+                       timeout=timeout, markup=markup)
+
+    @on(Notice)
+    def _notice(self, event: Notice) -> None:
+        self.notify(event.text, severity=event.severity)
+
+    def _show_status(self, **facts: Any) -> None:
+        status = self.query_one(StatusBar)
+        if self.model is not None:
+            facts.setdefault("model", self.model.name)
+        status.show(
+            method=self.steering.method_label,
+            preference=self.steering.preference_label,
+            context_size=self.model.n_ctx if self.model else None,
+            context_used=self._context_used,
+            history="history not saved (read-only)" if self.store.read_only else "",
+            **facts,
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Chat actions act on the chat screen only (not under the comparison or a dialog)."""
+        if action in CHAT_SCREEN_ACTIONS and len(self.screen_stack) > 1:
+            return False
+        return True
+
+    # -- the model -----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load_model(self, spec: str | None) -> None:
+        """Load a GGUF in the background; any failure becomes a dialog, never a crash."""
+        try:
+            with self.users.using():  # quitting waits for the load before closing anything
+                model = localpref.load(spec, filename=self.model_file,
+                                       max_lanes=self.max_lanes, n_gpu_layers=self.n_gpu_layers)
+        except Exception as error:  # a user's file can fail in many ways: say why, offer another
+            reason = str(error) if isinstance(error, LocalprefError) else (
+                f"{type(error).__name__}: {error}")
+            self.post_message(ModelFailed(reason, spec))
+            return
+        self.post_message(ModelLoaded(model))
+
+    @on(ModelLoaded)
+    def _model_loaded(self, event: ModelLoaded) -> None:
+        if self.model is not None and self._owns_model:
+            self.model.close()
+        self.model = event.model
+        self._owns_model = True
+        self._model_ready()
+
+    def _model_ready(self) -> None:
+        assert self.model is not None
+        self.sub_title = self.model.name
+        history = self._history()
+        self._context_used = self.model.count_tokens(history) if history else 0
+        self._show_status(state="ready")
+
+    @on(ModelFailed)
+    def _model_failed(self, event: ModelFailed) -> None:
+        self.notices.append(event.reason)  # shown in the dialog rather than as a toast
+        self._model_failure = event.reason
+        self._show_status(model="no model", state="model failed to load")
+        self.push_screen(ModelErrorDialog(event.reason, event.spec, _local_models()),
+                         callback=self._model_chosen)
+
+    def _model_chosen(self, spec: str | None) -> None:
+        if spec is None:  # Quit: exit code 2 and the reason, as the command line does
+            self.exit(return_code=2, message=f"localpref: {self._model_failure}")
+            return
+        self.model_spec, self.model_file = spec, None
+        self._show_status(model=Path(spec).name, state="loading model…")
+        self._load_model(spec)
+
+    # -- steering ------------------------------------------------------------------------------
+
+    def _apply(self, steering: Steering, announce: bool = True) -> None:
+        self.steering = steering
+        self._save_setting("steering", steering.to_dict())
+        self._show_status()
+        if announce:
+            self.notify(f"Next answer: {steering.method_label}, preference "
+                        f"{steering.preference_label}.")
+
+    @on(PreferencePanel.Applied)
+    def _applied(self, event: PreferencePanel.Applied) -> None:
+        self._apply(event.steering)
+
+    async def action_set_method(self, name: str) -> None:
+        steering = replace(self.steering, method=name)
+        await self.query_one(PreferencePanel).load(steering)
+        self._apply(steering)
+
+    async def action_toggle_preset(self, name: str) -> None:
+        presets = [p for p in self.steering.presets if p != name]
+        if name not in self.steering.presets:
+            presets.append(name)
+        steering = replace(self.steering, presets=presets)
+        await self.query_one(PreferencePanel).load(steering)
+        self._apply(steering)
+
+    def _refresh_profiles(self) -> None:
+        self.query_one(PreferencePanel).set_profiles(list(self.store.list_profiles()))
+
+    @on(PreferencePanel.ProfileRequest)
+    async def _profile(self, event: PreferencePanel.ProfileRequest) -> None:
+        try:
+            if event.action == "save" and event.steering is not None:
+                self.store.save_profile(event.name, event.steering.to_dict())
+                self.notify(f"Profile “{event.name}” saved.")
+            elif event.action == "delete":
+                self.store.delete_profile(event.name)
+                self.notify(f"Profile “{event.name}” deleted.")
+            elif event.action == "load":
+                steering = Steering.from_dict(self.store.list_profiles().get(event.name))
+                await self.query_one(PreferencePanel).load(steering)
+                self._apply(steering, announce=False)
+                self.notify(f"Profile “{event.name}” loaded: {steering.method_label}, "
+                            f"preference {steering.preference_label}.")
+        except StoreError as error:
+            self.notify(str(error), severity="error")
+        self._refresh_profiles()
+
+    # -- copy, help ----------------------------------------------------------------------
+
+    def action_copy_message(self) -> None:
+        node = self.focused
+        while node is not None and not isinstance(node, MessageView):
+            node = node.parent  # type: ignore[assignment]
+        view = node if isinstance(node, MessageView) else next(
+            (v for v in reversed(self.query_one(ChatLog).views) if v.role == "assistant"), None)
+        if view is None:
+            self.notify("There is no message to copy yet.")
+            return
+        self.copy_to_clipboard(view.text)
+        self.notify(f"Copied the message ({len(view.text)} characters).")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def _local_models() -> list[Path]:
+    """GGUF files the model dialog can offer: the bundled one and the Hugging Face cache."""
+    from localpref import models
+
+    found: list[Path] = []
+    try:
+        found.append(models.bundled_model_path())
+    except LocalprefError:
+        pass
+    try:
+        found += [Path(item.path) for item in models.cached_models()]
+    except (LocalprefError, OSError):
+        pass
+    return found

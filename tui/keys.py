@@ -1,0 +1,107 @@
+"""Every action of the app, declared once with its key and description.
+
+The app's ``BINDINGS``, the message box's keys, the help screen and the command palette are all
+built from these tables, so a key is changed in one place and the help never goes stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    """An action, the key that runs it, and how the footer, help and palette describe it."""
+
+    action: str
+    key: str
+    description: str
+    help: str
+    footer: bool = False
+    priority: bool = False
+    palette: bool = True
+    bound: bool = True
+    """False for keys a widget handles itself (listed in the help, not bound here)."""
+
+    @property
+    def key_display(self) -> str:
+        """The key(s) as a person reads them: ``Ctrl+Q``, ``Shift+Enter or Ctrl+J``."""
+        return " or ".join(
+            "+".join(part.capitalize() if len(part) > 1 else part.upper()
+                     for part in key.split("+"))
+            for key in self.key.split(",")
+        )
+
+    def binding(self) -> Binding:
+        return Binding(self.key, self.action, self.description, show=self.footer,
+                       priority=self.priority)
+
+
+#: Actions of the whole app (run from anywhere unless a focused widget uses the key itself).
+APP_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("quit", "ctrl+q", "Quit", "Quit; an answer being written is saved as partial.",
+              footer=True, priority=True),
+    KeyAction("stop", "escape", "Stop",
+              "Stop the answer being written and keep what it wrote; otherwise go back to the "
+              "message box.", footer=True),
+    KeyAction("help", "f1", "Help", "Show this list of keys.", footer=True),
+    KeyAction("toggle_preferences", "f3", "Steering",
+              "Show or hide the preference panel (preferences, method, settings, profiles).",
+              footer=True),
+    KeyAction("compare", "f4", "Compare",
+              "Compare two to four methods side by side on one prompt.", footer=True),
+    KeyAction("regenerate", "ctrl+r", "Regenerate",
+              "Answer the last message again with the current settings.", footer=True),
+    KeyAction("copy_message", "f5", "Copy",
+              "Copy the selected message (click or Tab to it), else the last answer."),
+    KeyAction("new_conversation", "ctrl+n", "New chat", "Start a new conversation.",
+              footer=True),
+    KeyAction("rename_conversation", "f2", "Rename", "Rename the current conversation."),
+    KeyAction("delete_conversation", "f8", "Delete", "Delete the current conversation."),
+    KeyAction("toggle_conversations", "ctrl+l", "Chats",
+              "Show or hide the conversation list."),
+)
+
+#: Keys of the message box (they act only while it has the focus).
+INPUT_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("submit", "enter", "Send", "Send the message.", priority=True, palette=False),
+    KeyAction("newline", "shift+enter,ctrl+j", "New line",
+              "Add a new line to the message (Shift+Enter where the terminal reports it).",
+              priority=True, palette=False),
+    KeyAction("history_previous", "up", "Previous message",
+              "On the first line: recall the previous message you sent.", palette=False,
+              bound=False),
+    KeyAction("history_next", "down", "Next message",
+              "On the last line: go forward through the messages you sent.", palette=False,
+              bound=False),
+)
+
+
+
+def bindings(actions: tuple[KeyAction, ...]) -> list[Binding]:
+    """The ``BINDINGS`` of a widget from its actions."""
+    return [action.binding() for action in actions if action.bound]
+
+
+#: Keys of dialogs and the help screen.
+DIALOG_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("close", "escape", "Close", "Close the dialog without a change.", footer=True,
+              palette=False),
+)
+
+#: Keys of the comparison screen.
+COMPARE_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("run", "ctrl+r", "Run", "Run the comparison (again).", footer=True,
+              palette=False),
+    KeyAction("stop_or_close", "escape", "Stop / close",
+              "Stop the comparison; when nothing runs, go back to the chat.", footer=True,
+              palette=False),
+)
+
+#: Keys Textual provides, listed in the help for completeness.
+BUILTIN_KEYS: tuple[tuple[str, str], ...] = (
+    ("Ctrl+P", "Command palette: every action, method and preference by name."),
+    ("Tab / Shift+Tab", "Move between the message box, messages and panels."),
+)

@@ -1,0 +1,259 @@
+"""The comparison: one prompt, two to four methods answering side by side at once.
+
+Every method's lanes decode in one batched step (``Model.compare``), so the panes fill together
+and each shows its own tokens/s and steering cost. The user can keep one answer: the prompt and
+that answer join the conversation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Label, Markdown, SelectionList, Static, TextArea
+from textual.widgets._markdown import MarkdownStream
+from textual.widgets.selection_list import Selection
+
+from localpref import LocalprefError, Model
+from localpref.methods import METHODS
+from tui.keys import COMPARE_ACTIONS, bindings
+from tui.steering import METHOD_TITLES, Steering
+from tui.streaming import EngineUsers, pump
+
+MIN_METHODS, MAX_METHODS = 2, 4
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """The answer the user kept, with the prompt it answers."""
+
+    prompt: str
+    text: str
+    method: str
+    preference: str | None
+    stats: dict[str, Any]
+    partial: bool
+
+
+def stats_line(stats: dict[str, Any]) -> str:
+    """``61.2 tok/s · steer 0.52 ms/tok · 24 tokens · length``."""
+    parts = [f"{stats.get('tokens_per_s') or 0:.1f} tok/s",
+             f"steer {stats.get('steer_ms_per_token') or 0:.2f} ms/tok",
+             f"{stats.get('n_tokens', 0)} tokens"]
+    reason = stats.get("stop_reason")
+    if reason and reason != "running":
+        parts.append(reason)
+    return " · ".join(parts)
+
+
+class ComparePane(Vertical):
+    """One method's answer, its figures, and a button to keep it."""
+
+    def __init__(self, index: int, label: str) -> None:
+        super().__init__(classes="compare-pane", id=f"pane-{index}")
+        self.index = index
+        self.label = label
+        self.text = ""
+        self.stats: dict[str, Any] = {}
+        self._stream: MarkdownStream | None = None
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        yield Label(self.label, classes="pane-title")
+        with VerticalScroll(classes="pane-body"):
+            yield Markdown("")
+        yield Static("waiting…", classes="pane-stats")
+        yield Button("Keep this answer", id=f"keep-{self.index}", classes="keep", disabled=True,
+                     compact=True)
+
+    async def append(self, delta: str) -> None:
+        if not delta:
+            return
+        self.text += delta
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.query_one(Markdown))
+        await self._stream.write(delta)
+
+    def show_stats(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+        self.query_one(".pane-stats", Static).update(stats_line(stats))
+
+    async def finish(self, text: str, stats: dict[str, Any]) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        markdown = self.query_one(Markdown)
+        if markdown.source != text:
+            await markdown.update(text)
+        self.text = text
+        self.show_stats(stats)
+        self.query_one(Button).disabled = False
+
+
+class CompareProgress(Message):
+    def __init__(self, deltas: list[str], stats: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.deltas = deltas
+        self.stats = stats
+
+
+class CompareDone(Message):
+    def __init__(self, texts: list[str], stats: list[dict[str, Any]], error: str | None) -> None:
+        super().__init__()
+        self.texts = texts
+        self.stats = stats
+        self.error = error
+
+
+class CompareScreen(Screen[KeptAnswer | None]):
+    """Runs a comparison on the conversation so far plus a new prompt."""
+
+    BINDINGS = bindings(COMPARE_ACTIONS)
+
+    def __init__(
+        self,
+        model: Model,
+        history: list[dict[str, str]],
+        steering: Steering,
+        prompt: str,
+        users: EngineUsers,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.history = history
+        self.steering = steering
+        self.prompt = prompt
+        self.users = users
+        self.running = False
+        self.cancel = threading.Event()
+        self.panes: list[ComparePane] = []
+        self._prompt_used = ""
+        chosen = steering.method if steering.method != "base" else "pref"
+        self._default_methods = ["base", chosen]
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        yield Label("Compare methods: one prompt, every method in one batched decode",
+                    classes="screen-title")
+        with Horizontal(id="compare-top"):
+            yield TextArea(self.prompt, id="compare-prompt", soft_wrap=True,
+                           tab_behavior="focus", placeholder="The prompt to compare on")
+            yield SelectionList[str](
+                *(Selection(METHOD_TITLES.get(name, name), name, name in self._default_methods)
+                  for name in METHODS),
+                id="compare-methods",
+            )
+            with Vertical(id="compare-buttons"):
+                yield Button("Run", id="run", variant="primary", compact=True)
+                yield Button("Back", id="back", compact=True)
+        yield Static(self._note(), id="compare-note")
+        yield Horizontal(id="compare-panes")
+        yield Footer()
+
+    def _note(self) -> str:
+        preference = self.steering.preference_label
+        if self.steering.preference is None:
+            return "No preference chosen: every method decodes plainly (base)."
+        return (f"Preference: {preference}. Choose {MIN_METHODS} to {MAX_METHODS} methods; "
+                "settings and sampling come from the preference panel.")
+
+    def on_mount(self) -> None:
+        self.query_one("#compare-prompt", TextArea).focus()
+
+    def on_unmount(self) -> None:
+        self.cancel.set()
+
+    # -- running -------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#run")
+    async def action_run(self) -> None:
+        if self.running:
+            self.notify("The comparison is running; Esc stops it.", severity="warning")
+            return
+        prompt = self.query_one("#compare-prompt", TextArea).text.strip()
+        names = list(self.query_one("#compare-methods", SelectionList).selected)
+        if not prompt:
+            self.notify("Write a prompt to compare on.", severity="warning")
+            return
+        if not MIN_METHODS <= len(names) <= MAX_METHODS:
+            self.notify(f"Choose {MIN_METHODS} to {MAX_METHODS} methods (now {len(names)}).",
+                        severity="warning")
+            return
+        try:
+            overrides = self.steering.overrides()
+            methods = [self.steering.method_object(name) for name in names]
+            accepted = inspect.signature(self.model.compare).parameters
+            multi = self.model.compare(
+                [*self.history, {"role": "user", "content": prompt}], methods,
+                **{key: value for key, value in overrides.items()
+                   if key in accepted and key != "methods"})
+        except LocalprefError as error:
+            self.notify(str(error), severity="error", title="Cannot compare")
+            return
+        container = self.query_one("#compare-panes", Horizontal)
+        await container.remove_children()
+        self.panes = [ComparePane(i, stats["method"])
+                      for i, stats in enumerate(multi.track_stats)]
+        await container.mount_all(self.panes)
+        self._prompt_used = prompt
+        self.running = True
+        self.cancel.clear()
+        self._compare_worker(multi, len(methods))
+
+    @work(thread=True, exclusive=True, group="compare")
+    def _compare_worker(self, multi: Any, n_tracks: int) -> None:
+        """Decode every method at once; never touches a widget."""
+        error: str | None = None
+        with self.users.using():
+            try:
+                pump(multi, n_tracks, cancel=self.cancel, close=multi.close,
+                     flush=lambda deltas: self.post_message(
+                         CompareProgress(deltas, [dict(s) for s in multi.track_stats])))
+            except LocalprefError as failure:
+                error = str(failure)
+            finally:
+                results = list(multi.results)
+        texts = [result.text for result in results]
+        stats = [dict(result.stats) for result in results]
+        self.post_message(CompareDone(texts, stats, error))
+
+    @on(CompareProgress)
+    async def _progress(self, event: CompareProgress) -> None:
+        for pane, delta, stats in zip(self.panes, event.deltas, event.stats, strict=False):
+            await pane.append(delta)
+            pane.show_stats(stats)
+
+    @on(CompareDone)
+    async def _done(self, event: CompareDone) -> None:
+        self.running = False
+        for pane, text, stats in zip(self.panes, event.texts, event.stats, strict=False):
+            await pane.finish(text, stats)
+        if event.error:
+            self.notify(event.error, severity="error", title="Comparison failed")
+
+    def action_stop_or_close(self) -> None:
+        if self.running:
+            self.cancel.set()
+        else:
+            self.dismiss(None)
+
+    @on(Button.Pressed, "#back")
+    def _back(self) -> None:
+        self.cancel.set()
+        self.dismiss(None)
+
+    @on(Button.Pressed, ".keep")
+    def _keep(self, event: Button.Pressed) -> None:
+        pane = next(p for p in self.panes if p.query_one(Button) is event.button)
+        if self.running:
+            self.notify("Wait for the answers to end (or press Esc) before keeping one.")
+            return
+        self.dismiss(KeptAnswer(
+            prompt=self._prompt_used, text=pane.text, method=pane.stats.get("method", pane.label),
+            preference=pane.stats.get("preference"), stats=pane.stats,
+            partial=pane.stats.get("stop_reason") in ("cancelled", "error"),
+        ))

@@ -1,0 +1,289 @@
+"""What steers the next answer: preferences, method, method settings, sampling, answer length.
+
+The editable fields are derived from the methods' dataclass fields (``dataclasses.fields``), so a
+setting the library adds to a method appears in the preference panel without a change here.
+Validation is the library's own: a value is checked by constructing the method (or
+``Sampling``) with it, and the ``SettingsError`` sentence is what the user reads.
+
+This module holds plain data and never touches a widget, so it is tested without a screen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from localpref import PRESETS, Method, Sampling, SettingsError
+from localpref.methods import METHODS
+from localpref.presets import preference_label
+
+#: Friendlier labels for field names that are abbreviations; other names are shown as written.
+FIELD_LABELS = {
+    "lam": "lambda",
+    "eta": "eta",
+    "candidates": "top-k candidates",
+    "exact": "exact fast form",
+    "reward_model": "reward model GGUF",
+    "top_p": "top-p",
+    "top_k": "top-k",
+    "min_p": "min-p",
+    "max_tokens": "max tokens",
+    "tau": "plausibility tau",
+    "kl_budget": "KL budget",
+    "contrast": "contrast k",
+}
+
+#: Short help shown under a field when the dataclass field has no ``metadata["help"]``.
+FIELD_HELP = {
+    "ratio": "z_pref + ratio (z_pref - z_base)",
+    "alpha": "step of each update toward the preference",
+    "lam": "pull back toward the preference lane",
+    "eta": "learning rate of the online updates, > 0",
+    "iterations": "updates per token (T)",
+    "exact": "closed form, same result as the loop, faster",
+    "weight": "reward weight w",
+    "candidates": "policy top-k the reward rescores",
+    "reward_model": "empty: prompt-contrast reward",
+    "temperature": "0 is greedy",
+    "top_p": "nucleus mass, (0, 1]",
+    "top_k": "0 is off",
+    "min_p": "0 is off",
+    "seed": "empty: random",
+    "max_tokens": "length of one answer",
+    "tau": "drop implausible tokens, 0 off",
+    "kl_budget": "max KL per token, empty off",
+    "contrast": "set k directly, empty: from alpha",
+}
+
+#: Display names of the methods, in the order the panel offers them.
+METHOD_TITLES = {
+    "base": "Base (no preference)",
+    "pref": "Pref (preference in prompt)",
+    "contrastive": "Contrastive",
+    "amulet": "Amulet",
+    "pad": "PAD",
+}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One editable setting: which group it belongs to, its type, default and help."""
+
+    group: str  # "method" or "sampling"
+    name: str
+    kind: type  # int, float, bool or str
+    optional: bool
+    default: Any
+    label: str
+    help: str
+
+    def format(self, value: Any) -> str:
+        """A value as the text of an input box."""
+        return "" if value is None else str(value)
+
+    def parse(self, raw: Any) -> Any:
+        """The typed value of what the user entered; a ``SettingsError`` says what is wrong."""
+        if self.kind is bool:
+            return bool(raw)
+        text = str(raw).strip()
+        if not text:
+            if self.optional:
+                return None
+            raise SettingsError(f"{self.label.capitalize()} needs a value.")
+        if self.kind is str:
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            raise SettingsError(
+                f"{self.label.capitalize()} must be a number (got {text!r}).") from None
+        if self.kind is int:
+            if not number.is_integer():
+                raise SettingsError(
+                    f"{self.label.capitalize()} must be a whole number (got {text!r}).")
+            return int(number)
+        return number
+
+
+def _spec(group: str, f: dataclasses.Field, hints: dict[str, Any]) -> FieldSpec:
+    annotation = hints.get(f.name, str)
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    kind = next((a for a in args if a is not type(None)), annotation) if args else annotation
+    if kind not in (int, float, bool, str):
+        kind = str
+    default = f.default if f.default is not dataclasses.MISSING else None
+    label = f.metadata.get("label") or FIELD_LABELS.get(f.name, f.name.replace("_", " "))
+    help_text = f.metadata.get("help") or FIELD_HELP.get(f.name, "")
+    return FieldSpec(group, f.name, kind, optional, default, label, help_text)
+
+
+def method_fields(method_name: str) -> list[FieldSpec]:
+    """The editable settings of a method, from its dataclass fields."""
+    cls = METHODS[method_name]
+    hints = typing.get_type_hints(cls)
+    ordered = sorted((f for f in dataclasses.fields(cls) if f.init),
+                     key=lambda f: f.kw_only is True)  # a method's own settings first
+    return [_spec("method", f, hints) for f in ordered]
+
+
+def sampling_fields() -> list[FieldSpec]:
+    """Sampling settings (from ``Sampling``) plus the seed and the answer length."""
+    hints = typing.get_type_hints(Sampling)
+    specs = [_spec("sampling", f, hints) for f in dataclasses.fields(Sampling) if f.init]
+    specs.append(FieldSpec("sampling", "seed", int, True, None, "seed", FIELD_HELP["seed"]))
+    specs.append(FieldSpec("sampling", "max_tokens", int, False, 256, "max tokens",
+                           FIELD_HELP["max_tokens"]))
+    return specs
+
+
+@dataclass
+class Steering:
+    """The settings the next answer uses; the app keeps one applied copy and saves it."""
+
+    presets: list[str] = field(default_factory=lambda: ["concise"])
+    """Built-in preference names (several at once)."""
+    custom: str = ""
+    """Free-text preference added to the built-ins ("" for none)."""
+    method: str = "amulet"
+    """Method name, a key of ``localpref.methods.METHODS``."""
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method, the settings that differ from its defaults (kept when switching method)."""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """``Sampling`` fields plus ``seed`` and ``max_tokens``; missing ones take defaults."""
+
+    # -- what the library receives -------------------------------------------------------------
+
+    @property
+    def preference(self) -> list[str] | None:
+        """The preference list for the library (None: plain decoding)."""
+        items = [name for name in self.presets if name in PRESETS]
+        if self.custom.strip():
+            items.append(self.custom.strip())
+        return items or None
+
+    @property
+    def preference_label(self) -> str:
+        return preference_label(self.preference) or "none"
+
+    def method_object(self, name: str | None = None) -> Method:
+        """A method (the chosen one by default) with its saved settings; ``SettingsError`` if
+        one is invalid."""
+        name = name or self.method
+        known = {spec.name for spec in method_fields(name)}
+        values = {k: v for k, v in self.method_settings.get(name, {}).items() if k in known}
+        return METHODS[name](**values)
+
+    def sampling_values(self) -> dict[str, Any]:
+        """Every sampling field, defaults filled in."""
+        return {spec.name: self.sampling.get(spec.name, spec.default)
+                for spec in sampling_fields()}
+
+    def overrides(self) -> dict[str, Any]:
+        """Keyword arguments for ``Chat.stream`` / ``Model.compare`` (validated)."""
+        values = self.sampling_values()
+        sampling = {k: values[k] for k in (f.name for f in dataclasses.fields(Sampling))}
+        Sampling(**sampling)
+        max_tokens = values["max_tokens"]
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
+        return {"preference": self.preference, "method": self.method_object(), **sampling,
+                "max_tokens": max_tokens, "seed": values["seed"]}
+
+    @property
+    def method_label(self) -> str:
+        """The method as results name it (``base`` when there is no preference)."""
+        if self.preference is None:
+            return "base"
+        try:
+            return self.method_object().label
+        except SettingsError:
+            return self.method
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Steering:
+        """Settings saved by any version: unknown keys and invalid values are dropped."""
+        if not isinstance(data, dict):
+            return cls()
+        steering = cls()
+        presets = data.get("presets")
+        if isinstance(presets, list):
+            steering.presets = [p for p in presets if p in PRESETS]
+        if isinstance(data.get("custom"), str):
+            steering.custom = data["custom"]
+        if data.get("method") in METHODS:
+            steering.method = data["method"]
+        settings = data.get("method_settings")
+        if isinstance(settings, dict):
+            for name, values in settings.items():
+                if name in METHODS and isinstance(values, dict):
+                    known = {spec.name for spec in method_fields(name)}
+                    steering.method_settings[name] = {
+                        k: v for k, v in values.items() if k in known}
+        if isinstance(data.get("sampling"), dict):
+            known = {spec.name for spec in sampling_fields()}
+            steering.sampling = {k: v for k, v in data["sampling"].items() if k in known}
+        try:
+            steering.overrides()
+        except (SettingsError, TypeError):
+            steering.method_settings.pop(steering.method, None)
+            steering.sampling = {}
+        return steering
+
+
+def steering_from_form(
+    presets: list[str],
+    custom: str,
+    method: str,
+    method_raw: dict[str, Any],
+    sampling_raw: dict[str, Any],
+    base: Steering | None = None,
+) -> tuple[Steering | None, dict[str, str]]:
+    """Settings from what the form holds, or None and ``{field name: what is wrong}``.
+
+    Each value is checked alone (the method built with only that value changed) so a message
+    points at its field; then all together (key ``""`` for a problem of the combination).
+    """
+    errors: dict[str, str] = {}
+    method_values: dict[str, Any] = {}
+    for spec in method_fields(method):
+        try:
+            value = spec.parse(method_raw.get(spec.name, spec.format(spec.default)))
+            METHODS[method](**{spec.name: value})
+            method_values[spec.name] = value
+        except (SettingsError, TypeError) as error:
+            errors[spec.name] = str(error)
+    sampling_values: dict[str, Any] = {}
+    sampling_names = {f.name for f in dataclasses.fields(Sampling)}
+    for spec in sampling_fields():
+        try:
+            value = spec.parse(sampling_raw.get(spec.name, spec.format(spec.default)))
+            if spec.name in sampling_names:
+                Sampling(**{spec.name: value})
+            elif spec.name == "max_tokens" and value < 1:
+                raise SettingsError(f"Max tokens must be 1 or more (got {value}).")
+            sampling_values[spec.name] = value
+        except (SettingsError, TypeError) as error:
+            errors[spec.name] = str(error)
+    if errors:
+        return None, errors
+    steering = Steering(
+        presets=[p for p in presets if p in PRESETS],
+        custom=custom,
+        method=method,
+        method_settings=dict(base.method_settings) if base else {},
+        sampling=sampling_values,
+    )
+    steering.method_settings[method] = method_values
+    try:
+        steering.overrides()
+    except SettingsError as error:
+        return None, {"": str(error)}
+    return steering, {}

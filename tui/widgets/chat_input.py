@@ -1,0 +1,81 @@
+"""The message box: Enter sends, Shift+Enter or Ctrl+J adds a line, Up and Down recall history."""
+
+from __future__ import annotations
+
+from textual.message import Message
+from textual.widgets import TextArea
+
+from tui.keys import INPUT_ACTIONS, bindings
+
+
+class ChatInput(TextArea):
+    """A multi-line message box that sends on Enter and remembers what was sent."""
+
+    BINDINGS = bindings(INPUT_ACTIONS)
+
+    class Submitted(Message):
+        """The user pressed Enter on a message that is not blank."""
+
+        def __init__(self, chat_input: ChatInput, text: str) -> None:
+            super().__init__()
+            self.chat_input = chat_input
+            self.text = text
+
+    def __init__(self, sent: list[str] | None = None, **kwargs: object) -> None:
+        super().__init__(
+            soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
+            highlight_cursor_line=False,
+            placeholder="Message (Enter sends, Ctrl+J new line, Up recalls, F1 keys)",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        #: Messages sent, oldest first (Up walks back through them).
+        self.sent: list[str] = list(sent or [])
+        self._history_index: int | None = None
+        self._draft = ""
+
+    def action_submit(self) -> None:
+        if self.text.strip():
+            self.post_message(self.Submitted(self, self.text))
+
+    def action_newline(self) -> None:
+        start, end = self.selection
+        self.replace("\n", start, end)
+
+    def remember(self, text: str) -> None:
+        """Add a sent message to the history and empty the box."""
+        if not self.sent or self.sent[-1] != text:
+            self.sent.append(text)
+        self._history_index = None
+        self.clear()
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if not select and self.cursor_location[0] == 0 and self.sent:
+            self._recall(-1)
+            return
+        super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        last_row = self.document.line_count - 1
+        if not select and self._history_index is not None and self.cursor_location[0] == last_row:
+            self._recall(+1)
+            return
+        super().action_cursor_down(select)
+
+    def _recall(self, step: int) -> None:
+        """Show the previous (-1) or next (+1) sent message; past the newest, the draft."""
+        if self._history_index is None:
+            if step > 0:
+                return
+            self._draft = self.text
+            index = len(self.sent) - 1
+        else:
+            index = self._history_index + step
+        if index < 0:
+            return
+        if index >= len(self.sent):
+            self._history_index = None
+            self.load_text(self._draft)
+        else:
+            self._history_index = index
+            self.load_text(self.sent[index])
+        self.move_cursor(self.document.end)

@@ -1,0 +1,114 @@
+"""The conversation: one ``MessageView`` per message, answers streamed as Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Label, Markdown
+from textual.widgets._markdown import MarkdownStream
+
+STOP_REASONS = {
+    "cancelled": "stopped",
+    "error": "failed",
+    "length": "cut at max tokens",
+}
+
+
+class MessageView(Vertical, can_focus=True):
+    """A message: a header (who, and for an answer, what steered it) and its Markdown text."""
+
+    def __init__(
+        self,
+        role: str,
+        text: str = "",
+        *,
+        message_id: int | None = None,
+        partial: bool = False,
+        method: str | None = None,
+        preference: str | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(classes=f"message {role}")
+        self.role = role
+        #: The whole text shown (what the store holds once the answer ends).
+        self.text = text
+        self.message_id = message_id
+        self.partial = partial
+        self.method = method
+        self.preference = preference
+        self.stats = stats or {}
+        self.streaming = False
+        self._stream: MarkdownStream | None = None
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        yield Label(self.header(), classes="message-header")
+        yield Markdown(self.text, classes="message-body")
+
+    def header(self) -> str:
+        if self.role == "user":
+            return "You"
+        parts = ["Assistant"]
+        if self.method:
+            parts.append(self.method)
+        if self.preference:
+            parts.append(self.preference)
+        if self.streaming:
+            parts.append("writing…")
+        tokens_per_s = self.stats.get("tokens_per_s")
+        if tokens_per_s and not self.streaming:
+            parts.append(f"{tokens_per_s:.0f} tok/s")
+        reason = self.stats.get("stop_reason")
+        if self.partial:
+            parts.append(STOP_REASONS.get(reason or "", "partial"))
+        elif reason == "length":
+            parts.append(STOP_REASONS["length"])
+        return " · ".join(parts)
+
+    def _refresh_header(self) -> None:
+        self.query_one(".message-header", Label).update(self.header())
+
+    def start_streaming(self) -> None:
+        self.streaming = True
+        self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self._refresh_header()
+
+    async def append(self, delta: str) -> None:
+        """Add streamed text (already batched by the worker)."""
+        if not delta:
+            return
+        self.text += delta
+        if self._stream is None:
+            self.start_streaming()
+        assert self._stream is not None
+        await self._stream.write(delta)
+
+    async def finish(self, text: str, *, partial: bool, stats: dict[str, Any]) -> None:
+        """The answer ended: show exactly the saved text, and its figures in the header."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        markdown = self.query_one(Markdown)
+        if markdown.source != text:
+            await markdown.update(text)
+        self.text = text
+        self.streaming = False
+        self.partial = partial
+        self.stats = stats
+        self._refresh_header()
+
+
+class ChatLog(VerticalScroll):
+    """The messages of the open conversation, kept scrolled to the newest."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    @property
+    def views(self) -> list[MessageView]:
+        return list(self.query(MessageView))
+
+    async def add(self, view: MessageView) -> MessageView:
+        await self.mount(view)
+        self.anchor()
+        return view

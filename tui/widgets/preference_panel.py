@@ -1,0 +1,281 @@
+"""The preference panel: preferences, method, its settings, sampling, and named profiles.
+
+Setting fields are built from the dataclass fields of the chosen method (``tui.steering``), so
+a setting the library adds shows up here by itself. Every edit is checked at once and what is
+wrong is shown under the form; Apply refuses invalid settings, and valid ones take effect on the
+next answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from localpref import PRESETS, Method, SettingsError
+from localpref.methods import METHODS
+from tui.steering import (
+    METHOD_TITLES,
+    FieldSpec,
+    Steering,
+    method_fields,
+    sampling_fields,
+    steering_from_form,
+)
+
+
+def field_widget_id(spec: FieldSpec) -> str:
+    return f"{spec.group}-{spec.name}".replace("_", "-")
+
+
+def field_row(spec: FieldSpec, value: Any) -> Widget:
+    """The editor of one setting: a checkbox, or a label and a one-line input."""
+    tooltip = spec.help or None
+    if spec.kind is bool:
+        return Checkbox(spec.label, bool(value), id=field_widget_id(spec), classes="setting",
+                        tooltip=tooltip, compact=True)
+    return Horizontal(
+        Label(spec.label, classes="setting-label"),
+        Input(spec.format(value), placeholder=spec.help, id=field_widget_id(spec),
+              classes="setting", tooltip=tooltip, compact=True),
+        classes="setting-row",
+    )
+
+
+def method_note(method: Method) -> str:
+    """What the method does with these settings, in one line."""
+    notes = []
+    contrast = getattr(method, "effective_contrast", None)
+    if contrast is not None:
+        notes.append(f"Exactly a contrast k = {contrast:.3g}.")
+    elif method.name == "pad":
+        reward = getattr(method, "reward_model", None)
+        notes.append(f"Reward model: {reward}." if reward else
+                     "Reward: the prompt contrast (no trained reward model).")
+    try:
+        strength = getattr(method, "strength", None)
+    except NotImplementedError:
+        strength = None
+    if isinstance(strength, (int, float)) and contrast is None:
+        notes.append(f"Strength {strength:.3g}.")
+    return " ".join(notes)
+
+
+class PreferencePanel(VerticalScroll):
+    """Edits a copy of the steering settings; Apply hands a valid copy to the app."""
+
+    class Applied(Message):
+        """Valid settings the next answer should use."""
+
+        def __init__(self, steering: Steering) -> None:
+            super().__init__()
+            self.steering = steering
+
+    class ProfileRequest(Message):
+        """Save, load or delete a named profile (the app owns the store)."""
+
+        def __init__(self, action: str, name: str, steering: Steering | None = None) -> None:
+            super().__init__()
+            self.action = action
+            self.name = name
+            self.steering = steering
+
+    def __init__(self, steering: Steering, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: The settings last applied (the form starts from them).
+        self.applied = steering
+        #: What is wrong with the form now, by field name ("" for the combination).
+        self.errors: dict[str, str] = {}
+        self._method_shown: str | None = None
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        steering = self.applied
+        yield Label("Preferences", classes="section")
+        yield SelectionList[str](
+            *(Selection(name, name, name in steering.presets) for name in PRESETS),
+            id="presets",
+        )
+        yield Input(steering.custom, placeholder="your own, e.g. explain like I'm new",
+                    id="custom-preference", compact=True)
+        yield Label("Method", classes="section")
+        yield Select([(METHOD_TITLES.get(name, name), name) for name in METHODS],
+                     value=steering.method, allow_blank=False, id="method", compact=True)
+        yield Static("", id="method-note", classes="help")
+        yield Vertical(id="method-settings")
+        yield Label("Sampling", classes="section")
+        values = steering.sampling_values()
+        yield Vertical(*(field_row(spec, values[spec.name]) for spec in sampling_fields()),
+                       id="sampling-settings")
+        yield Static("", id="settings-errors")
+        yield Horizontal(
+            Button("Apply", id="apply", variant="primary", compact=True),
+            Button("Revert", id="revert", compact=True),
+            classes="buttons",
+        )
+        yield Static("Applies to the next answer.", classes="help")
+        yield Label("Profiles", classes="section")
+        yield Select([], prompt="saved profiles", id="profile-select", compact=True)
+        yield Horizontal(
+            Button("Load", id="profile-load", compact=True),
+            Button("Delete", id="profile-delete", compact=True),
+            classes="buttons",
+        )
+        yield Input(placeholder="profile name, e.g. my writing style", id="profile-name",
+                    compact=True)
+        yield Button("Save as profile", id="profile-save", compact=True)
+
+    async def on_mount(self) -> None:
+        await self._show_method(self.applied.method, self.applied)
+
+    # -- showing settings ----------------------------------------------------------------------
+
+    async def _show_method(self, method: str, steering: Steering) -> None:
+        """Rebuild the method's setting fields with ``steering``'s values for it."""
+        container = self.query_one("#method-settings", Vertical)
+        await container.remove_children()
+        saved = steering.method_settings.get(method, {})
+        rows = [field_row(spec, saved.get(spec.name, spec.default))
+                for spec in method_fields(method)]
+        if rows:
+            await container.mount_all(rows)
+        self._method_shown = method
+        self.validate()
+
+    async def load(self, steering: Steering) -> None:
+        """Show ``steering`` in the form (for a loaded profile or a palette change)."""
+        self.applied = steering
+        presets = self.query_one("#presets", SelectionList)
+        with presets.prevent(SelectionList.SelectedChanged):
+            presets.deselect_all()
+            for name in steering.presets:
+                presets.select(name)
+        with self.prevent(Input.Changed):
+            self.query_one("#custom-preference", Input).value = steering.custom
+            values = steering.sampling_values()
+            for spec in sampling_fields():
+                self.query_one(f"#{field_widget_id(spec)}", Input).value = spec.format(
+                    values[spec.name])
+        select = self.query_one("#method", Select)
+        with select.prevent(Select.Changed):
+            select.value = steering.method
+        await self._show_method(steering.method, steering)
+
+    def set_profiles(self, names: list[str]) -> None:
+        select = self.query_one("#profile-select", Select)
+        current = select.value
+        select.set_options([(name, name) for name in names])
+        if current in names:
+            select.value = current
+
+    # -- reading and checking ------------------------------------------------------------------
+
+    def _raw(self, specs: list[FieldSpec]) -> dict[str, Any]:
+        raw: dict[str, Any] = {}
+        for spec in specs:
+            matches = self.query(f"#{field_widget_id(spec)}")
+            if matches:
+                widget = matches.first()
+                raw[spec.name] = widget.value  # type: ignore[attr-defined]
+        return raw
+
+    def read(self) -> tuple[Steering | None, dict[str, str]]:
+        """The settings the form holds, or None and what is wrong."""
+        method = self.query_one("#method", Select).value
+        if not isinstance(method, str):
+            method = self.applied.method
+        return steering_from_form(
+            list(self.query_one("#presets", SelectionList).selected),
+            self.query_one("#custom-preference", Input).value,
+            method,
+            self._raw(method_fields(method)),
+            self._raw(sampling_fields()),
+            base=self.applied,
+        )
+
+    def validate(self) -> Steering | None:
+        """Check the form now: mark wrong fields and say why; the settings if all are valid."""
+        steering, self.errors = self.read()
+        for spec in [*method_fields(self._method_shown or self.applied.method),
+                     *sampling_fields()]:
+            for widget in self.query(f"#{field_widget_id(spec)}"):
+                widget.set_class(spec.name in self.errors, "-invalid")
+        self.query_one("#settings-errors", Static).update("\n".join(self.errors.values()))
+        self._show_note(steering)
+        return steering
+
+    def _show_note(self, steering: Steering | None) -> None:
+        """One line on what the chosen method does with these settings."""
+        note = ""
+        if steering is not None:
+            if steering.preference is None:
+                note = "No preference chosen: every method decodes plainly (base)."
+            else:
+                try:
+                    method = steering.method_object()
+                except SettingsError:
+                    method = None
+                note = method_note(method) if method is not None else ""
+        self.query_one("#method-note", Static).update(note)
+
+    # -- events --------------------------------------------------------------------------------
+
+    @on(Input.Changed)
+    @on(Checkbox.Changed)
+    @on(SelectionList.SelectedChanged)
+    def _changed(self, event: Message) -> None:
+        control = getattr(event, "control", None) or getattr(event, "input", None)
+        if getattr(control, "id", None) == "profile-name":
+            return
+        self.validate()
+
+    @on(Select.Changed, "#method")
+    async def _method_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str) and event.value != self._method_shown:
+            await self._show_method(event.value, self.applied)
+
+    @on(Button.Pressed, "#apply")
+    @on(Input.Submitted)
+    def apply(self, event: Message | None = None) -> bool:
+        """Hand valid settings to the app; refuse invalid ones, saying why."""
+        if isinstance(event, Input.Submitted) and event.input.id == "profile-name":
+            return False
+        steering = self.validate()
+        if steering is None:
+            self.app.notify("Settings not applied: " + " ".join(self.errors.values()),
+                            severity="error", title="Invalid setting")
+            return False
+        self.applied = steering
+        self.post_message(self.Applied(steering))
+        return True
+
+    @on(Button.Pressed, "#revert")
+    async def _revert(self) -> None:
+        await self.load(self.applied)
+
+    @on(Button.Pressed, "#profile-save")
+    @on(Input.Submitted, "#profile-name")
+    def _save_profile(self) -> None:
+        name = self.query_one("#profile-name", Input).value.strip()
+        steering = self.validate()
+        if not name:
+            self.app.notify("Give the profile a name first.", severity="warning")
+        elif steering is None:
+            self.app.notify("Fix the settings before saving them: "
+                            + " ".join(self.errors.values()), severity="error")
+        else:
+            self.post_message(self.ProfileRequest("save", name, steering))
+
+    @on(Button.Pressed, "#profile-load")
+    @on(Button.Pressed, "#profile-delete")
+    def _profile_button(self, event: Button.Pressed) -> None:
+        name = self.query_one("#profile-select", Select).value
+        if not isinstance(name, str):
+            self.app.notify("Choose a saved profile first.", severity="warning")
+            return
+        action = "load" if event.button.id == "profile-load" else "delete"
+        self.post_message(self.ProfileRequest(action, name))
