@@ -68,7 +68,11 @@ def _vocabulary(size: int) -> tuple[list[str], list[float], list[int]]:
 
 def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
                           *, seed: int = 0) -> Path:
-    """Write a random-weight llama GGUF (float16 weights) to ``path``."""
+    """Write a random-weight llama GGUF (float16 weights) to ``path``.
+
+    Tensors are generated and written one at a time, so writing a 1B model needs memory for
+    its largest tensor only, not for the whole 2.5 GB of weights.
+    """
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -94,32 +98,43 @@ def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
     writer.add_add_bos_token(False)
     writer.add_chat_template(CHATML_TEMPLATE)
 
-    def weight(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float16)
-
-    def norm() -> np.ndarray:
-        return np.ones(shape.n_embd, dtype=np.float32)
-
-    kv = shape.n_head_kv * head_dim
-    writer.add_tensor("token_embd.weight", weight(shape.vocab_size, shape.n_embd))
-    for layer in range(shape.n_layer):
-        prefix = f"blk.{layer}."
-        writer.add_tensor(prefix + "attn_norm.weight", norm())
-        writer.add_tensor(prefix + "attn_q.weight", weight(shape.n_embd, shape.n_embd))
-        writer.add_tensor(prefix + "attn_k.weight", weight(kv, shape.n_embd))
-        writer.add_tensor(prefix + "attn_v.weight", weight(kv, shape.n_embd))
-        writer.add_tensor(prefix + "attn_output.weight", weight(shape.n_embd, shape.n_embd))
-        writer.add_tensor(prefix + "ffn_norm.weight", norm())
-        writer.add_tensor(prefix + "ffn_gate.weight", weight(shape.n_ff, shape.n_embd))
-        writer.add_tensor(prefix + "ffn_up.weight", weight(shape.n_ff, shape.n_embd))
-        writer.add_tensor(prefix + "ffn_down.weight", weight(shape.n_embd, shape.n_ff))
-    writer.add_tensor("output_norm.weight", norm())
-    writer.add_tensor("output.weight", weight(shape.vocab_size, shape.n_embd))
+    tensors = _tensor_shapes(shape)
+    for name, dims in tensors:
+        dtype = np.dtype(np.float16 if len(dims) == 2 else np.float32)
+        writer.add_tensor_info(name, dims, dtype, int(np.prod(dims)) * dtype.itemsize)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
+    writer.write_ti_data_to_file()
+    for _, dims in tensors:
+        if len(dims) == 2:
+            data = (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float16)
+        else:
+            data = np.ones(dims, dtype=np.float32)
+        writer.write_tensor_data(data)
     writer.close()
     return path
+
+
+def _tensor_shapes(shape: SyntheticShape) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor of the model in file order: (name, NumPy shape); 1-D ones are norms."""
+    kv = shape.n_head_kv * (shape.n_embd // shape.n_head)
+    embd, ff = shape.n_embd, shape.n_ff
+    tensors: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (shape.vocab_size, embd))]
+    for layer in range(shape.n_layer):
+        prefix = f"blk.{layer}."
+        tensors += [
+            (prefix + "attn_norm.weight", (embd,)),
+            (prefix + "attn_q.weight", (embd, embd)),
+            (prefix + "attn_k.weight", (kv, embd)),
+            (prefix + "attn_v.weight", (kv, embd)),
+            (prefix + "attn_output.weight", (embd, embd)),
+            (prefix + "ffn_norm.weight", (embd,)),
+            (prefix + "ffn_gate.weight", (ff, embd)),
+            (prefix + "ffn_up.weight", (ff, embd)),
+            (prefix + "ffn_down.weight", (embd, ff)),
+        ]
+    tensors += [("output_norm.weight", (embd,)), ("output.weight", (shape.vocab_size, embd))]
+    return tensors
 
 
 def quantize(source: Path, target: Path, file_type: str = "Q4_0") -> Path:
@@ -134,3 +149,62 @@ def quantize(source: Path, target: Path, file_type: str = "Q4_0") -> Path:
     if status != 0:
         raise RuntimeError(f"llama.cpp could not quantize {source} (status {status}).")
     return target
+
+
+#: Named shapes for ``build_synthetic`` and ``localpref bench --synthetic``.
+SHAPES: dict[str, SyntheticShape] = {"tiny": SyntheticShape(), "1b": ONE_BILLION}
+
+
+def synthetic_file_name(name: str, file_type: str | None = "Q4_0") -> str:
+    """The file name ``build_synthetic`` uses for a named shape and quantization."""
+    return f"synthetic-{name}-{(file_type or 'F16').lower()}.gguf"
+
+
+def build_synthetic(name: str, directory: Path, file_type: str | None = "Q4_0",
+                    *, seed: int = 0) -> Path:
+    """A synthetic model of a named shape in ``directory``, written (and quantized) if absent.
+
+    The float16 file is deleted after quantizing (a 1B one is about 2.5 GB; Q4_0 about 0.7 GB).
+    Reuses an existing file of the same name. Never point ``directory`` into the repository.
+    """
+    if name not in SHAPES:
+        raise ValueError(f"Unknown synthetic shape {name!r}; choose one of {', '.join(SHAPES)}.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / synthetic_file_name(name, file_type)
+    if target.is_file():
+        return target
+    f16 = directory / f".{synthetic_file_name(name, None)}.partial"
+    partial = directory / f".{target.name}.partial"
+    try:
+        write_synthetic_llama(f16, SHAPES[name], seed=seed)
+        if file_type is None:
+            f16.replace(target)
+        else:
+            quantize(f16, partial, file_type)
+            partial.replace(target)
+    finally:
+        f16.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m localpref.synthetic DIRECTORY [--shape 1b] [--type Q4_0|F16]``: print the
+    path of the (possibly reused) synthetic model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m localpref.synthetic",
+                                     description="Write a random-weight llama GGUF for benchmarks.")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
+    parser.add_argument("--type", default="Q4_0", help="llama.cpp file type, or F16 for none")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    file_type = None if args.type.upper() == "F16" else args.type.upper()
+    print(build_synthetic(args.shape, args.directory, file_type, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

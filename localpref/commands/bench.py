@@ -1,0 +1,144 @@
+"""``localpref bench``: tokens/s of every method, steering cost, kernels, chat and compare."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from localpref.commands.options import add_model_options, load_model
+from localpref.errors import ModelError, SettingsError
+
+SYNTHETIC_SHAPES = ("tiny", "1b")
+
+
+def add_parser(subparsers: Any) -> None:
+    from localpref.bench import BENCH_METHODS, DEFAULT_PREFERENCE, DEFAULT_PROMPT, KERNEL_SIZES
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure tokens/s and the steering cost of every method",
+        description="Tokens/s of every method (interleaved, medians over repeats) and its ratio "
+        "to Base and Contrastive, the steering cost per token, the kernels alone, a chat's "
+        "time to first token on turns 1 and 10, and batched against one-after-another "
+        "comparison. Fixed-length greedy runs (end tokens ignored).",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--synthetic", choices=SYNTHETIC_SHAPES, default=None,
+        help="benchmark a random-weight llama model of this size (Q4_0; 1b: ~0.7 GB, written "
+        "once to --synthetic-dir, which takes a few minutes) instead of --model",
+    )
+    parser.add_argument(
+        "--synthetic-dir", type=Path, default=None, metavar="DIR",
+        help="where synthetic models are kept (default: <temp>/localpref-synthetic)",
+    )
+    parser.add_argument("--max-tokens", type=int, default=96, help="tokens per run (default 96)")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats; medians (default 3)")
+    parser.add_argument(
+        "--methods", default=",".join(BENCH_METHODS),
+        help=f"comma-separated, among {','.join(BENCH_METHODS)} (default all; base and "
+        "contrastive are always measured for the ratios)",
+    )
+    parser.add_argument(
+        "--kernel-sizes", default=",".join(str(size) for size in KERNEL_SIZES), metavar="V,...",
+        help="vocabulary sizes of the kernel timings (default 49152,151936,262144)",
+    )
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads (default: the cores this process may use)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the user message")
+    parser.add_argument("--preference", "-p", default=DEFAULT_PREFERENCE,
+                        help="the preference (default concise)")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="instead: time every piece of a decoding step for each of --methods (where the "
+        "time that is not llama_decode goes)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run_bench_command)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """Parse, load the model, run every measurement, print the table or the JSON."""
+    from localpref.bench import (
+        BenchSettings,
+        format_profile,
+        format_report,
+        profile_steps,
+        run_bench,
+    )
+
+    settings = BenchSettings(
+        max_tokens=args.max_tokens,
+        repeat=args.repeat,
+        methods=_names(args.methods, "--methods"),
+        prompt=args.prompt,
+        preference=args.preference,
+        kernel_sizes=tuple(_size(item) for item in _names(args.kernel_sizes, "--kernel-sizes")),
+        chat_tokens=min(24, args.max_tokens) if isinstance(args.max_tokens, int) else 24,
+    )
+    if args.threads is not None and args.threads < 1:
+        raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    if args.synthetic:
+        if args.model:
+            raise SettingsError("Give either --model or --synthetic, not both.")
+        args.model = str(synthetic_model(args.synthetic, args.synthetic_dir, progress))
+    # Lanes: as many as the comparison decodes at once. Context: a 10-turn chat or one run.
+    model = load_model(args, max_lanes=settings.lanes_needed,
+                       n_ctx=max(2048, args.max_tokens + 512), n_threads=args.threads)
+    try:
+        if args.profile:
+            report = profile_steps(model, settings, progress)
+        else:
+            report = run_bench(model, settings, progress)
+    finally:
+        model.close()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_profile(report) if args.profile else format_report(report))
+    return 0
+
+
+def synthetic_model(shape: str, directory: Path | None, progress: Any) -> Path:
+    """The synthetic model's file, written (in a child process, so that writing does not
+    count in this process's peak memory) when it is not there yet."""
+    from localpref.synthetic import synthetic_file_name
+
+    folder = directory or Path(tempfile.gettempdir()) / "localpref-synthetic"
+    target = folder / synthetic_file_name(shape)
+    if target.is_file():
+        return target
+    progress(f"writing the synthetic {shape} model to {target} (once)")
+    done = subprocess.run(
+        [sys.executable, "-m", "localpref.synthetic", str(folder), "--shape", shape],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0 or not target.is_file():
+        lines = (done.stderr or "").strip().splitlines() or ["no output"]
+        raise ModelError(f"Could not write the synthetic model: {lines[-1]}")
+    return target
+
+
+def _names(text: str, flag: str) -> tuple[str, ...]:
+    names = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+    if not names:
+        raise SettingsError(f"{flag} needs at least one value.")
+    return names
+
+
+def _size(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"A kernel size must be a whole number (got {text!r}).") from None

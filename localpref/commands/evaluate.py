@@ -1,0 +1,214 @@
+"""``localpref eval``: the papers' grid of methods x preferences on a prompt set, scored.
+
+``localpref eval --dataset FILE [--limit N] [--methods ...] [--preferences ...] [--out DIR]``
+runs (or resumes) the grid and writes generations.jsonl, scores.jsonl, summary.md and charts;
+``localpref eval merge DIR... --out DIR`` joins the folders of split runs (``--shard I/N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from localpref.commands.options import add_method_options, add_model_options, method_settings
+from localpref.errors import LocalprefError, SettingsError
+from localpref.methods import Sampling
+
+DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
+DEFAULT_PREFERENCES = "creative,verbose,concise,uplifting"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``eval`` and ``eval merge``."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="run the papers' method x preference grid on a prompt set and score it",
+        description="Generate an answer for every prompt x method x preference of a prompt set "
+        "(the Amulet paper's prompts by default), score them, and write generations.jsonl, "
+        "scores.jsonl, summary.md and PNG charts into --out. An interrupted run resumes "
+        "where it stopped. `localpref eval merge DIR... --out DIR` joins split runs.",
+    )
+    parser.add_argument("--dataset", metavar="FILE", default=None,
+                        help="a JSON list of rows with a 'question' or 'prompt' text")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="use the first N prompts (default: all)")
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated: base, pref, contrastive, amulet, pad, beamN "
+                        f"(default {DEFAULT_METHODS})")
+    parser.add_argument("--preferences", default=DEFAULT_PREFERENCES,
+                        help=f"comma-separated names or texts (default {DEFAULT_PREFERENCES})")
+    parser.add_argument("--prompts", choices=("paper", "library"), default="paper",
+                        help="paper: the Amulet paper's system prompt and preference sentences "
+                        "(default); library: localpref's neutral prompt and presets")
+    parser.add_argument("--scorers", default=None,
+                        help="comma-separated: length, sentiment, diversity, judge "
+                        "(default: the first three, and judge with --judge)")
+    parser.add_argument("--judge", metavar="MODEL", default=None,
+                        help="a GGUF (path, catalog name or Hub repo) judging the reference "
+                        "against each method with the paper's question")
+    parser.add_argument("--reference", default="amulet",
+                        help="the method the win/tie/lose tables compare (default amulet)")
+    parser.add_argument("--out", metavar="DIR", default="eval-out",
+                        help="output folder (default ./eval-out)")
+    parser.add_argument("--shard", metavar="I/N", default=None,
+                        help="run only the I-th of N slices of the prompts (1-based); merge "
+                        "the folders with `localpref eval merge`")
+    add_model_options(parser)
+    parser.add_argument("--ctx", type=int, default=None, metavar="N",
+                        help="context tokens per lane (default: 2048 or the model's)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads (default: every core this process may use)")
+    add_method_options(parser, single=False)
+    parser.add_argument("--length-penalty", dest="length_penalty", type=float, default=None,
+                        help="beamN: hypothesis score = log-prob / length**P (default 1.0, the "
+                        "transformers default the Amulet authors ran; 0 = plain log-prob)")
+    sampling = parser.add_argument_group("decoding")
+    sampling.add_argument("--max-tokens", type=int, default=128,
+                          help="new tokens per answer (default 128, the papers')")
+    sampling.add_argument("--temperature", type=float, default=0.0,
+                          help="0 is greedy, as in the papers (default)")
+    sampling.add_argument("--top-p", type=float, default=1.0)
+    sampling.add_argument("--top-k", type=int, default=0)
+    sampling.add_argument("--min-p", type=float, default=0.0)
+    sampling.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                        help="bootstrap resamples for the 95%% intervals (default 2000)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=run_eval)
+
+    actions = parser.add_subparsers(dest="eval_command", metavar="merge")
+    merge = actions.add_parser(
+        "merge", help="join the output folders of split runs and summarise them",
+        description="Join the rows of several eval output folders (each once) into --out and "
+        "write its summary and charts.",
+    )
+    merge.add_argument("folders", nargs="+", metavar="DIR", help="eval output folders")
+    merge.add_argument("--out", dest="merge_out", metavar="DIR", required=True,
+                       help="the merged folder (may be one of the inputs)")
+    merge.add_argument("--reference", dest="merge_reference", default="amulet",
+                       help="the method the win/tie/lose tables compare (default amulet)")
+    merge.add_argument("--bootstrap", dest="merge_bootstrap", type=int, default=2000,
+                       metavar="N", help="bootstrap resamples (default 2000)")
+    merge.set_defaults(func=run_merge)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4); None -> (1, 1)."""
+    if text is None:
+        return 1, 1
+    index, _, count = text.partition("/")
+    if not (index.strip().isdigit() and count.strip().isdigit()):
+        raise SettingsError(f"--shard must look like I/N, e.g. 1/2 (got {text!r}).")
+    i, n = int(index), int(count)
+    if n < 1 or not 1 <= i <= n:
+        raise SettingsError(f"--shard I/N needs 1 <= I <= N (got {text!r}).")
+    return i, n
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Check every input, load the model(s), run or resume the grid, print the main table."""
+    from localpref.evaluation import (
+        Evaluation,
+        GridConfig,
+        load_dataset,
+        make_scorers,
+        method_specs,
+        preference_specs,
+        scorer_names,
+    )
+
+    if args.dataset is None:
+        raise LocalprefError("Give a prompt file with --dataset FILE.")
+    if args.limit is not None and args.limit < 1:
+        raise SettingsError(f"--limit must be 1 or more (got {args.limit}).")
+    if args.max_tokens < 1:
+        raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
+    if args.bootstrap < 1:
+        raise SettingsError(f"--bootstrap must be 1 or more (got {args.bootstrap}).")
+    shard = parse_shard(args.shard)
+    names = scorer_names(args.scorers)
+    if "judge" in names and args.judge is None:
+        raise LocalprefError("The judge scorer needs a judge model: give --judge MODEL.")
+    if args.judge is not None and args.scorers is not None and "judge" not in names:
+        names.append("judge")
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                        min_p=args.min_p)
+    settings = method_settings(args)
+    if args.length_penalty is not None:
+        settings["length_penalty"] = args.length_penalty
+    methods = method_specs(_split(args.methods), **settings)
+    preferences = preference_specs(_split(args.preferences), args.prompts)
+    dataset = load_dataset(args.dataset).limited(args.limit).shard(*shard)
+    config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
+                        prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,
+                        sampling=sampling, reference=args.reference.strip().lower(),
+                        resamples=args.bootstrap)
+    if args.judge is not None and config.reference not in {m.name for m in methods}:
+        raise SettingsError(f"The judge compares {config.reference} with each method; add it "
+                            "to --methods or choose --reference.")
+    scorers = make_scorers(names)
+    judge_path = None
+    if args.judge is not None:
+        from localpref.models import resolve_model
+
+        judge_path = resolve_model(args.judge)  # fails now, before any generation
+
+    from localpref.commands.options import load_model
+
+    model = load_model(args, system_prompt=config.system_prompt, n_ctx=args.ctx,
+                       max_lanes=4, n_threads=args.threads)
+    judge = None
+    if judge_path is not None:
+        judge = _judge_factory(model, judge_path, args)
+    evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
+                            progress=not args.no_progress)
+    summary = evaluation.run()
+    print(_main_table(summary))
+    extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
+    print(f"{evaluation.generated} new answers{extra}; summary in {summary}", file=sys.stderr)
+    return 0
+
+
+def _judge_factory(model: Any, path: Path, args: argparse.Namespace) -> Any:
+    """The judge, loaded when the first pair needs it (the model under test if it is the same
+    file); a load failure is one sentence, and the rows already written stay."""
+    from localpref.evaluation.grid import LazyJudge
+
+    def make() -> Any:
+        from localpref.api import Model
+        from localpref.evaluation import PairwiseJudge
+
+        if Path(path).resolve() == Path(model.path).resolve():
+            return PairwiseJudge(model)
+        judge_model = Model(path, n_gpu_layers=args.gpu_layers, max_lanes=3,
+                            n_threads=args.threads)
+        return PairwiseJudge(judge_model)
+
+    return LazyJudge(Path(path).name, make)
+
+
+def _main_table(summary: Path) -> str:
+    """The "Preference scores" section of a summary, for the terminal."""
+    text = summary.read_text(encoding="utf-8")
+    start = text.find("## Preference scores")
+    end = text.find("\n## ", start + 1)
+    return text[start:end].strip() if start >= 0 else text
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """``localpref eval merge DIR... --out DIR``."""
+    from localpref.evaluation import make_scorers, merge_outputs, scorer_names
+
+    summary = merge_outputs(args.folders, args.merge_out,
+                            scorers=make_scorers(scorer_names(None)),
+                            reference=args.merge_reference.strip().lower(),
+                            resamples=args.merge_bootstrap)
+    print(_main_table(summary))
+    print(f"merged {len(args.folders)} folders; summary in {summary}", file=sys.stderr)
+    return 0

@@ -1,0 +1,101 @@
+"""Prompt sets: a JSON list whose rows each carry one prompt (``question`` or ``prompt``).
+
+That is the shape of the papers' files (``personal_preference_eval_preference_data.json``,
+``HelpSteer_train.json``, ``UltraFeedback_truthful_qa.json``, ``koala_eval_50.json``); any file
+of that shape works. The files are not shipped with localpref: the user gives a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from localpref.errors import LocalprefError
+
+#: Keys that may hold a row's prompt, in the order they are tried.
+PROMPT_KEYS = ("question", "prompt", "instruction")
+
+
+class DatasetError(LocalprefError):
+    """A dataset file that is missing, not JSON, or not a list of prompts."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One prompt of a dataset: its position in the file, its own id if any, and its text."""
+
+    position: int
+    row_id: str
+    text: str
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the text (part of a result's key, so an edited file is noticed)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named list of prompts (the name is the file's stem)."""
+
+    name: str
+    path: Path
+    prompts: tuple[PromptRow, ...]
+
+    def limited(self, limit: int | None) -> Dataset:
+        """The first ``limit`` prompts (all of them for None)."""
+        if limit is None:
+            return self
+        return Dataset(self.name, self.path, self.prompts[:limit])
+
+    def shard(self, index: int, count: int) -> Dataset:
+        """Every ``count``-th prompt starting at ``index`` (1-based), for split runs."""
+        chosen = tuple(p for p in self.prompts if p.position % count == index - 1)
+        return Dataset(self.name, self.path, chosen)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read and check a prompt file; raise :class:`DatasetError` with one sentence if unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"Dataset file {path} does not exist.")
+    if path.is_dir():
+        raise DatasetError(f"Dataset {path} is a directory, not a JSON file.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DatasetError(f"Dataset file {path} is not UTF-8 text.") from None
+    except json.JSONDecodeError as error:
+        raise DatasetError(
+            f"Dataset file {path} is not valid JSON ({error.msg} at line {error.lineno})."
+        ) from None
+    if not isinstance(data, list):
+        raise DatasetError(f"Dataset file {path} must hold a JSON list of rows.")
+    if not data:
+        raise DatasetError(f"Dataset file {path} holds no rows.")
+    prompts = []
+    for position, row in enumerate(data):
+        text = _prompt_of(row)
+        if text is None:
+            keys = " or ".join(repr(key) for key in PROMPT_KEYS[:2])
+            raise DatasetError(
+                f"Row {position} of {path.name} has no prompt: each row needs a {keys} text."
+            )
+        row_id = row.get("index", row.get("id", position)) if isinstance(row, dict) else position
+        prompts.append(PromptRow(position, str(row_id), text))
+    return Dataset(path.stem, path, tuple(prompts))
+
+
+def _prompt_of(row: object) -> str | None:
+    """The prompt text of a row, or None when it has none."""
+    if isinstance(row, str):
+        return row if row.strip() else None
+    if not isinstance(row, dict):
+        return None
+    for key in PROMPT_KEYS:
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None

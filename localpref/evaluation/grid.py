@@ -1,0 +1,403 @@
+"""The method x preference x prompt grid: generate, score, judge, resume, shard.
+
+Every result row has a key (dataset, prompt position and hash, method and its settings,
+preference, prompts, model, sampling, max tokens, seed) and an id hashed from it. A run first
+reads what its output folder holds and only does the rows that are missing, so an interrupted
+run continues where it stopped, and a run with other settings adds rows beside the old ones.
+Rows are appended and flushed one by one (``records.RowWriter``).
+
+The base method never reads the preference, so its answer to a prompt is generated once and
+reused for every preference (the row says ``reused_from``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import LocalprefError, PromptTooLongError, SettingsError
+from localpref.evaluation.beam import BeamSearch, BeamSettings
+from localpref.evaluation.datasets import Dataset, PromptRow
+from localpref.evaluation.judge import PairwiseJudge
+from localpref.evaluation.paper import (
+    AMULET_SYSTEM_PROMPT,
+    JUDGE_QUESTION_TEMPLATE,
+    JUDGE_SYSTEM_PROMPT,
+    paper_sentence,
+)
+from localpref.evaluation.progress import Progress
+from localpref.evaluation.records import GENERATIONS, SCORES, RowWriter, read_rows, row_id
+from localpref.evaluation.report import write_report
+from localpref.evaluation.scorers import Scorer, score_text
+from localpref.methods import Base, Method, Sampling, resolve_method
+from localpref.presets import DEFAULT_SYSTEM_PROMPT, preference_text
+
+PROMPT_MODES = ("paper", "library")
+
+
+@dataclass(frozen=True)
+class PreferenceSpec:
+    """A preference of the grid: its name in the tables and the sentence the model reads."""
+
+    name: str
+    sentence: str
+
+
+def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[PreferenceSpec]:
+    """Preferences from names or free text: the paper's wording or the library's presets."""
+    specs = []
+    for name in names:
+        text = name.strip()
+        if not text:
+            raise SettingsError("A preference must be a non-empty text, e.g. 'concise'.")
+        sentence = paper_sentence(text) if prompts == "paper" else preference_text(text)
+        specs.append(PreferenceSpec(text, str(sentence)))
+    if not specs:
+        raise SettingsError("Give at least one preference.")
+    return specs
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method of the grid: its name in the tables and the decoder (a method or a beam)."""
+
+    name: str
+    decoder: Method | BeamSettings
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self.decoder.settings())
+
+
+def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
+    """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
+    ``beamN``) with the method settings given (each method takes the ones it has)."""
+    specs: list[MethodSpec] = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name.startswith("beam"):
+            width = name[4:] or "16"
+            if not width.isdigit() or int(width) < 1:
+                raise SettingsError(f"Unknown method {raw.strip()!r}; a beam search is beamN, "
+                                    "e.g. beam16.")
+            penalty = settings.get("length_penalty")
+            decoder: Method | BeamSettings = BeamSettings(
+                width=int(width), length_penalty=1.0 if penalty is None else float(penalty))
+            spec = MethodSpec(f"beam{int(width)}", decoder)
+        else:
+            method = resolve_method(name, **settings)
+            spec = MethodSpec(method.name, method)
+        if any(existing.name == spec.name for existing in specs):
+            raise SettingsError(f"Method {spec.name!r} is listed twice.")
+        specs.append(spec)
+    if not specs:
+        raise SettingsError("Give at least one method.")
+    return specs
+
+
+@dataclass
+class GridConfig:
+    """Everything that decides the rows of a run."""
+
+    dataset: Dataset
+    methods: list[MethodSpec]
+    preferences: list[PreferenceSpec]
+    prompts: str = "paper"
+    max_tokens: int = 128
+    seed: int | None = 0
+    sampling: Sampling = field(default_factory=Sampling)
+    reference: str = "amulet"
+    resamples: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.prompts not in PROMPT_MODES:
+            raise SettingsError(f"Prompts must be one of {', '.join(PROMPT_MODES)}.")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise SettingsError(f"max_tokens must be 1 or more (got {self.max_tokens}).")
+
+    @property
+    def system_prompt(self) -> str:
+        """The system prompt the model must be loaded with for these prompts."""
+        return AMULET_SYSTEM_PROMPT if self.prompts == "paper" else DEFAULT_SYSTEM_PROMPT
+
+
+@dataclass(frozen=True)
+class LazyJudge:
+    """A judge loaded only when some pair is left to judge; ``name`` (e.g. the GGUF file name)
+    is part of each judgement's key, so resuming needs no model."""
+
+    name: str
+    load: Callable[[], PairwiseJudge]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One cell of the grid: a prompt, a preference, a method."""
+
+    prompt: PromptRow
+    preference: PreferenceSpec
+    method: MethodSpec
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+class Evaluation:
+    """Runs a grid on a loaded model into ``out_dir``.
+
+    ``model`` must have been loaded with ``config.system_prompt`` (``load_model`` does it);
+    ``judge`` is a :class:`PairwiseJudge`, a :class:`LazyJudge`, or None for no judge.
+    """
+
+    def __init__(
+        self,
+        config: GridConfig,
+        model,  # noqa: ANN001 - localpref.api.Model
+        out_dir: str | Path,
+        scorers: Sequence[Scorer],
+        *,
+        judge: PairwiseJudge | LazyJudge | None = None,
+        progress: bool = True,
+    ) -> None:
+        if model.system_prompt != config.system_prompt:
+            raise SettingsError(
+                f"The model was loaded with another system prompt than the {config.prompts} "
+                "prompts need."
+            )
+        if judge is not None and config.reference not in {m.name for m in config.methods}:
+            raise SettingsError(
+                f"The judge compares {config.reference} with each method, but "
+                f"{config.reference} is not among the methods."
+            )
+        self.config = config
+        self.model = model
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise LocalprefError(f"Output {self.out_dir} exists and is not a folder.")
+        self.scorers = list(scorers)
+        self.metric_names = [m for s in self.scorers for m in s.metrics]
+        if isinstance(judge, PairwiseJudge):
+            loaded = judge
+            judge = LazyJudge(loaded.name, lambda: loaded)
+        self.judge = judge
+        self.show_progress = progress
+        self._beam_contexts: dict[int, Any] = {}
+        #: Generations made by this run (resumed rows excluded), for tests and the final note.
+        self.generated = 0
+        self.judged = 0
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def key(self, item: Item, *, for_content: bool = False) -> dict[str, Any]:
+        """The key of an item's row; with ``for_content``, of the answer it holds (the base
+        method's answer does not depend on the preference)."""
+        ignores_preference = isinstance(item.method.decoder, Base)
+        preference = None if for_content and ignores_preference else item.preference
+        return {
+            "dataset": self.config.dataset.name,
+            "position": item.prompt.position,
+            "prompt_sha": item.prompt.digest,
+            "method": item.method.name,
+            "settings": item.method.settings(),
+            "preference": preference.name if preference else None,
+            "preference_text": preference.sentence if preference else None,
+            "prompts": self.config.prompts,
+            "system_prompt_sha": _short_hash(self.config.system_prompt),
+            "model": Path(self.model.path).name,
+            "max_tokens": self.config.max_tokens,
+            "seed": self.config.seed,
+            "sampling": vars(self.config.sampling),
+        }
+
+    def items(self) -> list[Item]:
+        """The grid in the order it runs: prompt, then preference, then method."""
+        return [Item(prompt, preference, method)
+                for prompt in self.config.dataset.prompts
+                for preference in self.config.preferences
+                for method in self.config.methods]
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        """Do every missing row, then write the summary and charts; return the summary path."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        items = self.items()
+        existing = {row["id"]: row for row in read_rows(self.out_dir / GENERATIONS)}
+        score_rows = list(read_rows(self.out_dir / SCORES))
+        metrics = {row["id"]: row.get("metrics") or {} for row in score_rows
+                   if row.get("kind") == "metrics"}
+        judgements = {row["id"]: row for row in score_rows if row.get("kind") == "judge"}
+        by_content: dict[str, dict[str, Any]] = {}
+        for row in existing.values():
+            if row.get("content_id") and not row.get("error"):
+                by_content.setdefault(row["content_id"], row)
+        pairs = self._pairs(items)
+        progress = Progress(len(items) + len(pairs), enabled=self.show_progress)
+        rows: dict[str, dict[str, Any]] = {}
+        try:
+            with RowWriter(self.out_dir / GENERATIONS) as generations, \
+                    RowWriter(self.out_dir / SCORES) as scores:
+                for item in items:
+                    key = self.key(item)
+                    identifier = row_id(key)
+                    row = existing.get(identifier)
+                    if row is None:
+                        row = self._make_row(item, key, identifier, by_content)
+                        generations.write(row)
+                        if not row.get("error"):
+                            by_content.setdefault(row["content_id"], row)
+                        progress.advance(f"{item.method.name} · {item.preference.name} · "
+                                         f"#{item.prompt.position}")
+                    else:
+                        progress.skip()
+                    rows[identifier] = row
+                    have = metrics.get(identifier, {})
+                    if not row.get("error") and any(m not in have for m in self.metric_names):
+                        values = {**have, **score_text(self.scorers, row["text"], row["tokens"])}
+                        metrics[identifier] = values
+                        scores.write({"id": identifier, "kind": "metrics", "metrics": values})
+                self._judge_pairs(pairs, rows, judgements, scores, progress)
+        finally:
+            progress.close()
+            for context in self._beam_contexts.values():
+                context.close()
+            self._beam_contexts.clear()
+        grid_rows = [rows[i] for i in dict.fromkeys(row_id(self.key(it)) for it in items)]
+        wanted = {row["id"] for row in grid_rows}
+        grid_judgements = [j for j in judgements.values() if j.get("a") in wanted
+                           and j.get("b") in wanted]
+        return write_report(self.out_dir, grid_rows, metrics, grid_judgements,
+                            reference=self.config.reference, resamples=self.config.resamples)
+
+    def _make_row(self, item: Item, key: dict[str, Any], identifier: str,
+                  by_content: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Generate (or reuse) the answer of one item, as a row."""
+        content_id = row_id(self.key(item, for_content=True))
+        row: dict[str, Any] = {
+            "id": identifier,
+            "content_id": content_id,
+            "key": key,
+            "dataset": self.config.dataset.name,
+            "position": item.prompt.position,
+            "row_id": item.prompt.row_id,
+            "prompt": item.prompt.text,
+            "preference": item.preference.name,
+            "preference_text": item.preference.sentence,
+            "method": item.method.name,
+            "settings": item.method.settings(),
+        }
+        source = by_content.get(content_id)
+        if source is not None:
+            row.update(label=source.get("label"), text=source["text"], tokens=source["tokens"],
+                       n_tokens=source.get("n_tokens"), tokens_per_s=source.get("tokens_per_s"),
+                       stop_reason=source.get("stop_reason"), stats=source.get("stats"),
+                       reused_from=source["id"])
+            return row
+        try:
+            result = self._generate(item)
+        except PromptTooLongError as error:
+            row.update(text="", tokens=[], error=str(error))
+            return row
+        self.generated += 1
+        stats = dict(result.stats)
+        row.update(label=stats.get("method"), text=result.text, tokens=list(result.tokens),
+                   n_tokens=stats.get("n_tokens"), tokens_per_s=stats.get("tokens_per_s"),
+                   stop_reason=stats.get("stop_reason"), stats=stats)
+        return row
+
+    def _generate(self, item: Item):  # noqa: ANN202 - localpref.Result
+        config = self.config
+        decoder = item.method.decoder
+        if isinstance(decoder, BeamSettings):
+            prompts = self.model._backend.prompts
+            tokens = prompts.lane_tokens([{"role": "user", "content": item.prompt.text}],
+                                         item.preference.sentence)
+            result = self._beam(decoder).run(tokens, config.max_tokens)
+            result.stats.update(preference=item.preference.name, model=self.model.name,
+                                seed=config.seed)
+            return result
+        return self.model.generate(
+            item.prompt.text, preference=item.preference.sentence, method=decoder,
+            max_tokens=config.max_tokens, temperature=config.sampling.temperature,
+            top_p=config.sampling.top_p, top_k=config.sampling.top_k,
+            min_p=config.sampling.min_p, seed=config.seed,
+        )
+
+    def _beam(self, settings: BeamSettings) -> BeamSearch:
+        """A beam search on its own context of ``width + 1`` lanes over the same weights."""
+        from localpref.engine import Context
+
+        context = self._beam_contexts.get(settings.width)
+        if context is None:
+            prompts = self.model._backend.prompts
+            longest = max(
+                len(prompts.lane_tokens([{"role": "user", "content": p.text}], s.sentence))
+                for p in self.config.dataset.prompts for s in self.config.preferences
+            )
+            needed = longest + self.config.max_tokens + 2
+            n_ctx = min(max(256, -(-needed // 256) * 256), max(self.model.n_ctx, 256))
+            context = Context(self.model._backend.loaded, n_ctx=n_ctx,
+                              max_lanes=settings.width + 1, n_threads=self.model.n_threads)
+            self._beam_contexts[settings.width] = context
+        return BeamSearch(context, self.model.vocabulary, settings)
+
+    # -- judging ------------------------------------------------------------------------------
+
+    def _pairs(self, items: Sequence[Item]) -> list[tuple[Item, Item]]:
+        """(reference item, other item) for every prompt and preference, if judging."""
+        if self.judge is None:
+            return []
+        reference = self.config.reference
+        pairs = []
+        for item in items:
+            if item.method.name == reference:
+                for other in self.config.methods:
+                    if other.name != reference:
+                        pairs.append((item, Item(item.prompt, item.preference, other)))
+        return pairs
+
+    def _judge_pairs(self, pairs: Sequence[tuple[Item, Item]], rows: dict[str, dict[str, Any]],
+                     judgements: dict[str, dict[str, Any]], scores: RowWriter,
+                     progress: Progress) -> None:
+        if self.judge is None:
+            return
+        judge: PairwiseJudge | None = None
+        for first, second in pairs:
+            row_a, row_b = rows[row_id(self.key(first))], rows[row_id(self.key(second))]
+            key = {"a": row_a["id"], "b": row_b["id"], "judge": self.judge.name,
+                   "template_sha": _short_hash(JUDGE_SYSTEM_PROMPT + JUDGE_QUESTION_TEMPLATE)}
+            identifier = row_id(key)
+            if identifier in judgements:
+                progress.skip()
+                continue
+            judgement: dict[str, Any] = {
+                "id": identifier, "kind": "judge", "key": key, "judge": self.judge.name,
+                "a": row_a["id"], "b": row_b["id"], "method_a": row_a["method"],
+                "method_b": row_b["method"], "dataset": row_a["dataset"],
+                "position": row_a["position"], "preference": row_a["preference"],
+            }
+            if row_a.get("error") or row_b.get("error"):
+                judgement["error"] = "One of the two answers failed."
+            else:
+                if judge is None:
+                    judge = self.judge.load()
+                started = time.perf_counter()
+                try:
+                    verdict = judge.compare(row_a["prompt"], row_a["preference_text"],
+                                            row_a["text"], row_b["text"])
+                except PromptTooLongError as error:
+                    judgement["error"] = str(error)
+                else:
+                    judgement.update(p_a=verdict.p_a, p_tie=verdict.p_tie, p_b=verdict.p_b,
+                                     outcome=verdict.outcome, orders=list(verdict.orders),
+                                     judge_ms=(time.perf_counter() - started) * 1000)
+                    self.judged += 1
+            scores.write(judgement)
+            judgements[identifier] = judgement
+            progress.advance(f"judge {row_a['method']} vs {row_b['method']}")

@@ -1,0 +1,63 @@
+"""Merge the output folders of several runs (shards) into one, and summarise it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import LocalprefError
+from localpref.evaluation.records import GENERATIONS, SCORES, read_rows, write_rows
+from localpref.evaluation.report import write_report
+from localpref.evaluation.scorers import Scorer, score_text
+
+
+def merge_outputs(
+    folders: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    scorers: Sequence[Scorer] = (),
+    reference: str = "amulet",
+    resamples: int = 2000,
+) -> Path:
+    """Union of the folders' rows (each id once) written to ``out_dir`` with a new summary.
+
+    Answers that have no scores yet (a run stopped between the two writes) are scored with
+    ``scorers``. ``out_dir`` may be one of the folders.
+    """
+    sources = [Path(folder) for folder in folders]
+    if not sources:
+        raise LocalprefError("Give at least one folder to merge.")
+    for folder in sources:
+        if not (folder / GENERATIONS).is_file():
+            raise LocalprefError(f"{folder} holds no {GENERATIONS}: it is not an eval output.")
+    generations: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, dict[str, Any]] = {}
+    judgements: dict[str, dict[str, Any]] = {}
+    for folder in sources:
+        for row in read_rows(folder / GENERATIONS):
+            generations.setdefault(row["id"], row)
+        for row in read_rows(folder / SCORES):
+            if row.get("kind") == "metrics":
+                metrics[row["id"]] = {**metrics.get(row["id"], {}), **(row.get("metrics") or {})}
+            elif row.get("kind") == "judge":
+                judgements.setdefault(row["id"], row)
+    wanted = [m for s in scorers for m in s.metrics]
+    for identifier, row in generations.items():
+        have = metrics.get(identifier, {})
+        if not row.get("error") and any(m not in have for m in wanted):
+            metrics[identifier] = {**have, **score_text(scorers, row["text"], row["tokens"])}
+    target = Path(out_dir)
+    if target.exists() and not target.is_dir():
+        raise LocalprefError(f"Output {target} exists and is not a folder.")
+    target.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(generations.values(),
+                     key=lambda r: (r["dataset"], r["position"], r["preference"], r["method"],
+                                    r["id"]))
+    write_rows(target / GENERATIONS, ordered)
+    score_rows = [{"id": r["id"], "kind": "metrics", "metrics": metrics[r["id"]]}
+                  for r in ordered if r["id"] in metrics]
+    score_rows += sorted(judgements.values(), key=lambda j: j["id"])
+    write_rows(target / SCORES, score_rows)
+    return write_report(target, ordered, metrics, list(judgements.values()),
+                        reference=reference, resamples=resamples)

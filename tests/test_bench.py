@@ -1,0 +1,157 @@
+"""`localpref bench`: the JSON contract, the human table and bad input (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from localpref.bench import BENCH_METHODS, BenchSettings
+from localpref.cli import main
+from localpref.errors import SettingsError
+from localpref.synthetic import build_synthetic, synthetic_file_name
+
+METHOD_FIELDS = {
+    "tokens_per_s", "ratio_to_base", "ratio_to_contrastive", "steer_ms_per_token",
+    "steer_share", "prefill_ms",
+}
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
+def test_json_has_every_contract_field(capsys: pytest.CaptureFixture[str]) -> None:
+    # One llama.cpp thread: two threads spin badly when other test runs share the cores.
+    code = main(["bench", "--json", "--quiet", "--max-tokens", "4", "--repeat", "1",
+                 "--kernel-sizes", "512,2048", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err == ""
+    payload = json.loads(captured.out)  # exactly one JSON object on stdout
+    assert {"model", "methods", "kernels", "chat", "peak_rss_mb"} <= set(payload)
+    assert isinstance(payload["model"], str) and payload["model"]
+
+    assert set(payload["methods"]) == set(BENCH_METHODS)
+    for name, row in payload["methods"].items():
+        assert METHOD_FIELDS <= set(row), name
+        for key in ("tokens_per_s", "ratio_to_base", "ratio_to_contrastive", "prefill_ms"):
+            assert _positive(row[key]), (name, key, row[key])
+        assert _finite(row["steer_ms_per_token"]) and _finite(row["steer_share"]), name
+        assert row["steer_share"] < 1.0, name  # a part of a step
+        assert row["n_tokens"] == 4
+    assert payload["methods"]["base"]["ratio_to_base"] == pytest.approx(1.0)
+    assert payload["methods"]["contrastive"]["ratio_to_contrastive"] == pytest.approx(1.0)
+    assert payload["methods"]["amulet"]["n_lanes"] == 2
+
+    assert set(payload["kernels"]) == {"512", "2048"}
+    for size, row in payload["kernels"].items():
+        assert {"amulet_loop", "amulet_exact", "contrastive", "pad", "greedy", "sample"} <= set(
+            row
+        ), size
+        assert all(_positive(ms) for ms in row.values()), (size, row)
+
+    chat = payload["chat"]
+    assert _positive(chat["ttft_turn1_ms"]) and _positive(chat["ttft_turn10_ms"])
+    # history reuse: turn 10 evaluates far fewer tokens than its whole conversation
+    assert chat["new_tokens_turn10"] < chat["history_tokens_turn10"]
+
+    compare = payload["compare"]
+    for key in ("batched_s", "sequential_s", "speedup"):
+        assert _positive(compare[key]), key
+    assert _positive(payload["peak_rss_mb"])
+    assert payload["threads"] == 1
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for the tiny synthetic model (written by the first test that needs it)."""
+    return tmp_path_factory.mktemp("synthetic")
+
+
+def test_human_table_on_a_tiny_synthetic_model(
+    synthetic_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp_path = synthetic_dir
+    code = main(["bench", "--synthetic", "tiny", "--synthetic-dir", str(tmp_path),
+                 "--max-tokens", "3", "--repeat", "1", "--kernel-sizes", "256",
+                 "--methods", "amulet,pad", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert (tmp_path / synthetic_file_name("tiny")).is_file()
+    assert not list(tmp_path.glob("*f16*"))  # the float16 file is deleted after quantizing
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("localpref bench: synthetic-llama")
+    table = "\n".join(lines)
+    for name in ("base", "contrastive", "amulet", "pad", "amulet_exact", "time to first token",
+                 "peak RSS"):
+        assert name in table
+    assert not any(line.startswith("amulet_loop") for line in lines)  # not asked for
+    assert "bench: warming up" in captured.err  # progress goes to stderr
+
+
+def test_profile_times_the_pieces_of_a_step(
+    synthetic_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["bench", "--profile", "--json", "--quiet", "--synthetic", "tiny",
+                 "--synthetic-dir", str(synthetic_dir), "--methods", "amulet,base",
+                 "--max-tokens", "4", "--repeat", "2", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0
+    profile = json.loads(captured.out)["profile"]
+    assert set(profile) == {"amulet", "base"}
+    for name, row in profile.items():
+        assert _positive(row["step_us"]) and _positive(row["llama_decode_us"]), name
+        assert _finite(row["non_decode_us"]) and _finite(row["loop_us"]), name
+        pieces = row["pieces_us_per_token"]
+        assert "pick: combine lanes + sample" in pieces and "  llama_decode" in pieces, name
+        assert all(_finite(us) for us in pieces.values()), name
+    # the wrappers are gone afterwards
+    import llama_cpp
+
+    from localpref import decoding
+
+    assert llama_cpp.llama_decode.__name__ == "llama_decode"
+    assert decoding._update_stats.__name__ == "_update_stats"
+
+
+def test_build_synthetic_reuses_the_file(tmp_path: Path) -> None:
+    first = build_synthetic("tiny", tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert build_synthetic("tiny", tmp_path) == first
+    assert first.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--repeat", "0"],
+        ["--max-tokens", "0"],
+        ["--methods", "amulet,nonsense"],
+        ["--kernel-sizes", "big"],
+        ["--kernel-sizes", "4"],
+        ["--threads", "0"],
+        ["--synthetic", "tiny", "--model", "x.gguf"],
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["bench", "--quiet", *argv])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.startswith("localpref: ") and captured.err.count("\n") == 1
+
+
+def test_settings_always_measure_the_references() -> None:
+    settings = BenchSettings(methods=("pad",))
+    assert settings.measured_methods == ("base", "contrastive", "pad")
+    with pytest.raises(SettingsError):
+        BenchSettings(preference="  ")

@@ -1,0 +1,413 @@
+"""`localpref eval`: scorers, judge, beam search, the grid end to end, resume, shards, bad input.
+
+Real parts throughout: the bundled SmolLM2-135M-Instruct decodes every answer, at tiny sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localpref.api import Model
+from localpref.cli import main
+from localpref.engine import Context
+from localpref.errors import LocalprefError
+from localpref.evaluation import (
+    BeamSearch,
+    BeamSettings,
+    DiversityScorer,
+    Evaluation,
+    GridConfig,
+    LengthScorer,
+    PairwiseJudge,
+    SentimentScorer,
+    bootstrap_interval,
+    distinct_n,
+    load_dataset,
+    make_scorers,
+    method_specs,
+    mtld,
+    paper,
+    preference_specs,
+    scorer_names,
+)
+from localpref.evaluation.datasets import DatasetError
+from localpref.evaluation.grid import LazyJudge
+from localpref.evaluation.records import RowWriter, read_rows
+from localpref.evaluation.report import SPEED_HEADING, collect, render_summary
+
+PROMPTS = [
+    {"index": 0, "question": "What is the best mobile phone brand currently? "},
+    {"index": 1, "question": "How can you ensure proper nutrition for a housecat? "},
+]
+
+
+@pytest.fixture(scope="module")
+def paper_model(bundled_path: Path) -> Model:
+    """The bundled model with the Amulet paper's system prompt (what `eval` loads)."""
+    loaded = Model(bundled_path, max_lanes=4, n_ctx=1024,
+                   system_prompt=paper.AMULET_SYSTEM_PROMPT)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture()
+def dataset_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(PROMPTS), encoding="utf-8")
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tiny_grid(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return ["eval", "--dataset", str(dataset), "--methods", "base,amulet",
+            "--preferences", "concise", "--max-tokens", "8", "--ctx", "512",
+            "--bootstrap", "200", "--out", str(out), "--no-progress", *extra]
+
+
+def quality_part(summary: Path) -> str:
+    """The summary without its timing section (timings differ from run to run)."""
+    return summary.read_text(encoding="utf-8").split(SPEED_HEADING)[0]
+
+
+# -- scorers ----------------------------------------------------------------------------------
+
+
+def test_length_scorer_counts_words_and_tokens() -> None:
+    scores = LengthScorer().score("Don't water basil at noon, ever.", [1, 2, 3])
+    assert scores == {"words": 6.0, "tokens": 3.0}
+    short = LengthScorer().score("Water it.")["words"]
+    long = LengthScorer().score("Water it in the morning and keep it in a sunny window.")["words"]
+    assert long > short
+
+
+def test_sentiment_scorer_ranks_a_positive_text_above_a_negative_one() -> None:
+    scorer = SentimentScorer()
+    happy = scorer.score("What a wonderful, joyful day! You will do great and I love it.")
+    sad = scorer.score("This is a terrible, hopeless failure and everything is awful.")
+    neutral = scorer.score("The meeting is on Tuesday.")
+    assert happy["vader"] > 0.5 > neutral["vader"] > -0.5 > sad["vader"]
+    assert neutral["vader"] == 0.0
+
+
+def test_distinct_n_counts_unique_ngrams() -> None:
+    assert distinct_n(["the", "the", "the", "the"], 1) == 0.25
+    assert distinct_n(["a", "b", "a", "b"], 2) == pytest.approx(2 / 3)
+    assert math.isnan(distinct_n(["alone"], 2))
+    scores = DiversityScorer().score("The cat saw the dog. The dog saw the cat.")
+    assert scores["distinct1"] == pytest.approx(4 / 10)
+
+
+def test_mtld_matches_a_hand_computed_value_and_ranks_repetition_lower() -> None:
+    # "a b a" ends a run (ttr 2/3 <= 0.72): 20 words are 6 runs and "a b" (ttr 1, adds 0).
+    words = ["a", "b"] * 10
+    assert mtld(words) == pytest.approx(20 / 6)
+    varied = "one two three four five six seven eight nine ten one eleven twelve".split()
+    assert mtld(varied) > mtld(words)
+    assert math.isnan(mtld(["every", "word", "differs"]))
+    assert math.isnan(DiversityScorer().score("Too short to say.")["mtld"])
+
+
+def test_unknown_scorer_is_one_sentence() -> None:
+    assert scorer_names("vader,words") == ["sentiment", "length"]
+    with pytest.raises(LocalprefError, match="Unknown scorer 'rouge'"):
+        scorer_names("length,rouge")
+
+
+def test_bootstrap_interval_is_deterministic_and_holds_the_mean() -> None:
+    values = [1.0, 2.0, 3.0, 4.0, 10.0]
+    low, high = bootstrap_interval(values)
+    assert (low, high) == bootstrap_interval(values)
+    assert low < np.mean(values) < high
+    assert bootstrap_interval([5.0]) == (5.0, 5.0)
+
+
+def test_summary_bolds_the_best_in_the_preference_direction() -> None:
+    def row(method: str, position: int) -> dict:
+        return {"id": f"{method}{position}", "method": method, "dataset": "d",
+                "position": position, "preference": "concise",
+                "key": {"model": "m", "prompts": "paper", "max_tokens": 8, "settings": {}},
+                "stats": {"tokens_per_s": 10.0}}
+
+    rows = [row(m, p) for m in ("base", "amulet") for p in range(3)]
+    words = {"base": 30.0, "amulet": 10.0}
+    metrics = {r["id"]: {"words": words[r["method"]] + r["position"]} for r in rows}
+    text = render_summary(collect(rows, metrics), resamples=100)
+    line = next(x for x in text.splitlines() if x.startswith("| d | concise | words"))
+    assert "| 31.0 [" in line and "| **11.0** [" in line
+    assert "| 100 / 0 / 0 (n=3) |" in text  # amulet shorter on every prompt
+
+
+def test_paper_constants_match_the_shared_settings_file() -> None:
+    path = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "method_settings.json"
+    if not path.exists():
+        pytest.skip("shared/datasets is not beside the checkout")
+    settings = json.loads(path.read_text())["amulet"]
+    assert paper.AMULET_SYSTEM_PROMPT == settings["system_prompt"]
+    assert paper.AMULET_PREFERENCES == settings["preference_prompts"]
+    assert paper.JUDGE_SYSTEM_PROMPT == settings["judge"]["system_prompt"]
+    assert paper.JUDGE_QUESTION_TEMPLATE == settings["judge"]["question_template"]
+
+
+# -- rows and datasets ------------------------------------------------------------------------
+
+
+def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b", "te', encoding="utf-8")
+    assert [r["id"] for r in read_rows(path)] == ["a"]
+    with RowWriter(path) as writer:
+        writer.write({"id": "c", "value": float("nan")})
+    assert [r["id"] for r in read_rows(path)] == ["a", "c"]
+    assert list(read_rows(path))[1]["value"] is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("[{\"question\": ", "is not valid JSON"),
+        ("{\"question\": \"hi\"}", "must hold a JSON list"),
+        ("[]", "holds no rows"),
+        ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 1 of"),
+    ],
+)
+def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | None,
+                                              message: str) -> None:
+    path = tmp_path / "data.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(DatasetError, match=message) as caught:
+        load_dataset(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_limit_and_shards_split_the_prompts(tmp_path: Path) -> None:
+    path = tmp_path / "five.json"
+    path.write_text(json.dumps([{"prompt": f"p{i}"} for i in range(5)]), encoding="utf-8")
+    dataset = load_dataset(path).limited(4)
+    first, second = dataset.shard(1, 2), dataset.shard(2, 2)
+    assert [p.text for p in first.prompts] == ["p0", "p2"]
+    assert [p.text for p in second.prompts] == ["p1", "p3"]
+
+
+def test_paper_preferences_use_the_paper_sentences() -> None:
+    specs = preference_specs(["concise", "humorous", "like a pirate"])
+    assert specs[0].sentence == "Your answer should be concise as much as possible."
+    assert specs[1].sentence == "Your answer should be humorous as much as possible."
+    assert specs[2].sentence == "like a pirate"
+
+
+# -- the model in the loop --------------------------------------------------------------------
+
+
+def test_judge_probabilities_sum_to_one_in_both_orders(paper_model: Model) -> None:
+    judge = PairwiseJudge(paper_model)
+    verdict = judge.compare("How do I keep basil alive?", paper.paper_sentence("concise"),
+                            "Water it and give it sun.",
+                            "Basil needs light, water, warmth, pruning and good soil.")
+    for order in verdict.orders:
+        assert sum(order[a] for a in paper.JUDGE_ANSWERS) == pytest.approx(1.0)
+        assert 0.0 < order["coverage"] <= 1.0
+    assert verdict.p_a + verdict.p_tie + verdict.p_b == pytest.approx(1.0)
+    assert verdict.outcome in ("win", "tie", "lose")
+    assert len(paper_model.context._free_seq_ids) == paper_model.context.max_lanes
+
+
+def _beam_context(model: Model, lanes: int) -> Context:
+    return Context(model._backend.loaded, n_ctx=256, max_lanes=lanes,
+                   n_threads=model.n_threads)
+
+
+def test_one_beam_is_greedy_decoding_of_the_preference_lane(paper_model: Model) -> None:
+    question = PROMPTS[0]["question"]
+    sentence = paper.paper_sentence("concise")
+    tokens = paper_model._backend.prompts.lane_tokens([{"role": "user", "content": question}],
+                                                     sentence)
+    greedy = paper_model.generate(question, preference=sentence, method="pref", max_tokens=8)
+    beam = BeamSearch(_beam_context(paper_model, 2), paper_model.vocabulary,
+                      BeamSettings(width=1)).run(tokens, 8)
+    assert beam.tokens == greedy.tokens
+    assert beam.text == greedy.text
+
+
+def test_beams_decode_together_and_score_their_own_tokens(paper_model: Model) -> None:
+    """Four beams in one decode per step; the winner's log-probability is what decoding its
+    tokens alone gives (so the KV copies between beams are right)."""
+    question = PROMPTS[1]["question"]
+    tokens = paper_model._backend.prompts.lane_tokens(
+        [{"role": "user", "content": question}], paper.paper_sentence("creative"))
+    context = _beam_context(paper_model, 5)
+    search = BeamSearch(context, paper_model.vocabulary,
+                        BeamSettings(width=4, length_penalty=0.0))
+    result = search.run(tokens, 8)
+    assert search.step_sizes and set(search.step_sizes) == {4}
+    lane = context.open_lane()
+    context.prefill([lane], [tokens])
+    total = 0.0
+    for token in result.tokens:
+        logits = np.asarray(context.logits(0), dtype=np.float64)
+        total += logits[token] - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+        context.step([lane], [token])
+    if result.stats["stop_reason"] == "eos":
+        logits = np.asarray(context.logits(0), dtype=np.float64)
+        logprobs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+        total += max(logprobs[t] for t in paper_model.vocabulary.end_of_generation_ids)
+    context.close_lane(lane)
+    assert result.stats["beam_logprob"] == pytest.approx(total, abs=1e-6)
+    context.close()
+
+
+def test_resume_generates_only_missing_rows(paper_model: Model, dataset_file: Path,
+                                            tmp_path: Path) -> None:
+    config = GridConfig(load_dataset(dataset_file), method_specs(["base", "pref"]),
+                        preference_specs(["concise", "verbose"]), max_tokens=6, resamples=100)
+    calls = []
+    original = paper_model.generate
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(kwargs["method"])
+        return original(*args, **kwargs)
+
+    paper_model.generate = counting  # type: ignore[method-assign]
+    try:
+        out = tmp_path / "out"
+        first = Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False)
+        first.run()
+        # 2 prompts x (base once, reused for the 2nd preference + pref for 2 preferences)
+        assert first.generated == len(calls) == 6
+        rows = list(read_rows(out / "generations.jsonl"))
+        assert len(rows) == 8 and sum(bool(r.get("reused_from")) for r in rows) == 2
+        lines = (out / "generations.jsonl").read_text().splitlines()
+        (out / "generations.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+        calls.clear()
+        again = Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False)
+        again.run()
+        assert again.generated == len(calls) == 1
+        assert len(list(read_rows(out / "generations.jsonl"))) == 8
+    finally:
+        del paper_model.generate
+
+
+def test_beam_method_runs_in_the_grid_on_its_own_context(paper_model: Model,
+                                                         dataset_file: Path,
+                                                         tmp_path: Path) -> None:
+    config = GridConfig(load_dataset(dataset_file).limited(1), method_specs(["beam2"]),
+                        preference_specs(["concise"]), max_tokens=4, resamples=50)
+    evaluation = Evaluation(config, paper_model, tmp_path / "beam", make_scorers(["length"]),
+                            progress=False)
+    evaluation.run()
+    (row,) = read_rows(tmp_path / "beam" / "generations.jsonl")
+    assert row["method"] == "beam2" and row["settings"]["beams"] == 2
+    assert row["stats"]["n_lanes"] == 2 and 1 <= row["n_tokens"] <= 4
+    assert row["stats"]["settings"]["length_penalty"] == 1.0
+    assert evaluation._beam_contexts == {}
+
+
+def test_grid_with_a_judge_writes_judged_pairs_once(paper_model: Model, dataset_file: Path,
+                                                    tmp_path: Path) -> None:
+    dataset = load_dataset(dataset_file).limited(1)
+    config = GridConfig(dataset, method_specs(["base", "amulet"]), preference_specs(["concise"]),
+                        max_tokens=6, resamples=100)
+    out = tmp_path / "judged"
+    made = []
+
+    def judge() -> PairwiseJudge:
+        made.append(1)
+        return PairwiseJudge(paper_model)
+
+    first = Evaluation(config, paper_model, out, make_scorers(["length"]),
+                       judge=LazyJudge("bundled", judge), progress=False)
+    summary = first.run()
+    assert first.judged == 1
+    (judgement,) = [r for r in read_rows(out / "scores.jsonl") if r["kind"] == "judge"]
+    assert (judgement["method_a"], judgement["method_b"]) == ("amulet", "base")
+    assert judgement["p_a"] + judgement["p_tie"] + judgement["p_b"] == pytest.approx(1.0)
+    assert "by the LLM judge" in summary.read_text() and (out / "judge.png").exists()
+    again = Evaluation(config, paper_model, out, make_scorers(["length"]),
+                       judge=LazyJudge("bundled", judge), progress=False)
+    again.run()
+    assert again.judged == 0 and again.generated == 0 and len(made) == 1
+
+
+def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
+    capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "one"
+    code, stdout, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))
+    assert code == 0, stderr
+    for name in ("generations.jsonl", "scores.jsonl", "summary.md", "scores.png", "speed.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(read_rows(out / "generations.jsonl"))
+    assert len(rows) == 4
+    assert {(r["method"], r["position"]) for r in rows} == {
+        (m, p) for m in ("base", "amulet") for p in (0, 1)}
+    amulet = next(r for r in rows if r["method"] == "amulet")
+    assert amulet["stats"]["method"] == "amulet" and amulet["settings"]["alpha"] == 2.0
+    assert amulet["tokens"] and amulet["stats"]["tokens_per_s"] > 0
+    scores = {r["id"]: r["metrics"] for r in read_rows(out / "scores.jsonl")}
+    assert set(scores) == {r["id"] for r in rows}
+    assert {"words", "tokens", "vader", "distinct1", "distinct2", "mtld"} <= set(
+        scores[amulet["id"]])
+    assert "| tiny | concise | words ↓ |" in stdout
+
+    before = (out / "generations.jsonl").read_bytes()
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))
+    assert code == 0 and "0 new answers" in stderr
+    assert (out / "generations.jsonl").read_bytes() == before
+
+    halves = [tmp_path / "half1", tmp_path / "half2"]
+    for index, half in enumerate(halves, start=1):
+        code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, half, "--shard",
+                                                      f"{index}/2"))
+        assert code == 0, stderr
+        assert len(list(read_rows(half / "generations.jsonl"))) == 2
+    merged = tmp_path / "merged"
+    code, _, stderr = run_cli(capsys, "eval", "merge", *map(str, halves), "--out", str(merged),
+                              "--bootstrap", "200")
+    assert code == 0, stderr
+    assert quality_part(merged / "summary.md") == quality_part(out / "summary.md")
+
+    # A judge that cannot load: one sentence, exit 2, and the rows already written stay.
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out, "--judge",
+                                                 str(tmp_path / "missing.gguf")))
+    assert code == 2 and stderr.count("\n") == 1 and "missing.gguf" in stderr
+    assert (out / "generations.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "base,nucleus"], "Unknown method 'nucleus'"),
+        (["--scorers", "length,bleu"], "Unknown scorer 'bleu'"),
+        (["--shard", "3/2"], "--shard"),
+        (["--scorers", "judge"], "needs a judge model"),
+    ],
+)
+def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str],
+                                              dataset_file: Path, tmp_path: Path,
+                                              extra: list[str], message: str) -> None:
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, tmp_path / "out", *extra))
+    assert code == 2
+    assert message in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [None, "not json", "[{\"text\": \"no prompt key\"}]"])
+def test_bad_dataset_exits_2_with_one_sentence(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "data.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    code, _, stderr = run_cli(capsys, *tiny_grid(path, tmp_path / "out"))
+    assert code == 2 and stderr.startswith("localpref: ") and stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
