@@ -76,11 +76,15 @@ async def test_sent_message_streams_an_answer_that_equals_the_saved_one(model, h
         assert isinstance(app.focused, ChatInput)  # the message box has focus at start
         await pilot.press(*"Name", "ctrl+j", *"a color.")
         assert app.query_one(ChatInput).text == "Name\na color."
-        await pilot.press("enter")
-        assert app.busy  # the answer has only started
-        saved = app.store.messages(app.conversation_id)  # saved when sent, before the answer
-        assert [(m.role, m.content) for m in saved[:1]] == [("user", "Name\na color.")]
-        assert saved[1].role == "assistant" and saved[1].partial
+        model._lock.acquire()  # hold the model so the answer cannot finish before we look
+        try:
+            await pilot.press("enter")
+            await until(pilot, lambda: app.busy)  # the answer has only started
+            saved = app.store.messages(app.conversation_id)  # saved when sent, before the answer
+            assert [(m.role, m.content) for m in saved[:1]] == [("user", "Name\na color.")]
+            assert saved[1].role == "assistant" and saved[1].partial
+        finally:
+            model._lock.release()
         await until(pilot, lambda: not app.busy)
 
         shown = answers(app)[0].text
