@@ -143,6 +143,7 @@ def run_bench(model: Any, settings: BenchSettings = BenchSettings(),
         "model_size_mb": round(Path(model.path).stat().st_size / 1e6, 1),
         "vocab_size": model.vocabulary.size,
         "threads": model.n_threads,
+        **_memory_facts(model),
         "cores": _available_cores(),
         "max_tokens": settings.max_tokens,
         "repeat": settings.repeat,
@@ -510,7 +511,8 @@ def profile_steps(model: Any, settings: BenchSettings,
         for owner, attribute, original in reversed(restore):
             setattr(owner, attribute, original)
     return {"model": model.name, "vocab_size": model.vocabulary.size,
-            "threads": model.n_threads, "max_tokens": settings.max_tokens,
+            "threads": model.n_threads,
+        **_memory_facts(model), "max_tokens": settings.max_tokens,
             "repeat": settings.repeat, "load_average": _load_average(), "profile": table}
 
 
@@ -573,6 +575,26 @@ def peak_rss_mb() -> float:
     return peak * scale / 1e6
 
 
+def _memory_facts(model: Any) -> dict[str, Any]:
+    """Parameters, and the KV cache the context allocated (float16 K and V for every cell of
+    every lane): with several lanes it is often bigger than a small model's weights, and it
+    counts in ``peak_rss_mb``."""
+    import llama_cpp
+
+    context = model.context
+    handle = context.model.handle
+    n_layer = llama_cpp.llama_model_n_layer(handle)
+    head_dim = llama_cpp.llama_model_n_embd(handle) // max(llama_cpp.llama_model_n_head(handle), 1)
+    per_cell = n_layer * 2 * llama_cpp.llama_model_n_head_kv(handle) * head_dim * 2
+    cells = context.n_ctx * context.max_lanes
+    return {
+        "n_params": int(llama_cpp.llama_model_n_params(handle)),
+        "n_ctx_per_lane": context.n_ctx,
+        "max_lanes": context.max_lanes,
+        "kv_cache_mb": round(cells * per_cell / 1e6, 1),
+    }
+
+
 def _load_average() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -633,7 +655,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"decode per step {compare['batched_s']:.2f} s, one after another "
         f"{compare['sequential_s']:.2f} s; x{compare['speedup']:.2f}"
     )
-    lines.append(f"peak RSS {report['peak_rss_mb']:.0f} MB")
+    lines.append(
+        f"peak RSS {report['peak_rss_mb']:.0f} MB (weights {report['model_size_mb']:.4g} MB "
+        f"mapped once; KV cache {report['kv_cache_mb']:.0f} MB for {report['max_lanes']} lanes "
+        f"x {report['n_ctx_per_lane']} tokens)"
+    )
     start, end = report.get("load_average") or [None, None]
     if start is not None and end is not None:
         lines.append(f"machine load average {start:.1f} at start, {end:.1f} at end "

@@ -36,9 +36,10 @@ from localpref.evaluation import (
     scorer_names,
 )
 from localpref.evaluation.datasets import DatasetError
-from localpref.evaluation.grid import LazyJudge
+from localpref.evaluation.grid import LazyJudge, non_default_fields
 from localpref.evaluation.records import RowWriter, read_rows
 from localpref.evaluation.report import SPEED_HEADING, collect, render_summary
+from localpref.methods import Amulet, Sampling
 
 PROMPTS = [
     {"index": 0, "question": "What is the best mobile phone brand currently? "},
@@ -48,8 +49,11 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def paper_model(bundled_path: Path) -> Model:
-    """The bundled model with the Amulet paper's system prompt (what `eval` loads)."""
-    loaded = Model(bundled_path, max_lanes=4, n_ctx=1024,
+    """The bundled model with the Amulet paper's system prompt (what `eval` loads).
+
+    One thread: a 135M model gains little from two, and one thread does not stall when the
+    machine is busy (llama.cpp's threads spin while they wait for each other)."""
+    loaded = Model(bundled_path, max_lanes=4, n_ctx=1024, n_threads=1,
                    system_prompt=paper.AMULET_SYSTEM_PROMPT)
     yield loaded
     loaded.close()
@@ -71,7 +75,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 def tiny_grid(dataset: Path, out: Path, *extra: str) -> list[str]:
     return ["eval", "--dataset", str(dataset), "--methods", "base,amulet",
             "--preferences", "concise", "--max-tokens", "8", "--ctx", "512",
-            "--bootstrap", "200", "--out", str(out), "--no-progress", *extra]
+            "--bootstrap", "200", "--threads", "1", "--out", str(out), "--no-progress", *extra]
 
 
 def quality_part(summary: Path) -> str:
@@ -205,6 +209,15 @@ def test_paper_preferences_use_the_paper_sentences() -> None:
     assert specs[0].sentence == "Your answer should be concise as much as possible."
     assert specs[1].sentence == "Your answer should be humorous as much as possible."
     assert specs[2].sentence == "like a pirate"
+
+
+def test_row_keys_hold_only_settings_that_differ_from_the_defaults() -> None:
+    """A field the library adds later with a neutral default keeps finished rows' keys."""
+    assert non_default_fields(Amulet()) == {}
+    assert non_default_fields(Amulet(alpha=4.0)) == {"alpha": 4.0}
+    assert non_default_fields(Sampling()) == {}
+    (beam,) = method_specs(["beam16"])
+    assert beam.key_settings() == {} and beam.settings()["beams"] == 16
 
 
 # -- the model in the loop --------------------------------------------------------------------

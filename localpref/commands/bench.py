@@ -93,9 +93,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
         if args.model:
             raise SettingsError("Give either --model or --synthetic, not both.")
         args.model = str(synthetic_model(args.synthetic, args.synthetic_dir, progress))
-    # Lanes: as many as the comparison decodes at once. Context: a 10-turn chat or one run.
-    model = load_model(args, max_lanes=settings.lanes_needed,
-                       n_ctx=max(2048, args.max_tokens + 512), n_threads=args.threads)
+    # Lanes: as many as the comparison decodes at once. Context: a 10-turn chat or one run;
+    # synthetic models spell English byte by byte, so their chat needs twice the room.
+    n_ctx = max(4096 if args.synthetic else 2048, args.max_tokens + 512)
+    model = load_model(args, max_lanes=settings.lanes_needed, n_ctx=n_ctx,
+                       n_threads=args.threads)
     try:
         if args.profile:
             report = profile_steps(model, settings, progress)

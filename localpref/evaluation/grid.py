@@ -1,7 +1,8 @@
 """The method x preference x prompt grid: generate, score, judge, resume, shard.
 
-Every result row has a key (dataset, prompt position and hash, method and its settings,
-preference, prompts, model, sampling, max tokens, seed) and an id hashed from it. A run first
+Every result row has a key (dataset, prompt position and hash, method and the settings that
+differ from their defaults, preference, prompts, model, sampling, max tokens, seed) and an id
+hashed from it. A run first
 reads what its output folder holds and only does the rows that are missing, so an interrupted
 run continues where it stopped, and a run with other settings adds rows beside the old ones.
 Rows are appended and flushed one by one (``records.RowWriter``).
@@ -12,6 +13,7 @@ reused for every preference (the row says ``reused_from``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +63,29 @@ def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[Prefe
     return specs
 
 
+def non_default_fields(settings: Any) -> dict[str, Any]:
+    """The fields of a settings dataclass whose values differ from their defaults.
+
+    Row keys hold only these, so a field the library adds later with a default that keeps
+    today's behaviour (DESIGN.md, "Contract") does not change the keys of finished rows.
+    """
+    found: dict[str, Any] = {}
+    for item in dataclasses.fields(settings):
+        if not item.init:
+            continue
+        value = getattr(settings, item.name)
+        if item.default is not dataclasses.MISSING:
+            default: Any = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            found[item.name] = value
+            continue
+        if value != default:
+            found[item.name] = value
+    return found
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A method of the grid: its name in the tables and the decoder (a method or a beam)."""
@@ -69,7 +94,12 @@ class MethodSpec:
     decoder: Method | BeamSettings
 
     def settings(self) -> dict[str, Any]:
+        """Every setting, derived ones included (stored in rows for reading)."""
         return dict(self.decoder.settings())
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that tell results apart: those that differ from the defaults."""
+        return non_default_fields(self.decoder)
 
 
 def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
@@ -204,7 +234,7 @@ class Evaluation:
             "position": item.prompt.position,
             "prompt_sha": item.prompt.digest,
             "method": item.method.name,
-            "settings": item.method.settings(),
+            "settings": item.method.key_settings(),
             "preference": preference.name if preference else None,
             "preference_text": preference.sentence if preference else None,
             "prompts": self.config.prompts,
@@ -212,7 +242,7 @@ class Evaluation:
             "model": Path(self.model.path).name,
             "max_tokens": self.config.max_tokens,
             "seed": self.config.seed,
-            "sampling": vars(self.config.sampling),
+            "sampling": non_default_fields(self.config.sampling),
         }
 
     def items(self) -> list[Item]:

@@ -127,7 +127,7 @@ def variants_of(rows: Iterable[dict[str, Any]]) -> dict[str, Variant]:
         keys = sorted({k for flat in flats.values() for k in flat})
         differing = [k for k in keys if len({json.dumps(f.get(k)) for f in flats.values()}) > 1]
         for text, flat in flats.items():
-            parts = [f"{k.split('.')[-1]}={flat.get(k)}" for k in differing]
+            parts = [f"{k.split('.')[-1]}={flat.get(k, 'default')}" for k in differing]
             labels[(method, text)] = Variant(method, text, f"{name} [{', '.join(parts)}]")
     return {row_id: labels[sig] for row_id, sig in row_signature.items()}
 
