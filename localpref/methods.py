@@ -356,17 +356,21 @@ class PAD(Method):
         return dataclasses.replace(self, weight=strength)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
-        z_policy, z_reward = lane_logits[0], lane_logits[1]
+        z_policy, z_other = lane_logits[0], lane_logits[1]
+        # pad_scores computes z_policy + w (lsK(z_other) - lsK(z_policy)). With a reward
+        # model that is PAD's r; without one the reward is lsK(z_pref) - lsK(z_base), i.e.
+        # the same kernel with the base lane and the weight negated.
+        sign = 1.0 if self.reward_model else -1.0
         weight = self.weight
         if self.kl_budget is not None and weight > 0:
-            ids, _ = kernels.pad_scores(z_policy, z_reward, 0.0, int(self.candidates))
-            policy, reward = steering.gather(z_policy, ids), steering.gather(z_reward, ids)
+            ids, _ = kernels.pad_scores(z_policy, z_other, 0.0, int(self.candidates))
+            policy, other = steering.gather(z_policy, ids), steering.gather(z_other, ids)
             threshold = steering.plausibility_threshold(policy, self.tau)
-            # Over K, z_policy + w (lsK(z_reward) - lsK(z_policy)) is the family with k = -w.
-            weight *= steering.kl_budget_scale(policy, reward, -weight, self.kl_budget,
+            # Over K the score is z_policy + k (z_policy - z_other) with k = -sign w.
+            weight *= steering.kl_budget_scale(policy, other, -sign * weight, self.kl_budget,
                                                threshold)
         selector.note_strength(weight)
-        candidate_ids, scores = kernels.pad_scores(z_policy, z_reward, weight,
+        candidate_ids, scores = kernels.pad_scores(z_policy, z_other, sign * weight,
                                                    int(self.candidates))
         if self.tau > 0:
             threshold = steering.plausibility_threshold(z_policy, self.tau)

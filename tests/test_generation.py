@@ -193,3 +193,14 @@ def test_an_answer_stops_at_the_end_of_the_lane_window(bundled_path) -> None:  #
         result = small.generate("Hi", method="base", max_tokens=500, ignore_eos=True)
     assert result.stats["stop_reason"] == "length"
     assert len(result.tokens) == 64 - prompt_tokens - 1
+
+
+def test_pad_prompt_contrast_over_the_whole_vocabulary_equals_contrastive(model: Model) -> None:
+    """Without a reward model PAD scores z_pref + w (lsK(z_pref) - lsK(z_base)): with K = V
+    that is Contrastive with ratio w, so the greedy answers agree (and steer toward the
+    preference, not away from it)."""
+    whole = PAD(weight=2.0, candidates=model.vocabulary.size)
+    pad = model.generate(PROMPT, preference="concise", method=whole, max_tokens=16)
+    contrastive = model.generate(PROMPT, preference="concise", method=Contrastive(ratio=2.0),
+                                 max_tokens=16)
+    assert pad.tokens == contrastive.tokens
