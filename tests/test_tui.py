@@ -210,8 +210,8 @@ async def test_compare_two_methods_side_by_side_and_keep_one(model, home):
         assert list(screen.query_one("#compare-methods", SelectionList).selected) == [
             "base", "amulet"]
         await pilot.click("#run")
-        await until(pilot, lambda: screen.running)
-        await until(pilot, lambda: not screen.running)
+        await until(pilot, lambda: screen.runs_done == 1)
+        assert not screen.running
         panes = list(screen.query(ComparePane))
         assert [pane.stats["method"] for pane in panes] == ["base", "amulet"]
         for pane in panes:

@@ -130,6 +130,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.prompt = prompt
         self.users = users
         self.running = False
+        self.runs_done = 0  # comparisons finished on this screen (tests wait on it)
         self.cancel = threading.Event()
         self.panes: list[ComparePane] = []
         self._prompt_used = ""
@@ -232,6 +233,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.running = False
         for pane, text, stats in zip(self.panes, event.texts, event.stats, strict=False):
             await pane.finish(text, stats)
+        self.runs_done += 1
         if event.error:
             self.notify(event.error, severity="error", title="Comparison failed")
 
