@@ -187,6 +187,17 @@ class Context:
 
     ``n_ctx`` is the window of ONE lane; the context holds ``n_ctx * max_lanes`` cells so that
     every lane can fill its window (cells of a shared prefix are counted once).
+
+    Cells a lane gives up while other lanes still hold cells are *parked* (owned by one spare
+    sequence) rather than freed. llama.cpp places a new token in the first free cell from the
+    start of the cache once its head runs ahead of the cells in use, so a freed cell in the
+    middle of the cache would take a live lane's next token BEHIND that lane's earlier cells.
+    Attention then visits the lane's keys in another order; the sums round differently, the
+    8-bit quantized activations of the next matmul round differently, and over 30 layers the
+    log-probabilities move by tenths of a nat (as much as switching flash attention off).
+    Parking keeps every lane's cells in the order of their positions, so a lane's logits are
+    bit-for-bit those of decoding it alone, whatever ran beside it. Parked cells are freed
+    when the last lane closes, or when the cache is full (then exactness may be lost).
     """
 
     def __init__(
@@ -208,7 +219,7 @@ class Context:
         params.n_ctx = n_ctx * max_lanes
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = max_lanes
+        params.n_seq_max = max_lanes + 1  # the last sequence parks released cells
         params.n_threads = threads
         params.n_threads_batch = n_threads_batch or threads
         params.kv_unified = True
@@ -229,6 +240,8 @@ class Context:
         self._batch_seq_slots = [self._batch.seq_id[i] for i in range(n_batch)]
         self._batch_n_seq[:] = 1
         self._free_seq_ids = list(range(max_lanes))
+        self._parking_seq_id = max_lanes
+        self._has_parked_cells = False
         self._lock = threading.RLock()
 
     # -- lanes --------------------------------------------------------------------------
@@ -242,14 +255,37 @@ class Context:
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
         return LaneState(seq_id=seq_id, tokens=[])
 
-    def close_lane(self, lane: LaneState) -> None:
-        """Free a lane's cache cells and its sequence id."""
-        llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, -1, -1)
+    def empty_lane(self, lane: LaneState) -> None:
+        """Give up a lane's cache cells (parked, see the class) and keep its sequence id."""
+        with self._lock:
+            self._release_cells(lane.seq_id, 0)
         lane.tokens = []
+
+    def close_lane(self, lane: LaneState) -> None:
+        """Give up a lane's cache cells (parked, see the class) and its sequence id."""
+        self.empty_lane(lane)
         with self._lock:
             if lane.seq_id not in self._free_seq_ids:
                 self._free_seq_ids.append(lane.seq_id)
                 self._free_seq_ids.sort()
+            if len(self._free_seq_ids) == self.max_lanes:  # no lane left: free everything
+                self._free_parked_cells()
+
+    def _release_cells(self, seq_id: int, start: int) -> None:
+        """Take positions ``start``.. away from a sequence, parking their cells."""
+        if llama_cpp.llama_memory_seq_pos_max(self.memory, seq_id) < start:
+            return  # nothing there
+        llama_cpp.llama_memory_seq_cp(self.memory, seq_id, self._parking_seq_id, start, -1)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, start, -1)
+        self._has_parked_cells = True
+
+    def _free_parked_cells(self) -> bool:
+        """Free the parked cells; True if there were any."""
+        if not self._has_parked_cells:
+            return False
+        llama_cpp.llama_memory_seq_rm(self.memory, self._parking_seq_id, -1, -1)
+        self._has_parked_cells = False
+        return True
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -273,7 +309,8 @@ class Context:
         for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
             target = list(target)
             keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
-            llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, keep, -1)
+            with self._lock:
+                self._release_cells(lane.seq_id, keep)
             start = keep
             donor = self._best_donor(lanes[:index], targets[:index], target, keep)
             if donor is not None:
@@ -342,6 +379,11 @@ class Context:
 
     def _decode(self) -> None:
         status = llama_cpp.llama_decode(self.handle, self._batch)
+        if status == 1:
+            with self._lock:
+                freed = self._free_parked_cells()
+            if freed:  # the cache was full of parked cells: make room and try again
+                status = llama_cpp.llama_decode(self.handle, self._batch)
         if status == 1:
             raise PromptTooLongError(
                 "The conversation no longer fits in the context; start a new one."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 
+import llama_cpp
 import numpy as np
 import pytest
 
@@ -143,3 +144,69 @@ def test_a_template_that_starts_with_bos_does_not_get_a_second_one(model: Model)
     assert text.startswith(model.vocabulary.token_text(bos))
     tokens = builder.tokenize(text)
     assert tokens[0] == bos and tokens[1] != bos
+
+
+# -- cells given up while other lanes live -------------------------------------------------------
+
+
+def _greedy_logits(context: Context, lane, steps: int) -> list[np.ndarray]:
+    """Greedy-decode ``steps`` tokens on a prefilled lane; copies of the logits before each."""
+    seen = []
+    for _ in range(steps):
+        logits = context.logits(0).copy()
+        seen.append(logits)
+        context.step([lane], [int(np.argmax(logits))])
+    return seen
+
+
+def test_a_lane_continuing_after_another_closes_decodes_bit_for_bit_as_alone(
+        model: Model) -> None:
+    """Closing a lane must not let a live lane's next tokens land behind its earlier cells."""
+    vocabulary = model.vocabulary
+    first = vocabulary.tokenize("The quick brown fox jumps over the lazy dog. " * 6,
+                                add_special=True)
+    second = vocabulary.tokenize("Once upon a time there lived a king who " * 3,
+                                 add_special=True)
+    target = vocabulary.tokenize("Write a short poem about the sea and the wind",
+                                 add_special=True)
+    weights = model.context.model
+
+    alone = Context(weights, n_ctx=256, max_lanes=3, n_threads=2)
+    lane = alone.open_lane()
+    alone.prefill([lane], [target])
+    reference = _greedy_logits(alone, lane, 10)
+    alone.close()
+
+    shared = Context(weights, n_ctx=256, max_lanes=3, n_threads=2)
+    early, middle, late = (shared.open_lane() for _ in range(3))
+    shared.prefill([early], [first])
+    shared.prefill([middle], [second])
+    shared.prefill([late], [target])
+    shared.close_lane(early)  # its cells sit before the live lanes' cells
+    continued = _greedy_logits(shared, late, 10)
+    assert all(np.array_equal(a, b) for a, b in zip(continued, reference, strict=True))
+
+    shared.close_lane(middle)
+    shared.close_lane(late)  # the last lane: parked cells are freed
+    assert not shared._has_parked_cells
+    for seq_id in range(shared.max_lanes + 1):
+        assert llama_cpp.llama_memory_seq_pos_max(shared.memory, seq_id) == -1
+    shared.close()
+
+
+def test_parked_cells_make_room_when_the_cache_is_full(model: Model) -> None:
+    vocabulary = model.vocabulary
+    context = Context(model.context.model, n_ctx=128, max_lanes=2, n_threads=2)
+    cells = llama_cpp.llama_n_ctx(context.handle)
+    assert cells == 256  # llama.cpp pads the cache to a multiple of 256 cells
+    words = vocabulary.tokenize(" apple" * 400, add_special=False)
+    kept, given_up = context.open_lane(), context.open_lane()
+    context.prefill([given_up], [words[:120]])
+    context.prefill([kept], [words[:100]])  # a different prefix: nothing shared
+    context.close_lane(given_up)  # 120 cells parked, not freed
+    assert context._has_parked_cells
+    replacement = context.open_lane()
+    context.prefill([replacement], [words[200:310]])  # 120 + 100 + 110 > 256: parking freed
+    assert not context._has_parked_cells
+    assert llama_cpp.llama_memory_seq_pos_max(context.memory, replacement.seq_id) == 109
+    context.close()

@@ -247,7 +247,7 @@ def test_one_beam_is_greedy_decoding_of_the_preference_lane(paper_model: Model) 
     tokens = paper_model._backend.prompts.lane_tokens([{"role": "user", "content": question}],
                                                      sentence)
     greedy = paper_model.generate(question, preference=sentence, method="pref", max_tokens=8)
-    beam = BeamSearch(_beam_context(paper_model, 2), paper_model.vocabulary,
+    beam = BeamSearch(_beam_context(paper_model, 1), paper_model.vocabulary,
                       BeamSettings(width=1)).run(tokens, 8)
     assert beam.tokens == greedy.tokens
     assert beam.text == greedy.text
@@ -259,7 +259,7 @@ def test_beams_decode_together_and_score_their_own_tokens(paper_model: Model) ->
     question = PROMPTS[1]["question"]
     tokens = paper_model._backend.prompts.lane_tokens(
         [{"role": "user", "content": question}], paper.paper_sentence("creative"))
-    context = _beam_context(paper_model, 5)
+    context = _beam_context(paper_model, 4)
     search = BeamSearch(context, paper_model.vocabulary,
                         BeamSettings(width=4, length_penalty=0.0))
     result = search.run(tokens, 8)

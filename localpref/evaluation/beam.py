@@ -20,11 +20,10 @@ All beams are lanes of ONE llama.cpp context, decoded in ONE batch per step. Reo
 copies KV-cache ownership between sequences (``llama_memory_seq_cp`` on a unified cache: cell
 metadata, not data), so a beam that survives keeps its sequence and only new branches copy.
 
-Cells of dead beams are handed to one extra *parking* sequence instead of being freed, and freed
-all at once at the end. In llama-cpp-python 0.3.36, a token written into a cell freed in the
-middle of the cache (behind the sequence's own later cells) gets logits that differ from a clean
-evaluation by up to a few tenths of a nat; never reusing a cell during the search keeps every
-beam's log-probabilities equal to decoding its tokens alone. Hence ``width + 1`` lanes.
+Cells of dead beams are given up with ``Context.empty_lane``, which parks them rather than
+freeing them (see ``Context``): a freed cell in the middle of the cache would take a live beam's
+next token behind its earlier cells and change its logits by tenths of a nat. So every beam's
+log-probabilities stay equal to decoding its tokens alone.
 """
 
 from __future__ import annotations
@@ -81,9 +80,9 @@ class BeamSearch:
     """Beam search over the lanes of one context (``context.max_lanes >= width``)."""
 
     def __init__(self, context: Context, vocabulary: Vocabulary, settings: BeamSettings) -> None:
-        if context.max_lanes < settings.width + 1:
+        if context.max_lanes < settings.width:
             raise SettingsError(
-                f"{settings.name} needs {settings.width + 1} lanes; the context has "
+                f"{settings.name} needs {settings.width} lanes; the context has "
                 f"{context.max_lanes}."
             )
         self.context = context
@@ -113,7 +112,7 @@ class BeamSearch:
         lanes: list[LaneState] = []
         hypotheses: list[_Hypothesis] = []
         try:
-            lanes = [context.open_lane() for _ in range(width + 1)]
+            lanes = [context.open_lane() for _ in range(width)]
             context.prefill(lanes[:1], [list(prompt_tokens)])
             prefill_ms = (time.perf_counter() - started) * 1000
             loop_started = time.perf_counter()
@@ -192,11 +191,10 @@ class BeamSearch:
         """Give each chosen continuation a lane holding its parent's cache; return the slots.
 
         A parent's first continuation keeps the parent's lane; further ones take lanes whose
-        beam died, after parking their old cells and copying the parent's cells there. Sources
-        are never targets, so the copies do not depend on their order. ``lanes[-1]`` parks.
+        beam died, after emptying them and copying the parent's cells there. Sources are never
+        targets, so the copies do not depend on their order.
         """
-        width = len(lanes) - 1
-        parking = lanes[-1]
+        width = len(lanes)
         assigned: list[int | None] = [None] * len(chosen)
         kept: set[int] = set()
         for i, (parent, _, _) in enumerate(chosen):
@@ -204,24 +202,16 @@ class BeamSearch:
                 assigned[i] = parent
                 kept.add(parent)
         free = [slot for slot in range(width) if slot not in kept]
-        memory = self.context.memory
+        context = self.context
         for i, (parent, _, _) in enumerate(chosen):
             if assigned[i] is None:
                 target = free.pop(0)
                 assigned[i] = target
                 source_lane, target_lane = lanes[parent], lanes[target]
-                self._park(target_lane, parking)
-                llama_cpp.llama_memory_seq_cp(memory, source_lane.seq_id, target_lane.seq_id,
-                                              -1, -1)
+                context.empty_lane(target_lane)
+                llama_cpp.llama_memory_seq_cp(
+                    context.memory, source_lane.seq_id, target_lane.seq_id, -1, -1)
                 target_lane.tokens = list(source_lane.tokens)
         for slot in free:  # beams that died and were not reused
-            self._park(lanes[slot], parking)
+            context.empty_lane(lanes[slot])
         return [slot for slot in assigned if slot is not None]
-
-    def _park(self, lane: LaneState, parking: LaneState) -> None:
-        """Empty a lane without freeing its cells: they move to the parking sequence."""
-        if lane.tokens:
-            memory = self.context.memory
-            llama_cpp.llama_memory_seq_cp(memory, lane.seq_id, parking.seq_id, -1, -1)
-            llama_cpp.llama_memory_seq_rm(memory, lane.seq_id, -1, -1)
-            lane.tokens = []

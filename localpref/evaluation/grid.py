@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from localpref.evaluation.progress import Progress
 from localpref.evaluation.records import GENERATIONS, SCORES, RowWriter, read_rows, row_id
 from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import Scorer, score_text
+from localpref.evaluation.sweep import SweepPoint, sweepable
 from localpref.methods import Base, Method, Sampling, resolve_method
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, preference_text
 
@@ -88,18 +90,26 @@ def non_default_fields(settings: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method of the grid: its name in the tables and the decoder (a method or a beam)."""
+    """A method of the grid: its name in the tables and the decoder (a method or a beam);
+    ``sweep`` says where it sits in a ``--sweep`` (None outside one)."""
 
     name: str
     decoder: Method | BeamSettings
+    sweep: SweepPoint | None = None
 
     def settings(self) -> dict[str, Any]:
         """Every setting, derived ones included (stored in rows for reading)."""
         return dict(self.decoder.settings())
 
     def key_settings(self) -> dict[str, Any]:
-        """The settings that tell results apart: those that differ from the defaults."""
-        return non_default_fields(self.decoder)
+        """The settings that tell results apart: those that differ from the defaults (of the
+        method before the sweep, if swept: the swept value is a key entry of its own)."""
+        return non_default_fields(self.sweep.unswept if self.sweep else self.decoder)
+
+    @property
+    def strength(self) -> float | None:
+        """The decoder's strength knob, if it has one."""
+        return float(self.decoder.strength) if sweepable(self.decoder) else None  # type: ignore[union-attr]
 
 
 def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
@@ -143,8 +153,16 @@ class GridConfig:
     sampling: Sampling = field(default_factory=Sampling)
     reference: str = "amulet"
     resamples: int = 2000
+    score_lanes: bool = False
+    """Decode the lane a method does not read too, so every row has both fluency numbers
+    (``--sweep`` turns it on; it is part of the row key when on)."""
+    fluency_budget: float = 0.5
+    """Sweep summary: nats per token a setting may lose against Pref's fluency."""
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.fluency_budget) and self.fluency_budget >= 0):
+            raise SettingsError(f"The fluency budget must be 0 or more nats (got "
+                                f"{self.fluency_budget}).")
         if self.prompts not in PROMPT_MODES:
             raise SettingsError(f"Prompts must be one of {', '.join(PROMPT_MODES)}.")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -229,7 +247,7 @@ class Evaluation:
         method's answer does not depend on the preference)."""
         ignores_preference = isinstance(item.method.decoder, Base)
         preference = None if for_content and ignores_preference else item.preference
-        return {
+        key = {
             "dataset": self.config.dataset.name,
             "position": item.prompt.position,
             "prompt_sha": item.prompt.digest,
@@ -244,6 +262,12 @@ class Evaluation:
             "seed": self.config.seed,
             "sampling": non_default_fields(self.config.sampling),
         }
+        # Entries added later are present only when set, so older rows keep their keys.
+        if item.method.sweep is not None:
+            key["sweep"] = {item.method.sweep.parameter: item.method.sweep.value}
+        if self.config.score_lanes:
+            key["score_lanes"] = True
+        return key
 
     def items(self) -> list[Item]:
         """The grid in the order it runs: prompt, then preference, then method."""
@@ -303,7 +327,8 @@ class Evaluation:
         grid_judgements = [j for j in judgements.values() if j.get("a") in wanted
                            and j.get("b") in wanted]
         return write_report(self.out_dir, grid_rows, metrics, grid_judgements,
-                            reference=self.config.reference, resamples=self.config.resamples)
+                            reference=self.config.reference, resamples=self.config.resamples,
+                            fluency_budget=self.config.fluency_budget)
 
     def _make_row(self, item: Item, key: dict[str, Any], identifier: str,
                   by_content: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -322,6 +347,11 @@ class Evaluation:
             "method": item.method.name,
             "settings": item.method.settings(),
         }
+        if item.method.strength is not None:
+            row["strength"] = item.method.strength
+        if item.method.sweep is not None:
+            row["sweep"] = {"parameter": item.method.sweep.parameter,
+                            "value": item.method.sweep.value}
         source = by_content.get(content_id)
         if source is not None:
             row.update(label=source.get("label"), text=source["text"], tokens=source["tokens"],
@@ -356,11 +386,11 @@ class Evaluation:
             item.prompt.text, preference=item.preference.sentence, method=decoder,
             max_tokens=config.max_tokens, temperature=config.sampling.temperature,
             top_p=config.sampling.top_p, top_k=config.sampling.top_k,
-            min_p=config.sampling.min_p, seed=config.seed,
+            min_p=config.sampling.min_p, seed=config.seed, score_lanes=config.score_lanes,
         )
 
     def _beam(self, settings: BeamSettings) -> BeamSearch:
-        """A beam search on its own context of ``width + 1`` lanes over the same weights."""
+        """A beam search on its own context of ``width`` lanes over the same weights."""
         from localpref.engine import Context
 
         context = self._beam_contexts.get(settings.width)
@@ -373,7 +403,7 @@ class Evaluation:
             needed = longest + self.config.max_tokens + 2
             n_ctx = min(max(256, -(-needed // 256) * 256), max(self.model.n_ctx, 256))
             context = Context(self.model._backend.loaded, n_ctx=n_ctx,
-                              max_lanes=settings.width + 1, n_threads=self.model.n_threads)
+                              max_lanes=settings.width, n_threads=self.model.n_threads)
             self._beam_contexts[settings.width] = context
         return BeamSearch(context, self.model.vocabulary, settings)
 
