@@ -157,6 +157,7 @@ def run_bench(model: Any, settings: BenchSettings = BenchSettings(),
                                       progress=say)
     report["chat"] = bench_chat(model, settings, say)
     report["compare"] = bench_compare(model, settings, say)
+    report["lanes"] = bench_lanes(model, settings, say)
     report["peak_rss_mb"] = peak_rss_mb()
     # Other processes on the machine (1-minute load average) when the run started and ended:
     # above the core count, the figures are noisy and llama.cpp's threads wait for the CPU.
@@ -397,6 +398,52 @@ def bench_compare(model: Any, settings: BenchSettings, progress: Progress) -> di
         "batched_s": batched_s,
         "sequential_s": sequential_s,
         "speedup": sequential_s / batched_s if batched_s > 0 else math.nan,
+    }
+
+
+#: How the lane benchmark decodes: name -> (lanes, all in one decode?).
+LANE_LAYOUTS: dict[str, tuple[int, bool]] = {
+    "1_lane": (1, True),
+    "2_lanes_batched": (2, True),
+    "2_lanes_one_by_one": (2, False),
+    "4_lanes_batched": (4, True),
+}
+
+
+def bench_lanes(model: Any, settings: BenchSettings, progress: Progress) -> dict[str, Any]:
+    """What a lane costs in ``llama_decode`` alone: ms per step with 1, 2 and 4 lanes in one
+    batched decode, and with 2 lanes decoded one after another (two decodes a step, as code
+    that runs the base and preference models separately does). No steering, no sampling: the
+    same token is fed every step, which does not change a decode's cost."""
+    context = model.context
+    prompt = model.vocabulary.tokenize(settings.prompt, add_special=True)
+    token = prompt[-1]
+    steps = max(1, min(settings.max_tokens, context.n_ctx - len(prompt) - 1))
+    timings: dict[str, list[float]] = {name: [] for name in LANE_LAYOUTS}
+    for repeat in range(settings.repeat):
+        progress(f"lanes: repeat {repeat + 1}/{settings.repeat}")
+        for name, (count, batched) in LANE_LAYOUTS.items():
+            lanes = [context.open_lane() for _ in range(count)]
+            try:
+                context.prefill(lanes, [prompt] * count)
+                started = time.perf_counter()
+                for _ in range(steps):
+                    if batched:
+                        context.step(lanes, [token] * count)
+                    else:
+                        for lane in lanes:
+                            context.step([lane], [token])
+                            context.logits(0).copy()  # the next decode overwrites it
+                timings[name].append((time.perf_counter() - started) * 1000 / steps)
+            finally:
+                for lane in lanes:
+                    context.close_lane(lane)
+    ms_per_step = {name: statistics.median(values) for name, values in timings.items()}
+    single = ms_per_step["1_lane"]
+    return {
+        "steps": steps,
+        "ms_per_step": ms_per_step,
+        "cost_vs_1_lane": {name: ms / single for name, ms in ms_per_step.items()},
     }
 
 
@@ -655,6 +702,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"decode per step {compare['batched_s']:.2f} s, one after another "
         f"{compare['sequential_s']:.2f} s; x{compare['speedup']:.2f}"
     )
+    lanes = report.get("lanes")
+    if lanes:
+        costs = lanes["cost_vs_1_lane"]
+        cells = ", ".join(f"{name.replace('_', ' ')} {ms:.2f} (x{costs[name]:.2f})"
+                          for name, ms in lanes["ms_per_step"].items())
+        lines.append(f"llama_decode ms per step: {cells}")
     lines.append(
         f"peak RSS {report['peak_rss_mb']:.0f} MB (weights {report['model_size_mb']:.4g} MB "
         f"mapped once; KV cache {report['kv_cache_mb']:.0f} MB for {report['max_lanes']} lanes "

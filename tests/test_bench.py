@@ -65,6 +65,12 @@ def test_json_has_every_contract_field(capsys: pytest.CaptureFixture[str]) -> No
     compare = payload["compare"]
     for key in ("batched_s", "sequential_s", "speedup"):
         assert _positive(compare[key]), key
+    lanes = payload["lanes"]
+    assert set(lanes["ms_per_step"]) == set(lanes["cost_vs_1_lane"]) == {
+        "1_lane", "2_lanes_batched", "2_lanes_one_by_one", "4_lanes_batched"}
+    assert all(_positive(ms) for ms in lanes["ms_per_step"].values())
+    assert lanes["cost_vs_1_lane"]["1_lane"] == pytest.approx(1.0)
+    assert lanes["steps"] == 4
     assert _positive(payload["peak_rss_mb"])
     assert payload["threads"] == 1
 
@@ -90,7 +96,7 @@ def test_human_table_on_a_tiny_synthetic_model(
     assert lines[0].startswith("localpref bench: synthetic-llama")
     table = "\n".join(lines)
     for name in ("base", "contrastive", "amulet", "pad", "amulet_exact", "time to first token",
-                 "peak RSS"):
+                 "2 lanes one by one", "peak RSS"):
         assert name in table
     assert not any(line.startswith("amulet_loop") for line in lines)  # not asked for
     assert "bench: warming up" in captured.err  # progress goes to stderr
