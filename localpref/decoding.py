@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from localpref import steering
-from localpref.engine import Context, LaneState, Vocabulary
+from localpref.engine import Context, LaneState, PrefillStopped, Vocabulary
 from localpref.methods import Selector
 
 
@@ -62,14 +63,16 @@ class LaneSet:
         self.lane_count = sum(len(group.lanes) for group in self.groups)
         self._views: list[np.ndarray | None] = [None] * self.lane_count
 
-    def prefill(self) -> int:
+    def prefill(self, should_stop: Callable[[], bool] | None = None) -> int:
         """Evaluate every lane's prompt (shared prefixes once); logits of all lanes ready.
 
         Returns the number of tokens evaluated (a chat's history is not evaluated again).
+        Raises ``PrefillStopped`` when ``should_stop`` answers True between chunks.
         """
         evaluated = 0
         for group in self.groups:
-            evaluated += group.context.prefill(group.lanes, group.targets)
+            evaluated += group.context.prefill(group.lanes, group.targets,
+                                               should_stop=should_stop)
             for output_index, lane_index in enumerate(group.lane_indices):
                 self._views[lane_index] = group.context.logits(output_index)
         return evaluated
@@ -138,7 +141,8 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
     ``prepare`` opens the lanes when the first piece is asked for, so an unused generation
     holds nothing; ``on_finish`` runs whatever happened, errors included. ``results`` holds
     one ``Result`` per track once the generation ends; each track's ``stats`` are updated
-    every step, so a user interface can show tokens/s while it streams.
+    every step, so a user interface can show tokens/s while it streams. ``cancel()`` may be
+    called from any thread: the generation ends at the next step, or between prefill chunks.
     """
 
     def __init__(
@@ -160,7 +164,12 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         self._stop = [s for s in stop if s]
         self._ignore_eos = ignore_eos
         self._on_finish = on_finish
+        self._cancelled = threading.Event()
         self._inner = self._run()
+
+    def cancel(self) -> None:
+        """Ask the generation to end (from any thread); what was written is kept."""
+        self._cancelled.set()
 
     def send(self, value: None) -> tuple[int, str]:
         return self._inner.send(value)
@@ -191,13 +200,16 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
             tracks = plan.tracks
             for track, stats in zip(tracks, self.track_stats, strict=True):
                 track.stats = stats
-            prefill_tokens = plan.lanes.prefill()
+            try:
+                prefill_tokens = plan.lanes.prefill(should_stop=self._cancelled.is_set)
+            except PrefillStopped:
+                return
             prefill_ms = clock.lap_ms()
             for track in tracks:
                 track.stats["prefill_ms"] = prefill_ms
                 track.stats["prefill_tokens"] = prefill_tokens
             active = list(tracks)
-            while active:
+            while active and not self._cancelled.is_set():
                 tokens_by_lane: dict[int, int] = {}
                 for track in active:
                     token = track.selector.pick(plan.lanes.logits(track.lane_indices))
@@ -283,6 +295,10 @@ class Generation(Generator[str, None, None]):
     def close(self) -> None:
         self._pieces.close()
         self._multi.close()
+
+    def cancel(self) -> None:
+        """End the answer at the next step or prefill chunk; safe from any thread."""
+        self._multi.cancel()
 
     def run(self) -> Result:
         """Consume the whole generation and return its result."""

@@ -17,7 +17,7 @@ import ctypes
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +174,14 @@ def _check_gguf_header(path: Path) -> None:
     read_gguf_header(path)
 
 
+class PrefillStopped(Exception):
+    """``Context.prefill`` was asked to stop; ``evaluated`` tokens were evaluated by then."""
+
+    def __init__(self, evaluated: int) -> None:
+        super().__init__(f"prefill stopped after {evaluated} tokens")
+        self.evaluated = evaluated
+
+
 @dataclass
 class LaneState:
     """What one llama.cpp sequence holds: its id and the tokens in its KV cache."""
@@ -289,13 +297,21 @@ class Context:
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def prefill(self, lanes: Sequence[LaneState], targets: Sequence[Sequence[int]]) -> int:
+    def prefill(
+        self,
+        lanes: Sequence[LaneState],
+        targets: Sequence[Sequence[int]],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> int:
         """Bring every lane's cache to its target tokens; the next logits are their last ones.
 
         Each lane keeps the part of its cache that already matches its target (a chat's
         history) and evaluates only the rest. A lane whose target shares a prefix with an
         earlier lane's copies that prefix instead of evaluating it again. The last token of
         every lane is evaluated in one final batch, so ``logits(i)`` is lane ``i``'s.
+        ``should_stop`` is asked before each chunk of ``n_batch`` tokens: when it answers
+        True, ``PrefillStopped`` is raised and every lane holds what was evaluated so far.
         Returns the number of tokens evaluated.
         """
         for target in targets:
@@ -318,11 +334,21 @@ class Context:
                 llama_cpp.llama_memory_seq_cp(
                     self.memory, donor_lane.seq_id, lane.seq_id, keep, start
                 )
-            self._evaluate([(lane.seq_id, start, target[start:-1])], want_logits=False)
-            evaluated += len(target) - 1 - start
-            lane.tokens = target
-        finals = [(lane.seq_id, len(lane.tokens) - 1, lane.tokens[-1:]) for lane in lanes]
+            lane.tokens = target[:start]
+            for chunk_start in range(start, len(target) - 1, self.n_batch):
+                if should_stop is not None and should_stop():
+                    raise PrefillStopped(evaluated)
+                chunk = target[chunk_start : min(chunk_start + self.n_batch, len(target) - 1)]
+                self._evaluate([(lane.seq_id, chunk_start, chunk)], want_logits=False)
+                lane.tokens = target[: chunk_start + len(chunk)]
+                evaluated += len(chunk)
+        if should_stop is not None and should_stop():
+            raise PrefillStopped(evaluated)
+        finals = [(lane.seq_id, len(target) - 1, list(target)[-1:])
+                  for lane, target in zip(lanes, targets, strict=True)]
         self._evaluate(finals, want_logits=True)
+        for lane, target in zip(lanes, targets, strict=True):
+            lane.tokens = list(target)
         return evaluated + len(finals)
 
     def _best_donor(

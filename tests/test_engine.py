@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from localpref.api import Model
-from localpref.engine import Context
+from localpref.engine import Context, PrefillStopped
 from localpref.errors import TemplateError
 from localpref.prompts import ChatTemplate, PromptBuilder, system_text
 
@@ -209,4 +209,28 @@ def test_parked_cells_make_room_when_the_cache_is_full(model: Model) -> None:
     context.prefill([replacement], [words[200:310]])  # 120 + 100 + 110 > 256: parking freed
     assert not context._has_parked_cells
     assert llama_cpp.llama_memory_seq_pos_max(context.memory, replacement.seq_id) == 109
+    context.close()
+
+
+def test_a_stopped_prefill_keeps_what_it_evaluated_and_resumes_from_there(model: Model) -> None:
+    vocabulary = model.vocabulary
+    target = vocabulary.tokenize("A long prompt about rivers and mountains. " * 20,
+                                 add_special=True)
+    weights = model.context.model
+    clean = Context(weights, n_ctx=512, max_lanes=1, n_batch=64, n_threads=2)
+    lane = clean.open_lane()
+    assert clean.prefill([lane], [target]) == len(target)
+    expected = clean.logits(0).copy()
+    clean.close()
+
+    context = Context(weights, n_ctx=512, max_lanes=1, n_batch=64, n_threads=2)
+    lane = context.open_lane()
+    asked = []
+    with pytest.raises(PrefillStopped) as stopped:
+        context.prefill([lane], [target], should_stop=lambda: asked.append(1) or len(asked) > 2)
+    assert stopped.value.evaluated == 2 * 64  # two chunks of n_batch before the stop
+    assert lane.tokens == target[:128]
+    assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == 127
+    assert context.prefill([lane], [target]) == len(target) - 128  # only the rest
+    assert np.array_equal(context.logits(0), expected)
     context.close()

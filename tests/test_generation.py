@@ -3,6 +3,8 @@ contract's stats, seeds, stops, cancelling, comparisons and chats."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import localpref
@@ -105,6 +107,30 @@ def test_closing_a_stream_cancels_and_keeps_the_partial_answer(model: Model) -> 
     assert result.stats["n_tokens"] < 200
     # The model is free again: the lock and the lanes were given back.
     assert model.generate("Hi", method="base", max_tokens=2).tokens
+
+
+def test_cancel_from_another_thread_ends_the_answer_at_the_next_step(model: Model) -> None:
+    generation = model.stream("Write a long story about a dragon.", preference="verbose",
+                              method="amulet", max_tokens=200, ignore_eos=True)
+    shown = [next(generation) for _ in range(3)]
+    worker = threading.Thread(target=generation.cancel)
+    worker.start()
+    worker.join()
+    shown += list(generation)  # at most the piece of the step under way
+    result = generation.result
+    assert result.stats["stop_reason"] == "cancelled"
+    assert result.text == "".join(shown)
+    assert len(result.tokens) <= 4
+
+
+def test_cancel_before_the_prefill_ends_it_with_nothing_written(model: Model) -> None:
+    generation = model.stream("Write a long story about a dragon.", method="amulet",
+                              max_tokens=50)
+    generation.cancel()
+    assert list(generation) == []
+    assert generation.result.stats["stop_reason"] == "cancelled"
+    assert generation.result.text == "" and generation.result.tokens == []
+    assert model.generate("Hi", method="base", max_tokens=2).tokens  # lanes given back
 
 
 def test_compare_decodes_methods_together_with_the_same_answers(model: Model) -> None:

@@ -34,6 +34,7 @@ class AnsweringMixin:
     users: EngineUsers
     _answer_view: MessageView | None
     _context_used: int
+    _generation: localpref.Generation | None = None  # the answer being written, if any
 
     def _ready_to_answer(self) -> dict[str, Any] | None:
         """The settings for an answer now, or None (with a notice) if one cannot start."""
@@ -114,6 +115,7 @@ class AnsweringMixin:
         await self.query_one(ChatLog).add(view)
         view.start_streaming()
         self._answer_view = view
+        self._generation = generation  # Esc cancels it, even during its prefill
         self.busy = True
         self.cancel.clear()
         self._show_status(state="writing… (Esc stops)", tokens_per_s=None,
@@ -162,6 +164,7 @@ class AnsweringMixin:
 
     async def on_answer_done(self, event: AnswerDone) -> None:
         view, self._answer_view = self._answer_view, None
+        self._generation = None
         if view is not None:
             await view.finish(event.text, partial=event.partial, stats=event.stats)
         self.busy = False
@@ -174,6 +177,8 @@ class AnsweringMixin:
     def action_stop(self) -> None:
         if self.busy:
             self.cancel.set()
+            if self._generation is not None:
+                self._generation.cancel()
             self._show_status(state="stopping…")
         else:
             self.query_one(ChatInput).focus()

@@ -133,6 +133,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.runs_done = 0  # comparisons finished on this screen (tests wait on it)
         self.cancel = threading.Event()
         self.panes: list[ComparePane] = []
+        self._multi: Any = None  # the comparison running, cancelled by Esc
         self._prompt_used = ""
         chosen = steering.method if steering.method != "base" else "pref"
         self._default_methods = ["base", chosen]
@@ -166,7 +167,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.query_one("#compare-prompt", TextArea).focus()
 
     def on_unmount(self) -> None:
-        self.cancel.set()
+        self._cancel()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self._prompt_used = prompt
         self.running = True
         self.cancel.clear()
+        self._multi = multi
         self._compare_worker(multi, len(methods))
 
     @work(thread=True, exclusive=True, group="compare")
@@ -237,15 +239,20 @@ class CompareScreen(Screen[KeptAnswer | None]):
         if event.error:
             self.notify(event.error, severity="error", title="Comparison failed")
 
+    def _cancel(self) -> None:
+        self.cancel.set()
+        if self._multi is not None:
+            self._multi.cancel()  # also stops a prefill under way
+
     def action_stop_or_close(self) -> None:
         if self.running:
-            self.cancel.set()
+            self._cancel()
         else:
             self.dismiss(None)
 
     @on(Button.Pressed, "#back")
     def _back(self) -> None:
-        self.cancel.set()
+        self._cancel()
         self.dismiss(None)
 
     @on(Button.Pressed, ".keep")
