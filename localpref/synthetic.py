@@ -46,6 +46,11 @@ class SyntheticShape:
 ONE_BILLION = SyntheticShape(vocab_size=49152, n_embd=2048, n_layer=16, n_head=32,
                              n_head_kv=8, n_ff=8192, n_ctx=4096)
 
+#: A large vocabulary like Gemma 3's (262,144 tokens) on a ~0.9B body: where the steering
+#: kernels' share of a step is largest.
+LARGE_VOCABULARY = SyntheticShape(vocab_size=262144, n_embd=1024, n_layer=24, n_head=16,
+                                  n_head_kv=4, n_ff=4096, n_ctx=4096)
+
 
 def _vocabulary(size: int) -> tuple[list[str], list[float], list[int]]:
     """Special tokens, the 256 byte tokens, then filler words up to ``size``."""
@@ -152,7 +157,9 @@ def quantize(source: Path, target: Path, file_type: str = "Q4_0") -> Path:
 
 
 #: Named shapes for ``build_synthetic`` and ``localpref bench --synthetic``.
-SHAPES: dict[str, SyntheticShape] = {"tiny": SyntheticShape(), "1b": ONE_BILLION}
+SHAPES: dict[str, SyntheticShape] = {
+    "tiny": SyntheticShape(), "1b": ONE_BILLION, "262k": LARGE_VOCABULARY,
+}
 
 
 def synthetic_file_name(name: str, file_type: str | None = "Q4_0") -> str:

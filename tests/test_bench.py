@@ -161,3 +161,12 @@ def test_settings_always_measure_the_references() -> None:
     assert settings.measured_methods == ("base", "contrastive", "pad")
     with pytest.raises(SettingsError):
         BenchSettings(preference="  ")
+
+
+def test_the_bench_offers_every_synthetic_shape() -> None:
+    from localpref.commands.bench import SYNTHETIC_SHAPES
+    from localpref.synthetic import SHAPES
+
+    assert set(SYNTHETIC_SHAPES) == set(SHAPES)
+    assert SHAPES["262k"].vocab_size == 262144 and 0.8e9 < SHAPES["262k"].n_params < 1.0e9
+    assert 1.1e9 < SHAPES["1b"].n_params < 1.3e9

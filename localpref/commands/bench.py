@@ -13,7 +13,7 @@ from typing import Any
 from localpref.commands.options import add_model_options, load_model
 from localpref.errors import ModelError, SettingsError
 
-SYNTHETIC_SHAPES = ("tiny", "1b")
+SYNTHETIC_SHAPES = ("tiny", "1b", "262k")  # localpref.synthetic.SHAPES, without importing gguf
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,8 +30,9 @@ def add_parser(subparsers: Any) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--synthetic", choices=SYNTHETIC_SHAPES, default=None,
-        help="benchmark a random-weight llama model of this size (Q4_0; 1b: ~0.7 GB, written "
-        "once to --synthetic-dir, which takes a few minutes) instead of --model",
+        help="benchmark a random-weight llama model of this shape (Q4_0; 1b: 1.2B parameters, "
+        "V = 49k, ~0.7 GB; 262k: 0.9B parameters, V = 262k; written once to --synthetic-dir, "
+        "which takes a few minutes) instead of --model",
     )
     parser.add_argument(
         "--synthetic-dir", type=Path, default=None, metavar="DIR",
