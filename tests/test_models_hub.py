@@ -365,6 +365,27 @@ def test_interrupted_download_leaves_no_partial_file(
     assert not (hub_env / "models--org--cut" / "snapshots" / COMMIT / "cut.gguf").exists()
 
 
+def test_progress_callback_can_cancel_and_nothing_is_kept(
+    fake_hub: FakeHub, hub_env: Path, tiny: bytes
+) -> None:
+    fake_hub.add("org/stop", "stop.gguf", tiny)
+    calls: list[int] = []
+
+    def stop_at_the_third_chunk(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:
+            raise models.DownloadCancelled("stop")
+
+    with pytest.raises(
+        models.DownloadCancelled,
+        match=r"^The download of stop\.gguf from org/stop was cancelled; nothing was kept\.$",
+    ):
+        models.resolve_model("org/stop", progress=stop_at_the_third_chunk)
+    assert len(calls) == 3 and calls[-1] < len(tiny)
+    assert _leftovers(hub_env) == []
+    assert models.resolve_model("org/stop").read_bytes() == tiny  # a later try starts afresh
+
+
 def test_a_download_cut_once_is_resumed_and_still_checked(
     fake_hub: FakeHub, hub_env: Path, tiny: bytes
 ) -> None:

@@ -3,7 +3,9 @@
 The app owns the state (model, store, open conversation, steering settings) and every widget
 change. Answers and model loading run in thread workers that only post messages
 (``tui.events``); the handlers here apply them. What is sent is saved before its answer starts,
-and the worker saves the answer as it grows, so nothing is lost if the app is killed.
+and the worker saves the answer as it grows, so nothing is lost if the app is killed. Another
+model (F9, the picker) is loaded once no answer is being written; the conversation carries over
+and, if the new model fails to load, the current one stays.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from textual import on, work
 from textual.app import App
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header
+from textual.worker import get_current_worker
 
 import localpref
 from localpref import LocalprefError, Model, SettingsError
@@ -28,7 +31,7 @@ from tui.conversations import ConversationsMixin, title_from
 from tui.events import ModelFailed, ModelLoaded, Notice
 from tui.keys import APP_ACTIONS, bindings
 from tui.palette import SteeringCommands
-from tui.screens import HelpScreen, ModelErrorDialog
+from tui.screens import HelpScreen, ModelErrorDialog, ModelPickerScreen, PickedModel
 from tui.steering import Steering
 from tui.streaming import EngineUsers
 from tui.widgets import (
@@ -113,6 +116,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self._answer_view: MessageView | None = None
         self._context_used = 0
         self._model_failure = ""
+        #: What the app is switching to (a picker choice), None when no switch is under way.
+        self._switching: str | None = None
 
     # -- layout and lifecycle ------------------------------------------------------------------
 
@@ -140,7 +145,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         await self._open_conversation(last if last in ids else None)
         if self.model is None:
             self._show_status(state="loading model…")
-            self._load_model(self.model_spec)
+            self._load_model(self.model_spec, self.model_file)
         else:
             self._model_ready()
         self.query_one(ChatInput).focus()
@@ -193,11 +198,20 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
     # -- the model -----------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="load")
-    def _load_model(self, spec: str | None) -> None:
-        """Load a GGUF in the background; any failure becomes a dialog, never a crash."""
+    def _load_model(self, spec: str | None, filename: str | None = None,
+                    wait_idle: bool = False) -> None:
+        """Load a GGUF in the background; any failure becomes a dialog or a notice, never a crash.
+
+        With ``wait_idle`` (a switch), the load starts once no worker uses the current model:
+        an answer being written ends first (new ones are refused while switching).
+        """
+        worker = get_current_worker()
+        while wait_idle and not self.users.wait_idle(0.25):
+            if worker.is_cancelled:  # the app is closing
+                return
         try:
             with self.users.using():  # quitting waits for the load before closing anything
-                model = localpref.load(spec, filename=self.model_file,
+                model = localpref.load(spec, filename=filename,
                                        max_lanes=self.max_lanes, n_gpu_layers=self.n_gpu_layers)
         except Exception as error:  # a user's file can fail in many ways: say why, offer another
             reason = str(error) if isinstance(error, LocalprefError) else (
@@ -208,11 +222,20 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     @on(ModelLoaded)
     def _model_loaded(self, event: ModelLoaded) -> None:
-        if self.model is not None and self._owns_model:
-            self.model.close()
+        """Use the new model; the open conversation carries over to it, word for word."""
+        previous, owned = self.model, self._owns_model
+        if self.chat is not None:  # its lanes live in the previous model's context
+            messages = list(self.chat.messages)
+            self.chat.close()
+            self.chat = localpref.Chat(event.model, messages=messages)
         self.model = event.model
         self._owns_model = True
+        if previous is not None and owned and previous is not event.model:
+            previous.close()
+        switched, self._switching = self._switching, None
         self._model_ready()
+        if switched is not None:
+            self.notify(f"Now using {self.model.name} ({switched}).")
 
     def _model_ready(self) -> None:
         assert self.model is not None
@@ -223,6 +246,11 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     @on(ModelFailed)
     def _model_failed(self, event: ModelFailed) -> None:
+        if self.model is not None:  # a switch failed: the current model stays
+            self._switching = None
+            self.notify(event.reason, severity="error")
+            self._show_status(state="ready")
+            return
         self.notices.append(event.reason)  # shown in the dialog rather than as a toast
         self._model_failure = event.reason
         self._show_status(model="no model", state="model failed to load")
@@ -236,6 +264,37 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self.model_spec, self.model_file = spec, None
         self._show_status(model=Path(spec).name, state="loading model…")
         self._load_model(spec)
+
+    def action_pick_model(self) -> None:
+        """Open the model picker (F9 or the command palette)."""
+        if self.model is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        if self._switching is not None:
+            self.notify(f"Already switching to {self._switching}.", severity="warning")
+            return
+        self.push_screen(ModelPickerScreen(self.model.path, self.model.name),
+                         callback=self._model_picked)
+
+    def _model_picked(self, picked: PickedModel | None) -> None:
+        """Load the picked file once no answer is being written; the current one stays till then."""
+        if picked is None or self.model is None:
+            return
+        if picked.path.resolve() == self.model.path.resolve():
+            self.notify(f"{self.model.name} is already loaded.")
+            return
+        self._switching = picked.spec
+        after = " after the answer being written" if self.busy else ""
+        self._show_status(state=f"loading {picked.spec}{after}…")
+        self._load_model(str(picked.path), wait_idle=True)
+
+    def _can_change(self, doing: str) -> bool:
+        """False (with a notice) while an answer is written or another model is being loaded."""
+        if self._switching is not None:
+            self.notify(f"Loading {self._switching}; wait until it is ready to {doing}.",
+                        severity="warning")
+            return False
+        return super()._can_change(doing)
 
     # -- steering ------------------------------------------------------------------------------
 

@@ -52,6 +52,9 @@ APP_ACTIONS: tuple[KeyAction, ...] = (
               footer=True),
     KeyAction("compare", "f4", "Compare",
               "Compare two to four methods side by side on one prompt.", footer=True),
+    KeyAction("pick_model", "f9", "Pick model",
+              "Pick another model: the bundled one, the catalog, the downloaded ones, a path "
+              "or ORG/NAME[:PATTERN] (downloaded with a progress bar).", footer=True),
     KeyAction("regenerate", "ctrl+r", "Regenerate",
               "Answer the last message again with the current settings.", footer=True),
     KeyAction("copy_message", "f5", "Copy",
@@ -98,6 +101,13 @@ COMPARE_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("stop_or_close", "escape", "Stop / close",
               "Stop the comparison; when nothing runs, go back to the chat.", footer=True,
               palette=False),
+)
+
+#: Keys of the model picker.
+MODEL_PICKER_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("cancel_or_close", "escape", "Cancel / close",
+              "Cancel the download (nothing half-written is kept); when nothing downloads, go "
+              "back to the chat.", footer=True, palette=False),
 )
 
 #: Keys Textual provides, listed in the help for completeness.

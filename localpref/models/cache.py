@@ -1,0 +1,216 @@
+"""The Hugging Face cache on disk: finding, listing and removing cached GGUF files.
+
+The layout is huggingface_hub's: ``models--ORG--NAME/{refs/main, snapshots/REV/FILE, blobs/}``,
+where snapshot entries are (usually) symlinks to content-addressed blobs. Nothing here touches
+the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import ModelError
+from localpref.models.bundled import BUNDLED_DISTRIBUTION
+from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
+from localpref.models.spec import REPO_SPEC, parse_model_spec, pattern_matches
+
+
+def snapshot_files(snapshot: Path) -> Iterator[Path]:
+    """The GGUF files (or links to present blobs) under one snapshot folder."""
+    for path in sorted(snapshot.rglob("*")):
+        if path.name.lower().endswith(".gguf") and path.is_file():
+            yield path
+
+
+def ordered_snapshots(repo_dir: Path, revision: str = DEFAULT_REVISION) -> list[Path]:
+    """The repo's snapshot folders: the one ``refs/REVISION`` names first, then newest first."""
+    snapshots_dir = repo_dir / "snapshots"
+    if not snapshots_dir.is_dir():
+        return []
+    snapshots = [p for p in snapshots_dir.iterdir() if p.is_dir()]
+    snapshots.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    ref = repo_dir / "refs" / revision
+    try:
+        commit = ref.read_text(encoding="utf-8").strip()
+    except OSError:
+        commit = ""
+    preferred = snapshots_dir / commit
+    if commit and preferred in snapshots:
+        snapshots.remove(preferred)
+        snapshots.insert(0, preferred)
+    return snapshots
+
+
+def cached_matches(repo: str, pattern: str, *, cache_dir: Path | None = None) -> list[Path]:
+    """Cached GGUF files of ``repo`` matching ``pattern``, from the first snapshot that has any.
+
+    The snapshot ``refs/main`` points to is searched first, then older ones. No network call.
+    """
+    repo_dir = repo_cache_dir(repo, cache_dir)
+    for snapshot in ordered_snapshots(repo_dir):
+        matches = [
+            path for path in snapshot_files(snapshot)
+            if pattern_matches(path.relative_to(snapshot).as_posix(), pattern)
+        ]  # fmt: skip
+        if matches:
+            return matches
+    return []
+
+
+def relative_in_snapshot(path: Path) -> str:
+    """``sub/file.gguf`` for a path ``.../snapshots/REV/sub/file.gguf``."""
+    parts = path.parts
+    if "snapshots" in parts:
+        index = len(parts) - 1 - parts[::-1].index("snapshots")
+        return "/".join(parts[index + 2 :])
+    return path.name
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """A GGUF file in the Hugging Face cache."""
+
+    repo: str
+    filename: str
+    path: Path
+    size: int
+    revision: str
+
+    @property
+    def spec(self) -> str:
+        """``REPO:FILE``, which ``resolve_model`` accepts."""
+        return f"{self.repo}:{self.filename}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "repo": self.repo,
+            "file": self.filename,
+            "spec": self.spec,
+            "path": str(self.path),
+            "size": self.size,
+            "revision": self.revision,
+        }
+
+
+def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
+    """Every GGUF file in the Hugging Face cache (model repos only), one per repo and file name.
+
+    When a file is in several snapshots, the one ``refs/main`` names (else the newest) is listed.
+    """
+    cache = cache_dir or hf_cache_dir()
+    if not cache.is_dir():
+        return []
+    found: list[CachedFile] = []
+    for repo_dir in sorted(cache.glob("models--*")):
+        parts = repo_dir.name.split("--")
+        if len(parts) < 3:
+            continue
+        repo = f"{parts[1]}/{'--'.join(parts[2:])}"
+        seen: set[str] = set()
+        for snapshot in ordered_snapshots(repo_dir):
+            for path in snapshot_files(snapshot):
+                relative = path.relative_to(snapshot).as_posix()
+                if relative in seen:
+                    continue
+                seen.add(relative)
+                found.append(CachedFile(repo, relative, path, path.stat().st_size, snapshot.name))
+    return found
+
+
+def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
+    """Delete a model from the Hugging Face cache; return the snapshot paths removed.
+
+    ``ORG/NAME`` alone removes that repository's whole cache folder; a pattern (``:PATTERN``,
+    ``filename=`` or a catalog name) removes the matching GGUF files in every snapshot, and a
+    blob once no snapshot links to it. The bundled model and files outside the cache are not
+    touched (ModelError).
+    """
+    cache = hf_cache_dir()
+    parsed = parse_model_spec(spec, filename=filename)
+    if parsed.kind == "bundled":
+        raise ModelError(
+            f"The bundled model belongs to the {BUNDLED_DISTRIBUTION} package; "
+            f"`pip uninstall {BUNDLED_DISTRIBUTION}` removes it."
+        )
+    if parsed.kind == "path":
+        assert parsed.path is not None
+        resolved_cache = cache.resolve()
+        absolute = parsed.path.absolute()
+        if resolved_cache not in absolute.parents and cache.absolute() not in absolute.parents:
+            raise ModelError(
+                f"{parsed.path} is not in the Hugging Face cache; delete it yourself if you wish."
+            )
+        delete_cached_file(absolute)
+        return [absolute]
+    assert parsed.repo is not None and parsed.pattern is not None
+    repo_dir = repo_cache_dir(parsed.repo, cache)
+    whole_repo = (
+        REPO_SPEC.match(parsed.text) is not None and ":" not in parsed.text and not filename
+    )
+    if whole_repo:
+        if not repo_dir.exists():
+            raise ModelError(
+                f"Nothing to remove: {parsed.repo} is not in the Hugging Face cache ({cache})."
+            )
+        removed = [
+            path for snapshot in ordered_snapshots(repo_dir) for path in snapshot_files(snapshot)
+        ]  # fmt: skip
+        shutil.rmtree(repo_dir)
+        shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
+        return removed
+    removed = []
+    for snapshot in ordered_snapshots(repo_dir):
+        for path in snapshot_files(snapshot):
+            if pattern_matches(path.relative_to(snapshot).as_posix(), parsed.pattern):
+                delete_cached_file(path)
+                removed.append(path)
+    if not removed:
+        raise ModelError(
+            f"Nothing to remove: no file of {parsed.repo} matching '{parsed.pattern}' "
+            f"is in the cache ({cache})."
+        )
+    if not any(p.is_file() for s in ordered_snapshots(repo_dir) for p in s.rglob("*")):
+        shutil.rmtree(repo_dir, ignore_errors=True)
+        shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
+    return removed
+
+
+def _link_target(path: Path) -> Path | None:
+    """Where a symlink points, one level only (a blob may itself link to a shared store)."""
+    if not path.is_symlink():
+        return None
+    target = Path(os.readlink(path))
+    if not target.is_absolute():
+        target = path.parent / target
+    return Path(os.path.normpath(target))
+
+
+def delete_cached_file(path: Path) -> None:
+    """Remove a snapshot entry, and its blob once no other snapshot entry links to it.
+
+    Only entries under a ``blobs`` folder are deleted as blobs; whatever a blob itself links
+    to (huggingface_hub's shared store) is left to huggingface_hub.
+    """
+    blob = _link_target(path)
+    path.unlink(missing_ok=True)
+    if blob is not None and blob.parent.name == "blobs":
+        repo_dir = blob.parent.parent
+        still_used = any(
+            _link_target(link) == blob for link in (repo_dir / "snapshots").rglob("*")
+        )  # fmt: skip
+        if not still_used:
+            blob.unlink(missing_ok=True)
+    # Drop folders the removal emptied, up to and including the snapshot, never above it.
+    for folder in path.parents:
+        if folder.name == "snapshots" or folder.parent == folder:
+            break
+        try:
+            folder.rmdir()
+        except OSError:
+            break

@@ -1,0 +1,87 @@
+"""Turning a ``--model`` value into a checked local GGUF file, from the cache when possible.
+
+A Hub file already in the Hugging Face cache is used with no network call (so it works with
+``HF_HUB_OFFLINE=1``); otherwise it is downloaded when allowed. Whatever the source, the
+file's GGUF header is validated before it is returned.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from localpref.errors import ModelError
+from localpref.gguf_header import read_gguf_header
+from localpref.models.bundled import bundled_model_path
+from localpref.models.cache import cached_matches, relative_in_snapshot
+from localpref.models.download import download_model
+from localpref.models.hub_env import hf_cache_dir, hub_offline
+from localpref.models.progress import ProgressCallback
+from localpref.models.spec import ModelSpec, parse_model_spec, several_matches_error
+
+
+def resolve_model(
+    spec: str | os.PathLike[str] | None = None,
+    *,
+    filename: str | None = None,
+    progress: ProgressCallback | None = None,
+    download: bool = True,
+) -> Path:
+    """The local GGUF file for a ``--model`` value, downloading it when needed and allowed.
+
+    ``spec`` is None or the bundled name (the bundled file), an existing path, a catalog name,
+    ``ORG/NAME`` or ``ORG/NAME:PATTERN``; ``filename`` is a glob pattern (``*Q4_K_M.gguf``) or an
+    exact file name picking one file of a Hub repo. A cached file is returned without a network
+    call. With ``download=False`` a file that is not cached is an error instead of a download.
+    ``progress(done_bytes, total_bytes)`` is called while downloading (and may raise
+    ``DownloadCancelled`` to stop). The returned file's GGUF header has been validated. Raises
+    :class:`ModelError` (one sentence) on any failure.
+    """
+    parsed = parse_model_spec(spec, filename=filename)
+    if parsed.kind == "bundled":
+        path = bundled_model_path()
+    elif parsed.kind == "path":
+        assert parsed.path is not None
+        path = parsed.path
+        if path.is_dir():
+            raise ModelError(f"{path} is a directory, not a GGUF file.")
+    else:
+        path = _resolve_hub(parsed, progress=progress, download=download)
+    read_gguf_header(path)
+    return path
+
+
+def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, download: bool) -> Path:
+    """A Hub spec: the cached file when there is one, else a checked download."""
+    assert parsed.repo is not None and parsed.pattern is not None
+    cache = hf_cache_dir()
+    cached = cached_matches(parsed.repo, parsed.pattern, cache_dir=cache)
+    if len(cached) == 1:
+        return cached[0]
+    if len(cached) > 1:
+        raise several_matches_error(
+            parsed.pattern,
+            parsed.repo,
+            [relative_in_snapshot(p) for p in cached],
+            where="in the cache",
+        )
+    if not download:
+        by_name = parsed.entry is not None and parsed.pattern == parsed.entry.file
+        target = parsed.text if by_name else parsed.display
+        if any(character in target for character in "*?["):
+            target = f"'{target}'"
+        raise ModelError(
+            f"{parsed.display} is not downloaded; run `localpref models pull {target}` first."
+        )
+    if hub_offline():
+        raise ModelError(
+            f"No file of {parsed.repo} matching '{parsed.pattern}' is in the Hugging Face cache "
+            f"({cache}), and HF_HUB_OFFLINE is set, so it cannot be downloaded."
+        )
+    return download_model(
+        parsed.repo,
+        parsed.pattern,
+        expected_sha256=parsed.sha256,
+        progress=progress,
+        cache_dir=cache,
+    )

@@ -1,0 +1,115 @@
+"""What the user typed after ``--model``, parsed without touching the disk's cache or the network.
+
+A value is the bundled model, a local path, a catalog name, or a Hub repo ``ORG/NAME[:PATTERN]``;
+patterns are case-insensitive globs matched against a repo file's path or name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from localpref.catalog import CatalogEntry, find_entry
+from localpref.errors import ModelError
+from localpref.models.bundled import BUNDLED_MODEL_NAME
+
+#: Pattern used for a bare ``ORG/NAME`` (the repository must then hold exactly one GGUF).
+DEFAULT_PATTERN = "*.gguf"
+
+REPO_SPEC = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*)(?::(?P<pattern>.+))?$")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed ``--model`` value.
+
+    ``kind`` is ``"bundled"``, ``"path"`` or ``"hub"``. Hub specs carry the repository, the file
+    pattern, the catalog entry they came from (if any) and the SHA-256 that entry pins.
+    """
+
+    kind: str
+    text: str
+    path: Path | None = None
+    repo: str | None = None
+    pattern: str | None = None
+    entry: CatalogEntry | None = None
+    sha256: str | None = None
+
+    @property
+    def display(self) -> str:
+        """How to name this model in a message."""
+        if self.kind == "hub":
+            return f"{self.repo}:{self.pattern}"
+        if self.kind == "path":
+            return str(self.path)
+        return BUNDLED_MODEL_NAME
+
+
+def parse_model_spec(
+    spec: str | os.PathLike[str] | None = None, *, filename: str | None = None
+) -> ModelSpec:
+    """Classify a ``--model`` value without touching the network (see ``resolve_model``)."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        if filename:
+            raise ModelError("A file pattern (--file) needs a Hugging Face repo as the model.")
+        return ModelSpec("bundled", BUNDLED_MODEL_NAME)
+    text = os.fspath(spec).strip()
+    if text.lower() == BUNDLED_MODEL_NAME and not filename:
+        return ModelSpec("bundled", text)
+    local = Path(text).expanduser()
+    if not isinstance(spec, str) or local.exists():
+        if filename:
+            raise ModelError(
+                f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
+            )
+        return ModelSpec("path", text, path=local.absolute())
+    entry = None if "/" in text or "\\" in text else find_entry(text)
+    if entry is not None:
+        if entry.bundled:
+            raise ModelError(
+                f"{entry.name} is the bundled model; it has no other files to pick with --file."
+            )
+        pattern = filename or entry.file
+        sha = entry.sha256 if pattern == entry.file else None
+        return ModelSpec("hub", text, repo=entry.repo, pattern=pattern, entry=entry, sha256=sha)
+    match = REPO_SPEC.match(text)
+    looks_like_path = (
+        text.startswith(("/", "./", "../", "~", "\\"))
+        or _WINDOWS_DRIVE.match(text) is not None
+        or (text.lower().endswith(".gguf") and ":" not in text)
+    )
+    if match is None or looks_like_path:
+        if looks_like_path or text.count("/") > 1:
+            raise ModelError(f"Model file {text} does not exist.")
+        raise ModelError(
+            f"Unknown model '{text}': give a path to a .gguf file, a catalog name "
+            "(see `localpref models list`), or a Hugging Face repo as ORG/NAME[:PATTERN]."
+        )
+    pattern = match.group("pattern")
+    if pattern and filename and pattern != filename:
+        raise ModelError(
+            f"Give the file pattern once: either '{text}' or --file {filename}, not both."
+        )
+    return ModelSpec(
+        "hub", text, repo=match.group("repo"), pattern=filename or pattern or DEFAULT_PATTERN
+    )
+
+
+def pattern_matches(relative_path: str, pattern: str) -> bool:
+    """Whether a repo file matches a user's pattern (case-insensitive glob on path or file name)."""
+    path = relative_path.lower()
+    wanted = pattern.lower()
+    return fnmatch.fnmatchcase(path, wanted) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], wanted)
+
+
+def several_matches_error(pattern: str, repo: str, names: list[str], *, where: str) -> ModelError:
+    """The error for a pattern that matches more than one file (the files are listed)."""
+    listed = ", ".join(sorted(names))
+    return ModelError(
+        f"'{pattern}' matches {len(names)} files of {repo} {where} ({listed}); "
+        "give a pattern that matches one of them (e.g. with --file)."
+    )
