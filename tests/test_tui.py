@@ -388,3 +388,76 @@ async def test_corrupt_history_database_starts_a_new_one_and_says_so(model, home
         assert any("unreadable" in notice for notice in app.notices)
         assert not app.store.read_only
     assert list(home.glob("history.sqlite3.corrupt-*"))
+
+
+# -- strength slider and the paper preset ----------------------------------------------------------
+
+
+async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_papers(
+    model, home
+):
+    from localpref import Amulet
+    from tui.steering import APP_METHOD_SETTINGS
+    from tui.widgets import StrengthSlider
+
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        await until(pilot, lambda: bool(panel.query("#strength-slider")))
+        slider = panel.query_one("#strength-slider", StrengthSlider)
+        default = APP_METHOD_SETTINGS["amulet"]["contrast"]
+        assert app.steering.method_object() == Amulet(contrast=default)
+        assert slider.value == default and "alpha" in slider.note
+        assert slider.note == f"= alpha {Amulet(contrast=default).effective_alpha:.3g}"
+
+        slider.focus()
+        await pilot.press("right")
+        await until(pilot, lambda: panel.query_one("#method-contrast", Input).value == "0.75")
+        await click(pilot, app, "#apply")
+        assert app.steering.method_object() == Amulet(contrast=0.75)
+
+        # a click on a cell of the bar jumps to that stop (the 3rd stop is 0.25)
+        slider.scroll_visible(animate=False, immediate=True)
+        await pilot.pause()
+        assert await pilot.click("#strength-slider", offset=(slider._bar_start + 2, 0))
+        await until(pilot, lambda: panel.query_one("#method-contrast", Input).value == "0.25")
+        assert slider.value == 0.25
+
+        # typing in the field moves the slider
+        panel.query_one("#method-contrast", Input).value = "2"
+        await until(pilot, lambda: slider.value == 2.0)
+
+        # F7 in the panel: the papers' exact Amulet, applied at once
+        slider.focus()
+        await pilot.press("f7")
+        await until(pilot, lambda: app.steering.method_object() == Amulet())
+        slider = panel.query_one("#strength-slider", StrengthSlider)
+        assert slider.value == Amulet().effective_contrast
+        assert slider.note == "= alpha 2"
+        assert panel.query_one("#method-contrast", Input).value == ""
+        assert panel.query_one("#method-tau", Input).value == "0.0"
+
+        await click(pilot, app, "#preset-app")
+        await until(pilot, lambda: app.steering.method_object() == Amulet(contrast=default))
+
+
+async def test_slider_follows_the_method_and_sets_pad_weight(model, home):
+    from localpref import PAD
+    from tui.widgets import StrengthSlider
+
+    seed(home, presets=["uplifting"], method="base", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        await pilot.pause()
+        assert not panel.query("#strength-slider")  # base has no strength
+        panel.query_one("#method", Select).value = "pad"
+        await until(pilot, lambda: bool(panel.query("#strength-slider")))
+        slider = panel.query_one("#strength-slider", StrengthSlider)
+        assert slider.label == "weight" and slider.note == ""
+        slider.focus()
+        await pilot.press("end")
+        await until(pilot, lambda: panel.query_one("#method-weight", Input).value == "10.0")
+        await click(pilot, app, "#apply")
+        assert app.steering.method_object() == PAD(weight=10.0)

@@ -13,7 +13,14 @@ from localpref import Amulet, Sampling
 from localpref.methods import METHODS, Base
 from tui.app import startup_steering, title_from
 from tui.keys import APP_ACTIONS, COMPARE_ACTIONS, INPUT_ACTIONS
-from tui.steering import Steering, method_fields, sampling_fields, steering_from_form
+from tui.steering import (
+    APP_METHOD_SETTINGS,
+    STRENGTH_FIELDS,
+    Steering,
+    method_fields,
+    sampling_fields,
+    steering_from_form,
+)
 from tui.streaming import EngineUsers, pump
 
 
@@ -77,8 +84,29 @@ def test_no_preference_means_base_and_bad_saved_settings_are_dropped():
                                    "method_settings": {"amulet": {"eta": -1, "gone": 1}},
                                    "sampling": {"temperature": 0.5, "unknown": 1}})
     assert restored.presets == ["concise"]
-    assert restored.method_settings.get("amulet", {}) == {}  # eta -1 is invalid
+    # eta -1 is invalid: Amulet falls back to the app's defaults
+    assert restored.method_settings["amulet"] == APP_METHOD_SETTINGS["amulet"]
     assert Steering.from_dict("garbage") == Steering()
+
+
+def test_app_defaults_are_the_tuned_strengths_and_the_paper_preset_the_papers():
+    steering = Steering()
+    for name, field_name in STRENGTH_FIELDS.items():
+        method = steering.method_object(name)
+        assert getattr(method, field_name) == APP_METHOD_SETTINGS[name][field_name]
+        assert method.strength == APP_METHOD_SETTINGS[name][field_name]
+    paper = steering.with_paper_settings()
+    assert paper.presets == steering.presets and paper.method == steering.method
+    assert paper.method_object("amulet") == Amulet()  # alpha 2, lam 2, eta 10, T 60
+    assert paper.method_object("amulet").effective_contrast == pytest.approx(4.6487, abs=1e-4)
+    for name, cls in METHODS.items():
+        method = paper.method_object(name)
+        assert method == cls()
+        assert getattr(method, "tau", 0.0) == 0.0 and getattr(method, "kl_budget", None) is None
+    assert paper.sampling_values()["temperature"] == 0.0
+    # saved and loaded again, the paper settings stay the paper's (not the app's defaults)
+    assert Steering.from_dict(paper.to_dict()) == paper
+    assert paper.with_app_settings().method_object() == steering.method_object()
 
 
 def test_command_line_preference_and_method_override_saved_settings():

@@ -139,6 +139,26 @@ def sampling_fields() -> list[FieldSpec]:
     return specs
 
 
+#: The field each two-lane method's strength knob edits (``method.strength``).
+STRENGTH_FIELDS = {"contrastive": "ratio", "amulet": "contrast", "pad": "weight"}
+
+#: The app's steering defaults, chosen for the bundled 135M model from the strength sweep
+#: (docs/steering.md, "Choosing the strength: the sweep"): the setting that moves answers most
+#: toward the preference while the base lane's fluency stays within 0.5 nats of Pref's. The
+#: library's own defaults stay the papers' (the "paper" preset restores those).
+APP_METHOD = "amulet"
+APP_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
+    "amulet": {"contrast": 0.5},
+    "contrastive": {"ratio": 0.5},
+    "pad": {"weight": 0.5},
+}
+
+
+def app_method_settings() -> dict[str, dict[str, Any]]:
+    """A fresh copy of the app's default method settings."""
+    return {name: dict(values) for name, values in APP_METHOD_SETTINGS.items()}
+
+
 @dataclass
 class Steering:
     """The settings the next answer uses; the app keeps one applied copy and saves it."""
@@ -147,10 +167,11 @@ class Steering:
     """Built-in preference names (several at once)."""
     custom: str = ""
     """Free-text preference added to the built-ins ("" for none)."""
-    method: str = "amulet"
+    method: str = APP_METHOD
     """Method name, a key of ``localpref.methods.METHODS``."""
-    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per method, the settings that differ from its defaults (kept when switching method)."""
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=app_method_settings)
+    """Per method, the settings that differ from its library defaults (kept when switching
+    method); starts at the app's defaults (``APP_METHOD_SETTINGS``), not the papers'."""
     sampling: dict[str, Any] = field(default_factory=dict)
     """``Sampling`` fields plus ``seed`` and ``max_tokens``; missing ones take defaults."""
 
@@ -202,6 +223,24 @@ class Steering:
         except SettingsError:
             return self.method
 
+    # -- presets ------------------------------------------------------------------------------
+
+    def with_paper_settings(self) -> Steering:
+        """The same preferences and method with the papers' exact settings: every method at
+        its library defaults (Amulet alpha 2, lambda 2, eta 10, 60 iterations; Contrastive
+        ratio 2; PAD weight 1, top-10; tau 0, no KL budget) and greedy decoding, as the papers
+        ran; the answer length and seed are kept."""
+        kept = {k: v for k, v in self.sampling.items() if k in ("max_tokens", "seed")}
+        # Explicit values (not an empty dict), so a saved copy does not fall back to the app's
+        # defaults when it is loaded again.
+        paper = {name: {spec.name: spec.default for spec in method_fields(name)}
+                 for name in METHODS}
+        return dataclasses.replace(self, method_settings=paper, sampling=kept)
+
+    def with_app_settings(self) -> Steering:
+        """The same preferences and method with the app's tuned defaults."""
+        return dataclasses.replace(self, method_settings=app_method_settings())
+
     # -- saving -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,7 +272,11 @@ class Steering:
         try:
             steering.overrides()
         except (SettingsError, TypeError):
-            steering.method_settings.pop(steering.method, None)
+            defaults = app_method_settings()
+            if steering.method in defaults:
+                steering.method_settings[steering.method] = defaults[steering.method]
+            else:
+                steering.method_settings.pop(steering.method, None)
             steering.sampling = {}
         return steering
 
@@ -278,7 +321,7 @@ def steering_from_form(
         presets=[p for p in presets if p in PRESETS],
         custom=custom,
         method=method,
-        method_settings=dict(base.method_settings) if base else {},
+        method_settings=dict(base.method_settings) if base else app_method_settings(),
         sampling=sampling_values,
     )
     steering.method_settings[method] = method_values

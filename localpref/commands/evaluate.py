@@ -3,6 +3,9 @@
 ``localpref eval --dataset FILE [--limit N] [--methods ...] [--preferences ...] [--out DIR]``
 runs (or resumes) the grid and writes generations.jsonl, scores.jsonl, summary.md and charts;
 ``localpref eval merge DIR... --out DIR`` joins the folders of split runs (``--shard I/N``).
+``--sweep strength=V1,V2,...`` repeats each two-lane method over its strengths
+(``localpref/evaluation/sweep.py``) and adds the Pareto plots and the sweep section
+(``localpref/evaluation/pareto.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ def add_parser(subparsers: Any) -> None:
                         help="the method the win/tie/lose tables compare (default amulet)")
     parser.add_argument("--out", metavar="DIR", default="eval-out",
                         help="output folder (default ./eval-out)")
+    parser.add_argument("--sweep", metavar="[METHOD.]PARAM=V1,V2", action="append", default=None,
+                        help="run each two-lane method (contrastive, amulet, pad) once per "
+                        "value of its strength (or tau, kl_budget), e.g. strength=0.5,1,2; "
+                        "prefix a method to give it its own values (pad.strength=0.5,1); "
+                        "repeatable. Base and Pref run once; every row gets both fluency "
+                        "numbers; the summary adds a sweep section and pareto-*.png")
+    parser.add_argument("--fluency-budget", dest="fluency_budget", type=float, default=0.5,
+                        metavar="NATS", help="sweep summary: the best setting per method is "
+                        "the best whose fluency is at most NATS below Pref's (default 0.5)")
     parser.add_argument("--shard", metavar="I/N", default=None,
                         help="run only the I-th of N slices of the prompts (1-based); merge "
                         "the folders with `localpref eval merge`")
@@ -91,6 +103,9 @@ def add_parser(subparsers: Any) -> None:
                        help="the method the win/tie/lose tables compare (default amulet)")
     merge.add_argument("--bootstrap", dest="merge_bootstrap", type=int, default=2000,
                        metavar="N", help="bootstrap resamples (default 2000)")
+    merge.add_argument("--fluency-budget", dest="merge_fluency_budget", type=float,
+                       default=0.5, metavar="NATS",
+                       help="sweep summary: fluency budget against Pref (default 0.5)")
     merge.set_defaults(func=run_merge)
 
 
@@ -122,6 +137,7 @@ def run_eval(args: argparse.Namespace) -> int:
         preference_specs,
         scorer_names,
     )
+    from localpref.evaluation.sweep import expand, parse_sweep
 
     if args.dataset is None:
         raise LocalprefError("Give a prompt file with --dataset FILE.")
@@ -143,12 +159,18 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.length_penalty is not None:
         settings["length_penalty"] = args.length_penalty
     methods = method_specs(_split(args.methods), **settings)
+    sweeps = [parse_sweep(text) for text in args.sweep or []]
+    methods = expand(methods, sweeps)
+    if sweeps and args.judge is not None:
+        raise SettingsError("--sweep and --judge cannot be combined; judge a chosen setting "
+                            "in a run of its own.")
     preferences = preference_specs(_split(args.preferences), args.prompts)
     dataset = load_dataset(args.dataset).limited(args.limit).shard(*shard)
     config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,
                         sampling=sampling, reference=args.reference.strip().lower(),
-                        resamples=args.bootstrap)
+                        resamples=args.bootstrap, score_lanes=bool(sweeps),
+                        fluency_budget=args.fluency_budget)
     if args.judge is not None and config.reference not in {m.name for m in methods}:
         raise SettingsError(f"The judge compares {config.reference} with each method; add it "
                             "to --methods or choose --reference.")
@@ -208,7 +230,8 @@ def run_merge(args: argparse.Namespace) -> int:
     summary = merge_outputs(args.folders, args.merge_out,
                             scorers=make_scorers(scorer_names(None)),
                             reference=args.merge_reference.strip().lower(),
-                            resamples=args.merge_bootstrap)
+                            resamples=args.merge_bootstrap,
+                            fluency_budget=args.merge_fluency_budget)
     print(_main_table(summary))
     print(f"merged {len(args.folders)} folders; summary in {summary}", file=sys.stderr)
     return 0

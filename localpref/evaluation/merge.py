@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,15 @@ def merge_outputs(
     scorers: Sequence[Scorer] = (),
     reference: str = "amulet",
     resamples: int = 2000,
+    fluency_budget: float = 0.5,
 ) -> Path:
     """Union of the folders' rows (each id once) written to ``out_dir`` with a new summary.
 
     Answers that have no scores yet (a run stopped between the two writes) are scored with
     ``scorers``. ``out_dir`` may be one of the folders.
     """
+    if not (math.isfinite(fluency_budget) and fluency_budget >= 0):
+        raise LocalprefError(f"The fluency budget must be 0 or more nats (got {fluency_budget}).")
     sources = [Path(folder) for folder in folders]
     if not sources:
         raise LocalprefError("Give at least one folder to merge.")
@@ -60,4 +64,5 @@ def merge_outputs(
     score_rows += sorted(judgements.values(), key=lambda j: j["id"])
     write_rows(target / SCORES, score_rows)
     return write_report(target, ordered, metrics, list(judgements.values()),
-                        reference=reference, resamples=resamples)
+                        reference=reference, resamples=resamples,
+                        fluency_budget=fluency_budget)

@@ -27,7 +27,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "distinct1": ("{:.3f}", "distinct-1"),
     "distinct2": ("{:.3f}", "distinct-2"),
     "mtld": ("{:.1f}", "MTLD"),
+    "fluency_base": ("{:.2f}", "fluency under the base lane (nats/token)"),
+    "fluency_pref": ("{:.2f}", "fluency under the preference lane (nats/token)"),
 }
+#: Statistics of a generation (``row["stats"]``) tabulated like metrics.
+STAT_METRICS = ("fluency_base", "fluency_pref")
 METHOD_ORDER = ("base", "pref", "contrastive", "amulet", "pad")
 SPEED_HEADING = "## Speed"
 
@@ -153,6 +157,8 @@ class Tables:
     prompt_modes: list[str]
     max_tokens: list[int]
     decoding: list[str]
+    sweeps: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Variant label -> (swept parameter, value), for the rows of a ``--sweep``."""
 
 
 def _decoding(key: dict[str, Any]) -> str:
@@ -175,14 +181,22 @@ def collect(
     speed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     seen_metrics: set[str] = set()
     groups: set[tuple[str, str]] = set()
+    sweeps: dict[str, tuple[str, float]] = {}
     for row in usable:
         label = variant_of[row["id"]].label
         group = (row["dataset"], row["preference"])
         groups.add(group)
-        for name, value in (metrics.get(row["id"]) or {}).items():
+        stats = row.get("stats") or {}
+        values = dict(metrics.get(row["id"]) or {})
+        values.update({name: stats[name] for name in STAT_METRICS if name in stats})
+        for name, value in values.items():
             number = math.nan if value is None else float(value)
             cells[(*group, label, name)].values[int(row["position"])] = number
             seen_metrics.add(name)
+        swept = (row.get("key") or {}).get("sweep")
+        if isinstance(swept, dict) and len(swept) == 1:
+            ((parameter, value),) = swept.items()
+            sweeps[label] = (str(parameter), float(value))
         if not row.get("reused_from"):
             speed[label].append(row.get("stats") or {})
     judged: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -208,6 +222,7 @@ def collect(
         prompt_modes=sorted({str((row.get("key") or {}).get("prompts")) for row in usable}),
         max_tokens=sorted({int((row.get("key") or {}).get("max_tokens", 0)) for row in usable}),
         decoding=sorted({_decoding(row.get("key") or {}) for row in usable}),
+        sweeps=sweeps,
     )
 
 
@@ -262,7 +277,8 @@ def _percentages(win: int, tie: int, lose: int) -> str:
     return " / ".join(f"{100 * n / total:.0f}" for n in (win, tie, lose)) + f" (n={total})"
 
 
-def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int = 2000) -> str:
+def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int = 2000,
+                   fluency_budget: float = 0.5) -> str:
     """The whole ``summary.md``."""
     labels = [v.label for v in tables.variants]
     lines = ["# localpref evaluation", ""]
@@ -350,6 +366,11 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
         lines += _table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
         lines.append("")
 
+    if tables.sweeps:
+        from localpref.evaluation.pareto import render_sweep_section
+
+        lines += render_sweep_section(tables, fluency_budget, resamples=resamples)
+
     lines += ["## All scores", ""]
     for metric in tables.metrics:
         lines += [f"### {METRICS.get(metric, ('', metric))[1]}", ""]
@@ -383,11 +404,16 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
 
 
 def render_charts(tables: Tables, out_dir: Path, *, reference: str = "amulet",
-                  resamples: int = 2000) -> list[Path]:
-    """PNG charts: preference scores per method, tokens/s per method, judge outcomes."""
+                  resamples: int = 2000, fluency_budget: float = 0.5) -> list[Path]:
+    """PNG charts: preference scores per method, tokens/s per method, judge outcomes, and
+    with a sweep one Pareto plot (preference score against fluency) per preference."""
     from matplotlib.figure import Figure
 
     written: list[Path] = []
+    if tables.sweeps:
+        from localpref.evaluation.pareto import render_pareto_charts
+
+        written += render_pareto_charts(tables, out_dir, fluency_budget)
     labels = [v.label for v in tables.variants]
     scored = [(d, p) for d, p in tables.groups if p in PREFERENCE_METRICS]
     if scored and labels:
@@ -476,11 +502,13 @@ def write_report(
     *,
     reference: str = "amulet",
     resamples: int = 2000,
+    fluency_budget: float = 0.5,
 ) -> Path:
     """Write ``summary.md`` and the charts into ``out_dir``; return the summary's path."""
     tables = collect(generations, metrics, judgements)
     summary = out_dir / "summary.md"
-    summary.write_text(render_summary(tables, reference=reference, resamples=resamples),
-                       encoding="utf-8")
-    render_charts(tables, out_dir, reference=reference, resamples=resamples)
+    summary.write_text(render_summary(tables, reference=reference, resamples=resamples,
+                                      fluency_budget=fluency_budget), encoding="utf-8")
+    render_charts(tables, out_dir, reference=reference, resamples=resamples,
+                  fluency_budget=fluency_budget)
     return summary

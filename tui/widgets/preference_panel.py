@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual import on
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
@@ -21,12 +22,16 @@ from localpref import PRESETS, Method, SettingsError
 from localpref.methods import METHODS
 from tui.steering import (
     METHOD_TITLES,
+    STRENGTH_FIELDS,
     FieldSpec,
     Steering,
     method_fields,
     sampling_fields,
     steering_from_form,
 )
+from tui.widgets.strength_slider import StrengthSlider
+
+SLIDER_LABELS = {"contrastive": "ratio", "amulet": "contrast k", "pad": "weight"}
 
 
 def field_widget_id(spec: FieldSpec) -> str:
@@ -66,8 +71,24 @@ def method_note(method: Method) -> str:
     return " ".join(notes)
 
 
+def strength_note(method: Method | None) -> str:
+    """What the slider shows beside its value: Amulet's equivalent alpha."""
+    if method is None or method.name != "amulet":
+        return ""
+    return f"= alpha {method.effective_alpha:.3g}"  # type: ignore[attr-defined]
+
+
 class PreferencePanel(VerticalScroll):
-    """Edits a copy of the steering settings; Apply hands a valid copy to the app."""
+    """Edits a copy of the steering settings; Apply hands a valid copy to the app.
+
+    The strength slider edits the chosen method's strength field; "Paper settings" (F7 while
+    the panel has focus) applies the papers' exact settings, "App defaults" the app's tuned
+    ones.
+    """
+
+    BINDINGS = [
+        Binding("f7", "paper_settings", "Paper settings"),
+    ]
 
     class Applied(Message):
         """Valid settings the next answer should use."""
@@ -106,6 +127,14 @@ class PreferencePanel(VerticalScroll):
         yield Select([(METHOD_TITLES.get(name, name), name) for name in METHODS],
                      value=steering.method, allow_blank=False, id="method", compact=True)
         yield Static("", id="method-note", classes="help")
+        yield Horizontal(
+            Button("Paper settings", id="preset-paper", compact=True,
+                   tooltip="The papers' exact settings (F7): Amulet alpha 2, lambda 2, eta 10, "
+                   "60 iterations; no plausibility mask, no KL budget; greedy"),
+            Button("App defaults", id="preset-app", compact=True,
+                   tooltip="The strengths tuned for small models (docs/steering.md)"),
+            classes="buttons",
+        )
         yield Vertical(id="method-settings")
         yield Label("Sampling", classes="section")
         values = steering.sampling_values()
@@ -139,8 +168,17 @@ class PreferencePanel(VerticalScroll):
         container = self.query_one("#method-settings", Vertical)
         await container.remove_children()
         saved = steering.method_settings.get(method, {})
-        rows = [field_row(spec, saved.get(spec.name, spec.default))
-                for spec in method_fields(method)]
+        rows: list[Widget] = [field_row(spec, saved.get(spec.name, spec.default))
+                              for spec in method_fields(method)]
+        if method in STRENGTH_FIELDS:
+            try:
+                current = steering.method_object(method)
+            except SettingsError:
+                current = METHODS[method]()
+            slider = StrengthSlider(current.strength, label=SLIDER_LABELS[method],  # type: ignore[attr-defined]
+                                    id="strength-slider")
+            slider.note = strength_note(current)
+            rows.insert(0, slider)
         if rows:
             await container.mount_all(rows)
         self._method_shown = method
@@ -206,7 +244,23 @@ class PreferencePanel(VerticalScroll):
                 widget.set_class(spec.name in self.errors, "-invalid")
         self.query_one("#settings-errors", Static).update("\n".join(self.errors.values()))
         self._show_note(steering)
+        self._sync_slider(steering)
         return steering
+
+    def _sync_slider(self, steering: Steering | None) -> None:
+        """Show the strength the form holds on the slider (when the form is valid)."""
+        sliders = self.query("#strength-slider")
+        if not sliders or steering is None:
+            return
+        try:
+            method = steering.method_object()
+        except SettingsError:
+            return
+        if method.name not in STRENGTH_FIELDS:
+            return
+        slider = sliders.first(StrengthSlider)
+        slider.set_value(method.strength)  # type: ignore[attr-defined]
+        slider.note = strength_note(method)
 
     def _show_note(self, steering: Steering | None) -> None:
         """One line on what the chosen method does with these settings."""
@@ -252,6 +306,36 @@ class PreferencePanel(VerticalScroll):
         self.applied = steering
         self.post_message(self.Applied(steering))
         return True
+
+    @on(StrengthSlider.Changed)
+    def _slider_moved(self, event: StrengthSlider.Changed) -> None:
+        """Write the slider's value into the method's strength field (which validates)."""
+        method = self._method_shown or self.applied.method
+        name = STRENGTH_FIELDS.get(method)
+        if name is None:
+            return
+        spec = next(spec for spec in method_fields(method) if spec.name == name)
+        self.query_one(f"#{field_widget_id(spec)}", Input).value = spec.format(event.value)
+
+    async def action_paper_settings(self) -> None:
+        """Apply the papers' exact settings to the chosen method (preferences kept)."""
+        await self._preset(lambda steering: steering.with_paper_settings(), "paper")
+
+    @on(Button.Pressed, "#preset-paper")
+    async def _paper_button(self) -> None:
+        await self.action_paper_settings()
+
+    @on(Button.Pressed, "#preset-app")
+    async def _app_button(self) -> None:
+        await self._preset(lambda steering: steering.with_app_settings(), "app default")
+
+    async def _preset(self, change: Any, name: str) -> None:
+        current, _ = self.read()
+        steering = change(current or self.applied)
+        await self.load(steering)
+        if self.apply():
+            self.app.notify(f"{name.capitalize()} settings applied: "
+                            f"{steering.method_label}.")
 
     @on(Button.Pressed, "#revert")
     async def _revert(self) -> None:

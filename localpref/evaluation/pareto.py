@@ -1,0 +1,260 @@
+"""The sweep's trade-off: how far each setting moves the preference score, at what fluency.
+
+For each preference with an automatic score (``paper.PREFERENCE_METRICS``) every variant of
+the grid is a point: x = its mean fluency (mean log-probability of its tokens under the base
+lane, nats per token; higher is more fluent), y = its mean preference score. A setting is
+*within the fluency budget* when its fluency is at most ``budget`` nats below Pref's. Per
+method, the best setting is the one within budget with the best score in the preference's
+direction; it *beats Pref* when that score is better than Pref's.
+
+Everything here is a function of the rows (through ``report.Tables``), so a merged run gives
+the same section and plots as one run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from localpref.evaluation.paper import PREFERENCE_METRICS
+from localpref.evaluation.report import (
+    METRICS,
+    Cell,
+    Tables,
+    _arrow,
+    _format,
+    _table,
+    bootstrap_interval,
+)
+
+FLUENCY = "fluency_base"
+
+#: How each method's strength is written in tables and plots.
+STRENGTH_NAMES = {"contrastive": "ratio", "amulet": "k", "pad": "w"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One variant of the grid for one preference: mean score, fluency and words."""
+
+    label: str
+    method: str
+    parameter: str | None  # the swept parameter, None for a variant outside the sweep
+    value: float | None
+    score: float
+    fluency: float
+    words: float
+
+    @property
+    def setting(self) -> str:
+        """``k=1``, ``w=2``, ``tau=0.1``; ``–`` outside the sweep."""
+        if self.parameter is None or self.value is None:
+            return "–"
+        name = STRENGTH_NAMES.get(self.method, "strength") if self.parameter == "strength" \
+            else self.parameter
+        return f"{name}={self.value:g}"
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    """The points of one (dataset, preference) and the choice within the budget."""
+
+    dataset: str
+    preference: str
+    metric: str
+    direction: int  # +1: higher is better; -1: lower is better
+    points: list[Point]
+    pref: Point | None
+    base: Point | None
+    budget: float
+    best: dict[str, Point | None]  # method -> best point within budget (None: none fits)
+
+    def within(self, point: Point) -> bool:
+        """Whether a point's fluency is at most ``budget`` nats below Pref's."""
+        if self.pref is None or not math.isfinite(self.pref.fluency):
+            return False
+        return math.isfinite(point.fluency) and point.fluency >= self.pref.fluency - self.budget
+
+    def beats_pref(self, point: Point) -> bool:
+        """Whether a point's mean score is better than Pref's in the preference's direction."""
+        return (self.pref is not None and math.isfinite(point.score)
+                and math.isfinite(self.pref.score)
+                and self.direction * (point.score - self.pref.score) > 0)
+
+    @property
+    def winners(self) -> list[Point]:
+        """The methods' best settings that beat Pref within the budget."""
+        return [p for p in self.best.values() if p is not None and self.beats_pref(p)]
+
+
+def _mean(tables: Tables, key: tuple[str, str, str, str]) -> float:
+    cell = tables.cells.get(key)
+    return cell.mean() if cell is not None else math.nan
+
+
+def tradeoffs(tables: Tables, budget: float) -> list[Tradeoff]:
+    """The trade-off of every preference that has an automatic score, in table order."""
+    found = []
+    for dataset, preference in tables.groups:
+        if preference not in PREFERENCE_METRICS:
+            continue
+        metric, direction = PREFERENCE_METRICS[preference]
+        points = []
+        for variant in tables.variants:
+            key = (dataset, preference, variant.label)
+            if (*key, metric) not in tables.cells:
+                continue
+            parameter, value = tables.sweeps.get(variant.label, (None, None))
+            points.append(Point(variant.label, variant.method, parameter, value,
+                                _mean(tables, (*key, metric)), _mean(tables, (*key, FLUENCY)),
+                                _mean(tables, (*key, "words"))))
+        pref = next((p for p in points if p.method == "pref"), None)
+        base = next((p for p in points if p.method == "base"), None)
+        tradeoff = Tradeoff(dataset, preference, metric, direction, points, pref, base, budget,
+                            {})
+        for method in dict.fromkeys(p.method for p in points if p.parameter is not None):
+            fitting = [p for p in points if p.method == method and p.parameter is not None
+                       and tradeoff.within(p) and math.isfinite(p.score)]
+            tradeoff.best[method] = max(fitting, key=lambda p: direction * p.score,
+                                        default=None)
+        found.append(tradeoff)
+    return found
+
+
+def _paired_interval(tables: Tables, tradeoff: Tradeoff, point: Point,
+                     resamples: int) -> tuple[float, float]:
+    """95% bootstrap interval of (point - Pref) over the prompts both have."""
+    if tradeoff.pref is None:
+        return math.nan, math.nan
+    group = (tradeoff.dataset, tradeoff.preference)
+    mine = tables.cells.get((*group, point.label, tradeoff.metric)) or Cell()
+    theirs = tables.cells.get((*group, tradeoff.pref.label, tradeoff.metric)) or Cell()
+    differences = [mine.values[p] - theirs.values[p] for p in sorted(mine.values)
+                   if p in theirs.values and math.isfinite(mine.values[p])
+                   and math.isfinite(theirs.values[p])]
+    return bootstrap_interval(differences, resamples=resamples)
+
+
+def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000) -> list[str]:
+    """The summary's "Sweep" section: every point, then the best setting per method."""
+    lines = ["## Sweep: preference score against fluency", "",
+             "Fluency: mean log-probability of the answer's tokens under the base lane "
+             "(nats/token, higher is more fluent). A setting is within the fluency budget when "
+             f"its fluency is at most {budget:g} nats below Pref's. Best: the setting within "
+             "budget with the best mean score; Δ: its mean minus Pref's [95% paired bootstrap "
+             "interval over prompts]. Plots: `pareto-*.png`.", ""]
+    for tradeoff in tradeoffs(tables, budget):
+        name = METRICS.get(tradeoff.metric, ("", tradeoff.metric))[1]
+        arrow = _arrow(tradeoff.direction)
+        lines += [f"### {tradeoff.preference} ({name} {arrow})", ""]
+        extra_words = tradeoff.metric != "words"
+        header = ["method", "setting", f"{name} {arrow}", "fluency", *(
+            ["words"] if extra_words else []), "within budget"]
+        rows = []
+        for point in tradeoff.points:
+            within = "–" if point.method == "pref" else ("yes" if tradeoff.within(point)
+                                                          else "no")
+            rows.append([point.method, point.setting, _format(tradeoff.metric, point.score),
+                         _format(FLUENCY, point.fluency),
+                         *([_format("words", point.words)] if extra_words else []), within])
+        lines += _table(header, rows)
+        lines.append("")
+        if tradeoff.pref is None or not math.isfinite(tradeoff.pref.fluency):
+            lines += ["No Pref rows with a fluency here: the budget is measured from Pref, so "
+                      "no setting is chosen.", ""]
+            continue
+        rows = []
+        for method, point in tradeoff.best.items():
+            if point is None:
+                rows.append([method, "none within budget", "–", "–", "–"])
+                continue
+            low, high = _paired_interval(tables, tradeoff, point, resamples)
+            delta = point.score - tradeoff.pref.score
+            rows.append([method, point.setting, _format(tradeoff.metric, point.score),
+                         _format(FLUENCY, point.fluency),
+                         f"{_format(tradeoff.metric, delta)} [{_format(tradeoff.metric, low)}, "
+                         f"{_format(tradeoff.metric, high)}]"])
+        lines += _table(["method", "best within budget", f"{name} {arrow}", "fluency",
+                         "Δ vs Pref"], rows)
+        lines.append("")
+        winners = tradeoff.winners
+        pref_text = (f"Pref: {_format(tradeoff.metric, tradeoff.pref.score)} at fluency "
+                     f"{_format(FLUENCY, tradeoff.pref.fluency)}")
+        if winners:
+            named = ", ".join(f"{p.method} {p.setting} ({_format(tradeoff.metric, p.score)})"
+                              for p in winners)
+            lines += [f"**Beats Pref within {budget:g} nats: yes**: {named}; {pref_text}.", ""]
+        else:
+            lines += [f"**Beats Pref within {budget:g} nats: no**; {pref_text}.", ""]
+    return lines
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "preference"
+
+
+def pareto_path(out_dir: Path, tradeoff: Tradeoff, several_datasets: bool) -> Path:
+    """``pareto-<preference>.png`` (the dataset in front when there are several)."""
+    prefix = f"{_slug(tradeoff.dataset)}-" if several_datasets else ""
+    return out_dir / f"pareto-{prefix}{_slug(tradeoff.preference)}.png"
+
+
+def render_pareto_charts(tables: Tables, out_dir: Path, budget: float) -> list[Path]:
+    """One PNG per preference: score against fluency, a curve per swept method through its
+    settings (each point labelled), Base and Pref marked, the budget shaded."""
+    from matplotlib.figure import Figure
+
+    found = tradeoffs(tables, budget)
+    several = len({t.dataset for t in found}) > 1
+    colours = {"contrastive": "tab:orange", "amulet": "tab:blue", "pad": "tab:green"}
+    # Hollow diamonds for Contrastive: greedy, it equals Amulet at k = ratio, so its points
+    # sit on Amulet's curve and must stay visible there.
+    markers = {"contrastive": ("D", "none", 9), "amulet": ("o", None, 6), "pad": ("^", None, 6)}
+    written = []
+    for tradeoff in found:
+        figure = Figure(figsize=(6.4, 4.6), layout="constrained")
+        axis = figure.subplots()
+        swept = [p for p in tradeoff.points if p.parameter is not None]
+        for method in dict.fromkeys(p.method for p in swept):
+            curve = sorted((p for p in swept if p.method == method
+                            and math.isfinite(p.fluency) and math.isfinite(p.score)),
+                           key=lambda p: p.value or 0.0)
+            if not curve:
+                continue
+            xs, ys = [p.fluency for p in curve], [p.score for p in curve]
+            name = STRENGTH_NAMES.get(method, curve[0].parameter or "") \
+                if curve[0].parameter == "strength" else curve[0].parameter
+            marker, face, size = markers.get(method, ("o", None, 6))
+            axis.plot(xs, ys, marker=marker, markerfacecolor=face, markersize=size,
+                      color=colours.get(method), label=f"{method} ({name})")
+            for point in curve:
+                axis.annotate(f"{point.value:g}", (point.fluency, point.score),
+                              textcoords="offset points", xytext=(4, 4), fontsize=7,
+                              color=colours.get(method, "black"))
+        for point, marker, colour in ((tradeoff.base, "s", "black"),
+                                      (tradeoff.pref, "*", "tab:red")):
+            if point is not None and math.isfinite(point.fluency) and math.isfinite(point.score):
+                axis.scatter([point.fluency], [point.score], marker=marker, s=140 if marker ==
+                             "*" else 70, color=colour, zorder=5, label=point.method)
+        if tradeoff.pref is not None and math.isfinite(tradeoff.pref.fluency):
+            edge = tradeoff.pref.fluency - budget
+            axis.axvline(edge, color="gray", linestyle="--", linewidth=1)
+            low = min([edge, *(p.fluency for p in tradeoff.points if math.isfinite(p.fluency))])
+            axis.axvspan(low - 0.1 * max(budget, 0.1), edge, color="gray", alpha=0.12,
+                         label=f"more than {budget:g} nats below Pref")
+        name = METRICS.get(tradeoff.metric, ("", tradeoff.metric))[1]
+        axis.set_xlabel("fluency: mean log-prob under the base lane (nats/token) → more fluent")
+        axis.set_ylabel(f"{name} ({'higher' if tradeoff.direction > 0 else 'lower'} = more "
+                        f"{tradeoff.preference})")
+        axis.set_title(f"{tradeoff.preference}: preference score against fluency", fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="best")
+        path = pareto_path(out_dir, tradeoff, several)
+        figure.savefig(path, dpi=100)
+        written.append(path)
+    return written
+
+
+__all__ = ["Point", "Tradeoff", "render_pareto_charts", "render_sweep_section", "tradeoffs"]
