@@ -50,6 +50,23 @@ def test_method_settings_reach_the_method(capsys: pytest.CaptureFixture[str]) ->
     assert settings["alpha"] == 1.0 and settings["iterations"] == 10
 
 
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--method", "amulet", "--strength", "0.5"], {"contrast": 0.5}),
+    (["--method", "amulet", "--contrast", "0.5"], {"contrast": 0.5}),
+    (["--method", "contrastive", "--strength", "0.5"], {"ratio": 0.5}),
+    (["--method", "pad", "--strength", "0.5", "--tau", "0.1"], {"weight": 0.5, "tau": 0.1}),
+    (["--method", "amulet", "--kl-budget", "0.3"], {"kl_budget": 0.3}),
+])
+def test_strength_and_fluency_controls_reach_the_method(
+    capsys: pytest.CaptureFixture[str], flags: list[str], expected: dict[str, float]
+) -> None:
+    code, out, _ = run_cli(capsys, "generate", "Hi", "-p", "concise", *flags,
+                           "--max-tokens", "2", "--json")
+    assert code == 0
+    settings = json.loads(out)["stats"]["settings"]
+    assert {key: settings[key] for key in expected} == expected
+
+
 def test_compare_prints_columns_with_tokens_per_second(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -79,6 +96,8 @@ BAD_INPUTS = [
     (["--method", "nonsense"], "Unknown method 'nonsense'"),
     (["-p", "   "], "A preference must be a non-empty text"),
     (["--max-tokens", "0"], "Max tokens must be a whole number"),
+    (["--tau", "1.5"], "Tau must be in [0, 1)"),
+    (["--method", "contrastive", "--kl-budget", "0"], "KL budget must be greater than 0"),
 ]
 
 

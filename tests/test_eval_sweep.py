@@ -201,3 +201,14 @@ def test_summary_best_within_budget_matches_the_rows_and_shards_merge_the_same(
     assert code == 0, stderr
     one = (out / "summary.md").read_text(encoding="utf-8").split(SPEED_HEADING)[0]
     assert (merged / "summary.md").read_text(encoding="utf-8").split(SPEED_HEADING)[0] == one
+
+
+def test_a_fixed_strength_applies_to_the_methods_that_have_one() -> None:
+    from localpref.evaluation.grid import method_specs
+
+    specs = {spec.name: spec for spec in method_specs(["base", "amulet", "pad"], strength=0.5,
+                                                      tau=0.1)}
+    assert specs["amulet"].decoder.effective_contrast == pytest.approx(0.5)
+    assert specs["pad"].decoder.weight == 0.5 and specs["pad"].decoder.tau == 0.1
+    assert specs["amulet"].key_settings()["contrast"] == 0.5  # rows tell the setting apart
+    assert specs["base"].strength is None

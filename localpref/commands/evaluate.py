@@ -156,6 +156,8 @@ def run_eval(args: argparse.Namespace) -> int:
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         min_p=args.min_p)
     settings = method_settings(args)
+    if args.strength is not None:
+        settings["strength"] = args.strength
     if args.length_penalty is not None:
         settings["length_penalty"] = args.length_penalty
     methods = method_specs(_split(args.methods), **settings)

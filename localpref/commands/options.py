@@ -13,9 +13,18 @@ METHOD_FLAGS: dict[str, tuple[str, type, str]] = {
     "--lam": ("lam", float, "Amulet: weight of the proximity term lambda (default 2.0)"),
     "--eta": ("eta", float, "Amulet: learning rate eta, > 0 (default 10.0)"),
     "--iterations": ("iterations", int, "Amulet: updates per token T, >= 1 (default 60)"),
+    "--contrast": ("contrast", float,
+                   "Amulet: the effective contrast k directly (replaces --alpha; 4.65 at the "
+                   "paper's defaults)"),
     "--ratio": ("ratio", float, "Contrastive: guidance ratio r (default 2.0)"),
     "--weight": ("weight", float, "PAD: reward weight w (default 1.0)"),
     "--candidates": ("candidates", int, "PAD: top-k candidates, >= 1 (default 10)"),
+    "--tau": ("tau", float,
+              "Contrastive, Amulet, PAD: drop tokens whose preference-lane probability is "
+              "below tau x the top token's (plausibility; default 0, off)"),
+    "--kl-budget": ("kl_budget", float,
+                    "Contrastive, Amulet, PAD: per-token KL(steered || preference lane) "
+                    "budget in nats (default: none)"),
     "--reward-model": (
         "reward_model",
         str,
@@ -70,6 +79,10 @@ def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) 
             "--reward-model uses the prompt-contrast reward)",
         )
     group = parser.add_argument_group("method settings")
+    group.add_argument(
+        "--strength", type=float, default=None,
+        help="the method's one strength knob: Contrastive's ratio, Amulet's contrast k, "
+        "PAD's weight (overrides those)")
     for flag, (dest, kind, text) in METHOD_FLAGS.items():
         group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
 
@@ -98,8 +111,13 @@ def method_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def method_from_args(args: argparse.Namespace, name: str | None = None) -> Method:
-    """The method named by --method (or ``name``) with the settings given, validated."""
-    return resolve_method(name or args.method, **method_settings(args))
+    """The method named by --method (or ``name``) with the settings given, validated;
+    ``--strength`` applies to the methods that have one (Base and Pref do not)."""
+    method = resolve_method(name or args.method, **method_settings(args))
+    strength = getattr(args, "strength", None)
+    if strength is not None and hasattr(method, "with_strength"):
+        method = method.with_strength(strength)
+    return method
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -114,7 +114,10 @@ class MethodSpec:
 
 def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
     """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
-    ``beamN``) with the method settings given (each method takes the ones it has)."""
+    ``beamN``) with the method settings given (each method takes the ones it has);
+    ``strength`` sets the strength knob of the methods that have one."""
+    settings = dict(settings)
+    strength = settings.pop("strength", None)
     specs: list[MethodSpec] = []
     for raw in names:
         name = raw.strip().lower()
@@ -131,6 +134,8 @@ def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
             spec = MethodSpec(f"beam{int(width)}", decoder)
         else:
             method = resolve_method(name, **settings)
+            if strength is not None and sweepable(method):
+                method = method.with_strength(float(strength))  # type: ignore[attr-defined]
             spec = MethodSpec(method.name, method)
         if any(existing.name == spec.name for existing in specs):
             raise SettingsError(f"Method {spec.name!r} is listed twice.")
