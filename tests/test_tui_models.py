@@ -195,8 +195,20 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
                                      {"role": "assistant", "content": views[1].text}]
         await say_hello(pilot, app)
         assert len(app.store.messages(app.conversation_id)) == 4
+        assert app.store.get_setting("model") == str(cached)
     # the app never closes a model it was given: the session's model still works
     assert model.count_tokens([{"role": "user", "content": "Hello!"}]) > 0
+
+    # with no --model, the next start opens the model picked last time
+    reopened = LocalprefApp()
+    async with reopened.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: reopened.model is not None)
+        assert reopened.model.path == cached and reopened.model is not model
+    cached.unlink()  # gone from the disk: the start falls back to the bundled model
+    fallback = LocalprefApp()
+    async with fallback.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: fallback.model is not None)
+        assert fallback.model.path.resolve() == bundled_path.resolve()
 
 
 async def test_a_download_shows_its_progress_then_loads_the_model(

@@ -145,6 +145,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         await self._open_conversation(last if last in ids else None)
         if self.model is None:
             self._show_status(state="loading model…")
+            if self.model_spec is None:  # no --model: the one picked last time, if still there
+                self.model_spec = _remembered_model(self.store.get_setting("model"))
             self._load_model(self.model_spec, self.model_file)
         else:
             self._model_ready()
@@ -235,6 +237,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         switched, self._switching = self._switching, None
         self._model_ready()
         if switched is not None:
+            self._save_setting("model", str(self.model.path))  # the next start opens it
             self.notify(f"Now using {self.model.name} ({switched}).")
 
     def _model_ready(self) -> None:
@@ -361,6 +364,14 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+
+def _remembered_model(saved: Any) -> str | None:
+    """The model file picked in an earlier session, if it is still on disk (else the bundled
+    model: None)."""
+    if isinstance(saved, str) and Path(saved).is_file():
+        return saved
+    return None
 
 
 def _local_models() -> list[Path]:
