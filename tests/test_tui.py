@@ -407,7 +407,8 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         await until(pilot, lambda: bool(panel.query("#strength-slider")))
         slider = panel.query_one("#strength-slider", StrengthSlider)
         default = APP_METHOD_SETTINGS["amulet"]["contrast"]
-        assert app.steering.method_object() == Amulet(contrast=default)
+        tau = APP_METHOD_SETTINGS["amulet"]["tau"]
+        assert app.steering.method_object() == Amulet(contrast=default, tau=tau)
         assert slider.value == default and "alpha" in slider.note
         assert slider.note == f"= alpha {Amulet(contrast=default).effective_alpha:.3g}"
 
@@ -415,7 +416,7 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         await pilot.press("right")
         await until(pilot, lambda: panel.query_one("#method-contrast", Input).value == "0.75")
         await click(pilot, app, "#apply")
-        assert app.steering.method_object() == Amulet(contrast=0.75)
+        assert app.steering.method_object() == Amulet(contrast=0.75, tau=tau)
 
         # a click on a cell of the bar jumps to that stop (the 3rd stop is 0.25)
         slider.scroll_visible(animate=False, immediate=True)
@@ -439,7 +440,8 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         assert panel.query_one("#method-tau", Input).value == "0.0"
 
         await click(pilot, app, "#preset-app")
-        await until(pilot, lambda: app.steering.method_object() == Amulet(contrast=default))
+        await until(pilot, lambda: app.steering.method_object() == Amulet(contrast=default,
+                                                                          tau=tau))
 
 
 async def test_slider_follows_the_method_and_sets_pad_weight(model, home):
@@ -460,4 +462,4 @@ async def test_slider_follows_the_method_and_sets_pad_weight(model, home):
         await pilot.press("end")
         await until(pilot, lambda: panel.query_one("#method-weight", Input).value == "10.0")
         await click(pilot, app, "#apply")
-        assert app.steering.method_object() == PAD(weight=10.0)
+        assert app.steering.method_object() == PAD(weight=10.0, tau=0.2)  # the app's tau

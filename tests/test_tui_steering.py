@@ -95,6 +95,7 @@ def test_app_defaults_are_the_tuned_strengths_and_the_paper_preset_the_papers():
         method = steering.method_object(name)
         assert getattr(method, field_name) == APP_METHOD_SETTINGS[name][field_name]
         assert method.strength == APP_METHOD_SETTINGS[name][field_name]
+        assert method.tau == APP_METHOD_SETTINGS[name]["tau"] > 0  # plausibility on in the app
     paper = steering.with_paper_settings()
     assert paper.presets == steering.presets and paper.method == steering.method
     assert paper.method_object("amulet") == Amulet()  # alpha 2, lam 2, eta 10, T 60
