@@ -29,3 +29,16 @@ def model(bundled_path: Path) -> Model:
     loaded = Model(bundled_path, max_lanes=8, n_ctx=1024)
     yield loaded
     loaded.close()
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache in tmp_path, offline, with no catalog override."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("LOCALPREF_CATALOG", raising=False)
+    return folder
+

@@ -19,15 +19,9 @@ OLD_REV = "b" * 40
 
 
 @pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty HF cache in tmp_path, offline."""
-    folder = tmp_path / "hub"
-    folder.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.delenv("LOCALPREF_CATALOG", raising=False)
-    return folder
+def hf_cache(empty_hf_cache: Path) -> Path:
+    """An empty HF cache in tmp_path, offline (``conftest.empty_hf_cache``)."""
+    return empty_hf_cache
 
 
 def link_snapshot(hf_cache: Path, repo: str, files: dict[str, Path], rev: str = REV) -> Path:

@@ -48,14 +48,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def offline_cache(empty_hf_cache: Path) -> Path:
     """An empty Hugging Face cache in tmp_path, with downloads turned off."""
-    folder = tmp_path / "hub"
-    folder.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    return folder
+    return empty_hf_cache
 
 
 def cache_copy(cache: Path, repo: str, name: str, source: Path) -> Path:
