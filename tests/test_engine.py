@@ -36,8 +36,9 @@ def test_lanes_decoded_in_one_batch_match_separate_decodes(model: Model) -> None
     together = _lane_logits(model.context, [pref, base], steps)
     alone = [_lane_logits(model.context, [target], steps)[0] for target in (pref, base)]
     for batched, single in zip(together, alone, strict=True):
-        assert np.max(np.abs(batched - single)) < 0.05
-        assert int(np.argmax(batched)) == int(np.argmax(single))
+        # bit for bit: llama.cpp's CPU kernels treat the rows of a batch independently, and
+        # each lane's cells are in the order of its positions (see Context)
+        assert np.array_equal(batched, single)
     # The lanes really differ: the preference changes the next-token distribution.
     assert np.max(np.abs(together[0] - together[1])) > 0.1
 
