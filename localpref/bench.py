@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from localpref import kernels
+from localpref.engine import available_cores
 from localpref.errors import SettingsError
 from localpref.methods import PAD, Amulet, Base, Contrastive, Method, Pref
 
@@ -144,7 +145,7 @@ def run_bench(model: Any, settings: BenchSettings = BenchSettings(),
         "vocab_size": model.vocabulary.size,
         "threads": model.n_threads,
         **_memory_facts(model),
-        "cores": _available_cores(),
+        "cores": available_cores(),
         "max_tokens": settings.max_tokens,
         "repeat": settings.repeat,
         "prompt": settings.prompt,
@@ -647,13 +648,6 @@ def _load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import llama_cpp
 import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError
+from localpref.gguf_header import read_gguf_header
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -57,7 +58,7 @@ def available_cores() -> int:
     """The number of cores this process may run on (the default thread count)."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
+    except (AttributeError, OSError):  # macOS, Windows
         return os.cpu_count() or 1
 
 
@@ -130,7 +131,7 @@ class LoadedModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"Model file {self.path} does not exist.")
-        _check_gguf_header(self.path)
+        read_gguf_header(self.path)  # refuse what llama.cpp would choke on, before it sees it
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         handle = llama_cpp.llama_model_load_from_file(str(self.path).encode("utf-8"), params)
@@ -160,18 +161,6 @@ class LoadedModel:
 
     def __del__(self) -> None:
         self.close()
-
-
-def _check_gguf_header(path: Path) -> None:
-    """Refuse a file llama.cpp would choke on, before llama.cpp sees it."""
-    try:
-        from localpref.gguf_header import read_gguf_header
-    except ImportError:  # header validation lives in the models module
-        with path.open("rb") as file:
-            if file.read(4) != b"GGUF":
-                raise ModelError(f"{path} is not a GGUF file.") from None
-        return
-    read_gguf_header(path)
 
 
 class PrefillStopped(Exception):

@@ -14,6 +14,7 @@ from typing import Any
 
 from localpref import models
 from localpref.commands.models import add_model_options
+from localpref.engine import available_cores
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 
@@ -50,14 +51,6 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
-
-
-def threads_available() -> int:
-    """The CPU cores this process may use (what localpref uses for n_threads)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def system_memory() -> dict[str, int | None]:
@@ -131,7 +124,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         "platform": platform.platform(),
         "llama_cpp_python": build["llama_cpp_python"],
         "llama_cpp": build,
-        "threads": threads_available(),
+        "threads": available_cores(),  # what localpref uses for n_threads
         "cpu_count": os.cpu_count(),
         "system_memory": system_memory(),
         "huggingface": {
