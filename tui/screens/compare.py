@@ -17,7 +17,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, Markdown, SelectionList, Static, TextArea
-from textual.widgets._markdown import MarkdownStream
 from textual.widgets.selection_list import Selection
 
 from localpref import LocalprefError, Model
@@ -25,6 +24,7 @@ from localpref.methods import METHODS
 from tui.keys import COMPARE_ACTIONS, bindings
 from tui.steering import METHOD_TITLES, Steering
 from tui.streaming import EngineUsers, pump
+from tui.widgets.markdown_feed import MarkdownFeed
 
 MIN_METHODS, MAX_METHODS = 2, 4
 
@@ -59,9 +59,8 @@ class ComparePane(Vertical):
         super().__init__(classes="compare-pane", id=f"pane-{index}")
         self.index = index
         self.label = label
-        self.text = ""
         self.stats: dict[str, Any] = {}
-        self._stream: MarkdownStream | None = None
+        self._feed = MarkdownFeed()
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Label(self.label, classes="pane-title")
@@ -71,26 +70,20 @@ class ComparePane(Vertical):
         yield Button("Keep this answer", id=f"keep-{self.index}", classes="keep", disabled=True,
                      compact=True)
 
+    @property
+    def text(self) -> str:
+        """The answer so far (the whole answer once it ended)."""
+        return self._feed.text
+
     async def append(self, delta: str) -> None:
-        if not delta:
-            return
-        self.text += delta
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.query_one(Markdown))
-        await self._stream.write(delta)
+        await self._feed.append(self.query_one(Markdown), delta)
 
     def show_stats(self, stats: dict[str, Any]) -> None:
         self.stats = stats
         self.query_one(".pane-stats", Static).update(stats_line(stats))
 
     async def finish(self, text: str, stats: dict[str, Any]) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-        markdown = self.query_one(Markdown)
-        if markdown.source != text:
-            await markdown.update(text)
-        self.text = text
+        await self._feed.finish(self.query_one(Markdown), text)
         self.show_stats(stats)
         self.query_one(Button).disabled = False
 

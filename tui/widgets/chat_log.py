@@ -6,7 +6,8 @@ from typing import Any
 
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Markdown
-from textual.widgets._markdown import MarkdownStream
+
+from tui.widgets.markdown_feed import MarkdownFeed
 
 STOP_REASONS = {
     "cancelled": "stopped",
@@ -31,15 +32,18 @@ class MessageView(Vertical, can_focus=True):
     ) -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
-        #: The whole text shown (what the store holds once the answer ends).
-        self.text = text
+        self._feed = MarkdownFeed(text)
         self.message_id = message_id
         self.partial = partial
         self.method = method
         self.preference = preference
         self.stats = stats or {}
         self.streaming = False
-        self._stream: MarkdownStream | None = None
+
+    @property
+    def text(self) -> str:
+        """The whole text shown (what the store holds once the answer ends)."""
+        return self._feed.text
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Label(self.header(), classes="message-header")
@@ -70,28 +74,18 @@ class MessageView(Vertical, can_focus=True):
 
     def start_streaming(self) -> None:
         self.streaming = True
-        self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self._feed.start(self.query_one(Markdown))
         self._refresh_header()
 
     async def append(self, delta: str) -> None:
         """Add streamed text (already batched by the worker)."""
-        if not delta:
-            return
-        self.text += delta
-        if self._stream is None:
+        if delta and not self.streaming:
             self.start_streaming()
-        assert self._stream is not None
-        await self._stream.write(delta)
+        await self._feed.append(self.query_one(Markdown), delta)
 
     async def finish(self, text: str, *, partial: bool, stats: dict[str, Any]) -> None:
         """The answer ended: show exactly the saved text, and its figures in the header."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-        markdown = self.query_one(Markdown)
-        if markdown.source != text:
-            await markdown.update(text)
-        self.text = text
+        await self._feed.finish(self.query_one(Markdown), text)
         self.streaming = False
         self.partial = partial
         self.stats = stats
