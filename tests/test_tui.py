@@ -6,12 +6,11 @@ Answers are kept short (``max_tokens``) so the file runs in about a minute on 2 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Select, SelectionList
+from tui_helpers import SIZE, run_from_palette, until
 
 from localpref import cli
 from localpref.store import Store
@@ -20,9 +19,6 @@ from tui.keys import APP_ACTIONS, INPUT_ACTIONS
 from tui.screens import CompareScreen, HelpScreen, ModelErrorDialog
 from tui.screens.compare import ComparePane
 from tui.widgets import ChatInput, ChatLog, ConversationList, PreferencePanel, StatusBar
-
-SIZE = (160, 50)
-WAIT = 120.0  # generous: the CI machine may be shared; the waits end as soon as true
 
 
 @pytest.fixture
@@ -36,14 +32,6 @@ def seed(home: Path, **steering) -> None:
     """Save steering settings before the app starts (as a previous session would)."""
     with Store(home / "history.sqlite3") as store:
         store.set_setting("steering", steering)
-
-
-async def until(pilot, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.05)
 
 
 async def click(pilot, app: LocalprefApp, selector: str) -> None:
@@ -353,11 +341,7 @@ async def test_command_palette_switches_the_method(model, home):
     seed(home, presets=["concise"], method="amulet")
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"Method: Contrastive")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_from_palette(pilot, "Method: Contrastive")
         await until(pilot, lambda: app.steering.method == "contrastive")
         assert app.query_one(PreferencePanel).query_one("#method", Select).value == "contrastive"
 

@@ -12,8 +12,6 @@ import hashlib
 import os
 import shutil
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from test_models_hub import (  # noqa: F401
     write_tiny_gguf,
 )
 from textual.widgets import Input, OptionList, ProgressBar
+from tui_helpers import SIZE, WAIT, run_from_palette, until
 
 import tui.screens.models as picker_module
 from localpref.store import Store
@@ -34,8 +33,6 @@ from tui.app import LocalprefApp
 from tui.screens import ModelPickerScreen
 from tui.widgets import ChatInput, ChatLog, StatusBar
 
-SIZE = (160, 50)
-WAIT = 120.0
 REV = "c" * 40
 
 
@@ -72,14 +69,6 @@ def cache_copy(cache: Path, repo: str, name: str, source: Path) -> Path:
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(REV)
     return snapshot / name
-
-
-async def until(pilot, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.05)
 
 
 async def open_picker(pilot, app: LocalprefApp) -> ModelPickerScreen:
@@ -139,11 +128,7 @@ async def test_picker_lists_the_bundled_model_the_catalog_and_the_cache(
 async def test_command_palette_opens_the_picker(model, home, offline_cache):
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"Pick model")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_from_palette(pilot, "Pick model")
         await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen))
 
 

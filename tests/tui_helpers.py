@@ -1,0 +1,27 @@
+"""Helpers shared by the tests that drive the app with Textual's pilot."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+SIZE = (160, 50)
+WAIT = 120.0  # generous: the CI machine may be shared; the waits end as soon as true
+
+
+async def until(pilot, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Let the app run until ``condition`` holds (an AssertionError after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+async def run_from_palette(pilot, command: str) -> None:
+    """Open the command palette (Ctrl+P), type a command and run the first match."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*command)
+    await pilot.pause(0.5)
+    await pilot.press("enter")
