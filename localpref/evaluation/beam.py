@@ -39,6 +39,7 @@ import numpy as np
 from localpref.decoding import Result
 from localpref.engine import Context, LaneState, Vocabulary
 from localpref.errors import SettingsError
+from localpref.kernels import log_softmax
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,6 @@ class _Hypothesis:
     logprob: float
     tokens: list[int]
     ended: bool
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    top = np.max(z)
-    return z - (top + np.log(np.sum(np.exp(z - top))))
 
 
 class BeamSearch:
@@ -123,7 +118,7 @@ class BeamSearch:
                 slots = sorted(scores)
                 total = np.empty((len(slots), size), dtype=np.float64)
                 for row, slot in enumerate(slots):
-                    total[row] = _log_softmax(context.logits(outputs[slot])) + scores[slot]
+                    total[row] = log_softmax(context.logits(outputs[slot])) + scores[slot]
                 flat = total.ravel()
                 count = min(2 * width, flat.size)
                 best = np.argpartition(-flat, count - 1)[:count]

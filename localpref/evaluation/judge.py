@@ -21,14 +21,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from localpref.errors import PromptTooLongError
 from localpref.evaluation.paper import (
     JUDGE_ANSWERS,
     JUDGE_QUESTION_TEMPLATE,
     JUDGE_SYSTEM_PROMPT,
 )
+from localpref.steering import token_logprob
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,6 @@ class Verdict:
         if self.p_tie == best:
             return "tie"
         return "win" if self.p_a == best else "lose"
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    top = np.max(z)
-    return z - (top + np.log(np.sum(np.exp(z - top))))
 
 
 class PairwiseJudge:
@@ -121,8 +114,7 @@ class PairwiseJudge:
                 for i, tokens in enumerate(continuations):
                     if position < len(tokens):
                         logprobs[i] += float(
-                            _log_softmax(context.logits(outputs[i]))[tokens[position]]
-                        )
+                            token_logprob(context.logits(outputs[i]), tokens[position]))
                 going = [i for i, tokens in enumerate(continuations)
                          if position + 1 < len(tokens)]
                 if not going:
