@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from localpref.commands.options import add_model_options, load_model
+from localpref.commands.options import add_model_options, comma_list, load_model
 from localpref.errors import ModelError, SettingsError
 
 SYNTHETIC_SHAPES = ("tiny", "1b", "262k")  # localpref.synthetic.SHAPES, without importing gguf
@@ -134,7 +134,7 @@ def synthetic_model(shape: str, directory: Path | None, progress: Any) -> Path:
 
 
 def _names(text: str, flag: str) -> tuple[str, ...]:
-    names = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+    names = tuple(item.lower() for item in comma_list(text))
     if not names:
         raise SettingsError(f"{flag} needs at least one value.")
     return names

@@ -15,7 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localpref.commands.options import add_method_options, add_model_options, method_settings
+from localpref.commands.options import (
+    add_method_options,
+    add_model_options,
+    comma_list,
+    method_settings,
+)
 from localpref.errors import LocalprefError, SettingsError
 from localpref.methods import Sampling
 
@@ -122,10 +127,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def run_eval(args: argparse.Namespace) -> int:
     """Check every input, load the model(s), run or resume the grid, print the main table."""
     from localpref.evaluation import (
@@ -160,13 +161,13 @@ def run_eval(args: argparse.Namespace) -> int:
         settings["strength"] = args.strength
     if args.length_penalty is not None:
         settings["length_penalty"] = args.length_penalty
-    methods = method_specs(_split(args.methods), **settings)
+    methods = method_specs(comma_list(args.methods), **settings)
     sweeps = [parse_sweep(text) for text in args.sweep or []]
     methods = expand(methods, sweeps)
     if sweeps and args.judge is not None:
         raise SettingsError("--sweep and --judge cannot be combined; judge a chosen setting "
                             "in a run of its own.")
-    preferences = preference_specs(_split(args.preferences), args.prompts)
+    preferences = preference_specs(comma_list(args.preferences), args.prompts)
     dataset = load_dataset(args.dataset).limited(args.limit).shard(*shard)
     config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,

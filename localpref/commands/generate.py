@@ -15,6 +15,7 @@ from localpref.commands.options import (
     add_model_options,
     add_preference_options,
     add_sampling_options,
+    comma_list,
     load_model,
     method_from_args,
     sampling_kwargs,
@@ -103,7 +104,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run every method in one batched generation and print the answers side by side."""
-    names = [name.strip() for name in args.methods.split(",") if name.strip()]
+    names = comma_list(args.methods)
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
     methods = [method_from_args(args, name) for name in names]

@@ -101,6 +101,11 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 2
     group.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
 
 
+def comma_list(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated option (``"a, b,"`` -> a, b)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def method_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The method settings given on the command line (unset ones left out)."""
     return {
