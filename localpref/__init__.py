@@ -14,13 +14,23 @@ from localpref import kernels
 from localpref.api import Chat, Model, load
 from localpref.decoding import Generation, Result
 from localpref.errors import (
+    BusyError,
     LocalprefError,
     ModelError,
     PromptTooLongError,
     SettingsError,
     TemplateError,
 )
-from localpref.methods import PAD, Amulet, Base, Contrastive, Method, Pref, Sampling
+from localpref.methods import (
+    PAD,
+    Amulet,
+    Base,
+    Contrastive,
+    Method,
+    Pref,
+    Sampling,
+    recommended_method,
+)
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, PRESETS
 
 __version__ = "0.1.0"
@@ -31,6 +41,7 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "Amulet",
     "Base",
+    "BusyError",
     "Chat",
     "Contrastive",
     "Generation",
@@ -46,4 +57,5 @@ __all__ = [
     "TemplateError",
     "kernels",
     "load",
+    "recommended_method",
 ]

@@ -118,7 +118,7 @@ class Model:
         prompt_or_messages: PromptInput,
         *,
         preference: PreferenceInput = None,
-        method: Method | str = "amulet",
+        method: Method | str | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -131,6 +131,9 @@ class Model:
         score_lanes: bool = False,
     ) -> Result:
         """Generate a whole answer steered toward ``preference`` (None: plain decoding).
+
+        ``method=None`` (or ``"recommended"``) is the recommended steering
+        (``methods.recommended_method()``); a method named without settings is the papers'.
 
         ``score_lanes=True`` also decodes the lane the method does not read (Base and Pref
         read one), so that ``stats`` has the fluency under both lanes (for evaluation).
@@ -147,7 +150,7 @@ class Model:
         prompt_or_messages: PromptInput,
         *,
         preference: PreferenceInput = None,
-        method: Method | str = "amulet",
+        method: Method | str | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -175,7 +178,7 @@ class Model:
         self,
         *,
         preference: PreferenceInput = None,
-        method: Method | str = "amulet",
+        method: Method | str | None = None,
         system_prompt: str | None = None,
         **settings: Any,
     ) -> Chat:
@@ -375,7 +378,7 @@ class Chat:
         model: Model,
         *,
         preference: PreferenceInput = None,
-        method: Method | str = "amulet",
+        method: Method | str | None = None,
         system_prompt: str | None = None,
         messages: Sequence[Message] = (),
         **settings: Any,

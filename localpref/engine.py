@@ -134,6 +134,11 @@ class LoadedModel:
         read_gguf_header(self.path)  # refuse what llama.cpp would choke on, before it sees it
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        # No "extra" CPU buffer types: on a CPU with AMX, a llama.cpp build compiled for it
+        # (GGML_NATIVE, the default) puts the weights in AMX buffers, and its AMX matmul
+        # crashes the process (a segfault in ggml_backend_amx_mul_mat, llama-cpp-python
+        # 0.3.36, Q4_1, seen on a 2-core Xeon with amx_int8). The plain CPU kernels are used.
+        params.use_extra_bufts = False
         handle = llama_cpp.llama_model_load_from_file(str(self.path).encode("utf-8"), params)
         if not handle:
             raise ModelError(f"llama.cpp could not load {self.path}: the file may be corrupt.")

@@ -25,3 +25,7 @@ class PromptTooLongError(LocalprefError):
 
 class TemplateError(LocalprefError):
     """A chat template that fails to render."""
+
+
+class BusyError(LocalprefError):
+    """Too many requests are waiting for lanes; try again when one has finished."""

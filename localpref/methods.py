@@ -414,16 +414,38 @@ METHODS: dict[str, type[Method]] = {
 _ALIASES = {"la": "contrastive", "cfg": "contrastive", "preference": "pref", "plain": "base"}
 
 
-def resolve_method(method: Method | str, **settings: object) -> Method:
-    """A method object from an object or a name, with optional settings for a name."""
+#: The name that stands for the model's recommended steering wherever a method is named.
+RECOMMENDED = "recommended"
+
+
+def recommended_method() -> Method:
+    """The steering used when no method is named: the same in the API, CLI, app and server.
+
+    Amulet's exact form at effective contrast k = 0.5 with the plausibility mask tau = 0.2,
+    the setting the strength sweep chose for the bundled model (docs/steering.md). A method
+    named without settings stays the papers' exact method.
+    """
+    return Amulet(contrast=0.5, tau=0.2)
+
+
+def resolve_method(method: Method | str | None, **settings: object) -> Method:
+    """A method object from an object or a name, with optional settings for a name.
+
+    ``None`` or ``"recommended"`` is ``recommended_method()`` (with ``settings`` applied).
+    """
     if isinstance(method, Method):
         return method
+    if method is None or (isinstance(method, str) and method.strip().lower() == RECOMMENDED):
+        base = recommended_method()
+        usable = {f.name: settings[f.name] for f in dataclasses.fields(base)
+                  if f.init and settings.get(f.name) is not None}
+        return dataclasses.replace(base, **usable) if usable else base
     if not isinstance(method, str):
         raise SettingsError(f"A method must be a name or a method object, not {method!r}.")
     key = method.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in METHODS:
-        known = ", ".join(METHODS)
+        known = ", ".join([*METHODS, RECOMMENDED])
         raise SettingsError(f"Unknown method {method!r}; choose one of {known}.")
     cls = METHODS[key]
     accepted = {f.name for f in dataclasses.fields(cls) if f.init}
