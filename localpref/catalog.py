@@ -1,7 +1,8 @@
 """The catalog of known GGUF models (``models/catalog.toml``) and its loader.
 
-The catalog file lives at ``models/catalog.toml`` in the source tree; an identical copy,
-``localpref/catalog.toml``, is installed as package data so an installed ``localpref`` finds it.
+The catalog file lives at ``models/catalog.toml`` in the source tree: that is the one to edit.
+Its copy ``localpref/catalog.toml`` is installed as package data so an installed ``localpref``
+finds it; a test (``tests/test_models_catalog.py``) fails unless the two are byte-equal.
 ``LOCALPREF_CATALOG=/path/to/file.toml`` replaces it (for your own list, or tests).
 """
 

@@ -204,7 +204,7 @@ def test_summary_best_within_budget_matches_the_rows_and_shards_merge_the_same(
 
 
 def test_a_fixed_strength_applies_to_the_methods_that_have_one() -> None:
-    from localpref.evaluation.grid import method_specs
+    from localpref.evaluation.specs import method_specs
 
     specs = {spec.name: spec for spec in method_specs(["base", "amulet", "pad"], strength=0.5,
                                                       tau=0.1)}

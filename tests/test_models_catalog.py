@@ -72,12 +72,16 @@ def test_find_entry_ignores_case_and_unknown_names() -> None:
 
 
 def test_packaged_copy_is_identical_to_models_catalog() -> None:
+    """``models/catalog.toml`` is the one people edit; ``localpref/catalog.toml`` is its copy
+    for installed packages (package data), kept byte-equal by this test."""
     source = ROOT / "models" / "catalog.toml"
     packaged = ROOT / "localpref" / "catalog.toml"
     assert catalog_path() == source
-    if not packaged.exists():
-        pytest.skip("localpref/catalog.toml (package data for installs) is not created yet")
-    assert packaged.read_bytes() == source.read_bytes()
+    assert packaged.is_file(), (
+        "localpref/catalog.toml is missing: cp models/catalog.toml localpref/")
+    assert packaged.read_bytes() == source.read_bytes(), (
+        "localpref/catalog.toml differs from models/catalog.toml, the one to edit: "
+        "cp models/catalog.toml localpref/catalog.toml")
 
 
 def test_catalog_path_can_be_overridden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

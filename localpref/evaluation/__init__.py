@@ -18,18 +18,10 @@ from typing import Any
 
 from localpref.evaluation.beam import BeamSearch, BeamSettings
 from localpref.evaluation.datasets import Dataset, DatasetError, PromptRow, load_dataset
-from localpref.evaluation.grid import (
-    Evaluation,
-    GridConfig,
-    LazyJudge,
-    MethodSpec,
-    PreferenceSpec,
-    method_specs,
-    preference_specs,
-)
+from localpref.evaluation.grid import Evaluation, GridConfig, LazyJudge
 from localpref.evaluation.judge import PairwiseJudge, Verdict
 from localpref.evaluation.merge import merge_outputs
-from localpref.evaluation.report import bootstrap_interval, write_report
+from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import (
     DiversityScorer,
     LengthScorer,
@@ -40,6 +32,8 @@ from localpref.evaluation.scorers import (
     mtld,
     scorer_names,
 )
+from localpref.evaluation.specs import MethodSpec, PreferenceSpec, method_specs, preference_specs
+from localpref.evaluation.tables import bootstrap_interval
 
 
 def load_model(spec: str | Path | None = None, *, prompts: str = "paper", **options: Any):  # noqa: ANN201

@@ -13,7 +13,6 @@ reused for every preference (the row says ``reused_from``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import time
@@ -30,119 +29,16 @@ from localpref.evaluation.paper import (
     AMULET_SYSTEM_PROMPT,
     JUDGE_QUESTION_TEMPLATE,
     JUDGE_SYSTEM_PROMPT,
-    paper_sentence,
 )
 from localpref.evaluation.progress import Progress
 from localpref.evaluation.records import GENERATIONS, SCORES, RowWriter, read_rows, row_id
 from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import Scorer, score_text
-from localpref.evaluation.sweep import SweepPoint, sweepable
-from localpref.methods import Base, Method, Sampling, resolve_method
-from localpref.presets import DEFAULT_SYSTEM_PROMPT, preference_text
+from localpref.evaluation.specs import MethodSpec, PreferenceSpec, non_default_fields
+from localpref.methods import Base, Sampling
+from localpref.presets import DEFAULT_SYSTEM_PROMPT
 
 PROMPT_MODES = ("paper", "library")
-
-
-@dataclass(frozen=True)
-class PreferenceSpec:
-    """A preference of the grid: its name in the tables and the sentence the model reads."""
-
-    name: str
-    sentence: str
-
-
-def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[PreferenceSpec]:
-    """Preferences from names or free text: the paper's wording or the library's presets."""
-    specs = []
-    for name in names:
-        text = name.strip()
-        if not text:
-            raise SettingsError("A preference must be a non-empty text, e.g. 'concise'.")
-        sentence = paper_sentence(text) if prompts == "paper" else preference_text(text)
-        specs.append(PreferenceSpec(text, str(sentence)))
-    if not specs:
-        raise SettingsError("Give at least one preference.")
-    return specs
-
-
-def non_default_fields(settings: Any) -> dict[str, Any]:
-    """The fields of a settings dataclass whose values differ from their defaults.
-
-    Row keys hold only these, so a field the library adds later with a default that keeps
-    today's behaviour (DESIGN.md, "Contract") does not change the keys of finished rows.
-    """
-    found: dict[str, Any] = {}
-    for item in dataclasses.fields(settings):
-        if not item.init:
-            continue
-        value = getattr(settings, item.name)
-        if item.default is not dataclasses.MISSING:
-            default: Any = item.default
-        elif item.default_factory is not dataclasses.MISSING:
-            default = item.default_factory()
-        else:
-            found[item.name] = value
-            continue
-        if value != default:
-            found[item.name] = value
-    return found
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method of the grid: its name in the tables and the decoder (a method or a beam);
-    ``sweep`` says where it sits in a ``--sweep`` (None outside one)."""
-
-    name: str
-    decoder: Method | BeamSettings
-    sweep: SweepPoint | None = None
-
-    def settings(self) -> dict[str, Any]:
-        """Every setting, derived ones included (stored in rows for reading)."""
-        return dict(self.decoder.settings())
-
-    def key_settings(self) -> dict[str, Any]:
-        """The settings that tell results apart: those that differ from the defaults (of the
-        method before the sweep, if swept: the swept value is a key entry of its own)."""
-        return non_default_fields(self.sweep.unswept if self.sweep else self.decoder)
-
-    @property
-    def strength(self) -> float | None:
-        """The decoder's strength knob, if it has one."""
-        return float(self.decoder.strength) if sweepable(self.decoder) else None  # type: ignore[union-attr]
-
-
-def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
-    """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
-    ``beamN``) with the method settings given (each method takes the ones it has);
-    ``strength`` sets the strength knob of the methods that have one."""
-    settings = dict(settings)
-    strength = settings.pop("strength", None)
-    specs: list[MethodSpec] = []
-    for raw in names:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name.startswith("beam"):
-            width = name[4:] or "16"
-            if not width.isdigit() or int(width) < 1:
-                raise SettingsError(f"Unknown method {raw.strip()!r}; a beam search is beamN, "
-                                    "e.g. beam16.")
-            penalty = settings.get("length_penalty")
-            decoder: Method | BeamSettings = BeamSettings(
-                width=int(width), length_penalty=1.0 if penalty is None else float(penalty))
-            spec = MethodSpec(f"beam{int(width)}", decoder)
-        else:
-            method = resolve_method(name, **settings)
-            if strength is not None and sweepable(method):
-                method = method.with_strength(float(strength))  # type: ignore[attr-defined]
-            spec = MethodSpec(method.name, method)
-        if any(existing.name == spec.name for existing in specs):
-            raise SettingsError(f"Method {spec.name!r} is listed twice.")
-        specs.append(spec)
-    if not specs:
-        raise SettingsError("Give at least one method.")
-    return specs
 
 
 @dataclass

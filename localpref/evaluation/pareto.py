@@ -7,7 +7,7 @@ lane, nats per token; higher is more fluent), y = its mean preference score. A s
 method, the best setting is the one within budget with the best score in the preference's
 direction; it *beats Pref* when that score is better than Pref's.
 
-Everything here is a function of the rows (through ``report.Tables``), so a merged run gives
+Everything here is a function of the rows (through ``tables.Tables``), so a merged run gives
 the same section and plots as one run.
 """
 
@@ -18,16 +18,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from localpref.evaluation.paper import PREFERENCE_METRICS
-from localpref.evaluation.report import (
-    METRICS,
-    Cell,
-    Tables,
-    _arrow,
-    _format,
-    _table,
-    bootstrap_interval,
+from localpref.evaluation.markdown import (
+    direction_arrow,
+    format_value,
+    markdown_table,
+    metric_name,
 )
+from localpref.evaluation.paper import PREFERENCE_METRICS
+from localpref.evaluation.tables import Cell, Tables, bootstrap_interval
 
 FLUENCY = "fluency_base"
 
@@ -146,8 +144,8 @@ def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000
              "budget with the best mean score; Δ: its mean minus Pref's [95% paired bootstrap "
              "interval over prompts]. Plots: `pareto-*.png`.", ""]
     for tradeoff in tradeoffs(tables, budget):
-        name = METRICS.get(tradeoff.metric, ("", tradeoff.metric))[1]
-        arrow = _arrow(tradeoff.direction)
+        name = metric_name(tradeoff.metric)
+        arrow = direction_arrow(tradeoff.direction)
         lines += [f"### {tradeoff.preference} ({name} {arrow})", ""]
         extra_words = tradeoff.metric != "words"
         header = ["method", "setting", f"{name} {arrow}", "fluency", *(
@@ -156,10 +154,10 @@ def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000
         for point in tradeoff.points:
             within = "–" if point.method == "pref" else ("yes" if tradeoff.within(point)
                                                           else "no")
-            rows.append([point.method, point.setting, _format(tradeoff.metric, point.score),
-                         _format(FLUENCY, point.fluency),
-                         *([_format("words", point.words)] if extra_words else []), within])
-        lines += _table(header, rows)
+            rows.append([point.method, point.setting, format_value(tradeoff.metric, point.score),
+                         format_value(FLUENCY, point.fluency),
+                         *([format_value("words", point.words)] if extra_words else []), within])
+        lines += markdown_table(header, rows)
         lines.append("")
         if tradeoff.pref is None or not math.isfinite(tradeoff.pref.fluency):
             lines += ["No Pref rows with a fluency here: the budget is measured from Pref, so "
@@ -172,18 +170,19 @@ def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000
                 continue
             low, high = _paired_interval(tables, tradeoff, point, resamples)
             delta = point.score - tradeoff.pref.score
-            rows.append([method, point.setting, _format(tradeoff.metric, point.score),
-                         _format(FLUENCY, point.fluency),
-                         f"{_format(tradeoff.metric, delta)} [{_format(tradeoff.metric, low)}, "
-                         f"{_format(tradeoff.metric, high)}]"])
-        lines += _table(["method", "best within budget", f"{name} {arrow}", "fluency",
-                         "Δ vs Pref"], rows)
+            metric = tradeoff.metric
+            rows.append([method, point.setting, format_value(metric, point.score),
+                         format_value(FLUENCY, point.fluency),
+                         f"{format_value(metric, delta)} [{format_value(metric, low)}, "
+                         f"{format_value(metric, high)}]"])
+        lines += markdown_table(["method", "best within budget", f"{name} {arrow}", "fluency",
+                                 "Δ vs Pref"], rows)
         lines.append("")
         winners = tradeoff.winners
-        pref_text = (f"Pref: {_format(tradeoff.metric, tradeoff.pref.score)} at fluency "
-                     f"{_format(FLUENCY, tradeoff.pref.fluency)}")
+        pref_text = (f"Pref: {format_value(tradeoff.metric, tradeoff.pref.score)} at fluency "
+                     f"{format_value(FLUENCY, tradeoff.pref.fluency)}")
         if winners:
-            named = ", ".join(f"{p.method} {p.setting} ({_format(tradeoff.metric, p.score)})"
+            named = ", ".join(f"{p.method} {p.setting} ({format_value(tradeoff.metric, p.score)})"
                               for p in winners)
             lines += [f"**Beats Pref within {budget:g} nats: yes**: {named}; {pref_text}.", ""]
         else:
@@ -244,7 +243,7 @@ def render_pareto_charts(tables: Tables, out_dir: Path, budget: float) -> list[P
             low = min([edge, *(p.fluency for p in tradeoff.points if math.isfinite(p.fluency))])
             axis.axvspan(low - 0.1 * max(budget, 0.1), edge, color="gray", alpha=0.12,
                          label=f"more than {budget:g} nats below Pref")
-        name = METRICS.get(tradeoff.metric, ("", tradeoff.metric))[1]
+        name = metric_name(tradeoff.metric)
         axis.set_xlabel("fluency: mean log-prob under the base lane (nats/token) → more fluent")
         axis.set_ylabel(f"{name} ({'higher' if tradeoff.direction > 0 else 'lower'} = more "
                         f"{tradeoff.preference})")

@@ -1,239 +1,30 @@
 """From result rows to ``summary.md`` and PNG charts: means, bootstrap intervals, win rates.
 
-Everything here is a function of the rows alone (sorted before use), so a run split into
-shards and merged gives the same tables as one run. Timings differ between runs; they sit in
-the last section, "Speed".
+Everything here is a function of the rows alone (grouped by ``tables.collect``), so a run split
+into shards and merged gives the same tables as one run. Timings differ between runs; they sit
+in the last section, "Speed".
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS
+from localpref.evaluation.markdown import (
+    direction_arrow,
+    format_value,
+    markdown_table,
+    metric_name,
+)
+from localpref.evaluation.paper import PREFERENCE_METRICS
+from localpref.evaluation.pareto import render_pareto_charts, render_sweep_section
+from localpref.evaluation.tables import Cell, Tables, bootstrap_interval, collect
 
-#: Metrics in the order the tables show them, with their number format and a readable name.
-METRICS: dict[str, tuple[str, str]] = {
-    "words": ("{:.1f}", "words"),
-    "tokens": ("{:.1f}", "tokens"),
-    "vader": ("{:.3f}", "VADER compound"),
-    "distinct1": ("{:.3f}", "distinct-1"),
-    "distinct2": ("{:.3f}", "distinct-2"),
-    "mtld": ("{:.1f}", "MTLD"),
-    "fluency_base": ("{:.2f}", "fluency under the base lane (nats/token)"),
-    "fluency_pref": ("{:.2f}", "fluency under the preference lane (nats/token)"),
-}
-#: Statistics of a generation (``row["stats"]``) tabulated like metrics.
-STAT_METRICS = ("fluency_base", "fluency_pref")
-METHOD_ORDER = ("base", "pref", "contrastive", "amulet", "pad")
 SPEED_HEADING = "## Speed"
-
-
-def bootstrap_interval(
-    values: Sequence[float], *, resamples: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling prompts with replacement).
-
-    Deterministic for given values in a given order (a fixed seed). NaN for no values.
-    """
-    data = np.asarray(values, dtype=np.float64)
-    if data.size == 0:
-        return math.nan, math.nan
-    if data.size == 1:
-        return float(data[0]), float(data[0])
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A column of the tables: a method with one set of settings (and model, prompts...)."""
-
-    method: str
-    signature: str
-    label: str
-
-
-@dataclass
-class Cell:
-    """The values of one metric for one (dataset, preference, variant), by prompt position."""
-
-    values: dict[int, float] = field(default_factory=dict)
-
-    def ordered(self) -> list[float]:
-        return [self.values[p] for p in sorted(self.values) if math.isfinite(self.values[p])]
-
-    def mean(self) -> float:
-        finite = self.ordered()
-        return float(np.mean(finite)) if finite else math.nan
-
-
-def _method_rank(method: str) -> tuple[int, int, str]:
-    if method in METHOD_ORDER:
-        return (METHOD_ORDER.index(method), 0, method)
-    if method.startswith("beam") and method[4:].isdigit():
-        return (len(METHOD_ORDER), int(method[4:]), method)
-    return (len(METHOD_ORDER) + 1, 0, method)
-
-
-def _preference_rank(preference: str) -> tuple[int, str]:
-    order = list(PAPER_PREFERENCES)
-    return (order.index(preference), "") if preference in order else (len(order), preference)
-
-
-def _signature(row: dict[str, Any]) -> dict[str, Any]:
-    """What distinguishes results of one method: everything in the key but prompt/preference."""
-    key = dict(row.get("key") or {})
-    for name in ("dataset", "position", "prompt_sha", "preference", "preference_text", "method"):
-        key.pop(name, None)
-    return key
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for k, v in value.items():
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        return flat
-    return {prefix[:-1]: value}
-
-
-def variants_of(rows: Iterable[dict[str, Any]]) -> dict[str, Variant]:
-    """Each row's column: rows of one method that differ in settings get labels saying how."""
-    signatures: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    row_signature: dict[str, tuple[str, str]] = {}
-    names: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        signature = _signature(row)
-        text = json.dumps(signature, sort_keys=True)
-        signatures[row["method"]][text] = signature
-        row_signature[row["id"]] = (row["method"], text)
-        names[row["method"]].add(str(row.get("label") or row["method"]))
-    labels: dict[tuple[str, str], Variant] = {}
-    for method, found in signatures.items():
-        # The decoder's own label ("pad (prompt-contrast reward)") when it says more.
-        name = min(names[method])
-        if len(found) == 1:
-            text = next(iter(found))
-            labels[(method, text)] = Variant(method, text, name)
-            continue
-        flats = {text: _flatten(signature) for text, signature in found.items()}
-        keys = sorted({k for flat in flats.values() for k in flat})
-        differing = [k for k in keys if len({json.dumps(f.get(k)) for f in flats.values()}) > 1]
-        for text, flat in flats.items():
-            parts = [f"{k.split('.')[-1]}={flat.get(k, 'default')}" for k in differing]
-            labels[(method, text)] = Variant(method, text, f"{name} [{', '.join(parts)}]")
-    return {row_id: labels[sig] for row_id, sig in row_signature.items()}
-
-
-def _variant_order(variants: Iterable[Variant]) -> list[Variant]:
-    unique = {v.label: v for v in variants}
-    return sorted(unique.values(), key=lambda v: (_method_rank(v.method), v.label))
-
-
-@dataclass
-class Tables:
-    """The grouped results behind the summary and the charts."""
-
-    groups: list[tuple[str, str]]  # (dataset, preference)
-    variants: list[Variant]
-    cells: dict[tuple[str, str, str, str], Cell]  # (dataset, preference, variant label, metric)
-    metrics: list[str]
-    speed: dict[str, list[dict[str, Any]]]  # variant label -> stats of generated rows
-    judged: dict[tuple[str, str, str], list[dict[str, Any]]]  # (dataset, pref, other label)
-    judges: list[str]
-    errors: int
-    models: list[str]
-    prompt_modes: list[str]
-    max_tokens: list[int]
-    decoding: list[str]
-    sweeps: dict[str, tuple[str, float]] = field(default_factory=dict)
-    """Variant label -> (swept parameter, value), for the rows of a ``--sweep``."""
-
-
-def _decoding(key: dict[str, Any]) -> str:
-    sampling = key.get("sampling") or {}
-    temperature = float(sampling.get("temperature") or 0.0)
-    if temperature == 0:
-        return "greedy"
-    return f"sampled at temperature {temperature:g}, seed {key.get('seed')}"
-
-
-def collect(
-    generations: Sequence[dict[str, Any]],
-    metrics: dict[str, dict[str, Any]],
-    judgements: Sequence[dict[str, Any]] = (),
-) -> Tables:
-    """Group rows by (dataset, preference, variant) with their metric values."""
-    usable = [row for row in generations if not row.get("error")]
-    variant_of = variants_of(usable)
-    cells: dict[tuple[str, str, str, str], Cell] = defaultdict(Cell)
-    speed: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    seen_metrics: set[str] = set()
-    groups: set[tuple[str, str]] = set()
-    sweeps: dict[str, tuple[str, float]] = {}
-    for row in usable:
-        label = variant_of[row["id"]].label
-        group = (row["dataset"], row["preference"])
-        groups.add(group)
-        stats = row.get("stats") or {}
-        values = dict(metrics.get(row["id"]) or {})
-        values.update({name: stats[name] for name in STAT_METRICS if name in stats})
-        for name, value in values.items():
-            number = math.nan if value is None else float(value)
-            cells[(*group, label, name)].values[int(row["position"])] = number
-            seen_metrics.add(name)
-        swept = (row.get("key") or {}).get("sweep")
-        if isinstance(swept, dict) and len(swept) == 1:
-            ((parameter, value),) = swept.items()
-            sweeps[label] = (str(parameter), float(value))
-        if not row.get("reused_from"):
-            speed[label].append(row.get("stats") or {})
-    judged: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    judges: set[str] = set()
-    for judgement in judgements:
-        if judgement.get("error") or judgement.get("b") not in variant_of:
-            continue
-        other = variant_of[judgement["b"]].label
-        judged[(judgement["dataset"], judgement["preference"], other)].append(judgement)
-        judges.add(str(judgement.get("judge")))
-    ordered_metrics = [m for m in METRICS if m in seen_metrics]
-    ordered_metrics += sorted(seen_metrics - set(METRICS))
-    return Tables(
-        groups=sorted(groups, key=lambda g: (g[0], _preference_rank(g[1]))),
-        variants=_variant_order(variant_of.values()),
-        cells=dict(cells),
-        metrics=ordered_metrics,
-        speed=dict(speed),
-        judged=dict(judged),
-        judges=sorted(judges),
-        errors=len(generations) - len(usable),
-        models=sorted({str((row.get("key") or {}).get("model")) for row in usable}),
-        prompt_modes=sorted({str((row.get("key") or {}).get("prompts")) for row in usable}),
-        max_tokens=sorted({int((row.get("key") or {}).get("max_tokens", 0)) for row in usable}),
-        decoding=sorted({_decoding(row.get("key") or {}) for row in usable}),
-        sweeps=sweeps,
-    )
-
-
-def _format(metric: str, value: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    return METRICS.get(metric, ("{:.3f}", metric))[0].format(value)
-
-
-def _arrow(direction: int) -> str:
-    return "↑" if direction > 0 else "↓"
 
 
 def _cell_text(tables: Tables, key: tuple[str, str, str, str], resamples: int,
@@ -243,15 +34,9 @@ def _cell_text(tables: Tables, key: tuple[str, str, str, str], resamples: int,
         return "–"
     metric = key[3]
     low, high = bootstrap_interval(cell.ordered(), resamples=resamples)
-    mean = _format(metric, cell.mean())
+    mean = format_value(metric, cell.mean())
     mean = f"**{mean}**" if bold else mean
-    return f"{mean} [{_format(metric, low)}, {_format(metric, high)}]"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    return f"{mean} [{format_value(metric, low)}, {format_value(metric, high)}]"
 
 
 def _outcomes(reference: Cell, other: Cell, direction: int) -> tuple[int, int, int]:
@@ -299,7 +84,8 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
 
     lines += ["## Preference scores", "",
               "Each preference's own automatic score (↑ higher is better, ↓ lower): "
-              + ", ".join(f"{p}: {m} {_arrow(d)}" for p, (m, d) in PREFERENCE_METRICS.items())
+              + ", ".join(f"{p}: {m} {direction_arrow(d)}"
+                          for p, (m, d) in PREFERENCE_METRICS.items())
               + ".", ""]
     rows = []
     for dataset, preference in tables.groups:
@@ -310,7 +96,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
                  for label in labels if (dataset, preference, label, metric) in tables.cells}
         finite = [direction * m for m in means.values() if math.isfinite(m)]
         best = max(finite) if finite else math.nan
-        row = [dataset, preference, f"{METRICS.get(metric, ('', metric))[1]} {_arrow(direction)}"]
+        row = [dataset, preference, f"{metric_name(metric)} {direction_arrow(direction)}"]
         for label in labels:
             is_best = label in means and math.isfinite(means[label]) and abs(
                 direction * means[label] - best) < 1e-12
@@ -318,7 +104,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
                                   bold=is_best))
         rows.append(row)
     if rows:
-        lines += _table(["dataset", "preference", "score", *labels], rows)
+        lines += markdown_table(["dataset", "preference", "score", *labels], rows)
     else:
         lines.append("No preference with an automatic score in these results.")
     lines.append("")
@@ -341,7 +127,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
                 row.append(_percentages(*_outcomes(mine, theirs, direction))
                            if mine and theirs else "–")
             rows.append(row)
-        lines += _table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
+        lines += markdown_table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
         lines.append("")
 
     if tables.judged:
@@ -363,21 +149,19 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
                 p_win = float(np.mean([j["p_a"] for j in found]))
                 row.append(f"{_percentages(*counts)}, P(win) {p_win:.2f}")
             rows.append(row)
-        lines += _table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
+        lines += markdown_table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
         lines.append("")
 
     if tables.sweeps:
-        from localpref.evaluation.pareto import render_sweep_section
-
         lines += render_sweep_section(tables, fluency_budget, resamples=resamples)
 
     lines += ["## All scores", ""]
     for metric in tables.metrics:
-        lines += [f"### {METRICS.get(metric, ('', metric))[1]}", ""]
+        lines += [f"### {metric_name(metric)}", ""]
         rows = [[dataset, preference, *(
             _cell_text(tables, (dataset, preference, label, metric), resamples)
             for label in labels)] for dataset, preference in tables.groups]
-        lines += _table(["dataset", "preference", *labels], rows)
+        lines += markdown_table(["dataset", "preference", *labels], rows)
         lines.append("")
 
     lines += [SPEED_HEADING, "",
@@ -397,8 +181,8 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
         rows.append([label, f"{np.median(rate):.1f}", f"{np.mean(steer):.2f}",
                      f"{np.mean(prefill):.0f}", f"{np.mean(generated):.1f}", str(len(stats)),
                      ",".join(threads)])
-    lines += _table(["method", "tokens/s (median)", "steer ms/token", "prefill ms",
-                     "tokens", "n", "threads"], rows)
+    lines += markdown_table(["method", "tokens/s (median)", "steer ms/token", "prefill ms",
+                            "tokens", "n", "threads"], rows)
     lines.append("")
     return "\n".join(lines)
 
@@ -411,8 +195,6 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = "amulet",
 
     written: list[Path] = []
     if tables.sweeps:
-        from localpref.evaluation.pareto import render_pareto_charts
-
         written += render_pareto_charts(tables, out_dir, fluency_budget)
     labels = [v.label for v in tables.variants]
     scored = [(d, p) for d, p in tables.groups if p in PREFERENCE_METRICS]
@@ -437,8 +219,8 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = "amulet",
                        for v in tables.variants]
             axis.bar(range(len(labels)), means, yerr=errors, color=colours, capsize=3)
             axis.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-            name = METRICS.get(metric, ("", metric))[1]
-            axis.set_title(f"{preference}: {name} {_arrow(direction)}", fontsize=10)
+            name = metric_name(metric)
+            axis.set_title(f"{preference}: {name} {direction_arrow(direction)}", fontsize=10)
             if len({d for d, _ in scored}) > 1:
                 axis.set_xlabel(dataset, fontsize=7)
         for index in range(len(scored), rows * columns):

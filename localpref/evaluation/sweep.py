@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from localpref.errors import SettingsError
+from localpref.evaluation.specs import MethodSpec, SweepPoint, sweepable
 from localpref.methods import ContrastFamily, Method
 
 #: What can be swept, and what it means.
@@ -37,16 +38,6 @@ class Sweep:
     def label(self) -> str:
         prefix = f"{self.method}." if self.method else ""
         return f"{prefix}{self.parameter}=" + ",".join(f"{v:g}" for v in self.values)
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """Where a method of the grid sits in a sweep: the parameter, its value, and the method
-    before the sweep (whose non-default settings go in the row key)."""
-
-    parameter: str
-    value: float
-    unswept: Method
 
 
 def parse_sweep(text: str) -> Sweep:
@@ -81,21 +72,13 @@ def _at(method: ContrastFamily | Method, parameter: str, value: float) -> Method
     return dataclasses.replace(method, **{parameter: value})  # type: ignore[arg-type]
 
 
-def sweepable(method: object) -> bool:
-    """Whether a decoder has the two-lane controls a sweep sets (strength, tau, kl_budget)."""
-    return isinstance(method, Method) and hasattr(method, "with_strength") and hasattr(
-        method, "tau")
-
-
-def expand(specs: Sequence, sweeps: Sequence[Sweep]) -> list:
+def expand(specs: Sequence[MethodSpec], sweeps: Sequence[Sweep]) -> list[MethodSpec]:
     """The grid's methods with every swept method repeated once per value.
 
-    ``specs`` are ``grid.MethodSpec``; methods without a strength stay single. A sweep naming a
-    method applies to it instead of an unnamed one; naming a method that is not in the grid,
-    or has no strength, or giving two sweeps for one method, is a ``SettingsError``.
+    Methods without a strength stay single. A sweep naming a method applies to it instead of an
+    unnamed one; naming a method that is not in the grid, or has no strength, or giving two
+    sweeps for one method, is a ``SettingsError``.
     """
-    from localpref.evaluation.grid import MethodSpec
-
     if not sweeps:
         return list(specs)
     general = [s for s in sweeps if s.method is None]

@@ -1,0 +1,137 @@
+"""The grid's rows and columns as values: a preference (name and sentence), a method (name and
+decoder), and the settings that go in a row's key.
+
+Shared by the grid (``grid.py``), which runs them, and the sweep (``sweep.py``), which repeats a
+method once per value of one setting; both import this module, and it imports neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from localpref.errors import SettingsError
+from localpref.evaluation.beam import BeamSettings
+from localpref.evaluation.paper import paper_sentence
+from localpref.methods import Method, resolve_method
+from localpref.presets import preference_text
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Where a method of the grid sits in a sweep: the parameter, its value, and the method
+    before the sweep (whose non-default settings go in the row key)."""
+
+    parameter: str
+    value: float
+    unswept: Method
+
+
+def sweepable(method: object) -> bool:
+    """Whether a decoder has the two-lane controls a sweep sets (strength, tau, kl_budget)."""
+    return isinstance(method, Method) and hasattr(method, "with_strength") and hasattr(
+        method, "tau")
+
+
+@dataclass(frozen=True)
+class PreferenceSpec:
+    """A preference of the grid: its name in the tables and the sentence the model reads."""
+
+    name: str
+    sentence: str
+
+
+def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[PreferenceSpec]:
+    """Preferences from names or free text: the paper's wording or the library's presets."""
+    specs = []
+    for name in names:
+        text = name.strip()
+        if not text:
+            raise SettingsError("A preference must be a non-empty text, e.g. 'concise'.")
+        sentence = paper_sentence(text) if prompts == "paper" else preference_text(text)
+        specs.append(PreferenceSpec(text, str(sentence)))
+    if not specs:
+        raise SettingsError("Give at least one preference.")
+    return specs
+
+
+def non_default_fields(settings: Any) -> dict[str, Any]:
+    """The fields of a settings dataclass whose values differ from their defaults.
+
+    Row keys hold only these, so a field the library adds later with a default that keeps
+    today's behaviour (docs/design.md, "The methods") leaves finished rows' keys as they were.
+    """
+    found: dict[str, Any] = {}
+    for item in dataclasses.fields(settings):
+        if not item.init:
+            continue
+        value = getattr(settings, item.name)
+        if item.default is not dataclasses.MISSING:
+            default: Any = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            found[item.name] = value
+            continue
+        if value != default:
+            found[item.name] = value
+    return found
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method of the grid: its name in the tables and the decoder (a method or a beam);
+    ``sweep`` says where it sits in a ``--sweep`` (None outside one)."""
+
+    name: str
+    decoder: Method | BeamSettings
+    sweep: SweepPoint | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, derived ones included (stored in rows for reading)."""
+        return dict(self.decoder.settings())
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that tell results apart: those that differ from the defaults (of the
+        method before the sweep, if swept: the swept value is a key entry of its own)."""
+        return non_default_fields(self.sweep.unswept if self.sweep else self.decoder)
+
+    @property
+    def strength(self) -> float | None:
+        """The decoder's strength knob, if it has one."""
+        return float(self.decoder.strength) if sweepable(self.decoder) else None  # type: ignore[union-attr]
+
+
+def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
+    """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
+    ``beamN``) with the method settings given (each method takes the ones it has);
+    ``strength`` sets the strength knob of the methods that have one."""
+    settings = dict(settings)
+    strength = settings.pop("strength", None)
+    specs: list[MethodSpec] = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name.startswith("beam"):
+            width = name[4:] or "16"
+            if not width.isdigit() or int(width) < 1:
+                raise SettingsError(f"Unknown method {raw.strip()!r}; a beam search is beamN, "
+                                    "e.g. beam16.")
+            penalty = settings.get("length_penalty")
+            decoder: Method | BeamSettings = BeamSettings(
+                width=int(width), length_penalty=1.0 if penalty is None else float(penalty))
+            spec = MethodSpec(f"beam{int(width)}", decoder)
+        else:
+            method = resolve_method(name, **settings)
+            if strength is not None and sweepable(method):
+                method = method.with_strength(float(strength))  # type: ignore[attr-defined]
+            spec = MethodSpec(method.name, method)
+        if any(existing.name == spec.name for existing in specs):
+            raise SettingsError(f"Method {spec.name!r} is listed twice.")
+        specs.append(spec)
+    if not specs:
+        raise SettingsError("Give at least one method.")
+    return specs

@@ -1,0 +1,230 @@
+"""The shape of the code: imports point one way and no module reaches into another's privates.
+
+Every module of ``localpref/`` and ``tui/`` is read with ``ast`` (nothing is imported), and every
+import counts: at the top, inside a function (a lazy import is still a dependency), and under
+``if TYPE_CHECKING:`` (a type checker follows it like any other).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("localpref", "tui")
+
+#: ``(importing module, imported module, private name)`` reach-ins that exist today in files
+#: other sessions are rewriting (issue 15, "Reach-ins"). The list may only shrink: each entry
+#: goes once the owning module makes the name public. Nothing may be added to it.
+KNOWN_REACH_INS: frozenset[tuple[str, str, str]] = frozenset({
+    # localpref/steering.py borrows kernels' numeric primitives (the steering library's
+    # rewrite splits kernels.py into a package and makes them public).
+    ("localpref.steering", "localpref.kernels", "_FM"),
+    ("localpref.steering", "localpref.kernels", "_exp_nonpos"),
+    ("localpref.steering", "localpref.kernels", "_finite_or_neg_inf"),
+    ("localpref.steering", "localpref.kernels", "_fmax"),
+    ("localpref.steering", "localpref.kernels", "_max8"),
+    ("localpref.steering", "localpref.kernels", "_max_of"),
+    ("localpref.steering", "localpref.kernels", "_normalise_inplace"),
+})
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target, as the importing module sees it."""
+
+    module: str  # the module imported (a module of the project)
+    names: tuple[str, ...]  # the names taken from it with ``from ... import``; () for ``import``
+    line: int
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the project's packages by dotted name (``localpref.evaluation.grid``)."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute name ``from`` imports from (relative imports resolved)."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    if not _is_package(path):
+        base.pop()
+    if node.level > 1:
+        base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def imports_of(module: str, path: Path, modules: dict[str, Path]) -> Iterator[Import]:
+    """The project modules ``module`` imports, wherever in the file the import stands.
+
+    ``from a.b import c`` is an import of ``a.b.c`` when that is a module, else of ``a.b``
+    (with ``c`` a name taken from it). ``import a.b.c`` is an import of ``a.b.c``. A package's
+    ``__init__`` that Python runs on the way to a submodule is not counted as imported.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in modules:
+                    yield Import(alias.name, (), node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(module, path, node)
+            taken: list[str] = []
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                if submodule in modules:
+                    yield Import(submodule, (), node.lineno)
+                else:
+                    taken.append(alias.name)
+            if taken and source in modules:
+                yield Import(source, tuple(taken), node.lineno)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports."""
+    modules = project_modules()
+    return {name: {i.module for i in imports_of(name, path, modules)} - {name}
+            for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (``[a, b, ..., a]``) through each strongly connected group of modules."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    found = []
+    for group in groups:
+        start = min(group)
+        # The shortest way back to ``start`` inside the group (breadth first).
+        previous: dict[str, str] = {}
+        frontier = [start]
+        while frontier and start not in previous:
+            following = []
+            for node in frontier:
+                for target in sorted(graph[node] & group):
+                    if target not in previous:
+                        previous[target] = node
+                        following.append(target)
+            frontier = following
+        path = [start]
+        node = previous[start]
+        while node != start:
+            path.append(node)
+            node = previous[node]
+        path.append(start)
+        found.append(list(reversed(path)))
+    return sorted(found)
+
+
+def reach_ins() -> set[tuple[str, str, str]]:
+    """``(importer, imported, name)`` for every private name one module takes from another."""
+    modules = project_modules()
+    found = set()
+    for name, path in modules.items():
+        for item in imports_of(name, path, modules):
+            for taken in item.names:
+                if taken.startswith("_") and not taken.startswith("__") and item.module != name:
+                    found.add((name, item.module, taken))
+    return found
+
+
+def test_the_walk_sees_every_kind_of_import() -> None:
+    graph = import_graph()
+    # A top-level import, a function-level one, and one through a package.
+    assert "localpref.errors" in graph["localpref.evaluation.grid"]
+    assert "localpref.engine" in graph["localpref.evaluation.grid"]  # inside a method
+    assert "localpref.evaluation.grid" in graph["localpref.evaluation"]
+    assert {"tui", "localpref"} <= {name.split(".")[0] for name in graph}
+
+
+def test_the_cycle_finder_finds_a_cycle_and_only_that() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"d"}}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles_in_localpref_or_tui() -> None:
+    found = cycles(import_graph())
+    assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+#: The one library module that may import the app: the ``chat`` command opens it (lazily).
+APP_LAUNCHER = "localpref.commands.chat"
+
+
+def test_the_library_imports_the_app_only_from_the_chat_command() -> None:
+    graph = import_graph()
+    upward = sorted((name, target) for name, targets in graph.items()
+                    if name.split(".")[0] == "localpref" and name != APP_LAUNCHER
+                    for target in targets if target.split(".")[0] == "tui")
+    assert not upward, upward
+    assert "tui.app" in graph[APP_LAUNCHER]
+
+
+def test_the_library_never_imports_textual() -> None:
+    found = []
+    for name, path in project_modules().items():
+        if name.split(".")[0] != "localpref":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            else:
+                continue
+            found += [(name, t) for t in targets if t.split(".")[0] == "textual"]
+    assert not found, found
+
+
+def test_no_module_takes_another_modules_private_names() -> None:
+    found = reach_ins()
+    new = sorted(found - KNOWN_REACH_INS)
+    assert not new, "private names taken from another module (make them public where they " \
+        "live):\n" + "\n".join(f"{a} takes {c} from {b}" for a, b, c in new)
+
+
+def test_the_list_of_known_reach_ins_only_holds_reach_ins_that_exist() -> None:
+    gone = sorted(KNOWN_REACH_INS - reach_ins())
+    assert not gone, f"fixed, so remove from KNOWN_REACH_INS: {gone}"
