@@ -2,7 +2,7 @@
 
 Everything here runs once per generated token, so it is compiled with Numba
 (``@njit(cache=True)``), takes plain NumPy arrays and scalars, and never loops over the
-vocabulary in Python. DESIGN.md, "The methods", gives the formulas; each kernel's docstring
+vocabulary in Python. docs/design.md gives the formulas; each kernel's docstring
 restates its own and names its source.
 
 Conventions

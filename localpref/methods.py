@@ -5,7 +5,7 @@ the lanes it reads, in order: ``"pref"`` (the conversation with the preference),
 (without it) or ``"reward"`` (PAD's reward model, on its own context). ``selector`` gives the
 per-generation object that owns the scratch buffer and the seeded generator.
 
-Formulas (DESIGN.md, "The methods"); ``z_pref``, ``z_base`` raw logits of the two lanes:
+Formulas (docs/design.md, "The methods"); ``z_pref``, ``z_base`` raw logits of the two lanes:
 
 - Base / Pref: sample from one lane.
 - Contrastive (Amulet paper's "LA" baseline): ``z_pref + r (z_pref - z_base)``.

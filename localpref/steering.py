@@ -1,6 +1,6 @@
 """Kernels that keep steering fluent on small models: plausibility, KL budget, fluency.
 
-Every two-lane method here steers inside one family of distributions (DESIGN.md):
+Every two-lane method here steers inside one family of distributions (docs/design.md):
 
     p_k = softmax(z_pref + k d),   d = z_pref - z_other,
 

@@ -1,6 +1,6 @@
 """The Numba kernels against an independent, plainly written NumPy reference, and properties.
 
-Nothing in the reference section calls localpref: it restates each formula of DESIGN.md
+Nothing in the reference section calls localpref: it restates each formula of docs/design.md
 ("The methods") in vectorised NumPy (and the Amulet loop as the paper writes it).
 """
 
