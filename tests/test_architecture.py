@@ -30,6 +30,19 @@ KNOWN_REACH_INS: frozenset[tuple[str, str, str]] = frozenset({
     ("localpref.steering", "localpref.kernels", "_normalise_inplace"),
 })
 
+#: ``(module, attribute)``: private attributes a module reads on objects it did not make, known
+#: today. Also only to shrink.
+KNOWN_PRIVATE_ATTRIBUTE_READS: frozenset[tuple[str, str]] = frozenset({
+    # argparse has no public name for the type of ``add_subparsers()``: here to stay.
+    ("localpref.commands.generate", "_SubParsersAction"),
+    # The evaluation renders lanes with the model's prompt builder, which ``Model`` (api.py,
+    # being rewritten for the scheduler) does not expose yet: a public ``Model.prompts`` ends it.
+    ("localpref.evaluation.grid", "_backend"),
+    ("localpref.evaluation.judge", "_backend"),
+})
+#: Underscored names that are public API (namedtuple's methods).
+PUBLIC_UNDERSCORED = frozenset({"_replace", "_asdict", "_fields", "_make"})
+
 
 @dataclass(frozen=True)
 class Import:
@@ -169,6 +182,36 @@ def reach_ins() -> set[tuple[str, str, str]]:
     return found
 
 
+def private_attribute_reads() -> set[tuple[str, str]]:
+    """``(module, attribute)`` for every ``x._name`` a module reads where ``x`` is not ``self``
+    or ``cls`` and the module itself defines or assigns no ``_name``: a reach into another
+    module's object."""
+    found = set()
+    for name, path in project_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        own: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                own.add(node.target.id)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            attribute = node.attr
+            if (not attribute.startswith("_") or attribute.startswith("__")
+                    or attribute in own or attribute in PUBLIC_UNDERSCORED):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            found.add((name, attribute))
+    return found
+
+
 def test_the_walk_sees_every_kind_of_import() -> None:
     graph = import_graph()
     # A top-level import, a function-level one, and one through a package.
@@ -228,3 +271,14 @@ def test_no_module_takes_another_modules_private_names() -> None:
 def test_the_list_of_known_reach_ins_only_holds_reach_ins_that_exist() -> None:
     gone = sorted(KNOWN_REACH_INS - reach_ins())
     assert not gone, f"fixed, so remove from KNOWN_REACH_INS: {gone}"
+
+
+def test_no_module_reads_private_attributes_of_objects_it_did_not_make() -> None:
+    new = sorted(private_attribute_reads() - KNOWN_PRIVATE_ATTRIBUTE_READS)
+    assert not new, "private attributes read on another module's objects (make them public " \
+        "where they live):\n" + "\n".join(f"{module} reads .{name}" for module, name in new)
+
+
+def test_the_list_of_known_private_attribute_reads_only_holds_reads_that_exist() -> None:
+    gone = sorted(KNOWN_PRIVATE_ATTRIBUTE_READS - private_attribute_reads())
+    assert not gone, f"fixed, so remove from KNOWN_PRIVATE_ATTRIBUTE_READS: {gone}"

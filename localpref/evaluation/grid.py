@@ -303,7 +303,7 @@ class Evaluation:
             )
             needed = longest + self.config.max_tokens + 2
             n_ctx = min(max(256, -(-needed // 256) * 256), max(self.model.n_ctx, 256))
-            context = Context(self.model._backend.loaded, n_ctx=n_ctx,
+            context = Context(self.model.context.model, n_ctx=n_ctx,
                               max_lanes=settings.width, n_threads=self.model.n_threads)
             self._beam_contexts[settings.width] = context
         return BeamSearch(context, self.model.vocabulary, settings)

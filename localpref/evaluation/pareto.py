@@ -24,12 +24,12 @@ from localpref.evaluation.markdown import (
     markdown_table,
     metric_name,
 )
-from localpref.evaluation.paper import PREFERENCE_METRICS
 from localpref.evaluation.tables import Cell, Tables, bootstrap_interval
 
 FLUENCY = "fluency_base"
 
-#: How each method's strength is written in tables and plots.
+#: How each method's strength is written in tables and plots. (``methods.py`` does not say yet;
+#: derive this from the method classes once they carry their strength's symbol, issue 15.)
 STRENGTH_NAMES = {"contrastive": "ratio", "amulet": "k", "pad": "w"}
 
 
@@ -95,10 +95,7 @@ def _mean(tables: Tables, key: tuple[str, str, str, str]) -> float:
 def tradeoffs(tables: Tables, budget: float) -> list[Tradeoff]:
     """The trade-off of every preference that has an automatic score, in table order."""
     found = []
-    for dataset, preference in tables.groups:
-        if preference not in PREFERENCE_METRICS:
-            continue
-        metric, direction = PREFERENCE_METRICS[preference]
+    for dataset, preference, metric, direction in tables.scored_groups():
         points = []
         for variant in tables.variants:
             key = (dataset, preference, variant.label)

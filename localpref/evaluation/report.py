@@ -88,10 +88,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
                           for p, (m, d) in PREFERENCE_METRICS.items())
               + ".", ""]
     rows = []
-    for dataset, preference in tables.groups:
-        if preference not in PREFERENCE_METRICS:
-            continue
-        metric, direction = PREFERENCE_METRICS[preference]
+    for dataset, preference, metric, direction in tables.scored_groups():
         means = {label: tables.cells[(dataset, preference, label, metric)].mean()
                  for label in labels if (dataset, preference, label, metric) in tables.cells}
         finite = [direction * m for m in means.values() if math.isfinite(m)]
@@ -116,10 +113,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
         lines += [f"## {ref} against each method, by the preference's score", "",
                   f"Per prompt, % of prompts where {ref} scores better / equal / worse.", ""]
         rows = []
-        for dataset, preference in tables.groups:
-            if preference not in PREFERENCE_METRICS:
-                continue
-            metric, direction = PREFERENCE_METRICS[preference]
+        for dataset, preference, metric, direction in tables.scored_groups():
             mine = tables.cells.get((dataset, preference, ref, metric))
             row = [dataset, preference]
             for other in others:
@@ -197,15 +191,14 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = "amulet",
     if tables.sweeps:
         written += render_pareto_charts(tables, out_dir, fluency_budget)
     labels = [v.label for v in tables.variants]
-    scored = [(d, p) for d, p in tables.groups if p in PREFERENCE_METRICS]
+    scored = tables.scored_groups()
     if scored and labels:
         columns = min(4, len(scored))
         rows = math.ceil(len(scored) / columns)
         figure = Figure(figsize=(3.6 * columns, 3.4 * rows), layout="constrained")
         axes = figure.subplots(rows, columns, squeeze=False)
-        for index, (dataset, preference) in enumerate(scored):
+        for index, (dataset, preference, metric, direction) in enumerate(scored):
             axis = axes[index // columns][index % columns]
-            metric, direction = PREFERENCE_METRICS[preference]
             means, errors = [], [[], []]
             for label in labels:
                 cell = tables.cells.get((dataset, preference, label, metric))
@@ -221,7 +214,7 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = "amulet",
             axis.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
             name = metric_name(metric)
             axis.set_title(f"{preference}: {name} {direction_arrow(direction)}", fontsize=10)
-            if len({d for d, _ in scored}) > 1:
+            if len({group[0] for group in scored}) > 1:
                 axis.set_xlabel(dataset, fontsize=7)
         for index in range(len(scored), rows * columns):
             axes[index // columns][index % columns].set_visible(False)

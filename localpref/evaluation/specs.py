@@ -15,7 +15,7 @@ from typing import Any
 from localpref.errors import SettingsError
 from localpref.evaluation.beam import BeamSettings
 from localpref.evaluation.paper import paper_sentence
-from localpref.methods import Method, resolve_method
+from localpref.methods import METHODS, Method, resolve_method
 from localpref.presets import preference_text
 
 
@@ -33,6 +33,11 @@ def sweepable(method: object) -> bool:
     """Whether a decoder has the two-lane controls a sweep sets (strength, tau, kl_budget)."""
     return isinstance(method, Method) and hasattr(method, "with_strength") and hasattr(
         method, "tau")
+
+
+def sweepable_method_names() -> list[str]:
+    """The methods (``methods.METHODS``' names, in its order) whose defaults a sweep can set."""
+    return [name for name, method_class in METHODS.items() if sweepable(method_class())]
 
 
 @dataclass(frozen=True)

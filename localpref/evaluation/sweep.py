@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from localpref.errors import SettingsError
-from localpref.evaluation.specs import MethodSpec, SweepPoint, sweepable
+from localpref.evaluation.specs import MethodSpec, SweepPoint, sweepable, sweepable_method_names
 from localpref.methods import ContrastFamily, Method
 
 #: What can be swept, and what it means.
@@ -96,8 +96,8 @@ def expand(specs: Sequence[MethodSpec], sweeps: Sequence[Sweep]) -> list[MethodS
         if name not in by_name:
             raise SettingsError(f"--sweep names {name}, which is not among the methods.")
         if not sweepable(by_name[name].decoder):
-            raise SettingsError(f"--sweep: {name} has no strength to sweep; only contrastive, "
-                                "amulet and pad have.")
+            raise SettingsError(f"--sweep: {name} has no strength to sweep; only "
+                                f"{_listed(sweepable_method_names(), 'and')} have.")
     expanded: list[MethodSpec] = []
     swept_any = False
     for spec in specs:
@@ -117,5 +117,10 @@ def expand(specs: Sequence[MethodSpec], sweeps: Sequence[Sweep]) -> list[MethodS
                                        SweepPoint(sweep.parameter, value, spec.decoder)))
     if not swept_any:
         raise SettingsError("--sweep needs a method with a strength among the methods: "
-                            "contrastive, amulet or pad.")
+                            f"{_listed(sweepable_method_names(), 'or')}.")
     return expanded
+
+
+def _listed(names: Sequence[str], conjunction: str) -> str:
+    """``"a, b and c"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"

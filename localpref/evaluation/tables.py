@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 
 from localpref.evaluation.markdown import METRICS
-from localpref.evaluation.paper import PAPER_PREFERENCES
+from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS
+from localpref.methods import METHODS
 
 #: Statistics of a generation (``row["stats"]``) tabulated like metrics.
 STAT_METRICS = ("fluency_base", "fluency_pref")
-METHOD_ORDER = ("base", "pref", "contrastive", "amulet", "pad")
+#: Columns in the order the library lists its methods; beam searches come after, then others.
+METHOD_ORDER = tuple(METHODS)
 
 
 def bootstrap_interval(
@@ -148,6 +150,13 @@ class Tables:
     decoding: list[str]
     sweeps: dict[str, tuple[str, float]] = field(default_factory=dict)
     """Variant label -> (swept parameter, value), for the rows of a ``--sweep``."""
+
+    def scored_groups(self) -> list[tuple[str, str, str, int]]:
+        """``(dataset, preference, metric, direction)`` of every group whose preference has an
+        automatic score (``paper.PREFERENCE_METRICS``; direction +1: higher is better), in
+        table order."""
+        return [(dataset, preference, *PREFERENCE_METRICS[preference])
+                for dataset, preference in self.groups if preference in PREFERENCE_METRICS]
 
 
 def _decoding(key: dict[str, Any]) -> str:
