@@ -3,9 +3,11 @@ best setting within the fluency budget. The bundled model decodes every answer, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -22,8 +24,9 @@ from localpref.evaluation import (
 )
 from localpref.evaluation.records import read_rows
 from localpref.evaluation.report import SPEED_HEADING
+from localpref.evaluation.specs import sweepable_method_names
 from localpref.evaluation.sweep import expand, parse_sweep
-from localpref.methods import PAD, Amulet, Pref
+from localpref.methods import METHODS, PAD, Amulet, Contrastive, Pref
 
 PROMPTS = [
     {"index": 0, "question": "How can you ensure proper nutrition for a housecat? "},
@@ -92,6 +95,26 @@ def test_sweeps_that_cannot_apply_are_refused() -> None:
         expand(method_specs(["amulet"]), [parse_sweep("pad.strength=1")])
     with pytest.raises(SettingsError, match="does not fit amulet"):
         expand(method_specs(["amulet"]), [parse_sweep("strength=-1")])
+
+
+@dataclasses.dataclass(frozen=True)
+class Louder(Contrastive):
+    """A method the library does not have: the sweep must take it up from ``METHODS`` alone."""
+
+    name: ClassVar[str] = "louder"
+
+
+def test_a_new_two_lane_method_is_swept_and_named_without_touching_the_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(METHODS, "louder", Louder)
+    assert sweepable_method_names() == ["contrastive", "amulet", "pad", "louder"]
+    specs = expand(method_specs(["base", "louder"]), [parse_sweep("strength=0.5,3")])
+    assert [(s.name, s.strength) for s in specs] == [
+        ("base", None), ("louder", 0.5), ("louder", 3.0)]
+    assert specs[1].decoder == Louder(ratio=0.5) and specs[1].sweep.unswept == Louder()
+    with pytest.raises(SettingsError, match="contrastive, amulet, pad or louder"):
+        expand(method_specs(["base"]), [parse_sweep("strength=1")])
 
 
 @pytest.mark.parametrize("sweep", ["foo=1", "strength=abc", "pref.strength=1"])
