@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from localpref.decoding import Generation
+from localpref.decoding import Generation, Result
 from localpref.errors import LocalprefError
 
 Event = tuple[str, Any]
@@ -34,6 +34,8 @@ class GenerationJob:
         self._on_end = on_end
         self._cancelled = threading.Event()
         self._generation: Generation | None = None
+        #: the generation's result once it has ended (None if it never started)
+        self.result: Result | None = None
         self._thread = threading.Thread(target=self._work, name="localpref-request", daemon=True)
 
     def begin(self) -> None:
@@ -77,6 +79,7 @@ class GenerationJob:
         finally:
             if generation is not None:
                 generation.close()
+                self.result = generation.result
             if self._on_end is not None:
                 self._on_end(self)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from dataclasses import dataclass, field
 
 from localpref.api import Model
+from localpref.decoding import Result
 from localpref.server.jobs import GenerationJob
 
 
@@ -21,6 +23,9 @@ class ServerState:
     model: Model | None = None
     closing: bool = False
     jobs: set[GenerationJob] = field(default_factory=set)
+    #: the results of the last generations that ended, newest last (for inspection)
+    finished: collections.deque[Result] = field(
+        default_factory=lambda: collections.deque(maxlen=32))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -38,6 +43,8 @@ class ServerState:
     def remove(self, job: GenerationJob) -> None:
         with self._lock:
             self.jobs.discard(job)
+            if job.result is not None:
+                self.finished.append(job.result)
 
     def shutdown(self) -> None:
         """Refuse new requests and cancel those in flight."""
