@@ -30,11 +30,13 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(model: Model, **settings: Any) -> Iterator[RunningServer]:
-    """A real uvicorn server for ``model`` on a free port of 127.0.0.1, stopped afterwards."""
+def running_server(model: Model | None, **settings: Any) -> Iterator[RunningServer]:
+    """A real uvicorn server for ``model`` (None: still loading) on a free port of
+    127.0.0.1, stopped afterwards."""
     sock = bind_socket("127.0.0.1", 0)
     state = ServerState()
-    state.set_model(model, MODEL_ID)
+    if model is not None:
+        state.set_model(model, MODEL_ID)
     server = make_server(sock, state, ServeSettings(port=0, **settings))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -8,10 +8,10 @@ import time
 
 import openai
 import pytest
+from server_helpers import MODEL_ID, running_server
 
 from localpref.methods import Contrastive, recommended_method
 from localpref.presets import PRESETS
-from tests.server_helpers import MODEL_ID, running_server
 
 PROMPT = "How do I keep basil alive?"
 TOKENS = 10
