@@ -133,7 +133,9 @@ def serve(settings: ServeSettings, load: Callable[[], tuple[Model, str]]) -> int
         server.run(sockets=[sock])
     finally:
         state.shutdown()
-        thread.join()
+        # A load still running (a download, a file that blocks) is not waited for: the thread
+        # closes the model itself if it ever finishes, and dies with the process otherwise.
+        thread.join(timeout=0 if state.model is None else None)
         state.wait_for_jobs()
         if state.model is not None:
             state.model.close()
