@@ -21,9 +21,11 @@ LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v1)$")
 SERVING = re.compile(r"^localpref: serving smollm2-135m-instruct at (http://127\.0\.0\.1:(\d+)/v1)$")
 
 
-def start(*flags: str) -> subprocess.Popen:
+def start(*flags: str, api_key: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LOCALPREF_API_KEY", None)
+    if api_key is not None:
+        env["LOCALPREF_API_KEY"] = api_key
     return subprocess.Popen([sys.executable, "-m", "localpref.cli", "serve", "--port", "0",
                              "--parallel", "1", *flags], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -76,7 +78,7 @@ def test_health_is_503_while_the_model_loads(tmp_path: Path, ending: str) -> Non
 
 
 def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
-    process = start()
+    process = start(api_key="from-the-environment")
     try:
         listening_url(process)
         line = process.stdout.readline().rstrip("\n")
@@ -85,11 +87,13 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
         url, port = match.group(1), int(match.group(2))
         health = request(url.removesuffix("/v1"), "GET", "/health")
         assert (health.status, health.json()) == (200, {"status": "ok"})
+        assert request(url, "GET", "/models").status == 401  # LOCALPREF_API_KEY is the key
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         connection.request("POST", "/v1/chat/completions", body=json.dumps({
             "model": "smollm2-135m-instruct:amulet:verbose", "stream": True, "max_tokens": 500,
             "messages": [{"role": "user", "content": "Write a long story about a fox."}]}),
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Bearer from-the-environment"})
         response = connection.getresponse()
         assert response.status == 200
         assert response.getheader("content-type").startswith("text/event-stream")
