@@ -54,6 +54,7 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"n": 2}, "Only n = 1 is supported"),
     (MODEL_ID, {"presence_penalty": 0.5}, "presence_penalty is not supported"),
     (MODEL_ID, {"frequency_penalty": 1}, "frequency_penalty is not supported"),
+    (MODEL_ID, {"messages": [{"role": "user", "content": "basil " * 3000}]}, "The prompt is"),
     (MODEL_ID, {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "x"}}]}]}, "Only text content parts"),
 ])
