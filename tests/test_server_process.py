@@ -121,3 +121,29 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize(("flags", "sentence"), [
+    (["--parallel", "0"], "--parallel must be 1 or more (got 0)."),
+    (["--port", "70000"], "--port must be between 0 and 65535 (got 70000)."),
+    (["--threads", "0"], "--threads must be 1 or more (got 0)."),
+])
+def test_bad_flags_exit_2_with_one_sentence(capsys, flags, sentence) -> None:
+    from localpref.cli import main
+
+    assert main(["serve", *flags]) == 2
+    assert capsys.readouterr().err == f"localpref: {sentence}\n"
+
+
+def test_a_port_in_use_exits_2_with_one_sentence(capsys) -> None:
+    import socket
+
+    from localpref.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (
+        f"localpref: Cannot listen on 127.0.0.1:{port}: Address already in use.\n")

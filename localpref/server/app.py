@@ -16,7 +16,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from localpref.errors import LocalprefError
 from localpref.server import completions
-from localpref.server.errors import ApiError, from_library, install_error_handlers, unavailable
+from localpref.server.errors import (
+    RETRY_AFTER_SECONDS,
+    from_library,
+    install_error_handlers,
+    unavailable,
+)
 from localpref.server.guards import ApiKeyCheck, BodyLimit, HostCheck
 from localpref.server.ids import listed_ids
 from localpref.server.jobs import Event, GenerationJob
@@ -63,7 +68,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             return JSONResponse({"status": "ok"})
         status = "closing" if state.closing else "loading"
         return JSONResponse({"status": status}, status_code=503,
-                            headers={"Retry-After": "2"})
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -109,12 +114,14 @@ def create_app(state: ServerState, *, api_key: str | None = None,
 async def next_event(job: GenerationJob, request: Request) -> Event:
     """The job's next event; a client that went away meanwhile cancels the job."""
     getter = asyncio.ensure_future(job.events.get())
-    while True:
-        done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL_SECONDS)
-        if done:
-            return getter.result()
-        if not job.cancelled and await request.is_disconnected():
+    try:
+        while True:
+            done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return getter.result()
+            if not job.cancelled and await request.is_disconnected():
+                job.cancel()
+    finally:
+        if not getter.done():  # this handler was cancelled: so is the job
+            getter.cancel()
             job.cancel()
-
-
-__all__ = ["ApiError", "create_app"]

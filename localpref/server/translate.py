@@ -72,7 +72,7 @@ def generation_args(request: ChatCompletionRequest, served_id: str, model: Model
     steering = parse_model_id(request.model, served_id)
     options = request.localpref
     if request.n not in (None, 1):
-        raise SettingsError(f"Only n = 1 is supported (got {request.n}).", )
+        raise SettingsError(f"Only n = 1 is supported (got {request.n}).")
     for name in ("presence_penalty", "frequency_penalty"):
         value = getattr(request, name)
         if value not in (None, 0):
