@@ -4,7 +4,7 @@ Both servers run as child processes on 127.0.0.1 with the same GGUF, the same ll
 threads and the same window per request: ``localpref serve --parallel 4`` and
 ``python -m localpref.server.baseline`` (``llama_cpp.server`` with the same model parameters as
 localpref's engine). For 1, 2 and 4 concurrent streaming clients (each sending the same
-greedy request) it measures:
+greedy request, numbered so that no prompt repeats) it measures:
 
 - ``tokens_per_s``: the tokens all clients received / the wall time from the first request
   sent to the last stream ended (aggregate throughput, prefill included);
@@ -19,6 +19,7 @@ the ``usage`` the server reports, else one per streamed piece. Nothing here asse
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import re
@@ -79,13 +80,18 @@ class StreamTiming:
     tokens: int
 
 
-def stream_once(port: int, model: str, settings: ServerBenchSettings) -> StreamTiming:
-    """One streamed greedy request: time to first text piece, and tokens received."""
+def stream_once(port: int, model: str, settings: ServerBenchSettings,
+                number: int = 0) -> StreamTiming:
+    """One streamed greedy request: time to first text piece, and tokens received.
+
+    Each request's user message starts with its own ``number``, so that no server answers
+    from a cache of the same prompt (llama-cpp-python's keeps the last prompt's KV cache).
+    """
     body = json.dumps({
         "model": model, "stream": True, "max_tokens": settings.max_tokens, "temperature": 0,
         "stream_options": {"include_usage": True},
         "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                     {"role": "user", "content": settings.prompt}],
+                     {"role": "user", "content": f"({number}) {settings.prompt}"}],
     })
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     started = time.perf_counter()
@@ -116,14 +122,18 @@ def stream_once(port: int, model: str, settings: ServerBenchSettings) -> StreamT
     return StreamTiming(first, usage if usage is not None else pieces)
 
 
+_request_numbers = itertools.count(1)
+
+
 def measure(target: Target, clients: int, settings: ServerBenchSettings
             ) -> tuple[float, list[float], int]:
     """``clients`` concurrent streams: (wall seconds, TTFTs, tokens)."""
     timings: list[StreamTiming | BaseException] = [None] * clients  # type: ignore[list-item]
+    numbers = [next(_request_numbers) for _ in range(clients)]
 
     def client(index: int) -> None:
         try:
-            timings[index] = stream_once(target.port, target.model, settings)
+            timings[index] = stream_once(target.port, target.model, settings, numbers[index])
         except BaseException as error:  # noqa: BLE001 - reported below
             timings[index] = error
 
