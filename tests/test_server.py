@@ -191,3 +191,19 @@ def test_a_stream_closed_by_the_client_frees_its_lanes(client, server, model) ->
     lanes = [model.context.open_lane() for _ in range(model.context.max_lanes)]
     for lane in lanes:
         model.context.close_lane(lane)
+
+
+def test_a_client_gone_before_a_whole_answer_cancels_it(server, model) -> None:
+    import json
+    import socket
+
+    body = json.dumps({"model": f"{MODEL_ID}:amulet:verbose", "max_tokens": 400,
+                       "messages": user("Write a long story about a fox.")}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as connection:
+        connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: "
+                           + str(len(body)).encode() + b"\r\n\r\n" + body)
+        _wait_for(lambda: server.state.jobs)  # the generation has started
+    _wait_for(lambda: not server.state.jobs)
+    gone = server.state.finished[-1]
+    assert gone.stats["stop_reason"] == "cancelled" and len(gone.tokens) < 400
