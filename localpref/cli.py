@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "localpref.commands.models",
     "localpref.commands.evaluate",
     "localpref.commands.bench",
+    "localpref.commands.serve",
     "localpref.commands.doctor",
 )
 

@@ -59,6 +59,11 @@ def add_parser(subparsers: Any) -> None:
         help="instead: time every piece of a decoding step for each of --methods (where the "
         "time that is not llama_decode goes)",
     )
+    parser.add_argument(
+        "--server", action="store_true",
+        help="instead: localpref serve (Base, Amulet) against llama-cpp-python's own server "
+        "(Base) with 1, 2 and 4 concurrent streaming clients: tokens/s and time to first token",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_bench_command)
@@ -66,6 +71,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Parse, load the model, run every measurement, print the table or the JSON."""
+    if args.server:
+        from localpref.server.bench import run_server_bench_command
+
+        return run_server_bench_command(args)
     from localpref.bench import (
         BenchSettings,
         format_profile,

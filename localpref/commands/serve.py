@@ -1,0 +1,68 @@
+"""``localpref serve``: an OpenAI-compatible server where every request carries its own
+preference (docs/server.md). The web stack is imported only when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from localpref.commands.options import add_model_options
+from localpref.errors import SettingsError
+
+API_KEY_ENV = "LOCALPREF_API_KEY"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the model over an OpenAI-compatible HTTP API",
+        description="Serve the model at http://HOST:PORT/v1 (chat completions, models, health). "
+        "Model ids: ID (plain decoding), ID:PRESET (the recommended steering toward it), "
+        "ID:METHOD:PRESET (that method with the papers' settings); a 'localpref' object in the "
+        "body overrides them. Ctrl-C or SIGTERM stops it.",
+    )
+    add_model_options(parser)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    parser.add_argument("--parallel", type=int, default=4, metavar="N",
+                        help="requests decoded at once (default 4; the context gets the lanes "
+                        "N two-lane requests need)")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
+    parser.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
+                        help="send CORS headers for this origin (repeatable; default: none)")
+    parser.add_argument("--ctx", type=int, default=None, metavar="N",
+                        help="tokens of one conversation's window (default: the model's, "
+                        "at most 2048)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads (default: the cores this process may use)")
+    parser.set_defaults(func=run_serve_command)
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    """Check the flags, then bind, load and serve until Ctrl-C or SIGTERM."""
+    if args.parallel < 1:
+        raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
+    if not 0 <= args.port <= 65535:
+        raise SettingsError(f"--port must be between 0 and 65535 (got {args.port}).")
+    if args.threads is not None and args.threads < 1:
+        raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
+    if args.ctx is not None and args.ctx < 16:
+        raise SettingsError(f"--ctx must be 16 or more (got {args.ctx}).")
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    from localpref.server.run import ServeSettings, serve
+
+    settings = ServeSettings(host=args.host, port=args.port, api_key=api_key,
+                             cors_origins=tuple(args.cors_origin or ()))
+
+    def load() -> tuple[Any, str]:
+        from localpref.api import load as load_model
+        from localpref.server.ids import served_model_id
+
+        model = load_model(args.model, n_gpu_layers=args.gpu_layers, n_ctx=args.ctx,
+                           max_lanes=2 * args.parallel, n_threads=args.threads)
+        return model, served_model_id(args.model, model.path)
+
+    return serve(settings, load)

@@ -1,0 +1,19 @@
+"""``localpref serve``: an OpenAI-compatible HTTP front end where each request carries its own
+preference (docs/server.md).
+
+This package imports FastAPI and uvicorn, so nothing in the library imports it: only the
+``serve`` command (lazily) and the tests do. Its parts, one job each:
+
+- ``ids``: served model ids (``ID``, ``ID:PRESET``, ``ID:METHOD:PRESET``) and their parsing;
+- ``schemas``: the pydantic request models of the endpoints;
+- ``translate``: a request into the keyword arguments of ``Model.stream``;
+- ``completions``: the OpenAI response and chunk objects built from a result;
+- ``jobs``: one generation run in a worker thread, its pieces fed to an asyncio queue;
+- ``streaming``: Server-Sent Events framing of a job;
+- ``errors``: OpenAI-shaped errors for every failure, FastAPI's own included;
+- ``guards``: ASGI middleware for the Host check, the API key and the body size limit;
+- ``state``: what the running server holds (the model once loaded, the jobs in flight);
+- ``app``: the FastAPI application;
+- ``run``: binding, loading, uvicorn, and shutting down on Ctrl-C or SIGTERM;
+- ``bench``: ``localpref bench --server`` against llama-cpp-python's own server.
+"""

@@ -1,0 +1,127 @@
+"""The FastAPI application: ``/health``, ``/v1/models`` and ``/v1/chat/completions``.
+
+A thin front end: each request becomes one ``Model.stream`` call run by a ``GenerationJob``;
+the library decides how requests share the model (one at a time under its lock, or batched by
+its scheduler) and checks every value. The contract is in docs/server.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.middleware.cors import CORSMiddleware
+
+from localpref.errors import LocalprefError
+from localpref.server import completions
+from localpref.server.errors import (
+    RETRY_AFTER_SECONDS,
+    from_library,
+    install_error_handlers,
+    unavailable,
+)
+from localpref.server.guards import ApiKeyCheck, BodyLimit, HostCheck
+from localpref.server.ids import listed_ids
+from localpref.server.jobs import Event, GenerationJob
+from localpref.server.schemas import ChatCompletionRequest
+from localpref.server.state import ServerState
+from localpref.server.streaming import sse_events
+from localpref.server.translate import generation_args
+
+#: How often a waiting non-streamed request checks that its client is still there (seconds).
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+def create_app(state: ServerState, *, api_key: str | None = None,
+               cors_origins: tuple[str, ...] = (), check_host: bool = True) -> FastAPI:
+    """The application serving ``state``'s model. ``check_host``: refuse non-loopback Host
+    headers (set when bound to a loopback address); CORS headers only for ``cors_origins``."""
+    app = FastAPI(title="localpref", docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+
+    @app.exception_handler(LocalprefError)
+    async def _library_error(request: Request, error: LocalprefError) -> JSONResponse:
+        return from_library(error).response()
+
+    app.add_middleware(BodyLimit)
+    if api_key:
+        app.add_middleware(ApiKeyCheck, key=api_key)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"])
+    if check_host:
+        app.add_middleware(HostCheck)
+
+    def served() -> tuple[Any, str]:
+        if state.closing:
+            raise unavailable("The server is shutting down.", "shutting_down")
+        if not state.ready:
+            raise unavailable("The model is still loading; try again in a moment.",
+                              "model_loading")
+        return state.model, state.model_id
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if state.ready and not state.closing:
+            return JSONResponse({"status": "ok"})
+        status = "closing" if state.closing else "loading"
+        return JSONResponse({"status": status}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        _, model_id = served()
+        created = completions.now()
+        return {"object": "list", "data": [
+            {"id": ident, "object": "model", "created": created, "owned_by": "localpref"}
+            for ident in listed_ids(model_id)
+        ]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        model, model_id = served()
+        args = generation_args(body, model_id, model)
+        loop = asyncio.get_running_loop()
+        job = GenerationJob(lambda: model.stream(args.messages, **args.kwargs), loop,
+                            on_end=state.remove)
+        state.add(job)
+        job.begin()
+        first = await next_event(job, request)
+        if first[0] == "error":
+            raise from_library(first[1])
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(
+                sse_events(job, first, model=body.model, avoid=args.avoid,
+                           include_usage=include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        event = first
+        while event[0] == "piece":
+            event = await next_event(job, request)
+        if event[0] == "error":
+            raise from_library(event[1])
+        return completions.completion(event[1], model=body.model, avoid=args.avoid,
+                                      ident=completions.completion_id(),
+                                      created=completions.now())
+
+    return app
+
+
+async def next_event(job: GenerationJob, request: Request) -> Event:
+    """The job's next event; a client that went away meanwhile cancels the job."""
+    getter = asyncio.ensure_future(job.events.get())
+    try:
+        while True:
+            done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return getter.result()
+            if not job.cancelled and await request.is_disconnected():
+                job.cancel()
+    finally:
+        if not getter.done():  # this handler was cancelled: so is the job
+            getter.cancel()
+            job.cancel()

@@ -1,0 +1,113 @@
+"""OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}`` for every failure.
+
+The library's ``LocalprefError`` sentences become 400s (``BusyError`` a 503 with
+``Retry-After``, an unknown model id a 404); FastAPI's 422 validation errors become 400s and its
+own 404 and 405 take the same shape. An unexpected exception is a 500 whose message names no
+internals: its traceback goes to the server's log, never to the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from localpref.errors import BusyError, LocalprefError
+from localpref.server.ids import UnknownModelError
+
+#: Seconds a client is told to wait before trying again (loading, or a full queue).
+RETRY_AFTER_SECONDS = 2
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+          405: "invalid_request_error", 413: "invalid_request_error", 503: "server_error"}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, one sentence, and the OpenAI fields."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, code=self.code, param=self.param)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def error_body(status: int, message: str, *, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """The JSON of an error answer."""
+    return {"error": {"message": message, "type": _TYPES.get(status, "server_error"),
+                      "param": param, "code": code}}
+
+
+def unavailable(message: str, code: str) -> ApiError:
+    """A 503 with ``Retry-After``."""
+    return ApiError(503, message, code=code, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def from_library(error: Exception) -> ApiError:
+    """The answer to an exception raised while preparing or running a generation."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, UnknownModelError):
+        return ApiError(404, str(error), code="model_not_found", param="model")
+    if isinstance(error, BusyError):
+        return unavailable(str(error), "queue_full")
+    if isinstance(error, LocalprefError):
+        return ApiError(400, str(error), code="invalid_value")
+    return ApiError(500, "The server failed while generating; see its log.", code="internal_error")
+
+
+def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
+    """The first validation problem as one sentence, and the field it is about."""
+    problems = error.errors()
+    if not problems:
+        return "The request body is not valid.", None
+    first = problems[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON.", None
+    text = str(first.get("msg", "is not valid"))
+    return (f"{param}: {text}." if param else f"{text}.").replace("..", "."), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Give every error FastAPI or the library raises the OpenAI shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        message, param = validation_message(error)
+        return ApiError(400, message, code="invalid_request", param=param).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            message = f"There is no route {request.method} {request.url.path}."
+            code = "not_found"
+        elif error.status_code == 405:
+            message = f"{request.url.path} does not accept {request.method}."
+            code = "method_not_allowed"
+        else:
+            message, code = str(error.detail), None
+        return ApiError(error.status_code, message, code=code,
+                        headers=dict(error.headers or {})).response()
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, error: Exception) -> JSONResponse:
+        return from_library(error).response()

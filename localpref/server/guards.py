@@ -1,0 +1,139 @@
+"""ASGI middleware that refuses a request before it reaches a route.
+
+- ``HostCheck``: bound to a loopback address, the server answers only requests whose ``Host``
+  header names a loopback host, so a web page on another site cannot reach it through DNS
+  rebinding (its requests carry the attacker's host name).
+- ``ApiKeyCheck``: with a key set, every route but ``/health`` needs ``Authorization: Bearer
+  KEY`` (compared in constant time).
+- ``BodyLimit``: a body over ``MAX_BODY_BYTES`` (1 MiB) is a 413, declared or streamed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from typing import Any
+
+from localpref.server.errors import ApiError
+
+MAX_BODY_BYTES = 1 << 20
+
+Scope = dict[str, Any]
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (``localhost`` included)."""
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header, without its port (``[::1]:8765`` -> ``::1``)."""
+    header = header.strip()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _refuse(send: Any, error: ApiError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HostCheck:
+    """Refuse (400) requests whose Host header is not a loopback name."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = _header(scope, b"host")
+            if host is None or not is_loopback_host(host_name(host)):
+                await _refuse(send, ApiError(
+                    400, f"The Host header {host!r} is not a loopback name; this server only "
+                    "answers requests addressed to localhost.", code="invalid_host"))
+                return
+        await self.app(scope, receive, send)
+
+
+class ApiKeyCheck:
+    """Refuse (401) requests without the right ``Authorization: Bearer KEY``."""
+
+    def __init__(self, app: Any, key: str, open_paths: tuple[str, ...] = ("/health",)) -> None:
+        self.app = app
+        self.expected = f"Bearer {key}".encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if (scope["type"] == "http" and scope.get("method") != "OPTIONS"
+                and scope.get("path") not in self.open_paths):
+            given = (_header(scope, b"authorization") or "").encode("latin-1")
+            if not hmac.compare_digest(given, self.expected):
+                message = ("The API key is wrong." if given else
+                           "This server needs an API key: send 'Authorization: Bearer KEY'.")
+                await _refuse(send, ApiError(401, message, code="invalid_api_key",
+                                             headers={"WWW-Authenticate": "Bearer"}))
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse (413) bodies over ``limit`` bytes, whether declared or streamed."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, f"The request body is over {self.limit // 1024} KiB.",
+                        code="request_too_large")
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
+            await _refuse(send, self._too_large())
+            return
+        # Read the body (at most the limit) before the app sees it, then replay it.
+        messages = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await _refuse(send, self._too_large())
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def replayed() -> Any:
+            for message in replay:
+                return message
+            return await receive()
+
+        await self.app(scope, replayed, send)

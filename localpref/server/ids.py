@@ -1,0 +1,86 @@
+"""Model ids the server answers to, and what a requested id asks for.
+
+The served model's id is its catalog name when it has one (the bundled model:
+``smollm2-135m-instruct``), else the GGUF's file stem. A request names:
+
+- ``ID``: plain decoding (unless the body's ``localpref`` object says otherwise);
+- ``ID:PRESET``: the recommended steering toward that preference;
+- ``ID:METHOD:PRESET``: that method with the papers' settings.
+
+PRESET may be a built-in name or URL-encoded free text (``ID:explain%20like%20I%27m%205``).
+A requested id is only ever compared with the served id: it never names a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from localpref.catalog import load_catalog
+from localpref.errors import LocalprefError, SettingsError
+from localpref.models import (
+    BUNDLED_MODEL_NAME,
+    bundled_model_path,
+    parse_model_spec,
+    pattern_matches,
+)
+from localpref.presets import PRESETS
+
+
+class UnknownModelError(LocalprefError):
+    """A request named a model id this server does not serve (a 404)."""
+
+
+@dataclass(frozen=True)
+class RequestedSteering:
+    """What a model id asks for: a method name (None: recommended) and a preference."""
+
+    method: str | None = None
+    preference: str | None = None
+
+
+def served_model_id(spec: str | None, path: Path) -> str:
+    """The id of the model loaded from ``--model spec`` (resolved to ``path``)."""
+    parsed = parse_model_spec(spec)
+    if parsed.kind == "bundled":
+        return BUNDLED_MODEL_NAME
+    if parsed.entry is not None:
+        return parsed.entry.name
+    try:
+        if path.resolve() == bundled_model_path().resolve():
+            return BUNDLED_MODEL_NAME
+    except LocalprefError:
+        pass
+    if parsed.kind == "hub":
+        for entry in load_catalog():
+            if entry.repo == parsed.repo and pattern_matches(path.name, entry.file):
+                return entry.name
+    return path.stem
+
+
+def listed_ids(served_id: str) -> list[str]:
+    """Every id ``/v1/models`` lists: the model, then ``ID:PRESET`` for each built-in preset."""
+    return [served_id, *(f"{served_id}:{name}" for name in PRESETS)]
+
+
+def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
+    """What ``requested`` asks of the served model; ``UnknownModelError`` for another model,
+    ``SettingsError`` for an empty preference or method."""
+    if requested == served_id:
+        return RequestedSteering()
+    prefix = served_id + ":"
+    if not requested.startswith(prefix):
+        raise UnknownModelError(f"The model '{requested}' does not exist; this server serves "
+                                f"'{served_id}' (see /v1/models).")
+    rest = requested[len(prefix):]
+    method: str | None = None
+    if ":" in rest:
+        method, rest = rest.split(":", 1)
+        method = unquote(method)
+        if not method.strip():
+            raise SettingsError(f"The model id '{requested}' has an empty method.")
+    preference = unquote(rest)
+    if not preference.strip():
+        raise SettingsError(f"The model id '{requested}' has an empty preference.")
+    return RequestedSteering(method=method, preference=preference)

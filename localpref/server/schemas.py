@@ -1,0 +1,66 @@
+"""Pydantic models of the request bodies: the OpenAI chat-completions fields the server reads.
+
+Unknown fields are ignored (clients send many); a field of the wrong type is a 400 with the
+field's name. Values in range are checked by the library, which says what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Lenient):
+    """One part of a message's content; only ``text`` parts are read."""
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(_Lenient):
+    """A message: ``developer`` is treated as ``system``; content is text or text parts."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class LocalprefOptions(_Lenient):
+    """The ``localpref`` extension object: each field overrides the model id's."""
+
+    preference: str | list[str] | None = None
+    avoid: str | list[str] | None = None
+    method: str | None = None
+    strength: float | None = None
+    tau: float | None = None
+    kl_budget: float | None = None
+
+
+class ChatCompletionRequest(_Lenient):
+    """``POST /v1/chat/completions``."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    localpref: LocalprefOptions | None = None

@@ -1,0 +1,55 @@
+"""Server-Sent Events for a streaming chat completion.
+
+``data: {chunk}\\n\\n`` frames: the first delta carries the role, then content pieces, the last
+chunk the ``finish_reason`` (and the ``localpref`` extension); with
+``stream_options.include_usage`` a chunk with ``choices: []`` and ``usage``; then
+``data: [DONE]``. An error after the stream began is sent as ``data: {"error": {...}}`` then
+``[DONE]``. When the client goes away the generator is cancelled by Starlette, and the job is
+cancelled with it: the generation ends at its next step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from localpref.server import completions
+from localpref.server.errors import from_library
+from localpref.server.jobs import Event, GenerationJob
+
+DONE = b"data: [DONE]\n\n"
+
+
+def frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any,
+                     include_usage: bool) -> AsyncIterator[bytes]:
+    """The frames of one streamed completion; ``first`` is the job's first event, already read
+    (so that an error before any text is an HTTP error status instead)."""
+    ident, created = completions.completion_id(), completions.now()
+    common = {"model": model, "ident": ident, "created": created}
+    event = first
+    try:
+        yield frame(completions.chunk(**common, delta={"role": "assistant", "content": ""}))
+        while True:
+            kind, value = event
+            if kind == "piece":
+                yield frame(completions.chunk(**common, delta={"content": value}))
+            elif kind == "done":
+                yield frame(completions.chunk(
+                    **common, finish=completions.finish_reason(value),
+                    localpref=completions.localpref_extension(value, avoid)))
+                if include_usage:
+                    yield frame(completions.chunk(**common, choices=False,
+                                                  usage=completions.usage(value)))
+                break
+            else:
+                yield frame(from_library(value).body())
+                break
+            event = await job.events.get()
+        yield DONE
+    finally:
+        job.cancel()  # the client went away (or the stream ended): end the generation

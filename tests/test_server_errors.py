@@ -1,0 +1,144 @@
+"""Every error of `localpref serve` is OpenAI-shaped, with its status: 400 (FastAPI's 422
+included), 401, 404, 413, 503 with Retry-After; and the safety defaults (API key, Host check,
+no CORS unless asked)."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from server_helpers import MODEL_ID, assert_error_shape, request, running_server
+
+CHAT = "/chat/completions"
+
+
+def body(**fields):
+    return {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+            **fields}
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with running_server(model) as running:
+        yield running
+
+
+@pytest.mark.parametrize(("fields", "param", "words"), [
+    ({"messages": None}, "messages", "valid list"),
+    ({"max_tokens": "many"}, "max_tokens", "valid integer"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role", "'system'"),
+    ({"stream": "perhaps"}, "stream", "valid boolean"),
+])
+def test_validation_errors_are_400_not_422(server, fields, param, words) -> None:
+    error = assert_error_shape(request(server.url, "POST", CHAT, body=body(**fields)), 400)
+    assert error["param"] == param and words in error["message"]
+    assert error["type"] == "invalid_request_error"
+
+
+def test_missing_field_and_bad_json_are_400(server) -> None:
+    error = assert_error_shape(request(server.url, "POST", CHAT, body={"model": MODEL_ID}), 400)
+    assert error["param"] == "messages" and "required" in error["message"].lower()
+    error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"{not json",
+                                       headers={"Content-Type": "application/json"}), 400)
+    assert error["message"] == "The request body is not valid JSON."
+
+
+@pytest.mark.parametrize(("model_id", "fields", "sentence"), [
+    (f"{MODEL_ID}:nomethod:concise", {}, "Unknown method 'nomethod'"),
+    (f"{MODEL_ID}:", {}, "empty preference"),
+    (f"{MODEL_ID}:amulet:%20", {}, "empty preference"),
+    (f"{MODEL_ID}::concise", {}, "empty method"),
+    (MODEL_ID, {"localpref": {"preference": "  "}}, "A preference must be a non-empty text"),
+    (MODEL_ID, {"localpref": {"preference": "concise", "tau": 1.5}}, "Tau must be in [0, 1)"),
+    (MODEL_ID, {"temperature": -1}, "Temperature must be 0 or more"),
+    (MODEL_ID, {"max_tokens": 0}, "Max tokens must be a whole number"),
+    (MODEL_ID, {"n": 2}, "Only n = 1 is supported"),
+    (MODEL_ID, {"presence_penalty": 0.5}, "presence_penalty is not supported"),
+    (MODEL_ID, {"frequency_penalty": 1}, "frequency_penalty is not supported"),
+    (MODEL_ID, {"messages": [{"role": "user", "content": "basil " * 3000}]}, "The prompt is"),
+    (MODEL_ID, {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "x"}}]}]}, "Only text content parts"),
+])
+def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
+                                                       sentence) -> None:
+    answer = request(server.url, "POST", CHAT, body={**body(**fields), "model": model_id})
+    error = assert_error_shape(answer, 400)
+    assert sentence in error["message"]
+
+
+def test_bad_value_in_a_stream_is_an_http_error_before_the_stream(server) -> None:
+    answer = request(server.url, "POST", CHAT, body=body(stream=True, temperature=-2))
+    assert "Temperature must be 0 or more" in assert_error_shape(answer, 400)["message"]
+
+
+@pytest.mark.parametrize("model_id", ["gpt-4o", "/etc/passwd", "../smollm2-135m-instruct",
+                                      "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF"])
+def test_unknown_model_ids_are_404_and_never_a_file(server, model_id) -> None:
+    error = assert_error_shape(request(server.url, "POST", CHAT, body=body(model=model_id)), 404)
+    assert error["param"] == "model" and error["code"] == "model_not_found"
+    assert server.state.model_id == MODEL_ID
+
+
+def test_unknown_route_and_method_have_the_same_shape(server) -> None:
+    error = assert_error_shape(request(server.url, "GET", "/nothing"), 404)
+    assert error["message"] == "There is no route GET /v1/nothing."
+    assert_error_shape(request(server.url, "GET", CHAT), 405)
+
+
+def test_body_over_one_mebibyte_is_413(server) -> None:
+    big = body(messages=[{"role": "user", "content": "x" * (1 << 20)}])
+    error = assert_error_shape(request(server.url, "POST", CHAT, body=big), 413)
+    assert error["code"] == "request_too_large"
+
+
+def test_openai_sdk_raises_its_own_error_classes(server) -> None:
+    client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=f"{MODEL_ID}:nomethod:concise",
+                                       messages=[{"role": "user", "content": "x"}])
+    assert "Unknown method" in caught.value.body["message"]
+
+
+def test_host_header_must_be_a_loopback_name(server) -> None:
+    for host in ("evil.example", "evil.example:8765", "192.168.1.2", "localhost.evil.example"):
+        error = assert_error_shape(request(server.url, "GET", "/models",
+                                           headers={"Host": host}), 400)
+        assert error["code"] == "invalid_host"
+    for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}", f"[::1]:{server.port}"):
+        assert request(server.url, "GET", "/models", headers={"Host": host}).status == 200
+
+
+def test_no_cors_headers_unless_an_origin_is_named(server, model) -> None:
+    origin = {"Origin": "http://localhost:3000"}
+    plain = request(server.url, "GET", "/models", headers=origin)
+    assert plain.status == 200 and "access-control-allow-origin" not in plain.headers
+    with running_server(model, cors_origins=("http://localhost:3000",)) as cors:
+        allowed = request(cors.url, "GET", "/models", headers=origin)
+        assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+        other = request(cors.url, "GET", "/models", headers={"Origin": "http://elsewhere"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_api_key_is_required_when_set(model) -> None:
+    with running_server(model, api_key="s3cret") as keyed:
+        missing = assert_error_shape(request(keyed.url, "GET", "/models"), 401)
+        assert missing["code"] == "invalid_api_key"
+        wrong = request(keyed.url, "POST", CHAT, body=body(),
+                        headers={"Authorization": "Bearer nope"})
+        assert assert_error_shape(wrong, 401)["message"] == "The API key is wrong."
+        assert request(keyed.url.removesuffix("/v1"), "GET", "/health").status == 200
+        client = openai.OpenAI(base_url=keyed.url, api_key="s3cret", max_retries=0)
+        assert client.models.list().data[0].id == MODEL_ID
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=keyed.url, api_key="nope", max_retries=0).models.list()
+
+
+def test_while_loading_everything_is_503_with_retry_after() -> None:
+    with running_server(None) as loading:
+        health = request(loading.url.removesuffix("/v1"), "GET", "/health")
+        assert (health.status, health.json()) == (503, {"status": "loading"})
+        for method, path, sent in (("GET", "/models", None), ("POST", CHAT, body())):
+            answer = request(loading.url, method, path, body=sent)
+            error = assert_error_shape(answer, 503)
+            assert error["code"] == "model_loading" and int(answer.headers["retry-after"]) > 0

@@ -1,0 +1,93 @@
+"""Model ids, error mapping and SSE framing of the server, without starting one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from localpref.decoding import Result
+from localpref.errors import BusyError, PromptTooLongError, SettingsError
+from localpref.server.errors import from_library
+from localpref.server.ids import (
+    RequestedSteering,
+    UnknownModelError,
+    listed_ids,
+    parse_model_id,
+    served_model_id,
+)
+from localpref.server.jobs import GenerationJob
+from localpref.server.streaming import sse_events
+
+ID = "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize(("requested", "expected"), [
+    (ID, RequestedSteering()),
+    (f"{ID}:concise", RequestedSteering(None, "concise")),
+    (f"{ID}:pad:uplifting", RequestedSteering("pad", "uplifting")),
+    (f"{ID}:amulet:be%20brief%3A%20one%20line", RequestedSteering("amulet", "be brief: one line")),
+    (f"{ID}:a%3Ab", RequestedSteering(None, "a:b")),
+])
+def test_model_ids_parse_to_a_method_and_a_preference(requested, expected) -> None:
+    assert parse_model_id(requested, ID) == expected
+
+
+@pytest.mark.parametrize(("requested", "error"), [
+    ("gpt-4o", UnknownModelError), (f"{ID}x:concise", UnknownModelError),
+    ("/etc/passwd", UnknownModelError), (f"{ID}:", SettingsError),
+    (f"{ID}:%20%20", SettingsError), (f"{ID}::concise", SettingsError),
+])
+def test_other_models_and_empty_parts_are_refused(requested, error) -> None:
+    with pytest.raises(error):
+        parse_model_id(requested, ID)
+
+
+def test_served_id_is_the_catalog_name_or_the_file_stem(bundled_path: Path,
+                                                         tmp_path: Path) -> None:
+    assert served_model_id(None, bundled_path) == ID
+    assert served_model_id(str(bundled_path), bundled_path) == ID
+    copy = tmp_path / "my-model.Q4_1.gguf"
+    shutil.copyfile(bundled_path, copy)
+    assert served_model_id(str(copy), copy) == "my-model.Q4_1"
+    assert listed_ids(ID)[:3] == [ID, f"{ID}:creative", f"{ID}:verbose"]
+
+
+def test_library_errors_map_to_statuses() -> None:
+    busy = from_library(BusyError("Too many requests are waiting."))
+    assert (busy.status, busy.code, busy.headers["Retry-After"]) == (503, "queue_full", "2")
+    assert from_library(PromptTooLongError("The prompt is 9 tokens long.")).status == 400
+    crash = from_library(RuntimeError("secret internals"))
+    assert crash.status == 500 and "secret" not in crash.message
+
+
+async def test_an_error_after_the_stream_began_is_a_data_error_then_done() -> None:
+    job = GenerationJob(lambda: None, asyncio.get_running_loop())  # never begun
+    await job.events.put(("error", SettingsError("Something went wrong.")))
+    frames = [frame async for frame in sse_events(job, ("piece", "Hel"), model=ID, avoid=None,
+                                                 include_usage=True)]
+    assert frames[-1] == b"data: [DONE]\n\n"
+    chunks = [json.loads(frame[6:]) for frame in frames[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[1]["choices"][0]["delta"] == {"content": "Hel"}
+    assert chunks[2] == {"error": {"message": "Something went wrong.", "type":
+                                   "invalid_request_error", "param": None,
+                                   "code": "invalid_value"}}
+    assert job.cancelled
+
+
+async def test_a_finished_stream_ends_with_finish_reason_usage_then_done() -> None:
+    job = GenerationJob(lambda: None, asyncio.get_running_loop())
+    result = Result(text="Hi.", tokens=[1, 2], stats={"stop_reason": "length",
+                                                      "n_prompt_tokens": 7, "method": "base"})
+    await job.events.put(("done", result))
+    frames = [frame async for frame in sse_events(job, ("piece", "Hi."), model=ID, avoid=None,
+                                                 include_usage=True)]
+    chunks = [json.loads(frame[6:]) for frame in frames[:-1]]
+    assert chunks[2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[2]["localpref"]["method"] == "base"
+    assert chunks[3]["choices"] == []
+    assert chunks[3]["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}

@@ -1,0 +1,149 @@
+"""`localpref serve` as a process: it binds before loading (/health 503), prints its one line,
+and Ctrl-C or SIGTERM ends it with code 0 after the streams in flight got their text and
+[DONE]. Also: the library never imports the web stack."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from server_helpers import request
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v1)$")
+SERVING = re.compile(r"^localpref: serving smollm2-135m-instruct at (http://127\.0\.0\.1:(\d+)/v1)$")
+
+
+def start(*flags: str, api_key: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("LOCALPREF_API_KEY", None)
+    if api_key is not None:
+        env["LOCALPREF_API_KEY"] = api_key
+    return subprocess.Popen([sys.executable, "-m", "localpref.cli", "serve", "--port", "0",
+                             "--parallel", "1", *flags], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def listening_url(process: subprocess.Popen) -> str:
+    line = process.stderr.readline().strip()
+    match = LISTENING.search(line)
+    assert match, line
+    return match.group(1)
+
+
+def test_the_library_never_imports_the_web_stack() -> None:
+    code = ("import sys, localpref, localpref.cli; localpref.cli.build_parser(); "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'localpref.server') "
+            "if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert output.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("ending", ["bad file", "ctrl-c"])
+def test_health_is_503_while_the_model_loads(tmp_path: Path, ending: str) -> None:
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)  # loading blocks on it until the test writes: a load that takes its time
+    process = start("--model", str(fifo))
+    try:
+        url = listening_url(process)
+        health = request(url.removesuffix("/v1"), "GET", "/health")
+        assert (health.status, health.json()) == (503, {"status": "loading"})
+        assert int(health.headers["retry-after"]) > 0
+        models = request(url, "GET", "/models")
+        assert models.status == 503 and models.json()["error"]["code"] == "model_loading"
+        if ending == "bad file":
+            with open(fifo, "wb") as handle:
+                handle.write(b"nope")
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 2
+            last = err.strip().splitlines()[-1]
+            assert last == f"localpref: {fifo} is not a GGUF file (bad magic)."
+        else:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0
+        assert out == "" and "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
+    process = start(api_key="from-the-environment")
+    try:
+        listening_url(process)
+        line = process.stdout.readline().rstrip("\n")
+        match = SERVING.match(line)
+        assert match, line
+        url, port = match.group(1), int(match.group(2))
+        health = request(url.removesuffix("/v1"), "GET", "/health")
+        assert (health.status, health.json()) == (200, {"status": "ok"})
+        assert request(url, "GET", "/models").status == 401  # LOCALPREF_API_KEY is the key
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        connection.request("POST", "/v1/chat/completions", body=json.dumps({
+            "model": "smollm2-135m-instruct:amulet:verbose", "stream": True, "max_tokens": 500,
+            "messages": [{"role": "user", "content": "Write a long story about a fox."}]}),
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Bearer from-the-environment"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("content-type").startswith("text/event-stream")
+        frames: list[str] = []
+        text = ""
+        while not text:  # read until the first piece of text has arrived
+            frame = response.readline().decode().strip()
+            if frame.startswith("data: {"):
+                frames.append(frame)
+                text += json.loads(frame[6:])["choices"][0]["delta"].get("content") or ""
+        process.send_signal(signal.SIGTERM)
+        rest = [line.decode().strip() for line in response]
+        frames += [line for line in rest if line]
+        assert frames[-1] == "data: [DONE]"
+        chunks = [json.loads(frame[6:]) for frame in frames[:-1]]
+        finish = chunks[-1]
+        assert finish["choices"][0]["finish_reason"] == "stop"
+        assert finish["localpref"]["stats"]["stop_reason"] == "cancelled"
+        written = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert written.startswith(text) and finish["localpref"]["stats"]["n_tokens"] < 500
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert out == "" and "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize(("flags", "sentence"), [
+    (["--parallel", "0"], "--parallel must be 1 or more (got 0)."),
+    (["--port", "70000"], "--port must be between 0 and 65535 (got 70000)."),
+    (["--threads", "0"], "--threads must be 1 or more (got 0)."),
+])
+def test_bad_flags_exit_2_with_one_sentence(capsys, flags, sentence) -> None:
+    from localpref.cli import main
+
+    assert main(["serve", *flags]) == 2
+    assert capsys.readouterr().err == f"localpref: {sentence}\n"
+
+
+def test_a_port_in_use_exits_2_with_one_sentence(capsys) -> None:
+    import socket
+
+    from localpref.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (
+        f"localpref: Cannot listen on 127.0.0.1:{port}: Address already in use.\n")
