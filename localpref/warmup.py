@@ -5,7 +5,7 @@ kernel is loaded into the process on its first call: tens of milliseconds per ke
 the first step, that lands in the first answer's ``steer_ms_per_token`` (90 ms/token on a
 four-token answer where the steady cost is 0.25 ms). ``Model`` calls ``warmup()`` when it
 loads, outside every timed region, so the first answer is timed like every other
-(docs/design.md, "One token, end to end").
+(docs/performance.md: ``steer_ms_per_token``).
 """
 
 from __future__ import annotations
