@@ -21,6 +21,7 @@ from localpref.methods import Base, Method, Sampling, resolve_method
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, PreferenceInput, preference_label
 from localpref.presets import preference_text as combine_preferences
 from localpref.prompts import Message, PromptBuilder, as_messages
+from localpref.warmup import warmup
 
 PromptInput = str | Sequence[Message]
 
@@ -61,6 +62,7 @@ class Model:
         self._backend = self._open_backend(Path(path), system_prompt)
         self._reward_backends: dict[str, _Backend] = {}
         self._lock = threading.Lock()
+        warmup()  # the kernels' load time stays out of the first answer's figures
 
     def _open_backend(self, path: Path, system_prompt: str) -> _Backend:
         loaded = LoadedModel(path, n_gpu_layers=self.n_gpu_layers)

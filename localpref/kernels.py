@@ -1115,7 +1115,8 @@ def _as_int(x, name: str) -> int:
 
 def warmup() -> None:
     """Compile (or load from Numba's cache) every kernel for float32 lanes and float64 scores,
-    so that the first generated token does not pay for compilation."""
+    so that the first generated token does not pay for compilation (``localpref.warmup``
+    runs this and ``steering.warmup`` when a model loads)."""
     z32 = np.array([0.5, -1.0, 2.0, -np.inf], dtype=np.float32)
     out = np.empty(4, dtype=np.float64)
     log_softmax_into(z32, out)
@@ -1128,11 +1129,10 @@ def warmup() -> None:
     ids = np.empty(2, dtype=np.int64)
     sc = np.empty(2, dtype=np.float64)
     pad_scores_into(z32, z32, 1.0, ids, sc)
-    greedy(out)
-    greedy(sc)
-    sample(out, 1.0, 0, 1.0, 0.0, 0.5)
-    sample(out, 0.7, 2, 0.9, 0.05, 0.5)
-    sample(out, 0.7, 0, 0.9, 0.0, 0.5)
-    sample(sc, 0.7, 0, 1.0, 0.0, 0.5)
+    for scores in (out, sc, z32):  # z32: Base and Pref draw from a lane's raw logits
+        greedy(scores)
+        sample(scores, 1.0, 0, 1.0, 0.0, 0.5)
+        sample(scores, 0.7, 2, 0.9, 0.05, 0.5)
+        sample(scores, 0.7, 0, 0.9, 0.0, 0.5)
     apply_repetition_penalty(out, np.array([0], dtype=np.int64), 1.1)
     kl_divergence(out, out)

@@ -202,3 +202,21 @@ def gather(z: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``z[ids]`` as float64 (PAD's candidates)."""
     return np.asarray(z[ids], dtype=np.float64)
 
+
+
+def warmup() -> None:
+    """Compile (or load from Numba's cache) this module's kernels for the types decoding
+    passes them: float32 lanes (llama.cpp's logits), float64 scores and PAD's float64
+    candidates, int64 ids; ``localpref.warmup.warmup`` calls it when a model loads."""
+    z32 = np.array([0.5, -1.0, 2.0, -np.inf], dtype=np.float32)
+    z64 = z32.astype(np.float64)
+    out = np.empty(4, dtype=np.float64)
+    ids = np.array([2, 0], dtype=np.int64)
+    scores = np.zeros(2, dtype=np.float64)
+    for z in (z32, z64):
+        threshold = plausibility_threshold(z, 0.5)
+        kl_budget_scale(z, z[::-1].copy(), 2.0, 0.1, threshold)
+        contrast_kl(z, z[::-1].copy(), 2.0, threshold)
+        contrast_plausible_into(z, z[::-1].copy(), 2.0, threshold, out)
+        restrict_to_plausible(z, threshold, ids, scores)
+        token_logprob(z, 1)

@@ -6,12 +6,16 @@ Answers are kept short (``max_tokens``) so the file runs in about a minute on 2 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
+from textual import events
+from textual.keys import _character_to_key
 from textual.widgets import DataTable, Input, Select, SelectionList
 from tui_helpers import SIZE, run_from_palette, until
 
+import localpref
 from localpref import cli
 from localpref.store import Store
 from tui.app import LocalprefApp
@@ -182,6 +186,121 @@ async def test_message_longer_than_the_context_is_refused_with_the_limit(model, 
                    for notice in app.notices)
         assert app.query_one(ChatInput).text == long_text  # kept for editing
         assert app.store.list_conversations() == []
+
+
+# -- typing fast, and messages that wait ---------------------------------------------------------
+
+
+def typed(text: str) -> list[events.Key]:
+    """The key events a terminal sends for ``text`` (``\n`` is Enter)."""
+    return [events.Key("enter", "\r") if ch == "\n" else events.Key(_character_to_key(ch), ch)
+            for ch in text]
+
+
+def user_messages(app: LocalprefApp) -> list[str]:
+    return [m.content for m in app.store.messages(app.conversation_id) if m.role == "user"]
+
+
+async def test_keys_typed_faster_than_the_app_reads_them_land_in_order(model, home):
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        # every key is queued before the app handles the first: Enter, Backspace and Ctrl+J
+        # must not overtake the characters typed before (or after) them
+        burst = [*typed("Why is the sky blue?\nab"), events.Key("backspace", None),
+                 *typed("c"), events.Key("ctrl+j", None), *typed("d")]
+        for key in burst:
+            app.post_message(key)
+        await until(pilot, lambda: app.conversation_id is not None and not app.busy
+                    and len(answers(app)) == 1 and app.query_one(ChatInput).text == "ac\nd")
+        assert user_messages(app) == ["Why is the sky blue?"]
+
+
+async def test_message_sent_while_the_model_loads_waits_and_goes_once_it_is_ready(
+    home, monkeypatch
+):
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 8})
+    release = threading.Event()
+    real_load = localpref.load
+
+    def held_load(*args, **kwargs):  # the real bundled model, once the test lets it load
+        release.wait(120)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(localpref, "load", held_load)
+    app = LocalprefApp()
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            await pilot.press(*"Name a color.", "enter")
+            await pilot.press(*"Name a fruit.", "enter")
+            assert app.model is None and "loading model" in app.query_one(StatusBar).plain
+            assert app.query_one(ChatInput).text == ""  # the box is free for the next one
+            views = app.query_one(ChatLog).views
+            assert [(v.text, v.header()) for v in views] == [
+                ("Name a color.", "You · waiting"), ("Name a fruit.", "You · waiting")]
+            assert user_messages(app) == ["Name a color.", "Name a fruit."]  # saved at once
+            assert app.notices.count("The model is still loading; your message is saved and "
+                                     "goes as soon as it is ready.") == 2
+        finally:
+            release.set()
+        await until(pilot, lambda: app.model is not None and not app.busy
+                    and len(answers(app)) == 2)
+        saved = app.store.messages(app.conversation_id)
+        assert [(m.role, m.status) for m in saved] == [
+            ("user", "complete"), ("assistant", "complete")] * 2
+        assert [m.content for m in saved if m.role == "user"] == ["Name a color.",
+                                                                  "Name a fruit."]
+        views = app.query_one(ChatLog).views
+        assert [(v.role, v.text) for v in views] == [(m.role, m.content) for m in saved]
+        assert all("waiting" not in v.header() for v in views)
+        assert app.chat is not None and [m["content"] for m in app.chat.messages] == [
+            m.content for m in saved]  # the model read each message once, in order
+
+
+async def test_message_sent_while_an_answer_is_written_waits_and_esc_lets_it_go(model, home):
+    seed(home, presets=["verbose"], method="pref", sampling={"max_tokens": 400})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"Write a long story about a dragon.", "enter")
+        await until(pilot, lambda: app.busy and answers(app) and answers(app)[0].text.strip())
+        await pilot.press(*"Now a short one.", "enter")
+        assert app.busy and app.query_one(ChatInput).text == ""
+        assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
+        saved = app.store.messages(app.conversation_id)
+        assert [(m.role, m.content) for m in saved][::2] == [
+            ("user", "Write a long story about a dragon."), ("user", "Now a short one.")]
+        assert any("your message is saved and goes when it ends (Esc stops it)" in notice
+                   for notice in app.notices)
+        await pilot.press("escape")  # stops the first answer; the waiting one goes
+        await until(pilot, lambda: len(answers(app)) == 2)
+        assert any("partial answer is kept" in notice for notice in app.notices)
+        assert app.query_one(ChatLog).views[2].header() == "You"  # no longer waiting
+        await pilot.press("escape")  # and stop the second (if it has not ended yet)
+        await until(pilot, lambda: not app.busy)
+        saved = app.store.messages(app.conversation_id)
+        assert [m.role for m in saved] == ["user", "assistant", "user", "assistant"]
+        assert saved[1].stats["stop_reason"] == "cancelled" and saved[1].partial
+        assert saved[2].content == "Now a short one."
+        assert [v.text for v in app.query_one(ChatLog).views] == [m.content for m in saved]
+
+
+async def test_a_waiting_message_the_model_refuses_goes_back_to_the_box(model, home):
+    seed(home, presets=["concise"], method="pref", sampling={"max_tokens": 400})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"Write a long story about a dragon.", "enter")
+        await until(pilot, lambda: app.busy)
+        long_text = "word " * (model.n_ctx + 100)
+        app.query_one(ChatInput).load_text(long_text)
+        await pilot.press("enter")
+        assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
+        await pilot.press("escape")
+        await until(pilot, lambda: not app.busy and not app._waiting)
+        assert any("Not sent" in n and str(model.n_ctx) in n for n in app.notices)
+        assert app.query_one(ChatInput).text == long_text  # kept for editing
+        assert [m.role for m in app.store.messages(app.conversation_id)] == ["user",
+                                                                             "assistant"]
+        assert len(app.query_one(ChatLog).views) == 2
 
 
 # -- compare -------------------------------------------------------------------------------------

@@ -154,9 +154,10 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
             state = app.query_one(StatusBar).facts["state"]
             assert state == "loading org/name:*.gguf after the answer being written…"
             app.query_one(ChatInput).load_text("Another question")
-            await pilot.press("enter")  # refused while switching, and the text stays
-            assert "wait until it is ready to send another message" in app.notices[-1]
-            assert app.query_one(ChatInput).text == "Another question"
+            await pilot.press("enter")  # waits for the new model
+            assert "your message is saved and goes as soon as it is ready" in app.notices[-1]
+            assert app.query_one(ChatInput).text == ""
+            assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
         finally:
             model._lock.release()
         await until(pilot, lambda: app.model is not model)
@@ -167,14 +168,17 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
         assert status.facts["model"] == app.model.name and status.facts["state"] == "ready"
         assert app.sub_title == app.model.name
 
-        # nothing in the conversation is lost, and the next answer comes from the new model
+        # nothing in the conversation is lost, and the waiting message went to the new model
+        await until(pilot, lambda: not app.busy and len(app.query_one(ChatLog).views) == 4)
         views = app.query_one(ChatLog).views
-        assert [v.role for v in views] == ["user", "assistant"] and views[1].text.strip()
+        assert [v.role for v in views] == ["user", "assistant"] * 2 and views[1].text.strip()
         assert app.chat is not None and app.chat.model is app.model
         assert app.chat.messages == [{"role": "user", "content": "Hello!"},
-                                     {"role": "assistant", "content": views[1].text}]
+                                     {"role": "assistant", "content": views[1].text},
+                                     {"role": "user", "content": "Another question"},
+                                     {"role": "assistant", "content": views[3].text}]
         await say_hello(pilot, app)
-        assert len(app.store.messages(app.conversation_id)) == 4
+        assert len(app.store.messages(app.conversation_id)) == 6
         assert app.store.get_setting("model") == str(cached)
     # the app never closes a model it was given: the session's model still works
     assert model.count_tokens([{"role": "user", "content": "Hello!"}]) > 0

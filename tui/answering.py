@@ -2,6 +2,11 @@
 
 The worker never touches a widget: it posts batched text (``AnswerProgress``) and the end
 (``AnswerDone``), and saves the answer as it grows so a killed app keeps the partial text.
+
+A message sent while the model loads or an answer is being written waits: it is saved and
+shown at once ("You · waiting") and goes to the model as soon as the model is ready or the
+answer ends (Esc stops that answer; the waiting message then goes). Messages wait in the order
+they were sent, and the history keeps each answer right after its message.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from textual import work
 import localpref
 from localpref import LocalprefError, SettingsError
 from localpref.store import COMPLETE, PARTIAL, Store, StoreError
-from tui.events import AnswerDone, AnswerProgress, Notice
+from tui.events import AnswerDone, AnswerProgress, Notice, WaitingMessage
 from tui.screens import CompareScreen, KeptAnswer
 from tui.steering import Steering
 from tui.streaming import EngineUsers, pump
@@ -30,10 +35,13 @@ class AnsweringMixin:
     conversation_id: int | None
     steering: Steering
     busy: bool
+    closing: bool
     cancel: threading.Event
     users: EngineUsers
     _answer_view: MessageView | None
     _context_used: int
+    _switching: str | None
+    _waiting: list[WaitingMessage]
     _generation: localpref.Generation | None = None  # the answer being written, if any
 
     def _ready_to_answer(self) -> dict[str, Any] | None:
@@ -56,22 +64,105 @@ class AnsweringMixin:
         return self.chat
 
     async def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
-        """Enter in the message box: save the message, then stream its answer."""
-        overrides = self._ready_to_answer()
-        if overrides is None:
-            return
+        """Enter in the message box: save the message, then stream its answer (or, while the
+        model is not free, save and show it as waiting; it goes when the model is)."""
         text = event.text.strip("\n")
-        try:
-            generation = self._chat().stream(text, **overrides)
-        except LocalprefError as error:  # too long for the context, bad settings, template
-            self.notify(f"Not sent: {error}", severity="error", title="Message refused")
+        reason = self._why_wait()
+        if reason is not None:
+            await self._wait_with(text, reason)
             return
-        event.chat_input.remember(event.text)
+        generation = self._stream_reply(text)
+        if generation is None:  # refused with a notice: the text goes back in the box
+            event.chat_input.restore(event.text)
+            return
         conversation = self._ensure_conversation(text)
-        log = self.query_one(ChatLog)
         user_id = self._store_message(conversation, "user", text)
-        await log.add(MessageView("user", text, message_id=user_id))
+        await self.query_one(ChatLog).add(MessageView("user", text, message_id=user_id))
         await self._start_answer(generation, conversation)
+
+    def _why_wait(self) -> str | None:
+        """Why a message sent now has to wait (None: it can go at once)."""
+        if self.model is None:
+            return "loading"
+        if self._switching is not None:
+            return "switching"
+        if self.busy:
+            return "answering"
+        if self._waiting:  # first sent, first answered
+            return "answering"
+        return None
+
+    def _stream_reply(self, text: str) -> localpref.Generation | None:
+        """The answer to ``text`` with the current settings, or None (with a notice) if it
+        cannot start: invalid settings, too long for the context, a template that fails."""
+        try:
+            overrides = self.steering.overrides()
+        except SettingsError as error:
+            self.notify(f"Not sent: {error}", severity="error", title="Invalid setting")
+            return None
+        try:
+            return self._chat().stream(text, **overrides)
+        except LocalprefError as error:
+            self.notify(f"Not sent: {error}", severity="error", title="Message refused")
+            return None
+
+    async def _wait_with(self, text: str, reason: str) -> None:
+        """Save and show a message that goes once the model is free, and say when."""
+        conversation = self._ensure_conversation(text)
+        message_id = self._store_message(conversation, "user", text)
+        view = await self.query_one(ChatLog).add(
+            MessageView("user", text, message_id=message_id, waiting=True))
+        self._waiting.append(WaitingMessage(text, view, conversation, message_id))
+        when = {
+            "loading": "The model is still loading; your message is saved and goes as soon as "
+                       "it is ready.",
+            "switching": f"Loading {self._switching}; your message is saved and goes as soon "
+                         "as it is ready.",
+            "answering": "An answer is being written; your message is saved and goes when it "
+                         "ends (Esc stops it).",
+        }[reason]
+        self.notify(when)
+
+    async def _send_waiting(self) -> None:
+        """Send the first waiting message if the model is free (called whenever it becomes
+        free: loaded, switched, or an answer ended)."""
+        while (self._waiting and self.model is not None and self._switching is None
+               and not self.busy and not self.closing):
+            entry = self._waiting[0]
+            generation = self._stream_reply(entry.text)  # the entry is left out of the history
+            self._waiting.pop(0)
+            if generation is None:  # refused: out of the conversation, back in the box
+                await self._withdraw(entry)
+                continue
+            entry.view.stop_waiting()
+            await self._start_answer(generation, entry.conversation, after=entry.view)
+            self._keep_after_the_answer(self._waiting)
+            return
+
+    async def _withdraw(self, entry: WaitingMessage) -> None:
+        """A waiting message the model refused leaves the conversation; its text goes back in
+        the message box for editing."""
+        if entry.message_id is not None:
+            try:
+                self.store.delete_message(entry.message_id)
+            except StoreError as error:
+                self.notify(str(error), severity="error")
+        await entry.view.remove()
+        self.query_one(ChatInput).restore(entry.text)
+
+    def _keep_after_the_answer(self, waiting: list[WaitingMessage]) -> None:
+        """Saved messages are ordered by id: the messages still waiting are saved again after
+        the answer just started, so the history reads message, answer, message, answer."""
+        for entry in waiting:
+            if entry.message_id is None or entry.conversation is None:
+                continue
+            try:
+                self.store.delete_message(entry.message_id)
+                entry.message_id = self.store.add_message(entry.conversation, "user", entry.text)
+            except StoreError as error:
+                self.notify(str(error), severity="error")
+                return
+            entry.view.message_id = entry.message_id
 
     async def action_regenerate(self) -> None:
         overrides = self._ready_to_answer()
@@ -104,15 +195,17 @@ class AnsweringMixin:
             return None
 
     async def _start_answer(self, generation: localpref.Generation,
-                            conversation: int | None) -> None:
-        """Save an empty partial answer, show it, and stream into it from a worker."""
+                            conversation: int | None, after: MessageView | None = None) -> None:
+        """Save an empty partial answer, show it (after ``after``, else last), and stream into
+        it from a worker."""
+        self.busy = True  # from now: a message sent meanwhile waits for this answer
         method, preference = generation.stats["method"], generation.stats["preference"]
         preference = None if method == "base" else preference  # base never reads it
         answer_id = self._store_message(conversation, "assistant", "", status=PARTIAL,
                                         method=method, preference=preference)
         view = MessageView("assistant", "", message_id=answer_id, method=method,
                            preference=preference)
-        await self.query_one(ChatLog).add(view)
+        await self.query_one(ChatLog).add(view, after=after)
         view.start_streaming()
         self._answer_view = view
         self._generation = generation  # Esc cancels it, even during its prefill
@@ -165,7 +258,7 @@ class AnsweringMixin:
     async def on_answer_done(self, event: AnswerDone) -> None:
         view, self._answer_view = self._answer_view, None
         self._generation = None
-        if view is not None:
+        if view is not None and not self.closing:  # (closing: the views may be gone)
             await view.finish(event.text, partial=event.partial, stats=event.stats)
         self.busy = False
         self._show_live(event.stats, state="ready")
@@ -173,6 +266,7 @@ class AnsweringMixin:
             self.notify(f"The answer stopped: {event.error}", severity="error")
         elif event.stats.get("stop_reason") == "cancelled":
             self.notify("Stopped; the partial answer is kept.")
+        await self._send_waiting()
 
     def action_stop(self) -> None:
         if self.busy:

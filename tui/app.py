@@ -28,7 +28,7 @@ from localpref.methods import resolve_method
 from localpref.store import Store, StoreError
 from tui.answering import AnsweringMixin
 from tui.conversations import ConversationsMixin, title_from
-from tui.events import ModelFailed, ModelLoaded, Notice
+from tui.events import ModelFailed, ModelLoaded, Notice, WaitingMessage
 from tui.keys import APP_ACTIONS, bindings
 from tui.palette import SteeringCommands
 from tui.screens import HelpScreen, ModelErrorDialog, ModelPickerScreen, PickedModel
@@ -109,6 +109,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self.chat: localpref.Chat | None = None
         self.conversation_id: int | None = None
         self.busy = False
+        #: True once the app is quitting: no waiting message starts an answer then.
+        self.closing = False
         self.cancel = threading.Event()
         self.users = EngineUsers()
         #: Every notice shown, oldest first (the user's log; tests read it).
@@ -118,6 +120,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self._model_failure = ""
         #: What the app is switching to (a picker choice), None when no switch is under way.
         self._switching: str | None = None
+        #: Messages sent while the model was not free, oldest first (``AnsweringMixin``).
+        self._waiting: list[WaitingMessage] = []
 
     # -- layout and lifecycle ------------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     async def on_unmount(self) -> None:
         """Stop an answer (it is saved as partial), then free the lanes and the model."""
+        self.closing = True
         self.cancel.set()
         await asyncio.to_thread(self.users.wait_idle, 30.0)
         if self.chat is not None:
@@ -164,6 +169,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     def action_quit(self) -> None:  # type: ignore[override]
         """Quit; a running answer stops first and is saved as partial (see ``on_unmount``)."""
+        self.closing = True
         self.cancel.set()
         self.exit()
 
@@ -239,6 +245,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         if switched is not None:
             self._save_setting("model", str(self.model.path))  # the next start opens it
             self.notify(f"Now using {self.model.name} ({switched}).")
+        self.call_later(self._send_waiting)
 
     def _model_ready(self) -> None:
         assert self.model is not None
@@ -253,6 +260,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
             self._switching = None
             self.notify(event.reason, severity="error")
             self._show_status(state="ready")
+            self.call_later(self._send_waiting)
             return
         self.notices.append(event.reason)  # shown in the dialog rather than as a toast
         self._model_failure = event.reason

@@ -12,6 +12,7 @@ from textual.widgets import ListView
 
 import localpref
 from localpref.store import Store, StoredMessage, StoreError
+from tui.events import WaitingMessage
 from tui.screens import ConfirmDialog, TextDialog
 from tui.widgets import ChatInput, ChatLog, ConversationList, MessageView, PreferencePanel
 from tui.widgets.conversation_list import ConversationItem
@@ -33,11 +34,15 @@ class ConversationsMixin:
     conversation_id: int | None
     busy: bool
     _context_used: int
+    _waiting: list[WaitingMessage]
 
     def _history(self) -> list[dict[str, str]]:
+        """The conversation the model has answered so far (waiting messages are not in it
+        yet: each joins when it is sent)."""
         if self.chat is not None:
             return list(self.chat.messages)
-        return [m.as_chat_message() for m in self._stored_messages()]
+        waiting = {entry.message_id for entry in self._waiting}
+        return [m.as_chat_message() for m in self._stored_messages() if m.id not in waiting]
 
     def _stored_messages(self) -> list[StoredMessage]:
         if self.conversation_id is None:
@@ -45,11 +50,14 @@ class ConversationsMixin:
         return self.store.messages(self.conversation_id)
 
     def _can_change(self, doing: str) -> bool:
-        """False (with a notice) while an answer is being written."""
+        """False (with a notice) while an answer is being written or a message waits."""
         if self.busy:
             self.notify(f"An answer is being written; press Esc to stop it before you {doing}.",
                         severity="warning")
-        return not self.busy
+        elif self._waiting:
+            self.notify(f"A message is waiting to be sent; wait until it is answered to {doing}.",
+                        severity="warning")
+        return not self.busy and not self._waiting
 
     async def _refresh_conversations(self) -> None:
         await self.query_one(ConversationList).show(self.store.list_conversations(),

@@ -1,12 +1,15 @@
-"""Messages the worker threads post to the app (workers never touch a widget)."""
+"""Messages the worker threads post to the app (workers never touch a widget), and the
+messages the user sent that wait for the model."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
 from localpref import Model
+from tui.widgets.chat_log import MessageView
 
 
 class AnswerProgress(Message):
@@ -51,3 +54,14 @@ class Notice(Message):
         super().__init__()
         self.text = text
         self.severity = severity
+
+
+@dataclass
+class WaitingMessage:
+    """A message sent while the model loads or an answer is written: saved and shown with
+    "waiting", it goes to the model as soon as the model is free (first sent, first answered)."""
+
+    text: str
+    view: MessageView
+    conversation: int | None
+    message_id: int | None

@@ -67,12 +67,15 @@ APP_ACTIONS: tuple[KeyAction, ...] = (
               "Show or hide the conversation list."),
 )
 
-#: Keys of the message box (they act only while it has the focus).
+#: Keys of the message box (they act only while it has the focus). None is a priority binding:
+#: the box runs its keys itself, in the order they were typed (``ChatInput._on_key``).
 INPUT_ACTIONS: tuple[KeyAction, ...] = (
-    KeyAction("submit", "enter", "Send", "Send the message.", priority=True, palette=False),
+    KeyAction("submit", "enter", "Send",
+              "Send the message (while the model loads or an answer is written, it waits and "
+              "goes next).", palette=False),
     KeyAction("newline", "shift+enter,ctrl+j", "New line",
               "Add a new line to the message (Shift+Enter where the terminal reports it).",
-              priority=True, palette=False),
+              palette=False),
     KeyAction("history_previous", "up", "Previous message",
               "On the first line: recall the previous message you sent.", palette=False,
               bound=False),

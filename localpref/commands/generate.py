@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="answer one prompt, steered toward a preference",
         description="Answer one prompt, streamed to the terminal, steered toward a preference.",
     )
-    generate.add_argument("prompt", help="the user message")
+    generate.add_argument("prompt", help="the user message; - reads it from standard input")
     add_model_options(generate)
     add_preference_options(generate)
     add_method_options(generate)
@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Several methods answer one prompt at once (one batched decode per step) "
         "and are printed side by side with their tokens/s.",
     )
-    compare.add_argument("prompt", help="the user message")
+    compare.add_argument("prompt", help="the user message; - reads it from standard input")
     compare.add_argument(
         "--methods",
         default="base,pref,amulet,pad",
@@ -69,9 +69,10 @@ def run_generate(args: argparse.Namespace) -> int:
     """Stream the answer (or print JSON); Ctrl-C stops and keeps what was printed."""
     method = method_from_args(args)
     sampling = sampling_kwargs(args)
+    prompt = prompt_from_args(args)
     model = load_model(args)
     generation = model.stream(
-        args.prompt,
+        prompt,
         preference=args.preference,
         method=method,
         ignore_eos=args.ignore_eos,
@@ -109,9 +110,10 @@ def run_compare(args: argparse.Namespace) -> int:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
     methods = [method_from_args(args, name) for name in names]
     sampling = sampling_kwargs(args)
+    prompt = prompt_from_args(args)
     lanes_needed = sum(len(method.lanes) for method in methods)
     model = load_model(args, max_lanes=max(4, lanes_needed))
-    comparison = model.compare(args.prompt, methods, preference=args.preference, **sampling)
+    comparison = model.compare(prompt, methods, preference=args.preference, **sampling)
     try:
         results = comparison.run()
     except KeyboardInterrupt:
@@ -120,13 +122,29 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"prompt": args.prompt, "results": [_result_json(r) for r in results]},
+                {"prompt": prompt, "results": [_result_json(r) for r in results]},
                 ensure_ascii=False,
             )
         )
     else:
         print(side_by_side(results, shutil.get_terminal_size().columns))
     return 0
+
+
+def prompt_from_args(args: argparse.Namespace) -> str:
+    """The prompt argument, or all of standard input when it is ``-``
+    (``cat notes.txt | localpref generate - -p concise``)."""
+    if args.prompt != "-":
+        return args.prompt
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        text = (stream.read().decode("utf-8") if stream is not None else sys.stdin.read()).strip()
+    except UnicodeDecodeError:
+        raise SettingsError("Standard input is not UTF-8 text.") from None
+    if not text:
+        raise SettingsError("The prompt is - but standard input was empty; pipe the prompt in, "
+                            "e.g. cat notes.txt | localpref generate -.")
+    return text
 
 
 def _result_json(result: Result) -> dict[str, Any]:

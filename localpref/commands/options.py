@@ -127,8 +127,10 @@ def method_from_args(args: argparse.Namespace, name: str | None = None) -> Metho
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of ``Model.generate`` from the sampling flags, validated."""
-    Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p)
+    Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+             repeat_penalty=args.repeat_penalty)
     return {
+        "repeat_penalty": args.repeat_penalty,
         "temperature": args.temperature,
         "top_p": args.top_p,
         "top_k": args.top_k,

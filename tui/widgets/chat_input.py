@@ -1,7 +1,17 @@
-"""The message box: Enter sends, Shift+Enter or Ctrl+J adds a line, Up and Down recall history."""
+"""The message box: Enter sends, Shift+Enter or Ctrl+J adds a line, Up and Down recall history.
+
+Every key typed here lands in the order it was typed, however fast and however busy the app
+is. Textual runs a priority binding when the key reaches the app, before the characters typed
+just ahead of it have reached this box (an Enter then sent "Why is the" of "Why is the sky
+blue?"), and a widget's other bindings only once the key has bubbled back up to the app,
+after the characters typed just behind it (a Backspace then erased the next character). So
+the box looks its own bindings up itself, in ``_on_key``, in the order of its queue; and Enter
+empties it at once, so what is typed next starts a new message.
+"""
 
 from __future__ import annotations
 
+from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -14,7 +24,7 @@ class ChatInput(TextArea):
     BINDINGS = bindings(INPUT_ACTIONS)
 
     class Submitted(Message):
-        """The user pressed Enter on a message that is not blank."""
+        """The user pressed Enter on a message that is not blank (the box is empty again)."""
 
         def __init__(self, chat_input: ChatInput, text: str) -> None:
             super().__init__()
@@ -33,9 +43,21 @@ class ChatInput(TextArea):
         self._history_index: int | None = None
         self._draft = ""
 
+    async def _on_key(self, event: events.Key) -> None:
+        """Run this box's own bindings here, in typing order, then type the rest."""
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()
+                return
+        await super()._on_key(event)
+
     def action_submit(self) -> None:
-        if self.text.strip():
-            self.post_message(self.Submitted(self, self.text))
+        """Send the message: empty the box now and hand the text to the app."""
+        text = self.text
+        if text.strip():
+            self.remember(text)
+            self.post_message(self.Submitted(self, text))
 
     def action_newline(self) -> None:
         start, end = self.selection
@@ -47,6 +69,12 @@ class ChatInput(TextArea):
             self.sent.append(text)
         self._history_index = None
         self.clear()
+
+    def restore(self, text: str) -> None:
+        """Put back a message the app could not send, in front of anything typed since."""
+        typed = self.text
+        self.load_text(text if not typed.strip() else f"{text}\n{typed}")
+        self.move_cursor(self.document.end)
 
     def action_cursor_up(self, select: bool = False) -> None:
         if not select and self.cursor_location[0] == 0 and self.sent:

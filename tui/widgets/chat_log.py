@@ -29,6 +29,7 @@ class MessageView(Vertical, can_focus=True):
         method: str | None = None,
         preference: str | None = None,
         stats: dict[str, Any] | None = None,
+        waiting: bool = False,
     ) -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
@@ -39,6 +40,8 @@ class MessageView(Vertical, can_focus=True):
         self.preference = preference
         self.stats = stats or {}
         self.streaming = False
+        #: A message sent while the model loads or an answer is written: it goes next.
+        self.waiting = waiting
 
     @property
     def text(self) -> str:
@@ -51,7 +54,7 @@ class MessageView(Vertical, can_focus=True):
 
     def header(self) -> str:
         if self.role == "user":
-            return "You"
+            return "You · waiting" if self.waiting else "You"
         parts = ["Assistant"]
         if self.method:
             parts.append(self.method)
@@ -71,6 +74,11 @@ class MessageView(Vertical, can_focus=True):
 
     def _refresh_header(self) -> None:
         self.query_one(".message-header", Label).update(self.header())
+
+    def stop_waiting(self) -> None:
+        """The message has been sent to the model."""
+        self.waiting = False
+        self._refresh_header()
 
     def start_streaming(self) -> None:
         self.streaming = True
@@ -102,7 +110,9 @@ class ChatLog(VerticalScroll):
     def views(self) -> list[MessageView]:
         return list(self.query(MessageView))
 
-    async def add(self, view: MessageView) -> MessageView:
-        await self.mount(view)
+    async def add(self, view: MessageView, after: MessageView | None = None) -> MessageView:
+        """Show a message at the end, or right after ``after`` (an answer after its message
+        when more messages wait below it)."""
+        await self.mount(view, after=after)
         self.anchor()
         return view

@@ -1,0 +1,82 @@
+"""`generate -` reads the prompt from standard input; `--repeat-penalty` reaches the sampler."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from localpref import Base
+from localpref.cli import main
+
+REPETITIVE = "Count from 1 to 20."
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def run_script(*argv: str, stdin: str | bytes) -> subprocess.CompletedProcess:
+    """``localpref ARGV`` in a child process with ``stdin`` piped in."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-m", "localpref.cli", *argv], input=stdin,
+                          capture_output=True, timeout=600, env=env,
+                          text=isinstance(stdin, str))
+
+
+def test_generate_dash_answers_the_text_piped_in(capsys, model):
+    piped = run_script("generate", "-", "--method", "base", "--max-tokens", "8", "--json",
+                       stdin="Name a fruit.\n")
+    assert piped.returncode == 0, piped.stderr
+    payload = json.loads(piped.stdout)
+    # the prompt was the piped text, not "-": same token count, same greedy answer
+    assert payload["stats"]["n_prompt_tokens"] == model.count_tokens("Name a fruit.")
+    assert payload["stats"]["n_prompt_tokens"] != model.count_tokens("-")
+    direct = cli_json(capsys, "generate", "Name a fruit.", "--method", "base",
+                      "--max-tokens", "8")
+    assert payload["text"] == direct["text"] and payload["text"].strip()
+
+
+def test_compare_dash_reads_standard_input_too():
+    piped = run_script("compare", "-", "--methods", "base", "--max-tokens", "4", "--json",
+                       stdin="Name a fruit.")
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["prompt"] == "Name a fruit."
+
+
+@pytest.mark.parametrize("stdin, reason", [
+    ("  \n", "standard input was empty"),
+    (b"\xff\xfe not text", "not utf-8 text"),
+])
+def test_generate_dash_with_nothing_readable_is_one_sentence_and_exit_code_2(stdin, reason):
+    piped = run_script("generate", "-", "--max-tokens", "4", stdin=stdin)
+    err = piped.stderr if isinstance(piped.stderr, str) else piped.stderr.decode()
+    assert piped.returncode == 2
+    assert reason in err.lower() and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_repeat_penalty_reaches_the_sampler(capsys, model):
+    plain = model.generate(REPETITIVE, method=Base(), max_tokens=24).text
+    penalised = model.generate(REPETITIVE, method=Base(), max_tokens=24,
+                               repeat_penalty=1.5).text
+    assert penalised != plain  # the prompt is one the penalty changes
+    payload = cli_json(capsys, "generate", REPETITIVE, "--method", "base", "--max-tokens", "24",
+                       "--repeat-penalty", "1.5")
+    assert payload["stats"]["settings"]["repeat_penalty"] == 1.5
+    assert payload["text"] == penalised
+    compared = cli_json(capsys, "compare", REPETITIVE, "--methods", "base", "--max-tokens", "24",
+                        "--repeat-penalty", "1.5")
+    assert compared["results"][0]["text"] == penalised
+
+
+@pytest.mark.parametrize("command", ["generate", "compare"])
+def test_repeat_penalty_zero_is_refused_with_one_sentence(capsys, command):
+    assert main([command, "Hi", "--repeat-penalty", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "repeat penalty must be greater than 0" in err
+    assert len(err.strip().splitlines()) == 1
