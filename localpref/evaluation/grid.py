@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localpref import methods as method_catalog
 from localpref.errors import LocalprefError, PromptTooLongError, SettingsError
 from localpref.evaluation.beam import BeamSearch, BeamSettings
 from localpref.evaluation.datasets import Dataset, PromptRow
@@ -37,7 +38,7 @@ from localpref.evaluation.records import GENERATIONS, SCORES, RowWriter, read_ro
 from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import Scorer, score_text
 from localpref.evaluation.sweep import SweepPoint, sweepable
-from localpref.methods import Base, Method, Sampling, resolve_method
+from localpref.methods import RECOMMENDED, Base, Method, Sampling, resolve_method
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, preference_text
 
 PROMPT_MODES = ("paper", "library")
@@ -112,10 +113,30 @@ class MethodSpec:
         return float(self.decoder.strength) if sweepable(self.decoder) else None  # type: ignore[union-attr]
 
 
-def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
+def named_method(name: str, *, paper: bool = False, **settings: Any) -> Method:
+    """The method a name stands for, with the settings given (each method takes the ones it
+    has): ``recommended`` is ``methods.recommended_method()``; with ``paper`` every name is
+    the papers' settings of its method (``methods.paper_method`` when the library has it,
+    else the method named without settings, which is the papers' exact one)."""
+    if paper:
+        if name == RECOMMENDED:
+            name = method_catalog.recommended_method().name
+        helper = getattr(method_catalog, "paper_method", None)
+        if helper is not None:
+            method = resolve_method(helper(name))
+            fields = {f.name for f in dataclasses.fields(method) if f.init}
+            usable = {k: v for k, v in settings.items() if k in fields and v is not None}
+            return dataclasses.replace(method, **usable) if usable else method
+    return resolve_method(name, **settings)
+
+
+def method_specs(names: Sequence[str], *, paper: bool = False,
+                 **settings: Any) -> list[MethodSpec]:
     """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
-    ``beamN``) with the method settings given (each method takes the ones it has);
-    ``strength`` sets the strength knob of the methods that have one."""
+    ``recommended``, ``beamN``) with the method settings given (each method takes the ones
+    it has); ``strength`` sets the strength knob of the methods that have one; ``paper``
+    gives every method the papers' settings (``named_method``). A ``recommended`` column
+    keeps that name in the tables, beside ``amulet`` at the papers' settings."""
     settings = dict(settings)
     strength = settings.pop("strength", None)
     specs: list[MethodSpec] = []
@@ -133,16 +154,29 @@ def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
                 width=int(width), length_penalty=1.0 if penalty is None else float(penalty))
             spec = MethodSpec(f"beam{int(width)}", decoder)
         else:
-            method = resolve_method(name, **settings)
+            method = named_method(name, paper=paper, **settings)
             if strength is not None and sweepable(method):
                 method = method.with_strength(float(strength))  # type: ignore[attr-defined]
-            spec = MethodSpec(method.name, method)
+            spec = MethodSpec(RECOMMENDED if name == RECOMMENDED else method.name, method)
         if any(existing.name == spec.name for existing in specs):
             raise SettingsError(f"Method {spec.name!r} is listed twice.")
         specs.append(spec)
     if not specs:
         raise SettingsError("Give at least one method.")
     return specs
+
+
+def changed_fraction(decoder: Method | BeamSettings, stats: dict[str, Any]) -> float | None:
+    """The share of an answer's tokens that steering changed (``stats["changed_tokens"]`` over
+    ``n_tokens``): 0 for Base and Pref, which steer nothing; None for a beam search or an
+    answer of no tokens, and while the library reports no ``changed_tokens``."""
+    n_tokens = stats.get("n_tokens") or 0
+    if isinstance(decoder, BeamSettings) or n_tokens <= 0:
+        return None
+    if len(decoder.lanes) < 2:
+        return 0.0
+    changed = stats.get("changed_tokens")
+    return None if changed is None else float(changed) / float(n_tokens)
 
 
 @dataclass
@@ -163,6 +197,9 @@ class GridConfig:
     (``--sweep`` turns it on; it is part of the row key when on)."""
     fluency_budget: float = 0.5
     """Sweep summary: nats per token a setting may lose against Pref's fluency."""
+    avoid: tuple[str, ...] | None = None
+    """What the two-lane methods with a base lane steer away from (``--avoid``); Base, Pref
+    and beams, which have no base lane to contrast with, answer without it."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fluency_budget) and self.fluency_budget >= 0):
@@ -272,7 +309,14 @@ class Evaluation:
             key["sweep"] = {item.method.sweep.parameter: item.method.sweep.value}
         if self.config.score_lanes:
             key["score_lanes"] = True
+        if self._avoids(item.method):
+            key["avoid"] = list(self.config.avoid or ())
         return key
+
+    def _avoids(self, method: MethodSpec) -> bool:
+        """Whether this method reads the run's ``avoid`` (it needs a base lane to contrast)."""
+        lanes = getattr(method.decoder, "lanes", ())
+        return bool(self.config.avoid) and len(lanes) == 2 and "base" in lanes
 
     def items(self) -> list[Item]:
         """The grid in the order it runs: prompt, then preference, then method."""
@@ -362,6 +406,7 @@ class Evaluation:
             row.update(label=source.get("label"), text=source["text"], tokens=source["tokens"],
                        n_tokens=source.get("n_tokens"), tokens_per_s=source.get("tokens_per_s"),
                        stop_reason=source.get("stop_reason"), stats=source.get("stats"),
+                       changed_fraction=source.get("changed_fraction"),
                        reused_from=source["id"])
             return row
         try:
@@ -373,7 +418,8 @@ class Evaluation:
         stats = dict(result.stats)
         row.update(label=stats.get("method"), text=result.text, tokens=list(result.tokens),
                    n_tokens=stats.get("n_tokens"), tokens_per_s=stats.get("tokens_per_s"),
-                   stop_reason=stats.get("stop_reason"), stats=stats)
+                   stop_reason=stats.get("stop_reason"), stats=stats,
+                   changed_fraction=changed_fraction(item.method.decoder, stats))
         return row
 
     def _generate(self, item: Item):  # noqa: ANN202 - localpref.Result
@@ -387,11 +433,14 @@ class Evaluation:
             result.stats.update(preference=item.preference.name, model=self.model.name,
                                 seed=config.seed)
             return result
+        extra: dict[str, Any] = {"avoid": list(config.avoid or ())} if self._avoids(
+            item.method) else {}
         return self.model.generate(
             item.prompt.text, preference=item.preference.sentence, method=decoder,
             max_tokens=config.max_tokens, temperature=config.sampling.temperature,
             top_p=config.sampling.top_p, top_k=config.sampling.top_k,
             min_p=config.sampling.min_p, seed=config.seed, score_lanes=config.score_lanes,
+            **extra,
         )
 
     def _beam(self, settings: BeamSettings) -> BeamSearch:

@@ -29,10 +29,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "mtld": ("{:.1f}", "MTLD"),
     "fluency_base": ("{:.2f}", "fluency under the base lane (nats/token)"),
     "fluency_pref": ("{:.2f}", "fluency under the preference lane (nats/token)"),
+    "changed_fraction": ("{:.3f}", "tokens changed by steering (fraction of the answer)"),
 }
 #: Statistics of a generation (``row["stats"]``) tabulated like metrics.
 STAT_METRICS = ("fluency_base", "fluency_pref")
-METHOD_ORDER = ("base", "pref", "contrastive", "amulet", "pad")
+METHOD_ORDER = ("base", "pref", "recommended", "contrastive", "amulet", "pad")
+#: Per-generation values of a row (``row[name]``) tabulated like metrics.
+ROW_METRICS = ("changed_fraction",)
 SPEED_HEADING = "## Speed"
 
 
@@ -118,7 +121,10 @@ def variants_of(rows: Iterable[dict[str, Any]]) -> dict[str, Variant]:
         text = json.dumps(signature, sort_keys=True)
         signatures[row["method"]][text] = signature
         row_signature[row["id"]] = (row["method"], text)
-        names[row["method"]].add(str(row.get("label") or row["method"]))
+        label = str(row.get("label") or row["method"])
+        # A column named otherwise than its decoder ("recommended" runs amulet) says both.
+        names[row["method"]].add(label if label.startswith(row["method"])
+                                 else f"{row['method']} ({label})")
     labels: dict[tuple[str, str], Variant] = {}
     for method, found in signatures.items():
         # The decoder's own label ("pad (prompt-contrast reward)") when it says more.
@@ -189,6 +195,7 @@ def collect(
         stats = row.get("stats") or {}
         values = dict(metrics.get(row["id"]) or {})
         values.update({name: stats[name] for name in STAT_METRICS if name in stats})
+        values.update({name: row[name] for name in ROW_METRICS if row.get(name) is not None})
         for name, value in values.items():
             number = math.nan if value is None else float(value)
             cells[(*group, label, name)].values[int(row["position"])] = number
