@@ -28,12 +28,12 @@ def _number(value: Any) -> str:
     return f"{float(value):.3g}"
 
 
-def steering_label(stats: dict[str, Any]) -> str:
+def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
     """``amulet k=0.5 tau=0.2``: the method that ran and the settings that shape it.
 
     Amulet shows its effective contrast k (and alpha, lambda, eta, T when k comes from them),
     Contrastive its ratio, PAD its weight and candidates; the plausibility mask, the KL budget
-    and a sampling temperature when they are on. Base and Pref show their name alone.
+    and (with ``sampling``) greedy or the temperature. Base and Pref show their name alone.
     """
     name = str(stats.get("method") or "?")
     settings = stats.get("settings") or {}
@@ -53,8 +53,9 @@ def steering_label(stats: dict[str, Any]) -> str:
         parts.append(f"tau={_number(settings['tau'])}")
     if settings.get("kl_budget") is not None:
         parts.append(f"kl-budget={_number(settings['kl_budget'])}")
-    temperature = settings.get("temperature") or 0.0
-    parts.append(f"temperature={_number(temperature)}" if temperature else "greedy")
+    if sampling:
+        temperature = settings.get("temperature") or 0.0
+        parts.append(f"temperature={_number(temperature)}" if temperature else "greedy")
     return " ".join(parts)
 
 
