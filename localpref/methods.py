@@ -65,6 +65,13 @@ class Selector:
         self.strength_total = 0.0
         self.strength_steps = 0
         self.recent: collections.deque[int] = collections.deque(maxlen=sampling.repeat_last_n)
+        #: what this step's steered distribution was, for the trace (``localpref.trace``):
+        #: (z_pref, z_other, k, threshold) when it is the contrast family on those lanes ...
+        self.steered_family: tuple[np.ndarray, np.ndarray, float, float] | None = None
+        #: ... and the scores the token was drawn from (after the penalty), with PAD's ids
+        self.drawn: tuple[np.ndarray, np.ndarray | None] | None = None
+        #: the recent token ids the repetition penalty applied to at this step (or None)
+        self.step_penalty_ids: np.ndarray | None = None
 
     @property
     def penalising(self) -> bool:
@@ -87,6 +94,10 @@ class Selector:
 
     def pick(self, lane_logits: Sequence[np.ndarray]) -> int:
         """The next token from the lanes' logits (in the order of ``method.lanes``)."""
+        self.steered_family = None
+        self.drawn = None
+        self.step_penalty_ids = (np.fromiter(self.recent, np.int64) if self.penalising
+                                 else None)
         token = self.method.pick(self, lane_logits)
         self.recent.append(token)
         return token
@@ -96,6 +107,7 @@ class Selector:
         this generation's sampling settings, after the repetition penalty if any."""
         if self.penalising:
             scores = self._penalised(scores, candidate_ids)
+        self.drawn = (scores, candidate_ids)
         s = self.sampling
         if s.temperature == 0:
             return int(kernels.greedy(scores))
@@ -113,7 +125,7 @@ class Selector:
             return scores
         if scores is not self.scores:  # never modify a lane's logits: copy them first
             self.scores[:] = scores
-        kernels.apply_repetition_penalty(self.scores, np.fromiter(self.recent, np.int64), penalty)
+        kernels.apply_repetition_penalty(self.scores, self.step_penalty_ids, penalty)
         return self.scores
 
 
@@ -196,6 +208,7 @@ class ContrastFamily(Method):
         """Token from ``softmax(z_pref + k (z_pref - z_other))`` with the mask and budget."""
         if self._steers_plainly():
             selector.note_strength(k)
+            selector.steered_family = (z_pref, z_other, k, -math.inf)
             if selector.sampling.temperature == 0 and not selector.penalising:
                 return int(kernels.contrast_argmax(z_pref, z_other, k))
             # Unnormalised scores: the sampler's softmax normalises them anyway.
@@ -205,6 +218,7 @@ class ContrastFamily(Method):
         if self.kl_budget is not None:
             k *= steering.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
         selector.note_strength(k)
+        selector.steered_family = (z_pref, z_other, k, threshold)
         steering.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
         return selector.draw(selector.scores)
 
@@ -426,6 +440,21 @@ def recommended_method() -> Method:
     named without settings stays the papers' exact method.
     """
     return Amulet(contrast=0.5, tau=0.2)
+
+
+def avoid_error(method: Method) -> str | None:
+    """Why ``method`` cannot steer away from an avoid sentence (one sentence), or None.
+
+    Avoid works through the base lane (DESIGN "Avoid"): one-lane methods have nothing to
+    contrast, and PAD with a reward model reads a reward lane instead of the base lane.
+    """
+    if len(method.lanes) < 2:
+        return (f"Avoid needs a two-lane method (contrastive, amulet or pad) to steer away; "
+                f"{method.label} reads one lane.")
+    if "base" not in method.lanes:
+        return ("Avoid steers through the base lane, which PAD with a reward model does not "
+                "read; use PAD without a reward model, amulet or contrastive.")
+    return None
 
 
 def resolve_method(method: Method | str | None, **settings: object) -> Method:

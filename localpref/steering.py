@@ -29,13 +29,16 @@ import numpy as np
 from numba import njit
 
 from localpref.kernels import (
+    _CHUNK,
     _FM,
+    _argmax_chunk,
     _exp_nonpos,
     _finite_or_neg_inf,
     _fmax,
     _max8,
     _max_of,
     _normalise_inplace,
+    _sum_exp_shifted,
 )
 
 NEG_INF = -np.inf
@@ -155,6 +158,107 @@ def token_logprob(z, token):
     """
     m = _max_of_finite(z)
     return np.float64(z[token]) - m - math.log(_sum_exp_finite(z, m))
+
+
+@njit(cache=True)
+def _mask_chunk_into(z, buf):
+    """buf[i] = z[i] as float64 if finite, else -inf, for i < len(z) (vectorised)."""
+    for i in range(z.shape[0]):
+        buf[i] = _finite_or_neg_inf(z[i])
+
+
+@njit(cache=True)
+def _family_chunk_into(z_pref, z_other, k, threshold, buf):
+    """buf[i] = z_pref[i] + k (z_pref[i] - z_other[i]), or -inf where masked or implausible."""
+    for i in range(z_pref.shape[0]):
+        a = _finite_or_neg_inf(np.float64(z_pref[i]))
+        b = _finite_or_neg_inf(np.float64(z_other[i]))
+        v = a + k * (a - b)
+        buf[i] = v if (a > NEG_INF) & (b > NEG_INF) & (a >= threshold) else NEG_INF
+
+
+@njit(cache=True)
+def _online_lse_update(m_old, m_new, s, buf, count):
+    """Running sum of exp(x - m) after one chunk: rescale s from m_old to m_new, add buf's."""
+    if m_new == NEG_INF:
+        return s
+    if m_old != m_new:
+        s *= _exp_nonpos(m_old - m_new)
+    return s + _sum_exp_shifted(buf[:count], m_new)
+
+
+@njit(cache=True)
+def step_statistics(z_pref, z_other, k, threshold, token):
+    """The per-token statistics of a two-lane step in ONE pass over the vocabulary.
+
+    With ``s = z_pref + k (z_pref - z_other)`` over the tokens finite in both lanes and with
+    ``z_pref >= threshold`` (the steered family; ``k = 0``, ``threshold = -inf`` when the
+    steered scores are computed elsewhere), returns
+
+        (log_softmax(z_pref)[token], log_softmax(z_other)[token], log_softmax(s)[token],
+         argmax z_pref, argmax z_other, argmax s)
+
+    (lowest id on ties; -1 and -inf where a lane is all masked). Chunks of ``_CHUNK`` tokens
+    are masked or combined into small buffers, then argmax (eight at a time) and an online
+    log-sum-exp (the running sum rescaled when the running maximum rises: Milakov and
+    Gimelshein, "Online normalizer calculation for softmax", 2018) read them while they are
+    in L1, so the lanes are read once for all six figures.
+    """
+    n = z_pref.shape[0]
+    bp = np.empty(_CHUNK)
+    bo = np.empty(_CHUNK)
+    bs = np.empty(_CHUNK)
+    mp = NEG_INF
+    mo = NEG_INF
+    ms = NEG_INF
+    sp = 0.0
+    so = 0.0
+    ss = 0.0
+    tp = -1
+    to = -1
+    ts = -1
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        count = hi - lo
+        _mask_chunk_into(z_pref[lo:hi], bp)
+        _mask_chunk_into(z_other[lo:hi], bo)
+        _family_chunk_into(z_pref[lo:hi], z_other[lo:hi], k, threshold, bs)
+        new_p, tp = _argmax_chunk(bp, count, lo, mp, tp)
+        new_o, to = _argmax_chunk(bo, count, lo, mo, to)
+        new_s, ts = _argmax_chunk(bs, count, lo, ms, ts)
+        sp = _online_lse_update(mp, new_p, sp, bp, count)
+        so = _online_lse_update(mo, new_o, so, bo, count)
+        ss = _online_lse_update(ms, new_s, ss, bs, count)
+        mp = new_p
+        mo = new_o
+        ms = new_s
+    a = _finite_or_neg_inf(np.float64(z_pref[token]))
+    b = _finite_or_neg_inf(np.float64(z_other[token]))
+    value = a + k * (a - b)
+    if not ((a > NEG_INF) & (b > NEG_INF) & (a >= threshold)):
+        value = NEG_INF
+    lp = a - mp - math.log(sp) if mp > NEG_INF else NEG_INF
+    lo_ = b - mo - math.log(so) if mo > NEG_INF else NEG_INF
+    ls = value - ms - math.log(ss) if ms > NEG_INF else NEG_INF
+    return lp, lo_, ls, tp, to, ts
+
+
+@njit(cache=True)
+def lane_statistics(z, token):
+    """(log_softmax(z)[token], argmax z) in one pass (a step with one lane decoded)."""
+    n = z.shape[0]
+    buf = np.empty(_CHUNK)
+    m = NEG_INF
+    s = 0.0
+    top = -1
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        _mask_chunk_into(z[lo:hi], buf)
+        new_m, top = _argmax_chunk(buf, hi - lo, lo, m, top)
+        s = _online_lse_update(m, new_m, s, buf, hi - lo)
+        m = new_m
+    a = _finite_or_neg_inf(np.float64(z[token]))
+    return (a - m - math.log(s) if m > NEG_INF else NEG_INF), top
 
 
 @njit(cache=True)
