@@ -108,10 +108,10 @@ BAD_INPUTS = [
     (["--method", "contrastive", "--kl-budget", "0"], "KL budget must be greater than 0"),
     (["--avoid", ""], "--avoid needs a text"),
     (["--avoid", "  "], "--avoid needs a text"),
-    (["--avoid", "verbose", "--method", "base"], "which base does not contrast with"),
-    (["--avoid", "verbose", "--method", "pref"], "which pref does not contrast with"),
+    (["--avoid", "verbose", "--method", "base"], "base reads one lane"),
+    (["--avoid", "verbose", "--method", "pref"], "pref reads one lane"),
     (["--avoid", "verbose", "--method", "pad", "--reward-model", "x.gguf"],
-     "which pad does not contrast with"),
+     "which PAD with a reward model does not read"),
     (["--method", "recommended", "--paper", "--eta", "0"], "Eta must be greater than 0"),
 ]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from localpref import PRESETS, Method, Model, Sampling, SettingsError
 from localpref.commands.showing import steering_label
-from localpref.methods import METHODS, recommended_method
+from localpref.methods import METHODS, avoid_error, recommended_method
 from localpref.presets import preference_label
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
@@ -230,10 +230,9 @@ class Steering:
         method = self.method_object()
         extra: dict[str, Any] = {}
         if self.avoid.strip():
-            if len(method.lanes) < 2 or "base" not in method.lanes:
-                raise SettingsError(f"Avoid steers away through the base lane, which "
-                                    f"{method.label} does not contrast with; choose "
-                                    "contrastive, amulet or pad without a reward model.")
+            problem = avoid_error(method)
+            if problem:
+                raise SettingsError(problem)
             extra["avoid"] = self.avoid.strip()
         if LIBRARY_TRACES:
             extra["trace"] = True  # the changed tokens, for the header and highlighting
@@ -317,15 +316,16 @@ class Steering:
             known = {spec.name for spec in sampling_fields()}
             steering.sampling = {k: v for k, v in data["sampling"].items() if k in known}
         try:
-            steering.method_object()
             steering.overrides()
-        except SettingsError as error:
-            if steering.avoid and "Avoid" in str(error):
+        except (SettingsError, TypeError):
+            try:
+                cannot_avoid = bool(avoid_error(steering.method_object()))
+            except (SettingsError, TypeError):
+                cannot_avoid = False
+            if steering.avoid and cannot_avoid:
                 steering.avoid = ""  # saved with a method that cannot take it
             else:
                 steering = _reset(steering)
-        except TypeError:
-            steering = _reset(steering)
         return steering
 
 
@@ -389,7 +389,8 @@ def steering_from_form(
     try:
         steering.overrides()
     except SettingsError as error:
-        return None, {"avoid" if "Avoid" in str(error) else "": str(error)}
+        cannot_avoid = bool(avoid.strip()) and avoid_error(steering.method_object())
+        return None, {"avoid" if cannot_avoid else "": str(error)}
     return steering, {}
 
 

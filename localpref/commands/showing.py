@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from localpref.errors import SettingsError
-from localpref.methods import Method
+from localpref.methods import Method, avoid_error
 
 #: ANSI styles of a changed token on a terminal (bold yellow) and the reset after it.
 ANSI_CHANGED, ANSI_RESET = "\x1b[1;33m", "\x1b[0m"
@@ -107,10 +107,9 @@ def avoid_from_args(args: argparse.Namespace) -> list[str] | None:
 def check_avoid(method: Method, avoid: Sequence[str] | None) -> None:
     """Avoid steers through the base lane: refuse it for a method without one (Base, Pref,
     PAD with a reward model), in one sentence, before the model is loaded."""
-    if avoid and (len(method.lanes) < 2 or "base" not in method.lanes):
-        raise SettingsError(
-            f"--avoid steers away through the base lane, which {method.label} does not "
-            "contrast with; choose contrastive, amulet or pad without a reward model.")
+    problem = avoid_error(method) if avoid else None
+    if problem:
+        raise SettingsError(problem)
 
 
 def generation_kwargs(avoid: Sequence[str] | None, trace: bool) -> dict[str, Any]:
