@@ -379,13 +379,13 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self.push_screen(HelpScreen())
 
     def action_toggle_highlight(self) -> None:
-        """F6: highlight the changed tokens of the open chat's answers, or stop."""
+        """Ctrl+T: highlight the changed tokens of the open chat's answers, or stop."""
         log = self.query_one(ChatLog)
         shown = log.set_highlight(not log.highlight)
         if not log.highlight:
             self.notify("Answers shown as Markdown again.")
         elif shown:
-            self.notify(f"Tokens changed by steering highlighted in {shown} answer(s); F6 "
+            self.notify(f"Tokens changed by steering highlighted in {shown} answer(s); Ctrl+T "
                         "shows Markdown again.")
         else:
             self.notify("No answer here records which tokens steering changed yet.")

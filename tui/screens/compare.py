@@ -60,7 +60,7 @@ def stats_line(stats: dict[str, Any]) -> str:
 
 class ComparePane(Vertical):
     """One method's answer, its figures, and a button to keep it; once it ended, the tokens
-    steering changed are highlighted (as plain text) until F6 shows Markdown again."""
+    steering changed are highlighted (as plain text) until Ctrl+T shows Markdown again."""
 
     def __init__(self, index: int, label: str) -> None:
         super().__init__(classes="compare-pane", id=f"pane-{index}")
@@ -152,7 +152,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.runs_done = 0  # comparisons finished on this screen (tests wait on it)
         self.cancel = threading.Event()
         self.panes: list[ComparePane] = []
-        #: Whether finished panes show their changed tokens highlighted (F6 toggles).
+        #: Whether finished panes show their changed tokens highlighted (Ctrl+T toggles).
         self.highlight = True
         self._multi: Any = None  # the comparison running, cancelled by Esc
         self._prompt_used = ""
@@ -268,7 +268,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
             self._multi.cancel()  # also stops a prefill under way
 
     def action_toggle_highlight(self) -> None:
-        """F6: highlight the changed tokens in every finished pane, or show Markdown."""
+        """Ctrl+T: highlight the changed tokens in every finished pane, or show Markdown."""
         self.highlight = not self.highlight
         for pane in self.panes:
             if not self.running:
