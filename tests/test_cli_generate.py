@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
@@ -13,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from localpref.api import Model
 from localpref.cli import main
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
-
-#: The library's avoid= and trace= (issue 12, built on branch steerlib) are not merged yet.
-needs_trace_and_avoid = pytest.mark.skipif(
-    not {"avoid", "trace"} <= set(inspect.signature(Model.generate).parameters),
-    reason="the library has no avoid= / trace= yet")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -271,7 +264,6 @@ def test_highlighting_marks_runs_of_changed_tokens() -> None:
     assert line == "steering changed 17 of 96 tokens (mean shift 0.81 nats)"
 
 
-@needs_trace_and_avoid
 def test_show_steering_highlights_the_changed_tokens(capsys: pytest.CaptureFixture[str]) -> None:
     flags = ["generate", "How do I keep basil alive?", "-p", "concise", "--method", "amulet",
              "--max-tokens", "24"]
@@ -292,7 +284,6 @@ def test_show_steering_highlights_the_changed_tokens(capsys: pytest.CaptureFixtu
                     f"(mean shift {stats['mean_shift']:.2f} nats)")
 
 
-@needs_trace_and_avoid
 def test_one_lane_methods_change_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     payload = _json(capsys, "--method", "pref", "--trace")
     assert payload["trace"] and not any(step["changed"] for step in payload["trace"])
@@ -302,7 +293,6 @@ def test_one_lane_methods_change_nothing(capsys: pytest.CaptureFixture[str]) -> 
     assert "[[" not in out and out.rstrip().splitlines()[-1].startswith("steering changed 0 of")
 
 
-@needs_trace_and_avoid
 def test_avoid_is_in_the_json_and_steers_away(capsys: pytest.CaptureFixture[str]) -> None:
     plain = _json(capsys, "--method", "amulet", "--max-tokens", "24")
     avoided = _json(capsys, "--method", "amulet", "--max-tokens", "24", "--avoid", "verbose",
@@ -311,3 +301,19 @@ def test_avoid_is_in_the_json_and_steers_away(capsys: pytest.CaptureFixture[str]
     assert avoided["avoid"] and "using lists" in str(avoided["avoid"])
     assert avoided["stats"]["avoid"] == avoided["avoid"]
     assert avoided["text"] != plain["text"]
+
+
+def test_compare_json_trace_has_one_trace_per_method(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
+                           "pref,amulet", "--max-tokens", "6", "--json", "--trace",
+                           "--avoid", "verbose")
+    assert code == 0
+    pref, amulet = json.loads(out)["results"]
+    for row in (pref, amulet):
+        assert "".join(step["piece"] for step in row["trace"]) == row["text"]
+        assert len(row["trace"]) == row["stats"]["n_tokens"]
+    assert not any(step["changed"] for step in pref["trace"])
+    assert amulet["stats"]["changed_tokens"] == sum(step["changed"] for step in amulet["trace"])
+    assert amulet["avoid"] == "verbose"
+    assert {"token", "piece", "logprob", "logprob_base", "logprob_pref", "top_base",
+            "top_pref", "changed"} <= set(amulet["trace"][0])

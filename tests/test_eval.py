@@ -5,7 +5,6 @@ Real parts throughout: the bundled SmolLM2-135M-Instruct decodes every answer, a
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from pathlib import Path
@@ -475,8 +474,6 @@ def test_changed_fraction_per_generation_and_per_cell() -> None:
     assert "| d | concise | 0.375 [" in render_summary(tables, resamples=50)
 
 
-@pytest.mark.skipif("trace" not in inspect.signature(Model.generate).parameters,
-                    reason="waits for the library's trace and changed_tokens (issue 12)")
 def test_a_two_lane_row_has_the_fraction_of_changed_tokens(
     paper_model: Model, dataset_file: Path, tmp_path: Path
 ) -> None:
@@ -486,3 +483,21 @@ def test_a_two_lane_row_has_the_fraction_of_changed_tokens(
     Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False).run()
     (row,) = read_rows(out / "generations.jsonl")
     assert row["changed_fraction"] == row["stats"]["changed_tokens"] / row["n_tokens"]
+
+
+def test_avoid_reaches_the_methods_with_a_base_lane_only(paper_model: Model, dataset_file: Path,
+                                                         tmp_path: Path) -> None:
+    def rows(avoid: tuple[str, ...] | None) -> dict[str, dict]:
+        config = GridConfig(load_dataset(dataset_file).limited(1),
+                            method_specs(["pref", "amulet"]), preference_specs(["concise"]),
+                            max_tokens=12, resamples=50, avoid=avoid)
+        out = tmp_path / ("avoid" if avoid else "plain")
+        Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False).run()
+        return {row["method"]: row for row in read_rows(out / "generations.jsonl")}
+
+    plain, avoided = rows(None), rows(("verbose",))
+    assert "avoid" not in avoided["pref"]["key"] and avoided["amulet"]["key"]["avoid"] == [
+        "verbose"]
+    assert avoided["pref"]["text"] == plain["pref"]["text"]
+    assert avoided["amulet"]["stats"]["avoid"] == "verbose"
+    assert avoided["amulet"]["text"] != plain["amulet"]["text"]

@@ -11,12 +11,11 @@ This module holds plain data and never touches a widget, so it is tested without
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from localpref import PRESETS, Method, Model, Sampling, SettingsError
+from localpref import PRESETS, Method, Sampling, SettingsError
 from localpref.commands.showing import steering_label
 from localpref.methods import METHODS, avoid_error, recommended_method
 from localpref.presets import preference_label
@@ -67,10 +66,6 @@ METHOD_TITLES = {
     "amulet": "Amulet",
     "pad": "PAD",
 }
-
-
-#: Whether the library records per-token traces (``trace=`` of ``Chat.stream``; issue 12).
-LIBRARY_TRACES = "trace" in inspect.signature(Model.generate).parameters
 
 
 @dataclass(frozen=True)
@@ -234,10 +229,9 @@ class Steering:
             if problem:
                 raise SettingsError(problem)
             extra["avoid"] = self.avoid.strip()
-        if LIBRARY_TRACES:
-            extra["trace"] = True  # the changed tokens, for the header and highlighting
         return {"preference": self.preference, "method": method, **sampling,
-                "max_tokens": max_tokens, "seed": values["seed"], **extra}
+                "max_tokens": max_tokens, "seed": values["seed"], **extra,
+                "trace": True}  # the changed tokens, for the header and highlighting
 
     @property
     def is_recommended(self) -> bool:

@@ -31,6 +31,13 @@ from tui.steering import (
 )
 from tui.widgets.strength_slider import StrengthSlider
 
+#: Where the user picks a method (issue 13's evaluation): the two-lane methods differ mainly by
+#: their strength.
+SAME_CONTRAST_NOTE = (
+    "Contrastive and Amulet at the same strength are one distribution, and PAD with the "
+    "plausibility mask keeps fewer than its candidates, so it is that contrast too: choosing "
+    "among them is mostly choosing a strength.")
+
 SLIDER_LABELS = {"contrastive": "ratio", "amulet": "contrast k", "pad": "weight"}
 
 
@@ -133,6 +140,7 @@ class PreferencePanel(VerticalScroll):
         yield Select([(METHOD_TITLES.get(name, name), name) for name in METHODS],
                      value=steering.method, allow_blank=False, id="method", compact=True)
         yield Static("", id="method-note", classes="help")
+        yield Static(SAME_CONTRAST_NOTE, id="method-choice-note", classes="help")
         yield Horizontal(
             Button("Paper settings", id="preset-paper", compact=True,
                    tooltip="The papers' exact settings (F7): Amulet alpha 2, lambda 2, eta 10, "
