@@ -111,6 +111,27 @@ class Model:
     def system_prompt(self) -> str:
         return self._backend.prompts.system_prompt
 
+    def lane_prompts(
+        self,
+        prompt_or_messages: PromptInput,
+        *,
+        preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
+        system_prompt: str | None = None,
+    ) -> dict[str, str]:
+        """The rendered text of a two-lane method's lanes: ``{"pref": ..., "base": ...}``.
+
+        The preference lane carries the preference sentence, the base lane the avoid sentence
+        (DESIGN "Avoid"); for showing and checking what each lane reads.
+        """
+        messages = as_messages(prompt_or_messages)
+        prompts = self._backend.prompts
+        return {
+            "pref": prompts.lane_text(messages, combine_preferences(preference),
+                                      system_prompt=system_prompt),
+            "base": prompts.lane_text(messages, avoid_text(avoid), system_prompt=system_prompt),
+        }
+
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""
         messages = as_messages(prompt_or_messages)
