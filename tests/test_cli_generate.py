@@ -317,3 +317,10 @@ def test_compare_json_trace_has_one_trace_per_method(capsys: pytest.CaptureFixtu
     assert amulet["avoid"] == "verbose"
     assert {"token", "piece", "logprob", "logprob_base", "logprob_pref", "top_base",
             "top_pref", "changed"} <= set(amulet["trace"][0])
+
+
+def test_chat_refuses_an_empty_avoid_before_opening_the_app(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, "chat", "--avoid", "")
+    assert code == 2 and out == "" and "--avoid needs a text" in err and err.count("\n") == 1

@@ -177,6 +177,10 @@ async def test_the_status_line_names_the_recommended_steering(model, home):
         await click(pilot, app, "#preset-app")  # "Recommended": back to the default
         await until(pilot, lambda: app.steering.method_object() == recommended_method())
         assert "method recommended:" in app.query_one(StatusBar).plain
+        await run_from_palette(pilot, "Method: PAD")
+        await until(pilot, lambda: app.steering.method == "pad")
+        await run_from_palette(pilot, "Method: Recommended")
+        await until(pilot, lambda: app.steering.is_recommended)
 
 
 async def test_compare_highlights_the_changed_tokens_per_pane(model, home):

@@ -327,7 +327,10 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self._apply(event.steering)
 
     async def action_set_method(self, name: str) -> None:
-        steering = replace(self.steering, method=name)
+        """Decode the next answers with method ``name`` (``recommended``: the recommended
+        steering, at its settings)."""
+        steering = (self.steering.with_app_settings() if name == "recommended"
+                    else replace(self.steering, method=name))
         await self.query_one(PreferencePanel).load(steering)
         self._apply(steering)
 
