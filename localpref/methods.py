@@ -462,6 +462,27 @@ def recommended_method() -> Method:
     return Amulet(contrast=0.5, tau=0.2)
 
 
+def paper_method(name: str | None = None) -> Method:
+    """A method at the papers' settings (what ``--paper`` gives), named as ``resolve_method``.
+
+    Base and Pref; Contrastive with ratio 2 (the Amulet paper's "LA" baseline); Amulet with
+    alpha 2, lambda 2, eta 10 and 60 iterations (k = 4.65); PAD with weight 1 over the top 10
+    (the prompt-contrast reward unless a reward model is given to ``PAD`` itself). No
+    plausibility mask, KL budget or end-token rule. ``None`` or ``"recommended"`` is the
+    papers' Amulet (the method the recommended steering is built on). The papers decoded
+    greedily (Amulet: argmax after a top-p 0.95 mask, which is the argmax), so ``--paper``
+    is greedy unless a temperature is given.
+    """
+    if name is None or name.strip().lower() == RECOMMENDED:
+        return Amulet()
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in METHODS:
+        known = ", ".join([*METHODS, RECOMMENDED])
+        raise SettingsError(f"Unknown method {name!r}; choose one of {known}.")
+    return METHODS[key]()
+
+
 def avoid_error(method: Method) -> str | None:
     """Why ``method`` cannot steer away from an avoid sentence (one sentence), or None.
 
