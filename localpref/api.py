@@ -350,7 +350,8 @@ class Model:
                 kinds = _track_lanes(method, score_lanes)
                 fluency = {kind: lane_indices[i] for i, kind in enumerate(kinds)
                            if kind in ("base", "pref")}
-                selector = method.selector(self.vocabulary.size, sampling, seed)
+                selector = method.selector(self.vocabulary.size, sampling, seed,
+                                           self.vocabulary.end_of_generation_ids)
                 tracks.append(Track(selector, lane_indices[: len(method.lanes)], fluency,
                                     keep_trace=trace))
             return Plan(LaneSet(list(groups.values())), tracks)

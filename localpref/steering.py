@@ -295,6 +295,56 @@ def _sum_exp_finite(z, m):
 
 
 @njit(cache=True)
+def pref_ends_into(scores, z_pref, end_positions):
+    """End tokens take the preference lane's probability; the contrast shares out the rest.
+
+    In place on ``scores`` (a steered distribution's scores, normalised or not), with E the
+    end-of-generation tokens at ``end_positions`` (ascending) that ``scores`` does not mask:
+
+        p(e) = p_pref(e)                             for e in E
+        p(i) = (1 - p_pref(E)) p_steered(i | not E)  otherwise,
+
+    ``p_pref = softmax(z_pref)`` over the same tokens as ``scores`` (the vocabulary, or PAD's
+    candidates). So the steered answer ends exactly as often as the preference lane would,
+    and the contrast only chooses among the tokens that go on (docs/steering.md, "Ending").
+    ``1 - p_pref(E)`` is summed directly over the other tokens (no cancellation when the
+    preference lane is sure to end). Returns its log.
+    """
+    n_end = end_positions.shape[0]
+    eligible = np.zeros(n_end, dtype=np.bool_)
+    for j in range(n_end):
+        p = end_positions[j]
+        eligible[j] = _finite_or_neg_inf(np.float64(scores[p])) > NEG_INF
+        scores[p] = NEG_INF
+    m = _max_of_finite(scores)
+    a0 = _max_of_finite(z_pref)
+    # Mass of the tokens that go on: the segments between end tokens, plus masked end tokens.
+    going_on = 0.0
+    ending = 0.0
+    lo = 0
+    for j in range(n_end):
+        p = end_positions[j]
+        going_on += _sum_exp_finite(z_pref[lo:p], a0)
+        w = _exp_nonpos(_finite_or_neg_inf(np.float64(z_pref[p])) - a0)
+        if eligible[j]:
+            ending += w
+        else:
+            going_on += w
+        lo = p + 1
+    going_on += _sum_exp_finite(z_pref[lo:], a0)
+    lse0 = a0 + math.log(going_on + ending)
+    rest = math.log(going_on) - math.log(going_on + ending) if going_on > 0.0 else NEG_INF
+    if m > NEG_INF:
+        shift = rest - (m + math.log(_sum_exp_finite(scores, m)))
+        for i in range(scores.shape[0]):
+            scores[i] = _finite_or_neg_inf(scores[i]) + shift
+    for j in range(n_end):
+        if eligible[j]:
+            scores[end_positions[j]] = np.float64(z_pref[end_positions[j]]) - lse0
+    return rest
+
+
+@njit(cache=True)
 def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
     """Set to -inf the PAD scores of candidates whose z_pref is below ``threshold``."""
     for j in range(candidate_ids.shape[0]):
