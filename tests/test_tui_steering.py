@@ -128,7 +128,9 @@ def test_avoid_from_the_command_line_and_the_recommended_default():
     assert steering.overrides()["avoid"] == "verbose jargon"
     assert steering.overrides()["trace"] is True
     assert steering.method_object() == recommended_method() and steering.is_recommended
-    assert steering.method_label == "recommended: amulet k=0.5 tau=0.2"
+    recommended = recommended_method()
+    assert steering.method_label.startswith(f"recommended: amulet k={recommended.contrast:g} "
+                                            f"tau={recommended.tau:g}")
     # avoid alone (no preference) still steers: only neither means plain decoding
     assert Steering(presets=[], avoid="verbose").method_label.startswith("recommended")
     steering, problems = startup_steering({"method": "pad", "method_settings": {

@@ -32,7 +32,8 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
     """``amulet k=0.5 tau=0.2``: the method that ran and the settings that shape it.
 
     Amulet shows its effective contrast k (and alpha, lambda, eta, T when k comes from them),
-    Contrastive its ratio, PAD its weight and candidates; the plausibility mask, the KL budget
+    Contrastive its ratio, PAD its weight and candidates; the plausibility mask, the KL budget,
+    the end-token rule
     and (with ``sampling``) greedy or the temperature. Base and Pref show their name alone.
     """
     name = str(stats.get("method") or "?")
@@ -53,6 +54,8 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
         parts.append(f"tau={_number(settings['tau'])}")
     if settings.get("kl_budget") is not None:
         parts.append(f"kl-budget={_number(settings['kl_budget'])}")
+    if settings.get("end_tokens") not in (None, "contrast"):
+        parts.append(f"ends={settings['end_tokens']}")
     if sampling:
         temperature = settings.get("temperature") or 0.0
         parts.append(f"temperature={_number(temperature)}" if temperature else "greedy")
