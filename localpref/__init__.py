@@ -29,6 +29,7 @@ from localpref.methods import (
     Method,
     Pref,
     Sampling,
+    paper_method,
     recommended_method,
 )
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, PRESETS
@@ -57,5 +58,6 @@ __all__ = [
     "TemplateError",
     "kernels",
     "load",
+    "paper_method",
     "recommended_method",
 ]

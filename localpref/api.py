@@ -17,8 +17,13 @@ from typing import Any
 from localpref.decoding import Generation, LaneGroup, LaneSet, MultiGeneration, Plan, Result, Track
 from localpref.engine import Context, LaneState, LoadedModel
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
-from localpref.methods import Base, Method, Sampling, resolve_method
-from localpref.presets import DEFAULT_SYSTEM_PROMPT, PreferenceInput, preference_label
+from localpref.methods import Base, Method, Sampling, avoid_error, resolve_method
+from localpref.presets import (
+    DEFAULT_SYSTEM_PROMPT,
+    PreferenceInput,
+    avoid_text,
+    preference_label,
+)
 from localpref.presets import preference_text as combine_preferences
 from localpref.prompts import Message, PromptBuilder, as_messages
 from localpref.warmup import warmup
@@ -108,6 +113,27 @@ class Model:
     def system_prompt(self) -> str:
         return self._backend.prompts.system_prompt
 
+    def lane_prompts(
+        self,
+        prompt_or_messages: PromptInput,
+        *,
+        preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
+        system_prompt: str | None = None,
+    ) -> dict[str, str]:
+        """The rendered text of a two-lane method's lanes: ``{"pref": ..., "base": ...}``.
+
+        The preference lane carries the preference sentence, the base lane the avoid sentence
+        (DESIGN "Avoid"); for showing and checking what each lane reads.
+        """
+        messages = as_messages(prompt_or_messages)
+        prompts = self._backend.prompts
+        return {
+            "pref": prompts.lane_text(messages, combine_preferences(preference),
+                                      system_prompt=system_prompt),
+            "base": prompts.lane_text(messages, avoid_text(avoid), system_prompt=system_prompt),
+        }
+
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""
         messages = as_messages(prompt_or_messages)
@@ -120,6 +146,7 @@ class Model:
         prompt_or_messages: PromptInput,
         *,
         preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
         method: Method | str | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -131,20 +158,25 @@ class Model:
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
         score_lanes: bool = False,
+        trace: bool = False,
     ) -> Result:
         """Generate a whole answer steered toward ``preference`` (None: plain decoding).
 
         ``method=None`` (or ``"recommended"``) is the recommended steering
         (``methods.recommended_method()``); a method named without settings is the papers'.
 
+        ``avoid`` (presets or free text, like ``preference``) goes into the base lane's system
+        prompt, so the two-lane methods also steer away from it; neither a preference nor an
+        avoid means plain decoding. ``trace=True`` fills ``Result.trace`` (``localpref.trace``).
+
         ``score_lanes=True`` also decodes the lane the method does not read (Base and Pref
         read one), so that ``stats`` has the fluency under both lanes (for evaluation).
         """
         return self.stream(
-            prompt_or_messages, preference=preference, method=method, max_tokens=max_tokens,
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-            repeat_penalty=repeat_penalty, seed=seed,
-            stop=stop, ignore_eos=ignore_eos, score_lanes=score_lanes,
+            prompt_or_messages, preference=preference, avoid=avoid, method=method,
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, repeat_penalty=repeat_penalty, seed=seed,
+            stop=stop, ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
         ).run()
 
     def stream(
@@ -152,6 +184,7 @@ class Model:
         prompt_or_messages: PromptInput,
         *,
         preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
         method: Method | str | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -163,6 +196,7 @@ class Model:
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
         score_lanes: bool = False,
+        trace: bool = False,
     ) -> Generation:
         """Like ``generate``, as a generator of text pieces; ``close()`` it to cancel.
 
@@ -173,20 +207,21 @@ class Model:
             Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                      repeat_penalty=repeat_penalty),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos, owned_lanes=None,
-            score_lanes=score_lanes,
+            score_lanes=score_lanes, avoid=avoid, trace=trace,
         ))
 
     def chat(
         self,
         *,
         preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
         method: Method | str | None = None,
         system_prompt: str | None = None,
         **settings: Any,
     ) -> Chat:
         """A multi-turn conversation that keeps its lanes' cache between turns."""
-        return Chat(self, preference=preference, method=method, system_prompt=system_prompt,
-                    **settings)
+        return Chat(self, preference=preference, avoid=avoid, method=method,
+                    system_prompt=system_prompt, **settings)
 
     def compare(
         self,
@@ -194,6 +229,7 @@ class Model:
         methods: Sequence[Method | str],
         *,
         preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -204,11 +240,14 @@ class Model:
         stop: Sequence[str] | None = None,
         ignore_eos: bool = False,
         score_lanes: bool = False,
+        trace: bool = False,
     ) -> MultiGeneration:
         """Several methods answer the same prompt at once, every lane of every method in ONE
         batched decode per step; the prompt is evaluated once and copied to the other lanes.
 
         Yields ``(method index, text piece)``; ``run()`` returns one ``Result`` per method.
+        With ``avoid``, Base and Pref may stand beside the steering methods as references:
+        they read the lanes without the avoid sentence.
         """
         if not methods:
             raise SettingsError("Give at least one method to compare.")
@@ -217,7 +256,7 @@ class Model:
             Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                      repeat_penalty=repeat_penalty),
             max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos,
-            owned_lanes=None, score_lanes=score_lanes,
+            owned_lanes=None, score_lanes=score_lanes, avoid=avoid, trace=trace,
         )
 
     def _start(
@@ -235,6 +274,8 @@ class Model:
         system_prompt: str | None = None,
         score_lanes: bool = False,
         on_finish: Callable[[list[Result]], None] | None = None,
+        avoid: PreferenceInput = None,
+        trace: bool = False,
     ) -> MultiGeneration:
         """Validate everything and tokenize the lanes now; open lanes and decode lazily.
 
@@ -242,9 +283,12 @@ class Model:
         it every track gets fresh lanes that are given back when the generation ends.
         """
         preference_sentence = combine_preferences(preference)
+        avoid_sentence = avoid_text(avoid)
         chosen = [resolve_method(method) for method in methods]
-        if preference_sentence is None:
+        if preference_sentence is None and avoid_sentence is None:
             chosen = [Base() for _ in chosen]
+        if avoid_sentence is not None:
+            _check_avoid(chosen)
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
         if isinstance(stop, str):
@@ -252,11 +296,12 @@ class Model:
         targets_by_kind: dict[tuple[str, str | None], list[int]] = {}
         for method in chosen:
             for kind in _track_lanes(method, score_lanes):
-                key = _lane_key(method, kind)
+                key = _lane_key(method, kind, avoid_sentence)
                 if key not in targets_by_kind:
+                    sentence = preference_sentence if kind != "base" else (
+                        avoid_sentence if key[1] == _AVOID else None)
                     targets_by_kind[key] = self._lane_backend(method, kind).prompts.lane_tokens(
-                        messages, None if kind == "base" else preference_sentence,
-                        system_prompt=system_prompt,
+                        messages, sentence, system_prompt=system_prompt,
                     )
         longest = max(len(target) for target in targets_by_kind.values())
         if longest + 1 >= self.n_ctx:
@@ -269,6 +314,7 @@ class Model:
             {
                 "method": method.label,
                 "preference": preference_label(preference),
+                "avoid": preference_label(avoid),
                 "model": self.name,
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
@@ -288,7 +334,7 @@ class Model:
             for method in chosen:
                 lane_indices = []
                 for kind in _track_lanes(method, score_lanes):
-                    key = _lane_key(method, kind)
+                    key = _lane_key(method, kind, avoid_sentence)
                     context = self._lane_backend(method, kind).context
                     if owned_lanes is None:
                         lane = context.open_lane()
@@ -306,8 +352,10 @@ class Model:
                 kinds = _track_lanes(method, score_lanes)
                 fluency = {kind: lane_indices[i] for i, kind in enumerate(kinds)
                            if kind in ("base", "pref")}
-                selector = method.selector(self.vocabulary.size, sampling, seed)
-                tracks.append(Track(selector, lane_indices[: len(method.lanes)], fluency))
+                selector = method.selector(self.vocabulary.size, sampling, seed,
+                                           self.vocabulary.end_of_generation_ids)
+                tracks.append(Track(selector, lane_indices[: len(method.lanes)], fluency,
+                                    keep_trace=trace))
             return Plan(LaneSet(list(groups.values())), tracks)
 
         def finish(results: list[Result]) -> None:
@@ -380,6 +428,7 @@ class Chat:
         model: Model,
         *,
         preference: PreferenceInput = None,
+        avoid: PreferenceInput = None,
         method: Method | str | None = None,
         system_prompt: str | None = None,
         messages: Sequence[Message] = (),
@@ -387,8 +436,11 @@ class Chat:
     ) -> None:
         self.model = model
         self.preference = preference
+        self.avoid = avoid
         self.method = resolve_method(method)
         combine_preferences(preference)  # validate now
+        if avoid_text(avoid) is not None:
+            _check_avoid([self.method])
         self.system_prompt = system_prompt
         self.settings: dict[str, Any] = {"max_tokens": 256, **settings}
         self.messages: list[dict[str, str]] = [dict(m) for m in messages]
@@ -422,6 +474,7 @@ class Chat:
         sampling = Sampling(**{f.name: settings.pop(f.name) for f in dataclasses.fields(Sampling)
                                if f.name in settings})
         preference = settings.pop("preference", self.preference)
+        avoid = settings.pop("avoid", self.avoid)
         method = settings.pop("method", self.method)
 
         def remember(results: list[Result]) -> None:
@@ -436,6 +489,7 @@ class Chat:
             max_tokens=settings.pop("max_tokens"), seed=settings.pop("seed", None),
             stop=settings.pop("stop", None), ignore_eos=settings.pop("ignore_eos", False),
             owned_lanes=self._lanes, system_prompt=self.system_prompt, on_finish=remember,
+            avoid=avoid, trace=settings.pop("trace", False),
         ))
 
     def close(self) -> None:
@@ -453,9 +507,33 @@ def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:
     return lanes
 
 
-def _lane_key(method: Method, kind: str) -> tuple[str, str | None]:
-    """Lanes with equal keys read the same tokens: a kind, and the reward model if any."""
-    return (kind, getattr(method, "reward_model", None) if kind == "reward" else None)
+_AVOID = "avoid"
+
+
+def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | None]:
+    """Lanes with equal keys read the same tokens: a kind, and the reward model if any, or
+    ``_AVOID`` for the base lane of a two-lane method steering away from an avoid sentence
+    (Base and Pref beside it in a comparison read the plain lanes)."""
+    if kind == "reward":
+        return (kind, getattr(method, "reward_model", None))
+    if kind == "base" and avoid is not None and len(method.lanes) == 2:
+        return (kind, _AVOID)
+    return (kind, None)
+
+
+def _check_avoid(methods: Sequence[Method]) -> None:
+    """Refuse an avoid that no method would steer away from (one sentence).
+
+    One method must be able to use it; several (a comparison) may include Base and Pref as
+    references, but never PAD with a reward model, which would silently ignore it.
+    """
+    problems = [avoid_error(method) for method in methods]
+    if len(methods) == 1 or all(problems):
+        if problems[0]:
+            raise SettingsError(problems[0])
+    for method, problem in zip(methods, problems, strict=True):
+        if problem and len(method.lanes) == 2:
+            raise SettingsError(problem)
 
 
 def load(

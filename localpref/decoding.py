@@ -28,18 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from localpref import steering
 from localpref.engine import Context, LaneState, PrefillStopped, Vocabulary
 from localpref.methods import Selector
+from localpref.trace import StepRecorder
 
 
 @dataclass
 class Result:
-    """A finished (or cancelled) generation: its text, its tokens and plain-dict stats."""
+    """A finished (or cancelled) generation: its text, its tokens and plain-dict stats.
+
+    ``trace`` is the per-token trace (``localpref.trace``) when asked for, else None.
+    """
 
     text: str
     tokens: list[int]
     stats: dict[str, Any] = field(default_factory=dict)
+    trace: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Track:
         selector: Selector,
         lane_indices: Sequence[int],
         fluency_lanes: dict[str, int] | None = None,
+        *,
+        keep_trace: bool = False,
     ) -> None:
         self.selector = selector
         self.lane_indices = list(lane_indices)
@@ -112,7 +118,9 @@ class Track:
         self.fluency_lanes = dict(fluency_lanes or {})
         #: every lane the track decodes: the method's, then any decoded only to be scored
         self.all_lane_indices = list(dict.fromkeys([*lane_indices, *self.fluency_lanes.values()]))
-        self.fluency_totals = dict.fromkeys(self.fluency_lanes, 0.0)
+        #: per-token statistics: fluency, changed tokens, mean shift, and the trace if kept
+        self.recorder = StepRecorder(selector, self.fluency_lanes, keep_trace=keep_trace,
+                                     two_lane_method=len(self.lane_indices) == 2)
         self.stats: dict[str, Any] = {}
         self.tokens: list[int] = []
         self.text = ""
@@ -247,7 +255,8 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
                     track.text = track.text[: track.emitted_chars]
                 _update_stats(track, clock)
                 track.stats["stop_reason"] = track.stop_reason
-                track.result = Result(text=track.text, tokens=track.tokens, stats=track.stats)
+                track.result = Result(text=track.text, tokens=track.tokens, stats=track.stats,
+                                      trace=track.recorder.finish(track.text))
             self.results = [track.result for track in tracks if track.result is not None]
             if self._on_finish is not None:
                 self._on_finish(self.results)
@@ -308,9 +317,8 @@ class Generation(Generator[str, None, None]):
 
 
 def _add_fluency(track: Track, lanes: LaneSet, token: int) -> None:
-    """Add the chosen token's log-probability under each measured lane (before decoding)."""
-    for kind, lane_index in track.fluency_lanes.items():
-        track.fluency_totals[kind] += steering.token_logprob(lanes.logits([lane_index])[0], token)
+    """Record the chosen token's statistics (fluency, trace) from the lanes, before decoding."""
+    track.recorder.record(lanes.logits, token, len(track.text))
 
 
 def _update_stats(track: Track, clock: _StepClock) -> None:
@@ -326,9 +334,7 @@ def _update_stats(track: Track, clock: _StepClock) -> None:
     steer_seconds = max(loop_seconds - clock.decode_seconds, 0.0)
     stats["steer_ms_per_token"] = steer_seconds * 1000 / n_tokens if n_tokens else 0.0
     stats["llama_decode_ms"] = clock.decode_seconds * 1000
-    for kind in ("base", "pref"):
-        total = track.fluency_totals.get(kind)
-        stats[f"fluency_{kind}"] = total / n_tokens if total is not None and n_tokens else None
+    stats.update(track.recorder.summary())
     stats["mean_strength"] = track.selector.mean_strength
     if track.stop_reason is not None:
         stats["stop_reason"] = track.stop_reason

@@ -21,7 +21,7 @@ import collections
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -57,14 +57,24 @@ class Sampling:
 class Selector:
     """Picks one token per step for one generation; owns its buffer and generator."""
 
-    def __init__(self, method: Method, vocab_size: int, sampling: Sampling, seed: int | None):
+    def __init__(self, method: Method, vocab_size: int, sampling: Sampling, seed: int | None,
+                 end_ids: Iterable[int] = ()):
         self.method = method
+        #: the vocabulary's end-of-generation tokens (for ``end_tokens="pref"``)
+        self.end_ids = np.array(sorted(end_ids), dtype=np.int64)
         self.sampling = sampling
         self.scores = np.empty(vocab_size, dtype=np.float64)
         self.rng = np.random.default_rng(seed)
         self.strength_total = 0.0
         self.strength_steps = 0
         self.recent: collections.deque[int] = collections.deque(maxlen=sampling.repeat_last_n)
+        #: what this step's steered distribution was, for the trace (``localpref.trace``):
+        #: (z_pref, z_other, k, threshold) when it is the contrast family on those lanes ...
+        self.steered_family: tuple[np.ndarray, np.ndarray, float, float] | None = None
+        #: ... and the scores the token was drawn from (after the penalty), with PAD's ids
+        self.drawn: tuple[np.ndarray, np.ndarray | None] | None = None
+        #: the recent token ids the repetition penalty applied to at this step (or None)
+        self.step_penalty_ids: np.ndarray | None = None
 
     @property
     def penalising(self) -> bool:
@@ -87,6 +97,10 @@ class Selector:
 
     def pick(self, lane_logits: Sequence[np.ndarray]) -> int:
         """The next token from the lanes' logits (in the order of ``method.lanes``)."""
+        self.steered_family = None
+        self.drawn = None
+        self.step_penalty_ids = (np.fromiter(self.recent, np.int64) if self.penalising
+                                 else None)
         token = self.method.pick(self, lane_logits)
         self.recent.append(token)
         return token
@@ -96,6 +110,7 @@ class Selector:
         this generation's sampling settings, after the repetition penalty if any."""
         if self.penalising:
             scores = self._penalised(scores, candidate_ids)
+        self.drawn = (scores, candidate_ids)
         s = self.sampling
         if s.temperature == 0:
             return int(kernels.greedy(scores))
@@ -113,7 +128,7 @@ class Selector:
             return scores
         if scores is not self.scores:  # never modify a lane's logits: copy them first
             self.scores[:] = scores
-        kernels.apply_repetition_penalty(self.scores, np.fromiter(self.recent, np.int64), penalty)
+        kernels.apply_repetition_penalty(self.scores, self.step_penalty_ids, penalty)
         return self.scores
 
 
@@ -129,9 +144,10 @@ class Method:
         """The method's name in results and help."""
         return self.name
 
-    def selector(self, vocab_size: int, sampling: Sampling, seed: int | None) -> Selector:
-        """The per-generation picker."""
-        return Selector(self, vocab_size, sampling, seed)
+    def selector(self, vocab_size: int, sampling: Sampling, seed: int | None,
+                 end_ids: Iterable[int] = ()) -> Selector:
+        """The per-generation picker (``end_ids``: the end-of-generation tokens)."""
+        return Selector(self, vocab_size, sampling, seed, end_ids)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         raise NotImplementedError
@@ -168,16 +184,20 @@ class ContrastFamily(Method):
     """A two-lane method steering inside ``softmax(z_pref + k (z_pref - z_other))``.
 
     Its one strength knob is ``strength``; ``tau`` (plausibility, 0 = off) drops tokens the
-    preference lane finds implausible before combining, and ``kl_budget`` (None = off) lowers
-    the strength per token so that KL(steered || preference lane) stays within the budget.
-    Both deviate from the papers and are off by default, so the defaults are the papers'.
+    preference lane finds implausible before combining, ``kl_budget`` (None = off) lowers
+    the strength per token so that KL(steered || preference lane) stays within the budget, and
+    ``end_tokens="pref"`` gives the end-of-generation tokens the preference lane's probability
+    instead of the contrast's (``steering.pref_ends_into``; ``"contrast"``, the papers', steers
+    them like any token). All deviate from the papers and are off by default, so the defaults
+    are the papers'.
     """
 
     tau: float = field(default=0.0, kw_only=True)
     kl_budget: float | None = field(default=None, kw_only=True)
+    end_tokens: str = field(default="contrast", kw_only=True)
 
     def __post_init__(self) -> None:
-        _check_controls(self.tau, self.kl_budget)
+        _check_controls(self.tau, self.kl_budget, self.end_tokens)
 
     @property
     def strength(self) -> float:
@@ -189,13 +209,14 @@ class ContrastFamily(Method):
         raise NotImplementedError
 
     def _steers_plainly(self) -> bool:
-        return self.tau == 0 and self.kl_budget is None
+        return self.tau == 0 and self.kl_budget is None and self.end_tokens == CONTRAST_ENDS
 
     def _pick_contrast(self, selector: Selector, z_pref: np.ndarray, z_other: np.ndarray,
                        k: float) -> int:
         """Token from ``softmax(z_pref + k (z_pref - z_other))`` with the mask and budget."""
         if self._steers_plainly():
             selector.note_strength(k)
+            selector.steered_family = (z_pref, z_other, k, -math.inf)
             if selector.sampling.temperature == 0 and not selector.penalising:
                 return int(kernels.contrast_argmax(z_pref, z_other, k))
             # Unnormalised scores: the sampler's softmax normalises them anyway.
@@ -206,6 +227,10 @@ class ContrastFamily(Method):
             k *= steering.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
         selector.note_strength(k)
         steering.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
+        if self.end_tokens == PREF_ENDS:
+            steering.pref_ends_into(selector.scores, z_pref, selector.end_ids)
+        else:
+            selector.steered_family = (z_pref, z_other, k, threshold)
         return selector.draw(selector.scores)
 
 
@@ -312,6 +337,8 @@ class Amulet(ContrastFamily):
         logprobs = kernels.amulet_loop_logprobs(
             z_pref, z_base, alpha, self.lam, self.eta, int(self.iterations)
         )
+        if self.end_tokens == PREF_ENDS:
+            steering.pref_ends_into(logprobs, z_pref, selector.end_ids)
         return selector.draw(logprobs)
 
 
@@ -323,7 +350,9 @@ class PAD(Method):
     reading the conversation with the preference. Without one, the reward is the prompt
     contrast ``log_softmax_K(z_pref) - log_softmax_K(z_base)``: not the paper's trained reward
     model, and the method's label says so. ``tau`` and ``kl_budget`` work as for the other
-    two-lane methods (on the K candidates; the strength is the weight w).
+    two-lane methods (on the K candidates; the strength is the weight w), and so does
+    ``end_tokens`` (an end token among the candidates takes the preference lane's
+    probability over K).
     """
 
     name: ClassVar[str] = "pad"
@@ -332,9 +361,10 @@ class PAD(Method):
     reward_model: str | None = None
     tau: float = field(default=0.0, kw_only=True)
     kl_budget: float | None = field(default=None, kw_only=True)
+    end_tokens: str = field(default="contrast", kw_only=True)
 
     def __post_init__(self) -> None:
-        _check_controls(self.tau, self.kl_budget)
+        _check_controls(self.tau, self.kl_budget, self.end_tokens)
         _require(math.isfinite(self.weight) and self.weight >= 0,
                  f"weight must be 0 or more (got {self.weight}).")
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
@@ -375,6 +405,10 @@ class PAD(Method):
         if self.tau > 0:
             threshold = steering.plausibility_threshold(z_policy, self.tau)
             steering.restrict_to_plausible(z_policy, threshold, candidate_ids, scores)
+        if self.end_tokens == PREF_ENDS:
+            ends = np.flatnonzero(np.isin(candidate_ids, selector.end_ids))
+            if ends.size:
+                steering.pref_ends_into(scores, steering.gather(z_policy, candidate_ids), ends)
         return int(candidate_ids[selector.draw(scores, candidate_ids)])
 
 
@@ -428,6 +462,42 @@ def recommended_method() -> Method:
     return Amulet(contrast=0.5, tau=0.2)
 
 
+def paper_method(name: str | None = None) -> Method:
+    """A method at the papers' settings (what ``--paper`` gives), named as ``resolve_method``.
+
+    Base and Pref; Contrastive with ratio 2 (the Amulet paper's "LA" baseline); Amulet with
+    alpha 2, lambda 2, eta 10 and 60 iterations (k = 4.65); PAD with weight 1 over the top 10
+    (the prompt-contrast reward unless a reward model is given to ``PAD`` itself). No
+    plausibility mask, KL budget or end-token rule. ``None`` or ``"recommended"`` is the
+    papers' Amulet (the method the recommended steering is built on). The papers decoded
+    greedily (Amulet: argmax after a top-p 0.95 mask, which is the argmax), so ``--paper``
+    is greedy unless a temperature is given.
+    """
+    if name is None or name.strip().lower() == RECOMMENDED:
+        return Amulet()
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in METHODS:
+        known = ", ".join([*METHODS, RECOMMENDED])
+        raise SettingsError(f"Unknown method {name!r}; choose one of {known}.")
+    return METHODS[key]()
+
+
+def avoid_error(method: Method) -> str | None:
+    """Why ``method`` cannot steer away from an avoid sentence (one sentence), or None.
+
+    Avoid works through the base lane (DESIGN "Avoid"): one-lane methods have nothing to
+    contrast, and PAD with a reward model reads a reward lane instead of the base lane.
+    """
+    if len(method.lanes) < 2:
+        return (f"Avoid needs a two-lane method (contrastive, amulet or pad) to steer away; "
+                f"{method.label} reads one lane.")
+    if "base" not in method.lanes:
+        return ("Avoid steers through the base lane, which PAD with a reward model does not "
+                "read; use PAD without a reward model, amulet or contrastive.")
+    return None
+
+
 def resolve_method(method: Method | str | None, **settings: object) -> Method:
     """A method object from an object or a name, with optional settings for a name.
 
@@ -459,8 +529,17 @@ def _amulet_contrast(alpha: float, lam: float, eta: float, iterations: int) -> f
     return float(kernels.amulet_contrast(alpha, lam, eta, iterations))
 
 
-def _check_controls(tau: float, kl_budget: float | None) -> None:
-    """Validate the plausibility and KL-budget settings shared by the two-lane methods."""
+#: ``end_tokens`` values: end tokens steered like any other (the papers'), or given the
+#: preference lane's probability (docs/steering.md, "Ending").
+CONTRAST_ENDS = "contrast"
+PREF_ENDS = "pref"
+
+
+def _check_controls(tau: float, kl_budget: float | None, end_tokens: str) -> None:
+    """Validate the plausibility, KL-budget and end-token settings of the two-lane methods."""
+    _require(end_tokens in (CONTRAST_ENDS, PREF_ENDS),
+             f"The end-token rule (end_tokens) must be {CONTRAST_ENDS!r} or {PREF_ENDS!r} "
+             f"(got {end_tokens!r}).")
     _require(math.isfinite(tau) and 0 <= tau < 1, f"tau must be in [0, 1) (got {tau}).")
     _require(kl_budget is None or (math.isfinite(kl_budget) and kl_budget > 0),
              f"the KL budget must be greater than 0 (got {kl_budget}).")

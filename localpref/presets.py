@@ -29,20 +29,22 @@ PRESETS: dict[str, str] = {
 PreferenceInput = str | Sequence[str] | None
 
 
-def preference_sentences(preference: PreferenceInput) -> list[str]:
+def preference_sentences(preference: PreferenceInput, noun: str = "preference") -> list[str]:
     """The sentence of each preference, built-in names expanded; [] for no preference.
 
     An empty or whitespace-only preference is an error: it would silently mean "none".
+    ``noun`` names the input in that error ("preference", or "avoid" for ``avoid_text``).
     """
     if preference is None:
         return []
     items = [preference] if isinstance(preference, str) else list(preference)
     if not items:
-        raise SettingsError("The preference list is empty; give at least one preference.")
+        raise SettingsError(f"The {noun} list is empty; give at least one {noun}.")
     sentences = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise SettingsError("A preference must be a non-empty text, e.g. 'concise'.")
+            article = "An" if noun[0] in "aeiou" else "A"
+            raise SettingsError(f"{article} {noun} must be a non-empty text, e.g. 'concise'.")
         text = item.strip()
         sentences.append(PRESETS.get(text.lower(), text))
     return sentences
@@ -52,6 +54,16 @@ def preference_text(preference: PreferenceInput, joiner: str = " ") -> str | Non
     """All preferences as one instruction (sentences joined by ``joiner``), or None."""
     sentences = preference_sentences(preference)
     return joiner.join(sentences) if sentences else None
+
+
+def avoid_text(avoid: PreferenceInput) -> str | None:
+    """What to steer away from, as one sentence (presets or free text, like a preference).
+
+    It goes into the base lane's system prompt as a preference goes into the preference
+    lane's (the negative prompt of classifier-free guidance); None for nothing to avoid.
+    """
+    sentences = preference_sentences(avoid, noun="avoid")
+    return " ".join(sentences) if sentences else None
 
 
 def preference_label(preference: PreferenceInput) -> str | None:

@@ -29,13 +29,16 @@ import numpy as np
 from numba import njit
 
 from localpref.kernels import (
+    _CHUNK,
     _FM,
+    _argmax_chunk,
     _exp_nonpos,
     _finite_or_neg_inf,
     _fmax,
     _max8,
     _max_of,
     _normalise_inplace,
+    _sum_exp_shifted,
 )
 
 NEG_INF = -np.inf
@@ -158,6 +161,107 @@ def token_logprob(z, token):
 
 
 @njit(cache=True)
+def _mask_chunk_into(z, buf):
+    """buf[i] = z[i] as float64 if finite, else -inf, for i < len(z) (vectorised)."""
+    for i in range(z.shape[0]):
+        buf[i] = _finite_or_neg_inf(z[i])
+
+
+@njit(cache=True)
+def _family_chunk_into(z_pref, z_other, k, threshold, buf):
+    """buf[i] = z_pref[i] + k (z_pref[i] - z_other[i]), or -inf where masked or implausible."""
+    for i in range(z_pref.shape[0]):
+        a = _finite_or_neg_inf(np.float64(z_pref[i]))
+        b = _finite_or_neg_inf(np.float64(z_other[i]))
+        v = a + k * (a - b)
+        buf[i] = v if (a > NEG_INF) & (b > NEG_INF) & (a >= threshold) else NEG_INF
+
+
+@njit(cache=True)
+def _online_lse_update(m_old, m_new, s, buf, count):
+    """Running sum of exp(x - m) after one chunk: rescale s from m_old to m_new, add buf's."""
+    if m_new == NEG_INF:
+        return s
+    if m_old != m_new:
+        s *= _exp_nonpos(m_old - m_new)
+    return s + _sum_exp_shifted(buf[:count], m_new)
+
+
+@njit(cache=True)
+def step_statistics(z_pref, z_other, k, threshold, token):
+    """The per-token statistics of a two-lane step in ONE pass over the vocabulary.
+
+    With ``s = z_pref + k (z_pref - z_other)`` over the tokens finite in both lanes and with
+    ``z_pref >= threshold`` (the steered family; ``k = 0``, ``threshold = -inf`` when the
+    steered scores are computed elsewhere), returns
+
+        (log_softmax(z_pref)[token], log_softmax(z_other)[token], log_softmax(s)[token],
+         argmax z_pref, argmax z_other, argmax s)
+
+    (lowest id on ties; -1 and -inf where a lane is all masked). Chunks of ``_CHUNK`` tokens
+    are masked or combined into small buffers, then argmax (eight at a time) and an online
+    log-sum-exp (the running sum rescaled when the running maximum rises: Milakov and
+    Gimelshein, "Online normalizer calculation for softmax", 2018) read them while they are
+    in L1, so the lanes are read once for all six figures.
+    """
+    n = z_pref.shape[0]
+    bp = np.empty(_CHUNK)
+    bo = np.empty(_CHUNK)
+    bs = np.empty(_CHUNK)
+    mp = NEG_INF
+    mo = NEG_INF
+    ms = NEG_INF
+    sp = 0.0
+    so = 0.0
+    ss = 0.0
+    tp = -1
+    to = -1
+    ts = -1
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        count = hi - lo
+        _mask_chunk_into(z_pref[lo:hi], bp)
+        _mask_chunk_into(z_other[lo:hi], bo)
+        _family_chunk_into(z_pref[lo:hi], z_other[lo:hi], k, threshold, bs)
+        new_p, tp = _argmax_chunk(bp, count, lo, mp, tp)
+        new_o, to = _argmax_chunk(bo, count, lo, mo, to)
+        new_s, ts = _argmax_chunk(bs, count, lo, ms, ts)
+        sp = _online_lse_update(mp, new_p, sp, bp, count)
+        so = _online_lse_update(mo, new_o, so, bo, count)
+        ss = _online_lse_update(ms, new_s, ss, bs, count)
+        mp = new_p
+        mo = new_o
+        ms = new_s
+    a = _finite_or_neg_inf(np.float64(z_pref[token]))
+    b = _finite_or_neg_inf(np.float64(z_other[token]))
+    value = a + k * (a - b)
+    if not ((a > NEG_INF) & (b > NEG_INF) & (a >= threshold)):
+        value = NEG_INF
+    lp = a - mp - math.log(sp) if mp > NEG_INF else NEG_INF
+    lo_ = b - mo - math.log(so) if mo > NEG_INF else NEG_INF
+    ls = value - ms - math.log(ss) if ms > NEG_INF else NEG_INF
+    return lp, lo_, ls, tp, to, ts
+
+
+@njit(cache=True)
+def lane_statistics(z, token):
+    """(log_softmax(z)[token], argmax z) in one pass (a step with one lane decoded)."""
+    n = z.shape[0]
+    buf = np.empty(_CHUNK)
+    m = NEG_INF
+    s = 0.0
+    top = -1
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        _mask_chunk_into(z[lo:hi], buf)
+        new_m, top = _argmax_chunk(buf, hi - lo, lo, m, top)
+        s = _online_lse_update(m, new_m, s, buf, hi - lo)
+        m = new_m
+    a = _finite_or_neg_inf(np.float64(z[token]))
+    return (a - m - math.log(s) if m > NEG_INF else NEG_INF), top
+
+
+@njit(cache=True)
 def _max_of_finite(z):
     """max of the finite entries of z (-inf if none), eight independent maxima per step.
 
@@ -188,6 +292,56 @@ def _sum_exp_finite(z, m):
     for i in range(z.shape[0]):
         s += _exp_nonpos(_finite_or_neg_inf(z[i]) - m)
     return s
+
+
+@njit(cache=True)
+def pref_ends_into(scores, z_pref, end_positions):
+    """End tokens take the preference lane's probability; the contrast shares out the rest.
+
+    In place on ``scores`` (a steered distribution's scores, normalised or not), with E the
+    end-of-generation tokens at ``end_positions`` (ascending) that ``scores`` does not mask:
+
+        p(e) = p_pref(e)                             for e in E
+        p(i) = (1 - p_pref(E)) p_steered(i | not E)  otherwise,
+
+    ``p_pref = softmax(z_pref)`` over the same tokens as ``scores`` (the vocabulary, or PAD's
+    candidates). So the steered answer ends exactly as often as the preference lane would,
+    and the contrast only chooses among the tokens that go on (docs/steering.md, "Ending").
+    ``1 - p_pref(E)`` is summed directly over the other tokens (no cancellation when the
+    preference lane is sure to end). Returns its log.
+    """
+    n_end = end_positions.shape[0]
+    eligible = np.zeros(n_end, dtype=np.bool_)
+    for j in range(n_end):
+        p = end_positions[j]
+        eligible[j] = _finite_or_neg_inf(np.float64(scores[p])) > NEG_INF
+        scores[p] = NEG_INF
+    m = _max_of_finite(scores)
+    a0 = _max_of_finite(z_pref)
+    # Mass of the tokens that go on: the segments between end tokens, plus masked end tokens.
+    going_on = 0.0
+    ending = 0.0
+    lo = 0
+    for j in range(n_end):
+        p = end_positions[j]
+        going_on += _sum_exp_finite(z_pref[lo:p], a0)
+        w = _exp_nonpos(_finite_or_neg_inf(np.float64(z_pref[p])) - a0)
+        if eligible[j]:
+            ending += w
+        else:
+            going_on += w
+        lo = p + 1
+    going_on += _sum_exp_finite(z_pref[lo:], a0)
+    lse0 = a0 + math.log(going_on + ending)
+    rest = math.log(going_on) - math.log(going_on + ending) if going_on > 0.0 else NEG_INF
+    if m > NEG_INF:
+        shift = rest - (m + math.log(_sum_exp_finite(scores, m)))
+        for i in range(scores.shape[0]):
+            scores[i] = _finite_or_neg_inf(scores[i]) + shift
+    for j in range(n_end):
+        if eligible[j]:
+            scores[end_positions[j]] = np.float64(z_pref[end_positions[j]]) - lse0
+    return rest
 
 
 @njit(cache=True)

@@ -88,6 +88,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             settings TEXT NOT NULL,
             updated_at TEXT NOT NULL)""",
     ),
+    (  # 2 -> 3: what steering did to each answer (the trace's summary) and what it avoided
+        "ALTER TABLE messages ADD COLUMN avoid TEXT",
+        "ALTER TABLE messages ADD COLUMN changed_tokens INTEGER",
+        "ALTER TABLE messages ADD COLUMN mean_shift REAL",
+        "ALTER TABLE messages ADD COLUMN changed_spans TEXT",
+    ),
 )
 
 #: The schema version this code writes.
@@ -118,6 +124,13 @@ class StoredMessage:
     method: str | None = None
     preference: str | None = None
     stats: dict[str, Any] | None = None
+    avoid: str | None = None
+    changed_tokens: int | None = None
+    """Tokens whose pick steering changed (``stats["changed_tokens"]``; None: not steered)."""
+    mean_shift: float | None = None
+    """Mean over the answer's tokens of log p_steered - log p_pref, in nats."""
+    changed_spans: list[tuple[int, int]] | None = None
+    """``(start, end)`` character offsets of the changed tokens in ``content``."""
 
     @property
     def partial(self) -> bool:
@@ -324,10 +337,15 @@ class Store:
         """A conversation's messages in the order they were written."""
         rows = self._query(
             "SELECT id, conversation_id, role, content, created_at, status, method, preference, "
-            "stats FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+            "stats, avoid, changed_tokens, mean_shift, changed_spans FROM messages "
+            "WHERE conversation_id = ? ORDER BY id", (conversation_id,))
         return [
-            StoredMessage(**{**dict(row), "stats": json.loads(row["stats"]) if row["stats"]
-                             else None})
+            StoredMessage(**{
+                **dict(row),
+                "stats": json.loads(row["stats"]) if row["stats"] else None,
+                "changed_spans": [tuple(span) for span in json.loads(row["changed_spans"])]
+                if row["changed_spans"] else None,
+            })
             for row in rows
         ]
 
@@ -341,15 +359,21 @@ class Store:
         method: str | None = None,
         preference: str | None = None,
         stats: dict[str, Any] | None = None,
+        avoid: str | None = None,
+        changed_spans: list[tuple[int, int]] | None = None,
     ) -> int:
-        """Save a message now (a user's when sent; an answer as ``partial`` when it starts)."""
+        """Save a message now (a user's when sent; an answer as ``partial`` when it starts).
+
+        ``changed_tokens`` and ``mean_shift`` are taken from ``stats`` when it has them."""
         now = _now()
+        changed, shift = _steering_figures(stats)
         with self._transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at, status, method, "
-                "preference, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "preference, stats, avoid, changed_tokens, mean_shift, changed_spans) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, role, content, now, status, method, preference,
-                 _dump(stats)))
+                 _dump(stats), avoid, changed, shift, _dump(changed_spans)))
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
                          (now, conversation_id))
             return int(cursor.lastrowid or 0)
@@ -361,11 +385,18 @@ class Store:
         *,
         status: str,
         stats: dict[str, Any] | None = None,
+        changed_spans: list[tuple[int, int]] | None = None,
     ) -> None:
-        """Save an answer's progress (``partial``) or its end (``complete``)."""
+        """Save an answer's progress (``partial``) or its end (``complete``), with what
+        steering changed once it is known."""
+        changed, shift = _steering_figures(stats)
         with self._transaction() as conn:
-            conn.execute("UPDATE messages SET content = ?, status = ?, stats = coalesce(?, stats) "
-                         "WHERE id = ?", (content, status, _dump(stats), message_id))
+            conn.execute("UPDATE messages SET content = ?, status = ?, stats = coalesce(?, stats), "
+                         "changed_tokens = coalesce(?, changed_tokens), "
+                         "mean_shift = coalesce(?, mean_shift), "
+                         "changed_spans = coalesce(?, changed_spans) WHERE id = ?",
+                         (content, status, _dump(stats), changed, shift, _dump(changed_spans),
+                          message_id))
 
     def delete_message(self, message_id: int) -> None:
         with self._transaction() as conn:
@@ -422,7 +453,9 @@ def conversation_markdown(conversation: Conversation, messages: list[StoredMessa
         if message.role == "user":
             heading = "You"
         else:
-            steering = " · ".join(part for part in (message.method, message.preference) if part)
+            avoid = f"avoid {message.avoid}" if message.avoid else None
+            steering = " · ".join(part for part in (message.method, message.preference, avoid)
+                                  if part)
             heading = message.role.capitalize() + (f" ({steering})" if steering else "")
         lines += [f"## {heading}", "", message.content.rstrip() or "*(empty)*", ""]
         if message.partial:
@@ -449,6 +482,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+def _steering_figures(stats: dict[str, Any] | None) -> tuple[int | None, float | None]:
+    """``changed_tokens`` and ``mean_shift`` of an answer's stats (None where absent)."""
+    if not stats:
+        return None, None
+    changed, shift = stats.get("changed_tokens"), stats.get("mean_shift")
+    return (None if changed is None else int(changed),
+            None if shift is None else float(shift))
 
 
 def _dump(value: Any) -> str | None:

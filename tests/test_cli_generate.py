@@ -27,8 +27,9 @@ def test_generate_json_prints_exactly_one_object(capsys: pytest.CaptureFixture[s
                            "--json")
     assert code == 0
     payload = json.loads(out)
-    assert set(payload) == {"text", "method", "preference", "model", "stats"}
+    assert set(payload) == {"text", "method", "preference", "avoid", "model", "stats"}
     assert payload["method"] == "amulet"
+    assert payload["avoid"] is None
     assert payload["preference"] == "concise"
     assert payload["stats"]["n_tokens"] >= 1
     assert payload["text"]
@@ -73,8 +74,8 @@ def test_compare_prints_columns_with_tokens_per_second(
     code, out, _ = run_cli(capsys, "compare", "Name a fruit.", "-p", "concise",
                            "--methods", "base,amulet", "--max-tokens", "8")
     assert code == 0
-    header = out.splitlines()[0]
-    assert "base (" in header and "amulet (" in header and "tok/s" in header
+    header = out.split("---")[0]  # the column heads, wrapped to the column width
+    assert "base greedy (" in header and "amulet k=4.65" in header and "tok/s" in header
 
 
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,6 +99,13 @@ BAD_INPUTS = [
     (["--max-tokens", "0"], "Max tokens must be a whole number"),
     (["--tau", "1.5"], "Tau must be in [0, 1)"),
     (["--method", "contrastive", "--kl-budget", "0"], "KL budget must be greater than 0"),
+    (["--avoid", ""], "--avoid needs a text"),
+    (["--avoid", "  "], "--avoid needs a text"),
+    (["--avoid", "verbose", "--method", "base"], "base reads one lane"),
+    (["--avoid", "verbose", "--method", "pref"], "pref reads one lane"),
+    (["--avoid", "verbose", "--method", "pad", "--reward-model", "x.gguf"],
+     "which PAD with a reward model does not read"),
+    (["--method", "recommended", "--paper", "--eta", "0"], "Eta must be greater than 0"),
 ]
 
 
@@ -174,3 +182,148 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
     assert process.returncode == 130
     assert len(first + out) >= 40
     assert "Traceback" not in err
+
+
+# -- what ran: the recommended default, a named method, --paper ---------------------------------
+
+
+def _json(capsys: pytest.CaptureFixture[str], *flags: str) -> dict:
+    code, out, err = run_cli(capsys, "generate", "Name a fruit.", "-p", "concise",
+                             "--max-tokens", "6", "--json", *flags)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_no_method_is_the_recommended_steering_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from localpref.methods import recommended_method
+
+    recommended = recommended_method()
+    settings = _json(capsys)["stats"]["settings"]
+    assert settings["contrast"] == recommended.contrast
+    assert settings["tau"] == recommended.tau > 0
+    assert _json(capsys, "--method", "recommended")["stats"]["settings"] == settings
+    code, _, err = run_cli(capsys, "generate", "Name a fruit.", "-p", "concise",
+                           "--max-tokens", "4")
+    assert code == 0
+    assert f"[amulet k={recommended.contrast:g} tau={recommended.tau:g}" in err
+
+
+def test_a_named_method_is_the_papers_exact_method(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = _json(capsys, "--method", "amulet")["stats"]["settings"]
+    assert settings["contrast"] is None and settings["tau"] == 0.0
+    assert settings["effective_contrast"] == pytest.approx(4.6487, abs=1e-4)
+    code, _, err = run_cli(capsys, "generate", "Hi", "-p", "concise", "--method", "amulet",
+                           "--max-tokens", "2")
+    assert code == 0
+    assert "[amulet k=4.65 (alpha=2 lambda=2 eta=10 T=60) greedy ·" in err
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ([], {"contrast": None, "tau": 0.0, "alpha": 2.0, "iterations": 60}),
+    (["--method", "contrastive"], {"ratio": 2.0, "tau": 0.0}),
+    (["--method", "amulet", "--tau", "0.1"], {"contrast": None, "tau": 0.1}),
+])
+def test_paper_gives_the_papers_settings(
+    capsys: pytest.CaptureFixture[str], method: list[str], expected: dict
+) -> None:
+    stats = _json(capsys, "--paper", *method)["stats"]
+    assert {key: stats["settings"][key] for key in expected} == expected
+    assert stats["settings"]["temperature"] == 0.0
+
+
+def test_compare_accepts_recommended_and_labels_every_column(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from localpref.methods import recommended_method
+
+    code, out, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
+                           "recommended,amulet", "--max-tokens", "3", "--json")
+    assert code == 0
+    first, second = (row["stats"]["settings"] for row in json.loads(out)["results"])
+    recommended = recommended_method()
+    assert (first["contrast"], first["tau"]) == (recommended.contrast, recommended.tau)
+    assert (second["contrast"], second["tau"]) == (None, 0.0)
+    code, out, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
+                           "recommended,amulet", "--max-tokens", "3", "--paper")
+    header = out.splitlines()[0]
+    assert header.count("amulet k=4.65") == 2  # --paper: both at the papers' settings
+
+
+# -- showing the steering -----------------------------------------------------------------------
+
+
+def test_highlighting_marks_runs_of_changed_tokens() -> None:
+    from localpref.commands.showing import ANSI_CHANGED, ANSI_RESET, highlighted, steering_line
+
+    trace = [{"piece": "The", "changed": False}, {"piece": " best", "changed": True},
+             {"piece": " basil", "changed": True}, {"piece": " is", "changed": False},
+             {"piece": " green", "changed": True}]
+    assert highlighted(trace, ansi=False) == "The[[ best basil]] is[[ green]]"
+    assert highlighted(trace, ansi=True) == (
+        f"The{ANSI_CHANGED} best basil{ANSI_RESET} is{ANSI_CHANGED} green{ANSI_RESET}")
+    line = steering_line({"n_tokens": 96, "changed_tokens": 17, "mean_shift": 0.8149})
+    assert line == "steering changed 17 of 96 tokens (mean shift 0.81 nats)"
+
+
+def test_show_steering_highlights_the_changed_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ["generate", "How do I keep basil alive?", "-p", "concise", "--method", "amulet",
+             "--max-tokens", "24"]
+    code, out, _ = run_cli(capsys, *flags, "--json", "--trace")
+    assert code == 0
+    payload = json.loads(out)
+    trace, stats = payload["trace"], payload["stats"]
+    assert len(trace) == stats["n_tokens"]
+    assert "".join(step["piece"] for step in trace) == payload["text"]
+    assert stats["changed_tokens"] == sum(step["changed"] for step in trace) > 0
+    code, out, _ = run_cli(capsys, *flags, "--show-steering")
+    assert code == 0
+    shown, last = out.rstrip("\n").rsplit("\n", 1)
+    assert shown.replace("[[", "").replace("]]", "") == payload["text"]
+    marked = "".join(part.split("]]")[0] for part in shown.split("[[")[1:])
+    assert marked == "".join(step["piece"] for step in trace if step["changed"])
+    assert last == (f"steering changed {stats['changed_tokens']} of {stats['n_tokens']} tokens "
+                    f"(mean shift {stats['mean_shift']:.2f} nats)")
+
+
+def test_one_lane_methods_change_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    payload = _json(capsys, "--method", "pref", "--trace")
+    assert payload["trace"] and not any(step["changed"] for step in payload["trace"])
+    code, out, _ = run_cli(capsys, "generate", "Hi", "-p", "concise", "--method", "pref",
+                           "--max-tokens", "4", "--show-steering")
+    assert code == 0
+    assert "[[" not in out and out.rstrip().splitlines()[-1].startswith("steering changed 0 of")
+
+
+def test_avoid_is_in_the_json_and_steers_away(capsys: pytest.CaptureFixture[str]) -> None:
+    plain = _json(capsys, "--method", "amulet", "--max-tokens", "24")
+    avoided = _json(capsys, "--method", "amulet", "--max-tokens", "24", "--avoid", "verbose",
+                    "--avoid", "using lists")
+    assert plain["avoid"] is None
+    assert avoided["avoid"] and "using lists" in str(avoided["avoid"])
+    assert avoided["stats"]["avoid"] == avoided["avoid"]
+    assert avoided["text"] != plain["text"]
+
+
+def test_compare_json_trace_has_one_trace_per_method(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
+                           "pref,amulet", "--max-tokens", "6", "--json", "--trace",
+                           "--avoid", "verbose")
+    assert code == 0
+    pref, amulet = json.loads(out)["results"]
+    for row in (pref, amulet):
+        assert "".join(step["piece"] for step in row["trace"]) == row["text"]
+        assert len(row["trace"]) == row["stats"]["n_tokens"]
+    assert not any(step["changed"] for step in pref["trace"])
+    assert amulet["stats"]["changed_tokens"] == sum(step["changed"] for step in amulet["trace"])
+    assert amulet["avoid"] == "verbose"
+    assert {"token", "piece", "logprob", "logprob_base", "logprob_pref", "top_base",
+            "top_pref", "changed"} <= set(amulet["trace"][0])
+
+
+def test_chat_refuses_an_empty_avoid_before_opening_the_app(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, "chat", "--avoid", "")
+    assert code == 2 and out == "" and "--avoid needs a text" in err and err.count("\n") == 1

@@ -404,6 +404,8 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--scorers", "length,bleu"], "Unknown scorer 'bleu'"),
         (["--shard", "3/2"], "--shard"),
         (["--scorers", "judge"], "needs a judge model"),
+        (["--avoid", " "], "--avoid needs a text"),
+        (["--methods", "base,pref", "--avoid", "verbose"], "--avoid steers away"),
     ],
 )
 def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str],
@@ -424,3 +426,78 @@ def test_bad_dataset_exits_2_with_one_sentence(capsys: pytest.CaptureFixture[str
     code, _, stderr = run_cli(capsys, *tiny_grid(path, tmp_path / "out"))
     assert code == 2 and stderr.startswith("localpref: ") and stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# -- the recommended default and changed tokens -------------------------------------------------
+
+
+def test_recommended_is_a_method_of_the_grid_beside_the_papers_amulet(
+    paper_model: Model, dataset_file: Path, tmp_path: Path
+) -> None:
+    from localpref.methods import recommended_method
+
+    specs = method_specs(["base", "recommended", "amulet"])
+    assert [spec.name for spec in specs] == ["base", "recommended", "amulet"]
+    assert specs[1].decoder == recommended_method()
+    assert specs[2].decoder == Amulet()
+    paper_specs = method_specs(["recommended"], paper=True)
+    assert paper_specs[0].name == "recommended" and paper_specs[0].decoder.tau == 0.0
+    config = GridConfig(load_dataset(dataset_file).limited(1), specs,
+                        preference_specs(["concise"]), max_tokens=6, resamples=50)
+    out = tmp_path / "recommended"
+    summary = Evaluation(config, paper_model, out, make_scorers(["length"]),
+                         progress=False).run()
+    rows = {row["method"]: row for row in read_rows(out / "generations.jsonl")}
+    assert rows["recommended"]["settings"]["contrast"] == 0.5
+    assert rows["recommended"]["settings"]["tau"] == 0.2
+    assert rows["recommended"]["key"]["settings"] != rows["amulet"]["key"]["settings"]
+    assert rows["base"]["changed_fraction"] == 0.0
+    text = summary.read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.startswith("| dataset"))
+    assert header.index("base") < header.index("recommended") < header.index("amulet")
+    assert "### tokens changed by steering (fraction of the answer)" in text
+
+
+def test_changed_fraction_per_generation_and_per_cell() -> None:
+    from localpref.evaluation.grid import changed_fraction
+    from localpref.methods import Pref
+
+    assert changed_fraction(Amulet(), {"n_tokens": 8, "changed_tokens": 2}) == 0.25
+    assert changed_fraction(Pref(), {"n_tokens": 8}) == 0.0
+    assert changed_fraction(BeamSettings(width=2), {"n_tokens": 8}) is None
+    rows = [{"id": f"r{p}", "dataset": "d", "preference": "concise", "position": p,
+             "method": "amulet", "key": {"method": "amulet"}, "changed_fraction": value,
+             "stats": {}} for p, value in enumerate([0.25, 0.5])]
+    tables = collect(rows, {})
+    cell = tables.cells[("d", "concise", "amulet", "changed_fraction")]
+    assert cell.mean() == pytest.approx(0.375)
+    assert "| d | concise | 0.375 [" in render_summary(tables, resamples=50)
+
+
+def test_a_two_lane_row_has_the_fraction_of_changed_tokens(
+    paper_model: Model, dataset_file: Path, tmp_path: Path
+) -> None:
+    config = GridConfig(load_dataset(dataset_file).limited(1), method_specs(["amulet"]),
+                        preference_specs(["concise"]), max_tokens=8, resamples=50)
+    out = tmp_path / "changed"
+    Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False).run()
+    (row,) = read_rows(out / "generations.jsonl")
+    assert row["changed_fraction"] == row["stats"]["changed_tokens"] / row["n_tokens"]
+
+
+def test_avoid_reaches_the_methods_with_a_base_lane_only(paper_model: Model, dataset_file: Path,
+                                                         tmp_path: Path) -> None:
+    def rows(avoid: tuple[str, ...] | None) -> dict[str, dict]:
+        config = GridConfig(load_dataset(dataset_file).limited(1),
+                            method_specs(["pref", "amulet"]), preference_specs(["concise"]),
+                            max_tokens=12, resamples=50, avoid=avoid)
+        out = tmp_path / ("avoid" if avoid else "plain")
+        Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False).run()
+        return {row["method"]: row for row in read_rows(out / "generations.jsonl")}
+
+    plain, avoided = rows(None), rows(("verbose",))
+    assert "avoid" not in avoided["pref"]["key"] and avoided["amulet"]["key"]["avoid"] == [
+        "verbose"]
+    assert avoided["pref"]["text"] == plain["pref"]["text"]
+    assert avoided["amulet"]["stats"]["avoid"] == "verbose"
+    assert avoided["amulet"]["text"] != plain["amulet"]["text"]

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from localpref import store as store_module
-from localpref.store import PARTIAL, SCHEMA_VERSION, Store, StoreError
+from localpref.store import MIGRATIONS, PARTIAL, SCHEMA_VERSION, Store, StoreError
 
 
 @pytest.fixture
@@ -32,9 +32,9 @@ def test_data_dir_follows_localpref_home_then_xdg(monkeypatch, tmp_path):
 
 def test_new_database_has_the_current_schema_version(path):
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store.notice is None and not store.read_only
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_conversation_round_trip_keeps_order_status_and_stats(path):
@@ -98,7 +98,7 @@ def test_version_1_database_is_upgraded_in_place_and_keeps_its_history(path):
     """)
     conn.close()
     with Store(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         assert store.notice is None
         assert store.get_conversation(7).title == "old chat"
         messages = store.messages(7)
@@ -182,6 +182,45 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
     assert "## You\n\nHow do I keep basil alive?" in text
     assert "## Assistant (amulet · concise)\n\nWater it" in text
     assert "partial answer" in text
+
+
+def test_answers_keep_what_steering_changed_and_what_they_avoided(path):
+    with Store(path) as store:
+        conversation = store.create_conversation("Basil")
+        answer = store.add_message(conversation, "assistant", "", status=PARTIAL,
+                                   method="amulet", preference="concise", avoid="verbose")
+        store.update_message(answer, "Water it", status=PARTIAL)  # no figures yet
+        store.update_message(answer, "Water it often.", status="complete",
+                             stats={"n_tokens": 5, "changed_tokens": 2, "mean_shift": 0.81},
+                             changed_spans=[(5, 8), (8, 14)])
+        plain = store.add_message(conversation, "assistant", "Hi", method="pref",
+                                  stats={"n_tokens": 1})
+        text = store.export_markdown(conversation)
+    with Store(path) as store:
+        steered, unsteered = store.messages(conversation)
+    assert (steered.changed_tokens, steered.mean_shift) == (2, 0.81)
+    assert steered.changed_spans == [(5, 8), (8, 14)] and steered.avoid == "verbose"
+    assert steered.id == answer and unsteered.id == plain
+    assert (unsteered.changed_tokens, unsteered.mean_shift, unsteered.changed_spans) == (
+        None, None, None)
+    assert "## Assistant (amulet · concise · avoid verbose)" in text
+
+
+def test_version_2_database_gains_the_steering_columns(path):
+    conn = sqlite3.connect(path)
+    for statement in (s for migration in MIGRATIONS[:2] for s in migration):
+        conn.execute(statement)
+    conn.execute("INSERT INTO conversations (id, title, created_at, updated_at) "
+                 "VALUES (3, 'before', 'x', 'x')")
+    conn.execute("INSERT INTO messages (conversation_id, role, content, created_at, method) "
+                 "VALUES (3, 'assistant', 'old answer', 'x', 'amulet')")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.schema_version == 3
+        (message,) = store.messages(3)
+    assert message.content == "old answer" and message.changed_tokens is None
 
 
 def test_store_and_chat_command_do_not_load_textual():

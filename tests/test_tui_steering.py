@@ -120,6 +120,30 @@ def test_command_line_preference_and_method_override_saved_settings():
     assert problems and "Unknown method" in problems[0]
 
 
+def test_avoid_from_the_command_line_and_the_recommended_default():
+    from localpref.methods import recommended_method
+
+    steering, problems = startup_steering(None, None, None, ["verbose", "jargon"])
+    assert problems == [] and steering.avoid == "verbose jargon"
+    assert steering.overrides()["avoid"] == "verbose jargon"
+    assert steering.overrides()["trace"] is True
+    assert steering.method_object() == recommended_method() and steering.is_recommended
+    recommended = recommended_method()
+    assert steering.method_label.startswith(f"recommended: amulet k={recommended.contrast:g} "
+                                            f"tau={recommended.tau:g}")
+    # avoid alone (no preference) still steers: only neither means plain decoding
+    assert Steering(presets=[], avoid="verbose").method_label.startswith("recommended")
+    steering, problems = startup_steering({"method": "pad", "method_settings": {
+        "pad": {"weight": 3.0}}}, None, "recommended")
+    assert problems == [] and steering.is_recommended
+    steering, problems = startup_steering(None, None, "pref", ["verbose"])
+    assert steering.avoid == "" and "reads one lane" in problems[0]
+    # saved with a method that cannot take it, the avoid is dropped and the method kept
+    restored = Steering.from_dict({"method": "base", "avoid": "verbose"})
+    assert restored.method == "base" and restored.avoid == ""
+    assert Steering.from_dict(Steering(avoid="verbose").to_dict()).avoid == "verbose"
+
+
 def test_pump_batches_pieces_saves_progress_and_stops_on_cancel():
     def pieces(n, delay):
         for i in range(n):

@@ -20,6 +20,7 @@ import localpref
 from localpref import LocalprefError, SettingsError
 from localpref.store import COMPLETE, PARTIAL, Store, StoreError
 from tui.events import AnswerDone, AnswerProgress, Notice, WaitingMessage
+from tui.highlight import changed_spans
 from tui.screens import CompareScreen, KeptAnswer
 from tui.steering import Steering
 from tui.streaming import EngineUsers, pump
@@ -201,10 +202,12 @@ class AnsweringMixin:
         self.busy = True  # from now: a message sent meanwhile waits for this answer
         method, preference = generation.stats["method"], generation.stats["preference"]
         preference = None if method == "base" else preference  # base never reads it
+        avoid = None if method == "base" else (
+            generation.stats.get("avoid") or self.steering.avoid_label)
         answer_id = self._store_message(conversation, "assistant", "", status=PARTIAL,
-                                        method=method, preference=preference)
+                                        method=method, preference=preference, avoid=avoid)
         view = MessageView("assistant", "", message_id=answer_id, method=method,
-                           preference=preference)
+                           preference=preference, avoid=avoid)
         await self.query_one(ChatLog).add(view, after=after)
         view.start_streaming()
         self._answer_view = view
@@ -219,15 +222,18 @@ class AnsweringMixin:
     def _answer_worker(self, generation: localpref.Generation, answer_id: int | None) -> None:
         """Stream one answer: batched updates to the app, the text saved every second."""
 
-        def save(text: str, status: str, stats: dict[str, Any] | None = None) -> None:
+        def save(text: str, status: str, stats: dict[str, Any] | None = None,
+                 spans: list[tuple[int, int]] | None = None) -> None:
             if answer_id is None:
                 return
             try:
-                self.store.update_message(answer_id, text, status=status, stats=stats)
+                self.store.update_message(answer_id, text, status=status, stats=stats,
+                                          changed_spans=spans)
             except StoreError as failure:
                 self.post_message(Notice(str(failure), "error"))
 
         error: str | None = None
+        spans: list[tuple[int, int]] | None = None
         with self.users.using():
             try:
                 pump(((0, piece) for piece in generation), 1, cancel=self.cancel,
@@ -242,8 +248,9 @@ class AnsweringMixin:
                 text = result.text if result is not None else ""
                 stats = dict(result.stats if result is not None else generation.stats)
                 partial = error is not None or stats.get("stop_reason") in ("cancelled", "error")
-                save(text, PARTIAL if partial else COMPLETE, stats)
-        self.post_message(AnswerDone(text, partial, stats, error))
+                spans = changed_spans(getattr(result, "trace", None))
+                save(text, PARTIAL if partial else COMPLETE, stats, spans)
+        self.post_message(AnswerDone(text, partial, stats, error, spans))
 
     async def on_answer_progress(self, event: AnswerProgress) -> None:
         if self._answer_view is not None:
@@ -259,7 +266,8 @@ class AnsweringMixin:
         view, self._answer_view = self._answer_view, None
         self._generation = None
         if view is not None and not self.closing:  # (closing: the views may be gone)
-            await view.finish(event.text, partial=event.partial, stats=event.stats)
+            await view.finish(event.text, partial=event.partial, stats=event.stats,
+                              changed_spans=event.changed_spans)
         self.busy = False
         self._show_live(event.stats, state="ready")
         if event.error:
@@ -300,13 +308,16 @@ class AnsweringMixin:
         conversation = self._ensure_conversation(kept.prompt)
         log = self.query_one(ChatLog)
         user_id = self._store_message(conversation, "user", kept.prompt)
+        avoid = kept.stats.get("avoid") if kept.method != "base" else None
         answer_id = self._store_message(
             conversation, "assistant", kept.text, status=PARTIAL if kept.partial else COMPLETE,
-            method=kept.method, preference=preference, stats=kept.stats)
+            method=kept.method, preference=preference, stats=kept.stats, avoid=avoid,
+            changed_spans=kept.changed_spans)
         await log.add(MessageView("user", kept.prompt, message_id=user_id))
         await log.add(MessageView("assistant", kept.text, message_id=answer_id,
                                   partial=kept.partial, method=kept.method,
-                                  preference=preference, stats=kept.stats))
+                                  preference=preference, stats=kept.stats, avoid=avoid,
+                                  changed_spans=kept.changed_spans))
         if self.chat is not None:
             self.chat.messages += [{"role": "user", "content": kept.prompt},
                                    {"role": "assistant", "content": kept.text}]

@@ -54,10 +54,11 @@ PREFERENCES_MIN_WIDTH, CONVERSATIONS_MIN_WIDTH = 120, 90
 
 
 def startup_steering(
-    saved: Any, preference: list[str] | None, method: str | None
+    saved: Any, preference: list[str] | None, method: str | None,
+    avoid: list[str] | None = None,
 ) -> tuple[Steering, list[str]]:
-    """The saved settings with the command line's ``--preference`` and ``--method`` on top,
-    and the problems found (each one sentence)."""
+    """The saved settings with the command line's ``--preference``, ``--method`` and
+    ``--avoid`` on top, and the problems found (each one sentence)."""
     steering = Steering.from_dict(saved) if saved else Steering()
     problems: list[str] = []
     if preference:
@@ -67,9 +68,19 @@ def startup_steering(
         steering = replace(steering, presets=names, custom=custom)
     if method:
         try:
-            steering = replace(steering, method=resolve_method(method).name)
+            chosen = resolve_method(method)
+            steering = replace(steering, method=chosen.name)
+            if method.strip().lower() == "recommended":
+                steering = steering.with_app_settings()
         except SettingsError as error:
             problems.append(str(error))
+    if avoid:
+        steering = replace(steering, avoid=" ".join(text.strip() for text in avoid))
+        try:
+            steering.overrides()
+        except SettingsError as error:
+            problems.append(str(error))
+            steering = replace(steering, avoid="")
     return steering, problems
 
 
@@ -92,6 +103,7 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         preference: list[str] | None = None,
         method: str | None = None,
         max_lanes: int = 8,
+        avoid: list[str] | None = None,
     ) -> None:
         """``model``: an already loaded model (the app then never closes it); otherwise
         ``model_spec`` (None: the bundled model; ``model_file`` picks a Hub repo's file) is
@@ -105,7 +117,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self._owns_model = False
         self.store = Store(store_path)
         saved = self.store.get_setting("steering")
-        self.steering, self._startup_problems = startup_steering(saved, preference, method)
+        self.steering, self._startup_problems = startup_steering(saved, preference, method,
+                                                                 avoid)
         self.chat: localpref.Chat | None = None
         self.conversation_id: int | None = None
         self.busy = False
@@ -322,7 +335,10 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self._apply(event.steering)
 
     async def action_set_method(self, name: str) -> None:
-        steering = replace(self.steering, method=name)
+        """Decode the next answers with method ``name`` (``recommended``: the recommended
+        steering, at its settings)."""
+        steering = (self.steering.with_app_settings() if name == "recommended"
+                    else replace(self.steering, method=name))
         await self.query_one(PreferencePanel).load(steering)
         self._apply(steering)
 
@@ -372,6 +388,18 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def action_toggle_highlight(self) -> None:
+        """Ctrl+T: highlight the changed tokens of the open chat's answers, or stop."""
+        log = self.query_one(ChatLog)
+        shown = log.set_highlight(not log.highlight)
+        if not log.highlight:
+            self.notify("Answers shown as Markdown again.")
+        elif shown:
+            self.notify(f"Tokens changed by steering highlighted in {shown} answer(s); Ctrl+T "
+                        "shows Markdown again.")
+        else:
+            self.notify("No answer here records which tokens steering changed yet.")
 
 
 def _remembered_model(saved: Any) -> str | None:

@@ -74,9 +74,11 @@ class ConversationsMixin:
         stored = self._stored_messages()
         await log.mount_all([
             MessageView(m.role, m.content, message_id=m.id, partial=m.partial,
-                        method=m.method, preference=m.preference, stats=m.stats)
+                        method=m.method, preference=m.preference, stats=m.stats,
+                        avoid=m.avoid, changed_spans=m.changed_spans)
             for m in stored
         ])
+        log.set_highlight(log.highlight)
         log.anchor()
         self._save_setting("last_conversation", conversation_id)
         await self._refresh_conversations()

@@ -24,12 +24,15 @@ class AnswerProgress(Message):
 class AnswerDone(Message):
     """The answer ended (finished, stopped, or failed with ``error``); it is saved."""
 
-    def __init__(self, text: str, partial: bool, stats: dict[str, Any], error: str | None):
+    def __init__(self, text: str, partial: bool, stats: dict[str, Any], error: str | None,
+                 changed_spans: list[tuple[int, int]] | None = None):
         super().__init__()
         self.text = text
         self.partial = partial
         self.stats = stats
         self.error = error
+        #: Character spans of the tokens steering changed (None without a trace).
+        self.changed_spans = changed_spans
 
 
 class ModelLoaded(Message):

@@ -57,6 +57,10 @@ APP_ACTIONS: tuple[KeyAction, ...] = (
               "or ORG/NAME[:PATTERN] (downloaded with a progress bar).", footer=True),
     KeyAction("regenerate", "ctrl+r", "Regenerate",
               "Answer the last message again with the current settings.", footer=True),
+    KeyAction("toggle_highlight", "ctrl+t", "Changes",
+              "Highlight the tokens steering changed in every answer of the open chat (shown "
+              "as plain text while on, since Markdown cannot style them), or show Markdown "
+              "again.", footer=True),
     KeyAction("copy_message", "f5", "Copy",
               "Copy the selected message (click or Tab to it), else the last answer."),
     KeyAction("new_conversation", "ctrl+n", "New chat", "Start a new conversation.",
@@ -101,6 +105,9 @@ DIALOG_ACTIONS: tuple[KeyAction, ...] = (
 COMPARE_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("run", "ctrl+r", "Run", "Run the comparison (again).", footer=True,
               palette=False),
+    KeyAction("toggle_highlight", "ctrl+t", "Changes",
+              "Highlight the tokens steering changed in each pane, or show Markdown again.",
+              footer=True, palette=False),
     KeyAction("stop_or_close", "escape", "Stop / close",
               "Stop the comparison; when nothing runs, go back to the chat.", footer=True,
               palette=False),

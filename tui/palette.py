@@ -14,7 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from localpref import PRESETS
 from localpref.methods import METHODS
 from tui.keys import APP_ACTIONS
-from tui.steering import METHOD_TITLES
+from tui.steering import METHOD_TITLES, RECOMMENDED_METHOD, method_description
 
 
 class SteeringCommands(Provider):
@@ -26,6 +26,9 @@ class SteeringCommands(Provider):
             if action.palette:
                 yield (action.description, f"{action.help} ({action.key_display})",
                        action.action)
+        yield (f"Method: Recommended ({method_description(RECOMMENDED_METHOD)})",
+               "The recommended steering, as the command line and the API use it when no "
+               "method is named.", "set_method('recommended')")
         for name in METHODS:
             yield (f"Method: {METHOD_TITLES.get(name, name)}",
                    "Decode the next answers with this method.", f"set_method('{name}')")

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localpref import PRESETS, Method, Sampling, SettingsError
-from localpref.methods import METHODS
+from localpref.commands.showing import steering_label
+from localpref.methods import METHODS, avoid_error, recommended_method
 from localpref.presets import preference_label
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
@@ -142,20 +143,24 @@ def sampling_fields() -> list[FieldSpec]:
 #: The field each two-lane method's strength knob edits (``method.strength``).
 STRENGTH_FIELDS = {"contrastive": "ratio", "amulet": "contrast", "pad": "weight"}
 
-#: The app's steering defaults, chosen for the bundled 135M model from the strength sweep
-#: (docs/steering.md, "Choosing the strength: the sweep"): the setting that moves answers most
-#: toward the preference while the base lane's fluency stays within 0.5 nats of Pref's. The
-#: library's own defaults stay the papers' (the "paper" preset restores those). Plausibility
-#: tau = 0.2 changes no token at these strengths (same answers in the sweep) and keeps text
-#: fluent when the user raises the strength: at the papers' k = 4.65 it lifts fluency from
-#: -9.3 to -1.5 nats/token for "concise" (docs/steering.md).
-APP_METHOD = "amulet"
-APP_TAU = 0.2
+#: The app's steering defaults. The chosen method starts as the library's recommended steering
+#: (``methods.recommended_method()``: the same the command line, the API and the server use
+#: when no method is named; docs/steering.md, "Choosing the strength: the sweep"), so the app
+#: and ``localpref generate`` agree. The other two-lane methods start at the same strength and
+#: plausibility mask. The library's own method defaults stay the papers' (the "paper" preset
+#: restores those). Plausibility tau = 0.2 keeps text fluent when the user raises the strength:
+#: at the papers' k = 4.65 it lifts fluency from -9.3 to -1.5 nats/token for "concise".
+RECOMMENDED_METHOD = recommended_method()
+APP_METHOD = RECOMMENDED_METHOD.name
+APP_TAU = float(getattr(RECOMMENDED_METHOD, "tau", 0.2))
 APP_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "amulet": {"contrast": 0.5, "tau": APP_TAU},
     "contrastive": {"ratio": 0.5, "tau": APP_TAU},
     "pad": {"weight": 0.5, "tau": APP_TAU},
 }
+APP_METHOD_SETTINGS[APP_METHOD] = {
+    f.name: getattr(RECOMMENDED_METHOD, f.name) for f in dataclasses.fields(RECOMMENDED_METHOD)
+    if f.init and getattr(RECOMMENDED_METHOD, f.name) != f.default}
 
 
 def app_method_settings() -> dict[str, dict[str, Any]]:
@@ -171,6 +176,9 @@ class Steering:
     """Built-in preference names (several at once)."""
     custom: str = ""
     """Free-text preference added to the built-ins ("" for none)."""
+    avoid: str = ""
+    """What to steer away from: a built-in name or free text ("" for nothing); it goes into
+    the base lane's prompt, so only two-lane methods with a base lane take it."""
     method: str = APP_METHOD
     """Method name, a key of ``localpref.methods.METHODS``."""
     method_settings: dict[str, dict[str, Any]] = field(default_factory=app_method_settings)
@@ -214,18 +222,42 @@ class Steering:
         max_tokens = values["max_tokens"]
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
-        return {"preference": self.preference, "method": self.method_object(), **sampling,
-                "max_tokens": max_tokens, "seed": values["seed"]}
+        method = self.method_object()
+        extra: dict[str, Any] = {}
+        if self.avoid.strip():
+            problem = avoid_error(method)
+            if problem:
+                raise SettingsError(problem)
+            extra["avoid"] = self.avoid.strip()
+        return {"preference": self.preference, "method": method, **sampling,
+                "max_tokens": max_tokens, "seed": values["seed"], **extra,
+                "trace": True}  # the changed tokens, for the header and highlighting
+
+    @property
+    def is_recommended(self) -> bool:
+        """Whether the next answer uses the recommended steering (the app's default)."""
+        try:
+            return self.method_object() == RECOMMENDED_METHOD
+        except SettingsError:
+            return False
 
     @property
     def method_label(self) -> str:
-        """The method as results name it (``base`` when there is no preference)."""
-        if self.preference is None:
+        """What steers the next answer: ``base`` with neither a preference nor an avoid,
+        else the method and the settings that shape it (``amulet k=0.5 tau=0.2``), named
+        ``recommended`` when it is the recommended steering."""
+        if self.preference is None and not self.avoid.strip():
             return "base"
         try:
-            return self.method_object().label
+            method = self.method_object()
         except SettingsError:
             return self.method
+        label = method_description(method)
+        return f"recommended: {label}" if method == RECOMMENDED_METHOD else label
+
+    @property
+    def avoid_label(self) -> str | None:
+        return self.avoid.strip() or None
 
     # -- presets ------------------------------------------------------------------------------
 
@@ -242,8 +274,10 @@ class Steering:
         return dataclasses.replace(self, method_settings=paper, sampling=kept)
 
     def with_app_settings(self) -> Steering:
-        """The same preferences and method with the app's tuned defaults."""
-        return dataclasses.replace(self, method_settings=app_method_settings())
+        """The recommended steering (its method at its settings; the other methods at the
+        app's defaults), the same preferences."""
+        return dataclasses.replace(self, method=APP_METHOD,
+                                   method_settings=app_method_settings())
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -261,6 +295,8 @@ class Steering:
             steering.presets = [p for p in presets if p in PRESETS]
         if isinstance(data.get("custom"), str):
             steering.custom = data["custom"]
+        if isinstance(data.get("avoid"), str):
+            steering.avoid = data["avoid"]
         if data.get("method") in METHODS:
             steering.method = data["method"]
         settings = data.get("method_settings")
@@ -276,13 +312,26 @@ class Steering:
         try:
             steering.overrides()
         except (SettingsError, TypeError):
-            defaults = app_method_settings()
-            if steering.method in defaults:
-                steering.method_settings[steering.method] = defaults[steering.method]
+            try:
+                cannot_avoid = bool(avoid_error(steering.method_object()))
+            except (SettingsError, TypeError):
+                cannot_avoid = False
+            if steering.avoid and cannot_avoid:
+                steering.avoid = ""  # saved with a method that cannot take it
             else:
-                steering.method_settings.pop(steering.method, None)
-            steering.sampling = {}
+                steering = _reset(steering)
         return steering
+
+
+def _reset(steering: Steering) -> Steering:
+    """The chosen method's settings and the sampling back to the app's defaults."""
+    defaults = app_method_settings()
+    if steering.method in defaults:
+        steering.method_settings[steering.method] = defaults[steering.method]
+    else:
+        steering.method_settings.pop(steering.method, None)
+    steering.sampling = {}
+    return steering
 
 
 def steering_from_form(
@@ -292,6 +341,7 @@ def steering_from_form(
     method_raw: dict[str, Any],
     sampling_raw: dict[str, Any],
     base: Steering | None = None,
+    avoid: str = "",
 ) -> tuple[Steering | None, dict[str, str]]:
     """Settings from what the form holds, or None and ``{field name: what is wrong}``.
 
@@ -324,6 +374,7 @@ def steering_from_form(
     steering = Steering(
         presets=[p for p in presets if p in PRESETS],
         custom=custom,
+        avoid=avoid,
         method=method,
         method_settings=dict(base.method_settings) if base else app_method_settings(),
         sampling=sampling_values,
@@ -332,5 +383,13 @@ def steering_from_form(
     try:
         steering.overrides()
     except SettingsError as error:
-        return None, {"": str(error)}
+        cannot_avoid = bool(avoid.strip()) and avoid_error(steering.method_object())
+        return None, {"avoid" if cannot_avoid else "": str(error)}
     return steering, {}
+
+
+def method_description(method: Method) -> str:
+    """``amulet k=0.5 tau=0.2``: the method and the settings that shape it (the command
+    line's ``steering_label``, without the sampling)."""
+    return steering_label({"method": method.label, "settings": method.settings()},
+                          sampling=False)

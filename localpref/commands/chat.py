@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.models import add_model_options
+from localpref.commands.options import add_avoid_option
+from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError
 from localpref.methods import resolve_method
 from localpref.store import Store, data_dir
@@ -28,8 +30,10 @@ def add_parser(subparsers: Any) -> None:
     add_model_options(parser)
     parser.add_argument("--preference", action="append", metavar="TEXT",
                         help="a built-in preference name or free text (repeatable)")
+    add_avoid_option(parser)
     parser.add_argument("--method", metavar="NAME",
-                        help="base, pref, contrastive, amulet or pad (default: the last used)")
+                        help="recommended, base, pref, contrastive, amulet or pad (default: "
+                        "the last used)")
     parser.add_argument("--export", metavar="ID", type=int,
                         help="write conversation ID as Markdown instead of opening the app")
     parser.add_argument("--output", "-o", metavar="FILE",
@@ -55,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     if args.method:
         resolve_method(args.method)  # a bad name is one sentence and exit 2, before the app
+    avoid = avoid_from_args(args)
     from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual
 
     app = LocalprefApp(model_spec=args.model, model_file=args.model_file,
                        n_gpu_layers=args.gpu_layers, preference=args.preference,
-                       method=args.method)
+                       method=args.method, **({"avoid": avoid} if avoid else {}))
     app.run()
     return app.return_code or 0
 

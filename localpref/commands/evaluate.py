@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.options import (
+    add_avoid_option,
     add_method_options,
     add_model_options,
     comma_list,
     method_settings,
 )
+from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError, SettingsError
 from localpref.methods import Sampling
 
@@ -43,10 +45,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="use the first N prompts (default: all)")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated: base, pref, contrastive, amulet, pad, beamN "
-                        f"(default {DEFAULT_METHODS})")
+                        help=f"comma-separated: base, pref, recommended, contrastive, amulet, "
+                        f"pad, beamN (default {DEFAULT_METHODS})")
     parser.add_argument("--preferences", default=DEFAULT_PREFERENCES,
                         help=f"comma-separated names or texts (default {DEFAULT_PREFERENCES})")
+    add_avoid_option(parser)
     parser.add_argument("--prompts", choices=("paper", "library"), default="paper",
                         help="paper: the Amulet paper's system prompt and preference sentences "
                         "(default); library: localpref's neutral prompt and presets")
@@ -161,7 +164,12 @@ def run_eval(args: argparse.Namespace) -> int:
         settings["strength"] = args.strength
     if args.length_penalty is not None:
         settings["length_penalty"] = args.length_penalty
-    methods = method_specs(comma_list(args.methods), **settings)
+    avoid = avoid_from_args(args)
+    methods = method_specs(comma_list(args.methods), paper=args.paper, **settings)
+    if avoid and not any(len(getattr(m.decoder, "lanes", ())) == 2
+                         and "base" in m.decoder.lanes for m in methods):  # type: ignore[union-attr]
+        raise SettingsError("--avoid steers away through the base lane; add a method that "
+                            "contrasts with it (contrastive, amulet, pad or recommended).")
     sweeps = [parse_sweep(text) for text in args.sweep or []]
     methods = expand(methods, sweeps)
     if sweeps and args.judge is not None:
@@ -173,7 +181,8 @@ def run_eval(args: argparse.Namespace) -> int:
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,
                         sampling=sampling, reference=args.reference.strip().lower(),
                         resamples=args.bootstrap, score_lanes=bool(sweeps),
-                        fluency_budget=args.fluency_budget)
+                        fluency_budget=args.fluency_budget,
+                        avoid=tuple(avoid) if avoid else None)
     if args.judge is not None and config.reference not in {m.name for m in methods}:
         raise SettingsError(f"The judge compares {config.reference} with each method; add it "
                             "to --methods or choose --reference.")

@@ -20,6 +20,14 @@ from localpref.commands.options import (
     method_from_args,
     sampling_kwargs,
 )
+from localpref.commands.showing import (
+    avoid_from_args,
+    check_avoid,
+    generation_kwargs,
+    highlighted,
+    steering_label,
+    steering_line,
+)
 from localpref.decoding import Result
 from localpref.errors import SettingsError
 
@@ -41,8 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object: text, method, preference, model, stats",
+        help="print one JSON object: text, method, preference, avoid, model, stats",
     )
+    add_steering_display_options(generate)
     generate.set_defaults(func=run_generate)
 
     compare = subparsers.add_parser(
@@ -54,34 +63,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("prompt", help="the user message; - reads it from standard input")
     compare.add_argument(
         "--methods",
-        default="base,pref,amulet,pad",
-        help="comma-separated methods (default base,pref,amulet,pad)",
+        default="base,pref,recommended,pad",
+        help="comma-separated methods; recommended is the recommended steering "
+        "(default base,pref,recommended,pad)",
     )
     add_model_options(compare)
     add_preference_options(compare)
     add_method_options(compare, single=False)
     add_sampling_options(compare, max_tokens=128)
     compare.add_argument("--json", action="store_true", help="print one JSON object")
+    add_steering_display_options(compare)
     compare.set_defaults(func=run_compare)
 
 
+def add_steering_display_options(parser: argparse.ArgumentParser) -> None:
+    """--show-steering and --trace."""
+    parser.add_argument(
+        "--show-steering", action="store_true",
+        help="print the answer with the tokens steering changed highlighted (colour on a "
+        "terminal, [[...]] otherwise) and a last line with how many and the mean shift")
+    parser.add_argument(
+        "--trace", action="store_true",
+        help="with --json: add \"trace\", one object per token (piece, logprobs under the "
+        "steered distribution and each lane, each lane's greedy pick, changed)")
+
+
 def run_generate(args: argparse.Namespace) -> int:
-    """Stream the answer (or print JSON); Ctrl-C stops and keeps what was printed."""
+    """Stream the answer (or print JSON); Ctrl-C stops and keeps what was printed.
+
+    With --show-steering the answer is printed once it ends, highlighted from its trace.
+    """
     method = method_from_args(args)
+    avoid = avoid_from_args(args)
+    check_avoid(method, avoid)
     sampling = sampling_kwargs(args)
     prompt = prompt_from_args(args)
+    want_trace = args.trace or args.show_steering
     model = load_model(args)
     generation = model.stream(
         prompt,
         preference=args.preference,
         method=method,
         ignore_eos=args.ignore_eos,
+        **generation_kwargs(avoid, want_trace),
         **sampling,
     )
+    streaming = not (args.json or args.show_steering)
     interrupted = False
     try:
         for piece in generation:
-            if not args.json:
+            if streaming:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
     except KeyboardInterrupt:
@@ -89,18 +120,28 @@ def run_generate(args: argparse.Namespace) -> int:
         interrupted = True
     result = generation.result
     assert result is not None
+    stats = result.stats
     if args.json:
-        print(json.dumps(_result_json(result), ensure_ascii=False))
+        print(json.dumps(_result_json(result, trace=args.trace), ensure_ascii=False))
+        return 130 if interrupted else 0
+    if args.show_steering:
+        sys.stdout.write(_shown(result, ansi=sys.stdout.isatty()))
+        sys.stdout.write("\n" + steering_line(stats) + "\n")
     else:
         sys.stdout.write("\n")
-        stats = result.stats
-        print(
-            f"[{stats['method']} · {stats['n_tokens']} tokens · {stats['tokens_per_s']:.1f} "
-            f"tokens/s · steering {stats['steer_ms_per_token']:.3f} ms/token · "
-            f"{stats['stop_reason']}]",
-            file=sys.stderr,
-        )
+    print(
+        f"[{steering_label(stats)} · {stats['n_tokens']} tokens · {stats['tokens_per_s']:.1f} "
+        f"tokens/s · steering {stats['steer_ms_per_token']:.3f} ms/token · "
+        f"{stats['stop_reason']}]",
+        file=sys.stderr,
+    )
     return 130 if interrupted else 0
+
+
+def _shown(result: Result, *, ansi: bool) -> str:
+    """The answer highlighted from its trace (the plain text if it has none)."""
+    trace = getattr(result, "trace", None)
+    return highlighted(trace, ansi=ansi) if trace else result.text
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -109,11 +150,16 @@ def run_compare(args: argparse.Namespace) -> int:
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
     methods = [method_from_args(args, name) for name in names]
+    avoid = avoid_from_args(args)
+    if avoid and not any(len(m.lanes) == 2 and "base" in m.lanes for m in methods):
+        check_avoid(methods[0], avoid)
     sampling = sampling_kwargs(args)
     prompt = prompt_from_args(args)
+    want_trace = args.trace or args.show_steering
     lanes_needed = sum(len(method.lanes) for method in methods)
     model = load_model(args, max_lanes=max(4, lanes_needed))
-    comparison = model.compare(prompt, methods, preference=args.preference, **sampling)
+    comparison = model.compare(prompt, methods, preference=args.preference,
+                               **generation_kwargs(avoid, want_trace), **sampling)
     try:
         results = comparison.run()
     except KeyboardInterrupt:
@@ -122,12 +168,14 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"prompt": prompt, "results": [_result_json(r) for r in results]},
+                {"prompt": prompt,
+                 "results": [_result_json(r, trace=args.trace) for r in results]},
                 ensure_ascii=False,
             )
         )
     else:
-        print(side_by_side(results, shutil.get_terminal_size().columns))
+        print(side_by_side(results, shutil.get_terminal_size().columns,
+                           show_steering=args.show_steering))
     return 0
 
 
@@ -147,27 +195,37 @@ def prompt_from_args(args: argparse.Namespace) -> str:
     return text
 
 
-def _result_json(result: Result) -> dict[str, Any]:
+def _result_json(result: Result, *, trace: bool = False) -> dict[str, Any]:
+    """The ``--json`` object of one answer (docs/design.md, "Contract")."""
     stats = result.stats
-    return {
+    payload = {
         "text": result.text,
         "method": stats["method"],
         "preference": stats["preference"],
+        "avoid": stats.get("avoid"),
         "model": stats["model"],
         "stats": stats,
     }
+    if trace:
+        payload["trace"] = getattr(result, "trace", None)
+    return payload
 
 
-def side_by_side(results: list[Result], width: int) -> str:
-    """The answers in columns, each headed by its method and tokens/s."""
+def side_by_side(results: list[Result], width: int, *, show_steering: bool = False) -> str:
+    """The answers in columns, each headed by what ran and its tokens/s; with
+    ``show_steering`` the changed tokens are in ``[[...]]`` (columns are wrapped, so no
+    colour) and a last line per column says how many."""
     gap = 3
     column = max(16, (width - gap * (len(results) - 1)) // max(1, len(results)))
     columns = []
     for result in results:
-        header = f"{result.stats['method']} ({result.stats['tokens_per_s']:.1f} tok/s)"
+        header = f"{steering_label(result.stats)} ({result.stats['tokens_per_s']:.1f} tok/s)"
         lines = textwrap.wrap(header, column) + ["-" * column]
-        for paragraph in result.text.strip().splitlines() or [""]:
+        text = _shown(result, ansi=False) if show_steering else result.text
+        for paragraph in text.strip().splitlines() or [""]:
             lines += textwrap.wrap(paragraph, column) or [""]
+        if show_steering:
+            lines += ["-" * column, *textwrap.wrap(steering_line(result.stats), column)]
         columns.append(lines)
     rows = itertools.zip_longest(*columns, fillvalue="")
     return "\n".join((" " * gap).join(cell.ljust(column) for cell in row).rstrip() for row in rows)

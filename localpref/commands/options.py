@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from localpref.methods import METHODS, Method, Sampling, resolve_method
+from localpref.commands.showing import with_settings
+from localpref.methods import (
+    METHODS,
+    RECOMMENDED,
+    Method,
+    Sampling,
+    recommended_method,
+    resolve_method,
+)
 
 #: Method settings accepted on the command line: flag -> (dataclass field, type, help).
 METHOD_FLAGS: dict[str, tuple[str, type, str]] = {
@@ -61,10 +69,23 @@ def add_preference_options(parser: argparse.ArgumentParser) -> None:
         help="a built-in preference (concise, verbose, creative, uplifting, "
         "formal, pleasant, humorous, harmless) or any text; repeat to combine",
     )
+    add_avoid_option(parser)
     parser.add_argument(
         "--system-prompt",
         default=None,
         help="the neutral system prompt (default: 'You are a helpful assistant.')",
+    )
+
+
+def add_avoid_option(parser: argparse.ArgumentParser) -> None:
+    """--avoid (repeatable): what steering pushes away from (through the base lane)."""
+    parser.add_argument(
+        "--avoid",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a built-in preference or any text to steer away from (it goes into the base "
+        "lane's prompt, as a negative prompt); repeat to combine; two-lane methods only",
     )
 
 
@@ -74,10 +95,14 @@ def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) 
         parser.add_argument(
             "--method",
             "-m",
-            default="amulet",
-            help=f"one of {', '.join(METHODS)} (default amulet; pad without "
-            "--reward-model uses the prompt-contrast reward)",
+            default=None,
+            help=f"one of {', '.join([*METHODS, RECOMMENDED])} (default: the recommended "
+            "steering, named in the output; a method named without settings is the papers'; "
+            "pad without --reward-model uses the prompt-contrast reward)",
         )
+    parser.add_argument(
+        "--paper", action="store_true",
+        help="the papers' settings for every method (greedy unless --temperature is given)")
     group = parser.add_argument_group("method settings")
     group.add_argument(
         "--strength", type=float, default=None,
@@ -118,11 +143,28 @@ def method_settings(args: argparse.Namespace) -> dict[str, Any]:
 def method_from_args(args: argparse.Namespace, name: str | None = None) -> Method:
     """The method named by --method (or ``name``) with the settings given, validated;
     ``--strength`` applies to the methods that have one (Base and Pref do not)."""
-    method = resolve_method(name or args.method, **method_settings(args))
+    name = name or getattr(args, "method", None)
+    if getattr(args, "paper", False):
+        method = paper_method(name, **method_settings(args))
+    else:
+        method = resolve_method(name, **method_settings(args))
     strength = getattr(args, "strength", None)
     if strength is not None and hasattr(method, "with_strength"):
         method = method.with_strength(strength)
     return method
+
+
+def paper_method(name: str | None, **settings: Any) -> Method:
+    """The papers' settings of the method named (the recommended one's method if None), with
+    the settings given on top; ``methods.paper_method`` when the library has it."""
+    from localpref import methods
+
+    if name is None or name.strip().lower() == RECOMMENDED:
+        name = recommended_method().name
+    helper = getattr(methods, "paper_method", None)
+    if helper is None:
+        return resolve_method(name, **settings)
+    return with_settings(resolve_method(helper(name)), settings)
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -34,7 +34,12 @@ from localpref.evaluation.progress import Progress
 from localpref.evaluation.records import GENERATIONS, SCORES, RowWriter, read_rows, row_id
 from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import Scorer, score_text
-from localpref.evaluation.specs import MethodSpec, PreferenceSpec, non_default_fields
+from localpref.evaluation.specs import (
+    MethodSpec,
+    PreferenceSpec,
+    changed_fraction,
+    non_default_fields,
+)
 from localpref.methods import Base, Sampling
 from localpref.presets import DEFAULT_SYSTEM_PROMPT
 
@@ -59,6 +64,9 @@ class GridConfig:
     (``--sweep`` turns it on; it is part of the row key when on)."""
     fluency_budget: float = 0.5
     """Sweep summary: nats per token a setting may lose against Pref's fluency."""
+    avoid: tuple[str, ...] | None = None
+    """What the two-lane methods with a base lane steer away from (``--avoid``); Base, Pref
+    and beams, which have no base lane to contrast with, answer without it."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fluency_budget) and self.fluency_budget >= 0):
@@ -168,7 +176,14 @@ class Evaluation:
             key["sweep"] = {item.method.sweep.parameter: item.method.sweep.value}
         if self.config.score_lanes:
             key["score_lanes"] = True
+        if self._avoids(item.method):
+            key["avoid"] = list(self.config.avoid or ())
         return key
+
+    def _avoids(self, method: MethodSpec) -> bool:
+        """Whether this method reads the run's ``avoid`` (it needs a base lane to contrast)."""
+        lanes = getattr(method.decoder, "lanes", ())
+        return bool(self.config.avoid) and len(lanes) == 2 and "base" in lanes
 
     def items(self) -> list[Item]:
         """The grid in the order it runs: prompt, then preference, then method."""
@@ -258,6 +273,7 @@ class Evaluation:
             row.update(label=source.get("label"), text=source["text"], tokens=source["tokens"],
                        n_tokens=source.get("n_tokens"), tokens_per_s=source.get("tokens_per_s"),
                        stop_reason=source.get("stop_reason"), stats=source.get("stats"),
+                       changed_fraction=source.get("changed_fraction"),
                        reused_from=source["id"])
             return row
         try:
@@ -269,7 +285,8 @@ class Evaluation:
         stats = dict(result.stats)
         row.update(label=stats.get("method"), text=result.text, tokens=list(result.tokens),
                    n_tokens=stats.get("n_tokens"), tokens_per_s=stats.get("tokens_per_s"),
-                   stop_reason=stats.get("stop_reason"), stats=stats)
+                   stop_reason=stats.get("stop_reason"), stats=stats,
+                   changed_fraction=changed_fraction(item.method.decoder, stats))
         return row
 
     def _generate(self, item: Item):  # noqa: ANN202 - localpref.Result
@@ -283,11 +300,14 @@ class Evaluation:
             result.stats.update(preference=item.preference.name, model=self.model.name,
                                 seed=config.seed)
             return result
+        extra: dict[str, Any] = {"avoid": list(config.avoid or ())} if self._avoids(
+            item.method) else {}
         return self.model.generate(
             item.prompt.text, preference=item.preference.sentence, method=decoder,
             max_tokens=config.max_tokens, temperature=config.sampling.temperature,
             top_p=config.sampling.top_p, top_k=config.sampling.top_k,
             min_p=config.sampling.min_p, seed=config.seed, score_lanes=config.score_lanes,
+            **extra,
         )
 
     def _beam(self, settings: BeamSettings) -> BeamSearch:

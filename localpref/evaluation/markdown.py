@@ -19,6 +19,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "mtld": ("{:.1f}", "MTLD"),
     "fluency_base": ("{:.2f}", "fluency under the base lane (nats/token)"),
     "fluency_pref": ("{:.2f}", "fluency under the preference lane (nats/token)"),
+    "changed_fraction": ("{:.3f}", "tokens changed by steering (fraction of the answer)"),
 }
 
 

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localpref import methods as method_catalog
 from localpref.errors import SettingsError
 from localpref.evaluation.beam import BeamSettings
 from localpref.evaluation.paper import paper_sentence
-from localpref.methods import METHODS, Method, resolve_method
+from localpref.methods import METHODS, RECOMMENDED, Method, resolve_method
 from localpref.presets import preference_text
 
 
@@ -109,10 +110,27 @@ class MethodSpec:
         return float(self.decoder.strength) if sweepable(self.decoder) else None  # type: ignore[union-attr]
 
 
-def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
+def named_method(name: str, *, paper: bool = False, **settings: Any) -> Method:
+    """The method a name stands for, with the settings given (each method takes the ones it
+    has): ``recommended`` is ``methods.recommended_method()``; with ``paper`` every name is
+    the papers' settings of its method (``methods.paper_method``)."""
+    if paper:
+        if name == RECOMMENDED:
+            name = method_catalog.recommended_method().name
+        method = resolve_method(method_catalog.paper_method(name))
+        fields = {f.name for f in dataclasses.fields(method) if f.init}
+        usable = {k: v for k, v in settings.items() if k in fields and v is not None}
+        return dataclasses.replace(method, **usable) if usable else method
+    return resolve_method(name, **settings)
+
+
+def method_specs(names: Sequence[str], *, paper: bool = False,
+                 **settings: Any) -> list[MethodSpec]:
     """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
-    ``beamN``) with the method settings given (each method takes the ones it has);
-    ``strength`` sets the strength knob of the methods that have one."""
+    ``recommended``, ``beamN``) with the method settings given (each method takes the ones
+    it has); ``strength`` sets the strength knob of the methods that have one; ``paper``
+    gives every method the papers' settings (``named_method``). A ``recommended`` column
+    keeps that name in the tables, beside ``amulet`` at the papers' settings."""
     settings = dict(settings)
     strength = settings.pop("strength", None)
     specs: list[MethodSpec] = []
@@ -130,13 +148,26 @@ def method_specs(names: Sequence[str], **settings: Any) -> list[MethodSpec]:
                 width=int(width), length_penalty=1.0 if penalty is None else float(penalty))
             spec = MethodSpec(f"beam{int(width)}", decoder)
         else:
-            method = resolve_method(name, **settings)
+            method = named_method(name, paper=paper, **settings)
             if strength is not None and sweepable(method):
                 method = method.with_strength(float(strength))  # type: ignore[attr-defined]
-            spec = MethodSpec(method.name, method)
+            spec = MethodSpec(RECOMMENDED if name == RECOMMENDED else method.name, method)
         if any(existing.name == spec.name for existing in specs):
             raise SettingsError(f"Method {spec.name!r} is listed twice.")
         specs.append(spec)
     if not specs:
         raise SettingsError("Give at least one method.")
     return specs
+
+
+def changed_fraction(decoder: Method | BeamSettings, stats: dict[str, Any]) -> float | None:
+    """The share of an answer's tokens that steering changed (``stats["changed_tokens"]`` over
+    ``n_tokens``): 0 for Base and Pref, which steer nothing; None for a beam search or an
+    answer of no tokens."""
+    n_tokens = stats.get("n_tokens") or 0
+    if isinstance(decoder, BeamSettings) or n_tokens <= 0:
+        return None
+    if len(decoder.lanes) < 2:
+        return 0.0
+    changed = stats.get("changed_tokens")
+    return None if changed is None else float(changed) / float(n_tokens)

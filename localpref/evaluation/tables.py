@@ -19,12 +19,15 @@ import numpy as np
 
 from localpref.evaluation.markdown import METRICS
 from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS
-from localpref.methods import METHODS
+from localpref.methods import METHODS, RECOMMENDED
 
 #: Statistics of a generation (``row["stats"]``) tabulated like metrics.
 STAT_METRICS = ("fluency_base", "fluency_pref")
 #: Columns in the order the library lists its methods; beam searches come after, then others.
-METHOD_ORDER = tuple(METHODS)
+#: Base and Pref first, then the recommended steering, then the papers' methods.
+METHOD_ORDER = (*tuple(METHODS)[:2], RECOMMENDED, *tuple(METHODS)[2:])
+#: Per-generation values of a row (``row[name]``) tabulated like metrics.
+ROW_METRICS = ("changed_fraction",)
 
 
 def bootstrap_interval(
@@ -109,7 +112,10 @@ def variants_of(rows: Iterable[dict[str, Any]]) -> dict[str, Variant]:
         text = json.dumps(signature, sort_keys=True)
         signatures[row["method"]][text] = signature
         row_signature[row["id"]] = (row["method"], text)
-        names[row["method"]].add(str(row.get("label") or row["method"]))
+        label = str(row.get("label") or row["method"])
+        # A column named otherwise than its decoder ("recommended" runs amulet) says both.
+        names[row["method"]].add(label if label.startswith(row["method"])
+                                 else f"{row['method']} ({label})")
     labels: dict[tuple[str, str], Variant] = {}
     for method, found in signatures.items():
         # The decoder's own label ("pad (prompt-contrast reward)") when it says more.
@@ -187,6 +193,7 @@ def collect(
         stats = row.get("stats") or {}
         values = dict(metrics.get(row["id"]) or {})
         values.update({name: stats[name] for name in STAT_METRICS if name in stats})
+        values.update({name: row[name] for name in ROW_METRICS if row.get(name) is not None})
         for name, value in values.items():
             number = math.nan if value is None else float(value)
             cells[(*group, label, name)].values[int(row["position"])] = number

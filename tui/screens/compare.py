@@ -20,7 +20,9 @@ from textual.widgets import Button, Footer, Label, Markdown, SelectionList, Stat
 from textual.widgets.selection_list import Selection
 
 from localpref import LocalprefError, Model
+from localpref.commands.showing import steering_label
 from localpref.methods import METHODS
+from tui.highlight import changed_fact, changed_spans, highlighted_text
 from tui.keys import COMPARE_ACTIONS, bindings
 from tui.steering import METHOD_TITLES, Steering
 from tui.streaming import EngineUsers, pump
@@ -39,6 +41,7 @@ class KeptAnswer:
     preference: str | None
     stats: dict[str, Any]
     partial: bool
+    changed_spans: list[tuple[int, int]] | None = None
 
 
 def stats_line(stats: dict[str, Any]) -> str:
@@ -46,6 +49,9 @@ def stats_line(stats: dict[str, Any]) -> str:
     parts = [f"{stats.get('tokens_per_s') or 0:.1f} tok/s",
              f"steer {stats.get('steer_ms_per_token') or 0:.2f} ms/tok",
              f"{stats.get('n_tokens', 0)} tokens"]
+    changed = changed_fact(stats) if stats.get("stop_reason") not in (None, "running") else None
+    if changed:
+        parts.append(changed)
     reason = stats.get("stop_reason")
     if reason and reason != "running":
         parts.append(reason)
@@ -53,7 +59,8 @@ def stats_line(stats: dict[str, Any]) -> str:
 
 
 class ComparePane(Vertical):
-    """One method's answer, its figures, and a button to keep it."""
+    """One method's answer, its figures, and a button to keep it; once it ended, the tokens
+    steering changed are highlighted (as plain text) until Ctrl+T shows Markdown again."""
 
     def __init__(self, index: int, label: str) -> None:
         super().__init__(classes="compare-pane", id=f"pane-{index}")
@@ -61,11 +68,16 @@ class ComparePane(Vertical):
         self.label = label
         self.stats: dict[str, Any] = {}
         self._feed = MarkdownFeed()
+        self.changed_spans: list[tuple[int, int]] | None = None
+        self.highlighted = False
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Label(self.label, classes="pane-title")
         with VerticalScroll(classes="pane-body"):
             yield Markdown("")
+            plain = Static("", classes="pane-highlighted")
+            plain.display = False
+            yield plain
         yield Static("waiting…", classes="pane-stats")
         yield Button("Keep this answer", id=f"keep-{self.index}", classes="keep", disabled=True,
                      compact=True)
@@ -82,10 +94,22 @@ class ComparePane(Vertical):
         self.stats = stats
         self.query_one(".pane-stats", Static).update(stats_line(stats))
 
-    async def finish(self, text: str, stats: dict[str, Any]) -> None:
+    async def finish(self, text: str, stats: dict[str, Any],
+                     spans: list[tuple[int, int]] | None = None, highlight: bool = True) -> None:
         await self._feed.finish(self.query_one(Markdown), text)
+        self.changed_spans = spans
         self.show_stats(stats)
+        self.show_highlight(highlight)
         self.query_one(Button).disabled = False
+
+    def show_highlight(self, on: bool) -> None:
+        """The answer with its changed tokens highlighted (``on``, when known) or Markdown."""
+        self.highlighted = on and self.changed_spans is not None
+        plain = self.query_one(".pane-highlighted", Static)
+        if self.highlighted:
+            plain.update(highlighted_text(self.text, self.changed_spans))
+        plain.display = self.highlighted
+        self.query_one(Markdown).display = not self.highlighted
 
 
 class CompareProgress(Message):
@@ -96,11 +120,13 @@ class CompareProgress(Message):
 
 
 class CompareDone(Message):
-    def __init__(self, texts: list[str], stats: list[dict[str, Any]], error: str | None) -> None:
+    def __init__(self, texts: list[str], stats: list[dict[str, Any]], error: str | None,
+                 spans: list[list[tuple[int, int]] | None] | None = None) -> None:
         super().__init__()
         self.texts = texts
         self.stats = stats
         self.error = error
+        self.spans = spans or [None] * len(texts)
 
 
 class CompareScreen(Screen[KeptAnswer | None]):
@@ -126,6 +152,8 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.runs_done = 0  # comparisons finished on this screen (tests wait on it)
         self.cancel = threading.Event()
         self.panes: list[ComparePane] = []
+        #: Whether finished panes show their changed tokens highlighted (Ctrl+T toggles).
+        self.highlight = True
         self._multi: Any = None  # the comparison running, cancelled by Esc
         self._prompt_used = ""
         chosen = steering.method if steering.method != "base" else "pref"
@@ -191,7 +219,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
             return
         container = self.query_one("#compare-panes", Horizontal)
         await container.remove_children()
-        self.panes = [ComparePane(i, stats["method"])
+        self.panes = [ComparePane(i, steering_label(stats, sampling=False))
                       for i, stats in enumerate(multi.track_stats)]
         await container.mount_all(self.panes)
         self._prompt_used = prompt
@@ -215,7 +243,8 @@ class CompareScreen(Screen[KeptAnswer | None]):
                 results = list(multi.results)
         texts = [result.text for result in results]
         stats = [dict(result.stats) for result in results]
-        self.post_message(CompareDone(texts, stats, error))
+        spans = [changed_spans(getattr(result, "trace", None)) for result in results]
+        self.post_message(CompareDone(texts, stats, error, spans))
 
     @on(CompareProgress)
     async def _progress(self, event: CompareProgress) -> None:
@@ -226,8 +255,9 @@ class CompareScreen(Screen[KeptAnswer | None]):
     @on(CompareDone)
     async def _done(self, event: CompareDone) -> None:
         self.running = False
-        for pane, text, stats in zip(self.panes, event.texts, event.stats, strict=False):
-            await pane.finish(text, stats)
+        for pane, text, stats, spans in zip(self.panes, event.texts, event.stats, event.spans,
+                                            strict=False):
+            await pane.finish(text, stats, spans, self.highlight)
         self.runs_done += 1
         if event.error:
             self.notify(event.error, severity="error", title="Comparison failed")
@@ -236,6 +266,13 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.cancel.set()
         if self._multi is not None:
             self._multi.cancel()  # also stops a prefill under way
+
+    def action_toggle_highlight(self) -> None:
+        """Ctrl+T: highlight the changed tokens in every finished pane, or show Markdown."""
+        self.highlight = not self.highlight
+        for pane in self.panes:
+            if not self.running:
+                pane.show_highlight(self.highlight)
 
     def action_stop_or_close(self) -> None:
         if self.running:
@@ -258,4 +295,5 @@ class CompareScreen(Screen[KeptAnswer | None]):
             prompt=self._prompt_used, text=pane.text, method=pane.stats.get("method", pane.label),
             preference=pane.stats.get("preference"), stats=pane.stats,
             partial=pane.stats.get("stop_reason") in ("cancelled", "error"),
+            changed_spans=pane.changed_spans,
         ))

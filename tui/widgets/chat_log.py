@@ -1,12 +1,18 @@
-"""The conversation: one ``MessageView`` per message, answers streamed as Markdown."""
+"""The conversation: one ``MessageView`` per message, answers streamed as Markdown.
+
+With highlighting on (``ChatLog.set_highlight``), an answer whose changed tokens are known is
+shown as styled plain text instead (``tui.highlight``), and back as Markdown when it is off.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Label, Markdown
+from textual.widgets import Label, Markdown, Static
 
+from tui.highlight import changed_fact, highlighted_text
 from tui.widgets.markdown_feed import MarkdownFeed
 
 STOP_REASONS = {
@@ -30,6 +36,8 @@ class MessageView(Vertical, can_focus=True):
         preference: str | None = None,
         stats: dict[str, Any] | None = None,
         waiting: bool = False,
+        avoid: str | None = None,
+        changed_spans: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
@@ -39,9 +47,15 @@ class MessageView(Vertical, can_focus=True):
         self.method = method
         self.preference = preference
         self.stats = stats or {}
+        self.avoid = avoid
+        #: ``(start, end)`` character spans of the tokens steering changed (None: unknown).
+        self.changed_spans = [tuple(span) for span in changed_spans] if changed_spans else (
+            [] if changed_spans is not None else None)
         self.streaming = False
         #: A message sent while the model loads or an answer is written: it goes next.
         self.waiting = waiting
+        #: Whether the changed tokens are shown highlighted (as plain text) right now.
+        self.highlighted = False
 
     @property
     def text(self) -> str:
@@ -51,6 +65,9 @@ class MessageView(Vertical, can_focus=True):
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Label(self.header(), classes="message-header")
         yield Markdown(self.text, classes="message-body")
+        plain = Static("", classes="message-highlighted")
+        plain.display = False
+        yield plain
 
     def header(self) -> str:
         if self.role == "user":
@@ -60,11 +77,16 @@ class MessageView(Vertical, can_focus=True):
             parts.append(self.method)
         if self.preference:
             parts.append(self.preference)
+        if self.avoid:
+            parts.append(f"avoid {self.avoid}")
         if self.streaming:
             parts.append("writing…")
         tokens_per_s = self.stats.get("tokens_per_s")
         if tokens_per_s and not self.streaming:
             parts.append(f"{tokens_per_s:.0f} tok/s")
+        changed = changed_fact(self.stats)
+        if changed and not self.streaming:
+            parts.append(changed)
         reason = self.stats.get("stop_reason")
         if self.partial:
             parts.append(STOP_REASONS.get(reason or "", "partial"))
@@ -91,13 +113,42 @@ class MessageView(Vertical, can_focus=True):
             self.start_streaming()
         await self._feed.append(self.query_one(Markdown), delta)
 
-    async def finish(self, text: str, *, partial: bool, stats: dict[str, Any]) -> None:
+    async def finish(self, text: str, *, partial: bool, stats: dict[str, Any],
+                     changed_spans: Sequence[Sequence[int]] | None = None) -> None:
         """The answer ended: show exactly the saved text, and its figures in the header."""
         await self._feed.finish(self.query_one(Markdown), text)
         self.streaming = False
         self.partial = partial
         self.stats = stats
+        if changed_spans is not None:
+            self.changed_spans = [tuple(span) for span in changed_spans]
         self._refresh_header()
+        self.show_highlight(self.highlighted)
+
+    def on_mount(self) -> None:
+        self.show_highlight(self.highlighted)
+
+    @property
+    def can_highlight(self) -> bool:
+        """An answer whose changed tokens are known (not while it is being written)."""
+        return self.role == "assistant" and self.changed_spans is not None and not self.streaming
+
+    def show_highlight(self, on: bool) -> None:
+        """Show the answer highlighted as plain text (``on``) or as Markdown."""
+        self.highlighted = on
+        if not self.is_mounted:
+            return
+        shown = on and self.can_highlight
+        plain = self.query_one(".message-highlighted", Static)
+        if shown:
+            plain.update(highlighted_text(self.text, self.changed_spans))
+        plain.display = shown
+        self.query_one(Markdown).display = not shown
+
+    @property
+    def highlighted_plain(self) -> Any:
+        """The styled text shown while highlighted (a ``rich.text.Text``; for tests)."""
+        return highlighted_text(self.text, self.changed_spans)
 
 
 class ChatLog(VerticalScroll):
@@ -110,9 +161,20 @@ class ChatLog(VerticalScroll):
     def views(self) -> list[MessageView]:
         return list(self.query(MessageView))
 
+    #: Whether answers show their changed tokens highlighted (the app's toggle).
+    highlight = False
+
     async def add(self, view: MessageView, after: MessageView | None = None) -> MessageView:
         """Show a message at the end, or right after ``after`` (an answer after its message
         when more messages wait below it)."""
+        view.highlighted = self.highlight
         await self.mount(view, after=after)
         self.anchor()
         return view
+
+    def set_highlight(self, on: bool) -> int:
+        """Highlight the changed tokens of every answer (or stop); how many can be."""
+        self.highlight = on
+        for view in self.views:
+            view.show_highlight(on)
+        return sum(view.can_highlight for view in self.views)

@@ -31,6 +31,13 @@ from tui.steering import (
 )
 from tui.widgets.strength_slider import StrengthSlider
 
+#: Where the user picks a method (issue 13's evaluation): the two-lane methods differ mainly by
+#: their strength.
+SAME_CONTRAST_NOTE = (
+    "Contrastive and Amulet at the same strength are one distribution, and PAD with the "
+    "plausibility mask keeps fewer than its candidates, so it is that contrast too: choosing "
+    "among them is mostly choosing a strength.")
+
 SLIDER_LABELS = {"contrastive": "ratio", "amulet": "contrast k", "pad": "weight"}
 
 
@@ -123,16 +130,24 @@ class PreferencePanel(VerticalScroll):
         )
         yield Input(steering.custom, placeholder="your own, e.g. explain like I'm new",
                     id="custom-preference", compact=True)
+        yield Label("Avoid", classes="section")
+        yield Input(steering.avoid, placeholder="steer away from, e.g. verbose or jargon",
+                    id="avoid", compact=True,
+                    tooltip="A built-in name or any text. It goes into the base lane's prompt, "
+                    "so two-lane methods push away from it (not Base, Pref, or PAD with a "
+                    "reward model).")
         yield Label("Method", classes="section")
         yield Select([(METHOD_TITLES.get(name, name), name) for name in METHODS],
                      value=steering.method, allow_blank=False, id="method", compact=True)
         yield Static("", id="method-note", classes="help")
+        yield Static(SAME_CONTRAST_NOTE, id="method-choice-note", classes="help")
         yield Horizontal(
             Button("Paper settings", id="preset-paper", compact=True,
                    tooltip="The papers' exact settings (F7): Amulet alpha 2, lambda 2, eta 10, "
                    "60 iterations; no plausibility mask, no KL budget; greedy"),
-            Button("App defaults", id="preset-app", compact=True,
-                   tooltip="The strengths tuned for small models (docs/steering.md)"),
+            Button("Recommended", id="preset-app", compact=True,
+                   tooltip="The recommended steering, the same the command line and the API "
+                   "use when no method is named (docs/steering.md)"),
             classes="buttons",
         )
         yield Vertical(id="method-settings")
@@ -194,6 +209,7 @@ class PreferencePanel(VerticalScroll):
                 presets.select(name)
         with self.prevent(Input.Changed):
             self.query_one("#custom-preference", Input).value = steering.custom
+            self.query_one("#avoid", Input).value = steering.avoid
             values = steering.sampling_values()
             for spec in sampling_fields():
                 self.query_one(f"#{field_widget_id(spec)}", Input).value = spec.format(
@@ -233,6 +249,7 @@ class PreferencePanel(VerticalScroll):
             self._raw(method_fields(method)),
             self._raw(sampling_fields()),
             base=self.applied,
+            avoid=self.query_one("#avoid", Input).value,
         )
 
     def validate(self) -> Steering | None:
@@ -242,6 +259,7 @@ class PreferencePanel(VerticalScroll):
                      *sampling_fields()]:
             for widget in self.query(f"#{field_widget_id(spec)}"):
                 widget.set_class(spec.name in self.errors, "-invalid")
+        self.query_one("#avoid", Input).set_class("avoid" in self.errors, "-invalid")
         self.query_one("#settings-errors", Static).update("\n".join(self.errors.values()))
         self._show_note(steering)
         self._sync_slider(steering)
@@ -266,7 +284,7 @@ class PreferencePanel(VerticalScroll):
         """One line on what the chosen method does with these settings."""
         note = ""
         if steering is not None:
-            if steering.preference is None:
+            if steering.preference is None and not steering.avoid.strip():
                 note = "No preference chosen: every method decodes plainly (base)."
             else:
                 try:
@@ -274,6 +292,8 @@ class PreferencePanel(VerticalScroll):
                 except SettingsError:
                     method = None
                 note = method_note(method) if method is not None else ""
+                if steering.is_recommended:
+                    note = f"The recommended steering. {note}"
         self.query_one("#method-note", Static).update(note)
 
     # -- events --------------------------------------------------------------------------------
@@ -327,7 +347,7 @@ class PreferencePanel(VerticalScroll):
 
     @on(Button.Pressed, "#preset-app")
     async def _app_button(self) -> None:
-        await self._preset(lambda steering: steering.with_app_settings(), "app default")
+        await self._preset(lambda steering: steering.with_app_settings(), "recommended")
 
     async def _preset(self, change: Any, name: str) -> None:
         current, _ = self.read()

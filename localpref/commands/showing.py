@@ -1,0 +1,133 @@
+"""What the command line shows about steering: which method ran with which settings, and which
+tokens steering changed (``--show-steering``).
+
+A result names what ran in ``stats["method"]`` and ``stats["settings"]``; ``steering_label``
+turns that into one short line (``amulet k=0.5 tau=0.2``), so the recommended default, a named
+method and ``--paper`` are told apart in every text output. The trace (``Result.trace``, one
+dict per token with ``piece`` and ``changed``; docs/design.md, "Trace") gives the highlighted
+answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from localpref.errors import SettingsError
+from localpref.methods import Method, avoid_error
+
+#: ANSI styles of a changed token on a terminal (bold yellow) and the reset after it.
+ANSI_CHANGED, ANSI_RESET = "\x1b[1;33m", "\x1b[0m"
+#: Markers around changed tokens when standard output is not a terminal.
+PLAIN_OPEN, PLAIN_CLOSE = "[[", "]]"
+
+
+def _number(value: Any) -> str:
+    return f"{float(value):.3g}"
+
+
+def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
+    """``amulet k=0.5 tau=0.2``: the method that ran and the settings that shape it.
+
+    Amulet shows its effective contrast k (and alpha, lambda, eta, T when k comes from them),
+    Contrastive its ratio, PAD its weight and candidates; the plausibility mask, the KL budget,
+    the end-token rule
+    and (with ``sampling``) greedy or the temperature. Base and Pref show their name alone.
+    """
+    name = str(stats.get("method") or "?")
+    settings = stats.get("settings") or {}
+    parts = [name]
+    if name.startswith("amulet"):
+        k = settings.get("effective_contrast", settings.get("contrast"))
+        if k is not None:
+            parts.append(f"k={_number(k)}")
+        if settings.get("contrast") is None and "alpha" in settings:
+            parts.append(f"(alpha={_number(settings['alpha'])} lambda={_number(settings['lam'])}"
+                         f" eta={_number(settings['eta'])} T={settings['iterations']})")
+    elif name == "contrastive" and "ratio" in settings:
+        parts.append(f"ratio={_number(settings['ratio'])}")
+    elif name.startswith("pad") and "weight" in settings:
+        parts.append(f"w={_number(settings['weight'])} top-{settings.get('candidates', 10)}")
+    if settings.get("tau"):
+        parts.append(f"tau={_number(settings['tau'])}")
+    if settings.get("kl_budget") is not None:
+        parts.append(f"kl-budget={_number(settings['kl_budget'])}")
+    if settings.get("end_tokens") not in (None, "contrast"):
+        parts.append(f"ends={settings['end_tokens']}")
+    if sampling:
+        temperature = settings.get("temperature") or 0.0
+        parts.append(f"temperature={_number(temperature)}" if temperature else "greedy")
+    return " ".join(parts)
+
+
+def highlighted(trace: Sequence[dict[str, Any]], *, ansi: bool) -> str:
+    """The answer with every run of changed tokens marked: ANSI colour, or ``[[...]]``.
+
+    The trace's pieces join to the answer, so removing the marks gives the text back.
+    """
+    opening, closing = (ANSI_CHANGED, ANSI_RESET) if ansi else (PLAIN_OPEN, PLAIN_CLOSE)
+    out: list[str] = []
+    inside = False
+    for step in trace:
+        changed = bool(step.get("changed"))
+        if changed and not inside:
+            out.append(opening)
+        elif inside and not changed:
+            out.append(closing)
+        inside = changed
+        out.append(str(step.get("piece", "")))
+    if inside:
+        out.append(closing)
+    return "".join(out)
+
+
+def steering_line(stats: dict[str, Any], n_tokens: int | None = None) -> str:
+    """``steering changed 17 of 96 tokens (mean shift 0.81 nats)``; for a one-lane method
+    (no ``changed_tokens`` in its stats), says that nothing was steered."""
+    total = stats.get("n_tokens", 0) if n_tokens is None else n_tokens
+    changed = stats.get("changed_tokens")
+    if changed is None:
+        return f"steering changed 0 of {total} tokens ({stats.get('method')} is not steered)"
+    shift = stats.get("mean_shift")
+    shift_text = f"{float(shift):.2f}" if shift is not None else "n/a"
+    return f"steering changed {changed} of {total} tokens (mean shift {shift_text} nats)"
+
+
+def avoid_from_args(args: argparse.Namespace) -> list[str] | None:
+    """The ``--avoid`` texts (None when not given); an empty one is one sentence."""
+    avoid = getattr(args, "avoid", None)
+    if not avoid:
+        return None
+    for text in avoid:
+        if not text.strip():
+            raise SettingsError("--avoid needs a text, e.g. --avoid verbose or --avoid "
+                                "'jargon and long words'.")
+    return [text.strip() for text in avoid]
+
+
+def check_avoid(method: Method, avoid: Sequence[str] | None) -> None:
+    """Avoid steers through the base lane: refuse it for a method without one (Base, Pref,
+    PAD with a reward model), in one sentence, before the model is loaded."""
+    problem = avoid_error(method) if avoid else None
+    if problem:
+        raise SettingsError(problem)
+
+
+def generation_kwargs(avoid: Sequence[str] | None, trace: bool) -> dict[str, Any]:
+    """``avoid`` and ``trace`` for ``Model.generate`` / ``stream`` / ``compare``, given only
+    when used, so the calls stay the plain ones without them."""
+    kwargs: dict[str, Any] = {}
+    if avoid:
+        kwargs["avoid"] = list(avoid)
+    if trace:
+        kwargs["trace"] = True
+    return kwargs
+
+
+def with_settings(method: Method, settings: dict[str, Any]) -> Method:
+    """``method`` with the given dataclass fields replaced (the ones it has)."""
+    fields = {f.name for f in dataclasses.fields(method) if f.init}
+    usable = {k: v for k, v in settings.items() if k in fields and v is not None}
+    return dataclasses.replace(method, **usable) if usable else method

@@ -1,0 +1,170 @@
+"""What steering did to each token: the per-token trace and the statistics every answer gets.
+
+For every generated token the recorder reads the lanes' logits once more (before they are
+decoded over) and the steered scores the method left on its selector
+(``Selector.steered_family`` / ``Selector.drawn``), and keeps:
+
+- ``logprob``: the chosen token's log-probability under the steered distribution (after the
+  repetition penalty, before temperature, top-k, top-p and min-p; for PAD over its K
+  candidates; for Base and Pref, the lane's own);
+- ``logprob_base`` / ``logprob_pref``: its log-probability under each lane (None for a lane
+  that is not decoded);
+- ``top_base`` / ``top_pref``: each lane's greedy pick (after the repetition penalty);
+- ``changed``: the steered distribution's greedy pick differs from the preference lane's
+  greedy pick (both after the repetition penalty); always False for one-lane methods.
+
+Whenever two lanes are decoded, ``stats`` gets ``changed_tokens`` (how many ``changed``) and
+``mean_shift`` (the mean of ``logprob - logprob_pref``, nats per token); with one lane they
+are None. The fluency statistics (``fluency_base`` / ``fluency_pref``, docs/steering.md) come
+from the same pass. With ``keep_trace`` the per-token records are kept too; their ``piece``
+texts are cut to the final answer (stop strings, cancelling) so that they join to it.
+
+Cost: one fused pass over the vocabulary per step (``steering.step_statistics``) replaces the
+two per-lane log-sum-exps the fluency statistics needed before (docs/steering.md, "Trace").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from localpref import kernels, steering
+from localpref.methods import Selector
+
+NEG_INF = -math.inf
+
+
+class StepRecorder:
+    """Per-token statistics (and optionally the trace) of one answer."""
+
+    def __init__(self, selector: Selector, lanes: dict[str, int], *, keep_trace: bool,
+                 two_lane_method: bool) -> None:
+        self.selector = selector
+        #: global lane index of the "base" and "pref" lanes that are decoded
+        self.lanes = {kind: index for kind, index in lanes.items() if kind in ("base", "pref")}
+        self.keep_trace = keep_trace
+        self.two_lane_method = two_lane_method
+        self.fluency_totals = dict.fromkeys(self.lanes, 0.0)
+        self.changed_tokens = 0
+        self.shift_total = 0.0
+        self.n_tokens = 0
+        self.records: list[dict[str, Any]] = []
+        self.text_ends: list[int] = []
+        self._buffer: np.ndarray | None = None
+
+    @property
+    def measures_shift(self) -> bool:
+        """Whether two lanes are decoded (then changed_tokens and mean_shift are reported)."""
+        return len(self.lanes) == 2 or (self.two_lane_method and "pref" in self.lanes)
+
+    def record(self, logits: Callable[[Sequence[int]], list[np.ndarray]], token: int,
+               text_end: int) -> None:
+        """Record the step that chose ``token`` (the lanes' logits still those of this step);
+        ``text_end`` is the answer's length in characters once the token is added."""
+        selector = self.selector
+        z_pref = logits([self.lanes["pref"]])[0] if "pref" in self.lanes else None
+        z_base = logits([self.lanes["base"]])[0] if "base" in self.lanes else None
+        family = selector.steered_family
+        lp_pref = lp_base = lp_family = None
+        top_pref = top_base = top_family = None
+        if z_pref is not None and z_base is not None:
+            if family is not None and family[0] is z_pref and family[1] is z_base:
+                k, threshold = family[2], family[3]
+            else:
+                family, k, threshold = None, 0.0, NEG_INF
+            lp_pref, lp_base, lp_family, top_pref, top_base, top_family = (
+                steering.step_statistics(z_pref, z_base, k, threshold, token))
+        elif z_pref is not None:
+            lp_pref, top_pref = steering.lane_statistics(z_pref, token)
+        elif z_base is not None:
+            lp_base, top_base = steering.lane_statistics(z_base, token)
+        if lp_pref is not None:
+            self.fluency_totals["pref"] += lp_pref
+        if lp_base is not None:
+            self.fluency_totals["base"] += lp_base
+
+        penalty_ids = selector.step_penalty_ids
+        if penalty_ids is not None:  # the greedy picks of the lanes after the penalty
+            if z_pref is not None:
+                top_pref = self._penalised_argmax(z_pref, penalty_ids)
+            if z_base is not None:
+                top_base = self._penalised_argmax(z_base, penalty_ids)
+        logprob, top_steered = self._steered(token, family, lp_family, top_family,
+                                             lp_pref, lp_base)
+        changed = bool(self.two_lane_method and top_pref is not None
+                       and top_steered != top_pref)
+        self.n_tokens += 1
+        self.changed_tokens += changed
+        if lp_pref is not None:
+            self.shift_total += logprob - lp_pref
+        if self.keep_trace:
+            self.records.append({
+                "token": int(token),
+                "piece": "",
+                "logprob": float(logprob),
+                "logprob_base": None if lp_base is None else float(lp_base),
+                "logprob_pref": None if lp_pref is None else float(lp_pref),
+                "top_base": None if top_base is None else int(top_base),
+                "top_pref": None if top_pref is None else int(top_pref),
+                "changed": changed,
+            })
+            self.text_ends.append(text_end)
+
+    def _steered(self, token: int, family: tuple | None, lp_family: float | None,
+                 top_family: int | None, lp_pref: float | None,
+                 lp_base: float | None) -> tuple[float, int]:
+        """(log-probability of the token, greedy pick) under the steered distribution."""
+        selector = self.selector
+        greedy = selector.sampling.temperature == 0
+        if selector.step_penalty_ids is None:
+            if not self.two_lane_method:  # the steered distribution is the lane itself
+                on_pref = selector.method.lanes[0] == "pref"
+                lane_lp = lp_pref if on_pref else lp_base
+                return float(lane_lp), token  # (never "changed": one lane)
+            if family is not None:
+                return float(lp_family), (token if greedy else int(top_family))
+        scores, ids = selector.drawn
+        index = token if ids is None else int(np.flatnonzero(ids == token)[0])
+        top = int(kernels.greedy(scores))
+        top = top if ids is None else int(ids[top])
+        return float(steering.token_logprob(scores, index)), (token if greedy else top)
+
+    def _penalised_argmax(self, z: np.ndarray, penalty_ids: np.ndarray) -> int:
+        if self._buffer is None:
+            self._buffer = np.empty(z.shape[0], dtype=np.float64)
+        self._buffer[:] = z
+        kernels.apply_repetition_penalty(self._buffer, penalty_ids,
+                                         self.selector.sampling.repeat_penalty)
+        return int(kernels.greedy(self._buffer))
+
+    def summary(self) -> dict[str, Any]:
+        """The statistics so far: fluency per lane, and changed_tokens / mean_shift."""
+        n = self.n_tokens
+        stats: dict[str, Any] = {}
+        for kind in ("base", "pref"):
+            total = self.fluency_totals.get(kind)
+            stats[f"fluency_{kind}"] = total / n if total is not None and n else None
+        if self.measures_shift:
+            stats["changed_tokens"] = self.changed_tokens
+            stats["mean_shift"] = self.shift_total / n if n else 0.0
+        else:
+            stats["changed_tokens"] = None
+            stats["mean_shift"] = None
+        return stats
+
+    def finish(self, text: str) -> list[dict[str, Any]] | None:
+        """The trace with each token's piece of ``text`` (the final answer), or None."""
+        if not self.keep_trace:
+            return None
+        start = 0
+        final = len(text)
+        for record, end in zip(self.records, self.text_ends, strict=True):
+            end = min(end, final)
+            record["piece"] = text[start:end] if end > start else ""
+            start = max(start, end)
+        if self.records and start < final:  # the decoder's last flush
+            self.records[-1]["piece"] += text[start:]
+        return self.records

@@ -1,0 +1,39 @@
+"""The papers' settings for every method (``--paper``) and the recommended steering."""
+
+from __future__ import annotations
+
+import pytest
+
+import localpref
+from localpref import PAD, Amulet, Base, Contrastive, Pref
+from localpref.errors import SettingsError
+from localpref.methods import paper_method, recommended_method, resolve_method
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("base", Base()), ("pref", Pref()), ("contrastive", Contrastive(ratio=2.0)),
+    ("la", Contrastive()),
+    ("amulet", Amulet(alpha=2.0, lam=2.0, eta=10.0, iterations=60)),
+    ("pad", PAD(weight=1.0, candidates=10)), ("recommended", Amulet()), (None, Amulet()),
+])
+def test_paper_method_gives_the_papers_settings(name, expected) -> None:  # noqa: ANN001
+    method = paper_method(name)
+    assert method == expected
+    if hasattr(method, "tau"):
+        assert method.tau == 0.0 and method.kl_budget is None
+        assert method.end_tokens == "contrast"
+
+
+def test_paper_method_refuses_an_unknown_name() -> None:
+    with pytest.raises(SettingsError, match="Unknown method"):
+        paper_method("beam")
+
+
+def test_a_method_named_without_settings_is_the_papers() -> None:
+    for name in ("contrastive", "amulet", "pad"):
+        assert resolve_method(name) == paper_method(name)
+
+
+def test_no_method_named_is_the_recommended_steering() -> None:
+    assert resolve_method(None) == recommended_method() == resolve_method("recommended")
+    assert localpref.recommended_method() == recommended_method()
