@@ -28,6 +28,10 @@ KNOWN_REACH_INS: frozenset[tuple[str, str, str]] = frozenset({
     ("localpref.steering", "localpref.kernels", "_max8"),
     ("localpref.steering", "localpref.kernels", "_max_of"),
     ("localpref.steering", "localpref.kernels", "_normalise_inplace"),
+    # the fused per-token statistics of the trace (steering.step_statistics)
+    ("localpref.steering", "localpref.kernels", "_CHUNK"),
+    ("localpref.steering", "localpref.kernels", "_argmax_chunk"),
+    ("localpref.steering", "localpref.kernels", "_sum_exp_shifted"),
 })
 
 #: ``(module, attribute)``: private attributes a module reads on objects it did not make, known
