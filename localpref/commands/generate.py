@@ -18,9 +18,9 @@ from localpref.commands.options import (
     comma_list,
     load_model,
     method_from_args,
-    sampling_kwargs,
+    request_from_args,
 )
-from localpref.decoding import Result
+from localpref.decoding import Generation, Result
 from localpref.errors import SettingsError
 
 
@@ -67,16 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Stream the answer (or print JSON); Ctrl-C stops and keeps what was printed."""
-    method = method_from_args(args)
-    sampling = sampling_kwargs(args)
+    request = request_from_args(args, args.prompt, method=method_from_args(args))
     model = load_model(args)
-    generation = model.stream(
-        args.prompt,
-        preference=args.preference,
-        method=method,
-        ignore_eos=args.ignore_eos,
-        **sampling,
-    )
+    generation = Generation(model.submit(request))
     interrupted = False
     try:
         for piece in generation:
@@ -108,10 +101,10 @@ def run_compare(args: argparse.Namespace) -> int:
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
     methods = [method_from_args(args, name) for name in names]
-    sampling = sampling_kwargs(args)
+    request = request_from_args(args, args.prompt)
     lanes_needed = sum(len(method.lanes) for method in methods)
     model = load_model(args, max_lanes=max(4, lanes_needed))
-    comparison = model.compare(args.prompt, methods, preference=args.preference, **sampling)
+    comparison = model.submit([request.replace(method=method) for method in methods])
     try:
         results = comparison.run()
     except KeyboardInterrupt:
