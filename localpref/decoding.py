@@ -140,10 +140,13 @@ class Track:
         laps["advance"] += (advanced - picked) * 1000
         laps["fluency"] += (measured - advanced) * 1000
         laps["piece"] += (pieced - measured) * 1000
-        self.steer_seconds += pieced - started
         self.last_step_at = pieced
         self.update_stats()
-        laps["stats"] += (clock() - pieced) * 1000
+        ended = clock()
+        laps["stats"] += (ended - pieced) * 1000
+        self.steer_seconds += ended - started
+        n_tokens = len(self.tokens)
+        self.stats["steer_ms_per_token"] = self.steer_seconds * 1000 / n_tokens if n_tokens else 0.0
         return piece
 
     def advance(self, token: int) -> bool:
