@@ -352,7 +352,7 @@ class Model:
                     "load it with a larger max_lanes."
                 )
         job = Job(self._scheduler, specs, tracks, session)
-        return MultiGeneration(job, [track.stats for track in tracks], on_finish)
+        return MultiGeneration(job, [track.stats for track in tracks], on_finish, owner=self)
 
     def _lane_tokens(self, backend: _Backend, request: Request, sentence: str | None,
                      kind: str) -> list[int]:

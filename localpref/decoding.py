@@ -278,6 +278,8 @@ class Job(Protocol):
 
     def cancel(self) -> None: ...
 
+    def can_wait(self) -> bool: ...
+
     def cancelled_results(self) -> list[Result]: ...
 
 
@@ -298,8 +300,10 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         job: Job,
         track_stats: Sequence[dict[str, Any]],
         on_finish: Callable[[list[Result]], None] | None = None,
+        owner: object = None,
     ) -> None:
         self.track_stats = list(track_stats)
+        self._owner = owner  # the model: kept alive while its generation may be read
         self.results: list[Result] = []
         self._job = job
         self._on_finish = on_finish
@@ -363,7 +367,7 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
             early = end is None
             if early and self._started:
                 self._job.cancel()  # closed or interrupted: end it and wait for the lanes
-                while end is None:
+                while end is None and self._job.can_wait():
                     item = self._job.outbox.get(timeout=5.0)
                     if isinstance(item, End):
                         end = item

@@ -42,7 +42,7 @@ import numpy as np
 
 from localpref.decoding import End, Outbox, Piece, Result, Track
 from localpref.engine import Context, LaneState
-from localpref.errors import BusyError
+from localpref.errors import BusyError, ModelError
 
 #: Events kept in ``Scheduler.events`` (for tests and tools).
 EVENT_LOG_SIZE = 4096
@@ -113,6 +113,10 @@ class Job:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def can_wait(self) -> bool:
+        """Whether the calling thread may wait for this job's end (not the scheduler's own)."""
+        return not self.scheduler.in_own_thread()
+
     def cancelled_results(self) -> list[Result]:
         """Results of a job that never ran."""
         for track in self.tracks:
@@ -155,7 +159,7 @@ class Scheduler:
     def enqueue(self, job: Job) -> None:
         with self._cond:
             if self._stopping:
-                raise BusyError("The model is closed; load it again to generate.")
+                raise ModelError("The model is closed; load it again to generate.")
             if len(self._queue) >= self.max_queued:
                 raise BusyError(
                     f"{len(self._queue)} requests are already waiting for this model "
@@ -178,6 +182,10 @@ class Scheduler:
                                                 daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+
+    def in_own_thread(self) -> bool:
+        """Whether the caller runs in the scheduler's thread (a finalizer run by the GC)."""
+        return self._thread is not None and self._thread is threading.current_thread()
 
     def wake(self) -> None:
         with self._cond:

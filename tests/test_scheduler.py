@@ -257,3 +257,20 @@ def test_a_script_that_never_closes_its_model_exits() -> None:
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("done")
+
+
+def test_the_concurrent_bench_reports_every_count(model: Model) -> None:
+    from localpref.bench import BenchSettings, bench_concurrent
+
+    settings = BenchSettings(max_tokens=2, repeat=1, concurrent=(1, 2))
+    assert settings.lanes_needed >= 4
+    table = bench_concurrent(model, settings, lambda message: None)
+    assert set(table) == {"1", "2"}
+    for row in table.values():
+        assert set(row) == {"aggregate_tokens_per_s", "sequential_tokens_per_s", "speedup",
+                            "ttft_ms"}
+        assert row["aggregate_tokens_per_s"] > 0 and row["sequential_tokens_per_s"] > 0
+        assert row["speedup"] == pytest.approx(
+            row["aggregate_tokens_per_s"] / row["sequential_tokens_per_s"])
+        assert row["ttft_ms"] > 0
+    assert model.scheduler.running == 0 and model.scheduler.queued == 0  # all closed
