@@ -308,6 +308,7 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         self._job = job
         self._on_finish = on_finish
         self._started = False
+        self._reading = False
         self._cancelled = threading.Event()
         self._shown = [""] * len(self.track_stats)
         self._shown_tokens = [0] * len(self.track_stats)
@@ -333,10 +334,15 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return self._inner.throw(*args)
 
     def close(self) -> None:
+        """Cancel (if it runs) and end the generation; ``results`` keep what was yielded."""
+        if self._started and not self._reading:  # started, never read: end it here
+            self._cancelled.set()
+            for _ in self._inner:
+                pass
         self._inner.close()
 
     def __del__(self) -> None:
-        self._inner.close()
+        self.close()
 
     def run(self) -> list[Result]:
         """Consume the whole generation and return one result per track."""
@@ -346,6 +352,7 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return self.results
 
     def _run(self) -> Iterator[tuple[int, str]]:
+        self._reading = True
         end: End | None = None
         try:
             if self._cancelled.is_set():

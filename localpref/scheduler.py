@@ -254,8 +254,9 @@ class Scheduler:
         """Whether the head of the queue can start (or must be dropped) now."""
         if not self._queue:
             return False
-        head = self._queue[0]
-        return head.cancelled or self._fits(head, reclaim=False, dry_run=True)
+        if any(job.cancelled for job in self._queue):
+            return True
+        return self._fits(self._queue[0], reclaim=False, dry_run=True)
 
     def _round(self) -> None:
         with self._cond:
@@ -272,12 +273,11 @@ class Scheduler:
     def _admit(self) -> list[Job]:
         """Move queue heads whose lanes fit to the live list (FIFO; called under _cond)."""
         admitted = []
+        for job in [job for job in self._queue if job.cancelled]:  # wherever they wait
+            self._queue.remove(job)
+            self._end(job, "cancelled")
         while self._queue:
             head = self._queue[0]
-            if head.cancelled:
-                self._queue.popleft()
-                self._end(head, "cancelled")
-                continue
             if not self._fits(head, reclaim=True, dry_run=False):
                 break
             self._queue.popleft()

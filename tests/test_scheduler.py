@@ -274,3 +274,19 @@ def test_the_concurrent_bench_reports_every_count(model: Model) -> None:
             row["aggregate_tokens_per_s"] / row["sequential_tokens_per_s"])
         assert row["ttft_ms"] > 0
     assert model.scheduler.running == 0 and model.scheduler.queued == 0  # all closed
+
+
+def test_closing_a_request_that_waits_behind_another_ends_it_at_once(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=2) as small:
+        running = small.stream(LONG_STORY, preference="concise", method="amulet",
+                               max_tokens=200, ignore_eos=True)
+        next(running)
+        head = small.stream(PROMPT, preference="concise", method="amulet", max_tokens=2).start()
+        behind = small.stream(PROMPT, method="base", max_tokens=2).start()
+        assert small.scheduler.queued == 2
+        behind.close()  # FIFO: it waits behind the head, yet it ends now
+        assert behind.result.stats["stop_reason"] == "cancelled"
+        assert behind.result.tokens == [] and small.scheduler.queued == 1
+        running.close()
+        assert head.run().stats["stop_reason"] == "length"
