@@ -448,6 +448,7 @@ class Scheduler:
                 job._prefills.pop(0)
                 if not job._prefills:
                     self._start_running(job)
+                    return  # it steps from the next round: the next joiner waits its turn
             if any_running:
                 return
 
