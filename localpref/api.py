@@ -1,23 +1,26 @@
 """The public API: ``load`` a model, then ``generate``, ``stream`` or ``chat`` with a preference.
 
 One ``Model`` holds one copy of the weights and one llama.cpp context whose sequences are the
-lanes of every generation and chat. Generations on one model run one at a time (a lock);
-each takes its lanes from the context and gives them back when it ends, while a ``Chat`` keeps
-its lanes, and so its KV cache, between turns.
+lanes of every generation and chat. Every call builds a ``Request`` (``localpref.request``)
+and hands it to the model's scheduler (``localpref.scheduler``): any number of threads may
+generate at once, and every live request's lanes are decoded in one batch per step. A
+generation takes its lanes when it starts and gives them back when it ends, while a ``Chat``
+keeps its lanes, and so its KV cache, between turns (while nobody waits for them).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from localpref.decoding import Generation, LaneGroup, LaneSet, MultiGeneration, Plan, Result, Track
-from localpref.engine import Context, LaneState, LoadedModel
+from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
+from localpref.engine import Context, LoadedModel
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
-from localpref.methods import Base, Method, Sampling, avoid_error, resolve_method
+from localpref.methods import Base, Method, avoid_error, resolve_method
 from localpref.presets import (
     DEFAULT_SYSTEM_PROMPT,
     PreferenceInput,
@@ -25,10 +28,10 @@ from localpref.presets import (
     preference_label,
 )
 from localpref.presets import preference_text as combine_preferences
-from localpref.prompts import Message, PromptBuilder, as_messages
+from localpref.prompts import PromptBuilder
+from localpref.request import AvoidInput, PromptInput, Request
+from localpref.scheduler import Job, LaneSpec, Scheduler, Session
 from localpref.warmup import warmup
-
-PromptInput = str | Sequence[Message]
 
 
 class _Backend:
@@ -44,8 +47,21 @@ class _Backend:
         self.loaded.close()
 
 
+def _shut_down(scheduler: Scheduler, backends: list[_Backend]) -> None:
+    """Stop and join the scheduler's thread, then free the contexts and weights (run by
+    ``Model.close``, or by the model's finalizer: when it is collected, or at exit)."""
+    scheduler.close()
+    for backend in reversed(backends):
+        backend.close()
+    backends.clear()
+
+
 class Model:
-    """A GGUF model ready to generate with preference steering."""
+    """A GGUF model ready to generate with preference steering, from any number of threads.
+
+    ``max_lanes``: lanes (llama.cpp sequences) decoded at once over every request;
+    ``max_queued``: requests that may wait for lanes before the next gets ``BusyError``.
+    """
 
     def __init__(
         self,
@@ -58,7 +74,13 @@ class Model:
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        max_queued: int = 16,
     ) -> None:
+        if not isinstance(max_lanes, int) or not 1 <= max_lanes <= n_batch:
+            raise SettingsError(f"max_lanes must be a whole number from 1 to n_batch "
+                                f"({n_batch}) (got {max_lanes}).")
+        if not isinstance(max_queued, int) or max_queued < 0:
+            raise SettingsError(f"max_queued must be 0 or more (got {max_queued}).")
         self._context_settings: dict[str, Any] = dict(
             n_ctx=n_ctx, max_lanes=max_lanes, n_batch=n_batch,
             n_threads=n_threads, n_threads_batch=n_threads_batch,
@@ -66,7 +88,10 @@ class Model:
         self.n_gpu_layers = n_gpu_layers
         self._backend = self._open_backend(Path(path), system_prompt)
         self._reward_backends: dict[str, _Backend] = {}
-        self._lock = threading.Lock()
+        self._reward_lock = threading.Lock()
+        self._backends = [self._backend]
+        self._scheduler = Scheduler(max_queued=max_queued)
+        self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
 
     def _open_backend(self, path: Path, system_prompt: str) -> _Backend:
@@ -97,6 +122,11 @@ class Model:
         return self._backend.context.n_ctx
 
     @property
+    def max_lanes(self) -> int:
+        """Lanes decoded at once, over every request."""
+        return self._backend.context.max_lanes
+
+    @property
     def n_threads(self) -> int:
         return self._backend.context.n_threads
 
@@ -105,9 +135,32 @@ class Model:
         return self._backend.loaded.vocabulary
 
     @property
+    def weights(self) -> LoadedModel:
+        """The loaded weights (to make another context over them, e.g. a beam search's)."""
+        return self._backend.loaded
+
+    @property
+    def prompts(self) -> PromptBuilder:
+        """Renders and tokenizes conversations into each lane's tokens."""
+        return self._backend.prompts
+
+    @property
     def context(self) -> Context:
-        """The llama.cpp context whose sequences are the lanes (for benchmarks and tools)."""
+        """The llama.cpp context whose sequences are the lanes. Use it directly only inside
+        ``exclusive()``: the scheduler decodes on it from its own thread."""
         return self._backend.context
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The decode thread's state: ``queued``, ``running``, ``events``, ``counters``."""
+        return self._scheduler
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Context]:
+        """The context, with the scheduler paused between two steps for the duration (for
+        tools that drive lanes themselves: the judge, the lane benchmark)."""
+        with self._scheduler.exclusive():
+            yield self._backend.context
 
     @property
     def system_prompt(self) -> str:
@@ -124,9 +177,9 @@ class Model:
         """The rendered text of a two-lane method's lanes: ``{"pref": ..., "base": ...}``.
 
         The preference lane carries the preference sentence, the base lane the avoid sentence
-        (DESIGN "Avoid"); for showing and checking what each lane reads.
+        (docs/design.md, "Avoid"); for showing and checking what each lane reads.
         """
-        messages = as_messages(prompt_or_messages)
+        messages = Request(prompt_or_messages).messages
         prompts = self._backend.prompts
         return {
             "pref": prompts.lane_text(messages, combine_preferences(preference),
@@ -136,8 +189,7 @@ class Model:
 
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""
-        messages = as_messages(prompt_or_messages)
-        return len(self._backend.prompts.lane_tokens(messages, None))
+        return len(self._backend.prompts.lane_tokens(Request(prompt_or_messages).messages, None))
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -146,7 +198,7 @@ class Model:
         prompt_or_messages: PromptInput,
         *,
         preference: PreferenceInput = None,
-        avoid: PreferenceInput = None,
+        avoid: AvoidInput = None,
         method: Method | str | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -165,18 +217,14 @@ class Model:
         ``method=None`` (or ``"recommended"``) is the recommended steering
         (``methods.recommended_method()``); a method named without settings is the papers'.
 
-        ``avoid`` (presets or free text, like ``preference``) goes into the base lane's system
-        prompt, so the two-lane methods also steer away from it; neither a preference nor an
-        avoid means plain decoding. ``trace=True`` fills ``Result.trace`` (``localpref.trace``).
-
         ``score_lanes=True`` also decodes the lane the method does not read (Base and Pref
         read one), so that ``stats`` has the fluency under both lanes (for evaluation).
         """
         return self.stream(
             prompt_or_messages, preference=preference, avoid=avoid, method=method,
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_p=min_p, repeat_penalty=repeat_penalty, seed=seed,
-            stop=stop, ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
+            min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
+            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
         ).run()
 
     def stream(
@@ -184,7 +232,7 @@ class Model:
         prompt_or_messages: PromptInput,
         *,
         preference: PreferenceInput = None,
-        avoid: PreferenceInput = None,
+        avoid: AvoidInput = None,
         method: Method | str | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -202,19 +250,19 @@ class Model:
 
         The returned generation's ``result`` (text, tokens, stats) is set when it ends.
         """
-        return Generation(self._start(
-            as_messages(prompt_or_messages), preference, [method],
-            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-                     repeat_penalty=repeat_penalty),
-            max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos, owned_lanes=None,
-            score_lanes=score_lanes, avoid=avoid, trace=trace,
-        ))
+        request = Request.make(
+            prompt_or_messages, preference=preference, avoid=avoid, method=method,
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
+            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
+        )
+        return Generation(self.submit(request))
 
     def chat(
         self,
         *,
         preference: PreferenceInput = None,
-        avoid: PreferenceInput = None,
+        avoid: AvoidInput = None,
         method: Method | str | None = None,
         system_prompt: str | None = None,
         **settings: Any,
@@ -229,7 +277,7 @@ class Model:
         methods: Sequence[Method | str],
         *,
         preference: PreferenceInput = None,
-        avoid: PreferenceInput = None,
+        avoid: AvoidInput = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -251,127 +299,95 @@ class Model:
         """
         if not methods:
             raise SettingsError("Give at least one method to compare.")
-        return self._start(
-            as_messages(prompt_or_messages), preference, list(methods),
-            Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-                     repeat_penalty=repeat_penalty),
-            max_tokens=max_tokens, seed=seed, stop=stop, ignore_eos=ignore_eos,
-            owned_lanes=None, score_lanes=score_lanes, avoid=avoid, trace=trace,
+        request = Request.make(
+            prompt_or_messages, preference=preference, avoid=avoid, method=methods[0],
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
+            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
         )
+        return self.submit([request.replace(method=m) for m in methods])
 
-    def _start(
+    def submit(
         self,
-        messages: list[dict[str, str]],
-        preference: PreferenceInput,
-        methods: Sequence[Method | str],
-        sampling: Sampling,
+        requests: Request | Sequence[Request],
         *,
-        max_tokens: int,
-        seed: int | None,
-        stop: Sequence[str] | str | None,
-        ignore_eos: bool,
-        owned_lanes: dict[str, tuple[Context, LaneState]] | None,
-        system_prompt: str | None = None,
-        score_lanes: bool = False,
+        session: Session | None = None,
         on_finish: Callable[[list[Result]], None] | None = None,
-        avoid: PreferenceInput = None,
-        trace: bool = False,
     ) -> MultiGeneration:
-        """Validate everything and tokenize the lanes now; open lanes and decode lazily.
+        """Plan one request, or several that start together (a comparison: their prompts'
+        shared prefixes are evaluated once), and return its generation.
 
-        ``owned_lanes`` (a chat's) keeps lanes between calls, keyed by lane kind; without
-        it every track gets fresh lanes that are given back when the generation ends.
+        Everything is checked and tokenized now, in the caller's thread; the lanes are taken
+        when the generation is first read (or ``start()``-ed) and given back when it ends.
+        ``session`` (a chat's) keeps the lanes between calls; ``on_finish`` runs in the
+        reading thread when the generation ends, whatever happened.
         """
-        preference_sentence = combine_preferences(preference)
-        avoid_sentence = avoid_text(avoid)
-        chosen = [resolve_method(method) for method in methods]
-        if preference_sentence is None and avoid_sentence is None:
-            chosen = [Base() for _ in chosen]
-        if avoid_sentence is not None:
+        requests = [requests] if isinstance(requests, Request) else list(requests)
+        if not requests:
+            raise SettingsError("Give at least one request.")
+        if session is not None and len(requests) != 1:
+            raise SettingsError("A chat answers one request at a time.")
+        specs: list[LaneSpec] = []
+        tracks: list[Track] = []
+        tokens_cache: dict[tuple[Any, ...], list[int]] = {}
+        chosen = [_steered_method(request) for request in requests]
+        if any(request.avoid is not None for request in requests):
             _check_avoid(chosen)
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
-        if isinstance(stop, str):
-            stop = [stop]
-        targets_by_kind: dict[tuple[str, str | None], list[int]] = {}
-        for method in chosen:
-            for kind in _track_lanes(method, score_lanes):
+        for request, method in zip(requests, chosen, strict=True):
+            sentence = combine_preferences(request.preference)
+            avoid_sentence = avoid_text(request.avoid)
+            kinds = _track_lanes(method, request.score_lanes)
+            positions = []
+            longest = 0
+            for kind in kinds:
                 key = _lane_key(method, kind, avoid_sentence)
-                if key not in targets_by_kind:
-                    sentence = preference_sentence if kind != "base" else (
+                backend = self._lane_backend(method, kind)
+                cache_key = (key, tuple(tuple(m.items()) for m in request.messages),
+                             request.preference, request.avoid, request.system_prompt)
+                if cache_key not in tokens_cache:
+                    lane_sentence = sentence if kind != "base" else (
                         avoid_sentence if key[1] == _AVOID else None)
-                    targets_by_kind[key] = self._lane_backend(method, kind).prompts.lane_tokens(
-                        messages, sentence, system_prompt=system_prompt,
-                    )
-        longest = max(len(target) for target in targets_by_kind.values())
-        if longest + 1 >= self.n_ctx:
-            raise PromptTooLongError(
-                f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
-            )
-        # An answer stops ("length") where its lanes would leave the window of one lane.
-        max_tokens = min(max_tokens, self.n_ctx - longest - 1)
-        track_stats = [
-            {
+                    tokens_cache[cache_key] = backend.prompts.lane_tokens(
+                        request.messages, lane_sentence, system_prompt=request.system_prompt)
+                target = tokens_cache[cache_key]
+                longest = max(longest, len(target))
+                positions.append(len(specs))
+                specs.append(LaneSpec(backend.context, f"{key[0]}:{key[1]}", target))
+            if longest + 1 >= self.n_ctx:
+                raise PromptTooLongError(
+                    f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
+                )
+            # An answer stops ("length") where its lanes would leave the window of one lane.
+            max_tokens = min(request.max_tokens, self.n_ctx - longest - 1)
+            stats = initial_stats({
                 "method": method.label,
-                "preference": preference_label(preference),
-                "avoid": preference_label(avoid),
+                "preference": preference_label(request.preference),
+                "avoid": preference_label(request.avoid),
                 "model": self.name,
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
                 "n_threads": self.n_threads,
-                "settings": {**method.settings(), **vars(sampling), "seed": seed},
-            }
-            for method in chosen
-        ]
-        held: list[bool] = []
-        temporary: list[tuple[Context, LaneState]] = []
-
-        def prepare() -> Plan:
-            self._lock.acquire()
-            held.append(True)
-            groups: dict[int, LaneGroup] = {}
-            tracks = []
-            for method in chosen:
-                lane_indices = []
-                for kind in _track_lanes(method, score_lanes):
-                    key = _lane_key(method, kind, avoid_sentence)
-                    context = self._lane_backend(method, kind).context
-                    if owned_lanes is None:
-                        lane = context.open_lane()
-                        temporary.append((context, lane))
-                    else:
-                        name = f"{key[0]}:{key[1]}"
-                        if name not in owned_lanes:
-                            owned_lanes[name] = (context, context.open_lane())
-                        lane = owned_lanes[name][1]
-                    group = groups.setdefault(id(context), LaneGroup(context))
-                    lane_indices.append(sum(len(g.lanes) for g in groups.values()))
-                    group.lanes.append(lane)
-                    group.targets.append(targets_by_kind[key])
-                    group.lane_indices.append(lane_indices[-1])
-                kinds = _track_lanes(method, score_lanes)
-                fluency = {kind: lane_indices[i] for i, kind in enumerate(kinds)
-                           if kind in ("base", "pref")}
-                selector = method.selector(self.vocabulary.size, sampling, seed,
-                                           self.vocabulary.end_of_generation_ids)
-                tracks.append(Track(selector, lane_indices[: len(method.lanes)], fluency,
-                                    keep_trace=trace))
-            return Plan(LaneSet(list(groups.values())), tracks)
-
-        def finish(results: list[Result]) -> None:
-            for context, lane in temporary:
-                context.close_lane(lane)
-            temporary.clear()
-            if held:
-                held.clear()
-                self._lock.release()
-            if on_finish is not None:
-                on_finish(results)
-
-        return MultiGeneration(
-            prepare, self.vocabulary, max_tokens=max_tokens, stop=stop or (),
-            ignore_eos=ignore_eos, track_stats=track_stats, on_finish=finish,
-        )
+                "settings": {**method.settings(), **vars(request.sampling),
+                             "seed": request.seed},
+            })
+            fluency = {kind: positions[i] for i, kind in enumerate(kinds)
+                       if kind in ("base", "pref")}
+            selector = method.selector(self.vocabulary.size, request.sampling, request.seed,
+                                       self.vocabulary.end_of_generation_ids)
+            tracks.append(Track(
+                selector, positions[: len(method.lanes)], fluency, vocabulary=self.vocabulary,
+                max_tokens=max_tokens, stop=request.stop, ignore_eos=request.ignore_eos,
+                stats=stats, request=request,
+            ))
+        for context in {id(spec.context): spec.context for spec in specs}.values():
+            needed = sum(1 for spec in specs if spec.context is context)
+            if needed > context.max_lanes:
+                raise SettingsError(
+                    f"This needs {needed} lanes at once and the model has {context.max_lanes}; "
+                    "load it with a larger max_lanes."
+                )
+        job = Job(self._scheduler, specs, tracks, session)
+        return MultiGeneration(job, [track.stats for track in tracks], on_finish, owner=self)
 
     def _lane_backend(self, method: Method, kind: str) -> _Backend:
         """The backend that decodes a lane of this kind (PAD's reward lane has its own)."""
@@ -381,9 +397,12 @@ class Model:
         if reward_path is None:
             raise SettingsError("This method has no reward model.")
         key = str(reward_path)
-        if key not in self._reward_backends:
-            self._reward_backends[key] = self._load_reward_backend(key)
-        return self._reward_backends[key]
+        with self._reward_lock:
+            if key not in self._reward_backends:
+                backend = self._load_reward_backend(key)
+                self._reward_backends[key] = backend
+                self._backends.append(backend)
+            return self._reward_backends[key]
 
     def _load_reward_backend(self, spec: str) -> _Backend:
         from localpref.models import resolve_model
@@ -403,11 +422,10 @@ class Model:
         return backend
 
     def close(self) -> None:
-        """Free the contexts and weights."""
-        for backend in self._reward_backends.values():
-            backend.close()
+        """Stop the scheduler (requests still running end as cancelled), free the contexts
+        and the weights. Safe to call twice."""
+        self._finalizer()
         self._reward_backends.clear()
-        self._backend.close()
 
     def __enter__(self) -> Model:
         return self
@@ -420,7 +438,8 @@ class Chat:
     """A conversation: each ``send`` adds a user turn and the steered answer.
 
     The lanes stay in the model's context between turns, so a turn evaluates only its new
-    tokens. Preference, method and sampling settings may change between turns.
+    tokens, unless a waiting request reclaimed them (the next turn then evaluates the whole
+    history again). Preference, method and sampling settings may change between turns.
     """
 
     def __init__(
@@ -428,24 +447,29 @@ class Chat:
         model: Model,
         *,
         preference: PreferenceInput = None,
-        avoid: PreferenceInput = None,
+        avoid: AvoidInput = None,
         method: Method | str | None = None,
         system_prompt: str | None = None,
-        messages: Sequence[Message] = (),
+        messages: Sequence[Any] = (),
         **settings: Any,
     ) -> None:
         self.model = model
         self.preference = preference
         self.avoid = avoid
         self.method = resolve_method(method)
-        combine_preferences(preference)  # validate now
         if avoid_text(avoid) is not None:
             _check_avoid([self.method])
         self.system_prompt = system_prompt
         self.settings: dict[str, Any] = {"max_tokens": 256, **settings}
+        self._make_request([{"role": "user", "content": "check"}], {})  # validate now
         self.messages: list[dict[str, str]] = [dict(m) for m in messages]
         self.results: list[Result] = []
-        self._lanes: dict[str, tuple[Context, LaneState]] = {}
+        self._session = Session()
+
+    @property
+    def holds_lanes(self) -> bool:
+        """Whether the chat's lanes (its cached history) are still in the context."""
+        return bool(self._session.lanes)
 
     def send(self, text: str, **overrides: Any) -> Result:
         """Add a user message and return the whole answer."""
@@ -469,13 +493,21 @@ class Chat:
             raise SettingsError("There is no message to answer again.")
         return self._answer(list(self.messages), overrides)
 
-    def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
+    def _make_request(self, conversation: list[dict[str, str]],
+                      overrides: dict[str, Any]) -> Request:
         settings = {**self.settings, **overrides}
-        sampling = Sampling(**{f.name: settings.pop(f.name) for f in dataclasses.fields(Sampling)
-                               if f.name in settings})
         preference = settings.pop("preference", self.preference)
         avoid = settings.pop("avoid", self.avoid)
         method = settings.pop("method", self.method)
+        try:
+            return Request.make(conversation, preference=preference, avoid=avoid, method=method,
+                                system_prompt=self.system_prompt, **settings)
+        except TypeError:
+            known = ", ".join(sorted(Request.make.__kwdefaults__ or {}))
+            raise SettingsError(f"Unknown chat setting; use one of {known}.") from None
+
+    def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
+        request = self._make_request(conversation, overrides)
 
         def remember(results: list[Result]) -> None:
             if not results:
@@ -484,19 +516,11 @@ class Chat:
             self.messages.append({"role": "assistant", "content": results[0].text})
             self.results.append(results[0])
 
-        return Generation(self.model._start(
-            conversation, preference, [method], sampling,
-            max_tokens=settings.pop("max_tokens"), seed=settings.pop("seed", None),
-            stop=settings.pop("stop", None), ignore_eos=settings.pop("ignore_eos", False),
-            owned_lanes=self._lanes, system_prompt=self.system_prompt, on_finish=remember,
-            avoid=avoid, trace=settings.pop("trace", False),
-        ))
+        return Generation(self.model.submit(request, session=self._session, on_finish=remember))
 
     def close(self) -> None:
         """Give the lanes back to the model's context."""
-        for context, lane in self._lanes.values():
-            context.close_lane(lane)
-        self._lanes.clear()
+        self.model.scheduler.release_session(self._session)
 
 
 def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:
@@ -505,6 +529,13 @@ def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:
     if score_lanes:
         lanes += tuple(kind for kind in ("pref", "base") if kind not in lanes)
     return lanes
+
+
+def _steered_method(request: Request) -> Method:
+    """The request's method; plain decoding when it names neither a preference nor an avoid."""
+    if combine_preferences(request.preference) is None and avoid_text(request.avoid) is None:
+        return Base()
+    return request.method
 
 
 _AVOID = "avoid"
@@ -543,6 +574,7 @@ def load(
     n_gpu_layers: int = 0,
     n_ctx: int | None = None,
     max_lanes: int = 4,
+    max_queued: int = 16,
     n_threads: int | None = None,
     n_threads_batch: int | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
@@ -550,11 +582,15 @@ def load(
 ) -> Model:
     """Load a GGUF: the bundled SmolLM2-135M-Instruct (None), a local path, a catalog name,
     or a Hugging Face repo (``"org/repo"`` with ``filename="*Q4_K_M.gguf"``, or
-    ``"org/repo:*Q4_K_M.gguf"``), used from the local cache when it is there."""
+    ``"org/repo:*Q4_K_M.gguf"``), used from the local cache when it is there.
+
+    ``max_lanes`` lanes are decoded at once over every request; ``max_queued`` requests may
+    wait for lanes, and the next one gets ``BusyError``."""
     from localpref.models import resolve_model
 
     path = resolve_model(None if model is None else str(model), filename=filename,
                          progress=progress)
     return Model(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=max_lanes,
+                 max_queued=max_queued,
                  n_threads=n_threads, n_threads_batch=n_threads_batch,
                  system_prompt=system_prompt)

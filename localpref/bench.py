@@ -16,6 +16,9 @@
   and on turn 10 of a conversation, each turn sending the same message.
 - **compare**: several methods in ONE batched decode per step against the same methods run
   one after another (wall clock, prefill included).
+- **concurrent** (``--concurrent 1,2,4``): N Amulet requests submitted at once (the scheduler
+  batches their lanes) against the same N one after another, aggregate tokens/s by wall
+  clock, and the time to first token of a request that joins while N-1 others stream.
 - **peak_rss_mb**: the process's peak resident memory (``resource.getrusage``).
 
 Nothing here asserts a timing: the numbers are for people (``docs/performance.md``).
@@ -54,6 +57,8 @@ REFERENCE_METHODS = ("base", "contrastive")
 #: SmolLM2 / Llama-3 size, Qwen2.5, Gemma 3.
 KERNEL_SIZES = (49152, 151936, 262144)
 COMPARE_METHODS = ("base", "pref", "amulet", "pad")
+#: The method of the concurrent-requests part.
+CONCURRENT_METHOD = Amulet
 DEFAULT_PROMPT = "How do I keep basil alive?"
 DEFAULT_PREFERENCE = "concise"
 CHAT_MESSAGE = "Give me one more tip about growing basil indoors."
@@ -77,6 +82,8 @@ class BenchSettings:
     chat_tokens: int = 24
     compare_methods: tuple[str, ...] = COMPARE_METHODS
     seed: int = 0
+    #: numbers of concurrent requests to measure (``--concurrent 1,2,4``; empty: skipped)
+    concurrent: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _whole(self.max_tokens, 1, "--max-tokens")
@@ -91,13 +98,18 @@ class BenchSettings:
             raise SettingsError("Give at least one method to benchmark.")
         for size in self.kernel_sizes:
             _whole(size, 16, "a kernel vocabulary size")
+        for count in self.concurrent:
+            _whole(count, 1, "--concurrent")
         if not self.prompt.strip() or not self.preference.strip():
             raise SettingsError("The benchmark prompt and preference must not be empty.")
 
     @property
     def lanes_needed(self) -> int:
-        """Lanes the model must hold at once (the comparison's, or two)."""
-        return max(2, sum(len(BENCH_METHODS[name]().lanes) for name in self.compare_methods))
+        """Lanes the model must hold at once (the comparison's, the concurrent requests',
+        or two)."""
+        compare = sum(len(BENCH_METHODS[name]().lanes) for name in self.compare_methods)
+        concurrent = len(CONCURRENT_METHOD().lanes) * max(self.concurrent, default=0)
+        return max(2, compare, concurrent)
 
     @property
     def measured_methods(self) -> tuple[str, ...]:
@@ -159,6 +171,8 @@ def run_bench(model: Any, settings: BenchSettings = BenchSettings(),
     report["chat"] = bench_chat(model, settings, say)
     report["compare"] = bench_compare(model, settings, say)
     report["lanes"] = bench_lanes(model, settings, say)
+    if settings.concurrent:
+        report["concurrent"] = bench_concurrent(model, settings, say)
     report["peak_rss_mb"] = peak_rss_mb()
     # Other processes on the machine (1-minute load average) when the run started and ended:
     # above the core count, the figures are noisy and llama.cpp's threads wait for the CPU.
@@ -402,6 +416,57 @@ def bench_compare(model: Any, settings: BenchSettings, progress: Progress) -> di
     }
 
 
+def bench_concurrent(model: Any, settings: BenchSettings,
+                     progress: Progress) -> dict[str, dict[str, float]]:
+    """For each N: N Amulet requests at once against N one after another (medians over
+    repeats), and the time to first token of one joining N-1 that stream.
+
+    ``aggregate_tokens_per_s``: all tokens over the wall clock from the first submission to
+    the last end (prefill included); ``sequential_tokens_per_s`` the same, one at a time;
+    ``speedup`` their ratio; ``ttft_ms``: from the joiner's submission to its first piece.
+    """
+    table: dict[str, dict[str, float]] = {}
+
+    def stream() -> Any:
+        return model.stream(settings.prompt, preference=settings.preference,
+                            method=CONCURRENT_METHOD(), max_tokens=settings.max_tokens,
+                            ignore_eos=True, seed=settings.seed)
+
+    for count in settings.concurrent:
+        together: list[float] = []
+        one_by_one: list[float] = []
+        ttft: list[float] = []
+        for repeat in range(settings.repeat):
+            progress(f"concurrent: {count} request(s), repeat {repeat + 1}/{settings.repeat}")
+            started = time.perf_counter()
+            for _ in range(count):
+                stream().run()
+            one_by_one.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            generations = [stream().start() for _ in range(count)]
+            tokens = sum(len(generation.run().tokens) for generation in generations)
+            together.append(time.perf_counter() - started)
+            others = [stream() for _ in range(count - 1)]
+            for other in others:
+                next(other)  # streaming
+            started = time.perf_counter()
+            joiner = stream()
+            next(joiner)
+            ttft.append((time.perf_counter() - started) * 1000)
+            for generation in [*others, joiner]:
+                generation.close()
+        total = tokens
+        aggregate = total / statistics.median(together)
+        sequential = total / statistics.median(one_by_one)
+        table[str(count)] = {
+            "aggregate_tokens_per_s": aggregate,
+            "sequential_tokens_per_s": sequential,
+            "speedup": aggregate / sequential if sequential > 0 else math.nan,
+            "ttft_ms": statistics.median(ttft),
+        }
+    return table
+
+
 #: How the lane benchmark decodes: name -> (lanes, all in one decode?).
 LANE_LAYOUTS: dict[str, tuple[int, bool]] = {
     "1_lane": (1, True),
@@ -416,8 +481,13 @@ def bench_lanes(model: Any, settings: BenchSettings, progress: Progress) -> dict
     batched decode, and with 2 lanes decoded one after another (two decodes a step, as code
     that runs the base and preference models separately does). No steering, no sampling: the
     same token is fed every step, which does not change a decode's cost."""
-    context = model.context
-    prompt = model.vocabulary.tokenize(settings.prompt, add_special=True)
+    with model.exclusive() as context:
+        return _bench_lanes(context, model.vocabulary, settings, progress)
+
+
+def _bench_lanes(context: Any, vocabulary: Any, settings: BenchSettings,
+                 progress: Progress) -> dict[str, Any]:
+    prompt = vocabulary.tokenize(settings.prompt, add_special=True)
     token = prompt[-1]
     steps = max(1, min(settings.max_tokens, context.n_ctx - len(prompt) - 1))
     timings: dict[str, list[float]] = {name: [] for name in LANE_LAYOUTS}
@@ -452,138 +522,72 @@ def bench_lanes(model: Any, settings: BenchSettings, progress: Progress) -> dict
 # Step profile: where the time of a step that is not llama_decode goes
 # --------------------------------------------------------------------------------------------
 
-#: (module, attribute path, label, top level in the loop?) of every timed point. Missing ones
-#: (the hot path is free to change) are skipped. Nested points are part of a top-level one.
-PROFILE_POINTS: tuple[tuple[str, str, str, bool], ...] = (
-    ("localpref.methods", "Selector.pick", "pick: combine lanes + sample", True),
-    ("localpref.kernels", "contrast_argmax", "  kernel contrast_argmax", False),
-    ("localpref.kernels", "contrast_logprobs_into", "  kernel contrast_logprobs_into", False),
-    ("localpref.kernels", "amulet_loop_logprobs", "  kernel amulet_loop_logprobs", False),
-    ("localpref.kernels", "pad_scores", "  kernel pad_scores", False),
-    ("localpref.kernels", "greedy", "  kernel greedy", False),
-    ("localpref.kernels", "sample", "  kernel sample", False),
-    ("localpref.decoding", "_add_fluency", "fluency stats (log-sum-exp per lane)", True),
-    ("localpref.steering", "token_logprob", "  steering.token_logprob", False),
-    ("localpref.decoding", "MultiGeneration._advance",
-     "advance: end token, piece, UTF-8, stop strings", True),
-    ("localpref.engine", "Vocabulary.piece", "  Vocabulary.piece (llama_token_to_piece)", False),
-    ("localpref.decoding", "_update_stats", "stats update", True),
-    ("localpref.decoding", "_held_back", "stop-string hold-back", True),
-    ("localpref.decoding", "LaneSet.logits", "lane views lookup", True),
-    ("localpref.decoding", "LaneSet.step", "LaneSet.step: batch, llama_decode, views", True),
-    ("localpref.engine", "Context.logits", "  Context.logits (get_logits_ith + view)", False),
-    ("llama_cpp", "llama_decode", "  llama_decode", False),
-)
-_STEP_LABEL = "LaneSet.step: batch, llama_decode, views"
+#: The decoding loop's own laps (``stats["steer_laps_ms"]``) and their labels in the profile.
+PROFILE_LAPS: dict[str, str] = {
+    "pick": "pick: combine lanes + sample",
+    "advance": "advance: end token, piece, UTF-8, stop strings",
+    "fluency": "fluency stats (log-sum-exp per lane)",
+    "piece": "stop-string hold-back",
+    "stats": "stats update",
+}
+_STEP_LABEL = "step: batch, llama_decode, views"
 _DECODE_LABEL = "  llama_decode"
 
 
 def profile_steps(model: Any, settings: BenchSettings,
                   progress: Progress | None = None) -> dict[str, Any]:
-    """Time every piece of the decoding loop for each method (``settings.methods``).
+    """Where the time of a step goes, for each method (``settings.methods``), from the
+    named laps the decoding loop clocks itself (``stats["steer_laps_ms"]``).
 
-    Each timed function is wrapped for the duration of the profile; the MEDIAN duration of
-    its calls times its calls per token is reported, so a preemption by another process
-    (a loaded machine) does not count. ``loop_us`` is the loop's own Python (generator,
-    lists, dicts, clocks): the median over steps of the time between two step ends minus
-    the top-level pieces. ``non_decode_us``: the median over steps of a step minus its
-    ``llama_decode`` (the Contract's steering, measured independently of ``stats``).
+    Per token, medians over repeats: ``step_us`` (decode time / tokens), ``llama_decode_us``
+    (the decodes), ``non_decode_us`` (the rest: the Contract's steering), ``loop_us`` (the
+    part of it outside the track's laps: the scheduler's own Python), and each lap.
     """
-    import importlib
-
     say = progress or (lambda message: None)
     kernels.warmup()
     warm_up(model, settings)
-    calls: dict[str, list[int]] = {}
-    state: dict[str, Any] = {"in_step": False, "top": 0, "ends": [], "decode": [], "pieces": []}
-    clock = time.perf_counter_ns
-    restore: list[tuple[Any, str, Any]] = []
-
-    def wrapped(original: Any, label: str, top: bool) -> Callable[..., Any]:
-        step_only = not top and label in (_DECODE_LABEL, "  Context.logits (get_logits_ith + view)")
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if step_only and not state["in_step"]:
-                return original(*args, **kwargs)
-            is_step = label == _STEP_LABEL
-            if is_step:
-                state["in_step"] = True
-            started = clock()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                elapsed = clock() - started
-                calls.setdefault(label, []).append(elapsed)
-                if top:
-                    state["top"] += elapsed
-                if is_step:
-                    state["in_step"] = False
-                    state["ends"].append(clock())
-                    state["decode"].append(calls.get(_DECODE_LABEL, [0])[-1])
-                    state["pieces"].append(state["top"])
-                    state["top"] = 0
-
-        return timed
-
-    for module_name, path, label, top in PROFILE_POINTS:
-        owner: Any = importlib.import_module(module_name)
-        *parents, attribute = path.split(".")
-        try:
-            for parent in parents:
-                owner = getattr(owner, parent)
-            original = getattr(owner, attribute)
-        except AttributeError:
-            continue
-        restore.append((owner, attribute, original))
-        setattr(owner, attribute, wrapped(original, label, top))
     table: dict[str, Any] = {}
-    try:
-        for name in settings.methods:
-            calls.clear()
-            for key in ("ends", "decode", "pieces"):
-                state[key] = []
-            runs = []
-            for repeat in range(settings.repeat):
-                say(f"profile: {name}, repeat {repeat + 1}/{settings.repeat}")
-                state["ends"].append(None)  # no step spans two runs
-                state["decode"].append(0)
-                state["pieces"].append(0)
-                result = model.generate(
-                    settings.prompt, preference=settings.preference,
-                    method=BENCH_METHODS[name](), max_tokens=settings.max_tokens,
-                    ignore_eos=True, seed=settings.seed,
-                )
-                runs.append(_run_figures(result.stats))
-            table[name] = _profile_row(calls, state, runs)
-    finally:
-        for owner, attribute, original in reversed(restore):
-            setattr(owner, attribute, original)
+    for name in settings.methods:
+        rows = []
+        for repeat in range(settings.repeat):
+            say(f"profile: {name}, repeat {repeat + 1}/{settings.repeat}")
+            result = model.generate(
+                settings.prompt, preference=settings.preference,
+                method=BENCH_METHODS[name](), max_tokens=settings.max_tokens,
+                ignore_eos=True, seed=settings.seed,
+            )
+            rows.append(_profile_figures(result.stats))
+        table[name] = {
+            key: statistics.median(row[key] for row in rows)
+            for key in ("step_us", "steer_us_stats", "llama_decode_us", "non_decode_us",
+                        "loop_us")
+        }
+        table[name]["pieces_us_per_token"] = {
+            label: statistics.median(row["pieces"][label] for row in rows)
+            for label in rows[0]["pieces"]
+        }
     return {"model": model.name, "vocab_size": model.vocabulary.size,
             "threads": model.n_threads,
-        **_memory_facts(model), "max_tokens": settings.max_tokens,
+            **_memory_facts(model), "max_tokens": settings.max_tokens,
             "repeat": settings.repeat, "load_average": _load_average(), "profile": table}
 
 
-def _profile_row(calls: dict[str, list[int]], state: dict[str, Any],
-                 runs: list[dict[str, Any]]) -> dict[str, Any]:
-    n_tokens = sum(run["n_tokens"] for run in runs)
-    ends, decode, pieces = state["ends"], state["decode"], state["pieces"]
-    gaps = [
-        (ends[i] - ends[i - 1], decode[i], pieces[i])
-        for i in range(1, len(ends))
-        if ends[i] is not None and ends[i - 1] is not None
-    ]
-    pieces_us = {
-        label: statistics.median(durations) / 1000 * len(durations) / n_tokens
-        for label, durations in calls.items()
-    }
+def _profile_figures(stats: dict[str, Any]) -> dict[str, Any]:
+    n_tokens = max(int(stats["n_tokens"]), 1)
+    step_us = float(stats["decode_ms"]) * 1000 / n_tokens
+    decode_us = float(stats["llama_decode_ms"]) * 1000 / n_tokens
+    pieces = {label: float(stats["steer_laps_ms"][lap]) * 1000 / n_tokens
+              for lap, label in PROFILE_LAPS.items()}
+    non_decode_us = step_us - decode_us
+    pieces[_DECODE_LABEL] = decode_us
     return {
-        "step_us": statistics.median(run["step_ms"] for run in runs) * 1000,
-        "steer_us_stats": statistics.median(run["steer_ms_per_token"] for run in runs) * 1000,
-        "llama_decode_us": statistics.median(d for _, d, _ in gaps) / 1000 if gaps else 0.0,
-        "non_decode_us": statistics.median(g - d for g, d, _ in gaps) / 1000 if gaps else 0.0,
-        "loop_us": statistics.median(g - p for g, _, p in gaps) / 1000 if gaps else 0.0,
-        "pieces_us_per_token": pieces_us,
+        "step_us": step_us,
+        "steer_us_stats": float(stats["steer_ms_per_token"]) * 1000,
+        "llama_decode_us": decode_us,
+        "non_decode_us": non_decode_us,
+        "loop_us": non_decode_us - sum(us for label, us in pieces.items()
+                                       if label != _DECODE_LABEL),
+        "pieces": pieces,
     }
 
 
@@ -696,6 +700,13 @@ def format_report(report: dict[str, Any]) -> str:
         f"decode per step {compare['batched_s']:.2f} s, one after another "
         f"{compare['sequential_s']:.2f} s; x{compare['speedup']:.2f}"
     )
+    for count, row in (report.get("concurrent") or {}).items():
+        lines.append(
+            f"{count} concurrent amulet request(s): {row['aggregate_tokens_per_s']:.1f} tok/s "
+            f"together, {row['sequential_tokens_per_s']:.1f} one after another "
+            f"(x{row['speedup']:.2f}); a request joining {int(count) - 1} streaming: first "
+            f"token in {row['ttft_ms']:.0f} ms"
+        )
     lanes = report.get("lanes")
     if lanes:
         costs = lanes["cost_vs_1_lane"]

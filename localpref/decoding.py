@@ -1,16 +1,20 @@
-"""The decoding loop: prefill, then per step combine, sample, stop, stream, and one decode.
+"""One answer being written (``Track``) and the generators that hand its pieces to the caller.
 
-A *track* is one answer being written by one method from its lanes. A plain generation has
-one track; a comparison has one per method, all decoded together: every step puts the new
-token of every lane of every unfinished track into ONE batch per context.
+A *track* is one answer written by one method from its lanes. Its per-token work (combine the
+lanes and sample, advance the text, stop strings, fluency, statistics) runs in the model's
+scheduler thread (``localpref.scheduler``) right after the decode that produced the logits;
+the pieces go to an ``Outbox`` that the caller's ``Generation`` / ``MultiGeneration`` reads.
 
 Timing follows one definition everywhere:
 
-- ``prefill_ms``: bringing every lane's cache to the prompt (first logits included);
-- ``decode_ms``: the generation steps after prefill, minus the time the consumer held the
-  generator between pieces; ``tokens_per_s = n_tokens / decode_ms``;
-- ``steer_ms_per_token``: everything in a step except ``llama_decode`` (combining the lanes,
-  sampling, fluency, detokenizing, stop checks), divided by the tokens generated.
+- ``queued_ms``: waiting for lanes; ``prefill_ms``: bringing every lane's cache to the prompt
+  (first logits included), from admission;
+- ``decode_ms``: wall time from the track's first step to its last (other requests decode in
+  the same batches meanwhile); ``tokens_per_s = n_tokens / decode_ms``;
+- ``steer_ms_per_token``: the track's own work per token (combining the lanes, sampling,
+  fluency, detokenizing, stop checks, statistics); ``llama_decode_ms``: the decodes it was in;
+- ``steer_laps_ms``: that work split into named laps (``pick``, ``advance``, ``fluency``,
+  ``piece``, ``stats``), read by ``localpref bench --profile``.
 
 Fluency comes for free from lanes decoded anyway: ``fluency_base`` / ``fluency_pref`` are the
 mean log-probability (nats per token) that the base / preference lane gives the tokens chosen.
@@ -19,18 +23,21 @@ mean log-probability (nats per token) that the base / preference lane gives the 
 from __future__ import annotations
 
 import codecs
-import contextlib
+import collections
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from localpref.engine import Context, LaneState, PrefillStopped, Vocabulary
+from localpref.engine import Vocabulary
 from localpref.methods import Selector
-from localpref.trace import StepRecorder
+from localpref.trace import StepRecorder, cut_trace
+
+#: The named laps of a track's per-token work (``stats["steer_laps_ms"]``).
+LAPS = ("pick", "advance", "fluency", "piece", "stats")
 
 
 @dataclass
@@ -46,138 +53,281 @@ class Result:
     trace: list[dict[str, Any]] | None = None
 
 
-@dataclass
-class LaneGroup:
-    """The lanes decoded on one context, with the global index of each."""
-
-    context: Context
-    lanes: list[LaneState] = field(default_factory=list)
-    targets: list[list[int]] = field(default_factory=list)
-    lane_indices: list[int] = field(default_factory=list)
-
-
-class LaneSet:
-    """Every lane of a generation, possibly over several contexts (PAD's reward model).
-
-    Lanes are numbered globally; ``logits()`` returns the views of the lanes decoded last.
-    """
-
-    def __init__(self, groups: Sequence[LaneGroup]) -> None:
-        self.groups = list(groups)
-        self.lane_count = sum(len(group.lanes) for group in self.groups)
-        self._views: list[np.ndarray | None] = [None] * self.lane_count
-
-    def prefill(self, should_stop: Callable[[], bool] | None = None) -> int:
-        """Evaluate every lane's prompt (shared prefixes once); logits of all lanes ready.
-
-        Returns the number of tokens evaluated (a chat's history is not evaluated again).
-        Raises ``PrefillStopped`` when ``should_stop`` answers True between chunks.
-        """
-        evaluated = 0
-        for group in self.groups:
-            evaluated += group.context.prefill(group.lanes, group.targets,
-                                               should_stop=should_stop)
-            for output_index, lane_index in enumerate(group.lane_indices):
-                self._views[lane_index] = group.context.logits(output_index)
-        return evaluated
-
-    def logits(self, lane_indices: Sequence[int]) -> list[np.ndarray]:
-        """Zero-copy logits of the given lanes (valid until the next decode)."""
-        return [self._views[i] for i in lane_indices]  # type: ignore[misc]
-
-    def step(self, tokens_by_lane: dict[int, int]) -> None:
-        """Append a token to each listed lane: one ``llama_decode`` per context."""
-        for group in self.groups:
-            members = [
-                (position, lane_index)
-                for position, lane_index in enumerate(group.lane_indices)
-                if lane_index in tokens_by_lane
-            ]
-            if not members:
-                continue
-            lanes = [group.lanes[position] for position, _ in members]
-            group.context.step(lanes, [tokens_by_lane[i] for _, i in members])
-            for output_index, (_, lane_index) in enumerate(members):
-                self._views[lane_index] = group.context.logits(output_index)
+def initial_stats(facts: dict[str, Any]) -> dict[str, Any]:
+    """A track's stats with every key present from the start (readers may copy the dict
+    from another thread while it streams: its keys never change, only their values)."""
+    return {
+        **facts,
+        "n_tokens": 0, "queued_ms": 0.0, "prefill_ms": 0.0, "prefill_tokens": 0,
+        "prefill_chunks": 0, "others_tokens_during_prefill": 0, "decode_ms": 0.0,
+        "tokens_per_s": 0.0, "steer_ms_per_token": 0.0, "llama_decode_ms": 0.0,
+        "batch_lanes_mean": 0.0, "fluency_base": None, "fluency_pref": None,
+        "changed_tokens": None, "mean_shift": None,
+        "mean_strength": None, "steer_laps_ms": dict.fromkeys(LAPS, 0.0),
+        "stop_reason": "queued",
+    }
 
 
 class Track:
-    """One answer: its method's selector, the lanes it reads, and what it has written."""
+    """One answer: its method's selector, the lanes it reads, and what it has written.
+
+    ``lanes`` are positions in the request's lane list: the method's lanes in the order of
+    ``method.lanes``, then any decoded only to be scored (``fluency_lanes``). ``step`` is the
+    whole per-token work, called with the views of every lane of the request.
+    """
 
     def __init__(
         self,
         selector: Selector,
-        lane_indices: Sequence[int],
-        fluency_lanes: dict[str, int] | None = None,
+        method_lanes: Sequence[int],
+        fluency_lanes: dict[str, int] | None,
         *,
-        keep_trace: bool = False,
+        vocabulary: Vocabulary,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        ignore_eos: bool = False,
+        stats: dict[str, Any],
+        request: Any = None,
     ) -> None:
         self.selector = selector
-        self.lane_indices = list(lane_indices)
+        #: the ``localpref.request.Request`` this track answers (its ``trace``, ``avoid``)
+        self.request = request
+        self.method_lanes = list(method_lanes)
         #: lanes ("base", "pref") whose log-probability of each chosen token is recorded
         self.fluency_lanes = dict(fluency_lanes or {})
         #: every lane the track decodes: the method's, then any decoded only to be scored
-        self.all_lane_indices = list(dict.fromkeys([*lane_indices, *self.fluency_lanes.values()]))
-        #: per-token statistics: fluency, changed tokens, mean shift, and the trace if kept
-        self.recorder = StepRecorder(selector, self.fluency_lanes, keep_trace=keep_trace,
-                                     two_lane_method=len(self.lane_indices) == 2)
-        self.stats: dict[str, Any] = {}
+        self.lanes = list(dict.fromkeys([*self.method_lanes, *self.fluency_lanes.values()]))
+        #: per-token statistics: fluency, changed tokens, mean shift, and the trace if asked
+        self.recorder = StepRecorder(selector, self.fluency_lanes,
+                                     keep_trace=bool(getattr(request, "trace", False)),
+                                     two_lane_method=len(self.method_lanes) == 2)
+        self.vocabulary = vocabulary
+        self.max_tokens = max_tokens
+        self.stop = [s for s in stop if s]
+        self.ignore_eos = ignore_eos
+        self.stats = stats
+        self.laps = stats["steer_laps_ms"]
         self.tokens: list[int] = []
         self.text = ""
         self.emitted_chars = 0
         self.stop_reason: str | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.result: Result | None = None
+        #: the token its lanes decode at the next step (None: nothing to decode)
+        self.pending: int | None = None
+        # timing, in seconds of time.perf_counter()
+        self.first_step_at: float | None = None
+        self.last_step_at: float | None = None
+        self.steer_seconds = 0.0
+        self.decode_seconds = 0.0
+        self.decodes = 0
+        self.batch_lanes_total = 0
+
+    # -- the per-token work (scheduler thread, right after the decode of its logits) --------
+
+    def step(self, views: Sequence[np.ndarray]) -> str:
+        """Pick the next token from the lanes' logits and write it; returns the new visible
+        text (pieces that could begin a stop string are held back). Sets ``pending`` to the
+        token its lanes must decode, or None when the track has finished."""
+        clock = time.perf_counter
+        started = clock()
+        if self.first_step_at is None:
+            self.first_step_at = started
+        token = self.selector.pick([views[i] for i in self.method_lanes])
+        picked = clock()
+        written = len(self.tokens)
+        keep_going = self.advance(token)
+        advanced = clock()
+        if len(self.tokens) > written:
+            self.recorder.record(views, token, len(self.text))
+        measured = clock()
+        piece = self.take_piece()
+        pieced = clock()
+        self.pending = token if keep_going else None
+        laps = self.laps
+        laps["pick"] += (picked - started) * 1000
+        laps["advance"] += (advanced - picked) * 1000
+        laps["fluency"] += (measured - advanced) * 1000
+        laps["piece"] += (pieced - measured) * 1000
+        self.last_step_at = pieced
+        self.update_stats()
+        ended = clock()
+        laps["stats"] += (ended - pieced) * 1000
+        self.steer_seconds += ended - started
+        n_tokens = len(self.tokens)
+        self.stats["steer_ms_per_token"] = self.steer_seconds * 1000 / n_tokens if n_tokens else 0.0
+        return piece
+
+    def advance(self, token: int) -> bool:
+        """Add ``token``; True when its lanes must decode it (the track goes on)."""
+        if not self.ignore_eos and self.vocabulary.is_end_of_generation(token):
+            self.finish("eos")
+            return False
+        self.tokens.append(token)
+        self.text += self.decoder.decode(self.vocabulary.piece(token))
+        stop_at = find_stop(self.text, self.stop)
+        if stop_at is not None:
+            self.text = self.text[:stop_at]
+            self.finish("stop")
+            return False
+        if len(self.tokens) >= self.max_tokens:
+            self.finish("length")
+            return False
+        return True
+
+    def take_piece(self) -> str:
+        """The text written since the last piece, minus what could begin a stop string."""
+        visible = len(self.text)
+        if self.stop_reason is None:
+            visible -= held_back(self.text, self.stop)
+        if visible <= self.emitted_chars:
+            return ""
+        piece = self.text[self.emitted_chars : visible]
+        self.emitted_chars = visible
+        return piece
+
+    def note_decode(self, seconds: float, lanes_in_batch: int) -> None:
+        """Count a decode this track's lanes were part of."""
+        self.decode_seconds += seconds
+        self.decodes += 1
+        self.batch_lanes_total += lanes_in_batch
 
     def finish(self, reason: str) -> None:
         self.stop_reason = reason
+        self.pending = None
         if reason not in ("stop", "cancelled", "error"):
             self.text += self.decoder.decode(b"", final=True)
 
+    def update_stats(self) -> None:
+        """Refresh the timing figures (frozen once the track has ended)."""
+        stats = self.stats
+        n_tokens = len(self.tokens)
+        stats["n_tokens"] = n_tokens
+        if self.first_step_at is not None and self.last_step_at is not None:
+            seconds = self.last_step_at - self.first_step_at
+            stats["decode_ms"] = seconds * 1000
+            stats["tokens_per_s"] = n_tokens / seconds if seconds > 0 else 0.0
+        stats["steer_ms_per_token"] = self.steer_seconds * 1000 / n_tokens if n_tokens else 0.0
+        stats["llama_decode_ms"] = self.decode_seconds * 1000
+        stats["batch_lanes_mean"] = self.batch_lanes_total / self.decodes if self.decodes else 0.0
+        stats.update(self.recorder.summary())
+        stats["mean_strength"] = self.selector.mean_strength
+        stats["stop_reason"] = self.stop_reason or "running"
+
+    def result(self) -> Result:
+        return Result(text=self.text, tokens=list(self.tokens), stats=self.stats,
+                      trace=self.recorder.finish(self.text))
+
+
+# ------------------------------------------------------------------------------------------
+# From the scheduler thread to the caller
+# ------------------------------------------------------------------------------------------
+
 
 @dataclass
-class Plan:
-    """What ``prepare`` returns: the lanes, opened and ready to prefill, and the tracks."""
+class Piece:
+    """New text of one track; ``n_tokens``: the track's tokens when it was written."""
 
-    lanes: LaneSet
-    tracks: list[Track]
+    track: int
+    text: str
+    n_tokens: int
+
+
+@dataclass
+class End:
+    """The request has ended: one result per track, and the error that ended it, if any."""
+
+    results: list[Result]
+    error: BaseException | None = None
+
+
+class Outbox:
+    """A thread-safe queue of ``Piece`` and ``End`` items from the scheduler to one caller.
+
+    ``quiet`` (set by ``run()``): the caller only waits for the end, so pieces do not wake it.
+    """
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Piece | End] = collections.deque()
+        self._ready = threading.Condition(threading.Lock())
+        self.quiet = False
+        self.ended = False
+
+    def put(self, item: Piece | End) -> None:
+        with self._ready:
+            self._items.append(item)
+            if isinstance(item, End):
+                self.ended = True
+                self._ready.notify_all()
+            elif not self.quiet:
+                self._ready.notify_all()
+
+    def get(self, timeout: float | None = None) -> Piece | End | None:
+        """The next item (blocking; None after ``timeout`` seconds)."""
+        with self._ready:
+            if self.quiet:
+                self._ready.wait_for(lambda: self.ended, timeout)
+            else:
+                self._ready.wait_for(lambda: self._items, timeout)
+            return self._items.popleft() if self._items else None
+
+
+class Job(Protocol):
+    """What a generation needs from the scheduler's side of a request."""
+
+    outbox: Outbox
+
+    def enqueue(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def can_wait(self) -> bool: ...
+
+    def cancelled_results(self) -> list[Result]: ...
 
 
 class MultiGeneration(Generator[tuple[int, str], None, None]):
     """Several tracks decoded together; yields ``(track index, text piece)``.
 
-    ``prepare`` opens the lanes when the first piece is asked for, so an unused generation
-    holds nothing; ``on_finish`` runs whatever happened, errors included. ``results`` holds
-    one ``Result`` per track once the generation ends; each track's ``stats`` are updated
-    every step, so a user interface can show tokens/s while it streams. ``cancel()`` may be
-    called from any thread: the generation ends at the next step, or between prefill chunks.
+    The request is handed to the scheduler when the first piece is asked for (or at
+    ``start()``), so an unused generation holds nothing. ``results`` holds one ``Result``
+    per track once it ends; each track's ``stats`` are updated every step, so a user
+    interface can show tokens/s while it streams. ``cancel()`` may be called from any
+    thread: nothing more is yielded, the request ends at the next step (or between prefill
+    chunks), and each result keeps the text that was yielded. ``on_finish`` runs in the
+    caller's thread when the generation ends, whatever happened.
     """
 
     def __init__(
         self,
-        prepare: Callable[[], Plan],
-        vocabulary: Vocabulary,
-        *,
-        max_tokens: int,
-        stop: Sequence[str] = (),
-        ignore_eos: bool = False,
+        job: Job,
         track_stats: Sequence[dict[str, Any]],
         on_finish: Callable[[list[Result]], None] | None = None,
+        owner: object = None,
     ) -> None:
-        self.track_stats = [dict(stats) for stats in track_stats]
+        self.track_stats = list(track_stats)
+        self._owner = owner  # the model: kept alive while its generation may be read
         self.results: list[Result] = []
-        self._prepare = prepare
-        self._vocabulary = vocabulary
-        self._max_tokens = max_tokens
-        self._stop = [s for s in stop if s]
-        self._ignore_eos = ignore_eos
+        self._job = job
         self._on_finish = on_finish
+        self._started = False
+        self._reading = False
         self._cancelled = threading.Event()
+        self._shown = [""] * len(self.track_stats)
+        self._shown_tokens = [0] * len(self.track_stats)
         self._inner = self._run()
 
+    def start(self) -> MultiGeneration:
+        """Hand the request to the scheduler now (``BusyError`` if its queue is full)."""
+        if not self._started and not self._cancelled.is_set():
+            self._job.enqueue()
+            self._started = True
+        return self
+
     def cancel(self) -> None:
-        """Ask the generation to end (from any thread); what was written is kept."""
+        """End the generation at the next step; what was yielded is kept. Any thread."""
         self._cancelled.set()
+        if self._started:
+            self._job.cancel()
 
     def send(self, value: None) -> tuple[int, str]:
         return self._inner.send(value)
@@ -186,97 +336,81 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return self._inner.throw(*args)
 
     def close(self) -> None:
+        """Cancel (if it runs) and end the generation; ``results`` keep what was yielded."""
+        if self._started and not self._reading:  # started, never read: end it here
+            self._cancelled.set()
+            for _ in self._inner:
+                pass
         self._inner.close()
 
     def __del__(self) -> None:
-        self._inner.close()
+        self.close()
 
     def run(self) -> list[Result]:
         """Consume the whole generation and return one result per track."""
+        self._job.outbox.quiet = True
         for _ in self:
             pass
         return self.results
 
     def _run(self) -> Iterator[tuple[int, str]]:
-        clock = _StepClock()
-        tracks: list[Track] = []
-        for stats in self.track_stats:
-            stats.update(n_tokens=0, prefill_ms=0.0, stop_reason="running")
-        outcome = "cancelled"
+        self._reading = True
+        end: End | None = None
         try:
-            plan = self._prepare()
-            tracks = plan.tracks
-            for track, stats in zip(tracks, self.track_stats, strict=True):
-                track.stats = stats
-            try:
-                prefill_tokens = plan.lanes.prefill(should_stop=self._cancelled.is_set)
-            except PrefillStopped:
+            if self._cancelled.is_set():
                 return
-            prefill_ms = clock.lap_ms()
-            for track in tracks:
-                track.stats["prefill_ms"] = prefill_ms
-                track.stats["prefill_tokens"] = prefill_tokens
-            active = list(tracks)
-            while active and not self._cancelled.is_set():
-                tokens_by_lane: dict[int, int] = {}
-                for track in active:
-                    token = track.selector.pick(plan.lanes.logits(track.lane_indices))
-                    written = len(track.tokens)
-                    keep_going = self._advance(track, token)
-                    if len(track.tokens) > written:
-                        _add_fluency(track, plan.lanes, token)
-                    if keep_going:
-                        for lane_index in track.all_lane_indices:
-                            tokens_by_lane[lane_index] = token
-                if tokens_by_lane:
-                    with clock.decoding():
-                        plan.lanes.step(tokens_by_lane)
-                for index, track in enumerate(tracks):
-                    if track in active:
-                        _update_stats(track, clock)
-                        visible = len(track.text) - _held_back(track.text, self._stop)
-                        if track.stop_reason is not None:
-                            visible = len(track.text)
-                        if visible > track.emitted_chars:
-                            piece = track.text[track.emitted_chars : visible]
-                            track.emitted_chars = visible
-                            with clock.paused():
-                                yield index, piece
-                active = [track for track in active if track.stop_reason is None]
-            outcome = "done"
-        except BaseException as error:
-            if not isinstance(error, (GeneratorExit, KeyboardInterrupt)):
-                outcome = "error"
-            raise
+            self.start()
+            while True:
+                item = self._job.outbox.get()
+                if isinstance(item, End):
+                    end = item
+                    break
+                if item is None or self._cancelled.is_set():
+                    continue  # cancelled: nothing more is shown; wait for the end
+                self._shown[item.track] += item.text
+                self._shown_tokens[item.track] = item.n_tokens
+                yield item.track, item.text
+            if end.error is not None:
+                raise end.error
         finally:
-            for track in tracks:
-                if track.stop_reason is None:
-                    track.finish(outcome if outcome != "done" else "cancelled")
-                    track.text = track.text[: track.emitted_chars]
-                _update_stats(track, clock)
-                track.stats["stop_reason"] = track.stop_reason
-                track.result = Result(text=track.text, tokens=track.tokens, stats=track.stats,
-                                      trace=track.recorder.finish(track.text))
-            self.results = [track.result for track in tracks if track.result is not None]
+            early = end is None
+            if early and self._started:
+                self._job.cancel()  # closed or interrupted: end it and wait for the lanes
+                while end is None and self._job.can_wait():
+                    item = self._job.outbox.get(timeout=5.0)
+                    if isinstance(item, End):
+                        end = item
+                    elif item is None and not _scheduler_can_answer():
+                        break
+            self.results = self._kept(end, early or self._cancelled.is_set())
             if self._on_finish is not None:
                 self._on_finish(self.results)
 
-    def _advance(self, track: Track, token: int) -> bool:
-        """Add ``token`` to ``track``; True when its lanes must decode it (not finished)."""
-        if not self._ignore_eos and self._vocabulary.is_end_of_generation(token):
-            track.finish("eos")
-            return False
-        track.tokens.append(token)
-        track.text += track.decoder.decode(self._vocabulary.piece(token))
-        stop_at = _find_stop(track.text, self._stop)
-        if stop_at is not None:
-            track.text = track.text[:stop_at]
-            track.finish("stop")
-            return False
-        if len(track.tokens) >= self._max_tokens:
-            track.finish("length")
-            return False
-        return True
+    def _kept(self, end: End | None, cut: bool) -> list[Result]:
+        """The results; cut to what was yielded when the caller stopped reading early or
+        the request failed."""
+        if end is None:
+            return self._job.cancelled_results()
+        results = end.results
+        if not cut and end.error is None:
+            return results
+        for index, result in enumerate(results):
+            if result.text != self._shown[index]:
+                result.text = self._shown[index]
+                result.tokens = result.tokens[: self._shown_tokens[index]]
+                result.stats["n_tokens"] = len(result.tokens)
+                if result.trace is not None:
+                    result.trace = cut_trace(result.trace[: len(result.tokens)], result.text)
+                if result.stats.get("stop_reason") != "error":
+                    result.stats["stop_reason"] = "cancelled"
+        return results
+
+
+def _scheduler_can_answer() -> bool:
+    """False while the interpreter shuts down (no thread will answer any more)."""
+    import sys
+
+    return not sys.is_finalizing()
 
 
 class Generation(Generator[str, None, None]):
@@ -294,6 +428,11 @@ class Generation(Generator[str, None, None]):
     @property
     def result(self) -> Result | None:
         return self._multi.results[0] if self._multi.results else None
+
+    def start(self) -> Generation:
+        """Hand the request to the scheduler now (``BusyError`` if its queue is full)."""
+        self._multi.start()
+        return self
 
     def send(self, value: None) -> str:
         return self._pieces.send(value)
@@ -316,71 +455,13 @@ class Generation(Generator[str, None, None]):
         return self.result
 
 
-def _add_fluency(track: Track, lanes: LaneSet, token: int) -> None:
-    """Record the chosen token's statistics (fluency, trace) from the lanes, before decoding."""
-    track.recorder.record(lanes.logits, token, len(track.text))
-
-
-def _update_stats(track: Track, clock: _StepClock) -> None:
-    """Refresh a track's timing figures (shared loop time, its own token count)."""
-    stats = track.stats
-    if track.stop_reason is not None and stats.get("stop_reason") not in (None, "running"):
-        return  # frozen when the track ended
-    loop_seconds = clock.working_seconds()
-    n_tokens = len(track.tokens)
-    stats["n_tokens"] = n_tokens
-    stats["decode_ms"] = loop_seconds * 1000
-    stats["tokens_per_s"] = n_tokens / loop_seconds if loop_seconds > 0 else 0.0
-    steer_seconds = max(loop_seconds - clock.decode_seconds, 0.0)
-    stats["steer_ms_per_token"] = steer_seconds * 1000 / n_tokens if n_tokens else 0.0
-    stats["llama_decode_ms"] = clock.decode_seconds * 1000
-    stats.update(track.recorder.summary())
-    stats["mean_strength"] = track.selector.mean_strength
-    if track.stop_reason is not None:
-        stats["stop_reason"] = track.stop_reason
-
-
-class _StepClock:
-    """Time spent in the loop, minus time suspended at ``yield`` (the consumer's time)."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.paused_seconds = 0.0
-        self.decode_seconds = 0.0
-
-    def lap_ms(self) -> float:
-        """Milliseconds since the start, then restart (used once, after prefill)."""
-        now = time.perf_counter()
-        elapsed, self.started = now - self.started, now
-        return elapsed * 1000
-
-    def working_seconds(self) -> float:
-        return time.perf_counter() - self.started - self.paused_seconds
-
-    @contextlib.contextmanager
-    def decoding(self) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.decode_seconds += time.perf_counter() - started
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.paused_seconds += time.perf_counter() - started
-
-
-def _find_stop(text: str, stops: Sequence[str]) -> int | None:
+def find_stop(text: str, stops: Sequence[str]) -> int | None:
     """Index where the earliest stop string starts in ``text``, or None."""
     found = [index for index in (text.find(stop) for stop in stops) if index >= 0]
     return min(found) if found else None
 
 
-def _held_back(text: str, stops: Sequence[str]) -> int:
+def held_back(text: str, stops: Sequence[str]) -> int:
     """How many trailing characters could still begin a stop string (not shown yet)."""
     longest = 0
     for stop in stops:

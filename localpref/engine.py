@@ -17,7 +17,7 @@ import ctypes
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,13 +301,35 @@ class Context:
     ) -> int:
         """Bring every lane's cache to its target tokens; the next logits are their last ones.
 
-        Each lane keeps the part of its cache that already matches its target (a chat's
-        history) and evaluates only the rest. A lane whose target shares a prefix with an
-        earlier lane's copies that prefix instead of evaluating it again. The last token of
-        every lane is evaluated in one final batch, so ``logits(i)`` is lane ``i``'s.
-        ``should_stop`` is asked before each chunk of ``n_batch`` tokens: when it answers
-        True, ``PrefillStopped`` is raised and every lane holds what was evaluated so far.
+        ``prefill_steps`` run to the end. ``should_stop`` is asked before each decode (each
+        chunk of at most ``n_batch`` tokens, then the final one): when it answers True,
+        ``PrefillStopped`` is raised and every lane holds what was evaluated so far.
         Returns the number of tokens evaluated.
+        """
+        evaluated = 0
+        steps = self.prefill_steps(lanes, targets)
+        while True:
+            if should_stop is not None and should_stop():
+                steps.close()
+                raise PrefillStopped(evaluated)
+            try:
+                count, _ = next(steps)
+            except StopIteration:
+                return evaluated
+            evaluated += count
+
+    def prefill_steps(
+        self, lanes: Sequence[LaneState], targets: Sequence[Sequence[int]]
+    ) -> Iterator[tuple[int, bool]]:
+        """The prefill of ``prefill`` one ``llama_decode`` at a time (a scheduler interleaves
+        other work between them); yields ``(tokens evaluated, final)`` after each decode.
+
+        Each lane keeps the part of its cache that already matches its target (a chat's
+        history) and evaluates only the rest, in chunks of at most ``n_batch`` tokens. A lane
+        whose target shares a prefix with an earlier lane's copies that prefix instead of
+        evaluating it again. The last token of every lane is evaluated in one final decode
+        (``final`` True), after which ``logits(i)`` is lane ``i``'s until the next decode.
+        The targets are checked before anything is evaluated.
         """
         for target in targets:
             if len(target) == 0:
@@ -316,9 +338,14 @@ class Context:
                 raise PromptTooLongError(
                     f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."
                 )
-        evaluated = 0
+        if len(lanes) > self.n_batch:
+            raise ModelError("More lanes than fit in one batch.")
+        return self._prefill_steps(list(lanes), [list(target) for target in targets])
+
+    def _prefill_steps(
+        self, lanes: list[LaneState], targets: list[list[int]]
+    ) -> Iterator[tuple[int, bool]]:
         for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
-            target = list(target)
             keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
             with self._lock:
                 self._release_cells(lane.seq_id, keep)
@@ -331,20 +358,16 @@ class Context:
                 )
             lane.tokens = target[:start]
             for chunk_start in range(start, len(target) - 1, self.n_batch):
-                if should_stop is not None and should_stop():
-                    raise PrefillStopped(evaluated)
                 chunk = target[chunk_start : min(chunk_start + self.n_batch, len(target) - 1)]
                 self._evaluate([(lane.seq_id, chunk_start, chunk)], want_logits=False)
                 lane.tokens = target[: chunk_start + len(chunk)]
-                evaluated += len(chunk)
-        if should_stop is not None and should_stop():
-            raise PrefillStopped(evaluated)
-        finals = [(lane.seq_id, len(target) - 1, list(target)[-1:])
+                yield len(chunk), False
+        finals = [(lane.seq_id, len(target) - 1, target[-1:])
                   for lane, target in zip(lanes, targets, strict=True)]
         self._evaluate(finals, want_logits=True)
         for lane, target in zip(lanes, targets, strict=True):
             lane.tokens = list(target)
-        return evaluated + len(finals)
+        yield len(finals), True
 
     def _best_donor(
         self,
@@ -387,8 +410,16 @@ class Context:
             self._batch.n_tokens = len(chunk)
             self._decode()
 
+    @property
+    def free_lanes(self) -> int:
+        """Lanes that ``open_lane`` can still give."""
+        with self._lock:
+            return len(self._free_seq_ids)
+
     def step(self, lanes: Sequence[LaneState], tokens: Sequence[int]) -> None:
         """Append one token per lane (each its own) in ONE decode; logits(i) is lane i's."""
+        if len(lanes) > self.n_batch:  # llama.cpp aborts the process past n_batch tokens
+            raise ModelError("More lanes than fit in one batch.")
         for i, (lane, token) in enumerate(zip(lanes, tokens, strict=True)):
             self._batch_tokens[i] = token
             self._batch_positions[i] = len(lane.tokens)

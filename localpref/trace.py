@@ -26,7 +26,7 @@ two per-lane log-sum-exps the fluency statistics needed before (docs/steering.md
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -60,13 +60,12 @@ class StepRecorder:
         """Whether two lanes are decoded (then changed_tokens and mean_shift are reported)."""
         return len(self.lanes) == 2 or (self.two_lane_method and "pref" in self.lanes)
 
-    def record(self, logits: Callable[[Sequence[int]], list[np.ndarray]], token: int,
-               text_end: int) -> None:
-        """Record the step that chose ``token`` (the lanes' logits still those of this step);
-        ``text_end`` is the answer's length in characters once the token is added."""
+    def record(self, views: Sequence[np.ndarray], token: int, text_end: int) -> None:
+        """Record the step that chose ``token`` from the lanes' logits ``views`` (still those
+        of this step); ``text_end`` is the answer's length in characters with the token."""
         selector = self.selector
-        z_pref = logits([self.lanes["pref"]])[0] if "pref" in self.lanes else None
-        z_base = logits([self.lanes["base"]])[0] if "base" in self.lanes else None
+        z_pref = views[self.lanes["pref"]] if "pref" in self.lanes else None
+        z_base = views[self.lanes["base"]] if "base" in self.lanes else None
         family = selector.steered_family
         lp_pref = lp_base = lp_family = None
         top_pref = top_base = top_family = None
@@ -168,3 +167,16 @@ class StepRecorder:
         if self.records and start < final:  # the decoder's last flush
             self.records[-1]["piece"] += text[start:]
         return self.records
+
+
+def cut_trace(records: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The trace with its pieces cut so that they join to ``text`` (a shorter answer: what
+    the caller was shown of a cancelled one)."""
+    start = 0
+    for record in records:
+        piece = text[start : start + len(record["piece"])]
+        record["piece"] = piece
+        start += len(piece)
+    if records and start < len(text):
+        records[-1]["piece"] += text[start:]
+    return records

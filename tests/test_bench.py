@@ -118,13 +118,10 @@ def test_profile_times_the_pieces_of_a_step(
         pieces = row["pieces_us_per_token"]
         assert "pick: combine lanes + sample" in pieces and "  llama_decode" in pieces, name
         assert all(_finite(us) for us in pieces.values()), name
-    # the wrappers are gone afterwards
+    # the laps are the loop's own clock: nothing is wrapped
     import llama_cpp
 
-    from localpref import decoding
-
     assert llama_cpp.llama_decode.__name__ == "llama_decode"
-    assert decoding._update_stats.__name__ == "_update_stats"
 
 
 def test_build_synthetic_reuses_the_file(tmp_path: Path) -> None:

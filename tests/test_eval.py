@@ -285,13 +285,13 @@ def test_resume_generates_only_missing_rows(paper_model: Model, dataset_file: Pa
     config = GridConfig(load_dataset(dataset_file), method_specs(["base", "pref"]),
                         preference_specs(["concise", "verbose"]), max_tokens=6, resamples=100)
     calls = []
-    original = paper_model.generate
+    original = paper_model.submit  # every answer of the grid is one submitted Request
 
-    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        calls.append(kwargs["method"])
-        return original(*args, **kwargs)
+    def counting(request, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(request.method)
+        return original(request, *args, **kwargs)
 
-    paper_model.generate = counting  # type: ignore[method-assign]
+    paper_model.submit = counting  # type: ignore[method-assign]
     try:
         out = tmp_path / "out"
         first = Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False)
@@ -308,7 +308,7 @@ def test_resume_generates_only_missing_rows(paper_model: Model, dataset_file: Pa
         assert again.generated == len(calls) == 1
         assert len(list(read_rows(out / "generations.jsonl"))) == 8
     finally:
-        del paper_model.generate
+        del paper_model.submit
 
 
 def test_beam_method_runs_in_the_grid_on_its_own_context(paper_model: Model,

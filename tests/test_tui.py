@@ -68,7 +68,8 @@ async def test_sent_message_streams_an_answer_that_equals_the_saved_one(model, h
         assert isinstance(app.focused, ChatInput)  # the message box has focus at start
         await pilot.press(*"Name", "ctrl+j", *"a color.")
         assert app.query_one(ChatInput).text == "Name\na color."
-        model._lock.acquire()  # hold the model so the answer cannot finish before we look
+        paused = model.exclusive()  # pause the model's scheduler
+        paused.__enter__()  # hold the model so the answer cannot finish before we look
         try:
             await pilot.press("enter")
             await until(pilot, lambda: app.busy)  # the answer has only started
@@ -76,7 +77,7 @@ async def test_sent_message_streams_an_answer_that_equals_the_saved_one(model, h
             assert [(m.role, m.content) for m in saved[:1]] == [("user", "Name\na color.")]
             assert saved[1].role == "assistant" and saved[1].partial
         finally:
-            model._lock.release()
+            paused.__exit__(None, None, None)
         await until(pilot, lambda: not app.busy)
 
         shown = answers(app)[0].text

@@ -143,7 +143,8 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
         app.query_one(ChatInput).load_text("Hello!")
-        model._lock.acquire()  # hold the model: the answer is being written during the pick
+        paused = model.exclusive()  # pause the model's scheduler
+        paused.__enter__()  # hold the model: the answer is being written during the pick
         try:
             await pilot.press("enter")
             await until(pilot, lambda: app.busy)
@@ -159,7 +160,7 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
             assert app.query_one(ChatInput).text == ""
             assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
         finally:
-            model._lock.release()
+            paused.__exit__(None, None, None)
         await until(pilot, lambda: app.model is not model)
         assert app.model.path == cached  # the snapshot file, found with HF_HUB_OFFLINE=1
         assert any("Now using" in notice and "org/name:*.gguf" in notice

@@ -55,6 +55,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--preference", "-p", default=DEFAULT_PREFERENCE,
                         help="the preference (default concise)")
     parser.add_argument(
+        "--concurrent", default=None, metavar="N,...",
+        help="also measure N Amulet requests at once against N one after another, and the "
+        "time to first token of one joining N-1 streams (e.g. 1,2,4)",
+    )
+    parser.add_argument(
         "--profile", action="store_true",
         help="instead: time every piece of a decoding step for each of --methods (where the "
         "time that is not llama_decode goes)",
@@ -91,6 +96,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         preference=args.preference,
         kernel_sizes=tuple(_size(item) for item in _names(args.kernel_sizes, "--kernel-sizes")),
         chat_tokens=min(24, args.max_tokens) if isinstance(args.max_tokens, int) else 24,
+        concurrent=tuple(_count(item) for item in _names(args.concurrent, "--concurrent"))
+        if args.concurrent is not None else (),
     )
     if args.threads is not None and args.threads < 1:
         raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
@@ -154,3 +161,10 @@ def _size(text: str) -> int:
         return int(text)
     except ValueError:
         raise SettingsError(f"A kernel size must be a whole number (got {text!r}).") from None
+
+
+def _count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"--concurrent takes whole numbers (got {text!r}).") from None

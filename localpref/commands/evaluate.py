@@ -21,10 +21,10 @@ from localpref.commands.options import (
     add_model_options,
     comma_list,
     method_settings,
+    sampling_from_args,
 )
 from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError, SettingsError
-from localpref.methods import Sampling
 
 DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
 DEFAULT_PREFERENCES = "creative,verbose,concise,uplifting"
@@ -157,8 +157,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise LocalprefError("The judge scorer needs a judge model: give --judge MODEL.")
     if args.judge is not None and args.scorers is not None and "judge" not in names:
         names.append("judge")
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        min_p=args.min_p)
+    sampling = sampling_from_args(args)
     settings = method_settings(args)
     if args.strength is not None:
         settings["strength"] = args.strength

@@ -14,6 +14,7 @@ from localpref.methods import (
     recommended_method,
     resolve_method,
 )
+from localpref.request import PromptInput, Request
 
 #: Method settings accepted on the command line: flag -> (dataclass field, type, help).
 METHOD_FLAGS: dict[str, tuple[str, type, str]] = {
@@ -169,8 +170,7 @@ def paper_method(name: str | None, **settings: Any) -> Method:
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of ``Model.generate`` from the sampling flags, validated."""
-    Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-             repeat_penalty=args.repeat_penalty)
+    sampling_from_args(args)
     return {
         "repeat_penalty": args.repeat_penalty,
         "temperature": args.temperature,
@@ -181,6 +181,31 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens": args.max_tokens,
         "stop": args.stop,
     }
+
+
+def sampling_from_args(args: argparse.Namespace) -> Sampling:
+    """The ``Sampling`` of the sampling flags, validated (``--repeat-penalty`` included;
+    commands without that flag get 1.0, off)."""
+    return Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                    min_p=args.min_p, repeat_penalty=getattr(args, "repeat_penalty", 1.0))
+
+
+def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
+                      method: Method | None = None) -> Request:
+    """The ``Request`` of a command's flags (the one value ``generate``, ``compare`` and the
+    evaluation build from the command line), validated: a bad value is one sentence."""
+    return Request(
+        messages=prompt,  # type: ignore[arg-type]
+        preference=getattr(args, "preference", None),
+        avoid=getattr(args, "avoid", None),
+        method=method,
+        sampling=sampling_from_args(args),
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        stop=tuple(args.stop or ()),
+        ignore_eos=bool(getattr(args, "ignore_eos", False)),
+        trace=bool(getattr(args, "trace", False)),
+    )
 
 
 def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:

@@ -42,6 +42,7 @@ from localpref.evaluation.specs import (
 )
 from localpref.methods import Base, Sampling
 from localpref.presets import DEFAULT_SYSTEM_PROMPT
+from localpref.request import Request
 
 PROMPT_MODES = ("paper", "library")
 
@@ -293,22 +294,20 @@ class Evaluation:
         config = self.config
         decoder = item.method.decoder
         if isinstance(decoder, BeamSettings):
-            prompts = self.model._backend.prompts
+            prompts = self.model.prompts
             tokens = prompts.lane_tokens([{"role": "user", "content": item.prompt.text}],
                                          item.preference.sentence)
             result = self._beam(decoder).run(tokens, config.max_tokens)
             result.stats.update(preference=item.preference.name, model=self.model.name,
                                 seed=config.seed)
             return result
-        extra: dict[str, Any] = {"avoid": list(config.avoid or ())} if self._avoids(
-            item.method) else {}
-        return self.model.generate(
-            item.prompt.text, preference=item.preference.sentence, method=decoder,
-            max_tokens=config.max_tokens, temperature=config.sampling.temperature,
-            top_p=config.sampling.top_p, top_k=config.sampling.top_k,
-            min_p=config.sampling.min_p, seed=config.seed, score_lanes=config.score_lanes,
-            **extra,
+        request = Request(
+            messages=({"role": "user", "content": item.prompt.text},),
+            preference=item.preference.sentence, method=decoder, sampling=config.sampling,
+            max_tokens=config.max_tokens, seed=config.seed, score_lanes=config.score_lanes,
+            avoid=tuple(config.avoid or ()) if self._avoids(item.method) else None,
         )
+        return self.model.submit(request).run()[0]
 
     def _beam(self, settings: BeamSettings) -> BeamSearch:
         """A beam search on its own context of ``width`` lanes over the same weights."""
@@ -316,14 +315,14 @@ class Evaluation:
 
         context = self._beam_contexts.get(settings.width)
         if context is None:
-            prompts = self.model._backend.prompts
+            prompts = self.model.prompts
             longest = max(
                 len(prompts.lane_tokens([{"role": "user", "content": p.text}], s.sentence))
                 for p in self.config.dataset.prompts for s in self.config.preferences
             )
             needed = longest + self.config.max_tokens + 2
             n_ctx = min(max(256, -(-needed // 256) * 256), max(self.model.n_ctx, 256))
-            context = Context(self.model.context.model, n_ctx=n_ctx,
+            context = Context(self.model.weights, n_ctx=n_ctx,
                               max_lanes=settings.width, n_threads=self.model.n_threads)
             self._beam_contexts[settings.width] = context
         return BeamSearch(context, self.model.vocabulary, settings)

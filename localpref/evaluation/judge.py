@@ -73,7 +73,7 @@ class PairwiseJudge:
 
     def _prompt_tokens(self, question: str) -> tuple[list[int], list[list[int]]]:
         """Tokens of the judge's prompt and of each answer that may follow it."""
-        prompts = self.model._backend.prompts
+        prompts = self.model.prompts
         messages = [{"role": "system", "content": self.system_prompt},
                     {"role": "user", "content": question}]
         text = prompts.lane_text(messages, None)
@@ -97,34 +97,8 @@ class PairwiseJudge:
             question=question, preference=preference, output_1=text_1, output_2=text_2
         )
         prompt, continuations = self._prompt_tokens(filled)
-        context = self.model.context
-        longest = len(prompt) + max(len(c) for c in continuations)
-        if longest >= context.n_ctx:
-            raise PromptTooLongError(
-                f"The judge's prompt is {longest} tokens long; its context holds "
-                f"{context.n_ctx}."
-            )
-        logprobs = [0.0] * len(continuations)
-        lanes = []
-        try:
-            lanes = [context.open_lane() for _ in continuations]
-            context.prefill(lanes, [prompt] * len(lanes))
-            outputs = {i: i for i in range(len(lanes))}
-            for position in range(max(len(c) for c in continuations)):
-                for i, tokens in enumerate(continuations):
-                    if position < len(tokens):
-                        logprobs[i] += float(
-                            token_logprob(context.logits(outputs[i]), tokens[position]))
-                going = [i for i, tokens in enumerate(continuations)
-                         if position + 1 < len(tokens)]
-                if not going:
-                    break
-                context.step([lanes[i] for i in going],
-                             [continuations[i][position] for i in going])
-                outputs = {i: k for k, i in enumerate(going)}
-        finally:
-            for lane in lanes:
-                context.close_lane(lane)
+        with self.model.exclusive() as context:
+            logprobs = _continuation_logprobs(context, prompt, continuations)
         top = max(logprobs)
         weights = [math.exp(value - top) for value in logprobs]
         total = sum(weights)
@@ -144,3 +118,36 @@ class PairwiseJudge:
             p_b=(first[two] + second[one]) / 2,
             orders=(first, second),
         )
+
+
+def _continuation_logprobs(context, prompt: list[int],  # noqa: ANN001 - engine.Context
+                           continuations: list[list[int]]) -> list[float]:
+    """log P(continuation | prompt) of each continuation, each on its own lane."""
+    longest = len(prompt) + max(len(c) for c in continuations)
+    if longest >= context.n_ctx:
+        raise PromptTooLongError(
+            f"The judge's prompt is {longest} tokens long; its context holds "
+            f"{context.n_ctx}."
+        )
+    logprobs = [0.0] * len(continuations)
+    lanes = []
+    try:
+        lanes = [context.open_lane() for _ in continuations]
+        context.prefill(lanes, [prompt] * len(lanes))
+        outputs = {i: i for i in range(len(lanes))}
+        for position in range(max(len(c) for c in continuations)):
+            for i, tokens in enumerate(continuations):
+                if position < len(tokens):
+                    logprobs[i] += float(
+                        token_logprob(context.logits(outputs[i]), tokens[position]))
+            going = [i for i, tokens in enumerate(continuations)
+                     if position + 1 < len(tokens)]
+            if not going:
+                break
+            context.step([lanes[i] for i in going],
+                         [continuations[i][position] for i in going])
+            outputs = {i: k for k, i in enumerate(going)}
+    finally:
+        for lane in lanes:
+            context.close_lane(lane)
+    return logprobs

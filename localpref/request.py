@@ -1,0 +1,130 @@
+"""One request: everything a front end asks of the model, as one frozen value.
+
+The API's ``generate`` / ``stream`` / ``compare`` / ``Chat``, the command line, the app, the
+server and the evaluation grid all build a ``Request`` (``Request.make`` takes the flat
+keywords of the Contract) and hand it to ``Model.submit``; the scheduler reads nothing else.
+A ``Request`` is validated when it is made, so a bad setting is one sentence in the caller's
+thread, never an error inside the decoding thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from localpref.errors import SettingsError
+from localpref.methods import Method, Sampling, resolve_method
+from localpref.presets import PreferenceInput, preference_sentences
+from localpref.prompts import Message, as_messages
+
+PromptInput = str | Sequence[Message]
+AvoidInput = str | Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to write: the conversation, the steering, the sampling and when to stop.
+
+    ``method`` is resolved when the request is made (``None`` or ``"recommended"``: the
+    recommended steering). ``avoid`` is text the base lane is told to avoid (two-lane methods;
+    the prompt side lives in ``prompts``). ``system_prompt`` None is the model's.
+    ``score_lanes`` also decodes the lane the method does not read (both fluency figures);
+    ``trace`` records every token's lane log-probabilities.
+    """
+
+    messages: tuple[Mapping[str, str], ...]
+    preference: PreferenceInput = None
+    avoid: AvoidInput = None
+    method: Method = field(default=None)  # type: ignore[assignment]
+    sampling: Sampling = field(default_factory=Sampling)
+    max_tokens: int = 256
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    system_prompt: str | None = None
+    score_lanes: bool = False
+    trace: bool = False
+
+    def __post_init__(self) -> None:
+        set_field = object.__setattr__
+        set_field(self, "messages", tuple(as_messages(self.messages)))
+        if isinstance(self.preference, list):
+            set_field(self, "preference", tuple(self.preference))
+        preference_sentences(self.preference)  # an empty preference is an error
+        set_field(self, "avoid", _checked_avoid(self.avoid))
+        set_field(self, "method", resolve_method(self.method))
+        if not isinstance(self.sampling, Sampling):
+            raise SettingsError("The sampling settings must be a localpref.Sampling.")
+        if (not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool)
+                or self.max_tokens < 1):
+            raise SettingsError(
+                f"Max tokens must be a whole number, 1 or more (got {self.max_tokens}).")
+        if self.seed is not None and (not isinstance(self.seed, int)
+                                      or isinstance(self.seed, bool)):
+            raise SettingsError(f"The seed must be a whole number (got {self.seed!r}).")
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        if not all(isinstance(item, str) for item in stop):
+            raise SettingsError("Stop strings must be texts.")
+        set_field(self, "stop", tuple(item for item in stop if item))
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise SettingsError("The system prompt must be a text.")
+
+    @classmethod
+    def make(
+        cls,
+        prompt_or_messages: PromptInput,
+        *,
+        preference: PreferenceInput = None,
+        avoid: AvoidInput = None,
+        method: Method | str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+        stop: Sequence[str] | str | None = None,
+        ignore_eos: bool = False,
+        system_prompt: str | None = None,
+        score_lanes: bool = False,
+        trace: bool = False,
+    ) -> Request:
+        """A request from the Contract's flat keywords (the sampling ones become ``Sampling``)."""
+        sampling = Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                            repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n)
+        return cls(
+            messages=tuple(as_messages(prompt_or_messages)), preference=preference, avoid=avoid,
+            method=method, sampling=sampling, max_tokens=max_tokens, seed=seed,
+            stop=tuple([stop] if isinstance(stop, str) else stop or ()),
+            ignore_eos=ignore_eos, system_prompt=system_prompt, score_lanes=score_lanes,
+            trace=trace,
+        )
+
+    def replace(self, **changes: Any) -> Request:
+        """A copy with some fields changed (sampling keywords such as ``temperature`` too)."""
+        sampling_names = {f.name for f in dataclasses.fields(Sampling)}
+        sampling_changes = {k: changes.pop(k) for k in list(changes) if k in sampling_names}
+        if sampling_changes:
+            changes["sampling"] = dataclasses.replace(
+                changes.get("sampling", self.sampling), **sampling_changes)
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise SettingsError(f"Unknown setting {sorted(unknown)[0]!r}.")
+        return dataclasses.replace(self, **changes)
+
+
+def _checked_avoid(avoid: AvoidInput) -> str | tuple[str, ...] | None:
+    """``avoid`` as given (a list becomes a tuple); an empty text or list is an error."""
+    if avoid is None:
+        return None
+    items = [avoid] if isinstance(avoid, str) else list(avoid)
+    if not items:
+        raise SettingsError("The avoid list is empty; give at least one thing to avoid.")
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise SettingsError("What to avoid must be a non-empty text.")
+    return avoid if isinstance(avoid, str) else tuple(items)

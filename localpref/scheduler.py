@@ -1,0 +1,509 @@
+"""Many requests at once: one thread decodes every live request's lanes in one batch per step.
+
+A model's ``Scheduler`` owns the decoding of its contexts (the model's, and a PAD reward
+model's). Callers hand it ``Request``s planned into ``Job``s (lanes to open, their prompt
+tokens, one ``Track`` per answer) and read the pieces from the job's ``Outbox``; the
+scheduler's thread does everything that touches llama.cpp, in rounds:
+
+1. **admit** waiting jobs, first come first served, while their lanes fit (``max_lanes``
+   lanes per context); an idle chat's lanes are reclaimed when the head of the queue needs
+   them (its next turn evaluates its history again);
+2. **step**: the pending token of every lane of every running job goes into ONE batch per
+   context, one ``llama_decode`` each;
+3. right after, every track that was in the step does its per-token work on the fresh
+   logits (``Track.step``: combine, sample, detokenize, stop) and posts its piece;
+4. **prefill**: the oldest joining job evaluates one chunk of its prompt (at most
+   ``n_batch`` tokens, one decode of its own), so the streams wait about one chunk per
+   round, never a whole prompt; after its final prefill decode its first tokens are picked
+   at once and it steps with the others from the next round. With nothing running, the
+   whole prefill runs in one round.
+
+Lanes stay bit-for-bit what they are alone whatever joins or leaves: the rows of a batch do
+not interact, and a lane given up is parked (``engine.Context``), not freed.
+
+The thread is a daemon started by the first request; it sleeps on a condition variable when
+nothing is running or admissible and is woken by ``enqueue``, ``cancel``, a chat giving its
+lanes back, and ``exclusive()`` ending. ``close()`` (``Model.close``, a ``weakref.finalize``
+of the model, and so ``atexit``) stops it, joins it and ends every job still there.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from localpref.decoding import End, Outbox, Piece, Result, Track
+from localpref.engine import Context, LaneState
+from localpref.errors import BusyError, ModelError
+
+#: Events kept in ``Scheduler.events`` (for tests and tools).
+EVENT_LOG_SIZE = 4096
+
+
+@dataclass
+class LaneSpec:
+    """One lane of a job: its context, its name in a chat's session, its prompt tokens."""
+
+    context: Context
+    name: str
+    target: list[int]
+
+
+class Session:
+    """The lanes a chat keeps between turns (by name), reclaimable while it is idle."""
+
+    def __init__(self) -> None:
+        self.lanes: dict[str, tuple[Context, LaneState]] = {}
+        self.busy = False
+        self.closed = False
+        self.idle_since = time.perf_counter()
+
+
+@dataclass
+class Event:
+    """One decode of the scheduler: ``kind`` "prefill" (a job's chunk; ``final`` for the
+    last) or "step" (every running job's tokens); ``jobs``: the ids of the jobs in it."""
+
+    number: int
+    kind: str
+    jobs: tuple[int, ...]
+    tokens: int
+    final: bool = False
+
+
+@dataclass(eq=False)
+class Job:
+    """A planned request (or a comparison: several tracks started together)."""
+
+    scheduler: Scheduler
+    lane_specs: list[LaneSpec]
+    tracks: list[Track]
+    session: Session | None = None
+    id: int = 0
+    outbox: Outbox = field(default_factory=Outbox)
+    # runtime, touched by the scheduler thread only
+    lanes: list[LaneState | None] = field(default_factory=list)
+    views: list[np.ndarray | None] = field(default_factory=list)
+    state: str = "new"  # new, queued, prefill, running, done
+    submitted_at: float = 0.0
+    admitted_at: float = 0.0
+    prefill_tokens: int = 0
+    prefill_chunks: int = 0
+    _prefills: list[tuple[list[int], Iterator[tuple[int, bool]]]] = field(default_factory=list)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def enqueue(self) -> None:
+        """Hand the job to the scheduler (``BusyError`` if too many wait already)."""
+        self.scheduler.enqueue(self)
+
+    def cancel(self) -> None:
+        """End the job at the next round (any thread)."""
+        self._cancelled.set()
+        self.scheduler.wake()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def can_wait(self) -> bool:
+        """Whether the calling thread may wait for this job's end (not the scheduler's own)."""
+        return not self.scheduler.in_own_thread()
+
+    def cancelled_results(self) -> list[Result]:
+        """Results of a job that never ran."""
+        for track in self.tracks:
+            if track.stop_reason is None:
+                track.finish("cancelled")
+            track.update_stats()
+        return [track.result() for track in self.tracks]
+
+    def needs(self) -> dict[Context, int]:
+        """New lanes this job must open, per context (a chat's kept lanes are not new)."""
+        counts: dict[Context, int] = collections.Counter()
+        for spec in self.lane_specs:
+            if self.session is None or spec.name not in self.session.lanes:
+                counts[spec.context] += 1
+        return counts
+
+
+class Scheduler:
+    """One decode thread for a model's contexts; see the module's docstring."""
+
+    def __init__(self, *, max_queued: int = 16) -> None:
+        self.max_queued = max_queued
+        self._cond = threading.Condition(threading.RLock())
+        #: held by the thread for each round; ``exclusive()`` takes it to use a context
+        self._work = threading.RLock()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._live: list[Job] = []
+        self._sessions: list[Session] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._ids = itertools.count(1)
+        self._decodes = itertools.count(1)
+        #: the last decodes, oldest first (``Event``)
+        self.events: collections.deque[Event] = collections.deque(maxlen=EVENT_LOG_SIZE)
+        #: every decode since the start, by kind
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    # -- any thread ---------------------------------------------------------------------
+
+    def enqueue(self, job: Job) -> None:
+        with self._cond:
+            if self._stopping:
+                raise ModelError("The model is closed; load it again to generate.")
+            if len(self._queue) >= self.max_queued:
+                raise BusyError(
+                    f"{len(self._queue)} requests are already waiting for this model "
+                    "(max_queued); try again when one has finished."
+                )
+            job.id = next(self._ids)
+            job.state = "queued"
+            job.submitted_at = time.perf_counter()
+            for track in job.tracks:
+                track.stats["stop_reason"] = "queued"
+            if job.session is not None:
+                if job.session.busy:
+                    raise BusyError("This chat is already answering; wait for its answer.")
+                job.session.busy = True
+                if job.session not in self._sessions:
+                    self._sessions.append(job.session)
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="localpref-scheduler",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def in_own_thread(self) -> bool:
+        """Whether the caller runs in the scheduler's thread (a finalizer run by the GC)."""
+        return self._thread is not None and self._thread is threading.current_thread()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def release_session(self, session: Session) -> None:
+        """Give a chat's lanes back (now if it is idle, else when its answer ends)."""
+        with self._work, self._cond:
+            session.closed = True
+            if not session.busy:
+                self._close_session_lanes(session)
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Nothing is decoded while the caller uses a context directly (between rounds)."""
+        with self._work:
+            yield
+        self.wake()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for lanes."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        """Requests admitted and not finished (prefilling or stepping)."""
+        with self._cond:
+            return len(self._live)
+
+    def close(self) -> None:
+        """Stop the thread, join it, and end every job still waiting or running."""
+        with self._cond:
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._work:
+            with self._cond:
+                jobs = [*self._live, *self._queue]
+                self._live.clear()
+                self._queue.clear()
+            for job in jobs:
+                self._end(job, "cancelled")
+            for session in self._sessions:
+                session.closed = True
+                self._close_session_lanes(session)
+            self._sessions.clear()
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._live and not self._admissible():
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            with self._work:
+                self._round()
+
+    def _admissible(self) -> bool:
+        """Whether the head of the queue can start (or must be dropped) now."""
+        if not self._queue:
+            return False
+        if any(job.cancelled for job in self._queue):
+            return True
+        return self._fits(self._queue[0], reclaim=False, dry_run=True)
+
+    def _round(self) -> None:
+        with self._cond:
+            admitted = self._admit()
+        for job in admitted:
+            self._open(job)
+        for job in [job for job in self._live if job.cancelled]:
+            self._end(job, "cancelled")
+        stepped = self._step()
+        self._prefill(any_running=stepped > 0)
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _admit(self) -> list[Job]:
+        """Move queue heads whose lanes fit to the live list (FIFO; called under _cond)."""
+        admitted = []
+        for job in [job for job in self._queue if job.cancelled]:  # wherever they wait
+            self._queue.remove(job)
+            self._end(job, "cancelled")
+        while self._queue:
+            head = self._queue[0]
+            if not self._fits(head, reclaim=True, dry_run=False):
+                break
+            self._queue.popleft()
+            head.state = "prefill"
+            head.admitted_at = time.perf_counter()
+            self._live.append(head)
+            admitted.append(head)
+        return admitted
+
+    def _fits(self, job: Job, *, reclaim: bool, dry_run: bool) -> bool:
+        """Whether the job's new lanes fit, counting idle chats' lanes as reclaimable;
+        with ``reclaim`` (and not ``dry_run``) the idle chats' lanes are taken back."""
+        needs = job.needs()
+        idle = sorted((s for s in self._sessions
+                       if not s.busy and s.lanes and s is not job.session),
+                      key=lambda s: s.idle_since)
+        for context, count in needs.items():
+            free = context.free_lanes
+            reclaimable = [s for s in idle if any(c is context for c, _ in s.lanes.values())]
+            if free >= count:
+                continue
+            if dry_run or not reclaim:
+                spare = sum(sum(1 for c, _ in s.lanes.values() if c is context)
+                            for s in reclaimable)
+                if free + spare < count:
+                    return False
+                continue
+            for session in reclaimable:
+                self._close_session_lanes(session)
+                if context.free_lanes >= count:
+                    break
+            if context.free_lanes < count:
+                return False
+        return True
+
+    def _close_session_lanes(self, session: Session) -> None:
+        for context, lane in session.lanes.values():
+            context.close_lane(lane)
+        session.lanes.clear()
+        if session.closed and session in self._sessions:
+            self._sessions.remove(session)
+
+    def _open(self, job: Job) -> None:
+        """Open (or reuse) the job's lanes and start its prefill, one generator per context."""
+        try:
+            job.lanes = []
+            for spec in job.lane_specs:
+                if job.session is not None:
+                    if spec.name not in job.session.lanes:
+                        job.session.lanes[spec.name] = (spec.context, spec.context.open_lane())
+                    job.lanes.append(job.session.lanes[spec.name][1])
+                else:
+                    job.lanes.append(spec.context.open_lane())
+            job.views = [None] * len(job.lanes)
+            by_context: dict[Context, list[int]] = {}
+            for position, spec in enumerate(job.lane_specs):
+                by_context.setdefault(spec.context, []).append(position)
+            job._prefills = [
+                (positions, context.prefill_steps([job.lanes[p] for p in positions],
+                                                  [job.lane_specs[p].target for p in positions]))
+                for context, positions in by_context.items()
+            ]
+            for track in job.tracks:
+                track.stats["queued_ms"] = (job.admitted_at - job.submitted_at) * 1000
+                track.stats["stop_reason"] = "prefill"
+        except Exception as error:  # noqa: BLE001 - reaches this job's caller only
+            self._end(job, "error", error)
+
+    # -- decoding -----------------------------------------------------------------------
+
+    def _step(self) -> int:
+        """One decode per context with every running track's pending token, then every such
+        track's per-token work. Returns the number of tracks stepped."""
+        batches: dict[Context, list[tuple[Job, int, int]]] = {}
+        stepping: list[tuple[Job, Track]] = []
+        for job in self._live:
+            if job.state != "running":
+                continue
+            for track in job.tracks:
+                if track.pending is None:
+                    continue
+                stepping.append((job, track))
+                for position in track.lanes:
+                    batches.setdefault(job.lane_specs[position].context, []).append(
+                        (job, position, track.pending))
+        if not stepping:
+            return 0
+        failed: list[tuple[Job, BaseException]] = []
+        decoded: set[Job] = set()
+        lanes_in_step = sum(len(batch) for batch in batches.values())
+        for context, batch in batches.items():
+            started = time.perf_counter()
+            try:
+                context.step([job.lanes[p] for job, p, _ in batch],  # type: ignore[misc]
+                             [token for _, _, token in batch])
+            except Exception as error:  # noqa: BLE001 - every job in this batch fails
+                failed += [(job, error) for job, _, _ in batch]
+                continue
+            seconds = time.perf_counter() - started
+            for output, (job, position, _) in enumerate(batch):
+                job.views[position] = context.logits(output)
+                decoded.add(job)
+            for job, track in stepping:
+                if any(job.lane_specs[p].context is context for p in track.lanes):
+                    track.note_decode(seconds, lanes_in_step)
+        self._log("step", tuple(dict.fromkeys(job.id for job, _ in stepping)), lanes_in_step)
+        for job, error in failed:
+            if job.state != "done":
+                self._end(job, "error", error)
+        for other in self._live:  # tokens written while a joining prompt is evaluated
+            if other.state == "prefill" and other.prefill_chunks > 0:
+                for track in other.tracks:
+                    track.stats["others_tokens_during_prefill"] += len(stepping)
+        for job, track in stepping:
+            if job.state == "running":
+                self._work_on(job, [track])
+        return len(stepping)
+
+    def _work_on(self, job: Job, tracks: Sequence[Track]) -> None:
+        """The per-token work of ``tracks`` on the job's fresh logits; ends finished ones."""
+        try:
+            for track in tracks:
+                index = job.tracks.index(track)
+                piece = track.step(job.views)  # type: ignore[arg-type]
+                if piece:
+                    job.outbox.put(Piece(index, piece, len(track.tokens)))
+                if track.pending is None and job.session is None:
+                    self._give_back(job, track)
+        except Exception as error:  # noqa: BLE001 - reaches this job's caller only
+            self._end(job, "error", error)
+            return
+        if all(track.pending is None for track in job.tracks):
+            self._end(job, "done")
+
+    def _give_back(self, job: Job, track: Track) -> None:
+        """Close a finished track's lanes (not a chat's) so that waiting jobs can start."""
+        still_used = {p for other in job.tracks if other.pending is not None
+                      for p in other.lanes}
+        for position in track.lanes:
+            lane = job.lanes[position]
+            if lane is not None and position not in still_used:
+                job.lane_specs[position].context.close_lane(lane)
+                job.lanes[position] = None
+
+    def _prefill(self, *, any_running: bool) -> None:
+        """One prefill decode of the oldest joining job (all of it when nothing runs)."""
+        while True:
+            job = next((j for j in self._live if j.state == "prefill"), None)
+            if job is None:
+                return
+            try:
+                positions, steps = job._prefills[0]
+                count, final = next(steps)
+            except StopIteration:  # not reached: the final decode ends each generator
+                job._prefills.pop(0)
+                continue
+            except Exception as error:  # noqa: BLE001 - reaches this job's caller only
+                self._end(job, "error", error)
+                continue
+            job.prefill_tokens += count
+            job.prefill_chunks += 1
+            self._log("prefill", (job.id,), count, final)
+            if final:
+                context = job.lane_specs[positions[0]].context
+                for output, position in enumerate(positions):
+                    # a copy: another context's prefill or a step may decode before the pick
+                    job.views[position] = context.logits(output).copy()
+                job._prefills.pop(0)
+                if not job._prefills:
+                    self._start_running(job)
+                    return  # it steps from the next round: the next joiner waits its turn
+            if any_running:
+                return
+
+    def _start_running(self, job: Job) -> None:
+        now = time.perf_counter()
+        for track in job.tracks:
+            track.stats["prefill_ms"] = (now - job.admitted_at) * 1000
+            track.stats["prefill_tokens"] = job.prefill_tokens
+            track.stats["prefill_chunks"] = job.prefill_chunks
+            track.stats["stop_reason"] = "running"
+        job.state = "running"
+        self._work_on(job, job.tracks)
+
+    def _end(self, job: Job, outcome: str, error: BaseException | None = None) -> None:
+        """Finish the job's tracks, give its lanes back, post its results."""
+        if job.state == "done":
+            return
+        was_prefilling = job.state == "prefill"
+        job.state = "done"
+        for _, steps in job._prefills:
+            steps.close()
+        job._prefills = []
+        now = time.perf_counter()
+        for track in job.tracks:
+            if track.stop_reason is None:
+                track.finish("error" if outcome == "error" else "cancelled")
+            if was_prefilling and job.admitted_at:
+                track.stats["prefill_ms"] = (now - job.admitted_at) * 1000
+                track.stats["prefill_tokens"] = job.prefill_tokens
+                track.stats["prefill_chunks"] = job.prefill_chunks
+            if job.submitted_at and not job.admitted_at:
+                track.stats["queued_ms"] = (now - job.submitted_at) * 1000
+            track.update_stats()
+        if job.session is not None:
+            job.session.busy = False
+            job.session.idle_since = now
+            if job.session.closed:
+                self._close_session_lanes(job.session)
+        else:
+            for position, lane in enumerate(job.lanes):
+                if lane is not None:
+                    job.lane_specs[position].context.close_lane(lane)
+                    job.lanes[position] = None
+        with self._cond:
+            if job in self._live:
+                self._live.remove(job)
+            self._cond.notify_all()
+        job.outbox.put(End([track.result() for track in job.tracks], error))
+
+    def _log(self, kind: str, jobs: tuple[int, ...], tokens: int, final: bool = False) -> None:
+        self.events.append(Event(next(self._decodes), kind, jobs, tokens, final))
+        self.counters[kind] += 1
+
+
+def describe(scheduler: Scheduler) -> dict[str, Any]:
+    """A plain summary of the scheduler's state (for tools)."""
+    return {"queued": scheduler.queued, "running": scheduler.running,
+            "decodes": dict(scheduler.counters)}

@@ -1,0 +1,292 @@
+"""Many requests at once on the bundled model through real llama.cpp: every live request's
+lanes in one decode per step, each answer bit-for-bit what it is alone; cancelling, prefill in
+chunks between the others' tokens, admission by lanes, the queue, idle chats, errors, exit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localpref import PAD, Amulet, Base, BusyError, Contrastive, Pref, SettingsError
+from localpref.api import Model
+from localpref.cli import main
+from localpref.methods import Selector
+from localpref.request import Request
+
+PROMPT = "How do I keep basil alive?"
+LONG_STORY = "Write a long story about a dragon."
+
+#: (prompt, preference, method) of four different requests.
+MIXED = [
+    (PROMPT, "concise", Amulet()),
+    ("Name three rivers in Europe.", "verbose", PAD()),
+    ("What is a good name for a cat?", "uplifting", Contrastive()),
+    ("Why is the sky blue?", None, Base()),
+]
+
+
+def _alone(model: Model, prompt: str, preference: str | None, method, tokens: int):  # noqa: ANN001, ANN202
+    return model.generate(prompt, preference=preference, method=method, max_tokens=tokens,
+                          ignore_eos=True)
+
+
+def test_concurrent_requests_answer_exactly_as_each_alone(model: Model) -> None:
+    """Four threads, four methods and preferences, joining at different moments: every text
+    and token list equals the same request run alone (greedy)."""
+    tokens = 14
+    alone = [_alone(model, p, pref, m, tokens) for p, pref, m in MIXED]
+    results: list = [None] * len(MIXED)
+    errors: list[BaseException] = []
+    first_pieces = threading.Event()
+
+    def worker(index: int) -> None:
+        prompt, preference, method = MIXED[index]
+        try:
+            generation = model.stream(prompt, preference=preference, method=method,
+                                      max_tokens=tokens, ignore_eos=True)
+            for count, _ in enumerate(generation):
+                if index == 0 and count == 2:
+                    first_pieces.set()  # the others join while this one streams
+            results[index] = generation.result
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(error)
+            first_pieces.set()
+
+    threads = [threading.Thread(target=worker, args=(0,))]
+    threads[0].start()
+    assert first_pieces.wait(120)
+    for index in range(1, len(MIXED)):
+        threads.append(threading.Thread(target=worker, args=(index,)))
+        threads[-1].start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors
+    for together, single in zip(results, alone, strict=True):
+        assert together.tokens == single.tokens
+        assert together.text == single.text
+        assert together.stats["method"] == single.stats["method"]
+    # They really shared decodes: some step held more lanes than one request has.
+    assert max(r.stats["batch_lanes_mean"] for r in results) > 2
+    assert all(r.stats["batch_lanes_mean"] >= r.stats["n_lanes"] for r in results)
+
+
+def test_a_cancelled_request_keeps_its_partial_text_while_the_other_finishes(
+        model: Model) -> None:
+    other_alone = _alone(model, *MIXED[1], tokens=16)
+    cancelled = model.stream(LONG_STORY, preference="verbose", method="amulet",
+                             max_tokens=200, ignore_eos=True)
+    other = model.stream(MIXED[1][0], preference=MIXED[1][1], method=MIXED[1][2],
+                         max_tokens=16, ignore_eos=True)
+    shown = [next(cancelled) for _ in range(3)]
+    next(other)
+    worker = threading.Thread(target=cancelled.cancel)
+    worker.start()
+    worker.join()
+    shown += list(cancelled)  # nothing more once cancelled
+    finished = other.run()
+    assert cancelled.result.stats["stop_reason"] == "cancelled"
+    assert cancelled.result.text == "".join(shown)
+    assert len(cancelled.result.tokens) <= 4
+    assert cancelled.result.stats["n_tokens"] == len(cancelled.result.tokens)
+    assert finished.tokens == other_alone.tokens and finished.text == other_alone.text
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_tokens(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=4, n_ctx=1024, n_batch=64) as small:
+        long_prompt = "Here is a list of herbs: " + ", ".join(
+            f"herb number {i} is basil" for i in range(40)) + ". Which one is best?"
+        assert small.count_tokens(long_prompt) > 3 * 64
+        runner_alone = _alone(small, PROMPT, "concise", Amulet(), 40)
+        joiner_alone = _alone(small, long_prompt, None, Base(), 4)
+        runner = small.stream(PROMPT, preference="concise", method=Amulet(), max_tokens=40,
+                              ignore_eos=True)
+        next(runner)
+        joiner = small.stream(long_prompt, method=Base(), max_tokens=4, ignore_eos=True)
+        joined = joiner.run()
+        ran = runner.run()
+        events = list(small.scheduler.events)
+    assert joined.tokens == joiner_alone.tokens
+    assert ran.tokens == runner_alone.tokens
+    assert joined.stats["prefill_chunks"] >= 4  # three chunks of n_batch, then the final
+    assert joined.stats["others_tokens_during_prefill"] >= 3
+    # The event log: between the joiner's first and last prefill decode, steps of the runner.
+    joiner_id = next(e.jobs[0] for e in reversed(events) if e.kind == "prefill" and e.final)
+    chunks = [i for i, e in enumerate(events) if e.kind == "prefill" and e.jobs == (joiner_id,)]
+    between = events[chunks[0] : chunks[-1]]
+    steps = [e for e in between if e.kind == "step"]
+    assert len(steps) >= len(chunks) - 1
+    assert all(joiner_id not in e.jobs for e in steps)
+    assert all(e.tokens <= 64 for e in events)  # never past n_batch tokens in one decode
+
+
+def test_a_full_queue_gives_busy_error_and_waiting_requests_start_when_lanes_free(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=1) as small:
+        alone = _alone(small, PROMPT, "concise", Pref(), 6)
+        running = small.stream(LONG_STORY, preference="concise", method="amulet",
+                               max_tokens=200, ignore_eos=True)
+        next(running)  # holds both lanes
+        waiting = small.stream(PROMPT, preference="concise", method=Pref(), max_tokens=6,
+                               ignore_eos=True).start()
+        assert small.scheduler.queued == 1
+        third = small.stream(PROMPT, method="base", max_tokens=2)
+        with pytest.raises(BusyError) as busy:
+            next(third)
+        message = str(busy.value)
+        assert message.endswith(".") and "\n" not in message and "waiting" in message
+        running.close()
+        result = waiting.run()
+    assert result.tokens == alone.tokens
+    assert result.stats["queued_ms"] > 0
+    assert running.result.stats["stop_reason"] == "cancelled"
+
+
+def test_a_request_needing_more_lanes_than_the_model_has_is_refused_at_once(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=256) as small:
+        with pytest.raises(SettingsError, match="lanes"):
+            small.compare(PROMPT, [Amulet(), Pref()], preference="concise")
+        assert small.scheduler.queued == 0
+
+
+def test_an_idle_chat_gives_its_lanes_to_a_waiting_request_and_answers_right_after(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=512) as small:
+        chat = small.chat(preference="concise", method="contrastive", max_tokens=8)
+        first = chat.send("Name a herb.")
+        assert chat.holds_lanes
+        other = small.generate(PROMPT, preference="concise", method="amulet", max_tokens=4)
+        assert other.tokens and not chat.holds_lanes  # reclaimed for the waiting request
+        second = chat.send("And a spice?")
+        fresh = small.generate(chat.messages[:-1], preference="concise", method="contrastive",
+                               max_tokens=8)
+        chat.close()
+    assert first.text
+    assert second.tokens == fresh.tokens
+    # the history was evaluated again, not read from a cache it no longer had
+    assert second.stats["prefill_tokens"] >= second.stats["n_prompt_tokens"]
+
+
+class _Broken(Base):
+    """A method whose pick fails (a bug in a user's method)."""
+
+    def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
+        raise RuntimeError("this method is broken")
+
+
+def test_an_error_in_one_request_reaches_only_its_caller(model: Model) -> None:
+    good_alone = _alone(model, PROMPT, "concise", Amulet(), 10)
+    good = model.stream(PROMPT, preference="concise", method=Amulet(), max_tokens=10,
+                        ignore_eos=True)
+    next(good)
+    broken = model.stream(PROMPT, preference="concise", method=_Broken(), max_tokens=10)
+    with pytest.raises(RuntimeError, match="broken"):
+        list(broken)
+    assert broken.result.stats["stop_reason"] == "error"
+    assert good.run().tokens == good_alone.tokens
+
+
+def test_stats_are_per_request(model: Model) -> None:
+    result = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=6,
+                            ignore_eos=True)
+    stats = result.stats
+    for key in ("queued_ms", "prefill_ms", "decode_ms", "tokens_per_s", "steer_ms_per_token",
+                "llama_decode_ms", "batch_lanes_mean", "prefill_chunks"):
+        assert stats[key] >= 0, key
+    assert stats["tokens_per_s"] == pytest.approx(6 / (stats["decode_ms"] / 1000))
+    assert stats["batch_lanes_mean"] == 2.0  # alone: its two lanes in every step
+    laps = stats["steer_laps_ms"]
+    assert sum(laps.values()) == pytest.approx(stats["steer_ms_per_token"] * 6, rel=0.05)
+
+
+def test_a_request_is_one_frozen_validated_value() -> None:
+    request = Request.make(PROMPT, preference="concise", method="amulet", temperature=0.5,
+                           repeat_penalty=1.3, stop="x")
+    assert request.messages == ({"role": "user", "content": PROMPT},)
+    assert request.method == Amulet()
+    assert request.sampling.repeat_penalty == 1.3 and request.stop == ("x",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.max_tokens = 3  # type: ignore[misc]
+    assert request.replace(temperature=0.0).sampling.temperature == 0.0
+    assert Request.make(PROMPT).method.label == "amulet"  # the recommended steering
+    for bad in ({"max_tokens": 0}, {"preference": " "}, {"avoid": ""}, {"top_p": 0.0},
+                {"repeat_penalty": 0.0}):
+        with pytest.raises(SettingsError):
+            Request.make(PROMPT, **bad)
+
+
+def test_repeat_penalty_from_the_command_line_reaches_the_sampler(
+        model: Model, capsys: pytest.CaptureFixture[str]) -> None:
+    prompt = "Repeat the word 'basil' thirty times."
+    code = main(["generate", prompt, "--method", "base", "--max-tokens", "30",
+                 "--ignore-eos", "--repeat-penalty", "1.5", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert payload["stats"]["settings"]["repeat_penalty"] == 1.5
+    penalised = model.generate(prompt, method="base", max_tokens=30, ignore_eos=True,
+                               repeat_penalty=1.5)
+    assert payload["text"] == penalised.text
+    code = main(["generate", prompt, "--method", "base", "--repeat-penalty", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "repeat penalty" in err and len(err.splitlines()) == 1
+
+
+EXIT_SCRIPT = """
+import localpref
+model = localpref.load()
+print(model.generate("Hi", method="base", max_tokens=3).tokens)
+left_running = model.stream("Write a long story.", method="base", max_tokens=500,
+                            ignore_eos=True)
+next(left_running)
+print("done", flush=True)
+"""
+
+
+def test_a_script_that_never_closes_its_model_exits() -> None:
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("done")
+
+
+def test_the_concurrent_bench_reports_every_count(model: Model) -> None:
+    from localpref.bench import BenchSettings, bench_concurrent
+
+    settings = BenchSettings(max_tokens=2, repeat=1, concurrent=(1, 2))
+    assert settings.lanes_needed >= 4
+    table = bench_concurrent(model, settings, lambda message: None)
+    assert set(table) == {"1", "2"}
+    for row in table.values():
+        assert set(row) == {"aggregate_tokens_per_s", "sequential_tokens_per_s", "speedup",
+                            "ttft_ms"}
+        assert row["aggregate_tokens_per_s"] > 0 and row["sequential_tokens_per_s"] > 0
+        assert row["speedup"] == pytest.approx(
+            row["aggregate_tokens_per_s"] / row["sequential_tokens_per_s"])
+        assert row["ttft_ms"] > 0
+    assert model.scheduler.running == 0 and model.scheduler.queued == 0  # all closed
+
+
+def test_closing_a_request_that_waits_behind_another_ends_it_at_once(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=2) as small:
+        running = small.stream(LONG_STORY, preference="concise", method="amulet",
+                               max_tokens=200, ignore_eos=True)
+        next(running)
+        head = small.stream(PROMPT, preference="concise", method="amulet", max_tokens=2).start()
+        behind = small.stream(PROMPT, method="base", max_tokens=2).start()
+        assert small.scheduler.queued == 2
+        behind.close()  # FIFO: it waits behind the head, yet it ends now
+        assert behind.result.stats["stop_reason"] == "cancelled"
+        assert behind.result.tokens == [] and small.scheduler.queued == 1
+        running.close()
+        assert head.run().stats["stop_reason"] == "length"
