@@ -39,10 +39,6 @@ KNOWN_REACH_INS: frozenset[tuple[str, str, str]] = frozenset({
 KNOWN_PRIVATE_ATTRIBUTE_READS: frozenset[tuple[str, str]] = frozenset({
     # argparse has no public name for the type of ``add_subparsers()``: here to stay.
     ("localpref.commands.generate", "_SubParsersAction"),
-    # The evaluation renders lanes with the model's prompt builder, which ``Model`` (api.py,
-    # being rewritten for the scheduler) does not expose yet: a public ``Model.prompts`` ends it.
-    ("localpref.evaluation.grid", "_backend"),
-    ("localpref.evaluation.judge", "_backend"),
 })
 #: Underscored names that are public API (namedtuple's methods).
 PUBLIC_UNDERSCORED = frozenset({"_replace", "_asdict", "_fields", "_make"})
