@@ -264,14 +264,15 @@ async def test_message_sent_while_an_answer_is_written_waits_and_esc_lets_it_go(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(*"Write a long story about a dragon.", "enter")
         await until(pilot, lambda: app.busy and answers(app) and answers(app)[0].text.strip())
-        await pilot.press(*"Now a short one.", "enter")
-        assert app.busy and app.query_one(ChatInput).text == ""
-        assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
-        saved = app.store.messages(app.conversation_id)
-        assert [(m.role, m.content) for m in saved][::2] == [
-            ("user", "Write a long story about a dragon."), ("user", "Now a short one.")]
-        assert any("your message is saved and goes when it ends (Esc stops it)" in notice
-                   for notice in app.notices)
+        with model.exclusive():  # the scheduler waits: the answer is still being written
+            await pilot.press(*"Now a short one.", "enter")
+            assert app.busy and app.query_one(ChatInput).text == ""
+            assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
+            saved = app.store.messages(app.conversation_id)
+            assert [(m.role, m.content) for m in saved][::2] == [
+                ("user", "Write a long story about a dragon."), ("user", "Now a short one.")]
+            assert any("your message is saved and goes when it ends (Esc stops it)" in notice
+                       for notice in app.notices)
         await pilot.press("escape")  # stops the first answer; the waiting one goes
         await until(pilot, lambda: len(answers(app)) == 2)
         assert any("partial answer is kept" in notice for notice in app.notices)
