@@ -456,10 +456,11 @@ def recommended_method() -> Method:
     """The steering used when no method is named: the same in the API, CLI, app and server.
 
     Amulet's exact form at effective contrast k = 0.5 with the plausibility mask tau = 0.2,
-    the setting the strength sweep chose for the bundled model (docs/steering.md). A method
-    named without settings stays the papers' exact method.
+    the setting the strength sweep chose for the bundled model, and end tokens at the
+    preference lane's probability (docs/steering.md, "Ending"). A method named without
+    settings stays the papers' exact method.
     """
-    return Amulet(contrast=0.5, tau=0.2)
+    return Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS)
 
 
 def paper_method(name: str | None = None) -> Method:
