@@ -487,7 +487,7 @@ def paper_method(name: str | None = None) -> Method:
 def avoid_error(method: Method) -> str | None:
     """Why ``method`` cannot steer away from an avoid sentence (one sentence), or None.
 
-    Avoid works through the base lane (DESIGN "Avoid"): one-lane methods have nothing to
+    Avoid works through the base lane (docs/design.md, "Avoid"): one-lane methods have nothing to
     contrast, and PAD with a reward model reads a reward lane instead of the base lane.
     """
     if len(method.lanes) < 2:

@@ -374,3 +374,7 @@ def warmup() -> None:
         contrast_plausible_into(z, z[::-1].copy(), 2.0, threshold, out)
         restrict_to_plausible(z, threshold, ids, scores)
         token_logprob(z, 1)
+        step_statistics(z, z[::-1].copy(), 2.0, threshold, 1)
+        lane_statistics(z, 1)
+        pref_ends_into(out, z, ids)
+    pref_ends_into(scores, z64[:2].copy(), ids[:1].copy())  # PAD: over its candidates

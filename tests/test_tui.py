@@ -513,7 +513,8 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         slider = panel.query_one("#strength-slider", StrengthSlider)
         default = APP_METHOD_SETTINGS["amulet"]["contrast"]
         tau = APP_METHOD_SETTINGS["amulet"]["tau"]
-        assert app.steering.method_object() == Amulet(contrast=default, tau=tau)
+        ends = APP_METHOD_SETTINGS["amulet"]["end_tokens"]  # the recommended end-token rule
+        assert app.steering.method_object() == Amulet(contrast=default, tau=tau, end_tokens=ends)
         assert slider.value == default and "alpha" in slider.note
         assert slider.note == f"= alpha {Amulet(contrast=default).effective_alpha:.3g}"
 
@@ -521,7 +522,7 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         await pilot.press("right")
         await until(pilot, lambda: panel.query_one("#method-contrast", Input).value == "0.75")
         await click(pilot, app, "#apply")
-        assert app.steering.method_object() == Amulet(contrast=0.75, tau=tau)
+        assert app.steering.method_object() == Amulet(contrast=0.75, tau=tau, end_tokens=ends)
 
         # a click on a cell of the bar jumps to that stop (the 3rd stop is 0.25)
         slider.scroll_visible(animate=False, immediate=True)
@@ -545,8 +546,8 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         assert panel.query_one("#method-tau", Input).value == "0.0"
 
         await click(pilot, app, "#preset-app")
-        await until(pilot, lambda: app.steering.method_object() == Amulet(contrast=default,
-                                                                          tau=tau))
+        await until(pilot, lambda: app.steering.method_object() == Amulet(
+            contrast=default, tau=tau, end_tokens=ends))
 
 
 async def test_slider_follows_the_method_and_sets_pad_weight(model, home):

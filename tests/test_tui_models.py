@@ -166,11 +166,13 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
         assert any("Now using" in notice and "org/name:*.gguf" in notice
                    for notice in app.notices)
         status = app.query_one(StatusBar)
-        assert status.facts["model"] == app.model.name and status.facts["state"] == "ready"
+        assert status.facts["model"] == app.model.name
         assert app.sub_title == app.model.name
 
         # nothing in the conversation is lost, and the waiting message went to the new model
+        # (it starts as soon as the switch ends; the status is "ready" once it is answered)
         await until(pilot, lambda: not app.busy and len(app.query_one(ChatLog).views) == 4)
+        await until(pilot, lambda: status.facts["state"] == "ready")
         views = app.query_one(ChatLog).views
         assert [v.role for v in views] == ["user", "assistant"] * 2 and views[1].text.strip()
         assert app.chat is not None and app.chat.model is app.model
