@@ -8,6 +8,7 @@ its scheduler) and checks every value. The contract is in docs/server.md.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -117,10 +118,15 @@ async def next_event(job: GenerationJob, request: Request) -> Event:
     try:
         while True:
             done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL_SECONDS)
+            # Asked also while events keep coming: the scheduler writes without waiting for
+            # the client, so a gone client would otherwise be noticed only at the end.
+            due = time.monotonic() - job.disconnect_checked_at >= DISCONNECT_POLL_SECONDS
+            if (not done or due) and not job.cancelled:
+                job.disconnect_checked_at = time.monotonic()
+                if await request.is_disconnected():
+                    job.cancel()
             if done:
                 return getter.result()
-            if not job.cancelled and await request.is_disconnected():
-                job.cancel()
     finally:
         if not getter.done():  # this handler was cancelled: so is the job
             getter.cancel()

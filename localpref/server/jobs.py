@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,8 @@ class GenerationJob:
         self._generation: Generation | None = None
         #: the generation's result once it has ended (None if it never started)
         self.result: Result | None = None
+        #: when the server last asked whether the client is still there (time.monotonic())
+        self.disconnect_checked_at = time.monotonic()
         self._thread = threading.Thread(target=self._work, name="localpref-request", daemon=True)
 
     def begin(self) -> None:
