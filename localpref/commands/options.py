@@ -34,6 +34,10 @@ METHOD_FLAGS: dict[str, tuple[str, type, str]] = {
     "--kl-budget": ("kl_budget", float,
                     "Contrastive, Amulet, PAD: per-token KL(steered || preference lane) "
                     "budget in nats (default: none)"),
+    "--end-tokens": ("end_tokens", str,
+                     "Contrastive, Amulet, PAD: 'contrast' steers the end tokens like any "
+                     "other (the papers'); 'pref' gives them the preference lane's "
+                     "probability (default contrast)"),
     "--reward-model": (
         "reward_model",
         str,
