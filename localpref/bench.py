@@ -41,17 +41,22 @@ import numpy as np
 from localpref import kernels
 from localpref.engine import available_cores
 from localpref.errors import SettingsError
-from localpref.methods import PAD, Amulet, Base, Contrastive, Method, Pref
+from localpref.methods import METHODS, Amulet, Method
+
+
+def _bench_methods() -> dict[str, Callable[[], Method]]:
+    """Every method of ``methods.METHODS`` at its defaults, Amulet's paper loop (the
+    reference) after Amulet."""
+    found: dict[str, Callable[[], Method]] = {}
+    for name, method_class in METHODS.items():
+        found[name] = method_class
+        if method_class is Amulet:
+            found["amulet_loop"] = lambda: Amulet(exact=False)
+    return found
+
 
 #: Method names of the benchmark and how each is made (``amulet_loop`` is the paper's loop).
-BENCH_METHODS: dict[str, Callable[[], Method]] = {
-    "base": Base,
-    "pref": Pref,
-    "contrastive": Contrastive,
-    "amulet": Amulet,
-    "amulet_loop": lambda: Amulet(exact=False),
-    "pad": PAD,
-}
+BENCH_METHODS: dict[str, Callable[[], Method]] = _bench_methods()
 #: Always measured: the ratios are taken against them.
 REFERENCE_METHODS = ("base", "contrastive")
 #: SmolLM2 / Llama-3 size, Qwen2.5, Gemma 3.

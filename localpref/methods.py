@@ -21,6 +21,7 @@ import collections
 import dataclasses
 import functools
 import math
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -134,9 +135,15 @@ class Selector:
 
 @dataclass(frozen=True)
 class Method:
-    """A decoding method: subclasses set ``name`` and ``lanes`` and implement ``pick``."""
+    """A decoding method: subclasses set ``name``, ``title`` and ``lanes`` and implement ``pick``.
+
+    Its settings are its dataclass fields; the front ends derive their forms and flags from
+    them (``setting_fields``), and a field's ``metadata["help"]`` says what it does.
+    """
 
     name: ClassVar[str] = ""
+    #: what the app shows for the method
+    title: ClassVar[str] = ""
     lanes: ClassVar[tuple[str, ...]] = ()
 
     @property
@@ -162,6 +169,7 @@ class Base(Method):
     """Plain decoding of the conversation without the preference."""
 
     name: ClassVar[str] = "base"
+    title: ClassVar[str] = "Base (no preference)"
     lanes: ClassVar[tuple[str, ...]] = ("base",)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
@@ -173,6 +181,7 @@ class Pref(Method):
     """Plain decoding with the preference in the system prompt."""
 
     name: ClassVar[str] = "pref"
+    title: ClassVar[str] = "Pref (preference in prompt)"
     lanes: ClassVar[tuple[str, ...]] = ("pref",)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
@@ -181,32 +190,77 @@ class Pref(Method):
 
 @dataclass(frozen=True)
 class ContrastFamily(Method):
-    """A two-lane method steering inside ``softmax(z_pref + k (z_pref - z_other))``.
+    """A two-lane method: it steers inside ``softmax(z_pref + k (z_pref - z_other))``.
 
-    Its one strength knob is ``strength``; ``tau`` (plausibility, 0 = off) drops tokens the
-    preference lane finds implausible before combining, ``kl_budget`` (None = off) lowers
-    the strength per token so that KL(steered || preference lane) stays within the budget, and
-    ``end_tokens="pref"`` gives the end-of-generation tokens the preference lane's probability
-    instead of the contrast's (``steering.pref_ends_into``; ``"contrast"``, the papers', steers
-    them like any token). All deviate from the papers and are off by default, so the defaults
-    are the papers'.
+    Contrastive and Amulet over the whole vocabulary; PAD over its K candidates, where its
+    score is that contrast with ``k = -w`` to its reward lane (or ``k = w`` to the base lane
+    for the prompt-contrast reward). Every two-lane method is one of these, and this class owns
+    what they share:
+
+    - one strength knob: ``strength`` reads the field named by ``strength_field`` (what the
+      app's slider, ``--strength`` and ``--sweep strength=`` set, through ``with_strength``),
+      ``strength_name`` is what it is called in words, ``strength_symbol`` in tables;
+    - the controls, and their one step: ``tau`` (plausibility, 0 = off) drops tokens the
+      preference lane finds implausible before combining (``threshold``), ``kl_budget``
+      (None = off) lowers the strength per token so that KL(steered || preference lane)
+      stays within the budget (``budget_scale``), and ``end_tokens="pref"`` gives the
+      end-of-generation tokens the preference lane's probability instead of the contrast's
+      (``pref_ends``; ``steering.pref_ends_into``; ``"contrast"``, the papers', steers them
+      like any token). All deviate from the papers and are off by default, so the defaults
+      are the papers'.
     """
 
-    tau: float = field(default=0.0, kw_only=True)
-    kl_budget: float | None = field(default=None, kw_only=True)
-    end_tokens: str = field(default="contrast", kw_only=True)
+    #: the dataclass field the strength knob sets, what it is called, and its symbol
+    strength_field: ClassVar[str] = ""
+    strength_name: ClassVar[str] = ""
+    strength_symbol: ClassVar[str] = ""
+
+    tau: float = field(default=0.0, kw_only=True, metadata={
+        "help": "drop tokens whose preference-lane probability is below tau x the top "
+                "token's (plausibility; default 0, off)"})
+    kl_budget: float | None = field(default=None, kw_only=True, metadata={
+        "help": "per-token KL(steered || preference lane) budget in nats (default: none)"})
+    end_tokens: str = field(default="contrast", kw_only=True, metadata={
+        "help": "'contrast' steers the end tokens like any other (the papers'); 'pref' gives "
+                "them the preference lane's probability (default contrast)"})
 
     def __post_init__(self) -> None:
-        _check_controls(self.tau, self.kl_budget, self.end_tokens)
+        _require(self.end_tokens in (CONTRAST_ENDS, PREF_ENDS),
+                 f"The end-token rule (end_tokens) must be {CONTRAST_ENDS!r} or {PREF_ENDS!r} "
+                 f"(got {self.end_tokens!r}).")
+        _require(math.isfinite(self.tau) and 0 <= self.tau < 1,
+                 f"tau must be in [0, 1) (got {self.tau}).")
+        _require(self.kl_budget is None or (math.isfinite(self.kl_budget) and self.kl_budget > 0),
+                 f"the KL budget must be greater than 0 (got {self.kl_budget}).")
 
     @property
     def strength(self) -> float:
-        """The contrast k of the family (what the strength slider sets)."""
-        raise NotImplementedError
+        """The method's one strength knob (what the strength slider sets)."""
+        return getattr(self, self.strength_field)
 
     def with_strength(self, strength: float) -> ContrastFamily:
         """The same method at another strength."""
-        raise NotImplementedError
+        return dataclasses.replace(self, **{self.strength_field: strength})
+
+    # -- the controls' step, the same for every two-lane method ------------------------------
+
+    def threshold(self, z_pref: np.ndarray) -> float:
+        """The plausibility threshold of a step: tokens whose preference-lane logit is below
+        it are dropped (``max(z_pref) + log(tau)``; ``-inf`` when tau is 0, off)."""
+        return steering.plausibility_threshold(z_pref, self.tau)
+
+    def budget_scale(self, z_pref: np.ndarray, z_other: np.ndarray, k: float,
+                     threshold: float) -> float:
+        """The factor in [0, 1] that keeps the step's contrast ``k`` within the KL budget
+        (``steering.kl_budget_scale``); 1.0 without a budget."""
+        if self.kl_budget is None:
+            return 1.0
+        return steering.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
+
+    @property
+    def pref_ends(self) -> bool:
+        """Whether end tokens take the preference lane's probability (``end_tokens="pref"``)."""
+        return self.end_tokens == PREF_ENDS
 
     def _steers_plainly(self) -> bool:
         return self.tau == 0 and self.kl_budget is None and self.end_tokens == CONTRAST_ENDS
@@ -222,12 +276,11 @@ class ContrastFamily(Method):
             # Unnormalised scores: the sampler's softmax normalises them anyway.
             kernels.contrast_logits_into(z_pref, z_other, k, selector.scores)
             return selector.draw(selector.scores)
-        threshold = steering.plausibility_threshold(z_pref, self.tau)
-        if self.kl_budget is not None:
-            k *= steering.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
+        threshold = self.threshold(z_pref)
+        k *= self.budget_scale(z_pref, z_other, k, threshold)
         selector.note_strength(k)
         steering.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
-        if self.end_tokens == PREF_ENDS:
+        if self.pref_ends:
             steering.pref_ends_into(selector.scores, z_pref, selector.end_ids)
         else:
             selector.steered_family = (z_pref, z_other, k, threshold)
@@ -239,20 +292,17 @@ class Contrastive(ContrastFamily):
     """Classifier-free guidance between the lanes: ``z_pref + ratio (z_pref - z_base)``."""
 
     name: ClassVar[str] = "contrastive"
+    title: ClassVar[str] = "Contrastive"
     lanes: ClassVar[tuple[str, ...]] = ("pref", "base")
-    ratio: float = 2.0
+    strength_field: ClassVar[str] = "ratio"
+    strength_name: ClassVar[str] = "ratio"
+    strength_symbol: ClassVar[str] = "ratio"
+    ratio: float = field(default=2.0, metadata={"help": "guidance ratio r (default 2.0)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.ratio) and self.ratio >= 0,
                  f"ratio must be 0 or more (got {self.ratio}).")
-
-    @property
-    def strength(self) -> float:
-        return self.ratio
-
-    def with_strength(self, strength: float) -> Contrastive:
-        return dataclasses.replace(self, ratio=strength)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         return self._pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
@@ -268,13 +318,23 @@ class Amulet(ContrastFamily):
     """
 
     name: ClassVar[str] = "amulet"
+    title: ClassVar[str] = "Amulet"
     lanes: ClassVar[tuple[str, ...]] = ("pref", "base")
-    alpha: float = 2.0
-    lam: float = 2.0
-    eta: float = 10.0
-    iterations: int = 60
-    exact: bool = True
-    contrast: float | None = None
+    strength_field: ClassVar[str] = "contrast"
+    strength_name: ClassVar[str] = "contrast k"
+    strength_symbol: ClassVar[str] = "k"
+    alpha: float = field(default=2.0, metadata={"help": "step size of the update (default 2.0)"})
+    lam: float = field(default=2.0, metadata={
+        "help": "weight of the proximity term lambda (default 2.0)"})
+    eta: float = field(default=10.0, metadata={"help": "learning rate eta, > 0 (default 10.0)"})
+    iterations: int = field(default=60, metadata={
+        "help": "updates per token T, >= 1 (default 60)"})
+    exact: bool = field(default=True, metadata={
+        "help": "the exact closed form, one pass over the vocabulary (default); --no-exact runs "
+                "the paper's T-iteration loop, the reference"})
+    contrast: float | None = field(default=None, metadata={
+        "help": "the effective contrast k directly (replaces --alpha; 4.65 at the paper's "
+                "defaults)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -305,10 +365,8 @@ class Amulet(ContrastFamily):
 
     @property
     def strength(self) -> float:
+        """The effective contrast k (``contrast`` when set, else the one alpha gives)."""
         return self.effective_contrast
-
-    def with_strength(self, strength: float) -> Amulet:
-        return dataclasses.replace(self, contrast=strength)
 
     def settings(self) -> dict[str, object]:
         return {**super().settings(), "effective_contrast": self.effective_contrast,
@@ -323,27 +381,26 @@ class Amulet(ContrastFamily):
         if self.exact:
             return self._pick_contrast(selector, z_pref, z_base, self.effective_contrast)
         if self.tau > 0:
-            threshold = steering.plausibility_threshold(z_pref, self.tau)
-            implausible = z_pref < threshold
+            implausible = z_pref < self.threshold(z_pref)
             z_pref = np.where(implausible, -np.inf, z_pref)
             z_base = np.where(implausible, -np.inf, z_base)
         alpha = self.effective_alpha
         if self.kl_budget is not None:
+            # The lanes are masked already: the budget is measured without a threshold.
             k = self.effective_contrast
-            threshold = steering.plausibility_threshold(z_pref, 0.0)
-            scale = steering.kl_budget_scale(z_pref, z_base, k, self.kl_budget, threshold)
+            scale = self.budget_scale(z_pref, z_base, k, -math.inf)
             alpha = amulet_alpha_for_contrast(scale * k, self.lam, self.eta, int(self.iterations))
         selector.note_strength(_amulet_contrast(alpha, self.lam, self.eta, int(self.iterations)))
         logprobs = kernels.amulet_loop_logprobs(
             z_pref, z_base, alpha, self.lam, self.eta, int(self.iterations)
         )
-        if self.end_tokens == PREF_ENDS:
+        if self.pref_ends:
             steering.pref_ends_into(logprobs, z_pref, selector.end_ids)
         return selector.draw(logprobs)
 
 
 @dataclass(frozen=True)
-class PAD(Method):
+class PAD(ContrastFamily):
     """PAD: the policy's top-K candidates rescored by a token-level personalised reward.
 
     With ``reward_model`` (a GGUF path with the same vocabulary) the reward lane is that model
@@ -356,15 +413,18 @@ class PAD(Method):
     """
 
     name: ClassVar[str] = "pad"
-    weight: float = 1.0
-    candidates: int = 10
-    reward_model: str | None = None
-    tau: float = field(default=0.0, kw_only=True)
-    kl_budget: float | None = field(default=None, kw_only=True)
-    end_tokens: str = field(default="contrast", kw_only=True)
+    title: ClassVar[str] = "PAD"
+    strength_field: ClassVar[str] = "weight"
+    strength_name: ClassVar[str] = "weight"
+    strength_symbol: ClassVar[str] = "w"
+    weight: float = field(default=1.0, metadata={"help": "reward weight w (default 1.0)"})
+    candidates: int = field(default=10, metadata={"help": "top-k candidates, >= 1 (default 10)"})
+    reward_model: str | None = field(default=None, metadata={
+        "help": "a GGUF with the same vocabulary as reward model (default: the prompt-contrast "
+                "reward)"})
 
     def __post_init__(self) -> None:
-        _check_controls(self.tau, self.kl_budget, self.end_tokens)
+        super().__post_init__()
         _require(math.isfinite(self.weight) and self.weight >= 0,
                  f"weight must be 0 or more (got {self.weight}).")
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
@@ -378,12 +438,12 @@ class PAD(Method):
     def label(self) -> str:
         return "pad" if self.reward_model else "pad (prompt-contrast reward)"
 
-    @property
-    def strength(self) -> float:
-        return self.weight
-
-    def with_strength(self, strength: float) -> PAD:
-        return dataclasses.replace(self, weight=strength)
+    def settings(self) -> dict[str, object]:
+        """PAD's own settings, then the shared controls (the order its results always had)."""
+        values = super().settings()
+        shared = [f.name for f in dataclasses.fields(ContrastFamily)]
+        return {**{k: v for k, v in values.items() if k not in shared},
+                **{k: values[k] for k in shared}}
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         z_policy, z_other = lane_logits[0], lane_logits[1]
@@ -395,17 +455,15 @@ class PAD(Method):
         if self.kl_budget is not None and weight > 0:
             ids, _ = kernels.pad_scores(z_policy, z_other, 0.0, int(self.candidates))
             policy, other = steering.gather(z_policy, ids), steering.gather(z_other, ids)
-            threshold = steering.plausibility_threshold(policy, self.tau)
             # Over K the score is z_policy + k (z_policy - z_other) with k = -sign w.
-            weight *= steering.kl_budget_scale(policy, other, -sign * weight, self.kl_budget,
-                                               threshold)
+            weight *= self.budget_scale(policy, other, -sign * weight, self.threshold(policy))
         selector.note_strength(weight)
         candidate_ids, scores = kernels.pad_scores(z_policy, z_other, sign * weight,
                                                    int(self.candidates))
         if self.tau > 0:
-            threshold = steering.plausibility_threshold(z_policy, self.tau)
-            steering.restrict_to_plausible(z_policy, threshold, candidate_ids, scores)
-        if self.end_tokens == PREF_ENDS:
+            steering.restrict_to_plausible(z_policy, self.threshold(z_policy), candidate_ids,
+                                           scores)
+        if self.pref_ends:
             ends = np.flatnonzero(np.isin(candidate_ids, selector.end_ids))
             if ends.size:
                 steering.pref_ends_into(scores, steering.gather(z_policy, candidate_ids), ends)
@@ -446,6 +504,23 @@ METHODS: dict[str, type[Method]] = {
     "pad": PAD,
 }
 _ALIASES = {"la": "contrastive", "cfg": "contrastive", "preference": "pref", "plain": "base"}
+
+
+def setting_fields(method_class: type[Method]) -> list[dataclasses.Field]:
+    """The settings a method takes (its ``__init__`` fields), its own first, then the shared
+    controls (the keyword-only fields of ``ContrastFamily``): the order of the app's form and
+    the command line's flags. ``metadata["help"]`` says what a field does."""
+    return sorted((f for f in dataclasses.fields(method_class) if f.init),
+                  key=lambda f: f.kw_only is True)
+
+
+def setting_kind(annotation: object) -> tuple[type, bool]:
+    """The value type of a setting from its type hint: int, float, bool or str (any other type
+    is read as text), and whether it may be None (``float | None``: off, or derived)."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    kind = next((a for a in args if a is not type(None)), annotation) if args else annotation
+    return (kind if kind in (int, float, bool, str) else str), optional  # type: ignore[return-value]
 
 
 #: The name that stands for the model's recommended steering wherever a method is named.
@@ -534,16 +609,6 @@ def _amulet_contrast(alpha: float, lam: float, eta: float, iterations: int) -> f
 #: preference lane's probability (docs/steering.md, "Ending").
 CONTRAST_ENDS = "contrast"
 PREF_ENDS = "pref"
-
-
-def _check_controls(tau: float, kl_budget: float | None, end_tokens: str) -> None:
-    """Validate the plausibility, KL-budget and end-token settings of the two-lane methods."""
-    _require(end_tokens in (CONTRAST_ENDS, PREF_ENDS),
-             f"The end-token rule (end_tokens) must be {CONTRAST_ENDS!r} or {PREF_ENDS!r} "
-             f"(got {end_tokens!r}).")
-    _require(math.isfinite(tau) and 0 <= tau < 1, f"tau must be in [0, 1) (got {tau}).")
-    _require(kl_budget is None or (math.isfinite(kl_budget) and kl_budget > 0),
-             f"the KL budget must be greater than 0 (got {kl_budget}).")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -14,7 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from localpref import PRESETS
 from localpref.methods import METHODS
 from tui.keys import APP_ACTIONS
-from tui.steering import METHOD_TITLES, RECOMMENDED_METHOD, method_description
+from tui.steering import RECOMMENDED_METHOD, method_description, method_title
 
 
 class SteeringCommands(Provider):
@@ -30,7 +30,7 @@ class SteeringCommands(Provider):
                "The recommended steering, as the command line and the API use it when no "
                "method is named.", "set_method('recommended')")
         for name in METHODS:
-            yield (f"Method: {METHOD_TITLES.get(name, name)}",
+            yield (f"Method: {method_title(name)}",
                    "Decode the next answers with this method.", f"set_method('{name}')")
         for name, sentence in PRESETS.items():
             yield (f"Preference: toggle {name}", sentence, f"toggle_preset('{name}')")

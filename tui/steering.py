@@ -17,7 +17,14 @@ from typing import Any
 
 from localpref import PRESETS, Method, Sampling, SettingsError
 from localpref.commands.showing import steering_label
-from localpref.methods import METHODS, avoid_error, recommended_method
+from localpref.methods import (
+    METHODS,
+    ContrastFamily,
+    avoid_error,
+    recommended_method,
+    setting_fields,
+    setting_kind,
+)
 from localpref.presets import preference_label
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
@@ -36,7 +43,8 @@ FIELD_LABELS = {
     "contrast": "contrast k",
 }
 
-#: Short help shown under a field when the dataclass field has no ``metadata["help"]``.
+#: The app's short help for the fields it knows (a narrow form); other fields show their
+#: dataclass field's ``metadata["help"]``, the library's description (the command line's too).
 FIELD_HELP = {
     "ratio": "z_pref + ratio (z_pref - z_base)",
     "alpha": "step of each update toward the preference",
@@ -58,14 +66,20 @@ FIELD_HELP = {
     "contrast": "set k directly, empty: from alpha",
 }
 
-#: Display names of the methods, in the order the panel offers them.
-METHOD_TITLES = {
-    "base": "Base (no preference)",
-    "pref": "Pref (preference in prompt)",
-    "contrastive": "Contrastive",
-    "amulet": "Amulet",
-    "pad": "PAD",
-}
+
+def method_title(name: str) -> str:
+    """What the app shows for a method (its class's ``title``; the name if it has none)."""
+    method_class = METHODS.get(name)
+    return (method_class.title if method_class else "") or name
+
+
+def strength_field(name: str) -> str | None:
+    """The field a method's strength knob edits (``ContrastFamily.strength_field``), or None
+    for a method without one (Base, Pref)."""
+    method_class = METHODS.get(name)
+    if method_class is None or not issubclass(method_class, ContrastFamily):
+        return None
+    return method_class.strength_field
 
 
 @dataclass(frozen=True)
@@ -109,25 +123,18 @@ class FieldSpec:
 
 
 def _spec(group: str, f: dataclasses.Field, hints: dict[str, Any]) -> FieldSpec:
-    annotation = hints.get(f.name, str)
-    args = typing.get_args(annotation)
-    optional = type(None) in args
-    kind = next((a for a in args if a is not type(None)), annotation) if args else annotation
-    if kind not in (int, float, bool, str):
-        kind = str
+    kind, optional = setting_kind(hints.get(f.name, str))
     default = f.default if f.default is not dataclasses.MISSING else None
     label = f.metadata.get("label") or FIELD_LABELS.get(f.name, f.name.replace("_", " "))
-    help_text = f.metadata.get("help") or FIELD_HELP.get(f.name, "")
+    help_text = FIELD_HELP.get(f.name) or f.metadata.get("help", "")
     return FieldSpec(group, f.name, kind, optional, default, label, help_text)
 
 
 def method_fields(method_name: str) -> list[FieldSpec]:
-    """The editable settings of a method, from its dataclass fields."""
+    """The editable settings of a method, from its dataclass fields (its own first)."""
     cls = METHODS[method_name]
     hints = typing.get_type_hints(cls)
-    ordered = sorted((f for f in dataclasses.fields(cls) if f.init),
-                     key=lambda f: f.kw_only is True)  # a method's own settings first
-    return [_spec("method", f, hints) for f in ordered]
+    return [_spec("method", f, hints) for f in setting_fields(cls)]
 
 
 def sampling_fields() -> list[FieldSpec]:
@@ -140,8 +147,10 @@ def sampling_fields() -> list[FieldSpec]:
     return specs
 
 
-#: The field each two-lane method's strength knob edits (``method.strength``).
-STRENGTH_FIELDS = {"contrastive": "ratio", "amulet": "contrast", "pad": "weight"}
+#: The field each two-lane method's strength knob edits (``method.strength``), for the methods
+#: the library has (``strength_field`` looks one up, a method registered later included).
+STRENGTH_FIELDS = {name: field_name for name in METHODS
+                   if (field_name := strength_field(name)) is not None}
 
 #: The app's steering defaults. The chosen method starts as the library's recommended steering
 #: (``methods.recommended_method()``: the same the command line, the API and the server use
@@ -152,11 +161,11 @@ STRENGTH_FIELDS = {"contrastive": "ratio", "amulet": "contrast", "pad": "weight"
 #: at the papers' k = 4.65 it lifts fluency from -9.3 to -1.5 nats/token for "concise".
 RECOMMENDED_METHOD = recommended_method()
 APP_METHOD = RECOMMENDED_METHOD.name
-APP_TAU = float(getattr(RECOMMENDED_METHOD, "tau", 0.2))
+APP_TAU = RECOMMENDED_METHOD.tau if isinstance(RECOMMENDED_METHOD, ContrastFamily) else 0.2
+APP_STRENGTH = (RECOMMENDED_METHOD.strength if isinstance(RECOMMENDED_METHOD, ContrastFamily)
+                else 0.5)
 APP_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
-    "amulet": {"contrast": 0.5, "tau": APP_TAU},
-    "contrastive": {"ratio": 0.5, "tau": APP_TAU},
-    "pad": {"weight": 0.5, "tau": APP_TAU},
+    name: {field_name: APP_STRENGTH, "tau": APP_TAU} for name, field_name in STRENGTH_FIELDS.items()
 }
 APP_METHOD_SETTINGS[APP_METHOD] = {
     f.name: getattr(RECOMMENDED_METHOD, f.name) for f in dataclasses.fields(RECOMMENDED_METHOD)

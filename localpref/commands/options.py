@@ -3,48 +3,65 @@
 from __future__ import annotations
 
 import argparse
+import typing
+from dataclasses import dataclass
 from typing import Any
 
 from localpref.commands.showing import with_settings
 from localpref.methods import (
     METHODS,
     RECOMMENDED,
+    ContrastFamily,
     Method,
     Sampling,
     recommended_method,
     resolve_method,
+    setting_fields,
+    setting_kind,
 )
 from localpref.request import PromptInput, Request
 
-#: Method settings accepted on the command line: flag -> (dataclass field, type, help).
-METHOD_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--alpha": ("alpha", float, "Amulet: step size of the update (default 2.0)"),
-    "--lam": ("lam", float, "Amulet: weight of the proximity term lambda (default 2.0)"),
-    "--eta": ("eta", float, "Amulet: learning rate eta, > 0 (default 10.0)"),
-    "--iterations": ("iterations", int, "Amulet: updates per token T, >= 1 (default 60)"),
-    "--contrast": ("contrast", float,
-                   "Amulet: the effective contrast k directly (replaces --alpha; 4.65 at the "
-                   "paper's defaults)"),
-    "--ratio": ("ratio", float, "Contrastive: guidance ratio r (default 2.0)"),
-    "--weight": ("weight", float, "PAD: reward weight w (default 1.0)"),
-    "--candidates": ("candidates", int, "PAD: top-k candidates, >= 1 (default 10)"),
-    "--tau": ("tau", float,
-              "Contrastive, Amulet, PAD: drop tokens whose preference-lane probability is "
-              "below tau x the top token's (plausibility; default 0, off)"),
-    "--kl-budget": ("kl_budget", float,
-                    "Contrastive, Amulet, PAD: per-token KL(steered || preference lane) "
-                    "budget in nats (default: none)"),
-    "--end-tokens": ("end_tokens", str,
-                     "Contrastive, Amulet, PAD: 'contrast' steers the end tokens like any "
-                     "other (the papers'); 'pref' gives them the preference lane's "
-                     "probability (default contrast)"),
-    "--reward-model": (
-        "reward_model",
-        str,
-        "PAD: a GGUF with the same vocabulary as reward "
-        "model (default: the prompt-contrast reward)",
-    ),
-}
+
+@dataclass(frozen=True)
+class MethodFlag:
+    """A method setting as a command-line flag: the flag, the dataclass field it sets, the
+    value's type and the help."""
+
+    flag: str
+    field: str
+    kind: type
+    help: str
+
+
+def method_flags() -> list[MethodFlag]:
+    """Every setting of every method in ``methods.METHODS`` as a flag, by one rule: the field's
+    name with ``_`` as ``-`` (``kl_budget`` is ``--kl-budget``; a bool is ``--name`` /
+    ``--no-name``). The help is the field's ``metadata["help"]`` after the titles of the
+    methods that have it (``Contrastive, Amulet, PAD: ...``); ``metadata={"flag": False}``
+    keeps a field off the command line. Own settings come first, then the shared controls."""
+    found: dict[str, tuple[type, str]] = {}
+    owners: dict[str, list[str]] = {}
+    shared: dict[str, bool] = {}
+    for method_class in METHODS.values():
+        hints = typing.get_type_hints(method_class)
+        for item in setting_fields(method_class):
+            if not item.metadata.get("flag", True):
+                continue
+            owners.setdefault(item.name, []).append(method_class.title or method_class.name)
+            if item.name not in found:
+                kind, _ = setting_kind(hints.get(item.name, str))
+                found[item.name] = kind, item.metadata.get("help") or item.name.replace("_", " ")
+                shared[item.name] = item.kw_only is True
+    return [MethodFlag("--" + name.replace("_", "-"), name, kind,
+                       f"{', '.join(owners[name])}: {text}")
+            for name, (kind, text) in sorted(found.items(), key=lambda entry: shared[entry[0]])]
+
+
+def strength_help() -> str:
+    """``--strength``'s help: what the strength knob is for each method that has one."""
+    knobs = ", ".join(f"{cls.title or cls.name}'s {cls.strength_name}"
+                      for cls in METHODS.values() if issubclass(cls, ContrastFamily))
+    return f"the method's one strength knob: {knobs} (overrides those)"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -109,12 +126,14 @@ def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) 
         "--paper", action="store_true",
         help="the papers' settings for every method (greedy unless --temperature is given)")
     group = parser.add_argument_group("method settings")
-    group.add_argument(
-        "--strength", type=float, default=None,
-        help="the method's one strength knob: Contrastive's ratio, Amulet's contrast k, "
-        "PAD's weight (overrides those)")
-    for flag, (dest, kind, text) in METHOD_FLAGS.items():
-        group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    group.add_argument("--strength", type=float, default=None, help=strength_help())
+    for flag in method_flags():
+        if flag.kind is bool:
+            group.add_argument(flag.flag, dest=flag.field, action=argparse.BooleanOptionalAction,
+                               default=None, help=flag.help)
+        else:
+            group.add_argument(flag.flag, dest=flag.field, type=flag.kind, default=None,
+                               help=flag.help)
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
@@ -139,9 +158,9 @@ def comma_list(text: str) -> list[str]:
 def method_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The method settings given on the command line (unset ones left out)."""
     return {
-        dest: getattr(args, dest)
-        for dest, _, _ in METHOD_FLAGS.values()
-        if getattr(args, dest, None) is not None
+        flag.field: getattr(args, flag.field)
+        for flag in method_flags()
+        if getattr(args, flag.field, None) is not None
     }
 
 
@@ -154,7 +173,7 @@ def method_from_args(args: argparse.Namespace, name: str | None = None) -> Metho
     else:
         method = resolve_method(name, **method_settings(args))
     strength = getattr(args, "strength", None)
-    if strength is not None and hasattr(method, "with_strength"):
+    if strength is not None and isinstance(method, ContrastFamily):
         method = method.with_strength(strength)
     return method
 

@@ -25,12 +25,18 @@ from localpref.evaluation.markdown import (
     metric_name,
 )
 from localpref.evaluation.tables import Cell, Tables, bootstrap_interval
+from localpref.methods import METHODS, ContrastFamily
 
 FLUENCY = "fluency_base"
 
-#: How each method's strength is written in tables and plots. (``methods.py`` does not say yet;
-#: derive this from the method classes once they carry their strength's symbol, issue 15.)
-STRENGTH_NAMES = {"contrastive": "ratio", "amulet": "k", "pad": "w"}
+
+def strength_symbol(method: str) -> str:
+    """How a method's strength is written in tables and plots (``k`` for Amulet: its class's
+    ``strength_symbol``); ``strength`` for a method the library does not know."""
+    method_class = METHODS.get(method)
+    if method_class is None or not issubclass(method_class, ContrastFamily):
+        return "strength"
+    return method_class.strength_symbol
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,7 @@ class Point:
         """``k=1``, ``w=2``, ``tau=0.1``; ``–`` outside the sweep."""
         if self.parameter is None or self.value is None:
             return "–"
-        name = STRENGTH_NAMES.get(self.method, "strength") if self.parameter == "strength" \
-            else self.parameter
+        name = strength_symbol(self.method) if self.parameter == "strength" else self.parameter
         return f"{name}={self.value:g}"
 
 
@@ -220,8 +225,8 @@ def render_pareto_charts(tables: Tables, out_dir: Path, budget: float) -> list[P
             if not curve:
                 continue
             xs, ys = [p.fluency for p in curve], [p.score for p in curve]
-            name = STRENGTH_NAMES.get(method, curve[0].parameter or "") \
-                if curve[0].parameter == "strength" else curve[0].parameter
+            name = strength_symbol(method) if curve[0].parameter == "strength" \
+                else curve[0].parameter
             marker, face, size = markers.get(method, ("o", None, 6))
             axis.plot(xs, ys, marker=marker, markerfacecolor=face, markersize=size,
                       color=colours.get(method), label=f"{method} ({name})")

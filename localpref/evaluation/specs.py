@@ -16,7 +16,7 @@ from localpref import methods as method_catalog
 from localpref.errors import SettingsError
 from localpref.evaluation.beam import BeamSettings
 from localpref.evaluation.paper import paper_sentence
-from localpref.methods import METHODS, RECOMMENDED, Method, resolve_method
+from localpref.methods import METHODS, RECOMMENDED, ContrastFamily, Method, resolve_method
 from localpref.presets import preference_text
 
 
@@ -31,14 +31,15 @@ class SweepPoint:
 
 
 def sweepable(method: object) -> bool:
-    """Whether a decoder has the two-lane controls a sweep sets (strength, tau, kl_budget)."""
-    return isinstance(method, Method) and hasattr(method, "with_strength") and hasattr(
-        method, "tau")
+    """Whether a decoder has the two-lane controls a sweep sets (strength, tau, kl_budget):
+    whether it is a two-lane method (``methods.ContrastFamily``)."""
+    return isinstance(method, ContrastFamily)
 
 
 def sweepable_method_names() -> list[str]:
     """The methods (``methods.METHODS``' names, in its order) whose defaults a sweep can set."""
-    return [name for name, method_class in METHODS.items() if sweepable(method_class())]
+    return [name for name, method_class in METHODS.items()
+            if issubclass(method_class, ContrastFamily)]
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class MethodSpec:
     @property
     def strength(self) -> float | None:
         """The decoder's strength knob, if it has one."""
-        return float(self.decoder.strength) if sweepable(self.decoder) else None  # type: ignore[union-attr]
+        return float(self.decoder.strength) if isinstance(self.decoder, ContrastFamily) else None
 
 
 def named_method(name: str, *, paper: bool = False, **settings: Any) -> Method:
@@ -149,8 +150,8 @@ def method_specs(names: Sequence[str], *, paper: bool = False,
             spec = MethodSpec(f"beam{int(width)}", decoder)
         else:
             method = named_method(name, paper=paper, **settings)
-            if strength is not None and sweepable(method):
-                method = method.with_strength(float(strength))  # type: ignore[attr-defined]
+            if strength is not None and isinstance(method, ContrastFamily):
+                method = method.with_strength(float(strength))
             spec = MethodSpec(RECOMMENDED if name == RECOMMENDED else method.name, method)
         if any(existing.name == spec.name for existing in specs):
             raise SettingsError(f"Method {spec.name!r} is listed twice.")

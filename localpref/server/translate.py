@@ -15,7 +15,7 @@ from typing import Any
 
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.methods import Method, resolve_method
+from localpref.methods import ContrastFamily, Method, resolve_method
 from localpref.server.ids import parse_model_id
 from localpref.server.schemas import ChatCompletionRequest, ChatMessage
 
@@ -61,7 +61,7 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
     settings; ``tau`` and ``kl_budget`` replace its own, ``strength`` sets its one knob (methods
     without one, Base and Pref, ignore it, as the command line does)."""
     method = resolve_method(name, tau=tau, kl_budget=kl_budget)
-    if strength is not None and hasattr(method, "with_strength"):
+    if strength is not None and isinstance(method, ContrastFamily):
         method = method.with_strength(strength)
     return method
 

@@ -24,7 +24,7 @@ from localpref.commands.showing import steering_label
 from localpref.methods import METHODS
 from tui.highlight import changed_fact, changed_spans, highlighted_text
 from tui.keys import COMPARE_ACTIONS, bindings
-from tui.steering import METHOD_TITLES, Steering
+from tui.steering import Steering, method_title
 from tui.streaming import EngineUsers, pump
 from tui.widgets.markdown_feed import MarkdownFeed
 
@@ -166,7 +166,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
             yield TextArea(self.prompt, id="compare-prompt", soft_wrap=True,
                            tab_behavior="focus", placeholder="The prompt to compare on")
             yield SelectionList[str](
-                *(Selection(METHOD_TITLES.get(name, name), name, name in self._default_methods)
+                *(Selection(method_title(name), name, name in self._default_methods)
                   for name in METHODS),
                 id="compare-methods",
             )

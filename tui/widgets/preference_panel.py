@@ -19,15 +19,15 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionLis
 from textual.widgets.selection_list import Selection
 
 from localpref import PRESETS, Method, SettingsError
-from localpref.methods import METHODS
+from localpref.methods import METHODS, PAD, Amulet, ContrastFamily
 from tui.steering import (
-    METHOD_TITLES,
-    STRENGTH_FIELDS,
     FieldSpec,
     Steering,
     method_fields,
+    method_title,
     sampling_fields,
     steering_from_form,
+    strength_field,
 )
 from tui.widgets.strength_slider import StrengthSlider
 
@@ -37,8 +37,6 @@ SAME_CONTRAST_NOTE = (
     "Contrastive and Amulet at the same strength are one distribution, and PAD with the "
     "plausibility mask keeps fewer than its candidates, so it is that contrast too: choosing "
     "among them is mostly choosing a strength.")
-
-SLIDER_LABELS = {"contrastive": "ratio", "amulet": "contrast k", "pad": "weight"}
 
 
 def field_widget_id(spec: FieldSpec) -> str:
@@ -62,27 +60,23 @@ def field_row(spec: FieldSpec, value: Any) -> Widget:
 def method_note(method: Method) -> str:
     """What the method does with these settings, in one line."""
     notes = []
-    contrast = getattr(method, "effective_contrast", None)
+    contrast = method.effective_contrast if isinstance(method, Amulet) else None
     if contrast is not None:
         notes.append(f"Exactly a contrast k = {contrast:.3g}.")
-    elif method.name == "pad":
-        reward = getattr(method, "reward_model", None)
+    elif isinstance(method, PAD):
+        reward = method.reward_model
         notes.append(f"Reward model: {reward}." if reward else
                      "Reward: the prompt contrast (no trained reward model).")
-    try:
-        strength = getattr(method, "strength", None)
-    except NotImplementedError:
-        strength = None
-    if isinstance(strength, (int, float)) and contrast is None:
-        notes.append(f"Strength {strength:.3g}.")
+    if isinstance(method, ContrastFamily) and contrast is None:
+        notes.append(f"Strength {method.strength:.3g}.")
     return " ".join(notes)
 
 
 def strength_note(method: Method | None) -> str:
     """What the slider shows beside its value: Amulet's equivalent alpha."""
-    if method is None or method.name != "amulet":
+    if not isinstance(method, Amulet):
         return ""
-    return f"= alpha {method.effective_alpha:.3g}"  # type: ignore[attr-defined]
+    return f"= alpha {method.effective_alpha:.3g}"
 
 
 class PreferencePanel(VerticalScroll):
@@ -137,7 +131,7 @@ class PreferencePanel(VerticalScroll):
                     "so two-lane methods push away from it (not Base, Pref, or PAD with a "
                     "reward model).")
         yield Label("Method", classes="section")
-        yield Select([(METHOD_TITLES.get(name, name), name) for name in METHODS],
+        yield Select([(method_title(name), name) for name in METHODS],
                      value=steering.method, allow_blank=False, id="method", compact=True)
         yield Static("", id="method-note", classes="help")
         yield Static(SAME_CONTRAST_NOTE, id="method-choice-note", classes="help")
@@ -185,13 +179,14 @@ class PreferencePanel(VerticalScroll):
         saved = steering.method_settings.get(method, {})
         rows: list[Widget] = [field_row(spec, saved.get(spec.name, spec.default))
                               for spec in method_fields(method)]
-        if method in STRENGTH_FIELDS:
+        method_class = METHODS[method]
+        if issubclass(method_class, ContrastFamily):
             try:
                 current = steering.method_object(method)
             except SettingsError:
-                current = METHODS[method]()
-            slider = StrengthSlider(current.strength, label=SLIDER_LABELS[method],  # type: ignore[attr-defined]
-                                    id="strength-slider")
+                current = method_class()
+            slider = StrengthSlider(current.strength,  # type: ignore[attr-defined]
+                                    label=method_class.strength_name, id="strength-slider")
             slider.note = strength_note(current)
             rows.insert(0, slider)
         if rows:
@@ -274,10 +269,10 @@ class PreferencePanel(VerticalScroll):
             method = steering.method_object()
         except SettingsError:
             return
-        if method.name not in STRENGTH_FIELDS:
+        if not isinstance(method, ContrastFamily):
             return
         slider = sliders.first(StrengthSlider)
-        slider.set_value(method.strength)  # type: ignore[attr-defined]
+        slider.set_value(method.strength)
         slider.note = strength_note(method)
 
     def _show_note(self, steering: Steering | None) -> None:
@@ -331,7 +326,7 @@ class PreferencePanel(VerticalScroll):
     def _slider_moved(self, event: StrengthSlider.Changed) -> None:
         """Write the slider's value into the method's strength field (which validates)."""
         method = self._method_shown or self.applied.method
-        name = STRENGTH_FIELDS.get(method)
+        name = strength_field(method)
         if name is None:
             return
         spec = next(spec for spec in method_fields(method) if spec.name == name)
