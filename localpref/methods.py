@@ -265,9 +265,10 @@ class ContrastFamily(Method):
     def _steers_plainly(self) -> bool:
         return self.tau == 0 and self.kl_budget is None and self.end_tokens == CONTRAST_ENDS
 
-    def _pick_contrast(self, selector: Selector, z_pref: np.ndarray, z_other: np.ndarray,
-                       k: float) -> int:
-        """Token from ``softmax(z_pref + k (z_pref - z_other))`` with the mask and budget."""
+    def pick_contrast(self, selector: Selector, z_pref: np.ndarray, z_other: np.ndarray,
+                      k: float) -> int:
+        """Token from ``softmax(z_pref + k (z_pref - z_other))`` with the controls (the
+        ``pick`` of a method that is that contrast over the whole vocabulary at some k)."""
         if self._steers_plainly():
             selector.note_strength(k)
             selector.steered_family = (z_pref, z_other, k, -math.inf)
@@ -305,7 +306,7 @@ class Contrastive(ContrastFamily):
                  f"ratio must be 0 or more (got {self.ratio}).")
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
-        return self._pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
+        return self.pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,7 @@ class Amulet(ContrastFamily):
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         z_pref, z_base = lane_logits[0], lane_logits[1]
         if self.exact:
-            return self._pick_contrast(selector, z_pref, z_base, self.effective_contrast)
+            return self.pick_contrast(selector, z_pref, z_base, self.effective_contrast)
         if self.tau > 0:
             implausible = z_pref < self.threshold(z_pref)
             z_pref = np.where(implausible, -np.inf, z_pref)

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from method_helpers import Gentle
 
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.methods import amulet_alpha_for_contrast
+from localpref.methods import METHODS, amulet_alpha_for_contrast
 from localpref.steering import (
     contrast_kl,
     contrast_plausible_into,
@@ -234,3 +235,18 @@ def test_plausibility_and_budget_keep_fluency_above_the_papers_defaults(model: M
                            method=Amulet(tau=0.05, kl_budget=0.5), max_tokens=24,
                            score_lanes=True)
     assert tamed.stats["fluency_base"] > wild.stats["fluency_base"]
+
+
+def test_a_new_two_lane_method_decodes_with_the_shared_controls(
+    model: Model, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A method class the library does not have, registered in ``METHODS``, runs with the
+    controls its base owns: at the same k it is Contrastive, token for token."""
+    monkeypatch.setitem(METHODS, "gentle", Gentle)
+    prompt = "How do I keep basil alive?"
+    for controls in ({}, {"tau": 0.2, "kl_budget": 0.5, "end_tokens": "pref"}):
+        gentle = model.generate(prompt, preference="concise", method=Gentle(push=20.0, **controls),
+                                max_tokens=8, seed=0)
+        same = model.generate(prompt, preference="concise",
+                              method=Contrastive(ratio=2.0, **controls), max_tokens=8, seed=0)
+        assert gentle.tokens == same.tokens and gentle.stats["method"] == "gentle"

@@ -569,3 +569,28 @@ async def test_slider_follows_the_method_and_sets_pad_weight(model, home):
         await until(pilot, lambda: panel.query_one("#method-weight", Input).value == "10.0")
         await click(pilot, app, "#apply")
         assert app.steering.method_object() == PAD(weight=10.0, tau=0.2)  # the app's tau
+
+
+async def test_a_new_method_class_is_offered_with_its_title_and_strength(model, home,
+                                                                         monkeypatch):
+    from method_helpers import Gentle
+
+    from localpref.methods import METHODS
+    from tui.widgets import StrengthSlider
+
+    monkeypatch.setitem(METHODS, "gentle", Gentle)
+    seed(home, presets=["concise"], method="gentle", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        await until(pilot, lambda: bool(panel.query("#strength-slider")))
+        assert panel.query_one("#method", Select).value == "gentle"
+        assert str(panel.query_one("#method #label").render()) == "Gentle"  # its title
+        slider = panel.query_one("#strength-slider", StrengthSlider)
+        assert slider.label == "push" and slider.value == 1.0
+        assert panel.query_one("#method-quiet").value is False  # a bool field: a checkbox
+        slider.focus()
+        await pilot.press("end")
+        await until(pilot, lambda: panel.query_one("#method-push", Input).value == "10.0")
+        await click(pilot, app, "#apply")
+        assert app.steering.method_object() == Gentle(push=10.0)

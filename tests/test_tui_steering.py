@@ -8,8 +8,14 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+from method_helpers import Gentle, WiderContrastive
 
 from localpref import Amulet, Sampling
+from localpref.cli import build_parser
+from localpref.commands.options import method_flags, method_from_args, strength_help
+from localpref.evaluation.pareto import Point
+from localpref.evaluation.specs import method_specs, sweepable_method_names
+from localpref.evaluation.sweep import expand, parse_sweep
 from localpref.methods import METHODS, Base
 from tui.app import startup_steering, title_from
 from tui.keys import APP_ACTIONS, COMPARE_ACTIONS, INPUT_ACTIONS
@@ -18,8 +24,10 @@ from tui.steering import (
     STRENGTH_FIELDS,
     Steering,
     method_fields,
+    method_title,
     sampling_fields,
     steering_from_form,
+    strength_field,
 )
 from tui.streaming import EngineUsers, pump
 
@@ -52,6 +60,69 @@ def test_a_field_added_to_a_method_appears_in_the_form(monkeypatch):
     steering, errors = steering_from_form([], "", "softer", {"strength": "2", "budget": ""}, {})
     assert errors == {} and steering is not None
     assert steering.method_object() == Softer(strength=2.0, budget=None)
+
+
+
+def test_a_field_added_to_a_two_lane_method_reaches_the_flags_the_form_and_the_sweep(
+    monkeypatch,
+):
+    monkeypatch.setitem(METHODS, "contrastive", WiderContrastive)
+    # the command line: --spread, by the one rule, with the field's help
+    parser = build_parser()
+    args = parser.parse_args(["generate", "hi", "--method", "contrastive", "--spread", "0.25",
+                              "--tau", "0.1"])
+    assert method_from_args(args) == WiderContrastive(spread=0.25, tau=0.1)
+    flags = {flag.flag: flag for flag in method_flags()}
+    assert flags["--spread"].help == "Contrastive: how wide it reaches (default 1.0)"
+    assert flags["--spread"].kind is float and flags["--spread"].field == "spread"
+    # the app's form
+    specs = {spec.name: spec for spec in method_fields("contrastive")}
+    assert specs["spread"].kind is float and specs["spread"].default == 1.0
+    assert specs["spread"].help == "how wide it reaches (default 1.0)"
+    steering, errors = steering_from_form(["concise"], "", "contrastive", {"spread": "0.5"}, {})
+    assert errors == {} and steering is not None
+    assert steering.method_object() == WiderContrastive(spread=0.5)
+    # the sweep: the setting reaches every swept method and tells its rows apart
+    swept = expand(method_specs(["contrastive"], spread=0.5), [parse_sweep("strength=1,3")])
+    assert [s.decoder for s in swept] == [WiderContrastive(ratio=1.0, spread=0.5),
+                                          WiderContrastive(ratio=3.0, spread=0.5)]
+    assert [s.key_settings() for s in swept] == [{"spread": 0.5}, {"spread": 0.5}]
+
+
+def test_a_new_method_class_reaches_the_flags_the_form_and_the_sweep(monkeypatch):
+    monkeypatch.setitem(METHODS, "gentle", Gentle)
+    # the command line: its own flags (a bool as --name / --no-name), the shared controls,
+    # --strength; a field marked {"flag": False} stays off it
+    parser = build_parser()
+    args = parser.parse_args(["generate", "hi", "--method", "gentle", "--push", "2", "--quiet",
+                              "--tau", "0.1", "--end-tokens", "pref"])
+    assert method_from_args(args) == Gentle(push=2.0, quiet=True, tau=0.1, end_tokens="pref")
+    args = parser.parse_args(["generate", "hi", "--method", "gentle", "--no-quiet",
+                              "--strength", "4"])
+    assert method_from_args(args) == Gentle(push=4.0, quiet=False)
+    flags = {flag.flag: flag for flag in method_flags()}
+    assert "--internal" not in flags and flags["--quiet"].kind is bool
+    assert flags["--tau"].help.startswith("Contrastive, Amulet, PAD, Gentle: drop tokens")
+    assert "Gentle's push" in strength_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["generate", "hi", "--internal", "4"])
+    # the app's form: every field, the title, the strength knob
+    assert [spec.name for spec in method_fields("gentle")] == [
+        "push", "quiet", "internal", "tau", "kl_budget", "end_tokens"]
+    assert method_title("gentle") == "Gentle" and strength_field("gentle") == "push"
+    steering, errors = steering_from_form(["concise"], "", "gentle",
+                                          {"push": "3", "quiet": True, "tau": "0.2"}, {})
+    assert errors == {} and steering is not None
+    assert steering.method_object() == Gentle(push=3.0, quiet=True, tau=0.2)
+    assert steering.method_label == "gentle tau=0.2"
+    # the sweep: listed among the sweepable methods, swept through its strength, and named by
+    # its symbol in the sweep's tables
+    assert sweepable_method_names() == ["contrastive", "amulet", "pad", "gentle"]
+    swept = expand(method_specs(["base", "gentle"]), [parse_sweep("strength=0.5,3")])
+    assert [(s.name, s.strength) for s in swept] == [
+        ("base", None), ("gentle", 0.5), ("gentle", 3.0)]
+    assert swept[1].decoder == Gentle(push=0.5)
+    assert Point("gentle", "gentle", "strength", 0.5, 0.0, 0.0, 0.0).setting == "p=0.5"
 
 
 def test_form_values_are_checked_by_the_library_with_its_sentences():
