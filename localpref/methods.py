@@ -507,6 +507,12 @@ METHODS: dict[str, type[Method]] = {
 _ALIASES = {"la": "contrastive", "cfg": "contrastive", "preference": "pref", "plain": "base"}
 
 
+def two_lane_method_names() -> list[str]:
+    """The names of the two-lane methods (``ContrastFamily``) in ``METHODS``, in its order."""
+    return [name for name, method_class in METHODS.items()
+            if issubclass(method_class, ContrastFamily)]
+
+
 def setting_fields(method_class: type[Method]) -> list[dataclasses.Field]:
     """The settings a method takes (its ``__init__`` fields), its own first, then the shared
     controls (the keyword-only fields of ``ContrastFamily``): the order of the app's form and
@@ -528,7 +534,7 @@ def setting_kind(annotation: object) -> tuple[type, bool]:
 RECOMMENDED = "recommended"
 
 
-def recommended_method() -> Method:
+def recommended_method() -> ContrastFamily:
     """The steering used when no method is named: the same in the API, CLI, app and server.
 
     Amulet's exact form at effective contrast k = 0.5 with the plausibility mask tau = 0.2,
@@ -567,7 +573,9 @@ def avoid_error(method: Method) -> str | None:
     contrast, and PAD with a reward model reads a reward lane instead of the base lane.
     """
     if len(method.lanes) < 2:
-        return (f"Avoid needs a two-lane method (contrastive, amulet or pad) to steer away; "
+        *others, last = two_lane_method_names()
+        listed = f"{', '.join(others)} or {last}" if others else last
+        return (f"Avoid needs a two-lane method ({listed}) to steer away; "
                 f"{method.label} reads one lane.")
     if "base" not in method.lanes:
         return ("Avoid steers through the base lane, which PAD with a reward model does not "

@@ -114,7 +114,7 @@ def test_a_new_method_class_reaches_the_flags_the_form_and_the_sweep(monkeypatch
                                           {"push": "3", "quiet": True, "tau": "0.2"}, {})
     assert errors == {} and steering is not None
     assert steering.method_object() == Gentle(push=3.0, quiet=True, tau=0.2)
-    assert steering.method_label == "gentle tau=0.2"
+    assert steering.method_label == "gentle p=3 tau=0.2"  # its strength by its symbol
     # the sweep: listed among the sweepable methods, swept through its strength, and named by
     # its symbol in the sweep's tables
     assert sweepable_method_names() == ["contrastive", "amulet", "pad", "gentle"]

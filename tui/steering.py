@@ -161,9 +161,8 @@ STRENGTH_FIELDS = {name: field_name for name in METHODS
 #: at the papers' k = 4.65 it lifts fluency from -9.3 to -1.5 nats/token for "concise".
 RECOMMENDED_METHOD = recommended_method()
 APP_METHOD = RECOMMENDED_METHOD.name
-APP_TAU = RECOMMENDED_METHOD.tau if isinstance(RECOMMENDED_METHOD, ContrastFamily) else 0.2
-APP_STRENGTH = (RECOMMENDED_METHOD.strength if isinstance(RECOMMENDED_METHOD, ContrastFamily)
-                else 0.5)
+APP_TAU = RECOMMENDED_METHOD.tau
+APP_STRENGTH = RECOMMENDED_METHOD.strength
 APP_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     name: {field_name: APP_STRENGTH, "tau": APP_TAU} for name, field_name in STRENGTH_FIELDS.items()
 }

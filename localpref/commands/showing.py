@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from localpref.errors import SettingsError
-from localpref.methods import Method, avoid_error
+from localpref.methods import METHODS, ContrastFamily, Method, avoid_error
 
 #: ANSI styles of a changed token on a terminal (bold yellow) and the reset after it.
 ANSI_CHANGED, ANSI_RESET = "\x1b[1;33m", "\x1b[0m"
@@ -32,13 +32,16 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
     """``amulet k=0.5 tau=0.2``: the method that ran and the settings that shape it.
 
     Amulet shows its effective contrast k (and alpha, lambda, eta, T when k comes from them),
-    Contrastive its ratio, PAD its weight and candidates; the plausibility mask, the KL budget,
-    the end-token rule
-    and (with ``sampling``) greedy or the temperature. Base and Pref show their name alone.
+    PAD its weight and candidates, Contrastive (and any other two-lane method) its strength by
+    its symbol (``ContrastFamily.strength_symbol``); then the plausibility mask, the KL budget,
+    the end-token rule and (with ``sampling``) greedy or the temperature. Base and Pref show
+    their name alone.
     """
     name = str(stats.get("method") or "?")
     settings = stats.get("settings") or {}
     parts = [name]
+    # the method's class, from its label's first word ("pad (prompt-contrast reward)")
+    method_class = METHODS.get(name.split(" ")[0])
     if name.startswith("amulet"):
         k = settings.get("effective_contrast", settings.get("contrast"))
         if k is not None:
@@ -46,10 +49,13 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
         if settings.get("contrast") is None and "alpha" in settings:
             parts.append(f"(alpha={_number(settings['alpha'])} lambda={_number(settings['lam'])}"
                          f" eta={_number(settings['eta'])} T={settings['iterations']})")
-    elif name == "contrastive" and "ratio" in settings:
-        parts.append(f"ratio={_number(settings['ratio'])}")
     elif name.startswith("pad") and "weight" in settings:
         parts.append(f"w={_number(settings['weight'])} top-{settings.get('candidates', 10)}")
+    elif (method_class is not None and issubclass(method_class, ContrastFamily)
+          and settings.get(method_class.strength_field) is not None):
+        # Contrastive's ratio=2, and any other two-lane method's strength by its symbol
+        strength = settings[method_class.strength_field]
+        parts.append(f"{method_class.strength_symbol}={_number(strength)}")
     if settings.get("tau"):
         parts.append(f"tau={_number(settings['tau'])}")
     if settings.get("kl_budget") is not None:

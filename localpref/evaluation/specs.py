@@ -16,7 +16,13 @@ from localpref import methods as method_catalog
 from localpref.errors import SettingsError
 from localpref.evaluation.beam import BeamSettings
 from localpref.evaluation.paper import paper_sentence
-from localpref.methods import METHODS, RECOMMENDED, ContrastFamily, Method, resolve_method
+from localpref.methods import (
+    RECOMMENDED,
+    ContrastFamily,
+    Method,
+    resolve_method,
+    two_lane_method_names,
+)
 from localpref.presets import preference_text
 
 
@@ -38,8 +44,7 @@ def sweepable(method: object) -> bool:
 
 def sweepable_method_names() -> list[str]:
     """The methods (``methods.METHODS``' names, in its order) whose defaults a sweep can set."""
-    return [name for name, method_class in METHODS.items()
-            if issubclass(method_class, ContrastFamily)]
+    return two_lane_method_names()
 
 
 @dataclass(frozen=True)
