@@ -3,7 +3,11 @@
 Every method is a frozen dataclass of its settings, validated when it is made. ``lanes`` names
 the lanes it reads, in order: ``"pref"`` (the conversation with the preference), ``"base"``
 (without it) or ``"reward"`` (PAD's reward model, on its own context). ``selector`` gives the
-per-generation object that owns the scratch buffer and the seeded generator.
+per-generation object that owns the scratch buffer and the seeded generator. Every two-lane
+method is a ``ContrastFamily``: it owns the strength knob and the controls (plausibility, KL
+budget, end-token rule) with their one step. Each class says what the front ends show
+(``title``, ``lanes``, its strength's field, name and symbol), and ``METHODS`` registers it:
+the app's form, the command line's flags and the sweep are derived from these.
 
 Formulas (docs/design.md, "The methods"); ``z_pref``, ``z_base`` raw logits of the two lanes:
 

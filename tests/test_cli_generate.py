@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from localpref.cli import main
+from localpref import Amulet
+from localpref.cli import build_parser, main
+from localpref.commands.options import method_from_args, method_settings
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 
@@ -49,6 +51,33 @@ def test_method_settings_reach_the_method(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     settings = json.loads(out)["stats"]["settings"]
     assert settings["alpha"] == 1.0 and settings["iterations"] == 10
+
+
+@pytest.mark.parametrize("command", [["generate", "Hi"], ["compare", "Hi"], ["eval"]])
+def test_every_method_flag_keeps_its_name_and_sets_the_field_it_names(command: list[str]) -> None:
+    """Scripts depend on these flags: each sets the method field of its name (``_`` as ``-``),
+    a bool is ``--name`` / ``--no-name``, and ``--strength`` is every two-lane method's knob."""
+    args = build_parser().parse_args([
+        *command, "--alpha", "3", "--lam", "1", "--eta", "5", "--iterations", "7",
+        "--contrast", "0.5", "--ratio", "1.5", "--weight", "2", "--candidates", "4",
+        "--tau", "0.1", "--kl-budget", "0.3", "--end-tokens", "pref",
+        "--reward-model", "r.gguf", "--no-exact", "--strength", "0.7"])
+    assert method_settings(args) == {
+        "alpha": 3.0, "lam": 1.0, "eta": 5.0, "iterations": 7, "contrast": 0.5, "ratio": 1.5,
+        "weight": 2.0, "candidates": 4, "tau": 0.1, "kl_budget": 0.3, "end_tokens": "pref",
+        "reward_model": "r.gguf", "exact": False}
+    assert args.strength == 0.7
+    unset = build_parser().parse_args(command)
+    assert method_settings(unset) == {} and unset.strength is None
+
+
+def test_a_bool_field_is_a_flag_pair_that_reaches_the_method() -> None:
+    parser = build_parser()
+    loop = method_from_args(parser.parse_args(["generate", "Hi", "--method", "amulet",
+                                               "--no-exact", "--iterations", "3"]))
+    assert loop == Amulet(exact=False, iterations=3) and loop.label == "amulet (loop)"
+    assert method_from_args(parser.parse_args(["generate", "Hi", "--method", "amulet",
+                                               "--exact"])) == Amulet()
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
