@@ -146,9 +146,15 @@ class Method:
     """
 
     name: ClassVar[str] = ""
-    #: what the app shows for the method
+    #: what the app shows for the method (a subclass that names itself anew and gives no title
+    #: is titled by its name, not by its parent's title)
     title: ClassVar[str] = ""
     lanes: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "title" not in cls.__dict__:
+            cls.title = cls.name
 
     @property
     def label(self) -> str:

@@ -6,11 +6,12 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 from method_helpers import Gentle, WiderContrastive
 
-from localpref import Amulet, Sampling
+from localpref import Amulet, Contrastive, Sampling
 from localpref.cli import build_parser
 from localpref.commands.options import method_flags, method_from_args, strength_help
 from localpref.evaluation.pareto import Point
@@ -110,6 +111,13 @@ def test_a_new_method_class_reaches_the_flags_the_form_and_the_sweep(monkeypatch
     assert [spec.name for spec in method_fields("gentle")] == [
         "push", "quiet", "internal", "tau", "kl_budget", "end_tokens"]
     assert method_title("gentle") == "Gentle" and strength_field("gentle") == "push"
+    assert WiderContrastive.title == "Contrastive"  # the same method, one field more
+
+    @dataclass(frozen=True)
+    class Louder(Contrastive):
+        name: ClassVar[str] = "louder"
+
+    assert Louder.title == "louder"  # named anew: not titled "Contrastive"
     steering, errors = steering_from_form(["concise"], "", "gentle",
                                           {"push": "3", "quiet": True, "tau": "0.2"}, {})
     assert errors == {} and steering is not None
