@@ -158,6 +158,19 @@ class LoadedModel:
         llama_cpp.llama_model_meta_val_str(self.handle, key.encode(), buffer, size + 1)
         return buffer.value.decode("utf-8", errors="replace")
 
+    @property
+    def n_params(self) -> int:
+        """The number of weights."""
+        return int(llama_cpp.llama_model_n_params(self.handle))
+
+    @property
+    def kv_bytes_per_cell(self) -> int:
+        """Bytes one KV-cache cell takes: a float16 K and V row per layer and KV head."""
+        head_dim = (llama_cpp.llama_model_n_embd(self.handle)
+                    // max(llama_cpp.llama_model_n_head(self.handle), 1))
+        n_head_kv = llama_cpp.llama_model_n_head_kv(self.handle)
+        return int(llama_cpp.llama_model_n_layer(self.handle) * 2 * n_head_kv * head_dim * 2)
+
     def close(self) -> None:
         """Free the weights (no context on this model may be used afterwards)."""
         if getattr(self, "handle", None):

@@ -207,3 +207,29 @@ def test_a_client_gone_before_a_whole_answer_cancels_it(server, model) -> None:
     _wait_for(lambda: not server.state.jobs)
     gone = server.state.finished[-1]
     assert gone.stats["stop_reason"] == "cancelled" and len(gone.tokens) < 400
+
+
+def test_end_tokens_and_ignore_eos_in_the_localpref_object(client, model) -> None:
+    from localpref.methods import Amulet
+
+    ended = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=64)
+    assert ended.stats["stop_reason"] == "eos"  # this prompt ends early: ignore_eos matters
+    expected = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=64,
+                              ignore_eos=True)
+    answer = client.chat.completions.create(
+        model=f"{MODEL_ID}:amulet:concise", messages=user(), max_tokens=64,
+        extra_body={"localpref": {"ignore_eos": True}})
+    assert answer.choices[0].message.content == expected.text
+    assert answer.usage.completion_tokens == 64 and answer.choices[0].finish_reason == "length"
+    pref_ends = model.generate(PROMPT, preference="concise", method=Amulet(end_tokens="pref"),
+                               max_tokens=TOKENS)
+    answer = client.chat.completions.create(
+        model=f"{MODEL_ID}:amulet:concise", messages=user(), max_tokens=TOKENS,
+        extra_body={"localpref": {"end_tokens": "pref"}})
+    assert answer.choices[0].message.content == pref_ends.text
+    assert answer.model_extra["localpref"]["stats"]["settings"]["end_tokens"] == "pref"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=f"{MODEL_ID}:amulet:concise", messages=user(), max_tokens=2,
+            extra_body={"localpref": {"end_tokens": "sometimes"}})
+    assert "end_tokens" in str(refused.value) or "end token" in str(refused.value)

@@ -72,6 +72,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--fluency-budget", dest="fluency_budget", type=float, default=0.5,
                         metavar="NATS", help="sweep summary: the best setting per method is "
                         "the best whose fluency is at most NATS below Pref's (default 0.5)")
+    parser.add_argument("--score-lanes", dest="score_lanes", action="store_true",
+                        help="decode both lanes for every method, so Base and Pref get a "
+                        "fluency under the base lane too (on with --sweep); the summary's "
+                        "'Against Pref' fluency needs it")
     parser.add_argument("--shard", metavar="I/N", default=None,
                         help="run only the I-th of N slices of the prompts (1-based); merge "
                         "the folders with `localpref eval merge`")
@@ -179,7 +183,7 @@ def run_eval(args: argparse.Namespace) -> int:
     config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,
                         sampling=sampling, reference=args.reference.strip().lower(),
-                        resamples=args.bootstrap, score_lanes=bool(sweeps),
+                        resamples=args.bootstrap, score_lanes=bool(sweeps) or args.score_lanes,
                         fluency_budget=args.fluency_budget,
                         avoid=tuple(avoid) if avoid else None)
     if args.judge is not None and config.reference not in {m.name for m in methods}:

@@ -23,6 +23,7 @@ from localpref.evaluation.markdown import (
 from localpref.evaluation.paper import PREFERENCE_METRICS
 from localpref.evaluation.pareto import render_pareto_charts, render_sweep_section
 from localpref.evaluation.tables import Cell, Tables, bootstrap_interval, collect
+from localpref.evaluation.versus_pref import render_versus_pref_section
 
 SPEED_HEADING = "## Speed"
 
@@ -105,6 +106,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
     else:
         lines.append("No preference with an automatic score in these results.")
     lines.append("")
+    lines += render_versus_pref_section(tables, budget=fluency_budget, resamples=resamples)
 
     reference_labels = [v.label for v in tables.variants if v.method == reference]
     others = [label for label in labels if label not in reference_labels]

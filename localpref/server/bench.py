@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,8 @@ class Target:
     label: str
     port: int
     model: str
+    #: Extra fields of every request's body (the steered rows send ``localpref.ignore_eos``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,7 +83,7 @@ class StreamTiming:
 
 
 def stream_once(port: int, model: str, settings: ServerBenchSettings,
-                number: int = 0) -> StreamTiming:
+                number: int = 0, extra: dict[str, Any] | None = None) -> StreamTiming:
     """One streamed greedy request: time to first text piece, and tokens received.
 
     Each request's user message starts with its own ``number``, so that no server answers
@@ -92,6 +94,7 @@ def stream_once(port: int, model: str, settings: ServerBenchSettings,
         "stream_options": {"include_usage": True},
         "messages": [{"role": "system", "content": SYSTEM_PROMPT},
                      {"role": "user", "content": f"({number}) {settings.prompt}"}],
+        **(extra or {}),
     })
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     started = time.perf_counter()
@@ -133,7 +136,8 @@ def measure(target: Target, clients: int, settings: ServerBenchSettings
 
     def client(index: int) -> None:
         try:
-            timings[index] = stream_once(target.port, target.model, settings, numbers[index])
+            timings[index] = stream_once(target.port, target.model, settings, numbers[index],
+                                         target.extra)
         except BaseException as error:  # noqa: BLE001 - reported below
             timings[index] = error
 
@@ -225,8 +229,11 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
         processes.append(theirs)
         targets = {
             "localpref base": localpref_target,
+            # Steered answers end early on this prompt (10-39 tokens): run them to the cap so
+            # that their tokens/s measures decoding, not the prompt's prefill.
             "localpref amulet": Target("localpref", localpref_target.port,
-                                       f"{localpref_target.model}:amulet:{settings.preference}"),
+                                       f"{localpref_target.model}:amulet:{settings.preference}",
+                                       {"localpref": {"ignore_eos": True}}),
             "llama-cpp-python base": llama_target,
         }
         for label, target in targets.items():  # warm-up: compiled kernels, caches

@@ -42,6 +42,8 @@ class LocalprefOptions(_Lenient):
     strength: float | None = None
     tau: float | None = None
     kl_budget: float | None = None
+    end_tokens: str | None = None
+    ignore_eos: bool | None = None
 
 
 class ChatCompletionRequest(_Lenient):

@@ -56,11 +56,11 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
 
 
 def requested_method(name: str | None, strength: float | None, tau: float | None,
-                     kl_budget: float | None) -> Method:
+                     kl_budget: float | None, end_tokens: str | None = None) -> Method:
     """The method: the recommended steering when unnamed, else the named one with the papers'
-    settings; ``tau`` and ``kl_budget`` replace its own, ``strength`` sets its one knob (methods
-    without one, Base and Pref, ignore it, as the command line does)."""
-    method = resolve_method(name, tau=tau, kl_budget=kl_budget)
+    settings; ``tau``, ``kl_budget`` and ``end_tokens`` replace its own, ``strength`` sets its
+    one knob (methods without one, Base and Pref, ignore it, as the command line does)."""
+    method = resolve_method(name, tau=tau, kl_budget=kl_budget, end_tokens=end_tokens)
     if strength is not None and isinstance(method, ContrastFamily):
         method = method.with_strength(strength)
     return method
@@ -88,7 +88,10 @@ def generation_args(request: ChatCompletionRequest, served_id: str, model: Model
             preference = options.preference
         if options.avoid is not None:
             kwargs["avoid"] = options.avoid
-    settings = (options.strength, options.tau, options.kl_budget) if options else (None,) * 3
+    settings = ((options.strength, options.tau, options.kl_budget, options.end_tokens)
+                if options else (None,) * 4)
+    if options is not None and options.ignore_eos:
+        kwargs["ignore_eos"] = True
     kwargs["method"] = requested_method(method_name, *settings)
     kwargs["preference"] = preference
     max_tokens = request.max_completion_tokens

@@ -1,0 +1,149 @@
+"""Each method against Pref, prompt by prompt: does steering beat simply asking?
+
+Pref (the preference in the prompt, no steering) is the baseline every steering method must
+beat to be worth its second lane. For each dataset, preference with an automatic score
+(``paper.PREFERENCE_METRICS``) and variant, over the prompts both have:
+
+    Δ score   = mean over prompts of (score(method) - score(Pref))
+    Δ fluency = mean over prompts of (fluency(method) - fluency(Pref))
+
+with fluency the mean log-probability of the answer's tokens under the base lane (nats per
+token, as in the sweep), and a 95% percentile bootstrap interval over prompts for each
+(paired: a prompt's two answers are resampled together, so prompt difficulty cancels).
+
+A method **beats Pref** when the interval of Δ score lies wholly on the preference's side of
+zero, **loses** when it lies wholly on the other side, and is **no different** otherwise; it
+is **fluent** when Δ fluency is at least ``-budget`` nats (0.5 by default, the sweep's budget).
+
+Everything is a function of the rows (through ``tables.Tables``), so merged shards give the
+same section as one run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from localpref.evaluation.markdown import (
+    direction_arrow,
+    format_value,
+    markdown_table,
+    metric_name,
+)
+from localpref.evaluation.tables import Cell, Tables, Variant, bootstrap_interval
+
+FLUENCY = "fluency_base"
+PREF = "pref"
+
+
+def paired_differences(mine: Cell, theirs: Cell) -> list[float]:
+    """``mine - theirs`` at every prompt position both cells hold a finite value, in order."""
+    return [mine.values[p] - theirs.values[p] for p in sorted(mine.values)
+            if p in theirs.values and math.isfinite(mine.values[p])
+            and math.isfinite(theirs.values[p])]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One variant against Pref on one (dataset, preference): paired means and intervals."""
+
+    dataset: str
+    preference: str
+    metric: str
+    direction: int  # +1: higher is better
+    label: str
+    n_prompts: int
+    delta: float
+    delta_low: float
+    delta_high: float
+    fluency_delta: float
+    fluency_low: float
+    fluency_high: float
+
+    @property
+    def verdict(self) -> str:
+        """``beats``, ``loses`` or ``no different`` (the interval against zero)."""
+        low, high = self.direction * self.delta_low, self.direction * self.delta_high
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return "no data"
+        if min(low, high) > 0:
+            return "beats"
+        if max(low, high) < 0:
+            return "loses"
+        return "no different"
+
+    def fluent(self, budget: float) -> bool | None:
+        """Whether the mean fluency is at most ``budget`` nats below Pref's (None: unknown)."""
+        return None if not math.isfinite(self.fluency_delta) else self.fluency_delta >= -budget
+
+
+def _pref_variant(tables: Tables) -> Variant | None:
+    found = [v for v in tables.variants if v.method == PREF]
+    return found[0] if len(found) == 1 else None
+
+
+def comparisons(tables: Tables, *, resamples: int = 2000) -> list[Comparison]:
+    """Every non-Pref variant against Pref, per scored (dataset, preference), in table order."""
+    pref = _pref_variant(tables)
+    if pref is None:
+        return []
+    found = []
+    for dataset, preference, metric, direction in tables.scored_groups():
+        group = (dataset, preference)
+        theirs = tables.cells.get((*group, pref.label, metric))
+        if theirs is None:
+            continue
+        for variant in tables.variants:
+            mine = tables.cells.get((*group, variant.label, metric))
+            if variant.label == pref.label or mine is None:
+                continue
+            scores = paired_differences(mine, theirs)
+            fluency = paired_differences(
+                tables.cells.get((*group, variant.label, FLUENCY)) or Cell(),
+                tables.cells.get((*group, pref.label, FLUENCY)) or Cell())
+            low, high = bootstrap_interval(scores, resamples=resamples)
+            f_low, f_high = bootstrap_interval(fluency, resamples=resamples)
+            found.append(Comparison(
+                dataset, preference, metric, direction, variant.label, len(scores),
+                float(np.mean(scores)) if scores else math.nan, low, high,
+                float(np.mean(fluency)) if fluency else math.nan, f_low, f_high))
+    return found
+
+
+def _cell(comparison: Comparison, budget: float) -> str:
+    metric = comparison.metric
+    fluent = comparison.fluent(budget)
+    mark = {True: "", False: " **not fluent**", None: ""}[fluent]
+    return (f"**{comparison.verdict}** {format_value(metric, comparison.delta)} "
+            f"[{format_value(metric, comparison.delta_low)}, "
+            f"{format_value(metric, comparison.delta_high)}]; fluency "
+            f"{format_value(FLUENCY, comparison.fluency_delta)}{mark} (n={comparison.n_prompts})")
+
+
+def render_versus_pref_section(tables: Tables, *, budget: float = 0.5,
+                               resamples: int = 2000) -> list[str]:
+    """The summary's "Against Pref" section (empty without Pref rows)."""
+    found = comparisons(tables, resamples=resamples)
+    if not found:
+        return []
+    labels = list(dict.fromkeys(c.label for c in found))
+    lines = ["## Against Pref, prompt by prompt", "",
+             "Each cell: the verdict (**beats** / **loses**: the 95% paired bootstrap interval of "
+             "the score difference lies wholly on the better / worse side of zero), the mean "
+             "difference from Pref's score [interval], the mean difference from Pref's fluency "
+             f"under the base lane (nats/token; **not fluent** when more than {budget:g} "
+             "below), and n, the prompts both answered.", ""]
+    rows = []
+    for dataset, preference, metric, direction in tables.scored_groups():
+        row = [dataset, preference, f"{metric_name(metric)} {direction_arrow(direction)}"]
+        for label in labels:
+            match = [c for c in found if (c.dataset, c.preference, c.label)
+                     == (dataset, preference, label)]
+            row.append(_cell(match[0], budget) if match else "–")
+        rows.append(row)
+    lines += markdown_table(["dataset", "preference", "score", *(f"{label} − pref"
+                                                                 for label in labels)], rows)
+    lines.append("")
+    return lines

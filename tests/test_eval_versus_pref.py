@@ -1,0 +1,105 @@
+"""The summary's "Against Pref" section: paired differences, intervals, verdicts, fluency.
+
+Hand-built rows check the arithmetic against NumPy; one real run checks that `--score-lanes`
+gives Base and Pref both fluencies, so the section has its fluency column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localpref.cli import main
+from localpref.evaluation.records import read_rows
+from localpref.evaluation.report import collect, render_summary
+from localpref.evaluation.tables import Cell, bootstrap_interval
+from localpref.evaluation.versus_pref import comparisons, paired_differences
+
+WORDS = {  # concise: fewer words is better
+    "pref": [40.0, 50.0, 60.0, 70.0],
+    "amulet": [30.0, 40.0, 50.0, 60.0],      # 10 fewer on every prompt: beats
+    "pad": [45.0, 45.0, 65.0, 65.0],          # +5, -5, +5, -5: no different
+    "contrastive": [50.0, 60.0, 70.0, 80.0],  # 10 more on every prompt: loses
+}
+FLUENCY = {"pref": -1.0, "amulet": -1.7, "pad": -1.2, "contrastive": -1.1}
+
+
+def _rows() -> tuple[list[dict], dict[str, dict]]:
+    rows, metrics = [], {}
+    for method, values in WORDS.items():
+        for position, words in enumerate(values):
+            identifier = f"{method}{position}"
+            rows.append({"id": identifier, "method": method, "dataset": "d",
+                         "position": position, "preference": "concise",
+                         "key": {"model": "m", "prompts": "paper", "max_tokens": 8,
+                                 "settings": {}},
+                         "stats": {"tokens_per_s": 10.0,
+                                   "fluency_base": FLUENCY[method] + 0.01 * position}})
+            metrics[identifier] = {"words": words}
+    return rows, metrics
+
+
+def test_paired_differences_keep_only_prompts_both_answered() -> None:
+    mine = Cell({0: 3.0, 1: 5.0, 2: math.nan, 4: 1.0})
+    theirs = Cell({0: 1.0, 1: 1.0, 2: 1.0, 3: 7.0})
+    assert paired_differences(mine, theirs) == [2.0, 4.0]
+
+
+def test_each_method_against_pref_matches_numpy_and_gets_its_verdict() -> None:
+    rows, metrics = _rows()
+    found = {c.label: c for c in comparisons(collect(rows, metrics), resamples=300)}
+    assert set(found) == {"amulet", "pad", "contrastive"}
+    for label, comparison in found.items():
+        differences = np.array(WORDS[label]) - np.array(WORDS["pref"])
+        assert comparison.n_prompts == 4
+        assert comparison.delta == pytest.approx(differences.mean())
+        assert (comparison.delta_low, comparison.delta_high) == pytest.approx(
+            bootstrap_interval(list(differences), resamples=300))
+        assert comparison.fluency_delta == pytest.approx(FLUENCY[label] - FLUENCY["pref"])
+    assert found["amulet"].verdict == "beats"  # concise: lower is better
+    assert found["pad"].verdict == "no different"
+    assert found["contrastive"].verdict == "loses"
+    assert found["amulet"].fluent(0.5) is False and found["pad"].fluent(0.5) is True
+
+
+def test_the_summary_states_each_verdict_with_its_interval_and_fluency() -> None:
+    rows, metrics = _rows()
+    text = render_summary(collect(rows, metrics), resamples=300)
+    assert "## Against Pref, prompt by prompt" in text
+    line = next(x for x in text.splitlines() if x.startswith("| d | concise | words ↓ | **"))
+    assert "**beats** -10.0 [-10.0, -10.0]; fluency -0.70 **not fluent** (n=4)" in line
+    assert "**loses** 10.0 [10.0, 10.0]; fluency -0.10 (n=4)" in line
+
+
+def test_without_pref_rows_there_is_no_section() -> None:
+    rows, metrics = _rows()
+    rows = [row for row in rows if row["method"] != "pref"]
+    assert "Against Pref" not in render_summary(collect(rows, metrics), resamples=50)
+
+
+def test_score_lanes_gives_base_and_pref_both_fluencies_and_end_tokens_reach_pad(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = tmp_path / "one.json"
+    dataset.write_text(json.dumps([{"question": "How do I keep basil alive indoors?"}]),
+                       encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["eval", "--dataset", str(dataset), "--methods", "base,pref,pad",
+                 "--preferences", "concise", "--max-tokens", "6", "--ctx", "512",
+                 "--bootstrap", "50", "--threads", "1", "--out", str(out), "--no-progress",
+                 "--score-lanes", "--tau", "0.2", "--end-tokens", "pref"])
+    assert code == 0, capsys.readouterr().err
+    rows = {row["method"]: row for row in read_rows(out / "generations.jsonl")}
+    for method in ("base", "pref", "pad"):
+        stats = rows[method]["stats"]
+        assert math.isfinite(stats["fluency_base"]) and math.isfinite(stats["fluency_pref"])
+        assert rows[method]["key"]["score_lanes"] is True
+    assert rows["pad"]["settings"]["end_tokens"] == "pref"
+    assert rows["pad"]["settings"]["tau"] == 0.2
+    text = (out / "summary.md").read_text(encoding="utf-8")
+    section = text.split("## Against Pref, prompt by prompt")[1].split("\n## ")[0]
+    line = next(x for x in section.splitlines() if x.startswith("| one | concise"))
+    assert "fluency n/a" not in line and line.count("(n=1)") == 2  # base and pad
