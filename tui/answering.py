@@ -125,8 +125,7 @@ class AnsweringHandlers:
             answer,
             progress=lambda delta, stats: self.post_message(AnswerProgress(delta, stats)),
             notice=lambda text, severity: self.post_message(Notice(text, severity)))
-        self.post_message(AnswerDone(ended.text, ended.partial, ended.stats, ended.error,
-                                     ended.changed_spans))
+        self.post_message(AnswerDone(ended))
 
     async def on_answer_progress(self, event: AnswerProgress) -> None:
         if self._answer_view is not None:
@@ -134,16 +133,15 @@ class AnsweringHandlers:
         self._show_live(event.stats)
 
     async def on_answer_done(self, event: AnswerDone) -> None:
+        ended = event.ended
         view, self._answer_view = self._answer_view, None
         if view is not None and not self.session.closing:  # (closing: the views may be gone)
-            await view.finish(event.text, partial=event.partial, stats=event.stats,
-                              changed_spans=event.changed_spans)
+            await view.finish(ended.text, partial=ended.partial, stats=ended.stats,
+                              changed_spans=ended.changed_spans)
         self.session.finish()
-        self._show_live(event.stats, state="ready")
-        if event.error:
-            self.notify(f"The answer stopped: {event.error}", severity="error")
-        elif event.stats.get("stop_reason") == "cancelled":
-            self.notify("Stopped; the partial answer is kept.")
+        self._show_live(ended.stats, state="ready")
+        if ended.sentence is not None:
+            self.notify(ended.sentence, severity="error" if ended.error else "information")
         await self._send_waiting()
 
     def action_stop(self) -> None:

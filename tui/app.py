@@ -286,7 +286,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     @on(ModelFailed)
     def _model_failed(self, event: ModelFailed) -> None:
         if self.model is not None:  # a switch failed: the current model stays
-            self.session.switching = None
+            self.session.switch_failed()
             self.notify(event.reason, severity="error")
             self._show_status(state="ready")
             self.call_later(self._send_waiting)
@@ -323,7 +323,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         if picked.path.resolve() == self.model.path.resolve():
             self.notify(f"{self.model.name} is already loaded.")
             return
-        self.session.switching = picked.spec
+        self.session.switch_to(picked.spec)
         after = " after the answer being written" if self.session.busy else ""
         self._show_status(state=f"loading {picked.spec}{after}…")
         self._load_model(str(picked.path), wait_idle=True)

@@ -11,11 +11,11 @@ from textual.widgets import ListView
 
 from localpref.store import StoredMessage
 from tui.screens import ConfirmDialog, TextDialog
-from tui.session import ChatSession, title_from
+from tui.session import ChatSession
 from tui.widgets import ChatInput, ChatLog, ConversationList, MessageView, PreferencePanel
 from tui.widgets.conversation_list import ConversationItem
 
-__all__ = ["ConversationHandlers", "title_from"]
+__all__ = ["ConversationHandlers"]
 
 
 class ConversationHandlers:

@@ -353,6 +353,15 @@ class ChatSession:
             return localpref.load(spec, filename=filename, max_lanes=max_lanes,
                                   n_gpu_layers=n_gpu_layers)
 
+    def switch_to(self, spec: str) -> None:
+        """A model picked (``spec``) is to be loaded once no answer is being written: until
+        then, sending waits and changes are refused (``refusal``)."""
+        self.switching = spec
+
+    def switch_failed(self) -> None:
+        """The picked model could not be loaded: the current one stays."""
+        self.switching = None
+
     def use_model(self, model: localpref.Model) -> str | None:
         """Use a model just loaded (the session closes it later); the open conversation
         carries over to it, word for word. Returns what was being switched to, if any."""
