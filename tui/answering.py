@@ -21,9 +21,9 @@ from tui.widgets import ChatInput, ChatLog, MessageView
 
 
 class AnsweringHandlers:
-    """The answer handlers of ``LocalprefApp`` (mixed into it: ``query_one``, ``notify``,
-    ``_show_status`` and ``_show_live`` are the app's). Their only state is the view the answer
-    being written streams into; everything else is the session's."""
+    """The answer handlers of ``LocalprefApp``, mixed into it (``query_one``, ``notify``,
+    ``_show_status``, ``_show_live`` and ``_list_if_new`` are the app's). Their only state is
+    the view the answer being written streams into; everything else is the session's."""
 
     session: ChatSession
     _answer_view: MessageView | None = None
@@ -41,7 +41,7 @@ class AnsweringHandlers:
         """Enter in the message box: save the message, then stream its answer (or, while the
         model is not free, save and show it as waiting; it goes when the model is)."""
         text = event.text.strip("\n")
-        saved_before = self.session.conversation_id is not None
+        before = self.session.conversation_id
         reason = self.session.why_wait()
         if reason is not None:
             entry = self.session.wait(text)
@@ -61,8 +61,7 @@ class AnsweringHandlers:
             await self.query_one(ChatLog).add(
                 MessageView("user", text, message_id=answer.user_message_id))
             await self._show_answer(answer)
-        if not saved_before and self.session.conversation_id is not None:
-            self.call_later(self._refresh_conversations)
+        self._list_if_new(before)
 
     async def _send_waiting(self) -> None:
         """Send the first waiting message if the model is free (called whenever it becomes
@@ -171,12 +170,11 @@ class AnsweringHandlers:
         """Add the prompt and the answer kept from a comparison to the conversation."""
         if kept is None:
             return
-        saved_before = self.session.conversation_id is not None
+        before = self.session.conversation_id
         user_id, answer_id = self.session.keep(
             kept.prompt, kept.text, method=kept.method, preference=kept.preference,
             stats=kept.stats, partial=kept.partial, changed_spans=kept.changed_spans)
-        if not saved_before and self.session.conversation_id is not None:
-            self.call_later(self._refresh_conversations)
+        self._list_if_new(before)
         preference = None if kept.method == "base" else kept.preference
         avoid = kept.stats.get("avoid") if kept.method != "base" else None
         log = self.query_one(ChatLog)

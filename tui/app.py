@@ -241,6 +241,16 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self._context_used = self.session.context_used()
         self._show_status(state="ready")
 
+    async def _refresh_conversations(self) -> None:
+        await self.query_one(ConversationList).show(self.store.list_conversations(),
+                                                    self.session.conversation_id)
+
+    def _list_if_new(self, before: int | None) -> None:
+        """Refresh the conversation list if the open conversation was saved for the first
+        time since it was ``before`` (a message sent, kept or waiting saves it)."""
+        if before is None and self.session.conversation_id is not None:
+            self.call_later(self._refresh_conversations)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat actions act on the chat screen only (not under the comparison or a dialog)."""
         if action in CHAT_SCREEN_ACTIONS and len(self.screen_stack) > 1:

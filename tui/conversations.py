@@ -12,16 +12,16 @@ from textual.widgets import ListView
 from localpref.store import StoredMessage
 from tui.screens import ConfirmDialog, TextDialog
 from tui.session import ChatSession
-from tui.widgets import ChatInput, ChatLog, ConversationList, MessageView, PreferencePanel
+from tui.widgets import ChatInput, ChatLog, MessageView, PreferencePanel
 from tui.widgets.conversation_list import ConversationItem
 
 __all__ = ["ConversationHandlers"]
 
 
 class ConversationHandlers:
-    """The conversation handlers of ``LocalprefApp`` (mixed into it: ``query_one``,
-    ``notify`` and ``_show_ready`` are the app's). No state of their own: it is the
-    session's."""
+    """The conversation handlers of ``LocalprefApp``, mixed into it (``query_one``,
+    ``notify``, ``_show_ready`` and ``_refresh_conversations`` are the app's). No state of
+    their own: it is the session's."""
 
     session: ChatSession
 
@@ -31,10 +31,6 @@ class ConversationHandlers:
         if reason is not None:
             self.notify(reason, severity="warning")
         return reason is None
-
-    async def _refresh_conversations(self) -> None:
-        await self.query_one(ConversationList).show(self.session.store.list_conversations(),
-                                                    self.session.conversation_id)
 
     async def _open_conversation(self, conversation_id: int | None) -> None:
         """Show a saved conversation (None: a new, not yet saved one)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import localpref
@@ -109,7 +109,6 @@ class Refused(LocalprefError):
         self.entry = entry
 
 
-@dataclass
 class ChatSession:
     """The app's state and its store writes; see the module docstring.
 
@@ -117,26 +116,32 @@ class ChatSession:
     (any thread).
     """
 
-    store: Store
-    steering: Steering = field(default_factory=Steering)
-    model: localpref.Model | None = None
-    #: Whether the session closes ``model`` (it loaded it) or the caller does.
-    owns_model: bool = False
-    notify: Notify = field(default=lambda text, severity: None)
-    conversation_id: int | None = None
-    #: The open conversation's library chat (made from the saved messages when first needed).
-    chat: localpref.Chat | None = None
-    #: What the session is switching to (a model picked), None when no switch is under way.
-    switching: str | None = None
-    #: True once the app is quitting: no waiting message starts an answer then.
-    closing: bool = False
-    #: Messages sent while the model was not free, oldest first.
-    waiting: list[WaitingMessage] = field(default_factory=list)
-    #: The answer being written, if any.
-    answer: Answer | None = None
-    #: The worker threads using the model (closing it waits until none does).
-    users: EngineUsers = field(default_factory=EngineUsers)
-    _cancel: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    def __init__(self, store: Store, steering: Steering | None = None,
+                 model: localpref.Model | None = None, *,
+                 notify: Notify = lambda text, severity: None) -> None:
+        """``model``: an already loaded model, which the session never closes (one it loads,
+        ``use_model``, it does); ``notify(text, severity)``: how it tells the user that a
+        store write failed."""
+        self.store = store
+        self.steering = steering if steering is not None else Steering()
+        self.model = model
+        #: Whether the session closes ``model`` (it loaded it) or the caller does.
+        self.owns_model = False
+        self.notify = notify
+        self.conversation_id: int | None = None
+        #: The open conversation's library chat (made from the saved messages when needed).
+        self.chat: localpref.Chat | None = None
+        #: What the session is switching to (a model picked), None when no switch is under way.
+        self.switching: str | None = None
+        #: True once the app is quitting: no waiting message starts an answer then.
+        self.closing = False
+        #: Messages sent while the model was not free, oldest first.
+        self.waiting: list[WaitingMessage] = []
+        #: The answer being written, if any.
+        self.answer: Answer | None = None
+        #: The worker threads using the model (closing it waits until none does).
+        self.users = EngineUsers()
+        self._cancel = threading.Event()  # the pump's; ``stop`` sets it
 
     # -- state ---------------------------------------------------------------------------------
 
