@@ -215,6 +215,41 @@ def test_a_message_longer_than_the_context_is_refused_and_nothing_is_saved(
         session.close()
 
 
+def test_a_comparison_decodes_every_method_and_stop_ends_it(model, tmp_path, notices):
+    session = make_session(model, tmp_path, notices, sampling={"max_tokens": 6})
+    try:
+        write(session, session.send("Name a color."))
+        multi = session.compare("Name a fruit.", ["base", "amulet"])
+        assert session.comparison is multi and not session.busy
+        assert session.chat is not None and not session.chat.holds_lanes  # freed for it
+        compared = session.write_comparison(multi, 2, progress=lambda deltas, stats: None)
+        assert compared.error is None and session.comparison is None
+        assert [r.stats["method"] for r in compared.results] == ["base", "amulet"]
+        assert all(r.text.strip() and r.stats["n_tokens"] <= 6 for r in compared.results)
+        assert len(session.stored_messages()) == 2  # a comparison saves nothing by itself
+
+        long = make_session(model, tmp_path / "long", notices, method="pref",
+                            sampling={"max_tokens": 400})
+        try:
+            multi = long.compare("Write a long story about a dragon.", ["base", "pref"])
+            shown: list[str] = []
+
+            def progress(deltas: list[str], stats: list[dict]) -> None:
+                shown.extend(deltas)
+                if "".join(shown).strip():
+                    assert long.stop() is True  # Esc on the compare screen
+
+            stopped = long.write_comparison(multi, 2, progress=progress)
+            reasons = [r.stats["stop_reason"] for r in stopped.results]
+            assert "cancelled" in reasons  # (a track may have ended on its own first)
+            assert all(r.stats["n_tokens"] < 400 for r in stopped.results)
+            assert long.stop() is False  # nothing left to stop
+        finally:
+            long.close()
+    finally:
+        session.close()
+
+
 def test_kept_comparison_answer_joins_the_conversation_and_the_store(model, tmp_path, notices):
     session = make_session(model, tmp_path, notices)
     try:

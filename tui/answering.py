@@ -159,11 +159,7 @@ class AnsweringHandlers:
         except NotNow as error:
             self.notify(str(error), severity="warning")
             return
-        assert self.session.model is not None
-        history = self.session.history()
-        self.session.release_lanes()  # the comparison needs them; reopened next turn
-        screen = CompareScreen(self.session.model, history, self.session.steering,
-                               self.query_one(ChatInput).text.strip(), self.session.users)
+        screen = CompareScreen(self.session, self.query_one(ChatInput).text.strip())
         self.push_screen(screen, callback=self._kept)
 
     async def _kept(self, kept: KeptAnswer | None) -> None:

@@ -9,7 +9,9 @@ widget, so it is tested headless (``tests/test_tui_session.py``) on the real mod
 An answer has three steps, each on the thread that may run it: ``send`` (or ``send_waiting``,
 ``regenerate``) saves the message and an empty partial answer and returns an ``Answer`` (the
 app's thread); ``write`` streams it, saving the text as it grows (a worker thread); ``finish``
-ends it (the app's thread). ``stop`` is the one way to cancel an answer (Esc, quitting).
+ends it (the app's thread). A comparison (the compare screen's) is ``compare`` and
+``write_comparison``. ``stop`` is the one way to cancel either (Esc, leaving the comparison,
+quitting).
 
 A message sent while the model is not free waits: ``wait`` saves it at once and queues it;
 ``send_waiting`` sends the first waiting message once the model is free (first sent, first
@@ -18,19 +20,22 @@ answered), and the history keeps each answer right after its message.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import localpref
-from localpref import LocalprefError
+from localpref import LocalprefError, Result
+from localpref.decoding import MultiGeneration
 from localpref.store import COMPLETE, PARTIAL, Store, StoredMessage, StoreError
 from tui.highlight import changed_spans
 from tui.steering import Steering
 from tui.streaming import EngineUsers, pump
 
-__all__ = ["Answer", "ChatSession", "Ended", "NotNow", "Refused", "WaitingMessage", "title_from"]
+__all__ = ["Answer", "ChatSession", "Compared", "Ended", "NotNow", "Refused", "WaitingMessage",
+           "title_from"]
 
 #: ``notice(text, severity)``: how the session tells the user something (a store write that
 #: failed). On the app's thread the app's ``notify``; ``write`` takes its own for its thread.
@@ -98,6 +103,15 @@ class Ended:
         return None
 
 
+@dataclass
+class Compared:
+    """How a comparison ended: one result per method (the text each wrote, kept when it was
+    stopped), and the failure's sentence if it failed."""
+
+    results: list[Result]
+    error: str | None = None
+
+
 class Refused(LocalprefError):
     """The library refused a message (invalid settings, too long for the context, a template
     that fails, nothing to answer again): its sentence, the ``error`` itself, and the waiting
@@ -139,6 +153,8 @@ class ChatSession:
         self.waiting: list[WaitingMessage] = []
         #: The answer being written, if any.
         self.answer: Answer | None = None
+        #: The comparison being written (the compare screen's), if any.
+        self.comparison: MultiGeneration | None = None
         #: The worker threads using the model (closing it waits until none does).
         self.users = EngineUsers()
         self._cancel = threading.Event()  # the pump's; ``stop`` sets it
@@ -526,15 +542,57 @@ class ChatSession:
         """The answer being written has ended (after ``write`` returned): no longer busy."""
         self.answer = None
 
+    # -- comparing -----------------------------------------------------------------------------
+
+    def compare(self, prompt: str, names: list[str]) -> MultiGeneration:
+        """Start the methods ``names`` on the conversation so far plus ``prompt``, with the
+        current settings, every lane in one batched decode (stream it with
+        ``write_comparison``). Raises ``NotNow`` or the library's sentence."""
+        self.check("compare methods", needs_model=True)
+        assert self.model is not None
+        overrides = self.steering.overrides()
+        methods = [self.steering.method_object(name) for name in names]
+        accepted = inspect.signature(self.model.compare).parameters
+        self.release_lanes()  # the comparison needs them; the next turn takes them back
+        multi = self.model.compare(
+            [*self.history(), {"role": "user", "content": prompt}], methods,
+            **{key: value for key, value in overrides.items()
+               if key in accepted and key != "methods"})
+        self.comparison = multi
+        self._cancel.clear()
+        return multi
+
+    def write_comparison(self, multi: MultiGeneration, n_tracks: int, *,
+                         progress: Callable[[list[str], list[dict[str, Any]]], None]) -> Compared:
+        """Decode a comparison (on a worker thread): ``progress(deltas, stats)`` gets each
+        method's text in batches; it has ended once this returns. Nothing is saved (a kept
+        answer is, with ``keep``)."""
+        error: str | None = None
+        with self.users.using():
+            try:
+                pump(multi, n_tracks, cancel=self._cancel, close=multi.close,
+                     flush=lambda deltas: progress(
+                         deltas, [dict(stats) for stats in multi.track_stats]))
+            except LocalprefError as failure:
+                error = str(failure)
+            finally:
+                results = list(multi.results)
+                if self.comparison is multi:  # ended: nothing left for ``stop`` to cancel
+                    self.comparison = None
+        return Compared(results, error)
+
+    # -- stopping ------------------------------------------------------------------------------
+
     def stop(self) -> bool:
-        """Cancel the answer being written (its partial text is kept); safe from any thread,
-        also during the prompt's prefill. False if no answer is being written."""
-        answer = self.answer
+        """Cancel the answer or the comparison being written (the text so far is kept); safe
+        from any thread, also during the prompt's prefill. False if nothing is being written."""
+        answer, comparison = self.answer, self.comparison
         self._cancel.set()
-        if answer is None:
-            return False
-        answer.generation.cancel()
-        return True
+        if answer is not None:
+            answer.generation.cancel()
+        if comparison is not None:
+            comparison.cancel()
+        return answer is not None or comparison is not None
 
     def quit(self) -> None:
         """The app is quitting: stop an answer (it is saved as partial); no waiting message
