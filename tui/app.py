@@ -127,7 +127,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self._context_used = 0
         self._model_failure = ""
 
-    # -- the session's state, read where the app is read (tests, the command) -----------------
+    # -- the session's state, read-only on the app (the pilot tests read it here) --------------
 
     @property
     def model(self) -> Model | None:
