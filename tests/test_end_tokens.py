@@ -7,25 +7,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy_helpers import np_log_softmax
 
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
+from localpref.kernels.controls import pref_ends_into
 from localpref.methods import Sampling
-from localpref.steering import pref_ends_into
 
 NEG_INF = -np.inf
 PROMPT = "How do I keep basil alive?"
-
-
-def np_log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    finite = np.isfinite(z)
-    out = np.full_like(z, NEG_INF)
-    if finite.any():
-        m = z[finite].max()
-        out[finite] = z[finite] - m - np.log(np.exp(z[finite] - m).sum())
-    return out
 
 
 def np_pref_ends(scores: np.ndarray, z_pref: np.ndarray, ends: list[int]) -> np.ndarray:

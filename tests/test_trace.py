@@ -7,25 +7,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy_helpers import np_log_softmax
 
 from localpref import PAD, Amulet, Base, Contrastive, Pref
 from localpref.api import Model
-from localpref.steering import lane_statistics, step_statistics
+from localpref.kernels.controls import lane_statistics, step_statistics
 
 NEG_INF = -np.inf
 PROMPT = "How do I keep basil alive?"
 FIELDS = {"token", "piece", "logprob", "logprob_base", "logprob_pref", "top_base", "top_pref",
           "changed"}
-
-
-def np_log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    finite = np.isfinite(z)
-    out = np.full_like(z, NEG_INF)
-    if finite.any():
-        m = z[finite].max()
-        out[finite] = z[finite] - m - np.log(np.exp(z[finite] - m).sum())
-    return out
 
 
 def np_family(z_pref: np.ndarray, z_other: np.ndarray, k: float, threshold: float) -> np.ndarray:
