@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy_helpers import np_log_softmax
+from reference_helpers import np_log_softmax, replay_lanes
 
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
@@ -141,28 +141,6 @@ def test_end_tokens_setting_is_checked_and_off_by_default() -> None:
 # -- on the bundled model -----------------------------------------------------------------------
 
 
-def replay(model: Model, tokens: list[int], preference: str) -> list[tuple[np.ndarray, ...]]:
-    texts = model.lane_prompts(PROMPT, preference=preference)
-    vocabulary = model.vocabulary
-    targets = [vocabulary.tokenize(texts[kind], add_special=vocabulary.adds_bos,
-                                   parse_special=True) for kind in ("pref", "base")]
-    context = model.context
-    lanes = [context.open_lane() for _ in targets]
-    steps = []
-    try:
-        context.prefill(lanes, targets)
-        for token in [*tokens, None]:
-            steps.append((np.array(context.logits(0), np.float64),
-                          np.array(context.logits(1), np.float64)))
-            if token is None:
-                break
-            context.step(lanes, [token, token])
-    finally:
-        for lane in lanes:
-            context.close_lane(lane)
-    return steps
-
-
 @pytest.mark.parametrize("preference", ["verbose", "concise"])
 def test_option_off_is_the_papers_amulet_and_on_follows_the_rule(model: Model,
                                                                  preference: str) -> None:
@@ -170,7 +148,8 @@ def test_option_off_is_the_papers_amulet_and_on_follows_the_rule(model: Model,
     for option in ("contrast", "pref"):
         method = Amulet(end_tokens=option)
         result = model.generate(PROMPT, preference=preference, method=method, max_tokens=40)
-        steps = replay(model, result.tokens, preference)
+        steps = replay_lanes(model, PROMPT, result.tokens, preference=preference,
+                             after_last=True)
         chosen = [*result.tokens, END] if result.stats["stop_reason"] == "eos" else result.tokens
         for token, (z_pref, z_base) in zip(chosen, steps, strict=False):
             steered = np_family(z_pref, z_base, method.effective_contrast)

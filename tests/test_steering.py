@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy_helpers import np_log_softmax
+from reference_helpers import np_log_softmax
 
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model

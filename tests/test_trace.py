@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy_helpers import np_log_softmax
+from reference_helpers import np_log_softmax, replay_lanes
 
 from localpref import PAD, Amulet, Base, Contrastive, Pref
 from localpref.api import Model
@@ -92,28 +92,6 @@ def test_lane_statistics_match_numpy() -> None:
 
 
 # -- on the bundled model --------------------------------------------------------------------
-
-
-def replay_lanes(model: Model, prompt: str, tokens: list[int], *, preference: str | None,
-                 avoid: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(z_pref, z_base) as float64 copies at every step of ``tokens``, decoded here."""
-    texts = model.lane_prompts(prompt, preference=preference, avoid=avoid)
-    vocabulary = model.vocabulary
-    targets = [vocabulary.tokenize(texts[kind], add_special=vocabulary.adds_bos,
-                                   parse_special=True) for kind in ("pref", "base")]
-    context = model.context
-    lanes = [context.open_lane() for _ in targets]
-    steps = []
-    try:
-        context.prefill(lanes, targets)
-        for token in tokens:
-            steps.append((np.array(context.logits(0), np.float64),
-                          np.array(context.logits(1), np.float64)))
-            context.step(lanes, [token, token])
-    finally:
-        for lane in lanes:
-            context.close_lane(lane)
-    return steps
 
 
 @pytest.mark.parametrize("method", [Base(), Pref(), Amulet(), PAD(), Contrastive()])
