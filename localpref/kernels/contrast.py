@@ -22,11 +22,6 @@ from localpref.kernels.primitives import (
 _CLAMP = 1e300
 
 
-# --------------------------------------------------------------------------------------------
-# Contrast family: z_pref + k (z_pref - z_base)  (Amulet exact form, contrastive / CFG)
-# --------------------------------------------------------------------------------------------
-
-
 @njit(cache=True, fastmath=False)
 def _combine(a, b, k):
     """a + k (a - b) in float64 (clamped to +-1e300), or -inf if a or b is not finite."""

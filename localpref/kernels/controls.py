@@ -279,9 +279,9 @@ def _max_of_finite(z):
     i = 0
     while i + 8 <= n:
         block = max8(finite_or_neg_inf(z[i]), finite_or_neg_inf(z[i + 1]),
-                      finite_or_neg_inf(z[i + 2]), finite_or_neg_inf(z[i + 3]),
-                      finite_or_neg_inf(z[i + 4]), finite_or_neg_inf(z[i + 5]),
-                      finite_or_neg_inf(z[i + 6]), finite_or_neg_inf(z[i + 7]))
+                     finite_or_neg_inf(z[i + 2]), finite_or_neg_inf(z[i + 3]),
+                     finite_or_neg_inf(z[i + 4]), finite_or_neg_inf(z[i + 5]),
+                     finite_or_neg_inf(z[i + 6]), finite_or_neg_inf(z[i + 7]))
         m = fmax(m, block)
         i += 8
     while i < n:
@@ -360,7 +360,6 @@ def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
 def gather(z: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``z[ids]`` as float64 (PAD's candidates)."""
     return np.asarray(z[ids], dtype=np.float64)
-
 
 
 def warmup() -> None:

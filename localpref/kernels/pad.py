@@ -11,10 +11,6 @@ from localpref.kernels.arguments import AllMaskedError, as_int, as_pair
 from localpref.kernels.primitives import NEG_INF, fmax, is_finite
 from localpref.kernels.topk import topk_into
 
-# --------------------------------------------------------------------------------------------
-# PAD
-# --------------------------------------------------------------------------------------------
-
 
 @njit(cache=True)
 def pad_scores_into(z_policy, z_reward, weight, ids_out, scores_out):

@@ -103,11 +103,14 @@ def masked2(a, b):
 
 @njit(cache=True, fastmath=False)
 def fmax(a, b):
+    """max(a, b) as one compare-select: a if a > b, else b (so b when either is NaN)."""
     return a if a > b else b
 
 
 @njit(cache=True, fastmath=False)
 def max8(v0, v1, v2, v3, v4, v5, v6, v7):
+    """The maximum of eight values by a balanced tree of ``fmax`` (three levels of independent
+    compare-selects, not a chain of seven)."""
     return fmax(fmax(fmax(v0, v1), fmax(v2, v3)), fmax(fmax(v4, v5), fmax(v6, v7)))
 
 
@@ -135,7 +138,7 @@ def argmax_chunk(buf, count, base, m, best):
     i = 0
     while i + 8 <= count:
         bm = max8(buf[i], buf[i + 1], buf[i + 2], buf[i + 3],
-                   buf[i + 4], buf[i + 5], buf[i + 6], buf[i + 7])
+                  buf[i + 4], buf[i + 5], buf[i + 6], buf[i + 7])
         if bm > m:
             m = bm
             for j in range(i, i + 8):
@@ -164,7 +167,7 @@ def max_of(out):
     i = 0
     while i + 8 <= n:
         bm = max8(out[i], out[i + 1], out[i + 2], out[i + 3],
-                   out[i + 4], out[i + 5], out[i + 6], out[i + 7])
+                  out[i + 4], out[i + 5], out[i + 6], out[i + 7])
         m = fmax(m, bm)
         i += 8
     while i < n:

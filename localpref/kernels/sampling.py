@@ -17,10 +17,6 @@ from localpref.kernels.primitives import (
 )
 from localpref.kernels.topk import topk_into
 
-# --------------------------------------------------------------------------------------------
-# Samplers
-# --------------------------------------------------------------------------------------------
-
 
 @njit(cache=True)
 def _max_argmax(scores):

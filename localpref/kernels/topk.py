@@ -8,10 +8,6 @@ from numba import njit
 
 from localpref.kernels.primitives import NEG_INF, masked2
 
-# --------------------------------------------------------------------------------------------
-# Top-k selection (shared by PAD and the samplers)
-# --------------------------------------------------------------------------------------------
-
 
 @njit(cache=True, fastmath=False)
 def _worse(va, ia, vb, ib):
