@@ -32,8 +32,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from localpref import kernels, steering
+from localpref import kernels
 from localpref.errors import SettingsError
+from localpref.kernels import controls as steering
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ are None. The fluency statistics (``fluency_base`` / ``fluency_pref``, docs/stee
 from the same pass. With ``keep_trace`` the per-token records are kept too; their ``piece``
 texts are cut to the final answer (stop strings, cancelling) so that they join to it.
 
-Cost: one fused pass over the vocabulary per step (``steering.step_statistics``) replaces the
+Cost: one fused pass over the vocabulary per step (``controls.step_statistics``) replaces the
 two per-lane log-sum-exps the fluency statistics needed before (docs/steering.md, "Trace").
 """
 
@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from localpref import kernels, steering
+from localpref import kernels
+from localpref.kernels import controls
 from localpref.methods import Selector
 
 NEG_INF = -math.inf
@@ -75,11 +76,11 @@ class StepRecorder:
             else:
                 family, k, threshold = None, 0.0, NEG_INF
             lp_pref, lp_base, lp_family, top_pref, top_base, top_family = (
-                steering.step_statistics(z_pref, z_base, k, threshold, token))
+                controls.step_statistics(z_pref, z_base, k, threshold, token))
         elif z_pref is not None:
-            lp_pref, top_pref = steering.lane_statistics(z_pref, token)
+            lp_pref, top_pref = controls.lane_statistics(z_pref, token)
         elif z_base is not None:
-            lp_base, top_base = steering.lane_statistics(z_base, token)
+            lp_base, top_base = controls.lane_statistics(z_base, token)
         if lp_pref is not None:
             self.fluency_totals["pref"] += lp_pref
         if lp_base is not None:
@@ -129,7 +130,7 @@ class StepRecorder:
         index = token if ids is None else int(np.flatnonzero(ids == token)[0])
         top = int(kernels.greedy(scores))
         top = top if ids is None else int(ids[top])
-        return float(steering.token_logprob(scores, index)), (token if greedy else top)
+        return float(controls.token_logprob(scores, index)), (token if greedy else top)
 
     def _penalised_argmax(self, z: np.ndarray, penalty_ids: np.ndarray) -> int:
         if self._buffer is None:

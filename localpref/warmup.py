@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import threading
 
-from localpref import kernels, steering
+from localpref import kernels
+from localpref.kernels import controls
 
 _lock = threading.Lock()
 _warm = False
 
 
 def warmup() -> None:
-    """Load (or compile) every hot-path kernel of ``kernels`` and ``steering`` for the types
+    """Load (or compile) every hot-path kernel of ``kernels`` and ``kernels.controls`` for the types
     decoding passes them; a no-op after the first call in a process."""
     global _warm
     with _lock:
         if _warm:
             return
         kernels.warmup()
-        steering.warmup()
+        controls.warmup()
         _warm = True

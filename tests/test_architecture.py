@@ -18,21 +18,7 @@ PACKAGES = ("localpref", "tui")
 #: ``(importing module, imported module, private name)`` reach-ins that exist today in files
 #: other sessions are rewriting (issue 15, "Reach-ins"). The list may only shrink: each entry
 #: goes once the owning module makes the name public. Nothing may be added to it.
-KNOWN_REACH_INS: frozenset[tuple[str, str, str]] = frozenset({
-    # localpref/steering.py borrows kernels' numeric primitives (the steering library's
-    # rewrite splits kernels.py into a package and makes them public).
-    ("localpref.steering", "localpref.kernels", "_FM"),
-    ("localpref.steering", "localpref.kernels", "_exp_nonpos"),
-    ("localpref.steering", "localpref.kernels", "_finite_or_neg_inf"),
-    ("localpref.steering", "localpref.kernels", "_fmax"),
-    ("localpref.steering", "localpref.kernels", "_max8"),
-    ("localpref.steering", "localpref.kernels", "_max_of"),
-    ("localpref.steering", "localpref.kernels", "_normalise_inplace"),
-    # the fused per-token statistics of the trace (steering.step_statistics)
-    ("localpref.steering", "localpref.kernels", "_CHUNK"),
-    ("localpref.steering", "localpref.kernels", "_argmax_chunk"),
-    ("localpref.steering", "localpref.kernels", "_sum_exp_shifted"),
-})
+KNOWN_REACH_INS: frozenset[tuple[str, str, str]] = frozenset()
 
 #: ``(module, attribute)``: private attributes a module reads on objects it did not make, known
 #: today. Also only to shrink.
@@ -170,9 +156,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
-def reach_ins() -> set[tuple[str, str, str]]:
-    """``(importer, imported, name)`` for every private name one module takes from another."""
-    modules = project_modules()
+def reach_ins(modules: dict[str, Path] | None = None) -> set[tuple[str, str, str]]:
+    """``(importer, imported, name)`` for every private name one module takes from another
+    (among ``modules``: the project's by default)."""
+    modules = project_modules() if modules is None else modules
     found = set()
     for name, path in modules.items():
         for item in imports_of(name, path, modules):
@@ -282,3 +269,11 @@ def test_no_module_reads_private_attributes_of_objects_it_did_not_make() -> None
 def test_the_list_of_known_private_attribute_reads_only_holds_reads_that_exist() -> None:
     gone = sorted(KNOWN_PRIVATE_ATTRIBUTE_READS - private_attribute_reads())
     assert not gone, f"fixed, so remove from KNOWN_PRIVATE_ATTRIBUTE_READS: {gone}"
+
+
+def test_the_reach_in_finder_sees_a_private_name_taken_anywhere_in_a_file(tmp_path) -> None:
+    (tmp_path / "owner.py").write_text("_shared = 1\n", encoding="utf-8")
+    (tmp_path / "user.py").write_text(
+        "from owner import public\n\ndef f():\n    from owner import _shared\n", encoding="utf-8")
+    modules = {"owner": tmp_path / "owner.py", "user": tmp_path / "user.py"}
+    assert reach_ins(modules) == {("user", "owner", "_shared")}

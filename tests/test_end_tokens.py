@@ -7,25 +7,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_helpers import np_log_softmax, replay_lanes
 
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
+from localpref.kernels.controls import pref_ends_into
 from localpref.methods import Sampling
-from localpref.steering import pref_ends_into
 
 NEG_INF = -np.inf
 PROMPT = "How do I keep basil alive?"
-
-
-def np_log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    finite = np.isfinite(z)
-    out = np.full_like(z, NEG_INF)
-    if finite.any():
-        m = z[finite].max()
-        out[finite] = z[finite] - m - np.log(np.exp(z[finite] - m).sum())
-    return out
 
 
 def np_pref_ends(scores: np.ndarray, z_pref: np.ndarray, ends: list[int]) -> np.ndarray:
@@ -150,28 +141,6 @@ def test_end_tokens_setting_is_checked_and_off_by_default() -> None:
 # -- on the bundled model -----------------------------------------------------------------------
 
 
-def replay(model: Model, tokens: list[int], preference: str) -> list[tuple[np.ndarray, ...]]:
-    texts = model.lane_prompts(PROMPT, preference=preference)
-    vocabulary = model.vocabulary
-    targets = [vocabulary.tokenize(texts[kind], add_special=vocabulary.adds_bos,
-                                   parse_special=True) for kind in ("pref", "base")]
-    context = model.context
-    lanes = [context.open_lane() for _ in targets]
-    steps = []
-    try:
-        context.prefill(lanes, targets)
-        for token in [*tokens, None]:
-            steps.append((np.array(context.logits(0), np.float64),
-                          np.array(context.logits(1), np.float64)))
-            if token is None:
-                break
-            context.step(lanes, [token, token])
-    finally:
-        for lane in lanes:
-            context.close_lane(lane)
-    return steps
-
-
 @pytest.mark.parametrize("preference", ["verbose", "concise"])
 def test_option_off_is_the_papers_amulet_and_on_follows_the_rule(model: Model,
                                                                  preference: str) -> None:
@@ -179,7 +148,8 @@ def test_option_off_is_the_papers_amulet_and_on_follows_the_rule(model: Model,
     for option in ("contrast", "pref"):
         method = Amulet(end_tokens=option)
         result = model.generate(PROMPT, preference=preference, method=method, max_tokens=40)
-        steps = replay(model, result.tokens, preference)
+        steps = replay_lanes(model, PROMPT, result.tokens, preference=preference,
+                             after_last=True)
         chosen = [*result.tokens, END] if result.stats["stop_reason"] == "eos" else result.tokens
         for token, (z_pref, z_base) in zip(chosen, steps, strict=False):
             steered = np_family(z_pref, z_base, method.effective_contrast)

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from localpref import kernels as K
+from localpref.kernels import sampling
+from localpref.kernels.primitives import exp_nonpos
 
 INF = np.inf
 
@@ -199,12 +201,12 @@ def test_log_softmax_into_reports_valid_count_and_all_masked():
 
 def test_exp_nonpos_accuracy():
     x = np.concatenate([-np.linspace(0.0, 707.9, 200001), -np.geomspace(1e-12, 1.0, 1001)])
-    got = np.array([K._exp_nonpos(v) for v in x[::97]])
+    got = np.array([exp_nonpos(v) for v in x[::97]])
     want = np.exp(x[::97])
     assert np.max(np.abs(got - want) / want) < 1e-15
-    assert K._exp_nonpos(-INF) == 0.0
-    assert K._exp_nonpos(-800.0) == 0.0
-    assert K._exp_nonpos(0.0) == 1.0
+    assert exp_nonpos(-INF) == 0.0
+    assert exp_nonpos(-800.0) == 0.0
+    assert exp_nonpos(0.0) == 1.0
 
 
 # ============================================================================================
@@ -709,7 +711,8 @@ def test_prop_select_mass_is_the_top_p_prefix(values, rnd, fraction):
     cum = np.cumsum(e[order])
     last = int(np.argmax(cum >= target)) if (cum >= target).any() else len(v) - 1
     perm = rnd.sample(range(len(v)), len(v))  # the kernel must not depend on input order
-    v_thr, id_thr, mass = K._select_mass(v[perm].copy(), ids[perm].copy(), e[perm].copy(), target)
+    v_thr, id_thr, mass = sampling._select_mass(v[perm].copy(), ids[perm].copy(), e[perm].copy(),
+                                                target)
     assert (v_thr, id_thr) == (v[order[last]], ids[order[last]])
     assert mass == pytest.approx(cum[last], rel=1e-12)
 

@@ -11,29 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from method_helpers import Gentle
+from reference_helpers import np_log_softmax
 
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.methods import METHODS, amulet_alpha_for_contrast
-from localpref.steering import (
+from localpref.kernels.controls import (
     contrast_kl,
     contrast_plausible_into,
     kl_budget_scale,
     plausibility_threshold,
     token_logprob,
 )
+from localpref.methods import METHODS, amulet_alpha_for_contrast
 
 NEG_INF = -np.inf
-
-
-def np_log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    finite = np.isfinite(z)
-    out = np.full_like(z, NEG_INF)
-    m = z[finite].max()
-    out[finite] = z[finite] - m - np.log(np.exp(z[finite] - m).sum())
-    return out
 
 
 def np_family(z_pref: np.ndarray, z_other: np.ndarray, k: float, tau: float) -> np.ndarray:

@@ -7,25 +7,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_helpers import np_log_softmax, replay_lanes
 
 from localpref import PAD, Amulet, Base, Contrastive, Pref
 from localpref.api import Model
-from localpref.steering import lane_statistics, step_statistics
+from localpref.kernels.controls import lane_statistics, step_statistics
 
 NEG_INF = -np.inf
 PROMPT = "How do I keep basil alive?"
 FIELDS = {"token", "piece", "logprob", "logprob_base", "logprob_pref", "top_base", "top_pref",
           "changed"}
-
-
-def np_log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    finite = np.isfinite(z)
-    out = np.full_like(z, NEG_INF)
-    if finite.any():
-        m = z[finite].max()
-        out[finite] = z[finite] - m - np.log(np.exp(z[finite] - m).sum())
-    return out
 
 
 def np_family(z_pref: np.ndarray, z_other: np.ndarray, k: float, threshold: float) -> np.ndarray:
@@ -101,28 +92,6 @@ def test_lane_statistics_match_numpy() -> None:
 
 
 # -- on the bundled model --------------------------------------------------------------------
-
-
-def replay_lanes(model: Model, prompt: str, tokens: list[int], *, preference: str | None,
-                 avoid: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(z_pref, z_base) as float64 copies at every step of ``tokens``, decoded here."""
-    texts = model.lane_prompts(prompt, preference=preference, avoid=avoid)
-    vocabulary = model.vocabulary
-    targets = [vocabulary.tokenize(texts[kind], add_special=vocabulary.adds_bos,
-                                   parse_special=True) for kind in ("pref", "base")]
-    context = model.context
-    lanes = [context.open_lane() for _ in targets]
-    steps = []
-    try:
-        context.prefill(lanes, targets)
-        for token in tokens:
-            steps.append((np.array(context.logits(0), np.float64),
-                          np.array(context.logits(1), np.float64)))
-            context.step(lanes, [token, token])
-    finally:
-        for lane in lanes:
-            context.close_lane(lane)
-    return steps
 
 
 @pytest.mark.parametrize("method", [Base(), Pref(), Amulet(), PAD(), Contrastive()])

@@ -13,7 +13,7 @@ import pytest
 from textual import events
 from textual.keys import _character_to_key
 from textual.widgets import DataTable, Input, Select, SelectionList
-from tui_helpers import SIZE, run_from_palette, until
+from tui_helpers import SIZE, click, run_from_palette, seed, until
 
 import localpref
 from localpref import cli
@@ -30,19 +30,6 @@ def home(tmp_path, monkeypatch) -> Path:
     """An empty data folder for this test."""
     monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path))
     return tmp_path
-
-
-def seed(home: Path, **steering) -> None:
-    """Save steering settings before the app starts (as a previous session would)."""
-    with Store(home / "history.sqlite3") as store:
-        store.set_setting("steering", steering)
-
-
-async def click(pilot, app: LocalprefApp, selector: str) -> None:
-    """Scroll a widget into view (the panel is taller than the screen) and click it."""
-    app.screen.query_one(selector).scroll_visible(animate=False, immediate=True)
-    await pilot.pause()
-    assert await pilot.click(selector), f"{selector} was not clicked"
 
 
 async def send(pilot, app: LocalprefApp, text: str) -> None:

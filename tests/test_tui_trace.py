@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Markdown, Select, SelectionList, Static
-from tui_helpers import SIZE, run_from_palette, until
+from tui_helpers import SIZE, click, run_from_palette, seed, until
 
 from localpref import Amulet
 from localpref.methods import recommended_method
-from localpref.store import Store
 from tui.app import LocalprefApp
 from tui.highlight import CHANGED_STYLE, changed_spans, highlighted_text
 from tui.screens import CompareScreen
@@ -28,11 +27,6 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def seed(home: Path, **steering) -> None:
-    with Store(home / "history.sqlite3") as store:
-        store.set_setting("steering", steering)
-
-
 def answers(app: LocalprefApp):
     return [view for view in app.query_one(ChatLog).views if view.role == "assistant"]
 
@@ -44,12 +38,6 @@ async def send(pilot, app: LocalprefApp, text: str) -> None:
     await pilot.press("enter")
     await until(pilot, lambda: not app.busy and len(answers(app)) == count + 1
                 and not answers(app)[-1].streaming)
-
-
-async def click(pilot, app: LocalprefApp, selector: str) -> None:
-    app.screen.query_one(selector).scroll_visible(animate=False, immediate=True)
-    await pilot.pause()
-    assert await pilot.click(selector), f"{selector} was not clicked"
 
 
 def styled_spans(text) -> list[tuple[int, int]]:  # noqa: ANN001 - rich Text

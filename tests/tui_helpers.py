@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localpref.store import Store
+
+if TYPE_CHECKING:
+    from tui.app import LocalprefApp
 
 SIZE = (160, 50)
 WAIT = 120.0  # generous: the CI machine may be shared; the waits end as soon as true
@@ -25,3 +32,16 @@ async def run_from_palette(pilot, command: str) -> None:
     await pilot.press(*command)
     await pilot.pause(0.5)
     await pilot.press("enter")
+
+
+def seed(home: Path, **steering) -> None:
+    """Save steering settings before the app starts (as a previous session would)."""
+    with Store(home / "history.sqlite3") as store:
+        store.set_setting("steering", steering)
+
+
+async def click(pilot, app: LocalprefApp, selector: str) -> None:
+    """Scroll a widget into view (the panel is taller than the screen) and click it."""
+    app.screen.query_one(selector).scroll_visible(animate=False, immediate=True)
+    await pilot.pause()
+    assert await pilot.click(selector), f"{selector} was not clicked"

@@ -1,17 +1,18 @@
 """The localpref chat app: steer a local model's answers toward a preference, token by token.
 
-The app owns the state (model, store, open conversation, steering settings) and every widget
-change. Answers and model loading run in thread workers that only post messages
-(``tui.events``); the handlers here apply them. What is sent is saved before its answer starts,
-and the worker saves the answer as it grows, so nothing is lost if the app is killed. Another
-model (F9, the picker) is loaded once no answer is being written; the conversation carries over
-and, if the new model fails to load, the current one stays.
+The state (model, store, open conversation and its chat, steering settings, busy / switching,
+the waiting messages) is the session's (``tui.session.ChatSession``, plain Python, tested
+headless); the app owns the widgets, and its handlers (here, ``tui/answering.py`` and
+``tui/conversations.py``) ask the session and show what it returns. Answers and model loading
+run in thread workers that only post messages (``tui.events``). What is sent is saved before
+its answer starts, and the worker saves the answer as it grows, so nothing is lost if the app
+is killed. Another model (F9, the picker) is loaded once no answer is being written; the
+conversation carries over and, if the new model fails to load, the current one stays.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,14 @@ import localpref
 from localpref import LocalprefError, Model, SettingsError
 from localpref.methods import resolve_method
 from localpref.store import Store, StoreError
-from tui.answering import AnsweringMixin
-from tui.conversations import ConversationsMixin, title_from
-from tui.events import ModelFailed, ModelLoaded, Notice, WaitingMessage
+from tui.answering import AnsweringHandlers
+from tui.conversations import ConversationHandlers
+from tui.events import ModelFailed, ModelLoaded, Notice
 from tui.keys import APP_ACTIONS, bindings
 from tui.palette import SteeringCommands
 from tui.screens import HelpScreen, ModelErrorDialog, ModelPickerScreen, PickedModel
+from tui.session import ChatSession, WaitingMessage, title_from
 from tui.steering import Steering
-from tui.streaming import EngineUsers
 from tui.widgets import (
     ChatInput,
     ChatLog,
@@ -84,7 +85,7 @@ def startup_steering(
     return steering, problems
 
 
-class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
+class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     """Chat with a local GGUF model whose every token is steered toward your preference."""
 
     TITLE = "localpref"
@@ -109,32 +110,59 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         ``model_spec`` (None: the bundled model; ``model_file`` picks a Hub repo's file) is
         loaded in the background."""
         super().__init__()
-        self.model = model
         self.model_spec = model_spec
         self.model_file = model_file
         self.n_gpu_layers = n_gpu_layers
         self.max_lanes = max_lanes
-        self._owns_model = False
-        self.store = Store(store_path)
-        saved = self.store.get_setting("steering")
-        self.steering, self._startup_problems = startup_steering(saved, preference, method,
-                                                                 avoid)
-        self.chat: localpref.Chat | None = None
-        self.conversation_id: int | None = None
-        self.busy = False
-        #: True once the app is quitting: no waiting message starts an answer then.
-        self.closing = False
-        self.cancel = threading.Event()
-        self.users = EngineUsers()
+        store = Store(store_path)
+        steering, self._startup_problems = startup_steering(
+            store.get_setting("steering"), preference, method, avoid)
+        #: The state: model, store, open conversation and chat, busy / switching, waiting.
+        self.session = ChatSession(store, steering, model,
+                                   notify=lambda text, severity: self.notify(
+                                       text, severity=severity))
         #: Every notice shown, oldest first (the user's log; tests read it).
         self.notices: list[str] = []
-        self._answer_view: MessageView | None = None
+        #: The context the conversation uses, in tokens (the status bar's figure).
         self._context_used = 0
         self._model_failure = ""
-        #: What the app is switching to (a picker choice), None when no switch is under way.
-        self._switching: str | None = None
-        #: Messages sent while the model was not free, oldest first (``AnsweringMixin``).
-        self._waiting: list[WaitingMessage] = []
+
+    # -- the session's state, read-only on the app (the pilot tests read it here) --------------
+
+    @property
+    def model(self) -> Model | None:
+        return self.session.model
+
+    @property
+    def store(self) -> Store:
+        return self.session.store
+
+    @property
+    def steering(self) -> Steering:
+        return self.session.steering
+
+    @property
+    def chat(self) -> localpref.Chat | None:
+        return self.session.chat
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self.session.conversation_id
+
+    @property
+    def busy(self) -> bool:
+        return self.session.busy
+
+    @property
+    def _switching(self) -> str | None:
+        return self.session.switching
+
+    @property
+    def _waiting(self) -> list[WaitingMessage]:
+        return self.session.waiting
+
+    def _history(self) -> list[dict[str, str]]:
+        return self.session.history()
 
     # -- layout and lifecycle ------------------------------------------------------------------
 
@@ -157,10 +185,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self.query_one("#preferences").display = self.size.width >= PREFERENCES_MIN_WIDTH
         self.query_one("#conversations").display = self.size.width >= CONVERSATIONS_MIN_WIDTH
         self._refresh_profiles()
-        last = self.store.get_setting("last_conversation")
-        ids = [c.id for c in self.store.list_conversations()]
-        await self._open_conversation(last if last in ids else None)
-        if self.model is None:
+        await self._open_conversation(self.session.last_conversation())
+        if self.session.model is None:
             self._show_status(state="loading model…")
             if self.model_spec is None:  # no --model: the one picked last time, if still there
                 self.model_spec = _remembered_model(self.store.get_setting("model"))
@@ -171,19 +197,13 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
 
     async def on_unmount(self) -> None:
         """Stop an answer (it is saved as partial), then free the lanes and the model."""
-        self.closing = True
-        self.cancel.set()
-        await asyncio.to_thread(self.users.wait_idle, 30.0)
-        if self.chat is not None:
-            self.chat.close()
-        if self._owns_model and self.model is not None:
-            self.model.close()
-        self.store.close()
+        self.session.quit()
+        await asyncio.to_thread(self.session.users.wait_idle, 30.0)
+        self.session.close()
 
     def action_quit(self) -> None:  # type: ignore[override]
         """Quit; a running answer stops first and is saved as partial (see ``on_unmount``)."""
-        self.closing = True
-        self.cancel.set()
+        self.session.quit()
         self.exit()
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
@@ -210,6 +230,27 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
             **facts,
         )
 
+    def _show_live(self, stats: dict[str, Any], **facts: Any) -> None:
+        """The status bar with an answer's figures (speed, steering cost, context used)."""
+        self._context_used = stats.get("n_prompt_tokens", 0) + stats.get("n_tokens", 0)
+        self._show_status(tokens_per_s=stats.get("tokens_per_s"),
+                          steer_ms_per_token=stats.get("steer_ms_per_token"), **facts)
+
+    def _show_ready(self) -> None:
+        """The status bar once the model is free, with the open conversation's context."""
+        self._context_used = self.session.context_used()
+        self._show_status(state="ready")
+
+    async def _refresh_conversations(self) -> None:
+        await self.query_one(ConversationList).show(self.store.list_conversations(),
+                                                    self.session.conversation_id)
+
+    def _list_if_new(self, before: int | None) -> None:
+        """Refresh the conversation list if the open conversation was saved for the first
+        time since it was ``before`` (a message sent, kept or waiting saves it)."""
+        if before is None and self.session.conversation_id is not None:
+            self.call_later(self._refresh_conversations)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat actions act on the chat screen only (not under the comparison or a dialog)."""
         if action in CHAT_SCREEN_ACTIONS and len(self.screen_stack) > 1:
@@ -223,54 +264,39 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
                     wait_idle: bool = False) -> None:
         """Load a GGUF in the background; any failure becomes a dialog or a notice, never a crash.
 
-        With ``wait_idle`` (a switch), the load starts once no worker uses the current model:
-        an answer being written ends first (new ones are refused while switching).
+        With ``wait_idle`` (a switch), the load starts once no answer is being written.
         """
         worker = get_current_worker()
-        while wait_idle and not self.users.wait_idle(0.25):
-            if worker.is_cancelled:  # the app is closing
-                return
         try:
-            with self.users.using():  # quitting waits for the load before closing anything
-                model = localpref.load(spec, filename=filename,
-                                       max_lanes=self.max_lanes, n_gpu_layers=self.n_gpu_layers)
+            model = self.session.load(spec, filename, max_lanes=self.max_lanes,
+                                      n_gpu_layers=self.n_gpu_layers, wait_idle=wait_idle,
+                                      cancelled=lambda: worker.is_cancelled)
         except Exception as error:  # a user's file can fail in many ways: say why, offer another
             reason = str(error) if isinstance(error, LocalprefError) else (
                 f"{type(error).__name__}: {error}")
             self.post_message(ModelFailed(reason, spec))
             return
-        self.post_message(ModelLoaded(model))
+        if model is not None:
+            self.post_message(ModelLoaded(model))
 
     @on(ModelLoaded)
     def _model_loaded(self, event: ModelLoaded) -> None:
         """Use the new model; the open conversation carries over to it, word for word."""
-        previous, owned = self.model, self._owns_model
-        if self.chat is not None:  # its lanes live in the previous model's context
-            messages = list(self.chat.messages)
-            self.chat.close()
-            self.chat = localpref.Chat(event.model, messages=messages)
-        self.model = event.model
-        self._owns_model = True
-        if previous is not None and owned and previous is not event.model:
-            previous.close()
-        switched, self._switching = self._switching, None
+        switched = self.session.use_model(event.model)
         self._model_ready()
         if switched is not None:
-            self._save_setting("model", str(self.model.path))  # the next start opens it
-            self.notify(f"Now using {self.model.name} ({switched}).")
+            self.notify(f"Now using {event.model.name} ({switched}).")
         self.call_later(self._send_waiting)
 
     def _model_ready(self) -> None:
-        assert self.model is not None
-        self.sub_title = self.model.name
-        history = self._history()
-        self._context_used = self.model.count_tokens(history) if history else 0
-        self._show_status(state="ready")
+        assert self.session.model is not None
+        self.sub_title = self.session.model.name
+        self._show_ready()
 
     @on(ModelFailed)
     def _model_failed(self, event: ModelFailed) -> None:
         if self.model is not None:  # a switch failed: the current model stays
-            self._switching = None
+            self.session.switch_failed()
             self.notify(event.reason, severity="error")
             self._show_status(state="ready")
             self.call_later(self._send_waiting)
@@ -294,8 +320,8 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         if self.model is None:
             self.notify("The model is still loading.", severity="warning")
             return
-        if self._switching is not None:
-            self.notify(f"Already switching to {self._switching}.", severity="warning")
+        if self.session.switching is not None:
+            self.notify(f"Already switching to {self.session.switching}.", severity="warning")
             return
         self.push_screen(ModelPickerScreen(self.model.path, self.model.name),
                          callback=self._model_picked)
@@ -307,24 +333,15 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         if picked.path.resolve() == self.model.path.resolve():
             self.notify(f"{self.model.name} is already loaded.")
             return
-        self._switching = picked.spec
-        after = " after the answer being written" if self.busy else ""
+        self.session.switch_to(picked.spec)
+        after = " after the answer being written" if self.session.busy else ""
         self._show_status(state=f"loading {picked.spec}{after}…")
         self._load_model(str(picked.path), wait_idle=True)
-
-    def _can_change(self, doing: str) -> bool:
-        """False (with a notice) while an answer is written or another model is being loaded."""
-        if self._switching is not None:
-            self.notify(f"Loading {self._switching}; wait until it is ready to {doing}.",
-                        severity="warning")
-            return False
-        return super()._can_change(doing)
 
     # -- steering ------------------------------------------------------------------------------
 
     def _apply(self, steering: Steering, announce: bool = True) -> None:
-        self.steering = steering
-        self._save_setting("steering", steering.to_dict())
+        self.session.apply(steering)
         self._show_status()
         if announce:
             self.notify(f"Next answer: {steering.method_label}, preference "
@@ -351,19 +368,19 @@ class LocalprefApp(ConversationsMixin, AnsweringMixin, App[None]):
         self._apply(steering)
 
     def _refresh_profiles(self) -> None:
-        self.query_one(PreferencePanel).set_profiles(list(self.store.list_profiles()))
+        self.query_one(PreferencePanel).set_profiles(self.session.profile_names())
 
     @on(PreferencePanel.ProfileRequest)
     async def _profile(self, event: PreferencePanel.ProfileRequest) -> None:
         try:
             if event.action == "save" and event.steering is not None:
-                self.store.save_profile(event.name, event.steering.to_dict())
+                self.session.save_profile(event.name, event.steering)
                 self.notify(f"Profile “{event.name}” saved.")
             elif event.action == "delete":
-                self.store.delete_profile(event.name)
+                self.session.delete_profile(event.name)
                 self.notify(f"Profile “{event.name}” deleted.")
             elif event.action == "load":
-                steering = Steering.from_dict(self.store.list_profiles().get(event.name))
+                steering = self.session.profile(event.name)
                 await self.query_one(PreferencePanel).load(steering)
                 self._apply(steering, announce=False)
                 self.notify(f"Profile “{event.name}” loaded: {steering.method_label}, "

@@ -1,15 +1,13 @@
-"""Messages the worker threads post to the app (workers never touch a widget), and the
-messages the user sent that wait for the model."""
+"""Messages the worker threads post to the app (workers never touch a widget)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
 from localpref import Model
-from tui.widgets.chat_log import MessageView
+from tui.session import Ended
 
 
 class AnswerProgress(Message):
@@ -22,17 +20,11 @@ class AnswerProgress(Message):
 
 
 class AnswerDone(Message):
-    """The answer ended (finished, stopped, or failed with ``error``); it is saved."""
+    """The answer ended (finished, stopped, or failed); it is saved (``ChatSession.write``)."""
 
-    def __init__(self, text: str, partial: bool, stats: dict[str, Any], error: str | None,
-                 changed_spans: list[tuple[int, int]] | None = None):
+    def __init__(self, ended: Ended) -> None:
         super().__init__()
-        self.text = text
-        self.partial = partial
-        self.stats = stats
-        self.error = error
-        #: Character spans of the tokens steering changed (None without a trace).
-        self.changed_spans = changed_spans
+        self.ended = ended
 
 
 class ModelLoaded(Message):
@@ -57,14 +49,3 @@ class Notice(Message):
         super().__init__()
         self.text = text
         self.severity = severity
-
-
-@dataclass
-class WaitingMessage:
-    """A message sent while the model loads or an answer is written: saved and shown with
-    "waiting", it goes to the model as soon as the model is free (first sent, first answered)."""
-
-    text: str
-    view: MessageView
-    conversation: int | None
-    message_id: int | None

@@ -4,7 +4,8 @@ Markdown re-rendering lags above about 20 updates a second, while the model writ
 second or more; so the worker gathers pieces and flushes them at most ``flush_hz`` times a
 second, plus once at the end. It also saves the text so far every ``save_interval`` seconds, so
 a killed app keeps the partial answer. Nothing here touches a widget: ``flush`` and ``save`` are
-callables the app gives (``post_message`` and the store), called from the worker thread.
+callables the caller gives (``ChatSession.write``: the app's ``post_message`` and the store),
+called from the worker thread.
 """
 
 from __future__ import annotations

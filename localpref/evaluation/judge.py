@@ -27,7 +27,7 @@ from localpref.evaluation.paper import (
     JUDGE_QUESTION_TEMPLATE,
     JUDGE_SYSTEM_PROMPT,
 )
-from localpref.steering import token_logprob
+from localpref.kernels.controls import token_logprob
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
 """The comparison: one prompt, two to four methods answering side by side at once.
 
 Every method's lanes decode in one batched step (``Model.compare``), so the panes fill together
-and each shows its own tokens/s and steering cost. The user can keep one answer: the prompt and
-that answer join the conversation.
+and each shows its own tokens/s and steering cost. The session (``ChatSession.compare``,
+``write_comparison``, ``stop``) starts, decodes and stops it; the screen shows it. The user can
+keep one answer: the prompt and that answer join the conversation.
 """
 
 from __future__ import annotations
 
-import inspect
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +18,13 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, Markdown, SelectionList, Static, TextArea
 from textual.widgets.selection_list import Selection
 
-from localpref import LocalprefError, Model
+from localpref import LocalprefError
 from localpref.commands.showing import steering_label
 from localpref.methods import METHODS
 from tui.highlight import changed_fact, changed_spans, highlighted_text
 from tui.keys import COMPARE_ACTIONS, bindings
-from tui.steering import Steering, method_title
-from tui.streaming import EngineUsers, pump
+from tui.session import ChatSession
+from tui.steering import method_title
 from tui.widgets.markdown_feed import MarkdownFeed
 
 MIN_METHODS, MAX_METHODS = 2, 4
@@ -134,29 +133,19 @@ class CompareScreen(Screen[KeptAnswer | None]):
 
     BINDINGS = bindings(COMPARE_ACTIONS)
 
-    def __init__(
-        self,
-        model: Model,
-        history: list[dict[str, str]],
-        steering: Steering,
-        prompt: str,
-        users: EngineUsers,
-    ) -> None:
+    def __init__(self, session: ChatSession, prompt: str) -> None:
+        """Compare on ``session``'s conversation and settings; ``prompt`` to start with."""
         super().__init__()
-        self.model = model
-        self.history = history
-        self.steering = steering
+        self.session = session
+        self.steering = session.steering
         self.prompt = prompt
-        self.users = users
         self.running = False
         self.runs_done = 0  # comparisons finished on this screen (tests wait on it)
-        self.cancel = threading.Event()
         self.panes: list[ComparePane] = []
         #: Whether finished panes show their changed tokens highlighted (Ctrl+T toggles).
         self.highlight = True
-        self._multi: Any = None  # the comparison running, cancelled by Esc
         self._prompt_used = ""
-        chosen = steering.method if steering.method != "base" else "pref"
+        chosen = self.steering.method if self.steering.method != "base" else "pref"
         self._default_methods = ["base", chosen]
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
@@ -188,7 +177,8 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.query_one("#compare-prompt", TextArea).focus()
 
     def on_unmount(self) -> None:
-        self._cancel()
+        if self.running:
+            self.session.stop()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -207,13 +197,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
                         severity="warning")
             return
         try:
-            overrides = self.steering.overrides()
-            methods = [self.steering.method_object(name) for name in names]
-            accepted = inspect.signature(self.model.compare).parameters
-            multi = self.model.compare(
-                [*self.history, {"role": "user", "content": prompt}], methods,
-                **{key: value for key, value in overrides.items()
-                   if key in accepted and key != "methods"})
+            multi = self.session.compare(prompt, names)
         except LocalprefError as error:
             self.notify(str(error), severity="error", title="Cannot compare")
             return
@@ -224,27 +208,19 @@ class CompareScreen(Screen[KeptAnswer | None]):
         await container.mount_all(self.panes)
         self._prompt_used = prompt
         self.running = True
-        self.cancel.clear()
-        self._multi = multi
-        self._compare_worker(multi, len(methods))
+        self._compare_worker(multi, len(names))
 
     @work(thread=True, exclusive=True, group="compare")
     def _compare_worker(self, multi: Any, n_tracks: int) -> None:
         """Decode every method at once; never touches a widget."""
-        error: str | None = None
-        with self.users.using():
-            try:
-                pump(multi, n_tracks, cancel=self.cancel, close=multi.close,
-                     flush=lambda deltas: self.post_message(
-                         CompareProgress(deltas, [dict(s) for s in multi.track_stats])))
-            except LocalprefError as failure:
-                error = str(failure)
-            finally:
-                results = list(multi.results)
+        compared = self.session.write_comparison(
+            multi, n_tracks,
+            progress=lambda deltas, stats: self.post_message(CompareProgress(deltas, stats)))
+        results = compared.results
         texts = [result.text for result in results]
         stats = [dict(result.stats) for result in results]
         spans = [changed_spans(getattr(result, "trace", None)) for result in results]
-        self.post_message(CompareDone(texts, stats, error, spans))
+        self.post_message(CompareDone(texts, stats, compared.error, spans))
 
     @on(CompareProgress)
     async def _progress(self, event: CompareProgress) -> None:
@@ -262,11 +238,6 @@ class CompareScreen(Screen[KeptAnswer | None]):
         if event.error:
             self.notify(event.error, severity="error", title="Comparison failed")
 
-    def _cancel(self) -> None:
-        self.cancel.set()
-        if self._multi is not None:
-            self._multi.cancel()  # also stops a prefill under way
-
     def action_toggle_highlight(self) -> None:
         """Ctrl+T: highlight the changed tokens in every finished pane, or show Markdown."""
         self.highlight = not self.highlight
@@ -276,13 +247,14 @@ class CompareScreen(Screen[KeptAnswer | None]):
 
     def action_stop_or_close(self) -> None:
         if self.running:
-            self._cancel()
+            self.session.stop()  # also stops a prefill under way
         else:
             self.dismiss(None)
 
     @on(Button.Pressed, "#back")
     def _back(self) -> None:
-        self._cancel()
+        if self.running:
+            self.session.stop()
         self.dismiss(None)
 
     @on(Button.Pressed, ".keep")

@@ -1,4 +1,5 @@
-"""Kernels that keep steering fluent on small models: plausibility, KL budget, fluency.
+"""The controls that keep steering fluent on small models: the plausibility (tau) mask, the
+per-token KL budget, the end-token rule, and the fluency and per-token statistics of the trace.
 
 Every two-lane method here steers inside one family of distributions (docs/design.md):
 
@@ -16,9 +17,13 @@ a constant). So one scalar controls the strength, and these kernels act on that 
   ``A(s) = log sum exp(z_pref + s d)``; its derivative in s is ``s Var_s(d)``, so KL grows
   with |s| and a bracketing search (bisection guarded Newton) finds t.
 - **Fluency**: ``z[token] - log sum exp(z)``, the log-probability a lane gives the chosen token.
+- **Ending** (``pref_ends_into``): end-of-generation tokens take the preference lane's
+  probability; the contrast shares out the rest (docs/steering.md, "Ending").
+- **Trace** (``step_statistics``, ``lane_statistics``): a step's log-probabilities and argmaxes
+  under each lane in one pass over the vocabulary.
 
 All sums run in float64 over the tokens finite in both lanes (and plausible); the vectorisable
-``exp`` and eight-way max of ``kernels`` are reused.
+``exp`` and eight-way max of ``primitives`` are reused.
 """
 
 from __future__ import annotations
@@ -28,17 +33,17 @@ import math
 import numpy as np
 from numba import njit
 
-from localpref.kernels import (
-    _CHUNK,
-    _FM,
-    _argmax_chunk,
-    _exp_nonpos,
-    _finite_or_neg_inf,
-    _fmax,
-    _max8,
-    _max_of,
-    _normalise_inplace,
-    _sum_exp_shifted,
+from localpref.kernels.primitives import (
+    CHUNK,
+    FASTMATH,
+    argmax_chunk,
+    exp_nonpos,
+    finite_or_neg_inf,
+    fmax,
+    max8,
+    max_of,
+    normalise_inplace,
+    sum_exp_shifted,
 )
 
 NEG_INF = -np.inf
@@ -57,8 +62,8 @@ def plausibility_threshold(z_pref, tau):
 @njit(cache=True)
 def _family_value(z_pref, z_other, i, s, threshold):
     """``z_pref + s (z_pref - z_other)`` at token i, or -inf when masked or implausible."""
-    a = _finite_or_neg_inf(np.float64(z_pref[i]))
-    b = _finite_or_neg_inf(np.float64(z_other[i]))
+    a = finite_or_neg_inf(np.float64(z_pref[i]))
+    b = finite_or_neg_inf(np.float64(z_other[i]))
     if a == NEG_INF or b == NEG_INF or a < threshold:
         return NEG_INF
     return a + s * (a - b)
@@ -72,10 +77,10 @@ def contrast_plausible_into(z_pref, z_other, k, threshold, out):
     """
     for i in range(z_pref.shape[0]):
         out[i] = _family_value(z_pref, z_other, i, k, threshold)
-    m = _max_of(out)
+    m = max_of(out)
     if m == NEG_INF:
         return 0
-    return _normalise_inplace(out, m)
+    return normalise_inplace(out, m)
 
 
 @njit(cache=True)
@@ -95,7 +100,7 @@ def _family_moments(z_pref, z_other, s, threshold):
         v = _family_value(z_pref, z_other, i, s, threshold)
         if v == NEG_INF:
             continue
-        w = _exp_nonpos(v - m)
+        w = exp_nonpos(v - m)
         d = np.float64(z_pref[i]) - np.float64(z_other[i])
         total += w
         first += w * d
@@ -164,15 +169,15 @@ def token_logprob(z, token):
 def _mask_chunk_into(z, buf):
     """buf[i] = z[i] as float64 if finite, else -inf, for i < len(z) (vectorised)."""
     for i in range(z.shape[0]):
-        buf[i] = _finite_or_neg_inf(z[i])
+        buf[i] = finite_or_neg_inf(z[i])
 
 
 @njit(cache=True)
 def _family_chunk_into(z_pref, z_other, k, threshold, buf):
     """buf[i] = z_pref[i] + k (z_pref[i] - z_other[i]), or -inf where masked or implausible."""
     for i in range(z_pref.shape[0]):
-        a = _finite_or_neg_inf(np.float64(z_pref[i]))
-        b = _finite_or_neg_inf(np.float64(z_other[i]))
+        a = finite_or_neg_inf(np.float64(z_pref[i]))
+        b = finite_or_neg_inf(np.float64(z_other[i]))
         v = a + k * (a - b)
         buf[i] = v if (a > NEG_INF) & (b > NEG_INF) & (a >= threshold) else NEG_INF
 
@@ -183,8 +188,8 @@ def _online_lse_update(m_old, m_new, s, buf, count):
     if m_new == NEG_INF:
         return s
     if m_old != m_new:
-        s *= _exp_nonpos(m_old - m_new)
-    return s + _sum_exp_shifted(buf[:count], m_new)
+        s *= exp_nonpos(m_old - m_new)
+    return s + sum_exp_shifted(buf[:count], m_new)
 
 
 @njit(cache=True)
@@ -198,16 +203,16 @@ def step_statistics(z_pref, z_other, k, threshold, token):
         (log_softmax(z_pref)[token], log_softmax(z_other)[token], log_softmax(s)[token],
          argmax z_pref, argmax z_other, argmax s)
 
-    (lowest id on ties; -1 and -inf where a lane is all masked). Chunks of ``_CHUNK`` tokens
+    (lowest id on ties; -1 and -inf where a lane is all masked). Chunks of ``CHUNK`` tokens
     are masked or combined into small buffers, then argmax (eight at a time) and an online
     log-sum-exp (the running sum rescaled when the running maximum rises: Milakov and
     Gimelshein, "Online normalizer calculation for softmax", 2018) read them while they are
     in L1, so the lanes are read once for all six figures.
     """
     n = z_pref.shape[0]
-    bp = np.empty(_CHUNK)
-    bo = np.empty(_CHUNK)
-    bs = np.empty(_CHUNK)
+    bp = np.empty(CHUNK)
+    bo = np.empty(CHUNK)
+    bs = np.empty(CHUNK)
     mp = NEG_INF
     mo = NEG_INF
     ms = NEG_INF
@@ -217,23 +222,23 @@ def step_statistics(z_pref, z_other, k, threshold, token):
     tp = -1
     to = -1
     ts = -1
-    for lo in range(0, n, _CHUNK):
-        hi = min(lo + _CHUNK, n)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
         count = hi - lo
         _mask_chunk_into(z_pref[lo:hi], bp)
         _mask_chunk_into(z_other[lo:hi], bo)
         _family_chunk_into(z_pref[lo:hi], z_other[lo:hi], k, threshold, bs)
-        new_p, tp = _argmax_chunk(bp, count, lo, mp, tp)
-        new_o, to = _argmax_chunk(bo, count, lo, mo, to)
-        new_s, ts = _argmax_chunk(bs, count, lo, ms, ts)
+        new_p, tp = argmax_chunk(bp, count, lo, mp, tp)
+        new_o, to = argmax_chunk(bo, count, lo, mo, to)
+        new_s, ts = argmax_chunk(bs, count, lo, ms, ts)
         sp = _online_lse_update(mp, new_p, sp, bp, count)
         so = _online_lse_update(mo, new_o, so, bo, count)
         ss = _online_lse_update(ms, new_s, ss, bs, count)
         mp = new_p
         mo = new_o
         ms = new_s
-    a = _finite_or_neg_inf(np.float64(z_pref[token]))
-    b = _finite_or_neg_inf(np.float64(z_other[token]))
+    a = finite_or_neg_inf(np.float64(z_pref[token]))
+    b = finite_or_neg_inf(np.float64(z_other[token]))
     value = a + k * (a - b)
     if not ((a > NEG_INF) & (b > NEG_INF) & (a >= threshold)):
         value = NEG_INF
@@ -247,17 +252,17 @@ def step_statistics(z_pref, z_other, k, threshold, token):
 def lane_statistics(z, token):
     """(log_softmax(z)[token], argmax z) in one pass (a step with one lane decoded)."""
     n = z.shape[0]
-    buf = np.empty(_CHUNK)
+    buf = np.empty(CHUNK)
     m = NEG_INF
     s = 0.0
     top = -1
-    for lo in range(0, n, _CHUNK):
-        hi = min(lo + _CHUNK, n)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
         _mask_chunk_into(z[lo:hi], buf)
-        new_m, top = _argmax_chunk(buf, hi - lo, lo, m, top)
+        new_m, top = argmax_chunk(buf, hi - lo, lo, m, top)
         s = _online_lse_update(m, new_m, s, buf, hi - lo)
         m = new_m
-    a = _finite_or_neg_inf(np.float64(z[token]))
+    a = finite_or_neg_inf(np.float64(z[token]))
     return (a - m - math.log(s) if m > NEG_INF else NEG_INF), top
 
 
@@ -265,32 +270,32 @@ def lane_statistics(z, token):
 def _max_of_finite(z):
     """max of the finite entries of z (-inf if none), eight independent maxima per step.
 
-    The masking twin of ``kernels._max_of`` (and ``_sum_exp_finite`` of
-    ``kernels._sum_exp_shifted``), which read buffers already masked: masking inside those
+    The masking twin of ``primitives.max_of`` (and ``_sum_exp_finite`` of
+    ``primitives.sum_exp_shifted``), which read buffers already masked: masking inside those
     slowed the contrast kernels by 12-17 %, so raw lanes get their own pair.
     """
     n = z.shape[0]
     m = NEG_INF
     i = 0
     while i + 8 <= n:
-        block = _max8(_finite_or_neg_inf(z[i]), _finite_or_neg_inf(z[i + 1]),
-                      _finite_or_neg_inf(z[i + 2]), _finite_or_neg_inf(z[i + 3]),
-                      _finite_or_neg_inf(z[i + 4]), _finite_or_neg_inf(z[i + 5]),
-                      _finite_or_neg_inf(z[i + 6]), _finite_or_neg_inf(z[i + 7]))
-        m = _fmax(m, block)
+        block = max8(finite_or_neg_inf(z[i]), finite_or_neg_inf(z[i + 1]),
+                     finite_or_neg_inf(z[i + 2]), finite_or_neg_inf(z[i + 3]),
+                     finite_or_neg_inf(z[i + 4]), finite_or_neg_inf(z[i + 5]),
+                     finite_or_neg_inf(z[i + 6]), finite_or_neg_inf(z[i + 7]))
+        m = fmax(m, block)
         i += 8
     while i < n:
-        m = _fmax(m, _finite_or_neg_inf(z[i]))
+        m = fmax(m, finite_or_neg_inf(z[i]))
         i += 1
     return m
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=FASTMATH)
 def _sum_exp_finite(z, m):
     """sum_i exp(z_i - m) over the finite z_i, where m >= every finite z_i. Vectorised."""
     s = 0.0
     for i in range(z.shape[0]):
-        s += _exp_nonpos(_finite_or_neg_inf(z[i]) - m)
+        s += exp_nonpos(finite_or_neg_inf(z[i]) - m)
     return s
 
 
@@ -314,7 +319,7 @@ def pref_ends_into(scores, z_pref, end_positions):
     eligible = np.zeros(n_end, dtype=np.bool_)
     for j in range(n_end):
         p = end_positions[j]
-        eligible[j] = _finite_or_neg_inf(np.float64(scores[p])) > NEG_INF
+        eligible[j] = finite_or_neg_inf(np.float64(scores[p])) > NEG_INF
         scores[p] = NEG_INF
     m = _max_of_finite(scores)
     a0 = _max_of_finite(z_pref)
@@ -325,7 +330,7 @@ def pref_ends_into(scores, z_pref, end_positions):
     for j in range(n_end):
         p = end_positions[j]
         going_on += _sum_exp_finite(z_pref[lo:p], a0)
-        w = _exp_nonpos(_finite_or_neg_inf(np.float64(z_pref[p])) - a0)
+        w = exp_nonpos(finite_or_neg_inf(np.float64(z_pref[p])) - a0)
         if eligible[j]:
             ending += w
         else:
@@ -337,7 +342,7 @@ def pref_ends_into(scores, z_pref, end_positions):
     if m > NEG_INF:
         shift = rest - (m + math.log(_sum_exp_finite(scores, m)))
         for i in range(scores.shape[0]):
-            scores[i] = _finite_or_neg_inf(scores[i]) + shift
+            scores[i] = finite_or_neg_inf(scores[i]) + shift
     for j in range(n_end):
         if eligible[j]:
             scores[end_positions[j]] = np.float64(z_pref[end_positions[j]]) - lse0
@@ -355,7 +360,6 @@ def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
 def gather(z: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``z[ids]`` as float64 (PAD's candidates)."""
     return np.asarray(z[ids], dtype=np.float64)
-
 
 
 def warmup() -> None:
