@@ -34,7 +34,7 @@ import numpy as np
 
 from localpref import kernels
 from localpref.errors import SettingsError
-from localpref.kernels import controls as steering
+from localpref.kernels import controls
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class ContrastFamily(Method):
       (None = off) lowers the strength per token so that KL(steered || preference lane)
       stays within the budget (``budget_scale``), and ``end_tokens="pref"`` gives the
       end-of-generation tokens the preference lane's probability instead of the contrast's
-      (``pref_ends``; ``steering.pref_ends_into``; ``"contrast"``, the papers', steers them
+      (``pref_ends``; ``controls.pref_ends_into``; ``"contrast"``, the papers', steers them
       like any token). All deviate from the papers and are off by default, so the defaults
       are the papers'.
     """
@@ -258,15 +258,15 @@ class ContrastFamily(Method):
     def threshold(self, z_pref: np.ndarray) -> float:
         """The plausibility threshold of a step: tokens whose preference-lane logit is below
         it are dropped (``max(z_pref) + log(tau)``; ``-inf`` when tau is 0, off)."""
-        return steering.plausibility_threshold(z_pref, self.tau)
+        return controls.plausibility_threshold(z_pref, self.tau)
 
     def budget_scale(self, z_pref: np.ndarray, z_other: np.ndarray, k: float,
                      threshold: float) -> float:
         """The factor in [0, 1] that keeps the step's contrast ``k`` within the KL budget
-        (``steering.kl_budget_scale``); 1.0 without a budget."""
+        (``controls.kl_budget_scale``); 1.0 without a budget."""
         if self.kl_budget is None:
             return 1.0
-        return steering.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
+        return controls.kl_budget_scale(z_pref, z_other, k, self.kl_budget, threshold)
 
     @property
     def pref_ends(self) -> bool:
@@ -291,9 +291,9 @@ class ContrastFamily(Method):
         threshold = self.threshold(z_pref)
         k *= self.budget_scale(z_pref, z_other, k, threshold)
         selector.note_strength(k)
-        steering.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
+        controls.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
         if self.pref_ends:
-            steering.pref_ends_into(selector.scores, z_pref, selector.end_ids)
+            controls.pref_ends_into(selector.scores, z_pref, selector.end_ids)
         else:
             selector.steered_family = (z_pref, z_other, k, threshold)
         return selector.draw(selector.scores)
@@ -407,7 +407,7 @@ class Amulet(ContrastFamily):
             z_pref, z_base, alpha, self.lam, self.eta, int(self.iterations)
         )
         if self.pref_ends:
-            steering.pref_ends_into(logprobs, z_pref, selector.end_ids)
+            controls.pref_ends_into(logprobs, z_pref, selector.end_ids)
         return selector.draw(logprobs)
 
 
@@ -466,19 +466,19 @@ class PAD(ContrastFamily):
         weight = self.weight
         if self.kl_budget is not None and weight > 0:
             ids, _ = kernels.pad_scores(z_policy, z_other, 0.0, int(self.candidates))
-            policy, other = steering.gather(z_policy, ids), steering.gather(z_other, ids)
+            policy, other = controls.gather(z_policy, ids), controls.gather(z_other, ids)
             # Over K the score is z_policy + k (z_policy - z_other) with k = -sign w.
             weight *= self.budget_scale(policy, other, -sign * weight, self.threshold(policy))
         selector.note_strength(weight)
         candidate_ids, scores = kernels.pad_scores(z_policy, z_other, sign * weight,
                                                    int(self.candidates))
         if self.tau > 0:
-            steering.restrict_to_plausible(z_policy, self.threshold(z_policy), candidate_ids,
+            controls.restrict_to_plausible(z_policy, self.threshold(z_policy), candidate_ids,
                                            scores)
         if self.pref_ends:
             ends = np.flatnonzero(np.isin(candidate_ids, selector.end_ids))
             if ends.size:
-                steering.pref_ends_into(scores, steering.gather(z_policy, candidate_ids), ends)
+                controls.pref_ends_into(scores, controls.gather(z_policy, candidate_ids), ends)
         return int(candidate_ids[selector.draw(scores, candidate_ids)])
 
 
