@@ -16,8 +16,8 @@ import pytest
 from localpref.cli import main
 from localpref.evaluation.records import read_rows
 from localpref.evaluation.report import collect, render_summary
-from localpref.evaluation.tables import Cell, bootstrap_interval
-from localpref.evaluation.versus_pref import comparisons, paired_differences
+from localpref.evaluation.tables import Cell, bootstrap_interval, paired_differences
+from localpref.evaluation.versus_pref import comparisons
 
 WORDS = {  # concise: fewer words is better
     "pref": [40.0, 50.0, 60.0, 70.0],

@@ -24,7 +24,7 @@ from localpref.evaluation.markdown import (
     markdown_table,
     metric_name,
 )
-from localpref.evaluation.tables import Cell, Tables, bootstrap_interval
+from localpref.evaluation.tables import Cell, Tables, bootstrap_interval, paired_differences
 from localpref.methods import METHODS, ContrastFamily
 
 FLUENCY = "fluency_base"
@@ -131,10 +131,7 @@ def _paired_interval(tables: Tables, tradeoff: Tradeoff, point: Point,
     group = (tradeoff.dataset, tradeoff.preference)
     mine = tables.cells.get((*group, point.label, tradeoff.metric)) or Cell()
     theirs = tables.cells.get((*group, tradeoff.pref.label, tradeoff.metric)) or Cell()
-    differences = [mine.values[p] - theirs.values[p] for p in sorted(mine.values)
-                   if p in theirs.values and math.isfinite(mine.values[p])
-                   and math.isfinite(theirs.values[p])]
-    return bootstrap_interval(differences, resamples=resamples)
+    return bootstrap_interval(paired_differences(mine, theirs), resamples=resamples)
 
 
 def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000) -> list[str]:

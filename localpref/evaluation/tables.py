@@ -72,6 +72,13 @@ class Cell:
         return float(np.mean(finite)) if finite else math.nan
 
 
+def paired_differences(mine: Cell, theirs: Cell) -> list[float]:
+    """``mine - theirs`` at every prompt position both cells hold a finite value, in order."""
+    return [mine.values[p] - theirs.values[p] for p in sorted(mine.values)
+            if p in theirs.values and math.isfinite(mine.values[p])
+            and math.isfinite(theirs.values[p])]
+
+
 def _method_rank(method: str) -> tuple[int, int, str]:
     if method in METHOD_ORDER:
         return (METHOD_ORDER.index(method), 0, method)

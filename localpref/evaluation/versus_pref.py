@@ -32,17 +32,16 @@ from localpref.evaluation.markdown import (
     markdown_table,
     metric_name,
 )
-from localpref.evaluation.tables import Cell, Tables, Variant, bootstrap_interval
+from localpref.evaluation.tables import (
+    Cell,
+    Tables,
+    Variant,
+    bootstrap_interval,
+    paired_differences,
+)
 
 FLUENCY = "fluency_base"
 PREF = "pref"
-
-
-def paired_differences(mine: Cell, theirs: Cell) -> list[float]:
-    """``mine - theirs`` at every prompt position both cells hold a finite value, in order."""
-    return [mine.values[p] - theirs.values[p] for p in sorted(mine.values)
-            if p in theirs.values and math.isfinite(mine.values[p])
-            and math.isfinite(theirs.values[p])]
 
 
 @dataclass(frozen=True)
