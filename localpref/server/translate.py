@@ -9,7 +9,6 @@ is a ``SettingsError`` with the library's sentence.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +104,4 @@ def generation_args(request: ChatCompletionRequest, served_id: str, model: Model
             kwargs[name] = value
     if request.stop is not None:
         kwargs["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
-    if "avoid" in kwargs and not accepts_avoid(model):
-        raise SettingsError("This version of localpref cannot steer away from an 'avoid' text.")
     return GenerationArgs(chat_messages(request), kwargs)
-
-
-def accepts_avoid(model: Model) -> bool:
-    """Whether ``model.stream`` takes ``avoid=`` (the library's avoid steering)."""
-    return "avoid" in inspect.signature(model.stream).parameters
