@@ -117,9 +117,40 @@ class Selector:
         if self.penalising:
             scores = self._penalised(scores, candidate_ids)
         self.drawn = (scores, candidate_ids)
-        s = self.sampling
-        if s.temperature == 0:
+        if self.sampling.temperature == 0:
             return int(kernels.greedy(scores))
+        return self._sample(scores)
+
+    def draw_ending_like_pref(self, scores: np.ndarray, z_pref: np.ndarray,
+                              end_positions: np.ndarray,
+                              candidate_ids: np.ndarray | None = None) -> int:
+        """``draw`` with the end rule (``end_tokens="pref"``) at this generation's temperature.
+
+        ``scores`` is the steered distribution, ``z_pref`` the preference lane over the same
+        tokens and ``end_positions`` (ascending) the end tokens' places in them. The rule
+        (``controls.pref_ends_into``) is applied at temperature 1 in place, which is what the
+        trace reads; the token is drawn from the rule applied to the *tempered* lanes, so the
+        answer ends as often as the preference lane would at this temperature: under greedy
+        its zero-temperature limit (``controls.pref_ends_greedy``, the preference lane's top
+        token decides whether to end), otherwise the rule on ``scores / T`` and
+        ``z_pref / T``, scaled back by T for the sampler (which divides by T).
+        """
+        controls.pref_ends_into(scores, z_pref, end_positions)
+        if self.penalising:
+            scores = self._penalised(scores, candidate_ids)
+        self.drawn = (scores, candidate_ids)
+        temperature = self.sampling.temperature
+        if temperature == 0:
+            return int(controls.pref_ends_greedy(scores, z_pref, end_positions))
+        if temperature != 1.0:
+            scores = scores / temperature
+            controls.pref_ends_into(scores, np.asarray(z_pref, np.float64) / temperature,
+                                    end_positions)
+            scores *= temperature
+        return self._sample(scores)
+
+    def _sample(self, scores: np.ndarray) -> int:
+        s = self.sampling
         return int(kernels.sample(scores, s.temperature, s.top_k, s.top_p, s.min_p,
                                   self.uniform()))
 
@@ -215,9 +246,11 @@ class ContrastFamily(Method):
       preference lane finds implausible before combining (``threshold``), ``kl_budget``
       (None = off) lowers the strength per token so that KL(steered || preference lane)
       stays within the budget (``budget_scale``), and ``end_tokens="pref"`` gives the
-      end-of-generation tokens the preference lane's probability instead of the contrast's
-      (``pref_ends``; ``controls.pref_ends_into``; ``"contrast"``, the papers', steers them
-      like any token). All deviate from the papers and are off by default, so the defaults
+      end-of-generation tokens the preference lane's probability instead of the contrast's,
+      at the generation's temperature, so that under greedy decoding the answer ends when
+      the preference lane's top token is an end token (``pref_ends``;
+      ``Selector.draw_ending_like_pref``; ``"contrast"``, the papers', steers them like any
+      token). All deviate from the papers and are off by default, so the defaults
       are the papers'.
     """
 
@@ -293,9 +326,8 @@ class ContrastFamily(Method):
         selector.note_strength(k)
         controls.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
         if self.pref_ends:
-            controls.pref_ends_into(selector.scores, z_pref, selector.end_ids)
-        else:
-            selector.steered_family = (z_pref, z_other, k, threshold)
+            return selector.draw_ending_like_pref(selector.scores, z_pref, selector.end_ids)
+        selector.steered_family = (z_pref, z_other, k, threshold)
         return selector.draw(selector.scores)
 
 
@@ -407,7 +439,7 @@ class Amulet(ContrastFamily):
             z_pref, z_base, alpha, self.lam, self.eta, int(self.iterations)
         )
         if self.pref_ends:
-            controls.pref_ends_into(logprobs, z_pref, selector.end_ids)
+            return selector.draw_ending_like_pref(logprobs, z_pref, selector.end_ids)
         return selector.draw(logprobs)
 
 
@@ -475,10 +507,12 @@ class PAD(ContrastFamily):
         if self.tau > 0:
             controls.restrict_to_plausible(z_policy, self.threshold(z_policy), candidate_ids,
                                            scores)
-        if self.pref_ends:
-            ends = np.flatnonzero(np.isin(candidate_ids, selector.end_ids))
-            if ends.size:
-                controls.pref_ends_into(scores, controls.gather(z_policy, candidate_ids), ends)
+        ends = (np.flatnonzero(np.isin(candidate_ids, selector.end_ids)) if self.pref_ends
+                else ())
+        if len(ends):
+            policy = controls.gather(z_policy, candidate_ids)
+            return int(candidate_ids[selector.draw_ending_like_pref(scores, policy, ends,
+                                                                    candidate_ids)])
         return int(candidate_ids[selector.draw(scores, candidate_ids)])
 
 

@@ -12,7 +12,7 @@ from reference_helpers import np_log_softmax, replay_lanes
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.kernels.controls import pref_ends_into
+from localpref.kernels.controls import pref_ends_greedy, pref_ends_into
 from localpref.methods import Sampling
 
 NEG_INF = -np.inf
@@ -35,6 +35,19 @@ def np_pref_ends(scores: np.ndarray, z_pref: np.ndarray, ends: list[int]) -> np.
     out = np_log_softmax(going_on) + log_rest
     out[eligible] = lp_pref[eligible]
     return out
+
+
+def np_pref_ends_greedy(scores: np.ndarray, z_pref: np.ndarray, ends: list[int]) -> int:
+    """End iff the preference lane's top kept token is an end token; else the steered argmax
+    over the tokens that go on (the rule's zero-temperature limit)."""
+    scores = np.asarray(scores, np.float64)
+    kept = np.isfinite(scores)
+    top = int(np.argmax(np.where(kept, np.asarray(z_pref, np.float64), NEG_INF)))
+    if top in ends:
+        return top
+    going_on = np.where(kept, scores, NEG_INF)
+    going_on[ends] = NEG_INF
+    return int(np.argmax(going_on))
 
 
 def np_family(z_pref: np.ndarray, z_base: np.ndarray, k: float) -> np.ndarray:
@@ -83,6 +96,46 @@ def test_pref_ends_property(values: list[float], seed: int, k: float) -> None:
     np.testing.assert_allclose(out, np_pref_ends(reference, z_pref, ends), atol=1e-7)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.floats(-40, 40), min_size=2, max_size=200),
+    seed=st.integers(0, 10_000),
+    k=st.floats(0, 30),
+    n_ends=st.integers(0, 3),
+)
+def test_pref_ends_greedy_matches_numpy(values: list[float], seed: int, k: float,
+                                        n_ends: int) -> None:
+    z_pref = np.array(values)
+    rng = np.random.default_rng(seed)
+    z_base = z_pref + rng.standard_normal(z_pref.size) * 4
+    ends = sorted(set(rng.integers(0, z_pref.size, size=n_ends).tolist()))
+    scores = np_family(z_pref, z_base, k)
+    scores[rng.random(z_pref.size) < 0.2] = NEG_INF  # some tokens masked (tau, PAD)
+    if not np.isfinite(scores).any():
+        scores[0] = 0.0
+    pref_ends_into(scores, z_pref, np.array(ends, dtype=np.int64))
+    pick = pref_ends_greedy(scores, z_pref, np.array(ends, dtype=np.int64))
+    assert pick == np_pref_ends_greedy(scores, z_pref, ends)
+    assert np.isfinite(scores[pick])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_greedy_pick_is_the_rules_zero_temperature_limit(seed: int) -> None:
+    """argmax of the rule applied to z / T, for a small T, is the greedy kernel's pick."""
+    rng = np.random.default_rng(seed)
+    z_pref = rng.standard_normal(400) * 2
+    z_base = z_pref + rng.standard_normal(400)
+    ends = [3, 50, 201]
+    if seed % 2:  # half the cases: the preference lane's top token is an end token
+        z_pref[50] = z_pref.max() + 0.05
+    steered = np_family(z_pref, z_base, 1.5)
+    temperature = 1e-3
+    tempered = np_pref_ends(steered / temperature, z_pref / temperature, ends)
+    pick = pref_ends_greedy(steered, z_pref, np.array(ends, dtype=np.int64))
+    assert pick == int(np.argmax(tempered))
+    assert (pick == 50) == bool(seed % 2)
+
+
 # -- a hand-built pair of lanes ---------------------------------------------------------------
 
 END = 2
@@ -121,6 +174,43 @@ def test_the_option_still_ends_where_the_preference_lane_wants_to_end() -> None:
         assert pick(method, z_pref, Z_BASE) == END
 
 
+#: The preference lane ranks the end token first, at p = 0.43; the contrast sends nearly all
+#: the rest (0.57) to token 0, so at temperature 1 token 0 outweighs the end token.
+Z_PREF_ENDING = np.array([1.6, 1.5, 2.0, -1.0, -3.0], dtype=np.float32)
+Z_BASE_ENDING = np.array([0.5, 2.5, 2.0, -1.0, -3.0], dtype=np.float32)
+
+
+def test_greedy_ends_where_the_preference_lanes_top_token_is_an_end_token() -> None:
+    p_end = np.exp(np_log_softmax(Z_PREF_ENDING)[END])
+    assert 0.4 < p_end < 0.5 and int(np.argmax(Z_PREF_ENDING)) == END
+    rule = np_pref_ends(np_family(Z_PREF_ENDING, Z_BASE_ENDING, 2.0), Z_PREF_ENDING, [END])
+    assert int(np.argmax(rule)) == 0  # the temperature-1 rule's argmax would go on
+    for method in (Amulet(contrast=2.0, end_tokens="pref"),
+                   Amulet(contrast=2.0, exact=False, end_tokens="pref"),
+                   Contrastive(ratio=2.0, end_tokens="pref"),
+                   PAD(weight=2.0, candidates=5, end_tokens="pref")):
+        assert pick(method, Z_PREF_ENDING, Z_BASE_ENDING) == END
+    # Where the preference lane's top token goes on, greedy never ends, whatever the contrast.
+    assert pick(Amulet(contrast=2.0, end_tokens="pref"), Z_PREF, Z_BASE) == 0
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_ends_as_often_as_the_preference_lane_at_the_same_temperature(
+        temperature: float) -> None:
+    method = Amulet(contrast=2.0, end_tokens="pref")
+    draws = 4000
+    picks = np.array([
+        method.selector(5, Sampling(temperature=temperature), seed, end_ids=[END])
+        .pick([Z_PREF_ENDING, Z_BASE_ENDING]) for seed in range(draws)])
+    expected = np.exp(np_pref_ends(
+        np_family(Z_PREF_ENDING, Z_BASE_ENDING, 2.0) / temperature,
+        Z_PREF_ENDING / temperature, [END]))
+    counts = np.bincount(picks, minlength=5) / draws
+    np.testing.assert_allclose(counts, expected, atol=4 * np.sqrt(0.25 / draws))
+    p_pref_end = np.exp(np_log_softmax(Z_PREF_ENDING / temperature)[END])
+    assert expected[END] == pytest.approx(p_pref_end, abs=1e-9)
+
+
 def test_the_option_gives_the_end_token_exactly_the_preference_lanes_probability() -> None:
     method = Amulet(contrast=2.0, end_tokens="pref")
     selector = method.selector(Z_PREF.size, Sampling(temperature=1.0), 0, end_ids=[END])
@@ -154,8 +244,9 @@ def test_option_off_is_the_papers_amulet_and_on_follows_the_rule(model: Model,
         for token, (z_pref, z_base) in zip(chosen, steps, strict=False):
             steered = np_family(z_pref, z_base, method.effective_contrast)
             if option == "pref":
-                steered = np_pref_ends(steered, z_pref, ends)
-            assert token == int(np.argmax(steered))
+                assert token == np_pref_ends_greedy(steered, z_pref, ends)
+            else:
+                assert token == int(np.argmax(steered))
 
 
 def test_option_keeps_the_answer_where_the_end_token_was_never_in_question(model: Model) -> None:

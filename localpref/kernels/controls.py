@@ -18,7 +18,9 @@ a constant). So one scalar controls the strength, and these kernels act on that 
   with |s| and a bracketing search (bisection guarded Newton) finds t.
 - **Fluency**: ``z[token] - log sum exp(z)``, the log-probability a lane gives the chosen token.
 - **Ending** (``pref_ends_into``): end-of-generation tokens take the preference lane's
-  probability; the contrast shares out the rest (docs/steering.md, "Ending").
+  probability; the contrast shares out the rest (docs/steering.md, "Ending"). Greedy
+  decoding takes the rule's zero-temperature limit (``pref_ends_greedy``): the answer ends
+  when the preference lane's top token is an end token.
 - **Trace** (``step_statistics``, ``lane_statistics``): a step's log-probabilities and argmaxes
   under each lane in one pass over the vocabulary.
 
@@ -350,6 +352,53 @@ def pref_ends_into(scores, z_pref, end_positions):
 
 
 @njit(cache=True)
+def pref_ends_greedy(scores, z_pref, end_positions):
+    """The greedy pick under the end rule: the temperature -> 0 limit of ``pref_ends_into``.
+
+    At temperature T the rule acts on the tempered lanes: the end tokens E get
+    ``p_T(E) = sum_e softmax(z_pref / T)_e`` and the rest share ``1 - p_T(E)`` as the
+    tempered steered distribution does. As T -> 0, ``p_T(E)`` tends to 1 when the preference
+    lane's top token (over the tokens ``scores`` keeps, i.e. its finite entries) is an end
+    token and to 0 otherwise, and the rest tends to its argmax. So
+
+        pick = argmax_i z_pref[i] over kept i,        if that token is in E,
+               argmax_{i kept, i not in E} scores[i],  otherwise,
+
+    lowest index on ties (as ``greedy``); ``end_positions`` ascending. Under greedy decoding
+    the steered answer therefore ends exactly when the preference lane's greedy pick is to
+    end. (Taking the argmax of ``pref_ends_into``'s temperature-1 output instead would end
+    less often than the preference lane: the contrast sharpens the going-on tokens, so an
+    end token the preference lane ranks first at p = 0.4 could still lose to a going-on
+    token at p = 0.5.) Returns -1 if no entry is finite.
+    """
+    n_end = end_positions.shape[0]
+    j = 0
+    best_pref = NEG_INF
+    pref_top = -1
+    pref_top_ends = False
+    best_going_on = NEG_INF
+    going_on_top = -1
+    for i in range(scores.shape[0]):
+        while j < n_end and end_positions[j] < i:
+            j += 1
+        is_end = j < n_end and end_positions[j] == i
+        s = finite_or_neg_inf(np.float64(scores[i]))
+        if s == NEG_INF:
+            continue
+        zp = np.float64(z_pref[i])
+        if pref_top < 0 or zp > best_pref:
+            best_pref = zp
+            pref_top = i
+            pref_top_ends = is_end
+        if not is_end and (going_on_top < 0 or s > best_going_on):
+            best_going_on = s
+            going_on_top = i
+    if pref_top_ends or going_on_top < 0:
+        return pref_top
+    return going_on_top
+
+
+@njit(cache=True)
 def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
     """Set to -inf the PAD scores of candidates whose z_pref is below ``threshold``."""
     for j in range(candidate_ids.shape[0]):
@@ -381,4 +430,6 @@ def warmup() -> None:
         step_statistics(z, z[::-1].copy(), 2.0, threshold, 1)
         lane_statistics(z, 1)
         pref_ends_into(out, z, ids)
+        pref_ends_greedy(out, z, ids)
     pref_ends_into(scores, z64[:2].copy(), ids[:1].copy())  # PAD: over its candidates
+    pref_ends_greedy(scores, z64[:2].copy(), ids[:1].copy())
