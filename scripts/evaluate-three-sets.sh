@@ -2,7 +2,8 @@
 # The evaluation behind docs/results/: Base, Pref and the recommended steering on the Amulet
 # benchmark's Personal, HelpSteer and TruthfulQA prompt sets, 256 new tokens, both lanes scored
 # (so Base and Pref get a fluency under the base lane too), in three stages:
-#   1. localpref's own prompts (--prompts library, what the CLI, the app and the server run);
+#   1. localpref's own prompts (--prompts library, what the CLI, the app and the server run),
+#      with PAD at the recommended strength beside the recommended;
 #   2. the Amulet paper's prompts, with PAD at the recommended strength beside the recommended;
 #   3. the papers' settings (--paper) on the paper's prompts.
 # Each stage first covers every set with half the prompts, so a run stopped early has some of
@@ -30,7 +31,8 @@ run() {  # FOLDER SET LIMIT EXTRA...
 
 for limit in "$HALF" "$PROMPTS"; do
   for set in $SETS; do
-    run library "$set" "$limit" --prompts library --methods base,pref,recommended
+    run library "$set" "$limit" --prompts library --methods base,pref,recommended,pad \
+      --strength 0.5 --tau 0.2 --end-tokens pref
   done
 done
 for limit in "$HALF" "$PROMPTS"; do
