@@ -49,6 +49,7 @@ def test_json_has_every_contract_field(capsys: pytest.CaptureFixture[str]) -> No
     assert payload["methods"]["base"]["ratio_to_base"] == pytest.approx(1.0)
     assert payload["methods"]["contrastive"]["ratio_to_contrastive"] == pytest.approx(1.0)
     assert payload["methods"]["amulet"]["n_lanes"] == 2
+    assert payload["methods"]["recommended"]["n_lanes"] == 2  # the front ends' default
 
     assert set(payload["kernels"]) == {"512", "2048"}
     for size, row in payload["kernels"].items():

@@ -7,21 +7,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from localpref.errors import SettingsError
-from localpref.methods import METHODS, Amulet, Method
+from localpref.methods import METHODS, Amulet, Method, recommended_method
 
 
 def _bench_methods() -> dict[str, Callable[[], Method]]:
     """Every method of ``methods.METHODS`` at its defaults, Amulet's paper loop (the
-    reference) after Amulet."""
+    reference) after Amulet, and last the recommended steering (what every front end runs
+    when no method is named)."""
     found: dict[str, Callable[[], Method]] = {}
     for name, method_class in METHODS.items():
         found[name] = method_class
         if method_class is Amulet:
             found["amulet_loop"] = lambda: Amulet(exact=False)
+    found["recommended"] = recommended_method
     return found
 
 
-#: Method names of the benchmark and how each is made (``amulet_loop`` is the paper's loop).
+#: Method names of the benchmark and how each is made (``amulet_loop`` is the paper's loop,
+#: ``recommended`` the front ends' default).
 BENCH_METHODS: dict[str, Callable[[], Method]] = _bench_methods()
 #: Always measured: the ratios are taken against them.
 REFERENCE_METHODS = ("base", "contrastive")
