@@ -77,6 +77,8 @@ class Selector:
         #: what this step's steered distribution was, for the trace (``localpref.trace``):
         #: (z_pref, z_other, k, threshold) when it is the contrast family on those lanes ...
         self.steered_family: tuple[np.ndarray, np.ndarray, float, float] | None = None
+        #: ... with, under the end rule's greedy fast path, the end tokens it applied to ...
+        self.steered_ends: np.ndarray | None = None
         #: ... and the scores the token was drawn from (after the penalty), with PAD's ids
         self.drawn: tuple[np.ndarray, np.ndarray | None] | None = None
         #: the recent token ids the repetition penalty applied to at this step (or None)
@@ -104,6 +106,7 @@ class Selector:
     def pick(self, lane_logits: Sequence[np.ndarray]) -> int:
         """The next token from the lanes' logits (in the order of ``method.lanes``)."""
         self.steered_family = None
+        self.steered_ends = None
         self.drawn = None
         self.step_penalty_ids = (np.fromiter(self.recent, np.int64) if self.penalising
                                  else None)
@@ -324,6 +327,13 @@ class ContrastFamily(Method):
         threshold = self.threshold(z_pref)
         k *= self.budget_scale(z_pref, z_other, k, threshold)
         selector.note_strength(k)
+        if self.pref_ends and selector.sampling.temperature == 0 and not selector.penalising:
+            # Greedy fast path: one pass, no scores written; the trace derives the token's
+            # log-probability under the rule from the family (controls.pref_ends_logprob).
+            selector.steered_family = (z_pref, z_other, k, threshold)
+            selector.steered_ends = selector.end_ids
+            return int(controls.contrast_pref_ends_greedy(z_pref, z_other, k, threshold,
+                                                          selector.end_ids))
         controls.contrast_plausible_into(z_pref, z_other, k, threshold, selector.scores)
         if self.pref_ends:
             return selector.draw_ending_like_pref(selector.scores, z_pref, selector.end_ids)

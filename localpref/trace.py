@@ -77,6 +77,10 @@ class StepRecorder:
                 family, k, threshold = None, 0.0, NEG_INF
             lp_pref, lp_base, lp_family, top_pref, top_base, top_family = (
                 controls.step_statistics(z_pref, z_base, k, threshold, token))
+            if family is not None and selector.steered_ends is not None:  # the end rule
+                lp_family = controls.pref_ends_logprob(z_pref, z_base, k, threshold,
+                                                       selector.steered_ends, token, lp_pref,
+                                                       lp_family)
         elif z_pref is not None:
             lp_pref, top_pref = controls.lane_statistics(z_pref, token)
         elif z_base is not None:

@@ -12,8 +12,13 @@ from reference_helpers import np_log_softmax, replay_lanes
 from localpref import PAD, Amulet, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.kernels.controls import pref_ends_greedy, pref_ends_into
-from localpref.methods import Sampling
+from localpref.kernels.controls import (
+    contrast_pref_ends_greedy,
+    pref_ends_greedy,
+    pref_ends_into,
+    pref_ends_logprob,
+)
+from localpref.methods import Sampling, recommended_method
 
 NEG_INF = -np.inf
 PROMPT = "How do I keep basil alive?"
@@ -117,6 +122,48 @@ def test_pref_ends_greedy_matches_numpy(values: list[float], seed: int, k: float
     pick = pref_ends_greedy(scores, z_pref, np.array(ends, dtype=np.int64))
     assert pick == np_pref_ends_greedy(scores, z_pref, ends)
     assert np.isfinite(scores[pick])
+
+
+def np_masked_family(z_pref: np.ndarray, z_base: np.ndarray, k: float,
+                     tau: float) -> np.ndarray:
+    """The family over the tokens the plausibility mask keeps (-inf elsewhere)."""
+    zp = np.asarray(z_pref, np.float64)
+    keep = np.isfinite(zp) & np.isfinite(z_base)
+    if tau > 0:
+        keep &= zp >= zp[np.isfinite(zp)].max() + np.log(tau)
+    return np.where(keep, np_family(z_pref, z_base, k), NEG_INF)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.floats(-40, 40), min_size=2, max_size=200),
+    seed=st.integers(0, 10_000),
+    k=st.floats(0, 30),
+    tau=st.sampled_from([0.0, 0.01, 0.2]),
+    n_ends=st.integers(0, 3),
+)
+def test_the_greedy_fast_path_and_its_trace_logprob_match_numpy(
+        values: list[float], seed: int, k: float, tau: float, n_ends: int) -> None:
+    z_pref = np.array(values)
+    rng = np.random.default_rng(seed)
+    z_base = z_pref + rng.standard_normal(z_pref.size) * 4
+    ends = sorted(set(rng.integers(0, z_pref.size, size=n_ends).tolist()))
+    threshold = np.max(z_pref) + np.log(tau) if tau > 0 else NEG_INF
+    steered = np_masked_family(z_pref, z_base, k, tau)
+    ids = np.array(ends, dtype=np.int64)
+    pick = contrast_pref_ends_greedy(z_pref, z_base, k, threshold, ids)
+    assert pick == np_pref_ends_greedy(steered, z_pref, ends)
+    # The trace's log-probability of any kept token, from the two lanes' own log-probabilities.
+    rule = np_pref_ends(steered, z_pref, ends)
+    lp_pref = np_log_softmax(z_pref)
+    lp_steered = np_log_softmax(steered)
+    for token in {pick, *ends, int(rng.integers(0, z_pref.size))}:
+        if not np.isfinite(steered[token]):
+            continue
+        got = pref_ends_logprob(z_pref, z_base, k, threshold, ids, token, lp_pref[token],
+                                lp_steered[token])
+        if np.exp(rule[token]) > 1e-12:
+            assert got == pytest.approx(rule[token], abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -259,3 +306,23 @@ def test_option_keeps_the_answer_where_the_end_token_was_never_in_question(model
     pref = model.generate(PROMPT, preference="verbose", method=Pref(), max_tokens=24)
     assert pref.stats["stop_reason"] == "length"
     assert with_option.tokens == plain.tokens
+
+
+@pytest.mark.parametrize("preference", ["concise", "verbose"])
+def test_the_recommended_greedy_answer_and_trace_follow_the_rule(model: Model,
+                                                                preference: str) -> None:
+    """The greedy fast path on the bundled model: every token is the rule's greedy pick and
+    its trace log-probability is the rule's, replayed in NumPy."""
+    method = recommended_method()
+    ends = sorted(model.vocabulary.end_of_generation_ids)
+    result = model.generate(PROMPT, preference=preference, method=method, max_tokens=32,
+                            trace=True)
+    steps = replay_lanes(model, PROMPT, result.tokens, preference=preference)
+    shifts = []
+    for entry, (z_pref, z_base) in zip(result.trace, steps, strict=True):
+        steered = np_masked_family(z_pref, z_base, method.effective_contrast, method.tau)
+        assert entry["token"] == np_pref_ends_greedy(steered, z_pref, ends)
+        rule = np_pref_ends(steered, z_pref, ends)
+        assert entry["logprob"] == pytest.approx(rule[entry["token"]], abs=1e-5)
+        shifts.append(entry["logprob"] - entry["logprob_pref"])
+    assert result.stats["mean_shift"] == pytest.approx(np.mean(shifts), abs=1e-9)

@@ -399,6 +399,94 @@ def pref_ends_greedy(scores, z_pref, end_positions):
 
 
 @njit(cache=True)
+def contrast_pref_ends_greedy(z_pref, z_other, k, threshold, end_positions):
+    """``pref_ends_greedy`` on the contrast family, in one pass, without writing the scores.
+
+    Over the tokens ``contrast_plausible_into`` keeps (finite in both lanes, ``z_pref >=
+    threshold``), with ``s = z_pref + k (z_pref - z_other)``:
+
+        pick = argmax z_pref over kept tokens,        if that token is in E,
+               argmax s over kept tokens not in E,     otherwise
+
+    (lowest index on ties; ``end_positions`` ascending; -1 if nothing is kept). The greedy
+    fast path of Contrastive and Amulet under ``end_tokens="pref"``.
+    """
+    n_end = end_positions.shape[0]
+    j = 0
+    best_pref = NEG_INF
+    pref_top = -1
+    pref_top_ends = False
+    best_going_on = NEG_INF
+    going_on_top = -1
+    for i in range(z_pref.shape[0]):
+        v = _family_value(z_pref, z_other, i, k, threshold)
+        if v == NEG_INF:
+            continue
+        while j < n_end and end_positions[j] < i:
+            j += 1
+        is_end = j < n_end and end_positions[j] == i
+        zp = np.float64(z_pref[i])
+        if pref_top < 0 or zp > best_pref:
+            best_pref = zp
+            pref_top = i
+            pref_top_ends = is_end
+        if not is_end and (going_on_top < 0 or v > best_going_on):
+            best_going_on = v
+            going_on_top = i
+    if pref_top_ends or going_on_top < 0:
+        return pref_top
+    return going_on_top
+
+
+@njit(cache=True)
+def pref_ends_logprob(z_pref, z_other, k, threshold, end_positions, token, lp_pref, lp_steered):
+    """log p(token) under the end rule (``pref_ends_into``) applied to the contrast family,
+    from the family's and the preference lane's own log-probabilities of ``token``.
+
+    With E the kept end tokens, ``p_pref(E) = sum_e exp(z_pref[e] - A_pref)`` (``A_pref =
+    z_pref[token] - lp_pref``, the lane's log-normaliser) and ``p_s(E)`` the same under the
+    family (``A_s = s[token] - lp_steered``):
+
+        log p(token) = lp_pref                                              if token in E,
+                       log(1 - p_pref(E)) + lp_steered - log(1 - p_s(E))      otherwise,
+
+    so the trace needs O(|E|) work on top of ``step_statistics`` instead of a pass over V
+    (one pass when p(E) > 1/2 in either, where ``1 - p(E)`` would cancel; ``end_positions``
+    ascending).
+    """
+    a_pref = np.float64(z_pref[token]) - lp_pref
+    a_steered = _family_value(z_pref, z_other, token, k, threshold) - lp_steered
+    ending_pref = 0.0
+    ending_steered = 0.0
+    for j in range(end_positions.shape[0]):
+        e = end_positions[j]
+        if e == token:
+            return lp_pref
+        v = _family_value(z_pref, z_other, e, k, threshold)
+        if v == NEG_INF:
+            continue
+        ending_pref += math.exp(np.float64(z_pref[e]) - a_pref)
+        ending_steered += math.exp(v - a_steered)
+    if ending_pref <= 0.5 and ending_steered <= 0.5:  # no cancellation in 1 - p(E)
+        return math.log1p(-ending_pref) + lp_steered - math.log1p(-ending_steered)
+    # Most of the mass on the end tokens: sum the going-on mass directly (a pass over V).
+    going_on_pref = 0.0
+    going_on_steered = 0.0
+    j = 0
+    n_end = end_positions.shape[0]
+    for i in range(z_pref.shape[0]):
+        while j < n_end and end_positions[j] < i:
+            j += 1
+        v = _family_value(z_pref, z_other, i, k, threshold)
+        if j < n_end and end_positions[j] == i and v > NEG_INF:
+            continue  # a kept end token
+        going_on_pref += exp_nonpos(finite_or_neg_inf(np.float64(z_pref[i])) - a_pref)
+        if v > NEG_INF:
+            going_on_steered += math.exp(v - a_steered)
+    return math.log(going_on_pref) + lp_steered - math.log(going_on_steered)
+
+
+@njit(cache=True)
 def restrict_to_plausible(z_pref, threshold, candidate_ids, scores):
     """Set to -inf the PAD scores of candidates whose z_pref is below ``threshold``."""
     for j in range(candidate_ids.shape[0]):
@@ -431,5 +519,7 @@ def warmup() -> None:
         lane_statistics(z, 1)
         pref_ends_into(out, z, ids)
         pref_ends_greedy(out, z, ids)
+        contrast_pref_ends_greedy(z, z[::-1].copy(), 2.0, threshold, ids[1:].copy())
+        pref_ends_logprob(z, z[::-1].copy(), 2.0, threshold, ids[1:].copy(), 2, -1.0, -1.0)
     pref_ends_into(scores, z64[:2].copy(), ids[:1].copy())  # PAD: over its candidates
     pref_ends_greedy(scores, z64[:2].copy(), ids[:1].copy())
