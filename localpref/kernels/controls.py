@@ -371,31 +371,7 @@ def pref_ends_greedy(scores, z_pref, end_positions):
     end token the preference lane ranks first at p = 0.4 could still lose to a going-on
     token at p = 0.5.) Returns -1 if no entry is finite.
     """
-    n_end = end_positions.shape[0]
-    j = 0
-    best_pref = NEG_INF
-    pref_top = -1
-    pref_top_ends = False
-    best_going_on = NEG_INF
-    going_on_top = -1
-    for i in range(scores.shape[0]):
-        while j < n_end and end_positions[j] < i:
-            j += 1
-        is_end = j < n_end and end_positions[j] == i
-        s = finite_or_neg_inf(np.float64(scores[i]))
-        if s == NEG_INF:
-            continue
-        zp = np.float64(z_pref[i])
-        if pref_top < 0 or zp > best_pref:
-            best_pref = zp
-            pref_top = i
-            pref_top_ends = is_end
-        if not is_end and (going_on_top < 0 or s > best_going_on):
-            best_going_on = s
-            going_on_top = i
-    if pref_top_ends or going_on_top < 0:
-        return pref_top
-    return going_on_top
+    return _end_rule_pick(z_pref, z_pref, 0.0, NEG_INF, scores, True, end_positions)
 
 
 @njit(cache=True)
@@ -411,6 +387,13 @@ def contrast_pref_ends_greedy(z_pref, z_other, k, threshold, end_positions):
     (lowest index on ties; ``end_positions`` ascending; -1 if nothing is kept). The greedy
     fast path of Contrastive and Amulet under ``end_tokens="pref"``.
     """
+    return _end_rule_pick(z_pref, z_other, k, threshold, z_pref, False, end_positions)
+
+
+@njit(cache=True)
+def _end_rule_pick(z_pref, z_other, k, threshold, scores, from_scores, end_positions):
+    """The two greedy picks above in one loop: a token's value is ``scores[i]`` when
+    ``from_scores`` (-inf = not kept), else the contrast family's ``_family_value``."""
     n_end = end_positions.shape[0]
     j = 0
     best_pref = NEG_INF
@@ -419,7 +402,10 @@ def contrast_pref_ends_greedy(z_pref, z_other, k, threshold, end_positions):
     best_going_on = NEG_INF
     going_on_top = -1
     for i in range(z_pref.shape[0]):
-        v = _family_value(z_pref, z_other, i, k, threshold)
+        if from_scores:
+            v = finite_or_neg_inf(np.float64(scores[i]))
+        else:
+            v = _family_value(z_pref, z_other, i, k, threshold)
         if v == NEG_INF:
             continue
         while j < n_end and end_positions[j] < i:
