@@ -117,9 +117,7 @@ class Selector:
     def draw(self, scores: np.ndarray, candidate_ids: np.ndarray | None = None) -> int:
         """Index drawn from ``scores`` (over the vocabulary, or over ``candidate_ids``) with
         this generation's sampling settings, after the repetition penalty if any."""
-        if self.penalising:
-            scores = self._penalised(scores, candidate_ids)
-        self.drawn = (scores, candidate_ids)
+        scores = self._penalised_and_recorded(scores, candidate_ids)
         if self.sampling.temperature == 0:
             return int(kernels.greedy(scores))
         return self._sample(scores)
@@ -139,9 +137,7 @@ class Selector:
         ``z_pref / T``, scaled back by T for the sampler (which divides by T).
         """
         controls.pref_ends_into(scores, z_pref, end_positions)
-        if self.penalising:
-            scores = self._penalised(scores, candidate_ids)
-        self.drawn = (scores, candidate_ids)
+        scores = self._penalised_and_recorded(scores, candidate_ids)
         temperature = self.sampling.temperature
         if temperature == 0:
             return int(controls.pref_ends_greedy(scores, z_pref, end_positions))
@@ -151,6 +147,14 @@ class Selector:
                                     end_positions)
             scores *= temperature
         return self._sample(scores)
+
+    def _penalised_and_recorded(self, scores: np.ndarray,
+                                candidate_ids: np.ndarray | None) -> np.ndarray:
+        """The scores after the repetition penalty if any, kept as ``drawn`` for the trace."""
+        if self.penalising:
+            scores = self._penalised(scores, candidate_ids)
+        self.drawn = (scores, candidate_ids)
+        return scores
 
     def _sample(self, scores: np.ndarray) -> int:
         s = self.sampling
@@ -517,12 +521,12 @@ class PAD(ContrastFamily):
         if self.tau > 0:
             controls.restrict_to_plausible(z_policy, self.threshold(z_policy), candidate_ids,
                                            scores)
-        ends = (np.flatnonzero(np.isin(candidate_ids, selector.end_ids)) if self.pref_ends
-                else ())
-        if len(ends):
-            policy = controls.gather(z_policy, candidate_ids)
-            return int(candidate_ids[selector.draw_ending_like_pref(scores, policy, ends,
-                                                                    candidate_ids)])
+        if self.pref_ends:
+            ends = np.flatnonzero(np.isin(candidate_ids, selector.end_ids))
+            if ends.size:
+                policy = controls.gather(z_policy, candidate_ids)
+                return int(candidate_ids[selector.draw_ending_like_pref(scores, policy, ends,
+                                                                        candidate_ids)])
         return int(candidate_ids[selector.draw(scores, candidate_ids)])
 
 

@@ -394,7 +394,6 @@ def contrast_pref_ends_greedy(z_pref, z_other, k, threshold, end_positions):
 def _end_rule_pick(z_pref, z_other, k, threshold, scores, from_scores, end_positions):
     """The two greedy picks above in one loop: a token's value is ``scores[i]`` when
     ``from_scores`` (-inf = not kept), else the contrast family's ``_family_value``."""
-    n_end = end_positions.shape[0]
     j = 0
     best_pref = NEG_INF
     pref_top = -1
@@ -408,9 +407,7 @@ def _end_rule_pick(z_pref, z_other, k, threshold, scores, from_scores, end_posit
             v = _family_value(z_pref, z_other, i, k, threshold)
         if v == NEG_INF:
             continue
-        while j < n_end and end_positions[j] < i:
-            j += 1
-        is_end = j < n_end and end_positions[j] == i
+        j, is_end = _end_at(end_positions, j, i)
         zp = np.float64(z_pref[i])
         if pref_top < 0 or zp > best_pref:
             best_pref = zp
@@ -422,6 +419,16 @@ def _end_rule_pick(z_pref, z_other, k, threshold, scores, from_scores, end_posit
     if pref_top_ends or going_on_top < 0:
         return pref_top
     return going_on_top
+
+
+@njit(cache=True)
+def _end_at(end_positions, j, i):
+    """(j, whether token i is an end token), walking the ascending ``end_positions`` from
+    index j; called with increasing i, so one loop over V walks the end tokens once."""
+    n_end = end_positions.shape[0]
+    while j < n_end and end_positions[j] < i:
+        j += 1
+    return j, j < n_end and end_positions[j] == i
 
 
 @njit(cache=True)
@@ -459,12 +466,10 @@ def pref_ends_logprob(z_pref, z_other, k, threshold, end_positions, token, lp_pr
     going_on_pref = 0.0
     going_on_steered = 0.0
     j = 0
-    n_end = end_positions.shape[0]
     for i in range(z_pref.shape[0]):
-        while j < n_end and end_positions[j] < i:
-            j += 1
+        j, is_end = _end_at(end_positions, j, i)
         v = _family_value(z_pref, z_other, i, k, threshold)
-        if j < n_end and end_positions[j] == i and v > NEG_INF:
+        if is_end and v > NEG_INF:
             continue  # a kept end token
         going_on_pref += exp_nonpos(finite_or_neg_inf(np.float64(z_pref[i])) - a_pref)
         if v > NEG_INF:
