@@ -26,6 +26,7 @@ WORDS = {  # concise: fewer words is better
     "contrastive": [50.0, 60.0, 70.0, 80.0],  # 10 more on every prompt: loses
 }
 FLUENCY = {"pref": -1.0, "amulet": -1.7, "pad": -1.2, "contrastive": -1.1}
+FLUENCY_PREF = {"pref": -0.5, "amulet": -0.8, "pad": -1.3, "contrastive": -0.5}  # pref lane
 
 
 def _rows() -> tuple[list[dict], dict[str, dict]]:
@@ -38,7 +39,8 @@ def _rows() -> tuple[list[dict], dict[str, dict]]:
                          "key": {"model": "m", "prompts": "paper", "max_tokens": 8,
                                  "settings": {}},
                          "stats": {"tokens_per_s": 10.0,
-                                   "fluency_base": FLUENCY[method] + 0.01 * position}})
+                                   "fluency_base": FLUENCY[method] + 0.01 * position,
+                                   "fluency_pref": FLUENCY_PREF[method] - 0.02 * position}})
             metrics[identifier] = {"words": words}
     return rows, metrics
 
@@ -60,10 +62,15 @@ def test_each_method_against_pref_matches_numpy_and_gets_its_verdict() -> None:
         assert (comparison.delta_low, comparison.delta_high) == pytest.approx(
             bootstrap_interval(list(differences), resamples=300))
         assert comparison.fluency_delta == pytest.approx(FLUENCY[label] - FLUENCY["pref"])
+        assert comparison.pref_fluency_delta == pytest.approx(
+            FLUENCY_PREF[label] - FLUENCY_PREF["pref"])
     assert found["amulet"].verdict == "beats"  # concise: lower is better
     assert found["pad"].verdict == "no different"
     assert found["contrastive"].verdict == "loses"
     assert found["amulet"].fluent(0.5) is False and found["pad"].fluent(0.5) is True
+    # Under the preference lane the verdicts on fluency differ: amulet -0.3, pad -0.8.
+    assert found["amulet"].fluent(0.5, lane="pref") is True
+    assert found["pad"].fluent(0.5, lane="pref") is False
 
 
 def test_the_summary_states_each_verdict_with_its_interval_and_fluency() -> None:
@@ -71,8 +78,20 @@ def test_the_summary_states_each_verdict_with_its_interval_and_fluency() -> None
     text = render_summary(collect(rows, metrics), resamples=300)
     assert "## Against Pref, prompt by prompt" in text
     line = next(x for x in text.splitlines() if x.startswith("| d | concise | words ↓ | **"))
+    assert ("**beats** -10.0 [-10.0, -10.0]; fluency -0.70 **not fluent**, pref lane -0.30 "
+            "(n=4)") in line
+    assert "**no different** 0.0 [-5.0, 5.0]; fluency -0.20, pref lane -0.80 **not fluent**" in line
+    assert "**loses** 10.0 [10.0, 10.0]; fluency -0.10, pref lane 0.00 (n=4)" in line
+
+
+def test_without_preference_lane_fluency_the_cell_names_the_base_lane_only() -> None:
+    rows, metrics = _rows()
+    for row in rows:
+        del row["stats"]["fluency_pref"]
+    text = render_summary(collect(rows, metrics), resamples=300)
+    line = next(x for x in text.splitlines() if x.startswith("| d | concise | words ↓ | **"))
     assert "**beats** -10.0 [-10.0, -10.0]; fluency -0.70 **not fluent** (n=4)" in line
-    assert "**loses** 10.0 [10.0, 10.0]; fluency -0.10 (n=4)" in line
+    assert "pref lane" not in line
 
 
 def test_without_pref_rows_there_is_no_section() -> None:

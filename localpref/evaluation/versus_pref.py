@@ -8,12 +8,15 @@ beat to be worth its second lane. For each dataset, preference with an automatic
     Δ fluency = mean over prompts of (fluency(method) - fluency(Pref))
 
 with fluency the mean log-probability of the answer's tokens under the base lane (nats per
-token, as in the sweep), and a 95% percentile bootstrap interval over prompts for each
-(paired: a prompt's two answers are resampled together, so prompt difficulty cancels).
+token, as in the sweep) and, beside it, under the preference lane (is this a text the model,
+asked for the preference, finds natural? The base lane penalises exactly what a preference asks
+for), and a 95% percentile bootstrap interval over prompts for each (paired: a prompt's two
+answers are resampled together, so prompt difficulty cancels).
 
 A method **beats Pref** when the interval of Δ score lies wholly on the preference's side of
 zero, **loses** when it lies wholly on the other side, and is **no different** otherwise; it
-is **fluent** when Δ fluency is at least ``-budget`` nats (0.5 by default, the sweep's budget).
+is **fluent** under a lane when Δ fluency under it is at least ``-budget`` nats (0.5 by
+default, the sweep's budget).
 
 Everything is a function of the rows (through ``tables.Tables``), so merged shards give the
 same section as one run.
@@ -41,6 +44,7 @@ from localpref.evaluation.tables import (
 )
 
 FLUENCY = "fluency_base"
+FLUENCY_PREF = "fluency_pref"
 PREF = "pref"
 
 
@@ -60,6 +64,8 @@ class Comparison:
     fluency_delta: float
     fluency_low: float
     fluency_high: float
+    pref_fluency_delta: float = math.nan
+    """Mean fluency difference under the preference lane (NaN where not recorded)."""
 
     @property
     def verdict(self) -> str:
@@ -73,9 +79,11 @@ class Comparison:
             return "loses"
         return "no different"
 
-    def fluent(self, budget: float) -> bool | None:
-        """Whether the mean fluency is at most ``budget`` nats below Pref's (None: unknown)."""
-        return None if not math.isfinite(self.fluency_delta) else self.fluency_delta >= -budget
+    def fluent(self, budget: float, *, lane: str = "base") -> bool | None:
+        """Whether the mean fluency under ``lane`` (``base`` or ``pref``) is at most ``budget``
+        nats below Pref's (None: unknown)."""
+        delta = self.fluency_delta if lane == "base" else self.pref_fluency_delta
+        return None if not math.isfinite(delta) else delta >= -budget
 
 
 def _pref_variant(tables: Tables) -> Variant | None:
@@ -102,23 +110,31 @@ def comparisons(tables: Tables, *, resamples: int = 2000) -> list[Comparison]:
             fluency = paired_differences(
                 tables.cells.get((*group, variant.label, FLUENCY)) or Cell(),
                 tables.cells.get((*group, pref.label, FLUENCY)) or Cell())
+            pref_fluency = paired_differences(
+                tables.cells.get((*group, variant.label, FLUENCY_PREF)) or Cell(),
+                tables.cells.get((*group, pref.label, FLUENCY_PREF)) or Cell())
             low, high = bootstrap_interval(scores, resamples=resamples)
             f_low, f_high = bootstrap_interval(fluency, resamples=resamples)
             found.append(Comparison(
                 dataset, preference, metric, direction, variant.label, len(scores),
                 float(np.mean(scores)) if scores else math.nan, low, high,
-                float(np.mean(fluency)) if fluency else math.nan, f_low, f_high))
+                float(np.mean(fluency)) if fluency else math.nan, f_low, f_high,
+                float(np.mean(pref_fluency)) if pref_fluency else math.nan))
     return found
 
 
 def _cell(comparison: Comparison, budget: float) -> str:
     metric = comparison.metric
-    fluent = comparison.fluent(budget)
-    mark = {True: "", False: " **not fluent**", None: ""}[fluent]
+    marks = {True: "", False: " **not fluent**", None: ""}
+    under_pref = ""
+    if math.isfinite(comparison.pref_fluency_delta):
+        under_pref = (f", pref lane {format_value(FLUENCY_PREF, comparison.pref_fluency_delta)}"
+                      f"{marks[comparison.fluent(budget, lane='pref')]}")
     return (f"**{comparison.verdict}** {format_value(metric, comparison.delta)} "
             f"[{format_value(metric, comparison.delta_low)}, "
             f"{format_value(metric, comparison.delta_high)}]; fluency "
-            f"{format_value(FLUENCY, comparison.fluency_delta)}{mark} (n={comparison.n_prompts})")
+            f"{format_value(FLUENCY, comparison.fluency_delta)}{marks[comparison.fluent(budget)]}"
+            f"{under_pref} (n={comparison.n_prompts})")
 
 
 def render_versus_pref_section(tables: Tables, *, budget: float = 0.5,
@@ -132,8 +148,9 @@ def render_versus_pref_section(tables: Tables, *, budget: float = 0.5,
              "Each cell: the verdict (**beats** / **loses**: the 95% paired bootstrap interval of "
              "the score difference lies wholly on the better / worse side of zero), the mean "
              "difference from Pref's score [interval], the mean difference from Pref's fluency "
-             f"under the base lane (nats/token; **not fluent** when more than {budget:g} "
-             "below), and n, the prompts both answered.", ""]
+             "under the base lane and, where recorded, under the preference lane (nats/token; "
+             f"**not fluent** when more than {budget:g} below), and n, the prompts both "
+             "answered.", ""]
     rows = []
     for dataset, preference, metric, direction in tables.scored_groups():
         row = [dataset, preference, f"{metric_name(metric)} {direction_arrow(direction)}"]
