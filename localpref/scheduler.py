@@ -6,8 +6,9 @@ tokens, one ``Track`` per answer) and read the pieces from the job's ``Outbox``;
 scheduler's thread does everything that touches llama.cpp, in rounds:
 
 1. **admit** waiting jobs, first come first served, while their lanes fit (``max_lanes``
-   lanes per context); an idle chat's lanes are reclaimed when the head of the queue needs
-   them (its next turn evaluates its history again);
+   lanes per context); an admitted job's lanes are opened at once, so one round never admits
+   more than fit and the rest wait in the queue; an idle chat's lanes are reclaimed when the
+   head of the queue needs them (its next turn evaluates its history again);
 2. **step**: the pending token of every lane of every running job goes into ONE batch per
    context, one ``llama_decode`` each;
 3. right after, every track that was in the step does its per-token work on the fresh
@@ -260,9 +261,7 @@ class Scheduler:
 
     def _round(self) -> None:
         with self._cond:
-            admitted = self._admit()
-        for job in admitted:
-            self._open(job)
+            self._admit()
         for job in [job for job in self._live if job.cancelled]:
             self._end(job, "cancelled")
         stepped = self._step()
@@ -271,7 +270,9 @@ class Scheduler:
     # -- admission ----------------------------------------------------------------------
 
     def _admit(self) -> list[Job]:
-        """Move queue heads whose lanes fit to the live list (FIFO; called under _cond)."""
+        """Move queue heads whose lanes fit to the live list and open their lanes (FIFO;
+        called under _cond). Each job's lanes are taken before the next head is weighed, so
+        the free lanes ``_fits`` reads are always what is really left."""
         admitted = []
         for job in [job for job in self._queue if job.cancelled]:  # wherever they wait
             self._queue.remove(job)
@@ -285,6 +286,7 @@ class Scheduler:
             head.admitted_at = time.perf_counter()
             self._live.append(head)
             admitted.append(head)
+            self._open(head)
         return admitted
 
     def _fits(self, job: Job, *, reclaim: bool, dry_run: bool) -> bool:

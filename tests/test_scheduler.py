@@ -290,3 +290,29 @@ def test_closing_a_request_that_waits_behind_another_ends_it_at_once(
         assert behind.result.tokens == [] and small.scheduler.queued == 1
         running.close()
         assert head.run().stats["stop_reason"] == "length"
+
+
+def test_many_times_the_capacity_submitted_in_one_round_all_answer_exactly(
+        bundled_path: Path) -> None:
+    """Twelve two-lane requests on four lanes, queued while the scheduler is held so that ONE
+    round sees them all: it admits only the two that fit, the rest wait their turn (FIFO),
+    and every answer equals the same request alone."""
+    prompts = [f"Name {word} herb." for word in ("a", "one", "a green", "a dry", "a rare",
+                                                "a cheap", "a common", "a tall", "a soft",
+                                                "a bitter", "a sweet", "a wild")]
+    with Model(bundled_path, max_lanes=4, n_ctx=256, max_queued=len(prompts)) as small:
+        alone = [_alone(small, p, "concise", Amulet(), 3) for p in prompts]
+        with small.scheduler.exclusive():
+            generations = [small.stream(p, preference="concise", method=Amulet(),
+                                        max_tokens=3, ignore_eos=True).start()
+                           for p in prompts]
+            assert small.scheduler.queued == len(prompts)
+        results = [generation.run() for generation in generations]
+        events = list(small.scheduler.events)
+        assert small.scheduler.running == 0 and small.scheduler.queued == 0
+    for together, single in zip(results, alone, strict=True):
+        assert together.stats["stop_reason"] == "length"
+        assert together.tokens == single.tokens and together.text == single.text
+    assert max(e.tokens for e in events if e.kind == "step") <= 4  # never more than fit
+    waited = [r.stats["queued_ms"] for r in results]
+    assert all(w > 0 for w in waited[2:])

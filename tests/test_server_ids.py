@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from localpref.decoding import Result
-from localpref.errors import BusyError, PromptTooLongError, SettingsError
+from localpref.errors import BusyError, ModelError, PromptTooLongError, SettingsError
 from localpref.server.errors import from_library
 from localpref.server.ids import (
     RequestedSteering,
@@ -60,6 +60,8 @@ def test_library_errors_map_to_statuses() -> None:
     busy = from_library(BusyError("Too many requests are waiting."))
     assert (busy.status, busy.code, busy.headers["Retry-After"]) == (503, "queue_full", "2")
     assert from_library(PromptTooLongError("The prompt is 9 tokens long.")).status == 400
+    engine = from_library(ModelError("All 8 lanes of the context are in use."))
+    assert engine.status == 500 and engine.code == "model_error"  # never blames the client
     crash = from_library(RuntimeError("secret internals"))
     assert crash.status == 500 and "secret" not in crash.message
 

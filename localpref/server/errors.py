@@ -1,9 +1,11 @@
 """OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}`` for every failure.
 
-The library's ``LocalprefError`` sentences become 400s (``BusyError`` a 503 with
-``Retry-After``, an unknown model id a 404); FastAPI's 422 validation errors become 400s and its
-own 404 and 405 take the same shape. An unexpected exception is a 500 whose message names no
-internals: its traceback goes to the server's log, never to the client.
+The library's ``LocalprefError`` sentences about the request become 400s; ``BusyError`` (the
+queue is full) is a 503 with ``Retry-After``, a ``ModelError`` (the engine or the model file
+failing, never the client's doing) a 500 with its sentence, an unknown model id a 404.
+FastAPI's 422 validation errors become 400s and its own 404 and 405 take the same shape. An
+unexpected exception is a 500 whose message names no internals: its traceback goes to the
+server's log, never to the client.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from localpref.errors import BusyError, LocalprefError
+from localpref.errors import BusyError, LocalprefError, ModelError
 from localpref.server.ids import UnknownModelError
 
 #: Seconds a client is told to wait before trying again (loading, or a full queue).
@@ -64,6 +66,8 @@ def from_library(error: Exception) -> ApiError:
         return ApiError(404, str(error), code="model_not_found", param="model")
     if isinstance(error, BusyError):
         return unavailable(str(error), "queue_full")
+    if isinstance(error, ModelError):
+        return ApiError(500, str(error), code="model_error")
     if isinstance(error, LocalprefError):
         return ApiError(400, str(error), code="invalid_value")
     return ApiError(500, "The server failed while generating; see its log.", code="internal_error")

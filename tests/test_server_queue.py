@@ -1,0 +1,82 @@
+"""Load on `localpref serve` over real HTTP with the openai SDK: several times the server's
+capacity at once is queued, never refused, and every answer is the one it gets alone; only past
+``max_queued`` is a request refused, with 503 and Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import openai
+from server_helpers import MODEL_ID, running_server
+
+from localpref.api import Model
+from localpref.presets import PRESETS
+
+#: ``localpref serve``'s default --parallel: the session model's 8 lanes are 4 two-lane requests.
+PARALLEL = 4
+TOKENS = 5
+
+
+def _wait_for(condition, seconds: float = 120.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+async def test_three_times_parallel_steered_streams_all_answer_as_alone(model: Model) -> None:
+    assert model.context.max_lanes == 2 * PARALLEL  # a default server's lanes
+    preferences = list(PRESETS)
+    jobs = [(f"Name {n + 1} herbs.", preferences[n % len(preferences)])
+            for n in range(3 * PARALLEL)]
+    expected = [model.generate(prompt, preference=preference, max_tokens=TOKENS).text
+                for prompt, preference in jobs]
+    with running_server(model) as server:
+        async with openai.AsyncOpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                                      timeout=600) as client:
+
+            async def one(prompt: str, preference: str) -> str:
+                stream = await client.chat.completions.create(
+                    model=f"{MODEL_ID}:{preference}", max_tokens=TOKENS, stream=True,
+                    messages=[{"role": "user", "content": prompt}])
+                return "".join([c.choices[0].delta.content or ""
+                                async for c in stream if c.choices])
+
+            texts = await asyncio.gather(*(one(p, pref) for p, pref in jobs))
+        assert model.scheduler.queued == 0
+    assert list(texts) == expected  # every one a 200 (else the SDK raised) and exact
+    assert len(set(texts)) > 1
+
+
+def test_past_max_queued_is_503_with_retry_after(bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=1) as small, \
+            running_server(small) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                               timeout=600)
+        alone = small.generate("Name a herb.", preference="concise", max_tokens=4).text
+        holding = client.chat.completions.create(
+            model=f"{MODEL_ID}:amulet:verbose", max_tokens=300, stream=True,
+            messages=[{"role": "user", "content": "Write a long story about a fox."}],
+            extra_body={"localpref": {"ignore_eos": True}})
+        next(iter(holding))  # it runs: both lanes are taken
+        waited: list[str | None] = []
+        waiter = threading.Thread(target=lambda: waited.append(client.chat.completions.create(
+            model=f"{MODEL_ID}:concise", max_tokens=4,
+            messages=[{"role": "user", "content": "Name a herb."}]).choices[0].message.content))
+        waiter.start()
+        _wait_for(lambda: small.scheduler.queued == 1)
+        try:
+            client.chat.completions.create(model=MODEL_ID, max_tokens=2,
+                                           messages=[{"role": "user", "content": "Hi"}])
+            raise AssertionError("a request past max_queued was answered")
+        except openai.APIStatusError as refused:
+            assert refused.status_code == 503
+            assert refused.response.headers["retry-after"] == "2"
+            error = refused.response.json()["error"]
+            assert error["code"] == "queue_full" and "waiting" in error["message"]
+        holding.close()
+        waiter.join(300)
+    assert waited == [alone]  # the queued one was answered once the lanes were free
