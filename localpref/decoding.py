@@ -159,7 +159,7 @@ class Track:
 
     def advance(self, token: int) -> bool:
         """Add ``token``; True when its lanes must decode it (the track goes on)."""
-        if not self.ignore_eos and self.vocabulary.is_end_of_generation(token):
+        if not self.ignore_eos and self.vocabulary.ends_answer(token):
             self.finish("eos")
             return False
         self.tokens.append(token)

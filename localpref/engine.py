@@ -72,9 +72,19 @@ class Vocabulary:
         self.bos_id: int = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id: int = llama_cpp.llama_vocab_eos(self._vocab)
         self._piece_buffer = ctypes.create_string_buffer(256)
-        self.end_of_generation_ids: frozenset[int] = frozenset(
-            token for token in range(self.size) if llama_cpp.llama_vocab_is_eog(self._vocab, token)
-        )
+        ends, controls = [], []
+        for token in range(self.size):
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                ends.append(token)
+            if llama_cpp.llama_vocab_is_control(self._vocab, token):
+                controls.append(token)
+        self.end_of_generation_ids: frozenset[int] = frozenset(ends)
+        #: control tokens: the chat template's markup (``<|im_start|>``, ``<start_of_turn>``,
+        #: BOS...), never text; ``tokenize`` reads their strings only with ``parse_special``
+        self.control_ids: frozenset[int] = frozenset(controls)
+        #: the tokens an answer ends at: every end-of-generation token, and every control
+        #: token, which is all the tokens that could open a turn (``<|im_start|>``...)
+        self.answer_end_ids: frozenset[int] = self.end_of_generation_ids | self.control_ids
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
         """Token ids of ``text``; ``add_special`` adds BOS where the model asks for it."""
@@ -121,6 +131,11 @@ class Vocabulary:
     def is_end_of_generation(self, token: int) -> bool:
         """True for every end token (EOS, ``<|im_end|>``, ``<end_of_turn>``...)."""
         return token in self.end_of_generation_ids
+
+    def ends_answer(self, token: int) -> bool:
+        """True where an answer ends: an end token, or a control token that could open a turn
+        (``<|im_start|>``, ``<start_of_turn>``...): the model has left the answer."""
+        return token in self.answer_end_ids
 
 
 class LoadedModel:

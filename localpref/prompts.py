@@ -4,11 +4,20 @@ The base lane reads the conversation under the neutral system prompt; the prefer
 the same system prompt followed by the preference sentence. A system prompt containing
 ``{preference}`` (the papers' prompts) gets the sentence there instead, or nothing on the base
 lane. Templates without a system role get that text in front of the first user message.
+
+User text (every message's content and the system text, which holds the preference, avoid and
+example sentences) never becomes a control token: the template is rendered with each user text
+replaced by a sentinel, the rendering is split on the sentinels, the template's own pieces are
+tokenized with special-token parsing on and the user texts with it off, and the token lists are
+joined. A template that transforms the content so that the sentinels do not come back verbatim
+is rendered with the real texts, their control-token strings broken by a zero-width space.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
+import secrets
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
@@ -98,16 +107,53 @@ class ChatTemplate:
     def render_with_system(self, system: str, messages: Sequence[Message]) -> str:
         """Render ``messages`` under ``system``, folding it into the first user message when
         the template has no system role. A system message in ``messages`` is replaced."""
+        return self.render(self._with_system(system, messages))
+
+    def _with_system(self, system: str, messages: Sequence[Message]) -> list[dict[str, str]]:
         conversation = [dict(m) for m in messages if m["role"] != "system"]
         if not system:
-            return self.render(conversation)
+            return conversation
         if self.has_system_role:
-            return self.render([{"role": "system", "content": system}, *conversation])
+            return [{"role": "system", "content": system}, *conversation]
         for message in conversation:
             if message["role"] == "user":
                 message["content"] = f"{system}\n\n{message['content']}"
                 break
-        return self.render(conversation)
+        return conversation
+
+    def render_pieces(
+        self, system: str, messages: Sequence[Message]
+    ) -> list[tuple[str, bool]] | None:
+        """``render_with_system`` as ``(text, is_user_text)`` pieces, user texts apart from the
+        template's markup; None when the template transforms user text (a sentinel standing
+        for it does not come back, or the pieces do not join to the real rendering)."""
+        nonce = secrets.token_hex(8)
+        texts: list[str] = []
+
+        def sentinel(text: str) -> str:
+            if not text:
+                return text
+            texts.append(text)
+            return f"LPQ{nonce}S{len(texts) - 1}E"
+
+        marked = [{"role": m["role"], "content": sentinel(m["content"])} for m in messages
+                  if m["role"] != "system"]
+        rendered = self.render(self._with_system(sentinel(system), marked))
+        parts = re.split(f"LPQ{nonce}S(\\d+)E", rendered)
+        pieces: list[tuple[str, bool]] = []
+        seen: set[int] = set()
+        for index, part in enumerate(parts):
+            if index % 2 == 0:
+                if part:
+                    pieces.append((part, False))
+                continue
+            seen.add(int(part))
+            pieces.append((texts[int(part)], True))
+        if len(seen) != len(texts):
+            return None
+        if "".join(text for text, _ in pieces) != self.render_with_system(system, messages):
+            return None
+        return pieces
 
 
 def _clause(error: Exception) -> str:
@@ -135,6 +181,16 @@ class PromptBuilder:
         self.template = ChatTemplate(
             model.chat_template, bos_token=self._bos_text, eos_token=eos_text
         )
+        self._control_strings: re.Pattern[str] | None = None
+
+    def _system(
+        self, messages: Sequence[Message], preference: str | None, system_prompt: str | None
+    ) -> str:
+        """The system text of a lane: the conversation's own, else the given or default one,
+        with the lane's sentence."""
+        own_system = [m["content"] for m in messages if m["role"] == "system"]
+        base_system = own_system[0] if own_system else (system_prompt or self.system_prompt)
+        return system_text(base_system, preference)
 
     def lane_text(
         self,
@@ -144,9 +200,9 @@ class PromptBuilder:
         system_prompt: str | None = None,
     ) -> str:
         """The rendered text of one lane (``preference`` None for the base lane)."""
-        own_system = [m["content"] for m in messages if m["role"] == "system"]
-        base_system = own_system[0] if own_system else (system_prompt or self.system_prompt)
-        return self.template.render_with_system(system_text(base_system, preference), messages)
+        return self.template.render_with_system(
+            self._system(messages, preference, system_prompt), messages
+        )
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a rendered prompt, BOS added once when the model wants one."""
@@ -161,6 +217,33 @@ class PromptBuilder:
         *,
         system_prompt: str | None = None,
     ) -> list[int]:
-        """The token list of one lane."""
-        return self.tokenize(self.lane_text(messages, preference, system_prompt=system_prompt))
+        """The token list of one lane; user text is tokenized as text, never as control
+        tokens (see the module's docstring)."""
+        system = self._system(messages, preference, system_prompt)
+        pieces = self.template.render_pieces(system, messages)
+        if pieces is None:
+            neutral = [{"role": m["role"], "content": self.neutralise(m["content"])}
+                       for m in messages]
+            return self.tokenize(
+                self.template.render_with_system(self.neutralise(system), neutral)
+            )
+        vocabulary = self.model.vocabulary
+        tokens: list[int] = []
+        for text, is_user_text in pieces:
+            tokens += vocabulary.tokenize(text, add_special=False, parse_special=not is_user_text)
+        if vocabulary.adds_bos and vocabulary.bos_id >= 0 and tokens[:1] != [vocabulary.bos_id]:
+            tokens.insert(0, vocabulary.bos_id)
+        return tokens
+
+    def neutralise(self, text: str) -> str:
+        """``text`` with every control-token string (``<|im_end|>``...) broken by a zero-width
+        space after its first character, so that no tokenizer reads it as the control token."""
+        if self._control_strings is None:
+            vocabulary = self.model.vocabulary
+            strings = sorted({vocabulary.token_text(t) for t in vocabulary.control_ids} - {""},
+                             key=len, reverse=True)
+            self._control_strings = re.compile(
+                "|".join(re.escape(s) for s in strings) if strings else "(?!)"
+            )
+        return self._control_strings.sub(lambda m: f"{m[0][0]}\u200b{m[0][1:]}", text)
 
