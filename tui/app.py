@@ -100,6 +100,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         model_spec: str | None = None,
         model_file: str | None = None,
         n_gpu_layers: int = 0,
+        n_threads: int | None = None,
+        n_ctx: int | None = None,
         store_path: str | Path | None = None,
         preference: list[str] | None = None,
         method: str | None = None,
@@ -113,6 +115,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self.model_spec = model_spec
         self.model_file = model_file
         self.n_gpu_layers = n_gpu_layers
+        #: llama.cpp threads and the conversation's window (None: localpref's defaults)
+        self.load_settings = {"n_threads": n_threads, "n_ctx": n_ctx}
         self.max_lanes = max_lanes
         store = Store(store_path)
         steering, self._startup_problems = startup_steering(
@@ -270,6 +274,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         try:
             model = self.session.load(spec, filename, max_lanes=self.max_lanes,
                                       n_gpu_layers=self.n_gpu_layers, wait_idle=wait_idle,
+                                      **self.load_settings,
                                       cancelled=lambda: worker.is_cancelled)
         except Exception as error:  # a user's file can fail in many ways: say why, offer another
             reason = str(error) if isinstance(error, LocalprefError) else (

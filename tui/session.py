@@ -359,7 +359,8 @@ class ChatSession:
     # -- the model -----------------------------------------------------------------------------
 
     def load(self, spec: str | None, filename: str | None = None, *, max_lanes: int = 8,
-             n_gpu_layers: int = 0, wait_idle: bool = False,
+             n_gpu_layers: int = 0, n_threads: int | None = None,
+             n_ctx: int | None = None, wait_idle: bool = False,
              cancelled: Callable[[], bool] = lambda: False) -> localpref.Model | None:
         """Load a model (from a worker thread); None if ``cancelled`` while waiting.
 
@@ -372,7 +373,7 @@ class ChatSession:
                 return None
         with self.users.using():  # quitting waits for the load before closing anything
             return localpref.load(spec, filename=filename, max_lanes=max_lanes,
-                                  n_gpu_layers=n_gpu_layers)
+                                  n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_ctx=n_ctx)
 
     def switch_to(self, spec: str) -> None:
         """A model picked (``spec``) is to be loaded once no answer is being written: until

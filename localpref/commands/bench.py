@@ -10,7 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from localpref.commands.options import add_model_options, comma_list, load_model
+from localpref.commands.options import (
+    add_model_options,
+    comma_list,
+    load_model,
+    load_settings,
+)
 from localpref.errors import ModelError, SettingsError
 
 SYNTHETIC_SHAPES = ("tiny", "1b", "262k")  # localpref.synthetic.SHAPES, without importing gguf
@@ -49,8 +54,6 @@ def add_parser(subparsers: Any) -> None:
         "--kernel-sizes", default=",".join(str(size) for size in KERNEL_SIZES), metavar="V,...",
         help="vocabulary sizes of the kernel timings (default 49152,151936,262144)",
     )
-    parser.add_argument("--threads", type=int, default=None,
-                        help="llama.cpp threads (default: the cores this process may use)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the user message")
     parser.add_argument("--preference", "-p", default=DEFAULT_PREFERENCE,
                         help="the preference (default concise)")
@@ -99,8 +102,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         concurrent=tuple(_count(item) for item in _names(args.concurrent, "--concurrent"))
         if args.concurrent is not None else (),
     )
-    if args.threads is not None and args.threads < 1:
-        raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
+    load_settings(args)  # a bad --threads or --ctx is one sentence before anything runs
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -113,8 +115,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     # Lanes: as many as the comparison decodes at once. Context: a 10-turn chat or one run;
     # synthetic models spell English byte by byte, so their chat needs twice the room.
     n_ctx = max(4096 if args.synthetic else 2048, args.max_tokens + 512)
-    model = load_model(args, max_lanes=settings.lanes_needed, n_ctx=n_ctx,
-                       n_threads=args.threads)
+    model = load_model(args, max_lanes=settings.lanes_needed, n_ctx=n_ctx)
     try:
         if args.profile:
             report = profile_steps(model, settings, progress)

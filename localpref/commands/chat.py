@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.models import add_model_options
-from localpref.commands.options import add_avoid_option
+from localpref.commands.options import add_avoid_option, load_settings
 from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError
 from localpref.methods import resolve_method
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual
 
     app = LocalprefApp(model_spec=args.model, model_file=args.model_file,
-                       n_gpu_layers=args.gpu_layers, preference=args.preference,
+                       **load_settings(args), preference=args.preference,
                        method=args.method, **({"avoid": avoid} if avoid else {}))
     app.run()
     return app.return_code or 0

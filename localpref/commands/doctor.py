@@ -14,6 +14,7 @@ from typing import Any
 
 from localpref import models
 from localpref.commands.models import add_model_options
+from localpref.commands.options import load_settings
 from localpref.engine import available_cores
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
@@ -38,14 +39,6 @@ def add_parser(subparsers: Any) -> None:
         "the model file's GGUF header, and an estimate of the memory the model needs.",
     )
     add_model_options(parser)
-    parser.add_argument(
-        "--ctx",
-        type=int,
-        default=None,
-        metavar="N",
-        help="context (KV cache cells) for the memory estimate (default: 4096, or less "
-        "when the model was trained on less)",
-    )
     parser.add_argument(
         "--lanes", type=int, default=2, metavar="N", help="lanes decoded together (default 2)"
     )
@@ -115,6 +108,7 @@ def _gpu_hint() -> str | None:
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
     """Everything doctor reports, as one JSON-ready dict."""
+    threads = load_settings(args)["n_threads"]  # a bad --threads or --ctx: one sentence
     problems: list[str] = []
     hints: list[str] = []
     build = llama_build()
@@ -124,7 +118,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         "platform": platform.platform(),
         "llama_cpp_python": build["llama_cpp_python"],
         "llama_cpp": build,
-        "threads": available_cores(),  # what localpref uses for n_threads
+        "threads": threads or available_cores(),  # what localpref uses for n_threads
         "cpu_count": os.cpu_count(),
         "system_memory": system_memory(),
         "huggingface": {
@@ -187,7 +181,9 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``localpref doctor [--model M] [--gpu-layers N] [--ctx N] [--json]``."""
+    """``localpref doctor [--model M] [--gpu-layers N] [--threads N] [--ctx N] [--json]``
+    (``--ctx``: the KV cache cells of the memory estimate, default 4096 or less when the model
+    was trained on less)."""
     report = collect(args)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -80,10 +80,6 @@ def add_parser(subparsers: Any) -> None:
                         help="run only the I-th of N slices of the prompts (1-based); merge "
                         "the folders with `localpref eval merge`")
     add_model_options(parser)
-    parser.add_argument("--ctx", type=int, default=None, metavar="N",
-                        help="context tokens per lane (default: 2048 or the model's)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="CPU threads (default: every core this process may use)")
     add_method_options(parser, single=False)
     parser.add_argument("--length-penalty", dest="length_penalty", type=float, default=None,
                         help="beamN: hypothesis score = log-prob / length**P (default 1.0, the "
@@ -198,8 +194,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from localpref.commands.options import load_model
 
-    model = load_model(args, system_prompt=config.system_prompt, n_ctx=args.ctx,
-                       max_lanes=4, n_threads=args.threads)
+    model = load_model(args, system_prompt=config.system_prompt, max_lanes=4)
     judge = None
     if judge_path is not None:
         judge = _judge_factory(model, judge_path, args)

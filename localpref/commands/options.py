@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpref.commands.showing import with_settings
+from localpref.errors import SettingsError
 from localpref.methods import (
     METHODS,
     RECOMMENDED,
@@ -65,7 +66,8 @@ def strength_help() -> str:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model and --gpu-layers."""
+    """--model and how it is loaded: --gpu-layers, --threads and --ctx, the same flags on every
+    command that loads a model (``load_settings`` reads them)."""
     parser.add_argument(
         "--model",
         default=None,
@@ -79,6 +81,31 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="layers to offload to the GPU (-1: all; default 0)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="llama.cpp threads (default: the cores this process may use)",
+    )
+    parser.add_argument(
+        "--ctx",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tokens of one conversation's window (default: the model's, at most 2048)",
+    )
+
+
+def load_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``n_gpu_layers``, ``n_threads`` and ``n_ctx`` of ``localpref.load`` from the flags of
+    ``add_model_options``, checked (a bad value is one sentence)."""
+    threads, ctx = getattr(args, "threads", None), getattr(args, "ctx", None)
+    if threads is not None and threads < 1:
+        raise SettingsError(f"--threads must be 1 or more (got {threads}).")
+    if ctx is not None and ctx < 16:
+        raise SettingsError(f"--ctx must be 16 or more (got {ctx}).")
+    return {"n_gpu_layers": getattr(args, "gpu_layers", 0), "n_threads": threads, "n_ctx": ctx}
 
 
 def add_preference_options(parser: argparse.ArgumentParser) -> None:
@@ -232,9 +259,12 @@ def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
 
 
 def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
-    """Load the model named by --model (progress on stderr if it must be downloaded)."""
+    """Load the model named by --model (progress on stderr if it must be downloaded) with the
+    flags of ``add_model_options``; ``kwargs`` give the command's own defaults (a flag given
+    on the command line wins)."""
     from localpref.api import load
 
     if getattr(args, "system_prompt", None):
         kwargs["system_prompt"] = args.system_prompt
-    return load(args.model, n_gpu_layers=args.gpu_layers, **kwargs)
+    given = {key: value for key, value in load_settings(args).items() if value is not None}
+    return load(args.model, **{**kwargs, **given})

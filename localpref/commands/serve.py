@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import Any
 
-from localpref.commands.options import add_model_options
+from localpref.commands.options import add_model_options, load_settings
 from localpref.errors import SettingsError
 
 API_KEY_ENV = "LOCALPREF_API_KEY"
@@ -33,11 +33,6 @@ def add_parser(subparsers: Any) -> None:
                         help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
     parser.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
                         help="send CORS headers for this origin (repeatable; default: none)")
-    parser.add_argument("--ctx", type=int, default=None, metavar="N",
-                        help="tokens of one conversation's window (default: the model's, "
-                        "at most 2048)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="llama.cpp threads (default: the cores this process may use)")
     parser.set_defaults(func=run_serve_command)
 
 
@@ -47,10 +42,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
     if not 0 <= args.port <= 65535:
         raise SettingsError(f"--port must be between 0 and 65535 (got {args.port}).")
-    if args.threads is not None and args.threads < 1:
-        raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
-    if args.ctx is not None and args.ctx < 16:
-        raise SettingsError(f"--ctx must be 16 or more (got {args.ctx}).")
+    loading = load_settings(args)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     from localpref.server.run import ServeSettings, serve
 
@@ -61,8 +53,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         from localpref.api import load as load_model
         from localpref.server.ids import served_model_id
 
-        model = load_model(args.model, n_gpu_layers=args.gpu_layers, n_ctx=args.ctx,
-                           max_lanes=2 * args.parallel, n_threads=args.threads)
+        model = load_model(args.model, max_lanes=2 * args.parallel, **loading)
         return model, served_model_id(args.model, model.path)
 
     return serve(settings, load)
