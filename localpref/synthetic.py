@@ -42,6 +42,10 @@ class SyntheticShape:
         return self.n_layer * per_layer + 2 * self.vocab_size * self.n_embd + self.n_embd
 
 
+#: SmolLM2-135M-Instruct's shape (the bundled model's; 135M parameters, V = 49k).
+SMOLLM2_135M = SyntheticShape(vocab_size=49152, n_embd=576, n_layer=30, n_head=9,
+                              n_head_kv=3, n_ff=1536, n_ctx=8192)
+
 #: About one billion parameters, shaped like Llama 3.2 1B but with a 49k vocabulary.
 ONE_BILLION = SyntheticShape(vocab_size=49152, n_embd=2048, n_layer=16, n_head=32,
                              n_head_kv=8, n_ff=8192, n_ctx=4096)
@@ -158,7 +162,8 @@ def quantize(source: Path, target: Path, file_type: str = "Q4_0") -> Path:
 
 #: Named shapes for ``build_synthetic`` and ``localpref bench --synthetic``.
 SHAPES: dict[str, SyntheticShape] = {
-    "tiny": SyntheticShape(), "1b": ONE_BILLION, "262k": LARGE_VOCABULARY,
+    "tiny": SyntheticShape(), "135m": SMOLLM2_135M, "1b": ONE_BILLION,
+    "262k": LARGE_VOCABULARY,
 }
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from localpref.bench import BENCH_METHODS, BenchSettings
+from localpref.api import Model
+from localpref.bench import (
+    BENCH_METHODS,
+    LANE_LAYOUTS,
+    BenchSettings,
+    bench_exactness,
+    bench_lanes,
+    format_exactness,
+)
 from localpref.cli import main
 from localpref.errors import SettingsError
 from localpref.synthetic import build_synthetic, synthetic_file_name
@@ -168,3 +176,60 @@ def test_the_bench_offers_every_synthetic_shape() -> None:
     assert set(SYNTHETIC_SHAPES) == set(SHAPES)
     assert SHAPES["262k"].vocab_size == 262144 and 0.8e9 < SHAPES["262k"].n_params < 1.0e9
     assert 1.1e9 < SHAPES["1b"].n_params < 1.3e9
+
+
+def test_lanes_decoded_together_are_bit_exact_on_cpu(model: Model) -> None:
+    report = bench_exactness(model, 6, lambda message: None)
+    assert report["steps"] == 6 and report["gpu_layers"] == 0
+    assert set(report["batches"]) == {"2", "4", "8"}
+    for size, row in report["batches"].items():
+        assert row["bit_exact"] is True and row["max_abs_diff"] == 0.0, size
+        assert len(row["lanes"]) == int(size)
+        for lane in row["lanes"]:
+            assert lane == {"max_abs_diff": 0.0, "differing_steps": 0,
+                            "greedy_disagreements": 0, "first_disagreement": None}
+    assert report["bit_exact"] is True and report["greedy_disagreements"] == 0
+    assert format_exactness(report).splitlines()[1:] == [
+        "  2 lanes: bit-exact", "  4 lanes: bit-exact", "  8 lanes: bit-exact"]
+
+
+def test_exactness_report_says_how_far_lanes_differ() -> None:
+    lanes = [{"max_abs_diff": 0.25, "differing_steps": 3, "greedy_disagreements": 1,
+              "first_disagreement": 7},
+             {"max_abs_diff": 0.0, "differing_steps": 0, "greedy_disagreements": 0,
+              "first_disagreement": None}]
+    report = {"steps": 256, "gpu_layers": -1, "batches": {
+        "2": {"bit_exact": False, "max_abs_diff": 0.25, "greedy_disagreements": 1,
+              "lanes": lanes}}}
+    assert format_exactness(report).splitlines()[1] == (
+        "  2 lanes: NOT bit-exact, largest |difference| 0.25; greedy token differs on 1 of 512 "
+        "lane-steps, first at step 7")
+
+
+def test_exactness_command_prints_one_json_object(
+    synthetic_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["bench", "--exactness", "--json", "--quiet", "--synthetic", "tiny",
+                 "--synthetic-dir", str(synthetic_dir), "--max-tokens", "5", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    report = json.loads(captured.out)
+    assert report["model"].startswith("synthetic-llama") and report["steps"] == 5
+    assert [len(row["lanes"]) for row in report["batches"].values()] == [2, 4, 8]
+    # The tiny shape (head size 16) is not always bit-exact on CPU: the report says by how much.
+    for row in report["batches"].values():
+        assert row["bit_exact"] == (row["max_abs_diff"] == 0.0)
+        assert row["max_abs_diff"] == max(lane["max_abs_diff"] for lane in row["lanes"])
+        for lane in row["lanes"]:
+            assert (lane["differing_steps"] == 0) == (lane["max_abs_diff"] == 0.0)
+            assert 0 <= lane["greedy_disagreements"] <= lane["differing_steps"] <= 5
+    assert report["bit_exact"] == all(row["bit_exact"] for row in report["batches"].values())
+
+
+def test_the_lane_benchmark_measures_eight_lanes_when_the_context_holds_them(
+    model: Model,
+) -> None:
+    lanes = bench_lanes(model, BenchSettings(max_tokens=2, repeat=1), lambda message: None)
+    assert set(lanes["ms_per_step"]) == set(LANE_LAYOUTS)  # the model holds 8 lanes
+    assert lanes["ms_per_step"]["8_lanes_batched"] > 0
+    assert lanes["cost_vs_1_lane"]["1_lane"] == pytest.approx(1.0)

@@ -19,6 +19,8 @@
 - **concurrent** (``--concurrent 1,2,4``): N Amulet requests submitted at once (the scheduler
   batches their lanes) against the same N one after another, aggregate tokens/s by wall
   clock, and the time to first token of a request that joins while N-1 others stream.
+- **exactness** (``--exactness``, instead of the rest): each lane's logits in 2, 4 and 8
+  lanes decoded together against the same lane decoded alone (``bench.exactness``).
 - **peak_rss_mb**: the process's peak resident memory (``resource.getrusage``).
 
 Nothing here asserts a timing: the numbers are for people (``docs/performance.md``).
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from localpref.bench.batching import LANE_LAYOUTS, bench_compare, bench_concurrent, bench_lanes
 from localpref.bench.chat import bench_chat
+from localpref.bench.exactness import EXACTNESS_BATCHES, bench_exactness, format_exactness
 from localpref.bench.kernel_timings import bench_kernels, kernel_calls
 from localpref.bench.machine import load_average, memory_facts, peak_rss_mb
 from localpref.bench.profile import PROFILE_LAPS, format_profile, profile_steps
@@ -50,9 +53,9 @@ from localpref.bench.suite import run_bench
 
 __all__ = [
     "BENCH_METHODS", "CHAT_MESSAGE", "CHAT_TURNS", "COMPARE_METHODS", "CONCURRENT_METHOD",
-    "DEFAULT_PREFERENCE", "DEFAULT_PROMPT", "KERNEL_SIZES", "LANE_LAYOUTS", "PROFILE_LAPS",
-    "REFERENCE_METHODS", "BenchSettings", "Progress", "bench_chat", "bench_compare",
-    "bench_concurrent", "bench_kernels", "bench_lanes", "bench_methods", "format_profile",
-    "format_report", "kernel_calls", "load_average", "memory_facts", "peak_rss_mb",
-    "profile_steps", "run_bench", "warm_up",
+    "DEFAULT_PREFERENCE", "DEFAULT_PROMPT", "EXACTNESS_BATCHES", "KERNEL_SIZES", "LANE_LAYOUTS",
+    "PROFILE_LAPS", "REFERENCE_METHODS", "BenchSettings", "Progress", "bench_chat",
+    "bench_compare", "bench_concurrent", "bench_exactness", "bench_kernels", "bench_lanes",
+    "bench_methods", "format_exactness", "format_profile", "format_report", "kernel_calls",
+    "load_average", "memory_facts", "peak_rss_mb", "profile_steps", "run_bench", "warm_up",
 ]

@@ -100,20 +100,23 @@ def bench_concurrent(model: Any, settings: BenchSettings,
     return table
 
 
-#: How the lane benchmark decodes: name -> (lanes, all in one decode?).
+#: How the lane benchmark decodes: name -> (lanes, all in one decode?). A layout needing more
+#: lanes than the context holds is left out (8 lanes: with ``--concurrent`` 4 or more).
 LANE_LAYOUTS: dict[str, tuple[int, bool]] = {
     "1_lane": (1, True),
     "2_lanes_batched": (2, True),
     "2_lanes_one_by_one": (2, False),
     "4_lanes_batched": (4, True),
+    "8_lanes_batched": (8, True),
 }
 
 
 def bench_lanes(model: Any, settings: BenchSettings, progress: Progress) -> dict[str, Any]:
-    """What a lane costs in ``llama_decode`` alone: ms per step with 1, 2 and 4 lanes in one
-    batched decode, and with 2 lanes decoded one after another (two decodes a step, as code
-    that runs the base and preference models separately does). No steering, no sampling: the
-    same token is fed every step, which does not change a decode's cost."""
+    """What a lane costs in ``llama_decode`` alone: ms per step with 1, 2, 4 and 8 lanes (as
+    many as the context holds) in one batched decode, and with 2 lanes decoded one after
+    another (two decodes a step, as code that runs the base and preference models separately
+    does). No steering, no sampling: the same token is fed every step, which does not change a
+    decode's cost."""
     with model.exclusive() as context:
         return _bench_lanes(context, model.vocabulary, settings, progress)
 
@@ -123,10 +126,12 @@ def _bench_lanes(context: Any, vocabulary: Any, settings: BenchSettings,
     prompt = vocabulary.tokenize(settings.prompt, add_special=True)
     token = prompt[-1]
     steps = max(1, min(settings.max_tokens, context.n_ctx - len(prompt) - 1))
-    timings: dict[str, list[float]] = {name: [] for name in LANE_LAYOUTS}
+    layouts = {name: layout for name, layout in LANE_LAYOUTS.items()
+               if layout[0] <= context.max_lanes}
+    timings: dict[str, list[float]] = {name: [] for name in layouts}
     for repeat in range(settings.repeat):
         progress(f"lanes: repeat {repeat + 1}/{settings.repeat}")
-        for name, (count, batched) in LANE_LAYOUTS.items():
+        for name, (count, batched) in layouts.items():
             lanes = [context.open_lane() for _ in range(count)]
             try:
                 context.prefill(lanes, [prompt] * count)

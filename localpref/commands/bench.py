@@ -18,7 +18,8 @@ from localpref.commands.options import (
 )
 from localpref.errors import ModelError, SettingsError
 
-SYNTHETIC_SHAPES = ("tiny", "1b", "262k")  # localpref.synthetic.SHAPES, without importing gguf
+#: localpref.synthetic.SHAPES, without importing gguf
+SYNTHETIC_SHAPES = ("tiny", "135m", "1b", "262k")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -35,9 +36,9 @@ def add_parser(subparsers: Any) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--synthetic", choices=SYNTHETIC_SHAPES, default=None,
-        help="benchmark a random-weight llama model of this shape (Q4_0; 1b: 1.2B parameters, "
-        "V = 49k, ~0.7 GB; 262k: 0.9B parameters, V = 262k; written once to --synthetic-dir, "
-        "which takes a few minutes) instead of --model",
+        help="benchmark a random-weight llama model of this shape (Q4_0; 135m: SmolLM2-135M's "
+        "shape; 1b: 1.2B parameters, V = 49k, ~0.7 GB; 262k: 0.9B parameters, V = 262k; "
+        "written once to --synthetic-dir, which takes a few minutes) instead of --model",
     )
     parser.add_argument(
         "--synthetic-dir", type=Path, default=None, metavar="DIR",
@@ -68,6 +69,12 @@ def add_parser(subparsers: Any) -> None:
         "time that is not llama_decode goes)",
     )
     parser.add_argument(
+        "--exactness", action="store_true",
+        help="instead: each lane's logits in 2, 4 and 8 lanes decoded together against the "
+        "same lane decoded alone, over --max-tokens greedy steps: bit-exact, or the largest "
+        "difference and the steps whose greedy token differs",
+    )
+    parser.add_argument(
         "--server", action="store_true",
         help="instead: localpref serve (Base, Amulet) against llama-cpp-python's own server "
         "(Base) with 1, 2 and 4 concurrent streaming clients: tokens/s and time to first token",
@@ -84,7 +91,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
         return run_server_bench_command(args)
     from localpref.bench import (
+        EXACTNESS_BATCHES,
         BenchSettings,
+        bench_exactness,
+        format_exactness,
         format_profile,
         format_report,
         profile_steps,
@@ -115,9 +125,14 @@ def run_bench_command(args: argparse.Namespace) -> int:
     # Lanes: as many as the comparison decodes at once. Context: a 10-turn chat or one run;
     # synthetic models spell English byte by byte, so their chat needs twice the room.
     n_ctx = max(4096 if args.synthetic else 2048, args.max_tokens + 512)
-    model = load_model(args, max_lanes=settings.lanes_needed, n_ctx=n_ctx)
+    lanes = max(settings.lanes_needed, *EXACTNESS_BATCHES) if args.exactness \
+        else settings.lanes_needed
+    model = load_model(args, max_lanes=lanes, n_ctx=n_ctx)
     try:
-        if args.profile:
+        if args.exactness:
+            report = {"model": model.name, "model_path": str(model.path),
+                      **bench_exactness(model, args.max_tokens, progress)}
+        elif args.profile:
             report = profile_steps(model, settings, progress)
         else:
             report = run_bench(model, settings, progress)
@@ -125,6 +140,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         model.close()
     if args.json:
         print(json.dumps(report))
+    elif args.exactness:
+        print(format_exactness(report))
     else:
         print(format_profile(report) if args.profile else format_report(report))
     return 0
