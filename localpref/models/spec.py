@@ -1,6 +1,7 @@
 """What the user typed after ``--model``, parsed without touching the disk's cache or the network.
 
-A value is the bundled model, a local path, a catalog name, or a Hub repo ``ORG/NAME[:PATTERN]``;
+A value is the bundled model, a local path, a catalog name, a Hub repo ``ORG/NAME[:PATTERN]``, or
+a model in another tool's store, ``ollama:NAME[:TAG]`` or ``lmstudio:PATTERN`` (``stores``);
 patterns are case-insensitive globs matched against a repo file's path or name.
 """
 
@@ -21,14 +22,17 @@ DEFAULT_PATTERN = "*.gguf"
 
 REPO_SPEC = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*)(?::(?P<pattern>.+))?$")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+#: Other tools' model stores, as the prefix of ``--model STORE:NAME`` (``stores``).
+STORES = ("ollama", "lmstudio")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed ``--model`` value.
 
-    ``kind`` is ``"bundled"``, ``"path"`` or ``"hub"``. Hub specs carry the repository, the file
-    pattern, the catalog entry they came from (if any) and the SHA-256 that entry pins.
+    ``kind`` is ``"bundled"``, ``"path"``, ``"hub"`` or ``"store"``. Hub specs carry the
+    repository, the file pattern, the catalog entry they came from (if any) and the SHA-256
+    that entry pins; store specs the store (``"ollama"``, ``"lmstudio"``) and the name.
     """
 
     kind: str
@@ -38,6 +42,8 @@ class ModelSpec:
     pattern: str | None = None
     entry: CatalogEntry | None = None
     sha256: str | None = None
+    store: str | None = None
+    name: str | None = None
 
     @property
     def display(self) -> str:
@@ -46,6 +52,8 @@ class ModelSpec:
             return f"{self.repo}:{self.pattern}"
         if self.kind == "path":
             return str(self.path)
+        if self.kind == "store":
+            return f"{self.store}:{self.name}"
         return BUNDLED_MODEL_NAME
 
 
@@ -67,6 +75,12 @@ def parse_model_spec(
                 f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
             )
         return ModelSpec("path", text, path=local.absolute())
+    stored = store_prefix(text)
+    if stored is not None:
+        if filename:
+            raise ModelError(f"{text} names a model in {stored[0]}'s store; a file pattern "
+                             "(--file) only applies to a Hub repo.")
+        return ModelSpec("store", text, store=stored[0], name=stored[1])
     entry = None if "/" in text or "\\" in text else find_entry(text)
     if entry is not None:
         if entry.bundled:
@@ -97,6 +111,14 @@ def parse_model_spec(
     return ModelSpec(
         "hub", text, repo=match.group("repo"), pattern=filename or pattern or DEFAULT_PATTERN
     )
+
+
+def store_prefix(text: str) -> tuple[str, str] | None:
+    """``("ollama", NAME)`` for ``"ollama:NAME"`` (any case of the prefix), else None."""
+    prefix, colon, rest = text.partition(":")
+    if colon and prefix.lower() in STORES:
+        return prefix.lower(), rest.strip()
+    return None
 
 
 def pattern_matches(relative_path: str, pattern: str) -> bool:

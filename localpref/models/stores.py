@@ -1,0 +1,171 @@
+"""GGUF models already on disk in other tools' stores: ollama's and LM Studio's.
+
+- **ollama** keeps its models under ``$OLLAMA_MODELS``, else ``~/.ollama/models``. A model is a
+  manifest, ``manifests/REGISTRY/NAMESPACE/NAME/TAG`` (JSON, an OCI image manifest), whose
+  layer of media type ``application/vnd.ollama.image.model`` names its weights by digest
+  (``sha256:<hex>``); the weights are the GGUF file ``blobs/sha256-<hex>``. ollama names a model
+  ``NAME:TAG`` in its own library (``registry.ollama.ai/library``),
+  ``NAMESPACE/NAME:TAG`` elsewhere on that registry, and ``REGISTRY/NAMESPACE/NAME:TAG`` on
+  another one (``hf.co/ORG/REPO:Q4_K_M``); ``--model ollama:NAME[:TAG]`` takes the same
+  names, the tag ``latest`` by default.
+- **LM Studio** keeps plain GGUF files below ``~/.lmstudio/models`` (and, in older versions,
+  ``~/.cache/lm-studio/models``), as ``PUBLISHER/REPO/FILE.gguf``; ``--model lmstudio:PATTERN``
+  picks the one whose path or file name matches a case-insensitive glob (a pattern without
+  ``*?[`` matches anywhere in the path). Vision projectors (``mmproj-*.gguf``) are not models.
+
+Files are used in place, read-only, never copied. A store that does not exist holds nothing (no
+error); a name found in no store is one sentence listing what the store has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import ModelError
+from localpref.models.spec import pattern_matches
+
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+OLLAMA_REGISTRY = "registry.ollama.ai"
+OLLAMA_LIBRARY = "library"
+DEFAULT_TAG = "latest"
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One GGUF file in a store: ``spec`` is what ``--model`` takes to use it."""
+
+    store: str
+    name: str
+    path: Path
+    size: int
+
+    @property
+    def spec(self) -> str:
+        return f"{self.store}:{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "name": self.name, "spec": self.spec,
+                "path": str(self.path), "size": self.size}
+
+
+def ollama_dir() -> Path:
+    """ollama's model store: ``$OLLAMA_MODELS``, else ``~/.ollama/models`` (read when called)."""
+    configured = os.environ.get("OLLAMA_MODELS")
+    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
+
+
+def lmstudio_dirs() -> list[Path]:
+    """LM Studio's model folders, the current one first (read when called)."""
+    home = Path.home()
+    return [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"]
+
+
+def ollama_name(registry: str, namespace: str, name: str, tag: str) -> str:
+    """The name ollama shows for a manifest: ``NAME:TAG`` in its library, longer elsewhere."""
+    if registry == OLLAMA_REGISTRY:
+        prefix = "" if namespace == OLLAMA_LIBRARY else f"{namespace}/"
+        return f"{prefix}{name}:{tag}"
+    return f"{registry}/{namespace}/{name}:{tag}"
+
+
+def ollama_models(root: Path | None = None) -> list[StoredModel]:
+    """Every ollama model whose manifest names a GGUF blob that is there, sorted by name."""
+    root = ollama_dir() if root is None else root
+    manifests = root / "manifests"
+    found = []
+    for manifest in sorted(manifests.glob("*/*/*/*")) if manifests.is_dir() else []:
+        blob = _ollama_blob(root, manifest)
+        if blob is not None:
+            parts = manifest.relative_to(manifests).parts
+            found.append(StoredModel("ollama", ollama_name(*parts), blob, blob.stat().st_size))
+    return sorted(found, key=lambda model: model.name)
+
+
+def _ollama_blob(root: Path, manifest: Path) -> Path | None:
+    """The GGUF blob a manifest names (None: not a manifest, no model layer, blob missing)."""
+    try:
+        layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    for layer in layers:
+        if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_LAYER:
+            continue
+        digest = str(layer.get("digest", ""))
+        algorithm, _, value = digest.partition(":")
+        if not value or not value.isalnum():
+            return None
+        blob = root / "blobs" / f"{algorithm}-{value}"
+        return blob if blob.is_file() else None
+    return None
+
+
+def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
+    """Every GGUF file below LM Studio's folders (vision projectors left out), by name."""
+    found: dict[Path, StoredModel] = {}
+    for root in lmstudio_dirs() if roots is None else roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.gguf")):
+            if path.name.lower().startswith("mmproj") or not path.is_file():
+                continue
+            name = path.relative_to(root).as_posix()
+            model = StoredModel("lmstudio", name, path, path.stat().st_size)
+            found.setdefault(path.resolve(), model)
+    return sorted(found.values(), key=lambda model: model.name)
+
+
+def stored_models() -> list[StoredModel]:
+    """Every model of every store on this machine."""
+    return [*ollama_models(), *lmstudio_models()]
+
+
+def resolve_stored(store: str, name: str) -> Path:
+    """The file of ``--model STORE:NAME``, in place; ``ModelError`` (one sentence) otherwise."""
+    if not name:
+        raise ModelError(f"Give a model after '{store}:', e.g. "
+                         f"{'ollama:llama3.2' if store == 'ollama' else 'lmstudio:qwen2.5'}.")
+    if store == "ollama":
+        return _resolve_ollama(name)
+    return _resolve_lmstudio(name)
+
+
+def _resolve_ollama(name: str) -> Path:
+    wanted = name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{DEFAULT_TAG}"
+    if wanted.lower().startswith(f"{OLLAMA_REGISTRY}/"):
+        wanted = wanted[len(OLLAMA_REGISTRY) + 1:]
+    if wanted.lower().startswith(f"{OLLAMA_LIBRARY}/"):
+        wanted = wanted[len(OLLAMA_LIBRARY) + 1:]
+    root = ollama_dir()
+    available = ollama_models(root)
+    for model in available:
+        if model.name.lower() == wanted.lower():
+            return model.path
+    raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}.")
+
+
+def _resolve_lmstudio(pattern: str) -> Path:
+    glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
+    available = lmstudio_models()
+    matches = [model for model in available if pattern_matches(model.name, glob)]
+    if len(matches) == 1:
+        return matches[0].path
+    folders = " or ".join(str(root) for root in lmstudio_dirs())
+    if matches:
+        listed = ", ".join(model.name for model in matches)
+        raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio models ({listed}); "
+                         "give a pattern that matches one of them.")
+    raise ModelError(f"No LM Studio model matches '{pattern}' in {folders}; "
+                     f"{_what_is_there(available, None)}.")
+
+
+def _what_is_there(available: list[StoredModel], root: Path | None) -> str:
+    """The end of a not-found sentence: the models the store has, or that it has none."""
+    if available:
+        return "it has " + ", ".join(model.name for model in available)
+    if root is not None and not root.is_dir():
+        return "that folder does not exist"
+    return "it has no models"

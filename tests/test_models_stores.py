@@ -1,0 +1,214 @@
+"""Models already on disk: ollama's store and LM Studio's folders, listed and used in place.
+
+Fake stores in tmp_path hold small synthetic GGUF files; HOME and OLLAMA_MODELS point there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from localpref import cli, load, models
+from localpref.errors import ModelError
+from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+MODEL_LAYER = "application/vnd.ollama.image.model"
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight llama GGUF that llama.cpp loads."""
+    return write_synthetic_llama(tmp_path_factory.mktemp("gguf") / "tiny.gguf",
+                                 SyntheticShape(vocab_size=512))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    return folder
+
+
+def add_ollama_model(root: Path, source: Path, *parts: str) -> Path:
+    """Put ``source`` into an ollama store as manifests/REGISTRY/NAMESPACE/NAME/TAG; the blob."""
+    data = source.read_bytes() + "/".join(parts).encode()  # every model its own blob
+    digest = hashlib.sha256(data).hexdigest()
+    blob = root / "blobs" / f"sha256-{digest}"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    manifest = root.joinpath("manifests", *parts)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": "sha256:" + "0" * 64, "size": 10},
+        "layers": [
+            {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "1" * 64,
+             "size": 5},
+            {"mediaType": MODEL_LAYER, "digest": f"sha256:{digest}", "size": len(data)},
+        ],
+    }))
+    return blob
+
+
+@pytest.fixture
+def ollama(home: Path, gguf: Path) -> dict[str, Path]:
+    """~/.ollama/models with three models, and one manifest whose blob is missing."""
+    root = home / ".ollama" / "models"
+    blobs = {
+        "tiny:latest": add_ollama_model(root, gguf, "registry.ollama.ai", "library", "tiny",
+                                        "latest"),
+        "tiny:q4": add_ollama_model(root, gguf, "registry.ollama.ai", "library", "tiny", "q4"),
+        "someone/thing:7b": add_ollama_model(root, gguf, "registry.ollama.ai", "someone",
+                                             "thing", "7b"),
+        "hf.co/org/repo:Q4_K_M": add_ollama_model(root, gguf, "hf.co", "org", "repo", "Q4_K_M"),
+    }
+    missing = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "gone", "latest")
+    missing.unlink()
+    return blobs
+
+
+@pytest.fixture
+def lmstudio(home: Path, gguf: Path) -> dict[str, Path]:
+    """LM Studio's folder (and the older one) with three models and a vision projector."""
+    files = {
+        "pub/Alpha-GGUF/Alpha-Q4_K_M.gguf": home / ".lmstudio" / "models",
+        "pub/Alpha-GGUF/Alpha-Q8_0.gguf": home / ".lmstudio" / "models",
+        "pub/Alpha-GGUF/mmproj-Alpha-f16.gguf": home / ".lmstudio" / "models",
+        "old/Beta-GGUF/beta.Q4_0.gguf": home / ".cache" / "lm-studio" / "models",
+    }
+    paths = {}
+    for name, root in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(gguf, path)
+        paths[name] = path
+    return paths
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_ollama_models_are_listed_by_ollamas_names(ollama: dict[str, Path]) -> None:
+    found = models.ollama_models()
+    assert [m.name for m in found] == ["hf.co/org/repo:Q4_K_M", "someone/thing:7b", "tiny:latest",
+                                       "tiny:q4"]
+    assert {m.name: m.path for m in found} == ollama
+    assert found[2].spec == "ollama:tiny:latest"
+    assert found[2].size == ollama["tiny:latest"].stat().st_size
+
+
+@pytest.mark.parametrize(("spec", "name"), [
+    ("ollama:tiny", "tiny:latest"),
+    ("ollama:tiny:latest", "tiny:latest"),
+    ("OLLAMA:Tiny:Q4", "tiny:q4"),
+    ("ollama:library/tiny:q4", "tiny:q4"),
+    ("ollama:someone/thing:7b", "someone/thing:7b"),
+    ("ollama:hf.co/org/repo:Q4_K_M", "hf.co/org/repo:Q4_K_M"),
+])
+def test_ollama_names_resolve_to_the_blob_in_place(ollama: dict[str, Path], spec: str,
+                                                   name: str) -> None:
+    assert models.resolve_model(spec) == ollama[name]
+
+
+def test_ollama_models_env_names_the_store(tmp_path: Path, home: Path, gguf: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    blob = add_ollama_model(elsewhere, gguf, "registry.ollama.ai", "library", "other", "latest")
+    monkeypatch.setenv("OLLAMA_MODELS", str(elsewhere))
+    assert models.ollama_dir() == elsewhere
+    assert models.resolve_model("ollama:other") == blob
+
+
+def test_an_unknown_ollama_name_is_one_sentence_listing_what_is_there(
+        ollama: dict[str, Path], home: Path) -> None:
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("ollama:nope")
+    assert str(error.value) == (
+        f"No ollama model nope:latest in {home / '.ollama' / 'models'}; it has "
+        "hf.co/org/repo:Q4_K_M, someone/thing:7b, tiny:latest, tiny:q4.")
+
+
+def test_missing_stores_hold_nothing_and_are_no_error(home: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert models.ollama_models() == [] and models.lmstudio_models() == []
+    assert cli.main(["models", "list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["ollama"] == {"dir": str(home / ".ollama" / "models"), "models": []}
+    assert listing["lmstudio"]["models"] == []
+    assert cli.main(["models", "path", "ollama:llama3.2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"localpref: No ollama model llama3.2:latest in {home / '.ollama' / 'models'}; "
+        "that folder does not exist.")
+
+
+def test_lmstudio_models_are_listed_without_vision_projectors(
+        lmstudio: dict[str, Path]) -> None:
+    found = models.lmstudio_models()
+    assert [m.name for m in found] == ["old/Beta-GGUF/beta.Q4_0.gguf",
+                                       "pub/Alpha-GGUF/Alpha-Q4_K_M.gguf",
+                                       "pub/Alpha-GGUF/Alpha-Q8_0.gguf"]
+    assert all(m.path == lmstudio[m.name] for m in found)
+
+
+@pytest.mark.parametrize(("pattern", "name"), [
+    ("lmstudio:alpha-q4_k_m", "pub/Alpha-GGUF/Alpha-Q4_K_M.gguf"),
+    ("lmstudio:*Q8_0.gguf", "pub/Alpha-GGUF/Alpha-Q8_0.gguf"),
+    ("LMStudio:beta", "old/Beta-GGUF/beta.Q4_0.gguf"),
+])
+def test_lmstudio_patterns_resolve_to_the_file_in_place(lmstudio: dict[str, Path], pattern: str,
+                                                        name: str) -> None:
+    assert models.resolve_model(pattern) == lmstudio[name]
+
+
+def test_an_lmstudio_pattern_matching_several_or_none_is_one_sentence(
+        lmstudio: dict[str, Path]) -> None:
+    with pytest.raises(ModelError, match=r"^'alpha' matches 2 LM Studio models "
+                       r"\(pub/Alpha-GGUF/Alpha-Q4_K_M.gguf, pub/Alpha-GGUF/Alpha-Q8_0.gguf\); "):
+        models.resolve_model("lmstudio:alpha")
+    with pytest.raises(ModelError, match=r"^No LM Studio model matches 'gamma' in .*; it has "
+                       r"old/Beta-GGUF/beta.Q4_0.gguf, pub/Alpha-GGUF/Alpha-Q4_K_M.gguf, "
+                       r"pub/Alpha-GGUF/Alpha-Q8_0.gguf\.$"):
+        models.resolve_model("lmstudio:gamma")
+
+
+def test_models_list_shows_both_stores(ollama: dict[str, Path], lmstudio: dict[str, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ollama:tiny:latest" in out and str(ollama["tiny:latest"]) in out
+    assert "lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf" in out
+    assert cli.main(["models", "list", "--json", "--verbose"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    specs = [item["spec"] for item in listing["ollama"]["models"]]
+    assert specs == ["ollama:hf.co/org/repo:Q4_K_M", "ollama:someone/thing:7b",
+                     "ollama:tiny:latest", "ollama:tiny:q4"]
+    assert listing["lmstudio"]["models"][0]["header"]["vocab_size"] == 512
+
+
+def test_a_stored_model_is_loaded_and_run_in_place_and_never_removed(
+        ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    before = _snapshot(home)
+    loaded = load("ollama:tiny", n_ctx=256, max_lanes=1)
+    try:
+        assert loaded.path == ollama["tiny:latest"]
+        assert len(loaded.generate("w1 w2", method="base", max_tokens=3).tokens) == 3
+    finally:
+        loaded.close()
+    code = cli.main(["generate", "w1", "--model", "lmstudio:q8", "--method", "base",
+                     "--max-tokens", "2", "--ctx", "256", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["stats"]["n_tokens"] == 2
+    assert cli.main(["models", "remove", "ollama:tiny"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "localpref: ollama:tiny belongs to ollama, which localpref only reads; remove it with "
+        "ollama.")
+    assert _snapshot(home) == before
