@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""The Against-Pref tables of docs/steering.md from the folders of `scripts/evaluate-calibrated.sh`.
+
+    python scripts/against-pref-tables.py FOLDER... [--resamples 2000] [--budget 0.5]
+
+Reads each folder's generations.jsonl and scores.jsonl (plain or .gz), names a row's base-lane
+avoid "opposite" when it is its preference's opposite sentence (so every preference's
+with-opposite rows fall into one column), and prints one Markdown table: rows set x
+preference, one column per variant, each cell the verdict (✓ beats, ✗ loses, · the interval
+holds zero), the mean paired difference from Pref [95% bootstrap interval], the fluency
+difference from Pref under the preference lane ("fl") and under the base lane ("base"; with an
+opposite it reads the opposite's lane, so only the preference lane is comparable), and n.
+The arithmetic is the eval summary's own (`localpref.evaluation.versus_pref.comparisons`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+from pathlib import Path
+
+from localpref.evaluation.markdown import format_value
+from localpref.evaluation.tables import collect
+from localpref.evaluation.versus_pref import comparisons
+
+#: The opposites' sentences (localpref/presets.py, OPPOSITES), as the runs' --avoid gave them.
+OPPOSITES = {
+    "concise": "Your answer should be as detailed and thorough as possible.",
+    "verbose": "Your answer should be as short and to the point as possible.",
+    "creative": "Your answer should be as conventional and predictable as possible.",
+    "uplifting": "Your answer should be as bleak and gloomy as possible.",
+}
+SETS = {"HelpSteer_train": "HelpSteer", "UltraFeedback_truthful_qa": "TruthfulQA",
+        "personal_preference_eval_preference_data": "Personal"}
+
+
+def _rows(path: Path) -> list[dict]:
+    for name in (path, path.with_name(path.name + ".gz")):
+        if name.is_file():
+            opener = gzip.open if name.suffix == ".gz" else open
+            with opener(name, "rt", encoding="utf-8") as handle:
+                return [json.loads(line) for line in handle if line.strip()]
+    return []
+
+
+def load(folders: list[Path]) -> tuple[list[dict], dict[str, dict]]:
+    """Every folder's rows, each id once, with the opposite's avoid renamed."""
+    rows: dict[str, dict] = {}
+    metrics: dict[str, dict] = {}
+    for folder in folders:
+        if not _rows(folder / "generations.jsonl"):
+            raise SystemExit(f"{folder} holds no generations.jsonl")
+        for row in _rows(folder / "generations.jsonl"):
+            key = dict(row.get("key") or {})
+            avoid = key.get("avoid")
+            if avoid:
+                text = " ".join(avoid)
+                key["avoid"] = "opposite" if text == OPPOSITES.get(row["preference"]) else text
+                row = {**row, "key": key}
+            rows.setdefault(row["id"], row)
+        for score in _rows(folder / "scores.jsonl"):
+            if score.get("kind") == "metrics":
+                metrics[score["id"]] = {**metrics.get(score["id"], {}),
+                                        **(score.get("metrics") or {})}
+    return list(rows.values()), metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--budget", type=float, default=0.5)
+    args = parser.parse_args()
+    rows, metrics = load(args.folders)
+    found = comparisons(collect(rows, metrics), resamples=args.resamples)
+    labels = [label for label in dict.fromkeys(c.label for c in found)
+              if not label.startswith("base")]
+    short = [label.replace("recommended (amulet)", "recommended").replace(
+        "avoid=default", "neutral base lane").replace("avoid=opposite", "opposite")
+        for label in labels]
+    print("| set | preference | " + " | ".join(short) + " |")
+    print("|---|---|" + "---|" * len(labels))
+    for group in dict.fromkeys((c.dataset, c.preference, c.metric) for c in found):
+        cells = []
+        for label in labels:
+            match = [c for c in found if (c.dataset, c.preference, c.metric, c.label)
+                     == (*group, label)]
+            if not match or not match[0].n_prompts:
+                cells.append("–")
+                continue
+            c = match[0]
+            mark = {"beats": "✓", "loses": "✗"}.get(c.verdict, "·")
+            fluent = "" if c.fluent(args.budget, lane="pref") is not False else " **not fluent**"
+            base = (f", base {c.fluency_delta:+.2f}" if math.isfinite(c.fluency_delta) else "")
+            cells.append(f"{mark} {format_value(c.metric, c.delta)} "
+                         f"[{format_value(c.metric, c.delta_low)}, "
+                         f"{format_value(c.metric, c.delta_high)}], "
+                         f"fl {c.pref_fluency_delta:+.2f}{fluent}{base}, n={c.n_prompts}")
+        print(f"| {SETS.get(group[0], group[0])} | {group[1]} ({group[2]}) | "
+              + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
