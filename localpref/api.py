@@ -25,6 +25,7 @@ from localpref.presets import (
     DEFAULT_SYSTEM_PROMPT,
     PreferenceInput,
     avoid_text,
+    base_lane_text,
     preference_label,
 )
 from localpref.presets import preference_text as combine_preferences
@@ -173,18 +174,21 @@ class Model:
         preference: PreferenceInput = None,
         avoid: PreferenceInput = None,
         system_prompt: str | None = None,
+        opposite: bool = False,
     ) -> dict[str, str]:
         """The rendered text of a two-lane method's lanes: ``{"pref": ..., "base": ...}``.
 
         The preference lane carries the preference sentence, the base lane the avoid sentence
-        (docs/design.md, "Avoid"); for showing and checking what each lane reads.
+        (docs/design.md, "Avoid"), or with ``opposite`` and no avoid the preferences'
+        opposites; for showing and checking what each lane reads.
         """
         messages = Request(prompt_or_messages).messages
         prompts = self._backend.prompts
         return {
             "pref": prompts.lane_text(messages, combine_preferences(preference),
                                       system_prompt=system_prompt),
-            "base": prompts.lane_text(messages, avoid_text(avoid), system_prompt=system_prompt),
+            "base": prompts.lane_text(messages, base_lane_text(preference, avoid, opposite),
+                                      system_prompt=system_prompt),
         }
 
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
@@ -211,6 +215,7 @@ class Model:
         ignore_eos: bool = False,
         score_lanes: bool = False,
         trace: bool = False,
+        opposite: bool | None = None,
     ) -> Result:
         """Generate a whole answer steered toward ``preference`` (None: plain decoding).
 
@@ -219,12 +224,13 @@ class Model:
 
         ``score_lanes=True`` also decodes the lane the method does not read (Base and Pref
         read one), so that ``stats`` has the fluency under both lanes (for evaluation).
+        ``opposite=True`` contrasts with the preferences' opposites (``Request.opposite``).
         """
         return self.stream(
             prompt_or_messages, preference=preference, avoid=avoid, method=method,
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
-            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
+            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
         ).run()
 
     def stream(
@@ -245,6 +251,7 @@ class Model:
         ignore_eos: bool = False,
         score_lanes: bool = False,
         trace: bool = False,
+        opposite: bool | None = None,
     ) -> Generation:
         """Like ``generate``, as a generator of text pieces; ``close()`` it to cancel.
 
@@ -254,7 +261,7 @@ class Model:
             prompt_or_messages, preference=preference, avoid=avoid, method=method,
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
-            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
+            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
         )
         return Generation(self.submit(request))
 
@@ -289,6 +296,7 @@ class Model:
         ignore_eos: bool = False,
         score_lanes: bool = False,
         trace: bool = False,
+        opposite: bool | None = None,
     ) -> MultiGeneration:
         """Several methods answer the same prompt at once, every lane of every method in ONE
         batched decode per step; the prompt is evaluated once and copied to the other lanes.
@@ -303,7 +311,7 @@ class Model:
             prompt_or_messages, preference=preference, avoid=avoid, method=methods[0],
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
-            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace,
+            ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
         )
         return self.submit([request.replace(method=m) for m in methods])
 
@@ -335,18 +343,19 @@ class Model:
             _check_avoid(chosen)
         for request, method in zip(requests, chosen, strict=True):
             sentence = combine_preferences(request.preference)
-            avoid_sentence = avoid_text(request.avoid)
+            opposite = bool(request.opposite)
+            base_sentence = base_lane_text(request.preference, request.avoid, opposite)
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
             longest = 0
             for kind in kinds:
-                key = _lane_key(method, kind, avoid_sentence)
+                key = _lane_key(method, kind, base_sentence)
                 backend = self._lane_backend(method, kind)
                 cache_key = (key, tuple(tuple(m.items()) for m in request.messages),
-                             request.preference, request.avoid, request.system_prompt)
+                             request.preference, base_sentence, request.system_prompt)
                 if cache_key not in tokens_cache:
                     lane_sentence = sentence if kind != "base" else (
-                        avoid_sentence if key[1] == _AVOID else None)
+                        base_sentence if key[1] == _AVOID else None)
                     tokens_cache[cache_key] = backend.prompts.lane_tokens(
                         request.messages, lane_sentence, system_prompt=request.system_prompt)
                 target = tokens_cache[cache_key]
@@ -363,6 +372,8 @@ class Model:
                 "method": method.label,
                 "preference": preference_label(request.preference),
                 "avoid": preference_label(request.avoid),
+                "opposite": (request.avoid is None and base_sentence is not None
+                             and _lane_key(method, "base", base_sentence)[1] == _AVOID),
                 "model": self.name,
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
@@ -543,8 +554,9 @@ _AVOID = "avoid"
 
 def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | None]:
     """Lanes with equal keys read the same tokens: a kind, and the reward model if any, or
-    ``_AVOID`` for the base lane of a two-lane method steering away from an avoid sentence
-    (Base and Pref beside it in a comparison read the plain lanes)."""
+    ``_AVOID`` for the base lane of a two-lane method steering away from an avoid sentence or
+    the preferences' opposites (Base and Pref beside it in a comparison read the plain
+    lanes)."""
     if kind == "reward":
         return (kind, getattr(method, "reward_model", None))
     if kind == "base" and avoid is not None and len(method.lanes) == 2:

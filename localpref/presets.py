@@ -6,7 +6,7 @@ to this"). Several preferences combine into one instruction: their sentences joi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from localpref.errors import SettingsError
 
@@ -24,6 +24,20 @@ PRESETS: dict[str, str] = {
     "pleasant": "Your answer should be warm, friendly and pleasant to read.",
     "humorous": "Your answer should be humorous and witty.",
     "harmless": "Your answer should be harmless, safe and respectful.",
+}
+
+#: Each built-in preference's opposite: the sentence the base lane reads under ``opposite``
+#: (the steering then contrasts the preference with its opposite rather than with nothing).
+#: ``None``: no opposite worth steering away from (being harmful is not a style).
+OPPOSITES: dict[str, str | None] = {
+    "creative": "Your answer should be as conventional and predictable as possible.",
+    "verbose": PRESETS["concise"],
+    "concise": PRESETS["verbose"],
+    "uplifting": "Your answer should be as bleak and gloomy as possible.",
+    "formal": "Your answer should be written in a casual, informal tone.",
+    "pleasant": "Your answer should be curt and cold.",
+    "humorous": "Your answer should be dry and serious.",
+    "harmless": None,
 }
 
 PreferenceInput = str | Sequence[str] | None
@@ -72,3 +86,36 @@ def preference_label(preference: PreferenceInput) -> str | None:
         return None
     items = [preference] if isinstance(preference, str) else list(preference)
     return " + ".join(item.strip() for item in items)
+
+
+def opposite_text(preference: object) -> str | None:
+    """The opposites of the built-in preferences in ``preference``, joined like avoid.
+
+    Free text (and a built-in preference without an opposite, harmless) adds nothing; None when
+    nothing is left. A mapping of preferences to weights counts the names with weight > 0.
+    """
+    if preference is None:
+        return None
+    if isinstance(preference, str):
+        names = [preference]
+    elif isinstance(preference, Mapping):
+        names = [name for name, weight in preference.items()
+                 if isinstance(weight, (int, float)) and weight > 0]
+    else:
+        names = list(preference)  # type: ignore[call-overload]
+    sentences = []
+    for name in names:
+        sentence = OPPOSITES.get(name.strip().lower()) if isinstance(name, str) else None
+        if sentence is not None and sentence not in sentences:
+            sentences.append(sentence)
+    return " ".join(sentences) if sentences else None
+
+
+def base_lane_text(preference: object, avoid: PreferenceInput, opposite: bool) -> str | None:
+    """What a two-lane method's base lane adds to its system prompt: the avoid sentence when
+    one is given (it always wins), else the preference's opposite under ``opposite``, else
+    nothing (the neutral prompt)."""
+    avoided = avoid_text(avoid)
+    if avoided is not None:
+        return avoided
+    return opposite_text(preference) if opposite else None

@@ -31,7 +31,9 @@ class Request:
     recommended steering). ``avoid`` is text the base lane is told to avoid (two-lane methods;
     the prompt side lives in ``prompts``). ``system_prompt`` None is the model's.
     ``score_lanes`` also decodes the lane the method does not read (both fluency figures);
-    ``trace`` records every token's lane log-probabilities.
+    ``trace`` records every token's lane log-probabilities. ``opposite`` puts the opposites of
+    the built-in preferences into the base lane when no avoid is given (``presets.OPPOSITES``);
+    None is the steering's own choice (off unless the model's calibration chose it).
     """
 
     messages: tuple[Mapping[str, str], ...]
@@ -46,6 +48,7 @@ class Request:
     system_prompt: str | None = None
     score_lanes: bool = False
     trace: bool = False
+    opposite: bool | None = None
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -70,6 +73,8 @@ class Request:
         set_field(self, "stop", tuple(item for item in stop if item))
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             raise SettingsError("The system prompt must be a text.")
+        if self.opposite is not None and not isinstance(self.opposite, bool):
+            raise SettingsError(f"opposite must be true or false (got {self.opposite!r}).")
 
     @classmethod
     def make(
@@ -92,6 +97,7 @@ class Request:
         system_prompt: str | None = None,
         score_lanes: bool = False,
         trace: bool = False,
+        opposite: bool | None = None,
     ) -> Request:
         """A request from the Contract's flat keywords (the sampling ones become ``Sampling``)."""
         sampling = Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
@@ -101,7 +107,7 @@ class Request:
             method=method, sampling=sampling, max_tokens=max_tokens, seed=seed,
             stop=tuple([stop] if isinstance(stop, str) else stop or ()),
             ignore_eos=ignore_eos, system_prompt=system_prompt, score_lanes=score_lanes,
-            trace=trace,
+            trace=trace, opposite=opposite,
         )
 
     def replace(self, **changes: Any) -> Request:

@@ -105,7 +105,7 @@ def run_generate(args: argparse.Namespace) -> int:
         preference=args.preference,
         method=method,
         ignore_eos=args.ignore_eos,
-        **generation_kwargs(avoid, want_trace),
+        **generation_kwargs(avoid, want_trace, args.opposite),
         **sampling,
     )
     streaming = not (args.json or args.show_steering)
@@ -159,7 +159,7 @@ def run_compare(args: argparse.Namespace) -> int:
     lanes_needed = sum(len(method.lanes) for method in methods)
     model = load_model(args, max_lanes=max(4, lanes_needed))
     comparison = model.compare(prompt, methods, preference=args.preference,
-                               **generation_kwargs(avoid, want_trace), **sampling)
+                               **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
     try:
         results = comparison.run()
     except KeyboardInterrupt:

@@ -120,6 +120,12 @@ def add_preference_options(parser: argparse.ArgumentParser) -> None:
     )
     add_avoid_option(parser)
     parser.add_argument(
+        "--opposite", action=argparse.BooleanOptionalAction, default=None,
+        help="put the opposites of the built-in preferences (concise: verbose, creative: "
+        "conventional and predictable, ...) into the base lane when no --avoid is given, so "
+        "steering contrasts with the opposite (default: the steering's own choice, off "
+        "unless this model's calibration chose it)")
+    parser.add_argument(
         "--system-prompt",
         default=None,
         help="the neutral system prompt (default: 'You are a helpful assistant.')",
@@ -255,6 +261,7 @@ def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
         stop=tuple(args.stop or ()),
         ignore_eos=bool(getattr(args, "ignore_eos", False)),
         trace=bool(getattr(args, "trace", False)),
+        opposite=getattr(args, "opposite", None),
     )
 
 

@@ -121,12 +121,15 @@ def check_avoid(method: Method, avoid: Sequence[str] | None) -> None:
         raise SettingsError(problem)
 
 
-def generation_kwargs(avoid: Sequence[str] | None, trace: bool) -> dict[str, Any]:
-    """``avoid`` and ``trace`` for ``Model.generate`` / ``stream`` / ``compare``, given only
-    when used, so the calls stay the plain ones without them."""
+def generation_kwargs(avoid: Sequence[str] | None, trace: bool,
+                      opposite: bool | None = None) -> dict[str, Any]:
+    """``avoid``, ``trace`` and ``opposite`` for ``Model.generate`` / ``stream`` / ``compare``,
+    given only when used, so the calls stay the plain ones without them."""
     kwargs: dict[str, Any] = {}
     if avoid:
         kwargs["avoid"] = list(avoid)
+    if opposite is not None:
+        kwargs["opposite"] = opposite
     if trace:
         kwargs["trace"] = True
     return kwargs

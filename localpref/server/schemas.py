@@ -44,6 +44,7 @@ class LocalprefOptions(_Lenient):
     kl_budget: float | None = None
     end_tokens: str | None = None
     ignore_eos: bool | None = None
+    opposite: bool | None = None
 
 
 class ChatCompletionRequest(_Lenient):

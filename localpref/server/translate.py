@@ -91,6 +91,8 @@ def generation_args(request: ChatCompletionRequest, served_id: str, model: Model
                 if options else (None,) * 4)
     if options is not None and options.ignore_eos:
         kwargs["ignore_eos"] = True
+    if options is not None and options.opposite is not None:
+        kwargs["opposite"] = options.opposite
     kwargs["method"] = requested_method(method_name, *settings)
     kwargs["preference"] = preference
     max_tokens = request.max_completion_tokens
