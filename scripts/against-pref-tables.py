@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Against-Pref tables of docs/steering.md from the folders of `scripts/evaluate-calibrated.sh`.
 
-    python scripts/against-pref-tables.py FOLDER... [--resamples 2000] [--budget 0.5]
+    python scripts/against-pref-tables.py FOLDER... [--limit N] [--resamples 2000] [--budget 0.5]
 
 Reads each folder's generations.jsonl and scores.jsonl (plain or .gz), names a row's base-lane
 avoid "opposite" when it is its preference's opposite sentence (so every preference's
@@ -45,14 +45,17 @@ def _rows(path: Path) -> list[dict]:
     return []
 
 
-def load(folders: list[Path]) -> tuple[list[dict], dict[str, dict]]:
-    """Every folder's rows, each id once, with the opposite's avoid renamed."""
+def load(folders: list[Path], limit: int | None = None) -> tuple[list[dict], dict[str, dict]]:
+    """Every folder's rows (of the first ``limit`` prompts), each id once, with the opposite's
+    avoid renamed."""
     rows: dict[str, dict] = {}
     metrics: dict[str, dict] = {}
     for folder in folders:
         if not _rows(folder / "generations.jsonl"):
             raise SystemExit(f"{folder} holds no generations.jsonl")
         for row in _rows(folder / "generations.jsonl"):
+            if limit is not None and int(row["position"]) >= limit:
+                continue
             key = dict(row.get("key") or {})
             avoid = key.get("avoid")
             if avoid:
@@ -70,10 +73,11 @@ def load(folders: list[Path]) -> tuple[list[dict], dict[str, dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--limit", type=int, default=None, help="the first N prompts only")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--budget", type=float, default=0.5)
     args = parser.parse_args()
-    rows, metrics = load(args.folders)
+    rows, metrics = load(args.folders, args.limit)
     found = comparisons(collect(rows, metrics), resamples=args.resamples)
     labels = [label for label in dict.fromkeys(c.label for c in found)
               if not label.startswith("base")]
