@@ -12,6 +12,7 @@ This package never imports Textual; the chat app lives in ``tui``.
 
 from localpref import kernels
 from localpref.api import Chat, Model, load
+from localpref.batches.run import batch
 from localpref.decoding import Generation, Result
 from localpref.errors import (
     BusyError,
@@ -56,6 +57,7 @@ __all__ = [
     "Sampling",
     "SettingsError",
     "TemplateError",
+    "batch",
     "kernels",
     "load",
     "paper_method",

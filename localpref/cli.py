@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "localpref.commands.evaluate",
     "localpref.commands.bench",
     "localpref.commands.serve",
+    "localpref.commands.batch",
     "localpref.commands.doctor",
 )
 

@@ -1,0 +1,112 @@
+"""One request line answered exactly as ``localpref serve`` answers the same body.
+
+The body is validated by the server's own request model, translated by the server's own
+``generation_args`` and answered with the server's own completion object; every failure gets the
+server's status and error object (``localpref.server.errors``). So a file that works against the
+server works here and the other way round. A ``stream`` flag is ignored: an answer line holds
+the whole completion. This module imports the server package (and so the web stack); the
+library imports it only when a batch runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from localpref.api import Model
+from localpref.batches.lines import BatchLine, answer_line
+from localpref.decoding import Generation
+from localpref.errors import LocalprefError
+from localpref.server import completions
+from localpref.server.errors import ApiError, from_library, validation_message
+from localpref.server.schemas import ChatCompletionRequest
+from localpref.server.translate import GenerationArgs, generation_args
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route a batch line may name: its request model, the translation of a validated body
+    into ``Model.stream`` arguments, and the answer built from the result."""
+
+    schema: type[BaseModel]
+    translate: Callable[[Any, str, Model], GenerationArgs]
+    answer: Callable[..., dict[str, Any]]
+
+
+def chat_answer(result: Any, *, model: str, avoid: Any) -> dict[str, Any]:
+    """The ``chat.completion`` object, as the server builds it."""
+    return completions.completion(result, model=model, avoid=avoid,
+                                  ident=completions.completion_id(), created=completions.now())
+
+
+#: The routes of ``localpref serve`` that a batch line may name.
+ROUTES: dict[str, Route] = {
+    "/v1/chat/completions": Route(ChatCompletionRequest, generation_args, chat_answer),
+}
+
+
+def validated(schema: type[BaseModel], body: Any) -> Any:
+    """``body`` as the server's request model; a bad field is the server's 400."""
+    try:
+        return schema.model_validate({} if body is None else body)
+    except ValidationError as error:
+        # The same problems FastAPI reports, located in the body as it locates them.
+        problems = [{**problem, "loc": ("body", *problem.get("loc", ()))}
+                    for problem in error.errors()]
+        message, param = validation_message(RequestValidationError(problems))
+        raise ApiError(400, message, code="invalid_request", param=param) from None
+
+
+class Answerer:
+    """Answers request lines with ``model`` served as ``served_id`` (thread-safe: any number
+    of threads may answer at once; the model's scheduler decodes them in one batch)."""
+
+    def __init__(self, model: Model, served_id: str) -> None:
+        self.model = model
+        self.served_id = served_id
+
+    def start(self, line: BatchLine) -> tuple[Generation, Route, Any, GenerationArgs]:
+        """Check ``line`` and start its generation; raises ``ApiError`` or the library's."""
+        route = ROUTES.get(line.url)
+        if route is None:
+            raise ApiError(404, f"There is no route {line.method} {line.url}.",
+                           code="not_found")
+        if line.method != "POST":
+            raise ApiError(405, f"{line.url} does not accept {line.method}.",
+                           code="method_not_allowed")
+        request = validated(route.schema, line.body)
+        args = route.translate(request, self.served_id, self.model)
+        generation = self.model.stream(args.messages, **args.kwargs)
+        return generation, route, request, args
+
+    def answer(self, line: BatchLine, *, on_piece: Callable[[str], None] | None = None,
+               on_start: Callable[[Generation], None] | None = None) -> dict[str, Any] | None:
+        """The answer line of ``line``; None when its generation was cancelled (``on_start``
+        gets the generation, whose ``cancel()`` stops it: a cancelled answer is never kept)."""
+        generation: Generation | None = None
+        try:
+            generation, route, request, args = self.start(line)
+            if on_start is not None:
+                on_start(generation)
+            for piece in generation:
+                if on_piece is not None:
+                    on_piece(piece)
+            result = generation.result
+            if result is None or result.stats.get("stop_reason") == "cancelled":
+                return None
+            body = route.answer(result, model=request.model, avoid=args.avoid)
+            return answer_line(line.custom_id, 200, body)
+        except Exception as error:  # noqa: BLE001 - every failure becomes an error line
+            if not isinstance(error, (LocalprefError, ApiError)):  # a bug: keep its traceback
+                traceback.print_exc(file=sys.stderr)
+            failure = from_library(error)
+            return answer_line(line.custom_id, failure.status, failure.body())
+        finally:
+            if generation is not None:
+                generation.close()

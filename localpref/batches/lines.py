@@ -1,0 +1,113 @@
+"""OpenAI batch files: the request lines read from ``IN.jsonl`` and the answer lines written.
+
+A request line is ``{"custom_id", "method", "url", "body"}``; an answer line is ``{"id",
+"custom_id", "response": {"status_code", "request_id", "body"}, "error"}``. A line whose request
+failed keeps the server's status and error object in ``response`` and also names the error in
+``error`` (``{"code", "message"}``), so a script can tell failures apart without reading bodies.
+
+Problems with the file itself (a line that is not a JSON object, a missing or repeated
+``custom_id``) are one sentence before anything runs; a bad request on a good line becomes an
+error line and the rest go on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import LocalprefError
+
+
+class BatchFileError(LocalprefError):
+    """A batch file that cannot be read as a whole (one sentence, nothing run)."""
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One request line: its place in the file (0-based), id, HTTP method, route and body."""
+
+    index: int
+    custom_id: str
+    method: str = "POST"
+    url: str = ""
+    body: Any = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The line as read (what a Ray actor receives)."""
+        return {"index": self.index, "custom_id": self.custom_id, "method": self.method,
+                "url": self.url, "body": self.body}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BatchLine:
+        return cls(data["index"], data["custom_id"], data["method"], data["url"], data["body"])
+
+
+def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
+    """Every request line of ``text`` (blank lines skipped); ``BatchFileError`` for a line that
+    is not a JSON object with a non-empty string ``custom_id``, or an id used twice."""
+    found: list[BatchLine] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            raise BatchFileError(f"Line {number} of {name} is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise BatchFileError(f"Line {number} of {name} is not a JSON object.")
+        custom_id = data.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            raise BatchFileError(f"Line {number} of {name} has no custom_id (a non-empty "
+                                 "string that names the request in the answers).")
+        if custom_id in seen:
+            raise BatchFileError(f"The custom_id '{custom_id}' is on lines {seen[custom_id]} "
+                                 f"and {number} of {name}; every request needs its own.")
+        seen[custom_id] = number
+        method = data.get("method", "POST")
+        found.append(BatchLine(len(found), custom_id, str(method).upper(),
+                               str(data.get("url", "")), data.get("body")))
+    return found
+
+
+def read_lines(path: Path) -> list[BatchLine]:
+    """The request lines of the file at ``path`` (one sentence if it cannot be read)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BatchFileError(f"There is no batch file at {path}.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BatchFileError(f"Cannot read the batch file {path}: {error}.") from None
+    return parse_lines(text, name=str(path))
+
+
+def request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def answer_line(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer line of one request: ``error`` names the error of a non-200 answer."""
+    error = None
+    if status != 200:
+        details = body.get("error") or {}
+        error = {"code": details.get("code"), "message": details.get("message")}
+    return {
+        "id": f"batch_req_{uuid.uuid4().hex}",
+        "custom_id": custom_id,
+        "response": {"status_code": status, "request_id": request_id(), "body": body},
+        "error": error,
+    }
+
+
+def completion_tokens(line: dict[str, Any]) -> int:
+    """The tokens an answer line's completion wrote (0 for an error)."""
+    body = (line.get("response") or {}).get("body") or {}
+    usage = body.get("usage") if isinstance(body, dict) else None
+    return int((usage or {}).get("completion_tokens", 0))
+
+
+def failed(line: dict[str, Any]) -> bool:
+    return (line.get("response") or {}).get("status_code") != 200

@@ -1,0 +1,89 @@
+"""The answers file: appended one flushed line at a time, resumed, and sorted at the end.
+
+Every answer is one ``write`` of a whole line followed by ``flush`` and ``fsync``, so a run
+killed at any moment (Ctrl-C, a crash, SIGKILL, a reboot) leaves whole lines and at most one
+half-written last line. Opening the file again cuts that half line off and reads which
+``custom_id``s are answered: a re-run skips them, so nothing is lost or written twice. The final
+sort writes a new file beside it and renames it over the old one, so it is never half-sorted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from localpref.batches.lines import BatchFileError
+
+
+def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
+    answers = []
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError:
+            line = None
+        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+            raise BatchFileError(f"Line {number} of {path} is not an answer line; move the "
+                                 "file away or give another --out.")
+        answers.append(line)
+    return answers
+
+
+class AnswerFile:
+    """``OUT.jsonl`` open for appending; ``answered`` holds the ``custom_id``s already in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.answered: set[str] = set()
+        data = b""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise BatchFileError(f"Cannot read {path}: {error.strerror}.") from None
+        if data and not data.endswith(b"\n"):
+            # The last line was being written when the run stopped: it never counted.
+            data = data[: data.rfind(b"\n") + 1]
+            with open(path, "r+b") as handle:
+                handle.truncate(len(data))
+        self.answered = {line["custom_id"] for line in _parse_answers(data, path)}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as error:
+            raise BatchFileError(f"Cannot write {path}: {error.strerror}.") from None
+
+    def write(self, line: dict[str, Any]) -> None:
+        """Append one answer line, on disk before this returns."""
+        self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.answered.add(line["custom_id"])
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+    def sort(self, order: Iterable[str]) -> None:
+        """Rewrite the file with its lines in ``order`` of ``custom_id`` (ids not in ``order``
+        after them, as they were), atomically."""
+        self.close()
+        answers = _parse_answers(self.path.read_bytes(), self.path)
+        rank = {custom_id: place for place, custom_id in enumerate(order)}
+        kept: dict[str, dict[str, Any]] = {}
+        for line in answers:
+            kept.setdefault(line["custom_id"], line)
+        lines = sorted(kept.values(), key=lambda line: rank.get(line["custom_id"], len(rank)))
+        temporary = self.path.with_name(self.path.name + ".sorting")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)

@@ -1,0 +1,104 @@
+"""``localpref.batch``: answer an OpenAI batch file into an answers file, resumably, on this
+machine or over Ray actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localpref.batches.lines import read_lines
+from localpref.errors import SettingsError
+
+if TYPE_CHECKING:
+    from localpref.api import Model
+    from localpref.batches.recorder import Recorder, Summary
+
+
+def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> None:
+    """One sentence for a count out of range."""
+    if not isinstance(parallel, int) or parallel < 1:
+        raise SettingsError(f"parallel must be 1 or more (got {parallel}).")
+    if not isinstance(ray_actors, int) or ray_actors < 1:
+        raise SettingsError(f"ray_actors must be 1 or more (got {ray_actors}).")
+    if not ray_cpus_per_actor > 0:
+        raise SettingsError(f"ray_cpus_per_actor must be above 0 (got {ray_cpus_per_actor}).")
+
+
+def served_id(model: Model, spec: str | None) -> str:
+    """The id request bodies name the model by, as ``localpref serve`` would serve it."""
+    from localpref.server.ids import served_model_id
+
+    return served_model_id(spec, model.path)
+
+
+def batch(
+    input_path: str | Path,
+    out: str | Path,
+    *,
+    model: Model | str | Path | None = None,
+    parallel: int = 4,
+    unordered: bool = False,
+    ray: bool | str = False,
+    ray_actors: int = 2,
+    ray_cpus_per_actor: float = 1.0,
+    n_ctx: int | None = None,
+    n_threads: int | None = None,
+    n_gpu_layers: int = 0,
+    progress: bool = True,
+) -> Summary:
+    """Answer every line of the OpenAI batch file ``input_path`` into ``out``.
+
+    Each line's ``body`` is what ``localpref serve`` takes at its ``url``
+    (``/v1/chat/completions``); up to ``parallel`` lines decode in one batch. Answers are
+    appended as they finish and the file is sorted into input order at the end (unless
+    ``unordered``). Lines whose ``custom_id`` is already in ``out`` are skipped, so calling
+    again after an interruption finishes the file. ``model``: a loaded ``Model`` or what
+    ``localpref.load`` takes (None: the bundled model). ``ray``: True starts a local Ray, a
+    string is a cluster's address; ``ray_actors`` actors of ``ray_cpus_per_actor`` CPUs then
+    each load the model once and answer their share. Returns the run's ``Summary``.
+    """
+    check_counts(parallel, ray_actors, ray_cpus_per_actor)
+    input_path, out = Path(input_path), Path(out)
+    if input_path.resolve() == out.resolve():
+        raise SettingsError("The answers file must not be the batch file itself.")
+    from localpref.batches.recorder import Recorder
+
+    lines = read_lines(input_path)
+    recorder = Recorder(lines, out, progress=progress)
+    try:
+        if recorder.pending:
+            if ray is not False and ray is not None:
+                if not isinstance(model, (str, Path)) and model is not None:
+                    raise SettingsError("With Ray, give the model as a path or a name every "
+                                        "node can load, not a loaded Model.")
+                from localpref.batches.ray_runner import RaySettings, run_ray
+
+                settings = RaySettings(
+                    address=ray if isinstance(ray, str) and ray else None, actors=ray_actors,
+                    cpus_per_actor=ray_cpus_per_actor, parallel=parallel,
+                    model=None if model is None else str(model), n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers)
+                run_ray(settings, recorder)
+            else:
+                run_here(model, recorder, parallel=parallel, n_ctx=n_ctx,
+                         n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+    except BaseException:
+        recorder.close()
+        raise
+    return recorder.finish(unordered=unordered)
+
+
+def run_here(model: Model | str | Path | None, recorder: Recorder, *, parallel: int,
+             n_ctx: int | None, n_threads: int | None, n_gpu_layers: int) -> None:
+    """Answer the pending lines with ``model`` (loaded here unless it is a ``Model``)."""
+    from localpref.api import Model, load
+    from localpref.batches.answer import Answerer
+    from localpref.batches.local import run_local
+
+    if isinstance(model, Model):
+        run_local(Answerer(model, served_id(model, str(model.path))), recorder, parallel)
+        return
+    spec = None if model is None else str(model)
+    with load(spec, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=2 * parallel,
+              max_queued=max(16, parallel), n_threads=n_threads) as loaded:
+        run_local(Answerer(loaded, served_id(loaded, spec)), recorder, parallel)

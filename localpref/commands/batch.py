@@ -1,0 +1,79 @@
+"""``localpref batch IN.jsonl --out OUT.jsonl``: an OpenAI batch file answered line by line as
+``localpref serve`` answers each body, resumably, here or over Ray (docs/batch.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from localpref.commands.options import add_model_options
+from localpref.errors import SettingsError
+
+
+def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """--ray [ADDRESS], --ray-actors and --ray-cpus-per-actor."""
+    group = parser.add_argument_group("Ray")
+    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help=f"spread {what} over Ray actors, each loading the model once: a "
+                       "cluster's address (ray://HOST:10001 or HOST:6379), or nothing to start "
+                       "a local Ray (needs the 'localpref[ray]' extra)")
+    group.add_argument("--ray-actors", type=int, default=2, metavar="N",
+                       help="Ray actors (default 2)")
+    group.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="C",
+                       help="CPUs each actor reserves, and its llama.cpp threads (default 1)")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "batch",
+        help="answer an OpenAI batch file (JSONL) into an answers file, resumably",
+        description="Answer every line of an OpenAI batch file (custom_id, method, url, body; "
+        "the body as 'localpref serve' takes it at /v1/chat/completions) into OUT, one line "
+        "per answer (id, custom_id, response, error), written as each finishes and sorted into "
+        "input order at the end. Running it again with the same --out skips the custom_ids "
+        "already answered.",
+    )
+    parser.add_argument("input", metavar="IN.jsonl", help="the batch file")
+    parser.add_argument("--out", required=True, metavar="OUT.jsonl",
+                        help="the answers file (resumed when it exists)")
+    add_model_options(parser)
+    parser.add_argument("--parallel", type=int, default=4, metavar="N",
+                        help="requests decoded at once (default 4; per actor with --ray)")
+    parser.add_argument("--unordered", action="store_true",
+                        help="leave the answers in the order they finished")
+    parser.add_argument("--ctx", type=int, default=None, metavar="N",
+                        help="tokens of one request's window (default: the model's, at most 2048)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads (default: the cores this process may use; with "
+                        "--ray, --ray-cpus-per-actor)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (the summary line is still printed)")
+    add_ray_options(parser, what="the lines")
+    parser.set_defaults(func=run_batch_command)
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    """Check the flags, answer the file, print the summary line; 0 when every line has an
+    answer (error lines included)."""
+    if args.threads is not None and args.threads < 1:
+        raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
+    if args.ctx is not None and args.ctx < 16:
+        raise SettingsError(f"--ctx must be 16 or more (got {args.ctx}).")
+    if args.parallel < 1:
+        raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
+    if args.ray_actors < 1:
+        raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
+    if not args.ray_cpus_per_actor > 0:
+        raise SettingsError(f"--ray-cpus-per-actor must be above 0 "
+                            f"(got {args.ray_cpus_per_actor}).")
+    from localpref.batches.run import batch
+
+    summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
+                    unordered=args.unordered,
+                    ray=False if args.ray is None else (args.ray or True),
+                    ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
+                    n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
+                    progress=not args.quiet)
+    print(summary.line(), file=sys.stderr, flush=True)
+    return 0

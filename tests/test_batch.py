@@ -1,0 +1,156 @@
+"""`localpref batch` on one machine: the same answers as `localpref serve` for the same bodies
+(real HTTP, the openai SDK), error lines with the server's status and message, the file format,
+resume and the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import openai
+import pytest
+from batch_helpers import (
+    CHAT,
+    chat,
+    essentials,
+    line,
+    mixed_lines,
+    read_answers,
+    write_batch,
+)
+from server_helpers import request, running_server
+
+import localpref
+from localpref.batches.lines import BatchFileError, parse_lines
+from localpref.batches.output import AnswerFile
+from localpref.cli import main
+
+
+def served_answer(client: openai.OpenAI, url: str, item: dict) -> dict:
+    """What the server answers to one batch line: status and JSON body, as a batch line."""
+    body = item["body"]
+    if item["url"] != CHAT or item["method"] != "POST":
+        raw = request(url, item["method"], item["url"].removeprefix("/v1"), body=body)
+        status, payload = raw.status, raw.json()
+    else:
+        fields = dict(body)
+        try:
+            answer = client.chat.completions.with_raw_response.create(
+                model=fields.pop("model"), messages=fields.pop("messages"), extra_body=fields)
+            status, payload = answer.status_code, answer.http_response.json()
+        except openai.APIStatusError as error:
+            status, payload = error.status_code, error.response.json()
+    error = None
+    if status != 200:
+        error = {"code": payload["error"]["code"], "message": payload["error"]["message"]}
+    return {"custom_id": item["custom_id"], "response": {"status_code": status, "body": payload},
+            "error": error}
+
+
+def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(model, tmp_path):
+    items = mixed_lines()
+    with running_server(model) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                               timeout=600)
+        expected = [served_answer(client, server.url, item) for item in items]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    summary = localpref.batch(source, tmp_path / "out.jsonl", model=model, parallel=4,
+                              progress=False)
+    answers = read_answers(tmp_path / "out.jsonl")
+    assert [a["custom_id"] for a in answers] == [item["custom_id"] for item in items]
+    assert [essentials(a) for a in answers] == [essentials(e) for e in expected]
+    bad = [item["custom_id"] for item in items if item["custom_id"].startswith("bad-")]
+    assert summary.done == len(items) and summary.failed == len(bad) and summary.skipped == 0
+    statuses = {a["custom_id"]: a["response"]["status_code"] for a in answers}
+    assert {statuses[name] for name in bad} == {400, 404, 405}
+    assert statuses["bad-model"] == 404 and statuses["bad-method"] == 405
+    good = [a for a in answers if a["response"]["status_code"] == 200]
+    assert summary.tokens == sum(a["response"]["body"]["usage"]["completion_tokens"]
+                                 for a in good) > 0
+    for answer in answers:
+        assert answer["id"].startswith("batch_req_")
+        assert answer["response"]["request_id"].startswith("req_")
+        assert (answer["error"] is None) == (answer["response"]["status_code"] == 200)
+    ids = [a["id"] for a in answers] + [a["response"]["request_id"] for a in answers]
+    assert len(set(ids)) == len(ids)
+
+
+def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(model, tmp_path):
+    items = [line("one", chat("Name a fruit.", tokens=4)),
+             line("two", chat("Name a tree.", tokens=4)),
+             line("three", chat("Hi", model="not-served"))]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    # A run that answered "two" and was stopped while writing "one": half a line at the end.
+    first = localpref.batch(write_batch(tmp_path / "part.jsonl", items[1:2]), out, model=model,
+                            progress=False)
+    assert first.done == 1
+    kept = out.read_text(encoding="utf-8")
+    out.write_text(kept + '{"id": "batch_req_cut", "custom_id": "one", "resp',
+                   encoding="utf-8")
+    summary = localpref.batch(source, out, model=model, parallel=2, progress=False,
+                              unordered=True)
+    assert (summary.done, summary.skipped, summary.failed) == (2, 1, 1)
+    answers = read_answers(out)
+    assert answers[0] == json.loads(kept)  # the line written before is kept as it was
+    assert sorted(a["custom_id"] for a in answers) == ["one", "three", "two"]
+    again = localpref.batch(source, out, model=model, progress=False)
+    assert (again.done, again.skipped) == (0, 3)
+    assert [a["custom_id"] for a in read_answers(out)] == ["one", "two", "three"]
+
+
+def test_repeated_custom_ids_are_one_sentence_naming_both_lines() -> None:
+    text = "\n".join(json.dumps(line(name, chat("Hi"))) for name in ("a", "b", "a"))
+    with pytest.raises(BatchFileError, match=r"^The custom_id 'a' is on lines 1 and 3 of x; "):
+        parse_lines(text, name="x")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{not json", "Line 2 of x is not valid JSON."),
+    ("[1, 2]", "Line 2 of x is not a JSON object."),
+    ('{"url": "/v1/chat/completions"}', "Line 2 of x has no custom_id"),
+    ('{"custom_id": ""}', "Line 2 of x has no custom_id"),
+])
+def test_a_line_that_cannot_be_read_stops_the_file_before_anything_runs(text, problem) -> None:
+    with pytest.raises(BatchFileError) as caught:
+        parse_lines(json.dumps(line("a", chat("Hi"))) + "\n" + text + "\n\n", name="x")
+    assert str(caught.value).startswith(problem)
+
+
+def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answered(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"custom_id": "a"}\n{"custom_id": "b"}\n{"custom_id": "c", "resp',
+                   encoding="utf-8")
+    answers = AnswerFile(out)
+    assert answers.answered == {"a", "b"}
+    answers.write({"custom_id": "c"})
+    answers.sort(["c", "b", "a"])
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        '{"custom_id": "c"}', '{"custom_id": "b"}', '{"custom_id": "a"}']
+    out.write_text('{"custom_id": "a"}\ngarbage\n', encoding="utf-8")
+    with pytest.raises(BatchFileError, match="Line 2 of .* is not an answer line"):
+        AnswerFile(out)
+
+
+def test_the_command_refuses_a_bad_file_in_one_sentence(tmp_path, capsys) -> None:
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi")), line("a", chat("Ho"))])
+    assert main(["batch", str(source), "--out", str(tmp_path / "out.jsonl")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("localpref: The custom_id 'a' is on lines 1 and 2 of ")
+    assert "\n" not in error
+    assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", "o.jsonl"]) == 2
+    assert "There is no batch file at" in capsys.readouterr().err
+    assert main(["batch", str(source), "--out", str(source)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "localpref: The answers file must not be the batch file itself.")
+    assert main(["batch", str(source), "--out", "o.jsonl", "--parallel", "0"]) == 2
+
+
+def test_importing_localpref_loads_neither_ray_nor_the_web_stack() -> None:
+    code = ("import sys, localpref, localpref.cli; localpref.cli.build_parser(); "
+            "print(sorted(m for m in ('ray', 'fastapi', 'uvicorn', 'starlette') "
+            "if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert output == "[]"

@@ -1,0 +1,63 @@
+"""`localpref batch --ray`: a local Ray cluster of 2 CPUs, 2 actors of 1 CPU each, gives the same
+answers file as one machine, and still a complete one when an actor is killed mid-run."""
+
+from __future__ import annotations
+
+import pytest
+from batch_helpers import essentials, mixed_lines, read_answers, write_batch
+
+import localpref
+from localpref.batches.lines import read_lines
+from localpref.batches.ray_runner import RaySettings, run_ray
+from localpref.batches.recorder import Recorder
+
+ray = pytest.importorskip("ray")
+
+TOKENS = 12
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the module (starting one takes seconds)."""
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 * 1024,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_answers(model, tmp_path_factory):
+    """The file answered on one machine, without Ray."""
+    folder = tmp_path_factory.mktemp("batch-local")
+    source = write_batch(folder / "in.jsonl", mixed_lines(TOKENS)[:12])
+    localpref.batch(source, folder / "out.jsonl", model=model, parallel=2, progress=False)
+    return source, [essentials(answer) for answer in read_answers(folder / "out.jsonl")]
+
+
+def test_two_ray_actors_give_the_same_file_as_one_machine(ray_cluster, local_answers,
+                                                         tmp_path) -> None:
+    source, expected = local_answers
+    out = tmp_path / "out.jsonl"
+    summary = localpref.batch(source, out, ray=True, ray_actors=2, ray_cpus_per_actor=1,
+                              parallel=2, progress=False)
+    assert [essentials(answer) for answer in read_answers(out)] == expected
+    assert summary.done == len(expected) and summary.skipped == 0
+
+
+def test_an_actor_killed_mid_run_still_gives_a_complete_file(ray_cluster, local_answers,
+                                                             tmp_path) -> None:
+    source, expected = local_answers
+    out = tmp_path / "out.jsonl"
+    recorder = Recorder(read_lines(source), out, progress=False)
+    killed: list[int] = []
+
+    def kill_once(recorder: Recorder, actors: list) -> None:
+        if not killed and recorder.done >= 2:
+            ray.kill(actors[0], no_restart=False)  # Ray restarts it and retries its calls
+            killed.append(recorder.done)
+
+    run_ray(RaySettings(actors=2, cpus_per_actor=1, parallel=2), recorder, callback=kill_once)
+    summary = recorder.finish()
+    assert killed and killed[0] < len(expected)
+    assert summary.done == len(expected)
+    assert [essentials(answer) for answer in read_answers(out)] == expected
