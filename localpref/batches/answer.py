@@ -25,6 +25,7 @@ from localpref.decoding import Generation
 from localpref.errors import LocalprefError
 from localpref.server import completions
 from localpref.server.errors import ApiError, from_library, validation_message
+from localpref.server.ids import served_model_id
 from localpref.server.schemas import ChatCompletionRequest
 from localpref.server.translate import GenerationArgs, generation_args
 
@@ -61,6 +62,11 @@ def validated(schema: type[BaseModel], body: Any) -> Any:
                     for problem in error.errors()]
         message, param = validation_message(RequestValidationError(problems))
         raise ApiError(400, message, code="invalid_request", param=param) from None
+
+
+def served_id(model: Model, spec: str | None) -> str:
+    """The id request bodies name the model by, as ``localpref serve`` would serve it."""
+    return served_model_id(spec, model.path)
 
 
 class Answerer:

@@ -41,6 +41,8 @@ class RaySettings:
     model: str | None = None
     n_ctx: int | None = None
     n_gpu_layers: int = 0
+    #: llama.cpp threads of each actor (None: its CPUs, at least 1)
+    n_threads: int | None = None
 
 
 class BatchActor:
@@ -49,8 +51,7 @@ class BatchActor:
     def __init__(self, model: str | None, parallel: int, n_threads: int, n_ctx: int | None,
                  n_gpu_layers: int) -> None:
         from localpref.api import load
-        from localpref.batches.answer import Answerer
-        from localpref.batches.run import served_id
+        from localpref.batches.answer import Answerer, served_id
 
         self.error: str | None = None
         self.answerer: Answerer | None = None
@@ -105,7 +106,7 @@ def make_actors(settings: RaySettings) -> list[Any]:
         num_cpus=settings.cpus_per_actor, max_restarts=MAX_RESTARTS, max_task_retries=-1,
         max_concurrency=settings.parallel,
     )(BatchActor)
-    threads = max(1, int(settings.cpus_per_actor))
+    threads = settings.n_threads or max(1, int(settings.cpus_per_actor))
     actors = [actor_class.remote(settings.model, settings.parallel, threads, settings.n_ctx,
                                  settings.n_gpu_layers) for _ in range(settings.actors)]
     problems = [problem for problem in ray.get([a.ready.remote() for a in actors]) if problem]

@@ -24,13 +24,6 @@ def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> N
         raise SettingsError(f"ray_cpus_per_actor must be above 0 (got {ray_cpus_per_actor}).")
 
 
-def served_id(model: Model, spec: str | None) -> str:
-    """The id request bodies name the model by, as ``localpref serve`` would serve it."""
-    from localpref.server.ids import served_model_id
-
-    return served_model_id(spec, model.path)
-
-
 def batch(
     input_path: str | Path,
     out: str | Path,
@@ -77,7 +70,7 @@ def batch(
                     address=ray if isinstance(ray, str) and ray else None, actors=ray_actors,
                     cpus_per_actor=ray_cpus_per_actor, parallel=parallel,
                     model=None if model is None else str(model), n_ctx=n_ctx,
-                    n_gpu_layers=n_gpu_layers)
+                    n_gpu_layers=n_gpu_layers, n_threads=n_threads)
                 run_ray(settings, recorder)
             else:
                 run_here(model, recorder, parallel=parallel, n_ctx=n_ctx,
@@ -92,7 +85,7 @@ def run_here(model: Model | str | Path | None, recorder: Recorder, *, parallel: 
              n_ctx: int | None, n_threads: int | None, n_gpu_layers: int) -> None:
     """Answer the pending lines with ``model`` (loaded here unless it is a ``Model``)."""
     from localpref.api import Model, load
-    from localpref.batches.answer import Answerer
+    from localpref.batches.answer import Answerer, served_id
     from localpref.batches.local import run_local
 
     if isinstance(model, Model):

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from localpref.commands.options import add_model_options
+from localpref.commands.options import add_model_options, load_settings
 from localpref.errors import SettingsError
 
 
@@ -21,7 +21,8 @@ def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
     group.add_argument("--ray-actors", type=int, default=2, metavar="N",
                        help="Ray actors (default 2)")
     group.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="C",
-                       help="CPUs each actor reserves, and its llama.cpp threads (default 1)")
+                       help="CPUs each actor reserves, and its llama.cpp threads unless --threads "
+                       "says otherwise (default 1)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -42,11 +43,6 @@ def add_parser(subparsers: Any) -> None:
                         help="requests decoded at once (default 4; per actor with --ray)")
     parser.add_argument("--unordered", action="store_true",
                         help="leave the answers in the order they finished")
-    parser.add_argument("--ctx", type=int, default=None, metavar="N",
-                        help="tokens of one request's window (default: the model's, at most 2048)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="llama.cpp threads (default: the cores this process may use; with "
-                        "--ray, --ray-cpus-per-actor)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (the summary line is still printed)")
     add_ray_options(parser, what="the lines")
@@ -56,10 +52,7 @@ def add_parser(subparsers: Any) -> None:
 def run_batch_command(args: argparse.Namespace) -> int:
     """Check the flags, answer the file, print the summary line; 0 when every line has an
     answer (error lines included)."""
-    if args.threads is not None and args.threads < 1:
-        raise SettingsError(f"--threads must be 1 or more (got {args.threads}).")
-    if args.ctx is not None and args.ctx < 16:
-        raise SettingsError(f"--ctx must be 16 or more (got {args.ctx}).")
+    loading = load_settings(args)
     if args.parallel < 1:
         raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
     if args.ray_actors < 1:
@@ -73,7 +66,6 @@ def run_batch_command(args: argparse.Namespace) -> int:
                     unordered=args.unordered,
                     ray=False if args.ray is None else (args.ray or True),
                     ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
-                    n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                    progress=not args.quiet)
+                    **loading, progress=not args.quiet)
     print(summary.line(), file=sys.stderr, flush=True)
     return 0
