@@ -42,3 +42,13 @@ def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("LOCALPREF_CATALOG", raising=False)
     return folder
 
+
+
+@pytest.fixture(scope="session")
+def batch_model(bundled_path: Path) -> Model:
+    """The bundled model for the batch tests: eight lanes (four requests at once) on one
+    llama.cpp thread, which does not stall when the machine is busy (llama.cpp's threads spin
+    while they wait for each other)."""
+    loaded = Model(bundled_path, max_lanes=8, n_ctx=1024, n_threads=1)
+    yield loaded
+    loaded.close()

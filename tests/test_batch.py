@@ -48,14 +48,14 @@ def served_answer(client: openai.OpenAI, url: str, item: dict) -> dict:
             "error": error}
 
 
-def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(model, tmp_path):
+def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_model, tmp_path):
     items = mixed_lines()
-    with running_server(model) as server:
+    with running_server(batch_model) as server:
         client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
                                timeout=600)
         expected = [served_answer(client, server.url, item) for item in items]
     source = write_batch(tmp_path / "in.jsonl", items)
-    summary = localpref.batch(source, tmp_path / "out.jsonl", model=model, parallel=4,
+    summary = localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, parallel=4,
                               progress=False)
     answers = read_answers(tmp_path / "out.jsonl")
     assert [a["custom_id"] for a in answers] == [item["custom_id"] for item in items]
@@ -76,26 +76,26 @@ def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(model,
     assert len(set(ids)) == len(ids)
 
 
-def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(model, tmp_path):
+def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(batch_model, tmp_path):
     items = [line("one", chat("Name a fruit.", tokens=4)),
              line("two", chat("Name a tree.", tokens=4)),
              line("three", chat("Hi", model="not-served"))]
     source = write_batch(tmp_path / "in.jsonl", items)
     out = tmp_path / "out.jsonl"
     # A run that answered "two" and was stopped while writing "one": half a line at the end.
-    first = localpref.batch(write_batch(tmp_path / "part.jsonl", items[1:2]), out, model=model,
-                            progress=False)
+    part = write_batch(tmp_path / "part.jsonl", items[1:2])
+    first = localpref.batch(part, out, model=batch_model, progress=False)
     assert first.done == 1
     kept = out.read_text(encoding="utf-8")
     out.write_text(kept + '{"id": "batch_req_cut", "custom_id": "one", "resp',
                    encoding="utf-8")
-    summary = localpref.batch(source, out, model=model, parallel=2, progress=False,
+    summary = localpref.batch(source, out, model=batch_model, parallel=2, progress=False,
                               unordered=True)
     assert (summary.done, summary.skipped, summary.failed) == (2, 1, 1)
     answers = read_answers(out)
     assert answers[0] == json.loads(kept)  # the line written before is kept as it was
     assert sorted(a["custom_id"] for a in answers) == ["one", "three", "two"]
-    again = localpref.batch(source, out, model=model, progress=False)
+    again = localpref.batch(source, out, model=batch_model, progress=False)
     assert (again.done, again.skipped) == (0, 3)
     assert [a["custom_id"] for a in read_answers(out)] == ["one", "two", "three"]
 

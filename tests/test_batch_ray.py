@@ -3,6 +3,8 @@ answers file as one machine, and still a complete one when an actor is killed mi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from batch_helpers import essentials, mixed_lines, read_answers, write_batch
 
@@ -10,6 +12,8 @@ import localpref
 from localpref.batches.lines import read_lines
 from localpref.batches.ray_runner import RaySettings, run_ray
 from localpref.batches.recorder import Recorder
+from localpref.cli import main
+from localpref.evaluation.records import read_rows
 
 ray = pytest.importorskip("ray")
 
@@ -26,11 +30,11 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="module")
-def local_answers(model, tmp_path_factory):
+def local_answers(batch_model, tmp_path_factory):
     """The file answered on one machine, without Ray."""
     folder = tmp_path_factory.mktemp("batch-local")
     source = write_batch(folder / "in.jsonl", mixed_lines(TOKENS)[:12])
-    localpref.batch(source, folder / "out.jsonl", model=model, parallel=2, progress=False)
+    localpref.batch(source, folder / "out.jsonl", model=batch_model, parallel=2, progress=False)
     return source, [essentials(answer) for answer in read_answers(folder / "out.jsonl")]
 
 
@@ -61,3 +65,25 @@ def test_an_actor_killed_mid_run_still_gives_a_complete_file(ray_cluster, local_
     assert killed and killed[0] < len(expected)
     assert summary.done == len(expected)
     assert [essentials(answer) for answer in read_answers(out)] == expected
+
+
+def test_eval_on_ray_writes_the_rows_of_a_run_here(ray_cluster, tmp_path) -> None:
+    dataset = tmp_path / "tiny.json"
+    dataset.write_text(json.dumps([{"index": 0, "question": "How do I keep basil alive?"},
+                                   {"index": 1, "question": "What is a good first pet?"}]),
+                       encoding="utf-8")
+
+    def grid(out, *extra: str) -> list[str]:
+        return ["eval", "--dataset", str(dataset), "--methods", "base,amulet",
+                "--preferences", "concise,uplifting", "--prompts", "library",
+                "--max-tokens", "8", "--ctx", "512", "--bootstrap", "50", "--threads", "1",
+                "--scorers", "length", "--out", str(out), "--no-progress", *extra]
+
+    def rows(out) -> dict[str, tuple]:
+        return {row["id"]: (row["text"], row["tokens"], row.get("reused_from") is not None)
+                for row in read_rows(out / "generations.jsonl")}
+
+    assert main(grid(tmp_path / "here")) == 0
+    assert main(grid(tmp_path / "ray", "--ray", "--ray-actors", "2")) == 0
+    here, there = rows(tmp_path / "here"), rows(tmp_path / "ray")
+    assert len(here) == 8 and here == there

@@ -26,14 +26,14 @@ def whole_lines(path) -> list[str]:
     return text[: text.rfind("\n") + 1].splitlines()
 
 
-def test_a_run_killed_mid_file_is_finished_by_the_next_run(model, tmp_path) -> None:
+def test_a_run_killed_mid_file_is_finished_by_the_next_run(batch_model, tmp_path) -> None:
     items = [line(f"q{i}", chat(prompt, tokens=24, **({"localpref": {"preference": "concise"}}
                                                       if i % 2 else {})))
              for i, prompt in enumerate(PROMPTS)]
     source = write_batch(tmp_path / "in.jsonl", items)
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out", str(out),
-               "--parallel", "2", "--quiet"]
+               "--parallel", "2", "--threads", "1", "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -50,7 +50,7 @@ def test_a_run_killed_mid_file_is_finished_by_the_next_run(model, tmp_path) -> N
     before = whole_lines(out)
     assert 1 <= len(before) < len(items)
 
-    summary = localpref.batch(source, out, model=model, parallel=2, progress=False)
+    summary = localpref.batch(source, out, model=batch_model, parallel=2, progress=False)
     answers = read_answers(out)
     assert [a["custom_id"] for a in answers] == [item["custom_id"] for item in items]
     assert summary.skipped == len(before) and summary.done == len(items) - len(before)

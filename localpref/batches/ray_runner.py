@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,23 +43,28 @@ class RaySettings:
     n_gpu_layers: int = 0
     #: llama.cpp threads of each actor (None: its CPUs, at least 1)
     n_threads: int | None = None
+    #: the model's system prompt (None: the library's default)
+    system_prompt: str | None = None
 
 
-class BatchActor:
-    """One Ray actor: the model loaded once, answering one line per call."""
+class ModelActor:
+    """One Ray actor: the model loaded once; ``answer`` takes a batch line, ``generate`` a
+    ``Request`` (the evaluation grid's)."""
 
-    def __init__(self, model: str | None, parallel: int, n_threads: int, n_ctx: int | None,
-                 n_gpu_layers: int) -> None:
+    def __init__(self, settings: RaySettings, n_threads: int) -> None:
         from localpref.api import load
         from localpref.batches.answer import Answerer, served_id
 
         self.error: str | None = None
         self.answerer: Answerer | None = None
+        options: dict[str, Any] = {}
+        if settings.system_prompt is not None:
+            options["system_prompt"] = settings.system_prompt
         try:
-            loaded = load(model, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
-                          max_lanes=2 * parallel, max_queued=max(16, parallel),
-                          n_threads=n_threads)
-            self.answerer = Answerer(loaded, served_id(loaded, model))
+            loaded = load(settings.model, n_gpu_layers=settings.n_gpu_layers,
+                          n_ctx=settings.n_ctx, max_lanes=2 * settings.parallel,
+                          max_queued=max(16, settings.parallel), n_threads=n_threads, **options)
+            self.answerer = Answerer(loaded, served_id(loaded, settings.model))
         except LocalprefError as error:
             self.error = str(error)
 
@@ -70,6 +75,14 @@ class BatchActor:
     def answer(self, line: dict[str, Any]) -> dict[str, Any] | None:
         assert self.answerer is not None
         return self.answerer.answer(BatchLine.from_json(line))
+
+    def generate(self, request: Any) -> Any:
+        """The ``Result`` of one ``Request``, or the ``LocalprefError`` it raised."""
+        assert self.answerer is not None
+        try:
+            return self.answerer.model.submit(request).run()[0]
+        except LocalprefError as error:
+            return error
 
 
 def start_ray(settings: RaySettings) -> bool:
@@ -97,73 +110,96 @@ def start_ray(settings: RaySettings) -> bool:
     return True
 
 
-def make_actors(settings: RaySettings) -> list[Any]:
-    """The actors, each loading the model; ``ModelError`` with the first actor's sentence if
-    they cannot."""
-    import ray
+class RayPool:
+    """Ray started (or joined) and ``settings.actors`` actors with the model loaded; ``map``
+    runs items on them, ``settings.parallel`` at a time on each. A context manager: leaving it
+    stops the actors (and the Ray it started)."""
 
-    actor_class = ray.remote(
-        num_cpus=settings.cpus_per_actor, max_restarts=MAX_RESTARTS, max_task_retries=-1,
-        max_concurrency=settings.parallel,
-    )(BatchActor)
-    threads = settings.n_threads or max(1, int(settings.cpus_per_actor))
-    actors = [actor_class.remote(settings.model, settings.parallel, threads, settings.n_ctx,
-                                 settings.n_gpu_layers) for _ in range(settings.actors)]
-    problems = [problem for problem in ray.get([a.ready.remote() for a in actors]) if problem]
-    if problems:
-        for actor in actors:
-            ray.kill(actor)
-        raise ModelError(f"The Ray actors could not load the model: {problems[0]}")
-    return actors
+    def __init__(self, settings: RaySettings) -> None:
+        self.settings = settings
+        self.actors: list[Any] = []
+        self._started = False
+
+    def __enter__(self) -> RayPool:
+        self._started = start_ray(self.settings)
+        try:
+            self.actors = self._make_actors()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _make_actors(self) -> list[Any]:
+        import ray
+
+        settings = self.settings
+        actor_class = ray.remote(
+            num_cpus=settings.cpus_per_actor, max_restarts=MAX_RESTARTS, max_task_retries=-1,
+            max_concurrency=settings.parallel,
+        )(ModelActor)
+        threads = settings.n_threads or max(1, int(settings.cpus_per_actor))
+        actors = [actor_class.remote(settings, threads) for _ in range(settings.actors)]
+        self.actors = actors
+        problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
+        if problems:
+            raise ModelError(f"The Ray actors could not load the model: {problems[0]}")
+        return actors
+
+    def map(self, items: Iterable[Any], method: str) -> Iterator[tuple[Any, Any]]:
+        """``(item, actor.method(item))`` for every item, in the order they finish; each actor
+        holds at most ``parallel`` calls, so the next item goes to whichever has room."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        todo = deque(items)
+        load = [0] * len(self.actors)
+        in_flight: dict[Any, tuple[int, Any]] = {}
+        while todo or in_flight:
+            for index, actor in enumerate(self.actors):
+                while todo and load[index] < self.settings.parallel:
+                    item = todo.popleft()
+                    in_flight[getattr(actor, method).remote(item)] = (index, item)
+                    load[index] += 1
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                index, item = in_flight.pop(ref)
+                load[index] -= 1
+                try:
+                    value = ray.get(ref)
+                except RayActorError:
+                    raise LocalprefError(
+                        f"A Ray actor died more than {MAX_RESTARTS} times; the answers so far "
+                        "are kept: run the same command again to finish.") from None
+                yield item, value
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.kill(actor)
+            except Exception as error:  # noqa: BLE001 - already gone
+                print(f"localpref: could not stop a Ray actor: {error}", file=sys.stderr)
+        self.actors = []
+        if self._started:
+            ray.shutdown()
+            self._started = False
 
 
 def run_ray(settings: RaySettings, recorder: Recorder,
             callback: Callable[[Recorder, list[Any]], None] | None = None) -> None:
     """Answer ``recorder``'s pending lines on Ray actors; ``callback(recorder, actors)`` runs
     in this thread after each answer is written (tests kill an actor there)."""
-    started = start_ray(settings)
-    import ray
-    from ray.exceptions import RayActorError
-
-    actors: list[Any] = []
-    try:
-        actors = make_actors(settings)
+    with RayPool(settings) as pool:
         recorder.begin()
-        todo: deque[BatchLine] = deque(recorder.pending)
-        load = [0] * len(actors)
-        in_flight: dict[Any, tuple[int, BatchLine]] = {}
-
-        def fill() -> None:
-            for index, actor in enumerate(actors):
-                while todo and load[index] < settings.parallel:
-                    line = todo.popleft()
-                    in_flight[actor.answer.remote(line.to_json())] = (index, line)
-                    load[index] += 1
-
-        fill()
-        while in_flight:
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
-            for ref in done:
-                index, line = in_flight.pop(ref)
-                load[index] -= 1
-                try:
-                    answer = ray.get(ref)
-                except RayActorError:
-                    raise LocalprefError(
-                        f"A Ray actor died more than {MAX_RESTARTS} times; the answers so far "
-                        "are kept: run the same command again to finish.") from None
+        todo = [line.to_json() for line in recorder.pending]
+        while todo:
+            again = []
+            for line, answer in pool.map(todo, "answer"):
                 if answer is None:  # cancelled inside the actor: answer it again
-                    todo.append(line)
-                else:
-                    recorder.record(answer)
-                    if callback is not None:
-                        callback(recorder, actors)
-            fill()
-    finally:
-        for actor in actors:
-            try:
-                ray.kill(actor)
-            except Exception as error:  # noqa: BLE001 - already gone
-                print(f"localpref: could not stop a Ray actor: {error}", file=sys.stderr)
-        if started:
-            ray.shutdown()
+                    again.append(line)
+                    continue
+                recorder.record(answer)
+                if callback is not None:
+                    callback(recorder, pool.actors)
+            todo = again

@@ -79,6 +79,12 @@ def add_parser(subparsers: Any) -> None:
         help="instead: localpref serve (Base, Amulet) against llama-cpp-python's own server "
         "(Base) with 1, 2 and 4 concurrent streaming clients: tokens/s and time to first token",
     )
+    parser.add_argument(
+        "--batch", nargs="?", type=int, const=64, default=None, metavar="N",
+        help="instead: N steered requests (default 64) of --max-tokens tokens answered by "
+        "`localpref batch` one after another, 4 at once, and with --ray (2 actors of 1 CPU, "
+        "when Ray is installed): aggregate tokens/s",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_bench_command)
@@ -90,6 +96,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         from localpref.server.bench import run_server_bench_command
 
         return run_server_bench_command(args)
+    if args.batch is not None:
+        return run_batch_bench(args)
     from localpref.bench import (
         EXACTNESS_BATCHES,
         BenchSettings,
@@ -144,6 +152,32 @@ def run_bench_command(args: argparse.Namespace) -> int:
         print(format_exactness(report))
     else:
         print(format_profile(report) if args.profile else format_report(report))
+    return 0
+
+
+def run_batch_bench(args: argparse.Namespace) -> int:
+    """``bench --batch N``: the batch row alone."""
+    import importlib.util
+
+    from localpref.bench.batch_files import bench_batch, format_batch
+
+    if args.batch < 1:
+        raise SettingsError(f"--batch must be 1 or more (got {args.batch}).")
+    if args.max_tokens < 1:
+        raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
+    loading = load_settings(args)
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    with_ray = importlib.util.find_spec("ray") is not None
+    if not with_ray:
+        progress("Ray is not installed: no --ray row (pip install 'localpref[ray]')")
+    report = bench_batch(args.model, requests=args.batch, max_tokens=args.max_tokens,
+                         ray=with_ray, n_threads=loading["n_threads"],
+                         preference=args.preference, progress=progress)
+    print(json.dumps(report) if args.json else format_batch(report))
     return 0
 
 

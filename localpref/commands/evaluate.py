@@ -11,10 +11,13 @@ runs (or resumes) the grid and writes generations.jsonl, scores.jsonl, summary.m
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 from pathlib import Path
 from typing import Any
 
+from localpref.commands.batch import add_ray_options
 from localpref.commands.options import (
     add_avoid_option,
     add_method_options,
@@ -28,6 +31,8 @@ from localpref.errors import LocalprefError, SettingsError
 
 DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
 DEFAULT_PREFERENCES = "creative,verbose,concise,uplifting"
+#: Generations each Ray actor decodes at once with ``--ray``.
+RAY_PARALLEL = 4
 
 
 def add_parser(subparsers: Any) -> None:
@@ -80,6 +85,8 @@ def add_parser(subparsers: Any) -> None:
                         help="run only the I-th of N slices of the prompts (1-based); merge "
                         "the folders with `localpref eval merge`")
     add_model_options(parser)
+    add_ray_options(parser, what="the grid's generations (each actor decodes "
+                    f"{RAY_PARALLEL} at once)")
     add_method_options(parser, single=False)
     parser.add_argument("--length-penalty", dest="length_penalty", type=float, default=None,
                         help="beamN: hypothesis score = log-prob / length**P (default 1.0, the "
@@ -198,13 +205,36 @@ def run_eval(args: argparse.Namespace) -> int:
     judge = None
     if judge_path is not None:
         judge = _judge_factory(model, judge_path, args)
-    evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
-                            progress=not args.no_progress)
-    summary = evaluation.run()
+    with contextlib.ExitStack() as stack:
+        generations, chunk = None, 64
+        if args.ray is not None:
+            pool = stack.enter_context(ray_pool(args, config.system_prompt))
+            generations = functools.partial(pool.map, method="generate")
+            chunk = 4 * args.ray_actors * RAY_PARALLEL
+        evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
+                                progress=not args.no_progress, generations=generations,
+                                chunk=chunk)
+        summary = evaluation.run()
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
     print(f"{evaluation.generated} new answers{extra}; summary in {summary}", file=sys.stderr)
     return 0
+
+
+def ray_pool(args: argparse.Namespace, system_prompt: str) -> Any:
+    """The Ray actors of ``--ray``, each with the model loaded with ``system_prompt``."""
+    from localpref.batches.ray_runner import RayPool, RaySettings
+    from localpref.commands.options import load_settings
+
+    if args.ray_actors < 1:
+        raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
+    if not args.ray_cpus_per_actor > 0:
+        raise SettingsError(f"--ray-cpus-per-actor must be above 0 "
+                            f"(got {args.ray_cpus_per_actor}).")
+    loading = load_settings(args)
+    return RayPool(RaySettings(
+        address=args.ray or None, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
+        parallel=RAY_PARALLEL, model=args.model, system_prompt=system_prompt, **loading))
 
 
 def _judge_factory(model: Any, path: Path, args: argparse.Namespace) -> Any:

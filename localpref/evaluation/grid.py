@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,8 @@ class Evaluation:
         *,
         judge: PairwiseJudge | LazyJudge | None = None,
         progress: bool = True,
+        generations: Callable[[list[Request]], Iterable[tuple[Request, Any]]] | None = None,
+        chunk: int = 64,
     ) -> None:
         if model.system_prompt != config.system_prompt:
             raise SettingsError(
@@ -145,6 +147,11 @@ class Evaluation:
             judge = LazyJudge(loaded.name, lambda: loaded)
         self.judge = judge
         self.show_progress = progress
+        #: Where the answers are generated, when not here: ``generations(requests)`` yields
+        #: ``(request, result or LocalprefError)`` (``eval --ray``), ``chunk`` items at a time.
+        self.generations = generations
+        self.chunk = max(1, chunk)
+        self._prefetched: dict[str, Any] = {}
         self._beam_contexts: dict[int, Any] = {}
         #: Generations made by this run (resumed rows excluded), for tests and the final note.
         self.generated = 0
@@ -214,7 +221,7 @@ class Evaluation:
         try:
             with RowWriter(self.out_dir / GENERATIONS) as generations, \
                     RowWriter(self.out_dir / SCORES) as scores:
-                for item in items:
+                for item in self._prefetching(items, existing, by_content):
                     key = self.key(item)
                     identifier = row_id(key)
                     row = existing.get(identifier)
@@ -247,6 +254,32 @@ class Evaluation:
                             reference=self.config.reference, resamples=self.config.resamples,
                             fluency_budget=self.config.fluency_budget)
 
+    def _prefetching(self, items: list[Item], existing: dict[str, Any],
+                     by_content: dict[str, dict[str, Any]]) -> Iterator[Item]:
+        """``items`` in order; with ``generations``, each chunk's missing answers are generated
+        there (all at once) before its items are yielded."""
+        if self.generations is None:
+            yield from items
+            return
+        for start in range(0, len(items), self.chunk):
+            part = items[start:start + self.chunk]
+            wanted: dict[int, str] = {}
+            requests: list[Request] = []
+            contents: set[str] = set()
+            for item in part:
+                content = row_id(self.key(item, for_content=True))
+                if (row_id(self.key(item)) in existing or content in by_content
+                        or content in contents or isinstance(item.method.decoder, BeamSettings)):
+                    continue
+                contents.add(content)
+                request = self._request(item)
+                wanted[id(request)] = content
+                requests.append(request)
+            if requests:
+                for request, value in self.generations(requests):
+                    self._prefetched[wanted[id(request)]] = value
+            yield from part
+
     def _make_row(self, item: Item, key: dict[str, Any], identifier: str,
                   by_content: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Generate (or reuse) the answer of one item, as a row."""
@@ -278,7 +311,9 @@ class Evaluation:
                        reused_from=source["id"])
             return row
         try:
-            result = self._generate(item)
+            result = self._prefetched.pop(content_id, None) or self._generate(item)
+            if isinstance(result, LocalprefError):  # raised where it was generated
+                raise result
         except PromptTooLongError as error:
             row.update(text="", tokens=[], error=str(error))
             return row
@@ -301,13 +336,18 @@ class Evaluation:
             result.stats.update(preference=item.preference.name, model=self.model.name,
                                 seed=config.seed)
             return result
-        request = Request(
+        return self.model.submit(self._request(item)).run()[0]
+
+    def _request(self, item: Item) -> Request:
+        """The ``Request`` of an item whose method is not a beam search."""
+        config = self.config
+        return Request(
             messages=({"role": "user", "content": item.prompt.text},),
-            preference=item.preference.sentence, method=decoder, sampling=config.sampling,
-            max_tokens=config.max_tokens, seed=config.seed, score_lanes=config.score_lanes,
+            preference=item.preference.sentence, method=item.method.decoder,
+            sampling=config.sampling, max_tokens=config.max_tokens, seed=config.seed,
+            score_lanes=config.score_lanes,
             avoid=tuple(config.avoid or ()) if self._avoids(item.method) else None,
         )
-        return self.model.submit(request).run()[0]
 
     def _beam(self, settings: BeamSettings) -> BeamSearch:
         """A beam search on its own context of ``width`` lanes over the same weights."""
