@@ -62,10 +62,15 @@ def run_batch_command(args: argparse.Namespace) -> int:
                             f"(got {args.ray_cpus_per_actor}).")
     from localpref.batches.run import batch
 
-    summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
-                    unordered=args.unordered,
-                    ray=False if args.ray is None else (args.ray or True),
-                    ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
-                    **loading, progress=not args.quiet)
+    try:
+        summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
+                        unordered=args.unordered,
+                        ray=False if args.ray is None else (args.ray or True),
+                        ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
+                        **loading, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\nlocalpref: stopped; the answers written are kept in {args.out}: run the same "
+              "command again to finish.", file=sys.stderr, flush=True)
+        raise
     print(summary.line(), file=sys.stderr, flush=True)
     return 0
