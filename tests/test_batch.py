@@ -24,6 +24,7 @@ from server_helpers import request, running_server
 import localpref
 from localpref.batches.lines import BatchFileError, parse_lines
 from localpref.batches.output import AnswerFile
+from localpref.bench.batch_files import bench_batch, format_batch
 from localpref.cli import main
 
 
@@ -154,3 +155,16 @@ def test_importing_localpref_loads_neither_ray_nor_the_web_stack() -> None:
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert output == "[]"
+
+
+def test_the_bench_batch_row_answers_every_request_to_its_length() -> None:
+    report = bench_batch(None, requests=3, max_tokens=4, parallel=2, ray=False, n_threads=1)
+    assert report["model"] and (report["requests"], report["max_tokens"]) == (3, 4)
+    for run in ("sequential", "parallel"):
+        assert report[run]["tokens"] == 12  # end tokens ignored: every answer is 4 tokens
+        assert report[run]["tokens_per_s"] > 0 and report[run]["seconds"] > 0
+    assert report["speedup"] == pytest.approx(
+        report["parallel"]["tokens_per_s"] / report["sequential"]["tokens_per_s"], rel=1e-2)
+    table = format_batch(report)
+    assert "one after another" in table and "batch --parallel 2" in table
+    assert "--ray" not in table

@@ -48,16 +48,19 @@ def write_requests(path: Path, count: int, max_tokens: int, model_id: str,
 
 
 def bench_batch(model: str | None, *, requests: int = 64, max_tokens: int = 96,
-                parallel: int = 4, ray_actors: int = 2, ray: bool = True,
+                parallel: int = 4, ray: bool = True,
                 n_threads: int | None = None, preference: str = "concise",
                 progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """The batch row: sequential, ``parallel`` in one process, and (``ray``) ``ray_actors``
-    actors of 1 CPU with ``parallel / ray_actors`` lines each at once."""
+    """The batch row: sequential, ``parallel`` in one process on ``n_threads`` threads
+    (default: the cores this process may use), and (``ray``) as many Ray actors of 1 CPU as
+    that process had threads, ``parallel / actors`` lines at once each: the same CPUs and the
+    same lines in flight, so their ratio is what Ray costs."""
     from localpref.api import load
     from localpref.batches.answer import served_id
     from localpref.batches.run import batch
 
     threads = n_threads or len(os.sched_getaffinity(0))
+    ray_actors = threads
     with load(model, max_lanes=2) as loaded:
         model_id = served_id(loaded, model)
         model_name = loaded.name
@@ -87,7 +90,7 @@ def bench_batch(model: str | None, *, requests: int = 64, max_tokens: int = 96,
         report["speedup"] = round(report["parallel"]["tokens_per_s"]
                                   / report["sequential"]["tokens_per_s"], 3)
         if ray:
-            each = max(1, parallel // ray_actors)
+            each = max(1, -(-parallel // ray_actors))
             report["ray"] = {"actors": ray_actors, "cpus_per_actor": 1, "parallel": each,
                              **run("ray", parallel=each, ray=True, ray_actors=ray_actors,
                                    ray_cpus_per_actor=1.0)}

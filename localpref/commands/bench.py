@@ -82,8 +82,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--batch", nargs="?", type=int, const=64, default=None, metavar="N",
         help="instead: N steered requests (default 64) of --max-tokens tokens answered by "
-        "`localpref batch` one after another, 4 at once, and with --ray (2 actors of 1 CPU, "
-        "when Ray is installed): aggregate tokens/s",
+        "`localpref batch` one after another, 4 at once, and with --ray (one actor of 1 CPU "
+        "per thread: 2 on 2 cores; when Ray is installed): aggregate tokens/s",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
