@@ -10,7 +10,7 @@ from batch_helpers import essentials, mixed_lines, read_answers, write_batch
 
 import localpref
 from localpref.batches.lines import read_lines
-from localpref.batches.ray_runner import RaySettings, run_ray
+from localpref.batches.ray_runner import RayPool, RaySettings, run_ray
 from localpref.batches.recorder import Recorder
 from localpref.cli import main
 from localpref.evaluation.records import read_rows
@@ -87,3 +87,12 @@ def test_eval_on_ray_writes_the_rows_of_a_run_here(ray_cluster, tmp_path) -> Non
     assert main(grid(tmp_path / "ray", "--ray", "--ray-actors", "2")) == 0
     here, there = rows(tmp_path / "here"), rows(tmp_path / "ray")
     assert len(here) == 8 and here == there
+
+
+def test_a_local_ray_gets_the_model_path_whole(tmp_path, monkeypatch) -> None:
+    (tmp_path / "m.gguf").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert RayPool(RaySettings(model="m.gguf")).settings.model == str(tmp_path / "m.gguf")
+    assert RayPool(RaySettings(model="m.gguf", address="head:6379")).settings.model == "m.gguf"
+    assert RayPool(RaySettings(model="qwen2.5-1.5b-instruct")).settings.model == (
+        "qwen2.5-1.5b-instruct")

@@ -13,11 +13,13 @@ started with the CPUs the actors ask for, and stopped at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from localpref.batches.lines import BatchLine
@@ -116,6 +118,9 @@ class RayPool:
     stops the actors (and the Ray it started)."""
 
     def __init__(self, settings: RaySettings) -> None:
+        if settings.address is None and settings.model and Path(settings.model).exists():
+            # A local Ray's workers need not share this process's working directory.
+            settings = dataclasses.replace(settings, model=str(Path(settings.model).resolve()))
         self.settings = settings
         self.actors: list[Any] = []
         self._started = False
