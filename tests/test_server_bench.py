@@ -1,19 +1,35 @@
-"""`localpref bench --server`, smoke-sized: both servers start, answer streamed requests from
-concurrent clients, and the report holds every figure (no timing is asserted)."""
+"""`localpref bench --server`, smoke-sized: the servers start, answer streamed requests from
+concurrent clients, and the report holds every figure (no timing is asserted); the llama-server
+baseline's settings, command line and build script (never compiled here)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from localpref.cli import main
-from localpref.server.bench import ServerBenchSettings, format_server_report, run_server_bench
+from localpref.server import llama_server
+from localpref.server.bench import (
+    ServerBenchSettings,
+    format_server_report,
+    run_server_bench,
+    start_localpref,
+)
+from localpref.server.stall import long_prompt, measure_stall, stall_seconds
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build-llama-server.sh"
 
 
 def test_server_bench_measures_both_servers_with_concurrent_clients() -> None:
     settings = ServerBenchSettings(max_tokens=2, rounds=1, clients=(1, 2), n_ctx=512)
     report = run_server_bench(settings, progress=lambda message: None)
     assert report["model"] == "smollm2-135m-instruct" and report["max_tokens"] == 2
-    assert set(report["servers"]) == {"localpref base", "localpref amulet",
+    assert (report["parallel"], report["lanes"]) == (4, 8)
+    assert set(report["servers"]) == {"localpref base", "localpref steered",
                                       "llama-cpp-python base"}
     for rows in report["servers"].values():
         assert set(rows) == {"1", "2"}
@@ -21,12 +37,137 @@ def test_server_bench_measures_both_servers_with_concurrent_clients() -> None:
             assert row["requests"] == int(clients)  # every stream sent text
             assert 1 <= row["tokens"] <= 2 * int(clients)
             assert row["tokens_per_s"] > 0 and row["ttft_p95_ms"] >= row["ttft_p50_ms"] > 0
+    # localpref's rows ignore end tokens: every stream writes all its tokens
+    assert report["servers"]["localpref steered"]["2"]["tokens"] == 4
     assert set(report["base_ratio_to_llama_cpp_python"]) == {"1", "2"}
+    assert set(report["ttft_ratio_to_llama_cpp_python"]) == {"1", "2"}
+    assert 0 <= report["load_average"]["min"] <= report["load_average"]["max"]
+    assert "long_prompt_stall" not in report and "steered_to_two_lane_limit" not in report
     table = format_server_report(report)
     assert "llama-cpp-python base" in table and "localpref base / llama-cpp-python base" in table
     json.dumps(report)
 
 
+def test_long_prompt_stall_on_localpref_serve(model) -> None:
+    """Three streams, then a long prompt joins: the streams' longest gap and the joiner's
+    first piece are measured, on a real ``localpref serve``."""
+    settings = ServerBenchSettings(max_tokens=8, n_ctx=1024)
+    process, target = start_localpref(settings, threads=2)
+    try:
+        timing = measure_stall(target, settings.prompt, max_tokens=64, prompt_tokens=300)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert timing.stall_s > 0 and timing.joiner_ttft_s is not None and timing.joiner_ttft_s > 0
+    assert timing.joiner_prompt_tokens is not None
+    assert 240 <= timing.joiner_prompt_tokens <= 420  # about 300 with the chat template
+
+
+def test_long_prompt_is_about_as_long_as_asked(model) -> None:
+    for tokens in (300, 1500):
+        count = len(model.vocabulary.tokenize(long_prompt(tokens), add_special=False))
+        assert 0.8 * tokens <= count <= 1.25 * tokens
+
+
+def test_stall_is_the_longest_gap_after_the_join() -> None:
+    streams = [[0.0, 0.1, 0.2, 1.7, 1.8], [0.05, 0.15, 1.75], [0.0, 0.1]]
+    assert stall_seconds(streams, joined_at=0.25) == pytest.approx(1.6)  # 0.15 -> 1.75
+    assert stall_seconds(streams, joined_at=5.0) == 0.0
+    assert stall_seconds([[0.0, 2.0, 2.1]], joined_at=1.0) == pytest.approx(2.0)  # spans it
+
+
 def test_bench_server_flag_checks_its_settings(capsys) -> None:
     assert main(["bench", "--server", "--max-tokens", "0", "--quiet"]) == 2
     assert "--max-tokens and --repeat must be 1 or more." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--server", "--baseline", "nope"],
+     "Unknown baseline 'nope': choose among llama-cpp-python, llama-server."),
+    (["--server", "--baseline", ","], "--baseline needs at least one value."),
+    (["--server", "--clients", "0"], "Client counts must be 1 or more."),
+    (["--server", "--clients", "two"], "--clients takes whole numbers (got 'two')."),
+    (["--baseline", "llama-server"], "--baseline goes with --server."),
+    (["--clients", "1,2"], "--clients goes with --server."),
+    (["--llama-server", "/bin/true"], "--llama-server goes with --server."),
+    (["--server", "--baseline", "llama-server", "--llama-server", "/no/such/llama-server"],
+     "--llama-server /no/such/llama-server: no executable file there."),
+])
+def test_bench_server_baseline_flags(argv, message, capsys) -> None:
+    assert main(["bench", *argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_llama_server_baseline_without_a_build_names_the_script(tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    monkeypatch.setenv("LOCALPREF_CACHE", str(tmp_path))
+    assert main(["bench", "--server", "--baseline", "llama-server,llama-cpp-python", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "llama-server" / "0.3.36" / "llama-server") in err
+    assert "scripts/build-llama-server.sh" in err
+
+
+def test_llama_server_settings_match_slots_to_lanes(tmp_path, monkeypatch) -> None:
+    settings = ServerBenchSettings(baselines=("llama-server", "llama-cpp-python"))
+    assert settings.clients == (1, 2, 4, 8) and (settings.parallel, settings.lanes) == (4, 8)
+    assert settings.stall and settings.context >= settings.stall_prompt_tokens + 512
+    assert ServerBenchSettings().clients == (1, 2, 4) and not ServerBenchSettings().stall
+    assert ServerBenchSettings(clients=(1, 16)).lanes == 16
+    monkeypatch.setenv("LOCALPREF_CACHE", str(tmp_path))
+    binary = llama_server.cached_binary()
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert llama_server.find_binary(None) == binary
+    command = llama_server.server_command(binary, Path("m.gguf"), 8080, threads=2,
+                                          slots=settings.lanes, n_ctx=settings.context)
+    joined = " ".join(command)
+    assert command[0] == str(binary)
+    assert "--parallel 8 " in joined and f"--ctx-size {8 * settings.context} " in joined
+    assert " -nr -fa on " in joined and "--threads 2 --threads-batch 2" in joined
+    assert "--model m.gguf --host 127.0.0.1 --port 8080" in joined
+
+
+def _script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60, check=False)
+
+
+def test_build_script_arguments(tmp_path) -> None:
+    env = {"LOCALPREF_CACHE": str(tmp_path), "CMAKE_ARGS": "-DGGML_BLAS=ON"}
+    done = _script("--help")
+    assert done.returncode == 0 and "--cache-dir DIR" in done.stdout
+    done = _script("--dry-run", "--jobs", "3", env=env)
+    assert done.returncode == 0
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36"
+    for flag in ("-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TOOLS=ON", "-DGGML_NATIVE=ON",
+                 "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                 "-DCMAKE_BUILD_TYPE=Release"):
+        assert flag in lines[1]
+    assert lines[1].rstrip().endswith("-DGGML_BLAS=ON")  # the user's CMAKE_ARGS win
+    assert lines[2] == "cmake --build <build> --target llama-server -j 3"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCALPREF_CACHE", str(tmp_path))
+        assert lines[-1] == str(llama_server.cached_binary())
+        assert _script("--print-path", env=env).stdout.strip() == lines[-1]
+    other = _script("--print-path", "--version", "0.3.35", "--cache-dir", str(tmp_path / "c"))
+    assert other.stdout.strip() == str(tmp_path / "c" / "0.3.35" / "llama-server")
+    for args, message in ((["--jobs", "0"], "--jobs takes a whole number of 1 or more"),
+                          (["--version", "latest"], "--version takes a version such as"),
+                          (["--cache-dir"], "--cache-dir needs a value."),
+                          (["--frobnicate"], "unknown argument '--frobnicate'")):
+        done = _script(*args, env=env)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.count("\n") == 1 and message in done.stderr
+
+
+def test_build_script_reuses_the_cached_binary(tmp_path) -> None:
+    binary = tmp_path / "llama-server" / "0.3.36" / "llama-server"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    # PYTHON=false: a download or a build would fail; the cached binary needs neither.
+    done = _script(env={"LOCALPREF_CACHE": str(tmp_path), "PYTHON": "false"})
+    assert done.returncode == 0 and done.stdout.strip() == str(binary)

@@ -76,8 +76,25 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--server", action="store_true",
-        help="instead: localpref serve (Base, Amulet) against llama-cpp-python's own server "
-        "(Base) with 1, 2 and 4 concurrent streaming clients: tokens/s and time to first token",
+        help="instead: localpref serve (Base, steered) against llama.cpp servers (Base) with "
+        "1, 2 and 4 concurrent streaming clients (8 too with llama-server): tokens/s and time "
+        "to first token",
+    )
+    parser.add_argument(
+        "--baseline", default=None, metavar="NAME,...",
+        help="with --server: the servers to measure against, among llama-cpp-python (the "
+        "default) and llama-server (built once by scripts/build-llama-server.sh; adds the "
+        "long-prompt stall)",
+    )
+    parser.add_argument(
+        "--llama-server", default=None, metavar="PATH",
+        help="with --baseline llama-server: the llama-server binary (default: the build "
+        "script's cached one)",
+    )
+    parser.add_argument(
+        "--clients", default=None, metavar="N,...",
+        help="with --server: the numbers of concurrent clients (default 1,2,4; 1,2,4,8 with "
+        "llama-server)",
     )
     parser.add_argument(
         "--batch", nargs="?", type=int, const=64, default=None, metavar="N",
@@ -95,7 +112,14 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if args.server:
         from localpref.server.bench import run_server_bench_command
 
+        args.baseline = _names(args.baseline, "--baseline") if args.baseline is not None else None
+        args.clients = (tuple(_clients(item) for item in _names(args.clients, "--clients"))
+                        if args.clients is not None else None)
         return run_server_bench_command(args)
+    for flag, value in (("--baseline", args.baseline), ("--llama-server", args.llama_server),
+                        ("--clients", args.clients)):
+        if value is not None:
+            raise SettingsError(f"{flag} goes with --server.")
     if args.batch is not None:
         return run_batch_bench(args)
     from localpref.bench import (
@@ -213,6 +237,13 @@ def _size(text: str) -> int:
         return int(text)
     except ValueError:
         raise SettingsError(f"A kernel size must be a whole number (got {text!r}).") from None
+
+
+def _clients(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"--clients takes whole numbers (got {text!r}).") from None
 
 
 def _count(text: str) -> int:

@@ -1,45 +1,55 @@
-"""``localpref bench --server``: localpref's server against llama-cpp-python's own, over HTTP.
+"""``localpref bench --server``: localpref's server against llama.cpp servers, over HTTP.
 
-Both servers run as child processes on 127.0.0.1 with the same GGUF, the same llama.cpp
-threads and the same window per request: ``localpref serve --parallel 4`` and
-``python -m localpref.server.baseline`` (``llama_cpp.server`` with the same model parameters as
-localpref's engine). For 1, 2 and 4 concurrent streaming clients (each sending the same
-greedy request, numbered so that no prompt repeats) it measures:
+Every server runs as a child process on 127.0.0.1 with the same GGUF, the same llama.cpp
+threads and the same context per request: ``localpref serve --parallel P`` (2P lanes) and the
+baselines named by ``--baseline``: llama-cpp-python's own server (``python -m
+localpref.server.baseline``, ``llama_cpp.server`` with the same model parameters as localpref's
+engine; it serves one request at a time) and llama.cpp's C++ ``llama-server``
+(:mod:`localpref.server.llama_server`, with 2P slots: one per localpref lane). For each count
+of concurrent streaming clients (each sending the same greedy request, numbered so that no
+prompt repeats, end tokens ignored where the server can) it measures:
 
 - ``tokens_per_s``: the tokens all clients received / the wall time from the first request
   sent to the last stream ended (aggregate throughput, prefill included);
 - ``ttft_p50_ms`` / ``ttft_p95_ms``: time from a request sent to its first text piece.
 
-localpref is measured with plain decoding (``ID``, Base) and Amulet (``ID:amulet:PREF``);
-llama-cpp-python's server with Base only (it cannot steer). The configurations are
-interleaved within every round, so drift of a shared machine touches all alike. Tokens are
-the ``usage`` the server reports, else one per streamed piece. Nothing here asserts a timing.
+localpref is measured with plain decoding (``ID``, Base) and steered (``ID:recommended:PREF``,
+the model's recommended steering, two lanes a request: up to P clients); the baselines with
+Base only (they cannot steer). With llama-server, the long-prompt stall too
+(:mod:`localpref.server.stall`). The configurations are interleaved within every round, so
+drift of a shared machine touches all alike; the machine's load average is recorded before
+every measurement. Tokens are the ``usage`` the server reports, else one per streamed piece.
+Nothing here asserts a timing.
 """
 
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from localpref.bench.machine import load_average
 from localpref.engine import available_cores
 from localpref.errors import LocalprefError, ModelError, SettingsError
+from localpref.server import llama_server
+from localpref.server.bench_client import Target, free_port, measure, percentile_ms
+from localpref.server.stall import measure_stall
 
 CLIENT_COUNTS = (1, 2, 4)
-SYSTEM_PROMPT = "You are a helpful assistant."
+#: With llama-server, 8 clients too: llama-server's plain rate with as many slots as
+#: localpref has lanes gives the two-lane limit of steered clients.
+CLIENT_COUNTS_WITH_LLAMA_SERVER = (1, 2, 4, 8)
+BASELINES = ("llama-cpp-python", "llama-server")
 _SERVING = re.compile(r"^localpref: serving (\S+) at http://[^:]+:(\d+)/v1$")
 
 Progress = Callable[[str], None]
@@ -47,125 +57,70 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ServerBenchSettings:
-    """What ``bench --server`` measures."""
+    """What ``bench --server`` measures. ``clients`` defaults to :data:`CLIENT_COUNTS`, or
+    :data:`CLIENT_COUNTS_WITH_LLAMA_SERVER` when llama-server is a baseline."""
 
     model: str | None = None
     max_tokens: int = 96
     rounds: int = 3
-    clients: tuple[int, ...] = CLIENT_COUNTS
+    clients: tuple[int, ...] = ()
     threads: int | None = None
     prompt: str = "How do I keep basil alive?"
     preference: str = "concise"
     n_ctx: int = 1024
+    baselines: tuple[str, ...] = ("llama-cpp-python",)
+    #: The llama-server binary (a path or a name on PATH); None: the build script's cache.
+    llama_server: str | None = None
+    #: Tokens of the long prompt whose prefill the stall measures (with llama-server).
+    stall_prompt_tokens: int = 1500
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1 or self.rounds < 1:
             raise SettingsError("--max-tokens and --repeat must be 1 or more.")
-        if not self.clients or min(self.clients) < 1:
+        if not self.clients:
+            object.__setattr__(self, "clients", CLIENT_COUNTS_WITH_LLAMA_SERVER
+                               if "llama-server" in self.baselines else CLIENT_COUNTS)
+        if min(self.clients) < 1:
             raise SettingsError("Client counts must be 1 or more.")
+        if not self.baselines:
+            raise SettingsError("--baseline needs at least one server.")
+        for name in self.baselines:
+            if name not in BASELINES:
+                raise SettingsError(f"Unknown baseline {name!r}: choose among "
+                                    f"{', '.join(BASELINES)}.")
 
+    @property
+    def parallel(self) -> int:
+        """``localpref serve --parallel``: 4 (as ``serve``), more when the clients need it;
+        every Base client gets a lane of its own, every steered one two."""
+        return max(4, -(-max(self.clients) // 2))
 
-@dataclass
-class Target:
-    """One server and the model id to ask it for."""
+    @property
+    def lanes(self) -> int:
+        return 2 * self.parallel
 
-    label: str
-    port: int
-    model: str
-    #: Extra fields of every request's body (the steered rows send ``localpref.ignore_eos``).
-    extra: dict[str, Any] = field(default_factory=dict)
+    @property
+    def stall(self) -> bool:
+        """Measure the long-prompt stall (with llama-server, whose default batch stalls)."""
+        return "llama-server" in self.baselines
 
+    @property
+    def context(self) -> int:
+        """Tokens of context per request (per lane, per slot): room for the long prompt when
+        the stall is measured."""
+        return max(self.n_ctx, self.stall_prompt_tokens + 548) if self.stall else self.n_ctx
 
-@dataclass
-class StreamTiming:
-    ttft_s: float | None
-    tokens: int
-
-
-def stream_once(port: int, model: str, settings: ServerBenchSettings,
-                number: int = 0, extra: dict[str, Any] | None = None) -> StreamTiming:
-    """One streamed greedy request: time to first text piece, and tokens received.
-
-    Each request's user message starts with its own ``number``, so that no server answers
-    from a cache of the same prompt (llama-cpp-python's keeps the last prompt's KV cache).
-    """
-    body = json.dumps({
-        "model": model, "stream": True, "max_tokens": settings.max_tokens, "temperature": 0,
-        "stream_options": {"include_usage": True},
-        "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                     {"role": "user", "content": f"({number}) {settings.prompt}"}],
-        **(extra or {}),
-    })
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    started = time.perf_counter()
-    connection.request("POST", "/v1/chat/completions", body=body,
-                       headers={"Content-Type": "application/json"})
-    response = connection.getresponse()
-    if response.status != 200:
-        raise ModelError(f"The server on port {port} answered {response.status}: "
-                         f"{response.read()[:200]!r}")
-    first: float | None = None
-    pieces = 0
-    usage: int | None = None
-    for raw in response:
-        line = raw.decode("utf-8", "replace").strip()
-        if not line.startswith("data: ") or line == "data: [DONE]":
-            if line == "data: [DONE]":
-                break
-            continue
-        chunk = json.loads(line[6:])
-        if chunk.get("usage"):
-            usage = int(chunk["usage"].get("completion_tokens") or 0)
-        for choice in chunk.get("choices") or []:
-            if (choice.get("delta") or {}).get("content"):
-                pieces += 1
-                if first is None:
-                    first = time.perf_counter() - started
-    connection.close()
-    return StreamTiming(first, usage if usage is not None else pieces)
-
-
-_request_numbers = itertools.count(1)
-
-
-def measure(target: Target, clients: int, settings: ServerBenchSettings
-            ) -> tuple[float, list[float], int]:
-    """``clients`` concurrent streams: (wall seconds, TTFTs, tokens)."""
-    timings: list[StreamTiming | BaseException] = [None] * clients  # type: ignore[list-item]
-    numbers = [next(_request_numbers) for _ in range(clients)]
-
-    def client(index: int) -> None:
-        try:
-            timings[index] = stream_once(target.port, target.model, settings, numbers[index],
-                                         target.extra)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            timings[index] = error
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    for timing in timings:
-        if isinstance(timing, BaseException):
-            raise ModelError(f"A request to {target.label} failed: {timing}") from timing
-    done = [t for t in timings if isinstance(t, StreamTiming)]
-    return wall, [t.ttft_s for t in done if t.ttft_s is not None], sum(t.tokens for t in done)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    @property
+    def stall_stream_tokens(self) -> int:
+        """Tokens of the streams a long prompt joins: enough to outlive its prefill."""
+        return max(256, 4 * self.max_tokens)
 
 
 def start_localpref(settings: ServerBenchSettings, threads: int) -> tuple[subprocess.Popen, Target]:
     """``localpref serve`` on a free port; returns once it has printed its serving line."""
     command = [sys.executable, "-m", "localpref.cli", "serve", "--port", "0",
-               "--parallel", str(max(settings.clients)), "--threads", str(threads),
-               "--ctx", str(settings.n_ctx)]
+               "--parallel", str(settings.parallel), "--threads", str(threads),
+               "--ctx", str(settings.context)]
     if settings.model:
         command += ["--model", settings.model]
     env = {k: v for k, v in os.environ.items() if k != "LOCALPREF_API_KEY"}
@@ -177,16 +132,19 @@ def start_localpref(settings: ServerBenchSettings, threads: int) -> tuple[subpro
         process.kill()
         process.wait()
         raise ModelError(f"localpref serve did not start (it printed {line!r}).")
-    return process, Target("localpref", int(match.group(2)), match.group(1))
+    return process, Target("localpref base", int(match.group(2)), match.group(1),
+                           {"localpref": {"ignore_eos": True}})
 
 
 def start_llama_cpp(path: Path, settings: ServerBenchSettings, threads: int
                     ) -> tuple[subprocess.Popen, Target]:
-    """llama-cpp-python's server on a free port; returns once it answers ``/v1/models``."""
+    """llama-cpp-python's server on a free port; returns once it answers ``/v1/models``. It
+    has no ``ignore_eos``: its answers end at the model's end token (this prompt's greedy
+    answer runs past 96 tokens on the bundled model)."""
     port = free_port()
     command = [sys.executable, "-m", "localpref.server.baseline", "--model", str(path),
                "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads),
-               "--n_threads_batch", str(threads), "--n_ctx", str(settings.n_ctx),
+               "--n_threads_batch", str(threads), "--n_ctx", str(settings.context),
                "--flash_attn", "True", "--verbose", "False",
                "--interrupt_requests", "False"]  # queue concurrent requests, as localpref does
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -202,53 +160,79 @@ def start_llama_cpp(path: Path, settings: ServerBenchSettings, threads: int
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", "/v1/models")
             if connection.getresponse().status == 200:
-                return process, Target("llama-cpp-python", port, "base")
+                return process, Target("llama-cpp-python base", port, "base")
         except OSError:
             time.sleep(0.2)
     process.kill()
     raise ModelError("llama-cpp-python's server did not answer within 5 minutes.")
 
 
-def percentile_ms(values: Sequence[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+def start_llama_server(binary: Path, path: Path, settings: ServerBenchSettings, threads: int
+                       ) -> tuple[subprocess.Popen, Target]:
+    """llama-server with one slot per localpref lane; returns once its model is loaded."""
+    port = free_port()
+    command = llama_server.server_command(binary, path, port, threads, settings.lanes,
+                                          settings.context)
+    return (llama_server.start(command, port),
+            Target("llama-server base", port, "base", {"ignore_eos": True}))
 
 
 def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[str, Any]:
-    """Start both servers, measure every configuration, stop them; the report."""
+    """Start every server, measure every configuration, stop them; the report."""
     from localpref.models import resolve_model
 
+    binary = (llama_server.find_binary(settings.llama_server)
+              if "llama-server" in settings.baselines else None)
     path = resolve_model(settings.model)
     threads = settings.threads or available_cores()
     processes: list[subprocess.Popen] = []
+    loads: list[float] = []
     try:
-        progress("starting localpref serve")
-        mine, localpref_target = start_localpref(settings, threads)
+        progress(f"starting localpref serve --parallel {settings.parallel}")
+        mine, base = start_localpref(settings, threads)
         processes.append(mine)
-        progress("starting llama-cpp-python's server")
-        theirs, llama_target = start_llama_cpp(path, settings, threads)
-        processes.append(theirs)
-        targets = {
-            "localpref base": localpref_target,
-            # Steered answers end early on this prompt (10-39 tokens): run them to the cap so
-            # that their tokens/s measures decoding, not the prompt's prefill.
-            "localpref amulet": Target("localpref", localpref_target.port,
-                                       f"{localpref_target.model}:amulet:{settings.preference}",
-                                       {"localpref": {"ignore_eos": True}}),
-            "llama-cpp-python base": llama_target,
-        }
-        for label, target in targets.items():  # warm-up: compiled kernels, caches
-            progress(f"warming up {label}")
-            measure(target, 1, ServerBenchSettings(**{**vars(settings), "max_tokens": 4}))
+        # Steered answers end early on this prompt (10-39 tokens): every row runs to the cap
+        # (end tokens ignored) so that tokens/s measures decoding, not the prompt's prefill.
+        steered = Target("localpref steered", base.port,
+                         f"{base.model}:recommended:{settings.preference}", base.extra)
+        targets = [base, steered]
+        if "llama-server" in settings.baselines and binary is not None:
+            progress(f"starting llama-server with {settings.lanes} slots")
+            process, target = start_llama_server(binary, path, settings, threads)
+            processes.append(process)
+            targets.append(target)
+        if "llama-cpp-python" in settings.baselines:
+            progress("starting llama-cpp-python's server")
+            process, target = start_llama_cpp(path, settings, threads)
+            processes.append(process)
+            targets.append(target)
+        for target in targets:  # warm-up: compiled kernels, caches
+            progress(f"warming up {target.label}")
+            measure(target, 1, settings.prompt, 4)
         samples: dict[tuple[str, int], list[tuple[float, list[float], int]]] = {}
+        stalls: dict[str, list[Any]] = {}
         for round_index in range(settings.rounds):
+            shift = round_index % len(targets)
+            order = targets[shift:] + targets[:shift]
             for clients in settings.clients:
-                order = list(targets.items())
-                shift = round_index % len(order)
-                for label, target in order[shift:] + order[:shift]:
-                    progress(f"round {round_index + 1}/{settings.rounds}: {label}, "
+                for target in order:
+                    if target is steered and clients > settings.parallel:
+                        continue  # two lanes a steered request: it would queue
+                    progress(f"round {round_index + 1}/{settings.rounds}: {target.label}, "
                              f"{clients} client(s)")
-                    samples.setdefault((label, clients), []).append(
-                        measure(target, clients, settings))
+                    loads.append(load_average() or 0.0)
+                    samples.setdefault((target.label, clients), []).append(
+                        measure(target, clients, settings.prompt, settings.max_tokens))
+            if settings.stall:
+                for target in order:
+                    if target.label not in STALL_LABELS:
+                        continue
+                    progress(f"round {round_index + 1}/{settings.rounds}: {target.label}, "
+                             "long-prompt stall")
+                    loads.append(load_average() or 0.0)
+                    stalls.setdefault(target.label, []).append(measure_stall(
+                        target, settings.prompt, settings.stall_stream_tokens,
+                        settings.stall_prompt_tokens))
     finally:
         for process in processes:
             process.terminate()
@@ -257,40 +241,103 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+    return _report(settings, base.model, threads, samples, stalls, loads)
+
+
+#: The servers whose long-prompt stall is measured (llama-cpp-python's serves one at a time).
+STALL_LABELS = ("localpref base", "llama-server base")
+
+
+def _report(settings: ServerBenchSettings, model: str, threads: int,
+            samples: dict[tuple[str, int], list[tuple[float, list[float], int]]],
+            stalls: dict[str, list[Any]], loads: list[float]) -> dict[str, Any]:
     servers: dict[str, dict[str, Any]] = {}
     for (label, clients), runs in samples.items():
         rates = [tokens / wall for wall, _, tokens in runs if wall > 0]
         ttfts = [t for _, values, _ in runs for t in values]
         servers.setdefault(label, {})[str(clients)] = {
-            "tokens_per_s": round(float(np.median(rates)), 1),
+            "tokens_per_s": round(float(np.median(rates)), 3),
             "ttft_p50_ms": percentile_ms(ttfts, 50),
             "ttft_p95_ms": percentile_ms(ttfts, 95),
             "requests": len(ttfts),
             "tokens": int(sum(tokens for _, _, tokens in runs)),
         }
-    ratios = {
-        str(clients): round(servers["localpref base"][str(clients)]["tokens_per_s"]
-                            / servers["llama-cpp-python base"][str(clients)]["tokens_per_s"], 3)
-        for clients in settings.clients
-        if servers["llama-cpp-python base"][str(clients)]["tokens_per_s"] > 0
+    report: dict[str, Any] = {
+        "model": model, "threads": threads, "max_tokens": settings.max_tokens,
+        "rounds": settings.rounds, "parallel": settings.parallel, "lanes": settings.lanes,
+        "baselines": list(settings.baselines), "servers": servers,
+        "load_average": {"min": min(loads), "median": round(float(np.median(loads)), 2),
+                         "max": max(loads)} if loads else None,
     }
-    return {"model": localpref_target.model, "threads": threads,
-            "max_tokens": settings.max_tokens, "rounds": settings.rounds,
-            "servers": servers, "base_ratio_to_llama_cpp_python": ratios}
+    for name in settings.baselines:
+        key = name.replace("-", "_")
+        report[f"base_ratio_to_{key}"] = _ratios(servers, f"{name} base", "tokens_per_s")
+        report[f"ttft_ratio_to_{key}"] = _ratios(servers, f"{name} base", "ttft_p50_ms")
+    if "llama-server" in settings.baselines:
+        report["steered_to_two_lane_limit"] = _two_lane_limit(servers)
+    if stalls:
+        report["long_prompt_stall"] = {label: _stall_row(rows) for label, rows in stalls.items()}
+    return report
+
+
+def _ratios(servers: dict[str, dict[str, Any]], baseline: str, key: str) -> dict[str, float]:
+    """localpref Base's ``key`` over the baseline's, per client count."""
+    ours, theirs = servers.get("localpref base", {}), servers.get(baseline, {})
+    return {clients: round(row[key] / theirs[clients][key], 3) for clients, row in ours.items()
+            if clients in theirs and row[key] and theirs[clients][key]}
+
+
+def _two_lane_limit(servers: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Steered tokens/s with N clients over the two-lane limit: half of llama-server's plain
+    rate with 2N clients (as many streams as the steered requests' lanes)."""
+    steered, plain = servers.get("localpref steered", {}), servers.get("llama-server base", {})
+    limits = {}
+    for clients, row in steered.items():
+        lanes = str(2 * int(clients))
+        if lanes in plain and plain[lanes]["tokens_per_s"] > 0:
+            limits[clients] = round(row["tokens_per_s"] / (plain[lanes]["tokens_per_s"] / 2), 3)
+    return limits
+
+
+def _stall_row(rows: list[Any]) -> dict[str, Any]:
+    ttfts = [row.joiner_ttft_s for row in rows if row.joiner_ttft_s is not None]
+    return {
+        "stall_s": round(float(np.median([row.stall_s for row in rows])), 3),
+        "joiner_ttft_ms": percentile_ms(ttfts, 50),
+        "joiner_prompt_tokens": rows[0].joiner_prompt_tokens,
+        "streams_outlived_prefill": all(row.streams_outlived_prefill for row in rows),
+        "runs": len(rows),
+    }
 
 
 def format_server_report(report: dict[str, Any]) -> str:
     """The report as a table."""
+    load = report.get("load_average") or {}
     lines = [f"model {report['model']}, {report['threads']} threads, "
-             f"{report['max_tokens']} tokens per request, {report['rounds']} rounds",
+             f"{report['max_tokens']} tokens per request, {report['rounds']} rounds, "
+             f"localpref --parallel {report['parallel']} ({report['lanes']} lanes), "
+             f"load average {load.get('min', '-')}-{load.get('max', '-')}",
              f"{'server':<24}{'clients':>8}{'tokens/s':>10}{'TTFT p50':>10}{'TTFT p95':>10}"]
     for label, by_clients in report["servers"].items():
         for clients, row in by_clients.items():
             lines.append(f"{label:<24}{clients:>8}{row['tokens_per_s']:>10.1f}"
                          f"{_ms(row['ttft_p50_ms']):>10}{_ms(row['ttft_p95_ms']):>10}")
-    ratios = ", ".join(f"{c} client(s) {r:.2f}x"
-                       for c, r in report["base_ratio_to_llama_cpp_python"].items())
-    lines.append(f"localpref base / llama-cpp-python base: {ratios}")
+    for name in report["baselines"]:
+        key = name.replace("-", "_")
+        ratios = ", ".join(f"{c} client(s) {r:.2f}x"
+                           for c, r in report[f"base_ratio_to_{key}"].items())
+        ttft = ", ".join(f"{c}: {r:.2f}x" for c, r in report[f"ttft_ratio_to_{key}"].items())
+        lines.append(f"localpref base / {name} base: tokens/s {ratios}; TTFT p50 {ttft}")
+    if report.get("steered_to_two_lane_limit"):
+        limits = ", ".join(f"{c} client(s) {r:.2f}x"
+                           for c, r in report["steered_to_two_lane_limit"].items())
+        lines.append(f"localpref steered / two-lane limit (llama-server, 2N clients, "
+                     f"halved): {limits}")
+    for label, row in (report.get("long_prompt_stall") or {}).items():
+        note = "" if row["streams_outlived_prefill"] else " (a stream ended first: a lower bound)"
+        lines.append(f"long-prompt stall, {label}: {row['stall_s']:.2f} s with "
+                     f"{row['joiner_prompt_tokens']} prompt tokens joining 3 streams; the "
+                     f"joiner's TTFT {_ms(row['joiner_ttft_ms'])}{note}")
     return "\n".join(lines)
 
 
@@ -303,7 +350,11 @@ def run_server_bench_command(args: Any) -> int:
     settings = ServerBenchSettings(
         model=args.model, max_tokens=args.max_tokens, rounds=args.repeat,
         threads=args.threads, preference=args.preference, prompt=args.prompt,
+        clients=args.clients or (), baselines=args.baseline or ("llama-cpp-python",),
+        llama_server=args.llama_server,
     )
+    if "llama-server" in settings.baselines:  # before any server starts
+        llama_server.find_binary(settings.llama_server)
 
     def progress(message: str) -> None:
         if not args.quiet:
