@@ -12,7 +12,7 @@ from localpref import PAD, Amulet, Base, Contrastive, Pref
 from localpref.api import Model
 from localpref.methods import PREF_ENDS, recommended_method
 
-TOKENS = 16
+TOKENS = 32  # past the staggered prefills (one decode a round): all eight step together
 
 #: (prompt, preference, method, sampling settings) of eight different tracks: 13 lanes.
 TRACKS: list[tuple[str, str | None, Any, dict[str, Any]]] = [
@@ -32,7 +32,7 @@ TRACKS: list[tuple[str, str | None, Any, dict[str, Any]]] = [
 def wide(bundled_path: Path) -> Model:
     """The bundled model with a lane for every lane of the eight tracks."""
     lanes = sum(len(method.lanes) for _, _, method, _ in TRACKS)
-    with Model(bundled_path, max_lanes=lanes, n_ctx=512) as loaded:
+    with Model(bundled_path, max_lanes=lanes, n_ctx=256, n_threads=1) as loaded:
         yield loaded
 
 

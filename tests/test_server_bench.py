@@ -25,7 +25,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build-llama-serve
 
 
 def test_server_bench_measures_both_servers_with_concurrent_clients() -> None:
-    settings = ServerBenchSettings(max_tokens=2, rounds=1, clients=(1, 2), n_ctx=512)
+    settings = ServerBenchSettings(max_tokens=2, rounds=1, clients=(1, 2), n_ctx=512, threads=1)
     report = run_server_bench(settings, progress=lambda message: None)
     assert report["model"] == "smollm2-135m-instruct" and report["max_tokens"] == 2
     assert (report["parallel"], report["lanes"]) == (4, 8)
@@ -52,7 +52,7 @@ def test_long_prompt_stall_on_localpref_serve(model) -> None:
     """Three streams, then a long prompt joins: the streams' longest gap and the joiner's
     first piece are measured, on a real ``localpref serve``."""
     settings = ServerBenchSettings(max_tokens=8, n_ctx=1024)
-    process, target = start_localpref(settings, threads=2)
+    process, target = start_localpref(settings, threads=1)
     try:
         timing = measure_stall(target, settings.prompt, max_tokens=64, prompt_tokens=300)
     finally:
