@@ -82,6 +82,8 @@ class ServerBenchSettings:
                                if "llama-server" in self.baselines else CLIENT_COUNTS)
         if min(self.clients) < 1:
             raise SettingsError("Client counts must be 1 or more.")
+        if self.threads is not None and self.threads < 1:
+            raise SettingsError(f"--threads must be 1 or more (got {self.threads}).")
         if not self.baselines:
             raise SettingsError("--baseline needs at least one server.")
         for name in self.baselines:
@@ -351,7 +353,7 @@ def run_server_bench_command(args: Any) -> int:
         model=args.model, max_tokens=args.max_tokens, rounds=args.repeat,
         threads=args.threads, preference=args.preference, prompt=args.prompt,
         clients=args.clients or (), baselines=args.baseline or ("llama-cpp-python",),
-        llama_server=args.llama_server,
+        llama_server=args.llama_server, n_ctx=getattr(args, "ctx", None) or 1024,
     )
     if "llama-server" in settings.baselines:  # before any server starts
         llama_server.find_binary(settings.llama_server)
