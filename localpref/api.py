@@ -17,10 +17,18 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
 from localpref.engine import Context, LoadedModel
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
-from localpref.methods import Base, Method, avoid_error, resolve_method
+from localpref.methods import (
+    Base,
+    ContrastFamily,
+    Method,
+    avoid_error,
+    is_recommended,
+    resolve_method,
+)
 from localpref.presets import (
     DEFAULT_SYSTEM_PROMPT,
     PreferenceInput,
@@ -91,6 +99,7 @@ class Model:
         self._reward_backends: dict[str, _Backend] = {}
         self._reward_lock = threading.Lock()
         self._backends = [self._backend]
+        self._calibration = CalibrationLookup(self._backend.loaded.path)
         self._scheduler = Scheduler(max_queued=max_queued)
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
@@ -116,6 +125,28 @@ class Model:
     @property
     def path(self) -> Path:
         return self._backend.loaded.path
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """This model file's stored calibration (``localpref calibrate``), or None: the
+        recommended steering is then the uncalibrated default."""
+        return self._calibration.current()
+
+    @property
+    def calibration_record(self) -> dict[str, Any] | None:
+        """The stored calibration record of this model file (with its sweep), or None."""
+        return self._calibration.record()
+
+    @property
+    def calibration_key(self) -> str:
+        """The key this model file's calibration is stored under (``calibration.record``)."""
+        return self._calibration.key
+
+    def calibrated_method(self) -> ContrastFamily | None:
+        """The recommended steering calibrated for this model file, or None if uncalibrated
+        (``recommended_method(model)`` gives the default then)."""
+        calibration = self.calibration
+        return calibration.method() if calibration is not None else None
 
     @property
     def n_ctx(self) -> int:
@@ -338,12 +369,15 @@ class Model:
         specs: list[LaneSpec] = []
         tracks: list[Track] = []
         tokens_cache: dict[tuple[Any, ...], list[int]] = {}
-        chosen = [_steered_method(request) for request in requests]
+        calibration = self.calibration
+        chosen = [_steered_method(request, calibration) for request in requests]
         if any(request.avoid is not None for request in requests):
             _check_avoid(chosen)
         for request, method in zip(requests, chosen, strict=True):
             sentence = combine_preferences(request.preference)
-            opposite = bool(request.opposite)
+            recommended = is_recommended(request.method)
+            opposite = (request.opposite if request.opposite is not None else
+                        bool(recommended and calibration is not None and calibration.opposite))
             base_sentence = base_lane_text(request.preference, request.avoid, opposite)
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
@@ -375,6 +409,9 @@ class Model:
                 "opposite": (request.avoid is None and base_sentence is not None
                              and _lane_key(method, "base", base_sentence)[1] == _AVOID),
                 "model": self.name,
+                "recommended": recommended and len(method.lanes) == 2,
+                "calibration": (calibration.summary() if recommended and calibration is not None
+                                and len(method.lanes) == 2 else None),
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
                 "n_threads": self.n_threads,
@@ -542,10 +579,15 @@ def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:
     return lanes
 
 
-def _steered_method(request: Request) -> Method:
-    """The request's method; plain decoding when it names neither a preference nor an avoid."""
+def _steered_method(request: Request, calibration: Calibration | None) -> Method:
+    """The method that answers ``request``: plain decoding when it names neither a preference
+    nor an avoid; the model's calibrated setting when it asks for the recommended steering
+    (``methods.is_recommended``) and the model has one; else the request's own method. The
+    one place a model's calibration replaces the recommended steering."""
     if combine_preferences(request.preference) is None and avoid_text(request.avoid) is None:
         return Base()
+    if calibration is not None and is_recommended(request.method):
+        return calibration.method()
     return request.method
 
 

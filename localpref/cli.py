@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "localpref.commands.generate",
     "localpref.commands.models",
     "localpref.commands.evaluate",
+    "localpref.commands.calibrate",
     "localpref.commands.bench",
     "localpref.commands.serve",
     "localpref.commands.batch",

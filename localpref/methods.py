@@ -593,15 +593,44 @@ def setting_kind(annotation: object) -> tuple[type, bool]:
 RECOMMENDED = "recommended"
 
 
-def recommended_method() -> ContrastFamily:
+class CalibratedModel(typing.Protocol):
+    """What ``recommended_method`` asks of a model (``api.Model``)."""
+
+    def calibrated_method(self) -> ContrastFamily | None: ...
+
+
+def recommended_method(model: CalibratedModel | None = None) -> ContrastFamily:
     """The steering used when no method is named: the same in the API, CLI, app and server.
 
     Amulet's exact form at effective contrast k = 0.5 with the plausibility mask tau = 0.2,
     the setting the strength sweep chose for the bundled model, and end tokens at the
-    preference lane's probability (docs/steering.md, "Ending"). A method named without
-    settings stays the papers' exact method.
+    preference lane's probability (docs/steering.md, "Ending"): the uncalibrated default.
+    With a loaded ``model`` whose file has a stored calibration (``localpref calibrate``),
+    that model's calibrated setting instead. A method named without settings stays the
+    papers' exact method.
+
+    The object returned is marked as the recommended steering (``is_recommended``): a model
+    answering a request with it (unchanged) uses its own calibrated setting. Any change to it
+    (another strength, tau, ...) drops the mark, so settings given by the user are kept as
+    given.
     """
-    return Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS)
+    if model is not None:
+        calibrated = model.calibrated_method()
+        if calibrated is not None:
+            return calibrated
+    return as_recommended(Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS))
+
+
+def as_recommended(method: ContrastFamily) -> ContrastFamily:
+    """``method``, marked as the recommended steering (``is_recommended``); returns it."""
+    object.__setattr__(method, "_recommended", True)
+    return method
+
+
+def is_recommended(method: object) -> bool:
+    """Whether ``method`` is the recommended steering as ``recommended_method`` gave it (the
+    mark survives copies and pickling, not ``dataclasses.replace``; equality ignores it)."""
+    return bool(getattr(method, "_recommended", False))
 
 
 def paper_method(name: str | None = None) -> Method:

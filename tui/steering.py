@@ -231,6 +231,8 @@ class Steering:
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
         method = self.method_object()
+        if method == RECOMMENDED_METHOD:
+            method = RECOMMENDED_METHOD  # the recommended steering: the model's calibration
         extra: dict[str, Any] = {}
         if self.avoid.strip():
             problem = avoid_error(method)

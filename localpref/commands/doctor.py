@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref import models
+from localpref.calibration.record import calibration_state
 from localpref.commands.models import add_model_options
 from localpref.commands.options import load_settings
 from localpref.engine import available_cores
@@ -146,7 +147,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     memory = None
     if path is not None:
         info = read_gguf_header(path)
-        model.update(path=str(path), header=info.summary())
+        model.update(path=str(path), header=info.summary(),
+                     calibration=calibration_state(path))
         n_ctx = args.ctx or min(4096, info.context_length or 4096)
         if n_ctx <= 0 or args.lanes <= 0:
             raise ModelError("--ctx and --lanes must be positive.")
@@ -212,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             f"vocabulary {header['vocab_size']}, {header['block_count']} layers, "
             f"trained context {header['context_length']}"
         )
+        print(f"  steering: {model['calibration']['text']}")
     memory = report["memory"]
     if memory:
         print(

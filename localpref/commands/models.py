@@ -10,6 +10,7 @@ import time
 from typing import Any, TextIO
 
 from localpref import models
+from localpref.calibration.record import calibration_state
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 
@@ -76,7 +77,8 @@ def collect_listing(verbose: bool = False) -> dict[str, Any]:
     bundled: dict[str, Any] = {"name": models.BUNDLED_MODEL_NAME, "path": None, "size": None}
     try:
         bundled_path = models.bundled_model_path()
-        bundled.update(path=str(bundled_path), size=bundled_path.stat().st_size)
+        bundled.update(path=str(bundled_path), size=bundled_path.stat().st_size,
+                       calibration=calibration_state(bundled_path))
         if verbose:
             bundled["header"] = _header(bundled_path)
     except ModelError as error:
@@ -88,6 +90,8 @@ def collect_listing(verbose: bool = False) -> dict[str, Any]:
             item["header"] = _header(item["path"])
     ollama = [item.to_dict() for item in models.ollama_models()]
     lmstudio = [item.to_dict() for item in models.lmstudio_models()]
+    for item in [*downloaded, *ollama, *lmstudio]:
+        item["calibration"] = calibration_state(item["path"])
     if verbose:
         for item in [*ollama, *lmstudio]:
             item["header"] = _header(item["path"])
@@ -122,6 +126,7 @@ def run_list(args: argparse.Namespace) -> int:
     if bundled["path"]:
         size = models.format_size(bundled["size"])
         print(f"  {bundled['name']:<26} {size:>9}  {bundled['path']}", file=out)
+        print(f"      steering: {bundled['calibration']['text']}", file=out)
         _print_header(bundled.get("header"), out)
     else:
         print(f"  {bundled['name']:<26} missing: {bundled['error']}", file=out)
@@ -142,6 +147,7 @@ def run_list(args: argparse.Namespace) -> int:
     for item in listing["downloaded"]:
         size = models.format_size(item["size"])
         print(f"  {item['spec']:<50} {size:>9}  {item['path']}", file=out)
+        print(f"      steering: {item['calibration']['text']}", file=out)
         _print_header(item.get("header"), out)
     stores = (("ollama", listing["ollama"]["dir"]),
               ("lmstudio", " and ".join(listing["lmstudio"]["dirs"])))
@@ -153,6 +159,7 @@ def run_list(args: argparse.Namespace) -> int:
         for item in listing[store]["models"]:
             size = models.format_size(item["size"])
             print(f"  {item['spec']:<50} {size:>9}  {item['path']}", file=out)
+            print(f"      steering: {item['calibration']['text']}", file=out)
             _print_header(item.get("header"), out)
     return 0
 

@@ -2,8 +2,9 @@
 tokens steering changed (``--show-steering``).
 
 A result names what ran in ``stats["method"]`` and ``stats["settings"]``; ``steering_label``
-turns that into one short line (``amulet k=0.5 tau=0.2``), so the recommended default, a named
-method and ``--paper`` are told apart in every text output. The trace (``Result.trace``, one
+turns that into one short line (``amulet k=0.5 tau=0.2 ... (recommended, uncalibrated
+default)``), so the recommended steering (calibrated for the model or not), a named method and
+``--paper`` are told apart in every text output. The trace (``Result.trace``, one
 dict per token with ``piece`` and ``changed``; docs/design.md, "Trace") gives the highlighted
 answer.
 """
@@ -62,10 +63,23 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
         parts.append(f"kl-budget={_number(settings['kl_budget'])}")
     if settings.get("end_tokens") not in (None, "contrast"):
         parts.append(f"ends={settings['end_tokens']}")
+    if stats.get("opposite"):
+        parts.append("opposite")
     if sampling:
         temperature = settings.get("temperature") or 0.0
         parts.append(f"temperature={_number(temperature)}" if temperature else "greedy")
-    return " ".join(parts)
+    note = calibration_note(stats)
+    return " ".join(parts) + (f" ({note})" if note else "")
+
+
+def calibration_note(stats: dict[str, Any]) -> str:
+    """``recommended, calibrated for this model`` or ``recommended, uncalibrated default`` for
+    the recommended steering (``stats["recommended"]``); empty for a method named explicitly."""
+    if not stats.get("recommended"):
+        return ""
+    if stats.get("calibration"):
+        return "recommended, calibrated for this model"
+    return "recommended, uncalibrated default"
 
 
 def highlighted(trace: Sequence[dict[str, Any]], *, ansi: bool) -> str:

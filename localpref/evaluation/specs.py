@@ -118,8 +118,8 @@ class MethodSpec:
 
 def named_method(name: str, *, paper: bool = False, **settings: Any) -> Method:
     """The method a name stands for, with the settings given (each method takes the ones it
-    has): ``recommended`` is ``methods.recommended_method()``; with ``paper`` every name is
-    the papers' settings of its method (``methods.paper_method``)."""
+    has): ``recommended`` is ``methods.recommended_method()`` (its settings, uncalibrated);
+    with ``paper`` every name is the papers' settings of its method (``methods.paper_method``)."""
     if paper:
         if name == RECOMMENDED:
             name = method_catalog.recommended_method().name
@@ -127,7 +127,9 @@ def named_method(name: str, *, paper: bool = False, **settings: Any) -> Method:
         fields = {f.name for f in dataclasses.fields(method) if f.init}
         usable = {k: v for k, v in settings.items() if k in fields and v is not None}
         return dataclasses.replace(method, **usable) if usable else method
-    return resolve_method(name, **settings)
+    # A copy: the evaluation runs exactly the settings it records, never a model's stored
+    # calibration (which replaces only the recommended steering's own object).
+    return dataclasses.replace(resolve_method(name, **settings))
 
 
 def method_specs(names: Sequence[str], *, paper: bool = False,

@@ -1,0 +1,197 @@
+"""The sweep table and the choice rule of a calibration.
+
+Every setting of the sweep (strength k, tau, base lane neutral or opposite) answers the same
+prompts as Pref (the preference in the prompt) for each calibrated preference. Per setting and
+preference, over the prompts both answered (paired, so a prompt's difficulty cancels):
+
+    delta   = mean(score(setting) - score(Pref))        (raw units of the preference's score)
+    effect  = direction * delta / sd(differences)       (standardized, clipped to +-10)
+    fluency = mean(fluency_pref(setting) - fluency_pref(Pref))   (nats per token)
+
+with ``direction`` +1 when higher is better (verbose: words, creative: MTLD, uplifting: VADER)
+and -1 for concise (words). The fluency is the mean log-probability of the answer under the
+*preference* lane: the base lane penalises exactly what a preference asks for (a concise answer
+is unlikely under a prompt that would have written at length), so its figure is reported
+(``fluency_base``) but not guarded.
+
+The rule: a setting qualifies when its fluency is within the budget (``fluency >= -budget``,
+0.5 nats by default) for every preference and it moves at least one preference past Pref in
+its direction (``direction * delta > 0``). Among those, the most preferences moved wins, then
+the largest summed standardized effect, then the smaller strength (then the neutral base lane,
+then the smaller tau, so the choice is one). No setting qualifies: the uncalibrated default is
+kept, and the reason says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: The preferences a calibration sweeps, with the score of each and its direction.
+PREFERENCE_SCORES: dict[str, tuple[str, int]] = {
+    "creative": ("mtld", 1),
+    "verbose": ("words", 1),
+    "concise": ("words", -1),
+    "uplifting": ("vader", 1),
+}
+#: Fluency may fall this many nats per token below Pref's (under the preference lane).
+FLUENCY_BUDGET = 0.5
+#: The standardized effect is clipped to this (a setting with identical differences on every
+#: prompt would otherwise have an infinite one).
+EFFECT_LIMIT = 10.0
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the sweep: the recommended steering at strength k and tau, with the
+    neutral or the opposite base lane."""
+
+    strength: float
+    tau: float
+    opposite: bool
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a calibration stores (``record.Calibration.settings``)."""
+        return {"contrast": self.strength, "tau": self.tau, "opposite": self.opposite}
+
+    @property
+    def label(self) -> str:
+        lane = "opposite" if self.opposite else "neutral"
+        return f"k={self.strength:g} tau={self.tau:g} {lane}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The rule's answer: the setting chosen (None: keep the default) and why."""
+
+    setting: Setting | None
+    moved: int
+    effect: float
+    reason: str
+
+
+def setting_of(row: dict[str, Any]) -> Setting:
+    """The setting a sweep row belongs to."""
+    return Setting(float(row["strength"]), float(row["tau"]), bool(row["opposite"]))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _paired(mine: dict[int, float], theirs: dict[int, float]) -> list[float]:
+    return [mine[i] - theirs[i] for i in sorted(mine) if i in theirs
+            and _finite(mine[i]) and _finite(theirs[i])]
+
+
+def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep table from the raw results (one generation each): Pref's row per preference,
+    then one row per setting and preference with the paired differences against Pref.
+
+    A raw result has ``preference``, ``prompt`` (its index), ``method`` (``"pref"`` or
+    ``"amulet"``), for a setting ``strength`` / ``tau`` / ``opposite``, and ``score``,
+    ``fluency_pref``, ``fluency_base``, ``n_tokens``.
+    """
+    pref: dict[str, dict[str, dict[int, float]]] = {}
+    steered: dict[tuple[Setting, str], dict[str, dict[int, float]]] = {}
+    for result in results:
+        preference = result["preference"]
+        if preference not in PREFERENCE_SCORES:
+            continue
+        group = (pref.setdefault(preference, {}) if result["method"] == "pref"
+                 else steered.setdefault((setting_of(result), preference), {}))
+        for name in ("score", "fluency_pref", "fluency_base", "n_tokens"):
+            value = result.get(name)
+            group.setdefault(name, {})[int(result["prompt"])] = (
+                float(value) if _finite(value) else math.nan)
+    rows: list[dict[str, Any]] = []
+    order = list(PREFERENCE_SCORES)
+    for preference in sorted(pref, key=order.index):
+        metric, direction = PREFERENCE_SCORES[preference]
+        values = pref[preference]
+        rows.append({
+            "method": "pref", "preference": preference, "metric": metric,
+            "direction": direction, "n": len(values.get("score", {})),
+            "score": _mean(values.get("score", {}).values()),
+            "fluency_pref": _mean(values.get("fluency_pref", {}).values()),
+            "fluency_base": _mean(values.get("fluency_base", {}).values()),
+            "n_tokens": _mean(values.get("n_tokens", {}).values()),
+        })
+    for (setting, preference), values in sorted(
+            steered.items(), key=lambda item: (item[0][0].strength, item[0][0].tau,
+                                               item[0][0].opposite, order.index(item[0][1]))):
+        metric, direction = PREFERENCE_SCORES[preference]
+        reference = pref.get(preference, {})
+        scores = _paired(values.get("score", {}), reference.get("score", {}))
+        fluency = _paired(values.get("fluency_pref", {}), reference.get("fluency_pref", {}))
+        fluency_base = _paired(values.get("fluency_base", {}), reference.get("fluency_base", {}))
+        delta = _mean(scores)
+        rows.append({
+            "method": "amulet", "strength": setting.strength, "tau": setting.tau,
+            "opposite": setting.opposite, "preference": preference, "metric": metric,
+            "direction": direction, "n": len(scores),
+            "score": _mean(values.get("score", {}).values()), "delta": delta,
+            "effect": standardized(scores, direction),
+            "fluency_pref_delta": _mean(fluency), "fluency_base_delta": _mean(fluency_base),
+            "n_tokens": _mean(values.get("n_tokens", {}).values()),
+            "moved": bool(_finite(delta) and direction * delta > 0),
+        })
+    return rows
+
+
+def _mean(values: Iterable[float]) -> float:
+    finite = [v for v in values if _finite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def standardized(differences: Sequence[float], direction: int) -> float:
+    """``direction * mean / sd`` of paired differences (sample sd), clipped to +-10; 0 for
+    none, and for differences that are all zero."""
+    if not differences:
+        return 0.0
+    mean = float(np.mean(differences))
+    sd = float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0
+    if mean == 0:
+        return 0.0
+    if sd <= 1e-12:
+        return math.copysign(EFFECT_LIMIT, direction * mean)
+    return float(np.clip(direction * mean / sd, -EFFECT_LIMIT, EFFECT_LIMIT))
+
+
+def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Choice:
+    """The setting the rule picks from a sweep table (``summary_rows``; Pref's rows are
+    skipped), or ``Choice(None, ...)`` with the reason when none qualifies."""
+    groups: dict[Setting, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("method") == "pref":
+            continue
+        groups.setdefault(setting_of(row), []).append(row)
+    if not groups:
+        return Choice(None, 0, 0.0, "the sweep has no steered rows")
+    candidates = []
+    fluent_any = False
+    for setting, members in groups.items():
+        fluent = all(_finite(r.get("fluency_pref_delta")) and r["fluency_pref_delta"] >= -budget
+                     for r in members)
+        fluent_any = fluent_any or fluent
+        moved = sum(1 for r in members if r.get("moved"))
+        if fluent and moved:
+            effect = float(sum(r.get("effect", 0.0) for r in members
+                               if _finite(r.get("effect"))))
+            candidates.append((-moved, -effect, setting.strength, setting.opposite,
+                               setting.tau, setting, moved, effect))
+    if not candidates:
+        why = ("no setting moved any preference past Pref within the fluency budget"
+               if fluent_any else
+               f"no setting stayed within {budget:g} nats of Pref's fluency")
+        return Choice(None, 0, 0.0, why)
+    best = min(candidates, key=lambda c: c[:5])
+    setting, moved, effect = best[5], best[6], best[7]
+    total = len(groups[setting])
+    return Choice(setting, moved, effect,
+                  f"{setting.label} moves {moved} of {total} preferences past Pref within "
+                  f"{budget:g} nats of its fluency (summed effect {effect:.2f})")

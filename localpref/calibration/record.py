@@ -1,0 +1,214 @@
+"""The stored calibration of one model file: where it lives, how the file is recognised, and
+the method it gives.
+
+A calibration is one JSON file under ``$LOCALPREF_HOME/calibrations/`` (the user data folder,
+``store.data_dir()``), named by the model file's key, beside the raw rows of its sweep
+(``<key>.rows.jsonl``, what a rerun resumes from). The key is the SHA-256 of the file's size,
+its modification time (ns) and its first and last MiB: a file that is changed, rewritten or
+replaced gets another key, so its calibration no longer matches (a copy does not match either:
+calibrate the copy). Reading the head and tail costs a few milliseconds once per model.
+
+The record holds the choice (``chosen``: ``{"method", "settings"}``), whether it is a real
+calibration (``calibrated``: false when no setting beat Pref within the fluency budget, and the
+uncalibrated default is kept), the reason in words, the sweep table (``rows``) and
+``calibrated_at``. Only a record with ``calibrated`` true changes the recommended steering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localpref.errors import LocalprefError
+from localpref.methods import PREF_ENDS, Amulet, ContrastFamily, as_recommended
+from localpref.store import data_dir
+
+#: The record's format version (a record of another version is ignored, as if absent).
+RECORD_VERSION = 1
+#: Bytes read from each end of the model file for its key.
+KEY_BYTES = 1 << 20
+#: The settings a calibration may choose (the rest of the recommended steering stays).
+CALIBRATED_FIELDS = ("contrast", "tau")
+
+
+class CalibrationError(LocalprefError):
+    """A calibration that cannot be read or written, in one sentence."""
+
+
+def calibrations_dir() -> Path:
+    """Where calibrations are kept: ``calibrations/`` in the user data folder."""
+    return data_dir() / "calibrations"
+
+
+def model_key(path: str | Path) -> str:
+    """The key of a model file: SHA-256 of its size, mtime and first and last MiB (hex, 32)."""
+    path = Path(path)
+    info = path.stat()
+    digest = hashlib.sha256(f"{info.st_size}:{info.st_mtime_ns}:".encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(KEY_BYTES))
+        if info.st_size > KEY_BYTES:
+            handle.seek(max(KEY_BYTES, info.st_size - KEY_BYTES))
+            digest.update(handle.read(KEY_BYTES))
+    return digest.hexdigest()[:32]
+
+
+def record_path(key: str) -> Path:
+    """The calibration record of the model file with this key."""
+    return calibrations_dir() / f"{key}.json"
+
+
+def rows_path(key: str) -> Path:
+    """The raw sweep rows (one generation a line) of the model file with this key."""
+    return calibrations_dir() / f"{key}.rows.jsonl"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A stored calibration: the recommended steering's settings chosen for one model file."""
+
+    settings: dict[str, Any]
+    calibrated_at: str
+    record: dict[str, Any]
+
+    def method(self) -> ContrastFamily:
+        """The recommended steering with the calibrated strength and tau (marked as the
+        recommended steering, ``methods.is_recommended``)."""
+        values = {name: self.settings[name] for name in CALIBRATED_FIELDS
+                  if name in self.settings}
+        return as_recommended(Amulet(**values, end_tokens=PREF_ENDS))
+
+    @property
+    def opposite(self) -> bool:
+        """Whether the calibrated steering reads the preferences' opposites in its base lane."""
+        return bool(self.settings.get("opposite", False))
+
+    def summary(self) -> dict[str, Any]:
+        """What ``stats["calibration"]`` carries: the settings and when they were chosen."""
+        return {"settings": dict(self.settings), "calibrated_at": self.calibrated_at,
+                "method": self.record.get("chosen", {}).get("method", "amulet")}
+
+
+def read_record(key: str) -> dict[str, Any] | None:
+    """The record stored for this key, or None (absent, unreadable or another version)."""
+    try:
+        record = json.loads(record_path(key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return None
+    return record
+
+
+def calibration_of(record: dict[str, Any] | None) -> Calibration | None:
+    """The calibration a record gives, or None when it kept the uncalibrated default."""
+    if not record or not record.get("calibrated"):
+        return None
+    chosen = record.get("chosen") or {}
+    settings = chosen.get("settings")
+    if not isinstance(settings, dict):
+        return None
+    return Calibration(dict(settings), str(record.get("calibrated_at", "")), record)
+
+
+def write_record(key: str, record: dict[str, Any]) -> Path:
+    """Store a record for this key (atomically: a reader sees the old or the new one)."""
+    path = record_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.tmp")
+        partial.write_text(json.dumps({**record, "version": RECORD_VERSION}, indent=1) + "\n",
+                           encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        raise CalibrationError(f"Cannot write the calibration to {path}: "
+                               f"{error.strerror or error}.") from None
+    return path
+
+
+def reset(key: str) -> bool:
+    """Remove this key's calibration and sweep rows; whether there was anything to remove."""
+    removed = False
+    for path in (record_path(key), rows_path(key)):
+        try:
+            path.unlink()
+            removed = True
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise CalibrationError(f"Cannot remove {path}: {error.strerror or error}.") from None
+    return removed
+
+
+def describe(record: dict[str, Any] | None) -> str:
+    """A model's calibration state in a few words (``doctor``, ``models list``)."""
+    if record is None:
+        return "uncalibrated (localpref calibrate)"
+    calibration = calibration_of(record)
+    when = str(record.get("calibrated_at", ""))[:16].replace("T", " ")
+    if calibration is None:
+        return f"uncalibrated default kept (no setting beat Pref, {when})"
+    settings = calibration.settings
+    opposite = ", opposite" if calibration.opposite else ""
+    return (f"calibrated k={settings.get('contrast'):g} tau={settings.get('tau'):g}"
+            f"{opposite} ({when})")
+
+
+def calibration_state(path: str | Path) -> dict[str, Any]:
+    """A model file's calibration state for ``doctor`` and ``models list``: ``calibrated``,
+    ``settings`` and ``calibrated_at`` (None when uncalibrated) and ``text`` (``describe``)."""
+    try:
+        record = read_record(model_key(path))
+    except OSError:
+        return {"calibrated": False, "settings": None, "calibrated_at": None,
+                "text": "unknown (the file cannot be read)"}
+    calibration = calibration_of(record)
+    return {"calibrated": calibration is not None,
+            "settings": calibration.settings if calibration else None,
+            "calibrated_at": calibration.calibrated_at if calibration else None,
+            "text": describe(record)}
+
+
+class CalibrationLookup:
+    """One model file's stored calibration, read again only when its record file changes.
+
+    ``current()`` costs one ``stat`` when nothing changed, so a model may ask at every
+    request (a calibration made while a server runs is used from its next request).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._key: str | None = None
+        self._seen: tuple[str, int, int] | None = None
+        self._record: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def key(self) -> str:
+        """The model file's key (computed once)."""
+        if self._key is None:
+            self._key = model_key(self.path)
+        return self._key
+
+    def record(self) -> dict[str, Any] | None:
+        """The stored record for this model file, or None."""
+        with self._lock:
+            try:
+                key = self.key
+                info = record_path(key).stat()
+                seen = (str(record_path(key)), info.st_mtime_ns, info.st_size)
+            except OSError:
+                self._seen, self._record = None, None
+                return None
+            if seen != self._seen:
+                self._seen, self._record = seen, read_record(key)
+            return self._record
+
+    def current(self) -> Calibration | None:
+        """The calibration in force for this model file, or None (the uncalibrated default)."""
+        return calibration_of(self.record())

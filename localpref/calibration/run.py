@@ -1,0 +1,109 @@
+"""A whole calibration of one loaded model: resume the sweep, finish it, choose, store.
+
+The raw rows (one generation a line) are appended to ``record.rows_path(key)`` as they finish,
+so Ctrl-C keeps them and the next run skips them (matched by ``sweep.Unit.key``: the same
+prompt, preference, setting and answer length). When every unit of the plan has a row, the
+sweep table is built (``choice.summary_rows``), the rule picks a setting (``choice.choose``),
+and the record is stored (``record.write_record``) with the table beside the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TextIO
+
+from localpref.calibration.choice import FLUENCY_BUDGET, choose, summary_rows
+from localpref.calibration.record import CalibrationError, rows_path, write_record
+from localpref.calibration.sweep import Plan, Scoring, run_units
+from localpref.evaluation.progress import Progress
+from localpref.methods import recommended_method
+
+if TYPE_CHECKING:
+    from localpref.api import Model
+
+#: The method the calibration tunes (the recommended steering's).
+CALIBRATED_METHOD = "amulet"
+
+
+def stored_rows(key: str) -> Iterator[dict[str, Any]]:
+    """The raw rows kept for this model file (a line cut short by a kill is skipped)."""
+    try:
+        lines = rows_path(key).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "unit" in row:
+            yield row
+
+
+def default_settings() -> dict[str, Any]:
+    """The uncalibrated recommended steering's settings, as a calibration stores them."""
+    method = recommended_method()
+    return {"contrast": method.contrast, "tau": method.tau, "end_tokens": method.end_tokens,
+            "opposite": False}
+
+
+def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
+              progress: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
+    """Run (or finish) the sweep of ``plan`` on ``model``, choose, store; the record.
+
+    ``KeyboardInterrupt`` leaves the finished rows stored and no record written.
+    """
+    key = model.calibration_key
+    units = plan.units()
+    wanted = {unit.key for unit in units}
+    done = {row["unit"]: row for row in stored_rows(key) if row["unit"] in wanted}
+    todo = [unit for unit in units if unit.key not in done]
+    bar = Progress(len(units), label="calibrate", stream=stream or sys.stderr, enabled=progress)
+    bar.skip(len(done))
+    path = rows_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            def keep(row: dict[str, Any]) -> None:
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                done[row["unit"]] = row
+                bar.advance()
+
+            run_units(model, todo, keep, scoring=Scoring())
+    except OSError as error:
+        raise CalibrationError(f"Cannot write the calibration rows to {path}: "
+                               f"{error.strerror or error}.") from None
+    finally:
+        bar.close()
+    rows = summary_rows(done[unit.key] for unit in units)
+    choice = choose(rows, budget)
+    settings = default_settings()
+    if choice.setting is not None:
+        settings.update(choice.setting.settings())
+    record = {
+        "model": model.name,
+        "path": str(model.path),
+        "key": key,
+        "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "calibrated": choice.setting is not None,
+        "chosen": {"method": CALIBRATED_METHOD, "settings": settings},
+        "reason": (choice.reason if choice.setting is not None else
+                   f"{choice.reason}: the uncalibrated default is kept"),
+        "moved": choice.moved,
+        "effect": choice.effect,
+        "budget": budget,
+        "default": default_settings(),
+        "plan": plan.describe(),
+        "rows": [_json_safe(row) for row in rows],
+    }
+    write_record(key, record)
+    return record
+
+
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """NaN becomes None (JSON has no NaN)."""
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}

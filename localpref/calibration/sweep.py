@@ -1,0 +1,209 @@
+"""The calibration sweep: every setting and Pref answer the calibration prompts, row by row.
+
+One unit is one greedy generation (a prompt, a preference, Pref or one setting), scored with
+the preference's automatic score (``evaluation.scorers``: words, MTLD, VADER) and both lanes'
+fluency (``score_lanes``). Units run concurrently on the model's lanes (one request per two
+lanes) and each finished one is handed to ``on_row`` at once, so an interrupted sweep keeps
+what it finished and a rerun skips it (``unit_key``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from localpref.calibration.choice import PREFERENCE_SCORES, Setting
+from localpref.calibration.prompts import CALIBRATION_PROMPTS, QUICK_PROMPTS
+from localpref.evaluation.scorers import DiversityScorer, LengthScorer, Scorer, SentimentScorer
+from localpref.methods import PREF_ENDS, Amulet
+from localpref.request import Request
+
+if TYPE_CHECKING:
+    from localpref.api import Model
+    from localpref.decoding import MultiGeneration, Result
+
+#: The strengths (Amulet's effective contrast k) and taus swept by default, and by ``--quick``.
+STRENGTHS = (0.5, 1.0, 2.0, 4.0)
+TAUS = (0.2,)
+QUICK_STRENGTHS = (0.5, 1.0, 2.0)
+#: Answer lengths (tokens): long enough for length and diversity to differ.
+MAX_TOKENS = 128
+QUICK_MAX_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a sweep runs: prompts, preferences, the settings' grid and the answer length."""
+
+    prompts: tuple[str, ...] = CALIBRATION_PROMPTS
+    preferences: tuple[str, ...] = tuple(PREFERENCE_SCORES)
+    strengths: tuple[float, ...] = STRENGTHS
+    taus: tuple[float, ...] = TAUS
+    opposites: tuple[bool, ...] = (False, True)
+    max_tokens: int = MAX_TOKENS
+
+    @classmethod
+    def make(cls, *, quick: bool = False, limit: int | None = None,
+             max_tokens: int | None = None, strengths: Iterable[float] | None = None,
+             taus: Iterable[float] | None = None) -> Plan:
+        """The plan for the command's options (``--quick`` sets smaller defaults)."""
+        prompts = CALIBRATION_PROMPTS[:QUICK_PROMPTS] if quick else CALIBRATION_PROMPTS
+        if limit is not None:
+            prompts = CALIBRATION_PROMPTS[:limit]
+        return cls(
+            prompts=prompts,
+            strengths=tuple(strengths) if strengths else (
+                QUICK_STRENGTHS if quick else STRENGTHS),
+            taus=tuple(taus) if taus else TAUS,
+            max_tokens=max_tokens or (QUICK_MAX_TOKENS if quick else MAX_TOKENS),
+        )
+
+    @property
+    def settings(self) -> list[Setting]:
+        """Every setting of the grid, strengths first, then tau, then the base lane."""
+        return [Setting(k, tau, opposite) for k in self.strengths for tau in self.taus
+                for opposite in self.opposites]
+
+    def units(self) -> list[Unit]:
+        """Every generation of the sweep: per prompt and preference, Pref then each setting."""
+        found = []
+        for index, prompt in enumerate(self.prompts):
+            for preference in self.preferences:
+                found.append(Unit(index, prompt, preference, None, self.max_tokens))
+                found += [Unit(index, prompt, preference, setting, self.max_tokens)
+                          for setting in self.settings]
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as stored beside the choice."""
+        return {"prompts": len(self.prompts), "preferences": list(self.preferences),
+                "strengths": list(self.strengths), "taus": list(self.taus),
+                "opposites": list(self.opposites), "max_tokens": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One generation of the sweep (``setting`` None: Pref)."""
+
+    prompt_index: int
+    prompt: str
+    preference: str
+    setting: Setting | None
+    max_tokens: int
+
+    @property
+    def key(self) -> str:
+        """What identifies this generation across runs (resuming matches on it)."""
+        digest = hashlib.sha1(self.prompt.encode()).hexdigest()[:10]
+        what = "pref" if self.setting is None else (
+            f"k={self.setting.strength:g},tau={self.setting.tau:g},"
+            f"opposite={int(self.setting.opposite)}")
+        return f"{self.prompt_index}:{digest}|{self.preference}|{what}|{self.max_tokens}"
+
+    def request(self) -> Request:
+        """The request: greedy, both lanes scored; the setting's method is built here, never
+        the recommended steering's object, so no stored calibration replaces it."""
+        if self.setting is None:
+            method: Any = "pref"
+            opposite = False
+        else:
+            method = Amulet(contrast=self.setting.strength, tau=self.setting.tau,
+                            end_tokens=PREF_ENDS)
+            opposite = self.setting.opposite
+        return Request.make(self.prompt, preference=self.preference, method=method,
+                            max_tokens=self.max_tokens, score_lanes=True, opposite=opposite)
+
+
+@dataclass
+class Scoring:
+    """The automatic scores, made once (VADER's lexicon takes a moment to load)."""
+
+    scorers: list[Scorer] = field(default_factory=lambda: [
+        LengthScorer(), DiversityScorer(), SentimentScorer()])
+
+    def row(self, unit: Unit, result: Result) -> dict[str, Any]:
+        """The raw row of one finished generation."""
+        metrics: dict[str, float] = {}
+        for scorer in self.scorers:
+            metrics.update(scorer.score(result.text, result.tokens))
+        metric, _ = PREFERENCE_SCORES[unit.preference]
+        stats = result.stats
+        row: dict[str, Any] = {
+            "unit": unit.key, "prompt": unit.prompt_index, "preference": unit.preference,
+            "method": "pref" if unit.setting is None else "amulet",
+            "metric": metric, "score": _number(metrics.get(metric)),
+            "fluency_pref": _number(stats.get("fluency_pref")),
+            "fluency_base": _number(stats.get("fluency_base")),
+            "n_tokens": int(stats.get("n_tokens") or 0),
+            "stop_reason": stats.get("stop_reason"),
+        }
+        if unit.setting is not None:
+            row.update(strength=unit.setting.strength, tau=unit.setting.tau,
+                       opposite=unit.setting.opposite)
+        return row
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (JSON has no NaN)."""
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def run_units(model: Model, units: list[Unit], on_row: Callable[[dict[str, Any]], None],
+              *, scoring: Scoring | None = None) -> None:
+    """Run ``units`` on ``model``, one request per two of its lanes at once, handing each
+    finished row to ``on_row`` (in this thread, in the order they finish).
+
+    Ctrl-C (``KeyboardInterrupt``) cancels what is running and is raised again; every row
+    handed over before it is kept by the caller.
+    """
+    scoring = scoring or Scoring()
+    workers = max(1, model.max_lanes // 2)
+    live: set[MultiGeneration] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def generate(unit: Unit) -> Result | None:
+        if stop.is_set():
+            return None
+        generation = model.submit(unit.request())
+        with lock:
+            live.add(generation)
+        try:
+            return generation.run()[0]
+        finally:
+            with lock:
+                live.discard(generation)
+
+    pending = iter(units)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate")
+    running: dict[Future[Result | None], Unit] = {}
+    try:
+        for unit in pending:
+            running[executor.submit(generate, unit)] = unit
+            if len(running) >= workers:
+                break
+        while running:
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                unit = running.pop(future)
+                result = future.result()
+                if result is not None:
+                    on_row(scoring.row(unit, result))
+                following = next(pending, None)
+                if following is not None:
+                    running[executor.submit(generate, following)] = following
+    except BaseException:
+        stop.set()
+        with lock:
+            for generation in list(live):
+                generation.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)

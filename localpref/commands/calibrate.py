@@ -1,0 +1,175 @@
+"""``localpref calibrate``: choose the recommended steering's strength for one model file.
+
+Sweeps the strength (Amulet's effective contrast k), tau and the base lane (neutral or the
+preferences' opposites) on the project's calibration prompts for creative, verbose, concise and
+uplifting, against Pref, and stores the setting the rule picks (docs/steering.md,
+"Calibration") for this model file. Progress and the time left go to stderr; Ctrl-C keeps the
+finished generations and the same command continues from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from localpref.calibration.choice import FLUENCY_BUDGET
+from localpref.calibration.prompts import CALIBRATION_PROMPTS
+from localpref.calibration.record import model_key, rows_path
+from localpref.calibration.record import reset as reset_calibration
+from localpref.calibration.sweep import Plan
+from localpref.commands.options import (
+    add_model_options,
+    comma_list,
+    load_model,
+    load_settings,
+)
+from localpref.errors import SettingsError
+
+#: Lanes the calibration model decodes at once (eight two-lane generations).
+LANES = 16
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="choose the recommended steering's strength for this model (stored per file)",
+        description="Sweep the recommended steering's strength, tau and base lane (neutral or "
+        "the opposite) on the calibration prompts for creative, verbose, concise and uplifting, "
+        "and store the setting that moves the most preferences past Pref within the fluency "
+        "budget. Generating without a method then uses it for this model file. Ctrl-C keeps "
+        "what finished; the same command continues.",
+    )
+    add_model_options(parser)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small sweep (4 prompts, 48 tokens, k 0.5, 1, 2): a few minutes "
+                        "on a small model")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help=f"use the first N calibration prompts (of "
+                        f"{len(CALIBRATION_PROMPTS)}; default all, --quick 4)")
+    parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                        help="tokens per answer (default 128, --quick 48)")
+    parser.add_argument("--strengths", default=None, metavar="K,K,...",
+                        help="the strengths k to try (default 0.5,1,2,4; --quick 0.5,1,2)")
+    parser.add_argument("--taus", default=None, metavar="T,T,...",
+                        help="the plausibility taus to try (default 0.2)")
+    parser.add_argument("--budget", type=float, default=FLUENCY_BUDGET, metavar="NATS",
+                        help="how far below Pref's fluency (nats per token, under the "
+                        "preference lane) a setting may go (default 0.5)")
+    parser.add_argument("--reset", action="store_true",
+                        help="remove this model file's calibration (and its sweep) and exit")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: model, chosen {method, settings}, rows, ...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=run)
+
+
+def _numbers(text: str | None, flag: str, *, low: float, below: float | None = None
+             ) -> list[float] | None:
+    if text is None:
+        return None
+    values = []
+    for item in comma_list(text):
+        try:
+            value = float(item)
+        except ValueError:
+            raise SettingsError(f"{flag} takes numbers separated by commas (got {item!r}).") \
+                from None
+        if not math.isfinite(value) or value < low or (below is not None and value >= below):
+            bounds = f"in [{low:g}, {below:g})" if below is not None else f"{low:g} or more"
+            raise SettingsError(f"{flag}: every value must be {bounds} (got {item}).")
+        values.append(value)
+    if not values:
+        raise SettingsError(f"{flag} needs at least one number, e.g. {flag} 0.5,1.")
+    return sorted(set(values))
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    """The sweep the flags ask for, checked (one sentence for a bad value)."""
+    if args.limit is not None and not 1 <= args.limit <= len(CALIBRATION_PROMPTS):
+        raise SettingsError(f"--limit must be from 1 to {len(CALIBRATION_PROMPTS)} "
+                            f"(got {args.limit}).")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
+    if not math.isfinite(args.budget) or args.budget <= 0:
+        raise SettingsError(f"--budget must be greater than 0 (got {args.budget}).")
+    return Plan.make(quick=args.quick, limit=args.limit, max_tokens=args.max_tokens,
+                     strengths=_numbers(args.strengths, "--strengths", low=0.0),
+                     taus=_numbers(args.taus, "--taus", low=0.0, below=1.0))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Reset, or run the sweep and print the choice."""
+    if args.reset:
+        return _reset(args)
+    plan = plan_from_args(args)
+    load_settings(args)  # a bad --threads or --ctx is one sentence, before the sweep
+    from localpref.calibration.run import calibrate
+
+    model = load_model(args, max_lanes=LANES, max_queued=LANES)
+    try:
+        try:
+            record = calibrate(model, plan, budget=args.budget, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"\nInterrupted: the finished generations are kept in "
+                  f"{rows_path(model.calibration_key)}; run the same command to continue.",
+                  file=sys.stderr)
+            return 130
+    finally:
+        model.close()
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print(render(record))
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from localpref.models import resolve_model
+
+    path = resolve_model(args.model)
+    removed = reset_calibration(model_key(path))
+    if args.json:
+        print(json.dumps({"model": str(path), "reset": removed}))
+    elif removed:
+        print(f"Removed the calibration of {path.name}: the recommended steering is the "
+              "uncalibrated default again.")
+    else:
+        print(f"{path.name} had no calibration.")
+    return 0
+
+
+def _cell(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:+.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render(record: dict[str, Any]) -> str:
+    """The sweep table and the choice, as text."""
+    lines = [f"Calibration of {record['model']} ({record['plan']['prompts']} prompts, "
+             f"{record['plan']['max_tokens']} tokens; fluency budget {record['budget']:g} nats "
+             "under the preference lane)", ""]
+    header = (f"{'setting':<26}{'preference':<11}{'metric':<7}{'d score':>9}{'effect':>8}"
+              f"{'d fl.pref':>10}{'d fl.base':>10}  moved")
+    lines += [header, "-" * len(header)]
+    for row in record["rows"]:
+        if row["method"] == "pref":
+            continue
+        lane = "opposite" if row["opposite"] else "neutral"
+        setting = f"k={row['strength']:g} tau={row['tau']:g} {lane}"
+        lines.append(f"{setting:<26}{row['preference']:<11}{row['metric']:<7}"
+                     f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
+                     f"{_cell(row['fluency_pref_delta']):>10}"
+                     f"{_cell(row['fluency_base_delta']):>10}  {'yes' if row['moved'] else 'no'}")
+    settings = record["chosen"]["settings"]
+    chosen = (f"k={settings['contrast']:g} tau={settings['tau']:g} "
+              f"{'opposite' if settings.get('opposite') else 'neutral'} base lane")
+    lines += ["", f"Reason: {record['reason']}."]
+    if record["calibrated"]:
+        lines.append(f"Chosen for this model file: {record['chosen']['method']} {chosen}.")
+    else:
+        lines.append(f"Kept the uncalibrated default: {record['chosen']['method']} {chosen}.")
+    return "\n".join(lines)

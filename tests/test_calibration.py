@@ -1,0 +1,235 @@
+"""A calibration's life cycle on the bundled model (issue 20): a tiny sweep is stored with its
+table, resumes, and is used wherever the recommended steering is (API, CLI, server, app), never
+for a method named explicitly nor for another model file; ``calibrate --reset`` clears it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import openai
+import pytest
+from server_helpers import MODEL_ID, running_server
+
+from localpref import Amulet
+from localpref.api import Model
+from localpref.calibration.choice import choose
+from localpref.calibration.prompts import CALIBRATION_PROMPTS
+from localpref.calibration.record import (
+    CalibrationLookup,
+    model_key,
+    read_record,
+    record_path,
+    rows_path,
+    write_record,
+)
+from localpref.calibration.run import calibrate, stored_rows
+from localpref.calibration.sweep import Plan
+from localpref.cli import main
+from localpref.methods import PREF_ENDS, is_recommended, recommended_method
+from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+PROMPT = "How do I keep basil alive?"
+TOKENS = 12
+#: The setting the hand-written calibration records (far from the default k = 0.5, tau 0.2).
+CALIBRATED = {"contrast": 2.0, "tau": 0.1, "end_tokens": PREF_ENDS, "opposite": False}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def calibrated(model: Model, **settings: object) -> dict:
+    """Store a calibration for the model's file by hand (the choice rule is tested apart)."""
+    record = {"model": model.name, "path": str(model.path), "key": model.calibration_key,
+              "calibrated_at": "2026-12-03T11:00:00+00:00", "calibrated": True,
+              "chosen": {"method": "amulet", "settings": {**CALIBRATED, **settings}},
+              "reason": "by hand", "rows": []}
+    write_record(model.calibration_key, record)
+    return record
+
+
+def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: Path) -> None:
+    small = Plan(prompts=CALIBRATION_PROMPTS[:1], strengths=(0.5, 2.0), max_tokens=16)
+    first = calibrate(model, small, progress=False)
+    key = model.calibration_key
+    assert len(list(stored_rows(key))) == len(small.units()) == 4 * (2 * 2 + 1)
+    stored = read_record(key)
+    assert stored is not None and stored["rows"] == json.loads(json.dumps(first["rows"]))
+    steered = [row for row in first["rows"] if row["method"] == "amulet"]
+    assert len(steered) == 4 * 2 * 2 and {row["preference"] for row in steered} == {
+        "creative", "verbose", "concise", "uplifting"}
+    assert all(row["n"] == 1 and row["fluency_pref_delta"] is not None for row in steered)
+    choice = choose(first["rows"])  # the record is the rule applied to its own table
+    assert first["calibrated"] is (choice.setting is not None)
+    if choice.setting is not None:
+        assert first["chosen"]["settings"]["contrast"] == choice.setting.strength
+    else:
+        assert first["chosen"]["settings"]["contrast"] == recommended_method().contrast
+    assert first["chosen"]["method"] == "amulet" and first["calibrated_at"]
+    # Resumable: the tiny sweep (2 prompts) reuses the first prompt's rows.
+    tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), max_tokens=16)
+    second = calibrate(model, tiny, progress=False)
+    rows = list(stored_rows(key))
+    assert len(rows) == len(tiny.units()) == 40
+    assert len({row["unit"] for row in rows}) == 40  # nothing generated twice
+    assert all(row["n"] == 2 for row in second["rows"] if row["method"] == "amulet")
+
+
+def test_the_calibration_is_used_when_no_method_is_named(model: Model, home: Path) -> None:
+    default = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)
+    assert default.stats["calibration"] is None and default.stats["recommended"] is True
+    record = calibrated(model)
+    mine = Amulet(contrast=2.0, tau=0.1, end_tokens=PREF_ENDS)
+    expected = model.generate(PROMPT, preference="concise", method=mine, max_tokens=TOKENS)
+    assert expected.stats["calibration"] is None and expected.stats["recommended"] is False
+    for method in (None, "recommended", recommended_method()):
+        result = model.generate(PROMPT, preference="concise", method=method, max_tokens=TOKENS)
+        assert result.tokens == expected.tokens
+        assert result.stats["settings"]["contrast"] == 2.0
+        assert result.stats["settings"]["tau"] == 0.1
+        assert result.stats["calibration"] == {
+            "settings": CALIBRATED, "calibrated_at": record["calibrated_at"], "method": "amulet"}
+    chosen = recommended_method(model)
+    assert chosen == mine and is_recommended(chosen)
+    assert recommended_method() == Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS)
+    # A method named explicitly is never calibrated, even at the default's settings.
+    for method in ("amulet", Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS),
+                   recommended_method().with_strength(0.5)):
+        result = model.generate(PROMPT, preference="concise", method=method, max_tokens=TOKENS)
+        assert result.stats["calibration"] is None and result.stats["recommended"] is False
+    same = model.generate(PROMPT, preference="concise",
+                          method=Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS),
+                          max_tokens=TOKENS)
+    assert same.tokens == default.tokens
+    # A chat and a comparison take it too.
+    chat = model.chat(preference="concise", max_tokens=TOKENS)
+    assert chat.send(PROMPT).tokens == expected.tokens
+    chat.close()
+    results = model.compare(PROMPT, ["recommended", "pref"], preference="concise",
+                            max_tokens=TOKENS).run()
+    assert results[0].tokens == expected.tokens and results[1].stats["calibration"] is None
+
+
+def test_a_calibrated_opposite_fills_the_base_lane_unless_the_request_says(
+        model: Model, home: Path) -> None:
+    calibrated(model, opposite=True)
+    mine = Amulet(contrast=2.0, tau=0.1, end_tokens=PREF_ENDS)
+    expected = model.generate(PROMPT, preference="concise", method=mine, avoid="verbose",
+                              max_tokens=TOKENS)
+    result = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)
+    assert result.tokens == expected.tokens and result.stats["opposite"] is True
+    off = model.generate(PROMPT, preference="concise", opposite=False, max_tokens=TOKENS)
+    assert off.stats["opposite"] is False
+    assert off.tokens == model.generate(PROMPT, preference="concise", method=mine,
+                                        max_tokens=TOKENS).tokens
+
+
+def test_another_model_file_does_not_match(model: Model, home: Path, tmp_path: Path) -> None:
+    calibrated(model)
+    assert CalibrationLookup(model.path).current() is not None
+    copy = tmp_path / "copy.gguf"
+    shutil.copyfile(model.path, copy)
+    with copy.open("r+b") as handle:  # a changed byte near the end
+        handle.seek(-100, 2)
+        byte = handle.read(1)
+        handle.seek(-100, 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert model_key(copy) != model_key(model.path)
+    assert CalibrationLookup(copy).current() is None
+    synthetic = write_synthetic_llama(tmp_path / "synthetic.gguf", SyntheticShape())
+    assert CalibrationLookup(synthetic).current() is None
+
+
+def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["generate", PROMPT, "-p", "concise", "--max-tokens", "6"]
+    assert main(argv) == 0
+    assert "(recommended, uncalibrated default)" in capsys.readouterr().err
+    calibrated(model)
+    assert main([*argv, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert stats["calibration"]["settings"]["contrast"] == 2.0
+    assert stats["settings"]["contrast"] == 2.0 and stats["settings"]["tau"] == 0.1
+    assert main(argv) == 0
+    assert "amulet k=2 tau=0.1 ends=pref greedy (recommended, calibrated for this model)" in \
+        capsys.readouterr().err
+    assert main([*argv, "--method", "amulet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["calibration"] is None
+    assert main(["calibrate", "--reset"]) == 0
+    assert "Removed the calibration" in capsys.readouterr().out
+    assert not record_path(model.calibration_key).exists()
+    assert not rows_path(model.calibration_key).exists()
+    assert model.calibration is None
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["calibration"] is None
+    assert main(["calibrate", "--reset", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reset"] is False
+
+
+@pytest.mark.parametrize("argv", [["--strengths", "a,1"], ["--strengths", "-1"],
+                                  ["--taus", "1.5"], ["--limit", "0"], ["--budget", "0"],
+                                  ["--max-tokens", "0"]])
+def test_calibrate_bad_flags_are_one_sentence(argv: list[str], home: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("localpref: ") and "Traceback" not in err
+
+
+def test_doctor_and_models_list_show_the_calibration_state(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list"]) == 0
+    assert "uncalibrated" in capsys.readouterr().out
+    calibrated(model)
+    assert main(["models", "list"]) == 0
+    assert "calibrated k=2 tau=0.1" in capsys.readouterr().out
+    assert main(["doctor"]) == 0
+    assert "calibrated k=2 tau=0.1" in capsys.readouterr().out
+
+
+def test_the_server_uses_it_for_preset_ids_only(model: Model, home: Path) -> None:
+    calibrated(model)
+    expected = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)
+    with running_server(model) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        messages = [{"role": "user", "content": PROMPT}]
+        for model_id in (f"{MODEL_ID}:concise", f"{MODEL_ID}:recommended:concise"):
+            answer = client.chat.completions.create(model=model_id, messages=messages,
+                                                    max_tokens=TOKENS)
+            assert answer.choices[0].message.content == expected.text
+            stats = answer.model_extra["localpref"]["stats"]
+            assert stats["calibration"]["settings"]["contrast"] == 2.0
+        named = client.chat.completions.create(model=f"{MODEL_ID}:amulet:concise",
+                                               messages=messages, max_tokens=2)
+        assert named.model_extra["localpref"]["stats"]["calibration"] is None
+
+
+async def test_the_app_uses_it_and_says_so(model: Model, home: Path) -> None:
+    from tui_helpers import SIZE
+
+    from tui.app import LocalprefApp
+    from tui.widgets import StatusBar
+
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "(uncalibrated default)" in app.query_one(StatusBar).plain
+    calibrated(model)
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = app.query_one(StatusBar).plain
+        assert "recommended: amulet k=2 tau=0.1" in status
+        assert "(calibrated for this model)" in status
+        assert is_recommended(app.steering.overrides()["method"])
+
+
+def test_the_evaluation_runs_the_settings_it_records() -> None:
+    from localpref.evaluation.specs import named_method
+
+    method = named_method("recommended")
+    assert method == recommended_method() and not is_recommended(method)

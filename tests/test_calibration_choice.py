@@ -1,0 +1,134 @@
+"""The calibration's choice rule and sweep table, on hand-made rows (no model)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from localpref.calibration.choice import (
+    EFFECT_LIMIT,
+    Setting,
+    choose,
+    standardized,
+    summary_rows,
+)
+
+PREFERENCES = {"creative": ("mtld", 1), "verbose": ("words", 1), "concise": ("words", -1),
+               "uplifting": ("vader", 1)}
+
+
+def rows_for(strength: float, moves: dict[str, float], fluency: dict[str, float] | float = 0.0,
+             *, tau: float = 0.2, opposite: bool = False,
+             effect: float | dict[str, float] = 1.0) -> list[dict]:
+    """One setting's rows: ``moves`` the raw delta per preference (its sign counts with the
+    preference's direction), ``fluency`` the fluency delta under the preference lane."""
+    found = []
+    for preference, delta in moves.items():
+        metric, direction = PREFERENCES[preference]
+        drop = fluency if isinstance(fluency, (int, float)) else fluency.get(preference, 0.0)
+        size = effect if isinstance(effect, (int, float)) else effect[preference]
+        found.append({
+            "method": "amulet", "strength": strength, "tau": tau, "opposite": opposite,
+            "preference": preference, "metric": metric, "direction": direction, "n": 4,
+            "delta": delta, "effect": size if direction * delta > 0 else -size,
+            "fluency_pref_delta": drop, "fluency_base_delta": drop - 0.3,
+            "moved": direction * delta > 0,
+        })
+    return found
+
+
+PREF_ROWS = [{"method": "pref", "preference": p, "metric": m, "direction": d, "n": 4,
+              "score": 1.0, "fluency_pref": -1.0, "fluency_base": -1.5}
+             for p, (m, d) in PREFERENCES.items()]
+
+
+def test_the_setting_moving_the_most_preferences_wins() -> None:
+    table = PREF_ROWS + rows_for(0.5, {"creative": 2.0, "verbose": 5.0, "concise": 3.0,
+                                       "uplifting": 0.1}) \
+        + rows_for(1.0, {"creative": 2.0, "verbose": 5.0, "concise": -3.0, "uplifting": 0.1},
+                   effect=5.0)
+    choice = choose(table)
+    # concise's words went up at k = 0.5 (wrong way), down at k = 1: k = 1 moves all four
+    assert choice.setting == Setting(1.0, 0.2, False) and choice.moved == 4
+    assert "moves 4 of 4 preferences" in choice.reason
+
+
+def test_the_fluency_budget_rules_a_setting_out_under_the_preference_lane() -> None:
+    strong = rows_for(2.0, {"creative": 3.0, "verbose": 9.0, "concise": -9.0, "uplifting": 0.3},
+                      fluency={"creative": -0.2, "verbose": -0.6})
+    mild = rows_for(0.5, {"creative": 1.0, "verbose": 2.0, "concise": 1.0, "uplifting": 0.1},
+                    fluency=-0.4)
+    choice = choose(PREF_ROWS + strong + mild)
+    assert choice.setting == Setting(0.5, 0.2, False) and choice.moved == 3
+    # A wider budget lets the strong one in; the base lane's figure is never guarded.
+    assert choose(strong + mild, budget=0.7).setting == Setting(2.0, 0.2, False)
+    # mild sits 0.7 nats below Pref under the base lane and is chosen all the same
+    assert all(row["fluency_base_delta"] < -0.5 for row in mild)
+
+
+def test_no_setting_qualifies_keeps_the_default_and_says_why() -> None:
+    wrong_way = rows_for(1.0, {"creative": -1.0, "verbose": -2.0, "concise": 2.0,
+                               "uplifting": -0.1})
+    choice = choose(PREF_ROWS + wrong_way)
+    assert choice.setting is None and "no setting moved any preference" in choice.reason
+    too_far = rows_for(4.0, {"creative": 5.0, "verbose": 5.0, "concise": -5.0,
+                             "uplifting": 0.5}, fluency=-1.2)
+    choice = choose(PREF_ROWS + too_far)
+    assert choice.setting is None and "stayed within 0.5 nats" in choice.reason
+    unknown = rows_for(1.0, {"creative": 1.0}, fluency=math.nan)
+    assert choose(unknown).setting is None  # no fluency figure: not within the budget
+    assert choose(PREF_ROWS).setting is None
+
+
+def test_ties_go_to_the_larger_effect_then_the_smaller_strength() -> None:
+    moves = {"creative": 1.0, "verbose": 1.0, "concise": -1.0, "uplifting": -0.1}
+    weak = rows_for(0.5, moves, effect=0.5)
+    strong = rows_for(1.0, moves, effect=2.0)
+    assert choose(weak + strong).setting == Setting(1.0, 0.2, False)
+    same_a = rows_for(2.0, moves, effect=1.0)
+    same_b = rows_for(0.25, moves, effect=1.0)
+    same_c = rows_for(0.25, moves, effect=1.0, opposite=True)
+    assert choose(same_a + same_c + same_b).setting == Setting(0.25, 0.2, False)
+    assert choose(same_a + same_c).setting == Setting(0.25, 0.2, True)
+
+
+def test_the_opposite_base_lane_can_win() -> None:
+    neutral = rows_for(1.0, {"creative": 1.0, "verbose": 1.0, "concise": 1.0, "uplifting": 0.1})
+    opposite = rows_for(1.0, {"creative": 1.0, "verbose": 1.0, "concise": -1.0,
+                              "uplifting": 0.1}, opposite=True)
+    choice = choose(neutral + opposite)
+    assert choice.setting == Setting(1.0, 0.2, True)
+    assert choice.setting.settings() == {"contrast": 1.0, "tau": 0.2, "opposite": True}
+
+
+def test_summary_rows_pair_each_prompt_with_pref() -> None:
+    raw = []
+    for prompt, (pref_words, steered_words) in enumerate([(40, 30), (50, 20), (60, 61)]):
+        common = {"prompt": prompt, "preference": "concise", "n_tokens": 10}
+        raw.append({**common, "method": "pref", "score": pref_words, "fluency_pref": -1.0,
+                    "fluency_base": -1.2})
+        raw.append({**common, "method": "amulet", "strength": 1.0, "tau": 0.2,
+                    "opposite": False, "score": steered_words, "fluency_pref": -1.3,
+                    "fluency_base": -2.0})
+    raw.append({"prompt": 3, "preference": "concise", "method": "amulet", "strength": 1.0,
+                "tau": 0.2, "opposite": False, "score": 5.0, "fluency_pref": -1.0,
+                "fluency_base": -1.0, "n_tokens": 3})  # no Pref answer: not paired
+    rows = summary_rows(raw)
+    pref, steered = rows
+    assert pref["method"] == "pref" and pref["score"] == pytest.approx(50.0)
+    differences = [-10.0, -30.0, 1.0]
+    assert steered["n"] == 3
+    assert steered["delta"] == pytest.approx(sum(differences) / 3)
+    assert steered["moved"] is True  # fewer words: concise's direction
+    assert steered["effect"] == pytest.approx(standardized(differences, -1))
+    assert steered["effect"] > 0
+    assert steered["fluency_pref_delta"] == pytest.approx(-0.3)
+    assert steered["fluency_base_delta"] == pytest.approx(-0.8)
+
+
+def test_standardized_effect() -> None:
+    assert standardized([], 1) == 0.0 and standardized([0.0, 0.0], 1) == 0.0
+    assert standardized([2.0, 2.0], 1) == EFFECT_LIMIT
+    assert standardized([2.0, 2.0], -1) == -EFFECT_LIMIT
+    assert standardized([1.0, 3.0], 1) == pytest.approx(2.0 / math.sqrt(2.0))
