@@ -217,8 +217,9 @@ build_llama() {
 }
 
 install_localpref() {
-    # A regular install needs setuptools, which a bare Python 3.12 venv lacks: then a .pth
-    # file puts the working tree on the path, as an editable install would.
+    # A regular install needs setuptools 68 or later (no build isolation: no network), which a
+    # bare Python 3.12 venv lacks: then a .pth file puts the working tree on the path, as an
+    # editable install would.
     if "$VENV/bin/python" -m pip install --no-deps --no-build-isolation --no-index \
         --no-cache-dir "$REPO"; then
         echo "localpref installed"
@@ -226,7 +227,8 @@ install_localpref() {
         local site
         site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         echo "$REPO" > "$site/localpref-worktree.pth"
-        echo "no setuptools here: localpref imported from $REPO (localpref-worktree.pth)"
+        echo "pip could not install localpref here (setuptools missing or older than 68):" \
+            "it is imported from $REPO (localpref-worktree.pth)"
     fi
     # The server and the app (fastapi, uvicorn, textual) are not on the GPU machine; the CLI's
     # doctor and bench must not need them.
