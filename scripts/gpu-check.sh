@@ -58,7 +58,7 @@ if [ "$CUDA" = 1 ]; then
     SHAPES=${GPU_CHECK_SHAPES:-135m 1b}; TOKENS=${GPU_CHECK_TOKENS:-96}
     REPEAT=${GPU_CHECK_REPEAT:-3}; STEPS=${GPU_CHECK_STEPS:-256}
     TOTAL_S=${GPU_CHECK_TOTAL_S:-570}; BUILD_S=${GPU_CHECK_BUILD_S:-540}
-    BENCH_S=200; EXACT_S=120; MODELS_S=150
+    BENCH_S=240; EXACT_S=120; MODELS_S=150
 else
     SHAPES=${GPU_CHECK_SHAPES:-135m tiny}; TOKENS=${GPU_CHECK_TOKENS:-8}
     REPEAT=${GPU_CHECK_REPEAT:-1}; STEPS=${GPU_CHECK_STEPS:-16}
@@ -319,11 +319,16 @@ run_measurements() {
 
 export -f say machine make_venv install_wheels makefile_cmake_args built build_llama \
     install_localpref localpref write_model to_json
-say "$WHAT in $OUT (GPU_CHECK_CUDA=$CUDA, work folder $WORK)"
-[ -f "$SDIST" ] || { say "no $SDIST: run scripts/make-slim-sdist.py here first"; exit 1; }
-code=0
-if [ "$WHAT" != run ]; then run_build || code=1; fi
-if [ $code = 0 ] && [ "$WHAT" != build ]; then run_measurements || code=1; fi
-say "done in $(($(date +%s) - STARTED)) s, exit $code"
-column -t -s "$(printf '\t')" "$STAGES" 2>/dev/null || cat "$STAGES"
-exit $code
+main() {
+    say "$WHAT in $OUT (GPU_CHECK_CUDA=$CUDA, work folder $WORK)"
+    [ -f "$SDIST" ] || { say "no $SDIST: run scripts/make-slim-sdist.py here first"; return 1; }
+    local code=0
+    if [ "$WHAT" != run ]; then run_build || code=1; fi
+    if [ $code = 0 ] && [ "$WHAT" != build ]; then run_measurements || code=1; fi
+    say "done in $(($(date +%s) - STARTED)) s, exit $code"
+    column -t -s "$(printf '\t')" "$STAGES" 2>/dev/null || cat "$STAGES"
+    return $code
+}
+
+# One call: bash has read the whole script before it runs (safe while the file is edited).
+main; exit $?
