@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
 from localpref.engine import Context, LoadedModel
-from localpref.errors import ModelError, PromptTooLongError, SettingsError
+from localpref.errors import LocalprefWarning, ModelError, PromptTooLongError, SettingsError
 from localpref.methods import (
     Base,
     ContrastFamily,
@@ -103,6 +104,8 @@ class Model:
         self._scheduler = Scheduler(max_queued=max_queued)
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
+        for notice in self.notices:
+            warnings.warn(notice, LocalprefWarning, stacklevel=2)
 
     def _open_backend(self, path: Path, system_prompt: str) -> _Backend:
         loaded = LoadedModel(path, n_gpu_layers=self.n_gpu_layers)
@@ -121,6 +124,12 @@ class Model:
     def name(self) -> str:
         """The model's name from its GGUF metadata (or its file name)."""
         return self._backend.loaded.name
+
+    @property
+    def notices(self) -> list[str]:
+        """Sentences the user should see about this model (one when the GGUF has no chat
+        template and the plain-text prompt format is used); also warned once on load."""
+        return list(self._backend.prompts.notices)
 
     @property
     def path(self) -> Path:
@@ -424,7 +433,8 @@ class Model:
                                        self.vocabulary.end_of_generation_ids)
             tracks.append(Track(
                 selector, positions[: len(method.lanes)], fluency, vocabulary=self.vocabulary,
-                max_tokens=max_tokens, stop=request.stop, ignore_eos=request.ignore_eos,
+                max_tokens=max_tokens, stop=[*request.stop, *self._backend.prompts.stop_strings],
+                ignore_eos=request.ignore_eos,
                 stats=stats, request=request,
             ))
         for context in {id(spec.context): spec.context for spec in specs}.values():

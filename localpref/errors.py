@@ -29,3 +29,7 @@ class TemplateError(LocalprefError):
 
 class BusyError(LocalprefError):
     """Too many requests are waiting for lanes; try again when one has finished."""
+
+
+class LocalprefWarning(UserWarning):
+    """Something the user should know about a model that still works (``Model.notices``)."""

@@ -9,8 +9,15 @@ User text (every message's content and the system text, which holds the preferen
 example sentences) never becomes a control token: the template is rendered with each user text
 replaced by a sentinel, the rendering is split on the sentinels, the template's own pieces are
 tokenized with special-token parsing on and the user texts with it off, and the token lists are
-joined. A template that transforms the content so that the sentinels do not come back verbatim
-is rendered with the real texts, their control-token strings broken by a zero-width space.
+joined (the text between two control tokens is tokenized as one run, template and user text
+together, so ids change only where user text holds a control-token string). A template that
+transforms the content so that the sentinels do not come back verbatim is rendered with the
+real texts, their control-token strings broken by a zero-width space.
+
+A GGUF without a chat template (a base model) gets a plain-text format rather than a chat
+format it never saw: the system text, a blank line, then one ``User: ...`` / ``Assistant: ...``
+line per message, and ``Assistant:`` to answer; the answer stops where the model starts the
+next ``User:`` or ``Assistant:`` line (``PromptBuilder.stop_strings``).
 """
 
 from __future__ import annotations
@@ -29,14 +36,34 @@ from localpref.errors import SettingsError, TemplateError
 
 Message = Mapping[str, str]
 
-#: Used when a GGUF carries no chat template at all.
+#: ChatML, the format most instruction models share (for tests and synthetic models).
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+#: Used when a GGUF carries no chat template at all: plain text a base model can continue.
+PLAIN_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}User: {{ message['content'] }}\n"
+    "{% else %}Assistant: {{ message['content'] }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+#: Where an answer in the plain format ends: the model starting the next turn itself.
+PLAIN_STOP_STRINGS = ("\nUser:", "\nAssistant:")
+
 _SYSTEM_PROBE = "SYSTEM-ROLE-PROBE-7f3a"
+
+
+def no_template_notice(name: str) -> str:
+    """The one sentence said when a model has no chat template."""
+    return (f"{name} has no chat template (a base model?), so localpref writes the "
+            "conversation as plain 'User:' / 'Assistant:' lines and ends an answer at the "
+            "next 'User:'.")
 
 
 def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, str]]:
@@ -75,7 +102,7 @@ class ChatTemplate:
         environment.globals["raise_exception"] = _raise_template_exception
         environment.globals["strftime_now"] = _strftime_now
         try:
-            self._template = environment.from_string(source or CHATML_TEMPLATE)
+            self._template = environment.from_string(source or PLAIN_TEMPLATE)
         except JinjaTemplateError as error:
             message = f"The model's chat template does not parse: {_clause(error)}."
             raise TemplateError(message) from None
@@ -181,6 +208,14 @@ class PromptBuilder:
         self.template = ChatTemplate(
             model.chat_template, bos_token=self._bos_text, eos_token=eos_text
         )
+        #: whether the GGUF has its own chat template (else the plain-text format is used)
+        self.has_chat_template = bool(model.chat_template)
+        #: stop strings every answer gets: the plain format's turn starts, else none
+        self.stop_strings: tuple[str, ...] = () if self.has_chat_template else PLAIN_STOP_STRINGS
+        #: sentences to tell the user about this model's prompts (no chat template)
+        self.notices: list[str] = (
+            [] if self.has_chat_template else [no_template_notice(model.name)]
+        )
         self._control_strings: re.Pattern[str] | None = None
 
     def _system(
@@ -229,21 +264,45 @@ class PromptBuilder:
             )
         vocabulary = self.model.vocabulary
         tokens: list[int] = []
-        for text, is_user_text in pieces:
-            tokens += vocabulary.tokenize(text, add_special=False, parse_special=not is_user_text)
+        for text, is_markup in self._runs(pieces):
+            tokens += vocabulary.tokenize(text, add_special=False, parse_special=is_markup)
         if vocabulary.adds_bos and vocabulary.bos_id >= 0 and tokens[:1] != [vocabulary.bos_id]:
             tokens.insert(0, vocabulary.bos_id)
         return tokens
 
-    def neutralise(self, text: str) -> str:
-        """``text`` with every control-token string (``<|im_end|>``...) broken by a zero-width
-        space after its first character, so that no tokenizer reads it as the control token."""
+    def _runs(self, pieces: Sequence[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        """The pieces as llama.cpp's tokenizer splits a string: ``(control-token string, True)``
+        from the template's pieces, and ``(text, False)`` runs between them, each joining the
+        template's text with the user text beside it. A run is tokenized as a whole, as it would
+        be in the rendered string, so a prompt without control-token strings in its user text
+        gets exactly the tokens of the rendered string (no seams, SentencePiece's leading space
+        included)."""
+        runs: list[tuple[str, bool]] = []
+        for text, is_user_text in pieces:
+            parts = [(text, False)] if is_user_text else [
+                (part, index % 2 == 1)
+                for index, part in enumerate(self._control_pattern().split(text)) if part
+            ]
+            for part, is_markup in parts:
+                if not is_markup and runs and not runs[-1][1]:
+                    runs[-1] = (runs[-1][0] + part, False)
+                else:
+                    runs.append((part, is_markup))
+        return runs
+
+    def _control_pattern(self) -> re.Pattern[str]:
+        """A regex matching any control-token string, longest first (one capturing group)."""
         if self._control_strings is None:
             vocabulary = self.model.vocabulary
             strings = sorted({vocabulary.token_text(t) for t in vocabulary.control_ids} - {""},
                              key=len, reverse=True)
             self._control_strings = re.compile(
-                "|".join(re.escape(s) for s in strings) if strings else "(?!)"
+                "(" + ("|".join(re.escape(s) for s in strings) if strings else "(?!)") + ")"
             )
-        return self._control_strings.sub(lambda m: f"{m[0][0]}\u200b{m[0][1:]}", text)
+        return self._control_strings
+
+    def neutralise(self, text: str) -> str:
+        """``text`` with every control-token string (``<|im_end|>``...) broken by a zero-width
+        space after its first character, so that no tokenizer reads it as the control token."""
+        return self._control_pattern().sub(lambda m: f"{m[0][0]}\u200b{m[0][1:]}", text)
 

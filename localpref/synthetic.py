@@ -76,8 +76,9 @@ def _vocabulary(size: int) -> tuple[list[str], list[float], list[int]]:
 
 
 def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
-                          *, seed: int = 0) -> Path:
-    """Write a random-weight llama GGUF (float16 weights) to ``path``.
+                          *, seed: int = 0, chat_template: str | None = CHATML_TEMPLATE) -> Path:
+    """Write a random-weight llama GGUF (float16 weights) to ``path``; ``chat_template=None``
+    writes none (a base model).
 
     Tensors are generated and written one at a time, so writing a 1B model needs memory for
     its largest tensor only, not for the whole 2.5 GB of weights.
@@ -105,7 +106,8 @@ def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_add_bos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
 
     tensors = _tensor_shapes(shape)
     for name, dims in tensors:

@@ -307,6 +307,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     def _model_ready(self) -> None:
         assert self.session.model is not None
         self.sub_title = self.session.model.name
+        for notice in getattr(self.session.model, "notices", ()):
+            self.notify(notice, severity="warning", timeout=15)
         self._show_ready()
 
     @on(ModelFailed)

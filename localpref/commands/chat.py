@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from localpref.commands.models import add_model_options
 from localpref.commands.options import add_avoid_option, load_settings
 from localpref.commands.showing import avoid_from_args
-from localpref.errors import LocalprefError
+from localpref.errors import LocalprefError, LocalprefWarning
 from localpref.methods import resolve_method
 from localpref.store import Store, data_dir
 
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         resolve_method(args.method)  # a bad name is one sentence and exit 2, before the app
     avoid = avoid_from_args(args)
     from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual
+
+    warnings.simplefilter("ignore", LocalprefWarning)  # the app shows them as notices
 
     app = LocalprefApp(model_spec=args.model, model_file=args.model_file,
                        **load_settings(args), preference=args.preference,

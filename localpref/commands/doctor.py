@@ -19,6 +19,7 @@ from localpref.commands.options import load_settings
 from localpref.engine import available_cores
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
+from localpref.prompts import no_template_notice
 
 #: How to rebuild llama-cpp-python with GPU offload, per backend.
 REBUILD_HINTS = {
@@ -111,6 +112,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     """Everything doctor reports, as one JSON-ready dict."""
     threads = load_settings(args)["n_threads"]  # a bad --threads or --ctx: one sentence
     problems: list[str] = []
+    warnings_found: list[str] = []  # the model works, but the user should know
     hints: list[str] = []
     build = llama_build()
     report: dict[str, Any] = {
@@ -149,6 +151,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         info = read_gguf_header(path)
         model.update(path=str(path), header=info.summary(),
                      calibration=calibration_state(path))
+        if not info.has_chat_template:
+            warnings_found.append(no_template_notice(info.name or path.stem))
         n_ctx = args.ctx or min(4096, info.context_length or 4096)
         if n_ctx <= 0 or args.lanes <= 0:
             raise ModelError("--ctx and --lanes must be positive.")
@@ -178,6 +182,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     if not build["gpu_offload"] and hint:
         hints.append(f"A GPU is visible: rebuild llama-cpp-python for it with {hint}")
     report["problems"] = problems
+    report["warnings"] = warnings_found
     report["hints"] = hints
     return report
 
@@ -231,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
             )
     for problem in report["problems"]:
         print(f"problem: {problem}")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     for hint in report["hints"]:
         print(f"hint: {hint}")
     return 1 if report["problems"] else 0

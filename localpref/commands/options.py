@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from localpref.commands.showing import with_settings
-from localpref.errors import SettingsError
+from localpref.errors import LocalprefWarning, SettingsError
 from localpref.methods import (
     METHODS,
     RECOMMENDED,
@@ -274,4 +276,14 @@ def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
     if getattr(args, "system_prompt", None):
         kwargs["system_prompt"] = args.system_prompt
     given = {key: value for key, value in load_settings(args).items() if value is not None}
-    return load(args.model, **{**kwargs, **given})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LocalprefWarning)  # said below, as one line
+        model = load(args.model, **{**kwargs, **given})
+    tell_notices(model)
+    return model
+
+
+def tell_notices(model: Any) -> None:
+    """Each of the model's notices (no chat template...) as one line on stderr."""
+    for notice in model.notices:
+        print(f"localpref: warning: {notice}", file=sys.stderr)

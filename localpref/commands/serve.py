@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from typing import Any
 
-from localpref.commands.options import add_model_options, load_settings
-from localpref.errors import SettingsError
+from localpref.commands.options import add_model_options, load_settings, tell_notices
+from localpref.errors import LocalprefWarning, SettingsError
 
 API_KEY_ENV = "LOCALPREF_API_KEY"
 
@@ -53,7 +54,10 @@ def run_serve_command(args: argparse.Namespace) -> int:
         from localpref.api import load as load_model
         from localpref.server.ids import served_model_id
 
-        model = load_model(args.model, max_lanes=2 * args.parallel, **loading)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LocalprefWarning)  # said below, as one line
+            model = load_model(args.model, max_lanes=2 * args.parallel, **loading)
+        tell_notices(model)
         return model, served_model_id(args.model, model.path)
 
     return serve(settings, load)
