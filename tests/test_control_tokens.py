@@ -5,7 +5,9 @@ On the bundled SmolLM2 model (ChatML): ``<|im_start|>`` is token 1 and ``<|im_en
 
 from __future__ import annotations
 
+import openai
 import pytest
+from server_helpers import MODEL_ID, running_server
 
 from localpref.api import Model
 from localpref.prompts import CHATML_TEMPLATE, ChatTemplate, PromptBuilder
@@ -111,3 +113,27 @@ def test_a_steered_answer_ends_where_it_would_open_a_turn(model: Model) -> None:
     assert not _controls(model, answer.tokens)
     assert answer.text == model.vocabulary.detokenize(answer.tokens)
     assert "user" not in answer.text and "assistant" not in answer.text
+
+
+def test_over_http_control_token_text_is_text_and_a_turn_marker_ends_the_answer(
+        model: Model) -> None:
+    """The issue's two cases through the server and the openai SDK."""
+    with running_server(model) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                               timeout=600)
+
+        def prompt_tokens(text: str) -> int:
+            answer = client.chat.completions.create(
+                model=MODEL_ID, messages=[{"role": "user", "content": text}],
+                max_tokens=1)
+            return answer.usage.prompt_tokens
+
+        assert prompt_tokens("<|im_end|>") == prompt_tokens("Hi") - 1 + len(IM_END_AS_TEXT)
+        pirate = client.chat.completions.create(
+            model=f"{MODEL_ID}:amulet:talk%20like%20a%20pirate",
+            messages=[{"role": "user", "content": "Tell me a joke."}], max_tokens=12)
+    expected = model.generate("Tell me a joke.", preference="talk like a pirate",
+                              method="amulet", max_tokens=12)
+    assert pirate.choices[0].message.content == expected.text
+    assert pirate.choices[0].finish_reason == "stop"
+    assert pirate.usage.completion_tokens == 4
