@@ -212,3 +212,16 @@ def test_a_stored_model_is_loaded_and_run_in_place_and_never_removed(
         "localpref: ollama:tiny belongs to ollama, which localpref only reads; remove it with "
         "ollama.")
     assert _snapshot(home) == before
+
+
+def test_the_app_picker_offers_the_stored_models(ollama: dict[str, Path],
+                                                 lmstudio: dict[str, Path]) -> None:
+    from tui.screens.models import model_rows
+
+    rows, problems = model_rows(ollama["tiny:latest"])
+    by_spec = {row.spec: row for row in rows}
+    assert by_spec["ollama:tiny:latest"].loaded
+    assert by_spec["ollama:tiny:latest"].detail.startswith("ollama · used in place · ")
+    assert by_spec["lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf"].detail.startswith(
+        "LM Studio · used in place · ")
+    assert not by_spec["lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf"].loaded

@@ -446,7 +446,8 @@ def _remembered_model(saved: Any) -> str | None:
 
 
 def _local_models() -> list[Path]:
-    """GGUF files the model dialog can offer: the bundled one and the Hugging Face cache."""
+    """GGUF files the model dialog can offer: the bundled one, the Hugging Face cache, and the
+    models ollama and LM Studio keep."""
     from localpref import models
 
     found: list[Path] = []
@@ -456,6 +457,7 @@ def _local_models() -> list[Path]:
         pass
     try:
         found += [Path(item.path) for item in models.cached_models()]
+        found += [stored.path for stored in models.stored_models()]
     except (LocalprefError, OSError):
         pass
     return found

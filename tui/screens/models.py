@@ -33,6 +33,7 @@ from localpref.models import (
     catalog_with_status,
     format_size,
     resolve_model,
+    stored_models,
 )
 from tui.keys import MODEL_PICKER_ACTIONS, bindings
 
@@ -80,8 +81,8 @@ def model_rows(current: Path | None) -> tuple[list[ModelRow], list[str]]:
     """The models on offer, and the problems met while listing them (one sentence each).
 
     The bundled model first, then the catalog (downloaded or not), then every GGUF in the
-    Hugging Face cache; a loaded file that is none of these (a local path) comes first. Only the
-    disk is read, never the network.
+    Hugging Face cache, then the models ollama and LM Studio keep; a loaded file that is none of
+    these (a local path) comes first. Only the disk is read, never the network.
     """
     rows: list[ModelRow] = []
     problems: list[str] = []
@@ -107,6 +108,11 @@ def model_rows(current: Path | None) -> tuple[list[ModelRow], list[str]]:
             rows.append(ModelRow(item.spec, item.spec,
                                  f"downloaded · {format_size(item.size)}",
                                  _same_file(item.path, current)))
+        for stored in stored_models():
+            tool = "ollama" if stored.store == "ollama" else "LM Studio"
+            rows.append(ModelRow(stored.spec, stored.spec,
+                                 f"{tool} · used in place · {format_size(stored.size)}",
+                                 _same_file(stored.path, current)))
     except (LocalprefError, OSError) as error:
         problems.append(str(error))
     if current is not None and not any(row.loaded for row in rows):
