@@ -65,7 +65,7 @@ def server_command(binary: Path, model: Path, port: int, threads: int, slots: in
     return [str(binary), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
             "--threads", str(threads), "--threads-batch", str(threads),
             "--ctx-size", str(n_ctx * slots), "--parallel", str(slots),
-            "-nr", "-fa", "on", "--no-webui", "--log-disable"]
+            "-nr", "-fa", "on", "--no-webui"]  # its log goes to a temporary file
 
 
 def start(command: list[str], port: int, timeout_s: float = 300) -> subprocess.Popen:
