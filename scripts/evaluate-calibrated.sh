@@ -21,6 +21,19 @@
 # One process, one llama.cpp thread (the machine is shared). SCORE_LANES=1 also decodes the
 # lane Base and Pref do not read (their fluency under the other lane); without it Pref still
 # has its fluency under the preference lane, the lane the calibration's budget reads.
+#
+# As run for docs/results/2026-12-calibrated (a shared 2-core machine, so small):
+#   SCORE_LANES=1 PREFERENCES="concise creative uplifting" STEP=4 \
+#     scripts/evaluate-calibrated.sh bundled ../shared/datasets runs/ev/smol 4 256 1,0.2
+#   PREFERENCES="concise creative uplifting" scripts/evaluate-calibrated.sh \
+#     qwen2.5-coder-0.5b-instruct-q4_k_m.gguf ../shared/datasets runs/ev/qwen 2 128 1,0.2
+#   (stopped after Personal's k = 1 rows; then TruthfulQA alone, without the k = 1 rows:)
+#   SETS=UltraFeedback_truthful_qa PREFERENCES="concise creative uplifting" \
+#     scripts/evaluate-calibrated.sh qwen2.5-coder-0.5b-instruct-q4_k_m.gguf ../shared/datasets \
+#     runs/ev/qwen 2 128
+#   localpref calibrate [--model QWEN] --quick --limit 2 --strengths 0.5,1 --threads 1 --json
+# The bundled model's folders were first seeded with December's rows
+# (docs/results/2026-12-three-sets/library-*, split by set), which the first step reuses.
 set -euo pipefail
 MODEL=$1; DATASETS=$2; OUT=$3; PROMPTS=$4; MAX_TOKENS=$5; CALIBRATED=${6:-}
 LOCALPREF=${LOCALPREF:-localpref}
