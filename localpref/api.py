@@ -21,7 +21,19 @@ from typing import Any
 from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
 from localpref.engine import Context, LoadedModel
-from localpref.errors import LocalprefWarning, ModelError, PromptTooLongError, SettingsError
+from localpref.errors import (
+    LocalprefWarning,
+    ModelError,
+    PromptTooLongError,
+    SettingsError,
+    TooManyLanesError,
+)
+from localpref.examples import (
+    DEFAULT_MAX_LIKE_TOKENS,
+    LikeInput,
+    check_like_tokens,
+    like_sentence,
+)
 from localpref.methods import (
     Base,
     ContrastFamily,
@@ -42,6 +54,7 @@ from localpref.prompts import PromptBuilder
 from localpref.request import AvoidInput, PromptInput, Request
 from localpref.scheduler import Job, LaneSpec, Scheduler, Session
 from localpref.warmup import warmup
+from localpref.weights import check_weights, lane_kind, weighted_lanes, weighted_method
 
 
 class _Backend:
@@ -70,7 +83,8 @@ class Model:
     """A GGUF model ready to generate with preference steering, from any number of threads.
 
     ``max_lanes``: lanes (llama.cpp sequences) decoded at once over every request;
-    ``max_queued``: requests that may wait for lanes before the next gets ``BusyError``.
+    ``max_queued``: requests that may wait for lanes before the next gets ``BusyError``;
+    ``max_like_tokens``: the bound on a request's examples (``like``), in tokens together.
     """
 
     def __init__(
@@ -85,12 +99,17 @@ class Model:
         n_threads_batch: int | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         max_queued: int = 16,
+        max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
     ) -> None:
         if not isinstance(max_lanes, int) or not 1 <= max_lanes <= n_batch:
             raise SettingsError(f"max_lanes must be a whole number from 1 to n_batch "
                                 f"({n_batch}) (got {max_lanes}).")
         if not isinstance(max_queued, int) or max_queued < 0:
             raise SettingsError(f"max_queued must be 0 or more (got {max_queued}).")
+        if not isinstance(max_like_tokens, int) or max_like_tokens < 1:
+            raise SettingsError(f"max_like_tokens must be 1 or more (got {max_like_tokens}).")
+        #: the bound on a request's examples' total tokens (``like``)
+        self.max_like_tokens = max_like_tokens
         self._context_settings: dict[str, Any] = dict(
             n_ctx=n_ctx, max_lanes=max_lanes, n_batch=n_batch,
             n_threads=n_threads, n_threads_batch=n_threads_batch,
@@ -215,21 +234,25 @@ class Model:
         avoid: PreferenceInput = None,
         system_prompt: str | None = None,
         opposite: bool = False,
+        like: LikeInput = None,
     ) -> dict[str, str]:
-        """The rendered text of a two-lane method's lanes: ``{"pref": ..., "base": ...}``.
+        """The rendered text of a two-lane method's lanes: ``{"pref": ..., "base": ...}``,
+        and with weighted preferences one lane each (``"pref1"``, ``"pref2"``, ...).
 
         The preference lane carries the preference sentence, the base lane the avoid sentence
         (docs/design.md, "Avoid"), or with ``opposite`` and no avoid the preferences'
         opposites; for showing and checking what each lane reads.
         """
-        messages = Request(prompt_or_messages).messages
+        request = Request(prompt_or_messages, preference=preference, like=like)
         prompts = self._backend.prompts
-        return {
-            "pref": prompts.lane_text(messages, combine_preferences(preference),
-                                      system_prompt=system_prompt),
-            "base": prompts.lane_text(messages, base_lane_text(preference, avoid, opposite),
-                                      system_prompt=system_prompt),
-        }
+        texts = {kind: prompts.lane_text(request.messages, sentence, system_prompt=system_prompt)
+                 for kind, sentence in _lane_sentences(request).items()}
+        base = prompts.lane_text(request.messages, base_lane_text(preference, avoid, opposite),
+                                 system_prompt=system_prompt)
+        return {"pref": texts.pop("pref"), "base": base, **texts}
+
+    def _count_text_tokens(self, text: str) -> int:
+        return len(self.vocabulary.tokenize(text, add_special=False, parse_special=False))
 
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""
@@ -256,6 +279,7 @@ class Model:
         score_lanes: bool = False,
         trace: bool = False,
         opposite: bool | None = None,
+        like: LikeInput = None,
     ) -> Result:
         """Generate a whole answer steered toward ``preference`` (None: plain decoding).
 
@@ -271,6 +295,7 @@ class Model:
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
             ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
+            like=like,
         ).run()
 
     def stream(
@@ -292,6 +317,7 @@ class Model:
         score_lanes: bool = False,
         trace: bool = False,
         opposite: bool | None = None,
+        like: LikeInput = None,
     ) -> Generation:
         """Like ``generate``, as a generator of text pieces; ``close()`` it to cancel.
 
@@ -302,6 +328,7 @@ class Model:
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
             ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
+            like=like,
         )
         return Generation(self.submit(request))
 
@@ -312,11 +339,13 @@ class Model:
         avoid: AvoidInput = None,
         method: Method | str | None = None,
         system_prompt: str | None = None,
+        like: LikeInput = None,
         **settings: Any,
     ) -> Chat:
-        """A multi-turn conversation that keeps its lanes' cache between turns."""
+        """A multi-turn conversation that keeps its lanes' cache between turns (so the
+        examples of ``like``, at the start of the preference lane, are evaluated once)."""
         return Chat(self, preference=preference, avoid=avoid, method=method,
-                    system_prompt=system_prompt, **settings)
+                    system_prompt=system_prompt, like=like, **settings)
 
     def compare(
         self,
@@ -337,6 +366,7 @@ class Model:
         score_lanes: bool = False,
         trace: bool = False,
         opposite: bool | None = None,
+        like: LikeInput = None,
     ) -> MultiGeneration:
         """Several methods answer the same prompt at once, every lane of every method in ONE
         batched decode per step; the prompt is evaluated once and copied to the other lanes.
@@ -352,6 +382,7 @@ class Model:
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
             ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
+            like=like,
         )
         return self.submit([request.replace(method=m) for m in methods])
 
@@ -382,8 +413,11 @@ class Model:
         chosen = [_steered_method(request, calibration) for request in requests]
         if any(request.avoid is not None for request in requests):
             _check_avoid(chosen)
+        chosen = _weighted_methods(requests, chosen)
         for request, method in zip(requests, chosen, strict=True):
-            sentence = combine_preferences(request.preference)
+            if request.like:
+                check_like_tokens(request.like, self._count_text_tokens, self.max_like_tokens)
+            sentences = _lane_sentences(request)
             recommended = is_recommended(request.method)
             opposite = (request.opposite if request.opposite is not None else
                         bool(recommended and calibration is not None and calibration.opposite))
@@ -395,10 +429,11 @@ class Model:
                 key = _lane_key(method, kind, base_sentence)
                 backend = self._lane_backend(method, kind)
                 cache_key = (key, tuple(tuple(m.items()) for m in request.messages),
-                             request.preference, base_sentence, request.system_prompt)
+                             request.preference, request.like, base_sentence,
+                             request.system_prompt)
                 if cache_key not in tokens_cache:
-                    lane_sentence = sentence if kind != "base" else (
-                        base_sentence if key[1] == _AVOID else None)
+                    lane_sentence = sentences.get(kind, sentences["pref"]) if kind != "base" \
+                        else (base_sentence if key[1] == _AVOID else None)
                     tokens_cache[cache_key] = backend.prompts.lane_tokens(
                         request.messages, lane_sentence, system_prompt=request.system_prompt)
                 target = tokens_cache[cache_key]
@@ -417,6 +452,7 @@ class Model:
                 "avoid": preference_label(request.avoid),
                 "opposite": (request.avoid is None and base_sentence is not None
                              and _lane_key(method, "base", base_sentence)[1] == _AVOID),
+                "like": len(request.like),
                 "model": self.name,
                 "recommended": recommended and len(method.lanes) == 2,
                 "calibration": (calibration.summary() if recommended and calibration is not None
@@ -440,10 +476,10 @@ class Model:
         for context in {id(spec.context): spec.context for spec in specs}.values():
             needed = sum(1 for spec in specs if spec.context is context)
             if needed > context.max_lanes:
-                raise SettingsError(
+                raise TooManyLanesError(
                     f"This needs {needed} lanes at once and the model has {context.max_lanes}; "
-                    "load it with a larger max_lanes."
-                )
+                    "load it with a larger max_lanes.", needed=needed,
+                    available=context.max_lanes)
         job = Job(self._scheduler, specs, tracks, session)
         return MultiGeneration(job, [track.stats for track in tracks], on_finish, owner=self)
 
@@ -509,10 +545,12 @@ class Chat:
         method: Method | str | None = None,
         system_prompt: str | None = None,
         messages: Sequence[Any] = (),
+        like: LikeInput = None,
         **settings: Any,
     ) -> None:
         self.model = model
         self.preference = preference
+        self.like = like
         self.avoid = avoid
         self.method = resolve_method(method)
         if avoid_text(avoid) is not None:
@@ -557,9 +595,10 @@ class Chat:
         preference = settings.pop("preference", self.preference)
         avoid = settings.pop("avoid", self.avoid)
         method = settings.pop("method", self.method)
+        like = settings.pop("like", self.like)
         try:
             return Request.make(conversation, preference=preference, avoid=avoid, method=method,
-                                system_prompt=self.system_prompt, **settings)
+                                system_prompt=self.system_prompt, like=like, **settings)
         except TypeError:
             known = ", ".join(sorted(Request.make.__kwdefaults__ or {}))
             raise SettingsError(f"Unknown chat setting; use one of {known}.") from None
@@ -590,15 +629,39 @@ def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:
 
 
 def _steered_method(request: Request, calibration: Calibration | None) -> Method:
-    """The method that answers ``request``: plain decoding when it names neither a preference
-    nor an avoid; the model's calibrated setting when it asks for the recommended steering
+    """The method that answers ``request``: plain decoding when it names neither a preference,
+    an avoid nor examples; the model's calibrated setting when it asks for the recommended steering
     (``methods.is_recommended``) and the model has one; else the request's own method. The
     one place a model's calibration replaces the recommended steering."""
-    if combine_preferences(request.preference) is None and avoid_text(request.avoid) is None:
+    if (combine_preferences(request.preference) is None and avoid_text(request.avoid) is None
+            and not request.like):
         return Base()
     if calibration is not None and is_recommended(request.method):
         return calibration.method()
     return request.method
+
+
+def _weighted_methods(requests: Sequence[Request], methods: Sequence[Method]) -> list[Method]:
+    """The methods that steer with the requests' weighted preferences (``localpref.weights``),
+    after refusing weights that no method would use (one sentence)."""
+    lanes = [weighted_lanes(request.preference, like_sentence(request.like))
+             for request in requests]
+    weighted = [method for method, found in zip(methods, lanes, strict=True) if found]
+    if weighted:
+        check_weights(weighted, next(found for found in lanes if found))
+    return [weighted_method(method, found) for method, found in zip(methods, lanes, strict=True)]
+
+
+def _lane_sentences(request: Request) -> dict[str, str | None]:
+    """The sentence each preference-side lane's system prompt gets: ``"pref"`` (every
+    preference, then the examples: the anchor), and with weights one per preference
+    (``weights.lane_kind``; the examples are one more)."""
+    examples = like_sentence(request.like)
+    anchor = " ".join(filter(None, [combine_preferences(request.preference), examples]))
+    sentences: dict[str, str | None] = {"pref": anchor or None}
+    for index, lane in enumerate(weighted_lanes(request.preference, examples) or []):
+        sentences[lane_kind(index)] = lane.sentence
+    return sentences
 
 
 _AVOID = "avoid"
@@ -639,6 +702,7 @@ def load(
     n_ctx: int | None = None,
     max_lanes: int = 4,
     max_queued: int = 16,
+    max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
     n_threads: int | None = None,
     n_threads_batch: int | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
@@ -649,12 +713,13 @@ def load(
     ``"org/repo:*Q4_K_M.gguf"``), used from the local cache when it is there.
 
     ``max_lanes`` lanes are decoded at once over every request; ``max_queued`` requests may
-    wait for lanes, and the next one gets ``BusyError``."""
+    wait for lanes, and the next one gets ``BusyError``; ``max_like_tokens`` bounds a
+    request's examples (``like``)."""
     from localpref.models import resolve_model
 
     path = resolve_model(None if model is None else str(model), filename=filename,
                          progress=progress)
     return Model(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=max_lanes,
-                 max_queued=max_queued,
+                 max_queued=max_queued, max_like_tokens=max_like_tokens,
                  n_threads=n_threads, n_threads_batch=n_threads_batch,
                  system_prompt=system_prompt)

@@ -100,7 +100,7 @@ class Track:
         #: per-token statistics: fluency, changed tokens, mean shift, and the trace if asked
         self.recorder = StepRecorder(selector, self.fluency_lanes,
                                      keep_trace=bool(getattr(request, "trace", False)),
-                                     two_lane_method=len(self.method_lanes) == 2)
+                                     two_lane_method=len(self.method_lanes) >= 2)
         self.vocabulary = vocabulary
         self.max_tokens = max_tokens
         self.stop = [s for s in stop if s]

@@ -19,6 +19,16 @@ class SettingsError(LocalprefError, ValueError):
     """A method or sampling setting outside its allowed range."""
 
 
+class TooManyLanesError(SettingsError):
+    """A request that needs more lanes at once than the model decodes (``needed`` against
+    ``available``): front ends name the setting that raises the limit."""
+
+    def __init__(self, message: str, *, needed: int, available: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+
+
 class PromptTooLongError(LocalprefError):
     """A prompt that does not fit in the model's context."""
 

@@ -40,7 +40,8 @@ OPPOSITES: dict[str, str | None] = {
     "harmless": None,
 }
 
-PreferenceInput = str | Sequence[str] | None
+#: a text, several texts (joined into one lane), or texts with weights (``localpref.weights``)
+PreferenceInput = str | Sequence[str] | Mapping[str, float] | None
 
 
 def preference_sentences(preference: PreferenceInput, noun: str = "preference") -> list[str]:
@@ -84,6 +85,8 @@ def preference_label(preference: PreferenceInput) -> str | None:
     """A short label for results: the names or texts the user gave, joined by ' + '."""
     if preference is None:
         return None
+    if isinstance(preference, Mapping):  # weights: concise=1 + uplifting=0.4
+        return " + ".join(f"{text.strip()}={weight:g}" for text, weight in preference.items())
     items = [preference] if isinstance(preference, str) else list(preference)
     return " + ".join(item.strip() for item in items)
 

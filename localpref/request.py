@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localpref.errors import SettingsError
+from localpref.examples import LikeInput, checked_like
 from localpref.methods import Method, Sampling, resolve_method
 from localpref.presets import PreferenceInput, preference_sentences
 from localpref.prompts import Message, as_messages
+from localpref.weights import Weights
 
 PromptInput = str | Sequence[Message]
 AvoidInput = str | Sequence[str] | None
@@ -28,12 +30,15 @@ class Request:
     """What to write: the conversation, the steering, the sampling and when to stop.
 
     ``method`` is resolved when the request is made (``None`` or ``"recommended"``: the
-    recommended steering). ``avoid`` is text the base lane is told to avoid (two-lane methods;
-    the prompt side lives in ``prompts``). ``system_prompt`` None is the model's.
+    recommended steering). A ``preference`` mapping is weights (``localpref.weights``).
+    ``avoid`` is text the base lane is told to avoid (two-lane methods; the prompt side lives
+    in ``prompts``). ``system_prompt`` None is the model's.
     ``score_lanes`` also decodes the lane the method does not read (both fluency figures);
     ``trace`` records every token's lane log-probabilities. ``opposite`` puts the opposites of
     the built-in preferences into the base lane when no avoid is given (``presets.OPPOSITES``);
     None is the steering's own choice (off unless the model's calibration chose it).
+    ``like`` holds examples of the wanted style for the preference lane
+    (``localpref.examples``).
     """
 
     messages: tuple[Mapping[str, str], ...]
@@ -49,14 +54,18 @@ class Request:
     score_lanes: bool = False
     trace: bool = False
     opposite: bool | None = None
+    like: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
         set_field(self, "messages", tuple(as_messages(self.messages)))
-        if isinstance(self.preference, list):
+        if isinstance(self.preference, Mapping):  # a mapping is always weights
+            set_field(self, "preference", Weights(self.preference))
+        elif isinstance(self.preference, list):
             set_field(self, "preference", tuple(self.preference))
         preference_sentences(self.preference)  # an empty preference is an error
         set_field(self, "avoid", _checked_avoid(self.avoid))
+        set_field(self, "like", checked_like(self.like))
         set_field(self, "method", resolve_method(self.method))
         if not isinstance(self.sampling, Sampling):
             raise SettingsError("The sampling settings must be a localpref.Sampling.")
@@ -98,6 +107,7 @@ class Request:
         score_lanes: bool = False,
         trace: bool = False,
         opposite: bool | None = None,
+        like: LikeInput = None,
     ) -> Request:
         """A request from the Contract's flat keywords (the sampling ones become ``Sampling``)."""
         sampling = Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
@@ -107,7 +117,7 @@ class Request:
             method=method, sampling=sampling, max_tokens=max_tokens, seed=seed,
             stop=tuple([stop] if isinstance(stop, str) else stop or ()),
             ignore_eos=ignore_eos, system_prompt=system_prompt, score_lanes=score_lanes,
-            trace=trace, opposite=opposite,
+            trace=trace, opposite=opposite, like=checked_like(like),
         )
 
     def replace(self, **changes: Any) -> Request:

@@ -71,14 +71,19 @@ class StepRecorder:
         lp_pref = lp_base = lp_family = None
         top_pref = top_base = top_family = None
         if z_pref is not None and z_base is not None:
-            if family is not None and family[0] is z_pref and family[1] is z_base:
-                k, threshold = family[2], family[3]
+            # the family's other lane: the base lane, or for weighted preferences the
+            # equivalent other lane derived from several (``localpref.weights``)
+            z_other = z_base
+            if family is not None and family[0] is z_pref and family[1] is not None:
+                k, threshold, z_other = family[2], family[3], family[1]
             else:
                 family, k, threshold = None, 0.0, NEG_INF
             lp_pref, lp_base, lp_family, top_pref, top_base, top_family = (
-                controls.step_statistics(z_pref, z_base, k, threshold, token))
+                controls.step_statistics(z_pref, z_other, k, threshold, token))
+            if z_other is not z_base:
+                lp_base, top_base = controls.lane_statistics(z_base, token)
             if family is not None and selector.steered_ends is not None:  # the end rule
-                lp_family = controls.pref_ends_logprob(z_pref, z_base, k, threshold,
+                lp_family = controls.pref_ends_logprob(z_pref, z_other, k, threshold,
                                                        selector.steered_ends, token, lp_pref,
                                                        lp_family)
         elif z_pref is not None:

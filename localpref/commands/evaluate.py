@@ -20,9 +20,11 @@ from typing import Any
 from localpref.commands.batch import add_ray_options
 from localpref.commands.options import (
     add_avoid_option,
+    add_like_option,
     add_method_options,
     add_model_options,
     comma_list,
+    like_from_args,
     method_settings,
     sampling_from_args,
 )
@@ -52,9 +54,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated: base, pref, recommended, contrastive, amulet, "
                         f"pad, beamN (default {DEFAULT_METHODS})")
-    parser.add_argument("--preferences", default=DEFAULT_PREFERENCES,
-                        help=f"comma-separated names or texts (default {DEFAULT_PREFERENCES})")
+    parser.add_argument("--preferences", default=None,
+                        help=f"comma-separated names or texts (default {DEFAULT_PREFERENCES}, "
+                        "or none with --like)")
     add_avoid_option(parser)
+    add_like_option(parser)
+    parser.add_argument("--like-name", default=None, metavar="NAME",
+                        help="the name of the --like examples in the tables (default: the "
+                        "folder of the first file); bullets, lowercase, question and summary "
+                        "are scored by the style scorer")
     parser.add_argument("--prompts", choices=("paper", "library"), default="paper",
                         help="paper: the Amulet paper's system prompt and preference sentences "
                         "(default); library: localpref's neutral prompt and presets")
@@ -148,7 +156,9 @@ def run_eval(args: argparse.Namespace) -> int:
         preference_specs,
         scorer_names,
     )
+    from localpref.evaluation.specs import PreferenceSpec
     from localpref.evaluation.sweep import expand, parse_sweep
+    from localpref.examples import like_sentence
 
     if args.dataset is None:
         raise LocalprefError("Give a prompt file with --dataset FILE.")
@@ -181,7 +191,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if sweeps and args.judge is not None:
         raise SettingsError("--sweep and --judge cannot be combined; judge a chosen setting "
                             "in a run of its own.")
-    preferences = preference_specs(comma_list(args.preferences), args.prompts)
+    preferences = [] if args.like and args.preferences is None else preference_specs(
+        comma_list(args.preferences or DEFAULT_PREFERENCES), args.prompts)
+    examples = like_from_args(args)
+    if examples:  # Pref reads the examples in its prompt; the steering contrasts with base
+        name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip()
+        preferences.append(PreferenceSpec(name or "like", str(like_sentence(examples))))
     dataset = load_dataset(args.dataset).limited(args.limit).shard(*shard)
     config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,

@@ -16,8 +16,11 @@ from localpref.commands.options import (
     add_preference_options,
     add_sampling_options,
     comma_list,
+    lanes_needed,
+    like_from_args,
     load_model,
     method_from_args,
+    preference_from_args,
     sampling_kwargs,
 )
 from localpref.commands.showing import (
@@ -99,10 +102,12 @@ def run_generate(args: argparse.Namespace) -> int:
     sampling = sampling_kwargs(args)
     prompt = prompt_from_args(args)
     want_trace = args.trace or args.show_steering
-    model = load_model(args)
+    preference, like = preference_from_args(args), like_from_args(args)
+    model = load_model(args, max_lanes=max(4, lanes_needed([method], preference, like)))
     generation = model.stream(
         prompt,
-        preference=args.preference,
+        preference=preference,
+        like=like,
         method=method,
         ignore_eos=args.ignore_eos,
         **generation_kwargs(avoid, want_trace, args.opposite),
@@ -156,9 +161,9 @@ def run_compare(args: argparse.Namespace) -> int:
     sampling = sampling_kwargs(args)
     prompt = prompt_from_args(args)
     want_trace = args.trace or args.show_steering
-    lanes_needed = sum(len(method.lanes) for method in methods)
-    model = load_model(args, max_lanes=max(4, lanes_needed))
-    comparison = model.compare(prompt, methods, preference=args.preference,
+    preference, like = preference_from_args(args), like_from_args(args)
+    model = load_model(args, max_lanes=max(4, lanes_needed(methods, preference, like)))
+    comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
     try:
         results = comparison.run()

@@ -7,10 +7,12 @@ import sys
 import typing
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from localpref.commands.showing import with_settings
 from localpref.errors import LocalprefWarning, SettingsError
+from localpref.examples import like_sentence
 from localpref.methods import (
     METHODS,
     RECOMMENDED,
@@ -23,6 +25,7 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.request import PromptInput, Request
+from localpref.weights import parse_preference_items, weighted_lanes, weighted_method
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,13 @@ def add_preference_options(parser: argparse.ArgumentParser) -> None:
         "-p",
         action="append",
         default=None,
+        metavar="TEXT[=WEIGHT]",
         help="a built-in preference (concise, verbose, creative, uplifting, "
-        "formal, pleasant, humorous, harmless) or any text; repeat to combine",
+        "formal, pleasant, humorous, harmless) or any text; repeat to combine; TEXT=NUMBER "
+        "weighs it (-p concise=1 -p uplifting=0.4: one lane per preference)",
     )
     add_avoid_option(parser)
+    add_like_option(parser)
     parser.add_argument(
         "--opposite", action=argparse.BooleanOptionalAction, default=None,
         help="put the opposites of the built-in preferences (concise: verbose, creative: "
@@ -144,6 +150,39 @@ def add_avoid_option(parser: argparse.ArgumentParser) -> None:
         help="a built-in preference or any text to steer away from (it goes into the base "
         "lane's prompt, as a negative prompt); repeat to combine; two-lane methods only",
     )
+
+
+def add_like_option(parser: argparse.ArgumentParser) -> None:
+    """--like FILE (repeatable): a text in the wanted style, one example per file."""
+    parser.add_argument(
+        "--like",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="a text file in the style you want (one example per file; repeat for more): "
+        "the examples go into the preference lane's prompt and steering pulls toward them",
+    )
+
+
+def like_from_args(args: argparse.Namespace) -> list[str] | None:
+    """The examples of ``--like``: each file's text (one sentence for a file that cannot be
+    read, is not UTF-8 or is empty)."""
+    paths = getattr(args, "like", None)
+    if not paths:
+        return None
+    examples = []
+    for name in paths:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SettingsError(f"The example file {name} is not UTF-8 text.") from None
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise SettingsError(f"Cannot read the example file {name}: {reason}.") from None
+        if not text.strip():
+            raise SettingsError(f"The example file {name} is empty.")
+        examples.append(text)
+    return examples
 
 
 def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) -> None:
@@ -248,13 +287,26 @@ def sampling_from_args(args: argparse.Namespace) -> Sampling:
                     min_p=args.min_p, repeat_penalty=getattr(args, "repeat_penalty", 1.0))
 
 
+def preference_from_args(args: argparse.Namespace) -> Any:
+    """The preference of ``--preference``: the texts, or ``Weights`` when any is
+    ``TEXT=NUMBER`` (``localpref.weights.parse_preference_items``)."""
+    return parse_preference_items(getattr(args, "preference", None))
+
+
+def lanes_needed(methods: list[Method], preference: Any, like: list[str] | None = None) -> int:
+    """Lanes the methods decode together for this preference and examples (weights add
+    lanes)."""
+    found = weighted_lanes(preference, like_sentence(like or ()))
+    return sum(len(weighted_method(method, found).lanes) for method in methods)
+
+
 def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
                       method: Method | None = None) -> Request:
     """The ``Request`` of a command's flags (the one value ``generate``, ``compare`` and the
     evaluation build from the command line), validated: a bad value is one sentence."""
     return Request(
         messages=prompt,  # type: ignore[arg-type]
-        preference=getattr(args, "preference", None),
+        preference=preference_from_args(args),
         avoid=getattr(args, "avoid", None),
         method=method,
         sampling=sampling_from_args(args),
@@ -264,6 +316,7 @@ def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
         ignore_eos=bool(getattr(args, "ignore_eos", False)),
         trace=bool(getattr(args, "trace", False)),
         opposite=getattr(args, "opposite", None),
+        like=tuple(like_from_args(args) or ()),
     )
 
 

@@ -72,6 +72,11 @@ PREFERENCE_METRICS: dict[str, tuple[str, int]] = {
     "uplifting": ("vader", +1),
     "pleasant": ("vader", +1),
     "creative": ("mtld", +1),
+    # styles shown by example (``localpref eval --like``; docs/results/2026-12-by-example)
+    "bullets": ("list_share", +1),
+    "lowercase": ("lower_share", +1),
+    "question": ("ends_question", +1),
+    "summary": ("summary_first", +1),
 }
 
 

@@ -6,7 +6,9 @@ they stand for (``paper.PREFERENCE_METRICS``):
 
 - ``words`` / ``tokens`` (:class:`LengthScorer`): concise (lower) and verbose (higher);
 - ``vader`` (:class:`SentimentScorer`): uplifting and pleasant (higher);
-- ``distinct1`` / ``distinct2`` / ``mtld`` (:class:`DiversityScorer`): creative (higher).
+- ``distinct1`` / ``distinct2`` / ``mtld`` (:class:`DiversityScorer`): creative (higher);
+- ``list_share`` / ``lower_share`` / ``ends_question`` / ``summary_first``
+  (:class:`StyleScorer`): the example styles bullets, lowercase, question, summary (higher).
 
 The pairwise LLM judge compares two answers, so it lives in ``judge.py``.
 """
@@ -144,11 +146,58 @@ def mtld(words: Sequence[str], threshold: float = 0.72) -> float:
     return sum(values) / len(values)
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022+]|\d+[.)])\s+\S")
+_SENTENCE_END = re.compile(r"[.!?]")
+
+
+class StyleScorer(Scorer):
+    """Styles a simple rule detects (the evaluation of preferences by example):
+
+    - ``list_share``: the share of non-empty lines that are list items (``-``, ``*``, ``•``,
+      ``+`` or ``1.`` / ``1)`` then text); stands for *bullets*;
+    - ``lower_share``: the share of letters that are lower case; stands for *lowercase*;
+    - ``ends_question``: 1 when the answer's last sentence is a question (its text ends in
+      ``?``), else 0; stands for *question* (a question to the reader at the end);
+    - ``summary_first``: 1 when the answer opens with a one-line summary (a first line of at
+      most 20 words that is one sentence, followed by more lines), else 0; stands for
+      *summary*.
+
+    Limits: surface form only. A list of one word per line counts as a list; a question
+    quoted at the end counts as asking the reader; an answer cut at ``--max-tokens`` rarely
+    ends with a question, so compare ``ends_question`` at one length only. NaN for an empty
+    answer (and ``lower_share`` for one without letters).
+    """
+
+    name = "style"
+    metrics = ("list_share", "lower_share", "ends_question", "summary_first")
+
+    #: The longest first line that counts as a one-line summary, in words.
+    summary_words = 20
+
+    def score(self, text: str, tokens: Sequence[int] = ()) -> dict[str, float]:
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        if not lines:
+            return dict.fromkeys(self.metrics, math.nan)
+        letters = [c for c in text if c.isalpha()]
+        lower = sum(1 for c in letters if c.islower()) / len(letters) if letters else math.nan
+        first = lines[0].strip()
+        one_sentence = len(_SENTENCE_END.findall(first.rstrip(".!?:"))) == 0
+        summary = (len(lines) > 1 and len(words_of(first)) <= self.summary_words
+                   and one_sentence and not _LIST_ITEM.match(first))
+        return {
+            "list_share": sum(1 for line in lines if _LIST_ITEM.match(line)) / len(lines),
+            "lower_share": lower,
+            "ends_question": 1.0 if text.rstrip().rstrip("\"')*_ ").endswith("?") else 0.0,
+            "summary_first": 1.0 if summary else 0.0,
+        }
+
+
 #: Scorer names accepted by ``--scorers`` (the judge is added by ``--judge``).
 SCORERS: dict[str, type[Scorer]] = {
     "length": LengthScorer,
     "sentiment": SentimentScorer,
     "diversity": DiversityScorer,
+    "style": StyleScorer,
 }
 _ALIASES = {"vader": "sentiment", "words": "length", "mtld": "diversity", "distinct": "diversity"}
 #: The names ``--scorers`` takes besides the automatic ones.

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from localpref.errors import BusyError, LocalprefError, ModelError
+from localpref.errors import BusyError, LocalprefError, ModelError, TooManyLanesError
 from localpref.server.ids import UnknownModelError
 
 #: Seconds a client is told to wait before trying again (loading, or a full queue).
@@ -68,6 +68,11 @@ def from_library(error: Exception) -> ApiError:
         return unavailable(str(error), "queue_full")
     if isinstance(error, ModelError):
         return ApiError(500, str(error), code="model_error")
+    if isinstance(error, TooManyLanesError):  # e.g. weighted preferences: a lane each
+        parallel = -(-error.needed // 2)
+        return ApiError(400, f"This request needs {error.needed} lanes at once and the server "
+                        f"decodes {error.available}; start it with --parallel {parallel} or "
+                        "more (each --parallel request is two lanes).", code="too_many_lanes")
     if isinstance(error, LocalprefError):
         return ApiError(400, str(error), code="invalid_value")
     return ApiError(500, "The server failed while generating; see its log.", code="internal_error")

@@ -6,7 +6,7 @@ field's name. Values in range are checked by the library, which says what is wro
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,9 +34,10 @@ class StreamOptions(_Lenient):
 
 
 class LocalprefOptions(_Lenient):
-    """The ``localpref`` extension object: each field overrides the model id's."""
+    """The ``localpref`` extension object: each field overrides the model id's
+    (``preference`` as an object is weights: ``{"concise": 1, "uplifting": 0.4}``)."""
 
-    preference: str | list[str] | None = None
+    preference: str | list[str] | dict[str, Any] | None = None
     avoid: str | list[str] | None = None
     method: str | None = None
     strength: float | None = None

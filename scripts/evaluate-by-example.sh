@@ -1,0 +1,24 @@
+#!/bin/bash
+# The evaluation of preferences by example behind docs/results/2026-12-by-example: Base,
+# Pref-with-examples (the examples in the preference lane's prompt, no contrast) and steering by
+# example (the recommended steering: the same lane against the neutral base lane) for four
+# styles a simple score detects (bullets, lowercase, question, summary; the style scorer), on
+# localpref's own prompts, one llama.cpp thread. A stopped run resumes where it left off.
+#
+#   scripts/evaluate-by-example.sh DATASET OUT_DIR LIMIT [MODEL]
+#
+#   scripts/evaluate-by-example.sh ../shared/datasets/koala_eval_50.json runs/smollm2 8
+#   scripts/evaluate-by-example.sh ../shared/datasets/koala_eval_50.json runs/qwen05 8 \
+#       ~/.cache/localpref-eval-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+set -euo pipefail
+DATASET=$1; OUT=$2; LIMIT=$3; MODEL=${4:-}
+LOCALPREF=${LOCALPREF:-localpref}
+EXAMPLES=$(dirname "$0")/../docs/results/2026-12-by-example/examples
+for style in bullets lowercase question summary; do
+  likes=()
+  for file in "$EXAMPLES/$style"/*.txt; do likes+=(--like "$file"); done
+  "$LOCALPREF" eval --dataset "$DATASET" --limit "$LIMIT" --threads 1 --max-tokens 128 \
+    --prompts library --methods base,pref,recommended --reference recommended \
+    --scorers style,length --no-progress --bootstrap 2000 \
+    ${MODEL:+--model "$MODEL"} "${likes[@]}" --like-name "$style" --out "$OUT/$style"
+done

@@ -1,0 +1,85 @@
+"""Preference by example: the examples reach the preference lane's prompt (never the base
+lane's), a chat evaluates them once, and bad examples get one sentence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localpref.api import Model
+from localpref.errors import SettingsError
+from localpref.examples import LIKE_INSTRUCTION, like_sentence
+
+PROMPT = "How do I keep basil alive?"
+EXAMPLES = ("- water it\n- give it sun\n- pinch the tops", "- rinse\n- chop\n- serve")
+
+
+def test_examples_go_quoted_into_the_preference_lane_only(model: Model) -> None:
+    prompts = model.lane_prompts(PROMPT, like=list(EXAMPLES))
+    assert LIKE_INSTRUCTION in prompts["pref"]
+    assert f'Example 1:\n"""\n{EXAMPLES[0]}\n"""' in prompts["pref"]
+    assert f'Example 2:\n"""\n{EXAMPLES[1]}\n"""' in prompts["pref"]
+    assert "Example" not in prompts["base"] and "pinch" not in prompts["base"]
+    both = model.lane_prompts(PROMPT, preference="concise", like=list(EXAMPLES))
+    assert "short and to the point" in both["pref"] and "pinch the tops" in both["pref"]
+    assert both["pref"].index("short and") < both["pref"].index(LIKE_INSTRUCTION)
+
+
+def test_steering_by_example_decodes_the_examples_lane_against_the_base_lane(
+        model: Model) -> None:
+    result = model.generate(PROMPT, like=list(EXAMPLES), max_tokens=12)
+    assert result.stats["method"] == "amulet" and result.stats["n_lanes"] == 2
+    assert result.stats["like"] == 2
+    # the preference lane's prompt is the examples' sentence: Pref on it answers the same as
+    # Pref with that sentence as a free-text preference
+    pref = model.generate(PROMPT, like=list(EXAMPLES), method="pref", max_tokens=12)
+    sentence = model.generate(PROMPT, preference=like_sentence(EXAMPLES), method="pref",
+                              max_tokens=12)
+    assert pref.tokens == sentence.tokens
+    assert model.generate(PROMPT, max_tokens=4).stats["method"] == "base"
+
+
+def test_examples_with_weights_are_one_more_lane(model: Model) -> None:
+    prompts = model.lane_prompts(PROMPT, preference={"concise": 1, "uplifting": 0.5},
+                                 like=[EXAMPLES[0]])
+    assert set(prompts) == {"pref", "base", "pref1", "pref2", "pref3"}
+    assert "pinch" in prompts["pref3"] and "pinch" in prompts["pref"]
+    assert "pinch" not in prompts["pref1"]
+    result = model.generate(PROMPT, preference={"concise": 1}, like=[EXAMPLES[0]],
+                            max_tokens=4)
+    assert result.stats["n_lanes"] == 4 and result.stats["settings"]["weights"] == [1.0, 1.0]
+
+
+def test_a_chat_evaluates_the_examples_once(model: Model) -> None:
+    long_example = " ".join(["Short lines. Plain words."] * 40)
+    examples_tokens = len(model.vocabulary.tokenize(long_example, add_special=False))
+    chat = model.chat(like=[long_example], max_tokens=6)
+    try:
+        first = chat.send("Hi there.")
+        second = chat.send("And basil?")
+    finally:
+        chat.close()
+    assert first.stats["prefill_tokens"] > examples_tokens
+    # the second turn evaluates only its new tokens (the examples' cache is kept)
+    assert 0 < second.stats["prefill_tokens"] < examples_tokens / 4
+
+
+@pytest.mark.parametrize(("like", "words"), [
+    ([""], "non-empty text"),
+    (["fine", "   "], "non-empty text"),
+    ([3], "non-empty text"),
+])
+def test_bad_examples_get_one_sentence(model: Model, like, words) -> None:
+    with pytest.raises(SettingsError) as error:
+        model.generate(PROMPT, like=like, max_tokens=2)
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_examples_over_the_bound_get_one_sentence(bundled_path: Path) -> None:
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_like_tokens=20) as small:
+        with pytest.raises(SettingsError) as error:
+            small.generate(PROMPT, like=["word " * 15, "word " * 15], max_tokens=2)
+        small.generate(PROMPT, like=["a few words"], max_tokens=2)
+    message = str(error.value)
+    assert "limit is 20" in message and "max_like_tokens" in message and "\n" not in message

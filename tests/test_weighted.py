@@ -1,0 +1,219 @@
+"""Weighted preferences: the kernel against NumPy, weight 1 against today's recommended on the
+bundled model, the lanes each request takes in admission, and bad weights."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from localpref.api import Model
+from localpref.errors import SettingsError
+from localpref.kernels.weighted import weighted_logits, weighted_other_into
+from localpref.methods import Amulet, Contrastive, recommended_method
+from localpref.request import Request
+from localpref.weights import Weighted, Weights, parse_preference_items
+
+PROMPT = "How do I keep basil alive?"
+INF = np.inf
+
+
+def reference(z_all, z_base, lanes, weights, k):
+    """NumPy: z = z_all + k sum_i w_i (z_i - z_base), -inf where any lane is not finite."""
+    ok = np.isfinite(z_all) & np.isfinite(z_base)
+    push = np.zeros(len(z_all))
+    for lane, weight in zip(lanes, weights, strict=True):
+        ok &= np.isfinite(lane)
+        push += weight * (np.where(ok, lane, 0.0) - np.where(ok, z_base, 0.0))
+    return np.where(ok, np.where(ok, z_all, 0.0) + k * push, -INF)
+
+
+@st.composite
+def weighted_case(draw):
+    v = draw(st.integers(2, 48))
+    n = draw(st.integers(1, 4))
+
+    def lane():
+        values = np.array(draw(st.lists(st.floats(-40, 40), min_size=v, max_size=v)))
+        masked = np.array(draw(st.lists(st.integers(0, 11), min_size=v, max_size=v))) == 0
+        return np.where(masked, -INF, values)
+
+    z_all, z_base = lane(), lane()
+    lanes = [lane().astype(draw(st.sampled_from([np.float32, np.float64]))) for _ in range(n)]
+    weights = draw(st.lists(st.floats(0.0, 3.0), min_size=n, max_size=n))
+    k = draw(st.floats(0.0, 5.0))
+    return z_all, z_base, lanes, weights, k
+
+
+@settings(max_examples=80, deadline=None)
+@given(weighted_case())
+def test_prop_weighted_combination_equals_the_numpy_reference(case):
+    z_all, z_base, lanes, weights, k = case
+    got = weighted_logits(z_all, z_base, lanes, weights, k)
+    expected = reference(z_all, z_base, lanes, weights, k)
+    finite = np.isfinite(expected)
+    assert not np.isnan(got).any()
+    assert np.array_equal(np.isfinite(got), finite)
+    assert np.all(got[~finite] == -INF)
+    assert np.allclose(got[finite], expected[finite], rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(weighted_case())
+def test_prop_weight_zero_lanes_push_nothing_and_one_lane_is_the_contrast(case):
+    z_all, z_base, lanes, weights, k = case
+    ok = np.isfinite(z_all) & np.isfinite(z_base)
+    for lane in lanes:
+        ok &= np.isfinite(lane)
+    zero = weighted_logits(z_all, z_base, lanes, [0.0] * len(lanes), k)
+    assert np.array_equal(zero[ok], z_all[ok])
+    single = weighted_logits(lanes[0], z_base, [lanes[0]], [1.0], k)
+    both = np.isfinite(lanes[0]) & np.isfinite(z_base)
+    contrast = lanes[0][both] + k * (lanes[0][both] - z_base[both].astype(np.float64))
+    assert np.allclose(single[both], contrast, rtol=1e-9, atol=1e-9)
+
+
+def test_weighted_other_into_checks_its_arguments() -> None:
+    z = np.zeros(4)
+    with pytest.raises(ValueError, match="one weight per lane"):
+        weighted_other_into(z, z, [z, z], [1.0], np.empty(4))
+    with pytest.raises(ValueError, match="same length"):
+        weighted_other_into(z, z, [np.zeros(3)], [1.0], np.empty(4))
+
+
+def test_weight_one_answers_exactly_as_the_unweighted_preference(model: Model) -> None:
+    plain = model.generate(PROMPT, preference="concise", max_tokens=24)
+    weighted = model.generate(PROMPT, preference={"concise": 1.0}, max_tokens=24)
+    assert weighted.tokens == plain.tokens and weighted.text == plain.text
+    assert weighted.stats["n_lanes"] == 2
+    assert weighted.stats["settings"]["contrast"] == recommended_method().contrast
+    sampled = [model.generate(PROMPT, preference=preference, max_tokens=16, temperature=0.8,
+                              seed=3).tokens for preference in ("concise", {"concise": 1})]
+    assert sampled[0] == sampled[1]
+
+
+def test_one_weighted_preference_scales_the_strength(model: Model) -> None:
+    half = model.generate(PROMPT, preference={"concise": 0.5}, method=Contrastive(ratio=2.0),
+                          max_tokens=12)
+    direct = model.generate(PROMPT, preference="concise", method=Contrastive(ratio=1.0),
+                            max_tokens=12)
+    assert half.tokens == direct.tokens and half.stats["settings"]["ratio"] == 1.0
+
+
+def test_two_weighted_preferences_decode_four_lanes_and_weight_zero_keeps_the_anchor(
+        model: Model) -> None:
+    weighted = model.generate(PROMPT, preference={"concise": 1, "uplifting": 0.4},
+                              max_tokens=16, trace=True)
+    assert weighted.stats["n_lanes"] == 4
+    assert weighted.stats["settings"]["weights"] == [1.0, 0.4]
+    assert weighted.stats["preference"] == "concise=1 + uplifting=0.4"
+    assert weighted.stats["fluency_base"] is not None and weighted.stats["changed_tokens"] >= 0
+    assert len(weighted.trace) == len(weighted.tokens)
+    # weight 0 everywhere: no push, the anchor (every preference in one lane) with the controls
+    zero = model.generate(PROMPT, preference={"concise": 0, "uplifting": 0}, max_tokens=16)
+    anchor = model.generate(PROMPT, preference=["concise", "uplifting"],
+                            method=recommended_method().with_strength(0.0), max_tokens=16)
+    assert zero.tokens == anchor.tokens
+    # the push: with the uplifting lane's weight raised, the answer changes
+    pushed = model.generate(PROMPT, preference={"concise": 1, "uplifting": 4}, max_tokens=16)
+    assert pushed.tokens != weighted.tokens
+
+
+def test_weighted_lanes_read_their_own_prompts(model: Model) -> None:
+    prompts = model.lane_prompts(PROMPT, preference={"concise": 1, "uplifting": 0.5})
+    assert set(prompts) == {"pref", "base", "pref1", "pref2"}
+    assert "as short and to the point" in prompts["pref1"]
+    assert "uplifting" not in prompts["pref1"] and "uplifting" in prompts["pref2"]
+    assert "short" in prompts["pref"] and "uplifting" in prompts["pref"]
+    assert "short" not in prompts["base"] and "uplifting" not in prompts["base"]
+
+
+def test_weighted_steering_uses_the_method_given(model: Model) -> None:
+    request = Request.make(PROMPT, preference={"a": 1, "b": 2}, method=Amulet(contrast=1.0))
+    assert isinstance(request.preference, Weights)
+    result = model.submit(request.replace(max_tokens=6)).run()[0]
+    assert result.stats["method"] == "amulet" and result.stats["n_lanes"] == 4
+    assert Weighted(Amulet(), (1.0, 2.0)).lanes == ("pref", "base", "pref1", "pref2")
+
+
+@pytest.mark.parametrize(("preference", "method", "words"), [
+    ({"concise": -1}, None, "0 or more"),
+    ({"concise": "lots"}, None, "must be a number"),
+    ({"concise": float("nan")}, None, "0 or more"),
+    ({"concise": True}, None, "must be a number"),
+    ({}, None, "empty"),
+    ({" ": 1}, None, "non-empty text"),
+    ({"concise": 1}, "pref", "two-lane method"),
+    ({"concise": 1, "uplifting": 1}, "base", "two-lane method"),
+])
+def test_bad_weights_get_one_sentence(model: Model, preference, method, words) -> None:
+    with pytest.raises(SettingsError) as error:
+        model.generate(PROMPT, preference=preference, method=method, max_tokens=2)
+    message = str(error.value)
+    assert words in message and message.endswith(".") and "\n" not in message
+
+
+def test_a_comparison_may_show_pref_beside_the_weighted_method(model: Model) -> None:
+    results = model.compare(PROMPT, ["pref", "recommended"],
+                            preference={"concise": 1, "uplifting": 1}, max_tokens=6).run()
+    assert [r.stats["n_lanes"] for r in results] == [1, 4]
+
+
+def test_command_line_items_with_a_number_after_equals_are_weights() -> None:
+    assert parse_preference_items(["concise", "uplifting"]) == ["concise", "uplifting"]
+    assert parse_preference_items(None) is None
+    weights = parse_preference_items(["concise=1", "uplifting = 0.4", "be kind"])
+    assert isinstance(weights, Weights)
+    assert dict(weights) == {"concise": 1.0, "uplifting": 0.4, "be kind": 1.0}
+    assert parse_preference_items(["a=b"]) == ["a=b"]  # no number: plain text
+    assert dict(parse_preference_items(["x = y=2e-1"])) == {"x = y": 0.2}
+    with pytest.raises(SettingsError, match="0 or more"):
+        parse_preference_items(["concise=-1"])
+
+
+def test_admission_counts_every_lane_of_a_weighted_request(bundled_path: Path) -> None:
+    preference = {"concise": 1, "uplifting": 0.5}  # 4 lanes
+    with Model(bundled_path, max_lanes=4, n_ctx=512) as small:
+        alone = small.generate(PROMPT, preference=preference, max_tokens=8)
+        with pytest.raises(SettingsError) as error:
+            small.generate(PROMPT, preference={**preference, "formal": 1}, max_tokens=2)
+        assert "needs 5 lanes" in str(error.value) and "max_lanes" in str(error.value)
+        results: list = [None] * 3  # three times what the model holds at once
+        def ask(index: int) -> None:
+            results[index] = small.generate(PROMPT, preference=preference, max_tokens=8)
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        events = list(small.scheduler.events)
+    assert all(result.tokens == alone.tokens for result in results)
+    jobs = {job for event in events for job in event.jobs}
+    assert all(len(event.jobs) == 1 for event in events if event.kind == "step")
+    assert len(jobs) == 4  # one at a time: no step ever held two 4-lane requests
+    assert all(event.tokens <= 4 for event in events if event.kind == "step")
+
+
+def test_command_line_weights_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
+    from localpref.cli import main
+
+    argv = ["generate", PROMPT, "--max-tokens", "10", "--json"]
+    assert main([*argv, "-p", "concise=1", "-p", "uplifting=0.4"]) == 0
+    weighted = json.loads(capsys.readouterr().out)
+    assert weighted["preference"] == "concise=1 + uplifting=0.4"
+    assert weighted["stats"]["n_lanes"] == 4
+    assert weighted["stats"]["settings"]["weights"] == [1.0, 0.4]
+    assert main([*argv, "-p", "concise=1"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main([*argv, "-p", "concise"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert one["text"] == plain["text"] and one["stats"]["n_lanes"] == 2
+    for bad in ("concise=-0.5", "concise=1e999"):
+        assert main([*argv, "-p", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "0 or more" in err and err.count("\n") == 0 and "Traceback" not in err

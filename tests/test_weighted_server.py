@@ -1,0 +1,77 @@
+"""Weighted preferences over real HTTP (the official openai SDK): ``localpref.preference`` as
+an object answers exactly as the library, bad weights and too many lanes are 400s."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import openai
+import pytest
+from server_helpers import MODEL_ID, assert_error_shape, request, running_server
+
+from localpref.api import Model
+
+PROMPT = "How do I keep basil alive?"
+WEIGHTS = {"concise": 1, "uplifting": 0.4}
+
+
+def _ask(client: openai.OpenAI, preference: object, tokens: int = 8):
+    return client.chat.completions.create(
+        model=MODEL_ID, messages=[{"role": "user", "content": PROMPT}], max_tokens=tokens,
+        extra_body={"localpref": {"preference": preference}})
+
+
+def test_weighted_preference_object_answers_as_the_library(model: Model) -> None:
+    expected = model.generate(PROMPT, preference=WEIGHTS, max_tokens=8)
+    with running_server(model) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                               timeout=600)
+        answer = _ask(client, WEIGHTS)
+        for bad, words in (({"concise": -1}, "0 or more"), ({"concise": "lots"}, "a number")):
+            refused = request(server.url, "POST", "/chat/completions", body={
+                "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 4, "localpref": {"preference": bad}})
+            error = assert_error_shape(refused, 400)
+            assert words in error["message"] and "\n" not in error["message"]
+    assert answer.choices[0].message.content == expected.text
+    extension = answer.model_extra["localpref"]
+    assert extension["preference"] == "concise=1 + uplifting=0.4"
+    assert extension["stats"]["n_lanes"] == 4
+
+
+def test_parallel_counts_lanes_and_a_request_past_them_is_a_400(bundled_path: Path) -> None:
+    # --parallel 2: four lanes, so one four-lane weighted request at a time
+    with Model(bundled_path, max_lanes=4, n_ctx=512) as small:
+        alone = small.generate(PROMPT, preference=WEIGHTS, max_tokens=8)
+        with running_server(small) as server:
+            client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                                   timeout=600)
+            answers: list = [None] * 6  # three times what the lanes hold, in two-lane units
+            def ask(index: int) -> None:
+                answers[index] = _ask(client, WEIGHTS if index % 2 else "concise")
+            threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            refused = request(server.url, "POST", "/chat/completions", body={
+                "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 4,
+                "localpref": {"preference": {"concise": 1, "uplifting": 1, "formal": 1}}})
+        concise = small.generate(PROMPT, preference="concise", max_tokens=8)
+    for index, answer in enumerate(answers):
+        wanted = alone if index % 2 else concise
+        assert answer.choices[0].message.content == wanted.text
+    error = assert_error_shape(refused, 400)
+    assert "needs 5 lanes" in error["message"] and "--parallel 3" in error["message"]
+    assert error["code"] == "too_many_lanes"
+
+
+@pytest.mark.parametrize("preference", [{}, {"": 1}])
+def test_an_empty_weighted_preference_is_a_400(model: Model, preference: object) -> None:
+    with running_server(model) as server:
+        refused = request(server.url, "POST", "/chat/completions", body={
+            "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 4, "localpref": {"preference": preference}})
+    assert_error_shape(refused, 400)
