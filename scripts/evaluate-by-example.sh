@@ -11,13 +11,13 @@
 #   scripts/evaluate-by-example.sh ../shared/datasets/koala_eval_50.json runs/qwen05 8 \
 #       ~/.cache/localpref-eval-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 set -euo pipefail
-DATASET=$1; OUT=$2; LIMIT=$3; MODEL=${4:-}
+DATASET=$1; OUT=$2; LIMIT=$3; MODEL=${4:-}; MAX_TOKENS=${MAX_TOKENS:-128}
 LOCALPREF=${LOCALPREF:-localpref}
 EXAMPLES=$(dirname "$0")/../docs/results/2026-12-by-example/examples
 for style in bullets lowercase question summary; do
   likes=()
   for file in "$EXAMPLES/$style"/*.txt; do likes+=(--like "$file"); done
-  "$LOCALPREF" eval --dataset "$DATASET" --limit "$LIMIT" --threads 1 --max-tokens 128 \
+  "$LOCALPREF" eval --dataset "$DATASET" --limit "$LIMIT" --threads 1 --max-tokens "$MAX_TOKENS" \
     --prompts library --methods base,pref,recommended --reference recommended \
     --scorers style,length --no-progress --bootstrap 2000 \
     ${MODEL:+--model "$MODEL"} "${likes[@]}" --like-name "$style" --out "$OUT/$style"

@@ -75,3 +75,21 @@ def test_an_empty_weighted_preference_is_a_400(model: Model, preference: object)
             "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
             "max_tokens": 4, "localpref": {"preference": preference}})
     assert_error_shape(refused, 400)
+
+
+def test_like_examples_over_http_answer_as_the_library(model: Model) -> None:
+    examples = ["- water it\n- give it sun", "- rinse\n- chop"]
+    expected = model.generate(PROMPT, like=examples, max_tokens=8)
+    with running_server(model) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
+                               timeout=600)
+        answer = client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
+            extra_body={"localpref": {"like": examples}})
+        refused = request(server.url, "POST", "/chat/completions", body={
+            "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 4, "localpref": {"like": ["  "]}})
+    assert answer.choices[0].message.content == expected.text
+    assert answer.model_extra["localpref"]["stats"]["like"] == 2
+    error = assert_error_shape(refused, 400)
+    assert "non-empty text" in error["message"]

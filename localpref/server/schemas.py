@@ -39,6 +39,7 @@ class LocalprefOptions(_Lenient):
 
     preference: str | list[str] | dict[str, Any] | None = None
     avoid: str | list[str] | None = None
+    like: str | list[str] | None = None
     method: str | None = None
     strength: float | None = None
     tau: float | None = None

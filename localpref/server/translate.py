@@ -87,6 +87,8 @@ def generation_args(request: ChatCompletionRequest, served_id: str, model: Model
             preference = options.preference
         if options.avoid is not None:
             kwargs["avoid"] = options.avoid
+        if options.like is not None:
+            kwargs["like"] = options.like
     settings = ((options.strength, options.tau, options.kl_budget, options.end_tokens)
                 if options else (None,) * 4)
     if options is not None and options.ignore_eos:
