@@ -454,9 +454,9 @@ class Model:
                              and _lane_key(method, "base", base_sentence)[1] == _AVOID),
                 "like": len(request.like),
                 "model": self.name,
-                "recommended": recommended and len(method.lanes) == 2,
+                "recommended": recommended and len(method.lanes) >= 2,
                 "calibration": (calibration.summary() if recommended and calibration is not None
-                                and len(method.lanes) == 2 else None),
+                                and len(method.lanes) >= 2 else None),
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
                 "n_threads": self.n_threads,

@@ -233,3 +233,11 @@ def test_the_evaluation_runs_the_settings_it_records() -> None:
 
     method = named_method("recommended")
     assert method == recommended_method() and not is_recommended(method)
+
+
+def test_weighted_preferences_report_the_calibration_too(model: Model, home: Path) -> None:
+    calibrated(model)
+    result = model.generate(PROMPT, preference={"concise": 1.0, "uplifting": 0.5},
+                            max_tokens=4)
+    assert result.stats["recommended"] is True
+    assert result.stats["calibration"]["settings"]["contrast"] == 2.0
