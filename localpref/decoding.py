@@ -16,6 +16,12 @@ Timing follows one definition everywhere:
 - ``steer_laps_ms``: that work split into named laps (``pick``, ``advance``, ``fluency``,
   ``piece``, ``stats``), read by ``localpref bench --profile``.
 
+A request's ``grammar`` (``localpref.grammar``) is applied by the track: the grammar's allowed
+tokens are computed before each pick, the selector masks its scores with them last, and the
+chosen token advances the grammar. ``top_logprobs`` makes the trace keep each token's
+likeliest alternatives. Both make the selector write its whole scores every step (no greedy
+one-pass fast path).
+
 Fluency comes for free from lanes decoded anyway: ``fluency_base`` / ``fluency_pref`` are the
 mean log-probability (nats per token) that the base / preference lane gives the tokens chosen.
 """
@@ -33,6 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from localpref.engine import Vocabulary
+from localpref.grammar import GrammarMask
 from localpref.methods import Selector
 from localpref.trace import StepRecorder, cut_trace
 
@@ -105,6 +112,18 @@ class Track:
         self.max_tokens = max_tokens
         self.stop = [s for s in stop if s]
         self.ignore_eos = ignore_eos
+        #: the answer's grammar (``request.grammar``): the selector's last mask every step
+        self.grammar: GrammarMask | None = None
+        grammar = getattr(request, "grammar", None)
+        if grammar is not None:
+            self.grammar = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
+            selector.mask = self.grammar.mask_into
+            selector.full_scores = True
+            self.ignore_eos = False  # a complete answer ends at the end token it allows
+        top_n = int(getattr(request, "top_logprobs", 0) or 0)
+        if top_n and self.recorder.keep_trace:
+            self.recorder.top_n = top_n
+            selector.full_scores = True  # the alternatives are read from the whole scores
         self.stats = stats
         self.laps = stats["steer_laps_ms"]
         self.tokens: list[int] = []
@@ -132,7 +151,11 @@ class Track:
         started = clock()
         if self.first_step_at is None:
             self.first_step_at = started
+        if self.grammar is not None:
+            self.grammar.allow()
         token = self.selector.pick([views[i] for i in self.method_lanes])
+        if self.grammar is not None:
+            token = self._allowed(token, views)
         picked = clock()
         written = len(self.tokens)
         keep_going = self.advance(token)
@@ -156,6 +179,22 @@ class Track:
         n_tokens = len(self.tokens)
         self.stats["steer_ms_per_token"] = self.steer_seconds * 1000 / n_tokens if n_tokens else 0.0
         return piece
+
+    def _allowed(self, token: int, views: Sequence[np.ndarray]) -> int:
+        """The token, advanced in the grammar. When the masks left no candidate (PAD's top-K
+        or the plausibility mask kept only tokens the grammar forbids), the allowed token the
+        method's first lane scores highest instead: a forbidden token never reaches the
+        grammar, and the trace reads that lane's masked scores as the step's distribution."""
+        grammar = self.grammar
+        assert grammar is not None
+        if not grammar.allows(token):
+            scores = np.array(views[self.method_lanes[0]], dtype=np.float64)
+            grammar.mask_into(scores)
+            token = int(np.argmax(scores))
+            self.selector.drawn = (scores, None)
+            self.selector.recent[-1] = token
+        grammar.accept(token)
+        return token
 
     def advance(self, token: int) -> bool:
         """Add ``token``; True when its lanes must decode it (the track goes on)."""

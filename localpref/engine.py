@@ -67,6 +67,8 @@ class Vocabulary:
 
     def __init__(self, model_handle: llama_cpp.llama_model_p) -> None:
         self._vocab = llama_cpp.llama_model_get_vocab(model_handle)
+        #: llama.cpp's vocabulary pointer (for its samplers, such as a grammar's)
+        self.pointer = self._vocab
         self.size: int = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.adds_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.bos_id: int = llama_cpp.llama_vocab_bos(self._vocab)

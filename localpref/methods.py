@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import math
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -83,6 +83,18 @@ class Selector:
         self.drawn: tuple[np.ndarray, np.ndarray | None] | None = None
         #: the recent token ids the repetition penalty applied to at this step (or None)
         self.step_penalty_ids: np.ndarray | None = None
+        #: a last mask on the scores before sampling, ``mask(scores, candidate_ids)`` in place
+        #: (an answer's grammar, ``localpref.grammar``); None: none
+        self.mask: Callable[[np.ndarray, np.ndarray | None], None] | None = None
+        #: every step writes its whole steered scores (``drawn``): no one-pass fast path
+        #: (a grammar's mask, or the trace's top alternatives need them)
+        self.full_scores = False
+
+    @property
+    def fast_greedy(self) -> bool:
+        """Whether this step may pick greedily in one pass without writing the scores."""
+        return (self.sampling.temperature == 0 and not self.penalising
+                and not self.full_scores)
 
     @property
     def penalising(self) -> bool:
@@ -150,9 +162,17 @@ class Selector:
 
     def _penalised_and_recorded(self, scores: np.ndarray,
                                 candidate_ids: np.ndarray | None) -> np.ndarray:
-        """The scores after the repetition penalty if any, kept as ``drawn`` for the trace."""
+        """The scores after the repetition penalty if any and the last ``mask``, kept as
+        ``drawn`` for the trace."""
         if self.penalising:
             scores = self._penalised(scores, candidate_ids)
+        if self.mask is not None:
+            if candidate_ids is not None:
+                scores = scores.copy()
+            elif scores is not self.scores:  # never modify a lane's logits: copy them first
+                self.scores[:] = scores
+                scores = self.scores
+            self.mask(scores, candidate_ids)
         self.drawn = (scores, candidate_ids)
         return scores
 
@@ -323,7 +343,7 @@ class ContrastFamily(Method):
         if self._steers_plainly():
             selector.note_strength(k)
             selector.steered_family = (z_pref, z_other, k, -math.inf)
-            if selector.sampling.temperature == 0 and not selector.penalising:
+            if selector.fast_greedy:
                 return int(kernels.contrast_argmax(z_pref, z_other, k))
             # Unnormalised scores: the sampler's softmax normalises them anyway.
             kernels.contrast_logits_into(z_pref, z_other, k, selector.scores)
@@ -331,7 +351,7 @@ class ContrastFamily(Method):
         threshold = self.threshold(z_pref)
         k *= self.budget_scale(z_pref, z_other, k, threshold)
         selector.note_strength(k)
-        if self.pref_ends and selector.sampling.temperature == 0 and not selector.penalising:
+        if self.pref_ends and selector.fast_greedy:
             # Greedy fast path: one pass, no scores written; the trace derives the token's
             # log-probability under the rule from the family (controls.pref_ends_logprob).
             selector.steered_family = (z_pref, z_other, k, threshold)

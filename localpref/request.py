@@ -34,11 +34,14 @@ class Request:
     ``avoid`` is text the base lane is told to avoid (two-lane methods; the prompt side lives
     in ``prompts``). ``system_prompt`` None is the model's.
     ``score_lanes`` also decodes the lane the method does not read (both fluency figures);
-    ``trace`` records every token's lane log-probabilities. ``opposite`` puts the opposites of
+    ``trace`` records every token's lane log-probabilities; ``top_logprobs`` (with ``trace``)
+    also each token's likeliest alternatives. ``opposite`` puts the opposites of
     the built-in preferences into the base lane when no avoid is given (``presets.OPPOSITES``);
     None is the steering's own choice (off unless the model's calibration chose it).
     ``like`` holds examples of the wanted style for the preference lane
     (``localpref.examples``).
+    ``grammar`` (GBNF text, ``localpref.grammar``) restricts every token to what the grammar
+    allows, after every other mask.
     """
 
     messages: tuple[Mapping[str, str], ...]
@@ -55,6 +58,8 @@ class Request:
     trace: bool = False
     opposite: bool | None = None
     like: tuple[str, ...] = ()
+    top_logprobs: int = 0
+    grammar: str | None = None
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -74,8 +79,9 @@ class Request:
             raise SettingsError(
                 f"Max tokens must be a whole number, 1 or more (got {self.max_tokens}).")
         if self.seed is not None and (not isinstance(self.seed, int)
-                                      or isinstance(self.seed, bool)):
-            raise SettingsError(f"The seed must be a whole number (got {self.seed!r}).")
+                                      or isinstance(self.seed, bool) or self.seed < 0):
+            raise SettingsError("The seed must be a whole number, 0 or more, or none for a "
+                                f"random one (got {self.seed!r}).")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         if not all(isinstance(item, str) for item in stop):
             raise SettingsError("Stop strings must be texts.")
@@ -84,6 +90,13 @@ class Request:
             raise SettingsError("The system prompt must be a text.")
         if self.opposite is not None and not isinstance(self.opposite, bool):
             raise SettingsError(f"opposite must be true or false (got {self.opposite!r}).")
+        if (not isinstance(self.top_logprobs, int) or isinstance(self.top_logprobs, bool)
+                or not 0 <= self.top_logprobs <= 20):
+            raise SettingsError("top_logprobs must be a whole number from 0 to 20 "
+                                f"(got {self.top_logprobs!r}).")
+        if self.grammar is not None and (not isinstance(self.grammar, str)
+                                         or not self.grammar.strip()):
+            raise SettingsError("The grammar must be a non-empty GBNF text.")
 
     @classmethod
     def make(

@@ -11,7 +11,12 @@ decoded over) and the steered scores the method left on its selector
   that is not decoded);
 - ``top_base`` / ``top_pref``: each lane's greedy pick (after the repetition penalty);
 - ``changed``: the steered distribution's greedy pick differs from the preference lane's
-  greedy pick (both after the repetition penalty); always False for one-lane methods.
+  greedy pick (both after the repetition penalty); always False for one-lane methods;
+- ``top_logprobs`` (only when asked for, ``top_n``): the steered distribution's likeliest
+  tokens as ``[token, logprob]`` (the selector then writes its whole scores every step).
+
+With a grammar's mask (``Selector.mask``) the steered distribution is the one after the mask,
+so ``logprob`` is read from the scores drawn from.
 
 Whenever two lanes are decoded, ``stats`` gets ``changed_tokens`` (how many ``changed``) and
 ``mean_shift`` (the mean of ``logprob - logprob_pref``, nats per token); with one lane they
@@ -54,6 +59,8 @@ class StepRecorder:
         self.n_tokens = 0
         self.records: list[dict[str, Any]] = []
         self.text_ends: list[int] = []
+        #: alternatives kept per token in the trace (``top_logprobs``); 0: none
+        self.top_n = 0
         self._buffer: np.ndarray | None = None
 
     @property
@@ -120,6 +127,8 @@ class StepRecorder:
                 "top_pref": None if top_pref is None else int(top_pref),
                 "changed": changed,
             })
+            if self.top_n:
+                self.records[-1]["top_logprobs"] = self._top(self.top_n)
             self.text_ends.append(text_end)
 
     def _steered(self, token: int, family: tuple | None, lp_family: float | None,
@@ -128,7 +137,7 @@ class StepRecorder:
         """(log-probability of the token, greedy pick) under the steered distribution."""
         selector = self.selector
         greedy = selector.sampling.temperature == 0
-        if selector.step_penalty_ids is None:
+        if selector.step_penalty_ids is None and selector.mask is None:
             if not self.two_lane_method:  # the steered distribution is the lane itself
                 on_pref = selector.method.lanes[0] == "pref"
                 lane_lp = lp_pref if on_pref else lp_base
@@ -140,6 +149,24 @@ class StepRecorder:
         top = int(kernels.greedy(scores))
         top = top if ids is None else int(ids[top])
         return float(controls.token_logprob(scores, index)), (token if greedy else top)
+
+    def _top(self, count: int) -> list[list[float]]:
+        """The ``count`` likeliest tokens of this step's steered distribution (the scores it
+        drew from, ``Selector.drawn``, at temperature 1: ``log_softmax`` over its finite
+        entries) as ``[token, logprob]``, likeliest first, lowest id on ties."""
+        drawn = self.selector.drawn
+        if drawn is None:
+            return []
+        scores, ids = drawn
+        finite = np.flatnonzero(np.isfinite(scores))
+        if finite.size == 0:
+            return []
+        values = np.asarray(scores, dtype=np.float64)[finite]
+        top = values.max()
+        logprobs = values - top - math.log(float(np.exp(values - top).sum()))
+        tokens = finite if ids is None else np.asarray(ids)[finite]
+        order = np.lexsort((tokens, -logprobs))[:count]
+        return [[int(tokens[i]), float(logprobs[i])] for i in order]
 
     def _penalised_argmax(self, z: np.ndarray, penalty_ids: np.ndarray) -> int:
         if self._buffer is None:

@@ -219,7 +219,8 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 2
     group.add_argument("--min-p", type=float, default=0.0)
     group.add_argument("--repeat-penalty", type=float, default=1.0,
                        help="penalise recently used tokens (1.0 is off; llama.cpp semantics)")
-    group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--seed", type=int, default=None,
+                       help="a whole number, 0 or more, for repeatable sampling (default: random)")
     group.add_argument("--max-tokens", type=int, default=max_tokens)
     group.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
 

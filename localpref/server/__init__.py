@@ -6,8 +6,10 @@ This package imports FastAPI and uvicorn, so nothing in the library imports it: 
 
 - ``ids``: served model ids (``ID``, ``ID:PRESET``, ``ID:METHOD:PRESET``) and their parsing;
 - ``schemas``: the pydantic request models of the endpoints;
-- ``translate``: a request into the keyword arguments of ``Model.stream``;
-- ``completions``: the OpenAI response and chunk objects built from a result;
+- ``translate``: a request body into the library's ``Request`` (importable alone: the batch
+  runner reads the same bodies);
+- ``completions``: the OpenAI response and chunk objects (chat and text) built from a result;
+- ``logprobs``: an answer's ``logprobs`` in OpenAI's shapes, from its trace;
 - ``jobs``: one generation run in a worker thread, its pieces fed to an asyncio queue;
 - ``streaming``: Server-Sent Events framing of a job;
 - ``errors``: OpenAI-shaped errors for every failure, FastAPI's own included;

@@ -1,6 +1,7 @@
-"""The FastAPI application: ``/health``, ``/v1/models`` and ``/v1/chat/completions``.
+"""The FastAPI application: ``/health`` (GET, HEAD), ``/v1/models`` (and ``/v1/models/{id}``),
+``/v1/chat/completions`` and ``/v1/completions``.
 
-A thin front end: each request becomes one ``Model.stream`` call run by a ``GenerationJob``;
+A thin front end: each request becomes one generation run by a ``GenerationJob``;
 the library decides how requests share the model (one at a time under its lock, or batched by
 its scheduler) and checks every value. The contract is in docs/server.md.
 """
@@ -9,27 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.middleware.cors import CORSMiddleware
 
+from localpref.decoding import Result
+from localpref.engine import Vocabulary
 from localpref.errors import LocalprefError
 from localpref.server import completions
 from localpref.server.errors import (
     RETRY_AFTER_SECONDS,
+    ApiError,
     from_library,
     install_error_handlers,
     unavailable,
 )
 from localpref.server.guards import ApiKeyCheck, BodyLimit, HostCheck
-from localpref.server.ids import listed_ids
+from localpref.server.ids import listed_ids, parse_model_id
 from localpref.server.jobs import Event, GenerationJob
-from localpref.server.schemas import ChatCompletionRequest
+from localpref.server.logprobs import chat_logprobs, legacy_logprobs
+from localpref.server.schemas import ChatCompletionRequest, CompletionRequest, GenerationFields
 from localpref.server.state import ServerState
 from localpref.server.streaming import sse_events
-from localpref.server.translate import generation_args
+from localpref.server.translate import (
+    GenerationArgs,
+    generation_args,
+    requested_method,
+    start_generation,
+)
 
 #: How often a waiting non-streamed request checks that its client is still there (seconds).
 DISCONNECT_POLL_SECONDS = 0.25
@@ -63,7 +74,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                               "model_loading")
         return state.model, state.model_id
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> JSONResponse:
         if state.ready and not state.closing:
             return JSONResponse({"status": "ok"})
@@ -75,28 +86,44 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     async def list_models() -> dict[str, Any]:
         _, model_id = served()
         created = completions.now()
-        return {"object": "list", "data": [
-            {"id": ident, "object": "model", "created": created, "owned_by": "localpref"}
-            for ident in listed_ids(model_id)
-        ]}
+        return {"object": "list", "data": [model_entry(ident, created)
+                                           for ident in listed_ids(model_id)]}
+
+    @app.get("/v1/models/{requested:path}")
+    async def retrieve_model(requested: str) -> dict[str, Any]:
+        _, model_id = served()
+        try:
+            steering = parse_model_id(requested, model_id)
+            requested_method(steering.method, None, None, None)
+        except LocalprefError as error:
+            raise ApiError(404, str(error), code="model_not_found", param="model") from None
+        return model_entry(requested, completions.now())
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        return await generate(body, request, completions.CHAT)
+
+    @app.post("/v1/completions")
+    async def text_completions(body: CompletionRequest, request: Request) -> Any:
+        return await generate(body, request, completions.TEXT)
+
+    async def generate(body: GenerationFields, request: Request,
+                       shape: completions.Shape) -> Any:
         model, model_id = served()
         args = generation_args(body, model_id, model)
         loop = asyncio.get_running_loop()
-        job = GenerationJob(lambda: model.stream(args.messages, **args.kwargs), loop,
-                            on_end=state.remove)
+        job = GenerationJob(lambda: start_generation(model, args), loop, on_end=state.remove)
         state.add(job)
         job.begin()
         first = await next_event(job, request)
         if first[0] == "error":
             raise from_library(first[1])
+        logprobs = answer_logprobs(args, model.vocabulary, shape)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
                 sse_events(job, first, model=body.model, avoid=args.avoid,
-                           include_usage=include_usage),
+                           include_usage=include_usage, shape=shape, logprobs=logprobs),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -105,11 +132,28 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             event = await next_event(job, request)
         if event[0] == "error":
             raise from_library(event[1])
-        return completions.completion(event[1], model=body.model, avoid=args.avoid,
-                                      ident=completions.completion_id(),
-                                      created=completions.now())
+        result = event[1]
+        return completions.completion(result, model=body.model, avoid=args.avoid,
+                                      ident=shape.new_id(), created=completions.now(),
+                                      shape=shape,
+                                      logprobs=logprobs(result) if logprobs else None)
 
     return app
+
+
+def model_entry(ident: str, created: int) -> dict[str, Any]:
+    """One model object of ``/v1/models``."""
+    return {"id": ident, "object": "model", "created": created, "owned_by": "localpref"}
+
+
+def answer_logprobs(args: GenerationArgs, vocabulary: Vocabulary,
+                    shape: completions.Shape) -> Callable[[Result], Any] | None:
+    """How the answer's ``logprobs`` are built from its result (None: not asked for)."""
+    if not args.logprobs:
+        return None
+    if shape.chat:
+        return lambda result: chat_logprobs(result, vocabulary)
+    return lambda result: legacy_logprobs(result, vocabulary, args.top_logprobs)
 
 
 async def next_event(job: GenerationJob, request: Request) -> Event:

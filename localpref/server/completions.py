@@ -1,7 +1,10 @@
-"""The OpenAI ``chat.completion`` and ``chat.completion.chunk`` objects, built from results.
+"""The OpenAI answer objects built from results: ``chat.completion`` / ``chat.completion.chunk``
+for chat, ``text_completion`` (whole and streamed) for legacy text completions.
 
-Besides the standard fields a completion carries ``"localpref": {"method", "preference",
+Besides the standard fields an answer carries ``"localpref": {"method", "preference",
 "avoid", "stats"}`` with the library's statistics (the last chunk of a stream carries it too).
+``Shape`` says which kind of object an endpoint answers with, so that the routes and the
+stream share one code path.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from localpref.decoding import Result
@@ -18,8 +22,50 @@ from localpref.decoding import Result
 FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop"}
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What an endpoint answers with: ``chat`` (messages and deltas) or ``text``."""
+
+    kind: str  # "chat" or "text"
+
+    @property
+    def chat(self) -> bool:
+        return self.kind == "chat"
+
+    def new_id(self) -> str:
+        return f"chatcmpl-{uuid.uuid4().hex}" if self.chat else f"cmpl-{uuid.uuid4().hex}"
+
+    @property
+    def object(self) -> str:
+        return "chat.completion" if self.chat else "text_completion"
+
+    @property
+    def chunk_object(self) -> str:
+        return "chat.completion.chunk" if self.chat else "text_completion"
+
+    def choice(self, text: str | None, *, whole: bool, finish: str | None,
+               logprobs: Any = None, role: bool = False) -> dict[str, Any]:
+        """One choice: the whole ``message`` / a ``delta`` (chat) or its ``text``."""
+        if not self.chat:
+            return {"index": 0, "text": text or "", "logprobs": logprobs,
+                    "finish_reason": finish}
+        if whole:
+            return {"index": 0, "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish, "logprobs": logprobs}
+        delta: dict[str, Any] = {}
+        if role:
+            delta["role"] = "assistant"
+        if text is not None:
+            delta["content"] = text
+        return {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+
+
+CHAT = Shape("chat")
+TEXT = Shape("text")
+
+
 def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return CHAT.new_id()
 
 
 def finish_reason(result: Result) -> str:
@@ -45,31 +91,31 @@ def localpref_extension(result: Result, avoid: Any) -> dict[str, Any]:
     }
 
 
-def completion(result: Result, *, model: str, avoid: Any, ident: str, created: int) -> dict:
-    """The whole answer as a ``chat.completion`` object."""
+def completion(result: Result, *, model: str, avoid: Any, ident: str, created: int,
+               shape: Shape = CHAT, logprobs: Any = None) -> dict:
+    """The whole answer as a ``chat.completion`` (or ``text_completion``) object."""
     return {
         "id": ident,
-        "object": "chat.completion",
+        "object": shape.object,
         "created": created,
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": result.text},
-            "finish_reason": finish_reason(result),
-            "logprobs": None,
-        }],
+        "choices": [shape.choice(result.text, whole=True, finish=finish_reason(result),
+                                 logprobs=logprobs)],
         "usage": usage(result),
         "localpref": localpref_extension(result, avoid),
     }
 
 
 def chunk(*, model: str, ident: str, created: int, delta: dict[str, Any] | None = None,
-          finish: str | None = None, choices: bool = True, **extra: Any) -> dict:
-    """One ``chat.completion.chunk``: a delta, or the finish, or (``choices=False``) usage."""
-    body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created,
+          finish: str | None = None, choices: bool = True, shape: Shape = CHAT,
+          logprobs: Any = None, **extra: Any) -> dict:
+    """One streamed chunk: a delta (``{"role"?, "content"?}``), or the finish, or
+    (``choices=False``) usage."""
+    body: dict[str, Any] = {"id": ident, "object": shape.chunk_object, "created": created,
                             "model": model}
-    body["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish,
-                        "logprobs": None}] if choices else []
+    delta = delta or {}
+    body["choices"] = [shape.choice(delta.get("content"), whole=False, finish=finish,
+                                    logprobs=logprobs, role="role" in delta)] if choices else []
     body.update(extra)
     return body
 

@@ -4,7 +4,7 @@
   header names a loopback host, so a web page on another site cannot reach it through DNS
   rebinding (its requests carry the attacker's host name).
 - ``ApiKeyCheck``: with a key set, every route but ``/health`` needs ``Authorization: Bearer
-  KEY`` (compared in constant time).
+  KEY`` (the scheme in any case, as HTTP allows; the key compared in constant time).
 - ``BodyLimit``: a body over ``MAX_BODY_BYTES`` (1 MiB) is a 413, declared or streamed.
 """
 
@@ -76,18 +76,22 @@ class HostCheck:
 
 
 class ApiKeyCheck:
-    """Refuse (401) requests without the right ``Authorization: Bearer KEY``."""
+    """Refuse (401) requests without the right ``Authorization: Bearer KEY`` (``bearer``,
+    ``BEARER``: the scheme is case-insensitive)."""
 
     def __init__(self, app: Any, key: str, open_paths: tuple[str, ...] = ("/health",)) -> None:
         self.app = app
-        self.expected = f"Bearer {key}".encode()
+        self.expected = key.encode()
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if (scope["type"] == "http" and scope.get("method") != "OPTIONS"
                 and scope.get("path") not in self.open_paths):
-            given = (_header(scope, b"authorization") or "").encode("latin-1")
-            if not hmac.compare_digest(given, self.expected):
+            header = (_header(scope, b"authorization") or "").strip()
+            scheme, _, credentials = header.partition(" ")
+            given = header.encode("latin-1")
+            key = credentials.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
+            if not hmac.compare_digest(key, self.expected):
                 message = ("The API key is wrong." if given else
                            "This server needs an API key: send 'Authorization: Bearer KEY'.")
                 await _refuse(send, ApiError(401, message, code="invalid_api_key",

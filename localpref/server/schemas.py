@@ -49,13 +49,26 @@ class LocalprefOptions(_Lenient):
     opposite: bool | None = None
 
 
-class ChatCompletionRequest(_Lenient):
-    """``POST /v1/chat/completions``."""
+class JsonSchemaFormat(_Lenient):
+    """``response_format.json_schema``: the schema the answer must follow."""
+
+    name: str | None = None
+    schema_: dict[str, Any] | bool | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Lenient):
+    """``response_format``: ``text``, ``json_object`` or ``json_schema``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class GenerationFields(_Lenient):
+    """The fields every generating endpoint reads (the model id, sampling, the extension)."""
 
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     stop: str | list[str] | None = None
@@ -68,4 +81,28 @@ class ChatCompletionRequest(_Lenient):
     top_k: int | None = None
     min_p: float | None = None
     repeat_penalty: float | None = None
+    response_format: ResponseFormat | None = None
     localpref: LocalprefOptions | None = None
+
+
+class ChatCompletionRequest(GenerationFields):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+
+
+class CompletionRequest(GenerationFields):
+    """``POST /v1/completions`` (legacy text completions): ``prompt`` is the user's message.
+
+    ``logprobs`` is the legacy field: how many alternatives to list per token (0 to 5)."""
+
+    prompt: str | list[str]
+    logprobs: int | None = None
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = None

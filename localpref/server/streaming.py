@@ -1,19 +1,22 @@
-"""Server-Sent Events for a streaming chat completion.
+"""Server-Sent Events for a streaming chat (or text) completion.
 
 ``data: {chunk}\\n\\n`` frames: the first delta carries the role, then content pieces, the last
 chunk the ``finish_reason`` (and the ``localpref`` extension); with
 ``stream_options.include_usage`` a chunk with ``choices: []`` and ``usage``; then
 ``data: [DONE]``. An error after the stream began is sent as ``data: {"error": {...}}`` then
-``[DONE]``. When the client goes away the generator is cancelled by Starlette, and the job is
-cancelled with it: the generation ends at its next step.
+``[DONE]``. Text completions stream ``text_completion`` chunks the same way (no role chunk).
+With ``logprobs`` the finishing chunk carries every token's. When the client goes away the
+generator is cancelled by Starlette, and the job is cancelled with it: the generation ends at
+its next step.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from localpref.decoding import Result
 from localpref.server import completions
 from localpref.server.errors import from_library
 from localpref.server.jobs import Event, GenerationJob
@@ -26,14 +29,17 @@ def frame(payload: dict[str, Any]) -> bytes:
 
 
 async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any,
-                     include_usage: bool) -> AsyncIterator[bytes]:
+                     include_usage: bool, shape: completions.Shape = completions.CHAT,
+                     logprobs: Callable[[Result], Any] | None = None) -> AsyncIterator[bytes]:
     """The frames of one streamed completion; ``first`` is the job's first event, already read
-    (so that an error before any text is an HTTP error status instead)."""
-    ident, created = completions.completion_id(), completions.now()
-    common = {"model": model, "ident": ident, "created": created}
+    (so that an error before any text is an HTTP error status instead). ``logprobs`` (the
+    answer's, from its result): sent whole with the finishing chunk."""
+    ident, created = shape.new_id(), completions.now()
+    common = {"model": model, "ident": ident, "created": created, "shape": shape}
     event = first
     try:
-        yield frame(completions.chunk(**common, delta={"role": "assistant", "content": ""}))
+        if shape.chat:
+            yield frame(completions.chunk(**common, delta={"role": "assistant", "content": ""}))
         while True:
             kind, value = event
             if kind == "piece":
@@ -41,6 +47,7 @@ async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any
             elif kind == "done":
                 yield frame(completions.chunk(
                     **common, finish=completions.finish_reason(value),
+                    logprobs=logprobs(value) if logprobs is not None else None,
                     localpref=completions.localpref_extension(value, avoid)))
                 if include_usage:
                     yield frame(completions.chunk(**common, choices=False,

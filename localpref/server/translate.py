@@ -1,10 +1,14 @@
-"""A chat-completions request turned into the arguments of ``Model.stream``.
+"""A request body turned into the library's ``Request`` (importable on its own: the batch
+runner reads the same bodies).
 
 The model id gives a method and a preference (``ids``); the body's ``localpref`` object
 overrides them field by field. No method named anywhere is the recommended steering
 (``resolve_method(None, ...)``); a method named without settings is the papers'. No
 preference is plain decoding. Every value is checked by the library's own rules, so a bad one
-is a ``SettingsError`` with the library's sentence.
+is a ``SettingsError`` with the library's sentence; a field the server does not honour is a
+``FieldError`` naming it. A chat body's messages are the conversation; a text-completion
+body's ``prompt`` is the user's message (the chat template and the preference apply as in a
+chat).
 """
 
 from __future__ import annotations
@@ -13,22 +17,74 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localpref.api import Model
-from localpref.errors import SettingsError
+from localpref.decoding import Generation
+from localpref.errors import PromptTooLongError, SettingsError
+from localpref.grammar import json_grammar
 from localpref.methods import ContrastFamily, Method, resolve_method
+from localpref.request import Request
 from localpref.server.ids import parse_model_id
-from localpref.server.schemas import ChatCompletionRequest, ChatMessage
+from localpref.server.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    GenerationFields,
+)
+
+#: The most alternatives ``top_logprobs`` may ask for per token (OpenAI's limit).
+MAX_TOP_LOGPROBS = 20
+#: The most alternatives the legacy ``logprobs`` field may ask for per token.
+MAX_LEGACY_LOGPROBS = 5
+
+
+class FieldError(SettingsError):
+    """A body field the server refuses; ``param`` names it (the error's ``param``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass
 class GenerationArgs:
-    """The messages and the keyword arguments of one ``Model.stream`` call."""
+    """The messages and keyword arguments of one generation, and what the answer reports."""
 
     messages: list[dict[str, str]]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: per-token log-probabilities in the answer (``logprobs``), and how many alternatives
+    logprobs: bool = False
+    top_logprobs: int = 0
+    #: the GBNF grammar the answer follows (``response_format``), or None
+    grammar: str | None = None
 
     @property
     def avoid(self) -> Any:
         return self.kwargs.get("avoid")
+
+    def request(self) -> Request:
+        """The library's ``Request`` (validated: a bad value is a ``SettingsError``)."""
+        request = Request.make(self.messages, **self.kwargs)
+        extra: dict[str, Any] = {}
+        if self.logprobs:
+            extra["trace"] = True
+        if self.top_logprobs:
+            extra["top_logprobs"] = self.top_logprobs
+        if self.grammar is not None:
+            extra["grammar"] = self.grammar
+        return request.replace(**extra) if extra else request
+
+
+def start_generation(model: Model, args: GenerationArgs) -> Generation:
+    """The generation of ``args`` on ``model`` (not started). A prompt that only a long
+    preference or avoid text pushes past the window is blamed on that text."""
+    try:
+        return Generation(model.submit(args.request()))
+    except PromptTooLongError:
+        options = args.kwargs.get("preference") or args.avoid
+        if not options or model.count_tokens(args.messages) + 1 >= model.n_ctx:
+            raise
+        raise FieldError("localpref.preference", "The preference (or avoid) text is too long: "
+                         f"with it the prompt does not fit in the {model.n_ctx}-token window; "
+                         "shorten it.") from None
 
 
 def message_text(message: ChatMessage) -> str:
@@ -54,6 +110,19 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
     ]
 
 
+def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
+    """A text completion's prompt as the user's message (one prompt per request)."""
+    prompt = request.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise FieldError("prompt", "Send one prompt per request (a string, or a list of "
+                             f"one string; got {len(prompt)}).")
+        prompt = prompt[0]
+    if not prompt.strip():
+        raise FieldError("prompt", "The prompt is empty.")
+    return [{"role": "user", "content": prompt}]
+
+
 def requested_method(name: str | None, strength: float | None, tau: float | None,
                      kl_budget: float | None, end_tokens: str | None = None) -> Method:
     """The method: the recommended steering when unnamed, else the named one with the papers'
@@ -65,17 +134,18 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
     return method
 
 
-def generation_args(request: ChatCompletionRequest, served_id: str, model: Model) -> GenerationArgs:
-    """Everything ``Model.stream`` needs for ``request``; raises ``UnknownModelError`` or
-    ``SettingsError``."""
+def generation_args(request: GenerationFields, served_id: str, model: Model) -> GenerationArgs:
+    """Everything a generation needs for a chat or text-completion body; raises
+    ``UnknownModelError`` or ``SettingsError`` (``FieldError`` for a refused field)."""
     steering = parse_model_id(request.model, served_id)
     options = request.localpref
     if request.n not in (None, 1):
-        raise SettingsError(f"Only n = 1 is supported (got {request.n}).")
+        raise FieldError("n", f"Only n = 1 is supported (got {request.n}).")
     for name in ("presence_penalty", "frequency_penalty"):
         value = getattr(request, name)
         if value not in (None, 0):
-            raise SettingsError(f"{name} is not supported; send 0 or leave it out (got {value}).")
+            raise FieldError(name, f"{name} is not supported; send 0 or leave it out "
+                             f"(got {value}).")
     method_name = steering.method
     preference: Any = steering.preference
     kwargs: dict[str, Any] = {}
@@ -97,15 +167,78 @@ def generation_args(request: ChatCompletionRequest, served_id: str, model: Model
         kwargs["opposite"] = options.opposite
     kwargs["method"] = requested_method(method_name, *settings)
     kwargs["preference"] = preference
-    max_tokens = request.max_completion_tokens
-    if max_tokens is None:
-        max_tokens = request.max_tokens
+    max_tokens = request.max_tokens
+    if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens is not None:
+        max_tokens = request.max_completion_tokens
     # No max_tokens: write to an end token or the window (the library stops at the window).
     kwargs["max_tokens"] = model.n_ctx if max_tokens is None else max_tokens
-    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed"):
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
         value = getattr(request, name)
         if value is not None:
             kwargs[name] = value
+    if request.seed is not None and request.seed >= 0:  # negative: random (llama.cpp's way)
+        kwargs["seed"] = request.seed
     if request.stop is not None:
         kwargs["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
-    return GenerationArgs(chat_messages(request), kwargs)
+    grammar = response_grammar(request)
+    if grammar is not None:
+        if request.localpref is not None and request.localpref.ignore_eos:
+            raise FieldError("response_format", "response_format and ignore_eos do not go "
+                             "together: a JSON answer ends when it is complete.")
+    if isinstance(request, ChatCompletionRequest):
+        args = GenerationArgs(chat_messages(request), kwargs)
+        _chat_fields(request, args)
+    else:
+        args = GenerationArgs(prompt_messages(request), kwargs)
+        _completion_fields(request, args)
+    args.grammar = grammar
+    return args
+
+
+def response_grammar(request: GenerationFields) -> str | None:
+    """The GBNF of ``response_format`` (``json_object``: any JSON object; ``json_schema``: one
+    that follows the schema), or None for plain text."""
+    form = request.response_format
+    if form is None or form.type == "text":
+        return None
+    if form.type == "json_object":
+        return json_grammar()
+    if form.json_schema is None or form.json_schema.schema_ is None:
+        raise FieldError("response_format", "response_format json_schema needs "
+                         "json_schema.schema, the JSON schema of the answer.")
+    try:
+        return json_grammar(form.json_schema.schema_)
+    except SettingsError as error:
+        raise FieldError("response_format", str(error)) from None
+
+
+def _chat_fields(request: ChatCompletionRequest, args: GenerationArgs) -> None:
+    """``tools``, ``logprobs`` / ``top_logprobs`` of a chat body."""
+    if request.tools and request.tool_choice != "none":
+        raise FieldError("tools", "tools are not supported yet (no tool calling); leave "
+                         "tools out or send tool_choice \"none\".")
+    top = request.top_logprobs
+    if top is not None:
+        if not request.logprobs:
+            raise FieldError("top_logprobs", "top_logprobs needs logprobs: true.")
+        if not 0 <= top <= MAX_TOP_LOGPROBS:
+            raise FieldError("top_logprobs", f"top_logprobs must be between 0 and "
+                             f"{MAX_TOP_LOGPROBS} (got {top}).")
+    args.logprobs = bool(request.logprobs)
+    args.top_logprobs = top or 0
+
+
+def _completion_fields(request: CompletionRequest, args: GenerationArgs) -> None:
+    """``echo``, ``suffix``, ``best_of`` and the legacy ``logprobs`` of a completion body."""
+    if request.echo:
+        raise FieldError("echo", "echo is not supported; send false or leave it out.")
+    if request.suffix:
+        raise FieldError("suffix", "suffix (insertion) is not supported; leave it out.")
+    if request.best_of not in (None, 1):
+        raise FieldError("best_of", f"Only best_of = 1 is supported (got {request.best_of}).")
+    if request.logprobs is not None:
+        if not 0 <= request.logprobs <= MAX_LEGACY_LOGPROBS:
+            raise FieldError("logprobs", f"logprobs must be between 0 and "
+                             f"{MAX_LEGACY_LOGPROBS} (got {request.logprobs}).")
+        args.logprobs = True
+        args.top_logprobs = request.logprobs

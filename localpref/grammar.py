@@ -1,0 +1,104 @@
+"""Answers that follow a grammar: llama.cpp's grammar sampler as a mask on the steered scores.
+
+``json_grammar`` gives the GBNF text of a JSON answer (any object, or one following a JSON
+schema, through llama-cpp-python's converter ``llama_cpp.llama_grammar.json_schema_to_gbnf``).
+A ``GrammarMask`` is one answer's grammar state (llama.cpp's ``llama_sampler_init_grammar``):
+
+1. ``allow()`` runs the sampler's apply over the whole vocabulary once per step and keeps which
+   tokens the grammar allows next (the sampler sets the others' logits to -inf);
+2. the method's selector applies ``mask_into`` last, after the end rule, the plausibility mask
+   and PAD's top-K, just before sampling, so steering chooses among the allowed tokens;
+3. ``accept(token)`` advances the grammar. Only an allowed token may reach it: llama.cpp
+   aborts the process on a token its grammar rejects, so ``accept`` refuses one first
+   (``Track`` falls back to the allowed token the first lane scores highest when every
+   steered candidate was masked).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+from typing import Any
+
+import llama_cpp
+import llama_cpp.llama_grammar
+import numpy as np
+
+from localpref.errors import SettingsError
+
+#: llama.cpp's ``llama_token_data`` as a NumPy record (id, logit, p).
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
+    """The GBNF of a JSON answer: any JSON object without ``schema``, else one that validates
+    against it; an unusable schema is a ``SettingsError``."""
+    if schema is None or schema is True or schema == {}:
+        return llama_cpp.llama_grammar.JSON_GBNF
+    if not isinstance(schema, dict):
+        raise SettingsError("The JSON schema must be an object.")
+    try:
+        return llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
+        detail = str(error).strip().rstrip(".") or type(error).__name__
+        raise SettingsError(f"The JSON schema cannot be turned into a grammar: {detail}.") \
+            from None
+
+
+class GrammarMask:
+    """One answer's grammar: which tokens it allows next, and its state as tokens come."""
+
+    def __init__(self, grammar: str, vocab: Any, vocab_size: int, root: str = "root") -> None:
+        """``vocab``: llama.cpp's vocabulary pointer (``Vocabulary.pointer``)."""
+        self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"),
+                                                            root.encode("utf-8"))
+        if not self.sampler:
+            raise SettingsError("The grammar does not parse (llama.cpp refused it).")
+        self.data = np.zeros(vocab_size, dtype=TOKEN_DATA)
+        self.data["id"] = np.arange(vocab_size, dtype=np.int32)
+        self.array = llama_cpp.llama_token_data_array(
+            data=self.data.ctypes.data_as(llama_cpp.llama_token_data_p), size=vocab_size,
+            selected=-1, sorted=False)
+        #: the tokens allowed at this step (``allow()``)
+        self.allowed = np.zeros(vocab_size, dtype=bool)
+        self.fresh = False  # ``allowed`` is the grammar's current state (no accept since)
+
+    def allow(self) -> np.ndarray:
+        """Which tokens the grammar allows next (a boolean array over the vocabulary)."""
+        self.data["logit"] = 0.0
+        self.array.size = self.data.shape[0]
+        self.array.selected = -1
+        self.array.sorted = False
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(self.array))
+        order = self.data["id"][: self.array.size]
+        allowed = np.zeros(self.data.shape[0], dtype=bool)
+        allowed[order] = np.isfinite(self.data["logit"][: self.array.size])
+        self.allowed = allowed
+        self.fresh = True
+        return allowed
+
+    def mask_into(self, scores: np.ndarray, candidate_ids: np.ndarray | None = None) -> None:
+        """Set the scores of disallowed tokens to -inf in place (``candidate_ids``: the ids
+        of the scores' entries when they are a subset, PAD's candidates)."""
+        allowed = self.allowed if candidate_ids is None else self.allowed[candidate_ids]
+        scores[~allowed] = -math.inf
+
+    def allows(self, token: int) -> bool:
+        """Whether the grammar allows ``token`` now (``allow()`` ran since the last accept)."""
+        return self.fresh and bool(self.allowed[token])
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar by an allowed token (a disallowed one is refused here)."""
+        if not self.allows(token):
+            raise SettingsError(f"Token {token} is not allowed by the grammar here.")
+        self.fresh = False
+        llama_cpp.llama_sampler_accept(self.sampler, token)
+
+    def close(self) -> None:
+        if self.sampler:
+            llama_cpp.llama_sampler_free(self.sampler)
+            self.sampler = None
+
+    def __del__(self) -> None:
+        self.close()

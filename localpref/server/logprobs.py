@@ -1,0 +1,51 @@
+"""``logprobs`` of an answer in OpenAI's shapes, from the per-token trace.
+
+Each token's log-probability is the trace's ``logprob``: under the steered distribution the
+token was drawn from, at temperature 1, after every mask (repetition penalty, end rule,
+plausibility, PAD's top-K, the grammar), before temperature, top-k, top-p and min-p. The
+alternatives are the trace's ``top_logprobs`` of the same distribution.
+
+- chat (``choices[i].logprobs``): ``{"content": [{token, logprob, bytes, top_logprobs}],
+  "refusal": None}``, ``top_logprobs`` a list of ``{token, logprob, bytes}``;
+- text completions (legacy): ``{"tokens", "token_logprobs", "top_logprobs", "text_offset"}``,
+  ``top_logprobs`` one ``{token: logprob}`` per token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localpref.decoding import Result
+from localpref.engine import Vocabulary
+
+
+def _entry(vocabulary: Vocabulary, token: int, logprob: float) -> dict[str, Any]:
+    raw = vocabulary.piece(token)
+    return {"token": raw.decode("utf-8", errors="replace"), "logprob": logprob,
+            "bytes": list(raw)}
+
+
+def chat_logprobs(result: Result, vocabulary: Vocabulary) -> dict[str, Any]:
+    """The chat shape of ``result``'s trace (which must have been recorded)."""
+    content = []
+    for record in result.trace or []:
+        entry = _entry(vocabulary, record["token"], record["logprob"])
+        entry["top_logprobs"] = [_entry(vocabulary, int(token), logprob)
+                                 for token, logprob in record.get("top_logprobs", [])]
+        content.append(entry)
+    return {"content": content, "refusal": None}
+
+
+def legacy_logprobs(result: Result, vocabulary: Vocabulary, top_n: int) -> dict[str, Any]:
+    """The text-completion shape of ``result``'s trace."""
+    tokens, logprobs, tops, offsets = [], [], [], []
+    offset = 0
+    for record in result.trace or []:
+        tokens.append(vocabulary.piece(record["token"]).decode("utf-8", errors="replace"))
+        logprobs.append(record["logprob"])
+        tops.append({vocabulary.piece(int(token)).decode("utf-8", errors="replace"): logprob
+                     for token, logprob in record.get("top_logprobs", [])})
+        offsets.append(offset)
+        offset += len(record["piece"])
+    return {"tokens": tokens, "token_logprobs": logprobs,
+            "top_logprobs": tops if top_n else None, "text_offset": offsets}

@@ -1,0 +1,208 @@
+"""The fields and routes clients rely on, over real HTTP with the openai SDK: negative seeds,
+``logprobs`` / ``top_logprobs`` equal to the trace's, ``response_format`` through llama.cpp's
+grammar while steered, ``tools`` refused by name, ``models.retrieve``, legacy text
+completions, the API key's scheme in any case, ``HEAD /health`` and an over-long preference."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai
+import pytest
+from server_helpers import MODEL_ID, assert_error_shape, request, running_server
+
+from localpref.api import Model
+from localpref.cli import main
+from localpref.decoding import Generation
+from localpref.errors import SettingsError
+from localpref.grammar import json_grammar
+from localpref.request import Request
+
+PROMPT = "How do I keep basil alive?"
+FRUIT_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20},
+                   "colour": {"type": "string", "enum": ["red", "green", "yellow"]},
+                   "sweet": {"type": "boolean"}},
+    "required": ["name", "colour", "sweet"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with running_server(model) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=600)
+
+
+def user(text: str = PROMPT) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _traced(model: Model, prompt: str, **settings) -> Generation:  # noqa: ANN003
+    """The library's own answer with its trace (``top_logprobs`` / ``grammar`` as given)."""
+    extra = {k: settings.pop(k) for k in ("top_logprobs", "grammar") if k in settings}
+    request_ = Request.make(prompt, trace=True, **settings).replace(**extra)
+    return Generation(model.submit(request_)).run()
+
+
+def test_a_negative_seed_is_random_in_the_server_and_refused_elsewhere(client, model,
+                                                                       capsys) -> None:
+    greedy = client.chat.completions.create(model=f"{MODEL_ID}:concise", messages=user(),
+                                            max_tokens=6, seed=-1)
+    assert greedy.choices[0].message.content == model.generate(
+        PROMPT, preference="concise", max_tokens=6).text
+    sampled = client.chat.completions.create(
+        model=MODEL_ID, messages=user(), max_tokens=6, seed=-1, temperature=1.0,
+        extra_body={"localpref": {"ignore_eos": True}})
+    settings = sampled.model_extra["localpref"]["stats"]["settings"]
+    assert settings["seed"] is None and settings["temperature"] == 1.0  # random
+    assert sampled.usage.completion_tokens == 6
+    with pytest.raises(SettingsError, match="0 or more"):
+        Request.make(PROMPT, seed=-1)
+    assert main(["generate", PROMPT, "--seed", "-1", "--max-tokens", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "seed" in err and "0 or more" in err and len(err.splitlines()) == 1
+
+
+def test_models_retrieve_answers_every_id_the_server_takes(client) -> None:
+    for ident in (MODEL_ID, f"{MODEL_ID}:concise", f"{MODEL_ID}:pad:uplifting",
+                  f"{MODEL_ID}:amulet:talk%20like%20a%20pirate"):
+        entry = client.models.retrieve(ident)
+        assert (entry.id, entry.object, entry.owned_by) == (ident, "model", "localpref")
+    for unknown in ("gpt-4o", f"{MODEL_ID}:nomethod:concise"):
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.models.retrieve(unknown)
+        assert missing.value.body["code"] == "model_not_found"
+
+
+def test_text_completions_answer_as_a_chat_with_the_prompt_as_user(client, model) -> None:
+    expected = model.generate(PROMPT, preference="concise", method="amulet", max_tokens=8)
+    answer = client.completions.create(model=f"{MODEL_ID}:amulet:concise", prompt=PROMPT,
+                                       max_tokens=8)
+    assert answer.object == "text_completion" and answer.id.startswith("cmpl-")
+    assert answer.choices[0].text == expected.text
+    assert answer.usage.completion_tokens == len(expected.tokens)
+    assert answer.model_extra["localpref"]["method"] == "amulet"
+    chunks = list(client.completions.create(
+        model=MODEL_ID, prompt=[PROMPT], max_tokens=8, stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"localpref": {"preference": "concise", "method": "amulet"}}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == expected.text
+    assert all(c.object == "text_completion" for c in chunks)
+    assert chunks[-1].usage.completion_tokens == len(expected.tokens)
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishing) == 1 and finishing[0].model_extra["localpref"]["method"] == "amulet"
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-3.5-turbo-instruct", prompt=PROMPT)
+    for fields, param in (({"prompt": ["a", "b"]}, "prompt"), ({"echo": True}, "echo"),
+                          ({"prompt": PROMPT, "temperature": -1}, None)):
+        body = {"prompt": PROMPT, **fields}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.completions.create(model=MODEL_ID, max_tokens=2, **body)
+        assert refused.value.body["param"] == param
+
+
+def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:
+    traced = _traced(model, PROMPT, preference="concise", method="amulet", max_tokens=6,
+                     top_logprobs=3)
+    answer = client.chat.completions.create(model=f"{MODEL_ID}:amulet:concise", messages=user(),
+                                            max_tokens=6, logprobs=True, top_logprobs=3)
+    content = answer.choices[0].logprobs.content
+    assert answer.choices[0].message.content == traced.text
+    assert [entry.logprob for entry in content] == [r["logprob"] for r in traced.trace]
+    for entry, record in zip(content, traced.trace, strict=True):
+        piece = model.vocabulary.piece(record["token"])
+        assert entry.bytes == list(piece) and entry.token == piece.decode("utf-8", "replace")
+        assert [alt.logprob for alt in entry.top_logprobs] == [
+            lp for _, lp in record["top_logprobs"]]
+        assert len(entry.top_logprobs) == 3
+        # greedy: the chosen token is the steered distribution's likeliest
+        assert entry.top_logprobs[0].bytes == entry.bytes
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-9)
+    # The recommended steering's plausibility mask leaves fewer tokens: fewer alternatives.
+    recommended = _traced(model, PROMPT, preference="concise", max_tokens=6, top_logprobs=2)
+    streamed = list(client.chat.completions.create(
+        model=f"{MODEL_ID}:concise", messages=user(), max_tokens=6, logprobs=True,
+        stream=True))
+    sent = [e.logprob for c in streamed if c.choices and c.choices[0].logprobs
+            for e in c.choices[0].logprobs.content]
+    # (without top_logprobs the greedy fast path derives the same value: within rounding)
+    assert sent == pytest.approx([r["logprob"] for r in recommended.trace], rel=1e-12)
+    legacy = client.completions.create(model=f"{MODEL_ID}:concise", prompt=PROMPT,
+                                       max_tokens=6, logprobs=2)
+    assert legacy.choices[0].logprobs.token_logprobs == [
+        r["logprob"] for r in recommended.trace]
+    assert [list(top.values()) for top in legacy.choices[0].logprobs.top_logprobs] == [
+        [lp for _, lp in r["top_logprobs"]] for r in recommended.trace]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                       top_logprobs=3)
+    assert refused.value.body["param"] == "top_logprobs"
+
+
+def test_a_json_schema_answer_validates_while_steered(client, model) -> None:
+    prompt = "Describe a fruit as JSON: its name, colour and whether it is sweet."
+    answer = client.chat.completions.create(
+        model=f"{MODEL_ID}:amulet:humorous", messages=user(prompt), max_tokens=48,
+        logprobs=True,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "fruit", "schema": FRUIT_SCHEMA}})
+    text = answer.choices[0].message.content
+    jsonschema.validate(json.loads(text), FRUIT_SCHEMA)
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.model_extra["localpref"]["method"] == "amulet"
+    # the same as the library's own answer under the grammar, token for token
+    library = _traced(model, prompt, preference="humorous", method="amulet", max_tokens=48,
+                      grammar=json_grammar(FRUIT_SCHEMA))
+    assert text == library.text
+    assert [e.logprob for e in answer.choices[0].logprobs.content] == [
+        r["logprob"] for r in library.trace]
+    plain = client.chat.completions.create(
+        model=f"{MODEL_ID}:pad:concise", messages=user(prompt), max_tokens=40,
+        response_format={"type": "json_object"})
+    assert isinstance(json.loads(plain.choices[0].message.content), dict)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                       response_format={"type": "json_schema",
+                                                        "json_schema": {"name": "x"}})
+    assert refused.value.body["param"] == "response_format"
+
+
+def test_tools_are_refused_by_name_unless_tool_choice_is_none(client, model) -> None:
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                       tools=tools)
+    assert refused.value.body["param"] == "tools" and "tools" in refused.value.body["message"]
+    answer = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=3,
+                                            tools=tools, tool_choice="none")
+    assert answer.choices[0].message.content == model.generate(PROMPT, max_tokens=3).text
+
+
+def test_head_health_and_a_long_preference(server) -> None:
+    head = request(server.url.removesuffix("/v1"), "HEAD", "/health")
+    assert head.status == 200 and head.text == ""
+    body = {"model": MODEL_ID, "max_tokens": 2, "messages": user(),
+            "localpref": {"preference": "be brief " * 1250}}  # 10,000 characters
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
+    assert "preference" in error["message"] and "prompt is" not in error["message"]
+    assert error["param"] == "localpref.preference"
+
+
+def test_the_api_keys_scheme_is_case_insensitive(model) -> None:
+    with running_server(model, api_key="sesame") as server:
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            answer = request(server.url, "GET", "/models",
+                             headers={"Authorization": f"{scheme} sesame"})
+            assert answer.status == 200, scheme
+        for header in ("bearer wrong", "Basic sesame", "sesame"):
+            answer = request(server.url, "GET", "/models", headers={"Authorization": header})
+            assert_error_shape(answer, 401)
