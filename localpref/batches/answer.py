@@ -26,29 +26,32 @@ from localpref.errors import LocalprefError
 from localpref.server import completions
 from localpref.server.errors import ApiError, from_library, validation_message
 from localpref.server.ids import served_model_id
-from localpref.server.schemas import ChatCompletionRequest
-from localpref.server.translate import GenerationArgs, generation_args
+from localpref.server.logprobs import answer_logprobs
+from localpref.server.schemas import ChatCompletionRequest, CompletionRequest
+from localpref.server.translate import GenerationArgs, generation_args, start_generation
 
 
 @dataclass(frozen=True)
 class Route:
     """A route a batch line may name: its request model, the translation of a validated body
-    into ``Model.stream`` arguments, and the answer built from the result."""
+    into the generation's arguments, and the kind of answer built from the result."""
 
     schema: type[BaseModel]
     translate: Callable[[Any, str, Model], GenerationArgs]
-    answer: Callable[..., dict[str, Any]]
+    shape: completions.Shape = completions.CHAT
 
-
-def chat_answer(result: Any, *, model: str, avoid: Any) -> dict[str, Any]:
-    """The ``chat.completion`` object, as the server builds it."""
-    return completions.completion(result, model=model, avoid=avoid,
-                                  ident=completions.completion_id(), created=completions.now())
+    def answer(self, result: Any, *, model: str, avoid: Any,
+               logprobs: Any = None) -> dict[str, Any]:
+        """The ``chat.completion`` (or ``text_completion``) object, as the server builds it."""
+        return completions.completion(result, model=model, avoid=avoid,
+                                      ident=self.shape.new_id(), created=completions.now(),
+                                      shape=self.shape, logprobs=logprobs)
 
 
 #: The routes of ``localpref serve`` that a batch line may name.
 ROUTES: dict[str, Route] = {
-    "/v1/chat/completions": Route(ChatCompletionRequest, generation_args, chat_answer),
+    "/v1/chat/completions": Route(ChatCompletionRequest, generation_args),
+    "/v1/completions": Route(CompletionRequest, generation_args, completions.TEXT),
 }
 
 
@@ -88,7 +91,7 @@ class Answerer:
                            code="method_not_allowed")
         request = validated(route.schema, line.body)
         args = route.translate(request, self.served_id, self.model)
-        generation = self.model.stream(args.messages, **args.kwargs)
+        generation = start_generation(self.model, args)
         return generation, route, request, args
 
     def answer(self, line: BatchLine, *, on_piece: Callable[[str], None] | None = None,
@@ -106,7 +109,9 @@ class Answerer:
             result = generation.result
             if result is None or result.stats.get("stop_reason") == "cancelled":
                 return None
-            body = route.answer(result, model=request.model, avoid=args.avoid)
+            build = answer_logprobs(args, self.model.vocabulary, route.shape)
+            body = route.answer(result, model=request.model, avoid=args.avoid,
+                                logprobs=build(result) if build is not None else None)
             return answer_line(line.custom_id, 200, body)
         except Exception as error:  # noqa: BLE001 - every failure becomes an error line
             if not isinstance(error, (LocalprefError, ApiError)):  # a bug: keep its traceback

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.middleware.cors import CORSMiddleware
 
-from localpref.decoding import Result
-from localpref.engine import Vocabulary
 from localpref.errors import LocalprefError
 from localpref.server import completions
 from localpref.server.errors import (
@@ -31,12 +28,11 @@ from localpref.server.errors import (
 from localpref.server.guards import ApiKeyCheck, BodyLimit, HostCheck
 from localpref.server.ids import listed_ids, parse_model_id
 from localpref.server.jobs import Event, GenerationJob
-from localpref.server.logprobs import chat_logprobs, legacy_logprobs
+from localpref.server.logprobs import answer_logprobs
 from localpref.server.schemas import ChatCompletionRequest, CompletionRequest, GenerationFields
 from localpref.server.state import ServerState
 from localpref.server.streaming import sse_events
 from localpref.server.translate import (
-    GenerationArgs,
     generation_args,
     requested_method,
     start_generation,
@@ -144,16 +140,6 @@ def create_app(state: ServerState, *, api_key: str | None = None,
 def model_entry(ident: str, created: int) -> dict[str, Any]:
     """One model object of ``/v1/models``."""
     return {"id": ident, "object": "model", "created": created, "owned_by": "localpref"}
-
-
-def answer_logprobs(args: GenerationArgs, vocabulary: Vocabulary,
-                    shape: completions.Shape) -> Callable[[Result], Any] | None:
-    """How the answer's ``logprobs`` are built from its result (None: not asked for)."""
-    if not args.logprobs:
-        return None
-    if shape.chat:
-        return lambda result: chat_logprobs(result, vocabulary)
-    return lambda result: legacy_logprobs(result, vocabulary, args.top_logprobs)
 
 
 async def next_event(job: GenerationJob, request: Request) -> Event:

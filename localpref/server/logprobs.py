@@ -13,10 +13,13 @@ alternatives are the trace's ``top_logprobs`` of the same distribution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from localpref.decoding import Result
 from localpref.engine import Vocabulary
+from localpref.server.completions import Shape
+from localpref.server.translate import GenerationArgs
 
 
 def _entry(vocabulary: Vocabulary, token: int, logprob: float) -> dict[str, Any]:
@@ -49,3 +52,13 @@ def legacy_logprobs(result: Result, vocabulary: Vocabulary, top_n: int) -> dict[
         offset += len(record["piece"])
     return {"tokens": tokens, "token_logprobs": logprobs,
             "top_logprobs": tops if top_n else None, "text_offset": offsets}
+
+
+def answer_logprobs(args: GenerationArgs, vocabulary: Vocabulary,
+                    shape: Shape) -> Callable[[Result], Any] | None:
+    """How an answer's ``logprobs`` are built from its result (None: not asked for)."""
+    if not args.logprobs:
+        return None
+    if shape.chat:
+        return lambda result: chat_logprobs(result, vocabulary)
+    return lambda result: legacy_logprobs(result, vocabulary, args.top_logprobs)
