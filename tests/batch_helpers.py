@@ -9,6 +9,7 @@ from typing import Any
 from server_helpers import MODEL_ID
 
 CHAT = "/v1/chat/completions"
+TEXT = "/v1/completions"
 
 
 def line(custom_id: str, body: Any, *, url: str = CHAT, method: str = "POST") -> dict[str, Any]:
@@ -37,8 +38,9 @@ def essentials(answer: dict[str, Any]) -> tuple[Any, ...]:
         return answer["custom_id"], response["status_code"], body, answer["error"]
     choice = body["choices"][0]
     extension = body["localpref"]
-    return (answer["custom_id"], 200, body["model"], choice["message"]["content"],
-            choice["finish_reason"], body["usage"], extension["method"],
+    text = choice["message"]["content"] if "message" in choice else choice["text"]
+    return (answer["custom_id"], 200, body["object"], body["model"], text,
+            choice["finish_reason"], choice["logprobs"], body["usage"], extension["method"],
             extension["preference"], extension["avoid"], extension["stats"]["settings"])
 
 
@@ -73,4 +75,10 @@ def mixed_lines(tokens: int = 16) -> list[dict[str, Any]]:
         line("bad-type", {"model": MODEL_ID, "messages": "not a list"}),
         line("steered-7", chat("How do I boil an egg?", model=f"{MODEL_ID}:pad:concise",
                                tokens=tokens)),
+        line("text-1", {"model": MODEL_ID, "prompt": "Name a fruit.", "max_tokens": tokens},
+             url=TEXT),
+        line("text-steered", {"model": f"{MODEL_ID}:concise", "prompt": ["Say hello."],
+                              "max_tokens": tokens, "logprobs": 2}, url=TEXT),
+        line("bad-text", {"model": MODEL_ID, "prompt": ["a", "b"]}, url=TEXT),
+        line("logprobs-1", chat("Name a tree.", tokens=tokens, logprobs=True, top_logprobs=2)),
     ]

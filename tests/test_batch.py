@@ -12,6 +12,7 @@ import openai
 import pytest
 from batch_helpers import (
     CHAT,
+    TEXT,
     chat,
     essentials,
     line,
@@ -31,14 +32,19 @@ from localpref.cli import main
 def served_answer(client: openai.OpenAI, url: str, item: dict) -> dict:
     """What the server answers to one batch line: status and JSON body, as a batch line."""
     body = item["body"]
-    if item["url"] != CHAT or item["method"] != "POST":
+    if item["url"] not in (CHAT, TEXT) or item["method"] != "POST":
         raw = request(url, item["method"], item["url"].removeprefix("/v1"), body=body)
         status, payload = raw.status, raw.json()
     else:
         fields = dict(body)
         try:
-            answer = client.chat.completions.with_raw_response.create(
-                model=fields.pop("model"), messages=fields.pop("messages"), extra_body=fields)
+            if item["url"] == TEXT:
+                answer = client.completions.with_raw_response.create(
+                    model=fields.pop("model"), prompt=fields.pop("prompt"), extra_body=fields)
+            else:
+                answer = client.chat.completions.with_raw_response.create(
+                    model=fields.pop("model"), messages=fields.pop("messages"),
+                    extra_body=fields)
             status, payload = answer.status_code, answer.http_response.json()
         except openai.APIStatusError as error:
             status, payload = error.status_code, error.response.json()
@@ -66,6 +72,11 @@ def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_
     statuses = {a["custom_id"]: a["response"]["status_code"] for a in answers}
     assert {statuses[name] for name in bad} == {400, 404, 405}
     assert statuses["bad-model"] == 404 and statuses["bad-method"] == 405
+    objects = {a["custom_id"]: a["response"]["body"].get("object") for a in answers}
+    assert objects["text-1"] == "text_completion" and objects["plain-1"] == "chat.completion"
+    by_id = {a["custom_id"]: a["response"]["body"] for a in answers}
+    assert by_id["logprobs-1"]["choices"][0]["logprobs"]["content"]
+    assert by_id["text-steered"]["choices"][0]["logprobs"]["tokens"]
     good = [a for a in answers if a["response"]["status_code"] == 200]
     assert summary.tokens == sum(a["response"]["body"]["usage"]["completion_tokens"]
                                  for a in good) > 0
