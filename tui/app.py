@@ -118,6 +118,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         #: llama.cpp threads and the conversation's window (None: localpref's defaults)
         self.load_settings = {"n_threads": n_threads, "n_ctx": n_ctx}
         self.max_lanes = max_lanes
+        #: The profile last loaded or saved: "more like this" adds its examples there too.
+        self.open_profile: str | None = None
         store = Store(store_path)
         steering, self._startup_problems = startup_steering(
             store.get_setting("steering"), preference, method, avoid)
@@ -385,6 +387,29 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         await self.query_one(PreferencePanel).load(steering)
         self._apply(steering)
 
+    async def action_more_like_this(self) -> None:
+        """Add the last answer to the examples (``like``) of the steering, and of the open
+        profile (the last one loaded or saved) if any."""
+        answers = [m["content"] for m in self.session.history() if m["role"] == "assistant"]
+        if not answers or not answers[-1].strip():
+            self.notify("There is no answer yet to take as an example.", severity="warning")
+            return
+        if answers[-1] in self.steering.examples:
+            self.notify("That answer is already an example.", severity="warning")
+            return
+        steering = replace(self.steering, examples=[*self.steering.examples, answers[-1]])
+        await self.query_one(PreferencePanel).load(steering)
+        self._apply(steering, announce=False)
+        saved = ""
+        if self.open_profile is not None:
+            try:
+                self.session.save_profile(self.open_profile, steering)
+                saved = f" and to profile “{self.open_profile}”"
+            except StoreError as error:
+                self.notify(str(error), severity="error")
+        self.notify(f"Added the last answer to the examples{saved} "
+                    f"({len(steering.examples)}): the next answers follow its style.")
+
     def _refresh_profiles(self) -> None:
         self.query_one(PreferencePanel).set_profiles(self.session.profile_names())
 
@@ -393,12 +418,16 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         try:
             if event.action == "save" and event.steering is not None:
                 self.session.save_profile(event.name, event.steering)
+                self.open_profile = event.name
                 self.notify(f"Profile “{event.name}” saved.")
             elif event.action == "delete":
                 self.session.delete_profile(event.name)
+                if self.open_profile == event.name:
+                    self.open_profile = None
                 self.notify(f"Profile “{event.name}” deleted.")
             elif event.action == "load":
                 steering = self.session.profile(event.name)
+                self.open_profile = event.name
                 await self.query_one(PreferencePanel).load(steering)
                 self._apply(steering, announce=False)
                 self.notify(f"Profile “{event.name}” loaded: {steering.method_label}, "

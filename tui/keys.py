@@ -61,6 +61,10 @@ APP_ACTIONS: tuple[KeyAction, ...] = (
               "Highlight the tokens steering changed in every answer of the open chat (shown "
               "as plain text while on, since Markdown cannot style them), or show Markdown "
               "again.", footer=True),
+    KeyAction("more_like_this", "ctrl+o", "More like this",
+              "Add the last answer to the examples (and to the open profile): the next "
+              "answers are steered toward its style; the steering panel (F3) lists the "
+              "examples and removes them."),
     KeyAction("copy_message", "f5", "Copy",
               "Copy the selected message (click or Tab to it), else the last answer."),
     KeyAction("new_conversation", "ctrl+n", "New chat", "Start a new conversation.",

@@ -17,6 +17,7 @@ from typing import Any
 
 from localpref import PRESETS, Method, Sampling, SettingsError
 from localpref.commands.showing import steering_label
+from localpref.examples import checked_like
 from localpref.methods import (
     METHODS,
     ContrastFamily,
@@ -26,6 +27,7 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.presets import preference_label
+from localpref.weights import Weights, weighted_lanes, weights_error
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
 FIELD_LABELS = {
@@ -194,15 +196,31 @@ class Steering:
     method); starts at the app's defaults (``APP_METHOD_SETTINGS``), not the papers'."""
     sampling: dict[str, Any] = field(default_factory=dict)
     """``Sampling`` fields plus ``seed`` and ``max_tokens``; missing ones take defaults."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Each checked preference's strength slider (a preset name or the free text -> weight;
+    a missing one is 1). All at 1 is the one joined preference lane; any other value sends
+    weights, one lane per preference (``localpref.weights``)."""
+    examples: list[str] = field(default_factory=list)
+    """Answers the user liked ("more like this"): the preference lane's examples (``like``)."""
 
     # -- what the library receives -------------------------------------------------------------
 
     @property
-    def preference(self) -> list[str] | None:
-        """The preference list for the library (None: plain decoding)."""
+    def preference_items(self) -> list[str]:
+        """The checked presets and the free text, in order."""
         items = [name for name in self.presets if name in PRESETS]
         if self.custom.strip():
             items.append(self.custom.strip())
+        return items
+
+    @property
+    def preference(self) -> list[str] | dict[str, float] | None:
+        """The preference for the library: the list, or weights when a slider is off 1
+        (None: plain decoding)."""
+        items = self.preference_items
+        values = {item: float(self.weights.get(item, 1.0)) for item in items}
+        if any(value != 1.0 for value in values.values()):
+            return values
         return items or None
 
     @property
@@ -239,7 +257,15 @@ class Steering:
             if problem:
                 raise SettingsError(problem)
             extra["avoid"] = self.avoid.strip()
-        return {"preference": self.preference, "method": method, **sampling,
+        preference = self.preference
+        if isinstance(preference, dict):
+            Weights(preference)  # a weight below 0 is one sentence
+            problem = weights_error(method, weighted_lanes(Weights(preference)) or [])
+            if problem:
+                raise SettingsError(problem)
+        if self.examples:
+            extra["like"] = checked_like(self.examples)
+        return {"preference": preference, "method": method, **sampling,
                 "max_tokens": max_tokens, "seed": values["seed"], **extra,
                 "trace": True}  # the changed tokens, for the header and highlighting
 
@@ -256,7 +282,7 @@ class Steering:
         """What steers the next answer: ``base`` with neither a preference nor an avoid,
         else the method and the settings that shape it (``amulet k=0.5 tau=0.2``), named
         ``recommended`` when it is the recommended steering."""
-        if self.preference is None and not self.avoid.strip():
+        if self.preference is None and not self.avoid.strip() and not self.examples:
             return "base"
         try:
             method = self.method_object()
@@ -319,6 +345,13 @@ class Steering:
         if isinstance(data.get("sampling"), dict):
             known = {spec.name for spec in sampling_fields()}
             steering.sampling = {k: v for k, v in data["sampling"].items() if k in known}
+        if isinstance(data.get("weights"), dict):
+            steering.weights = {
+                k: float(v) for k, v in data["weights"].items()
+                if isinstance(k, str) and isinstance(v, (int, float))
+                and not isinstance(v, bool) and 0 <= v < float("inf")}
+        if isinstance(data.get("examples"), list):
+            steering.examples = [e for e in data["examples"] if isinstance(e, str) and e.strip()]
         try:
             steering.overrides()
         except (SettingsError, TypeError):
@@ -352,6 +385,7 @@ def steering_from_form(
     sampling_raw: dict[str, Any],
     base: Steering | None = None,
     avoid: str = "",
+    weights: dict[str, float] | None = None,
 ) -> tuple[Steering | None, dict[str, str]]:
     """Settings from what the form holds, or None and ``{field name: what is wrong}``.
 
@@ -388,6 +422,8 @@ def steering_from_form(
         method=method,
         method_settings=dict(base.method_settings) if base else app_method_settings(),
         sampling=sampling_values,
+        weights=dict(weights if weights is not None else (base.weights if base else {})),
+        examples=list(base.examples) if base else [],
     )
     steering.method_settings[method] = method_values
     try:

@@ -8,6 +8,7 @@ next answer.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from textual import on
@@ -55,6 +56,43 @@ def field_row(spec: FieldSpec, value: Any) -> Widget:
               classes="setting", tooltip=tooltip, compact=True),
         classes="setting-row",
     )
+
+
+#: The stops of a preference's strength slider (its weight; 1 is the preference as it is).
+WEIGHT_STOPS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+WEIGHTS_NOTE = ("Strength of each checked preference: all at 1 is one lane with every "
+                "preference; any other weight gives each its own lane.")
+EXAMPLES_NOTE = ("Answers you liked (Ctrl+O adds the last one: more like this); the preference "
+                 "lane reads them and steering pulls toward their style.")
+
+
+def weight_sliders(steering: Steering) -> list[StrengthSlider]:
+    """One strength slider per checked preference (its ``item`` is the preference)."""
+    sliders = []
+    for item in steering.preference_items:
+        label = item if len(item) <= 18 else item[:17] + "…"
+        slider = StrengthSlider(steering.weights.get(item, 1.0), label=label,
+                                stops=WEIGHT_STOPS, classes="weight-slider")
+        slider.item = item  # type: ignore[attr-defined]
+        sliders.append(slider)
+    return sliders
+
+
+def example_rows(examples: list[str]) -> list[Widget]:
+    """Each example, shortened, with a button that removes it."""
+    if not examples:
+        return [Static("none yet", classes="help")]
+    rows: list[Widget] = []
+    for index, text in enumerate(examples):
+        line = " ".join(text.split())
+        shown = line if len(line) <= 60 else line[:59] + "…"
+        rows.append(Horizontal(
+            Static(f"{index + 1}. {shown}", classes="example-text"),
+            Button("Remove", id=f"example-remove-{index}", classes="example-remove",
+                   compact=True),
+            classes="example-row"))
+    return rows
 
 
 def method_note(method: Method) -> str:
@@ -124,6 +162,11 @@ class PreferencePanel(VerticalScroll):
         )
         yield Input(steering.custom, placeholder="your own, e.g. explain like I'm new",
                     id="custom-preference", compact=True)
+        yield Static(WEIGHTS_NOTE, classes="help")
+        yield Vertical(*weight_sliders(steering), id="weights")
+        yield Label("Examples", classes="section")
+        yield Static(EXAMPLES_NOTE, classes="help")
+        yield Vertical(*example_rows(steering.examples), id="examples")
         yield Label("Avoid", classes="section")
         yield Input(steering.avoid, placeholder="steer away from, e.g. verbose or jargon",
                     id="avoid", compact=True,
@@ -212,7 +255,25 @@ class PreferencePanel(VerticalScroll):
         select = self.query_one("#method", Select)
         with select.prevent(Select.Changed):
             select.value = steering.method
+        await self._show_weights(steering)
+        await self._show_examples(steering.examples)
         await self._show_method(steering.method, steering)
+
+    async def _show_weights(self, steering: Steering) -> None:
+        """One slider per checked preference, at its weight in ``steering``."""
+        container = self.query_one("#weights", Vertical)
+        await container.remove_children()
+        await container.mount_all(weight_sliders(steering))
+
+    async def _show_examples(self, examples: list[str]) -> None:
+        container = self.query_one("#examples", Vertical)
+        await container.remove_children()
+        await container.mount_all(example_rows(examples))
+
+    def weights(self) -> dict[str, float]:
+        """The weight each preference's slider holds."""
+        return {slider.item: slider.value  # type: ignore[attr-defined]
+                for slider in self.query(".weight-slider").results(StrengthSlider)}
 
     def set_profiles(self, names: list[str]) -> None:
         select = self.query_one("#profile-select", Select)
@@ -245,6 +306,7 @@ class PreferencePanel(VerticalScroll):
             self._raw(sampling_fields()),
             base=self.applied,
             avoid=self.query_one("#avoid", Input).value,
+            weights=self.weights(),
         )
 
     def validate(self) -> Steering | None:
@@ -322,7 +384,30 @@ class PreferencePanel(VerticalScroll):
         self.post_message(self.Applied(steering))
         return True
 
-    @on(StrengthSlider.Changed)
+    @on(SelectionList.SelectedChanged, "#presets")
+    @on(Input.Changed, "#custom-preference")
+    async def _preferences_changed(self) -> None:
+        """A slider for each checked preference (the weights already set are kept)."""
+        steering, _ = self.read()
+        current = steering or self.applied
+        await self._show_weights(current)
+        self.validate()
+
+    @on(StrengthSlider.Changed, ".weight-slider")
+    def _weight_moved(self) -> None:
+        self.validate()
+
+    @on(Button.Pressed, ".example-remove")
+    async def _remove_example(self, event: Button.Pressed) -> None:
+        """Drop one example from the applied steering and apply it."""
+        index = int(str(event.button.id).rsplit("-", 1)[1])
+        examples = [e for i, e in enumerate(self.applied.examples) if i != index]
+        steering = dataclasses.replace(self.applied, examples=examples)
+        await self.load(steering)
+        if self.apply():
+            self.app.notify(f"Example {index + 1} removed; {len(examples)} left.")
+
+    @on(StrengthSlider.Changed, "#strength-slider")
     def _slider_moved(self, event: StrengthSlider.Changed) -> None:
         """Write the slider's value into the method's strength field (which validates)."""
         method = self._method_shown or self.applied.method

@@ -1,0 +1,93 @@
+"""The app's per-preference strength sliders and "more like this" examples, driven with
+Textual's pilot on the bundled model: what the sliders and examples hold reaches the library,
+the history and the profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Select, SelectionList
+from tui_helpers import SIZE, click, seed, until
+
+from tui.app import LocalprefApp
+from tui.steering import Steering
+from tui.widgets import ChatInput, ChatLog, PreferencePanel
+from tui.widgets.strength_slider import StrengthSlider
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_weights_off_one_become_weights_and_survive_saving() -> None:
+    steering = Steering(presets=["concise", "uplifting"])
+    assert steering.preference == ["concise", "uplifting"]  # all at 1: the joined lane
+    steering.weights = {"uplifting": 0.5}
+    assert steering.preference == {"concise": 1.0, "uplifting": 0.5}
+    steering.examples = ["- one\n- two"]
+    overrides = steering.overrides()
+    assert overrides["like"] == ("- one\n- two",)
+    again = Steering.from_dict(steering.to_dict())
+    assert again.weights == {"uplifting": 0.5} and again.examples == ["- one\n- two"]
+    bad = Steering.from_dict({**steering.to_dict(), "weights": {"concise": -1, "x": "a"}})
+    assert bad.weights == {}
+
+
+async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(model, home):
+    seed(home, presets=["concise", "uplifting"], sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        sliders = list(panel.query(".weight-slider").results(StrengthSlider))
+        assert [s.item for s in sliders] == ["concise", "uplifting"]
+        sliders[1].focus()
+        await pilot.press("left", "left")  # 1 -> 0.75 -> 0.5
+        await pilot.pause()
+        await click(pilot, app, "#apply")
+        await until(pilot, lambda: app.steering.weights.get("uplifting") == 0.5)
+        assert app.steering.preference == {"concise": 1.0, "uplifting": 0.5}
+        # a third preference gets a slider of its own
+        panel.query_one("#presets", SelectionList).select("formal")
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 3)
+        panel.query_one("#presets", SelectionList).deselect("formal")
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 2)
+        panel.query_one("#profile-name", Input).value = "mine"
+        await pilot.pause()
+        await click(pilot, app, "#profile-save")
+        await until(pilot, lambda: "mine" in app.store.list_profiles())
+
+        app.query_one(ChatInput).focus()
+        app.query_one(ChatInput).load_text("Name a color.")
+        await pilot.press("enter")
+        try:
+            await until(pilot, lambda: not app.busy and any(
+                view.role == "assistant" for view in app.query_one(ChatLog).views))
+        except AssertionError:
+            raise AssertionError(f"no answer; notices: {app.notices}") from None
+        answer = app.session.history()[-1]["content"]
+        expected = model.generate(
+            [{"role": "user", "content": "Name a color."}],
+            preference={"concise": 1.0, "uplifting": 0.5}, max_tokens=8)
+        assert answer == expected.text
+        saved_answer = app.session.stored_messages()[-1]
+        assert saved_answer.preference == "concise=1 + uplifting=0.5"  # in the history
+        assert saved_answer.stats["settings"]["weights"] == [1.0, 0.5]
+
+        await pilot.press("ctrl+o")  # more like this, from the message box
+        try:
+            await until(pilot, lambda: app.steering.examples == [answer], timeout=20)
+        except AssertionError:
+            raise AssertionError(f"no example added; notices: {app.notices}") from None
+        assert panel.query("#example-remove-0")
+        saved = app.store.list_profiles()["mine"]
+        assert saved["examples"] == [answer] and saved["weights"]["uplifting"] == 0.5
+        assert app.steering.overrides()["like"] == (answer,)
+
+        panel.query_one("#example-remove-0").press()
+        await until(pilot, lambda: app.steering.examples == [])
+        panel.query_one("#method", Select).value = "pref"
+        await pilot.pause()
+        assert "two-lane method" in " ".join(panel.errors.values())
