@@ -15,6 +15,7 @@ from localpref.kernels.contrast import (
 from localpref.kernels.logprobs import kl_divergence, log_softmax_into
 from localpref.kernels.pad import pad_scores_into
 from localpref.kernels.sampling import apply_repetition_penalty, greedy, sample
+from localpref.kernels.weighted import weighted_other_into
 
 
 def warmup() -> None:
@@ -33,6 +34,7 @@ def warmup() -> None:
     ids = np.empty(2, dtype=np.int64)
     sc = np.empty(2, dtype=np.float64)
     pad_scores_into(z32, z32, 1.0, ids, sc)
+    weighted_other_into(z32, z32, [z32], [0.5], out)  # weighted preferences' other lane
     for scores in (out, sc, z32):  # z32: Base and Pref draw from a lane's raw logits
         greedy(scores)
         sample(scores, 1.0, 0, 1.0, 0.0, 0.5)
