@@ -12,6 +12,7 @@ from localpref.calibration.choice import (
     choose,
     standardized,
     summary_rows,
+    verdict,
 )
 
 PREFERENCES = {"creative": ("mtld", 1), "verbose": ("words", 1), "concise": ("words", -1),
@@ -21,8 +22,9 @@ PREFERENCES = {"creative": ("mtld", 1), "verbose": ("words", 1), "concise": ("wo
 def rows_for(strength: float, moves: dict[str, float], fluency: dict[str, float] | float = 0.0,
              *, tau: float = 0.2, opposite: bool = False,
              effect: float | dict[str, float] = 1.0) -> list[dict]:
-    """One setting's rows: ``moves`` the raw delta per preference (its sign counts with the
-    preference's direction), ``fluency`` the fluency delta under the preference lane."""
+    """One setting's rows: ``moves`` the raw delta per preference (its sign with the
+    preference's direction is the verdict: past Pref, or the wrong way; 0 neither),
+    ``fluency`` the fluency delta under the preference lane."""
     found = []
     for preference, delta in moves.items():
         metric, direction = PREFERENCES[preference]
@@ -33,7 +35,7 @@ def rows_for(strength: float, moves: dict[str, float], fluency: dict[str, float]
             "preference": preference, "metric": metric, "direction": direction, "n": 4,
             "delta": delta, "effect": size if direction * delta > 0 else -size,
             "fluency_pref_delta": drop, "fluency_base_delta": drop - 0.3,
-            "moved": direction * delta > 0,
+            "moved": direction * delta > 0, "wrong_way": direction * delta < 0,
         })
     return found
 
@@ -71,7 +73,7 @@ def test_no_setting_qualifies_keeps_the_default_and_says_why() -> None:
     wrong_way = rows_for(1.0, {"creative": -1.0, "verbose": -2.0, "concise": 2.0,
                                "uplifting": -0.1})
     choice = choose(PREF_ROWS + wrong_way)
-    assert choice.setting is None and "no setting moved any preference" in choice.reason
+    assert choice.setting is None and "no setting moved more preferences" in choice.reason
     too_far = rows_for(4.0, {"creative": 5.0, "verbose": 5.0, "concise": -5.0,
                              "uplifting": 0.5}, fluency=-1.2)
     choice = choose(PREF_ROWS + too_far)
@@ -132,3 +134,71 @@ def test_standardized_effect() -> None:
     assert standardized([2.0, 2.0], 1) == EFFECT_LIMIT
     assert standardized([2.0, 2.0], -1) == -EFFECT_LIMIT
     assert standardized([1.0, 3.0], 1) == pytest.approx(2.0 / math.sqrt(2.0))
+
+
+def test_a_setting_that_sends_preferences_the_wrong_way_pays_for_them() -> None:
+    # k = 2 moves 3 past Pref and sends uplifting and a fifth preference the wrong way
+    # (net 1); k = 0.5 moves 2 and none the wrong way (net 2): k = 0.5 wins
+    mixed = rows_for(2.0, {"creative": 5.0, "verbose": 5.0, "concise": -5.0,
+                           "uplifting": -0.3}, effect=9.0)
+    mixed.append({**mixed[3], "preference": "humorous"})
+    clean = rows_for(0.5, {"creative": 1.0, "verbose": 0.0, "concise": -1.0, "uplifting": 0.0})
+    choice = choose(PREF_ROWS + mixed + clean)
+    assert choice.setting == Setting(0.5, 0.2, False) and choice.moved == 2
+    assert "none the wrong way" in choice.reason
+    # as many the wrong way as past Pref: no qualifying setting
+    even = rows_for(1.0, {"creative": 1.0, "verbose": -1.0, "concise": 0.0, "uplifting": 0.0})
+    assert choose(PREF_ROWS + even).setting is None
+
+
+def raw_pairs(preference: str, pairs: list[tuple[float, float]], *,
+              capped: set[int] = frozenset()) -> list[dict]:
+    """Pref's and one setting's raw results for ``preference``: ``pairs`` (Pref's score, the
+    setting's) per prompt; the prompts in ``capped`` stopped at the token cap in both."""
+    raw = []
+    for prompt, (pref_score, steered_score) in enumerate(pairs):
+        common = {"prompt": prompt, "preference": preference, "n_tokens": 48,
+                  "fluency_pref": -1.0, "fluency_base": -1.0,
+                  "stop_reason": "length" if prompt in capped else "eos"}
+        raw.append({**common, "method": "pref", "score": pref_score})
+        raw.append({**common, "method": "amulet", "strength": 1.0, "tau": 0.2,
+                    "opposite": False, "score": steered_score})
+    return raw
+
+
+def test_a_mean_within_a_standard_error_of_zero_is_no_move() -> None:
+    # +5 words on one prompt, -4 on the other: the mean (+0.5) is in verbose's direction, but
+    # within one standard error (4.5): neither past Pref nor the wrong way
+    (_, row) = summary_rows(raw_pairs("verbose", [(40, 45), (50, 46)]))
+    assert row["delta"] == pytest.approx(0.5)
+    assert row["moved"] is False and row["wrong_way"] is False
+    (_, row) = summary_rows(raw_pairs("verbose", [(40, 48), (50, 57)]))
+    assert row["moved"] is True and row["wrong_way"] is False
+    (_, row) = summary_rows(raw_pairs("creative", [(40, 30), (50, 41)]))
+    assert row["moved"] is False and row["wrong_way"] is True
+    (_, row) = summary_rows(raw_pairs("creative", [(40, 60)]))  # one prompt: no verdict
+    assert row["n"] == 1 and row["moved"] is False and row["wrong_way"] is False
+
+
+def test_length_scores_leave_out_prompts_where_both_answers_hit_the_cap() -> None:
+    # verbose at a 48-token cap: +1 word on every prompt where both were cut says nothing
+    raw = raw_pairs("verbose", [(40, 41), (42, 43), (30, 38), (31, 36)], capped={0, 1})
+    (_, row) = summary_rows(raw)
+    assert row["n"] == 2 and row["n_capped"] == 2
+    assert row["delta"] == pytest.approx(6.5) and row["moved"] is True
+    all_capped = raw_pairs("verbose", [(40, 41), (42, 43)], capped={0, 1})
+    (_, row) = summary_rows(all_capped)
+    assert row["n"] == 0 and row["moved"] is False
+    assert choose(summary_rows(all_capped)).setting is None
+    # MTLD and VADER are not lengths: capped prompts stay in
+    (_, row) = summary_rows(raw_pairs("creative", [(40, 45), (42, 49)], capped={0, 1}))
+    assert row["n"] == 2 and row["n_capped"] == 0 and row["moved"] is True
+
+
+def test_verdict_is_one_standard_error_either_side() -> None:
+    assert verdict([], 1) == 0 and verdict([3.0], 1) == 0
+    assert verdict([2.0, 2.0], 1) == 1 and verdict([2.0, 2.0], -1) == -1
+    assert verdict([0.0, 0.0], 1) == 0
+    # mean 1, sd sqrt(2), se 1: exactly one standard error is not more than one
+    assert verdict([0.0, 2.0], 1) == 0
+    assert verdict([0.0, 2.1], 1) == 1 and verdict([0.0, 2.1], -1) == -1

@@ -4,22 +4,32 @@ Every setting of the sweep (strength k, tau, base lane neutral or opposite) answ
 prompts as Pref (the preference in the prompt) for each calibrated preference. Per setting and
 preference, over the prompts both answered (paired, so a prompt's difficulty cancels):
 
-    delta   = mean(score(setting) - score(Pref))        (raw units of the preference's score)
-    effect  = direction * delta / sd(differences)       (standardized, clipped to +-10)
+    d_i     = score(setting, prompt i) - score(Pref, prompt i)
+    delta   = mean(d)                                   (raw units of the preference's score)
+    se      = sd(d) / sqrt(n)                           (its standard error)
+    effect  = direction * delta / sd(d)                 (standardized, clipped to +-10)
     fluency = mean(fluency_pref(setting) - fluency_pref(Pref))   (nats per token)
 
 with ``direction`` +1 when higher is better (verbose: words, creative: MTLD, uplifting: VADER)
-and -1 for concise (words). The fluency is the mean log-probability of the answer under the
-*preference* lane: the base lane penalises exactly what a preference asks for (a concise answer
-is unlikely under a prompt that would have written at length), so its figure is reported
-(``fluency_base``) but not guarded.
+and -1 for concise (words). A length score (words) says nothing about a prompt where both
+answers stopped at the token cap, so such prompts are left out of the pairs (``n_capped``).
+The fluency is the mean log-probability of the answer under the *preference* lane: the base
+lane penalises exactly what a preference asks for (a concise answer is unlikely under a prompt
+that would have written at length), so its figure is reported (``fluency_base``) but not
+guarded.
+
+A preference is **moved** past Pref when ``direction * delta > se`` (the mean difference is in
+its direction by more than one standard error, on at least two prompts), and goes the **wrong
+way** when ``direction * delta < -se``. A mean difference within one standard error of zero
+is noise at a calibration's few prompts, and counts as neither: with two prompts, a mean of
++0.5 words that one prompt gives and the other takes back is not a move.
 
 The rule: a setting qualifies when its fluency is within the budget (``fluency >= -budget``,
-0.5 nats by default) for every preference and it moves at least one preference past Pref in
-its direction (``direction * delta > 0``). Among those, the most preferences moved wins, then
-the largest summed standardized effect, then the smaller strength (then the neutral base lane,
-then the smaller tau, so the choice is one). No setting qualifies: the uncalibrated default is
-kept, and the reason says why.
+0.5 nats by default) for every preference and it moves more preferences past Pref than it
+sends the wrong way (``moved - wrong >= 1``). Among those, the largest ``moved - wrong`` wins,
+then the most moved, then the largest summed standardized effect, then the smaller strength
+(then the neutral base lane, then the smaller tau, so the choice is one). No setting
+qualifies: the uncalibrated default is kept, and the reason says why.
 """
 
 from __future__ import annotations
@@ -83,9 +93,17 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _paired(mine: dict[int, float], theirs: dict[int, float]) -> list[float]:
-    return [mine[i] - theirs[i] for i in sorted(mine) if i in theirs
+def _paired(mine: dict[int, float], theirs: dict[int, float],
+            leave_out: set[int] = frozenset()) -> list[float]:
+    return [mine[i] - theirs[i] for i in sorted(mine) if i in theirs and i not in leave_out
             and _finite(mine[i]) and _finite(theirs[i])]
+
+
+def _both_capped(mine: dict[str, dict[int, float]],
+                 theirs: dict[str, dict[int, float]]) -> set[int]:
+    """The prompts where both answers stopped at the token cap (``stop_reason`` "length")."""
+    a, b = mine.get("capped", {}), theirs.get("capped", {})
+    return {i for i in a if a[i] and b.get(i)}
 
 
 def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -94,7 +112,8 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
     A raw result has ``preference``, ``prompt`` (its index), ``method`` (``"pref"`` or
     ``"amulet"``), for a setting ``strength`` / ``tau`` / ``opposite``, and ``score``,
-    ``fluency_pref``, ``fluency_base``, ``n_tokens``.
+    ``fluency_pref``, ``fluency_base``, ``n_tokens`` and ``stop_reason`` (``"length"`` at the
+    token cap).
     """
     pref: dict[str, dict[str, dict[int, float]]] = {}
     steered: dict[tuple[Setting, str], dict[str, dict[int, float]]] = {}
@@ -104,10 +123,11 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         group = (pref.setdefault(preference, {}) if result["method"] == "pref"
                  else steered.setdefault((setting_of(result), preference), {}))
+        prompt = int(result["prompt"])
         for name in ("score", "fluency_pref", "fluency_base", "n_tokens"):
             value = result.get(name)
-            group.setdefault(name, {})[int(result["prompt"])] = (
-                float(value) if _finite(value) else math.nan)
+            group.setdefault(name, {})[prompt] = float(value) if _finite(value) else math.nan
+        group.setdefault("capped", {})[prompt] = float(result.get("stop_reason") == "length")
     rows: list[dict[str, Any]] = []
     order = list(PREFERENCE_SCORES)
     for preference in sorted(pref, key=order.index):
@@ -126,7 +146,8 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                                                item[0][0].opposite, order.index(item[0][1]))):
         metric, direction = PREFERENCE_SCORES[preference]
         reference = pref.get(preference, {})
-        scores = _paired(values.get("score", {}), reference.get("score", {}))
+        capped = _both_capped(values, reference) if metric == "words" else set()
+        scores = _paired(values.get("score", {}), reference.get("score", {}), capped)
         fluency = _paired(values.get("fluency_pref", {}), reference.get("fluency_pref", {}))
         fluency_base = _paired(values.get("fluency_base", {}), reference.get("fluency_base", {}))
         delta = _mean(scores)
@@ -138,7 +159,9 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "effect": standardized(scores, direction),
             "fluency_pref_delta": _mean(fluency), "fluency_base_delta": _mean(fluency_base),
             "n_tokens": _mean(values.get("n_tokens", {}).values()),
-            "moved": bool(_finite(delta) and direction * delta > 0),
+            "n_capped": len(capped),
+            "moved": verdict(scores, direction) > 0,
+            "wrong_way": verdict(scores, direction) < 0,
         })
     return rows
 
@@ -154,12 +177,31 @@ def standardized(differences: Sequence[float], direction: int) -> float:
     if not differences:
         return 0.0
     mean = float(np.mean(differences))
-    sd = float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0
+    sd = _sd(differences)
     if mean == 0:
         return 0.0
     if sd <= 1e-12:
         return math.copysign(EFFECT_LIMIT, direction * mean)
     return float(np.clip(direction * mean / sd, -EFFECT_LIMIT, EFFECT_LIMIT))
+
+
+def _sd(differences: Sequence[float]) -> float:
+    return float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0
+
+
+def verdict(differences: Sequence[float], direction: int) -> int:
+    """+1 when the paired differences move the score in ``direction`` by more than one
+    standard error (at least two of them), -1 when they move it the other way by as much,
+    0 otherwise (too few, or within one standard error of zero)."""
+    if len(differences) < 2:
+        return 0
+    signed = direction * float(np.mean(differences))
+    margin = _sd(differences) / math.sqrt(len(differences))
+    if signed > margin:
+        return 1
+    if signed < -margin:
+        return -1
+    return 0
 
 
 def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Choice:
@@ -179,19 +221,22 @@ def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Ch
                      for r in members)
         fluent_any = fluent_any or fluent
         moved = sum(1 for r in members if r.get("moved"))
-        if fluent and moved:
+        wrong = sum(1 for r in members if r.get("wrong_way"))
+        if fluent and moved - wrong >= 1:
             effect = float(sum(r.get("effect", 0.0) for r in members
                                if _finite(r.get("effect"))))
-            candidates.append((-moved, -effect, setting.strength, setting.opposite,
-                               setting.tau, setting, moved, effect))
+            candidates.append((wrong - moved, -moved, -effect, setting.strength,
+                               setting.opposite, setting.tau, setting, moved, wrong, effect))
     if not candidates:
-        why = ("no setting moved any preference past Pref within the fluency budget"
+        why = ("no setting moved more preferences past Pref (by more than a standard error) "
+               "than it sent the wrong way within the fluency budget"
                if fluent_any else
                f"no setting stayed within {budget:g} nats of Pref's fluency")
         return Choice(None, 0, 0.0, why)
-    best = min(candidates, key=lambda c: c[:5])
-    setting, moved, effect = best[5], best[6], best[7]
+    best = min(candidates, key=lambda c: c[:6])
+    setting, moved, wrong, effect = best[6:]
     total = len(groups[setting])
+    against = f", {wrong} the wrong way" if wrong else ", none the wrong way"
     return Choice(setting, moved, effect,
-                  f"{setting.label} moves {moved} of {total} preferences past Pref within "
-                  f"{budget:g} nats of its fluency (summed effect {effect:.2f})")
+                  f"{setting.label} moves {moved} of {total} preferences past Pref{against}, "
+                  f"within {budget:g} nats of its fluency (summed effect {effect:.2f})")

@@ -147,13 +147,19 @@ def _cell(value: Any, digits: int = 2) -> str:
     return f"{value:+.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _verdict(row: dict[str, Any]) -> str:
+    if row.get("moved"):
+        return "past Pref"
+    return "wrong way" if row.get("wrong_way") else "no different"
+
+
 def render(record: dict[str, Any]) -> str:
     """The sweep table and the choice, as text."""
     lines = [f"Calibration of {record['model']} ({record['plan']['prompts']} prompts, "
              f"{record['plan']['max_tokens']} tokens; fluency budget {record['budget']:g} nats "
              "under the preference lane)", ""]
     header = (f"{'setting':<26}{'preference':<11}{'metric':<7}{'d score':>9}{'effect':>8}"
-              f"{'d fl.pref':>10}{'d fl.base':>10}  moved")
+              f"{'d fl.pref':>10}{'d fl.base':>10}  verdict")
     lines += [header, "-" * len(header)]
     for row in record["rows"]:
         if row["method"] == "pref":
@@ -163,7 +169,7 @@ def render(record: dict[str, Any]) -> str:
         lines.append(f"{setting:<26}{row['preference']:<11}{row['metric']:<7}"
                      f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
                      f"{_cell(row['fluency_pref_delta']):>10}"
-                     f"{_cell(row['fluency_base_delta']):>10}  {'yes' if row['moved'] else 'no'}")
+                     f"{_cell(row['fluency_base_delta']):>10}  {_verdict(row)}")
     settings = record["chosen"]["settings"]
     chosen = (f"k={settings['contrast']:g} tau={settings['tau']:g} "
               f"{'opposite' if settings.get('opposite') else 'neutral'} base lane")
