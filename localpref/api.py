@@ -32,6 +32,7 @@ from localpref.examples import (
     DEFAULT_MAX_LIKE_TOKENS,
     LikeInput,
     check_like_tokens,
+    checked_like,
     like_sentence,
 )
 from localpref.methods import (
@@ -254,6 +255,34 @@ class Model:
     def _count_text_tokens(self, text: str) -> int:
         return len(self.vocabulary.tokenize(text, add_special=False, parse_special=False))
 
+    def like_tokens(self, like: LikeInput) -> int:
+        """The examples' (``like``) total tokens, checked as a request checks them: an empty
+        example, or more than ``max_like_tokens`` together, is one sentence
+        (``SettingsError``)."""
+        return check_like_tokens(checked_like(like), self._count_text_tokens,
+                                 self.max_like_tokens)
+
+    def _too_long(self, request: Request, longest: int, base_lane: bool) -> str:
+        """The sentence for a request whose longest lane prompt (``longest`` tokens; on the
+        base lane or not) does not fit the window. When the conversation alone would fit it
+        names what that lane adds: the avoid text (or the preference, whose opposite the base
+        lane reads), or the preference and the examples; else it blames the prompt."""
+        if base_lane:
+            named = ["avoid text" if avoid_text(request.avoid) is not None else "preference"]
+        else:
+            named = [name for name, given in (
+                ("preference", combine_preferences(request.preference) is not None),
+                ("examples", bool(request.like))) if given]
+        bare = len(self._backend.prompts.lane_tokens(request.messages, None,
+                                                     system_prompt=request.system_prompt))
+        if not named or bare + 1 >= self.n_ctx:
+            return f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
+        one = named in (["preference"], ["avoid text"])
+        it = "it" if one else "them"
+        return (f"The {' and the '.join(named)} {'is' if one else 'are'} too long: with {it} "
+                f"the prompt is {longest} tokens long and the context holds {self.n_ctx}; "
+                f"shorten {it}.")
+
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""
         return len(self._backend.prompts.lane_tokens(Request(prompt_or_messages).messages, None))
@@ -416,7 +445,7 @@ class Model:
         chosen = _weighted_methods(requests, chosen)
         for request, method in zip(requests, chosen, strict=True):
             if request.like:
-                check_like_tokens(request.like, self._count_text_tokens, self.max_like_tokens)
+                self.like_tokens(request.like)
             sentences = _lane_sentences(request)
             recommended = is_recommended(request.method)
             opposite = (request.opposite if request.opposite is not None else
@@ -424,7 +453,7 @@ class Model:
             base_sentence = base_lane_text(request.preference, request.avoid, opposite)
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
-            longest = 0
+            longest, longest_lane = 0, "base"
             for kind in kinds:
                 key = _lane_key(method, kind, base_sentence)
                 backend = self._lane_backend(method, kind)
@@ -437,13 +466,13 @@ class Model:
                     tokens_cache[cache_key] = backend.prompts.lane_tokens(
                         request.messages, lane_sentence, system_prompt=request.system_prompt)
                 target = tokens_cache[cache_key]
-                longest = max(longest, len(target))
+                if len(target) > longest:
+                    longest, longest_lane = len(target), kind
                 positions.append(len(specs))
                 specs.append(LaneSpec(backend.context, f"{key[0]}:{key[1]}", target))
             if longest + 1 >= self.n_ctx:
                 raise PromptTooLongError(
-                    f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
-                )
+                    self._too_long(request, longest, longest_lane == "base"))
             # An answer stops ("length") where its lanes would leave the window of one lane.
             max_tokens = min(request.max_tokens, self.n_ctx - longest - 1)
             stats = initial_stats({

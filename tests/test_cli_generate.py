@@ -171,6 +171,25 @@ def test_prompt_longer_than_the_context(capsys: pytest.CaptureFixture[str]) -> N
     assert "tokens long; the context holds" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(("flags", "blamed"), [
+    (["-p", "word " * 300], "The preference is too long"),
+    (["-p", "concise", "--avoid", "word " * 300], "The avoid text is too long"),
+    (["--like", "EXAMPLE"], "The examples are too long"),
+    (["-p", "word " * 150, "--like", "EXAMPLE"], "The preference and the examples are too long"),
+])
+def test_a_preference_too_long_for_the_window_is_blamed_not_the_prompt(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], blamed: str
+) -> None:
+    example = tmp_path / "example.txt"
+    example.write_text("word " * 300, encoding="utf-8")
+    flags = [str(example) if flag == "EXAMPLE" else flag for flag in flags]
+    code, out, err = run_cli(capsys, "generate", "Hi", *flags, "--ctx", "256",
+                             "--max-tokens", "2")
+    assert code == 2 and out == ""
+    assert err.startswith(f"localpref: {blamed}: with ") and err.count("\n") == 1
+    assert "the context holds 256" in err and "The prompt is" not in err
+
+
 def test_reward_model_with_another_vocabulary_is_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

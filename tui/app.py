@@ -56,10 +56,11 @@ PREFERENCES_MIN_WIDTH, CONVERSATIONS_MIN_WIDTH = 120, 90
 
 def startup_steering(
     saved: Any, preference: list[str] | None, method: str | None,
-    avoid: list[str] | None = None,
+    avoid: list[str] | None = None, like: list[str] | None = None,
 ) -> tuple[Steering, list[str]]:
-    """The saved settings with the command line's ``--preference``, ``--method`` and
-    ``--avoid`` on top, and the problems found (each one sentence)."""
+    """The saved settings with the command line's ``--preference``, ``--method``,
+    ``--avoid`` and ``--like`` (the examples, in place of the saved ones) on top, and the
+    problems found (each one sentence)."""
     steering = Steering.from_dict(saved) if saved else Steering()
     problems: list[str] = []
     if preference:
@@ -82,6 +83,8 @@ def startup_steering(
         except SettingsError as error:
             problems.append(str(error))
             steering = replace(steering, avoid="")
+    if like:
+        steering = replace(steering, examples=list(like))
     return steering, problems
 
 
@@ -107,10 +110,13 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         method: str | None = None,
         max_lanes: int = 8,
         avoid: list[str] | None = None,
+        like: list[str] | None = None,
     ) -> None:
         """``model``: an already loaded model (the app then never closes it); otherwise
         ``model_spec`` (None: the bundled model; ``model_file`` picks a Hub repo's file) is
-        loaded in the background."""
+        loaded in the background. ``like``: the examples of ``--like``, checked against the
+        model's bound once it is loaded (over it, the app exits with code 2 and the
+        sentence, as the command line does)."""
         super().__init__()
         self.model_spec = model_spec
         self.model_file = model_file
@@ -122,7 +128,9 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self.open_profile: str | None = None
         store = Store(store_path)
         steering, self._startup_problems = startup_steering(
-            store.get_setting("steering"), preference, method, avoid)
+            store.get_setting("steering"), preference, method, avoid, like)
+        #: The command line's examples, until the first model has checked their length.
+        self._startup_like = list(like or ())
         #: The state: model, store, open conversation and chat, busy / switching, waiting.
         self.session = ChatSession(store, steering, model,
                                    notify=lambda text, severity: self.notify(
@@ -308,6 +316,13 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
 
     def _model_ready(self) -> None:
         assert self.session.model is not None
+        if self._startup_like:
+            like, self._startup_like = self._startup_like, []
+            try:
+                self.session.model.like_tokens(like)
+            except SettingsError as error:
+                self.exit(return_code=2, message=f"localpref: {error}")
+                return
         self.sub_title = self.session.model.name
         for notice in getattr(self.session.model, "notices", ()):
             self.notify(notice, severity="warning", timeout=15)

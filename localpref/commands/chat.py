@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.models import add_model_options
-from localpref.commands.options import add_avoid_option, load_settings
+from localpref.commands.options import (
+    add_avoid_option,
+    add_like_option,
+    like_from_args,
+    load_settings,
+)
 from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError, LocalprefWarning
 from localpref.methods import resolve_method
@@ -32,6 +37,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--preference", action="append", metavar="TEXT",
                         help="a built-in preference name or free text (repeatable)")
     add_avoid_option(parser)
+    add_like_option(parser)
     parser.add_argument("--method", metavar="NAME",
                         help="recommended, base, pref, contrastive, amulet or pad (default: "
                         "the last used)")
@@ -58,18 +64,29 @@ def run(args: argparse.Namespace) -> int:
         return _export(args.export, args.output)
     if args.list:
         return _list()
+    warnings.simplefilter("ignore", LocalprefWarning)  # the app shows them as notices
+    app = app_from_args(args)
+    app.run()
+    return app.return_code or 0
+
+
+def app_from_args(args: argparse.Namespace, **app_options: Any) -> Any:
+    """The chat app of the command line's flags (``app_options``, such as an already loaded
+    ``model``, go to ``LocalprefApp`` too). A bad method name or ``--like`` file is one sentence
+    here, before the app opens; examples over ``max_like_tokens`` make the app exit with code 2
+    and that sentence once the model is loaded."""
     if args.method:
         resolve_method(args.method)  # a bad name is one sentence and exit 2, before the app
     avoid = avoid_from_args(args)
+    like = like_from_args(args)
     from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual
 
-    warnings.simplefilter("ignore", LocalprefWarning)  # the app shows them as notices
-
-    app = LocalprefApp(model_spec=args.model, model_file=args.model_file,
-                       **load_settings(args), preference=args.preference,
-                       method=args.method, **({"avoid": avoid} if avoid else {}))
-    app.run()
-    return app.return_code or 0
+    extra = {"avoid": avoid} if avoid else {}
+    if like:
+        extra["like"] = like
+    return LocalprefApp(model_spec=args.model, model_file=args.model_file,
+                        **load_settings(args), preference=args.preference,
+                        method=args.method, **extra, **app_options)
 
 
 def _export(conversation_id: int, output: str | None) -> int:
