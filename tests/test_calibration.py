@@ -8,9 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-import openai
 import pytest
-from server_helpers import MODEL_ID, running_server
+from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref import Amulet
 from localpref.api import Model
@@ -195,7 +194,7 @@ def test_the_server_uses_it_for_preset_ids_only(model: Model, home: Path) -> Non
     calibrated(model)
     expected = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)
     with running_server(model) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        client = sdk_client(server.url)
         messages = [{"role": "user", "content": PROMPT}]
         for model_id in (f"{MODEL_ID}:concise", f"{MODEL_ID}:recommended:concise"):
             answer = client.chat.completions.create(model=model_id, messages=messages,

@@ -5,9 +5,8 @@ On the bundled SmolLM2 model (ChatML): ``<|im_start|>`` is token 1 and ``<|im_en
 
 from __future__ import annotations
 
-import openai
 import pytest
-from server_helpers import MODEL_ID, running_server
+from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref.api import Model
 from localpref.prompts import CHATML_TEMPLATE, ChatTemplate, PromptBuilder
@@ -119,8 +118,7 @@ def test_over_http_control_token_text_is_text_and_a_turn_marker_ends_the_answer(
         model: Model) -> None:
     """The issue's two cases through the server and the openai SDK."""
     with running_server(model) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
-                               timeout=600)
+        client = sdk_client(server.url)
 
         def prompt_tokens(text: str) -> int:
             answer = client.chat.completions.create(

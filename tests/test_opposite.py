@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-import openai
 import pytest
-from server_helpers import MODEL_ID, running_server
+from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref import Amulet
 from localpref.api import Model
@@ -115,7 +114,7 @@ def test_server_opposite_field(model: Model) -> None:
     expected = model.generate(PROMPT, preference="concise", method=METHOD, opposite=True,
                               max_tokens=10)
     with running_server(model) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        client = sdk_client(server.url)
         answer = client.chat.completions.create(
             model=f"{MODEL_ID}:amulet:concise", messages=[{"role": "user", "content": PROMPT}],
             max_tokens=10, extra_body={"localpref": {"opposite": True, "strength": 1.0}})

@@ -8,28 +8,12 @@ import time
 
 import openai
 import pytest
-from server_helpers import MODEL_ID, running_server
+from server_helpers import MODEL_ID, PROMPT, user
 
 from localpref.methods import Contrastive, recommended_method
 from localpref.presets import PRESETS
 
-PROMPT = "How do I keep basil alive?"
 TOKENS = 10
-
-
-@pytest.fixture(scope="module")
-def server(model):
-    with running_server(model) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=600)
-
-
-def user(text: str = PROMPT) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_models_lists_the_model_and_one_id_per_preset(client) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from server_helpers import MODEL_ID, assert_error_shape, request, running_server
+from server_helpers import MODEL_ID, assert_error_shape, request, running_server, sdk_client
 
 CHAT = "/chat/completions"
 
@@ -14,12 +14,6 @@ CHAT = "/chat/completions"
 def body(**fields):
     return {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
             **fields}
-
-
-@pytest.fixture(scope="module")
-def server(model):
-    with running_server(model) as running:
-        yield running
 
 
 @pytest.mark.parametrize(("fields", "param", "words"), [
@@ -90,8 +84,7 @@ def test_body_over_one_mebibyte_is_413(server) -> None:
     assert error["code"] == "request_too_large"
 
 
-def test_openai_sdk_raises_its_own_error_classes(server) -> None:
-    client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+def test_openai_sdk_raises_its_own_error_classes(client) -> None:
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError) as caught:
@@ -128,10 +121,9 @@ def test_api_key_is_required_when_set(model) -> None:
                         headers={"Authorization": "Bearer nope"})
         assert assert_error_shape(wrong, 401)["message"] == "The API key is wrong."
         assert request(keyed.url.removesuffix("/v1"), "GET", "/health").status == 200
-        client = openai.OpenAI(base_url=keyed.url, api_key="s3cret", max_retries=0)
-        assert client.models.list().data[0].id == MODEL_ID
+        assert sdk_client(keyed.url, "s3cret").models.list().data[0].id == MODEL_ID
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=keyed.url, api_key="nope", max_retries=0).models.list()
+            sdk_client(keyed.url, "nope").models.list()
 
 
 def test_while_loading_everything_is_503_with_retry_after() -> None:

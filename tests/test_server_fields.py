@@ -10,7 +10,14 @@ import json
 import jsonschema
 import openai
 import pytest
-from server_helpers import MODEL_ID, assert_error_shape, request, running_server
+from server_helpers import (
+    MODEL_ID,
+    PROMPT,
+    assert_error_shape,
+    request,
+    running_server,
+    user,
+)
 
 from localpref.api import Model
 from localpref.cli import main
@@ -19,7 +26,6 @@ from localpref.errors import SettingsError
 from localpref.grammar import json_grammar
 from localpref.request import Request
 
-PROMPT = "How do I keep basil alive?"
 FRUIT_SCHEMA = {
     "type": "object",
     "properties": {"name": {"type": "string", "maxLength": 20},
@@ -28,21 +34,6 @@ FRUIT_SCHEMA = {
     "required": ["name", "colour", "sweet"],
     "additionalProperties": False,
 }
-
-
-@pytest.fixture(scope="module")
-def server(model):
-    with running_server(model) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=600)
-
-
-def user(text: str = PROMPT) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def _traced(model: Model, prompt: str, **settings) -> Generation:  # noqa: ANN003

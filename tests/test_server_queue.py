@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import openai
-from server_helpers import MODEL_ID, running_server
+from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref.api import Model
 from localpref.presets import PRESETS
@@ -54,8 +54,7 @@ async def test_three_times_parallel_steered_streams_all_answer_as_alone(model: M
 def test_past_max_queued_is_503_with_retry_after(bundled_path: Path) -> None:
     with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=1) as small, \
             running_server(small) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
-                               timeout=600)
+        client = sdk_client(server.url)
         alone = small.generate("Name a herb.", preference="concise", max_tokens=4).text
         holding = client.chat.completions.create(
             model=f"{MODEL_ID}:amulet:verbose", max_tokens=300, stream=True,

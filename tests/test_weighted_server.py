@@ -8,7 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from server_helpers import MODEL_ID, assert_error_shape, request, running_server
+from server_helpers import MODEL_ID, assert_error_shape, request, running_server, sdk_client
 
 from localpref.api import Model
 
@@ -25,8 +25,7 @@ def _ask(client: openai.OpenAI, preference: object, tokens: int = 8):
 def test_weighted_preference_object_answers_as_the_library(model: Model) -> None:
     expected = model.generate(PROMPT, preference=WEIGHTS, max_tokens=8)
     with running_server(model) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
-                               timeout=600)
+        client = sdk_client(server.url)
         answer = _ask(client, WEIGHTS)
         for bad, words in (({"concise": -1}, "0 or more"), ({"concise": "lots"}, "a number")):
             refused = request(server.url, "POST", "/chat/completions", body={
@@ -45,8 +44,7 @@ def test_parallel_counts_lanes_and_a_request_past_them_is_a_400(bundled_path: Pa
     with Model(bundled_path, max_lanes=4, n_ctx=512) as small:
         alone = small.generate(PROMPT, preference=WEIGHTS, max_tokens=8)
         with running_server(small) as server:
-            client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
-                                   timeout=600)
+            client = sdk_client(server.url)
             answers: list = [None] * 6  # three times what the lanes hold, in two-lane units
             def ask(index: int) -> None:
                 answers[index] = _ask(client, WEIGHTS if index % 2 else "concise")
@@ -81,8 +79,7 @@ def test_like_examples_over_http_answer_as_the_library(model: Model) -> None:
     examples = ["- water it\n- give it sun", "- rinse\n- chop"]
     expected = model.generate(PROMPT, like=examples, max_tokens=8)
     with running_server(model) as server:
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0,
-                               timeout=600)
+        client = sdk_client(server.url)
         answer = client.chat.completions.create(
             model=MODEL_ID, messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
             extra_body={"localpref": {"like": examples}})
