@@ -27,6 +27,12 @@ import numpy as np
 from localpref.errors import ModelError, PromptTooLongError
 from localpref.gguf_header import read_gguf_header
 
+#: From this many rows in one decode llama.cpp's CPU flash attention takes a tiled kernel
+#: (``GGML_FA_TILE_Q`` in ggml-cpu, llama-cpp-python 0.3.36) that rounds differently from the
+#: row-by-row one (tenths of a nat on the bundled model). Below it every row of a decode is
+#: computed as it would be alone, so a prefill joins its small decodes only below it.
+ROW_BY_ROW_LIMIT = 64
+
 _backend_lock = threading.Lock()
 _backend_ready = False
 _GGML_LOG_LEVEL_ERROR = 4
@@ -207,6 +213,16 @@ class PrefillStopped(Exception):
 
 
 @dataclass
+class _Row:
+    """One token of a prefill decode: its position and the sequences it belongs to."""
+
+    token: int
+    position: int
+    seq_ids: list[int]
+    logits: bool = False
+
+
+@dataclass
 class LaneState:
     """What one llama.cpp sequence holds: its id and the tokens in its KV cache."""
 
@@ -264,7 +280,8 @@ class Context:
         self.n_threads = threads
         self.memory = llama_cpp.llama_get_memory(handle)
         self.vocab_size = model.vocabulary.size
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        # a row may carry every lane's sequence id (a prompt prefix evaluated for several)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, max_lanes)
         self._batch_tokens = np.ctypeslib.as_array(self._batch.token, shape=(n_batch,))
         self._batch_positions = np.ctypeslib.as_array(self._batch.pos, shape=(n_batch,))
         self._batch_n_seq = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(n_batch,))
@@ -274,6 +291,10 @@ class Context:
         self._free_seq_ids = list(range(max_lanes))
         self._parking_seq_id = max_lanes
         self._logit_views: dict[int, np.ndarray] = {}
+        #: the batch rows of the last decode's outputs, in order (None: every row, a step)
+        self._output_rows: list[int] | None = None
+        #: ``llama_decode`` calls so far (a retry after freeing parked cells is one more)
+        self.decodes = 0
         self._has_parked_cells = False
         self._lock = threading.RLock()
 
@@ -332,8 +353,8 @@ class Context:
         """Bring every lane's cache to its target tokens; the next logits are their last ones.
 
         ``prefill_steps`` run to the end. ``should_stop`` is asked before each decode (each
-        chunk of at most ``n_batch`` tokens, then the final one): when it answers True,
-        ``PrefillStopped`` is raised and every lane holds what was evaluated so far.
+        chunk of at most ``n_batch`` tokens): when it answers True, ``PrefillStopped`` is
+        raised and every lane holds what was evaluated so far.
         Returns the number of tokens evaluated.
         """
         evaluated = 0
@@ -356,10 +377,14 @@ class Context:
 
         Each lane keeps the part of its cache that already matches its target (a chat's
         history) and evaluates only the rest, in chunks of at most ``n_batch`` tokens. A lane
-        whose target shares a prefix with an earlier lane's copies that prefix instead of
-        evaluating it again. The last token of every lane is evaluated in one final decode
-        (``final`` True), after which ``logits(i)`` is lane ``i``'s until the next decode.
-        The targets are checked before anything is evaluated.
+        whose target shares a prefix with an earlier lane's takes that prefix from it: cells
+        already in the cache are copied (``llama_memory_seq_cp``), tokens still to evaluate
+        are evaluated once for both (one batch row carrying both sequence ids). The last token
+        of every lane is in the final decode (``final`` True), after which ``logits(i)`` is
+        lane ``i``'s until the next decode. Consecutive decodes that together hold fewer than
+        ``ROW_BY_ROW_LIMIT`` rows are one decode: a short prompt costs one decode, one lane or
+        several, and every logit is what the separate decodes give. The targets are checked
+        before anything is evaluated.
         """
         for target in targets:
             if len(target) == 0:
@@ -375,70 +400,89 @@ class Context:
     def _prefill_steps(
         self, lanes: list[LaneState], targets: list[list[int]]
     ) -> Iterator[tuple[int, bool]]:
-        for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
+        own, finals = self._prefill_rows(lanes, targets)
+        by_seq = {lane.seq_id: (lane, target) for lane, target in zip(lanes, targets, strict=True)}
+        decodes = _merge_small(
+            [rows[i : i + self.n_batch] for rows in own for i in range(0, len(rows), self.n_batch)]
+            + [finals],
+            min(ROW_BY_ROW_LIMIT - 1, self.n_batch),
+        )
+        for index, rows in enumerate(decodes):
+            self._decode_rows(rows, by_seq)
+            yield len(rows), index == len(decodes) - 1
+
+    def _prefill_rows(
+        self, lanes: list[LaneState], targets: list[list[int]]
+    ) -> tuple[list[list[_Row]], list[_Row]]:
+        """The rows a prefill evaluates: each lane's new tokens but its last (a prefix shared
+        with an earlier lane is that lane's rows, given this lane's sequence id too), and the
+        last token of each lane (logits wanted). Gives up the cells each lane no longer needs
+        and copies the cached cells of shared prefixes.
+
+        A lane joins an earlier lane's rows only where its cells end where that lane's do:
+        llama.cpp refuses a row of several sequences whose cached positions differ."""
+        keeps = []
+        for lane, target in zip(lanes, targets, strict=True):
             keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
             with self._lock:
                 self._release_cells(lane.seq_id, keep)
-            start = keep
-            donor = self._best_donor(lanes[:index], targets[:index], target, keep)
+            lane.tokens = target[:keep]
+            keeps.append(keep)
+        own: list[list[_Row]] = []
+        evaluating: list[dict[int, _Row]] = []  # per lane: position -> the row evaluating it
+        for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
+            start = keeps[index]
+            mine: dict[int, _Row] = {}
+            donor = _best_donor(targets[:index], target, start)
             if donor is not None:
-                donor_lane, start = donor
-                llama_cpp.llama_memory_seq_cp(
-                    self.memory, donor_lane.seq_id, lane.seq_id, keep, start
-                )
-            lane.tokens = target[:start]
-            for chunk_start in range(start, len(target) - 1, self.n_batch):
-                chunk = target[chunk_start : min(chunk_start + self.n_batch, len(target) - 1)]
-                self._evaluate([(lane.seq_id, chunk_start, chunk)], want_logits=False)
-                lane.tokens = target[: chunk_start + len(chunk)]
-                yield len(chunk), False
-        finals = [(lane.seq_id, len(target) - 1, target[-1:])
+                source, shared = donor
+                cached = min(shared, keeps[source])
+                if cached > start:  # in the donor's cache already: copy its cells
+                    llama_cpp.llama_memory_seq_cp(
+                        self.memory, lanes[source].seq_id, lane.seq_id, start, cached
+                    )
+                    lane.tokens = target[:cached]
+                    start = cached
+                if start == keeps[source]:  # the donor's rows go on where these cells end
+                    for position in range(start, shared):
+                        row = evaluating[source][position]
+                        row.seq_ids.append(lane.seq_id)
+                        mine[position] = row
+                    start = max(start, shared)
+            rows = [_Row(target[p], p, [lane.seq_id]) for p in range(start, len(target) - 1)]
+            mine.update((row.position, row) for row in rows)
+            own.append(rows)
+            evaluating.append(mine)
+        finals = [_Row(target[-1], len(target) - 1, [lane.seq_id], logits=True)
                   for lane, target in zip(lanes, targets, strict=True)]
-        self._evaluate(finals, want_logits=True)
-        for lane, target in zip(lanes, targets, strict=True):
-            lane.tokens = list(target)
-        yield len(finals), True
+        return own, finals
 
-    def _best_donor(
-        self,
-        earlier_lanes: Sequence[LaneState],
-        earlier_targets: Sequence[Sequence[int]],
-        target: list[int],
-        keep: int,
-    ) -> tuple[LaneState, int] | None:
-        """The earlier lane sharing the longest evaluated prefix beyond ``keep``, if any."""
-        best: tuple[LaneState, int] | None = None
-        for lane, other in zip(earlier_lanes, earlier_targets, strict=True):
-            # An earlier lane holds its target's tokens except the last one at this point.
-            shared = min(_common_prefix(other, target), len(other) - 1, len(target) - 1)
-            if shared > keep and (best is None or shared > best[1]):
-                best = (lane, shared)
-        return best
-
-    def _evaluate(
-        self, parts: Sequence[tuple[int, int, Sequence[int]]], *, want_logits: bool
+    def _decode_rows(
+        self, rows: Sequence[_Row], lanes: dict[int, tuple[LaneState, list[int]]]
     ) -> None:
-        """Decode (seq_id, first position, tokens) parts in batches of at most ``n_batch``.
-
-        With ``want_logits`` the parts must fit in one decode and every token gets logits
-        (used for the last token of each lane).
-        """
-        flat: list[tuple[int, int, int]] = [
-            (seq_id, start + offset, token)
-            for seq_id, start, tokens in parts
-            for offset, token in enumerate(tokens)
-        ]
-        if want_logits and len(flat) > self.n_batch:
-            raise ModelError("More lanes than fit in one batch.")
-        for chunk_start in range(0, len(flat), self.n_batch):
-            chunk = flat[chunk_start : chunk_start + self.n_batch]
-            for i, (seq_id, position, token) in enumerate(chunk):
-                self._batch_tokens[i] = token
-                self._batch_positions[i] = position
-                self._batch_seq_slots[i][0] = seq_id
-            self._batch_wants_logits[: len(chunk)] = 1 if want_logits else 0
-            self._batch.n_tokens = len(chunk)
+        """One decode of ``rows`` (at most ``n_batch``); then each lane's ``tokens`` reach
+        the last position decoded for it, and ``logits(i)`` is the ``i``-th row wanting them."""
+        self._output_rows = [i for i, row in enumerate(rows) if row.logits]
+        try:
+            for i, row in enumerate(rows):
+                self._batch_tokens[i] = row.token
+                self._batch_positions[i] = row.position
+                self._batch_wants_logits[i] = row.logits
+                self._batch_n_seq[i] = len(row.seq_ids)
+                slot = self._batch_seq_slots[i]
+                for k, seq_id in enumerate(row.seq_ids):
+                    slot[k] = seq_id
+            self._batch.n_tokens = len(rows)
             self._decode()
+        finally:
+            self._batch_n_seq[: len(rows)] = 1
+        reached: dict[int, int] = {}
+        for row in rows:
+            for seq_id in row.seq_ids:
+                reached[seq_id] = row.position + 1
+        for seq_id, length in reached.items():
+            lane, target = lanes[seq_id]
+            lane.tokens = target[:length]
 
     @property
     def free_lanes(self) -> int:
@@ -457,14 +501,17 @@ class Context:
             lane.tokens.append(token)
         self._batch_wants_logits[: len(lanes)] = 1
         self._batch.n_tokens = len(lanes)
+        self._output_rows = None
         self._decode()
 
     def _decode(self) -> None:
+        self.decodes += 1
         status = llama_cpp.llama_decode(self.handle, self._batch)
         if status == 1:
             with self._lock:
                 freed = self._free_parked_cells()
             if freed:  # the cache was full of parked cells: make room and try again
+                self.decodes += 1
                 status = llama_cpp.llama_decode(self.handle, self._batch)
         if status == 1:
             raise PromptTooLongError(
@@ -480,6 +527,11 @@ class Context:
         address: building one with ``np.ctypeslib.as_array`` costs ~60 us, a lookup ~1 us, and
         an address llama.cpp returns is its logits buffer now, whatever was there before.
         """
+        rows = self._output_rows
+        if rows is not None:
+            if not 0 <= index < len(rows):
+                raise ModelError(f"llama.cpp has no logits for output {index}.")
+            index = rows[index]
         pointer = llama_cpp.llama_get_logits_ith(self.handle, index)
         address = ctypes.cast(pointer, ctypes.c_void_p).value
         view = self._logit_views.get(address)
@@ -501,6 +553,31 @@ class Context:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _merge_small(decodes: list[list[_Row]], most: int) -> list[list[_Row]]:
+    """Consecutive decodes joined while together they hold at most ``most`` rows."""
+    merged = [decodes[0]]
+    for rows in decodes[1:]:
+        if len(merged[-1]) + len(rows) <= most:
+            merged[-1] = merged[-1] + rows
+        else:
+            merged.append(rows)
+    return merged
+
+
+def _best_donor(
+    earlier: Sequence[Sequence[int]], target: list[int], keep: int
+) -> tuple[int, int] | None:
+    """The earlier target sharing the longest prefix with ``target`` beyond ``keep`` (its
+    index and the shared length), if any; neither target's last token is shared (each
+    lane's last token is its own row of the final decode)."""
+    best: tuple[int, int] | None = None
+    for index, other in enumerate(earlier):
+        shared = min(_common_prefix(other, target), len(other) - 1, len(target) - 1)
+        if shared > keep and (best is None or shared > best[1]):
+            best = (index, shared)
+    return best
 
 
 def _common_prefix(first: Sequence[int], second: Sequence[int]) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import math
 
 import llama_cpp
 import numpy as np
 import pytest
 
 from localpref.api import Model
-from localpref.engine import Context, PrefillStopped
+from localpref.engine import ROW_BY_ROW_LIMIT, Context, PrefillStopped
 from localpref.errors import TemplateError
 from localpref.prompts import ChatTemplate, PromptBuilder, system_text
 
@@ -56,6 +57,67 @@ def test_shared_prefix_is_copied_not_evaluated_again(model: Model) -> None:
         for lane in lanes:
             model.context.close_lane(lane)
     assert evaluated == len(target) + 2
+
+
+def test_a_prompt_costs_ceil_n_over_n_batch_decodes_and_its_logits_do_not_move(
+        model: Model) -> None:
+    """The last prompt token rides in the last chunk when together they stay row by row
+    (under ROW_BY_ROW_LIMIT rows), not in a decode of its own: n new tokens cost
+    ceil(n / n_batch) decodes, and the logits are those of the separate decodes."""
+    words = model.vocabulary.tokenize(" river stone" * 120, add_special=True)
+    for n_batch in (32, 512):
+        context = Context(model.context.model, n_ctx=512, max_lanes=2, n_batch=n_batch,
+                          n_threads=2)
+        try:
+            for length in (2, 31, 32, 33, 40, 63, 64, 65, 100, 200):
+                lane = context.open_lane()
+                before = context.decodes
+                assert context.prefill([lane], [words[:length]]) == length
+                decodes = context.decodes - before
+                assert lane.tokens == words[:length]
+                assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+                    length - 1
+                joined = context.logits(0).copy()
+                context.close_lane(lane)
+                if length >= ROW_BY_ROW_LIMIT and n_batch >= ROW_BY_ROW_LIMIT:
+                    # a tiled chunk and the last token alone, as before: nothing moves
+                    assert decodes == math.ceil((length - 1) / n_batch) + 1
+                    continue
+                assert decodes == math.ceil(length / n_batch)
+                # the old way: every token but the last, then the last one in a decode alone
+                lane = context.open_lane()
+                context.prefill([lane], [words[: length - 1]])
+                context.step([lane], [words[length - 1]])
+                assert np.array_equal(context.logits(0), joined)
+                context.close_lane(lane)
+        finally:
+            context.close()
+
+
+def test_two_lanes_sharing_a_prefix_are_prefilled_in_one_decode(model: Model) -> None:
+    prompts = model._backend.prompts
+    messages = [{"role": "user", "content": "How do I keep basil alive?"}]
+    pref = prompts.lane_tokens(messages, "Be concise.")
+    base = prompts.lane_tokens(messages, None)
+    shared = next(i for i, (a, b) in enumerate(zip(pref, base, strict=False)) if a != b)
+    assert shared > 4
+    context = model.context
+    lanes = [context.open_lane() for _ in range(2)]
+    try:
+        before = context.decodes
+        # the shared prefix once, for both lanes (one row carrying both sequences)
+        assert context.prefill(lanes, [pref, base]) == len(pref) + len(base) - shared
+        assert context.decodes - before == 1
+        together = [context.logits(i).copy() for i in range(2)]
+        for lane, target in zip(lanes, (pref, base), strict=True):
+            assert lane.tokens == target
+            assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+                len(target) - 1
+    finally:
+        for lane in lanes:
+            context.close_lane(lane)
+    alone = [_lane_logits(context, [target], [])[0] for target in (pref, base)]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
 
 
 def test_end_of_generation_tokens_include_the_chat_end_token(model: Model) -> None:

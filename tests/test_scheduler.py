@@ -99,6 +99,71 @@ def test_a_cancelled_request_keeps_its_partial_text_while_the_other_finishes(
     assert finished.tokens == other_alone.tokens and finished.text == other_alone.text
 
 
+@pytest.mark.parametrize("method", [Base(), Amulet()])
+def test_a_short_request_is_prefilled_in_one_decode_before_its_first_token(
+        model: Model, method) -> None:  # noqa: ANN001
+    """One lane or two, a prompt under n_batch tokens costs one prefill decode (the last
+    tokens ride in it), then one decode per token after the first."""
+    before = model.context.decodes
+    result = model.generate(PROMPT, preference="concise", method=method, max_tokens=3,
+                            ignore_eos=True)
+    assert result.stats["prefill_chunks"] == 1
+    assert model.context.decodes - before == 1 + 2
+    assert len(result.tokens) == 3
+
+
+def _read_when_woken(generation, woken: threading.Semaphore, stop_after: int | None = None,
+                     ) -> tuple[list[str], bool]:
+    """Read a generation the way an event loop does: only on a wake-up, only while ready()."""
+    pieces: list[str] = []
+    while stop_after is None or len(pieces) < stop_after:
+        assert woken.acquire(timeout=120)
+        while generation.ready():
+            try:
+                pieces.append(next(generation))
+            except StopIteration:
+                return pieces, True
+    return pieces, False
+
+
+def test_a_reader_that_must_not_wait_is_woken_for_each_piece_and_the_end(
+        model: Model) -> None:
+    """``on_ready`` (an event loop's hook): called from the scheduler's thread for every piece
+    and the end; reading only while ``ready()`` gives the whole answer, as a blocking read."""
+    alone = _alone(model, PROMPT, "concise", Amulet(), 12)
+    woken = threading.Semaphore(0)
+    generation = model.stream(PROMPT, preference="concise", method=Amulet(), max_tokens=12,
+                              ignore_eos=True)
+    generation.on_ready(woken.release)
+    assert not generation.ready() and not generation.ended  # next() would start and wait
+    generation.start()
+    pieces, finished = _read_when_woken(generation, woken)
+    assert finished and generation.ended
+    assert "".join(pieces) == alone.text and generation.result.tokens == alone.tokens
+
+    cancelled = model.stream(LONG_STORY, preference="verbose", method=Amulet(), max_tokens=300,
+                             ignore_eos=True)
+    cancelled.on_ready(woken.release)
+    cancelled.start()
+    shown, finished = _read_when_woken(cancelled, woken, stop_after=2)
+    assert not finished
+    cancelled.cancel()  # from now on only the end makes it ready: the pieces are skipped
+    while not cancelled.ready():
+        assert woken.acquire(timeout=120)
+    assert cancelled.ended
+    with pytest.raises(StopIteration):
+        next(cancelled)
+    assert cancelled.result.stats["stop_reason"] == "cancelled"
+    assert cancelled.result.text == "".join(shown) and len(cancelled.result.tokens) < 300
+
+    never = model.stream(PROMPT, max_tokens=4)
+    never.cancel()
+    assert never.ready()  # cancelled before it started: it ends at once, nothing queued
+    with pytest.raises(StopIteration):
+        next(never)
+    assert never.result.text == ""
+
+
 def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_tokens(
         bundled_path: Path) -> None:
     with Model(bundled_path, max_lanes=4, n_ctx=1024, n_batch=64) as small:
@@ -116,7 +181,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_tokens(
         events = list(small.scheduler.events)
     assert joined.tokens == joiner_alone.tokens
     assert ran.tokens == runner_alone.tokens
-    assert joined.stats["prefill_chunks"] >= 4  # three chunks of n_batch, then the final
+    assert joined.stats["prefill_chunks"] >= 4  # over three chunks of n_batch
     assert joined.stats["others_tokens_during_prefill"] >= 3
     # The event log: between the joiner's first and last prefill decode, steps of the runner.
     joiner_id = next(e.jobs[0] for e in reversed(events) if e.kind == "prefill" and e.final)
