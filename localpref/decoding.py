@@ -283,6 +283,8 @@ class Outbox:
     """A thread-safe queue of ``Piece`` and ``End`` items from the scheduler to one caller.
 
     ``quiet`` (set by ``run()``): the caller only waits for the end, so pieces do not wake it.
+    ``listener`` (set by a caller that must not block, such as an event loop): called in the
+    scheduler's thread after every item, so it must return at once.
     """
 
     def __init__(self) -> None:
@@ -290,6 +292,7 @@ class Outbox:
         self._ready = threading.Condition(threading.Lock())
         self.quiet = False
         self.ended = False
+        self.listener: Callable[[], None] | None = None
 
     def put(self, item: Piece | End) -> None:
         with self._ready:
@@ -299,6 +302,14 @@ class Outbox:
                 self._ready.notify_all()
             elif not self.quiet:
                 self._ready.notify_all()
+        listener = self.listener
+        if listener is not None:
+            listener()
+
+    def has_items(self) -> bool:
+        """Whether ``get`` would return at once."""
+        with self._ready:
+            return bool(self._items)
 
     def get(self, timeout: float | None = None) -> Piece | End | None:
         """The next item (blocking; None after ``timeout`` seconds)."""
@@ -367,6 +378,28 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         self._cancelled.set()
         if self._started:
             self._job.cancel()
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called whenever a piece or the end arrives, for a reader that
+        must not block (an event loop): it then calls ``next()`` while ``ready()``. The
+        callback runs in the scheduler's thread and must return at once
+        (``loop.call_soon_threadsafe``). Set it before ``start()``."""
+        self._job.outbox.listener = callback
+
+    @property
+    def ended(self) -> bool:
+        """Whether the request has ended on the scheduler's side (its lanes are given back;
+        ``next()`` may still give pieces written before)."""
+        return self._job.outbox.ended
+
+    def ready(self) -> bool:
+        """Whether ``next()`` returns now, without waiting: a piece or the end has arrived
+        (once cancelled, only the end: the pieces before it are skipped; cancelled before
+        ``start()``, at once)."""
+        outbox = self._job.outbox
+        if self._cancelled.is_set():
+            return not self._started or outbox.ended
+        return self._started and outbox.has_items()
 
     def send(self, value: None) -> tuple[int, str]:
         return self._inner.send(value)
@@ -486,6 +519,19 @@ class Generation(Generator[str, None, None]):
     def cancel(self) -> None:
         """End the answer at the next step or prefill chunk; safe from any thread."""
         self._multi.cancel()
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """``MultiGeneration.on_ready``: a callback for each piece or the end."""
+        self._multi.on_ready(callback)
+
+    def ready(self) -> bool:
+        """``MultiGeneration.ready``: whether ``next()`` returns without waiting."""
+        return self._multi.ready()
+
+    @property
+    def ended(self) -> bool:
+        """``MultiGeneration.ended``: whether the request has ended on the scheduler's side."""
+        return self._multi.ended
 
     def run(self) -> Result:
         """Consume the whole generation and return its result."""

@@ -166,16 +166,19 @@ class ChatTemplate:
         marked = [{"role": m["role"], "content": sentinel(m["content"])} for m in messages
                   if m["role"] != "system"]
         rendered = self.render(self._with_system(sentinel(system), marked))
-        parts = re.split(f"LPQ{nonce}S(\\d+)E", rendered)
-        pieces: list[tuple[str, bool]] = []
+        # split on the sentinels' fixed start (a regex with the fresh nonce in it would be
+        # compiled again for every request)
+        head, *parts = rendered.split(f"LPQ{nonce}S")
+        pieces: list[tuple[str, bool]] = [(head, False)] if head else []
         seen: set[int] = set()
-        for index, part in enumerate(parts):
-            if index % 2 == 0:
-                if part:
-                    pieces.append((part, False))
-                continue
-            seen.add(int(part))
-            pieces.append((texts[int(part)], True))
+        for part in parts:
+            number, end, rest = part.partition("E")
+            if not end or not number.isdecimal() or int(number) >= len(texts):
+                return None
+            seen.add(int(number))
+            pieces.append((texts[int(number)], True))
+            if rest:
+                pieces.append((rest, False))
         if len(seen) != len(texts):
             return None
         if "".join(text for text, _ in pieces) != self.render_with_system(system, messages):
@@ -217,6 +220,7 @@ class PromptBuilder:
             [] if self.has_chat_template else [no_template_notice(model.name)]
         )
         self._control_strings: re.Pattern[str] | None = None
+        self._markup: dict[str, list[int]] = {}
 
     def _system(
         self, messages: Sequence[Message], preference: str | None, system_prompt: str | None
@@ -265,7 +269,10 @@ class PromptBuilder:
         vocabulary = self.model.vocabulary
         tokens: list[int] = []
         for text, is_markup in self._runs(pieces):
-            tokens += vocabulary.tokenize(text, add_special=False, parse_special=is_markup)
+            if is_markup:  # a control-token string: the same few in every prompt
+                tokens += self._markup_tokens(text)
+            else:
+                tokens += vocabulary.tokenize(text, add_special=False, parse_special=False)
         if vocabulary.adds_bos and vocabulary.bos_id >= 0 and tokens[:1] != [vocabulary.bos_id]:
             tokens.insert(0, vocabulary.bos_id)
         return tokens
@@ -289,6 +296,14 @@ class PromptBuilder:
                 else:
                     runs.append((part, is_markup))
         return runs
+
+    def _markup_tokens(self, text: str) -> list[int]:
+        """The tokens of a control-token string (tokenized once, then remembered)."""
+        tokens = self._markup.get(text)
+        if tokens is None:
+            tokens = self.model.vocabulary.tokenize(text, add_special=False, parse_special=True)
+            self._markup[text] = tokens
+        return list(tokens)
 
     def _control_pattern(self) -> re.Pattern[str]:
         """A regex matching any control-token string, longest first (one capturing group)."""

@@ -10,7 +10,8 @@ This package imports FastAPI and uvicorn, so nothing in the library imports it: 
   runner reads the same bodies);
 - ``completions``: the OpenAI response and chunk objects (chat and text) built from a result;
 - ``logprobs``: an answer's ``logprobs`` in OpenAI's shapes, from its trace;
-- ``jobs``: one generation run in a worker thread, its pieces fed to an asyncio queue;
+- ``jobs``: one generation, read in the event loop whenever the scheduler wakes it, its
+  pieces fed to an asyncio queue;
 - ``streaming``: Server-Sent Events framing of a job;
 - ``errors``: OpenAI-shaped errors for every failure, FastAPI's own included;
 - ``guards``: ASGI middleware for the Host check, the API key and the body size limit;

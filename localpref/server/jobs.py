@@ -1,11 +1,15 @@
-"""One generation run in a worker thread, its pieces handed to the event loop.
+"""One generation, read by the event loop as the scheduler writes it.
 
-``Model.stream`` decodes in the calling thread, so each request's generation runs in its own
-thread and feeds an ``asyncio.Queue``: ``("piece", text)`` events, then ``("done", result)``
-or ``("error", exception)``. The library serialises or batches the generations (its lock
-today, its scheduler later); the server never decodes in the event loop. ``cancel()`` (a client
-that went away, or the server shutting down) ends the generation at its next step, and the
-result then holds the text written so far.
+The request is checked, rendered, tokenized and queued in the event loop (about a millisecond
+of Python and no decoding; the server's model ids name no reward model to load), and the
+scheduler's thread wakes the loop whenever a piece or the end arrives (``Generation.on_ready``),
+which then reads it without waiting. A request's first piece crosses one thread boundary each
+way (loop -> scheduler -> loop); a worker thread per request would add two more, each a wait
+for a core on a busy machine.
+
+``events`` is an ``asyncio.Queue`` of ``("piece", text)`` events, then ``("done", result)`` or
+``("error", exception)``. ``cancel()`` (a client that went away, or the server shutting down)
+ends the generation at its next step, and the result then holds the text written so far.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ Event = tuple[str, Any]
 
 
 class GenerationJob:
-    """A generation started by ``start()`` in a worker thread; read its ``events``."""
+    """A generation made by ``start()`` and read in the event loop; read its ``events``."""
 
     def __init__(self, start: Callable[[], Generation], loop: asyncio.AbstractEventLoop,
                  on_end: Callable[[GenerationJob], None] | None = None) -> None:
@@ -35,14 +39,26 @@ class GenerationJob:
         self._on_end = on_end
         self._cancelled = threading.Event()
         self._generation: Generation | None = None
+        self._done = False  # the last event is in ``events``
+        self._let_go = threading.Event()  # the scheduler has ended the generation
         #: the generation's result once it has ended (None if it never started)
         self.result: Result | None = None
         #: when the server last asked whether the client is still there (time.monotonic())
         self.disconnect_checked_at = time.monotonic()
-        self._thread = threading.Thread(target=self._work, name="localpref-request", daemon=True)
 
     def begin(self) -> None:
-        self._thread.start()
+        """Make and queue the generation (in the event loop); a failure is an error event."""
+        try:
+            generation = self._start()
+            self._generation = generation
+            generation.on_ready(self._wake)
+            if self._cancelled.is_set():
+                generation.cancel()
+            generation.start()
+        except Exception as error:  # noqa: BLE001 - every failure goes back to the client
+            self._end(("error", error))
+            return
+        self._read()
 
     def cancel(self) -> None:
         """End the generation at its next step (from any thread); its text so far is kept."""
@@ -56,33 +72,46 @@ class GenerationJob:
         return self._cancelled.is_set()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        """Wait until the scheduler has ended the generation (the server's shutdown, before
+        the model is closed; not from the event loop's thread)."""
+        if self._generation is not None:
+            self._let_go.wait(timeout)
 
-    def _emit(self, kind: str, value: Any) -> None:
+    def _wake(self) -> None:
+        """After each piece and at the end, in the scheduler's thread: the loop reads."""
+        generation = self._generation
+        if generation is not None and generation.ended:
+            self._let_go.set()
         try:
-            self._loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+            self._loop.call_soon_threadsafe(self._read)
         except RuntimeError:  # the event loop has closed: nobody is listening any more
             pass
 
-    def _work(self) -> None:
-        generation: Generation | None = None
-        try:
-            generation = self._start()
-            self._generation = generation
-            if self._cancelled.is_set():
-                generation.cancel()
-            for piece in generation:
-                self._emit("piece", piece)
-            self._emit("done", generation.result)
-        except Exception as error:  # noqa: BLE001 - every failure goes back to the client
-            if not isinstance(error, LocalprefError):  # a bug: keep its traceback in the log
-                traceback.print_exc(file=sys.stderr)
-            self._emit("error", error)
-        finally:
-            if generation is not None:
-                generation.close()
-                self.result = generation.result
-            if self._on_end is not None:
-                self._on_end(self)
+    def _read(self) -> None:
+        """Move what has arrived to ``events`` (in the event loop; never waits)."""
+        generation = self._generation
+        if generation is None or self._done:
+            return
+        while generation.ready():
+            try:
+                piece = next(generation)
+            except StopIteration:
+                self._end(("done", generation.result))
+                return
+            except Exception as error:  # noqa: BLE001 - every failure goes back to the client
+                self._end(("error", error))
+                return
+            self.events.put_nowait(("piece", piece))
 
+    def _end(self, event: Event) -> None:
+        self._done = True
+        if event[0] == "error" and not isinstance(event[1], LocalprefError):
+            traceback.print_exception(event[1], file=sys.stderr)  # a bug: keep its traceback
+        generation = self._generation
+        if generation is not None:
+            generation.close()  # at once: it has ended, or it never started
+            self.result = generation.result
+        self._let_go.set()
+        self.events.put_nowait(event)
+        if self._on_end is not None:
+            self._on_end(self)

@@ -55,7 +55,8 @@ class ServerState:
             job.cancel()
 
     def wait_for_jobs(self, timeout: float = 30.0) -> None:
-        """Wait for the cancelled jobs' threads to end (before the model is closed)."""
+        """Wait until the scheduler has ended the cancelled jobs (before the model is
+        closed)."""
         with self._lock:
             running = list(self.jobs)
         for job in running:
