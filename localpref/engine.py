@@ -30,7 +30,9 @@ from localpref.gguf_header import read_gguf_header
 #: From this many rows in one decode llama.cpp's CPU flash attention takes a tiled kernel
 #: (``GGML_FA_TILE_Q`` in ggml-cpu, llama-cpp-python 0.3.36) that rounds differently from the
 #: row-by-row one (tenths of a nat on the bundled model). Below it every row of a decode is
-#: computed as it would be alone, so a prefill joins its small decodes only below it.
+#: computed as it would be alone, so a prefill joins its small decodes only below it. (One row
+#: alone over a cache window of 512 cells or more, with 2 threads or more, is yet another
+#: kernel, the cells split between threads: joined, such a row is computed as in any batch.)
 ROW_BY_ROW_LIMIT = 64
 
 _backend_lock = threading.Lock()
