@@ -18,7 +18,9 @@
 # has the same prompts of every set; a stopped run resumes where it left off (same OUT_DIR).
 # Afterwards: localpref eval merge OUT_DIR/* --out MERGED (one summary with every column).
 #
-# One process, one llama.cpp thread (the machine is shared). SCORE_LANES=1 also decodes the
+# STEPS chooses among the three steps above (default "today opposite calibrated"); CALIBRATED_LANES
+# says which base lanes the calibrated setting runs with (default "neutral opposite").
+# One process, one llama.cpp thread (THREADS to change it; the machine is shared). SCORE_LANES=1 also decodes the
 # lane Base and Pref do not read (their fluency under the other lane); without it Pref still
 # has its fluency under the preference lane, the lane the calibration's budget reads.
 #
@@ -40,6 +42,9 @@ LOCALPREF=${LOCALPREF:-localpref}
 SETS=${SETS:-"personal_preference_eval_preference_data HelpSteer_train UltraFeedback_truthful_qa"}
 PREFERENCES=${PREFERENCES:-"concise verbose creative uplifting"}
 STEP=${STEP:-2}
+STEPS=${STEPS:-"today opposite calibrated"}
+CALIBRATED_LANES=${CALIBRATED_LANES:-"neutral opposite"}
+THREADS=${THREADS:-1}
 
 # The opposites' sentences (localpref/presets.py, OPPOSITES).
 declare -A OPPOSITE=(
@@ -58,7 +63,7 @@ lanes=()
 run() {  # SET LIMIT EXTRA...
   local set=$1 limit=$2; shift 2
   "$LOCALPREF" eval --dataset "$DATASETS/$set.json" --limit "$limit" --prompts library \
-    --threads 1 --max-tokens "$MAX_TOKENS" --no-progress "${model_args[@]}" "${lanes[@]}" \
+    --threads "$THREADS" --max-tokens "$MAX_TOKENS" --no-progress "${model_args[@]}" "${lanes[@]}" \
     --out "$OUT/$set" "$@" | tail -n 1
 }
 
@@ -66,21 +71,29 @@ limit=0
 while (( limit < PROMPTS )); do
   limit=$(( limit + STEP > PROMPTS ? PROMPTS : limit + STEP ))
   for set in $SETS; do
-    run "$set" "$limit" --methods base,pref,recommended "${TODAY[@]}" \
-      --preferences "${PREFERENCES// /,}"
-    for preference in $PREFERENCES; do
-      run "$set" "$limit" --methods recommended "${TODAY[@]}" --preferences "$preference" \
-        --avoid "${OPPOSITE[$preference]}"
-    done
-    if [[ -n $CALIBRATED ]]; then
+    if [[ " $STEPS " == *" today "* ]]; then
+      run "$set" "$limit" --methods base,pref,recommended "${TODAY[@]}" \
+        --preferences "${PREFERENCES// /,}"
+    fi
+    if [[ " $STEPS " == *" opposite "* ]]; then
+      for preference in $PREFERENCES; do
+        run "$set" "$limit" --methods recommended "${TODAY[@]}" --preferences "$preference" \
+          --avoid "${OPPOSITE[$preference]}"
+      done
+    fi
+    if [[ -n $CALIBRATED && " $STEPS " == *" calibrated "* ]]; then
       IFS=, read -r strength tau <<< "$CALIBRATED"
       calibrated=(--strength "$strength" --tau "$tau" --end-tokens pref)
-      run "$set" "$limit" --methods recommended "${calibrated[@]}" \
-        --preferences "${PREFERENCES// /,}"
-      for preference in $PREFERENCES; do
+      if [[ " $CALIBRATED_LANES " == *" neutral "* ]]; then
         run "$set" "$limit" --methods recommended "${calibrated[@]}" \
-          --preferences "$preference" --avoid "${OPPOSITE[$preference]}"
-      done
+          --preferences "${PREFERENCES// /,}"
+      fi
+      if [[ " $CALIBRATED_LANES " == *" opposite "* ]]; then
+        for preference in $PREFERENCES; do
+          run "$set" "$limit" --methods recommended "${calibrated[@]}" \
+            --preferences "$preference" --avoid "${OPPOSITE[$preference]}"
+        done
+      fi
     fi
   done
 done

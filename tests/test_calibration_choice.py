@@ -131,6 +131,7 @@ def test_summary_rows_pair_each_prompt_with_pref() -> None:
 
 def test_standardized_effect() -> None:
     assert standardized([], 1) == 0.0 and standardized([0.0, 0.0], 1) == 0.0
+    assert standardized([-33.0], 1) == 0.0  # one prompt: no sd, no effect (not -10)
     assert standardized([2.0, 2.0], 1) == EFFECT_LIMIT
     assert standardized([2.0, 2.0], -1) == -EFFECT_LIMIT
     assert standardized([1.0, 3.0], 1) == pytest.approx(2.0 / math.sqrt(2.0))

@@ -7,7 +7,7 @@ preference, over the prompts both answered (paired, so a prompt's difficulty can
     d_i     = score(setting, prompt i) - score(Pref, prompt i)
     delta   = mean(d)                                   (raw units of the preference's score)
     se      = sd(d) / sqrt(n)                           (its standard error)
-    effect  = direction * delta / sd(d)                 (standardized, clipped to +-10)
+    effect  = direction * delta / sd(d)                 (standardized, clipped to +-10; 0 for n < 2)
     fluency = mean(fluency_pref(setting) - fluency_pref(Pref))   (nats per token)
 
 with ``direction`` +1 when higher is better (verbose: words, creative: MTLD, uplifting: VADER)
@@ -173,8 +173,8 @@ def _mean(values: Iterable[float]) -> float:
 
 def standardized(differences: Sequence[float], direction: int) -> float:
     """``direction * mean / sd`` of paired differences (sample sd), clipped to +-10; 0 for
-    none, and for differences that are all zero."""
-    if not differences:
+    fewer than two (no sd to divide by), and for differences that are all zero."""
+    if len(differences) < 2:
         return 0.0
     mean = float(np.mean(differences))
     sd = _sd(differences)
