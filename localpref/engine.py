@@ -432,26 +432,29 @@ class Context:
             keeps.append(keep)
         own: list[list[_Row]] = []
         evaluating: list[dict[int, _Row]] = []  # per lane: position -> the row evaluating it
+        cells: list[int] = []  # per lane: its cells (kept or copied) end there, its rows begin
         for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
             start = keeps[index]
             mine: dict[int, _Row] = {}
+            first_own = start  # the first position this lane evaluates in rows of its own
             donor = _best_donor(targets[:index], target, start)
             if donor is not None:
                 source, shared = donor
-                cached = min(shared, keeps[source])
-                if cached > start:  # in the donor's cache already: copy its cells
+                cached = min(shared, cells[source])
+                if cached > start:  # in the donor's cells already: copy them
                     llama_cpp.llama_memory_seq_cp(
                         self.memory, lanes[source].seq_id, lane.seq_id, start, cached
                     )
                     lane.tokens = target[:cached]
-                    start = cached
-                if start == keeps[source]:  # the donor's rows go on where these cells end
+                    start = first_own = cached
+                if start == cells[source]:  # the donor's rows go on where these cells end
                     for position in range(start, shared):
                         row = evaluating[source][position]
                         row.seq_ids.append(lane.seq_id)
                         mine[position] = row
-                    start = max(start, shared)
-            rows = [_Row(target[p], p, [lane.seq_id]) for p in range(start, len(target) - 1)]
+                    first_own = max(start, shared)
+            cells.append(start)
+            rows = [_Row(target[p], p, [lane.seq_id]) for p in range(first_own, len(target) - 1)]
             mine.update((row.position, row) for row in rows)
             own.append(rows)
             evaluating.append(mine)

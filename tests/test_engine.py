@@ -120,6 +120,38 @@ def test_two_lanes_sharing_a_prefix_are_prefilled_in_one_decode(model: Model) ->
     assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
 
 
+def test_a_lane_takes_a_prefix_from_a_lane_that_took_it_from_a_third(model: Model) -> None:
+    """Cells kept, copied and evaluated for several lanes in one prefill: A holds a cached
+    head, B shares more with A, C shares still more with B; every lane's logits are those of
+    its prompt prefilled alone, and its cache holds its whole prompt."""
+    words = model.vocabulary.tokenize(" river stone" * 30, add_special=True)
+    other = model.vocabulary.tokenize(" basil mint thyme sage" * 5, add_special=False)
+    first = words[:30]
+    second = words[:15] + other[:10]
+    third = words[:15] + other[:5] + other[12:20]
+    context = model.context
+    lanes = [context.open_lane() for _ in range(3)]
+    try:
+        context.prefill(lanes[:1], [words[:11]])  # A's cached head
+        before = context.decodes
+        evaluated = context.prefill(lanes, [first, second, third])
+        assert context.decodes - before == 1
+        # A: 19 new tokens; B and C only their own (their heads copied or shared)
+        shared = next(i for i, (a, b) in enumerate(zip(second, third, strict=False)) if a != b)
+        assert shared >= 20
+        assert evaluated == (30 - 11) + (25 - 15) + (len(third) - shared)
+        together = [context.logits(i).copy() for i in range(3)]
+        for lane, target in zip(lanes, (first, second, third), strict=True):
+            assert lane.tokens == target
+            assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+                len(target) - 1
+    finally:
+        for lane in lanes:
+            context.close_lane(lane)
+    alone = [_lane_logits(context, [target], [])[0] for target in (first, second, third)]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+
+
 def test_end_of_generation_tokens_include_the_chat_end_token(model: Model) -> None:
     vocabulary = model.vocabulary
     im_end = vocabulary.tokenize("<|im_end|>", add_special=False)
