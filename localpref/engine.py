@@ -3,8 +3,9 @@
 A *lane* is one llama.cpp sequence: the same conversation rendered with or without the user's
 preference. Every step puts the new token of every lane into ONE ``llama_batch`` and calls
 ``llama_decode`` once, so two lanes cost one forward pass over a batch of two rather than two
-passes. The context uses a unified KV cache, so a prompt prefix shared by several lanes is
-evaluated once and shared with ``llama_memory_seq_cp`` (a copy of cell ownership, not of data).
+passes. Each lane has a KV stream of its own (llama.cpp's ``kv_unified`` off), so a token's
+attention reads its own lane's cells only, and a prompt prefix shared by several lanes is
+evaluated once and copied to the others with ``llama_memory_seq_cp``.
 
 Why not ``llama_cpp.Llama``: it holds a single sequence, its ``logits_processor`` hook swallows
 exceptions and cannot see a second context, and its ``detokenize`` drops pieces over 32 bytes
@@ -34,6 +35,9 @@ from localpref.gguf_header import read_gguf_header
 #: alone over a cache window of 512 cells or more, with 2 threads or more, is yet another
 #: kernel, the cells split between threads: joined, such a row is computed as in any batch.)
 ROW_BY_ROW_LIMIT = 64
+#: A prefix of this many tokens that a later lane of a prefill shares with an earlier one is
+#: evaluated once and copied (a decode more); a shorter one is evaluated in each lane.
+SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -233,21 +237,25 @@ class LaneState:
 
 
 class Context:
-    """One llama.cpp context with up to ``max_lanes`` sequences sharing a unified KV cache.
+    """One llama.cpp context with up to ``max_lanes`` sequences, each in a KV stream of its own.
 
-    ``n_ctx`` is the window of ONE lane; the context holds ``n_ctx * max_lanes`` cells so that
-    every lane can fill its window (cells of a shared prefix are counted once).
+    ``n_ctx`` is the window of ONE lane; the context holds ``n_ctx * max_lanes`` cells, ``n_ctx``
+    per stream (llama.cpp rounds a stream up to a multiple of 256 cells).
 
-    Cells a lane gives up while other lanes still hold cells are *parked* (owned by one spare
-    sequence) rather than freed. llama.cpp places a new token in the first free cell from the
-    start of the cache once its head runs ahead of the cells in use, so a freed cell in the
-    middle of the cache would take a live lane's next token BEHIND that lane's earlier cells.
-    Attention then visits the lane's keys in another order; the sums round differently, the
-    8-bit quantized activations of the next matmul round differently, and over 30 layers the
-    log-probabilities move by tenths of a nat (as much as switching flash attention off).
-    Parking keeps every lane's cells in the order of their positions, so a lane's logits are
-    bit-for-bit those of decoding it alone, whatever ran beside it. Parked cells are freed
-    when the last lane closes, or when the cache is full (then exactness may be lost).
+    Why a stream per lane (``kv_unified`` off), not one cache shared by every lane: in a
+    shared cache a token's attention spans every cell in use up to the highest one (llama.cpp's
+    ``n_kv``), the other lanes' cells masked but still visited, so a step of 8 lanes cost 8
+    times the attention of one; and a lane's freed cells would leave holes where llama.cpp puts
+    a live lane's next token BEHIND that lane's earlier cells (it searches from the start of
+    the cache once its head runs past the cells in use). Attention would then visit the lane's
+    keys in another order; the sums round differently, the 8-bit quantized activations of the
+    next matmul round differently, and over 30 layers the log-probabilities move by tenths of a
+    nat. The shared cache therefore used to *park* freed cells until the last lane closed, and
+    under steady load (a server, a batch) it grew until full, every step paying attention over
+    all of it. In a stream of its own a lane's cells are always positions 0.. in order: a lane
+    given up frees its cells at once, and its logits are bit-for-bit those of decoding it
+    alone, whatever ran beside it. Sharing a prefix between streams copies data (a whole
+    sequence, at the next decode; ``_prefill_steps``), where a shared cache copied ownership.
     """
 
     def __init__(
@@ -269,10 +277,10 @@ class Context:
         params.n_ctx = n_ctx * max_lanes
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = max_lanes + 1  # the last sequence parks released cells
+        params.n_seq_max = max_lanes
         params.n_threads = threads
         params.n_threads_batch = n_threads_batch or threads
-        params.kv_unified = True
+        params.kv_unified = False  # one stream per lane: see the class
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
         handle = llama_cpp.llama_init_from_model(model.handle, params)
@@ -291,13 +299,11 @@ class Context:
         self._batch_seq_slots = [self._batch.seq_id[i] for i in range(n_batch)]
         self._batch_n_seq[:] = 1
         self._free_seq_ids = list(range(max_lanes))
-        self._parking_seq_id = max_lanes
         self._logit_views: dict[int, np.ndarray] = {}
         #: the batch rows of the last decode's outputs, in order (None: every row, a step)
         self._output_rows: list[int] | None = None
-        #: ``llama_decode`` calls so far (a retry after freeing parked cells is one more)
+        #: ``llama_decode`` calls so far
         self.decodes = 0
-        self._has_parked_cells = False
         self._lock = threading.RLock()
 
     # -- lanes --------------------------------------------------------------------------
@@ -312,36 +318,22 @@ class Context:
         return LaneState(seq_id=seq_id, tokens=[])
 
     def empty_lane(self, lane: LaneState) -> None:
-        """Give up a lane's cache cells (parked, see the class) and keep its sequence id."""
-        with self._lock:
-            self._release_cells(lane.seq_id, 0)
+        """Free a lane's cache cells and keep its sequence id."""
+        self._release_cells(lane.seq_id, 0)
         lane.tokens = []
 
     def close_lane(self, lane: LaneState) -> None:
-        """Give up a lane's cache cells (parked, see the class) and its sequence id."""
+        """Free a lane's cache cells and give back its sequence id."""
         self.empty_lane(lane)
         with self._lock:
             if lane.seq_id not in self._free_seq_ids:
                 self._free_seq_ids.append(lane.seq_id)
                 self._free_seq_ids.sort()
-            if len(self._free_seq_ids) == self.max_lanes:  # no lane left: free everything
-                self._free_parked_cells()
 
     def _release_cells(self, seq_id: int, start: int) -> None:
-        """Take positions ``start``.. away from a sequence, parking their cells."""
-        if llama_cpp.llama_memory_seq_pos_max(self.memory, seq_id) < start:
-            return  # nothing there
-        llama_cpp.llama_memory_seq_cp(self.memory, seq_id, self._parking_seq_id, start, -1)
-        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, start, -1)
-        self._has_parked_cells = True
-
-    def _free_parked_cells(self) -> bool:
-        """Free the parked cells; True if there were any."""
-        if not self._has_parked_cells:
-            return False
-        llama_cpp.llama_memory_seq_rm(self.memory, self._parking_seq_id, -1, -1)
-        self._has_parked_cells = False
-        return True
+        """Free positions ``start``.. of a sequence (its own stream: nothing else moves)."""
+        if llama_cpp.llama_memory_seq_pos_max(self.memory, seq_id) >= start:
+            llama_cpp.llama_memory_seq_rm(self.memory, seq_id, start, -1)
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -379,9 +371,9 @@ class Context:
 
         Each lane keeps the part of its cache that already matches its target (a chat's
         history) and evaluates only the rest, in chunks of at most ``n_batch`` tokens. A lane
-        whose target shares a prefix with an earlier lane's takes that prefix from it: cells
-        already in the cache are copied (``llama_memory_seq_cp``), tokens still to evaluate
-        are evaluated once for both (one batch row carrying both sequence ids). The last token
+        whose target shares a prefix with an earlier lane's cached cells copies them
+        (``llama_memory_seq_cp``); a prefix still to evaluate is evaluated in each lane (see
+        ``_prefill_rows``). The last token
         of every lane is in the final decode (``final`` True), after which ``logits(i)`` is
         lane ``i``'s until the next decode. Consecutive decodes that together hold fewer than
         ``ROW_BY_ROW_LIMIT`` rows are one decode: a short prompt costs one decode, one lane or
@@ -402,65 +394,75 @@ class Context:
     def _prefill_steps(
         self, lanes: list[LaneState], targets: list[list[int]]
     ) -> Iterator[tuple[int, bool]]:
-        own, finals = self._prefill_rows(lanes, targets)
+        own, deferred, finals = self._prefill_rows(lanes, targets)
         by_seq = {lane.seq_id: (lane, target) for lane, target in zip(lanes, targets, strict=True)}
-        decodes = _merge_small(
-            [rows[i : i + self.n_batch] for rows in own for i in range(0, len(rows), self.n_batch)]
-            + [finals],
-            min(ROW_BY_ROW_LIMIT - 1, self.n_batch),
-        )
-        for index, rows in enumerate(decodes):
+        most = min(ROW_BY_ROW_LIMIT - 1, self.n_batch)
+        if deferred:  # the donors' rows first, then the copies and the rest
+            for rows in _merge_small(_chunks(own, self.n_batch), most):
+                self._decode_rows(rows, by_seq)
+                yield len(rows), False
+            own = [self._copy_prefix(lanes[index], lanes[source], targets[index], shared)
+                   for index, source, shared in deferred]
+        second = _merge_small(_chunks(own, self.n_batch) + [finals], most)
+        for index, rows in enumerate(second):
             self._decode_rows(rows, by_seq)
-            yield len(rows), index == len(decodes) - 1
+            yield len(rows), index == len(second) - 1
+
+    def _copy_prefix(self, lane: LaneState, donor: LaneState, target: list[int],
+                     shared: int) -> list[_Row]:
+        """Give ``lane`` the donor's first ``shared`` positions (its cache holds them); the
+        rows still to evaluate for ``lane`` but its last token.
+
+        Across streams llama.cpp copies a whole sequence (the data moves at the next decode),
+        so the copy's positions past the shared prefix are dropped again."""
+        llama_cpp.llama_memory_seq_cp(self.memory, donor.seq_id, lane.seq_id, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, shared, -1)
+        lane.tokens = target[:shared]
+        return [_Row(target[p], p, [lane.seq_id]) for p in range(shared, len(target) - 1)]
 
     def _prefill_rows(
         self, lanes: list[LaneState], targets: list[list[int]]
-    ) -> tuple[list[list[_Row]], list[_Row]]:
-        """The rows a prefill evaluates: each lane's new tokens but its last (a prefix shared
-        with an earlier lane is that lane's rows, given this lane's sequence id too), and the
+    ) -> tuple[list[list[_Row]], list[tuple[int, int, int]], list[_Row]]:
+        """The rows a prefill evaluates: each lane's new tokens but its last; the lanes that
+        wait for an earlier lane's cache instead (index, donor index, shared length); and the
         last token of each lane (logits wanted). Gives up the cells each lane no longer needs
-        and copies the cached cells of shared prefixes.
+        and copies a shared prefix already in an earlier lane's cache.
 
-        A lane joins an earlier lane's rows only where its cells end where that lane's do:
-        llama.cpp refuses a row of several sequences whose cached positions differ."""
+        With a stream per lane llama.cpp refuses a row of several sequences (``-kvu`` in its
+        words), so a prefix two lanes still have to evaluate is either evaluated in each (a
+        short one: both lanes' rows go in one decode anyway) or, from ``SHARED_PREFIX_COPY``
+        tokens, evaluated in the earlier lane and copied before the later lane's own rows (a
+        decode more, fewer rows)."""
         keeps = []
         for lane, target in zip(lanes, targets, strict=True):
             keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
-            with self._lock:
-                self._release_cells(lane.seq_id, keep)
+            self._release_cells(lane.seq_id, keep)
             lane.tokens = target[:keep]
             keeps.append(keep)
         own: list[list[_Row]] = []
-        evaluating: list[dict[int, _Row]] = []  # per lane: position -> the row evaluating it
-        cells: list[int] = []  # per lane: its cells (kept or copied) end there, its rows begin
+        deferred: list[tuple[int, int, int]] = []
+        cells: list[int] = []  # per lane: its cells (kept or copied) end there
         for index, (lane, target) in enumerate(zip(lanes, targets, strict=True)):
             start = keeps[index]
-            mine: dict[int, _Row] = {}
-            first_own = start  # the first position this lane evaluates in rows of its own
             donor = _best_donor(targets[:index], target, start)
             if donor is not None:
                 source, shared = donor
                 cached = min(shared, cells[source])
-                if cached > start:  # in the donor's cells already: copy them
-                    llama_cpp.llama_memory_seq_cp(
-                        self.memory, lanes[source].seq_id, lane.seq_id, start, cached
-                    )
-                    lane.tokens = target[:cached]
-                    start = first_own = cached
-                if start == cells[source]:  # the donor's rows go on where these cells end
-                    for position in range(start, shared):
-                        row = evaluating[source][position]
-                        row.seq_ids.append(lane.seq_id)
-                        mine[position] = row
-                    first_own = max(start, shared)
+                if cached > start:  # in the donor's cells already: copy them now
+                    own.append(self._copy_prefix(lane, lanes[source], target, cached))
+                    cells.append(cached)
+                    continue
+                donor_waits = any(source == waiting for waiting, _, _ in deferred)
+                if shared - start >= SHARED_PREFIX_COPY and not donor_waits:
+                    deferred.append((index, source, shared))
+                    own.append([])
+                    cells.append(start)
+                    continue
+            own.append([_Row(target[p], p, [lane.seq_id]) for p in range(start, len(target) - 1)])
             cells.append(start)
-            rows = [_Row(target[p], p, [lane.seq_id]) for p in range(first_own, len(target) - 1)]
-            mine.update((row.position, row) for row in rows)
-            own.append(rows)
-            evaluating.append(mine)
         finals = [_Row(target[-1], len(target) - 1, [lane.seq_id], logits=True)
                   for lane, target in zip(lanes, targets, strict=True)]
-        return own, finals
+        return own, deferred, finals
 
     def _decode_rows(
         self, rows: Sequence[_Row], lanes: dict[int, tuple[LaneState, list[int]]]
@@ -513,12 +515,6 @@ class Context:
         self.decodes += 1
         status = llama_cpp.llama_decode(self.handle, self._batch)
         if status == 1:
-            with self._lock:
-                freed = self._free_parked_cells()
-            if freed:  # the cache was full of parked cells: make room and try again
-                self.decodes += 1
-                status = llama_cpp.llama_decode(self.handle, self._batch)
-        if status == 1:
             raise PromptTooLongError(
                 "The conversation no longer fits in the context; start a new one."
             )
@@ -558,6 +554,11 @@ class Context:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _chunks(rows_per_lane: list[list[_Row]], size: int) -> list[list[_Row]]:
+    """Each lane's rows in decodes of at most ``size`` rows (no empty one)."""
+    return [rows[i : i + size] for rows in rows_per_lane for i in range(0, len(rows), size)]
 
 
 def _merge_small(decodes: list[list[_Row]], most: int) -> list[list[_Row]]:

@@ -20,7 +20,7 @@ scheduler's thread does everything that touches llama.cpp, in rounds:
    whole prefill runs in one round.
 
 Lanes stay bit-for-bit what they are alone whatever joins or leaves: the rows of a batch do
-not interact, and a lane given up is parked (``engine.Context``), not freed.
+not interact, and each lane has a KV stream of its own (``engine.Context``).
 
 The thread is a daemon started by the first request; it sleeps on a condition variable when
 nothing is running or admissible and is woken by ``enqueue``, ``cancel``, a chat giving its

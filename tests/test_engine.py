@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from localpref.api import Model
-from localpref.engine import ROW_BY_ROW_LIMIT, Context, PrefillStopped
+from localpref.engine import ROW_BY_ROW_LIMIT, SHARED_PREFIX_COPY, Context, PrefillStopped
 from localpref.errors import TemplateError
 from localpref.prompts import ChatTemplate, PromptBuilder, system_text
 
@@ -44,19 +44,30 @@ def test_lanes_decoded_in_one_batch_match_separate_decodes(model: Model) -> None
     assert np.max(np.abs(together[0] - together[1])) > 0.1
 
 
-def test_shared_prefix_is_copied_not_evaluated_again(model: Model) -> None:
+def test_a_long_shared_prefix_is_copied_not_evaluated_again(model: Model) -> None:
+    """From SHARED_PREFIX_COPY tokens a prefix the lanes share is evaluated in the first lane
+    and copied to the others' streams (a decode more); the logits are each lane's alone."""
     prompts = model._backend.prompts
-    target = prompts.lane_tokens([{"role": "user", "content": "Hello there"}], None)
-    lanes = [model.context.open_lane() for _ in range(3)]
+    question = "Tell me about the history of the river stone bridge in our old town. " * 3
+    target = prompts.lane_tokens([{"role": "user", "content": question}], None)
+    assert len(target) - 1 >= SHARED_PREFIX_COPY
+    context = model.context
+    lanes = [context.open_lane() for _ in range(3)]
     try:
-        evaluated = model.context.prefill(lanes, [target] * 3)
-        first = model.context.logits(0).copy()
-        for index in (1, 2):
-            assert np.max(np.abs(model.context.logits(index) - first)) < 0.05
+        before = context.decodes
+        evaluated = context.prefill(lanes, [target] * 3)
+        assert context.decodes - before == 2  # the first lane's rows; the last tokens
+        together = [context.logits(i).copy() for i in range(3)]
+        for lane in lanes:
+            assert lane.tokens == target
+            assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+                len(target) - 1
     finally:
         for lane in lanes:
-            model.context.close_lane(lane)
+            context.close_lane(lane)
     assert evaluated == len(target) + 2
+    alone = _lane_logits(context, [target], [])[0]
+    assert all(np.array_equal(logits, alone) for logits in together)
 
 
 def test_a_prompt_costs_ceil_n_over_n_batch_decodes_and_its_logits_do_not_move(
@@ -94,19 +105,20 @@ def test_a_prompt_costs_ceil_n_over_n_batch_decodes_and_its_logits_do_not_move(
             context.close()
 
 
-def test_two_lanes_sharing_a_prefix_are_prefilled_in_one_decode(model: Model) -> None:
+def test_two_lanes_sharing_a_short_prefix_are_prefilled_in_one_decode(model: Model) -> None:
+    """A prefix under SHARED_PREFIX_COPY tokens is evaluated in each lane's own stream, in
+    the same decode (a row of several sequences needs llama.cpp's unified cache)."""
     prompts = model._backend.prompts
     messages = [{"role": "user", "content": "How do I keep basil alive?"}]
     pref = prompts.lane_tokens(messages, "Be concise.")
     base = prompts.lane_tokens(messages, None)
     shared = next(i for i, (a, b) in enumerate(zip(pref, base, strict=False)) if a != b)
-    assert shared > 4
+    assert 4 < shared < SHARED_PREFIX_COPY
     context = model.context
     lanes = [context.open_lane() for _ in range(2)]
     try:
         before = context.decodes
-        # the shared prefix once, for both lanes (one row carrying both sequences)
-        assert context.prefill(lanes, [pref, base]) == len(pref) + len(base) - shared
+        assert context.prefill(lanes, [pref, base]) == len(pref) + len(base)
         assert context.decodes - before == 1
         together = [context.logits(i).copy() for i in range(2)]
         for lane, target in zip(lanes, (pref, base), strict=True):
@@ -136,10 +148,11 @@ def test_a_lane_takes_a_prefix_from_a_lane_that_took_it_from_a_third(model: Mode
         before = context.decodes
         evaluated = context.prefill(lanes, [first, second, third])
         assert context.decodes - before == 1
-        # A: 19 new tokens; B and C only their own (their heads copied or shared)
+        # A: 19 new tokens; B and C copy A's cached head (C through B) and evaluate the rest
+        # in their own streams (under SHARED_PREFIX_COPY beyond the head: in the same decode)
         shared = next(i for i, (a, b) in enumerate(zip(second, third, strict=False)) if a != b)
-        assert shared >= 20
-        assert evaluated == (30 - 11) + (25 - 15) + (len(third) - shared)
+        assert 20 <= shared < 11 + SHARED_PREFIX_COPY
+        assert evaluated == (30 - 11) + (25 - 11) + (len(third) - 11)
         together = [context.logits(i).copy() for i in range(3)]
         for lane, target in zip(lanes, (first, second, third), strict=True):
             assert lane.tokens == target
@@ -282,28 +295,31 @@ def test_a_lane_continuing_after_another_closes_decodes_bit_for_bit_as_alone(
     assert all(np.array_equal(a, b) for a, b in zip(continued, reference, strict=True))
 
     shared.close_lane(middle)
-    shared.close_lane(late)  # the last lane: parked cells are freed
-    assert not shared._has_parked_cells
-    for seq_id in range(shared.max_lanes + 1):
+    shared.close_lane(late)
+    for seq_id in range(shared.max_lanes):
         assert llama_cpp.llama_memory_seq_pos_max(shared.memory, seq_id) == -1
     shared.close()
 
 
-def test_parked_cells_make_room_when_the_cache_is_full(model: Model) -> None:
+def test_a_lane_given_up_frees_its_cells_at_once(model: Model) -> None:
+    """Each lane has a stream of its own: its window is whole whatever the others hold, and
+    the cells of a lane given up are free for the next lane at once."""
     vocabulary = model.vocabulary
-    context = Context(model.context.model, n_ctx=128, max_lanes=2, n_threads=2)
-    cells = llama_cpp.llama_n_ctx(context.handle)
-    assert cells == 256  # llama.cpp pads the cache to a multiple of 256 cells
+    context = Context(model.context.model, n_ctx=256, max_lanes=2, n_threads=2)
+    assert llama_cpp.llama_n_ctx_seq(context.handle) == 256
+    assert llama_cpp.llama_n_ctx(context.handle) == 512
     words = vocabulary.tokenize(" apple" * 400, add_special=False)
     kept, given_up = context.open_lane(), context.open_lane()
-    context.prefill([given_up], [words[:120]])
-    context.prefill([kept], [words[:100]])  # a different prefix: nothing shared
-    context.close_lane(given_up)  # 120 cells parked, not freed
-    assert context._has_parked_cells
-    replacement = context.open_lane()
-    context.prefill([replacement], [words[200:310]])  # 120 + 100 + 110 > 256: parking freed
-    assert not context._has_parked_cells
-    assert llama_cpp.llama_memory_seq_pos_max(context.memory, replacement.seq_id) == 109
+    context.prefill([given_up], [words[:250]])
+    context.prefill([kept], [words[:200]])  # shares 200 tokens with the other lane
+    assert llama_cpp.llama_memory_seq_pos_max(context.memory, kept.seq_id) == 199
+    context.close_lane(given_up)
+    assert llama_cpp.llama_memory_seq_pos_max(context.memory, given_up.seq_id) == -1
+    replacement = context.open_lane()  # the freed stream holds its whole window again
+    context.prefill([replacement], [words[100:355]])
+    assert llama_cpp.llama_memory_seq_pos_max(context.memory, replacement.seq_id) == 254
+    context.step([kept, replacement], [words[0], words[1]])
+    assert len(kept.tokens) == 201 and len(replacement.tokens) == 256
     context.close()
 
 

@@ -17,13 +17,13 @@ The authors also passed ``do_sample=True`` (beam *sampling*); here the search is
 run is reproducible like the other methods' greedy runs.
 
 All beams are lanes of ONE llama.cpp context, decoded in ONE batch per step. Reordering beams
-copies KV-cache ownership between sequences (``llama_memory_seq_cp`` on a unified cache: cell
-metadata, not data), so a beam that survives keeps its sequence and only new branches copy.
+copies a beam's KV stream to another sequence (``llama_memory_seq_cp``: each lane has a stream
+of its own, so the copy moves data, at the next decode), so a beam that survives keeps its
+sequence and only new branches copy.
 
-Cells of dead beams are given up with ``Context.empty_lane``, which parks them rather than
-freeing them (see ``Context``): a freed cell in the middle of the cache would take a live beam's
-next token behind its earlier cells and change its logits by tenths of a nat. So every beam's
-log-probabilities stay equal to decoding its tokens alone.
+Cells of dead beams are given up with ``Context.empty_lane``. Each beam's cells stay in the
+order of its positions in its own stream (see ``Context``), so every beam's log-probabilities
+stay equal to decoding its tokens alone.
 """
 
 from __future__ import annotations

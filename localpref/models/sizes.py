@@ -28,7 +28,7 @@ def memory_estimate(
 ) -> dict[str, Any]:
     """Approximate memory a model needs: weights (the file) + f16 KV cache + logits buffers.
 
-    ``n_ctx`` is the whole (unified) KV cache, shared by the ``n_seq`` lanes. With
+    ``n_ctx`` is the whole KV cache, split among the ``n_seq`` lanes' streams. With
     ``n_gpu_layers`` (-1: all) and a build that can offload, the offloaded share of the
     weights and the KV cache of offloaded layers is counted as GPU memory. llama.cpp's compute
     scratch buffers (tens to hundreds of MB) are not included.
