@@ -28,6 +28,22 @@ def _lane_logits(context: Context, targets: list[list[int]], steps: list[int]) -
             context.close_lane(lane)
 
 
+def _held_logits(context: Context, lanes: list, targets: list[list[int]]) -> list[np.ndarray]:
+    """After a prefill: every lane holds its whole target (tokens and cache); its logits."""
+    for lane, target in zip(lanes, targets, strict=True):
+        assert lane.tokens == target
+        assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+            len(target) - 1
+    return [context.logits(i).copy() for i in range(len(lanes))]
+
+
+def _equal_alone(context: Context, targets: list[list[int]],
+                 together: list[np.ndarray]) -> bool:
+    """Each lane's logits bit-for-bit those of its target prefilled alone."""
+    alone = [_lane_logits(context, [target], [])[0] for target in targets]
+    return all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+
+
 def test_lanes_decoded_in_one_batch_match_separate_decodes(model: Model) -> None:
     prompts = model._backend.prompts
     messages = [{"role": "user", "content": "How do I keep basil alive?"}]
@@ -57,17 +73,12 @@ def test_a_long_shared_prefix_is_copied_not_evaluated_again(model: Model) -> Non
         before = context.decodes
         evaluated = context.prefill(lanes, [target] * 3)
         assert context.decodes - before == 2  # the first lane's rows; the last tokens
-        together = [context.logits(i).copy() for i in range(3)]
-        for lane in lanes:
-            assert lane.tokens == target
-            assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
-                len(target) - 1
+        together = _held_logits(context, lanes, [target] * 3)
     finally:
         for lane in lanes:
             context.close_lane(lane)
     assert evaluated == len(target) + 2
-    alone = _lane_logits(context, [target], [])[0]
-    assert all(np.array_equal(logits, alone) for logits in together)
+    assert _equal_alone(context, [target] * 3, together)
 
 
 def test_a_prompt_costs_ceil_n_over_n_batch_decodes_and_its_logits_do_not_move(
@@ -120,16 +131,11 @@ def test_two_lanes_sharing_a_short_prefix_are_prefilled_in_one_decode(model: Mod
         before = context.decodes
         assert context.prefill(lanes, [pref, base]) == len(pref) + len(base)
         assert context.decodes - before == 1
-        together = [context.logits(i).copy() for i in range(2)]
-        for lane, target in zip(lanes, (pref, base), strict=True):
-            assert lane.tokens == target
-            assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
-                len(target) - 1
+        together = _held_logits(context, lanes, [pref, base])
     finally:
         for lane in lanes:
             context.close_lane(lane)
-    alone = [_lane_logits(context, [target], [])[0] for target in (pref, base)]
-    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+    assert _equal_alone(context, [pref, base], together)
 
 
 def test_a_lane_takes_a_prefix_from_a_lane_that_took_it_from_a_third(model: Model) -> None:
@@ -153,16 +159,11 @@ def test_a_lane_takes_a_prefix_from_a_lane_that_took_it_from_a_third(model: Mode
         shared = next(i for i, (a, b) in enumerate(zip(second, third, strict=False)) if a != b)
         assert 20 <= shared < 11 + SHARED_PREFIX_COPY
         assert evaluated == (30 - 11) + (25 - 11) + (len(third) - 11)
-        together = [context.logits(i).copy() for i in range(3)]
-        for lane, target in zip(lanes, (first, second, third), strict=True):
-            assert lane.tokens == target
-            assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
-                len(target) - 1
+        together = _held_logits(context, lanes, [first, second, third])
     finally:
         for lane in lanes:
             context.close_lane(lane)
-    alone = [_lane_logits(context, [target], [])[0] for target in (first, second, third)]
-    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+    assert _equal_alone(context, [first, second, third], together)
 
 
 def test_end_of_generation_tokens_include_the_chat_end_token(model: Model) -> None:

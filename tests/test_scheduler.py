@@ -102,13 +102,15 @@ def test_a_cancelled_request_keeps_its_partial_text_while_the_other_finishes(
 @pytest.mark.parametrize("method", [Base(), Amulet()])
 def test_a_short_request_is_prefilled_in_one_decode_before_its_first_token(
         model: Model, method) -> None:  # noqa: ANN001
-    """One lane or two, a prompt under n_batch tokens costs one prefill decode (the last
-    tokens ride in it), then one decode per token after the first."""
+    """A prompt under n_batch tokens costs one prefill decode per lane at most (the last
+    tokens ride in it; two lanes share one while their rows stay under ROW_BY_ROW_LIMIT),
+    then one decode per token after the first."""
     before = model.context.decodes
     result = model.generate(PROMPT, preference="concise", method=method, max_tokens=3,
                             ignore_eos=True)
-    assert result.stats["prefill_chunks"] == 1
-    assert model.context.decodes - before == 1 + 2
+    lanes = 1 if isinstance(method, Base) else 2
+    assert 1 <= result.stats["prefill_chunks"] <= lanes
+    assert model.context.decodes - before == result.stats["prefill_chunks"] + 2
     assert len(result.tokens) == 3
 
 
