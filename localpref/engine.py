@@ -4,7 +4,7 @@ A *lane* is one llama.cpp sequence: the same conversation rendered with or witho
 preference. Every step puts the new token of every lane into ONE ``llama_batch`` and calls
 ``llama_decode`` once, so two lanes cost one forward pass over a batch of two rather than two
 passes. Each lane has a KV stream of its own (llama.cpp's ``kv_unified`` off), so a token's
-attention reads its own lane's cells only, and a prompt prefix shared by several lanes is
+attention reads its own lane's cells only, and a long prompt prefix shared by several lanes is
 evaluated once and copied to the others with ``llama_memory_seq_cp``.
 
 Why not ``llama_cpp.Llama``: it holds a single sequence, its ``logits_processor`` hook swallows
@@ -220,11 +220,11 @@ class PrefillStopped(Exception):
 
 @dataclass
 class _Row:
-    """One token of a prefill decode: its position and the sequences it belongs to."""
+    """One token of a prefill decode: its lane's sequence and its position there."""
 
     token: int
     position: int
-    seq_ids: list[int]
+    seq_id: int
     logits: bool = False
 
 
@@ -290,8 +290,7 @@ class Context:
         self.n_threads = threads
         self.memory = llama_cpp.llama_get_memory(handle)
         self.vocab_size = model.vocabulary.size
-        # a row may carry every lane's sequence id (a prompt prefix evaluated for several)
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, max_lanes)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._batch_tokens = np.ctypeslib.as_array(self._batch.token, shape=(n_batch,))
         self._batch_positions = np.ctypeslib.as_array(self._batch.pos, shape=(n_batch,))
         self._batch_n_seq = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(n_batch,))
@@ -372,13 +371,12 @@ class Context:
         Each lane keeps the part of its cache that already matches its target (a chat's
         history) and evaluates only the rest, in chunks of at most ``n_batch`` tokens. A lane
         whose target shares a prefix with an earlier lane's cached cells copies them
-        (``llama_memory_seq_cp``); a prefix still to evaluate is evaluated in each lane (see
-        ``_prefill_rows``). The last token
-        of every lane is in the final decode (``final`` True), after which ``logits(i)`` is
-        lane ``i``'s until the next decode. Consecutive decodes that together hold fewer than
-        ``ROW_BY_ROW_LIMIT`` rows are one decode: a short prompt costs one decode, one lane or
-        several, and every logit is what the separate decodes give. The targets are checked
-        before anything is evaluated.
+        (``llama_memory_seq_cp``); a prefix still to evaluate is copied or evaluated in each
+        lane (see ``_prefill_rows``). The last token of every lane is in the final decode
+        (``final`` True), after which ``logits(i)`` is lane ``i``'s until the next decode.
+        Consecutive decodes that together hold fewer than ``ROW_BY_ROW_LIMIT`` rows are one
+        decode: lanes whose rows stay under it cost one decode together, and every logit is
+        what the separate decodes give. The targets are checked before anything is evaluated.
         """
         for target in targets:
             if len(target) == 0:
@@ -418,7 +416,7 @@ class Context:
         llama_cpp.llama_memory_seq_cp(self.memory, donor.seq_id, lane.seq_id, -1, -1)
         llama_cpp.llama_memory_seq_rm(self.memory, lane.seq_id, shared, -1)
         lane.tokens = target[:shared]
-        return [_Row(target[p], p, [lane.seq_id]) for p in range(shared, len(target) - 1)]
+        return [_Row(target[p], p, lane.seq_id) for p in range(shared, len(target) - 1)]
 
     def _prefill_rows(
         self, lanes: list[LaneState], targets: list[list[int]]
@@ -458,9 +456,9 @@ class Context:
                     own.append([])
                     cells.append(start)
                     continue
-            own.append([_Row(target[p], p, [lane.seq_id]) for p in range(start, len(target) - 1)])
+            own.append([_Row(target[p], p, lane.seq_id) for p in range(start, len(target) - 1)])
             cells.append(start)
-        finals = [_Row(target[-1], len(target) - 1, [lane.seq_id], logits=True)
+        finals = [_Row(target[-1], len(target) - 1, lane.seq_id, logits=True)
                   for lane, target in zip(lanes, targets, strict=True)]
         return own, deferred, finals
 
@@ -470,23 +468,16 @@ class Context:
         """One decode of ``rows`` (at most ``n_batch``); then each lane's ``tokens`` reach
         the last position decoded for it, and ``logits(i)`` is the ``i``-th row wanting them."""
         self._output_rows = [i for i, row in enumerate(rows) if row.logits]
-        try:
-            for i, row in enumerate(rows):
-                self._batch_tokens[i] = row.token
-                self._batch_positions[i] = row.position
-                self._batch_wants_logits[i] = row.logits
-                self._batch_n_seq[i] = len(row.seq_ids)
-                slot = self._batch_seq_slots[i]
-                for k, seq_id in enumerate(row.seq_ids):
-                    slot[k] = seq_id
-            self._batch.n_tokens = len(rows)
-            self._decode()
-        finally:
-            self._batch_n_seq[: len(rows)] = 1
+        for i, row in enumerate(rows):
+            self._batch_tokens[i] = row.token
+            self._batch_positions[i] = row.position
+            self._batch_wants_logits[i] = row.logits
+            self._batch_seq_slots[i][0] = row.seq_id
+        self._batch.n_tokens = len(rows)
+        self._decode()
         reached: dict[int, int] = {}
         for row in rows:
-            for seq_id in row.seq_ids:
-                reached[seq_id] = row.position + 1
+            reached[row.seq_id] = row.position + 1
         for seq_id, length in reached.items():
             lane, target = lanes[seq_id]
             lane.tokens = target[:length]

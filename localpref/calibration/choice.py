@@ -151,6 +151,7 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         fluency = _paired(values.get("fluency_pref", {}), reference.get("fluency_pref", {}))
         fluency_base = _paired(values.get("fluency_base", {}), reference.get("fluency_base", {}))
         delta = _mean(scores)
+        moved = verdict(scores, direction)
         rows.append({
             "method": "amulet", "strength": setting.strength, "tau": setting.tau,
             "opposite": setting.opposite, "preference": preference, "metric": metric,
@@ -160,8 +161,8 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "fluency_pref_delta": _mean(fluency), "fluency_base_delta": _mean(fluency_base),
             "n_tokens": _mean(values.get("n_tokens", {}).values()),
             "n_capped": len(capped),
-            "moved": verdict(scores, direction) > 0,
-            "wrong_way": verdict(scores, direction) < 0,
+            "moved": moved > 0,
+            "wrong_way": moved < 0,
         })
     return rows
 
