@@ -10,15 +10,24 @@
 #   scripts/evaluate-by-example.sh ../shared/datasets/koala_eval_50.json runs/smollm2 8
 #   scripts/evaluate-by-example.sh ../shared/datasets/koala_eval_50.json runs/qwen05 8 \
 #       ~/.cache/localpref-eval-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+#
+# STRENGTH sets the steering's strength (a model's calibrated k; default today's k = 0.5).
+# Base does not read the examples, so BASE_ONCE=1 runs it in the first style's folder only (the
+# style scorer gives every answer all four style scores).
 set -euo pipefail
 DATASET=$1; OUT=$2; LIMIT=$3; MODEL=${4:-}; MAX_TOKENS=${MAX_TOKENS:-128}
 LOCALPREF=${LOCALPREF:-localpref}
 EXAMPLES=$(dirname "$0")/../docs/results/2026-12-by-example/examples
+first=1
 for style in bullets lowercase question summary; do
+  methods=base,pref,recommended
+  if [[ "${BASE_ONCE:-}" == 1 && $first == 0 ]]; then methods=pref,recommended; fi
+  first=0
   likes=()
   for file in "$EXAMPLES/$style"/*.txt; do likes+=(--like "$file"); done
   "$LOCALPREF" eval --dataset "$DATASET" --limit "$LIMIT" --threads 1 --max-tokens "$MAX_TOKENS" \
-    --prompts library --methods base,pref,recommended --reference recommended \
+    --prompts library --methods "$methods" --reference recommended \
+    ${STRENGTH:+--strength "$STRENGTH"} \
     --scorers style,length --no-progress --bootstrap 2000 \
     ${MODEL:+--model "$MODEL"} "${likes[@]}" --like-name "$style" --out "$OUT/$style"
 done

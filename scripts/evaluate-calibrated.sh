@@ -18,7 +18,8 @@
 # has the same prompts of every set; a stopped run resumes where it left off (same OUT_DIR).
 # Afterwards: localpref eval merge OUT_DIR/* --out MERGED (one summary with every column).
 #
-# STEPS chooses among the three steps above (default "today opposite calibrated"); CALIBRATED_LANES
+# STEPS chooses among the three steps above (default "today opposite calibrated"; "anchors" runs
+# only step 1's Base and Pref, for a larger run of the calibrated setting alone); CALIBRATED_LANES
 # says which base lanes the calibrated setting runs with (default "neutral opposite").
 # One process, one llama.cpp thread (THREADS to change it; the machine is shared). SCORE_LANES=1 also decodes the
 # lane Base and Pref do not read (their fluency under the other lane); without it Pref still
@@ -74,6 +75,9 @@ while (( limit < PROMPTS )); do
     if [[ " $STEPS " == *" today "* ]]; then
       run "$set" "$limit" --methods base,pref,recommended "${TODAY[@]}" \
         --preferences "${PREFERENCES// /,}"
+    fi
+    if [[ " $STEPS " == *" anchors "* ]]; then
+      run "$set" "$limit" --methods base,pref --preferences "${PREFERENCES// /,}"
     fi
     if [[ " $STEPS " == *" opposite "* ]]; then
       for preference in $PREFERENCES; do

@@ -7,8 +7,11 @@ stays 1. Scores: words (concise, lower) and VADER (uplifting, higher), per promp
 gives means and 95 % paired bootstrap intervals of the difference from the joined lane.
 
     PYTHONPATH=. python scripts/evaluate-weights.py DATASET LIMIT OUT.md [MODEL] [--threads N]
+        [--strength K]
 
-A run writes OUT.md and OUT.jsonl (one row per answer) and resumes from OUT.jsonl.
+``--strength`` sets the recommended steering's strength (a model's calibrated k; default
+today's uncalibrated setting); the base lane stays neutral. A run writes OUT.md and OUT.jsonl
+(one row per answer) and resumes from OUT.jsonl.
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ def main() -> int:
     parser.add_argument("model", nargs="?", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--strength", type=float, default=None)
     args = parser.parse_args()
+    method = localpref.recommended_method()
+    if args.strength is not None:
+        method = method.with_strength(args.strength)
     out = Path(args.out)
     rows_path = out.with_suffix(".jsonl")
     done = {}
@@ -63,8 +70,8 @@ def main() -> int:
             for name, preference in configs().items():
                 if (name, position) in done:
                     continue
-                result = model.generate(prompt.text, preference=preference,
-                                        max_tokens=args.max_tokens)
+                result = model.generate(prompt.text, preference=preference, method=method,
+                                        opposite=False, max_tokens=args.max_tokens)
                 row = {"config": name, "position": position, "text": result.text,
                        **length.score(result.text, result.tokens),
                        **sentiment.score(result.text),
@@ -73,16 +80,17 @@ def main() -> int:
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 done[(name, position)] = row
-    out.write_text(report(done, model.name, len(prompts), args.max_tokens))
+    out.write_text(report(done, model.name, len(prompts), args.max_tokens, method.strength))
     print(out.read_text())
     return 0
 
 
-def report(rows: dict, model: str, n_prompts: int, max_tokens: int) -> str:
+def report(rows: dict, model: str, n_prompts: int, max_tokens: int, strength: float) -> str:
     """The markdown table: per configuration, means and paired intervals against joined."""
     names = list(configs())
     lines = [f"# Weighted preferences: {model}", "",
-             f"{n_prompts} prompts, {max_tokens} new tokens, greedy, the recommended steering. "
+             f"{n_prompts} prompts, {max_tokens} new tokens, greedy, the recommended steering "
+             f"at k = {strength:g}, neutral base lane. "
              "Δ: paired difference from the joined-sentence lane (`-p concise -p uplifting`), "
              "mean [95 % bootstrap interval over prompts].", "",
              "| configuration | lanes | words | Δ words | VADER | Δ VADER | fluency (pref) |",
