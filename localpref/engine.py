@@ -5,7 +5,9 @@ preference. Every step puts the new token of every lane into ONE ``llama_batch``
 ``llama_decode`` once, so two lanes cost one forward pass over a batch of two rather than two
 passes. Each lane has a KV stream of its own (llama.cpp's ``kv_unified`` off), so a token's
 attention reads its own lane's cells only, and a long prompt prefix shared by several lanes is
-evaluated once and copied to the others with ``llama_memory_seq_cp``.
+evaluated once and copied to the others with ``llama_memory_seq_cp``. A finished lane's stream
+may keep its cells for the next lane whose prompt starts the same way (``close_lane(keep=True)``,
+``open_lane(prefix)``; docs/design.md, "Lanes and the KV cache").
 
 Why not ``llama_cpp.Llama``: it holds a single sequence, its ``logits_processor`` hook swallows
 exceptions and cannot see a second context, and its ``detokenize`` drops pieces over 32 bytes
@@ -15,6 +17,7 @@ in 0.3.36. We keep the weights in one ``llama_model`` and drive batches ourselve
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import sys
 import threading
@@ -256,6 +259,9 @@ class Context:
     given up frees its cells at once, and its logits are bit-for-bit those of decoding it
     alone, whatever ran beside it. Sharing a prefix between streams copies data (a whole
     sequence, at the next decode; ``_prefill_steps``), where a shared cache copied ownership.
+    A stream given back may keep its cells (``close_lane(keep=True)``) for the next lane that
+    starts the same way: a prompt under ``ROW_BY_ROW_LIMIT`` tokens then has bit-for-bit the
+    logits of a fresh evaluation.
     """
 
     def __init__(
@@ -298,6 +304,10 @@ class Context:
         self._batch_seq_slots = [self._batch.seq_id[i] for i in range(n_batch)]
         self._batch_n_seq[:] = 1
         self._free_seq_ids = list(range(max_lanes))
+        #: free sequences whose cells were kept: their tokens, and when they were kept
+        self._kept: dict[int, list[int]] = {}
+        self._kept_order: dict[int, int] = {}
+        self._kept_counter = itertools.count()
         self._logit_views: dict[int, np.ndarray] = {}
         #: the batch rows of the last decode's outputs, in order (None: every row, a step)
         self._output_rows: list[int] | None = None
@@ -307,27 +317,60 @@ class Context:
 
     # -- lanes --------------------------------------------------------------------------
 
-    def open_lane(self) -> LaneState:
-        """Reserve a free sequence id (empty cache)."""
+    def open_lane(self, prefix: Sequence[int] | None = None) -> LaneState:
+        """Reserve a free sequence id. Without ``prefix`` its cache is empty. With it (the
+        tokens the lane will be prefilled with), the free sequence whose kept cells (a finished
+        request's, ``close_lane(keep=True)``) share the longest prefix with it, cells
+        included: the prefill then evaluates only what differs (``_prefill_rows``)."""
         with self._lock:
             if not self._free_seq_ids:
                 raise ModelError(f"All {self.max_lanes} lanes of the context are in use.")
-            seq_id = self._free_seq_ids.pop(0)
+            seq_id = self._reusable_seq_id(prefix) if prefix else self._free_seq_ids[0]
+            self._free_seq_ids.remove(seq_id)
+            kept = self._kept.pop(seq_id, None)
+        if kept is not None and prefix and _common_prefix(kept, prefix) > 0:
+            return LaneState(seq_id=seq_id, tokens=kept)
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
         return LaneState(seq_id=seq_id, tokens=[])
+
+    def _reusable_seq_id(self, prefix: Sequence[int]) -> int:
+        """The free sequence for a lane that starts with ``prefix``: the one whose kept cells
+        share most of it; sharing nothing, an empty one, else the one kept longest (its
+        cells are the stalest). Called under the lock."""
+        def rank(seq_id: int) -> tuple[int, int, int]:
+            kept = self._kept.get(seq_id)
+            if kept is None:
+                return (0, 1, 0)
+            return (_common_prefix(kept, prefix), 0, -self._kept_order[seq_id])
+        return max(self._free_seq_ids, key=rank)
 
     def empty_lane(self, lane: LaneState) -> None:
         """Free a lane's cache cells and keep its sequence id."""
         self._release_cells(lane.seq_id, 0)
         lane.tokens = []
 
-    def close_lane(self, lane: LaneState) -> None:
-        """Free a lane's cache cells and give back its sequence id."""
-        self.empty_lane(lane)
+    def close_lane(self, lane: LaneState, *, keep: bool = False) -> None:
+        """Give back a lane's sequence id. Its cells are freed, or with ``keep`` left in its
+        stream for a later ``open_lane(prefix)`` that starts the same way (a server's next
+        request with the same system prompt, or the next turn of a conversation a client
+        sends whole): kept only when the cache holds exactly ``lane.tokens``."""
+        if keep and lane.tokens and self._holds_exactly(lane):
+            with self._lock:
+                self._kept[lane.seq_id] = list(lane.tokens)
+                self._kept_order[lane.seq_id] = next(self._kept_counter)
+        else:
+            self.empty_lane(lane)
         with self._lock:
             if lane.seq_id not in self._free_seq_ids:
                 self._free_seq_ids.append(lane.seq_id)
                 self._free_seq_ids.sort()
+
+    def _holds_exactly(self, lane: LaneState) -> bool:
+        """Whether the lane's stream holds positions 0 .. len(tokens) - 1 and no others (not
+        so after a failed decode, which may have written some of its rows)."""
+        return (llama_cpp.llama_memory_seq_pos_min(self.memory, lane.seq_id) == 0
+                and llama_cpp.llama_memory_seq_pos_max(self.memory, lane.seq_id)
+                == len(lane.tokens) - 1)
 
     def _release_cells(self, seq_id: int, start: int) -> None:
         """Free positions ``start``.. of a sequence (its own stream: nothing else moves)."""

@@ -315,9 +315,11 @@ class Scheduler:
                 return False
         return True
 
-    def _close_session_lanes(self, session: Session) -> None:
+    def _close_session_lanes(self, session: Session, *, keep: bool = True) -> None:
+        """Give back an idle or closed chat's lanes, their cells kept for a request that
+        starts the same way (``Context.close_lane``)."""
         for context, lane in session.lanes.values():
-            context.close_lane(lane)
+            context.close_lane(lane, keep=keep)
         session.lanes.clear()
         if session.closed and session in self._sessions:
             self._sessions.remove(session)
@@ -329,10 +331,11 @@ class Scheduler:
             for spec in job.lane_specs:
                 if job.session is not None:
                     if spec.name not in job.session.lanes:
-                        job.session.lanes[spec.name] = (spec.context, spec.context.open_lane())
+                        job.session.lanes[spec.name] = (spec.context,
+                                                        spec.context.open_lane(spec.target))
                     job.lanes.append(job.session.lanes[spec.name][1])
                 else:
-                    job.lanes.append(spec.context.open_lane())
+                    job.lanes.append(spec.context.open_lane(spec.target))
             job.views = [None] * len(job.lanes)
             by_context: dict[Context, list[int]] = {}
             for position, spec in enumerate(job.lane_specs):
@@ -421,7 +424,7 @@ class Scheduler:
         for position in track.lanes:
             lane = job.lanes[position]
             if lane is not None and position not in still_used:
-                job.lane_specs[position].context.close_lane(lane)
+                job.lane_specs[position].context.close_lane(lane, keep=True)
                 job.lanes[position] = None
 
     def _prefill(self, *, any_running: bool) -> None:
@@ -484,15 +487,18 @@ class Scheduler:
             if job.submitted_at and not job.admitted_at:
                 track.stats["queued_ms"] = (now - job.submitted_at) * 1000
             track.update_stats()
+        # A prefill stopped halfway may leave a copy from another lane pending until the next
+        # decode (``Context._copy_prefix``): such cells are not kept, nor an erring job's.
+        keep = outcome != "error" and not was_prefilling
         if job.session is not None:
             job.session.busy = False
             job.session.idle_since = now
             if job.session.closed:
-                self._close_session_lanes(job.session)
+                self._close_session_lanes(job.session, keep=keep)
         else:
             for position, lane in enumerate(job.lanes):
                 if lane is not None:
-                    job.lane_specs[position].context.close_lane(lane)
+                    job.lane_specs[position].context.close_lane(lane, keep=keep)
                     job.lanes[position] = None
         with self._cond:
             if job in self._live:

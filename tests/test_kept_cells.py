@@ -1,0 +1,148 @@
+"""A finished request's cells stay in its lane's stream for the next request that starts the
+same way (a server's clients send the same system prompt, and a chat's next turn whole): the
+bundled model through real llama.cpp, the prefill counted, the logits and answers bit for bit
+those of a fresh evaluation."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from localpref import Amulet, Base
+from localpref.api import Model
+from localpref.engine import Context
+
+SYSTEM = "You are a helpful gardening assistant who answers in plain words."
+
+
+def _target(model: Model, question: str) -> list[int]:
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    return model._backend.prompts.lane_tokens(messages, None)
+
+
+def _fresh_logits(model: Model, target: list[int]) -> np.ndarray:
+    context = Context(model.context.model, n_ctx=256, max_lanes=1, n_threads=2)
+    try:
+        lane = context.open_lane()
+        context.prefill([lane], [target])
+        return context.logits(0).copy()
+    finally:
+        context.close()
+
+
+def _common(first: list[int], second: list[int]) -> int:
+    return next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+                min(len(first), len(second)))
+
+
+def test_a_kept_lane_serves_the_next_prompt_that_starts_the_same_way(model: Model) -> None:
+    first = _target(model, "How do I keep basil alive?")
+    second = _target(model, "Which herbs grow in shade?")
+    shared = _common(first, second)
+    assert 10 < shared < len(second) - 1
+    context = Context(model.context.model, n_ctx=256, max_lanes=2, n_threads=2)
+    try:
+        lane = context.open_lane(first)
+        context.prefill([lane], [first])
+        context.step([lane], [int(np.argmax(context.logits(0)))])
+        answered = list(lane.tokens)
+        context.close_lane(lane, keep=True)
+        assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+            len(answered) - 1
+
+        reused = context.open_lane(second)
+        assert reused.seq_id == lane.seq_id and reused.tokens == answered
+        evaluated = context.prefill([reused], [second])
+        assert evaluated == len(second) - shared
+        assert reused.tokens == second
+        assert np.array_equal(context.logits(0), _fresh_logits(model, second))
+    finally:
+        context.close()
+
+
+def test_a_prompt_that_shares_nothing_takes_an_empty_stream_and_leaves_the_kept_one(
+        model: Model) -> None:
+    first = _target(model, "How do I keep basil alive?")
+    unrelated = model.vocabulary.tokenize("Once upon a time", add_special=True)
+    context = Context(model.context.model, n_ctx=256, max_lanes=2, n_threads=2)
+    try:
+        lane = context.open_lane(first)
+        context.prefill([lane], [first])
+        context.close_lane(lane, keep=True)
+        other = context.open_lane(unrelated)
+        assert other.seq_id != lane.seq_id and other.tokens == []
+        assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
+            len(first) - 1
+        # No free stream is empty now: a lane that shares nothing clears the kept one.
+        last = context.open_lane(unrelated)
+        assert last.seq_id == lane.seq_id and last.tokens == []
+        assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == -1
+    finally:
+        context.close()
+
+
+def test_a_lane_opened_without_a_prefix_or_whose_cache_does_not_match_starts_empty(
+        model: Model) -> None:
+    first = _target(model, "How do I keep basil alive?")
+    context = Context(model.context.model, n_ctx=256, max_lanes=1, n_threads=2)
+    try:
+        lane = context.open_lane(first)
+        context.prefill([lane], [first])
+        context.close_lane(lane, keep=True)
+        plain = context.open_lane()  # beams, the judge, the exactness bench
+        assert plain.tokens == []
+        assert llama_cpp.llama_memory_seq_pos_max(context.memory, plain.seq_id) == -1
+
+        context.prefill([plain], [first])
+        plain.tokens.append(first[0])  # the list says more than the cache holds
+        context.close_lane(plain, keep=True)
+        again = context.open_lane(first)
+        assert again.tokens == []
+        assert llama_cpp.llama_memory_seq_pos_max(context.memory, again.seq_id) == -1
+    finally:
+        context.close()
+
+
+def test_requests_with_one_system_prompt_reuse_it_and_answer_as_a_fresh_model(
+        bundled_path: Path) -> None:
+    """Twelve requests, three times the lanes there are, sent at once after a first one:
+    those that find a finished request's stream evaluate only what their prompt does not share
+    with it (none evaluates more than fresh), and every answer is token for token that of a
+    fresh model."""
+    questions = [f"Name {word} herb for a sunny window." for word in
+                 ("a", "one", "a green", "a dry", "a rare", "a cheap", "a common", "a tall",
+                  "a soft", "a bitter", "a sweet", "a wild")]
+    system = [{"role": "system", "content": SYSTEM}]
+
+    def ask(model: Model, question: str, method) -> object:  # noqa: ANN001
+        return model.generate(system + [{"role": "user", "content": question}],
+                              preference="concise", method=method, max_tokens=4,
+                              ignore_eos=True)
+
+    methods = [Base() if i % 2 else Amulet() for i in range(len(questions))]
+    fresh = []
+    for question, method in zip(questions, methods, strict=True):
+        with Model(bundled_path, max_lanes=2, n_ctx=256) as alone:
+            fresh.append(ask(alone, question, method))
+    with Model(bundled_path, max_lanes=4, n_ctx=256, max_queued=len(questions)) as shared:
+        first = ask(shared, questions[0], methods[0])
+        assert first.tokens == fresh[0].tokens
+        results: list = [None] * len(questions)
+
+        def worker(index: int) -> None:
+            results[index] = ask(shared, questions[index], methods[index])
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(questions))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+    for together, alone in zip(results, fresh, strict=True):
+        assert together.tokens == alone.tokens and together.text == alone.text
+        assert together.stats["prefill_tokens"] <= alone.stats["prefill_tokens"]
+    reused = [r for r, a in zip(results, fresh, strict=True)
+              if r.stats["prefill_tokens"] < a.stats["prefill_tokens"]]
+    assert len(reused) >= len(questions) // 2
