@@ -5,7 +5,9 @@ of Python and no decoding; the server's model ids name no reward model to load),
 scheduler's thread wakes the loop whenever a piece or the end arrives (``Generation.on_ready``),
 which then reads it without waiting. A request's first piece crosses one thread boundary each
 way (loop -> scheduler -> loop); a worker thread per request would add two more, each a wait
-for a core on a busy machine.
+for a core on a busy machine. The wake-ups of one step's requests are one (``LoopWaker``): a
+step of 8 streams wakes the loop once, not 8 times (each a write to the loop's self-pipe and a
+turn of the loop on a core that llama.cpp's threads are using).
 
 ``events`` is an ``asyncio.Queue`` of ``("piece", text)`` events, then ``("done", result)`` or
 ``("error", exception)``. ``cancel()`` (a client that went away, or the server shutting down)
@@ -19,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +31,46 @@ from localpref.errors import LocalprefError
 Event = tuple[str, Any]
 
 
+class LoopWaker:
+    """Runs callbacks in one event loop from other threads, many per wake-up: the first
+    callback of a burst schedules a drain (``call_soon_threadsafe``), the others join it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[Callable[[], None]] = []
+
+    def wake(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the loop soon (from any thread); nothing if the loop closed."""
+        with self._lock:
+            first = not self._pending
+            self._pending.append(callback)
+        if first:
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the event loop has closed: nobody is listening any more
+                with self._lock:
+                    self._pending.clear()
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for callback in dict.fromkeys(pending):  # once each, in order
+            callback()
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaker] = \
+    weakref.WeakKeyDictionary()
+
+
+def waker_for(loop: asyncio.AbstractEventLoop) -> LoopWaker:
+    """The loop's one ``LoopWaker`` (made in the loop's thread, where jobs are made)."""
+    waker = _wakers.get(loop)
+    if waker is None:
+        waker = _wakers[loop] = LoopWaker(loop)
+    return waker
+
+
 class GenerationJob:
     """A generation made by ``start()`` and read in the event loop; read its ``events``."""
 
@@ -35,7 +78,7 @@ class GenerationJob:
                  on_end: Callable[[GenerationJob], None] | None = None) -> None:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._start = start
-        self._loop = loop
+        self._waker = waker_for(loop)
         self._on_end = on_end
         self._cancelled = threading.Event()
         self._generation: Generation | None = None
@@ -82,10 +125,7 @@ class GenerationJob:
         generation = self._generation
         if generation is not None and generation.ended:
             self._let_go.set()
-        try:
-            self._loop.call_soon_threadsafe(self._read)
-        except RuntimeError:  # the event loop has closed: nobody is listening any more
-            pass
+        self._waker.wake(self._read)
 
     def _read(self) -> None:
         """Move what has arrived to ``events`` (in the event loop; never waits)."""

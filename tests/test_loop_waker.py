@@ -1,0 +1,62 @@
+"""The server's wake-ups from the scheduler's thread: a burst of them is one turn of the event
+loop, every callback runs, once per burst, in the loop's thread, and a closed loop is left
+alone (a real asyncio loop, real threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from localpref.server.jobs import LoopWaker, waker_for
+
+
+def test_a_burst_of_wake_ups_is_one_turn_of_the_loop_and_runs_every_callback_once() -> None:
+    loop = asyncio.new_event_loop()
+    scheduled = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback, *args):  # noqa: ANN001, ANN202
+        scheduled.append(callback)
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    ran: list[tuple[int, int]] = []
+    loop_thread: list[int] = []
+
+    def make(index: int):  # noqa: ANN202
+        def callback() -> None:
+            ran.append((index, threading.get_ident()))
+        return callback
+
+    callbacks = [make(i) for i in range(24)]
+    waker = LoopWaker(loop)
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        burst = threading.Thread(target=lambda: [waker.wake(c) for c in callbacks * 2])
+        burst.start()
+        await asyncio.to_thread(burst.join)
+        await asyncio.sleep(0.05)
+
+    loop.run_until_complete(main())
+    loop.close()
+    # Each callback once per drain it was pending in, all in the loop's thread; a burst
+    # from one thread that the loop did not interrupt is a single drain.
+    assert {index for index, _ in ran} == set(range(24))
+    assert all(thread == loop_thread[0] for _, thread in ran)
+    assert len(ran) <= 2 * 24 and len(scheduled) <= len(ran)
+    assert len(scheduled) < 2 * 24
+
+
+def test_one_waker_per_loop_and_a_closed_loop_is_left_alone() -> None:
+    loop = asyncio.new_event_loop()
+    first = waker_for(loop)
+    assert waker_for(loop) is first
+    other = asyncio.new_event_loop()
+    assert waker_for(other) is not first
+    other.close()
+    loop.close()
+    ran = []
+    first.wake(lambda: ran.append(1))  # no exception: nobody is listening any more
+    first.wake(lambda: ran.append(2))
+    assert ran == []
