@@ -318,14 +318,15 @@ class Context:
     # -- lanes --------------------------------------------------------------------------
 
     def open_lane(self, prefix: Sequence[int] | None = None) -> LaneState:
-        """Reserve a free sequence id. Without ``prefix`` its cache is empty. With it (the
-        tokens the lane will be prefilled with), the free sequence whose kept cells (a finished
-        request's, ``close_lane(keep=True)``) share the longest prefix with it, cells
-        included: the prefill then evaluates only what differs (``_prefill_rows``)."""
+        """Reserve a free sequence id. Without ``prefix`` its cache is empty (an empty stream
+        if there is one, so that kept cells live on). With it (the tokens the lane will be
+        prefilled with), the free sequence whose kept cells (a finished request's,
+        ``close_lane(keep=True)``) share the longest prefix with it, cells included: the
+        prefill then evaluates only what differs (``_prefill_rows``)."""
         with self._lock:
             if not self._free_seq_ids:
                 raise ModelError(f"All {self.max_lanes} lanes of the context are in use.")
-            seq_id = self._reusable_seq_id(prefix) if prefix else self._free_seq_ids[0]
+            seq_id = self._reusable_seq_id(prefix or ())
             self._free_seq_ids.remove(seq_id)
             kept = self._kept.pop(seq_id, None)
         if kept is not None and prefix and _common_prefix(kept, prefix) > 0:

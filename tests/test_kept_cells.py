@@ -72,6 +72,9 @@ def test_a_prompt_that_shares_nothing_takes_an_empty_stream_and_leaves_the_kept_
         lane = context.open_lane(first)
         context.prefill([lane], [first])
         context.close_lane(lane, keep=True)
+        plain = context.open_lane()  # without a prefix too: the empty stream first
+        assert plain.seq_id != lane.seq_id and plain.tokens == []
+        context.close_lane(plain)
         other = context.open_lane(unrelated)
         assert other.seq_id != lane.seq_id and other.tokens == []
         assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
