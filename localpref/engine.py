@@ -17,7 +17,6 @@ in 0.3.36. We keep the weights in one ``llama_model`` and drive batches ourselve
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 import sys
 import threading
@@ -41,6 +40,9 @@ ROW_BY_ROW_LIMIT = 64
 #: A prefix of this many tokens that a later lane of a prefill shares with an earlier one is
 #: evaluated once and copied (a decode more); a shorter one is evaluated in each lane.
 SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2
+#: A lane opens on a free stream other than the lowest when that stream's kept cells hold this
+#: many more tokens of its prompt (``Context._seq_id_for``).
+REUSE_OVER_LOWEST = 64
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -304,10 +306,8 @@ class Context:
         self._batch_seq_slots = [self._batch.seq_id[i] for i in range(n_batch)]
         self._batch_n_seq[:] = 1
         self._free_seq_ids = list(range(max_lanes))
-        #: free sequences whose cells were kept: their tokens, and when they were kept
+        #: free sequences whose cells were kept: their tokens
         self._kept: dict[int, list[int]] = {}
-        self._kept_order: dict[int, int] = {}
-        self._kept_counter = itertools.count()
         self._logit_views: dict[int, np.ndarray] = {}
         #: the batch rows of the last decode's outputs, in order (None: every row, a step)
         self._output_rows: list[int] | None = None
@@ -318,15 +318,14 @@ class Context:
     # -- lanes --------------------------------------------------------------------------
 
     def open_lane(self, prefix: Sequence[int] | None = None) -> LaneState:
-        """Reserve a free sequence id. Without ``prefix`` its cache is empty (an empty stream
-        if there is one, so that kept cells live on). With it (the tokens the lane will be
-        prefilled with), the free sequence whose kept cells (a finished request's,
-        ``close_lane(keep=True)``) share the longest prefix with it, cells included: the
-        prefill then evaluates only what differs (``_prefill_rows``)."""
+        """Reserve a free sequence id: the lowest (see ``_seq_id_for``). Without ``prefix``
+        its cache is empty. With it (the tokens the lane will be prefilled with), the lane
+        keeps the cells the stream kept (a finished request's, ``close_lane(keep=True)``) as
+        far as they match: the prefill then evaluates only what differs (``_prefill_rows``)."""
         with self._lock:
             if not self._free_seq_ids:
                 raise ModelError(f"All {self.max_lanes} lanes of the context are in use.")
-            seq_id = self._reusable_seq_id(prefix or ())
+            seq_id = self._seq_id_for(prefix or ())
             self._free_seq_ids.remove(seq_id)
             kept = self._kept.pop(seq_id, None)
         if kept is not None and prefix and _common_prefix(kept, prefix) > 0:
@@ -334,16 +333,23 @@ class Context:
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
         return LaneState(seq_id=seq_id, tokens=[])
 
-    def _reusable_seq_id(self, prefix: Sequence[int]) -> int:
-        """The free sequence for a lane that starts with ``prefix``: the one whose kept cells
-        share most of it; sharing nothing, an empty one, else the one kept longest (its
-        cells are the stalest). Called under the lock."""
-        def rank(seq_id: int) -> tuple[int, int, int]:
+    def _seq_id_for(self, prefix: Sequence[int]) -> int:
+        """The free sequence for a lane that starts with ``prefix``: the lowest, unless
+        another's kept cells hold ``REUSE_OVER_LOWEST`` more of it. Called under the lock.
+
+        Why the lowest: a decode's attention reads the streams from the lowest to the highest
+        that it holds (llama.cpp views the K and V of that range of streams, the others
+        masked), so lanes spread over the streams cost every step of every lane; the bench
+        with 8 clients lost a quarter of its tokens/s when lanes went to whichever stream
+        shared most. Taking the lowest still reuses what it kept (a server's clients share a
+        system prompt, and steady load frees and refills the same streams); a stream further
+        up is worth it for a long shared prefix (a conversation sent whole again)."""
+        def shared(seq_id: int) -> int:
             kept = self._kept.get(seq_id)
-            if kept is None:
-                return (0, 1, 0)
-            return (_common_prefix(kept, prefix), 0, -self._kept_order[seq_id])
-        return max(self._free_seq_ids, key=rank)
+            return _common_prefix(kept, prefix) if kept is not None else 0
+        lowest = self._free_seq_ids[0]
+        best = max(self._free_seq_ids, key=shared)
+        return best if shared(best) - shared(lowest) >= REUSE_OVER_LOWEST else lowest
 
     def empty_lane(self, lane: LaneState) -> None:
         """Free a lane's cache cells and keep its sequence id."""
@@ -358,7 +364,6 @@ class Context:
         if keep and lane.tokens and self._holds_exactly(lane):
             with self._lock:
                 self._kept[lane.seq_id] = list(lane.tokens)
-                self._kept_order[lane.seq_id] = next(self._kept_counter)
         else:
             self.empty_lane(lane)
         with self._lock:

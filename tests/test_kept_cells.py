@@ -13,7 +13,7 @@ import numpy as np
 
 from localpref import Amulet, Base
 from localpref.api import Model
-from localpref.engine import Context
+from localpref.engine import REUSE_OVER_LOWEST, Context
 
 SYSTEM = "You are a helpful gardening assistant who answers in plain words."
 
@@ -63,26 +63,30 @@ def test_a_kept_lane_serves_the_next_prompt_that_starts_the_same_way(model: Mode
         context.close()
 
 
-def test_a_prompt_that_shares_nothing_takes_an_empty_stream_and_leaves_the_kept_one(
+def test_a_lane_takes_the_lowest_free_stream_and_another_only_for_a_long_shared_prefix(
         model: Model) -> None:
-    first = _target(model, "How do I keep basil alive?")
-    unrelated = model.vocabulary.tokenize("Once upon a time", add_special=True)
+    """Lanes stay on the lowest streams (a decode's attention spans the streams from its
+    lowest to its highest), unless a higher stream keeps REUSE_OVER_LOWEST more tokens of the
+    prompt: a conversation sent whole again."""
+    short = _target(model, "How do I keep basil alive?")
+    story = model.vocabulary.tokenize("Tell me about rivers and the sea. " * 12, add_special=True)
+    assert len(story) > REUSE_OVER_LOWEST + 8
     context = Context(model.context.model, n_ctx=256, max_lanes=2, n_threads=2)
     try:
-        lane = context.open_lane(first)
-        context.prefill([lane], [first])
-        context.close_lane(lane, keep=True)
-        plain = context.open_lane()  # without a prefix too: the empty stream first
-        assert plain.seq_id != lane.seq_id and plain.tokens == []
-        context.close_lane(plain)
-        other = context.open_lane(unrelated)
-        assert other.seq_id != lane.seq_id and other.tokens == []
-        assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == \
-            len(first) - 1
-        # No free stream is empty now: a lane that shares nothing clears the kept one.
-        last = context.open_lane(unrelated)
-        assert last.seq_id == lane.seq_id and last.tokens == []
-        assert llama_cpp.llama_memory_seq_pos_max(context.memory, lane.seq_id) == -1
+        low, high = context.open_lane(short), context.open_lane(story)
+        assert (low.seq_id, high.seq_id) == (0, 1)
+        context.prefill([low, high], [short, story])
+        context.close_lane(low, keep=True)
+        context.close_lane(high, keep=True)
+
+        unrelated = context.open_lane(model.vocabulary.tokenize("Once upon", add_special=True))
+        assert unrelated.seq_id == 0 and unrelated.tokens == []  # lowest, though it kept cells
+        context.close_lane(unrelated)
+        again = context.open_lane(story + story[1:9])  # the conversation, and more
+        assert again.seq_id == 1 and again.tokens == story
+        assert context.prefill([again], [story + story[1:9]]) == 8
+        close = context.open_lane(short)  # the only free stream is the lowest
+        assert close.seq_id == 0 and close.tokens == []
     finally:
         context.close()
 
