@@ -66,7 +66,8 @@ def initial_stats(facts: dict[str, Any]) -> dict[str, Any]:
     return {
         **facts,
         "n_tokens": 0, "queued_ms": 0.0, "prefill_ms": 0.0, "prefill_tokens": 0,
-        "prefill_chunks": 0, "others_tokens_during_prefill": 0, "decode_ms": 0.0,
+        "prefill_chunks": 0, "cached_tokens": 0, "others_tokens_during_prefill": 0,
+        "decode_ms": 0.0,
         "tokens_per_s": 0.0, "steer_ms_per_token": 0.0, "llama_decode_ms": 0.0,
         "batch_lanes_mean": 0.0, "fluency_base": None, "fluency_pref": None,
         "changed_tokens": None, "mean_shift": None,

@@ -333,6 +333,13 @@ class Context:
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
         return LaneState(seq_id=seq_id, tokens=[])
 
+    @staticmethod
+    def cached_tokens(lane: LaneState, target: Sequence[int]) -> int:
+        """How many of ``target``'s tokens the lane's cache holds already (before its
+        prefill): a chat's history, or a kept stream's shared prefix. The prefill evaluates
+        the rest, the last token always."""
+        return min(_common_prefix(lane.tokens, target), max(len(target) - 1, 0))
+
     def _seq_id_for(self, prefix: Sequence[int]) -> int:
         """The free sequence for a lane that starts with ``prefix``: the lowest, unless
         another's kept cells hold ``REUSE_OVER_LOWEST`` more of it. Called under the lock.

@@ -98,6 +98,8 @@ class Job:
     admitted_at: float = 0.0
     prefill_tokens: int = 0
     prefill_chunks: int = 0
+    #: tokens of the longest lane's prompt found in its cache (kept cells, a chat's history)
+    cached_tokens: int = 0
     _prefills: list[tuple[list[int], Iterator[tuple[int, bool]]]] = field(default_factory=list)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -337,6 +339,9 @@ class Scheduler:
                 else:
                     job.lanes.append(spec.context.open_lane(spec.target))
             job.views = [None] * len(job.lanes)
+            longest = max(range(len(job.lanes)), key=lambda p: len(job.lane_specs[p].target))
+            job.cached_tokens = Context.cached_tokens(job.lanes[longest],
+                                                      job.lane_specs[longest].target)
             by_context: dict[Context, list[int]] = {}
             for position, spec in enumerate(job.lane_specs):
                 by_context.setdefault(spec.context, []).append(position)
@@ -463,6 +468,7 @@ class Scheduler:
             track.stats["prefill_ms"] = (now - job.admitted_at) * 1000
             track.stats["prefill_tokens"] = job.prefill_tokens
             track.stats["prefill_chunks"] = job.prefill_chunks
+            track.stats["cached_tokens"] = job.cached_tokens
             track.stats["stop_reason"] = "running"
         job.state = "running"
         self._work_on(job, job.tracks)
@@ -484,6 +490,7 @@ class Scheduler:
                 track.stats["prefill_ms"] = (now - job.admitted_at) * 1000
                 track.stats["prefill_tokens"] = job.prefill_tokens
                 track.stats["prefill_chunks"] = job.prefill_chunks
+                track.stats["cached_tokens"] = job.cached_tokens
             if job.submitted_at and not job.admitted_at:
                 track.stats["queued_ms"] = (now - job.submitted_at) * 1000
             track.update_stats()

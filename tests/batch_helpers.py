@@ -31,7 +31,8 @@ def read_answers(path: Path) -> list[dict[str, Any]]:
 
 
 def essentials(answer: dict[str, Any]) -> tuple[Any, ...]:
-    """What two runs of the same greedy line must agree on (not ids, times or timings)."""
+    """What two runs of the same greedy line must agree on (not ids, times or timings, nor
+    the prompt tokens found in the cache, which depend on what ran before)."""
     response = answer["response"]
     body = response["body"]
     if response["status_code"] != 200:
@@ -40,7 +41,9 @@ def essentials(answer: dict[str, Any]) -> tuple[Any, ...]:
     extension = body["localpref"]
     text = choice["message"]["content"] if "message" in choice else choice["text"]
     return (answer["custom_id"], 200, body["object"], body["model"], text,
-            choice["finish_reason"], choice["logprobs"], body["usage"], extension["method"],
+            choice["finish_reason"], choice["logprobs"],
+            {k: v for k, v in body["usage"].items() if k != "prompt_tokens_details"},
+            extension["method"],
             extension["preference"], extension["avoid"], extension["stats"]["settings"])
 
 

@@ -1,7 +1,7 @@
 """A finished request's cells stay in its lane's stream for the next request that starts the
 same way (a server's clients send the same system prompt, and a chat's next turn whole): the
 bundled model through real llama.cpp, the prefill counted, the logits and answers bit for bit
-those of a fresh evaluation."""
+those of a fresh evaluation, and the cached tokens in the server's usage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from server_helpers import MODEL_ID
 
 from localpref import Amulet, Base
 from localpref.api import Model
@@ -153,3 +154,22 @@ def test_requests_with_one_system_prompt_reuse_it_and_answer_as_a_fresh_model(
     reused = [r for r, a in zip(results, fresh, strict=True)
               if r.stats["prefill_tokens"] < a.stats["prefill_tokens"]]
     assert len(reused) >= len(questions) // 2
+
+
+def test_a_conversation_sent_whole_again_reports_its_turns_as_cached_tokens(client) -> None:
+    """Over HTTP with the openai SDK: turn 2 of a conversation (turn 1 and its answer sent
+    again, as every OpenAI client does) finds turn 1 in the cache; usage says how much."""
+    first_turn = [{"role": "system", "content": SYSTEM},
+                  {"role": "user", "content": "How do I keep basil alive?"}]
+    first = client.chat.completions.create(model=MODEL_ID, messages=first_turn, max_tokens=8)
+    answer = first.choices[0].message.content
+    second_turn = first_turn + [{"role": "assistant", "content": answer},
+                                {"role": "user", "content": "And mint?"}]
+    second = client.chat.completions.create(model=MODEL_ID, messages=second_turn,
+                                            max_tokens=8)
+    assert first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens <= cached < second.usage.prompt_tokens
+    stats = second.model_extra["localpref"]["stats"]
+    assert stats["cached_tokens"] == cached
+    assert stats["prefill_tokens"] == second.usage.prompt_tokens - cached

@@ -84,7 +84,8 @@ async def test_an_error_after_the_stream_began_is_a_data_error_then_done() -> No
 async def test_a_finished_stream_ends_with_finish_reason_usage_then_done() -> None:
     job = GenerationJob(lambda: None, asyncio.get_running_loop())
     result = Result(text="Hi.", tokens=[1, 2], stats={"stop_reason": "length",
-                                                      "n_prompt_tokens": 7, "method": "base"})
+                                                      "n_prompt_tokens": 7, "method": "base",
+                                                      "cached_tokens": 5})
     await job.events.put(("done", result))
     frames = [frame async for frame in sse_events(job, ("piece", "Hi."), model=ID, avoid=None,
                                                  include_usage=True)]
@@ -92,4 +93,5 @@ async def test_a_finished_stream_ends_with_finish_reason_usage_then_done() -> No
     assert chunks[2]["choices"][0]["finish_reason"] == "length"
     assert chunks[2]["localpref"]["method"] == "base"
     assert chunks[3]["choices"] == []
-    assert chunks[3]["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    assert chunks[3]["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9,
+                                  "prompt_tokens_details": {"cached_tokens": 5}}

@@ -72,12 +72,16 @@ def finish_reason(result: Result) -> str:
     return FINISH_REASONS.get(str(result.stats.get("stop_reason")), "stop")
 
 
-def usage(result: Result) -> dict[str, int]:
-    """Token counts; ``prompt_tokens`` is the longest lane's prompt."""
+def usage(result: Result) -> dict[str, Any]:
+    """Token counts; ``prompt_tokens`` is the longest lane's prompt, and its
+    ``prompt_tokens_details.cached_tokens`` the part of it found in the cache (a finished
+    request's kept cells, as OpenAI's prompt caching reports it)."""
     prompt = int(result.stats.get("n_prompt_tokens", 0))
     completion = len(result.tokens)
+    cached = int(result.stats.get("cached_tokens", 0))
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def localpref_extension(result: Result, avoid: Any) -> dict[str, Any]:
