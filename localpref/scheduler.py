@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from localpref.decoding import End, Outbox, Piece, Result, Track
-from localpref.engine import Context, LaneState
+from localpref.engine import ROW_BY_ROW_LIMIT, Context, LaneState
 from localpref.errors import BusyError, ModelError
 
 #: Events kept in ``Scheduler.events`` (for tests and tools).
@@ -71,7 +71,8 @@ class Session:
 @dataclass
 class Event:
     """One decode of the scheduler: ``kind`` "prefill" (a job's chunk; ``final`` for the
-    last) or "step" (every running job's tokens); ``jobs``: the ids of the jobs in it."""
+    last; several jobs when they joined together) or "step" (every running job's tokens);
+    ``jobs``: the ids of the jobs in it."""
 
     number: int
     kind: str
@@ -433,7 +434,10 @@ class Scheduler:
                 job.lanes[position] = None
 
     def _prefill(self, *, any_running: bool) -> None:
-        """One prefill decode of the oldest joining job (all of it when nothing runs)."""
+        """One prefill decode of the oldest joining job (all of it when nothing runs), or of
+        the jobs that joined together when one small decode holds them all."""
+        if self._prefill_together():
+            return
         while True:
             job = next((j for j in self._live if j.state == "prefill"), None)
             if job is None:
@@ -461,6 +465,62 @@ class Scheduler:
                     return  # it steps from the next round: the next joiner waits its turn
             if any_running:
                 return
+
+    def _prefill_together(self) -> bool:
+        """Prefill the oldest joining jobs in ONE decode when none has started and their new
+        rows together stay under ``ROW_BY_ROW_LIMIT`` (so each row is computed as alone, and
+        every logit is what the jobs' own decodes give): requests that arrive together start
+        together, as llama-server batches its slots' prompts, instead of the second waiting
+        for the first one's prefill and first step. Returns whether it did."""
+        group: list[tuple[Job, int]] = []
+        context: Context | None = None
+        rows = 0
+        for job in self._live:
+            if job.state != "prefill":
+                continue
+            if job.prefill_chunks > 0 or len(job._prefills) != 1:
+                break
+            positions, _ = job._prefills[0]
+            job_context = job.lane_specs[positions[0]].context
+            new = sum(len(job.lane_specs[p].target)
+                      - Context.cached_tokens(job.lanes[p], job.lane_specs[p].target)
+                      for p in positions)  # type: ignore[arg-type]
+            if context is not None and job_context is not context:
+                break
+            if rows + new > min(ROW_BY_ROW_LIMIT - 1, job_context.n_batch):
+                break
+            context, rows = job_context, rows + new
+            group.append((job, new))
+        if context is None or len(group) < 2:
+            return False
+        lanes: list[LaneState] = []
+        targets: list[list[int]] = []
+        job_positions: list[list[int]] = []
+        for job, _ in group:
+            positions, steps = job._prefills.pop(0)
+            steps.close()  # never started: it evaluated nothing
+            job_positions.append(positions)
+            lanes += [job.lanes[p] for p in positions]  # type: ignore[misc]
+            targets += [job.lane_specs[p].target for p in positions]
+        before = context.decodes
+        try:
+            context.prefill(lanes, targets)
+        except Exception as error:  # noqa: BLE001 - the decode held every job of the group
+            for job, _ in group:
+                self._end(job, "error", error)
+            return True
+        output = 0
+        for (job, new), positions in zip(group, job_positions, strict=True):
+            for position in positions:
+                # a copy: the next decode overwrites the logits
+                job.views[position] = context.logits(output).copy()
+                output += 1
+            job.prefill_tokens += new
+            job.prefill_chunks += context.decodes - before
+        self._log("prefill", tuple(job.id for job, _ in group), rows, True)
+        for job, _ in group:
+            self._start_running(job)
+        return True
 
     def _start_running(self, job: Job) -> None:
         now = time.perf_counter()

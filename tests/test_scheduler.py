@@ -383,3 +383,28 @@ def test_many_times_the_capacity_submitted_in_one_round_all_answer_exactly(
     assert max(e.tokens for e in events if e.kind == "step") <= 4  # never more than fit
     waited = [r.stats["queued_ms"] for r in results]
     assert all(w > 0 for w in waited[2:])
+
+
+def test_requests_that_join_together_are_prefilled_in_one_decode_and_answer_as_alone(
+        bundled_path: Path) -> None:
+    """Two requests queued in one round, their rows under ROW_BY_ROW_LIMIT together: one
+    prefill decode holds both (the second does not wait for the first's prefill and first
+    step), and each answers token for token as alone."""
+    prompts = ["Name a herb.", "Name a tree."]
+    with Model(bundled_path, max_lanes=4, n_ctx=256) as small:
+        alone = [_alone(small, p, None, Base(), 4) for p in prompts]
+        seen = len(small.scheduler.events)
+        before = small.context.decodes
+        with small.scheduler.exclusive():
+            generations = [small.stream(p, method=Base(), max_tokens=4, ignore_eos=True).start()
+                           for p in prompts]
+        results = [generation.run() for generation in generations]
+        events = list(small.scheduler.events)[seen:]
+        decodes = small.context.decodes - before
+    prefills = [e for e in events if e.kind == "prefill"]
+    assert len(prefills) == 1 and len(prefills[0].jobs) == 2 and prefills[0].final
+    assert prefills[0].tokens == sum(r.stats["prefill_tokens"] for r in results)
+    assert decodes == 1 + 3  # one prefill, then both requests' 3 steps together
+    assert all(r.stats["prefill_chunks"] == 1 for r in results)
+    for together, single in zip(results, alone, strict=True):
+        assert together.tokens == single.tokens and together.text == single.text
