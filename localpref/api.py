@@ -85,7 +85,13 @@ class Model:
 
     ``max_lanes``: lanes (llama.cpp sequences) decoded at once over every request;
     ``max_queued``: requests that may wait for lanes before the next gets ``BusyError``;
-    ``max_like_tokens``: the bound on a request's examples (``like``), in tokens together.
+    ``max_like_tokens``: the bound on a request's examples (``like``), in tokens together;
+    ``keep_cells``: a finished request's lanes keep their KV cells, and a later prompt that
+    starts the same way evaluates only the rest (``localpref serve`` turns it on: a server's
+    clients share a system prompt and send a conversation whole at every turn). Off by
+    default: a prompt evaluated partly from another request's cells may round a logit's last
+    digits differently from a fresh evaluation, and evaluations, batch files and their shards
+    must give the same answers whatever ran before (docs/design.md, "Lanes and the KV cache").
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class Model:
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         max_queued: int = 16,
         max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
+        keep_cells: bool = False,
     ) -> None:
         if not isinstance(max_lanes, int) or not 1 <= max_lanes <= n_batch:
             raise SettingsError(f"max_lanes must be a whole number from 1 to n_batch "
@@ -121,7 +128,7 @@ class Model:
         self._reward_lock = threading.Lock()
         self._backends = [self._backend]
         self._calibration = CalibrationLookup(self._backend.loaded.path)
-        self._scheduler = Scheduler(max_queued=max_queued)
+        self._scheduler = Scheduler(max_queued=max_queued, keep_cells=bool(keep_cells))
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
         for notice in self.notices:
@@ -736,6 +743,7 @@ def load(
     n_threads_batch: int | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     progress: Callable[[int, int], None] | None = None,
+    keep_cells: bool = False,
 ) -> Model:
     """Load a GGUF: the bundled SmolLM2-135M-Instruct (None), a local path, a catalog name,
     or a Hugging Face repo (``"org/repo"`` with ``filename="*Q4_K_M.gguf"``, or
@@ -743,7 +751,8 @@ def load(
 
     ``max_lanes`` lanes are decoded at once over every request; ``max_queued`` requests may
     wait for lanes, and the next one gets ``BusyError``; ``max_like_tokens`` bounds a
-    request's examples (``like``)."""
+    request's examples (``like``); ``keep_cells`` keeps a finished request's cells for a
+    prompt that starts the same way (``Model``)."""
     from localpref.models import resolve_model
 
     path = resolve_model(None if model is None else str(model), filename=filename,
@@ -751,4 +760,4 @@ def load(
     return Model(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=max_lanes,
                  max_queued=max_queued, max_like_tokens=max_like_tokens,
                  n_threads=n_threads, n_threads_batch=n_threads_batch,
-                 system_prompt=system_prompt)
+                 system_prompt=system_prompt, keep_cells=keep_cells)

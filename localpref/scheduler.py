@@ -141,8 +141,11 @@ class Job:
 class Scheduler:
     """One decode thread for a model's contexts; see the module's docstring."""
 
-    def __init__(self, *, max_queued: int = 16) -> None:
+    def __init__(self, *, max_queued: int = 16, keep_cells: bool = False) -> None:
         self.max_queued = max_queued
+        #: whether finished lanes keep their cells for a prompt that starts the same way
+        #: (``Context.close_lane(keep=True)``; ``Model(keep_cells=...)`` says when)
+        self.keep_cells = keep_cells
         self._cond = threading.Condition(threading.RLock())
         #: held by the thread for each round; ``exclusive()`` takes it to use a context
         self._work = threading.RLock()
@@ -319,10 +322,10 @@ class Scheduler:
         return True
 
     def _close_session_lanes(self, session: Session, *, keep: bool = True) -> None:
-        """Give back an idle or closed chat's lanes, their cells kept for a request that
-        starts the same way (``Context.close_lane``)."""
+        """Give back an idle or closed chat's lanes, their cells kept (with ``keep_cells``)
+        for a request that starts the same way (``Context.close_lane``)."""
         for context, lane in session.lanes.values():
-            context.close_lane(lane, keep=keep)
+            context.close_lane(lane, keep=keep and self.keep_cells)
         session.lanes.clear()
         if session.closed and session in self._sessions:
             self._sessions.remove(session)
@@ -333,12 +336,14 @@ class Scheduler:
             job.lanes = []
             for spec in job.lane_specs:
                 if job.session is not None:
+                    prefix = spec.target if self.keep_cells else None
                     if spec.name not in job.session.lanes:
                         job.session.lanes[spec.name] = (spec.context,
-                                                        spec.context.open_lane(spec.target))
+                                                        spec.context.open_lane(prefix))
                     job.lanes.append(job.session.lanes[spec.name][1])
                 else:
-                    job.lanes.append(spec.context.open_lane(spec.target))
+                    job.lanes.append(spec.context.open_lane(
+                        spec.target if self.keep_cells else None))
             job.views = [None] * len(job.lanes)
             longest = max(range(len(job.lanes)), key=lambda p: len(job.lane_specs[p].target))
             job.cached_tokens = Context.cached_tokens(job.lanes[longest],
@@ -430,7 +435,7 @@ class Scheduler:
         for position in track.lanes:
             lane = job.lanes[position]
             if lane is not None and position not in still_used:
-                job.lane_specs[position].context.close_lane(lane, keep=True)
+                job.lane_specs[position].context.close_lane(lane, keep=self.keep_cells)
                 job.lanes[position] = None
 
     def _prefill(self, *, any_running: bool) -> None:
@@ -556,7 +561,7 @@ class Scheduler:
             track.update_stats()
         # A prefill stopped halfway may leave a copy from another lane pending until the next
         # decode (``Context._copy_prefix``): such cells are not kept, nor an erring job's.
-        keep = outcome != "error" and not was_prefilling
+        keep = self.keep_cells and outcome != "error" and not was_prefilling
         if job.session is not None:
             job.session.busy = False
             job.session.idle_since = now

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
-from server_helpers import MODEL_ID
+from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref import Amulet, Base
 from localpref.api import Model
@@ -135,7 +135,8 @@ def test_requests_with_one_system_prompt_reuse_it_and_answer_as_a_fresh_model(
     for question, method in zip(questions, methods, strict=True):
         with Model(bundled_path, max_lanes=2, n_ctx=256) as alone:
             fresh.append(ask(alone, question, method))
-    with Model(bundled_path, max_lanes=4, n_ctx=256, max_queued=len(questions)) as shared:
+    with Model(bundled_path, max_lanes=4, n_ctx=256, max_queued=len(questions),
+               keep_cells=True) as shared:
         first = ask(shared, questions[0], methods[0])
         assert first.tokens == fresh[0].tokens
         results: list = [None] * len(questions)
@@ -156,20 +157,33 @@ def test_requests_with_one_system_prompt_reuse_it_and_answer_as_a_fresh_model(
     assert len(reused) >= len(questions) // 2
 
 
-def test_a_conversation_sent_whole_again_reports_its_turns_as_cached_tokens(client) -> None:
-    """Over HTTP with the openai SDK: turn 2 of a conversation (turn 1 and its answer sent
-    again, as every OpenAI client does) finds turn 1 in the cache; usage says how much."""
-    first_turn = [{"role": "system", "content": SYSTEM},
-                  {"role": "user", "content": "How do I keep basil alive?"}]
-    first = client.chat.completions.create(model=MODEL_ID, messages=first_turn, max_tokens=8)
-    answer = first.choices[0].message.content
-    second_turn = first_turn + [{"role": "assistant", "content": answer},
-                                {"role": "user", "content": "And mint?"}]
-    second = client.chat.completions.create(model=MODEL_ID, messages=second_turn,
-                                            max_tokens=8)
+def test_a_conversation_sent_whole_again_reports_its_turns_as_cached_tokens(
+        bundled_path: Path) -> None:
+    """Over HTTP with the openai SDK, a model that keeps cells as ``localpref serve``'s does:
+    turn 2 of a conversation (turn 1 and its answer sent again, as every OpenAI client does)
+    finds turn 1 in the cache, and usage says how much; a model that does not finds none."""
+    with Model(bundled_path, max_lanes=2, n_ctx=512, keep_cells=True) as model, \
+            running_server(model) as server:
+        first, second = _two_turns(sdk_client(server.url))
     assert first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert first.usage.prompt_tokens <= cached < second.usage.prompt_tokens
     stats = second.model_extra["localpref"]["stats"]
     assert stats["cached_tokens"] == cached
     assert stats["prefill_tokens"] == second.usage.prompt_tokens - cached
+
+    with Model(bundled_path, max_lanes=2, n_ctx=512) as model, running_server(model) as server:
+        _, again = _two_turns(sdk_client(server.url))
+    assert again.usage.prompt_tokens_details.cached_tokens == 0
+    assert again.choices[0].message.content == second.choices[0].message.content
+
+
+def _two_turns(client):  # noqa: ANN001, ANN202
+    first_turn = [{"role": "system", "content": SYSTEM},
+                  {"role": "user", "content": "How do I keep basil alive?"}]
+    first = client.chat.completions.create(model=MODEL_ID, messages=first_turn, max_tokens=8)
+    second_turn = first_turn + [{"role": "assistant", "content": first.choices[0].message.content},
+                                {"role": "user", "content": "And mint?"}]
+    second = client.chat.completions.create(model=MODEL_ID, messages=second_turn,
+                                            max_tokens=8)
+    return first, second

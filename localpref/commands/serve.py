@@ -56,7 +56,8 @@ def run_serve_command(args: argparse.Namespace) -> int:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LocalprefWarning)  # said below, as one line
-            model = load_model(args.model, max_lanes=2 * args.parallel, **loading)
+            model = load_model(args.model, max_lanes=2 * args.parallel, keep_cells=True,
+                               **loading)
         tell_notices(model)
         return model, served_model_id(args.model, model.path)
 
