@@ -262,8 +262,8 @@ class Context:
     alone, whatever ran beside it. Sharing a prefix between streams copies data (a whole
     sequence, at the next decode; ``_prefill_steps``), where a shared cache copied ownership.
     A stream given back may keep its cells (``close_lane(keep=True)``) for the next lane that
-    starts the same way: a prompt under ``ROW_BY_ROW_LIMIT`` tokens then has bit-for-bit the
-    logits of a fresh evaluation.
+    starts the same way; its prompt is then evaluated in other decode shapes than a fresh one,
+    which can round a logit differently (docs/design.md, "Lanes and the KV cache").
     """
 
     def __init__(
@@ -325,13 +325,19 @@ class Context:
         with self._lock:
             if not self._free_seq_ids:
                 raise ModelError(f"All {self.max_lanes} lanes of the context are in use.")
-            seq_id = self._seq_id_for(prefix or ())
+            seq_id = self._seq_id_for(prefix) if prefix else self._free_seq_ids[0]
             self._free_seq_ids.remove(seq_id)
             kept = self._kept.pop(seq_id, None)
         if kept is not None and prefix and _common_prefix(kept, prefix) > 0:
             return LaneState(seq_id=seq_id, tokens=kept)
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
         return LaneState(seq_id=seq_id, tokens=[])
+
+    @property
+    def joined_rows_limit(self) -> int:
+        """The most rows a prefill puts in one decode by joining smaller ones (under
+        ``ROW_BY_ROW_LIMIT``, so each row is computed as alone; at most ``n_batch``)."""
+        return min(ROW_BY_ROW_LIMIT - 1, self.n_batch)
 
     @staticmethod
     def cached_tokens(lane: LaneState, target: Sequence[int]) -> int:
@@ -450,7 +456,7 @@ class Context:
     ) -> Iterator[tuple[int, bool]]:
         own, deferred, finals = self._prefill_rows(lanes, targets)
         by_seq = {lane.seq_id: (lane, target) for lane, target in zip(lanes, targets, strict=True)}
-        most = min(ROW_BY_ROW_LIMIT - 1, self.n_batch)
+        most = self.joined_rows_limit
         if deferred:  # the donors' rows first, then the copies and the rest
             for rows in _merge_small(_chunks(own, self.n_batch), most):
                 self._decode_rows(rows, by_seq)
@@ -489,7 +495,7 @@ class Context:
         decode more, fewer rows)."""
         keeps = []
         for lane, target in zip(lanes, targets, strict=True):
-            keep = min(_common_prefix(lane.tokens, target), len(target) - 1)
+            keep = self.cached_tokens(lane, target)
             self._release_cells(lane.seq_id, keep)
             lane.tokens = target[:keep]
             keeps.append(keep)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from localpref.decoding import End, Outbox, Piece, Result, Track
-from localpref.engine import ROW_BY_ROW_LIMIT, Context, LaneState
+from localpref.engine import Context, LaneState
 from localpref.errors import BusyError, ModelError
 
 #: Events kept in ``Scheduler.events`` (for tests and tools).
@@ -335,15 +335,14 @@ class Scheduler:
         try:
             job.lanes = []
             for spec in job.lane_specs:
+                prefix = spec.target if self.keep_cells else None
                 if job.session is not None:
-                    prefix = spec.target if self.keep_cells else None
                     if spec.name not in job.session.lanes:
                         job.session.lanes[spec.name] = (spec.context,
                                                         spec.context.open_lane(prefix))
                     job.lanes.append(job.session.lanes[spec.name][1])
                 else:
-                    job.lanes.append(spec.context.open_lane(
-                        spec.target if self.keep_cells else None))
+                    job.lanes.append(spec.context.open_lane(prefix))
             job.views = [None] * len(job.lanes)
             longest = max(range(len(job.lanes)), key=lambda p: len(job.lane_specs[p].target))
             job.cached_tokens = Context.cached_tokens(job.lanes[longest],
@@ -477,7 +476,7 @@ class Scheduler:
         every logit is what the jobs' own decodes give): requests that arrive together start
         together, as llama-server batches its slots' prompts, instead of the second waiting
         for the first one's prefill and first step. Returns whether it did."""
-        group: list[tuple[Job, int]] = []
+        group: list[tuple[Job, list[int], int]] = []  # job, its lanes' positions, new rows
         context: Context | None = None
         rows = 0
         for job in self._live:
@@ -492,38 +491,36 @@ class Scheduler:
                       for p in positions)  # type: ignore[arg-type]
             if context is not None and job_context is not context:
                 break
-            if rows + new > min(ROW_BY_ROW_LIMIT - 1, job_context.n_batch):
+            if rows + new > job_context.joined_rows_limit:
                 break
             context, rows = job_context, rows + new
-            group.append((job, new))
+            group.append((job, positions, new))
         if context is None or len(group) < 2:
             return False
         lanes: list[LaneState] = []
         targets: list[list[int]] = []
-        job_positions: list[list[int]] = []
-        for job, _ in group:
-            positions, steps = job._prefills.pop(0)
+        for job, positions, _ in group:
+            _, steps = job._prefills.pop(0)
             steps.close()  # never started: it evaluated nothing
-            job_positions.append(positions)
             lanes += [job.lanes[p] for p in positions]  # type: ignore[misc]
             targets += [job.lane_specs[p].target for p in positions]
         before = context.decodes
         try:
             context.prefill(lanes, targets)
         except Exception as error:  # noqa: BLE001 - the decode held every job of the group
-            for job, _ in group:
+            for job, _, _ in group:
                 self._end(job, "error", error)
             return True
         output = 0
-        for (job, new), positions in zip(group, job_positions, strict=True):
+        for job, positions, new in group:
             for position in positions:
                 # a copy: the next decode overwrites the logits
                 job.views[position] = context.logits(output).copy()
                 output += 1
             job.prefill_tokens += new
             job.prefill_chunks += context.decodes - before
-        self._log("prefill", tuple(job.id for job, _ in group), rows, True)
-        for job, _ in group:
+        self._log("prefill", tuple(job.id for job, _, _ in group), rows, True)
+        for job, _, _ in group:
             self._start_running(job)
         return True
 
