@@ -456,7 +456,8 @@ class Model:
             sentences = _lane_sentences(request)
             recommended = is_recommended(request.method)
             opposite = (request.opposite if request.opposite is not None else
-                        bool(recommended and calibration is not None and calibration.opposite))
+                        bool(recommended and calibration is not None
+                             and calibration.opposite(_calibrated_preference(request))))
             base_sentence = base_lane_text(request.preference, request.avoid, opposite)
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
@@ -491,7 +492,8 @@ class Model:
                 "like": len(request.like),
                 "model": self.name,
                 "recommended": recommended and len(method.lanes) >= 2,
-                "calibration": (calibration.summary() if recommended and calibration is not None
+                "calibration": (calibration.summary(_calibrated_preference(request))
+                                if recommended and calibration is not None
                                 and len(method.lanes) >= 2 else None),
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
@@ -673,8 +675,14 @@ def _steered_method(request: Request, calibration: Calibration | None) -> Method
             and not request.like):
         return Base()
     if calibration is not None and is_recommended(request.method):
-        return calibration.method()
+        return calibration.method(_calibrated_preference(request))
     return request.method
+
+
+def _calibrated_preference(request: Request) -> object:
+    """The preference a calibration's per-preference settings are looked up by: the
+    request's, unless examples join it in the preference lane (then the overall setting)."""
+    return None if request.like else request.preference
 
 
 def _weighted_methods(requests: Sequence[Request], methods: Sequence[Method]) -> list[Method]:

@@ -91,6 +91,17 @@ def preference_label(preference: PreferenceInput) -> str | None:
     return " + ".join(item.strip() for item in items)
 
 
+def single_preset(preference: object) -> str | None:
+    """The built-in preference's name when ``preference`` is exactly one (a name, or a list
+    of one name), else None (free text, several, weights or none)."""
+    if isinstance(preference, (list, tuple)) and len(preference) == 1:
+        preference = preference[0]
+    if not isinstance(preference, str):
+        return None
+    name = preference.strip().lower()
+    return name if name in PRESETS else None
+
+
 def opposite_text(preference: object) -> str | None:
     """The opposites of the built-in preferences in ``preference``, joined like avoid.
 

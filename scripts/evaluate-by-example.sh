@@ -11,7 +11,8 @@
 #   scripts/evaluate-by-example.sh ../shared/datasets/koala_eval_50.json runs/qwen05 8 \
 #       ~/.cache/localpref-eval-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 #
-# STRENGTH sets the steering's strength (a model's calibrated k; default today's k = 0.5).
+# STRENGTH and TAU set the steering's strength and plausibility tau (a model's calibrated
+# setting; default today's k = 0.5, tau 0.2).
 # Base does not read the examples, so BASE_ONCE=1 runs it in the first style's folder only (the
 # style scorer gives every answer all four style scores).
 set -euo pipefail
@@ -27,7 +28,7 @@ for style in bullets lowercase question summary; do
   for file in "$EXAMPLES/$style"/*.txt; do likes+=(--like "$file"); done
   "$LOCALPREF" eval --dataset "$DATASET" --limit "$LIMIT" --threads 1 --max-tokens "$MAX_TOKENS" \
     --prompts library --methods "$methods" --reference recommended \
-    ${STRENGTH:+--strength "$STRENGTH"} \
+    ${STRENGTH:+--strength "$STRENGTH"} ${TAU:+--tau "$TAU"} \
     --scorers style,length --no-progress --bootstrap 2000 \
     ${MODEL:+--model "$MODEL"} "${likes[@]}" --like-name "$style" --out "$OUT/$style"
 done

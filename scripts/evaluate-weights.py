@@ -7,16 +7,17 @@ stays 1. Scores: words (concise, lower) and VADER (uplifting, higher), per promp
 gives means and 95 % paired bootstrap intervals of the difference from the joined lane.
 
     PYTHONPATH=. python scripts/evaluate-weights.py DATASET LIMIT OUT.md [MODEL] [--threads N]
-        [--strength K]
+        [--strength K] [--tau T]
 
-``--strength`` sets the recommended steering's strength (a model's calibrated k; default
-today's uncalibrated setting); the base lane stays neutral. A run writes OUT.md and OUT.jsonl
-(one row per answer) and resumes from OUT.jsonl.
+``--strength`` and ``--tau`` set the recommended steering's strength and plausibility tau (a
+model's calibrated setting; default today's uncalibrated one); the base lane stays neutral.
+A run writes OUT.md and OUT.jsonl (one row per answer) and resumes from OUT.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -51,10 +52,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--strength", type=float, default=None)
+    parser.add_argument("--tau", type=float, default=None)
     args = parser.parse_args()
     method = localpref.recommended_method()
     if args.strength is not None:
         method = method.with_strength(args.strength)
+    if args.tau is not None:
+        method = dataclasses.replace(method, tau=args.tau)
     out = Path(args.out)
     rows_path = out.with_suffix(".jsonl")
     done = {}
@@ -80,17 +84,19 @@ def main() -> int:
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 done[(name, position)] = row
-    out.write_text(report(done, model.name, len(prompts), args.max_tokens, method.strength))
+    out.write_text(report(done, model.name, len(prompts), args.max_tokens, method.strength,
+                           method.tau))
     print(out.read_text())
     return 0
 
 
-def report(rows: dict, model: str, n_prompts: int, max_tokens: int, strength: float) -> str:
+def report(rows: dict, model: str, n_prompts: int, max_tokens: int, strength: float,
+           tau: float) -> str:
     """The markdown table: per configuration, means and paired intervals against joined."""
     names = list(configs())
     lines = [f"# Weighted preferences: {model}", "",
              f"{n_prompts} prompts, {max_tokens} new tokens, greedy, the recommended steering "
-             f"at k = {strength:g}, neutral base lane. "
+             f"at k = {strength:g}, tau {tau:g}, neutral base lane. "
              "Δ: paired difference from the joined-sentence lane (`-p concise -p uplifting`), "
              "mean [95 % bootstrap interval over prompts].", "",
              "| configuration | lanes | words | Δ words | VADER | Δ VADER | fluency (pref) |",

@@ -27,6 +27,7 @@ from localpref.calibration.run import calibrate, stored_rows
 from localpref.calibration.sweep import Plan
 from localpref.cli import main
 from localpref.methods import PREF_ENDS, is_recommended, recommended_method
+from localpref.presets import OPPOSITES
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 PROMPT = "How do I keep basil alive?"
@@ -41,11 +42,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def calibrated(model: Model, **settings: object) -> dict:
-    """Store a calibration for the model's file by hand (the choice rule is tested apart)."""
+def calibrated(model: Model, per_preference: dict | None = None, **settings: object) -> dict:
+    """Store a calibration for the model's file by hand (the choice rule is tested apart);
+    ``per_preference`` maps a built-in preference to its own settings."""
+    own = {name: {"settings": {**CALIBRATED, **mine}, "reason": "by hand"}
+           for name, mine in (per_preference or {}).items()}
     record = {"model": model.name, "path": str(model.path), "key": model.calibration_key,
               "calibrated_at": "2026-12-03T11:00:00+00:00", "calibrated": True,
-              "chosen": {"method": "amulet", "settings": {**CALIBRATED, **settings}},
+              "chosen": {"method": "amulet", "settings": {**CALIBRATED, **settings},
+                         "per_preference": own},
               "reason": "by hand", "rows": []}
     write_record(model.calibration_key, record)
     return record
@@ -94,7 +99,8 @@ def test_the_calibration_is_used_when_no_method_is_named(model: Model, home: Pat
         assert result.stats["settings"]["contrast"] == 2.0
         assert result.stats["settings"]["tau"] == 0.1
         assert result.stats["calibration"] == {
-            "settings": CALIBRATED, "calibrated_at": record["calibrated_at"], "method": "amulet"}
+            "settings": CALIBRATED, "calibrated_at": record["calibrated_at"],
+            "per_preference": False, "method": "amulet"}
     chosen = recommended_method(model)
     assert chosen == mine and is_recommended(chosen)
     assert recommended_method() == Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS)
@@ -128,6 +134,34 @@ def test_a_calibrated_opposite_fills_the_base_lane_unless_the_request_says(
     assert off.stats["opposite"] is False
     assert off.tokens == model.generate(PROMPT, preference="concise", method=mine,
                                         max_tokens=TOKENS).tokens
+
+
+def test_a_preference_named_alone_gets_its_own_setting(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = calibrated(model, per_preference={
+        "uplifting": {"contrast": 4.0, "tau": 0.05, "opposite": True}})
+    overall = Amulet(contrast=2.0, tau=0.1, end_tokens=PREF_ENDS)
+    own = Amulet(contrast=4.0, tau=0.05, end_tokens=PREF_ENDS)
+    expected = model.generate(PROMPT, preference="uplifting", method=own,
+                              avoid=OPPOSITES["uplifting"], max_tokens=TOKENS)
+    assert expected.tokens != model.generate(PROMPT, preference="uplifting", method=overall,
+                                             max_tokens=TOKENS).tokens
+    for preference in ("uplifting", ["Uplifting"]):
+        result = model.generate(PROMPT, preference=preference, max_tokens=TOKENS)
+        assert result.tokens == expected.tokens and result.stats["opposite"] is True
+        assert result.stats["settings"]["contrast"] == 4.0
+        assert result.stats["calibration"]["per_preference"] is True
+        assert result.stats["calibration"]["settings"]["tau"] == 0.05
+    # Another preset, two presets, or weights: the overall setting, neutral base lane.
+    for preference in ("concise", ["uplifting", "concise"], {"uplifting": 1.0}):
+        result = model.generate(PROMPT, preference=preference, max_tokens=TOKENS)
+        assert result.stats["settings"]["contrast"] == 2.0 and result.stats["opposite"] is False
+        assert result.stats["calibration"]["per_preference"] is False
+    assert recommended_method(model) == overall
+    assert main(["models", "list"]) == 0
+    assert "calibrated k=2 tau=0.1; uplifting: k=4 tau=0.05, opposite" in \
+        capsys.readouterr().out
+    assert record["chosen"]["per_preference"]["uplifting"]["reason"] == "by hand"
 
 
 def test_another_model_file_does_not_match(model: Model, home: Path, tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ def test_list_json(hf_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "path": str(hf_cache / "models--org--name" / "snapshots" / REV / "name-Q4_1.gguf"),
             "size": bundled.stat().st_size,
             "revision": REV,
-            "calibration": {"calibrated": False, "settings": None, "calibrated_at": None,
+            "calibration": {"calibrated": False, "settings": None, "per_preference": None,
+                            "calibrated_at": None,
                             "text": "uncalibrated (localpref calibrate)"},
         }
     ]

@@ -250,9 +250,10 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         label = self.steering.method_label
         if not label.startswith("recommended: ") or self.model is None:
             return label
-        calibrated = self.model.calibrated_method()
-        if calibrated is None:
+        calibration = self.model.calibration
+        if calibration is None:
             return f"{label} (uncalibrated default)"
+        calibrated = calibration.method(self.steering.preference)
         return f"recommended: {method_description(calibrated)} (calibrated for this model)"
 
     def _show_live(self, stats: dict[str, Any], **facts: Any) -> None:

@@ -30,6 +30,16 @@ sends the wrong way (``moved - wrong >= 1``). Among those, the largest ``moved -
 then the most moved, then the largest summed standardized effect, then the smaller strength
 (then the neutral base lane, then the smaller tau, so the choice is one). No setting
 qualifies: the uncalibrated default is kept, and the reason says why.
+
+**Per preference** (``choose_per_preference``). One setting for every preference couples
+them: on the bundled model the setting that moves uplifting most sends creative the wrong way,
+and the one that moves concise costs uplifting nothing but moves it less. So each built-in
+preference also gets its own setting: among the settings that move *it* past Pref within the
+budget (its own fluency), the largest standardized effect (then the smaller strength, the
+neutral base lane, the smaller tau). A preference no setting moves uses the overall choice,
+unless the overall choice sent it the wrong way: then the uncalibrated default. A request
+naming exactly one built-in preference gets that preference's setting; free text, several
+preferences, weights and examples get the overall one.
 """
 
 from __future__ import annotations
@@ -80,6 +90,15 @@ class Choice:
 
     setting: Setting | None
     moved: int
+    effect: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class PreferenceChoice:
+    """One preference's own setting (None: the uncalibrated default) and why."""
+
+    setting: Setting | None
     effect: float
     reason: str
 
@@ -241,3 +260,36 @@ def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Ch
     return Choice(setting, moved, effect,
                   f"{setting.label} moves {moved} of {total} preferences past Pref{against}, "
                   f"within {budget:g} nats of its fluency (summed effect {effect:.2f})")
+
+
+def choose_per_preference(rows: Iterable[dict[str, Any]], overall: Setting | None,
+                          budget: float = FLUENCY_BUDGET) -> dict[str, PreferenceChoice]:
+    """Each preference's own setting (module docstring, "Per preference"): the preferences
+    some setting moves past Pref, and those the overall choice sent the wrong way (which get
+    the default); a preference absent from the answer uses the overall choice."""
+    by_preference: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("method") != "pref":
+            by_preference.setdefault(row["preference"], []).append(row)
+    found: dict[str, PreferenceChoice] = {}
+    for preference, members in by_preference.items():
+        moved = [r for r in members if r.get("moved") and _finite(r.get("fluency_pref_delta"))
+                 and r["fluency_pref_delta"] >= -budget]
+        if moved:
+            best = min(moved, key=lambda r: (-float(r.get("effect") or 0.0), r["strength"],
+                                             r["opposite"], r["tau"]))
+            setting = setting_of(best)
+            found[preference] = PreferenceChoice(
+                setting, float(best.get("effect") or 0.0),
+                f"{setting.label} moves it past Pref by {best['delta']:+.3g} "
+                f"(effect {best.get('effect', 0.0):.2f}, fluency "
+                f"{best['fluency_pref_delta']:+.2f} nats)")
+            continue
+        if overall is None:
+            continue
+        sent_wrong = any(r.get("wrong_way") and setting_of(r) == overall for r in members)
+        if sent_wrong:
+            found[preference] = PreferenceChoice(
+                None, 0.0, f"no setting moved it past Pref and {overall.label} sent it the "
+                "wrong way: the uncalibrated default")
+    return found

@@ -8,7 +8,8 @@ its modification time (ns) and its first and last MiB: a file that is changed, r
 replaced gets another key, so its calibration no longer matches (a copy does not match either:
 calibrate the copy). Reading the head and tail costs a few milliseconds once per model.
 
-The record holds the choice (``chosen``: ``{"method", "settings"}``), whether it is a real
+The record holds the choice (``chosen``: ``{"method", "settings", "per_preference"}``, the
+last mapping a built-in preference to its own ``{"settings", "reason"}``), whether it is a real
 calibration (``calibrated``: false when no setting beat Pref within the fluency budget, and the
 uncalibrated default is kept), the reason in words, the sweep table (``rows``) and
 ``calibrated_at``. Only a record with ``calibrated`` true changes the recommended steering.
@@ -20,12 +21,13 @@ import hashlib
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localpref.errors import LocalprefError
 from localpref.methods import PREF_ENDS, Amulet, ContrastFamily, as_recommended
+from localpref.presets import single_preset
 from localpref.store import data_dir
 
 #: The record's format version (a record of another version is ignored, as if absent).
@@ -70,27 +72,39 @@ def rows_path(key: str) -> Path:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A stored calibration: the recommended steering's settings chosen for one model file."""
+    """A stored calibration: the recommended steering's settings chosen for one model file,
+    overall (``settings``) and for the built-in preferences that have their own
+    (``per_preference``: name -> settings)."""
 
     settings: dict[str, Any]
     calibrated_at: str
     record: dict[str, Any]
+    per_preference: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def method(self) -> ContrastFamily:
-        """The recommended steering with the calibrated strength and tau (marked as the
-        recommended steering, ``methods.is_recommended``)."""
-        values = {name: self.settings[name] for name in CALIBRATED_FIELDS
-                  if name in self.settings}
+    def settings_for(self, preference: object = None) -> dict[str, Any]:
+        """The settings a request with this preference gets: its own when it names exactly one
+        built-in preference that has them (``presets.single_preset``), else the overall ones."""
+        name = single_preset(preference)
+        return self.per_preference.get(name, self.settings) if name else self.settings
+
+    def method(self, preference: object = None) -> ContrastFamily:
+        """The recommended steering with the calibrated strength and tau for this preference
+        (marked as the recommended steering, ``methods.is_recommended``)."""
+        settings = self.settings_for(preference)
+        values = {name: settings[name] for name in CALIBRATED_FIELDS if name in settings}
         return as_recommended(Amulet(**values, end_tokens=PREF_ENDS))
 
-    @property
-    def opposite(self) -> bool:
-        """Whether the calibrated steering reads the preferences' opposites in its base lane."""
-        return bool(self.settings.get("opposite", False))
+    def opposite(self, preference: object = None) -> bool:
+        """Whether the calibrated steering for this preference reads the preferences'
+        opposites in its base lane."""
+        return bool(self.settings_for(preference).get("opposite", False))
 
-    def summary(self) -> dict[str, Any]:
-        """What ``stats["calibration"]`` carries: the settings and when they were chosen."""
-        return {"settings": dict(self.settings), "calibrated_at": self.calibrated_at,
+    def summary(self, preference: object = None) -> dict[str, Any]:
+        """What ``stats["calibration"]`` carries: the settings used for this preference,
+        whether they are the preference's own, and when they were chosen."""
+        settings = self.settings_for(preference)
+        return {"settings": dict(settings), "calibrated_at": self.calibrated_at,
+                "per_preference": settings is not self.settings,
                 "method": self.record.get("chosen", {}).get("method", "amulet")}
 
 
@@ -113,7 +127,12 @@ def calibration_of(record: dict[str, Any] | None) -> Calibration | None:
     settings = chosen.get("settings")
     if not isinstance(settings, dict):
         return None
-    return Calibration(dict(settings), str(record.get("calibrated_at", "")), record)
+    own = chosen.get("per_preference")
+    per_preference = {str(name): dict(mine["settings"]) for name, mine in own.items()
+                      if isinstance(mine, dict) and isinstance(mine.get("settings"), dict)
+                      } if isinstance(own, dict) else {}
+    return Calibration(dict(settings), str(record.get("calibrated_at", "")), record,
+                       per_preference)
 
 
 def write_record(key: str, record: dict[str, Any]) -> Path:
@@ -153,10 +172,15 @@ def describe(record: dict[str, Any] | None) -> str:
     when = str(record.get("calibrated_at", ""))[:16].replace("T", " ")
     if calibration is None:
         return f"uncalibrated default kept (no setting beat Pref, {when})"
-    settings = calibration.settings
-    opposite = ", opposite" if calibration.opposite else ""
-    return (f"calibrated k={settings.get('contrast'):g} tau={settings.get('tau'):g}"
-            f"{opposite} ({when})")
+    own = "".join(f"; {name}: {_setting_text(settings)}"
+                  for name, settings in calibration.per_preference.items())
+    return f"calibrated {_setting_text(calibration.settings)}{own} ({when})"
+
+
+def _setting_text(settings: dict[str, Any]) -> str:
+    """``k=2 tau=0.05, opposite``: one setting in a few words."""
+    opposite = ", opposite" if settings.get("opposite") else ""
+    return f"k={settings.get('contrast'):g} tau={settings.get('tau'):g}{opposite}"
 
 
 def calibration_state(path: str | Path) -> dict[str, Any]:
@@ -165,11 +189,13 @@ def calibration_state(path: str | Path) -> dict[str, Any]:
     try:
         record = read_record(model_key(path))
     except OSError:
-        return {"calibrated": False, "settings": None, "calibrated_at": None,
+        return {"calibrated": False, "settings": None, "per_preference": None,
+                "calibrated_at": None,
                 "text": "unknown (the file cannot be read)"}
     calibration = calibration_of(record)
     return {"calibrated": calibration is not None,
             "settings": calibration.settings if calibration else None,
+            "per_preference": calibration.per_preference if calibration else None,
             "calibrated_at": calibration.calibrated_at if calibration else None,
             "text": describe(record)}
 

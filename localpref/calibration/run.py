@@ -15,7 +15,12 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
-from localpref.calibration.choice import FLUENCY_BUDGET, choose, summary_rows
+from localpref.calibration.choice import (
+    FLUENCY_BUDGET,
+    choose,
+    choose_per_preference,
+    summary_rows,
+)
 from localpref.calibration.record import CalibrationError, rows_path, write_record
 from localpref.calibration.sweep import Plan, Scoring, run_units
 from localpref.evaluation.progress import Progress
@@ -84,15 +89,24 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
     settings = default_settings()
     if choice.setting is not None:
         settings.update(choice.setting.settings())
+    own = choose_per_preference(rows, choice.setting, budget)
+    per_preference = {
+        name: {"settings": {**default_settings(),
+                            **(mine.setting.settings() if mine.setting else {})},
+               "reason": mine.reason}
+        for name, mine in own.items()}
+    calibrated = choice.setting is not None or any(m.setting for m in own.values())
     record = {
         "model": model.name,
         "path": str(model.path),
         "key": key,
         "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "calibrated": choice.setting is not None,
-        "chosen": {"method": CALIBRATED_METHOD, "settings": settings},
+        "calibrated": calibrated,
+        "chosen": {"method": CALIBRATED_METHOD, "settings": settings,
+                   "per_preference": per_preference},
         "reason": (choice.reason if choice.setting is not None else
-                   f"{choice.reason}: the uncalibrated default is kept"),
+                   f"{choice.reason}: the uncalibrated default is kept"
+                   + (" where no preference's own setting applies" if calibrated else "")),
         "moved": choice.moved,
         "effect": choice.effect,
         "budget": budget,

@@ -178,4 +178,6 @@ def render(record: dict[str, Any]) -> str:
         lines.append(f"Chosen for this model file: {record['chosen']['method']} {chosen}.")
     else:
         lines.append(f"Kept the uncalibrated default: {record['chosen']['method']} {chosen}.")
+    for name, own in (record["chosen"].get("per_preference") or {}).items():
+        lines.append(f"  {name}, named alone: {own['reason']}.")
     return "\n".join(lines)
