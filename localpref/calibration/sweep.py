@@ -27,10 +27,13 @@ if TYPE_CHECKING:
     from localpref.api import Model
     from localpref.decoding import MultiGeneration, Result
 
-#: The strengths (Amulet's effective contrast k) and taus swept by default, and by ``--quick``.
-STRENGTHS = (0.5, 1.0, 2.0, 4.0)
-TAUS = (0.2,)
-QUICK_STRENGTHS = (0.5, 1.0, 2.0)
+#: The strengths (Amulet's effective contrast k) and taus swept by default, and by ``--quick``
+#: (docs/steering.md, "Calibration, third pass": the settings chosen on the bundled and the
+#: 0.5B model have tau 0.05 at k 1 to 4, or k = 8 at tau 0.2).
+STRENGTHS = (0.5, 1.0, 2.0, 4.0, 8.0)
+TAUS = (0.05, 0.2)
+QUICK_STRENGTHS = (1.0, 2.0, 4.0)
+QUICK_TAUS = (0.05,)
 #: Answer lengths (tokens): long enough for length and diversity to differ.
 MAX_TOKENS = 128
 QUICK_MAX_TOKENS = 48
@@ -59,7 +62,7 @@ class Plan:
             prompts=prompts,
             strengths=tuple(strengths) if strengths else (
                 QUICK_STRENGTHS if quick else STRENGTHS),
-            taus=tuple(taus) if taus else TAUS,
+            taus=tuple(taus) if taus else (QUICK_TAUS if quick else TAUS),
             max_tokens=max_tokens or (QUICK_MAX_TOKENS if quick else MAX_TOKENS),
         )
 

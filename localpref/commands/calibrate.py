@@ -44,17 +44,17 @@ def add_parser(subparsers: Any) -> None:
     )
     add_model_options(parser)
     parser.add_argument("--quick", action="store_true",
-                        help="a small sweep (4 prompts, 48 tokens, k 0.5, 1, 2): a few minutes "
-                        "on a small model")
+                        help="a small sweep (4 prompts, 48 tokens, k 1, 2, 4 at tau 0.05): a "
+                        "few minutes on a small model")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help=f"use the first N calibration prompts (of "
                         f"{len(CALIBRATION_PROMPTS)}; default all, --quick 4)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
                         help="tokens per answer (default 128, --quick 48)")
     parser.add_argument("--strengths", default=None, metavar="K,K,...",
-                        help="the strengths k to try (default 0.5,1,2,4; --quick 0.5,1,2)")
+                        help="the strengths k to try (default 0.5,1,2,4,8; --quick 1,2,4)")
     parser.add_argument("--taus", default=None, metavar="T,T,...",
-                        help="the plausibility taus to try (default 0.2)")
+                        help="the plausibility taus to try (default 0.05,0.2; --quick 0.05)")
     parser.add_argument("--budget", type=float, default=FLUENCY_BUDGET, metavar="NATS",
                         help="how far below Pref's fluency (nats per token, under the "
                         "preference lane) a setting may go (default 0.5)")
