@@ -15,6 +15,7 @@ from localpref.calibration.choice import (
     summary_rows,
     verdict,
 )
+from localpref.calibration.sweep import Plan
 
 PREFERENCES = {"creative": ("mtld", 1), "verbose": ("words", 1), "concise": ("words", -1),
                "uplifting": ("vader", 1)}
@@ -237,3 +238,11 @@ def test_per_preference_ties_go_to_the_smaller_strength_then_neutral() -> None:
     own = choose_per_preference(PREF_ROWS + rows_for(2.0, {"uplifting": 0.2}, opposite=True)
                                 + rows_for(2.0, {"uplifting": 0.2}), None)
     assert own["uplifting"].setting == Setting(2.0, 0.2, False)
+
+
+def test_the_grids_reach_the_low_tau_the_third_pass_chose() -> None:
+    quick, full = Plan.make(quick=True), Plan.make()
+    assert quick.taus == (0.05,) and quick.strengths == (1.0, 2.0, 4.0)
+    assert len(quick.units()) == 4 * 4 * (1 + 3 * 2)  # no slower than the old quick grid
+    assert full.taus == (0.05, 0.2) and full.strengths[-1] == 8.0
+    assert Plan.make(quick=True, taus=[0.2]).taus == (0.2,)
