@@ -76,6 +76,11 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
     else:
         assert first["chosen"]["settings"]["contrast"] == recommended_method().contrast
     assert first["chosen"]["method"] == "amulet" and first["calibrated_at"]
+    # one prompt moves nothing past Pref: every preference keeps the uncalibrated default
+    own = first["chosen"]["per_preference"]
+    assert set(own) == {"creative", "verbose", "concise", "uplifting"}
+    assert all(mine["settings"] == {**CALIBRATED, "contrast": 0.5, "tau": 0.2}
+               and "uncalibrated default" in mine["reason"] for mine in own.values())
     # Resumable: the tiny sweep (2 prompts) reuses the first prompt's rows.
     tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), max_tokens=16)
     second = calibrate(model, tiny, progress=False)

@@ -217,26 +217,24 @@ def test_each_preference_gets_the_setting_that_moves_it_most() -> None:
                    effect={"creative": 1.0, "verbose": 1.0, "concise": 3.0, "uplifting": 0.9})
     overall = choose(table).setting
     assert overall == Setting(1.0, 0.05, True)
-    own = choose_per_preference(table, overall)
+    own = choose_per_preference(table)
     # uplifting: k = 4 moves it most; concise: k = 4 moves it more but past the budget
     assert own["uplifting"].setting == Setting(4.0, 0.05, False)
     assert own["uplifting"].effect == 0.9 and "moves it past Pref" in own["uplifting"].reason
     assert own["concise"].setting == Setting(1.0, 0.05, True)
-    # creative: nothing moves it and the overall setting sends it the wrong way: the default
-    assert own["creative"].setting is None and "wrong way" in own["creative"].reason
-    # verbose: nothing moves it, the overall setting does no harm: it keeps the overall one
-    assert "verbose" not in own
-    # With no overall choice, a preference nothing moves is left to the default.
-    assert "creative" not in choose_per_preference(table, None)
+    # creative (sent the wrong way) and verbose (never moved): the uncalibrated default, not
+    # the overall choice
+    for name in ("creative", "verbose"):
+        assert own[name].setting is None and "uncalibrated default" in own[name].reason
 
 
 def test_per_preference_ties_go_to_the_smaller_strength_then_neutral() -> None:
     table = PREF_ROWS + rows_for(2.0, {"uplifting": 0.2}, opposite=True) \
         + rows_for(2.0, {"uplifting": 0.2}) + rows_for(1.0, {"uplifting": 0.2}, opposite=True)
-    own = choose_per_preference(table, None)
+    own = choose_per_preference(table)
     assert own["uplifting"].setting == Setting(1.0, 0.2, True)
     own = choose_per_preference(PREF_ROWS + rows_for(2.0, {"uplifting": 0.2}, opposite=True)
-                                + rows_for(2.0, {"uplifting": 0.2}), None)
+                                + rows_for(2.0, {"uplifting": 0.2}))
     assert own["uplifting"].setting == Setting(2.0, 0.2, False)
 
 

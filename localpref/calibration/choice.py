@@ -36,8 +36,10 @@ them: on the bundled model the setting that moves uplifting most sends creative 
 and the one that moves concise costs uplifting nothing but moves it less. So each built-in
 preference also gets its own setting: among the settings that move *it* past Pref within the
 budget (its own fluency), the largest standardized effect (then the smaller strength, the
-neutral base lane, the smaller tau). A preference no setting moves uses the overall choice,
-unless the overall choice sent it the wrong way: then the uncalibrated default. A request
+neutral base lane, the smaller tau). A preference no setting moves keeps the uncalibrated
+default (a calibration changes a preference's setting only on evidence: on the bundled model
+verbose, which the 128-token calibration cannot measure, went from beating Pref under the
+default to losing to it under the overall choice). A request
 naming exactly one built-in preference gets that preference's setting; free text, several
 preferences, weights and examples get the overall one.
 """
@@ -262,11 +264,11 @@ def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Ch
                   f"within {budget:g} nats of its fluency (summed effect {effect:.2f})")
 
 
-def choose_per_preference(rows: Iterable[dict[str, Any]], overall: Setting | None,
+def choose_per_preference(rows: Iterable[dict[str, Any]],
                           budget: float = FLUENCY_BUDGET) -> dict[str, PreferenceChoice]:
-    """Each preference's own setting (module docstring, "Per preference"): the preferences
-    some setting moves past Pref, and those the overall choice sent the wrong way (which get
-    the default); a preference absent from the answer uses the overall choice."""
+    """Each swept preference's own setting (module docstring, "Per preference"): the one that
+    moves it past Pref most within the budget, or None (the uncalibrated default) when none
+    does."""
     by_preference: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row.get("method") != "pref":
@@ -275,21 +277,17 @@ def choose_per_preference(rows: Iterable[dict[str, Any]], overall: Setting | Non
     for preference, members in by_preference.items():
         moved = [r for r in members if r.get("moved") and _finite(r.get("fluency_pref_delta"))
                  and r["fluency_pref_delta"] >= -budget]
-        if moved:
-            best = min(moved, key=lambda r: (-float(r.get("effect") or 0.0), r["strength"],
-                                             r["opposite"], r["tau"]))
-            setting = setting_of(best)
+        if not moved:
             found[preference] = PreferenceChoice(
-                setting, float(best.get("effect") or 0.0),
-                f"{setting.label} moves it past Pref by {best['delta']:+.3g} "
-                f"(effect {best.get('effect', 0.0):.2f}, fluency "
-                f"{best['fluency_pref_delta']:+.2f} nats)")
+                None, 0.0, "no setting moved it past Pref within the fluency budget: the "
+                "uncalibrated default")
             continue
-        if overall is None:
-            continue
-        sent_wrong = any(r.get("wrong_way") and setting_of(r) == overall for r in members)
-        if sent_wrong:
-            found[preference] = PreferenceChoice(
-                None, 0.0, f"no setting moved it past Pref and {overall.label} sent it the "
-                "wrong way: the uncalibrated default")
+        best = min(moved, key=lambda r: (-float(r.get("effect") or 0.0), r["strength"],
+                                         r["opposite"], r["tau"]))
+        setting = setting_of(best)
+        found[preference] = PreferenceChoice(
+            setting, float(best.get("effect") or 0.0),
+            f"{setting.label} moves it past Pref by {best['delta']:+.3g} "
+            f"(effect {best.get('effect', 0.0):.2f}, fluency "
+            f"{best['fluency_pref_delta']:+.2f} nats)")
     return found

@@ -89,7 +89,7 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
     settings = default_settings()
     if choice.setting is not None:
         settings.update(choice.setting.settings())
-    own = choose_per_preference(rows, choice.setting, budget)
+    own = choose_per_preference(rows, budget)
     per_preference = {
         name: {"settings": {**default_settings(),
                             **(mine.setting.settings() if mine.setting else {})},
