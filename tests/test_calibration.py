@@ -57,7 +57,8 @@ def calibrated(model: Model, per_preference: dict | None = None, **settings: obj
 
 
 def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: Path) -> None:
-    small = Plan(prompts=CALIBRATION_PROMPTS[:1], strengths=(0.5, 2.0), max_tokens=16)
+    small = Plan(prompts=CALIBRATION_PROMPTS[:1], strengths=(0.5, 2.0), taus=(0.2,),
+                 max_tokens=16)
     first = calibrate(model, small, progress=False)
     key = model.calibration_key
     assert len(list(stored_rows(key))) == len(small.units()) == 4 * (2 * 2 + 1)
@@ -82,7 +83,8 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
     assert all(mine["settings"] == {**CALIBRATED, "contrast": 0.5, "tau": 0.2}
                and "uncalibrated default" in mine["reason"] for mine in own.values())
     # Resumable: the tiny sweep (2 prompts) reuses the first prompt's rows.
-    tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), max_tokens=16)
+    tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), taus=(0.2,),
+                 max_tokens=16)
     second = calibrate(model, tiny, progress=False)
     rows = list(stored_rows(key))
     assert len(rows) == len(tiny.units()) == 40
