@@ -39,9 +39,9 @@ budget (its own fluency), the largest standardized effect (then the smaller stre
 neutral base lane, the smaller tau). A preference no setting moves keeps the uncalibrated
 default (a calibration changes a preference's setting only on evidence: on the bundled model
 verbose, which the 128-token calibration cannot measure, went from beating Pref under the
-default to losing to it under the overall choice). A request
-naming exactly one built-in preference gets that preference's setting; free text, several
-preferences, weights and examples get the overall one.
+default to losing to it under the overall choice). A request naming exactly one built-in
+preference gets that preference's setting; free text, several preferences, weights and
+examples get the overall one.
 """
 
 from __future__ import annotations
@@ -112,6 +112,12 @@ def setting_of(row: dict[str, Any]) -> Setting:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _within_budget(row: dict[str, Any], budget: float) -> bool:
+    """Whether a setting's row stays within ``budget`` nats of Pref's fluency (under the
+    preference lane)."""
+    return _finite(row.get("fluency_pref_delta")) and row["fluency_pref_delta"] >= -budget
 
 
 def _paired(mine: dict[int, float], theirs: dict[int, float],
@@ -239,8 +245,7 @@ def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Ch
     candidates = []
     fluent_any = False
     for setting, members in groups.items():
-        fluent = all(_finite(r.get("fluency_pref_delta")) and r["fluency_pref_delta"] >= -budget
-                     for r in members)
+        fluent = all(_within_budget(r, budget) for r in members)
         fluent_any = fluent_any or fluent
         moved = sum(1 for r in members if r.get("moved"))
         wrong = sum(1 for r in members if r.get("wrong_way"))
@@ -275,8 +280,7 @@ def choose_per_preference(rows: Iterable[dict[str, Any]],
             by_preference.setdefault(row["preference"], []).append(row)
     found: dict[str, PreferenceChoice] = {}
     for preference, members in by_preference.items():
-        moved = [r for r in members if r.get("moved") and _finite(r.get("fluency_pref_delta"))
-                 and r["fluency_pref_delta"] >= -budget]
+        moved = [r for r in members if r.get("moved") and _within_budget(r, budget)]
         if not moved:
             found[preference] = PreferenceChoice(
                 None, 0.0, "no setting moved it past Pref within the fluency budget: the "
@@ -284,10 +288,9 @@ def choose_per_preference(rows: Iterable[dict[str, Any]],
             continue
         best = min(moved, key=lambda r: (-float(r.get("effect") or 0.0), r["strength"],
                                          r["opposite"], r["tau"]))
-        setting = setting_of(best)
+        setting, effect = setting_of(best), float(best.get("effect") or 0.0)
         found[preference] = PreferenceChoice(
-            setting, float(best.get("effect") or 0.0),
+            setting, effect,
             f"{setting.label} moves it past Pref by {best['delta']:+.3g} "
-            f"(effect {best.get('effect', 0.0):.2f}, fluency "
-            f"{best['fluency_pref_delta']:+.2f} nats)")
+            f"(effect {effect:.2f}, fluency {best['fluency_pref_delta']:+.2f} nats)")
     return found

@@ -86,13 +86,11 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
         bar.close()
     rows = summary_rows(done[unit.key] for unit in units)
     choice = choose(rows, budget)
-    settings = default_settings()
-    if choice.setting is not None:
-        settings.update(choice.setting.settings())
+    default = default_settings()
+    settings = {**default, **(choice.setting.settings() if choice.setting else {})}
     own = choose_per_preference(rows, budget)
     per_preference = {
-        name: {"settings": {**default_settings(),
-                            **(mine.setting.settings() if mine.setting else {})},
+        name: {"settings": {**default, **(mine.setting.settings() if mine.setting else {})},
                "reason": mine.reason}
         for name, mine in own.items()}
     calibrated = choice.setting is not None or any(m.setting for m in own.values())
@@ -110,7 +108,7 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
         "moved": choice.moved,
         "effect": choice.effect,
         "budget": budget,
-        "default": default_settings(),
+        "default": default,
         "plan": plan.describe(),
         "rows": [_json_safe(row) for row in rows],
     }
