@@ -253,7 +253,9 @@ class Model:
         """
         request = Request(prompt_or_messages, preference=preference, like=like)
         prompts = self._backend.prompts
-        texts = {kind: prompts.lane_text(request.messages, sentence, system_prompt=system_prompt)
+        example_kinds = _example_lanes(request)
+        texts = {kind: prompts.lane_text(request.messages, sentence, system_prompt=system_prompt,
+                                         examples=request.like if kind in example_kinds else ())
                  for kind, sentence in _lane_sentences(request).items()}
         base = prompts.lane_text(request.messages, base_lane_text(preference, avoid, opposite),
                                  system_prompt=system_prompt)
@@ -454,6 +456,7 @@ class Model:
             if request.like:
                 self.like_tokens(request.like)
             sentences = _lane_sentences(request)
+            example_kinds = _example_lanes(request)
             recommended = is_recommended(request.method)
             opposite = (request.opposite if request.opposite is not None else
                         bool(recommended and calibration is not None
@@ -469,10 +472,12 @@ class Model:
                              request.preference, request.like, base_sentence,
                              request.system_prompt)
                 if cache_key not in tokens_cache:
-                    lane_sentence = sentences.get(kind, sentences["pref"]) if kind != "base" \
+                    text_kind = kind if kind in sentences or kind == "base" else "pref"
+                    lane_sentence = sentences[text_kind] if kind != "base" \
                         else (base_sentence if key[1] == _AVOID else None)
                     tokens_cache[cache_key] = backend.prompts.lane_tokens(
-                        request.messages, lane_sentence, system_prompt=request.system_prompt)
+                        request.messages, lane_sentence, system_prompt=request.system_prompt,
+                        examples=request.like if text_kind in example_kinds else ())
                 target = tokens_cache[cache_key]
                 if len(target) > longest:
                     longest, longest_lane = len(target), kind
@@ -706,6 +711,16 @@ def _lane_sentences(request: Request) -> dict[str, str | None]:
     for index, lane in enumerate(weighted_lanes(request.preference, examples) or []):
         sentences[lane_kind(index)] = lane.sentence
     return sentences
+
+
+def _example_lanes(request: Request) -> set[str]:
+    """The lanes that read the request's examples as earlier exchanges
+    (``examples.like_turns``): the anchor, and with weights the examples' own lane (the
+    last)."""
+    if not request.like:
+        return set()
+    weighted = weighted_lanes(request.preference, like_sentence(request.like))
+    return {"pref", *([lane_kind(len(weighted) - 1)] if weighted else [])}
 
 
 _AVOID = "avoid"

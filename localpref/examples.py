@@ -1,8 +1,14 @@
 """Preference by example: texts in the style the user wants, shown to the preference lane.
 
-``like=[text, ...]`` puts the examples, quoted, into the preference lane's system prompt after
-one sentence that asks to write like them (and after any named preference); the base lane stays
-neutral, so the contrast steers toward what the examples share. With weighted preferences the
+``like=[text, ...]`` shows the examples to the preference lane as its own earlier answers: one
+exchange per example (a user turn asking for an answer in the style the user likes, the example
+as the assistant's answer) before the conversation, and one sentence in the lane's system prompt
+(after any named preference) that asks to write like them. The base lane stays neutral, so the
+contrast steers toward what the examples share. Why turns and not quotes in the system prompt:
+a model continues the form of its own earlier answers far more than it follows quoted examples
+(docs/steering.md, "Preference by example"; on Qwen2.5-Coder-0.5B the first token of an answer
+starts in lower case with probability 0.05 after three lower-case examples quoted in the system
+prompt, 0.82 after the same three as earlier answers, 0.03 with none). With weighted preferences the
 examples are one more weighted lane at weight 1 (``localpref.weights``). Their total length is
 bounded (``Model(max_like_tokens=...)``): examples are read on every lane that carries them.
 """
@@ -16,9 +22,12 @@ from localpref.errors import SettingsError
 #: The default bound on the examples' total tokens (``Model(max_like_tokens=...)``).
 DEFAULT_MAX_LIKE_TOKENS = 1024
 
-#: The sentence in front of the quoted examples.
-LIKE_INSTRUCTION = ("Write your answer in the same style as the following examples: their "
-                    "form, length and tone, not their content.")
+#: The sentence the preference lane's system prompt gets for examples.
+LIKE_INSTRUCTION = ("Write your answer in the same style as your earlier answers in this "
+                    "conversation: their form, length and tone, not their content.")
+
+#: The user turn in front of each example (the example is the assistant's answer to it).
+LIKE_REQUEST = "Write an answer in the style I like."
 
 LikeInput = str | Sequence[str] | None
 
@@ -35,13 +44,17 @@ def checked_like(like: LikeInput) -> tuple[str, ...]:
 
 
 def like_sentence(examples: Sequence[str]) -> str | None:
-    """The text the preference lane's system prompt gets for ``examples`` (None for none):
-    the instruction, then each example between triple quotes."""
-    if not examples:
-        return None
-    quoted = "\n\n".join(f'Example {number}:\n"""\n{text}\n"""'
-                         for number, text in enumerate(examples, start=1))
-    return f"{LIKE_INSTRUCTION}\n\n{quoted}"
+    """The sentence the preference lane's system prompt gets for ``examples`` (None for
+    none); the examples themselves are the lane's earlier turns (``like_turns``)."""
+    return LIKE_INSTRUCTION if examples else None
+
+
+def like_turns(examples: Sequence[str]) -> list[dict[str, str]]:
+    """The exchanges in front of the conversation on a lane that reads ``examples``: for each,
+    a user turn (``LIKE_REQUEST``) and the example as the assistant's answer."""
+    return [turn for text in examples
+            for turn in ({"role": "user", "content": LIKE_REQUEST},
+                         {"role": "assistant", "content": text})]
 
 
 def check_like_tokens(examples: Sequence[str], count: Callable[[str], int],

@@ -33,6 +33,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localpref.engine import LoadedModel
 from localpref.errors import SettingsError, TemplateError
+from localpref.examples import like_turns
 
 Message = Mapping[str, str]
 
@@ -237,10 +238,13 @@ class PromptBuilder:
         preference: str | None,
         *,
         system_prompt: str | None = None,
+        examples: Sequence[str] = (),
     ) -> str:
-        """The rendered text of one lane (``preference`` None for the base lane)."""
+        """The rendered text of one lane (``preference`` None for the base lane); a lane that
+        reads ``examples`` gets them as earlier exchanges (``examples.like_turns``)."""
         return self.template.render_with_system(
-            self._system(messages, preference, system_prompt), messages
+            self._system(messages, preference, system_prompt),
+            [*like_turns(examples), *messages],
         )
 
     def tokenize(self, text: str) -> list[int]:
@@ -255,10 +259,12 @@ class PromptBuilder:
         preference: str | None,
         *,
         system_prompt: str | None = None,
+        examples: Sequence[str] = (),
     ) -> list[int]:
-        """The token list of one lane; user text is tokenized as text, never as control
-        tokens (see the module's docstring)."""
+        """The token list of one lane (``lane_text``); user text is tokenized as text, never
+        as control tokens (see the module's docstring)."""
         system = self._system(messages, preference, system_prompt)
+        messages = [*like_turns(examples), *messages]
         pieces = self.template.render_pieces(system, messages)
         if pieces is None:
             neutral = [{"role": m["role"], "content": self.neutralise(m["content"])}

@@ -13,7 +13,7 @@ from tui_helpers import seed
 from localpref.api import Model
 from localpref.cli import build_parser, main
 from localpref.commands.chat import app_from_args
-from localpref.examples import DEFAULT_MAX_LIKE_TOKENS, LIKE_INSTRUCTION
+from localpref.examples import DEFAULT_MAX_LIKE_TOKENS, LIKE_INSTRUCTION, LIKE_REQUEST
 from localpref.store import Store
 
 PROMPT = "How do I keep basil alive?"
@@ -36,7 +36,7 @@ def like_arguments(paths: list[str]) -> list[str]:
     return [argument for path in paths for argument in ("--like", path)]
 
 
-def test_like_files_are_quoted_in_the_preference_lanes_prompt(model: Model,
+def test_like_files_are_the_preference_lanes_earlier_answers(model: Model,
                                                               tmp_path: Path) -> None:
     paths = example_files(tmp_path, LONG_EXAMPLE, LIST_EXAMPLE)
     args = build_parser().parse_args(["chat", "--preference", "concise", *like_arguments(paths)])
@@ -50,8 +50,9 @@ def test_like_files_are_quoted_in_the_preference_lanes_prompt(model: Model,
     prompts = model.lane_prompts(PROMPT, preference=overrides["preference"],
                                  like=overrides["like"])
     assert LIKE_INSTRUCTION in prompts["pref"]
-    assert f'Example 1:\n"""\n{LONG_EXAMPLE}\n"""' in prompts["pref"]
-    assert f'Example 2:\n"""\n{LIST_EXAMPLE}\n"""' in prompts["pref"]
+    for example in (LONG_EXAMPLE, LIST_EXAMPLE):
+        assert (f"<|im_start|>user\n{LIKE_REQUEST}<|im_end|>\n"
+                f"<|im_start|>assistant\n{example}<|im_end|>") in prompts["pref"]
     assert "Plain words" not in prompts["base"] and "chop" not in prompts["base"]
 
 

@@ -9,20 +9,28 @@ import pytest
 
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.examples import LIKE_INSTRUCTION, like_sentence
+from localpref.examples import LIKE_INSTRUCTION, LIKE_REQUEST, like_turns
 
 PROMPT = "How do I keep basil alive?"
 EXAMPLES = ("- water it\n- give it sun\n- pinch the tops", "- rinse\n- chop\n- serve")
 
 
-def test_examples_go_quoted_into_the_preference_lane_only(model: Model) -> None:
+def example_turn(example: str) -> str:
+    """One example as an earlier exchange, in the bundled model's ChatML."""
+    return (f"<|im_start|>user\n{LIKE_REQUEST}<|im_end|>\n"
+            f"<|im_start|>assistant\n{example}<|im_end|>\n")
+
+
+def test_examples_are_the_preference_lanes_earlier_answers_and_only_its(model: Model) -> None:
     prompts = model.lane_prompts(PROMPT, like=list(EXAMPLES))
-    assert LIKE_INSTRUCTION in prompts["pref"]
-    assert f'Example 1:\n"""\n{EXAMPLES[0]}\n"""' in prompts["pref"]
-    assert f'Example 2:\n"""\n{EXAMPLES[1]}\n"""' in prompts["pref"]
-    assert "Example" not in prompts["base"] and "pinch" not in prompts["base"]
+    assert prompts["pref"] == (
+        f"<|im_start|>system\nYou are a helpful assistant. {LIKE_INSTRUCTION}<|im_end|>\n"
+        + example_turn(EXAMPLES[0]) + example_turn(EXAMPLES[1])
+        + f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
+    assert prompts["base"] == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                               f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
     both = model.lane_prompts(PROMPT, preference="concise", like=list(EXAMPLES))
-    assert "short and to the point" in both["pref"] and "pinch the tops" in both["pref"]
+    assert "short and to the point" in both["pref"] and example_turn(EXAMPLES[1]) in both["pref"]
     assert both["pref"].index("short and") < both["pref"].index(LIKE_INSTRUCTION)
 
 
@@ -31,12 +39,14 @@ def test_steering_by_example_decodes_the_examples_lane_against_the_base_lane(
     result = model.generate(PROMPT, like=list(EXAMPLES), max_tokens=12)
     assert result.stats["method"] == "amulet" and result.stats["n_lanes"] == 2
     assert result.stats["like"] == 2
-    # the preference lane's prompt is the examples' sentence: Pref on it answers the same as
-    # Pref with that sentence as a free-text preference
+    # the preference lane reads the instruction and the examples as earlier exchanges: Pref
+    # on it answers as Pref does with that instruction and those exchanges written out
     pref = model.generate(PROMPT, like=list(EXAMPLES), method="pref", max_tokens=12)
-    sentence = model.generate(PROMPT, preference=like_sentence(EXAMPLES), method="pref",
-                              max_tokens=12)
-    assert pref.tokens == sentence.tokens
+    written_out = model.generate([*like_turns(EXAMPLES), {"role": "user", "content": PROMPT}],
+                                 preference=LIKE_INSTRUCTION, method="pref", max_tokens=12)
+    assert pref.tokens == written_out.tokens
+    assert pref.tokens != model.generate(PROMPT, preference=LIKE_INSTRUCTION, method="pref",
+                                         max_tokens=12).tokens
     assert model.generate(PROMPT, max_tokens=4).stats["method"] == "base"
 
 

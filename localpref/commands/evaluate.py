@@ -196,7 +196,8 @@ def run_eval(args: argparse.Namespace) -> int:
     examples = like_from_args(args)
     if examples:  # Pref reads the examples in its prompt; the steering contrasts with base
         name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip()
-        preferences.append(PreferenceSpec(name or "like", str(like_sentence(examples))))
+        preferences.append(PreferenceSpec(name or "like", str(like_sentence(examples)),
+                                          examples=tuple(examples)))
     dataset = load_dataset(args.dataset).limited(args.limit).shard(*shard)
     config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,

@@ -186,6 +186,8 @@ class Evaluation:
             key["score_lanes"] = True
         if self._avoids(item.method):
             key["avoid"] = list(self.config.avoid or ())
+        if preference is not None and preference.examples:
+            key["examples_sha"] = _short_hash("\n\x00".join(preference.examples))
         return key
 
     def _avoids(self, method: MethodSpec) -> bool:
@@ -331,7 +333,8 @@ class Evaluation:
         if isinstance(decoder, BeamSettings):
             prompts = self.model.prompts
             tokens = prompts.lane_tokens([{"role": "user", "content": item.prompt.text}],
-                                         item.preference.sentence)
+                                         item.preference.sentence,
+                                         examples=item.preference.examples)
             result = self._beam(decoder).run(tokens, config.max_tokens)
             result.stats.update(preference=item.preference.name, model=self.model.name,
                                 seed=config.seed)
@@ -343,7 +346,8 @@ class Evaluation:
         config = self.config
         return Request(
             messages=({"role": "user", "content": item.prompt.text},),
-            preference=item.preference.sentence, method=item.method.decoder,
+            preference=None if item.preference.examples else item.preference.sentence,
+            like=item.preference.examples, method=item.method.decoder,
             sampling=config.sampling, max_tokens=config.max_tokens, seed=config.seed,
             score_lanes=config.score_lanes,
             avoid=tuple(config.avoid or ()) if self._avoids(item.method) else None,
@@ -357,7 +361,8 @@ class Evaluation:
         if context is None:
             prompts = self.model.prompts
             longest = max(
-                len(prompts.lane_tokens([{"role": "user", "content": p.text}], s.sentence))
+                len(prompts.lane_tokens([{"role": "user", "content": p.text}], s.sentence,
+                                        examples=s.examples))
                 for p in self.config.dataset.prompts for s in self.config.preferences
             )
             needed = longest + self.config.max_tokens + 2

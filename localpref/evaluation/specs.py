@@ -49,10 +49,13 @@ def sweepable_method_names() -> list[str]:
 
 @dataclass(frozen=True)
 class PreferenceSpec:
-    """A preference of the grid: its name in the tables and the sentence the model reads."""
+    """A preference of the grid: its name in the tables and the sentence the model reads;
+    ``examples`` (preference by example, ``localpref.examples``) are read by the preference
+    lane as earlier answers, with ``sentence`` the instruction to write like them."""
 
     name: str
     sentence: str
+    examples: tuple[str, ...] = ()
 
 
 def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[PreferenceSpec]:
