@@ -3,7 +3,9 @@
 The base lane reads the conversation under the neutral system prompt; the preference lane under
 the same system prompt followed by the preference sentence. A system prompt containing
 ``{preference}`` (the papers' prompts) gets the sentence there instead, or nothing on the base
-lane. Templates without a system role get that text in front of the first user message.
+lane. Templates without a system role get that text in front of the first user message. A lane
+that reads examples (``like``) gets them as earlier exchanges before the conversation
+(``examples.like_turns``).
 
 User text (every message's content and the system text, which holds the preference, avoid and
 example sentences) never becomes a control token: the template is rendered with each user text

@@ -10,6 +10,7 @@ import pytest
 from localpref import cli
 from localpref.api import Model
 from localpref.errors import LocalprefWarning
+from localpref.examples import LIKE_INSTRUCTION, LIKE_REQUEST
 from localpref.prompts import PLAIN_STOP_STRINGS, no_template_notice
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
@@ -89,3 +90,13 @@ async def test_the_app_shows_the_sentence_as_a_notice(base_model: Model, tmp_pat
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: SENTENCE in app.notices)
     assert app.notices.count(SENTENCE) == 1
+
+
+def test_examples_are_earlier_plain_exchanges_on_the_preference_lane(base_model: Model) -> None:
+    prompts = base_model.lane_prompts("Name a colour.", like=["red, said briefly"])
+    assert prompts == {
+        "pref": f"You are a helpful assistant. {LIKE_INSTRUCTION}\n\n"
+                f"User: {LIKE_REQUEST}\nAssistant: red, said briefly\n"
+                "User: Name a colour.\nAssistant:",
+        "base": "You are a helpful assistant.\n\nUser: Name a colour.\nAssistant:",
+    }
