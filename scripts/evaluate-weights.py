@@ -7,11 +7,13 @@ stays 1. Scores: words (concise, lower) and VADER (uplifting, higher), per promp
 gives means and 95 % paired bootstrap intervals of the difference from the joined lane.
 
     PYTHONPATH=. python scripts/evaluate-weights.py DATASET LIMIT OUT.md [MODEL] [--threads N]
-        [--strength K] [--tau T]
+        [--strength K] [--tau T] [--concurrent N]
 
 ``--strength`` and ``--tau`` set the recommended steering's strength and plausibility tau (a
 model's calibrated setting; default today's uncalibrated one); the base lane stays neutral.
-A run writes OUT.md and OUT.jsonl (one row per answer) and resumes from OUT.jsonl.
+``--concurrent N`` writes N configurations of a prompt at once (one batched decode; the model
+gets 4N lanes). A run writes OUT.md and OUT.jsonl (one row per answer) and resumes from
+OUT.jsonl.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--strength", type=float, default=None)
     parser.add_argument("--tau", type=float, default=None)
+    parser.add_argument("--concurrent", type=int, default=1)
     args = parser.parse_args()
     method = localpref.recommended_method()
     if args.strength is not None:
@@ -68,22 +72,24 @@ def main() -> int:
             done[(row["config"], row["position"])] = row
     prompts = load_dataset(args.dataset).limited(args.limit).prompts
     length, sentiment = LengthScorer(), SentimentScorer()
-    model = localpref.load(args.model, max_lanes=4, n_threads=args.threads)
-    with rows_path.open("a") as sink:
+    model = localpref.load(args.model, max_lanes=4 * args.concurrent, n_threads=args.threads,
+                           max_queued=4 * args.concurrent)
+
+    def answer(position: int, text: str, name: str, preference: object) -> dict:
+        result = model.generate(text, preference=preference, method=method, opposite=False,
+                                max_tokens=args.max_tokens)
+        return {"config": name, "position": position, "text": result.text,
+                **length.score(result.text, result.tokens), **sentiment.score(result.text),
+                "fluency_pref": result.stats["fluency_pref"], "n_lanes": result.stats["n_lanes"]}
+
+    with rows_path.open("a") as sink, ThreadPoolExecutor(args.concurrent) as pool:
         for position, prompt in enumerate(prompts):
-            for name, preference in configs().items():
-                if (name, position) in done:
-                    continue
-                result = model.generate(prompt.text, preference=preference, method=method,
-                                        opposite=False, max_tokens=args.max_tokens)
-                row = {"config": name, "position": position, "text": result.text,
-                       **length.score(result.text, result.tokens),
-                       **sentiment.score(result.text),
-                       "fluency_pref": result.stats["fluency_pref"],
-                       "n_lanes": result.stats["n_lanes"]}
+            todo = [(name, preference) for name, preference in configs().items()
+                    if (name, position) not in done]
+            for row in pool.map(lambda job, p=position, t=prompt.text: answer(p, t, *job), todo):
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
-                done[(name, position)] = row
+                done[(row["config"], position)] = row
     out.write_text(report(done, model.name, len(prompts), args.max_tokens, method.strength,
                            method.tau))
     print(out.read_text())
