@@ -92,6 +92,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--shard", metavar="I/N", default=None,
                         help="run only the I-th of N slices of the prompts (1-based); merge "
                         "the folders with `localpref eval merge`")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="answers written at once on the loaded model, in one batched "
+                        "decode (default 1; the answers are the same, sooner)")
     add_model_options(parser)
     add_ray_options(parser, what="the grid's generations (each actor decodes "
                     f"{RAY_PARALLEL} at once)")
@@ -156,6 +159,7 @@ def run_eval(args: argparse.Namespace) -> int:
         preference_specs,
         scorer_names,
     )
+    from localpref.evaluation.parallel import local_generations
     from localpref.evaluation.specs import PreferenceSpec
     from localpref.evaluation.sweep import expand, parse_sweep
     from localpref.examples import like_sentence
@@ -217,7 +221,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from localpref.commands.options import load_model
 
-    model = load_model(args, system_prompt=config.system_prompt, max_lanes=4)
+    if args.parallel < 1:
+        raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
+    if args.parallel > 1 and args.ray is not None:
+        raise SettingsError("--parallel is for this machine; with --ray each actor decodes "
+                            f"{RAY_PARALLEL} at once.")
+    model = load_model(args, system_prompt=config.system_prompt,
+                       max_lanes=max(4, 2 * args.parallel), max_queued=max(16, args.parallel))
     judge = None
     if judge_path is not None:
         judge = _judge_factory(model, judge_path, args)
@@ -227,6 +237,8 @@ def run_eval(args: argparse.Namespace) -> int:
             pool = stack.enter_context(ray_pool(args, config.system_prompt))
             generations = functools.partial(pool.map, method="generate")
             chunk = 4 * args.ray_actors * RAY_PARALLEL
+        elif args.parallel > 1:
+            generations, chunk = local_generations(model, args.parallel), 4 * args.parallel
         evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
                                 progress=not args.no_progress, generations=generations,
                                 chunk=chunk)
