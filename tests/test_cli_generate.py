@@ -14,6 +14,7 @@ import pytest
 
 from localpref import Amulet
 from localpref.cli import build_parser, main
+from localpref.commands.interrupt import cancel_on_interrupt
 from localpref.commands.options import method_from_args, method_settings
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
@@ -230,6 +231,20 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
     assert process.returncode == 130
     assert len(first + out) >= 40
     assert "Traceback" not in err
+    assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
+
+
+def test_the_first_ctrl_c_cancels_and_a_second_raises() -> None:
+    cancels: list[bool] = []
+    before = signal.getsignal(signal.SIGINT)
+    with cancel_on_interrupt(lambda: cancels.append(True)) as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs in this thread at the next bytecode
+        assert interrupt.pressed and cancels == [True]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is before and cancels == [True]
 
 
 # -- what ran: the recommended default, a named method, --paper ---------------------------------

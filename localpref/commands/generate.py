@@ -10,6 +10,7 @@ import sys
 import textwrap
 from typing import Any
 
+from localpref.commands.interrupt import cancel_on_interrupt
 from localpref.commands.options import (
     add_method_options,
     add_model_options,
@@ -116,11 +117,13 @@ def run_generate(args: argparse.Namespace) -> int:
     streaming = not (args.json or args.show_steering)
     interrupted = False
     try:
-        for piece in generation:
-            if streaming:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-    except KeyboardInterrupt:
+        with cancel_on_interrupt(generation.cancel) as interrupt:
+            for piece in generation:
+                if streaming:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        interrupted = interrupt.pressed
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was set
         generation.close()
         interrupted = True
     result = generation.result
@@ -166,8 +169,9 @@ def run_compare(args: argparse.Namespace) -> int:
     comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
     try:
-        results = comparison.run()
-    except KeyboardInterrupt:
+        with cancel_on_interrupt(comparison.cancel):
+            results = comparison.run()
+    except KeyboardInterrupt:  # a second Ctrl-C
         comparison.close()
         results = comparison.results
     if args.json:

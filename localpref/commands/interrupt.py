@@ -1,0 +1,47 @@
+"""Ctrl-C while an answer streams in the terminal: cancel it, keep what was printed.
+
+Python turns Ctrl-C into a ``KeyboardInterrupt`` raised wherever the main thread happens to be.
+While it waits for the next piece that is inside ``threading.Condition.wait``; an exception
+raised while the condition re-takes its lock leaves that lock released under the scheduler's
+thread, which then fails and never ends the answer (the command hung until it was killed). So
+the streaming commands take the first Ctrl-C as a request: the signal handler only cancels the
+generation (thread-safe, ``MultiGeneration.cancel``), the answer ends at its next step, and the
+command exits 130 with the text printed so far. A second Ctrl-C raises as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+
+class Interrupt:
+    """Whether Ctrl-C was pressed inside ``cancel_on_interrupt``."""
+
+    pressed = False
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
+    """Inside, the first Ctrl-C calls ``cancel`` and sets ``pressed``; the handler before is
+    back after it (so a second Ctrl-C raises ``KeyboardInterrupt``) and on leaving. Outside
+    the main thread (where no handler can be set) nothing changes."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        interrupt.pressed = True
+        signal.signal(signal.SIGINT, previous)
+        cancel()
+
+    signal.signal(signal.SIGINT, handle)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
