@@ -236,15 +236,19 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
 
 def test_the_first_ctrl_c_cancels_and_a_second_raises() -> None:
     cancels: list[bool] = []
-    before = signal.getsignal(signal.SIGINT)
-    with cancel_on_interrupt(lambda: cancels.append(True)) as interrupt:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler runs in this thread at the next bytecode
-        assert interrupt.pressed and cancels == [True]
-        with pytest.raises(KeyboardInterrupt):
+    suites = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh CLI has it
+    try:
+        with cancel_on_interrupt(lambda: cancels.append(True)) as interrupt:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-    assert signal.getsignal(signal.SIGINT) is before and cancels == [True]
+            time.sleep(0.05)  # the handler runs in this thread at the next bytecode
+            assert interrupt.pressed and cancels == [True]
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert cancels == [True]
+    finally:
+        signal.signal(signal.SIGINT, suites)
 
 
 # -- what ran: the recommended default, a named method, --paper ---------------------------------
