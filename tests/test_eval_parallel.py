@@ -9,7 +9,7 @@ import pytest
 
 from localpref.cli import main
 from localpref.errors import PromptTooLongError
-from localpref.evaluation.parallel import local_generations
+from localpref.evaluation.parallel import answers_as_they_finish, local_generations
 from localpref.evaluation.records import read_rows
 from localpref.request import Request
 
@@ -81,3 +81,30 @@ def test_a_bad_parallel_is_one_sentence(capsys: pytest.CaptureFixture[str],
     stderr = capsys.readouterr().err
     assert message in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+class Recording:
+    """The model, remembering every generation it was asked for (to read their ends)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.generations = []
+
+    def submit(self, request):
+        generation = self.model.submit(request)
+        self.generations.append(generation)
+        return generation
+
+
+def test_leaving_early_cancels_what_is_in_flight(model) -> None:
+    recording = Recording(model)
+    short = Request("Name a colour.", max_tokens=2)
+    long = [Request("Tell me a long story.", max_tokens=2000, ignore_eos=True)
+            for _ in range(2)]
+    answers = answers_as_they_finish(recording, [short, *long], 3)
+    first_request, first = next(answers)
+    answers.close()
+    assert first_request is short and first.tokens
+    ends = [g.results[0].stats["stop_reason"] for g in recording.generations[1:]]
+    assert ends == ["cancelled", "cancelled"]
+    assert model.scheduler.running == 0 and model.scheduler.queued == 0

@@ -25,6 +25,7 @@ from typing import Any
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
 from localpref.errors import LocalprefError, ModelError, SettingsError
+from localpref.evaluation.parallel import answer
 
 #: How often Ray restarts one actor that died before the run gives up (the answers so far stay).
 MAX_RESTARTS = 4
@@ -81,10 +82,7 @@ class ModelActor:
     def generate(self, request: Any) -> Any:
         """The ``Result`` of one ``Request``, or the ``LocalprefError`` it raised."""
         assert self.answerer is not None
-        try:
-            return self.answerer.model.submit(request).run()[0]
-        except LocalprefError as error:
-            return error
+        return answer(self.answerer.model, request)
 
 
 def start_ray(settings: RaySettings) -> bool:

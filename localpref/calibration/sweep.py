@@ -9,23 +9,24 @@ what it finished and a rerun skips it (``unit_key``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from localpref.calibration.choice import PREFERENCE_SCORES, Setting
 from localpref.calibration.prompts import CALIBRATION_PROMPTS, QUICK_PROMPTS
+from localpref.errors import LocalprefError
+from localpref.evaluation.parallel import answers_as_they_finish
 from localpref.evaluation.scorers import DiversityScorer, LengthScorer, Scorer, SentimentScorer
 from localpref.methods import PREF_ENDS, Amulet
 from localpref.request import Request
 
 if TYPE_CHECKING:
     from localpref.api import Model
-    from localpref.decoding import MultiGeneration, Result
+    from localpref.decoding import Result
 
 #: The strengths (Amulet's effective contrast k) and taus swept by default, and by ``--quick``
 #: (docs/steering.md, "Calibration, third pass": the settings chosen on the bundled and the
@@ -161,52 +162,24 @@ def _number(value: Any) -> float | None:
 def run_units(model: Model, units: list[Unit], on_row: Callable[[dict[str, Any]], None],
               *, scoring: Scoring | None = None) -> None:
     """Run ``units`` on ``model``, one request per two of its lanes at once, handing each
-    finished row to ``on_row`` (in this thread, in the order they finish).
+    finished row to ``on_row`` (in this thread, in the order they finish;
+    ``evaluation.parallel.answers_as_they_finish``).
 
-    Ctrl-C (``KeyboardInterrupt``) cancels what is running and is raised again; every row
-    handed over before it is kept by the caller.
+    Ctrl-C (``KeyboardInterrupt``) or a failed unit cancels what is running and is raised
+    again; every row handed over before it is kept by the caller.
     """
     scoring = scoring or Scoring()
-    workers = max(1, model.max_lanes // 2)
-    live: set[MultiGeneration] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
+    unit_of: dict[int, Unit] = {}
 
-    def generate(unit: Unit) -> Result | None:
-        if stop.is_set():
-            return None
-        generation = model.submit(unit.request())
-        with lock:
-            live.add(generation)
-        try:
-            return generation.run()[0]
-        finally:
-            with lock:
-                live.discard(generation)
+    def requests() -> Iterator[Request]:
+        for unit in units:
+            request = unit.request()
+            unit_of[id(request)] = unit
+            yield request
 
-    pending = iter(units)
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate")
-    running: dict[Future[Result | None], Unit] = {}
-    try:
-        for unit in pending:
-            running[executor.submit(generate, unit)] = unit
-            if len(running) >= workers:
-                break
-        while running:
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                unit = running.pop(future)
-                result = future.result()
-                if result is not None:
-                    on_row(scoring.row(unit, result))
-                following = next(pending, None)
-                if following is not None:
-                    running[executor.submit(generate, following)] = following
-    except BaseException:
-        stop.set()
-        with lock:
-            for generation in list(live):
-                generation.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
+    answers = answers_as_they_finish(model, requests(), max(1, model.max_lanes // 2))
+    with contextlib.closing(answers):
+        for request, result in answers:
+            if isinstance(result, LocalprefError):
+                raise result
+            on_row(scoring.row(unit_of.pop(id(request)), result))
