@@ -16,7 +16,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
@@ -253,10 +253,9 @@ class Model:
         """
         request = Request(prompt_or_messages, preference=preference, like=like)
         prompts = self._backend.prompts
-        example_kinds = _example_lanes(request)
-        texts = {kind: prompts.lane_text(request.messages, sentence, system_prompt=system_prompt,
-                                         examples=request.like if kind in example_kinds else ())
-                 for kind, sentence in _lane_sentences(request).items()}
+        texts = {kind: prompts.lane_text(request.messages, lane.sentence,
+                                         system_prompt=system_prompt, examples=lane.examples)
+                 for kind, lane in _preference_lanes(request).items()}
         base = prompts.lane_text(request.messages, base_lane_text(preference, avoid, opposite),
                                  system_prompt=system_prompt)
         return {"pref": texts.pop("pref"), "base": base, **texts}
@@ -455,8 +454,7 @@ class Model:
         for request, method in zip(requests, chosen, strict=True):
             if request.like:
                 self.like_tokens(request.like)
-            sentences = _lane_sentences(request)
-            example_kinds = _example_lanes(request)
+            preference_lanes = _preference_lanes(request)
             recommended = is_recommended(request.method)
             opposite = (request.opposite if request.opposite is not None else
                         bool(recommended and calibration is not None
@@ -472,12 +470,11 @@ class Model:
                              request.preference, request.like, base_sentence,
                              request.system_prompt)
                 if cache_key not in tokens_cache:
-                    text_kind = kind if kind in sentences or kind == "base" else "pref"
-                    lane_sentence = sentences[text_kind] if kind != "base" \
-                        else (base_sentence if key[1] == _AVOID else None)
+                    lane = (preference_lanes.get(kind, preference_lanes["pref"]) if kind != "base"
+                            else _LaneText(base_sentence if key[1] == _AVOID else None))
                     tokens_cache[cache_key] = backend.prompts.lane_tokens(
-                        request.messages, lane_sentence, system_prompt=request.system_prompt,
-                        examples=request.like if text_kind in example_kinds else ())
+                        request.messages, lane.sentence, system_prompt=request.system_prompt,
+                        examples=lane.examples)
                 target = tokens_cache[cache_key]
                 if len(target) > longest:
                     longest, longest_lane = len(target), kind
@@ -701,26 +698,26 @@ def _weighted_methods(requests: Sequence[Request], methods: Sequence[Method]) ->
     return [weighted_method(method, found) for method, found in zip(methods, lanes, strict=True)]
 
 
-def _lane_sentences(request: Request) -> dict[str, str | None]:
-    """The sentence each preference-side lane's system prompt gets: ``"pref"`` (every
-    preference, then the examples: the anchor), and with weights one per preference
-    (``weights.lane_kind``; the examples are one more)."""
+class _LaneText(NamedTuple):
+    """What one lane reads beside the conversation: the sentence its system prompt gets, and
+    the examples it reads as earlier exchanges (``examples.like_turns``)."""
+
+    sentence: str | None
+    examples: tuple[str, ...] = ()
+
+
+def _preference_lanes(request: Request) -> dict[str, _LaneText]:
+    """What each preference-side lane reads: ``"pref"`` (every preference, then the examples:
+    the anchor), and with weights one per preference (``weights.lane_kind``; the examples are
+    one more, the last)."""
     examples = like_sentence(request.like)
     anchor = " ".join(filter(None, [combine_preferences(request.preference), examples]))
-    sentences: dict[str, str | None] = {"pref": anchor or None}
-    for index, lane in enumerate(weighted_lanes(request.preference, examples) or []):
-        sentences[lane_kind(index)] = lane.sentence
-    return sentences
-
-
-def _example_lanes(request: Request) -> set[str]:
-    """The lanes that read the request's examples as earlier exchanges
-    (``examples.like_turns``): the anchor, and with weights the examples' own lane (the
-    last)."""
-    if not request.like:
-        return set()
-    weighted = weighted_lanes(request.preference, like_sentence(request.like))
-    return {"pref", *([lane_kind(len(weighted) - 1)] if weighted else [])}
+    lanes = {"pref": _LaneText(anchor or None, request.like)}
+    weighted = weighted_lanes(request.preference, examples) or []
+    for index, lane in enumerate(weighted):
+        reads_examples = bool(request.like) and index == len(weighted) - 1
+        lanes[lane_kind(index)] = _LaneText(lane.sentence, request.like if reads_examples else ())
+    return lanes
 
 
 _AVOID = "avoid"
