@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from localpref.calibration.choice import (
     FLUENCY_BUDGET,
+    Setting,
     choose,
     choose_per_preference,
     summary_rows,
@@ -87,12 +88,15 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
     rows = summary_rows(done[unit.key] for unit in units)
     choice = choose(rows, budget)
     default = default_settings()
-    settings = {**default, **(choice.setting.settings() if choice.setting else {})}
+
+    def stored(setting: Setting | None) -> dict[str, Any]:
+        """A chosen setting as the record stores it: the default's fields, then its own."""
+        return {**default, **(setting.settings() if setting else {})}
+
+    settings = stored(choice.setting)
     own = choose_per_preference(rows, budget)
-    per_preference = {
-        name: {"settings": {**default, **(mine.setting.settings() if mine.setting else {})},
-               "reason": mine.reason}
-        for name, mine in own.items()}
+    per_preference = {name: {"settings": stored(mine.setting), "reason": mine.reason}
+                      for name, mine in own.items()}
     calibrated = choice.setting is not None or any(m.setting for m in own.values())
     record = {
         "model": model.name,
