@@ -215,7 +215,7 @@ def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
 
 @pytest.mark.parametrize("argv", [["--strengths", "a,1"], ["--strengths", "-1"],
                                   ["--taus", "1.5"], ["--limit", "0"], ["--budget", "0"],
-                                  ["--max-tokens", "0"]])
+                                  ["--max-tokens", "0"], ["--long-tokens", "0"]])
 def test_calibrate_bad_flags_are_one_sentence(argv: list[str], home: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", *argv]) == 2

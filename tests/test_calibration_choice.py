@@ -8,6 +8,7 @@ import pytest
 
 from localpref.calibration.choice import (
     EFFECT_LIMIT,
+    PREFERENCE_SCORES,
     Setting,
     choose,
     choose_per_preference,
@@ -15,7 +16,7 @@ from localpref.calibration.choice import (
     summary_rows,
     verdict,
 )
-from localpref.calibration.sweep import Plan
+from localpref.calibration.sweep import LENGTHENING_ROOM, Plan, lengthens
 
 PREFERENCES = {"creative": ("mtld", 1), "verbose": ("words", 1), "concise": ("words", -1),
                "uplifting": ("vader", 1)}
@@ -244,3 +245,19 @@ def test_the_grids_reach_the_low_tau_the_third_pass_chose() -> None:
     assert len(quick.units()) == 4 * 4 * (1 + 3 * 2)  # no slower than the old quick grid
     assert full.taus == (0.05, 0.2) and full.strengths[-1] == 8.0
     assert Plan.make(quick=True, taus=[0.2]).taus == (0.2,)
+
+
+def test_verbose_is_measured_with_room_to_grow() -> None:
+    """At the cap every answer is as long as the cap allows: a lengthening preference gets
+    LENGTHENING_ROOM times the cap (or --long-tokens), the others the cap."""
+    plan = Plan.make(limit=2, max_tokens=32)
+    caps = {unit.preference: unit.max_tokens for unit in plan.units()}
+    assert caps == {"creative": 32, "concise": 32, "uplifting": 32, "verbose": 32 * 4}
+    assert plan.describe()["long_max_tokens"] == 128 == LENGTHENING_ROOM * 32
+    assert Plan.make(quick=True).tokens_for("verbose") == 4 * 48
+    given = Plan.make(limit=2, max_tokens=32, long_max_tokens=100)
+    assert given.tokens_for("verbose") == 100 and given.tokens_for("concise") == 32
+    # a verbose row measured at another cap is not reused (the key has the cap)
+    assert {u.key for u in plan.units() if u.preference == "verbose"}.isdisjoint(
+        u.key for u in given.units())
+    assert [name for name in PREFERENCE_SCORES if lengthens(name)] == ["verbose"]

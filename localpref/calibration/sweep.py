@@ -38,6 +38,16 @@ QUICK_TAUS = (0.05,)
 #: Answer lengths (tokens): long enough for length and diversity to differ.
 MAX_TOKENS = 128
 QUICK_MAX_TOKENS = 48
+#: A preference that lengthens answers (verbose) is measured at this many times the cap: at
+#: the cap every answer is as long as the cap allows and no setting can show it (at 128
+#: tokens Base and Pref already stop at the cap on most prompts, docs/steering.md,
+#: "Calibration, fourth pass").
+LENGTHENING_ROOM = 4
+
+
+def lengthens(preference: str) -> bool:
+    """Whether the preference's score is the answer's length, higher wanted (verbose)."""
+    return PREFERENCE_SCORES.get(preference) == ("words", 1)
 
 
 @dataclass(frozen=True)
@@ -50,22 +60,37 @@ class Plan:
     taus: tuple[float, ...] = TAUS
     opposites: tuple[bool, ...] = (False, True)
     max_tokens: int = MAX_TOKENS
+    #: The cap of a lengthening preference (None: ``LENGTHENING_ROOM`` times ``max_tokens``).
+    long_max_tokens: int | None = None
 
     @classmethod
     def make(cls, *, quick: bool = False, limit: int | None = None,
-             max_tokens: int | None = None, strengths: Iterable[float] | None = None,
+             max_tokens: int | None = None, long_max_tokens: int | None = None,
+             strengths: Iterable[float] | None = None,
              taus: Iterable[float] | None = None) -> Plan:
-        """The plan for the command's options (``--quick`` sets smaller defaults)."""
+        """The plan for the command's options (``--quick`` sets smaller defaults; the cap of
+        a lengthening preference is ``LENGTHENING_ROOM`` times the cap unless given)."""
         prompts = CALIBRATION_PROMPTS[:QUICK_PROMPTS] if quick else CALIBRATION_PROMPTS
         if limit is not None:
             prompts = CALIBRATION_PROMPTS[:limit]
+        max_tokens = max_tokens or (QUICK_MAX_TOKENS if quick else MAX_TOKENS)
         return cls(
             prompts=prompts,
             strengths=tuple(strengths) if strengths else (
                 QUICK_STRENGTHS if quick else STRENGTHS),
             taus=tuple(taus) if taus else (QUICK_TAUS if quick else TAUS),
-            max_tokens=max_tokens or (QUICK_MAX_TOKENS if quick else MAX_TOKENS),
+            max_tokens=max_tokens,
+            long_max_tokens=long_max_tokens,
         )
+
+    @property
+    def long_cap(self) -> int:
+        """The answer cap of a lengthening preference's generations."""
+        return self.long_max_tokens or LENGTHENING_ROOM * self.max_tokens
+
+    def tokens_for(self, preference: str) -> int:
+        """The answer cap of this preference's generations."""
+        return self.long_cap if lengthens(preference) else self.max_tokens
 
     @property
     def settings(self) -> list[Setting]:
@@ -78,8 +103,9 @@ class Plan:
         found = []
         for index, prompt in enumerate(self.prompts):
             for preference in self.preferences:
-                found.append(Unit(index, prompt, preference, None, self.max_tokens))
-                found += [Unit(index, prompt, preference, setting, self.max_tokens)
+                cap = self.tokens_for(preference)
+                found.append(Unit(index, prompt, preference, None, cap))
+                found += [Unit(index, prompt, preference, setting, cap)
                           for setting in self.settings]
         return found
 
@@ -87,7 +113,8 @@ class Plan:
         """The plan as stored beside the choice."""
         return {"prompts": len(self.prompts), "preferences": list(self.preferences),
                 "strengths": list(self.strengths), "taus": list(self.taus),
-                "opposites": list(self.opposites), "max_tokens": self.max_tokens}
+                "opposites": list(self.opposites), "max_tokens": self.max_tokens,
+                "long_max_tokens": self.long_cap}
 
 
 @dataclass(frozen=True)

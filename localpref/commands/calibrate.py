@@ -51,6 +51,10 @@ def add_parser(subparsers: Any) -> None:
                         f"{len(CALIBRATION_PROMPTS)}; default all, --quick 4)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
                         help="tokens per answer (default 128, --quick 48)")
+    parser.add_argument("--long-tokens", type=int, default=None, metavar="N",
+                        help="tokens per answer for a preference that lengthens answers "
+                        "(verbose; default 4 times --max-tokens, so that an answer can grow "
+                        "past what Pref writes)")
     parser.add_argument("--strengths", default=None, metavar="K,K,...",
                         help="the strengths k to try (default 0.5,1,2,4,8; --quick 1,2,4)")
     parser.add_argument("--taus", default=None, metavar="T,T,...",
@@ -93,9 +97,12 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
                             f"(got {args.limit}).")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
+    if args.long_tokens is not None and args.long_tokens < 1:
+        raise SettingsError(f"--long-tokens must be 1 or more (got {args.long_tokens}).")
     if not math.isfinite(args.budget) or args.budget <= 0:
         raise SettingsError(f"--budget must be greater than 0 (got {args.budget}).")
     return Plan.make(quick=args.quick, limit=args.limit, max_tokens=args.max_tokens,
+                     long_max_tokens=args.long_tokens,
                      strengths=_numbers(args.strengths, "--strengths", low=0.0),
                      taus=_numbers(args.taus, "--taus", low=0.0, below=1.0))
 
@@ -155,9 +162,12 @@ def _verdict(row: dict[str, Any]) -> str:
 
 def render(record: dict[str, Any]) -> str:
     """The sweep table and the choice, as text."""
-    lines = [f"Calibration of {record['model']} ({record['plan']['prompts']} prompts, "
-             f"{record['plan']['max_tokens']} tokens; fluency budget {record['budget']:g} nats "
-             "under the preference lane)", ""]
+    plan = record["plan"]
+    long_tokens = plan.get("long_max_tokens")
+    lengths = f"{plan['max_tokens']} tokens" + (
+        f", verbose {long_tokens}" if long_tokens and long_tokens != plan["max_tokens"] else "")
+    lines = [f"Calibration of {record['model']} ({plan['prompts']} prompts, {lengths}; "
+             f"fluency budget {record['budget']:g} nats under the preference lane)", ""]
     header = (f"{'setting':<26}{'preference':<11}{'metric':<7}{'d score':>9}{'effect':>8}"
               f"{'d fl.pref':>10}{'d fl.base':>10}  verdict")
     lines += [header, "-" * len(header)]
