@@ -21,9 +21,11 @@
 # STEPS chooses among the three steps above (default "today opposite calibrated"; "anchors" runs
 # only step 1's Base and Pref, for a larger run of the calibrated setting alone); CALIBRATED_LANES
 # says which base lanes the calibrated setting runs with (default "neutral opposite").
-# One process, one llama.cpp thread (THREADS to change it; the machine is shared). SCORE_LANES=1 also decodes the
-# lane Base and Pref do not read (their fluency under the other lane); without it Pref still
-# has its fluency under the preference lane, the lane the calibration's budget reads.
+# One process, one llama.cpp thread (THREADS to change it; the machine is shared), one answer at
+# a time (PARALLEL=N: N answers at once in one batched decode, the same answers). SCORE_LANES=1
+# also decodes the lane Base and Pref do not read (their fluency under the other lane); without
+# it Pref still has its fluency under the preference lane, the lane the calibration's budget
+# reads.
 #
 # As run for docs/results/2026-12-calibrated (a shared 2-core machine, so small):
 #   SCORE_LANES=1 PREFERENCES="concise creative uplifting" STEP=4 \
@@ -46,6 +48,7 @@ STEP=${STEP:-2}
 STEPS=${STEPS:-"today opposite calibrated"}
 CALIBRATED_LANES=${CALIBRATED_LANES:-"neutral opposite"}
 THREADS=${THREADS:-1}
+PARALLEL=${PARALLEL:-1}
 
 # The opposites' sentences (localpref/presets.py, OPPOSITES).
 declare -A OPPOSITE=(
@@ -64,7 +67,7 @@ lanes=()
 run() {  # SET LIMIT EXTRA...
   local set=$1 limit=$2; shift 2
   "$LOCALPREF" eval --dataset "$DATASETS/$set.json" --limit "$limit" --prompts library \
-    --threads "$THREADS" --max-tokens "$MAX_TOKENS" --no-progress "${model_args[@]}" "${lanes[@]}" \
+    --threads "$THREADS" --parallel "$PARALLEL" --max-tokens "$MAX_TOKENS" --no-progress "${model_args[@]}" "${lanes[@]}" \
     --out "$OUT/$set" "$@" | tail -n 1
 }
 
