@@ -44,13 +44,13 @@ def add_parser(subparsers: Any) -> None:
     )
     add_model_options(parser)
     parser.add_argument("--quick", action="store_true",
-                        help="a small sweep (4 prompts, 48 tokens, k 1, 2, 4 at tau 0.05): a "
-                        "few minutes on a small model")
+                        help="a small sweep (4 prompts, 48 tokens (verbose 192), k 1, 2, 4 at "
+                        "tau 0.05): a few minutes on a small model")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help=f"use the first N calibration prompts (of "
                         f"{len(CALIBRATION_PROMPTS)}; default all, --quick 4)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
-                        help="tokens per answer (default 128, --quick 48)")
+                        help="tokens per answer (default 128, --quick 48; verbose: --long-tokens)")
     parser.add_argument("--long-tokens", type=int, default=None, metavar="N",
                         help="tokens per answer for a preference that lengthens answers "
                         "(verbose; default 4 times --max-tokens, so that an answer can grow "
