@@ -67,7 +67,8 @@ lanes=()
 run() {  # SET LIMIT EXTRA...
   local set=$1 limit=$2; shift 2
   "$LOCALPREF" eval --dataset "$DATASETS/$set.json" --limit "$limit" --prompts library \
-    --threads "$THREADS" --parallel "$PARALLEL" --max-tokens "$MAX_TOKENS" --no-progress "${model_args[@]}" "${lanes[@]}" \
+    --threads "$THREADS" --parallel "$PARALLEL" --max-tokens "$MAX_TOKENS" --no-progress \
+    "${model_args[@]}" "${lanes[@]}" \
     --out "$OUT/$set" "$@" | tail -n 1
 }
 
