@@ -55,7 +55,8 @@ class Sampling:
                  f"repeat_last_n must be 1 or more (got {self.repeat_last_n}).")
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
                  f"temperature must be 0 or more (got {self.temperature}).")
-        _require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p}).")
+        # 0 keeps only the most likely token (greedy), as OpenAI's API and llama.cpp read it
+        _require(0 <= self.top_p <= 1, f"top-p must be in [0, 1] (got {self.top_p}).")
         _require(self.top_k >= 0, f"top-k must be 1 or more, or 0 for off (got {self.top_k}).")
         _require(0 <= self.min_p < 1, f"min-p must be in [0, 1) (got {self.min_p}).")
 

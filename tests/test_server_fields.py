@@ -1,7 +1,8 @@
 """The fields and routes clients rely on, over real HTTP with the openai SDK: negative seeds,
 ``logprobs`` / ``top_logprobs`` equal to the trace's, ``response_format`` through llama.cpp's
-grammar while steered, ``tools`` refused by name, ``models.retrieve``, legacy text
-completions, the API key's scheme in any case, ``HEAD /health`` and an over-long preference."""
+grammar while steered, ``tools`` refused by name, ``top_p=0`` as greedy, ``models.retrieve``,
+legacy text completions, the API key's scheme in any case, ``HEAD /health`` and an over-long
+preference."""
 
 from __future__ import annotations
 
@@ -176,6 +177,22 @@ def test_tools_are_refused_by_name_unless_tool_choice_is_none(client, model) -> 
     answer = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=3,
                                             tools=tools, tool_choice="none")
     assert answer.choices[0].message.content == model.generate(PROMPT, max_tokens=3).text
+
+
+def test_top_p_zero_keeps_only_the_likeliest_token(client, model) -> None:
+    """Clients that ask for determinism send ``top_p=0`` (OpenAI accepts 0 to 1): greedy."""
+    settings = {"temperature": 1.0, "seed": 7, "max_tokens": 12,
+                "extra_body": {"localpref": {"ignore_eos": True}}}
+    nucleus = client.chat.completions.create(model=MODEL_ID, messages=user(), top_p=0,
+                                             **settings)
+    assert nucleus.choices[0].message.content == model.generate(
+        PROMPT, max_tokens=12, ignore_eos=True).text  # greedy
+    sampled = model.generate(PROMPT, max_tokens=12, ignore_eos=True, temperature=1.0, seed=7)
+    assert sampled.text != nucleus.choices[0].message.content  # the temperature alone samples
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user(), top_p=1.5,
+                                       max_tokens=2)
+    assert "[0, 1]" in refused.value.body["message"]
 
 
 def test_head_health_and_a_long_preference(server) -> None:

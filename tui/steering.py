@@ -58,7 +58,7 @@ FIELD_HELP = {
     "candidates": "policy top-k the reward rescores",
     "reward_model": "empty: prompt-contrast reward",
     "temperature": "0 is greedy",
-    "top_p": "nucleus mass, (0, 1]",
+    "top_p": "nucleus mass, [0, 1] (0: greedy)",
     "top_k": "0 is off",
     "min_p": "0 is off",
     "seed": "empty: random",
