@@ -87,6 +87,21 @@ def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_
     assert len(set(ids)) == len(ids)
 
 
+def test_a_line_without_a_url_is_an_error_line_that_names_the_routes(batch_model, tmp_path):
+    items = [{"custom_id": "no-url", "body": chat("Hi", tokens=3)},
+             line("fine", chat("Hi", tokens=3))]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    summary = localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, progress=False)
+    no_url, fine = read_answers(tmp_path / "out.jsonl")
+    assert (summary.done, summary.failed) == (2, 1)
+    assert no_url["response"]["status_code"] == 400
+    error = no_url["response"]["body"]["error"]
+    assert error["param"] == "url" and "/v1/chat/completions" in error["message"]
+    assert no_url["error"]["message"] == error["message"]
+    assert fine["response"]["body"]["choices"][0]["message"]["content"] == batch_model.generate(
+        "Hi", max_tokens=3).text
+
+
 def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(batch_model, tmp_path):
     items = [line("one", chat("Name a fruit.", tokens=4)),
              line("two", chat("Name a tree.", tokens=4)),

@@ -83,6 +83,9 @@ class Answerer:
     def start(self, line: BatchLine) -> tuple[Generation, Route, Any, GenerationArgs]:
         """Check ``line`` and start its generation; raises ``ApiError`` or the library's."""
         route = ROUTES.get(line.url)
+        if not line.url:
+            raise ApiError(400, "The request has no url; give /v1/chat/completions or "
+                           "/v1/completions.", param="url", code="missing_required_parameter")
         if route is None:
             raise ApiError(404, f"There is no route {line.method} {line.url}.",
                            code="not_found")
