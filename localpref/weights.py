@@ -113,6 +113,10 @@ def parse_preference_items(items: Sequence[str] | None) -> str | list[str] | Wei
 def _split_weight(item: str) -> tuple[str, float | None]:
     match = _WEIGHTED_ITEM.match(item)
     if match is None or not match.group("text").strip():
+        name, equals, weight = item.partition("=")
+        if equals and name.strip().lower() in PRESETS:  # a preset's weight, mistyped
+            raise SettingsError(f"The weight of {name.strip()!r} must be a number "
+                                f"(got {weight.strip()!r}).")
         return item, None
     text = match.group("text").strip()
     return text, checked_weight(text, float(match.group("weight")))

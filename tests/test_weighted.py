@@ -174,6 +174,9 @@ def test_command_line_items_with_a_number_after_equals_are_weights() -> None:
     assert dict(parse_preference_items(["x = y=2e-1"])) == {"x = y": 0.2}
     with pytest.raises(SettingsError, match="0 or more"):
         parse_preference_items(["concise=-1"])
+    for mistyped in ("concise=abc", "Uplifting = ", "concise=1,5"):  # a preset's weight
+        with pytest.raises(SettingsError, match="must be a number"):
+            parse_preference_items([mistyped])
 
 
 def test_admission_counts_every_lane_of_a_weighted_request(bundled_path: Path) -> None:
