@@ -52,8 +52,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="use the first N prompts (default: all)")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated: base, pref, recommended, contrastive, amulet, "
-                        f"pad, beamN (default {DEFAULT_METHODS})")
+                        help=f"comma-separated: base, pref, recommended, calibrated (the "
+                        "model's `localpref calibrate` setting for each preference, with its "
+                        "opposite where chosen), contrastive, amulet, pad, beamN (default "
+                        f"{DEFAULT_METHODS})")
     parser.add_argument("--preferences", default=None,
                         help=f"comma-separated names or texts (default {DEFAULT_PREFERENCES}, "
                         "or none with --like)")

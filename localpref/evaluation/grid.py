@@ -13,6 +13,7 @@ reused for every preference (the row says ``reused_from``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -41,7 +42,7 @@ from localpref.evaluation.specs import (
     non_default_fields,
 )
 from localpref.methods import Base, Sampling
-from localpref.presets import DEFAULT_SYSTEM_PROMPT
+from localpref.presets import DEFAULT_SYSTEM_PROMPT, opposite_text
 from localpref.request import Request
 
 PROMPT_MODES = ("paper", "library")
@@ -135,8 +136,14 @@ class Evaluation:
                 f"The judge compares {config.reference} with each method, but "
                 f"{config.reference} is not among the methods."
             )
+        calibrated = any(spec.calibrated for spec in config.methods)
+        if calibrated and model.calibration is None:
+            raise SettingsError(f"{Path(model.path).name} is not calibrated, so there is no "
+                                "calibrated column to run: run `localpref calibrate` first.")
         self.config = config
         self.model = model
+        #: the model's calibration, which ``calibrated`` columns run (None without one)
+        self.calibration = model.calibration if calibrated else None
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise LocalprefError(f"Output {self.out_dir} exists and is not a folder.")
@@ -184,20 +191,48 @@ class Evaluation:
             key["sweep"] = {item.method.sweep.parameter: item.method.sweep.value}
         if self.config.score_lanes:
             key["score_lanes"] = True
-        if self._avoids(item.method):
-            key["avoid"] = list(self.config.avoid or ())
+        avoid = self._avoid(item.method)
+        if avoid:
+            key["avoid"] = list(avoid)
+        if item.method.calibrated and self.calibration is not None:
+            key["calibration"] = self.calibration.calibrated_at
         if preference is not None and preference.examples:
             key["examples_sha"] = _short_hash("\n\x00".join(preference.examples))
         return key
 
-    def _avoids(self, method: MethodSpec) -> bool:
-        """Whether this method reads the run's ``avoid`` (it needs a base lane to contrast)."""
+    def _avoid(self, method: MethodSpec) -> tuple[str, ...] | None:
+        """What this method's base lane steers away from: its own ``avoid`` (a calibrated
+        column's opposite), else the run's ``--avoid`` when it has a base lane to contrast."""
+        if method.avoid is not None:
+            return method.avoid
         lanes = getattr(method.decoder, "lanes", ())
-        return bool(self.config.avoid) and len(lanes) == 2 and "base" in lanes
+        if self.config.avoid and len(lanes) == 2 and "base" in lanes:
+            return tuple(self.config.avoid)
+        return None
+
+    def resolved(self, method: MethodSpec, preference: PreferenceSpec) -> MethodSpec:
+        """``method`` for ``preference``. A ``calibrated`` column becomes the setting the
+        model's calibration gives a request with this preference (a built-in preference's own,
+        else the overall one; examples get the overall one), as a plain method the row key
+        records, and, when the calibration chose the opposite and the run gives no
+        ``--avoid``, the preference's opposite as its base lane's text: what the library
+        runs for ``model.generate(prompt, preference=name)``. Any other column as it is."""
+        calibration = self.calibration
+        if not method.calibrated or calibration is None:
+            return method
+        name = None if preference.examples else preference.name
+        # A copy, not the recommended steering's object: Model.submit applies no calibration
+        # on top of it (methods.is_recommended).
+        decoder = dataclasses.replace(calibration.method(name))
+        avoid = None
+        if not self.config.avoid and calibration.opposite(name):
+            opposite = opposite_text(name)
+            avoid = (opposite,) if opposite else None
+        return dataclasses.replace(method, decoder=decoder, avoid=avoid)
 
     def items(self) -> list[Item]:
         """The grid in the order it runs: prompt, then preference, then method."""
-        return [Item(prompt, preference, method)
+        return [Item(prompt, preference, self.resolved(method, preference))
                 for prompt in self.config.dataset.prompts
                 for preference in self.config.preferences
                 for method in self.config.methods]
@@ -350,7 +385,7 @@ class Evaluation:
             like=item.preference.examples, method=item.method.decoder,
             sampling=config.sampling, max_tokens=config.max_tokens, seed=config.seed,
             score_lanes=config.score_lanes,
-            avoid=tuple(config.avoid or ()) if self._avoids(item.method) else None,
+            avoid=self._avoid(item.method),
         )
 
     def _beam(self, settings: BeamSettings) -> BeamSearch:

@@ -95,14 +95,25 @@ def non_default_fields(settings: Any) -> dict[str, Any]:
     return found
 
 
+#: The column of a model's calibrated recommended steering (``localpref calibrate``).
+CALIBRATED = "calibrated"
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A method of the grid: its name in the tables and the decoder (a method or a beam);
-    ``sweep`` says where it sits in a ``--sweep`` (None outside one)."""
+    ``sweep`` says where it sits in a ``--sweep`` (None outside one).
+
+    ``calibrated``: the model's calibrated recommended steering, whose setting depends on the
+    preference; the grid resolves it per preference (``Evaluation.resolved``) into the
+    calibration's method and, when it chose the opposite, ``avoid``: the sentences its base
+    lane reads instead of the run's ``--avoid``."""
 
     name: str
     decoder: Method | BeamSettings
     sweep: SweepPoint | None = None
+    calibrated: bool = False
+    avoid: tuple[str, ...] | None = None
 
     def settings(self) -> dict[str, Any]:
         """Every setting, derived ones included (stored in rows for reading)."""
@@ -138,10 +149,11 @@ def named_method(name: str, *, paper: bool = False, **settings: Any) -> Method:
 def method_specs(names: Sequence[str], *, paper: bool = False,
                  **settings: Any) -> list[MethodSpec]:
     """Methods from names (``base``, ``pref``, ``contrastive``, ``amulet``, ``pad``,
-    ``recommended``, ``beamN``) with the method settings given (each method takes the ones
-    it has); ``strength`` sets the strength knob of the methods that have one; ``paper``
-    gives every method the papers' settings (``named_method``). A ``recommended`` column
-    keeps that name in the tables, beside ``amulet`` at the papers' settings."""
+    ``recommended``, ``calibrated``, ``beamN``) with the method settings given (each method
+    takes the ones it has); ``strength`` sets the strength knob of the methods that have one;
+    ``paper`` gives every method the papers' settings (``named_method``). A ``recommended``
+    column keeps that name in the tables, beside ``amulet`` at the papers' settings; a
+    ``calibrated`` column takes no settings: it runs the model's calibration."""
     settings = dict(settings)
     strength = settings.pop("strength", None)
     specs: list[MethodSpec] = []
@@ -158,6 +170,8 @@ def method_specs(names: Sequence[str], *, paper: bool = False,
             decoder: Method | BeamSettings = BeamSettings(
                 width=int(width), length_penalty=1.0 if penalty is None else float(penalty))
             spec = MethodSpec(f"beam{int(width)}", decoder)
+        elif name == CALIBRATED:  # resolved per preference by the grid
+            spec = MethodSpec(CALIBRATED, method_catalog.recommended_method(), calibrated=True)
         else:
             method = named_method(name, paper=paper, **settings)
             if strength is not None and isinstance(method, ContrastFamily):

@@ -95,6 +95,9 @@ def expand(specs: Sequence[MethodSpec], sweeps: Sequence[Sweep]) -> list[MethodS
     for name in named:
         if name not in by_name:
             raise SettingsError(f"--sweep names {name}, which is not among the methods.")
+        if by_name[name].calibrated:
+            raise SettingsError(f"--sweep: {name} runs the model's calibrated setting; sweep "
+                                "recommended or amulet instead.")
         if not sweepable(by_name[name].decoder):
             raise SettingsError(f"--sweep: {name} has no strength to sweep; only "
                                 f"{_listed(sweepable_method_names(), 'and')} have.")
@@ -102,7 +105,7 @@ def expand(specs: Sequence[MethodSpec], sweeps: Sequence[Sweep]) -> list[MethodS
     swept_any = False
     for spec in specs:
         sweep = named.get(spec.name) or (general[0] if general else None)
-        if sweep is None or not sweepable(spec.decoder):
+        if sweep is None or not sweepable(spec.decoder) or spec.calibrated:
             expanded.append(spec)
             continue
         swept_any = True

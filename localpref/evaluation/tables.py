@@ -19,13 +19,15 @@ import numpy as np
 
 from localpref.evaluation.markdown import METRICS
 from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS
+from localpref.evaluation.specs import CALIBRATED
 from localpref.methods import METHODS, RECOMMENDED
 
 #: Statistics of a generation (``row["stats"]``) tabulated like metrics.
 STAT_METRICS = ("fluency_base", "fluency_pref")
 #: Columns in the order the library lists its methods; beam searches come after, then others.
-#: Base and Pref first, then the recommended steering, then the papers' methods.
-METHOD_ORDER = (*tuple(METHODS)[:2], RECOMMENDED, *tuple(METHODS)[2:])
+#: Base and Pref first, then the recommended steering (as calibrated for the model, if in the
+#: run), then the papers' methods.
+METHOD_ORDER = (*tuple(METHODS)[:2], RECOMMENDED, CALIBRATED, *tuple(METHODS)[2:])
 #: Per-generation values of a row (``row[name]``) tabulated like metrics.
 ROW_METRICS = ("changed_fraction",)
 
@@ -93,10 +95,15 @@ def _preference_rank(preference: str) -> tuple[int, str]:
 
 
 def _signature(row: dict[str, Any]) -> dict[str, Any]:
-    """What distinguishes results of one method: everything in the key but prompt/preference."""
+    """What distinguishes results of one method: everything in the key but prompt/preference
+    (and for a calibrated column, whose setting and opposite depend on the preference, those
+    too: the calibration it ran is its signature)."""
     key = dict(row.get("key") or {})
     for name in ("dataset", "position", "prompt_sha", "preference", "preference_text", "method"):
         key.pop(name, None)
+    if "calibration" in key:
+        key.pop("settings", None)
+        key.pop("avoid", None)
     return key
 
 
