@@ -18,7 +18,7 @@ from localpref.calibration.choice import (
 )
 from localpref.calibration.sweep import LENGTHENING_ROOM, Plan, lengthens
 
-PREFERENCES = {"creative": ("mtld", 1), "verbose": ("words", 1), "concise": ("words", -1),
+PREFERENCES = {"creative": ("mtld", 1), "verbose": ("content_words", 1), "concise": ("words", -1),
                "uplifting": ("vader", 1)}
 
 

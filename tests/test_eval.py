@@ -39,6 +39,7 @@ from localpref.evaluation.datasets import DatasetError
 from localpref.evaluation.grid import LazyJudge, non_default_fields
 from localpref.evaluation.records import RowWriter, read_rows
 from localpref.evaluation.report import SPEED_HEADING, collect, render_summary
+from localpref.evaluation.scorers import content_words_of
 from localpref.methods import Amulet, Sampling
 
 PROMPTS = [
@@ -86,9 +87,23 @@ def quality_part(summary: Path) -> str:
 # -- scorers ----------------------------------------------------------------------------------
 
 
+def test_content_words_count_a_repeated_sentence_once() -> None:
+    loop = "I am a student of the university. " * 50 + "I am a"
+    scores = LengthScorer().score(loop)
+    assert scores["words"] == 7 * 50 + 3
+    assert scores["content_words"] == 7 + 3  # the sentence once, and the cut-off tail
+    # Case, punctuation and line breaks do not make a sentence new; other words do.
+    text = "Water it.\nwater it!  Water it daily? Keep it warm.\n\nWater, it."
+    assert content_words_of(text) == len(["water", "it", "water", "it", "daily", "keep", "it",
+                                          "warm"])
+    assert content_words_of("") == 0 and content_words_of("...\n!") == 0
+    varied = "Water it in the morning. Keep it in a sunny window. Pinch the flowers."
+    assert content_words_of(varied) == LengthScorer().score(varied)["words"] == 14
+
+
 def test_length_scorer_counts_words_and_tokens() -> None:
     scores = LengthScorer().score("Don't water basil at noon, ever.", [1, 2, 3])
-    assert scores == {"words": 6.0, "tokens": 3.0}
+    assert scores == {"words": 6.0, "content_words": 6.0, "tokens": 3.0}
     short = LengthScorer().score("Water it.")["words"]
     long = LengthScorer().score("Water it in the morning and keep it in a sunny window.")["words"]
     assert long > short

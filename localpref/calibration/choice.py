@@ -53,13 +53,18 @@ from typing import Any
 
 import numpy as np
 
-#: The preferences a calibration sweeps, with the score of each and its direction.
+#: The preferences a calibration sweeps, with the score of each and its direction (verbose:
+#: the words of the answer's distinct sentences, so that a loop to the token cap does not
+#: count as verbosity; ``evaluation.scorers.content_words_of``).
 PREFERENCE_SCORES: dict[str, tuple[str, int]] = {
     "creative": ("mtld", 1),
-    "verbose": ("words", 1),
+    "verbose": ("content_words", 1),
     "concise": ("words", -1),
     "uplifting": ("vader", 1),
 }
+#: The scores that are an answer's length (a prompt where both answers hit the cap says
+#: nothing about them).
+LENGTH_SCORES = ("words", "content_words")
 #: Fluency may fall this many nats per token below Pref's (under the preference lane).
 FLUENCY_BUDGET = 0.5
 #: The standardized effect is clipped to this (a setting with identical differences on every
@@ -173,7 +178,7 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                                                item[0][0].opposite, order.index(item[0][1]))):
         metric, direction = PREFERENCE_SCORES[preference]
         reference = pref.get(preference, {})
-        capped = _both_capped(values, reference) if metric == "words" else set()
+        capped = _both_capped(values, reference) if metric in LENGTH_SCORES else set()
         scores = _paired(values.get("score", {}), reference.get("score", {}), capped)
         fluency = _paired(values.get("fluency_pref", {}), reference.get("fluency_pref", {}))
         fluency_base = _paired(values.get("fluency_base", {}), reference.get("fluency_base", {}))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from localpref.calibration.choice import (
     FLUENCY_BUDGET,
+    PREFERENCE_SCORES,
     Setting,
     choose,
     choose_per_preference,
@@ -65,7 +66,10 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
     key = model.calibration_key
     units = plan.units()
     wanted = {unit.key for unit in units}
-    done = {row["unit"]: row for row in stored_rows(key) if row["unit"] in wanted}
+    # A row scored with another metric than its preference's today (verbose before it was
+    # scored by its distinct sentences) is generated again.
+    done = {row["unit"]: row for row in stored_rows(key)
+            if row["unit"] in wanted and row.get("metric") == _metric(row.get("preference"))}
     todo = [unit for unit in units if unit.key not in done]
     bar = Progress(len(units), label="calibrate", stream=stream or sys.stderr, enabled=progress)
     bar.skip(len(done))
@@ -118,6 +122,12 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
     }
     write_record(key, record)
     return record
+
+
+def _metric(preference: object) -> str | None:
+    """The score a preference's rows are made with today (``choice.PREFERENCE_SCORES``)."""
+    found = PREFERENCE_SCORES.get(preference) if isinstance(preference, str) else None
+    return found[0] if found else None
 
 
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from localpref.calibration.choice import PREFERENCE_SCORES, Setting
+from localpref.calibration.choice import LENGTH_SCORES, PREFERENCE_SCORES, Setting
 from localpref.calibration.prompts import CALIBRATION_PROMPTS, QUICK_PROMPTS
 from localpref.errors import LocalprefError
 from localpref.evaluation.parallel import answers_as_they_finish
@@ -47,7 +47,8 @@ LENGTHENING_ROOM = 4
 
 def lengthens(preference: str) -> bool:
     """Whether the preference's score is the answer's length, higher wanted (verbose)."""
-    return PREFERENCE_SCORES.get(preference) == ("words", 1)
+    metric, direction = PREFERENCE_SCORES.get(preference, ("", 0))
+    return metric in LENGTH_SCORES and direction > 0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 #: Metrics in the order the tables show them, with their number format and a readable name.
 METRICS: dict[str, tuple[str, str]] = {
     "words": ("{:.1f}", "words"),
+    "content_words": ("{:.1f}", "words of distinct sentences"),
     "tokens": ("{:.1f}", "tokens"),
     "vader": ("{:.3f}", "VADER compound"),
     "distinct1": ("{:.3f}", "distinct-1"),

@@ -68,7 +68,7 @@ PAD_PRINCIPLE_TEMPLATE = (
 #: The automatic score that stands for each preference: (metric, +1 higher is better / -1 lower).
 PREFERENCE_METRICS: dict[str, tuple[str, int]] = {
     "concise": ("words", -1),
-    "verbose": ("words", +1),
+    "verbose": ("content_words", +1),  # a loop to the token cap is not verbosity
     "uplifting": ("vader", +1),
     "pleasant": ("vader", +1),
     "creative": ("mtld", +1),

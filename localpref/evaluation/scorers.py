@@ -4,7 +4,8 @@ A scorer's ``score(text, tokens)`` returns a dict of named metrics (floats; NaN 
 is undefined for that text, and NaN values are left out of means). Metrics and the preference
 they stand for (``paper.PREFERENCE_METRICS``):
 
-- ``words`` / ``tokens`` (:class:`LengthScorer`): concise (lower) and verbose (higher);
+- ``words`` / ``content_words`` / ``tokens`` (:class:`LengthScorer`): concise (``words``,
+  lower) and verbose (``content_words``, higher);
 - ``vader`` (:class:`SentimentScorer`): uplifting and pleasant (higher);
 - ``distinct1`` / ``distinct2`` / ``mtld`` (:class:`DiversityScorer`): creative (higher);
 - ``list_share`` / ``lower_share`` / ``ends_question`` / ``summary_first``
@@ -30,6 +31,30 @@ def words_of(text: str) -> list[str]:
     return [word.lower() for word in _WORD.findall(text)]
 
 
+#: Where one sentence ends: after ., ! or ? and a space, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def content_words_of(text: str) -> int:
+    """The words of the answer's distinct sentences: a sentence (or line) that repeats an
+    earlier one word for word (case and punctuation aside) adds nothing.
+
+    ``sum over distinct sentences s of len(words_of(s))``, sentences split after ., ! or ? and
+    a space, and at line breaks. A small model decoding greedily often falls into a loop ("I
+    am a student of the university." fifty times to the token cap); a word count calls that
+    the most verbose answer of all, this counts it once. A loop that is not sentence-shaped
+    (a phrase repeated without a stop) is still counted in full.
+    """
+    seen: set[tuple[str, ...]] = set()
+    total = 0
+    for sentence in _SENTENCE_END.split(text):
+        words = tuple(words_of(sentence))
+        if words and words not in seen:
+            seen.add(words)
+            total += len(words)
+    return total
+
+
 class Scorer:
     """A scorer: ``name`` (for ``--scorers``), the ``metrics`` it returns, and ``score``."""
 
@@ -41,19 +66,23 @@ class Scorer:
 
 
 class LengthScorer(Scorer):
-    """Length of the answer in words and in model tokens.
+    """Length of the answer in words, in the words of its distinct sentences, and in model
+    tokens.
 
-    Stands for *concise* (shorter is better) and *verbose* (longer is better). Limits: length
-    is not quality; an answer cut at ``--max-tokens`` cannot grow further, so *verbose*
-    saturates at the cap (the paper's 128 tokens), and an empty answer is perfectly "concise".
-    Token counts depend on the model's tokenizer: compare them within one model only.
+    ``words`` stands for *concise* (shorter is better: a loop is long), ``content_words``
+    (``content_words_of``) for *verbose* (longer is better: a sentence said again is not more
+    said). Limits: length is not quality; an answer cut at ``--max-tokens`` cannot grow
+    further, so *verbose* saturates at the cap (the paper's 128 tokens), and an empty answer
+    is perfectly "concise". Token counts depend on the model's tokenizer: compare them within
+    one model only.
     """
 
     name = "length"
-    metrics = ("words", "tokens")
+    metrics = ("words", "content_words", "tokens")
 
     def score(self, text: str, tokens: Sequence[int] = ()) -> dict[str, float]:
-        return {"words": float(len(words_of(text))), "tokens": float(len(tokens))}
+        return {"words": float(len(words_of(text))),
+                "content_words": float(content_words_of(text)), "tokens": float(len(tokens))}
 
 
 class SentimentScorer(Scorer):
@@ -199,7 +228,8 @@ SCORERS: dict[str, type[Scorer]] = {
     "diversity": DiversityScorer,
     "style": StyleScorer,
 }
-_ALIASES = {"vader": "sentiment", "words": "length", "mtld": "diversity", "distinct": "diversity"}
+_ALIASES = {"vader": "sentiment", "words": "length", "content_words": "length",
+            "mtld": "diversity", "distinct": "diversity"}
 #: The names ``--scorers`` takes besides the automatic ones.
 JUDGE_NAME = "judge"
 
