@@ -97,6 +97,7 @@ class Request:
         if self.grammar is not None and (not isinstance(self.grammar, str)
                                          or not self.grammar.strip()):
             raise SettingsError("The grammar must be a non-empty GBNF text.")
+        _check_unicode(self)
 
     @classmethod
     def make(
@@ -157,3 +158,32 @@ def _checked_avoid(avoid: AvoidInput) -> str | tuple[str, ...] | None:
         if not isinstance(item, str) or not item.strip():
             raise SettingsError("What to avoid must be a non-empty text.")
     return avoid if isinstance(avoid, str) else tuple(items)
+
+
+def _check_unicode(request: Request) -> None:
+    """One sentence when a text of the request cannot be written as UTF-8: a lone surrogate
+    (U+D800 to U+DFFF), as JSON's ``\\ud800`` escapes or bytes a terminal could not decode
+    give, would otherwise fail deep in tokenizing."""
+    preference = request.preference
+    texts: list[tuple[str, object]] = [
+        ("message", message.get("content")) for message in request.messages]
+    if isinstance(preference, Mapping):
+        texts += [("preference", name) for name in preference]
+    elif isinstance(preference, (tuple, list)):
+        texts += [("preference", item) for item in preference]
+    else:
+        texts.append(("preference", preference))
+    texts += [("avoid", item) for item in request.avoid or ()]
+    texts += [("example", item) for item in request.like]
+    texts += [("stop string", item) for item in request.stop]
+    texts += [("system prompt", request.system_prompt), ("grammar", request.grammar)]
+    for what, text in texts:
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                code = ord(text[error.start])
+                raise SettingsError(
+                    f"The {what} is not valid Unicode text: it holds a lone surrogate "
+                    f"(U+{code:04X}); send UTF-8 text.") from None
+

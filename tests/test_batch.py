@@ -144,19 +144,48 @@ def test_a_line_that_cannot_be_read_stops_the_file_before_anything_runs(text, pr
     assert str(caught.value).startswith(problem)
 
 
+def _answer(custom_id: str) -> dict:
+    return {"id": f"batch_req_{custom_id}", "custom_id": custom_id,
+            "response": {"status_code": 200, "body": {}}, "error": None}
+
+
 def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answered(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_text('{"custom_id": "a"}\n{"custom_id": "b"}\n{"custom_id": "c", "resp',
-                   encoding="utf-8")
+    out.write_text(json.dumps(_answer("a")) + "\n" + json.dumps(_answer("b")) + "\n"
+                   + '{"id": "batch_req_c", "custom_id": "c", "resp', encoding="utf-8")
     answers = AnswerFile(out)
     assert answers.answered == {"a", "b"}
-    answers.write({"custom_id": "c"})
+    answers.write(_answer("c"))
     answers.sort(["c", "b", "a"])
-    assert out.read_text(encoding="utf-8").splitlines() == [
-        '{"custom_id": "c"}', '{"custom_id": "b"}', '{"custom_id": "a"}']
-    out.write_text('{"custom_id": "a"}\ngarbage\n', encoding="utf-8")
+    assert [json.loads(raw)["custom_id"] for raw in out.read_text().splitlines()] == [
+        "c", "b", "a"]
+    out.write_text(json.dumps(_answer("a")) + "\ngarbage\n", encoding="utf-8")
     with pytest.raises(BatchFileError, match="Line 2 of .* is not an answer line"):
         AnswerFile(out)
+    # A request file given as --out by mistake is not appended to.
+    out.write_text(json.dumps(line("a", chat("Hi"))) + "\n", encoding="utf-8")
+    with pytest.raises(BatchFileError, match="Line 1 of .* is not an answer line"):
+        AnswerFile(out)
+
+
+def test_lines_end_at_newlines_only_and_a_lone_surrogate_is_one_sentence(tmp_path) -> None:
+    separators = "a\u2028b\u2029c\x85d\x0be\x0cf"  # str.splitlines() breaks at each
+    text = json.dumps(line("one", chat(separators)), ensure_ascii=False) + "\r\n" + json.dumps(
+        line("two", chat("Hi"))) + "\n"
+    parsed = parse_lines(text, name="x")
+    assert [p.custom_id for p in parsed] == ["one", "two"]
+    assert parsed[0].body["messages"][0]["content"] == separators
+    with pytest.raises(BatchFileError, match="custom_id on line 1 of x is not valid Unicode"):
+        parse_lines('{"custom_id": "x\\ud800y", "body": {}}', name="x")
+    # Answers holding such characters are read back as written, one line each.
+    out = tmp_path / "out.jsonl"
+    answers = AnswerFile(out)
+    for custom_id in ("a\u2028b", "c"):
+        answers.write({**_answer(custom_id), "error": {"message": "x\ud800 \u2029"}})
+    answers.sort(["c", "a\u2028b"])
+    assert AnswerFile(out).answered == {"a\u2028b", "c"}
+    assert [json.loads(raw)["custom_id"] for raw in out.read_text().split("\n") if raw] == [
+        "c", "a\u2028b"]
 
 
 def test_the_command_refuses_a_bad_file_in_one_sentence(tmp_path, capsys) -> None:

@@ -50,7 +50,9 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
     is not a JSON object with a non-empty string ``custom_id``, or an id used twice."""
     found: list[BatchLine] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: JSON strings may hold U+2028 and other characters that
+    # str.splitlines() would break at.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -63,6 +65,9 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         if not isinstance(custom_id, str) or not custom_id:
             raise BatchFileError(f"Line {number} of {name} has no custom_id (a non-empty "
                                  "string that names the request in the answers).")
+        if not is_unicode(custom_id):
+            raise BatchFileError(f"The custom_id on line {number} of {name} is not valid "
+                                 "Unicode text (it holds a lone surrogate).")
         if custom_id in seen:
             raise BatchFileError(f"The custom_id '{custom_id}' is on lines {seen[custom_id]} "
                                  f"and {number} of {name}; every request needs its own.")
@@ -71,6 +76,22 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         found.append(BatchLine(len(found), custom_id, str(method).upper(),
                                str(data.get("url", "")), data.get("body")))
     return found
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one JSON line: UTF-8 as it is, escaped where a lone surrogate (in an
+    echoed model name, say) could not be written."""
+    text = json.dumps(value, ensure_ascii=False)
+    return (text if is_unicode(text) else json.dumps(value)) + "\n"
 
 
 def read_lines(path: Path) -> list[BatchLine]:

@@ -15,19 +15,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from localpref.batches.lines import BatchFileError
+from localpref.batches.lines import BatchFileError, json_line
 
 
 def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
     answers = []
-    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").split("\n"), 1):
         if not raw.strip():
             continue
         try:
             line = json.loads(raw)
         except json.JSONDecodeError:
             line = None
-        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+        if (not isinstance(line, dict) or not isinstance(line.get("custom_id"), str)
+                or "response" not in line or "id" not in line):  # a request file, say
             raise BatchFileError(f"Line {number} of {path} is not an answer line; move the "
                                  "file away or give another --out.")
         answers.append(line)
@@ -61,7 +62,7 @@ class AnswerFile:
 
     def write(self, line: dict[str, Any]) -> None:
         """Append one answer line, on disk before this returns."""
-        self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._handle.write(json_line(line))
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.answered.add(line["custom_id"])
@@ -83,7 +84,7 @@ class AnswerFile:
         temporary = self.path.with_name(self.path.name + ".sorting")
         with open(temporary, "w", encoding="utf-8") as handle:
             for line in lines:
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                handle.write(json_line(line))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
