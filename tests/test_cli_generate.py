@@ -166,6 +166,15 @@ def test_corrupt_model_names_the_path(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 2 and str(corrupt) in err and err.count("\n") == 1
 
 
+def test_text_that_is_not_utf8_is_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    latin1 = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # as Python reads argv
+    code, out, err = run_cli(capsys, "generate", latin1, "--max-tokens", "2")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "message is not valid Unicode text" in err and "U+DCE9" in err
+    code, _, err = run_cli(capsys, "generate", "Hi", "-p", latin1, "--max-tokens", "2")
+    assert code == 2 and "preference is not valid Unicode text" in err
+
+
 def test_prompt_longer_than_the_context(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "generate", "word " * 5000, "--method", "base")
     assert code == 2

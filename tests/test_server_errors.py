@@ -51,6 +51,10 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"messages": [{"role": "user", "content": "basil " * 3000}]}, "The prompt is"),
     (MODEL_ID, {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "x"}}]}]}, "Only text content parts"),
+    (MODEL_ID, {"messages": [{"role": "user", "content": "a\ud800b"}]},  # JSON's \\ud800
+     "The message is not valid Unicode text: it holds a lone surrogate (U+D800)"),
+    (MODEL_ID, {"localpref": {"preference": "kind\udce9"}}, "preference is not valid Unicode"),
+    (MODEL_ID, {"stop": ["\udc80"]}, "stop string is not valid Unicode"),
 ])
 def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
                                                        sentence) -> None:
