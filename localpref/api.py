@@ -138,6 +138,11 @@ class Model:
         loaded = LoadedModel(path, n_gpu_layers=self.n_gpu_layers)
         settings = dict(self._context_settings)
         settings["n_ctx"] = settings["n_ctx"] or min(2048, loaded.n_ctx_train or 2048)
+        if loaded.n_ctx_train and settings["n_ctx"] > loaded.n_ctx_train:
+            loaded.close()  # a larger window only costs memory: the model reads no further
+            raise SettingsError(
+                f"A window of {settings['n_ctx']} tokens (--ctx, n_ctx) is more than "
+                f"{loaded.name} was trained for ({loaded.n_ctx_train} tokens).")
         try:
             context = Context(loaded, **settings)
         except Exception:

@@ -175,6 +175,18 @@ def test_text_that_is_not_utf8_is_one_sentence(capsys: pytest.CaptureFixture[str
     assert code == 2 and "preference is not valid Unicode text" in err
 
 
+def test_a_window_past_the_trained_context_is_one_sentence(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The bundled model was trained on 8,192 tokens: a larger --ctx would only take memory
+    (999,999,999 tokens grew without bound, about 370 MB a second, before this check)."""
+    for command in (["generate", "Hi"], ["serve", "--port", "0"]):
+        code, _, err = run_cli(capsys, *command, "--ctx", "999999999", "--threads", "1")
+        last = err.strip().splitlines()[-1]  # serve says where it listens first
+        assert code == 2 and "Traceback" not in err, command
+        assert "999999999 tokens (--ctx, n_ctx) is more than" in last
+        assert last.endswith("trained for (8192 tokens).")
+
+
 def test_prompt_longer_than_the_context(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "generate", "word " * 5000, "--method", "base")
     assert code == 2
