@@ -124,7 +124,10 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
 
 
 @pytest.mark.parametrize(("flags", "sentence"), [
-    (["--parallel", "0"], "--parallel must be 1 or more (got 0)."),
+    (["--parallel", "0"], "--parallel must be from 1 to 256 (two lanes each, within "
+                          "llama.cpp's batch of 512) (got 0)."),
+    (["--parallel", "1000"], "--parallel must be from 1 to 256 (two lanes each, within "
+                             "llama.cpp's batch of 512) (got 1000)."),
     (["--port", "70000"], "--port must be between 0 and 65535 (got 70000)."),
     (["--threads", "0"], "--threads must be 1 or more (got 0)."),
 ])

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from localpref.commands.options import add_model_options, load_settings
+from localpref.commands.options import add_model_options, check_parallel, load_settings
 from localpref.errors import SettingsError
 
 
@@ -53,8 +53,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     """Check the flags, answer the file, print the summary line; 0 when every line has an
     answer (error lines included)."""
     loading = load_settings(args)
-    if args.parallel < 1:
-        raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
+    check_parallel(args.parallel)
     if args.ray_actors < 1:
         raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
     if not args.ray_cpus_per_actor > 0:

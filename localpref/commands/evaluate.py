@@ -23,6 +23,7 @@ from localpref.commands.options import (
     add_like_option,
     add_method_options,
     add_model_options,
+    check_parallel,
     comma_list,
     like_from_args,
     method_settings,
@@ -223,8 +224,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from localpref.commands.options import load_model
 
-    if args.parallel < 1:
-        raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
+    check_parallel(args.parallel)
     if args.parallel > 1 and args.ray is not None:
         raise SettingsError("--parallel is for this machine; with --ray each actor decodes "
                             f"{RAY_PARALLEL} at once.")

@@ -321,6 +321,18 @@ def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
     )
 
 
+#: The most requests at once a command takes: two lanes each within llama.cpp's batch of 512
+#: rows (``Model``'s ``n_batch``), one row a lane per step.
+MAX_PARALLEL = 256
+
+
+def check_parallel(parallel: int) -> None:
+    """One sentence unless ``--parallel`` is from 1 to ``MAX_PARALLEL``."""
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise SettingsError(f"--parallel must be from 1 to {MAX_PARALLEL} (two lanes each, "
+                            f"within llama.cpp's batch of 512) (got {parallel}).")
+
+
 def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
     """Load the model named by --model (progress on stderr if it must be downloaded) with the
     flags of ``add_model_options``; ``kwargs`` give the command's own defaults (a flag given

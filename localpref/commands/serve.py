@@ -8,7 +8,12 @@ import os
 import warnings
 from typing import Any
 
-from localpref.commands.options import add_model_options, load_settings, tell_notices
+from localpref.commands.options import (
+    add_model_options,
+    check_parallel,
+    load_settings,
+    tell_notices,
+)
 from localpref.errors import LocalprefWarning, SettingsError
 
 API_KEY_ENV = "LOCALPREF_API_KEY"
@@ -39,8 +44,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_serve_command(args: argparse.Namespace) -> int:
     """Check the flags, then bind, load and serve until Ctrl-C or SIGTERM."""
-    if args.parallel < 1:
-        raise SettingsError(f"--parallel must be 1 or more (got {args.parallel}).")
+    check_parallel(args.parallel)
     if not 0 <= args.port <= 65535:
         raise SettingsError(f"--port must be between 0 and 65535 (got {args.port}).")
     loading = load_settings(args)
