@@ -235,6 +235,9 @@ class Track:
         self.stop_reason = reason
         self.pending = None
         if reason not in ("stop", "cancelled", "error"):
+            # The bytes of a character the last token began but no token finished (a cut at
+            # max_tokens in an emoji) are dropped, not written as U+FFFD.
+            self.decoder.errors = "ignore"
             self.text += self.decoder.decode(b"", final=True)
 
     def update_stats(self) -> None:

@@ -81,6 +81,20 @@ def test_a_seed_fixes_sampled_output(model: Model) -> None:
     assert any(sample(seed) != first for seed in (8, 9, 10))
 
 
+def test_a_cut_inside_a_character_drops_its_bytes_instead_of_writing_u_fffd(
+        model: Model) -> None:
+    """🌻 is three tokens of the bundled model (four UTF-8 bytes): an answer cut after one or
+    two of them has written no character yet, so it ends with nothing, not U+FFFD."""
+    prompt = "Reply with only this emoji: 🌻"
+    whole = model.generate(prompt, method="base", max_tokens=3)
+    assert whole.text == "🌻" and len(whole.tokens) == 3
+    for cut in (1, 2):
+        partial = model.generate(prompt, method="base", max_tokens=cut)
+        assert partial.tokens == whole.tokens[:cut]
+        assert partial.text == "" and partial.stats["stop_reason"] == "length"
+        assert list(model.stream(prompt, method="base", max_tokens=cut)) == []
+
+
 def test_stop_string_ends_the_answer_before_it(model: Model) -> None:
     result = model.generate("Count from 1 to 20, separated by commas.", method="base",
                             max_tokens=80, stop=["7"])

@@ -195,6 +195,17 @@ def test_top_p_zero_keeps_only_the_likeliest_token(client, model) -> None:
     assert "[0, 1]" in refused.value.body["message"]
 
 
+def test_null_stream_fields_are_false_as_openai_reads_them(server, model) -> None:
+    body = {"model": MODEL_ID, "messages": user(), "max_tokens": 3, "stream": None,
+            "stream_options": {"include_usage": None}}
+    answer = request(server.url, "POST", "/chat/completions", body=body)
+    assert answer.status == 200
+    completion = answer.json()
+    assert completion["object"] == "chat.completion"  # not a stream
+    assert completion["choices"][0]["message"]["content"] == model.generate(
+        PROMPT, max_tokens=3).text
+
+
 def test_head_health_and_a_long_preference(server) -> None:
     head = request(server.url.removesuffix("/v1"), "HEAD", "/health")
     assert head.status == 200 and head.text == ""

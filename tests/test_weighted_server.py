@@ -83,10 +83,12 @@ def test_like_examples_over_http_answer_as_the_library(model: Model) -> None:
         answer = client.chat.completions.create(
             model=MODEL_ID, messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
             extra_body={"localpref": {"like": examples}})
-        refused = request(server.url, "POST", "/chat/completions", body={
+        refused = [request(server.url, "POST", "/chat/completions", body={
             "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": 4, "localpref": {"like": ["  "]}})
+            "max_tokens": 4, "localpref": {"like": like}}) for like in (["  "], [])]
     assert answer.choices[0].message.content == expected.text
     assert answer.model_extra["localpref"]["stats"]["like"] == 2
-    error = assert_error_shape(refused, 400)
-    assert "non-empty text" in error["message"]
+    for refusal in refused:
+        error = assert_error_shape(refusal, 400)
+        assert "non-empty text" in error["message"]
+    assert error["param"] == "localpref.like" and "at least one example" in error["message"]

@@ -30,7 +30,7 @@ class ChatMessage(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: bool | None = None  # null is false, as OpenAI reads it
 
 
 class LocalprefOptions(_Lenient):
@@ -73,7 +73,7 @@ class GenerationFields(_Lenient):
     top_p: float | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
-    stream: bool = False
+    stream: bool | None = None  # null is false, as OpenAI reads it
     stream_options: StreamOptions | None = None
     n: int | None = None
     presence_penalty: float | None = None

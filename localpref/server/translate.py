@@ -158,6 +158,9 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         if options.avoid is not None:
             kwargs["avoid"] = options.avoid
         if options.like is not None:
+            if not options.like:  # [] as avoid's []: a client that meant examples sent none
+                raise FieldError("localpref.like", "localpref.like needs at least one example "
+                                 "(a non-empty text), or leave it out.")
             kwargs["like"] = options.like
     settings = ((options.strength, options.tau, options.kl_budget, options.end_tokens)
                 if options else (None,) * 4)
