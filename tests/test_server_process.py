@@ -130,6 +130,8 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
                              "llama.cpp's batch of 512) (got 1000)."),
     (["--port", "70000"], "--port must be between 0 and 65535 (got 70000)."),
     (["--threads", "0"], "--threads must be 1 or more (got 0)."),
+    (["--api-key", ""], "The API key (--api-key or $LOCALPREF_API_KEY) is empty; give one, or "
+                        "leave it out to serve without a key."),
 ])
 def test_bad_flags_exit_2_with_one_sentence(capsys, flags, sentence) -> None:
     from localpref.cli import main

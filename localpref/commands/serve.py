@@ -48,7 +48,10 @@ def run_serve_command(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise SettingsError(f"--port must be between 0 and 65535 (got {args.port}).")
     loading = load_settings(args)
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+    if api_key is not None and not api_key.strip():  # an empty key would quietly mean none
+        raise SettingsError(f"The API key (--api-key or ${API_KEY_ENV}) is empty; give one, "
+                            "or leave it out to serve without a key.")
     from localpref.server.run import ServeSettings, serve
 
     settings = ServeSettings(host=args.host, port=args.port, api_key=api_key,
