@@ -21,6 +21,8 @@ def body(**fields):
     ({"max_tokens": "many"}, "max_tokens", "valid integer"),
     ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role", "'system'"),
     ({"stream": "perhaps"}, "stream", "valid boolean"),
+    ({"stop": [None]}, "stop", "valid string"),  # not "stop.str": no union member's name
+    ({"localpref": {"preference": 5}}, "localpref.preference", "valid string"),
 ])
 def test_validation_errors_are_400_not_422(server, fields, param, words) -> None:
     error = assert_error_shape(request(server.url, "POST", CHAT, body=body(**fields)), 400)
@@ -34,6 +36,14 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"{not json",
                                        headers={"Content-Type": "application/json"}), 400)
     assert error["message"] == "The request body is not valid JSON."
+    error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"",
+                                       headers={"Content-Type": "application/json"}), 400)
+    assert error["message"] == "The request body is empty; send a JSON object."
+    form = request(server.url, "POST", CHAT, raw=b'{"model": "x"}',  # curl -d, no -H
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    error = assert_error_shape(form, 400)
+    assert error["message"] == ("The request body must be a JSON object (Content-Type: "
+                                "application/json).")
 
 
 @pytest.mark.parametrize(("model_id", "fields", "sentence"), [

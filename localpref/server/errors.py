@@ -79,16 +79,36 @@ def from_library(error: Exception) -> ApiError:
     return ApiError(500, "The server failed while generating; see its log.", code="internal_error")
 
 
+#: The names pydantic gives the members of a union in an error's location (``stop.str``).
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
+
+
+def _is_field(part: object) -> bool:
+    """Whether a part of a validation error's location names a field or an index (not the
+    body, nor a union member such as ``str``, ``list[str]`` or a model's class name)."""
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return (text != "body" and text not in _TYPE_TAGS and text.islower()
+            and text.replace("_", "").isalnum())
+
+
 def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     """The first validation problem as one sentence, and the field it is about."""
     problems = error.errors()
     if not problems:
         return "The request body is not valid.", None
     first = problems[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    location = [str(part) for part in first.get("loc", ()) if _is_field(part)]
     param = ".".join(location) or None
-    if first.get("type") == "json_invalid":
+    kind = first.get("type")
+    if kind == "json_invalid":
         return "The request body is not valid JSON.", None
+    if param is None and kind == "missing":
+        return "The request body is empty; send a JSON object.", None
+    if param is None and kind in ("model_attributes_type", "dict_type", "model_type"):
+        return ("The request body must be a JSON object (Content-Type: application/json).",
+                None)
     text = str(first.get("msg", "is not valid"))
     return (f"{param}: {text}." if param else f"{text}.").replace("..", "."), param
 
