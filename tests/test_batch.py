@@ -87,13 +87,15 @@ def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_
     assert len(set(ids)) == len(ids)
 
 
-def test_a_line_without_a_url_is_an_error_line_that_names_the_routes(batch_model, tmp_path):
+def test_a_line_without_a_url_or_an_object_body_is_an_error_line(batch_model, tmp_path):
     items = [{"custom_id": "no-url", "body": chat("Hi", tokens=3)},
-             line("fine", chat("Hi", tokens=3))]
+             line("fine", chat("Hi", tokens=3)), line("list-body", ["Hi"])]
     source = write_batch(tmp_path / "in.jsonl", items)
     summary = localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, progress=False)
-    no_url, fine = read_answers(tmp_path / "out.jsonl")
-    assert (summary.done, summary.failed) == (2, 1)
+    no_url, fine, list_body = read_answers(tmp_path / "out.jsonl")
+    assert (summary.done, summary.failed) == (3, 2)
+    assert list_body["response"]["body"]["error"]["message"] == (
+        "The request body must be a JSON object.")
     assert no_url["response"]["status_code"] == 400
     error = no_url["response"]["body"]["error"]
     assert error["param"] == "url" and "/v1/chat/completions" in error["message"]

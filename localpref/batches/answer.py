@@ -57,6 +57,9 @@ ROUTES: dict[str, Route] = {
 
 def validated(schema: type[BaseModel], body: Any) -> Any:
     """``body`` as the server's request model; a bad field is the server's 400."""
+    if body is not None and not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_request",
+                       param="body")
     try:
         return schema.model_validate({} if body is None else body)
     except ValidationError as error:
