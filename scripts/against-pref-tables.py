@@ -11,6 +11,7 @@ holds zero), the mean paired difference from Pref [95% bootstrap interval], the 
 difference from Pref under the preference lane ("fl") and under the base lane ("base"; with an
 opposite it reads the opposite's lane, so only the preference lane is comparable), and n.
 The arithmetic is the eval summary's own (`localpref.evaluation.versus_pref.comparisons`).
+Rows scored before a length metric existed (``content_words``) are scored from their text.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 from pathlib import Path
 
 from localpref.evaluation.markdown import format_value
+from localpref.evaluation.scorers import LengthScorer
 from localpref.evaluation.tables import collect
 from localpref.evaluation.versus_pref import comparisons
 
@@ -76,8 +78,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="the first N prompts only")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--verbose-by-words", action="store_true",
+                        help="score verbose by all its words, as before December 4th, instead "
+                        "of the words of its distinct sentences")
     args = parser.parse_args()
     rows, metrics = load(args.folders, args.limit)
+    length = LengthScorer()
+    for row in rows:  # runs older than a length metric are scored from their text
+        have = metrics.setdefault(row["id"], {})
+        if "content_words" not in have and not row.get("error"):
+            have.update(length.score(row["text"], row.get("tokens") or ()))
+        if args.verbose_by_words and "words" in have:
+            have["content_words"] = have["words"]
     found = comparisons(collect(rows, metrics), resamples=args.resamples)
     labels = [label for label in dict.fromkeys(c.label for c in found)
               if not label.startswith("base")]
@@ -102,7 +114,8 @@ def main() -> None:
                          f"[{format_value(c.metric, c.delta_low)}, "
                          f"{format_value(c.metric, c.delta_high)}], "
                          f"fl {c.pref_fluency_delta:+.2f}{fluent}{base}, n={c.n_prompts}")
-        print(f"| {SETS.get(group[0], group[0])} | {group[1]} ({group[2]}) | "
+        metric = "words" if args.verbose_by_words and group[2] == "content_words" else group[2]
+        print(f"| {SETS.get(group[0], group[0])} | {group[1]} ({metric}) | "
               + " | ".join(cells) + " |")
 
 

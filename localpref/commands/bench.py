@@ -16,7 +16,7 @@ from localpref.commands.options import (
     load_model,
     load_settings,
 )
-from localpref.errors import ModelError, SettingsError
+from localpref.errors import LocalprefError, ModelError, SettingsError
 
 #: localpref.synthetic.SHAPES, without importing gguf
 SYNTHETIC_SHAPES = ("tiny", "135m", "1b", "262k")
@@ -157,6 +157,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
     # Lanes: as many as the comparison decodes at once. Context: a 10-turn chat or one run;
     # synthetic models spell English byte by byte, so their chat needs twice the room.
     n_ctx = max(4096 if args.synthetic else 2048, args.max_tokens + 512)
+    trained = _trained_context(args.model)
+    if trained:  # never a window past what the model was trained for (Model refuses it)
+        n_ctx = min(n_ctx, trained)
     lanes = max(settings.lanes_needed, *EXACTNESS_BATCHES) if args.exactness \
         else settings.lanes_needed
     model = load_model(args, max_lanes=lanes, n_ctx=n_ctx)
@@ -251,3 +254,16 @@ def _count(text: str) -> int:
         return int(text)
     except ValueError:
         raise SettingsError(f"--concurrent takes whole numbers (got {text!r}).") from None
+
+
+def _trained_context(spec: str | None) -> int | None:
+    """The context the model of ``--model`` was trained for, from its GGUF header, when the
+    file is here already (None otherwise: loading it will say what is wrong)."""
+    from localpref.gguf_header import read_gguf_header
+    from localpref.models import resolve_model
+
+    try:
+        return read_gguf_header(resolve_model(spec, download=False)).context_length
+    except (LocalprefError, OSError):
+        return None
+
