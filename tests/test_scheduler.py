@@ -285,7 +285,7 @@ def test_a_request_is_one_frozen_validated_value() -> None:
         request.max_tokens = 3  # type: ignore[misc]
     assert request.replace(temperature=0.0).sampling.temperature == 0.0
     assert Request.make(PROMPT).method.label == "amulet"  # the recommended steering
-    for bad in ({"max_tokens": 0}, {"preference": " "}, {"avoid": ""}, {"top_p": 0.0},
+    for bad in ({"max_tokens": 0}, {"preference": " "}, {"avoid": ""}, {"top_p": -0.1},
                 {"repeat_penalty": 0.0}):
         with pytest.raises(SettingsError):
             Request.make(PROMPT, **bad)
