@@ -1,8 +1,8 @@
 """The fields and routes clients rely on, over real HTTP with the openai SDK: negative seeds,
 ``logprobs`` / ``top_logprobs`` equal to the trace's, ``response_format`` through llama.cpp's
 grammar while steered, ``tools`` refused by name, ``top_p=0`` as greedy, ``models.retrieve``,
-legacy text completions, the API key's scheme in any case, ``HEAD /health`` and an over-long
-preference."""
+legacy text completions, the API key's scheme in any case, ``HEAD`` on ``/health`` and the
+models, and an over-long preference."""
 
 from __future__ import annotations
 
@@ -209,6 +209,10 @@ def test_null_stream_fields_are_false_as_openai_reads_them(server, model) -> Non
 def test_head_health_and_a_long_preference(server) -> None:
     head = request(server.url.removesuffix("/v1"), "HEAD", "/health")
     assert head.status == 200 and head.text == ""
+    for path in ("/models", f"/models/{MODEL_ID}:concise"):  # uptime checkers send HEAD
+        head = request(server.url, "HEAD", path)
+        assert head.status == 200 and head.text == "", path
+    assert request(server.url, "HEAD", "/models/gpt-4o").status == 404
     body = {"model": MODEL_ID, "max_tokens": 2, "messages": user(),
             "localpref": {"preference": "be brief " * 1250}}  # 10,000 characters
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)

@@ -78,14 +78,14 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         return JSONResponse({"status": status}, status_code=503,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    @app.get("/v1/models")
+    @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def list_models() -> dict[str, Any]:
         _, model_id = served()
         created = completions.now()
         return {"object": "list", "data": [model_entry(ident, created)
                                            for ident in listed_ids(model_id)]}
 
-    @app.get("/v1/models/{requested:path}")
+    @app.api_route("/v1/models/{requested:path}", methods=["GET", "HEAD"])
     async def retrieve_model(requested: str) -> dict[str, Any]:
         _, model_id = served()
         try:
