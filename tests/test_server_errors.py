@@ -125,6 +125,13 @@ def test_no_cors_headers_unless_an_origin_is_named(server, model) -> None:
         assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
         other = request(cors.url, "GET", "/models", headers={"Origin": "http://elsewhere"})
         assert "access-control-allow-origin" not in other.headers
+        preflight = {"Access-Control-Request-Method": "POST"}
+        fine = request(cors.url, "OPTIONS", "/chat/completions", headers={**origin, **preflight})
+        assert fine.status == 200
+        refused = request(cors.url, "OPTIONS", "/chat/completions",
+                          headers={"Origin": "http://elsewhere", **preflight})
+        error = assert_error_shape(refused, 400)  # JSON like every error, not plain text
+        assert error["message"].startswith("Disallowed CORS origin: this server answers")
 
 
 def test_api_key_is_required_when_set(model) -> None:

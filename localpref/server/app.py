@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.middleware.cors import CORSMiddleware
 
 from localpref.errors import LocalprefError
 from localpref.server import completions
@@ -25,7 +24,7 @@ from localpref.server.errors import (
     install_error_handlers,
     unavailable,
 )
-from localpref.server.guards import ApiKeyCheck, BodyLimit, HostCheck
+from localpref.server.guards import ApiKeyCheck, BodyLimit, CorsWithErrors, HostCheck
 from localpref.server.ids import listed_ids, parse_model_id
 from localpref.server.jobs import Event, GenerationJob
 from localpref.server.logprobs import answer_logprobs
@@ -57,7 +56,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     if api_key:
         app.add_middleware(ApiKeyCheck, key=api_key)
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
+        app.add_middleware(CorsWithErrors, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"])
     if check_host:
         app.add_middleware(HostCheck)

@@ -6,6 +6,8 @@
 - ``ApiKeyCheck``: with a key set, every route but ``/health`` needs ``Authorization: Bearer
   KEY`` (the scheme in any case, as HTTP allows; the key compared in constant time).
 - ``BodyLimit``: a body over ``MAX_BODY_BYTES`` (1 MiB) is a 413, declared or streamed.
+- ``CorsWithErrors``: Starlette's CORS for the ``--cors-origin`` origins, with a refused
+  preflight in the OpenAI error shape instead of Starlette's plain text.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import ipaddress
 import json
 from typing import Any
 
-from localpref.server.errors import ApiError
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
+
+from localpref.server.errors import ApiError, error_body
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -141,3 +147,21 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replayed, send)
+
+
+class CorsWithErrors(CORSMiddleware):
+    """Starlette's CORS middleware; a preflight it refuses (an origin, method or header not
+    allowed) is answered as every other error is: JSON in the OpenAI shape, status 400."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        # Starlette's text, e.g. "Disallowed CORS origin"
+        refused = bytes(response.body).decode("utf-8", "replace").strip()
+        kept = {name: value for name, value in response.headers.items()
+                if name.lower() not in ("content-type", "content-length")}
+        return JSONResponse(error_body(400, f"{refused}: this server answers pages from the "
+                                       "origins given with --cors-origin only.",
+                                       code="cors_refused"), status_code=400, headers=kept)
+
