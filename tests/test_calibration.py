@@ -93,6 +93,27 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
                for row in second["rows"] if row["method"] == "amulet")
 
 
+def test_rows_scored_with_an_older_metric_are_generated_again(model: Model, home: Path) -> None:
+    """Verbose was scored by its words before its distinct sentences' (``content_words``): a
+    stored verbose row with the old metric is not reused, every other row is."""
+    plan = Plan(prompts=CALIBRATION_PROMPTS[:1], preferences=("verbose", "concise"),
+                strengths=(1.0,), taus=(0.2,), opposites=(False,), max_tokens=8)
+    calibrate(model, plan, progress=False)
+    path = rows_path(model.calibration_key)
+    first = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {row["metric"] for row in first if row["preference"] == "verbose"} == {
+        "content_words"}
+    path.write_text("".join(json.dumps({**row, "metric": "words"} if row["preference"] ==
+                                       "verbose" else row) + "\n" for row in first))
+    calibrate(model, plan, progress=False)
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    added = again[len(first):]
+    assert len(first) == 4 and sorted(row["preference"] for row in added) == [
+        "verbose", "verbose"]  # Pref's and the setting's verbose rows, nothing of concise
+    assert [row["score"] for row in added] == [
+        row["score"] for row in first if row["preference"] == "verbose"]  # greedy: the same
+
+
 def test_the_calibration_is_used_when_no_method_is_named(model: Model, home: Path) -> None:
     default = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)
     assert default.stats["calibration"] is None and default.stats["recommended"] is True
