@@ -178,12 +178,17 @@ def _check_unicode(request: Request) -> None:
     texts += [("stop string", item) for item in request.stop]
     texts += [("system prompt", request.system_prompt), ("grammar", request.grammar)]
     for what, text in texts:
-        if isinstance(text, str):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as error:
-                code = ord(text[error.start])
-                raise SettingsError(
-                    f"The {what} is not valid Unicode text: it holds a lone surrogate "
-                    f"(U+{code:04X}); send UTF-8 text.") from None
+        code = lone_surrogate(text) if isinstance(text, str) else None
+        if code is not None:
+            raise SettingsError(f"The {what} is not valid Unicode text: it holds a lone "
+                                f"surrogate (U+{code:04X}); send UTF-8 text.")
 
+
+def lone_surrogate(text: str) -> int | None:
+    """The code point of the first lone surrogate in ``text`` (U+D800 to U+DFFF, which UTF-8
+    cannot write), or None when ``text`` can be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return ord(text[error.start])
+    return None

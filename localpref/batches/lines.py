@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import LocalprefError
+from localpref.request import lone_surrogate
 
 
 class BatchFileError(LocalprefError):
@@ -65,7 +66,7 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         if not isinstance(custom_id, str) or not custom_id:
             raise BatchFileError(f"Line {number} of {name} has no custom_id (a non-empty "
                                  "string that names the request in the answers).")
-        if not is_unicode(custom_id):
+        if lone_surrogate(custom_id) is not None:
             raise BatchFileError(f"The custom_id on line {number} of {name} is not valid "
                                  "Unicode text (it holds a lone surrogate).")
         if custom_id in seen:
@@ -78,20 +79,11 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
     return found
 
 
-def is_unicode(text: str) -> bool:
-    """Whether ``text`` can be written as UTF-8 (no lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def json_line(value: Any) -> str:
     """``value`` as one JSON line: UTF-8 as it is, escaped where a lone surrogate (in an
     echoed model name, say) could not be written."""
     text = json.dumps(value, ensure_ascii=False)
-    return (text if is_unicode(text) else json.dumps(value)) + "\n"
+    return (text if lone_surrogate(text) is None else json.dumps(value)) + "\n"
 
 
 def read_lines(path: Path) -> list[BatchLine]:

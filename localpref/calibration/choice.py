@@ -53,15 +53,13 @@ from typing import Any
 
 import numpy as np
 
-#: The preferences a calibration sweeps, with the score of each and its direction (verbose:
-#: the words of the answer's distinct sentences, so that a loop to the token cap does not
-#: count as verbosity; ``evaluation.scorers.content_words_of``).
+from localpref.evaluation.paper import PREFERENCE_METRICS
+
+#: The preferences a calibration sweeps, with the score of each and its direction: the
+#: evaluation's own (``evaluation.paper.PREFERENCE_METRICS``; verbose is the words of the
+#: answer's distinct sentences, so that a loop to the token cap does not count as verbosity).
 PREFERENCE_SCORES: dict[str, tuple[str, int]] = {
-    "creative": ("mtld", 1),
-    "verbose": ("content_words", 1),
-    "concise": ("words", -1),
-    "uplifting": ("vader", 1),
-}
+    name: PREFERENCE_METRICS[name] for name in ("creative", "verbose", "concise", "uplifting")}
 #: The scores that are an answer's length (a prompt where both answers hit the cap says
 #: nothing about them).
 LENGTH_SCORES = ("words", "content_words")

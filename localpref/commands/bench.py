@@ -266,4 +266,3 @@ def _trained_context(spec: str | None) -> int | None:
         return read_gguf_header(resolve_model(spec, download=False)).context_length
     except (LocalprefError, OSError):
         return None
-

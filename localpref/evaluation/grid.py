@@ -137,13 +137,13 @@ class Evaluation:
                 f"{config.reference} is not among the methods."
             )
         calibrated = any(spec.calibrated for spec in config.methods)
-        if calibrated and model.calibration is None:
+        #: the model's calibration, which ``calibrated`` columns run (None without them)
+        self.calibration = model.calibration if calibrated else None
+        if calibrated and self.calibration is None:
             raise SettingsError(f"{Path(model.path).name} is not calibrated, so there is no "
                                 "calibrated column to run: run `localpref calibrate` first.")
         self.config = config
         self.model = model
-        #: the model's calibration, which ``calibrated`` columns run (None without one)
-        self.calibration = model.calibration if calibrated else None
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise LocalprefError(f"Output {self.out_dir} exists and is not a folder.")

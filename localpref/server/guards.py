@@ -164,4 +164,3 @@ class CorsWithErrors(CORSMiddleware):
         return JSONResponse(error_body(400, f"{refused}: this server answers pages from the "
                                        "origins given with --cors-origin only.",
                                        code="cors_refused"), status_code=400, headers=kept)
-
