@@ -16,7 +16,12 @@ class ModelError(LocalprefError):
 
 
 class SettingsError(LocalprefError, ValueError):
-    """A method or sampling setting outside its allowed range."""
+    """A method or sampling setting outside its allowed range; ``param`` names the setting
+    (the keyword of ``Model.generate``, e.g. "max_tokens") when the error is about one."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class TooManyLanesError(SettingsError):

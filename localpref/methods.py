@@ -50,15 +50,17 @@ class Sampling:
 
     def __post_init__(self) -> None:
         _require(math.isfinite(self.repeat_penalty) and self.repeat_penalty > 0,
-                 f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).")
+                 f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).",
+                 "repeat_penalty")
         _require(self.repeat_last_n >= 1,
-                 f"repeat_last_n must be 1 or more (got {self.repeat_last_n}).")
+                 f"repeat_last_n must be 1 or more (got {self.repeat_last_n}).", "repeat_last_n")
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
-                 f"temperature must be 0 or more (got {self.temperature}).")
+                 f"temperature must be 0 or more (got {self.temperature}).", "temperature")
         # 0 keeps only the most likely token (greedy), as OpenAI's API and llama.cpp read it
-        _require(0 <= self.top_p <= 1, f"top-p must be in [0, 1] (got {self.top_p}).")
-        _require(self.top_k >= 0, f"top-k must be 1 or more, or 0 for off (got {self.top_k}).")
-        _require(0 <= self.min_p < 1, f"min-p must be in [0, 1) (got {self.min_p}).")
+        _require(0 <= self.top_p <= 1, f"top-p must be in [0, 1] (got {self.top_p}).", "top_p")
+        _require(self.top_k >= 0,
+                 f"top-k must be 1 or more, or 0 for off (got {self.top_k}).", "top_k")
+        _require(0 <= self.min_p < 1, f"min-p must be in [0, 1) (got {self.min_p}).", "min_p")
 
 
 class Selector:
@@ -729,6 +731,6 @@ CONTRAST_ENDS = "contrast"
 PREF_ENDS = "pref"
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, message: str, param: str | None = None) -> None:
     if not condition:
-        raise SettingsError(message[0].upper() + message[1:])
+        raise SettingsError(message[0].upper() + message[1:], param=param)

@@ -77,23 +77,25 @@ class Request:
         if (not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool)
                 or self.max_tokens < 1):
             raise SettingsError(
-                f"Max tokens must be a whole number, 1 or more (got {self.max_tokens}).")
+                f"Max tokens must be a whole number, 1 or more (got {self.max_tokens}).",
+                param="max_tokens")
         if self.seed is not None and (not isinstance(self.seed, int)
                                       or isinstance(self.seed, bool) or self.seed < 0):
             raise SettingsError("The seed must be a whole number, 0 or more, or none for a "
-                                f"random one (got {self.seed!r}).")
+                                f"random one (got {self.seed!r}).", param="seed")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         if not all(isinstance(item, str) for item in stop):
-            raise SettingsError("Stop strings must be texts.")
+            raise SettingsError("Stop strings must be texts.", param="stop")
         set_field(self, "stop", tuple(item for item in stop if item))
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             raise SettingsError("The system prompt must be a text.")
         if self.opposite is not None and not isinstance(self.opposite, bool):
-            raise SettingsError(f"opposite must be true or false (got {self.opposite!r}).")
+            raise SettingsError(f"opposite must be true or false (got {self.opposite!r}).",
+                                param="opposite")
         if (not isinstance(self.top_logprobs, int) or isinstance(self.top_logprobs, bool)
                 or not 0 <= self.top_logprobs <= 20):
             raise SettingsError("top_logprobs must be a whole number from 0 to 20 "
-                                f"(got {self.top_logprobs!r}).")
+                                f"(got {self.top_logprobs!r}).", param="top_logprobs")
         if self.grammar is not None and (not isinstance(self.grammar, str)
                                          or not self.grammar.strip()):
             raise SettingsError("The grammar must be a non-empty GBNF text.")

@@ -54,7 +54,7 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"localpref": {"preference": "  "}}, "A preference must be a non-empty text"),
     (MODEL_ID, {"localpref": {"preference": "concise", "tau": 1.5}}, "Tau must be in [0, 1)"),
     (MODEL_ID, {"temperature": -1}, "Temperature must be 0 or more"),
-    (MODEL_ID, {"max_tokens": 0}, "Max tokens must be a whole number"),
+    (MODEL_ID, {"max_tokens": 0}, "max_tokens must be a whole number"),
     (MODEL_ID, {"n": 2}, "Only n = 1 is supported"),
     (MODEL_ID, {"presence_penalty": 0.5}, "presence_penalty is not supported"),
     (MODEL_ID, {"frequency_penalty": 1}, "frequency_penalty is not supported"),
@@ -71,6 +71,23 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
     answer = request(server.url, "POST", CHAT, body={**body(**fields), "model": model_id})
     error = assert_error_shape(answer, 400)
     assert sentence in error["message"]
+
+
+@pytest.mark.parametrize(("fields", "param", "sentence"), [
+    ({"temperature": -1}, "temperature", "Temperature must be 0 or more (got -1"),
+    ({"top_p": 1.5}, "top_p", "Top-p must be in [0, 1] (got 1.5)."),
+    ({"top_k": -2}, "top_k", "Top-k must be 1 or more"),
+    ({"min_p": 1}, "min_p", "Min-p must be in [0, 1) (got 1"),
+    ({"repeat_penalty": 0}, "repeat_penalty", "The repeat penalty must be greater than 0"),
+    ({"max_tokens": 0}, "max_tokens", "max_tokens must be a whole number, 1 or more (got 0)."),
+    ({"max_completion_tokens": -3}, "max_completion_tokens",
+     "max_completion_tokens must be a whole number, 1 or more (got -3)."),
+])
+def test_a_value_out_of_range_names_its_field_in_param(server, fields, param,
+                                                        sentence) -> None:
+    error = assert_error_shape(request(server.url, "POST", CHAT, body=body(**fields)), 400)
+    assert error["param"] == param and error["code"] == "invalid_value"
+    assert error["message"].startswith(sentence)
 
 
 def test_bad_value_in_a_stream_is_an_http_error_before_the_stream(server) -> None:

@@ -94,7 +94,7 @@ def test_text_completions_answer_as_a_chat_with_the_prompt_as_user(client, model
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="gpt-3.5-turbo-instruct", prompt=PROMPT)
     for fields, param in (({"prompt": ["a", "b"]}, "prompt"), ({"echo": True}, "echo"),
-                          ({"prompt": PROMPT, "temperature": -1}, None)):
+                          ({"prompt": PROMPT, "temperature": -1}, "temperature")):
         body = {"prompt": PROMPT, **fields}
         with pytest.raises(openai.BadRequestError) as refused:
             client.completions.create(model=MODEL_ID, max_tokens=2, **body)

@@ -73,7 +73,7 @@ def from_library(error: Exception) -> ApiError:
         return ApiError(400, f"This request needs {error.needed} lanes at once and the server "
                         f"decodes {error.available}; start it with --parallel {parallel} or "
                         "more (each --parallel request is two lanes).", code="too_many_lanes")
-    if isinstance(error, LocalprefError):  # FieldError (translate) names its field
+    if isinstance(error, LocalprefError):  # a SettingsError names its field (``param``)
         return ApiError(400, str(error), code="invalid_value",
                         param=getattr(error, "param", None))
     return ApiError(500, "The server failed while generating; see its log.", code="internal_error")

@@ -40,8 +40,7 @@ class FieldError(SettingsError):
     """A body field the server refuses; ``param`` names it (the error's ``param``)."""
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param)
 
 
 @dataclass
@@ -170,9 +169,12 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         kwargs["opposite"] = options.opposite
     kwargs["method"] = requested_method(method_name, *settings)
     kwargs["preference"] = preference
-    max_tokens = request.max_tokens
+    max_tokens, max_tokens_field = request.max_tokens, "max_tokens"
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens is not None:
-        max_tokens = request.max_completion_tokens
+        max_tokens, max_tokens_field = request.max_completion_tokens, "max_completion_tokens"
+    if max_tokens is not None and max_tokens < 1:  # the library's sentence, the body's name
+        raise FieldError(max_tokens_field, f"{max_tokens_field} must be a whole number, 1 or "
+                         f"more (got {max_tokens}).")
     # No max_tokens: write to an end token or the window (the library stops at the window).
     kwargs["max_tokens"] = model.n_ctx if max_tokens is None else max_tokens
     for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
