@@ -101,7 +101,7 @@ class Job:
     prefill_chunks: int = 0
     #: tokens of the longest lane's prompt found in its cache (kept cells, a chat's history)
     cached_tokens: int = 0
-    _prefills: list[tuple[list[int], Iterator[tuple[int, bool]]]] = field(default_factory=list)
+    prefills: list[tuple[list[int], Iterator[tuple[int, bool]]]] = field(default_factory=list)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def enqueue(self) -> None:
@@ -350,7 +350,7 @@ class Scheduler:
             by_context: dict[Context, list[int]] = {}
             for position, spec in enumerate(job.lane_specs):
                 by_context.setdefault(spec.context, []).append(position)
-            job._prefills = [
+            job.prefills = [
                 (positions, context.prefill_steps([job.lanes[p] for p in positions],
                                                   [job.lane_specs[p].target for p in positions]))
                 for context, positions in by_context.items()
@@ -447,10 +447,10 @@ class Scheduler:
             if job is None:
                 return
             try:
-                positions, steps = job._prefills[0]
+                positions, steps = job.prefills[0]
                 count, final = next(steps)
             except StopIteration:  # not reached: the final decode ends each generator
-                job._prefills.pop(0)
+                job.prefills.pop(0)
                 continue
             except Exception as error:  # noqa: BLE001 - reaches this job's caller only
                 self._end(job, "error", error)
@@ -463,8 +463,8 @@ class Scheduler:
                 for output, position in enumerate(positions):
                     # a copy: another context's prefill or a step may decode before the pick
                     job.views[position] = context.logits(output).copy()
-                job._prefills.pop(0)
-                if not job._prefills:
+                job.prefills.pop(0)
+                if not job.prefills:
                     self._start_running(job)
                     return  # it steps from the next round: the next joiner waits its turn
             if any_running:
@@ -482,9 +482,9 @@ class Scheduler:
         for job in self._live:
             if job.state != "prefill":
                 continue
-            if job.prefill_chunks > 0 or len(job._prefills) != 1:
+            if job.prefill_chunks > 0 or len(job.prefills) != 1:
                 break
-            positions, _ = job._prefills[0]
+            positions, _ = job.prefills[0]
             job_context = job.lane_specs[positions[0]].context
             new = sum(len(job.lane_specs[p].target)
                       - Context.cached_tokens(job.lanes[p], job.lane_specs[p].target)
@@ -500,7 +500,7 @@ class Scheduler:
         lanes: list[LaneState] = []
         targets: list[list[int]] = []
         for job, positions, _ in group:
-            _, steps = job._prefills.pop(0)
+            _, steps = job.prefills.pop(0)
             steps.close()  # never started: it evaluated nothing
             lanes += [job.lanes[p] for p in positions]  # type: ignore[misc]
             targets += [job.lane_specs[p].target for p in positions]
@@ -541,9 +541,9 @@ class Scheduler:
             return
         was_prefilling = job.state == "prefill"
         job.state = "done"
-        for _, steps in job._prefills:
+        for _, steps in job.prefills:
             steps.close()
-        job._prefills = []
+        job.prefills = []
         now = time.perf_counter()
         for track in job.tracks:
             if track.stop_reason is None:

@@ -45,7 +45,7 @@ def _equal_alone(context: Context, targets: list[list[int]],
 
 
 def test_lanes_decoded_in_one_batch_match_separate_decodes(model: Model) -> None:
-    prompts = model._backend.prompts
+    prompts = model.prompts
     messages = [{"role": "user", "content": "How do I keep basil alive?"}]
     pref = prompts.lane_tokens(messages, "Be concise.")
     base = prompts.lane_tokens(messages, None)
@@ -63,7 +63,7 @@ def test_lanes_decoded_in_one_batch_match_separate_decodes(model: Model) -> None
 def test_a_long_shared_prefix_is_copied_not_evaluated_again(model: Model) -> None:
     """From SHARED_PREFIX_COPY tokens a prefix the lanes share is evaluated in the first lane
     and copied to the others' streams (a decode more); the logits are each lane's alone."""
-    prompts = model._backend.prompts
+    prompts = model.prompts
     question = "Tell me about the history of the river stone bridge in our old town. " * 3
     target = prompts.lane_tokens([{"role": "user", "content": question}], None)
     assert len(target) - 1 >= SHARED_PREFIX_COPY
@@ -119,7 +119,7 @@ def test_a_prompt_costs_ceil_n_over_n_batch_decodes_and_its_logits_do_not_move(
 def test_two_lanes_sharing_a_short_prefix_are_prefilled_in_one_decode(model: Model) -> None:
     """A prefix under SHARED_PREFIX_COPY tokens is evaluated in each lane's own stream, in
     the same decode (a row of several sequences needs llama.cpp's unified cache)."""
-    prompts = model._backend.prompts
+    prompts = model.prompts
     messages = [{"role": "user", "content": "How do I keep basil alive?"}]
     pref = prompts.lane_tokens(messages, "Be concise.")
     base = prompts.lane_tokens(messages, None)
@@ -206,7 +206,7 @@ def _invalid_utf8(data: bytes) -> bool:
 
 
 def test_rendering_uses_the_gguf_template_with_generation_prompt(model: Model) -> None:
-    builder = model._backend.prompts
+    builder = model.prompts
     text = builder.lane_text([{"role": "user", "content": "Hi"}], "Be brief.")
     assert "You are a helpful assistant. Be brief." in text
     assert text.rstrip().endswith("<|im_start|>assistant")
@@ -247,7 +247,7 @@ def test_paper_system_prompt_gets_the_preference_in_its_slot() -> None:
 
 
 def test_a_template_that_starts_with_bos_does_not_get_a_second_one(model: Model) -> None:
-    builder = PromptBuilder(model._backend.loaded, "You are a helpful assistant.")
+    builder = PromptBuilder(model.weights, "You are a helpful assistant.")
     text = builder.lane_text([{"role": "user", "content": "Hi"}], None)
     bos = model.vocabulary.bos_id
     assert text.startswith(model.vocabulary.token_text(bos))

@@ -248,18 +248,18 @@ def test_judge_probabilities_sum_to_one_in_both_orders(paper_model: Model) -> No
         assert 0.0 < order["coverage"] <= 1.0
     assert verdict.p_a + verdict.p_tie + verdict.p_b == pytest.approx(1.0)
     assert verdict.outcome in ("win", "tie", "lose")
-    assert len(paper_model.context._free_seq_ids) == paper_model.context.max_lanes
+    assert paper_model.context.free_lanes == paper_model.context.max_lanes
 
 
 def _beam_context(model: Model, lanes: int) -> Context:
-    return Context(model._backend.loaded, n_ctx=256, max_lanes=lanes,
+    return Context(model.weights, n_ctx=256, max_lanes=lanes,
                    n_threads=model.n_threads)
 
 
 def test_one_beam_is_greedy_decoding_of_the_preference_lane(paper_model: Model) -> None:
     question = PROMPTS[0]["question"]
     sentence = paper.paper_sentence("concise")
-    tokens = paper_model._backend.prompts.lane_tokens([{"role": "user", "content": question}],
+    tokens = paper_model.prompts.lane_tokens([{"role": "user", "content": question}],
                                                      sentence)
     greedy = paper_model.generate(question, preference=sentence, method="pref", max_tokens=8)
     beam = BeamSearch(_beam_context(paper_model, 1), paper_model.vocabulary,
@@ -272,7 +272,7 @@ def test_beams_decode_together_and_score_their_own_tokens(paper_model: Model) ->
     """Four beams in one decode per step; the winner's log-probability is what decoding its
     tokens alone gives (so the KV copies between beams are right)."""
     question = PROMPTS[1]["question"]
-    tokens = paper_model._backend.prompts.lane_tokens(
+    tokens = paper_model.prompts.lane_tokens(
         [{"role": "user", "content": question}], paper.paper_sentence("creative"))
     context = _beam_context(paper_model, 4)
     search = BeamSearch(context, paper_model.vocabulary,
@@ -338,7 +338,7 @@ def test_beam_method_runs_in_the_grid_on_its_own_context(paper_model: Model,
     assert row["method"] == "beam2" and row["settings"]["beams"] == 2
     assert row["stats"]["n_lanes"] == 2 and 1 <= row["n_tokens"] <= 4
     assert row["stats"]["settings"]["length_penalty"] == 1.0
-    assert evaluation._beam_contexts == {}
+    assert evaluation.open_beam_contexts == 0
 
 
 def test_grid_with_a_judge_writes_judged_pairs_once(paper_model: Model, dataset_file: Path,

@@ -21,7 +21,7 @@ SYSTEM = "You are a helpful gardening assistant who answers in plain words."
 
 def _target(model: Model, question: str) -> list[int]:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
-    return model._backend.prompts.lane_tokens(messages, None)
+    return model.prompts.lane_tokens(messages, None)
 
 
 def _fresh_logits(model: Model, target: list[int]) -> np.ndarray:

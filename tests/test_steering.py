@@ -173,7 +173,7 @@ PROMPT = "How do I keep basil alive?"
 def test_fluency_stats_equal_a_recomputation_from_the_lanes(model: Model) -> None:
     result = model.generate(PROMPT, preference="concise", method=Amulet(alpha=1.0),
                             max_tokens=10, ignore_eos=True)
-    prompts = model._backend.prompts
+    prompts = model.prompts
     messages = [{"role": "user", "content": PROMPT}]
     from localpref.presets import preference_text
 

@@ -284,7 +284,7 @@ async def test_a_waiting_message_the_model_refuses_goes_back_to_the_box(model, h
         await pilot.press("enter")
         assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
         await pilot.press("escape")
-        await until(pilot, lambda: not app.busy and not app._waiting)
+        await until(pilot, lambda: not app.busy and not app.session.waiting)
         assert any("Not sent" in n and str(model.n_ctx) in n for n in app.notices)
         assert app.query_one(ChatInput).text == long_text  # kept for editing
         assert [m.role for m in app.store.messages(app.conversation_id)] == ["user",
@@ -346,7 +346,7 @@ async def test_reopened_app_finds_the_conversation_and_its_settings(model, home)
         assert [(v.role, v.text) for v in views] == [
             ("user", "What is a haiku?"), ("assistant", answer)]
         assert second.steering.method == "contrastive"  # settings came back too
-        assert second._history() == [  # what the next answer will read
+        assert second.session.history() == [  # what the next answer will read
             {"role": "user", "content": "What is a haiku?"},
             {"role": "assistant", "content": answer}]
 
@@ -514,7 +514,7 @@ async def test_strength_slider_edits_the_strength_and_paper_preset_restores_the_
         # a click on a cell of the bar jumps to that stop (the 3rd stop is 0.25)
         slider.scroll_visible(animate=False, immediate=True)
         await pilot.pause()
-        assert await pilot.click("#strength-slider", offset=(slider._bar_start + 2, 0))
+        assert await pilot.click("#strength-slider", offset=(slider.bar_start + 2, 0))
         await until(pilot, lambda: panel.query_one("#method-contrast", Input).value == "0.25")
         assert slider.value == 0.25
 

@@ -151,7 +151,7 @@ async def test_a_cached_repo_is_loaded_offline_after_the_answer_and_the_chat_is_
             screen = await open_picker(pilot, app)
             await type_model(pilot, screen, "org/name:*.gguf")
             await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen))
-            assert app._switching == "org/name:*.gguf" and app.model is model  # it waits
+            assert app.session.switching == "org/name:*.gguf" and app.model is model  # it waits
             state = app.query_one(StatusBar).facts["state"]
             assert state == "loading org/name:*.gguf after the answer being written…"
             app.query_one(ChatInput).load_text("Another question")
@@ -271,7 +271,7 @@ async def test_a_model_llama_cpp_refuses_is_a_notice_and_the_current_model_stays
         await type_model(pilot, screen, str(odd))
         await until(pilot, lambda: any("could not load" in n for n in app.notices))
         assert app.notices[-1] == f"llama.cpp could not load {odd}: the file may be corrupt."
-        assert app._switching is None and not isinstance(app.screen, ModelPickerScreen)
+        assert app.session.switching is None and not isinstance(app.screen, ModelPickerScreen)
         assert app.model is model and app.chat.model is model
         assert app.query_one(StatusBar).facts["model"] == model.name
         await say_hello(pilot, app)  # the conversation goes on with the current model
@@ -307,5 +307,5 @@ async def test_escape_cancels_a_download_and_keeps_nothing(
         await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen))
         assert "The download of slow.gguf from org/slow was cancelled; nothing was kept." in (
             app.notices)
-        assert app.model is model and app._switching is None
+        assert app.model is model and app.session.switching is None
         assert _leftovers(hub_env) == []

@@ -33,7 +33,7 @@ from tui.events import ModelFailed, ModelLoaded, Notice
 from tui.keys import APP_ACTIONS, bindings
 from tui.palette import SteeringCommands
 from tui.screens import HelpScreen, ModelErrorDialog, ModelPickerScreen, PickedModel
-from tui.session import ChatSession, WaitingMessage, title_from
+from tui.session import ChatSession, title_from
 from tui.steering import Steering, method_description
 from tui.widgets import (
     ChatInput,
@@ -166,17 +166,6 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     @property
     def busy(self) -> bool:
         return self.session.busy
-
-    @property
-    def _switching(self) -> str | None:
-        return self.session.switching
-
-    @property
-    def _waiting(self) -> list[WaitingMessage]:
-        return self.session.waiting
-
-    def _history(self) -> list[dict[str, str]]:
-        return self.session.history()
 
     # -- layout and lifecycle ------------------------------------------------------------------
 

@@ -239,6 +239,11 @@ class Evaluation:
 
     # -- running ------------------------------------------------------------------------------
 
+    @property
+    def open_beam_contexts(self) -> int:
+        """The beam searches' contexts still open (none once ``run`` has returned)."""
+        return len(self._beam_contexts)
+
     def run(self) -> Path:
         """Do every missing row, then write the summary and charts; return the summary path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)

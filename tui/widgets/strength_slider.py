@@ -64,7 +64,7 @@ class StrengthSlider(Widget, can_focus=True):
     # -- geometry ---------------------------------------------------------------------------
 
     @property
-    def _bar_start(self) -> int:
+    def bar_start(self) -> int:
         """Cells before the bar: the label and a space and the opening bracket."""
         return len(self.label) + 2
 
@@ -103,7 +103,7 @@ class StrengthSlider(Widget, can_focus=True):
         self._move_to(self.stops[-1] if which else self.stops[0])
 
     def on_click(self, event: events.Click) -> None:
-        index = event.x - self._bar_start
+        index = event.x - self.bar_start
         if 0 <= index < len(self.stops):
             self.focus()
             self._move_to(self.stops[index])
