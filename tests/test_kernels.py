@@ -711,7 +711,7 @@ def test_prop_select_mass_is_the_top_p_prefix(values, rnd, fraction):
     cum = np.cumsum(e[order])
     last = int(np.argmax(cum >= target)) if (cum >= target).any() else len(v) - 1
     perm = rnd.sample(range(len(v)), len(v))  # the kernel must not depend on input order
-    v_thr, id_thr, mass = sampling.select_mass(v[perm].copy(), ids[perm].copy(), e[perm].copy(),
+    v_thr, id_thr, mass = sampling._select_mass(v[perm].copy(), ids[perm].copy(), e[perm].copy(),
                                                 target)
     assert (v_thr, id_thr) == (v[order[last]], ids[order[last]])
     assert mass == pytest.approx(cum[last], rel=1e-12)

@@ -156,7 +156,7 @@ def _swap3(v, ids, e, a, b):
 
 
 @njit(cache=True)
-def select_mass(v, ids, e, target):
+def _select_mass(v, ids, e, target):
     """Weighted quickselect: the smallest rank-prefix of (v, ids) whose weight e reaches target.
 
     Reorders the three arrays in place and returns (v, id) of the last token of that prefix
@@ -236,7 +236,7 @@ def _sample_top_p(scores, m, inv_t, top_p, min_p, u):
     e = np.empty(c)
     for j in range(c):
         e[j] = exp_nonpos((v[j] - m) * inv_t)
-    v_thr, id_thr, mass = select_mass(v.copy(), ids.copy(), e.copy(), target)
+    v_thr, id_thr, mass = _select_mass(v.copy(), ids.copy(), e.copy(), target)
     goal = u * mass
     cum = 0.0
     last = -1
