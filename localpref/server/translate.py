@@ -54,14 +54,22 @@ class GenerationArgs:
     top_logprobs: int = 0
     #: the GBNF grammar the answer follows (``response_format``), or None
     grammar: str | None = None
+    #: the body field a library keyword came from where the names differ (``max_tokens``
+    #: sent as ``max_completion_tokens``): an error's ``param`` names what the client sent
+    body_fields: dict[str, str] = field(default_factory=dict)
 
     @property
     def avoid(self) -> Any:
         return self.kwargs.get("avoid")
 
     def request(self) -> Request:
-        """The library's ``Request`` (validated: a bad value is a ``SettingsError``)."""
-        request = Request.make(self.messages, **self.kwargs)
+        """The library's ``Request`` (validated: a bad value is a ``SettingsError`` whose
+        ``param`` is the body's field)."""
+        try:
+            request = Request.make(self.messages, **self.kwargs)
+        except SettingsError as error:
+            error.param = self.body_fields.get(error.param or "", error.param)
+            raise
         extra: dict[str, Any] = {}
         if self.logprobs:
             extra["trace"] = True
@@ -169,12 +177,10 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         kwargs["opposite"] = options.opposite
     kwargs["method"] = requested_method(method_name, *settings)
     kwargs["preference"] = preference
-    max_tokens, max_tokens_field = request.max_tokens, "max_tokens"
+    max_tokens, body_fields = request.max_tokens, {}
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens is not None:
-        max_tokens, max_tokens_field = request.max_completion_tokens, "max_completion_tokens"
-    if max_tokens is not None and max_tokens < 1:  # the library's sentence, the body's name
-        raise FieldError(max_tokens_field, f"{max_tokens_field} must be a whole number, 1 or "
-                         f"more (got {max_tokens}).")
+        max_tokens = request.max_completion_tokens
+        body_fields["max_tokens"] = "max_completion_tokens"
     # No max_tokens: write to an end token or the window (the library stops at the window).
     kwargs["max_tokens"] = model.n_ctx if max_tokens is None else max_tokens
     for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
@@ -197,6 +203,7 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         args = GenerationArgs(prompt_messages(request), kwargs)
         _completion_fields(request, args)
     args.grammar = grammar
+    args.body_fields = body_fields
     return args
 
 
