@@ -17,24 +17,26 @@ steered answer with Pref's answer to the same prompt two ways:
 
 ROWS.jsonl: generation rows of ``localpref eval`` (Pref and one steered setting per preference,
 library prompts); SCORES.jsonl: the per-token log-probabilities, appended as they are made
-(a stopped run continues). Prints a Markdown table with 95 % paired bootstrap intervals and
-Pref's mean log-probability by position.
+(a stopped run continues). Prints a Markdown table with 95 % paired bootstrap intervals
+(``evaluation.tables.bootstrap_interval``, the evaluation's own) and Pref's mean
+log-probability by position.
 """
 
 from __future__ import annotations
 
 import collections
 import json
-import random
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from localpref.api import Model
+from localpref.evaluation.tables import bootstrap_interval
 from localpref.kernels import controls
 
-POSITION_BANDS = ((0, 16), (16, 64), (64, 128), (128, 256), (256, 1 << 20))
+#: Token positions (from, to) over which Pref's mean log-probability is given; the last is open.
+POSITION_BANDS = ((0, 16), (16, 64), (64, 128), (128, 256), (256, None))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -70,14 +72,6 @@ def score_answers(model: Model, rows: list[dict[str, Any]], out: Path) -> dict[s
     return scored
 
 
-def interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
-    """95 % bootstrap interval of the mean (seeded)."""
-    rnd = random.Random(0)
-    means = sorted(statistics.fmean(rnd.choices(values, k=len(values)))
-                   for _ in range(resamples))
-    return means[int(0.025 * resamples)], means[int(0.975 * resamples)]
-
-
 def table(rows: list[dict[str, Any]], scored: dict[str, list[float]]) -> str:
     pairs: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = collections.defaultdict(
         lambda: collections.defaultdict(dict))
@@ -101,20 +95,20 @@ def table(rows: list[dict[str, Any]], scored: dict[str, list[float]]) -> str:
             n_pref.append(len(pref))
         if not whole:
             continue
-        (lo, hi), (lo_m, hi_m) = interval(whole), interval(matched)
+        (lo, hi), (lo_m, hi_m) = bootstrap_interval(whole), bootstrap_interval(matched)
         lines.append(f"| {preference} | {dataset} | {len(whole)} | "
                      f"{statistics.fmean(n_steered):.0f} / {statistics.fmean(n_pref):.0f} | "
                      f"{statistics.fmean(whole):+.2f} [{lo:+.2f}, {hi:+.2f}] | "
                      f"{statistics.fmean(matched):+.2f} [{lo_m:+.2f}, {hi_m:+.2f}] |")
-    bands: dict[tuple[int, int], list[float]] = collections.defaultdict(list)
+    bands: dict[tuple[int, int | None], list[float]] = collections.defaultdict(list)
     for row in rows:
         if row["method"] == "pref":
             for position, lp in enumerate(scored.get(row["id"], [])):
-                band = next(b for b in POSITION_BANDS if b[0] <= position < b[1])
+                band = next(band for band in POSITION_BANDS
+                            if band[0] <= position and (band[1] is None or position < band[1]))
                 bands[band].append(lp)
-    profile = ", ".join(f"tokens {a + 1}-{min(b, 1024) if b < 1 << 20 else ''}".rstrip("-")
-                        + f": {statistics.fmean(v):.2f} ({len(v)})"
-                        for (a, b), v in sorted(bands.items()))
+    profile = ", ".join(f"tokens {start + 1}-{end or ''}: {statistics.fmean(lps):.2f} ({len(lps)})"
+                        for (start, end), lps in sorted(bands.items(), key=lambda b: b[0][0]))
     return "\n".join(lines) + f"\n\nPref's mean log-probability by position: {profile}\n"
 
 
