@@ -33,7 +33,8 @@ from localpref.synthetic import SyntheticShape, write_synthetic_llama
 PROMPT = "How do I keep basil alive?"
 TOKENS = 12
 #: The setting the hand-written calibration records (far from the default k = 0.5, tau 0.2).
-CALIBRATED = {"contrast": 2.0, "tau": 0.1, "end_tokens": PREF_ENDS, "opposite": False}
+CALIBRATED = {"contrast": 2.0, "tau": 0.1, "kl_budget": None, "end_tokens": PREF_ENDS,
+              "opposite": False}
 
 
 @pytest.fixture
@@ -67,6 +68,9 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
     steered = [row for row in first["rows"] if row["method"] == "amulet"]
     assert len(steered) == 4 * 2 * 2 and {row["preference"] for row in steered} == {
         "creative", "verbose", "concise", "uplifting"}
+    # every setting carries the per-token guard at the fluency budget, and says so
+    assert {row["kl_budget"] for row in steered} == {0.5} == {small.kl_budget}
+    assert all(",kl=0.5|" in row["unit"] for row in stored_rows(key) if row["method"] != "pref")
     # a length score leaves out a prompt where both answers hit the cap (n_capped)
     assert all(row["n"] + row["n_capped"] == 1 and row["fluency_pref_delta"] is not None
                for row in steered)
@@ -192,6 +196,37 @@ def test_a_preference_named_alone_gets_its_own_setting(
     assert record["chosen"]["per_preference"]["uplifting"]["reason"] == "by hand"
 
 
+def test_a_guarded_calibration_steers_with_its_kl_budget(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A record made with the guard (every record since the fifth pass) steers with the
+    per-token KL budget it stores; one made before it (no ``kl_budget``) stays unguarded."""
+    calibrated(model, contrast=4.0, tau=0.05, kl_budget=0.5)
+    guarded = Amulet(contrast=4.0, tau=0.05, kl_budget=0.5, end_tokens=PREF_ENDS)
+    expected = model.generate(PROMPT, preference="uplifting", method=guarded,
+                              max_tokens=TOKENS)
+    unguarded = model.generate(PROMPT, preference="uplifting", max_tokens=TOKENS,
+                               method=Amulet(contrast=4.0, tau=0.05, end_tokens=PREF_ENDS))
+    assert expected.stats["mean_strength"] < 4.0 == unguarded.stats["mean_strength"]
+    result = model.generate(PROMPT, preference="uplifting", max_tokens=TOKENS)
+    assert result.tokens == expected.tokens and result.stats["settings"]["kl_budget"] == 0.5
+    assert result.stats["mean_strength"] == pytest.approx(expected.stats["mean_strength"])
+    assert recommended_method(model) == guarded
+    assert main(["models", "list"]) == 0
+    assert "calibrated k=4 tau=0.05 kl=0.5" in capsys.readouterr().out
+
+
+def test_calibrate_sweeps_guarded_unless_told(home: Path) -> None:
+    from localpref.cli import build_parser
+    from localpref.commands.calibrate import plan_from_args
+
+    def plan(*flags: str) -> Plan:
+        return plan_from_args(build_parser().parse_args(["calibrate", *flags]))
+
+    assert plan().kl_budget == 0.5 and plan("--budget", "0.3").kl_budget == 0.3
+    assert plan("--kl-budget", "1").kl_budget == 1.0 and plan("--no-kl-budget").kl_budget is None
+    assert {unit.setting.kl_budget for unit in plan("--quick").units() if unit.setting} == {0.5}
+
+
 def test_another_model_file_does_not_match(model: Model, home: Path, tmp_path: Path) -> None:
     calibrated(model)
     assert CalibrationLookup(model.path).current() is not None
@@ -236,7 +271,9 @@ def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
 
 @pytest.mark.parametrize("argv", [["--strengths", "a,1"], ["--strengths", "-1"],
                                   ["--taus", "1.5"], ["--limit", "0"], ["--budget", "0"],
-                                  ["--max-tokens", "0"], ["--long-tokens", "0"]])
+                                  ["--max-tokens", "0"], ["--long-tokens", "0"],
+                                  ["--kl-budget", "0"], ["--kl-budget", "nan"],
+                                  ["--kl-budget", "1", "--no-kl-budget"]])
 def test_calibrate_bad_flags_are_one_sentence(argv: list[str], home: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", *argv]) == 2

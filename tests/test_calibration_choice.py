@@ -104,7 +104,24 @@ def test_the_opposite_base_lane_can_win() -> None:
                               "uplifting": 0.1}, opposite=True)
     choice = choose(neutral + opposite)
     assert choice.setting == Setting(1.0, 0.2, True)
-    assert choice.setting.settings() == {"contrast": 1.0, "tau": 0.2, "opposite": True}
+    assert choice.setting.settings() == {"contrast": 1.0, "tau": 0.2, "opposite": True,
+                                         "kl_budget": None}
+
+
+def test_a_guarded_setting_is_its_own_row_and_wins_a_tie() -> None:
+    moves = {"creative": 1.0, "verbose": 1.0, "concise": -1.0, "uplifting": 0.1}
+    unguarded = rows_for(2.0, moves)
+    guarded = [{**row, "kl_budget": 0.5} for row in rows_for(2.0, moves)]
+    choice = choose(unguarded + guarded)
+    assert choice.setting == Setting(2.0, 0.2, False, 0.5)
+    assert choice.setting.settings()["kl_budget"] == 0.5
+    assert "kl=0.5" in choice.reason
+    own = choose_per_preference(guarded + unguarded)
+    assert {name: mine.setting for name, mine in own.items()} == {
+        name: Setting(2.0, 0.2, False, 0.5) for name in moves}
+    # a larger effect still wins over the guard
+    stronger = rows_for(2.0, moves, effect=3.0)
+    assert choose(guarded + stronger).setting == Setting(2.0, 0.2, False)
 
 
 def test_summary_rows_pair_each_prompt_with_pref() -> None:

@@ -1,6 +1,7 @@
 """The sweep table and the choice rule of a calibration.
 
-Every setting of the sweep (strength k, tau, base lane neutral or opposite) answers the same
+Every setting of the sweep (strength k, tau, base lane neutral or opposite, and the per-token
+KL guard, ``kl_budget``, which the sweep sets to the fluency budget: see below) answers the same
 prompts as Pref (the preference in the prompt) for each calibrated preference. Per setting and
 preference, over the prompts both answered (paired, so a prompt's difficulty cancels):
 
@@ -28,20 +29,30 @@ The rule: a setting qualifies when its fluency is within the budget (``fluency >
 0.5 nats by default) for every preference and it moves more preferences past Pref than it
 sends the wrong way (``moved - wrong >= 1``). Among those, the largest ``moved - wrong`` wins,
 then the most moved, then the largest summed standardized effect, then the smaller strength
-(then the neutral base lane, then the smaller tau, so the choice is one). No setting
-qualifies: the uncalibrated default is kept, and the reason says why.
+(then the neutral base lane, then the smaller tau, then the tighter guard, so the choice is
+one). No setting qualifies: the uncalibrated default is kept, and the reason says why.
+
+**The guard.** The budget above holds on average over the calibration's prompts, and a
+setting can keep it there and still break it on another kind of prompt: the bundled model's
+uplifting at k = 4 was 0.16 nats below Pref on the calibration's everyday prompts and 0.60
+on TruthfulQA's factual questions, where cheerful words replace a fact the preference lane is
+sure of. So every setting of the sweep also carries the per-token KL budget of the methods
+(``kl_budget``, docs/steering.md, "Per-token KL budget") at the fluency budget: at each token
+the strength is cut back until ``KL(p_steered || p_pref) <= budget``, which leaves the tokens
+where the preference lane is unsure free to move and keeps the ones it is sure of. The
+calibration then chooses among guarded settings, and the guard is stored with the choice.
 
 **Per preference** (``choose_per_preference``). One setting for every preference couples
 them: on the bundled model the setting that moves uplifting most sends creative the wrong way,
 and the one that moves concise costs uplifting nothing but moves it less. So each built-in
 preference also gets its own setting: among the settings that move *it* past Pref within the
 budget (its own fluency), the largest standardized effect (then the smaller strength, the
-neutral base lane, the smaller tau). A preference no setting moves keeps the uncalibrated
-default (a calibration changes a preference's setting only on evidence: on the bundled model
-verbose, which the 128-token calibration cannot measure, went from beating Pref under the
-default to losing to it under the overall choice). A request naming exactly one built-in
-preference gets that preference's setting; free text, several preferences, weights and
-examples get the overall one.
+neutral base lane, the smaller tau, the tighter guard). A preference no setting moves keeps
+the uncalibrated default (a calibration changes a preference's setting only on evidence: on
+the bundled model verbose, which the 128-token calibration cannot measure, went from beating
+Pref under the default to losing to it under the overall choice). A request naming exactly
+one built-in preference gets that preference's setting; free text, several preferences,
+weights and examples get the overall one.
 """
 
 from __future__ import annotations
@@ -73,20 +84,30 @@ EFFECT_LIMIT = 10.0
 @dataclass(frozen=True)
 class Setting:
     """One point of the sweep: the recommended steering at strength k and tau, with the
-    neutral or the opposite base lane."""
+    neutral or the opposite base lane, and the per-token KL guard (``kl_budget``, None: no
+    guard; docs/steering.md, "Calibration, fifth pass")."""
 
     strength: float
     tau: float
     opposite: bool
+    kl_budget: float | None = None
 
     def settings(self) -> dict[str, Any]:
         """The settings a calibration stores (``record.Calibration.settings``)."""
-        return {"contrast": self.strength, "tau": self.tau, "opposite": self.opposite}
+        return {"contrast": self.strength, "tau": self.tau, "opposite": self.opposite,
+                "kl_budget": self.kl_budget}
 
     @property
     def label(self) -> str:
         lane = "opposite" if self.opposite else "neutral"
-        return f"k={self.strength:g} tau={self.tau:g} {lane}"
+        guard = f" kl={self.kl_budget:g}" if self.kl_budget is not None else ""
+        return f"k={self.strength:g} tau={self.tau:g} {lane}{guard}"
+
+    @property
+    def order(self) -> tuple[float, float, bool, float]:
+        """The sweep table's order: strength, tau, base lane, then the guard (none last)."""
+        return (self.strength, self.tau, self.opposite,
+                math.inf if self.kl_budget is None else self.kl_budget)
 
 
 @dataclass(frozen=True)
@@ -109,8 +130,10 @@ class PreferenceChoice:
 
 
 def setting_of(row: dict[str, Any]) -> Setting:
-    """The setting a sweep row belongs to."""
-    return Setting(float(row["strength"]), float(row["tau"]), bool(row["opposite"]))
+    """The setting a sweep row belongs to (a row without ``kl_budget`` is unguarded)."""
+    guard = row.get("kl_budget")
+    return Setting(float(row["strength"]), float(row["tau"]), bool(row["opposite"]),
+                   None if guard is None else float(guard))
 
 
 def _finite(value: Any) -> bool:
@@ -172,8 +195,7 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "n_tokens": _mean(values.get("n_tokens", {}).values()),
         })
     for (setting, preference), values in sorted(
-            steered.items(), key=lambda item: (item[0][0].strength, item[0][0].tau,
-                                               item[0][0].opposite, order.index(item[0][1]))):
+            steered.items(), key=lambda item: (*item[0][0].order, order.index(item[0][1]))):
         metric, direction = PREFERENCE_SCORES[preference]
         reference = pref.get(preference, {})
         capped = _both_capped(values, reference) if metric in LENGTH_SCORES else set()
@@ -184,7 +206,8 @@ def summary_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         moved = verdict(scores, direction)
         rows.append({
             "method": "amulet", "strength": setting.strength, "tau": setting.tau,
-            "opposite": setting.opposite, "preference": preference, "metric": metric,
+            "opposite": setting.opposite, "kl_budget": setting.kl_budget,
+            "preference": preference, "metric": metric,
             "direction": direction, "n": len(scores),
             "score": _mean(values.get("score", {}).values()), "delta": delta,
             "effect": standardized(scores, direction),
@@ -256,15 +279,16 @@ def choose(rows: Iterable[dict[str, Any]], budget: float = FLUENCY_BUDGET) -> Ch
             effect = float(sum(r.get("effect", 0.0) for r in members
                                if _finite(r.get("effect"))))
             candidates.append((wrong - moved, -moved, -effect, setting.strength,
-                               setting.opposite, setting.tau, setting, moved, wrong, effect))
+                               setting.opposite, setting.tau, setting.order[3], setting, moved,
+                               wrong, effect))
     if not candidates:
         why = ("no setting moved more preferences past Pref (by more than a standard error) "
                "than it sent the wrong way within the fluency budget"
                if fluent_any else
                f"no setting stayed within {budget:g} nats of Pref's fluency")
         return Choice(None, 0, 0.0, why)
-    best = min(candidates, key=lambda c: c[:6])
-    setting, moved, wrong, effect = best[6:]
+    best = min(candidates, key=lambda c: c[:7])
+    setting, moved, wrong, effect = best[7:]
     total = len(groups[setting])
     against = f", {wrong} the wrong way" if wrong else ", none the wrong way"
     return Choice(setting, moved, effect,
@@ -290,7 +314,7 @@ def choose_per_preference(rows: Iterable[dict[str, Any]],
                 "uncalibrated default")
             continue
         best = min(moved, key=lambda r: (-float(r.get("effect") or 0.0), r["strength"],
-                                         r["opposite"], r["tau"]))
+                                         r["opposite"], r["tau"], setting_of(r).order[3]))
         setting, effect = setting_of(best), float(best.get("effect") or 0.0)
         found[preference] = PreferenceChoice(
             setting, effect,

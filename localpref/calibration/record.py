@@ -34,8 +34,9 @@ from localpref.store import data_dir
 RECORD_VERSION = 1
 #: Bytes read from each end of the model file for its key.
 KEY_BYTES = 1 << 20
-#: The settings a calibration may choose (the rest of the recommended steering stays).
-CALIBRATED_FIELDS = ("contrast", "tau")
+#: The settings a calibration may choose (the rest of the recommended steering stays; a record
+#: made before the guard has no ``kl_budget``, and its steering stays unguarded).
+CALIBRATED_FIELDS = ("contrast", "tau", "kl_budget")
 
 
 class CalibrationError(LocalprefError):
@@ -178,9 +179,11 @@ def describe(record: dict[str, Any] | None) -> str:
 
 
 def _setting_text(settings: dict[str, Any]) -> str:
-    """``k=2 tau=0.05, opposite``: one setting in a few words."""
+    """``k=2 tau=0.05 kl=0.5, opposite``: one setting in a few words."""
     opposite = ", opposite" if settings.get("opposite") else ""
-    return f"k={settings.get('contrast'):g} tau={settings.get('tau'):g}{opposite}"
+    guard = settings.get("kl_budget")
+    guard_text = f" kl={guard:g}" if isinstance(guard, (int, float)) else ""
+    return f"k={settings.get('contrast'):g} tau={settings.get('tau'):g}{guard_text}{opposite}"
 
 
 def calibration_state(path: str | Path) -> dict[str, Any]:

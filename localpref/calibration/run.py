@@ -53,8 +53,8 @@ def stored_rows(key: str) -> Iterator[dict[str, Any]]:
 def default_settings() -> dict[str, Any]:
     """The uncalibrated recommended steering's settings, as a calibration stores them."""
     method = recommended_method()
-    return {"contrast": method.contrast, "tau": method.tau, "end_tokens": method.end_tokens,
-            "opposite": False}
+    return {"contrast": method.contrast, "tau": method.tau, "kl_budget": method.kl_budget,
+            "end_tokens": method.end_tokens, "opposite": False}
 
 
 def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,

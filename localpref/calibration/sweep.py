@@ -16,7 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from localpref.calibration.choice import LENGTH_SCORES, PREFERENCE_SCORES, Setting
+from localpref.calibration.choice import (
+    FLUENCY_BUDGET,
+    LENGTH_SCORES,
+    PREFERENCE_SCORES,
+    Setting,
+)
 from localpref.calibration.prompts import CALIBRATION_PROMPTS, QUICK_PROMPTS
 from localpref.errors import LocalprefError
 from localpref.evaluation.parallel import answers_as_they_finish
@@ -63,12 +68,16 @@ class Plan:
     max_tokens: int = MAX_TOKENS
     #: The cap of a lengthening preference (None: ``LENGTHENING_ROOM`` times ``max_tokens``).
     long_max_tokens: int | None = None
+    #: The per-token KL guard every setting carries (None: unguarded, as before the fifth
+    #: pass; ``choice``'s module docstring, "The guard").
+    kl_budget: float | None = FLUENCY_BUDGET
 
     @classmethod
     def make(cls, *, quick: bool = False, limit: int | None = None,
              max_tokens: int | None = None, long_max_tokens: int | None = None,
              strengths: Iterable[float] | None = None,
-             taus: Iterable[float] | None = None) -> Plan:
+             taus: Iterable[float] | None = None,
+             kl_budget: float | None = FLUENCY_BUDGET) -> Plan:
         """The plan for the command's options (``--quick`` sets smaller defaults; the cap of
         a lengthening preference is ``LENGTHENING_ROOM`` times the cap unless given)."""
         prompts = CALIBRATION_PROMPTS[:QUICK_PROMPTS] if quick else CALIBRATION_PROMPTS
@@ -82,6 +91,7 @@ class Plan:
             taus=tuple(taus) if taus else (QUICK_TAUS if quick else TAUS),
             max_tokens=max_tokens,
             long_max_tokens=long_max_tokens,
+            kl_budget=kl_budget,
         )
 
     @property
@@ -96,8 +106,8 @@ class Plan:
     @property
     def settings(self) -> list[Setting]:
         """Every setting of the grid, strengths first, then tau, then the base lane."""
-        return [Setting(k, tau, opposite) for k in self.strengths for tau in self.taus
-                for opposite in self.opposites]
+        return [Setting(k, tau, opposite, self.kl_budget) for k in self.strengths
+                for tau in self.taus for opposite in self.opposites]
 
     def units(self) -> list[Unit]:
         """Every generation of the sweep: per prompt and preference, Pref then each setting."""
@@ -115,7 +125,7 @@ class Plan:
         return {"prompts": len(self.prompts), "preferences": list(self.preferences),
                 "strengths": list(self.strengths), "taus": list(self.taus),
                 "opposites": list(self.opposites), "max_tokens": self.max_tokens,
-                "long_max_tokens": self.long_cap}
+                "long_max_tokens": self.long_cap, "kl_budget": self.kl_budget}
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,8 @@ class Unit:
         what = "pref" if self.setting is None else (
             f"k={self.setting.strength:g},tau={self.setting.tau:g},"
             f"opposite={int(self.setting.opposite)}")
+        if self.setting is not None and self.setting.kl_budget is not None:
+            what += f",kl={self.setting.kl_budget:g}"  # an unguarded row keeps its old key
         return f"{self.prompt_index}:{digest}|{self.preference}|{what}|{self.max_tokens}"
 
     def request(self) -> Request:
@@ -145,7 +157,7 @@ class Unit:
             opposite = False
         else:
             method = Amulet(contrast=self.setting.strength, tau=self.setting.tau,
-                            end_tokens=PREF_ENDS)
+                            kl_budget=self.setting.kl_budget, end_tokens=PREF_ENDS)
             opposite = self.setting.opposite
         return Request.make(self.prompt, preference=self.preference, method=method,
                             max_tokens=self.max_tokens, score_lanes=True, opposite=opposite)
@@ -176,7 +188,7 @@ class Scoring:
         }
         if unit.setting is not None:
             row.update(strength=unit.setting.strength, tau=unit.setting.tau,
-                       opposite=unit.setting.opposite)
+                       opposite=unit.setting.opposite, kl_budget=unit.setting.kl_budget)
         return row
 
 

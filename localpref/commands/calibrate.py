@@ -15,7 +15,7 @@ import math
 import sys
 from typing import Any
 
-from localpref.calibration.choice import FLUENCY_BUDGET
+from localpref.calibration.choice import FLUENCY_BUDGET, setting_of
 from localpref.calibration.prompts import CALIBRATION_PROMPTS
 from localpref.calibration.record import model_key, rows_path
 from localpref.calibration.record import reset as reset_calibration
@@ -62,6 +62,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--budget", type=float, default=FLUENCY_BUDGET, metavar="NATS",
                         help="how far below Pref's fluency (nats per token, under the "
                         "preference lane) a setting may go (default 0.5)")
+    parser.add_argument("--kl-budget", type=float, default=None, metavar="NATS",
+                        help="the per-token KL guard every setting carries: at each token the "
+                        "strength is cut back until the steered distribution is within NATS of "
+                        "the preference lane's (default: the fluency budget)")
+    parser.add_argument("--no-kl-budget", action="store_true",
+                        help="sweep unguarded settings (as calibrations did before the guard)")
     parser.add_argument("--reset", action="store_true",
                         help="remove this model file's calibration (and its sweep) and exit")
     parser.add_argument("--json", action="store_true",
@@ -101,10 +107,18 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise SettingsError(f"--long-tokens must be 1 or more (got {args.long_tokens}).")
     if not math.isfinite(args.budget) or args.budget <= 0:
         raise SettingsError(f"--budget must be greater than 0 (got {args.budget}).")
+    if args.kl_budget is not None and args.no_kl_budget:
+        raise SettingsError("Give --kl-budget or --no-kl-budget, not both.")
+    if args.kl_budget is not None and not (math.isfinite(args.kl_budget)
+                                           and args.kl_budget > 0):
+        raise SettingsError(f"--kl-budget must be greater than 0 (got {args.kl_budget}).")
+    guard = None if args.no_kl_budget else (
+        args.kl_budget if args.kl_budget is not None else args.budget)
     return Plan.make(quick=args.quick, limit=args.limit, max_tokens=args.max_tokens,
                      long_max_tokens=args.long_tokens,
                      strengths=_numbers(args.strengths, "--strengths", low=0.0),
-                     taus=_numbers(args.taus, "--taus", low=0.0, below=1.0))
+                     taus=_numbers(args.taus, "--taus", low=0.0, below=1.0),
+                     kl_budget=guard)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,23 +180,28 @@ def render(record: dict[str, Any]) -> str:
     long_tokens = plan.get("long_max_tokens")
     lengths = f"{plan['max_tokens']} tokens" + (
         f", verbose {long_tokens}" if long_tokens and long_tokens != plan["max_tokens"] else "")
+    guard = plan.get("kl_budget")
+    guard_text = (f", every setting guarded at a KL of {guard:g} nats a token"
+                  if isinstance(guard, (int, float)) else "")
     lines = [f"Calibration of {record['model']} ({plan['prompts']} prompts, {lengths}; "
-             f"fluency budget {record['budget']:g} nats under the preference lane)", ""]
-    header = (f"{'setting':<26}{'preference':<11}{'metric':<7}{'d score':>9}{'effect':>8}"
+             f"fluency budget {record['budget']:g} nats under the preference lane{guard_text})",
+             ""]
+    header = (f"{'setting':<33}{'preference':<11}{'metric':<7}{'d score':>9}{'effect':>8}"
               f"{'d fl.pref':>10}{'d fl.base':>10}  verdict")
     lines += [header, "-" * len(header)]
     for row in record["rows"]:
         if row["method"] == "pref":
             continue
-        lane = "opposite" if row["opposite"] else "neutral"
-        setting = f"k={row['strength']:g} tau={row['tau']:g} {lane}"
-        lines.append(f"{setting:<26}{row['preference']:<11}{row['metric']:<7}"
+        setting = setting_of(row).label
+        lines.append(f"{setting:<33}{row['preference']:<11}{row['metric']:<7}"
                      f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
                      f"{_cell(row['fluency_pref_delta']):>10}"
                      f"{_cell(row['fluency_base_delta']):>10}  {_verdict(row)}")
     settings = record["chosen"]["settings"]
+    guard = settings.get("kl_budget")
     chosen = (f"k={settings['contrast']:g} tau={settings['tau']:g} "
-              f"{'opposite' if settings.get('opposite') else 'neutral'} base lane")
+              + (f"kl={guard:g} " if isinstance(guard, (int, float)) else "")
+              + f"{'opposite' if settings.get('opposite') else 'neutral'} base lane")
     lines += ["", f"Reason: {record['reason']}."]
     if record["calibrated"]:
         lines.append(f"Chosen for this model file: {record['chosen']['method']} {chosen}.")
