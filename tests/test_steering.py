@@ -34,7 +34,8 @@ def np_family(z_pref: np.ndarray, z_other: np.ndarray, k: float, tau: float) -> 
     keep = np.isfinite(zp) & np.isfinite(zo)
     if tau > 0:
         keep &= zp >= zp[np.isfinite(zp)].max() + np.log(tau)
-    combined = np.where(keep, zp + k * (zp - zo), NEG_INF)
+    with np.errstate(invalid="ignore"):  # -inf - -inf and NaN where not kept
+        combined = np.where(keep, zp + k * (zp - zo), NEG_INF)
     return np_log_softmax(combined)
 
 
@@ -112,6 +113,31 @@ def test_kl_budget_property(seed: int, budget: float, k: float) -> None:
     assert 0.0 <= scale <= 1.0
     kl = np_kl(np_family(z_pref, z_base, scale * k, 0.0), np_family(z_pref, z_base, 0.0, 0.0))
     assert kl <= budget + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.floats(1e-3, 2.0), k=st.floats(0.1, 16),
+       tau=st.sampled_from([0.05, 0.2]), spread=st.floats(0.5, 6.0))
+def test_kl_budget_under_the_plausibility_mask_with_masked_tokens(
+        seed: int, budget: float, k: float, tau: float, spread: float) -> None:
+    """The calibrated settings' case: tau > 0 keeps a few tokens, and a lane may mask some
+    (-inf) or give NaN; the search over the kept tokens meets the budget, is the largest such
+    strength, and agrees with the KL of the NumPy family."""
+    rng = np.random.default_rng(seed)
+    z_pref = (rng.standard_normal(512) * spread).astype(np.float32)
+    z_base = (z_pref + rng.standard_normal(512) * spread).astype(np.float32)
+    z_pref[rng.integers(0, 512, 8)] = NEG_INF
+    z_base[rng.integers(0, 512, 4)] = np.nan
+    threshold = plausibility_threshold(z_pref, tau)
+    scale = kl_budget_scale(z_pref, z_base, k, budget, threshold)
+    reference = np_family(z_pref, z_base, 0.0, tau)
+    assert 0.0 <= scale <= 1.0
+    assert np_kl(np_family(z_pref, z_base, scale * k, tau), reference) <= budget + 1e-9
+    if scale < 1.0:
+        assert np_kl(np_family(z_pref, z_base, min(scale + 2e-4, 1.0) * k, tau),
+                     reference) > budget
+    assert contrast_kl(z_pref, z_base, k, threshold) == pytest.approx(
+        np_kl(np_family(z_pref, z_base, k, tau), reference), rel=1e-9, abs=1e-12)
 
 
 def test_token_logprob_matches_numpy() -> None:

@@ -86,27 +86,51 @@ def contrast_plausible_into(z_pref, z_other, k, threshold, out):
 
 
 @njit(cache=True)
-def _family_moments(z_pref, z_other, s, threshold):
-    """(A(s), E_s[d], Var_s[d]) of p_s = softmax(z_pref + s d) on the kept tokens."""
-    m = NEG_INF
+def _kept_pairs(z_pref, z_other, threshold):
+    """The kept tokens' ``a = z_pref`` and ``d = z_pref - z_other`` (float64), in vocabulary
+    order: the tokens finite in both lanes with ``z_pref >= threshold``.
+
+    One pass to count and one to copy; every moment after it runs over these n tokens only
+    (a handful under the plausibility mask, at most V without it), contiguous and
+    branch-free, instead of over the vocabulary with its masks each time.
+    """
+    n = 0
     for i in range(z_pref.shape[0]):
-        v = _family_value(z_pref, z_other, i, s, threshold)
-        if v > m:
-            m = v
-    if m == NEG_INF:
+        a = finite_or_neg_inf(np.float64(z_pref[i]))
+        b = finite_or_neg_inf(np.float64(z_other[i]))
+        if a != NEG_INF and b != NEG_INF and a >= threshold:
+            n += 1
+    kept_a = np.empty(n, dtype=np.float64)
+    kept_d = np.empty(n, dtype=np.float64)
+    j = 0
+    for i in range(z_pref.shape[0]):
+        a = finite_or_neg_inf(np.float64(z_pref[i]))
+        b = finite_or_neg_inf(np.float64(z_other[i]))
+        if a != NEG_INF and b != NEG_INF and a >= threshold:
+            kept_a[j] = a
+            kept_d[j] = a - b
+            j += 1
+    return kept_a, kept_d
+
+
+@njit(cache=True)
+def _pair_moments(kept_a, kept_d, s):
+    """(A(s), E_s[d], Var_s[d]) of p_s = softmax(a + s d) over the kept pairs
+    (``_kept_pairs``); A(s) = log sum exp(a + s d). (-inf, 0, 0) when nothing is kept."""
+    n = kept_a.shape[0]
+    if n == 0:
         return NEG_INF, 0.0, 0.0
+    m = NEG_INF
+    for i in range(n):
+        m = fmax(m, kept_a[i] + s * kept_d[i])
     total = 0.0
     first = 0.0
     second = 0.0
-    for i in range(z_pref.shape[0]):
-        v = _family_value(z_pref, z_other, i, s, threshold)
-        if v == NEG_INF:
-            continue
-        w = exp_nonpos(v - m)
-        d = np.float64(z_pref[i]) - np.float64(z_other[i])
+    for i in range(n):
+        w = exp_nonpos(kept_a[i] + s * kept_d[i] - m)
         total += w
-        first += w * d
-        second += w * d * d
+        first += w * kept_d[i]
+        second += w * kept_d[i] * kept_d[i]
     mean = first / total
     return m + math.log(total), mean, max(second / total - mean * mean, 0.0)
 
@@ -114,8 +138,9 @@ def _family_moments(z_pref, z_other, s, threshold):
 @njit(cache=True)
 def contrast_kl(z_pref, z_other, k, threshold):
     """KL(p_k || p_0) for p_s = softmax(z_pref + s (z_pref - z_other)) on the kept tokens."""
-    a_k, mean_k, _ = _family_moments(z_pref, z_other, k, threshold)
-    a_0, _, _ = _family_moments(z_pref, z_other, 0.0, threshold)
+    kept_a, kept_d = _kept_pairs(z_pref, z_other, threshold)
+    a_k, mean_k, _ = _pair_moments(kept_a, kept_d, k)
+    a_0, _, _ = _pair_moments(kept_a, kept_d, 0.0)
     if a_k == NEG_INF:
         return 0.0
     return max(k * mean_k - a_k + a_0, 0.0)
@@ -128,20 +153,23 @@ def kl_budget_scale(z_pref, z_other, k, epsilon, threshold):
     KL(t) = t k E[d] - A(t k) + A(0) rises with t (dKL/dt = t k^2 Var_{tk}(d)), so the answer
     is bracketed in [lo, hi] with KL(lo) <= epsilon < KL(hi) and refined by Newton steps that
     stay inside the bracket, bisection otherwise. The returned t always meets the budget.
+    The kept tokens are gathered once (``_kept_pairs``), so each step of the search costs
+    the kept tokens, not the vocabulary.
     """
     if k == 0.0 or epsilon <= 0.0:
         return 1.0 if k == 0.0 else 0.0
-    a_0, _, _ = _family_moments(z_pref, z_other, 0.0, threshold)
+    kept_a, kept_d = _kept_pairs(z_pref, z_other, threshold)
+    a_0, _, _ = _pair_moments(kept_a, kept_d, 0.0)
     if a_0 == NEG_INF:
         return 1.0
-    a_1, mean_1, _ = _family_moments(z_pref, z_other, k, threshold)
+    a_1, mean_1, _ = _pair_moments(kept_a, kept_d, k)
     if k * mean_1 - a_1 + a_0 <= epsilon:
         return 1.0
     lo = 0.0
     hi = 1.0
     t = 0.5
     for _ in range(_KL_SEARCH_STEPS):
-        a_t, mean_t, var_t = _family_moments(z_pref, z_other, t * k, threshold)
+        a_t, mean_t, var_t = _pair_moments(kept_a, kept_d, t * k)
         excess = t * k * mean_t - a_t + a_0 - epsilon
         if excess <= 0.0:
             lo = t
