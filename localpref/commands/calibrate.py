@@ -198,9 +198,9 @@ def render(record: dict[str, Any]) -> str:
                      f"{_cell(row['fluency_pref_delta']):>10}"
                      f"{_cell(row['fluency_base_delta']):>10}  {_verdict(row)}")
     settings = record["chosen"]["settings"]
-    guard = settings.get("kl_budget")
+    chosen_guard = settings.get("kl_budget")
     chosen = (f"k={settings['contrast']:g} tau={settings['tau']:g} "
-              + (f"kl={guard:g} " if isinstance(guard, (int, float)) else "")
+              + (f"kl={chosen_guard:g} " if isinstance(chosen_guard, (int, float)) else "")
               + f"{'opposite' if settings.get('opposite') else 'neutral'} base lane")
     lines += ["", f"Reason: {record['reason']}."]
     if record["calibrated"]:

@@ -88,29 +88,22 @@ def contrast_plausible_into(z_pref, z_other, k, threshold, out):
 @njit(cache=True)
 def _kept_pairs(z_pref, z_other, threshold):
     """The kept tokens' ``a = z_pref`` and ``d = z_pref - z_other`` (float64), in vocabulary
-    order: the tokens finite in both lanes with ``z_pref >= threshold``.
+    order: the tokens ``_family_value`` keeps (finite in both lanes, ``z_pref >= threshold``).
 
-    One pass to count and one to copy; every moment after it runs over these n tokens only
-    (a handful under the plausibility mask, at most V without it), contiguous and
-    branch-free, instead of over the vocabulary with its masks each time.
+    One pass over the vocabulary; every moment after it runs over these n tokens only (a
+    handful under the plausibility mask, at most V without it), contiguous and branch-free,
+    instead of over the vocabulary with its masks each time.
     """
+    kept_a = np.empty(z_pref.shape[0], dtype=np.float64)
+    kept_d = np.empty(z_pref.shape[0], dtype=np.float64)
     n = 0
     for i in range(z_pref.shape[0]):
-        a = finite_or_neg_inf(np.float64(z_pref[i]))
-        b = finite_or_neg_inf(np.float64(z_other[i]))
-        if a != NEG_INF and b != NEG_INF and a >= threshold:
+        a = _family_value(z_pref, z_other, i, 0.0, threshold)  # z_pref[i], or -inf
+        if a != NEG_INF:
+            kept_a[n] = a
+            kept_d[n] = a - np.float64(z_other[i])
             n += 1
-    kept_a = np.empty(n, dtype=np.float64)
-    kept_d = np.empty(n, dtype=np.float64)
-    j = 0
-    for i in range(z_pref.shape[0]):
-        a = finite_or_neg_inf(np.float64(z_pref[i]))
-        b = finite_or_neg_inf(np.float64(z_other[i]))
-        if a != NEG_INF and b != NEG_INF and a >= threshold:
-            kept_a[j] = a
-            kept_d[j] = a - b
-            j += 1
-    return kept_a, kept_d
+    return kept_a[:n], kept_d[:n]
 
 
 @njit(cache=True)
