@@ -12,6 +12,9 @@
 #               -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90; the CMake build folder stays in
 #               WORK, so running the script again resumes a build cut off by its budget
 #   localpref   localpref itself, --no-deps (its own .pth when setuptools is missing)
+#   probe       scripts/gpu-probe.py on the first synthetic model: each step of loading and
+#               decoding (llama-cpp-python alone, then localpref's classes) in its own process,
+#               so that a crash shows the first step that fails
 #   doctor      localpref doctor --gpu-layers -1 --json on the first synthetic model
 #   models      synthetic models written there (localpref.synthetic, random weights, Q4_0):
 #               135m (the bundled SmolLM2-135M's shape: the bundled GGUF is 98 MB, over what a
@@ -26,6 +29,10 @@
 # again) is not done again, so rerunning the same command continues where the last one stopped
 # (on the same machine: WORK is an ignored folder of the working tree). The script stops itself
 # GPU_CHECK_TOTAL_S seconds after it starts (default 570: inside the 10-minute limit of one call).
+#
+# Every localpref command runs under `python -X faulthandler` (a crash prints every thread's
+# Python stack); the first command that crashes is run once more under cuda-gdb (gdb on a CPU
+# machine), when there is one, for the native stack (stage `backtrace`, in log.txt).
 #
 # OUTDIR gets at most 7 files: stages.tsv (stage, budget s, seconds, exit code), log.txt (the
 # machine, every stage's output, the summary), doctor.json, bench-135m.json, bench-1b.json,
@@ -58,12 +65,12 @@ if [ "$CUDA" = 1 ]; then
     SHAPES=${GPU_CHECK_SHAPES:-135m 1b}; TOKENS=${GPU_CHECK_TOKENS:-96}
     REPEAT=${GPU_CHECK_REPEAT:-3}; STEPS=${GPU_CHECK_STEPS:-256}
     TOTAL_S=${GPU_CHECK_TOTAL_S:-570}; BUILD_S=${GPU_CHECK_BUILD_S:-540}
-    BENCH_S=240; EXACT_S=120; MODELS_S=150
+    BENCH_S=240; EXACT_S=120; MODELS_S=150; PROBE_S=120
 else
     SHAPES=${GPU_CHECK_SHAPES:-135m tiny}; TOKENS=${GPU_CHECK_TOKENS:-8}
     REPEAT=${GPU_CHECK_REPEAT:-1}; STEPS=${GPU_CHECK_STEPS:-16}
     TOTAL_S=${GPU_CHECK_TOTAL_S:-5400}; BUILD_S=${GPU_CHECK_BUILD_S:-3600}
-    BENCH_S=1200; EXACT_S=600; MODELS_S=600
+    BENCH_S=1200; EXACT_S=600; MODELS_S=600; PROBE_S=600
 fi
 CONCURRENT=${GPU_CHECK_CONCURRENT:-1,2,4,8}
 SDIST=$FILES/llama_cpp_python-0.3.36.tar.gz
@@ -120,6 +127,13 @@ result() {
     fi
     stage "$name" "$budget" to_json "$OUT/$name.json" "$@"
     local code=$?
+    # A crash (SIGSEGV 139, SIGABRT 134): its native stack, once per call.
+    if { [ $code = 139 ] || [ $code = 134 ]; } && [ -z "${BACKTRACE_DONE:-}" ] &&
+        [ "$1" = localpref ]; then
+        BACKTRACE_DONE=1
+        shift
+        stage backtrace 120 backtrace "$@"
+    fi
     if "$PYTHON" -c 'import json, sys; json.load(open(sys.argv[1]))' "$OUT/$name.json" \
         2> /dev/null; then
         cp "$OUT/$name.json" "$kept"
@@ -239,7 +253,20 @@ for name in ("fastapi", "uvicorn", "starlette", "textual"):
     print(name, "imported" if name in sys.modules else "not imported")')
 }
 
-localpref() { (cd "$WORK" && "$VENV/bin/python" -m localpref.cli "$@"); }
+localpref() { (cd "$WORK" && "$VENV/bin/python" -X faulthandler -m localpref.cli "$@"); }
+
+probe() {
+    "$VENV/bin/python" "$REPO/scripts/gpu-probe.py" --model "$1" --gpu-layers -1 --timeout "$2"
+}
+
+# The native stack of a command that crashed: the command once more under a debugger.
+backtrace() {
+    local debugger
+    debugger=$(command -v cuda-gdb || command -v gdb) || {
+        echo "no cuda-gdb or gdb here: no native stack"; return 1; }
+    (cd "$WORK" && LOCALPREF_DEBUG=1 "$debugger" -q -batch -ex run -ex bt \
+        -ex "thread apply all bt 12" --args "$VENV/bin/python" -m localpref.cli "$@")
+}
 
 write_model() { (cd "$WORK" && "$VENV/bin/python" -m localpref.synthetic "$MODELS" --shape "$1"); }
 
@@ -299,6 +326,7 @@ run_measurements() {
     for shape in $SHAPES; do
         stage "model-$shape" "$MODELS_S" write_model "$shape" || return 1
     done
+    stage probe "$PROBE_S" probe "$MODELS/synthetic-$first-q4_0.gguf" 60
     result doctor 60 localpref doctor --gpu-layers -1 --json \
         --model "$MODELS/synthetic-$first-q4_0.gguf"
     # The larger model first: its figures are the targets (two lanes at most 1.2x one lane,
@@ -318,7 +346,7 @@ run_measurements() {
 }
 
 export -f say machine make_venv install_wheels makefile_cmake_args built build_llama \
-    install_localpref localpref write_model to_json
+    install_localpref localpref write_model to_json probe backtrace
 main() {
     say "$WHAT in $OUT (GPU_CHECK_CUDA=$CUDA, work folder $WORK)"
     [ -f "$SDIST" ] || { say "no $SDIST: run scripts/make-slim-sdist.py here first"; return 1; }
