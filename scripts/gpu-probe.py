@@ -17,6 +17,7 @@ the parameters localpref's engine uses; ``lp-*``: localpref's own classes):
     raw-callback  raw-decode with a Python log callback set first (as the engine does)
     raw-fa-auto   raw-decode with flash attention left to llama.cpp (run when raw-decode fails)
     raw-unified   raw-decode with kv_unified on (run when raw-decode fails)
+    raw-small     raw-decode with 2 sequences of 512 cells (run when raw-decode fails)
     lp-load       localpref.engine.LoadedModel
     lp-decode     a Context (L lanes of C cells), the lanes prefilled and stepped, logits read
     lp-warmup     lp-decode, then every hot-path kernel compiled (localpref.warmup)
@@ -41,7 +42,8 @@ from pathlib import Path
 PROMPT = [1, 2, 3, 4, 5, 6, 7, 8]
 
 #: step -> the steps whose failure makes it worth running (empty: always run)
-ONLY_AFTER_FAILURE = {"raw-fa-auto": "raw-decode", "raw-unified": "raw-decode"}
+ONLY_AFTER_FAILURE = {"raw-fa-auto": "raw-decode", "raw-unified": "raw-decode",
+                      "raw-small": "raw-decode"}
 
 
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
@@ -145,6 +147,7 @@ STEPS: dict[str, Callable[..., str]] = {
     "raw-callback": partial(_raw, until="decode", callback=True),
     "raw-fa-auto": partial(_raw, until="decode", flash="auto"),
     "raw-unified": partial(_raw, until="decode", unified=True),
+    "raw-small": lambda model, layers, lanes, cells: _raw(model, layers, 2, 512, until="decode"),
     "lp-load": partial(_localpref, until="load"),
     "lp-decode": partial(_localpref, until="decode"),
     "lp-warmup": partial(_localpref, until="warmup"),

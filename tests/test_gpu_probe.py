@@ -59,7 +59,7 @@ def test_a_crash_ends_its_step_alone_with_its_stack(bundled_path: Path,
     assert "Segmentation fault" in crashed["said"] and "sitecustomize" in crashed["said"]
     assert all(o["ok"] for name, o in outcomes.items() if name != "raw-context")
     # raw-decode passed, so its fallbacks were not needed.
-    assert "raw-fa-auto" not in outcomes and "raw-unified" not in outcomes
+    assert not {"raw-fa-auto", "raw-unified", "raw-small"} & set(outcomes)
 
 
 def test_a_failed_decode_runs_the_fallbacks(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_a_failed_decode_runs_the_fallbacks(tmp_path: Path) -> None:
     done = _probe("--model", str(broken), "--gpu-layers", "0", "--json", "--timeout", "120")
     assert done.returncode == 1
     outcomes = {o["step"]: o for o in json.loads(done.stdout)}
-    assert set(outcomes) == set(ALWAYS) | {"raw-fa-auto", "raw-unified"}
+    assert set(outcomes) == set(ALWAYS) | {"raw-fa-auto", "raw-unified", "raw-small"}
     assert not any(o["ok"] for o in outcomes.values())
     assert "returned NULL" in outcomes["raw-load"]["said"]
     assert outcomes["raw-load"]["exit"] == 1
