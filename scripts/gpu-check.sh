@@ -12,9 +12,6 @@
 #               -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90; the CMake build folder stays in
 #               WORK, so running the script again resumes a build cut off by its budget
 #   localpref   localpref itself, --no-deps (its own .pth when setuptools is missing)
-#   probe       scripts/gpu-probe.py on the first synthetic model: each step of loading and
-#               decoding (llama-cpp-python alone, then localpref's classes) in its own process,
-#               so that a crash shows the first step that fails
 #   doctor      localpref doctor --gpu-layers -1 --json on the first synthetic model
 #   models      synthetic models written there (localpref.synthetic, random weights, Q4_0):
 #               135m (the bundled SmolLM2-135M's shape: the bundled GGUF is 98 MB, over what a
@@ -31,8 +28,12 @@
 # GPU_CHECK_TOTAL_S seconds after it starts (default 570: inside the 10-minute limit of one call).
 #
 # Every localpref command runs under `python -X faulthandler` (a crash prints every thread's
-# Python stack); the first command that crashes is run once more under cuda-gdb (gdb on a CPU
-# machine), when there is one, for the native stack (stage `backtrace`, in log.txt).
+# Python stack). After the first command that crashes, two stages look closer, once per call
+# (in log.txt): `probe`, scripts/gpu-probe.py on the first synthetic model (each step of
+# loading and decoding, llama-cpp-python alone and then localpref's classes, in its own
+# process: the first step that fails), and `backtrace`, the crashed command once more under
+# cuda-gdb (gdb on a CPU machine), when there is one, for the native stack. A call where
+# nothing crashes spends no time on them.
 #
 # OUTDIR gets at most 7 files: stages.tsv (stage, budget s, seconds, exit code), log.txt (the
 # machine, every stage's output, the summary), doctor.json, bench-135m.json, bench-1b.json,
@@ -127,11 +128,12 @@ result() {
     fi
     stage "$name" "$budget" to_json "$OUT/$name.json" "$@"
     local code=$?
-    # A crash (SIGSEGV 139, SIGABRT 134): its native stack, once per call.
-    if { [ $code = 139 ] || [ $code = 134 ]; } && [ -z "${BACKTRACE_DONE:-}" ] &&
+    # A crash (SIGSEGV 139, SIGABRT 134): where it happens, once per call.
+    if { [ $code = 139 ] || [ $code = 134 ]; } && [ -z "${CRASH_SEEN:-}" ] &&
         [ "$1" = localpref ]; then
-        BACKTRACE_DONE=1
+        CRASH_SEEN=1
         shift
+        stage probe "$PROBE_S" probe "$MODELS/synthetic-${SHAPES%% *}-q4_0.gguf" 60
         stage backtrace 120 backtrace "$@"
     fi
     if "$PYTHON" -c 'import json, sys; json.load(open(sys.argv[1]))' "$OUT/$name.json" \
@@ -326,7 +328,6 @@ run_measurements() {
     for shape in $SHAPES; do
         stage "model-$shape" "$MODELS_S" write_model "$shape" || return 1
     done
-    stage probe "$PROBE_S" probe "$MODELS/synthetic-$first-q4_0.gguf" 60
     result doctor 60 localpref doctor --gpu-layers -1 --json \
         --model "$MODELS/synthetic-$first-q4_0.gguf"
     # The larger model first: its figures are the targets (two lanes at most 1.2x one lane,
