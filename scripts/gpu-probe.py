@@ -47,7 +47,9 @@ ONLY_AFTER_FAILURE = {"raw-fa-auto": "raw-decode", "raw-unified": "raw-decode",
 
 
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    if level >= 4:
+    """Errors only (ggml's level 4), as the engine's own callback does: a Python function that
+    llama.cpp calls back into, which the lp-* steps then use through the engine itself."""
+    if level == 4:
         sys.stderr.write(text.decode("utf-8", errors="replace"))
 
 
@@ -160,11 +162,10 @@ def run_step(name: str, args: argparse.Namespace) -> dict[str, object]:
     command = [sys.executable, "-X", "faulthandler", str(Path(__file__).resolve()),
                "--step", name, "--model", str(args.model), "--gpu-layers", str(args.gpu_layers),
                "--lanes", str(args.lanes), "--cells", str(args.cells)]
-    timeout = args.timeout
     started = time.perf_counter()
     try:
-        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                  errors="replace")
+        finished = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=args.timeout, errors="replace")
     except subprocess.TimeoutExpired:
         return {"step": name, "ok": False, "exit": "timeout",
                 "seconds": round(time.perf_counter() - started, 1), "said": ""}
