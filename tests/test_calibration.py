@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,9 @@ from localpref.api import Model
 from localpref.calibration.choice import choose
 from localpref.calibration.prompts import CALIBRATION_PROMPTS
 from localpref.calibration.record import (
+    CalibrationError,
     CalibrationLookup,
+    lock_path,
     model_key,
     read_record,
     record_path,
@@ -267,6 +271,54 @@ def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
     assert json.loads(capsys.readouterr().out)["stats"]["calibration"] is None
     assert main(["calibrate", "--reset", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["reset"] is False
+
+
+#: A second process that takes a key's calibration lock, says so, and holds it until its
+#: stdin closes.
+HOLDER = """
+import sys
+from localpref.calibration.record import held
+with held(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_calibration_of_the_same_file_is_refused_while_one_runs(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two sweeps of one model file would append every unit twice to the same rows, and a
+    reset would remove them under the running one: while another process calibrates the file
+    (holds its lock), ``calibrate`` and ``calibrate --reset`` are one sentence (exit 2 in the
+    CLI), nothing is generated, nothing removed; once it ends, both work."""
+    key = model.calibration_key
+    calibrated(model)
+    rows_path(key).write_text('{"unit": "kept"}\n')
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, key], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        plan = Plan(prompts=CALIBRATION_PROMPTS[:1], preferences=("concise",),
+                    strengths=(1.0,), taus=(0.2,), opposites=(False,), max_tokens=4)
+        with pytest.raises(CalibrationError, match="Another localpref calibrate is running"):
+            calibrate(model, plan, progress=False)
+        for argv in (["calibrate", "--limit", "1", "--strengths", "1", "--taus", "0.2",
+                      "--max-tokens", "4", "--no-progress"], ["calibrate", "--reset"]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("localpref: Another localpref calibrate is running on this "
+                                  "model file") and "Traceback" not in err
+        assert rows_path(key).read_text() == '{"unit": "kept"}\n'  # nothing added, nothing gone
+        assert record_path(key).exists() and lock_path(key).exists()
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0
+    record = calibrate(model, plan, progress=False)  # the lock went with its process
+    assert {row["preference"] for row in record["rows"]} == {"concise"}
+    assert [row["unit"] for row in stored_rows(key)][0] == "kept"  # appended after it
+    assert sorted(row["method"] for row in stored_rows(key) if row["unit"] != "kept") == [
+        "amulet", "pref"]
+    assert main(["calibrate", "--reset"]) == 0
+    assert not rows_path(key).exists() and not record_path(key).exists()
 
 
 @pytest.mark.parametrize("argv", [["--strengths", "a,1"], ["--strengths", "-1"],

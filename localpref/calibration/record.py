@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,46 @@ def record_path(key: str) -> Path:
 def rows_path(key: str) -> Path:
     """The raw sweep rows (one generation a line) of the model file with this key."""
     return calibrations_dir() / f"{key}.rows.jsonl"
+
+
+def lock_path(key: str) -> Path:
+    """The file a calibration of this key holds locked while it runs (``held``)."""
+    return calibrations_dir() / f"{key}.lock"
+
+
+@contextmanager
+def held(key: str) -> Iterator[None]:
+    """Hold this model file's calibration lock, or raise ``CalibrationError`` at once when
+    another process holds it: two sweeps of one file would both append to its rows and
+    generate every unit twice, and a reset would remove the rows under a running sweep.
+
+    An advisory ``flock`` on ``<key>.lock``, released when the process ends however it ends
+    (a killed sweep leaves no stale lock). Where ``fcntl`` is missing (Windows) nothing is
+    locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, as before
+        yield
+        return
+    path = lock_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except OSError as error:
+        raise CalibrationError(f"Cannot open the calibration lock {path}: "
+                               f"{error.strerror or error}.") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CalibrationError(
+                "Another localpref calibrate is running on this model file; wait for it to "
+                "finish (or stop it) and run this again.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -152,16 +194,19 @@ def write_record(key: str, record: dict[str, Any]) -> Path:
 
 
 def reset(key: str) -> bool:
-    """Remove this key's calibration and sweep rows; whether there was anything to remove."""
+    """Remove this key's calibration and sweep rows; whether there was anything to remove.
+    Refused while a calibration of the same file runs (``held``)."""
     removed = False
-    for path in (record_path(key), rows_path(key)):
-        try:
-            path.unlink()
-            removed = True
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            raise CalibrationError(f"Cannot remove {path}: {error.strerror or error}.") from None
+    with held(key):
+        for path in (record_path(key), rows_path(key)):
+            try:
+                path.unlink()
+                removed = True
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                raise CalibrationError(f"Cannot remove {path}: "
+                                       f"{error.strerror or error}.") from None
     return removed
 
 

@@ -23,7 +23,7 @@ from localpref.calibration.choice import (
     choose_per_preference,
     summary_rows,
 )
-from localpref.calibration.record import CalibrationError, rows_path, write_record
+from localpref.calibration.record import CalibrationError, held, rows_path, write_record
 from localpref.calibration.sweep import Plan, Scoring, run_units
 from localpref.evaluation.progress import Progress
 from localpref.methods import recommended_method
@@ -61,8 +61,16 @@ def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
               progress: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
     """Run (or finish) the sweep of ``plan`` on ``model``, choose, store; the record.
 
-    ``KeyboardInterrupt`` leaves the finished rows stored and no record written.
+    ``KeyboardInterrupt`` leaves the finished rows stored and no record written. Another
+    calibration of the same model file running meanwhile is a ``CalibrationError`` before any
+    generation (``record.held``).
     """
+    with held(model.calibration_key):
+        return _calibrate(model, plan, budget=budget, progress=progress, stream=stream)
+
+
+def _calibrate(model: Model, plan: Plan, *, budget: float, progress: bool,
+               stream: TextIO | None) -> dict[str, Any]:
     key = model.calibration_key
     units = plan.units()
     wanted = {unit.key for unit in units}
