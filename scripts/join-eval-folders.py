@@ -3,14 +3,15 @@
 
     python scripts/join-eval-folders.py OUT FOLDER... [--drop FIELD ...]
 
-Copies every folder's generations.jsonl and scores.jsonl (plain or .gz) into OUT, each answer
-once (the first folder that holds its id wins), and removes the named fields from each
-answer's ``key`` (default: ``calibration`` and ``score_lanes``). Those two only split one
-column into several in the tables: ``calibration`` is the time the record was stored, which a
-rerun of the same calibration changes with its settings unchanged (the settings stay in the
-key), and ``score_lanes`` only says whether the fluency lanes were decoded, which a
-single-lane Pref does not need. Used to extend a run to more prompts with rows from an earlier
-run of the same settings (docs/results/2026-12-more-prompts/README.md).
+Copies every folder's generations.jsonl and scores.jsonl (plain or .gz) into OUT, removing
+the named fields from each answer's ``key`` (default: ``calibration`` and ``score_lanes``),
+each answer once: the first one with its id, or with its key once the fields are removed (a
+rerun without ``--score-lanes`` answers the same prompts again under another id). Those two
+fields only split one column into several in the tables: ``calibration`` is the time the
+record was stored, which a rerun of the same calibration changes with its settings unchanged
+(the settings stay in the key), and ``score_lanes`` only says whether the fluency lanes were
+decoded, which a single-lane Pref does not need. Used to extend a run to more prompts with
+rows from an earlier run of the same settings (docs/results/2026-12-more-prompts/README.md).
 """
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ def _lines(path: Path) -> list[str]:
 def join(out: Path, folders: list[Path], dropped: tuple[str, ...]) -> tuple[int, int]:
     """Write OUT's two files; the answers and score lines written."""
     out.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
+    seen: set[str] = set()  # ids and keys (as JSON) already written
     answers = scores = 0
     with (out / "generations.jsonl").open("w", encoding="utf-8") as generations, \
             (out / "scores.jsonl").open("w", encoding="utf-8") as scored:
         for folder in folders:
             for line in _lines(folder / "generations.jsonl"):
                 row = json.loads(line)
-                if row["id"] in seen:
-                    continue
-                seen.add(row["id"])
                 key = {k: v for k, v in (row.get("key") or {}).items() if k not in dropped}
+                same = json.dumps(key, sort_keys=True)
+                if row["id"] in seen or same in seen:
+                    continue
+                seen.update((row["id"], same))
                 generations.write(json.dumps({**row, "key": key}, ensure_ascii=False) + "\n")
                 answers += 1
             for line in _lines(folder / "scores.jsonl"):
