@@ -33,6 +33,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -281,6 +282,47 @@ class End:
 
     results: list[Result]
     error: BaseException | None = None
+
+
+class _StepEnd(threading.local):
+    """The callbacks waiting for the end of the step the calling thread is in (None: the
+    thread is in no step)."""
+
+    callbacks: dict[Callable[[], None], None] | None = None
+
+
+_step_end = _StepEnd()
+
+
+@contextmanager
+def one_notice_per_step() -> Iterator[None]:
+    """Around one decoding step's per-token work (the scheduler's thread): a callback given to
+    ``at_step_end`` meanwhile runs once, when the step's last piece is out.
+
+    An event-loop reader (the server) is woken by a write to the loop's self-pipe, and the
+    loop then holds the GIL while it frames and sends what is ready, so a wake-up at each
+    track's piece made the step wait for the loop once per track; one wake-up after the step
+    waits once (docs/performance.md, "Twice more on an idle machine").
+    """
+    outer = _step_end.callbacks
+    pending: dict[Callable[[], None], None] = {}
+    _step_end.callbacks = pending
+    try:
+        yield
+    finally:
+        _step_end.callbacks = outer
+        for callback in pending:
+            callback()
+
+
+def at_step_end(callback: Callable[[], None]) -> bool:
+    """Run ``callback`` once when the calling thread's step ends (``one_notice_per_step``);
+    False, and nothing done, outside a step: the caller runs it now."""
+    pending = _step_end.callbacks
+    if pending is None:
+        return False
+    pending[callback] = None
+    return True
 
 
 class Outbox:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from localpref.decoding import End, Outbox, Piece, Result, Track
+from localpref.decoding import End, Outbox, Piece, Result, Track, one_notice_per_step
 from localpref.engine import Context, LaneState
 from localpref.errors import BusyError, ModelError
 
@@ -406,9 +406,10 @@ class Scheduler:
             if other.state == "prefill" and other.prefill_chunks > 0:
                 for track in other.tracks:
                     track.stats["others_tokens_during_prefill"] += len(stepping)
-        for job, track in stepping:
-            if job.state == "running":
-                self._work_on(job, [track])
+        with one_notice_per_step():  # a reader's wake-up once, after every track's piece
+            for job, track in stepping:
+                if job.state == "running":
+                    self._work_on(job, [track])
         return len(stepping)
 
     def _work_on(self, job: Job, tracks: Sequence[Track]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from localpref.decoding import at_step_end, one_notice_per_step
 from localpref.server.jobs import LoopWaker, waker_for
 
 
@@ -60,3 +61,53 @@ def test_one_waker_per_loop_and_a_closed_loop_is_left_alone() -> None:
     first.wake(lambda: ran.append(1))  # no exception: nobody is listening any more
     first.wake(lambda: ran.append(2))
     assert ran == []
+
+
+def test_within_a_step_every_wake_up_is_one_drain_when_the_step_ends() -> None:
+    """The scheduler's per-token work runs inside ``one_notice_per_step``: the pieces of all
+    its requests wake the loop once, after the last of them, and nothing runs before that;
+    outside a step a wake-up is scheduled at once, as before."""
+    loop = asyncio.new_event_loop()
+    scheduled: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback, *args):  # noqa: ANN001, ANN202
+        scheduled.append(callback)
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    waker = LoopWaker(loop)
+    ran: list[int] = []
+    seen_inside: list[int] = []
+
+    def step() -> None:
+        with one_notice_per_step():
+            for index in range(8):  # eight requests' pieces of one step
+                waker.wake(lambda index=index: ran.append(index))
+            seen_inside.append(len(scheduled))
+        seen_inside.append(len(scheduled))
+        waker.wake(lambda: ran.append(99))  # outside a step: scheduled at once (or joins)
+
+    async def main() -> None:
+        worker = threading.Thread(target=step)
+        worker.start()
+        await asyncio.to_thread(worker.join)
+        await asyncio.sleep(0.05)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert seen_inside == [0, 1]  # nothing while the step ran, one drain when it ended
+    assert sorted(ran) == [*range(8), 99] and ran[:8] == list(range(8))
+    assert len(scheduled) in (1, 2)  # the last joins the step's drain if it has not run yet
+
+
+def test_a_step_within_a_step_ends_its_own_callbacks_and_outside_nothing_waits() -> None:
+    order: list[str] = []
+    assert at_step_end(lambda: order.append("never")) is False
+    with one_notice_per_step():
+        assert at_step_end(lambda: order.append("outer"))
+        with one_notice_per_step():
+            assert at_step_end(lambda: order.append("inner"))
+        order.append("inner ended")
+    assert order == ["inner", "inner ended", "outer"]
+    assert at_step_end(lambda: order.append("never")) is False

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from localpref.decoding import Generation, Result
+from localpref.decoding import Generation, Result, at_step_end
 from localpref.errors import LocalprefError
 
 Event = tuple[str, Any]
@@ -33,7 +33,9 @@ Event = tuple[str, Any]
 
 class LoopWaker:
     """Runs callbacks in one event loop from other threads, many per wake-up: the first
-    callback of a burst schedules a drain (``call_soon_threadsafe``), the others join it."""
+    callback of a burst schedules a drain (``call_soon_threadsafe``), the others join it.
+    Within a decoding step (the scheduler's thread, ``decoding.at_step_end``) the drain is
+    scheduled when the step ends, so that every request's piece of the step is one wake-up."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -45,12 +47,15 @@ class LoopWaker:
         with self._lock:
             first = not self._pending
             self._pending.append(callback)
-        if first:
-            try:
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the event loop has closed: nobody is listening any more
-                with self._lock:
-                    self._pending.clear()
+        if first and not at_step_end(self._schedule):
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the event loop has closed: nobody is listening any more
+            with self._lock:
+                self._pending.clear()
 
     def _drain(self) -> None:
         with self._lock:
