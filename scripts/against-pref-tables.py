@@ -47,24 +47,32 @@ def _rows(path: Path) -> list[dict]:
     return []
 
 
-def load(folders: list[Path], limit: int | None = None) -> tuple[list[dict], dict[str, dict]]:
+def load(folders: list[Path], limit: int | None = None,
+         ignored: tuple[str, ...] = ()) -> tuple[list[dict], dict[str, dict]]:
     """Every folder's rows (of the first ``limit`` prompts), each id once, with the opposite's
-    avoid renamed."""
+    avoid renamed and the ``ignored`` key fields removed; with fields removed, each key once
+    too (the first folder's answer wins: a run made again under another id)."""
     rows: dict[str, dict] = {}
+    keys: set[str] = set()
     metrics: dict[str, dict] = {}
     for folder in folders:
-        if not _rows(folder / "generations.jsonl"):
+        generations = _rows(folder / "generations.jsonl")
+        if not generations:
             raise SystemExit(f"{folder} holds no generations.jsonl")
-        for row in _rows(folder / "generations.jsonl"):
+        for row in generations:
             if limit is not None and int(row["position"]) >= limit:
                 continue
-            key = dict(row.get("key") or {})
+            key = {name: value for name, value in (row.get("key") or {}).items()
+                   if name not in ignored}
             avoid = key.get("avoid")
             if avoid:
                 text = " ".join(avoid)
                 key["avoid"] = "opposite" if text == OPPOSITES.get(row["preference"]) else text
-                row = {**row, "key": key}
-            rows.setdefault(row["id"], row)
+            same = json.dumps(key, sort_keys=True)
+            if row["id"] in rows or (ignored and same in keys):
+                continue
+            keys.add(same)
+            rows[row["id"]] = {**row, "key": key}
         for score in _rows(folder / "scores.jsonl"):
             if score.get("kind") == "metrics":
                 metrics[score["id"]] = {**metrics.get(score["id"], {}),
@@ -81,8 +89,13 @@ def main() -> None:
     parser.add_argument("--verbose-by-words", action="store_true",
                         help="score verbose by all its words, as before December 4th, instead "
                         "of the words of its distinct sentences")
+    parser.add_argument("--ignore-key", action="append", default=[], metavar="FIELD",
+                        help="a key field that names no setting, so that rows differing only "
+                        "in it are one column (repeat): calibration (the time a record was "
+                        "stored, which a rerun of the same calibration changes), score_lanes "
+                        "(whether the fluency lanes were decoded)")
     args = parser.parse_args()
-    rows, metrics = load(args.folders, args.limit)
+    rows, metrics = load(args.folders, args.limit, tuple(args.ignore_key))
     length = LengthScorer()
     for row in rows:  # runs older than a length metric are scored from their text
         have = metrics.setdefault(row["id"], {})
