@@ -8,7 +8,9 @@ scheduler's thread does everything that touches llama.cpp, in rounds:
 1. **admit** waiting jobs, first come first served, while their lanes fit (``max_lanes``
    lanes per context); an admitted job's lanes are opened at once, so one round never admits
    more than fit and the rest wait in the queue; an idle chat's lanes are reclaimed when the
-   head of the queue needs them (its next turn evaluates its history again);
+   head of the queue needs them (its next turn evaluates its history again); an idle
+   scheduler first waits ``GATHER_SECONDS`` for the requests sent with the first one, so
+   that requests that arrive together start together;
 2. **step**: the pending token of every lane of every running job goes into ONE batch per
    context, one ``llama_decode`` each;
 3. right after, every track that was in the step does its per-token work on the fresh
@@ -47,6 +49,11 @@ from localpref.errors import BusyError, ModelError
 
 #: Events kept in ``Scheduler.events`` (for tests and tools).
 EVENT_LOG_SIZE = 4096
+#: Seconds an idle scheduler waits after its first new request for others before it starts:
+#: clients that send together (a server's parallel requests) arrive a millisecond or two
+#: apart, each parsed and tokenized in turn, and start together only if they are queued
+#: together (``Scheduler._prefill_together``). A lone request's first token waits this long.
+GATHER_SECONDS = 0.003
 
 
 @dataclass
@@ -141,8 +148,11 @@ class Job:
 class Scheduler:
     """One decode thread for a model's contexts; see the module's docstring."""
 
-    def __init__(self, *, max_queued: int = 16, keep_cells: bool = False) -> None:
+    def __init__(self, *, max_queued: int = 16, keep_cells: bool = False,
+                 gather_s: float = GATHER_SECONDS) -> None:
         self.max_queued = max_queued
+        #: how long an idle scheduler waits for more requests after the first (``_gather``)
+        self.gather_s = gather_s
         #: whether finished lanes keep their cells for a prompt that starts the same way
         #: (``Context.close_lane(keep=True)``; ``Model(keep_cells=...)`` says when)
         self.keep_cells = keep_cells
@@ -252,10 +262,24 @@ class Scheduler:
             with self._cond:
                 while not self._stopping and not self._live and not self._admissible():
                     self._cond.wait()
+                if not self._live:
+                    self._gather()
                 if self._stopping:
                     return
             with self._work:
                 self._round()
+
+    def _gather(self) -> None:
+        """Starting from idle: wait ``gather_s`` for the requests sent with the first one
+        (called under _cond, which the wait releases), so that they are admitted in one round
+        and, when short, prefilled in one decode instead of each waiting for the previous
+        one's prefill and first step."""
+        started = time.perf_counter()
+        while not self._stopping:
+            left = started + self.gather_s - time.perf_counter()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _admissible(self) -> bool:
         """Whether the head of the queue can start (or must be dropped) now."""

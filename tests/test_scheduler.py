@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from localpref.api import Model
 from localpref.cli import main
 from localpref.methods import Selector
 from localpref.request import Request
+from localpref.scheduler import GATHER_SECONDS
 
 PROMPT = "How do I keep basil alive?"
 LONG_STORY = "Write a long story about a dragon."
@@ -164,6 +166,36 @@ def test_a_reader_that_must_not_wait_is_woken_for_each_piece_and_the_end(
     with pytest.raises(StopIteration):
         next(never)
     assert never.result.text == ""
+
+
+def test_requests_sent_together_to_an_idle_model_start_together(bundled_path: Path) -> None:
+    """An idle scheduler waits ``gather_s`` after its first request: a second one queued
+    within it (not in the same round, as a server's parallel clients are parsed one after
+    the other) is prefilled in the same decode; without the wait it is prefilled after the
+    first one's. Both answer token for token as alone either way."""
+    prompts = ["Name a herb.", "Name a tree."]
+    with Model(bundled_path, max_lanes=4, n_ctx=256) as small:
+        assert small.scheduler.gather_s == GATHER_SECONDS > 0
+        alone = [_alone(small, p, None, Base(), 4) for p in prompts]
+        prefills = {}
+        for window in (10.0, 0.0):
+            small.scheduler.gather_s = window
+            seen = len(small.scheduler.events)
+            first = small.stream(prompts[0], method=Base(), max_tokens=4, ignore_eos=True)
+            first.start()
+            time.sleep(0.2)  # the second request comes later than one round would take
+            second = small.stream(prompts[1], method=Base(), max_tokens=4, ignore_eos=True)
+            second.start()
+            if window:
+                small.scheduler.wake()  # a close() or a later request would end it too
+                small.scheduler.gather_s = 0.0  # the waiting thread reads it at its deadline
+            results = [first.run(), second.run()]
+            prefills[window] = [e for e in list(small.scheduler.events)[seen:]
+                                if e.kind == "prefill"]
+            for together, single in zip(results, alone, strict=True):
+                assert together.tokens == single.tokens and together.text == single.text
+    assert [len(e.jobs) for e in prefills[10.0]] == [2]
+    assert [len(e.jobs) for e in prefills[0.0]] == [1, 1]
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_tokens(
