@@ -11,6 +11,7 @@ import pytest
 
 from localpref.decoding import Result
 from localpref.errors import BusyError, ModelError, PromptTooLongError, SettingsError
+from localpref.server import completions
 from localpref.server.errors import from_library
 from localpref.server.ids import (
     RequestedSteering,
@@ -20,7 +21,7 @@ from localpref.server.ids import (
     served_model_id,
 )
 from localpref.server.jobs import GenerationJob
-from localpref.server.streaming import sse_events
+from localpref.server.streaming import frame, piece_frames, sse_events
 
 ID = "smollm2-135m-instruct"
 
@@ -95,3 +96,16 @@ async def test_a_finished_stream_ends_with_finish_reason_usage_then_done() -> No
     assert chunks[3]["choices"] == []
     assert chunks[3]["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9,
                                   "prompt_tokens_details": {"cached_tokens": 5}}
+
+
+@pytest.mark.parametrize("shape", [completions.CHAT, completions.TEXT])
+def test_a_piece_frame_is_the_chunk_frame_byte_for_byte(shape: completions.Shape) -> None:
+    # a model id a client sent with the placeholder in it: the text is still placed right
+    common = {"model": f"{ID}:be brief \x00piece\x00", "ident": shape.new_id(),
+              "created": 1764892800, "shape": shape}
+    piece_frame = piece_frames(**common)
+    for text in ["Hel", "", ' "quoted" \\ back', "line\nbreak\ttab", "caf\u00e9 \u2603 \U0001f33f",
+                 "\x00piece\x00", "\x01\x1f control", "</script>"]:
+        assert piece_frame(text) == frame(completions.chunk(**common, delta={"content": text}))
+        assert json.loads(piece_frame(text)[6:])["choices"][0][
+            "delta" if shape.chat else "text"] == ({"content": text} if shape.chat else text)
