@@ -86,6 +86,9 @@ class Selector:
         self.drawn: tuple[np.ndarray, np.ndarray | None] | None = None
         #: the recent token ids the repetition penalty applied to at this step (or None)
         self.step_penalty_ids: np.ndarray | None = None
+        #: a greedy pick straight from one lane's logits: (those logits, m, s) of
+        #: ``controls.lane_normaliser``, which the trace reads instead of a pass of its own
+        self.normaliser: tuple[np.ndarray, float, float] | None = None
         #: a last mask on the scores before sampling, ``mask(scores, candidate_ids)`` in place
         #: (an answer's grammar, ``localpref.grammar``); None: none
         self.mask: Callable[[np.ndarray, np.ndarray | None], None] | None = None
@@ -123,6 +126,7 @@ class Selector:
         self.steered_family = None
         self.steered_ends = None
         self.drawn = None
+        self.normaliser = None
         self.step_penalty_ids = (np.fromiter(self.recent, np.int64) if self.penalising
                                  else None)
         token = self.method.pick(self, lane_logits)
@@ -136,6 +140,18 @@ class Selector:
         if self.sampling.temperature == 0:
             return int(kernels.greedy(scores))
         return self._sample(scores)
+
+    def draw_lane(self, z: np.ndarray) -> int:
+        """``draw`` from one lane's logits (a one-lane method). A greedy pick on them as they
+        came (no penalty, no mask) is the argmax of ``controls.lane_normaliser``, whose
+        normaliser the trace then reads (``normaliser``) instead of passing over the lane
+        again."""
+        if not self.fast_greedy:
+            return self.draw(z)
+        self.drawn = (z, None)
+        top, m, s = controls.lane_normaliser(z)
+        self.normaliser = (z, m, s)
+        return int(top)
 
     def draw_ending_like_pref(self, scores: np.ndarray, z_pref: np.ndarray,
                               end_positions: np.ndarray,
@@ -245,7 +261,7 @@ class Base(Method):
     lanes: ClassVar[tuple[str, ...]] = ("base",)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
-        return selector.draw(lane_logits[0])
+        return selector.draw_lane(lane_logits[0])
 
 
 @dataclass(frozen=True)
@@ -257,7 +273,7 @@ class Pref(Method):
     lanes: ClassVar[tuple[str, ...]] = ("pref",)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
-        return selector.draw(lane_logits[0])
+        return selector.draw_lane(lane_logits[0])
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ texts are cut to the final answer (stop strings, cancelling) so that they join t
 
 Cost: one fused pass over the vocabulary per step (``controls.step_statistics``) replaces the
 two per-lane log-sum-exps the fluency statistics needed before (docs/steering.md, "Trace").
+A one-lane method's greedy pick is that pass itself (``Selector.draw_lane``): the recorder
+reads the lane's normaliser from the selector instead of passing over the lane again.
 """
 
 from __future__ import annotations
@@ -94,9 +96,9 @@ class StepRecorder:
                                                        selector.steered_ends, token, lp_pref,
                                                        lp_family)
         elif z_pref is not None:
-            lp_pref, top_pref = controls.lane_statistics(z_pref, token)
+            lp_pref, top_pref = self._lane_statistics(z_pref, token)
         elif z_base is not None:
-            lp_base, top_base = controls.lane_statistics(z_base, token)
+            lp_base, top_base = self._lane_statistics(z_base, token)
         if lp_pref is not None:
             self.fluency_totals["pref"] += lp_pref
         if lp_base is not None:
@@ -175,6 +177,16 @@ class StepRecorder:
         kernels.apply_repetition_penalty(self._buffer, penalty_ids,
                                          self.selector.sampling.repeat_penalty)
         return int(kernels.greedy(self._buffer))
+
+    def _lane_statistics(self, z: np.ndarray, token: int) -> tuple[float, int]:
+        """(log_softmax(z)[token], argmax z) of a one-lane step: from the greedy pick's pass
+        when the token was picked straight from ``z`` (``Selector.normaliser``: the argmax
+        is the token), else a pass of its own."""
+        normaliser = self.selector.normaliser
+        if normaliser is not None and normaliser[0] is z:
+            _, m, s = normaliser
+            return controls.logprob_from_normaliser(z, token, m, s), token
+        return controls.lane_statistics(z, token)
 
     def summary(self) -> dict[str, Any]:
         """The statistics so far: fluency per lane, and changed_tokens / mean_shift."""

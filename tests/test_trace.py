@@ -11,7 +11,13 @@ from reference_helpers import np_log_softmax, replay_lanes
 
 from localpref import PAD, Amulet, Base, Contrastive, Pref
 from localpref.api import Model
-from localpref.kernels.controls import lane_statistics, step_statistics
+from localpref.kernels.controls import (
+    lane_normaliser,
+    lane_statistics,
+    logprob_from_normaliser,
+    step_statistics,
+)
+from localpref.methods import Sampling
 
 NEG_INF = -np.inf
 PROMPT = "How do I keep basil alive?"
@@ -89,6 +95,38 @@ def test_lane_statistics_match_numpy() -> None:
         want = np_log_softmax(z)[token]
         assert (lp == NEG_INF) if not np.isfinite(want) else lp == pytest.approx(want, abs=1e-9)
         assert top == np_argmax(z)
+
+
+def test_lane_normaliser_matches_numpy_and_gives_lane_statistics_bit_for_bit() -> None:
+    rng = np.random.default_rng(11)
+    z = (rng.standard_normal(5000) * 5).astype(np.float32)
+    z[[7, 4999]] = [NEG_INF, np.nan]
+    top, m, s = lane_normaliser(z)
+    finite = z[np.isfinite(z)].astype(np.float64)
+    assert (top, m) == (np_argmax(z), finite.max())
+    assert s == pytest.approx(np.exp(finite - finite.max()).sum(), rel=1e-12)
+    for token in (0, 7, 4999, top):
+        assert logprob_from_normaliser(z, token, m, s) == lane_statistics(z, token)[0]
+    masked = np.full(9, NEG_INF, dtype=np.float32)
+    top, m, _ = lane_normaliser(masked)
+    assert (top, m) == (-1, NEG_INF)
+    assert lane_statistics(masked, 3) == (NEG_INF, -1)
+
+
+@pytest.mark.parametrize("method", [Base(), Pref()])
+def test_a_one_lane_greedy_pick_leaves_its_normaliser_for_the_trace(method) -> None:  # noqa: ANN001
+    z = (np.random.default_rng(5).standard_normal(3000) * 4).astype(np.float32)
+    z[np.argmax(z) + 1] = z.max()  # a tie: the lowest id wins, as kernels.greedy
+    greedy = method.selector(z.size, Sampling(), seed=0)
+    assert greedy.pick([z]) == np_argmax(z)
+    assert greedy.normaliser is not None and greedy.normaliser[0] is z
+    assert greedy.drawn is not None and greedy.drawn[0] is z
+    # a penalty or a temperature draws from other scores: no normaliser to share
+    for sampling in (Sampling(repeat_penalty=1.3), Sampling(temperature=0.7)):
+        other = method.selector(z.size, sampling, seed=0)
+        other.recent.append(int(np_argmax(z)))
+        other.pick([z])
+        assert other.normaliser is None
 
 
 # -- on the bundled model --------------------------------------------------------------------

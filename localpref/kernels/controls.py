@@ -272,8 +272,12 @@ def step_statistics(z_pref, z_other, k, threshold, token):
 
 
 @njit(cache=True)
-def lane_statistics(z, token):
-    """(log_softmax(z)[token], argmax z) in one pass (a step with one lane decoded)."""
+def lane_normaliser(z):
+    """(argmax z, m, s) over the finite entries of one lane in one pass, where m = max z and
+    s = sum exp(z - m): log_softmax(z)[t] = z[t] - m - log s (``logprob_from_normaliser``).
+    The greedy pick of a one-lane method reads it, and the trace then needs no pass of its
+    own (``Selector.normaliser``). Argmax: lowest id on ties, -1 (and m = -inf) when no
+    entry is finite; the log-sum-exp is online (see ``step_statistics``)."""
     n = z.shape[0]
     buf = np.empty(CHUNK)
     m = NEG_INF
@@ -285,8 +289,22 @@ def lane_statistics(z, token):
         new_m, top = argmax_chunk(buf, hi - lo, lo, m, top)
         s = _online_lse_update(m, new_m, s, buf, hi - lo)
         m = new_m
+    return top, m, s
+
+
+@njit(cache=True)
+def logprob_from_normaliser(z, token, m, s):
+    """log_softmax(z)[token] from ``lane_normaliser``'s m and s (-inf for a masked token or
+    lane)."""
     a = finite_or_neg_inf(np.float64(z[token]))
-    return (a - m - math.log(s) if m > NEG_INF else NEG_INF), top
+    return a - m - math.log(s) if m > NEG_INF else NEG_INF
+
+
+@njit(cache=True)
+def lane_statistics(z, token):
+    """(log_softmax(z)[token], argmax z) in one pass (a step with one lane decoded)."""
+    top, m, s = lane_normaliser(z)
+    return logprob_from_normaliser(z, token, m, s), top
 
 
 @njit(cache=True)
@@ -529,6 +547,8 @@ def warmup() -> None:
         token_logprob(z, 1)
         step_statistics(z, z[::-1].copy(), 2.0, threshold, 1)
         lane_statistics(z, 1)
+        _, m, s = lane_normaliser(z)  # the one-lane greedy pick, then the trace
+        logprob_from_normaliser(z, 1, m, s)
         pref_ends_into(out, z, ids)
         pref_ends_greedy(out, z, ids)
         contrast_pref_ends_greedy(z, z[::-1].copy(), 2.0, threshold, ids[1:].copy())
