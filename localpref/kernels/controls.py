@@ -197,12 +197,17 @@ def _mask_chunk_into(z, buf):
 
 @njit(cache=True)
 def _family_chunk_into(z_pref, z_other, k, threshold, buf):
-    """buf[i] = z_pref[i] + k (z_pref[i] - z_other[i]), or -inf where masked or implausible."""
+    """buf[i] = z_pref[i] + k (z_pref[i] - z_other[i]), or -inf where masked or implausible;
+    returns how many are kept."""
+    kept = 0
     for i in range(z_pref.shape[0]):
         a = finite_or_neg_inf(np.float64(z_pref[i]))
         b = finite_or_neg_inf(np.float64(z_other[i]))
         v = a + k * (a - b)
-        buf[i] = v if (a > NEG_INF) & (b > NEG_INF) & (a >= threshold) else NEG_INF
+        keep = (a > NEG_INF) & (b > NEG_INF) & (a >= threshold)
+        buf[i] = v if keep else NEG_INF
+        kept += 1 if keep else 0
+    return kept
 
 
 @njit(cache=True)
@@ -230,7 +235,10 @@ def step_statistics(z_pref, z_other, k, threshold, token):
     are masked or combined into small buffers, then argmax (eight at a time) and an online
     log-sum-exp (the running sum rescaled when the running maximum rises: Milakov and
     Gimelshein, "Online normalizer calculation for softmax", 2018) read them while they are
-    in L1, so the lanes are read once for all six figures.
+    in L1, so the lanes are read once for all six figures. A chunk the plausibility mask
+    keeps nothing of adds nothing to the family's figures (its argmax and sum are left as
+    they are: exactly what adding its zeros gives), so under the mask the family costs about
+    one chunk's log-sum-exp instead of the vocabulary's.
     """
     n = z_pref.shape[0]
     bp = np.empty(CHUNK)
@@ -250,16 +258,17 @@ def step_statistics(z_pref, z_other, k, threshold, token):
         count = hi - lo
         _mask_chunk_into(z_pref[lo:hi], bp)
         _mask_chunk_into(z_other[lo:hi], bo)
-        _family_chunk_into(z_pref[lo:hi], z_other[lo:hi], k, threshold, bs)
+        kept = _family_chunk_into(z_pref[lo:hi], z_other[lo:hi], k, threshold, bs)
         new_p, tp = argmax_chunk(bp, count, lo, mp, tp)
         new_o, to = argmax_chunk(bo, count, lo, mo, to)
-        new_s, ts = argmax_chunk(bs, count, lo, ms, ts)
         sp = _online_lse_update(mp, new_p, sp, bp, count)
         so = _online_lse_update(mo, new_o, so, bo, count)
-        ss = _online_lse_update(ms, new_s, ss, bs, count)
         mp = new_p
         mo = new_o
-        ms = new_s
+        if kept > 0:
+            new_s, ts = argmax_chunk(bs, count, lo, ms, ts)
+            ss = _online_lse_update(ms, new_s, ss, bs, count)
+            ms = new_s
     a = finite_or_neg_inf(np.float64(z_pref[token]))
     b = finite_or_neg_inf(np.float64(z_other[token]))
     value = a + k * (a - b)
@@ -432,29 +441,39 @@ def contrast_pref_ends_greedy(z_pref, z_other, k, threshold, end_positions):
 @njit(cache=True)
 def _end_rule_pick(z_pref, z_other, k, threshold, scores, from_scores, end_positions):
     """The two greedy picks above in one loop: a token's value is ``scores[i]`` when
-    ``from_scores`` (-inf = not kept), else the contrast family's ``_family_value``."""
+    ``from_scores`` (-inf = not kept), else the contrast family's ``_family_value``.
+
+    Under a plausibility threshold the family keeps only tokens with ``z_pref >= threshold``,
+    so a chunk of ``CHUNK`` tokens whose largest finite ``z_pref`` is below it keeps none and
+    is skipped: the loop visits the kept tokens in the same order as without the skip."""
     j = 0
     best_pref = NEG_INF
     pref_top = -1
     pref_top_ends = False
     best_going_on = NEG_INF
     going_on_top = -1
-    for i in range(z_pref.shape[0]):
-        if from_scores:
-            v = finite_or_neg_inf(np.float64(scores[i]))
-        else:
-            v = _family_value(z_pref, z_other, i, k, threshold)
-        if v == NEG_INF:
+    n = z_pref.shape[0]
+    skip_chunks = (not from_scores) and threshold > NEG_INF
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        if skip_chunks and _max_of_finite(z_pref[lo:hi]) < threshold:
             continue
-        j, is_end = _end_at(end_positions, j, i)
-        zp = np.float64(z_pref[i])
-        if pref_top < 0 or zp > best_pref:
-            best_pref = zp
-            pref_top = i
-            pref_top_ends = is_end
-        if not is_end and (going_on_top < 0 or v > best_going_on):
-            best_going_on = v
-            going_on_top = i
+        for i in range(lo, hi):
+            if from_scores:
+                v = finite_or_neg_inf(np.float64(scores[i]))
+            else:
+                v = _family_value(z_pref, z_other, i, k, threshold)
+            if v == NEG_INF:
+                continue
+            j, is_end = _end_at(end_positions, j, i)
+            zp = np.float64(z_pref[i])
+            if pref_top < 0 or zp > best_pref:
+                best_pref = zp
+                pref_top = i
+                pref_top_ends = is_end
+            if not is_end and (going_on_top < 0 or v > best_going_on):
+                best_going_on = v
+                going_on_top = i
     if pref_top_ends or going_on_top < 0:
         return pref_top
     return going_on_top
