@@ -32,7 +32,8 @@ def piece_frames(**common: Any) -> Callable[[str], bytes]:
     """The frame of one content piece of a stream (``common``: ``completions.chunk``'s
     model, ident, created and shape), byte for byte ``frame(chunk(delta={"content":
     text}))``, from a frame rendered once around a placeholder: only the text is encoded per
-    piece (one piece a token and a stream; docs/performance.md, "The event loop's share")."""
+    piece (one piece a token and a stream; docs/performance.md, "Where a step's time goes
+    beside the decode")."""
     placeholder = "\x00piece\x00"
     rendered = frame(completions.chunk(**common, delta={"content": placeholder}))
     # the last one: the text comes after every other field a client names (the model id)
