@@ -18,6 +18,7 @@ from localpref.kernels.controls import (
     pref_ends_into,
     pref_ends_logprob,
 )
+from localpref.kernels.primitives import CHUNK
 from localpref.methods import Sampling, recommended_method
 
 NEG_INF = -np.inf
@@ -164,6 +165,33 @@ def test_the_greedy_fast_path_and_its_trace_logprob_match_numpy(
                                 lp_steered[token])
         if np.exp(rule[token]) > 1e-12:
             assert got == pytest.approx(rule[token], abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("tau", [0.05, 0.2, 0.9])
+def test_the_greedy_fast_path_skips_chunks_with_nothing_plausible_exactly(seed: int,
+                                                                           tau: float) -> None:
+    """Over several chunks of the kernels (CHUNK tokens), the plausible tokens in one or two
+    of them, the rest masked or non-finite: the same pick as NumPy's rule, end tokens in
+    skipped and in kept chunks alike."""
+    rng = np.random.default_rng(seed)
+    size = 9 * CHUNK + 17
+    z_pref = rng.standard_normal(size) * 3
+    boosted = rng.choice(size // CHUNK, size=1 + seed % 2, replace=False) * CHUNK
+    for start in boosted:
+        z_pref[start + rng.integers(0, CHUNK, size=5)] += 20
+    z_base = z_pref + rng.standard_normal(size) * 2
+    z_pref[rng.integers(0, size, size=3)] = [np.nan, np.inf, NEG_INF]
+    z_base[rng.integers(0, size, size=2)] = [np.nan, np.inf]
+    top = int(np.nanargmax(np.where(np.isfinite(z_pref), z_pref, NEG_INF)))
+    ends = sorted({top if seed % 3 == 0 else top + 1, int(rng.integers(0, size)), 3})
+    finite = z_pref[np.isfinite(z_pref)]
+    threshold = finite.max() + np.log(tau)
+    steered = np_masked_family(np.where(np.isfinite(z_pref), z_pref, NEG_INF), z_base, 1.5,
+                               tau)
+    pick = contrast_pref_ends_greedy(z_pref, z_base, 1.5, threshold,
+                                     np.array(ends, dtype=np.int64))
+    assert pick == np_pref_ends_greedy(steered, z_pref, ends)
 
 
 @pytest.mark.parametrize("seed", range(6))
