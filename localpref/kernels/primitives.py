@@ -48,7 +48,7 @@ _LN2_LO = 1.90821492927058770002e-10
 _EXP_FLOOR = -708.0  # exp(-708) ~ 3.3e-308: below this the result is flushed to exactly 0
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath={"contract"})
 def exp_nonpos(x):
     """exp(x) for x <= 0 (x may be -inf), branch-free so loops over it vectorise.
 
@@ -56,9 +56,13 @@ def exp_nonpos(x):
     to degree 12 (truncation error < 2e-16 relative), 2^n assembled from exponent bits.
     Returns exactly 0 for x < -708, -inf and NaN. Accurate up to x = 709, but the kernels only
     call it with x <= 0.
-    ``fastmath=False`` is explicit because Numba otherwise lets a callee inherit its caller's
-    fast-math flags, and reassociation would undo the two-part range reduction (an error of
-    1e-14 relative at x = -700); LLVM keeps these per-instruction flags when it inlines.
+    The flags are ``contract`` alone, explicit because Numba otherwise lets a callee inherit
+    its caller's fast-math flags, and reassociation would undo the two-part range reduction (an
+    error of 1e-14 relative at x = -700); LLVM keeps these per-instruction flags when it
+    inlines. Contraction makes each Horner step and each range-reduction product one fused
+    multiply-add (one rounding instead of two): a sum of exps over a 49,152-token lane takes
+    28 % less time, and the largest relative error on 5 million points in [-708, 0] fell from
+    4.0e-16 to 3.5e-16 (docs/performance.md, "The exponential in fused multiply-adds").
     """
     xc = x if x > _EXP_FLOOR else _EXP_FLOOR  # also maps NaN to the floor (result 0)
     n = math.floor(xc * _LOG2E + 0.5)
