@@ -1,9 +1,11 @@
 """`localpref serve` as a process: it binds before loading (/health 503), prints its one line,
 and Ctrl-C or SIGTERM ends it with code 0 after the streams in flight got their text and
-[DONE]. Also: the library never imports the web stack."""
+[DONE]. Also: the library never imports the web stack, and the loaded server's objects are kept
+out of garbage collections."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -11,10 +13,13 @@ import re
 import signal
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 from server_helpers import request
+
+from localpref.server.run import keep_out_of_collections
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v1)$")
@@ -152,3 +157,27 @@ def test_a_port_in_use_exits_2_with_one_sentence(capsys) -> None:
         assert main(["serve", "--port", str(port)]) == 2
     assert capsys.readouterr().err == (
         f"localpref: Cannot listen on 127.0.0.1:{port}: Address already in use.\n")
+
+
+def test_the_loaded_server_keeps_its_objects_out_of_collections_but_collects_new_cycles(
+) -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    loaded = Node()
+    loaded.other = loaded  # a cycle alive at load time: the collector's walk would visit it
+    frozen_before = gc.get_freeze_count()
+    try:
+        keep_out_of_collections()
+        assert gc.get_freeze_count() > frozen_before
+        assert not any(thing is loaded for thing in gc.get_objects())
+        made_later = Node()
+        made_later.other = made_later
+        watch = weakref.ref(made_later)
+        del made_later
+        assert watch() is not None  # only a collection frees a cycle
+        gc.collect()
+        assert watch() is None  # a request's garbage is still collected
+    finally:
+        gc.unfreeze()
