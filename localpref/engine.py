@@ -311,6 +311,8 @@ class Context:
         self._logit_views: dict[int, np.ndarray] = {}
         #: the batch rows of the last decode's outputs, in order (None: every row, a step)
         self._output_rows: list[int] | None = None
+        #: the streams of the last step in the order llama.cpp got them (``step_rows``)
+        self.last_step_streams: tuple[int, ...] = ()
         #: ``llama_decode`` calls so far
         self.decodes = 0
         self._lock = threading.RLock()
@@ -551,17 +553,27 @@ class Context:
             return len(self._free_seq_ids)
 
     def step(self, lanes: Sequence[LaneState], tokens: Sequence[int]) -> None:
-        """Append one token per lane (each its own) in ONE decode; logits(i) is lane i's."""
+        """Append one token per lane (each its own) in ONE decode; logits(i) is lane i's.
+
+        The rows go to llama.cpp in ascending stream order (``step_rows``): with a stream per
+        lane it computes a batch as one graph per run of consecutive streams, so lanes given
+        in the order their requests came (streams 2, 3, 0, 1) cost a graph per run, each
+        reading every weight again (docs/performance.md, "A graph per run of streams")."""
         if len(lanes) > self.n_batch:  # llama.cpp aborts the process past n_batch tokens
             raise ModelError("More lanes than fit in one batch.")
-        for i, (lane, token) in enumerate(zip(lanes, tokens, strict=True)):
-            self._batch_tokens[i] = token
-            self._batch_positions[i] = len(lane.tokens)
-            self._batch_seq_slots[i][0] = lane.seq_id
-            lane.tokens.append(token)
+        if len(tokens) != len(lanes):
+            raise ValueError("A step takes one token per lane.")
+        order = step_rows([lane.seq_id for lane in lanes])
+        for row, i in enumerate(order):
+            lane = lanes[i]
+            self._batch_tokens[row] = tokens[i]
+            self._batch_positions[row] = len(lane.tokens)
+            self._batch_seq_slots[row][0] = lane.seq_id
+            lane.tokens.append(tokens[i])
         self._batch_wants_logits[: len(lanes)] = 1
         self._batch.n_tokens = len(lanes)
-        self._output_rows = None
+        self._output_rows = _inverse(order)
+        self.last_step_streams = tuple(lanes[i].seq_id for i in order)
         self._decode()
 
     def _decode(self) -> None:
@@ -607,6 +619,39 @@ class Context:
 
     def __del__(self) -> None:
         self.close()
+
+
+def step_rows(seq_ids: Sequence[int]) -> list[int]:
+    """The order of a step's rows: the lanes' indices by ascending stream.
+
+    llama.cpp (0.3.36, ``split_equal`` with a stream per sequence) puts rows in one ubatch
+    only while each row's stream is the previous row's plus one; any other order, or a gap,
+    starts another ubatch: one more graph computed, every weight read again. Under staggered
+    load, lanes listed as their requests came were in 3 or 4 ubatches at most steps of 4
+    streams. Sorted, a step of consecutive streams is one ubatch; a gap left by a lane that
+    ended still splits it until a new lane fills the gap (``open_lane`` takes the lowest free
+    stream)."""
+    return sorted(range(len(seq_ids)), key=seq_ids.__getitem__)
+
+
+def stream_runs(seq_ids: Sequence[int]) -> int:
+    """How many ubatches llama.cpp splits one step's rows into, in this order (see
+    ``step_rows``): one, plus one at each row whose stream is not the previous one's plus
+    one."""
+    if not seq_ids:
+        return 0
+    pairs = zip(seq_ids[:-1], seq_ids[1:], strict=True)
+    return 1 + sum(1 for before, after in pairs if after != before + 1)
+
+
+def _inverse(order: list[int]) -> list[int] | None:
+    """Where each lane's row went (``order[row]`` is the lane); None when nothing moved."""
+    if all(lane == row for row, lane in enumerate(order)):
+        return None
+    rows = [0] * len(order)
+    for row, lane in enumerate(order):
+        rows[lane] = row
+    return rows
 
 
 def _chunks(rows_per_lane: list[list[_Row]], size: int) -> list[list[_Row]]:

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from localpref.api import Model
-from localpref.engine import ROW_BY_ROW_LIMIT, SHARED_PREFIX_COPY, Context, PrefillStopped
+from localpref.engine import (
+    ROW_BY_ROW_LIMIT,
+    SHARED_PREFIX_COPY,
+    Context,
+    PrefillStopped,
+    step_rows,
+    stream_runs,
+)
 from localpref.errors import TemplateError
 from localpref.prompts import ChatTemplate, PromptBuilder, system_text
 
@@ -300,6 +307,49 @@ def test_a_lane_continuing_after_another_closes_decodes_bit_for_bit_as_alone(
     for seq_id in range(shared.max_lanes):
         assert llama_cpp.llama_memory_seq_pos_max(shared.memory, seq_id) == -1
     shared.close()
+
+
+@pytest.mark.parametrize(("seq_ids", "order", "runs_as_given", "runs_sorted"), [
+    ([0, 1, 2, 3], [0, 1, 2, 3], 1, 1),
+    ([2, 3, 0, 1], [2, 3, 0, 1], 2, 1),
+    ([3, 2, 1, 0], [3, 2, 1, 0], 4, 1),
+    ([5, 0, 1, 4], [1, 2, 3, 0], 3, 2),  # a gap (streams 2, 3) still splits the step
+    ([7], [0], 1, 1),
+    ([], [], 0, 0),
+])
+def test_a_step_goes_to_llama_cpp_in_ascending_streams(seq_ids, order, runs_as_given,
+                                                       runs_sorted) -> None:  # noqa: ANN001
+    assert step_rows(seq_ids) == order
+    assert stream_runs(seq_ids) == runs_as_given
+    assert stream_runs([seq_ids[i] for i in order]) == runs_sorted
+
+
+def test_lanes_stepped_in_any_order_get_their_own_logits_bit_for_bit(model: Model) -> None:
+    """Rows sorted by stream for llama.cpp: ``logits(i)`` is still the ``i``-th lane's, each
+    equal to the same lane stepped alone."""
+    vocabulary = model.vocabulary
+    targets = [vocabulary.tokenize(text, add_special=True) for text in
+               ("Tell me about rivers", "Why is the sky blue?", "Name three birds",
+                "Write one line about tea")]
+    steps = vocabulary.tokenize(" and then", add_special=False)
+    alone = [_lane_logits(model.context, [target], steps)[0] for target in targets]
+
+    context = Context(model.context.model, n_ctx=256, max_lanes=5, n_threads=2)
+    lanes = [context.open_lane() for _ in range(5)]
+    spare = lanes.pop(1)  # stream 1 stays empty: a gap
+    for lane, target in zip(lanes, targets, strict=True):
+        context.prefill([lane], [target])
+    given = [3, 0, 2, 1]  # streams 4, 0, 3, 2: the order requests might come in
+    for token in steps:
+        context.step([lanes[i] for i in given], [token] * len(given))
+    assert context.last_step_streams == (0, 2, 3, 4)
+    assert stream_runs(context.last_step_streams) == 2
+    for output, lane_index in enumerate(given):
+        assert np.array_equal(context.logits(output), alone[lane_index]), lane_index
+    with pytest.raises(ValueError, match="one token per lane"):
+        context.step([lanes[0], lanes[1]], [steps[0]])
+    context.close_lane(spare)
+    context.close()
 
 
 def test_a_lane_given_up_frees_its_cells_at_once(model: Model) -> None:
