@@ -108,9 +108,10 @@ def make_server(sock: socket.socket, state: ServerState, settings: ServeSettings
 def keep_out_of_collections() -> None:
     """Move every object alive now (the loaded model, the web stack, the compiled kernels:
     about 160,000 tracked objects) out of the garbage collector's reach for good
-    (``gc.freeze``). A full collection otherwise walks them all while holding the GIL,
-    which stopped every stream for 47 ms about every 20 s of serving; after the freeze it
-    walks only what requests made (docs/performance.md, "Garbage collections")."""
+    (``gc.freeze``). A full collection otherwise walks them all while holding the GIL: one
+    in 20 s of two streams stopped both for 47 ms. After the freeze it walks only what
+    requests made (docs/performance.md, "A graph per run of streams, the exponential in
+    fused multiply-adds, garbage collections")."""
     gc.collect()
     gc.freeze()
 
