@@ -1,6 +1,7 @@
 """`localpref bench --server`, smoke-sized: the servers start, answer streamed requests from
 concurrent clients, and the report holds every figure (no timing is asserted); the llama-server
-baseline's settings, command line and build script (never compiled here)."""
+baseline's settings, command line and build script (never compiled here); the staggered load
+on a real ``localpref serve``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ from localpref.server.bench import (
     format_server_report,
     run_server_bench,
     start_localpref,
+)
+from localpref.server.bench_client import Target
+from localpref.server.staggered import (
+    StaggeredTiming,
+    format_staggered,
+    measure_staggered,
+    request_lengths,
+    staggered_report,
 )
 from localpref.server.stall import long_prompt, measure_stall, stall_seconds
 
@@ -67,6 +76,57 @@ def test_long_prompt_is_about_as_long_as_asked(model) -> None:
     for tokens in (300, 1500):
         count = len(model.vocabulary.tokenize(long_prompt(tokens), add_special=False))
         assert 0.8 * tokens <= count <= 1.25 * tokens
+
+
+def test_staggered_load_on_localpref_serve(model) -> None:
+    """Clients sending requests of their own lengths one after another, Base and steered, on a
+    real ``localpref serve``: every requested token arrives (end tokens ignored)."""
+    settings = ServerBenchSettings(max_tokens=8, n_ctx=512)
+    process, base = start_localpref(settings, threads=1)
+    steered = Target("localpref steered", base.port, f"{base.model}:recommended:concise",
+                     base.extra)
+    lengths = [[3, 5], [4, 2], [6]]
+    try:
+        timings = [measure_staggered(target, settings.prompt, lengths)
+                   for target in (base, steered)]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    for timing in timings:
+        assert (timing.tokens, timing.requests) == (20, 5)
+        assert timing.wall_s > 0 and timing.tokens_per_s == timing.tokens / timing.wall_s
+
+
+def test_request_lengths_are_one_seeded_plan_within_bounds() -> None:
+    plan = request_lengths(4, 6, 128)
+    assert len(plan) == 4 and all(len(client) == 6 for client in plan)
+    assert all(32 <= tokens <= 160 for client in plan for tokens in client)
+    assert plan == request_lengths(4, 6, 128)  # every server gets the same work
+    assert plan != request_lengths(4, 6, 128, seed=1)
+    assert len({tokens for client in plan for tokens in client}) > 6  # lengths differ
+    assert request_lengths(2, 3, 1) == [[1, 1, 1], [1, 1, 1]]
+
+
+def test_staggered_report_takes_medians_and_the_ratio_to_llama_server() -> None:
+    timings = {
+        "localpref base": [StaggeredTiming(2.0, 300, 24), StaggeredTiming(1.5, 300, 24),
+                           StaggeredTiming(3.0, 300, 24)],  # 150, 200, 100 tok/s
+        "llama-server base": [StaggeredTiming(1.5, 300, 24), StaggeredTiming(1.5, 300, 24),
+                              StaggeredTiming(1.0, 300, 24)],  # 200, 200, 300 tok/s
+    }
+    report = staggered_report(timings, [[32, 160], [40, 50]])
+    assert (report["clients"], report["requests_per_client"]) == (2, 2)
+    assert (report["tokens_min"], report["tokens_max"]) == (32, 160)
+    assert report["servers"]["localpref base"] == {"tokens_per_s": 150.0, "tokens": 900,
+                                                   "requests": 72, "rounds": 3}
+    assert report["servers"]["llama-server base"]["tokens_per_s"] == 200.0
+    assert report["base_ratio_to_llama_server"] == 0.75
+    line = format_staggered(report)
+    assert "2 clients, 2 requests each of 32-160 tokens" in line
+    assert "localpref base 150.0 tok/s" in line and "0.75x" in line
+    alone = staggered_report({"localpref base": timings["localpref base"]}, [[8]])
+    assert "base_ratio_to_llama_server" not in alone
+    assert "llama-server" not in format_staggered(alone)
 
 
 def test_stall_is_the_longest_gap_after_the_join() -> None:

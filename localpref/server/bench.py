@@ -16,10 +16,11 @@ prompt repeats, end tokens ignored where the server can) it measures:
 localpref is measured with plain decoding (``ID``, Base) and steered (``ID:recommended:PREF``,
 the model's recommended steering, two lanes a request: up to P clients); the baselines with
 Base only (they cannot steer). With llama-server, the long-prompt stall too
-(:mod:`localpref.server.stall`). The configurations are interleaved within every round, so
-drift of a shared machine touches all alike; the machine's load average is recorded before
-every measurement. Tokens are the ``usage`` the server reports, else one per streamed piece.
-Nothing here asserts a timing.
+(:mod:`localpref.server.stall`) and a staggered load, clients sending requests of different
+lengths one after another (:mod:`localpref.server.staggered`). The configurations are
+interleaved within every round, so drift of a shared machine touches all alike; the machine's
+load average is recorded before every measurement. Tokens are the ``usage`` the server
+reports, else one per streamed piece. Nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ from localpref.engine import available_cores
 from localpref.errors import LocalprefError, ModelError, SettingsError
 from localpref.server import llama_server
 from localpref.server.bench_client import Target, free_port, measure, percentile_ms
+from localpref.server.staggered import (
+    CLIENTS,
+    REQUESTS_PER_CLIENT,
+    StaggeredTiming,
+    format_staggered,
+    measure_staggered,
+    request_lengths,
+    staggered_report,
+)
 from localpref.server.stall import measure_stall
 
 CLIENT_COUNTS = (1, 2, 4)
@@ -213,6 +223,8 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
             measure(target, 1, settings.prompt, 4)
         samples: dict[tuple[str, int], list[tuple[float, list[float], int]]] = {}
         stalls: dict[str, list[Any]] = {}
+        staggered: dict[str, list[StaggeredTiming]] = {}
+        lengths = request_lengths(CLIENTS, REQUESTS_PER_CLIENT, settings.max_tokens)
         for round_index in range(settings.rounds):
             shift = round_index % len(targets)
             order = targets[shift:] + targets[:shift]
@@ -235,6 +247,14 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
                     stalls.setdefault(target.label, []).append(measure_stall(
                         target, settings.prompt, settings.stall_stream_tokens,
                         settings.stall_prompt_tokens))
+                for target in order:
+                    if target.label not in STAGGERED_LABELS:
+                        continue
+                    progress(f"round {round_index + 1}/{settings.rounds}: {target.label}, "
+                             "staggered load")
+                    loads.append(load_average() or 0.0)
+                    staggered.setdefault(target.label, []).append(
+                        measure_staggered(target, settings.prompt, lengths))
     finally:
         for process in processes:
             process.terminate()
@@ -243,11 +263,16 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
-    return _report(settings, base.model, threads, samples, stalls, loads)
+    report = _report(settings, base.model, threads, samples, stalls, loads)
+    if staggered:
+        report["staggered"] = staggered_report(staggered, lengths)
+    return report
 
 
 #: The servers whose long-prompt stall is measured (llama-cpp-python's serves one at a time).
 STALL_LABELS = ("localpref base", "llama-server base")
+#: The servers measured under the staggered load (with llama-server, as the stall).
+STAGGERED_LABELS = ("localpref base", "localpref steered", "llama-server base")
 
 
 def _report(settings: ServerBenchSettings, model: str, threads: int,
@@ -335,6 +360,8 @@ def format_server_report(report: dict[str, Any]) -> str:
                            for c, r in report["steered_to_two_lane_limit"].items())
         lines.append(f"localpref steered / two-lane limit (llama-server, 2N clients, "
                      f"halved): {limits}")
+    if report.get("staggered"):
+        lines.append(format_staggered(report["staggered"]))
     for label, row in (report.get("long_prompt_stall") or {}).items():
         note = "" if row["streams_outlived_prefill"] else " (a stream ended first: a lower bound)"
         lines.append(f"long-prompt stall, {label}: {row['stall_s']:.2f} s with "

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -95,11 +95,15 @@ def next_number() -> int:
     return next(_request_numbers)
 
 
-def run_clients(target: Target, requests: Sequence[Callable[[int], StreamTiming]]
-                ) -> tuple[float, list[StreamTiming]]:
+Outcome = TypeVar("Outcome")
+
+
+def run_clients(target: Target, requests: Sequence[Callable[[int], Outcome]]
+                ) -> tuple[float, list[Outcome]]:
     """Each of ``requests`` (called with a fresh request number) on a thread of its own, all
-    at once: (wall seconds from the first sent to the last ended, their timings)."""
-    timings: list[StreamTiming | BaseException | None] = [None] * len(requests)
+    at once: (wall seconds from the first sent to the last ended, what each returned, in
+    order)."""
+    timings: list[Outcome | BaseException | None] = [None] * len(requests)
     numbers = [next_number() for _ in requests]
 
     def client(index: int) -> None:
@@ -118,7 +122,7 @@ def run_clients(target: Target, requests: Sequence[Callable[[int], StreamTiming]
     for timing in timings:
         if isinstance(timing, BaseException):
             raise ModelError(f"A request to {target.label} failed: {timing}") from timing
-    return wall, [t for t in timings if isinstance(t, StreamTiming)]
+    return wall, [t for t in timings if t is not None and not isinstance(t, BaseException)]
 
 
 def measure(target: Target, clients: int, prompt: str, max_tokens: int
