@@ -18,5 +18,7 @@ This package imports FastAPI and uvicorn, so nothing in the library imports it: 
 - ``state``: what the running server holds (the model once loaded, the jobs in flight);
 - ``app``: the FastAPI application;
 - ``run``: binding, loading, uvicorn, and shutting down on Ctrl-C or SIGTERM;
-- ``bench``: ``localpref bench --server`` against llama-cpp-python's own server.
+- ``bench``: ``localpref bench --server`` against llama-cpp-python's own server and
+  llama-server, with ``bench_client`` (the streaming client), ``stall`` (the long-prompt
+  stall), ``staggered`` (clients sending requests one after another) and ``llama_server``.
 """
