@@ -225,6 +225,14 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
         stalls: dict[str, list[Any]] = {}
         staggered: dict[str, list[StaggeredTiming]] = {}
         lengths = request_lengths(CLIENTS, REQUESTS_PER_CLIENT, settings.max_tokens)
+
+        def stall_of(target: Target) -> Any:
+            return measure_stall(target, settings.prompt, settings.stall_stream_tokens,
+                                 settings.stall_prompt_tokens)
+
+        def staggered_of(target: Target) -> StaggeredTiming:
+            return measure_staggered(target, settings.prompt, lengths)
+
         for round_index in range(settings.rounds):
             shift = round_index % len(targets)
             order = targets[shift:] + targets[:shift]
@@ -238,23 +246,16 @@ def run_server_bench(settings: ServerBenchSettings, progress: Progress) -> dict[
                     samples.setdefault((target.label, clients), []).append(
                         measure(target, clients, settings.prompt, settings.max_tokens))
             if settings.stall:
-                for target in order:
-                    if target.label not in STALL_LABELS:
-                        continue
-                    progress(f"round {round_index + 1}/{settings.rounds}: {target.label}, "
-                             "long-prompt stall")
-                    loads.append(load_average() or 0.0)
-                    stalls.setdefault(target.label, []).append(measure_stall(
-                        target, settings.prompt, settings.stall_stream_tokens,
-                        settings.stall_prompt_tokens))
-                for target in order:
-                    if target.label not in STAGGERED_LABELS:
-                        continue
-                    progress(f"round {round_index + 1}/{settings.rounds}: {target.label}, "
-                             "staggered load")
-                    loads.append(load_average() or 0.0)
-                    staggered.setdefault(target.label, []).append(
-                        measure_staggered(target, settings.prompt, lengths))
+                for labels, what, into, measure_one in (
+                        (STALL_LABELS, "long-prompt stall", stalls, stall_of),
+                        (STAGGERED_LABELS, "staggered load", staggered, staggered_of)):
+                    for target in order:
+                        if target.label not in labels:
+                            continue
+                        progress(f"round {round_index + 1}/{settings.rounds}: {target.label}, "
+                                 f"{what}")
+                        loads.append(load_average() or 0.0)
+                        into.setdefault(target.label, []).append(measure_one(target))
     finally:
         for process in processes:
             process.terminate()
