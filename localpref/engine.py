@@ -311,8 +311,6 @@ class Context:
         self._logit_views: dict[int, np.ndarray] = {}
         #: the batch rows of the last decode's outputs, in order (None: every row, a step)
         self._output_rows: list[int] | None = None
-        #: the streams of the last step in the order llama.cpp got them (``step_rows``)
-        self.last_step_streams: tuple[int, ...] = ()
         #: ``llama_decode`` calls so far
         self.decodes = 0
         self._lock = threading.RLock()
@@ -573,8 +571,14 @@ class Context:
         self._batch_wants_logits[: len(lanes)] = 1
         self._batch.n_tokens = len(lanes)
         self._output_rows = _inverse(order)
-        self.last_step_streams = tuple(lanes[i].seq_id for i in order)
         self._decode()
+
+    @property
+    def last_decode_streams(self) -> tuple[int, ...]:
+        """The stream of each row of the last decode, in the order llama.cpp got them (a
+        step's in ascending order, ``step_rows``); read from the batch, so a step pays
+        nothing for it."""
+        return tuple(self._batch_seq_slots[row][0] for row in range(self._batch.n_tokens))
 
     def _decode(self) -> None:
         self.decodes += 1

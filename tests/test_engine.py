@@ -342,8 +342,8 @@ def test_lanes_stepped_in_any_order_get_their_own_logits_bit_for_bit(model: Mode
     given = [3, 0, 2, 1]  # streams 4, 0, 3, 2: the order requests might come in
     for token in steps:
         context.step([lanes[i] for i in given], [token] * len(given))
-    assert context.last_step_streams == (0, 2, 3, 4)
-    assert stream_runs(context.last_step_streams) == 2
+    assert context.last_decode_streams == (0, 2, 3, 4)
+    assert stream_runs(context.last_decode_streams) == 2
     for output, lane_index in enumerate(given):
         assert np.array_equal(context.logits(output), alone[lane_index]), lane_index
     with pytest.raises(ValueError, match="one token per lane"):
