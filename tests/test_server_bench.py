@@ -50,10 +50,18 @@ def test_server_bench_measures_both_servers_with_concurrent_clients() -> None:
     assert report["servers"]["localpref steered"]["2"]["tokens"] == 4
     assert set(report["base_ratio_to_llama_cpp_python"]) == {"1", "2"}
     assert set(report["ttft_ratio_to_llama_cpp_python"]) == {"1", "2"}
+    paired = report["paired_to_llama_cpp_python"]
+    for what, key in (("tokens_per_s", "base_ratio_to_llama_cpp_python"),
+                      ("ttft_p50", "ttft_ratio_to_llama_cpp_python")):
+        for clients in ("1", "2"):  # one round: its ratio is the ratio of the medians
+            row = paired[what][clients]
+            assert row["rounds"] == 1 and row["low"] == row["ratio"] == row["high"]
+            assert row["ratio"] == pytest.approx(report[key][clients], abs=2e-3)
     assert 0 <= report["load_average"]["min"] <= report["load_average"]["max"]
     assert "long_prompt_stall" not in report and "steered_to_two_lane_limit" not in report
     table = format_server_report(report)
     assert "llama-cpp-python base" in table and "localpref base / llama-cpp-python base" in table
+    assert "paired by round, 95 % interval, tokens/s: 1: " in table
     json.dumps(report)
 
 
@@ -124,6 +132,12 @@ def test_staggered_report_takes_medians_and_the_ratio_to_llama_server() -> None:
     line = format_staggered(report)
     assert "2 clients, 2 requests each of 32-160 tokens" in line
     assert "localpref base 150.0 tok/s" in line and "0.75x" in line
+    # round by round: 0.75, 1.0 and 1/3, geometric mean (0.25)^(1/3)
+    paired = report["paired_base_ratio_to_llama_server"]
+    assert paired["ratio"] == pytest.approx(0.25 ** (1 / 3), abs=1e-3)
+    assert paired["rounds"] == 3 and 1 / 3 - 1e-3 <= paired["low"] <= paired["ratio"]
+    assert paired["ratio"] <= paired["high"] <= 1.0 + 1e-3
+    assert f"(paired by round, 95 % interval: {paired['ratio']:.2f}x [" in line
     alone = staggered_report({"localpref base": timings["localpref base"]}, [[8]])
     assert "base_ratio_to_llama_server" not in alone
     assert "llama-server" not in format_staggered(alone)

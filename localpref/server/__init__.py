@@ -20,5 +20,6 @@ This package imports FastAPI and uvicorn, so nothing in the library imports it: 
 - ``run``: binding, loading, uvicorn, and shutting down on Ctrl-C or SIGTERM;
 - ``bench``: ``localpref bench --server`` against llama-cpp-python's own server and
   llama-server, with ``bench_client`` (the streaming client), ``stall`` (the long-prompt
-  stall), ``staggered`` (clients sending requests one after another) and ``llama_server``.
+  stall), ``staggered`` (clients sending requests one after another), ``paired`` (ratios
+  paired by round, with bootstrap intervals) and ``llama_server``.
 """

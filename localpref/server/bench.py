@@ -44,6 +44,7 @@ from localpref.engine import available_cores
 from localpref.errors import LocalprefError, ModelError, SettingsError
 from localpref.server import llama_server
 from localpref.server.bench_client import Target, free_port, measure, percentile_ms
+from localpref.server.paired import format_paired, paired_ratios, paired_two_lane_limit
 from localpref.server.staggered import (
     CLIENTS,
     REQUESTS_PER_CLIENT,
@@ -301,8 +302,11 @@ def _report(settings: ServerBenchSettings, model: str, threads: int,
         key = name.replace("-", "_")
         report[f"base_ratio_to_{key}"] = _ratios(servers, f"{name} base", "tokens_per_s")
         report[f"ttft_ratio_to_{key}"] = _ratios(servers, f"{name} base", "ttft_p50_ms")
+        report[f"paired_to_{key}"] = paired_ratios(samples, "localpref base", f"{name} base")
     if "llama-server" in settings.baselines:
         report["steered_to_two_lane_limit"] = _two_lane_limit(servers)
+        report["paired_steered_to_two_lane_limit"] = paired_two_lane_limit(
+            samples, "localpref steered", "llama-server base")
     if stalls:
         report["long_prompt_stall"] = {label: _stall_row(rows) for label, rows in stalls.items()}
     return report
@@ -356,11 +360,20 @@ def format_server_report(report: dict[str, Any]) -> str:
                            for c, r in report[f"base_ratio_to_{key}"].items())
         ttft = ", ".join(f"{c}: {r:.2f}x" for c, r in report[f"ttft_ratio_to_{key}"].items())
         lines.append(f"localpref base / {name} base: tokens/s {ratios}; TTFT p50 {ttft}")
+        paired = report.get(f"paired_to_{key}") or {}
+        for what, title in (("tokens_per_s", "tokens/s"), ("ttft_p50", "TTFT p50")):
+            if paired.get(what):
+                rows = ", ".join(f"{c}: {format_paired(r)}" for c, r in paired[what].items())
+                lines.append(f"  paired by round, 95 % interval, {title}: {rows}")
     if report.get("steered_to_two_lane_limit"):
         limits = ", ".join(f"{c} client(s) {r:.2f}x"
                            for c, r in report["steered_to_two_lane_limit"].items())
         lines.append(f"localpref steered / two-lane limit (llama-server, 2N clients, "
                      f"halved): {limits}")
+    if report.get("paired_steered_to_two_lane_limit"):
+        rows = ", ".join(f"{c}: {format_paired(r)}"
+                         for c, r in report["paired_steered_to_two_lane_limit"].items())
+        lines.append(f"  paired by round, 95 % interval: {rows}")
     if report.get("staggered"):
         lines.append(format_staggered(report["staggered"]))
     for label, row in (report.get("long_prompt_stall") or {}).items():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpref.server.bench_client import Target, next_number, run_clients, stream_once
+from localpref.server.paired import format_paired, paired_ratio
 
 CLIENTS = 4
 REQUESTS_PER_CLIENT = 6
@@ -80,6 +81,10 @@ def staggered_report(timings: dict[str, list[StaggeredTiming]],
     if ours and theirs and theirs["tokens_per_s"] > 0:
         report["base_ratio_to_llama_server"] = round(
             ours["tokens_per_s"] / theirs["tokens_per_s"], 3)
+        paired = paired_ratio([t.tokens_per_s for t in timings["localpref base"]],
+                              [t.tokens_per_s for t in timings["llama-server base"]])
+        if paired is not None:
+            report["paired_base_ratio_to_llama_server"] = paired
     return report
 
 
@@ -89,6 +94,9 @@ def format_staggered(report: dict[str, Any]) -> str:
                       for label, row in report["servers"].items())
     ratio = report.get("base_ratio_to_llama_server")
     versus = f"; localpref base / llama-server base {ratio:.2f}x" if ratio is not None else ""
+    paired = report.get("paired_base_ratio_to_llama_server")
+    if paired is not None:
+        versus += f" (paired by round, 95 % interval: {format_paired(paired)})"
     return (f"staggered load ({report['clients']} clients, {report['requests_per_client']} "
             f"requests each of {report['tokens_min']}-{report['tokens_max']} tokens, one after "
             f"another): {rates}{versus}")
