@@ -5,8 +5,10 @@ resume and the command line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import openai
 import pytest
@@ -23,7 +25,7 @@ from batch_helpers import (
 from server_helpers import request, running_server, sdk_client
 
 import localpref
-from localpref.batches.lines import BatchFileError, parse_lines
+from localpref.batches.lines import BatchFileError, parse_lines, read_lines
 from localpref.batches.output import AnswerFile
 from localpref.bench.batch_files import bench_batch, format_batch
 from localpref.cli import main
@@ -168,6 +170,32 @@ def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answe
     out.write_text(json.dumps(line("a", chat("Hi"))) + "\n", encoding="utf-8")
     with pytest.raises(BatchFileError, match="Line 1 of .* is not an answer line"):
         AnswerFile(out)
+
+
+def test_the_answers_file_follows_a_link_and_refuses_what_is_not_a_file(tmp_path) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_text(json.dumps(_answer("b")) + "\n", encoding="utf-8")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    answers = AnswerFile(link)
+    assert answers.answered == {"b"}
+    answers.write(_answer("a"))
+    answers.sort(["a", "b"])
+    assert link.is_symlink() and link.resolve() == real.resolve()  # the sort wrote through
+    assert [json.loads(raw)["custom_id"] for raw in real.read_text().splitlines()] == ["a", "b"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, Path("/dev/full")):  # would hang, fail, or fill memory
+        with pytest.raises(BatchFileError, match=r" is not a regular file; give a file's path"):
+            AnswerFile(path)
+    with pytest.raises(BatchFileError, match=r"^The batch file /dev/zero is a device, not a "):
+        read_lines(Path("/dev/zero"))
+
+
+def test_a_batch_file_may_start_with_a_byte_order_mark(tmp_path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps(line("a", chat("Hi"))).encode() + b"\n")
+    assert [item.custom_id for item in read_lines(source)] == ["a"]
 
 
 def test_lines_end_at_newlines_only_and_a_lone_surrogate_is_one_sentence(tmp_path) -> None:

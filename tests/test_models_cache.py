@@ -213,3 +213,13 @@ def test_remove_whole_repo_and_refusals(hf_cache: Path, bundled: Path, tmp_path:
     with pytest.raises(ModelError, match="is not in the Hugging Face cache; delete it yourself"):
         models.remove_model(str(bundled))
     assert bundled.is_file()
+    # A path that only looks inside the cache is outside it ("..", or a folder linked out).
+    victim = tmp_path / "victim.gguf"
+    victim.write_bytes(b"GGUF")
+    (hf_cache / "linked").symlink_to(tmp_path)
+    for disguised in (Path(f"{hf_cache}/{os.path.relpath(victim, hf_cache)}"),
+                      hf_cache / "linked" / "victim.gguf"):
+        assert str(disguised).startswith(str(hf_cache)) and disguised.resolve() == victim.resolve()
+        with pytest.raises(ModelError, match="is not in the Hugging Face cache"):
+            models.remove_model(str(disguised))
+    assert victim.read_bytes() == b"GGUF"

@@ -13,6 +13,7 @@ error line and the rest go on.
 from __future__ import annotations
 
 import json
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +88,13 @@ def json_line(value: Any) -> str:
 
 
 def read_lines(path: Path) -> list[BatchLine]:
-    """The request lines of the file at ``path`` (one sentence if it cannot be read)."""
+    """The request lines of the file at ``path`` (one sentence if it cannot be read): a
+    regular file or a pipe (``<(...)``), never a device that reads forever (``/dev/zero``).
+    A byte-order mark at its start is skipped."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if stat.S_ISCHR(path.stat().st_mode) or stat.S_ISBLK(path.stat().st_mode):
+            raise BatchFileError(f"The batch file {path} is a device, not a file.")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise BatchFileError(f"There is no batch file at {path}.") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -39,7 +39,10 @@ class AnswerFile:
     """``OUT.jsonl`` open for appending; ``answered`` holds the ``custom_id``s already in it."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        # A symbolic link is followed: the sort's rename then replaces the file it names.
+        self.path = Path(os.path.realpath(path))
+        if self.path.exists() and not self.path.is_file():
+            raise BatchFileError(f"{path} is not a regular file; give a file's path as --out.")
         self.answered: set[str] = set()
         data = b""
         try:

@@ -144,9 +144,11 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
                          f"remove it with {tool}.")
     if parsed.kind == "path":
         assert parsed.path is not None
-        resolved_cache = cache.resolve()
-        absolute = parsed.path.absolute()
-        if resolved_cache not in absolute.parents and cache.absolute() not in absolute.parents:
+        # ".." is resolved first, and the folder holding the file wherever links lead it:
+        # "CACHE/../x.gguf" is not in the cache.
+        absolute = Path(os.path.normpath(parsed.path.absolute()))
+        folder, resolved_cache = absolute.parent.resolve(), cache.resolve()
+        if folder != resolved_cache and resolved_cache not in folder.parents:
             raise ModelError(
                 f"{parsed.path} is not in the Hugging Face cache; delete it yourself if you wish."
             )
@@ -203,7 +205,9 @@ def delete_cached_file(path: Path) -> None:
     """
     blob = _link_target(path)
     path.unlink(missing_ok=True)
-    if blob is not None and blob.parent.name == "blobs":
+    repo_dirs = [folder.parent for folder in path.parents if folder.name == "snapshots"]
+    # huggingface_hub links a snapshot entry to its own repository's blobs folder only.
+    if blob is not None and blob.parent.name == "blobs" and blob.parent.parent in repo_dirs:
         repo_dir = blob.parent.parent
         still_used = any(
             _link_target(link) == blob for link in (repo_dir / "snapshots").rglob("*")
