@@ -177,9 +177,10 @@ class Scheduler:
         with self._cond:
             if self._stopping:
                 raise ModelError("The model is closed; load it again to generate.")
-            if len(self._queue) >= self.max_queued:
+            waiting = self._waiting_for_lanes()
+            if waiting >= self.max_queued:
                 raise BusyError(
-                    f"{len(self._queue)} requests are already waiting for this model "
+                    f"{waiting} requests are already waiting for this model "
                     "(max_queued); try again when one has finished."
                 )
             job.id = next(self._ids)
@@ -199,6 +200,22 @@ class Scheduler:
                                                 daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+
+    def _waiting_for_lanes(self) -> int:
+        """Queued jobs that the free lanes cannot take at the next admission (under _cond):
+        jobs queued a moment ago, before the scheduler's thread ran (a burst, the gathering
+        window), start as soon as it does, so they do not count against ``max_queued``. FIFO
+        as ``_admit``: behind the first head that does not fit, every job waits."""
+        free: dict[Context, int] = {}
+        for index, job in enumerate(self._queue):
+            needs = job.needs()
+            for context in needs:
+                free.setdefault(context, context.free_lanes)
+            if any(free[context] < count for context, count in needs.items()):
+                return len(self._queue) - index
+            for context, count in needs.items():
+                free[context] -= count
+        return 0
 
     def in_own_thread(self) -> bool:
         """Whether the caller runs in the scheduler's thread (a finalizer run by the GC)."""

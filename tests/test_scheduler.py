@@ -249,6 +249,22 @@ def test_a_full_queue_gives_busy_error_and_waiting_requests_start_when_lanes_fre
     assert running.result.stats["stop_reason"] == "cancelled"
 
 
+def test_a_burst_of_as_many_requests_as_lanes_and_queue_hold_is_all_taken(
+        bundled_path: Path) -> None:
+    """Requests sent at once, before the scheduler's thread admits any, are not counted as
+    waiting while free lanes can take them: lanes + max_queued are taken, the next is not."""
+    prompts = ["Name a herb.", "Name a tree.", "Name a river."]
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=1) as small:
+        alone = [small.generate(p, method="base", max_tokens=12, ignore_eos=True).tokens
+                 for p in prompts]
+        burst = [small.stream(p, method="base", max_tokens=12, ignore_eos=True).start()
+                 for p in prompts]  # 2 lanes + 1 waiting
+        with pytest.raises(BusyError, match="^1 requests are already waiting"):
+            next(small.stream("Hi", method="base", max_tokens=2))
+        results = [generation.run() for generation in burst]
+    assert [result.tokens for result in results] == alone
+
+
 def test_a_request_needing_more_lanes_than_the_model_has_is_refused_at_once(
         bundled_path: Path) -> None:
     with Model(bundled_path, max_lanes=2, n_ctx=256) as small:
