@@ -139,6 +139,24 @@ def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:
     assert refused.value.body["param"] == "top_logprobs"
 
 
+def test_logprobs_describe_the_answer_and_not_the_stop_string_cut_from_it(client, model) -> None:
+    prompt = "Count from 1 to 20."
+    traced = _traced(model, prompt, method="base", max_tokens=30, stop=["5"])
+    cut = [record for record in traced.trace if not record["piece"]]
+    assert traced.text.endswith("4\n") and cut  # the stop's token was drawn, its text cut
+    chat = client.chat.completions.create(model=MODEL_ID, messages=user(prompt), max_tokens=30,
+                                          stop=["5"], logprobs=True)
+    content = chat.choices[0].logprobs.content
+    assert chat.choices[0].message.content == traced.text
+    assert "".join(entry.token for entry in content) == traced.text
+    assert len(content) == len(traced.trace) - len(cut)
+    legacy = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=30,
+                                       stop=["5"], logprobs=0)
+    choice = legacy.choices[0]
+    assert "".join(choice.logprobs.tokens) == choice.text
+    assert choice.logprobs.text_offset[-1] < len(choice.text)
+
+
 def test_a_json_schema_answer_validates_while_steered(client, model) -> None:
     prompt = "Describe a fruit as JSON: its name, colour and whether it is sweet."
     answer = client.chat.completions.create(

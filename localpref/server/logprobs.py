@@ -3,7 +3,8 @@
 Each token's log-probability is the trace's ``logprob``: under the steered distribution the
 token was drawn from, at temperature 1, after every mask (repetition penalty, end rule,
 plausibility, PAD's top-K, the grammar), before temperature, top-k, top-p and min-p. The
-alternatives are the trace's ``top_logprobs`` of the same distribution.
+alternatives are the trace's ``top_logprobs`` of the same distribution. Only the tokens that
+wrote the answer's text have an entry: not those of a stop string cut from it.
 
 - chat (``choices[i].logprobs``): ``{"content": [{token, logprob, bytes, top_logprobs}],
   "refusal": None}``, ``top_logprobs`` a list of ``{token, logprob, bytes}``;
@@ -28,10 +29,19 @@ def _entry(vocabulary: Vocabulary, token: int, logprob: float) -> dict[str, Any]
             "bytes": list(raw)}
 
 
+def answer_records(result: Result) -> list[dict[str, Any]]:
+    """The trace's records of the tokens that wrote the answer's text: a stop string's tokens
+    (traced with an empty piece: their text was cut) are not part of it. An empty piece
+    before a written one stays (the first bytes of a character that the next token ends)."""
+    records = result.trace or []
+    written = [index for index, record in enumerate(records) if record["piece"]]
+    return records[: written[-1] + 1] if written else []
+
+
 def chat_logprobs(result: Result, vocabulary: Vocabulary) -> dict[str, Any]:
     """The chat shape of ``result``'s trace (which must have been recorded)."""
     content = []
-    for record in result.trace or []:
+    for record in answer_records(result):
         entry = _entry(vocabulary, record["token"], record["logprob"])
         entry["top_logprobs"] = [_entry(vocabulary, int(token), logprob)
                                  for token, logprob in record.get("top_logprobs", [])]
@@ -43,7 +53,7 @@ def legacy_logprobs(result: Result, vocabulary: Vocabulary, top_n: int) -> dict[
     """The text-completion shape of ``result``'s trace."""
     tokens, logprobs, tops, offsets = [], [], [], []
     offset = 0
-    for record in result.trace or []:
+    for record in answer_records(result):
         tokens.append(vocabulary.piece(record["token"]).decode("utf-8", errors="replace"))
         logprobs.append(record["logprob"])
         tops.append({vocabulary.piece(int(token)).decode("utf-8", errors="replace"): logprob
