@@ -31,13 +31,60 @@ from localpref.errors import SettingsError
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
+#: Keywords that constrain a value and that llama-cpp-python's converter (0.3.36) leaves out
+#: of the grammar: an answer would be free to break them, so a schema using one is refused.
+#: (Annotations such as ``title``, ``description`` or ``format`` do not constrain, and an
+#: unknown ``format`` is an annotation in JSON Schema 2020-12.)
+UNENFORCED_KEYWORDS = frozenset({
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+    "uniqueItems", "contains", "minContains", "maxContains", "not", "if", "then", "else",
+    "dependentRequired", "dependentSchemas", "dependencies", "patternProperties",
+    "propertyNames", "minProperties", "maxProperties", "unevaluatedProperties",
+    "unevaluatedItems",
+})
+#: Keywords whose value is a schema, a list of schemas or a map of names to schemas.
+_SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", "oneOf",
+                       "allOf", "properties", "$defs", "definitions")
+
+
+def unenforced_keyword(schema: Any, where: str = "") -> tuple[str, str] | None:
+    """The first keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` or its subschemas, with
+    where it is (``properties.age``; "" at the top), or None."""
+    if not isinstance(schema, dict):
+        return None
+    for keyword in schema:
+        if keyword in UNENFORCED_KEYWORDS:
+            return keyword, where
+    for keyword in _SUBSCHEMA_KEYWORDS:
+        value = schema.get(keyword)
+        if isinstance(value, dict) and keyword in ("properties", "$defs", "definitions"):
+            children = [(f"{keyword}.{name}", child) for name, child in value.items()]
+        elif isinstance(value, list):
+            children = [(f"{keyword}[{index}]", child) for index, child in enumerate(value)]
+        else:
+            children = [(keyword, value)]
+        for path, child in children:
+            found = unenforced_keyword(child, f"{where}.{path}" if where else path)
+            if found is not None:
+                return found
+    return None
+
+
 def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
     """The GBNF of a JSON answer: any JSON object without ``schema``, else one that validates
-    against it; an unusable schema is a ``SettingsError``."""
+    against it; an unusable schema is a ``SettingsError``, and so is one with a constraint
+    the grammar would not enforce (:data:`UNENFORCED_KEYWORDS`)."""
     if schema is None or schema is True or schema == {}:
         return llama_cpp.llama_grammar.JSON_GBNF
     if not isinstance(schema, dict):
         raise SettingsError("The JSON schema must be an object.")
+    unenforced = unenforced_keyword(schema)
+    if unenforced is not None:
+        keyword, where = unenforced
+        at = f" (at {where})" if where else ""
+        raise SettingsError(f"The JSON schema uses '{keyword}'{at}, which localpref cannot "
+                            "enforce while it writes; remove it and check that constraint "
+                            "on the answer.")
     try:
         return llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions

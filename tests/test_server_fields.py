@@ -183,6 +183,17 @@ def test_a_json_schema_answer_validates_while_steered(client, model) -> None:
                                        response_format={"type": "json_schema",
                                                         "json_schema": {"name": "x"}})
     assert refused.value.body["param"] == "response_format"
+    # A bound the grammar would not enforce is refused by name, not silently dropped.
+    bounded = {"type": "object", "properties": {"fruit": FRUIT_SCHEMA, "count": {
+        "type": "array", "items": {"type": "integer", "minimum": 5}}}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                       response_format={"type": "json_schema", "json_schema": {
+                                           "name": "x", "schema": bounded}})
+    assert refused.value.body["param"] == "response_format"
+    assert refused.value.body["message"] == (
+        "The JSON schema uses 'minimum' (at properties.count.items), which localpref cannot "
+        "enforce while it writes; remove it and check that constraint on the answer.")
 
 
 def test_tools_are_refused_by_name_unless_tool_choice_is_none(client, model) -> None:

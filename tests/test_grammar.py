@@ -1,0 +1,43 @@
+"""Which JSON schemas become a grammar: a constraint the converter would drop is refused by
+name and place; annotations and unknown formats are not constraints."""
+
+from __future__ import annotations
+
+import pytest
+
+from localpref.errors import SettingsError
+from localpref.grammar import UNENFORCED_KEYWORDS, json_grammar, unenforced_keyword
+
+NAME = {"type": "string", "title": "Name", "description": "a name", "format": "email"}
+
+
+@pytest.mark.parametrize(("schema", "found"), [
+    ({"type": "integer", "minimum": 5}, ("minimum", "")),
+    ({"type": "object", "properties": {"age": {"type": "number", "exclusiveMaximum": 9}}},
+     ("exclusiveMaximum", "properties.age")),
+    ({"type": "array", "items": {"anyOf": [NAME, {"type": "string", "not": {"const": "x"}}]}},
+     ("not", "items.anyOf[1]")),
+    ({"$defs": {"tag": {"type": "array", "uniqueItems": True}},
+      "type": "object", "properties": {"tags": {"$ref": "#/$defs/tag"}}},
+     ("uniqueItems", "$defs.tag")),
+    ({"type": "object", "additionalProperties": {"type": "object", "minProperties": 1}},
+     ("minProperties", "additionalProperties")),
+    ({"type": "array", "prefixItems": [NAME, {"type": "integer", "multipleOf": 2}]},
+     ("multipleOf", "prefixItems[1]")),
+])
+def test_a_constraint_the_grammar_would_drop_is_found_where_it_is(schema, found) -> None:
+    assert unenforced_keyword(schema) == found
+    with pytest.raises(SettingsError, match=f"^The JSON schema uses '{found[0]}'"):
+        json_grammar(schema)
+
+
+def test_names_and_annotations_are_not_constraints() -> None:
+    # a property may be called "minimum"; title, description, format and default annotate
+    schema = {"type": "object", "title": "T", "properties": {
+        "minimum": {"type": "integer", "default": 3}, "name": NAME,
+        "tags": {"type": "array", "items": NAME, "minItems": 1, "maxItems": 3}},
+        "required": ["minimum"], "additionalProperties": False}
+    assert unenforced_keyword(schema) is None
+    grammar = json_grammar(schema)
+    assert "minimum" in grammar and "root ::=" in grammar
+    assert {"minimum", "maximum", "not", "if"} <= UNENFORCED_KEYWORDS
