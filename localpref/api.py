@@ -123,11 +123,11 @@ class Model:
             n_threads=n_threads, n_threads_batch=n_threads_batch,
         )
         self.n_gpu_layers = n_gpu_layers
-        self._backend = self._open_backend(Path(path), system_prompt)
+        self._main = self._open_backend(Path(path), system_prompt)
         self._reward_backends: dict[str, _Backend] = {}
         self._reward_lock = threading.Lock()
-        self._backends = [self._backend]
-        self._calibration = CalibrationLookup(self._backend.loaded.path)
+        self._backends = [self._main]
+        self._calibration = CalibrationLookup(self._main.loaded.path)
         self._scheduler = Scheduler(max_queued=max_queued, keep_cells=bool(keep_cells))
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
@@ -150,12 +150,25 @@ class Model:
             raise
         return _Backend(loaded, context, system_prompt)
 
+    @property
+    def _backend(self) -> _Backend:
+        """The model's weights, context and prompts, while it is open: after ``close()``
+        llama.cpp's vocabulary and context are freed, and reading them would crash."""
+        if not self._finalizer.alive:
+            raise ModelError("The model is closed; load it again to use it.")
+        return self._main
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has run (nothing can be generated or tokenized any more)."""
+        return not self._finalizer.alive
+
     # -- facts ------------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
         """The model's name from its GGUF metadata (or its file name)."""
-        return self._backend.loaded.name
+        return self._main.loaded.name
 
     @property
     def notices(self) -> list[str]:
@@ -165,7 +178,7 @@ class Model:
 
     @property
     def path(self) -> Path:
-        return self._backend.loaded.path
+        return self._main.loaded.path
 
     @property
     def calibration(self) -> Calibration | None:

@@ -25,10 +25,11 @@ import collections
 import dataclasses
 import functools
 import math
+import numbers
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class Sampling:
     repeat_last_n: int = 64
 
     def __post_init__(self) -> None:
+        check_number_fields(self, with_param=True)
         _require(math.isfinite(self.repeat_penalty) and self.repeat_penalty > 0,
                  f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).",
                  "repeat_penalty")
@@ -315,6 +317,7 @@ class ContrastFamily(Method):
                 "them the preference lane's probability (default contrast)"})
 
     def __post_init__(self) -> None:
+        check_number_fields(self)
         _require(self.end_tokens in (CONTRAST_ENDS, PREF_ENDS),
                  f"The end-token rule (end_tokens) must be {CONTRAST_ENDS!r} or {PREF_ENDS!r} "
                  f"(got {self.end_tokens!r}).")
@@ -745,6 +748,28 @@ def _amulet_contrast(alpha: float, lam: float, eta: float, iterations: int) -> f
 #: preference lane's probability (docs/steering.md, "Ending").
 CONTRAST_ENDS = "contrast"
 PREF_ENDS = "pref"
+
+
+#: A settings field's annotation -> the numbers it takes and what they are called.
+_NUMBER_FIELDS = {"float": (numbers.Real, "a number"), "int": (numbers.Integral, "a whole number")}
+
+
+def check_number_fields(settings: Any, *, with_param: bool = False) -> None:
+    """Every ``float`` / ``int`` field of a settings dataclass holds such a number (``None``
+    too where the annotation allows it), checked before any range: a text or ``None`` where a
+    number belongs is one sentence, not a ``TypeError``. ``with_param`` names the field as
+    the error's parameter (the sampling fields are the OpenAI API's)."""
+    for spec in dataclasses.fields(settings):
+        annotation = str(spec.type).replace(" ", "")
+        optional = annotation.endswith("|None")
+        kind = _NUMBER_FIELDS.get(annotation.removesuffix("|None"))
+        value = getattr(settings, spec.name)
+        if kind is None or (optional and value is None):
+            continue
+        expected, called = kind
+        _require(isinstance(value, expected) and not isinstance(value, bool),
+                 f"The setting {spec.name} must be {called} (got {value!r}).",
+                 spec.name if with_param else None)
 
 
 def _require(condition: bool, message: str, param: str | None = None) -> None:

@@ -52,6 +52,9 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
     """
     if preference is None:
         return []
+    if not isinstance(preference, str | Sequence | Mapping) or isinstance(preference, bytes):
+        raise SettingsError(f"The {noun} must be a text, a list of texts or texts with "
+                            f"weights (got {type(preference).__name__}).")
     items = [preference] if isinstance(preference, str) else list(preference)
     if not items:
         raise SettingsError(f"The {noun} list is empty; give at least one {noun}.")

@@ -75,8 +75,14 @@ def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, s
         if not prompt_or_messages.strip():
             raise SettingsError("The prompt is empty.")
         return [{"role": "user", "content": prompt_or_messages}]
+    if not isinstance(prompt_or_messages, Sequence) or isinstance(prompt_or_messages, bytes):
+        raise SettingsError("The prompt must be a text or a list of messages, each a "
+                            f"{{role, content}} mapping (got {type(prompt_or_messages).__name__}).")
     messages = []
     for message in prompt_or_messages:
+        if not isinstance(message, Mapping):
+            raise SettingsError("Each message must be a {role, content} mapping "
+                                f"(got {type(message).__name__}).")
         role, content = message.get("role"), message.get("content")
         if role not in ("system", "user", "assistant") or not isinstance(content, str):
             raise SettingsError(

@@ -131,7 +131,7 @@ class Request:
         return cls(
             messages=tuple(as_messages(prompt_or_messages)), preference=preference, avoid=avoid,
             method=method, sampling=sampling, max_tokens=max_tokens, seed=seed,
-            stop=tuple([stop] if isinstance(stop, str) else stop or ()),
+            stop=_stop_strings(stop),
             ignore_eos=ignore_eos, system_prompt=system_prompt, score_lanes=score_lanes,
             trace=trace, opposite=opposite, like=checked_like(like),
         )
@@ -194,3 +194,11 @@ def lone_surrogate(text: str) -> int | None:
     except UnicodeEncodeError as error:
         return ord(text[error.start])
     return None
+
+
+def _stop_strings(stop: Sequence[str] | str | None) -> tuple[str, ...]:
+    """``stop`` as a tuple of strings: one text or a list of texts."""
+    items = [stop] if isinstance(stop, str) else stop or ()
+    if not isinstance(items, Sequence) or not all(isinstance(item, str) for item in items):
+        raise SettingsError(f"Stop strings must be a text or a list of texts (got {stop!r}).")
+    return tuple(items)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localpref import PAD, Amulet, Base, BusyError, Contrastive, Pref, SettingsError
+from localpref import PAD, Amulet, Base, BusyError, Contrastive, ModelError, Pref, SettingsError
 from localpref.api import Model
 from localpref.cli import main
 from localpref.methods import Selector
@@ -263,6 +263,23 @@ def test_a_burst_of_as_many_requests_as_lanes_and_queue_hold_is_all_taken(
             next(small.stream("Hi", method="base", max_tokens=2))
         results = [generation.run() for generation in burst]
     assert [result.tokens for result in results] == alone
+
+
+def test_a_closed_model_refuses_every_use_in_one_sentence(bundled_path: Path) -> None:
+    """After ``close()`` llama.cpp's vocabulary and context are freed: every use is a
+    ModelError (reading them would crash the process), the model's name and path remain."""
+    small = Model(bundled_path, max_lanes=2, n_ctx=256)
+    chat = small.chat(max_tokens=2)
+    small.close()
+    small.close()  # twice is fine
+    assert small.closed and small.name.startswith("Smollm2") and small.path == bundled_path
+    uses = [lambda: small.generate("Hi", max_tokens=2), lambda: small.stream("Hi"),
+            lambda: small.count_tokens("Hi"), lambda: small.vocabulary,
+            lambda: small.compare("Hi", ["base", "pref"], preference="concise"),
+            lambda: chat.send("Hi")]
+    for use in uses:
+        with pytest.raises(ModelError, match=r"^The model is closed; load it again"):
+            use()
 
 
 def test_a_request_needing_more_lanes_than_the_model_has_is_refused_at_once(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from method_helpers import Gentle
 from reference_helpers import np_log_softmax
 
-from localpref import PAD, Amulet, Contrastive, Pref
+from localpref import PAD, Amulet, Contrastive, Pref, Sampling
 from localpref.api import Model
 from localpref.errors import SettingsError
 from localpref.kernels.controls import (
@@ -24,6 +24,7 @@ from localpref.kernels.controls import (
     token_logprob,
 )
 from localpref.methods import METHODS, amulet_alpha_for_contrast
+from localpref.request import Request
 
 NEG_INF = -np.inf
 
@@ -184,6 +185,32 @@ def test_strength_of_each_method_is_its_one_knob() -> None:
 def test_out_of_range_controls_are_refused(make) -> None:  # noqa: ANN001
     with pytest.raises(SettingsError):
         make()
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: Amulet(tau="0.2"), "The setting tau must be a number (got '0.2')."),
+    (lambda: PAD(weight=None), "The setting weight must be a number (got None)."),
+    (lambda: Contrastive(kl_budget="1"), "The setting kl_budget must be a number (got '1')."),
+    (lambda: Sampling(temperature=True), "The setting temperature must be a number (got True)."),
+    (lambda: Sampling(top_k=2.5), "The setting top_k must be a whole number (got 2.5)."),
+    (lambda: Request.make("Hi", preference=123),
+     "The preference must be a text, a list of texts or texts with weights (got int)."),
+    (lambda: Request.make(b"Hi"), "The prompt must be a text or a list of messages, each a "
+                                  "{role, content} mapping (got bytes)."),
+    (lambda: Request.make(["Hi"]), "Each message must be a {role, content} mapping (got str)."),
+    (lambda: Request.make("Hi", stop=["a", 3]),
+     "Stop strings must be a text or a list of texts (got ['a', 3])."),
+])
+def test_a_setting_of_the_wrong_type_is_one_sentence(make, message) -> None:  # noqa: ANN001
+    with pytest.raises(SettingsError) as refused:
+        make()
+    assert str(refused.value) == message
+
+
+def test_numbers_of_any_kind_and_an_unset_budget_are_settings() -> None:
+    assert Amulet(tau=np.float32(0.25), kl_budget=None).tau == np.float32(0.25)
+    assert Sampling(top_k=np.int64(3), temperature=1).top_k == 3
+    assert Request.make("Hi", stop="x").stop == ("x",)
 
 
 def test_controls_default_to_the_papers_behaviour() -> None:
