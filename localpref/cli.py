@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from localpref.errors import LocalprefError
@@ -45,8 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit code of a command whose output's reader went away (128 + SIGPIPE, as a shell
+#: reports a process that a closed pipe ended).
+BROKEN_PIPE_EXIT = 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C)."""
+    """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C, 141 when the
+    reader of its output went away)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -60,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`localpref generate ... | head`): nothing more can be shown.
+        # Python would complain again when it flushes stdout at exit, so stdout goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
 
 
 if __name__ == "__main__":

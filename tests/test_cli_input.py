@@ -80,3 +80,19 @@ def test_repeat_penalty_zero_is_refused_with_one_sentence(capsys, command):
     err = capsys.readouterr().err
     assert "repeat penalty must be greater than 0" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`localpref generate ... | head -c 5`: the pipe closes while the answer streams; the
+    command ends with 141 (as a shell reports SIGPIPE) and no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "generate", "Write a long poem about the sea.",
+         "--max-tokens", "64", "--ignore-eos", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(5)) == 5
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(120) == 141
+    assert "Traceback" not in error and "BrokenPipeError" not in error

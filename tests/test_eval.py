@@ -432,6 +432,18 @@ def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_sentence_before_the_model_loads(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    for out, problem in ((blocker / "out", "Cannot make the output folder"),
+                         (blocker, "exists and is not a folder")):
+        code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out, "--model",
+                                                     str(tmp_path / "missing.gguf")))
+        assert code == 2 and stderr.count("\n") == 1 and problem in stderr
+        assert str(out) in stderr  # said before the model is looked for
+
+
 @pytest.mark.parametrize("content", [None, "not json", "[{\"text\": \"no prompt key\"}]"])
 def test_bad_dataset_exits_2_with_one_sentence(capsys: pytest.CaptureFixture[str],
                                                tmp_path: Path, content: str | None) -> None:

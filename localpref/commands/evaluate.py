@@ -223,11 +223,13 @@ def run_eval(args: argparse.Namespace) -> int:
         judge_path = resolve_model(args.judge)  # fails now, before any generation
 
     from localpref.commands.options import load_model
+    from localpref.evaluation.grid import make_output_folder
 
     check_parallel(args.parallel)
     if args.parallel > 1 and args.ray is not None:
         raise SettingsError("--parallel is for this machine; with --ray each actor decodes "
                             f"{RAY_PARALLEL} at once.")
+    make_output_folder(Path(args.out))  # before the model loads: a bad --out fails at once
     model = load_model(args, system_prompt=config.system_prompt,
                        max_lanes=max(4, 2 * args.parallel), max_queued=max(16, args.parallel))
     judge = None

@@ -145,8 +145,7 @@ class Evaluation:
         self.config = config
         self.model = model
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise LocalprefError(f"Output {self.out_dir} exists and is not a folder.")
+        check_output_folder(self.out_dir)
         self.scorers = list(scorers)
         self.metric_names = [m for s in self.scorers for m in s.metrics]
         if isinstance(judge, PairwiseJudge):
@@ -246,7 +245,7 @@ class Evaluation:
 
     def run(self) -> Path:
         """Do every missing row, then write the summary and charts; return the summary path."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_output_folder(self.out_dir)
         items = self.items()
         existing = {row["id"]: row for row in read_rows(self.out_dir / GENERATIONS)}
         score_rows = list(read_rows(self.out_dir / SCORES))
@@ -466,3 +465,19 @@ class Evaluation:
             scores.write(judgement)
             judgements[identifier] = judgement
             progress.advance(f"judge {row_a['method']} vs {row_b['method']}")
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """An output folder that exists must be a folder (one sentence otherwise)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LocalprefError(f"Output {out_dir} exists and is not a folder.")
+
+
+def make_output_folder(out_dir: Path) -> None:
+    """Make the output folder (and its parents), or say in one sentence why it cannot be."""
+    check_output_folder(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LocalprefError(f"Cannot make the output folder {out_dir}: "
+                             f"{error.strerror or error}.") from None
