@@ -302,7 +302,9 @@ class Model:
         bare = len(self._backend.prompts.lane_tokens(request.messages, None,
                                                      system_prompt=request.system_prompt))
         if not named or bare + 1 >= self.n_ctx:
-            return f"The prompt is {longest} tokens long; the context holds {self.n_ctx}."
+            return (f"The prompt is {longest} tokens long and the context holds {self.n_ctx}, "
+                    "which leaves no room for an answer; shorten the prompt or load the "
+                    "model with a larger context (--ctx, n_ctx).")
         one = named in (["preference"], ["avoid text"])
         it = "it" if one else "them"
         return (f"The {' and the '.join(named)} {'is' if one else 'are'} too long: with {it} "

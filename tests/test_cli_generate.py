@@ -190,7 +190,8 @@ def test_a_window_past_the_trained_context_is_one_sentence(
 def test_prompt_longer_than_the_context(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "generate", "word " * 5000, "--method", "base")
     assert code == 2
-    assert "tokens long; the context holds" in err and err.count("\n") == 1
+    assert "tokens long and the context holds" in err and err.count("\n") == 1
+    assert "which leaves no room for an answer; shorten the prompt" in err
 
 
 @pytest.mark.parametrize(("flags", "blamed"), [

@@ -30,12 +30,28 @@ def test_validation_errors_are_400_not_422(server, fields, param, words) -> None
     assert error["type"] == "invalid_request_error"
 
 
+def test_an_unknown_field_of_the_localpref_object_is_400_with_the_fields_it_takes(
+        server) -> None:
+    fields = body(localpref={"preferense": "concise", "strength": 2.0})
+    error = assert_error_shape(request(server.url, "POST", CHAT, body=fields), 400)
+    assert error["param"] == "localpref.preferense"
+    assert error["message"].startswith("localpref.preferense is not a field of the localpref "
+                                       "object; did you mean 'preference'? it takes preference,")
+    # OpenAI's own unknown fields are still ignored (clients send many)
+    answer = request(server.url, "POST", CHAT, body=body(some_new_openai_field=1))
+    assert answer.status == 200
+
+
 def test_missing_field_and_bad_json_are_400(server) -> None:
     error = assert_error_shape(request(server.url, "POST", CHAT, body={"model": MODEL_ID}), 400)
     assert error["param"] == "messages" and "required" in error["message"].lower()
     error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"{not json",
                                        headers={"Content-Type": "application/json"}), 400)
     assert error["message"] == "The request body is not valid JSON."
+    for raw in (b'{"model": "\xff\xfe"}', b"[" * 100_000 + b"]" * 100_000):  # not UTF-8; deep
+        error = assert_error_shape(request(server.url, "POST", CHAT, raw=raw, headers={
+            "Content-Type": "application/json"}), 400)
+        assert error["message"] == "The request body is not valid JSON."
     error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"",
                                        headers={"Content-Type": "application/json"}), 400)
     assert error["message"] == "The request body is empty; send a JSON object."
@@ -61,6 +77,8 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"messages": [{"role": "user", "content": "basil " * 3000}]}, "The prompt is"),
     (MODEL_ID, {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "x"}}]}]}, "Only text content parts"),
+    (MODEL_ID, {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+     "A text content part needs its text"),
     (MODEL_ID, {"messages": [{"role": "user", "content": "a\ud800b"}]},  # JSON's \\ud800
      "The message is not valid Unicode text: it holds a lone surrogate (U+D800)"),
     (MODEL_ID, {"localpref": {"preference": "kind\udce9"}}, "preference is not valid Unicode"),

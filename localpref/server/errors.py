@@ -10,6 +10,7 @@ server's log, never to the client.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localpref.errors import BusyError, LocalprefError, ModelError, TooManyLanesError
 from localpref.server.ids import UnknownModelError
+from localpref.server.schemas import LocalprefOptions
 
 #: Seconds a client is told to wait before trying again (loading, or a full queue).
 RETRY_AFTER_SECONDS = 2
@@ -79,6 +81,20 @@ def from_library(error: Exception) -> ApiError:
     return ApiError(500, "The server failed while generating; see its log.", code="internal_error")
 
 
+#: What Starlette's ``Request.json()`` says of a body it cannot decode.
+BODY_PARSE_DETAIL = "There was an error parsing the body"
+
+
+def unknown_localpref_field(name: str) -> str:
+    """The sentence for a field the ``localpref`` object does not have (a misspelled one
+    would otherwise be ignored and the answer silently unsteered)."""
+    fields = list(LocalprefOptions.model_fields)
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"localpref.{name} is not a field of the localpref object; {hint}"
+            f"it takes {', '.join(fields)}.")
+
+
 #: The names pydantic gives the members of a union in an error's location (``stop.str``).
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 
@@ -104,6 +120,8 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     kind = first.get("type")
     if kind == "json_invalid":
         return "The request body is not valid JSON.", None
+    if kind == "extra_forbidden" and len(location) == 2 and location[0] == "localpref":
+        return unknown_localpref_field(location[1]), param
     if param is None and kind == "missing":
         return "The request body is empty; send a JSON object.", None
     if param is None and kind in ("model_attributes_type", "dict_type", "model_type"):
@@ -133,6 +151,10 @@ def install_error_handlers(app: FastAPI) -> None:
         elif error.status_code == 405:
             message = f"{request.url.path} does not accept {request.method}."
             code = "method_not_allowed"
+        elif error.status_code == 400 and error.detail == BODY_PARSE_DETAIL:
+            # Starlette's words for a body it could not decode (bytes that are not UTF-8,
+            # JSON nested too deep): as any other body that is not JSON.
+            message, code = "The request body is not valid JSON.", "invalid_request"
         else:
             message, code = str(error.detail), None
         return ApiError(error.status_code, message, code=code,

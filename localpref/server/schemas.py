@@ -1,7 +1,8 @@
 """Pydantic models of the request bodies: the OpenAI chat-completions fields the server reads.
 
-Unknown fields are ignored (clients send many); a field of the wrong type is a 400 with the
-field's name. Values in range are checked by the library, which says what is wrong.
+Unknown fields are ignored (clients send many), except in the ``localpref`` object; a field
+of the wrong type is a 400 with the field's name. Values in range are checked by the library,
+which says what is wrong.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ class StreamOptions(_Lenient):
     include_usage: bool | None = None  # null is false, as OpenAI reads it
 
 
-class LocalprefOptions(_Lenient):
+class LocalprefOptions(BaseModel):
     """The ``localpref`` extension object: each field overrides the model id's
-    (``preference`` as an object is weights: ``{"concise": 1, "uplifting": 0.4}``)."""
+    (``preference`` as an object is weights: ``{"concise": 1, "uplifting": 0.4}``). Unlike
+    OpenAI's fields, an unknown one is refused: it is this server's own object, and a
+    misspelled field would leave the answer silently unsteered."""
+
+    model_config = ConfigDict(extra="forbid")
 
     preference: str | list[str] | dict[str, Any] | None = None
     avoid: str | list[str] | None = None

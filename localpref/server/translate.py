@@ -103,8 +103,11 @@ def message_text(message: ChatMessage) -> str:
         return content
     pieces = []
     for part in content:
-        if part.type != "text" or part.text is None:
+        if part.type != "text":
             raise SettingsError(f"Only text content parts are supported (got '{part.type}').")
+        if part.text is None:
+            raise SettingsError("A text content part needs its text "
+                                '({"type": "text", "text": "..."}).')
         pieces.append(part.text)
     return "".join(pieces)
 
