@@ -181,3 +181,31 @@ def test_the_loaded_server_keeps_its_objects_out_of_collections_but_collects_new
         assert watch() is None  # a request's garbage is still collected
     finally:
         gc.unfreeze()
+
+
+def _ask(url: str, system: str, question: str, tokens: int) -> tuple[list[float], int]:
+    answer = request(url, "POST", "/chat/completions", body={
+        "model": "smollm2-135m-instruct", "max_tokens": tokens, "logprobs": True,
+        "messages": [{"role": "system", "content": system},
+                     {"role": "user", "content": question}]}).json()
+    return ([entry["logprob"] for entry in answer["choices"][0]["logprobs"]["content"]],
+            answer["usage"]["prompt_tokens_details"]["cached_tokens"])
+
+
+def test_without_the_prompt_cache_an_answer_does_not_depend_on_what_was_served_before() -> None:
+    """A long prompt's cells, computed by llama.cpp's tiled attention (64 rows or more), would
+    be reused by the next prompt that starts the same way and round its logits differently;
+    --no-prompt-cache evaluates every prompt whole."""
+    system = "You are a helpful assistant who answers in plain words."
+    process = start("--no-prompt-cache")
+    try:
+        listening_url(process)
+        url = SERVING.match(process.stdout.readline().rstrip("\n")).group(1)
+        fresh, cached = _ask(url, system, "Describe rain.", 8)
+        assert cached == 0
+        _ask(url, system, "Tell me about " + "rivers, seas and lakes, " * 20, 2)  # 100+ rows
+        again, cached = _ask(url, system, "Describe rain.", 8)
+        assert cached == 0 and again == fresh
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)

@@ -39,6 +39,10 @@ def add_parser(subparsers: Any) -> None:
                         help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
     parser.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
                         help="send CORS headers for this origin (repeatable; default: none)")
+    parser.add_argument("--no-prompt-cache", action="store_true",
+                        help="evaluate every prompt whole instead of reusing the cells a "
+                        "finished request kept: slower first tokens, but a greedy answer is "
+                        "the same whatever was served before it")
     parser.set_defaults(func=run_serve_command)
 
 
@@ -63,8 +67,8 @@ def run_serve_command(args: argparse.Namespace) -> int:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LocalprefWarning)  # said below, as one line
-            model = load_model(args.model, max_lanes=2 * args.parallel, keep_cells=True,
-                               **loading)
+            model = load_model(args.model, max_lanes=2 * args.parallel,
+                               keep_cells=not args.no_prompt_cache, **loading)
         tell_notices(model)
         return model, served_model_id(args.model, model.path)
 
