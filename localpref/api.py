@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
-from localpref.engine import Context, LoadedModel
+from localpref.engine import MIN_CONTEXT, Context, LoadedModel
 from localpref.errors import (
     LocalprefWarning,
     ModelError,
@@ -112,6 +112,16 @@ class Model:
         if not isinstance(max_lanes, int) or not 1 <= max_lanes <= n_batch:
             raise SettingsError(f"max_lanes must be a whole number from 1 to n_batch "
                                 f"({n_batch}) (got {max_lanes}).")
+        if not isinstance(n_batch, int) or n_batch < 1:
+            raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch}).")
+        for name, value, least in (("n_ctx", n_ctx, MIN_CONTEXT), ("n_threads", n_threads, 1),
+                                   ("n_threads_batch", n_threads_batch, 1)):
+            if value is not None and (not isinstance(value, int) or value < least):
+                raise SettingsError(f"{name} must be a whole number, {least} or more, or None "
+                                    f"for the default (got {value!r}).")
+        if not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
+            raise SettingsError("n_gpu_layers must be a whole number, 0 or more, or -1 for all "
+                                f"(got {n_gpu_layers!r}).")
         if not isinstance(max_queued, int) or max_queued < 0:
             raise SettingsError(f"max_queued must be 0 or more (got {max_queued}).")
         if not isinstance(max_like_tokens, int) or max_like_tokens < 1:

@@ -37,6 +37,9 @@ from localpref.gguf_header import read_gguf_header
 #: alone over a cache window of 512 cells or more, with 2 threads or more, is yet another
 #: kernel, the cells split between threads: joined, such a row is computed as in any batch.)
 ROW_BY_ROW_LIMIT = 64
+#: The smallest window of one lane a model is loaded with (``n_ctx``, ``--ctx``): a chat
+#: template alone takes a dozen tokens.
+MIN_CONTEXT = 16
 #: A prefix of this many tokens that a later lane of a prefill shares with an earlier one is
 #: evaluated once and copied (a decode more); a shorter one is evaluated in each lane.
 SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2

@@ -265,6 +265,20 @@ def test_a_burst_of_as_many_requests_as_lanes_and_queue_hold_is_all_taken(
     assert [result.tokens for result in results] == alone
 
 
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"n_threads": -3}, "n_threads must be a whole number, 1 or more, or None"),
+    ({"n_threads_batch": 0}, "n_threads_batch must be a whole number, 1 or more"),
+    ({"n_ctx": 8}, "n_ctx must be a whole number, 16 or more"),
+    ({"n_ctx": "512"}, "n_ctx must be a whole number, 16 or more"),
+    ({"n_gpu_layers": -2}, "n_gpu_layers must be a whole number, 0 or more, or -1"),
+    ({"n_batch": 0}, "n_batch must be a whole number, 1 or more"),
+])
+def test_a_bad_load_setting_is_one_sentence_before_anything_loads(bundled_path: Path, settings,
+                                                                   message) -> None:  # noqa: ANN001
+    with pytest.raises(SettingsError, match=f"^{message}"):
+        Model(bundled_path, **settings)
+
+
 def test_a_closed_model_refuses_every_use_in_one_sentence(bundled_path: Path) -> None:
     """After ``close()`` llama.cpp's vocabulary and context are freed: every use is a
     ModelError (reading them would crash the process), the model's name and path remain."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.showing import with_settings
+from localpref.engine import MIN_CONTEXT
 from localpref.errors import LocalprefWarning, SettingsError
 from localpref.examples import like_sentence
 from localpref.methods import (
@@ -108,8 +109,8 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     threads, ctx = getattr(args, "threads", None), getattr(args, "ctx", None)
     if threads is not None and threads < 1:
         raise SettingsError(f"--threads must be 1 or more (got {threads}).")
-    if ctx is not None and ctx < 16:
-        raise SettingsError(f"--ctx must be 16 or more (got {ctx}).")
+    if ctx is not None and ctx < MIN_CONTEXT:
+        raise SettingsError(f"--ctx must be {MIN_CONTEXT} or more (got {ctx}).")
     return {"n_gpu_layers": getattr(args, "gpu_layers", 0), "n_threads": threads, "n_ctx": ctx}
 
 
