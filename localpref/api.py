@@ -109,11 +109,11 @@ class Model:
         max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
         keep_cells: bool = False,
     ) -> None:
+        if not isinstance(n_batch, int) or n_batch < 1:
+            raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch}).")
         if not isinstance(max_lanes, int) or not 1 <= max_lanes <= n_batch:
             raise SettingsError(f"max_lanes must be a whole number from 1 to n_batch "
                                 f"({n_batch}) (got {max_lanes}).")
-        if not isinstance(n_batch, int) or n_batch < 1:
-            raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch}).")
         for name, value, least in (("n_ctx", n_ctx, MIN_CONTEXT), ("n_threads", n_threads, 1),
                                    ("n_threads_batch", n_threads_batch, 1)):
             if value is not None and (not isinstance(value, int) or value < least):
