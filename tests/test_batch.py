@@ -25,6 +25,7 @@ from batch_helpers import (
 from server_helpers import request, running_server, sdk_client
 
 import localpref
+from localpref.api import Model
 from localpref.batches.lines import BatchFileError, parse_lines, read_lines
 from localpref.batches.output import AnswerFile
 from localpref.bench.batch_files import bench_batch, format_batch
@@ -196,6 +197,48 @@ def test_a_batch_file_may_start_with_a_byte_order_mark(tmp_path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_bytes(b"\xef\xbb\xbf" + json.dumps(line("a", chat("Hi"))).encode() + b"\n")
     assert [item.custom_id for item in read_lines(source)] == ["a"]
+
+
+def _error(custom_id: str, status: int, code: str) -> dict:
+    return {**_answer(custom_id), "response": {"status_code": status, "body": {}},
+            "error": {"code": code, "message": "x"}}
+
+
+@pytest.mark.parametrize("order", [["d", "c", "b", "a"], None])
+def test_errors_of_the_runs_flags_or_the_server_are_answered_again_and_replaced(
+        tmp_path, order) -> None:
+    out = tmp_path / "out.jsonl"
+    lines = [_answer("a"), _error("b", 400, "invalid_value"), _error("c", 400, "too_many_lanes"),
+             _error("d", 500, "model_error")]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    answers = AnswerFile(out)
+    assert answers.answered == {"a", "b"}  # b's body would be refused again; c and d not
+    answers.write(_answer("d"))
+    answers.write(_answer("c"))
+    answers.sort(order)
+    written = [json.loads(raw) for raw in out.read_text().splitlines()]
+    assert [line["custom_id"] for line in written] == (order or ["a", "b", "d", "c"])
+    assert {line["custom_id"]: line["response"]["status_code"] for line in written} == {
+        "a": 200, "b": 400, "c": 200, "d": 200}
+
+
+def test_a_line_refused_for_the_runs_lanes_is_answered_by_a_run_with_more(
+        bundled_path, batch_model, tmp_path) -> None:
+    weighted = chat("Name a fruit.", tokens=3,
+                    localpref={"preference": {"concise": 1, "formal": 1, "uplifting": 1}})
+    source = write_batch(tmp_path / "in.jsonl", [line("plain", chat("Hi", tokens=2)),
+                                                 line("weighted", weighted)])
+    out = tmp_path / "out.jsonl"
+    with Model(bundled_path, max_lanes=2, n_ctx=512) as small:
+        first = localpref.batch(source, out, model=small, parallel=1, progress=False)
+    assert (first.done, first.failed) == (2, 1)
+    refused = {a["custom_id"]: a for a in read_answers(out)}["weighted"]
+    assert refused["error"]["code"] == "too_many_lanes"
+    again = localpref.batch(source, out, model=batch_model, progress=False)
+    assert (again.done, again.skipped, again.failed) == (1, 1, 0)
+    answers = read_answers(out)
+    assert [a["custom_id"] for a in answers] == ["plain", "weighted"]
+    assert answers[1]["response"]["status_code"] == 200 and answers[1]["error"] is None
 
 
 def test_lines_end_at_newlines_only_and_a_lone_surrogate_is_one_sentence(tmp_path) -> None:

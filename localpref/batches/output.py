@@ -35,8 +35,24 @@ def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
     return answers
 
 
+#: Error codes that say how the run was started, not what the line asked: a run with other
+#: flags (``--parallel``) can answer the line, so it is answered again (as are server errors,
+#: status 500 and over).
+RETRIED_ERROR_CODES = frozenset({"too_many_lanes"})
+
+
+def answered_for_good(line: dict[str, Any]) -> bool:
+    """Whether an answer line is final: an answer, or an error the same body would get
+    again; not a server error or an error of the run's flags (answered again next run)."""
+    status = (line.get("response") or {}).get("status_code", 200)
+    code = (line.get("error") or {}).get("code")
+    return not (isinstance(status, int) and status >= 500) and code not in RETRIED_ERROR_CODES
+
+
 class AnswerFile:
-    """``OUT.jsonl`` open for appending; ``answered`` holds the ``custom_id``s already in it."""
+    """``OUT.jsonl`` open for appending; ``answered`` holds the ``custom_id``s already in it
+    for good (``answered_for_good``): the others are answered again, and the sort keeps the
+    newest line of a ``custom_id``."""
 
     def __init__(self, path: Path) -> None:
         # A symbolic link is followed: the sort's rename then replaces the file it names.
@@ -56,7 +72,8 @@ class AnswerFile:
             data = data[: data.rfind(b"\n") + 1]
             with open(path, "r+b") as handle:
                 handle.truncate(len(data))
-        self.answered = {line["custom_id"] for line in _parse_answers(data, path)}
+        self.answered = {line["custom_id"] for line in _parse_answers(data, path)
+                         if answered_for_good(line)}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handle: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
@@ -74,16 +91,24 @@ class AnswerFile:
         if not self._handle.closed:
             self._handle.close()
 
-    def sort(self, order: Iterable[str]) -> None:
+    def sort(self, order: Iterable[str] | None) -> None:
         """Rewrite the file with its lines in ``order`` of ``custom_id`` (ids not in ``order``
-        after them, as they were), atomically."""
+        after them, as they were), atomically; with ``order`` None the lines keep the order
+        they were written in and the file is rewritten only to drop a line answered again."""
         self.close()
         answers = _parse_answers(self.path.read_bytes(), self.path)
-        rank = {custom_id: place for place, custom_id in enumerate(order)}
         kept: dict[str, dict[str, Any]] = {}
-        for line in answers:
-            kept.setdefault(line["custom_id"], line)
-        lines = sorted(kept.values(), key=lambda line: rank.get(line["custom_id"], len(rank)))
+        for line in answers:  # a line answered again replaces the error line before it
+            kept.pop(line["custom_id"], None)
+            kept[line["custom_id"]] = line
+        if order is None:
+            if len(kept) == len(answers):
+                return
+            lines = list(kept.values())
+        else:
+            rank = {custom_id: place for place, custom_id in enumerate(order)}
+            lines = sorted(kept.values(),
+                           key=lambda line: rank.get(line["custom_id"], len(rank)))
         temporary = self.path.with_name(self.path.name + ".sorting")
         with open(temporary, "w", encoding="utf-8") as handle:
             for line in lines:

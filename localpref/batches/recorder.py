@@ -71,12 +71,10 @@ class Recorder:
         self.progress.advance(f"{rate:.1f} tokens/s, {self.failed} failed")
 
     def finish(self, *, unordered: bool = False) -> Summary:
-        """Sort the file into input order (unless ``unordered``) and sum the run up."""
+        """Sort the file into input order (unless ``unordered``: lines answered again then
+        only replace their error lines) and sum the run up."""
         self.progress.close()
-        if unordered:
-            self.file.close()
-        else:
-            self.file.sort(line.custom_id for line in self.lines)
+        self.file.sort(None if unordered else [line.custom_id for line in self.lines])
         return Summary(self.done, self.failed, self.skipped, self.tokens,
                        time.perf_counter() - self.started, str(self.file.path))
 
