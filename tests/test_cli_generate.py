@@ -416,3 +416,17 @@ def test_chat_refuses_an_empty_avoid_before_opening_the_app(
 ) -> None:
     code, out, err = run_cli(capsys, "chat", "--avoid", "")
     assert code == 2 and out == "" and "--avoid needs a text" in err and err.count("\n") == 1
+
+
+def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_decoding(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "generate", "Hi", "--method", "pad", "--max-tokens", "2",
+                             "--json")
+    assert code == 0 and json.loads(out)["method"] == "base"
+    assert err.strip() == ("localpref: nothing to steer toward (no --preference, --avoid or "
+                           "--like), so pad writes plain decoding (base).")
+    code, out, err = run_cli(capsys, "generate", "Hi", "--method", "pad", "-p", "concise",
+                             "--max-tokens", "2", "--json")
+    assert code == 0 and "nothing to steer toward" not in err
+    code, _, err = run_cli(capsys, "generate", "Hi", "--max-tokens", "2", "--json")
+    assert code == 0 and "nothing to steer toward" not in err  # the default says nothing

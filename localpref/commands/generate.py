@@ -23,6 +23,7 @@ from localpref.commands.options import (
     method_from_args,
     preference_from_args,
     sampling_kwargs,
+    tell_unsteered,
 )
 from localpref.commands.showing import (
     avoid_from_args,
@@ -104,6 +105,7 @@ def run_generate(args: argparse.Namespace) -> int:
     prompt = prompt_from_args(args)
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
+    tell_unsteered([args.method], preference, avoid, like)
     model = load_model(args, max_lanes=max(4, lanes_needed([method], preference, like)))
     generation = model.stream(
         prompt,
@@ -165,6 +167,7 @@ def run_compare(args: argparse.Namespace) -> int:
     prompt = prompt_from_args(args)
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
+    tell_unsteered(names, preference, avoid, like)
     model = load_model(args, max_lanes=max(4, lanes_needed(methods, preference, like)))
     comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)

@@ -350,6 +350,16 @@ def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
     return model
 
 
+def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: Any,
+                   like: Any) -> None:
+    """One line on stderr when a steering method is named and nothing is given to steer by:
+    the answer is then plain decoding (``base``), which would otherwise go unsaid."""
+    steering = [name for name in named if name and name.split(":")[0].strip() != "base"]
+    if steering and not (preference or avoid or like):
+        print(f"localpref: nothing to steer toward (no --preference, --avoid or --like), so "
+              f"{', '.join(steering)} writes plain decoding (base).", file=sys.stderr)
+
+
 def tell_notices(model: Any) -> None:
     """Each of the model's notices (no chat template...) as one line on stderr."""
     for notice in model.notices:
