@@ -197,7 +197,7 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
         ("[{\"question\": ", "is not valid JSON"),
         ("{\"question\": \"hi\"}", "must hold a JSON list"),
         ("[]", "holds no rows"),
-        ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 1 of"),
+        ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 2 of"),
     ],
 )
 def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | None,
@@ -420,6 +420,7 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--shard", "3/2"], "--shard"),
         (["--scorers", "judge"], "needs a judge model"),
         (["--avoid", " "], "--avoid needs a text"),
+        (["--preferences", " , "], "--preferences names no preference"),
         (["--methods", "base,pref", "--avoid", "verbose"], "--avoid steers away"),
     ],
 )

@@ -198,6 +198,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if sweeps and args.judge is not None:
         raise SettingsError("--sweep and --judge cannot be combined; judge a chosen setting "
                             "in a run of its own.")
+    if args.preferences is not None and not comma_list(args.preferences):
+        raise SettingsError("--preferences names no preference; give one or more, separated "
+                            "by commas, or leave it out for the default four.")
     preferences = [] if args.like and args.preferences is None else preference_specs(
         comma_list(args.preferences or DEFAULT_PREFERENCES), args.prompts)
     examples = like_from_args(args)

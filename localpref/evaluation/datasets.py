@@ -81,7 +81,8 @@ def load_dataset(path: str | Path) -> Dataset:
         if text is None:
             keys = " or ".join(repr(key) for key in PROMPT_KEYS[:2])
             raise DatasetError(
-                f"Row {position} of {path.name} has no prompt: each row needs a {keys} text."
+                f"Row {position + 1} of {path.name} (counted from 1) has no prompt: each row "
+                f"needs a {keys} text."
             )
         row_id = row.get("index", row.get("id", position)) if isinstance(row, dict) else position
         prompts.append(PromptRow(position, str(row_id), text))
