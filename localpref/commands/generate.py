@@ -105,8 +105,8 @@ def run_generate(args: argparse.Namespace) -> int:
     prompt = prompt_from_args(args)
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
-    tell_unsteered([args.method], preference, avoid, like)
     model = load_model(args, max_lanes=max(4, lanes_needed([method], preference, like)))
+    tell_unsteered([args.method], preference, avoid, like)
     generation = model.stream(
         prompt,
         preference=preference,
@@ -167,8 +167,8 @@ def run_compare(args: argparse.Namespace) -> int:
     prompt = prompt_from_args(args)
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
-    tell_unsteered(names, preference, avoid, like)
     model = load_model(args, max_lanes=max(4, lanes_needed(methods, preference, like)))
+    tell_unsteered(names, preference, avoid, like)
     comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
     try:
