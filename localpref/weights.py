@@ -32,8 +32,8 @@ from localpref.presets import PRESETS
 
 class Weights(Mapping[str, float]):
     """Preferences (built-in names or free text) with their weights: ordered, immutable,
-    hashable, validated when made (one sentence for an empty text, a weight that is not a
-    number, or a weight below 0)."""
+    hashable, validated when made (one sentence for an empty text, a preference given twice,
+    a weight that is not a number, or a weight below 0)."""
 
     __slots__ = ("_items",)
 
@@ -47,6 +47,9 @@ class Weights(Mapping[str, float]):
             if not isinstance(text, str) or not text.strip():
                 raise SettingsError("A weighted preference must be a non-empty text, "
                                     "e.g. 'concise'.")
+            if text.strip() in items:  # the last weight would silently win
+                raise SettingsError(f"The preference {text.strip()!r} is given twice; give "
+                                    "each preference once, with one weight.")
             items[text.strip()] = checked_weight(text.strip(), weight)
         self._items = tuple(items.items())
 

@@ -176,6 +176,11 @@ def test_api_key_is_required_when_set(model) -> None:
         wrong = request(keyed.url, "POST", CHAT, body=body(),
                         headers={"Authorization": "Bearer nope"})
         assert assert_error_shape(wrong, 401)["message"] == "The API key is wrong."
+        for header in ("Basic czNjcmV0", "s3cret"):  # another scheme; the key sent bare
+            other = assert_error_shape(request(keyed.url, "POST", CHAT, body=body(),
+                                               headers={"Authorization": header}), 401)
+            assert other["message"] == ("The Authorization header is not of the Bearer scheme; "
+                                        "send 'Authorization: Bearer KEY'.")
         assert request(keyed.url.removesuffix("/v1"), "GET", "/health").status == 200
         assert sdk_client(keyed.url, "s3cret").models.list().data[0].id == MODEL_ID
         with pytest.raises(openai.AuthenticationError):

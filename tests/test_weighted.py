@@ -177,6 +177,9 @@ def test_command_line_items_with_a_number_after_equals_are_weights() -> None:
     for mistyped in ("concise=abc", "Uplifting = ", "concise=1,5"):  # a preset's weight
         with pytest.raises(SettingsError, match="must be a number"):
             parse_preference_items([mistyped])
+    # -p x=1 -p x=2: the last weight would silently win
+    with pytest.raises(SettingsError, match=r"^The preference 'concise' is given twice; "):
+        parse_preference_items(["concise=1", "uplifting", " concise = 2"])
 
 
 def test_admission_counts_every_lane_of_a_weighted_request(bundled_path: Path) -> None:

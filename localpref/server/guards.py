@@ -98,8 +98,14 @@ class ApiKeyCheck:
             given = header.encode("latin-1")
             key = credentials.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
             if not hmac.compare_digest(key, self.expected):
-                message = ("The API key is wrong." if given else
-                           "This server needs an API key: send 'Authorization: Bearer KEY'.")
+                if not given:
+                    message = "This server needs an API key: send 'Authorization: Bearer KEY'."
+                elif scheme.lower() != "bearer":
+                    # (its text is not echoed: it may be the key itself, sent bare)
+                    message = ("The Authorization header is not of the Bearer scheme; send "
+                               "'Authorization: Bearer KEY'.")
+                else:
+                    message = "The API key is wrong."
                 await _refuse(send, ApiError(401, message, code="invalid_api_key",
                                              headers={"WWW-Authenticate": "Bearer"}))
                 return
