@@ -50,7 +50,7 @@ class Sampling:
     repeat_last_n: int = 64
 
     def __post_init__(self) -> None:
-        check_number_fields(self, with_param=True)
+        check_number_fields(self)
         _require(math.isfinite(self.repeat_penalty) and self.repeat_penalty > 0,
                  f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).",
                  "repeat_penalty")
@@ -320,11 +320,11 @@ class ContrastFamily(Method):
         check_number_fields(self)
         _require(self.end_tokens in (CONTRAST_ENDS, PREF_ENDS),
                  f"The end-token rule (end_tokens) must be {CONTRAST_ENDS!r} or {PREF_ENDS!r} "
-                 f"(got {self.end_tokens!r}).")
+                 f"(got {self.end_tokens!r}).", "end_tokens")
         _require(math.isfinite(self.tau) and 0 <= self.tau < 1,
-                 f"tau must be in [0, 1) (got {self.tau}).")
+                 f"tau must be in [0, 1) (got {self.tau}).", "tau")
         _require(self.kl_budget is None or (math.isfinite(self.kl_budget) and self.kl_budget > 0),
-                 f"the KL budget must be greater than 0 (got {self.kl_budget}).")
+                 f"the KL budget must be greater than 0 (got {self.kl_budget}).", "kl_budget")
 
     @property
     def strength(self) -> float:
@@ -402,7 +402,7 @@ class Contrastive(ContrastFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.ratio) and self.ratio >= 0,
-                 f"ratio must be 0 or more (got {self.ratio}).")
+                 f"ratio must be 0 or more (got {self.ratio}).", "ratio")
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         return self.pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
@@ -439,15 +439,16 @@ class Amulet(ContrastFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.alpha) and self.alpha >= 0,
-                 f"alpha must be 0 or more (got {self.alpha}).")
+                 f"alpha must be 0 or more (got {self.alpha}).", "alpha")
         _require(math.isfinite(self.lam) and self.lam >= 0,
-                 f"lambda must be 0 or more (got {self.lam}).")
+                 f"lambda must be 0 or more (got {self.lam}).", "lam")
         _require(math.isfinite(self.eta) and self.eta > 0,
-                 f"eta must be greater than 0 (got {self.eta}).")
+                 f"eta must be greater than 0 (got {self.eta}).", "eta")
         _require(int(self.iterations) == self.iterations and self.iterations >= 1,
-                 f"iterations must be a whole number, 1 or more (got {self.iterations}).")
+                 f"iterations must be a whole number, 1 or more (got {self.iterations}).",
+                 "iterations")
         _require(self.contrast is None or (math.isfinite(self.contrast) and self.contrast >= 0),
-                 f"the contrast must be 0 or more (got {self.contrast}).")
+                 f"the contrast must be 0 or more (got {self.contrast}).", "contrast")
 
     @property
     def effective_alpha(self) -> float:
@@ -526,9 +527,10 @@ class PAD(ContrastFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.weight) and self.weight >= 0,
-                 f"weight must be 0 or more (got {self.weight}).")
+                 f"weight must be 0 or more (got {self.weight}).", "weight")
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
-                 f"candidates must be a whole number, 1 or more (got {self.candidates}).")
+                 f"candidates must be a whole number, 1 or more (got {self.candidates}).",
+                 "candidates")
 
     @property
     def lanes(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -754,11 +756,10 @@ PREF_ENDS = "pref"
 _NUMBER_FIELDS = {"float": (numbers.Real, "a number"), "int": (numbers.Integral, "a whole number")}
 
 
-def check_number_fields(settings: Any, *, with_param: bool = False) -> None:
+def check_number_fields(settings: Any) -> None:
     """Every ``float`` / ``int`` field of a settings dataclass holds such a number (``None``
     too where the annotation allows it), checked before any range: a text or ``None`` where a
-    number belongs is one sentence, not a ``TypeError``. ``with_param`` names the field as
-    the error's parameter (the sampling fields are the OpenAI API's)."""
+    number belongs is one sentence, not a ``TypeError``, whose ``param`` is the field."""
     for spec in dataclasses.fields(settings):
         annotation = str(spec.type).replace(" ", "")
         optional = annotation.endswith("|None")
@@ -768,8 +769,7 @@ def check_number_fields(settings: Any, *, with_param: bool = False) -> None:
             continue
         expected, called = kind
         _require(isinstance(value, expected) and not isinstance(value, bool),
-                 f"The setting {spec.name} must be {called} (got {value!r}).",
-                 spec.name if with_param else None)
+                 f"The setting {spec.name} must be {called} (got {value!r}).", spec.name)
 
 
 def _require(condition: bool, message: str, param: str | None = None) -> None:

@@ -36,6 +36,11 @@ MAX_TOP_LOGPROBS = 20
 MAX_LEGACY_LOGPROBS = 5
 
 
+#: A method setting that the ``localpref`` object sends under its own name; every other
+#: setting of a method is its strength (``localpref.strength``).
+LOCALPREF_FIELDS = {"tau": "tau", "kl_budget": "kl_budget", "end_tokens": "end_tokens"}
+
+
 class FieldError(SettingsError):
     """A body field the server refuses; ``param`` names it (the error's ``param``)."""
 
@@ -178,7 +183,12 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         kwargs["ignore_eos"] = True
     if options is not None and options.opposite is not None:
         kwargs["opposite"] = options.opposite
-    kwargs["method"] = requested_method(method_name, *settings)
+    try:
+        kwargs["method"] = requested_method(method_name, *settings)
+    except SettingsError as error:  # the method's own field -> the localpref field sent
+        if error.param is not None:
+            error.param = f"localpref.{LOCALPREF_FIELDS.get(error.param, 'strength')}"
+        raise
     kwargs["preference"] = preference
     max_tokens, body_fields = request.max_tokens, {}
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens is not None:
