@@ -4,11 +4,18 @@ answers file as one machine, and still a complete one when an actor is killed mi
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from batch_helpers import essentials, mixed_lines, read_answers, write_batch
 
 import localpref
+from localpref.batches.leftovers import alive, descendant_pids, is_ray_process
 from localpref.batches.lines import read_lines
 from localpref.batches.ray_runner import RayPool, RaySettings, run_ray
 from localpref.batches.recorder import Recorder
@@ -96,3 +103,43 @@ def test_a_local_ray_gets_the_model_path_whole(tmp_path, monkeypatch) -> None:
     assert RayPool(RaySettings(model="m.gguf", address="head:6379")).settings.model == "m.gguf"
     assert RayPool(RaySettings(model="qwen2.5-1.5b-instruct")).settings.model == (
         "qwen2.5-1.5b-instruct")
+
+
+def _ray_orphans() -> set[int]:
+    """Live Ray processes that init has adopted (their own Ray's parent is gone)."""
+    orphans = set()
+    for pid in descendant_pids(1):
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+        except OSError:
+            continue
+        if parent == 1 and is_ray_process(pid) and alive(pid):
+            orphans.add(pid)
+    return orphans
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_ctrl_c_while_a_local_ray_starts_leaves_none_of_its_processes(tmp_path) -> None:
+    """Ray stopped during its start left its raylet's agents running, orphaned, ignoring
+    SIGTERM; the batch now ends them. The interrupt comes as soon as the raylet runs."""
+    source = write_batch(tmp_path / "in.jsonl", mixed_lines(4)[:2])
+    before = _ray_orphans()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
+         str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "1", "--threads", "1",
+         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 120
+    while not any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                  for pid in descendant_pids(process.pid) if alive(pid)):
+        assert process.poll() is None and time.monotonic() < deadline, "Ray never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 130, error
+    assert b"Traceback" not in error
+    deadline = time.monotonic() + 10
+    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localpref.batches.leftovers import shutdown_local_ray
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
 from localpref.errors import LocalprefError, ModelError, SettingsError
@@ -103,11 +104,32 @@ def start_ray(settings: RaySettings) -> bool:
         else:
             ray.init(num_cpus=max(1, math.ceil(settings.actors * settings.cpus_per_actor)),
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = settings.address or "a local Ray"
-        raise SettingsError(f"Cannot start or reach Ray at {where}: {error}".rstrip(".")
-                            + ".") from None
+    except BaseException as error:
+        # Whatever stopped it (Ctrl-C, a failure), a half-started Ray's processes would
+        # outlive this one.
+        if settings.address:
+            ray.shutdown()
+        else:
+            shutdown_local_ray(graceful=False)
+        if _interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
+            raise KeyboardInterrupt from None
+        if isinstance(error, ConnectionError | RuntimeError | ValueError):
+            where = settings.address or "a local Ray"
+            raise SettingsError(f"Cannot start or reach Ray at {where}: {error}".rstrip(".")
+                                + ".") from None
+        raise
     return True
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether ``error`` is a KeyboardInterrupt or was raised while handling one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class RayPool:
@@ -185,7 +207,10 @@ class RayPool:
                 print(f"localpref: could not stop a Ray actor: {error}", file=sys.stderr)
         self.actors = []
         if self._started:
-            ray.shutdown()
+            if self.settings.address:
+                ray.shutdown()
+            else:
+                shutdown_local_ray()
             self._started = False
 
 

@@ -1,0 +1,98 @@
+"""The processes a local Ray leaves running when it is stopped while it starts.
+
+``ray.shutdown()`` stops the Ray that ``ray.init`` started here (its GCS server and raylet),
+and the raylet's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) normally follow.
+Stopped during its start (Ctrl-C a second into ``localpref batch --ray``), ``ray.shutdown()``
+stops nothing, because ``ray.init`` has not recorded its processes yet; they end later, but
+the agents the raylet spawned meanwhile stay, orphaned, ignoring SIGTERM (Ray 2.60).
+``shutdown_local_ray`` ends whatever Ray processes run below this one after the shutdown
+(and its grace period). Linux only (``/proc``); elsewhere it is ``ray.shutdown()`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+PROC = Path("/proc")
+#: How long Ray's processes get to end by themselves after ``ray.shutdown()``.
+GRACE_SECONDS = 2.0
+
+
+def descendant_pids(root: int) -> list[int]:
+    """The processes below ``root`` (children, theirs, ...), from ``/proc``; [] without it."""
+    if not PROC.is_dir():
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])  # the name may hold spaces
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_ray_process(pid: int) -> bool:
+    """Whether ``pid`` runs Ray (its command line names Ray's package or a ``ray::`` role)."""
+    try:
+        command = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return command.startswith(b"ray::") or b"/ray/" in command
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (PROC / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; its parent has not collected it yet
+
+
+def end_ray_processes(root: int) -> None:
+    """SIGKILL every Ray process below ``root``. They are stopped first (SIGSTOP), again
+    until no new one appears, because a raylet still starting spawns its agents meanwhile,
+    and an agent spawned after the listing would be orphaned and missed."""
+    stopped: set[int] = set()
+    for _ in range(10):
+        found = {pid for pid in descendant_pids(root) if is_ray_process(pid) and alive(pid)}
+        if not found - stopped:
+            break
+        for pid in found - stopped:
+            _send(pid, signal.SIGSTOP)
+        stopped |= found
+    for pid in stopped:
+        _send(pid, signal.SIGKILL)
+
+
+def shutdown_local_ray(*, graceful: bool = True) -> None:
+    """Stop the Ray started here: ``ray.shutdown()``, ``GRACE_SECONDS`` for its processes to
+    end (with ``graceful``: a Ray that finished starting), then ``end_ray_processes`` for
+    what is left. Stopped during ``ray.init``, ``ray.shutdown()`` stops nothing (Ray has not
+    recorded its processes yet), so they are ended at once."""
+    import ray
+
+    ours = [pid for pid in descendant_pids(os.getpid()) if is_ray_process(pid)]
+    ray.shutdown()
+    deadline = time.monotonic() + (GRACE_SECONDS if graceful else 0.0)
+    while any(alive(pid) for pid in ours) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    end_ray_processes(os.getpid())
+
+
+def _send(pid: int, number: signal.Signals) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:  # it ended meanwhile
+        pass
