@@ -351,6 +351,28 @@ async def test_reopened_app_finds_the_conversation_and_its_settings(model, home)
             {"role": "assistant", "content": answer}]
 
 
+async def test_a_message_left_waiting_at_quit_goes_when_the_app_opens_again(model, home):
+    seed(home, presets=["concise"], method="contrastive", sampling={"max_tokens": 6})
+    with Store() as store:  # what a quit leaves: an answer, then a message that waited
+        conversation = store.create_conversation("Colors")
+        store.add_message(conversation, "user", "Name a color.")
+        store.add_message(conversation, "assistant", "Blue.", method="contrastive",
+                          preference="concise")
+        store.add_message(conversation, "user", "Name a fruit.")
+        store.set_setting("last_conversation", conversation)
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(app.query_one(ChatLog).views) == 4
+                    and not app.session.busy and not app.session.waiting)
+        views = app.query_one(ChatLog).views
+        assert [(v.role, v.waiting) for v in views] == [
+            ("user", False), ("assistant", False), ("user", False), ("assistant", False)]
+        assert views[3].text  # answered now, after the message that waited
+        saved = app.store.messages(conversation)
+        assert [(m.role, m.status) for m in saved][-2:] == [("user", "complete"),
+                                                          ("assistant", "complete")]
+
+
 def test_export_writes_a_conversation_as_markdown(home, capsys):
     with Store() as store:
         conversation = store.create_conversation("Basil care")

@@ -264,3 +264,45 @@ def test_kept_comparison_answer_joins_the_conversation_and_the_store(model, tmp_
                                      {"role": "assistant", "content": "Keep a schedule."}]
     finally:
         session.close()
+
+
+def test_quitting_leaves_the_answer_partial_and_the_waiting_message_goes_after_reopening(
+    model, tmp_path, notices
+):
+    session = make_session(model, tmp_path, notices, sampling={"max_tokens": 200})
+    first = session.send("Write a long story about a fox.")
+    waiting = session.wait("Name a fruit.")
+
+    def progress(delta: str, stats: dict) -> None:
+        if delta.strip():
+            session.quit()  # Ctrl+Q while the answer streams
+
+    ended = session.write(first, progress=progress, notice=lambda text, severity: None)
+    session.finish()
+    conversation = session.conversation_id
+    session.close()
+    assert ended.partial and ended.stats["stop_reason"] == "app_closed"  # not "stopped"
+    store = Store(tmp_path / "history.sqlite3")
+    saved = store.messages(conversation)
+    store.close()
+    assert [(m.role, m.status) for m in saved] == [
+        ("user", "complete"), ("assistant", "partial"), ("user", "complete")]
+    assert saved[1].stats["stop_reason"] == "app_closed"
+
+    reopened = make_session(model, tmp_path, notices)
+    try:
+        reopened.open(conversation)  # from the list: nothing starts by itself
+        assert reopened.waiting == []
+        reopened.open(conversation, resume=True)  # at start-up: the waiting message waits
+        assert [(entry.text, entry.message_id) for entry in reopened.waiting] == [
+            ("Name a fruit.", waiting.message_id)]
+        assert [m["content"] for m in reopened.history()] == [
+            "Write a long story about a fox.", ended.text]  # the waiting one is not in it yet
+        answer = reopened.send_waiting()
+        assert answer is not None and reopened.waiting == []
+        write(reopened, answer)
+        assert [(m.role, m.status) for m in reopened.stored_messages()] == [
+            ("user", "complete"), ("assistant", "partial"), ("user", "complete"),
+            ("assistant", "complete")]
+    finally:
+        reopened.close()

@@ -188,7 +188,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self.query_one("#preferences").display = self.size.width >= PREFERENCES_MIN_WIDTH
         self.query_one("#conversations").display = self.size.width >= CONVERSATIONS_MIN_WIDTH
         self._refresh_profiles()
-        await self._open_conversation(self.session.last_conversation())
+        await self._open_conversation(self.session.last_conversation(), resume=True)
         if self.session.model is None:
             self._show_status(state="loading model…")
             if self.model_spec is None:  # no --model: the one picked last time, if still there

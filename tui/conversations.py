@@ -32,25 +32,35 @@ class ConversationHandlers:
             self.notify(reason, severity="warning")
         return reason is None
 
-    async def _open_conversation(self, conversation_id: int | None) -> None:
-        """Show a saved conversation (None: a new, not yet saved one)."""
-        await self._show_conversation(self.session.open(conversation_id))
+    async def _open_conversation(self, conversation_id: int | None, *,
+                                 resume: bool = False) -> None:
+        """Show a saved conversation (None: a new, not yet saved one); ``resume``: the one
+        open when the app last quit, whose waiting messages go again (``ChatSession.open``)."""
+        await self._show_conversation(self.session.open(conversation_id, resume=resume))
 
     async def _show_conversation(self, stored: list[StoredMessage]) -> None:
-        """Show the open conversation's saved messages (``stored``)."""
+        """Show the open conversation's saved messages (``stored``); those still waiting
+        (the app closed before they went) are shown waiting, and go once the model is free."""
         log = self.query_one(ChatLog)
         await log.remove_children()
+        waiting = {entry.message_id for entry in self.session.waiting}
         await log.mount_all([
             MessageView(m.role, m.content, message_id=m.id, partial=m.partial,
                         method=m.method, preference=m.preference, stats=m.stats,
-                        avoid=m.avoid, changed_spans=m.changed_spans)
+                        avoid=m.avoid, changed_spans=m.changed_spans,
+                        waiting=m.id in waiting)
             for m in stored
         ])
         log.set_highlight(log.highlight)
         log.anchor()
         await self._refresh_conversations()
+        if waiting:
+            self.notify(f"{len(waiting)} message(s) had not been answered when the app "
+                        "closed; they go as soon as the model is ready.")
         if self.session.model is not None:
             self._show_ready()
+            if waiting:
+                self.call_later(self._send_waiting)
 
     async def on_list_view_selected(self, event: ListView.Selected) -> None:
         """A conversation chosen in the list opens (not while an answer is written)."""

@@ -54,6 +54,11 @@ def title_from(text: str, limit: int = 48) -> str:
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
+#: The stop reason of an answer cut off because the app quit (shown as *partial*, not as
+#: *stopped*: the user did not stop it).
+APP_CLOSED = "app_closed"
+
+
 @dataclass(eq=False)
 class WaitingMessage:
     """A message sent while the model loads or an answer is written: saved at once, it goes to
@@ -63,6 +68,18 @@ class WaitingMessage:
     text: str
     conversation: int | None
     message_id: int | None
+
+
+def unanswered(stored: list[StoredMessage], conversation: int | None) -> list[WaitingMessage]:
+    """The user messages after a conversation's last answer, as waiting messages: an answer
+    (even an empty partial one) is saved as soon as its message goes, so these were still
+    waiting when the app closed."""
+    trailing: list[StoredMessage] = []
+    for message in reversed(stored):
+        if message.role != "user":
+            break
+        trailing.append(message)
+    return [WaitingMessage(m.content, conversation, m.id) for m in reversed(trailing)]
 
 
 @dataclass(eq=False)
@@ -282,12 +299,17 @@ class ChatSession:
         last = self.store.get_setting("last_conversation")
         return last if last in [c.id for c in self.store.list_conversations()] else None
 
-    def open(self, conversation_id: int | None) -> list[StoredMessage]:
-        """Open a saved conversation (None: a new, not yet saved one); its saved messages."""
+    def open(self, conversation_id: int | None, *, resume: bool = False) -> list[StoredMessage]:
+        """Open a saved conversation (None: a new, not yet saved one); its saved messages.
+        With ``resume`` (the conversation open when the app last quit), the user messages
+        after its last answer were waiting when it quit: they wait again, and go once the
+        model is free. A conversation opened from the list starts nothing by itself."""
         self.close_chat()
         self.conversation_id = conversation_id
         self.save_setting("last_conversation", conversation_id)
-        return self.stored_messages()
+        stored = self.stored_messages()
+        self.waiting = unanswered(stored, conversation_id) if resume else []
+        return stored
 
     def rename(self, title: str) -> None:
         """Rename the open conversation (saving it first if it is new)."""
@@ -535,6 +557,8 @@ class ChatSession:
                 text = result.text if result is not None else ""
                 stats = dict(result.stats if result is not None else generation.stats)
                 partial = error is not None or stats.get("stop_reason") in ("cancelled", "error")
+                if self.closing and stats.get("stop_reason") == "cancelled":
+                    stats["stop_reason"] = APP_CLOSED  # not stopped by the user: left partial
                 spans = changed_spans(getattr(result, "trace", None))
                 save(text, PARTIAL if partial else COMPLETE, stats, spans)
         return Ended(text, partial, stats, error, spans)
