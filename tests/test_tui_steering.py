@@ -22,6 +22,7 @@ from tui.app import startup_steering, title_from
 from tui.keys import APP_ACTIONS, COMPARE_ACTIONS, INPUT_ACTIONS
 from tui.steering import (
     APP_METHOD_SETTINGS,
+    LABEL_CHARACTERS,
     STRENGTH_FIELDS,
     Steering,
     method_fields,
@@ -296,3 +297,11 @@ def test_each_key_is_declared_once():
 ])
 def test_conversation_title_comes_from_the_first_line(text, title):
     assert title_from(text) == title
+
+
+def test_a_long_preference_is_shortened_where_it_is_shown():
+    long = Steering.from_dict({"presets": ["concise"], "custom": "be very polite " * 2000})
+    label = long.preference_label
+    assert len(label) == LABEL_CHARACTERS and label.endswith("…")
+    assert label.startswith("concise + be very polite")
+    assert Steering.from_dict({"presets": ["concise"]}).preference_label == "concise"

@@ -68,6 +68,9 @@ FIELD_HELP = {
     "contrast": "set k directly, empty: from alpha",
 }
 
+#: The most characters of a preference the status bar and notices show.
+LABEL_CHARACTERS = 80
+
 
 def method_title(name: str) -> str:
     """What the app shows for a method (its class's ``title``; the name if it has none)."""
@@ -225,7 +228,12 @@ class Steering:
 
     @property
     def preference_label(self) -> str:
-        return preference_label(self.preference) or "none"
+        """The preference as the status bar and notices show it: at most
+        ``LABEL_CHARACTERS`` characters (a pasted page of text would fill the screen)."""
+        label = preference_label(self.preference) or "none"
+        if len(label) <= LABEL_CHARACTERS:
+            return label
+        return label[: LABEL_CHARACTERS - 1].rstrip() + "…"
 
     def method_object(self, name: str | None = None) -> Method:
         """A method (the chosen one by default) with its saved settings; ``SettingsError`` if
