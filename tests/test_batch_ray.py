@@ -130,7 +130,9 @@ def test_ctrl_c_while_a_local_ray_starts_leaves_none_of_its_processes(tmp_path) 
         [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
          str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "1", "--threads", "1",
          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        # as from a terminal: a suite started in the background inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
                   for pid in descendant_pids(process.pid) if alive(pid)):
