@@ -33,6 +33,7 @@ from localpref.store import COMPLETE, PARTIAL, Store, StoredMessage, StoreError
 from tui.highlight import changed_spans
 from tui.steering import Steering
 from tui.streaming import EngineUsers, pump
+from tui.text import shortened
 
 __all__ = ["Answer", "ChatSession", "Compared", "Ended", "NotNow", "Refused", "WaitingMessage",
            "title_from"]
@@ -51,7 +52,7 @@ def title_from(text: str, limit: int = 48) -> str:
     """A conversation title from its first message: the first line, shortened."""
     line = next((line.strip() for line in text.splitlines() if line.strip()), "New chat")
     line = " ".join(line.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return shortened(line, limit)
 
 
 #: The stop reason of an answer cut off because the app quit (shown as *partial*, not as

@@ -28,6 +28,7 @@ from localpref.methods import (
 )
 from localpref.presets import preference_label
 from localpref.weights import Weights, weighted_lanes, weights_error
+from tui.text import shortened
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
 FIELD_LABELS = {
@@ -230,10 +231,7 @@ class Steering:
     def preference_label(self) -> str:
         """The preference as the status bar and notices show it: at most
         ``LABEL_CHARACTERS`` characters (a pasted page of text would fill the screen)."""
-        label = preference_label(self.preference) or "none"
-        if len(label) <= LABEL_CHARACTERS:
-            return label
-        return label[: LABEL_CHARACTERS - 1].rstrip() + "…"
+        return shortened(preference_label(self.preference) or "none", LABEL_CHARACTERS)
 
     def method_object(self, name: str | None = None) -> Method:
         """A method (the chosen one by default) with its saved settings; ``SettingsError`` if
