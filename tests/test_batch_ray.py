@@ -15,7 +15,7 @@ import pytest
 from batch_helpers import essentials, mixed_lines, read_answers, write_batch
 
 import localpref
-from localpref.batches.leftovers import alive, descendant_pids, is_ray_process
+from localpref.batches.leftovers import alive, descendant_pids, is_ray_process, parent_pid
 from localpref.batches.lines import read_lines
 from localpref.batches.ray_runner import RayPool, RaySettings, run_ray
 from localpref.batches.recorder import Recorder
@@ -107,16 +107,8 @@ def test_a_local_ray_gets_the_model_path_whole(tmp_path, monkeypatch) -> None:
 
 def _ray_orphans() -> set[int]:
     """Live Ray processes that init has adopted (their own Ray's parent is gone)."""
-    orphans = set()
-    for pid in descendant_pids(1):
-        stat = Path(f"/proc/{pid}/stat")
-        try:
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-        except OSError:
-            continue
-        if parent == 1 and is_ray_process(pid) and alive(pid):
-            orphans.add(pid)
-    return orphans
+    return {pid for pid in descendant_pids(1)
+            if parent_pid(pid) == 1 and is_ray_process(pid) and alive(pid)}
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")

@@ -21,6 +21,22 @@ PROC = Path("/proc")
 GRACE_SECONDS = 2.0
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the process's name (the state first, then the
+    parent's id); None once it has ended."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()  # the name, in parentheses, may hold spaces
+
+
+def parent_pid(pid: int) -> int | None:
+    """The id of ``pid``'s parent (1 for an orphan init adopted); None once it has ended."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
 def descendant_pids(root: int) -> list[int]:
     """The processes below ``root`` (children, theirs, ...), from ``/proc``; [] without it."""
     if not PROC.is_dir():
@@ -29,12 +45,9 @@ def descendant_pids(root: int) -> list[int]:
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # it ended meanwhile
-            continue
-        parent = int(stat.rpartition(")")[2].split()[1])  # the name may hold spaces
-        children.setdefault(parent, []).append(int(entry.name))
+        parent = parent_pid(int(entry.name))
+        if parent is not None:
+            children.setdefault(parent, []).append(int(entry.name))
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -53,11 +66,9 @@ def is_ray_process(pid: int) -> bool:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = (PROC / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has ended; its parent has not collected it yet
+    """Whether ``pid`` runs (a zombie has ended; its parent has not collected it yet)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def end_ray_processes(root: int) -> None:

@@ -107,10 +107,7 @@ def start_ray(settings: RaySettings) -> bool:
     except BaseException as error:
         # Whatever stopped it (Ctrl-C, a failure), a half-started Ray's processes would
         # outlive this one.
-        if settings.address:
-            ray.shutdown()
-        else:
-            shutdown_local_ray(graceful=False)
+        stop_ray(settings, graceful=False)
         if _interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
             raise KeyboardInterrupt from None
         if isinstance(error, ConnectionError | RuntimeError | ValueError):
@@ -119,6 +116,18 @@ def start_ray(settings: RaySettings) -> bool:
                                 + ".") from None
         raise
     return True
+
+
+def stop_ray(settings: RaySettings, *, graceful: bool = True) -> None:
+    """Leave the Ray that ``start_ray`` started or joined: a cluster's connection is closed;
+    a local Ray is shut down with every process it left (``leftovers``); ``graceful``: its
+    processes get a moment to end by themselves (not for a start that was interrupted)."""
+    if settings.address:
+        import ray
+
+        ray.shutdown()
+    else:
+        shutdown_local_ray(graceful=graceful)
 
 
 def _interrupted(error: BaseException | None) -> bool:
@@ -207,10 +216,7 @@ class RayPool:
                 print(f"localpref: could not stop a Ray actor: {error}", file=sys.stderr)
         self.actors = []
         if self._started:
-            if self.settings.address:
-                ray.shutdown()
-            else:
-                shutdown_local_ray()
+            stop_ray(self.settings)
             self._started = False
 
 
