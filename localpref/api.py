@@ -164,7 +164,7 @@ class Model:
     def _backend(self) -> _Backend:
         """The model's weights, context and prompts, while it is open: after ``close()``
         llama.cpp's vocabulary and context are freed, and reading them would crash."""
-        if not self._finalizer.alive:
+        if self.closed:
             raise ModelError("The model is closed; load it again to use it.")
         return self._main
 

@@ -59,10 +59,9 @@ class AnswerFile:
         self.path = Path(os.path.realpath(path))
         if self.path.exists() and not self.path.is_file():
             raise BatchFileError(f"{path} is not a regular file; give a file's path as --out.")
-        self.answered: set[str] = set()
         data = b""
         try:
-            data = path.read_bytes()
+            data = self.path.read_bytes()
         except FileNotFoundError:
             pass
         except OSError as error:
@@ -70,13 +69,14 @@ class AnswerFile:
         if data and not data.endswith(b"\n"):
             # The last line was being written when the run stopped: it never counted.
             data = data[: data.rfind(b"\n") + 1]
-            with open(path, "r+b") as handle:
+            with open(self.path, "r+b") as handle:
                 handle.truncate(len(data))
-        self.answered = {line["custom_id"] for line in _parse_answers(data, path)
+        #: the ``custom_id``s answered for good
+        self.answered: set[str] = {line["custom_id"] for line in _parse_answers(data, path)
                          if answered_for_good(line)}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise BatchFileError(f"Cannot write {path}: {error.strerror}.") from None
 

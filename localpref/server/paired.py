@@ -83,4 +83,3 @@ def paired_two_lane_limit(samples: dict[tuple[str, int], list[Run]], steered: st
 def format_paired(ratio: dict[str, Any]) -> str:
     """``0.98x [0.95, 1.01]``."""
     return f"{ratio['ratio']:.2f}x [{ratio['low']:.2f}, {ratio['high']:.2f}]"
-
