@@ -29,6 +29,7 @@ import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError
 from localpref.gguf_header import read_gguf_header
+from localpref.stream_choice import choose_streams, common_prefix
 
 #: From this many rows in one decode llama.cpp's CPU flash attention takes a tiled kernel
 #: (``GGML_FA_TILE_Q`` in ggml-cpu, llama-cpp-python 0.3.36) that rounds differently from the
@@ -43,9 +44,9 @@ MIN_CONTEXT = 16
 #: A prefix of this many tokens that a later lane of a prefill shares with an earlier one is
 #: evaluated once and copied (a decode more); a shorter one is evaluated in each lane.
 SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2
-#: A lane opens on a free stream other than the lowest when that stream's kept cells hold this
-#: many more tokens of its prompt (``Context._seq_id_for``).
-REUSE_OVER_LOWEST = 64
+#: A lane opens on a free stream that adds a run of streams to the decode when that stream's
+#: kept cells hold this many more tokens of its prompt (``stream_choice.choose_streams``).
+REUSE_FAR_STREAM = 64
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -321,20 +322,32 @@ class Context:
     # -- lanes --------------------------------------------------------------------------
 
     def open_lane(self, prefix: Sequence[int] | None = None) -> LaneState:
-        """Reserve a free sequence id: the lowest (see ``_seq_id_for``). Without ``prefix``
-        its cache is empty. With it (the tokens the lane will be prefilled with), the lane
-        keeps the cells the stream kept (a finished request's, ``close_lane(keep=True)``) as
-        far as they match: the prefill then evaluates only what differs (``_prefill_rows``)."""
+        """``open_lanes`` for one lane."""
+        return self.open_lanes([prefix])[0]
+
+    def open_lanes(self, prefixes: Sequence[Sequence[int] | None]) -> list[LaneState]:
+        """Reserve a free sequence id for each lane opened together, as
+        ``stream_choice.choose_streams`` says (by the lanes running beside them and the cells
+        the free streams kept). A lane without a prefix starts with an empty cache. With one
+        (the tokens the lane will be prefilled with), the lane keeps the cells its stream kept
+        (a finished request's, ``close_lane(keep=True)``) as far as they match: the prefill
+        then evaluates only what differs (``_prefill_rows``)."""
         with self._lock:
-            if not self._free_seq_ids:
+            if len(self._free_seq_ids) < len(prefixes):
                 raise ModelError(f"All {self.max_lanes} lanes of the context are in use.")
-            seq_id = self._seq_id_for(prefix) if prefix else self._free_seq_ids[0]
-            self._free_seq_ids.remove(seq_id)
-            kept = self._kept.pop(seq_id, None)
-        if kept is not None and prefix and _common_prefix(kept, prefix) > 0:
-            return LaneState(seq_id=seq_id, tokens=kept)
-        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
-        return LaneState(seq_id=seq_id, tokens=[])
+            seq_ids = choose_streams(self.max_lanes, self._free_seq_ids, self._kept, prefixes,
+                                     far_reuse=REUSE_FAR_STREAM)
+            for seq_id in seq_ids:
+                self._free_seq_ids.remove(seq_id)
+            kept = [self._kept.pop(seq_id, None) for seq_id in seq_ids]
+        lanes = []
+        for seq_id, prefix, cells in zip(seq_ids, prefixes, kept, strict=True):
+            if cells is not None and prefix and common_prefix(cells, prefix) > 0:
+                lanes.append(LaneState(seq_id=seq_id, tokens=cells))
+            else:
+                llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+                lanes.append(LaneState(seq_id=seq_id, tokens=[]))
+        return lanes
 
     @property
     def joined_rows_limit(self) -> int:
@@ -347,25 +360,7 @@ class Context:
         """How many of ``target``'s tokens the lane's cache holds already (before its
         prefill): a chat's history, or a kept stream's shared prefix. The prefill evaluates
         the rest, the last token always."""
-        return min(_common_prefix(lane.tokens, target), max(len(target) - 1, 0))
-
-    def _seq_id_for(self, prefix: Sequence[int]) -> int:
-        """The free sequence for a lane that starts with ``prefix``: the lowest, unless
-        another's kept cells hold ``REUSE_OVER_LOWEST`` more of it. Called under the lock.
-
-        Why the lowest: a decode's attention reads the streams from the lowest to the highest
-        that it holds (llama.cpp views the K and V of that range of streams, the others
-        masked), so lanes spread over the streams cost every step of every lane; the bench
-        with 8 clients lost a quarter of its tokens/s when lanes went to whichever stream
-        shared most. Taking the lowest still reuses what it kept (a server's clients share a
-        system prompt, and steady load frees and refills the same streams); a stream further
-        up is worth it for a long shared prefix (a conversation sent whole again)."""
-        def shared(seq_id: int) -> int:
-            kept = self._kept.get(seq_id)
-            return _common_prefix(kept, prefix) if kept is not None else 0
-        lowest = self._free_seq_ids[0]
-        best = max(self._free_seq_ids, key=shared)
-        return best if shared(best) - shared(lowest) >= REUSE_OVER_LOWEST else lowest
+        return min(common_prefix(lane.tokens, target), max(len(target) - 1, 0))
 
     def empty_lane(self, lane: LaneState) -> None:
         """Free a lane's cache cells and keep its sequence id."""
@@ -636,8 +631,8 @@ def step_rows(seq_ids: Sequence[int]) -> list[int]:
     starts another ubatch: one more graph computed, every weight read again. Under staggered
     load, lanes listed as their requests came were in 3 or 4 ubatches at most steps of 4
     streams. Sorted, a step of consecutive streams is one ubatch; a gap left by a lane that
-    ended still splits it until a new lane fills the gap (``open_lane`` takes the lowest free
-    stream)."""
+    ended still splits it until a new lane fills the gap (``open_lanes`` fills gaps first,
+    ``stream_choice``)."""
     return sorted(range(len(seq_ids)), key=seq_ids.__getitem__)
 
 
@@ -685,16 +680,7 @@ def _best_donor(
     lane's last token is its own row of the final decode)."""
     best: tuple[int, int] | None = None
     for index, other in enumerate(earlier):
-        shared = min(_common_prefix(other, target), len(other) - 1, len(target) - 1)
+        shared = min(common_prefix(other, target), len(other) - 1, len(target) - 1)
         if shared > keep and (best is None or shared > best[1]):
             best = (index, shared)
     return best
-
-
-def _common_prefix(first: Sequence[int], second: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    limit = min(len(first), len(second))
-    for i in range(limit):
-        if first[i] != second[i]:
-            return i
-    return limit

@@ -37,7 +37,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,32 +318,40 @@ class Scheduler:
 
     def _admit(self) -> list[Job]:
         """Move queue heads whose lanes fit to the live list and open their lanes (FIFO;
-        called under _cond). Each job's lanes are taken before the next head is weighed, so
-        the free lanes ``_fits`` reads are always what is really left."""
-        admitted = []
+        called under _cond). The lanes each admitted job will take are counted before the
+        next head is weighed, so the free lanes ``_fits`` weighs are always what is really
+        left; the jobs admitted together open their lanes together (``_open``)."""
+        admitted: list[Job] = []
+        promised: collections.Counter[Context] = collections.Counter()
         for job in [job for job in self._queue if job.cancelled]:  # wherever they wait
             self._queue.remove(job)
             self._end(job, "cancelled")
         while self._queue:
             head = self._queue[0]
-            if not self._fits(head, reclaim=True, dry_run=False):
+            if not self._fits(head, reclaim=True, dry_run=False, promised=promised):
                 break
             self._queue.popleft()
             head.state = "prefill"
             head.admitted_at = time.perf_counter()
             self._live.append(head)
             admitted.append(head)
-            self._open(head)
+            promised.update(head.needs())
+        if admitted:
+            self._open(admitted)
         return admitted
 
-    def _fits(self, job: Job, *, reclaim: bool, dry_run: bool) -> bool:
-        """Whether the job's new lanes fit, counting idle chats' lanes as reclaimable;
-        with ``reclaim`` (and not ``dry_run``) the idle chats' lanes are taken back."""
+    def _fits(self, job: Job, *, reclaim: bool, dry_run: bool,
+              promised: Mapping[Context, int] | None = None) -> bool:
+        """Whether the job's new lanes fit, counting idle chats' lanes as reclaimable and
+        the lanes ``promised`` to jobs admitted before it as taken; with ``reclaim`` (and not
+        ``dry_run``) the idle chats' lanes are taken back."""
+        promised = promised or {}
         needs = job.needs()
         idle = sorted((s for s in self._sessions
                        if not s.busy and s.lanes and s is not job.session),
                       key=lambda s: s.idle_since)
         for context, count in needs.items():
+            count += promised.get(context, 0)
             free = context.free_lanes
             reclaimable = [s for s in idle if any(c is context for c, _ in s.lanes.values())]
             if free >= count:
@@ -371,19 +379,40 @@ class Scheduler:
         if session.closed and session in self._sessions:
             self._sessions.remove(session)
 
-    def _open(self, job: Job) -> None:
-        """Open (or reuse) the job's lanes and start its prefill, one generator per context."""
-        try:
-            job.lanes = []
-            for spec in job.lane_specs:
-                prefix = spec.target if self.keep_cells else None
-                if job.session is not None:
-                    if spec.name not in job.session.lanes:
-                        job.session.lanes[spec.name] = (spec.context,
-                                                        spec.context.open_lane(prefix))
-                    job.lanes.append(job.session.lanes[spec.name][1])
+    def _open(self, jobs: Sequence[Job]) -> None:
+        """Open (or reuse) the lanes of jobs admitted together and start their prefills: the
+        new lanes of a context are opened in one call, so that their streams are chosen
+        together (``Context.open_lanes``)."""
+        wanted: dict[Context, list[tuple[Job, int]]] = {}
+        for job in jobs:
+            job.lanes = [None] * len(job.lane_specs)
+            for position, spec in enumerate(job.lane_specs):
+                if job.session is not None and spec.name in job.session.lanes:
+                    job.lanes[position] = job.session.lanes[spec.name][1]
                 else:
-                    job.lanes.append(spec.context.open_lane(prefix))
+                    wanted.setdefault(spec.context, []).append((job, position))
+        failed: dict[Job, BaseException] = {}
+        for context, places in wanted.items():
+            prefixes = [job.lane_specs[p].target if self.keep_cells else None
+                        for job, p in places]
+            try:
+                lanes = context.open_lanes(prefixes)
+            except Exception as error:  # noqa: BLE001 - reaches these jobs' callers only
+                failed.update((job, error) for job, _ in places)
+                continue
+            for (job, position), lane in zip(places, lanes, strict=True):
+                job.lanes[position] = lane
+                if job.session is not None:
+                    job.session.lanes[job.lane_specs[position].name] = (context, lane)
+        for job in jobs:
+            if job in failed:
+                self._end(job, "error", failed[job])
+            else:
+                self._start_prefill(job)
+
+    def _start_prefill(self, job: Job) -> None:
+        """The job's prefill generators, one per context, over its opened lanes."""
+        try:
             job.views = [None] * len(job.lanes)
             longest = max(range(len(job.lanes)), key=lambda p: len(job.lane_specs[p].target))
             job.cached_tokens = Context.cached_tokens(job.lanes[longest],

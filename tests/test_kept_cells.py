@@ -14,7 +14,7 @@ from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref import Amulet, Base
 from localpref.api import Model
-from localpref.engine import REUSE_OVER_LOWEST, Context
+from localpref.engine import REUSE_FAR_STREAM, Context
 
 SYSTEM = "You are a helpful gardening assistant who answers in plain words."
 
@@ -64,32 +64,75 @@ def test_a_kept_lane_serves_the_next_prompt_that_starts_the_same_way(model: Mode
         context.close()
 
 
-def test_a_lane_takes_the_lowest_free_stream_and_another_only_for_a_long_shared_prefix(
+def test_a_lane_beside_a_running_one_stays_next_to_it_unless_a_far_stream_keeps_much_more(
         model: Model) -> None:
-    """Lanes stay on the lowest streams (a decode's attention spans the streams from its
-    lowest to its highest), unless a higher stream keeps REUSE_OVER_LOWEST more tokens of the
-    prompt: a conversation sent whole again."""
+    """Beside a running lane a new lane takes the next stream (a decode's attention spans
+    the streams from its lowest to its highest), unless a stream further off keeps
+    REUSE_FAR_STREAM more tokens of its prompt: a conversation sent whole again. With nothing
+    running, a lane takes the stream that kept most of its prompt."""
     short = _target(model, "How do I keep basil alive?")
     story = model.vocabulary.tokenize("Tell me about rivers and the sea. " * 12, add_special=True)
-    assert len(story) > REUSE_OVER_LOWEST + 8
-    context = Context(model.context.model, n_ctx=256, max_lanes=2, n_threads=2)
+    assert len(story) > REUSE_FAR_STREAM + 8 and _common(short, story) == 0
+    context = Context(model.context.model, n_ctx=256, max_lanes=3, n_threads=2)
     try:
-        low, high = context.open_lane(short), context.open_lane(story)
-        assert (low.seq_id, high.seq_id) == (0, 1)
-        context.prefill([low, high], [short, story])
-        context.close_lane(low, keep=True)
-        context.close_lane(high, keep=True)
+        low, middle, high = context.open_lanes([short, None, story])
+        assert (low.seq_id, middle.seq_id, high.seq_id) == (0, 1, 2)
+        context.prefill([low, middle, high], [short, short, story])
+        for lane in (low, middle, high):
+            context.close_lane(lane, keep=True)
 
-        unrelated = context.open_lane(model.vocabulary.tokenize("Once upon", add_special=True))
-        assert unrelated.seq_id == 0 and unrelated.tokens == []  # lowest, though it kept cells
-        context.close_lane(unrelated)
-        again = context.open_lane(story + story[1:9])  # the conversation, and more
-        assert again.seq_id == 1 and again.tokens == story
+        again = context.open_lane(story + story[1:9])  # nothing runs: where its cells are
+        assert again.seq_id == 2 and again.tokens == story
         assert context.prefill([again], [story + story[1:9]]) == 8
-        close = context.open_lane(short)  # the only free stream is the lowest
-        assert close.seq_id == 0 and close.tokens == []
+        unrelated = context.open_lane(model.vocabulary.tokenize("Once upon", add_special=True))
+        assert unrelated.seq_id == 1 and unrelated.tokens == []  # next to it, not 0
+        context.close_lane(unrelated)
+        context.close_lane(again, keep=True)
+
+        running = context.open_lane(short)
+        assert running.seq_id == 0 and running.tokens == short
+        far = context.open_lane(story)  # stream 1 is next to it, but 2 keeps the story
+        assert far.seq_id == 2 and far.tokens[:len(story)] == story
+        close = context.open_lane(short)  # the only free stream
+        assert close.seq_id == 1 and close.tokens == []  # it kept nothing
     finally:
         context.close()
+
+
+def test_steered_requests_leave_each_kind_of_prompt_where_the_next_requests_find_it(
+        bundled_path: Path) -> None:
+    """Two steered requests opened together take a block of four streams, their preference
+    lanes side by side and their plain lanes side by side, so two Base requests after them
+    find their prompt's head in two adjacent streams, as after two Base requests."""
+    model = Model(bundled_path, n_ctx=256, max_lanes=4, n_threads=2, keep_cells=True)
+    try:
+        def together(preference: str | None, questions: list[str]) -> list[int]:
+            cached: list[int] = [0] * len(questions)
+
+            def ask(index: int) -> None:
+                messages = [{"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": questions[index]}]
+                result = model.generate(messages, preference=preference,
+                                        method=Amulet() if preference else Base(),
+                                        max_tokens=4)
+                cached[index] = result.stats["cached_tokens"]
+            threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return cached
+
+        questions = ["How do I keep basil alive?", "Which herbs grow in shade?"]
+        together(None, questions)
+        after_base = together(None, ["When do I sow peas?", "Is mint invasive?"])
+        together("concise", questions)
+        after_steered = together(None, ["When do I sow peas?", "Is mint invasive?"])
+        head = _common(_target(model, "When do I sow peas?"), _target(model, "Is mint invasive?"))
+        assert after_base == after_steered
+        assert min(after_steered) >= head > 10
+    finally:
+        model.close()
 
 
 def test_a_lane_opened_without_a_prefix_or_whose_cache_does_not_match_starts_empty(
