@@ -57,6 +57,11 @@ from localpref.scheduler import Job, LaneSpec, Scheduler, Session
 from localpref.warmup import warmup
 from localpref.weights import check_weights, lane_kind, weighted_lanes, weighted_method
 
+#: A lane's window (``n_ctx``) when none is given: the model's trained context, at most this.
+DEFAULT_CONTEXT = 2048
+#: The lanes a model is loaded with when ``max_lanes`` is not given.
+DEFAULT_LANES = 4
+
 
 class _Backend:
     """A loaded model with its context and prompt builder."""
@@ -100,7 +105,7 @@ class Model:
         *,
         n_gpu_layers: int = 0,
         n_ctx: int | None = None,
-        max_lanes: int = 4,
+        max_lanes: int = DEFAULT_LANES,
         n_batch: int = 512,
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
@@ -147,7 +152,8 @@ class Model:
     def _open_backend(self, path: Path, system_prompt: str) -> _Backend:
         loaded = LoadedModel(path, n_gpu_layers=self.n_gpu_layers)
         settings = dict(self._context_settings)
-        settings["n_ctx"] = settings["n_ctx"] or min(2048, loaded.n_ctx_train or 2048)
+        settings["n_ctx"] = settings["n_ctx"] or min(DEFAULT_CONTEXT,
+                                                    loaded.n_ctx_train or DEFAULT_CONTEXT)
         if loaded.n_ctx_train and settings["n_ctx"] > loaded.n_ctx_train:
             loaded.close()  # a larger window only costs memory: the model reads no further
             raise SettingsError(
@@ -786,7 +792,7 @@ def load(
     filename: str | None = None,
     n_gpu_layers: int = 0,
     n_ctx: int | None = None,
-    max_lanes: int = 4,
+    max_lanes: int = DEFAULT_LANES,
     max_queued: int = 16,
     max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
     n_threads: int | None = None,

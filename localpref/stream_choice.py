@@ -26,16 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
 
 def common_prefix(first: Sequence[int], second: Sequence[int]) -> int:
     """Length of the longest common prefix of two token lists."""
     limit = min(len(first), len(second))
-    if limit == 0:
-        return 0
-    differs = np.flatnonzero(np.asarray(first[:limit]) != np.asarray(second[:limit]))
-    return int(differs[0]) if differs.size else limit
+    for i in range(limit):  # faster than NumPy on lists, which it would first copy
+        if first[i] != second[i]:
+            return i
+    return limit
 
 
 def runs(streams: set[int]) -> int:

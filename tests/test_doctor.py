@@ -44,10 +44,13 @@ def test_doctor_json_reports_real_values(capsys: pytest.CaptureFixture[str]) -> 
     header = report["model"]["header"]
     assert (header["architecture"], header["vocab_size"], header["version"]) == ("llama", 49152, 3)
     memory = report["memory"]
-    assert memory["n_ctx"] == 4096 and memory["kv_bytes_per_token"] == KV_PER_TOKEN
-    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 4096
+    # load()'s defaults: a window of 2048 (the model was trained on 8192), 4 lanes, each lane
+    # with a KV stream of its own
+    assert memory["n_ctx"] == 2048 and memory["n_seq"] == 4
+    assert memory["kv_bytes_per_token"] == KV_PER_TOKEN
+    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 2048 * 4
     assert 0 < memory["weights_bytes"] <= bundled.stat().st_size
-    assert memory["logits_bytes"] == 49152 * 4 * 2
+    assert memory["logits_bytes"] == 49152 * 4 * 4
     expected_total = memory["weights_bytes"] + memory["kv_cache_bytes"] + memory["logits_bytes"]
     assert memory["total_bytes"] == expected_total
     assert memory["ram_bytes"] == memory["total_bytes"] and memory["vram_bytes"] == 0
@@ -57,13 +60,21 @@ def test_doctor_json_reports_real_values(capsys: pytest.CaptureFixture[str]) -> 
 def test_doctor_gpu_layers_and_context(capsys: pytest.CaptureFixture[str]) -> None:
     code, report = run_json(["--gpu-layers", "-1", "--ctx", "1024"], capsys)
     memory = report["memory"]
-    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 1024
+    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 1024 * 4
     assert memory["gpu_layers_requested"] == -1
     if report["llama_cpp"]["gpu_offload"]:
         assert memory["gpu_layers"] == 30 and memory["vram_bytes"] > 0
     else:
         assert memory["gpu_layers"] == 0 and memory["vram_bytes"] == 0
         assert any("without GPU offload" in p for p in report["problems"]) and code == 1
+
+
+def test_the_estimate_counts_a_rounded_stream_per_lane(capsys: pytest.CaptureFixture[str]) -> None:
+    """llama.cpp gives each lane a KV stream of the window rounded up to 256 cells."""
+    _, report = run_json(["--ctx", "1000", "--lanes", "3"], capsys)
+    memory = report["memory"]
+    assert (memory["n_ctx"], memory["n_seq"]) == (1000, 3)
+    assert memory["kv_cache_bytes"] == KV_PER_TOKEN * 1024 * 3
 
 
 def test_memory_estimate_splits_offloaded_layers() -> None:
@@ -81,7 +92,7 @@ def test_doctor_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "llama-cpp-python 0.3.36" in out and "GPU offload:" in out
     assert f"threads: {len(os.sched_getaffinity(0))} of" in out
-    assert "vocabulary 49152" in out and "memory needed at n_ctx=4096" in out
+    assert "vocabulary 49152" in out and "memory needed at n_ctx=2048 a lane, 4 lanes" in out
 
 
 def test_doctor_with_a_model_that_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref import models
+from localpref.api import DEFAULT_CONTEXT, DEFAULT_LANES
 from localpref.calibration.record import calibration_state
 from localpref.commands.models import add_model_options
 from localpref.commands.options import load_settings
@@ -42,7 +43,9 @@ def add_parser(subparsers: Any) -> None:
     )
     add_model_options(parser)
     parser.add_argument(
-        "--lanes", type=int, default=2, metavar="N", help="lanes decoded together (default 2)"
+        "--lanes", type=int, default=DEFAULT_LANES, metavar="N",
+        help=f"lanes the memory estimate counts, each with a KV stream of --ctx cells (default "
+        f"{DEFAULT_LANES}, as generate and chat load; serve has 2 x --parallel)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -153,7 +156,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                      calibration=calibration_state(path))
         if not info.has_chat_template:
             warnings_found.append(no_template_notice(info.name or path.stem))
-        n_ctx = args.ctx or min(4096, info.context_length or 4096)
+        n_ctx = args.ctx or min(DEFAULT_CONTEXT, info.context_length or DEFAULT_CONTEXT)
         if n_ctx <= 0 or args.lanes <= 0:
             raise ModelError("--ctx and --lanes must be positive.")
         memory = models.memory_estimate(
@@ -189,8 +192,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """``localpref doctor [--model M] [--gpu-layers N] [--threads N] [--ctx N] [--json]``
-    (``--ctx``: the KV cache cells of the memory estimate, default 4096 or less when the model
-    was trained on less)."""
+    (``--ctx``: one lane's window in the memory estimate, as ``load`` chooses it by default:
+    the model's trained context, at most ``DEFAULT_CONTEXT``)."""
     report = collect(args)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -223,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     memory = report["memory"]
     if memory:
         print(
-            f"memory needed at n_ctx={memory['n_ctx']}: about "
+            f"memory needed at n_ctx={memory['n_ctx']} a lane, {memory['n_seq']} lanes: about "
             f"{models.format_size(memory['total_bytes'])} (weights "
             f"{models.format_size(memory['weights_bytes'])} + KV cache "
             f"{models.format_size(memory['kv_cache_bytes'])})"

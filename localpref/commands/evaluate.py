@@ -70,8 +70,8 @@ def add_parser(subparsers: Any) -> None:
                         help="paper: the Amulet paper's system prompt and preference sentences "
                         "(default); library: localpref's neutral prompt and presets")
     parser.add_argument("--scorers", default=None,
-                        help="comma-separated: length, sentiment, diversity, judge "
-                        "(default: the first three, and judge with --judge)")
+                        help="comma-separated: length, sentiment, diversity, style, judge "
+                        "(default: the first four, and judge with --judge)")
     parser.add_argument("--judge", metavar="MODEL", default=None,
                         help="a GGUF (path, catalog name or Hub repo) judging the reference "
                         "against each method with the paper's question")

@@ -18,6 +18,10 @@ def format_size(n_bytes: float) -> str:
     return f"{value:.3g} {units[index]}" if abs(value) < 10 else f"{value:.1f} {units[index]}"
 
 
+#: llama.cpp rounds each lane's KV stream up to a multiple of this many cells.
+KV_STREAM_ROUNDING = 256
+
+
 def memory_estimate(
     info: GGUFInfo,
     *,
@@ -28,14 +32,16 @@ def memory_estimate(
 ) -> dict[str, Any]:
     """Approximate memory a model needs: weights (the file) + f16 KV cache + logits buffers.
 
-    ``n_ctx`` is the whole KV cache, split among the ``n_seq`` lanes' streams. With
+    ``n_ctx`` is the window of one lane: each of the ``n_seq`` lanes has a KV stream of its own
+    of ``n_ctx`` cells, rounded up to a multiple of 256 as llama.cpp does (``engine.Context``,
+    which ``generate``, ``chat`` and ``serve`` load with ``n_ctx * max_lanes`` cells). With
     ``n_gpu_layers`` (-1: all) and a build that can offload, the offloaded share of the
     weights and the KV cache of offloaded layers is counted as GPU memory. llama.cpp's compute
     scratch buffers (tens to hundreds of MB) are not included.
     """
     layers = info.block_count or 0
     per_token = info.kv_bytes_per_token() or 0
-    kv_bytes = per_token * n_ctx
+    kv_bytes = per_token * -(-n_ctx // KV_STREAM_ROUNDING) * KV_STREAM_ROUNDING * max(n_seq, 1)
     weights = max(info.file_size - info.data_offset, 0) or info.file_size
     logits_bytes = (info.vocab_size or 0) * 4 * max(n_seq, 1)
     if not gpu_offload or n_gpu_layers == 0 or layers == 0:

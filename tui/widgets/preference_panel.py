@@ -121,7 +121,7 @@ class PreferencePanel(VerticalScroll):
     """Edits a copy of the steering settings; Apply hands a valid copy to the app.
 
     The strength slider edits the chosen method's strength field; "Paper settings" (F7 while
-    the panel has focus) applies the papers' exact settings, "App defaults" the app's tuned
+    the panel has focus) applies the papers' exact settings, "Recommended" the app's tuned
     ones.
     """
 
