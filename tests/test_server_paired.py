@@ -41,6 +41,7 @@ def test_prop_paired_ratio_is_the_geometric_mean_with_its_bootstrap(pairs) -> No
     assert ratio["low"] == pytest.approx(low, rel=1e-3, abs=1e-3)
     assert ratio["high"] == pytest.approx(high, rel=1e-3, abs=1e-3)
     assert ratio["low"] <= ratio["ratio"] <= ratio["high"]
+    assert ratio["each"] == pytest.approx([a / b for a, b in pairs], rel=2e-3, abs=1e-3)
     # the other way round: the inverse ratio, the interval's ends swapped and inverted
     inverse = paired_ratio(theirs, mine)
     assert inverse["ratio"] == pytest.approx(1 / expected, rel=2e-3, abs=1e-3)
@@ -49,7 +50,7 @@ def test_prop_paired_ratio_is_the_geometric_mean_with_its_bootstrap(pairs) -> No
 
 def test_paired_ratio_skips_rounds_without_a_figure() -> None:
     assert paired_ratio([2.0, 0.0, math.nan, 3.0], [1.0, 5.0, 1.0, 0.0]) == {
-        "ratio": 2.0, "low": 2.0, "high": 2.0, "rounds": 1}
+        "ratio": 2.0, "low": 2.0, "high": 2.0, "rounds": 1, "each": [2.0]}
     assert paired_ratio([0.0], [1.0]) is None and paired_ratio([], []) is None
     assert paired_ratio([2.0, 1.0], [1.0, 2.0])["ratio"] == 1.0  # 2x and 0.5x cancel
 

@@ -29,7 +29,8 @@ Run = tuple[float, list[float], int]
 
 def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> dict[str, Any] | None:
     """The geometric mean of ``mine[i] / theirs[i]`` over the rounds where both are positive
-    and finite, with its interval; None without such a round."""
+    and finite, with its interval and each such round's ratio (``each``, in round order, to
+    show a round that stands out); None without such a round."""
     logs = [math.log(a / b) for a, b in zip(mine, theirs, strict=False)
             if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
     if not logs:
@@ -37,7 +38,7 @@ def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> dict[str, An
     low, high = bootstrap_interval(logs)
     return {"ratio": round(math.exp(sum(logs) / len(logs)), 3),
             "low": round(math.exp(low), 3), "high": round(math.exp(high), 3),
-            "rounds": len(logs)}
+            "rounds": len(logs), "each": [round(math.exp(log), 3) for log in logs]}
 
 
 def round_rates(runs: Sequence[Run]) -> list[float]:
