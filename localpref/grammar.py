@@ -47,14 +47,12 @@ _SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", 
                        "allOf", "properties", "$defs", "definitions")
 
 
-def unenforced_keyword(schema: Any, where: str = "") -> tuple[str, str] | None:
-    """The first keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` or its subschemas, with
-    where it is (``properties.age``; "" at the top), or None."""
+def unenforced_keywords(schema: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` and its subschemas, each
+    with where it is (``properties.age``; "" at the top), in the schema's order."""
     if not isinstance(schema, dict):
-        return None
-    for keyword in schema:
-        if keyword in UNENFORCED_KEYWORDS:
-            return keyword, where
+        return []
+    found = [(keyword, where) for keyword in schema if keyword in UNENFORCED_KEYWORDS]
     for keyword in _SUBSCHEMA_KEYWORDS:
         value = schema.get(keyword)
         if isinstance(value, dict) and keyword in ("properties", "$defs", "definitions"):
@@ -64,10 +62,21 @@ def unenforced_keyword(schema: Any, where: str = "") -> tuple[str, str] | None:
         else:
             children = [(keyword, value)]
         for path, child in children:
-            found = unenforced_keyword(child, f"{where}.{path}" if where else path)
-            if found is not None:
-                return found
-    return None
+            found += unenforced_keywords(child, f"{where}.{path}" if where else path)
+    return found
+
+
+def _listed(found: list[tuple[str, str]]) -> str:
+    """``'maximum' and 'minimum' (at properties.age)``: the keywords, grouped by place."""
+    places: dict[str, list[str]] = {}
+    for keyword, where in found:
+        places.setdefault(where, []).append(f"'{keyword}'")
+    parts = []
+    for where, keywords in places.items():
+        named = keywords[0] if len(keywords) == 1 else \
+            ", ".join(keywords[:-1]) + f" and {keywords[-1]}"
+        parts.append(f"{named} (at {where})" if where else named)
+    return "; ".join(parts)
 
 
 def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
@@ -78,12 +87,12 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
         return llama_cpp.llama_grammar.JSON_GBNF
     if not isinstance(schema, dict):
         raise SettingsError("The JSON schema must be an object.")
-    unenforced = unenforced_keyword(schema)
-    if unenforced is not None:
-        keyword, where = unenforced
-        at = f" (at {where})" if where else ""
-        raise SettingsError(f"The JSON schema uses '{keyword}'{at}, which localpref cannot "
-                            "enforce while it writes; remove it and check that constraint "
+    unenforced = unenforced_keywords(schema)
+    if unenforced:
+        these = "that constraint" if len(unenforced) == 1 else "those constraints"
+        raise SettingsError(f"The JSON schema uses {_listed(unenforced)}, which localpref "
+                            f"cannot enforce while it writes; remove "
+                            f"{'it' if len(unenforced) == 1 else 'them'} and check {these} "
                             "on the answer.")
     try:
         return llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema))

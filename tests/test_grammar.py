@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from localpref.errors import SettingsError
-from localpref.grammar import UNENFORCED_KEYWORDS, json_grammar, unenforced_keyword
+from localpref.grammar import UNENFORCED_KEYWORDS, json_grammar, unenforced_keywords
 
 NAME = {"type": "string", "title": "Name", "description": "a name", "format": "email"}
 
@@ -26,9 +26,26 @@ NAME = {"type": "string", "title": "Name", "description": "a name", "format": "e
      ("multipleOf", "prefixItems[1]")),
 ])
 def test_a_constraint_the_grammar_would_drop_is_found_where_it_is(schema, found) -> None:
-    assert unenforced_keyword(schema) == found
+    assert unenforced_keywords(schema) == [found]
     with pytest.raises(SettingsError, match=f"^The JSON schema uses '{found[0]}'"):
         json_grammar(schema)
+
+
+def test_every_constraint_the_grammar_would_drop_is_named_at_once() -> None:
+    """Pydantic's ``Field(ge=0, le=150)`` writes two: both are named, so that removing one
+    does not meet a second refusal."""
+    schema = {"type": "object", "minProperties": 1, "properties": {
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "tags": {"type": "array", "uniqueItems": True}}}
+    assert unenforced_keywords(schema) == [("minProperties", ""), ("minimum", "properties.age"),
+                                           ("maximum", "properties.age"),
+                                           ("uniqueItems", "properties.tags")]
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(schema)
+    assert str(refused.value) == (
+        "The JSON schema uses 'minProperties'; 'minimum' and 'maximum' (at properties.age); "
+        "'uniqueItems' (at properties.tags), which localpref cannot enforce while it writes; "
+        "remove them and check those constraints on the answer.")
 
 
 def test_names_and_annotations_are_not_constraints() -> None:
@@ -37,7 +54,7 @@ def test_names_and_annotations_are_not_constraints() -> None:
         "minimum": {"type": "integer", "default": 3}, "name": NAME,
         "tags": {"type": "array", "items": NAME, "minItems": 1, "maxItems": 3}},
         "required": ["minimum"], "additionalProperties": False}
-    assert unenforced_keyword(schema) is None
+    assert unenforced_keywords(schema) == []
     grammar = json_grammar(schema)
     assert "minimum" in grammar and "root ::=" in grammar
     assert {"minimum", "maximum", "not", "if"} <= UNENFORCED_KEYWORDS

@@ -19,7 +19,9 @@ def body(**fields):
 @pytest.mark.parametrize(("fields", "param", "words"), [
     ({"messages": None}, "messages", "valid list"),
     ({"max_tokens": "many"}, "max_tokens", "valid integer"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role", "'system'"),
+    ({"messages": [{"role": "bot", "content": "x"}]}, "messages.0.role", "'system'"),
+    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "tool", "content": "4"}]},
+     "messages.1.role", "messages.1.role: tool messages are not supported (no tool calling);"),
     ({"stream": "perhaps"}, "stream", "valid boolean"),
     ({"stop": [None]}, "stop", "valid string"),  # not "stop.str": no union member's name
     ({"localpref": {"preference": 5}}, "localpref.preference", "valid string"),

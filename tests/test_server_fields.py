@@ -208,6 +208,35 @@ def test_tools_are_refused_by_name_unless_tool_choice_is_none(client, model) -> 
     assert answer.choices[0].message.content == model.generate(PROMPT, max_tokens=3).text
 
 
+def test_functions_and_a_logit_bias_are_refused_by_name_not_ignored(client, model) -> None:
+    """OpenAI's deprecated ``functions`` are tools by another name, and a bias would change
+    the answer: neither is silently dropped. An empty or all-zero bias changes nothing."""
+    functions = [{"name": "weather", "parameters": {"type": "object", "properties": {}}}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                       functions=functions)
+    assert refused.value.body["param"] == "functions"
+    assert refused.value.body["message"].startswith("functions are not supported")
+    token = model.vocabulary.tokenize("Hello", add_special=False)[0]
+    for endpoint in ("chat", "text"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            if endpoint == "chat":
+                client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                               logit_bias={str(token): -100})
+            else:
+                client.completions.create(model=MODEL_ID, prompt=PROMPT, max_tokens=2,
+                                          logit_bias={str(token): 5})
+        assert refused.value.body["param"] == "logit_bias"
+        assert refused.value.body["message"] == (
+            "logit_bias is not supported yet; leave it out or send {}.")
+    expected = model.generate(PROMPT, max_tokens=3).text
+    for bias in ({}, {str(token): 0}):
+        answer = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=3,
+                                                logit_bias=bias, functions=functions,
+                                                function_call="none")
+        assert answer.choices[0].message.content == expected
+
+
 def test_top_p_zero_keeps_only_the_likeliest_token(client, model) -> None:
     """Clients that ask for determinism send ``top_p=0`` (OpenAI accepts 0 to 1): greedy."""
     settings = {"temperature": 1.0, "seed": 7, "max_tokens": 12,

@@ -127,6 +127,10 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     if param is None and kind in ("model_attributes_type", "dict_type", "model_type"):
         return ("The request body must be a JSON object (Content-Type: application/json).",
                 None)
+    if (kind == "literal_error" and len(location) == 3 and location[0] == "messages"
+            and location[2] == "role" and first.get("input") in ("tool", "function")):
+        return (f"{param}: {first['input']} messages are not supported (no tool calling); "
+                "send the conversation without tool results."), param
     text = str(first.get("msg", "is not valid"))
     return (f"{param}: {text}." if param else f"{text}.").replace("..", "."), param
 

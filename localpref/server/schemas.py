@@ -86,6 +86,7 @@ class GenerationFields(_Lenient):
     top_k: int | None = None
     min_p: float | None = None
     repeat_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
     response_format: ResponseFormat | None = None
     localpref: LocalprefOptions | None = None
 
@@ -99,6 +100,8 @@ class ChatCompletionRequest(GenerationFields):
     top_logprobs: int | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
+    functions: list[Any] | None = None  # OpenAI's deprecated name for tools
+    function_call: Any = None
 
 
 class CompletionRequest(GenerationFields):

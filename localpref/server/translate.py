@@ -161,6 +161,9 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         if value not in (None, 0):
             raise FieldError(name, f"{name} is not supported; send 0 or leave it out "
                              f"(got {value}).")
+    if request.logit_bias and any(bias != 0 for bias in request.logit_bias.values()):
+        raise FieldError("logit_bias", "logit_bias is not supported yet; leave it out or send "
+                         "{}.")
     method_name = steering.method
     preference: Any = steering.preference
     kwargs: dict[str, Any] = {}
@@ -242,6 +245,9 @@ def _chat_fields(request: ChatCompletionRequest, args: GenerationArgs) -> None:
     if request.tools and request.tool_choice != "none":
         raise FieldError("tools", "tools are not supported yet (no tool calling); leave "
                          "tools out or send tool_choice \"none\".")
+    if request.functions and request.function_call != "none":
+        raise FieldError("functions", "functions are not supported (no function calling); "
+                         "leave them out or send function_call \"none\".")
     top = request.top_logprobs
     if top is not None:
         if not request.logprobs:
