@@ -93,12 +93,42 @@ def test_text_completions_answer_as_a_chat_with_the_prompt_as_user(client, model
     assert len(finishing) == 1 and finishing[0].model_extra["localpref"]["method"] == "amulet"
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="gpt-3.5-turbo-instruct", prompt=PROMPT)
-    for fields, param in (({"prompt": ["a", "b"]}, "prompt"), ({"echo": True}, "echo"),
+    for fields, param in (({"prompt": []}, "prompt"), ({"echo": True}, "echo"),
                           ({"prompt": PROMPT, "temperature": -1}, "temperature")):
         body = {"prompt": PROMPT, **fields}
         with pytest.raises(openai.BadRequestError) as refused:
             client.completions.create(model=MODEL_ID, max_tokens=2, **body)
         assert refused.value.body["param"] == param
+
+
+def test_several_prompts_in_one_text_completion_are_each_answered_as_alone(
+        client, model) -> None:
+    """LangChain's ``OpenAI.batch`` sends a list of prompts. Twelve steered prompts, three
+    times what the server runs at once (eight lanes, two a request): choice i is what prompt i
+    gets alone, and the usage is the sum."""
+    prompts = [f"Name a {thing} I could grow." for thing in (
+        "herb", "tree", "flower", "vegetable", "fruit", "shrub", "vine", "grass", "fern",
+        "cactus", "bulb", "moss")]
+    expected = [model.generate(p, preference="concise", method="amulet", max_tokens=6)
+                for p in prompts]
+    answer = client.completions.create(model=f"{MODEL_ID}:amulet:concise", prompt=prompts,
+                                       max_tokens=6, logprobs=2)
+    assert [c.index for c in answer.choices] == list(range(len(prompts)))
+    assert [c.text for c in answer.choices] == [e.text for e in expected]
+    assert [c.logprobs.tokens for c in answer.choices] == [
+        [model.vocabulary.detokenize([t]) for t in e.tokens] for e in expected]
+    assert [c.model_extra["localpref"]["method"] for c in answer.choices] == ["amulet"] * 12
+    assert answer.usage.completion_tokens == sum(len(e.tokens) for e in expected)
+    assert answer.usage.prompt_tokens == sum(e.stats["n_prompt_tokens"] for e in expected)
+    # one bad prompt: nothing is answered; several prompts are not streamed
+    for fields, message in (({"prompt": [prompts[0], " "]}, "The prompt is empty."),
+                            ({"prompt": prompts[:2], "stream": True},
+                             "Several prompts are answered only without streaming; send "
+                             "stream false, or one prompt per request.")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.completions.create(model=MODEL_ID, max_tokens=2, **fields)
+        assert (refused.value.body["param"], refused.value.body["message"]) == (
+            "prompt", message)
 
 
 def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:

@@ -105,14 +105,11 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     async def generate(body: GenerationFields, request: Request,
                        shape: completions.Shape) -> Any:
         model, model_id = served()
+        if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) \
+                and len(body.prompt) > 1:
+            return await answer_prompts(body, request, model, model_id)
         args = generation_args(body, model_id, model)
-        loop = asyncio.get_running_loop()
-        job = GenerationJob(lambda: start_generation(model, args), loop, on_end=state.remove)
-        state.add(job)
-        job.begin()
-        first = await next_event(job, request)
-        if first[0] == "error":
-            raise from_library(first[1])
+        job, first = await started(args, request)
         logprobs = answer_logprobs(args, model.vocabulary, shape)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -122,16 +119,63 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        event = first
-        while event[0] == "piece":
-            event = await next_event(job, request)
-        if event[0] == "error":
-            raise from_library(event[1])
-        result = event[1]
+        result = await ended(job, first, request)
         return completions.completion(result, model=body.model, avoid=args.avoid,
                                       ident=shape.new_id(), created=completions.now(),
                                       shape=shape,
                                       logprobs=logprobs(result) if logprobs else None)
+
+    async def started(args: Any, request: Request) -> tuple[GenerationJob, Event]:
+        """The generation queued, and its first event (an error before any text raised, so
+        that it is an HTTP error status)."""
+        job = GenerationJob(lambda: start_generation(state.model, args),
+                            asyncio.get_running_loop(), on_end=state.remove)
+        state.add(job)
+        job.begin()
+        first = await next_event(job, request)
+        if first[0] == "error":
+            raise from_library(first[1])
+        return job, first
+
+    async def ended(job: GenerationJob, event: Event, request: Request) -> Any:
+        """The job's result, read from ``event`` on."""
+        while event[0] == "piece":
+            event = await next_event(job, request)
+        if event[0] == "error":
+            raise from_library(event[1])
+        return event[1]
+
+    async def answer_prompts(body: CompletionRequest, request: Request, model: Any,
+                             model_id: str) -> dict[str, Any]:
+        """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends):
+        choice i answers prompt i as a request of its own would, at most as many at once as
+        the server runs two-lane requests, so that one body never fills the queue alone.
+        Every prompt is checked before any is queued; a failure cancels the others."""
+        if body.stream:
+            raise ApiError(400, "Several prompts are answered only without streaming; send "
+                           "stream false, or one prompt per request.", param="prompt")
+        every_args = [generation_args(body.model_copy(update={"prompt": [prompt]}),
+                                      model_id, model) for prompt in body.prompt]
+        window = asyncio.Semaphore(max(1, model.max_lanes // 2))
+
+        async def answer(args: Any) -> Any:
+            async with window:
+                job, first = await started(args, request)
+                return await ended(job, first, request)
+
+        tasks = [asyncio.ensure_future(answer(args)) for args in every_args]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()  # a cancelled handler cancels its job (``next_event``)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        logprobs = answer_logprobs(every_args[0], model.vocabulary, completions.TEXT)
+        return completions.several(results, model=body.model, avoid=every_args[0].avoid,
+                                   created=completions.now(),
+                                   logprobs=[logprobs(r) for r in results] if logprobs
+                                   else None)
 
     return app
 

@@ -44,10 +44,10 @@ class Shape:
         return "chat.completion.chunk" if self.chat else "text_completion"
 
     def choice(self, text: str | None, *, whole: bool, finish: str | None,
-               logprobs: Any = None, role: bool = False) -> dict[str, Any]:
+               logprobs: Any = None, role: bool = False, index: int = 0) -> dict[str, Any]:
         """One choice: the whole ``message`` / a ``delta`` (chat) or its ``text``."""
         if not self.chat:
-            return {"index": 0, "text": text or "", "logprobs": logprobs,
+            return {"index": index, "text": text or "", "logprobs": logprobs,
                     "finish_reason": finish}
         if whole:
             return {"index": 0, "message": {"role": "assistant", "content": text},
@@ -108,6 +108,27 @@ def completion(result: Result, *, model: str, avoid: Any, ident: str, created: i
         "usage": usage(result),
         "localpref": localpref_extension(result, avoid),
     }
+
+
+def several(results: list[Result], *, model: str, avoid: Any, created: int,
+            logprobs: list[Any] | None = None) -> dict:
+    """The answers to several prompts of one text completion: choice i is prompt i's, with
+    its own ``localpref`` object; the usage is their sum, and the top-level ``localpref``
+    object the first answer's."""
+    choices = []
+    for index, result in enumerate(results):
+        choice = TEXT.choice(result.text, whole=True, finish=finish_reason(result),
+                             logprobs=logprobs[index] if logprobs else None, index=index)
+        choice["localpref"] = localpref_extension(result, avoid)
+        choices.append(choice)
+    each = [usage(result) for result in results]
+    total = {key: sum(one[key] for one in each)
+             for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    total["prompt_tokens_details"] = {
+        "cached_tokens": sum(one["prompt_tokens_details"]["cached_tokens"] for one in each)}
+    return {"id": TEXT.new_id(), "object": TEXT.object, "created": created, "model": model,
+            "choices": choices, "usage": total,
+            "localpref": localpref_extension(results[0], avoid)}
 
 
 def chunk(*, model: str, ident: str, created: int, delta: dict[str, Any] | None = None,

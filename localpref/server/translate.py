@@ -126,12 +126,13 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
 
 
 def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
-    """A text completion's prompt as the user's message (one prompt per request)."""
+    """A text completion's prompt as the user's message (a list of several is answered prompt
+    by prompt, ``app.answer_prompts``)."""
     prompt = request.prompt
     if isinstance(prompt, list):
         if len(prompt) != 1:
-            raise FieldError("prompt", "Send one prompt per request (a string, or a list of "
-                             f"one string; got {len(prompt)}).")
+            raise FieldError("prompt", "Send at least one prompt (a string, or a list of "
+                             "strings).")
         prompt = prompt[0]
     if not prompt.strip():
         raise FieldError("prompt", "The prompt is empty.")
