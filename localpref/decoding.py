@@ -40,7 +40,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from localpref.engine import Vocabulary
+from localpref.errors import ModelError
 from localpref.grammar import GrammarMask
+from localpref.kernels.arguments import AllMaskedError
 from localpref.methods import Selector
 from localpref.trace import StepRecorder, cut_trace
 
@@ -155,7 +157,15 @@ class Track:
             self.first_step_at = started
         if self.grammar is not None:
             self.grammar.allow()
-        token = self.selector.pick([views[i] for i in self.method_lanes])
+        lanes = [views[i] for i in self.method_lanes]
+        try:
+            token = self.selector.pick(lanes)
+        except AllMaskedError:
+            _check_finite(lanes)
+            raise
+        if token < 0:  # the kernels' answer when no score is finite
+            _check_finite(lanes)
+            raise ModelError("No token could be chosen at this step.")
         if self.grammar is not None:
             token = self._allowed(token, views)
         picked = clock()
@@ -292,6 +302,14 @@ class _StepEnd(threading.local):
 
 
 _step_end = _StepEnd()
+
+
+def _check_finite(lanes: Sequence[np.ndarray]) -> None:
+    """Refuse a step whose lanes hold no finite logit at all (a corrupt model file): the
+    kernels would pick no token, and a token id of -1 aborts llama.cpp."""
+    if not any(np.isfinite(lane).any() for lane in lanes):
+        raise ModelError("The model gave no finite score for any token; its file may be "
+                         "corrupt.")
 
 
 @contextmanager
