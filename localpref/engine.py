@@ -29,6 +29,7 @@ import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError
 from localpref.gguf_header import read_gguf_header
+from localpref.llama_log import init_backend, load_watch
 from localpref.stream_choice import choose_streams, common_prefix
 
 #: From this many rows in one decode llama.cpp's CPU flash attention takes a tiled kernel
@@ -47,32 +48,6 @@ SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2
 #: A lane opens on a free stream that adds a run of streams to the decode when that stream's
 #: kept cells hold this many more tokens of its prompt (``stream_choice.choose_streams``).
 REUSE_FAR_STREAM = 64
-
-_backend_lock = threading.Lock()
-_backend_ready = False
-_GGML_LOG_LEVEL_ERROR = 4
-
-
-@llama_cpp.llama_log_callback
-def _log_errors_only(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    """llama.cpp's log, reduced to errors (everything with LOCALPREF_DEBUG set).
-
-    Our own callback, because llama-cpp-python 0.3.36 maps ggml's WARN level to ERROR and
-    would print context warnings on every load.
-    """
-    if level == _GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALPREF_DEBUG"):
-        sys.stderr.write(text.decode("utf-8", errors="replace"))
-
-
-def _init_backend() -> None:
-    """Initialise llama.cpp once per process and keep its log quiet unless debugging."""
-    global _backend_ready
-    with _backend_lock:
-        if _backend_ready:
-            return
-        llama_cpp.llama_log_set(_log_errors_only, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
-        _backend_ready = True
 
 
 def available_cores() -> int:
@@ -165,7 +140,7 @@ class LoadedModel:
     """The weights of one GGUF file, loaded once and shared by every context on it."""
 
     def __init__(self, path: str | Path, *, n_gpu_layers: int = 0) -> None:
-        _init_backend()
+        init_backend()
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"Model file {self.path} does not exist.")
@@ -177,9 +152,19 @@ class LoadedModel:
         # crashes the process (a segfault in ggml_backend_amx_mul_mat, llama-cpp-python
         # 0.3.36, Q4_1, seen on a 2-core Xeon with amx_int8). The plain CPU kernels are used.
         params.use_extra_bufts = False
-        handle = llama_cpp.llama_model_load_from_file(str(self.path).encode("utf-8"), params)
+        with load_watch(params) as watch:
+            handle = llama_cpp.llama_model_load_from_file(str(self.path).encode("utf-8"),
+                                                          params)
+            if handle and watch.interrupted:
+                llama_cpp.llama_model_free(handle)
         if not handle:
-            raise ModelError(f"llama.cpp could not load {self.path}: the file may be corrupt.")
+            reason = watch.reason or "the file may be corrupt"
+            if reason.startswith("unknown model architecture"):
+                reason += (f" (llama-cpp-python {llama_cpp.__version__}'s llama.cpp does not "
+                           "know it)")
+            raise ModelError(f"llama.cpp could not load {self.path}: {reason}.")
+        for line in watch.errors:  # a load that went through: its errors are still said
+            sys.stderr.write(line)
         self.handle = handle
         self.vocabulary = Vocabulary(handle)
         self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(handle)

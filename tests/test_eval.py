@@ -41,6 +41,7 @@ from localpref.evaluation.records import RowWriter, read_rows
 from localpref.evaluation.report import SPEED_HEADING, collect, render_summary
 from localpref.evaluation.scorers import content_words_of
 from localpref.methods import Amulet, Sampling
+from localpref.synthetic import write_synthetic_llama
 
 PROMPTS = [
     {"index": 0, "question": "What is the best mobile phone brand currently? "},
@@ -443,6 +444,59 @@ def test_an_output_folder_that_cannot_be_made_is_one_sentence_before_the_model_l
                                                      str(tmp_path / "missing.gguf")))
         assert code == 2 and stderr.count("\n") == 1 and problem in stderr
         assert str(out) in stderr  # said before the model is looked for
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_sentence_before_the_model_loads(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    locked = Path("/sys/kernel")  # a folder that even root cannot write in
+    if not locked.is_dir():
+        pytest.skip("no /sys/kernel here")
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, locked, "--model",
+                                                 str(tmp_path / "missing.gguf")))
+    assert code == 2 and stderr.count("\n") == 1
+    assert "Cannot write in the output folder /sys/kernel: Permission denied." in stderr
+    source = tmp_path / "run"
+    source.mkdir()
+    (source / "generations.jsonl").write_text("", encoding="utf-8")
+    code, _, stderr = run_cli(capsys, "eval", "merge", str(source), "--out", str(locked))
+    assert code == 2 and stderr.count("\n") == 1 and "Cannot write in" in stderr
+
+
+def test_a_folder_of_other_json_lines_is_not_read_as_answers(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "junk"
+    out.mkdir()
+    (out / "generations.jsonl").write_text('{"a": 1}\n', encoding="utf-8")
+    sentence = (f"{out / 'generations.jsonl'} line 1 has no 'id': it is not what localpref "
+                "eval writes.")
+    for argv in (tiny_grid(dataset_file, out), ["eval", "merge", str(out), "--out",
+                                                str(tmp_path / "merged")]):
+        code, _, stderr = run_cli(capsys, *argv)
+        assert code == 2 and stderr.strip() == f"localpref: {sentence}"
+    assert (out / "generations.jsonl").read_text(encoding="utf-8") == '{"a": 1}\n'
+
+
+def test_answers_of_another_model_file_with_the_same_name_are_not_reused(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    """A row's key names the model by its file name; its fingerprint tells two files of one
+    name apart, so the second model's run does not take the first one's answers as its own."""
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+    first = write_synthetic_llama(tmp_path / "one" / "model.gguf", seed=0)
+    second = write_synthetic_llama(tmp_path / "two" / "model.gguf", seed=1)
+    out = tmp_path / "out"
+    argv = ["eval", "--dataset", str(dataset_file), "--methods", "base", "--preferences",
+            "concise", "--max-tokens", "4", "--ctx", "256", "--threads", "1", "--out", str(out),
+            "--no-progress", "--limit", "1", "--scorers", "length"]
+    code, _, _ = run_cli(capsys, *argv, "--model", str(first))
+    assert code == 0 and len(list(read_rows(out / "generations.jsonl"))) == 1
+    code, _, _ = run_cli(capsys, *argv, "--model", str(first))  # the same file resumes
+    assert code == 0 and len(list(read_rows(out / "generations.jsonl"))) == 1
+    code, _, stderr = run_cli(capsys, *argv, "--model", str(second))
+    assert code == 2 and stderr.strip() == (
+        f"localpref: {out} holds answers of another model file named model.gguf; give "
+        "another --out.")
+    assert len(list(read_rows(out / "generations.jsonl"))) == 1
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[{\"text\": \"no prompt key\"}]"])

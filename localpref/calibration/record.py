@@ -17,7 +17,6 @@ uncalibrated default is kept), the reason in words, the sweep table (``rows``) a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -28,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import LocalprefError
+from localpref.file_digest import file_digest
 from localpref.methods import PREF_ENDS, Amulet, ContrastFamily, as_recommended
 from localpref.presets import single_preset
 from localpref.store import data_dir
 
 #: The record's format version (a record of another version is ignored, as if absent).
 RECORD_VERSION = 1
-#: Bytes read from each end of the model file for its key.
-KEY_BYTES = 1 << 20
 #: The settings a calibration may choose (the rest of the recommended steering stays; a record
 #: made before the guard has no ``kl_budget``, and its steering stays unguarded).
 CALIBRATED_FIELDS = ("contrast", "tau", "kl_budget")
@@ -52,15 +50,7 @@ def calibrations_dir() -> Path:
 
 def model_key(path: str | Path) -> str:
     """The key of a model file: SHA-256 of its size, mtime and first and last MiB (hex, 32)."""
-    path = Path(path)
-    info = path.stat()
-    digest = hashlib.sha256(f"{info.st_size}:{info.st_mtime_ns}:".encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(KEY_BYTES))
-        if info.st_size > KEY_BYTES:
-            handle.seek(max(KEY_BYTES, info.st_size - KEY_BYTES))
-            digest.update(handle.read(KEY_BYTES))
-    return digest.hexdigest()[:32]
+    return file_digest(path, with_mtime=True)
 
 
 def record_path(key: str) -> Path:

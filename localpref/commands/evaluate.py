@@ -226,7 +226,7 @@ def run_eval(args: argparse.Namespace) -> int:
         judge_path = resolve_model(args.judge)  # fails now, before any generation
 
     from localpref.commands.options import load_model
-    from localpref.evaluation.grid import make_output_folder
+    from localpref.evaluation.records import make_output_folder
 
     check_parallel(args.parallel)
     if args.parallel > 1 and args.ray is not None:

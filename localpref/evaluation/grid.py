@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,17 @@ from localpref.evaluation.paper import (
     JUDGE_SYSTEM_PROMPT,
 )
 from localpref.evaluation.progress import Progress
-from localpref.evaluation.records import GENERATIONS, SCORES, RowWriter, read_rows, row_id
+from localpref.evaluation.records import (
+    GENERATION_FIELDS,
+    GENERATIONS,
+    SCORE_FIELDS,
+    SCORES,
+    RowWriter,
+    check_output_folder,
+    make_output_folder,
+    read_rows,
+    row_id,
+)
 from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import Scorer, score_text
 from localpref.evaluation.specs import (
@@ -41,6 +52,7 @@ from localpref.evaluation.specs import (
     changed_fraction,
     non_default_fields,
 )
+from localpref.file_digest import file_digest
 from localpref.methods import Base, Sampling
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, opposite_text
 from localpref.request import Request
@@ -141,9 +153,12 @@ class Evaluation:
         self.calibration = model.calibration if calibrated else None
         if calibrated and self.calibration is None:
             raise SettingsError(f"{Path(model.path).name} is not calibrated, so there is no "
-                                "calibrated column to run: run `localpref calibrate` first.")
+                                "calibrated column to run: run `localpref calibrate --model "
+                                f"{shlex.quote(str(model.path))}` first.")
         self.config = config
         self.model = model
+        #: the model file's fingerprint, kept in every row beside the key's file name
+        self.model_sha = file_digest(model.path, with_mtime=False)
         self.out_dir = Path(out_dir)
         check_output_folder(self.out_dir)
         self.scorers = list(scorers)
@@ -247,8 +262,10 @@ class Evaluation:
         """Do every missing row, then write the summary and charts; return the summary path."""
         make_output_folder(self.out_dir)
         items = self.items()
-        existing = {row["id"]: row for row in read_rows(self.out_dir / GENERATIONS)}
-        score_rows = list(read_rows(self.out_dir / SCORES))
+        existing = {row["id"]: row
+                    for row in read_rows(self.out_dir / GENERATIONS, GENERATION_FIELDS)}
+        self._check_same_model(existing.values())
+        score_rows = list(read_rows(self.out_dir / SCORES, SCORE_FIELDS))
         metrics = {row["id"]: row.get("metrics") or {} for row in score_rows
                    if row.get("kind") == "metrics"}
         judgements = {row["id"]: row for row in score_rows if row.get("kind") == "judge"}
@@ -295,6 +312,18 @@ class Evaluation:
                             reference=self.config.reference, resamples=self.config.resamples,
                             fluency_budget=self.config.fluency_budget)
 
+    def _check_same_model(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Refuse an output folder holding answers of another file with this model's name: a
+        row's key names the model by its file name only (so that a folder resumes after the
+        file moves), and its ``model_sha`` tells two files of one name apart (rows written
+        before it have none, and are taken as this model's)."""
+        name = Path(self.model.path).name
+        for row in rows:
+            sha = row.get("model_sha")
+            if sha and sha != self.model_sha and (row.get("key") or {}).get("model") == name:
+                raise SettingsError(f"{self.out_dir} holds answers of another model file named "
+                                    f"{name}; give another --out.")
+
     def _prefetching(self, items: list[Item], existing: dict[str, Any],
                      by_content: dict[str, dict[str, Any]]) -> Iterator[Item]:
         """``items`` in order; with ``generations``, each chunk's missing answers are generated
@@ -337,6 +366,7 @@ class Evaluation:
             "preference_text": item.preference.sentence,
             "method": item.method.name,
             "settings": item.method.settings(),
+            "model_sha": self.model_sha,
         }
         if item.method.strength is not None:
             row["strength"] = item.method.strength
@@ -465,19 +495,3 @@ class Evaluation:
             scores.write(judgement)
             judgements[identifier] = judgement
             progress.advance(f"judge {row_a['method']} vs {row_b['method']}")
-
-
-def check_output_folder(out_dir: Path) -> None:
-    """An output folder that exists must be a folder (one sentence otherwise)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LocalprefError(f"Output {out_dir} exists and is not a folder.")
-
-
-def make_output_folder(out_dir: Path) -> None:
-    """Make the output folder (and its parents), or say in one sentence why it cannot be."""
-    check_output_folder(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise LocalprefError(f"Cannot make the output folder {out_dir}: "
-                             f"{error.strerror or error}.") from None

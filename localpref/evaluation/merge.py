@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import LocalprefError
-from localpref.evaluation.records import GENERATIONS, SCORES, read_rows, write_rows
+from localpref.evaluation.records import (
+    GENERATION_FIELDS,
+    GENERATIONS,
+    SCORE_FIELDS,
+    SCORES,
+    make_output_folder,
+    read_rows,
+    write_rows,
+)
 from localpref.evaluation.report import write_report
 from localpref.evaluation.scorers import Scorer, score_text
 
@@ -39,9 +47,9 @@ def merge_outputs(
     metrics: dict[str, dict[str, Any]] = {}
     judgements: dict[str, dict[str, Any]] = {}
     for folder in sources:
-        for row in read_rows(folder / GENERATIONS):
+        for row in read_rows(folder / GENERATIONS, GENERATION_FIELDS):
             generations.setdefault(row["id"], row)
-        for row in read_rows(folder / SCORES):
+        for row in read_rows(folder / SCORES, SCORE_FIELDS):
             if row.get("kind") == "metrics":
                 metrics[row["id"]] = {**metrics.get(row["id"], {}), **(row.get("metrics") or {})}
             elif row.get("kind") == "judge":
@@ -52,9 +60,7 @@ def merge_outputs(
         if not row.get("error") and any(m not in have for m in wanted):
             metrics[identifier] = {**have, **score_text(scorers, row["text"], row["tokens"])}
     target = Path(out_dir)
-    if target.exists() and not target.is_dir():
-        raise LocalprefError(f"Output {target} exists and is not a folder.")
-    target.mkdir(parents=True, exist_ok=True)
+    make_output_folder(target)
     ordered = sorted(generations.values(),
                      key=lambda r: (r["dataset"], r["position"], r["preference"], r["method"],
                                     r["id"]))

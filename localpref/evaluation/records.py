@@ -10,9 +10,12 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from localpref.errors import LocalprefError
 
 GENERATIONS = "generations.jsonl"
 SCORES = "scores.jsonl"
@@ -40,12 +43,13 @@ def dumps(row: dict[str, Any]) -> str:
     return json.dumps(_clean(row), ensure_ascii=False, default=str)
 
 
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete rows of a JSON-lines file (none if it does not exist)."""
+def read_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """The complete rows of a JSON-lines file (none if it does not exist). A row without one
+    of the ``required`` fields is one sentence: the file is not what the caller reads."""
     if not path.exists():
         return
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:
                 continue
@@ -53,8 +57,41 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn line from an interrupted write
-            if isinstance(row, dict):
-                yield row
+            if not isinstance(row, dict):
+                continue
+            missing = next((name for name in required if name not in row), None)
+            if missing is not None:
+                raise LocalprefError(f"{path} line {number} has no '{missing}': it is not "
+                                     "what localpref eval writes.")
+            yield row
+
+
+#: The fields every row of ``GENERATIONS`` and of ``SCORES`` has.
+GENERATION_FIELDS = ("id", "key", "dataset", "position", "preference", "method")
+SCORE_FIELDS = ("id", "kind")
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """An output folder that exists must be a folder (one sentence otherwise)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LocalprefError(f"Output {out_dir} exists and is not a folder.")
+
+
+def make_output_folder(out_dir: Path) -> None:
+    """Make the output folder (and its parents) and check that files can be written in it, or
+    say in one sentence why not."""
+    check_output_folder(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LocalprefError(f"Cannot make the output folder {out_dir}: "
+                             f"{error.strerror or error}.") from None
+    try:
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        raise LocalprefError(f"Cannot write in the output folder {out_dir}: "
+                             f"{error.strerror or error}.") from None
 
 
 class RowWriter:

@@ -1,0 +1,62 @@
+"""What a model load says: llama.cpp's reason for a failed load in one sentence, and Ctrl-C
+during a load stops it (Python raises KeyboardInterrupt inside llama.cpp's callbacks, where
+ctypes would print and drop it, and the load would go on)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import gguf
+import pytest
+
+from localpref import cli
+from localpref.engine import LoadedModel
+from localpref.llama_log import loading
+
+
+def test_ctrl_c_during_a_load_stops_it_and_reaches_the_caller(
+        bundled_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A timer's handler (run by Python inside llama.cpp's callbacks) presses Ctrl-C once the
+    load has begun, as a user would: the load stops and KeyboardInterrupt reaches the
+    caller; before, it was printed and dropped, and the load went on."""
+    pressed: list[bool] = []
+
+    def press(signum: int, frame: object) -> None:
+        if loading() and not pressed:
+            pressed.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+    previous = signal.signal(signal.SIGALRM, press)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            LoadedModel(bundled_path)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pressed and not loading()
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    again = LoadedModel(bundled_path)  # the next load is not taken for interrupted
+    assert again.n_params > 0
+    again.close()
+
+
+def test_a_load_llama_cpp_refuses_says_its_reason_in_one_sentence(
+        bundled_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    unknown = tmp_path / "unknown-architecture.gguf"
+    shutil.copyfile(bundled_path, unknown)
+    reader = gguf.GGUFReader(str(unknown), "r+")
+    field = reader.fields["general.architecture"]
+    field.parts[field.data[0]][:] = list(b"zzzzz")  # "llama", as long
+    del reader
+    code = cli.main(["generate", "Hi", "--model", str(unknown), "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"localpref: llama.cpp could not load {unknown}: unknown model architecture: 'zzzzz' "
+        "(llama-cpp-python 0.3.36's llama.cpp does not know it)."]
