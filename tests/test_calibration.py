@@ -136,7 +136,7 @@ def test_the_calibration_is_used_when_no_method_is_named(model: Model, home: Pat
         assert result.stats["settings"]["tau"] == 0.1
         assert result.stats["calibration"] == {
             "settings": CALIBRATED, "calibrated_at": record["calibrated_at"],
-            "per_preference": False, "method": "amulet"}
+            "per_preference": False, "default_kept": False, "method": "amulet"}
     chosen = recommended_method(model)
     assert chosen == mine and is_recommended(chosen)
     assert recommended_method() == Amulet(contrast=0.5, tau=0.2, end_tokens=PREF_ENDS)
@@ -245,6 +245,24 @@ def test_another_model_file_does_not_match(model: Model, home: Path, tmp_path: P
     assert CalibrationLookup(copy).current() is None
     synthetic = write_synthetic_llama(tmp_path / "synthetic.gguf", SyntheticShape())
     assert CalibrationLookup(synthetic).current() is None
+
+
+def test_a_preference_the_calibration_kept_at_the_default_is_not_called_calibrated(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No setting beat Pref overall, but "uplifting" got its own: "concise" runs the default
+    and says so, "uplifting" runs its own setting and is called calibrated."""
+    default = {**CALIBRATED, "contrast": 0.5, "tau": 0.2}
+    record = calibrated(model, {"uplifting": {"contrast": 2.0, "tau": 0.1},
+                                "concise": {"contrast": 0.5, "tau": 0.2}},
+                        contrast=0.5, tau=0.2)
+    write_record(model.calibration_key, {**record, "default": default})
+    for preference, note in (
+            ("concise", "k=0.5 tau=0.2 ends=pref greedy (recommended, uncalibrated default: "
+                        "the calibration kept it)"),
+            ("uplifting", "k=2 tau=0.1 ends=pref greedy (recommended, calibrated for this "
+                          "model)")):
+        assert main(["generate", PROMPT, "-p", preference, "--max-tokens", "4"]) == 0
+        assert note in capsys.readouterr().err
 
 
 def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,

@@ -134,10 +134,13 @@ class Calibration:
 
     def summary(self, preference: object = None) -> dict[str, Any]:
         """What ``stats["calibration"]`` carries: the settings used for this preference,
-        whether they are the preference's own, and when they were chosen."""
+        whether they are the preference's own, whether they are the uncalibrated default the
+        calibration kept (no setting beat Pref for it, though one did for another
+        preference), and when they were chosen."""
         settings = self.settings_for(preference)
         return {"settings": dict(settings), "calibrated_at": self.calibrated_at,
                 "per_preference": settings is not self.settings,
+                "default_kept": settings == self.record.get("default"),
                 "method": self.record.get("chosen", {}).get("method", "amulet")}
 
 

@@ -74,11 +74,15 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
 
 def calibration_note(stats: dict[str, Any]) -> str:
     """``recommended, calibrated for this model`` or ``recommended, uncalibrated default`` for
-    the recommended steering (``stats["recommended"]``); empty for a method named explicitly."""
+    the recommended steering (``stats["recommended"]``; the latter also where the model's
+    calibration kept the default for this preference); empty for a method named explicitly."""
     if not stats.get("recommended"):
         return ""
-    if stats.get("calibration"):
+    calibration = stats.get("calibration")
+    if calibration and not calibration.get("default_kept"):
         return "recommended, calibrated for this model"
+    if calibration:
+        return "recommended, uncalibrated default: the calibration kept it"
     return "recommended, uncalibrated default"
 
 
