@@ -243,7 +243,10 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         if calibration is None:
             return f"{label} (uncalibrated default)"
         calibrated = calibration.method(self.steering.preference)
-        return f"recommended: {method_description(calibrated)} (calibrated for this model)"
+        kept = calibration.summary(self.steering.preference)["default_kept"]
+        note = ("uncalibrated default: the calibration kept it" if kept
+                else "calibrated for this model")
+        return f"recommended: {method_description(calibrated)} ({note})"
 
     def _show_live(self, stats: dict[str, Any], **facts: Any) -> None:
         """The status bar with an answer's figures (speed, steering cost, context used)."""
