@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
-from localpref.engine import MIN_CONTEXT, Context, LoadedModel
+from localpref.engine import MAX_LANES, MIN_CONTEXT, Context, LoadedModel
 from localpref.errors import (
     LocalprefWarning,
     ModelError,
@@ -116,9 +116,10 @@ class Model:
     ) -> None:
         if not isinstance(n_batch, int) or n_batch < 1:
             raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch}).")
-        if not isinstance(max_lanes, int) or not 1 <= max_lanes <= n_batch:
-            raise SettingsError(f"max_lanes must be a whole number from 1 to n_batch "
-                                f"({n_batch}) (got {max_lanes}).")
+        most_lanes = min(n_batch, MAX_LANES)
+        if not isinstance(max_lanes, int) or not 1 <= max_lanes <= most_lanes:
+            raise SettingsError(f"max_lanes must be a whole number from 1 to {most_lanes} "
+                                f"(got {max_lanes}).")
         for name, value, least in (("n_ctx", n_ctx, MIN_CONTEXT), ("n_threads", n_threads, 1),
                                    ("n_threads_batch", n_threads_batch, 1)):
             if value is not None and (not isinstance(value, int) or value < least):

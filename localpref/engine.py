@@ -45,6 +45,9 @@ MIN_CONTEXT = 16
 #: A prefix of this many tokens that a later lane of a prefill shares with an earlier one is
 #: evaluated once and copied (a decode more); a shorter one is evaluated in each lane.
 SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2
+#: The most lanes (sequences) one llama.cpp context holds (``LLAMA_MAX_SEQ`` in the llama.cpp
+#: that llama-cpp-python 0.3.36 vendors).
+MAX_LANES = 256
 #: A lane opens on a free stream that adds a run of streams to the decode when that stream's
 #: kept cells hold this many more tokens of its prompt (``stream_choice.choose_streams``).
 REUSE_FAR_STREAM = 64
@@ -267,6 +270,8 @@ class Context:
     ) -> None:
         self.model = model
         self.n_ctx = n_ctx
+        if not 1 <= max_lanes <= MAX_LANES:
+            raise ModelError(f"A context holds 1 to {MAX_LANES} lanes (got {max_lanes}).")
         self.max_lanes = max_lanes
         self.n_batch = n_batch
         threads = n_threads or available_cores()

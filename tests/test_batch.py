@@ -274,7 +274,7 @@ def test_the_command_refuses_a_bad_file_in_one_sentence(tmp_path, capsys) -> Non
         "localpref: The answers file must not be the batch file itself.")
     assert main(["batch", str(source), "--out", "o.jsonl", "--parallel", "0"]) == 2
     assert main(["batch", str(source), "--out", "o.jsonl", "--parallel", "300"]) == 2
-    assert "--parallel must be from 1 to 256" in capsys.readouterr().err
+    assert "--parallel must be from 1 to 128" in capsys.readouterr().err
 
 
 def test_importing_localpref_loads_neither_ray_nor_the_web_stack() -> None:

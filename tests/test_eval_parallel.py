@@ -71,8 +71,8 @@ def test_an_error_is_the_requests_value_and_the_others_still_answer(model) -> No
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--parallel", "0"], "--parallel must be from 1 to 256"),
-    (["--parallel", "257"], "--parallel must be from 1 to 256"),
+    (["--parallel", "0"], "--parallel must be from 1 to 128"),
+    (["--parallel", "257"], "--parallel must be from 1 to 128"),
     (["--parallel", "2", "--ray"], "--parallel is for this machine"),
 ])
 def test_a_bad_parallel_is_one_sentence(capsys: pytest.CaptureFixture[str],

@@ -129,10 +129,10 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
 
 
 @pytest.mark.parametrize(("flags", "sentence"), [
-    (["--parallel", "0"], "--parallel must be from 1 to 256 (two lanes each, within "
-                          "llama.cpp's batch of 512) (got 0)."),
-    (["--parallel", "1000"], "--parallel must be from 1 to 256 (two lanes each, within "
-                             "llama.cpp's batch of 512) (got 1000)."),
+    (["--parallel", "0"], "--parallel must be from 1 to 128 (two lanes each, of the "
+                          "256 a llama.cpp context holds) (got 0)."),
+    (["--parallel", "1000"], "--parallel must be from 1 to 128 (two lanes each, of the "
+                             "256 a llama.cpp context holds) (got 1000)."),
     (["--port", "70000"], "--port must be between 0 and 65535 (got 70000)."),
     (["--threads", "0"], "--threads must be 1 or more (got 0)."),
     (["--api-key", ""], "The API key (--api-key or $LOCALPREF_API_KEY) is empty; give one, or "

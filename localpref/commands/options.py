@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.showing import with_settings
-from localpref.engine import MIN_CONTEXT
+from localpref.engine import MAX_LANES, MIN_CONTEXT
 from localpref.errors import LocalprefWarning, SettingsError
 from localpref.examples import like_sentence
 from localpref.methods import (
@@ -322,16 +322,16 @@ def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
     )
 
 
-#: The most requests at once a command takes: two lanes each within llama.cpp's batch of 512
-#: rows (``Model``'s ``n_batch``), one row a lane per step.
-MAX_PARALLEL = 256
+#: The most requests at once a command takes: two lanes each within the lanes one llama.cpp
+#: context holds (``engine.MAX_LANES``, 256; a step's rows are within its batch of 512).
+MAX_PARALLEL = MAX_LANES // 2
 
 
 def check_parallel(parallel: int) -> None:
     """One sentence unless ``--parallel`` is from 1 to ``MAX_PARALLEL``."""
     if not 1 <= parallel <= MAX_PARALLEL:
         raise SettingsError(f"--parallel must be from 1 to {MAX_PARALLEL} (two lanes each, "
-                            f"within llama.cpp's batch of 512) (got {parallel}).")
+                            f"of the {MAX_LANES} a llama.cpp context holds) (got {parallel}).")
 
 
 def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:

@@ -37,7 +37,7 @@ import llama_cpp
 import numpy as np
 
 from localpref.decoding import Result
-from localpref.engine import Context, LaneState, Vocabulary
+from localpref.engine import MAX_LANES, Context, LaneState, Vocabulary
 from localpref.errors import SettingsError
 from localpref.kernels import log_softmax
 
@@ -51,8 +51,9 @@ class BeamSettings:
     early_stopping: bool = True
 
     def __post_init__(self) -> None:
-        if int(self.width) != self.width or self.width < 1:
-            raise SettingsError(f"A beam search needs 1 or more beams (got {self.width}).")
+        if int(self.width) != self.width or not 1 <= self.width <= MAX_LANES:
+            raise SettingsError(f"A beam search takes 1 to {MAX_LANES} beams, a lane each "
+                                f"(got {self.width}).")
 
     @property
     def name(self) -> str:
