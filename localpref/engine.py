@@ -30,6 +30,7 @@ import numpy as np
 from localpref.errors import ModelError, PromptTooLongError
 from localpref.gguf_header import read_gguf_header
 from localpref.llama_log import init_backend, load_watch
+from localpref.split_files import check_parts
 from localpref.stream_choice import choose_streams, common_prefix
 
 #: From this many rows in one decode llama.cpp's CPU flash attention takes a tiled kernel
@@ -148,6 +149,7 @@ class LoadedModel:
         if not self.path.is_file():
             raise ModelError(f"Model file {self.path} does not exist.")
         read_gguf_header(self.path)  # refuse what llama.cpp would choke on, before it sees it
+        check_parts(self.path)  # a split model: from its first part, every part beside it
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         # No "extra" CPU buffer types: on a CPU with AMX, a llama.cpp build compiled for it

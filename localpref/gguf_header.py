@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import ModelError
+from localpref.split_files import check_parts, is_later_part
 
 #: The four bytes every GGUF file starts with.
 GGUF_MAGIC = b"GGUF"
@@ -402,6 +403,8 @@ def _info(
     """Assemble a :class:`GGUFInfo` from the parsed metadata."""
     architecture = metadata.get("general.architecture")
     if not isinstance(architecture, str) or not architecture:
+        if is_later_part(Path(path).name):
+            check_parts(Path(path))  # says which part to give instead
         raise ModelError(f"{path} has no general.architecture key, so llama.cpp cannot load it.")
 
     def number(key: str) -> int | None:

@@ -76,9 +76,12 @@ def _vocabulary(size: int) -> tuple[list[str], list[float], list[int]]:
 
 
 def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
-                          *, seed: int = 0, chat_template: str | None = CHATML_TEMPLATE) -> Path:
+                          *, seed: int = 0, chat_template: str | None = CHATML_TEMPLATE,
+                          split_max_tensors: int = 0) -> Path:
     """Write a random-weight llama GGUF (float16 weights) to ``path``; ``chat_template=None``
-    writes none (a base model).
+    writes none (a base model). With ``split_max_tensors`` the model is split into parts of
+    at most that many tensors (``NAME-00001-of-0000N.gguf`` beside ``path``, as llama.cpp's
+    gguf-split names them), and the first part's path is returned.
 
     Tensors are generated and written one at a time, so writing a 1B model needs memory for
     its largest tensor only, not for the whole 2.5 GB of weights.
@@ -86,7 +89,7 @@ def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
     import gguf
 
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     head_dim = shape.n_embd // shape.n_head
     writer.add_name(f"synthetic-llama-{shape.n_params // 1_000_000}M")
     writer.add_context_length(shape.n_ctx)
@@ -122,8 +125,9 @@ def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
         else:
             data = np.ones(dims, dtype=np.float32)
         writer.write_tensor_data(data)
+    written = writer.format_shard_names(path)
     writer.close()
-    return path
+    return written[0]
 
 
 def _tensor_shapes(shape: SyntheticShape) -> list[tuple[str, tuple[int, ...]]]:

@@ -320,6 +320,42 @@ def test_download_reports_progress_checks_and_lands_in_the_cache(
     assert len(fake_hub.requests) == before
 
 
+def test_a_split_model_is_its_first_part_and_comes_down_whole(
+    fake_hub: FakeHub, hub_env: Path, tiny: bytes
+) -> None:
+    """A repo publishing a model in two parts, beside a single-file quant: the pattern matches
+    the model once (not once a part), every part is downloaded, checked and listed as one
+    model, and removing it removes every part."""
+    second = b"the second part's tensors" * 100
+    fake_hub.add("org/split-GGUF", "Q4_1/tiny-Q4_1-00001-of-00002.gguf", tiny)
+    fake_hub.add("org/split-GGUF", "Q4_1/tiny-Q4_1-00002-of-00002.gguf", second)
+    fake_hub.add("org/split-GGUF", "tiny-Q8_0.gguf", tiny + b"")
+
+    path = models.resolve_model("org/split-GGUF:*Q4_1*")
+    snapshot = hub_env / "models--org--split-GGUF" / "snapshots" / COMMIT
+    assert path == snapshot / "Q4_1" / "tiny-Q4_1-00001-of-00002.gguf"
+    assert path.read_bytes() == tiny
+    assert path.with_name("tiny-Q4_1-00002-of-00002.gguf").read_bytes() == second
+    before = len(fake_hub.requests)
+    assert models.resolve_model("org/split-GGUF:*Q4_1*") == path  # from the cache
+    assert len(fake_hub.requests) == before
+    listed = [(e.filename, e.size) for e in models.cached_models()
+              if e.repo == "org/split-GGUF"]
+    assert listed == [("Q4_1/tiny-Q4_1-00001-of-00002.gguf", len(tiny) + len(second))]
+
+    fake_hub.add("org/torn-GGUF", "tiny-00001-of-00002.gguf", tiny)
+    with pytest.raises(ModelError) as torn:
+        models.resolve_model("org/torn-GGUF")
+    assert str(torn.value) == ("tiny-00001-of-00002.gguf is the first part of a split model, "
+                               "and org/torn-GGUF on the Hugging Face Hub lacks "
+                               "tiny-00002-of-00002.gguf.")
+
+    removed = models.remove_model("org/split-GGUF:*Q4_1*")
+    assert sorted(p.name for p in removed) == ["tiny-Q4_1-00001-of-00002.gguf",
+                                                "tiny-Q4_1-00002-of-00002.gguf"]
+    assert not path.exists() and not path.with_name("tiny-Q4_1-00002-of-00002.gguf").exists()
+
+
 def test_checksum_mismatch_is_refused_and_nothing_is_kept(
     fake_hub: FakeHub, hub_env: Path, tiny: bytes
 ) -> None:

@@ -21,6 +21,7 @@ from localpref.engine import available_cores
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 from localpref.prompts import no_template_notice
+from localpref.split_files import check_parts
 
 #: How to rebuild llama-cpp-python with GPU offload, per backend.
 REBUILD_HINTS = {
@@ -152,6 +153,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     memory = None
     if path is not None:
         info = read_gguf_header(path)
+        later_parts = check_parts(path)[1:]  # a split model: its other parts, all there
         model.update(path=str(path), header=info.summary(),
                      calibration=calibration_state(path))
         if not info.has_chat_template:
@@ -165,6 +167,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
             n_gpu_layers=args.gpu_layers,
             n_seq=args.lanes,
             gpu_offload=build["gpu_offload"],
+            later_parts_bytes=sum(part.stat().st_size for part in later_parts),
         )
         available = report["system_memory"]["available_bytes"]
         memory["fits_in_available_ram"] = (

@@ -18,12 +18,15 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, parse_model_spec, pattern_matches
+from localpref.split_files import is_later_part, part_names
 
 
 def snapshot_files(snapshot: Path) -> Iterator[Path]:
-    """The GGUF files (or links to present blobs) under one snapshot folder."""
+    """The GGUF files (or links to present blobs) under one snapshot folder; of a split
+    model, its first part only (``split_files``)."""
     for path in sorted(snapshot.rglob("*")):
-        if path.name.lower().endswith(".gguf") and path.is_file():
+        if path.name.lower().endswith(".gguf") and path.is_file() \
+                and not is_later_part(path.name):
             yield path
 
 
@@ -99,7 +102,8 @@ class CachedFile:
 
 
 def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
-    """Every GGUF file in the Hugging Face cache (model repos only), one per repo and file name.
+    """Every GGUF file in the Hugging Face cache (model repos only), one per repo and file name
+    (a split model once, its first part, with the size of every part).
 
     When a file is in several snapshots, the one ``refs/main`` names (else the newest) is listed.
     """
@@ -119,7 +123,10 @@ def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
                 if relative in seen:
                     continue
                 seen.add(relative)
-                found.append(CachedFile(repo, relative, path, path.stat().st_size, snapshot.name))
+                size = sum(part.stat().st_size for part in
+                           (path.with_name(name) for name in part_names(path.name))
+                           if part.is_file())  # a split model: all its parts
+                found.append(CachedFile(repo, relative, path, size, snapshot.name))
     return found
 
 
@@ -174,8 +181,10 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
     for snapshot in ordered_snapshots(repo_dir):
         for path in snapshot_files(snapshot):
             if pattern_matches(path.relative_to(snapshot).as_posix(), parsed.pattern):
-                delete_cached_file(path)
-                removed.append(path)
+                for part in part_names(path.name):  # a split model: every part
+                    if path.with_name(part).is_file() or path.with_name(part).is_symlink():
+                        delete_cached_file(path.with_name(part))
+                        removed.append(path.with_name(part))
     if not removed:
         raise ModelError(
             f"Nothing to remove: no file of {parsed.repo} matching '{parsed.pattern}' "

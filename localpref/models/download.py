@@ -23,6 +23,7 @@ from localpref.models.hub_errors import download_error
 from localpref.models.progress import DownloadCancelled, ProgressCallback, progress_class
 from localpref.models.sizes import format_size
 from localpref.models.spec import DEFAULT_PATTERN, pattern_matches, several_matches_error
+from localpref.split_files import is_later_part, part_names
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -35,7 +36,8 @@ def download_model(
     progress: ProgressCallback | None = None,
     cache_dir: Path | None = None,
 ) -> Path:
-    """Download the one GGUF of ``repo`` matching ``pattern`` into the Hugging Face cache.
+    """Download the one GGUF of ``repo`` matching ``pattern`` into the Hugging Face cache (a
+    split model's every part, ``split_files``; the path returned is its first part's).
 
     Lists the repo (one metadata request), picks the file, checks the free disk space, downloads
     with huggingface_hub (which writes to a temporary file and renames it into place), then
@@ -46,13 +48,24 @@ def download_model(
     """
     cache = cache_dir or hf_cache_dir()
     endpoint = hub_endpoint()
-    filename, size, hub_sha = _pick_remote_file(repo, pattern, endpoint)
+    files = _pick_remote_files(repo, pattern, endpoint)
+    filename, _, hub_sha = files[0]
     if expected_sha256 and hub_sha and expected_sha256.lower() != hub_sha.lower():
         raise ModelError(
             f"The Hub's SHA-256 of {filename} in {repo} differs from the one the catalog pins; "
             "the file changed upstream, so it was not downloaded."
         )
-    _check_free_space(cache, size, filename)
+    _check_free_space(cache, sum(size for _, size, _ in files), filename)
+    paths = [_download_one(repo, name, size, expected_sha256 if index == 0 else None, sha,
+                           endpoint, cache, progress)
+             for index, (name, size, sha) in enumerate(files)]
+    return paths[0]
+
+
+def _download_one(repo: str, filename: str, size: int, expected_sha256: str | None,
+                  hub_sha: str | None, endpoint: str, cache: Path,
+                  progress: ProgressCallback | None) -> Path:
+    """Download one file of the repo and check its SHA-256 (see ``download_model``)."""
     try:
         from huggingface_hub import hf_hub_download
 
@@ -90,8 +103,10 @@ def download_model(
     return path
 
 
-def _pick_remote_file(repo: str, pattern: str, endpoint: str) -> tuple[str, int, str | None]:
-    """Ask the Hub for the repo's files; return the one match's name, size and LFS SHA-256."""
+def _pick_remote_files(repo: str, pattern: str, endpoint: str
+                       ) -> list[tuple[str, int, str | None]]:
+    """The one GGUF of the repo matching ``pattern`` (of a split model: every part, the first
+    first), each with its size and LFS SHA-256."""
     try:
         from huggingface_hub import HfApi
 
@@ -101,7 +116,8 @@ def _pick_remote_file(repo: str, pattern: str, endpoint: str) -> tuple[str, int,
     except Exception as error:  # noqa: BLE001
         raise download_error(error, repo, None, endpoint, None) from None
     siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
-    ggufs = sorted(name for name in siblings if name.lower().endswith(".gguf"))
+    ggufs = sorted(name for name in siblings
+                   if name.lower().endswith(".gguf") and not is_later_part(name))
     matches = [name for name in ggufs if pattern_matches(name, pattern)]
     if not matches:
         if not ggufs:
@@ -110,11 +126,19 @@ def _pick_remote_file(repo: str, pattern: str, endpoint: str) -> tuple[str, int,
         raise ModelError(f"No GGUF file of {repo} matches '{pattern}' (it has {shown}).")
     if len(matches) > 1:
         raise several_matches_error(pattern, repo, matches, where="on the Hub")
-    sibling = siblings[matches[0]]
-    lfs = sibling.lfs
-    size = sibling.size or (lfs.size if lfs else 0) or 0
-    sha = lfs.sha256 if lfs else None
-    return matches[0], int(size), sha
+    folder, _, first = matches[0].rpartition("/")
+    names = [f"{folder}/{name}" if folder else name for name in part_names(first)]
+    missing = [name for name in names if name not in siblings]
+    if missing:
+        raise ModelError(f"{matches[0]} is the first part of a split model, and {repo} on the "
+                         f"Hugging Face Hub lacks {', '.join(missing)}.")
+    files = []
+    for name in names:
+        sibling = siblings[name]
+        lfs = sibling.lfs
+        size = sibling.size or (lfs.size if lfs else 0) or 0
+        files.append((name, int(size), lfs.sha256 if lfs else None))
+    return files
 
 
 def _check_free_space(cache: Path, size: int, filename: str) -> None:

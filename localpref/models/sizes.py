@@ -29,6 +29,7 @@ def memory_estimate(
     n_gpu_layers: int = 0,
     n_seq: int = 2,
     gpu_offload: bool = True,
+    later_parts_bytes: int = 0,
 ) -> dict[str, Any]:
     """Approximate memory a model needs: weights (the file) + f16 KV cache + logits buffers.
 
@@ -37,12 +38,14 @@ def memory_estimate(
     which ``generate``, ``chat`` and ``serve`` load with ``n_ctx * max_lanes`` cells). With
     ``n_gpu_layers`` (-1: all) and a build that can offload, the offloaded share of the
     weights and the KV cache of offloaded layers is counted as GPU memory. llama.cpp's compute
-    scratch buffers (tens to hundreds of MB) are not included.
+    scratch buffers (tens to hundreds of MB) are not included. ``later_parts_bytes``: the
+    sizes of a split model's parts after the first (``info`` is the first part's header).
     """
     layers = info.block_count or 0
     per_token = info.kv_bytes_per_token() or 0
     kv_bytes = per_token * -(-n_ctx // KV_STREAM_ROUNDING) * KV_STREAM_ROUNDING * max(n_seq, 1)
     weights = max(info.file_size - info.data_offset, 0) or info.file_size
+    weights += later_parts_bytes
     logits_bytes = (info.vocab_size or 0) * 4 * max(n_seq, 1)
     if not gpu_offload or n_gpu_layers == 0 or layers == 0:
         gpu_layers = 0

@@ -27,6 +27,7 @@ from typing import Any
 
 from localpref.errors import ModelError
 from localpref.models.spec import pattern_matches
+from localpref.split_files import is_later_part
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_REGISTRY = "registry.ollama.ai"
@@ -110,7 +111,8 @@ def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
         if not root.is_dir():
             continue
         for path in sorted(root.rglob("*.gguf")):
-            if path.name.lower().startswith("mmproj") or not path.is_file():
+            if (path.name.lower().startswith("mmproj") or not path.is_file()
+                    or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
             model = StoredModel("lmstudio", name, path, path.stat().st_size)

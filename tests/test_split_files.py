@@ -1,0 +1,73 @@
+"""Split GGUF files (``NAME-00001-of-00003.gguf``...): the first part stands for the model,
+which loads and answers as the same model in one file; a later part or a missing one is one
+sentence; LM Studio's listing shows the model once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localpref import cli
+from localpref.api import Model
+from localpref.errors import ModelError
+from localpref.models.stores import lmstudio_models
+from localpref.split_files import is_later_part, part_names, split_part
+from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+
+def test_part_names() -> None:
+    assert split_part("Qwen2.5-7B-Q4_K_M-00002-of-00003.gguf") == (2, 3)
+    assert split_part("model.gguf") is None and split_part("x-00004-of-00003.gguf") is None
+    assert is_later_part("a-00002-of-00002.GGUF") and not is_later_part("a-00001-of-00002.gguf")
+    assert part_names("m-00002-of-00003.gguf") == [
+        "m-00001-of-00003.gguf", "m-00002-of-00003.gguf", "m-00003-of-00003.gguf"]
+    assert part_names("m.gguf") == ["m.gguf"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("split")
+    whole = write_synthetic_llama(folder / "whole.gguf", SyntheticShape(), seed=3)
+    repo = folder / "lmstudio" / "acme" / "tiny-GGUF"  # as LM Studio keeps models
+    repo.mkdir(parents=True)
+    first = write_synthetic_llama(repo / "tiny.gguf", SyntheticShape(), seed=3,
+                                  split_max_tensors=8)
+    assert first.name == "tiny-00001-of-00003.gguf"
+    return whole, first
+
+
+def test_a_split_model_answers_as_the_same_model_in_one_file(models: tuple[Path, Path]) -> None:
+    whole, first = models
+    answers = []
+    for path in (whole, first):
+        model = Model(path, n_ctx=256, max_lanes=2, n_threads=1)
+        try:
+            answers.append(model.generate("Hi", max_tokens=8, ignore_eos=True,
+                                          preference="concise").tokens)
+        finally:
+            model.close()
+    assert answers[0] == answers[1] and len(answers[0]) == 8
+
+
+def test_lm_studio_lists_a_split_model_once(models: tuple[Path, Path]) -> None:
+    _, first = models
+    found = lmstudio_models([first.parents[2]])
+    assert [model.name for model in found] == ["acme/tiny-GGUF/tiny-00001-of-00003.gguf"]
+
+
+def test_a_later_part_or_a_missing_one_is_one_sentence(
+        models: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, first = models
+    second = first.with_name("tiny-00002-of-00003.gguf")
+    code = cli.main(["generate", "Hi", "--model", str(second), "--threads", "1"])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        "localpref: tiny-00002-of-00003.gguf is part 2 of 3 of a split model; give its first "
+        "part, tiny-00001-of-00003.gguf.")
+    lone = tmp_path / first.name
+    lone.write_bytes(first.read_bytes())
+    with pytest.raises(ModelError) as missing:
+        Model(lone, n_ctx=256, max_lanes=1, n_threads=1)
+    assert str(missing.value) == (
+        f"tiny-00001-of-00003.gguf is the first of 3 parts of a split model, and "
+        f"tiny-00002-of-00003.gguf, tiny-00003-of-00003.gguf are not beside it in {tmp_path}.")
