@@ -180,6 +180,16 @@ def test_an_lmstudio_pattern_matching_several_or_none_is_one_sentence(
         models.resolve_model("lmstudio:gamma")
 
 
+def test_a_name_as_listed_resolves_even_with_brackets(lmstudio: dict[str, Path],
+                                                     home: Path, gguf: Path) -> None:
+    """``[`` opens a glob class: a listed name that holds one is taken as it is first."""
+    path = home / ".lmstudio" / "models" / "pub" / "repo" / "smol [Q4_1].gguf"
+    path.parent.mkdir(parents=True)
+    shutil.copyfile(gguf, path)
+    assert "pub/repo/smol [Q4_1].gguf" in [m.name for m in models.lmstudio_models()]
+    assert models.resolve_model("lmstudio:pub/repo/smol [Q4_1].gguf") == path
+
+
 def test_models_list_shows_both_stores(ollama: dict[str, Path], lmstudio: dict[str, Path],
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["models", "list"]) == 0

@@ -150,8 +150,11 @@ def _resolve_ollama(name: str) -> Path:
 
 
 def _resolve_lmstudio(pattern: str) -> Path:
-    glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
     available = lmstudio_models()
+    exact = [model for model in available if model.name.lower() == pattern.lower()]
+    if exact:  # a name as `models list` shows it, brackets and all
+        return exact[0].path
+    glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
     matches = [model for model in available if pattern_matches(model.name, glob)]
     if len(matches) == 1:
         return matches[0].path
