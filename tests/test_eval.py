@@ -425,6 +425,8 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--methods", "base,pref", "--avoid", "verbose"], "--avoid steers away"),
         (["--methods", "beam4000"], "A beam search takes 1 to 256 beams, a lane each "
                                     "(got 4000)."),
+        (["--reference", "nosuch"], "--reference nosuch is not among the methods (base, "
+                                    "amulet)."),
     ],
 )
 def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str],

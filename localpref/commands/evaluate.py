@@ -36,6 +36,8 @@ DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
 DEFAULT_PREFERENCES = "creative,verbose,concise,uplifting"
 #: Generations each Ray actor decodes at once with ``--ray``.
 RAY_PARALLEL = 4
+#: The method the win/tie/lose tables compare when ``--reference`` is not given.
+DEFAULT_REFERENCE = "amulet"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -75,8 +77,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--judge", metavar="MODEL", default=None,
                         help="a GGUF (path, catalog name or Hub repo) judging the reference "
                         "against each method with the paper's question")
-    parser.add_argument("--reference", default="amulet",
-                        help="the method the win/tie/lose tables compare (default amulet)")
+    parser.add_argument("--reference", default=None,
+                        help="the method the win/tie/lose tables compare (one of --methods; "
+                        "default amulet)")
     parser.add_argument("--out", metavar="DIR", default="eval-out",
                         help="output folder (default ./eval-out)")
     parser.add_argument("--sweep", metavar="[METHOD.]PARAM=V1,V2", action="append", default=None,
@@ -208,10 +211,14 @@ def run_eval(args: argparse.Namespace) -> int:
         name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip()
         preferences.append(PreferenceSpec(name or "like", str(like_sentence(examples)),
                                           examples=tuple(examples)))
+    reference = (args.reference or DEFAULT_REFERENCE).strip().lower()
+    if args.reference is not None and reference not in {m.name for m in methods}:
+        raise SettingsError(f"--reference {args.reference.strip()} is not among the methods "
+                            f"({', '.join(m.name for m in methods)}).")
     dataset = load_dataset(args.dataset).limited(args.limit).shard(*shard)
     config = GridConfig(dataset=dataset, methods=methods, preferences=preferences,
                         prompts=args.prompts, max_tokens=args.max_tokens, seed=args.seed,
-                        sampling=sampling, reference=args.reference.strip().lower(),
+                        sampling=sampling, reference=reference,
                         resamples=args.bootstrap, score_lanes=bool(sweeps) or args.score_lanes,
                         fluency_budget=args.fluency_budget,
                         avoid=tuple(avoid) if avoid else None)
