@@ -137,6 +137,28 @@ def test_an_unknown_ollama_name_is_one_sentence_listing_what_is_there(
         "hf.co/org/repo:Q4_K_M, someone/thing:7b, tiny:latest, tiny:q4.")
 
 
+def test_an_ollama_model_that_is_there_but_unusable_says_why(home: Path, gguf: Path) -> None:
+    """``ollama list`` shows these, so "no such model" would mislead: each says what is
+    wrong with it instead."""
+    root = home / ".ollama" / "models"
+    gone = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "gone", "latest")
+    gone.unlink()
+    add_ollama_model(root, gguf, "registry.ollama.ai", "library", "torn", "latest")
+    (root / "manifests" / "registry.ollama.ai" / "library" / "torn" / "latest").write_text("{")
+    licence = root / "manifests" / "registry.ollama.ai" / "library" / "licence" / "latest"
+    licence.parent.mkdir(parents=True)
+    licence.write_text(json.dumps({"layers": [
+        {"mediaType": "application/vnd.ollama.image.license", "digest": "sha256:" + "2" * 64}]}))
+    for name, why in (
+            ("gone", f"its model blob {gone.name} is missing (`ollama pull` it again)"),
+            ("torn", f"its manifest {root / 'manifests' / 'registry.ollama.ai' / 'library'}"
+                     "/torn/latest cannot be read as ollama writes it"),
+            ("licence", "its manifest has no model layer (nothing localpref can load)")):
+        with pytest.raises(ModelError) as error:
+            models.resolve_model(f"ollama:{name}")
+        assert str(error.value) == f"The ollama model {name}:latest cannot be used: {why}."
+
+
 def test_missing_stores_hold_nothing_and_are_no_error(home: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert models.ollama_models() == [] and models.lmstudio_models() == []

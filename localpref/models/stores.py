@@ -88,20 +88,28 @@ def ollama_models(root: Path | None = None) -> list[StoredModel]:
 
 def _ollama_blob(root: Path, manifest: Path) -> Path | None:
     """The GGUF blob a manifest names (None: not a manifest, no model layer, blob missing)."""
+    blob, _ = _ollama_blob_or_why(root, manifest)
+    return blob
+
+
+def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
+    """The GGUF blob a manifest names, or None and why not (the end of a sentence)."""
     try:
         layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None
+        return None, f"its manifest {manifest} cannot be read as ollama writes it"
     for layer in layers:
         if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_LAYER:
             continue
         digest = str(layer.get("digest", ""))
         algorithm, _, value = digest.partition(":")
         if not value or not value.isalnum():
-            return None
+            return None, f"its manifest {manifest} names no valid model blob"
         blob = root / "blobs" / f"{algorithm}-{value}"
-        return blob if blob.is_file() else None
-    return None
+        if blob.is_file():
+            return blob, ""
+        return None, f"its model blob {blob.name} is missing (`ollama pull` it again)"
+    return None, "its manifest has no model layer (nothing localpref can load)"
 
 
 def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
@@ -146,6 +154,11 @@ def _resolve_ollama(name: str) -> Path:
     for model in available:
         if model.name.lower() == wanted.lower():
             return model.path
+    manifests = root / "manifests"
+    for manifest in sorted(manifests.glob("*/*/*/*")) if manifests.is_dir() else []:
+        if ollama_name(*manifest.relative_to(manifests).parts).lower() == wanted.lower():
+            _, why = _ollama_blob_or_why(root, manifest)
+            raise ModelError(f"The ollama model {wanted} cannot be used: {why}.")
     raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}.")
 
 
