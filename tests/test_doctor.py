@@ -103,3 +103,12 @@ def test_doctor_with_a_model_that_is_not_there(capsys: pytest.CaptureFixture[str
         "localpref: org/absent:*.gguf is not downloaded; "
         "run `localpref models pull 'org/absent:*.gguf'` first."
     ]
+
+
+def test_a_bad_gpu_layer_count_is_one_sentence_as_everywhere(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["doctor", "--gpu-layers", "-2"], ["generate", "Hi", "--gpu-layers", "-2"]):
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.strip() == (
+            "localpref: --gpu-layers must be 0 or more, or -1 for all (got -2).")

@@ -111,7 +111,10 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise SettingsError(f"--threads must be 1 or more (got {threads}).")
     if ctx is not None and ctx < MIN_CONTEXT:
         raise SettingsError(f"--ctx must be {MIN_CONTEXT} or more (got {ctx}).")
-    return {"n_gpu_layers": getattr(args, "gpu_layers", 0), "n_threads": threads, "n_ctx": ctx}
+    gpu_layers = getattr(args, "gpu_layers", 0)
+    if gpu_layers < -1:
+        raise SettingsError(f"--gpu-layers must be 0 or more, or -1 for all (got {gpu_layers}).")
+    return {"n_gpu_layers": gpu_layers, "n_threads": threads, "n_ctx": ctx}
 
 
 def add_preference_options(parser: argparse.ArgumentParser) -> None:
