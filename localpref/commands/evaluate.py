@@ -256,7 +256,12 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
                                 progress=not args.no_progress, generations=generations,
                                 chunk=chunk)
-        summary = evaluation.run()
+        try:
+            summary = evaluation.run()
+        except KeyboardInterrupt:
+            print(f"\nInterrupted: the finished answers are kept in {args.out}; run the same "
+                  "command to continue.", file=sys.stderr, flush=True)
+            return 130
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
     print(f"{evaluation.generated} new answers{extra}; summary in {summary}", file=sys.stderr)
