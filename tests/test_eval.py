@@ -199,6 +199,7 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
         ("{\"question\": \"hi\"}", "must hold a JSON list"),
         ("[]", "holds no rows"),
         ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 2 of"),
+        ("{\"question\": \"hi\"}\n{\"question\": ", "Line 2 of"),
     ],
 )
 def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | None,
@@ -209,6 +210,17 @@ def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | Non
     with pytest.raises(DatasetError, match=message) as caught:
         load_dataset(path)
     assert "\n" not in str(caught.value)
+
+
+def test_json_lines_and_plain_strings_are_prompt_files_too(tmp_path: Path) -> None:
+    lines = tmp_path / "prompts.jsonl"
+    lines.write_text('{"question": "Why is the sky blue?"}\n\n{"prompt": "Name a tree."}\n',
+                     encoding="utf-8")
+    strings = tmp_path / "prompts.json"
+    strings.write_text('\ufeff["Why is the sky blue?", "Name a tree."]', encoding="utf-8")
+    for path in (lines, strings):
+        assert [row.text for row in load_dataset(path).prompts] == [
+            "Why is the sky blue?", "Name a tree."]
 
 
 def test_limit_and_shards_split_the_prompts(tmp_path: Path) -> None:

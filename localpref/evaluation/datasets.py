@@ -64,13 +64,17 @@ def load_dataset(path: str | Path) -> Dataset:
     if path.is_dir():
         raise DatasetError(f"Dataset {path} is a directory, not a JSON file.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DatasetError(f"Dataset file {path} is not UTF-8 text.") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise DatasetError(
-            f"Dataset file {path} is not valid JSON ({error.msg} at line {error.lineno})."
-        ) from None
+        if error.msg != "Extra data":
+            raise DatasetError(
+                f"Dataset file {path} is not valid JSON ({error.msg} at line {error.lineno})."
+            ) from None
+        data = _json_lines(path, text)  # JSON Lines: a row a line
     if not isinstance(data, list):
         raise DatasetError(f"Dataset file {path} must hold a JSON list of rows.")
     if not data:
@@ -87,6 +91,21 @@ def load_dataset(path: str | Path) -> Dataset:
         row_id = row.get("index", row.get("id", position)) if isinstance(row, dict) else position
         prompts.append(PromptRow(position, str(row_id), text))
     return Dataset(path.stem, path, tuple(prompts))
+
+
+def _json_lines(path: Path, text: str) -> list[object]:
+    """The rows of a JSON Lines file (blank lines skipped), or one sentence naming the line
+    that is not JSON."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"Line {number} of {path} is not valid JSON ({error.msg}); give "
+                               "a JSON list of rows, or JSON Lines (a row a line).") from None
+    return rows
 
 
 def _prompt_of(row: object) -> str | None:
