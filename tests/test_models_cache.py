@@ -155,8 +155,12 @@ def test_local_paths(tmp_path: Path, bundled: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_unknown_names_and_double_patterns(hf_cache: Path) -> None:
-    with pytest.raises(ModelError, match=r"^Unknown model 'llama': give a path"):
+    with pytest.raises(ModelError, match=r"^Unknown model 'llama': give a path") as unknown:
         models.resolve_model("llama")
+    assert "ollama:NAME or lmstudio:PATTERN" in str(unknown.value)
+    with pytest.raises(ModelError) as tagged:  # ollama's way of naming a model
+        models.resolve_model("gemma3:270m")
+    assert str(tagged.value).endswith("(ollama's gemma3:270m is ollama:gemma3:270m).")
     with pytest.raises(ModelError, match="Give the file pattern once"):
         models.resolve_model("org/name:*Q4*.gguf", filename="*Q8*.gguf")
     with pytest.raises(ModelError, match="needs a Hugging Face repo"):

@@ -77,8 +77,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="a GGUF path, a catalog name, or REPO[:PATTERN] on the Hugging Face "
-        "Hub (default: the bundled SmolLM2-135M-Instruct)",
+        help="a GGUF path, a catalog name, REPO[:PATTERN] on the Hugging Face Hub, or "
+        "ollama:NAME / lmstudio:PATTERN (default: the bundled SmolLM2-135M-Instruct)",
     )
     parser.add_argument(
         "--gpu-layers",

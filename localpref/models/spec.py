@@ -99,9 +99,11 @@ def parse_model_spec(
     if match is None or looks_like_path:
         if looks_like_path or text.count("/") > 1:
             raise ModelError(f"Model file {text} does not exist.")
+        hint = f" (ollama's {text} is ollama:{text})" if ":" in text and "/" not in text else ""
         raise ModelError(
             f"Unknown model '{text}': give a path to a .gguf file, a catalog name "
-            "(see `localpref models list`), or a Hugging Face repo as ORG/NAME[:PATTERN]."
+            "(see `localpref models list`), a Hugging Face repo as ORG/NAME[:PATTERN], or "
+            f"ollama:NAME or lmstudio:PATTERN for a model those tools keep{hint}."
         )
     pattern = match.group("pattern")
     if pattern and filename and pattern != filename:
