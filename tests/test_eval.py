@@ -439,6 +439,7 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
                                     "(got 4000)."),
         (["--reference", "nosuch"], "--reference nosuch is not among the methods (base, "
                                     "amulet)."),
+        (["--out", " "], "--out needs a folder name."),
     ],
 )
 def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str],

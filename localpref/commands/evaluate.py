@@ -239,6 +239,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.parallel > 1 and args.ray is not None:
         raise SettingsError("--parallel is for this machine; with --ray each actor decodes "
                             f"{RAY_PARALLEL} at once.")
+    if not args.out.strip():
+        raise SettingsError("--out needs a folder name.")
     make_output_folder(Path(args.out))  # before the model loads: a bad --out fails at once
     model = load_model(args, system_prompt=config.system_prompt,
                        max_lanes=max(4, 2 * args.parallel), max_queued=max(16, args.parallel))
