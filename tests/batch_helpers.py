@@ -37,11 +37,12 @@ def essentials(answer: dict[str, Any]) -> tuple[Any, ...]:
     body = response["body"]
     if response["status_code"] != 200:
         return answer["custom_id"], response["status_code"], body, answer["error"]
-    choice = body["choices"][0]
     extension = body["localpref"]
-    text = choice["message"]["content"] if "message" in choice else choice["text"]
-    return (answer["custom_id"], 200, body["object"], body["model"], text,
-            choice["finish_reason"], choice["logprobs"],
+    choices = tuple((choice["index"],
+                     choice["message"]["content"] if "message" in choice else choice["text"],
+                     choice["finish_reason"], choice["logprobs"])
+                    for choice in body["choices"])  # a text completion's prompts: several
+    return (answer["custom_id"], 200, body["object"], body["model"], choices,
             {k: v for k, v in body["usage"].items() if k != "prompt_tokens_details"},
             extension["method"],
             extension["preference"], extension["avoid"], extension["stats"]["settings"])
@@ -82,6 +83,8 @@ def mixed_lines(tokens: int = 16) -> list[dict[str, Any]]:
              url=TEXT),
         line("text-steered", {"model": f"{MODEL_ID}:concise", "prompt": ["Say hello."],
                               "max_tokens": tokens, "logprobs": 2}, url=TEXT),
-        line("bad-text", {"model": MODEL_ID, "prompt": ["a", "b"]}, url=TEXT),
+        line("bad-text", {"model": MODEL_ID, "prompt": []}, url=TEXT),
+        line("several-text", {"model": MODEL_ID, "prompt": ["Say hello.", "Name a tree."],
+                              "max_tokens": tokens, "logprobs": 1}, url=TEXT),
         line("logprobs-1", chat("Name a tree.", tokens=tokens, logprobs=True, top_logprobs=2)),
     ]

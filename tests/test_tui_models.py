@@ -270,7 +270,9 @@ async def test_a_model_llama_cpp_refuses_is_a_notice_and_the_current_model_stays
         screen = await open_picker(pilot, app)
         await type_model(pilot, screen, str(odd))
         await until(pilot, lambda: any("could not load" in n for n in app.notices))
-        assert app.notices[-1] == f"llama.cpp could not load {odd}: the file may be corrupt."
+        assert app.notices[-1] == (  # llama.cpp's own reason, its log kept out of the app
+            f"llama.cpp could not load {odd}: error loading model hyperparameters: key not "
+            "found in model: llama.attention.layer_norm_rms_epsilon.")
         assert app.session.switching is None and not isinstance(app.screen, ModelPickerScreen)
         assert app.model is model and app.chat.model is model
         assert app.query_one(StatusBar).facts["model"] == model.name

@@ -83,8 +83,11 @@ class Answerer:
         self.model = model
         self.served_id = served_id
 
-    def start(self, line: BatchLine) -> tuple[Generation, Route, Any, GenerationArgs]:
-        """Check ``line`` and start its generation; raises ``ApiError`` or the library's."""
+    def checked(self, line: BatchLine) -> tuple[Route, list[Any], list[GenerationArgs]]:
+        """Check ``line``: its route, its body (one per prompt of a text completion with
+        several, each answered as if sent alone, as the server does) and the generations'
+        arguments, every prompt checked before any is decoded; raises ``ApiError`` or the
+        library's."""
         route = ROUTES.get(line.url)
         if not line.url:
             raise ApiError(400, "The request has no url; give /v1/chat/completions or "
@@ -96,28 +99,46 @@ class Answerer:
             raise ApiError(405, f"{line.url} does not accept {line.method}.",
                            code="method_not_allowed")
         request = validated(route.schema, line.body)
-        args = route.translate(request, self.served_id, self.model)
-        generation = start_generation(self.model, args)
-        return generation, route, request, args
+        requests = [request]
+        if isinstance(request, CompletionRequest) and isinstance(request.prompt, list) \
+                and len(request.prompt) > 1:
+            requests = [request.model_copy(update={"prompt": [prompt]})
+                        for prompt in request.prompt]
+        return route, requests, [route.translate(one, self.served_id, self.model)
+                                 for one in requests]
 
     def answer(self, line: BatchLine, *, on_piece: Callable[[str], None] | None = None,
                on_start: Callable[[Generation], None] | None = None) -> dict[str, Any] | None:
         """The answer line of ``line``; None when its generation was cancelled (``on_start``
-        gets the generation, whose ``cancel()`` stops it: a cancelled answer is never kept)."""
+        gets each generation, whose ``cancel()`` stops it: a cancelled answer is never kept).
+        A text completion with several prompts answers them one after another."""
         generation: Generation | None = None
         try:
-            generation, route, request, args = self.start(line)
-            if on_start is not None:
-                on_start(generation)
-            for piece in generation:
-                if on_piece is not None:
-                    on_piece(piece)
-            result = generation.result
-            if result is None or result.stats.get("stop_reason") == "cancelled":
-                return None
-            build = answer_logprobs(args, self.model.vocabulary, route.shape)
-            body = route.answer(result, model=request.model, avoid=args.avoid,
-                                logprobs=build(result) if build is not None else None)
+            route, requests, every_args = self.checked(line)
+            results = []
+            for args in every_args:
+                generation = start_generation(self.model, args)
+                if on_start is not None:
+                    on_start(generation)
+                for piece in generation:
+                    if on_piece is not None:
+                        on_piece(piece)
+                result = generation.result
+                generation.close()
+                generation = None
+                if result is None or result.stats.get("stop_reason") == "cancelled":
+                    return None
+                results.append(result)
+            build = answer_logprobs(every_args[0], self.model.vocabulary, route.shape)
+            logprobs = [build(result) for result in results] if build is not None else None
+            if len(results) > 1:
+                body = completions.several(results, model=requests[0].model,
+                                           avoid=every_args[0].avoid,
+                                           created=completions.now(), logprobs=logprobs)
+            else:
+                body = route.answer(results[0], model=requests[0].model,
+                                    avoid=every_args[0].avoid,
+                                    logprobs=logprobs[0] if logprobs else None)
             return answer_line(line.custom_id, 200, body)
         except Exception as error:  # noqa: BLE001 - every failure becomes an error line
             if not isinstance(error, (LocalprefError, ApiError)):  # a bug: keep its traceback
