@@ -30,17 +30,20 @@ def test_ctrl_c_during_a_load_stops_it_and_reaches_the_caller(
             os.kill(os.getpid(), signal.SIGINT)
 
 
+    # Python's own Ctrl-C handler, as in a terminal (a background run inherits SIGINT ignored)
+    interactive = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGALRM, press)
     signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
     try:
         with pytest.raises(KeyboardInterrupt):
             LoadedModel(bundled_path)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGINT, interactive)
     assert pressed and not loading()
     assert "Exception ignored" not in capfd.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     again = LoadedModel(bundled_path)  # the next load is not taken for interrupted
     assert again.n_params > 0
     again.close()
