@@ -92,20 +92,21 @@ def load_watch(params: llama_cpp.llama_model_params) -> Iterator[LoadWatch]:
     (by default: KeyboardInterrupt here)."""
     watch = LoadWatch()
     params.progress_callback = _go_on
-    _watching.watch = watch
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGINT) if main else None
+    swap = main and previous not in (signal.SIG_IGN, None)
 
     def mark(signum: int, frame: object) -> None:
         watch.interrupted = True
 
-    if main and previous not in (signal.SIG_IGN, None):
+    if swap:  # first, so that a Ctrl-C from here on is marked, never raised halfway
         signal.signal(signal.SIGINT, mark)
     try:
+        _watching.watch = watch
         yield watch
     finally:
         _watching.watch = None
-        if main and previous not in (signal.SIG_IGN, None):
+        if swap:
             signal.signal(signal.SIGINT, previous)
     if watch.interrupted:
         signal.raise_signal(signal.SIGINT)
