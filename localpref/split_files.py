@@ -41,17 +41,22 @@ def part_names(name: str) -> list[str]:
     return [f"{stem}-{index:05d}-of-{part[1]:05d}.gguf" for index in range(1, part[1] + 1)]
 
 
+def part_paths(path: Path) -> list[Path]:
+    """The paths of every part of the split GGUF ``path`` is a part of, beside it (``[path]``
+    for a file that is not a part)."""
+    return [path.with_name(name) for name in part_names(path.name)]
+
+
 def check_parts(path: Path) -> list[Path]:
     """All the parts of the model at ``path`` (just ``[path]`` for one file), after checking
     that ``path`` is the first part and the others lie beside it; one sentence otherwise."""
     part = split_part(path.name)
     if part is None:
         return [path]
-    names = part_names(path.name)
+    parts = part_paths(path)
     if part[0] != 1:
         raise ModelError(f"{path.name} is part {part[0]} of {part[1]} of a split model; give "
-                         f"its first part, {names[0]}.")
-    parts = [path.with_name(name) for name in names]
+                         f"its first part, {parts[0].name}.")
     missing = [p.name for p in parts if not p.is_file()]
     if missing:
         raise ModelError(f"{path.name} is the first of {part[1]} parts of a split model, and "

@@ -28,7 +28,12 @@ from localpref.server.errors import ApiError, from_library, validation_message
 from localpref.server.ids import served_model_id
 from localpref.server.logprobs import answer_logprobs
 from localpref.server.schemas import ChatCompletionRequest, CompletionRequest
-from localpref.server.translate import GenerationArgs, generation_args, start_generation
+from localpref.server.translate import (
+    GenerationArgs,
+    generation_args,
+    prompt_bodies,
+    start_generation,
+)
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,7 @@ class Answerer:
         if line.method != "POST":
             raise ApiError(405, f"{line.url} does not accept {line.method}.",
                            code="method_not_allowed")
-        request = validated(route.schema, line.body)
-        requests = [request]
-        if isinstance(request, CompletionRequest) and isinstance(request.prompt, list) \
-                and len(request.prompt) > 1:
-            requests = [request.model_copy(update={"prompt": [prompt]})
-                        for prompt in request.prompt]
+        requests = prompt_bodies(validated(route.schema, line.body))
         return route, requests, [route.translate(one, self.served_id, self.model)
                                  for one in requests]
 

@@ -18,7 +18,7 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, parse_model_spec, pattern_matches
-from localpref.split_files import is_later_part, part_names
+from localpref.split_files import is_later_part, part_paths
 
 
 def snapshot_files(snapshot: Path) -> Iterator[Path]:
@@ -123,8 +123,7 @@ def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
                 if relative in seen:
                     continue
                 seen.add(relative)
-                size = sum(part.stat().st_size for part in
-                           (path.with_name(name) for name in part_names(path.name))
+                size = sum(part.stat().st_size for part in part_paths(path)
                            if part.is_file())  # a split model: all its parts
                 found.append(CachedFile(repo, relative, path, size, snapshot.name))
     return found
@@ -181,10 +180,10 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
     for snapshot in ordered_snapshots(repo_dir):
         for path in snapshot_files(snapshot):
             if pattern_matches(path.relative_to(snapshot).as_posix(), parsed.pattern):
-                for part in part_names(path.name):  # a split model: every part
-                    if path.with_name(part).is_file() or path.with_name(part).is_symlink():
-                        delete_cached_file(path.with_name(part))
-                        removed.append(path.with_name(part))
+                for part in part_paths(path):  # a split model: every part
+                    if part.is_file() or part.is_symlink():
+                        delete_cached_file(part)
+                        removed.append(part)
     if not removed:
         raise ModelError(
             f"Nothing to remove: no file of {parsed.repo} matching '{parsed.pattern}' "

@@ -33,6 +33,7 @@ from localpref.server.state import ServerState
 from localpref.server.streaming import sse_events
 from localpref.server.translate import (
     generation_args,
+    prompt_bodies,
     requested_method,
     start_generation,
 )
@@ -105,9 +106,9 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     async def generate(body: GenerationFields, request: Request,
                        shape: completions.Shape) -> Any:
         model, model_id = served()
-        if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) \
-                and len(body.prompt) > 1:
-            return await answer_prompts(body, request, model, model_id)
+        bodies = prompt_bodies(body)
+        if len(bodies) > 1:
+            return await answer_prompts(body, bodies, request, model, model_id)
         args = generation_args(body, model_id, model)
         job, first = await started(args, request)
         logprobs = answer_logprobs(args, model.vocabulary, shape)
@@ -145,8 +146,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             raise from_library(event[1])
         return event[1]
 
-    async def answer_prompts(body: CompletionRequest, request: Request, model: Any,
-                             model_id: str) -> dict[str, Any]:
+    async def answer_prompts(body: GenerationFields, bodies: list[GenerationFields],
+                             request: Request, model: Any, model_id: str) -> dict[str, Any]:
         """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends):
         choice i answers prompt i as a request of its own would, at most as many at once as
         the server runs two-lane requests, so that one body never fills the queue alone.
@@ -154,8 +155,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         if body.stream:
             raise ApiError(400, "Several prompts are answered only without streaming; send "
                            "stream false, or one prompt per request.", param="prompt")
-        every_args = [generation_args(body.model_copy(update={"prompt": [prompt]}),
-                                      model_id, model) for prompt in body.prompt]
+        every_args = [generation_args(one, model_id, model) for one in bodies]
         window = asyncio.Semaphore(max(1, model.max_lanes // 2))
 
         async def answer(args: Any) -> Any:

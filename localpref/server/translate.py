@@ -125,9 +125,19 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
     ]
 
 
+def prompt_bodies(request: GenerationFields) -> list[GenerationFields]:
+    """The bodies a request is answered as: itself, or for a text completion with several
+    prompts (what LangChain's ``OpenAI.batch`` sends) one copy per prompt, each answered as
+    if sent alone (the server and ``localpref batch`` alike)."""
+    if isinstance(request, CompletionRequest) and isinstance(request.prompt, list) \
+            and len(request.prompt) > 1:
+        return [request.model_copy(update={"prompt": [prompt]}) for prompt in request.prompt]
+    return [request]
+
+
 def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
     """A text completion's prompt as the user's message (a list of several is answered prompt
-    by prompt, ``app.answer_prompts``)."""
+    by prompt, ``prompt_bodies``)."""
     prompt = request.prompt
     if isinstance(prompt, list):
         if len(prompt) != 1:
