@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,20 +77,19 @@ def ollama_name(registry: str, namespace: str, name: str, tag: str) -> str:
 def ollama_models(root: Path | None = None) -> list[StoredModel]:
     """Every ollama model whose manifest names a GGUF blob that is there, sorted by name."""
     root = ollama_dir() if root is None else root
-    manifests = root / "manifests"
     found = []
-    for manifest in sorted(manifests.glob("*/*/*/*")) if manifests.is_dir() else []:
-        blob = _ollama_blob(root, manifest)
+    for name, manifest in _ollama_manifests(root):
+        blob, _ = _ollama_blob_or_why(root, manifest)
         if blob is not None:
-            parts = manifest.relative_to(manifests).parts
-            found.append(StoredModel("ollama", ollama_name(*parts), blob, blob.stat().st_size))
+            found.append(StoredModel("ollama", name, blob, blob.stat().st_size))
     return sorted(found, key=lambda model: model.name)
 
 
-def _ollama_blob(root: Path, manifest: Path) -> Path | None:
-    """The GGUF blob a manifest names (None: not a manifest, no model layer, blob missing)."""
-    blob, _ = _ollama_blob_or_why(root, manifest)
-    return blob
+def _ollama_manifests(root: Path) -> Iterator[tuple[str, Path]]:
+    """Every manifest of the store, with the name ollama shows for it."""
+    manifests = root / "manifests"
+    for manifest in sorted(manifests.glob("*/*/*/*")) if manifests.is_dir() else []:
+        yield ollama_name(*manifest.relative_to(manifests).parts), manifest
 
 
 def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
@@ -154,9 +154,8 @@ def _resolve_ollama(name: str) -> Path:
     for model in available:
         if model.name.lower() == wanted.lower():
             return model.path
-    manifests = root / "manifests"
-    for manifest in sorted(manifests.glob("*/*/*/*")) if manifests.is_dir() else []:
-        if ollama_name(*manifest.relative_to(manifests).parts).lower() == wanted.lower():
+    for shown, manifest in _ollama_manifests(root):
+        if shown.lower() == wanted.lower():
             _, why = _ollama_blob_or_why(root, manifest)
             raise ModelError(f"The ollama model {wanted} cannot be used: {why}.")
     raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}.")
