@@ -488,6 +488,7 @@ class Model:
         if any(request.avoid is not None for request in requests):
             _check_avoid(chosen)
         chosen = _weighted_methods(requests, chosen)
+        self._check_lanes(requests, chosen)
         for request, method in zip(requests, chosen, strict=True):
             if request.like:
                 self.like_tokens(request.like)
@@ -550,15 +551,25 @@ class Model:
                 ignore_eos=request.ignore_eos,
                 stats=stats, request=request,
             ))
-        for context in {id(spec.context): spec.context for spec in specs}.values():
-            needed = sum(1 for spec in specs if spec.context is context)
-            if needed > context.max_lanes:
-                raise TooManyLanesError(
-                    f"This needs {needed} lanes at once and the model has {context.max_lanes}; "
-                    "load it with a larger max_lanes.", needed=needed,
-                    available=context.max_lanes)
         job = Job(self._scheduler, specs, tracks, session)
         return MultiGeneration(job, [track.stats for track in tracks], on_finish, owner=self)
+
+    def _check_lanes(self, requests: Sequence[Request], methods: Sequence[Method]) -> None:
+        """Refuse at once what no admission could hold, before any prompt is tokenized: more
+        lanes of one context than it has (``TooManyLanesError``)."""
+        needed: dict[int, int] = {}
+        contexts = {}
+        for request, method in zip(requests, methods, strict=True):
+            for kind in _track_lanes(method, request.score_lanes):
+                context = self._lane_backend(method, kind).context
+                contexts[id(context)] = context
+                needed[id(context)] = needed.get(id(context), 0) + 1
+        for key, count in needed.items():
+            available = contexts[key].max_lanes
+            if count > available:
+                raise TooManyLanesError(
+                    f"This needs {count} lanes at once and the model has {available}; "
+                    "load it with a larger max_lanes.", needed=count, available=available)
 
     def _lane_backend(self, method: Method, kind: str) -> _Backend:
         """The backend that decodes a lane of this kind (PAD's reward lane has its own)."""
@@ -762,12 +773,12 @@ _AVOID = "avoid"
 
 def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | None]:
     """Lanes with equal keys read the same tokens: a kind, and the reward model if any, or
-    ``_AVOID`` for the base lane of a two-lane method steering away from an avoid sentence or
-    the preferences' opposites (Base and Pref beside it in a comparison read the plain
-    lanes)."""
+    ``_AVOID`` for the base lane of a method of two lanes or more (weighted preferences decode
+    n + 2) steering away from an avoid sentence or the preferences' opposites (Base and Pref
+    beside it in a comparison read the plain lanes)."""
     if kind == "reward":
         return (kind, getattr(method, "reward_model", None))
-    if kind == "base" and avoid is not None and len(method.lanes) == 2:
+    if kind == "base" and avoid is not None and len(method.lanes) >= 2:
         return (kind, _AVOID)
     return (kind, None)
 

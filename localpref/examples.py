@@ -31,9 +31,12 @@ LikeInput = str | Sequence[str] | None
 
 
 def checked_like(like: LikeInput) -> tuple[str, ...]:
-    """The examples as a tuple (a single text is one example); an empty one is an error."""
+    """The examples as a tuple (a single text is one example; an empty list none); an empty
+    example, or anything but a text or a list of texts, is one sentence."""
     if like is None:
         return ()
+    if not isinstance(like, (str, list, tuple)):  # a dict's keys, a set's order: never meant
+        raise SettingsError("Examples (like) are a text or a list of texts.")
     items = [like] if isinstance(like, str) else list(like)
     for item in items:
         if not isinstance(item, str) or not item.strip():
@@ -55,11 +58,24 @@ def like_turns(examples: Sequence[str]) -> list[dict[str, str]]:
                          {"role": "assistant", "content": text})]
 
 
+#: Characters of an example tokenized to tell that it is over the limit on its own, per token
+#: of the limit: a long text is refused from its start, not tokenized whole (a 50 MB file took
+#: 18 s and 3 GB). A token of an ordinary text is a few characters; one that fits the limit
+#: only with longer tokens (a run of spaces) is then tokenized whole.
+_PREFIX_CHARS_PER_TOKEN = 64
+
+
 def check_like_tokens(examples: Sequence[str], count: Callable[[str], int],
                       limit: int) -> int:
     """The examples' total tokens (``count`` tokenizes one text); one sentence when over
     ``limit``."""
-    total = sum(count(text) for text in examples)
+    total = 0
+    prefix_chars = max(limit, 1) * _PREFIX_CHARS_PER_TOKEN
+    for text in examples:
+        if len(text) > prefix_chars and count(text[:prefix_chars]) > limit:
+            raise SettingsError(f"The examples are more than {limit} tokens together, the "
+                                "limit (max_like_tokens); give fewer or shorter examples.")
+        total += count(text)
     if total > limit:
         raise SettingsError(f"The examples are {total} tokens together and the limit is "
                             f"{limit} (max_like_tokens); give fewer or shorter examples.")

@@ -95,8 +95,13 @@ def preference_label(preference: PreferenceInput) -> str | None:
 
 
 def single_preset(preference: object) -> str | None:
-    """The built-in preference's name when ``preference`` is exactly one (a name, or a list
-    of one name), else None (free text, several, weights or none)."""
+    """The built-in preference's name when ``preference`` is exactly one (a name, a list of
+    one name, or one name weighed above 0: ``{"concise": 1}`` is steered as ``"concise"``),
+    else None (free text, several or none)."""
+    if isinstance(preference, Mapping) and len(preference) == 1:
+        ((preference, weight),) = preference.items()
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            return None
     if isinstance(preference, (list, tuple)) and len(preference) == 1:
         preference = preference[0]
     if not isinstance(preference, str):

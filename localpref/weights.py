@@ -47,7 +47,8 @@ class Weights(Mapping[str, float]):
             if not isinstance(text, str) or not text.strip():
                 raise SettingsError("A weighted preference must be a non-empty text, "
                                     "e.g. 'concise'.")
-            if text.strip() in items:  # the last weight would silently win
+            if text.strip().casefold() in {known.casefold() for known in items}:
+                # the last weight would silently win ("Concise" is the built-in "concise" too)
                 raise SettingsError(f"The preference {text.strip()!r} is given twice; give "
                                     "each preference once, with one weight.")
             items[text.strip()] = checked_weight(text.strip(), weight)
@@ -85,14 +86,25 @@ class Weights(Mapping[str, float]):
         return " + ".join(f"{text}={weight:g}" for text, weight in self._items)
 
 
+#: The largest weight: far past it the contrast alone picks every token, and the combined
+#: logits leave the range the kernels compute in (1e308 overflows to inf - inf).
+MAX_WEIGHT = 1000.0
+
+
 def checked_weight(text: str, weight: Any) -> float:
-    """``weight`` as a float: a real number, finite, 0 or more; else one sentence."""
+    """``weight`` as a float: a real number from 0 to :data:`MAX_WEIGHT`; else one
+    sentence."""
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
         raise SettingsError(f"The weight of {text!r} must be a number (got {weight!r}).")
-    value = float(weight)
-    if not math.isfinite(value) or value < 0:
-        raise SettingsError(f"The weight of {text!r} must be a number, 0 or more "
-                            f"(got {weight!r}).")
+    try:
+        value = float(weight)
+    except OverflowError:  # an int too large for a float
+        value, shown = math.inf, "a number too large for a float"
+    else:
+        shown = repr(weight) if math.isfinite(value) and abs(value) < 1e15 else f"{value:g}"
+    if not math.isfinite(value) or not 0 <= value <= MAX_WEIGHT:
+        raise SettingsError(f"The weight of {text!r} must be a number from 0 to "
+                            f"{MAX_WEIGHT:g} (got {shown}).")
     return value
 
 
@@ -115,7 +127,10 @@ def parse_preference_items(items: Sequence[str] | None) -> str | list[str] | Wei
 
 def _split_weight(item: str) -> tuple[str, float | None]:
     match = _WEIGHTED_ITEM.match(item)
-    if match is None or not match.group("text").strip():
+    if match is not None and not match.group("text").strip():
+        raise SettingsError(f"The preference {item.strip()!r} has a weight but no text; give "
+                            "it as TEXT=NUMBER, e.g. concise=1.")
+    if match is None:
         name, equals, weight = item.partition("=")
         if equals and name.strip().lower() in PRESETS:  # a preset's weight, mistyped
             raise SettingsError(f"The weight of {name.strip()!r} must be a number "

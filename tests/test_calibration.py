@@ -182,14 +182,19 @@ def test_a_preference_named_alone_gets_its_own_setting(
                               avoid=OPPOSITES["uplifting"], max_tokens=TOKENS)
     assert expected.tokens != model.generate(PROMPT, preference="uplifting", method=overall,
                                              max_tokens=TOKENS).tokens
-    for preference in ("uplifting", ["Uplifting"]):
+    # named alone, also at weight 1 (docs/steering.md: weight 1 answers as the preference)
+    for preference in ("uplifting", ["Uplifting"], {"uplifting": 1.0}):
         result = model.generate(PROMPT, preference=preference, max_tokens=TOKENS)
         assert result.tokens == expected.tokens and result.stats["opposite"] is True
         assert result.stats["settings"]["contrast"] == 4.0
         assert result.stats["calibration"]["per_preference"] is True
         assert result.stats["calibration"]["settings"]["tau"] == 0.05
-    # Another preset, two presets, or weights: the overall setting, neutral base lane.
-    for preference in ("concise", ["uplifting", "concise"], {"uplifting": 1.0}):
+    half = model.generate(PROMPT, preference={"uplifting": 0.5}, max_tokens=TOKENS)
+    assert half.tokens == model.generate(
+        PROMPT, preference="uplifting", avoid=OPPOSITES["uplifting"], max_tokens=TOKENS,
+        method=Amulet(contrast=2.0, tau=0.05, end_tokens=PREF_ENDS)).tokens
+    # Another preset, two presets, or weights of two: the overall setting, neutral base lane.
+    for preference in ("concise", ["uplifting", "concise"], {"uplifting": 1.0, "concise": 1.0}):
         result = model.generate(PROMPT, preference=preference, max_tokens=TOKENS)
         assert result.stats["settings"]["contrast"] == 2.0 and result.stats["opposite"] is False
         assert result.stats["calibration"]["per_preference"] is False

@@ -13,6 +13,7 @@ from tui_helpers import seed
 from localpref.api import Model
 from localpref.cli import build_parser, main
 from localpref.commands.chat import app_from_args
+from localpref.commands.options import MAX_LIKE_FILE_BYTES, like_from_args
 from localpref.examples import DEFAULT_MAX_LIKE_TOKENS, LIKE_INSTRUCTION, LIKE_REQUEST
 from localpref.store import Store
 
@@ -112,3 +113,18 @@ def test_a_bad_like_file_is_one_sentence_before_the_app(
     assert captured.out == ""
     assert captured.err.startswith("localpref: ") and words in captured.err
     assert str(path) in captured.err and captured.err.count("\n") == 1
+
+
+def test_a_like_file_loses_its_byte_order_mark_and_a_huge_one_is_not_read(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes("\ufeffWater it. Sun.\n".encode())
+    args = build_parser().parse_args(["chat", "--like", str(marked)])
+    assert like_from_args(args) == ["Water it. Sun.\n"]  # no U+FEFF to start an answer with
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as file:  # sparse: 9 MiB the command must refuse without reading
+        file.truncate(MAX_LIKE_FILE_BYTES + 1)
+    assert main(["chat", "--like", str(huge)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"localpref: The example file {huge} is over 8 MiB; an example is a text "
+                   "of at most a few thousand tokens.\n")

@@ -9,7 +9,7 @@ import pytest
 
 from localpref.api import Model
 from localpref.errors import SettingsError
-from localpref.examples import LIKE_INSTRUCTION, LIKE_REQUEST, like_turns
+from localpref.examples import LIKE_INSTRUCTION, LIKE_REQUEST, check_like_tokens, like_turns
 
 PROMPT = "How do I keep basil alive?"
 EXAMPLES = ("- water it\n- give it sun\n- pinch the tops", "- rinse\n- chop\n- serve")
@@ -79,6 +79,8 @@ def test_a_chat_evaluates_the_examples_once(model: Model) -> None:
     ([""], "non-empty text"),
     (["fine", "   "], "non-empty text"),
     ([3], "non-empty text"),
+    ({"an example": 1}, "a text or a list of texts"),  # never its keys
+    ({"an example"}, "a text or a list of texts"),
 ])
 def test_bad_examples_get_one_sentence(model: Model, like, words) -> None:
     with pytest.raises(SettingsError) as error:
@@ -93,3 +95,21 @@ def test_examples_over_the_bound_get_one_sentence(bundled_path: Path) -> None:
         small.generate(PROMPT, like=["a few words"], max_tokens=2)
     message = str(error.value)
     assert "limit is 20" in message and "max_like_tokens" in message and "\n" not in message
+
+
+def test_a_long_example_is_refused_from_its_start() -> None:
+    """Over the limit on its first characters alone, an example is not tokenized whole (a 50 MB
+    file took 18 s and 3 GB); under it, every text is counted whole."""
+    counted: list[int] = []
+
+    def count(text: str) -> int:  # a word a token
+        counted.append(len(text))
+        return len(text.split())
+
+    with pytest.raises(SettingsError, match="more than 20 tokens together"):
+        check_like_tokens(["word " * 100_000], count, limit=20)
+    assert counted == [20 * 64]
+    counted.clear()
+    spaces = "a" + " " * 5_000 + "b"  # long tokens: the start is under the limit, count whole
+    assert check_like_tokens([spaces, "one two"], count, limit=20) == 4
+    assert counted == [20 * 64, len(spaces), 7]

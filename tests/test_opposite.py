@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import openai
 import pytest
 from server_helpers import MODEL_ID, running_server, sdk_client
 
@@ -83,6 +84,28 @@ def test_opposite_steers_exactly_as_avoiding_the_opposite(model: Model) -> None:
     assert off.tokens == plain.tokens  # the default is off
 
 
+def test_weighted_preferences_read_the_avoid_and_the_opposites(model: Model) -> None:
+    """n weighted preferences decode n + 2 lanes, and the base lane among them still reads an
+    avoid, or the opposites of the built-in ones weighed above 0."""
+    weights = {"concise": 1.0, "uplifting": 0.4, "talk like a pirate": 1.0}
+
+    def run(**extra: object):
+        return model.generate(PROMPT, preference=weights, method=METHOD, max_tokens=12,
+                              trace=True, **extra)
+
+    plain, opposite = run(), run(opposite=True)
+    avoided = run(avoid=opposite_text(weights))
+    formal = run(avoid="Be formal.")
+    assert opposite.stats["n_lanes"] == 5 and opposite.stats["opposite"] is True
+    assert plain.stats["opposite"] is False and formal.stats["opposite"] is False
+    assert opposite.tokens == avoided.tokens
+    assert opposite.stats["mean_shift"] == avoided.stats["mean_shift"]
+    shifts = {plain.stats["mean_shift"], opposite.stats["mean_shift"], formal.stats["mean_shift"]}
+    assert len(shifts) == 3  # each base lane read what it was given
+    texts = model.lane_prompts(PROMPT, preference=weights, opposite=True)
+    assert OPPOSITES["concise"] in texts["base"] and OPPOSITES["uplifting"] in texts["base"]
+
+
 def test_opposite_in_a_comparison_leaves_base_and_pref_plain(model: Model) -> None:
     results = model.compare(PROMPT, ["pref", METHOD], preference="concise", opposite=True,
                             max_tokens=12).run()
@@ -118,5 +141,12 @@ def test_server_opposite_field(model: Model) -> None:
         answer = client.chat.completions.create(
             model=f"{MODEL_ID}:amulet:concise", messages=[{"role": "user", "content": PROMPT}],
             max_tokens=10, extra_body={"localpref": {"opposite": True, "strength": 1.0}})
+        with pytest.raises(openai.BadRequestError) as refused:  # not read as true
+            client.chat.completions.create(
+                model=f"{MODEL_ID}:amulet:concise", max_tokens=2,
+                messages=[{"role": "user", "content": PROMPT}],
+                extra_body={"localpref": {"opposite": "yes"}})
     assert answer.choices[0].message.content == expected.text
     assert answer.model_extra["localpref"]["stats"]["opposite"] is True
+    assert refused.value.status_code == 400
+    assert refused.value.body["param"] == "localpref.opposite"

@@ -10,7 +10,8 @@ import pytest
 from textual.widgets import Input, Select, SelectionList
 from tui_helpers import SIZE, click, seed, until
 
-from tui.app import LocalprefApp
+from localpref.cli import main
+from tui.app import LocalprefApp, startup_steering
 from tui.steering import Steering
 from tui.widgets import ChatInput, ChatLog, PreferencePanel
 from tui.widgets.strength_slider import StrengthSlider
@@ -34,6 +35,25 @@ def test_weights_off_one_become_weights_and_survive_saving() -> None:
     assert again.weights == {"uplifting": 0.5} and again.examples == ["- one\n- two"]
     bad = Steering.from_dict({**steering.to_dict(), "weights": {"concise": -1, "x": "a"}})
     assert bad.weights == {}
+
+
+def test_command_line_weights_set_the_sliders(capsys: pytest.CaptureFixture[str]) -> None:
+    """`localpref chat -p concise=1 -p uplifting=0.4` as `generate` reads it: the built-in
+    boxes checked, the weights on their sliders; a bad weight is one sentence, exit 2."""
+    saved = Steering(presets=["formal"], weights={"formal": 2.0}).to_dict()
+    steering, problems = startup_steering(saved, ["concise=1", "uplifting=0.4"], None)
+    assert problems == [] and steering.presets == ["concise", "uplifting"]
+    assert steering.preference == {"concise": 1.0, "uplifting": 0.4}
+    steering, problems = startup_steering(saved, ["Concise", "be brief=2", "no jargon=2"], None)
+    assert steering.presets == ["concise"] and steering.custom == "be brief no jargon"
+    assert steering.preference == {"concise": 1.0, "be brief no jargon": 2.0}
+    steering, problems = startup_steering(None, ["a=1", "b=2"], None)
+    assert steering.preference == ["a b"] and len(problems) == 1
+    for bad, words in (("concise=abc", "must be a number"), ("concise=-1", "from 0 to 1000"),
+                       ("", "non-empty text"), ("  ", "non-empty text")):
+        assert main(["chat", "-p", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("localpref: ") and words in err and err.count("\n") == 1
 
 
 async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(model, home):

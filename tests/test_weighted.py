@@ -142,9 +142,12 @@ def test_weighted_steering_uses_the_method_given(model: Model) -> None:
 
 
 @pytest.mark.parametrize(("preference", "method", "words"), [
-    ({"concise": -1}, None, "0 or more"),
+    ({"concise": -1}, None, "from 0 to 1000 (got -1)"),
     ({"concise": "lots"}, None, "must be a number"),
-    ({"concise": float("nan")}, None, "0 or more"),
+    ({"concise": float("nan")}, None, "from 0 to 1000 (got nan)"),
+    ({"concise": 10**400}, None, "(got a number too large for a float)"),
+    ({"concise": 1001}, None, "from 0 to 1000 (got 1001)"),
+    ({"concise": 1, "Concise": 2}, None, "given twice"),
     ({"concise": True}, None, "must be a number"),
     ({}, None, "empty"),
     ({" ": 1}, None, "non-empty text"),
@@ -172,14 +175,19 @@ def test_command_line_items_with_a_number_after_equals_are_weights() -> None:
     assert dict(weights) == {"concise": 1.0, "uplifting": 0.4, "be kind": 1.0}
     assert parse_preference_items(["a=b"]) == ["a=b"]  # no number: plain text
     assert dict(parse_preference_items(["x = y=2e-1"])) == {"x = y": 0.2}
-    with pytest.raises(SettingsError, match="0 or more"):
+    with pytest.raises(SettingsError, match="from 0 to 1000"):
         parse_preference_items(["concise=-1"])
+    for bare in ("=1", " = 0.5"):  # a weight of nothing, not the text "=1"
+        with pytest.raises(SettingsError, match="has a weight but no text"):
+            parse_preference_items([bare])
     for mistyped in ("concise=abc", "Uplifting = ", "concise=1,5"):  # a preset's weight
         with pytest.raises(SettingsError, match="must be a number"):
             parse_preference_items([mistyped])
     # -p x=1 -p x=2: the last weight would silently win
     with pytest.raises(SettingsError, match=r"^The preference 'concise' is given twice; "):
         parse_preference_items(["concise=1", "uplifting", " concise = 2"])
+    with pytest.raises(SettingsError, match=r"^The preference 'Concise' is given twice; "):
+        parse_preference_items(["concise=1", "Concise=1"])
 
 
 def test_admission_counts_every_lane_of_a_weighted_request(bundled_path: Path) -> None:
@@ -222,4 +230,10 @@ def test_command_line_weights_round_trip(capsys: pytest.CaptureFixture[str]) -> 
     for bad in ("concise=-0.5", "concise=1e999"):
         assert main([*argv, "-p", bad]) == 2
         err = capsys.readouterr().err.strip()
-        assert "0 or more" in err and err.count("\n") == 0 and "Traceback" not in err
+        assert "from 0 to 1000" in err and err.count("\n") == 0 and "Traceback" not in err
+    # more preferences than a context has lanes: the sentence says so, not max_lanes
+    many = [item for i in range(300) for item in ("-p", f"style {i}=0.1")]
+    assert main([*argv, *many]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("localpref: This needs 302 lanes at once, more than a llama.cpp context "
+                   "holds (256); give fewer weighted preferences or methods.")

@@ -27,7 +27,8 @@ def test_weighted_preference_object_answers_as_the_library(model: Model) -> None
     with running_server(model) as server:
         client = sdk_client(server.url)
         answer = _ask(client, WEIGHTS)
-        for bad, words in (({"concise": -1}, "0 or more"), ({"concise": "lots"}, "a number")):
+        for bad, words in (({"concise": -1}, "from 0 to 1000"), ({"concise": "lots"}, "a number"),
+                           ({"concise": 10**400}, "too large")):
             refused = request(server.url, "POST", "/chat/completions", body={
                 "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
                 "max_tokens": 4, "localpref": {"preference": bad}})
@@ -57,6 +58,10 @@ def test_parallel_counts_lanes_and_a_request_past_them_is_a_400(bundled_path: Pa
                 "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
                 "max_tokens": 4,
                 "localpref": {"preference": {"concise": 1, "uplifting": 1, "formal": 1}}})
+            past_any = request(server.url, "POST", "/chat/completions", body={
+                "model": MODEL_ID, "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 4,
+                "localpref": {"preference": {f"style {i}": 0.1 for i in range(300)}}})
         concise = small.generate(PROMPT, preference="concise", max_tokens=8)
     for index, answer in enumerate(answers):
         wanted = alone if index % 2 else concise
@@ -64,6 +69,10 @@ def test_parallel_counts_lanes_and_a_request_past_them_is_a_400(bundled_path: Pa
     error = assert_error_shape(refused, 400)
     assert "needs 5 lanes" in error["message"] and "--parallel 3" in error["message"]
     assert error["code"] == "too_many_lanes"
+    # past what any --parallel gives (128 requests, 256 lanes): no flag to suggest
+    error = assert_error_shape(past_any, 400)
+    assert error["message"] == ("This request needs 302 lanes at once, more than a llama.cpp "
+                                "context holds (256); give fewer weighted preferences.")
 
 
 @pytest.mark.parametrize("preference", [{}, {"": 1}])

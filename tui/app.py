@@ -27,6 +27,7 @@ import localpref
 from localpref import LocalprefError, Model, SettingsError
 from localpref.methods import resolve_method
 from localpref.store import Store, StoreError
+from localpref.weights import Weights, parse_preference_items
 from tui.answering import AnsweringHandlers
 from tui.conversations import ConversationHandlers
 from tui.events import ModelFailed, ModelLoaded, Notice
@@ -64,10 +65,7 @@ def startup_steering(
     steering = Steering.from_dict(saved) if saved else Steering()
     problems: list[str] = []
     if preference:
-        names = [p.strip().lower() for p in preference if p.strip().lower() in localpref.PRESETS]
-        custom = " ".join(p.strip() for p in preference
-                          if p.strip() and p.strip().lower() not in localpref.PRESETS)
-        steering = replace(steering, presets=names, custom=custom)
+        steering = _with_preferences(steering, preference, problems)
     if method:
         try:
             chosen = resolve_method(method)
@@ -86,6 +84,30 @@ def startup_steering(
     if like:
         steering = replace(steering, examples=list(like))
     return steering, problems
+
+
+def _with_preferences(steering: Steering, items: list[str], problems: list[str]) -> Steering:
+    """``steering`` with the command line's ``--preference`` items: the built-in ones checked,
+    the free texts joined into the custom text, and ``TEXT=NUMBER`` weights on their sliders
+    (the joined free text takes its texts' weight; differing ones are a problem)."""
+    weighed = parse_preference_items(items)  # already checked by the command: no error here
+    pairs = (list(weighed.items()) if isinstance(weighed, Weights)
+             else [(item, 1.0) for item in weighed or ()])
+    names = [text.strip().lower() for text, _ in pairs
+             if text.strip().lower() in localpref.PRESETS]
+    free = [(text.strip(), weight) for text, weight in pairs
+            if text.strip() and text.strip().lower() not in localpref.PRESETS]
+    custom = " ".join(text for text, _ in free)
+    weights = {text.strip().lower(): weight for text, weight in pairs
+               if text.strip().lower() in localpref.PRESETS}
+    free_weights = {weight for _, weight in free}
+    if len(free_weights) > 1:
+        problems.append("The app weighs its free text as one preference; the free texts' "
+                        "weights differ, so it weighs 1.")
+    elif free_weights:
+        weights[custom] = free_weights.pop()
+    return replace(steering, presets=names, custom=custom,
+                   weights={k: v for k, v in weights.items() if v != 1.0})
 
 
 class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):

@@ -22,7 +22,9 @@ from localpref.commands.options import (
 from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError, LocalprefWarning
 from localpref.methods import resolve_method
+from localpref.presets import preference_sentences
 from localpref.store import Store, data_dir
+from localpref.weights import parse_preference_items
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,8 +36,9 @@ def add_parser(subparsers: Any) -> None:
         "$LOCALPREF_HOME (default: $XDG_DATA_HOME/localpref or ~/.local/share/localpref).",
     )
     add_model_options(parser)
-    parser.add_argument("--preference", action="append", metavar="TEXT",
-                        help="a built-in preference name or free text (repeatable)")
+    parser.add_argument("--preference", "-p", action="append", metavar="TEXT[=WEIGHT]",
+                        help="a built-in preference name or free text (repeatable); "
+                        "TEXT=NUMBER sets its strength slider (-p concise=1 -p uplifting=0.4)")
     add_avoid_option(parser)
     add_like_option(parser)
     parser.add_argument("--method", metavar="NAME",
@@ -77,6 +80,7 @@ def app_from_args(args: argparse.Namespace, **app_options: Any) -> Any:
     and that sentence once the model is loaded."""
     if args.method:
         resolve_method(args.method)  # a bad name is one sentence and exit 2, before the app
+    preference_sentences(parse_preference_items(args.preference))  # so is a bad weight or text
     avoid = avoid_from_args(args)
     like = like_from_args(args)
     from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual

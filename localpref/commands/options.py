@@ -168,6 +168,10 @@ def add_like_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The largest example file read (``--like``): far more than any limit of tokens allows.
+MAX_LIKE_FILE_BYTES = 8 * 2**20
+
+
 def like_from_args(args: argparse.Namespace) -> list[str] | None:
     """The examples of ``--like``: each file's text (one sentence for a file that cannot be
     read, is not UTF-8 or is empty)."""
@@ -177,7 +181,11 @@ def like_from_args(args: argparse.Namespace) -> list[str] | None:
     examples = []
     for name in paths:
         try:
-            text = Path(name).read_text(encoding="utf-8")
+            if Path(name).stat().st_size > MAX_LIKE_FILE_BYTES:
+                raise SettingsError(f"The example file {name} is over "
+                                    f"{MAX_LIKE_FILE_BYTES // 2**20} MiB; an example is a text "
+                                    "of at most a few thousand tokens.")
+            text = Path(name).read_text(encoding="utf-8-sig")  # a byte-order mark is not text
         except UnicodeDecodeError:
             raise SettingsError(f"The example file {name} is not UTF-8 text.") from None
         except OSError as error:
@@ -300,9 +308,13 @@ def preference_from_args(args: argparse.Namespace) -> Any:
 
 def lanes_needed(methods: list[Method], preference: Any, like: list[str] | None = None) -> int:
     """Lanes the methods decode together for this preference and examples (weights add
-    lanes)."""
+    lanes); one sentence when a llama.cpp context cannot hold them (``engine.MAX_LANES``)."""
     found = weighted_lanes(preference, like_sentence(like or ()))
-    return sum(len(weighted_method(method, found).lanes) for method in methods)
+    needed = sum(len(weighted_method(method, found).lanes) for method in methods)
+    if needed > MAX_LANES:
+        raise SettingsError(f"This needs {needed} lanes at once, more than a llama.cpp context "
+                            f"holds ({MAX_LANES}); give fewer weighted preferences or methods.")
+    return needed
 
 
 def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from localpref.engine import MAX_LANES
 from localpref.errors import BusyError, LocalprefError, ModelError, TooManyLanesError
 from localpref.server.ids import UnknownModelError
 from localpref.server.schemas import LocalprefOptions
@@ -72,6 +73,10 @@ def from_library(error: Exception) -> ApiError:
         return ApiError(500, str(error), code="model_error")
     if isinstance(error, TooManyLanesError):  # e.g. weighted preferences: a lane each
         parallel = -(-error.needed // 2)
+        if error.needed > MAX_LANES:
+            return ApiError(400, f"This request needs {error.needed} lanes at once, more than a "
+                            f"llama.cpp context holds ({MAX_LANES}); give fewer weighted "
+                            "preferences.", code="too_many_lanes")
         return ApiError(400, f"This request needs {error.needed} lanes at once and the server "
                         f"decodes {error.available}; start it with --parallel {parallel} or "
                         "more (each --parallel request is two lanes).", code="too_many_lanes")

@@ -38,9 +38,10 @@ class LocalprefOptions(BaseModel):
     """The ``localpref`` extension object: each field overrides the model id's
     (``preference`` as an object is weights: ``{"concise": 1, "uplifting": 0.4}``). Unlike
     OpenAI's fields, an unknown one is refused: it is this server's own object, and a
-    misspelled field would leave the answer silently unsteered."""
+    misspelled field would leave the answer silently unsteered. Its values are strict too
+    (``"opposite": "yes"`` is a 400, not true; a whole number is still a number)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     preference: str | list[str] | dict[str, Any] | None = None
     avoid: str | list[str] | None = None
