@@ -14,7 +14,7 @@ import contextlib
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -318,6 +318,10 @@ class Model:
                 ("examples", bool(request.like))) if given]
         bare = len(self._backend.prompts.lane_tokens(request.messages, None,
                                                      system_prompt=request.system_prompt))
+        if (not named or bare + 1 >= self.n_ctx) and _has_earlier_turns(request.messages):
+            return (f"The conversation is {longest} tokens long with this message and the "
+                    f"context holds {self.n_ctx}, which leaves no room for an answer; start a "
+                    "new conversation or load the model with a larger context (--ctx, n_ctx).")
         if not named or bare + 1 >= self.n_ctx:
             return (f"The prompt is {longest} tokens long and the context holds {self.n_ctx}, "
                     "which leaves no room for an answer; shorten the prompt or load the "
@@ -622,6 +626,13 @@ class Chat:
     The lanes stay in the model's context between turns, so a turn evaluates only its new
     tokens, unless a waiting request reclaimed them (the next turn then evaluates the whole
     history again). Preference, method and sampling settings may change between turns.
+
+    ``trim_history``: when the conversation no longer leaves the answer room for its
+    ``max_tokens`` in the window (or a quarter of the window, if less), the oldest exchanges
+    are left out of what the model reads (whole, from the first user message; the system
+    prompt stays), down to the last message; ``left_out`` says how many messages the last
+    answer did not read. The history keeps them.
+    Without it, a conversation that does not fit is refused (``PromptTooLongError``).
     """
 
     def __init__(
@@ -634,9 +645,13 @@ class Chat:
         system_prompt: str | None = None,
         messages: Sequence[Any] = (),
         like: LikeInput = None,
+        trim_history: bool = False,
         **settings: Any,
     ) -> None:
         self.model = model
+        self.trim_history = trim_history
+        #: Messages of the history the last answer did not read (``trim_history``).
+        self.left_out = 0
         self.preference = preference
         self.like = like
         self.avoid = avoid
@@ -692,8 +707,6 @@ class Chat:
             raise SettingsError(f"Unknown chat setting; use one of {known}.") from None
 
     def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
-        request = self._make_request(conversation, overrides)
-
         def remember(results: list[Result]) -> None:
             if not results:
                 return
@@ -701,11 +714,59 @@ class Chat:
             self.messages.append({"role": "assistant", "content": results[0].text})
             self.results.append(results[0])
 
-        return Generation(self.model.submit(request, session=self._session, on_finish=remember))
+        request = self._make_request(conversation, overrides)
+        read = self._window(conversation, request.max_tokens)
+        while True:
+            try:
+                multi = self.model.submit(request.replace(messages=read), session=self._session,
+                                          on_finish=remember)
+            except PromptTooLongError:  # a preference or examples make a lane longer
+                shorter = without_oldest_exchange(read) if self.trim_history else None
+                if shorter is None:
+                    raise
+                read = shorter
+                continue
+            self.left_out = len(conversation) - len(read)
+            return Generation(multi)
+
+    def _window(self, conversation: list[dict[str, str]], max_tokens: int
+                ) -> list[dict[str, str]]:
+        """What the model reads of ``conversation``: all of it, or with ``trim_history`` its
+        last exchanges that leave the answer ``max_tokens`` in the window, or a quarter of it
+        if less (at least the last message)."""
+        read = conversation
+        room = min(max_tokens, self.model.n_ctx // 4)
+        while self.trim_history and self.model.count_tokens(read) + room >= self.model.n_ctx:
+            shorter = without_oldest_exchange(read)
+            if shorter is None:
+                break
+            read = shorter
+        return read
 
     def close(self) -> None:
         """Give the lanes back to the model's context."""
         self.model.scheduler.release_session(self._session)
+
+
+def without_oldest_exchange(messages: list[dict[str, str]]) -> list[dict[str, str]] | None:
+    """``messages`` without their oldest exchange: the system messages at the start stay, the
+    first message after them goes, and the ones after it up to the next user message; None
+    when that would leave no message to answer."""
+    start = 0
+    while start < len(messages) and messages[start].get("role") == "system":
+        start += 1
+    end = start + 1
+    while end < len(messages) and messages[end].get("role") != "user":
+        end += 1
+    if end >= len(messages):
+        return None
+    return [*messages[:start], *messages[end:]]
+
+
+def _has_earlier_turns(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the conversation holds an answer before its last message (then it, not the
+    message, fills the window)."""
+    return any(message.get("role") == "assistant" for message in messages[:-1])
 
 
 def _track_lanes(method: Method, score_lanes: bool) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from localpref import cli
 from localpref.store import Store
 from tui.app import LocalprefApp
 from tui.keys import APP_ACTIONS, INPUT_ACTIONS
-from tui.screens import CompareScreen, HelpScreen, ModelErrorDialog
+from tui.screens import CompareScreen, HelpScreen, ModelErrorDialog, ModelPickerScreen
 from tui.screens.compare import ComparePane
 from tui.widgets import ChatInput, ChatLog, ConversationList, PreferencePanel, StatusBar
 
@@ -324,6 +324,33 @@ async def test_compare_two_methods_side_by_side_and_keep_one(model, home):
             ("user", "Give me one tip for sleeping well."), ("assistant", kept_text)]
         assert saved[1].method == "amulet"
         assert answers(app)[0].text == kept_text
+
+
+@pytest.mark.parametrize("size", [(40, 12), (12, 5)])
+async def test_every_screen_opens_on_a_tiny_terminal(model, home, size):
+    """F1, F3, F4 and F9 on a terminal far under the layout's widths: each screen opens and
+    closes; none ends the app (a text area 0 cells wide did, with a traceback from rich)."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        for key, opened in (("f1", HelpScreen), ("f4", CompareScreen),
+                            ("f9", ModelPickerScreen)):
+            await pilot.press(key)
+            await until(pilot, lambda opened=opened: isinstance(app.screen, opened))
+            await pilot.pause(0.2)  # drawn at this size
+            await pilot.press("escape")
+            await until(pilot, lambda opened=opened: not isinstance(app.screen, opened))
+        panel, states = app.query_one(PreferencePanel), []
+        for _ in range(2):  # F3 twice: the panel is shown (and drawn) once either way
+            shown = panel.display
+            await pilot.press("f3")
+            await until(pilot, lambda shown=shown: panel.display != shown)
+            await pilot.pause(0.2)
+            states.append(panel.display)
+        assert True in states and app.is_running and app.return_code is None
+        await pilot.press("ctrl+c")  # Textual's hint, without its markup showing
+        await until(pilot, lambda: "to quit the app" in app.notices[-1])
+        assert app.notices[-1] == "Press ctrl+q to quit the app."
 
 
 # -- persistence, export, conversations ------------------------------------------------------------

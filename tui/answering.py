@@ -108,6 +108,12 @@ class AnsweringHandlers:
     async def _show_answer(self, answer: Answer, after: MessageView | None = None) -> None:
         """Show the answer just started (after ``after``, else last) and stream into it from
         a worker."""
+        left_out = self.session.chat.left_out if self.session.chat is not None else 0
+        if left_out:
+            self.notify(f"The conversation no longer fits the model's window ({self.model.n_ctx} "
+                        f"tokens): this answer reads it without its first {left_out} messages "
+                        "(they stay in the history). Ctrl+N starts a new conversation.",
+                        title="Earlier messages left out")
         view = MessageView("assistant", "", message_id=answer.message_id, method=answer.method,
                            preference=answer.preference, avoid=answer.avoid)
         await self.query_one(ChatLog).add(view, after=after)

@@ -238,6 +238,14 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
                        timeout=timeout, markup=markup)
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C: say how to quit, as Textual does, in plain text (a notice here is never
+        markup, and Textual's own sentence showed its ``[b]`` tags)."""
+        for key, active in self.active_bindings.items():
+            if active.binding.action in ("quit", "app.quit"):
+                self.notify(f"Press {key} to quit the app.", title="Do you want to quit?")
+                return
+
     @on(Notice)
     def _notice(self, event: Notice) -> None:
         self.notify(event.text, severity=event.severity)

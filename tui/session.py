@@ -347,7 +347,8 @@ class ChatSession:
         if self.chat is None:
             if self.model is None:
                 raise NotNow("The model is still loading.")
-            self.chat = localpref.Chat(self.model, messages=self.history())
+            # a long conversation goes on with its last exchanges that fit the window
+            self.chat = localpref.Chat(self.model, messages=self.history(), trim_history=True)
         return self.chat
 
     def release_lanes(self) -> None:

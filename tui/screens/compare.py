@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -25,9 +25,11 @@ from tui.highlight import changed_fact, changed_spans, highlighted_text
 from tui.keys import COMPARE_ACTIONS, bindings
 from tui.session import ChatSession
 from tui.steering import method_title
-from tui.widgets.markdown_feed import MarkdownFeed
+from tui.widgets.markdown_feed import MarkdownFeed, message_markdown
 
 MIN_METHODS, MAX_METHODS = 2, 4
+#: Columns under which the screen is laid out narrow (its ``narrow`` class).
+NARROW = 80
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class ComparePane(Vertical):
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Label(self.label, classes="pane-title")
         with VerticalScroll(classes="pane-body"):
-            yield Markdown("")
+            yield message_markdown()
             plain = Static("", classes="pane-highlighted")
             plain.display = False
             yield plain
@@ -165,6 +167,10 @@ class CompareScreen(Screen[KeptAnswer | None]):
         yield Static(self._note(), id="compare-note")
         yield Horizontal(id="compare-panes")
         yield Footer()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Under :data:`NARROW` columns the method list gives the prompt room (app.tcss)."""
+        self.set_class(event.size.width < NARROW, "narrow")
 
     def _note(self) -> str:
         preference = self.steering.preference_label

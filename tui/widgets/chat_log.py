@@ -13,7 +13,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Markdown, Static
 
 from tui.highlight import changed_fact, highlighted_text
-from tui.widgets.markdown_feed import MarkdownFeed
+from tui.widgets.markdown_feed import MarkdownFeed, message_markdown
 
 STOP_REASONS = {
     "cancelled": "stopped",
@@ -64,7 +64,7 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Label(self.header(), classes="message-header")
-        yield Markdown(self.text, classes="message-body")
+        yield message_markdown(self.text, classes="message-body")
         plain = Static("", classes="message-highlighted")
         plain.display = False
         yield plain

@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from textual.widgets import Markdown
 from textual.widgets._markdown import MarkdownStream
+
+
+def line_breaking_parser() -> MarkdownIt:
+    """Textual's "gfm-like" Markdown with every line break kept: a haiku's three lines, or a
+    message typed on two (Ctrl+J), stay on their lines instead of joining into one line
+    (Textual draws a soft break as a space, a hard one as a new line)."""
+    parser = MarkdownIt("gfm-like")
+    parser.core.ruler.push("hard_breaks", _hard_breaks)
+    return parser
+
+
+def _hard_breaks(state: StateCore) -> None:
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+
+
+def message_markdown(text: str = "", **options: Any) -> Markdown:
+    """The Markdown widget of a message or an answer (``options``: Textual's, e.g.
+    ``classes``)."""
+    return Markdown(text, parser_factory=line_breaking_parser, **options)
 
 
 class MarkdownFeed:

@@ -1,4 +1,9 @@
-"""One line under the chat: model, method, preference, speed, steering cost, context used."""
+"""One line under the chat: model, method, preference, speed, steering cost, context used.
+
+The line fits its width: when the facts are longer, the model's name, the method's label and
+the preference are shortened (each to no less than a few characters, the longest first), then
+the steering cost and the speed left out, so that the context used and the state stay in
+view."""
 
 from __future__ import annotations
 
@@ -6,6 +11,12 @@ from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
+
+SEPARATOR = " │ "
+#: The facts that give way to a narrow line, and the characters each keeps at least.
+SHORTENED = {"model": 10, "method": 12, "preference": 12}
+#: The facts left out, in this order, when the shortened ones are not enough.
+LEFT_OUT = ("steer", "speed")
 
 
 class StatusBar(Static):
@@ -22,30 +33,77 @@ class StatusBar(Static):
     def show(self, **facts: Any) -> None:
         """Update some facts and redraw."""
         self.facts.update(facts)
-        self.update(self.status_text())
+        self.refresh()
 
-    def status_text(self) -> Text:
+    def parts(self) -> list[tuple[str, str, str]]:
+        """Each fact shown: (name, text, style)."""
         f = self.facts
-        parts: list[tuple[str, str]] = [(f["model"], "bold")]
-        parts.append((f"method {f['method']}", ""))
-        parts.append((f"preference {f['preference']}", ""))
+        parts = [("model", f["model"], "bold"), ("method", f"method {f['method']}", ""),
+                 ("preference", f"preference {f['preference']}", "")]
         if f["tokens_per_s"] is not None:
-            parts.append((f"{f['tokens_per_s']:.1f} tok/s", ""))
+            parts.append(("speed", f"{f['tokens_per_s']:.1f} tok/s", ""))
         if f["steer_ms_per_token"] is not None:
-            parts.append((f"steer {f['steer_ms_per_token']:.2f} ms/tok", ""))
+            parts.append(("steer", f"steer {f['steer_ms_per_token']:.2f} ms/tok", ""))
         if f["context_size"]:
-            used = f["context_used"] or 0
-            parts.append((f"ctx {used}/{f['context_size']}", ""))
-        parts.append((f["state"], "italic"))
+            parts.append(("context", f"ctx {f['context_used'] or 0}/{f['context_size']}", ""))
+        parts.append(("state", f["state"], "italic"))
         if f["history"]:
-            parts.append((f["history"], "bold red"))
-        text = Text(" ")
-        for i, (part, style) in enumerate(parts):
+            parts.append(("history", f["history"], "bold red"))
+        return parts
+
+    def status_text(self, width: int | None = None) -> Text:
+        """The line; with ``width``, shortened to fit it where the facts allow."""
+        parts = self.parts()
+        texts = fitted([(name, text) for name, text, _ in parts], width)
+        line = Text(" ")
+        shown = [(text, style) for (_, _, style), text in zip(parts, texts, strict=True)
+                 if text is not None]
+        for i, (text, style) in enumerate(shown):
             if i:
-                text.append(" │ ", style="dim")
-            text.append(part, style=style)
-        return text
+                line.append(SEPARATOR, style="dim")
+            line.append(text, style=style)
+        return line
+
+    def render(self) -> Text:
+        return self.status_text(self.size.width or None)
 
     @property
     def plain(self) -> str:
+        """The whole line, however narrow the bar."""
         return self.status_text().plain
+
+
+def fitted(parts: list[tuple[str, str]], width: int | None) -> list[str | None]:
+    """The texts of ``parts`` ((name, text)), the :data:`SHORTENED` ones cut with an ellipsis,
+    the longest over its floor first, until the line (a space, then the parts joined by
+    :data:`SEPARATOR`) is ``width`` long; then the :data:`LEFT_OUT` ones None, in turn, while
+    it is longer."""
+    texts: list[str | None] = [text for _, text in parts]
+    if width is None:
+        return texts
+    excess = 1 + sum(map(len, texts)) + len(SEPARATOR) * (len(texts) - 1) - width
+    excess = _shorten(parts, texts, excess)
+    for name in LEFT_OUT:
+        for i, (part, _) in enumerate(parts):
+            if excess > 0 and part == name and texts[i] is not None:
+                excess -= len(texts[i]) + len(SEPARATOR)
+                texts[i] = None
+    return texts
+
+
+def _shorten(parts: list[tuple[str, str]], texts: list[str | None], excess: int) -> int:
+    """Cut the :data:`SHORTENED` texts (in place) by up to ``excess`` characters in all; the
+    excess left."""
+    while excess > 0:
+        room = {i: len(texts[i]) - SHORTENED[name] for i, (name, _) in enumerate(parts)
+                if name in SHORTENED and len(texts[i]) > SHORTENED[name]}
+        if not room:
+            break
+        i = max(room, key=lambda k: (room[k], -k))
+        others = sorted((r for k, r in room.items() if k != i), reverse=True)
+        cut = min(excess, room[i] - (others[0] if others else 0) or 1, room[i])
+        text = texts[i]
+        assert text is not None  # nothing is left out before the cuts
+        texts[i] = text[:len(text) - cut - 1] + "…"
+        excess -= cut
+    return excess

@@ -1,0 +1,92 @@
+"""A chat that outgrows the model's window (the bundled model at 256 tokens): refused with a
+sentence about the conversation, or, with ``trim_history`` (as the app runs it), answered from
+its last exchanges that leave the answer room, the history kept whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localpref.api import Chat, Model, without_oldest_exchange
+from localpref.errors import PromptTooLongError
+
+FIRST, SECOND = "Tell me about the history of Rome.", "And Greece?"
+SETTINGS = {"method": "base", "max_tokens": 224, "ignore_eos": True}
+
+
+def test_the_oldest_exchange_goes_first_and_the_system_prompt_stays() -> None:
+    system = {"role": "system", "content": "Be brief."}
+    user1, answer1 = {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}
+    user2, answer2 = {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}
+    user3 = {"role": "user", "content": "e"}
+    assert without_oldest_exchange([system, user1, answer1, user2, answer2, user3]) == [
+        system, user2, answer2, user3]
+    assert without_oldest_exchange([user2, answer2, user3]) == [user3]
+    assert without_oldest_exchange([system, user3]) is None
+    assert without_oldest_exchange([user3]) is None
+
+
+def test_a_full_window_reads_the_last_exchanges_or_says_the_conversation_fills_it(
+        bundled_path: Path) -> None:
+    with Model(bundled_path, n_ctx=256, max_lanes=2) as small:
+        strict = Chat(small, **SETTINGS)
+        first = strict.send(FIRST)
+        assert first.stats["n_prompt_tokens"] + len(first.tokens) > 240  # the window is full
+        with pytest.raises(PromptTooLongError) as refused:
+            strict.send(SECOND)
+        assert str(refused.value).startswith("The conversation is ")
+        assert "start a new conversation" in str(refused.value)
+        assert len(strict.messages) == 2  # nothing added by the refusal
+
+        trimming = Chat(small, messages=strict.messages, trim_history=True, **SETTINGS)
+        second = trimming.send(SECOND, max_tokens=24)
+        assert trimming.left_out == 2
+        assert second.stats["n_prompt_tokens"] == small.count_tokens(SECOND)
+        assert [m["content"] for m in trimming.messages] == [FIRST, first.text, SECOND,
+                                                             second.text]
+        short = trimming.send("Thanks.", max_tokens=8)  # fits beside the last exchange
+        assert trimming.left_out == 2 and short.stats["n_prompt_tokens"] == small.count_tokens(
+            trimming.messages[2:5])
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path))
+    return tmp_path
+
+
+async def test_the_app_goes_on_with_the_last_exchanges_and_says_so(bundled_path: Path,
+                                                                   home: Path) -> None:
+    """A saved conversation longer than the window (reopened at start-up): the next message is
+    answered from what fits, a notice says how many messages it left out, the history keeps
+    them all."""
+    from tui_helpers import seed, until
+
+    from localpref.store import Store
+    from tui.app import LocalprefApp
+    from tui.widgets import ChatInput
+
+    long_answer = " ".join(["Rome grew from a village into an empire."] * 40)  # ~400 tokens
+    with Store(home / "history.sqlite3") as store:
+        conversation = store.create_conversation("Rome")
+        store.add_message(conversation, "user", FIRST)
+        store.add_message(conversation, "assistant", long_answer, method="base")
+        store.set_setting("last_conversation", conversation)  # open when the app last quit
+    seed(home, presets=[], method="base", sampling={"max_tokens": 16})
+    with Model(bundled_path, n_ctx=256, max_lanes=2) as small:
+        app = LocalprefApp(model=small)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await until(pilot, lambda: app.session is not None and not app.busy)
+            assert app.conversation_id == conversation
+            app.query_one(ChatInput).load_text(SECOND)
+            await pilot.press("enter")
+            await until(pilot, lambda: not app.busy and len(app.store.messages(conversation))
+                        == 4 and app.store.messages(conversation)[3].status == "complete")
+            saved = app.store.messages(conversation)
+            assert [m.content for m in saved[:3]] == [FIRST, long_answer, SECOND]
+            assert saved[3].content.strip()
+            assert saved[3].stats["n_prompt_tokens"] == small.count_tokens(SECOND)
+            assert any(n.startswith("The conversation no longer fits the model's window (256 "
+                                    "tokens): this answer reads it without its first 2 messages")
+                       for n in app.notices)
