@@ -29,7 +29,7 @@ import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError
 from localpref.gguf_header import read_gguf_header
-from localpref.llama_log import init_backend, load_watch
+from localpref.llama_log import init_backend, interrupt_held, load_watch
 from localpref.split_files import check_parts
 from localpref.stream_choice import choose_streams, common_prefix
 
@@ -287,7 +287,14 @@ class Context:
         params.kv_unified = False  # one stream per lane: see the class
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
-        handle = llama_cpp.llama_init_from_model(model.handle, params)
+        handle = None
+        try:
+            with interrupt_held():  # it logs as it goes: a Ctrl-C there would be dropped
+                handle = llama_cpp.llama_init_from_model(model.handle, params)
+        except KeyboardInterrupt:  # delivered once the context was made: it is not kept
+            if handle:
+                llama_cpp.llama_free(handle)
+            raise
         if not handle:
             raise ModelError(f"llama.cpp could not create a context for {model.path}.")
         self.handle = handle

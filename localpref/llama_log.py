@@ -6,7 +6,8 @@ print context warnings on every load). While a thread loads a model (``load_watc
 errors it logs are kept instead of printed, so that a failed load is one sentence naming
 llama.cpp's reason, and Ctrl-C stops the load: Python handles a signal where it next runs
 Python, which during a load is inside these callbacks, where ctypes would print and drop a
-KeyboardInterrupt and the load would go on.
+KeyboardInterrupt and the load would go on. Other calls that log as they go (creating a
+context) hold a Ctrl-C until they return (``interrupt_held``), for the same reason.
 """
 
 from __future__ import annotations
@@ -29,11 +30,17 @@ _watching = threading.local()
 
 
 @dataclass
-class LoadWatch:
+class Held:
+    """Whether a Ctrl-C came while it was held (``interrupt_held``)."""
+
+    interrupted: bool = False
+
+
+@dataclass
+class LoadWatch(Held):
     """What one thread's model load said: llama.cpp's error lines, and whether Ctrl-C came."""
 
     errors: list[str] = field(default_factory=list)
-    interrupted: bool = False
 
     @property
     def reason(self) -> str | None:
@@ -77,36 +84,49 @@ def init_backend() -> None:
         if _backend_ready:
             return
         llama_cpp.llama_log_set(_log_errors_only, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
+        with interrupt_held():
+            llama_cpp.llama_backend_init()
         _backend_ready = True
 
 
 @contextmanager
-def load_watch(params: llama_cpp.llama_model_params) -> Iterator[LoadWatch]:
-    """Watch this thread's load with ``params`` (its progress callback set here).
+def interrupt_held(held: Held | None = None) -> Iterator[Held]:
+    """Hold a Ctrl-C (SIGINT) in the main thread until the block ends, then deliver it.
 
-    In the main thread, Ctrl-C (SIGINT) meanwhile only marks the load interrupted, and the
-    progress callback stops it: Python runs a signal's handler where it next runs Python, in
-    these callbacks, and a KeyboardInterrupt raised there would be printed and dropped by
-    ctypes. Once the load has returned, the signal goes to the handler that was in place
-    (by default: KeyboardInterrupt here)."""
-    watch = LoadWatch()
-    params.progress_callback = _go_on
+    Meanwhile it only marks ``held`` interrupted: Python runs a signal's handler where it next
+    runs Python, which inside a llama.cpp call is the log callback, where a KeyboardInterrupt
+    would be printed and dropped by ctypes (and the call would go on). Once the block is left,
+    the signal goes to the handler that was in place (by default: KeyboardInterrupt there).
+    Elsewhere than the main thread, or with SIGINT ignored, nothing changes."""
+    held = held if held is not None else Held()
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGINT) if main else None
     swap = main and previous not in (signal.SIG_IGN, None)
 
     def mark(signum: int, frame: object) -> None:
-        watch.interrupted = True
+        held.interrupted = True
 
     if swap:  # first, so that a Ctrl-C from here on is marked, never raised halfway
         signal.signal(signal.SIGINT, mark)
     try:
-        _watching.watch = watch
-        yield watch
+        yield held
     finally:
-        _watching.watch = None
         if swap:
             signal.signal(signal.SIGINT, previous)
-    if watch.interrupted:
+    if held.interrupted:
         signal.raise_signal(signal.SIGINT)
+
+
+@contextmanager
+def load_watch(params: llama_cpp.llama_model_params) -> Iterator[LoadWatch]:
+    """Watch this thread's load with ``params`` (its progress callback set here): its errors
+    are kept, and a Ctrl-C is held (``interrupt_held``) while the progress callback stops
+    the load."""
+    params.progress_callback = _go_on
+    with interrupt_held(LoadWatch()) as watch:
+        assert isinstance(watch, LoadWatch)
+        _watching.watch = watch
+        try:
+            yield watch
+        finally:
+            _watching.watch = None

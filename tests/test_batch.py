@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
@@ -28,6 +30,7 @@ import localpref
 from localpref.api import Model
 from localpref.batches.lines import BatchFileError, parse_lines, read_lines
 from localpref.batches.output import AnswerFile
+from localpref.batches.ray_runner import check_reachable
 from localpref.bench.batch_files import bench_batch, format_batch
 from localpref.cli import main
 
@@ -92,13 +95,16 @@ def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_
 
 def test_a_line_without_a_url_or_an_object_body_is_an_error_line(batch_model, tmp_path):
     items = [{"custom_id": "no-url", "body": chat("Hi", tokens=3)},
-             line("fine", chat("Hi", tokens=3)), line("list-body", ["Hi"])]
+             line("fine", chat("Hi", tokens=3)), line("list-body", ["Hi"]),
+             line("null-body", None), {"custom_id": "no-body", "url": "/v1/chat/completions"}]
     source = write_batch(tmp_path / "in.jsonl", items)
     summary = localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, progress=False)
-    no_url, fine, list_body = read_answers(tmp_path / "out.jsonl")
-    assert (summary.done, summary.failed) == (3, 2)
-    assert list_body["response"]["body"]["error"]["message"] == (
-        "The request body must be a JSON object.")
+    no_url, fine, *no_object = read_answers(tmp_path / "out.jsonl")
+    assert (summary.done, summary.failed) == (5, 4)
+    for answer in no_object:  # not a field of a body that is not there
+        assert answer["response"]["status_code"] == 400
+        assert answer["response"]["body"]["error"]["message"] == (
+            "The request body must be a JSON object.")
     assert no_url["response"]["status_code"] == 400
     error = no_url["response"]["body"]["error"]
     assert error["param"] == "url" and "/v1/chat/completions" in error["message"]
@@ -171,6 +177,22 @@ def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answe
     out.write_text(json.dumps(line("a", chat("Hi"))) + "\n", encoding="utf-8")
     with pytest.raises(BatchFileError, match="Line 1 of .* is not an answer line"):
         AnswerFile(out)
+
+
+@pytest.mark.parametrize("text", [
+    "my notes line 1\nmy important last line",  # someone's file given as --out
+    json.dumps(line("a", chat("Hi"))) + "\n" + json.dumps(line("b", chat("Ho"))),  # requests
+    "one line without its end",
+])
+def test_a_file_that_is_not_an_answers_file_is_refused_untouched(tmp_path, text) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text(text, encoding="utf-8")
+    with pytest.raises(BatchFileError, match="is not an answer line; move the file away"):
+        AnswerFile(out)
+    assert out.read_text(encoding="utf-8") == text  # its last line is still there
+    out.write_text(json.dumps(_answer("a")) + "\n" + '{"i', encoding="utf-8")  # cut very early
+    assert AnswerFile(out).answered == {"a"}
+    assert out.read_text(encoding="utf-8") == json.dumps(_answer("a")) + "\n"
 
 
 def test_the_answers_file_follows_a_link_and_refuses_what_is_not_a_file(tmp_path) -> None:
@@ -269,12 +291,44 @@ def test_the_command_refuses_a_bad_file_in_one_sentence(tmp_path, capsys) -> Non
     assert "\n" not in error
     assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", "o.jsonl"]) == 2
     assert "There is no batch file at" in capsys.readouterr().err
-    assert main(["batch", str(source), "--out", str(source)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "localpref: The answers file must not be the batch file itself.")
+    hard_link = tmp_path / "also-in.jsonl"
+    os.link(source, hard_link)
+    for same in (source, hard_link):  # by its name, or by another name of the same file
+        assert main(["batch", str(source), "--out", str(same)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "localpref: The answers file must not be the batch file itself.")
+    assert source.read_text(encoding="utf-8").count("\n") == 2
     assert main(["batch", str(source), "--out", "o.jsonl", "--parallel", "0"]) == 2
     assert main(["batch", str(source), "--out", "o.jsonl", "--parallel", "300"]) == 2
     assert "--parallel must be from 1 to 128" in capsys.readouterr().err
+    # `--ray IN.jsonl`: the file is the input (a local Ray), not Ray's address
+    assert main(["batch", "--ray", str(source), "--out", "o.jsonl", "--parallel", "0"]) == 2
+    assert "--parallel must be from 1 to" in capsys.readouterr().err
+    assert main(["batch", "--out", "o.jsonl"]) == 2
+    assert capsys.readouterr().err == (
+        "localpref: Give the batch file: localpref batch IN.jsonl --out OUT.jsonl.\n")
+
+
+def test_an_address_nobody_listens_at_is_one_sentence_at_once(tmp_path, capsys) -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")
+        check_reachable(f"ray://127.0.0.1:{listening.getsockname()[1]}")
+        check_reachable("auto")  # Ray's own forms are Ray's
+        port = listening.getsockname()[1]
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
+    started = time.monotonic()
+    assert main(["batch", str(source), "--out", str(tmp_path / "out.jsonl"), "--ray",
+                 f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - started < 30  # Ray's client retried for minutes
+    error = capsys.readouterr().err
+    assert error.startswith(f"localpref: Cannot reach Ray at 127.0.0.1:{port}: ")
+    assert "is the cluster's head running" in error and error.count("\n") == 1
+    for bad in ("inf", "nan", "0"):
+        assert main(["batch", str(source), "--out", str(tmp_path / "out.jsonl"), "--ray",
+                     "--ray-cpus-per-actor", bad]) == 2
+        assert "--ray-cpus-per-actor must be a number above 0" in capsys.readouterr().err
 
 
 def test_importing_localpref_loads_neither_ray_nor_the_web_stack() -> None:

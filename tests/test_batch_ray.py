@@ -17,9 +17,15 @@ from batch_helpers import essentials, mixed_lines, read_answers, write_batch
 import localpref
 from localpref.batches.leftovers import alive, descendant_pids, is_ray_process, parent_pid
 from localpref.batches.lines import read_lines
-from localpref.batches.ray_runner import RayPool, RaySettings, run_ray
+from localpref.batches.ray_runner import (
+    RayPool,
+    RaySettings,
+    check_fits,
+    run_ray,
+)
 from localpref.batches.recorder import Recorder
 from localpref.cli import main
+from localpref.errors import SettingsError
 from localpref.evaluation.records import read_rows
 
 ray = pytest.importorskip("ray")
@@ -94,6 +100,14 @@ def test_eval_on_ray_writes_the_rows_of_a_run_here(ray_cluster, tmp_path) -> Non
     assert main(grid(tmp_path / "ray", "--ray", "--ray-actors", "2")) == 0
     here, there = rows(tmp_path / "here"), rows(tmp_path / "ray")
     assert len(here) == 8 and here == there
+
+
+def test_a_cluster_that_cannot_hold_an_actor_is_one_sentence(ray_cluster) -> None:
+    check_fits(2)  # the module's Ray: one node of 2 CPUs
+    with pytest.raises(SettingsError) as refused:  # Ray would wait for such a node forever
+        check_fits(4)
+    assert str(refused.value) == ("No node of the Ray cluster has 4 CPUs for an actor (the "
+                                  "largest has 2); give a smaller --ray-cpus-per-actor.")
 
 
 def test_a_local_ray_gets_the_model_path_whole(tmp_path, monkeypatch) -> None:

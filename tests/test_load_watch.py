@@ -14,7 +14,7 @@ import pytest
 
 from localpref import cli
 from localpref.engine import LoadedModel
-from localpref.llama_log import loading
+from localpref.llama_log import interrupt_held, loading
 
 
 def test_ctrl_c_during_a_load_stops_it_and_reaches_the_caller(
@@ -63,3 +63,28 @@ def test_a_load_llama_cpp_refuses_says_its_reason_in_one_sentence(
     assert err.strip().splitlines() == [
         f"localpref: llama.cpp could not load {unknown}: unknown model architecture: 'zzzzz' "
         "(llama-cpp-python 0.3.36's llama.cpp does not know it)."]
+
+
+def test_a_held_ctrl_c_comes_once_the_block_is_left() -> None:
+    """Inside ``interrupt_held`` (creating a context, initialising llama.cpp: calls that log as
+    they go) a Ctrl-C is marked, not raised; it reaches the caller as the block ends, and the
+    handler that was in place is back."""
+    interactive = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupt_held() as held:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # Python runs the handler here: it only marks
+                    pass
+                assert held.interrupted
+                reached = True
+        assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with interrupt_held() as held:  # none came: nothing is raised
+            pass
+        assert not held.interrupted
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored stays ignored
+        with interrupt_held() as held:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert not held.interrupted
+    finally:
+        signal.signal(signal.SIGINT, interactive)

@@ -61,12 +61,13 @@ ROUTES: dict[str, Route] = {
 
 
 def validated(schema: type[BaseModel], body: Any) -> Any:
-    """``body`` as the server's request model; a bad field is the server's 400."""
-    if body is not None and not isinstance(body, dict):
+    """``body`` as the server's request model; a bad field is the server's 400 (so is a
+    missing or null body, as a request without one is)."""
+    if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_request",
                        param="body")
     try:
-        return schema.model_validate({} if body is None else body)
+        return schema.model_validate(body)
     except ValidationError as error:
         # The same problems FastAPI reports, located in the body as it locates them.
         problems = [{**problem, "loc": ("body", *problem.get("loc", ()))}

@@ -17,6 +17,9 @@ from typing import Any, TextIO
 
 from localpref.batches.lines import BatchFileError, json_line
 
+#: How every answer line starts (``lines.answer_line`` puts ``id`` first).
+ANSWER_LINE_START = b'{"id": '
+
 
 def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
     answers = []
@@ -66,14 +69,20 @@ class AnswerFile:
             pass
         except OSError as error:
             raise BatchFileError(f"Cannot read {path}: {error.strerror}.") from None
-        if data and not data.endswith(b"\n"):
-            # The last line was being written when the run stopped: it never counted.
-            data = data[: data.rfind(b"\n") + 1]
+        whole = data[: data.rfind(b"\n") + 1]
+        answers = _parse_answers(whole, path)  # refused before anything is cut: not ours
+        if whole != data:
+            # The last line was being written when the run stopped: it never counted. Only an
+            # answer line's start is cut (a file of one line without its end may be anyone's).
+            cut = data[len(whole):]
+            if not (cut.startswith(ANSWER_LINE_START) or ANSWER_LINE_START.startswith(cut)):
+                raise BatchFileError(f"The last line of {path} is not an answer line; move "
+                                     "the file away or give another --out.")
             with open(self.path, "r+b") as handle:
-                handle.truncate(len(data))
+                handle.truncate(len(whole))
         #: the ``custom_id``s answered for good
-        self.answered: set[str] = {line["custom_id"] for line in _parse_answers(data, path)
-                         if answered_for_good(line)}
+        self.answered: set[str] = {line["custom_id"] for line in answers
+                                   if answered_for_good(line)}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115

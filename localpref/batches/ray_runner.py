@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -98,6 +99,8 @@ def start_ray(settings: RaySettings) -> bool:
         return False
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                                "configure_logging": False}
+    if settings.address:
+        check_reachable(settings.address)
     try:
         if settings.address:
             ray.init(address=settings.address, **options)
@@ -116,6 +119,38 @@ def start_ray(settings: RaySettings) -> bool:
                                 + ".") from None
         raise
     return True
+
+
+#: Seconds to wait for a cluster's port to answer before saying it cannot be reached (Ray's own
+#: client retries for minutes).
+REACH_SECONDS = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """One sentence unless something listens at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``; Ray's other forms, such as ``auto``, are left to Ray)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SettingsError(f"Cannot reach Ray at {address}: {reason} (is the cluster's head "
+                            "running, and is this its address?).") from None
+
+
+def check_fits(cpus_per_actor: float) -> None:
+    """One sentence when no node of the cluster has ``cpus_per_actor`` CPUs: Ray would wait
+    for one forever."""
+    import ray
+
+    largest = max((node.get("Resources", {}).get("CPU", 0.0)
+                   for node in ray.nodes() if node.get("Alive")), default=0.0)
+    if largest < cpus_per_actor:
+        raise SettingsError(f"No node of the Ray cluster has {cpus_per_actor:g} CPUs for an "
+                            f"actor (the largest has {largest:g}); give a smaller "
+                            "--ray-cpus-per-actor.")
 
 
 def stop_ray(settings: RaySettings, *, graceful: bool = True) -> None:
@@ -157,6 +192,7 @@ class RayPool:
     def __enter__(self) -> RayPool:
         self._started = start_ray(self.settings)
         try:
+            check_fits(self.settings.cpus_per_actor)
             self.actors = self._make_actors()
         except BaseException:
             self.__exit__()

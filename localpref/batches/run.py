@@ -3,6 +3,8 @@ machine or over Ray actors."""
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +22,9 @@ def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> N
         raise SettingsError(f"parallel must be 1 or more (got {parallel}).")
     if not isinstance(ray_actors, int) or ray_actors < 1:
         raise SettingsError(f"ray_actors must be 1 or more (got {ray_actors}).")
-    if not ray_cpus_per_actor > 0:
-        raise SettingsError(f"ray_cpus_per_actor must be above 0 (got {ray_cpus_per_actor}).")
+    if not 0 < ray_cpus_per_actor < math.inf:
+        raise SettingsError(f"ray_cpus_per_actor must be a number above 0 "
+                            f"(got {ray_cpus_per_actor}).")
 
 
 def batch(
@@ -52,7 +55,7 @@ def batch(
     """
     check_counts(parallel, ray_actors, ray_cpus_per_actor)
     input_path, out = Path(input_path), Path(out)
-    if input_path.resolve() == out.resolve():
+    if input_path.resolve() == out.resolve() or _same_file(input_path, out):
         raise SettingsError("The answers file must not be the batch file itself.")
     from localpref.batches.recorder import Recorder
 
@@ -79,6 +82,14 @@ def batch(
         recorder.close()
         raise
     return recorder.finish(unordered=unordered)
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether both paths name one file (a hard link too); False when either is missing."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def run_here(model: Model | str | Path | None, recorder: Recorder, *, parallel: int,

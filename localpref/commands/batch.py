@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from localpref.commands.options import add_model_options, check_parallel, load_settings
@@ -35,7 +38,8 @@ def add_parser(subparsers: Any) -> None:
         "input order at the end. Running it again with the same --out skips the custom_ids "
         "already answered.",
     )
-    parser.add_argument("input", metavar="IN.jsonl", help="the batch file")
+    # optional to argparse: `--ray IN.jsonl --out OUT.jsonl` hands the file to --ray's address
+    parser.add_argument("input", metavar="IN.jsonl", nargs="?", help="the batch file")
     parser.add_argument("--out", required=True, metavar="OUT.jsonl",
                         help="the answers file (resumed when it exists)")
     add_model_options(parser)
@@ -52,12 +56,16 @@ def add_parser(subparsers: Any) -> None:
 def run_batch_command(args: argparse.Namespace) -> int:
     """Check the flags, answer the file, print the summary line; 0 when every line has an
     answer (error lines included)."""
+    if args.input is None:
+        if not (args.ray and Path(args.ray).is_file()):
+            raise SettingsError("Give the batch file: localpref batch IN.jsonl --out OUT.jsonl.")
+        args.input, args.ray = args.ray, ""  # --ray (a local Ray) took the file for its address
     loading = load_settings(args)
     check_parallel(args.parallel)
     if args.ray_actors < 1:
         raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
-    if not args.ray_cpus_per_actor > 0:
-        raise SettingsError(f"--ray-cpus-per-actor must be above 0 "
+    if not 0 < args.ray_cpus_per_actor < math.inf:
+        raise SettingsError(f"--ray-cpus-per-actor must be a number above 0 "
                             f"(got {args.ray_cpus_per_actor}).")
     from localpref.batches.run import batch
 
@@ -70,6 +78,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\nlocalpref: stopped; the answers written are kept in {args.out}: run the same "
               "command again to finish.", file=sys.stderr, flush=True)
+        if args.ray is not None:
+            # Ray stopped and its processes ended, the answers file closed: only the
+            # interpreter's own exit is left, which Ray's threads crashed after an interrupted
+            # start (3 runs in 11 died of SIGSEGV instead of exiting 130).
+            sys.stdout.flush()
+            os._exit(130)
         raise
     print(summary.line(), file=sys.stderr, flush=True)
     return 0
