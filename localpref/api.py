@@ -51,7 +51,7 @@ from localpref.presets import (
     preference_label,
 )
 from localpref.presets import preference_text as combine_preferences
-from localpref.prompts import PromptBuilder
+from localpref.prompts import PromptBuilder, checked_messages
 from localpref.request import AvoidInput, PromptInput, Request
 from localpref.scheduler import Job, LaneSpec, Scheduler, Session
 from localpref.warmup import warmup
@@ -132,6 +132,11 @@ class Model:
             raise SettingsError(f"max_queued must be 0 or more (got {max_queued}).")
         if not isinstance(max_like_tokens, int) or max_like_tokens < 1:
             raise SettingsError(f"max_like_tokens must be 1 or more (got {max_like_tokens}).")
+        if not isinstance(system_prompt, str):
+            raise SettingsError(f"The system prompt must be a text (got {system_prompt!r}); "
+                                "give '' for none.")
+        if not isinstance(keep_cells, bool):
+            raise SettingsError(f"keep_cells must be true or false (got {keep_cells!r}).")
         #: the bound on a request's examples' total tokens (``like``)
         self.max_like_tokens = max_like_tokens
         self._context_settings: dict[str, Any] = dict(
@@ -286,7 +291,8 @@ class Model:
         (docs/design.md, "Avoid"), or with ``opposite`` and no avoid the preferences'
         opposites; for showing and checking what each lane reads.
         """
-        request = Request(prompt_or_messages, preference=preference, like=like)
+        request = Request(prompt_or_messages, preference=preference, avoid=avoid, like=like,
+                          system_prompt=system_prompt, opposite=opposite)
         prompts = self._backend.prompts
         texts = {kind: prompts.lane_text(request.messages, lane.sentence,
                                          system_prompt=system_prompt, examples=lane.examples)
@@ -451,8 +457,11 @@ class Model:
 
         Yields ``(method index, text piece)``; ``run()`` returns one ``Result`` per method.
         With ``avoid``, Base and Pref may stand beside the steering methods as references:
-        they read the lanes without the avoid sentence.
+        they read the lanes without the avoid sentence. One method (a name or an object) is a
+        list of one.
         """
+        if isinstance(methods, (str, Method)):  # not a list of its letters
+            methods = [methods]
         if not methods:
             raise SettingsError("Give at least one method to compare.")
         request = Request.make(
@@ -648,6 +657,8 @@ class Chat:
         trim_history: bool = False,
         **settings: Any,
     ) -> None:
+        if not isinstance(trim_history, bool):
+            raise SettingsError(f"trim_history must be true or false (got {trim_history!r}).")
         self.model = model
         self.trim_history = trim_history
         #: Messages of the history the last answer did not read (``trim_history``).
@@ -661,7 +672,7 @@ class Chat:
         self.system_prompt = system_prompt
         self.settings: dict[str, Any] = {"max_tokens": 256, **settings}
         self._make_request([{"role": "user", "content": "check"}], {})  # validate now
-        self.messages: list[dict[str, str]] = [dict(m) for m in messages]
+        self.messages: list[dict[str, str]] = checked_messages(messages)
         self.results: list[Result] = []
         self._session = Session()
 
@@ -677,6 +688,8 @@ class Chat:
     def stream(self, text: str, **overrides: Any) -> Generation:
         """Add a user message and stream the answer; it joins the history when it ends,
         partial if cancelled."""
+        if not isinstance(text, str):
+            raise SettingsError(f"A message is a text (got {type(text).__name__}).")
         if not text.strip():
             raise SettingsError("The message is empty.")
         conversation = [*self.messages, {"role": "user", "content": text}]

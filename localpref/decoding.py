@@ -472,12 +472,16 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return self._inner.throw(*args)
 
     def close(self) -> None:
-        """Cancel (if it runs) and end the generation; ``results`` keep what was yielded."""
+        """Cancel (if it runs) and end the generation; ``results`` keep what was yielded.
+        From another thread while one reads it, it is ``cancel()``: the reader sees the end."""
         if self._started and not self._reading:  # started, never read: end it here
             self._cancelled.set()
             for _ in self._inner:
                 pass
-        self._inner.close()
+        try:
+            self._inner.close()
+        except ValueError:  # "generator already executing": another thread is reading it
+            self.cancel()
 
     def __del__(self) -> None:
         self.close()
@@ -577,7 +581,13 @@ class Generation(Generator[str, None, None]):
         return self._pieces.throw(*args)
 
     def close(self) -> None:
-        self._pieces.close()
+        """End the answer (``MultiGeneration.close``; from another thread while one reads
+        it, ``cancel()``)."""
+        try:
+            self._pieces.close()
+        except ValueError:  # "generator already executing": another thread is reading it
+            self.cancel()
+            return
         self._multi.close()
 
     def cancel(self) -> None:

@@ -36,11 +36,11 @@ def checked_like(like: LikeInput) -> tuple[str, ...]:
     if like is None:
         return ()
     if not isinstance(like, (str, list, tuple)):  # a dict's keys, a set's order: never meant
-        raise SettingsError("Examples (like) are a text or a list of texts.")
+        raise SettingsError("Examples (like) are a text or a list of texts.", param="like")
     items = [like] if isinstance(like, str) else list(like)
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise SettingsError("An example (like) must be a non-empty text.")
+            raise SettingsError("An example (like) must be a non-empty text.", param="like")
     return tuple(item.strip() for item in items)
 
 
@@ -74,9 +74,11 @@ def check_like_tokens(examples: Sequence[str], count: Callable[[str], int],
     for text in examples:
         if len(text) > prefix_chars and count(text[:prefix_chars]) > limit:
             raise SettingsError(f"The examples are more than {limit} tokens together, the "
-                                "limit (max_like_tokens); give fewer or shorter examples.")
+                                "limit (max_like_tokens); give fewer or shorter examples.",
+                                param="like")
         total += count(text)
     if total > limit:
         raise SettingsError(f"The examples are {total} tokens together and the limit is "
-                            f"{limit} (max_like_tokens); give fewer or shorter examples.")
+                            f"{limit} (max_like_tokens); give fewer or shorter examples.",
+                            param="like")
     return total

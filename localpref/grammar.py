@@ -102,11 +102,54 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
             from None
 
 
+#: The deepest nesting of groups a grammar may have. llama.cpp parses a group inside a group by
+#: recursion: at 2,000 deep (a JSON schema's ``"maxLength": 2000``, which the converter writes
+#: as optional characters nested one in the next) it refuses the grammar, and at 20,000 the
+#: recursion overflows the stack and the whole process dies (a 200-byte request).
+MAX_GRAMMAR_DEPTH = 1000
+
+
+def grammar_depth(grammar: str) -> int:
+    """How deep ``grammar``'s groups ``( ... )`` nest, outside its ``"..."`` literals and
+    ``[...]`` character classes (whose brackets and quotes may be escaped) and comments."""
+    depth = deepest = 0
+    closing: str | None = None  # the end of the literal or class being read
+    escaped = in_comment = False
+    for char in grammar:
+        if in_comment:
+            in_comment = char != "\n"
+        elif closing is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == closing:
+                closing = None
+        elif char in "\"[":
+            closing = '"' if char == '"' else "]"
+        elif char == "#":
+            in_comment = True
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
+
+
 class GrammarMask:
     """One answer's grammar: which tokens it allows next, and its state as tokens come."""
 
     def __init__(self, grammar: str, vocab: Any, vocab_size: int, root: str = "root") -> None:
-        """``vocab``: llama.cpp's vocabulary pointer (``Vocabulary.pointer``)."""
+        """``vocab``: llama.cpp's vocabulary pointer (``Vocabulary.pointer``). A grammar
+        nested deeper than :data:`MAX_GRAMMAR_DEPTH` is refused before llama.cpp sees it."""
+        self.sampler = None  # ``close`` (and so ``__del__``) of one refused below
+        depth = grammar_depth(grammar)
+        if depth > MAX_GRAMMAR_DEPTH:
+            raise SettingsError(
+                f"The grammar nests {depth} groups deep and llama.cpp parses at most "
+                f"{MAX_GRAMMAR_DEPTH}: a JSON schema's maxLength or maxItems, or a pattern's "
+                "{n,m}, above about 1,000 does that; lower it.")
         self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"),
                                                             root.encode("utf-8"))
         if not self.sampler:

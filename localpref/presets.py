@@ -54,15 +54,16 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
         return []
     if not isinstance(preference, str | Sequence | Mapping) or isinstance(preference, bytes):
         raise SettingsError(f"The {noun} must be a text, a list of texts or texts with "
-                            f"weights (got {type(preference).__name__}).")
+                            f"weights (got {type(preference).__name__}).", param=noun)
     items = [preference] if isinstance(preference, str) else list(preference)
     if not items:
-        raise SettingsError(f"The {noun} list is empty; give at least one {noun}.")
+        raise SettingsError(f"The {noun} list is empty; give at least one {noun}.", param=noun)
     sentences = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
             article = "An" if noun[0] in "aeiou" else "A"
-            raise SettingsError(f"{article} {noun} must be a non-empty text, e.g. 'concise'.")
+            raise SettingsError(f"{article} {noun} must be a non-empty text, e.g. 'concise'.",
+                                param=noun)
         text = item.strip()
         sentences.append(PRESETS.get(text.lower(), text))
     return sentences

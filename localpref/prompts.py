@@ -78,8 +78,20 @@ def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, s
     if not isinstance(prompt_or_messages, Sequence) or isinstance(prompt_or_messages, bytes):
         raise SettingsError("The prompt must be a text or a list of messages, each a "
                             f"{{role, content}} mapping (got {type(prompt_or_messages).__name__}).")
-    messages = []
-    for message in prompt_or_messages:
+    messages = checked_messages(prompt_or_messages)
+    if not any(message["role"] == "user" for message in messages):
+        raise SettingsError("The conversation has no user message.")
+    return messages
+
+
+def checked_messages(messages: object) -> list[dict[str, str]]:
+    """A list of messages (a chat's history, which may hold none yet) checked and copied:
+    each a mapping with a role (system, user or assistant) and a text content."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise SettingsError("The messages must be a list, each a {role, content} mapping "
+                            f"(got {type(messages).__name__}).")
+    checked = []
+    for message in messages:
         if not isinstance(message, Mapping):
             raise SettingsError("Each message must be a {role, content} mapping "
                                 f"(got {type(message).__name__}).")
@@ -88,10 +100,8 @@ def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, s
             raise SettingsError(
                 "Each message needs a role (system, user or assistant) and a text content."
             )
-        messages.append({"role": role, "content": content})
-    if not any(message["role"] == "user" for message in messages):
-        raise SettingsError("The conversation has no user message.")
-    return messages
+        checked.append({"role": role, "content": content})
+    return checked
 
 
 def system_text(system_prompt: str, preference: str | None) -> str:

@@ -92,6 +92,11 @@ class Request:
         if self.opposite is not None and not isinstance(self.opposite, bool):
             raise SettingsError(f"opposite must be true or false (got {self.opposite!r}).",
                                 param="opposite")
+        for name in ("ignore_eos", "score_lanes", "trace"):  # "no" would read as true
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise SettingsError(f"{name} must be true or false (got {value!r}).",
+                                    param=name)
         if (not isinstance(self.top_logprobs, int) or isinstance(self.top_logprobs, bool)
                 or not 0 <= self.top_logprobs <= 20):
             raise SettingsError("top_logprobs must be a whole number from 0 to 20 "
@@ -153,12 +158,16 @@ def _checked_avoid(avoid: AvoidInput) -> str | tuple[str, ...] | None:
     """``avoid`` as given (a list becomes a tuple); an empty text or list is an error."""
     if avoid is None:
         return None
+    if not isinstance(avoid, (str, list, tuple)):  # a number, or weights avoid does not take
+        raise SettingsError("Avoid is a text or a list of texts (it takes no weights).",
+                            param="avoid")
     items = [avoid] if isinstance(avoid, str) else list(avoid)
     if not items:
-        raise SettingsError("The avoid list is empty; give at least one thing to avoid.")
+        raise SettingsError("The avoid list is empty; give at least one thing to avoid.",
+                            param="avoid")
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise SettingsError("What to avoid must be a non-empty text.")
+            raise SettingsError("What to avoid must be a non-empty text.", param="avoid")
     return avoid if isinstance(avoid, str) else tuple(items)
 
 

@@ -41,16 +41,17 @@ class Weights(Mapping[str, float]):
         pairs = list(weights.items() if isinstance(weights, Mapping) else weights)
         if not pairs:
             raise SettingsError("The weighted preferences are empty; give at least one "
-                                "preference with its weight, e.g. {'concise': 1.0}.")
+                                "preference with its weight, e.g. {'concise': 1.0}.",
+                                param="preference")
         items: dict[str, float] = {}
         for text, weight in pairs:
             if not isinstance(text, str) or not text.strip():
                 raise SettingsError("A weighted preference must be a non-empty text, "
-                                    "e.g. 'concise'.")
+                                    "e.g. 'concise'.", param="preference")
             if text.strip().casefold() in {known.casefold() for known in items}:
                 # the last weight would silently win ("Concise" is the built-in "concise" too)
                 raise SettingsError(f"The preference {text.strip()!r} is given twice; give "
-                                    "each preference once, with one weight.")
+                                    "each preference once, with one weight.", param="preference")
             items[text.strip()] = checked_weight(text.strip(), weight)
         self._items = tuple(items.items())
 
@@ -95,7 +96,8 @@ def checked_weight(text: str, weight: Any) -> float:
     """``weight`` as a float: a real number from 0 to :data:`MAX_WEIGHT`; else one
     sentence."""
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-        raise SettingsError(f"The weight of {text!r} must be a number (got {weight!r}).")
+        raise SettingsError(f"The weight of {text!r} must be a number (got {weight!r}).",
+                            param="preference")
     try:
         value = float(weight)
     except OverflowError:  # an int too large for a float
@@ -104,7 +106,7 @@ def checked_weight(text: str, weight: Any) -> float:
         shown = repr(weight) if math.isfinite(value) and abs(value) < 1e15 else f"{value:g}"
     if not math.isfinite(value) or not 0 <= value <= MAX_WEIGHT:
         raise SettingsError(f"The weight of {text!r} must be a number from 0 to "
-                            f"{MAX_WEIGHT:g} (got {shown}).")
+                            f"{MAX_WEIGHT:g} (got {shown}).", param="preference")
     return value
 
 
@@ -129,12 +131,12 @@ def _split_weight(item: str) -> tuple[str, float | None]:
     match = _WEIGHTED_ITEM.match(item)
     if match is not None and not match.group("text").strip():
         raise SettingsError(f"The preference {item.strip()!r} has a weight but no text; give "
-                            "it as TEXT=NUMBER, e.g. concise=1.")
+                            "it as TEXT=NUMBER, e.g. concise=1.", param="preference")
     if match is None:
         name, equals, weight = item.partition("=")
         if equals and name.strip().lower() in PRESETS:  # a preset's weight, mistyped
             raise SettingsError(f"The weight of {name.strip()!r} must be a number "
-                                f"(got {weight.strip()!r}).")
+                                f"(got {weight.strip()!r}).", param="preference")
         return item, None
     text = match.group("text").strip()
     return text, checked_weight(text, float(match.group("weight")))
@@ -242,7 +244,7 @@ def check_weights(methods: Sequence[Method], lanes: Sequence[WeightedLane]) -> N
     problems = [weights_error(method, lanes) for method in methods]
     if len(methods) == 1 or all(problems):
         if problems[0]:
-            raise SettingsError(problems[0])
+            raise SettingsError(problems[0], param="preference")
     for method, problem in zip(methods, problems, strict=True):
         if problem and isinstance(method, ContrastFamily):
-            raise SettingsError(problem)
+            raise SettingsError(problem, param="preference")

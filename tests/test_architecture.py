@@ -26,8 +26,9 @@ KNOWN_PRIVATE_ATTRIBUTE_READS: frozenset[tuple[str, str]] = frozenset({
     # argparse has no public name for the type of ``add_subparsers()``: here to stay.
     ("localpref.commands.generate", "_SubParsersAction"),
 })
-#: Underscored names that are public API (namedtuple's methods).
-PUBLIC_UNDERSCORED = frozenset({"_replace", "_asdict", "_fields", "_make"})
+#: Underscored names that are public API (namedtuple's methods; ``os._exit``, leaving without
+#: the interpreter's finalisation).
+PUBLIC_UNDERSCORED = frozenset({"_replace", "_asdict", "_fields", "_make", "_exit"})
 
 
 @dataclass(frozen=True)

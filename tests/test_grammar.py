@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from localpref.errors import SettingsError
-from localpref.grammar import UNENFORCED_KEYWORDS, json_grammar, unenforced_keywords
+from localpref.grammar import (
+    UNENFORCED_KEYWORDS,
+    grammar_depth,
+    json_grammar,
+    unenforced_keywords,
+)
 
 NAME = {"type": "string", "title": "Name", "description": "a name", "format": "email"}
 
@@ -58,3 +63,12 @@ def test_names_and_annotations_are_not_constraints() -> None:
     grammar = json_grammar(schema)
     assert "minimum" in grammar and "root ::=" in grammar
     assert {"minimum", "maximum", "not", "if"} <= UNENFORCED_KEYWORDS
+
+
+def test_a_grammars_depth_counts_groups_only() -> None:
+    """Parentheses inside literals, character classes (escaped or not) and comments are not
+    groups; the converter nests one group per optional character of a maxLength."""
+    assert grammar_depth('root ::= "(" [)(\\]] "\\"(" # (((\n x ::= (a (b) (c (d)))') == 3
+    assert grammar_depth(json_grammar({"type": "string", "maxLength": 7})) == 7
+    assert grammar_depth(json_grammar({"type": "string", "pattern": "^a{0,12}$"})) == 12
+    assert grammar_depth(json_grammar()) <= 2

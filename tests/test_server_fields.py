@@ -224,6 +224,22 @@ def test_a_json_schema_answer_validates_while_steered(client, model) -> None:
     assert refused.value.body["message"] == (
         "The JSON schema uses 'minimum' (at properties.count.items), which localpref cannot "
         "enforce while it writes; remove it and check that constraint on the answer.")
+    # Bounds llama.cpp's grammar parser would recurse on until the process died (a 200-byte
+    # request took the server down): a 400, and the server goes on.
+    for deep in ({"type": "string", "maxLength": 20000},
+                 {"type": "array", "items": {"type": "integer"}, "maxItems": 20000},
+                 {"type": "string", "pattern": "^a{0,20000}$"}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                           response_format={"type": "json_schema", "json_schema": {
+                                               "name": "x", "schema": deep}})
+        assert refused.value.body["message"].startswith(
+            "The grammar nests 20000 groups deep and llama.cpp parses at most 1000: ")
+    fine = client.chat.completions.create(
+        model=MODEL_ID, messages=user(), max_tokens=4, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {
+                "type": "string", "maxLength": 1000}}})
+    assert fine.choices[0].message.content.startswith('"')
 
 
 def test_tools_are_refused_by_name_unless_tool_choice_is_none(client, model) -> None:

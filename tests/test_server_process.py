@@ -13,6 +13,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -109,6 +111,23 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
             if frame.startswith("data: {"):
                 frames.append(frame)
                 text += json.loads(frame[6:])["choices"][0]["delta"].get("content") or ""
+        queued: list = [None, None]  # both lanes are the story's: these wait in the queue
+
+        def ask(index: int) -> None:
+            waiting = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+            waiting.request("POST", "/v1/chat/completions", body=json.dumps({
+                "model": "smollm2-135m-instruct", "stream": index == 1, "max_tokens": 8,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}]}),
+                headers={"Content-Type": "application/json",
+                         "Authorization": "Bearer from-the-environment"})
+            answer = waiting.getresponse()
+            queued[index] = (answer.status, answer.getheader("Retry-After"),
+                             json.loads(answer.read()))
+
+        askers = [threading.Thread(target=ask, args=(index,)) for index in range(2)]
+        for asker in askers:
+            asker.start()
+        time.sleep(1.0)  # queued behind the story
         process.send_signal(signal.SIGTERM)
         rest = [line.decode().strip() for line in response]
         frames += [line for line in rest if line]
@@ -119,6 +138,11 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
         assert finish["localpref"]["stats"]["stop_reason"] == "cancelled"
         written = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
         assert written.startswith(text) and finish["localpref"]["stats"]["n_tokens"] < 500
+        for asker in askers:
+            asker.join(120)
+        for status, retry_after, body in queued:  # never an empty 200 taken as the answer
+            assert (status, body["error"]["code"]) == (503, "shutting_down") and retry_after
+            assert body["error"]["message"] == "The server is shutting down."
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
         assert out == "" and "Traceback" not in err

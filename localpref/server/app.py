@@ -136,6 +136,10 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         first = await next_event(job, request)
         if first[0] == "error":
             raise from_library(first[1])
+        if first[0] == "done" and state.closing and not first[1].tokens:
+            # cancelled by the shutdown before it wrote anything (it waited in the queue): a
+            # 503 the client may retry elsewhere, not an empty answer it would take as final
+            raise unavailable("The server is shutting down.", "shutting_down")
         return job, first
 
     async def ended(job: GenerationJob, event: Event, request: Request) -> Any:

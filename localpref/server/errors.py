@@ -61,6 +61,11 @@ def unavailable(message: str, code: str) -> ApiError:
     return ApiError(503, message, code=code, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+#: The library's settings that a request sends in its ``localpref`` object (the others, such as
+#: ``temperature``, are OpenAI's own fields of the same name).
+LIBRARY_ONLY_FIELDS = frozenset({"preference", "avoid", "like", "opposite", "method"})
+
+
 def from_library(error: Exception) -> ApiError:
     """The answer to an exception raised while preparing or running a generation."""
     if isinstance(error, ApiError):
@@ -81,8 +86,9 @@ def from_library(error: Exception) -> ApiError:
                         f"decodes {error.available}; start it with --parallel {parallel} or "
                         "more (each --parallel request is two lanes).", code="too_many_lanes")
     if isinstance(error, LocalprefError):  # a SettingsError names its field (``param``)
+        param = getattr(error, "param", None)
         return ApiError(400, str(error), code="invalid_value",
-                        param=getattr(error, "param", None))
+                        param=f"localpref.{param}" if param in LIBRARY_ONLY_FIELDS else param)
     return ApiError(500, "The server failed while generating; see its log.", code="internal_error")
 
 

@@ -202,6 +202,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
     except SettingsError as error:  # the method's own field -> the localpref field sent
         if error.param is not None:
             error.param = f"localpref.{LOCALPREF_FIELDS.get(error.param, 'strength')}"
+        elif method_name is not steering.method:  # an unknown name in the localpref object
+            error.param = "localpref.method"
         raise
     kwargs["preference"] = preference
     max_tokens, body_fields = request.max_tokens, {}
