@@ -120,6 +120,10 @@ async def test_picker_lists_the_bundled_model_the_catalog_and_the_cache(
         assert options.option_count == len(screen.rows)
         shown = str(options.get_option_at_index(0).prompt)
         assert "smollm2-135m-instruct" in shown and "loaded" in shown
+        assert screen.focused is options
+        await pilot.press(*"/tmp/x")  # typed on the list: it goes to the path field
+        box = screen.query_one("#model-spec", Input)
+        assert screen.focused is box and box.value == "/tmp/x"
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen))
         assert app.model is model

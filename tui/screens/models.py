@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -179,7 +179,7 @@ class ModelPickerScreen(ModalScreen[PickedModel | None]):
             yield Label("Or type a path, a catalog name, or a Hugging Face repo "
                         "ORG/NAME[:PATTERN]:")
             yield Input(placeholder="bartowski/Llama-3.2-1B-Instruct-GGUF:*Q4_K_M.gguf",
-                        id="model-spec")
+                        id="model-spec", select_on_focus=False)  # typing on the list goes on
             yield ProgressBar(total=None, show_eta=True, id="model-progress")
             yield Static(" ".join(self.problems), id="model-picker-status")
             with Horizontal(classes="buttons"):
@@ -188,6 +188,16 @@ class ModelPickerScreen(ModalScreen[PickedModel | None]):
 
     def on_mount(self) -> None:
         self.query_one("#model-options" if self.rows else "#model-spec").focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing on the list goes to the path field: the list takes only arrows and Enter,
+        and a path typed there was dropped while Enter loaded the highlighted model."""
+        options = self.query_one("#model-options", OptionList)
+        if event.is_printable and event.character and self.focused is options:
+            spec = self.query_one("#model-spec", Input)
+            spec.focus()
+            spec.insert_text_at_cursor(event.character)
+            event.stop()
 
     def on_unmount(self) -> None:
         """A download still running when the screen goes (the app quits) stops too."""
