@@ -659,6 +659,8 @@ class Chat:
     ) -> None:
         if not isinstance(trim_history, bool):
             raise SettingsError(f"trim_history must be true or false (got {trim_history!r}).")
+        if model.closed:  # as every other call on a closed model
+            raise ModelError("The model is closed; load it again to use it.")
         self.model = model
         self.trim_history = trim_history
         #: Messages of the history the last answer did not read (``trim_history``).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from localpref.api import Chat, Model
-from localpref.errors import SettingsError
+from localpref.errors import ModelError, SettingsError
 
 PROMPT = "How do I keep basil alive?"
 
@@ -40,6 +40,10 @@ def test_a_chat_and_the_model_check_their_own_arguments(model: Model,
     assert chat.messages == [{"role": "system", "content": "Be brief."}]  # nothing added
     with pytest.raises(SettingsError, match="trim_history must be true or false"):
         Chat(model, trim_history="x")
+    with Model(bundled_path, max_lanes=2, n_ctx=256) as closed:
+        pass
+    with pytest.raises(ModelError, match="^The model is closed; load it again to use it.$"):
+        closed.chat()
     with pytest.raises(SettingsError, match="The system prompt must be a text"):
         model.lane_prompts(PROMPT, system_prompt=5)
     for settings in ({"system_prompt": 5}, {"system_prompt": None}, {"keep_cells": "x"}):
