@@ -28,7 +28,7 @@ from localpref.calibration.record import (
     write_record,
 )
 from localpref.calibration.run import calibrate, stored_rows
-from localpref.calibration.sweep import Plan
+from localpref.calibration.sweep import Plan, run_units
 from localpref.cli import main
 from localpref.methods import PREF_ENDS, is_recommended, recommended_method
 from localpref.presets import OPPOSITES
@@ -417,3 +417,20 @@ def test_weighted_preferences_report_the_calibration_too(model: Model, home: Pat
                             max_tokens=4)
     assert result.stats["recommended"] is True
     assert result.stats["calibration"]["settings"]["contrast"] == 2.0
+
+
+def test_one_request_at_a_time_when_asked(bundled_path: Path, capsys) -> None:
+    """``parallel=1`` (``calibrate --parallel 1``): no step decodes two units together, so a
+    model whose lanes are not bit-exact beside others calibrates the same on every run."""
+    plan = Plan(prompts=CALIBRATION_PROMPTS[:1], strengths=(0.5,), taus=(0.2,), max_tokens=6)
+    units = plan.units()[:4]
+    rows: list[dict] = []
+    with Model(bundled_path, max_lanes=8, n_ctx=512) as small:
+        run_units(small, units, rows.append, parallel=1)
+        events = list(small.scheduler.events)
+    assert len(rows) == 4 and {row["unit"] for row in rows} == {unit.key for unit in units}
+    steps = [event for event in events if event.kind == "step"]
+    assert steps and all(len(event.jobs) == 1 for event in steps)
+    assert len({job for event in steps for job in event.jobs}) == 4
+    assert main(["calibrate", "--parallel", "0"]) == 2
+    assert "--parallel must be from 1 to 8 (got 0)." in capsys.readouterr().err

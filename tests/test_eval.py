@@ -463,6 +463,18 @@ def test_an_output_folder_that_cannot_be_made_is_one_sentence_before_the_model_l
         assert str(out) in stderr  # said before the model is looked for
 
 
+@pytest.mark.parametrize("name", ["generations.jsonl", "scores.jsonl", "summary.md"])
+def test_a_folder_where_an_output_file_goes_is_one_sentence_before_the_model_loads(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path,
+        name: str) -> None:
+    (tmp_path / "out" / name).mkdir(parents=True)  # the run would fail there, at its end
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, tmp_path / "out", "--model",
+                                                 str(tmp_path / "missing.gguf")))
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr == (f"localpref: {tmp_path / 'out' / name} is in the way: the evaluation "
+                      "writes a file there; move it away or give another --out.\n")
+
+
 def test_an_output_folder_that_cannot_be_written_is_one_sentence_before_the_model_loads(
         capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
     locked = Path("/sys/kernel")  # a folder that even root cannot write in

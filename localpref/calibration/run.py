@@ -58,19 +58,24 @@ def default_settings() -> dict[str, Any]:
 
 
 def calibrate(model: Model, plan: Plan, *, budget: float = FLUENCY_BUDGET,
-              progress: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
+              progress: bool = True, stream: TextIO | None = None,
+              parallel: int | None = None) -> dict[str, Any]:
     """Run (or finish) the sweep of ``plan`` on ``model``, choose, store; the record.
+
+    ``parallel`` requests decode together (None: one per two of the model's lanes); on a
+    model whose lanes are not bit-exact beside others, 1 gives the same rows on every run.
 
     ``KeyboardInterrupt`` leaves the finished rows stored and no record written. Another
     calibration of the same model file running meanwhile is a ``CalibrationError`` before any
     generation (``record.held``).
     """
     with held(model.calibration_key):
-        return _calibrate(model, plan, budget=budget, progress=progress, stream=stream)
+        return _calibrate(model, plan, budget=budget, progress=progress, stream=stream,
+                          parallel=parallel)
 
 
 def _calibrate(model: Model, plan: Plan, *, budget: float, progress: bool,
-               stream: TextIO | None) -> dict[str, Any]:
+               stream: TextIO | None, parallel: int | None) -> dict[str, Any]:
     key = model.calibration_key
     units = plan.units()
     wanted = {unit.key for unit in units}
@@ -91,7 +96,7 @@ def _calibrate(model: Model, plan: Plan, *, budget: float, progress: bool,
                 done[row["unit"]] = row
                 bar.advance()
 
-            run_units(model, todo, keep, scoring=Scoring())
+            run_units(model, todo, keep, scoring=Scoring(), parallel=parallel)
     except OSError as error:
         raise CalibrationError(f"Cannot write the calibration rows to {path}: "
                                f"{error.strerror or error}.") from None

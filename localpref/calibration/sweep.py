@@ -200,10 +200,10 @@ def _number(value: Any) -> float | None:
 
 
 def run_units(model: Model, units: list[Unit], on_row: Callable[[dict[str, Any]], None],
-              *, scoring: Scoring | None = None) -> None:
-    """Run ``units`` on ``model``, one request per two of its lanes at once, handing each
-    finished row to ``on_row`` (in this thread, in the order they finish;
-    ``evaluation.parallel.answers_as_they_finish``).
+              *, scoring: Scoring | None = None, parallel: int | None = None) -> None:
+    """Run ``units`` on ``model``, ``parallel`` requests at once (None: one per two of its
+    lanes), handing each finished row to ``on_row`` (in this thread, in the order they
+    finish; ``evaluation.parallel.answers_as_they_finish``).
 
     Ctrl-C (``KeyboardInterrupt``) or a failed unit cancels what is running and is raised
     again; every row handed over before it is kept by the caller.
@@ -217,7 +217,8 @@ def run_units(model: Model, units: list[Unit], on_row: Callable[[dict[str, Any]]
             unit_of[id(request)] = unit
             yield request
 
-    answers = answers_as_they_finish(model, requests(), max(1, model.max_lanes // 2))
+    answers = answers_as_they_finish(model, requests(),
+                                     parallel or max(1, model.max_lanes // 2))
     with contextlib.closing(answers):
         for request, result in answers:
             if isinstance(result, LocalprefError):

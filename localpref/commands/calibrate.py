@@ -68,6 +68,10 @@ def add_parser(subparsers: Any) -> None:
                         "the preference lane's (default: the fluency budget)")
     parser.add_argument("--no-kl-budget", action="store_true",
                         help="sweep unguarded settings (as calibrations did before the guard)")
+    parser.add_argument("--parallel", type=int, default=LANES // 2, metavar="N",
+                        help=f"requests decoded together (default {LANES // 2}); on a model "
+                        "whose lanes are not bit-exact beside others ('localpref bench "
+                        "--exactness'), 1 makes the calibration the same on every run")
     parser.add_argument("--reset", action="store_true",
                         help="remove this model file's calibration (and its sweep) and exit")
     parser.add_argument("--json", action="store_true",
@@ -103,6 +107,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
                             f"(got {args.limit}).")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
+    if not 1 <= args.parallel <= LANES // 2:
+        raise SettingsError(f"--parallel must be from 1 to {LANES // 2} (got {args.parallel}).")
     if args.long_tokens is not None and args.long_tokens < 1:
         raise SettingsError(f"--long-tokens must be 1 or more (got {args.long_tokens}).")
     if not math.isfinite(args.budget) or args.budget <= 0:
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args, max_lanes=LANES, max_queued=LANES)
     try:
         try:
-            record = calibrate(model, plan, budget=args.budget, progress=not args.no_progress)
+            record = calibrate(model, plan, budget=args.budget, progress=not args.no_progress,
+                               parallel=args.parallel)
         except KeyboardInterrupt:
             print(f"\nInterrupted: the finished generations are kept in "
                   f"{rows_path(model.calibration_key)}; run the same command to continue.",

@@ -19,6 +19,9 @@ from localpref.errors import LocalprefError
 
 GENERATIONS = "generations.jsonl"
 SCORES = "scores.jsonl"
+#: The files an evaluation writes in its output folder (beside its charts).
+SUMMARY = "summary.md"
+OUTPUT_FILES = (GENERATIONS, SCORES, SUMMARY)
 
 
 def row_id(key: dict[str, Any]) -> str:
@@ -92,6 +95,11 @@ def make_output_folder(out_dir: Path) -> None:
     except OSError as error:
         raise LocalprefError(f"Cannot write in the output folder {out_dir}: "
                              f"{error.strerror or error}.") from None
+    for name in OUTPUT_FILES:  # a folder of that name would fail the run at its end
+        path = out_dir / name
+        if path.exists() and not path.is_file():
+            raise LocalprefError(f"{path} is in the way: the evaluation writes a file there; "
+                                 "move it away or give another --out.")
 
 
 class RowWriter:

@@ -22,6 +22,7 @@ from localpref.evaluation.markdown import (
 )
 from localpref.evaluation.paper import PREFERENCE_METRICS
 from localpref.evaluation.pareto import render_pareto_charts, render_sweep_section
+from localpref.evaluation.records import SUMMARY
 from localpref.evaluation.tables import Cell, Tables, bootstrap_interval, collect
 from localpref.evaluation.versus_pref import render_versus_pref_section
 
@@ -283,7 +284,7 @@ def write_report(
 ) -> Path:
     """Write ``summary.md`` and the charts into ``out_dir``; return the summary's path."""
     tables = collect(generations, metrics, judgements)
-    summary = out_dir / "summary.md"
+    summary = out_dir / SUMMARY
     summary.write_text(render_summary(tables, reference=reference, resamples=resamples,
                                       fluency_budget=fluency_budget), encoding="utf-8")
     render_charts(tables, out_dir, reference=reference, resamples=resamples,
