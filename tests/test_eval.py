@@ -428,7 +428,9 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--methods", "base,nucleus"], "Unknown method 'nucleus'"),
+        (["--methods", "base,nucleus"], "Unknown method 'nucleus'; choose one of base, pref, "
+                                        "contrastive, amulet, pad, recommended, calibrated, or "
+                                        "beamN (e.g. beam16)."),
         (["--scorers", "length,bleu"], "Unknown scorer 'bleu'"),
         (["--shard", "3/2"], "--shard"),
         (["--scorers", "judge"], "needs a judge model"),

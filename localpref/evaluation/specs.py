@@ -173,7 +173,14 @@ def method_specs(names: Sequence[str], *, paper: bool = False,
         elif name == CALIBRATED:  # resolved per preference by the grid
             spec = MethodSpec(CALIBRATED, method_catalog.recommended_method(), calibrated=True)
         else:
-            method = named_method(name, paper=paper, **settings)
+            try:
+                method = named_method(name, paper=paper, **settings)
+            except SettingsError as error:  # the evaluation's own columns are names too
+                if not str(error).startswith("Unknown method"):
+                    raise
+                known = ", ".join([*method_catalog.METHODS, RECOMMENDED, CALIBRATED])
+                raise SettingsError(f"Unknown method {raw.strip()!r}; choose one of {known}, "
+                                    "or beamN (e.g. beam16).") from None
             if strength is not None and isinstance(method, ContrastFamily):
                 method = method.with_strength(float(strength))
             spec = MethodSpec(RECOMMENDED if name == RECOMMENDED else method.name, method)
