@@ -37,6 +37,11 @@ from localpref import kernels
 from localpref.errors import SettingsError
 from localpref.kernels import controls
 
+#: Bounds far past any use that keep a value inside what the kernels take (a C integer): the
+#: penalty window beyond any context, Amulet's loop beyond the paper's 60 by a thousand times.
+MAX_REPEAT_LAST_N = 1 << 20
+MAX_ITERATIONS = 100_000
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -54,8 +59,9 @@ class Sampling:
         _require(math.isfinite(self.repeat_penalty) and self.repeat_penalty > 0,
                  f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).",
                  "repeat_penalty")
-        _require(self.repeat_last_n >= 1,
-                 f"repeat_last_n must be 1 or more (got {self.repeat_last_n}).", "repeat_last_n")
+        _require(1 <= self.repeat_last_n <= MAX_REPEAT_LAST_N,
+                 f"repeat_last_n must be from 1 to {MAX_REPEAT_LAST_N} "
+                 f"(got {self.repeat_last_n}).", "repeat_last_n")
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
                  f"temperature must be 0 or more (got {self.temperature}).", "temperature")
         # 0 keeps only the most likely token (greedy), as OpenAI's API and llama.cpp read it
@@ -444,9 +450,10 @@ class Amulet(ContrastFamily):
                  f"lambda must be 0 or more (got {self.lam}).", "lam")
         _require(math.isfinite(self.eta) and self.eta > 0,
                  f"eta must be greater than 0 (got {self.eta}).", "eta")
-        _require(int(self.iterations) == self.iterations and self.iterations >= 1,
-                 f"iterations must be a whole number, 1 or more (got {self.iterations}).",
-                 "iterations")
+        _require(int(self.iterations) == self.iterations
+                 and 1 <= self.iterations <= MAX_ITERATIONS,
+                 f"iterations must be a whole number from 1 to {MAX_ITERATIONS} "
+                 f"(got {self.iterations}).", "iterations")
         _require(self.contrast is None or (math.isfinite(self.contrast) and self.contrast >= 0),
                  f"the contrast must be 0 or more (got {self.contrast}).", "contrast")
 

@@ -144,6 +144,12 @@ def test_form_values_are_checked_by_the_library_with_its_sentences():
     assert "whole number" in errors["iterations"] and "number" in errors["alpha"]
     assert "Max tokens" in errors["max_tokens"]
     assert "top_p" not in errors
+    # past what the kernels take (a C integer): refused here, where an answer crashed the app
+    steering, errors = steering_from_form(
+        ["concise"], "", "amulet", {"iterations": "1e20"}, {"repeat_last_n": "1e20"})
+    assert steering is None
+    assert errors["iterations"].startswith("Iterations must be a whole number from 1 to 100000")
+    assert errors["repeat_last_n"].startswith("Repeat_last_n must be from 1 to 1048576")
 
 
 def test_valid_form_gives_the_overrides_a_chat_takes():

@@ -69,9 +69,14 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         await click(pilot, app, "#apply")
         await until(pilot, lambda: app.steering.weights.get("uplifting") == 0.5)
         assert app.steering.preference == {"concise": 1.0, "uplifting": 0.5}
-        # a third preference gets a slider of its own
+        # a third preference gets a slider of its own, in view below the others
         panel.query_one("#presets", SelectionList).select("formal")
         await until(pilot, lambda: len(panel.query(".weight-slider")) == 3)
+        await pilot.pause(0.2)
+        holder = panel.query_one("#weights")
+        rows = [s.region for s in panel.query(".weight-slider").results(StrengthSlider)]
+        assert holder.size.height == 3 and len({row.y for row in rows}) == 3
+        assert all(holder.region.contains_region(row) for row in rows)
         panel.query_one("#presets", SelectionList).deselect("formal")
         await until(pilot, lambda: len(panel.query(".weight-slider")) == 2)
         panel.query_one("#profile-name", Input).value = "mine"
@@ -96,6 +101,9 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         assert saved_answer.preference == "concise=1 + uplifting=0.5"  # in the history
         assert saved_answer.stats["settings"]["weights"] == [1.0, 0.5]
 
+        method_saved = app.store.list_profiles()["mine"]["method"]
+        await app.action_set_method("contrastive")  # applied, not saved in the profile
+        app.query_one(ChatInput).focus()
         await pilot.press("ctrl+o")  # more like this, from the message box
         try:
             await until(pilot, lambda: app.steering.examples == [answer], timeout=20)
@@ -104,10 +112,15 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         assert panel.query("#example-remove-0")
         saved = app.store.list_profiles()["mine"]
         assert saved["examples"] == [answer] and saved["weights"]["uplifting"] == 0.5
+        assert saved["method"] == method_saved != "contrastive"  # the profile, plus the example
         assert app.steering.overrides()["like"] == (answer,)
 
+        typed = panel.query_one("#sampling-max-tokens", Input)
+        typed.value = "20"  # typed, not applied
+        await pilot.pause()
         panel.query_one("#example-remove-0").press()
         await until(pilot, lambda: app.steering.examples == [])
+        assert typed.value == "20" and app.steering.sampling_values()["max_tokens"] == 8
         panel.query_one("#method", Select).value = "pref"
         await pilot.pause()
         assert "two-lane method" in " ".join(panel.errors.values())

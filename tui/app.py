@@ -439,9 +439,13 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         await self.query_one(PreferencePanel).load(steering)
         self._apply(steering, announce=False)
         saved = ""
-        if self.open_profile is not None:
+        if self.open_profile is not None and self.open_profile in self.session.profile_names():
+            # the profile as saved, with the example: not the settings on screen now
+            profile = self.session.profile(self.open_profile)
+            if answers[-1] not in profile.examples:
+                profile = replace(profile, examples=[*profile.examples, answers[-1]])
             try:
-                self.session.save_profile(self.open_profile, steering)
+                self.session.save_profile(self.open_profile, profile)
                 saved = f" and to profile “{self.open_profile}”"
             except StoreError as error:
                 self.notify(str(error), severity="error")

@@ -399,13 +399,14 @@ class PreferencePanel(VerticalScroll):
 
     @on(Button.Pressed, ".example-remove")
     async def _remove_example(self, event: Button.Pressed) -> None:
-        """Drop one example from the applied steering and apply it."""
+        """Drop one example from the applied steering and apply that alone: the rest of the
+        form keeps what was typed and not applied yet."""
         index = int(str(event.button.id).rsplit("-", 1)[1])
         examples = [e for i, e in enumerate(self.applied.examples) if i != index]
-        steering = dataclasses.replace(self.applied, examples=examples)
-        await self.load(steering)
-        if self.apply():
-            self.app.notify(f"Example {index + 1} removed; {len(examples)} left.")
+        self.applied = dataclasses.replace(self.applied, examples=examples)
+        await self._show_examples(examples)
+        self.post_message(self.Applied(self.applied))
+        self.app.notify(f"Example {index + 1} removed; {len(examples)} left.")
 
     @on(StrengthSlider.Changed, "#strength-slider")
     def _slider_moved(self, event: StrengthSlider.Changed) -> None:
