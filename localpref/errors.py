@@ -24,6 +24,11 @@ class SettingsError(LocalprefError, ValueError):
         self.param = param
 
 
+class UnknownMethodError(SettingsError):
+    """A method name that names no method (front ends with names of their own, such as the
+    evaluation's columns, say theirs too)."""
+
+
 class TooManyLanesError(SettingsError):
     """A request that needs more lanes at once than the model decodes (``needed`` against
     ``available``): front ends name the setting that raises the limit."""

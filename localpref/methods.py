@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from localpref import kernels
-from localpref.errors import SettingsError
+from localpref.errors import SettingsError, UnknownMethodError
 from localpref.kernels import controls
 
 #: Bounds far past any use that keep a value inside what the kernels take (a C integer): the
@@ -701,7 +701,7 @@ def paper_method(name: str | None = None) -> Method:
     key = _ALIASES.get(key, key)
     if key not in METHODS:
         known = ", ".join([*METHODS, RECOMMENDED])
-        raise SettingsError(f"Unknown method {name!r}; choose one of {known}.")
+        raise UnknownMethodError(f"Unknown method {name!r}; choose one of {known}.")
     return METHODS[key]()
 
 
@@ -740,7 +740,7 @@ def resolve_method(method: Method | str | None, **settings: object) -> Method:
     key = _ALIASES.get(key, key)
     if key not in METHODS:
         known = ", ".join([*METHODS, RECOMMENDED])
-        raise SettingsError(f"Unknown method {method!r}; choose one of {known}.")
+        raise UnknownMethodError(f"Unknown method {method!r}; choose one of {known}.")
     cls = METHODS[key]
     accepted = {f.name for f in dataclasses.fields(cls) if f.init}
     usable = {name: value for name, value in settings.items()

@@ -91,15 +91,13 @@ def _with_preferences(steering: Steering, items: list[str], problems: list[str])
     the free texts joined into the custom text, and ``TEXT=NUMBER`` weights on their sliders
     (the joined free text takes its texts' weight; differing ones are a problem)."""
     weighed = parse_preference_items(items)  # already checked by the command: no error here
-    pairs = (list(weighed.items()) if isinstance(weighed, Weights)
-             else [(item, 1.0) for item in weighed or ()])
-    names = [text.strip().lower() for text, _ in pairs
-             if text.strip().lower() in localpref.PRESETS]
-    free = [(text.strip(), weight) for text, weight in pairs
-            if text.strip() and text.strip().lower() not in localpref.PRESETS]
+    pairs = [(text.strip(), weight) for text, weight in (
+        weighed.items() if isinstance(weighed, Weights) else ((item, 1.0) for item in weighed))]
+    names = [text.lower() for text, _ in pairs if text.lower() in localpref.PRESETS]
+    weights = {text.lower(): weight for text, weight in pairs if text.lower() in names}
+    free = [(text, weight) for text, weight in pairs
+            if text and text.lower() not in localpref.PRESETS]
     custom = " ".join(text for text, _ in free)
-    weights = {text.strip().lower(): weight for text, weight in pairs
-               if text.strip().lower() in localpref.PRESETS}
     free_weights = {weight for _, weight in free}
     if len(free_weights) > 1:
         problems.append("The app weighs its free text as one preference; the free texts' "

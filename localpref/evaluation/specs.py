@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpref import methods as method_catalog
-from localpref.errors import SettingsError
+from localpref.errors import SettingsError, UnknownMethodError
 from localpref.evaluation.beam import BeamSettings
 from localpref.evaluation.paper import paper_sentence
 from localpref.methods import (
@@ -175,9 +175,7 @@ def method_specs(names: Sequence[str], *, paper: bool = False,
         else:
             try:
                 method = named_method(name, paper=paper, **settings)
-            except SettingsError as error:  # the evaluation's own columns are names too
-                if not str(error).startswith("Unknown method"):
-                    raise
+            except UnknownMethodError:  # the evaluation's own columns are names too
                 known = ", ".join([*method_catalog.METHODS, RECOMMENDED, CALIBRATED])
                 raise SettingsError(f"Unknown method {raw.strip()!r}; choose one of {known}, "
                                     "or beamN (e.g. beam16).") from None

@@ -62,8 +62,9 @@ def unavailable(message: str, code: str) -> ApiError:
 
 
 #: The library's settings that a request sends in its ``localpref`` object (the others, such as
-#: ``temperature``, are OpenAI's own fields of the same name).
-LIBRARY_ONLY_FIELDS = frozenset({"preference", "avoid", "like", "opposite", "method"})
+#: ``temperature``, are OpenAI's own fields of the same name; an unknown ``method`` is named by
+#: ``translate.generation_args``, which knows where it came from).
+LIBRARY_ONLY_FIELDS = frozenset({"preference", "avoid", "like", "opposite"})
 
 
 def from_library(error: Exception) -> ApiError:

@@ -176,12 +176,13 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         raise FieldError("logit_bias", "logit_bias is not supported yet; leave it out or send "
                          "{}.")
     method_name = steering.method
+    method_sent = False  # named in the localpref object (else by the model id, or unnamed)
     preference: Any = steering.preference
     kwargs: dict[str, Any] = {}
     if options is not None:
         fields = options.model_fields_set
         if "method" in fields and options.method is not None:
-            method_name = options.method
+            method_name, method_sent = options.method, True
         if "preference" in fields:
             preference = options.preference
         if options.avoid is not None:
@@ -202,7 +203,7 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
     except SettingsError as error:  # the method's own field -> the localpref field sent
         if error.param is not None:
             error.param = f"localpref.{LOCALPREF_FIELDS.get(error.param, 'strength')}"
-        elif method_name is not steering.method:  # an unknown name in the localpref object
+        elif method_sent:  # an unknown name in the localpref object
             error.param = "localpref.method"
         raise
     kwargs["preference"] = preference

@@ -92,18 +92,18 @@ def fitted(parts: list[tuple[str, str]], width: int | None) -> list[str | None]:
 
 
 def _shorten(parts: list[tuple[str, str]], texts: list[str | None], excess: int) -> int:
-    """Cut the :data:`SHORTENED` texts (in place) by up to ``excess`` characters in all; the
-    excess left."""
+    """Cut the :data:`SHORTENED` texts (in place) by up to ``excess`` characters in all, a
+    character at a time from the one furthest over its floor (ties: the first); the excess
+    left."""
     while excess > 0:
-        room = {i: len(texts[i]) - SHORTENED[name] for i, (name, _) in enumerate(parts)
-                if name in SHORTENED and len(texts[i]) > SHORTENED[name]}
+        room = {i: len(text) - SHORTENED[name]
+                for i, ((name, _), text) in enumerate(zip(parts, texts, strict=True))
+                if name in SHORTENED and text is not None and len(text) > SHORTENED[name]}
         if not room:
             break
         i = max(room, key=lambda k: (room[k], -k))
-        others = sorted((r for k, r in room.items() if k != i), reverse=True)
-        cut = min(excess, room[i] - (others[0] if others else 0) or 1, room[i])
         text = texts[i]
-        assert text is not None  # nothing is left out before the cuts
-        texts[i] = text[:len(text) - cut - 1] + "…"
-        excess -= cut
+        assert text is not None  # ``room`` holds only texts shown
+        texts[i] = text[:-2] + "…"  # one shorter, its end an ellipsis
+        excess -= 1
     return excess
