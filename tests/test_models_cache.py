@@ -13,6 +13,7 @@ import pytest
 
 from localpref import models
 from localpref.errors import ModelError
+from localpref.models.cache import LEFTOVER_BYTES
 
 REV = "a" * 40
 OLD_REV = "b" * 40
@@ -189,6 +190,23 @@ def test_remove_files_by_pattern_keeps_the_rest(hf_cache: Path) -> None:
     assert sorted(p.read_bytes() for p in blobs.iterdir()) == [b"eight"]
     models.remove_model("org/r", filename="*Q8.gguf")
     assert not (hf_cache / "models--org--r").exists()  # nothing left: the repo folder goes too
+
+
+def test_removing_a_repo_leaves_other_tools_weights(hf_cache: Path) -> None:
+    """The cache is shared: ``ORG/NAME`` removes the repo's GGUF files, never another tool's
+    weights beside them, and a repo with no GGUF file is nothing to remove."""
+    weights = b"w" * LEFTOVER_BYTES
+    only_theirs = blob_snapshot(hf_cache, "org/st", {"model.safetensors": weights})
+    with pytest.raises(ModelError, match=r"^Nothing to remove: org/st has no GGUF file in the "
+                                         r"Hugging Face cache .*other files belong to other "
+                                         r"tools\.$"):
+        models.remove_model("org/st")
+    assert (only_theirs / "model.safetensors").read_bytes() == weights
+    both = blob_snapshot(hf_cache, "org/both", {"both.gguf": b"mine", "README.md": b"card",
+                                                "model.safetensors": weights})
+    assert [p.name for p in models.remove_model("org/both")] == ["both.gguf"]
+    assert sorted(p.name for p in both.iterdir()) == ["README.md", "model.safetensors"]
+    assert (both / "model.safetensors").read_bytes() == weights
 
 
 def test_remove_keeps_a_blob_another_snapshot_still_uses(hf_cache: Path) -> None:

@@ -129,13 +129,20 @@ def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
     return found
 
 
+#: Files left in a repo's snapshots after its GGUF files are removed that do not keep its cache
+#: folder: a model card or a configuration (a file this large or larger is another tool's).
+LEFTOVER_BYTES = 1 << 20
+
+
 def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
     """Delete a model from the Hugging Face cache; return the snapshot paths removed.
 
-    ``ORG/NAME`` alone removes that repository's whole cache folder; a pattern (``:PATTERN``,
-    ``filename=`` or a catalog name) removes the matching GGUF files in every snapshot, and a
-    blob once no snapshot links to it. The bundled model and files outside the cache are not
-    touched (ModelError).
+    ``ORG/NAME`` alone removes every GGUF file of that repository; a pattern (``:PATTERN``,
+    ``filename=`` or a catalog name) the matching GGUF files. Each file's blob goes once no
+    snapshot links to it, and the repository's folder once no GGUF file and nothing of
+    ``LEFTOVER_BYTES`` or more is left in it: the cache is shared with other tools, and a
+    repository's other weights (safetensors) are theirs. The bundled model and files outside
+    the cache are not touched (ModelError).
     """
     cache = hf_cache_dir()
     parsed = parse_model_spec(spec, filename=filename)
@@ -165,34 +172,38 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
     whole_repo = (
         REPO_SPEC.match(parsed.text) is not None and ":" not in parsed.text and not filename
     )
-    if whole_repo:
-        if not repo_dir.exists():
-            raise ModelError(
-                f"Nothing to remove: {parsed.repo} is not in the Hugging Face cache ({cache})."
-            )
-        removed = [
-            path for snapshot in ordered_snapshots(repo_dir) for path in snapshot_files(snapshot)
-        ]  # fmt: skip
-        shutil.rmtree(repo_dir)
-        shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
-        return removed
+    if whole_repo and not repo_dir.exists():
+        raise ModelError(
+            f"Nothing to remove: {parsed.repo} is not in the Hugging Face cache ({cache})."
+        )
     removed = []
     for snapshot in ordered_snapshots(repo_dir):
         for path in snapshot_files(snapshot):
-            if pattern_matches(path.relative_to(snapshot).as_posix(), parsed.pattern):
+            if whole_repo or pattern_matches(path.relative_to(snapshot).as_posix(),
+                                             parsed.pattern):
                 for part in part_paths(path):  # a split model: every part
                     if part.is_file() or part.is_symlink():
                         delete_cached_file(part)
                         removed.append(part)
     if not removed:
         raise ModelError(
+            f"Nothing to remove: {parsed.repo} has no GGUF file in the Hugging Face cache "
+            f"({cache}); its other files belong to other tools." if whole_repo else
             f"Nothing to remove: no file of {parsed.repo} matching '{parsed.pattern}' "
             f"is in the cache ({cache})."
         )
-    if not any(p.is_file() for s in ordered_snapshots(repo_dir) for p in s.rglob("*")):
+    if not any(_keeps_the_folder(path) for s in ordered_snapshots(repo_dir)
+               for path in s.rglob("*")):
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
     return removed
+
+
+def _keeps_the_folder(path: Path) -> bool:
+    """Whether a file left in a snapshot keeps its repository's cache folder: a GGUF file, or
+    a file of ``LEFTOVER_BYTES`` or more (another tool's weights)."""
+    return path.is_file() and (path.name.lower().endswith(".gguf")
+                               or path.stat().st_size >= LEFTOVER_BYTES)
 
 
 def _link_target(path: Path) -> Path | None:
