@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -140,6 +141,38 @@ class Vocabulary:
         return token in self.answer_end_ids
 
 
+def _load(path: Path, params: llama_cpp.llama_model_params) -> Any:
+    """llama.cpp's model handle for ``path``; ``ModelError`` naming llama.cpp's reason when
+    it cannot load the file (a Ctrl-C during the load: KeyboardInterrupt, ``load_watch``)."""
+    with load_watch(params) as watch:
+        handle = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
+        if handle and watch.interrupted:
+            llama_cpp.llama_model_free(handle)
+    if not handle:
+        reason = watch.reason or "the file may be corrupt"
+        if reason.startswith("unknown model architecture"):
+            reason += (f" (llama-cpp-python {llama_cpp.__version__}'s llama.cpp does not "
+                       "know it)")
+        raise ModelError(f"llama.cpp could not load {path}: {reason}.")
+    for line in watch.errors:  # a load that went through: its errors are still said
+        sys.stderr.write(line)
+    return handle
+
+
+def loading_problem(path: Path) -> str | None:
+    """Why llama.cpp cannot load ``path`` (an architecture it does not know, metadata it
+    needs and misses), read from its header and vocabulary alone (no weights); None when it
+    can. ``doctor`` asks this of a model before anything loads it."""
+    init_backend()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        llama_cpp.llama_model_free(_load(path, params))
+    except ModelError as error:
+        return str(error)
+    return None
+
+
 class LoadedModel:
     """The weights of one GGUF file, loaded once and shared by every context on it."""
 
@@ -157,20 +190,7 @@ class LoadedModel:
         # crashes the process (a segfault in ggml_backend_amx_mul_mat, llama-cpp-python
         # 0.3.36, Q4_1, seen on a 2-core Xeon with amx_int8). The plain CPU kernels are used.
         params.use_extra_bufts = False
-        with load_watch(params) as watch:
-            handle = llama_cpp.llama_model_load_from_file(str(self.path).encode("utf-8"),
-                                                          params)
-            if handle and watch.interrupted:
-                llama_cpp.llama_model_free(handle)
-        if not handle:
-            reason = watch.reason or "the file may be corrupt"
-            if reason.startswith("unknown model architecture"):
-                reason += (f" (llama-cpp-python {llama_cpp.__version__}'s llama.cpp does not "
-                           "know it)")
-            raise ModelError(f"llama.cpp could not load {self.path}: {reason}.")
-        for line in watch.errors:  # a load that went through: its errors are still said
-            sys.stderr.write(line)
-        self.handle = handle
+        handle = self.handle = _load(self.path, params)
         self.vocabulary = Vocabulary(handle)
         self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(handle)
         self.n_gpu_layers = n_gpu_layers

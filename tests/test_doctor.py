@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
+import gguf
 import llama_cpp
 import pytest
 
@@ -112,3 +114,44 @@ def test_a_bad_gpu_layer_count_is_one_sentence_as_everywhere(
         out, err = capsys.readouterr()
         assert out == "" and err.strip() == (
             "localpref: --gpu-layers must be 0 or more, or -1 for all (got -2).")
+
+
+def test_doctor_says_when_llama_cpp_cannot_load_the_model(
+        bundled_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An architecture llama.cpp does not know is a problem doctor finds (exit 1) before
+    anything loads the model, with no memory estimate for it; a layer count the header does
+    not give is "?", never "None"."""
+    unknown = tmp_path / "unknown-architecture.gguf"
+    shutil.copyfile(bundled_path, unknown)
+    reader = gguf.GGUFReader(str(unknown), "r+")
+    field = reader.fields["general.architecture"]
+    field.parts[field.data[0]][:] = list(b"zzzzz")  # "llama", as long: its keys say llama.*
+    del reader
+    code, report = run_json(["--model", str(unknown)], capsys)
+    reason = (f"llama.cpp could not load {unknown}: unknown model architecture: 'zzzzz' "
+              f"(llama-cpp-python {llama_cpp.__version__}'s llama.cpp does not know it).")
+    assert code == 1 and reason in report["problems"] and report["memory"] is None
+    assert report["model"]["header"]["architecture"] == "zzzzz"
+    assert cli.main(["doctor", "--model", str(unknown)]) == 1
+    out = capsys.readouterr().out
+    assert f"problem: {reason}" in out and "? layers, trained context ?" in out
+    assert "memory needed" not in out and "None" not in out
+
+
+def test_doctor_json_on_a_broken_file_is_still_a_report(
+        bundled_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """doctor is what one runs on a broken model: --json prints the report with the
+    model's sentence in it (exit 2, as the text report, which says the sentence alone)."""
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(bundled_path.read_bytes()[:1000])
+    sentence = f"{truncated} is truncated: it ends inside the GGUF header."
+    code, report = run_json(["--model", str(truncated)], capsys)
+    assert code == 2 and report["model"]["error"] == sentence
+    assert sentence in report["problems"] and report["memory"] is None
+    assert report["model"]["path"] is None and report["llama_cpp_python"] == "0.3.36"
+    assert cli.main(["doctor", "--model", str(truncated)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == f"localpref: {sentence}"
+    assert cli.main(["doctor", "--lanes", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "localpref: --lanes must be 1 or more (got 0)."
+

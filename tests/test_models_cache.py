@@ -168,6 +168,21 @@ def test_unknown_names_and_double_patterns(hf_cache: Path) -> None:
         models.resolve_model(None, filename="*.gguf")
 
 
+def test_an_address_is_one_sentence_naming_what_it_means(hf_cache: Path) -> None:
+    """A file's address on the Hub is its ORG/NAME:FILE; any other address is refused."""
+    for url in ("https://huggingface.co/org/Name-GGUF/resolve/main/sub/m-Q4_K_M.gguf?download=1",
+                "https://hf.co/org/Name-GGUF/blob/main/sub/m-Q4_K_M.gguf"):
+        with pytest.raises(ModelError) as hub_file:
+            models.resolve_model(url)
+        assert str(hub_file.value) == ("Give a Hugging Face file as ORG/NAME:FILE, not its "
+                                       "address: org/Name-GGUF:sub/m-Q4_K_M.gguf.")
+    with pytest.raises(ModelError) as other:
+        models.resolve_model("http://example.com/m.gguf")
+    assert str(other.value) == (
+        "A model is not given by its address (http://example.com/m.gguf): download the file "
+        "and give its path, or give a Hugging Face repo as ORG/NAME[:PATTERN].")
+
+
 def test_cached_models_lists_each_file_once(hf_cache: Path, bundled: Path) -> None:
     link_snapshot(hf_cache, "org/a", {"a.gguf": bundled}, rev=OLD_REV)
     link_snapshot(hf_cache, "org/a", {"a.gguf": bundled, "sub/b.gguf": bundled})

@@ -157,6 +157,12 @@ def test_an_ollama_model_that_is_there_but_unusable_says_why(home: Path, gguf: P
         with pytest.raises(ModelError) as error:
             models.resolve_model(f"ollama:{name}")
         assert str(error.value) == f"The ollama model {name}:latest cannot be used: {why}."
+    cut = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "cut", "latest")
+    cut.write_bytes(cut.read_bytes()[:2])  # a blob's name says nothing of its model: the name
+    with pytest.raises(ModelError) as truncated:
+        models.resolve_model("ollama:cut")
+    assert str(truncated.value) == (f"ollama:cut cannot be used: {cut} is truncated: it ends "
+                                    "inside the GGUF header.")
 
 
 def test_missing_stores_hold_nothing_and_are_no_error(home: Path,
@@ -257,3 +263,31 @@ def test_the_app_picker_offers_the_stored_models(ollama: dict[str, Path],
     assert by_spec["lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf"].detail.startswith(
         "LM Studio · used in place · ")
     assert not by_spec["lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf"].loaded
+
+
+def test_an_ollama_name_prefers_its_own_case_and_says_when_case_alone_is_ambiguous(
+        ollama: dict[str, Path], home: Path, gguf: Path) -> None:
+    """ollama keeps ``Tiny`` and ``tiny`` apart: the exact name is that model, never the
+    other; a name matching both only without case is one sentence."""
+    root = home / ".ollama" / "models"
+    upper = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "Tiny", "latest")
+    assert models.resolve_model("ollama:Tiny") == upper
+    assert models.resolve_model("ollama:tiny") == ollama["tiny:latest"]
+    with pytest.raises(ModelError) as ambiguous:
+        models.resolve_model("ollama:TINY")
+    assert str(ambiguous.value) == ("ollama:TINY:latest matches 2 ollama models (Tiny:latest, "
+                                    "tiny:latest); give the name as `models list` shows it.")
+
+
+def test_lmstudio_follows_linked_folders_once(home: Path, gguf: Path, tmp_path: Path) -> None:
+    """A publisher folder kept on another drive and linked in is listed; a link that loops
+    is walked once."""
+    drive = tmp_path / "drive" / "pub"
+    (drive / "Far-GGUF").mkdir(parents=True)
+    shutil.copyfile(gguf, drive / "Far-GGUF" / "far.Q4_0.gguf")
+    (drive / "Far-GGUF" / "loop").symlink_to(drive)
+    root = home / ".lmstudio" / "models"
+    root.mkdir(parents=True)
+    (root / "pub").symlink_to(drive)
+    assert [model.name for model in models.stored_models()] == ["pub/Far-GGUF/far.Q4_0.gguf"]
+    assert models.resolve_model("lmstudio:far") == root / "pub" / "Far-GGUF" / "far.Q4_0.gguf"

@@ -4,6 +4,8 @@ sentence; LM Studio's listing shows the model once."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,9 +53,41 @@ def test_a_split_model_answers_as_the_same_model_in_one_file(models: tuple[Path,
 
 
 def test_lm_studio_lists_a_split_model_once(models: tuple[Path, Path]) -> None:
+    """Once, as its first part, with the size of every part (as doctor gives it)."""
     _, first = models
     found = lmstudio_models([first.parents[2]])
     assert [model.name for model in found] == ["acme/tiny-GGUF/tiny-00001-of-00003.gguf"]
+    every_part = sum(path.stat().st_size for path in first.parent.glob("tiny-*.gguf"))
+    assert found[0].size == every_part > 2 * first.stat().st_size
+
+
+def test_doctor_gives_a_split_model_the_size_of_every_part(
+        models: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, first = models
+    assert cli.main(["doctor", "--json", "--model", str(first)]) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    every_part = sum(path.stat().st_size for path in first.parent.glob("tiny-*.gguf"))
+    assert "error" not in report["model"] and report["model"]["size_bytes"] == every_part
+
+
+def test_a_later_part_in_the_hugging_face_cache_names_the_first(
+        models: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A pattern that matches only a later part of a cached split model is not "not
+    downloaded": ``models path`` and ``models remove`` name the first part, as a path does."""
+    _, first = models
+    snapshot = tmp_path / "hub" / "models--acme--tiny-GGUF" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    for part in first.parent.glob("tiny-*.gguf"):
+        shutil.copyfile(part, snapshot / part.name)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sentence = ("localpref: tiny-00002-of-00003.gguf is part 2 of 3 of a split model; give its "
+                "first part, tiny-00001-of-00003.gguf.")
+    for command in ("path", "remove"):
+        assert cli.main(["models", command, "acme/tiny-GGUF:*00002*"]) == 2
+        assert capsys.readouterr().err.strip() == sentence
+    assert len(list(snapshot.iterdir())) == 3  # nothing removed
 
 
 def test_a_later_part_or_a_missing_one_is_one_sentence(

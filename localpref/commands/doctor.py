@@ -17,7 +17,7 @@ from localpref.api import DEFAULT_CONTEXT, DEFAULT_LANES
 from localpref.calibration.record import calibration_state
 from localpref.commands.models import add_model_options
 from localpref.commands.options import load_settings
-from localpref.engine import available_cores
+from localpref.engine import available_cores, loading_problem
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 from localpref.prompts import no_template_notice
@@ -144,30 +144,40 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         problems.append(str(error))
     report["bundled_model"] = bundled
 
-    path: Path | None
-    if args.model is not None or args.model_file is not None:  # bad input: ModelError, exit 2
-        path = models.resolve_model(args.model, filename=args.model_file, download=False)
-    else:
-        path = Path(bundled["path"]) if bundled.get("path") else None
+    if args.lanes <= 0:
+        raise ModelError(f"--lanes must be 1 or more (got {args.lanes}).")
     model: dict[str, Any] = {"spec": args.model or models.BUNDLED_MODEL_NAME, "path": None}
+    path: Path | None = Path(bundled["path"]) if bundled.get("path") else None
+    problem: str | None = None  # why llama.cpp cannot load the model
+    try:
+        if args.model is not None or args.model_file is not None:
+            path = models.resolve_model(args.model, filename=args.model_file, download=False)
+        if path is not None:
+            info = read_gguf_header(path)
+            parts = check_parts(path)  # a split model: every part, all there
+            problem = loading_problem(path)
+    except ModelError as error:  # the text report says it alone (exit 2); JSON holds it
+        model["error"] = str(error)
+        problems.append(str(error))
+        path = None
     memory = None
-    if path is not None:
-        info = read_gguf_header(path)
-        later_parts = check_parts(path)[1:]  # a split model: its other parts, all there
+    if path is not None:  # its header read, its parts there
         model.update(path=str(path), header=info.summary(),
+                     size_bytes=sum(part.stat().st_size for part in parts),
                      calibration=calibration_state(path))
+        if problem is not None:
+            problems.append(problem)
         if not info.has_chat_template:
             warnings_found.append(no_template_notice(info.name or path.stem))
+    if path is not None and problem is None:  # what a model llama.cpp cannot load needs: moot
         n_ctx = args.ctx or min(DEFAULT_CONTEXT, info.context_length or DEFAULT_CONTEXT)
-        if n_ctx <= 0 or args.lanes <= 0:
-            raise ModelError("--ctx and --lanes must be positive.")
         memory = models.memory_estimate(
             info,
             n_ctx=n_ctx,
             n_gpu_layers=args.gpu_layers,
             n_seq=args.lanes,
             gpu_offload=build["gpu_offload"],
-            later_parts_bytes=sum(part.stat().st_size for part in later_parts),
+            later_parts_bytes=sum(part.stat().st_size for part in parts[1:]),
         )
         available = report["system_memory"]["available_bytes"]
         memory["fits_in_available_ram"] = (
@@ -193,14 +203,22 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _known(value: Any) -> str:
+    """A header fact as printed: ``?`` where the file does not say."""
+    return "?" if value is None else str(value)
+
+
 def run(args: argparse.Namespace) -> int:
     """``localpref doctor [--model M] [--gpu-layers N] [--threads N] [--ctx N] [--json]``
     (``--ctx``: one lane's window in the memory estimate, as ``load`` chooses it by default:
     the model's trained context, at most ``DEFAULT_CONTEXT``)."""
     report = collect(args)
+    model_error = report["model"].get("error")
     if args.json:
         print(json.dumps(report, indent=2))
-        return 1 if report["problems"] else 0
+        return 2 if model_error else 1 if report["problems"] else 0
+    if model_error:
+        raise ModelError(model_error)
     build = report["llama_cpp"]
     print(f"localpref {report['localpref']}, Python {report['python']}, {report['platform']}")
     print(f"llama-cpp-python {report['llama_cpp_python']}")
@@ -219,11 +237,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {model['spec']}")
     if model["path"]:
         header = model["header"]
-        print(f"  file: {model['path']} ({models.format_size(header['file_size'])})")
+        print(f"  file: {model['path']} ({models.format_size(model['size_bytes'])})")
         print(
             f"  GGUF v{header['version']}, {header['architecture']}, {header['file_type'] or '?'}, "
-            f"vocabulary {header['vocab_size']}, {header['block_count']} layers, "
-            f"trained context {header['context_length']}"
+            f"vocabulary {_known(header['vocab_size'])}, {_known(header['block_count'])} layers, "
+            f"trained context {_known(header['context_length'])}"
         )
         print(f"  steering: {model['calibration']['text']}")
     memory = report["memory"]

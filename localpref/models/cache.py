@@ -18,7 +18,7 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, parse_model_spec, pattern_matches
-from localpref.split_files import is_later_part, part_paths
+from localpref.split_files import check_parts, is_later_part, part_paths
 
 
 def snapshot_files(snapshot: Path) -> Iterator[Path]:
@@ -63,6 +63,16 @@ def cached_matches(repo: str, pattern: str, *, cache_dir: Path | None = None) ->
         if matches:
             return matches
     return []
+
+
+def refuse_a_later_part(repo: str, pattern: str, *, cache_dir: Path | None = None) -> None:
+    """Where ``pattern`` matches no model of ``repo`` in the cache but a later part of a split
+    one (``*00002*``): the sentence that names its first part (``check_parts``)."""
+    for snapshot in ordered_snapshots(repo_cache_dir(repo, cache_dir)):
+        for path in sorted(snapshot.rglob("*")):
+            if is_later_part(path.name) and pattern_matches(
+                    path.relative_to(snapshot).as_posix(), pattern):
+                check_parts(path)
 
 
 def relative_in_snapshot(path: Path) -> str:
@@ -185,6 +195,8 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
                     if part.is_file() or part.is_symlink():
                         delete_cached_file(part)
                         removed.append(part)
+    if not removed and not whole_repo:
+        refuse_a_later_part(parsed.repo, parsed.pattern, cache_dir=cache)
     if not removed:
         raise ModelError(
             f"Nothing to remove: {parsed.repo} has no GGUF file in the Hugging Face cache "

@@ -13,7 +13,7 @@ from pathlib import Path
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 from localpref.models.bundled import bundled_model_path
-from localpref.models.cache import cached_matches, relative_in_snapshot
+from localpref.models.cache import cached_matches, refuse_a_later_part, relative_in_snapshot
 from localpref.models.download import download_model
 from localpref.models.hub_env import hf_cache_dir, hub_offline
 from localpref.models.progress import ProgressCallback
@@ -52,7 +52,12 @@ def resolve_model(
             raise ModelError(f"{path} is a directory, not a GGUF file.")
     else:
         path = _resolve_hub(parsed, progress=progress, download=download)
-    read_gguf_header(path)
+    try:
+        read_gguf_header(path)
+    except ModelError as error:
+        if parsed.kind == "store":  # the file is a blob whose name says nothing of the model
+            raise ModelError(f"{parsed.display} cannot be used: {error}") from None
+        raise
     return path
 
 
@@ -70,6 +75,7 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
             [relative_in_snapshot(p) for p in cached],
             where="in the cache",
         )
+    refuse_a_later_part(parsed.repo, parsed.pattern, cache_dir=cache)
     if not download:
         by_name = parsed.entry is not None and parsed.pattern == parsed.entry.file
         target = parsed.text if by_name else parsed.display

@@ -78,8 +78,9 @@ def parse_model_spec(
     stored = store_prefix(text)
     if stored is not None:
         if filename:
-            raise ModelError(f"{text} names a model in {stored[0]}'s store; a file pattern "
-                             "(--file) only applies to a Hub repo.")
+            tool = "ollama" if stored[0] == "ollama" else "LM Studio"
+            raise ModelError(f"{text} names a model {tool} keeps; a file pattern (--file) only "
+                             "applies to a Hub repo.")
         return ModelSpec("store", text, store=stored[0], name=stored[1])
     entry = None if "/" in text or "\\" in text else find_entry(text)
     if entry is not None:
@@ -97,6 +98,8 @@ def parse_model_spec(
         or (text.lower().endswith(".gguf") and ":" not in text)
     )
     if match is None or looks_like_path:
+        if _URL.match(text):
+            raise _url_error(text)
         if looks_like_path or text.count("/") > 1:
             raise ModelError(f"Model file {text} does not exist.")
         hint = f" (ollama's {text} is ollama:{text})" if ":" in text and "/" not in text else ""
@@ -113,6 +116,25 @@ def parse_model_spec(
     return ModelSpec(
         "hub", text, repo=match.group("repo"), pattern=filename or pattern or DEFAULT_PATTERN
     )
+
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: A file's address on the Hub: https://huggingface.co/ORG/NAME/resolve|blob/REVISION/FILE
+_HUB_FILE_URL = re.compile(
+    r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<repo>[^/]+/[^/]+)/(?:resolve|blob)/"
+    r"[^/]+/(?P<file>[^?#]+)", re.IGNORECASE)
+
+
+def _url_error(text: str) -> ModelError:
+    """The sentence for a URL given as a model: the ``ORG/NAME:FILE`` it means, where it is a
+    file on the Hugging Face Hub."""
+    hub_file = _HUB_FILE_URL.match(text)
+    if hub_file is not None:
+        meant = f"{hub_file.group('repo')}:{hub_file.group('file')}"
+        return ModelError(f"Give a Hugging Face file as ORG/NAME:FILE, not its address: "
+                          f"{meant}.")
+    return ModelError(f"A model is not given by its address ({text}): download the file and "
+                      "give its path, or give a Hugging Face repo as ORG/NAME[:PATTERN].")
 
 
 def store_prefix(text: str) -> tuple[str, str] | None:

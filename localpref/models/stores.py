@@ -28,7 +28,7 @@ from typing import Any
 
 from localpref.errors import ModelError
 from localpref.models.spec import pattern_matches
-from localpref.split_files import is_later_part
+from localpref.split_files import is_later_part, part_paths
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_REGISTRY = "registry.ollama.ai"
@@ -118,14 +118,28 @@ def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
     for root in lmstudio_dirs() if roots is None else roots:
         if not root.is_dir():
             continue
-        for path in sorted(root.rglob("*.gguf")):
+        for path in _gguf_files_below(root):
             if (path.name.lower().startswith("mmproj") or not path.is_file()
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
-            model = StoredModel("lmstudio", name, path, path.stat().st_size)
-            found.setdefault(path.resolve(), model)
+            size = sum(part.stat().st_size for part in part_paths(path) if part.is_file())
+            found.setdefault(path.resolve(), StoredModel("lmstudio", name, path, size))
     return sorted(found.values(), key=lambda model: model.name)
+
+
+def _gguf_files_below(root: Path) -> list[Path]:
+    """Every ``*.gguf`` below ``root``, sorted, following linked folders (models kept on
+    another drive) but never into a folder twice (a link that loops)."""
+    found, seen = [], set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        found += [Path(folder, name) for name in files if name.lower().endswith(".gguf")]
+    return sorted(found)
 
 
 def stored_models() -> list[StoredModel]:
@@ -151,9 +165,14 @@ def _resolve_ollama(name: str) -> Path:
         wanted = wanted[len(OLLAMA_LIBRARY) + 1:]
     root = ollama_dir()
     available = ollama_models(root)
-    for model in available:
-        if model.name.lower() == wanted.lower():
-            return model.path
+    matches = ([model for model in available if model.name == wanted]
+               or [model for model in available if model.name.lower() == wanted.lower()])
+    if len(matches) > 1:  # names that differ only in case: ollama keeps them apart
+        raise ModelError(f"ollama:{wanted} matches {len(matches)} ollama models "
+                         f"({', '.join(model.name for model in matches)}); give the name as "
+                         "`models list` shows it.")
+    if matches:
+        return matches[0].path
     for shown, manifest in _ollama_manifests(root):
         if shown.lower() == wanted.lower():
             _, why = _ollama_blob_or_why(root, manifest)
@@ -163,8 +182,9 @@ def _resolve_ollama(name: str) -> Path:
 
 def _resolve_lmstudio(pattern: str) -> Path:
     available = lmstudio_models()
-    exact = [model for model in available if model.name.lower() == pattern.lower()]
-    if exact:  # a name as `models list` shows it, brackets and all
+    exact = ([model for model in available if model.name == pattern]
+             or [model for model in available if model.name.lower() == pattern.lower()])
+    if exact:  # a name as `models list` shows it, brackets and all (the current folder first)
         return exact[0].path
     glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
     matches = [model for model in available if pattern_matches(model.name, glob)]
