@@ -162,10 +162,14 @@ class Track:
             token = self.selector.pick(lanes)
         except AllMaskedError:
             _check_finite(lanes)
-            raise
-        if token < 0:  # the kernels' answer when no score is finite
+            if self.grammar is None:
+                raise
+            self.selector.recent.append(-1)  # the pick's place, the allowed token's below
+            token = -1
+        if token < 0:  # the kernels' answer when every candidate is masked
             _check_finite(lanes)
-            raise ModelError("No token could be chosen at this step.")
+            if self.grammar is None:
+                raise ModelError("No token could be chosen at this step.")
         if self.grammar is not None:
             token = self._allowed(token, views)
         picked = clock()
@@ -194,12 +198,13 @@ class Track:
 
     def _allowed(self, token: int, views: Sequence[np.ndarray]) -> int:
         """The token, advanced in the grammar. When the masks left no candidate (PAD's top-K
-        or the plausibility mask kept only tokens the grammar forbids), the allowed token the
-        method's first lane scores highest instead: a forbidden token never reaches the
-        grammar, and the trace reads that lane's masked scores as the step's distribution."""
+        or the plausibility mask kept only tokens the grammar forbids: the pick is then -1,
+        or a forbidden token), the allowed token the method's first lane scores highest
+        instead: a forbidden token never reaches the grammar, and the trace reads that lane's
+        masked scores as the step's distribution."""
         grammar = self.grammar
         assert grammar is not None
-        if not grammar.allows(token):
+        if token < 0 or not grammar.allows(token):
             scores = np.array(views[self.method_lanes[0]], dtype=np.float64)
             grammar.mask_into(scores)
             token = int(np.argmax(scores))

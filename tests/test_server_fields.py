@@ -204,6 +204,20 @@ def test_a_json_schema_answer_validates_while_steered(client, model) -> None:
     assert text == library.text
     assert [e.logprob for e in answer.choices[0].logprobs.content] == [
         r["logprob"] for r in library.trace]
+    # The recommended steering's plausibility mask can keep only tokens the grammar forbids
+    # (here after '"Banana" '): the allowed token the preference lane scores highest is taken,
+    # where the request was a 500 ("No token could be chosen at this step.").
+    named = {"type": "object", "properties": {"name": {"type": "string"},
+                                              "colour": {"type": "string"}},
+             "required": ["name", "colour"], "additionalProperties": False}
+    for stream in (False, True):
+        recommended = client.chat.completions.create(
+            model=f"{MODEL_ID}:concise", messages=user("Describe a fruit."), max_tokens=128,
+            logprobs=True, stream=stream, response_format={
+                "type": "json_schema", "json_schema": {"name": "fruit", "schema": named}})
+        text = ("".join(c.choices[0].delta.content or "" for c in recommended if c.choices)
+                if stream else recommended.choices[0].message.content)
+        assert json.loads(text) == {"name": "Banana", "colour": "Banana"}
     plain = client.chat.completions.create(
         model=f"{MODEL_ID}:pad:concise", messages=user(prompt), max_tokens=40,
         response_format={"type": "json_object"})
