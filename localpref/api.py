@@ -561,7 +561,7 @@ class Model:
             tracks.append(Track(
                 selector, positions[: len(method.lanes)], fluency, vocabulary=self.vocabulary,
                 max_tokens=max_tokens, stop=[*request.stop, *self._backend.prompts.stop_strings],
-                ignore_eos=request.ignore_eos,
+                turn_marks=self._backend.prompts.stop_strings, ignore_eos=request.ignore_eos,
                 stats=stats, request=request,
             ))
         job = Job(self._scheduler, specs, tracks, session)

@@ -96,6 +96,7 @@ class Track:
         vocabulary: Vocabulary,
         max_tokens: int,
         stop: Sequence[str] = (),
+        turn_marks: Sequence[str] = (),
         ignore_eos: bool = False,
         stats: dict[str, Any],
         request: Any = None,
@@ -115,6 +116,10 @@ class Track:
         self.vocabulary = vocabulary
         self.max_tokens = max_tokens
         self.stop = [s for s in stop if s]
+        #: a model without a chat template: the lines that begin a turn (``User:``), which are
+        #: also stop strings; its answer is trimmed as a template's turn would end it
+        #: (``trim_plain_turn``)
+        self.turn_marks = [s for s in turn_marks if s]
         self.ignore_eos = ignore_eos
         #: the answer's grammar (``request.grammar``): the selector's last mask every step
         self.grammar: GrammarMask | None = None
@@ -220,6 +225,8 @@ class Track:
             return False
         self.tokens.append(token)
         self.text += self.decoder.decode(self.vocabulary.piece(token))
+        if self.turn_marks and not self.emitted_chars:
+            self.text = self.text.lstrip()  # "Assistant:" is followed by " Hello"
         stop_at = find_stop(self.text, self.stop)
         if stop_at is not None:
             self.text = self.text[:stop_at]
@@ -255,6 +262,8 @@ class Track:
             # max_tokens in an emoji) are dropped, not written as U+FFFD.
             self.decoder.errors = "ignore"
             self.text += self.decoder.decode(b"", final=True)
+        if self.turn_marks:
+            self.text = trim_plain_turn(self.text, self.emitted_chars, self.turn_marks)
 
     def update_stats(self) -> None:
         """Refresh the timing figures (frozen once the track has ended)."""
@@ -623,6 +632,19 @@ def find_stop(text: str, stops: Sequence[str]) -> int | None:
     """Index where the earliest stop string starts in ``text``, or None."""
     found = [index for index in (text.find(stop) for stop in stops) if index >= 0]
     return min(found) if found else None
+
+
+def trim_plain_turn(text: str, emitted: int, turn_marks: Sequence[str]) -> str:
+    """An answer without a chat template, once it has ended: what follows its ``emitted``
+    characters loses the start of a next turn the cut left (``"\nUser"`` at max_tokens)
+    and its trailing whitespace, as a template's end token would have ended the turn. What
+    was emitted stays (a stream cannot take it back)."""
+    said, tail = text[:emitted], text[emitted:]
+    while True:  # "\nUser \n": the newline, the space, then the next turn's start
+        trimmed = tail[:max(len(tail) - held_back(said + tail, turn_marks), 0)].rstrip()
+        if trimmed == tail:
+            return said + tail
+        tail = trimmed
 
 
 def held_back(text: str, stops: Sequence[str]) -> int:

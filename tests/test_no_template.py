@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from localpref import cli
 from localpref.api import Model
+from localpref.decoding import held_back, trim_plain_turn
 from localpref.errors import LocalprefWarning
 from localpref.examples import LIKE_INSTRUCTION, LIKE_REQUEST
 from localpref.prompts import PLAIN_STOP_STRINGS, no_template_notice
@@ -100,3 +103,38 @@ def test_examples_are_earlier_plain_exchanges_on_the_preference_lane(base_model:
                 "User: Name a colour.\nAssistant:",
         "base": "You are a helpful assistant.\n\nUser: Name a colour.\nAssistant:",
     }
+
+
+def test_a_plain_turn_is_trimmed_as_a_template_would_end_it() -> None:
+    """What a cut at max_tokens or the stop leaves after the emitted text: the start of a
+    next turn and trailing whitespace go; what was emitted stays."""
+    marks = PLAIN_STOP_STRINGS
+    assert trim_plain_turn("Hello\nUser", 5, marks) == "Hello"
+    assert trim_plain_turn("Hello\nAssist", 5, marks) == "Hello"
+    assert trim_plain_turn("Hello.  \n", 6, marks) == "Hello."
+    assert trim_plain_turn("Hello\nUsed", 5, marks) == "Hello\nUsed"  # not a turn's start
+    assert trim_plain_turn("Hello\nUser \n", 5, marks) == "Hello"
+    assert trim_plain_turn("Hello \n", 7, marks) == "Hello \n"  # emitted: a stream said it
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \nUserAsistn:", max_size=24), st.data())
+def test_the_trimmed_turn_keeps_what_was_emitted(text: str, data: st.DataObject) -> None:
+    emitted = data.draw(st.integers(0, len(text)))
+    trimmed = trim_plain_turn(text, emitted, PLAIN_STOP_STRINGS)
+    assert text.startswith(trimmed) and trimmed.startswith(text[:emitted])
+    tail = trimmed[emitted:]
+    assert not tail or (tail == tail.rstrip() and held_back(trimmed, PLAIN_STOP_STRINGS) == 0)
+
+
+def test_answers_start_and_end_as_a_turn_would(base_model: Model) -> None:
+    """Sampled answers of a model without a template: no leading whitespace (the format's
+    "Assistant:" is followed by " Hello"), nothing of a next turn at the end, and the
+    stream says exactly the answer."""
+    for seed in range(12):
+        settings_ = {"max_tokens": 4 + seed % 5, "temperature": 1.0, "seed": seed}
+        answer = base_model.generate("Hi", **settings_)
+        assert answer.text == answer.text.lstrip()
+        assert held_back(answer.text, PLAIN_STOP_STRINGS) == 0 or not answer.text
+        streamed = "".join(piece for piece in base_model.stream("Hi", **settings_))
+        assert streamed == answer.text
