@@ -121,6 +121,17 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
     ({"localpref": {"preference": "concise", "method": "nope"}}, "localpref.method",
      "Unknown method 'nope'"),
     ({"localpref": {"like": [""]}}, "localpref.like", "An example (like) must be"),
+    # a client that built the message wrongly gets a 400, not a long made-up answer
+    ({"messages": [{"role": "user"}]}, "messages[0].content",
+     "A user message needs its content (a text, or text parts)."),
+    ({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user",
+                                                                "content": None}]},
+     "messages[1].content", "A user message needs its content"),
+    ({"messages": [{"role": "developer", "content": None}, {"role": "user", "content": "Hi"}]},
+     "messages[0].content", "A developer message needs its content"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "x"}}]}]},
+     "messages[0].content[1].type", "Only text content parts are supported (got 'image_url')."),
 ])
 def test_a_value_out_of_range_names_its_field_in_param(server, fields, param,
                                                         sentence) -> None:

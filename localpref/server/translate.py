@@ -99,20 +99,26 @@ def start_generation(model: Model, args: GenerationArgs) -> Generation:
                          "shorten it.") from None
 
 
-def message_text(message: ChatMessage) -> str:
-    """A message's text: a string, or its text parts joined (other parts are a 400)."""
+def message_text(message: ChatMessage, index: int) -> str:
+    """A message's text: a string, or its text parts joined (other parts are a 400, and so is
+    a user or system message with no content: only an assistant's may be null)."""
     content = message.content
+    field = f"messages[{index}].content"
     if content is None:
+        if message.role != "assistant":
+            raise FieldError(field, f"A {message.role} message needs its content (a text, or "
+                             "text parts).")
         return ""
     if isinstance(content, str):
         return content
     pieces = []
-    for part in content:
+    for number, part in enumerate(content):
         if part.type != "text":
-            raise SettingsError(f"Only text content parts are supported (got '{part.type}').")
+            raise FieldError(f"{field}[{number}].type", "Only text content parts are "
+                             f"supported (got '{part.type}').")
         if part.text is None:
-            raise SettingsError("A text content part needs its text "
-                                '({"type": "text", "text": "..."}).')
+            raise FieldError(f"{field}[{number}].text", "A text content part needs its text "
+                             '({"type": "text", "text": "..."}).')
         pieces.append(part.text)
     return "".join(pieces)
 
@@ -120,8 +126,8 @@ def message_text(message: ChatMessage) -> str:
 def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
     """The conversation as the library reads it (``developer`` becomes ``system``)."""
     return [
-        {"role": "system" if m.role == "developer" else m.role, "content": message_text(m)}
-        for m in request.messages
+        {"role": "system" if m.role == "developer" else m.role, "content": message_text(m, i)}
+        for i, m in enumerate(request.messages)
     ]
 
 
