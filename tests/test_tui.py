@@ -20,7 +20,13 @@ from localpref import cli
 from localpref.store import Store
 from tui.app import LocalprefApp
 from tui.keys import APP_ACTIONS, INPUT_ACTIONS
-from tui.screens import CompareScreen, HelpScreen, ModelErrorDialog, ModelPickerScreen
+from tui.screens import (
+    CompareScreen,
+    HelpScreen,
+    ModelErrorDialog,
+    ModelPickerScreen,
+    TextDialog,
+)
 from tui.screens.compare import ComparePane
 from tui.widgets import ChatInput, ChatLog, ConversationList, PreferencePanel, StatusBar
 
@@ -202,6 +208,24 @@ async def test_keys_typed_faster_than_the_app_reads_them_land_in_order(model, ho
         await until(pilot, lambda: app.conversation_id is not None and not app.busy
                     and len(answers(app)) == 1 and app.query_one(ChatInput).text == "ac\nd")
         assert user_messages(app) == ["Why is the sky blue?"]
+
+
+async def test_keys_typed_fast_in_a_dialog_land_in_order(model, home):
+    """A rename typed as a burst (End, Ctrl+U, the new name, Enter): Ctrl+U ran after the
+    name typed behind it, which it then erased, and the rename did nothing."""
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"Name a color.", "enter")
+        await until(pilot, lambda: app.conversation_id is not None and not app.busy
+                    and len(answers(app)) == 1)
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, TextDialog))
+        for key in [events.Key("end", None), events.Key("ctrl+u", None), *typed("Bank ab"),
+                    events.Key("backspace", None), *typed("c\n")]:
+            app.post_message(key)
+        await until(pilot, lambda: not isinstance(app.screen, TextDialog))
+        await until(pilot, lambda: app.store.list_conversations()[0].title == "Bank ac")
 
 
 async def test_message_sent_while_the_model_loads_waits_and_goes_once_it_is_ready(

@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import Markdown
+from rich.text import Text
+from textual.widgets import DataTable, Markdown
 from tui_helpers import until
 
 from tui.app import LocalprefApp
-from tui.widgets import ChatInput, ChatLog, StatusBar
+from tui.screens import HelpScreen
+from tui.widgets import ChatInput, ChatLog, PreferencePanel, StatusBar
 from tui.widgets.markdown_feed import line_breaking_parser
 from tui.widgets.status_bar import SEPARATOR, fitted
 
@@ -43,9 +45,15 @@ def test_the_status_line_gives_way_from_its_names_then_its_figures() -> None:
     texts = fitted(FACTS, 80)  # the steering cost is left out before the speed
     assert texts[4] is None and texts[3] == "14.2 tok/s" and len(line(texts)) <= 80
     assert texts[5:] == ["ctx 120/2048", "ready"]
-    texts = fitted(FACTS, 40)  # nothing more gives way: the context and state stay
+    texts = fitted(FACTS, 64)  # every name at its floor: the line just fits
     assert texts[3] is texts[4] is None and texts[5:] == ["ctx 120/2048", "ready"]
-    assert [len(text) for text in texts[:3]] == [10, 12, 12]
+    assert [len(text) for text in texts[:3]] == [10, 12, 12] and len(line(texts)) == 64
+    texts = fitted(FACTS, 60)  # then the preference goes, then the method
+    assert texts == [texts[0], texts[1], None, None, None, "ctx 120/2048", "ready"]
+    assert len(line(texts)) <= 60
+    texts = fitted(FACTS, 40)  # the context and the state stay in view
+    assert texts == [texts[0], None, None, None, None, "ctx 120/2048", "ready"]
+    assert len(texts[0]) == 10 and len(line(texts)) <= 40
 
 
 def test_a_line_break_stays_a_line_break() -> None:
@@ -54,6 +62,15 @@ def test_a_line_break_stays_a_line_break() -> None:
     assert [child.type for child in inline[0].children] == [
         "text", "hardbreak", "text", "hardbreak", "text"]
     assert [child.type for child in inline[1].children] == ["text"]
+
+
+def test_text_that_looks_like_html_stays_text() -> None:
+    """Textual draws no HTML: a tag parsed as HTML vanished from a message or an answer."""
+    typed = "Keep <my-key> and <b>bold</b>, Map<String, Integer> and x<y>z"
+    tokens = line_breaking_parser().parse(f"{typed}\n\n<div>block</div>")
+    inline = [token for token in tokens if token.type == "inline"]
+    assert [[child.type for child in token.children] for token in inline] == [["text"]] * 2
+    assert [token.children[0].content for token in inline] == [typed, "<div>block</div>"]
 
 
 async def test_a_two_line_message_and_the_status_at_120_columns(model, home) -> None:
@@ -73,3 +90,43 @@ async def test_a_two_line_message_and_the_status_at_120_columns(model, home) -> 
         assert len(shown) <= 120 and shown.endswith(" │ ready")
         assert f"/{model.n_ctx} │ ready" in shown and "tok/s" in shown
         assert model.name in status.plain and "uncalibrated default" in status.plain
+
+
+async def test_a_narrow_terminal_shows_one_side_panel_at_a_time(model, home) -> None:
+    """At 80 columns F3 then Ctrl+L left the chat 8 columns (the message box unreadable):
+    opening one panel closes the other there; at 120 both stay open."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel, chats = app.query_one(PreferencePanel), app.query_one("#conversations")
+        assert not panel.display and not chats.display  # both start hidden under 90
+        await pilot.press("f3")
+        await until(pilot, lambda: panel.display)
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: chats.display and not panel.display)
+        await pilot.press("f3")
+        await until(pilot, lambda: panel.display and not chats.display)
+        await pilot.pause(0.2)
+        assert app.query_one(ChatInput).region.width >= 30
+        await pilot.resize_terminal(120, 30)
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: chats.display and panel.display)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_the_help_wraps_each_description_inside_its_box(model, home, size) -> None:
+    """F1's descriptions ended mid-word at the box's edge (one line a row, wider than the
+    box): each now wraps within it, whole."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause(0.2)
+        table = app.screen.query_one(DataTable)
+        assert table.virtual_size.width <= table.region.width  # nothing past the edge
+        text_width = list(table.columns.values())[2].width
+        for row_key in table.rows:
+            description = table.get_row(row_key)[2].plain
+            lines = Text(description).wrap(app.console, text_width)
+            assert table.rows[row_key].height == len(lines)

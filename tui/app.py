@@ -29,7 +29,7 @@ from localpref.methods import resolve_method
 from localpref.store import Store, StoreError
 from localpref.weights import Weights, parse_preference_items
 from tui.answering import AnsweringHandlers
-from tui.conversations import ConversationHandlers
+from tui.conversations import BOTH_PANELS_MIN_WIDTH, ConversationHandlers
 from tui.events import ModelFailed, ModelLoaded, Notice
 from tui.keys import APP_ACTIONS, bindings
 from tui.palette import SteeringCommands
@@ -51,8 +51,9 @@ __all__ = ["LocalprefApp", "startup_steering", "title_from"]
 CHAT_SCREEN_ACTIONS = frozenset(
     action.action for action in APP_ACTIONS if action.action not in ("quit", "help"))
 
-#: Below these widths the side panels start hidden (F3 and Ctrl+L show them).
-PREFERENCES_MIN_WIDTH, CONVERSATIONS_MIN_WIDTH = 120, 90
+#: Below these widths the side panels start hidden (F3 and Ctrl+L show them; under
+#: BOTH_PANELS_MIN_WIDTH one at a time).
+PREFERENCES_MIN_WIDTH, CONVERSATIONS_MIN_WIDTH = BOTH_PANELS_MIN_WIDTH, 90
 
 
 def startup_steering(

@@ -7,6 +7,7 @@ show the result.
 
 from __future__ import annotations
 
+from textual.widget import Widget
 from textual.widgets import ListView
 
 from localpref.store import StoredMessage
@@ -14,6 +15,10 @@ from tui.screens import ConfirmDialog, TextDialog
 from tui.session import ChatSession
 from tui.widgets import ChatInput, ChatLog, MessageView, PreferencePanel
 from tui.widgets.conversation_list import ConversationItem
+
+#: Terminals narrower than this show one side panel at a time (the app opens both from this
+#: width on, ``tui.app``).
+BOTH_PANELS_MIN_WIDTH = 120
 
 __all__ = ["ConversationHandlers"]
 
@@ -105,14 +110,23 @@ class ConversationHandlers:
             await self._show_conversation(self.session.stored_messages())
             self.notify("Conversation deleted.")
 
+    def _make_room(self, other: Widget) -> None:
+        """A panel opened on a terminal under :data:`BOTH_PANELS_MIN_WIDTH` columns closes the
+        other one: side by side they left the chat a few columns, the message box unreadable."""
+        if self.size.width < BOTH_PANELS_MIN_WIDTH:
+            other.display = False
+
     def action_toggle_conversations(self) -> None:
         widget = self.query_one("#conversations")
         widget.display = not widget.display
+        if widget.display:
+            self._make_room(self.query_one(PreferencePanel))
 
     def action_toggle_preferences(self) -> None:
         panel = self.query_one(PreferencePanel)
         panel.display = not panel.display
         if panel.display:
+            self._make_room(self.query_one("#conversations"))
             panel.query_one("#presets").focus()
         else:
             self.query_one(ChatInput).focus()

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 
 from tui.keys import DIALOG_ACTIONS, bindings
+from tui.widgets.typing_order import OrderedInput
 
 
 class TextDialog(ModalScreen[str | None]):
@@ -25,7 +26,7 @@ class TextDialog(ModalScreen[str | None]):
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Input(self.value, id="dialog-input")
+            yield OrderedInput(self.value, id="dialog-input")
             with Horizontal(classes="buttons"):
                 yield Button("OK", id="ok", variant="primary", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -88,7 +89,7 @@ class ModelErrorDialog(ModalScreen[str | None]):
             yield Label("The model could not be loaded", classes="dialog-title")
             yield Static(self.reason, id="model-error-reason")
             yield Label("Load another GGUF file (a path, a catalog name or ORG/REPO):")
-            yield Input(self.spec or "", placeholder="/path/to/model.gguf", id="model-path")
+            yield OrderedInput(self.spec or "", placeholder="/path/to/model.gguf", id="model-path")
             if self.candidates:
                 yield Label("Or pick one found on this machine:")
                 yield OptionList(*(str(path) for path in self.candidates), id="model-choices")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label
@@ -15,6 +16,13 @@ from tui.keys import (
     MODEL_PICKER_ACTIONS,
     bindings,
 )
+
+#: Columns the table takes beside its cells' text (each cell's padding, the scroll bar).
+TABLE_FRAME = 8
+#: The help box's width on a wide terminal (app.tcss, ``#help-box``).
+HELP_BOX_WIDTH = 130
+#: The descriptions are never narrower than this (the box scrolls sideways under it).
+MIN_TEXT_WIDTH = 20
 
 
 class HelpScreen(ModalScreen[None]):
@@ -31,19 +39,27 @@ class HelpScreen(ModalScreen[None]):
             yield Button("Close", id="close", compact=True)
 
     def on_mount(self) -> None:
+        rows = [*((a.key_display, "anywhere", a.help) for a in APP_ACTIONS),
+                *((a.key_display, "message box", a.help) for a in INPUT_ACTIONS),
+                *((a.key_display, "compare view", a.help) for a in COMPARE_ACTIONS),
+                *((a.key_display, "model picker", a.help) for a in MODEL_PICKER_ACTIONS),
+                *((key, "anywhere", text) for key, text in BUILTIN_KEYS)]
+        key_width = max(len(key) for key, _, _ in rows)
+        where_width = max(len(where) for _, where, _ in rows)
         table = self.query_one(DataTable)
-        table.add_columns("Key", "Where", "What it does")
-        for action in APP_ACTIONS:
-            table.add_row(action.key_display, "anywhere", action.help)
-        for action in INPUT_ACTIONS:
-            table.add_row(action.key_display, "message box", action.help)
-        for action in COMPARE_ACTIONS:
-            table.add_row(action.key_display, "compare view", action.help)
-        for action in MODEL_PICKER_ACTIONS:
-            table.add_row(action.key_display, "model picker", action.help)
-        for key, text in BUILTIN_KEYS:
-            table.add_row(key, "anywhere", text)
+        table.add_column("Key", width=key_width)
+        table.add_column("Where", width=where_width)
+        table.add_column("What it does", width=max(
+            MIN_TEXT_WIDTH, self._box_width() - key_width - where_width - TABLE_FRAME))
+        for key, where, text in rows:  # each description wrapped within the box
+            table.add_row(key, where, Text(text), height=None)
         table.focus()
+
+    def _box_width(self) -> int:
+        """The help box's width inside its border and padding on this terminal (app.tcss:
+        ``#help-box`` 130 columns, a dialog at most 95 % of the screen, border 1 and padding
+        2 a side)."""
+        return min(HELP_BOX_WIDTH, int(self.app.size.width * 0.95)) - 6
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -36,6 +36,7 @@ from localpref.models import (
     stored_models,
 )
 from tui.keys import MODEL_PICKER_ACTIONS, bindings
+from tui.widgets.typing_order import OrderedInput
 
 #: Progress-bar updates per second while a file downloads (the last one is always shown).
 PROGRESS_HZ = 10.0
@@ -178,7 +179,7 @@ class ModelPickerScreen(ModalScreen[PickedModel | None]):
                                for index, row in enumerate(self.rows)), id="model-options")
             yield Label("Or type a path, a catalog name, or a Hugging Face repo "
                         "ORG/NAME[:PATTERN]:")
-            yield Input(placeholder="bartowski/Llama-3.2-1B-Instruct-GGUF:*Q4_K_M.gguf",
+            yield OrderedInput(placeholder="bartowski/Llama-3.2-1B-Instruct-GGUF:*Q4_K_M.gguf",
                         id="model-spec", select_on_focus=False)  # typing on the list goes on
             yield ProgressBar(total=None, show_eta=True, id="model-progress")
             yield Static(" ".join(self.problems), id="model-picker-status")

@@ -5,8 +5,8 @@ is. Textual runs a priority binding when the key reaches the app, before the cha
 just ahead of it have reached this box (an Enter then sent "Why is the" of "Why is the sky
 blue?"), and a widget's other bindings only once the key has bubbled back up to the app,
 after the characters typed just behind it (a Backspace then erased the next character). So
-the box looks its own bindings up itself, in ``_on_key``, in the order of its queue; and Enter
-empties it at once, so what is typed next starts a new message.
+the box looks its own bindings up itself, in ``_on_key``, in the order of its queue
+(``typing_order``); and Enter empties it at once, so what is typed next starts a new message.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from tui.keys import INPUT_ACTIONS, bindings
+from tui.widgets.typing_order import ran_own_binding
 
 
 class ChatInput(TextArea):
@@ -45,12 +46,8 @@ class ChatInput(TextArea):
 
     async def _on_key(self, event: events.Key) -> None:
         """Run this box's own bindings here, in typing order, then type the rest."""
-        for binding in self._bindings.key_to_bindings.get(event.key, ()):
-            if await self.app.run_action(binding.action, self):
-                event.stop()
-                event.prevent_default()
-                return
-        await super()._on_key(event)
+        if not await ran_own_binding(self, event):
+            await super()._on_key(event)
 
     def action_submit(self) -> None:
         """Send the message: empty the box now and hand the text to the app."""

@@ -13,8 +13,10 @@ from textual.widgets._markdown import MarkdownStream
 def line_breaking_parser() -> MarkdownIt:
     """Textual's "gfm-like" Markdown with every line break kept: a haiku's three lines, or a
     message typed on two (Ctrl+J), stay on their lines instead of joining into one line
-    (Textual draws a soft break as a space, a hard one as a new line)."""
-    parser = MarkdownIt("gfm-like")
+    (Textual draws a soft break as a space, a hard one as a new line). HTML is text: Textual
+    draws no HTML, so ``<b>``, ``List<T>`` or ``<my-key>`` would vanish from what was typed
+    or written."""
+    parser = MarkdownIt("gfm-like", {"html": False})
     parser.core.ruler.push("hard_breaks", _hard_breaks)
     return parser
 

@@ -31,6 +31,7 @@ from tui.steering import (
     strength_field,
 )
 from tui.widgets.strength_slider import StrengthSlider
+from tui.widgets.typing_order import OrderedInput
 
 #: Where the user picks a method (issue 13's evaluation): the two-lane methods differ mainly by
 #: their strength.
@@ -52,7 +53,7 @@ def field_row(spec: FieldSpec, value: Any) -> Widget:
                         tooltip=tooltip, compact=True)
     return Horizontal(
         Label(spec.label, classes="setting-label"),
-        Input(spec.format(value), placeholder=spec.help, id=field_widget_id(spec),
+        OrderedInput(spec.format(value), placeholder=spec.help, id=field_widget_id(spec),
               classes="setting", tooltip=tooltip, compact=True),
         classes="setting-row",
     )
@@ -160,7 +161,7 @@ class PreferencePanel(VerticalScroll):
             *(Selection(name, name, name in steering.presets) for name in PRESETS),
             id="presets",
         )
-        yield Input(steering.custom, placeholder="your own, e.g. explain like I'm new",
+        yield OrderedInput(steering.custom, placeholder="your own, e.g. explain like I'm new",
                     id="custom-preference", compact=True)
         yield Static(WEIGHTS_NOTE, classes="help")
         yield Vertical(*weight_sliders(steering), id="weights")
@@ -168,7 +169,7 @@ class PreferencePanel(VerticalScroll):
         yield Static(EXAMPLES_NOTE, classes="help")
         yield Vertical(*example_rows(steering.examples), id="examples")
         yield Label("Avoid", classes="section")
-        yield Input(steering.avoid, placeholder="steer away from, e.g. verbose or jargon",
+        yield OrderedInput(steering.avoid, placeholder="steer away from, e.g. verbose or jargon",
                     id="avoid", compact=True,
                     tooltip="A built-in name or any text. It goes into the base lane's prompt, "
                     "so two-lane methods push away from it (not Base, Pref, or PAD with a "
@@ -206,7 +207,7 @@ class PreferencePanel(VerticalScroll):
             Button("Delete", id="profile-delete", compact=True),
             classes="buttons",
         )
-        yield Input(placeholder="profile name, e.g. my writing style", id="profile-name",
+        yield OrderedInput(placeholder="profile name, e.g. my writing style", id="profile-name",
                     compact=True)
         yield Button("Save as profile", id="profile-save", compact=True)
 

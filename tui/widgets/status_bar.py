@@ -2,7 +2,8 @@
 
 The line fits its width: when the facts are longer, the model's name, the method's label and
 the preference are shortened (each to no less than a few characters, the longest first), then
-the steering cost and the speed left out, so that the context used and the state stay in
+the steering cost and the speed left out, then the preference, the method and the model's name
+(the preference panel and the title say them), so that the context used and the state stay in
 view."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ SEPARATOR = " │ "
 #: The facts that give way to a narrow line, and the characters each keeps at least.
 SHORTENED = {"model": 10, "method": 12, "preference": 12}
 #: The facts left out, in this order, when the shortened ones are not enough.
-LEFT_OUT = ("steer", "speed")
+LEFT_OUT = ("steer", "speed", "preference", "method", "model")
 
 
 class StatusBar(Static):
