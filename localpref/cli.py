@@ -8,6 +8,7 @@ printed here as one sentence on stderr with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: A write that failed because of where the output goes (a full disk, a device gone).
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 #: The exit code of a command whose output's reader went away (128 + SIGPIPE, as a shell
 #: reports a process that a closed pipe ended).
 BROKEN_PIPE_EXIT = 141
@@ -54,6 +57,7 @@ BROKEN_PIPE_EXIT = 141
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C, 141 when the
     reader of its output went away)."""
+    _replace_what_stdout_cannot_encode()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -70,8 +74,29 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`localpref generate ... | head`): nothing more can be shown.
         # Python would complain again when it flushes stdout at exit, so stdout goes nowhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
         return BROKEN_PIPE_EXIT
+    except OSError as error:
+        if error.errno not in WRITE_ERRORS:
+            raise
+        # the output's disk is full (`> /dev/full`) or gone: what was not written is lost
+        _quiet_stdout()
+        print(f"localpref: Cannot write the output: {error.strerror}.", file=sys.stderr)
+        return 2
+
+
+def _quiet_stdout() -> None:
+    """Send what is left of stdout nowhere (Python flushes it again at exit)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _replace_what_stdout_cannot_encode() -> None:
+    """Under an encoding other than UTF-8 (``PYTHONIOENCODING=ascii``), a character the
+    terminal cannot show is written as ``?`` instead of ending the command."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 if __name__ == "__main__":

@@ -421,7 +421,8 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
     per track once it ends; each track's ``stats`` are updated every step, so a user
     interface can show tokens/s while it streams. ``cancel()`` may be called from any
     thread: nothing more is yielded, the request ends at the next step (or between prefill
-    chunks), and each result keeps the text that was yielded. ``on_finish`` runs in the
+    chunks), and each result keeps the text that was yielded (read with ``run()``, which
+    yields nothing, the text written). ``on_finish`` runs in the
     caller's thread when the generation ends, whatever happened.
     """
 
@@ -542,17 +543,20 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
 
     def _kept(self, end: End | None, cut: bool) -> list[Result]:
         """The results; cut to what was yielded when the caller stopped reading early or
-        the request failed."""
+        the request failed (read by ``run()``, which yields nothing, a cancelled result keeps
+        all it wrote)."""
         if end is None:
             return self._job.cancelled_results()
         results = end.results
-        if not cut and end.error is None:
-            return results
+        if (not cut and end.error is None) or self._job.outbox.quiet:
+            return results  # ``run()``: nothing was yielded, all the text so far is kept
         for index, result in enumerate(results):
             if result.text != self._shown[index]:
                 result.text = self._shown[index]
                 result.tokens = result.tokens[: self._shown_tokens[index]]
                 result.stats["n_tokens"] = len(result.tokens)
+                if not result.tokens:  # none kept: no rate (it was the dropped tokens')
+                    result.stats["tokens_per_s"] = 0.0
                 if result.trace is not None:
                     result.trace = cut_trace(result.trace[: len(result.tokens)], result.text)
                 if result.stats.get("stop_reason") != "error":

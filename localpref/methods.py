@@ -58,12 +58,13 @@ class Sampling:
         check_number_fields(self)
         _require(math.isfinite(self.repeat_penalty) and self.repeat_penalty > 0,
                  f"the repeat penalty must be greater than 0 (got {self.repeat_penalty}).",
-                 "repeat_penalty")
+                 "repeat_penalty", self.repeat_penalty)
         _require(1 <= self.repeat_last_n <= MAX_REPEAT_LAST_N,
                  f"repeat_last_n must be from 1 to {MAX_REPEAT_LAST_N} "
                  f"(got {self.repeat_last_n}).", "repeat_last_n")
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
-                 f"temperature must be 0 or more (got {self.temperature}).", "temperature")
+                 f"temperature must be 0 or more (got {self.temperature}).", "temperature",
+                 self.temperature)
         # 0 keeps only the most likely token (greedy), as OpenAI's API and llama.cpp read it
         _require(0 <= self.top_p <= 1, f"top-p must be in [0, 1] (got {self.top_p}).", "top_p")
         _require(self.top_k >= 0,
@@ -328,9 +329,10 @@ class ContrastFamily(Method):
                  f"The end-token rule (end_tokens) must be {CONTRAST_ENDS!r} or {PREF_ENDS!r} "
                  f"(got {self.end_tokens!r}).", "end_tokens")
         _require(math.isfinite(self.tau) and 0 <= self.tau < 1,
-                 f"tau must be in [0, 1) (got {self.tau}).", "tau")
+                 f"tau must be in [0, 1) (got {self.tau}).", "tau", self.tau)
         _require(self.kl_budget is None or (math.isfinite(self.kl_budget) and self.kl_budget > 0),
-                 f"the KL budget must be greater than 0 (got {self.kl_budget}).", "kl_budget")
+                 f"the KL budget must be greater than 0 (got {self.kl_budget}).", "kl_budget",
+                 self.kl_budget)
 
     @property
     def strength(self) -> float:
@@ -408,7 +410,7 @@ class Contrastive(ContrastFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.ratio) and self.ratio >= 0,
-                 f"ratio must be 0 or more (got {self.ratio}).", "ratio")
+                 f"ratio must be 0 or more (got {self.ratio}).", "ratio", self.ratio)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         return self.pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
@@ -445,17 +447,18 @@ class Amulet(ContrastFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.alpha) and self.alpha >= 0,
-                 f"alpha must be 0 or more (got {self.alpha}).", "alpha")
+                 f"alpha must be 0 or more (got {self.alpha}).", "alpha", self.alpha)
         _require(math.isfinite(self.lam) and self.lam >= 0,
-                 f"lambda must be 0 or more (got {self.lam}).", "lam")
+                 f"lambda must be 0 or more (got {self.lam}).", "lam", self.lam)
         _require(math.isfinite(self.eta) and self.eta > 0,
-                 f"eta must be greater than 0 (got {self.eta}).", "eta")
+                 f"eta must be greater than 0 (got {self.eta}).", "eta", self.eta)
         _require(int(self.iterations) == self.iterations
                  and 1 <= self.iterations <= MAX_ITERATIONS,
                  f"iterations must be a whole number from 1 to {MAX_ITERATIONS} "
                  f"(got {self.iterations}).", "iterations")
         _require(self.contrast is None or (math.isfinite(self.contrast) and self.contrast >= 0),
-                 f"the contrast must be 0 or more (got {self.contrast}).", "contrast")
+                 f"the contrast must be 0 or more (got {self.contrast}).", "contrast",
+                 self.contrast)
 
     @property
     def effective_alpha(self) -> float:
@@ -534,7 +537,7 @@ class PAD(ContrastFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(math.isfinite(self.weight) and self.weight >= 0,
-                 f"weight must be 0 or more (got {self.weight}).", "weight")
+                 f"weight must be 0 or more (got {self.weight}).", "weight", self.weight)
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
                  f"candidates must be a whole number, 1 or more (got {self.candidates}).",
                  "candidates")
@@ -779,6 +782,13 @@ def check_number_fields(settings: Any) -> None:
                  f"The setting {spec.name} must be {called} (got {value!r}).", spec.name)
 
 
-def _require(condition: bool, message: str, param: str | None = None) -> None:
-    if not condition:
-        raise SettingsError(message[0].upper() + message[1:], param=param)
+def _require(condition: bool, message: str, param: str | None = None,
+             value: object = None) -> None:
+    """``message`` (its first letter raised) as a SettingsError unless ``condition``; for a
+    ``value`` that is infinite or NaN, the sentence says a finite number is needed (``inf``
+    is 0 or more: the bound's own sentence would mislead)."""
+    if condition:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        message = f"{message.split(' must ', 1)[0]} must be a finite number (got {value})."
+    raise SettingsError(message[0].upper() + message[1:], param=param)

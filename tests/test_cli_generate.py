@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -256,6 +257,24 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
     assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
 
 
+def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130() -> None:
+    """compare printed empty columns and exited 0 after Ctrl-C."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "compare", "Write a long story about a dragon.",
+         "-p", "concise", "--methods", "base,pref", "--max-tokens", "2000", "--json",
+         "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    time.sleep(8)  # loaded, and writing
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err
+    results = json.loads(out)["results"]
+    assert [r["stats"]["stop_reason"] for r in results].count("cancelled") >= 1
+    assert all(r["text"] and r["stats"]["n_tokens"] > 0 for r in results)
+
+
 def test_the_first_ctrl_c_cancels_and_a_second_raises() -> None:
     cancels: list[bool] = []
     suites = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh CLI has it
@@ -430,3 +449,93 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     assert code == 0 and "nothing to steer toward" not in err
     code, _, err = run_cli(capsys, "generate", "Hi", "--max-tokens", "2", "--json")
     assert code == 0 and "nothing to steer toward" not in err  # the default says nothing
+    code, _, err = run_cli(capsys, "compare", "Hi", "--methods", "pref,pad", "--max-tokens",
+                           "2", "--json")
+    assert err.strip().endswith("so pref, pad write plain decoding (base).")
+    code, _, err = run_cli(capsys, "generate", "Hi", "-p", "concise", "--max-tokens", "2",
+                           "--json")  # the recommended steering: nothing to say
+    assert code == 0 and err == ""
+
+
+def test_base_with_a_preference_says_it_does_not_read_it(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--like with -m base was dropped without a word (--avoid is refused: it has no lane)."""
+    example = tmp_path / "like.txt"
+    example.write_text("Short answers.")
+    for flags in (["-p", "concise"], ["--like", str(example)]):
+        code, out, err = run_cli(capsys, "generate", "Hi", "-m", "base", *flags,
+                                 "--max-tokens", "2", "--json")
+        assert code == 0 and json.loads(out)["method"] == "base"
+        assert err.strip() == ("localpref: base is plain decoding, the reference: it does not "
+                               "read --preference or --like (give another --method to steer).")
+
+
+@pytest.mark.parametrize(("command", "flags", "sentence"), [
+    ("generate", ["--trace"], "--trace adds each token's record to the JSON object"),
+    ("compare", ["--trace"], "--trace adds each token's record to the JSON object"),
+    ("generate", ["--show-steering", "--json"], "--show-steering prints the answer for reading"),
+])
+def test_a_display_option_that_would_do_nothing_is_one_sentence(
+        capsys: pytest.CaptureFixture[str], command: str, flags: list[str],
+        sentence: str) -> None:
+    code, out, err = run_cli(capsys, command, "Hi", "-p", "concise", *flags)
+    assert code == 2 and out == "" and err.startswith(f"localpref: {sentence}")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["generate", "Hi"], ["generate", "Hi", "--json"],
+                                     ["compare", "Hi", "--methods", "base"]])
+def test_a_full_disk_is_one_sentence(command: list[str]) -> None:
+    """Output to a full disk (/dev/full) was a traceback ending in OSError."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "localpref.cli", *command,
+                               "--max-tokens", "4", "--threads", "1"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "localpref: Cannot write the output: No space left on device.")
+    assert "Traceback" not in done.stderr
+
+
+def test_an_encoding_without_the_answers_characters_writes_question_marks() -> None:
+    """PYTHONIOENCODING=ascii: a character it lacks (the prompt, echoed in compare's JSON, or
+    an emoji in an answer) ended the command with a traceback."""
+    done = subprocess.run([sys.executable, "-m", "localpref.cli", "compare", "Café?",
+                           "--methods", "base", "--max-tokens", "3", "--threads", "1", "--json"],
+                          capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"},
+                          timeout=120)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr
+    assert json.loads(done.stdout)["prompt"] == "Caf??"
+
+
+@pytest.mark.parametrize(("env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False),
+                                               ({"TERM": "dumb"}, False)])
+def test_show_steering_colours_a_terminal_unless_told_not_to(env: dict[str, str],
+                                                             coloured: bool) -> None:
+    """On a real terminal the changed tokens are coloured, but NO_COLOR (no-color.org) and
+    TERM=dumb get the [[...]] markers (both were ignored)."""
+    main, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "localpref.cli", "generate", "How do I keep basil alive?",
+             "-p", "concise", "--max-tokens", "24", "--threads", "1", "--show-steering"],
+            stdout=secondary, stderr=subprocess.PIPE, timeout=120,
+            env={**{k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")},
+                 "TERM": "xterm", **env})
+        os.close(secondary)
+        secondary = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal's other side closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+        if secondary >= 0:
+            os.close(secondary)
+    assert done.returncode == 0
+    assert (b"\x1b[" in shown) is coloured and (b"[[" in shown) is not coloured

@@ -96,3 +96,19 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     error = process.stderr.read().decode()
     assert process.wait(120) == 141
     assert "Traceback" not in error and "BrokenPipeError" not in error
+
+
+@pytest.mark.parametrize(("flags", "sentence"), [
+    (["--temperature", "inf"], "Temperature must be a finite number (got inf)."),
+    (["--temperature", "nan"], "Temperature must be a finite number (got nan)."),
+    (["--repeat-penalty", "1e309"], "The repeat penalty must be a finite number (got inf)."),
+    (["-p", "concise", "--kl-budget", "inf"], "The KL budget must be a finite number (got inf)."),
+    (["-p", "concise", "-m", "amulet", "--eta", "inf"], "Eta must be a finite number (got inf)."),
+    (["-p", "concise", "-m", "pad", "--weight=-inf"],
+     "Weight must be a finite number (got -inf)."),
+    (["--temperature", "-1"], "Temperature must be 0 or more (got -1.0)."),
+])
+def test_an_infinite_number_is_told_it_must_be_finite(capsys, flags, sentence):
+    """inf is "0 or more": the bound's own sentence misled; it now says what is wrong."""
+    assert main(["generate", "Hi", *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"localpref: {sentence}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -81,6 +82,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.set_defaults(func=run_compare)
 
 
+def check_display_options(args: argparse.Namespace) -> None:
+    """--trace adds to --json's object, --show-steering is for a reader: each alone where
+    it does something (one sentence where it would be silently dropped)."""
+    if args.trace and not args.json:
+        raise SettingsError("--trace adds each token's record to the JSON object: give it "
+                            "with --json (--show-steering shows the changes as text).")
+    if args.show_steering and args.json:
+        raise SettingsError("--show-steering prints the answer for reading; with --json, "
+                            "--trace gives each token's record instead.")
+
+
 def add_steering_display_options(parser: argparse.ArgumentParser) -> None:
     """--show-steering and --trace."""
     parser.add_argument(
@@ -98,6 +110,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     With --show-steering the answer is printed once it ends, highlighted from its trace.
     """
+    check_display_options(args)
     method = method_from_args(args)
     avoid = avoid_from_args(args)
     check_avoid(method, avoid)
@@ -135,9 +148,9 @@ def run_generate(args: argparse.Namespace) -> int:
         print(json.dumps(_result_json(result, trace=args.trace), ensure_ascii=False))
         return 130 if interrupted else 0
     if args.show_steering:
-        sys.stdout.write(_shown(result, ansi=sys.stdout.isatty()))
+        sys.stdout.write(_shown(result, ansi=colour_wanted()))
         sys.stdout.write("\n" + steering_line(stats) + "\n")
-    else:
+    elif result.text:  # the answer's line ends (nothing was written: no empty line)
         sys.stdout.write("\n")
     print(
         f"[{steering_label(stats)} · {stats['n_tokens']} tokens · {stats['tokens_per_s']:.1f} "
@@ -148,6 +161,13 @@ def run_generate(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
+def colour_wanted() -> bool:
+    """Whether the changed tokens are coloured: on a terminal that shows colour, unless the
+    user said no (``NO_COLOR``, no-color.org; ``TERM=dumb``); otherwise ``[[...]]``."""
+    return (sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
+
+
 def _shown(result: Result, *, ansi: bool) -> str:
     """The answer highlighted from its trace (the plain text if it has none)."""
     trace = getattr(result, "trace", None)
@@ -156,6 +176,7 @@ def _shown(result: Result, *, ansi: bool) -> str:
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run every method in one batched generation and print the answers side by side."""
+    check_display_options(args)
     names = comma_list(args.methods)
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
@@ -171,9 +192,11 @@ def run_compare(args: argparse.Namespace) -> int:
     tell_unsteered(names, preference, avoid, like)
     comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
+    interrupted = True  # unless the run ends without a Ctrl-C
     try:
-        with cancel_on_interrupt(comparison.cancel):
+        with cancel_on_interrupt(comparison.cancel) as interrupt:
             results = comparison.run()
+        interrupted = interrupt.pressed
     except KeyboardInterrupt:  # a second Ctrl-C
         comparison.close()
         results = comparison.results
@@ -188,7 +211,7 @@ def run_compare(args: argparse.Namespace) -> int:
     else:
         print(side_by_side(results, shutil.get_terminal_size().columns,
                            show_steering=args.show_steering))
-    return 0
+    return 130 if interrupted else 0
 
 
 def prompt_from_args(args: argparse.Namespace) -> str:

@@ -372,7 +372,12 @@ def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: A
     steering = [name for name in named if name and name.split(":")[0].strip() != "base"]
     if steering and not (preference or avoid or like):
         print(f"localpref: nothing to steer toward (no --preference, --avoid or --like), so "
-              f"{', '.join(steering)} writes plain decoding (base).", file=sys.stderr)
+              f"{', '.join(steering)} {'writes' if len(steering) == 1 else 'write'} plain "
+              "decoding (base).", file=sys.stderr)
+    elif (preference or like) and named and all(
+            name and name.split(":")[0].strip() == "base" for name in named):  # the reference
+        print("localpref: base is plain decoding, the reference: it does not read "
+              "--preference or --like (give another --method to steer).", file=sys.stderr)
 
 
 def tell_notices(model: Any) -> None:
