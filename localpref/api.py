@@ -324,6 +324,15 @@ class Model:
                 ("examples", bool(request.like))) if given]
         bare = len(self._backend.prompts.lane_tokens(request.messages, None,
                                                      system_prompt=request.system_prompt))
+        if named and bare + 1 < self.n_ctx and longest - bare <= bare:
+            # what the lane adds is the smaller part (a one-word preset after a long prompt):
+            # shortening it would not be the way, nor may it be possible
+            chat = _has_earlier_turns(request.messages)
+            what, remedy = (("conversation", "start a new conversation") if chat
+                            else ("prompt", "shorten the prompt"))
+            return (f"With the {' and the '.join(named)} the {what} is {longest} tokens long "
+                    f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
+                    f"{remedy} or load the model with a larger context (--ctx, n_ctx).")
         if (not named or bare + 1 >= self.n_ctx) and _has_earlier_turns(request.messages):
             return (f"The conversation is {longest} tokens long with this message and the "
                     f"context holds {self.n_ctx}, which leaves no room for an answer; start a "

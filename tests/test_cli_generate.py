@@ -195,6 +195,20 @@ def test_prompt_longer_than_the_context(capsys: pytest.CaptureFixture[str]) -> N
     assert "which leaves no room for an answer; shorten the prompt" in err
 
 
+def test_a_short_preference_after_a_long_prompt_blames_the_prompt(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A prompt that fills the window but for a few tokens, with "concise": shortening the
+    preset is neither the way nor possible (the sentence said "shorten it")."""
+    model_prompt = "word " * 228  # 249 tokens bare, 262 with the preset
+    code, out, err = run_cli(capsys, "generate", model_prompt, "-p", "concise", "--ctx", "256",
+                             "--max-tokens", "2")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("localpref: With the preference the prompt is ")
+    assert err.strip().endswith("tokens long and the context holds 256, which leaves no room "
+                                "for an answer; shorten the prompt or load the model with a "
+                                "larger context (--ctx, n_ctx).")
+
+
 @pytest.mark.parametrize(("flags", "blamed"), [
     (["-p", "word " * 300], "The preference is too long"),
     (["-p", "concise", "--avoid", "word " * 300], "The avoid text is too long"),
