@@ -443,6 +443,17 @@ def test_export_writes_a_conversation_as_markdown(home, capsys):
     assert "Basil care" in capsys.readouterr().out
 
 
+def test_the_list_shows_each_conversation_on_one_line_without_escapes(home, capsys):
+    """A title with a line break or a terminal escape (from a pasted message) took two lines
+    and coloured the terminal."""
+    with Store() as store:
+        store.create_conversation("\x1b[31mred\nline two\tend")
+    assert cli.main(["chat", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\x1b" not in out
+    assert out.rstrip("\n").endswith("\\x1b[31mred line two end")
+
+
 async def test_new_rename_and_delete_conversations(model, home):
     with Store() as store:
         older = store.create_conversation("older")

@@ -116,5 +116,14 @@ def _list() -> int:
         for conversation in store.list_conversations():
             count = len(store.messages(conversation.id))
             print(f"{conversation.id:>5}  {count:>4} messages  {conversation.updated_at[:16]}  "
-                  f"{conversation.title}")
+                  f"{one_line(conversation.title)}")
     return 0
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line of a terminal: a line break is a space, and any other control
+    character (an escape that would colour or move the terminal) is shown escaped."""
+    return "".join(" " if character in "\r\n\t" else
+                   character if character.isprintable() else
+                   character.encode("unicode_escape").decode("ascii")
+                   for character in text)
