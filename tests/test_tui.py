@@ -452,6 +452,9 @@ def test_the_list_shows_each_conversation_on_one_line_without_escapes(home, caps
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\x1b" not in out
     assert out.rstrip("\n").endswith("\\x1b[31mred line two end")
+    with pytest.raises(SystemExit) as both:  # one of them was silently dropped
+        cli.main(["chat", "--list", "--export", "1"])
+    assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 async def test_new_rename_and_delete_conversations(model, home):

@@ -44,14 +44,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--method", metavar="NAME",
                         help="recommended, base, pref, contrastive, amulet or pad (default: "
                         "the last used)")
-    parser.add_argument("--export", metavar="ID", type=int,
-                        help="write conversation ID as Markdown instead of opening the app")
+    instead = parser.add_mutually_exclusive_group()  # each does one thing instead of the app
+    instead.add_argument("--export", metavar="ID", type=int,
+                         help="write conversation ID as Markdown instead of opening the app")
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="with --export: the file to write (default: standard output)")
-    parser.add_argument("--list", action="store_true",
-                        help="list saved conversations (ID, messages, title) and exit")
-    parser.add_argument("--where", action="store_true",
-                        help="print the data folder and the history file, and exit")
+    instead.add_argument("--list", action="store_true",
+                         help="list saved conversations (ID, messages, title) and exit")
+    instead.add_argument("--where", action="store_true",
+                         help="print the data folder and the history file, and exit")
     parser.set_defaults(func=run)
 
 
