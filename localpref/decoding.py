@@ -166,8 +166,8 @@ class Track:
         try:
             token = self.selector.pick(lanes)
         except AllMaskedError:
-            _check_finite(lanes)
             if self.grammar is None:
+                _check_finite(lanes)
                 raise
             self.selector.recent.append(-1)  # the pick's place, the allowed token's below
             token = -1
