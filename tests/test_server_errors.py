@@ -19,9 +19,9 @@ def body(**fields):
 @pytest.mark.parametrize(("fields", "param", "words"), [
     ({"messages": None}, "messages", "valid list"),
     ({"max_tokens": "many"}, "max_tokens", "valid integer"),
-    ({"messages": [{"role": "bot", "content": "x"}]}, "messages.0.role", "'system'"),
+    ({"messages": [{"role": "bot", "content": "x"}]}, "messages[0].role", "'system'"),
     ({"messages": [{"role": "user", "content": "Hi"}, {"role": "tool", "content": "4"}]},
-     "messages.1.role", "messages.1.role: tool messages are not supported (no tool calling);"),
+     "messages[1].role", "messages[1].role: tool messages are not supported (no tool calling);"),
     ({"stream": "perhaps"}, "stream", "valid boolean"),
     ({"stop": [None]}, "stop", "valid string"),  # not "stop.str": no union member's name
     ({"localpref": {"preference": 5}}, "localpref.preference", "valid string"),
@@ -60,8 +60,9 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     form = request(server.url, "POST", CHAT, raw=b'{"model": "x"}',  # curl -d, no -H
                    headers={"Content-Type": "application/x-www-form-urlencoded"})
     error = assert_error_shape(form, 400)
-    assert error["message"] == ("The request body must be a JSON object (Content-Type: "
-                                "application/json).")
+    assert error["message"] == ("The request body must be a JSON object sent with Content-Type: "
+                                "application/json (curl -d needs -H 'Content-Type: "
+                                "application/json').")
 
 
 @pytest.mark.parametrize(("model_id", "fields", "sentence"), [

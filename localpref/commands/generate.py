@@ -119,7 +119,6 @@ def run_generate(args: argparse.Namespace) -> int:
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
     model = load_model(args, max_lanes=max(4, lanes_needed([method], preference, like)))
-    tell_unsteered([args.method], preference, avoid, like)
     generation = model.stream(
         prompt,
         preference=preference,
@@ -129,6 +128,7 @@ def run_generate(args: argparse.Namespace) -> int:
         **generation_kwargs(avoid, want_trace, args.opposite),
         **sampling,
     )
+    tell_unsteered([args.method], preference, avoid, like)  # the request checked: it runs
     streaming = not (args.json or args.show_steering)
     interrupted = False
     try:
@@ -189,9 +189,9 @@ def run_compare(args: argparse.Namespace) -> int:
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
     model = load_model(args, max_lanes=max(4, lanes_needed(methods, preference, like)))
-    tell_unsteered(names, preference, avoid, like)
     comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
+    tell_unsteered(names, preference, avoid, like)  # the request checked: it runs
     interrupted = True  # unless the run ends without a Ctrl-C
     try:
         with cancel_on_interrupt(comparison.cancel) as interrupt:

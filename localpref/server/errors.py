@@ -111,6 +111,15 @@ def unknown_localpref_field(name: str) -> str:
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 
 
+def field_path(location: list[object]) -> str | None:
+    """A field's path as the error's ``param`` writes it: ``messages[0].role``,
+    ``localpref.tau`` (None for the body itself)."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or None
+
+
 def _is_field(part: object) -> bool:
     """Whether a part of a validation error's location names a field or an index (not the
     body, nor a union member such as ``str``, ``list[str]`` or a model's class name)."""
@@ -127,18 +136,18 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     if not problems:
         return "The request body is not valid.", None
     first = problems[0]
-    location = [str(part) for part in first.get("loc", ()) if _is_field(part)]
-    param = ".".join(location) or None
+    location = [part for part in first.get("loc", ()) if _is_field(part)]
+    param = field_path(location)
     kind = first.get("type")
     if kind == "json_invalid":
         return "The request body is not valid JSON.", None
     if kind == "extra_forbidden" and len(location) == 2 and location[0] == "localpref":
-        return unknown_localpref_field(location[1]), param
+        return unknown_localpref_field(str(location[1])), param
     if param is None and kind == "missing":
         return "The request body is empty; send a JSON object.", None
     if param is None and kind in ("model_attributes_type", "dict_type", "model_type"):
-        return ("The request body must be a JSON object (Content-Type: application/json).",
-                None)
+        return ("The request body must be a JSON object sent with Content-Type: "
+                "application/json (curl -d needs -H 'Content-Type: application/json').", None)
     if (kind == "literal_error" and len(location) == 3 and location[0] == "messages"
             and location[2] == "role" and first.get("input") in ("tool", "function")):
         return (f"{param}: {first['input']} messages are not supported (no tool calling); "
