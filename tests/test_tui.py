@@ -228,6 +228,23 @@ async def test_keys_typed_fast_in_a_dialog_land_in_order(model, home):
         await until(pilot, lambda: app.store.list_conversations()[0].title == "Bank ac")
 
 
+async def test_keys_typed_behind_a_tab_reach_the_next_field(model, home):
+    """"abc", Tab, "xyz" as one burst in the panel's fields: "xyz" went into the field being
+    left (Tab moved the focus only once it had bubbled up to the screen). Each field selects
+    its text when focused, so what is typed replaces it."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        temperature = app.query_one("#sampling-temperature", Input)
+        top_p = app.query_one("#sampling-top-p", Input)
+        temperature.focus()
+        await pilot.pause()
+        for key in [*typed("abc"), events.Key("tab", None), *typed("xyz")]:
+            app.post_message(key)
+        await until(pilot, lambda: app.focused is top_p and top_p.value == "xyz")
+        assert temperature.value == "abc"
+
+
 async def test_message_sent_while_the_model_loads_waits_and_goes_once_it_is_ready(
     home, monkeypatch
 ):

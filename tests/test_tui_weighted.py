@@ -124,3 +124,22 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         panel.query_one("#method", Select).value = "pref"
         await pilot.pause()
         assert "two-lane method" in " ".join(panel.errors.values())
+
+
+async def test_every_example_and_its_remove_button_are_in_view(model, home):
+    """Two examples at 120 columns: the second was not drawn, each row was a screen tall,
+    and no Remove button was in view (one was removed unseen)."""
+    examples = ["A pirate's first tip, matey! " * 4, "Blast it out, pirate!"]
+    seed(home, presets=["concise"], examples=examples)
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel = app.query_one(PreferencePanel)  # shown from 120 columns on
+        await until(pilot, lambda: panel.display and len(panel.query(".example-remove")) == 2)
+        for index in range(2):
+            button = panel.query_one(f"#example-remove-{index}")
+            button.scroll_visible(animate=False)
+            await pilot.pause(0.2)
+            row = button.parent
+            assert row.region.height <= 5  # its 60 characters wrap beside the button
+            assert panel.region.contains_region(button.region) and button.region.width >= 6

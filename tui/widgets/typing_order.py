@@ -2,9 +2,10 @@
 
 Textual runs a widget's bindings only once the key has bubbled back up to the app, after the
 characters typed just behind it have reached the field (Ctrl+U then erased the new name typed
-after it in a rename dialog while an answer streamed, and Backspace the next character). A
-field that calls :func:`ran_own_binding` first in its ``_on_key`` runs its own bindings in
-the order of its queue.
+after it in a rename dialog while an answer streamed, Backspace the next character, and
+Tab let the characters behind it into the field it left). A field that calls
+:func:`ran_own_binding` first in its ``_on_key`` runs its own bindings, and the focus keys,
+in the order of its queue.
 """
 
 from __future__ import annotations
@@ -14,15 +15,34 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 
+#: The keys that move the focus: run by the field itself, so that what is typed behind them
+#: reaches the next field (Textual ran them once they had bubbled up to the screen, after
+#: the characters typed behind them had gone into the field being left).
+FOCUS_KEYS = {"tab": "focus_next", "shift+tab": "focus_previous"}
+
+
 async def ran_own_binding(field: Widget, event: events.Key) -> bool:
     """Run ``field``'s own binding of the key, here and now; whether one ran (the key is then
-    used up)."""
+    used up). A key that waited in the field's queue while the focus moved on goes to the
+    widget that has it now; Tab and Shift+Tab move the focus here."""
+    focused = field.screen.focused
+    if focused is not None and focused is not field:
+        focused.post_message(events.Key(event.key, event.character))
+        return _used(event)
+    if event.key in FOCUS_KEYS:
+        getattr(field.screen, FOCUS_KEYS[event.key])()
+        return _used(event)
     for binding in field._bindings.key_to_bindings.get(event.key, ()):
         if await field.app.run_action(binding.action, field):
-            event.stop()
-            event.prevent_default()
-            return True
+            return _used(event)
     return False
+
+
+def _used(event: events.Key) -> bool:
+    """The key is used up here: no other widget sees it."""
+    event.stop()
+    event.prevent_default()
+    return True
 
 
 class OrderedInput(Input):
