@@ -14,7 +14,6 @@ from textual import events
 from textual.widget import Widget
 from textual.widgets import Input
 
-
 #: The keys that move the focus: run by the field itself, so that what is typed behind them
 #: reaches the next field (Textual ran them once they had bubbled up to the screen, after
 #: the characters typed behind them had gone into the field being left).
