@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -174,6 +177,20 @@ def test_bench_server_baseline_flags(argv, message, capsys) -> None:
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["--server", "--exactness"], ["--server", "--batch"],
+                                  ["--profile", "--exactness"], ["--batch", "2", "--profile"]])
+def test_one_bench_at_a_time(argv, capsys) -> None:
+    """Two benches named at once: one ran, the other was dropped without a word."""
+    with pytest.raises(SystemExit) as refused:
+        main(["bench", *argv, "--quiet"])
+    assert refused.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    for mode in (["--server"], ["--exactness"], ["--batch", "2"]):
+        assert main(["bench", *mode, "--concurrent", "2", "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "localpref: --concurrent goes with the default bench, not with --server, "
+            "--exactness, --profile or --batch.")
+
+
 def test_llama_server_baseline_without_a_build_names_the_script(tmp_path, monkeypatch,
                                                                  capsys) -> None:
     monkeypatch.setenv("LOCALPREF_CACHE", str(tmp_path))
@@ -246,3 +263,52 @@ def test_build_script_reuses_the_cached_binary(tmp_path) -> None:
     # PYTHON=false: a download or a build would fail; the cached binary needs neither.
     done = _script(env={"LOCALPREF_CACHE": str(tmp_path), "PYTHON": "false"})
     assert done.returncode == 0 and done.stdout.strip() == str(binary)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "Z"  # ended, not yet reaped
+
+
+def test_sigterm_stops_the_servers_the_bench_started() -> None:
+    """kill (SIGTERM, what CI timeouts and systemd send) ended the bench and left its
+    servers running for good; now it stops them as Ctrl-C does, and exits 143."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "bench", "--server", "--baseline",
+         "llama-cpp-python", "--clients", "1", "--repeat", "50", "--max-tokens", "64",
+         "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert bench.stderr is not None
+        for line in bench.stderr:  # the progress: both servers started
+            if "round 1/" in line:
+                break
+        children = _children(bench.pid)
+        assert len(children) == 2
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=120) == 143
+        deadline = time.monotonic() + 60
+        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(pid) for pid in children)
+        assert "Traceback" not in bench.stderr.read()
+    finally:
+        bench.kill()
+        bench.wait()

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from localpref.commands.interrupt import terminate_as_exit
 from localpref.commands.options import (
     add_model_options,
     comma_list,
@@ -58,23 +59,26 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the user message")
     parser.add_argument("--preference", "-p", default=DEFAULT_PREFERENCE,
                         help="the preference (default concise)")
+    # the benches other than the default one: one at a time (each ran alone, the others
+    # dropped without a word)
+    mode = parser.add_mutually_exclusive_group()
     parser.add_argument(
         "--concurrent", default=None, metavar="N,...",
         help="also measure N Amulet requests at once against N one after another, and the "
         "time to first token of one joining N-1 streams (e.g. 1,2,4)",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--profile", action="store_true",
         help="instead: time every piece of a decoding step for each of --methods (where the "
         "time that is not llama_decode goes)",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--exactness", action="store_true",
         help="instead: each lane's logits in 2, 4 and 8 lanes decoded together against the "
         "same lane decoded alone, over --max-tokens greedy steps: bit-exact, or the largest "
         "difference and the steps whose greedy token differs",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--server", action="store_true",
         help="instead: localpref serve (Base, steered) against llama.cpp servers (Base) with "
         "1, 2 and 4 concurrent streaming clients (8 too with llama-server): tokens/s and time "
@@ -96,7 +100,7 @@ def add_parser(subparsers: Any) -> None:
         help="with --server: the numbers of concurrent clients (default 1,2,4; 1,2,4,8 with "
         "llama-server)",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--batch", nargs="?", type=int, const=64, default=None, metavar="N",
         help="instead: N steered requests (default 64) of --max-tokens tokens answered by "
         "`localpref batch` one after another, 4 at once, and with --ray (one actor of 1 CPU "
@@ -108,7 +112,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
-    """Parse, load the model, run every measurement, print the table or the JSON."""
+    """Parse, load the model, run every measurement, print the table or the JSON. A
+    SIGTERM ends it as Ctrl-C does: the servers and processes it started are stopped."""
+    with terminate_as_exit():
+        return _run_bench(args)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.concurrent is not None and (args.server or args.exactness or args.profile
+                                        or args.batch is not None):
+        raise SettingsError("--concurrent goes with the default bench, not with --server, "
+                            "--exactness, --profile or --batch.")
     if args.server:
         from localpref.server.bench import run_server_bench_command
 

@@ -45,3 +45,27 @@ def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
         yield interrupt
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+#: The exit code of a command ended by SIGTERM (128 + 15, as a shell reports it).
+TERMINATED_EXIT = 143
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Inside, SIGTERM (what ``kill``, systemd and CI timeouts send) raises ``SystemExit``
+    (exit code 143) in the main thread, so that ``finally`` blocks stop the processes a
+    command started, as they do on Ctrl-C (by default Python dies on SIGTERM at once and its
+    children live on). Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(TERMINATED_EXIT)
+
+    previous = signal.signal(signal.SIGTERM, exit_)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
