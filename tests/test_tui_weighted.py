@@ -103,6 +103,8 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
 
         method_saved = app.store.list_profiles()["mine"]["method"]
         await app.action_set_method("contrastive")  # applied, not saved in the profile
+        avoid = panel.query_one("#avoid", Input)
+        avoid.value = "slang"  # typed, not applied: Ctrl+O reloaded the panel over it
         app.query_one(ChatInput).focus()
         await pilot.press("ctrl+o")  # more like this, from the message box
         try:
@@ -110,6 +112,8 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         except AssertionError:
             raise AssertionError(f"no example added; notices: {app.notices}") from None
         assert panel.query("#example-remove-0")
+        assert avoid.value == "slang" and app.steering.avoid == ""
+        avoid.value = ""
         saved = app.store.list_profiles()["mine"]
         assert saved["examples"] == [answer] and saved["weights"]["uplifting"] == 0.5
         assert saved["method"] == method_saved != "contrastive"  # the profile, plus the example

@@ -435,7 +435,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             self.notify("That answer is already an example.", severity="warning")
             return
         steering = replace(self.steering, examples=[*self.steering.examples, answers[-1]])
-        await self.query_one(PreferencePanel).load(steering)
+        await self.query_one(PreferencePanel).set_examples(steering.examples)  # edits kept
         self._apply(steering, announce=False)
         saved = ""
         if self.open_profile is not None and self.open_profile in self.session.profile_names():

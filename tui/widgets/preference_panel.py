@@ -266,6 +266,12 @@ class PreferencePanel(VerticalScroll):
         await container.remove_children()
         await container.mount_all(weight_sliders(steering))
 
+    async def set_examples(self, examples: list[str]) -> None:
+        """The applied steering's examples are ``examples`` (one added with Ctrl+O, or one
+        removed); the rest of the form keeps what was typed and not applied yet."""
+        self.applied = dataclasses.replace(self.applied, examples=examples)
+        await self._show_examples(examples)
+
     async def _show_examples(self, examples: list[str]) -> None:
         container = self.query_one("#examples", Vertical)
         await container.remove_children()
@@ -404,8 +410,7 @@ class PreferencePanel(VerticalScroll):
         form keeps what was typed and not applied yet."""
         index = int(str(event.button.id).rsplit("-", 1)[1])
         examples = [e for i, e in enumerate(self.applied.examples) if i != index]
-        self.applied = dataclasses.replace(self.applied, examples=examples)
-        await self._show_examples(examples)
+        await self.set_examples(examples)
         self.post_message(self.Applied(self.applied))
         self.app.notify(f"Example {index + 1} removed; {len(examples)} left.")
 
