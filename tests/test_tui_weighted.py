@@ -147,3 +147,25 @@ async def test_every_example_and_its_remove_button_are_in_view(model, home):
             row = button.parent
             assert row.region.height <= 5  # its 60 characters wrap beside the button
             assert panel.region.contains_region(button.region) and button.region.width >= 6
+
+
+async def test_checking_a_preference_while_a_field_is_invalid_keeps_the_sliders(model, home):
+    """With a method setting invalid (not applied), checking one more preference took the
+    sliders back to their applied weights (a moved one lost its value) and gave the new
+    preference no slider."""
+    seed(home, presets=["concise", "uplifting"], method="amulet",
+         weights={"concise": 1.5, "uplifting": 0.75})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#method-eta", Input).value = "0"  # invalid, not applied
+        await pilot.pause()
+        assert panel.errors
+        sliders = {s.item: s for s in panel.query(".weight-slider").results(StrengthSlider)}
+        sliders["concise"].focus()
+        await pilot.press("right")  # 1.5 -> 2
+        await until(pilot, lambda: panel.weights()["concise"] == 2.0)
+        panel.query_one("#presets", SelectionList).select("formal")
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 3)
+        assert panel.weights() == {"concise": 2.0, "uplifting": 0.75, "formal": 1.0}

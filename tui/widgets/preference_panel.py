@@ -394,10 +394,14 @@ class PreferencePanel(VerticalScroll):
     @on(SelectionList.SelectedChanged, "#presets")
     @on(Input.Changed, "#custom-preference")
     async def _preferences_changed(self) -> None:
-        """A slider for each checked preference (the weights already set are kept)."""
-        steering, _ = self.read()
-        current = steering or self.applied
-        await self._show_weights(current)
+        """A slider for each checked preference, at the weight its slider holds (or had when
+        applied), whether or not the rest of the form is valid now (an invalid field took
+        the applied sliders back, and a newly checked preference had none)."""
+        checked = dataclasses.replace(
+            self.applied, presets=list(self.query_one("#presets", SelectionList).selected),
+            custom=self.query_one("#custom-preference", Input).value,
+            weights={**self.applied.weights, **self.weights()})
+        await self._show_weights(checked)
         self.validate()
 
     @on(StrengthSlider.Changed, ".weight-slider")
