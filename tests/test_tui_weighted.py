@@ -169,3 +169,25 @@ async def test_checking_a_preference_while_a_field_is_invalid_keeps_the_sliders(
         panel.query_one("#presets", SelectionList).select("formal")
         await until(pilot, lambda: len(panel.query(".weight-slider")) == 3)
         assert panel.weights() == {"concise": 2.0, "uplifting": 0.75, "formal": 1.0}
+
+
+async def test_paper_settings_keep_the_preferences_typed_while_a_field_is_invalid(model, home):
+    """F7 with a method setting invalid started from the applied steering: the avoid text
+    and the preferences typed were thrown away."""
+    seed(home, presets=["concise", "formal"], method="amulet", avoid="jargon")
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#presets", SelectionList).deselect("formal")
+        panel.query_one("#avoid", Input).value = "slang"
+        panel.query_one("#method-alpha", Input).value = "x"  # invalid
+        await pilot.pause()
+        assert panel.errors
+        panel.query_one("#avoid", Input).focus()  # F7 is the panel's key
+        await pilot.pause()
+        await pilot.press("f7")
+        await until(pilot, lambda: app.steering.avoid == "slang")
+        assert app.steering.presets == ["concise"] and app.steering.method == "amulet"
+        assert app.steering.method_object().settings() == (
+            app.steering.with_paper_settings().method_object().settings())

@@ -397,11 +397,20 @@ class PreferencePanel(VerticalScroll):
         """A slider for each checked preference, at the weight its slider holds (or had when
         applied), whether or not the rest of the form is valid now (an invalid field took
         the applied sliders back, and a newly checked preference had none)."""
-        checked = dataclasses.replace(
+        await self._show_weights(self._chosen())
+
+    def _chosen(self) -> Steering:
+        """The applied steering with the preferences, weights, avoid text and method the
+        form holds, valid or not (the method's settings and sampling stay as applied): what
+        the sliders show, and what Paper and Recommended settings start from when another
+        field is invalid."""
+        method = self.query_one("#method", Select).value
+        return dataclasses.replace(
             self.applied, presets=list(self.query_one("#presets", SelectionList).selected),
             custom=self.query_one("#custom-preference", Input).value,
-            weights={**self.applied.weights, **self.weights()})
-        await self._show_weights(checked)
+            avoid=self.query_one("#avoid", Input).value,
+            weights={**self.applied.weights, **self.weights()},
+            method=method if isinstance(method, str) else self.applied.method)
         self.validate()
 
     @on(StrengthSlider.Changed, ".weight-slider")
@@ -442,7 +451,7 @@ class PreferencePanel(VerticalScroll):
 
     async def _preset(self, change: Any, name: str) -> None:
         current, _ = self.read()
-        steering = change(current or self.applied)
+        steering = change(current or self._chosen())
         await self.load(steering)
         if self.apply():
             self.app.notify(f"{name.capitalize()} settings applied: "
