@@ -12,6 +12,7 @@ from tui_helpers import SIZE, click, seed, until
 
 from localpref.cli import main
 from tui.app import LocalprefApp, startup_steering
+from tui.screens import CompareScreen
 from tui.steering import Steering
 from tui.widgets import ChatInput, ChatLog, PreferencePanel
 from tui.widgets.strength_slider import StrengthSlider
@@ -191,3 +192,26 @@ async def test_paper_settings_keep_the_preferences_typed_while_a_field_is_invali
         assert app.steering.presets == ["concise"] and app.steering.method == "amulet"
         assert app.steering.method_object().settings() == (
             app.steering.with_paper_settings().method_object().settings())
+
+
+async def test_a_comparison_past_the_lanes_says_what_to_do_in_the_app(model, home):
+    """Three weighted preferences give each steered method 5 lanes: base, amulet and
+    contrastive need 11 of the 8 the app decodes. The library's advice (a larger max_lanes)
+    is nothing the app can take; the notice says what can."""
+    seed(home, presets=["concise", "uplifting", "formal"], method="amulet",
+         weights={"concise": 1.5, "uplifting": 0.75, "formal": 2.0})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        app.screen.query_one("#compare-methods", SelectionList).select("contrastive")
+        await pilot.pause()
+        await pilot.click("#run")
+        await until(pilot, lambda: any("Cannot compare" in n or "tick fewer" in n
+                                       for n in app.notices))
+        assert app.notices[-1] == (
+            "These 3 methods need 11 lanes at once with the preferences as weighed and the app "
+            "decodes 8: tick fewer methods, or set the sliders back to 1 (one lane for every "
+            "preference).")

@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Label, Markdown, SelectionList, Stat
 from textual.widgets.selection_list import Selection
 
 from localpref import LocalprefError
+from localpref.errors import TooManyLanesError
 from localpref.commands.showing import steering_label
 from localpref.methods import METHODS
 from tui.highlight import changed_fact, changed_spans, highlighted_text
@@ -204,6 +205,12 @@ class CompareScreen(Screen[KeptAnswer | None]):
             return
         try:
             multi = self.session.compare(prompt, names)
+        except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
+            self.notify(f"These {len(names)} methods need {error.needed} lanes at once with "
+                        f"the preferences as weighed and the app decodes {error.available}: "
+                        "tick fewer methods, or set the sliders back to 1 (one lane for "
+                        "every preference).", severity="error", title="Cannot compare")
+            return
         except LocalprefError as error:
             self.notify(str(error), severity="error", title="Cannot compare")
             return
