@@ -19,8 +19,8 @@ from textual.widgets import Button, Footer, Label, Markdown, SelectionList, Stat
 from textual.widgets.selection_list import Selection
 
 from localpref import LocalprefError
-from localpref.errors import TooManyLanesError
 from localpref.commands.showing import steering_label
+from localpref.errors import TooManyLanesError
 from localpref.methods import METHODS
 from tui.highlight import changed_fact, changed_spans, highlighted_text
 from tui.keys import COMPARE_ACTIONS, bindings
