@@ -165,8 +165,7 @@ def _resolve_ollama(name: str) -> Path:
         wanted = wanted[len(OLLAMA_LIBRARY) + 1:]
     root = ollama_dir()
     available = ollama_models(root)
-    matches = ([model for model in available if model.name == wanted]
-               or [model for model in available if model.name.lower() == wanted.lower()])
+    matches = _named(available, wanted)
     if len(matches) > 1:  # names that differ only in case: ollama keeps them apart
         raise ModelError(f"ollama:{wanted} matches {len(matches)} ollama models "
                          f"({', '.join(model.name for model in matches)}); give the name as "
@@ -180,12 +179,17 @@ def _resolve_ollama(name: str) -> Path:
     raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}.")
 
 
+def _named(available: list[StoredModel], name: str) -> list[StoredModel]:
+    """The models called ``name`` as written, else whatever its case."""
+    return ([model for model in available if model.name == name]
+            or [model for model in available if model.name.lower() == name.lower()])
+
+
 def _resolve_lmstudio(pattern: str) -> Path:
     available = lmstudio_models()
-    exact = ([model for model in available if model.name == pattern]
-             or [model for model in available if model.name.lower() == pattern.lower()])
-    if exact:  # a name as `models list` shows it, brackets and all (the current folder first)
-        return exact[0].path
+    named = _named(available, pattern)
+    if named:  # a name as `models list` shows it, brackets and all (the current folder first)
+        return named[0].path
     glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
     matches = [model for model in available if pattern_matches(model.name, glob)]
     if len(matches) == 1:
