@@ -46,7 +46,7 @@ class ChatInput(TextArea):
 
     async def _on_key(self, event: events.Key) -> None:
         """Run this box's own bindings here, in typing order, then type the rest."""
-        if not await ran_own_binding(self, event):
+        if not await ran_own_binding(self, event, self._bindings.key_to_bindings):
             await super()._on_key(event)
 
     def action_submit(self) -> None:

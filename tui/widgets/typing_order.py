@@ -10,7 +10,10 @@ in the order of its queue.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from textual import events
+from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Input
 
@@ -20,10 +23,12 @@ from textual.widgets import Input
 FOCUS_KEYS = {"tab": "focus_next", "shift+tab": "focus_previous"}
 
 
-async def ran_own_binding(field: Widget, event: events.Key) -> bool:
-    """Run ``field``'s own binding of the key, here and now; whether one ran (the key is then
-    used up). A key that waited in the field's queue while the focus moved on goes to the
-    widget that has it now; Tab and Shift+Tab move the focus here."""
+async def ran_own_binding(field: Widget, event: events.Key,
+                          own: Mapping[str, Sequence[Binding]]) -> bool:
+    """Run ``field``'s own binding of the key (``own``: its bindings by key), here and now;
+    whether one ran (the key is then used up). A key that waited in the field's queue while
+    the focus moved on goes to the widget that has it now; Tab and Shift+Tab move the focus
+    here."""
     focused = field.screen.focused
     if focused is not None and focused is not field:
         focused.post_message(events.Key(event.key, event.character))
@@ -31,7 +36,7 @@ async def ran_own_binding(field: Widget, event: events.Key) -> bool:
     if event.key in FOCUS_KEYS:
         getattr(field.screen, FOCUS_KEYS[event.key])()
         return _used(event)
-    for binding in field._bindings.key_to_bindings.get(event.key, ()):
+    for binding in own.get(event.key, ()):
         if await field.app.run_action(binding.action, field):
             return _used(event)
     return False
@@ -48,5 +53,5 @@ class OrderedInput(Input):
     """A one-line field (dialogs, the preference panel) with its keys in typing order."""
 
     async def _on_key(self, event: events.Key) -> None:
-        if not await ran_own_binding(self, event):
+        if not await ran_own_binding(self, event, self._bindings.key_to_bindings):
             await super()._on_key(event)
