@@ -398,6 +398,7 @@ class PreferencePanel(VerticalScroll):
         applied), whether or not the rest of the form is valid now (an invalid field took
         the applied sliders back, and a newly checked preference had none)."""
         await self._show_weights(self._chosen())
+        self.validate()
 
     def _chosen(self) -> Steering:
         """The applied steering with the preferences, weights, avoid text and method the
@@ -411,7 +412,6 @@ class PreferencePanel(VerticalScroll):
             avoid=self.query_one("#avoid", Input).value,
             weights={**self.applied.weights, **self.weights()},
             method=method if isinstance(method, str) else self.applied.method)
-        self.validate()
 
     @on(StrengthSlider.Changed, ".weight-slider")
     def _weight_moved(self) -> None:
