@@ -13,6 +13,7 @@ from localpref import models
 from localpref.calibration.record import calibration_state
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
+from localpref.models.spec import STORE_TOOLS
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -152,8 +153,7 @@ def run_list(args: argparse.Namespace) -> int:
     stores = (("ollama", listing["ollama"]["dir"]),
               ("lmstudio", " and ".join(listing["lmstudio"]["dirs"])))
     for store, where in stores:
-        title = "ollama" if store == "ollama" else "LM Studio"
-        print(f"\n{title} ({where}; used in place)", file=out)
+        print(f"\n{STORE_TOOLS[store]} ({where}; used in place)", file=out)
         if not listing[store]["models"]:
             print("  none found", file=out)
         for item in listing[store]["models"]:

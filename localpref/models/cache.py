@@ -17,7 +17,7 @@ from typing import Any
 from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
-from localpref.models.spec import REPO_SPEC, parse_model_spec, pattern_matches
+from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, pattern_matches
 from localpref.split_files import check_parts, is_later_part, part_paths
 
 
@@ -162,7 +162,7 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
             f"`pip uninstall {BUNDLED_DISTRIBUTION}` removes it."
         )
     if parsed.kind == "store":
-        tool = "ollama" if parsed.store == "ollama" else "LM Studio"
+        tool = STORE_TOOLS[str(parsed.store)]
         raise ModelError(f"{parsed.display} belongs to {tool}, which localpref only reads; "
                          f"remove it with {tool}.")
     if parsed.kind == "path":

@@ -24,6 +24,8 @@ REPO_SPEC = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*)(?::(
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 #: Other tools' model stores, as the prefix of ``--model STORE:NAME`` (``stores``).
 STORES = ("ollama", "lmstudio")
+#: Each store's tool, as its users call it.
+STORE_TOOLS = {"ollama": "ollama", "lmstudio": "LM Studio"}
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,8 @@ def parse_model_spec(
     stored = store_prefix(text)
     if stored is not None:
         if filename:
-            tool = "ollama" if stored[0] == "ollama" else "LM Studio"
-            raise ModelError(f"{text} names a model {tool} keeps; a file pattern (--file) only "
-                             "applies to a Hub repo.")
+            raise ModelError(f"{text} names a model {STORE_TOOLS[stored[0]]} keeps; a file "
+                             "pattern (--file) only applies to a Hub repo.")
         return ModelSpec("store", text, store=stored[0], name=stored[1])
     entry = None if "/" in text or "\\" in text else find_entry(text)
     if entry is not None:

@@ -180,7 +180,8 @@ class ModelPickerScreen(ModalScreen[PickedModel | None]):
             yield Label("Or type a path, a catalog name, or a Hugging Face repo "
                         "ORG/NAME[:PATTERN]:")
             yield OrderedInput(placeholder="bartowski/Llama-3.2-1B-Instruct-GGUF:*Q4_K_M.gguf",
-                        id="model-spec", select_on_focus=False)  # typing on the list goes on
+                               id="model-spec",
+                               select_on_focus=False)  # typing on the list goes on
             yield ProgressBar(total=None, show_eta=True, id="model-progress")
             yield Static(" ".join(self.problems), id="model-picker-status")
             with Horizontal(classes="buttons"):

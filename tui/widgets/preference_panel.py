@@ -54,7 +54,7 @@ def field_row(spec: FieldSpec, value: Any) -> Widget:
     return Horizontal(
         Label(spec.label, classes="setting-label"),
         OrderedInput(spec.format(value), placeholder=spec.help, id=field_widget_id(spec),
-              classes="setting", tooltip=tooltip, compact=True),
+                     classes="setting", tooltip=tooltip, compact=True),
         classes="setting-row",
     )
 
@@ -162,7 +162,7 @@ class PreferencePanel(VerticalScroll):
             id="presets",
         )
         yield OrderedInput(steering.custom, placeholder="your own, e.g. explain like I'm new",
-                    id="custom-preference", compact=True)
+                           id="custom-preference", compact=True)
         yield Static(WEIGHTS_NOTE, classes="help")
         yield Vertical(*weight_sliders(steering), id="weights")
         yield Label("Examples", classes="section")
@@ -170,10 +170,10 @@ class PreferencePanel(VerticalScroll):
         yield Vertical(*example_rows(steering.examples), id="examples")
         yield Label("Avoid", classes="section")
         yield OrderedInput(steering.avoid, placeholder="steer away from, e.g. verbose or jargon",
-                    id="avoid", compact=True,
-                    tooltip="A built-in name or any text. It goes into the base lane's prompt, "
-                    "so two-lane methods push away from it (not Base, Pref, or PAD with a "
-                    "reward model).")
+                           id="avoid", compact=True,
+                           tooltip="A built-in name or any text. It goes into the base lane's "
+                           "prompt, so two-lane methods push away from it (not Base, Pref, or "
+                           "PAD with a reward model).")
         yield Label("Method", classes="section")
         yield Select([(method_title(name), name) for name in METHODS],
                      value=steering.method, allow_blank=False, id="method", compact=True)
@@ -208,7 +208,7 @@ class PreferencePanel(VerticalScroll):
             classes="buttons",
         )
         yield OrderedInput(placeholder="profile name, e.g. my writing style", id="profile-name",
-                    compact=True)
+                           compact=True)
         yield Button("Save as profile", id="profile-save", compact=True)
 
     async def on_mount(self) -> None:
