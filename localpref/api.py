@@ -520,6 +520,10 @@ class Model:
                         bool(recommended and calibration is not None
                              and calibration.opposite(_calibrated_preference(request))))
             base_sentence = base_lane_text(request.preference, request.avoid, opposite)
+            # A model without a template: its turn ends where it begins the next one,
+            # unless the answer is to write on (ignore_eos) to max_tokens.
+            writes_on = request.ignore_eos and request.grammar is None
+            turn_marks = () if writes_on else self._backend.prompts.stop_strings
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
             longest, longest_lane = 0, "base"
@@ -569,8 +573,8 @@ class Model:
                                        self.vocabulary.end_of_generation_ids)
             tracks.append(Track(
                 selector, positions[: len(method.lanes)], fluency, vocabulary=self.vocabulary,
-                max_tokens=max_tokens, stop=[*request.stop, *self._backend.prompts.stop_strings],
-                turn_marks=self._backend.prompts.stop_strings, ignore_eos=request.ignore_eos,
+                max_tokens=max_tokens, stop=[*request.stop, *turn_marks],
+                turn_marks=turn_marks, ignore_eos=request.ignore_eos,
                 stats=stats, request=request,
             ))
         job = Job(self._scheduler, specs, tracks, session)

@@ -137,6 +137,9 @@ class Track:
         self.laps = stats["steer_laps_ms"]
         self.tokens: list[int] = []
         self.text = ""
+        #: the whitespace a model without a template wrote before its answer (the space after
+        #: ``Assistant:``): left out of ``text``, read when looking for stop strings
+        self.format_space = ""
         self.emitted_chars = 0
         self.stop_reason: str | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -226,10 +229,14 @@ class Track:
         self.tokens.append(token)
         self.text += self.decoder.decode(self.vocabulary.piece(token))
         if self.turn_marks and not self.emitted_chars:
-            self.text = self.text.lstrip()  # "Assistant:" is followed by " Hello"
-        stop_at = find_stop(self.text, self.stop)
+            answer = self.text.lstrip()  # "Assistant:" is followed by " Hello"
+            self.format_space += self.text[:len(self.text) - len(answer)]
+            self.text = answer
+        # Stops are found in what the model wrote, the format's space included: "\nUser:"
+        # as its first words is a turn it began, and " Write" a stop the client sent.
+        stop_at = find_stop(self.format_space + self.text, self.stop)
         if stop_at is not None:
-            self.text = self.text[:stop_at]
+            self.text = self.text[:max(stop_at - len(self.format_space), 0)]
             self.finish("stop")
             return False
         if len(self.tokens) >= self.max_tokens:
@@ -241,7 +248,7 @@ class Track:
         """The text written since the last piece, minus what could begin a stop string."""
         visible = len(self.text)
         if self.stop_reason is None:
-            visible -= held_back(self.text, self.stop)
+            visible -= held_back(self.format_space + self.text, self.stop)
         if visible <= self.emitted_chars:
             return ""
         piece = self.text[self.emitted_chars : visible]

@@ -253,6 +253,24 @@ def test_paper_system_prompt_gets_the_preference_in_its_slot() -> None:
     assert system_text("Be helpful.", "Be concise.") == "Be helpful. Be concise."
 
 
+def test_every_system_message_reaches_the_one_system_turn(model: Model) -> None:
+    """Clients send a second system message (a RAG context, a developer note) anywhere in
+    the conversation; a template has one system turn, so they are joined there, in order."""
+    builder = PromptBuilder(model.weights, "You are a helpful assistant.")
+    messages = [{"role": "system", "content": "Be kind."},
+                {"role": "user", "content": "Hi"},
+                {"role": "system", "content": "The secret word is PINEAPPLE."},
+                {"role": "user", "content": "The word?"}]
+    joined = [{"role": "system", "content": "Be kind.\n\nThe secret word is PINEAPPLE."},
+              {"role": "user", "content": "Hi"}, {"role": "user", "content": "The word?"}]
+    for preference in (None, "Be concise."):
+        assert builder.lane_text(messages, preference) == builder.lane_text(joined, preference)
+        assert builder.lane_tokens(messages, preference) == builder.lane_tokens(joined,
+                                                                                 preference)
+    assert "Be kind.\n\nThe secret word is PINEAPPLE. Be concise." in builder.lane_text(
+        messages, "Be concise.")
+
+
 def test_a_template_that_starts_with_bos_does_not_get_a_second_one(model: Model) -> None:
     builder = PromptBuilder(model.weights, "You are a helpful assistant.")
     text = builder.lane_text([{"role": "user", "content": "Hi"}], None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -138,3 +139,38 @@ def test_answers_start_and_end_as_a_turn_would(base_model: Model) -> None:
         assert held_back(answer.text, PLAIN_STOP_STRINGS) == 0 or not answer.text
         streamed = "".join(piece for piece in base_model.stream("Hi", **settings_))
         assert streamed == answer.text
+
+
+def test_stops_are_found_in_what_the_model_wrote_with_the_formats_space(
+        base_model: Model) -> None:
+    """The space after "Assistant:" is left out of the answer, not out of the search for
+    stops: a stop the model writes as its very first token (" w68", or a "\nUser:" turn it
+    begins at once) ends the answer there, empty, streamed or not."""
+    tried = 0
+    for seed in range(12):
+        settings_ = {"max_tokens": 6, "temperature": 1.0, "seed": seed}
+        free = base_model.generate("Hi", **settings_)
+        first = base_model.vocabulary.piece(free.tokens[0]).decode("utf-8", "replace") \
+            if free.tokens else ""
+        if not first.startswith(" ") or not first.strip():
+            continue
+        tried += 1
+        assert free.text.startswith(first.lstrip())  # the format's space left out
+        stopped = base_model.generate("Hi", stop=[first], **settings_)
+        assert (stopped.text, stopped.stats["stop_reason"]) == ("", "stop")
+        assert "".join(base_model.stream("Hi", stop=[first], **settings_)) == ""
+    assert tried >= 3
+
+
+def test_ignore_eos_writes_on_as_the_model_wrote(base_model: Model) -> None:
+    """ignore_eos writes to max_tokens: past a turn the model begins and with its own
+    spacing (no turn to end, so nothing is trimmed)."""
+    for seed in range(6):
+        settings_ = {"max_tokens": 10, "temperature": 1.0, "seed": seed, "ignore_eos": True}
+        answer = base_model.generate("Hi", **settings_)
+        assert answer.stats["n_tokens"] == 10
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        raw = decoder.decode(b"".join(base_model.vocabulary.piece(t) for t in answer.tokens))
+        decoder.errors = "ignore"  # a character the last token began is dropped
+        assert answer.text == raw + decoder.decode(b"", final=True)
+        assert "".join(base_model.stream("Hi", **settings_)) == answer.text

@@ -268,6 +268,48 @@ def test_tools_are_refused_by_name_unless_tool_choice_is_none(client, model) -> 
     assert answer.choices[0].message.content == model.generate(PROMPT, max_tokens=3).text
 
 
+def test_a_tool_choice_that_asks_for_a_call_is_refused_without_tools_too(client) -> None:
+    """"required" or a named function asks for a call this server cannot make: a 400, not a
+    plain answer; "auto" and "none" (any answer may be text) are fine."""
+    named = {"type": "function", "function": {"name": "weather"}}
+    for field, choice in (("tool_choice", "required"), ("tool_choice", named),
+                          ("function_call", {"name": "weather"})):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                           **{field: choice})
+        assert refused.value.body["param"] == field
+        assert refused.value.body["message"].startswith(f"{field} asks for a call")
+    for choice in ("auto", "none"):
+        answer = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                                tool_choice=choice)
+        assert answer.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_tokens", "5"), ("max_tokens", True), ("max_tokens", 5.5), ("temperature", "0.5"),
+    ("stream", "yes"), ("stream", 1), ("logprobs", "yes"), ("presence_penalty", "0"),
+    ("stream_options", {"include_usage": "yes"}),
+])
+def test_a_field_of_the_wrong_type_is_a_400_naming_it(server, field, value) -> None:
+    """A string for a number or a number for a flag is the client's mistake, not a value to
+    guess at ("5" as 5, true as 1): OpenAI refuses them too."""
+    body = {"model": MODEL_ID, "messages": user(), "max_tokens": 2, field: value}
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
+    assert error["param"].split(".")[0] == field
+
+
+def test_a_whole_number_is_still_a_number_and_a_model_id_error_names_the_model(
+        server) -> None:
+    body = {"model": MODEL_ID, "messages": user(), "max_tokens": 2, "temperature": 0,
+            "top_p": 1}
+    assert request(server.url, "POST", "/chat/completions", body=body).status == 200
+    for model_id in (f"{MODEL_ID}:nosuchmethod:concise", f"{MODEL_ID}:", f"{MODEL_ID}::x"):
+        body = {"model": model_id, "messages": user(), "max_tokens": 2}
+        error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body),
+                                   400)
+        assert error["param"] == "model", model_id
+
+
 def test_functions_and_a_logit_bias_are_refused_by_name_not_ignored(client, model) -> None:
     """OpenAI's deprecated ``functions`` are tools by another name, and a bias would change
     the answer: neither is silently dropped. An empty or all-zero bias changes nothing."""

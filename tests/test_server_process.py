@@ -134,7 +134,7 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
         assert frames[-1] == "data: [DONE]"
         chunks = [json.loads(frame[6:]) for frame in frames[:-1]]
         finish = chunks[-1]
-        assert finish["choices"][0]["finish_reason"] == "stop"
+        assert finish["choices"][0]["finish_reason"] == "length"  # cut short, not ended
         assert finish["localpref"]["stats"]["stop_reason"] == "cancelled"
         written = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
         assert written.startswith(text) and finish["localpref"]["stats"]["n_tokens"] < 500

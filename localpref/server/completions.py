@@ -18,8 +18,9 @@ from typing import Any
 from localpref.decoding import Result
 
 #: The library's stop reasons as OpenAI finish reasons. A request cancelled by the server's
-#: shutdown ends as "stop": its text so far is a complete answer to the client.
-FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop"}
+#: shutdown ends as "length", OpenAI's reason for an answer cut short: its text so far is the
+#: client's, and it is not told the answer ended of itself.
+FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "length"}
 
 
 @dataclass(frozen=True)

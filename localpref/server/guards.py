@@ -74,9 +74,11 @@ class HostCheck:
         if scope["type"] == "http":
             host = _header(scope, b"host")
             if host is None or not is_loopback_host(host_name(host)):
+                told = "The request has no Host header" if host is None else \
+                    f"The Host header {host!r} is not a loopback name"
                 await _refuse(send, ApiError(
-                    400, f"The Host header {host!r} is not a loopback name; this server only "
-                    "answers requests addressed to localhost.", code="invalid_host"))
+                    400, f"{told}; this server only answers requests addressed to "
+                    "localhost.", code="invalid_host"))
                 return
         await self.app(scope, receive, send)
 

@@ -79,8 +79,8 @@ def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
         method, rest = rest.split(":", 1)
         method = unquote(method)
         if not method.strip():
-            raise SettingsError(f"The model id '{requested}' has an empty method.")
+            raise SettingsError(f"The model id '{requested}' has an empty method.", param="model")
     preference = unquote(rest)
     if not preference.strip():
-        raise SettingsError(f"The model id '{requested}' has an empty preference.")
+        raise SettingsError(f"The model id '{requested}' has an empty preference.", param="model")
     return RequestedSteering(method=method, preference=preference)

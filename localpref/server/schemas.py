@@ -1,7 +1,8 @@
 """Pydantic models of the request bodies: the OpenAI chat-completions fields the server reads.
 
 Unknown fields are ignored (clients send many), except in the ``localpref`` object; a field
-of the wrong type is a 400 with the field's name. Values in range are checked by the library,
+of the wrong type is a 400 with the field's name (strict: "5" is not a number nor 1 a
+true; a whole number is still a number). Values in range are checked by the library,
 which says what is wrong.
 """
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class ContentPart(_Lenient):

@@ -211,6 +211,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
             error.param = f"localpref.{LOCALPREF_FIELDS.get(error.param, 'strength')}"
         elif method_sent:  # an unknown name in the localpref object
             error.param = "localpref.method"
+        elif method_name is not None:  # an unknown name in the model id
+            error.param = "model"
         raise
     kwargs["preference"] = preference
     max_tokens, body_fields = request.max_tokens, {}
@@ -268,6 +270,11 @@ def _chat_fields(request: ChatCompletionRequest, args: GenerationArgs) -> None:
     if request.functions and request.function_call != "none":
         raise FieldError("functions", "functions are not supported (no function calling); "
                          "leave them out or send function_call \"none\".")
+    for name, choice in (("tool_choice", request.tool_choice),
+                         ("function_call", request.function_call)):
+        if choice not in (None, "none", "auto"):  # "required" or a named function
+            raise FieldError(name, f"{name} asks for a call, and there is no tool calling "
+                             "yet; send \"none\" or \"auto\", or leave it out.")
     top = request.top_logprobs
     if top is not None:
         if not request.logprobs:
