@@ -12,8 +12,9 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 
-from localpref.errors import LocalprefError
+from localpref.errors import LocalprefError, one_line_warning
 
 #: Modules that each contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C, 141 when the
     reader of its output went away)."""
     _replace_what_stdout_cannot_encode()
+    warnings.formatwarning = one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -6,6 +6,11 @@ notice. Nothing else is caught that way, so a real bug still shows its traceback
 
 from __future__ import annotations
 
+import warnings
+
+#: Python's own warning format (``one_line_warning`` keeps it for other warnings).
+_python_format = warnings.formatwarning
+
 
 class LocalprefError(Exception):
     """Bad input or an unusable resource, explained in one sentence."""
@@ -53,3 +58,13 @@ class BusyError(LocalprefError):
 
 class LocalprefWarning(UserWarning):
     """Something the user should know about a model that still works (``Model.notices``)."""
+
+
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                     lineno: int, line: str | None = None) -> str:
+    """A ``warnings.formatwarning`` for the command line: a ``LocalprefWarning`` as one
+    ``localpref: warning: ...`` line, as the commands tell a model's notices (not Python's
+    file, line number and source line); any other warning as Python writes it."""
+    if issubclass(category, LocalprefWarning):
+        return f"localpref: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)

@@ -121,13 +121,15 @@ def parse_preference_items(items: Sequence[str] | None) -> str | list[str] | Wei
     preference is ``Weights`` (an item without one weighs 1); else the list as given."""
     if not items:
         return None
-    parsed = [_split_weight(item) for item in items]
+    parsed = [split_weight(item) for item in items]
     if all(weight is None for _, weight in parsed):
         return list(items)
     return Weights([(text, 1.0 if weight is None else weight) for text, weight in parsed])
 
 
-def _split_weight(item: str) -> tuple[str, float | None]:
+def split_weight(item: str) -> tuple[str, float | None]:
+    """An item's text and its weight (``concise=0.5``), or the item and None; a built-in
+    preference's weight that is not a number is one sentence."""
     match = _WEIGHTED_ITEM.match(item)
     if match is not None and not match.group("text").strip():
         raise SettingsError(f"The preference {item.strip()!r} has a weight but no text; give "

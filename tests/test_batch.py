@@ -113,6 +113,22 @@ def test_a_line_without_a_url_or_an_object_body_is_an_error_line(batch_model, tm
         "Hi", max_tokens=3).text
 
 
+def test_a_body_over_the_servers_limit_gets_the_servers_413(batch_model, tmp_path):
+    """The server refuses a body over 1 MiB before reading it; a batch line is answered as
+    the server would answer its body, not tokenized at length for a 400."""
+    items = [line("huge", chat("x " * 600_000, tokens=3)), line("fine", chat("Hi", tokens=3)),
+             line("just-under", chat("y" * ((1 << 20) - 200), tokens=3))]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, progress=False)
+    huge, fine, under = read_answers(tmp_path / "out.jsonl")
+    assert huge["response"]["status_code"] == 413
+    assert huge["response"]["body"]["error"]["code"] == "request_too_large"
+    assert huge["error"]["message"] == "The request body is over 1024 KiB."
+    assert fine["response"]["status_code"] == 200
+    assert under["response"]["status_code"] == 400  # weighed, then too long for the window
+    assert under["response"]["body"]["error"]["code"] != "request_too_large"
+
+
 def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(batch_model, tmp_path):
     items = [line("one", chat("Name a fruit.", tokens=4)),
              line("two", chat("Name a tree.", tokens=4)),

@@ -1,5 +1,6 @@
-"""`localpref batch` killed with SIGKILL mid-run (a real subprocess), then run again: the file
-ends complete, every custom_id once, in input order, and what was written before is kept."""
+"""`localpref batch` in real processes: killed with SIGKILL mid-run, then run again (the file
+ends complete, every custom_id once, in input order, and what was written before is kept);
+Ctrl-C twice; a second run on the same answers file; a file that cannot be sorted."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 from batch_helpers import chat, line, read_answers, write_batch
 
 import localpref
+from localpref.batches.lines import BatchFileError
+from localpref.cli import main
 
 PROMPTS = ["Name a fruit.", "What is rain?", "Describe the sea.", "Say hello.",
            "Give me a tip for sleep.", "What is a cat?", "Count to five.", "Name a colour.",
@@ -60,3 +64,88 @@ def test_a_run_killed_mid_file_is_finished_by_the_next_run(batch_model, tmp_path
     for raw in before:  # every line written before the kill is in the file unchanged
         kept = json.loads(raw)
         assert by_id[kept["custom_id"]] == kept
+
+
+def _start(source, out, *extra: str) -> subprocess.Popen:
+    """``localpref batch`` in a real process, Ctrl-C reaching it as from a terminal (a suite
+    started in the background inherits SIGINT ignored)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out", str(out),
+         "--parallel", "2", "--threads", "1", "--quiet", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _wait_for_a_line(process: subprocess.Popen, out) -> None:
+    deadline = time.monotonic() + 600
+    while not whole_lines(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read().decode()
+
+
+def test_a_second_run_on_the_same_answers_file_is_refused_while_the_first_writes(
+        batch_model, tmp_path, capsys) -> None:
+    """Two runs appending to one file, one sorting it under the other, lost answers while
+    both said every line was done: the second is one sentence, and the first's file whole."""
+    items = [line(f"q{i}", chat(prompt, tokens=24)) for i, prompt in enumerate(PROMPTS)]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    process = _start(source, out)
+    try:
+        _wait_for_a_line(process, out)
+        other = write_batch(tmp_path / "other.jsonl", items[:2])
+        assert main(["batch", str(other), "--out", str(out), "--threads", "1",
+                     "--quiet"]) == 2
+        assert capsys.readouterr().err == (
+            f"localpref: Another localpref batch is writing {out}; wait for it to finish (or "
+            "stop it), or give another --out.\n")
+        _, error = process.communicate(timeout=600)
+        assert process.returncode == 0, error.decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    answers = read_answers(out)
+    assert [a["custom_id"] for a in answers] == [item["custom_id"] for item in items]
+    assert (tmp_path / ".out.jsonl.lock").read_text() == ""
+    summary = localpref.batch(other, out, model=batch_model, progress=False)  # free again
+    assert (summary.done, summary.skipped) == (0, 2)
+
+
+def test_ctrl_c_twice_in_a_row_exits_130_with_whole_lines(tmp_path) -> None:
+    """The second Ctrl-C came while the first's unwinding closed the model: a double free or
+    a segmentation fault in about one run in two. It is ignored now."""
+    items = [line(f"q{i}", chat(prompt, tokens=48)) for i, prompt in enumerate(PROMPTS)]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    for _ in range(3):
+        process = _start(source, out)
+        try:
+            _wait_for_a_line(process, out)
+            written = whole_lines(out)
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            _, error = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 130, error.decode()
+        assert b"Traceback" not in error and b"stopped; the answers written are kept" in error
+        text = out.read_text(encoding="utf-8")
+        assert text.endswith("\n") and text.splitlines()[: len(written)] == written
+        out.unlink()
+
+
+def test_an_answers_file_that_cannot_be_sorted_keeps_every_answer_and_says_so(
+        batch_model, tmp_path, capsys) -> None:
+    items = [line(f"q{i}", chat(prompt, tokens=4)) for i, prompt in enumerate(PROMPTS[:3])]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    (tmp_path / "out.jsonl.sorting").mkdir()  # where the sorted copy is written
+    with pytest.raises(BatchFileError, match="could not be rewritten in the batch file's order"):
+        localpref.batch(source, out, model=batch_model, progress=False)
+    assert sorted(a["custom_id"] for a in read_answers(out)) == ["q0", "q1", "q2"]
+    assert (tmp_path / "out.jsonl.sorting").is_dir()  # not ours to remove
+    summary = localpref.batch(source, out, model=batch_model, unordered=True, progress=False)
+    assert summary.skipped == 3

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from localpref.calibration.choice import (
     EFFECT_LIMIT,
@@ -222,7 +224,19 @@ def test_verdict_is_one_standard_error_either_side() -> None:
     assert verdict([0.0, 0.0], 1) == 0
     # mean 1, sd sqrt(2), se 1: exactly one standard error is not more than one
     assert verdict([0.0, 2.0], 1) == 0
-    assert verdict([0.0, 2.1], 1) == 1 and verdict([0.0, 2.1], -1) == -1
+    assert verdict([1.9, 2.1], 1) == 1 and verdict([1.9, 2.1], -1) == -1
+    assert verdict([-0.1, 2.0, 2.2], 1) == 1  # two moved, one a little the other way
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(1e-6, 1e6) | st.floats(-1e6, -1e-6), st.integers(2, 40), st.data())
+def test_one_moved_prompt_is_never_past_pref(value: float, n: int,
+                                             data: st.DataObject) -> None:
+    """With one difference of n non-zero, the mean equals the standard error exactly: which
+    side of it the rounding falls on must not decide (at least two prompts must move)."""
+    differences = [0.0] * n
+    differences[data.draw(st.integers(0, n - 1))] = value
+    assert verdict(differences, 1) == verdict(differences, -1) == 0
 
 
 def test_each_preference_gets_the_setting_that_moves_it_most() -> None:

@@ -417,6 +417,13 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
                               "--bootstrap", "200")
     assert code == 0, stderr
     assert quality_part(merged / "summary.md") == quality_part(out / "summary.md")
+    for extra, message in ((["--bootstrap", "0"], "--bootstrap must be 1 or more (got 0)."),
+                           (["--reference", "nosuch"], "--reference nosuch is not among the "
+                                                       "runs' methods (amulet, base).")):
+        code, _, stderr = run_cli(capsys, "eval", "merge", *map(str, halves), "--out",
+                                  str(tmp_path / "refused"), *extra)
+        assert (code, stderr) == (2, f"localpref: {message}\n")
+        assert not (tmp_path / "refused").exists()
 
     # A judge that cannot load: one sentence, exit 2, and the rows already written stay.
     code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out, "--judge",
@@ -442,6 +449,10 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--reference", "nosuch"], "--reference nosuch is not among the methods (base, "
                                     "amulet)."),
         (["--out", " "], "--out needs a folder name."),
+        (["--preferences", "concise,Concise"], "The preference 'Concise' is listed twice."),
+        (["--preferences", "concise", "--preference", "concise"], "is listed twice"),
+        (["--preferences", "concise=0.5"], "The preference 'concise=0.5' has a weight"),
+        (["--preferences", "concise=abc"], "The weight of 'concise' must be a number"),
     ],
 )
 def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str],
@@ -451,6 +462,18 @@ def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str]
     assert code == 2
     assert message in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_preference_with_commas_is_one_column_with_preference(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    pirate = "write like a pirate, with lots of arr"
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out, "--methods", "pref",
+                                                 "--limit", "1", "--max-tokens", "2",
+                                                 "--preference", pirate))
+    assert code == 0, stderr
+    rows = list(read_rows(out / "generations.jsonl"))
+    assert sorted(r["preference"] for r in rows) == ["concise", pirate]
 
 
 def test_an_output_folder_that_cannot_be_made_is_one_sentence_before_the_model_loads(

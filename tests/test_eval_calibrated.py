@@ -85,6 +85,31 @@ def test_the_calibrated_column_answers_as_the_library_does_under_the_calibration
     assert again.generated == 0  # the resolved keys resume
 
 
+def test_a_calibration_that_kept_the_default_runs_the_default(
+        model: Model, prompts_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calibrated model whose sweep found no setting past Pref answers with the
+    uncalibrated default: the column runs that, as ``generate`` does, not a refusal."""
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path / "home"))
+    write_record(model.calibration_key, {
+        "model": model.name, "path": str(model.path), "key": model.calibration_key,
+        "calibrated_at": CALIBRATED_AT, "calibrated": False, "reason": "none beat Pref",
+        "rows": [], "chosen": None})
+    assert model.calibration is None and model.calibration_record is not None
+    out = tmp_path / "out"
+    Evaluation(_config(prompts_file, ["calibrated"]), model, out, make_scorers(["length"]),
+               progress=False).run()
+    rows = list(read_rows(out / "generations.jsonl"))
+    assert len(rows) == len(PROMPTS) * 2
+    for row in rows:
+        library = model.generate(row["prompt"], preference=row["preference"],
+                                 max_tokens=TOKENS)
+        assert library.stats["calibration"] is None  # the default, uncalibrated
+        assert row["tokens"] == library.tokens, (row["preference"], row["prompt"])
+        assert row["key"]["settings"]["contrast"] == 0.5 and "avoid" not in row["key"]
+        assert row["key"]["calibration"] == CALIBRATED_AT
+
+
 def test_an_uncalibrated_model_or_a_sweep_of_the_column_is_one_sentence(
         prompts_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -206,10 +207,17 @@ def test_summary_best_within_budget_matches_the_rows_and_shards_merge_the_same(
     section = sweep_part(out / "summary.md")
     rows = [line for line in section.splitlines() if line.startswith("| amulet |")]
     chosen = rows[-1]  # the "best within budget" table comes after the table of points
+    verdict = next(line for line in section.splitlines() if line.startswith("**Beats Pref"))
     if best is None:
-        assert "none within budget" in chosen
+        assert "none within budget" in chosen and ": no**" in verdict
     else:
         assert chosen.startswith(f"| amulet | k={best:g} |")
+        # "yes" only where the paired interval leaves zero out (the Against Pref rule):
+        # fewer words is better for concise
+        delta, low, high = map(float, re.search(
+            r"\| (-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\] \|$", chosen).groups())
+        expected = "yes" if delta < 0 and high < 0 else "not shown" if delta < 0 else "no"
+        assert f"nats: {expected}**" in verdict, (chosen, verdict)
     assert f"within {budget:g} nats" in section
     assert (out / "pareto-concise.png").read_bytes()[:8] == PNG_SIGNATURE
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,6 +84,25 @@ def test_the_cli_warns_once_on_stderr_and_doctor_says_so(
     assert report["warnings"] == [SENTENCE]
     cli.main(["doctor", "--model", str(base_gguf)])
     assert f"warning: {SENTENCE}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_batch_run_warns_in_one_line(base_gguf: Path, tmp_path: Path) -> None:
+    """The library warns on load; the command line shows it as one line, not with Python's
+    file, line number and source line."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"custom_id": "a", "method": "POST",
+                                  "url": "/v1/chat/completions",
+                                  "body": {"model": "base", "max_tokens": 2,
+                                           "messages": [{"role": "user", "content": "Hi"}]}})
+                      + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
+         str(tmp_path / "out.jsonl"), "--model", str(base_gguf), "--threads", "1", "--quiet",
+         "--ctx", "256"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == f"localpref: warning: {SENTENCE}"
+    assert done.stderr.count("no chat template") == 1 and "Model(" not in done.stderr
 
 
 async def test_the_app_shows_the_sentence_as_a_notice(base_model: Model, tmp_path: Path,

@@ -10,6 +10,7 @@ library imports it only when a batch runs.
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from localpref.decoding import Generation
 from localpref.errors import LocalprefError
 from localpref.server import completions
 from localpref.server.errors import ApiError, from_library, validation_message
+from localpref.server.guards import MAX_BODY_BYTES, body_too_large
 from localpref.server.ids import served_model_id
 from localpref.server.logprobs import answer_logprobs
 from localpref.server.schemas import ChatCompletionRequest, CompletionRequest
@@ -76,6 +78,11 @@ def validated(schema: type[BaseModel], body: Any) -> Any:
         raise ApiError(400, message, code="invalid_request", param=param) from None
 
 
+def body_bytes(body: Any) -> int:
+    """The size of ``body`` sent as compact JSON: what the server's body limit would weigh."""
+    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+
+
 def served_id(model: Model, spec: str | None) -> str:
     """The id request bodies name the model by, as ``localpref serve`` would serve it."""
     return served_model_id(spec, model.path)
@@ -104,6 +111,8 @@ class Answerer:
         if line.method != "POST":
             raise ApiError(405, f"{line.url} does not accept {line.method}.",
                            code="method_not_allowed")
+        if body_bytes(line.body) > MAX_BODY_BYTES:
+            raise body_too_large()
         requests = prompt_bodies(validated(route.schema, line.body))
         return route, requests, [route.translate(one, self.served_id, self.model)
                                  for one in requests]

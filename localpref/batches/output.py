@@ -9,6 +9,7 @@ sort writes a new file beside it and renames it over the old one, so it is never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -119,9 +120,18 @@ class AnswerFile:
             lines = sorted(kept.values(),
                            key=lambda line: rank.get(line["custom_id"], len(rank)))
         temporary = self.path.with_name(self.path.name + ".sorting")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(json_line(line))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                for line in lines:
+                    handle.write(json_line(line))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                if temporary.is_file():  # a half-written copy of ours
+                    temporary.unlink()
+            raise BatchFileError(
+                f"Every answer is in {self.path}, but it could not be rewritten in the batch "
+                f"file's order ({error.strerror or error}); run again once its folder is "
+                "writable, or pass --unordered.") from None

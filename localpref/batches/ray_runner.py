@@ -17,6 +17,7 @@ import dataclasses
 import math
 import socket
 import sys
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 from localpref.batches.leftovers import shutdown_local_ray
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
-from localpref.errors import LocalprefError, ModelError, SettingsError
+from localpref.errors import LocalprefError, ModelError, SettingsError, one_line_warning
 from localpref.evaluation.parallel import answer
 
 #: How often Ray restarts one actor that died before the run gives up (the answers so far stay).
@@ -60,6 +61,7 @@ class ModelActor:
         from localpref.api import load
         from localpref.batches.answer import Answerer, served_id
 
+        warnings.formatwarning = one_line_warning  # a notice is one line in the actor's log
         self.error: str | None = None
         self.answerer: Answerer | None = None
         options: dict[str, Any] = {}

@@ -245,15 +245,19 @@ def _sd(differences: Sequence[float]) -> float:
 
 def verdict(differences: Sequence[float], direction: int) -> int:
     """+1 when the paired differences move the score in ``direction`` by more than one
-    standard error (at least two of them), -1 when they move it the other way by as much,
-    0 otherwise (too few, or within one standard error of zero)."""
+    standard error and at least two of them move it that way, -1 when they move it the other
+    way by as much, 0 otherwise (too few, or within one standard error of zero). One moved
+    prompt is never enough: when one difference of n is non-zero, the mean equals the
+    standard error exactly, and rounding alone would decide."""
     if len(differences) < 2:
         return 0
     signed = direction * float(np.mean(differences))
     margin = _sd(differences) / math.sqrt(len(differences))
-    if signed > margin:
+    toward = sum(1 for d in differences if direction * d > 0)
+    away = sum(1 for d in differences if direction * d < 0)
+    if signed > margin and toward >= 2:
         return 1
-    if signed < -margin:
+    if signed < -margin and away >= 2:
         return -1
     return 0
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from localpref.errors import LocalprefError
 from localpref.file_digest import file_digest
+from localpref.file_lock import exclusive
 from localpref.methods import PREF_ENDS, Amulet, ContrastFamily, as_recommended
 from localpref.presets import single_preset
 from localpref.store import data_dir
@@ -72,35 +73,12 @@ def lock_path(key: str) -> Path:
 def held(key: str) -> Iterator[None]:
     """Hold this model file's calibration lock, or raise ``CalibrationError`` at once when
     another process holds it: two sweeps of one file would both append to its rows and
-    generate every unit twice, and a reset would remove the rows under a running sweep.
-
-    An advisory ``flock`` on ``<key>.lock``, released when the process ends however it ends
-    (a killed sweep leaves no stale lock). Where ``fcntl`` is missing (Windows) nothing is
-    locked.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks, as before
+    generate every unit twice, and a reset would remove the rows under a running sweep
+    (``file_lock.exclusive`` on ``<key>.lock``)."""
+    busy = CalibrationError("Another localpref calibrate is running on this model file; wait "
+                            "for it to finish (or stop it) and run this again.")
+    with exclusive(lock_path(key), busy=busy, what="the calibration"):
         yield
-        return
-    path = lock_path(key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a")
-    except OSError as error:
-        raise CalibrationError(f"Cannot open the calibration lock {path}: "
-                               f"{error.strerror or error}.") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise CalibrationError(
-                "Another localpref calibrate is running on this model file; wait for it to "
-                "finish (or stop it) and run this again.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

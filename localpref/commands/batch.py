@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from localpref.commands.interrupt import interrupt_once
 from localpref.commands.options import add_model_options, check_parallel, load_settings
 from localpref.errors import SettingsError
 
@@ -70,11 +72,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from localpref.batches.run import batch
 
     try:
-        summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
-                        unordered=args.unordered,
-                        ray=False if args.ray is None else (args.ray or True),
-                        ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
-                        **loading, progress=not args.quiet)
+        # With Ray, Ctrl-C is pressed until Ray's start lets one through; its exit is below.
+        with interrupt_once() if args.ray is None else contextlib.nullcontext():
+            summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
+                            unordered=args.unordered,
+                            ray=False if args.ray is None else (args.ray or True),
+                            ray_actors=args.ray_actors,
+                            ray_cpus_per_actor=args.ray_cpus_per_actor,
+                            **loading, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"\nlocalpref: stopped; the answers written are kept in {args.out}: run the same "
               "command again to finish.", file=sys.stderr, flush=True)

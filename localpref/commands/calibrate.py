@@ -20,6 +20,7 @@ from localpref.calibration.prompts import CALIBRATION_PROMPTS
 from localpref.calibration.record import model_key, rows_path
 from localpref.calibration.record import reset as reset_calibration
 from localpref.calibration.sweep import Plan
+from localpref.commands.interrupt import interrupt_once
 from localpref.commands.options import (
     add_model_options,
     comma_list,
@@ -136,17 +137,18 @@ def run(args: argparse.Namespace) -> int:
     from localpref.calibration.run import calibrate
 
     model = load_model(args, max_lanes=LANES, max_queued=LANES)
-    try:
+    with interrupt_once():
         try:
-            record = calibrate(model, plan, budget=args.budget, progress=not args.no_progress,
-                               parallel=args.parallel)
-        except KeyboardInterrupt:
-            print(f"\nInterrupted: the finished generations are kept in "
-                  f"{rows_path(model.calibration_key)}; run the same command to continue.",
-                  file=sys.stderr)
-            return 130
-    finally:
-        model.close()
+            try:
+                record = calibrate(model, plan, budget=args.budget,
+                                   progress=not args.no_progress, parallel=args.parallel)
+            except KeyboardInterrupt:
+                print(f"\nInterrupted: the finished generations are kept in "
+                      f"{rows_path(model.calibration_key)}; run the same command to continue.",
+                      file=sys.stderr)
+                return 130
+        finally:
+            model.close()
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
     else:

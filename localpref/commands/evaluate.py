@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.batch import add_ray_options
+from localpref.commands.interrupt import interrupt_once
 from localpref.commands.options import (
     add_avoid_option,
     add_like_option,
@@ -36,8 +37,6 @@ DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
 DEFAULT_PREFERENCES = "creative,verbose,concise,uplifting"
 #: Generations each Ray actor decodes at once with ``--ray``.
 RAY_PARALLEL = 4
-#: The method the win/tie/lose tables compare when ``--reference`` is not given.
-DEFAULT_REFERENCE = "amulet"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -62,6 +61,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--preferences", default=None,
                         help=f"comma-separated names or texts (default {DEFAULT_PREFERENCES}, "
                         "or none with --like)")
+    parser.add_argument("--preference", action="append", default=None, metavar="TEXT",
+                        help="one more preference, taken whole (a text with commas); repeat "
+                        "for more")
     add_avoid_option(parser)
     add_like_option(parser)
     parser.add_argument("--like-name", default=None, metavar="NAME",
@@ -131,7 +133,7 @@ def add_parser(subparsers: Any) -> None:
     merge.add_argument("folders", nargs="+", metavar="DIR", help="eval output folders")
     merge.add_argument("--out", dest="merge_out", metavar="DIR", required=True,
                        help="the merged folder (may be one of the inputs)")
-    merge.add_argument("--reference", dest="merge_reference", default="amulet",
+    merge.add_argument("--reference", dest="merge_reference", default=None,
                        help="the method the win/tie/lose tables compare (default amulet)")
     merge.add_argument("--bootstrap", dest="merge_bootstrap", type=int, default=2000,
                        metavar="N", help="bootstrap resamples (default 2000)")
@@ -166,6 +168,7 @@ def run_eval(args: argparse.Namespace) -> int:
         scorer_names,
     )
     from localpref.evaluation.parallel import local_generations
+    from localpref.evaluation.report import DEFAULT_REFERENCE
     from localpref.evaluation.specs import PreferenceSpec
     from localpref.evaluation.sweep import expand, parse_sweep
     from localpref.examples import like_sentence
@@ -204,8 +207,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.preferences is not None and not comma_list(args.preferences):
         raise SettingsError("--preferences names no preference; give one or more, separated "
                             "by commas, or leave it out for the default four.")
-    preferences = [] if args.like and args.preferences is None else preference_specs(
-        comma_list(args.preferences or DEFAULT_PREFERENCES), args.prompts)
+    named = [*comma_list(args.preferences or ""), *(args.preference or [])]
+    if not named and not args.like:
+        named = comma_list(DEFAULT_PREFERENCES)
+    preferences = preference_specs(named, args.prompts) if named else []
     examples = like_from_args(args)
     if examples:  # Pref reads the examples in its prompt; the steering contrasts with base
         name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip()
@@ -258,11 +263,14 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
                                 progress=not args.no_progress, generations=generations,
                                 chunk=chunk)
+        if args.ray is None:  # with Ray, Ctrl-C is pressed until Ray lets one through
+            stack.enter_context(interrupt_once())
         try:
             summary = evaluation.run()
         except KeyboardInterrupt:
             print(f"\nInterrupted: the finished answers are kept in {args.out}; run the same "
                   "command to continue.", file=sys.stderr, flush=True)
+            model.close()
             return 130
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
@@ -318,7 +326,8 @@ def run_merge(args: argparse.Namespace) -> int:
 
     summary = merge_outputs(args.folders, args.merge_out,
                             scorers=make_scorers(scorer_names(None)),
-                            reference=args.merge_reference.strip().lower(),
+                            reference=(args.merge_reference.strip().lower()
+                                       if args.merge_reference is not None else None),
                             resamples=args.merge_bootstrap,
                             fluency_budget=args.merge_fluency_budget)
     print(_main_table(summary))

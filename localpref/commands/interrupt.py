@@ -47,6 +47,35 @@ def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def interrupt_once() -> Iterator[None]:
+    """Inside, the first Ctrl-C raises ``KeyboardInterrupt`` as usual and every one after it
+    is ignored until the process ends: the command is stopping, and the unwinding that the
+    first starts closes the model (llama.cpp frees its context) and stops the workers; a
+    second ``KeyboardInterrupt`` raised in the middle of that left the scheduler's thread
+    decoding in a freed context (a double free or a segmentation fault instead of exit 130).
+    Without a Ctrl-C the handler before is back on leaving. Outside the main thread nothing
+    changes, nor where Ctrl-C is ignored already (a job started in the background)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+        yield
+        return
+    pressed = False
+
+    def once(signum: int, frame: FrameType | None) -> None:
+        nonlocal pressed
+        pressed = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, once)
+    try:
+        yield
+    finally:
+        if not pressed:
+            signal.signal(signal.SIGINT, previous)
+
+
 #: The exit code of a command ended by SIGTERM (128 + 15, as a shell reports it).
 TERMINATED_EXIT = 143
 

@@ -44,7 +44,7 @@ from localpref.evaluation.records import (
     read_rows,
     row_id,
 )
-from localpref.evaluation.report import write_report
+from localpref.evaluation.report import DEFAULT_REFERENCE, write_report
 from localpref.evaluation.scorers import Scorer, score_text
 from localpref.evaluation.specs import (
     MethodSpec,
@@ -53,7 +53,7 @@ from localpref.evaluation.specs import (
     non_default_fields,
 )
 from localpref.file_digest import file_digest
-from localpref.methods import Base, Sampling
+from localpref.methods import Base, Sampling, recommended_method
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, opposite_text
 from localpref.request import Request
 
@@ -71,7 +71,7 @@ class GridConfig:
     max_tokens: int = 128
     seed: int | None = 0
     sampling: Sampling = field(default_factory=Sampling)
-    reference: str = "amulet"
+    reference: str = DEFAULT_REFERENCE
     resamples: int = 2000
     score_lanes: bool = False
     """Decode the lane a method does not read too, so every row has both fluency numbers
@@ -149,12 +149,19 @@ class Evaluation:
                 f"{config.reference} is not among the methods."
             )
         calibrated = any(spec.calibrated for spec in config.methods)
-        #: the model's calibration, which ``calibrated`` columns run (None without them)
+        #: the model's calibration, which ``calibrated`` columns run (None without them, or
+        #: when the calibration kept the uncalibrated default: they run that default then)
         self.calibration = model.calibration if calibrated else None
-        if calibrated and self.calibration is None:
-            raise SettingsError(f"{Path(model.path).name} is not calibrated, so there is no "
-                                "calibrated column to run: run `localpref calibrate --model "
-                                f"{shlex.quote(str(model.path))}` first.")
+        #: when the model was calibrated (its record's time; also a record that kept the
+        #: default), kept in a calibrated column's row keys
+        self.calibrated_at: str | None = None
+        if calibrated:
+            record = model.calibration_record
+            if record is None:
+                raise SettingsError(f"{Path(model.path).name} is not calibrated, so there is "
+                                    "no calibrated column to run: run `localpref calibrate "
+                                    f"--model {shlex.quote(str(model.path))}` first.")
+            self.calibrated_at = str(record.get("calibrated_at", ""))
         self.config = config
         self.model = model
         #: the model file's fingerprint, kept in every row beside the key's file name
@@ -208,8 +215,8 @@ class Evaluation:
         avoid = self._avoid(item.method)
         if avoid:
             key["avoid"] = list(avoid)
-        if item.method.calibrated and self.calibration is not None:
-            key["calibration"] = self.calibration.calibrated_at
+        if item.method.calibrated and self.calibrated_at is not None:
+            key["calibration"] = self.calibrated_at
         if preference is not None and preference.examples:
             key["examples_sha"] = _short_hash("\n\x00".join(preference.examples))
         return key
@@ -230,10 +237,13 @@ class Evaluation:
         else the overall one; examples get the overall one), as a plain method the row key
         records, and, when the calibration chose the opposite and the run gives no
         ``--avoid``, the preference's opposite as its base lane's text: what the library
-        runs for ``model.generate(prompt, preference=name)``. Any other column as it is."""
+        runs for ``model.generate(prompt, preference=name)``; when the calibration kept the
+        uncalibrated default, that default. Any other column as it is."""
         calibration = self.calibration
-        if not method.calibrated or calibration is None:
+        if not method.calibrated:
             return method
+        if calibration is None:
+            return dataclasses.replace(method, decoder=dataclasses.replace(recommended_method()))
         name = None if preference.examples else preference.name
         # A copy, not the recommended steering's object: Model.submit applies no calibration
         # on top of it (methods.is_recommended).

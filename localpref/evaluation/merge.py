@@ -17,7 +17,7 @@ from localpref.evaluation.records import (
     read_rows,
     write_rows,
 )
-from localpref.evaluation.report import write_report
+from localpref.evaluation.report import DEFAULT_REFERENCE, write_report
 from localpref.evaluation.scorers import Scorer, score_text
 
 
@@ -26,17 +26,20 @@ def merge_outputs(
     out_dir: str | Path,
     *,
     scorers: Sequence[Scorer] = (),
-    reference: str = "amulet",
+    reference: str | None = None,
     resamples: int = 2000,
     fluency_budget: float = 0.5,
 ) -> Path:
     """Union of the folders' rows (each id once) written to ``out_dir`` with a new summary.
 
     Answers that have no scores yet (a run stopped between the two writes) are scored with
-    ``scorers``. ``out_dir`` may be one of the folders.
+    ``scorers``. ``out_dir`` may be one of the folders. ``reference``: the method the
+    win/tie/lose tables compare (one of the runs'; None: amulet, where the runs have it).
     """
     if not (math.isfinite(fluency_budget) and fluency_budget >= 0):
         raise LocalprefError(f"The fluency budget must be 0 or more nats (got {fluency_budget}).")
+    if resamples < 1:
+        raise LocalprefError(f"--bootstrap must be 1 or more (got {resamples}).")
     sources = [Path(folder) for folder in folders]
     if not sources:
         raise LocalprefError("Give at least one folder to merge.")
@@ -59,6 +62,10 @@ def merge_outputs(
         have = metrics.get(identifier, {})
         if not row.get("error") and any(m not in have for m in wanted):
             metrics[identifier] = {**have, **score_text(scorers, row["text"], row["tokens"])}
+    methods = sorted({row["method"] for row in generations.values()})
+    if reference is not None and reference not in methods:
+        raise LocalprefError(f"--reference {reference} is not among the runs' methods "
+                             f"({', '.join(methods)}).")
     target = Path(out_dir)
     make_output_folder(target)
     ordered = sorted(generations.values(),
@@ -70,5 +77,5 @@ def merge_outputs(
     score_rows += sorted(judgements.values(), key=lambda j: j["id"])
     write_rows(target / SCORES, score_rows)
     return write_report(target, ordered, metrics, list(judgements.values()),
-                        reference=reference, resamples=resamples,
+                        reference=reference or DEFAULT_REFERENCE, resamples=resamples,
                         fluency_budget=fluency_budget)

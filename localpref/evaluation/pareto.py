@@ -141,7 +141,8 @@ def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000
              "(nats/token, higher is more fluent). A setting is within the fluency budget when "
              f"its fluency is at most {budget:g} nats below Pref's. Best: the setting within "
              "budget with the best mean score; Δ: its mean minus Pref's [95% paired bootstrap "
-             "interval over prompts]. Plots: `pareto-*.png`.", ""]
+             "interval over prompts]; it beats Pref when that interval leaves out zero. Plots: "
+             "`pareto-*.png`.", ""]
     for tradeoff in tradeoffs(tables, budget):
         name = metric_name(tradeoff.metric)
         arrow = direction_arrow(tradeoff.direction)
@@ -177,16 +178,34 @@ def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000
         lines += markdown_table(["method", "best within budget", f"{name} {arrow}", "fluency",
                                  "Δ vs Pref"], rows)
         lines.append("")
-        winners = tradeoff.winners
-        pref_text = (f"Pref: {format_value(tradeoff.metric, tradeoff.pref.score)} at fluency "
-                     f"{format_value(FLUENCY, tradeoff.pref.fluency)}")
-        if winners:
-            named = ", ".join(f"{p.method} {p.setting} ({format_value(tradeoff.metric, p.score)})"
-                              for p in winners)
-            lines += [f"**Beats Pref within {budget:g} nats: yes**: {named}; {pref_text}.", ""]
-        else:
-            lines += [f"**Beats Pref within {budget:g} nats: no**; {pref_text}.", ""]
+        lines += [_verdict_line(tables, tradeoff, resamples), ""]
     return lines
+
+
+def _verdict_line(tables: Tables, tradeoff: Tradeoff, resamples: int) -> str:
+    """Whether a setting within the budget beats Pref: "yes" only where its paired interval
+    leaves out zero (the rule of the "Against Pref" section), "not shown" where it is better
+    on average only."""
+    assert tradeoff.pref is not None
+    pref_text = (f"Pref: {format_value(tradeoff.metric, tradeoff.pref.score)} at fluency "
+                 f"{format_value(FLUENCY, tradeoff.pref.fluency)}")
+    shown, unclear = [], []
+    for point in tradeoff.winners:
+        low, high = _paired_interval(tables, tradeoff, point, resamples)
+        clear = low > 0 if tradeoff.direction > 0 else high < 0  # False for a NaN interval
+        (shown if clear else unclear).append(point)
+
+    def named(points: list[Point]) -> str:
+        return ", ".join(f"{p.method} {p.setting} ({format_value(tradeoff.metric, p.score)})"
+                         for p in points)
+
+    budget = f"{tradeoff.budget:g}"
+    if shown:
+        return f"**Beats Pref within {budget} nats: yes**: {named(shown)}; {pref_text}."
+    if unclear:
+        return (f"**Beats Pref within {budget} nats: not shown**: {named(unclear)} better on "
+                f"average, but its interval over prompts holds no difference; {pref_text}.")
+    return f"**Beats Pref within {budget} nats: no**; {pref_text}."
 
 
 def _slug(text: str) -> str:

@@ -28,6 +28,9 @@ from localpref.evaluation.versus_pref import render_versus_pref_section
 
 SPEED_HEADING = "## Speed"
 
+#: The method the win/tie/lose tables compare when no other is named.
+DEFAULT_REFERENCE = "amulet"
+
 
 def _cell_text(tables: Tables, key: tuple[str, str, str, str], resamples: int,
                bold: bool = False) -> str:
@@ -64,7 +67,7 @@ def _percentages(win: int, tie: int, lose: int) -> str:
     return " / ".join(f"{100 * n / total:.0f}" for n in (win, tie, lose)) + f" (n={total})"
 
 
-def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int = 2000,
+def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamples: int = 2000,
                    fluency_budget: float = 0.5) -> str:
     """The whole ``summary.md``."""
     labels = [v.label for v in tables.variants]
@@ -184,7 +187,7 @@ def render_summary(tables: Tables, *, reference: str = "amulet", resamples: int 
     return "\n".join(lines)
 
 
-def render_charts(tables: Tables, out_dir: Path, *, reference: str = "amulet",
+def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REFERENCE,
                   resamples: int = 2000, fluency_budget: float = 0.5) -> list[Path]:
     """PNG charts: preference scores per method, tokens/s per method, judge outcomes, and
     with a sweep one Pareto plot (preference score against fluency) per preference."""
@@ -278,7 +281,7 @@ def write_report(
     metrics: dict[str, dict[str, Any]],
     judgements: Sequence[dict[str, Any]] = (),
     *,
-    reference: str = "amulet",
+    reference: str = DEFAULT_REFERENCE,
     resamples: int = 2000,
     fluency_budget: float = 0.5,
 ) -> Path:

@@ -24,6 +24,7 @@ from localpref.methods import (
     two_lane_method_names,
 )
 from localpref.presets import preference_text
+from localpref.weights import split_weight
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,17 @@ class PreferenceSpec:
 def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[PreferenceSpec]:
     """Preferences from names or free text: the paper's wording or the library's presets."""
     specs = []
+    seen: set[str] = set()
     for name in names:
         text = name.strip()
         if not text:
             raise SettingsError("A preference must be a non-empty text, e.g. 'concise'.")
+        if split_weight(text)[1] is not None:
+            raise SettingsError(f"The preference {text!r} has a weight: the evaluation scores "
+                                "each preference on its own; give it without one.")
+        if text.lower() in seen:
+            raise SettingsError(f"The preference {text!r} is listed twice.")
+        seen.add(text.lower())
         sentence = paper_sentence(text) if prompts == "paper" else preference_text(text)
         specs.append(PreferenceSpec(text, str(sentence)))
     if not specs:

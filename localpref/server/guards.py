@@ -114,6 +114,12 @@ class ApiKeyCheck:
         await self.app(scope, receive, send)
 
 
+def body_too_large(limit: int = MAX_BODY_BYTES) -> ApiError:
+    """The 413 of a body over ``limit`` bytes (a batch line's body gets the same)."""
+    return ApiError(413, f"The request body is over {limit // 1024} KiB.",
+                    code="request_too_large")
+
+
 class BodyLimit:
     """Refuse (413) bodies over ``limit`` bytes, whether declared or streamed."""
 
@@ -122,8 +128,7 @@ class BodyLimit:
         self.limit = limit
 
     def _too_large(self) -> ApiError:
-        return ApiError(413, f"The request body is over {self.limit // 1024} KiB.",
-                        code="request_too_large")
+        return body_too_large(self.limit)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
