@@ -155,14 +155,16 @@ def test_stall_is_the_longest_gap_after_the_join() -> None:
 
 def test_bench_server_flag_checks_its_settings(capsys) -> None:
     assert main(["bench", "--server", "--max-tokens", "0", "--quiet"]) == 2
-    assert "--max-tokens and --repeat must be 1 or more." in capsys.readouterr().err
+    assert "--max-tokens must be 1 or more (got 0)." in capsys.readouterr().err
+    assert main(["bench", "--server", "--repeat", "-1", "--quiet"]) == 2
+    assert "--repeat must be 1 or more (got -1)." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--server", "--baseline", "nope"],
      "Unknown baseline 'nope': choose among llama-cpp-python, llama-server."),
     (["--server", "--baseline", ","], "--baseline needs at least one value."),
-    (["--server", "--clients", "0"], "Client counts must be 1 or more."),
+    (["--server", "--clients", "0"], "--clients must be 1 or more (got 0)."),
     (["--server", "--clients", "two"], "--clients takes whole numbers (got 'two')."),
     (["--server", "--threads", "0"], "--threads must be 1 or more (got 0)."),
     (["--baseline", "llama-server"], "--baseline goes with --server."),

@@ -86,13 +86,14 @@ class ServerBenchSettings:
     stall_prompt_tokens: int = 1500
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1 or self.rounds < 1:
-            raise SettingsError("--max-tokens and --repeat must be 1 or more.")
+        for flag, value in (("--max-tokens", self.max_tokens), ("--repeat", self.rounds)):
+            if value < 1:
+                raise SettingsError(f"{flag} must be 1 or more (got {value}).")
         if not self.clients:
             object.__setattr__(self, "clients", CLIENT_COUNTS_WITH_LLAMA_SERVER
                                if "llama-server" in self.baselines else CLIENT_COUNTS)
         if min(self.clients) < 1:
-            raise SettingsError("Client counts must be 1 or more.")
+            raise SettingsError(f"--clients must be 1 or more (got {min(self.clients)}).")
         if self.threads is not None and self.threads < 1:
             raise SettingsError(f"--threads must be 1 or more (got {self.threads}).")
         if not self.baselines:
