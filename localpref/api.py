@@ -22,11 +22,13 @@ from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
 from localpref.engine import MAX_LANES, MIN_CONTEXT, Context, LoadedModel
 from localpref.errors import (
+    BusyError,
     LocalprefWarning,
     ModelError,
     PromptTooLongError,
     SettingsError,
     TooManyLanesError,
+    callers_stacklevel,
 )
 from localpref.examples import (
     DEFAULT_MAX_LIKE_TOKENS,
@@ -85,6 +87,12 @@ def _shut_down(scheduler: Scheduler, backends: list[_Backend]) -> None:
     backends.clear()
 
 
+
+def _whole(value: object) -> bool:
+    """Whether ``value`` is a whole number (not ``True``/``False``, which Python counts as
+    ints: ``n_threads=True`` would read as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
 class Model:
     """A GGUF model ready to generate with preference steering, from any number of threads.
 
@@ -114,24 +122,24 @@ class Model:
         max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
         keep_cells: bool = False,
     ) -> None:
-        if not isinstance(n_batch, int) or n_batch < 1:
-            raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch}).")
+        if not _whole(n_batch) or n_batch < 1:
+            raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch!r}).")
         most_lanes = min(n_batch, MAX_LANES)
-        if not isinstance(max_lanes, int) or not 1 <= max_lanes <= most_lanes:
+        if not _whole(max_lanes) or not 1 <= max_lanes <= most_lanes:
             raise SettingsError(f"max_lanes must be a whole number from 1 to {most_lanes} "
-                                f"(got {max_lanes}).")
+                                f"(got {max_lanes!r}).")
         for name, value, least in (("n_ctx", n_ctx, MIN_CONTEXT), ("n_threads", n_threads, 1),
                                    ("n_threads_batch", n_threads_batch, 1)):
-            if value is not None and (not isinstance(value, int) or value < least):
+            if value is not None and (not _whole(value) or value < least):
                 raise SettingsError(f"{name} must be a whole number, {least} or more, or None "
                                     f"for the default (got {value!r}).")
-        if not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
+        if not _whole(n_gpu_layers) or n_gpu_layers < -1:
             raise SettingsError("n_gpu_layers must be a whole number, 0 or more, or -1 for all "
                                 f"(got {n_gpu_layers!r}).")
-        if not isinstance(max_queued, int) or max_queued < 0:
-            raise SettingsError(f"max_queued must be 0 or more (got {max_queued}).")
-        if not isinstance(max_like_tokens, int) or max_like_tokens < 1:
-            raise SettingsError(f"max_like_tokens must be 1 or more (got {max_like_tokens}).")
+        if not _whole(max_queued) or max_queued < 0:
+            raise SettingsError(f"max_queued must be 0 or more (got {max_queued!r}).")
+        if not _whole(max_like_tokens) or max_like_tokens < 1:
+            raise SettingsError(f"max_like_tokens must be 1 or more (got {max_like_tokens!r}).")
         if not isinstance(system_prompt, str):
             raise SettingsError(f"The system prompt must be a text (got {system_prompt!r}); "
                                 "give '' for none.")
@@ -153,7 +161,7 @@ class Model:
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
         for notice in self.notices:
-            warnings.warn(notice, LocalprefWarning, stacklevel=2)
+            warnings.warn(notice, LocalprefWarning, stacklevel=callers_stacklevel())
 
     def _open_backend(self, path: Path, system_prompt: str) -> _Backend:
         loaded = LoadedModel(path, n_gpu_layers=self.n_gpu_layers)
@@ -690,6 +698,8 @@ class Chat:
         self.messages: list[dict[str, str]] = checked_messages(messages)
         self.results: list[Result] = []
         self._session = Session()
+        #: the answer made and not yet ended (read, run or closed): the next turn waits
+        self._answering: weakref.ref[Generation] | None = None
 
     @property
     def holds_lanes(self) -> bool:
@@ -711,14 +721,15 @@ class Chat:
         return self._answer(conversation, overrides)
 
     def regenerate(self, **overrides: Any) -> Generation:
-        """Answer the last user message again, replacing the last answer."""
-        if self.messages and self.messages[-1]["role"] == "assistant":
-            self.messages.pop()
-            if self.results:
-                self.results.pop()
-        if not self.messages:
+        """Answer the last user message again; the new answer replaces the last one when it
+        ends (a regeneration refused, or closed before it wrote anything, changes nothing)."""
+        conversation = list(self.messages)
+        replaces = bool(conversation) and conversation[-1]["role"] == "assistant"
+        if replaces:
+            conversation.pop()
+        if not conversation:
             raise SettingsError("There is no message to answer again.")
-        return self._answer(list(self.messages), overrides)
+        return self._answer(conversation, overrides, replaces=replaces)
 
     def _make_request(self, conversation: list[dict[str, str]],
                       overrides: dict[str, Any]) -> Request:
@@ -734,10 +745,20 @@ class Chat:
             known = ", ".join(sorted(Request.make.__kwdefaults__ or {}))
             raise SettingsError(f"Unknown chat setting; use one of {known}.") from None
 
-    def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any]) -> Generation:
-        def remember(results: list[Result]) -> None:
+    def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any], *,
+                replaces: bool = False) -> Generation:
+        """The answer to ``conversation`` (the history and the new message), which joins the
+        history when it ends (``replaces``: in place of the last answer); one at a time."""
+        answering = self._answering() if self._answering is not None else None
+        if answering is not None and answering.result is None:  # made, not ended
+            raise BusyError("This chat is already answering; read or close that answer "
+                            "first.")
+
+        def remember(results: list[Result]) -> None:  # once it ran, even cancelled
             if not results:
                 return
+            if replaces and self.results:
+                self.results.pop()
             self.messages[:] = conversation
             self.messages.append({"role": "assistant", "content": results[0].text})
             self.results.append(results[0])
@@ -755,7 +776,9 @@ class Chat:
                 read = shorter
                 continue
             self.left_out = len(conversation) - len(read)
-            return Generation(multi)
+            generation = Generation(multi)
+            self._answering = weakref.ref(generation)  # one dropped unread ends, as closed
+            return generation
 
     def _window(self, conversation: list[dict[str, str]], max_tokens: int
                 ) -> list[dict[str, str]]:

@@ -430,7 +430,8 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
     thread: nothing more is yielded, the request ends at the next step (or between prefill
     chunks), and each result keeps the text that was yielded (read with ``run()``, which
     yields nothing, the text written). ``on_finish`` runs in the
-    caller's thread when the generation ends, whatever happened.
+    caller's thread when the generation ends, whatever happened, once it was handed to the
+    scheduler (not for one cancelled or closed before that).
     """
 
     def __init__(
@@ -494,9 +495,10 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return self._inner.throw(*args)
 
     def close(self) -> None:
-        """Cancel (if it runs) and end the generation; ``results`` keep what was yielded.
-        From another thread while one reads it, it is ``cancel()``: the reader sees the end."""
-        if self._started and not self._reading:  # started, never read: end it here
+        """Cancel (if it runs) and end the generation; ``results`` keep what was yielded
+        (cancelled results when it never started). From another thread while one reads it,
+        it is ``cancel()``: the reader sees the end."""
+        if not self._reading:  # never read: end it here, as cancel() then run() would
             self._cancelled.set()
             for _ in self._inner:
                 pass
@@ -545,7 +547,7 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
                     elif item is None and not _scheduler_can_answer():
                         break
             self.results = self._kept(end, early or self._cancelled.is_set())
-            if self._on_finish is not None:
+            if self._on_finish is not None and self._started:  # never handed over: no answer
                 self._on_finish(self.results)
 
     def _kept(self, end: End | None, cut: bool) -> list[Result]:

@@ -6,6 +6,8 @@ notice. Nothing else is caught that way, so a real bug still shows its traceback
 
 from __future__ import annotations
 
+import inspect
+import os
 import warnings
 
 #: Python's own warning format (``one_line_warning`` keeps it for other warnings).
@@ -68,3 +70,18 @@ def one_line_warning(message: Warning | str, category: type[Warning], filename: 
     if issubclass(category, LocalprefWarning):
         return f"localpref: warning: {message}\n"
     return _python_format(message, category, filename, lineno, line)
+
+
+def callers_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` in the function that calls this one which
+    names the first frame outside the localpref package: the user's line, whether they made
+    a ``Model`` themselves or through ``localpref.load``."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # the warning's function: level 1
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            package + os.sep):
+        frame = frame.f_back
+        level += 1
+    return level

@@ -763,23 +763,32 @@ PREF_ENDS = "pref"
 
 
 #: A settings field's annotation -> the numbers it takes and what they are called.
-_NUMBER_FIELDS = {"float": (numbers.Real, "a number"), "int": (numbers.Integral, "a whole number")}
+#: What each annotated field type must hold, and how a sentence calls it (a flag is a bool
+#: only: "no" would read as true; a number is never a bool).
+_FIELD_KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "float": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number"),
+    "int": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+            "a whole number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a text"),
+}
 
 
 def check_number_fields(settings: Any) -> None:
-    """Every ``float`` / ``int`` field of a settings dataclass holds such a number (``None``
-    too where the annotation allows it), checked before any range: a text or ``None`` where a
-    number belongs is one sentence, not a ``TypeError``, whose ``param`` is the field."""
+    """Every ``float`` / ``int`` / ``bool`` / ``str`` field of a settings dataclass holds such
+    a value (``None`` too where the annotation allows it), checked before any range: a text
+    where a number belongs, or ``"no"`` for a flag, is one sentence, not a ``TypeError`` or a
+    silent true, whose ``param`` is the field."""
     for spec in dataclasses.fields(settings):
         annotation = str(spec.type).replace(" ", "")
         optional = annotation.endswith("|None")
-        kind = _NUMBER_FIELDS.get(annotation.removesuffix("|None"))
+        kind = _FIELD_KINDS.get(annotation.removesuffix("|None"))
         value = getattr(settings, spec.name)
         if kind is None or (optional and value is None):
             continue
-        expected, called = kind
-        _require(isinstance(value, expected) and not isinstance(value, bool),
-                 f"The setting {spec.name} must be {called} (got {value!r}).", spec.name)
+        holds, called = kind
+        _require(holds(value), f"The setting {spec.name} must be {called} (got {value!r}).",
+                 spec.name)
 
 
 def _require(condition: bool, message: str, param: str | None = None,

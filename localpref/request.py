@@ -77,7 +77,7 @@ class Request:
         if (not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool)
                 or self.max_tokens < 1):
             raise SettingsError(
-                f"Max tokens must be a whole number, 1 or more (got {self.max_tokens}).",
+                f"Max tokens must be a whole number, 1 or more (got {self.max_tokens!r}).",
                 param="max_tokens")
         if self.seed is not None and (not isinstance(self.seed, int)
                                       or isinstance(self.seed, bool) or self.seed < 0):

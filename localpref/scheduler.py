@@ -177,11 +177,13 @@ class Scheduler:
         with self._cond:
             if self._stopping:
                 raise ModelError("The model is closed; load it again to generate.")
-            waiting = self._waiting_for_lanes()
-            if waiting >= self.max_queued:
+            waiting = self._waiting_for_lanes([*self._queue, job])  # this one included
+            if waiting > self.max_queued:  # a job the free lanes take now never waits
                 raise BusyError(
-                    f"{waiting} requests are already waiting for this model "
-                    "(max_queued); try again when one has finished."
+                    f"{waiting - 1} requests are already waiting for this model "
+                    "(max_queued); try again when one has finished." if self.max_queued else
+                    "Every lane of this model is busy and it keeps no request waiting "
+                    "(max_queued 0); try again when one has finished."
                 )
             job.id = next(self._ids)
             job.state = "queued"
@@ -201,18 +203,19 @@ class Scheduler:
                 self._thread.start()
             self._cond.notify_all()
 
-    def _waiting_for_lanes(self) -> int:
-        """Queued jobs that the free lanes cannot take at the next admission (under _cond):
-        jobs queued a moment ago, before the scheduler's thread ran (a burst, the gathering
-        window), start as soon as it does, so they do not count against ``max_queued``. FIFO
-        as ``_admit``: behind the first head that does not fit, every job waits."""
+    def _waiting_for_lanes(self, queue: Sequence[Job]) -> int:
+        """The jobs of ``queue`` that the free lanes cannot take at the next admission (under
+        _cond): jobs queued a moment ago, before the scheduler's thread ran (a burst, the
+        gathering window), start as soon as it does, so they do not count against
+        ``max_queued``. FIFO as ``_admit``: behind the first head that does not fit, every
+        job waits."""
         free: dict[Context, int] = {}
-        for index, job in enumerate(self._queue):
+        for index, job in enumerate(queue):
             needs = job.needs()
             for context in needs:
                 free.setdefault(context, context.free_lanes)
             if any(free[context] < count for context, count in needs.items()):
-                return len(self._queue) - index
+                return len(queue) - index
             for context, count in needs.items():
                 free[context] -= count
         return 0
@@ -517,6 +520,9 @@ class Scheduler:
             job = next((j for j in self._live if j.state == "prefill"), None)
             if job is None:
                 return
+            if job.cancelled:  # between chunks: a long prompt stops at the next one
+                self._end(job, "cancelled")
+                continue
             try:
                 positions, steps = job.prefills[0]
                 count, final = next(steps)

@@ -4,13 +4,15 @@ inside), one method is a comparison of one, and ``close()`` from another thread 
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
 import pytest
 
 from localpref.api import Chat, Model
-from localpref.errors import ModelError, SettingsError
+from localpref.errors import BusyError, ModelError, SettingsError
+from localpref.methods import PAD, Amulet
 
 PROMPT = "How do I keep basil alive?"
 
@@ -120,3 +122,64 @@ def test_a_stream_cancelled_before_its_first_piece_keeps_no_text_and_no_rate(
     result = stream.result
     assert result.text == "" and result.tokens == [] and result.stats["n_tokens"] == 0
     assert result.stats["tokens_per_s"] == 0.0 and result.stats["stop_reason"] == "cancelled"
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda: Amulet(exact="no"), "The setting exact must be true or false (got 'no')."),
+    (lambda: PAD(reward_model=3), "The setting reward_model must be a text (got 3)."),
+    (lambda: Amulet(end_tokens=1), "The setting end_tokens must be a text (got 1)."),
+])
+def test_a_method_setting_of_the_wrong_type_is_refused_when_made(make, words) -> None:
+    """A flag given "no" read as true (the exact form ran), a model path given 3 failed only
+    at the first answer."""
+    with pytest.raises(SettingsError, match=f"^{re.escape(words)}$"):
+        make()
+
+
+def test_a_text_for_a_number_is_quoted_in_the_sentence(model: Model) -> None:
+    with pytest.raises(SettingsError, match=re.escape("1 or more (got '3').")):
+        model.generate(PROMPT, max_tokens="3")
+
+
+def test_a_refused_or_unread_regeneration_leaves_the_history(model: Model) -> None:
+    chat = model.chat(preference="concise", max_tokens=6)
+    first = chat.send("Name a fruit.")
+    before = (list(chat.messages), list(chat.results))
+    with pytest.raises(SettingsError):
+        chat.regenerate(max_tokens=0)
+    assert (chat.messages, chat.results) == before
+    unread = chat.regenerate()
+    unread.close()  # never handed over: nothing was answered
+    assert unread.result.stats["stop_reason"] == "cancelled"
+    assert (chat.messages, chat.results) == before
+    again = chat.regenerate().run()
+    assert chat.messages[-1] == {"role": "assistant", "content": again.text}
+    assert chat.results == [again] and again.tokens == first.tokens  # greedy: the same
+    chat.close()
+
+
+def test_a_chat_answers_one_turn_at_a_time_even_before_its_answer_is_read(
+        model: Model) -> None:
+    """A stream made and not read yet, then another turn: reading the first overwrote the
+    second's exchange. The second turn now waits for the first to be read or closed; one
+    dropped unread is closed with it."""
+    chat = model.chat(preference="concise", max_tokens=6)
+    fruit = chat.stream("Name a fruit.")
+    with pytest.raises(BusyError, match="^This chat is already answering"):
+        chat.send("Name a colour.")
+    fruit_text = "".join(fruit)
+    colour = chat.send("Name a colour.")
+    assert [m["content"] for m in chat.messages] == [
+        "Name a fruit.", fruit_text, "Name a colour.", colour.text]
+    chat.stream("Name a tree.")  # dropped at once, never read
+    chat.send("Name a river.")
+    assert [m["content"] for m in chat.messages][-2] == "Name a river."
+    assert len(chat.results) == 3 == len(chat.messages) // 2
+    chat.close()
+
+
+def test_a_stream_closed_before_it_is_read_runs_to_a_cancelled_result(model: Model) -> None:
+    generation = model.stream(PROMPT, max_tokens=8)
+    generation.close()
+    result = generation.run()
+    assert (result.text, result.tokens, result.stats["stop_reason"]) == ("", [], "cancelled")

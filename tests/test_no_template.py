@@ -41,6 +41,15 @@ def base_model(base_gguf: Path) -> Model:
     loaded.close()
 
 
+def test_the_warning_names_the_callers_line_through_load_too(base_gguf: Path) -> None:
+    import localpref
+
+    for make in (localpref.load, Model):
+        with pytest.warns(LocalprefWarning) as caught:
+            make(base_gguf, n_ctx=256, max_lanes=2).close()
+        assert [Path(w.filename) for w in caught] == [Path(__file__)], make
+
+
 def test_the_notice_is_one_sentence_naming_the_model(base_model: Model) -> None:
     assert base_model.notices == [SENTENCE] == [no_template_notice("synthetic-llama-0M")]
 

@@ -227,6 +227,28 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_tokens(
     assert all(e.tokens <= 64 for e in events)  # never past n_batch tokens in one decode
 
 
+def test_a_request_cancelled_during_its_prefill_stops_at_the_next_chunk(
+        bundled_path: Path) -> None:
+    """Alone, a long prompt is prefilled chunk after chunk in one round; a cancel between two
+    chunks ended it only after the last (16-18 s for 1,500 tokens on one thread)."""
+    with Model(bundled_path, max_lanes=2, n_ctx=2048, n_batch=32, n_threads=1) as small:
+        long_prompt = "Here is a list of herbs: " + ", ".join(
+            f"herb number {i} is basil" for i in range(120)) + ". Which one is best?"
+        chunks = -(-small.count_tokens(long_prompt) // 32)
+        assert chunks > 20
+        generation = small.stream(long_prompt, method=Base(), max_tokens=4)
+        seen = len(small.scheduler.events)
+        generation.start()
+        deadline = time.monotonic() + 60
+        while not any(e.kind == "prefill" for e in list(small.scheduler.events)[seen:]):
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        generation.cancel()
+        result = generation.run()
+    assert result.stats["stop_reason"] == "cancelled" and result.tokens == []
+    assert 1 <= result.stats["prefill_chunks"] <= 4 < chunks
+
+
 def test_a_full_queue_gives_busy_error_and_waiting_requests_start_when_lanes_free(
         bundled_path: Path) -> None:
     with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=1) as small:
@@ -247,6 +269,20 @@ def test_a_full_queue_gives_busy_error_and_waiting_requests_start_when_lanes_fre
     assert result.tokens == alone.tokens
     assert result.stats["queued_ms"] > 0
     assert running.result.stats["stop_reason"] == "cancelled"
+
+
+def test_no_queue_refuses_only_a_request_that_would_wait(bundled_path: Path) -> None:
+    """``max_queued=0``: a request the free lanes take runs; one that would wait is refused
+    (it refused every request, an idle model's too)."""
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=0) as small:
+        assert small.generate(PROMPT, method="base", max_tokens=3).stats["n_tokens"] == 3
+        running = small.stream(LONG_STORY, preference="concise", method="amulet",
+                               max_tokens=200, ignore_eos=True)
+        next(running)  # holds both lanes
+        with pytest.raises(BusyError, match="^Every lane of this model is busy"):
+            next(small.stream(PROMPT, method="base", max_tokens=2))
+        running.close()
+        assert small.generate(PROMPT, method="base", max_tokens=3).stats["n_tokens"] == 3
 
 
 def test_a_burst_of_as_many_requests_as_lanes_and_queue_hold_is_all_taken(
@@ -272,6 +308,9 @@ def test_a_burst_of_as_many_requests_as_lanes_and_queue_hold_is_all_taken(
     ({"n_ctx": "512"}, "n_ctx must be a whole number, 16 or more"),
     ({"n_gpu_layers": -2}, "n_gpu_layers must be a whole number, 0 or more, or -1"),
     ({"n_batch": 0}, "n_batch must be a whole number, 1 or more"),
+    ({"n_threads": True}, "n_threads must be a whole number, 1 or more"),
+    ({"max_lanes": True}, "max_lanes must be a whole number from 1 to"),
+    ({"max_queued": True}, "max_queued must be 0 or more \\(got True\\)"),
 ])
 def test_a_bad_load_setting_is_one_sentence_before_anything_loads(bundled_path: Path, settings,
                                                                    message) -> None:  # noqa: ANN001
