@@ -685,3 +685,23 @@ async def test_a_new_method_class_is_offered_with_its_title_and_strength(model, 
         await until(pilot, lambda: panel.query_one("#method-push", Input).value == "10.0")
         await click(pilot, app, "#apply")
         assert app.steering.method_object() == Gentle(push=10.0)
+
+
+async def test_a_paste_loses_the_control_characters_a_terminal_would_act_on(model, home):
+    """A pasted bell, backspace or colour code went to the screen raw (the box's border broke)
+    and into the message, the model's prompt and the conversation's title."""
+    from tui.widgets.typing_order import OrderedInput
+
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        box = app.query_one(ChatInput)
+        box.focus()
+        app.post_message(events.Paste("F\x01G\x02H\x07I\x08J K\r\nL\x1b[1mM\x7f\tN\x9b"))
+        await pilot.pause()
+        assert box.text == "FGHIJ K\nL[1mM\tN"
+        field = app.query(OrderedInput).first()
+        field.focus()
+        field.value = ""
+        app.post_message(events.Paste("con\x07cise\x08\nsecond line"))  # as the terminal
+        await pilot.pause()
+        assert field.value == "concise"

@@ -164,6 +164,15 @@ def test_valid_form_gives_the_overrides_a_chat_takes():
     assert Steering.from_dict(steering.to_dict()) == steering
 
 
+def test_a_negative_seed_is_refused_by_the_form_and_dropped_when_saved():
+    """The form took -1 and every message was then refused by the library's rule."""
+    steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": "-1"})
+    assert steering is None
+    assert errors["seed"].startswith("The seed must be a whole number, 0 or more")
+    restored = Steering.from_dict({"presets": ["concise"], "sampling": {"seed": -1}})
+    assert restored.sampling == {} and restored.overrides()["seed"] is None
+
+
 def test_no_preference_means_base_and_bad_saved_settings_are_dropped():
     assert Steering(presets=[], custom="  ").method_label == "base"
     restored = Steering.from_dict({"method": "amulet", "presets": ["concise", "nope"],

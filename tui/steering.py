@@ -27,6 +27,7 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.presets import preference_label
+from localpref.request import Request
 from localpref.weights import Weights, weighted_lanes, weights_error
 from tui.text import shortened
 
@@ -252,8 +253,7 @@ class Steering:
         sampling = {k: values[k] for k in (f.name for f in dataclasses.fields(Sampling))}
         Sampling(**sampling)
         max_tokens = values["max_tokens"]
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise SettingsError(f"Max tokens must be a whole number, 1 or more (got {max_tokens}).")
+        Request.make("check", max_tokens=max_tokens, seed=values["seed"])  # the library's rule
         method = self.method_object()
         if method == RECOMMENDED_METHOD:
             method = RECOMMENDED_METHOD  # the recommended steering: the model's calibration
@@ -414,8 +414,8 @@ def steering_from_form(
             value = spec.parse(sampling_raw.get(spec.name, spec.format(spec.default)))
             if spec.name in sampling_names:
                 Sampling(**{spec.name: value})
-            elif spec.name == "max_tokens" and value < 1:
-                raise SettingsError(f"Max tokens must be 1 or more (got {value}).")
+            else:  # max_tokens, seed: the library's rule, which the message will meet
+                Request.make("check", **{spec.name: value})
             sampling_values[spec.name] = value
         except (SettingsError, TypeError) as error:
             errors[spec.name] = str(error)

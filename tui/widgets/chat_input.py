@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from tui.keys import INPUT_ACTIONS, bindings
+from tui.text import printable
 from tui.widgets.typing_order import ran_own_binding
 
 
@@ -48,6 +49,13 @@ class ChatInput(TextArea):
         """Run this box's own bindings here, in typing order, then type the rest."""
         if not await ran_own_binding(self, event, self._bindings.key_to_bindings):
             await super()._on_key(event)
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        """Insert the pasted text without the control characters a terminal would act on
+        (``text.printable``): a pasted bell or backspace went to the screen raw and broke
+        the box's border, and into the message and its title."""
+        await super()._on_paste(events.Paste(printable(event.text)))
+        event.prevent_default()  # Textual would run TextArea's own handler on it next
 
     def action_submit(self) -> None:
         """Send the message: empty the box now and hand the text to the app."""

@@ -17,6 +17,8 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Input
 
+from tui.text import printable
+
 #: The keys that move the focus: run by the field itself, so that what is typed behind them
 #: reaches the next field (Textual ran them once they had bubbled up to the screen, after
 #: the characters typed behind them had gone into the field being left).
@@ -55,3 +57,9 @@ class OrderedInput(Input):
     async def _on_key(self, event: events.Key) -> None:
         if not await ran_own_binding(self, event, self._bindings.key_to_bindings):
             await super()._on_key(event)
+
+    def _on_paste(self, event: events.Paste) -> None:
+        """Paste without the control characters a terminal would act on (``printable``)."""
+        super()._on_paste(events.Paste(printable(event.text)))
+        event.stop()
+        event.prevent_default()  # Textual would run Input's own handler on it next
