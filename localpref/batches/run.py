@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localpref.batches.lines import BatchFileError, BatchLine, read_lines
+from localpref.batches.lines import BatchFileError, read_lines
 from localpref.errors import SettingsError
 from localpref.file_lock import exclusive
 
@@ -58,34 +58,15 @@ def batch(
     input_path, out = Path(input_path), Path(out)
     if input_path.resolve() == out.resolve() or _same_file(input_path, out):
         raise SettingsError("The answers file must not be the batch file itself.")
+    from localpref.batches.recorder import Recorder
+
     lines = read_lines(input_path)
     busy = BatchFileError(f"Another localpref batch is writing {out}; wait for it to finish "
                           "(or stop it), or give another --out.")
-    with exclusive(lock_path(out), busy=busy, what=str(out)):
-        return _answer(lines, out, model=model, parallel=parallel, unordered=unordered,
-                       ray=ray, ray_actors=ray_actors, ray_cpus_per_actor=ray_cpus_per_actor,
-                       n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                       progress=progress)
-
-
-def lock_path(out: Path) -> Path:
-    """The lock file a run holds while it writes ``out``: ``.NAME.lock`` beside it (two runs
-    appending to one answers file, one sorting it under the other, would lose lines)."""
-    real = Path(os.path.realpath(out))
-    return real.with_name(f".{real.name}.lock")
-
-
-def _answer(lines: list[BatchLine], out: Path, *, model: Model | str | Path | None,
-            parallel: int, unordered: bool, ray: bool | str, ray_actors: int,
-            ray_cpus_per_actor: float, n_ctx: int | None, n_threads: int | None,
-            n_gpu_layers: int, progress: bool) -> Summary:
-    """``batch`` once the answers file is this process's: record every pending line."""
-    from localpref.batches.recorder import Recorder
-
-    recorder = Recorder(lines, out, progress=progress)
-    try:
-        if recorder.pending:
-            if ray is not False and ray is not None:
+    with exclusive(lock_path(out), busy=busy, what=str(out)):  # one run writes a file
+        recorder = Recorder(lines, out, progress=progress)
+        try:
+            if recorder.pending and ray is not False and ray is not None:
                 if not isinstance(model, (str, Path)) and model is not None:
                     raise SettingsError("With Ray, give the model as a path or a name every "
                                         "node can load, not a loaded Model.")
@@ -97,13 +78,20 @@ def _answer(lines: list[BatchLine], out: Path, *, model: Model | str | Path | No
                     model=None if model is None else str(model), n_ctx=n_ctx,
                     n_gpu_layers=n_gpu_layers, n_threads=n_threads)
                 run_ray(settings, recorder)
-            else:
+            elif recorder.pending:
                 run_here(model, recorder, parallel=parallel, n_ctx=n_ctx,
                          n_threads=n_threads, n_gpu_layers=n_gpu_layers)
-    except BaseException:
-        recorder.close()
-        raise
-    return recorder.finish(unordered=unordered)
+        except BaseException:
+            recorder.close()
+            raise
+        return recorder.finish(unordered=unordered)
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file a run holds while it writes ``out``: ``.NAME.lock`` beside it (two runs
+    appending to one answers file, one sorting it under the other, would lose lines)."""
+    real = Path(os.path.realpath(out))
+    return real.with_name(f".{real.name}.lock")
 
 
 def _same_file(first: Path, second: Path) -> bool:
