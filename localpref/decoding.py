@@ -245,10 +245,13 @@ class Track:
         return True
 
     def take_piece(self) -> str:
-        """The text written since the last piece, minus what could begin a stop string."""
+        """The text written since the last piece, minus what could begin a stop string (and,
+        without a chat template, trailing whitespace: the end of a turn trims it)."""
         visible = len(self.text)
         if self.stop_reason is None:
             visible -= held_back(self.format_space + self.text, self.stop)
+            if self.turn_marks:  # a turn may end here: trailing whitespace waits for more
+                visible = len(self.text[:max(visible, 0)].rstrip())
         if visible <= self.emitted_chars:
             return ""
         piece = self.text[self.emitted_chars : visible]
