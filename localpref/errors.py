@@ -62,13 +62,18 @@ class LocalprefWarning(UserWarning):
     """Something the user should know about a model that still works (``Model.notices``)."""
 
 
+def warning_line(notice: str) -> str:
+    """How the command line tells a model's notice (``Model.notices``): one line."""
+    return f"localpref: warning: {notice}"
+
+
 def one_line_warning(message: Warning | str, category: type[Warning], filename: str,
                      lineno: int, line: str | None = None) -> str:
     """A ``warnings.formatwarning`` for the command line: a ``LocalprefWarning`` as one
     ``localpref: warning: ...`` line, as the commands tell a model's notices (not Python's
     file, line number and source line); any other warning as Python writes it."""
     if issubclass(category, LocalprefWarning):
-        return f"localpref: warning: {message}\n"
+        return warning_line(str(message)) + "\n"
     return _python_format(message, category, filename, lineno, line)
 
 

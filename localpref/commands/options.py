@@ -12,7 +12,7 @@ from typing import Any
 
 from localpref.commands.showing import with_settings
 from localpref.engine import MAX_LANES, MIN_CONTEXT
-from localpref.errors import LocalprefWarning, SettingsError
+from localpref.errors import LocalprefWarning, SettingsError, warning_line
 from localpref.examples import like_sentence
 from localpref.methods import (
     METHODS,
@@ -383,4 +383,4 @@ def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: A
 def tell_notices(model: Any) -> None:
     """Each of the model's notices (no chat template...) as one line on stderr."""
     for notice in model.notices:
-        print(f"localpref: warning: {notice}", file=sys.stderr)
+        print(warning_line(notice), file=sys.stderr)
