@@ -47,7 +47,10 @@ class TooManyLanesError(SettingsError):
 
 
 class PromptTooLongError(LocalprefError):
-    """A prompt that does not fit in the model's context."""
+    """A prompt that does not fit in the model's context; ``param``: the request field that
+    holds it, where a front end knows (the server's ``messages`` or ``prompt``)."""
+
+    param: str | None = None
 
 
 class TemplateError(LocalprefError):

@@ -79,8 +79,11 @@ def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, s
         raise SettingsError("The prompt must be a text or a list of messages, each a "
                             f"{{role, content}} mapping (got {type(prompt_or_messages).__name__}).")
     messages = checked_messages(prompt_or_messages)
-    if not any(message["role"] == "user" for message in messages):
-        raise SettingsError("The conversation has no user message.")
+    if not any(message["role"] == "user" or (message["role"] == "system"
+                                             and message["content"].strip())
+               for message in messages):  # a system message alone is a task, as OpenAI's
+        raise SettingsError("The conversation has no user message (nor a system message to "
+                            "answer).")
     return messages
 
 
@@ -165,6 +168,8 @@ class ChatTemplate:
             if message["role"] == "user":
                 message["content"] = f"{system}\n\n{message['content']}"
                 break
+        else:  # no user message to fold it into: the system text is the user's turn
+            conversation.insert(0, {"role": "user", "content": system})
         return conversation
 
     def render_pieces(

@@ -18,7 +18,7 @@ from localpref.engine import (
     step_rows,
     stream_runs,
 )
-from localpref.errors import TemplateError
+from localpref.errors import SettingsError, TemplateError
 from localpref.prompts import ChatTemplate, PromptBuilder, system_text
 
 
@@ -238,6 +238,29 @@ def test_template_without_system_role_gets_the_system_text_in_the_first_user_mes
         "<bos><start_of_turn>user\nYou are a helpful assistant. Be brief.\n\nHi<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
+
+
+def test_a_system_text_alone_is_the_user_turn_of_a_template_without_a_system_role() -> None:
+    """A conversation of a system message alone (a client that puts the whole task there)
+    would otherwise render no text of it at all under a template that folds it into the
+    first user message."""
+    template = ChatTemplate(GEMMA_LIKE, bos_token="<bos>")
+    assert template.render_with_system("List three colours.", []) == (
+        "<bos><start_of_turn>user\nList three colours.<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_a_system_message_alone_is_answered_and_nothing_at_all_is_refused(model: Model) -> None:
+    task = [{"role": "system", "content": "List three colours, comma separated."}]
+    text = model.prompts.lane_text(task, None)
+    assert text.endswith("<|im_start|>system\nList three colours, comma separated.<|im_end|>\n"
+                         "<|im_start|>assistant\n")
+    answer = model.generate(task, max_tokens=12)
+    assert answer.tokens and answer.text.strip()
+    for nothing in ([{"role": "assistant", "content": "Hello."}],
+                    [{"role": "system", "content": "  "}]):
+        with pytest.raises(SettingsError, match=r"^The conversation has no user message \(nor "
+                           r"a system message to answer\)\.$"):
+            model.generate(nothing, max_tokens=2)
 
 
 def test_template_that_fails_to_render_raises_one_sentence() -> None:

@@ -122,6 +122,12 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
     ({"localpref": {"preference": "concise", "method": "nope"}}, "localpref.method",
      "Unknown method 'nope'"),
     ({"localpref": {"like": [""]}}, "localpref.like", "An example (like) must be"),
+    ({"temperature": 2.5}, "temperature", "temperature must be between 0 and 2 (got 2.5)."),
+    # a method named with nothing to steer toward would silently be plain decoding
+    ({"localpref": {"method": "amulet"}}, "localpref.method",
+     "localpref.method 'amulet' steers toward a preference and the request gives none;"),
+    ({"model": f"{MODEL_ID}:concise", "localpref": {"method": "pad", "preference": None}},
+     "localpref.method", "localpref.method 'pad' steers toward a preference"),
     # a client that built the message wrongly gets a 400, not a long made-up answer
     ({"messages": [{"role": "user"}]}, "messages[0].content",
      "A user message needs its content (a text, or text parts)."),
@@ -139,6 +145,41 @@ def test_a_value_out_of_range_names_its_field_in_param(server, fields, param,
     error = assert_error_shape(request(server.url, "POST", CHAT, body=body(**fields)), 400)
     assert error["param"] == param and error["code"] == "invalid_value"
     assert error["message"].startswith(sentence)
+
+
+def test_base_named_without_a_preference_and_temperature_two_are_answered(server) -> None:
+    for fields in ({"localpref": {"method": "base"}}, {"temperature": 2}):
+        answer = request(server.url, "POST", CHAT, body=body(**fields))
+        assert answer.status == 200 and answer.json()["choices"][0]["message"]["content"]
+
+
+def test_a_prompt_past_the_window_is_openais_context_length_exceeded(server, model) -> None:
+    """Clients (LangChain, LiteLLM) tell an over-long prompt by its code, and the param names
+    the field that holds it: messages in a chat, prompt in a text completion, streamed too."""
+    long_text = "word " * (model.n_ctx + 50)
+    for path, fields, param in (
+            (CHAT, body(messages=[{"role": "user", "content": long_text}]), "messages"),
+            (CHAT, body(messages=[{"role": "user", "content": long_text}], stream=True),
+             "messages"),
+            ("/completions", {"model": MODEL_ID, "prompt": long_text, "max_tokens": 2},
+             "prompt")):
+        error = assert_error_shape(request(server.url, "POST", path, body=fields), 400)
+        assert (error["code"], error["param"]) == ("context_length_exceeded", param)
+        assert error["message"].startswith("The prompt is ")
+        assert f"the context holds {model.n_ctx}" in error["message"]
+
+
+@pytest.mark.parametrize(("prompt", "param", "sentence"), [
+    ([1, 2, 3], "prompt", "A prompt of token ids is not supported; send the prompt as text"),
+    ([[1, 2], [3]], "prompt", "A prompt of token ids is not supported"),
+    (["Hi", ""], "prompt[1]", "The prompt is empty."),
+    (["Hi", 7], "prompt", "prompt: Input should be a valid string."),
+])
+def test_text_completion_prompts_it_cannot_answer_are_named(server, prompt, param,
+                                                             sentence) -> None:
+    fields = {"model": MODEL_ID, "prompt": prompt, "max_tokens": 2}
+    error = assert_error_shape(request(server.url, "POST", "/completions", body=fields), 400)
+    assert error["param"] == param and error["message"].startswith(sentence)
 
 
 def test_bad_value_in_a_stream_is_an_http_error_before_the_stream(server) -> None:

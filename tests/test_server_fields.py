@@ -63,6 +63,20 @@ def test_a_negative_seed_is_random_in_the_server_and_refused_elsewhere(client, m
     assert "seed" in err and "0 or more" in err and len(err.splitlines()) == 1
 
 
+def test_a_system_or_developer_message_alone_is_answered_as_openai_does(client, model) -> None:
+    task = "List three colours, comma separated."
+    expected = model.generate([{"role": "system", "content": task}], max_tokens=8)
+    for role in ("system", "developer"):
+        answer = client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": role, "content": task}], max_tokens=8)
+        assert answer.choices[0].message.content == expected.text
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, max_tokens=2,
+                                       messages=[{"role": "assistant", "content": "Hello."}])
+    assert refused.value.body["message"] == ("The conversation has no user message (nor a "
+                                             "system message to answer).")
+
+
 def test_models_retrieve_answers_every_id_the_server_takes(client) -> None:
     for ident in (MODEL_ID, f"{MODEL_ID}:concise", f"{MODEL_ID}:pad:uplifting",
                   f"{MODEL_ID}:amulet:talk%20like%20a%20pirate"):
@@ -121,14 +135,16 @@ def test_several_prompts_in_one_text_completion_are_each_answered_as_alone(
     assert answer.usage.completion_tokens == sum(len(e.tokens) for e in expected)
     assert answer.usage.prompt_tokens == sum(e.stats["n_prompt_tokens"] for e in expected)
     # one bad prompt: nothing is answered; several prompts are not streamed
-    for fields, message in (({"prompt": [prompts[0], " "]}, "The prompt is empty."),
-                            ({"prompt": prompts[:2], "stream": True},
-                             "Several prompts are answered only without streaming; send "
-                             "stream false, or one prompt per request.")):
+    for fields, param, message in (
+            ({"prompt": [prompts[0], " "]}, "prompt[1]", "The prompt is empty."),
+            ({"prompt": prompts[:2], "stream": True}, "prompt",
+             "Several prompts are answered only without streaming; send stream false, or one "
+             "prompt per request.")):
         with pytest.raises(openai.BadRequestError) as refused:
             client.completions.create(model=MODEL_ID, max_tokens=2, **fields)
+        assert refused.value.body["code"] == "invalid_value"
         assert (refused.value.body["param"], refused.value.body["message"]) == (
-            "prompt", message)
+            param, message)
 
 
 def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:

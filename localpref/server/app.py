@@ -158,7 +158,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         Every prompt is checked before any is queued; a failure cancels the others."""
         if body.stream:
             raise ApiError(400, "Several prompts are answered only without streaming; send "
-                           "stream false, or one prompt per request.", param="prompt")
+                           "stream false, or one prompt per request.", param="prompt",
+                           code="invalid_value")
         every_args = [generation_args(one, model_id, model) for one in bodies]
         window = asyncio.Semaphore(max(1, model.max_lanes // 2))
 

@@ -19,7 +19,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localpref.engine import MAX_LANES
-from localpref.errors import BusyError, LocalprefError, ModelError, TooManyLanesError
+from localpref.errors import (
+    BusyError,
+    LocalprefError,
+    ModelError,
+    PromptTooLongError,
+    TooManyLanesError,
+)
 from localpref.server.ids import UnknownModelError
 from localpref.server.schemas import LocalprefOptions
 
@@ -77,6 +83,8 @@ def from_library(error: Exception) -> ApiError:
         return unavailable(str(error), "queue_full")
     if isinstance(error, ModelError):
         return ApiError(500, str(error), code="model_error")
+    if isinstance(error, PromptTooLongError):  # OpenAI's code, which clients look for
+        return ApiError(400, str(error), code="context_length_exceeded", param=error.param)
     if isinstance(error, TooManyLanesError):  # e.g. weighted preferences: a lane each
         parallel = -(-error.needed // 2)
         if error.needed > MAX_LANES:

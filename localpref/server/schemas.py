@@ -111,7 +111,8 @@ class CompletionRequest(GenerationFields):
 
     ``logprobs`` is the legacy field: how many alternatives to list per token (0 to 5)."""
 
-    prompt: str | list[str]
+    #: token ids (OpenAI's other forms) are refused by name (``translate.prompt_bodies``)
+    prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = None
     echo: bool | None = None
     suffix: str | None = None

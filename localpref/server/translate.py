@@ -20,7 +20,7 @@ from localpref.api import Model
 from localpref.decoding import Generation
 from localpref.errors import PromptTooLongError, SettingsError
 from localpref.grammar import json_grammar
-from localpref.methods import ContrastFamily, Method, resolve_method
+from localpref.methods import Base, ContrastFamily, Method, resolve_method
 from localpref.request import Request
 from localpref.server.ids import parse_model_id
 from localpref.server.schemas import (
@@ -34,6 +34,12 @@ from localpref.server.schemas import (
 MAX_TOP_LOGPROBS = 20
 #: The most alternatives the legacy ``logprobs`` field may ask for per token.
 MAX_LEGACY_LOGPROBS = 5
+#: The highest ``temperature`` a body may send (OpenAI's range is 0 to 2; the library takes
+#: any, and past 2 a small model writes noise).
+MAX_TEMPERATURE = 2.0
+#: The sentence for a text completion's prompt sent as token ids (OpenAI's other form).
+TOKEN_ID_PROMPT = ("A prompt of token ids is not supported; send the prompt as text (a "
+                   "string, or a list of strings).")
 
 
 #: A method setting that the ``localpref`` object sends under its own name; every other
@@ -62,6 +68,8 @@ class GenerationArgs:
     #: the body field a library keyword came from where the names differ (``max_tokens``
     #: sent as ``max_completion_tokens``): an error's ``param`` names what the client sent
     body_fields: dict[str, str] = field(default_factory=dict)
+    #: the body field that holds the prompt (a prompt too long for the window names it)
+    prompt_field: str = "messages"
 
     @property
     def avoid(self) -> Any:
@@ -90,9 +98,10 @@ def start_generation(model: Model, args: GenerationArgs) -> Generation:
     preference or avoid text pushes past the window is blamed on that text."""
     try:
         return Generation(model.submit(args.request()))
-    except PromptTooLongError:
+    except PromptTooLongError as error:
         options = args.kwargs.get("preference") or args.avoid
         if not options or model.count_tokens(args.messages) + 1 >= model.n_ctx:
+            error.param = args.prompt_field
             raise
         raise FieldError("localpref.preference", "The preference (or avoid) text is too long: "
                          f"with it the prompt does not fit in the {model.n_ctx}-token window; "
@@ -135,9 +144,16 @@ def prompt_bodies(request: GenerationFields) -> list[GenerationFields]:
     """The bodies a request is answered as: itself, or for a text completion with several
     prompts (what LangChain's ``OpenAI.batch`` sends) one copy per prompt, each answered as
     if sent alone (the server and ``localpref batch`` alike)."""
-    if isinstance(request, CompletionRequest) and isinstance(request.prompt, list) \
-            and len(request.prompt) > 1:
-        return [request.model_copy(update={"prompt": [prompt]}) for prompt in request.prompt]
+    if not isinstance(request, CompletionRequest) or isinstance(request.prompt, str):
+        return [request]
+    prompts = request.prompt
+    if any(not isinstance(prompt, str) for prompt in prompts):
+        raise FieldError("prompt", TOKEN_ID_PROMPT)
+    if len(prompts) > 1:
+        for number, prompt in enumerate(prompts):
+            if not prompt.strip():  # named here: each copy below is prompt[0] of its own
+                raise FieldError(f"prompt[{number}]", "The prompt is empty.")
+        return [request.model_copy(update={"prompt": [prompt]}) for prompt in prompts]
     return [request]
 
 
@@ -150,6 +166,8 @@ def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
             raise FieldError("prompt", "Send at least one prompt (a string, or a list of "
                              "strings).")
         prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise FieldError("prompt", TOKEN_ID_PROMPT)
     if not prompt.strip():
         raise FieldError("prompt", "The prompt is empty.")
     return [{"role": "user", "content": prompt}]
@@ -215,6 +233,11 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
             error.param = "model"
         raise
     kwargs["preference"] = preference
+    if method_sent and not (preference or kwargs.get("avoid") or kwargs.get("like")) \
+            and not isinstance(kwargs["method"], Base):
+        raise FieldError("localpref.method", f"localpref.method {method_name!r} steers toward "
+                         "a preference and the request gives none; send localpref.preference "
+                         "(or avoid, or like), or a model id NAME:PREFERENCE.")
     max_tokens, body_fields = request.max_tokens, {}
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens is not None:
         max_tokens = request.max_completion_tokens
@@ -225,6 +248,9 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         value = getattr(request, name)
         if value is not None:
             kwargs[name] = value
+    if request.temperature is not None and request.temperature > MAX_TEMPERATURE:
+        raise FieldError("temperature", f"temperature must be between 0 and {MAX_TEMPERATURE:g} "
+                         f"(got {request.temperature:g}).")
     if request.seed is not None and request.seed >= 0:  # negative: random (llama.cpp's way)
         kwargs["seed"] = request.seed
     if request.stop is not None:
@@ -238,7 +264,7 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         args = GenerationArgs(chat_messages(request), kwargs)
         _chat_fields(request, args)
     else:
-        args = GenerationArgs(prompt_messages(request), kwargs)
+        args = GenerationArgs(prompt_messages(request), kwargs, prompt_field="prompt")
         _completion_fields(request, args)
     args.grammar = grammar
     args.body_fields = body_fields
