@@ -201,6 +201,10 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFInfo:
     """
     file_path = Path(path).expanduser()
     try:
+        if file_path.exists() and not file_path.is_file() and not file_path.is_dir():
+            # opening a named pipe waits for a writer: say what it is instead
+            raise ModelError(f"{file_path} is not a regular file (a pipe, socket or device), "
+                             "so not a GGUF file.")
         with open(file_path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size < 4:

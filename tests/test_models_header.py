@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,25 @@ def test_corrupt_value_type(tmp_path: Path, head: bytes) -> None:
         ModelError, match=r"corrupt\.gguf has a corrupt GGUF header \(unknown value"
     ):
         read_gguf_header(bad)
+
+
+def test_a_named_pipe_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: the check must not open it."""
+    pipe = tmp_path / "pipe.gguf"
+    os.mkfifo(pipe)
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: outcome.append(_refusal(pipe)), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "read_gguf_header waited on the pipe"
+    assert str(outcome[0]) == (f"{pipe} is not a regular file (a pipe, socket or device), so "
+                               "not a GGUF file.")
+
+
+def _refusal(path: Path) -> BaseException:
+    with pytest.raises(ModelError) as refused:
+        read_gguf_header(path)
+    return refused.value
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:

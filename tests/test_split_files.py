@@ -98,8 +98,15 @@ def test_a_later_part_or_a_missing_one_is_one_sentence(
     assert code == 2 and capsys.readouterr().err.strip() == (
         "localpref: tiny-00002-of-00003.gguf is part 2 of 3 of a split model; give its first "
         "part, tiny-00001-of-00003.gguf.")
+    # models path and calibrate resolve the name without loading it, and say it as well
+    for command in (["models", "path", str(second)],
+                    ["calibrate", "--model", str(second), "--reset"]):
+        assert cli.main(command) == 2
+        assert "is part 2 of 3 of a split model" in capsys.readouterr().err
     lone = tmp_path / first.name
     lone.write_bytes(first.read_bytes())
+    assert cli.main(["models", "path", str(lone)]) == 2
+    assert "are not beside it" in capsys.readouterr().err
     with pytest.raises(ModelError) as missing:
         Model(lone, n_ctx=256, max_lanes=1, n_threads=1)
     assert str(missing.value) == (

@@ -19,6 +19,7 @@ from localpref.models.hub_env import hf_cache_dir, hub_offline
 from localpref.models.progress import ProgressCallback
 from localpref.models.spec import ModelSpec, parse_model_spec, several_matches_error
 from localpref.models.stores import resolve_stored
+from localpref.split_files import check_parts
 
 
 def resolve_model(
@@ -58,6 +59,7 @@ def resolve_model(
         if parsed.kind == "store":  # the file is a blob whose name says nothing of the model
             raise ModelError(f"{parsed.display} cannot be used: {error}") from None
         raise
+    check_parts(path)  # a later part, or a first part without the others: said here, for all
     return path
 
 
