@@ -531,7 +531,8 @@ class Model:
             # A model without a template: its turn ends where it begins the next one,
             # unless the answer is to write on (ignore_eos) to max_tokens.
             writes_on = request.ignore_eos and request.grammar is None
-            turn_marks = () if writes_on else self._backend.prompts.stop_strings
+            turn_marks = () if writes_on else self._backend.prompts.turn_marks(
+                request.messages, request.system_prompt)
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
             longest, longest_lane = 0, "base"

@@ -19,7 +19,8 @@ real texts, their control-token strings broken by a zero-width space.
 A GGUF without a chat template (a base model) gets a plain-text format rather than a chat
 format it never saw: the system text, a blank line, then one ``User: ...`` / ``Assistant: ...``
 line per message, and ``Assistant:`` to answer; the answer stops where the model starts the
-next ``User:`` or ``Assistant:`` line (``PromptBuilder.stop_strings``).
+next ``User:`` or ``Assistant:`` line, or writes the system text's first line again
+(``PromptBuilder.turn_marks``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ PLAIN_TEMPLATE = (
 
 #: Where an answer in the plain format ends: the model starting the next turn itself.
 PLAIN_STOP_STRINGS = ("\nUser:", "\nAssistant:")
+#: The shortest system line that also ends a plain-format answer where the model writes it
+#: again on a line of its own (a base model begins the next exchange with it); a shorter one
+#: could be ordinary text.
+MIN_SYSTEM_MARK = 16
 
 _SYSTEM_PROBE = "SYSTEM-ROLE-PROBE-7f3a"
 
@@ -237,14 +242,25 @@ class PromptBuilder:
         )
         #: whether the GGUF has its own chat template (else the plain-text format is used)
         self.has_chat_template = bool(model.chat_template)
-        #: stop strings every answer gets: the plain format's turn starts, else none
-        self.stop_strings: tuple[str, ...] = () if self.has_chat_template else PLAIN_STOP_STRINGS
         #: sentences to tell the user about this model's prompts (no chat template)
         self.notices: list[str] = (
             [] if self.has_chat_template else [no_template_notice(model.name)]
         )
         self._control_strings: re.Pattern[str] | None = None
         self._markup: dict[str, list[int]] = {}
+
+    def turn_marks(self, messages: Sequence[Message], system_prompt: str | None = None
+                   ) -> tuple[str, ...]:
+        """Where an answer in the plain format ends (none with a chat template): the next
+        ``User:`` or ``Assistant:`` line, and the system text's first line written again on a
+        line of its own, which is how a base model begins the next exchange (the preference
+        lane's system text starts with the same line)."""
+        if self.has_chat_template:
+            return ()
+        first_line = self._system(messages, None, system_prompt).strip().split("\n", 1)[0]
+        if len(first_line.strip()) < MIN_SYSTEM_MARK:
+            return PLAIN_STOP_STRINGS
+        return (*PLAIN_STOP_STRINGS, f"\n{first_line.strip()}")
 
     def _system(
         self, messages: Sequence[Message], preference: str | None, system_prompt: str | None

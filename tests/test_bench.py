@@ -162,6 +162,16 @@ def test_bad_input_is_one_sentence_and_exit_2(
     assert captured.err.startswith("localpref: ") and captured.err.count("\n") == 1
 
 
+def test_a_synthetic_dir_that_is_a_file_is_named(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    code = main(["bench", "--quiet", "--synthetic", "tiny", "--synthetic-dir", str(afile)])
+    assert code == 2 and afile.read_text() == "kept"
+    assert capsys.readouterr().err == (f"localpref: --synthetic-dir {afile} exists and is not a "
+                                       "folder.\n")
+
+
 def test_settings_always_measure_the_references() -> None:
     settings = BenchSettings(methods=("pad",))
     assert settings.measured_methods == ("base", "contrastive", "pad")

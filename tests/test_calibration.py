@@ -30,6 +30,7 @@ from localpref.calibration.record import (
 from localpref.calibration.run import calibrate, stored_rows
 from localpref.calibration.sweep import Plan, run_units
 from localpref.cli import main
+from localpref.commands.calibrate import render
 from localpref.methods import PREF_ENDS, is_recommended, recommended_method
 from localpref.presets import OPPOSITES
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
@@ -90,6 +91,13 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
     assert set(own) == {"creative", "verbose", "concise", "uplifting"}
     assert all(mine["settings"] == {**CALIBRATED, "contrast": 0.5, "tau": 0.2}
                and "uncalibrated default" in mine["reason"] for mine in own.values())
+    # the table's columns line up whatever the metric's name (verbose's content_words)
+    table = render(first).splitlines()
+    header = next(line for line in table if line.startswith("setting"))
+    end_of_score = header.index("d score") + len("d score")
+    rows = [line for line in table[table.index(header) + 2:] if line.strip()][:len(steered)]
+    assert any("content_words" in line for line in rows)
+    assert all(line[end_of_score - 1] != " " and line[end_of_score] == " " for line in rows)
     # Resumable: the tiny sweep (2 prompts) reuses the first prompt's rows.
     tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), taus=(0.2,),
                  max_tokens=16)

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from localpref import cli
 from localpref.api import Model
-from localpref.decoding import held_back, trim_plain_turn
+from localpref.decoding import Generation, held_back, trim_plain_turn
 from localpref.errors import LocalprefWarning
 from localpref.examples import LIKE_INSTRUCTION, LIKE_REQUEST
 from localpref.prompts import PLAIN_STOP_STRINGS, no_template_notice
+from localpref.request import Request
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 SENTENCE = ("synthetic-llama-0M has no chat template (a base model?), so localpref writes the "
@@ -64,7 +65,12 @@ def test_the_conversation_is_written_as_plain_lines(base_model: Model) -> None:
                 "User: Name a colour.\nAssistant:",
     }
     prompts = base_model.prompts
-    assert prompts.stop_strings == PLAIN_STOP_STRINGS == ("\nUser:", "\nAssistant:")
+    assert prompts.turn_marks(messages) == (*PLAIN_STOP_STRINGS, "\nYou are a helpful assistant.")
+    assert PLAIN_STOP_STRINGS == ("\nUser:", "\nAssistant:")
+    # the conversation's own system text, its first line; a short one is no mark
+    own = [{"role": "system", "content": "Answer as a pirate would.\nKeep it short."}, *messages]
+    assert prompts.turn_marks(own)[-1] == "\nAnswer as a pirate would."
+    assert prompts.turn_marks(messages, system_prompt="Be brief.") == PLAIN_STOP_STRINGS
     text = prompts.lane_text(messages, None)
     assert prompts.lane_tokens(messages, None) == prompts.tokenize(text)
 
@@ -77,7 +83,8 @@ def test_a_user_line_in_the_message_stays_text(base_model: Model) -> None:
 
 
 def test_a_model_with_a_template_has_no_notice(model: Model) -> None:
-    assert model.notices == [] and model.prompts.stop_strings == ()
+    assert model.notices == [] and model.prompts.turn_marks([{"role": "user", "content": "Hi"}]) \
+        == ()
 
 
 def test_the_cli_warns_once_on_stderr_and_doctor_says_so(
@@ -205,6 +212,24 @@ def test_ignore_eos_writes_on_as_the_model_wrote(base_model: Model) -> None:
         decoder.errors = "ignore"  # a character the last token began is dropped
         assert answer.text == raw + decoder.decode(b"", final=True)
         assert "".join(base_model.stream("Hi", **settings_)) == answer.text
+
+
+def test_an_answer_ends_where_the_model_writes_the_system_line_again(base_model: Model) -> None:
+    """A base model begins the next exchange with the system text (Gemma 3 270M wrote "List
+    three fruits.\n\nYou are a helpful assistant."): that line ends the answer as "User:"
+    does. A grammar makes the model write it; steered and streamed alike."""
+    written = 'root ::= "Red and green.\\n\\nYou are a helpful assistant. Your answer"'
+    for settings_ in ({}, {"preference": "concise", "method": "amulet"}):
+        request = Request.make("Name two colours.", max_tokens=150, **settings_).replace(
+            grammar=written)
+        answer = Generation(base_model.submit(request)).run()
+        assert (answer.text, answer.stats["stop_reason"]) == ("Red and green.", "stop")
+    # another system text: the default's line is then ordinary text, written out whole
+    request = Request.make("Name two colours.", max_tokens=150,
+                           system_prompt="Answer every question briefly.").replace(
+        grammar=written)
+    whole = Generation(base_model.submit(request)).run()
+    assert whole.text.startswith("Red and green.\n\nYou are a helpful assistant. Your answer")
 
 
 def test_whitespace_before_a_stop_is_trimmed_though_it_came_first(base_model: Model) -> None:

@@ -228,6 +228,8 @@ def synthetic_model(shape: str, directory: Path | None, progress: Any) -> Path:
     from localpref.synthetic import synthetic_file_name
 
     folder = directory or Path(tempfile.gettempdir()) / "localpref-synthetic"
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"--synthetic-dir {folder} exists and is not a folder.")
     target = folder / synthetic_file_name(shape)
     if target.is_file():
         return target

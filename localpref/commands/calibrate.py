@@ -195,14 +195,18 @@ def render(record: dict[str, Any]) -> str:
     lines = [f"Calibration of {record['model']} ({plan['prompts']} prompts, {lengths}; "
              f"fluency budget {record['budget']:g} nats under the preference lane{guard_text})",
              ""]
-    header = (f"{'setting':<33}{'preference':<11}{'metric':<7}{'d score':>9}{'effect':>8}"
+    shown = [(setting_of(row).label, row) for row in record["rows"] if row["method"] != "pref"]
+    # each text column as wide as its longest cell (content_words, a free-text preference)
+    wide = {name: 1 + max([len(name)] + [len(str(row[name])) for _, row in shown])
+            for name in ("preference", "metric")}
+    wide_setting = max([32] + [len(label) for label, _ in shown]) + 1
+    header = (f"{'setting':<{wide_setting}}{'preference':<{wide['preference']}}"
+              f"{'metric':<{wide['metric']}}{'d score':>9}{'effect':>8}"
               f"{'d fl.pref':>10}{'d fl.base':>10}  verdict")
     lines += [header, "-" * len(header)]
-    for row in record["rows"]:
-        if row["method"] == "pref":
-            continue
-        setting = setting_of(row).label
-        lines.append(f"{setting:<33}{row['preference']:<11}{row['metric']:<7}"
+    for setting, row in shown:
+        lines.append(f"{setting:<{wide_setting}}{row['preference']:<{wide['preference']}}"
+                     f"{row['metric']:<{wide['metric']}}"
                      f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
                      f"{_cell(row['fluency_pref_delta']):>10}"
                      f"{_cell(row['fluency_base_delta']):>10}  {_verdict(row)}")
