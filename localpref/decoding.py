@@ -10,7 +10,8 @@ Timing follows one definition everywhere:
 - ``queued_ms``: waiting for lanes; ``prefill_ms``: bringing every lane's cache to the prompt
   (first logits included), from admission;
 - ``decode_ms``: wall time from the track's first step to its last (other requests decode in
-  the same batches meanwhile); ``tokens_per_s = n_tokens / decode_ms``;
+  the same batches meanwhile); ``tokens_per_s = (n_tokens - 1) / decode_ms`` (the first
+  token comes from the prefill's logits; 0 for an answer of one token);
 - ``steer_ms_per_token``: the track's own work per token (combining the lanes, sampling,
   fluency, detokenizing, stop checks, statistics); ``llama_decode_ms``: the decodes it was in;
 - ``steer_laps_ms``: that work split into named laps (``pick``, ``advance``, ``fluency``,
@@ -283,7 +284,10 @@ class Track:
         if self.first_step_at is not None and self.last_step_at is not None:
             seconds = self.last_step_at - self.first_step_at
             stats["decode_ms"] = seconds * 1000
-            stats["tokens_per_s"] = n_tokens / seconds if seconds > 0 else 0.0
+            # the first token comes from the prefill's logits: the rate is of the tokens after
+            # it, over the time between the first and the last (one token has none: 0)
+            stats["tokens_per_s"] = ((n_tokens - 1) / seconds
+                                     if n_tokens > 1 and seconds > 0 else 0.0)
         stats["steer_ms_per_token"] = self.steer_seconds * 1000 / n_tokens if n_tokens else 0.0
         stats["llama_decode_ms"] = self.decode_seconds * 1000
         stats["batch_lanes_mean"] = self.batch_lanes_total / self.decodes if self.decodes else 0.0

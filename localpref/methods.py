@@ -448,8 +448,9 @@ class Amulet(ContrastFamily):
         super().__post_init__()
         _require(math.isfinite(self.alpha) and self.alpha >= 0,
                  f"alpha must be 0 or more (got {self.alpha}).", "alpha", self.alpha)
-        _require(math.isfinite(self.lam) and self.lam >= 0,
-                 f"lambda must be 0 or more (got {self.lam}).", "lam", self.lam)
+        # without the proximity term (lambda 0) each update multiplies k: 3e80 at the defaults
+        _require(math.isfinite(self.lam) and self.lam > 0,
+                 f"lambda must be greater than 0 (got {self.lam}).", "lam", self.lam)
         _require(math.isfinite(self.eta) and self.eta > 0,
                  f"eta must be greater than 0 (got {self.eta}).", "eta", self.eta)
         _require(int(self.iterations) == self.iterations
@@ -459,6 +460,10 @@ class Amulet(ContrastFamily):
         _require(self.contrast is None or (math.isfinite(self.contrast) and self.contrast >= 0),
                  f"the contrast must be 0 or more (got {self.contrast}).", "contrast",
                  self.contrast)
+        if self.contrast is None:  # alpha, lambda, eta and T so extreme that k overflows
+            _require(math.isfinite(self.effective_contrast), "these alpha, lambda, eta and "
+                     "iterations give an effective contrast too large to compute; give a "
+                     "smaller alpha or eta, or fewer iterations.", "alpha", self.alpha)
 
     @property
     def effective_alpha(self) -> float:

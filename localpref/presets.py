@@ -58,14 +58,19 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
     items = [preference] if isinstance(preference, str) else list(preference)
     if not items:
         raise SettingsError(f"The {noun} list is empty; give at least one {noun}.", param=noun)
-    sentences = []
+    sentences: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
             article = "An" if noun[0] in "aeiou" else "A"
             raise SettingsError(f"{article} {noun} must be a non-empty text, e.g. 'concise'.",
                                 param=noun)
         text = item.strip()
-        sentences.append(PRESETS.get(text.lower(), text))
+        sentence = PRESETS.get(text.lower(), text)
+        if sentence.casefold() in {known.casefold() for known in sentences}:
+            # the lane's system text would say it twice ("concise + concise")
+            raise SettingsError(f"The {noun} {text!r} is given twice; give each once.",
+                                param=noun)
+        sentences.append(sentence)
     return sentences
 
 

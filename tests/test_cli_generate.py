@@ -9,12 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from localpref import Amulet
 from localpref.cli import build_parser, main
+from localpref.commands import columns as columns_text
+from localpref.commands.generate import side_by_side
 from localpref.commands.interrupt import cancel_on_interrupt
 from localpref.commands.options import method_from_args, method_settings
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
@@ -109,6 +114,35 @@ def test_compare_prints_columns_with_tokens_per_second(
     assert "base greedy (" in header and "amulet k=4.65" in header and "tok/s" in header
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab 猫是一种動物😀é\u0301"), max_size=60),
+       st.integers(min_value=2, max_value=20))
+def test_wrapped_lines_fit_their_cells_and_keep_every_character(paragraph: str,
+                                                                columns: int) -> None:
+    lines = columns_text.wrap(paragraph, columns)
+    assert all(columns_text.width(line) <= columns for line in lines)
+    assert "".join(lines).replace(" ", "") == paragraph.replace(" ", "")
+    assert all(len(columns_text.pad(line, columns)) - len(line)
+               == columns - columns_text.width(line) for line in lines)
+
+
+def test_compare_columns_line_up_with_wide_characters(model) -> None:
+    """A Chinese answer takes two cells a character: its column must not push the next."""
+    plain = model.generate("Hi", max_tokens=2)
+    answers = [replace(plain, text="猫是一种非常聪明的动物，它能够理解人类的语言和情感。" * 2),
+               replace(plain, text="Cats are clever animals that learn quickly."),
+               replace(plain, text="😀 " * 30)]
+    table = side_by_side(answers, 80).splitlines()
+    column = (80 - 3 * 2) // 3
+    for line in table:
+        assert columns_text.width(line) <= 80
+        # the second and third columns begin at the same cell on every line
+        cells_before = [columns_text.width(line[:i]) for i in range(len(line) + 1)]
+        for start in (column + 3, 2 * (column + 3)):
+            if cells_before[-1] > start:
+                assert start in cells_before, line
+
+
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
                            "pref,pad", "--max-tokens", "4", "--json")
@@ -119,7 +153,9 @@ def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 BAD_INPUTS = [
     (["--eta", "0"], "Eta must be greater than 0"),
-    (["--lam", "-1"], "Lambda must be 0 or more"),
+    (["--lam", "-1"], "Lambda must be greater than 0"),
+    (["--lam", "0"], "Lambda must be greater than 0 (got 0.0)."),
+    (["--method", "amulet", "--alpha", "1e300"], "These alpha, lambda, eta and iterations give"),
     (["--iterations", "0"], "Iterations must be a whole number"),
     (["--method", "pad", "--candidates", "0"], "Candidates must be a whole number"),
     (["--temperature", "-0.5"], "Temperature must be 0 or more"),
@@ -127,6 +163,11 @@ BAD_INPUTS = [
     (["--top-p", "1.5"], "Top-p must be in [0, 1]"),
     (["--method", "nonsense"], "Unknown method 'nonsense'"),
     (["-p", "   "], "A preference must be a non-empty text"),
+    # the lane's system text would say it twice
+    (["-p", "concise", "-p", "Concise"],
+     "The preference 'Concise' is given twice; give each once."),
+    (["--avoid", "verbose", "--avoid", " verbose"],
+     "The avoid 'verbose' is given twice; give each once."),
     (["--max-tokens", "0"], "Max tokens must be a whole number"),
     (["--tau", "1.5"], "Tau must be in [0, 1)"),
     (["--method", "contrastive", "--kl-budget", "0"], "KL budget must be greater than 0"),
@@ -385,6 +426,10 @@ def test_highlighting_marks_runs_of_changed_tokens() -> None:
     assert highlighted(trace, ansi=False) == "The[[ best basil]] is[[ green]]"
     assert highlighted(trace, ansi=True) == (
         f"The{ANSI_CHANGED} best basil{ANSI_RESET} is{ANSI_CHANGED} green{ANSI_RESET}")
+    # a changed token a stop string cut away leaves no piece and no empty mark
+    assert highlighted([{"piece": "", "changed": True}], ansi=False) == ""
+    assert highlighted([*trace[:2], {"piece": "", "changed": True}, trace[3]],
+                       ansi=False) == "The[[ best]] is"
     line = steering_line({"n_tokens": 96, "changed_tokens": 17, "mean_shift": 0.8149})
     assert line == "steering changed 17 of 96 tokens (mean shift 0.81 nats)"
 
@@ -469,6 +514,13 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     code, _, err = run_cli(capsys, "generate", "Hi", "-p", "concise", "--max-tokens", "2",
                            "--json")  # the recommended steering: nothing to say
     assert code == 0 and err == ""
+
+
+def test_compare_refuses_a_method_named_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
+                             "base,amulet,Base")
+    assert (code, out) == (2, "")
+    assert err == "localpref: --methods names Base twice; give each method once.\n"
 
 
 def test_base_with_a_preference_says_it_does_not_read_it(

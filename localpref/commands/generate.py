@@ -8,9 +8,9 @@ import json
 import os
 import shutil
 import sys
-import textwrap
 from typing import Any
 
+from localpref.commands import columns as columns_text
 from localpref.commands.interrupt import cancel_on_interrupt
 from localpref.commands.options import (
     add_method_options,
@@ -180,6 +180,11 @@ def run_compare(args: argparse.Namespace) -> int:
     names = comma_list(args.methods)
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
+    seen: set[str] = set()
+    for name in names:
+        if name.strip().casefold() in seen:  # the same answer twice, decoded twice
+            raise SettingsError(f"--methods names {name.strip()} twice; give each method once.")
+        seen.add(name.strip().casefold())
     methods = [method_from_args(args, name) for name in names]
     avoid = avoid_from_args(args)
     if avoid and not any(len(m.lanes) == 2 and "base" in m.lanes for m in methods):
@@ -255,12 +260,13 @@ def side_by_side(results: list[Result], width: int, *, show_steering: bool = Fal
     columns = []
     for result in results:
         header = f"{steering_label(result.stats)} ({result.stats['tokens_per_s']:.1f} tok/s)"
-        lines = textwrap.wrap(header, column) + ["-" * column]
+        lines = columns_text.wrap(header, column) + ["-" * column]
         text = _shown(result, ansi=False) if show_steering else result.text
         for paragraph in text.strip().splitlines() or [""]:
-            lines += textwrap.wrap(paragraph, column) or [""]
+            lines += columns_text.wrap(paragraph, column) or [""]
         if show_steering:
-            lines += ["-" * column, *textwrap.wrap(steering_line(result.stats), column)]
+            lines += ["-" * column, *columns_text.wrap(steering_line(result.stats), column)]
         columns.append(lines)
     rows = itertools.zip_longest(*columns, fillvalue="")
-    return "\n".join((" " * gap).join(cell.ljust(column) for cell in row).rstrip() for row in rows)
+    return "\n".join((" " * gap).join(columns_text.pad(cell, column) for cell in row).rstrip()
+                     for row in rows)

@@ -95,13 +95,16 @@ def highlighted(trace: Sequence[dict[str, Any]], *, ansi: bool) -> str:
     out: list[str] = []
     inside = False
     for step in trace:
+        piece = str(step.get("piece", ""))
+        if not piece:  # a token a stop string cut away: nothing to mark (no empty [[]])
+            continue
         changed = bool(step.get("changed"))
         if changed and not inside:
             out.append(opening)
         elif inside and not changed:
             out.append(closing)
         inside = changed
-        out.append(str(step.get("piece", "")))
+        out.append(piece)
     if inside:
         out.append(closing)
     return "".join(out)
