@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 from localpref.errors import LocalprefError, one_line_warning
 
@@ -30,9 +31,17 @@ COMMAND_MODULES = (
 )
 
 
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, as every other bad input's (its sub-commands'
+    parsers are of this class too: ``add_subparsers`` makes them so)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"localpref: {message} (see {self.prog} --help).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, assembled from the command modules that are present."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="localpref",
         description="Personalise what a local GGUF model writes, token by token (Amulet, PAD).",
     )
@@ -61,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     _replace_what_stdout_cannot_encode()
     warnings.formatwarning = one_line_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said here, where the sub-command is known, not by the top parser
+        command = f"localpref {args.command}" if args.command else "localpref"
+        print(f"localpref: unrecognized arguments: {' '.join(unknown)} (see {command} --help).",
+              file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -112,3 +112,29 @@ def test_an_infinite_number_is_told_it_must_be_finite(capsys, flags, sentence):
     """inf is "0 or more": the bound's own sentence misled; it now says what is wrong."""
     assert main(["generate", "Hi", *flags]) == 2
     assert capsys.readouterr().err.strip() == f"localpref: {sentence}"
+
+
+@pytest.mark.parametrize(("argv", "sentence"), [
+    (["generate", "Hi", "--max-tokens", "abc"],
+     "localpref: argument --max-tokens: invalid int value: 'abc' (see localpref generate "
+     "--help).\n"),
+    (["doctor", "--model", " "],  # a script's unset $MODEL is not the bundled model
+     "localpref: argument --model: an empty model name; give a path or a name, or leave "
+     "--model out for the bundled model (see localpref doctor --help).\n"),
+    (["calibrate", "--quick", "--force"],
+     "localpref: unrecognized arguments: --force (see localpref calibrate --help).\n"),
+    (["generate"], "localpref: the following arguments are required: prompt (see localpref "
+                   "generate --help).\n"),
+    (["eval", "merge", "--bootstrap", "many"],
+     "localpref: argument --bootstrap: invalid int value: 'many' (see localpref eval merge "
+     "--help).\n"),
+])
+def test_what_argparse_refuses_is_one_line_naming_the_commands_help(capsys, argv,
+                                                                    sentence) -> None:
+    """argparse printed its whole usage block, and an unknown flag the top command's."""
+    with pytest.raises(SystemExit) as refused:
+        code = main(argv)
+        raise SystemExit(code)
+    assert refused.value.code == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", sentence)

@@ -71,12 +71,22 @@ def strength_help() -> str:
     return f"the method's one strength knob: {knobs} (overrides those)"
 
 
+def model_name(text: str) -> str:
+    """A ``--model`` value: an empty one (a script's unset ``$MODEL``) would silently be the
+    bundled model, so it is refused; leaving the flag out is how to ask for that."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty model name; give a path or a name, or leave "
+                                         "--model out for the bundled model")
+    return text
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model and how it is loaded: --gpu-layers, --threads and --ctx, the same flags on every
     command that loads a model (``load_settings`` reads them)."""
     parser.add_argument(
         "--model",
         default=None,
+        type=model_name,
         help="a GGUF path, a catalog name, REPO[:PATTERN] on the Hugging Face Hub, or "
         "ollama:NAME / lmstudio:PATTERN (default: the bundled SmolLM2-135M-Instruct)",
     )
