@@ -417,10 +417,15 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
                               "--bootstrap", "200")
     assert code == 0, stderr
     assert quality_part(merged / "summary.md") == quality_part(out / "summary.md")
-    for extra, message in ((["--bootstrap", "0"], "--bootstrap must be 1 or more (got 0)."),
-                           (["--reference", "nosuch"], "--reference nosuch is not among the "
-                                                       "runs' methods (amulet, base).")):
-        code, _, stderr = run_cli(capsys, "eval", "merge", *map(str, halves), "--out",
+    assert stderr.startswith("merged 2 folders; summary in ")
+    absent = tmp_path / "absent"
+    for folders, extra, message in (
+            (halves, ["--bootstrap", "0"], "--bootstrap must be 1 or more (got 0)."),
+            (halves, ["--reference", "nosuch"], "--reference nosuch is not among the runs' "
+                                                "methods (amulet, base)."),
+            ([*halves, absent], [], f"{absent} is not a folder: give the --out folders of eval "
+                                    "runs.")):
+        code, _, stderr = run_cli(capsys, "eval", "merge", *map(str, folders), "--out",
                                   str(tmp_path / "refused"), *extra)
         assert (code, stderr) == (2, f"localpref: {message}\n")
         assert not (tmp_path / "refused").exists()

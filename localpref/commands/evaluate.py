@@ -331,5 +331,7 @@ def run_merge(args: argparse.Namespace) -> int:
                             resamples=args.merge_bootstrap,
                             fluency_budget=args.merge_fluency_budget)
     print(_main_table(summary))
-    print(f"merged {len(args.folders)} folders; summary in {summary}", file=sys.stderr)
+    count = len(args.folders)
+    print(f"merged {count} folder{'' if count == 1 else 's'}; summary in {summary}",
+          file=sys.stderr)
     return 0
