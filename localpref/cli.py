@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 import warnings
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from localpref.errors import LocalprefError, one_line_warning
 
@@ -34,6 +34,11 @@ COMMAND_MODULES = (
 class CommandLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line, as every other bad input's (its sub-commands'
     parsers are of this class too: ``add_subparsers`` makes them so)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the innermost command parsed (``localpref eval merge``) names itself in the namespace
+        self.set_defaults(command_prog=self.prog)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"localpref: {message} (see {self.prog} --help).\n")
@@ -72,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said here, where the sub-command is known, not by the top parser
-        command = f"localpref {args.command}" if args.command else "localpref"
-        print(f"localpref: unrecognized arguments: {' '.join(unknown)} (see {command} --help).",
-              file=sys.stderr)
+        print(f"localpref: unrecognized arguments: {' '.join(unknown)} (see "
+              f"{args.command_prog} --help).", file=sys.stderr)
         return 2
     if not getattr(args, "func", None):
         parser.print_help()

@@ -59,6 +59,7 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
     if not items:
         raise SettingsError(f"The {noun} list is empty; give at least one {noun}.", param=noun)
     sentences: list[str] = []
+    given: dict[str, str] = {}  # each sentence (casefolded) -> the text that gave it
     for item in items:
         if not isinstance(item, str) or not item.strip():
             article = "An" if noun[0] in "aeiou" else "A"
@@ -66,10 +67,16 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
                                 param=noun)
         text = item.strip()
         sentence = PRESETS.get(text.lower(), text)
-        if sentence.casefold() in {known.casefold() for known in sentences}:
-            # the lane's system text would say it twice ("concise + concise")
-            raise SettingsError(f"The {noun} {text!r} is given twice; give each once.",
-                                param=noun)
+        earlier = given.get(sentence.casefold())
+        if earlier is not None:  # the lane's system text would say it twice
+            if earlier.casefold() == text.casefold():
+                role = "as a preference" if noun == "preference" else "to avoid"
+                message = f"{text!r} is given twice {role}; give each once."
+            else:  # a built-in name and its own sentence
+                role = "preferences" if noun == "preference" else "to avoid"
+                message = f"{text!r} says what {earlier!r} says, both {role}; give one of them."
+            raise SettingsError(message, param=noun)
+        given[sentence.casefold()] = text
         sentences.append(sentence)
     return sentences
 

@@ -63,6 +63,9 @@ PLAIN_STOP_STRINGS = ("\nUser:", "\nAssistant:")
 #: again on a line of its own (a base model begins the next exchange with it); a shorter one
 #: could be ordinary text.
 MIN_SYSTEM_MARK = 16
+#: The most of that line the mark holds: enough to be the system text, and a long line would
+#: cost each token a search as long as it (``decoding.held_back``).
+MAX_SYSTEM_MARK = 48
 
 _SYSTEM_PROBE = "SYSTEM-ROLE-PROBE-7f3a"
 
@@ -167,14 +170,17 @@ class ChatTemplate:
         conversation = [dict(m) for m in messages if m["role"] != "system"]
         if not system:
             return conversation
+        if not any(message["role"] == "user" for message in conversation):
+            # a system text alone is the task: the user's turn, which every template renders
+            # (Gemma 3's folds a system text into a first user turn that is not there, and
+            # Qwen3's refuses a conversation without a user message)
+            return [{"role": "user", "content": system}, *conversation]
         if self.has_system_role:
             return [{"role": "system", "content": system}, *conversation]
         for message in conversation:
             if message["role"] == "user":
                 message["content"] = f"{system}\n\n{message['content']}"
                 break
-        else:  # no user message to fold it into: the system text is the user's turn
-            conversation.insert(0, {"role": "user", "content": system})
         return conversation
 
     def render_pieces(
@@ -252,15 +258,17 @@ class PromptBuilder:
     def turn_marks(self, messages: Sequence[Message], system_prompt: str | None = None
                    ) -> tuple[str, ...]:
         """Where an answer in the plain format ends (none with a chat template): the next
-        ``User:`` or ``Assistant:`` line, and the system text's first line written again on a
-        line of its own, which is how a base model begins the next exchange (the preference
-        lane's system text starts with the same line)."""
+        ``User:`` or ``Assistant:`` line, and the system text's first line (its first
+        ``MAX_SYSTEM_MARK`` characters) written again on a line of its own, which is how a base
+        model begins the next exchange (the preference lane's system text starts with the
+        same line)."""
         if self.has_chat_template:
             return ()
         first_line = self._system(messages, None, system_prompt).strip().split("\n", 1)[0]
-        if len(first_line.strip()) < MIN_SYSTEM_MARK:
+        mark = first_line.strip()[:MAX_SYSTEM_MARK].rstrip()
+        if len(mark) < MIN_SYSTEM_MARK:
             return PLAIN_STOP_STRINGS
-        return (*PLAIN_STOP_STRINGS, f"\n{first_line.strip()}")
+        return (*PLAIN_STOP_STRINGS, f"\n{mark}")
 
     def _system(
         self, messages: Sequence[Message], preference: str | None, system_prompt: str | None

@@ -115,15 +115,19 @@ def test_compare_prints_columns_with_tokens_per_second(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab 猫是一种動物😀é\u0301"), max_size=60),
+@given(st.text(alphabet=st.sampled_from("ab 猫是一种動物😀é\u0301กัहिंदी\u200d"), max_size=60),
        st.integers(min_value=2, max_value=20))
 def test_wrapped_lines_fit_their_cells_and_keep_every_character(paragraph: str,
                                                                 columns: int) -> None:
     lines = columns_text.wrap(paragraph, columns)
     assert all(columns_text.width(line) <= columns for line in lines)
     assert "".join(lines).replace(" ", "") == paragraph.replace(" ", "")
-    assert all(len(columns_text.pad(line, columns)) - len(line)
-               == columns - columns_text.width(line) for line in lines)
+    assert all(columns_text.width(columns_text.pad(line, columns)) == columns for line in lines)
+
+
+def test_marks_that_take_no_cell() -> None:
+    assert columns_text.width("กั") == 1 and columns_text.width("猫") == 2
+    assert columns_text.width("e\u0301") == 1 and columns_text.width("a\u200db") == 2
 
 
 def test_compare_columns_line_up_with_wide_characters(model) -> None:
@@ -134,13 +138,17 @@ def test_compare_columns_line_up_with_wide_characters(model) -> None:
                replace(plain, text="😀 " * 30)]
     table = side_by_side(answers, 80).splitlines()
     column = (80 - 3 * 2) // 3
+    starts_with_text = {column + 3: 0, 2 * (column + 3): 0}
     for line in table:
         assert columns_text.width(line) <= 80
-        # the second and third columns begin at the same cell on every line
+        # the second and third columns begin at the same cell on every line, after the gap
         cells_before = [columns_text.width(line[:i]) for i in range(len(line) + 1)]
-        for start in (column + 3, 2 * (column + 3)):
+        for start in starts_with_text:
             if cells_before[-1] > start:
-                assert start in cells_before, line
+                index = cells_before.index(start)
+                assert line[index - 3:index] == "   ", line
+                starts_with_text[start] += line[index] != " "
+    assert all(starts_with_text.values())  # each column's text began there
 
 
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,10 +172,13 @@ BAD_INPUTS = [
     (["--method", "nonsense"], "Unknown method 'nonsense'"),
     (["-p", "   "], "A preference must be a non-empty text"),
     # the lane's system text would say it twice
-    (["-p", "concise", "-p", "Concise"],
-     "The preference 'Concise' is given twice; give each once."),
+    (["-p", "concise", "-p", "Concise"], "'Concise' is given twice as a preference; give each "
+                                         "once."),
+    (["-p", "concise", "-p", "Your answer should be as short and to the point as possible."],
+     "'Your answer should be as short and to the point as possible.' says what 'concise' "
+     "says, both preferences; give one of them."),
     (["--avoid", "verbose", "--avoid", " verbose"],
-     "The avoid 'verbose' is given twice; give each once."),
+     "'verbose' is given twice to avoid; give each once."),
     (["--max-tokens", "0"], "Max tokens must be a whole number"),
     (["--tau", "1.5"], "Tau must be in [0, 1)"),
     (["--method", "contrastive", "--kl-budget", "0"], "KL budget must be greater than 0"),
@@ -428,8 +439,10 @@ def test_highlighting_marks_runs_of_changed_tokens() -> None:
         f"The{ANSI_CHANGED} best basil{ANSI_RESET} is{ANSI_CHANGED} green{ANSI_RESET}")
     # a changed token a stop string cut away leaves no piece and no empty mark
     assert highlighted([{"piece": "", "changed": True}], ansi=False) == ""
-    assert highlighted([*trace[:2], {"piece": "", "changed": True}, trace[3]],
-                       ansi=False) == "The[[ best]] is"
+    # a changed token holding a character's first bytes: the character it ends is marked
+    assert highlighted([*trace[:2], {"piece": "", "changed": True},
+                        {"piece": " 猫", "changed": False}, trace[3]],
+                       ansi=False) == "The[[ best 猫]] is"
     line = steering_line({"n_tokens": 96, "changed_tokens": 17, "mean_shift": 0.8149})
     assert line == "steering changed 17 of 96 tokens (mean shift 0.81 nats)"
 
@@ -516,11 +529,15 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     assert code == 0 and err == ""
 
 
-def test_compare_refuses_a_method_named_twice(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
-                             "base,amulet,Base")
-    assert (code, out) == (2, "")
-    assert err == "localpref: --methods names Base twice; give each method once.\n"
+@pytest.mark.parametrize(("methods", "sentence"), [
+    ("base,amulet,Base", "--methods names Base twice; give each method once."),
+    ("base,plain,amulet", "--methods names the same method twice (base and plain); give each "
+                          "method once."),
+])
+def test_compare_refuses_a_method_named_twice(capsys: pytest.CaptureFixture[str], methods: str,
+                                              sentence: str) -> None:
+    code, out, err = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods", methods)
+    assert (code, out, err) == (2, "", f"localpref: {sentence}\n")
 
 
 def test_base_with_a_preference_says_it_does_not_read_it(

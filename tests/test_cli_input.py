@@ -119,10 +119,16 @@ def test_an_infinite_number_is_told_it_must_be_finite(capsys, flags, sentence):
      "localpref: argument --max-tokens: invalid int value: 'abc' (see localpref generate "
      "--help).\n"),
     (["doctor", "--model", " "],  # a script's unset $MODEL is not the bundled model
-     "localpref: argument --model: an empty model name; give a path or a name, or leave "
-     "--model out for the bundled model (see localpref doctor --help).\n"),
+     "localpref: argument --model: an empty model name; give a path or a name (the bundled "
+     "model is smollm2-135m-instruct) (see localpref doctor --help).\n"),
+    (["models", "path", ""],
+     "localpref: argument NAME: an empty model name; give a path or a name (the bundled "
+     "model is smollm2-135m-instruct) (see localpref models path --help).\n"),
     (["calibrate", "--quick", "--force"],
      "localpref: unrecognized arguments: --force (see localpref calibrate --help).\n"),
+    (["eval", "merge", "a", "--out", "b", "--force"],  # the innermost command's help
+     "localpref: unrecognized arguments: --force (see localpref eval merge --help).\n"),
+    (["--force"], "localpref: unrecognized arguments: --force (see localpref --help).\n"),
     (["generate"], "localpref: the following arguments are required: prompt (see localpref "
                    "generate --help).\n"),
     (["eval", "merge", "--bootstrap", "many"],

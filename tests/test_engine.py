@@ -240,19 +240,50 @@ def test_template_without_system_role_gets_the_system_text_in_the_first_user_mes
     )
 
 
-def test_a_system_text_alone_is_the_user_turn_of_a_template_without_a_system_role() -> None:
-    """A conversation of a system message alone (a client that puts the whole task there)
-    would otherwise render no text of it at all under a template that folds it into the
-    first user message."""
-    template = ChatTemplate(GEMMA_LIKE, bos_token="<bos>")
-    assert template.render_with_system("List three colours.", []) == (
-        "<bos><start_of_turn>user\nList three colours.<end_of_turn>\n<start_of_turn>model\n")
+#: Gemma 3's template as published: a system text goes in front of the first user turn.
+GEMMA_3 = (
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+#: As Qwen3's template does: a conversation without a user message is refused.
+NEEDS_A_USER = (
+    "{%- if not (messages | selectattr('role', 'equalto', 'user') | list) -%}"
+    "{{ raise_exception('No user query found in messages.') }}{%- endif -%}"
+    "{%- for m in messages -%}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] }}"
+    "{{ '<|im_end|>\\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+@pytest.mark.parametrize(("source", "rendered"), [
+    (GEMMA_LIKE, "<bos><start_of_turn>user\nList three colours.<end_of_turn>\n"
+                 "<start_of_turn>model\n"),
+    (GEMMA_3, "<bos><start_of_turn>user\nList three colours.<end_of_turn>\n"
+              "<start_of_turn>model\n"),
+    (NEEDS_A_USER, "<|im_start|>user\nList three colours.<|im_end|>\n<|im_start|>assistant\n"),
+])
+def test_a_system_text_alone_is_the_user_turn_under_any_template(source: str,
+                                                                 rendered: str) -> None:
+    """A conversation of a system message alone (a client that puts the whole task there):
+    Gemma 3's template would render no text of it, Qwen3's would refuse it."""
+    template = ChatTemplate(source, bos_token="<bos>")
+    assert template.render_with_system("List three colours.", []) == rendered
+    # with a user message, the system text stays where the template puts it
+    assert "List three colours.\n\nHi" in template.render_with_system(
+        "List three colours.", [{"role": "user", "content": "Hi"}]) or template.has_system_role
 
 
 def test_a_system_message_alone_is_answered_and_nothing_at_all_is_refused(model: Model) -> None:
     task = [{"role": "system", "content": "List three colours, comma separated."}]
     text = model.prompts.lane_text(task, None)
-    assert text.endswith("<|im_start|>system\nList three colours, comma separated.<|im_end|>\n"
+    assert text.endswith("<|im_start|>user\nList three colours, comma separated.<|im_end|>\n"
                          "<|im_start|>assistant\n")
     answer = model.generate(task, max_tokens=12)
     assert answer.tokens and answer.text.strip()

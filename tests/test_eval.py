@@ -423,7 +423,7 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
             (halves, ["--bootstrap", "0"], "--bootstrap must be 1 or more (got 0)."),
             (halves, ["--reference", "nosuch"], "--reference nosuch is not among the runs' "
                                                 "methods (amulet, base)."),
-            ([*halves, absent], [], f"{absent} is not a folder: give the --out folders of eval "
+            ([*halves, absent], [], f"{absent} does not exist: give the --out folders of eval "
                                     "runs.")):
         code, _, stderr = run_cli(capsys, "eval", "merge", *map(str, folders), "--out",
                                   str(tmp_path / "refused"), *extra)

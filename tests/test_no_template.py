@@ -71,6 +71,9 @@ def test_the_conversation_is_written_as_plain_lines(base_model: Model) -> None:
     own = [{"role": "system", "content": "Answer as a pirate would.\nKeep it short."}, *messages]
     assert prompts.turn_marks(own)[-1] == "\nAnswer as a pirate would."
     assert prompts.turn_marks(messages, system_prompt="Be brief.") == PLAIN_STOP_STRINGS
+    long_line = "You are a careful assistant who answers in the user's own language. " * 9
+    assert prompts.turn_marks(messages, system_prompt=long_line)[-1] == (
+        "\nYou are a careful assistant who answers in the u")
     text = prompts.lane_text(messages, None)
     assert prompts.lane_tokens(messages, None) == prompts.tokenize(text)
 

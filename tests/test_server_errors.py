@@ -122,7 +122,7 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
     ({"localpref": {"preference": "concise", "method": "nope"}}, "localpref.method",
      "Unknown method 'nope'"),
     ({"localpref": {"like": [""]}}, "localpref.like", "An example (like) must be"),
-    ({"temperature": 2.5}, "temperature", "temperature must be between 0 and 2 (got 2.5)."),
+    ({"temperature": 2.5}, "temperature", "Temperature must be between 0 and 2 (got 2.5)."),
     # a method named with nothing to steer toward would silently be plain decoding
     ({"localpref": {"method": "amulet"}}, "localpref.method",
      "localpref.method 'amulet' steers toward a preference and the request gives none;"),
@@ -162,10 +162,13 @@ def test_a_prompt_past_the_window_is_openais_context_length_exceeded(server, mod
             (CHAT, body(messages=[{"role": "user", "content": long_text}], stream=True),
              "messages"),
             ("/completions", {"model": MODEL_ID, "prompt": long_text, "max_tokens": 2},
-             "prompt")):
+             "prompt"),
+            ("/completions", {"model": MODEL_ID, "prompt": ["Hi", long_text], "max_tokens": 2},
+             "prompt[1]")):
         error = assert_error_shape(request(server.url, "POST", path, body=fields), 400)
         assert (error["code"], error["param"]) == ("context_length_exceeded", param)
-        assert error["message"].startswith("The prompt is ")
+        assert error["message"].startswith("The prompt is too long for the model's context: "
+                                           "the prompt is ")
         assert f"the context holds {model.n_ctx}" in error["message"]
 
 

@@ -7,8 +7,9 @@
   to repeat) and each figure is the median over repeats. ``ratio_to_base`` and
   ``ratio_to_contrastive`` are medians of ratios taken within one repeat (paired runs a few
   seconds apart), which cancels most of the drift of a shared machine.
-  ``steer_share = steer_ms_per_token / (decode_ms / n_tokens)``: the part of a step that is
-  not ``llama_decode``.
+  ``steer_share = steer_ms_per_token / (decode_ms / (n_tokens - 1))``: the part of a step
+  that is not ``llama_decode`` (the first token is the prefill's, so ``decode_ms`` spans one
+  step fewer than the tokens, as ``tokens_per_s`` reads it).
 - **kernels**: every Numba kernel of the hot path alone, on random float32 logits of the
   vocabulary sizes given (49k SmolLM2, 152k Qwen, 262k Gemma), median milliseconds per call,
   called the way the methods call them.

@@ -63,8 +63,9 @@ def profile_steps(model: Any, settings: BenchSettings,
 
 def _profile_figures(stats: dict[str, Any]) -> dict[str, Any]:
     n_tokens = max(int(stats["n_tokens"]), 1)
-    step_us = float(stats["decode_ms"]) * 1000 / n_tokens
-    decode_us = float(stats["llama_decode_ms"]) * 1000 / n_tokens
+    steps = max(n_tokens - 1, 1)  # the first token is the prefill's: one decode fewer
+    step_us = float(stats["decode_ms"]) * 1000 / steps
+    decode_us = float(stats["llama_decode_ms"]) * 1000 / steps
     pieces = {label: float(stats["steer_laps_ms"][lap]) * 1000 / n_tokens
               for lap, label in PROFILE_LAPS.items()}
     non_decode_us = step_us - decode_us

@@ -64,7 +64,9 @@ def bench_methods(model: Any, settings: BenchSettings, progress: Progress) -> di
 def run_figures(stats: dict[str, Any]) -> dict[str, Any]:
     """The figures of one run, with the per-token step time and the steering share."""
     n_tokens = max(int(stats["n_tokens"]), 1)
-    step_ms = float(stats["decode_ms"]) / n_tokens
+    # decode_ms spans the steps between the first token (the prefill's) and the last, as
+    # tokens_per_s reads it: one fewer than the tokens
+    step_ms = float(stats["decode_ms"]) / max(n_tokens - 1, 1)
     steer = float(stats["steer_ms_per_token"])
     return {
         "label": stats["method"],
@@ -74,7 +76,8 @@ def run_figures(stats: dict[str, Any]) -> dict[str, Any]:
         "steer_ms_per_token": steer,
         "steer_share": steer / step_ms if step_ms > 0 else 0.0,
         "step_ms": step_ms,
-        "llama_decode_ms_per_token": float(stats.get("llama_decode_ms", 0.0)) / n_tokens,
+        "llama_decode_ms_per_token": (float(stats.get("llama_decode_ms", 0.0))
+                                      / max(n_tokens - 1, 1)),
         "prefill_ms": float(stats["prefill_ms"]),
         "prefill_tokens": float(stats.get("prefill_tokens", 0)),
     }

@@ -20,6 +20,7 @@ from localpref.calibration.prompts import CALIBRATION_PROMPTS
 from localpref.calibration.record import model_key, rows_path
 from localpref.calibration.record import reset as reset_calibration
 from localpref.calibration.sweep import Plan
+from localpref.commands import columns
 from localpref.commands.interrupt import interrupt_once
 from localpref.commands.options import (
     add_model_options,
@@ -197,7 +198,7 @@ def render(record: dict[str, Any]) -> str:
              ""]
     shown = [(setting_of(row).label, row) for row in record["rows"] if row["method"] != "pref"]
     # each text column as wide as its longest cell (content_words, a free-text preference)
-    wide = {name: 1 + max([len(name)] + [len(str(row[name])) for _, row in shown])
+    wide = {name: 1 + max([len(name)] + [columns.width(str(row[name])) for _, row in shown])
             for name in ("preference", "metric")}
     wide_setting = max([32] + [len(label) for label, _ in shown]) + 1
     header = (f"{'setting':<{wide_setting}}{'preference':<{wide['preference']}}"
@@ -205,7 +206,8 @@ def render(record: dict[str, Any]) -> str:
               f"{'d fl.pref':>10}{'d fl.base':>10}  verdict")
     lines += [header, "-" * len(header)]
     for setting, row in shown:
-        lines.append(f"{setting:<{wide_setting}}{row['preference']:<{wide['preference']}}"
+        lines.append(f"{setting:<{wide_setting}}"
+                     f"{columns.pad(str(row['preference']), wide['preference'])}"
                      f"{row['metric']:<{wide['metric']}}"
                      f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
                      f"{_cell(row['fluency_pref_delta']):>10}"

@@ -8,9 +8,9 @@ import unicodedata
 
 
 def cells(character: str) -> int:
-    """The terminal cells one character takes: 2 wide or full-width, 0 combining or a
-    zero-width format character, else 1."""
-    if unicodedata.combining(character) or unicodedata.category(character) in ("Me", "Cf"):
+    """The terminal cells one character takes: 2 wide or full-width, 0 a non-spacing or
+    enclosing mark or a format character (Thai's vowel marks, a zero-width joiner), else 1."""
+    if unicodedata.category(character) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(character) in ("W", "F") else 1
 

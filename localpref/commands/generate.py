@@ -180,12 +180,15 @@ def run_compare(args: argparse.Namespace) -> int:
     names = comma_list(args.methods)
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
-    seen: set[str] = set()
-    for name in names:
-        if name.strip().casefold() in seen:  # the same answer twice, decoded twice
-            raise SettingsError(f"--methods names {name.strip()} twice; give each method once.")
-        seen.add(name.strip().casefold())
     methods = [method_from_args(args, name) for name in names]
+    for later, method in enumerate(methods):  # the same answer twice, decoded twice
+        earlier = methods.index(method)
+        if earlier < later:
+            same = (f"{names[later].strip()} twice" if names[earlier].strip().casefold()
+                    == names[later].strip().casefold() else
+                    f"the same method twice ({names[earlier].strip()} and "
+                    f"{names[later].strip()})")
+            raise SettingsError(f"--methods names {same}; give each method once.")
     avoid = avoid_from_args(args)
     if avoid and not any(len(m.lanes) == 2 and "base" in m.lanes for m in methods):
         check_avoid(methods[0], avoid)

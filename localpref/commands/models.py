@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from localpref import models
 from localpref.calibration.record import calibration_state
+from localpref.commands.options import model_name
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 from localpref.models.spec import STORE_TOOLS
@@ -56,7 +57,7 @@ def add_parser(subparsers: Any) -> None:
         ("remove", "delete a downloaded model from the Hugging Face cache", hub_name, run_remove),
     ):
         command = actions.add_parser(action, help=help_text)
-        command.add_argument("name", metavar="NAME", help=name_help)
+        command.add_argument("name", metavar="NAME", type=model_name, help=name_help)
         command.add_argument(
             "--file", dest="model_file", metavar="PATTERN", help="which GGUF, e.g. '*Q4_K_M.gguf'"
         )

@@ -25,6 +25,7 @@ from localpref.methods import (
     setting_fields,
     setting_kind,
 )
+from localpref.models.bundled import BUNDLED_MODEL_NAME
 from localpref.request import PromptInput, Request
 from localpref.weights import parse_preference_items, weighted_lanes, weighted_method
 
@@ -72,11 +73,12 @@ def strength_help() -> str:
 
 
 def model_name(text: str) -> str:
-    """A ``--model`` value: an empty one (a script's unset ``$MODEL``) would silently be the
-    bundled model, so it is refused; leaving the flag out is how to ask for that."""
+    """A ``--model`` or ``NAME`` value: an empty one (a script's unset ``$MODEL``) would
+    silently be the bundled model, so it is refused (leaving ``--model`` out, or naming the
+    bundled model, asks for that)."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("an empty model name; give a path or a name, or leave "
-                                         "--model out for the bundled model")
+        raise argparse.ArgumentTypeError(f"an empty model name; give a path or a name (the "
+                                         f"bundled model is {BUNDLED_MODEL_NAME})")
     return text
 
 

@@ -94,11 +94,16 @@ def highlighted(trace: Sequence[dict[str, Any]], *, ansi: bool) -> str:
     opening, closing = (ANSI_CHANGED, ANSI_RESET) if ansi else (PLAIN_OPEN, PLAIN_CLOSE)
     out: list[str] = []
     inside = False
+    carried = False  # a changed token whose piece is empty, marked with the next piece
     for step in trace:
         piece = str(step.get("piece", ""))
-        if not piece:  # a token a stop string cut away: nothing to mark (no empty [[]])
+        if not piece:
+            # the first bytes of a character the next token completes (marked with it), or a
+            # token a stop string cut away (nothing follows): never an empty [[]]
+            carried = carried or bool(step.get("changed"))
             continue
-        changed = bool(step.get("changed"))
+        changed = bool(step.get("changed")) or carried
+        carried = False
         if changed and not inside:
             out.append(opening)
         elif inside and not changed:

@@ -44,6 +44,9 @@ def merge_outputs(
     if not sources:
         raise LocalprefError("Give at least one folder to merge.")
     for folder in sources:
+        if not folder.exists():
+            raise LocalprefError(f"{folder} does not exist: give the --out folders of eval "
+                                 "runs.")
         if not folder.is_dir():
             raise LocalprefError(f"{folder} is not a folder: give the --out folders of eval "
                                  "runs.")

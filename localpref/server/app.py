@@ -161,6 +161,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                            "stream false, or one prompt per request.", param="prompt",
                            code="invalid_value")
         every_args = [generation_args(one, model_id, model) for one in bodies]
+        for number, args in enumerate(every_args):  # a prompt too long names its index
+            args.prompt_field = f"prompt[{number}]"
         window = asyncio.Semaphore(max(1, model.max_lanes // 2))
 
         async def answer(args: Any) -> Any:

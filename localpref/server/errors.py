@@ -62,6 +62,12 @@ def error_body(status: int, message: str, *, code: str | None = None,
                       "param": param, "code": code}}
 
 
+#: The start of a too-long prompt's message: LangChain (``ContextOverflowError``) and litellm
+#: (``ContextWindowExceededError``) tell an overflow by the words "prompt is too long" in it,
+#: not by its ``code``, since the openai SDK 3 reports the message alone.
+TOO_LONG = "The prompt is too long for the model's context:"
+
+
 def unavailable(message: str, code: str) -> ApiError:
     """A 503 with ``Retry-After``."""
     return ApiError(503, message, code=code, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -84,7 +90,10 @@ def from_library(error: Exception) -> ApiError:
     if isinstance(error, ModelError):
         return ApiError(500, str(error), code="model_error")
     if isinstance(error, PromptTooLongError):  # OpenAI's code, which clients look for
-        return ApiError(400, str(error), code="context_length_exceeded", param=error.param)
+        message = str(error)
+        if "prompt is too long" not in message:  # the words LangChain and litellm match
+            message = f"{TOO_LONG} {message[:1].lower()}{message[1:]}"
+        return ApiError(400, message, code="context_length_exceeded", param=error.param)
     if isinstance(error, TooManyLanesError):  # e.g. weighted preferences: a lane each
         parallel = -(-error.needed // 2)
         if error.needed > MAX_LANES:

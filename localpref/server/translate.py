@@ -249,8 +249,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         if value is not None:
             kwargs[name] = value
     if request.temperature is not None and request.temperature > MAX_TEMPERATURE:
-        raise FieldError("temperature", f"temperature must be between 0 and {MAX_TEMPERATURE:g} "
-                         f"(got {request.temperature:g}).")
+        raise FieldError("temperature", f"Temperature must be between 0 and "
+                         f"{MAX_TEMPERATURE:g} (got {request.temperature:g}).")
     if request.seed is not None and request.seed >= 0:  # negative: random (llama.cpp's way)
         kwargs["seed"] = request.seed
     if request.stop is not None:
