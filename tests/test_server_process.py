@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,8 +29,9 @@ LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v1)$")
 SERVING = re.compile(r"^localpref: serving smollm2-135m-instruct at (http://127\.0\.0\.1:(\d+)/v1)$")
 
 
-def start(*flags: str, api_key: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def start(*flags: str, api_key: str | None = None,
+          extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     env.pop("LOCALPREF_API_KEY", None)
     if api_key is not None:
         env["LOCALPREF_API_KEY"] = api_key
@@ -54,11 +56,34 @@ def test_the_library_never_imports_the_web_stack() -> None:
     assert output.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("ending", ["bad file", "ctrl-c"])
-def test_health_is_503_while_the_model_loads(tmp_path: Path, ending: str) -> None:
-    fifo = tmp_path / "model.gguf"
-    os.mkfifo(fifo)  # loading blocks on it until the test writes: a load that takes its time
-    process = start("--model", str(fifo))
+class SilentHub:
+    """A Hugging Face Hub that takes every connection and answers none: a model download
+    that waits (for the client's timeout) until ``close`` drops them all."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._take, daemon=True).start()
+
+    def _take(self) -> None:
+        while True:
+            try:
+                self.held.append(self.listener.accept()[0])
+            except OSError:  # closed
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.mark.parametrize("ending", ["failed load", "ctrl-c"])
+def test_health_is_503_while_the_model_loads(ending: str) -> None:
+    hub = SilentHub()  # the download waits on it: a load that takes its time
+    process = start("--model", "acme/tiny-GGUF:*.gguf",
+                    extra_env={"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"})
     try:
         url = listening_url(process)
         health = request(url.removesuffix("/v1"), "GET", "/health")
@@ -66,19 +91,20 @@ def test_health_is_503_while_the_model_loads(tmp_path: Path, ending: str) -> Non
         assert int(health.headers["retry-after"]) > 0
         models = request(url, "GET", "/models")
         assert models.status == 503 and models.json()["error"]["code"] == "model_loading"
-        if ending == "bad file":
-            with open(fifo, "wb") as handle:
-                handle.write(b"nope")
+        if ending == "failed load":
+            hub.close()
             out, err = process.communicate(timeout=120)
             assert process.returncode == 2
             last = err.strip().splitlines()[-1]
-            assert last == f"localpref: {fifo} is not a GGUF file (bad magic)."
+            assert last == (f"localpref: Cannot reach the Hugging Face Hub at {hub.url} to "
+                            "download acme/tiny-GGUF (no network?).")
         else:
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=120)
             assert process.returncode == 0
         assert out == "" and "Traceback" not in err
     finally:
+        hub.close()
         if process.poll() is None:
             process.kill()
             process.wait()
