@@ -479,6 +479,9 @@ class Model:
         """
         if isinstance(methods, (str, Method)):  # not a list of its letters
             methods = [methods]
+        if not isinstance(methods, Sequence):  # a number, a mapping: one sentence
+            raise SettingsError("The methods must be a list of names or method objects (got "
+                                f"{type(methods).__name__}).")
         if not methods:
             raise SettingsError("Give at least one method to compare.")
         request = Request.make(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import localpref
 from localpref.api import Chat, Model
 from localpref.errors import BusyError, ModelError, SettingsError
 from localpref.methods import PAD, Amulet
@@ -51,6 +52,23 @@ def test_a_chat_and_the_model_check_their_own_arguments(model: Model,
     for settings in ({"system_prompt": 5}, {"system_prompt": None}, {"keep_cells": "x"}):
         with pytest.raises(SettingsError):  # refused before anything is loaded
             Model(bundled_path, **settings)
+
+
+def test_compare_and_batch_check_their_argument_types(model: Model, tmp_path: Path) -> None:
+    for methods, kind in ((5, "int"), ({"base": 1}, "dict")):
+        with pytest.raises(SettingsError) as refused:
+            model.compare(PROMPT, methods)
+        assert str(refused.value) == ("The methods must be a list of names or method objects "
+                                      f"(got {kind}).")
+    with pytest.raises(SettingsError, match=r"^input_path must be a path \(a text or a Path\), "
+                                            r"not int\.$"):
+        localpref.batch(5, tmp_path / "out.jsonl", model=model)
+    for count in ("4", True, 0):
+        with pytest.raises(SettingsError) as refused:
+            localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model,
+                            parallel=count)
+        assert str(refused.value) == f"parallel must be a whole number, 1 or more (got {count!r})."
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_one_method_is_a_comparison_of_one(model: Model) -> None:

@@ -126,7 +126,20 @@ def test_a_body_over_the_servers_limit_gets_the_servers_413(batch_model, tmp_pat
     assert huge["error"]["message"] == "The request body is over 1024 KiB."
     assert fine["response"]["status_code"] == 200
     assert under["response"]["status_code"] == 400  # weighed, then too long for the window
-    assert under["response"]["body"]["error"]["code"] != "request_too_large"
+    assert under["response"]["body"]["error"]["code"] == "context_length_exceeded"
+
+
+def test_a_lone_surrogate_in_a_body_is_a_400_line_not_a_crash(batch_model, tmp_path):
+    """Weighing the body encoded it as UTF-8, which a lone surrogate cannot be: a 500 line
+    and a traceback, retried at every run. It is the server's 400 now, said once."""
+    items = [line("bad", chat("Hi \ud800")), line("fine", chat("Hi", tokens=3))]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    summary = localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, progress=False)
+    bad, fine = read_answers(tmp_path / "out.jsonl")
+    assert (bad["response"]["status_code"], fine["response"]["status_code"]) == (400, 200)
+    assert bad["error"]["message"] == ("The message is not valid Unicode text: it holds a lone "
+                                       "surrogate (U+D800); send UTF-8 text.")
+    assert summary.failed == 1
 
 
 def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(batch_model, tmp_path):
@@ -161,6 +174,8 @@ def test_repeated_custom_ids_are_one_sentence_naming_both_lines() -> None:
 
 @pytest.mark.parametrize(("text", "problem"), [
     ("{not json", "Line 2 of x is not valid JSON."),
+    ('\ufeff{"custom_id": "b"}', "Line 2 of x begins with a byte-order mark (U+FEFF), as a "
+                                 "file saved with one does; remove it."),
     ("[1, 2]", "Line 2 of x is not a JSON object."),
     ('{"url": "/v1/chat/completions"}', "Line 2 of x has no custom_id"),
     ('{"custom_id": ""}', "Line 2 of x has no custom_id"),
@@ -169,6 +184,18 @@ def test_a_line_that_cannot_be_read_stops_the_file_before_anything_runs(text, pr
     with pytest.raises(BatchFileError) as caught:
         parse_lines(json.dumps(line("a", chat("Hi"))) + "\n" + text + "\n\n", name="x")
     assert str(caught.value).startswith(problem)
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path) -> None:
+    source = tmp_path / "latin1.jsonl"
+    source.write_bytes(json.dumps(line("a", chat("Hi"))).encode() + b"\n"
+                       + '{"custom_id": "b", "body": "café"}'.encode("latin-1") + b"\n")
+    with pytest.raises(BatchFileError) as caught:
+        read_lines(source)
+    assert str(caught.value) == (f"Line 2 of {source} is not UTF-8 text (byte 0xe9); save the "
+                                 "file as UTF-8.")
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps(line("a", chat("Hi"))).encode() + b"\n")
+    assert [request.custom_id for request in read_lines(source)] == ["a"]  # a BOM at the start
 
 
 def _answer(custom_id: str) -> dict:

@@ -80,7 +80,9 @@ def validated(schema: type[BaseModel], body: Any) -> Any:
 
 def body_bytes(body: Any) -> int:
     """The size of ``body`` sent as compact JSON: what the server's body limit would weigh."""
-    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    # a lone surrogate is weighed too: the body's own check then says what is wrong with it
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def served_id(model: Model, spec: str | None) -> str:

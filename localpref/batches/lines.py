@@ -60,6 +60,10 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
+            if raw.lstrip().startswith("\ufeff"):  # files joined with cat: a BOM mid-file
+                raise BatchFileError(f"Line {number} of {name} begins with a byte-order mark "
+                                     "(U+FEFF), as a file saved with one does; remove it.") \
+                    from None
             raise BatchFileError(f"Line {number} of {name} is not valid JSON.") from None
         if not isinstance(data, dict):
             raise BatchFileError(f"Line {number} of {name} is not a JSON object.")
@@ -94,11 +98,17 @@ def read_lines(path: Path) -> list[BatchLine]:
     try:
         if stat.S_ISCHR(path.stat().st_mode) or stat.S_ISBLK(path.stat().st_mode):
             raise BatchFileError(f"The batch file {path} is a device, not a file.")
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise BatchFileError(f"There is no batch file at {path}.") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise BatchFileError(f"Cannot read the batch file {path}: {error}.") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        number = data[:error.start].count(b"\n") + 1
+        raise BatchFileError(f"Line {number} of {path} is not UTF-8 text (byte "
+                             f"0x{data[error.start]:02x}); save the file as UTF-8.") from None
     return parse_lines(text, name=str(path))
 
 

@@ -19,10 +19,9 @@ if TYPE_CHECKING:
 
 def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> None:
     """One sentence for a count out of range."""
-    if not isinstance(parallel, int) or parallel < 1:
-        raise SettingsError(f"parallel must be 1 or more (got {parallel}).")
-    if not isinstance(ray_actors, int) or ray_actors < 1:
-        raise SettingsError(f"ray_actors must be 1 or more (got {ray_actors}).")
+    for name, count in (("parallel", parallel), ("ray_actors", ray_actors)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise SettingsError(f"{name} must be a whole number, 1 or more (got {count!r}).")
     if not 0 < ray_cpus_per_actor < math.inf:
         raise SettingsError(f"ray_cpus_per_actor must be a number above 0 "
                             f"(got {ray_cpus_per_actor}).")
@@ -55,6 +54,10 @@ def batch(
     each load the model once and answer their share. Returns the run's ``Summary``.
     """
     check_counts(parallel, ray_actors, ray_cpus_per_actor)
+    for name, value in (("input_path", input_path), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise SettingsError(f"{name} must be a path (a text or a Path), not "
+                                f"{type(value).__name__}.")
     input_path, out = Path(input_path), Path(out)
     if input_path.resolve() == out.resolve() or _same_file(input_path, out):
         raise SettingsError("The answers file must not be the batch file itself.")
