@@ -495,6 +495,10 @@ async def test_new_rename_and_delete_conversations(model, home):
 
         await pilot.press("f2")
         await until(pilot, lambda: bool(app.screen.query("#dialog-input")))
+        app.screen.query_one("#dialog-input", Input).value = "   "  # OK on an empty name
+        await pilot.press("enter")
+        await until(pilot, lambda: any("The name is empty" in n for n in app.notices))
+        assert app.screen.query("#dialog-input")  # still asking
         app.screen.query_one("#dialog-input", Input).value = "Renamed"
         await pilot.press("enter")
         await until(pilot, lambda: app.store.get_conversation(older).title == "Renamed")

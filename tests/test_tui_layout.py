@@ -111,6 +111,28 @@ async def test_a_narrow_terminal_shows_one_side_panel_at_a_time(model, home) -> 
         await pilot.resize_terminal(120, 30)
         await pilot.press("ctrl+l")
         await until(pilot, lambda: chats.display and panel.display)
+        # the window made narrow again: one panel closes, the chat keeps its message box
+        app.query_one(ChatInput).focus()
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: chats.display and not panel.display)
+        await pilot.pause(0.2)
+        assert app.query_one(ChatInput).region.width >= 30
+
+
+async def test_a_blank_line_between_paragraphs_stays_in_a_message(model, home) -> None:
+    """The messages' paragraphs had no margin: a pasted blank line vanished from the chat."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        app.query_one(ChatInput).load_text("Line one\nLine two\n\nLine four")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.query_one(ChatLog).views) >= 1)
+        await pilot.pause(0.3)
+        question = app.query_one(ChatLog).views[0]
+        first, second = question.query_one(Markdown).children[:2]
+        assert (first.region.height, second.region.height) == (2, 1)
+        assert second.region.y == first.region.y + 3  # one blank line between them
+        assert question.query_one(Markdown).region.height == 4  # none after the last
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -32,6 +34,15 @@ from tui.steering import (
     strength_field,
 )
 from tui.streaming import EngineUsers, pump
+
+
+def test_every_setting_label_leaves_a_space_before_its_field():
+    """"reward model GGUF" filled the label column and ran into its field's placeholder."""
+    css = (Path(__file__).resolve().parent.parent / "tui" / "app.tcss").read_text()
+    width = int(re.search(r"\.setting-label \{\s*width: (\d+);", css).group(1))
+    specs = [spec for name in METHODS for spec in method_fields(name)] + sampling_fields()
+    assert all(len(spec.label) < width for spec in specs if spec.kind is not bool), [
+        spec.label for spec in specs if len(spec.label) >= width]
 
 
 def test_method_fields_follow_the_dataclass_fields():

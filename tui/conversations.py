@@ -7,6 +7,7 @@ show the result.
 
 from __future__ import annotations
 
+from textual import events
 from textual.widget import Widget
 from textual.widgets import ListView
 
@@ -115,6 +116,19 @@ class ConversationHandlers:
         other one: side by side they left the chat a few columns, the message box unreadable."""
         if self.size.width < BOTH_PANELS_MIN_WIDTH:
             other.display = False
+
+    def on_resize(self, event: events.Resize) -> None:
+        """A window narrowed under :data:`BOTH_PANELS_MIN_WIDTH` with both side panels open:
+        the one without the focus closes, as opening one there closes the other."""
+        if event.size.width >= BOTH_PANELS_MIN_WIDTH:
+            return
+        chat_screen = self.screen_stack[0]  # a dialog or the compare screen may be in front
+        panel = chat_screen.query_one(PreferencePanel)
+        chats = chat_screen.query_one("#conversations")
+        if panel.display and chats.display:
+            focused = self.focused
+            in_panel = focused is not None and panel in focused.ancestors_with_self
+            (chats if in_panel else panel).display = False
 
     def action_toggle_conversations(self) -> None:
         widget = self.query_one("#conversations")

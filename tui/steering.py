@@ -37,7 +37,7 @@ FIELD_LABELS = {
     "eta": "eta",
     "candidates": "top-k candidates",
     "exact": "exact fast form",
-    "reward_model": "reward model GGUF",
+    "reward_model": "reward model",
     "top_p": "top-p",
     "top_k": "top-k",
     "min_p": "min-p",

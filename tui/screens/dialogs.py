@@ -35,7 +35,11 @@ class TextDialog(ModalScreen[str | None]):
     @on(Input.Submitted)
     def _ok(self) -> None:
         text = self.query_one(Input).value.strip()
-        self.dismiss(text or None)
+        if not text:  # OK on an empty line: not a cancel, which Esc and Cancel are
+            self.notify("The name is empty; type one, or press Esc to keep the old one.",
+                        severity="warning")
+            return
+        self.dismiss(text)
 
     @on(Button.Pressed, "#cancel")
     def action_close(self) -> None:
