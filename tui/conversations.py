@@ -8,6 +8,7 @@ show the result.
 from __future__ import annotations
 
 from textual import events
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import ListView
 
@@ -120,11 +121,14 @@ class ConversationHandlers:
     def on_resize(self, event: events.Resize) -> None:
         """A window narrowed under :data:`BOTH_PANELS_MIN_WIDTH` with both side panels open:
         the one without the focus closes, as opening one there closes the other."""
-        if event.size.width >= BOTH_PANELS_MIN_WIDTH:
+        if event.size.width >= BOTH_PANELS_MIN_WIDTH or not self.screen_stack:
             return
         chat_screen = self.screen_stack[0]  # a dialog or the compare screen may be in front
-        panel = chat_screen.query_one(PreferencePanel)
-        chats = chat_screen.query_one("#conversations")
+        try:
+            panel = chat_screen.query_one(PreferencePanel)
+            chats = chat_screen.query_one("#conversations")
+        except NoMatches:  # not composed yet: on_mount sets the panels by the width
+            return
         if panel.display and chats.display:
             focused = self.focused
             in_panel = focused is not None and panel in focused.ancestors_with_self
