@@ -28,7 +28,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
-from localpref.errors import ModelError, PromptTooLongError
+from localpref.errors import ModelError, PromptTooLongError, SettingsError
 from localpref.gguf_header import read_gguf_header
 from localpref.llama_log import init_backend, interrupt_held, load_watch
 from localpref.split_files import check_parts
@@ -459,7 +459,7 @@ class Context:
         """
         for target in targets:
             if len(target) == 0:
-                raise PromptTooLongError("The prompt rendered to no tokens.")
+                raise SettingsError("The prompt rendered to no tokens.")
             if len(target) >= self.n_ctx:
                 raise PromptTooLongError(
                     f"The prompt is {len(target)} tokens long; the context holds {self.n_ctx}."

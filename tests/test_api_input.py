@@ -68,6 +68,10 @@ def test_compare_and_batch_check_their_argument_types(model: Model, tmp_path: Pa
             localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model,
                             parallel=count)
         assert str(refused.value) == f"parallel must be a whole number, 1 or more (got {count!r})."
+    with pytest.raises(SettingsError, match=r"^ray_cpus_per_actor must be a number above 0 "
+                                            r"\(got '2'\)\.$"):
+        localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model,
+                        ray_cpus_per_actor="2")
     assert not (tmp_path / "out.jsonl").exists()
 
 

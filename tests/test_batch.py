@@ -24,7 +24,7 @@ from batch_helpers import (
     read_answers,
     write_batch,
 )
-from server_helpers import request, running_server, sdk_client
+from server_helpers import MODEL_ID, request, running_server, sdk_client
 
 import localpref
 from localpref.api import Model
@@ -127,6 +127,19 @@ def test_a_body_over_the_servers_limit_gets_the_servers_413(batch_model, tmp_pat
     assert fine["response"]["status_code"] == 200
     assert under["response"]["status_code"] == 400  # weighed, then too long for the window
     assert under["response"]["body"]["error"]["code"] == "context_length_exceeded"
+    assert under["response"]["body"]["error"]["param"] == "messages"
+
+
+def test_the_prompt_too_long_among_several_is_named_by_its_index(batch_model, tmp_path):
+    """As the server names it: prompt[1], not prompt."""
+    body = {"model": MODEL_ID, "prompt": ["Hi", "word " * (batch_model.n_ctx + 20)],
+            "max_tokens": 2}
+    source = write_batch(tmp_path / "in.jsonl", [line("two", body, url=TEXT)])
+    localpref.batch(source, tmp_path / "out.jsonl", model=batch_model, progress=False)
+    (answer,) = read_answers(tmp_path / "out.jsonl")
+    error = answer["response"]["body"]["error"]
+    assert (answer["response"]["status_code"], error["code"], error["param"]) == (
+        400, "context_length_exceeded", "prompt[1]")
 
 
 def test_a_lone_surrogate_in_a_body_is_a_400_line_not_a_crash(batch_model, tmp_path):
@@ -196,6 +209,10 @@ def test_a_file_that_is_not_utf8_names_the_line(tmp_path) -> None:
                                  "file as UTF-8.")
     source.write_bytes(b"\xef\xbb\xbf" + json.dumps(line("a", chat("Hi"))).encode() + b"\n")
     assert [request.custom_id for request in read_lines(source)] == ["a"]  # a BOM at the start
+    source.write_bytes(json.dumps(line("a", chat("Hi"))).encode("utf-16"))  # PowerShell 5's >
+    with pytest.raises(BatchFileError) as caught:
+        read_lines(source)
+    assert str(caught.value) == f"The batch file {source} is UTF-16 text; save it as UTF-8."
 
 
 def _answer(custom_id: str) -> dict:

@@ -262,22 +262,28 @@ NEEDS_A_USER = (
 )
 
 
-@pytest.mark.parametrize(("source", "rendered"), [
+FOLDED = ("<bos><start_of_turn>user\nList three colours.\n\nHi<end_of_turn>\n"
+          "<start_of_turn>model\n")
+
+
+@pytest.mark.parametrize(("source", "rendered", "with_a_user"), [
     (GEMMA_LIKE, "<bos><start_of_turn>user\nList three colours.<end_of_turn>\n"
-                 "<start_of_turn>model\n"),
+                 "<start_of_turn>model\n", FOLDED),
     (GEMMA_3, "<bos><start_of_turn>user\nList three colours.<end_of_turn>\n"
-              "<start_of_turn>model\n"),
-    (NEEDS_A_USER, "<|im_start|>user\nList three colours.<|im_end|>\n<|im_start|>assistant\n"),
+              "<start_of_turn>model\n", FOLDED),
+    (NEEDS_A_USER, "<|im_start|>user\nList three colours.<|im_end|>\n<|im_start|>assistant\n",
+     "<|im_start|>system\nList three colours.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+     "<|im_start|>assistant\n"),
 ])
-def test_a_system_text_alone_is_the_user_turn_under_any_template(source: str,
-                                                                 rendered: str) -> None:
+def test_a_system_text_alone_is_the_user_turn_under_any_template(
+        source: str, rendered: str, with_a_user: str) -> None:
     """A conversation of a system message alone (a client that puts the whole task there):
     Gemma 3's template would render no text of it, Qwen3's would refuse it."""
     template = ChatTemplate(source, bos_token="<bos>")
     assert template.render_with_system("List three colours.", []) == rendered
     # with a user message, the system text stays where the template puts it
-    assert "List three colours.\n\nHi" in template.render_with_system(
-        "List three colours.", [{"role": "user", "content": "Hi"}]) or template.has_system_role
+    assert template.render_with_system(
+        "List three colours.", [{"role": "user", "content": "Hi"}]) == with_a_user
 
 
 def test_a_system_message_alone_is_answered_and_nothing_at_all_is_refused(model: Model) -> None:

@@ -168,7 +168,7 @@ def test_a_prompt_past_the_window_is_openais_context_length_exceeded(server, mod
         error = assert_error_shape(request(server.url, "POST", path, body=fields), 400)
         assert (error["code"], error["param"]) == ("context_length_exceeded", param)
         assert error["message"].startswith("The prompt is too long for the model's context: "
-                                           "the prompt is ")
+                                           "it is ")
         assert f"the context holds {model.n_ctx}" in error["message"]
 
 

@@ -33,6 +33,7 @@ from localpref.server.schemas import ChatCompletionRequest, CompletionRequest
 from localpref.server.translate import (
     GenerationArgs,
     generation_args,
+    numbered,
     prompt_bodies,
     start_generation,
 )
@@ -116,8 +117,8 @@ class Answerer:
         if body_bytes(line.body) > MAX_BODY_BYTES:
             raise body_too_large()
         requests = prompt_bodies(validated(route.schema, line.body))
-        return route, requests, [route.translate(one, self.served_id, self.model)
-                                 for one in requests]
+        return route, requests, numbered([route.translate(one, self.served_id, self.model)
+                                          for one in requests])
 
     def answer(self, line: BatchLine, *, on_piece: Callable[[str], None] | None = None,
                on_start: Callable[[Generation], None] | None = None) -> dict[str, Any] | None:

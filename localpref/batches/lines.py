@@ -103,6 +103,8 @@ def read_lines(path: Path) -> list[BatchLine]:
         raise BatchFileError(f"There is no batch file at {path}.") from None
     except OSError as error:
         raise BatchFileError(f"Cannot read the batch file {path}: {error}.") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # PowerShell 5's ">" writes UTF-16
+        raise BatchFileError(f"The batch file {path} is UTF-16 text; save it as UTF-8.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

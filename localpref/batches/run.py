@@ -22,9 +22,10 @@ def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> N
     for name, count in (("parallel", parallel), ("ray_actors", ray_actors)):
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise SettingsError(f"{name} must be a whole number, 1 or more (got {count!r}).")
-    if not 0 < ray_cpus_per_actor < math.inf:
+    if not isinstance(ray_cpus_per_actor, (int, float)) or isinstance(ray_cpus_per_actor, bool) \
+            or not 0 < ray_cpus_per_actor < math.inf:
         raise SettingsError(f"ray_cpus_per_actor must be a number above 0 "
-                            f"(got {ray_cpus_per_actor}).")
+                            f"(got {ray_cpus_per_actor!r}).")
 
 
 def batch(

@@ -33,6 +33,7 @@ from localpref.server.state import ServerState
 from localpref.server.streaming import sse_events
 from localpref.server.translate import (
     generation_args,
+    numbered,
     prompt_bodies,
     requested_method,
     start_generation,
@@ -160,9 +161,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             raise ApiError(400, "Several prompts are answered only without streaming; send "
                            "stream false, or one prompt per request.", param="prompt",
                            code="invalid_value")
-        every_args = [generation_args(one, model_id, model) for one in bodies]
-        for number, args in enumerate(every_args):  # a prompt too long names its index
-            args.prompt_field = f"prompt[{number}]"
+        every_args = numbered([generation_args(one, model_id, model) for one in bodies])
         window = asyncio.Semaphore(max(1, model.max_lanes // 2))
 
         async def answer(args: Any) -> Any:

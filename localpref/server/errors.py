@@ -92,7 +92,9 @@ def from_library(error: Exception) -> ApiError:
     if isinstance(error, PromptTooLongError):  # OpenAI's code, which clients look for
         message = str(error)
         if "prompt is too long" not in message:  # the words LangChain and litellm match
-            message = f"{TOO_LONG} {message[:1].lower()}{message[1:]}"
+            said = message.removeprefix("The prompt is ")
+            message = (f"{TOO_LONG} it is {said}" if said != message
+                       else f"{TOO_LONG} {message[:1].lower()}{message[1:]}")
         return ApiError(400, message, code="context_length_exceeded", param=error.param)
     if isinstance(error, TooManyLanesError):  # e.g. weighted preferences: a lane each
         parallel = -(-error.needed // 2)

@@ -157,6 +157,15 @@ def prompt_bodies(request: GenerationFields) -> list[GenerationFields]:
     return [request]
 
 
+def numbered(every_args: list[GenerationArgs]) -> list[GenerationArgs]:
+    """The arguments of a text completion's several prompts (``prompt_bodies``), each naming
+    its prompt by index where one is too long for the window (``prompt[i]``)."""
+    if len(every_args) > 1:
+        for number, args in enumerate(every_args):
+            args.prompt_field = f"prompt[{number}]"
+    return every_args
+
+
 def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
     """A text completion's prompt as the user's message (a list of several is answered prompt
     by prompt, ``prompt_bodies``)."""
