@@ -117,6 +117,17 @@ async def test_a_narrow_terminal_shows_one_side_panel_at_a_time(model, home) -> 
         await until(pilot, lambda: chats.display and not panel.display)
         await pilot.pause(0.2)
         assert app.query_one(ChatInput).region.width >= 30
+        # narrowed behind a dialog, the focus in the preference panel: the list closes
+        await pilot.resize_terminal(130, 30)
+        await pilot.press("f3")
+        await until(pilot, lambda: chats.display and panel.display)
+        panel.query_one("#presets").focus()
+        await pilot.press("f2")
+        await until(pilot, lambda: bool(app.screen.query("#dialog-input")))
+        await pilot.resize_terminal(100, 30)
+        await pilot.press("escape")
+        await until(pilot, lambda: panel.display and not chats.display)
+        assert panel in app.focused.ancestors_with_self  # still where the user was
 
 
 async def test_a_blank_line_between_paragraphs_stays_in_a_message(model, home) -> None:
@@ -133,6 +144,13 @@ async def test_a_blank_line_between_paragraphs_stays_in_a_message(model, home) -
         assert (first.region.height, second.region.height) == (2, 1)
         assert second.region.y == first.region.y + 3  # one blank line between them
         assert question.query_one(Markdown).region.height == 4  # none after the last
+        # a tight list, nested too, stays tight: its items' paragraphs get no blank line
+        await until(pilot, lambda: not app.busy)
+        app.query_one(ChatInput).load_text("- apple\n  - red\n  - green\n- pear")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.query_one(ChatLog).views) >= 3)
+        await pilot.pause(0.3)
+        assert app.query_one(ChatLog).views[2].query_one(Markdown).region.height == 4
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])

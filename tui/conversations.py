@@ -120,7 +120,9 @@ class ConversationHandlers:
 
     def on_resize(self, event: events.Resize) -> None:
         """A window narrowed under :data:`BOTH_PANELS_MIN_WIDTH` with both side panels open:
-        the one without the focus closes, as opening one there closes the other."""
+        one closes, as opening one there closes the other. The preference panel closes
+        unless the chat screen's focus is in it (then the conversation list does); a focus
+        left in a closed panel goes to the message box."""
         if event.size.width >= BOTH_PANELS_MIN_WIDTH or not self.screen_stack:
             return
         chat_screen = self.screen_stack[0]  # a dialog or the compare screen may be in front
@@ -130,9 +132,12 @@ class ConversationHandlers:
         except NoMatches:  # not composed yet: on_mount sets the panels by the width
             return
         if panel.display and chats.display:
-            focused = self.focused
+            focused = chat_screen.focused  # not the dialog's, if one is in front
             in_panel = focused is not None and panel in focused.ancestors_with_self
-            (chats if in_panel else panel).display = False
+            closing = chats if in_panel else panel
+            closing.display = False
+            if focused is not None and closing in focused.ancestors_with_self:
+                chat_screen.set_focus(chat_screen.query_one(ChatInput))
 
     def action_toggle_conversations(self) -> None:
         widget = self.query_one("#conversations")
