@@ -73,13 +73,20 @@ def test_text_that_looks_like_html_stays_text() -> None:
     assert [token.children[0].content for token in inline] == [typed, "<div>block</div>"]
 
 
+async def send(pilot, app: LocalprefApp, text: str, views: int) -> None:  # noqa: ANN001
+    """Type ``text`` in the message box, send it, and wait for the chat to show ``views``
+    messages."""
+    app.query_one(ChatInput).load_text(text)
+    await pilot.press("enter")
+    await until(pilot, lambda: len(app.query_one(ChatLog).views) >= views)
+
+
 async def test_a_two_line_message_and_the_status_at_120_columns(model, home) -> None:
     app = LocalprefApp(model=model)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.session is not None and not app.busy)
-        app.query_one(ChatInput).load_text("Name\na color.")
-        await pilot.press("enter")
-        await until(pilot, lambda: not app.busy and len(app.query_one(ChatLog).views) == 2)
+        await send(pilot, app, "Name\na color.", 2)
+        await until(pilot, lambda: not app.busy)
         await pilot.pause(0.2)
         question, answer = app.query_one(ChatLog).views
         assert question.query_one(Markdown).children[0].region.height == 2  # two lines
@@ -111,18 +118,27 @@ async def test_a_narrow_terminal_shows_one_side_panel_at_a_time(model, home) -> 
         await pilot.resize_terminal(120, 30)
         await pilot.press("ctrl+l")
         await until(pilot, lambda: chats.display and panel.display)
-        # the window made narrow again: one panel closes, the chat keeps its message box
-        app.query_one(ChatInput).focus()
+
+
+async def test_a_window_made_narrow_closes_one_of_two_open_panels(model, home) -> None:
+    """Both panels open at 130 columns, then the window narrowed: the chat was left one
+    column. The preference panel closes, or the list when the focus is in the panel (read
+    on the chat screen, a dialog in front), and the focus is never left in a closed one."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=(130, 30)) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel, chats = app.query_one(PreferencePanel), app.query_one("#conversations")
+        assert panel.display and chats.display
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: chats.display and not panel.display)
         await pilot.pause(0.2)
         assert app.query_one(ChatInput).region.width >= 30
-        # narrowed behind a dialog, the focus in the preference panel: the list closes
+        assert isinstance(app.focused, ChatInput)
         await pilot.resize_terminal(130, 30)
         await pilot.press("f3")
         await until(pilot, lambda: chats.display and panel.display)
         panel.query_one("#presets").focus()
-        await pilot.press("f2")
+        await pilot.press("f2")  # the rename dialog in front while the window narrows
         await until(pilot, lambda: bool(app.screen.query("#dialog-input")))
         await pilot.resize_terminal(100, 30)
         await pilot.press("escape")
@@ -135,9 +151,7 @@ async def test_a_blank_line_between_paragraphs_stays_in_a_message(model, home) -
     app = LocalprefApp(model=model)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.session is not None and not app.busy)
-        app.query_one(ChatInput).load_text("Line one\nLine two\n\nLine four")
-        await pilot.press("enter")
-        await until(pilot, lambda: len(app.query_one(ChatLog).views) >= 1)
+        await send(pilot, app, "Line one\nLine two\n\nLine four", 1)
         await pilot.pause(0.3)
         question = app.query_one(ChatLog).views[0]
         first, second = question.query_one(Markdown).children[:2]
@@ -146,9 +160,7 @@ async def test_a_blank_line_between_paragraphs_stays_in_a_message(model, home) -
         assert question.query_one(Markdown).region.height == 4  # none after the last
         # a tight list, nested too, stays tight: its items' paragraphs get no blank line
         await until(pilot, lambda: not app.busy)
-        app.query_one(ChatInput).load_text("- apple\n  - red\n  - green\n- pear")
-        await pilot.press("enter")
-        await until(pilot, lambda: len(app.query_one(ChatLog).views) >= 3)
+        await send(pilot, app, "- apple\n  - red\n  - green\n- pear", 3)
         await pilot.pause(0.3)
         assert app.query_one(ChatLog).views[2].query_one(Markdown).region.height == 4
 
