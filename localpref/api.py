@@ -54,7 +54,7 @@ from localpref.presets import (
 )
 from localpref.presets import preference_text as combine_preferences
 from localpref.prompts import PromptBuilder, checked_messages
-from localpref.request import AvoidInput, PromptInput, Request
+from localpref.request import AvoidInput, PromptInput, Request, whole_number
 from localpref.scheduler import Job, LaneSpec, Scheduler, Session
 from localpref.warmup import warmup
 from localpref.weights import check_weights, lane_kind, weighted_lanes, weighted_method
@@ -87,12 +87,6 @@ def _shut_down(scheduler: Scheduler, backends: list[_Backend]) -> None:
     backends.clear()
 
 
-
-def _whole(value: object) -> bool:
-    """Whether ``value`` is a whole number (not ``True``/``False``, which Python counts as
-    ints: ``n_threads=True`` would read as 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
 class Model:
     """A GGUF model ready to generate with preference steering, from any number of threads.
 
@@ -122,23 +116,23 @@ class Model:
         max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
         keep_cells: bool = False,
     ) -> None:
-        if not _whole(n_batch) or n_batch < 1:
+        if not whole_number(n_batch) or n_batch < 1:
             raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch!r}).")
         most_lanes = min(n_batch, MAX_LANES)
-        if not _whole(max_lanes) or not 1 <= max_lanes <= most_lanes:
+        if not whole_number(max_lanes) or not 1 <= max_lanes <= most_lanes:
             raise SettingsError(f"max_lanes must be a whole number from 1 to {most_lanes} "
                                 f"(got {max_lanes!r}).")
         for name, value, least in (("n_ctx", n_ctx, MIN_CONTEXT), ("n_threads", n_threads, 1),
                                    ("n_threads_batch", n_threads_batch, 1)):
-            if value is not None and (not _whole(value) or value < least):
+            if value is not None and (not whole_number(value) or value < least):
                 raise SettingsError(f"{name} must be a whole number, {least} or more, or None "
                                     f"for the default (got {value!r}).")
-        if not _whole(n_gpu_layers) or n_gpu_layers < -1:
+        if not whole_number(n_gpu_layers) or n_gpu_layers < -1:
             raise SettingsError("n_gpu_layers must be a whole number, 0 or more, or -1 for all "
                                 f"(got {n_gpu_layers!r}).")
-        if not _whole(max_queued) or max_queued < 0:
+        if not whole_number(max_queued) or max_queued < 0:
             raise SettingsError(f"max_queued must be 0 or more (got {max_queued!r}).")
-        if not _whole(max_like_tokens) or max_like_tokens < 1:
+        if not whole_number(max_like_tokens) or max_like_tokens < 1:
             raise SettingsError(f"max_like_tokens must be 1 or more (got {max_like_tokens!r}).")
         if not isinstance(system_prompt, str):
             raise SettingsError(f"The system prompt must be a text (got {system_prompt!r}); "

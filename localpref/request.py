@@ -25,6 +25,12 @@ PromptInput = str | Sequence[Message]
 AvoidInput = str | Sequence[str] | None
 
 
+def whole_number(value: object) -> bool:
+    """Whether ``value`` is a whole number (not ``True``/``False``, which Python counts as
+    ints: ``max_tokens=True`` would read as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Request:
     """What to write: the conversation, the steering, the sampling and when to stop.
@@ -74,13 +80,11 @@ class Request:
         set_field(self, "method", resolve_method(self.method))
         if not isinstance(self.sampling, Sampling):
             raise SettingsError("The sampling settings must be a localpref.Sampling.")
-        if (not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool)
-                or self.max_tokens < 1):
+        if not whole_number(self.max_tokens) or self.max_tokens < 1:
             raise SettingsError(
                 f"Max tokens must be a whole number, 1 or more (got {self.max_tokens!r}).",
                 param="max_tokens")
-        if self.seed is not None and (not isinstance(self.seed, int)
-                                      or isinstance(self.seed, bool) or self.seed < 0):
+        if self.seed is not None and (not whole_number(self.seed) or self.seed < 0):
             raise SettingsError("The seed must be a whole number, 0 or more, or none for a "
                                 f"random one (got {self.seed!r}).", param="seed")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
@@ -97,8 +101,7 @@ class Request:
             if not isinstance(value, bool):
                 raise SettingsError(f"{name} must be true or false (got {value!r}).",
                                     param=name)
-        if (not isinstance(self.top_logprobs, int) or isinstance(self.top_logprobs, bool)
-                or not 0 <= self.top_logprobs <= 20):
+        if not whole_number(self.top_logprobs) or not 0 <= self.top_logprobs <= 20:
             raise SettingsError("top_logprobs must be a whole number from 0 to 20 "
                                 f"(got {self.top_logprobs!r}).", param="top_logprobs")
         if self.grammar is not None and (not isinstance(self.grammar, str)

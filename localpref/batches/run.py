@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from localpref.batches.lines import BatchFileError, read_lines
 from localpref.errors import SettingsError
 from localpref.file_lock import exclusive
+from localpref.request import whole_number
 
 if TYPE_CHECKING:
     from localpref.api import Model
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> None:
     """One sentence for a count out of range."""
     for name, count in (("parallel", parallel), ("ray_actors", ray_actors)):
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        if not whole_number(count) or count < 1:
             raise SettingsError(f"{name} must be a whole number, 1 or more (got {count!r}).")
     if not isinstance(ray_cpus_per_actor, (int, float)) or isinstance(ray_cpus_per_actor, bool) \
             or not 0 < ray_cpus_per_actor < math.inf:
