@@ -71,20 +71,12 @@ BROKEN_PIPE_EXIT = 141
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C, 141 when the
-    reader of its output went away)."""
+    reader of its output went away). A Ctrl-C while the command's modules load (NumPy, Numba,
+    the engine: ``import localpref`` itself loads none of them) is a cancelled command too."""
     _replace_what_stdout_cannot_encode()
     warnings.formatwarning = one_line_warning
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # said here, where the sub-command is known, not by the top parser
-        print(f"localpref: unrecognized arguments: {' '.join(unknown)} (see "
-              f"{args.command_prog} --help).", file=sys.stderr)
-        return 2
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
-        return int(args.func(args) or 0)
+        return _run(argv)
     except LocalprefError as error:
         print(f"localpref: {error}", file=sys.stderr)
         return 2
@@ -103,6 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_stdout()
         print(f"localpref: Cannot write the output: {error.strerror}.", file=sys.stderr)
         return 2
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse the command line and run its command (``main`` turns what it raises into an exit
+    code)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said here, where the sub-command is known, not by the top parser
+        print(f"localpref: unrecognized arguments: {' '.join(unknown)} (see "
+              f"{args.command_prog} --help).", file=sys.stderr)
+        return 2
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
 
 
 def _quiet_stdout() -> None:

@@ -17,3 +17,62 @@ def test_cli_parser_builds_without_textual() -> None:
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert output == "False"
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_command_line_starts_without_numpy_numba_or_the_engine() -> None:
+    """What runs before ``cli.main`` (where a Ctrl-C is handled) loads none of the heavy
+    modules: a Ctrl-C at a command's start is a cancelled command, not a traceback."""
+    code = ("import sys, localpref, localpref.cli; "
+            "print(sorted({'numpy', 'numba', 'llama_cpp'} & set(sys.modules)))")
+    assert _run_python(code).stdout.strip() == "[]"
+
+
+def test_every_public_name_loads_on_first_use_and_is_its_module_s_object() -> None:
+    import localpref
+    from localpref import api, batches, decoding, errors, methods, presets
+
+    homes = {"Model": api, "Chat": api, "load": api, "Amulet": methods, "PAD": methods,
+             "Sampling": methods, "recommended_method": methods, "Result": decoding,
+             "SettingsError": errors, "PRESETS": presets}
+    for name, module in homes.items():
+        assert getattr(localpref, name) is getattr(module, name)
+    assert localpref.batch is batches.run.batch
+    assert localpref.kernels.sample is not None
+    assert set(localpref.__all__) <= set(dir(localpref))
+    for name in localpref.__all__:
+        assert getattr(localpref, name) is not None
+    try:
+        localpref.Amulett  # noqa: B018
+    except AttributeError as error:
+        assert "Amulett" in str(error)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+    namespace: dict[str, object] = {}
+    exec("from localpref import *", namespace)
+    assert namespace["Amulet"] is methods.Amulet and namespace["kernels"] is localpref.kernels
+
+
+def test_ctrl_c_while_a_command_loads_its_modules_exits_130_without_a_traceback() -> None:
+    """The interrupt arrives while NumPy/Numba load (an import hook raises it there, where a
+    real Ctrl-C in the first half second lands)."""
+    code = """
+import sys
+import localpref.cli
+
+class InterruptAtNumba:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, InterruptAtNumba())
+sys.exit(localpref.cli.main(["generate", "hello", "--max-tokens", "4"]))
+"""
+    completed = _run_python(code)
+    assert completed.returncode == 130, completed.stderr
+    assert completed.stderr.strip() == ""  # no traceback: the terminal's ^C ends the line
