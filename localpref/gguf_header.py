@@ -147,6 +147,7 @@ class GGUFInfo:
     magic_ok: bool
     version: int
     file_size: int
+    #: the model's tensors: every part's for a split model (its ``split.tensors.count``)
     tensor_count: int
     metadata_count: int
     architecture: str | None
@@ -394,6 +395,15 @@ def _parse(path: Path, buffer: mmap.mmap, size: int) -> GGUFInfo:
     return _info(path, version, size, tensor_count, metadata, alignment, data_offset, expected_size)
 
 
+def _whole_model_tensors(metadata: dict[str, Any], in_this_file: int) -> int:
+    """The tensors of the whole model: a split model's first part says how many all its parts
+    hold (``split.tensors.count``, written by llama.cpp's gguf-split)."""
+    total = metadata.get("split.tensors.count")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= in_this_file:
+        return total
+    return in_this_file
+
+
 def _info(
     path: Path,
     version: int,
@@ -434,7 +444,7 @@ def _info(
         magic_ok=True,
         version=version,
         file_size=size,
-        tensor_count=tensor_count,
+        tensor_count=_whole_model_tensors(metadata, tensor_count),
         metadata_count=len(metadata),
         architecture=architecture,
         name=name if isinstance(name, str) else None,

@@ -41,6 +41,15 @@ def part_names(name: str) -> list[str]:
     return [f"{stem}-{index:05d}-of-{part[1]:05d}.gguf" for index in range(1, part[1] + 1)]
 
 
+def model_stem(name: str) -> str:
+    """The model's name from its (first) file's: the stem without the part numbering
+    (``smol-00001-of-00003.gguf``: ``smol``; ``smol.gguf``: ``smol``)."""
+    found = _PART.search(name)
+    if found is not None and split_part(name) is not None:
+        return name[:found.start()]
+    return Path(name).stem
+
+
 def part_paths(path: Path) -> list[Path]:
     """The paths of every part of the split GGUF ``path`` is a part of, beside it (``[path]``
     for a file that is not a part)."""

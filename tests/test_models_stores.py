@@ -291,3 +291,63 @@ def test_lmstudio_follows_linked_folders_once(home: Path, gguf: Path, tmp_path: 
     (root / "pub").symlink_to(drive)
     assert [model.name for model in models.stored_models()] == ["pub/Far-GGUF/far.Q4_0.gguf"]
     assert models.resolve_model("lmstudio:far") == root / "pub" / "Far-GGUF" / "far.Q4_0.gguf"
+
+
+def test_one_lmstudio_name_for_two_files_is_one_sentence_naming_both(
+        lmstudio: dict[str, Path], home: Path, gguf: Path) -> None:
+    """The same name in both LM Studio folders, or names that differ only in case, never
+    pick one of the files silently."""
+    older = home / ".cache" / "lm-studio" / "models" / "pub" / "Alpha-GGUF" / "Alpha-Q8_0.gguf"
+    older.parent.mkdir(parents=True)
+    shutil.copyfile(gguf, older)
+    newer = lmstudio["pub/Alpha-GGUF/Alpha-Q8_0.gguf"]
+    with pytest.raises(ModelError) as twice:
+        models.resolve_model("lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf")
+    assert str(twice.value) == (f"lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf names 2 files "
+                                f"({newer}, {older}); give the path of the one to use.")
+    lower = home / ".lmstudio" / "models" / "pub" / "alpha-gguf" / "alpha-q4_k_m.gguf"
+    lower.parent.mkdir(parents=True)
+    shutil.copyfile(gguf, lower)
+    assert models.resolve_model("lmstudio:pub/alpha-gguf/alpha-q4_k_m.gguf") == lower
+    assert (models.resolve_model("lmstudio:pub/Alpha-GGUF/Alpha-Q4_K_M.gguf")
+            == lmstudio["pub/Alpha-GGUF/Alpha-Q4_K_M.gguf"])
+    with pytest.raises(ModelError, match=r"names 2 files \("):
+        models.resolve_model("lmstudio:PUB/ALPHA-GGUF/ALPHA-Q4_K_M.GGUF")
+
+
+@pytest.mark.parametrize(("typed", "pointer"), [
+    ("tiny", "ollama keeps it: give --model ollama:tiny:latest."),
+    ("someone/thing:7b", "ollama keeps it: give --model ollama:someone/thing:7b."),
+    ("hf.co/org/repo:Q4_K_M", "ollama keeps it: give --model ollama:hf.co/org/repo:Q4_K_M."),
+    ("old/Beta-GGUF", "LM Studio keeps it: give --model lmstudio:old/Beta-GGUF/beta.Q4_0.gguf"),
+    ("beta.Q4_0.gguf", "LM Studio keeps it: give --model lmstudio:old/Beta-GGUF/beta.Q4_0.gguf."),
+])
+def test_a_model_typed_as_its_tool_shows_it_points_to_that_tool(
+        ollama: dict[str, Path], lmstudio: dict[str, Path], typed: str, pointer: str,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without ``ollama:`` / ``lmstudio:`` the name never loads a store's file, but the
+    sentence says which tool keeps it, never to download it again."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelError) as error:
+        models.resolve_model(typed, download=False)
+    assert pointer in str(error.value) and "models pull" not in str(error.value).split(" (or")[0]
+
+
+def test_a_name_no_tool_keeps_gets_no_pointer(ollama: dict[str, Path],
+                                              lmstudio: dict[str, Path]) -> None:
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("nothing-like-it")
+    assert "keeps it" not in str(error.value) and str(error.value).startswith("Unknown model")
+    with pytest.raises(ModelError) as ambiguous:  # two LM Studio files in that folder
+        models.resolve_model("pub/Alpha-GGUF", download=False)
+    assert "keeps it" not in str(ambiguous.value)
+
+
+def test_an_ollama_model_is_served_by_ollamas_name(ollama: dict[str, Path]) -> None:
+    from localpref.server.ids import listed_ids, served_model_id
+
+    assert served_model_id("ollama:tiny", ollama["tiny:latest"]) == "tiny:latest"
+    assert served_model_id("ollama:TINY:q4", ollama["tiny:q4"]) == "tiny:q4"
+    assert served_model_id("ollama:someone/thing:7b",
+                           ollama["someone/thing:7b"]) == "someone/thing:7b"
+    assert listed_ids("tiny:latest")[1].startswith("tiny:latest:")

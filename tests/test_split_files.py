@@ -112,3 +112,17 @@ def test_a_later_part_or_a_missing_one_is_one_sentence(
     assert str(missing.value) == (
         f"tiny-00001-of-00003.gguf is the first of 3 parts of a split model, and "
         f"tiny-00002-of-00003.gguf, tiny-00003-of-00003.gguf are not beside it in {tmp_path}.")
+
+
+def test_a_split_model_counts_every_part_s_tensors_and_is_served_by_its_name(
+        models: tuple[Path, Path]) -> None:
+    from localpref.gguf_header import read_gguf_header
+    from localpref.server.ids import served_model_id
+    from localpref.split_files import model_stem
+
+    whole, first = models
+    assert read_gguf_header(first).tensor_count == read_gguf_header(whole).tensor_count > 8
+    assert served_model_id(str(first), first) == "tiny"
+    assert model_stem("tiny-00001-of-00003.gguf") == "tiny"
+    assert model_stem("a.b-00004-of-00003.gguf") == "a.b-00004-of-00003"  # not a part
+    assert model_stem("model.Q4_K_M.gguf") == "model.Q4_K_M"

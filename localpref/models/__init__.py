@@ -60,6 +60,7 @@ from localpref.models.sizes import format_size, memory_estimate
 from localpref.models.spec import DEFAULT_PATTERN, ModelSpec, parse_model_spec, pattern_matches
 from localpref.models.stores import (
     StoredModel,
+    find_stored,
     lmstudio_dirs,
     lmstudio_models,
     ollama_dir,
@@ -88,6 +89,7 @@ __all__ = [
     "catalog_with_status",
     "download_model",
     "file_sha256",
+    "find_stored",
     "format_size",
     "hf_cache_dir",
     "hub_endpoint",

@@ -17,8 +17,8 @@ from localpref.models.cache import cached_matches, refuse_a_later_part, relative
 from localpref.models.download import download_model
 from localpref.models.hub_env import hf_cache_dir, hub_offline
 from localpref.models.progress import ProgressCallback
-from localpref.models.spec import ModelSpec, parse_model_spec, several_matches_error
-from localpref.models.stores import resolve_stored
+from localpref.models.spec import STORE_TOOLS, ModelSpec, parse_model_spec, several_matches_error
+from localpref.models.stores import resolve_stored, stored_elsewhere
 from localpref.split_files import check_parts
 
 
@@ -40,7 +40,13 @@ def resolve_model(
     ``DownloadCancelled`` to stop). The returned file's GGUF header has been validated. Raises
     :class:`ModelError` (one sentence) on any failure.
     """
-    parsed = parse_model_spec(spec, filename=filename)
+    try:
+        parsed = parse_model_spec(spec, filename=filename)
+    except ModelError:
+        if isinstance(spec, str) and not filename:
+            _refer_to_a_store(spec, f"'{spec.strip()}' is not a file, a catalog name or a "
+                              "Hugging Face repo")
+        raise
     if parsed.kind == "bundled":
         path = bundled_model_path()
     elif parsed.kind == "store":
@@ -83,10 +89,14 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
         target = parsed.text if by_name else parsed.display
         if any(character in target for character in "*?["):
             target = f"'{target}'"
+        _refer_to_a_store(parsed.text, f"{parsed.display} is not downloaded",
+                          f" (or `localpref models pull {target}` for a copy of its own)")
         raise ModelError(
             f"{parsed.display} is not downloaded; run `localpref models pull {target}` first."
         )
     if hub_offline():
+        _refer_to_a_store(parsed.text, f"No file of {parsed.repo} matching '{parsed.pattern}' "
+                          "is in the Hugging Face cache")
         raise ModelError(
             f"No file of {parsed.repo} matching '{parsed.pattern}' is in the Hugging Face cache "
             f"({cache}), and HF_HUB_OFFLINE is set, so it cannot be downloaded."
@@ -98,3 +108,15 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
         progress=progress,
         cache_dir=cache,
     )
+
+
+def _refer_to_a_store(text: str, what_is_wrong: str, download_instead: str = "") -> None:
+    """Raise the sentence that points to ``ollama:NAME`` / ``lmstudio:NAME`` when another tool
+    keeps the model ``text`` names (the user typed it as that tool shows it); return if none
+    does. ``download_instead`` (the other way: a Hub download) is added for LM Studio's
+    models, which are Hub repos' files."""
+    stored = stored_elsewhere(text)
+    if stored is not None:
+        other_way = download_instead if stored.store == "lmstudio" else ""
+        raise ModelError(f"{what_is_wrong}, but {STORE_TOOLS[stored.store]} keeps it: give "
+                         f"--model {stored.spec}{other_way}.")

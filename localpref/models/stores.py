@@ -149,20 +149,33 @@ def stored_models() -> list[StoredModel]:
 
 def resolve_stored(store: str, name: str) -> Path:
     """The file of ``--model STORE:NAME``, in place; ``ModelError`` (one sentence) otherwise."""
+    return find_stored(store, name).path
+
+
+def find_stored(store: str, name: str) -> StoredModel:
+    """The model ``--model STORE:NAME`` names (its name as the store shows it, its file);
+    ``ModelError`` (one sentence) when there is none or several."""
     if not name:
         raise ModelError(f"Give a model after '{store}:', e.g. "
                          f"{'ollama:llama3.2' if store == 'ollama' else 'lmstudio:qwen2.5'}.")
     if store == "ollama":
-        return _resolve_ollama(name)
-    return _resolve_lmstudio(name)
+        return _find_ollama(name)
+    return _find_lmstudio(name)
 
 
-def _resolve_ollama(name: str) -> Path:
+def _ollama_wanted(name: str) -> str:
+    """An ollama name as its manifest's path gives it: the tag ``latest`` by default, without
+    ollama's own registry and library."""
     wanted = name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{DEFAULT_TAG}"
     if wanted.lower().startswith(f"{OLLAMA_REGISTRY}/"):
         wanted = wanted[len(OLLAMA_REGISTRY) + 1:]
     if wanted.lower().startswith(f"{OLLAMA_LIBRARY}/"):
         wanted = wanted[len(OLLAMA_LIBRARY) + 1:]
+    return wanted
+
+
+def _find_ollama(name: str) -> StoredModel:
+    wanted = _ollama_wanted(name)
     root = ollama_dir()
     available = ollama_models(root)
     matches = _named(available, wanted)
@@ -171,7 +184,7 @@ def _resolve_ollama(name: str) -> Path:
                          f"({', '.join(model.name for model in matches)}); give the name as "
                          "`models list` shows it.")
     if matches:
-        return matches[0].path
+        return matches[0]
     for shown, manifest in _ollama_manifests(root):
         if shown.lower() == wanted.lower():
             _, why = _ollama_blob_or_why(root, manifest)
@@ -185,15 +198,19 @@ def _named(available: list[StoredModel], name: str) -> list[StoredModel]:
             or [model for model in available if model.name.lower() == name.lower()])
 
 
-def _resolve_lmstudio(pattern: str) -> Path:
+def _find_lmstudio(pattern: str) -> StoredModel:
     available = lmstudio_models()
     named = _named(available, pattern)
-    if named:  # a name as `models list` shows it, brackets and all (the current folder first)
-        return named[0].path
+    if len(named) > 1:  # the same name in both folders, or names that differ only in case
+        listed = ", ".join(str(model.path) for model in named)
+        raise ModelError(f"lmstudio:{pattern} names {len(named)} files ({listed}); give the "
+                         "path of the one to use.")
+    if named:  # a name as `models list` shows it, brackets and all
+        return named[0]
     glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
     matches = [model for model in available if pattern_matches(model.name, glob)]
     if len(matches) == 1:
-        return matches[0].path
+        return matches[0]
     folders = " or ".join(str(root) for root in lmstudio_dirs())
     if matches:
         listed = ", ".join(model.name for model in matches)
@@ -201,6 +218,24 @@ def _resolve_lmstudio(pattern: str) -> Path:
                          "give a pattern that matches one of them.")
     raise ModelError(f"No LM Studio model matches '{pattern}' in {folders}; "
                      f"{_what_is_there(available, None)}.")
+
+
+def stored_elsewhere(text: str) -> StoredModel | None:
+    """The model another tool keeps under the name a user typed without ``ollama:`` or
+    ``lmstudio:`` (an ollama ``NAME[:TAG]``, an LM Studio ``PUBLISHER/REPO`` folder, path or
+    file name), when exactly one matches; None otherwise. Only for a hint: a name without a
+    store's prefix never loads a store's file."""
+    wanted = _ollama_wanted(text.strip())
+    found = _named(ollama_models(), wanted)
+    if len(found) == 1:
+        return found[0]
+    needle = text.strip().strip("/").lower()
+    if not needle:
+        return None
+    candidates = [model for model in lmstudio_models()
+                  if needle in (model.name.lower(), model.path.name.lower())
+                  or model.name.lower().startswith(needle + "/")]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _what_is_there(available: list[StoredModel], root: Path | None) -> str:

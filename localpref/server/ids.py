@@ -1,7 +1,8 @@
 """Model ids the server answers to, and what a requested id asks for.
 
 The served model's id is its catalog name when it has one (the bundled model:
-``smollm2-135m-instruct``), else the GGUF's file stem. A request names:
+``smollm2-135m-instruct``), ollama's name for an ollama model (``qwen2.5-coder:0.5b``), else
+the GGUF's file stem (a split model's without ``-00001-of-00003``). A request names:
 
 - ``ID``: plain decoding (unless the body's ``localpref`` object says otherwise);
 - ``ID:PRESET``: the recommended steering toward that preference;
@@ -22,10 +23,12 @@ from localpref.errors import LocalprefError, SettingsError
 from localpref.models import (
     BUNDLED_MODEL_NAME,
     bundled_model_path,
+    find_stored,
     parse_model_spec,
     pattern_matches,
 )
 from localpref.presets import PRESETS
+from localpref.split_files import model_stem
 
 
 class UnknownModelError(LocalprefError):
@@ -47,6 +50,9 @@ def served_model_id(spec: str | None, path: Path) -> str:
         return BUNDLED_MODEL_NAME
     if parsed.entry is not None:
         return parsed.entry.name
+    if parsed.kind == "store" and parsed.store == "ollama":  # its file is a digest's blob
+        assert parsed.name is not None
+        return find_stored(parsed.store, parsed.name).name
     try:
         if path.resolve() == bundled_model_path().resolve():
             return BUNDLED_MODEL_NAME
@@ -56,7 +62,7 @@ def served_model_id(spec: str | None, path: Path) -> str:
         for entry in load_catalog():
             if entry.repo == parsed.repo and pattern_matches(path.name, entry.file):
                 return entry.name
-    return path.stem
+    return model_stem(path.name)
 
 
 def listed_ids(served_id: str) -> list[str]:
