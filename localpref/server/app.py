@@ -133,7 +133,10 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         job = GenerationJob(lambda: start_generation(state.model, args),
                             asyncio.get_running_loop(), on_end=state.remove)
         state.add(job)
-        job.begin()
+        if args.big:
+            await job.begin_in_worker()
+        else:
+            job.begin()
         first = await next_event(job, request)
         if first[0] == "error":
             raise from_library(first[1])

@@ -1,7 +1,10 @@
 """One generation, read by the event loop as the scheduler writes it.
 
 The request is checked, rendered, tokenized and queued in the event loop (about a millisecond
-of Python and no decoding; the server's model ids name no reward model to load), and the
+of Python and no decoding; the server's model ids name no reward model to load), except a big
+one (``GenerationArgs.big``: tens of thousands of characters or hundreds of messages, seconds
+of rendering and tokenizing), which is made in a worker thread so that it stalls no other
+stream (``begin_in_worker``). The
 scheduler's thread wakes the loop whenever a piece or the end arrives (``Generation.on_ready``),
 which then reads it without waiting. A request's first piece crosses one thread boundary each
 way (loop -> scheduler -> loop); a worker thread per request would add two more, each a wait
@@ -89,6 +92,8 @@ class GenerationJob:
         self._generation: Generation | None = None
         self._done = False  # the last event is in ``events``
         self._let_go = threading.Event()  # the scheduler has ended the generation
+        self._made = threading.Event()  # clear while a worker thread makes the generation
+        self._made.set()
         #: the generation's result once it has ended (None if it never started)
         self.result: Result | None = None
         #: when the server last asked whether the client is still there (time.monotonic())
@@ -98,6 +103,32 @@ class GenerationJob:
         """Make and queue the generation (in the event loop); a failure is an error event."""
         try:
             generation = self._start()
+        except Exception as error:  # noqa: BLE001 - every failure goes back to the client
+            self._end(("error", error))
+            return
+        self._queue(generation)
+
+    async def begin_in_worker(self) -> None:
+        """``begin``, with the generation made (its prompts rendered and tokenized) in a worker
+        thread: for a request so big that making it would hold the event loop, and every
+        other stream, for long (``GenerationArgs.big``)."""
+        self._made.clear()
+        try:
+            generation = await asyncio.to_thread(self._make)
+        except Exception as error:  # noqa: BLE001 - every failure goes back to the client
+            self._end(("error", error))
+            return
+        self._queue(generation)
+
+    def _make(self) -> Generation:
+        try:
+            return self._start()
+        finally:
+            self._made.set()
+
+    def _queue(self, generation: Generation) -> None:
+        """Start reading ``generation`` and queue it (in the event loop)."""
+        try:
             self._generation = generation
             generation.on_ready(self._wake)
             if self._cancelled.is_set():
@@ -121,7 +152,9 @@ class GenerationJob:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the scheduler has ended the generation (the server's shutdown, before
-        the model is closed; not from the event loop's thread)."""
+        the model is closed; not from the event loop's thread): first for a worker thread
+        that is making it (it reads the model)."""
+        self._made.wait(timeout)
         if self._generation is not None:
             self._let_go.wait(timeout)
 
