@@ -405,3 +405,25 @@ def test_the_api_keys_scheme_is_case_insensitive(model) -> None:
         for header in ("bearer wrong", "Basic sesame", "sesame"):
             answer = request(server.url, "GET", "/models", headers={"Authorization": header})
             assert_error_shape(answer, 401)
+
+
+def test_an_end_token_among_the_alternatives_is_written_out(model) -> None:
+    """Its text, as llama-server shows it, not an empty string that two control tokens
+    would share as one key of a legacy ``top_logprobs`` object."""
+    from localpref.decoding import Result
+    from localpref.server.logprobs import chat_logprobs, legacy_logprobs
+
+    vocabulary = model.vocabulary
+    word = vocabulary.tokenize("Hi", add_special=False, parse_special=False)[0]
+    ends = sorted(vocabulary.answer_end_ids)[:2]
+    names = [vocabulary.piece(end, special=True).decode() for end in ends]
+    assert all(names) and names[0] != names[1] and "<|endoftext|>" in names
+    trace = [{"token": word, "logprob": -0.5, "piece": "Hi",
+              "top_logprobs": [[word, -0.5], [ends[0], -1.5], [ends[1], -2.5]]}]
+    result = Result(text="Hi", tokens=[word], stats={}, trace=trace)
+    legacy = legacy_logprobs(result, vocabulary, 3)
+    assert legacy["tokens"] == ["Hi"]
+    assert legacy["top_logprobs"] == [{"Hi": -0.5, names[0]: -1.5, names[1]: -2.5}]
+    chat = chat_logprobs(result, vocabulary)["content"][0]
+    assert [alt["token"] for alt in chat["top_logprobs"]] == ["Hi", *names]
+    assert chat["top_logprobs"][1]["bytes"] == list(names[0].encode())

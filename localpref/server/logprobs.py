@@ -24,9 +24,16 @@ from localpref.server.translate import GenerationArgs
 
 
 def _entry(vocabulary: Vocabulary, token: int, logprob: float) -> dict[str, Any]:
-    raw = vocabulary.piece(token)
+    raw = _piece(vocabulary, token)
     return {"token": raw.decode("utf-8", errors="replace"), "logprob": logprob,
             "bytes": list(raw)}
+
+
+def _piece(vocabulary: Vocabulary, token: int) -> bytes:
+    """A token's bytes, a control token's written out (``<|im_end|>``, as llama-server shows
+    it): an end token among the alternatives is not an empty string, and two control tokens
+    are not one key of a legacy ``top_logprobs`` object."""
+    return vocabulary.piece(token, special=True)
 
 
 def answer_records(result: Result) -> list[dict[str, Any]]:
@@ -54,9 +61,9 @@ def legacy_logprobs(result: Result, vocabulary: Vocabulary, top_n: int) -> dict[
     tokens, logprobs, tops, offsets = [], [], [], []
     offset = 0
     for record in answer_records(result):
-        tokens.append(vocabulary.piece(record["token"]).decode("utf-8", errors="replace"))
+        tokens.append(_piece(vocabulary, record["token"]).decode("utf-8", errors="replace"))
         logprobs.append(record["logprob"])
-        tops.append({vocabulary.piece(int(token)).decode("utf-8", errors="replace"): logprob
+        tops.append({_piece(vocabulary, int(token)).decode("utf-8", errors="replace"): logprob
                      for token, logprob in record.get("top_logprobs", [])})
         offsets.append(offset)
         offset += len(record["piece"])
