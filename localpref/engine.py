@@ -75,6 +75,9 @@ class Vocabulary:
         self.bos_id: int = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id: int = llama_cpp.llama_vocab_eos(self._vocab)
         self._piece_buffer = ctypes.create_string_buffer(256)
+        #: ``piece`` is read from several threads at once (the scheduler's, the server's,
+        #: a batch's); llama.cpp writes into the one buffer with the GIL released
+        self._piece_lock = threading.Lock()
         ends, controls = [], []
         for token in range(self.size):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -111,15 +114,16 @@ class Vocabulary:
         Our own wrapper over ``llama_token_to_piece``: it grows its buffer for long pieces,
         where llama-cpp-python 0.3.36's ``detokenize`` silently drops pieces over 32 bytes.
         """
-        size = llama_cpp.llama_token_to_piece(
-            self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
-        )
-        if size < 0:
-            self._piece_buffer = ctypes.create_string_buffer(-size)
+        with self._piece_lock:
             size = llama_cpp.llama_token_to_piece(
                 self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
             )
-        return self._piece_buffer.raw[:size]
+            if size < 0:
+                self._piece_buffer = ctypes.create_string_buffer(-size)
+                size = llama_cpp.llama_token_to_piece(
+                    self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
+                )
+            return self._piece_buffer.raw[:size]
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of a token list (special tokens not rendered)."""

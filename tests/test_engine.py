@@ -474,3 +474,30 @@ def test_a_stopped_prefill_keeps_what_it_evaluated_and_resumes_from_there(model:
     assert context.prefill([lane], [target]) == len(target) - 128  # only the rest
     assert np.array_equal(context.logits(0), expected)
     context.close()
+
+
+def test_pieces_read_from_many_threads_at_once_are_each_their_own_token(model: Model) -> None:
+    """``piece`` is read by the scheduler's thread, the server's and a batch's threads at
+    once: no thread may read another's bytes (they shared one buffer: " for" + "ception"
+    came out as " forception" in an answer's logprobs)."""
+    import threading
+
+    vocabulary = model.vocabulary
+    tokens = list(range(0, vocabulary.size, 7))
+    expected = [vocabulary.piece(token) for token in tokens]
+    wrong: list[tuple[int, bytes]] = []
+
+    def read(offset: int) -> None:
+        for round_ in range(3):
+            order = tokens[offset:] + tokens[:offset] if round_ % 2 else tokens[::-1]
+            for token in order:
+                piece = vocabulary.piece(token)
+                if piece != expected[token // 7]:
+                    wrong.append((token, piece))
+
+    threads = [threading.Thread(target=read, args=(offset * 97,)) for offset in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
