@@ -391,6 +391,32 @@ def test_an_address_nobody_listens_at_is_one_sentence_at_once(tmp_path, capsys) 
         assert "--ray-cpus-per-actor must be a number above 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("address", [":", "garbage", "127.0.0.1:notaport", "http://x",
+                                     "127.0.0.1:70000", "ray://:10001"])
+def test_a_ray_address_of_no_form_is_one_sentence_and_leaves_no_answers_file(
+        tmp_path, capsys, address) -> None:
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--ray", address]) == 2
+    assert capsys.readouterr().err == (
+        f"localpref: A Ray address is HOST:PORT (the head's port, 6379 unless it was started "
+        f"with another), ray://HOST:PORT or auto, not '{address}'.\n")
+    assert not out.exists()  # a run that answered nothing leaves no empty file behind
+
+
+def test_an_interrupted_run_keeps_an_answers_file_that_was_there(tmp_path) -> None:
+    """Only a file the run made, and left empty, goes."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
+    assert main(["batch", str(source), "--out", str(out), "--ray", ":"]) == 2
+    assert out.exists()
+    answers = AnswerFile(tmp_path / "new.jsonl")
+    answers.write({"id": "x", "custom_id": "a", "response": {"status_code": 200}})
+    answers.abandon()
+    assert (tmp_path / "new.jsonl").read_text().count("\n") == 1
+
+
 def test_importing_localpref_loads_neither_ray_nor_the_web_stack() -> None:
     code = ("import sys, localpref, localpref.cli; localpref.cli.build_parser(); "
             "print(sorted(m for m in ('ray', 'fastapi', 'uvicorn', 'starlette') "

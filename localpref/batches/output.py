@@ -84,6 +84,9 @@ class AnswerFile:
         #: the ``custom_id``s answered for good
         self.answered: set[str] = {line["custom_id"] for line in answers
                                    if answered_for_good(line)}
+        #: this run made the file (an interrupted or failed run that wrote nothing removes it)
+        self._made_here = not self.path.exists()
+        self._written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
@@ -96,10 +99,20 @@ class AnswerFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.answered.add(line["custom_id"])
+        self._written += 1
 
     def close(self) -> None:
         if not self._handle.closed:
             self._handle.close()
+
+    def abandon(self) -> None:
+        """Close the file of a run that stopped (interrupted, or Ray unreachable): every line
+        written stays; a file this run made and wrote nothing to is removed."""
+        self.close()
+        if self._made_here and not self._written:
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size == 0:
+                    self.path.unlink()
 
     def sort(self, order: Iterable[str] | None) -> None:
         """Rewrite the file with its lines in ``order`` of ``custom_id`` (ids not in ``order``

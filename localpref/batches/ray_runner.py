@@ -117,8 +117,10 @@ def start_ray(settings: RaySettings) -> bool:
             raise KeyboardInterrupt from None
         if isinstance(error, ConnectionError | RuntimeError | ValueError):
             where = settings.address or "a local Ray"
-            raise SettingsError(f"Cannot start or reach Ray at {where}: {error}".rstrip(".")
-                                + ".") from None
+            token = (" (a cluster that asks for a token, as `ray start` does by default, "
+                     "needs RAY_AUTH_MODE=token here too)" if settings.address else "")
+            raise SettingsError(f"Cannot start or reach Ray at {where}: "
+                                f"{str(error).rstrip('.')}{token}.") from None
         raise
     return True
 
@@ -129,11 +131,17 @@ REACH_SECONDS = 5.0
 
 
 def check_reachable(address: str) -> None:
-    """One sentence unless something listens at ``address`` (``HOST:PORT`` or
-    ``ray://HOST:PORT``; Ray's other forms, such as ``auto``, are left to Ray)."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    """One sentence unless ``address`` is ``HOST:PORT`` or ``ray://HOST:PORT`` with something
+    listening there, or Ray's ``auto`` (the cluster ``RAY_ADDRESS`` names, else the last one
+    started on this machine), which is left to Ray."""
+    if address.strip().lower() == "auto":
         return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if (not host.strip("[]") or "/" in host or not port.isdigit()
+            or not 0 < int(port) < 65536):
+        raise SettingsError(f"A Ray address is HOST:PORT (the head's port, 6379 unless it "
+                            f"was started with another), ray://HOST:PORT or auto, not "
+                            f"'{address}'.")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()
     except OSError as error:

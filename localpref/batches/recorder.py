@@ -79,6 +79,7 @@ class Recorder:
                        time.perf_counter() - self.started, str(self.file.path))
 
     def close(self) -> None:
-        """Stop without sorting (an interrupted run: every written line stays)."""
+        """Stop without sorting (an interrupted run: every written line stays; an answers file
+        it made and wrote nothing to goes)."""
         self.progress.close()
-        self.file.close()
+        self.file.abandon()
