@@ -115,6 +115,11 @@ class GenerationJob:
         self._made.clear()
         try:
             generation = await asyncio.to_thread(self._make)
+        except asyncio.CancelledError:  # the request's task ended: the generation never runs
+            self._done = True
+            if self._on_end is not None:
+                self._on_end(self)
+            raise
         except Exception as error:  # noqa: BLE001 - every failure goes back to the client
             self._end(("error", error))
             return
