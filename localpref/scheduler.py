@@ -7,8 +7,9 @@ scheduler's thread does everything that touches llama.cpp, in rounds:
 
 1. **admit** waiting jobs, first come first served, while their lanes fit (``max_lanes``
    lanes per context); an admitted job's lanes are opened at once, so one round never admits
-   more than fit and the rest wait in the queue; an idle chat's lanes are reclaimed when the
-   head of the queue needs them (its next turn evaluates its history again); an idle
+   more than fit and the rest wait in the queue; an idle chat's lanes, or those of a chat
+   whose next turn waits behind the head, are reclaimed when the head of the queue needs
+   them (its next turn evaluates its history again); an idle
    scheduler first waits ``GATHER_SECONDS`` for the requests sent with the first one, so
    that requests that arrive together start together;
 2. **step**: the pending token of every lane of every running job goes into ONE batch per
@@ -350,9 +351,7 @@ class Scheduler:
         ``dry_run``) the idle chats' lanes are taken back."""
         promised = promised or {}
         needs = job.needs()
-        idle = sorted((s for s in self._sessions
-                       if not s.busy and s.lanes and s is not job.session),
-                      key=lambda s: s.idle_since)
+        idle = self._reclaimable_sessions(job)
         for context, count in needs.items():
             count += promised.get(context, 0)
             free = context.free_lanes
@@ -372,6 +371,17 @@ class Scheduler:
             if context.free_lanes < count:
                 return False
         return True
+
+    def _reclaimable_sessions(self, job: Job) -> list[Session]:
+        """The chats whose lanes ``job`` may take back, in the order they are taken: the idle
+        ones, longest idle first, then those whose next turn waits in the queue behind it
+        (that turn then evaluates its history again). Chats whose kept lanes the head cannot
+        take while their own turns wait behind it would wait for each other for ever; only a
+        running chat's lanes are never taken."""
+        running = {live.session for live in self._live if live.session is not None}
+        return sorted((s for s in self._sessions
+                       if s.lanes and s is not job.session and s not in running),
+                      key=lambda s: (s.busy, s.idle_since))
 
     def _close_session_lanes(self, session: Session, *, keep: bool = True) -> None:
         """Give back an idle or closed chat's lanes, their cells kept (with ``keep_cells``)

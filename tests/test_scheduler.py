@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -529,3 +530,37 @@ def test_requests_that_join_together_are_prefilled_in_one_decode_and_answer_as_a
     assert all(r.stats["prefill_chunks"] == 1 for r in results)
     for together, single in zip(results, alone, strict=True):
         assert together.tokens == single.tokens and together.text == single.text
+
+
+def test_chats_whose_next_turns_wait_behind_a_request_give_it_their_lanes(
+        bundled_path: Path) -> None:
+    """Two chats hold all four lanes; a request needing two is queued, then both chats' next
+    turns behind it. The head takes the lanes of the chats that wait behind it (they held
+    them for turns that could not start before it: every one waited for ever), and every
+    answer equals the same request alone."""
+    with Model(bundled_path, max_lanes=4, n_ctx=512) as small:
+        chats = [small.chat(preference="concise", method="amulet", max_tokens=6)
+                 for _ in range(2)]
+        for chat in chats:
+            chat.send("Hi")
+        assert all(chat.holds_lanes for chat in chats)
+        with small.scheduler.exclusive():
+            head = small.stream(PROMPT, preference="concise", method=Amulet(),
+                                max_tokens=6).start()
+            turns = [chat.stream("And?").start() for chat in chats]
+            assert small.scheduler.queued == 3
+        finished: list[Any] = []
+        runner = threading.Thread(
+            target=lambda: finished.extend([head.run(), *(turn.run() for turn in turns)]),
+            daemon=True)
+        runner.start()
+        runner.join(120)
+        assert not runner.is_alive(), (small.scheduler.queued, small.scheduler.running)
+        alone_head = _alone(small, PROMPT, "concise", Amulet(), 6)
+        alone_turns = [small.generate(chat.messages[:-1], preference="concise",
+                                      method=Amulet(), max_tokens=6) for chat in chats]
+    assert finished[0].tokens == alone_head.tokens
+    for turn, alone in zip(finished[1:], alone_turns, strict=True):
+        assert turn.tokens == alone.tokens and turn.text
+        # its lanes were taken back: the history was evaluated again
+        assert turn.stats["prefill_tokens"] >= turn.stats["n_prompt_tokens"]
