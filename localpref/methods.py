@@ -41,6 +41,14 @@ from localpref.kernels import controls
 #: penalty window beyond any context, Amulet's loop beyond the paper's 60 by a thousand times.
 MAX_REPEAT_LAST_N = 1 << 20
 MAX_ITERATIONS = 100_000
+#: The largest strength (Contrastive's ratio, Amulet's contrast, PAD's weight): far past any
+#: use (past a few dozen a step's scores are the lanes' difference alone), and far below what
+#: overflows the scores (1e300 turned every token's score infinite: an empty answer).
+MAX_STRENGTH = 1e6
+
+
+def _strength_ok(value: float) -> bool:
+    return math.isfinite(value) and 0 <= value <= MAX_STRENGTH
 
 
 @dataclass(frozen=True)
@@ -409,8 +417,9 @@ class Contrastive(ContrastFamily):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(math.isfinite(self.ratio) and self.ratio >= 0,
-                 f"ratio must be 0 or more (got {self.ratio}).", "ratio", self.ratio)
+        _require(_strength_ok(self.ratio),
+                 f"ratio must be from 0 to {MAX_STRENGTH:,.0f} (got {self.ratio}).", "ratio",
+                 self.ratio)
 
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         return self.pick_contrast(selector, lane_logits[0], lane_logits[1], self.ratio)
@@ -457,13 +466,14 @@ class Amulet(ContrastFamily):
                  and 1 <= self.iterations <= MAX_ITERATIONS,
                  f"iterations must be a whole number from 1 to {MAX_ITERATIONS} "
                  f"(got {self.iterations}).", "iterations")
-        _require(self.contrast is None or (math.isfinite(self.contrast) and self.contrast >= 0),
-                 f"the contrast must be 0 or more (got {self.contrast}).", "contrast",
-                 self.contrast)
+        _require(self.contrast is None or _strength_ok(self.contrast),
+                 f"the contrast must be from 0 to {MAX_STRENGTH:,.0f} (got {self.contrast}).",
+                 "contrast", self.contrast)
         if self.contrast is None:  # alpha, lambda, eta and T so extreme that k overflows
-            _require(math.isfinite(self.effective_contrast), "these alpha, lambda, eta and "
-                     "iterations give an effective contrast too large to compute; give a "
-                     "smaller alpha or eta, or fewer iterations.", "alpha", self.alpha)
+            _require(_strength_ok(self.effective_contrast), "these alpha, lambda, eta and "
+                     f"iterations give an effective contrast above {MAX_STRENGTH:,.0f} (or "
+                     "too large to compute); give a smaller alpha or eta, or fewer "
+                     "iterations.", "alpha", self.alpha)
 
     @property
     def effective_alpha(self) -> float:
@@ -541,8 +551,9 @@ class PAD(ContrastFamily):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(math.isfinite(self.weight) and self.weight >= 0,
-                 f"weight must be 0 or more (got {self.weight}).", "weight", self.weight)
+        _require(_strength_ok(self.weight),
+                 f"weight must be from 0 to {MAX_STRENGTH:,.0f} (got {self.weight}).", "weight",
+                 self.weight)
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
                  f"candidates must be a whole number, 1 or more (got {self.candidates}).",
                  "candidates")

@@ -6,6 +6,8 @@ replayed through llama.cpp.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -185,6 +187,32 @@ def test_strength_of_each_method_is_its_one_knob() -> None:
 def test_out_of_range_controls_are_refused(make) -> None:  # noqa: ANN001
     with pytest.raises(SettingsError):
         make()
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: Contrastive(ratio=1e308), "Ratio must be from 0 to 1,000,000 (got 1e+308)."),
+    (lambda: Amulet(contrast=1e300),
+     "The contrast must be from 0 to 1,000,000 (got 1e+300)."),
+    (lambda: PAD(weight=2e6), "Weight must be from 0 to 1,000,000 (got 2000000.0)."),
+    (lambda: Amulet().with_strength(1e7),
+     "The contrast must be from 0 to 1,000,000 (got 10000000.0)."),
+    (lambda: Amulet(alpha=1e300), "These alpha, lambda, eta and iterations give an effective "
+                                  "contrast above 1,000,000 (or too large to compute); give a "
+                                  "smaller alpha or eta, or fewer iterations."),
+])
+def test_a_strength_past_a_million_is_refused(make, message) -> None:  # noqa: ANN001
+    """A strength of 1e300 turned every score infinite: an empty answer that said it ended."""
+    with pytest.raises(SettingsError) as refused:
+        make()
+    assert str(refused.value) == message
+
+
+def test_the_largest_strength_still_answers(model: Model) -> None:
+    for method in (Contrastive(ratio=1e6), Amulet(contrast=1e6), PAD(weight=1e6)):
+        result = model.generate("Hi there", preference="concise", method=method,
+                                max_tokens=4, ignore_eos=True)
+        assert len(result.tokens) == 4 and result.text.strip()
+        assert math.isfinite(result.stats["mean_strength"])
 
 
 @pytest.mark.parametrize(("make", "message"), [
