@@ -519,11 +519,8 @@ class Model:
         for request, method in zip(requests, chosen, strict=True):
             if request.like:
                 self.like_tokens(request.like)
-            preference_lanes = _preference_lanes(request)
             recommended = is_recommended(request.method)
-            opposite = (request.opposite if request.opposite is not None else
-                        bool(recommended and calibration is not None
-                             and calibration.opposite(_calibrated_preference(request))))
+            opposite = self._opposite(request)
             base_sentence = base_lane_text(request.preference, request.avoid, opposite)
             # A model without a template: its turn ends where it begins the next one,
             # unless the answer is to write on (ignore_eos) to max_tokens.
@@ -533,19 +530,8 @@ class Model:
             kinds = _track_lanes(method, request.score_lanes)
             positions = []
             longest, longest_lane = 0, "base"
-            for kind in kinds:
-                key = _lane_key(method, kind, base_sentence)
-                backend = self._lane_backend(method, kind)
-                cache_key = (key, tuple(tuple(m.items()) for m in request.messages),
-                             request.preference, request.like, base_sentence,
-                             request.system_prompt)
-                if cache_key not in tokens_cache:
-                    lane = (preference_lanes.get(kind, preference_lanes["pref"]) if kind != "base"
-                            else _LaneText(base_sentence if key[1] == _AVOID else None))
-                    tokens_cache[cache_key] = backend.prompts.lane_tokens(
-                        request.messages, lane.sentence, system_prompt=request.system_prompt,
-                        examples=lane.examples)
-                target = tokens_cache[cache_key]
+            for kind, key, backend, target in self._lane_targets(request, method, kinds,
+                                                                 tokens_cache):
                 if len(target) > longest:
                     longest, longest_lane = len(target), kind
                 positions.append(len(specs))
@@ -585,6 +571,45 @@ class Model:
             ))
         job = Job(self._scheduler, specs, tracks, session)
         return MultiGeneration(job, [track.stats for track in tracks], on_finish, owner=self)
+
+    def _opposite(self, request: Request) -> bool:
+        """Whether the base lane reads the preferences' opposites: as asked, else where the
+        recommended steering's calibration says so."""
+        if request.opposite is not None:
+            return request.opposite
+        calibration = self.calibration
+        return bool(is_recommended(request.method) and calibration is not None
+                    and calibration.opposite(_calibrated_preference(request)))
+
+    def _lane_targets(self, request: Request, method: Method, kinds: Sequence[str],
+                      tokens_cache: dict[tuple[Any, ...], list[int]]
+                      ) -> Iterator[tuple[str, tuple[str, str | None], _Backend, list[int]]]:
+        """(kind, key, backend, prompt tokens) of each lane ``kinds`` names, tokenized once per
+        distinct lane text across the requests ``tokens_cache`` is shared by."""
+        preference_lanes = _preference_lanes(request)
+        base_sentence = base_lane_text(request.preference, request.avoid,
+                                       self._opposite(request))
+        for kind in kinds:
+            key = _lane_key(method, kind, base_sentence)
+            backend = self._lane_backend(method, kind)
+            cache_key = (key, tuple(tuple(m.items()) for m in request.messages),
+                         request.preference, request.like, base_sentence,
+                         request.system_prompt)
+            if cache_key not in tokens_cache:
+                lane = (preference_lanes.get(kind, preference_lanes["pref"]) if kind != "base"
+                        else _LaneText(base_sentence if key[1] == _AVOID else None))
+                tokens_cache[cache_key] = backend.prompts.lane_tokens(
+                    request.messages, lane.sentence, system_prompt=request.system_prompt,
+                    examples=lane.examples)
+            yield kind, key, backend, tokens_cache[cache_key]
+
+    def prompt_tokens(self, request: Request) -> int:
+        """The tokens of ``request``'s longest lane prompt (the preference lane's, with the
+        preference, examples and system prompt), as ``submit`` plans them: what must fit in
+        the window with the answer."""
+        method = _weighted_methods([request], [_steered_method(request, self.calibration)])[0]
+        kinds = _track_lanes(method, request.score_lanes)
+        return max(len(target) for *_, target in self._lane_targets(request, method, kinds, {}))
 
     def _check_lanes(self, requests: Sequence[Request], methods: Sequence[Method]) -> None:
         """Refuse at once what no admission could hold, before any prompt is tokenized: more
@@ -762,7 +787,7 @@ class Chat:
             self.results.append(results[0])
 
         request = self._make_request(conversation, overrides)
-        read = self._window(conversation, request.max_tokens)
+        read = self._window(request)
         while True:
             try:
                 multi = self.model.submit(request.replace(messages=read), session=self._session,
@@ -778,14 +803,16 @@ class Chat:
             self._answering = weakref.ref(generation)  # one dropped unread ends, as closed
             return generation
 
-    def _window(self, conversation: list[dict[str, str]], max_tokens: int
-                ) -> list[dict[str, str]]:
-        """What the model reads of ``conversation``: all of it, or with ``trim_history`` its
-        last exchanges that leave the answer ``max_tokens`` in the window, or a quarter of it
-        if less (at least the last message)."""
-        read = conversation
-        room = min(max_tokens, self.model.n_ctx // 4)
-        while self.trim_history and self.model.count_tokens(read) + room >= self.model.n_ctx:
+    def _window(self, request: Request) -> list[dict[str, str]]:
+        """What the model reads of the request's conversation: all of it, or with
+        ``trim_history`` its last exchanges that leave the answer its ``max_tokens`` in the
+        window, or a quarter of it if less (at least the last message), measured on the
+        longest lane (the preference lane reads the preference, examples and system prompt
+        too)."""
+        read = [dict(message) for message in request.messages]
+        room = min(request.max_tokens, self.model.n_ctx // 4)
+        while (self.trim_history and self.model.prompt_tokens(request.replace(messages=read))
+               + room >= self.model.n_ctx):
             shorter = without_oldest_exchange(read)
             if shorter is None:
                 break

@@ -10,6 +10,7 @@ import pytest
 
 from localpref.api import Chat, Model, without_oldest_exchange
 from localpref.errors import PromptTooLongError
+from localpref.request import Request
 
 FIRST, SECOND = "Tell me about the history of Rome.", "And Greece?"
 SETTINGS = {"method": "base", "max_tokens": 224, "ignore_eos": True}
@@ -48,6 +49,24 @@ def test_a_full_window_reads_the_last_exchanges_or_says_the_conversation_fills_i
         short = trimming.send("Thanks.", max_tokens=8)  # fits beside the last exchange
         assert trimming.left_out == 2 and short.stats["n_prompt_tokens"] == small.count_tokens(
             trimming.messages[2:5])
+
+
+def test_the_window_is_measured_on_the_preference_lane(bundled_path: Path) -> None:
+    """A long preference makes the preference lane the longer one: trimming measured the
+    base lane, so answers were cut short of max_tokens though nothing was left out."""
+    preference = "Write in a warm, friendly, encouraging tone and mention gardening. " * 8
+    with Model(bundled_path, n_ctx=256, max_lanes=2) as small:
+        chat = Chat(small, preference=preference, method="amulet", max_tokens=40,
+                    trim_history=True, ignore_eos=True)
+        for turn in range(4):
+            answer = chat.send(f"Question {turn}: tell me about the number {turn}. "
+                               + "padding " * 10)
+            assert len(answer.tokens) == 40  # the room it asked for, every turn
+            assert answer.stats["n_prompt_tokens"] + 40 < small.n_ctx
+        assert chat.left_out > 0 and len(chat.messages) == 8  # the history kept whole
+        request = Request.make("Hi", preference=preference, method="amulet")
+        assert small.prompt_tokens(request) > small.count_tokens("Hi") + 100
+        assert small.prompt_tokens(Request.make("Hi", method="base")) == small.count_tokens("Hi")
 
 
 @pytest.fixture
