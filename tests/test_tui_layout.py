@@ -182,3 +182,39 @@ async def test_the_help_wraps_each_description_inside_its_box(model, home, size)
             description = table.get_row(row_key)[2].plain
             lines = Text(description).wrap(app.console, text_width)
             assert table.rows[row_key].height == len(lines)
+
+
+async def test_a_small_terminal_keeps_every_field_and_button_in_reach(model, home) -> None:
+    """At 60x20 the model picker's path field and buttons were below the screen (no way to
+    see them) and the comparison's buttons cut at the right edge: a dialog now scrolls what
+    does not fit, a focused field scrolls into view, and narrow buttons keep inside."""
+    from textual.widgets import Button, Input
+
+    from tui.screens import CompareScreen
+    from tui.screens.models import ModelPickerScreen
+
+    def inside(region, size) -> bool:  # noqa: ANN001
+        return region.x >= 0 and region.y >= 0 and region.right <= size.width \
+            and region.bottom <= size.height
+
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        await pilot.press("f9")
+        await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen))
+        picker = app.screen
+        for widget in (picker.query_one("#model-spec", Input),
+                       picker.query_one("#model-load", Button),
+                       picker.query_one("#model-close", Button)):
+            widget.focus()
+            await pilot.pause(0.2)
+            assert inside(widget.region, app.size), (widget.id, widget.region)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen))
+        await pilot.press(*"Hi")
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.pause(0.3)
+        for button in app.screen.query(Button):
+            assert inside(button.region, app.size), (button.id, button.region)
+            assert str(button.label) and button.region.width >= len(str(button.label))
