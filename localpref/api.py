@@ -520,7 +520,7 @@ class Model:
             if request.like:
                 self.like_tokens(request.like)
             recommended = is_recommended(request.method)
-            opposite = self._opposite(request)
+            opposite = self._opposite(request, calibration)
             base_sentence = base_lane_text(request.preference, request.avoid, opposite)
             # A model without a template: its turn ends where it begins the next one,
             # unless the answer is to write on (ignore_eos) to max_tokens.
@@ -531,7 +531,7 @@ class Model:
             positions = []
             longest, longest_lane = 0, "base"
             for kind, key, backend, target in self._lane_targets(request, method, kinds,
-                                                                 tokens_cache):
+                                                                 opposite, tokens_cache):
                 if len(target) > longest:
                     longest, longest_lane = len(target), kind
                 positions.append(len(specs))
@@ -572,23 +572,23 @@ class Model:
         job = Job(self._scheduler, specs, tracks, session)
         return MultiGeneration(job, [track.stats for track in tracks], on_finish, owner=self)
 
-    def _opposite(self, request: Request) -> bool:
+    @staticmethod
+    def _opposite(request: Request, calibration: Calibration | None) -> bool:
         """Whether the base lane reads the preferences' opposites: as asked, else where the
-        recommended steering's calibration says so."""
+        recommended steering's ``calibration`` (the one snapshot a plan reads) says so."""
         if request.opposite is not None:
             return request.opposite
-        calibration = self.calibration
         return bool(is_recommended(request.method) and calibration is not None
                     and calibration.opposite(_calibrated_preference(request)))
 
     def _lane_targets(self, request: Request, method: Method, kinds: Sequence[str],
-                      tokens_cache: dict[tuple[Any, ...], list[int]]
+                      opposite: bool, tokens_cache: dict[tuple[Any, ...], list[int]]
                       ) -> Iterator[tuple[str, tuple[str, str | None], _Backend, list[int]]]:
-        """(kind, key, backend, prompt tokens) of each lane ``kinds`` names, tokenized once per
-        distinct lane text across the requests ``tokens_cache`` is shared by."""
+        """(kind, key, backend, prompt tokens) of each lane ``kinds`` names (the base lane
+        reading the opposites when ``opposite``), tokenized once per distinct lane text across
+        the requests ``tokens_cache`` is shared by."""
         preference_lanes = _preference_lanes(request)
-        base_sentence = base_lane_text(request.preference, request.avoid,
-                                       self._opposite(request))
+        base_sentence = base_lane_text(request.preference, request.avoid, opposite)
         for kind in kinds:
             key = _lane_key(method, kind, base_sentence)
             backend = self._lane_backend(method, kind)
@@ -604,12 +604,15 @@ class Model:
             yield kind, key, backend, tokens_cache[cache_key]
 
     def prompt_tokens(self, request: Request) -> int:
-        """The tokens of ``request``'s longest lane prompt (the preference lane's, with the
-        preference, examples and system prompt), as ``submit`` plans them: what must fit in
-        the window with the answer."""
-        method = _weighted_methods([request], [_steered_method(request, self.calibration)])[0]
+        """The tokens of ``request``'s longest lane prompt (each lane with what it reads: the
+        preference and examples, the avoid text or opposites, the system prompt), as
+        ``submit`` plans them: what must fit in the window with the answer."""
+        calibration = self.calibration
+        method = _weighted_methods([request], [_steered_method(request, calibration)])[0]
         kinds = _track_lanes(method, request.score_lanes)
-        return max(len(target) for *_, target in self._lane_targets(request, method, kinds, {}))
+        opposite = self._opposite(request, calibration)
+        return max(len(target) for *_, target in
+                   self._lane_targets(request, method, kinds, opposite, {}))
 
     def _check_lanes(self, requests: Sequence[Request], methods: Sequence[Method]) -> None:
         """Refuse at once what no admission could hold, before any prompt is tokenized: more

@@ -346,9 +346,10 @@ class Scheduler:
 
     def _fits(self, job: Job, *, reclaim: bool, dry_run: bool,
               promised: Mapping[Context, int] | None = None) -> bool:
-        """Whether the job's new lanes fit, counting idle chats' lanes as reclaimable and
-        the lanes ``promised`` to jobs admitted before it as taken; with ``reclaim`` (and not
-        ``dry_run``) the idle chats' lanes are taken back."""
+        """Whether the job's new lanes fit, counting the lanes of chats that are not running
+        (``_reclaimable_sessions``) as reclaimable and the lanes ``promised`` to jobs admitted
+        before it as taken; with ``reclaim`` (and not ``dry_run``) those chats' lanes are
+        taken back."""
         promised = promised or {}
         needs = job.needs()
         idle = self._reclaimable_sessions(job)

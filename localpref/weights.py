@@ -26,7 +26,7 @@ import numpy as np
 
 from localpref.errors import SettingsError
 from localpref.kernels.weighted import weighted_other_into
-from localpref.methods import ContrastFamily, Method, Sampling, Selector
+from localpref.methods import MAX_STRENGTH, ContrastFamily, Method, Sampling, Selector
 from localpref.presets import PRESETS
 
 
@@ -234,6 +234,12 @@ def weighted_method(method: Method, lanes: Sequence[WeightedLane] | None) -> Met
     if lanes is None or weights_error(method, lanes) is not None:
         return method
     assert isinstance(method, ContrastFamily)
+    heaviest = max(lane.weight for lane in lanes)
+    if method.strength * heaviest > MAX_STRENGTH:  # the strength a lane is steered at
+        raise SettingsError(f"The {method.strength_name} {method.strength:g} times the weight "
+                            f"{heaviest:g} is past the largest strength, "
+                            f"{MAX_STRENGTH:,.0f}; give a smaller weight or "
+                            f"{method.strength_name}.", param="preference")
     if len(lanes) == 1:
         weight = lanes[0].weight
         return method if weight == 1.0 else method.with_strength(method.strength * weight)

@@ -375,7 +375,9 @@ def test_an_address_nobody_listens_at_is_one_sentence_at_once(tmp_path, capsys) 
         listening.listen()
         check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")
         check_reachable(f"ray://127.0.0.1:{listening.getsockname()[1]}")
-        check_reachable("auto")  # Ray's own forms are Ray's
+        check_reachable("auto")  # Ray's own words are Ray's
+        check_reachable("local")
+        check_reachable(f"ray://127.0.0.1:{listening.getsockname()[1]}/")
         port = listening.getsockname()[1]
     source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
     started = time.monotonic()
@@ -400,7 +402,7 @@ def test_a_ray_address_of_no_form_is_one_sentence_and_leaves_no_answers_file(
     assert main(["batch", str(source), "--out", str(out), "--ray", address]) == 2
     assert capsys.readouterr().err == (
         f"localpref: A Ray address is HOST:PORT (the head's port, 6379 unless it was started "
-        f"with another), ray://HOST:PORT or auto, not '{address}'.\n")
+        f"with another), ray://HOST:PORT, auto or local, not '{address}'.\n")
     assert not out.exists()  # a run that answered nothing leaves no empty file behind
 
 

@@ -423,6 +423,14 @@ def test_an_end_token_among_the_alternatives_is_written_out(model) -> None:
     result = Result(text="Hi", tokens=[word], stats={}, trace=trace)
     legacy = legacy_logprobs(result, vocabulary, 3)
     assert legacy["tokens"] == ["Hi"]
+    # a control token drawn mid-answer (ignore_eos) is the text it wrote, none: the tokens
+    # still join to the answer
+    drawn = [{"token": ends[0], "logprob": -3.0, "piece": "", "top_logprobs": []},
+             {"token": word, "logprob": -0.5, "piece": "Hi", "top_logprobs": []}]
+    wrote = Result(text="Hi", tokens=[ends[0], word], stats={}, trace=drawn)
+    assert "".join(legacy_logprobs(wrote, vocabulary, 0)["tokens"]) == "Hi"
+    assert [entry["token"] for entry in chat_logprobs(wrote, vocabulary)["content"]] == [
+        "", "Hi"]
     assert legacy["top_logprobs"] == [{"Hi": -0.5, names[0]: -1.5, names[1]: -2.5}]
     chat = chat_logprobs(result, vocabulary)["content"][0]
     assert [alt["token"] for alt in chat["top_logprobs"]] == ["Hi", *names]

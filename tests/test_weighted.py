@@ -237,3 +237,21 @@ def test_command_line_weights_round_trip(capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err.strip()
     assert err == ("localpref: This needs 302 lanes at once, more than a llama.cpp context "
                    "holds (256); give fewer weighted preferences or methods.")
+
+
+def test_a_strength_times_a_weight_past_the_largest_strength_is_one_sentence(model) -> None:
+    """The same for one weighted preference and for several (one was refused naming a
+    contrast the user never gave, the other taken)."""
+    from localpref.methods import Amulet
+
+    for preference in ({"concise": 1000}, {"concise": 1000, "formal": 1000}):
+        with pytest.raises(SettingsError) as refused:
+            model.generate("Hi", preference=preference, method=Amulet(contrast=2000),
+                           max_tokens=2)
+        assert str(refused.value) == ("The contrast k 2000 times the weight 1000 is past the "
+                                      "largest strength, 1,000,000; give a smaller weight or "
+                                      "contrast k.")
+        assert refused.value.param == "preference"
+    answer = model.generate("Hi", preference={"concise": 1000, "formal": 2},
+                            method=Amulet(contrast=1000), max_tokens=2, ignore_eos=True)
+    assert len(answer.tokens) == 2

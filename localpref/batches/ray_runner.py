@@ -132,15 +132,15 @@ REACH_SECONDS = 5.0
 
 def check_reachable(address: str) -> None:
     """One sentence unless ``address`` is ``HOST:PORT`` or ``ray://HOST:PORT`` with something
-    listening there, or Ray's ``auto`` (the cluster ``RAY_ADDRESS`` names, else the last one
-    started on this machine), which is left to Ray."""
-    if address.strip().lower() == "auto":
+    listening there, or one of Ray's words, left to Ray: ``auto`` (the cluster ``RAY_ADDRESS``
+    names, else the last one started on this machine) and ``local`` (a new local cluster)."""
+    if address.strip().lower() in ("auto", "local"):
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
     if (not host.strip("[]") or "/" in host or not port.isdigit()
             or not 0 < int(port) < 65536):
         raise SettingsError(f"A Ray address is HOST:PORT (the head's port, 6379 unless it "
-                            f"was started with another), ray://HOST:PORT or auto, not "
+                            f"was started with another), ray://HOST:PORT, auto or local, not "
                             f"'{address}'.")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()

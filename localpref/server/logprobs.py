@@ -23,17 +23,19 @@ from localpref.server.completions import Shape
 from localpref.server.translate import GenerationArgs
 
 
-def _entry(vocabulary: Vocabulary, token: int, logprob: float) -> dict[str, Any]:
-    raw = _piece(vocabulary, token)
+def _entry(vocabulary: Vocabulary, token: int, logprob: float, *,
+           alternative: bool = False) -> dict[str, Any]:
+    raw = vocabulary.piece(token, special=alternative)
     return {"token": raw.decode("utf-8", errors="replace"), "logprob": logprob,
             "bytes": list(raw)}
 
 
-def _piece(vocabulary: Vocabulary, token: int) -> bytes:
-    """A token's bytes, a control token's written out (``<|im_end|>``, as llama-server shows
-    it): an end token among the alternatives is not an empty string, and two control tokens
-    are not one key of a legacy ``top_logprobs`` object."""
-    return vocabulary.piece(token, special=True)
+def _alternative(vocabulary: Vocabulary, token: int) -> str:
+    """An alternative's text, a control token's written out (``<|im_end|>``, as llama-server
+    shows it): an end token among the alternatives is not an empty string, and two control
+    tokens are not one key of a legacy ``top_logprobs`` object. (A chosen token is the text it
+    wrote: a control token drawn mid-answer under ``ignore_eos`` wrote none.)"""
+    return vocabulary.piece(token, special=True).decode("utf-8", errors="replace")
 
 
 def answer_records(result: Result) -> list[dict[str, Any]]:
@@ -50,7 +52,7 @@ def chat_logprobs(result: Result, vocabulary: Vocabulary) -> dict[str, Any]:
     content = []
     for record in answer_records(result):
         entry = _entry(vocabulary, record["token"], record["logprob"])
-        entry["top_logprobs"] = [_entry(vocabulary, int(token), logprob)
+        entry["top_logprobs"] = [_entry(vocabulary, int(token), logprob, alternative=True)
                                  for token, logprob in record.get("top_logprobs", [])]
         content.append(entry)
     return {"content": content, "refusal": None}
@@ -61,9 +63,9 @@ def legacy_logprobs(result: Result, vocabulary: Vocabulary, top_n: int) -> dict[
     tokens, logprobs, tops, offsets = [], [], [], []
     offset = 0
     for record in answer_records(result):
-        tokens.append(_piece(vocabulary, record["token"]).decode("utf-8", errors="replace"))
+        tokens.append(vocabulary.piece(record["token"]).decode("utf-8", errors="replace"))
         logprobs.append(record["logprob"])
-        tops.append({_piece(vocabulary, int(token)).decode("utf-8", errors="replace"): logprob
+        tops.append({_alternative(vocabulary, int(token)): logprob
                      for token, logprob in record.get("top_logprobs", [])})
         offsets.append(offset)
         offset += len(record["piece"])
