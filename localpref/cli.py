@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130
+    except ImportError as error:
+        if not _interrupted(error):
+            raise
+        # a C extension that a Ctrl-C stopped while it loaded says so as an ImportError
+        # ("numba._devicearray failed to import"), with the KeyboardInterrupt as its cause
+        print("", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`localpref generate ... | head`): nothing more can be shown.
         # Python would complain again when it flushes stdout at exit, so stdout goes nowhere.
@@ -110,6 +117,18 @@ def _run(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     return int(args.func(args) or 0)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` was raised while a KeyboardInterrupt was being handled (or by it)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _quiet_stdout() -> None:

@@ -134,11 +134,14 @@ def split_weight(item: str) -> tuple[str, float | None]:
     if match is not None and not match.group("text").strip():
         raise SettingsError(f"The preference {item.strip()!r} has a weight but no text; give "
                             "it as TEXT=NUMBER, e.g. concise=1.", param="preference")
+    name, equals, weight = item.partition("=")
+    if equals and name.strip().lower() in PRESETS and (
+            match is None or match.group("text").strip() != name.strip()):
+        # a preset's weight, mistyped (also "concise=2,formal=1": one -p each)
+        raise SettingsError(f"The weight of {name.strip()!r} must be a number "
+                            f"(got {weight.strip()!r}); give each preference its own "
+                            "--preference, e.g. -p concise=2 -p formal=1.", param="preference")
     if match is None:
-        name, equals, weight = item.partition("=")
-        if equals and name.strip().lower() in PRESETS:  # a preset's weight, mistyped
-            raise SettingsError(f"The weight of {name.strip()!r} must be a number "
-                                f"(got {weight.strip()!r}).", param="preference")
         return item, None
     text = match.group("text").strip()
     return text, checked_weight(text, float(match.group("weight")))
@@ -236,10 +239,10 @@ def weighted_method(method: Method, lanes: Sequence[WeightedLane] | None) -> Met
     assert isinstance(method, ContrastFamily)
     heaviest = max(lane.weight for lane in lanes)
     if method.strength * heaviest > MAX_STRENGTH:  # the strength a lane is steered at
-        raise SettingsError(f"The {method.strength_name} {method.strength:g} times the weight "
-                            f"{heaviest:g} is past the largest strength, "
-                            f"{MAX_STRENGTH:,.0f}; give a smaller weight or "
-                            f"{method.strength_name}.", param="preference")
+        raise SettingsError(f"{method.title}'s {method.strength_name} {method.strength:g} "
+                            f"times the preference weight {heaviest:g} is past the largest "
+                            f"strength, {MAX_STRENGTH:,.0f}; lower one of them.",
+                            param="preference")
     if len(lanes) == 1:
         weight = lanes[0].weight
         return method if weight == 1.0 else method.with_strength(method.strength * weight)

@@ -75,3 +75,32 @@ sys.exit(localpref.cli.main(["generate", "hello", "--max-tokens", "4"]))
     completed = _run_python(code)
     assert completed.returncode == 130, completed.stderr
     assert completed.stderr.strip() == ""  # no traceback: the terminal's ^C ends the line
+
+
+def test_a_ctrl_c_that_a_c_extension_turns_into_an_import_error_exits_130() -> None:
+    """numba's C extension, stopped by a Ctrl-C while it loads, raises "numba._devicearray
+    failed to import" with the KeyboardInterrupt as its context: a cancelled command too."""
+    code = """
+import sys
+import localpref.cli
+
+class InterruptedExtension:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba":
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise ImportError("numba._devicearray failed to import")
+        return None
+
+sys.meta_path.insert(0, InterruptedExtension())
+sys.exit(localpref.cli.main(["generate", "hello", "--max-tokens", "4"]))
+"""
+    completed = _run_python(code)
+    assert completed.returncode == 130, completed.stderr
+    assert completed.stderr.strip() == ""
+    broken = code.replace("try:\n                raise KeyboardInterrupt\n            "
+                          "except KeyboardInterrupt:\n                ", "if True:\n"
+                          "                ")
+    assert "raise KeyboardInterrupt" not in broken  # a plain ImportError stays a failure
+    assert _run_python(broken).returncode == 1

@@ -328,9 +328,22 @@ def test_a_model_typed_as_its_tool_shows_it_points_to_that_tool(
     """Without ``ollama:`` / ``lmstudio:`` the name never loads a store's file, but the
     sentence says which tool keeps it, never to download it again."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a download would fail loudly
+    for download in (False, True):  # `models path`, and `generate` / `serve`
+        with pytest.raises(ModelError) as error:
+            models.resolve_model(typed, download=download)
+        assert pointer in str(error.value)
+        assert "models pull" not in str(error.value).split(" (or")[0]
+
+
+def test_models_pull_downloads_what_a_store_keeps_under_that_name(
+        ollama: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``models pull`` asks for a copy of its own: no pointer to the store."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ModelError) as error:
-        models.resolve_model(typed, download=False)
-    assert pointer in str(error.value) and "models pull" not in str(error.value).split(" (or")[0]
+        models.resolve_model("someone/thing:7b", download=False, stores_first=False)
+    assert str(error.value) == ("someone/thing:7b is not downloaded; run `localpref models pull "
+                                "someone/thing:7b` first.")
 
 
 def test_a_name_no_tool_keeps_gets_no_pointer(ollama: dict[str, Path],

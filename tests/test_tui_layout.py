@@ -214,7 +214,15 @@ async def test_a_small_terminal_keeps_every_field_and_button_in_reach(model, hom
         await pilot.press(*"Hi")
         await pilot.press("f4")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        compare = app.screen
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: all(not keep.disabled for keep in compare.query(".keep")),
+                    timeout=120)
         await pilot.pause(0.3)
-        for button in app.screen.query(Button):
+        for button in compare.query(Button):  # Run, Back and each answer's Keep
             assert inside(button.region, app.size), (button.id, button.region)
             assert str(button.label) and button.region.width >= len(str(button.label))
+        for pane in compare.query(".compare-pane"):  # the answer's figures are not cut
+            stats = pane.query_one(".pane-stats")
+            assert stats.region.bottom <= pane.query_one(".keep").region.y
+            assert pane.query_one(".pane-body").region.height >= 2

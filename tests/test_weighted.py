@@ -248,10 +248,25 @@ def test_a_strength_times_a_weight_past_the_largest_strength_is_one_sentence(mod
         with pytest.raises(SettingsError) as refused:
             model.generate("Hi", preference=preference, method=Amulet(contrast=2000),
                            max_tokens=2)
-        assert str(refused.value) == ("The contrast k 2000 times the weight 1000 is past the "
-                                      "largest strength, 1,000,000; give a smaller weight or "
-                                      "contrast k.")
+        assert str(refused.value) == ("Amulet's contrast k 2000 times the preference weight "
+                                      "1000 is past the largest strength, 1,000,000; lower "
+                                      "one of them.")
         assert refused.value.param == "preference"
     answer = model.generate("Hi", preference={"concise": 1000, "formal": 2},
                             method=Amulet(contrast=1000), max_tokens=2, ignore_eos=True)
     assert len(answer.tokens) == 2
+
+
+def test_two_weighted_presets_in_one_item_are_refused_not_read_as_one_text() -> None:
+    """``-p concise=1000,formal=2`` ran as the free text "concise=1000,formal" at weight 2."""
+    from localpref.weights import split_weight
+
+    for item, rest in (("concise=1000,formal=2", "1000,formal=2"), ("concise=abc=2", "abc=2")):
+        with pytest.raises(SettingsError) as refused:
+            split_weight(item)
+        assert str(refused.value) == (
+            f"The weight of 'concise' must be a number (got '{rest}'); give each preference "
+            "its own --preference, e.g. -p concise=2 -p formal=1.")
+    assert split_weight("concise = 2") == ("concise", 2.0)
+    assert split_weight("talk like a pirate=0.5") == ("talk like a pirate", 0.5)
+    assert split_weight("a=b") == ("a=b", None)

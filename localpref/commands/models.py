@@ -236,7 +236,8 @@ def run_pull(args: argparse.Namespace) -> int:
     """``models pull REPO [--file PATTERN]``: download (or find in the cache) and print the path."""
     bar = ProgressBar(f"Downloading {args.name}")
     try:
-        path = models.resolve_model(args.name, filename=args.model_file, progress=bar)
+        path = models.resolve_model(args.name, filename=args.model_file, progress=bar,
+                                    stores_first=False)
     finally:
         bar.finish()
     print(path)

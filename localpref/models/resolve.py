@@ -28,6 +28,7 @@ def resolve_model(
     filename: str | None = None,
     progress: ProgressCallback | None = None,
     download: bool = True,
+    stores_first: bool = True,
 ) -> Path:
     """The local GGUF file for a ``--model`` value, downloading it when needed and allowed.
 
@@ -37,8 +38,11 @@ def resolve_model(
     exact file name picking one file of a Hub repo. A cached file is returned without a network
     call. With ``download=False`` a file that is not cached is an error instead of a download.
     ``progress(done_bytes, total_bytes)`` is called while downloading (and may raise
-    ``DownloadCancelled`` to stop). The returned file's GGUF header has been validated. Raises
-    :class:`ModelError` (one sentence) on any failure.
+    ``DownloadCancelled`` to stop). A Hub name that is not cached but that ollama or LM
+    Studio keeps under that name is one sentence pointing to ``ollama:``/``lmstudio:``
+    instead of a download, unless ``stores_first`` is False (``models pull``: a copy of its
+    own). The returned file's GGUF header has been validated. Raises :class:`ModelError` (one
+    sentence) on any failure.
     """
     try:
         parsed = parse_model_spec(spec, filename=filename)
@@ -58,7 +62,8 @@ def resolve_model(
         if path.is_dir():
             raise ModelError(f"{path} is a directory, not a GGUF file.")
     else:
-        path = _resolve_hub(parsed, progress=progress, download=download)
+        path = _resolve_hub(parsed, progress=progress, download=download,
+                            stores_first=stores_first)
     try:
         read_gguf_header(path)
     except ModelError as error:
@@ -69,7 +74,8 @@ def resolve_model(
     return path
 
 
-def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, download: bool) -> Path:
+def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, download: bool,
+                 stores_first: bool) -> Path:
     """A Hub spec: the cached file when there is one, else a checked download."""
     assert parsed.repo is not None and parsed.pattern is not None
     cache = hf_cache_dir()
@@ -84,19 +90,18 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
             where="in the cache",
         )
     refuse_a_later_part(parsed.repo, parsed.pattern, cache_dir=cache)
-    if not download:
-        by_name = parsed.entry is not None and parsed.pattern == parsed.entry.file
-        target = parsed.text if by_name else parsed.display
-        if any(character in target for character in "*?["):
-            target = f"'{target}'"
-        _refer_to_a_store(parsed.text, f"{parsed.display} is not downloaded",
+    by_name = parsed.entry is not None and parsed.pattern == parsed.entry.file
+    target = parsed.text if by_name else parsed.display
+    if any(character in target for character in "*?["):
+        target = f"'{target}'"
+    if stores_first:  # typed as ollama or LM Studio shows it: not a Hub download
+        _refer_to_a_store(parsed.text, f"{parsed.display} is not in the Hugging Face cache",
                           f" (or `localpref models pull {target}` for a copy of its own)")
+    if not download:
         raise ModelError(
             f"{parsed.display} is not downloaded; run `localpref models pull {target}` first."
         )
     if hub_offline():
-        _refer_to_a_store(parsed.text, f"No file of {parsed.repo} matching '{parsed.pattern}' "
-                          "is in the Hugging Face cache")
         raise ModelError(
             f"No file of {parsed.repo} matching '{parsed.pattern}' is in the Hugging Face cache "
             f"({cache}), and HF_HUB_OFFLINE is set, so it cannot be downloaded."

@@ -31,6 +31,9 @@ from tui.widgets.markdown_feed import MarkdownFeed, message_markdown
 MIN_METHODS, MAX_METHODS = 2, 4
 #: Columns under which the screen is laid out narrow (its ``narrow`` class).
 NARROW = 80
+#: Rows under which the prompt's row shrinks so that each answer keeps its figures and its
+#: Keep button in view (the ``short`` class).
+SHORT = 30
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,10 @@ class CompareScreen(Screen[KeptAnswer | None]):
         yield Footer()
 
     def on_resize(self, event: events.Resize) -> None:
-        """Under :data:`NARROW` columns the method list gives the prompt room (app.tcss)."""
+        """Under :data:`NARROW` columns the method list gives the prompt room; under
+        :data:`SHORT` rows the prompt's row gives the answers room (app.tcss)."""
         self.set_class(event.size.width < NARROW, "narrow")
+        self.set_class(event.size.height < SHORT, "short")
 
     def _note(self) -> str:
         preference = self.steering.preference_label
