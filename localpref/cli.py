@@ -15,7 +15,7 @@ import sys
 import warnings
 from typing import Any, NoReturn
 
-from localpref.errors import LocalprefError, one_line_warning
+from localpref.errors import LocalprefError, interrupted, one_line_warning
 
 #: Modules that each contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print("", file=sys.stderr)
         return 130
     except ImportError as error:
-        if not _interrupted(error):
+        if not interrupted(error):
             raise
         # a C extension that a Ctrl-C stopped while it loaded says so as an ImportError
         # ("numba._devicearray failed to import"), with the KeyboardInterrupt as its cause
@@ -117,18 +117,6 @@ def _run(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     return int(args.func(args) or 0)
-
-
-def _interrupted(error: BaseException) -> bool:
-    """Whether ``error`` was raised while a KeyboardInterrupt was being handled (or by it)."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def _quiet_stdout() -> None:

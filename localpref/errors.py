@@ -93,3 +93,15 @@ def callers_stacklevel() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def interrupted(error: BaseException | None) -> bool:
+    """Whether ``error`` is a KeyboardInterrupt or was raised while one was being handled
+    (Ray's wrapped errors, a C extension's ImportError when a Ctrl-C stopped its loading)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

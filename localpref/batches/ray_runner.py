@@ -27,7 +27,13 @@ from typing import Any
 from localpref.batches.leftovers import shutdown_local_ray
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
-from localpref.errors import LocalprefError, ModelError, SettingsError, one_line_warning
+from localpref.errors import (
+    LocalprefError,
+    ModelError,
+    SettingsError,
+    interrupted,
+    one_line_warning,
+)
 from localpref.evaluation.parallel import answer
 
 #: How often Ray restarts one actor that died before the run gives up (the answers so far stay).
@@ -113,7 +119,7 @@ def start_ray(settings: RaySettings) -> bool:
         # Whatever stopped it (Ctrl-C, a failure), a half-started Ray's processes would
         # outlive this one.
         stop_ray(settings, graceful=False)
-        if _interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
+        if interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
             raise KeyboardInterrupt from None
         if isinstance(error, ConnectionError | RuntimeError | ValueError):
             where = settings.address or "a local Ray"
@@ -173,17 +179,6 @@ def stop_ray(settings: RaySettings, *, graceful: bool = True) -> None:
         ray.shutdown()
     else:
         shutdown_local_ray(graceful=graceful)
-
-
-def _interrupted(error: BaseException | None) -> bool:
-    """Whether ``error`` is a KeyboardInterrupt or was raised while handling one."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
 
 
 class RayPool:
