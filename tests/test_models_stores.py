@@ -321,6 +321,8 @@ def test_one_lmstudio_name_for_two_files_is_one_sentence_naming_both(
     ("hf.co/org/repo:Q4_K_M", "ollama keeps it: give --model ollama:hf.co/org/repo:Q4_K_M."),
     ("old/Beta-GGUF", "LM Studio keeps it: give --model lmstudio:old/Beta-GGUF/beta.Q4_0.gguf"),
     ("beta.Q4_0.gguf", "LM Studio keeps it: give --model lmstudio:old/Beta-GGUF/beta.Q4_0.gguf."),
+    ("pub/Alpha-GGUF:*Q8_0*",  # the one file of that folder the pattern picks
+     "LM Studio keeps it: give --model lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf"),
 ])
 def test_a_model_typed_as_its_tool_shows_it_points_to_that_tool(
         ollama: dict[str, Path], lmstudio: dict[str, Path], typed: str, pointer: str,
@@ -354,6 +356,9 @@ def test_a_name_no_tool_keeps_gets_no_pointer(ollama: dict[str, Path],
     with pytest.raises(ModelError) as ambiguous:  # two LM Studio files in that folder
         models.resolve_model("pub/Alpha-GGUF", download=False)
     assert "keeps it" not in str(ambiguous.value)
+    with pytest.raises(ModelError) as other_file:  # LM Studio keeps another quantization
+        models.resolve_model("old/Beta-GGUF:*Q8_0*", download=False)
+    assert "keeps it" not in str(other_file.value)
 
 
 def test_an_ollama_model_is_served_by_ollamas_name(ollama: dict[str, Path]) -> None:

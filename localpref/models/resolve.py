@@ -96,7 +96,8 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
         target = f"'{target}'"
     if stores_first:  # typed as ollama or LM Studio shows it: not a Hub download
         _refer_to_a_store(parsed.text, f"{parsed.display} is not in the Hugging Face cache",
-                          f" (or `localpref models pull {target}` for a copy of its own)")
+                          f" (or `localpref models pull {target}` for a copy of its own)",
+                          pattern=parsed.pattern if parsed.entry is None else None)
     if not download:
         raise ModelError(
             f"{parsed.display} is not downloaded; run `localpref models pull {target}` first."
@@ -115,12 +116,13 @@ def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, downlo
     )
 
 
-def _refer_to_a_store(text: str, what_is_wrong: str, download_instead: str = "") -> None:
+def _refer_to_a_store(text: str, what_is_wrong: str, download_instead: str = "", *,
+                      pattern: str | None = None) -> None:
     """Raise the sentence that points to ``ollama:NAME`` / ``lmstudio:NAME`` when another tool
-    keeps the model ``text`` names (the user typed it as that tool shows it); return if none
-    does. ``download_instead`` (the other way: a Hub download) is added for LM Studio's
-    models, which are Hub repos' files."""
-    stored = stored_elsewhere(text)
+    keeps the model ``text`` names (the user typed it as that tool shows it; an LM Studio file
+    matching ``pattern`` too); return if none does. ``download_instead`` (the other way: a Hub
+    download) is added for LM Studio's models, which are Hub repos' files."""
+    stored = stored_elsewhere(text, pattern)
     if stored is not None:
         other_way = download_instead if stored.store == "lmstudio" else ""
         raise ModelError(f"{what_is_wrong}, but {STORE_TOOLS[stored.store]} keeps it: give "

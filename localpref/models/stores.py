@@ -220,21 +220,25 @@ def _find_lmstudio(pattern: str) -> StoredModel:
                      f"{_what_is_there(available, None)}.")
 
 
-def stored_elsewhere(text: str) -> StoredModel | None:
+def stored_elsewhere(text: str, pattern: str | None = None) -> StoredModel | None:
     """The model another tool keeps under the name a user typed without ``ollama:`` or
     ``lmstudio:`` (an ollama ``NAME[:TAG]``, an LM Studio ``PUBLISHER/REPO`` folder, path or
-    file name), when exactly one matches; None otherwise. Only for a hint: a name without a
-    store's prefix never loads a store's file."""
+    file name), when exactly one matches; None otherwise. With ``pattern`` (``text`` is a Hub
+    ``ORG/NAME[:PATTERN]``) an LM Studio file is looked for in the folder ``ORG/NAME`` and must
+    match the pattern. Only for a hint: a name without a store's
+    prefix never loads a store's file."""
     wanted = _ollama_wanted(text.strip())
     found = _named(ollama_models(), wanted)
     if len(found) == 1:
         return found[0]
-    needle = text.strip().strip("/").lower()
+    typed = text.strip() if pattern is None else text.strip().split(":", 1)[0]  # ORG/NAME
+    needle = typed.strip("/").lower()
     if not needle:
         return None
     candidates = [model for model in lmstudio_models()
-                  if needle in (model.name.lower(), model.path.name.lower())
-                  or model.name.lower().startswith(needle + "/")]
+                  if (needle in (model.name.lower(), model.path.name.lower())
+                      or model.name.lower().startswith(needle + "/"))
+                  and (pattern is None or pattern_matches(model.path.name, pattern))]
     return candidates[0] if len(candidates) == 1 else None
 
 
