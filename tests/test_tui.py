@@ -545,7 +545,7 @@ async def test_help_lists_every_declared_key(model, home):
         await pilot.press("f1")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         table = app.screen.query_one(DataTable)
-        keys = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        keys = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         for action in (*APP_ACTIONS, *INPUT_ACTIONS):
             assert action.key_display in keys
         assert "Ctrl+Q" in keys and "Shift+Enter or Ctrl+J" in keys

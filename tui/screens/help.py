@@ -23,6 +23,8 @@ TABLE_FRAME = 8
 HELP_BOX_WIDTH = 130
 #: The descriptions are never narrower than this (the box scrolls sideways under it).
 MIN_TEXT_WIDTH = 20
+#: On a narrow terminal the key and place columns wrap, down to this width.
+MIN_KEY_WIDTH = 6
 
 
 class HelpScreen(ModalScreen[None]):
@@ -46,13 +48,20 @@ class HelpScreen(ModalScreen[None]):
                 *((key, "anywhere", text) for key, text in BUILTIN_KEYS)]
         key_width = max(len(key) for key, _, _ in rows)
         where_width = max(len(where) for _, where, _ in rows)
+        available = self._box_width() - TABLE_FRAME
+        if available - key_width - where_width < MIN_TEXT_WIDTH:
+            # a narrow terminal: the keys and places wrap too, so that the descriptions keep
+            # MIN_TEXT_WIDTH columns inside the box
+            spare = max(2 * MIN_KEY_WIDTH, available - MIN_TEXT_WIDTH)
+            key_width = max(MIN_KEY_WIDTH, spare * key_width // (key_width + where_width))
+            where_width = max(MIN_KEY_WIDTH, spare - key_width)
         table = self.query_one(DataTable)
         table.add_column("Key", width=key_width)
         table.add_column("Where", width=where_width)
         table.add_column("What it does", width=max(
-            MIN_TEXT_WIDTH, self._box_width() - key_width - where_width - TABLE_FRAME))
-        for key, where, text in rows:  # each description wrapped within the box
-            table.add_row(key, where, Text(text), height=None)
+            MIN_TEXT_WIDTH, available - key_width - where_width))
+        for key, where, text in rows:  # each cell wrapped within its column
+            table.add_row(Text(key), Text(where), Text(text), height=None)
         table.focus()
 
     def _box_width(self) -> int:
