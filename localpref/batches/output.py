@@ -86,7 +86,6 @@ class AnswerFile:
                                    if answered_for_good(line)}
         #: this run made the file (an interrupted or failed run that wrote nothing removes it)
         self._made_here = not self.path.exists()
-        self._written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
@@ -99,7 +98,6 @@ class AnswerFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.answered.add(line["custom_id"])
-        self._written += 1
 
     def close(self) -> None:
         if not self._handle.closed:
@@ -109,9 +107,9 @@ class AnswerFile:
         """Close the file of a run that stopped (interrupted, or Ray unreachable): every line
         written stays; a file this run made and wrote nothing to is removed."""
         self.close()
-        if self._made_here and not self._written:
+        if self._made_here:
             with contextlib.suppress(OSError):
-                if self.path.stat().st_size == 0:
+                if self.path.stat().st_size == 0:  # nothing written (each line ends in \n)
                     self.path.unlink()
 
     def sort(self, order: Iterable[str] | None) -> None:
