@@ -47,6 +47,17 @@ def test_other_models_and_empty_parts_are_refused(requested, error) -> None:
         parse_model_id(requested, ID)
 
 
+def test_an_ollama_model_answers_to_its_name_without_the_default_tag() -> None:
+    assert parse_model_id("tiny", "tiny:latest") == RequestedSteering()
+    assert parse_model_id("tiny:latest:concise", "tiny:latest") == RequestedSteering(None,
+                                                                                    "concise")
+    for other in ("tiny:concise", "tin", "tiny:q4"):  # another tag is another model
+        with pytest.raises(UnknownModelError):
+            parse_model_id(other, "tiny:latest")
+    with pytest.raises(UnknownModelError):  # only ollama's default tag may be left out
+        parse_model_id("tiny", "tiny:q4")
+
+
 def test_served_id_is_the_catalog_name_or_the_file_stem(bundled_path: Path,
                                                          tmp_path: Path) -> None:
     assert served_model_id(None, bundled_path) == ID

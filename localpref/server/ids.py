@@ -4,7 +4,8 @@ The served model's id is its catalog name when it has one (the bundled model:
 ``smollm2-135m-instruct``), ollama's name for an ollama model (``qwen2.5-coder:0.5b``), else
 the GGUF's file stem (a split model's without ``-00001-of-00003``). A request names:
 
-- ``ID``: plain decoding (unless the body's ``localpref`` object says otherwise);
+- ``ID``: plain decoding (unless the body's ``localpref`` object says otherwise); an ollama
+  model's id without its tag ``:latest`` too, as ollama takes it;
 - ``ID:PRESET``: the recommended steering toward that preference;
 - ``ID:METHOD:PRESET``: that method with the papers' settings.
 
@@ -27,6 +28,7 @@ from localpref.models import (
     parse_model_spec,
     pattern_matches,
 )
+from localpref.models.stores import DEFAULT_TAG
 from localpref.presets import PRESETS
 from localpref.split_files import model_stem
 
@@ -70,10 +72,16 @@ def listed_ids(served_id: str) -> list[str]:
     return [served_id, *(f"{served_id}:{name}" for name in PRESETS)]
 
 
+def _untagged(served_id: str) -> str | None:
+    """``NAME`` for an ollama id ``NAME:latest`` (ollama's default tag), else None."""
+    name, _, tag = served_id.rpartition(":")
+    return name if name and tag == DEFAULT_TAG else None
+
+
 def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
     """What ``requested`` asks of the served model; ``UnknownModelError`` for another model,
     ``SettingsError`` for an empty preference or method."""
-    if requested == served_id:
+    if requested == served_id or requested == _untagged(served_id):
         return RequestedSteering()
     prefix = served_id + ":"
     if not requested.startswith(prefix):
