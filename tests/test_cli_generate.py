@@ -189,6 +189,15 @@ BAD_INPUTS = [
     (["--avoid", "verbose", "--method", "pad", "--reward-model", "x.gguf"],
      "which PAD with a reward model does not read"),
     (["--method", "recommended", "--paper", "--eta", "0"], "Eta must be greater than 0"),
+    # a setting no method reads was silently ignored
+    (["--method", "amulet", "--reward-model", "x.gguf"],
+     "--reward-model is a setting of PAD; the method amulet does not take it."),
+    (["--method", "pref", "--tau", "0.1"], "; the method pref does not take it."),
+    (["--method", "base", "--strength", "2"],
+     "--strength sets a steering method's strength; the method base does not take it."),
+    (["--method", "pad", "--alpha", "3"], "--alpha is a setting of Amulet; the method pad does"),
+    (["--reward-model", "x.gguf"], "the recommended steering (amulet) does not take it; name "
+                                   "--method."),
 ]
 
 
@@ -204,6 +213,19 @@ def test_bad_input_is_one_sentence_and_exit_code_2(
     assert out == ""
     assert err.count("\n") == 1 and message in err
     assert "Traceback" not in err
+
+
+def test_compare_refuses_a_setting_none_of_its_methods_reads(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods", "base,pref",
+                             "--tau", "0.3")
+    assert (code, out) == (2, "")
+    assert err == ("localpref: --tau is a setting of Contrastive, Amulet, PAD; none of the "
+                   "methods base, pref takes it.\n")
+    code, _, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods", "base,pad",
+                         "--tau", "0.3", "--max-tokens", "2")
+    assert code == 0  # one method reads it
 
 
 def test_missing_model_names_the_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

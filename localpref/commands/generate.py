@@ -17,6 +17,7 @@ from localpref.commands.options import (
     add_model_options,
     add_preference_options,
     add_sampling_options,
+    check_settings_taken,
     comma_list,
     lanes_needed,
     like_from_args,
@@ -112,6 +113,7 @@ def run_generate(args: argparse.Namespace) -> int:
     """
     check_display_options(args)
     method = method_from_args(args)
+    check_settings_taken(args, [method])
     avoid = avoid_from_args(args)
     check_avoid(method, avoid)
     sampling = sampling_kwargs(args)
@@ -181,6 +183,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if not 1 <= len(names) <= 8:
         raise SettingsError("Give between 1 and 8 methods, e.g. --methods base,pref,amulet,pad.")
     methods = [method_from_args(args, name) for name in names]
+    check_settings_taken(args, methods)
     for later, method in enumerate(methods):  # the same answer twice, decoded twice
         earlier = methods.index(method)
         if earlier < later:

@@ -277,6 +277,28 @@ def method_from_args(args: argparse.Namespace, name: str | None = None) -> Metho
     return method
 
 
+def check_settings_taken(args: argparse.Namespace, methods: list[Method]) -> None:
+    """One sentence for a method setting that none of ``methods`` reads (``--reward-model``
+    with amulet was silently ignored): a flag given is a flag that does something."""
+    names = ", ".join(method.name for method in methods)
+    if len(methods) > 1:
+        nobody = f"none of the methods {names} takes it"
+    elif getattr(args, "method", None) is None:
+        nobody = f"the recommended steering ({names}) does not take it; name --method"
+    else:
+        nobody = f"the method {names} does not take it"
+    for flag in method_flags():
+        if getattr(args, flag.field, None) is None:
+            continue
+        if not any(flag.field in {f.name for f in setting_fields(type(method))}
+                   for method in methods):
+            owners = flag.help.split(":", 1)[0]
+            raise SettingsError(f"{flag.flag} is a setting of {owners}; {nobody}.")
+    if getattr(args, "strength", None) is not None and not any(
+            isinstance(method, ContrastFamily) for method in methods):
+        raise SettingsError(f"--strength sets a steering method's strength; {nobody}.")
+
+
 def paper_method(name: str | None, **settings: Any) -> Method:
     """The papers' settings of the method named (the recommended one's method if None), with
     the settings given on top; ``methods.paper_method`` when the library has it."""
