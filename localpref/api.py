@@ -960,9 +960,13 @@ def load(
     ``max_lanes`` lanes are decoded at once over every request; ``max_queued`` requests may
     wait for lanes, and the next one gets ``BusyError``; ``max_like_tokens`` bounds a
     request's examples (``like``); ``keep_cells`` keeps a finished request's cells for a
-    prompt that starts the same way (``Model``)."""
-    from localpref.models import resolve_model
+    prompt that starts the same way (``Model``). An empty name is refused: a script's unset
+    variable would silently be the bundled model."""
+    from localpref.models import BUNDLED_MODEL_NAME, resolve_model
 
+    if isinstance(model, str) and not model.strip():
+        raise ModelError("The model name is empty; give a path or a name, or None for the "
+                         f"bundled model ({BUNDLED_MODEL_NAME}).")
     path = resolve_model(None if model is None else str(model), filename=filename,
                          progress=progress)
     return Model(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=max_lanes,

@@ -77,3 +77,13 @@ def test_compare_runs_with_the_threads_given(capsys: pytest.CaptureFixture[str])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0
     assert [result["stats"]["n_threads"] for result in payload["results"]] == [1, 1]
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_the_api_refuses_an_empty_model_name_as_the_command_line_does(name: str) -> None:
+    import localpref
+    from localpref.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"^The model name is empty; give a path or a name, "
+                                         r"or None for the bundled model \(smollm2-135m"):
+        localpref.load(name)
