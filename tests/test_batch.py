@@ -406,6 +406,26 @@ def test_a_ray_address_of_no_form_is_one_sentence_and_leaves_no_answers_file(
     assert not out.exists()  # a run that answered nothing leaves no empty file behind
 
 
+@pytest.mark.parametrize("command", ["batch", "eval"])
+def test_an_empty_ray_address_is_refused_and_ray_alone_is_a_local_ray(
+        tmp_path, capsys, command) -> None:
+    from localpref.cli import build_parser
+
+    out = tmp_path / "out.jsonl"
+    head = ["batch", "in.jsonl", "--out", str(out)] if command == "batch" else ["eval"]
+    assert build_parser().parse_args([*head, "--ray"]).ray == ""
+    assert build_parser().parse_args([*head, "--ray", "auto"]).ray == "auto"
+    assert build_parser().parse_args(head).ray is None
+    for blank in ("", "  "):  # a script's unset $RAY_ADDRESS
+        with pytest.raises(SystemExit) as stopped:
+            main([*head, "--ray", blank])
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == (
+            "localpref: argument --ray: an empty address; give the cluster's address, or --ray "
+            f"alone for a local Ray (see localpref {command} --help).\n")
+    assert not out.exists()
+
+
 def test_an_interrupted_run_keeps_an_answers_file_that_was_there(tmp_path) -> None:
     """Only a file the run made, and left empty, goes."""
     out = tmp_path / "out.jsonl"

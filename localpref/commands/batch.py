@@ -16,10 +16,28 @@ from localpref.commands.options import add_model_options, check_parallel, load_s
 from localpref.errors import SettingsError
 
 
+class _LocalRay(str):
+    """``--ray`` given alone: argparse hands its constant to the type function too, and only
+    this object, not a typed ``--ray ""``, stands for a local Ray."""
+
+
+LOCAL_RAY = _LocalRay("")
+
+
+def ray_address(text: str) -> str:
+    """``--ray``'s value: an address, or ``LOCAL_RAY`` when none is given; an empty one (a
+    script's unset ``$RAY_ADDRESS``) would silently start a local Ray, so it is refused."""
+    if text is not LOCAL_RAY and not text.strip():
+        raise argparse.ArgumentTypeError("an empty address; give the cluster's address, or "
+                                          "--ray alone for a local Ray")
+    return text
+
+
 def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
     """--ray [ADDRESS], --ray-actors and --ray-cpus-per-actor."""
     group = parser.add_argument_group("Ray")
-    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+    group.add_argument("--ray", nargs="?", const=LOCAL_RAY, default=None, type=ray_address,
+                       metavar="ADDRESS",
                        help=f"spread {what} over Ray actors, each loading the model once: a "
                        "cluster's address (ray://HOST:10001 or HOST:6379), or nothing to start "
                        "a local Ray (needs the 'localpref[ray]' extra)")
