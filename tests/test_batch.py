@@ -239,6 +239,24 @@ def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answe
         AnswerFile(out)
 
 
+@pytest.mark.parametrize("separators", [(", ", ": "), (",", ":")])
+def test_a_whole_last_answer_without_its_line_end_is_kept(tmp_path, separators) -> None:
+    """An editor that saved the file without its last line end: the answer stays, whatever
+    the JSON's spacing, and the next answer starts a line of its own."""
+    out = tmp_path / "out.jsonl"
+    text = "\n".join(json.dumps(_answer(key), separators=separators) for key in "ab")
+    out.write_text(text, encoding="utf-8")
+    answers = AnswerFile(out)
+    assert answers.answered == {"a", "b"}
+    answers.write(_answer("c"))
+    answers.sort(["c", "b", "a"])
+    assert [json.loads(raw)["custom_id"] for raw in out.read_text().splitlines()] == [
+        "c", "b", "a"]
+    out.write_text(json.dumps(_answer("a")) + "\n  ", encoding="utf-8")  # blanks after it
+    assert AnswerFile(out).answered == {"a"}
+    assert out.read_text(encoding="utf-8") == json.dumps(_answer("a")) + "\n"
+
+
 @pytest.mark.parametrize("text", [
     "my notes line 1\nmy important last line",  # someone's file given as --out
     json.dumps(line("a", chat("Hi"))) + "\n" + json.dumps(line("b", chat("Ho"))),  # requests

@@ -2,7 +2,8 @@
 
 Every answer is one ``write`` of a whole line followed by ``flush`` and ``fsync``, so a run
 killed at any moment (Ctrl-C, a crash, SIGKILL, a reboot) leaves whole lines and at most one
-half-written last line. Opening the file again cuts that half line off and reads which
+half-written last line. Opening the file again cuts that half line off (a last line that
+is a whole answer, its line end left off by an editor, is kept) and reads which
 ``custom_id``s are answered: a re-run skips them, so nothing is lost or written twice. The final
 sort writes a new file beside it and renames it over the old one, so it is never half-sorted.
 """
@@ -22,17 +23,25 @@ from localpref.batches.lines import BatchFileError, json_line
 ANSWER_LINE_START = b'{"id": '
 
 
+def _answer(raw: str) -> dict[str, Any] | None:
+    """The answer line ``raw`` holds, or None when it holds none (a request file's line, say)."""
+    try:
+        line = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    if (not isinstance(line, dict) or not isinstance(line.get("custom_id"), str)
+            or "response" not in line or "id" not in line):
+        return None
+    return line
+
+
 def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
     answers = []
     for number, raw in enumerate(data.decode("utf-8", errors="replace").split("\n"), 1):
         if not raw.strip():
             continue
-        try:
-            line = json.loads(raw)
-        except json.JSONDecodeError:
-            line = None
-        if (not isinstance(line, dict) or not isinstance(line.get("custom_id"), str)
-                or "response" not in line or "id" not in line):  # a request file, say
+        line = _answer(raw)
+        if line is None:
             raise BatchFileError(f"Line {number} of {path} is not an answer line; move the "
                                  "file away or give another --out.")
         answers.append(line)
@@ -72,11 +81,17 @@ class AnswerFile:
             raise BatchFileError(f"Cannot read {path}: {error.strerror}.") from None
         whole = data[: data.rfind(b"\n") + 1]
         answers = _parse_answers(whole, path)  # refused before anything is cut: not ours
-        if whole != data:
+        tail = data[len(whole):]
+        last = _answer(tail.decode("utf-8", errors="replace")) if tail.strip() else None
+        if last is not None:  # a whole answer whose line end an editor left off: kept
+            answers.append(last)
+            with open(self.path, "ab") as handle:
+                handle.write(b"\n")
+        elif tail:
             # The last line was being written when the run stopped: it never counted. Only an
             # answer line's start is cut (a file of one line without its end may be anyone's).
-            cut = data[len(whole):]
-            if not (cut.startswith(ANSWER_LINE_START) or ANSWER_LINE_START.startswith(cut)):
+            if tail.strip() and not (tail.startswith(ANSWER_LINE_START)
+                                     or ANSWER_LINE_START.startswith(tail)):
                 raise BatchFileError(f"The last line of {path} is not an answer line; move "
                                      "the file away or give another --out.")
             with open(self.path, "r+b") as handle:
