@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from localpref.calibration.record import Calibration, CalibrationLookup
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
-from localpref.engine import MAX_LANES, MIN_CONTEXT, Context, LoadedModel
+from localpref.engine import MAX_LANES, MAX_THREADS, MIN_CONTEXT, Context, LoadedModel
 from localpref.errors import (
     BusyError,
     LocalprefWarning,
@@ -122,11 +122,14 @@ class Model:
         if not whole_number(max_lanes) or not 1 <= max_lanes <= most_lanes:
             raise SettingsError(f"max_lanes must be a whole number from 1 to {most_lanes} "
                                 f"(got {max_lanes!r}).")
-        for name, value, least in (("n_ctx", n_ctx, MIN_CONTEXT), ("n_threads", n_threads, 1),
-                                   ("n_threads_batch", n_threads_batch, 1)):
-            if value is not None and (not whole_number(value) or value < least):
-                raise SettingsError(f"{name} must be a whole number, {least} or more, or None "
-                                    f"for the default (got {value!r}).")
+        if n_ctx is not None and (not whole_number(n_ctx) or n_ctx < MIN_CONTEXT):
+            raise SettingsError(f"n_ctx must be a whole number, {MIN_CONTEXT} or more, or None "
+                                f"for the default (got {n_ctx!r}).")
+        for name, value in (("n_threads", n_threads), ("n_threads_batch", n_threads_batch)):
+            if value is not None and (not whole_number(value) or not 1 <= value <= MAX_THREADS):
+                raise SettingsError(f"{name} must be a whole number from 1 to {MAX_THREADS} "
+                                    f"(llama.cpp's most), or None for the default (got "
+                                    f"{value!r}).")
         if not whole_number(n_gpu_layers) or n_gpu_layers < -1:
             raise SettingsError("n_gpu_layers must be a whole number, 0 or more, or -1 for all "
                                 f"(got {n_gpu_layers!r}).")

@@ -50,6 +50,9 @@ SHARED_PREFIX_COPY = ROW_BY_ROW_LIMIT // 2
 #: The most lanes (sequences) one llama.cpp context holds (``LLAMA_MAX_SEQ`` in the llama.cpp
 #: that llama-cpp-python 0.3.36 vendors).
 MAX_LANES = 256
+
+#: The most threads llama.cpp takes (``GGML_MAX_N_THREADS`` in ggml.h): more crash or hang it.
+MAX_THREADS = 512
 #: A lane opens on a free stream that adds a run of streams to the decode when that stream's
 #: kept cells hold this many more tokens of its prompt (``stream_choice.choose_streams``).
 REUSE_FAR_STREAM = 64

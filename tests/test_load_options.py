@@ -48,7 +48,9 @@ def test_the_flags_parse_the_same_everywhere(command: str) -> None:
 
 
 @pytest.mark.parametrize(("flag", "value", "sentence"), [
-    ("--threads", "0", "--threads must be 1 or more (got 0)."),
+    ("--threads", "0", "--threads must be from 1 to 512, llama.cpp's most (got 0)."),
+    # more than llama.cpp takes crashed it (100,000) or hung it (20,000)
+    ("--threads", "100000", "--threads must be from 1 to 512, llama.cpp's most (got 100000)."),
     ("--ctx", "8", "--ctx must be 16 or more (got 8)."),
 ])
 @pytest.mark.parametrize("command", ["generate", "compare", "doctor"])

@@ -303,13 +303,15 @@ def test_a_burst_of_as_many_requests_as_lanes_and_queue_hold_is_all_taken(
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"n_threads": -3}, "n_threads must be a whole number, 1 or more, or None"),
-    ({"n_threads_batch": 0}, "n_threads_batch must be a whole number, 1 or more"),
+    ({"n_threads": -3}, "n_threads must be a whole number from 1 to 512 \\(llama.cpp's most\\), "
+                        "or None"),
+    ({"n_threads": 100_000}, "n_threads must be a whole number from 1 to 512"),
+    ({"n_threads_batch": 0}, "n_threads_batch must be a whole number from 1 to 512"),
     ({"n_ctx": 8}, "n_ctx must be a whole number, 16 or more"),
     ({"n_ctx": "512"}, "n_ctx must be a whole number, 16 or more"),
     ({"n_gpu_layers": -2}, "n_gpu_layers must be a whole number, 0 or more, or -1"),
     ({"n_batch": 0}, "n_batch must be a whole number, 1 or more"),
-    ({"n_threads": True}, "n_threads must be a whole number, 1 or more"),
+    ({"n_threads": True}, "n_threads must be a whole number from 1 to 512"),
     ({"max_lanes": True}, "max_lanes must be a whole number from 1 to"),
     ({"max_queued": True}, "max_queued must be 0 or more \\(got True\\)"),
 ])

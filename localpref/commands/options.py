@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.commands.showing import with_settings
-from localpref.engine import MAX_LANES, MIN_CONTEXT
+from localpref.engine import MAX_LANES, MAX_THREADS, MIN_CONTEXT
 from localpref.errors import LocalprefWarning, SettingsError, warning_line
 from localpref.examples import like_sentence
 from localpref.methods import (
@@ -119,8 +119,9 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``n_gpu_layers``, ``n_threads`` and ``n_ctx`` of ``localpref.load`` from the flags of
     ``add_model_options``, checked (a bad value is one sentence)."""
     threads, ctx = getattr(args, "threads", None), getattr(args, "ctx", None)
-    if threads is not None and threads < 1:
-        raise SettingsError(f"--threads must be 1 or more (got {threads}).")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise SettingsError(f"--threads must be from 1 to {MAX_THREADS}, llama.cpp's most "
+                            f"(got {threads}).")
     if ctx is not None and ctx < MIN_CONTEXT:
         raise SettingsError(f"--ctx must be {MIN_CONTEXT} or more (got {ctx}).")
     gpu_layers = getattr(args, "gpu_layers", 0)
