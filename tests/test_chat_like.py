@@ -115,16 +115,18 @@ def test_a_bad_like_file_is_one_sentence_before_the_app(
     assert str(path) in captured.err and captured.err.count("\n") == 1
 
 
-def test_a_like_file_loses_its_byte_order_mark_and_a_huge_one_is_not_read(
+def test_a_like_file_loses_its_byte_order_mark_and_a_huge_one_is_not_read_whole(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     marked = tmp_path / "marked.txt"
     marked.write_bytes("\ufeffWater it. Sun.\n".encode())
     args = build_parser().parse_args(["chat", "--like", str(marked)])
     assert like_from_args(args) == ["Water it. Sun.\n"]  # no U+FEFF to start an answer with
     huge = tmp_path / "huge.txt"
-    with huge.open("wb") as file:  # sparse: 9 MiB the command must refuse without reading
+    with huge.open("wb") as file:  # sparse: 9 MiB, read no further than the limit
         file.truncate(MAX_LIKE_FILE_BYTES + 1)
-    assert main(["chat", "--like", str(huge)]) == 2
-    err = capsys.readouterr().err
-    assert err == (f"localpref: The example file {huge} is over 8 MiB; an example is a text "
-                   "of at most a few thousand tokens.\n")
+    # a device has no size: /dev/zero was read until memory ran out
+    for endless in (huge, Path("/dev/zero")):
+        assert main(["chat", "--like", str(endless)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"localpref: The example file {endless} is over 8 MiB; an example is a "
+                       "text of at most a few thousand tokens.\n")

@@ -7,7 +7,6 @@ import sys
 import typing
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from localpref.commands.showing import with_settings
@@ -194,11 +193,13 @@ def like_from_args(args: argparse.Namespace) -> list[str] | None:
     examples = []
     for name in paths:
         try:
-            if Path(name).stat().st_size > MAX_LIKE_FILE_BYTES:
+            with open(name, "rb") as handle:  # read up to the limit: a device has no size
+                data = handle.read(MAX_LIKE_FILE_BYTES + 1)
+            if len(data) > MAX_LIKE_FILE_BYTES:
                 raise SettingsError(f"The example file {name} is over "
                                     f"{MAX_LIKE_FILE_BYTES // 2**20} MiB; an example is a text "
                                     "of at most a few thousand tokens.")
-            text = Path(name).read_text(encoding="utf-8-sig")  # a byte-order mark is not text
+            text = data.decode("utf-8-sig")  # a byte-order mark is not text
         except UnicodeDecodeError:
             raise SettingsError(f"The example file {name} is not UTF-8 text.") from None
         except OSError as error:
