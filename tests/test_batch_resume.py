@@ -137,6 +137,31 @@ def test_ctrl_c_twice_in_a_row_exits_130_with_whole_lines(tmp_path) -> None:
         out.unlink()
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_next_run_finishes(batch_model,
+                                                                       tmp_path) -> None:
+    """kill, systemd and CI timeouts send SIGTERM: the run ended at once (exit -15, no
+    sentence, a progress line left open); now it stops as Ctrl-C stops it, exit code 143."""
+    items = [line(f"q{i}", chat(prompt, tokens=48)) for i, prompt in enumerate(PROMPTS)]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    process = _start(source, out)
+    try:
+        _wait_for_a_line(process, out)
+        process.send_signal(signal.SIGTERM)
+        _, error = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, error.decode()
+    assert error.decode().endswith(f"\nlocalpref: stopped; the answers written are kept in "
+                                   f"{out}: run the same command again to finish.\n")
+    written = whole_lines(out)
+    assert out.read_text(encoding="utf-8") == "".join(f"{raw}\n" for raw in written)
+    summary = localpref.batch(source, out, model=batch_model, parallel=2, progress=False)
+    assert summary.skipped == len(written) and summary.done == len(items) - len(written)
+    assert [a["custom_id"] for a in read_answers(out)] == [item["custom_id"] for item in items]
+
+
 def test_an_answers_file_that_cannot_be_sorted_keeps_every_answer_and_says_so(
         batch_model, tmp_path, capsys) -> None:
     items = [line(f"q{i}", chat(prompt, tokens=4)) for i, prompt in enumerate(PROMPTS[:3])]

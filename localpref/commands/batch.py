@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localpref.commands.interrupt import interrupt_once
+from localpref.commands.interrupt import TERMINATED_EXIT, interrupt_once, terminate_as_exit
 from localpref.commands.options import add_model_options, check_parallel, load_settings
 from localpref.errors import SettingsError
 
@@ -91,22 +91,37 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     try:
         # With Ray, Ctrl-C is pressed until Ray's start lets one through; its exit is below.
-        with interrupt_once() if args.ray is None else contextlib.nullcontext():
+        # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143.
+        with (interrupt_once() if args.ray is None else contextlib.nullcontext(),
+              terminate_as_exit()):
             summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
                             unordered=args.unordered,
                             ray=False if args.ray is None else (args.ray or True),
                             ray_actors=args.ray_actors,
                             ray_cpus_per_actor=args.ray_cpus_per_actor,
                             **loading, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print(f"\nlocalpref: stopped; the answers written are kept in {args.out}: run the same "
-              "command again to finish.", file=sys.stderr, flush=True)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+        if code not in (130, TERMINATED_EXIT):
+            raise
+        _say_stopped(Path(args.out))
         if args.ray is not None:
             # Ray stopped and its processes ended, the answers file closed: only the
             # interpreter's own exit is left, which Ray's threads crashed after an interrupted
             # start (3 runs in 11 died of SIGSEGV instead of exiting 130).
             sys.stdout.flush()
-            os._exit(130)
+            os._exit(code)
         raise
     print(summary.line(), file=sys.stderr, flush=True)
     return 0
+
+
+def _say_stopped(out: Path) -> None:
+    """The sentence of a stopped run: what it kept, and how to finish."""
+    try:
+        kept = out.stat().st_size > 0
+    except OSError:  # an empty file this run made is removed (AnswerFile.abandon)
+        kept = False
+    said = (f"the answers written are kept in {out}: run the same command again to finish"
+            if kept else "no answer was written yet")
+    print(f"\nlocalpref: stopped; {said}.", file=sys.stderr, flush=True)
