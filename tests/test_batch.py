@@ -192,11 +192,37 @@ def test_repeated_custom_ids_are_one_sentence_naming_both_lines() -> None:
     ("[1, 2]", "Line 2 of x is not a JSON object."),
     ('{"url": "/v1/chat/completions"}', "Line 2 of x has no custom_id"),
     ('{"custom_id": ""}', "Line 2 of x has no custom_id"),
+    ('{"custom_id": 17}', "The custom_id on line 2 of x is 17, not a string; write it in "
+                          "quotes."),
 ])
 def test_a_line_that_cannot_be_read_stops_the_file_before_anything_runs(text, problem) -> None:
     with pytest.raises(BatchFileError) as caught:
         parse_lines(json.dumps(line("a", chat("Hi"))) + "\n" + text + "\n\n", name="x")
     assert str(caught.value).startswith(problem)
+
+
+def test_an_answers_file_under_a_file_names_the_file_in_the_way(tmp_path, capsys) -> None:
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
+    (tmp_path / "notes").write_text("mine", encoding="utf-8")
+    out = tmp_path / "notes" / "sub" / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--threads", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"localpref: Cannot open the lock file of {out}, {out.parent / '.out.jsonl.lock'}: "
+        f"{tmp_path / 'notes'} is a file, not a folder.\n")
+    assert (tmp_path / "notes").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_null_url_or_method_is_read_as_missing() -> None:
+    """A null url was the route 'None' (a 404); it is a missing url (a 400 naming url)."""
+    (read,) = parse_lines(json.dumps({"custom_id": "a", "method": None, "url": None,
+                                      "body": chat("Hi")}))
+    assert (read.method, read.url) == ("POST", "")
+
+
+def test_a_batch_file_that_is_a_folder_is_one_plain_sentence(tmp_path) -> None:
+    with pytest.raises(BatchFileError) as caught:
+        read_lines(tmp_path)
+    assert str(caught.value) == f"Cannot read the batch file {tmp_path}: Is a directory."
 
 
 def test_a_file_that_is_not_utf8_names_the_line(tmp_path) -> None:

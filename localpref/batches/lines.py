@@ -68,7 +68,11 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         if not isinstance(data, dict):
             raise BatchFileError(f"Line {number} of {name} is not a JSON object.")
         custom_id = data.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
+        if custom_id is not None and not isinstance(custom_id, str):
+            raise BatchFileError(f"The custom_id on line {number} of {name} is "
+                                 f"{json.dumps(custom_id)[:40]}, not a string; write it in "
+                                 "quotes.")
+        if not custom_id:
             raise BatchFileError(f"Line {number} of {name} has no custom_id (a non-empty "
                                  "string that names the request in the answers).")
         if lone_surrogate(custom_id) is not None:
@@ -78,9 +82,10 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
             raise BatchFileError(f"The custom_id '{custom_id}' is on lines {seen[custom_id]} "
                                  f"and {number} of {name}; every request needs its own.")
         seen[custom_id] = number
-        method = data.get("method", "POST")
-        found.append(BatchLine(len(found), custom_id, str(method).upper(),
-                               str(data.get("url", "")), data.get("body")))
+        method, url = data.get("method"), data.get("url")  # null is no value, as missing
+        found.append(BatchLine(len(found), custom_id, "POST" if method is None else
+                               str(method).upper(), "" if url is None else str(url),
+                               data.get("body")))
     return found
 
 
@@ -102,7 +107,8 @@ def read_lines(path: Path) -> list[BatchLine]:
     except FileNotFoundError:
         raise BatchFileError(f"There is no batch file at {path}.") from None
     except OSError as error:
-        raise BatchFileError(f"Cannot read the batch file {path}: {error}.") from None
+        raise BatchFileError(f"Cannot read the batch file {path}: "
+                             f"{error.strerror or error}.") from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # PowerShell 5's ">" writes UTF-16
         raise BatchFileError(f"The batch file {path} is UTF-16 text; save it as UTF-8.")
     try:
