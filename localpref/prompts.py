@@ -74,7 +74,7 @@ def no_template_notice(name: str) -> str:
     """The one sentence said when a model has no chat template."""
     return (f"{name} has no chat template (a base model?), so localpref writes the "
             "conversation as plain 'User:' / 'Assistant:' lines and ends an answer at the "
-            "next 'User:'.")
+            "next line that starts with 'User:' or 'Assistant:'.")
 
 
 def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 SENTENCE = ("synthetic-llama-0M has no chat template (a base model?), so localpref writes the "
             "conversation as plain 'User:' / 'Assistant:' lines and ends an answer at the next "
-            "'User:'.")
+            "line that starts with 'User:' or 'Assistant:'.")
 
 
 @pytest.fixture(scope="module")
