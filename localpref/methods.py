@@ -685,6 +685,9 @@ def recommended_method(model: CalibratedModel | None = None) -> ContrastFamily:
     given.
     """
     if model is not None:
+        if not callable(getattr(model, "calibrated_method", None)):
+            raise SettingsError("recommended_method takes a loaded model (localpref.load) or "
+                                f"None, not {type(model).__name__}.")
         calibrated = model.calibrated_method()
         if calibrated is not None:
             return calibrated

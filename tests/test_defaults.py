@@ -34,6 +34,14 @@ def test_a_method_named_without_settings_is_the_papers() -> None:
         assert resolve_method(name) == paper_method(name)
 
 
+@pytest.mark.parametrize("wrong", ["concise", 3, Amulet()])
+def test_recommended_method_given_no_model_is_one_sentence(wrong) -> None:
+    with pytest.raises(SettingsError) as caught:
+        recommended_method(wrong)
+    assert str(caught.value) == ("recommended_method takes a loaded model (localpref.load) or "
+                                 f"None, not {type(wrong).__name__}.")
+
+
 def test_no_method_named_is_the_recommended_steering() -> None:
     assert resolve_method(None) == recommended_method() == resolve_method("recommended")
     assert localpref.recommended_method() == recommended_method()
