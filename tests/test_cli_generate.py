@@ -189,6 +189,11 @@ BAD_INPUTS = [
     (["--avoid", "verbose", "--method", "pad", "--reward-model", "x.gguf"],
      "which PAD with a reward model does not read"),
     (["--method", "recommended", "--paper", "--eta", "0"], "Eta must be greater than 0"),
+    # the strength's own field was named, which reads as a preference's weight for PAD
+    (["--method", "pad", "--strength", "-1"],
+     "--strength sets PAD's weight here: Weight must be from 0 to 1,000,000 (got -1.0)."),
+    (["--strength", "nan"], "--strength sets Amulet's contrast k here: The contrast must be a "
+                            "finite number (got nan)."),
     # a setting no method reads was silently ignored
     (["--method", "amulet", "--reward-model", "x.gguf"],
      "--reward-model is a setting of PAD; the method amulet does not take it."),
