@@ -98,6 +98,12 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
     rows = [line for line in table[table.index(header) + 2:] if line.strip()][:len(steered)]
     assert any("content_words" in line for line in rows)
     assert all(line[end_of_score - 1] != " " and line[end_of_score] == " " for line in rows)
+    # each row says over how many prompts its difference is (both answers capped: left out)
+    end_of_pairs = header.index("pairs") + len("pairs")
+    for line, row in zip(rows, steered, strict=True):
+        pairs = line[:end_of_pairs].split()[-1]
+        assert pairs == (f"{row['n']}/{row['n'] + row['n_capped']}" if row["n_capped"]
+                         else str(row["n"]))
     # Resumable: the tiny sweep (2 prompts) reuses the first prompt's rows.
     tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), taus=(0.2,),
                  max_tokens=16)

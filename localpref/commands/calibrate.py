@@ -178,6 +178,13 @@ def _cell(value: Any, digits: int = 2) -> str:
     return f"{value:+.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _pairs(row: dict[str, Any]) -> str:
+    """The prompts a row's difference is over, of all: ``6/8`` when two had both answers cut
+    at the token cap (a length score then says nothing of them)."""
+    paired, capped = row.get("n", 0), row.get("n_capped", 0)
+    return f"{paired}/{paired + capped}" if capped else str(paired)
+
+
 def _verdict(row: dict[str, Any]) -> str:
     if row.get("moved"):
         return "past Pref"
@@ -203,7 +210,7 @@ def render(record: dict[str, Any]) -> str:
     wide_setting = max([32] + [len(label) for label, _ in shown]) + 1
     header = (f"{'setting':<{wide_setting}}{'preference':<{wide['preference']}}"
               f"{'metric':<{wide['metric']}}{'d score':>9}{'effect':>8}"
-              f"{'d fl.pref':>10}{'d fl.base':>10}  verdict")
+              f"{'d fl.pref':>10}{'d fl.base':>10}{'pairs':>7}  verdict")
     lines += [header, "-" * len(header)]
     for setting, row in shown:
         lines.append(f"{setting:<{wide_setting}}"
@@ -211,7 +218,8 @@ def render(record: dict[str, Any]) -> str:
                      f"{row['metric']:<{wide['metric']}}"
                      f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
                      f"{_cell(row['fluency_pref_delta']):>10}"
-                     f"{_cell(row['fluency_base_delta']):>10}  {_verdict(row)}")
+                     f"{_cell(row['fluency_base_delta']):>10}{_pairs(row):>7}  "
+                     f"{_verdict(row)}")
     settings = record["chosen"]["settings"]
     chosen_guard = settings.get("kl_budget")
     chosen = (f"k={settings['contrast']:g} tau={settings['tau']:g} "
