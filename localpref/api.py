@@ -200,8 +200,10 @@ class Model:
     @property
     def notices(self) -> list[str]:
         """Sentences the user should see about this model (one when the GGUF has no chat
-        template and the plain-text prompt format is used); also warned once on load."""
-        return list(self._backend.prompts.notices)
+        template and the plain-text prompt format is used, one when its stored calibration
+        is there but ignored: unreadable or hand-edited); also warned once on load."""
+        ignored = self._calibration.ignored()
+        return [*self._backend.prompts.notices, *([ignored] if ignored else [])]
 
     @property
     def path(self) -> Path:

@@ -381,6 +381,43 @@ def test_doctor_and_models_list_show_the_calibration_state(
     assert "calibrated k=2 tau=0.1" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("overall", "own", "problem"), [
+    ({"contrast": None}, {}, "has a contrast of null, not a number"),
+    ({}, {"contrast": -3}, "has a setting for uplifting that cannot be used (the contrast must "
+                           "be from 0 to 1,000,000 (got -3))"),
+    ({"opposite": "yes"}, {}, 'has an opposite of "yes", not true or false'),
+    ({}, {"end_tokens": "bogus"}, 'has end tokens for uplifting of "bogus", not "pref"'),
+    ({"tau": 1.5}, {}, "has a setting that cannot be used (tau must be in [0, 1) (got 1.5))"),
+])
+def test_a_hand_edited_calibration_is_ignored_and_said_everywhere(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str], overall, own,
+        problem) -> None:
+    """A null contrast steered at the papers' k = 4.65 and was called calibrated; -3 refused
+    every request of that preference; nothing said why."""
+    calibrated(model, per_preference={"uplifting": own}, **overall)
+    sentence = (f"The calibration {record_path(model.calibration_key)} {problem}, so it is "
+                "ignored (the uncalibrated default steers); run localpref calibrate again, or "
+                "localpref calibrate --reset.")
+    assert model.calibration is None and model.notices[-1] == sentence
+    result = model.generate(PROMPT, preference="uplifting", max_tokens=2)
+    assert result.stats["calibration"] is None and result.stats["settings"]["contrast"] == 0.5
+    assert main(["models", "list"]) == 0
+    assert f"ignored: its record {problem} (localpref calibrate --reset)" in (
+        capsys.readouterr().out)
+    assert main(["calibrate", "--reset"]) == 0
+    capsys.readouterr()
+    assert model.notices == [] and model.calibration is None
+
+
+def test_a_corrupt_calibration_file_is_said_to_be_ignored(model: Model, home: Path) -> None:
+    calibrated(model)
+    record_path(model.calibration_key).write_text("{not json", encoding="utf-8")
+    assert model.calibration is None
+    assert model.notices == [f"The calibration {record_path(model.calibration_key)} is not "
+                             "valid JSON, so it is ignored (the uncalibrated default steers); "
+                             "run localpref calibrate again, or localpref calibrate --reset."]
+
+
 def test_the_server_uses_it_for_preset_ids_only(model: Model, home: Path) -> None:
     calibrated(model)
     expected = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)

@@ -123,14 +123,68 @@ class Calibration:
 
 
 def read_record(key: str) -> dict[str, Any] | None:
-    """The record stored for this key, or None (absent, unreadable or another version)."""
+    """The record stored for this key, or None (absent, or ignored: ``record_problem``)."""
+    return load_record(key)[0]
+
+
+def load_record(key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The record stored for this key, or None with why a record file that is there is
+    ignored (it cannot be read, is of another version, or holds a setting the recommended
+    steering cannot take: a hand edit, say): one clause for ``ignored_sentence``."""
+    path = record_path(key)
     try:
-        record = json.loads(record_path(key).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
-        return None
-    return record
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror or error})"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None, "is not valid JSON"
+    if not isinstance(record, dict):
+        return None, "is not a calibration record"
+    if record.get("version") != RECORD_VERSION:
+        return None, f"is of another version ({record.get('version')!r})"
+    problem = _settings_problem(record) if record.get("calibrated") else None
+    return (None, problem) if problem else (record, None)
+
+
+def ignored_sentence(key: str, problem: str) -> str:
+    """The one sentence said of a record file that is ignored."""
+    return (f"The calibration {record_path(key)} {problem}, so it is ignored (the uncalibrated "
+            "default steers); run localpref calibrate again, or localpref calibrate --reset.")
+
+
+def _settings_problem(record: dict[str, Any]) -> str | None:
+    """Why a calibrated record's settings cannot be used, or None."""
+    chosen = record.get("chosen")
+    settings = chosen.get("settings") if isinstance(chosen, dict) else None
+    if not isinstance(settings, dict):
+        return "has no settings"
+    found = [("", settings)]
+    own = chosen.get("per_preference") or {}
+    if not isinstance(own, dict):
+        return "has per-preference settings that are not a mapping"
+    for name, mine in own.items():
+        if not isinstance(mine, dict) or not isinstance(mine.get("settings"), dict):
+            return f"has no settings for {name}"
+        found.append((f" for {name}", mine["settings"]))
+    for where, values in found:
+        contrast = values.get("contrast")
+        if isinstance(contrast, bool) or not isinstance(contrast, (int, float)):
+            return f"has a contrast{where} of {json.dumps(contrast)}, not a number"
+        if not isinstance(values.get("opposite", False), bool):
+            return f"has an opposite{where} of {json.dumps(values['opposite'])}, not true or false"
+        if values.get("end_tokens", PREF_ENDS) != PREF_ENDS:
+            return (f"has end tokens{where} of {json.dumps(values['end_tokens'])}, not "
+                    f"{json.dumps(PREF_ENDS)}")
+        try:
+            Amulet(**{name: values[name] for name in CALIBRATED_FIELDS if name in values})
+        except (LocalprefError, TypeError) as error:
+            why = str(error).rstrip(".")
+            return f"has a setting{where} that cannot be used ({why[:1].lower()}{why[1:]})"
+    return None
 
 
 def calibration_of(record: dict[str, Any] | None) -> Calibration | None:
@@ -206,7 +260,7 @@ def calibration_state(path: str | Path) -> dict[str, Any]:
     """A model file's calibration state for ``doctor`` and ``models list``: ``calibrated``,
     ``settings`` and ``calibrated_at`` (None when uncalibrated) and ``text`` (``describe``)."""
     try:
-        record = read_record(model_key(path))
+        record, problem = load_record(model_key(path))
     except OSError:
         return {"calibrated": False, "settings": None, "per_preference": None,
                 "calibrated_at": None,
@@ -216,7 +270,8 @@ def calibration_state(path: str | Path) -> dict[str, Any]:
             "settings": calibration.settings if calibration else None,
             "per_preference": calibration.per_preference if calibration else None,
             "calibrated_at": calibration.calibrated_at if calibration else None,
-            "text": describe(record)}
+            "text": (f"ignored: its record {problem} (localpref calibrate --reset)"
+                     if problem else describe(record))}
 
 
 class CalibrationLookup:
@@ -231,6 +286,7 @@ class CalibrationLookup:
         self._key: str | None = None
         self._seen: tuple[str, int, int] | None = None
         self._record: dict[str, Any] | None = None
+        self._problem: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -248,11 +304,18 @@ class CalibrationLookup:
                 info = record_path(key).stat()
                 seen = (str(record_path(key)), info.st_mtime_ns, info.st_size)
             except OSError:
-                self._seen, self._record = None, None
+                self._seen, self._record, self._problem = None, None, None
                 return None
             if seen != self._seen:
-                self._seen, self._record = seen, read_record(key)
+                self._record, self._problem = load_record(key)
+                self._seen = seen
             return self._record
+
+    def ignored(self) -> str | None:
+        """The sentence saying that a record file that is there is ignored, or None."""
+        self.record()
+        problem = self._problem
+        return None if problem is None else ignored_sentence(self.key, problem)
 
     def current(self) -> Calibration | None:
         """The calibration in force for this model file, or None (the uncalibrated default)."""
