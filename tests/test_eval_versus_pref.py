@@ -94,6 +94,37 @@ def test_without_preference_lane_fluency_the_cell_names_the_base_lane_only() -> 
     assert "pref lane" not in line
 
 
+def test_runs_at_two_lengths_in_one_folder_compare_like_with_like() -> None:
+    """A folder with runs at two --max-tokens (eval merge) lost "Against Pref" and the
+    win/tie/lose table without a word: each column now meets the Pref, and each Amulet the
+    methods, that ran at its length."""
+    rows, metrics = _rows()
+    longer, longer_metrics = _rows()
+    for row in longer:
+        old_id = row["id"]
+        row["id"] = f"long-{old_id}"
+        row["key"] = {**row["key"], "max_tokens": 16}
+        longer_metrics[row["id"]] = {"words": longer_metrics.pop(old_id)["words"] + (
+            20.0 if row["method"] == "pref" else 0.0)}  # the longer Pref: 20 words more
+    tables = collect(rows + longer, {**metrics, **longer_metrics})
+    found = {c.label: c for c in comparisons(tables, resamples=300)}
+    assert set(found) == {f"{method} [max_tokens={tokens}]" for tokens in (8, 16)
+                          for method in ("amulet", "pad", "contrastive")}
+    assert found["amulet [max_tokens=8]"].delta == pytest.approx(-10.0)
+    assert found["amulet [max_tokens=16]"].delta == pytest.approx(-30.0)  # its own Pref's
+    assert found["contrastive [max_tokens=16]"].delta == pytest.approx(-10.0)
+    text = render_summary(tables, resamples=100)
+    assert "## Against Pref, prompt by prompt" in text
+    assert "Pref ran at several settings here" in text
+    for tokens in (8, 16):
+        heading = f"## amulet [max_tokens={tokens}] against each method, by the preference's"
+        assert heading in text
+        table = text.split(heading)[1].split("##")[0]
+        assert f"vs pref [max_tokens={tokens}]" in table
+        other = 16 if tokens == 8 else 8
+        assert f"[max_tokens={other}]" not in table
+
+
 def test_without_pref_rows_there_is_no_section() -> None:
     rows, metrics = _rows()
     rows = [row for row in rows if row["method"] != "pref"]

@@ -23,7 +23,13 @@ from localpref.evaluation.markdown import (
 from localpref.evaluation.paper import PREFERENCE_METRICS
 from localpref.evaluation.pareto import render_pareto_charts, render_sweep_section
 from localpref.evaluation.records import SUMMARY
-from localpref.evaluation.tables import Cell, Tables, bootstrap_interval, collect
+from localpref.evaluation.tables import (
+    Cell,
+    Tables,
+    bootstrap_interval,
+    collect,
+    comparable,
+)
 from localpref.evaluation.versus_pref import render_versus_pref_section
 
 SPEED_HEADING = "## Speed"
@@ -112,10 +118,14 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
     lines.append("")
     lines += render_versus_pref_section(tables, budget=fluency_budget, resamples=resamples)
 
-    reference_labels = [v.label for v in tables.variants if v.method == reference]
-    others = [label for label in labels if label not in reference_labels]
-    if len(reference_labels) == 1 and others:
-        ref = reference_labels[0]
+    references = [v for v in tables.variants if v.method == reference]
+    reference_labels = [v.label for v in references]
+    for mine_variant in references:  # at several settings: one table each, like with like
+        ref = mine_variant.label
+        others = [v.label for v in tables.variants if v.method != reference and (
+            len(references) == 1 or comparable(mine_variant, v))]
+        if not others:
+            continue
         lines += [f"## {ref} against each method, by the preference's score", "",
                   f"Per prompt, % of prompts where {ref} scores better / equal / worse.", ""]
         rows = []

@@ -147,6 +147,23 @@ def variants_of(rows: Iterable[dict[str, Any]]) -> dict[str, Variant]:
     return {row_id: labels[sig] for row_id, sig in row_signature.items()}
 
 
+def comparable(first: Variant, second: Variant) -> bool:
+    """Whether two columns ran under the same conditions: every setting both record agrees
+    (Pref at 96 tokens beside Amulet at 96 tokens, not beside Amulet at 128; a method's own
+    settings, which the other has not, do not count)."""
+    mine, theirs = (_flatten(json.loads(v.signature)) for v in (first, second))
+    return all(json.dumps(mine[k]) == json.dumps(theirs[k]) for k in mine.keys() & theirs.keys())
+
+
+def counterpart(variant: Variant, candidates: Sequence[Variant]) -> Variant | None:
+    """The one column of ``candidates`` (Pref's, say) to compare ``variant`` with: the only
+    one, else the only one that ran under its conditions (``comparable``), else None."""
+    if len(candidates) == 1:
+        return candidates[0]
+    found = [other for other in candidates if comparable(variant, other)]
+    return found[0] if len(found) == 1 else None
+
+
 def _variant_order(variants: Iterable[Variant]) -> list[Variant]:
     unique = {v.label: v for v in variants}
     return sorted(unique.values(), key=lambda v: (_method_rank(v.method), v.label))

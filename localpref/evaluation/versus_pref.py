@@ -38,8 +38,8 @@ from localpref.evaluation.markdown import (
 from localpref.evaluation.tables import (
     Cell,
     Tables,
-    Variant,
     bootstrap_interval,
+    counterpart,
     paired_differences,
 )
 
@@ -86,25 +86,19 @@ class Comparison:
         return None if not math.isfinite(delta) else delta >= -budget
 
 
-def _pref_variant(tables: Tables) -> Variant | None:
-    found = [v for v in tables.variants if v.method == PREF]
-    return found[0] if len(found) == 1 else None
-
-
 def comparisons(tables: Tables, *, resamples: int = 2000) -> list[Comparison]:
-    """Every non-Pref variant against Pref, per scored (dataset, preference), in table order."""
-    pref = _pref_variant(tables)
-    if pref is None:
-        return []
+    """Every non-Pref variant against Pref, per scored (dataset, preference), in table order;
+    with Pref at several settings (a folder of runs at two ``--max-tokens``), each against
+    the Pref that ran under its conditions (``tables.counterpart``)."""
+    prefs = [v for v in tables.variants if v.method == PREF]
     found = []
     for dataset, preference, metric, direction in tables.scored_groups():
         group = (dataset, preference)
-        theirs = tables.cells.get((*group, pref.label, metric))
-        if theirs is None:
-            continue
         for variant in tables.variants:
+            pref = counterpart(variant, prefs) if variant.method != PREF else None
             mine = tables.cells.get((*group, variant.label, metric))
-            if variant.label == pref.label or mine is None:
+            theirs = tables.cells.get((*group, pref.label, metric)) if pref else None
+            if pref is None or mine is None or theirs is None:
                 continue
             scores = paired_differences(mine, theirs)
             fluency = paired_differences(
@@ -150,7 +144,12 @@ def render_versus_pref_section(tables: Tables, *, budget: float = 0.5,
              "difference from Pref's score [interval], the mean difference from Pref's fluency "
              "under the base lane and, where recorded, under the preference lane (nats/token; "
              f"**not fluent** when more than {budget:g} below), and n, the prompts both "
-             "answered.", ""]
+             "answered."]
+    if sum(v.method == PREF for v in tables.variants) > 1:
+        lines[-1] += (" Pref ran at several settings here: each column is compared with the "
+                      "Pref that ran under its conditions (the same settings where both "
+                      "record one).")
+    lines.append("")
     rows = []
     for dataset, preference, metric, direction in tables.scored_groups():
         row = [dataset, preference, f"{metric_name(metric)} {direction_arrow(direction)}"]
