@@ -200,7 +200,8 @@ def render(record: dict[str, Any]) -> str:
     guard = plan.get("kl_budget")
     guard_text = (f", every setting guarded at a KL of {guard:g} nats a token"
                   if isinstance(guard, (int, float)) else "")
-    lines = [f"Calibration of {record['model']} ({plan['prompts']} prompts, {lengths}; "
+    prompts = f"{plan['prompts']} prompt{'' if plan['prompts'] == 1 else 's'}"
+    lines = [f"Calibration of {record['model']} ({prompts}, {lengths}; "
              f"fluency budget {record['budget']:g} nats under the preference lane{guard_text})",
              ""]
     shown = [(setting_of(row).label, row) for row in record["rows"] if row["method"] != "pref"]
