@@ -125,6 +125,40 @@ def test_runs_at_two_lengths_in_one_folder_compare_like_with_like() -> None:
         assert f"[max_tokens={other}]" not in table
 
 
+def _judgement(mine: str, other: str, outcome: str) -> dict:
+    return {"dataset": "d", "preference": "concise", "a": mine, "b": other, "position": 0,
+            "outcome": outcome, "p_a": 0.75, "judge": "j"}
+
+
+def test_each_judged_reference_gets_its_own_judge_table() -> None:
+    """The judge's table took its title from the first reference and its columns from the
+    last, and a folder judged with another --reference than the summary's crashed it."""
+    rows, metrics = _rows()
+    longer, longer_metrics = _rows()
+    for row in longer:
+        old_id = row["id"]
+        row["id"] = f"long-{old_id}"
+        row["key"] = {**row["key"], "max_tokens": 16}
+        longer_metrics[row["id"]] = longer_metrics.pop(old_id)
+    judgements = [_judgement("amulet0", "pref0", "win"), _judgement("amulet0", "pad0", "lose"),
+                  _judgement("long-amulet0", "long-pref0", "tie")]
+    tables = collect(rows + longer, {**metrics, **longer_metrics}, judgements)
+    text = render_summary(tables, resamples=50)
+    short = text.split("## amulet [max_tokens=8] against each method, by the LLM judge")[1]
+    short = short.split("##")[0]
+    assert "| vs pref [max_tokens=8] | vs pad [max_tokens=8] |" in short
+    assert "| d | concise | 100 / 0 / 0 (n=1), P(win) 0.75 | 0 / 0 / 100 (n=1), P(win) 0.75 |" \
+        in short
+    long = text.split("## amulet [max_tokens=16] against each method, by the LLM judge")[1]
+    assert "| vs pref [max_tokens=16] |" in long.split("##")[0]
+    assert "max_tokens=8" not in long.split("##")[0]
+    # judged against pad, summarised with the default reference (amulet) absent
+    without_amulet = [row for row in rows if row["method"] != "amulet"]
+    tables = collect(without_amulet, metrics, [_judgement("pad0", "pref0", "win")])
+    text = render_summary(tables, resamples=50)
+    assert "## pad against each method, by the LLM judge" in text
+
+
 def test_without_pref_rows_there_is_no_section() -> None:
     rows, metrics = _rows()
     rows = [row for row in rows if row["method"] != "pref"]

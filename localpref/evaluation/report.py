@@ -29,6 +29,7 @@ from localpref.evaluation.tables import (
     bootstrap_interval,
     collect,
     comparable,
+    judged_pairs,
 )
 from localpref.evaluation.versus_pref import render_versus_pref_section
 
@@ -119,7 +120,6 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
     lines += render_versus_pref_section(tables, budget=fluency_budget, resamples=resamples)
 
     references = [v for v in tables.variants if v.method == reference]
-    reference_labels = [v.label for v in references]
     for mine_variant in references:  # at several settings: one table each, like with like
         ref = mine_variant.label
         others = [v.label for v in tables.variants if v.method != reference and (
@@ -140,8 +140,9 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
         lines += markdown_table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
         lines.append("")
 
-    if tables.judged:
-        ref = reference_labels[0] if reference_labels else reference
+    pairs = judged_pairs(tables)
+    for ref in dict.fromkeys(mine for mine, _ in pairs):  # each column the judge compared
+        others = [other for mine, other in pairs if mine == ref]
         lines += [f"## {ref} against each method, by the LLM judge", "",
                   f"Judge: {', '.join(tables.judges)}, the Amulet paper's question, both orders. "
                   f"% of prompts where {ref} wins / ties / loses (the judge's most probable "
@@ -150,7 +151,7 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
         for dataset, preference in tables.groups:
             row = [dataset, preference]
             for other in others:
-                found = sorted(tables.judged.get((dataset, preference, other), []),
+                found = sorted(tables.judged.get((dataset, preference, ref, other), []),
                                key=lambda j: int(j["position"]))
                 if not found:
                     row.append("–")
@@ -256,29 +257,31 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REF
         written.append(path)
 
     if tables.judged:
-        others = sorted({other for (_, _, other) in tables.judged},
-                        key=lambda label: labels.index(label) if label in labels else 0)
-        groups = [g for g in tables.groups if any((*g, o) in tables.judged for o in others)]
+        pairs = judged_pairs(tables)
+        references = list(dict.fromkeys(mine for mine, _ in pairs))
+        names = [f"vs {other}" if len(references) == 1 else f"{mine} vs {other}"
+                 for mine, other in pairs]
+        groups = [g for g in tables.groups if any((*g, *pair) in tables.judged for pair in pairs)]
         figure = Figure(figsize=(3.6 * len(groups), 3.2), layout="constrained")
         axes = figure.subplots(1, len(groups), squeeze=False)[0]
         for axis, (dataset, preference) in zip(axes, groups, strict=True):
-            bottoms = np.zeros(len(others))
+            bottoms = np.zeros(len(pairs))
             for outcome, colour in (("win", "tab:green"), ("tie", "tab:gray"),
                                     ("lose", "tab:red")):
                 shares = []
-                for other in others:
-                    found = tables.judged.get((dataset, preference, other), [])
+                for pair in pairs:
+                    found = tables.judged.get((dataset, preference, *pair), [])
                     shares.append(100 * sum(j["outcome"] == outcome for j in found)
                                   / len(found) if found else 0.0)
-                axis.bar(range(len(others)), shares, bottom=bottoms, color=colour,
+                axis.bar(range(len(pairs)), shares, bottom=bottoms, color=colour,
                          label=outcome)
                 bottoms += np.array(shares)
-            axis.set_xticks(range(len(others)), [f"vs {o}" for o in others], rotation=35,
-                            ha="right", fontsize=8)
+            axis.set_xticks(range(len(pairs)), names, rotation=35, ha="right", fontsize=8)
             axis.set_title(preference, fontsize=10)
             axis.set_ylim(0, 100)
         axes[0].legend(fontsize=7)
-        figure.suptitle(f"{reference} against each method, LLM judge (% of prompts)")
+        whose = references[0] if len(references) == 1 else "Each reference"
+        figure.suptitle(f"{whose} against each method,\nLLM judge (% of prompts)", fontsize=10)
         path = out_dir / "judge.png"
         figure.savefig(path, dpi=110)
         written.append(path)

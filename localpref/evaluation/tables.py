@@ -147,6 +147,13 @@ def variants_of(rows: Iterable[dict[str, Any]]) -> dict[str, Variant]:
     return {row_id: labels[sig] for row_id, sig in row_signature.items()}
 
 
+def judged_pairs(tables: Tables) -> list[tuple[str, str]]:
+    """Each (reference label, other label) the judge compared, in the tables' column order."""
+    order = {variant.label: place for place, variant in enumerate(tables.variants)}
+    pairs = {(mine, other) for (_, _, mine, other) in tables.judged}
+    return sorted(pairs, key=lambda pair: (order.get(pair[0], 0), order.get(pair[1], 0)))
+
+
 def comparable(first: Variant, second: Variant) -> bool:
     """Whether two columns ran under the same conditions: every setting both record agrees
     (Pref at 96 tokens beside Amulet at 96 tokens, not beside Amulet at 128; a method's own
@@ -178,7 +185,8 @@ class Tables:
     cells: dict[tuple[str, str, str, str], Cell]  # (dataset, preference, variant label, metric)
     metrics: list[str]
     speed: dict[str, list[dict[str, Any]]]  # variant label -> stats of generated rows
-    judged: dict[tuple[str, str, str], list[dict[str, Any]]]  # (dataset, pref, other label)
+    #: (dataset, preference, the reference's label, the other's label) -> judgements
+    judged: dict[tuple[str, str, str, str], list[dict[str, Any]]]
     judges: list[str]
     errors: int
     models: list[str]
@@ -235,13 +243,14 @@ def collect(
             sweeps[label] = (str(parameter), float(value))
         if not row.get("reused_from"):
             speed[label].append(row.get("stats") or {})
-    judged: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    judged: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     judges: set[str] = set()
     for judgement in judgements:
-        if judgement.get("error") or judgement.get("b") not in variant_of:
+        if (judgement.get("error") or judgement.get("a") not in variant_of
+                or judgement.get("b") not in variant_of):
             continue
-        other = variant_of[judgement["b"]].label
-        judged[(judgement["dataset"], judgement["preference"], other)].append(judgement)
+        mine, other = variant_of[judgement["a"]].label, variant_of[judgement["b"]].label
+        judged[(judgement["dataset"], judgement["preference"], mine, other)].append(judgement)
         judges.add(str(judgement.get("judge")))
     ordered_metrics = [m for m in METRICS if m in seen_metrics]
     ordered_metrics += sorted(seen_metrics - set(METRICS))
