@@ -140,7 +140,8 @@ def test_ctrl_c_twice_in_a_row_exits_130_with_whole_lines(tmp_path) -> None:
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_next_run_finishes(batch_model,
                                                                        tmp_path) -> None:
     """kill, systemd and CI timeouts send SIGTERM: the run ended at once (exit -15, no
-    sentence, a progress line left open); now it stops as Ctrl-C stops it, exit code 143."""
+    sentence, a progress line left open); now it stops as Ctrl-C stops it, exit code 143, and
+    a second SIGTERM or a Ctrl-C while it stops is ignored."""
     items = [line(f"q{i}", chat(prompt, tokens=48)) for i, prompt in enumerate(PROMPTS)]
     source = write_batch(tmp_path / "in.jsonl", items)
     out = tmp_path / "out.jsonl"
@@ -148,6 +149,9 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_next_run_finishes(batch_mode
     try:
         _wait_for_a_line(process, out)
         process.send_signal(signal.SIGTERM)
+        for later in (signal.SIGTERM, signal.SIGINT):  # ignored while the first one unwinds
+            time.sleep(0.02)
+            process.send_signal(later)
         _, error = process.communicate(timeout=120)
     finally:
         if process.poll() is None:

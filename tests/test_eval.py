@@ -458,6 +458,15 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--preferences", "concise", "--preference", "concise"], "is listed twice"),
         (["--preferences", "concise=0.5"], "The preference 'concise=0.5' has a weight"),
         (["--preferences", "concise=abc"], "The weight of 'concise' must be a number"),
+        # a setting none of the columns reads was silently ignored
+        (["--methods", "base,pref", "--tau", "0.3"], "--tau is a setting of Contrastive, "
+                                                     "Amulet, PAD; none of the methods base, "
+                                                     "pref takes it."),
+        (["--methods", "beam4", "--strength", "1"], "--strength sets a steering method's "
+                                                    "strength; the method beam4 does not "
+                                                    "take it."),
+        (["--methods", "base,calibrated", "--alpha", "2"], "; none of the methods base, "
+                                                           "calibrated takes it."),
     ],
 )
 def test_bad_options_exit_2_with_one_sentence(capsys: pytest.CaptureFixture[str],

@@ -25,6 +25,7 @@ from localpref.commands.options import (
     add_method_options,
     add_model_options,
     check_parallel,
+    check_settings_taken,
     comma_list,
     like_from_args,
     method_settings,
@@ -172,6 +173,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from localpref.evaluation.specs import PreferenceSpec
     from localpref.evaluation.sweep import expand, parse_sweep
     from localpref.examples import like_sentence
+    from localpref.methods import Method
 
     if args.dataset is None:
         raise LocalprefError("Give a prompt file with --dataset FILE.")
@@ -195,6 +197,9 @@ def run_eval(args: argparse.Namespace) -> int:
         settings["length_penalty"] = args.length_penalty
     avoid = avoid_from_args(args)
     methods = method_specs(comma_list(args.methods), paper=args.paper, **settings)
+    check_settings_taken(args, [spec.decoder for spec in methods if not spec.calibrated
+                                and isinstance(spec.decoder, Method)],
+                         columns=[spec.name for spec in methods])
     if avoid and not any(len(getattr(m.decoder, "lanes", ())) == 2
                          and "base" in m.decoder.lanes for m in methods):  # type: ignore[union-attr]
         raise SettingsError("--avoid steers away through the base lane; add a method that "

@@ -85,16 +85,24 @@ def terminate_as_exit() -> Iterator[None]:
     """Inside, SIGTERM (what ``kill``, systemd and CI timeouts send) raises ``SystemExit``
     (exit code 143) in the main thread, so that ``finally`` blocks stop the processes a
     command started, as they do on Ctrl-C (by default Python dies on SIGTERM at once and its
-    children live on). Outside the main thread nothing changes."""
+    children live on). Once it came, later SIGTERMs and Ctrl-Cs are ignored until the process
+    ends: a second exception raised while the first unwinds (closing the model) is the double
+    free ``interrupt_once`` tells of. Outside the main thread nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    fired = False
 
     def exit_(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        fired = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise SystemExit(TERMINATED_EXIT)
 
     previous = signal.signal(signal.SIGTERM, exit_)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not fired:
+            signal.signal(signal.SIGTERM, previous)

@@ -283,13 +283,17 @@ def method_from_args(args: argparse.Namespace, name: str | None = None) -> Metho
     return method
 
 
-def check_settings_taken(args: argparse.Namespace, methods: list[Method]) -> None:
+def check_settings_taken(args: argparse.Namespace, methods: list[Method],
+                         columns: list[str] | None = None) -> None:
     """One sentence for a method setting that none of ``methods`` reads (``--reward-model``
-    with amulet was silently ignored): a flag given is a flag that does something."""
-    names = ", ".join(method.name for method in methods)
-    if len(methods) > 1:
+    with amulet was silently ignored): a flag given is a flag that does something.
+    ``columns`` names them in the sentence where they are more than ``methods`` (an
+    evaluation's beam or calibrated columns, which take no method settings)."""
+    shown = columns if columns is not None else [method.name for method in methods]
+    names = ", ".join(shown)
+    if len(shown) > 1:
         nobody = f"none of the methods {names} takes it"
-    elif getattr(args, "method", None) is None:
+    elif "method" in vars(args) and args.method is None:  # --method left out
         nobody = f"the recommended steering ({names}) does not take it; name --method"
     else:
         nobody = f"the method {names} does not take it"
