@@ -119,8 +119,12 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
     lines.append("")
     lines += render_versus_pref_section(tables, budget=fluency_budget, resamples=resamples)
 
+    # at several settings (runs merged): one table each, like with like; a sweep's points
+    # are compared in its own section
     references = [v for v in tables.variants if v.method == reference]
-    for mine_variant in references:  # at several settings: one table each, like with like
+    if len(references) > 1:
+        references = [v for v in references if v.label not in tables.sweeps]
+    for mine_variant in references:
         ref = mine_variant.label
         others = [v.label for v in tables.variants if v.method != reference and (
             len(references) == 1 or comparable(mine_variant, v))]
