@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Select, SelectionList
-from tui_helpers import SIZE, click, seed, until
+from tui_helpers import SIZE, click, run_from_palette, seed, until
 
 from localpref.cli import main
 from tui.app import LocalprefApp, startup_steering
@@ -215,3 +215,28 @@ async def test_a_comparison_past_the_lanes_says_what_to_do_in_the_app(model, hom
             "These 3 methods need 11 lanes at once with the preferences as weighed and the app "
             "decodes 8: tick fewer methods, or set the sliders back to 1 (one lane for every "
             "preference).")
+
+
+async def test_the_palette_refuses_a_one_lane_method_for_weighted_preferences(model, home):
+    """Base from the palette was taken beside weights, and every message then refused (and
+    the setting saved for the next start): now it is refused as the panel's Apply refuses it."""
+    seed(home, presets=["concise", "uplifting"], weights={"uplifting": 0.5},
+         sampling={"max_tokens": 4})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.steering
+        assert before.preference == {"concise": 1.0, "uplifting": 0.5}
+        for method in ("Method: Base", "Method: Pref"):
+            await run_from_palette(pilot, method)
+            await until(pilot, lambda: any(notice.startswith("Not applied: Weighted")
+                                           for notice in app.notices))
+            assert app.steering == before and app.steering.method == before.method
+            app.notices.clear()
+        await run_from_palette(pilot, "Method: Contrastive")  # a two-lane method is taken
+        await until(pilot, lambda: app.steering.method == "contrastive")
+        app.query_one(ChatInput).load_text("Name a color.")
+        app.query_one(ChatInput).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: not app.busy and app.session.history()[-1]["role"]
+                    == "assistant")
+        assert not any(notice.startswith("Not sent") for notice in app.notices)

@@ -413,14 +413,23 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         steering, at its settings)."""
         steering = (self.steering.with_app_settings() if name == "recommended"
                     else replace(self.steering, method=name))
-        await self.query_one(PreferencePanel).load(steering)
-        self._apply(steering)
+        await self._apply_checked(steering)
 
     async def action_toggle_preset(self, name: str) -> None:
         presets = [p for p in self.steering.presets if p != name]
         if name not in self.steering.presets:
             presets.append(name)
-        steering = replace(self.steering, presets=presets)
+        await self._apply_checked(replace(self.steering, presets=presets))
+
+    async def _apply_checked(self, steering: Steering) -> None:
+        """Apply settings chosen in the palette, as the panel's Apply does: refused, with the
+        reason, when the next answer could not use them (Base with weighted preferences was
+        taken, and then every message refused), the settings in force kept."""
+        try:
+            steering.overrides()
+        except SettingsError as error:
+            self.notify(f"Not applied: {error}", severity="error", title="Invalid setting")
+            return
         await self.query_one(PreferencePanel).load(steering)
         self._apply(steering)
 
