@@ -19,7 +19,7 @@ import localpref
 from localpref import cli
 from localpref.store import Store
 from tui.app import LocalprefApp
-from tui.keys import APP_ACTIONS, INPUT_ACTIONS
+from tui.keys import APP_ACTIONS, INPUT_ACTIONS, PANEL_ACTIONS, SLIDER_ACTIONS, bindings
 from tui.screens import (
     CompareScreen,
     HelpScreen,
@@ -29,6 +29,7 @@ from tui.screens import (
 )
 from tui.screens.compare import ComparePane
 from tui.widgets import ChatInput, ChatLog, ConversationList, PreferencePanel, StatusBar
+from tui.widgets.strength_slider import StrengthSlider
 
 
 @pytest.fixture
@@ -546,8 +547,10 @@ async def test_help_lists_every_declared_key(model, home):
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         table = app.screen.query_one(DataTable)
         keys = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-        for action in (*APP_ACTIONS, *INPUT_ACTIONS):
-            assert action.key_display in keys
+        for action in (*APP_ACTIONS, *INPUT_ACTIONS, *PANEL_ACTIONS, *SLIDER_ACTIONS):
+            assert action.key_display in keys  # F7 and the sliders' keys were missing
+        assert PreferencePanel.BINDINGS == bindings(PANEL_ACTIONS)
+        assert StrengthSlider.BINDINGS == bindings(SLIDER_ACTIONS)
         assert "Ctrl+Q" in keys and "Shift+Enter or Ctrl+J" in keys
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))

@@ -177,6 +177,10 @@ async def test_the_help_wraps_each_description_inside_its_box(model, home, size)
         await pilot.pause(0.2)
         table = app.screen.query_one(DataTable)
         assert table.virtual_size.width <= table.region.width  # nothing past the edge
+        # one scroll bar, the table's: the box's own took a column from the last one
+        assert not app.screen.query_one("#help-box").show_vertical_scrollbar
+        close = app.screen.query_one("#close").region
+        assert close.height == 1 and close.bottom <= size[1]
         widths = [column.width for column in table.columns.values()]
         assert widths[2] >= 20  # at 60 columns the keys and places wrap instead
         for row_key in table.rows:

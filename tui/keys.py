@@ -117,6 +117,23 @@ COMPARE_ACTIONS: tuple[KeyAction, ...] = (
               palette=False),
 )
 
+#: Keys of the steering panel (F3) while it has focus.
+PANEL_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("paper_settings", "f7", "Paper settings",
+              "Fill the form with the papers' exact settings for the chosen method (Apply "
+              "takes them).", footer=True, palette=False),
+)
+
+#: Keys of a slider (the strength, a preference's weight) while it has focus.
+SLIDER_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("step(-1)", "left", "Weaker", "Move the slider one stop down.", palette=False),
+    KeyAction("step(1)", "right", "Stronger", "Move the slider one stop up.", palette=False),
+    KeyAction("end(0)", "home", "Weakest", "Move the slider to its lowest stop.",
+              palette=False),
+    KeyAction("end(1)", "end", "Strongest", "Move the slider to its highest stop.",
+              palette=False),
+)
+
 #: Keys of the model picker.
 MODEL_PICKER_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("cancel_or_close", "escape", "Cancel / close",

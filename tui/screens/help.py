@@ -14,6 +14,8 @@ from tui.keys import (
     DIALOG_ACTIONS,
     INPUT_ACTIONS,
     MODEL_PICKER_ACTIONS,
+    PANEL_ACTIONS,
+    SLIDER_ACTIONS,
     bindings,
 )
 
@@ -43,6 +45,8 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         rows = [*((a.key_display, "anywhere", a.help) for a in APP_ACTIONS),
                 *((a.key_display, "message box", a.help) for a in INPUT_ACTIONS),
+                *((a.key_display, "steering panel", a.help) for a in PANEL_ACTIONS),
+                *((a.key_display, "a slider", a.help) for a in SLIDER_ACTIONS),
                 *((a.key_display, "compare view", a.help) for a in COMPARE_ACTIONS),
                 *((a.key_display, "model picker", a.help) for a in MODEL_PICKER_ACTIONS),
                 *((key, "anywhere", text) for key, text in BUILTIN_KEYS)]

@@ -12,7 +12,6 @@ import dataclasses
 from typing import Any
 
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
@@ -21,6 +20,7 @@ from textual.widgets.selection_list import Selection
 
 from localpref import PRESETS, Method, SettingsError
 from localpref.methods import METHODS, PAD, Amulet, ContrastFamily
+from tui.keys import PANEL_ACTIONS, bindings
 from tui.steering import (
     FieldSpec,
     Steering,
@@ -126,9 +126,7 @@ class PreferencePanel(VerticalScroll):
     ones.
     """
 
-    BINDINGS = [
-        Binding("f7", "paper_settings", "Paper settings"),
-    ]
+    BINDINGS = bindings(PANEL_ACTIONS)
 
     class Applied(Message):
         """Valid settings the next answer should use."""

@@ -9,10 +9,11 @@ import bisect
 from typing import Any
 
 from textual import events
-from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from tui.keys import SLIDER_ACTIONS, bindings
 
 #: The values the slider stops at: mild to the papers' strengths (4.65 is Amulet's default k).
 STOPS: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 4.65, 6.0, 8.0,
@@ -32,12 +33,7 @@ class StrengthSlider(Widget, can_focus=True):
     }
     """
 
-    BINDINGS = [
-        Binding("left", "step(-1)", "Weaker", show=False),
-        Binding("right", "step(1)", "Stronger", show=False),
-        Binding("home", "end(0)", "Weakest", show=False),
-        Binding("end", "end(1)", "Strongest", show=False),
-    ]
+    BINDINGS = bindings(SLIDER_ACTIONS)
 
     value: reactive[float] = reactive(1.0)
     note: reactive[str] = reactive("")
