@@ -130,3 +130,17 @@ def test_a_like_file_loses_its_byte_order_mark_and_a_huge_one_is_not_read_whole(
         err = capsys.readouterr().err
         assert err == (f"localpref: The example file {endless} is over 8 MiB; an example is a "
                        "text of at most a few thousand tokens.\n")
+
+
+def test_the_app_without_a_terminal_is_one_sentence(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a script or a pipe the app started anyway and wrote its screens into the pipe
+    until killed."""
+    monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path))
+    assert main(["chat", "--threads", "1"]) == 2  # pytest's captured output is no terminal
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("localpref: The chat app needs a terminal (its input and output "
+                            "are not one); for an answer in a script use localpref generate, "
+                            "or chat --list / --export for the saved conversations.\n")
