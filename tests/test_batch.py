@@ -246,16 +246,21 @@ def _answer(custom_id: str) -> dict:
             "response": {"status_code": 200, "body": {}}, "error": None}
 
 
-def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answered(tmp_path):
-    out = tmp_path / "out.jsonl"
-    out.write_text(json.dumps(_answer("a")) + "\n" + json.dumps(_answer("b")) + "\n"
-                   + '{"id": "batch_req_c", "custom_id": "c", "resp', encoding="utf-8")
+def _answer_c_and_sort(out) -> None:
+    """Open an answers file holding a and b, write c, sort it c, b, a; check the file."""
     answers = AnswerFile(out)
     assert answers.answered == {"a", "b"}
     answers.write(_answer("c"))
     answers.sort(["c", "b", "a"])
     assert [json.loads(raw)["custom_id"] for raw in out.read_text().splitlines()] == [
         "c", "b", "a"]
+
+
+def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answered(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps(_answer("a")) + "\n" + json.dumps(_answer("b")) + "\n"
+                   + '{"id": "batch_req_c", "custom_id": "c", "resp', encoding="utf-8")
+    _answer_c_and_sort(out)
     out.write_text(json.dumps(_answer("a")) + "\ngarbage\n", encoding="utf-8")
     with pytest.raises(BatchFileError, match="Line 2 of .* is not an answer line"):
         AnswerFile(out)
@@ -272,12 +277,7 @@ def test_a_whole_last_answer_without_its_line_end_is_kept(tmp_path, separators) 
     out = tmp_path / "out.jsonl"
     text = "\n".join(json.dumps(_answer(key), separators=separators) for key in "ab")
     out.write_text(text, encoding="utf-8")
-    answers = AnswerFile(out)
-    assert answers.answered == {"a", "b"}
-    answers.write(_answer("c"))
-    answers.sort(["c", "b", "a"])
-    assert [json.loads(raw)["custom_id"] for raw in out.read_text().splitlines()] == [
-        "c", "b", "a"]
+    _answer_c_and_sort(out)
     out.write_text(json.dumps(_answer("a")) + "\n  ", encoding="utf-8")  # blanks after it
     assert AnswerFile(out).answered == {"a"}
     assert out.read_text(encoding="utf-8") == json.dumps(_answer("a")) + "\n"

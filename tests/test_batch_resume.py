@@ -84,6 +84,24 @@ def _wait_for_a_line(process: subprocess.Popen, out) -> None:
     assert process.poll() is None, process.stderr.read().decode()
 
 
+def _stopped_after_a_line(source, out, *signals: int) -> tuple[int, bytes, list[str]]:
+    """Start a run, send ``signals`` 20 ms apart once it wrote an answer; its exit code, its
+    stderr and the lines written before the first signal."""
+    process = _start(source, out)
+    try:
+        _wait_for_a_line(process, out)
+        written = whole_lines(out)
+        for number, signum in enumerate(signals):
+            if number:
+                time.sleep(0.02)
+            process.send_signal(signum)
+        _, error = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, error, written
+
+
 def test_a_second_run_on_the_same_answers_file_is_refused_while_the_first_writes(
         batch_model, tmp_path, capsys) -> None:
     """Two runs appending to one file, one sorting it under the other, lost answers while
@@ -119,18 +137,8 @@ def test_ctrl_c_twice_in_a_row_exits_130_with_whole_lines(tmp_path) -> None:
     source = write_batch(tmp_path / "in.jsonl", items)
     out = tmp_path / "out.jsonl"
     for _ in range(3):
-        process = _start(source, out)
-        try:
-            _wait_for_a_line(process, out)
-            written = whole_lines(out)
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.02)
-            process.send_signal(signal.SIGINT)
-            _, error = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        assert process.returncode == 130, error.decode()
+        code, error, written = _stopped_after_a_line(source, out, signal.SIGINT, signal.SIGINT)
+        assert code == 130, error.decode()
         assert b"Traceback" not in error and b"stopped; the answers written are kept" in error
         text = out.read_text(encoding="utf-8")
         assert text.endswith("\n") and text.splitlines()[: len(written)] == written
@@ -145,18 +153,10 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_next_run_finishes(batch_mode
     items = [line(f"q{i}", chat(prompt, tokens=48)) for i, prompt in enumerate(PROMPTS)]
     source = write_batch(tmp_path / "in.jsonl", items)
     out = tmp_path / "out.jsonl"
-    process = _start(source, out)
-    try:
-        _wait_for_a_line(process, out)
-        process.send_signal(signal.SIGTERM)
-        for later in (signal.SIGTERM, signal.SIGINT):  # ignored while the first one unwinds
-            time.sleep(0.02)
-            process.send_signal(later)
-        _, error = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 143, error.decode()
+    # the second SIGTERM and the Ctrl-C come while the first one unwinds: ignored
+    code, error, _ = _stopped_after_a_line(source, out, signal.SIGTERM, signal.SIGTERM,
+                                           signal.SIGINT)
+    assert code == 143, error.decode()
     assert error.decode().endswith(f"\nlocalpref: stopped; the answers written are kept in "
                                    f"{out}: run the same command again to finish.\n")
     written = whole_lines(out)

@@ -45,6 +45,19 @@ def _rows() -> tuple[list[dict], dict[str, dict]]:
     return rows, metrics
 
 
+def _longer_rows(pref_words: float = 0.0) -> tuple[list[dict], dict[str, dict]]:
+    """The same rows as a second run at 16 tokens (ids ``long-...``), Pref's answers
+    ``pref_words`` longer."""
+    rows, metrics = _rows()
+    longer = {}
+    for row in rows:
+        words = metrics[row["id"]]["words"] + (pref_words if row["method"] == "pref" else 0.0)
+        row["id"] = f"long-{row['id']}"
+        row["key"] = {**row["key"], "max_tokens": 16}
+        longer[row["id"]] = {"words": words}
+    return rows, longer
+
+
 def test_paired_differences_keep_only_prompts_both_answered() -> None:
     mine = Cell({0: 3.0, 1: 5.0, 2: math.nan, 4: 1.0})
     theirs = Cell({0: 1.0, 1: 1.0, 2: 1.0, 3: 7.0})
@@ -99,13 +112,7 @@ def test_runs_at_two_lengths_in_one_folder_compare_like_with_like() -> None:
     win/tie/lose table without a word: each column now meets the Pref, and each Amulet the
     methods, that ran at its length."""
     rows, metrics = _rows()
-    longer, longer_metrics = _rows()
-    for row in longer:
-        old_id = row["id"]
-        row["id"] = f"long-{old_id}"
-        row["key"] = {**row["key"], "max_tokens": 16}
-        longer_metrics[row["id"]] = {"words": longer_metrics.pop(old_id)["words"] + (
-            20.0 if row["method"] == "pref" else 0.0)}  # the longer Pref: 20 words more
+    longer, longer_metrics = _longer_rows(pref_words=20.0)  # the longer Pref: 20 words more
     tables = collect(rows + longer, {**metrics, **longer_metrics})
     found = {c.label: c for c in comparisons(tables, resamples=300)}
     assert set(found) == {f"{method} [max_tokens={tokens}]" for tokens in (8, 16)
@@ -134,12 +141,7 @@ def test_each_judged_reference_gets_its_own_judge_table() -> None:
     """The judge's table took its title from the first reference and its columns from the
     last, and a folder judged with another --reference than the summary's crashed it."""
     rows, metrics = _rows()
-    longer, longer_metrics = _rows()
-    for row in longer:
-        old_id = row["id"]
-        row["id"] = f"long-{old_id}"
-        row["key"] = {**row["key"], "max_tokens": 16}
-        longer_metrics[row["id"]] = longer_metrics.pop(old_id)
+    longer, longer_metrics = _longer_rows()
     judgements = [_judgement("amulet0", "pref0", "win"), _judgement("amulet0", "pad0", "lose"),
                   _judgement("long-amulet0", "long-pref0", "tie")]
     tables = collect(rows + longer, {**metrics, **longer_metrics}, judgements)
