@@ -31,9 +31,11 @@ _watching = threading.local()
 
 @dataclass
 class Held:
-    """Whether a Ctrl-C came while it was held (``interrupt_held``)."""
+    """Whether a Ctrl-C (or a SIGTERM that a command turns into its exit) came while it was
+    held (``interrupt_held``), and which signals came."""
 
     interrupted: bool = False
+    signals: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -67,7 +69,8 @@ def _log_errors_only(level: int, text: bytes, user_data: ctypes.c_void_p) -> Non
 
 @llama_cpp.llama_progress_callback
 def _go_on(progress: float, user_data: ctypes.c_void_p) -> bool:
-    """llama.cpp asks at each step of a load whether to go on: not after Ctrl-C."""
+    """llama.cpp asks at each step of a load whether to go on: not after Ctrl-C (or a
+    SIGTERM the command handles)."""
     watch: LoadWatch | None = getattr(_watching, "watch", None)
     return watch is None or not watch.interrupted
 
@@ -91,30 +94,39 @@ def init_backend() -> None:
 
 @contextmanager
 def interrupt_held(held: Held | None = None) -> Iterator[Held]:
-    """Hold a Ctrl-C (SIGINT) in the main thread until the block ends, then deliver it.
+    """Hold a Ctrl-C (SIGINT) in the main thread until the block ends, then deliver it; the
+    same for a SIGTERM that Python handles (``commands.interrupt.terminate_as_exit``).
 
     Meanwhile it only marks ``held`` interrupted: Python runs a signal's handler where it next
     runs Python, which inside a llama.cpp call is the log callback, where a KeyboardInterrupt
-    would be printed and dropped by ctypes (and the call would go on). Once the block is left,
-    the signal goes to the handler that was in place (by default: KeyboardInterrupt there).
-    Elsewhere than the main thread, or with SIGINT ignored, nothing changes."""
+    (or a SystemExit) would be printed and dropped by ctypes (and the call would go on). Once
+    the block is left, the signal goes to the handler that was in place (by default:
+    KeyboardInterrupt there). Elsewhere than the main thread, with SIGINT ignored, or with
+    SIGTERM left to the system (it ends the process at once), nothing changes for it."""
     held = held if held is not None else Held()
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGINT) if main else None
-    swap = main and previous not in (signal.SIG_IGN, None)
+    previous: dict[int, object] = {}
+    if main:
+        interrupt, terminate = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        if interrupt not in (signal.SIG_IGN, None):
+            previous[signal.SIGINT] = interrupt
+        if callable(terminate):
+            previous[signal.SIGTERM] = terminate
 
     def mark(signum: int, frame: object) -> None:
         held.interrupted = True
+        if signum not in held.signals:
+            held.signals.append(signum)
 
-    if swap:  # first, so that a Ctrl-C from here on is marked, never raised halfway
-        signal.signal(signal.SIGINT, mark)
+    for signum in previous:  # first, so that a signal from here on is marked, never raised
+        signal.signal(signum, mark)
     try:
         yield held
     finally:
-        if swap:
-            signal.signal(signal.SIGINT, previous)
-    if held.interrupted:
-        signal.raise_signal(signal.SIGINT)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+    for signum in sorted(held.signals, key=lambda s: s != signal.SIGTERM):  # SIGTERM first
+        signal.raise_signal(signum)
 
 
 @contextmanager

@@ -88,3 +88,55 @@ def test_a_held_ctrl_c_comes_once_the_block_is_left() -> None:
         assert not held.interrupted
     finally:
         signal.signal(signal.SIGINT, interactive)
+
+
+def test_a_sigterm_during_a_load_stops_it_and_exits_143(
+        bundled_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Under ``terminate_as_exit`` (bench, batch) a SIGTERM landing in a load's callbacks was
+    dropped by ctypes: the load went on (or failed as a corrupt file) and, the handler being
+    spent, SIGTERM was ignored for good. It is held like Ctrl-C and becomes the exit."""
+    from localpref.commands.interrupt import TERMINATED_EXIT, terminate_as_exit
+
+    sent: list[bool] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        if loading() and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGALRM, terminate)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        with pytest.raises(SystemExit) as stopped, terminate_as_exit():
+            LoadedModel(bundled_path)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, before)
+    assert sent and not loading() and stopped.value.code == TERMINATED_EXIT
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_a_held_sigterm_comes_once_the_block_is_left_and_only_when_python_handles_it() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    def exit_(signum: int, frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, exit_)
+    try:
+        with pytest.raises(SystemExit):
+            with interrupt_held() as held:
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):  # the handler runs here: it only marks
+                    pass
+                assert held.interrupted and held.signals == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is exit_
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # not Python's: left as it is
+        with interrupt_held() as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert not held.interrupted and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
