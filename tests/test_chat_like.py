@@ -4,6 +4,7 @@ examples over ``max_like_tokens``, is one sentence and exit code 2."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -138,9 +139,11 @@ def test_the_app_without_a_terminal_is_one_sentence(capsys: pytest.CaptureFixtur
     """From a script or a pipe the app started anyway and wrote its screens into the pipe
     until killed."""
     monkeypatch.setenv("LOCALPREF_HOME", str(tmp_path))
-    assert main(["chat", "--threads", "1"]) == 2  # pytest's captured output is no terminal
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a script's input
+    assert main(["chat", "--threads", "1"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == ("localpref: The chat app needs a terminal (its input and output "
-                            "are not one); for an answer in a script use localpref generate, "
-                            "or chat --list / --export for the saved conversations.\n")
+    assert captured.err == ("localpref: The chat app needs a terminal for its input and its "
+                            "screen (standard error); for an answer in a script use localpref "
+                            "generate, or chat --list / --export for the saved "
+                            "conversations.\n")

@@ -70,10 +70,12 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     warnings.simplefilter("ignore", LocalprefWarning)  # the app shows them as notices
     app = app_from_args(args)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script or a pipe: it would hang
-        raise LocalprefError("The chat app needs a terminal (its input and output are not "
-                             "one); for an answer in a script use localpref generate, or "
-                             "chat --list / --export for the saved conversations.")
+    screen = sys.__stderr__  # where Textual draws (stdout may be piped: `chat | tee`)
+    if not (sys.stdin.isatty() and screen is not None and screen.isatty()):
+        raise LocalprefError("The chat app needs a terminal for its input and its screen "
+                             "(standard error); for an answer in a script use localpref "
+                             "generate, or chat --list / --export for the saved "
+                             "conversations.")
     app.run()
     return app.return_code or 0
 
