@@ -113,8 +113,8 @@ def _run(argv: list[str] | None) -> int:
         print(f"localpref: unrecognized arguments: {' '.join(unknown)} (see "
               f"{args.command_prog} --help).", file=sys.stderr)
         return 2
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # no command: the commands, on stderr (exit code 2)
+        parser.print_help(sys.stderr)
         return 2
     return int(args.func(args) or 0)
 

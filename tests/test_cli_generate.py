@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pty
@@ -128,6 +129,23 @@ def test_wrapped_lines_fit_their_cells_and_keep_every_character(paragraph: str,
 def test_marks_that_take_no_cell() -> None:
     assert columns_text.width("กั") == 1 and columns_text.width("猫") == 2
     assert columns_text.width("e\u0301") == 1 and columns_text.width("a\u200db") == 2
+    # an emoji sequence is one emoji: 4, 6 and 1 cells before, where a terminal draws 2
+    assert columns_text.width("👍🏽") == 2 and columns_text.width("👨\u200d👩\u200d👧") == 2
+    assert columns_text.width("❤\ufe0f") == 2 and columns_text.width("👍🏽 ok ❤\ufe0f") == 8
+
+
+def test_compare_on_a_narrow_terminal_puts_the_answers_in_bands(model) -> None:
+    """Four answers on 40 columns printed rows of 73 cells (16 a column at least), which the
+    terminal wrapped into a jumble: two bands of two now, nothing past the edge."""
+    plain = model.generate("Hi", max_tokens=2)
+    answers = [replace(plain, text=f"Answer {name}: water basil in the morning, not at night.")
+               for name in "ABCD"]
+    for width, bands in ((40, 2), (30, 4), (80, 1)):
+        table = side_by_side(answers, width)
+        assert all(columns_text.width(line) <= width for line in table.splitlines())
+        assert table.count("\n\n") == bands - 1
+        for name in "ABCD":  # every answer is there, whole
+            assert f"Answer {name}:" in table
 
 
 def test_compare_columns_line_up_with_wide_characters(model) -> None:
@@ -466,15 +484,18 @@ def test_highlighting_marks_runs_of_changed_tokens() -> None:
     trace = [{"piece": "The", "changed": False}, {"piece": " best", "changed": True},
              {"piece": " basil", "changed": True}, {"piece": " is", "changed": False},
              {"piece": " green", "changed": True}]
-    assert highlighted(trace, ansi=False) == "The[[ best basil]] is[[ green]]"
+    assert highlighted(trace, ansi=False) == "The [[best basil]] is [[green]]"
     assert highlighted(trace, ansi=True) == (
-        f"The{ANSI_CHANGED} best basil{ANSI_RESET} is{ANSI_CHANGED} green{ANSI_RESET}")
+        f"The {ANSI_CHANGED}best basil{ANSI_RESET} is {ANSI_CHANGED}green{ANSI_RESET}")
+    # a changed space alone opens no mark of its own: it goes with the next piece
+    assert highlighted([trace[0], {"piece": " ", "changed": True}, {"piece": "x", "changed": False},
+                        trace[3]], ansi=False) == "The [[x]] is"
     # a changed token a stop string cut away leaves no piece and no empty mark
     assert highlighted([{"piece": "", "changed": True}], ansi=False) == ""
     # a changed token holding a character's first bytes: the character it ends is marked
     assert highlighted([*trace[:2], {"piece": "", "changed": True},
                         {"piece": " 猫", "changed": False}, trace[3]],
-                       ansi=False) == "The[[ best 猫]] is"
+                       ansi=False) == "The [[best 猫]] is"
     line = steering_line({"n_tokens": 96, "changed_tokens": 17, "mean_shift": 0.8149})
     assert line == "steering changed 17 of 96 tokens (mean shift 0.81 nats)"
 
@@ -493,8 +514,10 @@ def test_show_steering_highlights_the_changed_tokens(capsys: pytest.CaptureFixtu
     assert code == 0
     shown, last = out.rstrip("\n").rsplit("\n", 1)
     assert shown.replace("[[", "").replace("]]", "") == payload["text"]
-    marked = "".join(part.split("]]")[0] for part in shown.split("[[")[1:])
-    assert marked == "".join(step["piece"] for step in trace if step["changed"])
+    marked = [part.split("]]")[0] for part in shown.split("[[")[1:]]
+    runs = [list(group) for changed, group in itertools.groupby(trace, lambda s: s["changed"])
+            if changed]  # each run marked without its leading space (a line may break there)
+    assert marked == ["".join(step["piece"] for step in run).lstrip() for run in runs]
     assert last == (f"steering changed {stats['changed_tokens']} of {stats['n_tokens']} tokens "
                     f"(mean shift {stats['mean_shift']:.2f} nats)")
 
@@ -617,15 +640,16 @@ def test_a_full_disk_is_one_sentence(command: list[str]) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_an_encoding_without_the_answers_characters_writes_question_marks() -> None:
+def test_an_encoding_without_the_answers_characters_keeps_the_json_whole() -> None:
     """PYTHONIOENCODING=ascii: a character it lacks (the prompt, echoed in compare's JSON, or
-    an emoji in an answer) ended the command with a traceback."""
+    an emoji in an answer) ended the command with a traceback, then became "?"; the JSON
+    escapes it now."""
     done = subprocess.run([sys.executable, "-m", "localpref.cli", "compare", "Café?",
                            "--methods", "base", "--max-tokens", "3", "--threads", "1", "--json"],
                           capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"},
                           timeout=120)
     assert done.returncode == 0 and b"Traceback" not in done.stderr
-    assert json.loads(done.stdout)["prompt"] == "Caf??"
+    assert json.loads(done.stdout)["prompt"] == "Café?" and b"Caf\\u00e9?" in done.stdout
 
 
 @pytest.mark.parametrize(("env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False),
@@ -659,3 +683,17 @@ def test_show_steering_colours_a_terminal_unless_told_not_to(env: dict[str, str]
             os.close(secondary)
     assert done.returncode == 0
     assert (b"\x1b[" in shown) is coloured and (b"[[" in shown) is not coloured
+
+
+def test_json_stays_whole_on_a_stdout_that_is_not_utf8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under PYTHONIOENCODING=ascii the JSON's "☕" became "?" (what stdout cannot encode is
+    replaced): it is escaped instead, and left as it is on UTF-8."""
+    import io
+
+    from localpref.commands.showing import json_line
+
+    value = {"text": "café ☕"}
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    assert json_line(value) == '{"text": "caf\\u00e9 \\u2615"}'
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    assert json_line(value) == '{"text": "café ☕"}'

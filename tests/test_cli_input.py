@@ -144,3 +144,12 @@ def test_what_argparse_refuses_is_one_line_naming_the_commands_help(capsys, argv
     assert refused.value.code == 2
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", sentence)
+
+
+@pytest.mark.parametrize(("argv", "first"), [
+    ([], "usage: localpref [-h]"), (["models"], "usage: localpref models [-h]")])
+def test_a_command_without_its_subcommand_lists_them_on_stderr(capsys, argv, first) -> None:
+    """The list went to stdout with exit code 2: a script reading stdout took it for output."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(first)

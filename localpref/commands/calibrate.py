@@ -28,6 +28,7 @@ from localpref.commands.options import (
     load_model,
     load_settings,
 )
+from localpref.commands.showing import json_line
 from localpref.errors import SettingsError
 
 #: Lanes the calibration model decodes at once (eight two-lane generations).
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             model.close()
     if args.json:
-        print(json.dumps(record, ensure_ascii=False))
+        print(json_line(record))
     else:
         print(render(record))
     return 0

@@ -15,9 +15,37 @@ def cells(character: str) -> int:
     return 2 if unicodedata.east_asian_width(character) in ("W", "F") else 1
 
 
+#: Joins the emoji after it to the one before (a family: man, ZWJ, woman, ZWJ, girl).
+ZERO_WIDTH_JOINER = "\u200d"
+#: Asks for the emoji form of the character before it (a heart drawn as an emoji, 2 cells).
+EMOJI_PRESENTATION = "\ufe0f"
+#: Skin tones: they colour the emoji before them and take no cell of their own.
+SKIN_TONES = range(0x1F3FB, 0x1F400)
+
+
 def width(text: str) -> int:
-    """The terminal cells ``text`` takes on one line."""
-    return sum(cells(character) for character in text)
+    """The terminal cells ``text`` takes on one line: each character's (``cells``), with an
+    emoji sequence drawn as one emoji (a skin tone or a character joined by a zero-width
+    joiner adds nothing, and the emoji presentation selector makes a narrow symbol 2 wide)."""
+    total = previous = 0
+    joined = False
+    for character in text:
+        if joined:
+            joined = False
+            if cells(character) == 2:  # an emoji joined to the one before: drawn within it
+                continue
+        if character == ZERO_WIDTH_JOINER:
+            joined = previous == 2  # between letters it joins nothing on a terminal
+            continue
+        if ord(character) in SKIN_TONES and previous:
+            continue
+        if character == EMOJI_PRESENTATION:
+            if previous == 1:
+                total, previous = total + 1, 2
+            continue
+        previous = cells(character)
+        total += previous
+    return total
 
 
 def pad(text: str, columns: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -32,6 +31,7 @@ from localpref.commands.showing import (
     check_avoid,
     generation_kwargs,
     highlighted,
+    json_line,
     steering_label,
     steering_line,
 )
@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_method_options(compare, single=False)
     add_sampling_options(compare, max_tokens=128)
     compare.add_argument("--json", action="store_true", help="print one JSON object")
-    add_steering_display_options(compare)
+    add_steering_display_options(compare, colour=False)
     compare.set_defaults(func=run_compare)
 
 
@@ -94,12 +94,15 @@ def check_display_options(args: argparse.Namespace) -> None:
                             "--trace gives each token's record instead.")
 
 
-def add_steering_display_options(parser: argparse.ArgumentParser) -> None:
-    """--show-steering and --trace."""
+def add_steering_display_options(parser: argparse.ArgumentParser, *,
+                                  colour: bool = True) -> None:
+    """--show-steering and --trace (``colour``: on a terminal the marks are colour; compare's
+    columns are wrapped, so its marks are always ``[[...]]``)."""
+    marks = "colour on a terminal, [[...]] otherwise" if colour else "in [[...]]"
     parser.add_argument(
         "--show-steering", action="store_true",
-        help="print the answer with the tokens steering changed highlighted (colour on a "
-        "terminal, [[...]] otherwise) and a last line with how many and the mean shift")
+        help=f"print the answer with the tokens steering changed highlighted ({marks}) and a "
+        "last line with how many and the mean shift")
     parser.add_argument(
         "--trace", action="store_true",
         help="with --json: add \"trace\", one object per token (piece, logprobs under the "
@@ -147,7 +150,7 @@ def run_generate(args: argparse.Namespace) -> int:
     assert result is not None
     stats = result.stats
     if args.json:
-        print(json.dumps(_result_json(result, trace=args.trace), ensure_ascii=False))
+        print(json_line(_result_json(result, trace=args.trace)))
         return 130 if interrupted else 0
     if args.show_steering:
         sys.stdout.write(_shown(result, ansi=colour_wanted()))
@@ -155,7 +158,8 @@ def run_generate(args: argparse.Namespace) -> int:
     elif result.text:  # the answer's line ends (nothing was written: no empty line)
         sys.stdout.write("\n")
     print(
-        f"[{steering_label(stats)} · {stats['n_tokens']} tokens · {stats['tokens_per_s']:.1f} "
+        f"[{steering_label(stats)} · {stats['n_tokens']} token"
+        f"{'' if stats['n_tokens'] == 1 else 's'} · {stats['tokens_per_s']:.1f} "
         f"tokens/s · steering {stats['steer_ms_per_token']:.3f} ms/token · "
         f"{stats['stop_reason']}]",
         file=sys.stderr,
@@ -212,13 +216,8 @@ def run_compare(args: argparse.Namespace) -> int:
         comparison.close()
         results = comparison.results
     if args.json:
-        print(
-            json.dumps(
-                {"prompt": prompt,
-                 "results": [_result_json(r, trace=args.trace) for r in results]},
-                ensure_ascii=False,
-            )
-        )
+        print(json_line({"prompt": prompt,
+                         "results": [_result_json(r, trace=args.trace) for r in results]}))
     else:
         print(side_by_side(results, shutil.get_terminal_size().columns,
                            show_steering=args.show_steering))
@@ -236,8 +235,9 @@ def prompt_from_args(args: argparse.Namespace) -> str:
     except UnicodeDecodeError:
         raise SettingsError("Standard input is not UTF-8 text.") from None
     if not text:
+        command = getattr(args, "command_prog", "localpref generate")
         raise SettingsError("The prompt is - but standard input was empty; pipe the prompt in, "
-                            "e.g. cat notes.txt | localpref generate -.")
+                            f"e.g. cat notes.txt | {command} -.")
     return text
 
 
@@ -257,12 +257,19 @@ def _result_json(result: Result, *, trace: bool = False) -> dict[str, Any]:
     return payload
 
 
+#: The narrowest column of ``compare``'s answers, and the spaces between two columns.
+MIN_COLUMN, COLUMN_GAP = 16, 3
+
+
 def side_by_side(results: list[Result], width: int, *, show_steering: bool = False) -> str:
     """The answers in columns, each headed by what ran and its tokens/s; with
     ``show_steering`` the changed tokens are in ``[[...]]`` (columns are wrapped, so no
-    colour) and a last line per column says how many."""
-    gap = 3
-    column = max(16, (width - gap * (len(results) - 1)) // max(1, len(results)))
+    colour) and a last line per column says how many. As many columns a band as ``width``
+    holds at ``MIN_COLUMN`` cells each (four answers on 40 columns: two bands of two), so no
+    line is wider than the terminal."""
+    per_band = max(1, min(len(results), (width + COLUMN_GAP) // (MIN_COLUMN + COLUMN_GAP)))
+    column = max(MIN_COLUMN if per_band > 1 else 1,
+                 (width - COLUMN_GAP * (per_band - 1)) // per_band)
     columns = []
     for result in results:
         header = f"{steering_label(result.stats)} ({result.stats['tokens_per_s']:.1f} tok/s)"
@@ -273,6 +280,10 @@ def side_by_side(results: list[Result], width: int, *, show_steering: bool = Fal
         if show_steering:
             lines += ["-" * column, *columns_text.wrap(steering_line(result.stats), column)]
         columns.append(lines)
-    rows = itertools.zip_longest(*columns, fillvalue="")
-    return "\n".join((" " * gap).join(columns_text.pad(cell, column) for cell in row).rstrip()
-                     for row in rows)
+    bands = []
+    for start in range(0, len(columns), per_band):
+        rows = itertools.zip_longest(*columns[start:start + per_band], fillvalue="")
+        bands.append("\n".join((" " * COLUMN_GAP).join(columns_text.pad(cell, column)
+                                                        for cell in row).rstrip()
+                                for row in rows))
+    return "\n\n".join(bands)

@@ -65,8 +65,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
-    """``localpref models`` alone: show the actions."""
-    parser.print_help()
+    """``localpref models`` alone: the actions, on stderr (a usage error, exit code 2; a
+    script reading stdout gets nothing it could take for a listing)."""
+    parser.print_help(sys.stderr)
     return 2
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +88,13 @@ def calibration_note(stats: dict[str, Any]) -> str:
     return "recommended, uncalibrated default"
 
 
+def json_line(value: Any) -> str:
+    """``value`` as JSON for stdout: its text as it is on a UTF-8 stdout, else escaped
+    (``\u2615``), so that nothing becomes ``?`` where the encoding has no such character."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    return json.dumps(value, ensure_ascii=encoding != "utf8")
+
+
 def highlighted(trace: Sequence[dict[str, Any]], *, ansi: bool) -> str:
     """The answer with every run of changed tokens marked: ANSI colour, or ``[[...]]``.
 
@@ -104,7 +113,16 @@ def highlighted(trace: Sequence[dict[str, Any]], *, ansi: bool) -> str:
             continue
         changed = bool(step.get("changed")) or carried
         carried = False
+        if changed and not inside and not piece.strip():  # a space alone: marked with the next
+            out.append(piece)
+            carried = True
+            continue
         if changed and not inside:
+            # the piece's leading space stays outside the mark: a line broken there leaves no
+            # "[[" at the end of the line above its word
+            spaces = piece[:len(piece) - len(piece.lstrip())]
+            out.append(spaces)
+            piece = piece[len(spaces):]
             out.append(opening)
         elif inside and not changed:
             out.append(closing)
