@@ -166,7 +166,7 @@ def test_bench_server_flag_checks_its_settings(capsys) -> None:
     (["--server", "--baseline", ","], "--baseline needs at least one value."),
     (["--server", "--clients", "0"], "--clients must be 1 or more (got 0)."),
     (["--server", "--clients", "two"], "--clients takes whole numbers (got 'two')."),
-    (["--server", "--threads", "0"], "--threads must be 1 or more (got 0)."),
+    (["--server", "--threads", "0"], "--threads must be from 1 to 512, llama.cpp's most (got 0)."),
     (["--baseline", "llama-server"], "--baseline goes with --server."),
     (["--clients", "1,2"], "--clients goes with --server."),
     (["--llama-server", "/bin/true"], "--llama-server goes with --server."),

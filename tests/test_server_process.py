@@ -184,7 +184,7 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
     (["--parallel", "1000"], "--parallel must be from 1 to 128 (two lanes each, of the "
                              "256 a llama.cpp context holds) (got 1000)."),
     (["--port", "70000"], "--port must be between 0 and 65535 (got 70000)."),
-    (["--threads", "0"], "--threads must be 1 or more (got 0)."),
+    (["--threads", "0"], "--threads must be from 1 to 512, llama.cpp's most (got 0)."),
     (["--api-key", ""], "The API key (--api-key or $LOCALPREF_API_KEY) is empty; give one, or "
                         "leave it out to serve without a key."),
 ])

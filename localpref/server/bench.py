@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from localpref.bench.machine import load_average
-from localpref.engine import available_cores
+from localpref.engine import MAX_THREADS, available_cores
 from localpref.errors import LocalprefError, ModelError, SettingsError
 from localpref.server import llama_server
 from localpref.server.bench_client import Target, free_port, measure, percentile_ms
@@ -94,8 +94,9 @@ class ServerBenchSettings:
                                if "llama-server" in self.baselines else CLIENT_COUNTS)
         if min(self.clients) < 1:
             raise SettingsError(f"--clients must be 1 or more (got {min(self.clients)}).")
-        if self.threads is not None and self.threads < 1:
-            raise SettingsError(f"--threads must be 1 or more (got {self.threads}).")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise SettingsError(f"--threads must be from 1 to {MAX_THREADS}, llama.cpp's most "
+                                f"(got {self.threads}).")
         if not self.baselines:
             raise SettingsError("--baseline needs at least one server.")
         for name in self.baselines:
