@@ -123,7 +123,7 @@ class Calibration:
 
 
 def read_record(key: str) -> dict[str, Any] | None:
-    """The record stored for this key, or None (absent, or ignored: ``record_problem``)."""
+    """The record stored for this key, or None (absent, or ignored: ``load_record`` says why)."""
     return load_record(key)[0]
 
 
