@@ -14,6 +14,7 @@ import threading
 
 from localpref import kernels
 from localpref.kernels import controls
+from localpref.llama_log import interrupt_held
 
 _lock = threading.Lock()
 _warm = False
@@ -26,6 +27,10 @@ def warmup() -> None:
     with _lock:
         if _warm:
             return
-        kernels.warmup()
-        controls.warmup()
+        # Numba loads and compiles through llvmlite's ctypes callbacks, where a Ctrl-C's
+        # KeyboardInterrupt or SIGTERM's SystemExit would be dropped (and SIGTERM's handler
+        # spent): held until the kernels are in, then delivered
+        with interrupt_held():
+            kernels.warmup()
+            controls.warmup()
         _warm = True

@@ -143,7 +143,7 @@ def test_the_app_without_a_terminal_is_one_sentence(capsys: pytest.CaptureFixtur
     assert main(["chat", "--threads", "1"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == ("localpref: The chat app needs a terminal for its input and its "
-                            "screen (standard error); for an answer in a script use localpref "
+    assert captured.err == ("localpref: The chat app needs a terminal (its input, output and "
+                            "standard error); for an answer in a script use localpref "
                             "generate, or chat --list / --export for the saved "
                             "conversations.\n")

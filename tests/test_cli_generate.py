@@ -498,6 +498,8 @@ def test_highlighting_marks_runs_of_changed_tokens() -> None:
                        ansi=False) == "The [[best 猫]] is"
     line = steering_line({"n_tokens": 96, "changed_tokens": 17, "mean_shift": 0.8149})
     assert line == "steering changed 17 of 96 tokens (mean shift 0.81 nats)"
+    assert steering_line({"n_tokens": 1, "changed_tokens": 0, "mean_shift": 0.0}) == (
+        "steering changed 0 of 1 token (mean shift 0.00 nats)")
 
 
 def test_show_steering_highlights_the_changed_tokens(capsys: pytest.CaptureFixture[str]) -> None:

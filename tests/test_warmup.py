@@ -175,3 +175,35 @@ def test_generating_compiles_nothing_after_load(model, method, preference, sampl
     assert result.stats["n_tokens"] >= 1
     after = {name: len(d.signatures) for name, d in dispatchers(entry_points_only=False).items()}
     assert {n: (before[n], after[n]) for n in after if after[n] != before[n]} == {}
+
+
+def test_a_sigterm_while_the_kernels_load_comes_once_they_are_in(monkeypatch) -> None:
+    """Numba loads through llvmlite's ctypes callbacks, where the SystemExit of batch's and
+    bench's SIGTERM handler was dropped (the run went on, or crashed, and SIGTERM was ignored
+    from then on): the signal is held until the kernels are loaded, then it is the exit."""
+    import os
+    import signal
+
+    from localpref import warmup as warming
+    from localpref.commands.interrupt import TERMINATED_EXIT, terminate_as_exit
+    from localpref.kernels import controls
+
+    loaded: list[str] = []
+
+    def kernels_then_signal() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # lands while the kernels load
+        for _ in range(1000):  # Python runs the handler here
+            pass
+        loaded.append("kernels")
+
+    monkeypatch.setattr(warming, "_warm", False)
+    monkeypatch.setattr(kernels, "warmup", kernels_then_signal)
+    monkeypatch.setattr(controls, "warmup", lambda: loaded.append("controls"))
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stopped, terminate_as_exit():
+            warming.warmup()
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+    assert loaded == ["kernels", "controls"] and stopped.value.code == TERMINATED_EXIT

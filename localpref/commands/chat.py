@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     warnings.simplefilter("ignore", LocalprefWarning)  # the app shows them as notices
     app = app_from_args(args)
-    screen = sys.__stderr__  # where Textual draws (stdout may be piped: `chat | tee`)
-    if not (sys.stdin.isatty() and screen is not None and screen.isatty()):
-        raise LocalprefError("The chat app needs a terminal for its input and its screen "
-                             "(standard error); for an answer in a script use localpref "
-                             "generate, or chat --list / --export for the saved "
-                             "conversations.")
+    # Textual draws on standard error and takes the screen's size from standard output
+    streams = (sys.stdin, sys.stdout, sys.__stderr__)
+    if not all(stream is not None and stream.isatty() for stream in streams):
+        raise LocalprefError("The chat app needs a terminal (its input, output and standard "
+                             "error); for an answer in a script use localpref generate, or "
+                             "chat --list / --export for the saved conversations.")
     app.run()
     return app.return_code or 0
 

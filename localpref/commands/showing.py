@@ -137,12 +137,13 @@ def steering_line(stats: dict[str, Any], n_tokens: int | None = None) -> str:
     """``steering changed 17 of 96 tokens (mean shift 0.81 nats)``; for a one-lane method
     (no ``changed_tokens`` in its stats), says that nothing was steered."""
     total = stats.get("n_tokens", 0) if n_tokens is None else n_tokens
+    tokens = "token" if total == 1 else "tokens"
     changed = stats.get("changed_tokens")
     if changed is None:
-        return f"steering changed 0 of {total} tokens ({stats.get('method')} is not steered)"
+        return f"steering changed 0 of {total} {tokens} ({stats.get('method')} is not steered)"
     shift = stats.get("mean_shift")
     shift_text = f"{float(shift):.2f}" if shift is not None else "n/a"
-    return f"steering changed {changed} of {total} tokens (mean shift {shift_text} nats)"
+    return f"steering changed {changed} of {total} {tokens} (mean shift {shift_text} nats)"
 
 
 def avoid_from_args(args: argparse.Namespace) -> list[str] | None:
