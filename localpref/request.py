@@ -76,6 +76,7 @@ class Request:
             set_field(self, "preference", tuple(self.preference))
         preference_sentences(self.preference)  # an empty preference is an error
         set_field(self, "avoid", _checked_avoid(self.avoid))
+        _check_not_avoided(self.preference, self.avoid)
         set_field(self, "like", checked_like(self.like))
         set_field(self, "method", resolve_method(self.method))
         if not isinstance(self.sampling, Sampling):
@@ -174,6 +175,25 @@ def _checked_avoid(avoid: AvoidInput) -> str | tuple[str, ...] | None:
     return avoid if isinstance(avoid, str) else tuple(items)
 
 
+def _check_not_avoided(preference: PreferenceInput,
+                       avoid: str | tuple[str, ...] | None) -> None:
+    """One sentence for a preference that is also what to avoid (the same text, a built-in
+    name and its sentence, whatever the case): both lanes would read it, and steering toward
+    and away from one thing changes nothing while calling itself steered."""
+    if preference is None or avoid is None:
+        return
+    if isinstance(preference, Mapping):  # a preference at weight 0 is not steered toward
+        items = [text for text, weight in preference.items() if weight]
+    else:
+        items = [preference] if isinstance(preference, str) else list(preference)
+    avoided = {sentence.casefold() for sentence in preference_sentences(avoid, noun="avoid")}
+    for text, sentence in zip(items, preference_sentences(items), strict=True):
+        if sentence.casefold() in avoided:
+            raise SettingsError(f"{text.strip()!r} is both a preference and what to avoid; "
+                                "steering toward and away from the same thing changes "
+                                "nothing, so give it as one of them.", param="avoid")
+
+
 def _check_unicode(request: Request) -> None:
     """One sentence when a text of the request cannot be written as UTF-8: a lone surrogate
     (U+D800 to U+DFFF), as JSON's ``\\ud800`` escapes or bytes a terminal could not decode
@@ -191,11 +211,14 @@ def _check_unicode(request: Request) -> None:
     texts += [("example", item) for item in request.like]
     texts += [("stop string", item) for item in request.stop]
     texts += [("system prompt", request.system_prompt), ("grammar", request.grammar)]
+    fields = {"message": "messages", "preference": "preference", "avoid": "avoid",
+              "example": "like", "stop string": "stop"}  # the field a client would fix
     for what, text in texts:
         code = lone_surrogate(text) if isinstance(text, str) else None
         if code is not None:
             raise SettingsError(f"The {what} is not valid Unicode text: it holds a lone "
-                                f"surrogate (U+{code:04X}); send UTF-8 text.")
+                                f"surrogate (U+{code:04X}); send UTF-8 text.",
+                                param=fields.get(what))
 
 
 def lone_surrogate(text: str) -> int | None:

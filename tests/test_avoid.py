@@ -102,3 +102,24 @@ def test_a_comparison_refuses_pad_with_a_reward_model_and_avoid(model: Model) ->
     with pytest.raises(SettingsError, match="two-lane"):
         model.compare(PROMPT, [Base(), Pref()], preference="concise", avoid="verbose",
                       max_tokens=2)
+
+
+@pytest.mark.parametrize(("preference", "avoid", "named"), [
+    ("concise", "concise", "concise"),
+    ("Concise ", "Your answer should be as short and to the point as possible.", "Concise"),
+    (["formal", "concise"], ["verbose", "CONCISE"], "concise"),
+    ({"concise": 2.0, "formal": 1.0}, "concise", "concise"),
+])
+def test_a_preference_that_is_also_avoided_is_refused(model: Model, preference, avoid,
+                                                      named) -> None:
+    """Both lanes read the same text: the answer was Pref's word for word while its stats
+    said Amulet steered it (0 tokens changed)."""
+    with pytest.raises(SettingsError) as refused:
+        model.generate("Hi", preference=preference, avoid=avoid, max_tokens=2)
+    assert str(refused.value) == (
+        f"{named!r} is both a preference and what to avoid; steering toward and away from the "
+        "same thing changes nothing, so give it as one of them.")
+    assert refused.value.param == "avoid"
+    # at weight 0 a preference is not steered toward: avoiding it is no contradiction
+    model.generate("Hi", preference={"concise": 0.0, "formal": 1.0}, avoid="concise",
+                   max_tokens=2)

@@ -203,6 +203,12 @@ BAD_INPUTS = [
     (["--avoid", ""], "--avoid needs a text"),
     (["--avoid", "  "], "--avoid needs a text"),
     (["--avoid", "verbose", "--method", "base"], "base reads one lane"),
+    # -p's TEXT=NUMBER was taken literally: the base lane read "verbose=2"
+    (["--avoid", "verbose=2"], "--avoid takes no weights ('verbose=2'); give the text alone, "
+                               "e.g. --avoid verbose."),
+    (["--avoid", "verbose=high"], "--avoid takes no weights ('verbose=high')"),
+    (["-p", "concise", "--avoid", "CONCISE"], "'concise' is both a preference and what to "
+                                              "avoid"),
     (["--avoid", "verbose", "--method", "pref"], "pref reads one lane"),
     (["--avoid", "verbose", "--method", "pad", "--reward-model", "x.gguf"],
      "which PAD with a reward model does not read"),

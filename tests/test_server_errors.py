@@ -119,6 +119,13 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
      "The weight of 'concise' must be a number (got '1')."),
     ({"localpref": {"preference": "concise", "avoid": []}}, "localpref.avoid",
      "The avoid list is empty"),
+    # steering toward and away from one text: Pref's answer, reported as Amulet's
+    ({"localpref": {"preference": "concise", "avoid": "Concise "}}, "localpref.avoid",
+     "'concise' is both a preference and what to avoid;"),
+    ({"localpref": {"preference": "a\ud800b"}}, "localpref.preference",  # param was null
+     "The preference is not valid Unicode text: it holds a lone surrogate (U+D800)"),
+    ({"model": f"{MODEL_ID}:%FF"}, "model", "The model id 'smollm2-135m-instruct:%FF' has "
+                                            "percent-encoded bytes that are not UTF-8 text"),
     ({"localpref": {"preference": "concise", "method": "nope"}}, "localpref.method",
      "Unknown method 'nope'"),
     ({"localpref": {"like": [""]}}, "localpref.like", "An example (like) must be"),

@@ -392,8 +392,12 @@ def test_head_health_and_a_long_preference(server) -> None:
     body = {"model": MODEL_ID, "max_tokens": 2, "messages": user(),
             "localpref": {"preference": "be brief " * 1250}}  # 10,000 characters
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
-    assert "preference" in error["message"] and "prompt is" not in error["message"]
+    assert error["message"].startswith("The preference text is too long: ")
     assert error["param"] == "localpref.preference"
+    body["localpref"] = {"preference": "concise", "avoid": "long words " * 1000}
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
+    assert error["message"].startswith("The avoid text is too long: ")  # named the preference
+    assert error["param"] == "localpref.avoid"
 
 
 def test_the_api_keys_scheme_is_case_insensitive(model) -> None:

@@ -41,6 +41,9 @@ def test_model_ids_parse_to_a_method_and_a_preference(requested, expected) -> No
     ("gpt-4o", UnknownModelError), (f"{ID}x:concise", UnknownModelError),
     ("/etc/passwd", UnknownModelError), (f"{ID}:", SettingsError),
     (f"{ID}:%20%20", SettingsError), (f"{ID}::concise", SettingsError),
+    # bytes that are not UTF-8 were replacement characters the model read as the preference
+    (f"{ID}:%FF", SettingsError), (f"{ID}:amulet:%ED%A0%80", SettingsError),
+    (f"{ID}:%FF:concise", SettingsError),
 ])
 def test_other_models_and_empty_parts_are_refused(requested, error) -> None:
     with pytest.raises(error):

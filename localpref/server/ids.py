@@ -91,10 +91,20 @@ def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
     method: str | None = None
     if ":" in rest:
         method, rest = rest.split(":", 1)
-        method = unquote(method)
+        method = _decoded(method, requested)
         if not method.strip():
             raise SettingsError(f"The model id '{requested}' has an empty method.", param="model")
-    preference = unquote(rest)
+    preference = _decoded(rest, requested)
     if not preference.strip():
         raise SettingsError(f"The model id '{requested}' has an empty preference.", param="model")
     return RequestedSteering(method=method, preference=preference)
+
+
+def _decoded(part: str, requested: str) -> str:
+    """A part of a model id, percent-decoded; bytes that are not UTF-8 text (``%FF``, an
+    encoded lone surrogate) are one sentence, not replacement characters the model reads."""
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise SettingsError(f"The model id '{requested}' has percent-encoded bytes that are not "
+                            "UTF-8 text; encode the text as UTF-8.", param="model") from None

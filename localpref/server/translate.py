@@ -120,13 +120,16 @@ def start_generation(model: Model, args: GenerationArgs) -> Generation:
     try:
         return Generation(model.submit(args.request()))
     except PromptTooLongError as error:
-        options = args.kwargs.get("preference") or args.avoid
-        if not options or model.count_tokens(args.messages) + 1 >= model.n_ctx:
+        preference, avoid = args.kwargs.get("preference"), args.avoid
+        if not (preference or avoid) or model.count_tokens(args.messages) + 1 >= model.n_ctx:
             error.param = args.prompt_field
             raise
-        raise FieldError("localpref.preference", "The preference (or avoid) text is too long: "
-                         f"with it the prompt does not fit in the {model.n_ctx}-token window; "
-                         "shorten it.") from None
+        # the longer of the two is the one to shorten (the other is often a preset's name)
+        field = ("avoid" if avoid and (not preference or len(str(avoid)) > len(str(preference)))
+                 else "preference")
+        raise FieldError(f"localpref.{field}", f"The {field} text is too long: with it the "
+                         f"prompt does not fit in the {model.n_ctx}-token window; shorten "
+                         "it.") from None
 
 
 def message_text(message: ChatMessage, index: int) -> str:
