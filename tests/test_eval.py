@@ -651,3 +651,30 @@ def test_avoid_reaches_the_methods_with_a_base_lane_only(paper_model: Model, dat
     assert avoided["pref"]["text"] == plain["pref"]["text"]
     assert avoided["amulet"]["stats"]["avoid"] == "verbose"
     assert avoided["amulet"]["text"] != plain["amulet"]["text"]
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    """Two runs with one --out both generated every row and appended them (11 rows for a grid
+    of 6): the second is one sentence while the first holds the folder's lock, whose file is
+    what another process holds (``flock``, released however that process ends)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(  # another process holding the folder, as a running eval does
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (code, stderr) == (2, f"localpref: Another localpref eval is writing {out}; wait "
+                                 "for it to finish (or stop it), or give another --out.\n")
+    assert not (out / "generations.jsonl").exists()
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))  # free again
+    assert code == 0, stderr

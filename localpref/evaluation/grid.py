@@ -53,6 +53,7 @@ from localpref.evaluation.specs import (
     non_default_fields,
 )
 from localpref.file_digest import file_digest
+from localpref.file_lock import exclusive
 from localpref.methods import Base, Sampling, recommended_method
 from localpref.presets import DEFAULT_SYSTEM_PROMPT, opposite_text
 from localpref.request import Request
@@ -117,6 +118,10 @@ class Item:
 
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+#: The lock file of a folder an evaluation is writing (empty, left in place).
+RUN_LOCK = ".lock"
 
 
 class Evaluation:
@@ -269,8 +274,16 @@ class Evaluation:
         return len(self._beam_contexts)
 
     def run(self) -> Path:
-        """Do every missing row, then write the summary and charts; return the summary path."""
+        """Do every missing row, then write the summary and charts; return the summary path.
+        One run at a time writes a folder (``.lock`` in it, ``file_lock.exclusive``): two
+        runs on one ``--out`` generated every row twice and appended both."""
         make_output_folder(self.out_dir)
+        busy = LocalprefError(f"Another localpref eval is writing {self.out_dir}; wait for it "
+                              "to finish (or stop it), or give another --out.")
+        with exclusive(self.out_dir / RUN_LOCK, busy=busy, what=str(self.out_dir)):
+            return self._run()
+
+    def _run(self) -> Path:
         items = self.items()
         existing = {row["id"]: row
                     for row in read_rows(self.out_dir / GENERATIONS, GENERATION_FIELDS)}
