@@ -76,7 +76,7 @@ class Request:
             set_field(self, "preference", tuple(self.preference))
         preference_sentences(self.preference)  # an empty preference is an error
         set_field(self, "avoid", _checked_avoid(self.avoid))
-        _check_not_avoided(self.preference, self.avoid)
+        check_not_avoided(self.preference, self.avoid)
         set_field(self, "like", checked_like(self.like))
         set_field(self, "method", resolve_method(self.method))
         if not isinstance(self.sampling, Sampling):
@@ -175,8 +175,8 @@ def _checked_avoid(avoid: AvoidInput) -> str | tuple[str, ...] | None:
     return avoid if isinstance(avoid, str) else tuple(items)
 
 
-def _check_not_avoided(preference: PreferenceInput,
-                       avoid: str | tuple[str, ...] | None) -> None:
+def check_not_avoided(preference: PreferenceInput,
+                      avoid: str | Sequence[str] | None) -> None:
     """One sentence for a preference that is also what to avoid (the same text, a built-in
     name and its sentence, whatever the case): both lanes would read it, and steering toward
     and away from one thing changes nothing while calling itself steered."""
@@ -186,6 +186,8 @@ def _check_not_avoided(preference: PreferenceInput,
         items = [text for text, weight in preference.items() if weight]
     else:
         items = [preference] if isinstance(preference, str) else list(preference)
+    if not items:  # every weight 0: nothing is steered toward
+        return
     avoided = {sentence.casefold() for sentence in preference_sentences(avoid, noun="avoid")}
     for text, sentence in zip(items, preference_sentences(items), strict=True):
         if sentence.casefold() in avoided:

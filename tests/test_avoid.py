@@ -9,6 +9,7 @@ from localpref import PAD, Amulet, Base, Contrastive, Pref
 from localpref.api import Model
 from localpref.errors import SettingsError
 from localpref.presets import PRESETS, avoid_text
+from localpref.request import Request
 
 PROMPT = "How do I keep basil alive?"
 
@@ -123,3 +124,4 @@ def test_a_preference_that_is_also_avoided_is_refused(model: Model, preference, 
     # at weight 0 a preference is not steered toward: avoiding it is no contradiction
     model.generate("Hi", preference={"concise": 0.0, "formal": 1.0}, avoid="concise",
                    max_tokens=2)
+    Request.make("Hi", preference={"concise": 0.0}, avoid="verbose")  # every weight 0

@@ -206,7 +206,6 @@ BAD_INPUTS = [
     # -p's TEXT=NUMBER was taken literally: the base lane read "verbose=2"
     (["--avoid", "verbose=2"], "--avoid takes no weights ('verbose=2'); give the text alone, "
                                "e.g. --avoid verbose."),
-    (["--avoid", "verbose=high"], "--avoid takes no weights ('verbose=high')"),
     (["-p", "concise", "--avoid", "CONCISE"], "'concise' is both a preference and what to "
                                               "avoid"),
     (["--avoid", "verbose", "--method", "pref"], "pref reads one lane"),
@@ -242,6 +241,15 @@ def test_bad_input_is_one_sentence_and_exit_code_2(
     assert out == ""
     assert err.count("\n") == 1 and message in err
     assert "Traceback" not in err
+
+
+def test_free_text_to_avoid_may_hold_an_equals_sign() -> None:
+    from localpref.commands.showing import avoid_from_args
+
+    texts = ["claiming 2+2=5", "pi=3.14159", "e=mc2", "verbose = long answers", "=5",
+             "verbose=high"]  # only a built-in name and a number is -p's weight
+    args = build_parser().parse_args(["generate", "Hi", *[f"--avoid={t}" for t in texts]])
+    assert avoid_from_args(args) == texts
 
 
 def test_compare_refuses_a_setting_none_of_its_methods_reads(

@@ -331,3 +331,14 @@ def test_a_long_preference_is_shortened_where_it_is_shown():
     assert len(label) == LABEL_CHARACTERS and label.endswith("…")
     assert label.startswith("concise + be very polite")
     assert Steering.from_dict({"presets": ["concise"]}).preference_label == "concise"
+
+
+def test_the_form_refuses_a_preference_that_is_also_avoided() -> None:
+    """Applied, it made every message refused at send time (the panel took it)."""
+    steering, errors = steering_from_form(["concise"], "", "amulet", {}, {}, avoid="Concise")
+    assert steering is None
+    assert errors == {"avoid": "'concise' is both a preference and what to avoid; steering "
+                               "toward and away from the same thing changes nothing, so give "
+                               "it as one of them."}
+    steering, errors = steering_from_form(["concise"], "", "amulet", {}, {}, avoid="verbose")
+    assert steering is not None and errors == {}

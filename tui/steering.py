@@ -27,7 +27,7 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.presets import preference_label
-from localpref.request import Request
+from localpref.request import Request, check_not_avoided
 from localpref.weights import Weights, weighted_lanes, weights_error
 from tui.text import shortened
 
@@ -258,12 +258,13 @@ class Steering:
         if method == RECOMMENDED_METHOD:
             method = RECOMMENDED_METHOD  # the recommended steering: the model's calibration
         extra: dict[str, Any] = {}
+        preference = self.preference
         if self.avoid.strip():
             problem = avoid_error(method)
             if problem:
                 raise SettingsError(problem)
             extra["avoid"] = self.avoid.strip()
-        preference = self.preference
+            check_not_avoided(preference, extra["avoid"])  # both lanes would read it
         if isinstance(preference, dict):
             Weights(preference)  # a weight below 0 is one sentence
             problem = weights_error(method, weighted_lanes(Weights(preference)) or [])
@@ -435,7 +436,8 @@ def steering_from_form(
     try:
         steering.overrides()
     except SettingsError as error:
-        cannot_avoid = bool(avoid.strip()) and avoid_error(steering.method_object())
+        cannot_avoid = bool(avoid.strip()) and (avoid_error(steering.method_object())
+                                                or error.param == "avoid")
         return None, {"avoid" if cannot_avoid else "": str(error)}
     return steering, {}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from localpref.errors import SettingsError
 from localpref.methods import METHODS, ContrastFamily, Method, avoid_error
+from localpref.presets import PRESETS
 from localpref.weights import split_weight
 
 #: ANSI styles of a changed token on a terminal (bold yellow) and the reset after it.
@@ -156,14 +157,15 @@ def avoid_from_args(args: argparse.Namespace) -> list[str] | None:
         if not text.strip():
             raise SettingsError("--avoid needs a text, e.g. --avoid verbose or --avoid "
                                 "'jargon and long words'.")
-        try:
-            weighted = split_weight(text)[1] is not None
-        except SettingsError:  # a built-in name with a weight that is not a number
-            weighted = True
-        if weighted:  # -p's TEXT=NUMBER: the base lane would read "verbose=2"
-            name = text.partition("=")[0].strip()
-            raise SettingsError(f"--avoid takes no weights ({text.strip()!r}); give the text "
-                                f"alone, e.g. --avoid {name}.")
+        name, equals, _ = text.partition("=")
+        if equals and name.strip().lower() in PRESETS:  # "verbose=2": -p's weight, mistyped
+            try:
+                weighted = split_weight(text)[1] is not None
+            except SettingsError:  # the weight is not a number: free text after all
+                weighted = False
+            if weighted:  # the base lane would read "verbose=2"; free text may hold "="
+                raise SettingsError(f"--avoid takes no weights ({text.strip()!r}); give the "
+                                    f"text alone, e.g. --avoid {name.strip()}.")
     return [text.strip() for text in avoid]
 
 

@@ -21,6 +21,7 @@ from localpref.decoding import Generation
 from localpref.errors import PromptTooLongError, SettingsError
 from localpref.grammar import json_grammar
 from localpref.methods import Base, ContrastFamily, Method, resolve_method
+from localpref.presets import preference_sentences
 from localpref.request import Request
 from localpref.server.ids import parse_model_id
 from localpref.server.schemas import (
@@ -124,12 +125,20 @@ def start_generation(model: Model, args: GenerationArgs) -> Generation:
         if not (preference or avoid) or model.count_tokens(args.messages) + 1 >= model.n_ctx:
             error.param = args.prompt_field
             raise
-        # the longer of the two is the one to shorten (the other is often a preset's name)
-        field = ("avoid" if avoid and (not preference or len(str(avoid)) > len(str(preference)))
-                 else "preference")
+        field = _longer_lane_text(preference, avoid, args.kwargs.get("like"))
         raise FieldError(f"localpref.{field}", f"The {field} text is too long: with it the "
                          f"prompt does not fit in the {model.n_ctx}-token window; shorten "
                          "it.") from None
+
+
+def _longer_lane_text(preference: Any, avoid: Any, like: Any) -> str:
+    """``preference`` or ``avoid``: the one whose lane carries more text, built-in names
+    expanded to their sentences and the examples counted with the preference's lane (the
+    lane that overflows the window is the one to shorten)."""
+    wanted = sum(map(len, preference_sentences(preference))) if preference else 0
+    wanted += sum(map(len, like or ()))
+    avoided = sum(map(len, preference_sentences(avoid, noun="avoid"))) if avoid else 0
+    return "avoid" if avoided > wanted else "preference"
 
 
 def message_text(message: ChatMessage, index: int) -> str:
