@@ -661,6 +661,9 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
     import subprocess
     import sys
 
+    source = tmp_path / "source"
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, source))
+    assert code == 0, stderr
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(  # another process holding the folder, as a running eval does
@@ -670,11 +673,16 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
     try:
         assert holder.stdout.readline().strip() == "held"
         code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))
+        merged, _, merge_stderr = run_cli(capsys, "eval", "merge", str(source), "--out",
+                                          str(out))  # it would replace the rows under the run
     finally:
         holder.kill()
         holder.wait()
     assert (code, stderr) == (2, f"localpref: Another localpref eval is writing {out}; wait "
                                  "for it to finish (or stop it), or give another --out.\n")
+    assert (merged, merge_stderr) == (2, f"localpref: A localpref eval is writing {out}; wait "
+                                         "for it to finish (or stop it), or give merge another "
+                                         "--out.\n")
     assert not (out / "generations.jsonl").exists()
     code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))  # free again
     assert code == 0, stderr

@@ -36,6 +36,7 @@ from localpref.evaluation.progress import Progress
 from localpref.evaluation.records import (
     GENERATION_FIELDS,
     GENERATIONS,
+    RUN_LOCK,
     SCORE_FIELDS,
     SCORES,
     RowWriter,
@@ -118,10 +119,6 @@ class Item:
 
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-#: The lock file of a folder an evaluation is writing (empty, left in place).
-RUN_LOCK = ".lock"
 
 
 class Evaluation:

@@ -11,6 +11,7 @@ from localpref.errors import LocalprefError
 from localpref.evaluation.records import (
     GENERATION_FIELDS,
     GENERATIONS,
+    RUN_LOCK,
     SCORE_FIELDS,
     SCORES,
     make_output_folder,
@@ -19,6 +20,7 @@ from localpref.evaluation.records import (
 )
 from localpref.evaluation.report import DEFAULT_REFERENCE, write_report
 from localpref.evaluation.scorers import Scorer, score_text
+from localpref.file_lock import exclusive
 
 
 def merge_outputs(
@@ -77,11 +79,14 @@ def merge_outputs(
     ordered = sorted(generations.values(),
                      key=lambda r: (r["dataset"], r["position"], r["preference"], r["method"],
                                     r["id"]))
-    write_rows(target / GENERATIONS, ordered)
     score_rows = [{"id": r["id"], "kind": "metrics", "metrics": metrics[r["id"]]}
                   for r in ordered if r["id"] in metrics]
     score_rows += sorted(judgements.values(), key=lambda j: j["id"])
-    write_rows(target / SCORES, score_rows)
-    return write_report(target, ordered, metrics, list(judgements.values()),
-                        reference=reference or DEFAULT_REFERENCE, resamples=resamples,
-                        fluency_budget=fluency_budget)
+    busy = LocalprefError(f"A localpref eval is writing {target}; wait for it to finish (or "
+                          "stop it), or give merge another --out.")
+    with exclusive(target / RUN_LOCK, busy=busy, what=str(target)):  # rows replaced under it
+        write_rows(target / GENERATIONS, ordered)
+        write_rows(target / SCORES, score_rows)
+        return write_report(target, ordered, metrics, list(judgements.values()),
+                            reference=reference or DEFAULT_REFERENCE, resamples=resamples,
+                            fluency_budget=fluency_budget)

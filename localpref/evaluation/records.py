@@ -22,6 +22,8 @@ SCORES = "scores.jsonl"
 #: The files an evaluation writes in its output folder (beside its charts).
 SUMMARY = "summary.md"
 OUTPUT_FILES = (GENERATIONS, SCORES, SUMMARY)
+#: The lock file of a folder an evaluation or a merge is writing (empty, left in place).
+RUN_LOCK = ".lock"
 
 
 def row_id(key: dict[str, Any]) -> str:
