@@ -295,6 +295,8 @@ async def test_message_sent_while_an_answer_is_written_waits_and_esc_lets_it_go(
         await until(pilot, lambda: app.busy and answers(app) and answers(app)[0].text.strip())
         with model.exclusive():  # the scheduler waits: the answer is still being written
             await pilot.press(*"Now a short one.", "enter")
+            # the handler adds the waiting message's view after the key press returns
+            await until(pilot, lambda: app.query_one(ChatLog).views[-1].role == "user")
             assert app.busy and app.query_one(ChatInput).text == ""
             assert app.query_one(ChatLog).views[-1].header() == "You · waiting"
             saved = app.store.messages(app.conversation_id)
