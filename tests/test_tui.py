@@ -288,7 +288,9 @@ async def test_message_sent_while_the_model_loads_waits_and_goes_once_it_is_read
 
 
 async def test_message_sent_while_an_answer_is_written_waits_and_esc_lets_it_go(model, home):
-    seed(home, presets=["verbose"], method="pref", sampling={"max_tokens": 400})
+    # room for thousands of tokens: on an idle machine 400 were written before the second
+    # message was typed, and it then went at once instead of waiting (Esc stops this one)
+    seed(home, presets=["verbose"], method="pref", sampling={"max_tokens": 4000})
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(*"Write a long story about a dragon.", "enter")
