@@ -786,8 +786,8 @@ class Chat:
                             "first.")
 
         def remember(results: list[Result]) -> None:  # once it ran, even cancelled
-            if not results:
-                return
+            if not results or (replaces and results[0].wrote_nothing):
+                return  # (a regeneration stopped while it waited leaves the last answer)
             if replaces and self.results:
                 self.results.pop()
             self.messages[:] = conversation

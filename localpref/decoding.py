@@ -63,6 +63,12 @@ class Result:
     stats: dict[str, Any] = field(default_factory=dict)
     trace: list[dict[str, Any]] | None = None
 
+    @property
+    def wrote_nothing(self) -> bool:
+        """Stopped (cancelled, or failed) before its first token: not an answer at all, where
+        an end token first is an empty one."""
+        return not self.tokens and self.stats.get("stop_reason") in ("cancelled", "error")
+
 
 def initial_stats(facts: dict[str, Any]) -> dict[str, Any]:
     """A track's stats with every key present from the start (readers may copy the dict

@@ -180,6 +180,21 @@ def test_a_refused_or_unread_regeneration_leaves_the_history(model: Model) -> No
     chat.close()
 
 
+def test_a_regeneration_cancelled_while_it_waits_for_the_model_leaves_the_history(
+        model: Model) -> None:
+    """Started, then cancelled before the scheduler decoded it: its empty result replaced the
+    last answer (the app's Ctrl+R then Esc lost the answer)."""
+    chat = model.chat(max_tokens=6)
+    chat.send("Name a fruit.")
+    before = (list(chat.messages), list(chat.results))
+    with model.exclusive():  # the scheduler waits
+        waiting = chat.regenerate().start()
+        waiting.cancel()
+    assert list(waiting) == [] and waiting.result.wrote_nothing
+    assert (chat.messages, chat.results) == before
+    chat.close()
+
+
 def test_a_chat_answers_one_turn_at_a_time_even_before_its_answer_is_read(
         model: Model) -> None:
     """A stream made and not read yet, then another turn: reading the first overwrote the

@@ -97,6 +97,27 @@ async def test_sent_message_streams_an_answer_that_equals_the_saved_one(model, h
         assert saved[1].content == answers(app)[0].text and len(answers(app)) == 1
 
 
+async def test_a_regeneration_stopped_before_its_first_word_keeps_the_previous_answer(
+    model, home
+):
+    seed(home, presets=["concise"], method="pref", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "Name a color.")
+        before = [(m.id, m.content) for m in app.store.messages(app.conversation_id)]
+        with model.exclusive():  # nothing is decoded: the regeneration has no word yet
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: app.busy and len(answers(app)) == 2)
+            assert answers(app)[0].display is False  # the old answer waits, hidden
+            await pilot.press("escape")
+        await until(pilot, lambda: not app.busy)
+        assert [(m.id, m.content) for m in app.store.messages(app.conversation_id)] == before
+        assert [v.text for v in answers(app)] == [before[1][1]]
+        assert answers(app)[0].display is True
+        assert any("the previous answer is kept" in notice for notice in app.notices)
+        assert app.chat is not None and app.chat.messages[-1]["content"] == before[1][1]
+
+
 async def test_escape_mid_answer_keeps_the_partial_answer_saved_as_partial(model, home):
     seed(home, presets=["verbose"], method="pref", sampling={"max_tokens": 400})
     app = LocalprefApp(model=model)

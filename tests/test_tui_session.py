@@ -201,6 +201,29 @@ def test_regenerate_replaces_the_saved_answer(model, tmp_path, notices):
         session.close()
 
 
+def test_a_regeneration_stopped_before_its_first_word_changes_nothing(model, tmp_path, notices):
+    session = make_session(model, tmp_path, notices, method="base")
+    try:
+        first, _ = write(session, session.send("Name a color."))
+        before = rows(session)
+        answer = session.regenerate()
+        assert len(rows(session)) == 3  # the new answer is saved beside the old one
+        session.stop()  # Esc before a word
+        ended, shown = write(session, answer)
+        assert ended.kept_previous and shown == "" and ended.text == ""
+        assert ended.sentence == ("Stopped before the new answer began; the previous answer "
+                                  "is kept.")
+        assert rows(session) == before == [("user", "Name a color.", "complete"),
+                                           ("assistant", first.text, "complete")]
+        assert session.chat.messages[-1]["content"] == first.text
+        ended, _ = write(session, session.regenerate(), stop_after_text=True)
+        assert not ended.kept_previous and ended.text.strip()  # stopped after a word: replaced
+        assert rows(session) == [("user", "Name a color.", "complete"),
+                                 ("assistant", ended.text, "partial")]
+    finally:
+        session.close()
+
+
 def test_a_message_longer_than_the_context_is_refused_and_nothing_is_saved(
     model, tmp_path, notices
 ):

@@ -27,6 +27,9 @@ class AnsweringHandlers:
 
     session: ChatSession
     _answer_view: MessageView | None = None
+    #: the answer a regeneration replaces: hidden while it writes, shown again when it is
+    #: stopped before its first word
+    _replaced_view: MessageView | None = None
 
     def _waiting_views(self) -> list[MessageView]:
         """The views of the waiting messages, in the order they wait (those the session
@@ -101,8 +104,9 @@ class AnsweringHandlers:
             self.notify(str(error), severity="warning")
             return
         views = self.query_one(ChatLog).views
-        if views and views[-1].role == "assistant":
-            await views[-1].remove()
+        if views and views[-1].role == "assistant":  # hidden until the new one writes
+            self._replaced_view = views[-1]
+            self._replaced_view.display = False
         await self._show_answer(answer)
 
     async def _show_answer(self, answer: Answer, after: MessageView | None = None) -> None:
@@ -140,9 +144,16 @@ class AnsweringHandlers:
     async def on_answer_done(self, event: AnswerDone) -> None:
         ended = event.ended
         view, self._answer_view = self._answer_view, None
+        replaced, self._replaced_view = self._replaced_view, None
         if view is not None and not self.session.closing:  # (closing: the views may be gone)
-            await view.finish(ended.text, partial=ended.partial, stats=ended.stats,
-                              changed_spans=ended.changed_spans)
+            if ended.kept_previous and replaced is not None:
+                await view.remove()
+                replaced.display = True
+            else:
+                await view.finish(ended.text, partial=ended.partial, stats=ended.stats,
+                                  changed_spans=ended.changed_spans)
+                if replaced is not None:
+                    await replaced.remove()
         self.session.finish()
         self._show_live(ended.stats, state="ready")
         if ended.sentence is not None:

@@ -98,6 +98,9 @@ class Answer:
     user_message_id: int | None = None
     #: The waiting message this answers (``send_waiting``), else None.
     waiting: WaitingMessage | None = None
+    #: The saved answer a regeneration replaces once it has written something (stopped before
+    #: its first word, the regeneration is dropped and this answer stays), else None.
+    replaces: int | None = None
 
 
 @dataclass
@@ -110,10 +113,16 @@ class Ended:
     error: str | None = None
     #: Character spans of the tokens steering changed (None without a trace).
     changed_spans: list[tuple[int, int]] | None = None
+    #: A regeneration that ended before its first word: nothing was saved, and the answer it
+    #: was to replace is still the conversation's.
+    kept_previous: bool = False
 
     @property
     def sentence(self) -> str | None:
         """What to tell the user about the end, if anything (a failure or a stop)."""
+        if self.kept_previous:
+            reason = f": {self.error}" if self.error else ""
+            return f"Stopped before the new answer began{reason}; the previous answer is kept."
         if self.error:
             return f"The answer stopped: {self.error}"
         if self.stats.get("stop_reason") == "cancelled":
@@ -516,8 +525,9 @@ class ChatSession:
 
     def regenerate(self) -> Answer:
         """Answer the last user message again with the current settings; the last saved
-        answer is deleted. Raises ``NotNow``, ``SettingsError`` for invalid settings and
-        ``Refused`` when there is nothing to answer again or the library refuses it."""
+        answer is deleted once the new one has written something (``write``). Raises
+        ``NotNow``, ``SettingsError`` for invalid settings and ``Refused`` when there is nothing
+        to answer again or the library refuses it."""
         self.check("send another message", needs_model=True)
         overrides = self.steering.overrides()
         stored = self.stored_messages()
@@ -525,9 +535,8 @@ class ChatSession:
             generation = self.ensure_chat().regenerate(**overrides)
         except LocalprefError as error:
             raise Refused(error) from error
-        if stored and stored[-1].role == "assistant":
-            self._delete_message(stored[-1].id)
-        return self._begin(generation, self.conversation_id)
+        replaces = stored[-1].id if stored and stored[-1].role == "assistant" else None
+        return self._begin(generation, self.conversation_id, replaces=replaces)
 
     def write(self, answer: Answer, *, progress: Callable[[str, dict[str, Any]], None],
               notice: Notify) -> Ended:
@@ -562,8 +571,14 @@ class ChatSession:
                 if self.closing and stats.get("stop_reason") == "cancelled":
                     stats["stop_reason"] = APP_CLOSED  # not stopped by the user: left partial
                 spans = changed_spans(getattr(result, "trace", None))
-                save(text, PARTIAL if partial else COMPLETE, stats, spans)
-        return Ended(text, partial, stats, error, spans)
+                kept_previous = answer.replaces is not None and (
+                    result is None or result.wrote_nothing)
+                if kept_previous:  # stopped before its first word: the old answer stays
+                    self._delete_message(answer.message_id)
+                else:
+                    save(text, PARTIAL if partial else COMPLETE, stats, spans)
+                    self._delete_message(answer.replaces)
+        return Ended(text, partial, stats, error, spans, kept_previous)
 
     def finish(self) -> None:
         """The answer being written has ended (after ``write`` returned): no longer busy."""
