@@ -156,3 +156,31 @@ def test_ctrl_c_while_a_local_ray_starts_leaves_none_of_its_processes(tmp_path) 
     while (left := _ray_orphans() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
+    """ray.init put Ray's own SIGTERM handler in place of the batch's: a crash dump and exit 1
+    or 15 where the run says it stopped and exits 143 (without Ray it did)."""
+    source = write_batch(tmp_path / "in.jsonl", mixed_lines(64))  # outlives two answers
+    out = tmp_path / "out.jsonl"
+    before = _ray_orphans()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out", str(out),
+         "--ray", "--ray-actors", "1", "--threads", "1", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 180
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, "no answer came"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 143, error
+    assert b"localpref: stopped;" in error and b"SIGTERM received" not in error
+    assert b"Traceback" not in error
+    assert all(answer["custom_id"] for answer in read_answers(out))  # whole lines
+    deadline = time.monotonic() + 10
+    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left

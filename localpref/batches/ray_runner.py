@@ -13,10 +13,13 @@ started with the CPUs the actors ask for, and stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
 import socket
 import sys
+import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -110,11 +113,12 @@ def start_ray(settings: RaySettings) -> bool:
     if settings.address:
         check_reachable(settings.address)
     try:
-        if settings.address:
-            ray.init(address=settings.address, **options)
-        else:
-            ray.init(num_cpus=max(1, math.ceil(settings.actors * settings.cpus_per_actor)),
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+        with sigterm_kept():
+            if settings.address:
+                ray.init(address=settings.address, **options)
+            else:
+                ray.init(num_cpus=max(1, math.ceil(settings.actors * settings.cpus_per_actor)),
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
     except BaseException as error:
         # Whatever stopped it (Ctrl-C, a failure), a half-started Ray's processes would
         # outlive this one.
@@ -129,6 +133,20 @@ def start_ray(settings: RaySettings) -> bool:
                                 f"{str(error).rstrip('.')}{token}.") from None
         raise
     return True
+
+
+@contextlib.contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Around ``ray.init``, which puts Ray's own SIGTERM handler in place of the process's (a
+    crash dump and exit 15 where ``localpref batch`` says it stopped and exits 143,
+    ``commands.interrupt.terminate_as_exit``): the handler the process had is put back."""
+    in_main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        yield
+    finally:
+        if handler is not None:  # None: a handler set outside Python, left to Ray
+            signal.signal(signal.SIGTERM, handler)
 
 
 #: Seconds to wait for a cluster's port to answer before saying it cannot be reached (Ray's own
@@ -206,6 +224,7 @@ class RayPool:
 
     def _make_actors(self) -> list[Any]:
         import ray
+        from ray.exceptions import RayActorError
 
         settings = self.settings
         actor_class = ray.remote(
@@ -215,7 +234,13 @@ class RayPool:
         threads = settings.n_threads or max(1, int(settings.cpus_per_actor))
         actors = [actor_class.remote(settings, threads) for _ in range(settings.actors)]
         self.actors = actors
-        problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
+        try:
+            problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
+        except RayActorError as error:  # Ray could not place or start them
+            reason = str(error).strip().splitlines()[-1].rstrip(".")
+            where = settings.address or "a local Ray"
+            raise ModelError(f"The Ray actors could not start on {where}: {reason}; "
+                             "`ray status` shows the cluster's state.") from None
         if problems:
             raise ModelError(f"The Ray actors could not load the model: {problems[0]}")
         return actors

@@ -93,7 +93,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         # With Ray, Ctrl-C is pressed until Ray's start lets one through; its exit is below.
         # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143.
         with (interrupt_once() if args.ray is None else contextlib.nullcontext(),
-              terminate_as_exit()):
+              terminate_as_exit() as termination):
             summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
                             unordered=args.unordered,
                             ray=False if args.ray is None else (args.ray or True),
@@ -101,7 +101,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
                             ray_cpus_per_actor=args.ray_cpus_per_actor,
                             **loading, progress=not args.quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
-        code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+        code = (130 if isinstance(stop, KeyboardInterrupt)
+                else TERMINATED_EXIT if termination.came else stop.code)
         if code not in (130, TERMINATED_EXIT):
             raise
         _say_stopped(Path(args.out))

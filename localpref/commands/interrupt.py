@@ -80,29 +80,36 @@ def interrupt_once() -> Iterator[None]:
 TERMINATED_EXIT = 143
 
 
+class Termination:
+    """Whether SIGTERM came inside ``terminate_as_exit``: what a ``SystemExit`` that reached the
+    command meant, when code it passed through changed its exit code (Ray's wait turns it into
+    ``SystemExit(1)``)."""
+
+    came = False
+
+
 @contextlib.contextmanager
-def terminate_as_exit() -> Iterator[None]:
+def terminate_as_exit() -> Iterator[Termination]:
     """Inside, SIGTERM (what ``kill``, systemd and CI timeouts send) raises ``SystemExit``
     (exit code 143) in the main thread, so that ``finally`` blocks stop the processes a
     command started, as they do on Ctrl-C (by default Python dies on SIGTERM at once and its
     children live on). Once it came, later SIGTERMs and Ctrl-Cs are ignored until the process
     ends: a second exception raised while the first unwinds (closing the model) is the double
     free ``interrupt_once`` tells of. Outside the main thread nothing changes."""
+    termination = Termination()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield termination
         return
-    fired = False
 
     def exit_(signum: int, frame: FrameType | None) -> None:
-        nonlocal fired
-        fired = True
+        termination.came = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise SystemExit(TERMINATED_EXIT)
 
     previous = signal.signal(signal.SIGTERM, exit_)
     try:
-        yield
+        yield termination
     finally:
-        if not fired:
+        if not termination.came:
             signal.signal(signal.SIGTERM, previous)
