@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -369,3 +370,22 @@ def test_an_ollama_model_is_served_by_ollamas_name(ollama: dict[str, Path]) -> N
     assert served_model_id("ollama:someone/thing:7b",
                            ollama["someone/thing:7b"]) == "someone/thing:7b"
     assert listed_ids("tiny:latest")[1].startswith("tiny:latest:")
+
+
+def test_a_later_part_of_a_split_model_named_in_lmstudio_points_to_its_first_part(
+        lmstudio: dict[str, Path], home: Path, gguf: Path) -> None:
+    """A split model is listed by its first part; naming a later part said "no match"."""
+    folder = home / ".lmstudio" / "models" / "pub" / "Gamma-GGUF"
+    folder.mkdir(parents=True)
+    for name in ("Gamma-00001-of-00002.gguf", "Gamma-00002-of-00002.gguf",
+                 "Orphan-00002-of-00002.gguf"):
+        shutil.copyfile(gguf, folder / name)
+    with pytest.raises(ModelError, match=re.escape(
+            "Gamma-00002-of-00002.gguf is part 2 of 2 of a split model; give its first part: "
+            "lmstudio:pub/Gamma-GGUF/Gamma-00001-of-00002.gguf.")):
+        models.resolve_model("lmstudio:Gamma-00002-of-00002.gguf")
+    with pytest.raises(ModelError, match=re.escape(
+            "Orphan-00002-of-00002.gguf is part 2 of 2 of a split model; its first part, "
+            f"Orphan-00001-of-00002.gguf, is not beside it in {folder}.")):
+        models.resolve_model("lmstudio:orphan")
+    assert models.resolve_model("lmstudio:gamma") == folder / "Gamma-00001-of-00002.gguf"

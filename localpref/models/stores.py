@@ -28,7 +28,7 @@ from typing import Any
 
 from localpref.errors import ModelError
 from localpref.models.spec import pattern_matches
-from localpref.split_files import is_later_part, part_paths
+from localpref.split_files import is_later_part, part_paths, split_part
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_REGISTRY = "registry.ollama.ai"
@@ -216,8 +216,31 @@ def _find_lmstudio(pattern: str) -> StoredModel:
         listed = ", ".join(model.name for model in matches)
         raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio models ({listed}); "
                          "give a pattern that matches one of them.")
+    later = _later_part_sentence(pattern, glob)
+    if later is not None:
+        raise ModelError(later)
     raise ModelError(f"No LM Studio model matches '{pattern}' in {folders}; "
                      f"{_what_is_there(available, None)}.")
+
+
+def _later_part_sentence(pattern: str, glob: str) -> str | None:
+    """What to say when ``pattern`` matches only a later part of a split model (a split
+    model is listed, and named, by its first part), else None."""
+    for root in lmstudio_dirs():
+        if not root.is_dir():
+            continue
+        for path in _gguf_files_below(root):
+            part = split_part(path.name)
+            name = path.relative_to(root).as_posix()
+            if (part is None or part[0] == 1
+                    or not (name.lower() == pattern.lower() or pattern_matches(name, glob))):
+                continue
+            first = part_paths(path)[0]
+            where = (f"give its first part: lmstudio:{first.relative_to(root).as_posix()}"
+                     if first.is_file() else
+                     f"its first part, {first.name}, is not beside it in {path.parent}")
+            return f"{path.name} is part {part[0]} of {part[1]} of a split model; {where}."
+    return None
 
 
 def stored_elsewhere(text: str, pattern: str | None = None) -> StoredModel | None:
