@@ -636,6 +636,14 @@ METHODS: dict[str, type[Method]] = {
 _ALIASES = {"la": "contrastive", "cfg": "contrastive", "preference": "pref", "plain": "base"}
 
 
+def method_named(text: str) -> str | None:
+    """The method ``text`` names (``METHODS``' key, an alias's, or ``"recommended"``), else
+    None: what tells a model id's method from its preference."""
+    key = text.strip().lower()
+    key = _ALIASES.get(key, key)
+    return key if key in METHODS or key == RECOMMENDED else None
+
+
 def two_lane_method_names() -> list[str]:
     """The names of the two-lane methods (``ContrastFamily``) in ``METHODS``, in its order."""
     return [name for name, method_class in METHODS.items()

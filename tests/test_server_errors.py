@@ -146,6 +146,17 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
     ({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "x"}}]}]},
      "messages[0].content[1].type", "Only text content parts are supported (got 'image_url')."),
+    # no parts was an empty turn, answered
+    ({"messages": [{"role": "user", "content": []}]}, "messages[0].content",
+     "A message's content parts are an empty list; send a text or at least one text part."),
+    # opposite with nothing to oppose was plain decoding, silently
+    ({"localpref": {"opposite": True}}, "localpref.opposite",
+     "localpref.opposite gives the base lane the opposite of the preference, and the request "
+     "gives none;"),
+    # a method's name alone was steered toward as a preference ("pad")
+    ({"model": f"{MODEL_ID}:pad"}, "model", f"The model id '{MODEL_ID}:pad' names the method pad "
+     f"and no preference; use {MODEL_ID}:pad:PREFERENCE, or {MODEL_ID}:PREFERENCE for the "
+     "recommended steering."),
 ])
 def test_a_value_out_of_range_names_its_field_in_param(server, fields, param,
                                                         sentence) -> None:
@@ -155,9 +166,12 @@ def test_a_value_out_of_range_names_its_field_in_param(server, fields, param,
 
 
 def test_base_named_without_a_preference_and_temperature_two_are_answered(server) -> None:
-    for fields in ({"localpref": {"method": "base"}}, {"temperature": 2}):
+    for fields in ({"localpref": {"method": "base"}}, {"temperature": 2},
+                   {"model": f"{MODEL_ID}:base"}, {"localpref": {"opposite": False}}):
         answer = request(server.url, "POST", CHAT, body=body(**fields))
         assert answer.status == 200 and answer.json()["choices"][0]["message"]["content"]
+        # ID:base was steered toward the word "base"
+        assert answer.json()["localpref"]["method"] == "base"
 
 
 def test_a_prompt_past_the_window_is_openais_context_length_exceeded(server, model) -> None:

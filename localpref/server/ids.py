@@ -6,7 +6,8 @@ the GGUF's file stem (a split model's without ``-00001-of-00003``). A request na
 
 - ``ID``: plain decoding (unless the body's ``localpref`` object says otherwise); an ollama
   model's id without its tag ``:latest`` too, as ollama takes it;
-- ``ID:PRESET``: the recommended steering toward that preference;
+- ``ID:PRESET``: the recommended steering toward that preference (``ID:base`` is plain
+  decoding, and another method's name alone is refused: it names no preference);
 - ``ID:METHOD:PRESET``: that method with the papers' settings.
 
 PRESET may be a built-in name or URL-encoded free text (``ID:explain%20like%20I%27m%205``).
@@ -21,6 +22,7 @@ from urllib.parse import unquote
 
 from localpref.catalog import load_catalog
 from localpref.errors import LocalprefError, SettingsError
+from localpref.methods import method_named
 from localpref.models import (
     BUNDLED_MODEL_NAME,
     bundled_model_path,
@@ -97,6 +99,14 @@ def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
     preference = _decoded(rest, requested)
     if not preference.strip():
         raise SettingsError(f"The model id '{requested}' has an empty preference.", param="model")
+    named = method_named(preference) if method is None else None
+    if named == "base":  # ID:base (ID:plain) is plain decoding, as ID is
+        return RequestedSteering(method="base")
+    if named is not None:
+        raise SettingsError(f"The model id '{requested}' names the method {named} and no "
+                            f"preference; use {served_id}:{named}:PREFERENCE, or "
+                            f"{served_id}:PREFERENCE for the recommended steering.",
+                            param="model")
     return RequestedSteering(method=method, preference=preference)
 
 

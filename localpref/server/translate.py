@@ -153,6 +153,9 @@ def message_text(message: ChatMessage, index: int) -> str:
         return ""
     if isinstance(content, str):
         return content
+    if not content:  # as OpenAI: a list of parts has at least one
+        raise FieldError(field, "A message's content parts are an empty list; send a text or "
+                         "at least one text part.")
     pieces = []
     for number, part in enumerate(content):
         if part.type != "text":
@@ -280,6 +283,11 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         raise FieldError("localpref.method", f"localpref.method {method_name!r} steers toward "
                          "a preference and the request gives none; send localpref.preference "
                          "(or avoid, or like), or a model id NAME:PREFERENCE.")
+    if kwargs.get("opposite") and not preference:
+        raise FieldError("localpref.opposite", "localpref.opposite gives the base lane the "
+                         "opposite of the preference, and the request gives none; send "
+                         "localpref.preference or a model id NAME:PREFERENCE, or leave it "
+                         "out.")
     max_tokens, body_fields = request.max_tokens, {}
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens is not None:
         max_tokens = request.max_completion_tokens
