@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from localpref import kernels
 from localpref.engine import Vocabulary
 from localpref.errors import ModelError
 from localpref.grammar import GrammarMask
@@ -136,6 +137,12 @@ class Track:
             selector.mask = self.grammar.mask_into
             selector.full_scores = True
             self.ignore_eos = False  # a complete answer ends at the end token it allows
+        #: a model without a chat template, greedy, under the end rule: the answer's turn ends
+        #: where the preference lane's greedy pick begins or continues one
+        #: (``_turn_end_like_pref``)
+        self.turn_ends_like_pref = (bool(self.turn_marks) and self.grammar is None
+                                    and selector.sampling.temperature == 0
+                                    and selector.method.ends_like_pref)
         top_n = int(getattr(request, "top_logprobs", 0) or 0)
         if top_n and self.recorder.keep_trace:
             self.recorder.top_n = top_n
@@ -185,6 +192,8 @@ class Track:
             _check_finite(lanes)
             if self.grammar is None:
                 raise ModelError("No token could be chosen at this step.")
+        if self.turn_ends_like_pref and token >= 0:
+            token = self._turn_end_like_pref(token, lanes[0])
         if self.grammar is not None:
             token = self._allowed(token, views)
         picked = clock()
@@ -210,6 +219,24 @@ class Track:
         n_tokens = len(self.tokens)
         self.stats["steer_ms_per_token"] = self.steer_seconds * 1000 / n_tokens if n_tokens else 0.0
         return piece
+
+    def _turn_end_like_pref(self, token: int, z_pref: np.ndarray) -> int:
+        """The preference lane's greedy token in place of ``token`` where it begins or
+        continues a turn (``\\nUser:``, ``turn_marks``): without a chat template an answer ends
+        at the next turn, which is then what an end token is to a chat template, and the end
+        rule (``end_tokens="pref"``) ends the steered answer where the preference lane's greedy
+        pick would end it (docs/steering.md, "End tokens"). Otherwise the contrast steered past
+        the turn's newline, and a concise answer went on in a loop to ``max_tokens``."""
+        ending = int(kernels.greedy(z_pref))
+        if ending == token or ending < 0:
+            return token
+        piece = self.vocabulary.piece(ending).decode("utf-8", "ignore")
+        written = self.format_space + self.text + piece
+        if not piece or not (held_back(written, self.turn_marks)
+                             or find_stop(written, self.turn_marks) is not None):
+            return token
+        self.selector.recent[-1] = ending
+        return ending
 
     def _allowed(self, token: int, views: Sequence[np.ndarray]) -> int:
         """The token, advanced in the grammar. When the masks left no candidate (PAD's top-K

@@ -264,6 +264,12 @@ class Method:
     def pick(self, selector: Selector, lane_logits: Sequence[np.ndarray]) -> int:
         raise NotImplementedError
 
+    @property
+    def ends_like_pref(self) -> bool:
+        """Whether its answers end where its first lane's (the preference lane's) would: the
+        end rule, ``end_tokens="pref"``."""
+        return False
+
     def settings(self) -> dict[str, object]:
         """The method's settings as a plain dict (for results and files)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -370,6 +376,10 @@ class ContrastFamily(Method):
     def pref_ends(self) -> bool:
         """Whether end tokens take the preference lane's probability (``end_tokens="pref"``)."""
         return self.end_tokens == PREF_ENDS
+
+    @property
+    def ends_like_pref(self) -> bool:
+        return self.pref_ends
 
     def _steers_plainly(self) -> bool:
         return self.tau == 0 and self.kl_budget is None and self.end_tokens == CONTRAST_ENDS

@@ -195,6 +195,10 @@ class Weighted(Method):
     weights: tuple[float, ...]
 
     @property
+    def ends_like_pref(self) -> bool:  # the anchor lane is the end rule's
+        return self.method.pref_ends
+
+    @property
     def lanes(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("pref", "base", *(lane_kind(i) for i in range(len(self.weights))))
 

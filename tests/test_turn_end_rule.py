@@ -1,0 +1,62 @@
+"""Without a chat template an answer ends at the next turn (``\\nUser:``, ``turn_marks``):
+under the end rule (``end_tokens="pref"``, the recommended steering) the steered answer takes
+the preference lane's greedy token wherever it begins or continues a turn, as it takes the
+preference lane's end token under a chat template (docs/steering.md, "End tokens"). The
+contrast steered past the turn's newline, and a concise answer looped to ``max_tokens`` on a
+base model."""
+
+from __future__ import annotations
+
+import mmap
+import shutil
+from pathlib import Path
+
+import pytest
+
+from localpref.api import Model
+from localpref.errors import LocalprefWarning
+
+TEMPLATE_KEY = b"tokenizer.chat_template"
+PROMPTS = ["How do I keep basil alive?", "Give me three tips for sleeping better.",
+           "What is DNS?", "Write a short poem about rain."]
+
+
+@pytest.fixture(scope="module")
+def plain_model(bundled_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Model:
+    """The bundled model with its chat template's key renamed: a model without one."""
+    path = tmp_path_factory.mktemp("plain") / "smollm2-no-template.gguf"
+    shutil.copyfile(bundled_path, path)
+    with path.open("r+b") as file, mmap.mmap(file.fileno(), 0) as header:
+        at = header.find(TEMPLATE_KEY)
+        assert at > 0 and header.find(TEMPLATE_KEY, at + 1) < 0
+        header[at + len(TEMPLATE_KEY) - 1] = ord("X")
+    with pytest.warns(LocalprefWarning, match="has no chat template"):
+        model = Model(path, n_ctx=1024, max_lanes=4)
+    yield model
+    model.close()
+
+
+def test_the_steered_answer_takes_the_preference_lanes_turn_start(plain_model: Model) -> None:
+    followed = 0
+    for preference in ("concise", "verbose"):
+        for prompt in PROMPTS:
+            result = plain_model.generate(prompt, preference=preference, max_tokens=40,
+                                          trace=True)
+            assert result.stats["method"] == "amulet" and result.stats["recommended"]
+            for step in result.trace:
+                if plain_model.vocabulary.piece(step["top_pref"]).startswith(b"\n"):
+                    assert step["token"] == step["top_pref"], (preference, prompt, step)
+                    followed += 1
+    assert followed  # the rule had something to do
+
+
+def test_the_papers_settings_and_sampling_keep_their_own_picks(plain_model: Model) -> None:
+    """Only greedy under the end rule follows the preference lane: the papers' Amulet
+    (``end_tokens="contrast"``) steers the turn's tokens like any other."""
+    prompt = PROMPTS[0]
+    recommended = plain_model.generate(prompt, preference="concise", max_tokens=40, trace=True)
+    papers = plain_model.generate(prompt, preference="concise", method="amulet",
+                                  max_tokens=40, trace=True)
+    assert recommended.text != papers.text
+    assert any(plain_model.vocabulary.piece(step["top_pref"]).startswith(b"\n")
+               and step["token"] != step["top_pref"] for step in papers.trace)
