@@ -66,9 +66,10 @@ class Result:
 
     @property
     def wrote_nothing(self) -> bool:
-        """Stopped (cancelled, or failed) before its first token: not an answer at all, where
-        an end token first is an empty one."""
-        return not self.tokens and self.stats.get("stop_reason") in ("cancelled", "error")
+        """Stopped (cancelled, or failed) before any text: not an answer at all, where an end
+        token first is an empty one (a first token whose text was held back, a space or a
+        stop string's first letters, wrote nothing either)."""
+        return not self.text and self.stats.get("stop_reason") in ("cancelled", "error")
 
 
 def initial_stats(facts: dict[str, Any]) -> dict[str, Any]:
@@ -222,20 +223,24 @@ class Track:
 
     def _turn_end_like_pref(self, token: int, z_pref: np.ndarray) -> int:
         """The preference lane's greedy token in place of ``token`` where it begins or
-        continues a turn (``\\nUser:``, ``turn_marks``): without a chat template an answer ends
-        at the next turn, which is then what an end token is to a chat template, and the end
-        rule (``end_tokens="pref"``) ends the steered answer where the preference lane's greedy
-        pick would end it (docs/steering.md, "End tokens"). Otherwise the contrast steered past
-        the turn's newline, and a concise answer went on in a loop to ``max_tokens``."""
+        continues a turn (``turn_marks``, ``takes_turn``): without a chat template an answer
+        ends at the next turn, which is then what an end token is to a chat template, and the
+        end rule (``end_tokens="pref"``) ends the steered answer where the preference lane's
+        greedy pick would end it (docs/steering.md, "End tokens"). Otherwise the contrast
+        steered past the turn's newline, and a concise answer went on in a loop to
+        ``max_tokens``."""
+        selector = self.selector
+        if selector.step_penalty_ids is not None:  # the lane's pick after the penalty
+            z_pref = np.array(z_pref, dtype=np.float64)
+            kernels.apply_repetition_penalty(z_pref, selector.step_penalty_ids,
+                                             selector.sampling.repeat_penalty)
         ending = int(kernels.greedy(z_pref))
         if ending == token or ending < 0:
             return token
         piece = self.vocabulary.piece(ending).decode("utf-8", "ignore")
-        written = self.format_space + self.text + piece
-        if not piece or not (held_back(written, self.turn_marks)
-                             or find_stop(written, self.turn_marks) is not None):
+        if not takes_turn(self.format_space + self.text, piece, self.turn_marks):
             return token
-        self.selector.recent[-1] = ending
+        selector.recent[-1] = ending
         return ending
 
     def _allowed(self, token: int, views: Sequence[np.ndarray]) -> int:
@@ -698,6 +703,31 @@ def trim_plain_turn(text: str, emitted: int, turn_marks: Sequence[str]) -> str:
         if trimmed == tail:
             return said + tail
         tail = trimmed
+
+
+def takes_turn(text: str, piece: str, turn_marks: Sequence[str]) -> bool:
+    """Whether ``piece``, written after ``text``, begins a turn (a newline that can start one of
+    ``turn_marks``), takes one past its first word (``"\\nUser"``, ``"\\nYou"`` of the
+    system line's ``"\\nYou are ..."``) or further, or completes one. A line's first letters
+    alone (``"As"`` of ``"\\nAssistant:"``) do not: they begin ordinary lines too."""
+    if not piece:
+        return False
+    written = text + piece
+    if find_stop(written, turn_marks) is not None:
+        return True
+    for mark in turn_marks:  # the longest end of what is written that begins the mark
+        matched = next((length for length in range(min(len(mark) - 1, len(written)), 0, -1)
+                        if written.endswith(mark[:length])), 0)
+        if matched and (piece.startswith("\n") or matched >= _first_word_end(mark)):
+            return True
+    return False
+
+
+def _first_word_end(mark: str) -> int:
+    """The length of a turn mark's newline and first word (``"\\nUser"`` of ``"\\nUser:"``)."""
+    body = mark.lstrip("\n")
+    word = len(body) - len(body.lstrip(" ")) + len(body.lstrip(" ").split(" ")[0].rstrip(":"))
+    return len(mark) - len(body) + word
 
 
 def held_back(text: str, stops: Sequence[str]) -> int:

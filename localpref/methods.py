@@ -647,10 +647,10 @@ _ALIASES = {"la": "contrastive", "cfg": "contrastive", "preference": "pref", "pl
 
 
 def method_named(text: str) -> str | None:
-    """The method ``text`` names (``METHODS``' key, an alias's, or ``"recommended"``), else
-    None: what tells a model id's method from its preference."""
+    """The method ``text`` names by its own name (``METHODS``' keys and ``"recommended"``),
+    else None: what tells a model id's lone method from a preference. Aliases are left out: a
+    preference may be the word ``plain``."""
     key = text.strip().lower()
-    key = _ALIASES.get(key, key)
     return key if key in METHODS or key == RECOMMENDED else None
 
 

@@ -184,3 +184,29 @@ def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
     while (left := _ray_orphans() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_sigterm_while_a_local_ray_starts_says_stopped_and_exits_143(tmp_path) -> None:
+    """ray.init puts its own handler in place as it begins (``sys.exit(15)``): a SIGTERM while
+    Ray started ended the batch with status 15 and no word."""
+    source = write_batch(tmp_path / "in.jsonl", mixed_lines(TOKENS))
+    before = _ray_orphans()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
+         str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "1", "--threads", "1",
+         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 120
+    while not any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                  for pid in descendant_pids(process.pid) if alive(pid)):
+        assert process.poll() is None and time.monotonic() < deadline, "Ray never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 143, error
+    assert b"localpref: stopped;" in error and b"Traceback" not in error
+    deadline = time.monotonic() + 10
+    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left

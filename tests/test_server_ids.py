@@ -32,7 +32,8 @@ ID = "smollm2-135m-instruct"
     (f"{ID}:pad:uplifting", RequestedSteering("pad", "uplifting")),
     (f"{ID}:amulet:be%20brief%3A%20one%20line", RequestedSteering("amulet", "be brief: one line")),
     (f"{ID}:a%3Ab", RequestedSteering(None, "a:b")),
-    (f"{ID}:base", RequestedSteering("base")), (f"{ID}:Plain", RequestedSteering("base")),
+    (f"{ID}:base", RequestedSteering("base")), (f"{ID}:Base", RequestedSteering("base")),
+    (f"{ID}:plain", RequestedSteering(None, "plain")),  # an alias is a word a user may mean
     (f"{ID}:base:concise", RequestedSteering("base", "concise")),
     (f"{ID}:padded", RequestedSteering(None, "padded")),
 ])
@@ -48,7 +49,7 @@ def test_model_ids_parse_to_a_method_and_a_preference(requested, expected) -> No
     (f"{ID}:%FF", SettingsError), (f"{ID}:amulet:%ED%A0%80", SettingsError),
     (f"{ID}:%FF:concise", SettingsError),
     # a method's name with no preference (it was steered toward as the preference "pad")
-    (f"{ID}:pad", SettingsError), (f"{ID}:Amulet", SettingsError), (f"{ID}:LA", SettingsError),
+    (f"{ID}:pad", SettingsError), (f"{ID}:Amulet", SettingsError),
     (f"{ID}:recommended", SettingsError), (f"{ID}:pref", SettingsError),
 ])
 def test_other_models_and_empty_parts_are_refused(requested, error) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from localpref.api import Model
+from localpref.decoding import takes_turn
 from localpref.errors import LocalprefWarning
 
 TEMPLATE_KEY = b"tokenizer.chat_template"
@@ -50,13 +51,28 @@ def test_the_steered_answer_takes_the_preference_lanes_turn_start(plain_model: M
     assert followed  # the rule had something to do
 
 
-def test_the_papers_settings_and_sampling_keep_their_own_picks(plain_model: Model) -> None:
-    """Only greedy under the end rule follows the preference lane: the papers' Amulet
-    (``end_tokens="contrast"``) steers the turn's tokens like any other."""
-    prompt = PROMPTS[0]
-    recommended = plain_model.generate(prompt, preference="concise", max_tokens=40, trace=True)
-    papers = plain_model.generate(prompt, preference="concise", method="amulet",
+def test_the_papers_settings_steer_the_turns_tokens_like_any_other(plain_model: Model) -> None:
+    """Only the end rule follows the preference lane: the papers' Amulet
+    (``end_tokens="contrast"``) steers past a newline the preference lane would write."""
+    papers = plain_model.generate(PROMPTS[0], preference="concise", method="amulet",
                                   max_tokens=40, trace=True)
-    assert recommended.text != papers.text
     assert any(plain_model.vocabulary.piece(step["top_pref"]).startswith(b"\n")
                and step["token"] != step["top_pref"] for step in papers.trace)
+
+
+MARKS = ("\nUser:", "\nAssistant:", "\nYou are a helpful assistant.")
+
+
+@pytest.mark.parametrize(("text", "piece", "takes"), [
+    ("Tips:", "\n", True), ("Tips.", "\n\n", True),  # a newline where a turn can begin
+    ("Tips:\n", "User", True), ("Tips:\nUser", ":", True), ("Tips:\n\n", "User", True),
+    ("Tips:\n", "Assistant", True), ("Tips:\n", "You", True), ("Tips:\nYou", " are", True),
+    ("Tips", "\nUser", True),
+    # a line's first letters begin ordinary lines too ("As a rule", "Use")
+    ("Tips:\n", "As", False), ("Tips:\n", "Us", False), ("Tips:\n", "A", False),
+    ("Tips", " I", False), ("Tips", ".", False), ("Tips", "", False),
+    ("Tips", "\nThe", False),  # a newline fused with a word no turn begins with
+])
+def test_a_piece_takes_a_turn_from_its_newline_or_the_marks_first_word(text, piece,
+                                                                       takes) -> None:
+    assert takes_turn(text, piece, MARKS) is takes

@@ -146,9 +146,10 @@ class AnsweringHandlers:
         view, self._answer_view = self._answer_view, None
         replaced, self._replaced_view = self._replaced_view, None
         if view is not None and not self.session.closing:  # (closing: the views may be gone)
-            if ended.kept_previous and replaced is not None:
+            if ended.kept_previous:
                 await view.remove()
-                replaced.display = True
+                if replaced is not None:
+                    replaced.display = True
             else:
                 await view.finish(ended.text, partial=ended.partial, stats=ended.stats,
                                   changed_spans=ended.changed_spans)

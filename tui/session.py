@@ -266,13 +266,15 @@ class ChatSession:
             self.notify(str(error), "error")
             return None
 
-    def _delete_message(self, message_id: int | None) -> None:
+    def _delete_message(self, message_id: int | None, notice: Notify | None = None) -> None:
+        """Delete a saved message; a failure is told through ``notice`` (a worker's), else
+        the session's ``notify``."""
         if message_id is None:
             return
         try:
             self.store.delete_message(message_id)
         except StoreError as error:
-            self.notify(str(error), "error")
+            (notice or self.notify)(str(error), "error")
 
     def ensure_conversation(self, first_text: str) -> int | None:
         """The open conversation's id, saving a new one (titled from ``first_text``) if it is
@@ -574,10 +576,10 @@ class ChatSession:
                 kept_previous = answer.replaces is not None and (
                     result is None or result.wrote_nothing)
                 if kept_previous:  # stopped before its first word: the old answer stays
-                    self._delete_message(answer.message_id)
+                    self._delete_message(answer.message_id, notice)
                 else:
                     save(text, PARTIAL if partial else COMPLETE, stats, spans)
-                    self._delete_message(answer.replaces)
+                    self._delete_message(answer.replaces, notice)
         return Ended(text, partial, stats, error, spans, kept_previous)
 
     def finish(self) -> None:

@@ -137,16 +137,27 @@ def start_ray(settings: RaySettings) -> bool:
 
 @contextlib.contextmanager
 def sigterm_kept() -> Iterator[None]:
-    """Around ``ray.init``, which puts Ray's own SIGTERM handler in place of the process's (a
-    crash dump and exit 15 where ``localpref batch`` says it stopped and exits 143,
-    ``commands.interrupt.terminate_as_exit``): the handler the process had is put back."""
+    """Around ``ray.init``, which puts Ray's own SIGTERM handler (``sys.exit(15)``, then a
+    crash dump) in place of the process's: a handler the program set in Python (``localpref
+    batch`` exits 143 and says it stopped, ``commands.interrupt.terminate_as_exit``) is put
+    back, and a SIGTERM that came while Ray started is handed to it. A process without one
+    keeps Ray's, which ends it through its ``finally`` blocks, as the default would not."""
     in_main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGTERM) if in_main else None
+    if not callable(handler):
+        yield
+        return
     try:
         yield
-    finally:
-        if handler is not None:  # None: a handler set outside Python, left to Ray
-            signal.signal(signal.SIGTERM, handler)
+    except SystemExit as stop:
+        signal.signal(signal.SIGTERM, handler)
+        if stop.code == signal.SIGTERM:  # (the handler may have ignored SIGTERM from now on)
+            handler(signal.SIGTERM, None)  # what the signal would have done had Ray left it
+        raise
+    except BaseException:
+        signal.signal(signal.SIGTERM, handler)
+        raise
+    signal.signal(signal.SIGTERM, handler)
 
 
 #: Seconds to wait for a cluster's port to answer before saying it cannot be reached (Ray's own
@@ -236,11 +247,10 @@ class RayPool:
         self.actors = actors
         try:
             problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
-        except RayActorError as error:  # Ray could not place or start them
-            reason = str(error).strip().splitlines()[-1].rstrip(".")
+        except RayActorError:  # one died before it ran (Ray's words are pages long)
             where = settings.address or "a local Ray"
-            raise ModelError(f"The Ray actors could not start on {where}: {reason}; "
-                             "`ray status` shows the cluster's state.") from None
+            raise ModelError(f"The Ray actors died before they could load the model on "
+                             f"{where}; `ray status` and Ray's logs say why.") from None
         if problems:
             raise ModelError(f"The Ray actors could not load the model: {problems[0]}")
         return actors

@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localpref.commands.interrupt import TERMINATED_EXIT, interrupt_once, terminate_as_exit
+from localpref.commands.interrupt import (
+    TERMINATED_EXIT,
+    Termination,
+    interrupt_once,
+    terminate_as_exit,
+)
 from localpref.commands.options import add_model_options, check_parallel, load_settings
 from localpref.errors import SettingsError
 
@@ -89,6 +94,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
                             f"(got {args.ray_cpus_per_actor}).")
     from localpref.batches.run import batch
 
+    termination = Termination()  # (the one the handler sets is bound below)
     try:
         # With Ray, Ctrl-C is pressed until Ray's start lets one through; its exit is below.
         # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143.

@@ -85,7 +85,7 @@ class Termination:
     command meant, when code it passed through changed its exit code (Ray's wait turns it into
     ``SystemExit(1)``)."""
 
-    came = False
+    came: bool = False
 
 
 @contextlib.contextmanager

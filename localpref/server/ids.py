@@ -100,7 +100,7 @@ def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
     if not preference.strip():
         raise SettingsError(f"The model id '{requested}' has an empty preference.", param="model")
     named = method_named(preference) if method is None else None
-    if named == "base":  # ID:base (ID:plain) is plain decoding, as ID is
+    if named == "base":  # ID:base is plain decoding, as ID is
         return RequestedSteering(method="base")
     if named is not None:
         raise SettingsError(f"The model id '{requested}' names the method {named} and no "
