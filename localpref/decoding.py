@@ -235,8 +235,10 @@ class Track:
             kernels.apply_repetition_penalty(z_pref, selector.step_penalty_ids,
                                              selector.sampling.repeat_penalty)
         ending = int(kernels.greedy(z_pref))
-        if ending == token or ending < 0:
-            return token
+        drawn = selector.drawn
+        if ending == token or ending < 0 or (
+                drawn is not None and drawn[1] is not None and ending not in drawn[1]):
+            return token  # (a token PAD's candidates left out has no place in its trace)
         piece = self.vocabulary.piece(ending).decode("utf-8", "ignore")
         if not takes_turn(self.format_space + self.text, piece, self.turn_marks):
             return token

@@ -16,6 +16,7 @@ import pytest
 from localpref.api import Model
 from localpref.decoding import takes_turn
 from localpref.errors import LocalprefWarning
+from localpref.methods import PAD
 
 TEMPLATE_KEY = b"tokenizer.chat_template"
 PROMPTS = ["How do I keep basil alive?", "Give me three tips for sleeping better.",
@@ -49,6 +50,18 @@ def test_the_steered_answer_takes_the_preference_lanes_turn_start(plain_model: M
                     assert step["token"] == step["top_pref"], (preference, prompt, step)
                     followed += 1
     assert followed  # the rule had something to do
+
+
+def test_pad_and_weighted_preferences_under_the_end_rule_take_it_too(plain_model: Model) -> None:
+    methods = {"pad": PAD(end_tokens="pref", tau=0.2), "weighted": None}
+    for name, method in methods.items():
+        preference = {"concise": 1.0, "uplifting": 0.5} if name == "weighted" else "concise"
+        for prompt in PROMPTS:
+            result = plain_model.generate(prompt, preference=preference, method=method,
+                                          max_tokens=40, trace=True)
+            for step in result.trace:
+                if plain_model.vocabulary.piece(step["top_pref"]).startswith(b"\n"):
+                    assert step["token"] == step["top_pref"], (name, prompt, step)
 
 
 def test_the_papers_settings_steer_the_turns_tokens_like_any_other(plain_model: Model) -> None:
