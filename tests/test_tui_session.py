@@ -8,6 +8,8 @@ handlers do (``send``, then ``write`` as the worker would, then ``finish``) and 
 from __future__ import annotations
 
 import ast
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -216,10 +218,38 @@ def test_a_regeneration_stopped_before_its_first_word_changes_nothing(model, tmp
         assert rows(session) == before == [("user", "Name a color.", "complete"),
                                            ("assistant", first.text, "complete")]
         assert session.chat.messages[-1]["content"] == first.text
+        old = session.stored_messages()[1].id
         ended, _ = write(session, session.regenerate(), stop_after_text=True)
         assert not ended.kept_previous and ended.text.strip()  # stopped after a word: replaced
-        assert rows(session) == [("user", "Name a color.", "complete"),
-                                 ("assistant", ended.text, "partial")]
+        assert rows(session)[:1] + [row[:2] for row in rows(session)[1:]] == [
+            ("user", "Name a color.", "complete"), ("assistant", ended.text)]
+        assert session.stored_messages()[1].id != old
+    finally:
+        session.close()
+
+
+def test_a_regeneration_replaces_the_saved_answer_once_its_first_words_are_saved(
+        model, tmp_path, notices):
+    """The old answer was deleted only when the regeneration ended: an app killed while it
+    wrote left both answers in the history, one after the other."""
+    session = make_session(model, tmp_path, notices, method="base",
+                           sampling={"max_tokens": 400})
+    try:
+        write(session, session.send("Write a long story about a dragon."))
+        old = session.stored_messages()[1].id
+        answer = session.regenerate()
+        writer = threading.Thread(target=write, args=(session, answer))
+        writer.start()
+        deadline = time.monotonic() + 120
+        while not session.store.messages(session.conversation_id)[-1].content:
+            assert writer.is_alive() and time.monotonic() < deadline, "nothing was saved"
+            time.sleep(0.02)
+        saved = session.store.messages(session.conversation_id)  # as a kill would leave it
+        assert [m.role for m in saved] == ["user", "assistant"] and old not in [
+            m.id for m in saved]
+        session.stop()
+        writer.join(60)
+        assert [m.role for m in session.stored_messages()] == ["user", "assistant"]
     finally:
         session.close()
 

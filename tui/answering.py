@@ -22,8 +22,9 @@ from tui.widgets import ChatInput, ChatLog, MessageView
 
 class AnsweringHandlers:
     """The answer handlers of ``LocalprefApp``, mixed into it (``query_one``, ``notify``,
-    ``_show_status``, ``_show_live`` and ``_list_if_new`` are the app's). Their only state is
-    the view the answer being written streams into; everything else is the session's."""
+    ``_show_status``, ``_show_live``, ``_show_ready`` and ``_list_if_new`` are the app's).
+    Their only state is the views of the answer being written and of the one a regeneration
+    replaces; everything else is the session's."""
 
     session: ChatSession
     _answer_view: MessageView | None = None
@@ -156,7 +157,12 @@ class AnsweringHandlers:
                 if replaced is not None:
                     await replaced.remove()
         self.session.finish()
-        self._show_live(ended.stats, state="ready")
+        if ended.kept_previous and replaced is not None and replaced.stats:
+            self._show_live(replaced.stats, state="ready")  # the answer that stays
+        elif ended.kept_previous:
+            self._show_ready()
+        else:
+            self._show_live(ended.stats, state="ready")
         if ended.sentence is not None:
             self.notify(ended.sentence, severity="error" if ended.error else "information")
         await self._send_waiting()

@@ -555,6 +555,10 @@ class ChatSession:
                                           changed_spans=spans)
             except StoreError as failure:
                 notice(str(failure), "error")
+                return
+            if text and answer.replaces is not None:  # its first words: the old answer goes
+                self._delete_message(answer.replaces, notice)  # (the app may be killed later)
+                answer.replaces = None
 
         error: str | None = None
         with self.users.using():
@@ -574,7 +578,7 @@ class ChatSession:
                     stats["stop_reason"] = APP_CLOSED  # not stopped by the user: left partial
                 spans = changed_spans(getattr(result, "trace", None))
                 kept_previous = answer.replaces is not None and (
-                    result is None or result.wrote_nothing)
+                    result is None or result.wrote_nothing)  # (None once it wrote, ``save``)
                 if kept_previous:  # stopped before its first word: the old answer stays
                     self._delete_message(answer.message_id, notice)
                 else:

@@ -177,4 +177,5 @@ class ChatLog(VerticalScroll):
         self.highlight = on
         for view in self.views:
             view.show_highlight(on)
-        return sum(view.can_highlight for view in self.views)
+        return sum(view.can_highlight for view in self.views if view.display)  # (not one a
+        # regeneration hides while it writes)
