@@ -708,11 +708,11 @@ def trim_plain_turn(text: str, emitted: int, turn_marks: Sequence[str]) -> str:
 
 
 def takes_turn(text: str, piece: str, turn_marks: Sequence[str]) -> bool:
-    """Whether ``piece``, written after ``text``, begins a turn (the line break the plain
-    format puts between turns, one ``"\\n"``), takes one past its first word (``"\\nUser"``,
-    ``"\\nYou"`` of the system line's ``"\\nYou are ..."``) or further, or completes one. A
-    paragraph's break (``"\\n\\n"``) and a line's first letters alone (``"As"`` of
-    ``"\\nAssistant:"``) do not: ordinary text has them too."""
+    """Whether ``piece``, written after ``text``, begins a turn (newlines alone, ``"\\n"`` or
+    ``"\\n\\n"``: a model may begin its next turn after either), takes one past its first
+    word (``"\\nUser"``, ``"\\nYou"`` of the system line's ``"\\nYou are ..."``) or further,
+    or completes one. A line's first letters alone (``"As"`` of ``"\\nAssistant:"``) do not:
+    ordinary lines begin with them too."""
     if not piece:
         return False
     written = text + piece
@@ -721,7 +721,7 @@ def takes_turn(text: str, piece: str, turn_marks: Sequence[str]) -> bool:
     for mark in turn_marks:  # the longest end of what is written that begins the mark
         matched = next((length for length in range(min(len(mark) - 1, len(written)), 0, -1)
                         if written.endswith(mark[:length])), 0)
-        if matched and (piece == "\n" or matched >= _first_word_end(mark)):
+        if matched and (not piece.strip("\n") or matched >= _first_word_end(mark)):
             return True
     return False
 

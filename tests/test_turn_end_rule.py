@@ -23,6 +23,12 @@ PROMPTS = ["How do I keep basil alive?", "Give me three tips for sleeping better
            "What is DNS?", "Write a short poem about rain."]
 
 
+def newlines_only(model: Model, token: int) -> bool:
+    """Whether the token is a line break or a blank line (where a turn can begin)."""
+    piece = model.vocabulary.piece(token)
+    return bool(piece) and not piece.strip(b"\n")
+
+
 @pytest.fixture(scope="module")
 def plain_model(bundled_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Model:
     """The bundled model with its chat template's key renamed: a model without one."""
@@ -46,7 +52,7 @@ def test_the_steered_answer_takes_the_preference_lanes_turn_start(plain_model: M
                                           trace=True)
             assert result.stats["method"] == "amulet" and result.stats["recommended"]
             for step in result.trace:
-                if plain_model.vocabulary.piece(step["top_pref"]) == b"\n":
+                if newlines_only(plain_model, step["top_pref"]):
                     assert step["token"] == step["top_pref"], (preference, prompt, step)
                     followed += 1
     assert followed  # the rule had something to do
@@ -60,7 +66,7 @@ def test_pad_and_weighted_preferences_under_the_end_rule_take_it_too(plain_model
             result = plain_model.generate(prompt, preference=preference, method=method,
                                           max_tokens=40, trace=True)
             for step in result.trace:
-                if plain_model.vocabulary.piece(step["top_pref"]) == b"\n":
+                if newlines_only(plain_model, step["top_pref"]):
                     assert step["token"] == step["top_pref"], (name, prompt, step)
 
 
@@ -69,7 +75,7 @@ def test_the_papers_settings_steer_the_turns_tokens_like_any_other(plain_model: 
     (``end_tokens="contrast"``) steers past a newline the preference lane would write."""
     papers = plain_model.generate(PROMPTS[0], preference="concise", method="amulet",
                                   max_tokens=40, trace=True)
-    assert any(plain_model.vocabulary.piece(step["top_pref"]) == b"\n"
+    assert any(newlines_only(plain_model, step["top_pref"])
                and step["token"] != step["top_pref"] for step in papers.trace)
 
 
@@ -77,8 +83,7 @@ MARKS = ("\nUser:", "\nAssistant:", "\nYou are a helpful assistant.")
 
 
 @pytest.mark.parametrize(("text", "piece", "takes"), [
-    ("Tips:", "\n", True),  # the line break between turns
-    ("Tips.", "\n\n", False),  # a paragraph's break: steering after one looped on the title
+    ("Tips:", "\n", True), ("Tips.", "\n\n", True),  # newlines where a turn can begin
     ("Tips:\n", "User", True), ("Tips:\nUser", ":", True), ("Tips:\n\n", "User", True),
     ("Tips:\n", "Assistant", True), ("Tips:\n", "You", True), ("Tips:\nYou", " are", True),
     ("Tips", "\nUser", True),
