@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from batch_helpers import essentials, mixed_lines, read_answers, write_batch
@@ -125,6 +126,29 @@ def _ray_orphans() -> set[int]:
             if parent_pid(pid) == 1 and is_ray_process(pid) and alive(pid)}
 
 
+def _batch_on_local_ray(source: Path, out: Path, **popen: Any) -> subprocess.Popen:
+    """``localpref batch --ray`` (a local Ray, one actor) in a process of its own."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out", str(out),
+         "--ray", "--ray-actors", "1", "--threads", "1", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, **popen)
+
+
+def _wait_for_raylet(process: subprocess.Popen, deadline: float) -> None:
+    while not any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                  for pid in descendant_pids(process.pid) if alive(pid)):
+        assert process.poll() is None and time.monotonic() < deadline, "Ray never started"
+        time.sleep(0.02)
+
+
+def _assert_no_orphans_beyond(before: set[int]) -> None:
+    deadline = time.monotonic() + 10
+    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
 def test_ctrl_c_while_a_local_ray_starts_leaves_none_of_its_processes(tmp_path) -> None:
     """Ray stopped during its start left its raylet's agents running, orphaned, ignoring
@@ -132,18 +156,11 @@ def test_ctrl_c_while_a_local_ray_starts_leaves_none_of_its_processes(tmp_path) 
     again until the run ends)."""
     source = write_batch(tmp_path / "in.jsonl", mixed_lines(TOKENS))  # outlives the start
     before = _ray_orphans()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
-         str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "1", "--threads", "1",
-         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        # as from a terminal: a suite started in the background inherits SIGINT ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # as from a terminal: a suite started in the background inherits SIGINT ignored
+    process = _batch_on_local_ray(source, tmp_path / "out.jsonl",
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
-    while not any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                  for pid in descendant_pids(process.pid) if alive(pid)):
-        assert process.poll() is None and time.monotonic() < deadline, "Ray never started"
-        time.sleep(0.02)
+    _wait_for_raylet(process, deadline)
     # Ray may let an interrupt pass unseen at some moments of its start: press again, as a
     # user would, until the run ends
     while process.poll() is None and time.monotonic() < deadline:
@@ -152,10 +169,7 @@ def test_ctrl_c_while_a_local_ray_starts_leaves_none_of_its_processes(tmp_path) 
     _, error = process.communicate(timeout=120)
     assert process.returncode == 130, error
     assert b"Traceback" not in error
-    deadline = time.monotonic() + 10
-    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left
+    _assert_no_orphans_beyond(before)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
@@ -165,11 +179,7 @@ def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
     source = write_batch(tmp_path / "in.jsonl", mixed_lines(64))  # outlives two answers
     out = tmp_path / "out.jsonl"
     before = _ray_orphans()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out", str(out),
-         "--ray", "--ray-actors", "1", "--threads", "1", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    process = _batch_on_local_ray(source, out)
     deadline = time.monotonic() + 180
     while not (out.exists() and out.read_bytes().count(b"\n") >= 2):
         assert process.poll() is None and time.monotonic() < deadline, "no answer came"
@@ -180,10 +190,7 @@ def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
     assert b"localpref: stopped;" in error and b"SIGTERM received" not in error
     assert b"Traceback" not in error
     assert all(answer["custom_id"] for answer in read_answers(out))  # whole lines
-    deadline = time.monotonic() + 10
-    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left
+    _assert_no_orphans_beyond(before)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
@@ -192,21 +199,10 @@ def test_sigterm_while_a_local_ray_starts_says_stopped_and_exits_143(tmp_path) -
     Ray started ended the batch with status 15 and no word."""
     source = write_batch(tmp_path / "in.jsonl", mixed_lines(TOKENS))
     before = _ray_orphans()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
-         str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "1", "--threads", "1",
-         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    deadline = time.monotonic() + 120
-    while not any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                  for pid in descendant_pids(process.pid) if alive(pid)):
-        assert process.poll() is None and time.monotonic() < deadline, "Ray never started"
-        time.sleep(0.02)
+    process = _batch_on_local_ray(source, tmp_path / "out.jsonl")
+    _wait_for_raylet(process, time.monotonic() + 120)
     process.send_signal(signal.SIGTERM)
     _, error = process.communicate(timeout=120)
     assert process.returncode == 143, error
     assert b"localpref: stopped;" in error and b"Traceback" not in error
-    deadline = time.monotonic() + 10
-    while (left := _ray_orphans() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left
+    _assert_no_orphans_beyond(before)
