@@ -21,7 +21,12 @@ from localpref import Amulet
 from localpref.cli import build_parser, main
 from localpref.commands import columns as columns_text
 from localpref.commands.generate import side_by_side
-from localpref.commands.interrupt import cancel_on_interrupt
+from localpref.commands.interrupt import (
+    TERMINATED_EXIT,
+    cancel_on_interrupt,
+    interrupt_once,
+    terminate_as_exit,
+)
 from localpref.commands.options import method_from_args, method_settings
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
@@ -415,6 +420,27 @@ def test_the_first_ctrl_c_cancels_and_a_second_raises() -> None:
         assert cancels == [True]
     finally:
         signal.signal(signal.SIGINT, suites)
+
+
+def test_after_sigterm_ctrl_c_stays_ignored_when_both_guards_are_left() -> None:
+    """``batch`` holds both guards; SIGTERM ignores Ctrl-C from then on, but leaving
+    ``interrupt_once`` put Ctrl-C's handler back, and a Ctrl-C 40 ms after the SIGTERM, while
+    the process still ended, killed it (exit -2 where 143 was due; a CI run saw it)."""
+    suites = (signal.signal(signal.SIGINT, signal.default_int_handler),
+              signal.getsignal(signal.SIGTERM))
+    try:
+        with pytest.raises(SystemExit) as stopped, interrupt_once(), terminate_as_exit():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs in this thread at the next bytecode
+        assert stopped.value.code == TERMINATED_EXIT
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        with interrupt_once():  # a guard left without a stop gives the handler back
+            pass
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # (ignored is left alone)
+    finally:
+        signal.signal(signal.SIGINT, suites[0])
+        signal.signal(signal.SIGTERM, suites[1])
 
 
 # -- what ran: the recommended default, a named method, --paper ---------------------------------

@@ -72,7 +72,9 @@ def interrupt_once() -> Iterator[None]:
     try:
         yield
     finally:
-        if not pressed:
+        # (not where another stop came: ``terminate_as_exit`` ignores Ctrl-C from then on, and
+        # a Ctrl-C after this block, while the process still ends, was a KeyboardInterrupt)
+        if not pressed and signal.getsignal(signal.SIGINT) is once:
             signal.signal(signal.SIGINT, previous)
 
 
