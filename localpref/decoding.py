@@ -40,7 +40,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from localpref import kernels
 from localpref.engine import Vocabulary
 from localpref.errors import ModelError
 from localpref.grammar import GrammarMask
@@ -230,11 +229,7 @@ class Track:
         steered past the turn's newline, and a concise answer went on in a loop to
         ``max_tokens``."""
         selector = self.selector
-        if selector.step_penalty_ids is not None:  # the lane's pick after the penalty
-            z_pref = np.array(z_pref, dtype=np.float64)
-            kernels.apply_repetition_penalty(z_pref, selector.step_penalty_ids,
-                                             selector.sampling.repeat_penalty)
-        ending = int(kernels.greedy(z_pref))
+        ending = selector.lane_pick(z_pref)  # (after the step's penalty, as the trace reads it)
         drawn = selector.drawn
         if ending == token or ending < 0 or (
                 drawn is not None and drawn[1] is not None and ending not in drawn[1]):
@@ -718,9 +713,8 @@ def takes_turn(text: str, piece: str, turn_marks: Sequence[str]) -> bool:
     written = text + piece
     if find_stop(written, turn_marks) is not None:
         return True
-    for mark in turn_marks:  # the longest end of what is written that begins the mark
-        matched = next((length for length in range(min(len(mark) - 1, len(written)), 0, -1)
-                        if written.endswith(mark[:length])), 0)
+    for mark in turn_marks:
+        matched = _begun(written, mark)
         if matched and (not piece.strip("\n") or matched >= _first_word_end(mark)):
             return True
     return False
@@ -735,10 +729,11 @@ def _first_word_end(mark: str) -> int:
 
 def held_back(text: str, stops: Sequence[str]) -> int:
     """How many trailing characters could still begin a stop string (not shown yet)."""
-    longest = 0
-    for stop in stops:
-        for length in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:length]):
-                longest = length
-                break
-    return longest
+    return max((_begun(text, stop) for stop in stops), default=0)
+
+
+def _begun(text: str, stop: str) -> int:
+    """The length of the longest beginning of ``stop`` (not all of it) that ``text`` ends
+    with; 0 for none."""
+    return next((length for length in range(min(len(stop) - 1, len(text)), 0, -1)
+                 if text.endswith(stop[:length])), 0)

@@ -112,6 +112,8 @@ class Selector:
         #: every step writes its whole steered scores (``drawn``): no one-pass fast path
         #: (a grammar's mask, or the trace's top alternatives need them)
         self.full_scores = False
+        #: a lane's logits with the step's penalty (``lane_pick``), allocated when first needed
+        self._lane_buffer: np.ndarray | None = None
 
     @property
     def fast_greedy(self) -> bool:
@@ -149,6 +151,18 @@ class Selector:
         token = self.method.pick(self, lane_logits)
         self.recent.append(token)
         return token
+
+    def lane_pick(self, z: np.ndarray) -> int:
+        """A lane's greedy pick at this step: its argmax after the step's repetition penalty
+        when one applies (``step_penalty_ids``), the lane's logits left as they are."""
+        if self.step_penalty_ids is None:
+            return int(kernels.greedy(z))
+        if self._lane_buffer is None:
+            self._lane_buffer = np.empty(z.shape[0], dtype=np.float64)
+        self._lane_buffer[:] = z
+        kernels.apply_repetition_penalty(self._lane_buffer, self.step_penalty_ids,
+                                         self.sampling.repeat_penalty)
+        return int(kernels.greedy(self._lane_buffer))
 
     def draw(self, scores: np.ndarray, candidate_ids: np.ndarray | None = None) -> int:
         """Index drawn from ``scores`` (over the vocabulary, or over ``candidate_ids``) with

@@ -63,7 +63,6 @@ class StepRecorder:
         self.text_ends: list[int] = []
         #: alternatives kept per token in the trace (``top_logprobs``); 0: none
         self.top_n = 0
-        self._buffer: np.ndarray | None = None
 
     @property
     def measures_shift(self) -> bool:
@@ -104,12 +103,11 @@ class StepRecorder:
         if lp_base is not None:
             self.fluency_totals["base"] += lp_base
 
-        penalty_ids = selector.step_penalty_ids
-        if penalty_ids is not None:  # the greedy picks of the lanes after the penalty
+        if selector.step_penalty_ids is not None:  # the lanes' greedy picks after the penalty
             if z_pref is not None:
-                top_pref = self._penalised_argmax(z_pref, penalty_ids)
+                top_pref = selector.lane_pick(z_pref)
             if z_base is not None:
-                top_base = self._penalised_argmax(z_base, penalty_ids)
+                top_base = selector.lane_pick(z_base)
         logprob, top_steered = self._steered(token, family, lp_family, top_family,
                                              lp_pref, lp_base)
         changed = bool(self.two_lane_method and top_pref is not None
@@ -169,14 +167,6 @@ class StepRecorder:
         tokens = finite if ids is None else np.asarray(ids)[finite]
         order = np.lexsort((tokens, -logprobs))[:count]
         return [[int(tokens[i]), float(logprobs[i])] for i in order]
-
-    def _penalised_argmax(self, z: np.ndarray, penalty_ids: np.ndarray) -> int:
-        if self._buffer is None:
-            self._buffer = np.empty(z.shape[0], dtype=np.float64)
-        self._buffer[:] = z
-        kernels.apply_repetition_penalty(self._buffer, penalty_ids,
-                                         self.selector.sampling.repeat_penalty)
-        return int(kernels.greedy(self._buffer))
 
     def _lane_statistics(self, z: np.ndarray, token: int) -> tuple[float, int]:
         """(log_softmax(z)[token], argmax z) of a one-lane step: from the greedy pick's pass

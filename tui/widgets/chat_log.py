@@ -177,5 +177,5 @@ class ChatLog(VerticalScroll):
         self.highlight = on
         for view in self.views:
             view.show_highlight(on)
-        return sum(view.can_highlight for view in self.views if view.display)  # (not one a
-        # regeneration hides while it writes)
+        # (not an answer a regeneration hides while it writes)
+        return sum(view.can_highlight for view in self.views if view.display)
