@@ -37,6 +37,7 @@ from localpref.evaluation import (
 )
 from localpref.evaluation.datasets import DatasetError
 from localpref.evaluation.grid import LazyJudge, non_default_fields
+from localpref.evaluation.judge import outcome_of
 from localpref.evaluation.records import RowWriter, read_rows
 from localpref.evaluation.report import SPEED_HEADING, collect, render_summary
 from localpref.evaluation.scorers import content_words_of
@@ -264,6 +265,26 @@ def test_judge_probabilities_sum_to_one_in_both_orders(paper_model: Model) -> No
     assert paper_model.context.free_lanes == paper_model.context.max_lanes
 
 
+def test_two_identical_answers_are_a_tie_whatever_the_judge_prefers(paper_model: Model) -> None:
+    """Judged in both orders, the same text as Text 1 and Text 2 splits A and B evenly; the
+    even split went to A ("win") before."""
+    answer = "Water it and give it sun."
+    verdict = PairwiseJudge(paper_model).compare(
+        "How do I keep basil alive?", paper.paper_sentence("concise"), answer, answer)
+    assert verdict.p_a == pytest.approx(verdict.p_b)
+    assert verdict.outcome == "tie"
+    assert 0.0 < verdict.coverage <= 1.0
+
+
+@pytest.mark.parametrize(("p_a", "p_tie", "p_b", "outcome"), [
+    (0.6, 0.1, 0.3, "win"), (0.3, 0.1, 0.6, "lose"), (0.3, 0.4, 0.3, "tie"),
+    (0.45, 0.1, 0.45, "tie"), (0.4, 0.4, 0.2, "tie"), (0.2, 0.4, 0.4, "tie"),
+])
+def test_the_outcome_is_the_most_probable_answer_and_even_splits_tie(
+        p_a: float, p_tie: float, p_b: float, outcome: str) -> None:
+    assert outcome_of(p_a, p_tie, p_b) == outcome
+
+
 def _beam_context(model: Model, lanes: int) -> Context:
     return Context(model.weights, n_ctx=256, max_lanes=lanes,
                    n_threads=model.n_threads)
@@ -454,6 +475,8 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--reference", "nosuch"], "--reference nosuch is not among the methods (base, "
                                     "amulet)."),
         (["--out", " "], "--out needs a folder name."),
+        # an unset variable ('--judge "$JUDGE"') silently judged with the bundled model
+        (["--judge", ""], "--judge needs a model: a GGUF path or a model name."),
         (["--preferences", "concise,Concise"], "The preference 'Concise' is listed twice."),
         (["--preferences", "concise", "--preference", "concise"], "is listed twice"),
         (["--preferences", "concise=0.5"], "The preference 'concise=0.5' has a weight"),
@@ -565,6 +588,26 @@ def test_answers_of_another_model_file_with_the_same_name_are_not_reused(
         f"localpref: {out} holds answers of another model file named model.gguf; give "
         "another --out.")
     assert len(list(read_rows(out / "generations.jsonl"))) == 1
+
+
+def test_a_judge_that_does_not_answer_the_question_is_named_in_a_warning(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    """A random-weight judge (as a base model nearly is) puts almost nothing on "Text 1",
+    "Text 2" or "Tie"; its renormalised verdicts looked as confident as a real judge's."""
+    judge = write_synthetic_llama(tmp_path / "judge.gguf", seed=0)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out, "--limit", "1",
+                                                 "--scorers", "length", "--judge", str(judge)))
+    assert code == 0, stderr
+    warning = stderr.splitlines()[-1]
+    assert warning.startswith("localpref: warning: the judge put a median ")
+    assert warning.endswith("so its verdicts say little; use a stronger instruction model "
+                            "with --judge.")
+    (judgement,) = [r for r in read_rows(out / "scores.jsonl") if r["kind"] == "judge"]
+    coverage = float(warning.split("median ")[1].split(" ")[0])
+    assert coverage == pytest.approx(
+        sum(order["coverage"] for order in judgement["orders"]) / 2, rel=0.05)
+    assert coverage < 0.01 and "**That is low" in (out / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[{\"text\": \"no prompt key\"}]"])

@@ -132,9 +132,15 @@ def test_runs_at_two_lengths_in_one_folder_compare_like_with_like() -> None:
         assert f"[max_tokens={other}]" not in table
 
 
-def _judgement(mine: str, other: str, outcome: str) -> dict:
+#: the judge's probabilities (A wins, tie, B wins) behind each outcome
+_PROBABILITIES = {"win": (0.75, 0.05, 0.2), "tie": (0.3, 0.4, 0.3), "lose": (0.2, 0.05, 0.75)}
+
+
+def _judgement(mine: str, other: str, outcome: str, coverage: float = 0.5) -> dict:
+    p_a, p_tie, p_b = _PROBABILITIES[outcome]
     return {"dataset": "d", "preference": "concise", "a": mine, "b": other, "position": 0,
-            "outcome": outcome, "p_a": 0.75, "judge": "j"}
+            "outcome": outcome, "p_a": p_a, "p_tie": p_tie, "p_b": p_b, "judge": "j",
+            "orders": [{"coverage": coverage}, {"coverage": coverage}]}
 
 
 def test_each_judged_reference_gets_its_own_judge_table() -> None:
@@ -149,7 +155,7 @@ def test_each_judged_reference_gets_its_own_judge_table() -> None:
     short = text.split("## amulet [max_tokens=8] against each method, by the LLM judge")[1]
     short = short.split("##")[0]
     assert "| vs pref [max_tokens=8] | vs pad [max_tokens=8] |" in short
-    assert "| d | concise | 100 / 0 / 0 (n=1), P(win) 0.75 | 0 / 0 / 100 (n=1), P(win) 0.75 |" \
+    assert "| d | concise | 100 / 0 / 0 (n=1), P(win) 0.75 | 0 / 0 / 100 (n=1), P(win) 0.20 |" \
         in short
     long = text.split("## amulet [max_tokens=16] against each method, by the LLM judge")[1]
     assert "| vs pref [max_tokens=16] |" in long.split("##")[0]
@@ -159,6 +165,25 @@ def test_each_judged_reference_gets_its_own_judge_table() -> None:
     tables = collect(without_amulet, metrics, [_judgement("pad0", "pref0", "win")])
     text = render_summary(tables, resamples=50)
     assert "## pad against each method, by the LLM judge" in text
+
+
+def test_an_even_split_counts_as_a_tie_even_in_rows_written_before() -> None:
+    """Two identical answers, judged in both orders, give A and B the same probability; the
+    outcome went to A ("win"). Rows written then are read by today's rule."""
+    rows, metrics = _rows()
+    even = {**_judgement("amulet0", "pref0", "win"), "p_a": 0.48, "p_tie": 0.04, "p_b": 0.48}
+    text = render_summary(collect(rows, metrics, [even]), resamples=50)
+    assert "| d | concise | 0 / 100 / 0 (n=1), P(win) 0.48 |" in text
+
+
+def test_the_judge_table_gives_its_coverage_and_warns_when_it_is_negligible() -> None:
+    rows, metrics = _rows()
+    answering = render_summary(collect(rows, metrics, [_judgement("amulet0", "pref0", "win",
+                                                                  coverage=0.46)]), resamples=50)
+    assert "median 0.46." in answering and "That is low" not in answering
+    silent = render_summary(collect(rows, metrics, [_judgement("amulet0", "pref0", "win",
+                                                               coverage=2.9e-7)]), resamples=50)
+    assert "median 2.9e-07. **That is low" in silent
 
 
 def test_without_pref_rows_there_is_no_section() -> None:

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import sys
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from localpref.commands.batch import add_ray_options
@@ -46,9 +47,10 @@ def add_parser(subparsers: Any) -> None:
         "eval",
         help="run the papers' method x preference grid on a prompt set and score it",
         description="Generate an answer for every prompt x method x preference of a prompt set "
-        "(the Amulet paper's prompts by default), score them, and write generations.jsonl, "
-        "scores.jsonl, summary.md and PNG charts into --out. An interrupted run resumes "
-        "where it stopped. `localpref eval merge DIR... --out DIR` joins split runs.",
+        "(--dataset FILE: a JSON list of prompts, such as the papers' sets), score them, and "
+        "write generations.jsonl, scores.jsonl, summary.md and PNG charts into --out. An "
+        "interrupted run resumes where it stopped. `localpref eval merge DIR... --out DIR` "
+        "joins split runs.",
     )
     parser.add_argument("--dataset", metavar="FILE", default=None,
                         help="a JSON list of rows with a 'question' or 'prompt' text")
@@ -240,6 +242,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.judge is not None:
         from localpref.models import resolve_model
 
+        if not args.judge.strip():
+            raise SettingsError("--judge needs a model: a GGUF path or a model name.")
         judge_path = resolve_model(args.judge)  # fails now, before any generation
 
     from localpref.commands.options import load_model
@@ -280,6 +284,13 @@ def run_eval(args: argparse.Namespace) -> int:
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
     print(f"{evaluation.generated} new answers{extra}; summary in {summary}", file=sys.stderr)
+    from localpref.evaluation.judge import LOW_COVERAGE
+
+    if evaluation.judge_coverages and median(evaluation.judge_coverages) < LOW_COVERAGE:
+        print(f"localpref: warning: the judge put a median {median(evaluation.judge_coverages):.2g}"
+              " of its probability on answering the question at all (\"Text 1\", \"Text 2\" "
+              "or \"Tie\"), so its verdicts say little; use a stronger instruction model with "
+              "--judge.", file=sys.stderr)
     return 0
 
 

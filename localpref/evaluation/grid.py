@@ -26,7 +26,7 @@ from typing import Any
 from localpref.errors import LocalprefError, PromptTooLongError, SettingsError
 from localpref.evaluation.beam import BeamSearch, BeamSettings
 from localpref.evaluation.datasets import Dataset, PromptRow
-from localpref.evaluation.judge import PairwiseJudge
+from localpref.evaluation.judge import PairwiseJudge, coverage_of
 from localpref.evaluation.paper import (
     AMULET_SYSTEM_PROMPT,
     JUDGE_QUESTION_TEMPLATE,
@@ -186,6 +186,8 @@ class Evaluation:
         #: Generations made by this run (resumed rows excluded), for tests and the final note.
         self.generated = 0
         self.judged = 0
+        #: Each judged pair's coverage (``judge.coverage_of``), resumed ones included.
+        self.judge_coverages: list[float] = []
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -488,6 +490,8 @@ class Evaluation:
                    "template_sha": _short_hash(JUDGE_SYSTEM_PROMPT + JUDGE_QUESTION_TEMPLATE)}
             identifier = row_id(key)
             if identifier in judgements:
+                if judgements[identifier].get("orders"):
+                    self.judge_coverages.append(coverage_of(judgements[identifier]["orders"]))
                 progress.skip()
                 continue
             judgement: dict[str, Any] = {
@@ -512,6 +516,7 @@ class Evaluation:
                                      outcome=verdict.outcome, orders=list(verdict.orders),
                                      judge_ms=(time.perf_counter() - started) * 1000)
                     self.judged += 1
+                    self.judge_coverages.append(verdict.coverage)
             scores.write(judgement)
             judgements[identifier] = judgement
             progress.advance(f"judge {row_a['method']} vs {row_b['method']}")

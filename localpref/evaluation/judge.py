@@ -29,6 +29,12 @@ from localpref.evaluation.paper import (
 )
 from localpref.kernels.controls import token_logprob
 
+#: Below this median coverage the judge's verdicts mean little, and the report and the
+#: command say so: a judge that reads the question puts a share of its first words on the
+#: three answers (Qwen2.5-Coder 0.5B Instruct: about 0.5; the bundled 135M model: about
+#: 0.02), a base model almost none (Gemma 3 270M: about 3e-7).
+LOW_COVERAGE = 0.01
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -41,11 +47,30 @@ class Verdict:
 
     @property
     def outcome(self) -> str:
-        """"win", "tie" or "lose" for A: the most probable of the three (ties go to "tie")."""
-        best = max(self.p_a, self.p_tie, self.p_b)
-        if self.p_tie == best:
-            return "tie"
-        return "win" if self.p_a == best else "lose"
+        """"win", "tie" or "lose" for A (:func:`outcome_of`)."""
+        return outcome_of(self.p_a, self.p_tie, self.p_b)
+
+    @property
+    def coverage(self) -> float:
+        """The judge's raw probability of writing one of the three answers, over both orders."""
+        return coverage_of(self.orders)
+
+
+def outcome_of(p_a: float, p_tie: float, p_b: float) -> str:
+    """"win", "tie" or "lose" for A: the most probable of the three; "tie" where "Tie" is, or
+    where A and B are equally probable (two identical answers, judged in both orders, always
+    are), so that an exact split never counts for either side."""
+    best = max(p_a, p_tie, p_b)
+    if p_tie == best or math.isclose(p_a, p_b, rel_tol=1e-9, abs_tol=1e-12):
+        return "tie"
+    return "win" if p_a == best else "lose"
+
+
+def coverage_of(orders: Sequence[dict[str, float]]) -> float:
+    """The mean ``coverage`` of a verdict's readings: how much probability the judge put on
+    "Text 1", "Text 2" and "Tie" at all before renormalising. Near zero, the judge was not
+    answering the question, and its renormalised verdicts are noise."""
+    return float(sum(order["coverage"] for order in orders) / len(orders))
 
 
 class PairwiseJudge:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from localpref.evaluation.judge import LOW_COVERAGE, coverage_of
 from localpref.evaluation.markdown import (
     direction_arrow,
     format_value,
@@ -150,7 +151,8 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
         lines += [f"## {ref} against each method, by the LLM judge", "",
                   f"Judge: {', '.join(tables.judges)}, the Amulet paper's question, both orders. "
                   f"% of prompts where {ref} wins / ties / loses (the judge's most probable "
-                  f"answer), and the mean probability that {ref} wins.", ""]
+                  f"answer), and the mean probability that {ref} wins.", "",
+                  *_coverage_lines(tables, ref)]
         rows = []
         for dataset, preference in tables.groups:
             row = [dataset, preference]
@@ -200,6 +202,23 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
                             "tokens", "n", "threads"], rows)
     lines.append("")
     return "\n".join(lines)
+
+
+def _coverage_lines(tables: Tables, ref: str) -> list[str]:
+    """The judge's median coverage over ``ref``'s pairs, with a warning where it is too low
+    for the verdicts to mean much (``judge.coverage_of``)."""
+    coverages = [coverage_of(j["orders"]) for (_, _, mine, _), found in tables.judged.items()
+                 if mine == ref for j in found if j.get("orders")]
+    if not coverages:
+        return []
+    median = float(np.median(coverages))
+    line = (f"The judge's coverage (its probability of answering \"Text 1\", \"Text 2\" or "
+            f"\"Tie\" at all, before renormalising): median {median:.2g}.")
+    if median < LOW_COVERAGE:
+        line += (" **That is low: the judge was mostly not answering the question (a base "
+                 "model or a very small one?), so these verdicts say little; use a stronger "
+                 "instruction model with --judge.**")
+    return [line, ""]
 
 
 def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REFERENCE,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from localpref.evaluation.judge import outcome_of
 from localpref.evaluation.markdown import METRICS
 from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS
 from localpref.evaluation.specs import CALIBRATED
@@ -250,7 +251,10 @@ def collect(
                 or judgement.get("b") not in variant_of):
             continue
         mine, other = variant_of[judgement["a"]].label, variant_of[judgement["b"]].label
-        judged[(judgement["dataset"], judgement["preference"], mine, other)].append(judgement)
+        # read from the probabilities, so rows written before a rule changed count by today's
+        outcome = outcome_of(judgement["p_a"], judgement["p_tie"], judgement["p_b"])
+        judged[(judgement["dataset"], judgement["preference"], mine, other)].append(
+            {**judgement, "outcome": outcome})
         judges.add(str(judgement.get("judge")))
     ordered_metrics = [m for m in METRICS if m in seen_metrics]
     ordered_metrics += sorted(seen_metrics - set(METRICS))
