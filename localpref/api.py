@@ -142,6 +142,12 @@ class Model:
                                 "give '' for none.")
         if not isinstance(keep_cells, bool):
             raise SettingsError(f"keep_cells must be true or false (got {keep_cells!r}).")
+        # NumPy's integers pass the checks above; ctypes and JSON want Python's
+        n_batch, max_lanes, n_gpu_layers = int(n_batch), int(max_lanes), int(n_gpu_layers)
+        max_queued, max_like_tokens = int(max_queued), int(max_like_tokens)
+        n_ctx, n_threads, n_threads_batch = (
+            None if value is None else int(value) for value in (n_ctx, n_threads,
+                                                                n_threads_batch))
         #: the bound on a request's examples' total tokens (``like``)
         self.max_like_tokens = max_like_tokens
         self._context_settings: dict[str, Any] = dict(
@@ -686,7 +692,8 @@ class Chat:
 
     The lanes stay in the model's context between turns, so a turn evaluates only its new
     tokens, unless a waiting request reclaimed them (the next turn then evaluates the whole
-    history again). Preference, method and sampling settings may change between turns.
+    history again). Preference, method, system prompt and sampling settings may change between
+    turns: the keywords of ``send``, ``stream`` and ``regenerate`` apply to that turn only.
 
     ``trim_history``: when the conversation no longer leaves the answer room for its
     ``max_tokens`` in the window (or a quarter of the window, if less), the oldest exchanges
@@ -765,16 +772,15 @@ class Chat:
     def _make_request(self, conversation: list[dict[str, str]],
                       overrides: dict[str, Any]) -> Request:
         settings = {**self.settings, **overrides}
-        preference = settings.pop("preference", self.preference)
-        avoid = settings.pop("avoid", self.avoid)
-        method = settings.pop("method", self.method)
-        like = settings.pop("like", self.like)
-        try:
-            return Request.make(conversation, preference=preference, avoid=avoid, method=method,
-                                system_prompt=self.system_prompt, like=like, **settings)
-        except TypeError:
-            known = ", ".join(sorted(Request.make.__kwdefaults__ or {}))
-            raise SettingsError(f"Unknown chat setting; use one of {known}.") from None
+        known = Request.make.__kwdefaults__ or {}
+        unknown = sorted(name for name in settings if name not in known)
+        if unknown:
+            raise SettingsError(f"Unknown chat setting {', '.join(map(repr, unknown))}; use "
+                                f"one of {', '.join(sorted(known))}.")
+        # the chat's own fields are its defaults; a turn's overrides win for that turn only
+        for name in ("preference", "avoid", "method", "like", "system_prompt"):
+            settings.setdefault(name, getattr(self, name))
+        return Request.make(conversation, **settings)
 
     def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any], *,
                 replaces: bool = False) -> Generation:

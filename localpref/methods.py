@@ -581,6 +581,11 @@ class PAD(ContrastFamily):
         _require(int(self.candidates) == self.candidates and self.candidates >= 1,
                  f"candidates must be a whole number, 1 or more (got {self.candidates}).",
                  "candidates")
+        # an empty path (a script's unset variable) would silently be the prompt-contrast reward
+        _require(self.reward_model is None or (isinstance(self.reward_model, str)
+                                               and bool(self.reward_model.strip())),
+                 "reward_model must be a GGUF path, or left out for the prompt-contrast reward "
+                 f"(got {self.reward_model!r}).", "reward_model")
 
     @property
     def lanes(self) -> tuple[str, ...]:  # type: ignore[override]

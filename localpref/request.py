@@ -10,6 +10,7 @@ thread, never an error inside the decoding thread.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,10 @@ AvoidInput = str | Sequence[str] | None
 
 
 def whole_number(value: object) -> bool:
-    """Whether ``value`` is a whole number (not ``True``/``False``, which Python counts as
-    ints: ``max_tokens=True`` would read as 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Whether ``value`` is a whole number: an ``int`` or another integral type (NumPy's
+    ``int64``, as a seed or a count from an array is), not ``True``/``False``, which Python
+    counts as ints (``max_tokens=True`` would read as 1). Store ``int(value)``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Request:
         if self.seed is not None and (not whole_number(self.seed) or self.seed < 0):
             raise SettingsError("The seed must be a whole number, 0 or more, or none for a "
                                 f"random one (got {self.seed!r}).", param="seed")
+        set_field(self, "max_tokens", int(self.max_tokens))
+        set_field(self, "seed", None if self.seed is None else int(self.seed))
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         if not all(isinstance(item, str) for item in stop):
             raise SettingsError("Stop strings must be texts.", param="stop")
@@ -105,6 +109,7 @@ class Request:
         if not whole_number(self.top_logprobs) or not 0 <= self.top_logprobs <= 20:
             raise SettingsError("top_logprobs must be a whole number from 0 to 20 "
                                 f"(got {self.top_logprobs!r}).", param="top_logprobs")
+        set_field(self, "top_logprobs", int(self.top_logprobs))
         if self.grammar is not None and (not isinstance(self.grammar, str)
                                          or not self.grammar.strip()):
             raise SettingsError("The grammar must be a non-empty GBNF text.")

@@ -220,3 +220,56 @@ def test_a_stream_closed_before_it_is_read_runs_to_a_cancelled_result(model: Mod
     generation.close()
     result = generation.run()
     assert (result.text, result.tokens, result.stats["stop_reason"]) == ("", [], "cancelled")
+
+
+def test_numpy_integers_are_whole_numbers_and_are_stored_as_python_ints(
+        model: Model, bundled_path: Path) -> None:
+    """A seed or a count taken from an array was refused with 'must be a whole number'
+    (np.int64 is not an int), though top_k took it."""
+    import numpy as np
+
+    plain = model.generate(PROMPT, max_tokens=5, seed=3, temperature=0.8)
+    from_numpy = model.generate(PROMPT, max_tokens=np.int64(5), seed=np.int64(3),
+                                temperature=0.8)
+    assert from_numpy.text == plain.text and len(from_numpy.tokens) == 5
+    assert type(from_numpy.stats["settings"]["seed"]) is int
+    with Model(bundled_path, max_lanes=np.int64(2), n_ctx=np.int32(256),
+               n_threads=np.int64(1)) as small:
+        assert small.context.max_lanes == 2 and type(small.context.max_lanes) is int
+        assert small.generate(PROMPT, max_tokens=3).text == model.generate(
+            PROMPT, max_tokens=3).text
+    for bad in (np.float64(5.0), np.bool_(True), True):
+        with pytest.raises(SettingsError, match="Max tokens must be a whole number"):
+            model.generate(PROMPT, max_tokens=bad)
+
+
+def test_a_chat_turn_may_change_the_system_prompt_and_an_unknown_setting_is_named(
+        model: Model) -> None:
+    """system_prompt for one turn was refused as 'Unknown chat setting' by a sentence that
+    listed it among the known ones (it reached Request.make twice, and the TypeError was
+    taken for an unknown keyword)."""
+    chat = model.chat(max_tokens=12)
+    french = chat.send("Say hello.", system_prompt="Answer in French.")
+    assert french.text == model.chat(system_prompt="Answer in French.",
+                                     max_tokens=12).send("Say hello.").text
+    assert french.text.startswith("Bonjour")  # the default prompt's answer starts "Hello!"
+    plain = chat.send("Say hello again.")  # the next turn reads the chat's own prompt again
+    history = [{"role": "user", "content": "Say hello."},
+               {"role": "assistant", "content": french.text},
+               {"role": "user", "content": "Say hello again."}]
+    assert plain.text == model.generate(history, max_tokens=12).text
+    with pytest.raises(SettingsError) as refused:
+        chat.send("Hi", colour="blue", temprature=0.5)
+    message = str(refused.value)
+    assert message.startswith("Unknown chat setting 'colour', 'temprature'; use one of ")
+    assert "system_prompt" in message and "temperature" in message
+    assert len(chat.messages) == 4  # the refused turn added nothing
+
+
+def test_an_empty_reward_model_path_is_refused_not_read_as_none() -> None:
+    for path in ("", "  "):
+        with pytest.raises(SettingsError) as refused:
+            PAD(reward_model=path)
+        assert str(refused.value) == ("Reward_model must be a GGUF path, or left out for the "
+                                      f"prompt-contrast reward (got {path!r}).")
+    assert PAD().lanes == ("pref", "base")
