@@ -146,6 +146,35 @@ async def test_a_window_made_narrow_closes_one_of_two_open_panels(model, home) -
         assert panel in app.focused.ancestors_with_self  # still where the user was
 
 
+async def test_a_window_made_very_narrow_closes_the_panel_left_open_too(model, home) -> None:
+    """Both panels open, then the window narrowed to 40 columns: the preference panel closed
+    and the list stayed, leaving the chat 5 columns (a word fragment a line), where starting
+    at 40 hides both. A panel the focus is in stays."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=(130, 30)) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel, chats = app.query_one(PreferencePanel), app.query_one("#conversations")
+        assert panel.display and chats.display
+        await pilot.resize_terminal(40, 24)
+        await until(pilot, lambda: not chats.display and not panel.display)
+        await pilot.pause(0.2)
+        assert app.query_one(ChatInput).region.width >= 30
+        assert isinstance(app.focused, ChatInput)
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("ctrl+l")  # opened at 80: the chat keeps 52 columns
+        await until(pilot, lambda: chats.display)
+        await pilot.resize_terminal(70, 24)
+        await pilot.pause(0.2)
+        assert chats.display  # 70 - 28 columns still leave the chat its 30
+        chats.focus()
+        await pilot.resize_terminal(45, 24)
+        await pilot.pause(0.2)
+        assert chats.display  # the user is in the list
+        app.query_one(ChatInput).focus()
+        await pilot.resize_terminal(44, 24)
+        await until(pilot, lambda: not chats.display)
+
+
 async def test_a_blank_line_between_paragraphs_stays_in_a_message(model, home) -> None:
     """The messages' paragraphs had no margin: a pasted blank line vanished from the chat."""
     app = LocalprefApp(model=model)

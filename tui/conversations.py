@@ -21,6 +21,9 @@ from tui.widgets.conversation_list import ConversationItem
 #: Terminals narrower than this show one side panel at a time (the app opens both from this
 #: width on, ``tui.app``).
 BOTH_PANELS_MIN_WIDTH = 120
+#: A window narrowed so far that an open side panel leaves the chat fewer columns than this
+#: closes that panel too (unless the focus is in it): the chat read a word fragment a line.
+MIN_CHAT_WIDTH = 30
 
 __all__ = ["ConversationHandlers"]
 
@@ -121,8 +124,9 @@ class ConversationHandlers:
     def on_resize(self, event: events.Resize) -> None:
         """A window narrowed under :data:`BOTH_PANELS_MIN_WIDTH` with both side panels open:
         one closes, as opening one there closes the other. The preference panel closes
-        unless the chat screen's focus is in it (then the conversation list does); a focus
-        left in a closed panel goes to the message box."""
+        unless the chat screen's focus is in it (then the conversation list does). A panel
+        still open that leaves the chat under :data:`MIN_CHAT_WIDTH` columns closes too,
+        unless the focus is in it. A focus left in a closed panel goes to the message box."""
         if event.size.width >= BOTH_PANELS_MIN_WIDTH or not self.screen_stack:
             return
         chat_screen = self.screen_stack[0]  # a dialog or the compare screen may be in front
@@ -131,12 +135,21 @@ class ConversationHandlers:
             chats = chat_screen.query_one("#conversations")
         except NoMatches:  # not composed yet: on_mount sets the panels by the width
             return
+        focused = chat_screen.focused  # not the dialog's, if one is in front
+
+        def holds_focus(widget: Widget) -> bool:
+            return focused is not None and widget in focused.ancestors_with_self
+
+        closing = []
         if panel.display and chats.display:
-            focused = chat_screen.focused  # not the dialog's, if one is in front
-            in_panel = focused is not None and panel in focused.ancestors_with_self
-            closing = chats if in_panel else panel
-            closing.display = False
-            if focused is not None and closing in focused.ancestors_with_self:
+            closing.append(chats if holds_focus(panel) else panel)
+        for widget in (panel, chats):
+            if (widget.display and widget not in closing and not holds_focus(widget)
+                    and event.size.width - widget.outer_size.width < MIN_CHAT_WIDTH):
+                closing.append(widget)
+        for widget in closing:
+            widget.display = False
+            if holds_focus(widget):
                 chat_screen.set_focus(chat_screen.query_one(ChatInput))
 
     def action_toggle_conversations(self) -> None:
