@@ -47,12 +47,12 @@ _SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", 
                        "allOf", "properties", "$defs", "definitions")
 
 
-def unenforced_keywords(schema: Any, where: str = "") -> list[tuple[str, str]]:
-    """Every keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` and its subschemas, each
-    with where it is (``properties.age``; "" at the top), in the schema's order."""
+def _subschemas(schema: Any, where: str = "") -> list[tuple[dict[str, Any], str]]:
+    """``schema`` and each of its subschemas, with where it is (``properties.age``; "" at the
+    top), depth first in the schema's order."""
     if not isinstance(schema, dict):
         return []
-    found = [(keyword, where) for keyword in schema if keyword in UNENFORCED_KEYWORDS]
+    found = [(schema, where)]
     for keyword in _SUBSCHEMA_KEYWORDS:
         value = schema.get(keyword)
         if isinstance(value, dict) and keyword in ("properties", "$defs", "definitions"):
@@ -62,8 +62,66 @@ def unenforced_keywords(schema: Any, where: str = "") -> list[tuple[str, str]]:
         else:
             children = [(keyword, value)]
         for path, child in children:
-            found += unenforced_keywords(child, f"{where}.{path}" if where else path)
+            found += _subschemas(child, f"{where}.{path}" if where else path)
     return found
+
+
+def unenforced_keywords(schema: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` and its subschemas, each
+    with where it is (``properties.age``; "" at the top), in the schema's order."""
+    return [(keyword, place) for subschema, place in _subschemas(schema, where)
+            for keyword in subschema if keyword in UNENFORCED_KEYWORDS]
+
+
+def _needs_escaping(value: Any) -> bool:
+    """Whether JSON writes ``value`` (or a text inside it) with a backslash escape other than
+    a non-ASCII ``\\uXXXX``: a quote, a backslash or a control character."""
+    if isinstance(value, str):
+        return any(char in '"\\' or ord(char) < 0x20 for char in value)
+    if isinstance(value, dict):
+        return any(_needs_escaping(key) or _needs_escaping(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_needs_escaping(item) for item in value)
+    return False
+
+
+def unwritable_literals(schema: Any) -> list[tuple[str, str]]:
+    """The ``enum``, ``const`` and property names of ``schema`` that the converter cannot
+    write, each with where it is: it copies their JSON text into a grammar literal without
+    doubling its backslashes, so ``"a\\"b"`` ends the literal early and ``"x\\ny"`` becomes
+    a raw newline, which JSON forbids inside a string (llama-cpp-python 0.3.36)."""
+    found = []
+    for subschema, where in _subschemas(schema):
+        for keyword in ("enum", "const"):
+            if keyword not in subschema:
+                continue
+            value = subschema[keyword]
+            values = value if keyword == "enum" and isinstance(value, list) else [value]
+            if any(_needs_escaping(item) for item in values):
+                found.append((keyword, where))
+        names = subschema.get("properties")
+        if isinstance(names, dict) and any(_needs_escaping(name) for name in names):
+            found.append(("properties", where))
+    return found
+
+
+#: A JSON string's unescaped character: neither a quote, a backslash nor a control character
+#: (JSON forbids U+0000 to U+001F unescaped; llama.cpp's own JSON grammar also leaves out DEL).
+JSON_STRING_CHAR = r'[^"\\\x7F\x00-\x1F]'
+
+
+def _json_safe_characters(grammar: str) -> str:
+    """The converter's grammar with its ``char`` (a string's character) and ``dot`` (a
+    pattern's ``.``) kept to :data:`JSON_STRING_CHAR`: they allowed control characters, and
+    ``dot`` quotes and backslashes too, so a schema-following answer could hold a raw newline
+    inside a string and not parse (``json_object``'s grammar, ``JSON_GBNF``, never did)."""
+    lines = grammar.split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith("char ::= [^\"\\\\] |"):
+            lines[index] = line.replace('[^"\\\\]', JSON_STRING_CHAR, 1)
+        elif line.startswith("dot ::= "):
+            lines[index] = f"dot ::= {JSON_STRING_CHAR}"
+    return "\n".join(lines)
 
 
 def _listed(found: list[tuple[str, str]]) -> str:
@@ -94,8 +152,14 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
                             f"cannot enforce while it writes; remove "
                             f"{'it' if len(unenforced) == 1 else 'them'} and check {these} "
                             "on the answer.")
+    unwritable = unwritable_literals(schema)
+    if unwritable:
+        raise SettingsError(f"The JSON schema's {_listed(unwritable)} holds a text with a "
+                            "quote, a backslash or a control character, which localpref's "
+                            "grammar converter cannot write; use plain texts there.")
     try:
-        return llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        return _json_safe_characters(
+            llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
         detail = str(error).strip().rstrip(".") or type(error).__name__
         raise SettingsError(f"The JSON schema cannot be turned into a grammar: {detail}.") \

@@ -3,14 +3,18 @@ name and place; annotations and unknown formats are not constraints."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from llama_cpp.llama_grammar import JSON_GBNF
 
 from localpref.errors import SettingsError
 from localpref.grammar import (
     UNENFORCED_KEYWORDS,
+    GrammarMask,
     grammar_depth,
     json_grammar,
     unenforced_keywords,
+    unwritable_literals,
 )
 
 NAME = {"type": "string", "title": "Name", "description": "a name", "format": "email"}
@@ -72,3 +76,59 @@ def test_a_grammars_depth_counts_groups_only() -> None:
     assert grammar_depth(json_grammar({"type": "string", "maxLength": 7})) == 7
     assert grammar_depth(json_grammar({"type": "string", "pattern": "^a{0,12}$"})) == 12
     assert grammar_depth(json_grammar()) <= 2
+
+
+def _allowed_after(model, grammar: str, text: str) -> np.ndarray:
+    """Which tokens ``grammar`` allows after the tokens of ``text``."""
+    vocabulary = model.vocabulary
+    mask = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
+    try:
+        for token in vocabulary.tokenize(text, add_special=False):
+            mask.allow()
+            mask.accept(token)
+        return mask.allow().copy()
+    finally:
+        mask.close()
+
+
+@pytest.mark.parametrize(("schema", "opened"), [
+    ({"type": "object", "properties": {"poem": {"type": "string"}}}, '{"poem": "Snow'),
+    ({"type": "object", "properties": {"code": {"type": "string", "pattern": "^a.*$"}}},
+     '{"code": "a'),
+])
+def test_a_schema_string_never_takes_a_raw_control_character_or_a_bare_quote_in_a_pattern(
+        model, schema, opened) -> None:
+    """The converter's string character allowed a raw newline or tab (JSON forbids them
+    inside a string): half of Qwen's poems under a schema ended 'stop' and did not parse.
+    A pattern's '.' allowed a quote too, which ended the string early."""
+    allowed = _allowed_after(model, json_grammar(schema), opened)
+    vocabulary = model.vocabulary
+    controls = [token for token in range(vocabulary.size)
+                if any(byte < 0x20 or byte == 0x7F for byte in vocabulary.piece(token))]
+    assert len(controls) > 100  # newlines, tabs, indentation runs
+    assert not allowed[controls].any()
+    (letter,) = vocabulary.tokenize("x", add_special=False)
+    (escape,) = vocabulary.tokenize("\\", add_special=False)
+    assert allowed[letter] and allowed[escape] == ("pattern" not in str(schema))
+    if "pattern" not in str(schema):  # inside the string, as llama.cpp's JSON grammar allows
+        inside = [token for token in range(vocabulary.size) if b'"' not in
+                  vocabulary.piece(token)]
+        assert np.array_equal(allowed[inside], _allowed_after(model, JSON_GBNF, opened)[inside])
+
+
+@pytest.mark.parametrize(("schema", "where"), [
+    ({"enum": ['say "hi"', "bye"]}, "'enum'"),
+    ({"type": "object", "properties": {"mood": {"const": "tab\there"}}},
+     "'const' (at properties.mood)"),
+    ({"type": "object", "properties": {"back\\slash": {"type": "string"}}}, "'properties'"),
+])
+def test_an_enum_const_or_name_the_converter_would_write_wrong_is_refused(schema,
+                                                                          where) -> None:
+    """The converter copies a literal's JSON text without doubling its backslashes: a quote
+    ended the grammar's literal early, a tab became a raw tab in the answer."""
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(schema)
+    assert str(refused.value) == (
+        f"The JSON schema's {where} holds a text with a quote, a backslash or a control "
+        "character, which localpref's grammar converter cannot write; use plain texts there.")
+    assert unwritable_literals({"enum": ["café", 3, None, ["ok"]]}) == []
