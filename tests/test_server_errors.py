@@ -265,6 +265,16 @@ def test_no_cors_headers_unless_an_origin_is_named(server, model) -> None:
                           headers={"Origin": "http://elsewhere", **preflight})
         error = assert_error_shape(refused, 400)  # JSON like every error, not plain text
         assert error["message"].startswith("Disallowed CORS origin: this server answers")
+        # Chromium asks before a public page calls localhost: a named origin may
+        private = {**preflight, "Access-Control-Request-Private-Network": "true",
+                   "Access-Control-Request-Headers": "authorization,content-type"}
+        asked = request(cors.url, "OPTIONS", "/chat/completions", headers={**origin, **private})
+        assert asked.status == 200
+        assert asked.headers["access-control-allow-private-network"] == "true"
+        assert asked.headers["access-control-allow-origin"] == "http://localhost:3000"
+        elsewhere = request(cors.url, "OPTIONS", "/chat/completions",
+                            headers={"Origin": "http://elsewhere", **private})
+        assert elsewhere.status == 400 and "access-control-allow-origin" not in elsewhere.headers
 
 
 def test_api_key_is_required_when_set(model) -> None:

@@ -58,8 +58,11 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     if api_key:
         app.add_middleware(ApiKeyCheck, key=api_key)
     if cors_origins:
+        # a page from a named origin may call the server on this machine: Chromium's
+        # private-network preflight is answered for those origins (and refused for others)
         app.add_middleware(CorsWithErrors, allow_origins=list(cors_origins),
-                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"])
+                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                           allow_private_network=True)
     if check_host:
         app.add_middleware(HostCheck)
 
