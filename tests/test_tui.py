@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual import events
 from textual.keys import _character_to_key
-from textual.widgets import DataTable, Input, Select, SelectionList
+from textual.widgets import Button, DataTable, Input, Select, SelectionList
 from tui_helpers import SIZE, click, run_from_palette, seed, until
 
 import localpref
@@ -160,6 +160,30 @@ async def test_switching_method_and_preference_applies_to_the_next_answer(model,
         assert stats["method"].startswith("pad")
         assert stats["preference"] == "uplifting + mention the sea"
         assert "pad" in answers(app)[0].header()
+
+
+async def test_apply_is_marked_while_the_form_holds_what_is_not_applied(model, home):
+    """A preference ticked and not applied changed nothing, and nothing said so."""
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 12})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        button = panel.query_one("#apply", Button)
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        assert str(button.label) == "Apply" and not button.has_class("-pending")
+        presets = panel.query_one("#presets", SelectionList)
+        presets.select("verbose")
+        await until(pilot, lambda: str(button.label) == "Apply •")
+        assert button.has_class("-pending") and "not applied" in str(button.tooltip)
+        presets.deselect("verbose")  # back to what is applied
+        await until(pilot, lambda: str(button.label) == "Apply")
+        panel.query_one("#sampling-temperature", Input).value = "0.5"
+        await until(pilot, lambda: str(button.label) == "Apply •")
+        await click(pilot, app, "#apply")
+        await until(pilot, lambda: str(button.label) == "Apply")
+        assert app.steering.sampling["temperature"] == 0.5
+        panel.query_one("#sampling-temperature", Input).value = "-1"  # invalid: not applied
+        await until(pilot, lambda: str(button.label) == "Apply •")
 
 
 async def test_invalid_settings_are_refused_in_the_form_with_the_reason(model, home):

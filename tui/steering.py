@@ -242,6 +242,18 @@ class Steering:
         values = {k: v for k, v in self.method_settings.get(name, {}).items() if k in known}
         return METHODS[name](**values)
 
+    def effect(self) -> tuple[Any, ...]:
+        """What the next answer reads from these settings: two settings with one effect steer
+        alike, though one names a default the other leaves out (a weight of 1, the method's
+        own alpha) or they differ in a method not chosen."""
+        try:
+            method: Any = self.method_object()
+        except SettingsError:
+            method = self.method_settings.get(self.method)
+        weights = {item: self.weights.get(item, 1.0) for item in self.preference_items}
+        return (self.preference_items, self.avoid.strip(), self.method, method,
+                self.sampling_values(), weights, self.examples)
+
     def sampling_values(self) -> dict[str, Any]:
         """Every sampling field, defaults filled in."""
         return {spec.name: self.sampling.get(spec.name, spec.default)

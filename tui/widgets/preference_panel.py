@@ -325,7 +325,19 @@ class PreferencePanel(VerticalScroll):
         self.query_one("#settings-errors", Static).update("\n".join(self.errors.values()))
         self._show_note(steering)
         self._sync_slider(steering)
+        self._show_pending(steering)
         return steering
+
+    def _show_pending(self, steering: Steering | None) -> None:
+        """Mark Apply while the form holds what is not applied (a preference ticked and not
+        applied changed nothing, and nothing said so)."""
+        pending = steering is None or steering.effect() != self.applied.effect()
+        for button in self.query("#apply").results(Button):
+            button.label = "Apply •" if pending else "Apply"
+            button.tooltip = ("The form holds changes that are not applied yet."
+                              if pending else None)
+            button.set_class(pending, "-pending")
+            button.variant = "warning" if pending else "primary"
 
     def _sync_slider(self, steering: Steering | None) -> None:
         """Show the strength the form holds on the slider (when the form is valid)."""
@@ -386,6 +398,7 @@ class PreferencePanel(VerticalScroll):
                             severity="error", title="Invalid setting")
             return False
         self.applied = steering
+        self._show_pending(steering)
         self.post_message(self.Applied(steering))
         return True
 
