@@ -582,10 +582,9 @@ class PAD(ContrastFamily):
                  f"candidates must be a whole number, 1 or more (got {self.candidates}).",
                  "candidates")
         # an empty path (a script's unset variable) would silently be the prompt-contrast reward
-        _require(self.reward_model is None or (isinstance(self.reward_model, str)
-                                               and bool(self.reward_model.strip())),
-                 "reward_model must be a GGUF path, or left out for the prompt-contrast reward "
-                 f"(got {self.reward_model!r}).", "reward_model")
+        _require(self.reward_model is None or bool(str(self.reward_model).strip()),
+                 "The reward model must be a GGUF path, or left out for the prompt-contrast "
+                 f"reward (got {self.reward_model!r}).", "reward_model")
 
     @property
     def lanes(self) -> tuple[str, ...]:  # type: ignore[override]

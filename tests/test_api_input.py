@@ -270,6 +270,7 @@ def test_an_empty_reward_model_path_is_refused_not_read_as_none() -> None:
     for path in ("", "  "):
         with pytest.raises(SettingsError) as refused:
             PAD(reward_model=path)
-        assert str(refused.value) == ("Reward_model must be a GGUF path, or left out for the "
-                                      f"prompt-contrast reward (got {path!r}).")
+        assert str(refused.value) == ("The reward model must be a GGUF path, or left out for "
+                                      f"the prompt-contrast reward (got {path!r}).")
     assert PAD().lanes == ("pref", "base")
+    assert PAD(reward_model="reward.gguf").lanes == ("pref", "reward")
