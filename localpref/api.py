@@ -347,6 +347,12 @@ class Model:
                     f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
                     f"{remedy} or load the model with a larger context (--ctx, n_ctx).")
         if (not named or bare + 1 >= self.n_ctx) and _has_earlier_turns(request.messages):
+            alone = len(self._backend.prompts.lane_tokens(
+                [request.messages[-1]], None, system_prompt=request.system_prompt))
+            if alone + 1 >= self.n_ctx:  # a new conversation would not take it either
+                return (f"The message alone is {alone} tokens long and the context holds "
+                        f"{self.n_ctx}, which leaves no room for an answer; shorten it or "
+                        "load the model with a larger context (--ctx, n_ctx).")
             return (f"The conversation is {longest} tokens long with this message and the "
                     f"context holds {self.n_ctx}, which leaves no room for an answer; start a "
                     "new conversation or load the model with a larger context (--ctx, n_ctx).")

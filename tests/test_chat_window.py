@@ -39,6 +39,16 @@ def test_a_full_window_reads_the_last_exchanges_or_says_the_conversation_fills_i
         assert str(refused.value).startswith("The conversation is ")
         assert "start a new conversation" in str(refused.value)
         assert len(strict.messages) == 2  # nothing added by the refusal
+        # a message that fills the window alone: a new conversation would not take it either
+        huge = "word " * 300
+        with pytest.raises(PromptTooLongError) as refused:
+            strict.send(huge)
+        alone = small.count_tokens([{"role": "user", "content": huge}])
+        assert str(refused.value) == (
+            f"The message alone is {alone} tokens long and the context holds 256, which "
+            "leaves no room for an answer; shorten it or load the model with a larger context "
+            "(--ctx, n_ctx).")
+        assert len(strict.messages) == 2
 
         trimming = Chat(small, messages=strict.messages, trim_history=True, **SETTINGS)
         second = trimming.send(SECOND, max_tokens=24)

@@ -377,7 +377,11 @@ async def test_a_waiting_message_the_model_refuses_goes_back_to_the_box(model, h
         await pilot.press("escape")
         await until(pilot, lambda: not app.busy and not app.session.waiting)
         assert any("Not sent" in n and str(model.n_ctx) in n for n in app.notices)
-        assert app.query_one(ChatInput).text == long_text  # kept for editing
+        # too long on its own: no 'start a new conversation', which would not take it either
+        assert not any("Not sent" in n and "new conversation" in n for n in app.notices)
+        # kept for editing (the waiting view is removed after the text is back: wait for it)
+        await until(pilot, lambda: len(app.query_one(ChatLog).views) == 2)
+        assert app.query_one(ChatInput).text == long_text
         assert [m.role for m in app.store.messages(app.conversation_id)] == ["user",
                                                                              "assistant"]
         assert len(app.query_one(ChatLog).views) == 2

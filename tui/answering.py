@@ -76,10 +76,10 @@ class AnsweringHandlers:
             except Refused as refused:  # out of the conversation, back in the box
                 self._refused(refused)
                 assert refused.entry is not None
+                self.query_one(ChatInput).restore(refused.entry.text)
                 views = self._waiting_views()
                 if views:
                     await views[0].remove()
-                self.query_one(ChatInput).restore(refused.entry.text)
                 continue
             if answer is None:
                 return
