@@ -28,7 +28,13 @@ from server_helpers import MODEL_ID, request, running_server, sdk_client
 
 import localpref
 from localpref.api import Model
-from localpref.batches.lines import BatchFileError, parse_lines, read_lines
+from localpref.batches.lines import (
+    DIGEST_ID,
+    BatchFileError,
+    parse_lines,
+    read_lines,
+    request_id,
+)
 from localpref.batches.output import AnswerFile
 from localpref.batches.ray_runner import check_reachable
 from localpref.bench.batch_files import bench_batch, format_batch
@@ -177,6 +183,70 @@ def test_rerunning_skips_answered_lines_and_unordered_keeps_finishing_order(batc
     again = localpref.batch(source, out, model=batch_model, progress=False)
     assert (again.done, again.skipped) == (0, 3)
     assert [a["custom_id"] for a in read_answers(out)] == ["one", "two", "three"]
+
+
+def test_an_answer_to_an_edited_or_another_files_line_is_refused_not_taken(batch_model,
+                                                                           tmp_path) -> None:
+    """Resuming matched answers by custom_id alone: a file B whose 'request-1' asked another
+    question got file A's answer, '0 done, 2 answered before', exit 0. An error line whose
+    request was since fixed is answered again."""
+    out = tmp_path / "out.jsonl"
+    fruit, broken = line("request-1", chat("Name a fruit.", tokens=4)), \
+        line("request-2", chat("Hi", model="not-served"))
+    first = localpref.batch(write_batch(tmp_path / "a.jsonl", [fruit, broken]), out,
+                            model=batch_model, progress=False)
+    assert (first.done, first.failed) == (2, 1)
+    written = out.read_bytes()
+    for answer, item in zip(read_answers(out), [fruit, broken], strict=True):
+        (parsed,) = parse_lines(json.dumps(item))
+        assert answer["response"]["request_id"] == request_id(parsed)
+        assert DIGEST_ID.fullmatch(answer["response"]["request_id"])
+    other = write_batch(tmp_path / "b.jsonl", [line("request-1", chat("Name a tree.",
+                                                                      tokens=4)), broken])
+    with pytest.raises(BatchFileError) as refused:
+        localpref.batch(other, out, model=batch_model, progress=False)
+    assert str(refused.value) == (
+        f"{out} holds answers to other requests under 1 of this file's custom_ids "
+        "('request-1'): those lines changed since they were answered, or the answers are "
+        "another file's; give another --out, or delete those answers from it to answer the "
+        "lines again.")
+    assert out.read_bytes() == written  # nothing cut, nothing added
+    fixed = write_batch(tmp_path / "c.jsonl", [fruit, line("request-2", chat("Hi", tokens=2))])
+    again = localpref.batch(fixed, out, model=batch_model, progress=False)
+    assert (again.done, again.skipped, again.failed) == (1, 1, 0)
+    answers = read_answers(out)
+    assert [a["custom_id"] for a in answers] == ["request-1", "request-2"]
+    assert answers[0] == json.loads(written.splitlines()[0])
+    assert answers[1]["response"]["status_code"] == 200
+
+
+def test_a_loaded_model_with_a_small_queue_answers_a_parallel_far_above_it(bundled_path,
+                                                                            tmp_path) -> None:
+    """parallel=40 on a loaded Model of 4 lanes and a queue of 16 turned 38 of 60 lines into
+    503 queue_full error lines: the batch is the model's own client and now waits."""
+    items = [line(f"n{i}", chat(f"Name a colour ({i}).", tokens=3)) for i in range(12)]
+    source = write_batch(tmp_path / "in.jsonl", items)
+    with Model(bundled_path, max_lanes=2, max_queued=1, n_ctx=512) as small:
+        crowded = localpref.batch(source, tmp_path / "crowded.jsonl", model=small, parallel=8,
+                                  progress=False)
+        alone = localpref.batch(source, tmp_path / "alone.jsonl", model=small, parallel=1,
+                                progress=False)
+    assert (crowded.done, crowded.failed) == (12, 0) == (alone.done, alone.failed)
+    texts = {path: [a["response"]["body"]["choices"][0]["message"]["content"]
+                    for a in read_answers(tmp_path / path)] for path in ("crowded.jsonl",
+                                                                         "alone.jsonl")}
+    assert texts["crowded.jsonl"] == texts["alone.jsonl"] and all(texts["alone.jsonl"])
+
+
+def test_answers_written_before_request_ids_were_digests_still_count(batch_model,
+                                                                     tmp_path) -> None:
+    out = tmp_path / "out.jsonl"
+    old = {"id": "batch_req_x", "custom_id": "one", "response": {
+        "status_code": 200, "request_id": "req_" + "0" * 32, "body": {}}, "error": None}
+    out.write_text(json.dumps(old) + "\n", encoding="utf-8")
+    source = write_batch(tmp_path / "in.jsonl", [line("one", chat("Name a fruit.", tokens=4))])
+    summary = localpref.batch(source, out, model=batch_model, progress=False)
+    assert (summary.done, summary.skipped) == (0, 1)
 
 
 def test_repeated_custom_ids_are_one_sentence_naming_both_lines() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from localpref.api import Model
 from localpref.batches.lines import BatchLine, answer_line
 from localpref.decoding import Generation
-from localpref.errors import LocalprefError
+from localpref.errors import BusyError, LocalprefError
 from localpref.server import completions
 from localpref.server.errors import ApiError, from_library, validation_message
 from localpref.server.guards import MAX_BODY_BYTES, body_too_large
@@ -86,6 +87,23 @@ def body_bytes(body: Any) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+#: How long a line waits before it asks a full queue again (``_start_when_queued``).
+QUEUE_RETRY_SECONDS = 0.05
+
+
+def _start_when_queued(generation: Generation) -> None:
+    """Hand ``generation`` to the scheduler, waiting while the model's queue is full: the batch
+    is the model's own client, so a full queue (a loaded ``Model`` given with a ``parallel``
+    above its ``max_queued``, or other threads using it) means wait, not a 503 line. A
+    generation cancelled meanwhile starts no more (``start`` then does nothing)."""
+    while True:
+        try:
+            generation.start()
+            return
+        except BusyError:
+            time.sleep(QUEUE_RETRY_SECONDS)
+
+
 def served_id(model: Model, spec: str | None) -> str:
     """The id request bodies name the model by, as ``localpref serve`` would serve it."""
     return served_model_id(spec, model.path)
@@ -133,6 +151,7 @@ class Answerer:
                 generation = start_generation(self.model, args)
                 if on_start is not None:
                     on_start(generation)
+                _start_when_queued(generation)
                 for piece in generation:
                     if on_piece is not None:
                         on_piece(piece)
@@ -152,12 +171,12 @@ class Answerer:
                 body = route.answer(results[0], model=requests[0].model,
                                     avoid=every_args[0].avoid,
                                     logprobs=logprobs[0] if logprobs else None)
-            return answer_line(line.custom_id, 200, body)
+            return answer_line(line, 200, body)
         except Exception as error:  # noqa: BLE001 - every failure becomes an error line
             if not isinstance(error, (LocalprefError, ApiError)):  # a bug: keep its traceback
                 traceback.print_exc(file=sys.stderr)
             failure = from_library(error)
-            return answer_line(line.custom_id, failure.status, failure.body())
+            return answer_line(line, failure.status, failure.body())
         finally:
             if generation is not None:
                 generation.close()

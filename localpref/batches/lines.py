@@ -12,7 +12,9 @@ error line and the rest go on.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import stat
 import uuid
 from dataclasses import dataclass, field
@@ -120,11 +122,21 @@ def read_lines(path: Path) -> list[BatchLine]:
     return parse_lines(text, name=str(path))
 
 
-def request_id() -> str:
-    return f"req_{uuid.uuid4().hex}"
+#: ``req_`` and 48 hex digits: a request id that is the digest of its request line (answers
+#: written before it existed have ``req_`` and a random 32).
+DIGEST_ID = re.compile(r"req_[0-9a-f]{48}")
 
 
-def answer_line(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+def request_id(line: BatchLine) -> str:
+    """``response.request_id``: ``req_`` and the SHA-256 of the line's method, route and body
+    (as canonical JSON), so that a resumed run can tell an answer to this very request from
+    one to a line since edited, or to another file's line of the same ``custom_id``."""
+    request = {"method": line.method.upper(), "url": line.url, "body": line.body}
+    text = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "req_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:48]
+
+
+def answer_line(line: BatchLine, status: int, body: dict[str, Any]) -> dict[str, Any]:
     """The answer line of one request: ``error`` names the error of a non-200 answer."""
     error = None
     if status != 200:
@@ -132,8 +144,8 @@ def answer_line(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, 
         error = {"code": details.get("code"), "message": details.get("message")}
     return {
         "id": f"batch_req_{uuid.uuid4().hex}",
-        "custom_id": custom_id,
-        "response": {"status_code": status, "request_id": request_id(), "body": body},
+        "custom_id": line.custom_id,
+        "response": {"status_code": status, "request_id": request_id(line), "body": body},
         "error": error,
     }
 

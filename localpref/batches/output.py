@@ -99,6 +99,8 @@ class AnswerFile:
         #: the ``custom_id``s answered for good
         self.answered: set[str] = {line["custom_id"] for line in answers
                                    if answered_for_good(line)}
+        #: each ``custom_id``'s newest line (the one the sort keeps)
+        self.newest: dict[str, dict[str, Any]] = {line["custom_id"]: line for line in answers}
         #: this run made the file (an interrupted or failed run that wrote nothing removes it)
         self._made_here = not self.path.exists()
         try:

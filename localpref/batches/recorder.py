@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from localpref.batches.lines import BatchLine, completion_tokens, failed
+from localpref.batches.lines import (
+    DIGEST_ID,
+    BatchFileError,
+    BatchLine,
+    completion_tokens,
+    failed,
+    request_id,
+)
 from localpref.batches.output import AnswerFile
 from localpref.evaluation.progress import Progress
 
@@ -45,7 +52,21 @@ class Recorder:
                  stream: TextIO | None = None) -> None:
         self.lines = lines
         self.file = AnswerFile(out)
-        self.pending = [line for line in lines if line.custom_id not in self.file.answered]
+        changed = [line for line in lines if line.custom_id in self.file.answered
+                   and not self._answers(line)]
+        answered = [line for line in changed if not failed(self.file.newest[line.custom_id])]
+        if answered:
+            self.file.close()
+            named = ", ".join(repr(line.custom_id) for line in answered[:3])
+            more = f" and {len(answered) - 3} more" if len(answered) > 3 else ""
+            raise BatchFileError(
+                f"{out} holds answers to other requests under {len(answered)} of this file's "
+                f"custom_ids ({named}{more}): those lines changed since they were answered, or "
+                "the answers are another file's; give another --out, or delete those answers "
+                "from it to answer the lines again.")
+        retried = {line.custom_id for line in changed}  # an error line of an edited request
+        self.pending = [line for line in lines
+                        if line.custom_id not in self.file.answered or line.custom_id in retried]
         self.skipped = len(lines) - len(self.pending)
         self.done = 0
         self.failed = 0
@@ -54,6 +75,14 @@ class Recorder:
         self.progress = Progress(len(lines), label="batch", enabled=progress,
                                  stream=stream if stream is not None else sys.stderr)
         self.progress.skip(self.skipped)
+
+    def _answers(self, line: BatchLine) -> bool:
+        """Whether the answers file's line for ``line``'s ``custom_id`` answers this very
+        request (``lines.request_id``); one written before request ids were digests may."""
+        recorded = (self.file.newest[line.custom_id].get("response") or {}).get("request_id")
+        if not isinstance(recorded, str) or not DIGEST_ID.fullmatch(recorded):
+            return True
+        return recorded == request_id(line)
 
     def begin(self) -> None:
         """Start the clocks: the model is loaded and answering begins."""
