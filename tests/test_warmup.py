@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import ast
 import importlib
+import io
 import json
 import pkgutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from numba.core.dispatcher import Dispatcher
 
 from localpref import PAD, Amulet, Base, Contrastive, kernels
+from localpref.commands.options import compile_notice
 
 #: Every module of the kernels package (``localpref.kernels.*``, ``controls`` included).
 MODULES = tuple(importlib.import_module(f"{kernels.__name__}.{info.name}")
@@ -207,3 +210,40 @@ def test_a_sigterm_while_the_kernels_load_comes_once_they_are_in(monkeypatch) ->
         signal.signal(signal.SIGTERM, before[0])
         signal.signal(signal.SIGINT, before[1])
     assert loaded == ["kernels", "controls"] and stopped.value.code == TERMINATED_EXIT
+
+
+def test_warming_for_counts_the_seconds_of_a_running_warmup_only() -> None:
+    """A fresh process: None before, a growing count while the kernels load, None after."""
+    code = """
+import threading, time
+from localpref.warmup import warming_for, warmup
+seen, done = [], threading.Event()
+def watch():
+    while not done.is_set():
+        seen.append(warming_for())
+        time.sleep(0.005)
+before = warming_for()
+watcher = threading.Thread(target=watch)
+watcher.start()
+warmup()
+done.set()
+watcher.join()
+counted = [s for s in seen if s is not None]
+print(before is None, warming_for() is None, len(counted) > 2, counted == sorted(counted),
+      all(s >= 0 for s in counted))
+"""
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300)
+    assert completed.stdout.split() == ["True"] * 5, completed.stderr
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(None, False), (1.0, False), (5.0, True)])
+def test_a_load_warming_the_kernels_for_seconds_says_it_is_compiling(seconds, said) -> None:
+    """The first command after an install sat silent for about a minute while Numba
+    compiled; a load still warming up after COMPILE_NOTICE_SECONDS says so, once."""
+    stream = io.StringIO()
+    with compile_notice(stream, warmed_for=lambda: seconds):
+        time.sleep(0.8)
+    expected = ("localpref: compiling the steering kernels (the first run after an install "
+                "only; about a minute)...\n")
+    assert stream.getvalue() == (expected if said else "")

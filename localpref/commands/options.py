@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 import typing
 import warnings
 from dataclasses import dataclass
@@ -402,11 +404,45 @@ def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
     if getattr(args, "system_prompt", None):
         kwargs["system_prompt"] = args.system_prompt
     given = {key: value for key, value in load_settings(args).items() if value is not None}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), compile_notice():
         warnings.simplefilter("ignore", LocalprefWarning)  # said below, as one line
         model = load(args.model, **{**kwargs, **given})
     tell_notices(model)
     return model
+
+
+#: How long the kernels' warm-up may take before a command says it is compiling them.
+COMPILE_NOTICE_SECONDS = 3.0
+
+
+@contextlib.contextmanager
+def compile_notice(stream: typing.TextIO | None = None,
+                   warmed_for: typing.Callable[[], float | None] | None = None,
+                   ) -> typing.Iterator[None]:
+    """Say once on ``stream`` (stderr) that the kernels are being compiled, when a model's
+    load has been warming them up for :data:`COMPILE_NOTICE_SECONDS` (the first run after an
+    install sat silent for about a minute, and looked hung). ``warmed_for``:
+    ``localpref.warmup.warming_for`` unless given."""
+    if warmed_for is None:
+        from localpref.warmup import warming_for as warmed_for
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.25):
+            seconds = warmed_for()
+            if seconds is None or seconds < COMPILE_NOTICE_SECONDS:
+                continue
+            print("localpref: compiling the steering kernels (the first run after an install "
+                  "only; about a minute)...", file=stream or sys.stderr, flush=True)
+            return
+
+    watcher = threading.Thread(target=watch, name="compile-notice", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: Any,
