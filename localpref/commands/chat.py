@@ -43,7 +43,9 @@ def add_parser(subparsers: Any) -> None:
     add_like_option(parser)
     parser.add_argument("--method", metavar="NAME",
                         help="recommended, base, pref, contrastive, amulet or pad (default: "
-                        "the last used)")
+                        "the last used); unlike generate's --method, it keeps the app's "
+                        "settings of that method (the recommended strength unless changed "
+                        "in the panel, whose Paper button gives the papers')")
     instead = parser.add_mutually_exclusive_group()  # each does one thing instead of the app
     instead.add_argument("--export", metavar="ID", type=int,
                          help="write conversation ID as Markdown instead of opening the app")
