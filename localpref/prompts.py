@@ -274,11 +274,11 @@ class PromptBuilder:
         self, messages: Sequence[Message], preference: str | None, system_prompt: str | None
     ) -> str:
         """The system text of a lane: the conversation's own (its system messages, wherever
-        they stand, joined by blank lines), else the given or default one, with the lane's
-        sentence."""
+        they stand, joined by blank lines), else the given one ("" for none, as a system
+        message "" is), else the default, with the lane's sentence."""
         own_system = [m["content"] for m in messages if m["role"] == "system"]
         base_system = ("\n\n".join(own_system) if own_system
-                       else (system_prompt or self.system_prompt))
+                       else self.system_prompt if system_prompt is None else system_prompt)
         return system_text(base_system, preference)
 
     def lane_text(

@@ -50,6 +50,26 @@ def test_generate_json_prints_exactly_one_object(capsys: pytest.CaptureFixture[s
     assert payload["text"]
 
 
+def test_an_empty_system_prompt_is_none_in_every_interface(
+        capsys: pytest.CaptureFixture[str], model) -> None:
+    """--system-prompt '' fell back to the default prompt, and so did chat(system_prompt='');
+    the server, batch and load(system_prompt='') read it as no system prompt."""
+    question = [{"role": "user", "content": "Who are you?"}]
+    none = model.generate([{"role": "system", "content": ""}, *question], max_tokens=10,
+                          preference="concise")
+    default = model.generate(question, max_tokens=10, preference="concise")
+    assert none.stats["n_prompt_tokens"] < default.stats["n_prompt_tokens"]
+    code, out, _ = run_cli(capsys, "generate", "Who are you?", "-p", "concise", "--max-tokens",
+                           "10", "--system-prompt", "", "--json", "--threads", "1")
+    assert code == 0
+    payload = json.loads(out)
+    assert (payload["text"], payload["stats"]["n_prompt_tokens"]) == (
+        none.text, none.stats["n_prompt_tokens"])
+    chat = model.chat(system_prompt="", preference="concise", max_tokens=10).send("Who are you?")
+    assert (chat.text, chat.stats["n_prompt_tokens"]) == (none.text,
+                                                          none.stats["n_prompt_tokens"])
+
+
 def test_generate_streams_text_and_reports_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "generate", "Name a fruit.", "--method", "base",
                              "--max-tokens", "6")

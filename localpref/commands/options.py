@@ -401,7 +401,7 @@ def load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
     on the command line wins)."""
     from localpref.api import load
 
-    if getattr(args, "system_prompt", None):
+    if getattr(args, "system_prompt", None) is not None:  # '' is none, as in the API
         kwargs["system_prompt"] = args.system_prompt
     given = {key: value for key, value in load_settings(args).items() if value is not None}
     with warnings.catch_warnings(), compile_notice():
