@@ -113,6 +113,17 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
      "localpref.strength", "Weight must be from 0 to 1,000,000 (got -2"),
     ({"localpref": {"preference": "concise", "method": "amulet", "strength": -2}},
      "localpref.strength", "The contrast must be from 0 to 1,000,000 (got -2"),
+    # a setting the method does not take was dropped without a word (the CLI refuses it)
+    ({"model": f"{MODEL_ID}:pref:creative", "localpref": {"strength": 5}}, "localpref.strength",
+     "localpref.strength sets a steering method's strength; the method pref does not take it."),
+    ({"model": f"{MODEL_ID}:pref:creative", "localpref": {"tau": 0.5}}, "localpref.tau",
+     "localpref.tau is a setting of the steering methods (contrastive, amulet, pad); the method "
+     "pref does not take it."),
+    ({"localpref": {"method": "base", "preference": "creative", "kl_budget": 0.1}},
+     "localpref.kl_budget", "localpref.kl_budget is a setting of the steering methods"),
+    ({"model": f"{MODEL_ID}:base", "localpref": {"end_tokens": "pref"}}, "localpref.end_tokens",
+     "localpref.end_tokens is a setting of the steering methods (contrastive, amulet, pad); "
+     "the method base does not take it."),
     ({"localpref": {"preference": ""}}, "localpref.preference",
      "A preference must be a non-empty text"),
     ({"localpref": {"preference": {"concise": "1"}}}, "localpref.preference",

@@ -20,7 +20,7 @@ from localpref.api import Model
 from localpref.decoding import Generation
 from localpref.errors import PromptTooLongError, SettingsError
 from localpref.grammar import json_grammar
-from localpref.methods import Base, ContrastFamily, Method, resolve_method
+from localpref.methods import Base, ContrastFamily, Method, resolve_method, setting_fields
 from localpref.presets import preference_sentences
 from localpref.request import Request
 from localpref.server.ids import parse_model_id
@@ -222,9 +222,20 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
                      kl_budget: float | None, end_tokens: str | None = None) -> Method:
     """The method: the recommended steering when unnamed, else the named one with the papers'
     settings; ``tau``, ``kl_budget`` and ``end_tokens`` replace its own, ``strength`` sets its
-    one knob (methods without one, Base and Pref, ignore it, as the command line does)."""
+    one knob. A setting the method does not take (any of them, for Base and Pref) is refused
+    by name, as the command line refuses its flag: it was dropped without a word."""
     method = resolve_method(name, tau=tau, kl_budget=kl_budget, end_tokens=end_tokens)
-    if strength is not None and isinstance(method, ContrastFamily):
+    taken = {setting.name for setting in setting_fields(type(method))}
+    given = {"tau": tau, "kl_budget": kl_budget, "end_tokens": end_tokens}
+    for name_given, value in given.items():
+        if value is not None and name_given not in taken:
+            raise FieldError(f"localpref.{name_given}", f"localpref.{name_given} is a setting "
+                             "of the steering methods (contrastive, amulet, pad); the method "
+                             f"{method.name} does not take it.")
+    if strength is not None:
+        if not isinstance(method, ContrastFamily):
+            raise FieldError("localpref.strength", "localpref.strength sets a steering "
+                             f"method's strength; the method {method.name} does not take it.")
         method = method.with_strength(strength)
     return method
 
@@ -270,6 +281,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
     try:
         kwargs["method"] = requested_method(method_name, *settings)
     except SettingsError as error:  # the method's own field -> the localpref field sent
+        if isinstance(error, FieldError):  # named already
+            raise
         if error.param is not None:
             error.param = f"localpref.{LOCALPREF_FIELDS.get(error.param, 'strength')}"
         elif method_sent:  # an unknown name in the localpref object
