@@ -102,9 +102,10 @@ def from_library(error: Exception) -> ApiError:
             return ApiError(400, f"This request needs {error.needed} lanes at once, more than a "
                             f"llama.cpp context holds ({MAX_LANES}); give fewer weighted "
                             "preferences.", code="too_many_lanes")
-        return ApiError(400, f"This request needs {error.needed} lanes at once and the server "
-                        f"decodes {error.available}; start it with --parallel {parallel} or "
-                        "more (each --parallel request is two lanes).", code="too_many_lanes")
+        # (said by `serve` and by `batch`, whose --parallel sizes the model the same way)
+        return ApiError(400, f"This request needs {error.needed} lanes at once and the model "
+                        f"decodes {error.available}; run with --parallel {parallel} or more "
+                        "(each --parallel request is two lanes).", code="too_many_lanes")
     if isinstance(error, LocalprefError):  # a SettingsError names its field (``param``)
         param = getattr(error, "param", None)
         return ApiError(400, str(error), code="invalid_value",
