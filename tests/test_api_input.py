@@ -248,10 +248,11 @@ def test_a_chat_turn_may_change_the_system_prompt_and_an_unknown_setting_is_name
     """system_prompt for one turn was refused as 'Unknown chat setting' by a sentence that
     listed it among the known ones (it reached Request.make twice, and the TypeError was
     taken for an unknown keyword)."""
-    chat = model.chat(max_tokens=12)
+    chat, fresh = model.chat(max_tokens=12), model.chat(system_prompt="Answer in French.",
+                                                        max_tokens=12)
     french = chat.send("Say hello.", system_prompt="Answer in French.")
-    assert french.text == model.chat(system_prompt="Answer in French.",
-                                     max_tokens=12).send("Say hello.").text
+    assert french.text == fresh.send("Say hello.").text
+    fresh.close()  # (a chat holds its lanes until closed)
     assert french.text.startswith("Bonjour")  # the default prompt's answer starts "Hello!"
     plain = chat.send("Say hello again.")  # the next turn reads the chat's own prompt again
     history = [{"role": "user", "content": "Say hello."},
@@ -264,6 +265,7 @@ def test_a_chat_turn_may_change_the_system_prompt_and_an_unknown_setting_is_name
     assert message.startswith("Unknown chat setting 'colour', 'temprature'; use one of ")
     assert "system_prompt" in message and "temperature" in message
     assert len(chat.messages) == 4  # the refused turn added nothing
+    chat.close()
 
 
 def test_an_empty_reward_model_path_is_refused_not_read_as_none() -> None:

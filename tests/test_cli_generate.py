@@ -65,9 +65,11 @@ def test_an_empty_system_prompt_is_none_in_every_interface(
     payload = json.loads(out)
     assert (payload["text"], payload["stats"]["n_prompt_tokens"]) == (
         none.text, none.stats["n_prompt_tokens"])
-    chat = model.chat(system_prompt="", preference="concise", max_tokens=10).send("Who are you?")
-    assert (chat.text, chat.stats["n_prompt_tokens"]) == (none.text,
-                                                          none.stats["n_prompt_tokens"])
+    chat = model.chat(system_prompt="", preference="concise", max_tokens=10)
+    answer = chat.send("Who are you?")
+    chat.close()  # (a chat holds its lanes until closed)
+    assert (answer.text, answer.stats["n_prompt_tokens"]) == (none.text,
+                                                              none.stats["n_prompt_tokens"])
 
 
 def test_generate_streams_text_and_reports_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
