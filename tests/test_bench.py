@@ -18,7 +18,7 @@ from localpref.bench import (
     format_exactness,
 )
 from localpref.cli import main
-from localpref.errors import SettingsError
+from localpref.errors import ModelError, SettingsError
 from localpref.synthetic import build_synthetic, synthetic_file_name
 
 METHOD_FIELDS = {
@@ -201,6 +201,22 @@ def test_lanes_decoded_together_are_bit_exact_on_cpu(model: Model) -> None:
     assert report["bit_exact"] is True and report["greedy_disagreements"] == 0
     assert format_exactness(report).splitlines()[1:] == [
         "  2 lanes: bit-exact", "  4 lanes: bit-exact", "  8 lanes: bit-exact"]
+
+
+def test_a_tool_that_cannot_open_all_its_lanes_leaves_none_open(bundled_path: Path) -> None:
+    """The exactness bench opened its 8 lanes one by one: with a chat holding two, it failed
+    at the seventh and the six it had stayed open for good, and every later request of the
+    process waited for lanes forever (a clean-clone CI run hung so)."""
+    with Model(bundled_path, max_lanes=4, n_ctx=512, n_threads=1) as small:
+        chat = small.chat(preference="concise", max_tokens=4)
+        chat.send("Hi")
+        held = small.context.max_lanes - small.context.free_lanes
+        assert held == 2
+        with pytest.raises(ModelError, match="All 4 lanes of the context are in use"):
+            bench_exactness(small, 2, lambda message: None, batch_sizes=(2, 4))
+        assert small.context.free_lanes == 2
+        chat.close()
+        assert small.generate("Hi", preference="concise", max_tokens=3).text
 
 
 def test_exactness_report_says_how_far_lanes_differ() -> None:

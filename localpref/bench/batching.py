@@ -132,7 +132,7 @@ def _bench_lanes(context: Any, vocabulary: Any, settings: BenchSettings,
     for repeat in range(settings.repeat):
         progress(f"lanes: repeat {repeat + 1}/{settings.repeat}")
         for name, (count, batched) in layouts.items():
-            lanes = [context.open_lane() for _ in range(count)]
+            lanes = context.open_lanes([None] * count)  # all or none
             try:
                 context.prefill(lanes, [prompt] * count)
                 started = time.perf_counter()

@@ -88,7 +88,7 @@ def _compare_batched(context: Any, prompts: list[list[int]],
     differing = [0] * count
     disagreements = [0] * count
     first: list[int | None] = [None] * count
-    lanes = [context.open_lane() for _ in range(count)]
+    lanes = context.open_lanes([None] * count)  # all or none
     try:
         context.prefill(lanes, prompts)
         for step in range(steps):

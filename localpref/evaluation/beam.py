@@ -108,7 +108,7 @@ class BeamSearch:
         lanes: list[LaneState] = []
         hypotheses: list[_Hypothesis] = []
         try:
-            lanes = [context.open_lane() for _ in range(width)]
+            lanes = context.open_lanes([None] * width)  # all or none
             context.prefill(lanes[:1], [list(prompt_tokens)])
             prefill_ms = (time.perf_counter() - started) * 1000
             loop_started = time.perf_counter()

@@ -157,7 +157,7 @@ def _continuation_logprobs(context, prompt: list[int],  # noqa: ANN001 - engine.
     logprobs = [0.0] * len(continuations)
     lanes = []
     try:
-        lanes = [context.open_lane() for _ in continuations]
+        lanes = context.open_lanes([None] * len(continuations))  # all or none
         context.prefill(lanes, [prompt] * len(lanes))
         outputs = {i: i for i in range(len(lanes))}
         for position in range(max(len(c) for c in continuations)):
