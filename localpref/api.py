@@ -43,6 +43,7 @@ from localpref.methods import (
     Method,
     avoid_error,
     is_recommended,
+    opposite_error,
     resolve_method,
 )
 from localpref.presets import (
@@ -531,6 +532,8 @@ class Model:
         chosen = [_steered_method(request, calibration) for request in requests]
         if any(request.avoid is not None for request in requests):
             _check_avoid(chosen)
+        if any(request.opposite for request in requests):  # asked for, not the calibration's
+            _check_avoid(chosen, opposite_error, param="opposite")
         chosen = _weighted_methods(requests, chosen)
         self._check_lanes(requests, chosen)
         for request, method in zip(requests, chosen, strict=True):
@@ -940,19 +943,22 @@ def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | 
     return (kind, None)
 
 
-def _check_avoid(methods: Sequence[Method]) -> None:
-    """Refuse an avoid that no method would steer away from (one sentence).
+def _check_avoid(methods: Sequence[Method],
+                 problem_of: Callable[[Method], str | None] = avoid_error,
+                 param: str | None = None) -> None:
+    """Refuse an avoid (or, with ``opposite_error``, an opposite asked for) that no method
+    would use (one sentence).
 
     One method must be able to use it; several (a comparison) may include Base and Pref as
     references, but never PAD with a reward model, which would silently ignore it.
     """
-    problems = [avoid_error(method) for method in methods]
+    problems = [problem_of(method) for method in methods]
     if len(methods) == 1 or all(problems):
         if problems[0]:
-            raise SettingsError(problems[0])
+            raise SettingsError(problems[0], param=param)
     for method, problem in zip(methods, problems, strict=True):
         if problem and len(method.lanes) == 2:
-            raise SettingsError(problem)
+            raise SettingsError(problem, param=param)
 
 
 def load(

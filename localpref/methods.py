@@ -763,8 +763,9 @@ def paper_method(name: str | None = None) -> Method:
     return METHODS[key]()
 
 
-def avoid_error(method: Method) -> str | None:
-    """Why ``method`` cannot steer away from an avoid sentence (one sentence), or None.
+def avoid_error(method: Method, what: str = "Avoid", does: str = "steer away") -> str | None:
+    """Why ``method`` cannot steer away from an avoid sentence (one sentence), or None; with
+    ``what``/``does``, the same for another thing the base lane reads (the opposite).
 
     Avoid works through the base lane (docs/design.md, "Avoid"): one-lane methods have nothing to
     contrast, and PAD with a reward model reads a reward lane instead of the base lane.
@@ -772,12 +773,18 @@ def avoid_error(method: Method) -> str | None:
     if len(method.lanes) < 2:
         *others, last = two_lane_method_names()
         listed = f"{', '.join(others)} or {last}" if others else last
-        return (f"Avoid needs a two-lane method ({listed}) to steer away; "
+        return (f"{what} needs a two-lane method ({listed}) to {does}; "
                 f"{method.label} reads one lane.")
     if "base" not in method.lanes:
-        return ("Avoid steers through the base lane, which PAD with a reward model does not "
+        return (f"{what} steers through the base lane, which PAD with a reward model does not "
                 "read; use PAD without a reward model, amulet or contrastive.")
     return None
+
+
+def opposite_error(method: Method) -> str | None:
+    """Why ``method`` cannot contrast with the preferences' opposites, or None (``avoid_error``:
+    the opposites, too, are the base lane's)."""
+    return avoid_error(method, "Opposite", "contrast with the opposite")
 
 
 def resolve_method(method: Method | str | None, **settings: object) -> Method:

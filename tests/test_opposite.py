@@ -115,6 +115,32 @@ def test_opposite_in_a_comparison_leaves_base_and_pref_plain(model: Model) -> No
                                                avoid="verbose", max_tokens=12).tokens
 
 
+@pytest.mark.parametrize("method", ["pref", "base"])
+def test_opposite_asked_of_a_one_lane_method_is_refused(model: Model, method: str,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """--opposite --method pref (and opposite=True in the API and the server) was ignored
+    without a word: a flag given is a flag that does something, as avoid is refused there."""
+    sentence = (f"Opposite needs a two-lane method (contrastive, amulet or pad) to contrast "
+                f"with the opposite; {method} reads one lane.")
+    with pytest.raises(SettingsError) as refused:
+        model.generate(PROMPT, preference="concise", method=method, opposite=True,
+                       max_tokens=2)
+    assert (str(refused.value), refused.value.param) == (sentence, "opposite")
+    assert main(["generate", PROMPT, "-p", "concise", "--method", method, "--opposite",
+                 "--max-tokens", "2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"localpref: {sentence}"
+    with running_server(model) as server:
+        client = sdk_client(server.url)
+        with pytest.raises(openai.BadRequestError) as answered:
+            client.chat.completions.create(
+                model=f"{MODEL_ID}:{method}:concise", max_tokens=2,
+                messages=[{"role": "user", "content": PROMPT}],
+                extra_body={"localpref": {"opposite": True}})
+    assert answered.value.body["param"] == "localpref.opposite"
+    assert answered.value.body["message"] == sentence
+
+
 def test_opposite_must_be_a_bool() -> None:
     with pytest.raises(SettingsError, match="opposite must be true or false"):
         Request.make(PROMPT, opposite="yes")  # type: ignore[arg-type]
