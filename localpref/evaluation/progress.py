@@ -11,6 +11,9 @@ import sys
 import time
 from typing import TextIO
 
+#: Units of real work before the bar estimates the time left (fewer if the run has fewer).
+ESTIMATE_AFTER = 3
+
 
 def format_duration(seconds: float) -> str:
     """``1h 02m``, ``3m 05s`` or ``42s``."""
@@ -61,8 +64,11 @@ class Progress:
         self._draw(note)
 
     def seconds_left(self) -> float | None:
-        """Estimated seconds to finish, from the units worked so far (None before the first)."""
-        if not self.worked:
+        """Estimated seconds to finish, from the units worked so far; None before
+        :data:`ESTIMATE_AFTER` of them (the first few carry the start's costs and come in a
+        burst when several run at once: a calibration's first estimate said 39 minutes for a
+        run that took 12)."""
+        if self.worked < min(ESTIMATE_AFTER, self.total - (self.done - self.worked)):
             return None
         per_unit = (time.perf_counter() - self.started) / self.worked
         return per_unit * max(self.total - self.done, 0)
