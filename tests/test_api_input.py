@@ -250,22 +250,24 @@ def test_a_chat_turn_may_change_the_system_prompt_and_an_unknown_setting_is_name
     taken for an unknown keyword)."""
     chat, fresh = model.chat(max_tokens=12), model.chat(system_prompt="Answer in French.",
                                                         max_tokens=12)
-    french = chat.send("Say hello.", system_prompt="Answer in French.")
-    assert french.text == fresh.send("Say hello.").text
-    fresh.close()  # (a chat holds its lanes until closed)
-    assert french.text.startswith("Bonjour")  # the default prompt's answer starts "Hello!"
-    plain = chat.send("Say hello again.")  # the next turn reads the chat's own prompt again
-    history = [{"role": "user", "content": "Say hello."},
-               {"role": "assistant", "content": french.text},
-               {"role": "user", "content": "Say hello again."}]
-    assert plain.text == model.generate(history, max_tokens=12).text
-    with pytest.raises(SettingsError) as refused:
-        chat.send("Hi", colour="blue", temprature=0.5)
-    message = str(refused.value)
-    assert message.startswith("Unknown chat setting 'colour', 'temprature'; use one of ")
-    assert "system_prompt" in message and "temperature" in message
-    assert len(chat.messages) == 4  # the refused turn added nothing
-    chat.close()
+    try:  # (a chat holds its lanes of the shared model until closed)
+        french = chat.send("Say hello.", system_prompt="Answer in French.")
+        assert french.text == fresh.send("Say hello.").text
+        assert french.text.startswith("Bonjour")  # the default prompt's answer: "Hello!"
+        plain = chat.send("Say hello again.")  # the next turn reads the chat's own prompt
+        history = [{"role": "user", "content": "Say hello."},
+                   {"role": "assistant", "content": french.text},
+                   {"role": "user", "content": "Say hello again."}]
+        assert plain.text == model.generate(history, max_tokens=12).text
+        with pytest.raises(SettingsError) as refused:
+            chat.send("Hi", colour="blue", temprature=0.5)
+        message = str(refused.value)
+        assert message.startswith("Unknown chat setting 'colour', 'temprature'; use one of ")
+        assert "system_prompt" in message and "temperature" in message
+        assert len(chat.messages) == 4  # the refused turn added nothing
+    finally:
+        chat.close()
+        fresh.close()
 
 
 def test_an_empty_reward_model_path_is_refused_not_read_as_none() -> None:

@@ -31,12 +31,15 @@ from localpref.api import Model
 from localpref.batches.lines import (
     DIGEST_ID,
     BatchFileError,
+    BatchLine,
+    answer_line,
     parse_lines,
     read_lines,
     request_id,
 )
 from localpref.batches.output import AnswerFile
 from localpref.batches.ray_runner import check_reachable
+from localpref.batches.recorder import Recorder
 from localpref.bench.batch_files import bench_batch, format_batch
 from localpref.cli import main
 
@@ -236,6 +239,45 @@ def test_a_loaded_model_with_a_small_queue_answers_a_parallel_far_above_it(bundl
                     for a in read_answers(tmp_path / path)] for path in ("crowded.jsonl",
                                                                          "alone.jsonl")}
     assert texts["crowded.jsonl"] == texts["alone.jsonl"] and all(texts["alone.jsonl"])
+
+
+def test_an_edited_line_whose_new_answer_is_a_retried_error_is_answered_again(
+        tmp_path) -> None:
+    """The newest line of a custom_id decides: an older final 404 counted it answered for
+    good though its edited request's newer line was a too_many_lanes to retry."""
+    def request(model: str) -> BatchLine:
+        (parsed,) = parse_lines(json.dumps(line("r2", chat("Hi", model=model))))
+        return parsed
+
+    old, new = request("not-served"), request("another")
+    out = tmp_path / "out.jsonl"
+    out.write_text(
+        json.dumps(answer_line(old, 404, {"error": {"code": "model_not_found",
+                                                    "message": "no"}})) + "\n"
+        + json.dumps(answer_line(new, 400, {"error": {"code": "too_many_lanes",
+                                                      "message": "m"}})) + "\n",
+        encoding="utf-8")
+    recorder = Recorder([new], out, progress=False)
+    assert [pending.custom_id for pending in recorder.pending] == ["r2"]
+    recorder.close()
+
+
+def test_a_full_queue_that_cannot_empty_is_a_503_line_not_a_wait(bundled_path,
+                                                                 tmp_path) -> None:
+    """A batch waits while the queue holds work that will end; with nothing running and an
+    idle chat keeping every lane of a model that queues nothing, it waited forever."""
+    source = write_batch(tmp_path / "in.jsonl", [line("one", chat("Hi", tokens=2))])
+    with Model(bundled_path, max_lanes=2, max_queued=0, n_ctx=512) as small:
+        idle = small.chat(preference="concise", max_tokens=2)
+        idle.send("Hi")
+        try:
+            summary = localpref.batch(source, tmp_path / "out.jsonl", model=small,
+                                      progress=False)
+        finally:
+            idle.close()
+    (answer,) = read_answers(tmp_path / "out.jsonl")
+    assert (summary.done, summary.failed) == (1, 1)
+    assert answer["response"]["status_code"] == 503
 
 
 def test_answers_written_before_request_ids_were_digests_still_count(batch_model,

@@ -66,8 +66,10 @@ def test_an_empty_system_prompt_is_none_in_every_interface(
     assert (payload["text"], payload["stats"]["n_prompt_tokens"]) == (
         none.text, none.stats["n_prompt_tokens"])
     chat = model.chat(system_prompt="", preference="concise", max_tokens=10)
-    answer = chat.send("Who are you?")
-    chat.close()  # (a chat holds its lanes until closed)
+    try:
+        answer = chat.send("Who are you?")
+    finally:
+        chat.close()  # (a chat holds its lanes of the shared model until closed)
     assert (answer.text, answer.stats["n_prompt_tokens"]) == (none.text,
                                                               none.stats["n_prompt_tokens"])
 

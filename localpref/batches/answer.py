@@ -25,6 +25,7 @@ from localpref.api import Model
 from localpref.batches.lines import BatchLine, answer_line
 from localpref.decoding import Generation
 from localpref.errors import BusyError, LocalprefError
+from localpref.scheduler import Scheduler
 from localpref.server import completions
 from localpref.server.errors import ApiError, from_library, validation_message
 from localpref.server.guards import MAX_BODY_BYTES, body_too_large
@@ -91,16 +92,20 @@ def body_bytes(body: Any) -> int:
 QUEUE_RETRY_SECONDS = 0.05
 
 
-def _start_when_queued(generation: Generation) -> None:
-    """Hand ``generation`` to the scheduler, waiting while the model's queue is full: the batch
-    is the model's own client, so a full queue (a loaded ``Model`` given with a ``parallel``
-    above its ``max_queued``, or other threads using it) means wait, not a 503 line. A
-    generation cancelled meanwhile starts no more (``start`` then does nothing)."""
+def _start_when_queued(generation: Generation, scheduler: Scheduler) -> None:
+    """Hand ``generation`` to the scheduler, waiting while the model's queue is full of work
+    that will end: the batch is the model's own client, so a full queue (a loaded ``Model``
+    given with a ``parallel`` above its ``max_queued``, or other threads using it) means wait,
+    not a 503 line. With nothing running or queued the queue cannot empty (lanes an idle chat
+    keeps, ``max_queued`` 0): the ``BusyError`` is the line's answer then. A generation
+    cancelled meanwhile starts no more (``start`` then does nothing)."""
     while True:
         try:
             generation.start()
             return
         except BusyError:
+            if not (scheduler.running or scheduler.queued):
+                raise
             time.sleep(QUEUE_RETRY_SECONDS)
 
 
@@ -151,7 +156,7 @@ class Answerer:
                 generation = start_generation(self.model, args)
                 if on_start is not None:
                     on_start(generation)
-                _start_when_queued(generation)
+                _start_when_queued(generation, self.model.scheduler)
                 for piece in generation:
                     if on_piece is not None:
                         on_piece(piece)

@@ -96,11 +96,12 @@ class AnswerFile:
                                      "the file away or give another --out.")
             with open(self.path, "r+b") as handle:
                 handle.truncate(len(whole))
-        #: the ``custom_id``s answered for good
-        self.answered: set[str] = {line["custom_id"] for line in answers
-                                   if answered_for_good(line)}
         #: each ``custom_id``'s newest line (the one the sort keeps)
         self.newest: dict[str, dict[str, Any]] = {line["custom_id"]: line for line in answers}
+        #: the ``custom_id``s whose newest line answers them for good (an older final line
+        #: does not: an edited request's retried error is newer)
+        self.answered: set[str] = {custom_id for custom_id, line in self.newest.items()
+                                   if answered_for_good(line)}
         #: this run made the file (an interrupted or failed run that wrote nothing removes it)
         self._made_here = not self.path.exists()
         try:

@@ -11,6 +11,7 @@ from typing import Any
 from localpref.commands.options import (
     add_model_options,
     check_parallel,
+    compile_notice,
     load_settings,
     tell_notices,
 )
@@ -65,7 +66,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         from localpref.api import load as load_model
         from localpref.server.ids import served_model_id
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), compile_notice():
             warnings.simplefilter("ignore", LocalprefWarning)  # said below, as one line
             model = load_model(args.model, max_lanes=2 * args.parallel,
                                keep_cells=not args.no_prompt_cache, **loading)
