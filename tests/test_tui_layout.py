@@ -4,10 +4,14 @@ on the bundled model, driven with Textual's pilot."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import DataTable, Markdown
 from tui_helpers import until
 
@@ -120,15 +124,23 @@ async def test_a_narrow_terminal_shows_one_side_panel_at_a_time(model, home) -> 
         await until(pilot, lambda: chats.display and panel.display)
 
 
-async def test_a_window_made_narrow_closes_one_of_two_open_panels(model, home) -> None:
-    """Both panels open at 130 columns, then the window narrowed: the chat was left one
-    column. The preference panel closes, or the list when the focus is in the panel (read
-    on the chat screen, a dialog in front), and the focus is never left in a closed one."""
+@contextlib.asynccontextmanager
+async def both_panels_open(model) -> AsyncIterator[tuple[LocalprefApp, Pilot, PreferencePanel,
+                                                        Widget]]:
+    """The app at 130 columns, its model loaded, both side panels open."""
     app = LocalprefApp(model=model)
     async with app.run_test(size=(130, 30)) as pilot:
         await until(pilot, lambda: app.session is not None and not app.busy)
         panel, chats = app.query_one(PreferencePanel), app.query_one("#conversations")
         assert panel.display and chats.display
+        yield app, pilot, panel, chats
+
+
+async def test_a_window_made_narrow_closes_one_of_two_open_panels(model, home) -> None:
+    """Both panels open at 130 columns, then the window narrowed: the chat was left one
+    column. The preference panel closes, or the list when the focus is in the panel (read
+    on the chat screen, a dialog in front), and the focus is never left in a closed one."""
+    async with both_panels_open(model) as (app, pilot, panel, chats):
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: chats.display and not panel.display)
         await pilot.pause(0.2)
@@ -150,11 +162,7 @@ async def test_a_window_made_very_narrow_closes_the_panel_left_open_too(model, h
     """Both panels open, then the window narrowed to 40 columns: the preference panel closed
     and the list stayed, leaving the chat 5 columns (a word fragment a line), where starting
     at 40 hides both. A panel the focus is in stays."""
-    app = LocalprefApp(model=model)
-    async with app.run_test(size=(130, 30)) as pilot:
-        await until(pilot, lambda: app.session is not None and not app.busy)
-        panel, chats = app.query_one(PreferencePanel), app.query_one("#conversations")
-        assert panel.display and chats.display
+    async with both_panels_open(model) as (app, pilot, panel, chats):
         await pilot.resize_terminal(40, 24)
         await until(pilot, lambda: not chats.display and not panel.display)
         await pilot.pause(0.2)
