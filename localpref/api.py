@@ -532,7 +532,9 @@ class Model:
         chosen = [_steered_method(request, calibration) for request in requests]
         if any(request.avoid is not None for request in requests):
             _check_avoid(chosen)
-        if any(request.opposite for request in requests):  # asked for, not the calibration's
+        # asked for (not the calibration's choice) and with a preference to oppose (without
+        # one the steering is plain decoding, which the command line says)
+        if any(request.opposite and request.preference is not None for request in requests):
             _check_avoid(chosen, opposite_error, param="opposite")
         chosen = _weighted_methods(requests, chosen)
         self._check_lanes(requests, chosen)

@@ -183,7 +183,13 @@ def test_the_judge_table_gives_its_coverage_and_warns_when_it_is_negligible() ->
     assert "median 0.46." in answering and "That is low" not in answering
     silent = render_summary(collect(rows, metrics, [_judgement("amulet0", "pref0", "win",
                                                                coverage=2.9e-7)]), resamples=50)
-    assert "median 2.9e-07. **That is low" in silent
+    assert "median 2.9e-07. **That is low: the judge was" in silent
+    # a folder judged again by another judge: each judge's own median, the weak one named
+    both = render_summary(collect(rows, metrics, [
+        _judgement("amulet0", "pref0", "win", coverage=0.46),
+        {**_judgement("amulet0", "pref0", "win", coverage=2e-7), "judge": "gemma"}]),
+        resamples=50)
+    assert "median 2e-07 (gemma), 0.46 (j). **That is low: gemma was mostly" in both
 
 
 def test_without_pref_rows_there_is_no_section() -> None:

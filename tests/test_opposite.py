@@ -130,6 +130,10 @@ def test_opposite_asked_of_a_one_lane_method_is_refused(model: Model, method: st
     assert main(["generate", PROMPT, "-p", "concise", "--method", method, "--opposite",
                  "--max-tokens", "2"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"localpref: {sentence}"
+    # no preference: plain decoding, said as such (the check blamed "base reads one lane")
+    assert main(["generate", PROMPT, "--method", "amulet", "--opposite", "--max-tokens",
+                 "2"]) == 0
+    assert "nothing to steer toward" in capsys.readouterr().err
     with running_server(model) as server:
         client = sdk_client(server.url)
         with pytest.raises(openai.BadRequestError) as answered:

@@ -205,18 +205,27 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
 
 
 def _coverage_lines(tables: Tables, ref: str) -> list[str]:
-    """The judge's median coverage over ``ref``'s pairs, with a warning where it is too low
-    for the verdicts to mean much (``judge.coverage_of``)."""
-    coverages = [coverage_of(j["orders"]) for (_, _, mine, _), found in tables.judged.items()
-                 if mine == ref for j in found if j.get("orders")]
-    if not coverages:
+    """Each judge's median coverage over ``ref``'s pairs (a folder judged twice holds two
+    judges), with a warning for a judge whose coverage is too low for its verdicts to mean
+    much (``judge.coverage_of``)."""
+    by_judge: dict[str, list[float]] = {}
+    for (_, _, mine, _), found in tables.judged.items():
+        for judgement in found:
+            if mine == ref and judgement.get("orders"):
+                by_judge.setdefault(str(judgement.get("judge")), []).append(
+                    coverage_of(judgement["orders"]))
+    medians = {judge: float(np.median(values)) for judge, values in sorted(by_judge.items())}
+    if not medians:
         return []
-    median = float(np.median(coverages))
+    said = ", ".join(f"{median:.2g}" if len(medians) == 1 else f"{median:.2g} ({judge})"
+                     for judge, median in medians.items())
     line = (f"The judge's coverage (its probability of answering \"Text 1\", \"Text 2\" or "
-            f"\"Tie\" at all, before renormalising): median {median:.2g}.")
-    if median < LOW_COVERAGE:
-        line += (" **That is low: the judge was mostly not answering the question (a base "
-                 "model or a very small one?), so these verdicts say little; use a stronger "
+            f"\"Tie\" at all, before renormalising): median {said}.")
+    low = [judge for judge, median in medians.items() if median < LOW_COVERAGE]
+    if low:
+        whose = "the judge" if len(medians) == 1 else ", ".join(low)
+        line += (f" **That is low: {whose} was mostly not answering the question (a base "
+                 "model or a very small one?), so those verdicts say little; use a stronger "
                  "instruction model with --judge.**")
     return [line, ""]
 
