@@ -386,9 +386,12 @@ class Store:
         status: str,
         stats: dict[str, Any] | None = None,
         changed_spans: list[tuple[int, int]] | None = None,
+        replacing: int | None = None,
     ) -> None:
         """Save an answer's progress (``partial``) or its end (``complete``), with what
-        steering changed once it is known."""
+        steering changed once it is known; ``replacing``: the message it replaces (a
+        regeneration's old answer), deleted in the same transaction, so that no moment (a
+        kill) leaves both or neither."""
         changed, shift = _steering_figures(stats)
         with self._transaction() as conn:
             conn.execute("UPDATE messages SET content = ?, status = ?, stats = coalesce(?, stats), "
@@ -397,6 +400,8 @@ class Store:
                          "changed_spans = coalesce(?, changed_spans) WHERE id = ?",
                          (content, status, _dump(stats), changed, shift, _dump(changed_spans),
                           message_id))
+            if replacing is not None:
+                conn.execute("DELETE FROM messages WHERE id = ?", (replacing,))
 
     def delete_message(self, message_id: int) -> None:
         with self._transaction() as conn:

@@ -547,17 +547,19 @@ class ChatSession:
         generation = answer.generation
 
         def save(text: str, status: str, stats: dict[str, Any] | None = None,
-                 spans: list[tuple[int, int]] | None = None) -> None:
+                 spans: list[tuple[int, int]] | None = None, final: bool = False) -> None:
             if answer.message_id is None:
                 return
+            # its first words (or its end): the old answer goes with them, in one transaction
+            # (the app may be killed later)
+            replacing = answer.replaces if text or final else None
             try:
                 self.store.update_message(answer.message_id, text, status=status, stats=stats,
-                                          changed_spans=spans)
+                                          changed_spans=spans, replacing=replacing)
             except StoreError as failure:
                 notice(str(failure), "error")
                 return
-            if text and answer.replaces is not None:  # its first words: the old answer goes
-                self._delete_message(answer.replaces, notice)  # (the app may be killed later)
+            if replacing is not None:
                 answer.replaces = None
 
         error: str | None = None
@@ -582,8 +584,7 @@ class ChatSession:
                 if kept_previous:  # stopped before its first word: the old answer stays
                     self._delete_message(answer.message_id, notice)
                 else:
-                    save(text, PARTIAL if partial else COMPLETE, stats, spans)
-                    self._delete_message(answer.replaces, notice)
+                    save(text, PARTIAL if partial else COMPLETE, stats, spans, final=True)
         return Ended(text, partial, stats, error, spans, kept_previous)
 
     def finish(self) -> None:
