@@ -177,6 +177,16 @@ def test_compare_on_a_narrow_terminal_puts_the_answers_in_bands(model) -> None:
             assert f"Answer {name}:" in table
 
 
+def test_a_compared_method_that_ran_as_plain_decoding_keeps_its_name(model) -> None:
+    """With no preference, four columns were all headed "base greedy": which was which?"""
+    plain = model.generate("Hi", max_tokens=2)
+    steered = model.generate("Hi", max_tokens=2, preference="concise", method="pref")
+    table = side_by_side([plain, plain, steered], 300, requested=["base", "pad", "pref"])
+    header = table.splitlines()[0]
+    assert header.count("base greedy") == 2 and "pad, nothing to steer toward: base" in header
+    assert header.count("nothing to steer") == 1 and "pref greedy" in header
+
+
 def test_compare_columns_line_up_with_wide_characters(model) -> None:
     """A Chinese answer takes two cells a character: its column must not push the next."""
     plain = model.generate("Hi", max_tokens=2)

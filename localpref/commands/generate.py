@@ -7,6 +7,7 @@ import itertools
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from localpref.commands import columns as columns_text
@@ -220,7 +221,7 @@ def run_compare(args: argparse.Namespace) -> int:
                          "results": [_result_json(r, trace=args.trace) for r in results]}))
     else:
         print(side_by_side(results, shutil.get_terminal_size().columns,
-                           show_steering=args.show_steering))
+                           show_steering=args.show_steering, requested=names))
     return 130 if interrupted else 0
 
 
@@ -261,18 +262,24 @@ def _result_json(result: Result, *, trace: bool = False) -> dict[str, Any]:
 MIN_COLUMN, COLUMN_GAP = 16, 3
 
 
-def side_by_side(results: list[Result], width: int, *, show_steering: bool = False) -> str:
-    """The answers in columns, each headed by what ran and its tokens/s; with
-    ``show_steering`` the changed tokens are in ``[[...]]`` (columns are wrapped, so no
-    colour) and a last line per column says how many. As many columns a band as ``width``
-    holds at ``MIN_COLUMN`` cells each (four answers on 40 columns: two bands of two), so no
-    line is wider than the terminal."""
+def side_by_side(results: list[Result], width: int, *, show_steering: bool = False,
+                 requested: Sequence[str] = ()) -> str:
+    """The answers in columns, each headed by what ran and its tokens/s (and, where a method
+    of ``requested`` ran as plain decoding for want of a preference, its name: four columns
+    all headed "base greedy" did not say which was which); with ``show_steering`` the changed
+    tokens are in ``[[...]]`` (columns are wrapped, so no colour) and a last line per column
+    says how many. As many columns a band as ``width`` holds at ``MIN_COLUMN`` cells each
+    (four answers on 40 columns: two bands of two), so no line is wider than the terminal."""
     per_band = max(1, min(len(results), (width + COLUMN_GAP) // (MIN_COLUMN + COLUMN_GAP)))
     column = max(MIN_COLUMN if per_band > 1 else 1,
                  (width - COLUMN_GAP * (per_band - 1)) // per_band)
     columns = []
-    for result in results:
+    names = [*requested, *[""] * (len(results) - len(requested))]
+    for result, name in zip(results, names, strict=True):
         header = f"{steering_label(result.stats)} ({result.stats['tokens_per_s']:.1f} tok/s)"
+        ran = str(result.stats.get("method", "")).split(" ")[0]
+        if name.strip() and ran == "base" and name.strip().casefold() != "base":
+            header = f"{name.strip()}, nothing to steer toward: {header}"
         lines = columns_text.wrap(header, column) + ["-" * column]
         text = _shown(result, ansi=False) if show_steering else result.text
         for paragraph in text.strip().splitlines() or [""]:
