@@ -531,11 +531,11 @@ class Model:
         calibration = self.calibration
         chosen = [_steered_method(request, calibration) for request in requests]
         if any(request.avoid is not None for request in requests):
-            _check_avoid(chosen)
+            _check_base_lane_use(chosen)
         # asked for (not the calibration's choice) and with a preference to oppose (without
         # one the steering is plain decoding, which the command line says)
         if any(request.opposite and request.preference is not None for request in requests):
-            _check_avoid(chosen, opposite_error, param="opposite")
+            _check_base_lane_use(chosen, opposite_error, param="opposite")
         chosen = _weighted_methods(requests, chosen)
         self._check_lanes(requests, chosen)
         for request, method in zip(requests, chosen, strict=True):
@@ -740,7 +740,7 @@ class Chat:
         self.avoid = avoid
         self.method = resolve_method(method)
         if avoid_text(avoid) is not None:
-            _check_avoid([self.method])
+            _check_base_lane_use([self.method])
         self.system_prompt = system_prompt
         self.settings: dict[str, Any] = {"max_tokens": 256, **settings}
         self._make_request([{"role": "user", "content": "check"}], {})  # validate now
@@ -945,11 +945,11 @@ def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | 
     return (kind, None)
 
 
-def _check_avoid(methods: Sequence[Method],
+def _check_base_lane_use(methods: Sequence[Method],
                  problem_of: Callable[[Method], str | None] = avoid_error,
                  param: str | None = None) -> None:
-    """Refuse an avoid (or, with ``opposite_error``, an opposite asked for) that no method
-    would use (one sentence).
+    """Refuse what goes into the base lane (an avoid, or with ``opposite_error`` an opposite
+    asked for) when no method would read it (one sentence, ``problem_of``'s).
 
     One method must be able to use it; several (a comparison) may include Base and Pref as
     references, but never PAD with a reward model, which would silently ignore it.

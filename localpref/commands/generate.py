@@ -274,8 +274,9 @@ def side_by_side(results: list[Result], width: int, *, show_steering: bool = Fal
     column = max(MIN_COLUMN if per_band > 1 else 1,
                  (width - COLUMN_GAP * (per_band - 1)) // per_band)
     columns = []
-    names = [*requested, *[""] * (len(results) - len(requested))]
-    for result, name in zip(results, names, strict=True):
+    # (results of a comparison stopped early may be fewer than the names requested)
+    names = itertools.chain(requested, itertools.repeat(""))
+    for result, name in zip(results, names, strict=False):
         header = f"{steering_label(result.stats)} ({result.stats['tokens_per_s']:.1f} tok/s)"
         ran = str(result.stats.get("method", "")).split(" ")[0]
         if name.strip() and ran == "base" and name.strip().casefold() != "base":
