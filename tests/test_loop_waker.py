@@ -111,3 +111,88 @@ def test_a_step_within_a_step_ends_its_own_callbacks_and_outside_nothing_waits()
         order.append("inner ended")
     assert order == ["inner", "inner ended", "outer"]
     assert at_step_end(lambda: order.append("never")) is False
+
+
+def test_after_a_drain_later_callbacks_wait_for_the_timed_drain_unless_urgent() -> None:
+    """A stream's pieces a few milliseconds apart share a wake-up: after a drain that ran
+    something, a callback waits for the drain ``hold`` seconds later instead of writing to
+    the loop's self-pipe; an urgent one (a stream's first piece, its end) wakes the loop at
+    once; once a timed drain finds nothing, the next callback wakes the loop at once."""
+    loop = asyncio.new_event_loop()
+    scheduled: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback, *args):  # noqa: ANN001, ANN202
+        scheduled.append(callback)
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    waker = LoopWaker(loop, hold=0.5)
+    ran: list[str] = []
+    seen: dict[str, object] = {}
+
+    async def until(name: str, limit: float = 10.0) -> None:
+        waited = 0.0
+        while name not in ran and waited < limit:
+            await asyncio.sleep(0.005)
+            waited += 0.005
+
+    async def from_thread(name: str, *, urgent: bool = False) -> None:
+        # a plain thread, joined: asyncio.to_thread would itself call call_soon_threadsafe
+        other = threading.Thread(target=lambda: waker.wake(lambda: ran.append(name),
+                                                           urgent=urgent))
+        other.start()
+        other.join()
+
+    async def main() -> None:
+        await from_thread("first")
+        await until("first")
+        seen["after first"] = (len(scheduled), list(ran))
+        await from_thread("held")  # within the hold: no wake-up, not run yet
+        await asyncio.sleep(0.05)
+        seen["held"] = (len(scheduled), list(ran))
+        await from_thread("urgent", urgent=True)  # at once, and the held one with it
+        await until("urgent")
+        seen["urgent"] = (len(scheduled), list(ran))
+        await from_thread("later")  # waits for the timed drain (still within a hold)
+        await until("later")
+        seen["later"] = (len(scheduled), list(ran))
+        await asyncio.sleep(1.2)  # a timed drain finds nothing: the hold is over
+        await from_thread("after quiet")
+        await until("after quiet")
+        seen["after quiet"] = (len(scheduled), list(ran))
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert seen["after first"] == (1, ["first"])
+    assert seen["held"] == (1, ["first"])
+    assert seen["urgent"] == (2, ["first", "held", "urgent"])
+    assert seen["later"] == (2, ["first", "held", "urgent", "later"])
+    assert seen["after quiet"] == (3, ["first", "held", "urgent", "later", "after quiet"])
+
+
+def test_a_hold_of_zero_wakes_the_loop_for_every_callback_that_finds_it_idle() -> None:
+    loop = asyncio.new_event_loop()
+    scheduled: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback, *args):  # noqa: ANN001, ANN202
+        scheduled.append(callback)
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    waker = LoopWaker(loop, hold=0)
+    ran: list[int] = []
+
+    async def main() -> None:
+        for index in range(3):
+            other = threading.Thread(
+                target=lambda index=index: waker.wake(lambda: ran.append(index)))
+            other.start()
+            other.join()
+            while len(ran) <= index:
+                await asyncio.sleep(0.005)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert ran == [0, 1, 2] and len(scheduled) == 3

@@ -119,6 +119,24 @@ async def test_a_finished_stream_ends_with_finish_reason_usage_then_done() -> No
                                   "prompt_tokens_details": {"cached_tokens": 5}}
 
 
+async def test_pieces_read_together_are_one_frame_and_the_end_follows_them() -> None:
+    """The loop reads a stream's pieces a few milliseconds apart in one drain
+    (``jobs.LoopWaker``): they go out as one content chunk, in order, then the end."""
+    job = GenerationJob(lambda: None, asyncio.get_running_loop())
+    for piece in [" wor", "ld", "!"]:
+        await job.events.put(("piece", piece))
+    result = Result(text="Hello world!", tokens=[1, 2, 3, 4], stats={"stop_reason": "eos"})
+    await job.events.put(("done", result))
+    await job.events.put(("piece", "never read"))  # nothing after the end is sent
+    frames = [frame async for frame in sse_events(job, ("piece", "Hello"), model=ID,
+                                                 avoid=None, include_usage=False)]
+    chunks = [json.loads(frame[6:]) for frame in frames[:-1]]
+    assert [c["choices"][0]["delta"] for c in chunks[:2]] == [
+        {"role": "assistant", "content": ""}, {"content": "Hello world!"}]
+    assert chunks[2]["choices"][0]["finish_reason"] == "stop" and len(chunks) == 3
+    assert frames[-1] == b"data: [DONE]\n\n"
+
+
 @pytest.mark.parametrize("shape", [completions.CHAT, completions.TEXT])
 def test_a_piece_frame_is_the_chunk_frame_byte_for_byte(shape: completions.Shape) -> None:
     # a model id a client sent with the placeholder in it: the text is still placed right

@@ -10,7 +10,9 @@ which then reads it without waiting. A request's first piece crosses one thread 
 way (loop -> scheduler -> loop); a worker thread per request would add two more, each a wait
 for a core on a busy machine. The wake-ups of one step's requests are one (``LoopWaker``): a
 step of 8 streams wakes the loop once, not 8 times (each a write to the loop's self-pipe and a
-turn of the loop on a core that llama.cpp's threads are using).
+turn of the loop on a core that llama.cpp's threads are using), and a stream's pieces between
+its first and its end wait up to ``HOLD_SECONDS`` for one another, to be read and framed
+together.
 
 ``events`` is an ``asyncio.Queue`` of ``("piece", text)`` events, then ``("done", result)`` or
 ``("error", exception)``. ``cancel()`` (a client that went away, or the server shutting down)
@@ -34,23 +36,43 @@ from localpref.errors import LocalprefError
 Event = tuple[str, Any]
 
 
-class LoopWaker:
-    """Runs callbacks in one event loop from other threads, many per wake-up: the first
-    callback of a burst schedules a drain (``call_soon_threadsafe``), the others join it.
-    Within a decoding step (the scheduler's thread, ``decoding.at_step_end``) the drain is
-    scheduled when the step ends, so that every request's piece of the step is one wake-up."""
+#: How long a stream's later pieces may wait for one another (seconds): a piece that finds a
+#: drain of the loop less than this ago is read with the pieces after it, at most this much
+#: later, in one frame (docs/server.md, "Pieces a few milliseconds apart share a frame").
+HOLD_SECONDS = 0.02
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+
+class LoopWaker:
+    """Runs callbacks in one event loop from other threads, many per wake-up.
+
+    The first callback of a burst schedules a drain (``call_soon_threadsafe``), the others
+    join it. Within a decoding step (the scheduler's thread, ``decoding.at_step_end``) the
+    drain is scheduled when the step ends, so that every request's piece of the step is one
+    wake-up. After a drain that ran something the loop drains again ``hold`` seconds later;
+    callbacks that arrive meanwhile wait for that drain instead of waking the loop, unless
+    they are ``urgent`` (a stream's first piece, its end). A lone stream of 100 tokens a
+    second then wakes the loop 50 times a second instead of 100, and the loop frames the
+    pieces it finds together as one (``streaming.sse_events``). Once a drain finds nothing,
+    the next callback wakes the loop at once again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hold: float = HOLD_SECONDS) -> None:
         self._loop = loop
+        self.hold = hold
         self._lock = threading.Lock()
         self._pending: list[Callable[[], None]] = []
+        self._scheduled = False  # a drain is asked of the loop (``call_soon_threadsafe``)
+        self._held = False  # a timed drain is due within ``hold``: callbacks wait for it
+        self._timer: asyncio.TimerHandle | None = None  # the loop's thread only
 
-    def wake(self, callback: Callable[[], None]) -> None:
+    def wake(self, callback: Callable[[], None], *, urgent: bool = False) -> None:
         """Run ``callback`` in the loop soon (from any thread); nothing if the loop closed."""
         with self._lock:
-            first = not self._pending
             self._pending.append(callback)
-        if first and not at_step_end(self._schedule):
+            if self._scheduled or (self._held and not urgent):
+                return
+            self._scheduled = True
+        if not at_step_end(self._schedule):
             self._schedule()
 
     def _schedule(self) -> None:
@@ -59,12 +81,27 @@ class LoopWaker:
         except RuntimeError:  # the event loop has closed: nobody is listening any more
             with self._lock:
                 self._pending.clear()
+                self._scheduled = False
 
     def _drain(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
+            self._scheduled = False
+            hold = bool(pending) and self.hold > 0 and self._timer is None
+            if hold:
+                self._held = True
+        if hold:
+            self._timer = self._loop.call_later(self.hold, self._timed_drain)
         for callback in dict.fromkeys(pending):  # once each, in order
             callback()
+
+    def _timed_drain(self) -> None:
+        self._timer = None
+        with self._lock:
+            if not self._pending:
+                self._held = False  # quiet: the next callback wakes the loop at once
+                return
+        self._drain()
 
 
 _wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaker] = \
@@ -91,6 +128,7 @@ class GenerationJob:
         self._cancelled = threading.Event()
         self._generation: Generation | None = None
         self._done = False  # the last event is in ``events``
+        self._read_any = False  # a piece has been read (the next ones need not hurry)
         self._let_go = threading.Event()  # the scheduler has ended the generation
         self._made = threading.Event()  # clear while a worker thread makes the generation
         self._made.set()
@@ -166,9 +204,11 @@ class GenerationJob:
     def _wake(self) -> None:
         """After each piece and at the end, in the scheduler's thread: the loop reads."""
         generation = self._generation
-        if generation is not None and generation.ended:
+        ended = generation is not None and generation.ended
+        if ended:
             self._let_go.set()
-        self._waker.wake(self._read)
+        # the first piece and the end go out at once; the pieces between may share a frame
+        self._waker.wake(self._read, urgent=ended or not self._read_any)
 
     def _read(self) -> None:
         """Move what has arrived to ``events`` (in the event loop; never waits)."""
@@ -184,6 +224,7 @@ class GenerationJob:
             except Exception as error:  # noqa: BLE001 - every failure goes back to the client
                 self._end(("error", error))
                 return
+            self._read_any = True
             self.events.put_nowait(("piece", piece))
 
     def _end(self, event: Event) -> None:

@@ -12,6 +12,7 @@ its next step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -45,6 +46,18 @@ def piece_frames(**common: Any) -> Callable[[str], bytes]:
     return piece_frame
 
 
+def pieces_ready(text: str, events: asyncio.Queue[Event]) -> tuple[str, Event | None]:
+    """``text`` joined by the pieces already waiting behind it in ``events`` (one frame for
+    what the loop read in one drain, ``jobs.LoopWaker``), and the first other event taken
+    from the queue on the way (None: none)."""
+    while not events.empty():
+        event = events.get_nowait()
+        if event[0] != "piece":
+            return text, event
+        text += event[1]
+    return text, None
+
+
 async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any,
                      include_usage: bool, shape: completions.Shape = completions.CHAT,
                      logprobs: Callable[[Result], Any] | None = None) -> AsyncIterator[bytes]:
@@ -61,7 +74,11 @@ async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any
         while True:
             kind, value = event
             if kind == "piece":
-                yield piece_frame(value)
+                text, following = pieces_ready(value, job.events)
+                yield piece_frame(text)
+                if following is not None:
+                    event = following
+                    continue
             elif kind == "done":
                 yield frame(completions.chunk(
                     **common, finish=completions.finish_reason(value),
