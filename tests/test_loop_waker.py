@@ -113,11 +113,12 @@ def test_a_step_within_a_step_ends_its_own_callbacks_and_outside_nothing_waits()
     assert at_step_end(lambda: order.append("never")) is False
 
 
-def test_after_a_drain_later_callbacks_wait_for_the_timed_drain_unless_urgent() -> None:
-    """A stream's pieces a few milliseconds apart share a wake-up: after a drain that ran
-    something, a callback waits for the drain ``hold`` seconds later instead of writing to
-    the loop's self-pipe; an urgent one (a stream's first piece, its end) wakes the loop at
-    once; once a timed drain finds nothing, the next callback wakes the loop at once."""
+def test_drains_closer_than_the_hold_start_it_and_later_callbacks_wait_unless_urgent() -> None:
+    """A stream's pieces a few milliseconds apart share a wake-up: once two drains came less
+    than ``hold`` seconds apart, a callback waits for the drain ``hold`` seconds after the
+    last one instead of writing to the loop's self-pipe; an urgent one (a stream's first
+    piece, its end) wakes the loop at once; a timed drain that finds nothing ends the
+    holding, and drains further apart than the hold never start it."""
     loop = asyncio.new_event_loop()
     scheduled: list[object] = []
     original = loop.call_soon_threadsafe
@@ -144,31 +145,37 @@ def test_after_a_drain_later_callbacks_wait_for_the_timed_drain_unless_urgent() 
         other.start()
         other.join()
 
+    async def step(name: str, *, urgent: bool = False, check: bool = True) -> None:
+        await from_thread(name, urgent=urgent)
+        if check:
+            await until(name)
+        seen[name] = len(scheduled)
+
     async def main() -> None:
-        await from_thread("first")
-        await until("first")
-        seen["after first"] = (len(scheduled), list(ran))
-        await from_thread("held")  # within the hold: no wake-up, not run yet
+        await step("first")
+        await step("second")  # a drain soon after the first: the holding starts
+        await step("held", check=False)  # waits for the timed drain: not run yet
         await asyncio.sleep(0.05)
-        seen["held"] = (len(scheduled), list(ran))
-        await from_thread("urgent", urgent=True)  # at once, and the held one with it
-        await until("urgent")
-        seen["urgent"] = (len(scheduled), list(ran))
-        await from_thread("later")  # waits for the timed drain (still within a hold)
-        await until("later")
-        seen["later"] = (len(scheduled), list(ran))
-        await asyncio.sleep(1.2)  # a timed drain finds nothing: the hold is over
-        await from_thread("after quiet")
-        await until("after quiet")
-        seen["after quiet"] = (len(scheduled), list(ran))
+        seen["held, 50 ms later"] = "held" in ran
+        await step("urgent", urgent=True)  # at once, and the held one with it
+        seen["order"] = list(ran)
+        await step("later")  # waits for the timed drain (the holding goes on)
+        await asyncio.sleep(1.2)  # a timed drain finds nothing: the holding ends
+        await step("after quiet")  # at once
+        await asyncio.sleep(0.6)
+        await step("slow")  # more than the hold after the last drain: at once, no holding
+        await asyncio.sleep(0.6)
+        await step("slow again")
 
     loop.run_until_complete(main())
     loop.close()
-    assert seen["after first"] == (1, ["first"])
-    assert seen["held"] == (1, ["first"])
-    assert seen["urgent"] == (2, ["first", "held", "urgent"])
-    assert seen["later"] == (2, ["first", "held", "urgent", "later"])
-    assert seen["after quiet"] == (3, ["first", "held", "urgent", "later", "after quiet"])
+    assert (seen["first"], seen["second"], seen["held"]) == (1, 2, 2)
+    assert seen["held, 50 ms later"] is False
+    assert seen["urgent"] == 3 and seen["order"] == ["first", "second", "held", "urgent"]
+    assert seen["later"] == 3
+    assert (seen["after quiet"], seen["slow"], seen["slow again"]) == (4, 5, 6)
+    assert ran == ["first", "second", "held", "urgent", "later", "after quiet", "slow",
+                   "slow again"]
 
 
 def test_a_hold_of_zero_wakes_the_loop_for_every_callback_that_finds_it_idle() -> None:

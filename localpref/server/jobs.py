@@ -22,6 +22,7 @@ ends the generation at its next step, and the result then holds the text written
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -36,9 +37,10 @@ from localpref.errors import LocalprefError
 Event = tuple[str, Any]
 
 
-#: How long a stream's later pieces may wait for one another (seconds): a piece that finds a
-#: drain of the loop less than this ago is read with the pieces after it, at most this much
-#: later, in one frame (docs/server.md, "Pieces a few milliseconds apart share a frame").
+#: How long a stream's later pieces may wait for one another (seconds), while the loop's
+#: drains come closer than this: they are read together, at most this much later, and sent
+#: in one frame (``LoopWaker``; docs/server.md, "Pieces a few milliseconds apart share a
+#: frame").
 HOLD_SECONDS = 0.02
 
 
@@ -48,12 +50,15 @@ class LoopWaker:
     The first callback of a burst schedules a drain (``call_soon_threadsafe``), the others
     join it. Within a decoding step (the scheduler's thread, ``decoding.at_step_end``) the
     drain is scheduled when the step ends, so that every request's piece of the step is one
-    wake-up. After a drain that ran something the loop drains again ``hold`` seconds later;
-    callbacks that arrive meanwhile wait for that drain instead of waking the loop, unless
+    wake-up. When drains come less than ``hold`` seconds apart (steps shorter than that: one
+    or two streams), the loop instead drains again ``hold`` seconds after the last drain, and
+    the callbacks that arrive meanwhile wait for that drain rather than wake the loop, unless
     they are ``urgent`` (a stream's first piece, its end). A lone stream of 100 tokens a
     second then wakes the loop 50 times a second instead of 100, and the loop frames the
-    pieces it finds together as one (``streaming.sse_events``). Once a drain finds nothing,
-    the next callback wakes the loop at once again.
+    pieces it finds together as one (``streaming.sse_events``). A timed drain that finds
+    nothing ends the holding; steps longer than ``hold`` never start it, so that the loop is
+    not woken by a timer between them (on cores that llama.cpp's threads are using, a
+    wake-up costs the step more than the loop's own work).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, hold: float = HOLD_SECONDS) -> None:
@@ -63,7 +68,9 @@ class LoopWaker:
         self._pending: list[Callable[[], None]] = []
         self._scheduled = False  # a drain is asked of the loop (``call_soon_threadsafe``)
         self._held = False  # a timed drain is due within ``hold``: callbacks wait for it
-        self._timer: asyncio.TimerHandle | None = None  # the loop's thread only
+        # the loop's thread only:
+        self._timer: asyncio.TimerHandle | None = None
+        self._drained_at = -math.inf  # when a drain last ran something (``loop.time()``)
 
     def wake(self, callback: Callable[[], None], *, urgent: bool = False) -> None:
         """Run ``callback`` in the loop soon (from any thread); nothing if the loop closed."""
@@ -83,13 +90,17 @@ class LoopWaker:
                 self._pending.clear()
                 self._scheduled = False
 
-    def _drain(self) -> None:
+    def _drain(self, *, timed: bool = False) -> None:
+        now = self._loop.time()
         with self._lock:
             pending, self._pending = self._pending, []
             self._scheduled = False
-            hold = bool(pending) and self.hold > 0 and self._timer is None
+            hold = (bool(pending) and self.hold > 0 and self._timer is None
+                    and (timed or now - self._drained_at < self.hold))
             if hold:
                 self._held = True
+        if pending:
+            self._drained_at = now
         if hold:
             self._timer = self._loop.call_later(self.hold, self._timed_drain)
         for callback in dict.fromkeys(pending):  # once each, in order
@@ -101,7 +112,7 @@ class LoopWaker:
             if not self._pending:
                 self._held = False  # quiet: the next callback wakes the loop at once
                 return
-        self._drain()
+        self._drain(timed=True)
 
 
 _wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaker] = \
