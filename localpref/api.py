@@ -46,6 +46,7 @@ from localpref.methods import (
     opposite_error,
     resolve_method,
 )
+from localpref.models.bundled import BUNDLED_DISPLAY_NAME, is_bundled_model
 from localpref.presets import (
     DEFAULT_SYSTEM_PROMPT,
     PreferenceInput,
@@ -161,6 +162,8 @@ class Model:
         self._reward_lock = threading.Lock()
         self._backends = [self._main]
         self._calibration = CalibrationLookup(self._main.loaded.path)
+        self._name = (BUNDLED_DISPLAY_NAME if is_bundled_model(self._main.loaded.path)
+                      else self._main.loaded.name)
         self._scheduler = Scheduler(max_queued=max_queued, keep_cells=bool(keep_cells))
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
@@ -201,8 +204,9 @@ class Model:
 
     @property
     def name(self) -> str:
-        """The model's name from its GGUF metadata (or its file name)."""
-        return self._main.loaded.name
+        """The model's name from its GGUF metadata (or its file name); the bundled model's
+        is ``SmolLM2-135M-Instruct``, not its GGUF's training-run name."""
+        return self._name
 
     @property
     def notices(self) -> list[str]:

@@ -65,6 +65,21 @@ def test_bundled_model_by_default_and_by_name(bundled: Path) -> None:
     assert models.resolve_model("SmolLM2-135M-Instruct") == bundled
 
 
+def test_the_bundled_file_is_known_by_its_path_a_copy_is_not(bundled: Path,
+                                                            tmp_path: Path) -> None:
+    """The bundled model is shown as SmolLM2-135M-Instruct (``Model.name``); a copy of it
+    elsewhere is a user's file, named by its GGUF."""
+    assert models.bundled.is_bundled_model(bundled)
+    assert models.bundled.is_bundled_model(Path(os.path.relpath(bundled)))
+    link = tmp_path / "link.gguf"
+    link.symlink_to(bundled)
+    assert models.bundled.is_bundled_model(link)  # the same file
+    copy = tmp_path / bundled.name
+    copy.write_bytes(bundled.read_bytes()[:4096])
+    assert not models.bundled.is_bundled_model(copy)
+    assert not models.bundled.is_bundled_model(tmp_path / "missing.gguf")
+
+
 def test_missing_bundled_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(models.bundled, "BUNDLED_FILENAME", "not-there.gguf")
     with pytest.raises(

