@@ -124,6 +124,9 @@ def test_an_infinite_number_is_told_it_must_be_finite(capsys, flags, sentence):
     (["models", "path", ""],
      "localpref: argument NAME: an empty model name; give a path or a name (the bundled "
      "model is smollm2-135m-instruct) (see localpref models path --help).\n"),
+    (["generate", "Hi", "--stop="],  # a script's unset $STOP stops nothing
+     "localpref: argument --stop: an empty stop string stops nothing; give the text to stop "
+     "at (see localpref generate --help).\n"),
     (["calibrate", "--quick", "--force"],
      "localpref: unrecognized arguments: --force (see localpref calibrate --help).\n"),
     (["eval", "merge", "a", "--out", "b", "--force"],  # the innermost command's help

@@ -250,7 +250,17 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 2
     group.add_argument("--seed", type=int, default=None,
                        help="a whole number, 0 or more, for repeatable sampling (default: random)")
     group.add_argument("--max-tokens", type=int, default=max_tokens)
-    group.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
+    group.add_argument("--stop", action="append", default=None, type=stop_string,
+                       help="a stop string (repeatable)")
+
+
+def stop_string(text: str) -> str:
+    """A ``--stop`` value: an empty one (a script's unset ``$STOP``) stops nothing, so it is
+    refused rather than silently ignored (a space or a newline is a stop string)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty stop string stops nothing; give the text "
+                                         "to stop at")
+    return text
 
 
 def comma_list(text: str) -> list[str]:
