@@ -69,7 +69,7 @@ def mixed_lines(tokens: int = 16) -> list[dict[str, Any]]:
         line("bad-route", chat("Hi"), url="/v1/embeddings"),
         line("steered-5", chat("What is a cat?", model=f"{MODEL_ID}:humorous", tokens=tokens,
                                localpref={"strength": 0.5})),
-        line("bad-n", chat("Hi", n=2)),
+        line("bad-n", chat("Hi", n=0)),
         line("plain-4", chat("Count to three.", tokens=tokens, top_k=1)),
         line("bad-method", chat("Hi"), method="GET"),
         line("steered-6", chat("Tell me about tea.", tokens=tokens,
@@ -87,4 +87,6 @@ def mixed_lines(tokens: int = 16) -> list[dict[str, Any]]:
         line("several-text", {"model": MODEL_ID, "prompt": ["Say hello.", "Name a tree."],
                               "max_tokens": tokens, "logprobs": 1}, url=TEXT),
         line("logprobs-1", chat("Name a tree.", tokens=tokens, logprobs=True, top_logprobs=2)),
+        line("n-choices", chat("Name a colour.", model=f"{MODEL_ID}:concise", tokens=tokens,
+                               temperature=0.9, seed=11, n=3)),
     ]

@@ -91,6 +91,7 @@ def test_a_mixed_file_is_answered_exactly_as_the_server_answers_each_body(batch_
     by_id = {a["custom_id"]: a["response"]["body"] for a in answers}
     assert by_id["logprobs-1"]["choices"][0]["logprobs"]["content"]
     assert by_id["text-steered"]["choices"][0]["logprobs"]["tokens"]
+    assert [c["index"] for c in by_id["n-choices"]["choices"]] == [0, 1, 2]
     good = [a for a in answers if a["response"]["status_code"] == 200]
     assert summary.tokens == sum(a["response"]["body"]["usage"]["completion_tokens"]
                                  for a in good) > 0

@@ -74,7 +74,10 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"localpref": {"preference": "concise", "tau": 1.5}}, "Tau must be in [0, 1)"),
     (MODEL_ID, {"temperature": -1}, "Temperature must be 0 or more"),
     (MODEL_ID, {"max_tokens": 0}, "Max tokens must be a whole number"),
-    (MODEL_ID, {"n": 2}, "Only n = 1 is supported"),
+    (MODEL_ID, {"n": 0}, "n must be 1 to 128 (got 0)."),
+    (MODEL_ID, {"n": 129}, "n must be 1 to 128 (got 129)."),
+    (MODEL_ID, {"n": 2, "stream": True}, "Several choices (n > 1) are answered only without "
+                                         "streaming"),
     (MODEL_ID, {"presence_penalty": 0.5}, "presence_penalty is not supported"),
     (MODEL_ID, {"frequency_penalty": 1}, "frequency_penalty is not supported"),
     (MODEL_ID, {"messages": [{"role": "user", "content": "basil " * 3000}]}, "The prompt is"),

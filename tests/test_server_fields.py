@@ -147,6 +147,41 @@ def test_several_prompts_in_one_text_completion_are_each_answered_as_alone(
             param, message)
 
 
+def test_n_choices_are_each_the_answer_with_its_own_seed(client, model) -> None:
+    """``n`` > 1 (DSPy, self-consistency): choice j is the answer a request of its own with
+    ``seed + j`` gets, in the chat and the text shape alike; nine steered choices are more
+    than the server runs at once (four two-lane requests). The prompt is counted once."""
+    sampled = {"temperature": 1.0, "top_p": 0.95, "max_tokens": 6}
+    answer = client.chat.completions.create(model=f"{MODEL_ID}:concise", messages=user(),
+                                            n=9, seed=40, **sampled)
+    alone = [client.chat.completions.create(model=f"{MODEL_ID}:concise", messages=user(),
+                                            seed=40 + j, **sampled) for j in range(9)]
+    assert [c.index for c in answer.choices] == list(range(9))
+    assert [c.message.content for c in answer.choices] == [
+        a.choices[0].message.content for a in alone]
+    assert len({c.message.content for c in answer.choices}) > 1  # sampled: they differ
+    assert all(c.message.role == "assistant" for c in answer.choices)
+    assert [c.model_extra["localpref"]["method"] for c in answer.choices] == [
+        alone[0].model_extra["localpref"]["method"]] * 9
+    assert answer.object == "chat.completion" and answer.id.startswith("chatcmpl-")
+    assert answer.usage.prompt_tokens == alone[0].usage.prompt_tokens
+    assert answer.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    greedy = client.chat.completions.create(model=MODEL_ID, messages=user(), n=2,
+                                            max_tokens=6)
+    expected = model.generate(PROMPT, max_tokens=6).text
+    assert [c.message.content for c in greedy.choices] == [expected, expected]
+    # two prompts, two choices each: prompt i's j-th choice is choice 2 * i + j
+    prompts = ["Name a herb.", "Name a tree."]
+    text = client.completions.create(model=MODEL_ID, prompt=prompts, n=2, seed=7,
+                                     **sampled)
+    alone_text = [client.completions.create(model=MODEL_ID, prompt=p, seed=7 + j, **sampled)
+                  for p in prompts for j in range(2)]
+    assert [c.text for c in text.choices] == [a.choices[0].text for a in alone_text]
+    assert [c.index for c in text.choices] == [0, 1, 2, 3]
+    assert text.usage.prompt_tokens == (alone_text[0].usage.prompt_tokens
+                                        + alone_text[2].usage.prompt_tokens)
+
+
 def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:
     traced = _traced(model, PROMPT, preference="concise", method="amulet", max_tokens=6,
                      top_logprobs=3)

@@ -34,6 +34,7 @@ from localpref.server.logprobs import answer_logprobs
 from localpref.server.schemas import ChatCompletionRequest, CompletionRequest
 from localpref.server.translate import (
     GenerationArgs,
+    choices_per_prompt,
     generation_args,
     numbered,
     prompt_bodies,
@@ -122,11 +123,11 @@ class Answerer:
         self.model = model
         self.served_id = served_id
 
-    def checked(self, line: BatchLine) -> tuple[Route, list[Any], list[GenerationArgs]]:
-        """Check ``line``: its route, its body (one per prompt of a text completion with
-        several, each answered as if sent alone, as the server does) and the generations'
-        arguments, every prompt checked before any is decoded; raises ``ApiError`` or the
-        library's."""
+    def checked(self, line: BatchLine) -> tuple[Route, list[Any], list[GenerationArgs], int]:
+        """Check ``line``: its route, its bodies (one per prompt of a text completion with
+        several, and ``n`` of each with ``n`` > 1, each answered as if sent alone, as the
+        server does), the generations' arguments and the choices per prompt (``n``), every
+        body checked before any is decoded; raises ``ApiError`` or the library's."""
         route = ROUTES.get(line.url)
         if not line.url:
             raise ApiError(400, "The request has no url; give /v1/chat/completions or "
@@ -139,18 +140,22 @@ class Answerer:
                            code="method_not_allowed")
         if body_bytes(line.body) > MAX_BODY_BYTES:
             raise body_too_large()
-        requests = prompt_bodies(validated(route.schema, line.body))
-        return route, requests, numbered([route.translate(one, self.served_id, self.model)
-                                          for one in requests])
+        body = validated(route.schema, line.body)
+        requests = prompt_bodies(body)
+        per_prompt = choices_per_prompt(body)
+        every_args = numbered([route.translate(one, self.served_id, self.model)
+                               for one in requests], per_prompt)
+        return route, requests, every_args, per_prompt
 
     def answer(self, line: BatchLine, *, on_piece: Callable[[str], None] | None = None,
                on_start: Callable[[Generation], None] | None = None) -> dict[str, Any] | None:
         """The answer line of ``line``; None when its generation was cancelled (``on_start``
         gets each generation, whose ``cancel()`` stops it: a cancelled answer is never kept).
-        A text completion with several prompts answers them one after another."""
+        A text completion with several prompts, or ``n`` > 1, answers them one after
+        another."""
         generation: Generation | None = None
         try:
-            route, requests, every_args = self.checked(line)
+            route, requests, every_args, per_prompt = self.checked(line)
             results = []
             for args in every_args:
                 generation = start_generation(self.model, args)
@@ -171,7 +176,9 @@ class Answerer:
             if len(results) > 1:
                 body = completions.several(results, model=requests[0].model,
                                            avoid=every_args[0].avoid,
-                                           created=completions.now(), logprobs=logprobs)
+                                           created=completions.now(), shape=route.shape,
+                                           per_prompt=per_prompt,
+                                           logprobs=logprobs)
             else:
                 body = route.answer(results[0], model=requests[0].model,
                                     avoid=every_args[0].avoid,

@@ -32,6 +32,7 @@ from localpref.server.schemas import ChatCompletionRequest, CompletionRequest, G
 from localpref.server.state import ServerState
 from localpref.server.streaming import sse_events
 from localpref.server.translate import (
+    choices_per_prompt,
     generation_args,
     numbered,
     prompt_bodies,
@@ -112,7 +113,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         model, model_id = served()
         bodies = prompt_bodies(body)
         if len(bodies) > 1:
-            return await answer_prompts(body, bodies, request, model, model_id)
+            return await answer_several(body, bodies, request, model, model_id, shape)
         args = generation_args(body, model_id, model)
         job, first = await started(args, request)
         logprobs = answer_logprobs(args, model.vocabulary, shape)
@@ -157,17 +158,25 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             raise from_library(event[1])
         return event[1]
 
-    async def answer_prompts(body: GenerationFields, bodies: list[GenerationFields],
-                             request: Request, model: Any, model_id: str) -> dict[str, Any]:
-        """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends):
-        choice i answers prompt i as a request of its own would, at most as many at once as
-        the server runs two-lane requests, so that one body never fills the queue alone.
-        Every prompt is checked before any is queued; a failure cancels the others."""
+    async def answer_several(body: GenerationFields, bodies: list[GenerationFields],
+                             request: Request, model: Any, model_id: str,
+                             shape: completions.Shape) -> dict[str, Any]:
+        """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends),
+        or ``n`` > 1 choices (``prompt_bodies``): choice i answers as a request of its own
+        would, at most as many at once as the server runs two-lane requests, so that one
+        body never fills the queue alone. Every body is checked before any is queued; a
+        failure cancels the others."""
+        per_prompt = choices_per_prompt(body)
         if body.stream:
+            if per_prompt > 1:
+                raise ApiError(400, "Several choices (n > 1) are answered only without "
+                               "streaming; send stream false, or n 1.", param="n",
+                               code="invalid_value")
             raise ApiError(400, "Several prompts are answered only without streaming; send "
                            "stream false, or one prompt per request.", param="prompt",
                            code="invalid_value")
-        every_args = numbered([generation_args(one, model_id, model) for one in bodies])
+        every_args = numbered([generation_args(one, model_id, model) for one in bodies],
+                              per_prompt)
         window = asyncio.Semaphore(max(1, model.max_lanes // 2))
 
         async def answer(args: Any) -> Any:
@@ -183,9 +192,10 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                 task.cancel()  # a cancelled handler cancels its job (``next_event``)
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        logprobs = answer_logprobs(every_args[0], model.vocabulary, completions.TEXT)
+        logprobs = answer_logprobs(every_args[0], model.vocabulary, shape)
         return completions.several(results, model=body.model, avoid=every_args[0].avoid,
-                                   created=completions.now(),
+                                   created=completions.now(), shape=shape,
+                                   per_prompt=per_prompt,
                                    logprobs=[logprobs(r) for r in results] if logprobs
                                    else None)
 

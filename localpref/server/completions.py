@@ -51,7 +51,7 @@ class Shape:
             return {"index": index, "text": text or "", "logprobs": logprobs,
                     "finish_reason": finish}
         if whole:
-            return {"index": 0, "message": {"role": "assistant", "content": text},
+            return {"index": index, "message": {"role": "assistant", "content": text},
                     "finish_reason": finish, "logprobs": logprobs}
         delta: dict[str, Any] = {}
         if role:
@@ -112,22 +112,27 @@ def completion(result: Result, *, model: str, avoid: Any, ident: str, created: i
 
 
 def several(results: list[Result], *, model: str, avoid: Any, created: int,
-            logprobs: list[Any] | None = None) -> dict:
-    """The answers to several prompts of one text completion: choice i is prompt i's, with
-    its own ``localpref`` object; the usage is their sum, and the top-level ``localpref``
-    object the first answer's."""
+            shape: Shape = TEXT, per_prompt: int = 1, logprobs: list[Any] | None = None
+            ) -> dict:
+    """The answers to one request's several prompts (a text completion's list) or ``n`` >
+    1 choices (``per_prompt`` results a prompt, in OpenAI's order): choice i is result i,
+    with its own ``localpref`` object; the completion tokens are their sum, the prompt
+    tokens each prompt's once (as OpenAI counts ``n`` choices), and the top-level
+    ``localpref`` object the first answer's."""
     choices = []
     for index, result in enumerate(results):
-        choice = TEXT.choice(result.text, whole=True, finish=finish_reason(result),
-                             logprobs=logprobs[index] if logprobs else None, index=index)
+        choice = shape.choice(result.text, whole=True, finish=finish_reason(result),
+                              logprobs=logprobs[index] if logprobs else None, index=index)
         choice["localpref"] = localpref_extension(result, avoid)
         choices.append(choice)
-    each = [usage(result) for result in results]
-    total = {key: sum(one[key] for one in each)
-             for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
-    total["prompt_tokens_details"] = {
-        "cached_tokens": sum(one["prompt_tokens_details"]["cached_tokens"] for one in each)}
-    return {"id": TEXT.new_id(), "object": TEXT.object, "created": created, "model": model,
+    prompts = [usage(result) for result in results[::per_prompt]]
+    prompt = sum(one["prompt_tokens"] for one in prompts)
+    written = sum(len(result.tokens) for result in results)
+    total = {"prompt_tokens": prompt, "completion_tokens": written,
+             "total_tokens": prompt + written,
+             "prompt_tokens_details": {"cached_tokens": sum(
+                 one["prompt_tokens_details"]["cached_tokens"] for one in prompts)}}
+    return {"id": shape.new_id(), "object": shape.object, "created": created, "model": model,
             "choices": choices, "usage": total,
             "localpref": localpref_extension(results[0], avoid)}
 

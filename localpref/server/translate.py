@@ -176,29 +176,52 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
     ]
 
 
+#: The most choices one request may ask for (``n``; OpenAI's own limit).
+MAX_CHOICES = 128
+
+
+def choices_per_prompt(request: GenerationFields) -> int:
+    """The request's ``n`` (1 when left out); raises ``FieldError`` outside 1 to
+    ``MAX_CHOICES``."""
+    n = 1 if request.n is None else request.n
+    if not 1 <= n <= MAX_CHOICES:
+        raise FieldError("n", f"n must be 1 to {MAX_CHOICES} (got {n}).")
+    return n
+
+
 def prompt_bodies(request: GenerationFields) -> list[GenerationFields]:
-    """The bodies a request is answered as: itself, or for a text completion with several
-    prompts (what LangChain's ``OpenAI.batch`` sends) one copy per prompt, each answered as
-    if sent alone (the server and ``localpref batch`` alike)."""
-    if not isinstance(request, CompletionRequest) or isinstance(request.prompt, str):
-        return [request]
-    prompts = request.prompt
-    if any(not isinstance(prompt, str) for prompt in prompts):
-        raise FieldError("prompt", TOKEN_ID_PROMPT)
-    if len(prompts) > 1:
-        for number, prompt in enumerate(prompts):
-            if not prompt.strip():  # named here: each copy below is prompt[0] of its own
-                raise FieldError(f"prompt[{number}]", "The prompt is empty.")
-        return [request.model_copy(update={"prompt": [prompt]}) for prompt in prompts]
-    return [request]
+    """The bodies a request is answered as, each answered as if sent alone (the server and
+    ``localpref batch`` alike): itself; for a text completion with several prompts (what
+    LangChain's ``OpenAI.batch`` sends) one copy per prompt; and with ``n`` > 1, ``n`` copies
+    of each prompt's (choice ``i * n + j`` is prompt ``i``'s ``j``-th, as OpenAI orders
+    them), the ``j``-th with ``seed + j`` where a seed is given (a sampled answer's choices
+    differ, and each is the same again with the same seed)."""
+    n = choices_per_prompt(request)
+    bodies: list[GenerationFields] = [request]
+    if isinstance(request, CompletionRequest) and not isinstance(request.prompt, str):
+        prompts = request.prompt
+        if any(not isinstance(prompt, str) for prompt in prompts):
+            raise FieldError("prompt", TOKEN_ID_PROMPT)
+        if len(prompts) > 1:
+            for number, prompt in enumerate(prompts):
+                if not prompt.strip():  # named here: each copy below is prompt[0] of its own
+                    raise FieldError(f"prompt[{number}]", "The prompt is empty.")
+            bodies = [request.model_copy(update={"prompt": [prompt]}) for prompt in prompts]
+    if n == 1:
+        return bodies
+    seed = request.seed
+    return [body.model_copy(update={
+        "n": 1, "seed": seed + copy if seed is not None and seed >= 0 else seed})
+        for body in bodies for copy in range(n)]
 
 
-def numbered(every_args: list[GenerationArgs]) -> list[GenerationArgs]:
-    """The arguments of a text completion's several prompts (``prompt_bodies``), each naming
-    its prompt by index where one is too long for the window (``prompt[i]``)."""
-    if len(every_args) > 1:
+def numbered(every_args: list[GenerationArgs], per_prompt: int = 1) -> list[GenerationArgs]:
+    """The arguments of a text completion's several prompts (``prompt_bodies``, ``per_prompt``
+    copies of each), each naming its prompt by index where one is too long for the window
+    (``prompt[i]``)."""
+    if len(every_args) > per_prompt:
         for number, args in enumerate(every_args):
-            args.prompt_field = f"prompt[{number}]"
+            args.prompt_field = f"prompt[{number // per_prompt}]"
     return every_args
 
 
@@ -245,8 +268,6 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
     ``UnknownModelError`` or ``SettingsError`` (``FieldError`` for a refused field)."""
     steering = parse_model_id(request.model, served_id)
     options = request.localpref
-    if request.n not in (None, 1):
-        raise FieldError("n", f"Only n = 1 is supported (got {request.n}).")
     for name in ("presence_penalty", "frequency_penalty"):
         value = getattr(request, name)
         if value not in (None, 0):
