@@ -44,6 +44,7 @@ from localpref.engine import Vocabulary
 from localpref.errors import ModelError
 from localpref.grammar import GrammarMask
 from localpref.kernels.arguments import AllMaskedError
+from localpref.logit_bias import LogitBias
 from localpref.methods import Selector
 from localpref.trace import StepRecorder, cut_trace
 
@@ -134,9 +135,16 @@ class Track:
         grammar = getattr(request, "grammar", None)
         if grammar is not None:
             self.grammar = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
+            self.ignore_eos = False  # a complete answer ends at the end token it allows
+        #: the answer's ``logit_bias`` (``localpref.logit_bias``): added to copies of the
+        #: track's lanes before anything reads them
+        self.logit_bias: LogitBias | None = None
+        pairs = getattr(request, "logit_bias", ())
+        if pairs:
+            self.logit_bias = LogitBias(pairs, vocabulary.size)
+        if self.grammar is not None:
             selector.mask = self.grammar.mask_into
             selector.full_scores = True
-            self.ignore_eos = False  # a complete answer ends at the end token it allows
         #: a model without a chat template, greedy, under the end rule: the answer's turn ends
         #: where the preference lane's greedy pick begins or continues one
         #: (``_turn_end_like_pref``)
@@ -179,6 +187,8 @@ class Track:
             self.first_step_at = started
         if self.grammar is not None:
             self.grammar.allow()
+        if self.logit_bias is not None:
+            views = self.logit_bias.biased(views, self.lanes)
         lanes = [views[i] for i in self.method_lanes]
         try:
             token = self.selector.pick(lanes)
@@ -195,7 +205,7 @@ class Track:
         if self.turn_ends_like_pref and token >= 0:
             token = self._turn_end_like_pref(token, lanes[0])
         if self.grammar is not None:
-            token = self._allowed(token, views)
+            token = self._allowed(token, lanes)
         picked = clock()
         written = len(self.tokens)
         keep_going = self.advance(token)
@@ -240,16 +250,17 @@ class Track:
         selector.recent[-1] = ending
         return ending
 
-    def _allowed(self, token: int, views: Sequence[np.ndarray]) -> int:
+    def _allowed(self, token: int, lanes: Sequence[np.ndarray]) -> int:
         """The token, advanced in the grammar. When the masks left no candidate (PAD's top-K
         or the plausibility mask kept only tokens the grammar forbids: the pick is then -1,
         or a forbidden token), the allowed token the method's first lane scores highest
         instead: a forbidden token never reaches the grammar, and the trace reads that lane's
-        masked scores as the step's distribution."""
+        masked scores as the step's distribution. ``lanes``: the method's lanes' logits at
+        this step (with the logit bias, if any)."""
         grammar = self.grammar
         assert grammar is not None
         if token < 0 or not grammar.allows(token):
-            scores = np.array(views[self.method_lanes[0]], dtype=np.float64)
+            scores = np.array(lanes[0], dtype=np.float64)
             grammar.mask_into(scores)
             token = int(np.argmax(scores))
             self.selector.drawn = (scores, None)

@@ -17,6 +17,7 @@ from typing import Any
 
 from localpref.errors import SettingsError
 from localpref.examples import LikeInput, checked_like
+from localpref.logit_bias import checked_logit_bias
 from localpref.methods import Method, Sampling, resolve_method
 from localpref.presets import PreferenceInput, preference_sentences
 from localpref.prompts import Message, as_messages
@@ -49,7 +50,9 @@ class Request:
     ``like`` holds examples of the wanted style for the preference lane
     (``localpref.examples``).
     ``grammar`` (GBNF text, ``localpref.grammar``) restricts every token to what the grammar
-    allows, after every other mask.
+    allows, after every other mask. ``logit_bias`` (token id -> bias from -100 to 100,
+    ``localpref.logit_bias``) is added to the scores a token is drawn from, before the
+    grammar's mask.
     """
 
     messages: tuple[Mapping[str, str], ...]
@@ -68,6 +71,7 @@ class Request:
     like: tuple[str, ...] = ()
     top_logprobs: int = 0
     grammar: str | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -113,6 +117,7 @@ class Request:
         if self.grammar is not None and (not isinstance(self.grammar, str)
                                          or not self.grammar.strip()):
             raise SettingsError("The grammar must be a non-empty GBNF text.")
+        set_field(self, "logit_bias", checked_logit_bias(self.logit_bias))
         _check_unicode(self)
 
     @classmethod

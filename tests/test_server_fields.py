@@ -361,27 +361,21 @@ def test_a_whole_number_is_still_a_number_and_a_model_id_error_names_the_model(
         assert error["param"] == "model", model_id
 
 
-def test_functions_and_a_logit_bias_are_refused_by_name_not_ignored(client, model) -> None:
-    """OpenAI's deprecated ``functions`` are tools by another name, and a bias would change
-    the answer: neither is silently dropped. An empty or all-zero bias changes nothing."""
+def test_functions_are_refused_by_name_and_a_text_completion_takes_a_logit_bias(
+        client, model) -> None:
+    """OpenAI's deprecated ``functions`` are tools by another name: not silently dropped. A
+    text completion's ``logit_bias`` is a chat's (``tests/test_logit_bias.py``); an empty or
+    all-zero bias changes nothing."""
     functions = [{"name": "weather", "parameters": {"type": "object", "properties": {}}}]
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
                                        functions=functions)
     assert refused.value.body["param"] == "functions"
     assert refused.value.body["message"].startswith("functions are not supported")
-    token = model.vocabulary.tokenize("Hello", add_special=False)[0]
-    for endpoint in ("chat", "text"):
-        with pytest.raises(openai.BadRequestError) as refused:
-            if endpoint == "chat":
-                client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
-                                               logit_bias={str(token): -100})
-            else:
-                client.completions.create(model=MODEL_ID, prompt=PROMPT, max_tokens=2,
-                                          logit_bias={str(token): 5})
-        assert refused.value.body["param"] == "logit_bias"
-        assert refused.value.body["message"] == (
-            "logit_bias is not supported yet; leave it out or send {}.")
+    token = model.vocabulary.tokenize(" How", add_special=False)[0]
+    forced = client.completions.create(model=MODEL_ID, prompt=PROMPT, max_tokens=2,
+                                       logit_bias={str(token): 100})
+    assert forced.choices[0].text == " How How"
     expected = model.generate(PROMPT, max_tokens=3).text
     for bias in ({}, {str(token): 0}):
         answer = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=3,

@@ -74,6 +74,8 @@ class GenerationArgs:
     top_logprobs: int = 0
     #: the GBNF grammar the answer follows (``response_format``), or None
     grammar: str | None = None
+    #: OpenAI's ``logit_bias`` as sent (token id text -> bias; ``localpref.logit_bias``)
+    logit_bias: dict[str, float] | None = None
     #: the body field a library keyword came from where the names differ (``max_tokens``
     #: sent as ``max_completion_tokens``): an error's ``param`` names what the client sent
     body_fields: dict[str, str] = field(default_factory=dict)
@@ -112,6 +114,8 @@ class GenerationArgs:
             extra["top_logprobs"] = self.top_logprobs
         if self.grammar is not None:
             extra["grammar"] = self.grammar
+        if self.logit_bias:
+            extra["logit_bias"] = self.logit_bias
         return request.replace(**extra) if extra else request
 
 
@@ -273,9 +277,6 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         if value not in (None, 0):
             raise FieldError(name, f"{name} is not supported; send 0 or leave it out "
                              f"(got {value}).")
-    if request.logit_bias and any(bias != 0 for bias in request.logit_bias.values()):
-        raise FieldError("logit_bias", "logit_bias is not supported yet; leave it out or send "
-                         "{}.")
     method_name = steering.method
     method_sent = False  # named in the localpref object (else by the model id, or unnamed)
     preference: Any = steering.preference
@@ -351,6 +352,7 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         args = GenerationArgs(prompt_messages(request), kwargs, prompt_field="prompt")
         _completion_fields(request, args)
     args.grammar = grammar
+    args.logit_bias = request.logit_bias
     args.body_fields = body_fields
     return args
 
