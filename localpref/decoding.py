@@ -44,8 +44,8 @@ from localpref.engine import Vocabulary
 from localpref.errors import ModelError
 from localpref.grammar import GrammarMask
 from localpref.kernels.arguments import AllMaskedError
-from localpref.logit_bias import LogitBias
 from localpref.methods import Selector
+from localpref.token_bias import TokenBias
 from localpref.trace import StepRecorder, cut_trace
 
 #: The named laps of a track's per-token work (``stats["steer_laps_ms"]``).
@@ -136,12 +136,16 @@ class Track:
         if grammar is not None:
             self.grammar = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
             self.ignore_eos = False  # a complete answer ends at the end token it allows
-        #: the answer's ``logit_bias`` (``localpref.logit_bias``): added to copies of the
-        #: track's lanes before anything reads them
-        self.logit_bias: LogitBias | None = None
+        #: the answer's ``logit_bias`` and presence and frequency penalties
+        #: (``localpref.token_bias``): added to copies of the track's lanes before anything
+        #: reads them
+        self.token_bias: TokenBias | None = None
         pairs = getattr(request, "logit_bias", ())
-        if pairs:
-            self.logit_bias = LogitBias(pairs, vocabulary.size)
+        presence = getattr(request, "presence_penalty", 0.0)
+        frequency = getattr(request, "frequency_penalty", 0.0)
+        if pairs or presence or frequency:
+            self.token_bias = TokenBias(pairs, vocabulary.size, presence=presence,
+                                        frequency=frequency)
         if self.grammar is not None:
             selector.mask = self.grammar.mask_into
             selector.full_scores = True
@@ -187,8 +191,8 @@ class Track:
             self.first_step_at = started
         if self.grammar is not None:
             self.grammar.allow()
-        if self.logit_bias is not None:
-            views = self.logit_bias.biased(views, self.lanes)
+        if self.token_bias is not None:
+            views = self.token_bias.biased(views, self.lanes)
         lanes = [views[i] for i in self.method_lanes]
         try:
             token = self.selector.pick(lanes)
@@ -274,6 +278,8 @@ class Track:
             self.finish("eos")
             return False
         self.tokens.append(token)
+        if self.token_bias is not None:
+            self.token_bias.note(token)
         self.text += self.decoder.decode(self.vocabulary.piece(token))
         if self.turn_marks and not self.emitted_chars:
             answer = self.text.lstrip()  # "Assistant:" is followed by " Hello"

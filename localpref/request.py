@@ -17,10 +17,10 @@ from typing import Any
 
 from localpref.errors import SettingsError
 from localpref.examples import LikeInput, checked_like
-from localpref.logit_bias import checked_logit_bias
 from localpref.methods import Method, Sampling, resolve_method
 from localpref.presets import PreferenceInput, preference_sentences
 from localpref.prompts import Message, as_messages
+from localpref.token_bias import checked_logit_bias, checked_penalty
 from localpref.weights import Weights
 
 PromptInput = str | Sequence[Message]
@@ -50,9 +50,10 @@ class Request:
     ``like`` holds examples of the wanted style for the preference lane
     (``localpref.examples``).
     ``grammar`` (GBNF text, ``localpref.grammar``) restricts every token to what the grammar
-    allows, after every other mask. ``logit_bias`` (token id -> bias from -100 to 100,
-    ``localpref.logit_bias``) is added to the scores a token is drawn from, before the
-    grammar's mask.
+    allows, after every other mask. ``logit_bias`` (token id -> bias from -100 to 100) and
+    OpenAI's ``presence_penalty`` and ``frequency_penalty`` (-2 to 2, over the answer's
+    tokens so far) are added to the lanes' logits before the method reads them
+    (``localpref.token_bias``).
     """
 
     messages: tuple[Mapping[str, str], ...]
@@ -72,6 +73,8 @@ class Request:
     top_logprobs: int = 0
     grammar: str | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -118,6 +121,8 @@ class Request:
                                          or not self.grammar.strip()):
             raise SettingsError("The grammar must be a non-empty GBNF text.")
         set_field(self, "logit_bias", checked_logit_bias(self.logit_bias))
+        for name in ("presence_penalty", "frequency_penalty"):
+            set_field(self, name, checked_penalty(getattr(self, name), name))
         _check_unicode(self)
 
     @classmethod

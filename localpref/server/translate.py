@@ -74,8 +74,10 @@ class GenerationArgs:
     top_logprobs: int = 0
     #: the GBNF grammar the answer follows (``response_format``), or None
     grammar: str | None = None
-    #: OpenAI's ``logit_bias`` as sent (token id text -> bias; ``localpref.logit_bias``)
+    #: OpenAI's ``logit_bias`` as sent (token id text -> bias), and its presence and
+    #: frequency penalties (``localpref.token_bias``)
     logit_bias: dict[str, float] | None = None
+    penalties: dict[str, float] = field(default_factory=dict)
     #: the body field a library keyword came from where the names differ (``max_tokens``
     #: sent as ``max_completion_tokens``): an error's ``param`` names what the client sent
     body_fields: dict[str, str] = field(default_factory=dict)
@@ -116,6 +118,7 @@ class GenerationArgs:
             extra["grammar"] = self.grammar
         if self.logit_bias:
             extra["logit_bias"] = self.logit_bias
+        extra.update(self.penalties)
         return request.replace(**extra) if extra else request
 
 
@@ -272,11 +275,6 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
     ``UnknownModelError`` or ``SettingsError`` (``FieldError`` for a refused field)."""
     steering = parse_model_id(request.model, served_id)
     options = request.localpref
-    for name in ("presence_penalty", "frequency_penalty"):
-        value = getattr(request, name)
-        if value not in (None, 0):
-            raise FieldError(name, f"{name} is not supported; send 0 or leave it out "
-                             f"(got {value}).")
     method_name = steering.method
     method_sent = False  # named in the localpref object (else by the model id, or unnamed)
     preference: Any = steering.preference
@@ -353,6 +351,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         _completion_fields(request, args)
     args.grammar = grammar
     args.logit_bias = request.logit_bias
+    args.penalties = {name: value for name in ("presence_penalty", "frequency_penalty")
+                      if (value := getattr(request, name)) is not None}
     args.body_fields = body_fields
     return args
 

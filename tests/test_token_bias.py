@@ -1,6 +1,7 @@
-"""OpenAI's ``logit_bias``: checked, added to copies of a track's lanes (a NumPy reference and
-properties), and on the bundled model a ban and a forced token under every method, over the
-library and over real HTTP with the openai SDK."""
+"""OpenAI's ``logit_bias`` and presence and frequency penalties: checked, added to copies of a
+track's lanes (a NumPy reference and properties), and on the bundled model a ban and a
+forced token under every method and penalties that cut repetition, over the library and over
+real HTTP with the openai SDK."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from server_helpers import MODEL_ID, user
+from server_helpers import MODEL_ID, PROMPT, user
 
 from localpref.decoding import Generation
 from localpref.errors import SettingsError
-from localpref.logit_bias import LogitBias, checked_logit_bias
 from localpref.request import Request
+from localpref.token_bias import TokenBias, checked_logit_bias, checked_penalty
 
 HOW = 1073  # " How" in the bundled model's vocabulary
 
@@ -48,7 +49,7 @@ def test_a_bad_bias_is_one_sentence_naming_the_field(bias, sentence) -> None:
 def test_a_token_outside_the_vocabulary_is_refused() -> None:
     with pytest.raises(SettingsError, match=r"^logit_bias names token 50000, which this "
                                             r"model's vocabulary \(49,152 tokens\) does not"):
-        LogitBias(((3, 1.0), (50000, 1.0)), 49152)
+        TokenBias(((3, 1.0), (50000, 1.0)), 49152)
 
 
 @settings(max_examples=60, deadline=None)
@@ -60,7 +61,7 @@ def test_biased_lanes_are_copies_plus_the_bias_and_the_lanes_stay_as_they_were(
     before = [view.copy() for view in views]
     ids = data.draw(st.lists(st.integers(0, size - 1), unique=True, max_size=8))
     values = [data.draw(st.floats(-100, 100, allow_nan=False)) for _ in ids]
-    bias = LogitBias(checked_logit_bias(dict(zip(ids, values, strict=True))), size)
+    bias = TokenBias(checked_logit_bias(dict(zip(ids, values, strict=True))), size)
     positions = data.draw(st.lists(st.integers(0, lanes - 1), unique=True, min_size=1))
     for _ in range(2):  # the buffers are kept from one step to the next
         out = bias.biased(views, positions)
@@ -77,10 +78,57 @@ def test_biased_lanes_are_copies_plus_the_bias_and_the_lanes_stay_as_they_were(
             assert out[index] is not view and out[index].dtype == np.float32
 
 
-def _answer(model, logit_bias, **settings) -> list[int]:
-    request = Request.make("Hi", max_tokens=5, **settings).replace(logit_bias=logit_bias)
+@settings(max_examples=60, deadline=None)
+@given(written=st.lists(st.integers(0, 49), max_size=40),
+       presence=st.floats(-2, 2, allow_nan=False), frequency=st.floats(-2, 2, allow_nan=False),
+       biased=st.dictionaries(st.integers(0, 49), st.floats(-100, 100, allow_nan=False),
+                              max_size=5))
+def test_penalties_are_openais_formula_over_the_answer_so_far(written, presence, frequency,
+                                                               biased) -> None:
+    """z'_t = z_t + b_t - c_t * frequency - [c_t > 0] * presence, c_t the answer's count."""
+    lane = np.linspace(-5, 5, 50, dtype=np.float32)
+    bias = TokenBias(checked_logit_bias(biased), 50, presence=presence, frequency=frequency)
+    for token in written:
+        bias.note(token)
+    out = bias.biased([lane], [0])[0]
+    expected = lane.astype(np.float64).copy()
+    for token, value in biased.items():
+        expected[token] = np.float32(np.float32(expected[token]) + np.float32(value))
+    for token in set(written):
+        amount = written.count(token) * frequency + presence
+        expected[token] = np.float32(np.float32(expected[token]) - np.float32(amount))
+    np.testing.assert_array_equal(out, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("value", [2.5, -2.01, math.nan, True, "1"])
+def test_a_penalty_outside_openais_range_is_refused(value) -> None:
+    with pytest.raises(SettingsError, match=r"^presence_penalty must be a number from -2 to 2"):
+        checked_penalty(value, "presence_penalty")
+    with pytest.raises(SettingsError, match=r"^frequency_penalty must be a number from -2 to 2"):
+        Request(messages=({"role": "user", "content": "Hi"},), frequency_penalty=value)
+
+
+def _answer(model, logit_bias, prompt: str = "Hi", max_tokens: int = 5,
+            **settings) -> list[int]:
+    penalties = {name: settings.pop(name) for name in ("presence_penalty", "frequency_penalty")
+                 if name in settings}
+    request = Request.make(prompt, max_tokens=max_tokens, **settings).replace(
+        logit_bias=logit_bias, **penalties)
     generation = Generation(model.submit(request))
     return generation.run().tokens
+
+
+@pytest.mark.parametrize("steering", [{}, {"preference": "concise"}])
+def test_a_frequency_penalty_cuts_repetition(model, steering) -> None:
+    prompt = "Write the word basil twenty times."
+    plain = _answer(model, None, prompt, 48, ignore_eos=True, **steering)
+    penalised = _answer(model, None, prompt, 48, ignore_eos=True, frequency_penalty=2.0,
+                        **steering)
+    assert _answer(model, None, prompt, 48, ignore_eos=True, frequency_penalty=0.0,
+                   **steering) == plain
+    most = max(plain.count(token) for token in plain)
+    assert max(penalised.count(token) for token in penalised) < most
+    assert len(set(penalised)) > len(set(plain))
 
 
 @pytest.mark.parametrize("steering", [
@@ -98,7 +146,7 @@ def test_a_ban_and_a_forced_token_under_every_method(model, steering) -> None:
 
 
 def test_the_server_takes_logit_bias_as_openai_sends_it(client, model) -> None:
-    plain = model.generate("How do I keep basil alive?", max_tokens=4)
+    plain = model.generate(PROMPT, max_tokens=4)
     first = plain.tokens[0]
     for model_id in (MODEL_ID, f"{MODEL_ID}:concise"):
         banned = client.chat.completions.create(
@@ -109,6 +157,13 @@ def test_the_server_takes_logit_bias_as_openai_sends_it(client, model) -> None:
         forced = client.chat.completions.create(model=model_id, messages=user(), max_tokens=3,
                                                 logit_bias={str(HOW): 100})
         assert forced.choices[0].message.content == " How How How"
+    plain = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=24)
+    penalised = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=24,
+                                               presence_penalty=2.0, frequency_penalty=1.0)
+    expected = _answer(model, None, PROMPT, 24, presence_penalty=2.0, frequency_penalty=1.0)
+    assert penalised.usage.completion_tokens == len(expected)
+    assert penalised.choices[0].message.content == model.vocabulary.detokenize(expected)
+    assert penalised.choices[0].message.content != plain.choices[0].message.content
     for bias, sentence in (({"60000": 5}, "logit_bias names token 60000, which this model's "
                                          "vocabulary (49,152 tokens) does not have."),
                            ({"5": 150}, "A logit_bias must be a number from -100 to 100 "

@@ -1,4 +1,5 @@
-"""A request's ``logit_bias``: a number added to chosen tokens' scores before the token is drawn.
+"""A request's ``logit_bias`` and presence and frequency penalties: numbers added to tokens'
+logits before the method reads them.
 
 OpenAI's ``logit_bias`` (https://platform.openai.com/docs/api-reference/chat/create, field
 ``logit_bias``): a map from token id to a bias from -100 to 100 added to that token's logit
@@ -10,6 +11,13 @@ banned token is not plausible and a forced one is), and the one-lane methods dra
 ``z + b`` as OpenAI does. The answer's figures (fluency, trace, logprobs) are the biased
 model's too. The lanes' own logits are left as they are: the biased copies are the track's
 own, so that tracks reading the same lanes (``compare``) do not bias one another.
+
+OpenAI's presence and frequency penalties (the same reference, ``presence_penalty`` and
+``frequency_penalty``, -2 to 2; the API guide's formula) lower each token by how often the
+answer has written it so far: ``z'_t = z_t - c_t * frequency - [c_t > 0] * presence``, with
+``c_t`` the count of ``t`` in the answer's tokens (not the prompt's: llama.cpp's penalties
+also read the last 64 tokens of the prompt). They are added as the bias is, so a steering
+steers the penalised model.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ import numpy as np
 
 from localpref.errors import SettingsError
 
-#: OpenAI's bounds of one bias.
+#: OpenAI's bounds of one bias, and of a presence or frequency penalty.
 MOST_BIAS = 100.0
+MOST_PENALTY = 2.0
 
 #: What a caller may give: token id (or its decimal text) -> bias; or the checked pairs.
-LogitBiasInput = Mapping[int, float] | Mapping[str, float] | tuple[tuple[int, float], ...] | None
+TokenBiasInput = Mapping[int, float] | Mapping[str, float] | tuple[tuple[int, float], ...] | None
 
 
 def checked_logit_bias(bias: object) -> tuple[tuple[int, float], ...]:
@@ -54,6 +63,16 @@ def checked_logit_bias(bias: object) -> tuple[tuple[int, float], ...]:
     return tuple(sorted(pairs.items()))
 
 
+def checked_penalty(value: object, name: str) -> float:
+    """A presence or frequency penalty (``name``) as a float; raises ``SettingsError`` unless
+    it is a finite number from -2 to 2 (OpenAI's range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+            value) or not -MOST_PENALTY <= value <= MOST_PENALTY:
+        raise SettingsError(f"{name} must be a number from -2 to 2 (got {value!r}).",
+                            param=name)
+    return float(value)
+
+
 def _token_id(key: object) -> int:
     if isinstance(key, str) and key.strip().isdigit():
         return int(key)
@@ -63,10 +82,12 @@ def _token_id(key: object) -> int:
                         f"{key!r}).", param="logit_bias")
 
 
-class LogitBias:
-    """The biases of one answer over a vocabulary of ``vocabulary_size`` tokens."""
+class TokenBias:
+    """The biases and penalties of one answer over a vocabulary of ``vocabulary_size``
+    tokens; ``note`` counts each token the answer writes (for the penalties)."""
 
-    def __init__(self, pairs: tuple[tuple[int, float], ...], vocabulary_size: int) -> None:
+    def __init__(self, pairs: tuple[tuple[int, float], ...], vocabulary_size: int, *,
+                 presence: float = 0.0, frequency: float = 0.0) -> None:
         outside = [token for token, _ in pairs if token >= vocabulary_size]
         if outside:
             raise SettingsError(f"logit_bias names token {outside[0]}, which this model's "
@@ -74,13 +95,30 @@ class LogitBias:
                                 param="logit_bias")
         self.ids = np.array([token for token, _ in pairs], dtype=np.int64)
         self.values = np.array([value for _, value in pairs], dtype=np.float64)
+        self.presence = presence
+        self.frequency = frequency
+        #: how often the answer wrote each token so far (only while a penalty applies)
+        self.counts: dict[int, int] = {}
         self._buffers: list[np.ndarray] = []
+
+    def note(self, token: int) -> None:
+        """Count a token the answer wrote."""
+        if self.presence or self.frequency:
+            self.counts[token] = self.counts.get(token, 0) + 1
+
+    def penalties(self) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, amounts) to subtract at this step: ``c_t * frequency + presence`` for
+        every token written ``c_t > 0`` times."""
+        ids = np.fromiter(self.counts, dtype=np.int64, count=len(self.counts))
+        counts = np.fromiter(self.counts.values(), dtype=np.float64, count=len(self.counts))
+        return ids, counts * self.frequency + self.presence
 
     def biased(self, views: Sequence[np.ndarray], positions: Sequence[int]
                ) -> list[np.ndarray]:
         """``views`` (a request's lanes' logits at this step) with the lanes at ``positions``
         (the ones a track reads) replaced by copies with ``z[t] += b[t]`` for every biased
-        token ``t``, in buffers kept for the next step."""
+        token ``t``, then the penalties subtracted, in buffers kept for the next step."""
+        penalised, amounts = self.penalties()
         out = list(views)
         for index, position in enumerate(positions):
             lane = views[position]
@@ -91,5 +129,6 @@ class LogitBias:
                 buffer = self._buffers[index] = np.empty_like(lane)
             np.copyto(buffer, lane)
             buffer[self.ids] += self.values.astype(buffer.dtype)
+            buffer[penalised] -= amounts.astype(buffer.dtype)
             out[position] = buffer
         return out
