@@ -11,9 +11,10 @@ from localpref.decoding import at_step_end, one_notice_per_step
 from localpref.server.jobs import LoopWaker, waker_for
 
 
-def test_a_burst_of_wake_ups_is_one_turn_of_the_loop_and_runs_every_callback_once() -> None:
+def counting_loop() -> tuple[asyncio.AbstractEventLoop, list[object]]:
+    """A new event loop whose ``call_soon_threadsafe`` calls (the wake-ups) are listed."""
     loop = asyncio.new_event_loop()
-    scheduled = []
+    scheduled: list[object] = []
     original = loop.call_soon_threadsafe
 
     def counting(callback, *args):  # noqa: ANN001, ANN202
@@ -21,6 +22,11 @@ def test_a_burst_of_wake_ups_is_one_turn_of_the_loop_and_runs_every_callback_onc
         return original(callback, *args)
 
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    return loop, scheduled
+
+
+def test_a_burst_of_wake_ups_is_one_turn_of_the_loop_and_runs_every_callback_once() -> None:
+    loop, scheduled = counting_loop()
     ran: list[tuple[int, int]] = []
     loop_thread: list[int] = []
 
@@ -67,15 +73,7 @@ def test_within_a_step_every_wake_up_is_one_drain_when_the_step_ends() -> None:
     """The scheduler's per-token work runs inside ``one_notice_per_step``: the pieces of all
     its requests wake the loop once, after the last of them, and nothing runs before that;
     outside a step a wake-up is scheduled at once, as before."""
-    loop = asyncio.new_event_loop()
-    scheduled: list[object] = []
-    original = loop.call_soon_threadsafe
-
-    def counting(callback, *args):  # noqa: ANN001, ANN202
-        scheduled.append(callback)
-        return original(callback, *args)
-
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop, scheduled = counting_loop()
     waker = LoopWaker(loop)
     ran: list[int] = []
     seen_inside: list[int] = []
@@ -119,15 +117,7 @@ def test_drains_closer_than_the_hold_start_it_and_later_callbacks_wait_unless_ur
     last one instead of writing to the loop's self-pipe; an urgent one (a stream's first
     piece, its end) wakes the loop at once; a timed drain that finds nothing ends the
     holding, and drains further apart than the hold never start it."""
-    loop = asyncio.new_event_loop()
-    scheduled: list[object] = []
-    original = loop.call_soon_threadsafe
-
-    def counting(callback, *args):  # noqa: ANN001, ANN202
-        scheduled.append(callback)
-        return original(callback, *args)
-
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop, scheduled = counting_loop()
     waker = LoopWaker(loop, hold=1.0)  # wide: a busy machine's pauses stay well within it
     ran: list[str] = []
     seen: dict[str, object] = {}
@@ -179,15 +169,7 @@ def test_drains_closer_than_the_hold_start_it_and_later_callbacks_wait_unless_ur
 
 
 def test_a_hold_of_zero_wakes_the_loop_for_every_callback_that_finds_it_idle() -> None:
-    loop = asyncio.new_event_loop()
-    scheduled: list[object] = []
-    original = loop.call_soon_threadsafe
-
-    def counting(callback, *args):  # noqa: ANN001, ANN202
-        scheduled.append(callback)
-        return original(callback, *args)
-
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop, scheduled = counting_loop()
     waker = LoopWaker(loop, hold=0)
     ran: list[int] = []
 
