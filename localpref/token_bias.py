@@ -73,13 +73,20 @@ def checked_penalty(value: object, name: str) -> float:
     return float(value)
 
 
+#: The longest token id text read (no vocabulary comes near 18 digits; Python refuses to
+#: convert texts of over 4,300).
+MOST_ID_DIGITS = 18
+
+
 def _token_id(key: object) -> int:
-    if isinstance(key, str) and key.strip().isdigit():
-        return int(key)
+    text = key.strip() if isinstance(key, str) else None
+    if text is not None and text.isascii() and text.isdigit() and len(text) <= MOST_ID_DIGITS:
+        return int(text)  # (str.isdigit alone takes "²" and "١", which int() reads otherwise)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool) and key >= 0:
         return int(key)
+    shown = repr(key) if len(repr(key)) <= 40 else repr(key)[:37] + "..."
     raise SettingsError(f"logit_bias keys must be token ids, whole numbers 0 or more (got "
-                        f"{key!r}).", param="logit_bias")
+                        f"{shown}).", param="logit_bias")
 
 
 class TokenBias:

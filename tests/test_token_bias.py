@@ -34,6 +34,10 @@ def test_keys_are_token_ids_or_their_text_and_zero_biases_are_left_out() -> None
     ({-1: 1}, "logit_bias keys must be token ids, whole numbers 0 or more (got -1)."),
     ({True: 1}, "logit_bias keys must be token ids, whole numbers 0 or more (got True)."),
     ({1.5: 1}, "logit_bias keys must be token ids, whole numbers 0 or more (got 1.5)."),
+    ({"\u00b2": 1}, "logit_bias keys must be token ids, whole numbers 0 or more (got '\u00b2')."),
+    ({"\u0661": 1}, "logit_bias keys must be token ids, whole numbers 0 or more (got '\u0661')."),
+    ({"1" * 5000: 1}, "logit_bias keys must be token ids, whole numbers 0 or more (got '"
+                      + "1" * 36 + "...)."),
     ({"1": 101}, "A logit_bias must be a number from -100 to 100 (got 101 for token 1)."),
     ({"1": math.inf}, "A logit_bias must be a number from -100 to 100 (got inf for token 1)."),
     ({"1": "5"}, "A logit_bias must be a number from -100 to 100 (got '5' for token 1)."),
