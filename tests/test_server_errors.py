@@ -76,8 +76,6 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"max_tokens": 0}, "Max tokens must be a whole number"),
     (MODEL_ID, {"n": 0}, "n must be 1 to 128 (got 0)."),
     (MODEL_ID, {"n": 129}, "n must be 1 to 128 (got 129)."),
-    (MODEL_ID, {"n": 2, "stream": True}, "Several choices (n > 1) are answered only without "
-                                         "streaming"),
     (MODEL_ID, {"presence_penalty": 2.5}, "presence_penalty must be a number from -2 to 2 "
                                          "(got 2.5)."),
     (MODEL_ID, {"frequency_penalty": -3}, "frequency_penalty must be a number from -2 to 2 "

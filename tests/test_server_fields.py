@@ -7,6 +7,7 @@ models, and an over-long preference."""
 from __future__ import annotations
 
 import json
+import time
 
 import jsonschema
 import openai
@@ -180,6 +181,63 @@ def test_n_choices_are_each_the_answer_with_its_own_seed(client, model) -> None:
     assert [c.index for c in text.choices] == [0, 1, 2, 3]
     assert text.usage.prompt_tokens == (alone_text[0].usage.prompt_tokens
                                         + alone_text[2].usage.prompt_tokens)
+
+
+def test_n_choices_stream_each_under_its_index_as_they_come(client, server) -> None:
+    """``n`` > 1 streamed, OpenAI's way: every chunk holds one choice named by its index; a
+    choice's pieces join to the choice the same request gets unstreamed, each ends with its
+    own finishing chunk, and the usage counts the prompt once. Nine steered choices are more
+    than the server runs at once."""
+    sampled = {"temperature": 1.0, "top_p": 0.95, "max_tokens": 6, "seed": 21}
+    whole = client.chat.completions.create(model=f"{MODEL_ID}:concise", messages=user(), n=9,
+                                           logprobs=True, **sampled)
+    chunks = list(client.chat.completions.create(
+        model=f"{MODEL_ID}:concise", messages=user(), n=9, stream=True, logprobs=True,
+        stream_options={"include_usage": True}, **sampled))
+    assert all(len(c.choices) == 1 for c in chunks[:-1]) and chunks[-1].choices == []
+    assert [c.choices[0].index for c in chunks[:9]] == list(range(9))
+    assert all(c.choices[0].delta.role == "assistant" for c in chunks[:9])
+    texts = ["".join(c.choices[0].delta.content or "" for c in chunks[:-1]
+                     if c.choices[0].index == index) for index in range(9)]
+    assert texts == [choice.message.content for choice in whole.choices]
+    finishing = [c for c in chunks[:-1] if c.choices[0].finish_reason]
+    assert sorted(c.choices[0].index for c in finishing) == list(range(9))
+    for chunk in finishing:
+        index = chunk.choices[0].index
+        assert chunk.choices[0].finish_reason == whole.choices[index].finish_reason
+        assert [e.token for e in chunk.choices[0].logprobs.content] == [
+            e.token for e in whole.choices[index].logprobs.content]
+        assert chunk.model_extra["localpref"]["method"] == whole.model_extra["localpref"][
+            "method"]
+    assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert len({c.id for c in chunks}) == 1
+    text = list(client.completions.create(model=MODEL_ID, prompt=PROMPT, n=2, stream=True,
+                                          **sampled))
+    alone = client.completions.create(model=MODEL_ID, prompt=PROMPT, n=2, **sampled)
+    assert ["".join(c.choices[0].text for c in text if c.choices[0].index == index)
+            for index in range(2)] == [choice.text for choice in alone.choices]
+    # a prompt too long is the HTTP error it is unstreamed; a client gone frees every lane
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL_ID, messages=user("basil " * 3000), n=2,
+                                       stream=True)
+    assert refused.value.body["code"] == "context_length_exceeded"
+    stream = client.chat.completions.create(
+        model=f"{MODEL_ID}:verbose", messages=user("Write a long story about a fox."), n=6,
+        max_tokens=400, stream=True)
+    seen = 0
+    for chunk in stream:
+        seen += bool(chunk.choices and chunk.choices[0].delta.content)
+        if seen == 4:
+            break
+    stream.close()
+    deadline = time.monotonic() + 30
+    while server.state.jobs:
+        assert time.monotonic() < deadline, "the choices' jobs did not end"
+        time.sleep(0.05)
+    ended = list(server.state.finished)[-4:]  # the four running (two lanes each of eight)
+    assert [r.stats["stop_reason"] for r in ended] == ["cancelled"] * 4
+    assert all(len(r.tokens) < 400 for r in ended)
 
 
 def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:

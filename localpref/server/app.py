@@ -30,7 +30,7 @@ from localpref.server.jobs import Event, GenerationJob
 from localpref.server.logprobs import answer_logprobs
 from localpref.server.schemas import ChatCompletionRequest, CompletionRequest, GenerationFields
 from localpref.server.state import ServerState
-from localpref.server.streaming import sse_events
+from localpref.server.streaming import ChoiceEvent, sse_choices, sse_events
 from localpref.server.translate import (
     choices_per_prompt,
     generation_args,
@@ -42,6 +42,8 @@ from localpref.server.translate import (
 
 #: How often a waiting non-streamed request checks that its client is still there (seconds).
 DISCONNECT_POLL_SECONDS = 0.25
+#: The headers of a streamed answer (no proxy buffers or caches its events).
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def create_app(state: ServerState, *, api_key: str | None = None,
@@ -122,8 +124,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             return StreamingResponse(
                 sse_events(job, first, model=body.model, avoid=args.avoid,
                            include_usage=include_usage, shape=shape, logprobs=logprobs),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                media_type="text/event-stream", headers=STREAM_HEADERS,
             )
         result = await ended(job, first, request)
         return completions.completion(result, model=body.model, avoid=args.avoid,
@@ -160,24 +161,23 @@ def create_app(state: ServerState, *, api_key: str | None = None,
 
     async def answer_several(body: GenerationFields, bodies: list[GenerationFields],
                              request: Request, model: Any, model_id: str,
-                             shape: completions.Shape) -> dict[str, Any]:
+                             shape: completions.Shape) -> Any:
         """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends),
         or ``n`` > 1 choices (``prompt_bodies``): choice i answers as a request of its own
         would, at most as many at once as the server runs two-lane requests, so that one
         body never fills the queue alone. Every body is checked before any is queued; a
-        failure cancels the others."""
+        failure cancels the others. The ``n`` choices of one prompt may be streamed."""
         per_prompt = choices_per_prompt(body)
-        if body.stream:
-            if per_prompt > 1:
-                raise ApiError(400, "Several choices (n > 1) are answered only without "
-                               "streaming; send stream false, or n 1.", param="n",
-                               code="invalid_value")
+        if body.stream and len(bodies) > per_prompt:
             raise ApiError(400, "Several prompts are answered only without streaming; send "
                            "stream false, or one prompt per request.", param="prompt",
                            code="invalid_value")
         every_args = numbered([generation_args(one, model_id, model) for one in bodies],
                               per_prompt)
         window = asyncio.Semaphore(max(1, model.max_lanes // 2))
+        logprobs = answer_logprobs(every_args[0], model.vocabulary, shape)
+        if body.stream:
+            return await stream_choices(body, every_args, request, window, shape, logprobs)
 
         async def answer(args: Any) -> Any:
             async with window:
@@ -192,12 +192,61 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                 task.cancel()  # a cancelled handler cancels its job (``next_event``)
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        logprobs = answer_logprobs(every_args[0], model.vocabulary, shape)
         return completions.several(results, model=body.model, avoid=every_args[0].avoid,
                                    created=completions.now(), shape=shape,
                                    per_prompt=per_prompt,
                                    logprobs=[logprobs(r) for r in results] if logprobs
                                    else None)
+
+    async def stream_choices(body: GenerationFields, every_args: list[Any], request: Request,
+                             window: asyncio.Semaphore, shape: completions.Shape,
+                             logprobs: Any) -> StreamingResponse:
+        """The ``n`` choices of one prompt streamed as one completion (``sse_choices``),
+        each generation's events forwarded, tagged with its index, into one queue. Every
+        choice's request is checked before any is queued, and an error before the first
+        piece of any is an HTTP error status, as for one choice."""
+        for args in every_args:
+            try:
+                args.request()
+            except LocalprefError as error:
+                raise from_library(error) from None
+        events: asyncio.Queue[ChoiceEvent] = asyncio.Queue()
+
+        async def forward(index: int, args: Any) -> None:
+            async with window:
+                try:
+                    job, event = await started(args, request)
+                except Exception as error:  # noqa: BLE001 - the stream sends it, or its status
+                    events.put_nowait((index, ("error", error)))
+                    return
+                while True:
+                    events.put_nowait((index, event))
+                    if event[0] != "piece":
+                        return
+                    event = await next_event(job, request)
+
+        tasks = [asyncio.ensure_future(forward(index, args))
+                 for index, args in enumerate(every_args)]
+
+        def close() -> None:
+            for task in tasks:
+                task.cancel()  # a cancelled handler cancels its job (``next_event``)
+
+        try:
+            first = await events.get()
+        except BaseException:
+            close()
+            raise
+        if first[1][0] == "error":
+            close()
+            raise from_library(first[1][1])
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            sse_choices(events, first, len(every_args), model=body.model,
+                        avoid=every_args[0].avoid, include_usage=include_usage,
+                        on_close=close, shape=shape, logprobs=logprobs),
+            media_type="text/event-stream", headers=STREAM_HEADERS,
+        )
 
     return app
 

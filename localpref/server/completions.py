@@ -58,7 +58,7 @@ class Shape:
             delta["role"] = "assistant"
         if text is not None:
             delta["content"] = text
-        return {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+        return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
 
 
 CHAT = Shape("chat")
@@ -125,28 +125,34 @@ def several(results: list[Result], *, model: str, avoid: Any, created: int,
                               logprobs=logprobs[index] if logprobs else None, index=index)
         choice["localpref"] = localpref_extension(result, avoid)
         choices.append(choice)
+    return {"id": shape.new_id(), "object": shape.object, "created": created, "model": model,
+            "choices": choices, "usage": several_usage(results, per_prompt),
+            "localpref": localpref_extension(results[0], avoid)}
+
+
+def several_usage(results: list[Result], per_prompt: int = 1) -> dict[str, Any]:
+    """The usage of several answers, ``per_prompt`` a prompt: the completion tokens summed,
+    each prompt's tokens (and cached tokens) once."""
     prompts = [usage(result) for result in results[::per_prompt]]
     prompt = sum(one["prompt_tokens"] for one in prompts)
     written = sum(len(result.tokens) for result in results)
-    total = {"prompt_tokens": prompt, "completion_tokens": written,
-             "total_tokens": prompt + written,
-             "prompt_tokens_details": {"cached_tokens": sum(
-                 one["prompt_tokens_details"]["cached_tokens"] for one in prompts)}}
-    return {"id": shape.new_id(), "object": shape.object, "created": created, "model": model,
-            "choices": choices, "usage": total,
-            "localpref": localpref_extension(results[0], avoid)}
+    return {"prompt_tokens": prompt, "completion_tokens": written,
+            "total_tokens": prompt + written,
+            "prompt_tokens_details": {"cached_tokens": sum(
+                one["prompt_tokens_details"]["cached_tokens"] for one in prompts)}}
 
 
 def chunk(*, model: str, ident: str, created: int, delta: dict[str, Any] | None = None,
           finish: str | None = None, choices: bool = True, shape: Shape = CHAT,
-          logprobs: Any = None, **extra: Any) -> dict:
-    """One streamed chunk: a delta (``{"role"?, "content"?}``), or the finish, or
-    (``choices=False``) usage."""
+          logprobs: Any = None, index: int = 0, **extra: Any) -> dict:
+    """One streamed chunk of choice ``index``: a delta (``{"role"?, "content"?}``), or the
+    finish, or (``choices=False``) usage."""
     body: dict[str, Any] = {"id": ident, "object": shape.chunk_object, "created": created,
                             "model": model}
     delta = delta or {}
     body["choices"] = [shape.choice(delta.get("content"), whole=False, finish=finish,
-                                    logprobs=logprobs, role="role" in delta)] if choices else []
+                                    logprobs=logprobs, role="role" in delta,
+                                    index=index)] if choices else []
     body.update(extra)
     return body
 

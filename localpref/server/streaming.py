@@ -29,14 +29,14 @@ def frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-def piece_frames(**common: Any) -> Callable[[str], bytes]:
+def piece_frames(index: int = 0, **common: Any) -> Callable[[str], bytes]:
     """The frame of one content piece of a stream (``common``: ``completions.chunk``'s
     model, ident, created and shape), byte for byte ``frame(chunk(delta={"content":
     text}))``, from a frame rendered once around a placeholder: only the text is encoded per
     piece (one piece a token and a stream; docs/performance.md, "Where a step's time goes
     beside the decode")."""
     placeholder = "\x00piece\x00"
-    rendered = frame(completions.chunk(**common, delta={"content": placeholder}))
+    rendered = frame(completions.chunk(**common, index=index, delta={"content": placeholder}))
     # the last one: the text comes after every other field a client names (the model id)
     before, after = rendered.rsplit(json.dumps(placeholder).encode(), 1)
 
@@ -56,6 +56,16 @@ def pieces_ready(text: str, events: asyncio.Queue[Event]) -> tuple[str, Event | 
             return text, event
         text += event[1]
     return text, None
+
+
+def finish_frame(result: Result, *, avoid: Any, index: int = 0,
+                 logprobs: Callable[[Result], Any] | None = None, **common: Any) -> bytes:
+    """The frame of choice ``index``'s finishing chunk: its ``finish_reason``, its logprobs
+    (sent whole here) and the ``localpref`` object."""
+    return frame(completions.chunk(
+        **common, index=index, finish=completions.finish_reason(result),
+        logprobs=logprobs(result) if logprobs is not None else None,
+        localpref=completions.localpref_extension(result, avoid)))
 
 
 async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any,
@@ -80,10 +90,7 @@ async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any
                     event = following
                     continue
             elif kind == "done":
-                yield frame(completions.chunk(
-                    **common, finish=completions.finish_reason(value),
-                    logprobs=logprobs(value) if logprobs is not None else None,
-                    localpref=completions.localpref_extension(value, avoid)))
+                yield finish_frame(value, avoid=avoid, logprobs=logprobs, **common)
                 if include_usage:
                     yield frame(completions.chunk(**common, choices=False,
                                                   usage=completions.usage(value)))
@@ -95,3 +102,49 @@ async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any
         yield DONE
     finally:
         job.cancel()  # the client went away (or the stream ended): end the generation
+
+
+#: One choice's event of several streamed together: (its index, the event).
+ChoiceEvent = tuple[int, Event]
+
+
+async def sse_choices(events: asyncio.Queue[ChoiceEvent], first: ChoiceEvent, choices: int, *,
+                      model: str, avoid: Any, include_usage: bool, on_close: Callable[[], None],
+                      shape: completions.Shape = completions.CHAT,
+                      logprobs: Callable[[Result], Any] | None = None) -> AsyncIterator[bytes]:
+    """The frames of ``choices`` answers streamed as one completion (``n`` > 1), OpenAI's
+    way: every chunk holds one choice, named by its ``index``; a chat's role chunks first,
+    then each choice's pieces as they come and its finishing chunk when it ends, the usage
+    (each prompt once) after the last. ``events`` holds every choice's events as they come,
+    ``first`` already read from it. An error of any choice is sent as an error frame and
+    ends the stream; ``on_close`` then (or when the client goes away) ends the others."""
+    ident, created = shape.new_id(), completions.now()
+    common = {"model": model, "ident": ident, "created": created, "shape": shape}
+    frames = [piece_frames(index, **common) for index in range(choices)]
+    results: list[Result] = []
+    event = first
+    try:
+        if shape.chat:
+            for index in range(choices):
+                yield frame(completions.chunk(**common, index=index,
+                                              delta={"role": "assistant", "content": ""}))
+        while True:
+            index, (kind, value) = event
+            if kind == "piece":
+                yield frames[index](value)
+            elif kind == "done":
+                yield finish_frame(value, avoid=avoid, index=index, logprobs=logprobs,
+                                   **common)
+                results.append(value)
+                if len(results) == choices:
+                    break
+            else:
+                yield frame(from_library(value).body())
+                break
+            event = await events.get()
+        if include_usage and len(results) == choices:
+            yield frame(completions.chunk(**common, choices=False,
+                                          usage=completions.several_usage(results, choices)))
+        yield DONE
+    finally:
+        on_close()
