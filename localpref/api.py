@@ -58,6 +58,7 @@ from localpref.presets import preference_text as combine_preferences
 from localpref.prompts import PromptBuilder, checked_messages
 from localpref.request import AvoidInput, PromptInput, Request, whole_number
 from localpref.scheduler import Job, LaneSpec, Scheduler, Session
+from localpref.token_bias import LogitBiasInput
 from localpref.warmup import warmup
 from localpref.weights import check_weights, lane_kind, weighted_lanes, weighted_method
 
@@ -397,6 +398,9 @@ class Model:
         trace: bool = False,
         opposite: bool | None = None,
         like: LikeInput = None,
+        logit_bias: LogitBiasInput = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> Result:
         """Generate a whole answer steered toward ``preference`` (None: plain decoding).
 
@@ -406,13 +410,17 @@ class Model:
         ``score_lanes=True`` also decodes the lane the method does not read (Base and Pref
         read one), so that ``stats`` has the fluency under both lanes (for evaluation).
         ``opposite=True`` contrasts with the preferences' opposites (``Request.opposite``).
+        ``logit_bias`` (token id -> -100 to 100) and ``presence_penalty`` /
+        ``frequency_penalty`` (-2 to 2) are OpenAI's, added to the lanes' logits before the
+        steering reads them (``localpref.token_bias``).
         """
         return self.stream(
             prompt_or_messages, preference=preference, avoid=avoid, method=method,
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
             ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
-            like=like,
+            like=like, logit_bias=logit_bias, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
         ).run()
 
     def stream(
@@ -435,6 +443,9 @@ class Model:
         trace: bool = False,
         opposite: bool | None = None,
         like: LikeInput = None,
+        logit_bias: LogitBiasInput = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> Generation:
         """Like ``generate``, as a generator of text pieces; ``close()`` it to cancel.
 
@@ -445,7 +456,8 @@ class Model:
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
             ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
-            like=like,
+            like=like, logit_bias=logit_bias, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
         )
         return Generation(self.submit(request))
 

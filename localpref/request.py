@@ -20,7 +20,7 @@ from localpref.examples import LikeInput, checked_like
 from localpref.methods import Method, Sampling, resolve_method
 from localpref.presets import PreferenceInput, preference_sentences
 from localpref.prompts import Message, as_messages
-from localpref.token_bias import checked_logit_bias, checked_penalty
+from localpref.token_bias import LogitBiasInput, checked_logit_bias, checked_penalty
 from localpref.weights import Weights
 
 PromptInput = str | Sequence[Message]
@@ -148,6 +148,9 @@ class Request:
         trace: bool = False,
         opposite: bool | None = None,
         like: LikeInput = None,
+        logit_bias: LogitBiasInput = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> Request:
         """A request from the Contract's flat keywords (the sampling ones become ``Sampling``)."""
         sampling = Sampling(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
@@ -158,6 +161,8 @@ class Request:
             stop=_stop_strings(stop),
             ignore_eos=ignore_eos, system_prompt=system_prompt, score_lanes=score_lanes,
             trace=trace, opposite=opposite, like=checked_like(like),
+            logit_bias=checked_logit_bias(logit_bias), presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
         )
 
     def replace(self, **changes: Any) -> Request:

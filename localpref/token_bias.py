@@ -35,7 +35,7 @@ MOST_BIAS = 100.0
 MOST_PENALTY = 2.0
 
 #: What a caller may give: token id (or its decimal text) -> bias; or the checked pairs.
-TokenBiasInput = Mapping[int, float] | Mapping[str, float] | tuple[tuple[int, float], ...] | None
+LogitBiasInput = Mapping[int, float] | Mapping[str, float] | tuple[tuple[int, float], ...] | None
 
 
 def checked_logit_bias(bias: object) -> tuple[tuple[int, float], ...]:

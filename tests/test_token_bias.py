@@ -149,6 +149,21 @@ def test_a_ban_and_a_forced_token_under_every_method(model, steering) -> None:
     assert _answer(model, {str(HOW): 100}, **steering) == [HOW] * 5
 
 
+def test_the_python_api_takes_them_as_keywords_and_a_chat_as_settings(model) -> None:
+    settings = {"logit_bias": {HOW: 100}, "presence_penalty": 0.5, "frequency_penalty": 0.25}
+    generated = model.generate("Hi", max_tokens=3, **settings)
+    assert generated.tokens == _answer(model, {HOW: 100}, "Hi", 3, presence_penalty=0.5,
+                                       frequency_penalty=0.25) == [HOW] * 3
+    assert "".join(model.stream("Hi", max_tokens=3, **settings)) == generated.text
+    chat = model.chat(max_tokens=3, **settings)
+    try:
+        assert chat.send("Hi").tokens == [HOW] * 3
+    finally:
+        chat.close()
+    with pytest.raises(SettingsError, match="^frequency_penalty must be a number from -2"):
+        model.generate("Hi", frequency_penalty=5)
+
+
 def test_the_server_takes_logit_bias_as_openai_sends_it(client, model) -> None:
     plain = model.generate(PROMPT, max_tokens=4)
     first = plain.tokens[0]
