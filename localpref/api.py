@@ -496,6 +496,9 @@ class Model:
         trace: bool = False,
         opposite: bool | None = None,
         like: LikeInput = None,
+        logit_bias: LogitBiasInput = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> MultiGeneration:
         """Several methods answer the same prompt at once, every lane of every method in ONE
         batched decode per step; the prompt is evaluated once and copied to the other lanes.
@@ -517,7 +520,8 @@ class Model:
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop,
             ignore_eos=ignore_eos, score_lanes=score_lanes, trace=trace, opposite=opposite,
-            like=like,
+            like=like, logit_bias=logit_bias, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
         )
         return self.submit([request.replace(method=m) for m in methods])
 

@@ -50,6 +50,23 @@ def test_generate_json_prints_exactly_one_object(capsys: pytest.CaptureFixture[s
     assert payload["text"]
 
 
+def test_the_penalty_flags_are_the_apis_keywords(capsys: pytest.CaptureFixture[str],
+                                                 model) -> None:
+    prompt = "Write the word basil twenty times."
+    expected = model.generate(prompt, max_tokens=16, presence_penalty=0.5,
+                              frequency_penalty=1.5, preference="concise")
+    assert expected.text != model.generate(prompt, max_tokens=16, preference="concise").text
+    code, out, _ = run_cli(capsys, "generate", prompt, "-p", "concise", "--max-tokens", "16",
+                           "--presence-penalty", "0.5", "--frequency-penalty", "1.5", "--json",
+                           "--threads", "1")
+    assert code == 0 and json.loads(out)["text"] == expected.text
+    code, out, err = run_cli(capsys, "compare", prompt, "-p", "concise", "--methods",
+                             "base,recommended", "--max-tokens", "4",
+                             "--frequency-penalty", "-2.5")
+    assert (code, out, err.strip()) == (
+        2, "", "localpref: frequency_penalty must be a number from -2 to 2 (got -2.5).")
+
+
 def test_an_empty_system_prompt_is_none_in_every_interface(
         capsys: pytest.CaptureFixture[str], model) -> None:
     """--system-prompt '' fell back to the default prompt, and so did chat(system_prompt='');

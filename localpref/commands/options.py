@@ -247,6 +247,11 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 2
     group.add_argument("--min-p", type=float, default=0.0)
     group.add_argument("--repeat-penalty", type=float, default=1.0,
                        help="penalise recently used tokens (1.0 is off; llama.cpp semantics)")
+    group.add_argument("--presence-penalty", type=float, default=0.0,
+                       help="lower every token the answer has written (-2 to 2; OpenAI's)")
+    group.add_argument("--frequency-penalty", type=float, default=0.0,
+                       help="lower every token by how often the answer has written it (-2 to 2; "
+                            "OpenAI's)")
     group.add_argument("--seed", type=int, default=None,
                        help="a whole number, 0 or more, for repeatable sampling (default: random)")
     group.add_argument("--max-tokens", type=int, default=max_tokens)
@@ -336,9 +341,15 @@ def paper_method(name: str | None, **settings: Any) -> Method:
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of ``Model.generate`` from the sampling flags, validated."""
+    from localpref.token_bias import checked_penalty
+
     sampling_from_args(args)
+    for name in ("presence_penalty", "frequency_penalty"):
+        checked_penalty(getattr(args, name), name)
     return {
         "repeat_penalty": args.repeat_penalty,
+        "presence_penalty": args.presence_penalty,
+        "frequency_penalty": args.frequency_penalty,
         "temperature": args.temperature,
         "top_p": args.top_p,
         "top_k": args.top_k,
@@ -390,6 +401,8 @@ def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
         trace=bool(getattr(args, "trace", False)),
         opposite=getattr(args, "opposite", None),
         like=tuple(like_from_args(args) or ()),
+        presence_penalty=getattr(args, "presence_penalty", 0.0),
+        frequency_penalty=getattr(args, "frequency_penalty", 0.0),
     )
 
 
