@@ -46,7 +46,7 @@ from localpref.methods import (
     opposite_error,
     resolve_method,
 )
-from localpref.models.bundled import BUNDLED_DISPLAY_NAME, is_bundled_model
+from localpref.models.bundled import display_name
 from localpref.presets import (
     DEFAULT_SYSTEM_PROMPT,
     PreferenceInput,
@@ -163,8 +163,7 @@ class Model:
         self._reward_lock = threading.Lock()
         self._backends = [self._main]
         self._calibration = CalibrationLookup(self._main.loaded.path)
-        self._name = (BUNDLED_DISPLAY_NAME if is_bundled_model(self._main.loaded.path)
-                      else self._main.loaded.name)
+        self._name = display_name(self._main.loaded.path, self._main.loaded.name)
         self._scheduler = Scheduler(max_queued=max_queued, keep_cells=bool(keep_cells))
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._backends)
         warmup()  # the kernels' load time stays out of the first answer's figures
@@ -180,7 +179,8 @@ class Model:
             loaded.close()  # a larger window only costs memory: the model reads no further
             raise SettingsError(
                 f"A window of {settings['n_ctx']} tokens (--ctx, n_ctx) is more than "
-                f"{loaded.name} was trained for ({loaded.n_ctx_train} tokens).")
+                f"{display_name(path, loaded.name)} was trained for ({loaded.n_ctx_train} "
+                f"tokens).")
         try:
             context = Context(loaded, **settings)
         except Exception:

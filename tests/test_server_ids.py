@@ -21,7 +21,7 @@ from localpref.server.ids import (
     served_model_id,
 )
 from localpref.server.jobs import GenerationJob
-from localpref.server.streaming import frame, piece_frames, sse_events
+from localpref.server.streaming import frame, piece_frames, sse_choices, sse_events
 
 ID = "smollm2-135m-instruct"
 
@@ -134,6 +134,32 @@ async def test_pieces_read_together_are_one_frame_and_the_end_follows_them() -> 
     assert [c["choices"][0]["delta"] for c in chunks[:2]] == [
         {"role": "assistant", "content": ""}, {"content": "Hello world!"}]
     assert chunks[2]["choices"][0]["finish_reason"] == "stop" and len(chunks) == 3
+    assert frames[-1] == b"data: [DONE]\n\n"
+
+
+async def test_choices_read_together_are_one_frame_each_and_the_usage_counts_the_prompt_once(
+        ) -> None:
+    """``n`` > 1 streamed: what the loop read in one drain goes out as one frame a choice,
+    in each choice's order, a choice's end after its text; usage after the last end."""
+    events: asyncio.Queue = asyncio.Queue()
+    done = [Result(text=text, tokens=[1] * size, stats={"stop_reason": "eos",
+                                                         "n_prompt_tokens": 7})
+            for text, size in (("Hello world", 3), ("Hi!", 2))]
+    for item in [(1, ("piece", "!")), (0, ("piece", " wor")), (0, ("piece", "ld")),
+                 (1, ("done", done[1])), (0, ("done", done[0]))]:
+        events.put_nowait(item)
+    closed: list[bool] = []
+    frames = [frame async for frame in sse_choices(
+        events, (0, ("piece", "Hello")), 2, model=ID, avoid=None, include_usage=True,
+        on_close=lambda: closed.append(True))]
+    chunks = [json.loads(frame[6:]) for frame in frames[:-1]]
+    shown = [(c["choices"][0]["index"], c["choices"][0]["delta"], c["choices"][0]["finish_reason"])
+             if c["choices"] else c["usage"]["completion_tokens"] for c in chunks]
+    assert shown == [(0, {"role": "assistant", "content": ""}, None),
+                     (1, {"role": "assistant", "content": ""}, None),
+                     (1, {"content": "!"}, None), (1, {}, "stop"),
+                     (0, {"content": "Hello world"}, None), (0, {}, "stop"), 5]
+    assert chunks[-1]["usage"]["prompt_tokens"] == 7 and closed == [True]
     assert frames[-1] == b"data: [DONE]\n\n"
 
 

@@ -55,3 +55,9 @@ def is_bundled_model(path: Path) -> bool:
         return Path(path).resolve() == bundled_model_path().resolve()
     except ModelError:
         return False
+
+
+def display_name(path: Path, name: str) -> str:
+    """How the model at ``path`` is named to the user: ``name`` (its GGUF's), or the bundled
+    model's ``BUNDLED_DISPLAY_NAME``."""
+    return BUNDLED_DISPLAY_NAME if is_bundled_model(path) else name

@@ -23,6 +23,8 @@ from localpref.server.errors import from_library
 from localpref.server.jobs import Event, GenerationJob
 
 DONE = b"data: [DONE]\n\n"
+#: One choice's event of several streamed together: (its index, the event).
+ChoiceEvent = tuple[int, Event]
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -68,6 +70,14 @@ def finish_frame(result: Result, *, avoid: Any, index: int = 0,
         localpref=completions.localpref_extension(result, avoid)))
 
 
+def ready_events(events: asyncio.Queue[ChoiceEvent]) -> list[ChoiceEvent]:
+    """Every event already waiting in ``events`` (taken from it)."""
+    ready = []
+    while not events.empty():
+        ready.append(events.get_nowait())
+    return ready
+
+
 async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any,
                      include_usage: bool, shape: completions.Shape = completions.CHAT,
                      logprobs: Callable[[Result], Any] | None = None) -> AsyncIterator[bytes]:
@@ -104,10 +114,6 @@ async def sse_events(job: GenerationJob, first: Event, *, model: str, avoid: Any
         job.cancel()  # the client went away (or the stream ended): end the generation
 
 
-#: One choice's event of several streamed together: (its index, the event).
-ChoiceEvent = tuple[int, Event]
-
-
 async def sse_choices(events: asyncio.Queue[ChoiceEvent], first: ChoiceEvent, choices: int, *,
                       model: str, avoid: Any, include_usage: bool, on_close: Callable[[], None],
                       shape: completions.Shape = completions.CHAT,
@@ -128,20 +134,29 @@ async def sse_choices(events: asyncio.Queue[ChoiceEvent], first: ChoiceEvent, ch
             for index in range(choices):
                 yield frame(completions.chunk(**common, index=index,
                                               delta={"role": "assistant", "content": ""}))
-        while True:
-            index, (kind, value) = event
-            if kind == "piece":
-                yield frames[index](value)
-            elif kind == "done":
-                yield finish_frame(value, avoid=avoid, index=index, logprobs=logprobs,
-                                   **common)
-                results.append(value)
-                if len(results) == choices:
+        failed = False
+        while not failed and len(results) < choices:
+            texts: dict[int, str] = {}  # the pieces read together: one frame a choice
+            for index, (kind, value) in [event, *ready_events(events)]:
+                if kind == "piece":
+                    texts[index] = texts.get(index, "") + value
+                    continue
+                if index in texts:
+                    yield frames[index](texts.pop(index))
+                if kind == "done":
+                    yield finish_frame(value, avoid=avoid, index=index, logprobs=logprobs,
+                                       **common)
+                    results.append(value)
+                else:
+                    yield frame(from_library(value).body())
+                    failed = True
                     break
-            else:
-                yield frame(from_library(value).body())
+            if failed:
                 break
-            event = await events.get()
+            for index, text in texts.items():
+                yield frames[index](text)
+            if len(results) < choices:
+                event = await events.get()
         if include_usage and len(results) == choices:
             yield frame(completions.chunk(**common, choices=False,
                                           usage=completions.several_usage(results, choices)))
