@@ -134,8 +134,8 @@ async def sse_choices(events: asyncio.Queue[ChoiceEvent], first: ChoiceEvent, ch
             for index in range(choices):
                 yield frame(completions.chunk(**common, index=index,
                                               delta={"role": "assistant", "content": ""}))
-        failed = False
-        while not failed and len(results) < choices:
+        while len(results) < choices:
+            failed = False
             texts: dict[int, str] = {}  # the pieces read together: one frame a choice
             for index, (kind, value) in [event, *ready_events(events)]:
                 if kind == "piece":
