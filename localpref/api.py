@@ -966,8 +966,8 @@ def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | 
 
 
 def _check_base_lane_use(methods: Sequence[Method],
-                 problem_of: Callable[[Method], str | None] = avoid_error,
-                 param: str | None = None) -> None:
+                         problem_of: Callable[[Method], str | None] = avoid_error,
+                         param: str | None = None) -> None:
     """Refuse what goes into the base lane (an avoid, or with ``opposite_error`` an opposite
     asked for) when no method would read it (one sentence, ``problem_of``'s).
 

@@ -74,10 +74,6 @@ class GenerationArgs:
     top_logprobs: int = 0
     #: the GBNF grammar the answer follows (``response_format``), or None
     grammar: str | None = None
-    #: OpenAI's ``logit_bias`` as sent (token id text -> bias), and its presence and
-    #: frequency penalties (``localpref.token_bias``)
-    logit_bias: dict[str, float] | None = None
-    penalties: dict[str, float] = field(default_factory=dict)
     #: the body field a library keyword came from where the names differ (``max_tokens``
     #: sent as ``max_completion_tokens``): an error's ``param`` names what the client sent
     body_fields: dict[str, str] = field(default_factory=dict)
@@ -116,9 +112,6 @@ class GenerationArgs:
             extra["top_logprobs"] = self.top_logprobs
         if self.grammar is not None:
             extra["grammar"] = self.grammar
-        if self.logit_bias:
-            extra["logit_bias"] = self.logit_bias
-        extra.update(self.penalties)
         return request.replace(**extra) if extra else request
 
 
@@ -327,7 +320,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         body_fields["max_tokens"] = "max_completion_tokens"
     # No max_tokens: write to an end token or the window (the library stops at the window).
     kwargs["max_tokens"] = model.n_ctx if max_tokens is None else max_tokens
-    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty",
+                 "presence_penalty", "frequency_penalty", "logit_bias"):
         value = getattr(request, name)
         if value is not None:
             kwargs[name] = value
@@ -350,9 +344,6 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         args = GenerationArgs(prompt_messages(request), kwargs, prompt_field="prompt")
         _completion_fields(request, args)
     args.grammar = grammar
-    args.logit_bias = request.logit_bias
-    args.penalties = {name: value for name in ("presence_penalty", "frequency_penalty")
-                      if (value := getattr(request, name)) is not None}
     args.body_fields = body_fields
     return args
 
