@@ -16,6 +16,12 @@ together, so ids change only where user text holds a control-token string). A te
 transforms the content so that the sentinels do not come back verbatim is rendered with the
 real texts, their control-token strings broken by a zero-width space.
 
+A template that can let its model think before answering (Qwen3's, GLM's, SmolLM3's read
+``enable_thinking``) is rendered with thinking off: the model answers at once, so the steering
+shapes the answer the user reads, not hidden thoughts, and no answer is spent on them
+(llama-server's ``--reasoning-budget 0``). A template whose answer always begins inside a
+``<think>`` block (DeepSeek-R1's distills) gets a notice: its thoughts are part of the answer.
+
 A GGUF without a chat template (a base model) gets a plain-text format rather than a chat
 format it never saw: the system text, a blank line, then one ``User: ...`` / ``Assistant: ...``
 line per message, and ``Assistant:`` to answer; the answer stops where the model starts the
@@ -68,6 +74,11 @@ MIN_SYSTEM_MARK = 16
 MAX_SYSTEM_MARK = 48
 
 _SYSTEM_PROBE = "SYSTEM-ROLE-PROBE-7f3a"
+#: What a thinking template reads to answer without thinking first (Qwen3's, GLM's, SmolLM3's
+#: ``enable_thinking``); a template that does not read it renders as before.
+THINKING_OFF = {"enable_thinking": False}
+#: How a reasoning model's thoughts open and close.
+THOUGHT_OPEN, THOUGHT_CLOSE = "<think>", "</think>"
 
 
 def no_template_notice(name: str) -> str:
@@ -75,6 +86,13 @@ def no_template_notice(name: str) -> str:
     return (f"{name} has no chat template (a base model?), so localpref writes the "
             "conversation as plain 'User:' / 'Assistant:' lines and ends an answer at the "
             "next line that starts with 'User:' or 'Assistant:'.")
+
+
+def thinking_notice(name: str) -> str:
+    """The one sentence said when a model's template starts every answer with its thoughts."""
+    return (f"{name} thinks before every answer (its chat template opens a {THOUGHT_OPEN} "
+            f"block that it cannot leave out), so its thoughts, up to {THOUGHT_CLOSE}, are "
+            "part of each answer and of its max_tokens.")
 
 
 def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, str]]:
@@ -147,6 +165,7 @@ class ChatTemplate:
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
+                **THINKING_OFF,
             )
         except Exception as error:  # a template may raise anything
             message = f"The model's chat template failed to render: {_clause(error)}."
@@ -160,6 +179,18 @@ class ChatTemplate:
             return _SYSTEM_PROBE in self.render(probe)
         except TemplateError:
             return False
+
+    @cached_property
+    def opens_thought(self) -> bool:
+        """Whether the prompt leaves a ``<think>`` block open for the answer (the model's
+        every answer starts with its thoughts, as DeepSeek-R1's distills' do), thinking off
+        asked for as it is in every rendering."""
+        probe = [{"role": "user", "content": _SYSTEM_PROBE}]
+        try:
+            tail = self.render(probe).rpartition(_SYSTEM_PROBE)[2]
+        except TemplateError:
+            return False
+        return tail.rfind(THOUGHT_OPEN) > tail.rfind(THOUGHT_CLOSE)
 
     def render_with_system(self, system: str, messages: Sequence[Message]) -> str:
         """Render ``messages`` under ``system``, folding it into the first user message when
@@ -252,6 +283,8 @@ class PromptBuilder:
         self.notices: list[str] = (
             [] if self.has_chat_template else [no_template_notice(model.name)]
         )
+        if self.has_chat_template and self.template.opens_thought:
+            self.notices.append(thinking_notice(model.name))
         self._control_strings: re.Pattern[str] | None = None
         self._markup: dict[str, list[int]] = {}
 

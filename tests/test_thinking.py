@@ -1,0 +1,90 @@
+"""Models that think before answering: asked to answer at once where their template can, and a
+notice where it cannot (docs/models.md, "Models that think")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localpref.api import Model
+from localpref.errors import LocalprefWarning
+from localpref.prompts import CHATML_TEMPLATE, ChatTemplate, thinking_notice
+from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+#: The tail of Qwen3's template as published (GLM's and Qwen3.5's read the same variable):
+#: thinking off, the answer's empty thoughts are written into the prompt.
+QWEN3_LIKE = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content"
+    " + '<|im_end|>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
+)
+#: As DeepSeek-R1's distills' template ends: every answer starts inside its thoughts.
+R1_LIKE = (
+    "{{ bos_token }}{%- for message in messages %}"
+    "{%- if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}"
+    "{%- elif message['role'] == 'assistant' %}{{ '<｜Assistant｜>' + message['content'] }}"
+    "{%- else %}{{ message['content'] }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{%- endif %}"
+)
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def test_a_thinking_template_is_rendered_with_thinking_off() -> None:
+    rendered = ChatTemplate(QWEN3_LIKE).render(HI)
+    assert rendered == ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+                        "<think>\n\n</think>\n\n")
+    # a history's answers are rendered as they were; only the new answer's thoughts are empty
+    history = [*HI, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]
+    assert ChatTemplate(QWEN3_LIKE).render(history).count("<think>") == 1
+    # a template that reads no such variable renders as it always did
+    assert ChatTemplate(CHATML_TEMPLATE).render(HI) == (
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize(("source", "opens"), [
+    (QWEN3_LIKE, False),  # thinking off: its thoughts are closed before the answer
+    (R1_LIKE, True),
+    (CHATML_TEMPLATE, False),
+    (None, False),  # the plain format of a model without a template
+    ("{{ raise_exception('no') }}", False),  # a template that refuses everything
+])
+def test_a_template_that_leaves_thoughts_open_is_told_apart(source: str | None,
+                                                            opens: bool) -> None:
+    assert ChatTemplate(source).opens_thought is opens
+
+
+@pytest.fixture(scope="module")
+def thinking_ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("thinking")
+    return {name: write_synthetic_llama(folder / f"{name}.gguf", SyntheticShape(vocab_size=512),
+                                        chat_template=source)
+            for name, source in (("qwen3", QWEN3_LIKE), ("r1", R1_LIKE))}
+
+
+def test_a_model_that_can_answer_at_once_does_with_no_notice(
+        thinking_ggufs: dict[str, Path]) -> None:
+    with Model(thinking_ggufs["qwen3"], n_ctx=256, max_lanes=2) as model:
+        assert model.notices == []
+        for preference in (None, "concise"):
+            assert model.prompts.lane_text(HI, preference).endswith(
+                "Hi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        tokens = model.prompts.lane_tokens(HI, None)
+        assert model.prompts.model.vocabulary.detokenize(tokens).endswith("</think>\n\n")
+        answer = model.generate("Hi", method="base", max_tokens=4, ignore_eos=True)
+        assert len(answer.tokens) == 4
+
+
+def test_a_model_that_always_thinks_is_said_to_in_one_sentence(
+        thinking_ggufs: dict[str, Path]) -> None:
+    sentence = ("synthetic-llama-0M thinks before every answer (its chat template opens a "
+                "<think> block that it cannot leave out), so its thoughts, up to </think>, are "
+                "part of each answer and of its max_tokens.")
+    assert thinking_notice("synthetic-llama-0M") == sentence
+    with pytest.warns(LocalprefWarning) as caught:
+        model = Model(thinking_ggufs["r1"], n_ctx=256, max_lanes=2)
+    with model:
+        assert [str(w.message) for w in caught] == [sentence] == model.notices
+        assert model.prompts.lane_text(HI, None).endswith("<｜Assistant｜><think>\n")
