@@ -493,6 +493,10 @@ class Amulet(ContrastFamily):
         _require(self.contrast is None or _strength_ok(self.contrast),
                  f"the contrast must be from 0 to {MAX_STRENGTH:,.0f} (got {self.contrast}).",
                  "contrast", self.contrast)
+        if self.contrast is not None:  # the alpha shown beside it, and the loop's
+            _require(alpha_reaches(self.contrast, self.lam, self.eta, int(self.iterations)),
+                     f"no alpha gives a contrast of {self.contrast:g} with lambda "
+                     f"{self.lam:g}; give a smaller lambda.", "lam", self.lam)
         if self.contrast is None:  # alpha, lambda, eta and T so extreme that k overflows
             _require(_strength_ok(self.effective_contrast), "these alpha, lambda, eta and "
                      f"iterations give an effective contrast above {MAX_STRENGTH:,.0f} (or "
@@ -628,6 +632,18 @@ class PAD(ContrastFamily):
         return int(candidate_ids[selector.draw(scores, candidate_ids)])
 
 
+#: The largest alpha the search for a contrast's alpha goes to (k grows with alpha; a lambda
+#: above about 1e12 keeps every k below 1 at the defaults' eta and iterations).
+MAX_SEARCHED_ALPHA = 2.0 ** 39
+
+
+def alpha_reaches(contrast: float, lam: float, eta: float, iterations: int) -> bool:
+    """Whether some alpha up to ``MAX_SEARCHED_ALPHA`` gives the effective contrast
+    ``contrast`` with these lambda, eta and iterations."""
+    return contrast <= 0 or not _amulet_contrast(MAX_SEARCHED_ALPHA, lam, eta,
+                                                 iterations) < contrast
+
+
 def amulet_alpha_for_contrast(contrast: float, lam: float, eta: float, iterations: int) -> float:
     """The alpha whose Amulet recurrence gives effective contrast ``contrast``.
 
@@ -636,11 +652,11 @@ def amulet_alpha_for_contrast(contrast: float, lam: float, eta: float, iteration
     """
     if contrast <= 0:
         return 0.0
+    if not alpha_reaches(contrast, lam, eta, iterations):
+        raise SettingsError(f"No alpha reaches a contrast of {contrast}.")
     high = 1.0
     while _amulet_contrast(high, lam, eta, iterations) < contrast:
         high *= 2.0
-        if high > 1e12:
-            raise SettingsError(f"No alpha reaches a contrast of {contrast}.")
     low = 0.0
     for _ in range(200):
         middle = 0.5 * (low + high)

@@ -199,6 +199,9 @@ def test_out_of_range_controls_are_refused(make) -> None:  # noqa: ANN001
     (lambda: Amulet(alpha=1e300), "These alpha, lambda, eta and iterations give an effective "
                                   "contrast above 1,000,000 (or too large to compute); give a "
                                   "smaller alpha or eta, or fewer iterations."),
+    # a contrast no alpha reaches (the alpha beside it, and the loop's, would be sought in vain)
+    (lambda: Amulet(contrast=0.5, lam=1e20), "No alpha gives a contrast of 0.5 with lambda "
+                                             "1e+20; give a smaller lambda."),
 ])
 def test_a_strength_past_a_million_is_refused(make, message) -> None:  # noqa: ANN001
     """A strength of 1e300 turned every score infinite: an empty answer that said it ended."""

@@ -194,6 +194,23 @@ async def test_paper_settings_keep_the_preferences_typed_while_a_field_is_invali
             app.steering.with_paper_settings().method_object().settings())
 
 
+async def test_a_lambda_no_alpha_answers_is_marked_while_typed(model, home):
+    """The slider's alpha note sought the alpha of the recommended contrast while lambda was
+    typed: at 1e20 there is none, and the app died with a traceback."""
+    app = LocalprefApp(model=model)  # the recommended steering: Amulet at a set contrast
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel = app.query_one(PreferencePanel)
+        field = panel.query_one("#method-lam", Input)
+        field.value = "99999999999999999999"
+        await pilot.pause()
+        assert field.has_class("-invalid")
+        assert "give a smaller lambda" in panel.errors["lam"]
+        field.value = "2"
+        await pilot.pause()
+        assert not field.has_class("-invalid") and "lam" not in panel.errors
+
+
 async def test_a_comparison_past_the_lanes_says_what_to_do_in_the_app(model, home):
     """Three weighted preferences give each steered method 5 lanes: base, amulet and
     contrastive need 11 of the 8 the app decodes. The library's advice (a larger max_lanes)

@@ -450,7 +450,10 @@ def steering_from_form(
     except SettingsError as error:
         cannot_avoid = bool(avoid.strip()) and (avoid_error(steering.method_object())
                                                 or error.param == "avoid")
-        return None, {"avoid" if cannot_avoid else "": str(error)}
+        # a setting that fits no other (a lambda no alpha answers) marks its own field
+        field = ("avoid" if cannot_avoid else error.param if error.param in method_values
+                 else "")
+        return None, {field: str(error)}
     return steering, {}
 
 
