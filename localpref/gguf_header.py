@@ -131,6 +131,9 @@ _GENERIC_ROLE = re.compile(r"\{\{[^}]*(\[\s*['\"]role['\"]\s*\]|\.role\b)[^}]*\}
 
 #: Sanity limits: a header claiming more than this is corrupt, not merely large.
 _MAX_COUNT = 1 << 24
+#: A string claiming more bytes than this is corrupt (a chat template or a token is kilobytes),
+#: not the end of a truncated file.
+_MAX_STRING = 1 << 30
 #: Strings longer than this are not kept in ``GGUFInfo.metadata`` (only the chat template is).
 _MAX_KEPT_STRING = 512
 
@@ -259,6 +262,8 @@ class _Reader:
     def string(self, keep: bool = True) -> str | None:
         """A GGUF string (uint64 length + UTF-8 bytes); None when ``keep`` is False."""
         length = self.take(_U64)
+        if length > _MAX_STRING:
+            raise _Corrupt(f"a string of {length} bytes")
         end = self.pos + length
         if end > self.size:
             raise _Truncated
@@ -280,7 +285,10 @@ class _Reader:
         buffer, pos, size = self.buffer, self.pos, self.size
         try:
             for _ in range(n):
-                pos += 8 + unpack(buffer, pos)[0]
+                length = unpack(buffer, pos)[0]
+                if length > _MAX_STRING:
+                    raise _Corrupt(f"a string of {length} bytes")
+                pos += 8 + length
         except struct.error:
             raise _Truncated from None
         if pos > size:

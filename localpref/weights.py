@@ -131,6 +131,9 @@ def split_weight(item: str) -> tuple[str, float | None]:
     """An item's text and its weight (``concise=0.5``), or the item and None; a built-in
     preference's weight that is not a number is one sentence."""
     match = _WEIGHTED_ITEM.match(item)
+    if "=" in item and not item.replace("=", "").strip():  # neither a text nor a weight
+        raise SettingsError(f"The preference {item.strip()!r} has no text; give it as TEXT or "
+                            "TEXT=NUMBER, e.g. concise=1.", param="preference")
     if match is not None and not match.group("text").strip():
         raise SettingsError(f"The preference {item.strip()!r} has a weight but no text; give "
                             "it as TEXT=NUMBER, e.g. concise=1.", param="preference")

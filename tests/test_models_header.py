@@ -122,6 +122,23 @@ def test_corrupt_value_type(tmp_path: Path, head: bytes) -> None:
         read_gguf_header(bad)
 
 
+@pytest.mark.parametrize("where", ["key", "token"])
+def test_a_string_longer_than_any_file_is_corrupt_not_truncated(tmp_path: Path, head: bytes,
+                                                                where: str) -> None:
+    """A flipped high byte of a string's length made a whole-size file "truncated"."""
+    data = bytearray(head)
+    if where == "key":
+        offset = 24  # the first metadata key's length
+    else:  # the first token of the vocabulary, a string among 49,152 skipped unread
+        offset = head.index(b"tokenizer.ggml.tokens") + len("tokenizer.ggml.tokens") + 4 + 4 + 8
+    data[offset + 6] = 0x7F
+    bad = tmp_path / "flipped.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"flipped\.gguf has a corrupt GGUF header \(a string "
+                                         r"of \d{17} bytes\)\.$"):
+        read_gguf_header(bad)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_a_named_pipe_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
     """Opening a FIFO for reading waits for a writer: the check must not open it."""

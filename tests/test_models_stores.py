@@ -294,6 +294,24 @@ def test_lmstudio_follows_linked_folders_once(home: Path, gguf: Path, tmp_path: 
     assert models.resolve_model("lmstudio:far") == root / "pub" / "Far-GGUF" / "far.Q4_0.gguf"
 
 
+def test_a_second_lmstudio_name_linked_to_a_listed_file_is_listed_and_resolves(
+        home: Path, gguf: Path) -> None:
+    """A file linked under a second name was left out as a repeat of the first; and both of
+    LM Studio's folders being one folder lists each file once."""
+    root = home / ".lmstudio" / "models"
+    first = root / "pubA" / "Smol-GGUF" / "smol.Q4_0.gguf"
+    first.parent.mkdir(parents=True)
+    shutil.copyfile(gguf, first)
+    second = root / "pubB" / "Other-GGUF" / "other.Q4_0.gguf"
+    second.parent.mkdir(parents=True)
+    second.symlink_to(first)
+    (home / ".cache" / "lm-studio").mkdir(parents=True)
+    (home / ".cache" / "lm-studio" / "models").symlink_to(root)
+    assert [model.name for model in models.stored_models()] == [
+        "pubA/Smol-GGUF/smol.Q4_0.gguf", "pubB/Other-GGUF/other.Q4_0.gguf"]
+    assert models.resolve_model("lmstudio:pubB/Other-GGUF/other.Q4_0.gguf") == second
+
+
 def test_one_lmstudio_name_for_two_files_is_one_sentence_naming_both(
         lmstudio: dict[str, Path], home: Path, gguf: Path) -> None:
     """The same name in both LM Studio folders, or names that differ only in case, never

@@ -180,6 +180,9 @@ def test_command_line_items_with_a_number_after_equals_are_weights() -> None:
     for bare in ("=1", " = 0.5"):  # a weight of nothing, not the text "=1"
         with pytest.raises(SettingsError, match="has a weight but no text"):
             parse_preference_items([bare])
+    for nothing in ("=", " == "):  # neither a text nor a weight: not the text "="
+        with pytest.raises(SettingsError, match=r"^The preference '=+' has no text; give it "):
+            parse_preference_items(["concise", nothing])
     for mistyped in ("concise=abc", "Uplifting = ", "concise=1,5"):  # a preset's weight
         with pytest.raises(SettingsError, match="must be a number"):
             parse_preference_items([mistyped])

@@ -114,7 +114,9 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
 
 def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
     """Every GGUF file below LM Studio's folders (vision projectors left out), by name."""
-    found: dict[Path, StoredModel] = {}
+    # a file is listed once per name: both of LM Studio's folders may be one (a link), and a
+    # second name linked to a listed file is a name the user sees and gives
+    found: dict[tuple[str, Path], StoredModel] = {}
     for root in lmstudio_dirs() if roots is None else roots:
         if not root.is_dir():
             continue
@@ -124,7 +126,7 @@ def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
                 continue
             name = path.relative_to(root).as_posix()
             size = sum(part.stat().st_size for part in part_paths(path) if part.is_file())
-            found.setdefault(path.resolve(), StoredModel("lmstudio", name, path, size))
+            found.setdefault((name, path.resolve()), StoredModel("lmstudio", name, path, size))
     return sorted(found.values(), key=lambda model: model.name)
 
 
