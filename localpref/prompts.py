@@ -19,8 +19,8 @@ real texts, their control-token strings broken by a zero-width space.
 A template that can let its model think before answering (Qwen3's, GLM's, SmolLM3's read
 ``enable_thinking``) is rendered with thinking off: the model answers at once, so the steering
 shapes the answer the user reads, not hidden thoughts, and no answer is spent on them
-(llama-server's ``--reasoning-budget 0``). A template whose answer always begins inside a
-``<think>`` block (DeepSeek-R1's distills) gets a notice: its thoughts are part of the answer.
+(llama-server's ``--reasoning-budget 0``). A template whose assistant header always opens a
+``<think>`` block (DeepSeek-R1's distills') gets the block closed empty, as Qwen3's writes it.
 
 A GGUF without a chat template (a base model) gets a plain-text format rather than a chat
 format it never saw: the system text, a blank line, then one ``User: ...`` / ``Assistant: ...``
@@ -88,11 +88,13 @@ def no_template_notice(name: str) -> str:
             "next line that starts with 'User:' or 'Assistant:'.")
 
 
-def thinking_notice(name: str) -> str:
-    """The one sentence said when a model's template starts every answer with its thoughts."""
-    return (f"{name} thinks before every answer (its chat template opens a {THOUGHT_OPEN} "
-            f"block that it cannot leave out), so its thoughts, up to {THOUGHT_CLOSE}, are "
-            "part of each answer and of its max_tokens.")
+def closed_thought(text: str) -> str:
+    """A rendered prompt whose last ``<think>`` block is left open for the answer, with that
+    block closed empty: ``<think>\n\n</think>\n\n``, as Qwen3's template writes it when
+    thinking is off."""
+    head = text[: text.rindex(THOUGHT_OPEN) + len(THOUGHT_OPEN)]
+    rest = text[len(head):]
+    return (head if not rest.strip() else text + "\n") + f"\n\n{THOUGHT_CLOSE}\n\n"
 
 
 def as_messages(prompt_or_messages: str | Sequence[Message]) -> list[dict[str, str]]:
@@ -158,7 +160,14 @@ class ChatTemplate:
         self.eos_token = eos_token
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
-        """The conversation as the model expects it, assistant header added."""
+        """The conversation as the model expects it, assistant header added; a thought the
+        header opens is closed empty (``opens_thought``): the model answers at once."""
+        text = self._render(messages, add_generation_prompt)
+        if add_generation_prompt and self.opens_thought:
+            text = closed_thought(text)
+        return text
+
+    def _render(self, messages: Sequence[Message], add_generation_prompt: bool) -> str:
         try:
             return self._template.render(
                 messages=list(messages),
@@ -182,12 +191,12 @@ class ChatTemplate:
 
     @cached_property
     def opens_thought(self) -> bool:
-        """Whether the prompt leaves a ``<think>`` block open for the answer (the model's
-        every answer starts with its thoughts, as DeepSeek-R1's distills' do), thinking off
-        asked for as it is in every rendering."""
+        """Whether the template's assistant header opens a ``<think>`` block that thinking
+        off does not close (DeepSeek-R1's distills': every answer would start with thoughts);
+        ``render`` then closes it."""
         probe = [{"role": "user", "content": _SYSTEM_PROBE}]
         try:
-            tail = self.render(probe).rpartition(_SYSTEM_PROBE)[2]
+            tail = self._render(probe, True).rpartition(_SYSTEM_PROBE)[2]
         except TemplateError:
             return False
         return tail.rfind(THOUGHT_OPEN) > tail.rfind(THOUGHT_CLOSE)
@@ -283,8 +292,6 @@ class PromptBuilder:
         self.notices: list[str] = (
             [] if self.has_chat_template else [no_template_notice(model.name)]
         )
-        if self.has_chat_template and self.template.opens_thought:
-            self.notices.append(thinking_notice(model.name))
         self._control_strings: re.Pattern[str] | None = None
         self._markup: dict[str, list[int]] = {}
 

@@ -1,5 +1,6 @@
-"""Models that think before answering: asked to answer at once where their template can, and a
-notice where it cannot (docs/models.md, "Models that think")."""
+"""Models that think before answering are asked to answer at once: through their template's
+``enable_thinking`` where it reads one, else by closing the thoughts its header opens
+(docs/models.md, "Models that think")."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from localpref.api import Model
-from localpref.errors import LocalprefWarning
-from localpref.prompts import CHATML_TEMPLATE, ChatTemplate, thinking_notice
+from localpref.prompts import CHATML_TEMPLATE, ChatTemplate, closed_thought
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 #: The tail of Qwen3's template as published (GLM's and Qwen3.5's read the same variable):
@@ -46,7 +46,7 @@ def test_a_thinking_template_is_rendered_with_thinking_off() -> None:
 
 @pytest.mark.parametrize(("source", "opens"), [
     (QWEN3_LIKE, False),  # thinking off: its thoughts are closed before the answer
-    (R1_LIKE, True),
+    (R1_LIKE, True),  # (and closed by render)
     (CHATML_TEMPLATE, False),
     (None, False),  # the plain format of a model without a template
     ("{{ raise_exception('no') }}", False),  # a template that refuses everything
@@ -77,14 +77,26 @@ def test_a_model_that_can_answer_at_once_does_with_no_notice(
         assert len(answer.tokens) == 4
 
 
-def test_a_model_that_always_thinks_is_said_to_in_one_sentence(
+def test_a_model_that_always_thinks_gets_its_thoughts_closed_empty(
         thinking_ggufs: dict[str, Path]) -> None:
-    sentence = ("synthetic-llama-0M thinks before every answer (its chat template opens a "
-                "<think> block that it cannot leave out), so its thoughts, up to </think>, are "
-                "part of each answer and of its max_tokens.")
-    assert thinking_notice("synthetic-llama-0M") == sentence
-    with pytest.warns(LocalprefWarning) as caught:
-        model = Model(thinking_ggufs["r1"], n_ctx=256, max_lanes=2)
-    with model:
-        assert [str(w.message) for w in caught] == [sentence] == model.notices
-        assert model.prompts.lane_text(HI, None).endswith("<｜Assistant｜><think>\n")
+    with Model(thinking_ggufs["r1"], n_ctx=256, max_lanes=2) as model:
+        assert model.notices == []
+        for preference in (None, "concise"):
+            assert model.prompts.lane_text(HI, preference).endswith(
+                "<｜Assistant｜><think>\n\n</think>\n\n")
+        text = model.prompts.model.vocabulary.detokenize(model.prompts.lane_tokens(HI, None))
+        assert text.endswith("Hi<｜Assistant｜><think>\n\n</think>\n\n")
+        answer = model.generate("Hi", method="amulet", preference="concise", max_tokens=3,
+                                ignore_eos=True)
+        assert len(answer.tokens) == 3
+
+
+@pytest.mark.parametrize(("rendered", "closed"), [
+    ("A<think>\n", "A<think>\n\n</think>\n\n"),
+    ("A<think>", "A<think>\n\n</think>\n\n"),
+    ("<think>x</think>B<think>\n\n", "<think>x</think>B<think>\n\n</think>\n\n"),
+    ("A<think>\nLet me", "A<think>\nLet me\n\n\n</think>\n\n"),  # what the header began
+])
+def test_an_open_thought_is_closed_after_what_the_header_wrote(rendered: str,
+                                                               closed: str) -> None:
+    assert closed_thought(rendered) == closed
