@@ -26,83 +26,16 @@ import llama_cpp.llama_grammar
 import numpy as np
 
 from localpref.errors import SettingsError
+from localpref.schema_checks import (
+    anchored_patterns,
+    listed,
+    shape_problem,
+    unenforced_keywords,
+    unwritable_literals,
+)
 
 #: llama.cpp's ``llama_token_data`` as a NumPy record (id, logit, p).
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
-
-
-#: Keywords that constrain a value and that llama-cpp-python's converter (0.3.36) leaves out
-#: of the grammar: an answer would be free to break them, so a schema using one is refused.
-#: (Annotations such as ``title``, ``description`` or ``format`` do not constrain, and an
-#: unknown ``format`` is an annotation in JSON Schema 2020-12.)
-UNENFORCED_KEYWORDS = frozenset({
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "uniqueItems", "contains", "minContains", "maxContains", "not", "if", "then", "else",
-    "dependentRequired", "dependentSchemas", "dependencies", "patternProperties",
-    "propertyNames", "minProperties", "maxProperties", "unevaluatedProperties",
-    "unevaluatedItems",
-})
-#: Keywords whose value is a schema, a list of schemas or a map of names to schemas.
-_SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", "oneOf",
-                       "allOf", "properties", "$defs", "definitions")
-
-
-def _subschemas(schema: Any, where: str = "") -> list[tuple[dict[str, Any], str]]:
-    """``schema`` and each of its subschemas, with where it is (``properties.age``; "" at the
-    top), depth first in the schema's order."""
-    if not isinstance(schema, dict):
-        return []
-    found = [(schema, where)]
-    for keyword in _SUBSCHEMA_KEYWORDS:
-        value = schema.get(keyword)
-        if isinstance(value, dict) and keyword in ("properties", "$defs", "definitions"):
-            children = [(f"{keyword}.{name}", child) for name, child in value.items()]
-        elif isinstance(value, list):
-            children = [(f"{keyword}[{index}]", child) for index, child in enumerate(value)]
-        else:
-            children = [(keyword, value)]
-        for path, child in children:
-            found += _subschemas(child, f"{where}.{path}" if where else path)
-    return found
-
-
-def unenforced_keywords(schema: Any, where: str = "") -> list[tuple[str, str]]:
-    """Every keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` and its subschemas, each
-    with where it is (``properties.age``; "" at the top), in the schema's order."""
-    return [(keyword, place) for subschema, place in _subschemas(schema, where)
-            for keyword in subschema if keyword in UNENFORCED_KEYWORDS]
-
-
-def _needs_escaping(value: Any) -> bool:
-    """Whether JSON writes ``value`` (or a text inside it) with a backslash escape other than
-    a non-ASCII ``\\uXXXX``: a quote, a backslash or a control character."""
-    if isinstance(value, str):
-        return any(char in '"\\' or ord(char) < 0x20 for char in value)
-    if isinstance(value, dict):
-        return any(_needs_escaping(key) or _needs_escaping(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_needs_escaping(item) for item in value)
-    return False
-
-
-def unwritable_literals(schema: Any) -> list[tuple[str, str]]:
-    """The ``enum``, ``const`` and property names of ``schema`` that the converter cannot
-    write, each with where it is: it copies their JSON text into a grammar literal without
-    doubling its backslashes, so ``"a\\"b"`` ends the literal early and ``"x\\ny"`` becomes
-    a raw newline, which JSON forbids inside a string (llama-cpp-python 0.3.36)."""
-    found = []
-    for subschema, where in _subschemas(schema):
-        for keyword in ("enum", "const"):
-            if keyword not in subschema:
-                continue
-            value = subschema[keyword]
-            values = value if keyword == "enum" and isinstance(value, list) else [value]
-            if any(_needs_escaping(item) for item in values):
-                found.append((keyword, where))
-        names = subschema.get("properties")
-        if isinstance(names, dict) and any(_needs_escaping(name) for name in names):
-            found.append(("properties", where))
-    return found
 
 
 #: A JSON string's unescaped character: neither a quote, a backslash nor a control character
@@ -124,19 +57,6 @@ def _json_safe_characters(grammar: str) -> str:
     return "\n".join(lines)
 
 
-def _listed(found: list[tuple[str, str]]) -> str:
-    """``'maximum' and 'minimum' (at properties.age)``: the keywords, grouped by place."""
-    places: dict[str, list[str]] = {}
-    for keyword, where in found:
-        places.setdefault(where, []).append(f"'{keyword}'")
-    parts = []
-    for where, keywords in places.items():
-        named = keywords[0] if len(keywords) == 1 else \
-            ", ".join(keywords[:-1]) + f" and {keywords[-1]}"
-        parts.append(f"{named} (at {where})" if where else named)
-    return "; ".join(parts)
-
-
 def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
     """The GBNF of a JSON answer: any JSON object without ``schema``, else one that validates
     against it; an unusable schema is a ``SettingsError``, and so is one with a constraint
@@ -145,25 +65,28 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
         return llama_cpp.llama_grammar.JSON_GBNF
     if not isinstance(schema, dict):
         raise SettingsError("The JSON schema must be an object.")
+    problem = shape_problem(schema)
+    if problem is not None:
+        raise SettingsError(problem)
     unenforced = unenforced_keywords(schema)
     if unenforced:
         these = "that constraint" if len(unenforced) == 1 else "those constraints"
-        raise SettingsError(f"The JSON schema uses {_listed(unenforced)}, which localpref "
+        raise SettingsError(f"The JSON schema uses {listed(unenforced)}, which localpref "
                             f"cannot enforce while it writes; remove "
                             f"{'it' if len(unenforced) == 1 else 'them'} and check {these} "
                             "on the answer.")
     unwritable = unwritable_literals(schema)
     if unwritable:
-        raise SettingsError(f"The JSON schema's {_listed(unwritable)} holds a text with a "
+        raise SettingsError(f"The JSON schema's {listed(unwritable)} holds a text with a "
                             "quote, a backslash or a control character, which localpref's "
                             "grammar converter cannot write; use plain texts there.")
     try:
         return _json_safe_characters(
-            llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
+            llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(anchored_patterns(schema))))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
         detail = str(error).strip().rstrip(".") or type(error).__name__
-        raise SettingsError(f"The JSON schema cannot be turned into a grammar: {detail}.") \
-            from None
+        raise SettingsError("localpref cannot follow this JSON schema (llama.cpp's converter "
+                            f"says: {detail}).") from None
 
 
 #: The deepest nesting of groups a grammar may have. llama.cpp parses a group inside a group by

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from llama_cpp.llama_grammar import JSON_GBNF
 
+from localpref.decoding import Generation
 from localpref.errors import SettingsError
-from localpref.grammar import (
+from localpref.grammar import GrammarMask, grammar_depth, json_grammar
+from localpref.request import Request
+from localpref.schema_checks import (
     UNENFORCED_KEYWORDS,
-    GrammarMask,
-    grammar_depth,
-    json_grammar,
+    anchored_patterns,
+    shape_problem,
     unenforced_keywords,
     unwritable_literals,
 )
@@ -132,3 +134,103 @@ def test_an_enum_const_or_name_the_converter_would_write_wrong_is_refused(schema
         f"The JSON schema's {where} holds a text with a quote, a backslash or a control "
         "character, which localpref's grammar converter cannot write; use plain texts there.")
     assert unwritable_literals({"enum": ["café", 3, None, ["ok"]]}) == []
+
+
+@pytest.mark.parametrize(("schema", "sentence"), [
+    ({"type": "object", "properties": [1]},
+     "The JSON schema's 'properties' must be an object (got a list)."),
+    ({"type": "string", "minLength": "3"},
+     "The JSON schema's 'minLength' must be a whole number, 0 or more (got a text)."),
+    ({"type": "object", "properties": {"a": {"type": "array", "items": 5}}},
+     "The JSON schema's 'items' (at properties.a) must be a schema object (got a number)."),
+    ({"type": "array", "items": True},  # a schema in JSON Schema, which the converter reads not
+     "The JSON schema's 'items' must be a schema object (got true/false)."),
+    ({"type": "object", "properties": {"a": "string"}},
+     "The JSON schema's property 'a' (at properties) must be a schema object (got a text)."),
+    ({"type": "object", "required": "a"},
+     "The JSON schema's 'required' must be a list of property names (got a text)."),
+    ({"anyOf": [{"type": "string"}, True]},
+     "The JSON schema's 'anyOf' must be a list of schemas (objects), not empty (got a list)."),
+    ({"$defs": {"a": {"$ref": "#/$defs/b"}}, "$ref": "#/$defs/a"},
+     "The JSON schema's $ref '#/$defs/b' (at $defs.a) names nothing in it."),
+    ({"$ref": "#/$defs/Nope"}, "The JSON schema's $ref '#/$defs/Nope' names nothing in it."),
+    ({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}},
+     "The JSON schema's $ref 'https://example.com/s.json' (at properties.a) is not inside the "
+     "schema; localpref follows only references such as '#/$defs/name'."),
+    ({"$ref": "#"}, "The JSON schema's $ref '#' is not inside the schema; localpref follows "
+                    "only references such as '#/$defs/name'."),
+])
+def test_a_keyword_of_the_wrong_kind_or_a_lost_ref_is_one_sentence(schema, sentence) -> None:
+    """The converter answered these with Python's own errors ("'list' object has no attribute
+    'items'", "'#/$defs/b'")."""
+    assert shape_problem(schema) == sentence
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(schema)
+    assert str(refused.value) == sentence
+
+
+def test_a_schema_of_the_right_shape_has_no_problem() -> None:
+    schema = {"$defs": {"tag": {"type": "string", "enum": ["a", "b"]}}, "type": "object",
+              "properties": {"tags": {"type": "array", "items": {"$ref": "#/$defs/tag"},
+                                      "minItems": 1, "maxItems": 3},
+                             "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+              "required": ["tags"], "additionalProperties": False}
+    assert shape_problem(schema) is None
+    assert "tag" in json_grammar(schema)
+
+
+@pytest.mark.parametrize(("pattern", "anchored"), [
+    (r"\d{3}", r"^([0-9]{3})$"),
+    (r"^\d{3}", r"^([0-9]{3})$"),
+    (r"\d{3}$", r"^([0-9]{3})$"),
+    (r"^[a-z]{3}$", r"^[a-z]{3}$"),  # as it was
+    ("a\\$", "^(a[$])$"),  # an escaped dollar is a character, not the anchor
+    ("a\\\\$", "^(a\\\\)$"),  # an escaped backslash, then the anchor
+    (r"^[\w.-]+@\w+\s\.$", r"^[0-9A-Za-z_.-]+@[0-9A-Za-z_]+ [.]$"),  # classes within too
+    (r"^\d{3}\-[\^\-\.]\/$", r"^[0-9]{3}[\x2D][\x5E\x2D.][/]$"),  # escapes the grammar reads
+    (r"^\(\d\)\\\u00e9$", r"^\([0-9]\)\\\u00e9$"),  # escapes it reads as they are
+])
+def test_an_unanchored_pattern_is_written_as_a_whole_match(pattern: str, anchored: str) -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern},
+                                               "pattern": {"type": "string"}}}
+    fixed = anchored_patterns(schema)
+    assert fixed["properties"]["code"]["pattern"] == anchored
+    assert fixed["properties"]["pattern"] == {"type": "string"}  # a property so named
+    assert schema["properties"]["code"]["pattern"] == pattern  # the caller's is kept
+
+
+def test_pydantics_unanchored_pattern_gives_answers_that_match_it(model) -> None:
+    """``Field(pattern=r"\\d{3}")``: refused before, as the converter wants ^...$."""
+    import json
+    import re
+
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": r"\d{3}"}},
+              "required": ["code"]}
+    request = Request.make("Give me a code.", method="base", max_tokens=32).replace(
+        grammar=json_grammar(schema))
+    result = Generation(model.submit(request)).run()
+    assert re.search(r"\d{3}", json.loads(result.text)["code"])
+    email = {"type": "string", "pattern": r"^\w{2,6}@\w{2,6}\.com$"}
+    request = Request.make("An email?", method="base", max_tokens=40).replace(
+        grammar=json_grammar(email))
+    result = Generation(model.submit(request)).run()
+    assert re.fullmatch(r"\w{2,6}@\w{2,6}\.com", json.loads(result.text)), result.text
+
+
+@pytest.mark.parametrize(("pattern", "sample"), [
+    (r"\d{3}-\d{4}", "555-1234"), (r"^[\w.+-]+@[\w-]+\.[\w.]+$", "ann.lee@mail.co.uk"),
+    (r"^\$\d+(\.\d{2})?$", "$12.50"), (r"^[A-Z]{2}\d{6}$", "AB123456"),
+    (r"^\(\d{3}\) \d{3}-\d{4}$", "(555) 123-4567"), (r"^https?://[\w./-]+$", "https://a.b/c"),
+    (r"\w+\s\w+", "two words"), (r"^[\^\-\]]+$", "^-]"),
+])
+def test_common_patterns_make_grammars_that_take_what_they_match(model, pattern: str,
+                                                               sample: str) -> None:
+    """The converter copied ``\\d`` and ``\\.`` into the grammar, which llama.cpp refused
+    ("The grammar does not parse"): pydantic's usual patterns could not be followed."""
+    import re
+
+    assert re.search(pattern, sample)
+    grammar = json_grammar({"type": "string", "pattern": pattern})
+    allowed = _allowed_after(model, grammar, '"' + sample)  # every token of it allowed
+    [quote] = model.vocabulary.tokenize('"', add_special=False)
+    assert allowed[quote]  # and the text may end there

@@ -1,0 +1,246 @@
+"""What a JSON schema must be before llama-cpp-python's converter makes it a grammar.
+
+The converter (``llama_cpp.llama_grammar.json_schema_to_gbnf``, 0.3.36) trusts the schema: a
+keyword holding the wrong kind of value or a ``$ref`` to nothing made it raise Python's own
+errors ("'list' object has no attribute 'items'"), and it leaves some constraints out of the
+grammar. So a schema is checked first, and every problem is one sentence naming the keyword and
+where it is (``properties.age``):
+
+- ``shape_problem``: keywords whose value is of the wrong kind, ``$ref`` that is not inside
+  the schema or names nothing there;
+- ``unenforced_keywords``: constraints the grammar would not enforce (refused: an answer would
+  be free to break them);
+- ``unwritable_literals``: texts the converter cannot write into a grammar literal.
+
+``anchored_patterns`` gives the schema with every ``pattern`` as the converter and llama.cpp's
+grammar parser need it: anchored, and its ``\\d``, ``\\w`` and ``\\s`` written as ranges.
+JSON Schema's ``pattern`` matches anywhere in a text (pydantic's ``Field(pattern=r"\\d{3}")``
+comes unanchored), and a text the grammar writes as a whole match of it matches it anywhere,
+so the answer still validates.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+#: Keywords that constrain a value and that llama-cpp-python's converter (0.3.36) leaves out
+#: of the grammar: an answer would be free to break them, so a schema using one is refused.
+#: (Annotations such as ``title``, ``description`` or ``format`` do not constrain, and an
+#: unknown ``format`` is an annotation in JSON Schema 2020-12.)
+UNENFORCED_KEYWORDS = frozenset({
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+    "uniqueItems", "contains", "minContains", "maxContains", "not", "if", "then", "else",
+    "dependentRequired", "dependentSchemas", "dependencies", "patternProperties",
+    "propertyNames", "minProperties", "maxProperties", "unevaluatedProperties",
+    "unevaluatedItems",
+})
+#: Keywords whose value is a schema, a list of schemas or a map of names to schemas.
+_SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", "oneOf",
+                       "allOf", "properties", "$defs", "definitions")
+
+
+def subschemas(schema: Any, where: str = "") -> list[tuple[dict[str, Any], str]]:
+    """``schema`` and each of its subschemas, with where it is (``properties.age``; "" at the
+    top), depth first in the schema's order."""
+    if not isinstance(schema, dict):
+        return []
+    found = [(schema, where)]
+    for keyword in _SUBSCHEMA_KEYWORDS:
+        value = schema.get(keyword)
+        if isinstance(value, dict) and keyword in ("properties", "$defs", "definitions"):
+            children = [(f"{keyword}.{name}", child) for name, child in value.items()]
+        elif isinstance(value, list):
+            children = [(f"{keyword}[{index}]", child) for index, child in enumerate(value)]
+        else:
+            children = [(keyword, value)]
+        for path, child in children:
+            found += subschemas(child, f"{where}.{path}" if where else path)
+    return found
+
+
+def unenforced_keywords(schema: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every keyword of :data:`UNENFORCED_KEYWORDS` in ``schema`` and its subschemas, each
+    with where it is (``properties.age``; "" at the top), in the schema's order."""
+    return [(keyword, place) for subschema, place in subschemas(schema, where)
+            for keyword in subschema if keyword in UNENFORCED_KEYWORDS]
+
+
+def _needs_escaping(value: Any) -> bool:
+    """Whether JSON writes ``value`` (or a text inside it) with a backslash escape other than
+    a non-ASCII ``\\uXXXX``: a quote, a backslash or a control character."""
+    if isinstance(value, str):
+        return any(char in '"\\' or ord(char) < 0x20 for char in value)
+    if isinstance(value, dict):
+        return any(_needs_escaping(key) or _needs_escaping(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_needs_escaping(item) for item in value)
+    return False
+
+
+def unwritable_literals(schema: Any) -> list[tuple[str, str]]:
+    """The ``enum``, ``const`` and property names of ``schema`` that the converter cannot
+    write, each with where it is: it copies their JSON text into a grammar literal without
+    doubling its backslashes, so ``"a\\"b"`` ends the literal early and ``"x\\ny"`` becomes
+    a raw newline, which JSON forbids inside a string (llama-cpp-python 0.3.36)."""
+    found = []
+    for subschema, where in subschemas(schema):
+        for keyword in ("enum", "const"):
+            if keyword not in subschema:
+                continue
+            value = subschema[keyword]
+            values = value if keyword == "enum" and isinstance(value, list) else [value]
+            if any(_needs_escaping(item) for item in values):
+                found.append((keyword, where))
+        names = subschema.get("properties")
+        if isinstance(names, dict) and any(_needs_escaping(name) for name in names):
+            found.append(("properties", where))
+    return found
+
+
+def listed(found: list[tuple[str, str]]) -> str:
+    """``'maximum' and 'minimum' (at properties.age)``: the keywords, grouped by place."""
+    places: dict[str, list[str]] = {}
+    for keyword, where in found:
+        places.setdefault(where, []).append(f"'{keyword}'")
+    parts = []
+    for where, keywords in places.items():
+        named = keywords[0] if len(keywords) == 1 else \
+            ", ".join(keywords[:-1]) + f" and {keywords[-1]}"
+        parts.append(f"{named} (at {where})" if where else named)
+    return "; ".join(parts)
+
+
+#: Keywords and the kinds of value they hold: a check and the words for it.
+_KINDS: dict[str, tuple[Any, str]] = {
+    **{keyword: (lambda v: isinstance(v, dict), "an object")
+       for keyword in ("properties", "$defs", "definitions")},
+    # (JSON Schema's true and false are schemas too; the converter reads them only as
+    # additionalProperties)
+    **{keyword: (lambda v: isinstance(v, list) and bool(v) and all(
+        isinstance(i, dict) for i in v), "a list of schemas (objects), not empty")
+       for keyword in ("anyOf", "oneOf", "allOf", "prefixItems")},
+    "items": (lambda v: isinstance(v, dict), "a schema object"),
+    "additionalProperties": (lambda v: isinstance(v, dict | bool),
+                             "a schema (an object) or true/false"),
+    "required": (lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+                 "a list of property names"),
+    "enum": (lambda v: isinstance(v, list) and bool(v), "a list of values, not empty"),
+    "type": (lambda v: isinstance(v, str) or (isinstance(v, list) and bool(v) and all(
+        isinstance(i, str) for i in v)), "a type name or a list of them"),
+    **{keyword: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                 "a whole number, 0 or more")
+       for keyword in ("minLength", "maxLength", "minItems", "maxItems")},
+    "pattern": (lambda v: isinstance(v, str), "a text (a regular expression)"),
+    "$ref": (lambda v: isinstance(v, str), "a text"),
+}
+#: Where a kind's words name a value: ``a list`` for ``[1]``.
+_VALUE_KINDS = ((bool, "true/false"), (int, "a number"), (float, "a number"), (str, "a text"),
+                (list, "a list"), (dict, "an object"))
+
+
+def _kind_of(value: Any) -> str:
+    return next((name for kind, name in _VALUE_KINDS if isinstance(value, kind)), "null")
+
+
+def _at(where: str) -> str:
+    return f" (at {where})" if where else ""
+
+
+def shape_problem(schema: dict[str, Any]) -> str | None:
+    """The first keyword of ``schema`` or its subschemas holding the wrong kind of value, or
+    a ``$ref`` the converter cannot follow, as one sentence; None when there is none."""
+    for subschema, where in subschemas(schema):
+        for keyword, value in subschema.items():
+            check = _KINDS.get(keyword)
+            if check is not None and not check[0](value):
+                return (f"The JSON schema's '{keyword}'{_at(where)} must be {check[1]} "
+                        f"(got {_kind_of(value)}).")
+        properties = subschema.get("properties", {})
+        for name, value in properties.items():
+            if not isinstance(value, dict):
+                place = f"{where}.properties" if where else "properties"
+                return (f"The JSON schema's property '{name}'{_at(place)} must be a schema "
+                        f"object (got {_kind_of(value)}).")
+        reference = subschema.get("$ref")
+        if reference is not None and not _resolves(schema, reference):
+            if not reference.startswith("#/"):
+                return (f"The JSON schema's $ref '{reference}'{_at(where)} is not inside the "
+                        "schema; localpref follows only references such as '#/$defs/name'.")
+            return f"The JSON schema's $ref '{reference}'{_at(where)} names nothing in it."
+    return None
+
+
+def _resolves(schema: dict[str, Any], reference: str) -> bool:
+    """Whether a ``#/a/b`` reference names a schema inside ``schema`` (read as the converter
+    reads it: names split on ``/``)."""
+    if not reference.startswith("#/"):
+        return False
+    target: Any = schema
+    for name in reference[2:].split("/"):
+        if not isinstance(target, dict) or name not in target:
+            return False
+        target = target[name]
+    return isinstance(target, dict)
+
+
+#: Shorthand classes the converter copies into the grammar as they are (``"\\d"``, which
+#: llama.cpp's grammar parser refuses), as ranges it writes: inside a class, then outside.
+#: ``\\s`` is a space only: a raw tab or line break would break the JSON string.
+_SHORTHANDS = {"d": ("0-9", "[0-9]"), "w": ("0-9A-Za-z_", "[0-9A-Za-z_]"), "s": (" ", " ")}
+#: Escapes the converter and llama.cpp's grammar both read as the character itself (the
+#: converter unescapes the first ten; the grammar reads ``\\\\``); any other escaped character
+#: (``\\.``, ``\\-``, ``\\/``) the converter copies as it is, and the grammar refuses.
+_KEPT_ESCAPES = frozenset("[]()|{}*+?\\")
+
+
+def _plain_classes(pattern: str) -> str:
+    """``pattern`` as llama.cpp's grammar can read what the converter makes of it:
+    ``\\d``, ``\\w`` and ``\\s`` as ranges, and an escaped character the grammar does not
+    know as the character in a class of its own (``\\.`` as ``[.]``; inside a class, itself,
+    or its code for ``^`` and ``-``). Everything else as it was."""
+    written: list[str] = []
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+            shorthand = _SHORTHANDS.get(char)
+            if shorthand is not None:
+                written.append(shorthand[0] if in_class else shorthand[1])
+            elif char in _KEPT_ESCAPES or not char.isascii() or char.isalnum():
+                written.append("\\" + char)  # (a letter's escape stays the grammar's to read)
+            elif char in "^-":
+                code = f"\\x{ord(char):02X}"
+                written.append(code if in_class else f"[{code}]")
+            else:
+                written.append(char if in_class else f"[{char}]")
+        elif char == "\\":
+            escaped = True
+        else:
+            if char == "[":
+                in_class = True
+            elif char == "]":
+                in_class = False
+            written.append(char)
+    return "".join(written) + ("\\" if escaped else "")
+
+
+def _anchored(pattern: str) -> str:
+    """``pattern`` as a whole match: ``^(...)$`` around what its own anchors leave."""
+    starts = pattern.startswith("^")
+    trailing_backslashes = len(pattern[:-1]) - len(pattern[:-1].rstrip("\\"))
+    ends = pattern.endswith("$") and trailing_backslashes % 2 == 0
+    if starts and ends:
+        return pattern
+    core = pattern[1 if starts else 0: len(pattern) - 1 if ends else len(pattern)]
+    return f"^({core})$"
+
+
+def anchored_patterns(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` with each subschema's ``pattern`` a whole match (the module's
+    docstring says why); ``schema`` itself is left as it is."""
+    copied = copy.deepcopy(schema)
+    for subschema, _ in subschemas(copied):
+        if isinstance(subschema.get("pattern"), str):
+            subschema["pattern"] = _anchored(_plain_classes(subschema["pattern"]))
+    return copied
