@@ -4,6 +4,8 @@ no CORS unless asked)."""
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 from server_helpers import MODEL_ID, assert_error_shape, request, running_server, sdk_client
@@ -50,10 +52,31 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"{not json",
                                        headers={"Content-Type": "application/json"}), 400)
     assert error["message"] == "The request body is not valid JSON."
-    for raw in (b'{"model": "\xff\xfe"}', b"[" * 100_000 + b"]" * 100_000):  # not UTF-8; deep
+    # valid JSON that Python's reader refuses is said as what it is
+    for raw, sentence in ((b'{"model": "\xff\xfe"}', "The request body is not valid JSON."),
+                          (b"[" * 100_000 + b"]" * 100_000,
+                           "The request body's JSON nests arrays or objects too deeply."),
+                          (b'{"seed": ' + b"9" * 5000 + b"}",
+                           "A number in the request body has more than 4,300 digits.")):
         error = assert_error_shape(request(server.url, "POST", CHAT, raw=raw, headers={
             "Content-Type": "application/json"}), 400)
-        assert error["message"] == "The request body is not valid JSON."
+        assert error["message"] == sentence
+
+
+def test_a_compressed_body_is_415_naming_its_encoding(server) -> None:
+    """A gzip body was "not valid JSON"; a br header on a plain body was read as plain."""
+    import gzip
+
+    plain = json.dumps(body(max_tokens=2)).encode()
+    for raw, encoding in ((gzip.compress(plain), "gzip"), (plain, "br")):
+        error = assert_error_shape(request(server.url, "POST", CHAT, raw=raw, headers={
+            "Content-Type": "application/json", "Content-Encoding": encoding}), 415)
+        assert error["message"] == (f"The request body's Content-Encoding '{encoding}' is not "
+                                    "supported; send it uncompressed.")
+        assert error["param"] == "Content-Encoding"
+    answer = request(server.url, "POST", CHAT, raw=plain, headers={
+        "Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert answer.status == 200
     error = assert_error_shape(request(server.url, "POST", CHAT, raw=b"",
                                        headers={"Content-Type": "application/json"}), 400)
     assert error["message"] == "The request body is empty; send a JSON object."
@@ -84,7 +107,7 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
     (MODEL_ID, {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "x"}}]}]}, "Only text content parts"),
     (MODEL_ID, {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
-     "A text content part needs its text"),
+     'A text content part needs its "text" as a string'),
     (MODEL_ID, {"messages": [{"role": "user", "content": "a\ud800b"}]},  # JSON's \\ud800
      "The message is not valid Unicode text: it holds a lone surrogate (U+D800)"),
     (MODEL_ID, {"localpref": {"preference": "kind\udce9"}}, "preference is not valid Unicode"),
@@ -160,6 +183,17 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
     ({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "x"}}]}]},
      "messages[0].content[1].type", "Only text content parts are supported (got 'image_url')."),
+    # a bad part was "messages[0].content: Input should be a valid string": the union's
+    # first member, pointing the client away from the list of parts it sent
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+     "messages[0].content[0].text",
+     'A text content part needs its "text" as a string ({"type": "text", "text": "..."}).'),
+    ({"messages": [{"role": "user", "content": ["hi"]}]}, "messages[0].content[0]",
+     'A content part must be an object such as {"type": "text", "text": "..."} (got "hi").'),
+    ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+     "messages[0].content[0].type", 'A content part needs its "type" as a string ("text").'),
+    ({"messages": [{"role": "user", "content": [{"type": "refusal", "refusal": "No."}]}]},
+     "messages[0].content[0].type", "Only text content parts are supported (got 'refusal')."),
     # no parts was an empty turn, answered
     ({"messages": [{"role": "user", "content": []}]}, "messages[0].content",
      "A message's content parts are an empty list; send a text or at least one text part."),
@@ -317,3 +351,17 @@ def test_while_loading_everything_is_503_with_retry_after() -> None:
             answer = request(loading.url, method, path, body=sent)
             error = assert_error_shape(answer, 503)
             assert error["code"] == "model_loading" and int(answer.headers["retry-after"]) > 0
+
+
+def test_an_assistants_refusal_part_in_the_history_reads_as_its_text(server) -> None:
+    """OpenAI's history may hold an assistant message of refusal parts: it was a 400."""
+    said = [{"type": "text", "text": "I would "}, {"type": "refusal", "refusal": "rather not."}]
+    usage = []
+    for content in (said, "I would rather not."):
+        messages = [{"role": "user", "content": "Tell me a secret."},
+                    {"role": "assistant", "content": content},
+                    {"role": "user", "content": "Then a joke."}]
+        answer = request(server.url, "POST", CHAT, body=body(messages=messages, max_tokens=2))
+        assert answer.status == 200, answer.text
+        usage.append(answer.json()["usage"]["prompt_tokens"])
+    assert usage[0] == usage[1]  # the parts read as the one text

@@ -11,6 +11,7 @@ server's log, never to the client.
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -117,6 +118,19 @@ def from_library(error: Exception) -> ApiError:
 BODY_PARSE_DETAIL = "There was an error parsing the body"
 
 
+def why_not_json(body: bytes) -> str:
+    """Why ``body`` did not decode, in one sentence: Python's JSON reader also refuses valid
+    JSON, a number of more than 4,300 digits and nesting deeper than its recursion."""
+    try:
+        json.loads(body)
+    except RecursionError:
+        return "The request body's JSON nests arrays or objects too deeply."
+    except ValueError as error:
+        if "digits" in str(error):
+            return "A number in the request body has more than 4,300 digits."
+    return "The request body is not valid JSON."
+
+
 def unknown_localpref_field(name: str) -> str:
     """The sentence for a field the ``localpref`` object does not have (a misspelled one
     would otherwise be ignored and the answer silently unsteered)."""
@@ -197,9 +211,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"{request.url.path} does not accept {request.method}."
             code = "method_not_allowed"
         elif error.status_code == 400 and error.detail == BODY_PARSE_DETAIL:
-            # Starlette's words for a body it could not decode (bytes that are not UTF-8,
-            # JSON nested too deep): as any other body that is not JSON.
-            message, code = "The request body is not valid JSON.", "invalid_request"
+            # Starlette's words for a body it could not decode: said as what it is
+            message, code = why_not_json(await request.body()), "invalid_request"
         else:
             message, code = str(error.detail), None
         return ApiError(error.status_code, message, code=code,

@@ -5,7 +5,8 @@
   rebinding (its requests carry the attacker's host name).
 - ``ApiKeyCheck``: with a key set, every route but ``/health`` needs ``Authorization: Bearer
   KEY`` (the scheme in any case, as HTTP allows; the key compared in constant time).
-- ``BodyLimit``: a body over ``MAX_BODY_BYTES`` (1 MiB) is a 413, declared or streamed.
+- ``BodyLimit``: a body over ``MAX_BODY_BYTES`` (1 MiB) is a 413, declared or streamed; a
+  compressed one (a ``Content-Encoding`` other than ``identity``) a 415, as it is not read.
 - ``CorsWithErrors``: Starlette's CORS for the ``--cors-origin`` origins, with a refused
   preflight in the OpenAI error shape instead of Starlette's plain text.
 """
@@ -133,6 +134,12 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        encoding = (_header(scope, b"content-encoding") or "identity").strip()
+        if encoding.lower() != "identity":
+            await _refuse(send, ApiError(
+                415, f"The request body's Content-Encoding {encoding!r} is not supported; send "
+                "it uncompressed.", code="unsupported_media_type", param="Content-Encoding"))
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:

@@ -17,18 +17,13 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
 
-class ContentPart(_Lenient):
-    """One part of a message's content; only ``text`` parts are read."""
-
-    type: str
-    text: str | None = None
-
-
 class ChatMessage(_Lenient):
-    """A message: ``developer`` is treated as ``system``; content is text or text parts."""
+    """A message: ``developer`` is treated as ``system``; content is text or a list of parts,
+    which ``translate.message_text`` reads and checks (a bad part named exactly, where a
+    union's error would say the content should be a string)."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: str | list[Any] | None = None
 
 
 class StreamOptions(_Lenient):

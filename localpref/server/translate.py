@@ -13,6 +13,7 @@ chat).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +143,9 @@ def _longer_lane_text(preference: Any, avoid: Any, like: Any) -> str:
 
 
 def message_text(message: ChatMessage, index: int) -> str:
-    """A message's text: a string, or its text parts joined (other parts are a 400, and so is
-    a user or system message with no content: only an assistant's may be null)."""
+    """A message's text: a string, or its text parts joined (an assistant's refusal parts
+    read as text; other parts are a 400, and so is a user or system message with no content:
+    only an assistant's may be null)."""
     content = message.content
     field = f"messages[{index}].content"
     if content is None:
@@ -156,16 +158,31 @@ def message_text(message: ChatMessage, index: int) -> str:
     if not content:  # as OpenAI: a list of parts has at least one
         raise FieldError(field, "A message's content parts are an empty list; send a text or "
                          "at least one text part.")
-    pieces = []
-    for number, part in enumerate(content):
-        if part.type != "text":
-            raise FieldError(f"{field}[{number}].type", "Only text content parts are "
-                             f"supported (got '{part.type}').")
-        if part.text is None:
-            raise FieldError(f"{field}[{number}].text", "A text content part needs its text "
-                             '({"type": "text", "text": "..."}).')
-        pieces.append(part.text)
-    return "".join(pieces)
+    return "".join(part_text(part, f"{field}[{number}]", message.role)
+                   for number, part in enumerate(content))
+
+
+def part_text(part: object, where: str, role: str) -> str:
+    """One content part's text (``where``: its place, ``messages[0].content[1]``): a text
+    part's, or an assistant's refusal part's (OpenAI's history may hold one)."""
+    if not isinstance(part, dict):
+        shown = json.dumps(part)
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        raise FieldError(where, 'A content part must be an object such as {"type": "text", '
+                         f'"text": "..."}} (got {shown}).')
+    kind = part.get("type")
+    if not isinstance(kind, str):
+        raise FieldError(f"{where}.type", 'A content part needs its "type" as a string '
+                         '("text").')
+    name = "refusal" if kind == "refusal" and role == "assistant" else "text"
+    if kind != name:
+        raise FieldError(f"{where}.type", f"Only text content parts are supported (got "
+                         f"'{kind}').")
+    text = part.get(name)
+    if not isinstance(text, str):
+        raise FieldError(f"{where}.{name}", f'A {name} content part needs its "{name}" as a '
+                         f'string ({{"type": "{name}", "{name}": "..."}}).')
+    return text
 
 
 def chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
