@@ -51,6 +51,10 @@ def _strength_ok(value: float) -> bool:
     return math.isfinite(value) and 0 <= value <= MAX_STRENGTH
 
 
+#: The largest top-k (llama.cpp's own is a 32-bit int; one beyond 64 bits crashed the sampler).
+MAX_TOP_K = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How a token is drawn from the method's scores (temperature 0 is greedy)."""
@@ -75,8 +79,8 @@ class Sampling:
                  self.temperature)
         # 0 keeps only the most likely token (greedy), as OpenAI's API and llama.cpp read it
         _require(0 <= self.top_p <= 1, f"top-p must be in [0, 1] (got {self.top_p}).", "top_p")
-        _require(self.top_k >= 0,
-                 f"top-k must be 1 or more, or 0 for off (got {self.top_k}).", "top_k")
+        _require(0 <= self.top_k <= MAX_TOP_K, f"top-k must be from 1 to {MAX_TOP_K:,}, or 0 "
+                 f"for off (got {self.top_k}).", "top_k")
         _require(0 <= self.min_p < 1, f"min-p must be in [0, 1) (got {self.min_p}).", "min_p")
 
 

@@ -238,6 +238,19 @@ def test_a_setting_of_the_wrong_type_is_one_sentence(make, message) -> None:  # 
     assert str(refused.value) == message
 
 
+def test_a_top_k_past_llama_cpps_int_is_refused_and_the_largest_samples(model: Model) -> None:
+    """A top-k of 1e20 was taken, and the first sampled token crashed (int too big)."""
+    for top_k in (10**20, 2**31):
+        with pytest.raises(SettingsError) as refused:
+            Sampling(top_k=top_k, temperature=1)
+        assert str(refused.value) == (f"Top-k must be from 1 to 2,147,483,647, or 0 for off "
+                                      f"(got {top_k}).")
+        assert refused.value.param == "top_k"
+    answer = model.generate("Hi", method="base", temperature=1.0, top_k=2**31 - 1, seed=3,
+                            max_tokens=3, ignore_eos=True)
+    assert len(answer.tokens) == 3
+
+
 def test_numbers_of_any_kind_and_an_unset_budget_are_settings() -> None:
     assert Amulet(tau=np.float32(0.25), kl_budget=None).tau == np.float32(0.25)
     assert Sampling(top_k=np.int64(3), temperature=1).top_k == 3

@@ -131,6 +131,34 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         assert "two-lane method" in " ".join(panel.errors.values())
 
 
+async def test_more_like_this_past_the_examples_limit_is_refused_not_added(bundled_path, home):
+    """Ctrl+O said an answer over max_like_tokens was added, and every next message was then
+    refused until the example was found and removed."""
+    from localpref import Model
+
+    seed(home, presets=["concise"], examples=["Short and sweet, like this."],
+         sampling={"max_tokens": 12}, method="amulet")
+    with Model(bundled_path, max_like_tokens=16, n_ctx=512) as small:
+        assert small.like_tokens(["Short and sweet, like this."]) <= 16
+        app = LocalprefApp(model=small)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session is not None and not app.busy)
+            app.query_one(ChatInput).text = "Name three colours."
+            app.query_one(ChatInput).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: not app.busy and len(app.session.history()) == 2,
+                        timeout=60)
+            answer = app.session.history()[-1]["content"]
+            assert small.like_tokens([answer]) > 0
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: any("Not added" in n for n in app.notices))
+            [notice] = [n for n in app.notices if "Not added" in n]
+            assert notice.startswith("Not added: The examples are ") and notice.endswith(
+                "give fewer or shorter examples.")
+            assert app.steering.examples == ["Short and sweet, like this."]
+            assert len(app.query_one(PreferencePanel).query(".example-remove")) == 1
+
+
 async def test_every_example_and_its_remove_button_are_in_view(model, home):
     """Two examples at 120 columns: the second was not drawn, each row was a screen tall,
     and no Remove button was in view (one was removed unseen)."""
@@ -170,6 +198,33 @@ async def test_checking_a_preference_while_a_field_is_invalid_keeps_the_sliders(
         panel.query_one("#presets", SelectionList).select("formal")
         await until(pilot, lambda: len(panel.query(".weight-slider")) == 3)
         assert panel.weights() == {"concise": 2.0, "uplifting": 0.75, "formal": 1.0}
+
+
+async def test_your_own_preference_keeps_its_weight_while_its_text_is_edited(model, home):
+    """Weights are kept by text: typing " often" after "mention the sea" made a new
+    preference at weight 1 with every key, and the weight set on its slider was gone."""
+    seed(home, presets=["concise"], method="amulet")
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel = app.query_one(PreferencePanel)
+        own = panel.query_one("#custom-preference", Input)
+        own.value = "mention the sea"
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 2)
+        sliders = {s.item: s for s in panel.query(".weight-slider").results(StrengthSlider)}
+        sliders["mention the sea"].focus()
+        await pilot.press("right", "right")  # 1 -> 1.5 -> 2
+        await until(pilot, lambda: panel.weights()["mention the sea"] == 2.0)
+        for typed in ("mention the sea ", "mention the sea o", "mention the sea often"):
+            own.value = typed
+            await pilot.pause()
+        await until(pilot, lambda: "mention the sea often" in panel.weights())
+        assert panel.weights() == {"concise": 1.0, "mention the sea often": 2.0}
+        own.value = ""  # no text, no slider; a new text starts at 1
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 1)
+        own.value = "rhyme"
+        await until(pilot, lambda: "rhyme" in panel.weights())
+        assert panel.weights() == {"concise": 1.0, "rhyme": 1.0}
 
 
 async def test_paper_settings_keep_the_preferences_typed_while_a_field_is_invalid(model, home):

@@ -444,6 +444,12 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             self.notify("That answer is already an example.", severity="warning")
             return
         steering = replace(self.steering, examples=[*self.steering.examples, answers[-1]])
+        if self.session.model is not None:  # (checked again at send with the model then)
+            try:  # over max_like_tokens every next message would be refused
+                self.session.model.like_tokens(steering.examples)
+            except SettingsError as error:
+                self.notify(f"Not added: {error}", severity="error", title="Example too long")
+                return
         await self.query_one(PreferencePanel).set_examples(steering.examples)  # edits kept
         self._apply(steering, announce=False)
         saved = ""

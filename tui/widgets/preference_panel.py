@@ -403,12 +403,24 @@ class PreferencePanel(VerticalScroll):
         return True
 
     @on(SelectionList.SelectedChanged, "#presets")
-    @on(Input.Changed, "#custom-preference")
     async def _preferences_changed(self) -> None:
         """A slider for each checked preference, at the weight its slider holds (or had when
         applied), whether or not the rest of the form is valid now (an invalid field took
         the applied sliders back, and a newly checked preference had none)."""
         await self._show_weights(self._chosen())
+        self.validate()
+
+    @on(Input.Changed, "#custom-preference")
+    async def _own_preference_edited(self) -> None:
+        """As ``_preferences_changed``; the slider of the text being edited keeps its weight
+        (weights are kept by text: each key typed made a new preference, at 1)."""
+        chosen = self._chosen()
+        edited = [item for item in self.weights() if item not in PRESETS]
+        typed = chosen.custom.strip()
+        if edited and typed and typed not in PRESETS:
+            chosen = dataclasses.replace(chosen, weights={**chosen.weights,
+                                                          typed: self.weights()[edited[0]]})
+        await self._show_weights(chosen)
         self.validate()
 
     def _chosen(self) -> Steering:
