@@ -307,6 +307,11 @@ def test_repeated_custom_ids_are_one_sentence_naming_both_lines() -> None:
     ('{"custom_id": ""}', "Line 2 of x has no custom_id"),
     ('{"custom_id": 17}', "The custom_id on line 2 of x is 17, not a string; write it in "
                           "quotes."),
+    # valid JSON Python's reader refuses: a traceback before
+    ('{"custom_id": "b", "body": {"max_tokens": ' + "9" * 4400 + "}}",
+     "Line 2 of x is not JSON localpref reads: it holds a number of more than 4,300 digits."),
+    ("[" * 100_000 + "]" * 100_000,
+     "Line 2 of x is not JSON localpref reads: its arrays or objects nest too deeply."),
 ])
 def test_a_line_that_cannot_be_read_stops_the_file_before_anything_runs(text, problem) -> None:
     with pytest.raises(BatchFileError) as caught:
@@ -377,6 +382,12 @@ def test_the_answers_file_drops_a_half_written_last_line_and_knows_what_is_answe
     out.write_text(json.dumps(_answer("a")) + "\ngarbage\n", encoding="utf-8")
     with pytest.raises(BatchFileError, match="Line 2 of .* is not an answer line"):
         AnswerFile(out)
+    for refused in ('{"id": "batch_req_b", "custom_id": "b", "response": {"status_code": '
+                    + "9" * 5000 + "}}", "[" * 100_000 + "]" * 100_000):  # a traceback before
+        out.write_text(json.dumps(_answer("a")) + "\n" + refused + "\n" + json.dumps(_answer("c"))
+                       + "\n", encoding="utf-8")
+        with pytest.raises(BatchFileError, match="Line 2 of .* is not an answer line"):
+            AnswerFile(out)
     # A request file given as --out by mistake is not appended to.
     out.write_text(json.dumps(line("a", chat("Hi"))) + "\n", encoding="utf-8")
     with pytest.raises(BatchFileError, match="Line 1 of .* is not an answer line"):
@@ -616,3 +627,19 @@ def test_the_bench_batch_row_answers_every_request_to_its_length() -> None:
     table = format_batch(report)
     assert "one after another" in table and "batch --parallel 2" in table
     assert "--ray" not in table
+
+
+def test_ray_sizes_without_ray_are_one_sentence(tmp_path, capsys) -> None:
+    """--ray-actors without --ray ran in one process and said nothing."""
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
+    for flags, named in ((["--ray-actors", "3"], "--ray-actors"),
+                         (["--ray-cpus-per-actor", "2"], "--ray-cpus-per-actor"),
+                         (["--ray-actors", "3", "--ray-cpus-per-actor", "2"],
+                          "--ray-actors and --ray-cpus-per-actor")):
+        for command in (["batch", str(source), "--out", str(tmp_path / "out.jsonl")],
+                        ["eval", "--dataset", str(source), "--out", str(tmp_path / "ev")]):
+            assert main([*command, *flags]) == 2
+            assert capsys.readouterr().err == (
+                f"localpref: {named} size the Ray actors of --ray; give --ray too (a cluster's "
+                "address, or nothing for a local Ray).\n")
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "ev").exists()

@@ -201,6 +201,13 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
         ("[]", "holds no rows"),
         ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 2 of"),
         ("{\"question\": \"hi\"}\n{\"question\": ", "Line 2 of"),
+        # valid JSON Python's reader refuses: a traceback before
+        ("[" + "9" * 5000 + "]", r"is not JSON localpref reads \(it holds a number of more "
+                                 r"than 4,300 digits\)\.$"),
+        ("[" * 100_000 + "]" * 100_000, r"is not JSON localpref reads \(its arrays or objects "
+                                        r"nest too deeply\)\.$"),
+        ("{\"question\": \"hi\"}\n" + "[" * 100_000 + "]" * 100_000,
+         r"^Line 2 of .* is not valid JSON \(its arrays or objects nest too deeply\); "),
     ],
 )
 def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | None,

@@ -123,7 +123,7 @@ def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
 @pytest.mark.parametrize(("fields", "param", "sentence"), [
     ({"temperature": -1}, "temperature", "Temperature must be 0 or more (got -1"),
     ({"top_p": 1.5}, "top_p", "Top-p must be in [0, 1] (got 1.5)."),
-    ({"top_k": -2}, "top_k", "Top-k must be 1 or more"),
+    ({"top_k": -2}, "top_k", "Top-k must be from 1 to 2,147,483,647, or 0 for off (got -2)."),
     ({"min_p": 1}, "min_p", "Min-p must be in [0, 1) (got 1"),
     ({"repeat_penalty": 0}, "repeat_penalty", "The repeat penalty must be greater than 0"),
     ({"max_tokens": 0}, "max_tokens", "Max tokens must be a whole number, 1 or more (got 0)."),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localpref import json_reading
 from localpref.errors import LocalprefError
 from localpref.request import lone_surrogate
 
@@ -60,12 +61,15 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
+            data = json_reading.loads(raw)
+        except json_reading.JSONProblem as problem:
             if raw.lstrip().startswith("\ufeff"):  # files joined with cat: a BOM mid-file
                 raise BatchFileError(f"Line {number} of {name} begins with a byte-order mark "
                                      "(U+FEFF), as a file saved with one does; remove it.") \
                     from None
+            if problem.kind != json_reading.SYNTAX:  # valid JSON Python's reader refuses
+                raise BatchFileError(f"Line {number} of {name} is not JSON localpref reads: "
+                                     f"{problem.reason}.") from None
             raise BatchFileError(f"Line {number} of {name} is not valid JSON.") from None
         if not isinstance(data, dict):
             raise BatchFileError(f"Line {number} of {name} is not a JSON object.")

@@ -11,12 +11,12 @@ sort writes a new file beside it and renames it over the old one, so it is never
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from localpref import json_reading
 from localpref.batches.lines import BatchFileError, json_line
 
 #: How every answer line starts (``lines.answer_line`` puts ``id`` first).
@@ -26,8 +26,8 @@ ANSWER_LINE_START = b'{"id": '
 def _answer(raw: str) -> dict[str, Any] | None:
     """The answer line ``raw`` holds, or None when it holds none (a request file's line, say)."""
     try:
-        line = json.loads(raw)
-    except json.JSONDecodeError:
+        line = json_reading.loads(raw)
+    except json_reading.JSONProblem:
         return None
     if (not isinstance(line, dict) or not isinstance(line.get("custom_id"), str)
             or "response" not in line or "id" not in line):

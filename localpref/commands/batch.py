@@ -46,11 +46,35 @@ def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
                        help=f"spread {what} over Ray actors, each loading the model once: a "
                        "cluster's address (ray://HOST:10001 or HOST:6379), or nothing to start "
                        "a local Ray (needs the 'localpref[ray]' extra)")
-    group.add_argument("--ray-actors", type=int, default=2, metavar="N",
-                       help="Ray actors (default 2)")
-    group.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="C",
+    group.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                       help=f"Ray actors (default {RAY_ACTORS})")
+    group.add_argument("--ray-cpus-per-actor", type=float, default=None, metavar="C",
                        help="CPUs each actor reserves, and its llama.cpp threads unless --threads "
-                       "says otherwise (default 1)")
+                       f"says otherwise (default {RAY_CPUS_PER_ACTOR:g})")
+
+
+#: ``--ray-actors`` and ``--ray-cpus-per-actor`` when left out.
+RAY_ACTORS, RAY_CPUS_PER_ACTOR = 2, 1.0
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """``--ray-actors`` and ``--ray-cpus-per-actor`` checked, their defaults filled in; given
+    without ``--ray`` they are one sentence (they size Ray's actors, and were ignored)."""
+    given = [flag for flag, value in (("--ray-actors", args.ray_actors),
+                                      ("--ray-cpus-per-actor", args.ray_cpus_per_actor))
+             if value is not None]
+    if given and args.ray is None:
+        raise SettingsError(f"{' and '.join(given)} size the Ray actors of --ray; give --ray "
+                            "too (a cluster's address, or nothing for a local Ray).")
+    if args.ray_actors is None:
+        args.ray_actors = RAY_ACTORS
+    if args.ray_cpus_per_actor is None:
+        args.ray_cpus_per_actor = RAY_CPUS_PER_ACTOR
+    if args.ray_actors < 1:
+        raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
+    if not 0 < args.ray_cpus_per_actor < math.inf:
+        raise SettingsError(f"--ray-cpus-per-actor must be a number above 0 "
+                            f"(got {args.ray_cpus_per_actor}).")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -87,11 +111,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         args.input, args.ray = args.ray, ""  # --ray (a local Ray) took the file for its address
     loading = load_settings(args)
     check_parallel(args.parallel)
-    if args.ray_actors < 1:
-        raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
-    if not 0 < args.ray_cpus_per_actor < math.inf:
-        raise SettingsError(f"--ray-cpus-per-actor must be a number above 0 "
-                            f"(got {args.ray_cpus_per_actor}).")
+    check_ray_options(args)
     from localpref.batches.run import batch
 
     termination = Termination()  # (the one the handler sets is bound below)

@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from localpref.commands.batch import add_ray_options
+from localpref.commands.batch import add_ray_options, check_ray_options
 from localpref.commands.interrupt import interrupt_once
 from localpref.commands.options import (
     add_avoid_option,
@@ -185,6 +185,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
     if args.bootstrap < 1:
         raise SettingsError(f"--bootstrap must be 1 or more (got {args.bootstrap}).")
+    check_ray_options(args)
     shard = parse_shard(args.shard)
     names = scorer_names(args.scorers)
     if "judge" in names and args.judge is None:
@@ -299,11 +300,6 @@ def ray_pool(args: argparse.Namespace, system_prompt: str) -> Any:
     from localpref.batches.ray_runner import RayPool, RaySettings
     from localpref.commands.options import load_settings
 
-    if args.ray_actors < 1:
-        raise SettingsError(f"--ray-actors must be 1 or more (got {args.ray_actors}).")
-    if not args.ray_cpus_per_actor > 0:
-        raise SettingsError(f"--ray-cpus-per-actor must be above 0 "
-                            f"(got {args.ray_cpus_per_actor}).")
     loading = load_settings(args)
     return RayPool(RaySettings(
         address=args.ray or None, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,

@@ -8,10 +8,10 @@ of that shape works. The files are not shipped with localpref: the user gives a 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from localpref import json_reading
 from localpref.errors import LocalprefError
 
 #: Keys that may hold a row's prompt, in the order they are tried.
@@ -68,12 +68,12 @@ def load_dataset(path: str | Path) -> Dataset:
     except UnicodeDecodeError:
         raise DatasetError(f"Dataset file {path} is not UTF-8 text.") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        if error.msg != "Extra data":
-            raise DatasetError(
-                f"Dataset file {path} is not valid JSON ({error.msg} at line {error.lineno})."
-            ) from None
+        data = json_reading.loads(text)
+    except json_reading.JSONProblem as problem:
+        if problem.msg != "Extra data":
+            what = "valid JSON" if problem.kind == json_reading.SYNTAX else "JSON localpref reads"
+            raise DatasetError(f"Dataset file {path} is not {what} ({problem.reason}).") \
+                from None
         data = _json_lines(path, text)  # JSON Lines: a row a line
     if not isinstance(data, list):
         raise DatasetError(f"Dataset file {path} must hold a JSON list of rows.")
@@ -101,9 +101,10 @@ def _json_lines(path: Path, text: str) -> list[object]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"Line {number} of {path} is not valid JSON ({error.msg}); give "
+            rows.append(json_reading.loads(line))
+        except json_reading.JSONProblem as problem:
+            reason = problem.msg if problem.kind == json_reading.SYNTAX else problem.reason
+            raise DatasetError(f"Line {number} of {path} is not valid JSON ({reason}); give "
                                "a JSON list of rows, or JSON Lines (a row a line).") from None
     return rows
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from localpref import json_reading
 from localpref.errors import LocalprefError
 
 GENERATIONS = "generations.jsonl"
@@ -59,8 +60,8 @@ def read_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, 
             if not line:
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = json_reading.loads(line)
+            except json_reading.JSONProblem:
                 continue  # a torn line from an interrupted write
             if not isinstance(row, dict):
                 continue

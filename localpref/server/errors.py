@@ -11,7 +11,6 @@ server's log, never to the client.
 from __future__ import annotations
 
 import difflib
-import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from localpref import json_reading
 from localpref.engine import MAX_LANES
 from localpref.errors import (
     BusyError,
@@ -120,13 +120,13 @@ BODY_PARSE_DETAIL = "There was an error parsing the body"
 
 def why_not_json(body: bytes) -> str:
     """Why ``body`` did not decode, in one sentence: Python's JSON reader also refuses valid
-    JSON, a number of more than 4,300 digits and nesting deeper than its recursion."""
+    JSON (``json_reading``)."""
     try:
-        json.loads(body)
-    except RecursionError:
-        return "The request body's JSON nests arrays or objects too deeply."
-    except ValueError as error:
-        if "digits" in str(error):
+        json_reading.loads(body)
+    except json_reading.JSONProblem as problem:
+        if problem.kind == json_reading.DEPTH:
+            return "The request body's JSON nests arrays or objects too deeply."
+        if problem.kind == json_reading.DIGITS:
             return "A number in the request body has more than 4,300 digits."
     return "The request body is not valid JSON."
 
