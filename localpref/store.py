@@ -307,8 +307,9 @@ class Store:
         return [Conversation(**dict(row)) for row in rows]
 
     def get_conversation(self, conversation_id: int) -> Conversation:
-        rows = self._query("SELECT id, title, created_at, updated_at, model FROM conversations "
-                           "WHERE id = ?", (conversation_id,))
+        rows = (self._query("SELECT id, title, created_at, updated_at, model FROM conversations "
+                            "WHERE id = ?", (conversation_id,))
+                if -2**63 <= conversation_id < 2**63 else [])  # (SQLite's integers)
         if not rows:
             raise StoreError(f"There is no conversation {conversation_id} in {self.path}.")
         return Conversation(**dict(rows[0]))

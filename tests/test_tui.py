@@ -510,6 +510,13 @@ def test_export_writes_a_conversation_as_markdown(home, capsys):
 
     assert cli.main(["chat", "--export", "999"]) == 2
     assert "no conversation 999" in capsys.readouterr().err
+    # an id past SQLite's integers was a traceback; an empty --output wrote to standard output
+    huge = "9" * 23
+    assert cli.main(["chat", "--export", huge]) == 2
+    assert capsys.readouterr().err.startswith(f"localpref: There is no conversation {huge} in ")
+    assert cli.main(["chat", "--export", str(conversation), "-o", ""]) == 2
+    assert capsys.readouterr().err == ("localpref: --output needs a file name (leave it out for "
+                                       "standard output).\n")
     assert cli.main(["chat", "--list"]) == 0
     assert "Basil care" in capsys.readouterr().out
 
@@ -765,3 +772,58 @@ async def test_a_paste_loses_the_control_characters_a_terminal_would_act_on(mode
         app.post_message(events.Paste("con\x07cise\x08\nsecond line"))  # as the terminal
         await pilot.pause()
         assert field.value == "concise"
+
+
+MARKUP_LIKE = "What does [/b] close? [bold]x[/i]"
+
+
+async def test_text_that_looks_like_markup_is_shown_as_typed_everywhere(model, home):
+    """Titles, profile names, a preference of one's own, examples and messages are drawn as
+    text: '[/b]' in a conversation's title stopped the app at F8's dialog, in a profile's name
+    when it was picked, and in one's own preference as soon as its slider was drawn."""
+    from tui.screens.dialogs import ConfirmDialog
+
+    seed(home, presets=["concise"], sampling={"max_tokens": 6})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#custom-preference", Input).value = MARKUP_LIKE
+        await until(pilot, lambda: MARKUP_LIKE in panel.weights())
+        panel.query_one("#avoid", Input).value = "[/i] slang"
+        await pilot.pause()
+        assert panel.apply()
+        box = app.query_one(ChatInput)
+        box.text = MARKUP_LIKE
+        box.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: not app.busy and len(app.session.history()) == 2)
+        header = str(app.query(".message-header").last().render())
+        assert "[/i] slang" in header  # the answer's header names the avoid text as typed
+        await pilot.press("ctrl+o")  # the answer as an example, listed in the panel
+        await until(pilot, lambda: len(app.steering.examples) == 1)
+        await pilot.press("f8")  # the delete dialog quotes the title
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        question = str(app.screen.query_one(".dialog-title").render())
+        assert "[/b] close? [bold]x[/i]" in question
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+        panel.query_one("#profile-name", Input).value = "mine [/b]"
+        await click(pilot, app, "#profile-save")
+        await until(pilot, lambda: "mine [/b]" in app.session.profile_names())
+        name = panel.query_one("#profile-name", Input)
+        name.value = "mine [/b]"
+        name.focus()
+        await pilot.press("enter")  # saved again: it says it replaced the profile
+        try:
+            await until(pilot, lambda: "Profile “mine [/b]” replaced with these settings."
+                        in app.notices, timeout=20)
+        except AssertionError:
+            raise AssertionError(f"notices: {app.notices}") from None
+        assert app.notices.count("Profile “mine [/b]” saved.") == 1
+        select = panel.query_one("#profile-select", Select)
+        select.value = "mine [/b]"  # picked (drawn in the list and the box), then loaded
+        await pilot.pause()
+        await click(pilot, app, "#profile-load")
+        await until(pilot, lambda: any("“mine [/b]” loaded" in n for n in app.notices))
+        assert app.is_running

@@ -232,10 +232,12 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = False) -> None:
-        """Show a notice and keep it in ``notices`` (messages are plain text, not markup)."""
+        """Show a notice and keep it in ``notices``. Notices are plain text, never markup,
+        whatever a caller asks (a screen's ``notify`` asks for markup): they quote what the
+        user typed, and ``[/b]`` in a name stopped the app."""
         self.notices.append(message)
         super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
-                       timeout=timeout, markup=markup)
+                       timeout=timeout, markup=False)
 
     def action_help_quit(self) -> None:
         """Ctrl+C: say how to quit, as Textual does, in plain text (a notice here is never
@@ -473,9 +475,11 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     async def _profile(self, event: PreferencePanel.ProfileRequest) -> None:
         try:
             if event.action == "save" and event.steering is not None:
+                replaced = event.name in self.session.profile_names()
                 self.session.save_profile(event.name, event.steering)
                 self.open_profile = event.name
-                self.notify(f"Profile “{event.name}” saved.")
+                self.notify(f"Profile “{event.name}” "
+                            + ("replaced with these settings." if replaced else "saved."))
             elif event.action == "delete":
                 self.session.delete_profile(event.name)
                 if self.open_profile == event.name:

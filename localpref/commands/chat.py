@@ -60,6 +60,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, list, show paths, or run the app."""
+    if args.output is not None and not args.output.strip():
+        raise LocalprefError("--output needs a file name (leave it out for standard output).")
     if args.output and args.export is None:
         raise LocalprefError("--output goes with --export ID.")
     if args.where:

@@ -83,7 +83,7 @@ class ComparePane(Vertical):
             plain = Static("", classes="pane-highlighted")
             plain.display = False
             yield plain
-        yield Static("waiting…", classes="pane-stats")
+        yield Static("waiting…", classes="pane-stats", markup=False)
         yield Button("Keep this answer", id=f"keep-{self.index}", classes="keep", disabled=True,
                      compact=True)
 
@@ -168,7 +168,7 @@ class CompareScreen(Screen[KeptAnswer | None]):
             with Vertical(id="compare-buttons"):
                 yield Button("Run", id="run", variant="primary", compact=True)
                 yield Button("Back", id="back", compact=True)
-        yield Static(self._note(), id="compare-note")
+        yield Static(self._note(), id="compare-note", markup=False)
         yield Horizontal(id="compare-panes")
         yield Footer()
 

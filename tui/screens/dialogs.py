@@ -25,7 +25,7 @@ class TextDialog(ModalScreen[str | None]):
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             yield OrderedInput(self.value, id="dialog-input")
             with Horizontal(classes="buttons"):
                 yield Button("OK", id="ok", variant="primary", compact=True)
@@ -58,7 +58,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(self.question, classes="dialog-title", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(self.yes, id="yes", variant="error", compact=True)
                 yield Button("Cancel", id="no", compact=True)
@@ -91,7 +91,7 @@ class ModelErrorDialog(ModalScreen[str | None]):
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         with Vertical(classes="dialog", id="model-error"):
             yield Label("The model could not be loaded", classes="dialog-title")
-            yield Static(self.reason, id="model-error-reason")
+            yield Static(self.reason, id="model-error-reason", markup=False)
             yield Label("Load another GGUF file (a path, a catalog name or ORG/REPO):")
             yield OrderedInput(self.spec or "", placeholder="/path/to/model.gguf", id="model-path")
             if self.candidates:

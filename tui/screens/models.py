@@ -174,7 +174,7 @@ class ModelPickerScreen(ModalScreen[PickedModel | None]):
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         with Vertical(classes="dialog", id="model-picker"):
             yield Label("Pick a model", classes="dialog-title")
-            yield Static(f"Loaded now: {self.current_name}", id="model-current")
+            yield Static(f"Loaded now: {self.current_name}", id="model-current", markup=False)
             yield OptionList(*(Option(row.prompt(), id=f"model-{index}")
                                for index, row in enumerate(self.rows)), id="model-options")
             yield Label("Or type a path, a catalog name, or a Hugging Face repo "
@@ -183,7 +183,7 @@ class ModelPickerScreen(ModalScreen[PickedModel | None]):
                                id="model-spec",
                                select_on_focus=False)  # typing on the list goes on
             yield ProgressBar(total=None, show_eta=True, id="model-progress")
-            yield Static(" ".join(self.problems), id="model-picker-status")
+            yield Static(" ".join(self.problems), id="model-picker-status", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Load", id="model-load", variant="primary", compact=True)
                 yield Button("Close", id="model-close", compact=True)

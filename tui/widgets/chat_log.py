@@ -63,7 +63,7 @@ class MessageView(Vertical, can_focus=True):
         return self._feed.text
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
-        yield Label(self.header(), classes="message-header")
+        yield Label(self.header(), classes="message-header", markup=False)
         yield message_markdown(self.text, classes="message-body")
         plain = Static("", classes="message-highlighted")
         plain.display = False

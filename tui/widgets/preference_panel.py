@@ -13,6 +13,7 @@ from typing import Any
 
 from textual import on
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, Static
@@ -89,7 +90,7 @@ def example_rows(examples: list[str]) -> list[Widget]:
         line = " ".join(text.split())
         shown = line if len(line) <= 60 else line[:59] + "…"
         rows.append(Horizontal(
-            Static(f"{index + 1}. {shown}", classes="example-text"),
+            Static(f"{index + 1}. {shown}", classes="example-text", markup=False),
             Button("Remove", id=f"example-remove-{index}", classes="example-remove",
                    compact=True),
             classes="example-row"))
@@ -175,7 +176,7 @@ class PreferencePanel(VerticalScroll):
         yield Label("Method", classes="section")
         yield Select([(method_title(name), name) for name in METHODS],
                      value=steering.method, allow_blank=False, id="method", compact=True)
-        yield Static("", id="method-note", classes="help")
+        yield Static("", id="method-note", classes="help", markup=False)
         yield Static(SAME_CONTRAST_NOTE, id="method-choice-note", classes="help")
         yield Horizontal(
             Button("Paper settings", id="preset-paper", compact=True,
@@ -191,7 +192,7 @@ class PreferencePanel(VerticalScroll):
         values = steering.sampling_values()
         yield Vertical(*(field_row(spec, values[spec.name]) for spec in sampling_fields()),
                        id="sampling-settings")
-        yield Static("", id="settings-errors")
+        yield Static("", id="settings-errors", markup=False)
         yield Horizontal(
             Button("Apply", id="apply", variant="primary", compact=True),
             Button("Revert", id="revert", compact=True),
@@ -283,7 +284,7 @@ class PreferencePanel(VerticalScroll):
     def set_profiles(self, names: list[str]) -> None:
         select = self.query_one("#profile-select", Select)
         current = select.value
-        select.set_options([(name, name) for name in names])
+        select.set_options([(Content(name), name) for name in names])  # names as typed
         if current in names:
             select.value = current
 

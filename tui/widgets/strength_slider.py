@@ -52,7 +52,7 @@ class StrengthSlider(Widget, can_focus=True):
 
     def __init__(self, value: float, *, label: str = "strength",
                  stops: tuple[float, ...] = STOPS, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(markup=False, **kwargs)  # a preference's own text is its label
         self.stops = tuple(sorted(stops))
         self.label = label
         self.set_reactive(StrengthSlider.value, float(value))
