@@ -27,8 +27,8 @@ import numpy as np
 
 from localpref.errors import SettingsError
 from localpref.schema_checks import (
-    anchored_patterns,
     listed,
+    prepared,
     shape_problem,
     unenforced_keywords,
     unwritable_literals,
@@ -80,9 +80,9 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
         raise SettingsError(f"The JSON schema's {listed(unwritable)} holds a text with a "
                             "quote, a backslash or a control character, which localpref's "
                             "grammar converter cannot write; use plain texts there.")
+    text = json.dumps(prepared(schema))
     try:
-        return _json_safe_characters(
-            llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(anchored_patterns(schema))))
+        return _json_safe_characters(llama_cpp.llama_grammar.json_schema_to_gbnf(text))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
         detail = str(error).strip().rstrip(".") or type(error).__name__
         raise SettingsError("localpref cannot follow this JSON schema (llama.cpp's converter "

@@ -498,9 +498,12 @@ class Amulet(ContrastFamily):
                  f"the contrast must be from 0 to {MAX_STRENGTH:,.0f} (got {self.contrast}).",
                  "contrast", self.contrast)
         if self.contrast is not None:  # the alpha shown beside it, and the loop's
+            most = _amulet_contrast(MAX_SEARCHED_ALPHA, self.lam, self.eta, int(self.iterations))
             _require(alpha_reaches(self.contrast, self.lam, self.eta, int(self.iterations)),
-                     f"no alpha gives a contrast of {self.contrast:g} with lambda "
-                     f"{self.lam:g}; give a smaller lambda.", "lam", self.lam)
+                     f"no alpha gives a contrast of {self.contrast:g} with lambda {self.lam:g}, "
+                     f"eta {self.eta:g} and {int(self.iterations)} iteration(s) (at most "
+                     f"{most:.4g}); give a smaller contrast, lambda, or a larger eta or more "
+                     "iterations.", "contrast", self.contrast)
         if self.contrast is None:  # alpha, lambda, eta and T so extreme that k overflows
             _require(_strength_ok(self.effective_contrast), "these alpha, lambda, eta and "
                      f"iterations give an effective contrast above {MAX_STRENGTH:,.0f} (or "

@@ -12,17 +12,17 @@ where it is (``properties.age``):
   be free to break them);
 - ``unwritable_literals``: texts the converter cannot write into a grammar literal.
 
-``anchored_patterns`` gives the schema with every ``pattern`` as the converter and llama.cpp's
-grammar parser need it: anchored, and its ``\\d``, ``\\w`` and ``\\s`` written as ranges.
-JSON Schema's ``pattern`` matches anywhere in a text (pydantic's ``Field(pattern=r"\\d{3}")``
-comes unanchored), and a text the grammar writes as a whole match of it matches it anywhere,
-so the answer still validates.
+``prepared`` gives the schema as the converter can follow it: its patterns as
+``schema_patterns`` writes them, ``items`` that allow anything left out.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from localpref.errors import SettingsError
+from localpref.schema_patterns import PatternError, writable
 
 #: Keywords that constrain a value and that llama-cpp-python's converter (0.3.36) leaves out
 #: of the grammar: an answer would be free to break them, so a schema using one is refused.
@@ -120,7 +120,8 @@ _KINDS: dict[str, tuple[Any, str]] = {
     **{keyword: (lambda v: isinstance(v, list) and bool(v) and all(
         isinstance(i, dict) for i in v), "a list of schemas (objects), not empty")
        for keyword in ("anyOf", "oneOf", "allOf", "prefixItems")},
-    "items": (lambda v: isinstance(v, dict), "a schema object"),
+    "items": (lambda v: isinstance(v, dict | bool) or (isinstance(v, list) and all(
+        isinstance(i, dict) for i in v)), "a schema object, a list of them or true/false"),
     "additionalProperties": (lambda v: isinstance(v, dict | bool),
                              "a schema (an object) or true/false"),
     "required": (lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
@@ -162,6 +163,9 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
                 place = f"{where}.properties" if where else "properties"
                 return (f"The JSON schema's property '{name}'{_at(place)} must be a schema "
                         f"object (got {_kind_of(value)}).")
+        if subschema.get("items") is False and "prefixItems" not in subschema:
+            return (f"The JSON schema's 'items': false{_at(where)} allows no item at all; "
+                    "give the items' schema, or prefixItems before it.")
         reference = subschema.get("$ref")
         if reference is not None and not _resolves(schema, reference):
             if not reference.startswith("#/"):
@@ -184,63 +188,23 @@ def _resolves(schema: dict[str, Any], reference: str) -> bool:
     return isinstance(target, dict)
 
 
-#: Shorthand classes the converter copies into the grammar as they are (``"\\d"``, which
-#: llama.cpp's grammar parser refuses), as ranges it writes: inside a class, then outside.
-#: ``\\s`` is a space only: a raw tab or line break would break the JSON string.
-_SHORTHANDS = {"d": ("0-9", "[0-9]"), "w": ("0-9A-Za-z_", "[0-9A-Za-z_]"), "s": (" ", " ")}
-#: Escapes the converter and llama.cpp's grammar both read as the character itself (the
-#: converter unescapes the first ten; the grammar reads ``\\\\``); any other escaped character
-#: (``\\.``, ``\\-``, ``\\/``) the converter copies as it is, and the grammar refuses.
-_KEPT_ESCAPES = frozenset("[]()|{}*+?\\")
-
-
-def _plain_classes(pattern: str) -> str:
-    """``pattern`` as llama.cpp's grammar can read what the converter makes of it:
-    ``\\d``, ``\\w`` and ``\\s`` as ranges, and an escaped character the grammar does not
-    know as the character in a class of its own (``\\.`` as ``[.]``; inside a class, itself,
-    or its code for ``^`` and ``-``). Everything else as it was."""
-    written: list[str] = []
-    in_class = escaped = False
-    for char in pattern:
-        if escaped:
-            escaped = False
-            shorthand = _SHORTHANDS.get(char)
-            if shorthand is not None:
-                written.append(shorthand[0] if in_class else shorthand[1])
-            elif char in _KEPT_ESCAPES or not char.isascii() or char.isalnum():
-                written.append("\\" + char)  # (a letter's escape stays the grammar's to read)
-            elif char in "^-":
-                code = f"\\x{ord(char):02X}"
-                written.append(code if in_class else f"[{code}]")
-            else:
-                written.append(char if in_class else f"[{char}]")
-        elif char == "\\":
-            escaped = True
-        else:
-            if char == "[":
-                in_class = True
-            elif char == "]":
-                in_class = False
-            written.append(char)
-    return "".join(written) + ("\\" if escaped else "")
-
-
-def _anchored(pattern: str) -> str:
-    """``pattern`` as a whole match: ``^(...)$`` around what its own anchors leave."""
-    starts = pattern.startswith("^")
-    trailing_backslashes = len(pattern[:-1]) - len(pattern[:-1].rstrip("\\"))
-    ends = pattern.endswith("$") and trailing_backslashes % 2 == 0
-    if starts and ends:
-        return pattern
-    core = pattern[1 if starts else 0: len(pattern) - 1 if ends else len(pattern)]
-    return f"^({core})$"
-
-
-def anchored_patterns(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` with each subschema's ``pattern`` a whole match (the module's
-    docstring says why); ``schema`` itself is left as it is."""
+def prepared(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` as the converter can follow it (``schema`` is left as it is):
+    every ``pattern`` as ``schema_patterns.writable`` writes it (none where it matches every
+    text), and ``items`` that allow any item (``true``, ``{}``) left out, which the converter
+    reads as any item and otherwise fails on. A pattern that cannot be written is a
+    ``SettingsError`` naming where it is."""
     copied = copy.deepcopy(schema)
-    for subschema, _ in subschemas(copied):
+    for subschema, where in subschemas(copied):
         if isinstance(subschema.get("pattern"), str):
-            subschema["pattern"] = _anchored(_plain_classes(subschema["pattern"]))
+            try:
+                pattern = writable(subschema["pattern"])
+            except PatternError as error:
+                raise SettingsError(f"The JSON schema's pattern{_at(where)} {error}.") from None
+            if pattern is None:
+                del subschema["pattern"]
+            else:
+                subschema["pattern"] = pattern
+        if subschema.get("items") in (True, {}) and "prefixItems" not in subschema:
+            del subschema["items"]
     return copied

@@ -13,7 +13,7 @@ from localpref.grammar import GrammarMask, grammar_depth, json_grammar
 from localpref.request import Request
 from localpref.schema_checks import (
     UNENFORCED_KEYWORDS,
-    anchored_patterns,
+    prepared,
     shape_problem,
     unenforced_keywords,
     unwritable_literals,
@@ -142,9 +142,11 @@ def test_an_enum_const_or_name_the_converter_would_write_wrong_is_refused(schema
     ({"type": "string", "minLength": "3"},
      "The JSON schema's 'minLength' must be a whole number, 0 or more (got a text)."),
     ({"type": "object", "properties": {"a": {"type": "array", "items": 5}}},
-     "The JSON schema's 'items' (at properties.a) must be a schema object (got a number)."),
-    ({"type": "array", "items": True},  # a schema in JSON Schema, which the converter reads not
-     "The JSON schema's 'items' must be a schema object (got true/false)."),
+     "The JSON schema's 'items' (at properties.a) must be a schema object, a list of them or "
+     "true/false (got a number)."),
+    ({"type": "array", "items": False},
+     "The JSON schema's 'items': false allows no item at all; give the items' schema, or "
+     "prefixItems before it."),
     ({"type": "object", "properties": {"a": "string"}},
      "The JSON schema's property 'a' (at properties) must be a schema object (got a text)."),
     ({"type": "object", "required": "a"},
@@ -179,24 +181,67 @@ def test_a_schema_of_the_right_shape_has_no_problem() -> None:
     assert "tag" in json_grammar(schema)
 
 
+NOT_IN_JSON = r'"\\\x00-\x1F\x7F'
+
+
 @pytest.mark.parametrize(("pattern", "anchored"), [
     (r"\d{3}", r"^([0-9]{3})$"),
     (r"^\d{3}", r"^([0-9]{3})$"),
     (r"\d{3}$", r"^([0-9]{3})$"),
     (r"^[a-z]{3}$", r"^[a-z]{3}$"),  # as it was
     ("a\\$", "^(a[$])$"),  # an escaped dollar is a character, not the anchor
-    ("a\\\\$", "^(a\\\\)$"),  # an escaped backslash, then the anchor
     (r"^[\w.-]+@\w+\s\.$", r"^[0-9A-Za-z_.-]+@[0-9A-Za-z_]+ [.]$"),  # classes within too
     (r"^\d{3}\-[\^\-\.]\/$", r"^[0-9]{3}[\x2D][\x5E\x2D.][/]$"),  # escapes the grammar reads
-    (r"^\(\d\)\\\u00e9$", r"^\([0-9]\)\\\u00e9$"),  # escapes it reads as they are
+    (r"^\([0-9]\)\u00e9$", r"^\([0-9]\)\u00e9$"),  # escapes it reads as they are
+    (r"(?:ab)+", r"^((ab)+)$"),  # a group that captures nothing: a group
+    (r"[]a]", r"^([\x5Da])$"),  # a class's first ']' is a character
+    # a negated class leaves out what a JSON string cannot hold raw, and \s every space
+    (r"[^@]+", rf"^([^{NOT_IN_JSON}@]+)$"),
+    (r"[^]a]", rf"^([^{NOT_IN_JSON}\x5Da])$"),
+    (r"^[^\s]$", rf"^[^{NOT_IN_JSON} \t\n\r\x0B\x0C\u00A0\u1680\u2000-\u200A\u2028\u2029"
+                  r"\u202F\u205F\u3000\uFEFF]$"),
+    (r"^\D$", rf"^[^0-9{NOT_IN_JSON}]$"),
 ])
-def test_an_unanchored_pattern_is_written_as_a_whole_match(pattern: str, anchored: str) -> None:
+def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
+                                                                  anchored: str) -> None:
     schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern},
                                                "pattern": {"type": "string"}}}
-    fixed = anchored_patterns(schema)
+    fixed = prepared(schema)
     assert fixed["properties"]["code"]["pattern"] == anchored
     assert fixed["properties"]["pattern"] == {"type": "string"}  # a property so named
     assert schema["properties"]["code"]["pattern"] == pattern  # the caller's is kept
+
+
+@pytest.mark.parametrize(("pattern", "sentence"), [
+    # a stray ']' or '}' made the converter loop for ever (a request froze the server)
+    ("a]", "holds a ']' that closes no '['"), ("}", "holds a '}' that closes no '{'"),
+    ("a)", "holds a ')' that closes no '('"), ("(a", "leaves a '[', '(' or '{' open"),
+    # characters JSON writes escaped: the grammar wrote them raw, and the answer was not JSON
+    (r'a\"b', "needs a character JSON writes escaped"), ('a"b', "needs a character JSON "),
+    (r"a\\b", "needs a character JSON writes escaped"), (r"\n", "needs a character JSON "),
+    (r"[\D]", "uses \\D, which localpref's grammar cannot write in a class"),
+])
+def test_a_pattern_the_grammar_cannot_write_is_one_sentence_naming_where(
+        pattern: str, sentence: str) -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}}
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(schema)
+    assert str(refused.value).startswith(
+        f"The JSON schema's pattern (at properties.code) {sentence}")
+
+
+def test_patterns_that_match_everything_and_open_items_constrain_nothing() -> None:
+    """An empty pattern matches every text (it forced the empty one); items true or {} allow
+    every item (the converter failed on both)."""
+    for pattern in ("", "^", "$"):
+        assert "pattern" not in prepared({"type": "string", "pattern": pattern})
+    assert json_grammar({"type": "string", "pattern": ""}) == json_grammar({"type": "string"})
+    for items in (True, {}):
+        assert json_grammar({"type": "array", "items": items}) == json_grammar(
+            {"type": "array"})
+    # tuples, draft-07's and 2020-12's, as before
+    assert json_grammar({"type": "array", "items": [{"type": "string"}, {"type": "integer"}]})
+    assert json_grammar({"type": "array", "prefixItems": [{"type": "string"}], "items": False})
 
 
 def test_pydantics_unanchored_pattern_gives_answers_that_match_it(model) -> None:
@@ -221,7 +266,7 @@ def test_pydantics_unanchored_pattern_gives_answers_that_match_it(model) -> None
     (r"\d{3}-\d{4}", "555-1234"), (r"^[\w.+-]+@[\w-]+\.[\w.]+$", "ann.lee@mail.co.uk"),
     (r"^\$\d+(\.\d{2})?$", "$12.50"), (r"^[A-Z]{2}\d{6}$", "AB123456"),
     (r"^\(\d{3}\) \d{3}-\d{4}$", "(555) 123-4567"), (r"^https?://[\w./-]+$", "https://a.b/c"),
-    (r"\w+\s\w+", "two words"), (r"^[\^\-\]]+$", "^-]"),
+    (r"\w+\s\w+", "two words"), (r"^[\^\-\]]+$", "^-]"), (r"^[^\s@]+@[^\s@]+$", "a@b"),
 ])
 def test_common_patterns_make_grammars_that_take_what_they_match(model, pattern: str,
                                                                sample: str) -> None:
@@ -234,3 +279,5 @@ def test_common_patterns_make_grammars_that_take_what_they_match(model, pattern:
     allowed = _allowed_after(model, grammar, '"' + sample)  # every token of it allowed
     [quote] = model.vocabulary.tokenize('"', add_special=False)
     assert allowed[quote]  # and the text may end there
+    for raw in ("\n", "\\"):  # and never holds what JSON writes escaped
+        assert not allowed[model.vocabulary.tokenize(raw, add_special=False)[0]]

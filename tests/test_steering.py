@@ -201,7 +201,11 @@ def test_out_of_range_controls_are_refused(make) -> None:  # noqa: ANN001
                                   "smaller alpha or eta, or fewer iterations."),
     # a contrast no alpha reaches (the alpha beside it, and the loop's, would be sought in vain)
     (lambda: Amulet(contrast=0.5, lam=1e20), "No alpha gives a contrast of 0.5 with lambda "
-                                             "1e+20; give a smaller lambda."),
+     "1e+20, eta 10 and 60 iteration(s) (at most 5.498e-09); give a smaller contrast, lambda, or "
+     "a larger eta or more iterations."),
+    (lambda: Amulet(contrast=1000, eta=1e-9, iterations=1, lam=1e-9),  # not lambda's doing
+     "No alpha gives a contrast of 1000 with lambda 1e-09, eta 1e-09 and 1 iteration(s) (at most "
+     "549.8); give a smaller contrast, lambda, or a larger eta or more iterations."),
 ])
 def test_a_strength_past_a_million_is_refused(make, message) -> None:  # noqa: ANN001
     """A strength of 1e300 turned every score infinite: an empty answer that said it ended."""

@@ -135,8 +135,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        encoding = (_header(scope, b"content-encoding") or "identity").strip()
-        if encoding.lower() != "identity":
+        encoding = (_header(scope, b"content-encoding") or "").strip()
+        codings = [c.strip().lower() for c in encoding.split(",")]  # (a list, as HTTP allows)
+        if any(coding not in ("", "identity") for coding in codings):
             await _refuse(send, ApiError(
                 415, f"The request body's Content-Encoding {encoding!r} is not supported; send "
                 "it uncompressed.", code="unsupported_media_type", param="Content-Encoding"))

@@ -1,0 +1,148 @@
+"""A JSON Schema ``pattern`` as llama-cpp-python's converter and llama.cpp's grammar can write
+it inside a JSON string.
+
+JSON Schema's ``pattern`` matches anywhere in a text (pydantic's ``Field(pattern=r"\\d{3}")``
+comes unanchored), where the converter (0.3.36) takes only ``^...$``: the pattern is written
+as a whole match of it, and a text that matches it whole matches it anywhere, so the answer
+still validates. The converter copies escapes it does not know into the grammar, which
+llama.cpp then refuses (``\\d``, ``\\.``), and copies a class as it is, so ``[^@]`` let the
+model write a raw quote, backslash or line break inside the string, which is not JSON:
+
+- ``\\d``, ``\\w`` and ``\\s`` become ranges (``\\s`` a space where it adds characters: a raw
+  tab or line break would break the string; every whitespace character where it takes them
+  away, in ``[^\\s]``), ``\\D``, ``\\W``, ``\\S`` negated classes;
+- an escaped punctuation character (``\\.``, ``\\-``) becomes a class of its own;
+- a negated class also leaves out what a JSON string cannot hold raw;
+- a pattern that needs a quote, a backslash or a control character in the text, or whose
+  brackets do not pair (a stray ``]`` made the converter loop for ever), is refused
+  (``PatternError``, a sentence's end);
+- an empty pattern (or ``^`` or ``$`` alone) matches every text: ``None``, no constraint.
+"""
+
+from __future__ import annotations
+
+#: What a JSON string cannot hold raw, as a grammar class's members: a quote, a backslash and
+#: the control characters (llama.cpp's own JSON grammar leaves out DEL too).
+_NOT_IN_JSON = '"\\\\\\x00-\\x1F\\x7F'
+#: ECMAScript's ``\\s``, every whitespace character, as a grammar class's members.
+_ALL_SPACE = (" \\t\\n\\r\\x0B\\x0C\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F"
+              "\\u3000\\uFEFF")
+#: Shorthand classes: (members in a class that adds them, in one that takes them away).
+_SHORTHANDS = {"d": ("0-9", "0-9"), "w": ("0-9A-Za-z_", "0-9A-Za-z_"),
+               "s": (" ", _ALL_SPACE)}
+#: Escapes the converter reads as the character itself (in a literal); ``\\\\`` is one, but a
+#: backslash is a character JSON escapes.
+_CONVERTER_ESCAPES = frozenset("[]()|{}*+?")
+#: Escapes of characters JSON writes escaped: the text would need one raw.
+_JSON_ESCAPED = frozenset('"\\\\nrtfv0bx')
+
+
+class PatternError(ValueError):
+    """Why a pattern cannot be written: the end of a sentence ("holds a stray ']'")."""
+
+
+def _members(char: str, negated: bool) -> str:
+    """What an escaped ``char`` adds to a class (negated or not)."""
+    shorthand = _SHORTHANDS.get(char)
+    if shorthand is not None:
+        return shorthand[negated]
+    if char in _JSON_ESCAPED:
+        if negated:
+            return ""  # (left out already: a negated class leaves out what JSON escapes)
+        raise PatternError("needs a character JSON writes escaped (a quote, a backslash or a "
+                           "control character) inside the string, which the grammar cannot "
+                           "write")
+    if char.isalnum() or char in "DWS":
+        raise PatternError(f"uses \\{char}, which localpref's grammar cannot write in a class")
+    return f"\\x{ord(char):02X}" if char in "^-]\\[" else char
+
+
+def _outside(char: str) -> str:
+    """An escaped ``char`` outside a class, as the converter and the grammar read it."""
+    shorthand = _SHORTHANDS.get(char)
+    if shorthand is not None:
+        return f"[{shorthand[0]}]" if char != "s" else " "
+    negated = _SHORTHANDS.get(char.lower())
+    if char in "DWS" and negated is not None:
+        return f"[^{negated[1]}{_NOT_IN_JSON}]"
+    if char in _CONVERTER_ESCAPES:
+        return "\\" + char
+    if char in _JSON_ESCAPED or not char.isascii() or char.isalnum():
+        if char in _JSON_ESCAPED:
+            _members(char, negated=False)  # raises
+        raise PatternError(f"uses \\{char}, which localpref's grammar cannot write")
+    return f"[{_members(char, negated=False)}]"
+
+
+def _check_raw(char: str, in_class: bool, negated: bool) -> None:
+    if (char == '"' or ord(char) < 0x20 or char == "\x7f") and not (in_class and negated):
+        _members('"', negated=False)  # raises: a raw quote or control character
+
+
+def writable(pattern: str) -> str | None:
+    """``pattern`` as a whole match the grammar writes inside a JSON string (the module's
+    docstring says how); None when it matches every text. Raises ``PatternError``."""
+    written: list[str] = []
+    in_class = negated = braced = False
+    class_start = depth = index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        index += 1
+        if char == "\\":
+            if index == len(pattern):
+                raise PatternError("ends in a lone backslash")
+            char = pattern[index]
+            index += 1
+            if char in "uU":  # a code point: the grammar reads \uXXXX as the converter copies it
+                written.append("\\" + char)
+            else:
+                written.append(_members(char, negated) if in_class else _outside(char))
+            continue
+        _check_raw(char, in_class, negated)
+        if in_class:
+            if char == "]" and index - 1 == class_start:
+                written.append("\\x5D")  # a class's first ']' is one (after [^, ours is not)
+                continue
+            if char == "]":
+                in_class = False
+            elif char == "^" and index - 1 == class_start and not negated:
+                negated = True
+                class_start += 1
+                written.append(char + _NOT_IN_JSON)
+                continue
+            written.append(char)
+            continue
+        if char == "[":
+            in_class, negated, class_start = True, False, index
+        elif char == "]":
+            raise PatternError("holds a ']' that closes no '['")
+        elif char == "{":
+            braced = True
+        elif char == "}":
+            if not braced:
+                raise PatternError("holds a '}' that closes no '{'")
+            braced = False
+        elif char == "(":
+            depth += 1
+            if pattern.startswith("?:", index):  # a group that captures nothing: a group
+                index += 2
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise PatternError("holds a ')' that closes no '('")
+        written.append(char)
+    if in_class or depth or braced:
+        raise PatternError("leaves a '[', '(' or '{' open")
+    return _anchored(pattern, "".join(written))
+
+
+def _anchored(pattern: str, written: str) -> str | None:
+    """``written`` (``pattern`` rewritten) as a whole match: ``^(...)$`` around what the
+    pattern's own anchors leave; None for a pattern that anchors nothing."""
+    starts = pattern.startswith("^")
+    trailing = len(pattern[:-1]) - len(pattern[:-1].rstrip("\\"))
+    ends = pattern.endswith("$") and trailing % 2 == 0
+    if starts and ends and len(pattern) > 1:
+        return written
+    core = written[1 if starts else 0: len(written) - 1 if ends else len(written)]
+    return f"^({core})$" if core else None
