@@ -64,28 +64,21 @@ def thinking_ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             for name, source in (("qwen3", QWEN3_LIKE), ("r1", R1_LIKE))}
 
 
-def test_a_model_that_can_answer_at_once_does_with_no_notice(
-        thinking_ggufs: dict[str, Path]) -> None:
-    with Model(thinking_ggufs["qwen3"], n_ctx=256, max_lanes=2) as model:
+@pytest.mark.parametrize(("name", "tail"), [
+    # thinking off through the template's own variable
+    ("qwen3", "Hi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+    # a header that always opens its thoughts: closed empty after it
+    ("r1", "Hi<｜Assistant｜><think>\n\n</think>\n\n"),
+])
+def test_a_thinking_model_answers_at_once_on_every_lane(thinking_ggufs: dict[str, Path],
+                                                         name: str, tail: str) -> None:
+    with Model(thinking_ggufs[name], n_ctx=256, max_lanes=2) as model:
         assert model.notices == []
-        for preference in (None, "concise"):
-            assert model.prompts.lane_text(HI, preference).endswith(
-                "Hi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        for preference in (None, "concise"):  # the base lane and the preference lane
+            assert model.prompts.lane_text(HI, preference).endswith(tail)
         tokens = model.prompts.lane_tokens(HI, None)
-        assert model.prompts.model.vocabulary.detokenize(tokens).endswith("</think>\n\n")
-        answer = model.generate("Hi", method="base", max_tokens=4, ignore_eos=True)
-        assert len(answer.tokens) == 4
-
-
-def test_a_model_that_always_thinks_gets_its_thoughts_closed_empty(
-        thinking_ggufs: dict[str, Path]) -> None:
-    with Model(thinking_ggufs["r1"], n_ctx=256, max_lanes=2) as model:
-        assert model.notices == []
-        for preference in (None, "concise"):
-            assert model.prompts.lane_text(HI, preference).endswith(
-                "<｜Assistant｜><think>\n\n</think>\n\n")
-        text = model.prompts.model.vocabulary.detokenize(model.prompts.lane_tokens(HI, None))
-        assert text.endswith("Hi<｜Assistant｜><think>\n\n</think>\n\n")
+        assert model.prompts.model.vocabulary.detokenize(tokens).endswith(
+            "<think>\n\n</think>\n\n")  # (the template's markup tokenized as markup)
         answer = model.generate("Hi", method="amulet", preference="concise", max_tokens=3,
                                 ignore_eos=True)
         assert len(answer.tokens) == 3
