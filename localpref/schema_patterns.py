@@ -34,7 +34,7 @@ _SHORTHANDS = {"d": ("0-9", "0-9"), "w": ("0-9A-Za-z_", "0-9A-Za-z_"),
 #: backslash is a character JSON escapes.
 _CONVERTER_ESCAPES = frozenset("[]()|{}*+?")
 #: Escapes of characters JSON writes escaped: the text would need one raw.
-_JSON_ESCAPED = frozenset('"\\\\nrtfv0bx')
+_JSON_ESCAPED = frozenset('"\\\\nrtfv0')
 
 
 class PatternError(ValueError):
@@ -95,6 +95,14 @@ def writable(pattern: str) -> str | None:
             index += 1
             if char in "uU":  # a code point: the grammar reads \uXXXX as the converter copies it
                 written.append("\\" + char)
+            elif char == "x":  # \xHH: the character itself
+                digits = pattern[index:index + 2]
+                if len(digits) < 2 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                    raise PatternError("holds a \\x that two hexadecimal digits do not follow")
+                _check_raw(chr(int(digits, 16)), in_class, negated)
+                index += 2
+                member = f"\\x{int(digits, 16):02X}"
+                written.append(member if in_class else f"[{member}]")
             else:
                 written.append(_members(char, negated) if in_class else _outside(char))
             continue

@@ -201,6 +201,7 @@ NOT_IN_JSON = r'"\\\x00-\x1F\x7F'
     (r"^[^\s]$", rf"^[^{NOT_IN_JSON} \t\n\r\x0B\x0C\u00A0\u1680\u2000-\u200A\u2028\u2029"
                   r"\u202F\u205F\u3000\uFEFF]$"),
     (r"^\D$", rf"^[^0-9{NOT_IN_JSON}]$"),
+    (r"\x41+[\x61-\x7A]", r"^([\x41]+[\x61-\x7A])$"),  # a character by its code
 ])
 def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
                                                                   anchored: str) -> None:
@@ -220,6 +221,8 @@ def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
     (r'a\"b', "needs a character JSON writes escaped"), ('a"b', "needs a character JSON "),
     (r"a\\b", "needs a character JSON writes escaped"), (r"\n", "needs a character JSON "),
     (r"[\D]", "uses \\D, which localpref's grammar cannot write in a class"),
+    (r"\bword\b", "uses \\b, which localpref's grammar cannot write"),  # a word's edge
+    (r"\x22", "needs a character JSON writes escaped"), (r"\x4", "holds a \\x that two "),
 ])
 def test_a_pattern_the_grammar_cannot_write_is_one_sentence_naming_where(
         pattern: str, sentence: str) -> None:
