@@ -883,6 +883,7 @@ def _require(condition: bool, message: str, param: str | None = None,
     is 0 or more: the bound's own sentence would mislead)."""
     if condition:
         return
-    if isinstance(value, float) and not math.isfinite(value):
+    if (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isfinite(value)):  # (a NumPy float32 NaN too)
         message = f"{message.split(' must ', 1)[0]} must be a finite number (got {value})."
     raise SettingsError(message[0].upper() + message[1:], param=param)

@@ -54,8 +54,8 @@ def checked_logit_bias(bias: object) -> tuple[tuple[int, float], ...]:
     pairs: dict[int, float] = {}
     for key, value in bias.items():
         token = _token_id(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value) or not -MOST_BIAS <= value <= MOST_BIAS:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+                value) or not -MOST_BIAS <= value <= MOST_BIAS:  # (NumPy's numbers too)
             raise SettingsError(f"A logit_bias must be a number from -100 to 100 (got {value!r} "
                                 f"for token {token}).", param="logit_bias")
         if value:

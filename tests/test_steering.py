@@ -255,6 +255,14 @@ def test_a_top_k_past_llama_cpps_int_is_refused_and_the_largest_samples(model: M
     assert len(answer.tokens) == 3
 
 
+def test_a_numpy_nan_or_inf_is_said_to_need_a_finite_number() -> None:
+    """A float32 NaN skipped the finite-number sentence: 'must be 0 or more (got nan)'."""
+    for value in (np.float32("nan"), np.float64("inf"), np.float16("-inf")):
+        with pytest.raises(SettingsError) as refused:
+            Sampling(temperature=value)
+        assert str(refused.value) == f"Temperature must be a finite number (got {value})."
+
+
 def test_numbers_of_any_kind_and_an_unset_budget_are_settings() -> None:
     assert Amulet(tau=np.float32(0.25), kl_budget=None).tau == np.float32(0.25)
     assert Sampling(top_k=np.int64(3), temperature=1).top_k == 3

@@ -27,6 +27,8 @@ def test_keys_are_token_ids_or_their_text_and_zero_biases_are_left_out() -> None
     assert checked_logit_bias({"7": -100, 3: 2.5, np.int64(5): 0, "0": 100}) == (
         (0, 100.0), (3, 2.5), (7, -100.0))
     assert checked_logit_bias(((3, 2.5), (1, -1.0))) == ((1, -1.0), (3, 2.5))  # the checked form
+    # NumPy's numbers, as every other number setting takes them (float32 was refused)
+    assert checked_logit_bias({5: np.float32(0.5), 6: np.int8(-3)}) == ((5, 0.5), (6, -3.0))
 
 
 @pytest.mark.parametrize(("bias", "sentence"), [
