@@ -41,6 +41,12 @@ class PatternError(ValueError):
     """Why a pattern cannot be written: the end of a sentence ("holds a stray ']'")."""
 
 
+def _escaped_in_json() -> PatternError:
+    """The refusal of a pattern whose text needs a character JSON writes escaped."""
+    return PatternError("needs a character JSON writes escaped (a quote, a backslash or a "
+                        "control character) inside the string, which the grammar cannot write")
+
+
 def _members(char: str, negated: bool) -> str:
     """What an escaped ``char`` adds to a class (negated or not)."""
     shorthand = _SHORTHANDS.get(char)
@@ -49,9 +55,7 @@ def _members(char: str, negated: bool) -> str:
     if char in _JSON_ESCAPED:
         if negated:
             return ""  # (left out already: a negated class leaves out what JSON escapes)
-        raise PatternError("needs a character JSON writes escaped (a quote, a backslash or a "
-                           "control character) inside the string, which the grammar cannot "
-                           "write")
+        raise _escaped_in_json()
     if char.isalnum() or char in "DWS":
         raise PatternError(f"uses \\{char}, which localpref's grammar cannot write in a class")
     return f"\\x{ord(char):02X}" if char in "^-]\\[" else char
@@ -67,16 +71,16 @@ def _outside(char: str) -> str:
         return f"[^{negated[1]}{_NOT_IN_JSON}]"
     if char in _CONVERTER_ESCAPES:
         return "\\" + char
-    if char in _JSON_ESCAPED or not char.isascii() or char.isalnum():
-        if char in _JSON_ESCAPED:
-            _members(char, negated=False)  # raises
+    if char in _JSON_ESCAPED:
+        raise _escaped_in_json()
+    if not char.isascii() or char.isalnum():
         raise PatternError(f"uses \\{char}, which localpref's grammar cannot write")
     return f"[{_members(char, negated=False)}]"
 
 
 def _check_raw(char: str, in_class: bool, negated: bool) -> None:
     if (char == '"' or ord(char) < 0x20 or char == "\x7f") and not (in_class and negated):
-        _members('"', negated=False)  # raises: a raw quote or control character
+        raise _escaped_in_json()  # a raw quote or control character
 
 
 def writable(pattern: str) -> str | None:

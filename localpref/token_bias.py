@@ -54,8 +54,7 @@ def checked_logit_bias(bias: object) -> tuple[tuple[int, float], ...]:
     pairs: dict[int, float] = {}
     for key, value in bias.items():
         token = _token_id(key)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
-                value) or not -MOST_BIAS <= value <= MOST_BIAS:  # (NumPy's numbers too)
+        if not _number_within(value, MOST_BIAS):
             raise SettingsError(f"A logit_bias must be a number from -100 to 100 (got {value!r} "
                                 f"for token {token}).", param="logit_bias")
         if value:
@@ -66,11 +65,17 @@ def checked_logit_bias(bias: object) -> tuple[tuple[int, float], ...]:
 def checked_penalty(value: object, name: str) -> float:
     """A presence or frequency penalty (``name``) as a float; raises ``SettingsError`` unless
     it is a finite number from -2 to 2 (OpenAI's range)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
-            value) or not -MOST_PENALTY <= value <= MOST_PENALTY:
+    if not _number_within(value, MOST_PENALTY):
         raise SettingsError(f"{name} must be a number from -2 to 2 (got {value!r}).",
                             param=name)
     return float(value)
+
+
+def _number_within(value: object, most: float) -> bool:
+    """Whether ``value`` is a finite number (NumPy's too, not a bool) from ``-most`` to
+    ``most``."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and -most <= value <= most)
 
 
 #: The longest token id text read (no vocabulary comes near 18 digits; Python refuses to

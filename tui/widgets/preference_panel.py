@@ -416,11 +416,12 @@ class PreferencePanel(VerticalScroll):
         """As ``_preferences_changed``; the slider of the text being edited keeps its weight
         (weights are kept by text: each key typed made a new preference, at 1)."""
         chosen = self._chosen()
-        edited = [item for item in self.weights() if item not in PRESETS]
+        shown = self.weights()
+        edited = [item for item in shown if item not in PRESETS]
         typed = chosen.custom.strip()
         if edited and typed and typed not in PRESETS:
             chosen = dataclasses.replace(chosen, weights={**chosen.weights,
-                                                          typed: self.weights()[edited[0]]})
+                                                          typed: shown[edited[0]]})
         await self._show_weights(chosen)
         self.validate()
 
