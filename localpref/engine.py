@@ -81,6 +81,9 @@ class Vocabulary:
         #: ``piece`` is read from several threads at once (the scheduler's, the server's,
         #: a batch's); llama.cpp writes into the one buffer with the GIL released
         self._piece_lock = threading.Lock()
+        #: each token's bytes once read (``piece``): a vocabulary's pieces never change, and a
+        #: call into llama.cpp costs about 25 us a token, a dictionary's look-up well under 1
+        self._pieces: dict[bool, dict[int, bytes]] = {False: {}, True: {}}
         ends, controls = [], []
         for token in range(self.size):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -116,7 +119,12 @@ class Vocabulary:
 
         Our own wrapper over ``llama_token_to_piece``: it grows its buffer for long pieces,
         where llama-cpp-python 0.3.36's ``detokenize`` silently drops pieces over 32 bytes.
+        Each token's piece is read once and kept.
         """
+        known = self._pieces[bool(special)]
+        piece = known.get(token)
+        if piece is not None:
+            return piece
         with self._piece_lock:
             size = llama_cpp.llama_token_to_piece(
                 self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
@@ -126,7 +134,9 @@ class Vocabulary:
                 size = llama_cpp.llama_token_to_piece(
                     self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
                 )
-            return self._piece_buffer.raw[:size]
+            piece = self._piece_buffer.raw[:size]
+        known[int(token)] = piece
+        return piece
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of a token list (special tokens not rendered)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import ctypes
 import math
 
 import llama_cpp
@@ -15,6 +16,7 @@ from localpref.engine import (
     SHARED_PREFIX_COPY,
     Context,
     PrefillStopped,
+    Vocabulary,
     step_rows,
     stream_runs,
 )
@@ -482,10 +484,10 @@ def test_pieces_read_from_many_threads_at_once_are_each_their_own_token(model: M
     came out as " forception" in an answer's logprobs)."""
     import threading
 
-    vocabulary = model.vocabulary
-    tokens = list(range(0, vocabulary.size, 7))
-    expected = [vocabulary.piece(token) for token in tokens]
-    wrong: list[tuple[int, bytes]] = []
+    tokens = list(range(0, model.vocabulary.size, 7))
+    expected = [model.vocabulary.piece(token) for token in tokens]
+    vocabulary = Vocabulary(model.weights.handle)  # its pieces not yet read: every thread
+    wrong: list[tuple[int, bytes]] = []            # calls llama.cpp for some of them
 
     def read(offset: int) -> None:
         for round_ in range(3):
@@ -501,3 +503,23 @@ def test_pieces_read_from_many_threads_at_once_are_each_their_own_token(model: M
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_a_token_s_piece_is_kept_apart_for_text_and_for_markup(model: Model) -> None:
+    """Pieces are read once and kept (``Vocabulary.piece``): a control token is nothing as
+    text and its markup with ``special``, whichever is asked first; every piece read again
+    is the same bytes as llama.cpp's own."""
+    vocabulary = Vocabulary(model.weights.handle)
+    im_end = vocabulary.tokenize("<|im_end|>", add_special=False)[0]
+    assert vocabulary.piece(im_end, special=True) == b"<|im_end|>"
+    assert vocabulary.piece(im_end) == b""
+    assert vocabulary.piece(im_end, special=True) == b"<|im_end|>"
+    other = Vocabulary(model.weights.handle)
+    assert other.piece(im_end) == b""
+    assert other.piece(im_end, special=True) == b"<|im_end|>"
+    buffer = ctypes.create_string_buffer(512)
+    vocab = llama_cpp.llama_model_get_vocab(model.weights.handle)
+    for token in range(0, vocabulary.size, 101):
+        size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, False)
+        assert vocabulary.piece(token) == buffer.raw[:size]
+        assert vocabulary.piece(token) == buffer.raw[:size]
