@@ -491,6 +491,12 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
     yields nothing, the text written). ``on_finish`` runs in the
     caller's thread when the generation ends, whatever happened, once it was handed to the
     scheduler (not for one cancelled or closed before that).
+
+    Its reading state is a ``_Reading`` that the generator inside refers to, never the
+    generation itself: the generation is in no reference cycle, so a generation dropped
+    unread (a ``for`` loop left with ``break``) is closed the moment its last reference
+    goes, ending the request and giving its lanes back, not whenever the cycle collector
+    runs.
     """
 
     def __init__(
@@ -502,50 +508,44 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
     ) -> None:
         self.track_stats = list(track_stats)
         self._owner = owner  # the model: kept alive while its generation may be read
-        self.results: list[Result] = []
-        self._job = job
-        self._on_finish = on_finish
-        self._started = False
-        self._reading = False
-        self._cancelled = threading.Event()
-        self._shown = [""] * len(self.track_stats)
-        self._shown_tokens = [0] * len(self.track_stats)
-        self._inner = self._run()
+        self._reading = _Reading(job, len(self.track_stats), on_finish)
+        self._inner = self._reading.pieces()
+
+    @property
+    def results(self) -> list[Result]:
+        return self._reading.results
 
     def start(self) -> MultiGeneration:
         """Hand the request to the scheduler now (``BusyError`` if its queue is full)."""
-        if not self._started and not self._cancelled.is_set():
-            self._job.enqueue()
-            self._started = True
+        self._reading.start()
         return self
 
     def cancel(self) -> None:
         """End the generation at the next step; what was yielded is kept. Any thread."""
-        self._cancelled.set()
-        if self._started:
-            self._job.cancel()
+        self._reading.cancel()
 
     def on_ready(self, callback: Callable[[], None]) -> None:
         """Have ``callback`` called whenever a piece or the end arrives, for a reader that
         must not block (an event loop): it then calls ``next()`` while ``ready()``. The
         callback runs in the scheduler's thread and must return at once
         (``loop.call_soon_threadsafe``). Set it before ``start()``."""
-        self._job.outbox.listener = callback
+        self._reading.job.outbox.listener = callback
 
     @property
     def ended(self) -> bool:
         """Whether the request has ended on the scheduler's side (its lanes are given back;
         ``next()`` may still give pieces written before)."""
-        return self._job.outbox.ended
+        return self._reading.job.outbox.ended
 
     def ready(self) -> bool:
         """Whether ``next()`` returns now, without waiting: a piece or the end has arrived
         (once cancelled, only the end: the pieces before it are skipped; cancelled before
         ``start()``, at once)."""
-        outbox = self._job.outbox
-        if self._cancelled.is_set():
-            return not self._started or outbox.ended
-        return self._started and outbox.has_items()
+        reading = self._reading
+        outbox = reading.job.outbox
+        if reading.cancelled.is_set():
+            return not reading.started or outbox.ended
+        return reading.started and outbox.has_items()
 
     def send(self, value: None) -> tuple[int, str]:
         return self._inner.send(value)
@@ -557,8 +557,8 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         """Cancel (if it runs) and end the generation; ``results`` keep what was yielded
         (cancelled results when it never started). From another thread while one reads it,
         it is ``cancel()``: the reader sees the end."""
-        if not self._reading:  # never read: end it here, as cancel() then run() would
-            self._cancelled.set()
+        if not self._reading.reading:  # never read: end it here, as cancel() then run() would
+            self._reading.cancelled.set()
             for _ in self._inner:
                 pass
         try:
@@ -571,57 +571,84 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
 
     def run(self) -> list[Result]:
         """Consume the whole generation and return one result per track."""
-        self._job.outbox.quiet = True
+        self._reading.job.outbox.quiet = True
         for _ in self:
             pass
         return self.results
 
-    def _run(self) -> Iterator[tuple[int, str]]:
-        self._reading = True
+
+class _Reading:
+    """What reading one ``MultiGeneration`` needs: its job, whether it was started or
+    cancelled, the text yielded per track, and the results once it ends."""
+
+    def __init__(self, job: Job, tracks: int,
+                 on_finish: Callable[[list[Result]], None] | None) -> None:
+        self.job = job
+        self.on_finish = on_finish
+        self.started = False
+        self.reading = False
+        self.cancelled = threading.Event()
+        self.shown = [""] * tracks
+        self.shown_tokens = [0] * tracks
+        self.results: list[Result] = []
+
+    def start(self) -> None:
+        if not self.started and not self.cancelled.is_set():
+            self.job.enqueue()
+            self.started = True
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        if self.started:
+            self.job.cancel()
+
+    def pieces(self) -> Iterator[tuple[int, str]]:
+        """The generation's pieces, ``(track index, text)``; its end sets ``results``."""
+        self.reading = True
         end: End | None = None
         try:
-            if self._cancelled.is_set():
+            if self.cancelled.is_set():
                 return
             self.start()
             while True:
-                item = self._job.outbox.get()
+                item = self.job.outbox.get()
                 if isinstance(item, End):
                     end = item
                     break
-                if item is None or self._cancelled.is_set():
+                if item is None or self.cancelled.is_set():
                     continue  # cancelled: nothing more is shown; wait for the end
-                self._shown[item.track] += item.text
-                self._shown_tokens[item.track] = item.n_tokens
+                self.shown[item.track] += item.text
+                self.shown_tokens[item.track] = item.n_tokens
                 yield item.track, item.text
             if end.error is not None:
                 raise end.error
         finally:
             early = end is None
-            if early and self._started:
-                self._job.cancel()  # closed or interrupted: end it and wait for the lanes
-                while end is None and self._job.can_wait():
-                    item = self._job.outbox.get(timeout=5.0)
+            if early and self.started:
+                self.job.cancel()  # closed or interrupted: end it and wait for the lanes
+                while end is None and self.job.can_wait():
+                    item = self.job.outbox.get(timeout=5.0)
                     if isinstance(item, End):
                         end = item
                     elif item is None and not _scheduler_can_answer():
                         break
-            self.results = self._kept(end, early or self._cancelled.is_set())
-            if self._on_finish is not None and self._started:  # never handed over: no answer
-                self._on_finish(self.results)
+            self.results = self.kept(end, early or self.cancelled.is_set())
+            if self.on_finish is not None and self.started:  # never handed over: no answer
+                self.on_finish(self.results)
 
-    def _kept(self, end: End | None, cut: bool) -> list[Result]:
+    def kept(self, end: End | None, cut: bool) -> list[Result]:
         """The results; cut to what was yielded when the caller stopped reading early or
         the request failed (read by ``run()``, which yields nothing, a cancelled result keeps
         all it wrote)."""
         if end is None:
-            return self._job.cancelled_results()
+            return self.job.cancelled_results()
         results = end.results
-        if (not cut and end.error is None) or self._job.outbox.quiet:
+        if (not cut and end.error is None) or self.job.outbox.quiet:
             return results  # ``run()``: nothing was yielded, all the text so far is kept
         for index, result in enumerate(results):
-            if result.text != self._shown[index]:
-                result.text = self._shown[index]
-                result.tokens = result.tokens[: self._shown_tokens[index]]
+            if result.text != self.shown[index]:
+                result.text = self.shown[index]
+                result.tokens = result.tokens[: self.shown_tokens[index]]
                 result.stats["n_tokens"] = len(result.tokens)
                 if not result.tokens:  # none kept: no rate (it was the dropped tokens')
                     result.stats["tokens_per_s"] = 0.0

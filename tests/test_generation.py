@@ -197,6 +197,45 @@ def test_cancelled_chat_answer_is_kept_as_partial(model: Model) -> None:
     chat.close()
 
 
+def test_a_stream_left_with_break_ends_at_once_with_the_partial_answer_kept(
+        model: Model) -> None:
+    """A ``for`` loop left with ``break`` drops the stream unread: it ends then, as if
+    closed, not whenever the cycle collector runs (which is kept off here). The chat takes
+    its next turn at once, after the partial answer; a model's stream gives its lanes back."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        chat = model.chat(preference="verbose", method="base", max_tokens=200)
+        shown = ""
+        for piece in chat.stream("Tell me a long story."):
+            shown += piece
+            if len(shown) > 5:
+                break
+        reply = chat.send("Name a fruit.", max_tokens=4)
+        assert chat.messages[-4:] == [
+            {"role": "user", "content": "Tell me a long story."},
+            {"role": "assistant", "content": shown},
+            {"role": "user", "content": "Name a fruit."},
+            {"role": "assistant", "content": reply.text}]
+        chat.close()
+        small = _one_lane_copy(model)
+        try:
+            for _ in small.stream("Write a long story.", max_tokens=200, ignore_eos=True):
+                break
+            assert small.generate("Hi", method="base", max_tokens=2).tokens  # no BusyError
+        finally:
+            small.close()
+    finally:
+        gc.enable()
+
+
+def _one_lane_copy(model: Model) -> Model:
+    """The same model file with one lane and no queue: a request waiting is a BusyError."""
+    return localpref.load(model.path, max_lanes=1, max_queued=0, n_ctx=512, n_threads=2)
+
+
 def test_several_preferences_combine(model: Model) -> None:
     result = model.generate(PROMPT, preference=["concise", "formal"], method="amulet",
                             max_tokens=4)

@@ -41,7 +41,8 @@ def test_list_json(hf_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["models", "list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert set(listing) == {"bundled", "catalog", "downloaded", "cache_dir", "offline", "ollama",
-                            "lmstudio"}
+                            "lmstudio", "problems"}
+    assert listing["problems"] == []
     bundled = models.bundled_model_path()
     assert listing["bundled"]["path"] == str(bundled)
     assert listing["bundled"]["size"] == bundled.stat().st_size

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -372,9 +375,6 @@ def test_a_name_no_tool_keeps_gets_no_pointer(ollama: dict[str, Path],
     with pytest.raises(ModelError) as error:
         models.resolve_model("nothing-like-it")
     assert "keeps it" not in str(error.value) and str(error.value).startswith("Unknown model")
-    with pytest.raises(ModelError) as ambiguous:  # two LM Studio files in that folder
-        models.resolve_model("pub/Alpha-GGUF", download=False)
-    assert "keeps it" not in str(ambiguous.value)
     with pytest.raises(ModelError) as other_file:  # LM Studio keeps another quantization
         models.resolve_model("old/Beta-GGUF:*Q8_0*", download=False)
     assert "keeps it" not in str(other_file.value)
@@ -407,3 +407,114 @@ def test_a_later_part_of_a_split_model_named_in_lmstudio_points_to_its_first_par
             f"Orphan-00001-of-00002.gguf, is not beside it in {folder}.")):
         models.resolve_model("lmstudio:orphan")
     assert models.resolve_model("lmstudio:gamma") == folder / "Gamma-00001-of-00002.gguf"
+
+
+def test_a_name_several_stored_models_fit_points_to_each_never_to_a_download(
+        ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path, gguf: Path,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Two files in an LM Studio folder, one file in both of LM Studio's folders, two ollama
+    names that differ only in case: the sentence gives each ``--model`` (a path each where
+    their names are one), not a download of what is on the disk already."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a download would fail loudly
+    with pytest.raises(ModelError) as folder:
+        models.resolve_model("pub/Alpha-GGUF")
+    assert str(folder.value) == (
+        "pub/Alpha-GGUF:*.gguf is not in the Hugging Face cache, but LM Studio keeps 2 models "
+        "it may name: give --model lmstudio:pub/Alpha-GGUF/Alpha-Q4_K_M.gguf or --model "
+        "lmstudio:pub/Alpha-GGUF/Alpha-Q8_0.gguf (or `localpref models pull "
+        "'pub/Alpha-GGUF:*.gguf'` for a copy of its own).")
+    older = home / ".cache" / "lm-studio" / "models" / "pub" / "Alpha-GGUF" / "Alpha-Q8_0.gguf"
+    older.parent.mkdir(parents=True)
+    shutil.copyfile(gguf, older)
+    newer = lmstudio["pub/Alpha-GGUF/Alpha-Q8_0.gguf"]
+    with pytest.raises(ModelError) as both_folders:
+        models.resolve_model("pub/Alpha-GGUF:*Q8_0*", download=False)
+    assert f"LM Studio keeps 2 models it may name: give --model {newer} or --model {older}" \
+        in str(both_folders.value)
+    with pytest.raises(ModelError) as by_pattern:
+        models.resolve_model("lmstudio:Alpha-Q8_0")
+    assert str(by_pattern.value) == (f"'Alpha-Q8_0' matches 2 LM Studio files ({newer}, "
+                                     f"{older}); give the path of the one to use.")
+    root = home / ".ollama" / "models"
+    add_ollama_model(root, gguf, "registry.ollama.ai", "library", "Tiny", "latest")
+    with pytest.raises(ModelError) as cased:
+        models.resolve_model("TINY")
+    assert str(cased.value) == (
+        "'TINY' is not a file, a catalog name or a Hugging Face repo, but ollama keeps 2 models "
+        "it may name: give --model ollama:Tiny:latest or --model ollama:tiny:latest.")
+
+
+def test_an_ollama_model_with_an_adapter_is_not_used_without_it(home: Path,
+                                                                gguf: Path) -> None:
+    """ollama applies an adapter layer (a LoRA) over the model's weights: the weights alone
+    are another model, so it is neither listed nor loaded."""
+    root = home / ".ollama" / "models"
+    add_ollama_model(root, gguf, "registry.ollama.ai", "library", "tuned", "latest")
+    manifest = root / "manifests" / "registry.ollama.ai" / "library" / "tuned" / "latest"
+    body = json.loads(manifest.read_text())
+    body["layers"].append({"mediaType": "application/vnd.ollama.image.adapter",
+                           "digest": "sha256:" + "3" * 64, "size": 10})
+    manifest.write_text(json.dumps(body))
+    add_ollama_model(root, gguf, "registry.ollama.ai", "library", "plain", "latest")
+    assert [model.name for model in models.ollama_models()] == ["plain:latest"]
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("ollama:tuned")
+    assert str(error.value) == (
+        "The ollama model tuned:latest cannot be used: it carries an adapter (LoRA) that "
+        "ollama applies over its weights, which localpref does not apply.")
+
+
+#: what a user's shell may not read, as root too: the capabilities to read any folder dropped
+AS_A_USER = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+             if os.geteuid() == 0 else [])
+
+_LISTED_UNREADABLE = """
+import json
+from localpref import models
+from localpref.errors import ModelError
+problems = []
+report = {"cached": [m.spec for m in models.cached_models(problems=problems)],
+          "stored": sorted(m.name for m in models.stored_models(problems=problems)),
+          "problems": problems}
+for spec in ("org/Locked-GGUF", "lmstudio:nothing-like-it"):
+    try:
+        models.resolve_model(spec)
+    except ModelError as error:
+        report[spec] = str(error)
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv reads every folder")
+def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
+        ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path, tmp_path: Path) -> None:
+    """One unreadable folder (a repository's in the Hugging Face cache, one of LM Studio's)
+    leaves its models out of the listing with a sentence, never a traceback, and the other
+    stores are listed (run in a process that reads folders as a user does)."""
+    hub = tmp_path / "hub"
+    locked = hub / "models--org--Locked-GGUF" / "snapshots"
+    locked.mkdir(parents=True)
+    shut = home / ".lmstudio" / "models" / "shut"
+    shut.mkdir()
+    locked.chmod(0)
+    shut.chmod(0)
+    try:
+        run = subprocess.run([*AS_A_USER, sys.executable, "-c", _LISTED_UNREADABLE],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "HOME": str(home), "HF_HUB_CACHE": str(hub),
+                                  "HF_ENDPOINT": "http://127.0.0.1:9"})
+    finally:
+        locked.chmod(0o755)
+        shut.chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["cached"] == []
+    assert {"tiny:latest", "old/Beta-GGUF/beta.Q4_0.gguf"} <= set(report["stored"])
+    assert report["problems"] == [
+        f"The Hugging Face cache's folder {locked} cannot be read (Permission denied).",
+        f"The folder {shut} cannot be read (Permission denied)."]
+    assert report["org/Locked-GGUF"] == report["problems"][0]
+    assert report["lmstudio:nothing-like-it"].endswith(
+        f"; the folder {shut} cannot be read (Permission denied).")

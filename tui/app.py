@@ -545,7 +545,10 @@ def _local_models() -> list[Path]:
     except LocalprefError:
         pass
     try:
-        found += [Path(item.path) for item in models.cached_models()]
+        found += [Path(item.path) for item in models.cached_models(problems=[])]
+    except (LocalprefError, OSError):
+        pass
+    try:
         found += [stored.path for stored in models.stored_models()]
     except (LocalprefError, OSError):
         pass

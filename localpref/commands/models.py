@@ -87,12 +87,13 @@ def collect_listing(verbose: bool = False) -> dict[str, Any]:
     except ModelError as error:
         bundled["error"] = str(error)
     catalog = models.catalog_with_status(cache)
-    downloaded = [item.to_dict() for item in models.cached_models(cache)]
+    problems: list[str] = []  # folders that cannot be read: their models are left out
+    downloaded = [item.to_dict() for item in models.cached_models(cache, problems=problems)]
     if verbose:
         for item in downloaded:
             item["header"] = _header(item["path"])
-    ollama = [item.to_dict() for item in models.ollama_models()]
-    lmstudio = [item.to_dict() for item in models.lmstudio_models()]
+    ollama = [item.to_dict() for item in models.ollama_models(problems=problems)]
+    lmstudio = [item.to_dict() for item in models.lmstudio_models(problems=problems)]
     for item in [*downloaded, *ollama, *lmstudio]:
         item["calibration"] = calibration_state(item["path"])
     if verbose:
@@ -106,6 +107,7 @@ def collect_listing(verbose: bool = False) -> dict[str, Any]:
         "offline": models.hub_offline(),
         "ollama": {"dir": str(models.ollama_dir()), "models": ollama},
         "lmstudio": {"dirs": [str(path) for path in models.lmstudio_dirs()], "models": lmstudio},
+        "problems": problems,
     }
 
 
@@ -163,6 +165,10 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"  {item['spec']:<50} {size:>9}  {item['path']}", file=out)
             print(f"      steering: {item['calibration']['text']}", file=out)
             _print_header(item.get("header"), out)
+    if listing["problems"]:
+        print("\nNot read (the models there are left out)", file=out)
+        for problem in listing["problems"]:
+            print(f"  {problem}", file=out)
     return 0
 
 

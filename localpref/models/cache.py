@@ -25,18 +25,32 @@ def snapshot_files(snapshot: Path) -> Iterator[Path]:
     """The GGUF files (or links to present blobs) under one snapshot folder; of a split
     model, its first part only (``split_files``)."""
     for path in sorted(snapshot.rglob("*")):
-        if path.name.lower().endswith(".gguf") and path.is_file() \
+        if path.name.lower().endswith(".gguf") and _is_file(path) \
                 and not is_later_part(path.name):
             yield path
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file (or a link to one) that can be looked at: False, not an
+    error, inside a folder that can be listed but not entered."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def ordered_snapshots(repo_dir: Path, revision: str = DEFAULT_REVISION) -> list[Path]:
-    """The repo's snapshot folders: the one ``refs/REVISION`` names first, then newest first."""
+    """The repo's snapshot folders: the one ``refs/REVISION`` names first, then newest first.
+    ``ModelError`` (one sentence) when its folder cannot be read (its permissions)."""
     snapshots_dir = repo_dir / "snapshots"
-    if not snapshots_dir.is_dir():
-        return []
-    snapshots = [p for p in snapshots_dir.iterdir() if p.is_dir()]
-    snapshots.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    try:
+        if not snapshots_dir.is_dir():
+            return []
+        snapshots = [p for p in snapshots_dir.iterdir() if p.is_dir()]
+        snapshots.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError as error:
+        raise ModelError(f"The Hugging Face cache's folder {snapshots_dir} cannot be read "
+                         f"({error.strerror or error}).") from None
     ref = repo_dir / "refs" / revision
     try:
         commit = ref.read_text(encoding="utf-8").strip()
@@ -111,11 +125,13 @@ class CachedFile:
         }
 
 
-def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
+def cached_models(cache_dir: Path | None = None, *,
+                  problems: list[str] | None = None) -> list[CachedFile]:
     """Every GGUF file in the Hugging Face cache (model repos only), one per repo and file name
     (a split model once, its first part, with the size of every part).
 
     When a file is in several snapshots, the one ``refs/main`` names (else the newest) is listed.
+    A repository whose folder cannot be read is left out, its sentence added to ``problems``.
     """
     cache = cache_dir or hf_cache_dir()
     if not cache.is_dir():
@@ -127,7 +143,13 @@ def cached_models(cache_dir: Path | None = None) -> list[CachedFile]:
             continue
         repo = f"{parts[1]}/{'--'.join(parts[2:])}"
         seen: set[str] = set()
-        for snapshot in ordered_snapshots(repo_dir):
+        try:
+            snapshots = ordered_snapshots(repo_dir)
+        except ModelError as error:
+            if problems is not None:
+                problems.append(str(error))
+            continue
+        for snapshot in snapshots:
             for path in snapshot_files(snapshot):
                 relative = path.relative_to(snapshot).as_posix()
                 if relative in seen:

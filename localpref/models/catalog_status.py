@@ -25,7 +25,10 @@ def catalog_with_status(cache_dir: Path | None = None) -> list[dict[str, Any]]:
             except ModelError:
                 local = None
         elif entry.repo:
-            matches = cached_matches(entry.repo, entry.file, cache_dir=cache)
+            try:
+                matches = cached_matches(entry.repo, entry.file, cache_dir=cache)
+            except ModelError:  # its folder cannot be read: the listing's problems say so
+                matches = []
             local = matches[0] if len(matches) == 1 else None
         row["downloaded"] = str(local) if local else None
         row["size"] = local.stat().st_size if local else None

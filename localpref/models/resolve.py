@@ -123,7 +123,15 @@ def _refer_to_a_store(text: str, what_is_wrong: str, download_instead: str = "",
     matching ``pattern`` too); return if none does. ``download_instead`` (the other way: a Hub
     download) is added for LM Studio's models, which are Hub repos' files."""
     stored = stored_elsewhere(text, pattern)
-    if stored is not None:
-        other_way = download_instead if stored.store == "lmstudio" else ""
-        raise ModelError(f"{what_is_wrong}, but {STORE_TOOLS[stored.store]} keeps it: give "
-                         f"--model {stored.spec}{other_way}.")
+    if not stored:
+        return
+    tool = STORE_TOOLS[stored[0].store]
+    other_way = download_instead if stored[0].store == "lmstudio" else ""
+    if len(stored) == 1:
+        raise ModelError(f"{what_is_wrong}, but {tool} keeps it: give "
+                         f"--model {stored[0].spec}{other_way}.")
+    specs = list(dict.fromkeys(model.spec for model in stored))
+    # names that differ only in case are each a --model; one name in two folders, a path each
+    choices = specs if len(specs) == len(stored) else [str(model.path) for model in stored]
+    raise ModelError(f"{what_is_wrong}, but {tool} keeps {len(stored)} models it may name: "
+                     f"give --model {' or --model '.join(choices)}{other_way}.")

@@ -31,6 +31,8 @@ from localpref.models.spec import pattern_matches
 from localpref.split_files import is_later_part, part_paths, split_part
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+#: a LoRA adapter ollama applies over the model's weights: without it the model is another
+OLLAMA_ADAPTER_LAYER = "application/vnd.ollama.image.adapter"
 OLLAMA_REGISTRY = "registry.ollama.ai"
 OLLAMA_LIBRARY = "library"
 DEFAULT_TAG = "latest"
@@ -74,21 +76,27 @@ def ollama_name(registry: str, namespace: str, name: str, tag: str) -> str:
     return f"{registry}/{namespace}/{name}:{tag}"
 
 
-def ollama_models(root: Path | None = None) -> list[StoredModel]:
-    """Every ollama model whose manifest names a GGUF blob that is there, sorted by name."""
+def ollama_models(root: Path | None = None, *,
+                  problems: list[str] | None = None) -> list[StoredModel]:
+    """Every ollama model whose manifest names a GGUF blob that is there, sorted by name; a
+    folder of manifests that cannot be read is a sentence in ``problems``."""
     root = ollama_dir() if root is None else root
     found = []
-    for name, manifest in _ollama_manifests(root):
+    for name, manifest in _ollama_manifests(root, problems):
         blob, _ = _ollama_blob_or_why(root, manifest)
         if blob is not None:
             found.append(StoredModel("ollama", name, blob, blob.stat().st_size))
     return sorted(found, key=lambda model: model.name)
 
 
-def _ollama_manifests(root: Path) -> Iterator[tuple[str, Path]]:
-    """Every manifest of the store, with the name ollama shows for it."""
+def _ollama_manifests(root: Path, problems: list[str] | None = None,
+                      ) -> Iterator[tuple[str, Path]]:
+    """Every manifest of the store (``REGISTRY/NAMESPACE/NAME/TAG``), with the name ollama
+    shows for it."""
     manifests = root / "manifests"
-    for manifest in sorted(manifests.glob("*/*/*/*")) if manifests.is_dir() else []:
+    found = [path for path in _files_below(manifests, problems)
+             if len(path.relative_to(manifests).parts) == 4]
+    for manifest in found:
         yield ollama_name(*manifest.relative_to(manifests).parts), manifest
 
 
@@ -98,6 +106,10 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
         layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return None, f"its manifest {manifest} cannot be read as ollama writes it"
+    if any(isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_ADAPTER_LAYER
+           for layer in layers):
+        return None, ("it carries an adapter (LoRA) that ollama applies over its weights, "
+                      "which localpref does not apply")
     for layer in layers:
         if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_LAYER:
             continue
@@ -112,15 +124,17 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
     return None, "its manifest has no model layer (nothing localpref can load)"
 
 
-def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
-    """Every GGUF file below LM Studio's folders (vision projectors left out), by name."""
+def lmstudio_models(roots: list[Path] | None = None, *,
+                    problems: list[str] | None = None) -> list[StoredModel]:
+    """Every GGUF file below LM Studio's folders (vision projectors left out), by name; a
+    folder that cannot be read is a sentence in ``problems``."""
     # a file is listed once per name: both of LM Studio's folders may be one (a link), and a
     # second name linked to a listed file is a name the user sees and gives
     found: dict[tuple[str, Path], StoredModel] = {}
     for root in lmstudio_dirs() if roots is None else roots:
         if not root.is_dir():
             continue
-        for path in _gguf_files_below(root):
+        for path in _gguf_files_below(root, problems):
             if (path.name.lower().startswith("mmproj") or not path.is_file()
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
@@ -130,23 +144,37 @@ def lmstudio_models(roots: list[Path] | None = None) -> list[StoredModel]:
     return sorted(found.values(), key=lambda model: model.name)
 
 
-def _gguf_files_below(root: Path) -> list[Path]:
-    """Every ``*.gguf`` below ``root``, sorted, following linked folders (models kept on
-    another drive) but never into a folder twice (a link that loops)."""
+def _gguf_files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
+    """Every ``*.gguf`` below ``root``, sorted (``_files_below``)."""
+    return [path for path in _files_below(root, problems)
+            if path.name.lower().endswith(".gguf")]
+
+
+def _files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
+    """Every file below ``root``, sorted, following linked folders (models kept on another
+    drive) but never into a folder twice (a link that loops). A folder that cannot be read
+    is left out, with a sentence in ``problems`` saying so."""
     found, seen = [], set()
-    for folder, folders, files in os.walk(root, followlinks=True):
+
+    def unreadable(error: OSError) -> None:
+        if problems is not None and not isinstance(error, FileNotFoundError):
+            problems.append(f"The folder {error.filename} cannot be read "
+                            f"({error.strerror or error}).")
+
+    for folder, folders, files in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             folders.clear()
             continue
         seen.add(real)
-        found += [Path(folder, name) for name in files if name.lower().endswith(".gguf")]
+        found += [Path(folder, name) for name in files]
     return sorted(found)
 
 
-def stored_models() -> list[StoredModel]:
-    """Every model of every store on this machine."""
-    return [*ollama_models(), *lmstudio_models()]
+def stored_models(*, problems: list[str] | None = None) -> list[StoredModel]:
+    """Every model of every store on this machine (folders that cannot be read: sentences in
+    ``problems``)."""
+    return [*ollama_models(problems=problems), *lmstudio_models(problems=problems)]
 
 
 def resolve_stored(store: str, name: str) -> Path:
@@ -179,7 +207,8 @@ def _ollama_wanted(name: str) -> str:
 def _find_ollama(name: str) -> StoredModel:
     wanted = _ollama_wanted(name)
     root = ollama_dir()
-    available = ollama_models(root)
+    problems: list[str] = []
+    available = ollama_models(root, problems=problems)
     matches = _named(available, wanted)
     if len(matches) > 1:  # names that differ only in case: ollama keeps them apart
         raise ModelError(f"ollama:{wanted} matches {len(matches)} ollama models "
@@ -191,7 +220,8 @@ def _find_ollama(name: str) -> StoredModel:
         if shown.lower() == wanted.lower():
             _, why = _ollama_blob_or_why(root, manifest)
             raise ModelError(f"The ollama model {wanted} cannot be used: {why}.")
-    raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}.")
+    raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}"
+                     f"{_unread(problems)}.")
 
 
 def _named(available: list[StoredModel], name: str) -> list[StoredModel]:
@@ -201,7 +231,8 @@ def _named(available: list[StoredModel], name: str) -> list[StoredModel]:
 
 
 def _find_lmstudio(pattern: str) -> StoredModel:
-    available = lmstudio_models()
+    problems: list[str] = []
+    available = lmstudio_models(problems=problems)
     named = _named(available, pattern)
     if len(named) > 1:  # the same name in both folders, or names that differ only in case
         listed = ", ".join(str(model.path) for model in named)
@@ -215,14 +246,18 @@ def _find_lmstudio(pattern: str) -> StoredModel:
         return matches[0]
     folders = " or ".join(str(root) for root in lmstudio_dirs())
     if matches:
-        listed = ", ".join(model.name for model in matches)
-        raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio models ({listed}); "
-                         "give a pattern that matches one of them.")
+        names = [model.name for model in matches]
+        if len(set(names)) < len(names):  # one name in both of LM Studio's folders
+            listed = ", ".join(str(model.path) for model in matches)
+            raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio files ({listed}); "
+                             "give the path of the one to use.")
+        raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio models "
+                         f"({', '.join(names)}); give a pattern that matches one of them.")
     later = _later_part_sentence(pattern, glob)
     if later is not None:
         raise ModelError(later)
     raise ModelError(f"No LM Studio model matches '{pattern}' in {folders}; "
-                     f"{_what_is_there(available, None)}.")
+                     f"{_what_is_there(available, None)}{_unread(problems)}.")
 
 
 def _later_part_sentence(pattern: str, glob: str) -> str | None:
@@ -245,26 +280,31 @@ def _later_part_sentence(pattern: str, glob: str) -> str | None:
     return None
 
 
-def stored_elsewhere(text: str, pattern: str | None = None) -> StoredModel | None:
-    """The model another tool keeps under the name a user typed without ``ollama:`` or
+def stored_elsewhere(text: str, pattern: str | None = None) -> list[StoredModel]:
+    """The models another tool keeps under the name a user typed without ``ollama:`` or
     ``lmstudio:`` (an ollama ``NAME[:TAG]``, an LM Studio ``PUBLISHER/REPO`` folder, path or
-    file name), when exactly one matches; None otherwise. With ``pattern`` (``text`` is a Hub
-    ``ORG/NAME[:PATTERN]``) an LM Studio file is looked for in the folder ``ORG/NAME`` and must
-    match the pattern. Only for a hint: a name without a store's
-    prefix never loads a store's file."""
+    file name): ollama's when it has any (several: names that differ only in case), else LM
+    Studio's (several: files in both of its folders, or in several of its folders). With
+    ``pattern`` (``text`` is a Hub ``ORG/NAME[:PATTERN]``) an LM Studio file is looked for in
+    the folder ``ORG/NAME`` and must match the pattern. Only for a hint: a name without a
+    store's prefix never loads a store's file."""
     wanted = _ollama_wanted(text.strip())
     found = _named(ollama_models(), wanted)
-    if len(found) == 1:
-        return found[0]
+    if found:
+        return found
     typed = text.strip() if pattern is None else text.strip().split(":", 1)[0]  # ORG/NAME
     needle = typed.strip("/").lower()
     if not needle:
-        return None
-    candidates = [model for model in lmstudio_models()
-                  if (needle in (model.name.lower(), model.path.name.lower())
-                      or model.name.lower().startswith(needle + "/"))
-                  and (pattern is None or pattern_matches(model.path.name, pattern))]
-    return candidates[0] if len(candidates) == 1 else None
+        return []
+    return [model for model in lmstudio_models()
+            if (needle in (model.name.lower(), model.path.name.lower())
+                or model.name.lower().startswith(needle + "/"))
+            and (pattern is None or pattern_matches(model.path.name, pattern))]
+
+
+def _unread(problems: list[str]) -> str:
+    """The not-found sentence's last words when some folders could not be read."""
+    return "".join(f"; {problem[:1].lower()}{problem[1:].rstrip('.')}" for problem in problems)
 
 
 def _what_is_there(available: list[StoredModel], root: Path | None) -> str:

@@ -105,11 +105,17 @@ def model_rows(current: Path | None) -> tuple[list[ModelRow], list[str]]:
                 detail = f"catalog · {where} · about {entry['size_mb']} MB to download"
             rows.append(ModelRow(entry["name"], entry["name"], detail,
                                  _same_file(entry["downloaded"], current)))
-        for item in cached_models():
+    except (LocalprefError, OSError) as error:
+        problems.append(str(error))
+    try:  # (a folder that cannot be read leaves its models out, with a sentence in problems)
+        for item in cached_models(problems=problems):
             rows.append(ModelRow(item.spec, item.spec,
                                  f"downloaded · {format_size(item.size)}",
                                  _same_file(item.path, current)))
-        for stored in stored_models():
+    except (LocalprefError, OSError) as error:
+        problems.append(str(error))
+    try:
+        for stored in stored_models(problems=problems):
             tool = "ollama" if stored.store == "ollama" else "LM Studio"
             rows.append(ModelRow(stored.spec, stored.spec,
                                  f"{tool} · used in place · {format_size(stored.size)}",
