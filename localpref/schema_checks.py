@@ -19,7 +19,9 @@ where it is (``properties.age``):
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
+from urllib.parse import unquote
 
 from localpref.errors import SettingsError
 from localpref.schema_patterns import PatternError, writable
@@ -168,6 +170,10 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
                     "give the items' schema, or prefixItems before it.")
         reference = subschema.get("$ref")
         if reference is not None and not _resolves(schema, reference):
+            if reference in ("#", "#/"):
+                return (f"The JSON schema's $ref '{reference}'{_at(where)} refers to the whole "
+                        "schema, which localpref cannot follow; put that schema in $defs and "
+                        "refer to it as '#/$defs/name'.")
             if not reference.startswith("#/"):
                 return (f"The JSON schema's $ref '{reference}'{_at(where)} is not inside the "
                         "schema; localpref follows only references such as '#/$defs/name'.")
@@ -176,25 +182,71 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
 
 
 def _resolves(schema: dict[str, Any], reference: str) -> bool:
-    """Whether a ``#/a/b`` reference names a schema inside ``schema`` (read as the converter
-    reads it: names split on ``/``)."""
-    if not reference.startswith("#/"):
-        return False
+    """Whether a ``#/a/b`` reference names a schema inside ``schema``."""
+    return reference.startswith("#/") and isinstance(
+        _target(schema, _pointer_names(reference)), dict)
+
+
+def _pointer_names(reference: str) -> list[str]:
+    """The names a ``#/a/b`` reference walks, as JSON Pointer (RFC 6901) in a URI fragment
+    reads them: each percent-decoded, then ``~1`` read as ``/`` and ``~0`` as ``~``."""
+    return [unquote(name).replace("~1", "/").replace("~0", "~")
+            for name in reference[2:].split("/")]
+
+
+def _target(schema: dict[str, Any], names: list[str]) -> Any:
+    """What ``names`` lead to inside ``schema`` (None where a name is missing)."""
     target: Any = schema
-    for name in reference[2:].split("/"):
+    for name in names:
         if not isinstance(target, dict) or name not in target:
-            return False
+            return None
         target = target[name]
-    return isinstance(target, dict)
+    return target
+
+
+def _followable_references(schema: dict[str, Any]) -> None:
+    """Rewrite ``schema``'s ``$ref`` (in place) so that llama-cpp-python's converter follows
+    them. It looks a reference's names up as written, split on ``/``: a name with ``/``,
+    ``~`` or a percent escape (``#/$defs/a~1b``) gets another name in ``$defs`` for the same
+    schema. It does not look inside a schema holding a ``$ref`` for the references there: a
+    ``$ref`` beside other keywords (pydantic's top level, ``{"$defs": ..., "$ref": ...}``)
+    becomes the one choice of an ``anyOf``, which allows the same answers (and, as the
+    converter read it before, nothing else beside the ``$ref`` is enforced)."""
+    aliases: dict[tuple[str, ...], str] = {}
+    for subschema, _ in subschemas(schema):
+        reference = subschema.get("$ref")
+        if not isinstance(reference, str) or not reference.startswith("#/"):
+            continue
+        names = _pointer_names(reference)
+        if names == reference[2:].split("/"):
+            continue
+        definitions = schema.setdefault("$defs", {})
+        alias = aliases.get(tuple(names))
+        if alias is None:
+            base = "ref-" + (re.sub(r"[^A-Za-z0-9]+", "-", "-".join(names)).strip("-") or "x")
+            alias, number = base, 1
+            while alias in definitions:
+                number += 1
+                alias = f"{base}-{number}"
+            aliases[tuple(names)] = alias
+            definitions[alias] = _target(schema, names)
+        subschema["$ref"] = f"#/$defs/{alias}"
+    for subschema, _ in subschemas(schema):
+        if (isinstance(subschema.get("$ref"), str) and "anyOf" not in subschema
+                and "oneOf" not in subschema
+                and any(isinstance(value, dict | list) for value in subschema.values())):
+            subschema["anyOf"] = [{"$ref": subschema.pop("$ref")}]
 
 
 def prepared(schema: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``schema`` as the converter can follow it (``schema`` is left as it is):
     every ``pattern`` as ``schema_patterns.writable`` writes it (none where it matches every
     text), and ``items`` that allow any item (``true``, ``{}``) left out, which the converter
-    reads as any item and otherwise fails on. A pattern that cannot be written is a
-    ``SettingsError`` naming where it is."""
+    reads as any item and otherwise fails on, and references rewritten where the converter
+    would not follow them (``_followable_references``). A pattern that cannot be written is
+    a ``SettingsError`` naming where it is."""
     copied = copy.deepcopy(schema)
+    _followable_references(copied)
     for subschema, where in subschemas(copied):
         if isinstance(subschema.get("pattern"), str):
             try:

@@ -159,8 +159,11 @@ def test_an_enum_const_or_name_the_converter_would_write_wrong_is_refused(schema
     ({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}},
      "The JSON schema's $ref 'https://example.com/s.json' (at properties.a) is not inside the "
      "schema; localpref follows only references such as '#/$defs/name'."),
-    ({"$ref": "#"}, "The JSON schema's $ref '#' is not inside the schema; localpref follows "
-                    "only references such as '#/$defs/name'."),
+    ({"type": "array", "items": {"$ref": "#"}},
+     "The JSON schema's $ref '#' (at items) refers to the whole schema, which localpref cannot "
+     "follow; put that schema in $defs and refer to it as '#/$defs/name'."),
+    ({"$defs": {"a/b": {"type": "string"}}, "$ref": "#/$defs/a~0b"},
+     "The JSON schema's $ref '#/$defs/a~0b' names nothing in it."),
 ])
 def test_a_keyword_of_the_wrong_kind_or_a_lost_ref_is_one_sentence(schema, sentence) -> None:
     """The converter answered these with Python's own errors ("'list' object has no attribute
@@ -169,6 +172,43 @@ def test_a_keyword_of_the_wrong_kind_or_a_lost_ref_is_one_sentence(schema, sente
     with pytest.raises(SettingsError) as refused:
         json_grammar(schema)
     assert str(refused.value) == sentence
+
+
+def _takes(model, grammar: str, text: str) -> bool:
+    """Whether ``grammar`` allows every token of ``text``, one after the other."""
+    vocabulary = model.vocabulary
+    mask = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
+    try:
+        for token in vocabulary.tokenize(text, add_special=False):
+            if not mask.allow()[token]:
+                return False
+            mask.accept(token)
+        return True
+    finally:
+        mask.close()
+
+
+def test_references_the_converter_would_miss_are_followed(model) -> None:
+    """pydantic's self-referencing model puts ``$ref`` beside ``$defs`` at the top, whose
+    references the converter then never resolved ("llama.cpp's converter says:
+    '#/$defs/Node'"); a name with ``/`` or ``~`` is escaped in a reference (``~1``, ``~0``,
+    RFC 6901), which the converter read as written (refused as naming nothing)."""
+    tree = {"$defs": {"Node": {"type": "object", "properties": {
+        "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}},
+        "required": ["v", "kids"]}}, "$ref": "#/$defs/Node", "title": "Node"}
+    assert shape_problem(tree) is None
+    grammar = json_grammar(tree)
+    assert _takes(model, grammar, '{"v": 1, "kids": [{"v": 2, "kids": []}]}')
+    assert not _takes(model, grammar, '{"v": 1, "kids": [{"v": "two"')
+    assert not _takes(model, grammar, '[')
+    escaped = {"$defs": {"a/b": {"enum": ["x", "y"]}, "c~d e": {"type": "integer"}},
+               "type": "object", "required": ["a", "b"],
+               "properties": {"a": {"$ref": "#/$defs/a~1b"}, "b": {"$ref": "#/$defs/c~0d%20e"}}}
+    grammar = json_grammar(escaped)
+    assert _takes(model, grammar, '{"a": "y", "b": 3}')
+    assert not _takes(model, grammar, '{"a": "z"')
+    assert not _takes(model, grammar, '{"a": "x", "b": "3"')
+    assert escaped["properties"]["a"] == {"$ref": "#/$defs/a~1b"}  # the caller's, as it was
 
 
 def test_a_schema_of_the_right_shape_has_no_problem() -> None:

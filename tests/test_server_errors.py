@@ -63,6 +63,19 @@ def test_missing_field_and_bad_json_are_400(server) -> None:
         assert error["message"] == sentence
 
 
+def test_a_model_path_with_bytes_that_are_not_utf8_names_no_model(server) -> None:
+    """``/v1/models/ID:%C3%28`` was read with U+FFFD in place of the bytes and answered 200,
+    for an id chat completions refuses."""
+    for path in ("/models/%C3%28", f"/models/{MODEL_ID}:%C3%28",
+                 f"/models/{MODEL_ID}:amulet:%FF"):
+        error = assert_error_shape(request(server.url, "GET", path), 404)
+        assert error["code"] == "model_not_found"
+        assert error["message"].endswith("has percent-encoded bytes that are not UTF-8 text, "
+                                         "so it names no model here.")
+    fine = request(server.url, "GET", f"/models/{MODEL_ID}:caf%C3%A9%20au%20lait")
+    assert fine.status == 200 and json.loads(fine.text)["id"] == f"{MODEL_ID}:café au lait"
+
+
 def test_a_compressed_body_is_415_naming_its_encoding(server) -> None:
     """A gzip body was "not valid JSON"; a br header on a plain body was read as plain."""
     import gzip
@@ -74,6 +87,7 @@ def test_a_compressed_body_is_415_naming_its_encoding(server) -> None:
         assert error["message"] == (f"The request body's Content-Encoding '{encoding}' is not "
                                     "supported; send it uncompressed.")
         assert error["param"] == "Content-Encoding"
+        assert error["type"] == "invalid_request_error"  # the client's choice, not the server's
     for identity in ("identity", "identity, ", "Identity,identity", ""):  # plain, as HTTP says
         answer = request(server.url, "POST", CHAT, raw=plain, headers={
             "Content-Type": "application/json", "Content-Encoding": identity})

@@ -25,7 +25,7 @@ from localpref.server.errors import (
     unavailable,
 )
 from localpref.server.guards import ApiKeyCheck, BodyLimit, CorsWithErrors, HostCheck
-from localpref.server.ids import listed_ids, parse_model_id
+from localpref.server.ids import listed_ids, parse_model_id, path_is_utf8
 from localpref.server.jobs import Event, GenerationJob
 from localpref.server.logprobs import answer_logprobs
 from localpref.server.schemas import ChatCompletionRequest, CompletionRequest, GenerationFields
@@ -93,8 +93,12 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                                            for ident in listed_ids(model_id)]}
 
     @app.api_route("/v1/models/{requested:path}", methods=["GET", "HEAD"])
-    async def retrieve_model(requested: str) -> dict[str, Any]:
+    async def retrieve_model(requested: str, request: Request) -> dict[str, Any]:
         _, model_id = served()
+        if not path_is_utf8(request.scope.get("raw_path")):  # decoded, it read U+FFFD
+            raise ApiError(404, f"The model id '{requested}' has percent-encoded bytes that "
+                           "are not UTF-8 text, so it names no model here.",
+                           code="model_not_found", param="model")
         try:
             steering = parse_model_id(requested, model_id)
             requested_method(steering.method, None, None, None)

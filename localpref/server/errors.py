@@ -34,7 +34,8 @@ from localpref.server.schemas import LocalprefOptions
 RETRY_AFTER_SECONDS = 2
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-          405: "invalid_request_error", 413: "invalid_request_error", 503: "server_error"}
+          405: "invalid_request_error", 413: "invalid_request_error",
+          415: "invalid_request_error", 503: "server_error"}
 
 
 class ApiError(Exception):

@@ -118,3 +118,15 @@ def _decoded(part: str, requested: str) -> str:
     except UnicodeDecodeError:
         raise SettingsError(f"The model id '{requested}' has percent-encoded bytes that are not "
                             "UTF-8 text; encode the text as UTF-8.", param="model") from None
+
+
+def path_is_utf8(raw_path: bytes | None) -> bool:
+    """Whether a request's raw path, percent-decoded, is UTF-8 text (the server reads the path
+    with the bytes that are not as U+FFFD, which would then name a model id of its own)."""
+    if raw_path is None:
+        return True
+    try:
+        unquote(raw_path.decode("ascii"), errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
