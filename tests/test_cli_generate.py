@@ -669,6 +669,12 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     assert code == 0 and "nothing to steer toward" not in err
     code, _, err = run_cli(capsys, "generate", "Hi", "--max-tokens", "2", "--json")
     assert code == 0 and "nothing to steer toward" not in err  # the default says nothing
+    code, out, err = run_cli(capsys, "generate", "Hi", "--opposite", "--max-tokens", "2",
+                             "--json")
+    assert code == 0 and json.loads(out)["method"] == "base"
+    assert err.strip() == ("localpref: nothing to steer toward (no --preference, --avoid or "
+                           "--like), so --opposite has no preference to take the opposite of: "
+                           "plain decoding (base).")
     code, _, err = run_cli(capsys, "compare", "Hi", "--methods", "pref,pad", "--max-tokens",
                            "2", "--json")
     assert err.strip().endswith("so pref, pad write plain decoding (base).")

@@ -35,7 +35,7 @@ def test_ctrl_c_keeps_the_answers_and_the_same_command_finishes(tmp_path: Path) 
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == (
-        f"Interrupted: the finished answers are kept in {out}; run the same command to "
+        f"localpref: stopped; the finished answers are kept in {out}; run the same command to "
         "continue.")
     kept = list(read_rows(generations))
     assert 1 <= len(kept) < 2 * len(QUESTIONS)

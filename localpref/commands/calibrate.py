@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 record = calibrate(model, plan, budget=args.budget,
                                    progress=not args.no_progress, parallel=args.parallel)
             except KeyboardInterrupt:
-                print(f"\nInterrupted: the finished generations are kept in "
+                print(f"\nlocalpref: stopped; the finished generations are kept in "
                       f"{rows_path(model.calibration_key)}; run the same command to continue.",
                       file=sys.stderr)
                 return 130

@@ -278,8 +278,8 @@ def run_eval(args: argparse.Namespace) -> int:
         try:
             summary = evaluation.run()
         except KeyboardInterrupt:
-            print(f"\nInterrupted: the finished answers are kept in {args.out}; run the same "
-                  "command to continue.", file=sys.stderr, flush=True)
+            print(f"\nlocalpref: stopped; the finished answers are kept in {args.out}; run "
+                  "the same command to continue.", file=sys.stderr, flush=True)
             model.close()
             return 130
     print(_main_table(summary))

@@ -134,7 +134,8 @@ def run_generate(args: argparse.Namespace) -> int:
         **generation_kwargs(avoid, want_trace, args.opposite),
         **sampling,
     )
-    tell_unsteered([args.method], preference, avoid, like)  # the request checked: it runs
+    tell_unsteered([args.method], preference, avoid, like,  # the request checked: it runs
+                   opposite=args.opposite)
     streaming = not (args.json or args.show_steering)
     interrupted = False
     try:
@@ -207,7 +208,8 @@ def run_compare(args: argparse.Namespace) -> int:
     model = load_model(args, max_lanes=max(4, lanes_needed(methods, preference, like)))
     comparison = model.compare(prompt, methods, preference=preference, like=like,
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
-    tell_unsteered(names, preference, avoid, like)  # the request checked: it runs
+    tell_unsteered(names, preference, avoid, like,  # the request checked: it runs
+                   opposite=args.opposite)
     interrupted = True  # unless the run ends without a Ctrl-C
     try:
         with cancel_on_interrupt(comparison.cancel) as interrupt:

@@ -469,14 +469,19 @@ def compile_notice(stream: typing.TextIO | None = None,
 
 
 def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: Any,
-                   like: Any) -> None:
-    """One line on stderr when a steering method is named and nothing is given to steer by:
-    the answer is then plain decoding (``base``), which would otherwise go unsaid."""
+                   like: Any, *, opposite: bool | None = None) -> None:
+    """One line on stderr when a steering method (or ``--opposite``) is named and nothing is
+    given to steer by: the answer is then plain decoding (``base``), which would otherwise go
+    unsaid."""
     steering = [name for name in named if name and name.split(":")[0].strip() != "base"]
     if steering and not (preference or avoid or like):
         print(f"localpref: nothing to steer toward (no --preference, --avoid or --like), so "
               f"{', '.join(steering)} {'writes' if len(steering) == 1 else 'write'} plain "
               "decoding (base).", file=sys.stderr)
+    elif opposite and not (preference or avoid or like):
+        print("localpref: nothing to steer toward (no --preference, --avoid or --like), so "
+              "--opposite has no preference to take the opposite of: plain decoding (base).",
+              file=sys.stderr)
     elif (preference or like) and named and all(
             name and name.split(":")[0].strip() == "base" for name in named):  # the reference
         print("localpref: base is plain decoding, the reference: it does not read "
