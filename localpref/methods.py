@@ -53,6 +53,10 @@ def _strength_ok(value: float) -> bool:
 
 #: The largest top-k (llama.cpp's own is a 32-bit int; one beyond 64 bits crashed the sampler).
 MAX_TOP_K = 2**31 - 1
+#: the highest temperature: there every token is about as likely as any other already, and a
+#: temperature near the largest float overflowed the scores scaled back after the end rule
+#: (``Selector.draw_ending_like_pref``): no token could be chosen
+MAX_TEMPERATURE = 100.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class Sampling:
         _require(math.isfinite(self.temperature) and self.temperature >= 0,
                  f"temperature must be 0 or more (got {self.temperature}).", "temperature",
                  self.temperature)
+        _require(self.temperature <= MAX_TEMPERATURE,
+                 f"temperature must be {MAX_TEMPERATURE:g} or less (got {self.temperature:g}).",
+                 "temperature")
         # 0 keeps only the most likely token (greedy), as OpenAI's API and llama.cpp read it
         _require(0 <= self.top_p <= 1, f"top-p must be in [0, 1] (got {self.top_p}).", "top_p")
         _require(0 <= self.top_k <= MAX_TOP_K, f"top-k must be from 1 to {MAX_TOP_K:,}, or 0 "

@@ -255,6 +255,20 @@ def test_a_top_k_past_llama_cpps_int_is_refused_and_the_largest_samples(model: M
     assert len(answer.tokens) == 3
 
 
+def test_a_temperature_past_100_is_refused_and_100_samples_with_the_end_rule(
+        model: Model) -> None:
+    """Temperature 1e308 was taken, and the end rule's scores scaled back by it overflowed:
+    'No token could be chosen at this step.'"""
+    for value in (1e308, 100.5):
+        with pytest.raises(SettingsError) as refused:
+            Sampling(temperature=value)
+        assert str(refused.value) == f"Temperature must be 100 or less (got {value:g})."
+        assert refused.value.param == "temperature"
+    answer = model.generate("Hi", preference="concise", method="amulet", temperature=100,
+                            seed=3, max_tokens=4, ignore_eos=True)
+    assert len(answer.tokens) == 4
+
+
 def test_a_numpy_nan_or_inf_is_said_to_need_a_finite_number() -> None:
     """A float32 NaN skipped the finite-number sentence: 'must be 0 or more (got nan)'."""
     for value in (np.float32("nan"), np.float64("inf"), np.float16("-inf")):
