@@ -209,9 +209,11 @@ def _followable_references(schema: dict[str, Any]) -> None:
     them. It looks a reference's names up as written, split on ``/``: a name with ``/``,
     ``~`` or a percent escape (``#/$defs/a~1b``) gets another name in ``$defs`` for the same
     schema. It does not look inside a schema holding a ``$ref`` for the references there: a
-    ``$ref`` beside other keywords (pydantic's top level, ``{"$defs": ..., "$ref": ...}``)
-    becomes the one choice of an ``anyOf``, which allows the same answers (and, as the
-    converter read it before, nothing else beside the ``$ref`` is enforced)."""
+    ``$ref`` beside keywords that hold references of their own (pydantic's top level,
+    ``{"$defs": {... "$ref" ...}, "$ref": ...}``) becomes the one choice of an ``anyOf``,
+    which the converter reads as it reads the ``$ref`` (nothing beside it enforced, as
+    before). Not an item of ``allOf``, which the converter merges itself, reading an
+    ``anyOf`` item's properties as optional."""
     aliases: dict[tuple[str, ...], str] = {}
     for subschema, _ in subschemas(schema):
         reference = subschema.get("$ref")
@@ -231,11 +233,23 @@ def _followable_references(schema: dict[str, Any]) -> None:
             aliases[tuple(names)] = alias
             definitions[alias] = _target(schema, names)
         subschema["$ref"] = f"#/$defs/{alias}"
+    merged = {id(item) for subschema, _ in subschemas(schema)
+              for item in subschema.get("allOf", [])}
     for subschema, _ in subschemas(schema):
         if (isinstance(subschema.get("$ref"), str) and "anyOf" not in subschema
-                and "oneOf" not in subschema
-                and any(isinstance(value, dict | list) for value in subschema.values())):
+                and "oneOf" not in subschema and id(subschema) not in merged
+                and any(_holds_reference(value) for keyword, value in subschema.items()
+                        if keyword != "$ref")):
             subschema["anyOf"] = [{"$ref": subschema.pop("$ref")}]
+
+
+def _holds_reference(value: Any) -> bool:
+    """Whether a ``$ref`` is anywhere inside ``value``."""
+    if isinstance(value, dict):
+        return "$ref" in value or any(_holds_reference(child) for child in value.values())
+    if isinstance(value, list):
+        return any(_holds_reference(child) for child in value)
+    return False
 
 
 def prepared(schema: dict[str, Any]) -> dict[str, Any]:

@@ -209,6 +209,13 @@ def test_references_the_converter_would_miss_are_followed(model) -> None:
     assert not _takes(model, grammar, '{"a": "z"')
     assert not _takes(model, grammar, '{"a": "x", "b": "3"')
     assert escaped["properties"]["a"] == {"$ref": "#/$defs/a~1b"}  # the caller's, as it was
+    merged = {"$defs": {"A": {"type": "object", "properties": {"a": {"type": "integer"}},
+                              "required": ["a"]}},
+              "type": "object",
+              "allOf": [{"$ref": "#/$defs/A", "properties": {"b": {"type": "string"}}}]}
+    grammar = json_grammar(merged)  # an allOf item's $ref stays: its properties stay required
+    assert _takes(model, grammar, '{"a": 5}')
+    assert not _takes(model, grammar, '{}')
 
 
 def test_a_schema_of_the_right_shape_has_no_problem() -> None:

@@ -470,14 +470,17 @@ AS_A_USER = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
              if os.geteuid() == 0 else [])
 
 _LISTED_UNREADABLE = """
-import json
+import json, os
+from pathlib import Path
 from localpref import models
 from localpref.errors import ModelError
 problems = []
 report = {"cached": [m.spec for m in models.cached_models(problems=problems)],
           "stored": sorted(m.name for m in models.stored_models(problems=problems)),
-          "problems": problems}
-for spec in ("org/Locked-GGUF", "lmstudio:nothing-like-it"):
+          "problems": problems, "shut_hub": []}
+shut_hub = Path(os.environ["SHUT_HUB"])
+report["shut_hub_listed"] = models.cached_models(shut_hub, problems=report["shut_hub"])
+for spec in ("org/Locked-GGUF", "org/Inner-GGUF", "lmstudio:nothing-like-it"):
     try:
         models.resolve_model(spec)
     except ModelError as error:
@@ -489,32 +492,47 @@ print(json.dumps(report))
 @pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
                     reason="root without setpriv reads every folder")
 def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
-        ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path, tmp_path: Path) -> None:
+        ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path, gguf: Path,
+        tmp_path: Path) -> None:
     """One unreadable folder (a repository's in the Hugging Face cache, one of LM Studio's)
     leaves its models out of the listing with a sentence, never a traceback, and the other
     stores are listed (run in a process that reads folders as a user does)."""
     hub = tmp_path / "hub"
     locked = hub / "models--org--Locked-GGUF" / "snapshots"
     locked.mkdir(parents=True)
+    inner = hub / "models--org--Inner-GGUF" / "snapshots" / "abc" / "sub"
+    inner.mkdir(parents=True)
+    shutil.copyfile(gguf, inner / "inner.Q4_0.gguf")
+    shutil.copyfile(gguf, inner.parent / "outer.Q4_0.gguf")
     shut = home / ".lmstudio" / "models" / "shut"
     shut.mkdir()
-    locked.chmod(0)
-    shut.chmod(0)
+    (home / ".lmstudio" / "models" / "also-shut").symlink_to(shut)  # one folder, two paths
+    shut_hub = tmp_path / "shut-hub"
+    shut_hub.mkdir()
+    folders = (locked, inner, shut, shut_hub)
+    for folder in folders:
+        folder.chmod(0)
     try:
         run = subprocess.run([*AS_A_USER, sys.executable, "-c", _LISTED_UNREADABLE],
                              capture_output=True, text=True, timeout=120,
                              env={**os.environ, "HOME": str(home), "HF_HUB_CACHE": str(hub),
+                                  "SHUT_HUB": str(shut_hub),
                                   "HF_ENDPOINT": "http://127.0.0.1:9"})
     finally:
-        locked.chmod(0o755)
-        shut.chmod(0o755)
+        for folder in folders:
+            folder.chmod(0o755)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
-    assert report["cached"] == []
+    assert report["cached"] == ["org/Inner-GGUF:outer.Q4_0.gguf"]  # what could be read
     assert {"tiny:latest", "old/Beta-GGUF/beta.Q4_0.gguf"} <= set(report["stored"])
     assert report["problems"] == [
+        f"The Hugging Face cache's folder {inner} cannot be read (Permission denied).",
         f"The Hugging Face cache's folder {locked} cannot be read (Permission denied).",
         f"The folder {shut} cannot be read (Permission denied)."]
-    assert report["org/Locked-GGUF"] == report["problems"][0]
+    assert report["shut_hub_listed"] == []
+    assert report["shut_hub"] == [
+        f"The Hugging Face cache's folder {shut_hub} cannot be read (Permission denied)."]
+    assert report["org/Locked-GGUF"] == report["problems"][1]
+    assert report["org/Inner-GGUF"] == report["problems"][0]
     assert report["lmstudio:nothing-like-it"].endswith(
         f"; the folder {shut} cannot be read (Permission denied).")

@@ -107,7 +107,7 @@ def collect_listing(verbose: bool = False) -> dict[str, Any]:
         "offline": models.hub_offline(),
         "ollama": {"dir": str(models.ollama_dir()), "models": ollama},
         "lmstudio": {"dirs": [str(path) for path in models.lmstudio_dirs()], "models": lmstudio},
-        "problems": list(dict.fromkeys(problems)),  # (a folder both LM Studio paths reach)
+        "problems": problems,
     }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,31 @@ from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, patt
 from localpref.split_files import check_parts, is_later_part, part_paths
 
 
-def snapshot_files(snapshot: Path) -> Iterator[Path]:
-    """The GGUF files (or links to present blobs) under one snapshot folder; of a split
-    model, its first part only (``split_files``)."""
-    for path in sorted(snapshot.rglob("*")):
-        if path.name.lower().endswith(".gguf") and _is_file(path) \
-                and not is_later_part(path.name):
-            yield path
+def snapshot_files(snapshot: Path, problems: list[str] | None = None) -> list[Path]:
+    """The GGUF files (or links to present blobs) under one snapshot folder, sorted; of a
+    split model, its first part only (``split_files``). A folder there that cannot be read
+    (its permissions) is ``ModelError`` (one sentence), or with ``problems`` that sentence
+    added to them and the folder left out."""
+    return [path for path in _files_below(snapshot, problems)
+            if path.name.lower().endswith(".gguf") and _is_file(path)
+            and not is_later_part(path.name)]
+
+
+def _files_below(folder: Path, problems: list[str] | None) -> list[Path]:
+    """Every entry below ``folder`` that is not a folder, sorted; a folder that cannot be
+    read is ``ModelError``, or a sentence in ``problems`` when they are given."""
+
+    def unreadable(error: OSError) -> None:
+        if isinstance(error, FileNotFoundError):  # (gone meanwhile: nothing there)
+            return
+        sentence = (f"The Hugging Face cache's folder {error.filename} cannot be read "
+                    f"({error.strerror or error}).")
+        if problems is None:
+            raise ModelError(sentence)
+        problems.append(sentence)
+
+    return sorted(Path(parent, name) for parent, _, names in os.walk(folder, onerror=unreadable)
+                  for name in names)
 
 
 def _is_file(path: Path) -> bool:
@@ -137,7 +154,14 @@ def cached_models(cache_dir: Path | None = None, *,
     if not cache.is_dir():
         return []
     found: list[CachedFile] = []
-    for repo_dir in sorted(cache.glob("models--*")):
+    noted = problems if problems is not None else []
+    try:
+        repo_dirs = sorted(path for path in cache.iterdir() if path.name.startswith("models--"))
+    except OSError as error:
+        noted.append(f"The Hugging Face cache's folder {cache} cannot be read "
+                     f"({error.strerror or error}).")
+        return []
+    for repo_dir in repo_dirs:
         parts = repo_dir.name.split("--")
         if len(parts) < 3:
             continue
@@ -146,11 +170,10 @@ def cached_models(cache_dir: Path | None = None, *,
         try:
             snapshots = ordered_snapshots(repo_dir)
         except ModelError as error:
-            if problems is not None:
-                problems.append(str(error))
+            noted.append(str(error))
             continue
         for snapshot in snapshots:
-            for path in snapshot_files(snapshot):
+            for path in snapshot_files(snapshot, noted):
                 relative = path.relative_to(snapshot).as_posix()
                 if relative in seen:
                     continue

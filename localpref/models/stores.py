@@ -157,9 +157,13 @@ def _files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
     found, seen = [], set()
 
     def unreadable(error: OSError) -> None:
-        if problems is not None and not isinstance(error, FileNotFoundError):
-            problems.append(f"The folder {error.filename} cannot be read "
-                            f"({error.strerror or error}).")
+        if problems is None or isinstance(error, FileNotFoundError):
+            return
+        # named where it is, once (both of LM Studio's folders may be one, through a link)
+        sentence = (f"The folder {os.path.realpath(error.filename)} cannot be read "
+                    f"({error.strerror or error}).")
+        if sentence not in problems:
+            problems.append(sentence)
 
     for folder, folders, files in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)

@@ -128,7 +128,7 @@ def model_rows(current: Path | None) -> tuple[list[ModelRow], list[str]]:
         except OSError:
             size = "size unknown"
         rows.insert(0, ModelRow(str(current), current.name, f"local file · {size}", True))
-    return rows, list(dict.fromkeys(problems))
+    return rows, problems
 
 
 class ModelPickerScreen(ModalScreen[PickedModel | None]):
