@@ -632,11 +632,11 @@ class _Reading:
                         end = item
                     elif item is None and not _scheduler_can_answer():
                         break
-            self.results = self.kept(end, early or self.cancelled.is_set())
+            self.results = self.results_kept(end, early or self.cancelled.is_set())
             if self.on_finish is not None and self.started:  # never handed over: no answer
                 self.on_finish(self.results)
 
-    def kept(self, end: End | None, cut: bool) -> list[Result]:
+    def results_kept(self, end: End | None, cut: bool) -> list[Result]:
         """The results; cut to what was yielded when the caller stopped reading early or
         the request failed (read by ``run()``, which yields nothing, a cancelled result keeps
         all it wrote)."""
