@@ -22,10 +22,12 @@ from localpref.batches.ray_runner import (
     RayPool,
     RaySettings,
     check_fits,
+    check_local_actors,
     run_ray,
 )
 from localpref.batches.recorder import Recorder
 from localpref.cli import main
+from localpref.engine import available_cores
 from localpref.errors import SettingsError
 from localpref.evaluation.records import read_rows
 
@@ -109,6 +111,29 @@ def test_a_cluster_that_cannot_hold_an_actor_is_one_sentence(ray_cluster) -> Non
         check_fits(4)
     assert str(refused.value) == ("No node of the Ray cluster has 4 CPUs for an actor (the "
                                   "largest has 2); give a smaller --ray-cpus-per-actor.")
+
+
+def test_a_local_ray_with_more_actors_than_cores_is_one_sentence(tmp_path) -> None:
+    """``--ray-actors 100000`` on a local Ray started worker after worker for minutes and
+    answered nothing: each actor is a process with the model."""
+    limit = max(available_cores(), 2)
+    check_local_actors(limit)
+    with pytest.raises(SettingsError) as refused:
+        check_local_actors(limit + 1)
+    assert str(refused.value) == (
+        f"A local Ray runs its actors on this machine's {available_cores()} cores, so "
+        f"{limit + 1:,} actors are too many: give {limit} or fewer, or a Ray cluster's address.")
+    source = write_batch(tmp_path / "in.jsonl", mixed_lines(TOKENS)[:2])
+    run = subprocess.run(
+        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
+         str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "100000", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 2
+    assert run.stderr == (f"localpref: A local Ray runs its actors on this machine's "
+                          f"{available_cores()} cores, so 100,000 actors are too many: give "
+                          f"{limit} or fewer, or a Ray cluster's address.\n")
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_a_local_ray_gets_the_model_path_whole(tmp_path, monkeypatch) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from localpref.batches.leftovers import shutdown_local_ray
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
+from localpref.engine import available_cores
 from localpref.errors import (
     LocalprefError,
     ModelError,
@@ -108,6 +109,8 @@ def start_ray(settings: RaySettings) -> bool:
         raise SettingsError("--ray needs Ray: pip install 'localpref[ray]'.") from None
     if ray.is_initialized():
         return False
+    if not settings.address:
+        check_local_actors(settings.actors)
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                                "configure_logging": False}
     if settings.address:
@@ -183,6 +186,18 @@ def check_reachable(address: str) -> None:
         reason = error.strerror or type(error).__name__
         raise SettingsError(f"Cannot reach Ray at {address}: {reason} (is the cluster's head "
                             "running, and is this its address?).") from None
+
+
+def check_local_actors(actors: int) -> None:
+    """One sentence when a local Ray is asked for more actors than this machine has cores
+    (two on a one-core machine, the default): each actor is a process with its own copy of
+    the model, and Ray started them all at once (64 on two cores took minutes and answered
+    nothing)."""
+    limit = max(available_cores(), RaySettings.actors)
+    if actors > limit:
+        raise SettingsError(f"A local Ray runs its actors on this machine's "
+                            f"{available_cores()} cores, so {actors:,} actors are too many: "
+                            f"give {limit} or fewer, or a Ray cluster's address.")
 
 
 def check_fits(cpus_per_actor: float) -> None:
