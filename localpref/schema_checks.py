@@ -212,8 +212,8 @@ def _followable_references(schema: dict[str, Any]) -> None:
     ``$ref`` beside keywords that hold references of their own (pydantic's top level,
     ``{"$defs": {... "$ref" ...}, "$ref": ...}``) becomes the one choice of an ``anyOf``,
     which the converter reads as it reads the ``$ref`` (nothing beside it enforced, as
-    before). Not an item of ``allOf``, which the converter merges itself, reading an
-    ``anyOf`` item's properties as optional."""
+    before). Not an item of ``allOf`` nor an item of such an item's ``anyOf``: the converter
+    merges those itself, reading each one's ``$ref`` or else its own properties."""
     aliases: dict[tuple[str, ...], str] = {}
     for subschema, _ in subschemas(schema):
         reference = subschema.get("$ref")
@@ -233,8 +233,11 @@ def _followable_references(schema: dict[str, Any]) -> None:
             aliases[tuple(names)] = alias
             definitions[alias] = _target(schema, names)
         subschema["$ref"] = f"#/$defs/{alias}"
-    merged = {id(item) for subschema, _ in subschemas(schema)
-              for item in subschema.get("allOf", [])}
+    merged = set()
+    for subschema, _ in subschemas(schema):
+        for item in subschema.get("allOf", []):
+            merged.add(id(item))
+            merged.update(id(choice) for choice in item.get("anyOf", []))
     for subschema, _ in subschemas(schema):
         if (isinstance(subschema.get("$ref"), str) and "anyOf" not in subschema
                 and "oneOf" not in subschema and id(subschema) not in merged

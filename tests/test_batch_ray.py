@@ -113,27 +113,28 @@ def test_a_cluster_that_cannot_hold_an_actor_is_one_sentence(ray_cluster) -> Non
                                   "largest has 2); give a smaller --ray-cpus-per-actor.")
 
 
-def test_a_local_ray_with_more_actors_than_cores_is_one_sentence(tmp_path) -> None:
+def test_a_local_ray_with_more_actors_than_cores_is_one_sentence(tmp_path, capsys) -> None:
     """``--ray-actors 100000`` on a local Ray started worker after worker for minutes and
-    answered nothing: each actor is a process with the model."""
+    answered nothing: each actor is a process with the model. Batch and eval refuse it with
+    their other flags, before a model loads or a folder is made."""
     limit = max(available_cores(), 2)
     check_local_actors(limit)
+    cores = available_cores()
+    sentence = (f"A local Ray runs its actors on the {cores} core{'s' if cores != 1 else ''} "
+                f"this process may use, so 100,000 actors are too many: give {limit} or "
+                "fewer, or a Ray cluster's address.")
     with pytest.raises(SettingsError) as refused:
-        check_local_actors(limit + 1)
-    assert str(refused.value) == (
-        f"A local Ray runs its actors on this machine's {available_cores()} cores, so "
-        f"{limit + 1:,} actors are too many: give {limit} or fewer, or a Ray cluster's address.")
+        check_local_actors(100_000)
+    assert str(refused.value) == sentence
     source = write_batch(tmp_path / "in.jsonl", mixed_lines(TOKENS)[:2])
-    run = subprocess.run(
-        [sys.executable, "-m", "localpref.cli", "batch", str(source), "--out",
-         str(tmp_path / "out.jsonl"), "--ray", "--ray-actors", "100000", "--quiet"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert run.returncode == 2
-    assert run.stderr == (f"localpref: A local Ray runs its actors on this machine's "
-                          f"{available_cores()} cores, so 100,000 actors are too many: give "
-                          f"{limit} or fewer, or a Ray cluster's address.\n")
-    assert not (tmp_path / "out.jsonl").exists()
+    assert main(["batch", str(source), "--out", str(tmp_path / "out.jsonl"), "--ray",
+                 "--ray-actors", "100000", "--quiet"]) == 2
+    dataset = tmp_path / "tips.json"
+    dataset.write_text(json.dumps([{"question": "How do I keep basil alive?"}]))
+    assert main(["eval", "--dataset", str(dataset), "--out", str(tmp_path / "eval"), "--ray",
+                 "--ray-actors", "100000"]) == 2
+    assert capsys.readouterr().err == f"localpref: {sentence}\n" * 2
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "eval").exists()
 
 
 def test_a_local_ray_gets_the_model_path_whole(tmp_path, monkeypatch) -> None:

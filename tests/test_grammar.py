@@ -216,6 +216,11 @@ def test_references_the_converter_would_miss_are_followed(model) -> None:
     grammar = json_grammar(merged)  # an allOf item's $ref stays: its properties stay required
     assert _takes(model, grammar, '{"a": 5}')
     assert not _takes(model, grammar, '{}')
+    merged["allOf"] = [{"anyOf": [{"$ref": "#/$defs/A",
+                                   "properties": {"x": {"$ref": "#/$defs/A"}}}]}]
+    grammar = json_grammar(merged)  # nor an anyOf choice inside one: A's properties are read
+    assert _takes(model, grammar, '{"a": 5}')
+    assert not _takes(model, grammar, '{"x": {')
 
 
 def test_a_schema_of_the_right_shape_has_no_problem() -> None:

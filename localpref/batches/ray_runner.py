@@ -188,16 +188,22 @@ def check_reachable(address: str) -> None:
                             "running, and is this its address?).") from None
 
 
+def local_actor_limit() -> int:
+    """The most actors a local Ray takes: the cores this process may use (2 on one core, the
+    default): each actor is a process with its own copy of the model, and Ray started them
+    all at once (64 on two cores took minutes and answered nothing)."""
+    return max(available_cores(), RaySettings.actors)
+
+
 def check_local_actors(actors: int) -> None:
-    """One sentence when a local Ray is asked for more actors than this machine has cores
-    (two on a one-core machine, the default): each actor is a process with its own copy of
-    the model, and Ray started them all at once (64 on two cores took minutes and answered
-    nothing)."""
-    limit = max(available_cores(), RaySettings.actors)
+    """One sentence when a local Ray is asked for more actors than ``local_actor_limit``."""
+    limit = local_actor_limit()
     if actors > limit:
-        raise SettingsError(f"A local Ray runs its actors on this machine's "
-                            f"{available_cores()} cores, so {actors:,} actors are too many: "
-                            f"give {limit} or fewer, or a Ray cluster's address.")
+        cores = available_cores()
+        raise SettingsError(f"A local Ray runs its actors on the {cores} "
+                            f"core{'s' if cores != 1 else ''} this process may use, so "
+                            f"{actors:,} actors are too many: give {limit} or fewer, or a Ray "
+                            "cluster's address.")
 
 
 def check_fits(cpus_per_actor: float) -> None:

@@ -57,10 +57,11 @@ def bench_batch(model: str | None, *, requests: int = 64, max_tokens: int = 96,
     same lines in flight, so their ratio is what Ray costs."""
     from localpref.api import load
     from localpref.batches.answer import served_id
+    from localpref.batches.ray_runner import local_actor_limit
     from localpref.batches.run import batch
 
     threads = n_threads or len(os.sched_getaffinity(0))
-    ray_actors = threads
+    ray_actors = min(threads, local_actor_limit())  # (more threads than cores: a local Ray's cap)
     with load(model, max_lanes=2) as loaded:
         model_id = served_id(loaded, model)
         model_name = loaded.name

@@ -75,6 +75,10 @@ def check_ray_options(args: argparse.Namespace) -> None:
     if not 0 < args.ray_cpus_per_actor < math.inf:
         raise SettingsError(f"--ray-cpus-per-actor must be a number above 0 "
                             f"(got {args.ray_cpus_per_actor}).")
+    if args.ray == "":  # a local Ray: checked before anything loads (start_ray checks too)
+        from localpref.batches.ray_runner import check_local_actors
+
+        check_local_actors(args.ray_actors)
 
 
 def add_parser(subparsers: Any) -> None:

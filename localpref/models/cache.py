@@ -84,15 +84,20 @@ def cached_matches(repo: str, pattern: str, *, cache_dir: Path | None = None) ->
     """Cached GGUF files of ``repo`` matching ``pattern``, from the first snapshot that has any.
 
     The snapshot ``refs/main`` points to is searched first, then older ones. No network call.
+    A folder that cannot be read is passed over; when no file matches and one could not be
+    read, ``ModelError`` says so (the file may be in it).
     """
     repo_dir = repo_cache_dir(repo, cache_dir)
+    unread: list[str] = []
     for snapshot in ordered_snapshots(repo_dir):
         matches = [
-            path for path in snapshot_files(snapshot)
+            path for path in snapshot_files(snapshot, unread)
             if pattern_matches(path.relative_to(snapshot).as_posix(), pattern)
         ]  # fmt: skip
         if matches:
             return matches
+    if unread:
+        raise ModelError(unread[0])
     return []
 
 
@@ -233,7 +238,7 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         )
     removed = []
     for snapshot in ordered_snapshots(repo_dir):
-        for path in snapshot_files(snapshot):
+        for path in snapshot_files(snapshot, []):  # (what cannot be read is not removed)
             if whole_repo or pattern_matches(path.relative_to(snapshot).as_posix(),
                                              parsed.pattern):
                 for part in part_paths(path):  # a split model: every part

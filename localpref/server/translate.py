@@ -37,7 +37,7 @@ MAX_TOP_LOGPROBS = 20
 #: The most alternatives the legacy ``logprobs`` field may ask for per token.
 MAX_LEGACY_LOGPROBS = 5
 #: The highest ``temperature`` a body may send (OpenAI's range is 0 to 2; the library takes
-#: any, and past 2 a small model writes noise).
+#: up to ``methods.MAX_TEMPERATURE``, and past 2 a small model writes noise).
 MAX_TEMPERATURE = 2.0
 #: The sentence for a text completion's prompt sent as token ids (OpenAI's other form).
 TOKEN_ID_PROMPT = ("A prompt of token ids is not supported; send the prompt as text (a "
