@@ -479,12 +479,15 @@ def test_head_health_and_a_long_preference(server) -> None:
     body = {"model": MODEL_ID, "max_tokens": 2, "messages": user(),
             "localpref": {"preference": "be brief " * 1250}}  # 10,000 characters
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
-    assert error["message"].startswith("The preference text is too long: ")
-    assert error["param"] == "localpref.preference"
+    # a context overflow in the words and code LangChain and litellm tell one by, the text
+    # to shorten in param (it was an invalid_value: "The preference text is too long: ...")
+    assert error["message"].startswith("The prompt is too long for the model's context: with "
+                                       "the preference text it does not fit in the ")
+    assert (error["param"], error["code"]) == ("localpref.preference", "context_length_exceeded")
     body["localpref"] = {"preference": "concise", "avoid": "long words " * 1000}
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
-    assert error["message"].startswith("The avoid text is too long: ")  # named the preference
-    assert error["param"] == "localpref.avoid"
+    assert error["message"].endswith("shorten the avoid text.")  # it named the preference once
+    assert (error["param"], error["code"]) == ("localpref.avoid", "context_length_exceeded")
 
 
 def test_the_api_keys_scheme_is_case_insensitive(model) -> None:

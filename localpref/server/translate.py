@@ -127,9 +127,13 @@ def start_generation(model: Model, args: GenerationArgs) -> Generation:
             error.param = args.prompt_field
             raise
         field = _longer_lane_text(preference, avoid, args.kwargs.get("like"))
-        raise FieldError(f"localpref.{field}", f"The {field} text is too long: with it the "
-                         f"prompt does not fit in the {model.n_ctx}-token window; shorten "
-                         "it.") from None
+        # (a context overflow still, in the words and code clients tell one by: the server
+        # answers it as context_length_exceeded, with the text to shorten in ``param``)
+        blamed = PromptTooLongError(f"The prompt is too long for the model's context: with "
+                                    f"the {field} text it does not fit in the "
+                                    f"{model.n_ctx}-token window; shorten the {field} text.")
+        blamed.param = f"localpref.{field}"
+        raise blamed from None
 
 
 def _longer_lane_text(preference: Any, avoid: Any, like: Any) -> str:
