@@ -341,6 +341,12 @@ def test_text_that_is_not_utf8_is_one_sentence(capsys: pytest.CaptureFixture[str
     assert "message is not valid Unicode text" in err and "U+DCE9" in err
     code, _, err = run_cli(capsys, "generate", "Hi", "-p", latin1, "--max-tokens", "2")
     assert code == 2 and "preference is not valid Unicode text" in err
+    for command in ("generate", "compare"):  # a traceback, exit code 1, from the tokenizer
+        code, out, err = run_cli(capsys, command, "Hi", "--system-prompt", latin1,
+                                 "--max-tokens", "2")
+        assert (code, out) == (2, "")
+        assert err == ("localpref: The system prompt is not valid Unicode text: it holds a "
+                       "lone surrogate (U+DCE9); send UTF-8 text.\n")
 
 
 def test_a_window_past_the_trained_context_is_one_sentence(
