@@ -129,11 +129,14 @@ def test_a_local_ray_with_more_actors_than_cores_is_one_sentence(tmp_path, capsy
     source = write_batch(tmp_path / "in.jsonl", mixed_lines(TOKENS)[:2])
     assert main(["batch", str(source), "--out", str(tmp_path / "out.jsonl"), "--ray",
                  "--ray-actors", "100000", "--quiet"]) == 2
+    assert main(["batch", str(source), "--out", str(tmp_path / "out.jsonl"), "--ray",
+                 "Local", "--ray-actors", "100000", "--quiet"]) == 2  # Ray's word, the same
+    assert RaySettings(address=" local").local and not RaySettings(address="auto").local
     dataset = tmp_path / "tips.json"
     dataset.write_text(json.dumps([{"question": "How do I keep basil alive?"}]))
     assert main(["eval", "--dataset", str(dataset), "--out", str(tmp_path / "eval"), "--ray",
                  "--ray-actors", "100000"]) == 2
-    assert capsys.readouterr().err == f"localpref: {sentence}\n" * 2
+    assert capsys.readouterr().err == f"localpref: {sentence}\n" * 3
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "eval").exists()
 
 

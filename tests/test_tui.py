@@ -774,6 +774,30 @@ async def test_a_paste_loses_the_control_characters_a_terminal_would_act_on(mode
         assert field.value == "concise"
 
 
+async def test_joiners_and_other_unprintable_text_characters_are_typed(model, home):
+    """Textual inserts only what Python calls printable: a typed zero-width joiner (an emoji
+    family), non-joiner (Persian spelling), right-to-left mark or no-break space was dropped;
+    a control character typed still is."""
+    from tui.widgets.typing_order import OrderedInput
+
+    typed = ["م", "ی", "\u200c", "خ", " ", "👨", "\u200d", "👩", "\u200e", "\xa0", "x"]
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        box = app.query_one(ChatInput)
+        box.focus()
+        for character in [*typed, "\x07"]:
+            box.post_message(events.Key(character, character))
+        await pilot.pause()
+        assert box.text == "".join(typed)
+        field = app.query(OrderedInput).first()
+        field.focus()
+        field.value = ""
+        for character in typed:
+            field.post_message(events.Key(character, character))
+        await pilot.pause()
+        assert field.value == "".join(typed)
+
+
 MARKUP_LIKE = "What does [/b] close? [bold]x[/i]"
 
 

@@ -62,6 +62,12 @@ class RaySettings:
     #: the model's system prompt (None: the library's default)
     system_prompt: str | None = None
 
+    @property
+    def local(self) -> bool:
+        """Whether the run starts a Ray of its own on this machine: no address, or Ray's
+        word ``local`` for one."""
+        return not self.address or self.address.strip().lower() == "local"
+
 
 class ModelActor:
     """One Ray actor: the model loaded once; ``answer`` takes a batch line, ``generate`` a
@@ -109,15 +115,15 @@ def start_ray(settings: RaySettings) -> bool:
         raise SettingsError("--ray needs Ray: pip install 'localpref[ray]'.") from None
     if ray.is_initialized():
         return False
-    if not settings.address:
+    if settings.local:
         check_local_actors(settings.actors)
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                                "configure_logging": False}
-    if settings.address:
-        check_reachable(settings.address)
+    if not settings.local:
+        check_reachable(str(settings.address))
     try:
         with sigterm_kept():
-            if settings.address:
+            if not settings.local:
                 ray.init(address=settings.address, **options)
             else:
                 ray.init(num_cpus=max(1, math.ceil(settings.actors * settings.cpus_per_actor)),
@@ -129,9 +135,9 @@ def start_ray(settings: RaySettings) -> bool:
         if interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
             raise KeyboardInterrupt from None
         if isinstance(error, ConnectionError | RuntimeError | ValueError):
-            where = settings.address or "a local Ray"
+            where = "a local Ray" if settings.local else settings.address
             token = (" (a cluster that asks for a token, as `ray start` does by default, "
-                     "needs RAY_AUTH_MODE=token here too)" if settings.address else "")
+                     "needs RAY_AUTH_MODE=token here too)" if not settings.local else "")
             raise SettingsError(f"Cannot start or reach Ray at {where}: "
                                 f"{str(error).rstrip('.')}{token}.") from None
         raise
@@ -223,7 +229,7 @@ def stop_ray(settings: RaySettings, *, graceful: bool = True) -> None:
     """Leave the Ray that ``start_ray`` started or joined: a cluster's connection is closed;
     a local Ray is shut down with every process it left (``leftovers``); ``graceful``: its
     processes get a moment to end by themselves (not for a start that was interrupted)."""
-    if settings.address:
+    if not settings.local:
         import ray
 
         ray.shutdown()
@@ -237,7 +243,7 @@ class RayPool:
     stops the actors (and the Ray it started)."""
 
     def __init__(self, settings: RaySettings) -> None:
-        if settings.address is None and settings.model and Path(settings.model).exists():
+        if settings.local and settings.model and Path(settings.model).exists():
             # A local Ray's workers need not share this process's working directory.
             settings = dataclasses.replace(settings, model=str(Path(settings.model).resolve()))
         self.settings = settings
@@ -269,7 +275,7 @@ class RayPool:
         try:
             problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
         except RayActorError:  # one died before it ran (Ray's words are pages long)
-            where = settings.address or "a local Ray"
+            where = "a local Ray" if settings.local else settings.address
             raise ModelError(f"The Ray actors died before they could load the model on "
                              f"{where}; `ray status` and Ray's logs say why.") from None
         if problems:

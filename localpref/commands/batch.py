@@ -35,6 +35,8 @@ def ray_address(text: str) -> str:
     if text is not LOCAL_RAY and not text.strip():
         raise argparse.ArgumentTypeError("an empty address; give the cluster's address, or "
                                           "--ray alone for a local Ray")
+    if text.strip().lower() == "local":  # Ray's word for a new local Ray: --ray alone
+        return LOCAL_RAY
     return text
 
 

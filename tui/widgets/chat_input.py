@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from tui.keys import INPUT_ACTIONS, bindings
-from tui.text import printable
+from tui.text import printable, typed_text
 from tui.widgets.typing_order import ran_own_binding
 
 
@@ -46,9 +46,18 @@ class ChatInput(TextArea):
         self._draft = ""
 
     async def _on_key(self, event: events.Key) -> None:
-        """Run this box's own bindings here, in typing order, then type the rest."""
-        if not await ran_own_binding(self, event, self._bindings.key_to_bindings):
+        """Run this box's own bindings here, in typing order, then type the rest (with the
+        text characters Textual would drop, ``text.typed_text``)."""
+        if await ran_own_binding(self, event, self._bindings.key_to_bindings):
+            return
+        character = typed_text(event.character)
+        if character is None:
             await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+        start, end = self.selection
+        self.replace(character, start, end)
 
     async def _on_paste(self, event: events.Paste) -> None:
         """Insert the pasted text without the control characters a terminal would act on

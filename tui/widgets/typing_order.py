@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Input
 
-from tui.text import printable
+from tui.text import printable, typed_text
 
 #: The keys that move the focus: run by the field itself, so that what is typed behind them
 #: reaches the next field (Textual ran them once they had bubbled up to the screen, after
@@ -55,8 +55,18 @@ class OrderedInput(Input):
     """A one-line field (dialogs, the preference panel) with its keys in typing order."""
 
     async def _on_key(self, event: events.Key) -> None:
-        if not await ran_own_binding(self, event, self._bindings.key_to_bindings):
+        if await ran_own_binding(self, event, self._bindings.key_to_bindings):
+            return
+        character = typed_text(event.character)  # (text Textual would drop)
+        if character is None:
             await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+        if self.selection.is_empty:
+            self.insert_text_at_cursor(character)
+        else:
+            self.replace(character, *self.selection)
 
     def _on_paste(self, event: events.Paste) -> None:
         """Paste without the control characters a terminal would act on (``printable``)."""
