@@ -545,7 +545,7 @@ def _local_models() -> list[Path]:
     except LocalprefError:
         pass
     try:
-        found += [Path(item.path) for item in models.cached_models(problems=[])]
+        found += [Path(item.path) for item in models.cached_models()]
     except (LocalprefError, OSError):
         pass
     try:

@@ -26,9 +26,9 @@ def printable(text: str) -> str:
 def typed_text(character: str | None) -> str | None:
     """The character of a key that is text though Textual does not insert it, else None:
     Textual's boxes insert only what Python calls printable, which leaves out the format
-    characters (the zero-width joiner of an emoji family 👨‍👩‍👧, the zero-width
-    non-joiner Persian spelling needs, the marks of right-to-left text) and the spaces other
-    than the space (a no-break space): typed, they were dropped."""
+    characters (the zero-width joiner of an emoji family, the zero-width non-joiner Persian
+    spelling needs, the marks of right-to-left text) and the spaces other than the space (a
+    no-break space): typed, they were dropped."""
     if character is None or len(character) != 1 or character.isprintable():
         return None
     return character if unicodedata.category(character) in ("Cf", "Zs") else None
