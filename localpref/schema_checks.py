@@ -233,12 +233,13 @@ def _followable_references(schema: dict[str, Any]) -> None:
             aliases[tuple(names)] = alias
             definitions[alias] = _target(schema, names)
         subschema["$ref"] = f"#/$defs/{alias}"
+    walked = [subschema for subschema, _ in subschemas(schema)]
     merged = set()
-    for subschema, _ in subschemas(schema):
+    for subschema in walked:
         for item in subschema.get("allOf", []):
             merged.add(id(item))
             merged.update(id(choice) for choice in item.get("anyOf", []))
-    for subschema, _ in subschemas(schema):
+    for subschema in walked:
         if (isinstance(subschema.get("$ref"), str) and "anyOf" not in subschema
                 and "oneOf" not in subschema and id(subschema) not in merged
                 and any(_holds_reference(value) for keyword, value in subschema.items()

@@ -17,6 +17,7 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, pattern_matches
+from localpref.models.walk import files_below
 from localpref.split_files import check_parts, is_later_part, part_paths
 
 
@@ -31,20 +32,18 @@ def snapshot_files(snapshot: Path, problems: list[str] | None = None) -> list[Pa
 
 
 def _files_below(folder: Path, problems: list[str] | None) -> list[Path]:
-    """Every entry below ``folder`` that is not a folder, sorted; a folder that cannot be
-    read is ``ModelError``, or a sentence in ``problems`` when they are given."""
+    """Every entry below ``folder`` that is not a folder, sorted, links to folders not
+    followed (``walk.files_below``); a folder that cannot be read is ``ModelError``, or a
+    sentence in ``problems`` when they are given."""
 
     def unreadable(error: OSError) -> None:
-        if isinstance(error, FileNotFoundError):  # (gone meanwhile: nothing there)
-            return
         sentence = (f"The Hugging Face cache's folder {error.filename} cannot be read "
                     f"({error.strerror or error}).")
         if problems is None:
             raise ModelError(sentence)
         problems.append(sentence)
 
-    return sorted(Path(parent, name) for parent, _, names in os.walk(folder, onerror=unreadable)
-                  for name in names)
+    return files_below(folder, unreadable, follow_links=False)
 
 
 def _is_file(path: Path) -> bool:

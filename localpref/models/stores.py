@@ -28,6 +28,7 @@ from typing import Any
 
 from localpref.errors import ModelError
 from localpref.models.spec import pattern_matches
+from localpref.models.walk import files_below
 from localpref.split_files import is_later_part, part_paths, split_part
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -151,13 +152,11 @@ def _gguf_files_below(root: Path, problems: list[str] | None = None) -> list[Pat
 
 
 def _files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
-    """Every file below ``root``, sorted, following linked folders (models kept on another
-    drive) but never into a folder twice (a link that loops). A folder that cannot be read
-    is left out, with a sentence in ``problems`` saying so."""
-    found, seen = [], set()
+    """Every file below ``root``, sorted, linked folders followed (``walk.files_below``). A
+    folder that cannot be read is left out, with a sentence in ``problems`` saying so."""
 
     def unreadable(error: OSError) -> None:
-        if problems is None or isinstance(error, FileNotFoundError):
+        if problems is None:
             return
         # named where it is, once (both of LM Studio's folders may be one, through a link)
         sentence = (f"The folder {os.path.realpath(error.filename)} cannot be read "
@@ -165,14 +164,7 @@ def _files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
         if sentence not in problems:
             problems.append(sentence)
 
-    for folder, folders, files in os.walk(root, onerror=unreadable, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
-            folders.clear()
-            continue
-        seen.add(real)
-        found += [Path(folder, name) for name in files]
-    return sorted(found)
+    return files_below(root, unreadable, follow_links=True)
 
 
 def stored_models(*, problems: list[str] | None = None) -> list[StoredModel]:
