@@ -87,8 +87,11 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "batch",
         help="answer an OpenAI batch file (JSONL) into an answers file, resumably",
+        # the file is required (run_batch_command says so), though optional to argparse
+        usage="%(prog)s IN.jsonl --out OUT.jsonl [options]",
         description="Answer every line of an OpenAI batch file (custom_id, method, url, body; "
-        "the body as 'localpref serve' takes it at /v1/chat/completions) into OUT, one line "
+        "the body as 'localpref serve' takes it at /v1/chat/completions or /v1/completions) "
+        "into OUT, one line "
         "per answer (id, custom_id, response, error), written as each finishes and sorted into "
         "input order at the end. Running it again with the same --out skips the custom_ids "
         "already answered.",
