@@ -66,6 +66,7 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
             raise SettingsError(f"{article} {noun} must be a non-empty text, e.g. 'concise'.",
                                 param=noun)
         text = item.strip()
+        _refuse_a_written_weight(text, noun)
         sentence = PRESETS.get(text.lower(), text)
         earlier = given.get(sentence.casefold())
         if earlier is not None:  # the lane's system text would say it twice
@@ -79,6 +80,27 @@ def preference_sentences(preference: PreferenceInput, noun: str = "preference") 
         given[sentence.casefold()] = text
         sentences.append(sentence)
     return sentences
+
+
+def _refuse_a_written_weight(text: str, noun: str) -> None:
+    """A built-in preference's name, ``=`` and more (``concise=0.5``) is the command line's
+    weight, which a text does not carry: the lane would read "concise=0.5" literally. As a
+    preference it is one sentence (on the command line too); to avoid, only with a number
+    after it (``verbose=high`` may be what a user wants avoided)."""
+    name, equals, rest = text.partition("=")
+    name = name.strip()
+    if not equals or name.lower() not in PRESETS:
+        return
+    if noun == "preference":
+        raise SettingsError(f"The preference {text!r} reads as a weight; give weights as a "
+                            f"mapping (to the server, an object), e.g. {{{name!r}: 0.5}} (on "
+                            f"the command line -p {name}=0.5), or the name alone.", param=noun)
+    try:
+        float(rest)
+    except ValueError:
+        return
+    raise SettingsError(f"{noun.capitalize()} takes no weights ({text!r}); give the text "
+                        f"alone, e.g. {name!r}.", param=noun)
 
 
 def preference_text(preference: PreferenceInput, joiner: str = " ") -> str | None:

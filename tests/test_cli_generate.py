@@ -684,6 +684,15 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     code, _, err = run_cli(capsys, "compare", "Hi", "--methods", "pref,pad", "--max-tokens",
                            "2", "--json")
     assert err.strip().endswith("so pref, pad write plain decoding (base).")
+    for preference in ("harmless", "like a pirate"):  # nothing has an opposite
+        code, _, err = run_cli(capsys, "generate", "Hi", "-p", preference, "--opposite",
+                               "--max-tokens", "2", "--json")
+        assert code == 0 and err.strip() == (
+            "localpref: --opposite adds nothing here: only built-in preferences have an "
+            "opposite (harmless and free text have none), so the base lane stays neutral.")
+    code, _, err = run_cli(capsys, "generate", "Hi", "-p", "harmless", "-p", "concise",
+                           "--opposite", "--max-tokens", "2", "--json")
+    assert code == 0 and err == ""  # concise's opposite, verbose, is read
     code, _, err = run_cli(capsys, "generate", "Hi", "-p", "concise", "--max-tokens", "2",
                            "--json")  # the recommended steering: nothing to say
     assert code == 0 and err == ""

@@ -29,6 +29,7 @@ from localpref.evaluation import (
     distinct_n,
     load_dataset,
     make_scorers,
+    merge_outputs,
     method_specs,
     mtld,
     paper,
@@ -197,7 +198,7 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
     [
         (None, "does not exist"),
         ("[{\"question\": ", "is not valid JSON"),
-        ("{\"question\": \"hi\"}", "must hold a JSON list"),
+        ("{\n\"question\": \"hi\"\n}", "must hold a JSON list"),  # (one line: one row)
         ("[]", "holds no rows"),
         ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 2 of"),
         ("{\"question\": \"hi\"}\n{\"question\": ", "Line 2 of"),
@@ -229,6 +230,18 @@ def test_json_lines_and_plain_strings_are_prompt_files_too(tmp_path: Path) -> No
     for path in (lines, strings):
         assert [row.text for row in load_dataset(path).prompts] == [
             "Why is the sky blue?", "Name a tree."]
+
+
+def test_a_json_lines_file_of_one_row_is_one_prompt(tmp_path: Path) -> None:
+    """One line of JSON Lines is a whole JSON value: an object or a string, not a list."""
+    for content in ('{"prompt": "Name a tree."}\n', '"Name a tree."', '\n{"id": "t", '
+                    '"question": "Name a tree."}\n\n'):
+        path = tmp_path / "one.jsonl"
+        path.write_text(content, encoding="utf-8")
+        assert [row.text for row in load_dataset(path).prompts] == ["Name a tree."]
+    path.write_text('{\n"prompt": "Name a tree."\n}\n', encoding="utf-8")  # not a line
+    with pytest.raises(DatasetError, match="must hold a JSON list of rows"):
+        load_dataset(path)
 
 
 def test_limit_and_shards_split_the_prompts(tmp_path: Path) -> None:
@@ -408,6 +421,39 @@ def test_grid_with_a_judge_writes_judged_pairs_once(paper_model: Model, dataset_
     assert again.judged == 0 and again.generated == 0 and len(made) == 1
 
 
+def test_a_failed_answer_is_tried_again_by_the_next_run_and_its_new_row_wins(
+        paper_model: Model, bundled_path: Path, tmp_path: Path) -> None:
+    """A prompt too long for the window fails its rows; the same grid run again with a larger
+    window answers them (the error's own advice), and a merge keeps the answers."""
+    dataset = tmp_path / "odd.json"
+    dataset.write_text(json.dumps(["Name a tree.", "Tell me a story. " + "word " * 1100]),
+                       encoding="utf-8")
+    config = GridConfig(load_dataset(dataset), method_specs(["base", "pref"]),
+                        preference_specs(["concise"]), max_tokens=4, resamples=50)
+    out = tmp_path / "out"
+    first = Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False)
+    first.run()
+    assert (first.generated, first.failed) == (2, 2)
+    again = Evaluation(config, paper_model, out, make_scorers(["length"]), progress=False)
+    again.run()
+    assert (again.generated, again.failed) == (0, 2)  # tried again: still too long
+    wider = Model(bundled_path, max_lanes=2, n_ctx=2048, n_threads=1,
+                  system_prompt=paper.AMULET_SYSTEM_PROMPT)
+    try:
+        last = Evaluation(config, wider, out, make_scorers(["length"]), progress=False)
+        summary = last.run()
+    finally:
+        wider.close()
+    assert (last.generated, last.failed) == (2, 0)
+    assert "failed" not in summary.read_text(encoding="utf-8")
+    rows = list(read_rows(out / "generations.jsonl"))
+    assert len(rows) == 8 and len({row["id"] for row in rows}) == 4  # 4 failed, then answers
+    merged = merge_outputs([out], tmp_path / "merged")
+    kept = list(read_rows(tmp_path / "merged" / "generations.jsonl"))
+    assert len(kept) == 4 and not any(row.get("error") for row in kept)
+    assert "failed" not in merged.read_text(encoding="utf-8")
+
+
 def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
     capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path
 ) -> None:
@@ -584,10 +630,11 @@ def test_answers_of_another_model_file_with_the_same_name_are_not_reused(
     second = write_synthetic_llama(tmp_path / "two" / "model.gguf", seed=1)
     out = tmp_path / "out"
     argv = ["eval", "--dataset", str(dataset_file), "--methods", "base", "--preferences",
-            "concise", "--max-tokens", "4", "--ctx", "256", "--threads", "1", "--out", str(out),
-            "--no-progress", "--limit", "1", "--scorers", "length"]
+            "concise", "--max-tokens", "4", "--ctx", "1024", "--threads", "1", "--out",
+            str(out), "--no-progress", "--limit", "1", "--scorers", "length"]
     code, _, _ = run_cli(capsys, *argv, "--model", str(first))
-    assert code == 0 and len(list(read_rows(out / "generations.jsonl"))) == 1
+    (row,) = read_rows(out / "generations.jsonl")
+    assert code == 0 and not row.get("error")  # (a failed answer would be tried again)
     code, _, _ = run_cli(capsys, *argv, "--model", str(first))  # the same file resumes
     assert code == 0 and len(list(read_rows(out / "generations.jsonl"))) == 1
     code, _, stderr = run_cli(capsys, *argv, "--model", str(second))

@@ -193,6 +193,22 @@ def test_command_line_items_with_a_number_after_equals_are_weights() -> None:
         parse_preference_items(["concise=1", "Concise=1"])
 
 
+def test_a_text_preference_written_as_a_weight_is_refused_not_read_literally() -> None:
+    """``preference="concise=0.5"`` gave the lane the text "concise=0.5" under the label a
+    weight gets: the library refuses a built-in name and ``=`` as the command line does, and
+    to avoid, a built-in name, ``=`` and a number."""
+    for preference in ("concise=0.5", " Concise = abc", ["uplifting", "concise=2"]):
+        with pytest.raises(SettingsError, match=r"reads as a weight; give weights as a "
+                                                r"mapping .*e\.g\. \{'[cC]oncise': 0\.5\}"):
+            Request.make(PROMPT, preference=preference)
+    with pytest.raises(SettingsError, match=r"^Avoid takes no weights \('verbose=2'\)"):
+        Request.make(PROMPT, preference="concise", avoid="verbose=2")
+    for free in ("pi=3.14", "e=mc2", "x = 1"):  # not a built-in name: free text
+        assert Request.make(PROMPT, preference=free).preference == free
+    assert Request.make(PROMPT, preference="concise", avoid="verbose=high").avoid == (
+        "verbose=high")
+
+
 def test_admission_counts_every_lane_of_a_weighted_request(bundled_path: Path) -> None:
     preference = {"concise": 1, "uplifting": 0.5}  # 4 lanes
     with Model(bundled_path, max_lanes=4, n_ctx=512) as small:

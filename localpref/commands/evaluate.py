@@ -53,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
         "joins split runs.",
     )
     parser.add_argument("--dataset", metavar="FILE", default=None,
-                        help="a JSON list of rows with a 'question' or 'prompt' text")
+                        help="the prompts: a JSON list of rows, or JSON Lines (a row a "
+                        "line), each a text or an object with a 'question' or 'prompt' text")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="use the first N prompts (default: all)")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
@@ -105,7 +106,8 @@ def add_parser(subparsers: Any) -> None:
                         "the folders with `localpref eval merge`")
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
                         help="answers written at once on the loaded model, in one batched "
-                        "decode (default 1; the answers are the same, sooner)")
+                        "decode (default 1; the same answers, sooner, on a model whose lanes "
+                        "are bit-exact beside others: see 'localpref bench --exactness')")
     add_model_options(parser)
     add_ray_options(parser, what="the grid's generations (each actor decodes "
                     f"{RAY_PARALLEL} at once)")
@@ -284,6 +286,9 @@ def run_eval(args: argparse.Namespace) -> int:
             return 130
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
+    if evaluation.failed:
+        extra += (f", {evaluation.failed} failed (see summary.md; the same command tries them "
+                  "again)")
     print(f"{evaluation.generated} new answers{extra}; summary in {summary}", file=sys.stderr)
     from localpref.evaluation.judge import LOW_COVERAGE
 

@@ -27,6 +27,7 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.models.bundled import BUNDLED_MODEL_NAME
+from localpref.presets import opposite_text
 from localpref.request import PromptInput, Request
 from localpref.weights import parse_preference_items, weighted_lanes, weighted_method
 
@@ -482,6 +483,10 @@ def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: A
         print("localpref: nothing to steer toward (no --preference, --avoid or --like), so "
               "--opposite has no preference to take the opposite of: plain decoding (base).",
               file=sys.stderr)
+    elif opposite and preference and not avoid and opposite_text(preference) is None:
+        print("localpref: --opposite adds nothing here: only built-in preferences have an "
+              "opposite (harmless and free text have none), so the base lane stays "
+              "neutral.", file=sys.stderr)
     elif (preference or like) and named and all(
             name and name.split(":")[0].strip() == "base" for name in named):  # the reference
         print("localpref: base is plain decoding, the reference: it does not read "

@@ -75,6 +75,8 @@ def load_dataset(path: str | Path) -> Dataset:
             raise DatasetError(f"Dataset file {path} is not {what} ({problem.reason}).") \
                 from None
         data = _json_lines(path, text)  # JSON Lines: a row a line
+    if not isinstance(data, list) and len(text.strip().splitlines()) == 1:
+        data = [data]  # JSON Lines of one row
     if not isinstance(data, list):
         raise DatasetError(f"Dataset file {path} must hold a JSON list of rows.")
     if not data:

@@ -185,6 +185,8 @@ class Evaluation:
         self._beam_contexts: dict[int, Any] = {}
         #: Generations made by this run (resumed rows excluded), for tests and the final note.
         self.generated = 0
+        #: the grid's answers that failed (after ``run``; tried again by the next run)
+        self.failed = 0
         self.judged = 0
         #: Each judged pair's coverage (``judge.coverage_of``), resumed ones included.
         self.judge_coverages: list[float] = []
@@ -284,13 +286,16 @@ class Evaluation:
 
     def _run(self) -> Path:
         items = self.items()
-        existing = {row["id"]: row
-                    for row in read_rows(self.out_dir / GENERATIONS, GENERATION_FIELDS)}
-        self._check_same_model(existing.values())
+        written = list(read_rows(self.out_dir / GENERATIONS, GENERATION_FIELDS))
+        self._check_same_model(written)
+        # A failed answer or judgement (a prompt too long for the window) is missing: the next
+        # run tries it again (with a larger --ctx, say), and its new row, written after, wins.
+        existing = {row["id"]: row for row in written if not row.get("error")}
         score_rows = list(read_rows(self.out_dir / SCORES, SCORE_FIELDS))
         metrics = {row["id"]: row.get("metrics") or {} for row in score_rows
                    if row.get("kind") == "metrics"}
-        judgements = {row["id"]: row for row in score_rows if row.get("kind") == "judge"}
+        judgements = {row["id"]: row for row in score_rows
+                      if row.get("kind") == "judge" and not row.get("error")}
         by_content: dict[str, dict[str, Any]] = {}
         for row in existing.values():
             if row.get("content_id") and not row.get("error"):
@@ -327,6 +332,7 @@ class Evaluation:
                 context.close()
             self._beam_contexts.clear()
         grid_rows = [rows[i] for i in dict.fromkeys(row_id(self.key(it)) for it in items)]
+        self.failed = sum(1 for row in grid_rows if row.get("error"))
         wanted = {row["id"] for row in grid_rows}
         grid_judgements = [j for j in judgements.values() if j.get("a") in wanted
                            and j.get("b") in wanted]

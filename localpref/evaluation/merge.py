@@ -59,12 +59,12 @@ def merge_outputs(
     judgements: dict[str, dict[str, Any]] = {}
     for folder in sources:
         for row in read_rows(folder / GENERATIONS, GENERATION_FIELDS):
-            generations.setdefault(row["id"], row)
+            _keep(generations, row)
         for row in read_rows(folder / SCORES, SCORE_FIELDS):
             if row.get("kind") == "metrics":
                 metrics[row["id"]] = {**metrics.get(row["id"], {}), **(row.get("metrics") or {})}
             elif row.get("kind") == "judge":
-                judgements.setdefault(row["id"], row)
+                _keep(judgements, row)
     wanted = [m for s in scorers for m in s.metrics]
     for identifier, row in generations.items():
         have = metrics.get(identifier, {})
@@ -90,3 +90,11 @@ def merge_outputs(
         return write_report(target, ordered, metrics, list(judgements.values()),
                             reference=reference or DEFAULT_REFERENCE, resamples=resamples,
                             fluency_budget=fluency_budget)
+
+
+def _keep(kept: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:
+    """Keep the first row of each id, but a later one that succeeded over one that failed
+    (an eval run tries a failed answer again and appends its new row)."""
+    before = kept.get(row["id"])
+    if before is None or (before.get("error") and not row.get("error")):
+        kept[row["id"]] = row
