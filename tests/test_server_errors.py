@@ -10,6 +10,8 @@ import openai
 import pytest
 from server_helpers import MODEL_ID, assert_error_shape, request, running_server, sdk_client
 
+from localpref.server.errors import ApiError
+
 CHAT = "/chat/completions"
 
 
@@ -127,12 +129,24 @@ def test_a_compressed_body_is_415_naming_its_encoding(server) -> None:
      "The message is not valid Unicode text: it holds a lone surrogate (U+D800)"),
     (MODEL_ID, {"localpref": {"preference": "kind\udce9"}}, "preference is not valid Unicode"),
     (MODEL_ID, {"stop": ["\udc80"]}, "stop string is not valid Unicode"),
+    # the "does not exist" sentence repeated the id, which UTF-8 cannot write: a 500
+    ("x\ud800y", {}, "The model id is not valid Unicode text (it holds a lone surrogate)."),
+    (f"{MODEL_ID}\udfff", {}, "The model id is not valid Unicode text"),
+    ("\ud800:concise", {}, "The model id is not valid Unicode text"),
 ])
 def test_bad_values_are_400_with_the_librarys_sentence(server, model_id, fields,
                                                        sentence) -> None:
     answer = request(server.url, "POST", CHAT, body={**body(**fields), "model": model_id})
     error = assert_error_shape(answer, 400)
     assert sentence in error["message"]
+
+
+def test_an_error_repeating_a_lone_surrogate_is_written_with_a_replacement_character() -> None:
+    """UTF-8 cannot write a lone surrogate: an error repeating one was a 500 of its own."""
+    error = ApiError(404, "The model 'a\ud800b\udfff' does not exist.")
+    response = error.response()
+    assert json.loads(response.body)["error"]["message"] == (
+        "The model 'a\ufffdb\ufffd' does not exist.")
 
 
 @pytest.mark.parametrize(("fields", "param", "sentence"), [

@@ -6,6 +6,7 @@ models, and an over-long preference."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -114,6 +115,38 @@ def test_text_completions_answer_as_a_chat_with_the_prompt_as_user(client, model
         with pytest.raises(openai.BadRequestError) as refused:
             client.completions.create(model=MODEL_ID, max_tokens=2, **body)
         assert refused.value.body["param"] == param
+
+
+def test_many_choices_are_made_off_the_event_loop_and_each_answered_as_alone(
+        client, model, monkeypatch) -> None:
+    """40 prompts with n 2: 80 answers, 20 times what the server runs at once, made in a
+    worker thread (128,000 made on the event loop held every stream for 8 s) and answered a
+    lane's worth at a time; each choice is its prompt's answer alone (greedy: both the
+    same). Two choices are made on the loop, where a thread hop costs more than making them."""
+    from localpref.server import app as server_app
+
+    made_in_loop: list[bool] = []
+    make = server_app.generation_args
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            asyncio.get_running_loop()
+            made_in_loop.append(True)
+        except RuntimeError:
+            made_in_loop.append(False)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(server_app, "generation_args", recording)
+    prompts = [f"Say the number {number}." for number in range(40)]
+    answer = client.completions.create(model=MODEL_ID, prompt=prompts, n=2, max_tokens=2)
+    alone = {p: model.generate(p, method="base", max_tokens=2).text for p in set(prompts)}
+    assert [c.index for c in answer.choices] == list(range(80))
+    assert [c.text for c in answer.choices] == [alone[p] for p in prompts for _ in range(2)]
+    assert made_in_loop == [False] * 80
+    made_in_loop.clear()
+    small = client.completions.create(model=MODEL_ID, prompt=prompts[:2], max_tokens=2)
+    assert [c.text for c in small.choices] == [alone[p] for p in prompts[:2]]
+    assert made_in_loop == [True] * 2
 
 
 def test_several_prompts_in_one_text_completion_are_each_answered_as_alone(

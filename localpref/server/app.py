@@ -32,6 +32,8 @@ from localpref.server.schemas import ChatCompletionRequest, CompletionRequest, G
 from localpref.server.state import ServerState
 from localpref.server.streaming import ChoiceEvent, sse_choices, sse_events
 from localpref.server.translate import (
+    MANY_CHOICES,
+    choice_count,
     choices_per_prompt,
     generation_args,
     numbered,
@@ -117,9 +119,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     async def generate(body: GenerationFields, request: Request,
                        shape: completions.Shape) -> Any:
         model, model_id = served()
-        bodies = prompt_bodies(body)
-        if len(bodies) > 1:
-            return await answer_several(body, bodies, request, model, model_id, shape)
+        if choice_count(body) > 1:
+            return await answer_several(body, request, model, model_id, shape)
         args = generation_args(body, model_id, model)
         job, first = await started(args, request)
         logprobs = answer_logprobs(args, model.vocabulary, shape)
@@ -163,34 +164,43 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             raise from_library(event[1])
         return event[1]
 
-    async def answer_several(body: GenerationFields, bodies: list[GenerationFields],
-                             request: Request, model: Any, model_id: str,
-                             shape: completions.Shape) -> Any:
+    async def answer_several(body: GenerationFields, request: Request, model: Any,
+                             model_id: str, shape: completions.Shape) -> Any:
         """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends),
         or ``n`` > 1 choices (``prompt_bodies``): choice i answers as a request of its own
         would, at most as many at once as the server runs two-lane requests, so that one
         body never fills the queue alone. Every body is checked before any is queued; a
-        failure cancels the others. The ``n`` choices of one prompt may be streamed."""
+        failure cancels the others. The ``n`` choices of one prompt may be streamed. The
+        choices of a body with many (up to 128 for each of its prompts) are made in a worker
+        thread, as a big request is: the streams already running go on meanwhile."""
         per_prompt = choices_per_prompt(body)
-        if body.stream and len(bodies) > per_prompt:
+        if body.stream and choice_count(body) > per_prompt:
             raise ApiError(400, "Several prompts are answered only without streaming; send "
                            "stream false, or one prompt per request.", param="prompt",
                            code="invalid_value")
-        every_args = numbered([generation_args(one, model_id, model) for one in bodies],
-                              per_prompt)
-        window = asyncio.Semaphore(max(1, model.max_lanes // 2))
+
+        def made() -> list[Any]:
+            return numbered([generation_args(one, model_id, model)
+                             for one in prompt_bodies(body)], per_prompt)
+
+        every_args = (await asyncio.to_thread(made) if choice_count(body) > MANY_CHOICES
+                      else made())
+        lanes = max(1, model.max_lanes // 2)
         logprobs = answer_logprobs(every_args[0], model.vocabulary, shape)
         if body.stream:
-            return await stream_choices(body, every_args, request, window, shape, logprobs)
+            return await stream_choices(body, every_args, request, asyncio.Semaphore(lanes),
+                                        shape, logprobs)
+        results: list[Any] = [None] * len(every_args)
+        waiting = iter(enumerate(every_args))
 
-        async def answer(args: Any) -> Any:
-            async with window:
+        async def answer_in_turn() -> None:  # a task per lane, not one per choice
+            for index, args in waiting:
                 job, first = await started(args, request)
-                return await ended(job, first, request)
+                results[index] = await ended(job, first, request)
 
-        tasks = [asyncio.ensure_future(answer(args)) for args in every_args]
+        tasks = [asyncio.ensure_future(answer_in_turn()) for _ in range(lanes)]
         try:
-            results = await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()  # a cancelled handler cancels its job (``next_event``)

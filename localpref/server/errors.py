@@ -59,9 +59,16 @@ class ApiError(Exception):
 
 def error_body(status: int, message: str, *, code: str | None = None,
                param: str | None = None) -> dict[str, Any]:
-    """The JSON of an error answer."""
-    return {"error": {"message": message, "type": _TYPES.get(status, "server_error"),
+    """The JSON of an error answer (a lone surrogate the message repeats from the request,
+    which UTF-8 cannot write, as U+FFFD)."""
+    return {"error": {"message": _writable(message), "type": _TYPES.get(status, "server_error"),
                       "param": param, "code": code}}
+
+
+def _writable(text: str) -> str:
+    """``text`` with each surrogate code point as U+FFFD (a Python text holds only lone ones:
+    JSON's escaped pairs are read as one character)."""
+    return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
 
 
 #: The start of a too-long prompt's message: LangChain (``ContextOverflowError``) and litellm

@@ -32,6 +32,7 @@ from localpref.models import (
 )
 from localpref.models.stores import DEFAULT_TAG
 from localpref.presets import PRESETS
+from localpref.request import lone_surrogate
 from localpref.split_files import model_stem
 
 
@@ -82,7 +83,11 @@ def _untagged(served_id: str) -> str | None:
 
 def parse_model_id(requested: str, served_id: str) -> RequestedSteering:
     """What ``requested`` asks of the served model; ``UnknownModelError`` for another model,
-    ``SettingsError`` for an empty preference or method."""
+    ``SettingsError`` for an empty preference or method, or an id that is not valid
+    Unicode."""
+    if lone_surrogate(requested) is not None:
+        raise SettingsError("The model id is not valid Unicode text (it holds a lone "
+                            "surrogate).", param="model")
     if requested == served_id or requested == _untagged(served_id):
         return RequestedSteering()
     prefix = served_id + ":"

@@ -210,6 +210,21 @@ def choices_per_prompt(request: GenerationFields) -> int:
     return n
 
 
+#: A body answered as more choices than this (prompts times ``n``) is made in a worker
+#: thread: 128,000 choices (1,000 prompts, n 128) held the event loop, and every stream, for
+#: 8 s while their arguments were made.
+MANY_CHOICES = BIG_REQUEST_MESSAGES
+
+
+def choice_count(request: GenerationFields) -> int:
+    """How many answers the request asks for: its prompts (a text completion's list) times
+    ``n`` (``prompt_bodies`` makes them)."""
+    prompts = 1
+    if isinstance(request, CompletionRequest) and isinstance(request.prompt, list):
+        prompts = max(len(request.prompt), 1)
+    return prompts * choices_per_prompt(request)
+
+
 def prompt_bodies(request: GenerationFields) -> list[GenerationFields]:
     """The bodies a request is answered as, each answered as if sent alone (the server and
     ``localpref batch`` alike): itself; for a text completion with several prompts (what
