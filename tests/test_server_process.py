@@ -259,3 +259,19 @@ def test_without_the_prompt_cache_an_answer_does_not_depend_on_what_was_served_b
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
+
+
+@pytest.mark.parametrize(("flags", "warned"), [
+    (("--host", "0.0.0.0"), True), (("--host", "0.0.0.0", "--api-key", "k"), False),
+    (("--host", "localhost"), False)])
+def test_serving_beyond_this_machine_without_a_key_is_warned_of(flags, warned) -> None:
+    """docs/server.md, "Safety": another address needs a key; without one, a line says so
+    (the model here does not exist, so the server ends after binding)."""
+    process = start(*flags, "--model", "/nonexistent/model.gguf")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    warning = ("localpref: warning: serving on 0.0.0.0 without an API key: anyone who can "
+               "reach this address can use the model; give --api-key KEY (or "
+               "$LOCALPREF_API_KEY).")
+    assert (err.splitlines()[0] == warning) is warned
+    assert err.strip().endswith("Model file /nonexistent/model.gguf does not exist.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -15,7 +16,7 @@ from localpref.commands.options import (
     load_settings,
     tell_notices,
 )
-from localpref.errors import LocalprefWarning, SettingsError
+from localpref.errors import LocalprefWarning, SettingsError, warning_line
 
 API_KEY_ENV = "LOCALPREF_API_KEY"
 
@@ -57,8 +58,13 @@ def run_serve_command(args: argparse.Namespace) -> int:
     if api_key is not None and not api_key.strip():  # an empty key would quietly mean none
         raise SettingsError(f"The API key (--api-key or ${API_KEY_ENV}) is empty; give one, "
                             "or leave it out to serve without a key.")
+    from localpref.server.guards import is_loopback_host
     from localpref.server.run import ServeSettings, serve
 
+    if api_key is None and not is_loopback_host(args.host):
+        print(warning_line(f"serving on {args.host} without an API key: anyone who can reach "
+                           "this address can use the model; give --api-key KEY (or "
+                           f"${API_KEY_ENV})."), file=sys.stderr)
     settings = ServeSettings(host=args.host, port=args.port, api_key=api_key,
                              cors_origins=tuple(args.cors_origin or ()))
 
