@@ -465,8 +465,18 @@ def conversation_markdown(conversation: Conversation, messages: list[StoredMessa
             heading = message.role.capitalize() + (f" ({steering})" if steering else "")
         lines += [f"## {heading}", "", message.content.rstrip() or "*(empty)*", ""]
         if message.partial:
-            lines += ["*(partial answer: stopped before the end)*", ""]
+            lines += [f"*({_how_it_ended(message.stats)})*", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _how_it_ended(stats: dict[str, Any] | None) -> str:
+    """Why a partial answer is partial, as the app's header says it (docs/app.md)."""
+    reason = (stats or {}).get("stop_reason")
+    if reason == "cancelled":
+        return "stopped: the answer was stopped before the end"
+    if reason == "error":
+        return "failed: the answer stopped with an error before the end"
+    return "partial: the app was closed while this answer was being written"
 
 
 class _NewerSchema(Exception):

@@ -177,11 +177,19 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
         store.add_message(conversation, "user", "How do I keep basil alive?")
         store.add_message(conversation, "assistant", "Water it", status=PARTIAL,
                           method="amulet", preference="concise")
+        for reason in ("cancelled", "error", "app_closed"):  # the app's header tells them apart
+            store.add_message(conversation, "assistant", f"Ended: {reason}", status=PARTIAL,
+                              stats={"stop_reason": reason})
         text = store.export_markdown(conversation)
     assert text.startswith("# Basil\n")
     assert "## You\n\nHow do I keep basil alive?" in text
-    assert "## Assistant (amulet · concise)\n\nWater it" in text
-    assert "partial answer" in text
+    endings = [line for line in text.splitlines() if line.startswith("*(")]
+    assert "## Assistant (amulet · concise)\n\nWater it\n\n*(partial: the app was closed" in text
+    assert endings == [
+        "*(partial: the app was closed while this answer was being written)*",
+        "*(stopped: the answer was stopped before the end)*",
+        "*(failed: the answer stopped with an error before the end)*",
+        "*(partial: the app was closed while this answer was being written)*"]
 
 
 def test_answers_keep_what_steering_changed_and_what_they_avoided(path):

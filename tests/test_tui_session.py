@@ -91,6 +91,23 @@ def test_a_message_is_saved_when_sent_and_its_answer_when_written(model, tmp_pat
         session.close()
 
 
+def test_naming_a_new_conversation_saves_it_as_a_first_message_would(model, tmp_path,
+                                                                       notices):
+    """F2 on a conversation not yet saved saved it without its model, and not as the one to
+    open at the next start."""
+    session = make_session(model, tmp_path, notices)
+    try:
+        session.rename("Garden notes")
+        conversation = session.store.get_conversation(session.conversation_id)
+        assert (conversation.title, conversation.model) == ("Garden notes", model.name)
+        assert session.store.get_setting("last_conversation") == session.conversation_id
+        session.rename("Garden")  # an existing one is renamed in place
+        assert session.store.get_conversation(session.conversation_id).title == "Garden"
+        assert len(session.store.list_conversations()) == 1 and notices == []
+    finally:
+        session.close()
+
+
 def test_stop_keeps_the_partial_answer_saved_and_in_the_chat(model, tmp_path, notices):
     session = make_session(model, tmp_path, notices, presets=["verbose"], method="pref",
                            sampling={"max_tokens": 400})

@@ -279,10 +279,16 @@ class ChatSession:
     def ensure_conversation(self, first_text: str) -> int | None:
         """The open conversation's id, saving a new one (titled from ``first_text``) if it is
         not saved yet (None if the store refused)."""
+        return self._saved(title_from(first_text))
+
+    def _saved(self, title: str) -> int | None:
+        """The open conversation's id, saving a new one titled ``title`` with the model, as
+        the one to open at the next start, if it is not saved yet (None if the store
+        refused)."""
         if self.conversation_id is None:
             try:
                 self.conversation_id = self.store.create_conversation(
-                    title_from(first_text), model=self.model.name if self.model else None)
+                    title, model=self.model.name if self.model else None)
             except StoreError as error:
                 self.notify(str(error), "error")
                 return None
@@ -324,12 +330,13 @@ class ChatSession:
         return stored
 
     def rename(self, title: str) -> None:
-        """Rename the open conversation (saving it first if it is new)."""
+        """Rename the open conversation (saving it first if it is new, as a first message
+        does)."""
+        if self.conversation_id is None:
+            self._saved(title)
+            return
         try:
-            if self.conversation_id is None:
-                self.conversation_id = self.store.create_conversation(title)
-            else:
-                self.store.rename_conversation(self.conversation_id, title)
+            self.store.rename_conversation(self.conversation_id, title)
         except StoreError as error:
             self.notify(str(error), "error")
 
