@@ -21,6 +21,13 @@ def test_models_lists_the_model_and_one_id_per_preset(client) -> None:
     assert ids == [MODEL_ID, *(f"{MODEL_ID}:{name}" for name in PRESETS)]
     entry = client.models.list().data[0]
     assert entry.object == "model" and entry.owned_by == "localpref"
+    # created: when the model was served from, the same in every answer (it was the time of
+    # each request), as a model's creation time is
+    time.sleep(1.1)
+    again = client.models.list().data
+    retrieved = client.models.retrieve(f"{MODEL_ID}:concise")
+    assert {e.created for e in again} == {entry.created} == {retrieved.created}
+    assert 0 < time.time() - entry.created < 3600
 
 
 def test_method_id_gives_exactly_the_papers_method(client, model) -> None:

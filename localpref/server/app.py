@@ -90,8 +90,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def list_models() -> dict[str, Any]:
         _, model_id = served()
-        created = completions.now()
-        return {"object": "list", "data": [model_entry(ident, created)
+        return {"object": "list", "data": [model_entry(ident, state.served_since)
                                            for ident in listed_ids(model_id)]}
 
     @app.api_route("/v1/models/{requested:path}", methods=["GET", "HEAD"])
@@ -106,7 +105,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             requested_method(steering.method, None, None, None)
         except LocalprefError as error:
             raise ApiError(404, str(error), code="model_not_found", param="model") from None
-        return model_entry(requested, completions.now())
+        return model_entry(requested, state.served_since)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from dataclasses import dataclass, field
 
 from localpref.api import Model
@@ -21,6 +22,9 @@ class ServerState:
 
     model_id: str | None = None
     model: Model | None = None
+    #: when the model was served from (Unix seconds): ``/v1/models``' ``created``, the same
+    #: in every answer as OpenAI's is
+    served_since: int = 0
     closing: bool = False
     jobs: set[GenerationJob] = field(default_factory=set)
     #: the results of the last generations that ended, newest last (for inspection)
@@ -35,6 +39,7 @@ class ServerState:
     def set_model(self, model: Model, model_id: str) -> None:
         self.model_id = model_id
         self.model = model
+        self.served_since = int(time.time())
 
     def add(self, job: GenerationJob) -> None:
         with self._lock:
