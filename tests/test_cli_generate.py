@@ -684,12 +684,13 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     code, _, err = run_cli(capsys, "compare", "Hi", "--methods", "pref,pad", "--max-tokens",
                            "2", "--json")
     assert err.strip().endswith("so pref, pad write plain decoding (base).")
-    for preference in ("harmless", "like a pirate"):  # nothing has an opposite
-        code, _, err = run_cli(capsys, "generate", "Hi", "-p", preference, "--opposite",
-                               "--max-tokens", "2", "--json")
-        assert code == 0 and err.strip() == (
-            "localpref: --opposite adds nothing here: only built-in preferences have an "
-            "opposite (harmless and free text have none), so the base lane stays neutral.")
+    for preferences in (["harmless"], ["like a pirate"], ["concise=0", "pirate"]):
+        code, _, err = run_cli(capsys, "generate", "Hi", *[f"-p={p}" for p in preferences],
+                               "--opposite", "--max-tokens", "2", "--json")
+        assert code == 0 and err.strip() == (  # nothing has an opposite to read
+            "localpref: --opposite adds nothing here: none of these preferences has an "
+            "opposite to read (only built-in ones do, but harmless, and weighted only above "
+            "0), so the base lane stays neutral.")
     code, _, err = run_cli(capsys, "generate", "Hi", "-p", "harmless", "-p", "concise",
                            "--opposite", "--max-tokens", "2", "--json")
     assert code == 0 and err == ""  # concise's opposite, verbose, is read

@@ -235,10 +235,15 @@ def test_json_lines_and_plain_strings_are_prompt_files_too(tmp_path: Path) -> No
 def test_a_json_lines_file_of_one_row_is_one_prompt(tmp_path: Path) -> None:
     """One line of JSON Lines is a whole JSON value: an object or a string, not a list."""
     for content in ('{"prompt": "Name a tree."}\n', '"Name a tree."', '\n{"id": "t", '
-                    '"question": "Name a tree."}\n\n'):
+                    '"question": "Name a tree."}\r\n\n'):
         path = tmp_path / "one.jsonl"
-        path.write_text(content, encoding="utf-8")
+        path.write_text(content, encoding="utf-8", newline="")
         assert [row.text for row in load_dataset(path).prompts] == ["Name a tree."]
+    for breaking in ("\u2028", "\u2029", "\x85"):  # line breaks to str.splitlines, not JSON
+        path.write_text(f'{{"prompt": "Name{breaking}a tree."}}\n', encoding="utf-8")
+        assert [row.text for row in load_dataset(path).prompts] == [f"Name{breaking}a tree."]
+        path.write_text(f'"One{breaking}"\n"Two"\n', encoding="utf-8")
+        assert [row.text for row in load_dataset(path).prompts] == [f"One{breaking}", "Two"]
     path.write_text('{\n"prompt": "Name a tree."\n}\n', encoding="utf-8")  # not a line
     with pytest.raises(DatasetError, match="must hold a JSON list of rows"):
         load_dataset(path)

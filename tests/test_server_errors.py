@@ -276,10 +276,14 @@ def test_a_prompt_past_the_window_is_openais_context_length_exceeded(server, mod
     (["Hi", ""], "prompt[1]", "The prompt is empty."),
     (["Hi", 7], "prompt", "prompt: Input should be a valid string."),
 ])
+@pytest.mark.parametrize("stream", [False, True])  # (streamed, token ids were "several")
 def test_text_completion_prompts_it_cannot_answer_are_named(server, prompt, param,
-                                                             sentence) -> None:
-    fields = {"model": MODEL_ID, "prompt": prompt, "max_tokens": 2}
+                                                             sentence, stream) -> None:
+    fields = {"model": MODEL_ID, "prompt": prompt, "max_tokens": 2, "stream": stream}
     error = assert_error_shape(request(server.url, "POST", "/completions", body=fields), 400)
+    if stream and param == "prompt[1]":  # two prompts are not streamed, whatever they hold
+        sentence = "Several prompts are answered only without streaming"
+        param = "prompt"
     assert error["param"] == param and error["message"].startswith(sentence)
 
 

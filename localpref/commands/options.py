@@ -484,9 +484,9 @@ def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: A
               "--opposite has no preference to take the opposite of: plain decoding (base).",
               file=sys.stderr)
     elif opposite and preference and not avoid and opposite_text(preference) is None:
-        print("localpref: --opposite adds nothing here: only built-in preferences have an "
-              "opposite (harmless and free text have none), so the base lane stays "
-              "neutral.", file=sys.stderr)
+        print("localpref: --opposite adds nothing here: none of these preferences has an "
+              "opposite to read (only built-in ones do, but harmless, and weighted only above "
+              "0), so the base lane stays neutral.", file=sys.stderr)
     elif (preference or like) and named and all(
             name and name.split(":")[0].strip() == "base" for name in named):  # the reference
         print("localpref: base is plain decoding, the reference: it does not read "

@@ -75,7 +75,7 @@ def load_dataset(path: str | Path) -> Dataset:
             raise DatasetError(f"Dataset file {path} is not {what} ({problem.reason}).") \
                 from None
         data = _json_lines(path, text)  # JSON Lines: a row a line
-    if not isinstance(data, list) and len(text.strip().splitlines()) == 1:
+    if not isinstance(data, list) and "\n" not in text.strip():
         data = [data]  # JSON Lines of one row
     if not isinstance(data, list):
         raise DatasetError(f"Dataset file {path} must hold a JSON list of rows.")
@@ -99,7 +99,9 @@ def _json_lines(path: Path, text: str) -> list[object]:
     """The rows of a JSON Lines file (blank lines skipped), or one sentence naming the line
     that is not JSON."""
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" alone: JSON strings may hold U+2028 and the other breaks that
+    # str.splitlines also splits at (a "\r" before it is whitespace to JSON)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -221,6 +221,8 @@ def choice_count(request: GenerationFields) -> int:
     ``n`` (``prompt_bodies`` makes them)."""
     prompts = 1
     if isinstance(request, CompletionRequest) and isinstance(request.prompt, list):
+        if any(not isinstance(prompt, str) for prompt in request.prompt):
+            raise FieldError("prompt", TOKEN_ID_PROMPT)  # token ids are not prompts to count
         prompts = max(len(request.prompt), 1)
     return prompts * choices_per_prompt(request)
 
