@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from localpref.calibration.record import Calibration, CalibrationLookup
+from localpref.calibration.record import Calibration, CalibrationLookup, kept_default_summary
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
 from localpref.engine import MAX_LANES, MAX_THREADS, MIN_CONTEXT, Context, LoadedModel
 from localpref.errors import (
@@ -334,6 +334,15 @@ class Model:
         return check_like_tokens(checked_like(like), self._count_text_tokens,
                                  self.max_like_tokens)
 
+    def _calibration_summary(self, request: Request,
+                             calibration: Calibration | None) -> dict[str, Any] | None:
+        """``stats["calibration"]`` of a request the recommended steering answers: the stored
+        calibration's settings for it, the default a calibration kept for every preference,
+        or None (never calibrated)."""
+        if calibration is not None:
+            return calibration.summary(_calibrated_preference(request))
+        return kept_default_summary(self.calibration_record)
+
     def _too_long(self, request: Request, longest: int, base_lane: bool) -> str:
         """The sentence for a request whose longest lane prompt (``longest`` tokens; on the
         base lane or not) does not fit the window. When the conversation alone would fit it
@@ -596,9 +605,8 @@ class Model:
                 "like": len(request.like),
                 "model": self.name,
                 "recommended": recommended and len(method.lanes) >= 2,
-                "calibration": (calibration.summary(_calibrated_preference(request))
-                                if recommended and calibration is not None
-                                and len(method.lanes) >= 2 else None),
+                "calibration": self._calibration_summary(request, calibration)
+                if recommended and len(method.lanes) >= 2 else None,
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
                 "n_threads": self.n_threads,

@@ -284,6 +284,30 @@ def test_a_preference_the_calibration_kept_at_the_default_is_not_called_calibrat
         assert note in capsys.readouterr().err
 
 
+def test_a_calibration_that_kept_the_default_everywhere_says_so_unlike_none(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No setting beat Pref for any preference (``calibrated`` false): the default steers,
+    and the answer says the calibration kept it, as ``doctor`` does; it read as a model never
+    calibrated."""
+    argv = ["generate", PROMPT, "-p", "concise", "--max-tokens", "2", "--json"]
+    assert main(argv) == 0
+    never = json.loads(capsys.readouterr().out)["stats"]
+    default = {**CALIBRATED, "contrast": 0.5, "tau": 0.2}
+    record = calibrated(model, contrast=0.5, tau=0.2)
+    write_record(model.calibration_key, {**record, "calibrated": False, "default": default})
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    kept = json.loads(captured.out)["stats"]
+    assert never["calibration"] is None and kept["method"] == never["method"]
+    assert kept["calibration"] == {"settings": default, "calibrated_at": record["calibrated_at"],
+                                   "per_preference": False, "default_kept": True,
+                                   "method": "amulet"}
+    assert model.calibration is None  # the default steers: nothing calibrated is in force
+    assert main(argv[:-1]) == 0
+    assert "(recommended, uncalibrated default: the calibration kept it)" in (
+        capsys.readouterr().err)
+
+
 def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["generate", PROMPT, "-p", "concise", "--max-tokens", "6"]

@@ -165,6 +165,12 @@ def test_each_judged_reference_gets_its_own_judge_table() -> None:
     tables = collect(without_amulet, metrics, [_judgement("pad0", "pref0", "win")])
     text = render_summary(tables, resamples=50)
     assert "## pad against each method, by the LLM judge" in text
+    # a merge with another --reference says the judge's table keeps the judged one
+    assert ("the mean probability that pad wins. The judge compared pad with each method "
+            "when these answers were judged; the reference here, amulet, does not judge them "
+            "again.") in text
+    assert "does not judge them again" not in render_summary(tables, reference="pad",
+                                                              resamples=50)
 
 
 def test_an_even_split_counts_as_a_tie_even_in_rows_written_before() -> None:

@@ -203,6 +203,18 @@ def calibration_of(record: dict[str, Any] | None) -> Calibration | None:
                        per_preference)
 
 
+def kept_default_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``stats["calibration"]`` carries where the stored calibration kept the uncalibrated
+    default for every preference (``calibrated`` false): that default, marked as kept, as
+    ``Calibration.summary`` marks it for one preference; None without such a record (a model
+    never calibrated)."""
+    if not record or record.get("calibrated") or not isinstance(record.get("default"), dict):
+        return None
+    return {"settings": dict(record["default"]),
+            "calibrated_at": str(record.get("calibrated_at", "")), "per_preference": False,
+            "default_kept": True, "method": (record.get("chosen") or {}).get("method", "amulet")}
+
+
 def write_record(key: str, record: dict[str, Any]) -> Path:
     """Store a record for this key (atomically: a reader sees the old or the new one)."""
     path = record_path(key)

@@ -146,12 +146,16 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
         lines.append("")
 
     pairs = judged_pairs(tables)
+    method_of = {variant.label: variant.method for variant in tables.variants}
     for ref in dict.fromkeys(mine for mine, _ in pairs):  # each column the judge compared
         others = [other for mine, other in pairs if mine == ref]
+        judged_as = ("" if method_of.get(ref) == reference else
+                     f" The judge compared {ref} with each method when these answers were "
+                     f"judged; the reference here, {reference}, does not judge them again.")
         lines += [f"## {ref} against each method, by the LLM judge", "",
                   f"Judge: {', '.join(tables.judges)}, the Amulet paper's question, both orders. "
                   f"% of prompts where {ref} wins / ties / loses (the judge's most probable "
-                  f"answer), and the mean probability that {ref} wins.", "",
+                  f"answer), and the mean probability that {ref} wins.{judged_as}", "",
                   *_coverage_lines(tables, ref)]
         rows = []
         for dataset, preference in tables.groups:
