@@ -774,7 +774,9 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
          str(out / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))
+        # said before the model loads (this one is not there: it would be that sentence)
+        code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out), "--model",
+                                  str(tmp_path / "absent.gguf"))
         merged, _, merge_stderr = run_cli(capsys, "eval", "merge", str(source), "--out",
                                           str(out))  # it would replace the rows under the run
     finally:

@@ -250,6 +250,7 @@ def run_eval(args: argparse.Namespace) -> int:
         judge_path = resolve_model(args.judge)  # fails now, before any generation
 
     from localpref.commands.options import load_model
+    from localpref.evaluation.grid import check_not_busy
     from localpref.evaluation.records import make_output_folder
 
     check_parallel(args.parallel)
@@ -259,6 +260,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.out.strip():
         raise SettingsError("--out needs a folder name.")
     make_output_folder(Path(args.out))  # before the model loads: a bad --out fails at once
+    check_not_busy(Path(args.out))  # (and one another run writes)
     model = load_model(args, system_prompt=config.system_prompt,
                        max_lanes=max(4, 2 * args.parallel), max_queued=max(16, args.parallel))
     judge = None

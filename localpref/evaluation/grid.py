@@ -121,6 +121,18 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
+def _busy(out_dir: Path) -> LocalprefError:
+    return LocalprefError(f"Another localpref eval is writing {out_dir}; wait for it to "
+                          "finish (or stop it), or give another --out.")
+
+
+def check_not_busy(out_dir: Path) -> None:
+    """Raise the sentence ``Evaluation.run`` would when another run holds ``out_dir``: the
+    command line asks before it loads the model, which takes seconds for nothing then."""
+    with exclusive(out_dir / RUN_LOCK, busy=_busy(out_dir), what=str(out_dir)):
+        pass
+
+
 class Evaluation:
     """Runs a grid on a loaded model into ``out_dir``.
 
@@ -279,9 +291,8 @@ class Evaluation:
         One run at a time writes a folder (``.lock`` in it, ``file_lock.exclusive``): two
         runs on one ``--out`` generated every row twice and appended both."""
         make_output_folder(self.out_dir)
-        busy = LocalprefError(f"Another localpref eval is writing {self.out_dir}; wait for it "
-                              "to finish (or stop it), or give another --out.")
-        with exclusive(self.out_dir / RUN_LOCK, busy=busy, what=str(self.out_dir)):
+        with exclusive(self.out_dir / RUN_LOCK, busy=_busy(self.out_dir),
+                       what=str(self.out_dir)):
             return self._run()
 
     def _run(self) -> Path:
