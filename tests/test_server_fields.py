@@ -24,10 +24,11 @@ from server_helpers import (
 
 from localpref.api import Model
 from localpref.cli import main
-from localpref.decoding import Generation
+from localpref.decoding import Generation, Result
 from localpref.errors import SettingsError
 from localpref.grammar import json_grammar
 from localpref.request import Request
+from localpref.server.logprobs import legacy_logprobs
 
 FRUIT_SCHEMA = {
     "type": "object",
@@ -309,6 +310,35 @@ def test_chat_logprobs_are_the_traces_in_openais_shape(client, model) -> None:
         client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
                                        top_logprobs=3)
     assert refused.value.body["param"] == "top_logprobs"
+
+
+def test_legacy_logprobs_write_a_part_of_a_character_as_its_escaped_bytes(model) -> None:
+    """Every token holding part of a character read as one U+FFFD key, so a step's
+    alternatives overwrote each other (one left of three, the chosen token's key holding
+    another's value): such a token is ``bytes:`` and its bytes escaped, as OpenAI writes it."""
+    vocabulary = model.vocabulary
+    parts = []  # tokens that are a part of a character (an emoji's bytes are split so)
+    for token in range(vocabulary.size):
+        try:
+            vocabulary.piece(token).decode("utf-8")
+        except UnicodeDecodeError:
+            parts.append(token)
+            if len(parts) == 3:
+                break
+    first, second, third = parts
+    word = vocabulary.tokenize(" basil", add_special=False, parse_special=False)[0]
+    trace = [{"token": first, "logprob": -0.5, "piece": "",
+              "top_logprobs": [[first, -0.5], [second, -1.5], [third, -2.5]]},
+             {"token": word, "logprob": -0.25, "piece": "\ufffd basil",
+              "top_logprobs": [[word, -0.25], [first, -3.0], [second, -4.0]]}]
+    result = Result(text="\ufffd basil", tokens=[first, word], stats={}, trace=trace)
+    legacy = legacy_logprobs(result, vocabulary, 3)
+    escaped = {token: "bytes:" + "".join(f"\\x{byte:02x}" for byte in vocabulary.piece(token))
+               for token in parts}
+    assert legacy["tokens"] == [escaped[first], " basil"]
+    assert legacy["top_logprobs"] == [
+        {escaped[first]: -0.5, escaped[second]: -1.5, escaped[third]: -2.5},
+        {" basil": -0.25, escaped[first]: -3.0, escaped[second]: -4.0}]
 
 
 def test_logprobs_describe_the_answer_and_not_the_stop_string_cut_from_it(client, model) -> None:

@@ -30,12 +30,24 @@ def _entry(vocabulary: Vocabulary, token: int, logprob: float, *,
             "bytes": list(raw)}
 
 
+def _legacy_text(raw: bytes) -> str:
+    """A token's text in the legacy shape, which has no ``bytes``: a token that is part of a
+    character (byte-level vocabularies split an emoji over two or three) is ``bytes:`` and
+    its bytes escaped, as OpenAI writes it (``bytes:\\xf0\\x9f``), so that two such tokens
+    are not one U+FFFD key of a ``top_logprobs`` object, where the later overwrote the
+    earlier."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + raw.decode("utf-8", errors="backslashreplace")
+
+
 def _alternative(vocabulary: Vocabulary, token: int) -> str:
     """An alternative's text, a control token's written out (``<|im_end|>``, as llama-server
     shows it): an end token among the alternatives is not an empty string, and two control
     tokens are not one key of a legacy ``top_logprobs`` object. (A chosen token is the text it
     wrote: a control token drawn mid-answer under ``ignore_eos`` wrote none.)"""
-    return vocabulary.piece(token, special=True).decode("utf-8", errors="replace")
+    return _legacy_text(vocabulary.piece(token, special=True))
 
 
 def answer_records(result: Result) -> list[dict[str, Any]]:
@@ -63,7 +75,7 @@ def legacy_logprobs(result: Result, vocabulary: Vocabulary, top_n: int) -> dict[
     tokens, logprobs, tops, offsets = [], [], [], []
     offset = 0
     for record in answer_records(result):
-        tokens.append(vocabulary.piece(record["token"]).decode("utf-8", errors="replace"))
+        tokens.append(_legacy_text(vocabulary.piece(record["token"])))
         logprobs.append(record["logprob"])
         tops.append({_alternative(vocabulary, int(token)): logprob
                      for token, logprob in record.get("top_logprobs", [])})
