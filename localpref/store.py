@@ -5,8 +5,9 @@ The folder is ``$LOCALPREF_HOME`` if set, else ``$XDG_DATA_HOME/localpref``, els
 in place, one migration at a time, so an old history keeps working after an update.
 
 The store never makes the app fail: a corrupt file is set aside and a new one started; a file
-locked by another program (or written by a newer localpref) is copied into memory and used
-read-only, so this session's changes are not saved to it. Either way ``notice`` holds one
+locked by another program, written by a newer localpref, or read-only (the file or its
+folder) is copied into memory and used read-only, so this session's changes are not saved to
+it. Either way ``notice`` holds one
 sentence for the user. Every method is thread-safe: the chat worker saves a partial answer
 while the interface reads.
 
@@ -150,6 +151,12 @@ def _is_locked(error: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file and make files beside it (SQLite's
+    journal): a read-only file or folder is read, never taken for a damaged file."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 class Store:
     """The history database, opened (and upgraded) when made; see the module docstring."""
 
@@ -172,6 +179,11 @@ class Store:
         except OSError as error:
             return self._in_memory(f"The data folder {self.path.parent} cannot be created "
                                    f"({error.strerror}); history is not saved this session.")
+        if self.path.exists() and not _writable(self.path):
+            return self._read_only_copy(
+                f"The history database {self.path} cannot be written (the file or its folder "
+                "is read-only); it is open read-only and this session's changes will not be "
+                "saved.")
         try:
             return self._open_file()
         except sqlite3.Error as error:
@@ -237,11 +249,7 @@ class Store:
         """The file's content copied into memory: readable, and never written back."""
         memory = self._connect(":memory:")
         try:
-            source = self._connect(f"{self.path.as_uri()}?mode=ro", uri=True)
-            try:
-                source.backup(memory)
-            finally:
-                source.close()
+            self._copy_into(memory)
         except sqlite3.Error:
             memory.close()
             return self._in_memory(f"The history database {self.path} cannot be read (locked "
@@ -251,6 +259,27 @@ class Store:
         if memory.execute("PRAGMA user_version").fetchone()[0] <= SCHEMA_VERSION:
             _migrate(memory)
         return memory
+
+    def _copy_into(self, memory: sqlite3.Connection) -> None:
+        """Copy the file into ``memory``, read-only. A database in WAL mode whose folder is
+        read-only cannot make the shared-memory file a reader needs: it is then read as an
+        immutable file (what its last checkpoint holds, with what its WAL file holds if
+        one is there and readable, read the first way)."""
+        try:
+            source = self._connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
+            try:
+                source.backup(memory)
+                return
+            finally:
+                source.close()
+        except sqlite3.Error:
+            if _writable(self.path):
+                raise
+        source = self._connect(f"{self.path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            source.backup(memory)
+        finally:
+            source.close()
 
     def _in_memory(self, notice: str) -> sqlite3.Connection:
         memory = self._connect(":memory:")

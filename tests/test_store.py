@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -235,3 +238,54 @@ def test_store_and_chat_command_do_not_load_textual():
     code = ("import sys, localpref, localpref.store, localpref.commands.chat, localpref.cli; "
             "localpref.cli.build_parser(); assert 'textual' not in sys.modules, 'textual loaded'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+AS_A_USER = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+             if os.geteuid() == 0 else [])
+
+_OPENED_AS_A_USER = """
+import json, sys
+from localpref.store import Store, StoreError
+store = Store(sys.argv[1])
+try:
+    store.create_conversation("new")
+    saved = None
+except StoreError as error:
+    saved = str(error)
+print(json.dumps({"read_only": store.read_only, "notice": store.notice, "saved": saved,
+                  "titles": [c.title for c in store.list_conversations()]}))
+"""
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv writes every file")
+@pytest.mark.parametrize("read_only", ["folder", "file", "folder, no WAL files"])
+def test_a_history_that_cannot_be_written_is_shown_read_only_never_called_damaged(
+        tmp_path, read_only: str) -> None:
+    """A read-only data folder was taken for a damaged file ("unreadable and could not be
+    replaced": an empty history), and a read-only file was opened as writable, each save then
+    SQLite's sentence: both are read into memory, the history shown, said once (docs/app.md,
+    "History, settings and profiles"). Run in a process that writes as a user does."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "history.sqlite3"
+    kept = Store(path)
+    kept.create_conversation("Keep me")
+    if read_only == "folder, no WAL files":
+        kept.close()  # (the last connection closed checkpoints and removes them)
+    locked = folder if read_only.startswith("folder") else path
+    locked.chmod(0o555 if locked == folder else 0o444)
+    try:
+        run = subprocess.run([*AS_A_USER, sys.executable, "-c", _OPENED_AS_A_USER, str(path)],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        locked.chmod(0o755 if locked == folder else 0o644)
+        kept.close()
+    assert run.returncode == 0, run.stderr
+    opened = json.loads(run.stdout)
+    assert opened == {
+        "read_only": True, "saved": None, "titles": ["new", "Keep me"],
+        "notice": f"The history database {path} cannot be written (the file or its folder is "
+                  "read-only); it is open read-only and this session's changes will not be "
+                  "saved."}
+    assert [c.title for c in Store(path).list_conversations()] == ["Keep me"]  # nothing lost
