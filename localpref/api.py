@@ -20,7 +20,14 @@ from typing import Any, NamedTuple
 
 from localpref.calibration.record import Calibration, CalibrationLookup, kept_default_summary
 from localpref.decoding import Generation, MultiGeneration, Result, Track, initial_stats
-from localpref.engine import MAX_LANES, MAX_THREADS, MIN_CONTEXT, Context, LoadedModel
+from localpref.engine import (
+    MAX_LANES,
+    MAX_THREADS,
+    MIN_CONTEXT,
+    Context,
+    LoadedModel,
+    window_problem,
+)
 from localpref.errors import (
     BusyError,
     LocalprefWarning,
@@ -179,12 +186,11 @@ class Model:
         settings = dict(self._context_settings)
         settings["n_ctx"] = settings["n_ctx"] or min(DEFAULT_CONTEXT,
                                                     loaded.n_ctx_train or DEFAULT_CONTEXT)
-        if loaded.n_ctx_train and settings["n_ctx"] > loaded.n_ctx_train:
-            loaded.close()  # a larger window only costs memory: the model reads no further
-            raise SettingsError(
-                f"A window of {settings['n_ctx']} tokens (--ctx, n_ctx) is more than "
-                f"{display_name(path, loaded.name)} was trained for ({loaded.n_ctx_train} "
-                f"tokens).")
+        too_wide = window_problem(settings["n_ctx"], loaded.n_ctx_train,
+                                  display_name(path, loaded.name))
+        if too_wide is not None:
+            loaded.close()
+            raise SettingsError(too_wide)
         try:
             context = Context(loaded, **settings)
         except Exception:
@@ -356,7 +362,7 @@ class Model:
                 ("examples", bool(request.like))) if given]
         bare = len(self._backend.prompts.lane_tokens(request.messages, None,
                                                      system_prompt=request.system_prompt))
-        if named and bare + 1 < self.n_ctx and longest - bare <= bare:
+        if named and bare < self.n_ctx and longest - bare <= bare:
             # what the lane adds is the smaller part (a one-word preset after a long prompt):
             # shortening it would not be the way, nor may it be possible
             chat = _has_earlier_turns(request.messages)
@@ -365,17 +371,17 @@ class Model:
             return (f"With the {' and the '.join(named)} the {what} is {longest} tokens long "
                     f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
                     f"{remedy} or load the model with a larger context (--ctx, n_ctx).")
-        if (not named or bare + 1 >= self.n_ctx) and _has_earlier_turns(request.messages):
+        if (not named or bare >= self.n_ctx) and _has_earlier_turns(request.messages):
             alone = len(self._backend.prompts.lane_tokens(
                 [request.messages[-1]], None, system_prompt=request.system_prompt))
-            if alone + 1 >= self.n_ctx:  # a new conversation would not take it either
+            if alone >= self.n_ctx:  # a new conversation would not take it either
                 return (f"The message alone is {alone} tokens long and the context holds "
                         f"{self.n_ctx}, which leaves no room for an answer; shorten it or "
                         "load the model with a larger context (--ctx, n_ctx).")
             return (f"The conversation is {longest} tokens long with this message and the "
                     f"context holds {self.n_ctx}, which leaves no room for an answer; start a "
                     "new conversation or load the model with a larger context (--ctx, n_ctx).")
-        if not named or bare + 1 >= self.n_ctx:
+        if not named or bare >= self.n_ctx:
             return (f"The prompt is {longest} tokens long and the context holds {self.n_ctx}, "
                     "which leaves no room for an answer; shorten the prompt or load the "
                     "model with a larger context (--ctx, n_ctx).")
@@ -591,11 +597,12 @@ class Model:
                     longest, longest_lane = len(target), kind
                 positions.append(len(specs))
                 specs.append(LaneSpec(backend.context, f"{key[0]}:{key[1]}", target))
-            if longest + 1 >= self.n_ctx:
+            if longest >= self.n_ctx:  # (a prompt of n_ctx - 1 tokens has room for one)
                 raise PromptTooLongError(
                     self._too_long(request, longest, longest_lane == "base"))
-            # An answer stops ("length") where its lanes would leave the window of one lane.
-            max_tokens = min(request.max_tokens, self.n_ctx - longest - 1)
+            # An answer stops ("length") where its lanes would leave the window of one lane:
+            # the prompt and the answer fill at most its n_ctx cells.
+            max_tokens = min(request.max_tokens, self.n_ctx - longest)
             stats = initial_stats({
                 "method": method.label,
                 "preference": preference_label(request.preference),
@@ -869,7 +876,7 @@ class Chat:
         read = [dict(message) for message in request.messages]
         room = min(request.max_tokens, self.model.n_ctx // 4)
         while (self.trim_history and self.model.prompt_tokens(request.replace(messages=read))
-               + room >= self.model.n_ctx):
+               + room > self.model.n_ctx):
             shorter = without_oldest_exchange(read)
             if shorter is None:
                 break

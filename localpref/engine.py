@@ -176,6 +176,16 @@ def _load(path: Path, params: llama_cpp.llama_model_params) -> Any:
     return handle
 
 
+def window_problem(n_ctx: int, trained: int | None, name: str) -> str | None:
+    """Why a window of ``n_ctx`` tokens is refused for the model ``name`` trained for
+    ``trained`` tokens (None: it is not): a larger one only costs memory, since the model
+    reads no further."""
+    if trained and n_ctx > trained:
+        return (f"A window of {n_ctx} tokens (--ctx, n_ctx) is more than {name} was trained "
+                f"for ({trained} tokens).")
+    return None
+
+
 def loading_problem(path: Path) -> str | None:
     """Why llama.cpp cannot load ``path`` (an architecture it does not know, metadata it
     needs and misses), read from its header and vocabulary alone (no weights); None when it

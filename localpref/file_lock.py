@@ -31,7 +31,7 @@ def exclusive(path: Path, *, busy: LocalprefError, what: str) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("a")
     except OSError as error:
-        blocker = _file_in_the_way(path.parent)
+        blocker = file_in_the_way(path.parent)
         reason = f"{blocker} is a file, not a folder" if blocker else error.strerror or error
         raise type(busy)(f"Cannot open the lock file of {what}, {path}: {reason}.") from None
     with handle:
@@ -45,7 +45,7 @@ def exclusive(path: Path, *, busy: LocalprefError, what: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
+def file_in_the_way(folder: Path) -> Path | None:
     """The nearest of ``folder`` and its parents that exists and is not a folder (a file
     named like a folder of the path), or None."""
     for place in (folder, *folder.parents):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import LocalprefError
+from localpref.file_lock import file_in_the_way
 
 #: File name of the history database inside the data folder.
 DATABASE_NAME = "history.sqlite3"
@@ -167,6 +168,8 @@ class Store:
         self.read_only = False
         #: One sentence for the user when the file could not be used as is, else None.
         self.notice: str | None = None
+        #: Why nothing of the file could be read (the history shown is empty), else None.
+        self.unread: str | None = None
         self._lock = threading.RLock()
         self._conn = self._open()
 
@@ -177,8 +180,11 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            return self._in_memory(f"The data folder {self.path.parent} cannot be created "
-                                   f"({error.strerror}); history is not saved this session.")
+            blocker = file_in_the_way(self.path.parent)
+            return self._in_memory(
+                f"The data folder {self.path.parent} cannot be made: {blocker} is a file, not "
+                "a folder" if blocker is not None else
+                f"The data folder {self.path.parent} cannot be made ({error.strerror})")
         if self.path.exists() and not _writable(self.path):
             return self._read_only_copy(
                 f"The history database {self.path} cannot be written (the file or its folder "
@@ -193,8 +199,7 @@ class Store:
                     "open read-only and this session's changes will not be saved."
                 )
             if isinstance(error, sqlite3.OperationalError) and "unable to open" in str(error):
-                return self._in_memory(f"The history database {self.path} cannot be opened; "
-                                       "history is not saved this session.")
+                return self._in_memory(f"The history database {self.path} cannot be opened")
             return self._start_over()
         except _NewerSchema as newer:
             return self._read_only_copy(
@@ -240,7 +245,7 @@ class Store:
             conn = self._open_file()
         except (OSError, sqlite3.Error, _NewerSchema):
             return self._in_memory(f"The history database {self.path} is unreadable and could "
-                                   "not be replaced; history is not saved this session.")
+                                   "not be replaced")
         self.notice = (f"The history database was unreadable; it was kept as {kept.name} and a "
                        "new one was started.")
         return conn
@@ -253,7 +258,7 @@ class Store:
         except sqlite3.Error:
             memory.close()
             return self._in_memory(f"The history database {self.path} cannot be read (locked "
-                                   "or damaged); history is not saved this session.")
+                                   "or damaged)")
         self.read_only = True
         self.notice = notice
         if memory.execute("PRAGMA user_version").fetchone()[0] <= SCHEMA_VERSION:
@@ -281,11 +286,15 @@ class Store:
         finally:
             source.close()
 
-    def _in_memory(self, notice: str) -> sqlite3.Connection:
+    def _in_memory(self, problem: str) -> sqlite3.Connection:
+        """An empty history in memory, for a file that cannot be read at all (``problem``, a
+        clause: why): the app goes on without saving, and ``unread`` says why there is
+        nothing to list or export."""
         memory = self._connect(":memory:")
         _migrate(memory)
         self.read_only = True
-        self.notice = notice
+        self.notice = f"{problem}; history is not saved this session."
+        self.unread = f"{problem}, so there is no history to read."
         return memory
 
     # -- plumbing ------------------------------------------------------------------------------

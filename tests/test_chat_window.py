@@ -119,3 +119,21 @@ async def test_the_app_goes_on_with_the_last_exchanges_and_says_so(bundled_path:
             assert any(n.startswith("The conversation no longer fits the model's window (256 "
                                     "tokens): this answer reads it without its first 2 messages")
                        for n in app.notices)
+
+
+def test_the_prompt_and_the_answer_fill_the_whole_window(bundled_path: Path) -> None:
+    """--ctx is one conversation's window: an answer stopped a token short of it ("length"
+    where the model's whole answer and its end token fit), and a prompt one token shorter than
+    the window, which leaves room for one, was refused as leaving none."""
+    with Model(bundled_path, n_ctx=64, max_lanes=2) as small:
+        prompt = small.count_tokens("Hi")
+        filled = small.generate("Hi", method="base", max_tokens=200, ignore_eos=True)
+        assert prompt + len(filled.tokens) == 64 and filled.stats["stop_reason"] == "length"
+        # a word a token: the prompt that leaves one cell, then the one that leaves none
+        words = next(n for n in range(1, 64) if small.count_tokens("word " * n) == 63)
+        one = small.generate("word " * words, method="base", max_tokens=8, ignore_eos=True)
+        assert len(one.tokens) == 1 and one.stats["stop_reason"] == "length"
+        assert small.count_tokens("word " * (words + 1)) == 64
+        with pytest.raises(PromptTooLongError, match="is 64 tokens long and the context holds "
+                                                     "64, which leaves no room"):
+            small.generate("word " * (words + 1), method="base", max_tokens=8)

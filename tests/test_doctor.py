@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import llama_cpp
 import pytest
 
 from localpref import cli, models
+from localpref.api import Model
+from localpref.errors import SettingsError
 from localpref.gguf_header import read_gguf_header
 
 #: The bundled model's f16 KV cache per token: 30 layers x 3 KV heads x (64 + 64) x 2 bytes.
@@ -69,6 +72,19 @@ def test_doctor_gpu_layers_and_context(capsys: pytest.CaptureFixture[str]) -> No
     else:
         assert memory["gpu_layers"] == 0 and memory["vram_bytes"] == 0
         assert any("without GPU offload" in p for p in report["problems"]) and code == 1
+
+
+def test_a_window_past_the_trained_context_is_a_problem_as_loading_refuses_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """doctor passed --ctx 9000, which every command that loads the model refuses."""
+    sentence = ("A window of 9000 tokens (--ctx, n_ctx) is more than SmolLM2-135M-Instruct "
+                "was trained for (8192 tokens).")
+    code, report = run_json(["--ctx", "9000"], capsys)
+    assert code == 1 and sentence in report["problems"]
+    code, report = run_json(["--ctx", "8192"], capsys)
+    assert not any("was trained for" in p for p in report["problems"])
+    with pytest.raises(SettingsError, match=re.escape(sentence)):
+        Model(models.bundled_model_path(), n_ctx=9000, n_threads=1)
 
 
 def test_the_estimate_counts_a_rounded_stream_per_lane(capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,6 +168,8 @@ def test_doctor_json_on_a_broken_file_is_still_a_report(
     assert cli.main(["doctor", "--model", str(truncated)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == f"localpref: {sentence}"
-    assert cli.main(["doctor", "--lanes", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "localpref: --lanes must be 1 or more (got 0)."
+    for lanes in ("0", "257"):  # (a llama.cpp context holds 256: Model refuses more)
+        assert cli.main(["doctor", "--lanes", lanes]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"localpref: --lanes must be from 1 to 256 (got {lanes}).")
 

@@ -521,6 +521,26 @@ def test_export_writes_a_conversation_as_markdown(home, capsys):
     assert "Basil care" in capsys.readouterr().out
 
 
+def test_a_history_that_cannot_be_read_at_all_is_one_sentence_to_list_or_export(
+        tmp_path, monkeypatch, capsys):
+    """A data folder that is a file listed nothing with exit 0, and an export said there was
+    no conversation 1 in a database that cannot exist."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("hello", encoding="utf-8")
+    for home in (blocker, blocker / "sub"):
+        monkeypatch.setenv("LOCALPREF_HOME", str(home))
+        for argv in (["--list"], ["--export", "1"]):
+            assert cli.main(["chat", *argv]) == 2
+            captured = capsys.readouterr()
+            assert captured.out == "" and captured.err == (
+                f"localpref: The data folder {home} cannot be made: {blocker} is a file, not a "
+                "folder, so there is no history to read.\n")
+    with Store(blocker / "history.sqlite3") as store:  # the app goes on, saving nothing
+        assert store.read_only and store.notice == (
+            f"The data folder {blocker} cannot be made: {blocker} is a file, not a folder; "
+            "history is not saved this session.")
+
+
 def test_the_list_shows_each_conversation_on_one_line_without_escapes(home, capsys):
     """A title with a line break or a terminal escape (from a pasted message) took two lines
     and coloured the terminal."""

@@ -106,8 +106,7 @@ def app_from_args(args: argparse.Namespace, **app_options: Any) -> Any:
 
 def _export(conversation_id: int, output: str | None) -> int:
     with Store() as store:
-        if store.notice:
-            print(f"localpref: {store.notice}", file=sys.stderr)
+        _say_what_was_read(store)
         text = store.export_markdown(conversation_id)
     if output:
         try:
@@ -120,10 +119,18 @@ def _export(conversation_id: int, output: str | None) -> int:
     return 0
 
 
+def _say_what_was_read(store: Store) -> None:
+    """Refuse (one sentence, exit 2) when nothing of the history could be read; else say how
+    it was read where that is worth a line (a read-only copy: the app's notice)."""
+    if store.unread is not None:
+        raise LocalprefError(store.unread)
+    if store.notice:
+        print(f"localpref: {store.notice}", file=sys.stderr)
+
+
 def _list() -> int:
     with Store() as store:
-        if store.notice:
-            print(f"localpref: {store.notice}", file=sys.stderr)
+        _say_what_was_read(store)
         for conversation in store.list_conversations():
             count = len(store.messages(conversation.id))
             print(f"{conversation.id:>5}  {count:>4} messages  {conversation.updated_at[:16]}  "

@@ -17,9 +17,10 @@ from localpref.api import DEFAULT_CONTEXT, DEFAULT_LANES
 from localpref.calibration.record import calibration_state
 from localpref.commands.models import add_model_options
 from localpref.commands.options import load_settings
-from localpref.engine import available_cores, loading_problem
+from localpref.engine import MAX_LANES, available_cores, loading_problem, window_problem
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
+from localpref.models.bundled import display_name
 from localpref.prompts import no_template_notice
 from localpref.split_files import check_parts
 
@@ -144,8 +145,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         problems.append(str(error))
     report["bundled_model"] = bundled
 
-    if args.lanes <= 0:
-        raise ModelError(f"--lanes must be 1 or more (got {args.lanes}).")
+    if not 1 <= args.lanes <= MAX_LANES:  # what a context holds (``Model`` refuses more)
+        raise ModelError(f"--lanes must be from 1 to {MAX_LANES} (got {args.lanes}).")
     model: dict[str, Any] = {"spec": args.model or models.BUNDLED_MODEL_NAME, "path": None}
     path: Path | None = Path(bundled["path"]) if bundled.get("path") else None
     problem: str | None = None  # why llama.cpp cannot load the model
@@ -171,6 +172,10 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
             warnings_found.append(no_template_notice(info.name or path.stem))
     if path is not None and problem is None:  # what a model llama.cpp cannot load needs: moot
         n_ctx = args.ctx or min(DEFAULT_CONTEXT, info.context_length or DEFAULT_CONTEXT)
+        too_wide = window_problem(n_ctx, info.context_length,
+                                  display_name(path, info.name or path.stem))
+        if too_wide is not None:  # every command that loads it refuses this window
+            problems.append(too_wide)
         memory = models.memory_estimate(
             info,
             n_ctx=n_ctx,
