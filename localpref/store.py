@@ -254,27 +254,29 @@ class Store:
         """The file's content copied into memory: readable, and never written back."""
         memory = self._connect(":memory:")
         try:
-            self._copy_into(memory)
+            whole = self._copy_into(memory)
         except sqlite3.Error:
             memory.close()
             return self._in_memory(f"The history database {self.path} cannot be read (locked "
                                    "or damaged)")
         self.read_only = True
-        self.notice = notice
+        self.notice = notice if whole else (
+            f"{notice} What was written last, still in {self.path.name}-wal, cannot be read "
+            "from this read-only folder, so the newest messages may be missing.")
         if memory.execute("PRAGMA user_version").fetchone()[0] <= SCHEMA_VERSION:
             _migrate(memory)
         return memory
 
-    def _copy_into(self, memory: sqlite3.Connection) -> None:
-        """Copy the file into ``memory``, read-only. A database in WAL mode whose folder is
-        read-only cannot make the shared-memory file a reader needs: it is then read as an
-        immutable file (what its last checkpoint holds, with what its WAL file holds if
-        one is there and readable, read the first way)."""
+    def _copy_into(self, memory: sqlite3.Connection) -> bool:
+        """Copy the file into ``memory``, read-only; False when what its WAL file holds was
+        left out. A database in WAL mode whose folder is read-only and holds no
+        shared-memory file cannot make the one a reader needs: it is then read as an
+        immutable file, which is what its last checkpoint holds."""
         try:
             source = self._connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
             try:
                 source.backup(memory)
-                return
+                return True
             finally:
                 source.close()
         except sqlite3.Error:
@@ -285,6 +287,8 @@ class Store:
             source.backup(memory)
         finally:
             source.close()
+        wal = self.path.with_name(self.path.name + "-wal")
+        return not (wal.exists() and wal.stat().st_size > 0)
 
     def _in_memory(self, problem: str) -> sqlite3.Connection:
         """An empty history in memory, for a file that cannot be read at all (``problem``, a

@@ -469,6 +469,14 @@ async def test_the_app_uses_it_and_says_so(model: Model, home: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert "(uncalibrated default)" in app.query_one(StatusBar).plain
+    default = {**CALIBRATED, "contrast": 0.5, "tau": 0.2}  # kept for every preference
+    write_record(model.calibration_key,
+                 {**calibrated(model), "calibrated": False, "default": default})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "(uncalibrated default: the calibration kept it)" in (
+            app.query_one(StatusBar).plain)
     calibrated(model)
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:

@@ -553,6 +553,20 @@ def test_head_health_and_a_long_preference(server) -> None:
     assert (error["param"], error["code"]) == ("localpref.avoid", "context_length_exceeded")
 
 
+def test_a_conversation_that_leaves_one_cell_blames_the_preference_that_takes_it(
+        server, model) -> None:
+    """A conversation of n_ctx - 1 tokens fits (one token of answer), so a preference that
+    pushes it past the window is the text to shorten: the server blamed the messages."""
+    words = next(n for n in range(model.n_ctx - 40, model.n_ctx)
+                 if model.count_tokens("word " * n) == model.n_ctx - 1)
+    body = {"model": MODEL_ID, "max_tokens": 4, "messages": user("word " * words)}
+    answer = request(server.url, "POST", "/chat/completions", body=body)
+    assert answer.status == 200 and answer.json()["usage"]["completion_tokens"] == 1
+    body["localpref"] = {"preference": "concise"}
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
+    assert (error["param"], error["code"]) == ("localpref.preference", "context_length_exceeded")
+
+
 def test_the_api_keys_scheme_is_case_insensitive(model) -> None:
     with running_server(model, api_key="sesame") as server:
         for scheme in ("Bearer", "bearer", "BEARER"):

@@ -289,3 +289,38 @@ def test_a_history_that_cannot_be_written_is_shown_read_only_never_called_damage
                   "read-only); it is open read-only and this session's changes will not be "
                   "saved."}
     assert [c.title for c in Store(path).list_conversations()] == ["Keep me"]  # nothing lost
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv writes every file")
+def test_a_read_only_folder_whose_wal_cannot_be_read_says_the_newest_may_be_missing(
+        tmp_path) -> None:
+    """A WAL file left without its shared-memory file (a process killed) in a folder that
+    is now read-only: only what the last checkpoint holds can be read, which is said."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "history.sqlite3"
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, sqlite3
+from localpref.store import Store
+store = Store({str(path)!r})
+store.create_conversation("Checkpointed")
+sqlite3.connect({str(path)!r}).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+store.create_conversation("Only in WAL")
+os._exit(0)
+"""], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 0, killed.stderr
+    path.with_name(path.name + "-shm").unlink()
+    folder.chmod(0o555)
+    try:
+        run = subprocess.run([*AS_A_USER, sys.executable, "-c", _OPENED_AS_A_USER, str(path)],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    opened = json.loads(run.stdout)
+    assert opened["titles"] == ["new", "Checkpointed"] and opened["read_only"]
+    assert opened["notice"].endswith(
+        "What was written last, still in history.sqlite3-wal, cannot be read from this "
+        "read-only folder, so the newest messages may be missing.")
+    assert [c.title for c in Store(path).list_conversations()] == ["Only in WAL", "Checkpointed"]

@@ -25,6 +25,7 @@ from textual.worker import get_current_worker
 
 import localpref
 from localpref import LocalprefError, Model, SettingsError
+from localpref.calibration.record import kept_default_summary
 from localpref.methods import resolve_method
 from localpref.store import Store, StoreError
 from localpref.weights import Weights, parse_preference_items
@@ -272,7 +273,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             return label
         calibration = self.model.calibration
         if calibration is None:
-            return f"{label} (uncalibrated default)"
+            kept = kept_default_summary(self.model.calibration_record) is not None
+            return f"{label} (uncalibrated default{': the calibration kept it' if kept else ''})"
         calibrated = calibration.method(self.steering.preference)
         kept = calibration.summary(self.steering.preference)["default_kept"]
         note = ("uncalibrated default: the calibration kept it" if kept

@@ -123,7 +123,7 @@ def start_generation(model: Model, args: GenerationArgs) -> Generation:
         return Generation(model.submit(args.request()))
     except PromptTooLongError as error:
         preference, avoid = args.kwargs.get("preference"), args.avoid
-        if not (preference or avoid) or model.count_tokens(args.messages) + 1 >= model.n_ctx:
+        if not (preference or avoid) or model.count_tokens(args.messages) >= model.n_ctx:
             error.param = args.prompt_field
             raise
         field = _longer_lane_text(preference, avoid, args.kwargs.get("like"))
