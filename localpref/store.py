@@ -356,6 +356,11 @@ class Store:
             raise StoreError(f"There is no conversation {conversation_id} in {self.path}.")
         return Conversation(**dict(rows[0]))
 
+    def has_conversation(self, conversation_id: int) -> bool:
+        """Whether the conversation is (still) there: another window may delete it."""
+        return bool(self._query("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
+                    if -2**63 <= conversation_id < 2**63 else [])
+
     def create_conversation(self, title: str, model: str | None = None) -> int:
         now = _now()
         with self._transaction() as conn:
@@ -518,7 +523,10 @@ def _how_it_ended(stats: dict[str, Any] | None) -> str:
         return "stopped: the answer was stopped before the end"
     if reason == "error":
         return "failed: the answer stopped with an error before the end"
-    return "partial: the app was closed while this answer was being written"
+    if reason == "app_closed":
+        return "partial: the app was closed while this answer was being written"
+    return ("partial: still being written when this was exported, or the app stopped while "
+            "it was")
 
 
 class _NewerSchema(Exception):

@@ -777,8 +777,13 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
         # said before the model loads (this one is not there: it would be that sentence)
         code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out), "--model",
                                   str(tmp_path / "absent.gguf"))
-        merged, _, merge_stderr = run_cli(capsys, "eval", "merge", str(source), "--out",
-                                          str(out))  # it would replace the rows under the run
+        # it would replace the rows under the run; held from its reading on (rows the run
+        # wrote meanwhile were lost), so the sentence comes before it reads this bad folder
+        unread = tmp_path / "unread"
+        unread.mkdir()
+        (unread / "generations.jsonl").write_text('{"id": "x"}\n', encoding="utf-8")
+        merged, _, merge_stderr = run_cli(capsys, "eval", "merge", str(source), str(unread),
+                                          "--out", str(out))
     finally:
         holder.kill()
         holder.wait()

@@ -187,9 +187,10 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
     assert text.startswith("# Basil\n")
     assert "## You\n\nHow do I keep basil alive?" in text
     endings = [line for line in text.splitlines() if line.startswith("*(")]
-    assert "## Assistant (amulet · concise)\n\nWater it\n\n*(partial: the app was closed" in text
-    assert endings == [
-        "*(partial: the app was closed while this answer was being written)*",
+    assert "## Assistant (amulet · concise)\n\nWater it\n\n*(partial: still being" in text
+    assert endings == [  # (no stop reason yet: being written, or the app was killed)
+        "*(partial: still being written when this was exported, or the app stopped while it "
+        "was)*",
         "*(stopped: the answer was stopped before the end)*",
         "*(failed: the answer stopped with an error before the end)*",
         "*(partial: the app was closed while this answer was being written)*"]

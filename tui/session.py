@@ -55,6 +55,11 @@ def title_from(text: str, limit: int = 48) -> str:
     return shortened(line, limit)
 
 
+#: Said when the open conversation was deleted in another window of the app (the store is
+#: one file): what this window shows is saved again, not lost.
+SAVED_AGAIN = ("This conversation was deleted in another window; what this window shows is "
+               "saved again as a new conversation.")
+
 #: The stop reason of an answer cut off because the app quit (shown as *partial*, not as
 #: *stopped*: the user did not stop it).
 APP_CLOSED = "app_closed"
@@ -278,8 +283,28 @@ class ChatSession:
 
     def ensure_conversation(self, first_text: str) -> int | None:
         """The open conversation's id, saving a new one (titled from ``first_text``) if it is
-        not saved yet (None if the store refused)."""
+        not saved yet, or saved again if another window deleted it (None if the store
+        refused)."""
+        if self._gone():
+            self.save_again()
         return self._saved(title_from(first_text))
+
+    def _gone(self) -> bool:
+        """Whether the open conversation was saved and is no longer in the store."""
+        return (self.conversation_id is not None
+                and not self.store.has_conversation(self.conversation_id))
+
+    def save_again(self, notice: Notify | None = None, title: str | None = None) -> None:
+        """Save what this window holds of the open conversation, which another window
+        deleted, as a new conversation (``title``, else from its first message), and say
+        so: nothing of it is lost."""
+        messages = self.history()
+        first = next((m["content"] for m in messages if m["role"] == "user"), "")
+        self.conversation_id = None
+        conversation = self._saved(title or title_from(first))
+        for message in messages:
+            self._store_message(conversation, message["role"], message["content"])
+        (notice or self.notify)(SAVED_AGAIN, "warning")
 
     def _saved(self, title: str) -> int | None:
         """The open conversation's id, saving a new one titled ``title`` with the model, as
@@ -335,6 +360,9 @@ class ChatSession:
         if self.conversation_id is None:
             self._saved(title)
             return
+        if self._gone():
+            self.save_again(title=title)
+            return
         try:
             self.store.rename_conversation(self.conversation_id, title)
         except StoreError as error:
@@ -355,8 +383,9 @@ class ChatSession:
         return True
 
     def title(self) -> str:
-        """The open conversation's title ("" while it is not saved)."""
-        if self.conversation_id is None:
+        """The open conversation's title ("" while it is not saved, or once another window
+        deleted it)."""
+        if self.conversation_id is None or self._gone():
             return ""
         return self.store.get_conversation(self.conversation_id).title
 
@@ -590,6 +619,9 @@ class ChatSession:
                     result is None or result.wrote_nothing)  # (None once it wrote, ``save``)
                 if kept_previous:  # stopped before its first word: the old answer stays
                     self._delete_message(answer.message_id, notice)
+                elif answer.conversation is not None and answer.conversation == (
+                        self.conversation_id) and self._gone():
+                    self.save_again(notice)  # deleted in another window while it wrote
                 else:
                     save(text, PARTIAL if partial else COMPLETE, stats, spans, final=True)
         return Ended(text, partial, stats, error, spans, kept_previous)

@@ -54,6 +54,28 @@ def merge_outputs(
                                  "runs.")
         if not (folder / GENERATIONS).is_file():
             raise LocalprefError(f"{folder} holds no {GENERATIONS}: it is not an eval output.")
+    target = Path(out_dir)
+    busy = LocalprefError(f"A localpref eval is writing {target}; wait for it to finish (or "
+                          "stop it), or give merge another --out.")
+    if target.is_dir():  # an eval may be writing it: held from the reading on, or the rows it
+        # wrote between this reading and the writing would be lost
+        make_output_folder(target)
+        with exclusive(target / RUN_LOCK, busy=busy, what=str(target)):
+            rows = _merged_rows(sources, scorers, reference)
+            return _write(target, *rows, reference, resamples, fluency_budget)
+    rows = _merged_rows(sources, scorers, reference)
+    make_output_folder(target)
+    with exclusive(target / RUN_LOCK, busy=busy, what=str(target)):  # rows replaced under it
+        return _write(target, *rows, reference, resamples, fluency_budget)
+
+
+_Rows = tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]
+
+
+def _merged_rows(sources: Sequence[Path], scorers: Sequence[Scorer],
+                 reference: str | None) -> _Rows:
+    """The folders' generations (each id once, in order), their metrics (scoring what has
+    none yet) and judgements."""
     generations: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
     judgements: dict[str, dict[str, Any]] = {}
@@ -74,22 +96,24 @@ def merge_outputs(
     if reference is not None and reference not in methods:
         raise LocalprefError(f"--reference {reference} is not among the runs' methods "
                              f"({', '.join(methods)}).")
-    target = Path(out_dir)
-    make_output_folder(target)
     ordered = sorted(generations.values(),
                      key=lambda r: (r["dataset"], r["position"], r["preference"], r["method"],
                                     r["id"]))
+    return ordered, metrics, sorted(judgements.values(), key=lambda j: j["id"])
+
+
+def _write(target: Path, ordered: list[dict[str, Any]], metrics: dict[str, dict[str, Any]],
+           judgements: list[dict[str, Any]], reference: str | None, resamples: int,
+           fluency_budget: float) -> Path:
+    """Replace the target's rows with the merged ones and write its summary (under its
+    lock)."""
     score_rows = [{"id": r["id"], "kind": "metrics", "metrics": metrics[r["id"]]}
                   for r in ordered if r["id"] in metrics]
-    score_rows += sorted(judgements.values(), key=lambda j: j["id"])
-    busy = LocalprefError(f"A localpref eval is writing {target}; wait for it to finish (or "
-                          "stop it), or give merge another --out.")
-    with exclusive(target / RUN_LOCK, busy=busy, what=str(target)):  # rows replaced under it
-        write_rows(target / GENERATIONS, ordered)
-        write_rows(target / SCORES, score_rows)
-        return write_report(target, ordered, metrics, list(judgements.values()),
-                            reference=reference or DEFAULT_REFERENCE, resamples=resamples,
-                            fluency_budget=fluency_budget)
+    write_rows(target / GENERATIONS, ordered)
+    write_rows(target / SCORES, score_rows + judgements)
+    return write_report(target, ordered, metrics, judgements,
+                        reference=reference or DEFAULT_REFERENCE, resamples=resamples,
+                        fluency_budget=fluency_budget)
 
 
 def _keep(kept: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:
