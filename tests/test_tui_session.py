@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from localpref.store import Store
-from tui.session import SAVED_AGAIN, ChatSession, NotNow, Refused
+from tui.session import DELETED_ELSEWHERE, ChatSession, NotNow, Refused
 from tui.steering import Steering
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,41 +108,47 @@ def test_naming_a_new_conversation_saves_it_as_a_first_message_would(model, tmp_
         session.close()
 
 
-def test_a_conversation_deleted_in_another_window_is_saved_again_not_lost(
+def test_a_conversation_deleted_in_another_window_stays_deleted_and_what_follows_is_kept(
         model, tmp_path, notices):
     """Two windows on one history: B deletes what A has open. A's next message was SQLite's
     foreign-key error (nothing saved), its rename a traceback, and an answer A was writing
-    meanwhile vanished without a word: what A shows is saved again as a new conversation."""
+    meanwhile vanished without a word. The deletion stands; what A writes from then on (a
+    message, the answer being written, a waiting message) goes into a new conversation, said
+    once."""
     a = make_session(model, tmp_path, notices)
     other = Store(tmp_path / "history.sqlite3")  # window B
     try:
-        first, _ = write(a, a.send("Name a color."))
-        gone = a.conversation_id
-        other.delete_conversation(gone)
+        write(a, a.send("Name a color."))
+        other.delete_conversation(a.conversation_id)
         assert a.title() == ""  # (F2 reads it: a StoreError, the app's traceback)
+        with pytest.raises(Refused, match="deleted in another window, so there is nothing"):
+            a.regenerate()
         second, _ = write(a, a.send("And a fruit?"))
-        assert notices == [SAVED_AGAIN] and a.conversation_id != gone
-        assert rows(a) == [("user", "Name a color.", "complete"),
-                           ("assistant", first.text, "complete"),
-                           ("user", "And a fruit?", "complete"),
+        assert notices == []  # (the refusal said it)
+        assert rows(a) == [("user", "And a fruit?", "complete"),
                            ("assistant", second.text, "complete")]
-        assert a.title() == "Name a color."
-        # deleted while an answer is written: the answer and all before it are saved again
+        assert a.title() == "And a fruit?"
+        # deleted while an answer is written, a message waiting behind it: both kept, in order
+        notices.clear()
         answer = a.send("And a tree?")
+        a.wait("And a stone?")
         other.delete_conversation(a.conversation_id)
         said: list[str] = []
         third = a.write(answer, progress=lambda delta, stats: None,
                         notice=lambda text, severity: said.append(text))
         a.finish()
-        assert said == [SAVED_AGAIN]
-        assert [text for _, text, _ in rows(a)] == [
-            "Name a color.", first.text, "And a fruit?", second.text, "And a tree?",
-            third.text]
-        # renamed after the other window deleted it: saved again under the new name
+        assert said == [DELETED_ELSEWHERE] and notices == []
+        fourth, _ = write(a, a.send_waiting())
+        assert [(role, text) for role, text, _ in rows(a)] == [
+            ("user", "And a tree?"), ("assistant", third.text),
+            ("user", "And a stone?"), ("assistant", fourth.text)]
+        assert a.stored_messages()[1].method == "amulet"  # its steering facts kept
+        # reopened from the list (no chat yet), deleted, then renamed: a new conversation
+        a.open(a.conversation_id)
         other.delete_conversation(a.conversation_id)
-        a.rename("Colors")
-        assert other.get_conversation(a.conversation_id).title == "Colors"
-        assert len(rows(a)) == 6 and len(other.list_conversations()) == 1
+        a.rename("Stones")
+        assert other.get_conversation(a.conversation_id).title == "Stones" and rows(a) == []
+        assert notices == [DELETED_ELSEWHERE] and len(other.list_conversations()) == 1
     finally:
         a.close()
         other.close()

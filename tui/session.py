@@ -56,9 +56,10 @@ def title_from(text: str, limit: int = 48) -> str:
 
 
 #: Said when the open conversation was deleted in another window of the app (the store is
-#: one file): what this window shows is saved again, not lost.
-SAVED_AGAIN = ("This conversation was deleted in another window; what this window shows is "
-               "saved again as a new conversation.")
+#: one file): the deletion stands, and what this window writes from then on (a message, the
+#: answer being written) is saved in a new conversation.
+DELETED_ELSEWHERE = ("This conversation was deleted in another window; what is written from "
+                     "now on is saved as a new conversation.")
 
 #: The stop reason of an answer cut off because the app quit (shown as *partial*, not as
 #: *stopped*: the user did not stop it).
@@ -283,28 +284,30 @@ class ChatSession:
 
     def ensure_conversation(self, first_text: str) -> int | None:
         """The open conversation's id, saving a new one (titled from ``first_text``) if it is
-        not saved yet, or saved again if another window deleted it (None if the store
-        refused)."""
-        if self._gone():
-            self.save_again()
+        not saved yet, or if another window deleted it (None if the store refused)."""
+        self._notice_deletion()
         return self._saved(title_from(first_text))
 
-    def _gone(self) -> bool:
-        """Whether the open conversation was saved and is no longer in the store."""
-        return (self.conversation_id is not None
-                and not self.store.has_conversation(self.conversation_id))
+    def _gone(self, conversation: int | None = None) -> bool:
+        """Whether ``conversation`` (the open one by default) was saved and is no longer in
+        the store: another window deleted it."""
+        conversation = self.conversation_id if conversation is None else conversation
+        return conversation is not None and not self.store.has_conversation(conversation)
 
-    def save_again(self, notice: Notify | None = None, title: str | None = None) -> None:
-        """Save what this window holds of the open conversation, which another window
-        deleted, as a new conversation (``title``, else from its first message), and say
-        so: nothing of it is lost."""
-        messages = self.history()
-        first = next((m["content"] for m in messages if m["role"] == "user"), "")
-        self.conversation_id = None
-        conversation = self._saved(title or title_from(first))
-        for message in messages:
-            self._store_message(conversation, message["role"], message["content"])
-        (notice or self.notify)(SAVED_AGAIN, "warning")
+    def _notice_deletion(self, notice: Notify | None = None) -> None:
+        """When another window deleted the open conversation: the next write starts a new
+        one, and the user is told once."""
+        if self._gone():
+            self.conversation_id = None
+            (notice or self.notify)(DELETED_ELSEWHERE, "warning")
+
+    def _rehome(self, entry: WaitingMessage) -> None:
+        """A waiting message whose conversation another window deleted: saved again in the
+        open conversation (a new one)."""
+        if not self._gone(entry.conversation):
+            return
+        entry.conversation = self.ensure_conversation(entry.text)
+        entry.message_id = self._store_message(entry.conversation, "user", entry.text)
 
     def _saved(self, title: str) -> int | None:
         """The open conversation's id, saving a new one titled ``title`` with the model, as
@@ -357,11 +360,9 @@ class ChatSession:
     def rename(self, title: str) -> None:
         """Rename the open conversation (saving it first if it is new, as a first message
         does)."""
+        self._notice_deletion()
         if self.conversation_id is None:
             self._saved(title)
-            return
-        if self._gone():
-            self.save_again(title=title)
             return
         try:
             self.store.rename_conversation(self.conversation_id, title)
@@ -537,6 +538,7 @@ class ChatSession:
                 or self.busy or self.closing):
             return None
         entry = self.waiting[0]
+        self._rehome(entry)
         try:  # the entry is still waiting, so it is left out of the history
             generation = self.ensure_chat().stream(entry.text, **self.steering.overrides())
         except LocalprefError as error:
@@ -554,6 +556,9 @@ class ChatSession:
         for entry in self.waiting:
             if entry.message_id is None or entry.conversation is None:
                 continue
+            if self._gone(entry.conversation):
+                self._rehome(entry)
+                continue
             try:
                 self.store.delete_message(entry.message_id)
                 entry.message_id = self.store.add_message(entry.conversation, "user", entry.text)
@@ -567,6 +572,11 @@ class ChatSession:
         ``NotNow``, ``SettingsError`` for invalid settings and ``Refused`` when there is nothing
         to answer again or the library refuses it."""
         self.check("send another message", needs_model=True)
+        if self._gone():
+            self.conversation_id = None
+            raise Refused(LocalprefError(
+                "This conversation was deleted in another window, so there is nothing to "
+                "answer again here; send a message to go on in a new conversation."))
         overrides = self.steering.overrides()
         stored = self.stored_messages()
         try:
@@ -619,12 +629,28 @@ class ChatSession:
                     result is None or result.wrote_nothing)  # (None once it wrote, ``save``)
                 if kept_previous:  # stopped before its first word: the old answer stays
                     self._delete_message(answer.message_id, notice)
-                elif answer.conversation is not None and answer.conversation == (
-                        self.conversation_id) and self._gone():
-                    self.save_again(notice)  # deleted in another window while it wrote
+                elif self._gone(answer.conversation):  # deleted in another window meanwhile
+                    self._save_exchange(answer, text, partial, stats, spans, notice)
                 else:
                     save(text, PARTIAL if partial else COMPLETE, stats, spans, final=True)
         return Ended(text, partial, stats, error, spans, kept_previous)
+
+    def _save_exchange(self, answer: Answer, text: str, partial: bool, stats: dict[str, Any],
+                       spans: list[tuple[int, int]] | None, notice: Notify) -> None:
+        """An answer whose conversation another window deleted while it was written: it and
+        the message it answers go to the open conversation (a new one, said once), before
+        the messages still waiting."""
+        asked = self.chat.messages if self.chat is not None else []
+        if len(asked) < 2 or asked[-2]["role"] != "user":
+            return
+        self._notice_deletion(notice)
+        conversation = self._saved(title_from(asked[-2]["content"]))
+        self._store_message(conversation, "user", asked[-2]["content"])
+        self._store_message(conversation, "assistant", text,
+                            status=PARTIAL if partial else COMPLETE, method=answer.method,
+                            preference=answer.preference, stats=stats, avoid=answer.avoid,
+                            changed_spans=spans)
+        self._keep_after_the_answer()
 
     def finish(self) -> None:
         """The answer being written has ended (after ``write`` returned): no longer busy."""
