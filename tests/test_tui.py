@@ -555,6 +555,23 @@ def test_the_list_shows_each_conversation_on_one_line_without_escapes(home, caps
     assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
+async def test_a_conversation_deleted_in_another_window_leaves_the_list(model, home):
+    """The list kept showing (and opening) the deleted conversation, not the new one what
+    the window wrote next went into."""
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "Name a color.")
+        deleted = app.conversation_id
+        with Store() as other:  # another window
+            other.delete_conversation(deleted)
+        await send(pilot, app, "And a fruit?")
+        listed = app.query_one(ConversationList)
+        await until(pilot, lambda: [item.conversation_id for item in listed.children] == [
+            app.conversation_id])
+        assert app.conversation_id != deleted
+        assert any("deleted in another window" in notice for notice in app.notices)
+
+
 async def test_new_rename_and_delete_conversations(model, home):
     with Store() as store:
         older = store.create_conversation("older")

@@ -123,10 +123,14 @@ def test_a_conversation_deleted_in_another_window_stays_deleted_and_what_follows
         assert a.title() == ""  # (F2 reads it: a StoreError, the app's traceback)
         with pytest.raises(Refused, match="deleted in another window, so there is nothing"):
             a.regenerate()
+        with pytest.raises(Refused):  # (a second one answered the deleted messages, unsaved)
+            a.regenerate()
         second, _ = write(a, a.send("And a fruit?"))
         assert notices == []  # (the refusal said it)
         assert rows(a) == [("user", "And a fruit?", "complete"),
                            ("assistant", second.text, "complete")]
+        assert a.history() == [{"role": "user", "content": "And a fruit?"},
+                               {"role": "assistant", "content": second.text}]  # what it read
         assert a.title() == "And a fruit?"
         # deleted while an answer is written, a message waiting behind it: both kept, in order
         notices.clear()

@@ -156,7 +156,10 @@ class AnsweringHandlers:
                                   changed_spans=ended.changed_spans)
                 if replaced is not None:
                     await replaced.remove()
+        answering = self.session.answer
         self.session.finish()
+        # (its conversation deleted in another window while it was written: saved in a new one)
+        self._list_if_new(answering.conversation if answering is not None else None)
         if ended.kept_previous and replaced is not None and replaced.stats:
             self._show_live(replaced.stats, state="ready")  # the answer that stays
         elif ended.kept_previous:

@@ -297,9 +297,10 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
                                                     self.session.conversation_id)
 
     def _list_if_new(self, before: int | None) -> None:
-        """Refresh the conversation list if the open conversation was saved for the first
-        time since it was ``before`` (a message sent, kept or waiting saves it)."""
-        if before is None and self.session.conversation_id is not None:
+        """Refresh the conversation list if the open conversation is another than ``before``:
+        saved for the first time (a message sent, kept or waiting saves it), or a new one
+        because another window deleted it."""
+        if self.session.conversation_id != before:
             self.call_later(self._refresh_conversations)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

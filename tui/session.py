@@ -294,12 +294,17 @@ class ChatSession:
         conversation = self.conversation_id if conversation is None else conversation
         return conversation is not None and not self.store.has_conversation(conversation)
 
-    def _notice_deletion(self, notice: Notify | None = None) -> None:
+    def _notice_deletion(self, notice: Notify | None = None, *, drop_chat: bool = False) -> bool:
         """When another window deleted the open conversation: the next write starts a new
-        one, and the user is told once."""
-        if self._gone():
-            self.conversation_id = None
-            (notice or self.notify)(DELETED_ELSEWHERE, "warning")
+        one, and the user is told once; with ``drop_chat`` (nothing being written) the
+        model no longer reads the deleted messages either. Whether it was deleted."""
+        if not self._gone():
+            return False
+        self.conversation_id = None
+        if drop_chat:
+            self.close_chat()
+        (notice or self.notify)(DELETED_ELSEWHERE, "warning")
+        return True
 
     def _rehome(self, entry: WaitingMessage) -> None:
         """A waiting message whose conversation another window deleted: saved again in the
@@ -501,6 +506,7 @@ class ChatSession:
                 "answering": "An answer is being written; wait until it ends or press Esc to "
                              "stop it.",
             }[reason])
+        self._notice_deletion(drop_chat=True)
         try:
             generation = self.ensure_chat().stream(text, **self.steering.overrides())
         except NotNow:
@@ -574,6 +580,7 @@ class ChatSession:
         self.check("send another message", needs_model=True)
         if self._gone():
             self.conversation_id = None
+            self.close_chat()  # (kept, a second Ctrl+R answered the deleted messages again)
             raise Refused(LocalprefError(
                 "This conversation was deleted in another window, so there is nothing to "
                 "answer again here; send a message to go on in a new conversation."))
