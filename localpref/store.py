@@ -358,8 +358,11 @@ class Store:
 
     def has_conversation(self, conversation_id: int) -> bool:
         """Whether the conversation is (still) there: another window may delete it."""
-        return bool(self._query("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
-                    if -2**63 <= conversation_id < 2**63 else [])
+        try:
+            self.get_conversation(conversation_id)
+        except StoreError:
+            return False
+        return True
 
     def create_conversation(self, title: str, model: str | None = None) -> int:
         now = _now()

@@ -294,25 +294,25 @@ class ChatSession:
         conversation = self.conversation_id if conversation is None else conversation
         return conversation is not None and not self.store.has_conversation(conversation)
 
-    def _notice_deletion(self, notice: Notify | None = None, *, drop_chat: bool = False) -> bool:
+    def _notice_deletion(self, notice: Notify | None = None, *, drop_chat: bool = False) -> None:
         """When another window deleted the open conversation: the next write starts a new
         one, and the user is told once; with ``drop_chat`` (nothing being written) the
-        model no longer reads the deleted messages either. Whether it was deleted."""
+        model no longer reads the deleted messages either."""
         if not self._gone():
-            return False
+            return
         self.conversation_id = None
         if drop_chat:
             self.close_chat()
         (notice or self.notify)(DELETED_ELSEWHERE, "warning")
-        return True
 
-    def _rehome(self, entry: WaitingMessage) -> None:
+    def _rehome(self, entry: WaitingMessage) -> bool:
         """A waiting message whose conversation another window deleted: saved again in the
-        open conversation (a new one)."""
+        open conversation (a new one). Whether it was."""
         if not self._gone(entry.conversation):
-            return
+            return False
         entry.conversation = self.ensure_conversation(entry.text)
         entry.message_id = self._store_message(entry.conversation, "user", entry.text)
+        return True
 
     def _saved(self, title: str) -> int | None:
         """The open conversation's id, saving a new one titled ``title`` with the model, as
@@ -562,8 +562,7 @@ class ChatSession:
         for entry in self.waiting:
             if entry.message_id is None or entry.conversation is None:
                 continue
-            if self._gone(entry.conversation):
-                self._rehome(entry)
+            if self._rehome(entry):  # (its conversation was deleted: saved anew, in order)
                 continue
             try:
                 self.store.delete_message(entry.message_id)

@@ -308,8 +308,8 @@ class Evaluation:
         judgements = {row["id"]: row for row in score_rows
                       if row.get("kind") == "judge" and not row.get("error")}
         by_content: dict[str, dict[str, Any]] = {}
-        for row in existing.values():
-            if row.get("content_id") and not row.get("error"):
+        for row in existing.values():  # (failed rows are not among them)
+            if row.get("content_id"):
                 by_content.setdefault(row["content_id"], row)
         pairs = self._pairs(items)
         progress = Progress(len(items) + len(pairs), enabled=self.show_progress)

@@ -118,8 +118,9 @@ def create_app(state: ServerState, *, api_key: str | None = None,
     async def generate(body: GenerationFields, request: Request,
                        shape: completions.Shape) -> Any:
         model, model_id = served()
-        if choice_count(body) > 1:
-            return await answer_several(body, request, model, model_id, shape)
+        count = choice_count(body)
+        if count > 1:
+            return await answer_several(body, count, request, model, model_id, shape)
         args = generation_args(body, model_id, model)
         job, first = await started(args, request)
         logprobs = answer_logprobs(args, model.vocabulary, shape)
@@ -163,17 +164,18 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             raise from_library(event[1])
         return event[1]
 
-    async def answer_several(body: GenerationFields, request: Request, model: Any,
-                             model_id: str, shape: completions.Shape) -> Any:
+    async def answer_several(body: GenerationFields, count: int, request: Request,
+                             model: Any, model_id: str, shape: completions.Shape) -> Any:
         """Several prompts in one text completion (what LangChain's ``OpenAI.batch`` sends),
         or ``n`` > 1 choices (``prompt_bodies``): choice i answers as a request of its own
         would, at most as many at once as the server runs two-lane requests, so that one
         body never fills the queue alone. Every body is checked before any is queued; a
         failure cancels the others. The ``n`` choices of one prompt may be streamed. The
         choices of a body with many (up to 128 for each of its prompts) are made in a worker
-        thread, as a big request is: the streams already running go on meanwhile."""
+        thread, as a big request is: the streams already running go on meanwhile.
+        ``count``: how many choices (``choice_count``)."""
         per_prompt = choices_per_prompt(body)
-        if body.stream and choice_count(body) > per_prompt:
+        if body.stream and count > per_prompt:
             raise ApiError(400, "Several prompts are answered only without streaming; send "
                            "stream false, or one prompt per request.", param="prompt",
                            code="invalid_value")
@@ -182,8 +184,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             return numbered([generation_args(one, model_id, model)
                              for one in prompt_bodies(body)], per_prompt)
 
-        every_args = (await asyncio.to_thread(made) if choice_count(body) > MANY_CHOICES
-                      else made())
+        every_args = await asyncio.to_thread(made) if count > MANY_CHOICES else made()
         lanes = max(1, model.max_lanes // 2)
         logprobs = answer_logprobs(every_args[0], model.vocabulary, shape)
         if body.stream:
