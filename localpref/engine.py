@@ -647,11 +647,11 @@ class Context:
                 raise ModelError(f"llama.cpp has no logits for output {index}.")
             index = rows[index]
         pointer = llama_cpp.llama_get_logits_ith(self.handle, index)
-        address = ctypes.cast(pointer, ctypes.c_void_p).value
+        if not pointer:  # (a NULL pointer is false)
+            raise ModelError(f"llama.cpp has no logits for output {index}.")
+        address = ctypes.addressof(pointer.contents)  # (a tenth of ctypes.cast's time)
         view = self._logit_views.get(address)
         if view is None:
-            if not address:
-                raise ModelError(f"llama.cpp has no logits for output {index}.")
             if len(self._logit_views) >= 4 * self.max_lanes:
                 self._logit_views.clear()
             view = np.ctypeslib.as_array(pointer, shape=(self.vocab_size,))

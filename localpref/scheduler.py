@@ -451,6 +451,8 @@ class Scheduler:
         """One decode per context with every running track's pending token, then every such
         track's per-token work. Returns the number of tracks stepped."""
         batches: dict[Context, list[tuple[Job, int, int]]] = {}
+        #: the tracks with a lane in each context's decode (a track once per context)
+        tracks_on: dict[Context, dict[Track, None]] = {}
         stepping: list[tuple[Job, Track]] = []
         for job in self._live:
             if job.state != "running":
@@ -460,12 +462,12 @@ class Scheduler:
                     continue
                 stepping.append((job, track))
                 for position in track.lanes:
-                    batches.setdefault(job.lane_specs[position].context, []).append(
-                        (job, position, track.pending))
+                    context = job.lane_specs[position].context
+                    batches.setdefault(context, []).append((job, position, track.pending))
+                    tracks_on.setdefault(context, {})[track] = None
         if not stepping:
             return 0
         failed: list[tuple[Job, BaseException]] = []
-        decoded: set[Job] = set()
         lanes_in_step = sum(len(batch) for batch in batches.values())
         for context, batch in batches.items():
             started = time.perf_counter()
@@ -478,10 +480,8 @@ class Scheduler:
             seconds = time.perf_counter() - started
             for output, (job, position, _) in enumerate(batch):
                 job.views[position] = context.logits(output)
-                decoded.add(job)
-            for job, track in stepping:
-                if any(job.lane_specs[p].context is context for p in track.lanes):
-                    track.note_decode(seconds, lanes_in_step)
+            for track in tracks_on[context]:
+                track.note_decode(seconds, lanes_in_step)
         self._log("step", tuple(dict.fromkeys(job.id for job, _ in stepping)), lanes_in_step)
         for job, error in failed:
             if job.state != "done":

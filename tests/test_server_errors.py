@@ -74,6 +74,11 @@ def test_a_model_path_with_bytes_that_are_not_utf8_names_no_model(server) -> Non
         assert error["code"] == "model_not_found"
         assert error["message"].endswith("has percent-encoded bytes that are not UTF-8 text, "
                                          "so it names no model here.")
+    # Base with a preference names no steering here (chat completions refuse it)
+    error = assert_error_shape(request(server.url, "GET", f"/models/{MODEL_ID}:base:humorous"),
+                               404)
+    assert error["message"].startswith("The method base writes without a preference")
+    assert request(server.url, "GET", f"/models/{MODEL_ID}:base").status == 200
     fine = request(server.url, "GET", f"/models/{MODEL_ID}:caf%C3%A9%20au%20lait")
     assert fine.status == 200 and json.loads(fine.text)["id"] == f"{MODEL_ID}:café au lait"
 
@@ -230,6 +235,17 @@ def test_an_error_repeating_a_lone_surrogate_is_written_with_a_replacement_chara
     ({"localpref": {"opposite": True}}, "localpref.opposite",
      "localpref.opposite gives the base lane the opposite of the preference, and the request "
      "gives none;"),
+    # Base writes without a preference: the preference was dropped, and the response named it
+    ({"model": f"{MODEL_ID}:base:humorous"}, "model", "The method base writes without a "
+     "preference, so the request's preference would be ignored; send the method pref"),
+    ({"model": f"{MODEL_ID}:plain:talk%20like%20a%20pirate"}, "model",
+     "The method base writes without a preference, so the request's preference"),
+    ({"localpref": {"method": "base", "preference": "humorous"}}, "localpref.method",
+     "The method base writes without a preference, so the request's preference"),
+    ({"model": f"{MODEL_ID}:base", "localpref": {"avoid": "jargon"}}, "model",
+     "The method base writes without a preference, so the request's avoid would be ignored"),
+    ({"localpref": {"method": "base", "like": "Short."}}, "localpref.method",
+     "The method base writes without a preference, so the request's like would be ignored"),
     # a method's name alone was steered toward as a preference ("pad")
     ({"model": f"{MODEL_ID}:pad"}, "model", f"The model id '{MODEL_ID}:pad' names the method pad "
      f"and no preference; use {MODEL_ID}:pad:PREFERENCE, or {MODEL_ID}:PREFERENCE for the "

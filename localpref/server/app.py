@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from localpref.errors import LocalprefError
+from localpref.methods import Base
 from localpref.server import completions
 from localpref.server.errors import (
     RETRY_AFTER_SECONDS,
@@ -38,6 +39,7 @@ from localpref.server.translate import (
     generation_args,
     numbered,
     prompt_bodies,
+    refuse_what_base_ignores,
     requested_method,
     start_generation,
 )
@@ -102,7 +104,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                            code="model_not_found", param="model")
         try:
             steering = parse_model_id(requested, model_id)
-            requested_method(steering.method, None, None, None)
+            if isinstance(requested_method(steering.method, None, None, None), Base):
+                refuse_what_base_ignores(steering.preference, {}, "model")
         except LocalprefError as error:
             raise ApiError(404, str(error), code="model_not_found", param="model") from None
         return model_entry(requested, state.served_since)

@@ -301,6 +301,20 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
     return method
 
 
+def refuse_what_base_ignores(preference: Any, kwargs: dict[str, Any], param: str) -> None:
+    """Base writes without a preference: one sent with it (by the model id or the localpref
+    object, or an avoid or like) would be dropped without a word while the response named it,
+    so it is a 400 that says which id to send (as a steering method sent with nothing to steer
+    toward is)."""
+    given = ("preference" if preference else "avoid" if kwargs.get("avoid")
+             else "like" if kwargs.get("like") else None)
+    if given is not None:
+        raise FieldError(param, f"The method base writes without a preference, so the "
+                         f"request's {given} would be ignored; send the method pref to put "
+                         "the preference in the system prompt, or leave the method out for "
+                         "the recommended steering.")
+
+
 def generation_args(request: GenerationFields, served_id: str, model: Model) -> GenerationArgs:
     """Everything a generation needs for a chat or text-completion body; raises
     ``UnknownModelError`` or ``SettingsError`` (``FieldError`` for a refused field)."""
@@ -347,6 +361,9 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         raise FieldError("localpref.method", f"localpref.method {method_name!r} steers toward "
                          "a preference and the request gives none; send localpref.preference "
                          "(or avoid, or like), or a model id NAME:PREFERENCE.")
+    if isinstance(kwargs["method"], Base):
+        refuse_what_base_ignores(preference, kwargs, "localpref.method" if method_sent
+                                 else "model")
     if kwargs.get("opposite") and not preference:
         raise FieldError("localpref.opposite", "localpref.opposite gives the base lane the "
                          "opposite of the preference, and the request gives none; send "
