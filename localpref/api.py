@@ -11,6 +11,7 @@ keeps its lanes, and so its KV cache, between turns (while nobody waits for them
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
 import weakref
@@ -126,6 +127,13 @@ class Model:
         max_like_tokens: int = DEFAULT_MAX_LIKE_TOKENS,
         keep_cells: bool = False,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            raise ModelError(f"The model path must be a text or a Path (got {path!r}); "
+                             "localpref.load() also takes None for the bundled model, or a "
+                             "model's name.")
+        if not str(path).strip():  # Path("") is ".", a folder: "does not exist" misled
+            raise ModelError("The model path is empty; give a GGUF file's path "
+                             "(localpref.load() takes None for the bundled model).")
         if not whole_number(n_batch) or n_batch < 1:
             raise SettingsError(f"n_batch must be a whole number, 1 or more (got {n_batch!r}).")
         most_lanes = min(n_batch, MAX_LANES)
@@ -559,7 +567,13 @@ class Model:
         ``session`` (a chat's) keeps the lanes between calls; ``on_finish`` runs in the
         reading thread when the generation ends, whatever happened.
         """
-        requests = [requests] if isinstance(requests, Request) else list(requests)
+        if isinstance(requests, Request):
+            requests = [requests]
+        elif (isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Sequence)
+              or not all(isinstance(request, Request) for request in requests)):
+            raise SettingsError("submit takes a Request (Request.make(...)) or a list of them "
+                                f"(got {type(requests).__name__}).")
+        requests = list(requests)
         if not requests:
             raise SettingsError("Give at least one request.")
         if session is not None and len(requests) != 1:

@@ -577,6 +577,13 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return self.results
 
 
+#: How long a reader waits for the scheduler before it looks for a signal: a KeyboardInterrupt
+#: that another thread raises (``_thread.interrupt_main``, a timer's ``signal.raise_signal``)
+#: only sets a flag, which a thread blocked in a wait without a timeout never reads, so
+#: ``generate()`` was interrupted only when its whole answer was written.
+SIGNAL_CHECK_SECONDS = 0.1
+
+
 class _Reading:
     """What reading one ``MultiGeneration`` needs: its job, whether it was started or
     cancelled, the text yielded per track, and the results once it ends."""
@@ -611,7 +618,7 @@ class _Reading:
                 return
             self.start()
             while True:
-                item = self.job.outbox.get()
+                item = self.job.outbox.get(timeout=SIGNAL_CHECK_SECONDS)
                 if isinstance(item, End):
                     end = item
                     break

@@ -195,8 +195,12 @@ def loading_problem(path: Path) -> str | None:
     params.vocab_only = True
     try:
         llama_cpp.llama_model_free(_load(path, params))
+        tensors = read_gguf_header(path).tensor_count
     except ModelError as error:
         return str(error)
+    if tensors == 0:  # the vocabulary alone loads; the model then lacks its hyperparameters
+        return (f"{path} holds no weights (no tensors: a vocabulary-only GGUF, which "
+                "llama.cpp loads for its tokenizer alone).")
     return None
 
 

@@ -4,6 +4,7 @@ inside), one method is a comparison of one, and ``close()`` from another thread 
 
 from __future__ import annotations
 
+import _thread
 import re
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ import localpref
 from localpref.api import Chat, Model
 from localpref.errors import BusyError, ModelError, SettingsError
 from localpref.methods import PAD, Amulet
+from localpref.request import Request
 
 PROMPT = "How do I keep basil alive?"
 
@@ -278,3 +280,44 @@ def test_an_empty_reward_model_path_is_refused_not_read_as_none() -> None:
                                       f"the prompt-contrast reward (got {path!r}).")
     assert PAD().lanes == ("pref", "base")
     assert PAD(reward_model="reward.gguf").lanes == ("pref", "reward")
+
+
+@pytest.mark.parametrize(("path", "sentence"), [
+    (None, "The model path must be a text or a Path (got None); "),
+    (5, "The model path must be a text or a Path (got 5); "),
+    (b"/models/x.gguf", "The model path must be a text or a Path (got b'/models/x.gguf'); "),
+    ("", "The model path is empty; give a GGUF file's path"),  # was "Model file . does not"
+    ("  ", "The model path is empty; give a GGUF file's path"),
+])
+def test_a_model_path_that_is_no_path_is_one_sentence(path, sentence) -> None:
+    with pytest.raises(ModelError) as refused:  # was pathlib's TypeError
+        Model(path)
+    assert str(refused.value).startswith(sentence)
+
+
+def test_submit_takes_requests_and_says_so(model: Model) -> None:
+    for given, kind in ((5, "int"), ("Hi", "str"), ({"prompt": "Hi"}, "dict"), ([5], "list")):
+        with pytest.raises(SettingsError) as refused:  # was "'int' object is not iterable"
+            model.submit(given)
+        assert str(refused.value) == ("submit takes a Request (Request.make(...)) or a list of "
+                                      f"them (got {kind}).")
+    assert model.submit((Request.make("Hi", method="base", max_tokens=2),)).run()[0].tokens
+
+
+def test_an_interrupt_from_another_thread_stops_generate_at_its_next_step(
+        model: Model) -> None:
+    """``_thread.interrupt_main`` (a timer's KeyboardInterrupt) only sets a flag: ``generate``
+    waited for its whole answer without looking at it. It now ends within a few steps, its
+    lanes given back."""
+    steps_before = model.scheduler.counters["step"]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.generate(PROMPT, method="base", max_tokens=600, ignore_eos=True)
+    finally:
+        timer.cancel()
+    # (the whole answer is 599 steps after the prefill's token; it was all written first)
+    assert model.scheduler.counters["step"] - steps_before < 300
+    assert model.scheduler.running == 0 and model.scheduler.queued == 0
+    assert model.generate("Hi", method="base", max_tokens=2).tokens  # lanes given back

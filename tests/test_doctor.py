@@ -11,6 +11,7 @@ from pathlib import Path
 import gguf
 import llama_cpp
 import pytest
+from gguf_files import write_vocabulary_only_gguf
 
 from localpref import cli, models
 from localpref.api import Model
@@ -173,3 +174,18 @@ def test_doctor_json_on_a_broken_file_is_still_a_report(
         assert capsys.readouterr().err.strip() == (
             f"localpref: --lanes must be from 1 to 256 (got {lanes}).")
 
+
+
+def test_a_vocabulary_only_gguf_is_a_problem_doctor_finds(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """llama.cpp's vocabulary-only load (what doctor asks before anything loads the weights)
+    passes a GGUF of a tokenizer alone, whose real load then fails: doctor said nothing and
+    exited 0."""
+    path = write_vocabulary_only_gguf(tmp_path / "vocab-only.gguf")
+    code, report = run_json(["--model", str(path)], capsys)
+    reason = (f"{path} holds no weights (no tensors: a vocabulary-only GGUF, which llama.cpp "
+              "loads for its tokenizer alone).")
+    assert code == 1 and reason in report["problems"] and report["memory"] is None
+    assert report["model"]["header"]["tensor_count"] == 0
+    assert cli.main(["generate", "--model", str(path), "--threads", "1", "Hi"]) == 2
+    assert "could not load" in capsys.readouterr().err  # what doctor foretold

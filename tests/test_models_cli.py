@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from gguf_files import write_vocabulary_only_gguf
 
 from localpref import cli, models
 from localpref.commands.models import add_model_options
@@ -140,3 +141,17 @@ def test_doctor_on_a_cached_hub_model(hf_cache: Path, capsys: pytest.CaptureFixt
     report = json.loads(capsys.readouterr().out)
     assert report["model"]["path"].endswith(f"{REV}/name-Q4_1.gguf")
     assert report["model"]["header"]["vocab_size"] == 49152
+
+
+def test_list_verbose_shows_what_a_header_does_not_give_as_a_question_mark(
+    hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    folder = tmp_path / "home" / ".lmstudio" / "models" / "test" / "vocab"
+    folder.mkdir(parents=True)
+    write_vocabulary_only_gguf(folder / "vocab-only.gguf")
+    assert cli.main(["models", "list", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "vocabulary 261, 0 tensors, ? layers, context ?" in out  # was "None layers"
+    assert "name ?, chat template no" in out and "None" not in out

@@ -161,6 +161,13 @@ def test_an_ollama_model_that_is_there_but_unusable_says_why(home: Path, gguf: P
         with pytest.raises(ModelError) as error:
             models.resolve_model(f"ollama:{name}")
         assert str(error.value) == f"The ollama model {name}:latest cannot be used: {why}."
+    text = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "text", "latest")
+    text.write_bytes(b"not a model, a 34-byte text blob.\n")  # listed, it failed on use
+    with pytest.raises(ModelError) as not_gguf:
+        models.resolve_model("ollama:text")
+    assert str(not_gguf.value) == (f"The ollama model text:latest cannot be used: its model "
+                                   f"blob {text.name} is not a GGUF file.")
+    assert "text:latest" not in [model.name for model in models.stored_models()]
     cut = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "cut", "latest")
     cut.write_bytes(cut.read_bytes()[:2])  # a blob's name says nothing of its model: the name
     with pytest.raises(ModelError) as truncated:
@@ -409,6 +416,28 @@ def test_a_later_part_of_a_split_model_named_in_lmstudio_points_to_its_first_par
     assert models.resolve_model("lmstudio:gamma") == folder / "Gamma-00001-of-00002.gguf"
 
 
+def test_a_split_model_missing_a_part_is_not_listed_and_says_why(
+        lmstudio: dict[str, Path], home: Path, gguf: Path) -> None:
+    """Listed, a split model without all its parts failed on use: it is left out with the
+    sentence its use would give, which naming it also gives."""
+    folder = home / ".lmstudio" / "models" / "split" / "broken"
+    folder.mkdir(parents=True)
+    for name in ("bk-00001-of-00003.gguf", "bk-00002-of-00003.gguf"):
+        shutil.copyfile(gguf, folder / name)
+    problems: list[str] = []
+    listed = [model.name for model in models.stored_models(problems=problems)]
+    assert not any("bk-" in name for name in listed) and "pub/Alpha-GGUF/Alpha-Q8_0.gguf" in listed
+    why = (f"bk-00001-of-00003.gguf is the first of 3 parts of a split model, and "
+           f"bk-00003-of-00003.gguf is not beside it in {folder}.")
+    assert problems == [f"The LM Studio model split/broken/bk-00001-of-00003.gguf cannot be "
+                        f"used: {why}"]
+    for name in ("bk", "split/broken/bk-00001-of-00003.gguf"):
+        with pytest.raises(ModelError) as named:
+            models.resolve_model(f"lmstudio:{name}")
+        assert str(named.value) == problems[0]
+    assert cli.main(["models", "list"]) == 0
+
+
 def test_a_name_several_stored_models_fit_points_to_each_never_to_a_download(
         ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path, gguf: Path,
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -481,7 +510,7 @@ report = {"cached": [m.spec for m in models.cached_models(problems=problems)],
 shut_hub = Path(os.environ["SHUT_HUB"])
 report["shut_hub_listed"] = models.cached_models(shut_hub, problems=report["shut_hub"])
 for spec in ("org/Locked-GGUF", "org/Inner-GGUF:inner*", "org/Inner-GGUF:outer*",
-             "lmstudio:nothing-like-it"):
+             "lmstudio:nothing-like-it", "ollama:tiny:q4"):
     try:
         report[spec] = str(models.resolve_model(spec))
     except ModelError as error:
@@ -510,7 +539,10 @@ def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
     (home / ".lmstudio" / "models" / "also-shut").symlink_to(shut)  # one folder, two paths
     shut_hub = tmp_path / "shut-hub"
     shut_hub.mkdir()
-    folders = (locked, inner, shut, shut_hub)
+    manifest = home / ".ollama" / "models" / "manifests" / "registry.ollama.ai" / "library"
+    manifest = manifest / "tiny" / "q4"  # a manifest the user cannot read: left out, unsaid
+    private = lmstudio["pub/Alpha-GGUF/Alpha-Q8_0.gguf"]  # listed, it failed on use
+    folders = (locked, inner, shut, shut_hub, manifest, private)
     for folder in folders:
         folder.chmod(0)
     try:
@@ -526,10 +558,17 @@ def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
     report = json.loads(run.stdout)
     assert report["cached"] == ["org/Inner-GGUF:outer.Q4_0.gguf"]  # what could be read
     assert {"tiny:latest", "old/Beta-GGUF/beta.Q4_0.gguf"} <= set(report["stored"])
+    unread_manifest = (f"The ollama model tiny:q4 cannot be used: its manifest {manifest} "
+                       "cannot be read (Permission denied).")
     assert report["problems"] == [
         f"The Hugging Face cache's folder {inner} cannot be read (Permission denied).",
         f"The Hugging Face cache's folder {locked} cannot be read (Permission denied).",
-        f"The folder {shut} cannot be read (Permission denied)."]
+        unread_manifest,  # (was left out without a word, and named "not as ollama writes it")
+        f"The folder {shut} cannot be read (Permission denied).",
+        f"The LM Studio model pub/Alpha-GGUF/Alpha-Q8_0.gguf cannot be used: {private} cannot "
+        "be read (Permission denied)."]
+    assert "pub/Alpha-GGUF/Alpha-Q8_0.gguf" not in report["stored"]
+    assert report["ollama:tiny:q4"] == unread_manifest
     assert report["shut_hub_listed"] == []
     assert report["shut_hub"] == [
         f"The Hugging Face cache's folder {shut_hub} cannot be read (Permission denied)."]
@@ -537,4 +576,6 @@ def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
     assert report["org/Inner-GGUF:inner*"] == report["problems"][0]  # it may be in there
     assert report["org/Inner-GGUF:outer*"] == str(inner.parent / "outer.Q4_0.gguf")
     assert report["lmstudio:nothing-like-it"].endswith(
-        f"; the folder {shut} cannot be read (Permission denied).")
+        f"; the folder {shut} cannot be read (Permission denied); the LM Studio model "
+        f"pub/Alpha-GGUF/Alpha-Q8_0.gguf cannot be used: {private} cannot be read (Permission "
+        "denied).")

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from localpref import models
@@ -182,15 +183,20 @@ def _print_header(header: dict[str, Any] | None, out: TextIO) -> None:
     system = {True: "yes", False: "no", None: "unknown"}[header["has_system_role"]]
     print(
         f"      GGUF v{header['version']}, {header['architecture']}, {header['file_type'] or '?'}, "
-        f"vocabulary {header['vocab_size']}, {header['tensor_count']} tensors, "
-        f"{header['block_count']} layers, context {header['context_length']}",
+        f"vocabulary {_shown(header['vocab_size'])}, {header['tensor_count']} tensors, "
+        f"{_shown(header['block_count'])} layers, context {_shown(header['context_length'])}",
         file=out,
     )
     print(
-        f"      name {header['name']!r}, chat template "
+        f"      name {_shown(header['name'], repr)}, chat template "
         f"{'yes' if header['has_chat_template'] else 'no'}, system role {system}",
         file=out,
     )
+
+
+def _shown(value: Any, form: Callable[[Any], str] = str) -> str:
+    """A header value as the listing shows it: ``?`` for one the file does not give."""
+    return "?" if value is None else form(value)
 
 
 class ProgressBar:

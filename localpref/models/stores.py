@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import ModelError
+from localpref.gguf_header import GGUF_MAGIC
 from localpref.models.spec import pattern_matches
 from localpref.models.walk import files_below
-from localpref.split_files import is_later_part, part_paths, split_part
+from localpref.split_files import check_parts, is_later_part, part_paths, split_part
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 #: a LoRA adapter ollama applies over the model's weights: without it the model is another
@@ -84,9 +85,11 @@ def ollama_models(root: Path | None = None, *,
     root = ollama_dir() if root is None else root
     found = []
     for name, manifest in _ollama_manifests(root, problems):
-        blob, _ = _ollama_blob_or_why(root, manifest)
+        blob, why, unreadable = _ollama_blob_or_why(root, manifest)
         if blob is not None:
             found.append(StoredModel("ollama", name, blob, blob.stat().st_size))
+        elif unreadable and problems is not None:  # said, as a folder it cannot read is
+            problems.append(f"The ollama model {name} cannot be used: {why}.")
     return sorted(found, key=lambda model: model.name)
 
 
@@ -101,34 +104,48 @@ def _ollama_manifests(root: Path, problems: list[str] | None = None,
         yield ollama_name(*manifest.relative_to(manifests).parts), manifest
 
 
-def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
-    """The GGUF blob a manifest names, or None and why not (the end of a sentence)."""
+def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str, bool]:
+    """The GGUF blob a manifest names, or None and why not (the end of a sentence), and
+    whether the why is a file this user cannot read (not a broken store)."""
     try:
-        layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None, f"its manifest {manifest} cannot be read as ollama writes it"
+        text = manifest.read_text(encoding="utf-8")
+    except OSError as error:  # (a permission, not its content: said as what it is)
+        return None, f"its manifest {manifest} cannot be read ({error.strerror or error})", True
+    try:
+        layers = json.loads(text).get("layers") or []
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return None, f"its manifest {manifest} cannot be read as ollama writes it", False
     if any(isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_ADAPTER_LAYER
            for layer in layers):
         return None, ("it carries an adapter (LoRA) that ollama applies over its weights, "
-                      "which localpref does not apply")
+                      "which localpref does not apply"), False
     for layer in layers:
         if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_LAYER:
             continue
         digest = str(layer.get("digest", ""))
         algorithm, _, value = digest.partition(":")
         if not value or not value.isalnum():
-            return None, f"its manifest {manifest} names no valid model blob"
+            return None, f"its manifest {manifest} names no valid model blob", False
         blob = root / "blobs" / f"{algorithm}-{value}"
-        if blob.is_file():
-            return blob, ""
-        return None, f"its model blob {blob.name} is missing (`ollama pull` it again)"
-    return None, "its manifest has no model layer (nothing localpref can load)"
+        if not blob.is_file():
+            return None, f"its model blob {blob.name} is missing (`ollama pull` it again)", False
+        try:
+            with blob.open("rb") as file:
+                magic = file.read(len(GGUF_MAGIC))
+        except OSError as error:
+            return None, f"its model blob {blob} cannot be read ({error.strerror or error})", True
+        if not GGUF_MAGIC.startswith(magic):  # listed, it failed on use ("bad magic")
+            return None, f"its model blob {blob.name} is not a GGUF file", False
+        return blob, "", False
+    return None, "its manifest has no model layer (nothing localpref can load)", False
 
 
 def lmstudio_models(roots: list[Path] | None = None, *,
-                    problems: list[str] | None = None) -> list[StoredModel]:
+                    problems: list[str] | None = None,
+                    unusable: dict[str, str] | None = None) -> list[StoredModel]:
     """Every GGUF file below LM Studio's folders (vision projectors left out), by name; a
-    folder that cannot be read is a sentence in ``problems``."""
+    folder that cannot be read, or a model that cannot be used (``unusable``: its name and
+    why), is a sentence in ``problems``."""
     # a file is listed once per name: both of LM Studio's folders may be one (a link), and a
     # second name linked to a listed file is a name the user sees and gives
     found: dict[tuple[str, Path], StoredModel] = {}
@@ -140,9 +157,31 @@ def lmstudio_models(roots: list[Path] | None = None, *,
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
+            why = _unusable(path)
+            if why is not None:  # listed, it failed on use
+                sentence = f"The LM Studio model {name} cannot be used: {why}"
+                if problems is not None and sentence not in problems:
+                    problems.append(sentence)
+                if unusable is not None:
+                    unusable[name] = sentence
+                continue
             size = sum(part.stat().st_size for part in part_paths(path) if part.is_file())
             found.setdefault((name, path.resolve()), StoredModel("lmstudio", name, path, size))
     return sorted(found.values(), key=lambda model: model.name)
+
+
+def _unusable(path: Path) -> str | None:
+    """Why a stored GGUF cannot be loaded that is seen without reading its header (a split
+    model's part missing, a file this user cannot read), as a sentence; None when none is."""
+    try:
+        check_parts(path)
+        with path.open("rb"):
+            pass
+    except ModelError as error:
+        return str(error)
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror or error})."
+    return None
 
 
 def _gguf_files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
@@ -214,7 +253,7 @@ def _find_ollama(name: str) -> StoredModel:
         return matches[0]
     for shown, manifest in _ollama_manifests(root):
         if shown.lower() == wanted.lower():
-            _, why = _ollama_blob_or_why(root, manifest)
+            _, why, _ = _ollama_blob_or_why(root, manifest)
             raise ModelError(f"The ollama model {wanted} cannot be used: {why}.")
     raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}"
                      f"{_unread(problems)}.")
@@ -228,7 +267,8 @@ def _named(available: list[StoredModel], name: str) -> list[StoredModel]:
 
 def _find_lmstudio(pattern: str) -> StoredModel:
     problems: list[str] = []
-    available = lmstudio_models(problems=problems)
+    unusable: dict[str, str] = {}
+    available = lmstudio_models(problems=problems, unusable=unusable)
     named = _named(available, pattern)
     if len(named) > 1:  # the same name in both folders, or names that differ only in case
         listed = ", ".join(str(model.path) for model in named)
@@ -249,6 +289,9 @@ def _find_lmstudio(pattern: str) -> StoredModel:
                              "give the path of the one to use.")
         raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio models "
                          f"({', '.join(names)}); give a pattern that matches one of them.")
+    for name, sentence in unusable.items():  # what it names is there, and cannot be used
+        if name.lower() == pattern.lower() or pattern_matches(name, glob):
+            raise ModelError(sentence)
     later = _later_part_sentence(pattern, glob)
     if later is not None:
         raise ModelError(later)
