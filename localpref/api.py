@@ -15,7 +15,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -569,11 +569,14 @@ class Model:
         """
         if isinstance(requests, Request):
             requests = [requests]
-        elif (isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Sequence)
-              or not all(isinstance(request, Request) for request in requests)):
+        elif isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
             raise SettingsError("submit takes a Request (Request.make(...)) or a list of them "
                                 f"(got {type(requests).__name__}).")
-        requests = list(requests)
+        requests = list(requests)  # (a generator of requests too)
+        for item in requests:
+            if not isinstance(item, Request):
+                raise SettingsError("submit takes a Request (Request.make(...)) or a list of "
+                                    f"them (got a list holding {type(item).__name__}).")
         if not requests:
             raise SettingsError("Give at least one request.")
         if session is not None and len(requests) != 1:
@@ -1000,9 +1003,10 @@ def _lane_key(method: Method, kind: str, avoid: str | None) -> tuple[str, str | 
 
 def _check_base_lane_use(methods: Sequence[Method],
                          problem_of: Callable[[Method], str | None] = avoid_error,
-                         param: str | None = None) -> None:
+                         param: str = "avoid") -> None:
     """Refuse what goes into the base lane (an avoid, or with ``opposite_error`` an opposite
-    asked for) when no method would read it (one sentence, ``problem_of``'s).
+    asked for) when no method would read it (one sentence, ``problem_of``'s; ``param``: the
+    field, which the server names).
 
     One method must be able to use it; several (a comparison) may include Base and Pref as
     references, but never PAD with a reward model, which would silently ignore it.

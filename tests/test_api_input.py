@@ -296,12 +296,15 @@ def test_a_model_path_that_is_no_path_is_one_sentence(path, sentence) -> None:
 
 
 def test_submit_takes_requests_and_says_so(model: Model) -> None:
-    for given, kind in ((5, "int"), ("Hi", "str"), ({"prompt": "Hi"}, "dict"), ([5], "list")):
+    for given, kind in ((5, "int"), ("Hi", "str"), ({"prompt": "Hi"}, "dict"),
+                        ([5], "a list holding int"), ([None], "a list holding NoneType")):
         with pytest.raises(SettingsError) as refused:  # was "'int' object is not iterable"
             model.submit(given)
         assert str(refused.value) == ("submit takes a Request (Request.make(...)) or a list of "
                                       f"them (got {kind}).")
-    assert model.submit((Request.make("Hi", method="base", max_tokens=2),)).run()[0].tokens
+    for requests in ((Request.make("Hi", method="base", max_tokens=2),),
+                     (Request.make(p, method="base", max_tokens=2) for p in ("Hi",))):
+        assert model.submit(requests).run()[0].tokens  # a tuple, a generator
 
 
 def test_an_interrupt_from_another_thread_stops_generate_at_its_next_step(

@@ -161,13 +161,14 @@ def test_an_ollama_model_that_is_there_but_unusable_says_why(home: Path, gguf: P
         with pytest.raises(ModelError) as error:
             models.resolve_model(f"ollama:{name}")
         assert str(error.value) == f"The ollama model {name}:latest cannot be used: {why}."
-    text = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "text", "latest")
-    text.write_bytes(b"not a model, a 34-byte text blob.\n")  # listed, it failed on use
-    with pytest.raises(ModelError) as not_gguf:
-        models.resolve_model("ollama:text")
-    assert str(not_gguf.value) == (f"The ollama model text:latest cannot be used: its model "
-                                   f"blob {text.name} is not a GGUF file.")
-    assert "text:latest" not in [model.name for model in models.stored_models()]
+    for name, content in (("text", b"not a model, a 34-byte text blob.\n"), ("empty", b"")):
+        blob = add_ollama_model(root, gguf, "registry.ollama.ai", "library", name, "latest")
+        blob.write_bytes(content)  # listed, it failed on use ("bad magic")
+        with pytest.raises(ModelError) as not_gguf:
+            models.resolve_model(f"ollama:{name}")
+        assert str(not_gguf.value) == (f"The ollama model {name}:latest cannot be used: its "
+                                       f"model blob {blob.name} is not a GGUF file.")
+        assert f"{name}:latest" not in [model.name for model in models.stored_models()]
     cut = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "cut", "latest")
     cut.write_bytes(cut.read_bytes()[:2])  # a blob's name says nothing of its model: the name
     with pytest.raises(ModelError) as truncated:
@@ -435,7 +436,20 @@ def test_a_split_model_missing_a_part_is_not_listed_and_says_why(
         with pytest.raises(ModelError) as named:
             models.resolve_model(f"lmstudio:{name}")
         assert str(named.value) == problems[0]
-    assert cli.main(["models", "list"]) == 0
+    shutil.copyfile(gguf, folder / "ok.gguf")  # a pattern that fits both was quietly "ok"
+    with pytest.raises(ModelError) as both:
+        models.resolve_model("lmstudio:split/broken")
+    assert str(both.value).startswith("'split/broken' matches 2 LM Studio models "
+                                      "(split/broken/bk-00001-of-00003.gguf, "
+                                      "split/broken/ok.gguf; the LM Studio model "
+                                      "split/broken/bk-00001-of-00003.gguf cannot be used: ")
+    assert models.resolve_model("lmstudio:ok.gguf") == folder / "ok.gguf"
+    older = home / ".cache" / "lm-studio" / "models"  # the older folder, a link to the new
+    shutil.rmtree(older)
+    older.symlink_to(home / ".lmstudio" / "models")
+    problems = []
+    models.stored_models(problems=problems)
+    assert len(problems) == 1 and problems[0].endswith(why)  # once, not once per folder
 
 
 def test_a_name_several_stored_models_fit_points_to_each_never_to_a_download(

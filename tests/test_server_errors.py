@@ -242,8 +242,9 @@ def test_an_error_repeating_a_lone_surrogate_is_written_with_a_replacement_chara
      "The method base writes without a preference, so the request's preference"),
     ({"localpref": {"method": "base", "preference": "humorous"}}, "localpref.method",
      "The method base writes without a preference, so the request's preference"),
-    ({"model": f"{MODEL_ID}:base", "localpref": {"avoid": "jargon"}}, "model",
-     "The method base writes without a preference, so the request's avoid would be ignored"),
+    ({"model": f"{MODEL_ID}:base", "localpref": {"avoid": "jargon"}}, "localpref.avoid",
+     "Avoid needs a two-lane method (contrastive, amulet or pad) to steer away; base reads "
+     "one lane."),  # (not "send the method pref", which takes no avoid either)
     ({"localpref": {"method": "base", "like": "Short."}}, "localpref.method",
      "The method base writes without a preference, so the request's like would be ignored"),
     # a method's name alone was steered toward as a preference ("pad")

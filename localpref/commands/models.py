@@ -167,7 +167,7 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"      steering: {item['calibration']['text']}", file=out)
             _print_header(item.get("header"), out)
     if listing["problems"]:
-        print("\nNot read (the models there are left out)", file=out)
+        print("\nNot read, or cannot be used (left out)", file=out)
         for problem in listing["problems"]:
             print(f"  {problem}", file=out)
     return 0

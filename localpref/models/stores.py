@@ -134,7 +134,9 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str, b
                 magic = file.read(len(GGUF_MAGIC))
         except OSError as error:
             return None, f"its model blob {blob} cannot be read ({error.strerror or error})", True
-        if not GGUF_MAGIC.startswith(magic):  # listed, it failed on use ("bad magic")
+        # listed, it failed on use ("bad magic"); the first bytes of one are a truncated
+        # GGUF, which the header's reader says
+        if not magic or not GGUF_MAGIC.startswith(magic):
             return None, f"its model blob {blob.name} is not a GGUF file", False
         return blob, "", False
     return None, "its manifest has no model layer (nothing localpref can load)", False
@@ -149,6 +151,7 @@ def lmstudio_models(roots: list[Path] | None = None, *,
     # a file is listed once per name: both of LM Studio's folders may be one (a link), and a
     # second name linked to a listed file is a name the user sees and gives
     found: dict[tuple[str, Path], StoredModel] = {}
+    said: set[Path] = set()  # an unusable file is said once, whichever folder shows it
     for root in lmstudio_dirs() if roots is None else roots:
         if not root.is_dir():
             continue
@@ -160,8 +163,9 @@ def lmstudio_models(roots: list[Path] | None = None, *,
             why = _unusable(path)
             if why is not None:  # listed, it failed on use
                 sentence = f"The LM Studio model {name} cannot be used: {why}"
-                if problems is not None and sentence not in problems:
+                if problems is not None and path.resolve() not in said:
                     problems.append(sentence)
+                said.add(path.resolve())
                 if unusable is not None:
                     unusable[name] = sentence
                 continue
@@ -278,9 +282,18 @@ def _find_lmstudio(pattern: str) -> StoredModel:
         return named[0]
     glob = pattern if any(character in pattern for character in "*?[") else f"*{pattern}*"
     matches = [model for model in available if pattern_matches(model.name, glob)]
-    if len(matches) == 1:
+    # the models it names that cannot be used count too: one of them may be the one meant
+    broken = [name for name in unusable
+              if name.lower() == pattern.lower() or pattern_matches(name, glob)]
+    if len(matches) == 1 and not broken:
         return matches[0]
     folders = " or ".join(str(root) for root in lmstudio_dirs())
+    if matches and broken:
+        names = sorted([model.name for model in matches] + broken)
+        raise ModelError(f"'{pattern}' matches {len(names)} LM Studio models "
+                         f"({', '.join(names)}; {unusable[broken[0]][:1].lower()}"
+                         f"{unusable[broken[0]][1:].rstrip('.')}); give a pattern that matches "
+                         "one of them.")
     if matches:
         names = [model.name for model in matches]
         if len(set(names)) < len(names):  # one name in both of LM Studio's folders
@@ -289,9 +302,8 @@ def _find_lmstudio(pattern: str) -> StoredModel:
                              "give the path of the one to use.")
         raise ModelError(f"'{pattern}' matches {len(matches)} LM Studio models "
                          f"({', '.join(names)}); give a pattern that matches one of them.")
-    for name, sentence in unusable.items():  # what it names is there, and cannot be used
-        if name.lower() == pattern.lower() or pattern_matches(name, glob):
-            raise ModelError(sentence)
+    if broken:  # what it names is there, and cannot be used
+        raise ModelError(unusable[broken[0]])
     later = _later_part_sentence(pattern, glob)
     if later is not None:
         raise ModelError(later)

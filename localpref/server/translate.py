@@ -303,11 +303,10 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
 
 def refuse_what_base_ignores(preference: Any, kwargs: dict[str, Any], param: str) -> None:
     """Base writes without a preference: one sent with it (by the model id or the localpref
-    object, or an avoid or like) would be dropped without a word while the response named it,
+    object, or examples of it) would be dropped without a word while the response named it,
     so it is a 400 that says which id to send (as a steering method sent with nothing to steer
-    toward is)."""
-    given = ("preference" if preference else "avoid" if kwargs.get("avoid")
-             else "like" if kwargs.get("like") else None)
+    toward is). An avoid is the library's to refuse: no one-lane method steers away."""
+    given = "preference" if preference else "like" if kwargs.get("like") else None
     if given is not None:
         raise FieldError(param, f"The method base writes without a preference, so the "
                          f"request's {given} would be ignored; send the method pref to put "
