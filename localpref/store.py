@@ -510,8 +510,11 @@ def conversation_markdown(conversation: Conversation, messages: list[StoredMessa
             heading = "You"
         else:
             avoid = f"avoid {message.avoid}" if message.avoid else None
-            steering = " · ".join(part for part in (message.method, message.preference, avoid)
-                                  if part)
+            # an answer of a model the conversation was switched to read as the first one's
+            model = (message.stats or {}).get("model")
+            other_model = model if isinstance(model, str) and model != conversation.model else None
+            steering = " · ".join(part for part in (other_model, message.method,
+                                                    message.preference, avoid) if part)
             heading = message.role.capitalize() + (f" ({steering})" if steering else "")
         lines += [f"## {heading}", "", message.content.rstrip() or "*(empty)*", ""]
         if message.partial:

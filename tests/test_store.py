@@ -183,7 +183,13 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
         for reason in ("cancelled", "error", "app_closed"):  # the app's header tells them apart
             store.add_message(conversation, "assistant", f"Ended: {reason}", status=PARTIAL,
                               stats={"stop_reason": reason})
+        # after a switch of model the answers read as the first model's
+        store.add_message(conversation, "assistant", "Sun.", method="pref",
+                          stats={"model": "gemma-3-270m"})
+        store.add_message(conversation, "assistant", "Shade.", stats={"model": "SmolLM2"})
         text = store.export_markdown(conversation)
+    assert "## Assistant (gemma-3-270m · pref)\n\nSun." in text
+    assert "## Assistant\n\nShade." in text  # the conversation's own model: said once above
     assert text.startswith("# Basil\n")
     assert "## You\n\nHow do I keep basil alive?" in text
     endings = [line for line in text.splitlines() if line.startswith("*(")]

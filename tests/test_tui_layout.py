@@ -115,6 +115,10 @@ async def test_a_narrow_terminal_shows_one_side_panel_at_a_time(model, home) -> 
         await until(pilot, lambda: panel.display)
         await pilot.press("ctrl+l")
         await until(pilot, lambda: chats.display and not panel.display)
+        # the focus was left in the closed panel: what was typed next went into its fields
+        assert app.focused is app.query_one(ChatInput)
+        await pilot.press("z", "z")
+        assert app.query_one(ChatInput).text == "zz"
         await pilot.press("f3")
         await until(pilot, lambda: panel.display and not chats.display)
         await pilot.pause(0.2)

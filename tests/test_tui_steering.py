@@ -163,6 +163,26 @@ def test_form_values_are_checked_by_the_library_with_its_sentences():
     assert errors["repeat_last_n"].startswith("Repeat_last_n must be from 1 to 1048576")
 
 
+def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, tmp_path,
+                                                                  monkeypatch) -> None:
+    """A missing file was applied, then refused every message until the field was cleared;
+    a name is looked up on this machine, never downloaded by the form."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = tmp_path / "rm.gguf"
+    steering, errors = steering_from_form(["concise"], "", "pad",
+                                          {"reward_model": str(missing)}, {})
+    assert steering is None and errors == {"reward_model": f"Model file {missing} does not exist."}
+    steering, errors = steering_from_form(["concise"], "", "pad",
+                                          {"reward_model": "org/none:*Q4_K_M.gguf"}, {})
+    assert steering is None and errors["reward_model"].startswith(
+        "org/none:*Q4_K_M.gguf is not downloaded; run `localpref models pull")
+    assert not (tmp_path / "hub").exists()  # nothing fetched
+    steering, errors = steering_from_form(["concise"], "", "pad",
+                                          {"reward_model": str(bundled_path)}, {})
+    assert errors == {} and steering.method_settings["pad"]["reward_model"] == str(bundled_path)
+
+
 def test_valid_form_gives_the_overrides_a_chat_takes():
     steering, errors = steering_from_form(
         ["concise", "uplifting"], " in French ", "amulet", {"eta": "5", "exact": False},

@@ -117,9 +117,14 @@ class ConversationHandlers:
 
     def _make_room(self, other: Widget) -> None:
         """A panel opened on a terminal under :data:`BOTH_PANELS_MIN_WIDTH` columns closes the
-        other one: side by side they left the chat a few columns, the message box unreadable."""
+        other one: side by side they left the chat a few columns, the message box unreadable.
+        A focus left in the closed one goes to the message box (what was typed next went into
+        the hidden panel's fields)."""
         if self.size.width < BOTH_PANELS_MIN_WIDTH:
             other.display = False
+            focused = self.focused
+            if focused is not None and other in focused.ancestors_with_self:
+                self.query_one(ChatInput).focus()
 
     def on_resize(self, event: events.Resize) -> None:
         """A window narrowed under :data:`BOTH_PANELS_MIN_WIDTH` with both side panels open:

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from localpref import PRESETS, Method, Sampling, SettingsError
+from localpref import PRESETS, LocalprefError, Method, Sampling, SettingsError
 from localpref.commands.showing import steering_label
 from localpref.examples import checked_like
 from localpref.methods import (
@@ -26,6 +26,7 @@ from localpref.methods import (
     setting_fields,
     setting_kind,
 )
+from localpref.models import resolve_model
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
 from localpref.weights import Weights, weighted_lanes, weights_error
@@ -396,6 +397,13 @@ def _reset(steering: Steering) -> Steering:
     return steering
 
 
+def reward_model_there(spec: str) -> None:
+    """Refuse a reward model that is not on this machine (``ModelError``, one sentence): a
+    missing file was applied, then refused every message until the field was found and
+    cleared. A name is looked up as ``--model`` looks it up, never downloaded here."""
+    resolve_model(spec, download=False)
+
+
 def steering_from_form(
     presets: list[str],
     custom: str,
@@ -417,8 +425,10 @@ def steering_from_form(
         try:
             value = spec.parse(method_raw.get(spec.name, spec.format(spec.default)))
             METHODS[method](**{spec.name: value})
+            if spec.name == "reward_model" and value is not None:
+                reward_model_there(value)
             method_values[spec.name] = value
-        except (SettingsError, TypeError) as error:
+        except (LocalprefError, TypeError) as error:
             errors[spec.name] = str(error)
     sampling_values: dict[str, Any] = {}
     sampling_names = {f.name for f in dataclasses.fields(Sampling)}
