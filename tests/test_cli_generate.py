@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import pty
+import shlex
 import signal
 import subprocess
 import sys
@@ -753,6 +754,28 @@ def test_a_full_disk_is_one_sentence(command: list[str]) -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         "localpref: Cannot write the output: No space left on device.")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("command", "closed", "sentence"), [
+    (["generate", "Hi"], ">&-", "Cannot write the output: standard output is closed; "
+                                "redirect it to a file instead."),
+    (["compare", "Hi", "--methods", "base"], ">&-", "Cannot write the output: standard "
+                                                   "output is closed;"),
+    (["generate", "-"], "<&-", "The prompt is - but standard input is closed; pipe the prompt "
+                               "in, e.g. cat notes.txt | localpref generate -."),
+])
+def test_a_closed_standard_stream_is_one_sentence(command: list[str], closed: str,
+                                                  sentence: str) -> None:
+    """Started with stdout or stdin closed, Python's stream is None: the first write or read
+    was a traceback (AttributeError) and exit code 1."""
+    line = " ".join(shlex.quote(part) for part in [sys.executable, "-m", "localpref.cli",
+                                                   *command, "--max-tokens", "4",
+                                                   "--threads", "1"])
+    done = subprocess.run(["bash", "-c", f"exec {line} {closed}"], stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith(f"localpref: {sentence}")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 def test_an_encoding_without_the_answers_characters_keeps_the_json_whole() -> None:

@@ -13,6 +13,7 @@ conversation carries over and, if the new model fails to load, the current one s
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ __all__ = ["LocalprefApp", "startup_steering", "title_from"]
 #: App actions that need the chat screen in front (quit and help work everywhere).
 CHAT_SCREEN_ACTIONS = frozenset(
     action.action for action in APP_ACTIONS if action.action not in ("quit", "help"))
+
+#: Signals that quit the app as Ctrl+Q does (``LocalprefApp._quit_on_signals``).
+QUIT_SIGNALS = ("SIGTERM", "SIGHUP")
 
 #: Below these widths the side panels start hidden (F3 and Ctrl+L show them; under
 #: BOTH_PANELS_MIN_WIDTH one at a time).
@@ -162,6 +166,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         #: The context the conversation uses, in tokens (the status bar's figure).
         self._context_used = 0
         self._model_failure = ""
+        #: the signals this app's loop handles while it runs (given back when it ends)
+        self._signals_taken: list[int] = []
 
     # -- the session's state, read-only on the app (the pilot tests read it here) --------------
 
@@ -203,6 +209,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        self._quit_on_signals()
         if self.store.notice:
             self.notify(self.store.notice, severity="warning", timeout=20)
         for problem in self._startup_problems:
@@ -220,8 +227,33 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             self._model_ready()
         self.query_one(ChatInput).focus()
 
+    def _quit_on_signals(self) -> None:
+        """SIGTERM (``kill``, a system's shutdown) and SIGHUP (the terminal closed) quit as
+        Ctrl+Q does, with the exit code of a process that signal ends (128 + its number): they
+        ended the process at once, leaving the terminal in the app's screen and mouse modes
+        and the answer being written unsaved. Where the loop cannot take signals (not the main
+        thread, Windows) nothing changes."""
+        loop = asyncio.get_running_loop()
+        for name in QUIT_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                loop.add_signal_handler(signum, self._quit_on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            self._signals_taken.append(signum)
+
+    def _quit_on_signal(self, signum: int) -> None:
+        self.session.quit()
+        self.exit(return_code=128 + signum)
+
     async def on_unmount(self) -> None:
         """Stop an answer (it is saved as partial), then free the lanes and the model."""
+        loop = asyncio.get_running_loop()
+        for signum in self._signals_taken:  # the loop may run on (a test's)
+            loop.remove_signal_handler(signum)
+        self._signals_taken.clear()
         self.session.quit()
         await asyncio.to_thread(self.session.users.wait_idle, 30.0)
         self.session.close()

@@ -19,7 +19,7 @@ from localpref.commands.options import (
     like_from_args,
     load_settings,
 )
-from localpref.commands.showing import avoid_from_args
+from localpref.commands.showing import avoid_from_args, check_stdout_open
 from localpref.errors import LocalprefError, LocalprefWarning
 from localpref.methods import resolve_method
 from localpref.presets import preference_sentences
@@ -105,6 +105,8 @@ def app_from_args(args: argparse.Namespace, **app_options: Any) -> Any:
 
 
 def _export(conversation_id: int, output: str | None) -> int:
+    if not output:
+        check_stdout_open()
     with Store() as store:
         _say_what_was_read(store)
         text = store.export_markdown(conversation_id)

@@ -30,6 +30,7 @@ from localpref.commands.options import (
 from localpref.commands.showing import (
     avoid_from_args,
     check_avoid,
+    check_stdout_open,
     generation_kwargs,
     highlighted,
     json_line,
@@ -115,6 +116,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     With --show-steering the answer is printed once it ends, highlighted from its trace.
     """
+    check_stdout_open()
     check_display_options(args)
     method = method_from_args(args)
     check_settings_taken(args, [method])
@@ -184,6 +186,7 @@ def _shown(result: Result, *, ansi: bool) -> str:
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run every method in one batched generation and print the answers side by side."""
+    check_stdout_open()
     check_display_options(args)
     names = comma_list(args.methods)
     if not 1 <= len(names) <= 8:
@@ -232,6 +235,10 @@ def prompt_from_args(args: argparse.Namespace) -> str:
     (``cat notes.txt | localpref generate - -p concise``)."""
     if args.prompt != "-":
         return args.prompt
+    if sys.stdin is None:  # started with it closed (``<&-``)
+        raise SettingsError("The prompt is - but standard input is closed; pipe the prompt "
+                            "in, e.g. cat notes.txt | "
+                            f"{getattr(args, 'command_prog', 'localpref generate')} -.")
     stream = getattr(sys.stdin, "buffer", None)
     try:
         text = (stream.read().decode("utf-8") if stream is not None else sys.stdin.read()).strip()

@@ -90,6 +90,14 @@ def calibration_note(stats: dict[str, Any]) -> str:
     return "recommended, uncalibrated default"
 
 
+def check_stdout_open() -> None:
+    """Refuse, before any work, a command whose answer goes to a standard output that was
+    closed (``>&-``: Python's ``sys.stdout`` is then None, and the first write a traceback)."""
+    if sys.stdout is None:
+        raise SettingsError("Cannot write the output: standard output is closed; redirect it "
+                            "to a file instead.")
+
+
 def json_line(value: Any) -> str:
     """``value`` as JSON for stdout: its text as it is on a UTF-8 stdout, else escaped
     (``\u2615``), so that nothing becomes ``?`` where the encoding has no such character."""
