@@ -125,6 +125,8 @@ async def test_escape_mid_answer_keeps_the_partial_answer_saved_as_partial(model
         app.query_one(ChatInput).load_text("Write a long story about a dragon and a knight.")
         await pilot.press("enter")
         await until(pilot, lambda: app.busy and answers(app) and answers(app)[0].text.strip())
+        # saved from its start with its model: killed now, the export still names it
+        assert app.store.messages(app.conversation_id)[1].stats["model"] == model.name
         await pilot.press("escape")
         await until(pilot, lambda: not app.busy)
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 from method_helpers import Gentle, WiderContrastive
 
-from localpref import Amulet, Contrastive, Sampling
+from localpref import PAD, Amulet, Contrastive, Sampling
 from localpref.cli import build_parser
 from localpref.commands.options import method_flags, method_from_args, strength_help
 from localpref.evaluation.pareto import Point
@@ -163,24 +163,30 @@ def test_form_values_are_checked_by_the_library_with_its_sentences():
     assert errors["repeat_last_n"].startswith("Repeat_last_n must be from 1 to 1048576")
 
 
-def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, tmp_path,
-                                                                  monkeypatch) -> None:
-    """A missing file was applied, then refused every message until the field was cleared;
-    a name is looked up on this machine, never downloaded by the form."""
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, tmp_path):
+    """A missing file was applied, then refused every message until the field was cleared.
+    A model name is taken as the library takes it (downloaded when first used): only the
+    text and a path's ``stat`` are read, as the user types."""
     missing = tmp_path / "rm.gguf"
     steering, errors = steering_from_form(["concise"], "", "pad",
                                           {"reward_model": str(missing)}, {})
-    assert steering is None and errors == {"reward_model": f"Model file {missing} does not exist."}
-    steering, errors = steering_from_form(["concise"], "", "pad",
-                                          {"reward_model": "org/none:*Q4_K_M.gguf"}, {})
-    assert steering is None and errors["reward_model"].startswith(
-        "org/none:*Q4_K_M.gguf is not downloaded; run `localpref models pull")
-    assert not (tmp_path / "hub").exists()  # nothing fetched
-    steering, errors = steering_from_form(["concise"], "", "pad",
-                                          {"reward_model": str(bundled_path)}, {})
-    assert errors == {} and steering.method_settings["pad"]["reward_model"] == str(bundled_path)
+    assert steering is None and errors == {"reward_model": (
+        f"There is no reward model '{missing}': give a GGUF file's path, ollama:NAME, "
+        "lmstudio:PATTERN or a Hugging Face repo (ORG/NAME:PATTERN), or leave it empty for "
+        "the prompt-contrast reward.")}
+    _, errors = steering_from_form(["concise"], "", "pad", {"reward_model": str(tmp_path)}, {})
+    assert errors == {"reward_model": f"The reward model '{tmp_path}' is a folder, not a GGUF "
+                                      "file."}
+    for name in ("org/none:*Q4_K_M.gguf", "ollama:some-model", str(bundled_path)):
+        steering, errors = steering_from_form(["concise"], "", "pad",
+                                              {"reward_model": name}, {})
+        assert errors == {} and steering.method_settings["pad"]["reward_model"] == name
+    # saved, or in a profile, before the file went: dropped as any invalid saved value is
+    saved = Steering.from_dict({"presets": ["concise"], "method": "pad", "method_settings": {
+        "pad": {"weight": 2.0, "reward_model": str(missing)}}})
+    assert saved.method == "pad" and saved.method_settings["pad"].get("reward_model") is None
+    assert isinstance(saved.overrides()["method"], PAD)  # the app's PAD: prompt contrast
+    assert saved.overrides()["method"].reward_model is None
 
 
 def test_valid_form_gives_the_overrides_a_chat_takes():

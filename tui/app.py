@@ -250,13 +250,15 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
 
     async def on_unmount(self) -> None:
         """Stop an answer (it is saved as partial), then free the lanes and the model."""
-        loop = asyncio.get_running_loop()
-        for signum in self._signals_taken:  # the loop may run on (a test's)
-            loop.remove_signal_handler(signum)
-        self._signals_taken.clear()
         self.session.quit()
         await asyncio.to_thread(self.session.users.wait_idle, 30.0)
         self.session.close()
+        # given back last: a second signal while the answer stops would have ended the
+        # process at once, the terminal not restored (the loop may run on: a test's)
+        loop = asyncio.get_running_loop()
+        for signum in self._signals_taken:
+            loop.remove_signal_handler(signum)
+        self._signals_taken.clear()
 
     def action_quit(self) -> None:  # type: ignore[override]
         """Quit; a running answer stops first and is saved as partial (see ``on_unmount``)."""

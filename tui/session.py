@@ -486,8 +486,11 @@ class ChatSession:
         preference = None if method == "base" else preference  # base never reads it
         avoid = None if method == "base" else (
             generation.stats.get("avoid") or self.steering.avoid_label)
+        # the model from the start: an answer the app was killed in still names it (export)
+        started = {"model": generation.stats["model"]} if "model" in generation.stats else None
         answer_id = self._store_message(conversation, "assistant", "", status=PARTIAL,
-                                        method=method, preference=preference, avoid=avoid)
+                                        method=method, preference=preference, avoid=avoid,
+                                        stats=started)
         self.answer = Answer(generation, conversation, answer_id, method, preference, avoid,
                              **links)
         self._cancel.clear()

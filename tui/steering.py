@@ -15,8 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from localpref import PRESETS, LocalprefError, Method, Sampling, SettingsError
+from localpref import PRESETS, Method, Sampling, SettingsError
 from localpref.commands.showing import steering_label
+from localpref.errors import ModelError
 from localpref.examples import checked_like
 from localpref.methods import (
     METHODS,
@@ -26,7 +27,7 @@ from localpref.methods import (
     setting_fields,
     setting_kind,
 )
-from localpref.models import resolve_model
+from localpref.models.spec import parse_model_spec
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
 from localpref.weights import Weights, weighted_lanes, weights_error
@@ -268,6 +269,10 @@ class Steering:
         max_tokens = values["max_tokens"]
         Request.make("check", max_tokens=max_tokens, seed=values["seed"])  # the library's rule
         method = self.method_object()
+        reward_model = getattr(method, "reward_model", None)
+        problem = reward_model_problem(reward_model) if reward_model is not None else None
+        if problem is not None:  # (a saved setting or a profile: the file went since)
+            raise SettingsError(problem)
         if method == RECOMMENDED_METHOD:
             method = RECOMMENDED_METHOD  # the recommended steering: the model's calibration
         extra: dict[str, Any] = {}
@@ -397,11 +402,21 @@ def _reset(steering: Steering) -> Steering:
     return steering
 
 
-def reward_model_there(spec: str) -> None:
-    """Refuse a reward model that is not on this machine (``ModelError``, one sentence): a
-    missing file was applied, then refused every message until the field was found and
-    cleared. A name is looked up as ``--model`` looks it up, never downloaded here."""
-    resolve_model(spec, download=False)
+def reward_model_problem(spec: str) -> str | None:
+    """Why the reward model field names nothing PAD could load, as one sentence for the form,
+    or None: a missing file was applied, then every message was refused until the field was
+    found and cleared. Only what the text itself says is read (a path is looked at; a model
+    name is taken as the library takes it, downloaded when first used), so it costs a
+    ``stat`` as the user types."""
+    try:
+        parsed = parse_model_spec(spec)
+    except ModelError:
+        return (f"There is no reward model {spec!r}: give a GGUF file's path, ollama:NAME, "
+                "lmstudio:PATTERN or a Hugging Face repo (ORG/NAME:PATTERN), or leave it empty "
+                "for the prompt-contrast reward.")
+    if parsed.kind == "path" and parsed.path is not None and not parsed.path.is_file():
+        return f"The reward model {spec!r} is a folder, not a GGUF file."
+    return None
 
 
 def steering_from_form(
@@ -425,10 +440,12 @@ def steering_from_form(
         try:
             value = spec.parse(method_raw.get(spec.name, spec.format(spec.default)))
             METHODS[method](**{spec.name: value})
-            if spec.name == "reward_model" and value is not None:
-                reward_model_there(value)
+            problem = (reward_model_problem(value)
+                       if spec.name == "reward_model" and value is not None else None)
+            if problem is not None:
+                raise SettingsError(problem)
             method_values[spec.name] = value
-        except (LocalprefError, TypeError) as error:
+        except (SettingsError, TypeError) as error:
             errors[spec.name] = str(error)
     sampling_values: dict[str, Any] = {}
     sampling_names = {f.name for f in dataclasses.fields(Sampling)}
