@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import _thread
 import re
+import signal
 import threading
 from pathlib import Path
 
@@ -313,6 +314,9 @@ def test_an_interrupt_from_another_thread_stops_generate_at_its_next_step(
     waited for its whole answer without looking at it. It now ends within a few steps, its
     lanes given back."""
     steps_before = model.scheduler.counters["step"]
+    # Python's own Ctrl-C handler, whatever this process inherited (a job a shell started in
+    # the background ignores SIGINT, and interrupt_main then does nothing)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     try:
@@ -320,6 +324,7 @@ def test_an_interrupt_from_another_thread_stops_generate_at_its_next_step(
             model.generate(PROMPT, method="base", max_tokens=600, ignore_eos=True)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, inherited)
     # (the whole answer is 599 steps after the prefill's token; it was all written first)
     assert model.scheduler.counters["step"] - steps_before < 300
     assert model.scheduler.running == 0 and model.scheduler.queued == 0
