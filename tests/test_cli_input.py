@@ -11,6 +11,7 @@ import pytest
 
 from localpref import Base
 from localpref.cli import main
+from localpref.methods import recommended_method
 
 REPETITIVE = "Count from 1 to 20."
 
@@ -156,3 +157,19 @@ def test_a_command_without_its_subcommand_lists_them_on_stderr(capsys, argv, fir
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith(first)
+
+
+@pytest.mark.parametrize("command", ["generate", "compare"])
+def test_the_method_settings_help_says_the_recommended_steering_has_its_own(capsys,
+                                                                             command) -> None:
+    """--tau said "default 0, off" and --end-tokens "default contrast", while a run without
+    --method used tau 0.2 and end tokens pref (the recommended steering's)."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    recommended = recommended_method()
+    assert ("Each default below is its method's own (the papers'). Without a method named, "
+            f"the recommended steering runs: {recommended.title} with tau "
+            f"{recommended.tau:g}, end tokens {recommended.end_tokens}, contrast "
+            f"{recommended.contrast:g}") in shown
+    assert (recommended.tau, recommended.end_tokens) == (0.2, "pref")

@@ -52,7 +52,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="with --export: the file to write (default: standard output)")
     instead.add_argument("--list", action="store_true",
-                         help="list saved conversations (ID, messages, title) and exit")
+                         help="list saved conversations (ID, messages, last updated, title) "
+                              "and exit")
     instead.add_argument("--where", action="store_true",
                          help="print the data folder and the history file, and exit")
     parser.set_defaults(func=run)

@@ -228,7 +228,7 @@ def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) 
     parser.add_argument(
         "--paper", action="store_true",
         help="the papers' settings for every method (greedy unless --temperature is given)")
-    group = parser.add_argument_group("method settings")
+    group = parser.add_argument_group("method settings", _recommended_defaults())
     group.add_argument("--strength", type=float, default=None, help=strength_help())
     for flag in method_flags():
         if flag.kind is bool:
@@ -237,6 +237,19 @@ def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) 
         else:
             group.add_argument(flag.flag, dest=flag.field, type=flag.kind, default=None,
                                help=flag.help)
+
+
+def _recommended_defaults() -> str:
+    """The method settings' note: a flag's default is its method's, and the recommended
+    steering (no method named) has settings of its own, which the flags' defaults are not."""
+    method = recommended_method()
+    settings = ", ".join(f"{name.replace('_', ' ')} {value:g}" if isinstance(value, float)
+                         else f"{name.replace('_', ' ')} {value}"
+                         for name, value in method.settings().items()
+                         if name in ("contrast", "tau", "end_tokens"))
+    return (f"Each default below is its method's own (the papers'). Without a method named, "
+            f"the recommended steering runs: {method.title} with {settings} (or the setting "
+            "`localpref calibrate` chose for the model).")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
