@@ -470,7 +470,7 @@ class Job(Protocol):
 
     outbox: Outbox
 
-    def enqueue(self) -> None: ...
+    def enqueue(self, *, continuing: bool = False) -> None: ...
 
     def cancel(self) -> None: ...
 
@@ -515,9 +515,13 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
     def results(self) -> list[Result]:
         return self._reading.results
 
-    def start(self) -> MultiGeneration:
-        """Hand the request to the scheduler now (``BusyError`` if its queue is full)."""
-        self._reading.start()
+    def start(self, *, continuing: bool = False) -> MultiGeneration:
+        """Hand the request to the scheduler now (``BusyError`` if its queue is full).
+
+        ``continuing``: it continues a request already accepted (the server's later choices
+        of ``n``, queued as the earlier ones end): it is never refused for the queue's
+        length, which requests sent after that one may have filled (it waits its turn)."""
+        self._reading.start(continuing=continuing)
         return self
 
     def cancel(self) -> None:
@@ -599,9 +603,9 @@ class _Reading:
         self.shown_tokens = [0] * tracks
         self.results: list[Result] = []
 
-    def start(self) -> None:
+    def start(self, *, continuing: bool = False) -> None:
         if not self.started and not self.cancelled.is_set():
-            self.job.enqueue()
+            self.job.enqueue(continuing=continuing)
             self.started = True
 
     def cancel(self) -> None:
@@ -689,9 +693,10 @@ class Generation(Generator[str, None, None]):
     def result(self) -> Result | None:
         return self._multi.results[0] if self._multi.results else None
 
-    def start(self) -> Generation:
-        """Hand the request to the scheduler now (``BusyError`` if its queue is full)."""
-        self._multi.start()
+    def start(self, *, continuing: bool = False) -> Generation:
+        """Hand the request to the scheduler now (``BusyError`` if its queue is full;
+        ``continuing``: ``MultiGeneration.start``)."""
+        self._multi.start(continuing=continuing)
         return self
 
     def send(self, value: None) -> str:

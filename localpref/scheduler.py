@@ -112,9 +112,10 @@ class Job:
     prefills: list[tuple[list[int], Iterator[tuple[int, bool]]]] = field(default_factory=list)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
-    def enqueue(self) -> None:
-        """Hand the job to the scheduler (``BusyError`` if too many wait already)."""
-        self.scheduler.enqueue(self)
+    def enqueue(self, *, continuing: bool = False) -> None:
+        """Hand the job to the scheduler (``BusyError`` if too many wait already, unless it
+        is ``continuing`` a request already accepted: ``Scheduler.enqueue``)."""
+        self.scheduler.enqueue(self, continuing=continuing)
 
     def cancel(self) -> None:
         """End the job at the next round (any thread)."""
@@ -174,12 +175,16 @@ class Scheduler:
 
     # -- any thread ---------------------------------------------------------------------
 
-    def enqueue(self, job: Job) -> None:
+    def enqueue(self, job: Job, *, continuing: bool = False) -> None:
+        """Queue ``job`` (``BusyError`` when more than ``max_queued`` would wait for lanes).
+        A ``continuing`` job continues a request already accepted (a server's later choice of
+        ``n``, queued when an earlier one ends): it is never refused for the queue's length,
+        which requests sent after that one may have filled meanwhile (it waits its turn)."""
         with self._cond:
             if self._stopping:
                 raise ModelError("The model is closed; load it again to generate.")
             waiting = self._waiting_for_lanes([*self._queue, job])  # this one included
-            if waiting > self.max_queued:  # a job the free lanes take now never waits
+            if waiting > self.max_queued and not continuing:  # (the free lanes' never waits)
                 raise BusyError(
                     f"{waiting - 1} requests are already waiting for this model "
                     "(max_queued); try again when one has finished." if self.max_queued else

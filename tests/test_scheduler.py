@@ -566,3 +566,20 @@ def test_chats_whose_next_turns_wait_behind_a_request_give_it_their_lanes(
         assert turn.tokens == alone.tokens and turn.text
         # its lanes were taken back: the history was evaluated again
         assert turn.stats["prefill_tokens"] >= turn.stats["n_prompt_tokens"]
+
+
+def test_a_continuing_request_waits_past_max_queued_and_a_new_one_does_not(
+        bundled_path: Path) -> None:
+    """``start(continuing=True)``: a later part of a request already accepted (the server's
+    later choices of ``n``) waits for lanes whatever ``max_queued``; a new request is refused."""
+    with Model(bundled_path, max_lanes=2, n_ctx=256, max_queued=0, n_threads=1) as small:
+        alone = small.generate("Hi", method="base", max_tokens=3).tokens
+        holding = small.stream(PROMPT, preference="verbose", max_tokens=200,
+                               ignore_eos=True).start()
+        next(holding)  # it runs on both lanes
+        with pytest.raises(BusyError, match=r"^Every lane of this model is busy"):
+            small.stream("Hi", method="base", max_tokens=3).start()
+        later = small.stream("Hi", method="base", max_tokens=3).start(continuing=True)
+        assert small.scheduler.queued == 1
+        holding.close()
+        assert later.run().tokens == alone

@@ -79,3 +79,34 @@ def test_past_max_queued_is_503_with_retry_after(bundled_path: Path) -> None:
         holding.close()
         waiter.join(300)
     assert waited == [alone]  # the queued one was answered once the lanes were free
+
+
+def test_later_choices_of_an_accepted_request_are_never_refused_for_the_queue(
+        bundled_path: Path) -> None:
+    """A body of several choices queues them as the earlier ones end; a request sent after it
+    filled the queue meanwhile, and a later choice was refused: an n = 3 stream ended in a
+    queue_full error event after 200 and two choices, a text completion of three prompts got
+    503 after answering two. Accepted, all of it is answered, and the later request too."""
+    prompts = ["Hi", "Write a long story about a fox.", "What is 2+2?"]  # 37, 120, 7 tokens
+    weighted = {"concise": 1.0, "uplifting": 0.4}  # 4 lanes: it waits while one choice runs
+    with Model(bundled_path, max_lanes=4, n_ctx=512, max_queued=1) as small, \
+            running_server(small) as server:
+        alone = [small.generate(p, preference="concise", max_tokens=120).text for p in prompts]
+        filler_alone = small.generate("Name a herb.", preference=weighted, max_tokens=4).text
+        client = sdk_client(server.url)
+        answered: list[list[str]] = []
+        several = threading.Thread(target=lambda: answered.append([
+            choice.text for choice in client.completions.create(
+                model=f"{MODEL_ID}:concise", prompt=prompts, max_tokens=120).choices]))
+        several.start()
+        _wait_for(lambda: small.scheduler.running == 2)  # two choices at once, 4 lanes
+        filled: list[str | None] = []
+        filler = threading.Thread(target=lambda: filled.append(client.chat.completions.create(
+            model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": "Name a herb."}],
+            extra_body={"localpref": {"preference": weighted}}).choices[0].message.content))
+        filler.start()
+        _wait_for(lambda: small.scheduler.queued == 1)  # the queue is full (max_queued 1)
+        several.join(300)  # (refused: the SDK raised in its thread, and nothing was appended)
+        filler.join(300)
+    assert answered == [alone]  # the third prompt was queued when "Hi" ended, behind it
+    assert filled == [filler_alone]

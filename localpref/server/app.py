@@ -140,11 +140,14 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                                       shape=shape,
                                       logprobs=logprobs(result) if logprobs else None)
 
-    async def started(args: Any, request: Request) -> tuple[GenerationJob, Event]:
+    async def started(args: Any, request: Request,
+                      continuing: bool = False) -> tuple[GenerationJob, Event]:
         """The generation queued, and its first event (an error before any text raised, so
-        that it is an HTTP error status)."""
+        that it is an HTTP error status). ``continuing``: a later choice of a request whose
+        first is queued, never refused for the queue's length (``Scheduler.enqueue``)."""
         job = GenerationJob(lambda: start_generation(state.model, args),
-                            asyncio.get_running_loop(), on_end=state.remove)
+                            asyncio.get_running_loop(), on_end=state.remove,
+                            continuing=continuing)
         state.add(job)
         if args.big:
             await job.begin_in_worker()
@@ -175,7 +178,10 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         body never fills the queue alone. Every body is checked before any is queued; a
         failure cancels the others. The ``n`` choices of one prompt may be streamed. The
         choices of a body with many (up to 128 for each of its prompts) are made in a worker
-        thread, as a big request is: the streams already running go on meanwhile.
+        thread, as a big request is: the streams already running go on meanwhile. The body is
+        accepted when its first choice is queued: a later one, queued when an earlier one
+        ends, is never refused for the queue's length, which requests sent after it may have
+        filled (an n = 3 stream ended in queue_full after 200 and two choices).
         ``count``: how many choices (``choice_count``)."""
         per_prompt = choices_per_prompt(body)
         if body.stream and count > per_prompt:
@@ -198,7 +204,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
 
         async def answer_in_turn() -> None:  # a task per lane, not one per choice
             for index, args in waiting:
-                job, first = await started(args, request)
+                job, first = await started(args, request, continuing=index > 0)
                 results[index] = await ended(job, first, request)
 
         tasks = [asyncio.ensure_future(answer_in_turn()) for _ in range(lanes)]
@@ -232,7 +238,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         async def forward(index: int, args: Any) -> None:
             async with window:
                 try:
-                    job, event = await started(args, request)
+                    job, event = await started(args, request, continuing=index > 0)
                 except Exception as error:  # noqa: BLE001 - the stream sends it, or its status
                     events.put_nowait((index, ("error", error)))
                     return

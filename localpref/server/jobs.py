@@ -131,9 +131,12 @@ class GenerationJob:
     """A generation made by ``start()`` and read in the event loop; read its ``events``."""
 
     def __init__(self, start: Callable[[], Generation], loop: asyncio.AbstractEventLoop,
-                 on_end: Callable[[GenerationJob], None] | None = None) -> None:
+                 on_end: Callable[[GenerationJob], None] | None = None, *,
+                 continuing: bool = False) -> None:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._start = start
+        #: it continues a request already accepted (``Generation.start``'s ``continuing``)
+        self.continuing = continuing
         self._waker = waker_for(loop)
         self._on_end = on_end
         self._cancelled = threading.Event()
@@ -187,7 +190,7 @@ class GenerationJob:
             generation.on_ready(self._wake)
             if self._cancelled.is_set():
                 generation.cancel()
-            generation.start()
+            generation.start(continuing=self.continuing)
         except Exception as error:  # noqa: BLE001 - every failure goes back to the client
             self._end(("error", error))
             return
