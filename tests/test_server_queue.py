@@ -18,6 +18,7 @@ from localpref.presets import PRESETS
 #: ``localpref serve``'s default --parallel: the session model's 8 lanes are 4 two-lane requests.
 PARALLEL = 4
 TOKENS = 5
+PROMPT_LONG = "Write a long story about a fox."
 
 
 def _wait_for(condition, seconds: float = 120.0) -> None:  # noqa: ANN001
@@ -110,3 +111,27 @@ def test_later_choices_of_an_accepted_request_are_never_refused_for_the_queue(
         filler.join(300)
     assert answered == [alone]  # the third prompt was queued when "Hi" ended, behind it
     assert filled == [filler_alone]
+
+
+def test_the_first_round_of_a_body_of_several_choices_is_checked_as_requests_are(
+        bundled_path: Path) -> None:
+    """The choices a body starts at once are queued as that many requests: with every lane
+    taken and room for one waiting request, n = 2 (two at once on 4 lanes) is refused, not
+    let past max_queued because it is one body."""
+    with Model(bundled_path, max_lanes=4, n_ctx=512, max_queued=1) as small, \
+            running_server(small) as server:
+        holding = [small.stream(PROMPT_LONG, preference="verbose", max_tokens=300,
+                                ignore_eos=True).start() for _ in range(2)]
+        for stream in holding:
+            next(stream)  # both run: every lane is taken
+        client = sdk_client(server.url)
+        try:
+            client.chat.completions.create(model=f"{MODEL_ID}:concise", max_tokens=4, n=2,
+                                           messages=[{"role": "user", "content": "Hi"}])
+            raise AssertionError("two choices waiting past max_queued 1 were accepted")
+        except openai.APIStatusError as refused:
+            assert refused.status_code == 503
+            assert refused.response.json()["error"]["code"] == "queue_full"
+        _wait_for(lambda: small.scheduler.queued == 0)  # the one queued was taken back
+        for stream in holding:
+            stream.close()

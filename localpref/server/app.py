@@ -178,10 +178,11 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         body never fills the queue alone. Every body is checked before any is queued; a
         failure cancels the others. The ``n`` choices of one prompt may be streamed. The
         choices of a body with many (up to 128 for each of its prompts) are made in a worker
-        thread, as a big request is: the streams already running go on meanwhile. The body is
-        accepted when its first choice is queued: a later one, queued when an earlier one
-        ends, is never refused for the queue's length, which requests sent after it may have
-        filled (an n = 3 stream ended in queue_full after 200 and two choices).
+        thread, as a big request is: the streams already running go on meanwhile. The body's
+        first round (as many choices as run at once) is queued as one request is, checked
+        against ``max_queued``; a later choice, queued as an earlier one ends, is never refused
+        for the queue's length, which requests sent after the body may have filled meanwhile
+        (an n = 3 stream ended in queue_full after 200 and two choices).
         ``count``: how many choices (``choice_count``)."""
         per_prompt = choices_per_prompt(body)
         if body.stream and count > per_prompt:
@@ -203,9 +204,11 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         waiting = iter(enumerate(every_args))
 
         async def answer_in_turn() -> None:  # a task per lane, not one per choice
+            continuing = False  # the first round is the body's own: checked, as one request
             for index, args in waiting:
-                job, first = await started(args, request, continuing=index > 0)
+                job, first = await started(args, request, continuing=continuing)
                 results[index] = await ended(job, first, request)
+                continuing = True  # the next is queued as this one ended
 
         tasks = [asyncio.ensure_future(answer_in_turn()) for _ in range(lanes)]
         try:
@@ -234,17 +237,20 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             except LocalprefError as error:
                 raise from_library(error) from None
         events: asyncio.Queue[ChoiceEvent] = asyncio.Queue()
+        ended_choices = 0  # a choice queued after one ended continues the accepted body
 
         async def forward(index: int, args: Any) -> None:
+            nonlocal ended_choices
             async with window:
                 try:
-                    job, event = await started(args, request, continuing=index > 0)
+                    job, event = await started(args, request, continuing=ended_choices > 0)
                 except Exception as error:  # noqa: BLE001 - the stream sends it, or its status
                     events.put_nowait((index, ("error", error)))
                     return
                 while True:
                     events.put_nowait((index, event))
                     if event[0] != "piece":
+                        ended_choices += 1  # (before the window lets the next one in)
                         return
                     event = await next_event(job, request)
 
