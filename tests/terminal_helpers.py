@@ -57,6 +57,13 @@ class Terminal:
                 pass
 
 
+    def send_first_message(self, text: str) -> None:
+        """Once the app is on the screen (the model may still be loading), send ``text`` and
+        wait for its answer to start."""
+        self.wait(lambda: "Message (Enter sends" in self.text, "the app to start")
+        self.type(text + ENTER)
+        self.wait(lambda: "writing…" in self.text, "the first answer to start")
+
     def finish(self) -> int:
         """Wait for the app to end; its exit status (what it printed last is in ``tail``)."""
         self.child.expect(pexpect.EOF, timeout=WAIT)

@@ -21,10 +21,7 @@ def test_keys_typed_at_full_speed_all_land_in_order(tmp_path):
     # short, one-lane answers so the test stays quick
     seed(tmp_path, presets=["verbose"], method="pref", sampling={"max_tokens": 32})
     with chat_terminal(tmp_path) as term:
-        # the moment the app is on the screen (the model may still be loading)
-        term.wait(lambda: "Message (Enter sends" in term.text, "the app to start")
-        term.type(FIRST + ENTER)
-        term.wait(lambda: "writing…" in term.text, "the first answer to start")
+        term.send_first_message(FIRST)
         term.type(SECOND + ENTER)  # while the first answer streams
         term.wait(lambda: len(history(path)) == 1 and answered(history(path)[0], 2),
                   "both answers of the first conversation")
@@ -52,9 +49,7 @@ def test_a_terminating_signal_quits_as_ctrl_q_and_gives_the_terminal_back(tmp_pa
     path = tmp_path / "history.sqlite3"
     seed(tmp_path, presets=["verbose"], method="pref", sampling={"max_tokens": 400})
     with chat_terminal(tmp_path) as term:
-        term.wait(lambda: "Message (Enter sends" in term.text, "the app to start")
-        term.type(FIRST + ENTER)
-        term.wait(lambda: "writing…" in term.text, "the answer to start")
+        term.send_first_message(FIRST)
         term.child.kill(signum)
         assert term.finish() == code
         assert b"\x1b[?1049l" in term.tail  # the alternate screen left
