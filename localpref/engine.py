@@ -29,7 +29,7 @@ import llama_cpp
 import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
-from localpref.gguf_header import read_gguf_header
+from localpref.gguf_header import GGUFInfo, read_gguf_header
 from localpref.llama_log import init_backend, interrupt_held, load_watch
 from localpref.split_files import check_parts
 from localpref.stream_choice import choose_streams, common_prefix
@@ -186,19 +186,19 @@ def window_problem(n_ctx: int, trained: int | None, name: str) -> str | None:
     return None
 
 
-def loading_problem(path: Path) -> str | None:
+def loading_problem(path: Path, header: GGUFInfo) -> str | None:
     """Why llama.cpp cannot load ``path`` (an architecture it does not know, metadata it
     needs and misses), read from its header and vocabulary alone (no weights); None when it
-    can. ``doctor`` asks this of a model before anything loads it."""
+    can. ``header``: the file's, already read. ``doctor`` asks this of a model before
+    anything loads it."""
     init_backend()
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     try:
         llama_cpp.llama_model_free(_load(path, params))
-        tensors = read_gguf_header(path).tensor_count
     except ModelError as error:
         return str(error)
-    if tensors == 0:  # the vocabulary alone loads; the model then lacks its hyperparameters
+    if header.tensor_count == 0:  # its vocabulary loads; the model lacks its hyperparameters
         return (f"{path} holds no weights (no tensors: a vocabulary-only GGUF, which "
                 "llama.cpp loads for its tokenizer alone).")
     return None

@@ -156,7 +156,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         if path is not None:
             info = read_gguf_header(path)
             parts = check_parts(path)  # a split model: every part, all there
-            problem = loading_problem(path)
+            problem = loading_problem(path, info)
     except ModelError as error:  # the text report says it alone (exit 2); JSON holds it
         model["error"] = str(error)
         problems.append(str(error))

@@ -160,32 +160,34 @@ def lmstudio_models(roots: list[Path] | None = None, *,
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
-            why = _unusable(path)
+            resolved = path.resolve()
+            parts, why = _parts_or_why(path)
             if why is not None:  # listed, it failed on use
                 sentence = f"The LM Studio model {name} cannot be used: {why}"
-                if problems is not None and path.resolve() not in said:
+                if problems is not None and resolved not in said:
                     problems.append(sentence)
-                said.add(path.resolve())
+                said.add(resolved)
                 if unusable is not None:
                     unusable[name] = sentence
                 continue
-            size = sum(part.stat().st_size for part in part_paths(path) if part.is_file())
-            found.setdefault((name, path.resolve()), StoredModel("lmstudio", name, path, size))
+            size = sum(part.stat().st_size for part in parts)
+            found.setdefault((name, resolved), StoredModel("lmstudio", name, path, size))
     return sorted(found.values(), key=lambda model: model.name)
 
 
-def _unusable(path: Path) -> str | None:
-    """Why a stored GGUF cannot be loaded that is seen without reading its header (a split
-    model's part missing, a file this user cannot read), as a sentence; None when none is."""
+def _parts_or_why(path: Path) -> tuple[list[Path], str | None]:
+    """A stored GGUF's parts (``[path]`` for one file), or why it cannot be loaded as far as
+    that is seen without reading its header (a split model's part missing, a file this user
+    cannot read), as a sentence."""
     try:
-        check_parts(path)
+        parts = check_parts(path)
         with path.open("rb"):
             pass
     except ModelError as error:
-        return str(error)
+        return [], str(error)
     except OSError as error:
-        return f"{path} cannot be read ({error.strerror or error})."
-    return None
+        return [], f"{path} cannot be read ({error.strerror or error})."
+    return parts, None
 
 
 def _gguf_files_below(root: Path, problems: list[str] | None = None) -> list[Path]:

@@ -105,7 +105,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         try:
             steering = parse_model_id(requested, model_id)
             if isinstance(requested_method(steering.method, None, None, None), Base):
-                refuse_what_base_ignores(steering.preference, {}, "model")
+                refuse_what_base_ignores(steering.preference, None, "model")
         except LocalprefError as error:
             raise ApiError(404, str(error), code="model_not_found", param="model") from None
         return model_entry(requested, state.served_since)

@@ -301,12 +301,12 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
     return method
 
 
-def refuse_what_base_ignores(preference: Any, kwargs: dict[str, Any], param: str) -> None:
+def refuse_what_base_ignores(preference: Any, like: Any, param: str) -> None:
     """Base writes without a preference: one sent with it (by the model id or the localpref
     object, or examples of it) would be dropped without a word while the response named it,
     so it is a 400 that says which id to send (as a steering method sent with nothing to steer
     toward is). An avoid is the library's to refuse: no one-lane method steers away."""
-    given = "preference" if preference else "like" if kwargs.get("like") else None
+    given = "preference" if preference else "like" if like else None
     if given is not None:
         raise FieldError(param, f"The method base writes without a preference, so the "
                          f"request's {given} would be ignored; send the method pref to put "
@@ -361,8 +361,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
                          "a preference and the request gives none; send localpref.preference "
                          "(or avoid, or like), or a model id NAME:PREFERENCE.")
     if isinstance(kwargs["method"], Base):
-        refuse_what_base_ignores(preference, kwargs, "localpref.method" if method_sent
-                                 else "model")
+        refuse_what_base_ignores(preference, kwargs.get("like"),
+                                 "localpref.method" if method_sent else "model")
     if kwargs.get("opposite") and not preference:
         raise FieldError("localpref.opposite", "localpref.opposite gives the base lane the "
                          "opposite of the preference, and the request gives none; send "
