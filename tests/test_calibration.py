@@ -394,6 +394,19 @@ def test_calibrate_bad_flags_are_one_sentence(argv: list[str], home: Path,
     assert err.startswith("localpref: ") and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("argv", "sentence"), [
+    (["--strengths", "1,inf"], "--strengths: every value must be a finite number (got inf)."),
+    (["--taus", "nan"], "--taus: every value must be a finite number (got nan)."),
+    (["--strengths", "-1"], "--strengths: every value must be 0 or more (got -1)."),
+    (["--taus", "1.5"], "--taus: every value must be in [0, 1) (got 1.5)."),
+])
+def test_calibrate_says_why_a_swept_value_is_refused(
+        argv: list[str], sentence: str, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--strengths inf`` was refused as "must be 0 or more": infinity is more."""
+    assert main(["calibrate", *argv]) == 2
+    assert capsys.readouterr().err == f"localpref: {sentence}\n"
+
+
 def test_doctor_and_models_list_show_the_calibration_state(
         model: Model, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
@@ -431,6 +444,31 @@ def test_a_hand_edited_calibration_is_ignored_and_said_everywhere(
     assert main(["calibrate", "--reset"]) == 0
     capsys.readouterr()
     assert model.notices == [] and model.calibration is None
+
+
+@pytest.mark.parametrize(("where", "problem"), [
+    ("chosen", "has a setting that cannot be used (tau must be in [0, 1) (got 1.5))"),
+    ("default", "has a setting in its default that cannot be used (tau must be in [0, 1) "
+                "(got 1.5))"),
+])
+def test_a_hand_edited_record_that_kept_the_default_is_ignored_too(
+        model: Model, home: Path, capsys: pytest.CaptureFixture[str], where: str,
+        problem: str) -> None:
+    """A record whose sweep kept the uncalibrated default (``calibrated`` false) with a tau of
+    1.5 written in by hand was taken without a word: the answer and ``doctor`` said the
+    calibration kept the default, and reported the bad setting as what was kept."""
+    default = {**CALIBRATED, "contrast": 0.5, "tau": 0.2}
+    record = {**calibrated(model, **default), "calibrated": False, "default": dict(default)}
+    (record["chosen"]["settings"] if where == "chosen" else record["default"])["tau"] = 1.5
+    write_record(model.calibration_key, record)
+    sentence = (f"The calibration {record_path(model.calibration_key)} {problem}, so it is "
+                "ignored (the uncalibrated default steers); run localpref calibrate again, or "
+                "localpref calibrate --reset.")
+    assert model.calibration_record is None and model.notices[-1] == sentence
+    result = model.generate(PROMPT, preference="concise", max_tokens=2)
+    assert result.stats["calibration"] is None and result.stats["settings"]["tau"] == 0.2
+    assert main(["doctor"]) == 0
+    assert f"ignored: its record {problem}" in capsys.readouterr().out
 
 
 def test_a_corrupt_calibration_file_is_said_to_be_ignored(model: Model, home: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from localpref.api import Model
 from localpref.calibration.record import write_record
+from localpref.calibration.run import default_settings
 from localpref.cli import main
 from localpref.evaluation import Evaluation, GridConfig, load_dataset, make_scorers
 from localpref.evaluation.records import read_rows
@@ -94,7 +95,8 @@ def test_a_calibration_that_kept_the_default_runs_the_default(
     write_record(model.calibration_key, {
         "model": model.name, "path": str(model.path), "key": model.calibration_key,
         "calibrated_at": CALIBRATED_AT, "calibrated": False, "reason": "none beat Pref",
-        "rows": [], "chosen": None})
+        "rows": [],
+        "chosen": {"method": "amulet", "settings": default_settings(), "per_preference": {}}})
     assert model.calibration is None and model.calibration_record is not None
     out = tmp_path / "out"
     Evaluation(_config(prompts_file, ["calibrated"]), model, out, make_scorers(["length"]),

@@ -146,7 +146,7 @@ def load_record(key: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "is not a calibration record"
     if record.get("version") != RECORD_VERSION:
         return None, f"is of another version ({record.get('version')!r})"
-    problem = _settings_problem(record) if record.get("calibrated") else None
+    problem = _settings_problem(record)
     return (None, problem) if problem else (record, None)
 
 
@@ -157,12 +157,16 @@ def ignored_sentence(key: str, problem: str) -> str:
 
 
 def _settings_problem(record: dict[str, Any]) -> str | None:
-    """Why a calibrated record's settings cannot be used, or None."""
+    """Why a record's settings cannot be used, or None. A record that kept the uncalibrated
+    default (``calibrated`` false) is held to the same rule: its settings are what
+    ``doctor`` and an answer's ``stats["calibration"]`` report as kept."""
     chosen = record.get("chosen")
     settings = chosen.get("settings") if isinstance(chosen, dict) else None
     if not isinstance(settings, dict):
         return "has no settings"
     found = [("", settings)]
+    if isinstance(record.get("default"), dict):
+        found.append((" in its default", record["default"]))
     own = chosen.get("per_preference") or {}
     if not isinstance(own, dict):
         return "has per-preference settings that are not a mapping"

@@ -94,7 +94,9 @@ def _numbers(text: str | None, flag: str, *, low: float, below: float | None = N
         except ValueError:
             raise SettingsError(f"{flag} takes numbers separated by commas (got {item!r}).") \
                 from None
-        if not math.isfinite(value) or value < low or (below is not None and value >= below):
+        if not math.isfinite(value):
+            raise SettingsError(f"{flag}: every value must be a finite number (got {item}).")
+        if value < low or (below is not None and value >= below):
             bounds = f"in [{low:g}, {below:g})" if below is not None else f"{low:g} or more"
             raise SettingsError(f"{flag}: every value must be {bounds} (got {item}).")
         values.append(value)
