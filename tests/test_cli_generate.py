@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from localpref.commands.interrupt import (
     terminate_as_exit,
 )
 from localpref.commands.options import method_from_args, method_settings
+from localpref.decoding import Track
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 
@@ -445,22 +447,42 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
     assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
 
 
-def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130() -> None:
-    """compare printed empty columns and exited 0 after Ctrl-C."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", "compare", "Write a long story about a dragon.",
-         "-p", "concise", "--methods", "base,pref", "--max-tokens", "2000", "--json",
-         "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
-    )
-    time.sleep(8)  # loaded, and writing
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "Traceback" not in err
-    results = json.loads(out)["results"]
+def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare printed empty columns and exited 0 after Ctrl-C. The Ctrl-C comes once both
+    methods have written a few tokens (seen through the real ``Track.step``, wrapped)."""
+    written: dict[int, int] = {}
+    writing, finished = threading.Event(), threading.Event()
+    real_step = Track.step
+
+    def step(track: Track, views):  # noqa: ANN001, ANN202 - the wrapped method's own
+        piece = real_step(track, views)
+        written[id(track)] = len(track.tokens)
+        if len(written) == 2 and min(written.values()) >= 4:
+            writing.set()
+        return piece
+
+    def press_ctrl_c() -> None:
+        if writing.wait(120) and not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Track, "step", step)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    pressing = threading.Thread(target=press_ctrl_c, daemon=True)
+    try:
+        pressing.start()
+        code = main(["compare", "Write a long story about a dragon.", "-p", "concise",
+                     "--methods", "base,pref", "--max-tokens", "2000", "--json",
+                     "--threads", "1"])
+    finally:
+        finished.set()
+        pressing.join(5)
+        signal.signal(signal.SIGINT, inherited)
+    captured = capsys.readouterr()
+    assert code == 130 and "Traceback" not in captured.err
+    results = json.loads(captured.out)["results"]
     assert [r["stats"]["stop_reason"] for r in results].count("cancelled") >= 1
-    assert all(r["text"] and r["stats"]["n_tokens"] > 0 for r in results)
+    assert all(r["text"] and r["stats"]["n_tokens"] >= 4 for r in results)
 
 
 def test_the_first_ctrl_c_cancels_and_a_second_raises() -> None:

@@ -734,6 +734,3 @@ def test_bad_settings_are_rejected():
     with pytest.raises(ValueError):
         K.log_softmax(np.zeros((2, 2)))
 
-
-def test_warmup_runs():
-    K.warmup()

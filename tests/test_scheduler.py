@@ -184,7 +184,14 @@ def test_requests_sent_together_to_an_idle_model_start_together(bundled_path: Pa
             seen = len(small.scheduler.events)
             first = small.stream(prompts[0], method=Base(), max_tokens=4, ignore_eos=True)
             first.start()
-            time.sleep(0.2)  # the second request comes later than one round would take
+            if window:  # the second request comes later than one round would take
+                time.sleep(0.2)
+            else:  # ... and here after the first one's prefill
+                deadline = time.monotonic() + 60
+                while not any(e.kind == "prefill"
+                              for e in list(small.scheduler.events)[seen:]):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.001)
             second = small.stream(prompts[1], method=Base(), max_tokens=4, ignore_eos=True)
             second.start()
             if window:

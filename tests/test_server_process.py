@@ -138,6 +138,7 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
                 frames.append(frame)
                 text += json.loads(frame[6:])["choices"][0]["delta"].get("content") or ""
         queued: list = [None, None]  # both lanes are the story's: these wait in the queue
+        sent = [threading.Event(), threading.Event()]
 
         def ask(index: int) -> None:
             waiting = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
@@ -146,6 +147,7 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
                 "messages": [{"role": "user", "content": "What is the capital of France?"}]}),
                 headers={"Content-Type": "application/json",
                          "Authorization": "Bearer from-the-environment"})
+            sent[index].set()
             answer = waiting.getresponse()
             queued[index] = (answer.status, answer.getheader("Retry-After"),
                              json.loads(answer.read()))
@@ -153,7 +155,8 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
         askers = [threading.Thread(target=ask, args=(index,)) for index in range(2)]
         for asker in askers:
             asker.start()
-        time.sleep(1.0)  # queued behind the story
+        assert all(event.wait(60) for event in sent)
+        time.sleep(0.5)  # sent: the server reads them from its socket and queues them
         process.send_signal(signal.SIGTERM)
         rest = [line.decode().strip() for line in response]
         frames += [line for line in rest if line]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +20,7 @@ from localpref.evaluation.pareto import Point
 from localpref.evaluation.specs import method_specs, sweepable_method_names
 from localpref.evaluation.sweep import expand, parse_sweep
 from localpref.methods import METHODS, Base
+from tui import streaming
 from tui.app import startup_steering, title_from
 from tui.keys import APP_ACTIONS, COMPARE_ACTIONS, INPUT_ACTIONS
 from tui.steering import (
@@ -276,20 +277,26 @@ def test_avoid_from_the_command_line_and_the_recommended_default():
     assert Steering.from_dict(Steering(avoid="verbose").to_dict()).avoid == "verbose"
 
 
-def test_pump_batches_pieces_saves_progress_and_stops_on_cancel():
+def test_pump_batches_pieces_saves_progress_and_stops_on_cancel(monkeypatch):
+    clock = [0.0]  # seconds; each piece comes 1/64 s after the one before (exact in binary)
+    monkeypatch.setattr(streaming, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
     def pieces(n, delay):
         for i in range(n):
-            time.sleep(delay)
+            clock[0] += delay
             yield 0, f"t{i} "
 
     flushes: list[list[str]] = []
     saves: list[list[str]] = []
-    texts = pump(pieces(200, 0.002), 1, cancel=threading.Event(), close=lambda: None,
-                 flush=flushes.append, save=saves.append, flush_hz=15, save_interval=0.1)
+    texts = pump(pieces(200, 1 / 64), 1, cancel=threading.Event(), close=lambda: None,
+                 flush=flushes.append, save=saves.append, flush_hz=4, save_interval=0.5)
     assert texts[0] == "".join(f"t{i} " for i in range(200))
-    assert "".join(delta[0] for delta in flushes) == texts[0]
-    assert 2 <= len(flushes) < 40  # batched: far fewer updates than the 200 pieces
-    assert len(saves) >= 2 and texts[0].startswith(saves[-1][0])
+    # batched: a flush each quarter of a second (16 pieces), then the last 8 pieces at the end
+    assert [delta[0] for delta in flushes] == [
+        "".join(f"t{i} " for i in range(start, min(start + 16, 200)))
+        for start in range(0, 200, 16)]
+    # the whole text so far every half second (32 pieces)
+    assert saves == [["".join(f"t{i} " for i in range(end))] for end in range(32, 200, 32)]
 
     cancel, closed = threading.Event(), []
 
