@@ -97,10 +97,13 @@ class PairwiseJudge:
         return str(self.model.name)
 
     def _prompt_tokens(self, question: str) -> tuple[list[int], list[list[int]]]:
-        """Tokens of the judge's prompt and of each answer that may follow it."""
+        """Tokens of the judge's prompt and of each answer that may follow it. The question
+        holds a data set's prompt and two generated answers: their control-token strings
+        (``<|im_end|>``...) are broken (``PromptBuilder.neutralise``) so that they are read as
+        text, never as the end of the judge's turn."""
         prompts = self.model.prompts
         messages = [{"role": "system", "content": self.system_prompt},
-                    {"role": "user", "content": question}]
+                    {"role": "user", "content": prompts.neutralise(question)}]
         text = prompts.lane_text(messages, None)
         prompt = prompts.tokenize(text)
         continuations = []
