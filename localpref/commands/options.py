@@ -28,7 +28,6 @@ from localpref.methods import (
 )
 from localpref.models.bundled import BUNDLED_MODEL_NAME
 from localpref.presets import opposite_text
-from localpref.request import PromptInput, Request
 from localpref.weights import parse_preference_items, weighted_lanes, weighted_method
 
 
@@ -396,28 +395,6 @@ def lanes_needed(methods: list[Method], preference: Any, like: list[str] | None 
         raise SettingsError(f"This needs {needed} lanes at once, more than a llama.cpp context "
                             f"holds ({MAX_LANES}); give fewer weighted preferences or methods.")
     return needed
-
-
-def request_from_args(args: argparse.Namespace, prompt: PromptInput, *,
-                      method: Method | None = None) -> Request:
-    """The ``Request`` of a command's flags (the one value ``generate``, ``compare`` and the
-    evaluation build from the command line), validated: a bad value is one sentence."""
-    return Request(
-        messages=prompt,  # type: ignore[arg-type]
-        preference=preference_from_args(args),
-        avoid=getattr(args, "avoid", None),
-        method=method,
-        sampling=sampling_from_args(args),
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        stop=tuple(args.stop or ()),
-        ignore_eos=bool(getattr(args, "ignore_eos", False)),
-        trace=bool(getattr(args, "trace", False)),
-        opposite=getattr(args, "opposite", None),
-        like=tuple(like_from_args(args) or ()),
-        presence_penalty=getattr(args, "presence_penalty", 0.0),
-        frequency_penalty=getattr(args, "frequency_penalty", 0.0),
-    )
 
 
 #: The most requests at once a command takes: two lanes each within the lanes one llama.cpp

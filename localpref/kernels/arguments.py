@@ -6,6 +6,7 @@ as contiguous 1-D float arrays, integer checks, and the error raised when every 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 class AllMaskedError(ValueError):
@@ -15,7 +16,9 @@ class AllMaskedError(ValueError):
         super().__init__(message)
 
 
-def as_lane(z, name: str) -> np.ndarray:
+def as_lane(z: ArrayLike, name: str) -> np.ndarray:
+    """``z`` as a contiguous 1-D float32 or float64 array (other dtypes become float64);
+    ValueError naming ``name`` if it is not 1-D."""
     a = np.asarray(z)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of logits")
@@ -24,7 +27,8 @@ def as_lane(z, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def as_pair(z_a, z_b) -> tuple[np.ndarray, np.ndarray]:
+def as_pair(z_a: ArrayLike, z_b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Both lanes through ``as_lane``; ValueError if their lengths differ."""
     a = as_lane(z_a, "the first lane")
     b = as_lane(z_b, "the second lane")
     if a.shape[0] != b.shape[0]:
@@ -32,7 +36,8 @@ def as_pair(z_a, z_b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def as_int(x, name: str) -> int:
+def as_int(x: float, name: str) -> int:
+    """``x`` as an int; ValueError naming ``name`` for a bool or a number with a fraction."""
     if isinstance(x, (bool, np.bool_)) or int(x) != x:
         raise ValueError(f"{name} must be an integer")
     return int(x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from localpref.kernels.arguments import AllMaskedError, as_int, as_pair
 from localpref.kernels.primitives import (
@@ -35,6 +36,7 @@ def _combine(a, b, k):
 
 @njit(cache=True)
 def _check_pair(z_pref, z_base, k):
+    """ValueError unless the two lanes have one length and the strength k is finite."""
     if z_pref.shape[0] != z_base.shape[0]:
         raise ValueError("the two lanes have different lengths")
     if not is_finite(k):
@@ -75,7 +77,10 @@ def contrast_logits_into(z_pref, z_base, k, out):
 
     For sampling, which normalises on its own: softmax(out / T) is the same distribution as
     from ``contrast_logprobs_into`` and this skips its exponential pass. Masked tokens are
-    -inf; a return value of -inf means every token is masked.
+    -inf; a return value of -inf means every token is masked. The combination is contrastive
+    decoding's (Li et al., ACL 2023) and classifier-free guidance's (Sanchez et al., 2023);
+    Amulet's closed form is the same with its k (``amulet_contrast``; docs/design.md, "One
+    family, one strength").
     """
     _check_pair(z_pref, z_base, k)
     if out.shape[0] != z_pref.shape[0]:
@@ -90,7 +95,8 @@ def contrast_argmax(z_pref, z_base, k):
 
     The greedy token of ``contrast_logprobs_into`` without exponentials (the log-softmax does
     not move the argmax) and without a V-sized buffer. Lowest id on ties; -1 if every token
-    is masked.
+    is masked. Source: the contrast of Li et al. (ACL 2023) / Amulet's closed form (Zhang et
+    al., ICLR 2025), docs/design.md, "One family, one strength".
     """
     _check_pair(z_pref, z_base, k)
     n = z_pref.shape[0]
@@ -106,6 +112,8 @@ def contrast_argmax(z_pref, z_base, k):
 
 @njit(cache=True)
 def _check_amulet(alpha, lam, eta, iterations):
+    """ValueError unless Amulet's settings are in the paper's domain: T >= 0, eta > 0,
+    lambda >= 0, alpha finite (Zhang et al., ICLR 2025)."""
     if iterations < 0:
         raise ValueError("iterations must be >= 0")
     if not eta > 0.0:
@@ -190,7 +198,8 @@ def _amulet_step(x, u_sum, x1, b, alpha, lam, eta, t):
         x[i] = v if ok else NEG_INF
 
 
-def amulet_loop_logprobs(z_pref, z_base, alpha, lam, eta, iterations) -> np.ndarray:
+def amulet_loop_logprobs(z_pref: ArrayLike, z_base: ArrayLike, alpha: float, lam: float,
+                         eta: float, iterations: int) -> np.ndarray:
     """Amulet by its T-iteration loop (see ``amulet_loop_into``): float64 log-probabilities.
 
     The reference for ``amulet_logprobs``; O(V T). Raises AllMaskedError if every token is
@@ -207,8 +216,8 @@ def amulet_loop_logprobs(z_pref, z_base, alpha, lam, eta, iterations) -> np.ndar
 
 
 def amulet_logprobs(
-    z_pref,
-    z_base,
+    z_pref: ArrayLike,
+    z_base: ArrayLike,
     *,
     alpha: float = 2.0,
     lam: float = 2.0,
@@ -220,14 +229,17 @@ def amulet_logprobs(
     log_softmax(z_pref + k (z_pref - z_base)) with k = amulet_contrast(alpha, lam, eta,
     iterations); equal to ``amulet_loop_logprobs`` to rounding. Defaults are the authors'
     (alpha 2, lambda 2, eta 10, T 60). Returns normalised float64 log-probabilities; masked
-    tokens are -inf. Raises AllMaskedError if every token is masked.
+    tokens are -inf. Raises AllMaskedError if every token is masked. Source: Zhang et al.,
+    "Amulet", ICLR 2025, its per-token update summed in closed form (docs/design.md, "One
+    family, one strength").
     """
     zp, zb = as_pair(z_pref, z_base)
     k = amulet_contrast(float(alpha), float(lam), float(eta), as_int(iterations, "iterations"))
     return _contrast_alloc(zp, zb, k)
 
 
-def contrastive_logprobs(z_pref, z_base, *, ratio: float = 2.0) -> np.ndarray:
+def contrastive_logprobs(z_pref: ArrayLike, z_base: ArrayLike, *,
+                         ratio: float = 2.0) -> np.ndarray:
     """Contrastive decoding / classifier-free guidance: log_softmax(z_pref + r (z_pref - z_base)).
 
     The Amulet paper's "LA" baseline with r = 2. Masked tokens are -inf; raises AllMaskedError
@@ -237,7 +249,9 @@ def contrastive_logprobs(z_pref, z_base, *, ratio: float = 2.0) -> np.ndarray:
     return _contrast_alloc(zp, zb, float(ratio))
 
 
-def _contrast_alloc(zp, zb, k):
+def _contrast_alloc(zp: np.ndarray, zb: np.ndarray, k: float) -> np.ndarray:
+    """A new float64 array of log_softmax(zp + k (zp - zb)) (``contrast_logprobs_into``);
+    AllMaskedError if every token is masked."""
     out = np.empty(zp.shape[0], dtype=np.float64)
     if contrast_logprobs_into(zp, zb, k, out) == 0:
         raise AllMaskedError()
@@ -245,5 +259,6 @@ def _contrast_alloc(zp, zb, k):
 
 @njit(cache=True)
 def _fill(out, value):
+    """out[i] = value for every i."""
     for i in range(out.shape[0]):
         out[i] = value

@@ -75,7 +75,9 @@ def _family_value(z_pref, z_other, i, s, threshold):
 def contrast_plausible_into(z_pref, z_other, k, threshold, out):
     """out = log_softmax(z_pref + k (z_pref - z_other)) over tokens with z_pref >= threshold.
 
-    Returns the number of tokens kept (0 if none: out is then all -inf).
+    Returns the number of tokens kept (0 if none: out is then all -inf). The mask is
+    contrastive decoding's plausibility constraint (Li et al., ACL 2023, eq. 3), with the
+    threshold from ``plausibility_threshold``.
     """
     for i in range(z_pref.shape[0]):
         out[i] = _family_value(z_pref, z_other, i, k, threshold)
@@ -130,7 +132,9 @@ def _pair_moments(kept_a, kept_d, s):
 
 @njit(cache=True)
 def contrast_kl(z_pref, z_other, k, threshold):
-    """KL(p_k || p_0) for p_s = softmax(z_pref + s (z_pref - z_other)) on the kept tokens."""
+    """KL(p_k || p_0) for p_s = softmax(z_pref + s (z_pref - z_other)) on the kept tokens:
+    how far the step's steering moves the preference lane's distribution. This project's own
+    control (the per-token KL budget, docs/design.md, "One family, one strength")."""
     kept_a, kept_d = _kept_pairs(z_pref, z_other, threshold)
     a_k, mean_k, _ = _pair_moments(kept_a, kept_d, k)
     a_0, _, _ = _pair_moments(kept_a, kept_d, 0.0)
@@ -352,6 +356,7 @@ def _sum_exp_finite(z, m):
 @njit(cache=True)
 def pref_ends_into(scores, z_pref, end_positions):
     """End tokens take the preference lane's probability; the contrast shares out the rest.
+    This project's own rule (docs/design.md, "Avoid, the end-token rule and the trace").
 
     In place on ``scores`` (a steered distribution's scores, normalised or not), with E the
     end-of-generation tokens at ``end_positions`` (ascending) that ``scores`` does not mask:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from localpref.kernels.arguments import AllMaskedError, as_lane
 from localpref.kernels.primitives import (
@@ -41,7 +42,7 @@ def log_softmax_into(z, out):
     return normalise_inplace(out, m)
 
 
-def log_softmax(z) -> np.ndarray:
+def log_softmax(z: ArrayLike) -> np.ndarray:
     """Numerically stable log-softmax of a 1-D array, as a new float64 array.
 
     Non-finite entries are masked (-inf in the result). Raises AllMaskedError if none is finite.
@@ -73,7 +74,8 @@ def kl_divergence(logp, logq):
     """KL(p || q) = sum_i p_i (log p_i - log q_i) in float64, from log-probabilities.
 
     Tokens where p is masked (non-finite log p, or p underflowing to 0) contribute nothing;
-    if q is masked where p > 0 the divergence is +inf. One vectorised pass.
+    if q is masked where p > 0 the divergence is +inf. One vectorised pass. (Kullback and
+    Leibler, 1951; the evaluation's and the KL budget's measure of how far steering moved.)
     """
     if logp.shape[0] != logq.shape[0]:
         raise ValueError("the two distributions have different lengths")

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from localpref.kernels.arguments import AllMaskedError, as_int, as_pair
 from localpref.kernels.primitives import NEG_INF, fmax, is_finite
@@ -44,7 +45,9 @@ def pad_scores_into(z_policy, z_reward, weight, ids_out, scores_out):
 @njit(cache=True)
 def _pad_rescore(z_reward, weight, ids, scores, n):
     """scores[j] (policy logits of the n candidates, best first) += weight * r, with
-    r = log_softmax_K(z_reward) - log_softmax_K(z_policy) over the candidates."""
+    r = log_softmax_K(z_reward) - log_softmax_K(z_policy) over the candidates: PAD's
+    token-level personalised reward (Chen et al., ICLR 2025; docs/design.md, "The methods"),
+    with a prompted reward lane and both normalised over the K candidates."""
     m_pol = scores[0]
     m_rew = NEG_INF
     for j in range(n):
@@ -62,7 +65,8 @@ def _pad_rescore(z_reward, weight, ids, scores, n):
         scores[j] = zp + weight * reward
 
 
-def pad_scores(z_policy, z_reward, weight: float, candidates: int):
+def pad_scores(z_policy: ArrayLike, z_reward: ArrayLike, weight: float,
+               candidates: int) -> tuple[np.ndarray, np.ndarray]:
     """PAD scores (see ``pad_scores_into``) as new arrays: (candidate_ids int64[K], scores[K]).
 
     K = min(candidates, tokens finite in both lanes); candidates in policy order. Raises

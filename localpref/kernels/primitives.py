@@ -37,6 +37,7 @@ def _bits_as_float64(typingctx, bits):
     sig = types.float64(types.int64)
 
     def codegen(context, builder, signature, args):
+        """The LLVM of the cast: the int64 argument's bits read as a double."""
         return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen

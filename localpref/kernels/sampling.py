@@ -150,6 +150,7 @@ def _better(va, ia, vb, ib):
 
 @njit(cache=True)
 def _swap3(v, ids, e, a, b):
+    """Swap entries a and b of the three parallel arrays (value, token id, weight)."""
     v[a], v[b] = v[b], v[a]
     ids[a], ids[b] = ids[b], ids[a]
     e[a], e[b] = e[b], e[a]
@@ -301,7 +302,10 @@ def sample(scores, temperature, top_k, top_p, min_p, u):
     renormalised mass is >= top_p; min_p (0 = off) drops tokens with p < min_p * p_max. The
     survivors are renormalised and walked in ascending token id; the token is the first whose
     cumulative probability exceeds u (u uniform in [0, 1), drawn by the caller from a seeded
-    numpy.random.Generator). Returns -1 if no token is finite.
+    numpy.random.Generator). Returns -1 if no token is finite. Sources: top-k (Fan et al.,
+    ACL 2018), top-p / nucleus sampling (Holtzman et al., ICLR 2020), min-p (Nguyen et al.,
+    "Min-p sampling", ICLR 2025), with llama.cpp's ``llama_sampler_*`` as the reference of
+    their edge cases.
 
     Cost, never a sort of V (after a max pass): temperature / min-p only: one vectorised pass
     of per-chunk weights, then one chunk of 512 walked. top_k: a heap scan, then O(k log k).

@@ -69,7 +69,8 @@ def weighted_other_into(z_all: np.ndarray, z_base: np.ndarray, lanes: Sequence[n
 def weighted_logits(z_all: np.ndarray, z_base: np.ndarray, lanes: Sequence[np.ndarray],
                     weights: Sequence[float], k: float) -> np.ndarray:
     """z = z_all + k sum_i w_i (z_i - z_base) (unnormalised, float64; masked tokens -inf),
-    through the equivalent other lane and the contrast family's kernel (allocates)."""
+    through the equivalent other lane and the contrast family's kernel (allocates). Model
+    arithmetic over prompted lanes (Dekoninck et al., ICLR 2024; see the module)."""
     other = weighted_other_into(z_all, z_base, lanes, weights, np.empty(len(z_all)))
     out = np.empty(len(z_all))
     contrast_logits_into(z_all, other, float(k), out)

@@ -65,10 +65,6 @@ CHAT = Shape("chat")
 TEXT = Shape("text")
 
 
-def completion_id() -> str:
-    return CHAT.new_id()
-
-
 def finish_reason(result: Result) -> str:
     return FINISH_REASONS.get(str(result.stats.get("stop_reason")), "stop")
 
