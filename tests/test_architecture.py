@@ -233,7 +233,9 @@ def test_the_library_imports_the_app_only_from_the_chat_command() -> None:
     assert "tui.app" in graph[APP_LAUNCHER]
 
 
-def test_the_library_never_imports_textual() -> None:
+def third_party_imports(package: str) -> list[tuple[str, str]]:
+    """``(module, top-level package imported)`` for every import of ``package`` (``textual``,
+    ``ray``...) by a module of ``localpref``, lazy ones included."""
     found = []
     for name, path in project_modules().items():
         if name.split(".")[0] != "localpref":
@@ -245,8 +247,30 @@ def test_the_library_never_imports_textual() -> None:
                 targets = [node.module or ""]
             else:
                 continue
-            found += [(name, t) for t in targets if t.split(".")[0] == "textual"]
-    assert not found, found
+            found += [(name, t.split(".")[0]) for t in targets if t.split(".")[0] == package]
+    return found
+
+
+def test_the_library_never_imports_textual() -> None:
+    assert third_party_imports("textual") == []
+
+
+#: The web stack is imported by the server package alone; Ray by the Ray path alone.
+WEB_STACK = ("fastapi", "starlette", "uvicorn", "pydantic")
+RAY_PATH = "localpref.batches.ray_runner"
+
+
+def test_only_the_server_imports_the_web_stack_and_only_the_ray_path_imports_ray() -> None:
+    web = [found for package in WEB_STACK for found in third_party_imports(package)
+           if not found[0].startswith("localpref.server")]
+    assert web == []
+    ray = third_party_imports("ray")
+    assert ray and {module for module, _ in ray} == {RAY_PATH}
+
+
+def test_the_import_finder_sees_a_lazy_third_party_import() -> None:
+    assert ("localpref.server.app", "fastapi") in third_party_imports("fastapi")
+    assert (RAY_PATH, "ray") in third_party_imports("ray")  # inside functions only
 
 
 def test_no_module_takes_another_modules_private_names() -> None:

@@ -5,15 +5,15 @@ and the raylet's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) norm
 Stopped during its start (Ctrl-C a second into ``localpref batch --ray``), ``ray.shutdown()``
 stops nothing, because ``ray.init`` has not recorded its processes yet; they end later, but
 the agents the raylet spawned meanwhile stay, orphaned, ignoring SIGTERM (Ray 2.60).
-``shutdown_local_ray`` ends whatever Ray processes run below this one after the shutdown
-(and its grace period). Linux only (``/proc``); elsewhere it is ``ray.shutdown()`` alone.
+``ray_runner.shutdown_local_ray`` ends whatever Ray processes run below this one after the
+shutdown (and its grace period), with ``end_ray_processes``. Linux only (``/proc``);
+elsewhere it is ``ray.shutdown()`` alone. This module never imports Ray.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -85,21 +85,6 @@ def end_ray_processes(root: int) -> None:
         stopped |= found
     for pid in stopped:
         _send(pid, signal.SIGKILL)
-
-
-def shutdown_local_ray(*, graceful: bool = True) -> None:
-    """Stop the Ray started here: ``ray.shutdown()``, ``GRACE_SECONDS`` for its processes to
-    end (with ``graceful``: a Ray that finished starting), then ``end_ray_processes`` for
-    what is left. Stopped during ``ray.init``, ``ray.shutdown()`` stops nothing (Ray has not
-    recorded its processes yet), so they are ended at once."""
-    import ray
-
-    ours = [pid for pid in descendant_pids(os.getpid()) if is_ray_process(pid)]
-    ray.shutdown()
-    deadline = time.monotonic() + (GRACE_SECONDS if graceful else 0.0)
-    while any(alive(pid) for pid in ours) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    end_ray_processes(os.getpid())
 
 
 def _send(pid: int, number: signal.Signals) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from localpref.batches.answer import Answerer
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
 from localpref.decoding import Generation
+
+if TYPE_CHECKING:  # the answering side is the server's (``localpref.server.batch_answer``)
+    from localpref.server.batch_answer import Answerer
 
 _DONE = object()
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import socket
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localpref.batches.leftovers import shutdown_local_ray
+from localpref.batches.leftovers import (
+    GRACE_SECONDS,
+    alive,
+    descendant_pids,
+    end_ray_processes,
+    is_ray_process,
+)
 from localpref.batches.lines import BatchLine
 from localpref.batches.recorder import Recorder
 from localpref.engine import available_cores
@@ -75,7 +83,7 @@ class ModelActor:
 
     def __init__(self, settings: RaySettings, n_threads: int) -> None:
         from localpref.api import load
-        from localpref.batches.answer import Answerer, served_id
+        from localpref.server.batch_answer import Answerer, served_id
 
         warnings.formatwarning = one_line_warning  # a notice is one line in the actor's log
         self.error: str | None = None
@@ -223,6 +231,21 @@ def check_fits(cpus_per_actor: float) -> None:
         raise SettingsError(f"No node of the Ray cluster has {cpus_per_actor:g} CPUs for an "
                             f"actor (the largest has {largest:g}); give a smaller "
                             "--ray-cpus-per-actor.")
+
+
+def shutdown_local_ray(*, graceful: bool = True) -> None:
+    """Stop the Ray started here: ``ray.shutdown()``, ``GRACE_SECONDS`` for its processes to
+    end (with ``graceful``: a Ray that finished starting), then ``end_ray_processes`` for
+    what is left. Stopped during ``ray.init``, ``ray.shutdown()`` stops nothing (Ray has not
+    recorded its processes yet), so they are ended at once."""
+    import ray
+
+    ours = [pid for pid in descendant_pids(os.getpid()) if is_ray_process(pid)]
+    ray.shutdown()
+    deadline = time.monotonic() + (GRACE_SECONDS if graceful else 0.0)
+    while any(alive(pid) for pid in ours) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    end_ray_processes(os.getpid())
 
 
 def stop_ray(settings: RaySettings, *, graceful: bool = True) -> None:

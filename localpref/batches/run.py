@@ -111,8 +111,8 @@ def run_here(model: Model | str | Path | None, recorder: Recorder, *, parallel: 
              n_ctx: int | None, n_threads: int | None, n_gpu_layers: int) -> None:
     """Answer the pending lines with ``model`` (loaded here unless it is a ``Model``)."""
     from localpref.api import Model, load
-    from localpref.batches.answer import Answerer, served_id
     from localpref.batches.local import run_local
+    from localpref.server.batch_answer import Answerer, served_id
 
     if isinstance(model, Model):
         run_local(Answerer(model, served_id(model, str(model.path))), recorder, parallel)

@@ -56,9 +56,9 @@ def bench_batch(model: str | None, *, requests: int = 64, max_tokens: int = 96,
     that process had threads, ``parallel / actors`` lines at once each: the same CPUs and the
     same lines in flight, so their ratio is what Ray costs."""
     from localpref.api import load
-    from localpref.batches.answer import served_id
     from localpref.batches.ray_runner import local_actor_limit
     from localpref.batches.run import batch
+    from localpref.server.batch_answer import served_id
 
     threads = n_threads or len(os.sched_getaffinity(0))
     ray_actors = min(threads, local_actor_limit())  # (more threads than cores: a local Ray's cap)

@@ -2,7 +2,7 @@
 preference (docs/server.md).
 
 This package imports FastAPI and uvicorn, so nothing in the library imports it: only the
-``serve`` command (lazily) and the tests do. Its parts, one job each:
+``serve`` command and a batch run (lazily) and the tests do. Its parts, one job each:
 
 - ``ids``: served model ids (``ID``, ``ID:PRESET``, ``ID:METHOD:PRESET``) and their parsing;
 - ``schemas``: the pydantic request models of the endpoints;
@@ -17,6 +17,8 @@ This package imports FastAPI and uvicorn, so nothing in the library imports it: 
 - ``guards``: ASGI middleware for the Host check, the API key and the body size limit;
 - ``state``: what the running server holds (the model once loaded, the jobs in flight);
 - ``app``: the FastAPI application;
+- ``batch_answer``: one line of a batch file (``localpref batch``) answered as ``app``
+  answers the same body;
 - ``run``: binding, loading, uvicorn, and shutting down on Ctrl-C or SIGTERM;
 - ``bench``: ``localpref bench --server`` against llama-cpp-python's own server and
   llama-server, with ``bench_client`` (the streaming client), ``stall`` (the long-prompt
