@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
 import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
 from localpref.gguf_header import GGUFInfo, read_gguf_header
+from localpref.llama_library import llama_cpp
 from localpref.llama_log import init_backend, interrupt_held, load_watch
 from localpref.split_files import check_parts
 from localpref.stream_choice import choose_streams, common_prefix

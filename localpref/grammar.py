@@ -21,11 +21,10 @@ import json
 import math
 from typing import Any
 
-import llama_cpp
-import llama_cpp.llama_grammar
 import numpy as np
 
 from localpref.errors import SettingsError
+from localpref.llama_library import llama_cpp
 from localpref.schema_checks import (
     listed,
     prepared,

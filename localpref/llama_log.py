@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import llama_cpp
+from localpref.llama_library import llama_cpp
 
 _GGML_LOG_LEVEL_ERROR = 4
 _backend_lock = threading.Lock()

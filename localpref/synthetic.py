@@ -154,7 +154,7 @@ def _tensor_shapes(shape: SyntheticShape) -> list[tuple[str, tuple[int, ...]]]:
 
 def quantize(source: Path, target: Path, file_type: str = "Q4_0") -> Path:
     """Quantize a GGUF with llama.cpp (``file_type`` names a ``LLAMA_FTYPE_MOSTLY_*``)."""
-    import llama_cpp
+    from localpref.llama_library import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{file_type}")

@@ -268,6 +268,17 @@ def test_only_the_server_imports_the_web_stack_and_only_the_ray_path_imports_ray
     assert ray and {module for module, _ in ray} == {RAY_PATH}
 
 
+#: The module that loads llama-cpp-python for the library (with libgomp's settings), and the
+#: launcher of llama-cpp-python's own server, the bench's baseline, a process of its own.
+LLAMA_LOADERS = {"localpref.llama_library", "localpref.server.baseline"}
+
+
+def test_llama_cpp_is_loaded_through_the_library_module_alone() -> None:
+    """Imported anywhere else first, libgomp would load without its settings."""
+    importers = {module for module, _ in third_party_imports("llama_cpp")}
+    assert importers == LLAMA_LOADERS
+
+
 def test_the_import_finder_sees_a_lazy_third_party_import() -> None:
     assert ("localpref.server.app", "fastapi") in third_party_imports("fastapi")
     assert (RAY_PATH, "ray") in third_party_imports("ray")  # inside functions only

@@ -22,8 +22,9 @@ def run_bench(model: Any, settings: BenchSettings | None = None,
     JSON-ready dict that ``localpref bench --json`` prints."""
     settings = settings or BenchSettings()
     say = progress or (lambda message: None)
-    import llama_cpp
     import numba
+
+    from localpref.llama_library import llama_cpp
 
     load_at_start = load_average()
     say("warming up (Numba cache, one short run per method)")

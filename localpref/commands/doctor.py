@@ -74,7 +74,7 @@ def system_memory() -> dict[str, int | None]:
 
 def llama_build() -> dict[str, Any]:
     """What the installed llama.cpp was compiled with."""
-    import llama_cpp
+    from localpref.llama_library import llama_cpp
 
     info = llama_cpp.llama_print_system_info()
     text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)

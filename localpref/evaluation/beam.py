@@ -33,13 +33,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import llama_cpp
 import numpy as np
 
 from localpref.decoding import Result
 from localpref.engine import MAX_LANES, Context, LaneState, Vocabulary
 from localpref.errors import SettingsError
 from localpref.kernels import log_softmax
+from localpref.llama_library import llama_cpp
 
 
 @dataclass(frozen=True)
