@@ -519,6 +519,8 @@ def conversation_markdown(conversation: Conversation, messages: list[StoredMessa
         lines += [f"## {heading}", "", message.content.rstrip() or "*(empty)*", ""]
         if message.partial:
             lines += [f"*({_how_it_ended(message.stats)})*", ""]
+        elif (message.stats or {}).get("stop_reason") == "length":  # as the app's header says
+            lines += ["*(cut at max tokens: the answer reached its length limit)*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

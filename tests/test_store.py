@@ -187,6 +187,8 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
         store.add_message(conversation, "assistant", "Sun.", method="pref",
                           stats={"model": "gemma-3-270m"})
         store.add_message(conversation, "assistant", "Shade.", stats={"model": "SmolLM2"})
+        store.add_message(conversation, "assistant", "One, two", stats={"stop_reason": "length"})
+        store.add_message(conversation, "assistant", "Done.", stats={"stop_reason": "eos"})
         text = store.export_markdown(conversation)
     assert "## Assistant (gemma-3-270m · pref)\n\nSun." in text
     assert "## Assistant\n\nShade." in text  # the conversation's own model: said once above
@@ -199,7 +201,9 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
         "was)*",
         "*(stopped: the answer was stopped before the end)*",
         "*(failed: the answer stopped with an error before the end)*",
-        "*(partial: the app was closed while this answer was being written)*"]
+        "*(partial: the app was closed while this answer was being written)*",
+        "*(cut at max tokens: the answer reached its length limit)*"]  # the app's header too
+    assert "One, two\n\n*(cut at max tokens" in text and text.endswith("Done.\n")
 
 
 def test_answers_keep_what_steering_changed_and_what_they_avoided(path):
