@@ -418,6 +418,13 @@ def test_doctor_and_models_list_show_the_calibration_state(
     assert "calibrated k=2 tau=0.1" in capsys.readouterr().out
 
 
+def ignored_notice(model: Model, problem: str) -> str:
+    """The notice of a record that is ignored, written out (not built by the code it tests)."""
+    return (f"The calibration {record_path(model.calibration_key)} {problem}, so it is "
+            "ignored (the uncalibrated default steers); run localpref calibrate again, or "
+            "localpref calibrate --reset.")
+
+
 @pytest.mark.parametrize(("overall", "own", "problem"), [
     ({"contrast": None}, {}, "has a contrast of null, not a number"),
     ({}, {"contrast": -3}, "has a setting for uplifting that cannot be used (the contrast must "
@@ -432,9 +439,7 @@ def test_a_hand_edited_calibration_is_ignored_and_said_everywhere(
     """A null contrast steered at the papers' k = 4.65 and was called calibrated; -3 refused
     every request of that preference; nothing said why."""
     calibrated(model, per_preference={"uplifting": own}, **overall)
-    sentence = (f"The calibration {record_path(model.calibration_key)} {problem}, so it is "
-                "ignored (the uncalibrated default steers); run localpref calibrate again, or "
-                "localpref calibrate --reset.")
+    sentence = ignored_notice(model, problem)
     assert model.calibration is None and model.notices[-1] == sentence
     result = model.generate(PROMPT, preference="uplifting", max_tokens=2)
     assert result.stats["calibration"] is None and result.stats["settings"]["contrast"] == 0.5
@@ -461,9 +466,7 @@ def test_a_hand_edited_record_that_kept_the_default_is_ignored_too(
     record = {**calibrated(model, **default), "calibrated": False, "default": dict(default)}
     (record["chosen"]["settings"] if where == "chosen" else record["default"])["tau"] = 1.5
     write_record(model.calibration_key, record)
-    sentence = (f"The calibration {record_path(model.calibration_key)} {problem}, so it is "
-                "ignored (the uncalibrated default steers); run localpref calibrate again, or "
-                "localpref calibrate --reset.")
+    sentence = ignored_notice(model, problem)
     assert model.calibration_record is None and model.notices[-1] == sentence
     result = model.generate(PROMPT, preference="concise", max_tokens=2)
     assert result.stats["calibration"] is None and result.stats["settings"]["tau"] == 0.2
