@@ -476,6 +476,8 @@ class Job(Protocol):
 
     def can_wait(self) -> bool: ...
 
+    def wait_problem(self) -> str | None: ...
+
     def cancelled_results(self) -> list[Result]: ...
 
 
@@ -626,6 +628,8 @@ class _Reading:
                 if isinstance(item, End):
                     end = item
                     break
+                if item is None and (problem := self.job.wait_problem()) is not None:
+                    raise ModelError(problem)  # nothing more comes: it would wait for good
                 if item is None or self.cancelled.is_set():
                     continue  # cancelled: nothing more is shown; wait for the end
                 self.shown[item.track] += item.text

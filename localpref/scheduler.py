@@ -127,8 +127,18 @@ class Job:
         return self._cancelled.is_set()
 
     def can_wait(self) -> bool:
-        """Whether the calling thread may wait for this job's end (not the scheduler's own)."""
-        return not self.scheduler.in_own_thread()
+        """Whether the calling thread may wait for this job's end (not the scheduler's own,
+        nor one inside the model's ``exclusive()`` block, which nothing is decoded in)."""
+        return not (self.scheduler.in_own_thread() or self.scheduler.paused_by_caller())
+
+    def wait_problem(self) -> str | None:
+        """Why the calling thread cannot wait for this job's pieces, or None: inside the
+        model's ``exclusive()`` block (a generation there waited for good). Queuing there is
+        fine: the jobs start together when the block ends."""
+        if self.scheduler.paused_by_caller():
+            return ("This thread is inside the model's exclusive() block, where nothing is "
+                    "decoded: read the answer after the block ends.")
+        return None
 
     def cancelled_results(self) -> list[Result]:
         """Results of a job that never ran."""
@@ -165,6 +175,9 @@ class Scheduler:
         self._live: list[Job] = []
         self._sessions: list[Session] = []
         self._thread: threading.Thread | None = None
+        #: the thread inside ``exclusive()`` (None: none), and the callers waiting to enter it
+        self._exclusive_owner: threading.Thread | None = None
+        self._exclusive_waiting = 0
         self._stopping = False
         self._ids = itertools.count(1)
         self._decodes = itertools.count(1)
@@ -244,10 +257,34 @@ class Scheduler:
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Nothing is decoded while the caller uses a context directly (between rounds)."""
-        with self._work:
-            yield
+        """Nothing is decoded while the caller uses a context directly (between rounds).
+
+        The caller gets in after the round being decoded: the thread waits for it before
+        taking the next round (``_loop``). Without that, the thread took the lock again as
+        soon as it let it go, and a caller waited until every request had ended."""
+        with self._cond:
+            self._exclusive_waiting += 1
+        try:
+            self._work.acquire()
+        finally:
+            with self._cond:
+                self._exclusive_waiting -= 1
+                self._cond.notify_all()
+        try:
+            outer, self._exclusive_owner = self._exclusive_owner, threading.current_thread()
+            try:
+                yield
+            finally:
+                self._exclusive_owner = outer
+        finally:
+            self._work.release()
         self.wake()
+
+    def paused_by_caller(self) -> bool:
+        """Whether the calling thread is inside ``exclusive()``: it cannot wait for an answer
+        (``Job.wait_problem``), and ``close`` must not wait for a decode thread that waits for
+        that block (it did, for good)."""
+        return self._exclusive_owner is threading.current_thread()
 
     @property
     def queued(self) -> int:
@@ -267,7 +304,10 @@ class Scheduler:
             self._stopping = True
             thread = self._thread
             self._cond.notify_all()
-        if thread is not None and thread is not threading.current_thread():
+        # (closed inside exclusive(), the caller holds what the thread waits for: it ends when
+        # the block does, touching nothing; see _loop)
+        if (thread is not None and thread is not threading.current_thread()
+                and not self.paused_by_caller()):
             thread.join()
         with self._work:
             with self._cond:
@@ -290,9 +330,13 @@ class Scheduler:
                     self._cond.wait()
                 if not self._live:
                     self._gather()
+                while self._exclusive_waiting and not self._stopping:  # exclusive() goes first
+                    self._cond.wait()
                 if self._stopping:
                     return
             with self._work:
+                if self._stopping:  # closed meanwhile, inside exclusive(): contexts may be gone
+                    return
                 self._round()
 
     def _gather(self) -> None:

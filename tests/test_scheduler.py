@@ -590,3 +590,50 @@ def test_a_continuing_request_waits_past_max_queued_and_a_new_one_does_not(
         assert small.scheduler.queued == 1
         holding.close()
         assert later.run().tokens == alone
+
+
+def test_a_request_made_inside_exclusive_is_one_sentence(model: Model) -> None:
+    """generate() inside the model's own exclusive() block waited for the block's end, which
+    waited for the answer: it hung without a word. Queuing there stays fine (the requests
+    start together when the block ends: test_mixed_step)."""
+    refusals: list[str] = []
+
+    def ask_inside() -> None:
+        with model.exclusive():
+            for ask in (lambda: model.generate("Hi", method=Base(), max_tokens=2),
+                        lambda: model.stream("Hi", method=Base(), max_tokens=2).run()):
+                with pytest.raises(ModelError) as refused:
+                    ask()
+                refusals.append(str(refused.value))
+
+    asking = threading.Thread(target=ask_inside, daemon=True)
+    asking.start()
+    asking.join(120)  # (a hang guard: the refusals come within a tenth of a second)
+    assert refusals == ["This thread is inside the model's exclusive() block, where nothing "
+                        "is decoded: read the answer after the block ends."] * 2
+    assert model.generate("Hi", method=Base(), max_tokens=2).tokens  # and after it, as usual
+
+
+def test_closing_inside_exclusive_while_a_request_runs_returns(bundled_path: Path) -> None:
+    """close() inside exclusive() waited for the decode thread, which waited for the block to
+    end: it hung for good whenever a request was running."""
+    small = Model(bundled_path, max_lanes=2, n_ctx=256)
+    stream = small.stream("Tell me a long story.", method=Base(), max_tokens=500,
+                          ignore_eos=True)
+    pieces = iter(stream)
+    next(pieces)  # writing
+    closed = threading.Event()
+
+    def close_inside() -> None:
+        with small.exclusive():
+            small.close()
+            closed.set()
+
+    closing = threading.Thread(target=close_inside, daemon=True)
+    closing.start()
+    closing.join(120)  # (a hang guard: it returns at once)
+    assert closed.is_set() and small.closed
+    assert list(pieces) is not None and stream.result is not None
+    assert stream.result.stats["stop_reason"] == "cancelled"
+    with pytest.raises(ModelError):
+        small.generate("Hi", method=Base(), max_tokens=2)
