@@ -162,6 +162,16 @@ def test_bad_input_is_one_sentence_and_exit_2(
     assert captured.err.startswith("localpref: ") and captured.err.count("\n") == 1
 
 
+@pytest.mark.parametrize("mode", [[], ["--server", "--clients", "1"]])
+def test_one_token_is_refused_where_a_rate_needs_two(
+        mode: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-tokens 1 ran and printed NaN ratios and a steer share of 111 %: a run's
+    tokens/s counts the tokens after the first over the time from the first to the last."""
+    assert main(["bench", "--quiet", "--max-tokens", "1", *mode]) == 2
+    assert capsys.readouterr().err.startswith(
+        "localpref: --max-tokens must be 2 or more: a ")
+
+
 def test_a_synthetic_dir_that_is_a_file_is_named(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     afile = tmp_path / "afile"

@@ -60,7 +60,10 @@ class BenchSettings:
     concurrent: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        whole_number(self.max_tokens, 1, "--max-tokens")
+        if self.max_tokens == 1:  # tokens/s, ratios and shares would be 0/0 (NaN)
+            raise SettingsError("--max-tokens must be 2 or more: a run's tokens/s is measured "
+                                "from its first token to its last (got 1).")
+        whole_number(self.max_tokens, 2, "--max-tokens")
         whole_number(self.repeat, 1, "--repeat")
         whole_number(self.chat_tokens, 1, "--chat-tokens")
         for name in (*self.methods, *self.compare_methods):

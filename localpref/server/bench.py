@@ -86,6 +86,9 @@ class ServerBenchSettings:
     stall_prompt_tokens: int = 1500
 
     def __post_init__(self) -> None:
+        if self.max_tokens == 1:
+            raise SettingsError("--max-tokens must be 2 or more: a stream's tokens/s is "
+                                "measured from its first token to its last (got 1).")
         for flag, value in (("--max-tokens", self.max_tokens), ("--repeat", self.rounds)):
             if value < 1:
                 raise SettingsError(f"{flag} must be 1 or more (got {value}).")
