@@ -303,7 +303,10 @@ class Model:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[Context]:
         """The context, with the scheduler paused between two steps for the duration (for
-        tools that drive lanes themselves: the judge, the lane benchmark)."""
+        tools that drive lanes themselves: the judge, the lane benchmark). The caller gets in
+        after the round being decoded. Requests made inside the block start together when it
+        ends; reading an answer inside it is refused (``ModelError``), as nothing is decoded
+        there; ``close()`` inside it is fine."""
         with self._scheduler.exclusive():
             yield self._backend.context
 
