@@ -622,6 +622,8 @@ class _Reading:
         try:
             if self.cancelled.is_set():
                 return
+            if not self.started and (problem := self.job.wait_problem()) is not None:
+                raise ModelError(problem)  # refused before it is queued: nothing to undo
             self.start()
             while True:
                 item = self.job.outbox.get(timeout=SIGNAL_CHECK_SECONDS)

@@ -47,6 +47,7 @@ import numpy as np
 from localpref.decoding import End, Outbox, Piece, Result, Track, one_notice_per_step
 from localpref.engine import Context, LaneState
 from localpref.errors import BusyError, ModelError
+from localpref.llama_log import interrupt_held
 
 #: Events kept in ``Scheduler.events`` (for tests and tools).
 EVENT_LOG_SIZE = 4096
@@ -262,22 +263,27 @@ class Scheduler:
         The caller gets in after the round being decoded: the thread waits for it before
         taking the next round (``_loop``). Without that, the thread took the lock again as
         soon as it let it go, and a caller waited until every request had ended."""
-        with self._cond:
-            self._exclusive_waiting += 1
+        acquired = False
         try:
-            self._work.acquire()
+            # A Ctrl-C meanwhile comes once the count is right again: a count left above 0
+            # would stop every round for good (``_loop`` waits for it).
+            with interrupt_held():
+                with self._cond:
+                    self._exclusive_waiting += 1
+                try:
+                    self._work.acquire()
+                    acquired = True
+                    outer, self._exclusive_owner = (self._exclusive_owner,
+                                                    threading.current_thread())
+                finally:
+                    with self._cond:
+                        self._exclusive_waiting -= 1
+                        self._cond.notify_all()
+            yield
         finally:
-            with self._cond:
-                self._exclusive_waiting -= 1
-                self._cond.notify_all()
-        try:
-            outer, self._exclusive_owner = self._exclusive_owner, threading.current_thread()
-            try:
-                yield
-            finally:
+            if acquired:
                 self._exclusive_owner = outer
-        finally:
-            self._work.release()
+                self._work.release()
         self.wake()
 
     def paused_by_caller(self) -> bool:

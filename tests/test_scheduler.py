@@ -637,3 +637,23 @@ def test_closing_inside_exclusive_while_a_request_runs_returns(bundled_path: Pat
     assert stream.result.stats["stop_reason"] == "cancelled"
     with pytest.raises(ModelError):
         small.generate("Hi", method=Base(), max_tokens=2)
+
+
+def test_a_chat_refused_inside_exclusive_answers_right_after_it(model: Model) -> None:
+    """A chat's turn refused inside exclusive() was queued first, so the chat stayed busy
+    until the decode thread ended it: the next send() right after the block was a BusyError,
+    and the refused turn left an empty answer in the history. It is refused before it is
+    queued now."""
+    chat = model.chat(max_tokens=3)
+    try:
+        for _ in range(3):
+            with model.exclusive():
+                for _ in range(2):  # and again inside: the same sentence
+                    with pytest.raises(ModelError, match="inside the model's exclusive"):
+                        chat.send("Hello")
+            assert chat.messages == [] and model.scheduler.queued == 0
+            answer = chat.send("Hello")  # at once after the block
+            assert answer.tokens and chat.messages[-1]["content"] == answer.text
+            chat.messages.clear()
+    finally:
+        chat.close()
