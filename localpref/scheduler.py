@@ -47,7 +47,6 @@ import numpy as np
 from localpref.decoding import End, Outbox, Piece, Result, Track, one_notice_per_step
 from localpref.engine import Context, LaneState
 from localpref.errors import BusyError, ModelError
-from localpref.llama_log import interrupt_held
 
 #: Events kept in ``Scheduler.events`` (for tests and tools).
 EVENT_LOG_SIZE = 4096
@@ -56,6 +55,9 @@ EVENT_LOG_SIZE = 4096
 #: apart, each parsed and tokenized in turn, and start together only if they are queued
 #: together (``Scheduler._prefill_together``). A lone request's first token waits this long.
 GATHER_SECONDS = 0.003
+#: The longest the decode thread waits for callers of ``exclusive()`` counted as waiting for
+#: its lock (``Scheduler._let_exclusive_in``): a real one takes it at once.
+EXCLUSIVE_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -263,27 +265,22 @@ class Scheduler:
         The caller gets in after the round being decoded: the thread waits for it before
         taking the next round (``_loop``). Without that, the thread took the lock again as
         soon as it let it go, and a caller waited until every request had ended."""
-        acquired = False
+        with self._cond:
+            self._exclusive_waiting += 1
         try:
-            # A Ctrl-C meanwhile comes once the count is right again: a count left above 0
-            # would stop every round for good (``_loop`` waits for it).
-            with interrupt_held():
-                with self._cond:
-                    self._exclusive_waiting += 1
-                try:
-                    self._work.acquire()
-                    acquired = True
-                    outer, self._exclusive_owner = (self._exclusive_owner,
-                                                    threading.current_thread())
-                finally:
-                    with self._cond:
-                        self._exclusive_waiting -= 1
-                        self._cond.notify_all()
-            yield
+            self._work.acquire()  # (a Ctrl-C ends the wait, as it did)
         finally:
-            if acquired:
+            with self._cond:
+                self._exclusive_waiting = max(self._exclusive_waiting - 1, 0)
+                self._cond.notify_all()
+        try:
+            outer, self._exclusive_owner = self._exclusive_owner, threading.current_thread()
+            try:
+                yield
+            finally:
                 self._exclusive_owner = outer
-                self._work.release()
+        finally:
+            self._work.release()
         self.wake()
 
     def paused_by_caller(self) -> bool:
@@ -336,14 +333,26 @@ class Scheduler:
                     self._cond.wait()
                 if not self._live:
                     self._gather()
-                while self._exclusive_waiting and not self._stopping:  # exclusive() goes first
-                    self._cond.wait()
+                self._let_exclusive_in()
                 if self._stopping:
                     return
             with self._work:
                 if self._stopping:  # closed meanwhile, inside exclusive(): contexts may be gone
                     return
                 self._round()
+
+    def _let_exclusive_in(self) -> None:
+        """Wait (under _cond) while callers of ``exclusive()`` wait for the lock, free until the
+        next round: they take it within microseconds. A count still there after
+        ``EXCLUSIVE_WAIT_SECONDS`` is a caller that is gone (a Ctrl-C between its count and
+        the lock): it is dropped, rather than stop every round for good."""
+        deadline = time.monotonic() + EXCLUSIVE_WAIT_SECONDS
+        while self._exclusive_waiting > 0 and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._exclusive_waiting = 0
+                return
+            self._cond.wait(left)
 
     def _gather(self) -> None:
         """Starting from idle: wait ``gather_s`` for the requests sent with the first one

@@ -657,3 +657,38 @@ def test_a_chat_refused_inside_exclusive_answers_right_after_it(model: Model) ->
             chat.messages.clear()
     finally:
         chat.close()
+
+
+def test_a_ctrl_c_ends_a_wait_for_exclusive_and_leaves_no_count(model: Model) -> None:
+    """A first mend held a Ctrl-C through the whole wait for the lock: the caller could not
+    be interrupted while another thread held the block. And a count left by a caller gone
+    between its count and the lock (a Ctrl-C there) stopped every round for good."""
+    import os
+    import signal as signals
+
+    holding, left = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with model.exclusive():
+            holding.set()
+            time.sleep(3)
+        left.set()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(60)
+    inherited = signals.signal(signals.SIGINT, signals.default_int_handler)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signals.SIGINT))  # as a terminal does
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            with model.exclusive():
+                pass
+        assert not left.is_set()  # interrupted while the other thread still held the block
+    finally:
+        timer.cancel()
+        signals.signal(signals.SIGINT, inherited)
+    holder.join(60)
+    model.scheduler._exclusive_waiting += 1  # a caller counted, then gone before the lock
+    assert model.generate("Hi", method=Base(), max_tokens=2).tokens
+    assert model.scheduler._exclusive_waiting == 0
