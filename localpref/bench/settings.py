@@ -60,9 +60,7 @@ class BenchSettings:
     concurrent: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_tokens == 1:  # tokens/s, ratios and shares would be 0/0 (NaN)
-            raise SettingsError("--max-tokens must be 2 or more: a run's tokens/s is measured "
-                                "from its first token to its last (got 1).")
+        check_rate_tokens(self.max_tokens, "a run's")
         whole_number(self.max_tokens, 2, "--max-tokens")
         whole_number(self.repeat, 1, "--repeat")
         whole_number(self.chat_tokens, 1, "--chat-tokens")
@@ -93,6 +91,14 @@ class BenchSettings:
         """The methods asked for, plus the references the ratios need (in benchmark order)."""
         wanted = set(self.methods) | set(REFERENCE_METHODS)
         return tuple(name for name in BENCH_METHODS if name in wanted)
+
+
+def check_rate_tokens(max_tokens: object, whose: str) -> None:
+    """One sentence for ``--max-tokens 1``, where tokens/s, ratios and shares would be 0/0:
+    ``whose`` tokens/s (a run's, a stream's) counts the tokens after the first."""
+    if max_tokens == 1:
+        raise SettingsError(f"--max-tokens must be 2 or more: {whose} tokens/s is measured "
+                            "from its first token to its last (got 1).")
 
 
 def whole_number(value: object, minimum: int, name: str) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from localpref.bench.machine import load_average
+from localpref.bench.settings import check_rate_tokens
 from localpref.engine import MAX_THREADS, available_cores
 from localpref.errors import LocalprefError, ModelError, SettingsError
 from localpref.server import llama_server
@@ -86,9 +87,7 @@ class ServerBenchSettings:
     stall_prompt_tokens: int = 1500
 
     def __post_init__(self) -> None:
-        if self.max_tokens == 1:
-            raise SettingsError("--max-tokens must be 2 or more: a stream's tokens/s is "
-                                "measured from its first token to its last (got 1).")
+        check_rate_tokens(self.max_tokens, "a stream's")
         for flag, value in (("--max-tokens", self.max_tokens), ("--repeat", self.rounds)):
             if value < 1:
                 raise SettingsError(f"{flag} must be 1 or more (got {value}).")
