@@ -42,6 +42,7 @@ from localpref.kernels.primitives import (
     exp_nonpos,
     finite_or_neg_inf,
     fmax,
+    mask_into,
     max8,
     max_of,
     normalise_inplace,
@@ -193,13 +194,6 @@ def token_logprob(z, token):
 
 
 @njit(cache=True)
-def _mask_chunk_into(z, buf):
-    """buf[i] = z[i] as float64 if finite, else -inf, for i < len(z) (vectorised)."""
-    for i in range(z.shape[0]):
-        buf[i] = finite_or_neg_inf(z[i])
-
-
-@njit(cache=True)
 def _family_chunk_into(z_pref, z_other, k, threshold, buf):
     """buf[i] = z_pref[i] + k (z_pref[i] - z_other[i]), or -inf where masked or implausible;
     returns how many are kept."""
@@ -260,8 +254,8 @@ def step_statistics(z_pref, z_other, k, threshold, token):
     for lo in range(0, n, CHUNK):
         hi = min(lo + CHUNK, n)
         count = hi - lo
-        _mask_chunk_into(z_pref[lo:hi], bp)
-        _mask_chunk_into(z_other[lo:hi], bo)
+        mask_into(z_pref[lo:hi], bp)
+        mask_into(z_other[lo:hi], bo)
         kept = _family_chunk_into(z_pref[lo:hi], z_other[lo:hi], k, threshold, bs)
         new_p, tp = argmax_chunk(bp, count, lo, mp, tp)
         new_o, to = argmax_chunk(bo, count, lo, mo, to)
@@ -298,7 +292,7 @@ def lane_normaliser(z):
     top = -1
     for lo in range(0, n, CHUNK):
         hi = min(lo + CHUNK, n)
-        _mask_chunk_into(z[lo:hi], buf)
+        mask_into(z[lo:hi], buf)
         new_m, top = argmax_chunk(buf, hi - lo, lo, m, top)
         s = _online_lse_update(m, new_m, s, buf, hi - lo)
         m = new_m
