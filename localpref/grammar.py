@@ -25,6 +25,7 @@ import numpy as np
 
 from localpref.errors import SettingsError
 from localpref.llama_library import llama_cpp
+from localpref.schema_branches import left_out, split_type_lists
 from localpref.schema_checks import (
     listed,
     prepared,
@@ -59,7 +60,8 @@ def _json_safe_characters(grammar: str) -> str:
 def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
     """The GBNF of a JSON answer: any JSON object without ``schema``, else one that validates
     against it; an unusable schema is a ``SettingsError``, and so is one with a constraint
-    the grammar would not enforce (:data:`UNENFORCED_KEYWORDS`)."""
+    the grammar would not enforce (:data:`UNENFORCED_KEYWORDS`, ``schema_branches.left_out``)
+    or a grammar nested too deep for llama.cpp (``check_depth``)."""
     if schema is None or schema is True or schema == {}:
         return llama_cpp.llama_grammar.JSON_GBNF
     if not isinstance(schema, dict):
@@ -79,13 +81,27 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
         raise SettingsError(f"The JSON schema's {listed(unwritable)} holds a text with a "
                             "quote, a backslash or a control character, which localpref's "
                             "grammar converter cannot write; use plain texts there.")
-    text = json.dumps(prepared(schema))
+    fixed = prepared(schema)
+    split_type_lists(fixed)
+    unread = left_out(fixed)
+    if unread:
+        it = "it" if len(unread) == 1 else "them"
+        raise SettingsError(
+            f"The JSON schema's {listed(unread)} would not be enforced where "
+            f"{'it stands' if len(unread) == 1 else 'they stand'}, as llama.cpp's grammar "
+            "converter reads one rule in each place (a $ref, anyOf or oneOf before what is "
+            "beside it, a pattern or format before the lengths, 'required' only among the "
+            f"properties); remove {it} and check "
+            f"{'that constraint' if len(unread) == 1 else 'those constraints'} on the answer.")
+    text = json.dumps(fixed)
     try:
-        return _json_safe_characters(llama_cpp.llama_grammar.json_schema_to_gbnf(text))
+        grammar = _json_safe_characters(llama_cpp.llama_grammar.json_schema_to_gbnf(text))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
         detail = str(error).strip().rstrip(".") or type(error).__name__
         raise SettingsError("localpref cannot follow this JSON schema (llama.cpp's converter "
                             f"says: {detail}).") from None
+    check_depth(grammar)  # here, where a server names the field, not when the answer starts
+    return grammar
 
 
 #: The deepest nesting of groups a grammar may have. llama.cpp parses a group inside a group by
@@ -123,6 +139,16 @@ def grammar_depth(grammar: str) -> int:
     return deepest
 
 
+def check_depth(grammar: str) -> None:
+    """A ``SettingsError`` for a grammar nested deeper than :data:`MAX_GRAMMAR_DEPTH`."""
+    depth = grammar_depth(grammar)
+    if depth > MAX_GRAMMAR_DEPTH:
+        raise SettingsError(
+            f"The grammar nests {depth} groups deep and llama.cpp parses at most "
+            f"{MAX_GRAMMAR_DEPTH}: a JSON schema's maxLength or maxItems, or a pattern's "
+            "{n,m}, above about 1,000 does that; lower it.")
+
+
 class GrammarMask:
     """One answer's grammar: which tokens it allows next, and its state as tokens come."""
 
@@ -130,12 +156,7 @@ class GrammarMask:
         """``vocab``: llama.cpp's vocabulary pointer (``Vocabulary.pointer``). A grammar
         nested deeper than :data:`MAX_GRAMMAR_DEPTH` is refused before llama.cpp sees it."""
         self.sampler = None  # ``close`` (and so ``__del__``) of one refused below
-        depth = grammar_depth(grammar)
-        if depth > MAX_GRAMMAR_DEPTH:
-            raise SettingsError(
-                f"The grammar nests {depth} groups deep and llama.cpp parses at most "
-                f"{MAX_GRAMMAR_DEPTH}: a JSON schema's maxLength or maxItems, or a pattern's "
-                "{n,m}, above about 1,000 does that; lower it.")
+        check_depth(grammar)
         self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"),
                                                             root.encode("utf-8"))
         if not self.sampler:

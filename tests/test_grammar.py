@@ -11,6 +11,7 @@ from localpref.decoding import Generation
 from localpref.errors import SettingsError
 from localpref.grammar import GrammarMask, grammar_depth, json_grammar
 from localpref.request import Request
+from localpref.schema_branches import left_out, split_type_lists
 from localpref.schema_checks import (
     UNENFORCED_KEYWORDS,
     prepared,
@@ -336,3 +337,87 @@ def test_common_patterns_make_grammars_that_take_what_they_match(model, pattern:
     assert allowed[quote]  # and the text may end there
     for raw in ("\n", "\\"):  # and never holds what JSON writes escaped
         assert not allowed[model.vocabulary.tokenize(raw, add_special=False)[0]]
+
+
+@pytest.mark.parametrize(("schema", "found"), [
+    # beside a pattern or a written format the converter reads neither length
+    ({"type": "string", "pattern": "^[a-z]+$", "minLength": 20}, [("minLength", "")]),
+    ({"type": "object", "properties": {"d": {"type": "string", "format": "date",
+                                             "maxLength": 3}}},
+     [("maxLength", "properties.d")]),
+    # a required name that is not a property was dropped (even with additionalProperties false)
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]},
+     [("required", "")]),
+    ({"type": "object", "required": ["a"]}, [("required", "")]),  # any object was written
+    ({"type": "array", "minItems": 2}, [("minItems", "")]),
+    ({"type": "array", "items": {}, "maxItems": 1}, [("maxItems", "")]),
+    ({"type": "array", "prefixItems": [{"type": "integer"}], "items": {"type": "string"}},
+     [("prefixItems", "")]),
+    ({"type": "array", "prefixItems": [{"type": "integer"}], "minItems": 3}, [("minItems", "")]),
+    ({"$defs": {"s": {"type": "string"}}, "type": "object",
+      "properties": {"x": {"$ref": "#/$defs/s", "maxLength": 2}}},
+     [("maxLength", "properties.x")]),
+    ({"anyOf": [{"type": "object"}], "properties": {"a": {}}, "required": ["a"]},
+     [("properties", ""), ("required", "")]),
+    ({"oneOf": [{"type": "string"}], "anyOf": [{"type": "integer"}]}, [("anyOf", "")]),
+    ({"type": "object", "properties": {"a": {"type": "integer"}}, "allOf": [{"required": ["a"]}]},
+     [("allOf", "")]),
+    # allOf is merged as objects: a string's keywords in it were dropped (the answer was {})
+    ({"allOf": [{"type": "string"}, {"maxLength": 3}]},
+     [("type", "allOf[0]"), ("maxLength", "allOf[1]")]),
+    ({"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a", "b"]}]},
+     [("required", "allOf[0]")]),
+])
+def test_a_constraint_the_converters_rule_would_not_read_is_refused_by_name(schema,
+                                                                            found) -> None:
+    fixed = prepared(schema)
+    split_type_lists(fixed)
+    assert left_out(fixed) == found
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(schema)
+    assert str(refused.value).startswith(f"The JSON schema's '{found[0][0]}'")
+    assert "would not be enforced where" in str(refused.value)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}],
+     "items": False, "minItems": 2, "maxItems": 2},  # a tuple writes exactly its items
+    {"type": "object", "additionalProperties": True, "required": []},
+    {"type": "string", "minLength": 0, "format": "email"},  # an unwritten format annotates
+    {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": None},
+    {"type": "string", "pattern": "^a+$", "properties": {"a": {}}},  # not a string's keyword
+    {"type": "string", "enum": ["x", "y"]},
+    {"type": "object", "allOf": [{"properties": {"a": {"type": "integer"}},
+                                  "required": ["a"]}], "required": ["a"]},
+])
+def test_keywords_the_converter_reads_or_that_do_not_apply_are_not_refused(schema) -> None:
+    fixed = prepared(schema)
+    split_type_lists(fixed)
+    assert left_out(fixed) == []
+    assert "root ::=" in json_grammar(schema)
+
+
+def test_a_list_of_types_keeps_each_types_keywords(model) -> None:
+    """The converter wrote ``{"type": [...]}`` as the bare types, dropping every keyword
+    beside it: OpenAI's strict schemas write a nullable field so."""
+    nullable = json_grammar({"type": ["string", "null"], "maxLength": 3})
+    assert _takes(model, nullable, '"ab"') and _takes(model, nullable, "null")
+    assert not _takes(model, nullable, '"abcd"')
+    record = json_grammar({"type": ["object", "null"], "properties": {
+        "a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False})
+    assert _takes(model, record, '{"a": 1}') and _takes(model, record, "null")
+    assert not _takes(model, record, "{}") and not _takes(model, record, '{"b"')
+    choice = json_grammar({"type": ["string", "null"], "enum": ["a", "b", None, 3]})
+    assert _takes(model, choice, '"a"') and _takes(model, choice, "null")
+    assert not _takes(model, choice, '"c"') and not _takes(model, choice, "3")
+    assert not _takes(model, json_grammar({"type": "string", "enum": ["x", 1]}), "1")
+    schema = {"type": ["integer", "string"], "pattern": "^[0-9]$"}
+    fixed = prepared(schema)
+    split_type_lists(fixed)
+    assert fixed == {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]$"}]}
+    assert schema["type"] == ["integer", "string"]  # the caller's, as it was
+    for bad, keyword in (({"type": "string", "enum": [1, None]}, "enum"),
+                         ({"type": ["integer", "null"], "const": "x"}, "const")):
+        with pytest.raises(SettingsError, match=f"^The JSON schema's '{keyword}' holds no|"
+                                                f"^The JSON schema's '{keyword}' is not of"):
+            json_grammar(bad)

@@ -421,6 +421,17 @@ def test_a_json_schema_answer_validates_while_steered(client, model) -> None:
                                                "name": "x", "schema": deep}})
         assert refused.value.body["message"].startswith(
             "The grammar nests 20000 groups deep and llama.cpp parses at most 1000: ")
+        assert refused.value.body["param"] == "response_format"  # (it was null)
+    # a length beside a pattern was dropped from the grammar: the answer broke the schema
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=MODEL_ID, messages=user(), max_tokens=2, response_format={
+                "type": "json_schema", "json_schema": {"name": "w", "strict": True, "schema": {
+                    "type": "object", "properties": {"w": {
+                        "type": "string", "pattern": "^[a-z]+$", "minLength": 20}}}}})
+    assert refused.value.body["param"] == "response_format"
+    assert refused.value.body["message"].startswith(
+        "The JSON schema's 'minLength' (at properties.w) would not be enforced where it stands")
     fine = client.chat.completions.create(
         model=MODEL_ID, messages=user(), max_tokens=4, response_format={
             "type": "json_schema", "json_schema": {"name": "x", "schema": {
