@@ -136,9 +136,44 @@ def test_an_unknown_ollama_name_is_one_sentence_listing_what_is_there(
         ollama: dict[str, Path], home: Path) -> None:
     with pytest.raises(ModelError) as error:
         models.resolve_model("ollama:nope")
-    assert str(error.value) == (
+    gone = next((home / ".ollama" / "models" / "blobs").glob("sha256-*"), None)
+    assert gone is not None
+    assert str(error.value).startswith(
         f"No ollama model nope:latest in {home / '.ollama' / 'models'}; it has "
-        "hf.co/org/repo:Q4_K_M, someone/thing:7b, tiny:latest, tiny:q4.")
+        "hf.co/org/repo:Q4_K_M, someone/thing:7b, tiny:latest, tiny:q4; the ollama model "
+        "gone:latest cannot be used: its model blob sha256-")
+    assert str(error.value).endswith(" is missing (`ollama pull` it again).")
+
+
+def test_a_broken_ollama_manifest_is_said_and_never_stops_the_others(
+        ollama: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A manifest that is not UTF-8, or whose layers are not a list, raised a traceback
+    from every listing and every ``ollama:`` name; and the models ``ollama list`` shows that
+    cannot be used were left out of ``models list`` without a word."""
+    library = home / ".ollama" / "models" / "manifests" / "registry.ollama.ai" / "library"
+    for name, content in (("badutf", b"\xff\xfe\x00"), ("intlayers", b'{"layers": 5}'),
+                          ("truelayers", b'{"layers": true}')):
+        (library / name).mkdir(parents=True)
+        (library / name / "latest").write_bytes(content)
+    problems: list[str] = []
+    listed = [model.name for model in models.stored_models(problems=problems)]
+    assert "tiny:latest" in listed and not any(name in " ".join(listed) for name in (
+        "badutf", "intlayers", "gone"))
+    for name in ("badutf", "intlayers", "truelayers"):
+        sentence = (f"The ollama model {name}:latest cannot be used: its manifest "
+                    f"{library / name / 'latest'} cannot be read as ollama writes it.")
+        assert sentence in problems
+        with pytest.raises(ModelError) as named:
+            models.resolve_model(f"ollama:{name}")
+        assert str(named.value) == sentence
+    assert any(problem.startswith("The ollama model gone:latest cannot be used: its model "
+                                  "blob ") for problem in problems)
+    assert models.resolve_model("ollama:tiny") == ollama["tiny:latest"]
+    assert cli.main(["models", "list"]) == 0
+    assert "intlayers:latest cannot be used" in capsys.readouterr().out
+    assert cli.main(["models", "list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert any("badutf:latest cannot be used" in problem for problem in listing["problems"])
 
 
 def test_an_ollama_model_that_is_there_but_unusable_says_why(home: Path, gguf: Path) -> None:
@@ -574,7 +609,9 @@ def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
     assert {"tiny:latest", "old/Beta-GGUF/beta.Q4_0.gguf"} <= set(report["stored"])
     unread_manifest = (f"The ollama model tiny:q4 cannot be used: its manifest {manifest} "
                        "cannot be read (Permission denied).")
-    assert report["problems"] == [
+    gone = [problem for problem in report["problems"] if "gone:latest" in problem]
+    assert len(gone) == 1 and gone[0].endswith(" is missing (`ollama pull` it again).")
+    assert [problem for problem in report["problems"] if problem not in gone] == [
         f"The Hugging Face cache's folder {inner} cannot be read (Permission denied).",
         f"The Hugging Face cache's folder {locked} cannot be read (Permission denied).",
         unread_manifest,  # (was left out without a word, and named "not as ollama writes it")

@@ -81,14 +81,15 @@ def ollama_name(registry: str, namespace: str, name: str, tag: str) -> str:
 def ollama_models(root: Path | None = None, *,
                   problems: list[str] | None = None) -> list[StoredModel]:
     """Every ollama model whose manifest names a GGUF blob that is there, sorted by name; a
-    folder of manifests that cannot be read is a sentence in ``problems``."""
+    folder of manifests that cannot be read, and a model that cannot be used (why), is a
+    sentence in ``problems`` (one the user sees in ``ollama list`` is not silently left out)."""
     root = ollama_dir() if root is None else root
     found = []
     for name, manifest in _ollama_manifests(root, problems):
-        blob, why, unreadable = _ollama_blob_or_why(root, manifest)
+        blob, why = _ollama_blob_or_why(root, manifest)
         if blob is not None:
             found.append(StoredModel("ollama", name, blob, blob.stat().st_size))
-        elif unreadable and problems is not None:  # said, as a folder it cannot read is
+        elif problems is not None:
             problems.append(f"The ollama model {name} cannot be used: {why}.")
     return sorted(found, key=lambda model: model.name)
 
@@ -104,42 +105,43 @@ def _ollama_manifests(root: Path, problems: list[str] | None = None,
         yield ollama_name(*manifest.relative_to(manifests).parts), manifest
 
 
-def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str, bool]:
-    """The GGUF blob a manifest names, or None and why not (the end of a sentence), and
-    whether the why is a file this user cannot read (not a broken store)."""
+def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
+    """The GGUF blob a manifest names, or None and why not (the end of a sentence)."""
     try:
-        text = manifest.read_text(encoding="utf-8")
+        data = manifest.read_bytes()
     except OSError as error:  # (a permission, not its content: said as what it is)
-        return None, f"its manifest {manifest} cannot be read ({error.strerror or error})", True
+        return None, f"its manifest {manifest} cannot be read ({error.strerror or error})"
     try:
-        layers = json.loads(text).get("layers") or []
+        layers = json.loads(data.decode("utf-8")).get("layers") or []
     except (UnicodeDecodeError, ValueError, AttributeError):
-        return None, f"its manifest {manifest} cannot be read as ollama writes it", False
+        layers = None
+    if not isinstance(layers, list):  # (not JSON, not an object, or layers not a list)
+        return None, f"its manifest {manifest} cannot be read as ollama writes it"
     if any(isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_ADAPTER_LAYER
            for layer in layers):
         return None, ("it carries an adapter (LoRA) that ollama applies over its weights, "
-                      "which localpref does not apply"), False
+                      "which localpref does not apply")
     for layer in layers:
         if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_LAYER:
             continue
         digest = str(layer.get("digest", ""))
         algorithm, _, value = digest.partition(":")
         if not value or not value.isalnum():
-            return None, f"its manifest {manifest} names no valid model blob", False
+            return None, f"its manifest {manifest} names no valid model blob"
         blob = root / "blobs" / f"{algorithm}-{value}"
         if not blob.is_file():
-            return None, f"its model blob {blob.name} is missing (`ollama pull` it again)", False
+            return None, f"its model blob {blob.name} is missing (`ollama pull` it again)"
         try:
             with blob.open("rb") as file:
                 magic = file.read(len(GGUF_MAGIC))
         except OSError as error:
-            return None, f"its model blob {blob} cannot be read ({error.strerror or error})", True
+            return None, f"its model blob {blob} cannot be read ({error.strerror or error})"
         # listed, it failed on use ("bad magic"); the first bytes of one are a truncated
         # GGUF, which the header's reader says
         if not magic or not GGUF_MAGIC.startswith(magic):
-            return None, f"its model blob {blob.name} is not a GGUF file", False
-        return blob, "", False
-    return None, "its manifest has no model layer (nothing localpref can load)", False
+            return None, f"its model blob {blob.name} is not a GGUF file"
+        return blob, ""
+    return None, "its manifest has no model layer (nothing localpref can load)"
 
 
 def lmstudio_models(roots: list[Path] | None = None, *,
@@ -259,7 +261,7 @@ def _find_ollama(name: str) -> StoredModel:
         return matches[0]
     for shown, manifest in _ollama_manifests(root):
         if shown.lower() == wanted.lower():
-            _, why, _ = _ollama_blob_or_why(root, manifest)
+            _, why = _ollama_blob_or_why(root, manifest)
             raise ModelError(f"The ollama model {wanted} cannot be used: {why}.")
     raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}"
                      f"{_unread(problems)}.")
