@@ -393,9 +393,8 @@ class Store:
         return [
             StoredMessage(**{
                 **dict(row),
-                "stats": json.loads(row["stats"]) if row["stats"] else None,
-                "changed_spans": [tuple(span) for span in json.loads(row["changed_spans"])]
-                if row["changed_spans"] else None,
+                "stats": _loaded(row["stats"], dict),
+                "changed_spans": _spans(_loaded(row["changed_spans"], list)),
             })
             for row in rows
         ]
@@ -463,7 +462,8 @@ class Store:
     def get_setting(self, key: str, default: Any = None) -> Any:
         """A JSON value saved with ``set_setting``, or ``default``."""
         rows = self._query("SELECT value FROM settings WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else default
+        value = _loaded(rows[0]["value"], object) if rows else None
+        return default if value is None else value
 
     def set_setting(self, key: str, value: Any) -> None:
         with self._transaction() as conn:
@@ -472,9 +472,11 @@ class Store:
                          (key, json.dumps(value, default=str)))
 
     def list_profiles(self) -> dict[str, dict[str, Any]]:
-        """Named steering profiles ("my writing style"), by name."""
+        """Named steering profiles ("my writing style"), by name; None for one whose saved
+        settings cannot be read (damaged outside localpref), so that it can still be seen,
+        replaced and deleted."""
         rows = self._query("SELECT name, settings FROM profiles ORDER BY name COLLATE NOCASE")
-        return {row["name"]: json.loads(row["settings"]) for row in rows}
+        return {row["name"]: _loaded(row["settings"], dict) for row in rows}
 
     def save_profile(self, name: str, settings: dict[str, Any]) -> None:
         if not name.strip():
@@ -565,6 +567,26 @@ def _steering_figures(stats: dict[str, Any] | None) -> tuple[int | None, float |
     changed, shift = stats.get("changed_tokens"), stats.get("mean_shift")
     return (None if changed is None else int(changed),
             None if shift is None else float(shift))
+
+
+def _loaded(text: str | None, kind: type) -> Any:
+    """A value saved with ``_dump``, or None where there is none or it is not JSON of that
+    kind: one damaged value (an edit outside localpref) never stops the history from opening,
+    where ``json.loads`` raised through every screen that read it."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _spans(value: list[Any] | None) -> list[tuple[int, int]] | None:
+    """Saved ``changed_spans`` as pairs; None where they are not pairs of numbers."""
+    if value is None or not all(
+            isinstance(span, list) and len(span) == 2
+            and all(isinstance(end, int) for end in span) for span in value):
+        return None
+    return [(start, end) for start, end in value]
 
 
 def _dump(value: Any) -> str | None:

@@ -85,6 +85,35 @@ def test_settings_and_profiles_are_json_round_trips(path):
             "my writing style": {"method": "pad", "sampling": {"top_p": 0.9}}}
 
 
+def test_a_value_damaged_outside_localpref_reads_as_missing_and_loses_nothing_else(path):
+    """A row edited by hand (or by another tool) held text that is not JSON: reading it
+    raised ``JSONDecodeError`` through every screen, and one damaged profile kept the app
+    from starting."""
+    with Store(path) as store:
+        conversation = store.create_conversation("kept")
+        store.add_message(conversation, "user", "hello")
+        store.add_message(conversation, "assistant", "hi there", stats={"n_tokens": 2},
+                          changed_spans=[(0, 2)])
+        store.save_profile("good", {"method": "pad"})
+        store.set_setting("steering", {"method": "amulet"})
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO profiles (name, settings, updated_at) VALUES "
+                     "('damaged', '{oops', '0'), ('a list', '[1]', '0')")
+        conn.execute("UPDATE settings SET value = 'x{' WHERE key = 'steering'")
+        conn.execute("UPDATE messages SET stats = '{', changed_spans = '[[1]]' "
+                     "WHERE role = 'assistant'")
+    with Store(path) as store:
+        assert store.list_profiles() == {"a list": None, "damaged": None,
+                                         "good": {"method": "pad"}}
+        assert store.get_setting("steering", {"method": "base"}) == {"method": "base"}
+        messages = store.messages(conversation)
+        assert [m.content for m in messages] == ["hello", "hi there"]
+        assert messages[1].stats is None and messages[1].changed_spans is None
+        store.save_profile("damaged", {"method": "base"})  # replaced, as any profile is
+        store.delete_profile("a list")
+        assert store.list_profiles() == {"damaged": {"method": "base"}, "good": {"method": "pad"}}
+
+
 def test_version_1_database_is_upgraded_in_place_and_keeps_its_history(path):
     conn = sqlite3.connect(path)
     conn.executescript("""

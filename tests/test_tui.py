@@ -6,6 +6,7 @@ Answers are kept short (``max_tokens``) so the file runs in about a minute on 2 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -632,6 +633,27 @@ async def test_profiles_are_saved_and_loaded_by_name(model, home):
         await until(pilot, lambda: app.steering.method == "contrastive")
         assert app.steering.method_settings["contrastive"]["ratio"] == 3.5
         assert panel.query_one("#method-ratio", Input).value == "3.5"
+
+
+async def test_a_damaged_profile_is_a_notice_and_the_app_opens(model, home):
+    """One profile whose saved settings are not JSON stopped the app at start-up with a
+    traceback; it is listed, loading it is a notice, and saving over it replaces it."""
+    seed(home, method="base")
+    with sqlite3.connect(home / "history.sqlite3") as conn:
+        conn.execute("INSERT INTO profiles (name, settings, updated_at) VALUES "
+                     "('damaged', '{oops', '0')")
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#profile-select", Select).value = "damaged"
+        await pilot.pause()
+        await click(pilot, app, "#profile-load")
+        await until(pilot, lambda: any("“damaged” cannot be read" in n for n in app.notices))
+        assert app.steering.method == "base"
+        panel.query_one("#profile-name", Input).value = "damaged"
+        await pilot.pause()
+        await click(pilot, app, "#profile-save")
+        await until(pilot, lambda: app.store.list_profiles()["damaged"] is not None)
 
 
 # -- keys, help, bad input --------------------------------------------------------------------

@@ -337,8 +337,13 @@ class ChatSession:
         self.store.delete_profile(name)
 
     def profile(self, name: str) -> Steering:
-        """The settings saved as the profile ``name``."""
-        return Steering.from_dict(self.store.list_profiles().get(name))
+        """The settings saved as the profile ``name`` (``StoreError`` if they cannot be read)."""
+        saved = self.store.list_profiles().get(name)
+        if saved is None:
+            raise StoreError(f"The profile “{name}” cannot be read (its saved settings are "
+                             "damaged); save the settings you want under its name, or delete "
+                             "it.")
+        return Steering.from_dict(saved)
 
     def profile_names(self) -> list[str]:
         return list(self.store.list_profiles())
