@@ -27,8 +27,14 @@ def body(**fields):
     ({"messages": [{"role": "user", "content": "Hi"}, {"role": "tool", "content": "4"}]},
      "messages[1].role", "messages[1].role: tool messages are not supported (no tool calling);"),
     ({"stream": "perhaps"}, "stream", "valid boolean"),
-    ({"stop": [None]}, "stop", "valid string"),  # not "stop.str": no union member's name
-    ({"localpref": {"preference": 5}}, "localpref.preference", "valid string"),
+    # not "stop.str" (a union member's name), nor "should be a valid string" alone: a list
+    # or an object would do too
+    ({"stop": [None]}, "stop", "stop must be a text or a list of texts (got [null])."),
+    ({"localpref": {"preference": 5}}, "localpref.preference",
+     "localpref.preference must be a text, a list of texts or an object (got 5)."),
+    ({"localpref": {"like": [1]}}, "localpref.like",
+     "localpref.like must be a text or a list of texts (got [1])."),
+    ({"messages": []}, "messages", "messages must hold at least 1 item."),
 ])
 def test_validation_errors_are_400_not_422(server, fields, param, words) -> None:
     error = assert_error_shape(request(server.url, "POST", CHAT, body=body(**fields)), 400)
@@ -291,7 +297,7 @@ def test_a_prompt_past_the_window_is_openais_context_length_exceeded(server, mod
     ([1, 2, 3], "prompt", "A prompt of token ids is not supported; send the prompt as text"),
     ([[1, 2], [3]], "prompt", "A prompt of token ids is not supported"),
     (["Hi", ""], "prompt[1]", "The prompt is empty."),
-    (["Hi", 7], "prompt", "prompt: Input should be a valid string."),
+    (["Hi", 7], "prompt", 'prompt must be a text or a list of texts (got ["Hi", 7]).'),
 ])
 @pytest.mark.parametrize("stream", [False, True])  # (streamed, token ids were "several")
 def test_text_completion_prompts_it_cannot_answer_are_named(server, prompt, param,

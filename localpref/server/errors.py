@@ -11,6 +11,7 @@ server's log, never to the client.
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -194,8 +195,54 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
             and location[2] == "role" and first.get("input") in ("tool", "function")):
         return (f"{param}: {first['input']} messages are not supported (no tool calling); "
                 "send the conversation without tool results."), param
+    union = _union_kinds(problems)
+    if union is not None:
+        base, kinds = union
+        whole = [problem["input"] for problem in problems
+                 if str(tuple(problem.get("loc", ()))[-1]) in _UNION_WORDS]
+        got = f" (got {_shown(whole[0])})" if whole else ""
+        return f"{base} must be {_joined(kinds)}{got}.", base
+    if kind == "too_short" and param is not None:
+        least = first.get("ctx", {}).get("min_length", 1)
+        return f"{param} must hold at least {least} item{'s' if least != 1 else ''}.", param
     text = str(first.get("msg", "is not valid"))
     return (f"{param}: {text}." if param else f"{text}.").replace("..", "."), param
+
+
+#: The words for the members of a union as pydantic tags them in a location.
+_UNION_WORDS = {"str": "a text", "list[str]": "a list of texts", "dict[str,any]": "an object",
+                "int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _union_kinds(problems: list[dict[str, Any]]) -> tuple[str, list[str]] | None:
+    """Where the first problem is a value that fits none of a field's kinds (``str | list``:
+    pydantic reports one error per member, and the first alone, "Input should be a valid
+    string", hid that a list would do): the field's path and the words for its kinds."""
+    def split(location: tuple[object, ...]) -> tuple[str | None, str | None]:
+        for index, part in enumerate(location):
+            if isinstance(part, str) and part in _UNION_WORDS:
+                return field_path([p for p in location[:index] if _is_field(p)]), part
+        return None, None
+
+    base, _ = split(tuple(problems[0].get("loc", ())))
+    if base is None:
+        return None
+    kinds = []
+    for problem in problems:
+        where, tag = split(tuple(problem.get("loc", ())))
+        if where == base and tag is not None and _UNION_WORDS[tag] not in kinds:
+            kinds.append(_UNION_WORDS[tag])
+    return (base, kinds) if len(kinds) > 1 else None
+
+
+def _joined(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" or {words[-1]}"
+
+
+def _shown(value: object) -> str:
+    """A value as JSON, cut to 40 characters."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def install_error_handlers(app: FastAPI) -> None:
