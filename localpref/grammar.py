@@ -25,7 +25,7 @@ import numpy as np
 
 from localpref.errors import SettingsError
 from localpref.llama_library import llama_cpp
-from localpref.schema_branches import left_out, split_type_lists
+from localpref.schema_branches import left_out, split_type_lists, unwrap_single_all_of
 from localpref.schema_checks import (
     listed,
     prepared,
@@ -82,6 +82,7 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
                             "quote, a backslash or a control character, which localpref's "
                             "grammar converter cannot write; use plain texts there.")
     fixed = prepared(schema)
+    unwrap_single_all_of(fixed)
     split_type_lists(fixed)
     unread = left_out(fixed)
     if unread:

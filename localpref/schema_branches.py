@@ -13,7 +13,8 @@ allowed any object, ``{"type": ["string", "null"], "enum": [...]}`` any string).
 
 - ``split_type_lists`` rewrites a list of types as an ``anyOf`` of one schema per type, each
   with the keywords that apply to that type (an ``enum`` or ``const`` beside the list keeps its
-  values of those types instead);
+  values of those types instead), and ``unwrap_single_all_of`` an ``allOf`` of one schema as
+  that schema;
 - ``left_out`` lists the constraints the converter would still leave out, each with where it
   is, so that the schema is refused by name (``localpref.grammar.json_grammar``).
 
@@ -36,6 +37,8 @@ OBJECT_KEYWORDS = frozenset({"properties", "required", "additionalProperties"})
 #: The keywords that constrain a value of any type.
 ANY_TYPE_KEYWORDS = frozenset({"enum", "const", "anyOf", "oneOf", "allOf", "$ref"})
 _BY_TYPE = {"string": STRING_KEYWORDS, "array": ARRAY_KEYWORDS, "object": OBJECT_KEYWORDS}
+CONSTRAINING_KEYWORDS = STRING_KEYWORDS | ARRAY_KEYWORDS | OBJECT_KEYWORDS | ANY_TYPE_KEYWORDS | {
+    "type"}
 #: The formats the converter writes a rule for (any other is an annotation).
 WRITTEN_FORMATS = frozenset({"uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5", "date",
                              "time", "date-time"})
@@ -85,6 +88,19 @@ def split_type_lists(schema: dict[str, Any]) -> None:
             for keyword in [*STRING_KEYWORDS, *ARRAY_KEYWORDS, *OBJECT_KEYWORDS, "type"]:
                 subschema.pop(keyword, None)
             subschema["anyOf"] = choices
+
+
+def unwrap_single_all_of(schema: dict[str, Any]) -> None:
+    """Rewrite, in place, an ``allOf`` of one schema with nothing but annotations beside it
+    as that schema. Pydantic 1 wraps a field's ``$ref`` so to give it a description
+    (``{"allOf": [{"$ref": "#/$defs/Color"}], "description": ...}``), and the converter merges
+    an ``allOf`` as objects: an enum behind it was written as ``{}``."""
+    for subschema, _ in subschemas(schema):
+        items = subschema.get("allOf")
+        if (isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict)
+                and not (subschema.keys() - {"allOf"}) & CONSTRAINING_KEYWORDS):
+            del subschema["allOf"]
+            subschema.update(items[0])
 
 
 def left_out(schema: dict[str, Any]) -> list[tuple[str, str]]:

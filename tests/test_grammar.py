@@ -421,3 +421,17 @@ def test_a_list_of_types_keeps_each_types_keywords(model) -> None:
         with pytest.raises(SettingsError, match=f"^The JSON schema's '{keyword}' holds no|"
                                                 f"^The JSON schema's '{keyword}' is not of"):
             json_grammar(bad)
+
+
+def test_an_all_of_of_one_schema_is_that_schema(model) -> None:
+    """Pydantic 1 wraps a described field's ``$ref`` in an ``allOf`` of one; the converter
+    merges an ``allOf`` as objects, so an enum behind it was written as ``{}``."""
+    schema = {"$defs": {"Color": {"enum": ["red", "blue"], "type": "string", "title": "Color"}},
+              "type": "object", "required": ["color"],
+              "properties": {"color": {"allOf": [{"$ref": "#/$defs/Color"}],
+                                       "description": "the colour"}}}
+    grammar = json_grammar(schema)
+    assert _takes(model, grammar, '{"color": "red"}')
+    assert not _takes(model, grammar, '{"color": {')
+    assert not _takes(model, grammar, '{"color": "x')
+    assert "allOf" in schema["properties"]["color"]  # the caller's, as it was
