@@ -25,7 +25,12 @@ import numpy as np
 
 from localpref.errors import SettingsError
 from localpref.llama_library import llama_cpp
-from localpref.schema_branches import left_out, split_type_lists, unwrap_single_all_of
+from localpref.schema_branches import (
+    as_written,
+    left_out,
+    split_type_lists,
+    unwrap_single_all_of,
+)
 from localpref.schema_checks import (
     listed,
     prepared,
@@ -83,8 +88,8 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
                             "grammar converter cannot write; use plain texts there.")
     fixed = prepared(schema)
     unwrap_single_all_of(fixed)
-    split_type_lists(fixed)
-    unread = left_out(fixed)
+    split = split_type_lists(fixed)
+    unread = as_written(left_out(fixed), split)
     if unread:
         it = "it" if len(unread) == 1 else "them"
         raise SettingsError(

@@ -57,12 +57,20 @@ def _is_of_type(value: Any, type_name: str) -> bool:
     return isinstance(value, kind) and (type_name == "boolean" or not isinstance(value, bool))
 
 
-def split_type_lists(schema: dict[str, Any]) -> None:
+def split_type_lists(schema: dict[str, Any]) -> list[str]:
     """Rewrite, in place, every place whose ``type`` is a list (or an ``enum``/``const``
-    beside a type) so that the converter reads all of it (see the module's docstring). A
-    ``SettingsError`` names an ``enum`` or ``const`` that holds no value of its type."""
+    beside a type) so that the converter reads all of it (see the module's docstring); the
+    places split into an ``anyOf``, for ``as_written``. A ``SettingsError`` names an ``enum``
+    or ``const`` that holds no value of its type.
+
+    Not the items of an ``allOf`` nor the schemas they refer to: the converter merges those
+    as objects, reading only their properties, which a split would hide in an ``anyOf``."""
+    merged = _merged(schema)
+    split = []
     for subschema, where in subschemas(schema):
         types = subschema.get("type")
+        if isinstance(types, list) and len(types) == 1:
+            subschema["type"] = types = types[0]
         if isinstance(types, str):
             types = [types]
         if not isinstance(types, list):
@@ -81,13 +89,42 @@ def split_type_lists(schema: dict[str, Any]) -> None:
                 raise SettingsError(f"The JSON schema's 'const'{at} is not of its 'type', so "
                                     "no answer could match it.")
             del subschema["type"]
-        elif len(types) > 1 and not {"$ref", "anyOf", "oneOf"} & subschema.keys():
+        elif (len(types) > 1 and not {"$ref", "anyOf", "oneOf"} & subschema.keys()
+              and id(subschema) not in merged):
             choices = [{"type": name, **{keyword: value for keyword, value in subschema.items()
                                          if keyword in _BY_TYPE.get(name, ())}}
                        for name in types]
             for keyword in [*STRING_KEYWORDS, *ARRAY_KEYWORDS, *OBJECT_KEYWORDS, "type"]:
                 subschema.pop(keyword, None)
             subschema["anyOf"] = choices
+            split.append(where)
+    return split
+
+
+def as_written(found: list[tuple[str, str]], split: list[str]) -> list[tuple[str, str]]:
+    """``left_out``'s places as the caller's schema has them: a choice that
+    ``split_type_lists`` made (``properties.o.anyOf[0]``) is the place it was split from."""
+    written = []
+    for keyword, where in found:
+        for place in split:
+            prefix = f"{place}.anyOf[" if place else "anyOf["
+            if where.startswith(prefix):
+                rest = where[where.index("]", len(prefix)) + 1:].lstrip(".")
+                where = f"{place}.{rest}" if place and rest else place or rest
+                break
+        written.append((keyword, where))
+    return list(dict.fromkeys(written))
+
+
+def _merged(schema: dict[str, Any]) -> set[int]:
+    """The ids of the schemas the converter merges as objects: every ``allOf`` item, its
+    ``anyOf`` choices, and the schemas their ``$ref`` names."""
+    merged = set()
+    for subschema, _ in subschemas(schema):
+        for item in subschema.get("allOf", []):
+            for choice in [item, *item.get("anyOf", [])]:
+                merged |= {id(choice), id(_resolved(schema, choice))}
+    return merged
 
 
 def unwrap_single_all_of(schema: dict[str, Any]) -> None:
@@ -108,10 +145,11 @@ def left_out(schema: dict[str, Any]) -> list[tuple[str, str]]:
     ``split_type_lists``), each with where it is, in the schema's order."""
     found: list[tuple[str, str]] = []
     places = subschemas(schema)
-    merged = {id(choice) for subschema, _ in places for item in subschema.get("allOf", [])
-              for choice in [item, *item.get("anyOf", [])]}
+    items = {id(choice) for subschema, _ in places for item in subschema.get("allOf", [])
+             for choice in [item, *item.get("anyOf", [])]}
+    merged_only = _merged(schema) - _referenced_outside(schema, items)
     for subschema, where in places:
-        if id(subschema) not in merged:  # (the converter reads an allOf's items itself)
+        if id(subschema) not in items | merged_only:  # (read by the merge, weighed below)
             found += [(keyword, where) for keyword in _left_out_here(subschema)]
         rule = found_rule(subschema)
         if rule == frozenset({"allOf"}):
@@ -128,6 +166,8 @@ def found_rule(subschema: dict[str, Any]) -> frozenset[str]:
     kind = subschema.get("type")
     if "$ref" in subschema:
         return frozenset({"$ref"})
+    if isinstance(kind, list) and not {"oneOf", "anyOf"} & subschema.keys():
+        return frozenset()  # the converter writes the bare types, reading nothing beside
     if "oneOf" in subschema:
         return frozenset({"oneOf"})
     if "anyOf" in subschema:
@@ -214,14 +254,24 @@ def _left_out_of_merge(schema: dict[str, Any], subschema: dict[str, Any],
         found.append(("required", where))
     for item, place in items:
         resolved = _resolved(schema, item)
-        if resolved.get("type") not in (None, "object"):
+        kind = resolved.get("type")
+        if not (kind in (None, "object") or (isinstance(kind, list) and "object" in kind)):
             found.append(("type", place))
         found += [(keyword, place) for keyword in resolved
                   if keyword in STRING_KEYWORDS | ARRAY_KEYWORDS | {"enum", "const", "oneOf",
                                                                      "allOf"}]
         if any(name not in defined for name in resolved.get("required", [])):
             found.append(("required", place))
+        for number, choice in enumerate(item.get("anyOf", [])):  # (merged as optional)
+            if _resolved(schema, choice).get("required"):
+                found.append(("required", f"{place}.anyOf[{number}]"))
     return found
+
+
+def _referenced_outside(schema: dict[str, Any], items: set[int]) -> set[int]:
+    """The ids of the schemas a ``$ref`` names from outside the ``allOf`` items ``items``."""
+    return {id(_resolved(schema, subschema)) for subschema, _ in subschemas(schema)
+            if "$ref" in subschema and id(subschema) not in items}
 
 
 def _resolved(schema: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

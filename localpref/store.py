@@ -462,8 +462,10 @@ class Store:
     def get_setting(self, key: str, default: Any = None) -> Any:
         """A JSON value saved with ``set_setting``, or ``default``."""
         rows = self._query("SELECT value FROM settings WHERE key = ?", (key,))
-        value = _loaded(rows[0]["value"], object) if rows else None
-        return default if value is None else value
+        if not rows:
+            return default
+        value = _loaded(rows[0]["value"], object, damaged=_DAMAGED)
+        return default if value is _DAMAGED else value
 
     def set_setting(self, key: str, value: Any) -> None:
         with self._transaction() as conn:
@@ -569,15 +571,19 @@ def _steering_figures(stats: dict[str, Any] | None) -> tuple[int | None, float |
             None if shift is None else float(shift))
 
 
-def _loaded(text: str | None, kind: type) -> Any:
-    """A value saved with ``_dump``, or None where there is none or it is not JSON of that
-    kind: one damaged value (an edit outside localpref) never stops the history from opening,
-    where ``json.loads`` raised through every screen that read it."""
+#: What ``_loaded`` gives for a damaged setting (a saved null is a value).
+_DAMAGED = object()
+
+
+def _loaded(text: str | None, kind: type, damaged: Any = None) -> Any:
+    """A value saved with ``_dump``: None where there is none, ``damaged`` where it is not
+    JSON of that kind. One damaged value (an edit outside localpref) never stops the history
+    from opening, where ``json.loads`` raised through every screen that read it."""
     try:
         value = json.loads(text) if text else None
     except ValueError:
-        return None
-    return value if isinstance(value, kind) else None
+        return damaged
+    return value if value is None or isinstance(value, kind) else damaged
 
 
 def _spans(value: list[Any] | None) -> list[tuple[int, int]] | None:

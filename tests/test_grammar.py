@@ -11,7 +11,7 @@ from localpref.decoding import Generation
 from localpref.errors import SettingsError
 from localpref.grammar import GrammarMask, grammar_depth, json_grammar
 from localpref.request import Request
-from localpref.schema_branches import left_out, split_type_lists
+from localpref.schema_branches import as_written, left_out, split_type_lists
 from localpref.schema_checks import (
     UNENFORCED_KEYWORDS,
     prepared,
@@ -219,6 +219,7 @@ def test_references_the_converter_would_miss_are_followed(model) -> None:
     assert not _takes(model, grammar, '{}')
     merged["allOf"] = [{"anyOf": [{"$ref": "#/$defs/A",
                                    "properties": {"x": {"$ref": "#/$defs/A"}}}]}]
+    merged["$defs"]["A"]["required"] = []  # (an anyOf choice's required is merged as optional)
     grammar = json_grammar(merged)  # nor an anyOf choice inside one: A's properties are read
     assert _takes(model, grammar, '{"a": 5}')
     assert not _takes(model, grammar, '{"x": {')
@@ -367,12 +368,29 @@ def test_common_patterns_make_grammars_that_take_what_they_match(model, pattern:
      [("type", "allOf[0]"), ("maxLength", "allOf[1]")]),
     ({"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a", "b"]}]},
      [("required", "allOf[0]")]),
+    # the merge makes an anyOf choice's properties optional: {} was written
+    ({"type": "object", "allOf": [{"anyOf": [
+        {"properties": {"x": {"type": "integer"}}, "required": ["x"]},
+        {"properties": {"y": {"type": "integer"}}, "required": ["y"]}]}]},
+     [("required", "allOf[0].anyOf[0]"), ("required", "allOf[0].anyOf[1]")]),
+    # a place the converter reads as a bare list of types, split for it, is named as written
+    ({"type": "object", "properties": {"o": {"type": ["string", "null"], "pattern": "^[a-z]+$",
+                                             "maxLength": 5}}},
+     [("maxLength", "properties.o")]),
+    ({"type": ["array", "null"], "items": {"type": "string", "format": "date",
+                                           "minLength": 3}},
+     [("minLength", "items")]),
+    # a schema an allOf merges, named elsewhere too, cannot be split for both
+    ({"$defs": {"A": {"type": ["object", "null"], "properties": {"a": {"type": "integer"}}}},
+      "type": "object",
+      "allOf": [{"$ref": "#/$defs/A"}, {"properties": {"p": {"$ref": "#/$defs/A"}}}]},
+     [("properties", "$defs.A")]),
 ])
 def test_a_constraint_the_converters_rule_would_not_read_is_refused_by_name(schema,
                                                                             found) -> None:
     fixed = prepared(schema)
-    split_type_lists(fixed)
-    assert left_out(fixed) == found
+    split = split_type_lists(fixed)
+    assert as_written(left_out(fixed), split) == found
     with pytest.raises(SettingsError) as refused:
         json_grammar(schema)
     assert str(refused.value).startswith(f"The JSON schema's '{found[0][0]}'")
@@ -389,6 +407,7 @@ def test_a_constraint_the_converters_rule_would_not_read_is_refused_by_name(sche
     {"type": "string", "enum": ["x", "y"]},
     {"type": "object", "allOf": [{"properties": {"a": {"type": "integer"}},
                                   "required": ["a"]}], "required": ["a"]},
+    {"type": ["object"], "properties": {"a": {"type": "integer"}}, "required": ["a"]},
 ])
 def test_keywords_the_converter_reads_or_that_do_not_apply_are_not_refused(schema) -> None:
     fixed = prepared(schema)
@@ -435,3 +454,18 @@ def test_an_all_of_of_one_schema_is_that_schema(model) -> None:
     assert not _takes(model, grammar, '{"color": {')
     assert not _takes(model, grammar, '{"color": "x')
     assert "allOf" in schema["properties"]["color"]  # the caller's, as it was
+
+
+def test_a_list_of_types_in_what_an_all_of_merges_stays_an_object(model) -> None:
+    """The converter merges an allOf's items (and what their $ref names) as objects, reading
+    their properties: split into an anyOf, a required property could be left out, or the
+    properties were lost."""
+    inline = json_grammar({"type": "object", "allOf": [
+        {"type": ["object", "null"], "properties": {"a": {"type": "integer"}},
+         "required": ["a"]}]})
+    referred = json_grammar({"type": "object", "allOf": [{"$ref": "#/$defs/A"}], "$defs": {
+        "A": {"type": ["object", "null"], "properties": {"a": {"type": "integer"}},
+              "required": ["a"]}}})
+    for grammar in (inline, referred):
+        assert _takes(model, grammar, '{"a": 1}')
+        assert not _takes(model, grammar, "{}")

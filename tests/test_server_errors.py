@@ -35,6 +35,8 @@ def body(**fields):
     ({"localpref": {"like": [1]}}, "localpref.like",
      "localpref.like must be a text or a list of texts (got [1])."),
     ({"messages": []}, "messages", "messages must hold at least 1 item."),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content",
+     "messages[0].content must be a text or a list (got 5)."),
 ])
 def test_validation_errors_are_400_not_422(server, fields, param, words) -> None:
     error = assert_error_shape(request(server.url, "POST", CHAT, body=body(**fields)), 400)

@@ -106,6 +106,8 @@ def test_a_value_damaged_outside_localpref_reads_as_missing_and_loses_nothing_el
         assert store.list_profiles() == {"a list": None, "damaged": None,
                                          "good": {"method": "pad"}}
         assert store.get_setting("steering", {"method": "base"}) == {"method": "base"}
+        store.set_setting("nothing", None)  # a saved null is a value, not the default
+        assert store.get_setting("nothing", "default") is None
         messages = store.messages(conversation)
         assert [m.content for m in messages] == ["hello", "hi there"]
         assert messages[1].stats is None and messages[1].changed_spans is None

@@ -199,7 +199,7 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     if union is not None:
         base, kinds = union
         whole = [problem["input"] for problem in problems
-                 if str(tuple(problem.get("loc", ()))[-1]) in _UNION_WORDS]
+                 if _union_word(tuple(problem.get("loc", ()))[-1]) is not None]
         got = f" (got {_shown(whole[0])})" if whole else ""
         return f"{base} must be {_joined(kinds)}{got}.", base
     if kind == "too_short" and param is not None:
@@ -211,7 +211,19 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
 
 #: The words for the members of a union as pydantic tags them in a location.
 _UNION_WORDS = {"str": "a text", "list[str]": "a list of texts", "dict[str,any]": "an object",
-                "int": "a whole number", "float": "a number", "bool": "true or false"}
+                "int": "a whole number", "float": "a number", "bool": "true/false"}
+
+
+def _union_word(tag: object) -> str | None:
+    """The words for a union member's tag (``list[...]`` of another kind: "a list")."""
+    if not isinstance(tag, str):
+        return None
+    word = _UNION_WORDS.get(tag)
+    if word is None and tag.startswith("list["):
+        return "a list"
+    if word is None and tag.startswith("dict["):
+        return "an object"
+    return word
 
 
 def _union_kinds(problems: list[dict[str, Any]]) -> tuple[str, list[str]] | None:
@@ -220,8 +232,8 @@ def _union_kinds(problems: list[dict[str, Any]]) -> tuple[str, list[str]] | None
     string", hid that a list would do): the field's path and the words for its kinds."""
     def split(location: tuple[object, ...]) -> tuple[str | None, str | None]:
         for index, part in enumerate(location):
-            if isinstance(part, str) and part in _UNION_WORDS:
-                return field_path([p for p in location[:index] if _is_field(p)]), part
+            if _union_word(part) is not None:
+                return field_path([p for p in location[:index] if _is_field(p)]), str(part)
         return None, None
 
     base, _ = split(tuple(problems[0].get("loc", ())))
@@ -230,8 +242,11 @@ def _union_kinds(problems: list[dict[str, Any]]) -> tuple[str, list[str]] | None
     kinds = []
     for problem in problems:
         where, tag = split(tuple(problem.get("loc", ())))
-        if where == base and tag is not None and _UNION_WORDS[tag] not in kinds:
-            kinds.append(_UNION_WORDS[tag])
+        word = _union_word(tag)
+        if where == base and word is not None and word not in kinds:
+            kinds.append(word)
+    if "a list" in kinds and any(kind.startswith("a list of") for kind in kinds):
+        kinds.remove("a list")  # (a prompt's token ids, refused later by a sentence of its own)
     return (base, kinds) if len(kinds) > 1 else None
 
 
