@@ -27,6 +27,7 @@ from localpref.evaluation.records import read_rows
 from localpref.evaluation.report import SPEED_HEADING
 from localpref.evaluation.specs import sweepable_method_names
 from localpref.evaluation.sweep import expand, parse_sweep
+from localpref.evaluation.tables import MIN_PROMPTS_FOR_VERDICT
 from localpref.methods import METHODS, PAD, Amulet, Contrastive, Pref
 
 PROMPTS = [
@@ -216,8 +217,12 @@ def test_summary_best_within_budget_matches_the_rows_and_shards_merge_the_same(
         # fewer words is better for concise
         delta, low, high = map(float, re.search(
             r"\| (-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\] \|$", chosen).groups())
-        expected = "yes" if delta < 0 and high < 0 else "not shown" if delta < 0 else "no"
+        enough = len(PROMPTS) >= MIN_PROMPTS_FOR_VERDICT  # (2 here: never "yes")
+        expected = ("yes" if delta < 0 and high < 0 and enough else "not shown" if delta < 0
+                    else "no")
         assert f"nats: {expected}**" in verdict, (chosen, verdict)
+        if expected == "not shown" and high < 0:
+            assert "on 2 prompts, too few to tell (at least 6)" in verdict
     assert f"within {budget:g} nats" in section
     assert (out / "pareto-concise.png").read_bytes()[:8] == PNG_SIGNATURE
 

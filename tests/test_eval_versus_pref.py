@@ -19,11 +19,11 @@ from localpref.evaluation.report import collect, render_summary
 from localpref.evaluation.tables import Cell, bootstrap_interval, paired_differences
 from localpref.evaluation.versus_pref import comparisons
 
-WORDS = {  # concise: fewer words is better
-    "pref": [40.0, 50.0, 60.0, 70.0],
-    "amulet": [30.0, 40.0, 50.0, 60.0],      # 10 fewer on every prompt: beats
-    "pad": [45.0, 45.0, 65.0, 65.0],          # +5, -5, +5, -5: no different
-    "contrastive": [50.0, 60.0, 70.0, 80.0],  # 10 more on every prompt: loses
+WORDS = {  # concise: fewer words is better; six prompts, the fewest a verdict is given on
+    "pref": [40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
+    "amulet": [30.0, 40.0, 50.0, 60.0, 70.0, 80.0],      # 10 fewer on every prompt: beats
+    "pad": [45.0, 45.0, 65.0, 65.0, 85.0, 85.0],          # +5, -5, ...: no different
+    "contrastive": [50.0, 60.0, 70.0, 80.0, 90.0, 100.0],  # 10 more on every prompt: loses
 }
 FLUENCY = {"pref": -1.0, "amulet": -1.7, "pad": -1.2, "contrastive": -1.1}
 FLUENCY_PREF = {"pref": -0.5, "amulet": -0.8, "pad": -1.3, "contrastive": -0.5}  # pref lane
@@ -70,7 +70,7 @@ def test_each_method_against_pref_matches_numpy_and_gets_its_verdict() -> None:
     assert set(found) == {"amulet", "pad", "contrastive"}
     for label, comparison in found.items():
         differences = np.array(WORDS[label]) - np.array(WORDS["pref"])
-        assert comparison.n_prompts == 4
+        assert comparison.n_prompts == 6
         assert comparison.delta == pytest.approx(differences.mean())
         assert (comparison.delta_low, comparison.delta_high) == pytest.approx(
             bootstrap_interval(list(differences), resamples=300))
@@ -92,9 +92,23 @@ def test_the_summary_states_each_verdict_with_its_interval_and_fluency() -> None
     assert "## Against Pref, prompt by prompt" in text
     line = next(x for x in text.splitlines() if x.startswith("| d | concise | words ↓ | **"))
     assert ("**beats** -10.0 [-10.0, -10.0]; fluency -0.70 **not fluent**, pref lane -0.30 "
-            "(n=4)") in line
-    assert "**no different** 0.0 [-5.0, 5.0]; fluency -0.20, pref lane -0.80 **not fluent**" in line
-    assert "**loses** 10.0 [10.0, 10.0]; fluency -0.10, pref lane 0.00 (n=4)" in line
+            "(n=6)") in line
+    low, high = bootstrap_interval([5.0, -5.0] * 3, resamples=300)
+    assert (f"**no different** 0.0 [{low:.1f}, {high:.1f}]; fluency -0.20, pref lane -0.80 "
+            "**not fluent**") in line
+    assert "**loses** 10.0 [10.0, 10.0]; fluency -0.10, pref lane 0.00 (n=6)" in line
+
+
+def test_a_verdict_needs_six_prompts() -> None:
+    """On 3 prompts that all moved one way the percentile interval leaves out zero, and the
+    summary said "beats" where a sign test gives p = 0.25."""
+    rows, metrics = _rows()
+    few = [row for row in rows if row["position"] < 5]
+    found = {c.label: c for c in comparisons(collect(few, metrics), resamples=300)}
+    assert found["amulet"].n_prompts == 5 and found["amulet"].delta_high < 0
+    assert found["amulet"].verdict == found["contrastive"].verdict == "too few prompts"
+    text = render_summary(collect(few, metrics), resamples=300)
+    assert "**too few prompts** -10.0 [-10.0, -10.0]" in text and "**beats** -" not in text
 
 
 def test_without_preference_lane_fluency_the_cell_names_the_base_lane_only() -> None:
@@ -103,7 +117,7 @@ def test_without_preference_lane_fluency_the_cell_names_the_base_lane_only() -> 
         del row["stats"]["fluency_pref"]
     text = render_summary(collect(rows, metrics), resamples=300)
     line = next(x for x in text.splitlines() if x.startswith("| d | concise | words ↓ | **"))
-    assert "**beats** -10.0 [-10.0, -10.0]; fluency -0.70 **not fluent** (n=4)" in line
+    assert "**beats** -10.0 [-10.0, -10.0]; fluency -0.70 **not fluent** (n=6)" in line
     assert "pref lane" not in line
 
 

@@ -24,7 +24,13 @@ from localpref.evaluation.markdown import (
     markdown_table,
     metric_name,
 )
-from localpref.evaluation.tables import Cell, Tables, bootstrap_interval, paired_differences
+from localpref.evaluation.tables import (
+    MIN_PROMPTS_FOR_VERDICT,
+    Cell,
+    Tables,
+    bootstrap_interval,
+    paired_differences,
+)
 from localpref.methods import METHODS, ContrastFamily
 
 FLUENCY = "fluency_base"
@@ -124,14 +130,15 @@ def tradeoffs(tables: Tables, budget: float) -> list[Tradeoff]:
 
 
 def _paired_interval(tables: Tables, tradeoff: Tradeoff, point: Point,
-                     resamples: int) -> tuple[float, float]:
-    """95% bootstrap interval of (point - Pref) over the prompts both have."""
+                     resamples: int) -> tuple[float, float, int]:
+    """95% bootstrap interval of (point - Pref) over the prompts both have, and how many."""
     if tradeoff.pref is None:
-        return math.nan, math.nan
+        return math.nan, math.nan, 0
     group = (tradeoff.dataset, tradeoff.preference)
     mine = tables.cells.get((*group, point.label, tradeoff.metric)) or Cell()
     theirs = tables.cells.get((*group, tradeoff.pref.label, tradeoff.metric)) or Cell()
-    return bootstrap_interval(paired_differences(mine, theirs), resamples=resamples)
+    differences = paired_differences(mine, theirs)
+    return (*bootstrap_interval(differences, resamples=resamples), len(differences))
 
 
 def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000) -> list[str]:
@@ -168,7 +175,7 @@ def render_sweep_section(tables: Tables, budget: float, *, resamples: int = 2000
             if point is None:
                 rows.append([method, "none within budget", "–", "–", "–"])
                 continue
-            low, high = _paired_interval(tables, tradeoff, point, resamples)
+            low, high, _ = _paired_interval(tables, tradeoff, point, resamples)
             delta = point.score - tradeoff.pref.score
             metric = tradeoff.metric
             rows.append([method, point.setting, format_value(metric, point.score),
@@ -190,10 +197,12 @@ def _verdict_line(tables: Tables, tradeoff: Tradeoff, resamples: int) -> str:
     pref_text = (f"Pref: {format_value(tradeoff.metric, tradeoff.pref.score)} at fluency "
                  f"{format_value(FLUENCY, tradeoff.pref.fluency)}")
     shown, unclear = [], []
+    fewest = MIN_PROMPTS_FOR_VERDICT
     for point in tradeoff.winners:
-        low, high = _paired_interval(tables, tradeoff, point, resamples)
+        low, high, n_prompts = _paired_interval(tables, tradeoff, point, resamples)
         clear = low > 0 if tradeoff.direction > 0 else high < 0  # False for a NaN interval
-        (shown if clear else unclear).append(point)
+        fewest = min(fewest, n_prompts)
+        (shown if clear and n_prompts >= MIN_PROMPTS_FOR_VERDICT else unclear).append(point)
 
     def named(points: list[Point]) -> str:
         return ", ".join(f"{p.method} {p.setting} ({format_value(tradeoff.metric, p.score)})"
@@ -202,6 +211,10 @@ def _verdict_line(tables: Tables, tradeoff: Tradeoff, resamples: int) -> str:
     budget = f"{tradeoff.budget:g}"
     if shown:
         return f"**Beats Pref within {budget} nats: yes**: {named(shown)}; {pref_text}."
+    if unclear and fewest < MIN_PROMPTS_FOR_VERDICT:
+        return (f"**Beats Pref within {budget} nats: not shown**: {named(unclear)} better on "
+                f"average, on {fewest} prompts, too few to tell (at least "
+                f"{MIN_PROMPTS_FOR_VERDICT}); {pref_text}.")
     if unclear:
         return (f"**Beats Pref within {budget} nats: not shown**: {named(unclear)} better on "
                 f"average, but its interval over prompts holds no difference; {pref_text}.")

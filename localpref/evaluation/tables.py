@@ -33,6 +33,13 @@ METHOD_ORDER = (*tuple(METHODS)[:2], RECOMMENDED, CALIBRATED, *tuple(METHODS)[2:
 ROW_METRICS = ("changed_fraction",)
 
 
+#: The fewest prompts on which a paired interval may decide "beats" or "loses". A percentile
+#: bootstrap over n prompts that all moved one way never holds zero, however few they are,
+#: while a sign test puts n of n at p = 2 / 2^n: 0.25 at 3 prompts, 0.0625 at 5, 0.031 at 6,
+#: the first under 0.05.
+MIN_PROMPTS_FOR_VERDICT = 6
+
+
 def bootstrap_interval(
     values: Sequence[float], *, resamples: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:

@@ -14,7 +14,8 @@ for), and a 95% percentile bootstrap interval over prompts for each (paired: a p
 answers are resampled together, so prompt difficulty cancels).
 
 A method **beats Pref** when the interval of Δ score lies wholly on the preference's side of
-zero, **loses** when it lies wholly on the other side, and is **no different** otherwise; it
+zero, **loses** when it lies wholly on the other side, and is **no different** otherwise, on
+at least ``tables.MIN_PROMPTS_FOR_VERDICT`` prompts (**too few prompts** below); it
 is **fluent** under a lane when Δ fluency under it is at least ``-budget`` nats (0.5 by
 default, the sweep's budget).
 
@@ -36,6 +37,7 @@ from localpref.evaluation.markdown import (
     metric_name,
 )
 from localpref.evaluation.tables import (
+    MIN_PROMPTS_FOR_VERDICT,
     Cell,
     Tables,
     bootstrap_interval,
@@ -69,10 +71,13 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """``beats``, ``loses`` or ``no different`` (the interval against zero)."""
+        """``beats``, ``loses`` or ``no different`` (the interval against zero); ``too few
+        prompts`` under ``MIN_PROMPTS_FOR_VERDICT``."""
         low, high = self.direction * self.delta_low, self.direction * self.delta_high
         if not (math.isfinite(low) and math.isfinite(high)):
             return "no data"
+        if self.n_prompts < MIN_PROMPTS_FOR_VERDICT:
+            return "too few prompts"
         if min(low, high) > 0:
             return "beats"
         if max(low, high) < 0:
@@ -140,7 +145,9 @@ def render_versus_pref_section(tables: Tables, *, budget: float = 0.5,
     labels = list(dict.fromkeys(c.label for c in found))
     lines = ["## Against Pref, prompt by prompt", "",
              "Each cell: the verdict (**beats** / **loses**: the 95% paired bootstrap interval of "
-             "the score difference lies wholly on the better / worse side of zero), the mean "
+             "the score difference lies wholly on the better / worse side of zero; **too few "
+             f"prompts** under {MIN_PROMPTS_FOR_VERDICT}, where every prompt moving one way "
+             "puts the interval off zero by itself), the mean "
              "difference from Pref's score [interval], the mean difference from Pref's fluency "
              "under the base lane and, where recorded, under the preference lane (nats/token; "
              f"**not fluent** when more than {budget:g} below), and n, the prompts both "
