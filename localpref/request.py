@@ -21,7 +21,7 @@ from localpref.methods import Method, Sampling, resolve_method
 from localpref.presets import PreferenceInput, preference_sentences
 from localpref.prompts import Message, as_messages
 from localpref.token_bias import LogitBiasInput, checked_logit_bias, checked_penalty
-from localpref.weights import Weights
+from localpref.weights import Weights, unweighted_if_plain
 
 PromptInput = str | Sequence[Message]
 AvoidInput = str | Sequence[str] | None
@@ -80,7 +80,7 @@ class Request:
         set_field = object.__setattr__
         set_field(self, "messages", tuple(as_messages(self.messages)))
         if isinstance(self.preference, Mapping):  # a mapping is always weights
-            set_field(self, "preference", Weights(self.preference))
+            set_field(self, "preference", unweighted_if_plain(Weights(self.preference)))
         elif isinstance(self.preference, list):
             set_field(self, "preference", tuple(self.preference))
         preference_sentences(self.preference)  # an empty preference is an error

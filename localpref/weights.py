@@ -9,8 +9,8 @@ where ``z_all`` is the lane with every preference (the anchor: plausibility mask
 read it as the preference lane), ``z_i`` the lane of preference i alone, ``z_base`` the base
 lane and k the method's strength (``kernels.weighted``). n weighted preferences decode n + 2
 lanes; with one, the anchor is that preference's lane, so the method is the same contrast at
-strength ``k w`` (2 lanes, and weight 1 is exactly the unweighted preference). Weight 0 keeps
-the preference in the anchor and removes its push.
+strength ``k w`` (2 lanes), and at weight 1 it is read as the unweighted preference
+(``unweighted_if_plain``). Weight 0 keeps the preference in the anchor and removes its push.
 """
 
 from __future__ import annotations
@@ -124,7 +124,19 @@ def parse_preference_items(items: Sequence[str] | None) -> str | list[str] | Wei
     parsed = [split_weight(item) for item in items]
     if all(weight is None for _, weight in parsed):
         return list(items)
-    return Weights([(text, 1.0 if weight is None else weight) for text, weight in parsed])
+    return unweighted_if_plain(
+        Weights([(text, 1.0 if weight is None else weight) for text, weight in parsed]))
+
+
+def unweighted_if_plain(weights: Weights) -> str | Weights:
+    """One preference at weight 1 as the preference itself: it means exactly that, and
+    read as weights it was refused by Base and Pref, and with examples (``like``) it took
+    lanes of its own where ``-p concise`` puts them into the preference's lane."""
+    if len(weights) == 1:
+        (text,) = weights
+        if weights[text] == 1.0:
+            return text
+    return weights
 
 
 def split_weight(item: str) -> tuple[str, float | None]:

@@ -745,6 +745,9 @@ def test_base_with_a_preference_says_it_does_not_read_it(
         assert err.strip() == ("localpref: base is plain decoding, the reference: it does not "
                                "read --preference or --like (give another --method to steer).")
     code, out, err = run_cli(capsys, "generate", "Hi", "-m", "base", "-p", "concise=1",
+                             "--max-tokens", "2")  # weight 1 is the preference itself
+    assert code == 0 and "does not read --preference" in err
+    code, out, err = run_cli(capsys, "generate", "Hi", "-m", "base", "-p", "concise=0.5",
                              "--max-tokens", "2")  # refused: the refusal alone is said
     assert code == 2 and out == "" and err.strip() == (
         "localpref: Weighted preferences steer through a two-lane method (amulet, contrastive "

@@ -56,9 +56,14 @@ def test_examples_with_weights_are_one_more_lane(model: Model) -> None:
     assert set(prompts) == {"pref", "base", "pref1", "pref2", "pref3"}
     assert "pinch" in prompts["pref3"] and "pinch" in prompts["pref"]
     assert "pinch" not in prompts["pref1"]
-    result = model.generate(PROMPT, preference={"concise": 1}, like=[EXAMPLES[0]],
+    result = model.generate(PROMPT, preference={"concise": 0.5}, like=[EXAMPLES[0]],
                             max_tokens=4)
-    assert result.stats["n_lanes"] == 4 and result.stats["settings"]["weights"] == [1.0, 1.0]
+    assert result.stats["n_lanes"] == 4 and result.stats["settings"]["weights"] == [0.5, 1.0]
+    # one preference at weight 1 is that preference: its examples join its lane, as without
+    # a weight (they took a lane of their own, and the answer differed)
+    answers = [model.generate(PROMPT, preference=preference, like=[EXAMPLES[0]], max_tokens=12)
+               for preference in ("concise", {"concise": 1})]
+    assert answers[0].tokens == answers[1].tokens and answers[1].stats["n_lanes"] == 2
 
 
 def test_a_chat_evaluates_the_examples_once(model: Model) -> None:

@@ -95,6 +95,11 @@ def test_weight_one_answers_exactly_as_the_unweighted_preference(model: Model) -
     sampled = [model.generate(PROMPT, preference=preference, max_tokens=16, temperature=0.8,
                               seed=3).tokens for preference in ("concise", {"concise": 1})]
     assert sampled[0] == sampled[1]
+    # read as the preference itself: Pref and Base take it as they take "concise"
+    for method in ("pref", "base"):
+        assert model.generate(PROMPT, preference={"concise": 1}, method=method,
+                              max_tokens=8).tokens == model.generate(
+            PROMPT, preference="concise", method=method, max_tokens=8).tokens
 
 
 def test_one_weighted_preference_scales_the_strength(model: Model) -> None:
@@ -151,7 +156,7 @@ def test_weighted_steering_uses_the_method_given(model: Model) -> None:
     ({"concise": True}, None, "must be a number"),
     ({}, None, "empty"),
     ({" ": 1}, None, "non-empty text"),
-    ({"concise": 1}, "pref", "two-lane method"),
+    ({"concise": 0.5}, "pref", "two-lane method"),
     ({"concise": 1, "uplifting": 1}, "base", "two-lane method"),
 ])
 def test_bad_weights_get_one_sentence(model: Model, preference, method, words) -> None:
