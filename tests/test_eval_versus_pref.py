@@ -240,3 +240,24 @@ def test_score_lanes_gives_base_and_pref_both_fluencies_and_end_tokens_reach_pad
     section = text.split("## Against Pref, prompt by prompt")[1].split("\n## ")[0]
     line = next(x for x in section.splitlines() if x.startswith("| one | concise"))
     assert "fluency n/a" not in line and line.count("(n=1)") == 2  # base and pad
+
+
+def test_a_score_some_answers_have_no_value_for_says_over_how_many() -> None:
+    """MTLD has no value for an answer of under ten words: a cell averaged the rest and
+    showed it beside means over every prompt, and a cell of none showed only "–"."""
+    rows, metrics = _rows()
+    for row in rows:
+        position = row["position"]
+        metrics[row["id"]]["mtld"] = (
+            None if row["method"] == "pad" or (row["method"] == "amulet" and position > 0)
+            else 20.0 + position)
+    text = render_summary(collect(rows, metrics), resamples=50)
+    table = text.split("## All scores")[1].split("\n### ")
+    mtld = next(part for part in table if part.lower().startswith("mtld"))
+    lines = [line for line in mtld.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    row = next(line for line in lines if line.startswith("| d | concise |"))
+    cells = dict(zip(header, (cell.strip() for cell in row.strip("|").split("|")), strict=True))
+    assert cells["pref"].startswith("22.5 [") and "(n=" not in cells["pref"]  # all six
+    assert cells["amulet"] == "20.0 [20.0, 20.0] (n=1 of 6)"
+    assert cells["pad"] == "– (no value on 6 prompts)"

@@ -43,13 +43,18 @@ DEFAULT_REFERENCE = "amulet"
 def _cell_text(tables: Tables, key: tuple[str, str, str, str], resamples: int,
                bold: bool = False) -> str:
     cell = tables.cells.get(key)
-    if cell is None or not cell.ordered():
+    if cell is None or not cell.values:
         return "–"
+    finite, answered = cell.ordered(), len(cell.values)
+    if not finite:  # (a score with no value for these answers: MTLD of very short ones)
+        return f"– (no value on {answered} prompt{'s' if answered != 1 else ''})"
     metric = key[3]
-    low, high = bootstrap_interval(cell.ordered(), resamples=resamples)
+    low, high = bootstrap_interval(finite, resamples=resamples)
     mean = format_value(metric, cell.mean())
     mean = f"**{mean}**" if bold else mean
-    return f"{mean} [{format_value(metric, low)}, {format_value(metric, high)}]"
+    # a mean over fewer prompts than were answered is said, beside means over all of them
+    some = f" (n={len(finite)} of {answered})" if len(finite) < answered else ""
+    return f"{mean} [{format_value(metric, low)}, {format_value(metric, high)}]{some}"
 
 
 def _outcomes(reference: Cell, other: Cell, direction: int) -> tuple[int, int, int]:
