@@ -222,7 +222,7 @@ def test_summary_best_within_budget_matches_the_rows_and_shards_merge_the_same(
                     else "no")
         assert f"nats: {expected}**" in verdict, (chosen, verdict)
         if expected == "not shown" and high < 0:
-            assert "on 2 prompts, too few to tell (at least 6)" in verdict
+            assert " on 2 prompts better on average, too few to tell (at least 6)" in verdict
     assert f"within {budget:g} nats" in section
     assert (out / "pareto-concise.png").read_bytes()[:8] == PNG_SIGNATURE
 

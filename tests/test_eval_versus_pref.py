@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from localpref.cli import main
+from localpref.evaluation.pareto import render_sweep_section
 from localpref.evaluation.records import read_rows
 from localpref.evaluation.report import collect, render_summary
 from localpref.evaluation.tables import Cell, bootstrap_interval, paired_differences
@@ -261,3 +262,31 @@ def test_a_score_some_answers_have_no_value_for_says_over_how_many() -> None:
     assert cells["pref"].startswith("22.5 [") and "(n=" not in cells["pref"]  # all six
     assert cells["amulet"] == "20.0 [20.0, 20.0] (n=1 of 6)"
     assert cells["pad"] == "– (no value on 6 prompts)"
+
+
+def test_the_sweeps_verdict_line_names_each_settings_own_reason() -> None:
+    """A setting on too few prompts and one whose interval holds zero on enough were both
+    said to be "on 3 prompts, too few to tell"."""
+    rows, metrics = [], {}
+
+    def add(method: str, strength: float | None, words: list[float]) -> None:
+        for position, count in enumerate(words):
+            identifier = f"{method}{position}"
+            settings = {} if strength is None else {"strength": strength}
+            key = {"model": "m", "prompts": "paper", "max_tokens": 8, "settings": settings}
+            if strength is not None:
+                key["sweep"] = settings
+            rows.append({"id": identifier, "method": method, "dataset": "d",
+                         "position": position, "preference": "concise", "key": key,
+                         "stats": {"fluency_base": -1.0}})
+            metrics[identifier] = {"words": count}
+
+    add("pref", None, [50.0] * 10)
+    add("amulet", 1.0, [40, 60, 30, 70, 45, 55, 40, 60, 35, 58])  # 49.3 on 10: unclear
+    add("contrastive", 1.0, [30.0, 30.0, 30.0])  # better on each of only 3 prompts
+    line = next(x for x in render_sweep_section(collect(rows, metrics), 0.5, resamples=300)
+                if x.startswith("**Beats Pref"))
+    assert line.startswith("**Beats Pref within 0.5 nats: not shown**: amulet ")
+    assert "(49.3) better on average, but its interval over prompts holds no difference; " \
+        in line
+    assert "(30.0) on 3 prompts better on average, too few to tell (at least 6); " in line

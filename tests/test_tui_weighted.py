@@ -50,6 +50,11 @@ def test_command_line_weights_set_the_sliders(capsys: pytest.CaptureFixture[str]
     assert steering.preference == {"concise": 1.0, "be brief no jargon": 2.0}
     steering, problems = startup_steering(None, ["a=1", "b=2"], None)
     assert steering.preference == ["a b"] and len(problems) == 1
+    # one preference at weight 1 is the preference itself (it was read letter by letter)
+    for items, presets, custom in ((["concise=1"], ["concise"], ""),
+                                   (["be kind=1.0"], [], "be kind")):
+        steering, problems = startup_steering(None, items, None)
+        assert (steering.presets, steering.custom, problems) == (presets, custom, [])
     for bad, words in (("concise=abc", "must be a number"), ("concise=-1", "from 0 to 1000"),
                        ("", "non-empty text"), ("  ", "non-empty text")):
         assert main(["chat", "-p", bad]) == 2

@@ -97,6 +97,8 @@ def _with_preferences(steering: Steering, items: list[str], problems: list[str])
     the free texts joined into the custom text, and ``TEXT=NUMBER`` weights on their sliders
     (the joined free text takes its texts' weight; differing ones are a problem)."""
     weighed = parse_preference_items(items)  # already checked by the command: no error here
+    if isinstance(weighed, str):  # one preference at weight 1: the preference itself
+        weighed = [weighed]
     pairs = [(text.strip(), weight) for text, weight in (
         weighed.items() if isinstance(weighed, Weights) else ((item, 1.0) for item in weighed))]
     names = [text.lower() for text, _ in pairs if text.lower() in localpref.PRESETS]

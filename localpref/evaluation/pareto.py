@@ -196,13 +196,14 @@ def _verdict_line(tables: Tables, tradeoff: Tradeoff, resamples: int) -> str:
     assert tradeoff.pref is not None
     pref_text = (f"Pref: {format_value(tradeoff.metric, tradeoff.pref.score)} at fluency "
                  f"{format_value(FLUENCY, tradeoff.pref.fluency)}")
-    shown, unclear = [], []
-    fewest = MIN_PROMPTS_FOR_VERDICT
+    shown, unclear, few = [], [], []
     for point in tradeoff.winners:
         low, high, n_prompts = _paired_interval(tables, tradeoff, point, resamples)
         clear = low > 0 if tradeoff.direction > 0 else high < 0  # False for a NaN interval
-        fewest = min(fewest, n_prompts)
-        (shown if clear and n_prompts >= MIN_PROMPTS_FOR_VERDICT else unclear).append(point)
+        if n_prompts < MIN_PROMPTS_FOR_VERDICT:
+            few.append((point, n_prompts))
+        else:
+            (shown if clear else unclear).append(point)
 
     def named(points: list[Point]) -> str:
         return ", ".join(f"{p.method} {p.setting} ({format_value(tradeoff.metric, p.score)})"
@@ -211,14 +212,19 @@ def _verdict_line(tables: Tables, tradeoff: Tradeoff, resamples: int) -> str:
     budget = f"{tradeoff.budget:g}"
     if shown:
         return f"**Beats Pref within {budget} nats: yes**: {named(shown)}; {pref_text}."
-    if unclear and fewest < MIN_PROMPTS_FOR_VERDICT:
-        return (f"**Beats Pref within {budget} nats: not shown**: {named(unclear)} better on "
-                f"average, on {fewest} prompts, too few to tell (at least "
-                f"{MIN_PROMPTS_FOR_VERDICT}); {pref_text}.")
+    if not (unclear or few):
+        return f"**Beats Pref within {budget} nats: no**; {pref_text}."
+    reasons = []
     if unclear:
-        return (f"**Beats Pref within {budget} nats: not shown**: {named(unclear)} better on "
-                f"average, but its interval over prompts holds no difference; {pref_text}.")
-    return f"**Beats Pref within {budget} nats: no**; {pref_text}."
+        reasons.append(f"{named(unclear)} better on average, but "
+                       f"{'its interval' if len(unclear) == 1 else 'each interval'} over "
+                       "prompts holds no difference")
+    if few:
+        counts = ", ".join(f"{p.method} {p.setting} ({format_value(tradeoff.metric, p.score)}) "
+                           f"on {n}" for p, n in few)
+        reasons.append(f"{counts} prompts better on average, too few to tell (at least "
+                       f"{MIN_PROMPTS_FOR_VERDICT})")
+    return f"**Beats Pref within {budget} nats: not shown**: {'; '.join(reasons)}; {pref_text}."
 
 
 def _slug(text: str) -> str:
