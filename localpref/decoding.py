@@ -134,7 +134,8 @@ class Track:
         self.grammar: GrammarMask | None = None
         grammar = getattr(request, "grammar", None)
         if grammar is not None:
-            self.grammar = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
+            with vocabulary.reading():  # (made in the caller's thread: not on freed weights)
+                self.grammar = GrammarMask(grammar, vocabulary.pointer, vocabulary.size)
             self.ignore_eos = False  # a complete answer ends at the end token it allows
         #: the answer's ``logit_bias`` and presence and frequency penalties
         #: (``localpref.token_bias``): added to copies of the track's lanes before anything

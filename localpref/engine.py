@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,11 @@ class Vocabulary:
         #: each token's bytes once read (``piece``): a vocabulary's pieces never change, and a
         #: call into llama.cpp costs about 25 us a token, a dictionary's look-up well under 1
         self._pieces: dict[bool, dict[int, bytes]] = {False: {}, True: {}}
+        #: calls into llama.cpp under way from any thread (``reading``), which ``close``
+        #: waits for: a caller's thread tokenizes a request while another may close the model
+        self._readers = 0
+        self._closed = False
+        self._reading_done = threading.Condition()
         ends, controls = [], []
         for token in range(self.size):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -98,20 +104,43 @@ class Vocabulary:
         #: token, which is all the tokens that could open a turn (``<|im_start|>``...)
         self.answer_end_ids: frozenset[int] = self.end_of_generation_ids | self.control_ids
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a call into llama.cpp's vocabulary: ``ModelError`` once the model is
+        closed, and ``close`` waits for the calls under way (a segfault otherwise: the
+        weights freed under another thread's tokenize)."""
+        with self._reading_done:
+            if self._closed:
+                raise ModelError("The model is closed; load it again to use it.")
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._reading_done:
+                self._readers -= 1
+                self._reading_done.notify_all()
+
+    def close(self) -> None:
+        """No call into llama.cpp from now on; returns once those under way have ended."""
+        with self._reading_done:
+            self._closed = True
+            self._reading_done.wait_for(lambda: self._readers == 0)
+
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
         """Token ids of ``text``; ``add_special`` adds BOS where the model asks for it."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         buffer = (llama_cpp.llama_token * capacity)()
-        count = llama_cpp.llama_tokenize(
-            self._vocab, data, len(data), buffer, capacity, add_special, parse_special
-        )
-        if count < 0:
-            capacity = -count
-            buffer = (llama_cpp.llama_token * capacity)()
+        with self.reading():
             count = llama_cpp.llama_tokenize(
                 self._vocab, data, len(data), buffer, capacity, add_special, parse_special
             )
+            if count < 0:
+                capacity = -count
+                buffer = (llama_cpp.llama_token * capacity)()
+                count = llama_cpp.llama_tokenize(
+                    self._vocab, data, len(data), buffer, capacity, add_special, parse_special
+                )
         return list(buffer[:count])
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
@@ -125,7 +154,7 @@ class Vocabulary:
         piece = known.get(token)
         if piece is not None:
             return piece
-        with self._piece_lock:
+        with self.reading(), self._piece_lock:
             size = llama_cpp.llama_token_to_piece(
                 self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
             )
@@ -144,9 +173,9 @@ class Vocabulary:
 
     def token_text(self, token: int) -> str:
         """The vocabulary entry of a token, as stored in the GGUF."""
-        return (llama_cpp.llama_vocab_get_text(self._vocab, token) or b"").decode(
-            "utf-8", errors="replace"
-        )
+        with self.reading():
+            text = llama_cpp.llama_vocab_get_text(self._vocab, token) or b""
+        return text.decode("utf-8", errors="replace")
 
     def is_end_of_generation(self, token: int) -> bool:
         """True for every end token (EOS, ``<|im_end|>``, ``<end_of_turn>``...)."""
@@ -253,6 +282,8 @@ class LoadedModel:
     def close(self) -> None:
         """Free the weights (no context on this model may be used afterwards)."""
         if getattr(self, "handle", None):
+            if getattr(self, "vocabulary", None) is not None:
+                self.vocabulary.close()  # (waits for another thread's tokenize to end)
             llama_cpp.llama_model_free(self.handle)
             self.handle = None
 

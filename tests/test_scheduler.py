@@ -457,6 +457,41 @@ def test_a_script_that_never_closes_its_model_exits() -> None:
     assert done.stdout.strip().endswith("done")
 
 
+CLOSE_WHILE_TOKENIZING = """
+import sys, threading, localpref
+model = localpref.load(max_lanes=2)
+document = "The quick brown fox jumps over the lazy dog. " * 4000
+refused, started = [], threading.Event()
+def tokenize_for_ever():
+    while True:
+        started.set()
+        try:
+            model.count_tokens("Summarise: " + document)
+            model.generate("Summarise: " + document[:2000], method="base", max_tokens=1)
+        except localpref.ModelError as error:
+            refused.append(str(error))
+            return
+worker = threading.Thread(target=tokenize_for_ever, daemon=sys.argv[1] == "exit")
+worker.start()
+started.wait()
+if sys.argv[1] == "close":
+    model.close()
+    worker.join()
+    print(refused[0])
+"""
+
+
+@pytest.mark.parametrize("how", ["close", "exit"])
+def test_closing_while_another_thread_tokenizes_waits_for_it(how: str) -> None:
+    """``close()`` (or the exit's finalizer, under a daemon thread) freed the weights while
+    another thread was inside llama.cpp's tokenizer: the process died of a segfault."""
+    done = subprocess.run([sys.executable, "-c", CLOSE_WHILE_TOKENIZING, how],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if how == "close":
+        assert done.stdout.strip() == "The model is closed; load it again to use it."
+
+
 def test_the_concurrent_bench_reports_every_count(model: Model) -> None:
     from localpref.bench import BenchSettings, bench_concurrent
 
