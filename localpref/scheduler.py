@@ -265,23 +265,32 @@ class Scheduler:
         The caller gets in after the round being decoded: the thread waits for it before
         taking the next round (``_loop``). Without that, the thread took the lock again as
         soon as it let it go, and a caller waited until every request had ended."""
+        waiting = [True]  # this caller is in _exclusive_waiting (until it has the lock)
         with self._cond:
             self._exclusive_waiting += 1
         try:
-            self._work.acquire()  # (a Ctrl-C ends the wait, as it did)
+            # A with-statement, not acquire() then try: a KeyboardInterrupt raised the moment
+            # the lock is taken (``_thread.interrupt_main`` sets a flag that is read there)
+            # still releases it; between the two it kept the lock, and nothing was decoded
+            # again. A Ctrl-C during the wait ends the wait, as it did.
+            with self._work:
+                self._stop_waiting(waiting)
+                outer, self._exclusive_owner = self._exclusive_owner, threading.current_thread()
+                try:
+                    yield
+                finally:
+                    self._exclusive_owner = outer
         finally:
-            with self._cond:
+            self._stop_waiting(waiting)
+        self.wake()
+
+    def _stop_waiting(self, waiting: list[bool]) -> None:
+        """Count an ``exclusive()`` caller out of the waiting ones, once."""
+        with self._cond:
+            if waiting[0]:
+                waiting[0] = False
                 self._exclusive_waiting = max(self._exclusive_waiting - 1, 0)
                 self._cond.notify_all()
-        try:
-            outer, self._exclusive_owner = self._exclusive_owner, threading.current_thread()
-            try:
-                yield
-            finally:
-                self._exclusive_owner = outer
-        finally:
-            self._work.release()
-        self.wake()
 
     def paused_by_caller(self) -> bool:
         """Whether the calling thread is inside ``exclusive()``: it cannot wait for an answer

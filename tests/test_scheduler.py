@@ -4,6 +4,7 @@ chunks between the others' tokens, admission by lanes, the queue, idle chats, er
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -727,3 +728,47 @@ def test_a_ctrl_c_ends_a_wait_for_exclusive_and_leaves_no_count(model: Model) ->
     model.scheduler._exclusive_waiting += 1  # a caller counted, then gone before the lock
     assert model.generate("Hi", method=Base(), max_tokens=2).tokens
     assert model.scheduler._exclusive_waiting == 0
+
+
+def test_an_interrupt_read_as_exclusive_gets_the_lock_leaves_it_free(bundled_path: Path) -> None:
+    """``_thread.interrupt_main`` only sets a flag: the wait for the lock went on, and the
+    KeyboardInterrupt was raised the moment it was taken, before the block that releases
+    it. The caller kept the lock, and every later request waited for good."""
+    import _thread
+    import signal as signals
+
+    small = Model(bundled_path, max_lanes=2, n_ctx=256)
+    answered: list[int] = []
+    try:
+        holding = threading.Event()
+
+        def hold() -> None:
+            with small.exclusive():
+                holding.set()
+                time.sleep(1)
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        assert holding.wait(60)
+        inherited = signals.signal(signals.SIGINT, signals.default_int_handler)
+        timer = threading.Timer(0.1, _thread.interrupt_main)
+        try:
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                with small.exclusive():
+                    pass
+        finally:
+            timer.cancel()
+            signals.signal(signals.SIGINT, inherited)
+        holder.join(60)
+        later = threading.Thread(target=lambda: answered.extend(
+            small.generate("Hi", method=Base(), max_tokens=2).tokens), daemon=True)
+        later.start()
+        later.join(60)
+    finally:
+        if not answered:  # the lock kept by this thread: let go of it, or close() waits
+            with contextlib.suppress(RuntimeError):  # (not kept: nothing to let go of)
+                small.scheduler._work.release()
+        small.close()
+    assert answered, "a request after the interrupted wait was never decoded"
+    assert small.scheduler._exclusive_waiting == 0
