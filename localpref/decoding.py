@@ -513,6 +513,10 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         self._owner = owner  # the model: kept alive while its generation may be read
         self._reading = _Reading(job, len(self.track_stats), on_finish)
         self._inner = self._reading.pieces()
+        #: held by the thread inside ``next()`` or ``close()``: a ``close()`` from another
+        #: thread while none reads closes it whole (the results set before it returns, and a
+        #: reader's next ``next()`` waits for that), and one while a thread reads cancels
+        self._turn = threading.RLock()
 
     @property
     def results(self) -> list[Result]:
@@ -555,23 +559,33 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return reading.started and outbox.has_items()
 
     def send(self, value: None) -> tuple[int, str]:
-        return self._inner.send(value)
+        with self._turn:
+            return self._inner.send(value)
 
     def throw(self, *args: Any) -> tuple[int, str]:  # type: ignore[override]
-        return self._inner.throw(*args)
+        with self._turn:
+            return self._inner.throw(*args)
 
     def close(self) -> None:
         """Cancel (if it runs) and end the generation; ``results`` keep what was yielded
-        (cancelled results when it never started). From another thread while one reads it,
-        it is ``cancel()``: the reader sees the end."""
-        if not self._reading.reading:  # never read: end it here, as cancel() then run() would
-            self._reading.cancelled.set()
-            for _ in self._inner:
-                pass
-        try:
-            self._inner.close()
-        except ValueError:  # "generator already executing": another thread is reading it
+        (cancelled results when it never started). From another thread while one is inside
+        ``next()``, it is ``cancel()``: the reader sees the end. From another thread between
+        a reader's pieces, it ends the generation here, and the reader's next ``next()``
+        ends (``results`` set; it raised "generator already executing", or ended before
+        ``results`` were)."""
+        if not self._turn.acquire(blocking=False):  # a thread is inside next()
             self.cancel()
+            return
+        try:
+            if not self._reading.reading:  # never read: end it, as cancel() then run() would
+                self._reading.cancelled.set()
+                for _ in self._inner:
+                    pass
+            self._inner.close()
+        except ValueError:  # "generator already executing": closed from inside its own read
+            self.cancel()
+        finally:
+            self._turn.release()
 
     def __del__(self) -> None:
         self.close()
@@ -707,20 +721,27 @@ class Generation(Generator[str, None, None]):
         return self
 
     def send(self, value: None) -> str:
-        return self._pieces.send(value)
+        with self._multi._turn:  # (the same lock: a close between pieces is waited for)
+            return self._pieces.send(value)
 
     def throw(self, *args: Any) -> str:  # type: ignore[override]
-        return self._pieces.throw(*args)
+        with self._multi._turn:
+            return self._pieces.throw(*args)
 
     def close(self) -> None:
-        """End the answer (``MultiGeneration.close``; from another thread while one reads
-        it, ``cancel()``)."""
-        try:
-            self._pieces.close()
-        except ValueError:  # "generator already executing": another thread is reading it
+        """End the answer (``MultiGeneration.close``; from another thread while one is
+        inside ``next()``, ``cancel()``)."""
+        turn = self._multi._turn
+        if not turn.acquire(blocking=False):  # a thread is inside next()
             self.cancel()
             return
-        self._multi.close()
+        try:
+            self._pieces.close()
+            self._multi.close()
+        except ValueError:  # "generator already executing": closed from inside its own read
+            self.cancel()
+        finally:
+            turn.release()
 
     def cancel(self) -> None:
         """End the answer at the next step or prefill chunk; safe from any thread."""

@@ -110,6 +110,49 @@ def test_closing_a_stream_another_thread_reads_cancels_it(model: Model) -> None:
     assert stream.result.text == "".join(pieces) and len(stream.result.tokens) < 200
 
 
+@pytest.mark.parametrize("kind", ["stream", "compare"])
+@pytest.mark.parametrize("then", ["iterate", "run"])
+def test_closing_between_a_readers_pieces_ends_it_with_its_results(model: Model, kind: str,
+                                                                     then: str) -> None:
+    """``close()`` from another thread while the reader was between pieces closed the
+    generator there, and the reader's next read, during that close's wait for the end,
+    raised "generator already executing" (``run()``) or ended with no result yet."""
+    if kind == "stream":
+        generation = model.stream(PROMPT, max_tokens=200, ignore_eos=True)
+    else:
+        generation = model.compare(PROMPT, ["base", "pref"], preference="concise",
+                                   max_tokens=200, ignore_eos=True)
+    first = next(generation)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # nothing is decoded: the close waits for the end meanwhile
+        with model.exclusive():
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(60)
+    closer = threading.Thread(target=generation.close)
+    closer.start()
+    threading.Timer(0.3, release.set).start()  # after the read below has begun
+    try:
+        if then == "run":
+            ended = generation.run()
+            results = ended if isinstance(ended, list) else [ended]
+        else:
+            assert list(generation) == []
+            results = ([generation.result] if kind == "stream" else generation.results)
+    finally:
+        release.set()
+        closer.join(60)
+        holder.join(60)
+    assert results and all(r is not None and r.stats["stop_reason"] == "cancelled"
+                           for r in results)
+    shown = first if kind == "stream" else first[1]  # (run() keeps all the text written)
+    assert any(r.text.startswith(shown) for r in results)
+
+
 def test_a_comparison_run_then_cancelled_keeps_what_each_method_wrote(model: Model) -> None:
     """``run()`` yields nothing; cancelled from another thread, each result kept an empty
     text (what had been yielded) where it had written tokens: ``compare`` printed empty
