@@ -91,7 +91,14 @@ class _Backend:
 
 def _shut_down(scheduler: Scheduler, backends: list[_Backend]) -> None:
     """Stop and join the scheduler's thread, then free the contexts and weights (run by
-    ``Model.close``, or by the model's finalizer: when it is collected, or at exit)."""
+    ``Model.close``, or by the model's finalizer: when it is collected, or at exit). Run by
+    the garbage collector inside the scheduler's own thread (a model dropped in a reference
+    cycle), it hands the work to a thread of its own: freeing here would pull the contexts
+    and vocabulary from under the step this thread is in the middle of."""
+    if scheduler.in_own_thread():
+        threading.Thread(target=_shut_down, args=(scheduler, backends),
+                         name="localpref-shut-down").start()
+        return
     scheduler.close()
     for backend in reversed(backends):
         backend.close()

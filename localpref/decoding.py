@@ -559,12 +559,20 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return reading.started and outbox.has_items()
 
     def send(self, value: None) -> tuple[int, str]:
+        self.check_can_wait()
         with self._turn:
             return self._inner.send(value)
 
     def throw(self, *args: Any) -> tuple[int, str]:  # type: ignore[override]
         with self._turn:
             return self._inner.throw(*args)
+
+    def check_can_wait(self) -> None:
+        """``ModelError`` when the calling thread could wait for good: inside the model's
+        ``exclusive()`` block, nothing is decoded, and a read waits for ``_turn`` while
+        another thread's read of this generation waits for a step (it hung)."""
+        if self._reading.started and (problem := self._reading.job.wait_problem()) is not None:
+            raise ModelError(problem)
 
     def close(self) -> None:
         """Cancel (if it runs) and end the generation; ``results`` keep what was yielded
@@ -721,6 +729,7 @@ class Generation(Generator[str, None, None]):
         return self
 
     def send(self, value: None) -> str:
+        self._multi.check_can_wait()
         with self._multi._turn:  # (the same lock: a close between pieces is waited for)
             return self._pieces.send(value)
 

@@ -16,6 +16,7 @@ in 0.3.36. We keep the weights in one ``llama_model`` and drive batches ourselve
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import sys
@@ -85,9 +86,9 @@ class Vocabulary:
         #: each token's bytes once read (``piece``): a vocabulary's pieces never change, and a
         #: call into llama.cpp costs about 25 us a token, a dictionary's look-up well under 1
         self._pieces: dict[bool, dict[int, bytes]] = {False: {}, True: {}}
-        #: calls into llama.cpp under way from any thread (``reading``), which ``close``
-        #: waits for: a caller's thread tokenizes a request while another may close the model
-        self._readers = 0
+        #: calls into llama.cpp under way, by thread (``reading``), which ``close`` waits for
+        #: in the other threads: a caller's thread tokenizes while another closes the model
+        self._readers: collections.Counter[int] = collections.Counter()
         self._closed = False
         self._reading_done = threading.Condition()
         ends, controls = [], []
@@ -109,22 +110,27 @@ class Vocabulary:
         """Around a call into llama.cpp's vocabulary: ``ModelError`` once the model is
         closed, and ``close`` waits for the calls under way (a segfault otherwise: the
         weights freed under another thread's tokenize)."""
+        me = threading.get_ident()
         with self._reading_done:
             if self._closed:
                 raise ModelError("The model is closed; load it again to use it.")
-            self._readers += 1
+            self._readers[me] += 1
         try:
             yield
         finally:
             with self._reading_done:
-                self._readers -= 1
+                self._readers[me] -= 1
+                if not self._readers[me]:
+                    del self._readers[me]
                 self._reading_done.notify_all()
 
     def close(self) -> None:
-        """No call into llama.cpp from now on; returns once those under way have ended."""
+        """No call into llama.cpp from now on; returns once those under way in other threads
+        have ended (one of this thread's own cannot end while it waits)."""
+        me = threading.get_ident()
         with self._reading_done:
             self._closed = True
-            self._reading_done.wait_for(lambda: self._readers == 0)
+            self._reading_done.wait_for(lambda: not self._readers.keys() - {me})
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
         """Token ids of ``text``; ``add_special`` adds BOS where the model asks for it."""

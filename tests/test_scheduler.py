@@ -493,6 +493,79 @@ def test_closing_while_another_thread_tokenizes_waits_for_it(how: str) -> None:
         assert done.stdout.strip() == "The model is closed; load it again to use it."
 
 
+READ_INSIDE_EXCLUSIVE_WHILE_ANOTHER_READS = """
+import threading, localpref
+model = localpref.load(max_lanes=2)
+generation = model.stream("Write a long story about a cat.", max_tokens=200)
+pieces, three = [], threading.Event()
+def read():
+    for piece in generation:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            three.set()
+reader = threading.Thread(target=read)
+reader.start()
+three.wait()
+with model.exclusive():
+    try:
+        next(generation)
+    except localpref.ModelError as error:
+        print(error)
+reader.join()
+print(generation.result.stats["stop_reason"])
+model.close()
+"""
+
+GARBAGE_COLLECTED_IN_THE_DECODE_THREAD = """
+import gc, threading, time, weakref, localpref
+import localpref.engine as engine
+model = localpref.load(max_lanes=2)
+scheduler, real = model.scheduler, engine.llama_cpp.llama_token_to_piece
+def collecting(*args):  # what a collection at an allocation of the step may do
+    if scheduler.in_own_thread():
+        gc.collect()
+    return real(*args)
+engine.llama_cpp.llama_token_to_piece = collecting
+model.itself = model  # in a cycle: only the collector frees it
+generation = model.stream("Write about zebras and quokkas.", max_tokens=60)
+generation.start()
+generation.itself = generation
+freed = weakref.ref(model)
+del model, generation
+deadline = time.monotonic() + 60
+while freed() is not None and time.monotonic() < deadline:
+    time.sleep(0.05)
+for thread in threading.enumerate():  # the shut-down, and the decode thread it stops
+    if thread is not threading.main_thread():
+        thread.join(60)
+class Cycle: pass
+cycle = Cycle(); cycle.me = cycle; gone = weakref.ref(cycle); del cycle
+gc.collect()
+print(freed() is None, gone() is None)
+"""
+
+
+def test_a_read_inside_exclusive_while_another_thread_reads_is_one_sentence() -> None:
+    """The second read waited for the first one's turn, which waited for a step that the
+    block kept from coming: both threads hung for good."""
+    done = subprocess.run([sys.executable, "-c", READ_INSIDE_EXCLUSIVE_WHILE_ANOTHER_READS],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "This thread is inside the model's exclusive() block, where nothing is decoded: read "
+        "the answer after the block ends.", "length"]
+
+
+def test_a_model_collected_in_its_decode_thread_is_shut_down_from_another() -> None:
+    """The collector ran the model's finalizer inside the decode thread's step: closing
+    the vocabulary there waited for that very step (and the collector, left "collecting",
+    never ran again); before that, the weights were freed under the step (a segfault)."""
+    done = subprocess.run([sys.executable, "-c", GARBAGE_COLLECTED_IN_THE_DECODE_THREAD],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
+
+
 def test_the_concurrent_bench_reports_every_count(model: Model) -> None:
     from localpref.bench import BenchSettings, bench_concurrent
 
