@@ -37,8 +37,9 @@ OBJECT_KEYWORDS = frozenset({"properties", "required", "additionalProperties"})
 #: The keywords that constrain a value of any type.
 ANY_TYPE_KEYWORDS = frozenset({"enum", "const", "anyOf", "oneOf", "allOf", "$ref"})
 _BY_TYPE = {"string": STRING_KEYWORDS, "array": ARRAY_KEYWORDS, "object": OBJECT_KEYWORDS}
-CONSTRAINING_KEYWORDS = STRING_KEYWORDS | ARRAY_KEYWORDS | OBJECT_KEYWORDS | ANY_TYPE_KEYWORDS | {
-    "type"}
+#: Every keyword above, and ``type``: what is not one of these annotates (title, description).
+CONSTRAINING_KEYWORDS = (STRING_KEYWORDS | ARRAY_KEYWORDS | OBJECT_KEYWORDS | ANY_TYPE_KEYWORDS
+                         | {"type"})
 #: The formats the converter writes a rule for (any other is an annotation).
 WRITTEN_FORMATS = frozenset({"uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5", "date",
                              "time", "date-time"})
