@@ -92,10 +92,12 @@ class _Backend:
 def _shut_down(scheduler: Scheduler, backends: list[_Backend]) -> None:
     """Stop and join the scheduler's thread, then free the contexts and weights (run by
     ``Model.close``, or by the model's finalizer: when it is collected, or at exit). Run by
-    the garbage collector inside the scheduler's own thread (a model dropped in a reference
-    cycle), it hands the work to a thread of its own: freeing here would pull the contexts
-    and vocabulary from under the step this thread is in the middle of."""
-    if scheduler.in_own_thread():
+    the garbage collector inside the scheduler's own thread, or inside a thread's call into
+    the model's vocabulary (a model dropped in a reference cycle), it hands the work to a
+    thread of its own: freeing here would pull the contexts and vocabulary from under the
+    step or the call this thread is in the middle of."""
+    if scheduler.in_own_thread() or any(backend.loaded.vocabulary.read_here()
+                                        for backend in backends):
         threading.Thread(target=_shut_down, args=(scheduler, backends),
                          name="localpref-shut-down").start()
         return

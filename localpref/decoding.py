@@ -559,7 +559,7 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         return reading.started and outbox.has_items()
 
     def send(self, value: None) -> tuple[int, str]:
-        self.check_can_wait()
+        self.check_turn()
         with self._turn:
             return self._inner.send(value)
 
@@ -567,11 +567,15 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
         with self._turn:
             return self._inner.throw(*args)
 
-    def check_can_wait(self) -> None:
-        """``ModelError`` when the calling thread could wait for good: inside the model's
-        ``exclusive()`` block, nothing is decoded, and a read waits for ``_turn`` while
-        another thread's read of this generation waits for a step (it hung)."""
-        if self._reading.started and (problem := self._reading.job.wait_problem()) is not None:
+    def check_turn(self) -> None:
+        """``ModelError`` when another thread is reading this generation and the calling
+        thread could not wait for it: inside the model's ``exclusive()`` block nothing is
+        decoded, so the other read, waiting for a step, would never end (both hung). A read
+        with nothing to wait for (the generation ended) is not refused."""
+        if self._turn.acquire(blocking=False):
+            self._turn.release()
+            return
+        if (problem := self._reading.job.wait_problem()) is not None:
             raise ModelError(problem)
 
     def close(self) -> None:
@@ -729,7 +733,7 @@ class Generation(Generator[str, None, None]):
         return self
 
     def send(self, value: None) -> str:
-        self._multi.check_can_wait()
+        self._multi.check_turn()
         with self._multi._turn:  # (the same lock: a close between pieces is waited for)
             return self._pieces.send(value)
 

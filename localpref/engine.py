@@ -124,6 +124,12 @@ class Vocabulary:
                     del self._readers[me]
                 self._reading_done.notify_all()
 
+    def read_here(self) -> bool:
+        """Whether the calling thread is inside a call into llama.cpp (``reading``): a
+        finalizer the garbage collector runs there must not free the weights."""
+        with self._reading_done:
+            return threading.get_ident() in self._readers
+
     def close(self) -> None:
         """No call into llama.cpp from now on; returns once those under way in other threads
         have ended (one of this thread's own cannot end while it waits)."""

@@ -545,6 +545,49 @@ print(freed() is None, gone() is None)
 """
 
 
+COLLECTED_INSIDE_A_TOKENIZE = """
+import gc, weakref, localpref
+import localpref.engine as engine
+model = localpref.load(max_lanes=2)
+vocabulary, real = model.vocabulary, engine.llama_cpp.llama_tokenize
+def collecting(*args):  # what a collection at an allocation inside the call may do
+    gc.collect()
+    return real(*args)
+engine.llama_cpp.llama_tokenize = collecting
+model.itself = model  # in a cycle: only the collector frees it
+freed = weakref.ref(model)
+del model
+print(len(vocabulary.tokenize("hello world, a longer sentence", add_special=False)))
+print(freed() is None)
+"""
+
+
+def test_a_model_collected_inside_a_tokenize_of_its_own_is_freed_after_it() -> None:
+    """The finalizer ran inside the thread's call into the vocabulary and freed the weights
+    under it: a segfault (a hang before the vocabulary waited for other threads only)."""
+    done = subprocess.run([sys.executable, "-c", COLLECTED_INSIDE_A_TOKENIZE],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["6", "True"]
+
+
+def test_an_ended_generation_reads_inside_exclusive(model: Model) -> None:
+    """A read inside the block is refused only where it would wait: one that has ended
+    gives its pieces, its end (StopIteration) and its results as before."""
+    unread = model.stream("Say hello.", method=Base(), max_tokens=6).start()
+    read = model.stream("Say hello.", method=Base(), max_tokens=6)
+    text = "".join(read)
+    ran = model.compare("Say hello.", ["base"], max_tokens=6).start()
+    deadline = time.monotonic() + 60
+    while not (unread.ended and ran.ended) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with model.exclusive():
+        assert "".join(unread) == text and unread.result.stats["stop_reason"] == "length"
+        with pytest.raises(StopIteration):
+            next(read)
+        assert [result.text for result in ran.run()] == [text]
+
+
 def test_a_read_inside_exclusive_while_another_thread_reads_is_one_sentence() -> None:
     """The second read waited for the first one's turn, which waited for a step that the
     block kept from coming: both threads hung for good."""
