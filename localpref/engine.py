@@ -90,7 +90,8 @@ class Vocabulary:
         #: in the other threads: a caller's thread tokenizes while another closes the model
         self._readers: collections.Counter[int] = collections.Counter()
         self._closed = False
-        self._reading_done = threading.Condition()
+        #: (reentrant: a finalizer the collector runs while this thread holds it may close)
+        self._reading_done = threading.Condition(threading.RLock())
         ends, controls = [], []
         for token in range(self.size):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -126,9 +127,9 @@ class Vocabulary:
 
     def read_here(self) -> bool:
         """Whether the calling thread is inside a call into llama.cpp (``reading``): a
-        finalizer the garbage collector runs there must not free the weights."""
-        with self._reading_done:
-            return threading.get_ident() in self._readers
+        finalizer the garbage collector runs there must not free the weights. (No lock: only
+        this thread changes its own entry.)"""
+        return threading.get_ident() in self._readers
 
     def close(self) -> None:
         """No call into llama.cpp from now on; returns once those under way in other threads
