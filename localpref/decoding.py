@@ -568,15 +568,22 @@ class MultiGeneration(Generator[tuple[int, str], None, None]):
             return self._inner.throw(*args)
 
     def check_turn(self) -> None:
-        """``ModelError`` when another thread is reading this generation and the calling
-        thread could not wait for it: inside the model's ``exclusive()`` block nothing is
-        decoded, so the other read, waiting for a step, would never end (both hung). A read
-        with nothing to wait for (the generation ended) is not refused."""
-        if self._turn.acquire(blocking=False):
+        """``ModelError`` before a read that would wait while the calling thread cannot:
+        inside the model's ``exclusive()`` block nothing is decoded. A read waits when the
+        answer has nothing new for it yet, or when another thread is reading (that read
+        waits for a step: both hung). Refused here, outside the generator, the answer goes
+        on and is read after the block (refused inside, it was cancelled); a read with
+        something to give (a piece, the end) is not refused."""
+        reading = self._reading
+        if not reading.started:
+            return  # (``pieces`` refuses it before anything is queued)
+        other_reader = not self._turn.acquire(blocking=False)
+        if not other_reader:
             self._turn.release()
-            return
-        if (problem := self._reading.job.wait_problem()) is not None:
-            raise ModelError(problem)
+        outbox = reading.job.outbox
+        if other_reader or not (outbox.has_items() or outbox.ended):
+            if (problem := reading.job.wait_problem()) is not None:
+                raise ModelError(problem)
 
     def close(self) -> None:
         """Cancel (if it runs) and end the generation; ``results`` keep what was yielded

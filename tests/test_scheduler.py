@@ -588,6 +588,23 @@ def test_an_ended_generation_reads_inside_exclusive(model: Model) -> None:
         assert [result.text for result in ran.run()] == [text]
 
 
+def test_a_running_answer_read_inside_exclusive_goes_on_after_the_block(model: Model) -> None:
+    """Refused from inside the generator, the read cancelled the answer: after the block
+    it gave nothing more and ended "cancelled"."""
+    generation = model.stream("Write a long story about a cat.", method=Base(),
+                              max_tokens=40, ignore_eos=True).start()
+    first = next(generation)
+    read_inside = ""
+    with model.exclusive():
+        with pytest.raises(ModelError, match="inside the model's exclusive"):
+            while True:  # what was written before the block, then the sentence
+                read_inside += next(generation)
+    rest = "".join(generation)
+    assert generation.result.stats["stop_reason"] == "length"
+    assert generation.result.text == first + read_inside + rest
+    assert len(generation.result.tokens) == 40
+
+
 def test_a_read_inside_exclusive_while_another_thread_reads_is_one_sentence() -> None:
     """The second read waited for the first one's turn, which waited for a step that the
     block kept from coming: both threads hung for good."""
