@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from localpref.errors import SettingsError
-from localpref.schema_checks import subschemas
+from localpref.schema_checks import reference_target, subschemas
 
 #: The keywords that constrain a value of one type only, by type.
 STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern", "format"})
@@ -117,15 +117,18 @@ def as_written(found: list[tuple[str, str]], split: list[str]) -> list[tuple[str
     return list(dict.fromkeys(written))
 
 
+def _merge_items(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the converter merges as objects, as written: every ``allOf`` item and its
+    ``anyOf`` choices."""
+    return [choice for subschema, _ in subschemas(schema) for item in subschema.get("allOf", [])
+            for choice in [item, *item.get("anyOf", [])]]
+
+
 def _merged(schema: dict[str, Any]) -> set[int]:
-    """The ids of the schemas the converter merges as objects: every ``allOf`` item, its
-    ``anyOf`` choices, and the schemas their ``$ref`` names."""
-    merged = set()
-    for subschema, _ in subschemas(schema):
-        for item in subschema.get("allOf", []):
-            for choice in [item, *item.get("anyOf", [])]:
-                merged |= {id(choice), id(_resolved(schema, choice))}
-    return merged
+    """The ids of the schemas the converter merges as objects: ``_merge_items`` and the
+    schemas their ``$ref`` names."""
+    return {id(merged) for item in _merge_items(schema)
+            for merged in (item, _resolved(schema, item))}
 
 
 def unwrap_single_all_of(schema: dict[str, Any]) -> None:
@@ -145,14 +148,12 @@ def left_out(schema: dict[str, Any]) -> list[tuple[str, str]]:
     """The constraints the converter would leave out of ``schema``'s grammar (after
     ``split_type_lists``), each with where it is, in the schema's order."""
     found: list[tuple[str, str]] = []
-    places = subschemas(schema)
-    items = {id(choice) for subschema, _ in places for item in subschema.get("allOf", [])
-             for choice in [item, *item.get("anyOf", [])]}
+    items = {id(item) for item in _merge_items(schema)}
     merged_only = _merged(schema) - _referenced_outside(schema, items)
-    for subschema, where in places:
-        if id(subschema) not in items | merged_only:  # (read by the merge, weighed below)
-            found += [(keyword, where) for keyword in _left_out_here(subschema)]
+    for subschema, where in subschemas(schema):
         rule = found_rule(subschema)
+        if id(subschema) not in items | merged_only:  # (read by the merge, weighed below)
+            found += [(keyword, where) for keyword in _left_out_here(subschema, rule)]
         if rule == frozenset({"allOf"}):
             found += _left_out_of_merge(schema, subschema, where)
         elif rule == OBJECT_KEYWORDS:
@@ -209,10 +210,9 @@ def _writes_types(subschema: dict[str, Any], rule: frozenset[str]) -> frozenset[
     return frozenset({kind}) if isinstance(kind, str) else None
 
 
-def _left_out_here(subschema: dict[str, Any]) -> list[str]:
-    """The constraints of ``subschema`` itself that its rule does not read, among those that
-    apply to the types it writes."""
-    rule = found_rule(subschema)
+def _left_out_here(subschema: dict[str, Any], rule: frozenset[str]) -> list[str]:
+    """The constraints of ``subschema`` itself that its rule (``found_rule``) does not read,
+    among those that apply to the types it writes."""
     types = _writes_types(subschema, rule)
     applying = set(ANY_TYPE_KEYWORDS)
     for name, keywords in _BY_TYPE.items():
@@ -278,9 +278,5 @@ def _referenced_outside(schema: dict[str, Any], items: set[int]) -> set[int]:
 def _resolved(schema: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     """An ``allOf`` item as the converter merges it: the schema its ``$ref`` names, if any."""
     reference = item.get("$ref")
-    if not isinstance(reference, str) or not reference.startswith("#/"):
-        return item
-    target: Any = schema
-    for name in reference[2:].split("/"):
-        target = target.get(name) if isinstance(target, dict) else None
+    target = reference_target(schema, reference) if isinstance(reference, str) else None
     return target if isinstance(target, dict) else item

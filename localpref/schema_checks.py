@@ -183,8 +183,15 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
 
 def _resolves(schema: dict[str, Any], reference: str) -> bool:
     """Whether a ``#/a/b`` reference names a schema inside ``schema``."""
-    return reference.startswith("#/") and isinstance(
-        _target(schema, _pointer_names(reference)), dict)
+    return isinstance(reference_target(schema, reference), dict)
+
+
+def reference_target(schema: dict[str, Any], reference: str) -> Any:
+    """What a ``#/a/b`` reference names inside ``schema`` (None for another reference, or
+    where a name is missing)."""
+    if not reference.startswith("#/"):
+        return None
+    return _target(schema, _pointer_names(reference))
 
 
 def _pointer_names(reference: str) -> list[str]:
