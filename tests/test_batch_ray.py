@@ -23,6 +23,7 @@ from localpref.batches.ray_runner import (
     RaySettings,
     check_fits,
     check_local_actors,
+    interrupt_noticed,
     run_ray,
 )
 from localpref.batches.recorder import Recorder
@@ -214,12 +215,43 @@ def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
         assert process.poll() is None and time.monotonic() < deadline, "no answer came"
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    _, error = process.communicate(timeout=120)
+    output, error = process.communicate(timeout=120)
     assert process.returncode == 143, error
-    assert b"localpref: stopped;" in error and b"SIGTERM received" not in error
-    assert b"Traceback" not in error
+    # the one line: not Ray's notice that the cluster uses token authentication on stderr,
+    # nor the raylet's lines on stdout that the killed actor's calls were being retried
+    assert error.strip().startswith(b"localpref: stopped;") and b"\n" not in error.strip()
+    assert output == b""
     assert all(answer["custom_id"] for answer in read_answers(out))  # whole lines
     _assert_no_orphans_beyond(before)
+
+
+class _DropsAnInterrupt:
+    """An object whose finalizer gets a Ctrl-C: Python reports the KeyboardInterrupt
+    raised there as "ignored" and goes on, as it does in logging's at-fork hook while Ray
+    forks its processes."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGINT)
+        for _ in range(1000):  # the handler runs here, inside the finalizer
+            pass
+
+
+def test_a_ctrl_c_that_python_drops_while_ray_starts_still_interrupts(monkeypatch) -> None:
+    """A Ctrl-C that came while ``ray.init`` forked was dropped (1 try in 9) and the batch
+    went on to finish with status 0."""
+    dropped: list[type[BaseException] | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: dropped.append(report.exc_type))
+    # as from a terminal: a suite started in the background inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    went_on = False
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupt_noticed():
+            _DropsAnInterrupt()  # made and finalized at once
+            went_on = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert dropped == [KeyboardInterrupt] and went_on
+    assert signal.getsignal(signal.SIGINT) is previous
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import signal
@@ -125,12 +126,14 @@ def start_ray(settings: RaySettings) -> bool:
         return False
     if settings.local:
         check_local_actors(settings.actors)
+    # log_to_driver off: the workers' and raylet's lines (an actor's retried calls after
+    # ``ray.kill``) went to this process's stdout, which is the run's, not Ray's
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
-                               "configure_logging": False}
+                               "configure_logging": False, "log_to_driver": False}
     if not settings.local:
         check_reachable(str(settings.address))
     try:
-        with sigterm_kept():
+        with sigterm_kept(), interrupt_noticed(), ray_notices_quiet():
             if not settings.local:
                 ray.init(address=settings.address, **options)
             else:
@@ -175,6 +178,47 @@ def sigterm_kept() -> Iterator[None]:
         signal.signal(signal.SIGTERM, handler)
         raise
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def interrupt_noticed() -> Iterator[None]:
+    """Around ``ray.init``: a Ctrl-C whose KeyboardInterrupt is raised where Python drops
+    exceptions ("Exception ignored in": logging's at-fork hook as Ray forks its processes) was
+    lost, and the run went on to finish with status 0. The handler here notes each interrupt
+    before raising it, and a start that returns after one is interrupted all the same. Only in
+    the main thread, and only in place of Python's own handler."""
+    in_main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if in_main else None
+    if handler is not signal.default_int_handler:
+        yield
+        return
+    noticed: list[int] = []
+
+    def note_and_interrupt(signum: int, frame: Any) -> None:
+        noticed.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note_and_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    if noticed:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ray_notices_quiet() -> Iterator[None]:
+    """Around ``ray.init``: Ray's logger (which ``import ray`` gives a handler of its own on
+    stderr) says only errors, so a run's stderr holds its own lines (``--quiet``: the summary
+    alone), not Ray's notices (that a local cluster uses token authentication)."""
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    ray_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        ray_logger.setLevel(level)
 
 
 #: Seconds to wait for a cluster's port to answer before saying it cannot be reached (Ray's own
@@ -271,6 +315,8 @@ class RayPool:
             settings = dataclasses.replace(settings, model=str(Path(settings.model).resolve()))
         self.settings = settings
         self.actors: list[Any] = []
+        #: the calls ``map`` is waiting for: (the actor's index, the item) by Ray's reference
+        self.in_flight: dict[Any, tuple[int, Any]] = {}
         self._started = False
 
     def __enter__(self) -> RayPool:
@@ -313,7 +359,7 @@ class RayPool:
 
         todo = deque(items)
         load = [0] * len(self.actors)
-        in_flight: dict[Any, tuple[int, Any]] = {}
+        in_flight = self.in_flight = {}
         while todo or in_flight:
             for index, actor in enumerate(self.actors):
                 while todo and load[index] < self.settings.parallel:
@@ -333,17 +379,30 @@ class RayPool:
                 yield item, value
 
     def __exit__(self, *exc: object) -> None:
+        """Cancel the calls still running (a run stopped mid-way) and stop the actors: with
+        the Ray this pool started or joined (``ray.shutdown``, which ends the actors this
+        process owns), or one by one in a Ray the caller started. Killed one by one first with
+        their calls running, the calls were retried, and Ray printed a line for each on this
+        process's stdout and stderr."""
         import ray
 
+        for call in self.in_flight:  # (a stopped run's): cancelled, they are not retried
+            try:
+                ray.cancel(call)
+            except Exception:  # noqa: BLE001 - it ended meanwhile, or Ray is gone
+                pass
+        self.in_flight = {}
+        if self._started:
+            self.actors = []
+            stop_ray(self.settings)
+            self._started = False
+            return
         for actor in self.actors:
             try:
                 ray.kill(actor)
             except Exception as error:  # noqa: BLE001 - already gone
                 print(f"localpref: could not stop a Ray actor: {error}", file=sys.stderr)
         self.actors = []
-        if self._started:
-            stop_ray(self.settings)
-            self._started = False
 
 
 def run_ray(settings: RaySettings, recorder: Recorder,
