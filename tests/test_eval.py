@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +20,7 @@ import pytest
 from localpref.api import Model
 from localpref.cli import main
 from localpref.engine import Context
-from localpref.errors import LocalprefError
+from localpref.errors import LocalprefError, SettingsError
 from localpref.evaluation import (
     BeamSearch,
     BeamSettings,
@@ -39,7 +44,7 @@ from localpref.evaluation import (
 from localpref.evaluation.datasets import DatasetError
 from localpref.evaluation.grid import LazyJudge, non_default_fields
 from localpref.evaluation.judge import outcome_of
-from localpref.evaluation.records import RowWriter, read_rows
+from localpref.evaluation.records import RowWriter, read_rows, save_chart
 from localpref.evaluation.report import SPEED_HEADING, collect, render_summary
 from localpref.evaluation.scorers import content_words_of
 from localpref.methods import Amulet, Sampling
@@ -200,6 +205,8 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
         ("[{\"question\": ", "is not valid JSON"),
         ("{\n\"question\": \"hi\"\n}", "must hold a JSON list"),  # (one line: one row)
         ("[]", "holds no rows"),
+        ("", r"is empty; give a JSON list of prompts or JSON Lines, a row a line\.$"),
+        (" \n\n", "is empty;"),
         ("[{\"question\": \"hi\"}, {\"answer\": \"no prompt\"}]", "Row 2 of"),
         ("{\"question\": \"hi\"}\n{\"question\": ", "Line 2 of"),
         # valid JSON Python's reader refuses: a traceback before
@@ -441,6 +448,58 @@ def test_grid_with_a_judge_writes_judged_pairs_once(paper_model: Model, dataset_
     assert again.judged == 0 and again.generated == 0 and len(made) == 1
 
 
+def test_a_chart_that_cannot_be_written_is_one_sentence(tmp_path: Path) -> None:
+    """A chart's path taken by a folder the run could not check beforehand (a Pareto chart's,
+    named by the preference) stopped the run with a traceback once every answer was made."""
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    figure.subplots().plot([0, 1], [1, 0])
+    save_chart(figure, tmp_path / "fine.png", dpi=50)
+    assert (tmp_path / "fine.png").read_bytes().startswith(b"\x89PNG")
+    (tmp_path / "pareto-concise.png").mkdir()
+    with pytest.raises(LocalprefError) as refused:
+        save_chart(figure, tmp_path / "pareto-concise.png", dpi=50)
+    assert str(refused.value) == (f"Cannot write the chart {tmp_path / 'pareto-concise.png'}: "
+                                  "Is a directory; the answers are kept: move it away and run "
+                                  "the same command again.")
+
+
+def test_a_prompt_no_method_answered_is_counted_in_the_summary(
+        paper_model: Model, tmp_path: Path) -> None:
+    """The summary counted the prompts with an answer: 3 prompts, one too long for the
+    window, read "2 prompts" beside "2 generation(s) failed"."""
+    dataset = tmp_path / "three.json"
+    dataset.write_text(json.dumps(["Name a fruit.", "Tell me a story. " + "word " * 1100,
+                                   "Name a tree."]), encoding="utf-8")
+    config = GridConfig(load_dataset(dataset), method_specs(["base", "pref"]),
+                        preference_specs(["concise"]), max_tokens=2, resamples=50)
+    run = Evaluation(config, paper_model, tmp_path / "out", make_scorers(["length"]),
+                     progress=False)
+    summary = run.run().read_text(encoding="utf-8")
+    assert run.failed == 2
+    assert "Dataset `three`: 3 prompts (1 not answered)." in summary
+
+
+def test_a_known_name_in_capitals_is_that_preference_and_a_weight_is_refused_in_evals_words(
+        ) -> None:
+    """``Concise`` got the built-in sentence but no automatic score (the scores know
+    ``concise``); ``concise=abc`` was refused with advice to use ``-p``, which eval does not
+    take."""
+    (spec,) = preference_specs(["Concise"])
+    assert spec == preference_specs(["concise"])[0]
+    (free,) = preference_specs(["Write Like Yoda"])
+    assert free.name == "Write Like Yoda"
+    for weighted in ("concise=2", "concise=abc", "=1", "Concise=0.5"):
+        with pytest.raises(SettingsError) as refused:
+            preference_specs([weighted])
+        assert str(refused.value) == (f"The preference {weighted!r} has a weight: the "
+                                      "evaluation scores each preference on its own; give it "
+                                      "without one.")
+    with pytest.raises(SettingsError, match="'concise' is listed twice"):
+        preference_specs(["Concise", "concise"])
+
+
 def test_a_failed_answer_is_tried_again_by_the_next_run_and_its_new_row_wins(
         paper_model: Model, bundled_path: Path, tmp_path: Path) -> None:
     """A prompt too long for the window fails its rows; the same grid run again with a larger
@@ -598,7 +657,8 @@ def test_an_output_folder_that_cannot_be_made_is_one_sentence_before_the_model_l
         assert str(out) in stderr  # said before the model is looked for
 
 
-@pytest.mark.parametrize("name", ["generations.jsonl", "scores.jsonl", "summary.md"])
+@pytest.mark.parametrize("name", ["generations.jsonl", "scores.jsonl", "summary.md",
+                                  "scores.png", "speed.png", "judge.png"])
 def test_a_folder_where_an_output_file_goes_is_one_sentence_before_the_model_loads(
         capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path,
         name: str) -> None:
@@ -810,3 +870,26 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
     assert not (out / "generations.jsonl").exists()
     code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, out))  # free again
     assert code == 0, stderr
+
+
+def test_sigterm_stops_a_run_with_its_sentence_and_exit_143(dataset_file: Path,
+                                                            tmp_path: Path) -> None:
+    """SIGTERM ended eval at once (Python's default), with no word and no ``finally``: a
+    local Ray it started (``--ray``) outlived it. It now stops as Ctrl-C does."""
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", *tiny_grid(dataset_file, out, "--max-tokens",
+                                                          "48", "--methods", "base,pref,amulet")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 120
+    rows = out / "generations.jsonl"
+    while not (rows.exists() and rows.read_bytes().count(b"\n") >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 143, error
+    assert error.decode().strip() == (f"localpref: stopped; the finished answers are kept in "
+                                      f"{out}; run the same command to continue.")
+    assert all(row["id"] for row in read_rows(rows))

@@ -19,7 +19,7 @@ from statistics import median
 from typing import Any
 
 from localpref.commands.batch import add_ray_options, check_ray_options
-from localpref.commands.interrupt import interrupt_once
+from localpref.commands.interrupt import TERMINATED_EXIT, interrupt_once, terminate_as_exit
 from localpref.commands.options import (
     add_avoid_option,
     add_like_option,
@@ -267,6 +267,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if judge_path is not None:
         judge = _judge_factory(model, judge_path, args)
     with contextlib.ExitStack() as stack:
+        # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143,
+        # through the finally blocks that stop a local Ray (by default Python died at once)
+        termination = stack.enter_context(terminate_as_exit())
         generations, chunk = None, 64
         if args.ray is not None:
             pool = stack.enter_context(ray_pool(args, config.system_prompt))
@@ -281,11 +284,13 @@ def run_eval(args: argparse.Namespace) -> int:
             stack.enter_context(interrupt_once())
         try:
             summary = evaluation.run()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as stop:
+            if isinstance(stop, SystemExit) and not termination.came:
+                raise
             print(f"\nlocalpref: stopped; the finished answers are kept in {args.out}; run "
                   "the same command to continue.", file=sys.stderr, flush=True)
             model.close()
-            return 130
+            return 130 if isinstance(stop, KeyboardInterrupt) else TERMINATED_EXIT
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
     if evaluation.failed:

@@ -67,6 +67,9 @@ def load_dataset(path: str | Path) -> Dataset:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DatasetError(f"Dataset file {path} is not UTF-8 text.") from None
+    if not text.strip():
+        raise DatasetError(f"Dataset file {path} is empty; give a JSON list of prompts or "
+                           "JSON Lines, a row a line.")
     try:
         data = json_reading.loads(text)
     except json_reading.JSONProblem as problem:

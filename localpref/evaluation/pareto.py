@@ -24,6 +24,7 @@ from localpref.evaluation.markdown import (
     markdown_table,
     metric_name,
 )
+from localpref.evaluation.records import save_chart
 from localpref.evaluation.tables import (
     MIN_PROMPTS_FOR_VERDICT,
     Cell,
@@ -288,7 +289,7 @@ def render_pareto_charts(tables: Tables, out_dir: Path, budget: float) -> list[P
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, loc="best")
         path = pareto_path(out_dir, tradeoff, several)
-        figure.savefig(path, dpi=100)
+        save_chart(figure, path, dpi=100)
         written.append(path)
     return written
 

@@ -22,7 +22,9 @@ GENERATIONS = "generations.jsonl"
 SCORES = "scores.jsonl"
 #: The files an evaluation writes in its output folder (beside its charts).
 SUMMARY = "summary.md"
-OUTPUT_FILES = (GENERATIONS, SCORES, SUMMARY)
+#: The charts the summary shows (each written when it has something to show).
+SCORES_CHART, SPEED_CHART, JUDGE_CHART = "scores.png", "speed.png", "judge.png"
+OUTPUT_FILES = (GENERATIONS, SCORES, SUMMARY, SCORES_CHART, SPEED_CHART, JUDGE_CHART)
 #: The lock file of a folder an evaluation or a merge is writing (empty, left in place).
 RUN_LOCK = ".lock"
 
@@ -103,6 +105,17 @@ def make_output_folder(out_dir: Path) -> None:
         if path.exists() and not path.is_file():
             raise LocalprefError(f"{path} is in the way: the evaluation writes a file there; "
                                  "move it away or give another --out.")
+
+
+def save_chart(figure: Any, path: Path, dpi: int) -> None:
+    """Write a matplotlib figure to ``path``, or say in one sentence why it cannot be (a
+    folder in its place: the rows are written by then and kept)."""
+    try:
+        figure.savefig(path, dpi=dpi)
+    except OSError as error:
+        raise LocalprefError(f"Cannot write the chart {path}: {error.strerror or error}; "
+                             "the answers are kept: move it away and run the same command "
+                             "again.") from None
 
 
 class RowWriter:

@@ -23,7 +23,13 @@ from localpref.evaluation.markdown import (
 )
 from localpref.evaluation.paper import PREFERENCE_METRICS
 from localpref.evaluation.pareto import render_pareto_charts, render_sweep_section
-from localpref.evaluation.records import SUMMARY
+from localpref.evaluation.records import (
+    JUDGE_CHART,
+    SCORES_CHART,
+    SPEED_CHART,
+    SUMMARY,
+    save_chart,
+)
 from localpref.evaluation.tables import (
     Cell,
     Tables,
@@ -93,8 +99,11 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
     lines.append(f"Model: {', '.join(tables.models)}. Prompts: {', '.join(tables.prompt_modes)}. "
                  f"Max new tokens: {', '.join(map(str, tables.max_tokens))}. "
                  f"Decoding: {', '.join(tables.decoding)}.")
-    for dataset, count in sorted(n_prompts.items()):
-        lines.append(f"Dataset `{dataset}`: {count} prompts.")
+    for dataset in sorted({*n_prompts, *tables.prompts}):
+        answered = n_prompts.get(dataset, 0)
+        total = max(len(tables.prompts.get(dataset, ())), answered)
+        unanswered = f" ({total - answered} not answered)" if total > answered else ""
+        lines.append(f"Dataset `{dataset}`: {total} prompts{unanswered}.")
     if tables.errors:
         lines.append(f"{tables.errors} generation(s) failed (see their `error`) and are left out.")
     lines += ["", "Cells: mean over prompts [95% bootstrap interval, "
@@ -277,8 +286,8 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REF
         for index in range(len(scored), rows * columns):
             axes[index // columns][index % columns].set_visible(False)
         figure.suptitle("Preference score per method (mean, 95% bootstrap interval)")
-        path = out_dir / "scores.png"
-        figure.savefig(path, dpi=110)
+        path = out_dir / SCORES_CHART
+        save_chart(figure, path, dpi=110)
         written.append(path)
 
     speed_labels = [label for label in labels if tables.speed.get(label)]
@@ -293,8 +302,8 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REF
                         fontsize=8)
         axis.set_ylabel("tokens/s (median)")
         axis.set_title("Decoding speed per method")
-        path = out_dir / "speed.png"
-        figure.savefig(path, dpi=110)
+        path = out_dir / SPEED_CHART
+        save_chart(figure, path, dpi=110)
         written.append(path)
 
     if tables.judged:
@@ -323,8 +332,8 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REF
         axes[0].legend(fontsize=7)
         whose = references[0] if len(references) == 1 else "Each reference"
         figure.suptitle(f"{whose} against each method,\nLLM judge (% of prompts)", fontsize=10)
-        path = out_dir / "judge.png"
-        figure.savefig(path, dpi=110)
+        path = out_dir / JUDGE_CHART
+        save_chart(figure, path, dpi=110)
         written.append(path)
     return written
 

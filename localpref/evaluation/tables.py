@@ -203,6 +203,8 @@ class Tables:
     decoding: list[str]
     sweeps: dict[str, tuple[str, float]] = field(default_factory=dict)
     """Variant label -> (swept parameter, value), for the rows of a ``--sweep``."""
+    prompts: dict[str, set[int]] = field(default_factory=dict)
+    """Dataset -> the positions of its prompts with a row, failed ones included."""
 
     def scored_groups(self) -> list[tuple[str, str, str, int]]:
         """``(dataset, preference, metric, direction)`` of every group whose preference has an
@@ -279,4 +281,14 @@ def collect(
         max_tokens=sorted({int((row.get("key") or {}).get("max_tokens", 0)) for row in usable}),
         decoding=sorted({_decoding(row.get("key") or {}) for row in usable}),
         sweeps=sweeps,
+        prompts=_prompts_of(generations),
     )
+
+
+def _prompts_of(generations: Sequence[dict[str, Any]]) -> dict[str, set[int]]:
+    """Dataset -> the positions of its prompts that have a row (answered or failed)."""
+    prompts: dict[str, set[int]] = defaultdict(set)
+    for row in generations:
+        if row.get("dataset") is not None and row.get("position") is not None:
+            prompts[str(row["dataset"])].add(int(row["position"]))
+    return dict(prompts)
