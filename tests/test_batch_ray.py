@@ -267,3 +267,27 @@ def test_sigterm_while_a_local_ray_starts_says_stopped_and_exits_143(tmp_path) -
     assert process.returncode == 143, error
     assert b"localpref: stopped;" in error and b"Traceback" not in error
     _assert_no_orphans_beyond(before)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_sigterm_while_evals_local_ray_starts_says_stopped_and_exits_143(tmp_path) -> None:
+    """eval's Ray pool started outside the part that caught SIGTERM: status 1 or 143 with no
+    word (and the model left open)."""
+    dataset = tmp_path / "tiny.json"
+    dataset.write_text(json.dumps(["How do I keep basil alive?", "What is a good first pet?"]),
+                       encoding="utf-8")
+    out = tmp_path / "out"
+    before = _ray_orphans()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "eval", "--dataset", str(dataset), "--methods",
+         "base,pref", "--preferences", "concise", "--max-tokens", "8", "--threads", "1",
+         "--out", str(out), "--no-progress", "--ray", "--ray-actors", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    _wait_for_raylet(process, time.monotonic() + 120)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 143, error
+    assert error.decode().strip() == (f"localpref: stopped; the finished answers are kept in "
+                                      f"{out}; run the same command to continue.")
+    _assert_no_orphans_beyond(before)

@@ -174,6 +174,23 @@ def test_summary_bolds_the_best_in_the_preference_direction() -> None:
     assert "| 100 / 0 / 0 (n=3) |" in text  # amulet shorter on every prompt
 
 
+def test_rows_of_a_known_name_in_another_case_join_its_group() -> None:
+    """Rows written as ``Concise`` (before eval lowered known names) made a group of their
+    own, unscored, beside the new ``concise`` rows of the same command (a resume, a merge)."""
+    def row(position: int, preference: str) -> dict:
+        return {"id": f"{preference}{position}", "method": "pref", "dataset": "d",
+                "position": position, "preference": preference,
+                "key": {"model": "m", "prompts": "paper", "max_tokens": 8, "settings": {}},
+                "stats": {"tokens_per_s": 10.0}}
+
+    rows = [row(0, "Concise"), row(1, "Concise"), row(2, "concise"), row(0, "Be Brief")]
+    tables = collect(rows, {r["id"]: {"words": 10.0 + r["position"]} for r in rows})
+    assert tables.groups == [("d", "concise"), ("d", "Be Brief")]
+    (cell,) = [c for (_, p, _, m), c in tables.cells.items() if p == "concise" and m == "words"]
+    assert cell.values == {0: 10.0, 1: 11.0, 2: 12.0}
+    assert [g[:2] for g in tables.scored_groups()] == [("d", "concise")]
+
+
 def test_paper_constants_match_the_shared_settings_file() -> None:
     path = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "method_settings.json"
     if not path.exists():

@@ -13,13 +13,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 from localpref.commands.batch import add_ray_options, check_ray_options
-from localpref.commands.interrupt import TERMINATED_EXIT, interrupt_once, terminate_as_exit
+from localpref.commands.interrupt import (
+    TERMINATED_EXIT,
+    Termination,
+    interrupt_once,
+    terminate_as_exit,
+)
 from localpref.commands.options import (
     add_avoid_option,
     add_like_option,
@@ -266,31 +272,41 @@ def run_eval(args: argparse.Namespace) -> int:
     judge = None
     if judge_path is not None:
         judge = _judge_factory(model, judge_path, args)
-    with contextlib.ExitStack() as stack:
-        # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143,
-        # through the finally blocks that stop a local Ray (by default Python died at once)
-        termination = stack.enter_context(terminate_as_exit())
-        generations, chunk = None, 64
-        if args.ray is not None:
-            pool = stack.enter_context(ray_pool(args, config.system_prompt))
-            generations = functools.partial(pool.map, method="generate")
-            chunk = 4 * args.ray_actors * RAY_PARALLEL
-        elif args.parallel > 1:
-            generations, chunk = local_generations(model, args.parallel), 4 * args.parallel
-        evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
-                                progress=not args.no_progress, generations=generations,
-                                chunk=chunk)
-        if args.ray is None:  # with Ray, Ctrl-C is pressed until Ray lets one through
-            stack.enter_context(interrupt_once())
-        try:
+    termination = Termination()  # (the one the handler sets is bound below)
+    try:
+        with contextlib.ExitStack() as stack:
+            # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code
+            # 143, through the finally blocks that stop a local Ray (by default Python died at
+            # once), while Ray starts too
+            termination = stack.enter_context(terminate_as_exit())
+            generations, chunk = None, 64
+            if args.ray is not None:
+                pool = stack.enter_context(ray_pool(args, config.system_prompt))
+                generations = functools.partial(pool.map, method="generate")
+                chunk = 4 * args.ray_actors * RAY_PARALLEL
+            elif args.parallel > 1:
+                generations, chunk = local_generations(model, args.parallel), 4 * args.parallel
+            evaluation = Evaluation(config, model, Path(args.out), scorers, judge=judge,
+                                    progress=not args.no_progress, generations=generations,
+                                    chunk=chunk)
+            if args.ray is None:  # with Ray, Ctrl-C is pressed until Ray lets one through
+                stack.enter_context(interrupt_once())
             summary = evaluation.run()
-        except (KeyboardInterrupt, SystemExit) as stop:
-            if isinstance(stop, SystemExit) and not termination.came:
-                raise
-            print(f"\nlocalpref: stopped; the finished answers are kept in {args.out}; run "
-                  "the same command to continue.", file=sys.stderr, flush=True)
-            model.close()
-            return 130 if isinstance(stop, KeyboardInterrupt) else TERMINATED_EXIT
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # (Ray's wait turns a SIGTERM's SystemExit(143) into SystemExit(1))
+        code = (130 if isinstance(stop, KeyboardInterrupt)
+                else TERMINATED_EXIT if termination.came else None)
+        if code is None:
+            raise
+        print(f"\nlocalpref: stopped; the finished answers are kept in {args.out}; run "
+              "the same command to continue.", file=sys.stderr, flush=True)
+        model.close()
+        if args.ray is not None:
+            # Ray stopped, the model closed: only the interpreter's own exit is left, which
+            # Ray's threads crashed after an interrupted start (as in ``batch``)
+            sys.stdout.flush()
+            os._exit(code)
+        return code
     print(_main_table(summary))
     extra = f", {evaluation.judged} judged pairs" if judge_path is not None else ""
     if evaluation.failed:

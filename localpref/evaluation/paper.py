@@ -9,6 +9,8 @@ for each preference in the summary (the paper used GPT-4o and reward models inst
 
 from __future__ import annotations
 
+from localpref.presets import PRESETS
+
 #: Amulet's system prompt; ``{preference}`` is the preference sentence, empty on the base lane.
 AMULET_SYSTEM_PROMPT = (
     "You are an AI designed to provide the most helpful, clear, and concise responses. Focus on "
@@ -78,6 +80,18 @@ PREFERENCE_METRICS: dict[str, tuple[str, int]] = {
     "question": ("ends_question", +1),
     "summary": ("summary_first", +1),
 }
+
+
+_KNOWN_NAMES = frozenset({*AMULET_PREFERENCES, *PRESETS, *PREFERENCE_METRICS})
+
+
+def known_name(preference: str) -> str:
+    """``preference`` in lower case when it is a name the evaluation knows, in any case (the
+    paper's, the presets', those with an automatic score: ``Concise`` is ``concise``, as its
+    scores and tables know it), else as it is. Rows written with ``Concise`` before names were
+    lowered are read through it too, so they join the same column."""
+    lowered = preference.strip().lower()
+    return lowered if lowered in _KNOWN_NAMES else preference
 
 
 def paper_sentence(name: str) -> str:

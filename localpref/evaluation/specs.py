@@ -15,7 +15,7 @@ from typing import Any
 from localpref import methods as method_catalog
 from localpref.errors import SettingsError, UnknownMethodError
 from localpref.evaluation.beam import BeamSettings
-from localpref.evaluation.paper import AMULET_PREFERENCES, PREFERENCE_METRICS, paper_sentence
+from localpref.evaluation.paper import known_name, paper_sentence
 from localpref.methods import (
     RECOMMENDED,
     ContrastFamily,
@@ -23,7 +23,7 @@ from localpref.methods import (
     resolve_method,
     two_lane_method_names,
 )
-from localpref.presets import PRESETS, preference_text
+from localpref.presets import preference_text
 from localpref.weights import split_weight
 
 
@@ -59,11 +59,6 @@ class PreferenceSpec:
     examples: tuple[str, ...] = ()
 
 
-#: The names a preference may be given by, in any case (``Concise`` is ``concise``): the
-#: papers' and the presets', and those with an automatic score.
-KNOWN_NAMES = frozenset({*AMULET_PREFERENCES, *PRESETS, *PREFERENCE_METRICS})
-
-
 def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[PreferenceSpec]:
     """Preferences from names or free text: the paper's wording or the library's presets.
     A known name is kept in lower case, as its scores and tables know it."""
@@ -76,8 +71,7 @@ def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[Prefe
         if _weighted(text):
             raise SettingsError(f"The preference {text!r} has a weight: the evaluation scores "
                                 "each preference on its own; give it without one.")
-        if text.lower() in KNOWN_NAMES:
-            text = text.lower()
+        text = known_name(text)
         if text.lower() in seen:
             raise SettingsError(f"The preference {text!r} is listed twice.")
         seen.add(text.lower())

@@ -19,7 +19,7 @@ import numpy as np
 
 from localpref.evaluation.judge import outcome_of
 from localpref.evaluation.markdown import METRICS
-from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS
+from localpref.evaluation.paper import PAPER_PREFERENCES, PREFERENCE_METRICS, known_name
 from localpref.evaluation.specs import CALIBRATED
 from localpref.methods import METHODS, RECOMMENDED
 
@@ -237,7 +237,7 @@ def collect(
     sweeps: dict[str, tuple[str, float]] = {}
     for row in usable:
         label = variant_of[row["id"]].label
-        group = (row["dataset"], row["preference"])
+        group = (row["dataset"], known_name(str(row["preference"])))
         groups.add(group)
         stats = row.get("stats") or {}
         values = dict(metrics.get(row["id"]) or {})
@@ -262,7 +262,8 @@ def collect(
         mine, other = variant_of[judgement["a"]].label, variant_of[judgement["b"]].label
         # read from the probabilities, so rows written before a rule changed count by today's
         outcome = outcome_of(judgement["p_a"], judgement["p_tie"], judgement["p_b"])
-        judged[(judgement["dataset"], judgement["preference"], mine, other)].append(
+        judged[(judgement["dataset"], known_name(str(judgement["preference"])), mine,
+                other)].append(
             {**judgement, "outcome": outcome})
         judges.add(str(judgement.get("judge")))
     ordered_metrics = [m for m in METRICS if m in seen_metrics]
