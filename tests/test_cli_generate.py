@@ -707,6 +707,12 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
     code, _, err = run_cli(capsys, "compare", "Hi", "--methods", "pref,pad", "--max-tokens",
                            "2", "--json")
     assert err.strip().endswith("so pref, pad write plain decoding (base).")
+    # the recommended steering's settings, with nothing to steer: dropped without a word
+    code, out, err = run_cli(capsys, "generate", "Hi", "--strength", "2", "--tau", "0.1",
+                             "--max-tokens", "2", "--json")
+    assert code == 0 and json.loads(out)["method"] == "base"
+    assert err.strip() == ("localpref: nothing to steer toward (no --preference, --avoid or "
+                           "--like), so --strength, --tau set nothing: plain decoding (base).")
     for preferences in (["harmless"], ["like a pirate"], ["concise=0", "pirate"]):
         code, _, err = run_cli(capsys, "generate", "Hi", *[f"-p={p}" for p in preferences],
                                "--opposite", "--max-tokens", "2", "--json")

@@ -212,8 +212,15 @@ def test_an_error_repeating_a_lone_surrogate_is_written_with_a_replacement_chara
     # a method named with nothing to steer toward would silently be plain decoding
     ({"localpref": {"method": "amulet"}}, "localpref.method",
      "localpref.method 'amulet' steers toward a preference and the request gives none;"),
-    ({"model": f"{MODEL_ID}:concise", "localpref": {"method": "pad", "preference": None}},
+    ({"localpref": {"method": "pad", "preference": None}},
      "localpref.method", "localpref.method 'pad' steers toward a preference"),
+    # the recommended steering's settings with nothing to steer toward were dropped unsaid
+    ({"localpref": {"strength": 2}}, "localpref.strength", "localpref.strength sets how the "
+     "steering steers, and the request gives nothing to steer toward; send "
+     "localpref.preference (or avoid, or like), or a model id NAME:PREFERENCE, or leave it "
+     "out."),
+    ({"localpref": {"preference": None, "tau": 0.1, "end_tokens": "contrast"}},
+     "localpref.tau", "localpref.tau sets how the steering steers"),
     # a client that built the message wrongly gets a 400, not a long made-up answer
     ({"messages": [{"role": "user"}]}, "messages[0].content",
      "A user message needs its content (a text, or text parts)."),

@@ -27,6 +27,7 @@ from localpref.cli import main
 from localpref.decoding import Generation, Result
 from localpref.errors import SettingsError
 from localpref.grammar import json_grammar
+from localpref.methods import paper_method
 from localpref.request import Request
 from localpref.server.logprobs import legacy_logprobs
 
@@ -541,6 +542,20 @@ def test_null_stream_fields_are_false_as_openai_reads_them(server, model) -> Non
     assert completion["object"] == "chat.completion"  # not a stream
     assert completion["choices"][0]["message"]["content"] == model.generate(
         PROMPT, max_tokens=3).text
+
+
+def test_a_null_preference_keeps_the_model_ids_as_a_null_method_does(server, model) -> None:
+    """``"preference": null`` (what a client's unset optional field sends) cleared the
+    id's preference, and ``ID:amulet:concise`` then wrote plain decoding, named Base."""
+    body = {"model": f"{MODEL_ID}:amulet:concise", "messages": user(), "max_tokens": 6,
+            "localpref": {"preference": None, "method": None, "avoid": None}}
+    answer = request(server.url, "POST", "/chat/completions", body=body)
+    assert answer.status == 200, answer.body
+    completion = answer.json()
+    assert (completion["localpref"]["method"], completion["localpref"]["preference"]) == (
+        "amulet", "concise")
+    assert completion["choices"][0]["message"]["content"] == model.generate(
+        PROMPT, preference="concise", method=paper_method("amulet"), max_tokens=6).text
 
 
 def test_head_health_and_a_long_preference(server) -> None:

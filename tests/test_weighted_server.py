@@ -69,8 +69,10 @@ def test_parallel_counts_lanes_and_a_request_past_them_is_a_400(bundled_path: Pa
     error = assert_error_shape(refused, 400)
     assert "needs 5 lanes" in error["message"] and "--parallel 3" in error["message"]
     assert error["code"] == "too_many_lanes"
+    assert error["param"] == "localpref.preference"  # (was null)
     # past what any --parallel gives (128 requests, 256 lanes): no flag to suggest
     error = assert_error_shape(past_any, 400)
+    assert error["param"] == "localpref.preference"
     assert error["message"] == ("This request needs 302 lanes at once, more than a llama.cpp "
                                 "context holds (256); give fewer weighted preferences.")
 

@@ -25,6 +25,7 @@ from localpref.commands.options import (
     method_from_args,
     preference_from_args,
     sampling_kwargs,
+    steering_flags_given,
     tell_unsteered,
 )
 from localpref.commands.showing import (
@@ -137,7 +138,7 @@ def run_generate(args: argparse.Namespace) -> int:
         **sampling,
     )
     tell_unsteered([args.method], preference, avoid, like,  # the request checked: it runs
-                   opposite=args.opposite)
+                   opposite=args.opposite, settings=steering_flags_given(args))
     streaming = not (args.json or args.show_steering)
     interrupted = False
     try:

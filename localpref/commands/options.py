@@ -459,15 +459,26 @@ def compile_notice(stream: typing.TextIO | None = None,
         done.set()
 
 
+def steering_flags_given(args: argparse.Namespace) -> list[str]:
+    """The flags of the steering methods' settings that were given (``--strength`` first)."""
+    given = [flag.flag for flag in method_flags() if getattr(args, flag.field, None) is not None]
+    return (["--strength"] if getattr(args, "strength", None) is not None else []) + given
+
+
 def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: Any,
-                   like: Any, *, opposite: bool | None = None) -> None:
-    """One line on stderr when a steering method (or ``--opposite``) is named and nothing is
-    given to steer by: the answer is then plain decoding (``base``), which would otherwise go
-    unsaid."""
+                   like: Any, *, opposite: bool | None = None,
+                   settings: typing.Sequence[str] = ()) -> None:
+    """One line on stderr when a steering method (or ``--opposite``, or a steering setting
+    such as ``--strength``: ``settings``) is named and nothing is given to steer by: the answer
+    is then plain decoding (``base``), which would otherwise go unsaid."""
     steering = [name for name in named if name and name.split(":")[0].strip() != "base"]
     if steering and not (preference or avoid or like):
         print(f"localpref: nothing to steer toward (no --preference, --avoid or --like), so "
               f"{', '.join(steering)} {'writes' if len(steering) == 1 else 'write'} plain "
+              "decoding (base).", file=sys.stderr)
+    elif settings and not any(named) and not (preference or avoid or like):
+        print(f"localpref: nothing to steer toward (no --preference, --avoid or --like), so "
+              f"{', '.join(settings)} {'sets' if len(settings) == 1 else 'set'} nothing: plain "
               "decoding (base).", file=sys.stderr)
     elif opposite and not (preference or avoid or like):
         print("localpref: nothing to steer toward (no --preference, --avoid or --like), so "

@@ -106,16 +106,19 @@ def from_library(error: Exception) -> ApiError:
             message = (f"{TOO_LONG} it is {said}" if said != message
                        else f"{TOO_LONG} {message[:1].lower()}{message[1:]}")
         return ApiError(400, message, code="context_length_exceeded", param=error.param)
-    if isinstance(error, TooManyLanesError):  # e.g. weighted preferences: a lane each
+    if isinstance(error, TooManyLanesError):
+        # A request's own lanes: a choice of ``n`` runs as a request of its own, so what
+        # adds lanes to one is its weighted preferences (a lane each, and one for examples)
         parallel = -(-error.needed // 2)
         if error.needed > MAX_LANES:
             return ApiError(400, f"This request needs {error.needed} lanes at once, more than a "
                             f"llama.cpp context holds ({MAX_LANES}); give fewer weighted "
-                            "preferences.", code="too_many_lanes")
+                            "preferences.", code="too_many_lanes", param="localpref.preference")
         # (said by `serve` and by `batch`, whose --parallel sizes the model the same way)
         return ApiError(400, f"This request needs {error.needed} lanes at once and the model "
                         f"decodes {error.available}; run with --parallel {parallel} or more "
-                        "(each --parallel request is two lanes).", code="too_many_lanes")
+                        "(each --parallel request is two lanes).", code="too_many_lanes",
+                        param="localpref.preference")
     if isinstance(error, LocalprefError):  # a SettingsError names its field (``param``)
         param = getattr(error, "param", None)
         return ApiError(400, str(error), code="invalid_value",

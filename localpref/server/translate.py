@@ -327,7 +327,7 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         fields = options.model_fields_set
         if "method" in fields and options.method is not None:
             method_name, method_sent = options.method, True
-        if "preference" in fields:
+        if options.preference is not None:  # null: not given, as for method, avoid, like
             preference = options.preference
         if options.avoid is not None:
             kwargs["avoid"] = options.avoid
@@ -360,6 +360,15 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         raise FieldError("localpref.method", f"localpref.method {method_name!r} steers toward "
                          "a preference and the request gives none; send localpref.preference "
                          "(or avoid, or like), or a model id NAME:PREFERENCE.")
+    given = [name for name, value in zip(("strength", "tau", "kl_budget", "end_tokens"),
+                                         settings, strict=True) if value is not None]
+    if given and method_name is None and not (preference or kwargs.get("avoid")
+                                              or kwargs.get("like")):
+        # the recommended steering with nothing to steer toward is plain decoding
+        raise FieldError(f"localpref.{given[0]}", f"localpref.{given[0]} sets how the steering "
+                         "steers, and the request gives nothing to steer toward; send "
+                         "localpref.preference (or avoid, or like), or a model id "
+                         "NAME:PREFERENCE, or leave it out.")
     if isinstance(kwargs["method"], Base):
         refuse_what_base_ignores(preference, kwargs.get("like"),
                                  "localpref.method" if method_sent else "model")
