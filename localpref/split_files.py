@@ -64,6 +64,11 @@ def check_parts(path: Path) -> list[Path]:
         return [path]
     parts = part_paths(path)
     if part[0] != 1:
+        if not parts[0].is_file():  # (naming a file that is not there sent the user to it)
+            raise ModelError(f"{path.name} is part {part[0]} of {part[1]} of a split model, "
+                             f"and its first part, {parts[0].name}, is not beside it in "
+                             f"{path.parent}; llama.cpp loads a split model from its first "
+                             "part, with every part beside it.")
         raise ModelError(f"{path.name} is part {part[0]} of {part[1]} of a split model; give "
                          f"its first part, {parts[0].name}.")
     missing = [p.name for p in parts if not p.is_file()]

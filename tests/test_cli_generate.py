@@ -31,6 +31,7 @@ from localpref.commands.interrupt import (
 )
 from localpref.commands.options import method_from_args, method_settings
 from localpref.decoding import Track
+from localpref.models import bundled_model_path
 from localpref.synthetic import SyntheticShape, write_synthetic_llama
 
 
@@ -45,7 +46,9 @@ def test_generate_json_prints_exactly_one_object(capsys: pytest.CaptureFixture[s
                            "--json")
     assert code == 0
     payload = json.loads(out)
-    assert set(payload) == {"text", "method", "preference", "avoid", "model", "stats"}
+    assert set(payload) == {"text", "method", "preference", "avoid", "model", "model_path",
+                            "stats"}
+    assert payload["model_path"] == str(bundled_model_path())
     assert payload["method"] == "amulet"
     assert payload["avoid"] is None
     assert payload["preference"] == "concise"
@@ -234,6 +237,13 @@ def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     methods = [row["method"] for row in json.loads(out)["results"]]
     assert methods == ["pref", "pad (prompt-contrast reward)"]
+    # which entry was which name: the recommended steering's method is amulet's
+    code, out, _ = run_cli(capsys, "compare", "Hi", "-p", "concise", "--methods",
+                           " recommended,amulet", "--max-tokens", "2", "--json")
+    rows = json.loads(out)["results"]
+    assert code == 0 and [(row["requested"], row["method"]) for row in rows] == [
+        ("recommended", "amulet"), ("amulet", "amulet")]
+    assert {row["model_path"] for row in rows} == {str(bundled_model_path())}
 
 
 BAD_INPUTS = [

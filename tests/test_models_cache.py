@@ -14,6 +14,7 @@ import pytest
 from localpref import models
 from localpref.errors import ModelError
 from localpref.models.cache import LEFTOVER_BYTES
+from localpref.models.stores import lmstudio_models
 
 REV = "a" * 40
 OLD_REV = "b" * 40
@@ -177,6 +178,10 @@ def test_unknown_names_and_double_patterns(hf_cache: Path) -> None:
     with pytest.raises(ModelError) as tagged:  # ollama's way of naming a model
         models.resolve_model("gemma3:270m")
     assert str(tagged.value).endswith("(ollama's gemma3:270m is ollama:gemma3:270m).")
+    for not_ollamas in (":x", "x:", "a:b:c"):  # the hint was "(ollama's :x is ollama::x)"
+        with pytest.raises(ModelError) as unknown:
+            models.resolve_model(not_ollamas)
+        assert str(unknown.value).endswith("for a model those tools keep.")
     with pytest.raises(ModelError, match="Give the file pattern once"):
         models.resolve_model("org/name:*Q4*.gguf", filename="*Q8*.gguf")
     with pytest.raises(ModelError, match="needs a Hugging Face repo"):
@@ -275,3 +280,33 @@ def test_remove_whole_repo_and_refusals(hf_cache: Path, bundled: Path, tmp_path:
         with pytest.raises(ModelError, match="is not in the Hugging Face cache"):
             models.remove_model(str(disguised))
     assert victim.read_bytes() == b"GGUF"
+
+
+def test_a_file_an_lmstudio_model_links_to_is_kept_and_a_link_left_broken_is_said(
+        hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LM Studio imports a model as a link (``lms import --symbolic-link``): removing the
+    file it led to took the model out of LM Studio, and out of ``models list``, unsaid."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    snapshot = blob_snapshot(hf_cache, "org/l", {"l.gguf": b"linked", "m.gguf": b"other"})
+    imported = tmp_path / "home" / ".lmstudio" / "models" / "imported" / "l"
+    imported.mkdir(parents=True)
+    (imported / "l.gguf").symlink_to(snapshot / "l.gguf")
+    sentence = ("LM Studio's model lmstudio:imported/l/l.gguf links to this file; remove it in "
+                "LM Studio first, then run this again.")
+    for spec in ("org/l", "org/l:l.gguf", str(snapshot / "l.gguf")):
+        with pytest.raises(ModelError) as refused:
+            models.remove_model(spec)
+        assert str(refused.value) == sentence
+    assert (snapshot / "l.gguf").read_bytes() == b"linked"
+    assert (snapshot / "m.gguf").read_bytes() == b"other"  # nothing of the repository went
+    assert [path.name for path in models.remove_model("org/l:m.gguf")] == ["m.gguf"]
+    # a link whose file another tool removed: said where it is listed and where it is named
+    (imported / "l.gguf").unlink()
+    (imported / "l.gguf").symlink_to(tmp_path / "gone.gguf")
+    broken = (f"The LM Studio model imported/l/l.gguf cannot be used: it links to "
+              f"{tmp_path / 'gone.gguf'}, which is not there.")
+    problems: list[str] = []
+    assert lmstudio_models(problems=problems) == [] and problems == [broken]
+    with pytest.raises(ModelError) as named:
+        models.resolve_model("lmstudio:imported/l/l.gguf")
+    assert str(named.value) == broken

@@ -112,6 +112,15 @@ def test_a_later_part_or_a_missing_one_is_one_sentence(
     assert str(missing.value) == (
         f"tiny-00001-of-00003.gguf is the first of 3 parts of a split model, and "
         f"tiny-00002-of-00003.gguf, tiny-00003-of-00003.gguf are not beside it in {tmp_path}.")
+    # a later part without its first: the first was named as if it were there
+    (tmp_path / "b").mkdir()
+    orphan = tmp_path / "b" / second.name
+    orphan.write_bytes(second.read_bytes())
+    assert cli.main(["generate", "Hi", "--model", str(orphan), "--threads", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"localpref: tiny-00002-of-00003.gguf is part 2 of 3 of a split model, and its first "
+        f"part, tiny-00001-of-00003.gguf, is not beside it in {tmp_path / 'b'}; llama.cpp "
+        "loads a split model from its first part, with every part beside it.")
 
 
 def test_a_split_model_counts_every_part_s_tensors_and_is_served_by_its_name(

@@ -155,7 +155,7 @@ def run_generate(args: argparse.Namespace) -> int:
     assert result is not None
     stats = result.stats
     if args.json:
-        print(json_line(_result_json(result, trace=args.trace)))
+        print(json_line(_result_json(result, model.path, trace=args.trace)))
         return 130 if interrupted else 0
     if args.show_steering:
         sys.stdout.write(_shown(result, ansi=colour_wanted()))
@@ -224,7 +224,9 @@ def run_compare(args: argparse.Namespace) -> int:
         results = comparison.results
     if args.json:
         print(json_line({"prompt": prompt,
-                         "results": [_result_json(r, trace=args.trace) for r in results]}))
+                         "results": [{**_result_json(result, model.path, trace=args.trace),
+                                      "requested": name.strip()}
+                                     for result, name in zip(results, names, strict=False)]}))
     else:
         print(side_by_side(results, shutil.get_terminal_size().columns,
                            show_steering=args.show_steering, requested=names))
@@ -252,8 +254,8 @@ def prompt_from_args(args: argparse.Namespace) -> str:
     return text
 
 
-def _result_json(result: Result, *, trace: bool = False) -> dict[str, Any]:
-    """The ``--json`` object of one answer (docs/design.md, "Contract")."""
+def _result_json(result: Result, model_path: Any, *, trace: bool = False) -> dict[str, Any]:
+    """The ``--json`` object of one answer (docs/design.md, "The `--json` objects")."""
     stats = result.stats
     payload = {
         "text": result.text,
@@ -261,6 +263,7 @@ def _result_json(result: Result, *, trace: bool = False) -> dict[str, Any]:
         "preference": stats["preference"],
         "avoid": stats.get("avoid"),
         "model": stats["model"],
+        "model_path": str(model_path),
         "stats": stats,
     }
     if trace:

@@ -17,6 +17,7 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, pattern_matches
+from localpref.models.stores import lmstudio_links_to
 from localpref.models.walk import files_below
 from localpref.split_files import check_parts, is_later_part, part_paths
 
@@ -224,6 +225,7 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
             raise ModelError(
                 f"{parsed.path} is not in the Hugging Face cache; delete it yourself if you wish."
             )
+        refuse_what_lmstudio_links_to([absolute])
         delete_cached_file(absolute)
         return [absolute]
     assert parsed.repo is not None and parsed.pattern is not None
@@ -235,15 +237,18 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         raise ModelError(
             f"Nothing to remove: {parsed.repo} is not in the Hugging Face cache ({cache})."
         )
-    removed = []
+    chosen = []
     for snapshot in ordered_snapshots(repo_dir):
         for path in snapshot_files(snapshot, []):  # (what cannot be read is not removed)
             if whole_repo or pattern_matches(path.relative_to(snapshot).as_posix(),
                                              parsed.pattern):
-                for part in part_paths(path):  # a split model: every part
-                    if part.is_file() or part.is_symlink():
-                        delete_cached_file(part)
-                        removed.append(part)
+                chosen += [part for part in part_paths(path)  # a split model: every part
+                           if part.is_file() or part.is_symlink()]
+    refuse_what_lmstudio_links_to(chosen)
+    removed = []
+    for part in chosen:
+        delete_cached_file(part)
+        removed.append(part)
     if not removed and not whole_repo:
         refuse_a_later_part(parsed.repo, parsed.pattern, cache_dir=cache)
     if not removed:
@@ -258,6 +263,18 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
     return removed
+
+
+def refuse_what_lmstudio_links_to(files: list[Path]) -> None:
+    """One sentence when an LM Studio model is a link to one of ``files`` (LM Studio's
+    "import as a link"): removed, it was gone from LM Studio without a word."""
+    linked = lmstudio_links_to([file for file in files if file.exists()])
+    if linked:
+        names = ", ".join(f"lmstudio:{name}" for name in linked)
+        raise ModelError(f"LM Studio's model{'s' if len(linked) > 1 else ''} {names} "
+                         f"link{'' if len(linked) > 1 else 's'} to this file; remove "
+                         f"{'them' if len(linked) > 1 else 'it'} in LM Studio first, then "
+                         "run this again.")
 
 
 def _keeps_the_folder(path: Path) -> bool:

@@ -103,7 +103,10 @@ def parse_model_spec(
             raise _url_error(text)
         if looks_like_path or text.count("/") > 1:
             raise ModelError(f"Model file {text} does not exist.")
-        hint = f" (ollama's {text} is ollama:{text})" if ":" in text and "/" not in text else ""
+        name, _, tag = text.partition(":")
+        # (NAME:TAG as ollama shows it; not where a part is empty, as in ":x" or "x:")
+        hint = (f" (ollama's {text} is ollama:{text})"
+                if name.strip() and tag.strip() and ":" not in tag and "/" not in text else "")
         raise ModelError(
             f"Unknown model '{text}': give a path to a .gguf file, a catalog name "
             "(see `localpref models list`), a Hugging Face repo as ORG/NAME[:PATTERN], or "

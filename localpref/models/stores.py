@@ -158,10 +158,19 @@ def lmstudio_models(roots: list[Path] | None = None, *,
         if not root.is_dir():
             continue
         for path in _gguf_files_below(root, problems):
-            if (path.name.lower().startswith("mmproj") or not path.is_file()
+            if (path.name.lower().startswith("mmproj")
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
+            if not path.is_file():
+                if path.is_symlink() and not path.exists():  # its file removed from under it
+                    sentence = (f"The LM Studio model {name} cannot be used: it links to "
+                                f"{os.readlink(path)}, which is not there.")
+                    if problems is not None and sentence not in problems:
+                        problems.append(sentence)
+                    if unusable is not None:
+                        unusable[name] = sentence
+                continue
             resolved = path.resolve()
             parts, why = _parts_or_why(path)
             if why is not None:  # listed, it failed on use
@@ -175,6 +184,20 @@ def lmstudio_models(roots: list[Path] | None = None, *,
             size = sum(part.stat().st_size for part in parts)
             found.setdefault((name, resolved), StoredModel("lmstudio", name, path, size))
     return sorted(found.values(), key=lambda model: model.name)
+
+
+def lmstudio_links_to(files: list[Path], roots: list[Path] | None = None) -> list[str]:
+    """The names of the LM Studio models that are links to one of ``files`` (where they lead,
+    links followed): what LM Studio's "import as a link" leaves in its folders."""
+    targets = {file.resolve() for file in files}
+    names = []
+    for root in lmstudio_dirs() if roots is None else roots:
+        if not root.is_dir():
+            continue
+        for path in _gguf_files_below(root):
+            if path.is_symlink() and path.resolve() in targets:
+                names.append(path.relative_to(root).as_posix())
+    return sorted(set(names))
 
 
 def _parts_or_why(path: Path) -> tuple[list[Path], str | None]:
