@@ -498,6 +498,19 @@ def test_a_prompt_no_method_answered_is_counted_in_the_summary(
     assert "Dataset `three`: 3 prompts (1 not answered)." in summary
 
 
+def test_examples_named_as_a_listed_preference_are_one_sentence(
+        capsys: pytest.CaptureFixture[str], dataset_file: Path, tmp_path: Path) -> None:
+    """``--like-name Concise`` beside ``concise``: two columns' rows under one name, which
+    the tables read as one."""
+    example = tmp_path / "example.txt"
+    example.write_text("Short. To the point.", encoding="utf-8")
+    code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, tmp_path / "out", "--like",
+                                                 str(example), "--like-name", "Concise"))
+    assert code == 2 and stderr == ("localpref: The examples are named 'Concise', as a listed "
+                                    "preference is; give --like-name another name.\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_known_name_in_capitals_is_that_preference_and_a_weight_is_refused_in_evals_words(
         ) -> None:
     """``Concise`` got the built-in sentence but no automatic score (the scores know
@@ -629,7 +642,8 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--preferences", "concise,Concise"], "The preference 'Concise' is listed twice."),
         (["--preferences", "concise", "--preference", "concise"], "is listed twice"),
         (["--preferences", "concise=0.5"], "The preference 'concise=0.5' has a weight"),
-        (["--preferences", "concise=abc"], "The weight of 'concise' must be a number"),
+        (["--preferences", "concise=abc"], "The preference 'concise=abc' has a weight: the "
+                                             "evaluation scores each preference on its own"),
         # a setting none of the columns reads was silently ignored
         (["--methods", "base,pref", "--tau", "0.3"], "--tau is a setting of Contrastive, "
                                                      "Amulet, PAD; none of the methods base, "

@@ -310,3 +310,24 @@ def test_a_file_an_lmstudio_model_links_to_is_kept_and_a_link_left_broken_is_sai
     with pytest.raises(ModelError) as named:
         models.resolve_model("lmstudio:imported/l/l.gguf")
     assert str(named.value) == broken
+    # a loop of links there is said as one, and the removal of anything else goes on (it
+    # raised RuntimeError, "Symlink loop", from the check for links)
+    (imported / "loop.gguf").symlink_to("loop.gguf")
+    problems = []
+    lmstudio_models(problems=problems)
+    assert ("The LM Studio model imported/l/loop.gguf cannot be used: it is a loop of links."
+            in problems)
+    blob_snapshot(hf_cache, "org/other", {"o.gguf": b"o"})
+    assert [path.name for path in models.remove_model("org/other")] == ["o.gguf"]
+
+
+def test_a_later_part_whose_first_is_gone_is_removed_with_its_repository(
+        hf_cache: Path) -> None:
+    """A split model's part left without its first (no model loads it) was "no GGUF file"
+    to remove, and its own pattern was told to give the first part, which is not there."""
+    snapshot = blob_snapshot(hf_cache, "org/s", {"s-00002-of-00002.gguf": b"two",
+                                                 "t-00002-of-00002.gguf": b"too"})
+    assert [path.name for path in models.remove_model("org/s:*s-00002*")] == [
+        "s-00002-of-00002.gguf"]
+    assert [path.name for path in models.remove_model("org/s")] == ["t-00002-of-00002.gguf"]
+    assert not snapshot.exists()

@@ -221,6 +221,8 @@ def test_an_error_repeating_a_lone_surrogate_is_written_with_a_replacement_chara
      "out."),
     ({"localpref": {"preference": None, "tau": 0.1, "end_tokens": "contrast"}},
      "localpref.tau", "localpref.tau sets how the steering steers"),
+    ({"localpref": {"preference": {}, "strength": 2}}, "localpref.preference",
+     "The weighted preferences are empty;"),
     # a client that built the message wrongly gets a 400, not a long made-up answer
     ({"messages": [{"role": "user"}]}, "messages[0].content",
      "A user message needs its content (a text, or text parts)."),

@@ -229,8 +229,12 @@ def run_eval(args: argparse.Namespace) -> int:
     preferences = preference_specs(named, args.prompts) if named else []
     examples = like_from_args(args)
     if examples:  # Pref reads the examples in its prompt; the steering contrasts with base
-        name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip()
-        preferences.append(PreferenceSpec(name or "like", str(like_sentence(examples)),
+        name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip() or "like"
+        if any(spec.name.lower() == name.lower() for spec in preferences):
+            # (one name, two columns' rows: the tables would read them as one)
+            raise SettingsError(f"The examples are named {name!r}, as a listed preference is; "
+                                "give --like-name another name.")
+        preferences.append(PreferenceSpec(name, str(like_sentence(examples)),
                                           examples=tuple(examples)))
     reference = (args.reference or DEFAULT_REFERENCE).strip().lower()
     if args.reference is not None and reference not in {m.name for m in methods}:

@@ -71,10 +71,10 @@ def preference_specs(names: Sequence[str], prompts: str = "paper") -> list[Prefe
         if _weighted(text):
             raise SettingsError(f"The preference {text!r} has a weight: the evaluation scores "
                                 "each preference on its own; give it without one.")
-        text = known_name(text)
         if text.lower() in seen:
             raise SettingsError(f"The preference {text!r} is listed twice.")
         seen.add(text.lower())
+        text = known_name(text)
         sentence = paper_sentence(text) if prompts == "paper" else preference_text(text)
         specs.append(PreferenceSpec(text, str(sentence)))
     if not specs:

@@ -239,10 +239,13 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         )
     chosen = []
     for snapshot in ordered_snapshots(repo_dir):
-        for path in snapshot_files(snapshot, []):  # (what cannot be read is not removed)
+        # (what cannot be read is not removed); a split model: every part, and a part whose
+        # first is gone, which no model loads (it was "no GGUF file" to remove)
+        for path in [*snapshot_files(snapshot, []), *_orphaned_parts(snapshot)]:
             if whole_repo or pattern_matches(path.relative_to(snapshot).as_posix(),
                                              parsed.pattern):
-                chosen += [part for part in part_paths(path)  # a split model: every part
+                chosen += [part for part in ([path] if is_later_part(path.name)
+                                             else part_paths(path))
                            if part.is_file() or part.is_symlink()]
     refuse_what_lmstudio_links_to(chosen)
     removed = []
@@ -263,6 +266,13 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
     return removed
+
+
+def _orphaned_parts(snapshot: Path) -> list[Path]:
+    """The later parts of split models under ``snapshot`` whose first part is not there."""
+    return [path for path in _files_below(snapshot, [])
+            if path.name.lower().endswith(".gguf") and is_later_part(path.name)
+            and not _is_file(part_paths(path)[0])]
 
 
 def refuse_what_lmstudio_links_to(files: list[Path]) -> None:

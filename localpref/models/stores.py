@@ -19,6 +19,7 @@ error); a name found in no store is one sentence listing what the store has.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -163,9 +164,9 @@ def lmstudio_models(roots: list[Path] | None = None, *,
                 continue
             name = path.relative_to(root).as_posix()
             if not path.is_file():
-                if path.is_symlink() and not path.exists():  # its file removed from under it
-                    sentence = (f"The LM Studio model {name} cannot be used: it links to "
-                                f"{os.readlink(path)}, which is not there.")
+                if path.is_symlink():  # its file removed from under it, or a loop
+                    sentence = (f"The LM Studio model {name} cannot be used: "
+                                f"{_broken_link_why(path)}.")
                     if problems is not None and sentence not in problems:
                         problems.append(sentence)
                     if unusable is not None:
@@ -189,15 +190,27 @@ def lmstudio_models(roots: list[Path] | None = None, *,
 def lmstudio_links_to(files: list[Path], roots: list[Path] | None = None) -> list[str]:
     """The names of the LM Studio models that are links to one of ``files`` (where they lead,
     links followed): what LM Studio's "import as a link" leaves in its folders."""
-    targets = {file.resolve() for file in files}
+    targets = {os.path.realpath(file) for file in files}
     names = []
     for root in lmstudio_dirs() if roots is None else roots:
         if not root.is_dir():
             continue
         for path in _gguf_files_below(root):
-            if path.is_symlink() and path.resolve() in targets:
+            # (realpath, not resolve: a loop of links is a path, not an error)
+            if path.is_symlink() and os.path.realpath(path) in targets:
                 names.append(path.relative_to(root).as_posix())
     return sorted(set(names))
+
+
+def _broken_link_why(path: Path) -> str:
+    """Why a link in a store leads to no file, as the end of a sentence."""
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "it is a loop of links"
+        return f"it links to {os.readlink(path)}, which is not there"
+    return f"it links to {os.readlink(path)}, which is not a file"
 
 
 def _parts_or_why(path: Path) -> tuple[list[Path], str | None]:

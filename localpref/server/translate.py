@@ -362,9 +362,10 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
                          "(or avoid, or like), or a model id NAME:PREFERENCE.")
     given = [name for name, value in zip(("strength", "tau", "kl_budget", "end_tokens"),
                                          settings, strict=True) if value is not None]
-    if given and method_name is None and not (preference or kwargs.get("avoid")
-                                              or kwargs.get("like")):
-        # the recommended steering with nothing to steer toward is plain decoding
+    if given and method_name is None and all(
+            value is None for value in (preference, kwargs.get("avoid"), kwargs.get("like"))):
+        # the recommended steering with nothing to steer toward is plain decoding (an empty
+        # one sent is the library's to refuse, more precisely)
         raise FieldError(f"localpref.{given[0]}", f"localpref.{given[0]} sets how the steering "
                          "steers, and the request gives nothing to steer toward; send "
                          "localpref.preference (or avoid, or like), or a model id "
