@@ -483,6 +483,42 @@ def test_a_corrupt_calibration_file_is_said_to_be_ignored(model: Model, home: Pa
                              "run localpref calibrate again, or localpref calibrate --reset."]
 
 
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda record: record.write_bytes(b"\xff{}"), "is not UTF-8 text"),  # every command failed
+    (lambda record: record.write_text(record.read_text().replace('"method": "amulet"',
+                                                                 '"method": "pad"')),
+     'has the method "pad", where a calibration steers with "amulet"'),  # reported as used
+    (lambda record: record.write_text(record.read_text().replace(
+        '"calibrated_at": "2026-12-03T11:00:00+00:00"', '"calibrated_at": 5')),
+     "does not say when it was made (calibrated_at)"),
+])
+def test_a_record_that_cannot_be_read_or_reported_as_it_stands_is_ignored(
+        model: Model, home: Path, edit, problem: str) -> None:  # noqa: ANN001
+    calibrated(model)
+    edit(record_path(model.calibration_key))
+    assert model.calibration is None and model.notices == [ignored_notice(model, problem)]
+    result = model.generate(PROMPT, preference="concise", max_tokens=2)
+    assert result.stats["calibration"] is None
+
+
+def test_a_row_torn_by_a_kill_does_not_take_the_next_one_with_it(model: Model,
+                                                                 home: Path) -> None:
+    """The resumed sweep appended its first row to the torn line: both were lost, and the
+    next run generated that row again."""
+    plan = Plan(prompts=CALIBRATION_PROMPTS[:1], preferences=("concise",), strengths=(1.0,),
+                taus=(0.2,), opposites=(False,), max_tokens=4)
+    calibrate(model, plan, progress=False)
+    path = rows_path(model.calibration_key)
+    whole = path.read_text().splitlines()
+    path.write_text("\n".join(whole[:-1]) + "\n" + whole[-1][:20])  # the kill, mid-row
+    calibrate(model, plan, progress=False)
+    lines = path.read_text().splitlines()
+    assert lines[:-2] == whole[:-1] and lines[-2] == whole[-1][:20]
+    assert json.loads(lines[-1]) == json.loads(whole[-1])  # its own line, read back
+    calibrate(model, plan, progress=False)
+    assert len(path.read_text().splitlines()) == len(lines)  # nothing generated again
+
+
 def test_the_server_uses_it_for_preset_ids_only(model: Model, home: Path) -> None:
     calibrated(model)
     expected = model.generate(PROMPT, preference="concise", max_tokens=TOKENS)

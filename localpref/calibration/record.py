@@ -38,6 +38,8 @@ RECORD_VERSION = 1
 #: The settings a calibration may choose (the rest of the recommended steering stays; a record
 #: made before the guard has no ``kl_budget``, and its steering stays unguarded).
 CALIBRATED_FIELDS = ("contrast", "tau", "kl_budget")
+#: The method a calibration steers with (``Calibration.method``).
+CALIBRATED_METHOD = "amulet"
 
 
 class CalibrationError(LocalprefError):
@@ -119,7 +121,7 @@ class Calibration:
         return {"settings": dict(settings), "calibrated_at": self.calibrated_at,
                 "per_preference": settings is not self.settings,
                 "default_kept": settings == self.record.get("default"),
-                "method": self.record.get("chosen", {}).get("method", "amulet")}
+                "method": CALIBRATED_METHOD}
 
 
 def read_record(key: str) -> dict[str, Any] | None:
@@ -138,6 +140,8 @@ def load_record(key: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     except OSError as error:
         return None, f"cannot be read ({error.strerror or error})"
+    except UnicodeDecodeError:  # (a ValueError, raised by the read: every command failed)
+        return None, "is not UTF-8 text"
     try:
         record = json.loads(text)
     except ValueError:
@@ -146,8 +150,23 @@ def load_record(key: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "is not a calibration record"
     if record.get("version") != RECORD_VERSION:
         return None, f"is of another version ({record.get('version')!r})"
-    problem = _settings_problem(record)
+    problem = _settings_problem(record) or _report_problem(record)
     return (None, problem) if problem else (record, None)
+
+
+def _report_problem(record: dict[str, Any]) -> str | None:
+    """Why what a record says of itself cannot be reported as it stands, or None: an
+    answer's ``stats["calibration"]`` repeats its method and when it was chosen, and a hand
+    edit made them say what did not steer (``"pad"`` where Amulet steered)."""
+    chosen = record.get("chosen")
+    method = chosen.get("method", CALIBRATED_METHOD) if isinstance(chosen, dict) else None
+    if method != CALIBRATED_METHOD:
+        return (f"has the method {json.dumps(method)}, where a calibration steers with "
+                f"{json.dumps(CALIBRATED_METHOD)}")
+    when = record.get("calibrated_at")
+    if not isinstance(when, str) or not when.strip():
+        return "does not say when it was made (calibrated_at)"
+    return None
 
 
 def ignored_sentence(key: str, problem: str) -> str:
@@ -216,7 +235,7 @@ def kept_default_summary(record: dict[str, Any] | None) -> dict[str, Any] | None
         return None
     return {"settings": dict(record["default"]),
             "calibrated_at": str(record.get("calibrated_at", "")), "per_preference": False,
-            "default_kept": True, "method": (record.get("chosen") or {}).get("method", "amulet")}
+            "default_kept": True, "method": CALIBRATED_METHOD}
 
 
 def write_record(key: str, record: dict[str, Any]) -> Path:
