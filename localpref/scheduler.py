@@ -601,6 +601,8 @@ class Scheduler:
         if self._prefill_together():
             return
         while True:
+            if self._stopping:  # closed: a long prompt stops at the next chunk, as cancelled
+                return
             job = next((j for j in self._live if j.state == "prefill"), None)
             if job is None:
                 return

@@ -329,6 +329,24 @@ def test_a_bad_load_setting_is_one_sentence_before_anything_loads(bundled_path: 
         Model(bundled_path, **settings)
 
 
+def test_close_during_a_long_prefill_stops_it_at_the_next_chunk(bundled_path: Path) -> None:
+    """``close()`` waited for every chunk of a long prompt's prefill (30 s for 3,600 tokens
+    on one thread), where ``cancel()`` stops it at the next chunk."""
+    model = Model(bundled_path, max_lanes=2, n_ctx=4096, n_batch=256, n_threads=1)
+    prompt = "word " * 1800
+    chunks = -(-model.count_tokens(prompt) // 256)
+    generation = model.stream(prompt, method="base", max_tokens=4)
+    reader = threading.Thread(target=lambda: list(generation))
+    reader.start()
+    time.sleep(0.5)  # (closed after a chunk or two, or while it waits: either way, early)
+    model.close()
+    reader.join(timeout=120)
+    assert not reader.is_alive()
+    result = generation.result
+    assert result is not None and result.stats["stop_reason"] == "cancelled"
+    assert result.stats["prefill_chunks"] < chunks - 1, (result.stats["prefill_chunks"], chunks)
+
+
 def test_a_closed_model_refuses_every_use_in_one_sentence(bundled_path: Path) -> None:
     """After ``close()`` llama.cpp's vocabulary and context are freed: every use is a
     ModelError (reading them would crash the process), the model's name and path remain."""
