@@ -87,9 +87,9 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """The public names, each once (a lazily loaded one is in ``globals()`` as well)."""
-    return sorted({*__all__, *(name for name in globals() if not name.startswith("_"))}
-                  - {"Any", "TYPE_CHECKING", "importlib"})
+    """The module's names, each once (a lazily loaded one is in ``globals()`` as well),
+    without the helpers its own code imports."""
+    return sorted({*__all__, *globals()} - {"Any", "TYPE_CHECKING", "importlib", "annotations"})
 
 
 if TYPE_CHECKING:  # what type checkers and editors see: the same names, imported eagerly

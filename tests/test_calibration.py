@@ -517,6 +517,11 @@ def test_a_row_torn_by_a_kill_does_not_take_the_next_one_with_it(model: Model,
     assert json.loads(lines[-1]) == json.loads(whole[-1])  # its own line, read back
     calibrate(model, plan, progress=False)
     assert len(path.read_text().splitlines()) == len(lines)  # nothing generated again
+    # a line that is not UTF-8 (a traceback before any generation) is skipped as torn
+    with path.open("ab") as rows:
+        rows.write(b"\xff\n")
+    calibrate(model, plan, progress=False)
+    assert len(path.read_bytes().splitlines()) == len(lines) + 1
 
 
 def test_the_server_uses_it_for_preset_ids_only(model: Model, home: Path) -> None:

@@ -58,7 +58,8 @@ def test_every_public_name_loads_on_first_use_and_is_its_module_s_object() -> No
     # module's own
     names = dir(localpref)
     assert len(names) == len(set(names)) and set(localpref.__all__) <= set(names)
-    assert not {"Any", "TYPE_CHECKING", "importlib"} & set(names)
+    assert not {"Any", "TYPE_CHECKING", "importlib", "annotations"} & set(names)
+    assert "__version__" in names
 
 
 def test_the_package_says_it_is_typed() -> None:

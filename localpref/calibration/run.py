@@ -39,6 +39,7 @@ from localpref.methods import recommended_method
 if TYPE_CHECKING:
     from localpref.api import Model
 
+
 def _ends_inside_a_line(path: Path) -> bool:
     """Whether the file ends without a newline (its last row cut by a kill); False for a
     file that is not there or empty."""
@@ -54,9 +55,10 @@ def _ends_inside_a_line(path: Path) -> bool:
 
 
 def stored_rows(key: str) -> Iterator[dict[str, Any]]:
-    """The raw rows kept for this model file (a line cut short by a kill is skipped)."""
+    """The raw rows kept for this model file (a line cut short by a kill, or one that is
+    not UTF-8, is skipped: it is generated again)."""
     try:
-        lines = rows_path(key).read_text(encoding="utf-8").splitlines()
+        lines = rows_path(key).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return
     for line in lines:
