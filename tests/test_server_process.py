@@ -110,7 +110,10 @@ def test_health_is_503_while_the_model_loads(ending: str) -> None:
             process.wait()
 
 
-def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_ends_streams_with_their_text_then_done_and_exits_0(stop) -> None:
+    """SIGHUP (the terminal or SSH session closed) killed the server at once: streams cut
+    without a finish or ``[DONE]``, a waiting client's connection dropped, exit 129."""
     process = start(api_key="from-the-environment")
     try:
         listening_url(process)
@@ -157,7 +160,7 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
             asker.start()
         assert all(event.wait(60) for event in sent)
         time.sleep(0.5)  # sent: the server reads them from its socket and queues them
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         rest = [line.decode().strip() for line in response]
         frames += [line for line in rest if line]
         assert frames[-1] == "data: [DONE]"
@@ -190,6 +193,13 @@ def test_sigterm_ends_streams_with_their_text_then_done_and_exits_0() -> None:
     (["--threads", "0"], "--threads must be from 1 to 512, llama.cpp's most (got 0)."),
     (["--api-key", ""], "The API key (--api-key or $LOCALPREF_API_KEY) is empty; give one, or "
                         "leave it out to serve without a key."),
+    # accepted, a path or a missing scheme could never match a browser's Origin
+    (["--cors-origin", "http://a.example/app"], "--cors-origin takes an origin such as "
+     "http://localhost:3000 (a scheme, a host and a port where it is not the default, nothing "
+     "after), or *; not 'http://a.example/app'."),
+    (["--cors-origin", "localhost:3000"], "--cors-origin takes an origin such as "
+     "http://localhost:3000 (a scheme, a host and a port where it is not the default, nothing "
+     "after), or *; not 'localhost:3000'."),
 ])
 def test_bad_flags_exit_2_with_one_sentence(capsys, flags, sentence) -> None:
     from localpref.cli import main
@@ -264,6 +274,18 @@ def test_without_the_prompt_cache_an_answer_does_not_depend_on_what_was_served_b
         process.wait(60)
 
 
+def test_a_cors_origin_is_written_as_browsers_send_it() -> None:
+    """``http://a.example/``, copied from the address bar, was taken as given and never
+    matched the ``Origin`` a browser sends (no slash, lower case, no default port)."""
+    from localpref.server.guards import checked_origin
+
+    assert checked_origin(" HTTP://A.example/ ") == "http://a.example"
+    assert checked_origin("https://x.example:443") == "https://x.example"
+    assert checked_origin("http://localhost:3000") == "http://localhost:3000"
+    assert checked_origin("http://[::1]:8080") == "http://[::1]:8080"
+    assert checked_origin("*") == "*"
+
+
 @pytest.mark.parametrize(("flags", "warned"), [
     (("--host", "0.0.0.0"), True), (("--host", "0.0.0.0", "--api-key", "k"), False),
     (("--host", "localhost"), False)])
@@ -278,3 +300,17 @@ def test_serving_beyond_this_machine_without_a_key_is_warned_of(flags, warned) -
                "$LOCALPREF_API_KEY).")
     assert (err.splitlines()[0] == warning) is warned
     assert err.strip().endswith("Model file /nonexistent/model.gguf does not exist.")
+
+
+@pytest.mark.parametrize(("flags", "warned"), [
+    (("--cors-origin", "*"), True), (("--cors-origin", "*", "--api-key", "k"), False),
+    (("--cors-origin", "http://localhost:3000"), False)])
+def test_any_origin_without_a_key_is_warned_of(flags, warned) -> None:
+    """``--cors-origin *`` lets every web page the user opens call the model."""
+    process = start(*flags, "--model", "/nonexistent/model.gguf")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    warning = ("localpref: warning: --cors-origin * without an API key: any web page open in "
+               "a browser on this machine can use the model; name the page's origin, or give "
+               "--api-key KEY (or $LOCALPREF_API_KEY).")
+    assert (err.splitlines()[0] == warning) is warned

@@ -58,15 +58,20 @@ def run_serve_command(args: argparse.Namespace) -> int:
     if api_key is not None and not api_key.strip():  # an empty key would quietly mean none
         raise SettingsError(f"The API key (--api-key or ${API_KEY_ENV}) is empty; give one, "
                             "or leave it out to serve without a key.")
-    from localpref.server.guards import is_loopback_host
+    from localpref.server.guards import checked_origin, is_loopback_host
     from localpref.server.run import ServeSettings, serve
 
+    origins = tuple(dict.fromkeys(checked_origin(text) for text in args.cors_origin or ()))
     if api_key is None and not is_loopback_host(args.host):
         print(warning_line(f"serving on {args.host} without an API key: anyone who can reach "
                            "this address can use the model; give --api-key KEY (or "
                            f"${API_KEY_ENV})."), file=sys.stderr)
+    if api_key is None and "*" in origins:
+        print(warning_line("--cors-origin * without an API key: any web page open in a "
+                           "browser on this machine can use the model; name the page's origin, "
+                           f"or give --api-key KEY (or ${API_KEY_ENV})."), file=sys.stderr)
     settings = ServeSettings(host=args.host, port=args.port, api_key=api_key,
-                             cors_origins=tuple(args.cors_origin or ()))
+                             cors_origins=origins)
 
     def load() -> tuple[Any, str]:
         from localpref.api import load as load_model

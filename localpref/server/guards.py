@@ -16,12 +16,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
+from localpref.errors import SettingsError
 from localpref.server.errors import ApiError, error_body
 
 MAX_BODY_BYTES = 1 << 20
@@ -40,6 +43,34 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def checked_origin(text: str) -> str:
+    """A ``--cors-origin`` as browsers send it in ``Origin`` (scheme and host in lower case,
+    no trailing slash: ``http://a.example/`` copied from the address bar never matched), or
+    ``*``; one sentence for what is not an origin (a path, a query, no scheme or host)."""
+    value = text.strip()
+    if value == "*":
+        return value
+    parts = urlsplit(value.removesuffix("/"))
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port  # (a port that is not a number raises)
+    except ValueError:
+        port = -1
+    if (not _SCHEME.match(scheme) or not parts.hostname or parts.path or parts.query
+            or parts.fragment or parts.username is not None or port == -1
+            or value.endswith("//")):
+        raise SettingsError(f"--cors-origin takes an origin such as http://localhost:3000 (a "
+                            "scheme, a host and a port where it is not the default, nothing "
+                            f"after), or *; not {text!r}.")
+    host = parts.netloc.lower()
+    if (scheme, port) in (("http", 80), ("https", 443)):  # a browser leaves the default out
+        host = host.rsplit(":", 1)[0]
+    return f"{scheme}://{host}"
 
 
 def host_name(header: str) -> str:

@@ -2,9 +2,9 @@
 
 The socket is bound first, so ``/health`` answers 503 while the model loads (in a thread);
 once it is loaded one line goes to stdout: ``localpref: serving NAME at http://HOST:PORT/v1``.
-Ctrl-C or SIGTERM stops accepting connections, cancels the generations in flight (each stream
-still gets its text so far and ``data: [DONE]``), waits for their responses, frees the model
-and returns 0.
+Ctrl-C, SIGTERM or SIGHUP stops accepting connections, cancels the generations in flight
+(each stream still gets its text so far and ``data: [DONE]``), waits for their responses,
+frees the model and returns 0.
 """
 
 from __future__ import annotations
@@ -63,9 +63,16 @@ def base_url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/v1"
 
 
+#: What stops a server as Ctrl-C does: SIGTERM (kill, systemd) and, where there is one, SIGHUP
+#: (the terminal or SSH session it ran in closed; by default the process died at once and the
+#: clients' answers were cut without a word).
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM,
+                    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
+
 class LocalprefServer(uvicorn.Server):
-    """uvicorn's server, whose Ctrl-C / SIGTERM also cancels the generations in flight and
-    which returns normally (exit 0) instead of re-raising the signal afterwards."""
+    """uvicorn's server, whose Ctrl-C / SIGTERM / SIGHUP also cancels the generations in
+    flight and which returns normally (exit 0) instead of re-raising the signal afterwards."""
 
     def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
         super().__init__(config)
@@ -87,7 +94,7 @@ class LocalprefServer(uvicorn.Server):
                 self.force_exit = True
             self.stop()
 
-        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handle) for sig in STOPPING_SIGNALS}
         try:
             yield
         finally:
