@@ -142,7 +142,9 @@ def start_ray(settings: RaySettings) -> bool:
     except BaseException as error:
         # Whatever stopped it (Ctrl-C, a failure), a half-started Ray's processes would
         # outlive this one.
-        stop_ray(settings, graceful=False)
+        # (a start that finished, an interrupt Python dropped in it noted: its processes get
+        # their moment to end, as at the end of a run)
+        stop_ray(settings, graceful=ray.is_initialized())
         if interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
             raise KeyboardInterrupt from None
         if isinstance(error, ConnectionError | RuntimeError | ValueError):
