@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 from server_helpers import request
@@ -30,14 +31,14 @@ SERVING = re.compile(r"^localpref: serving smollm2-135m-instruct at (http://127\
 
 
 def start(*flags: str, api_key: str | None = None,
-          extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+          extra_env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     env.pop("LOCALPREF_API_KEY", None)
     if api_key is not None:
         env["LOCALPREF_API_KEY"] = api_key
     return subprocess.Popen([sys.executable, "-m", "localpref.cli", "serve", "--port", "0",
                              "--parallel", "1", *flags], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **popen)
 
 
 def listening_url(process: subprocess.Popen) -> str:
@@ -196,10 +197,13 @@ def test_sigterm_or_sighup_ends_streams_with_their_text_then_done_and_exits_0(st
     # accepted, a path or a missing scheme could never match a browser's Origin
     (["--cors-origin", "http://a.example/app"], "--cors-origin takes an origin such as "
      "http://localhost:3000 (a scheme, a host and a port where it is not the default, nothing "
-     "after), or *; not 'http://a.example/app'."),
+     "after; null for file:// pages), or *; not 'http://a.example/app'."),
     (["--cors-origin", "localhost:3000"], "--cors-origin takes an origin such as "
      "http://localhost:3000 (a scheme, a host and a port where it is not the default, nothing "
-     "after), or *; not 'localhost:3000'."),
+     "after; null for file:// pages), or *; not 'localhost:3000'."),
+    (["--cors-origin", "http://[::1"], "--cors-origin takes an origin such as "
+     "http://localhost:3000 (a scheme, a host and a port where it is not the default, nothing "
+     "after; null for file:// pages), or *; not 'http://[::1'."),  # (was a traceback)
 ])
 def test_bad_flags_exit_2_with_one_sentence(capsys, flags, sentence) -> None:
     from localpref.cli import main
@@ -284,6 +288,26 @@ def test_a_cors_origin_is_written_as_browsers_send_it() -> None:
     assert checked_origin("http://localhost:3000") == "http://localhost:3000"
     assert checked_origin("http://[::1]:8080") == "http://[::1]:8080"
     assert checked_origin("*") == "*"
+    assert checked_origin("null") == "null"  # a file:// page's, a sandboxed frame's
+    assert checked_origin("http://a.example:08080") == "http://a.example:8080"
+    assert checked_origin("http://a.example:") == "http://a.example"
+
+
+def test_a_server_started_with_sighup_ignored_outlives_one() -> None:
+    """Under nohup (SIGHUP ignored from the start) the server's SIGHUP handler replaced the
+    ignore, and closing the terminal stopped the server nohup was there to keep."""
+    process = start(preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        listening_url(process)
+        url = SERVING.match(process.stdout.readline().rstrip("\n")).group(1)
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert process.poll() is None
+        assert request(url.removesuffix("/v1"), "GET", "/health").status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+    assert process.returncode == 0
 
 
 @pytest.mark.parametrize(("flags", "warned"), [

@@ -50,26 +50,31 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 def checked_origin(text: str) -> str:
     """A ``--cors-origin`` as browsers send it in ``Origin`` (scheme and host in lower case,
-    no trailing slash: ``http://a.example/`` copied from the address bar never matched), or
-    ``*``; one sentence for what is not an origin (a path, a query, no scheme or host)."""
+    the port as a number and only where it is not the scheme's default, no trailing slash:
+    ``http://a.example/`` copied from the address bar never matched), or ``*``, or ``null``
+    (what a ``file://`` page or a sandboxed frame sends); one sentence for what is not an
+    origin (a path, a query, no scheme or host)."""
     value = text.strip()
-    if value == "*":
+    if value in ("*", "null"):
         return value
-    parts = urlsplit(value.removesuffix("/"))
-    scheme = parts.scheme.lower()
     try:
+        parts = urlsplit(value.removesuffix("/"))
         port = parts.port  # (a port that is not a number raises)
-    except ValueError:
-        port = -1
-    if (not _SCHEME.match(scheme) or not parts.hostname or parts.path or parts.query
-            or parts.fragment or parts.username is not None or port == -1
+    except ValueError:  # (also a bracket left open: "http://[::1")
+        parts, port = None, None
+    scheme = parts.scheme.lower() if parts else ""
+    if (parts is None or not _SCHEME.match(scheme) or not parts.hostname or parts.path
+            or parts.query or parts.fragment or parts.username is not None
             or value.endswith("//")):
         raise SettingsError(f"--cors-origin takes an origin such as http://localhost:3000 (a "
                             "scheme, a host and a port where it is not the default, nothing "
-                            f"after), or *; not {text!r}.")
-    host = parts.netloc.lower()
-    if (scheme, port) in (("http", 80), ("https", 443)):  # a browser leaves the default out
-        host = host.rsplit(":", 1)[0]
+                            "after; null for file:// pages), or *; not "
+                            f"{text!r}.")
+    host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
     return f"{scheme}://{host}"
 
 

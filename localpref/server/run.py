@@ -94,7 +94,11 @@ class LocalprefServer(uvicorn.Server):
                 self.force_exit = True
             self.stop()
 
-        previous = {sig: signal.signal(sig, handle) for sig in STOPPING_SIGNALS}
+        # (a SIGHUP ignored as the server started, under nohup, stays ignored: nohup is how
+        # a server outlives the terminal it was started in)
+        previous = {sig: signal.signal(sig, handle) for sig in STOPPING_SIGNALS
+                    if sig in (signal.SIGINT, signal.SIGTERM)
+                    or signal.getsignal(sig) is not signal.SIG_IGN}
         try:
             yield
         finally:
