@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from server_helpers import request
 
+from localpref.errors import SettingsError
 from localpref.server.run import keep_out_of_collections
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,6 +292,10 @@ def test_a_cors_origin_is_written_as_browsers_send_it() -> None:
     assert checked_origin("null") == "null"  # a file:// page's, a sandboxed frame's
     assert checked_origin("http://a.example:08080") == "http://a.example:8080"
     assert checked_origin("http://a.example:") == "http://a.example"
+    assert checked_origin("http://[2001:DB8::1]:3000") == "http://[2001:db8::1]:3000"
+    for not_ipv6 in ("http://[::1]]", "http://[v1.fe]"):  # rewritten into another host
+        with pytest.raises(SettingsError, match="for an IPv6 address"):
+            checked_origin(not_ipv6)
 
 
 def test_a_server_started_with_sighup_ignored_outlives_one() -> None:
@@ -327,14 +332,15 @@ def test_serving_beyond_this_machine_without_a_key_is_warned_of(flags, warned) -
 
 
 @pytest.mark.parametrize(("flags", "warned"), [
-    (("--cors-origin", "*"), True), (("--cors-origin", "*", "--api-key", "k"), False),
-    (("--cors-origin", "http://localhost:3000"), False)])
+    (("--cors-origin", "*"), "*"), (("--cors-origin", "*", "--api-key", "k"), None),
+    (("--cors-origin", "null"), "null"), (("--cors-origin", "http://localhost:3000"), None)])
 def test_any_origin_without_a_key_is_warned_of(flags, warned) -> None:
-    """``--cors-origin *`` lets every web page the user opens call the model."""
+    """``--cors-origin *`` lets every web page the user opens call the model, and so does
+    ``null``, which any page can send from a sandboxed frame."""
     process = start(*flags, "--model", "/nonexistent/model.gguf")
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
-    warning = ("localpref: warning: --cors-origin * without an API key: any web page open in "
-               "a browser on this machine can use the model; name the page's origin, or give "
-               "--api-key KEY (or $LOCALPREF_API_KEY).")
-    assert (err.splitlines()[0] == warning) is warned
+    warning = (f"localpref: warning: --cors-origin {warned} without an API key: any web page "
+               "open in a browser on this machine can use the model; name the page's origin, "
+               "or give --api-key KEY (or $LOCALPREF_API_KEY).")
+    assert (err.splitlines()[0] == warning) is (warned is not None)

@@ -126,8 +126,8 @@ def start_ray(settings: RaySettings) -> bool:
         return False
     if settings.local:
         check_local_actors(settings.actors)
-    # log_to_driver off: the workers' and raylet's lines (an actor's retried calls after
-    # ``ray.kill``) went to this process's stdout, which is the run's, not Ray's
+    # log_to_driver off: what the actors print (their notices) stays in Ray's logs; Ray sent
+    # it to this process's stdout, which is the run's
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                                "configure_logging": False, "log_to_driver": False}
     if not settings.local:

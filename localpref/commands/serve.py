@@ -66,10 +66,12 @@ def run_serve_command(args: argparse.Namespace) -> int:
         print(warning_line(f"serving on {args.host} without an API key: anyone who can reach "
                            "this address can use the model; give --api-key KEY (or "
                            f"${API_KEY_ENV})."), file=sys.stderr)
-    if api_key is None and "*" in origins:
-        print(warning_line("--cors-origin * without an API key: any web page open in a "
-                           "browser on this machine can use the model; name the page's origin, "
-                           f"or give --api-key KEY (or ${API_KEY_ENV})."), file=sys.stderr)
+    for anyone in ("*", "null"):  # (any page can send Origin: null, from a sandboxed frame)
+        if api_key is None and anyone in origins:
+            print(warning_line(f"--cors-origin {anyone} without an API key: any web page open "
+                               "in a browser on this machine can use the model; name the "
+                               f"page's origin, or give --api-key KEY (or ${API_KEY_ENV})."),
+                  file=sys.stderr)
     settings = ServeSettings(host=args.host, port=args.port, api_key=api_key,
                              cors_origins=origins)
 

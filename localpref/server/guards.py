@@ -46,6 +46,14 @@ def is_loopback_host(host: str) -> bool:
 
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+_BRACKETED = re.compile(r"^\[[^\[\]]+\](:\d*)?$")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 def checked_origin(text: str) -> str:
@@ -71,7 +79,10 @@ def checked_origin(text: str) -> str:
                             "after; null for file:// pages), or *; not "
                             f"{text!r}.")
     host = parts.hostname.lower()
-    if ":" in host:  # an IPv6 address keeps its brackets
+    if "[" in parts.netloc or "]" in parts.netloc:  # only an IPv6 address, whole, in brackets
+        if not _BRACKETED.match(parts.netloc) or not _is_ipv6(host):
+            raise SettingsError(f"--cors-origin takes an origin such as http://[::1]:3000 for an "
+                                f"IPv6 address; not {text!r}.")
         host = f"[{host}]"
     if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
