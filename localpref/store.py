@@ -38,6 +38,11 @@ DATABASE_NAME = "history.sqlite3"
 COMPLETE, PARTIAL = "complete", "partial"
 
 
+def _text_read_whole(raw: bytes) -> str:
+    """A TEXT value as a string, bytes that are not UTF-8 replaced (``text_factory``)."""
+    return raw.decode("utf-8", errors="replace")
+
+
 class StoreError(LocalprefError):
     """A history that cannot be read or written, explained in one sentence."""
 
@@ -211,6 +216,10 @@ class Store:
         conn = sqlite3.connect(target, timeout=self.timeout, isolation_level=None,
                                check_same_thread=False, **kwargs)
         conn.row_factory = sqlite3.Row
+        # Text that is not UTF-8 (a hand edit, another tool) reads with U+FFFD in its place:
+        # one such value failed the whole query, and the app could not open its history. A
+        # damaged JSON value then reads as missing (``_loaded``), a message as its text.
+        conn.text_factory = _text_read_whole
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 

@@ -316,3 +316,83 @@ async def test_the_palette_refuses_a_one_lane_method_for_weighted_preferences(mo
         await until(pilot, lambda: not app.busy and app.session.history()[-1]["role"]
                     == "assistant")
         assert not any(notice.startswith("Not sent") for notice in app.notices)
+
+
+@pytest.mark.parametrize("profile_state", ["full", "damaged"])
+async def test_more_like_this_leaves_a_profile_it_cannot_take_as_it_was(bundled_path, home,
+                                                                      profile_state):
+    """Ctrl+O checked the steering's examples against max_like_tokens but not the open
+    profile's: the profile went over the limit and refused every message once loaded. A
+    profile damaged on disk made Ctrl+O stop the app with a traceback."""
+    import sqlite3
+
+    from localpref import Model
+    from localpref.store import Store
+
+    profile = {"presets": ["concise"], "examples": ["Short and sweet, like this. " * 3],
+               "method": "amulet"}
+    seed(home, presets=["concise"], sampling={"max_tokens": 12}, method="amulet")
+    with Store(home / "history.sqlite3") as store:
+        store.save_profile("p", profile)
+    if profile_state == "damaged":
+        with sqlite3.connect(home / "history.sqlite3") as database:
+            database.execute("UPDATE profiles SET settings = '{oops' WHERE name = 'p'")
+    with Model(bundled_path, n_ctx=512) as small:
+        app = LocalprefApp(model=small)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session is not None and not app.busy)
+            app.open_profile = "p"
+            app.query_one(ChatInput).text = "Name three colours."
+            app.query_one(ChatInput).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: not app.busy and len(app.session.history()) == 2,
+                        timeout=60)
+            answer = app.session.history()[-1]["content"]
+            # the limit between the answer alone and the answer beside the profile's example
+            small.max_like_tokens = small.like_tokens([answer]) + 1
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: any("Added the last answer" in n for n in app.notices))
+            assert app.steering.examples == [answer]  # the steering takes it either way
+            added = next(n for n in app.notices if "Added the last answer" in n)
+            assert "to profile" not in added
+            if profile_state == "full":
+                assert any(n.startswith("Not added to profile “p”: The examples are ")
+                           for n in app.notices)
+                assert app.session.profile("p").examples == profile["examples"]
+            else:
+                assert any(n.startswith("The profile “p” cannot be read") for n in app.notices)
+
+
+def test_saved_settings_of_the_wrong_types_are_their_defaults() -> None:
+    """A method or a preset saved as a list, or a weight too large for a float, stopped the
+    app before it opened (TypeError, OverflowError), and the same in a profile on loading."""
+    default = Steering()
+    for damaged in ({"method": ["amulet"]}, {"presets": [["x"], {"a": 1}, "concise"]},
+                    {"weights": {"concise": 10 ** 400, "formal": 2000, "warm": 0.5}},
+                    {"method": {"a": 1}}):
+        steering = Steering.from_dict(damaged)
+        assert steering.method == default.method
+    assert Steering.from_dict({"presets": [["x"], "concise"]}).presets == ["concise"]
+    assert Steering.from_dict({"weights": {"concise": 10 ** 400, "formal": 2000,
+                                           "warm": 0.5}}).weights == {"warm": 0.5}
+
+
+def test_history_text_that_is_not_utf8_reads_as_damaged_not_as_a_locked_history(
+        tmp_path) -> None:
+    """One value of bytes that are not UTF-8 failed every query that read it: the app could
+    not open (its steering, a profile, a conversation's title or message)."""
+    import sqlite3
+
+    from localpref.store import Store
+
+    path = tmp_path / "history.sqlite3"
+    with Store(path) as store:
+        store.set_setting("steering", {"presets": ["concise"]})
+        store.save_profile("p", {"presets": ["concise"]})
+    with sqlite3.connect(path) as database:
+        database.execute("UPDATE settings SET value = CAST(x'7bff22' AS TEXT) "
+                         "WHERE key = 'steering'")
+        database.execute("UPDATE profiles SET settings = CAST(x'7bff22' AS TEXT)")
+    with Store(path) as store:
+        assert store.get_setting("steering", "default") == "default"  # damaged: missing
+        assert store.list_profiles() == {"p": None}  # listed, to be replaced or deleted

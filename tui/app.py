@@ -495,17 +495,30 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self._apply(steering, announce=False)
         saved = ""
         if self.open_profile is not None and self.open_profile in self.session.profile_names():
-            # the profile as saved, with the example: not the settings on screen now
-            profile = self.session.profile(self.open_profile)
-            if answers[-1] not in profile.examples:
-                profile = replace(profile, examples=[*profile.examples, answers[-1]])
-            try:
-                self.session.save_profile(self.open_profile, profile)
-                saved = f" and to profile “{self.open_profile}”"
-            except StoreError as error:
-                self.notify(str(error), severity="error")
+            saved = self._add_to_profile(self.open_profile, answers[-1])
         self.notify(f"Added the last answer to the examples{saved} "
                     f"({len(steering.examples)}): the next answers follow its style.")
+
+    def _add_to_profile(self, name: str, example: str) -> str:
+        """Add ``example`` to the profile as saved (not the settings on screen now); the words
+        the notice adds (`` and to profile “p”``), or "" with a notice of its own where the
+        profile cannot be read or written, or its examples would go over the model's limit
+        (the profile would then refuse every message)."""
+        try:
+            profile = self.session.profile(name)
+            if example not in profile.examples:
+                profile = replace(profile, examples=[*profile.examples, example])
+            if self.session.model is not None:
+                self.session.model.like_tokens(profile.examples)
+            self.session.save_profile(name, profile)
+        except SettingsError as error:
+            self.notify(f"Not added to profile “{name}”: {error}", severity="error",
+                        title="Example too long")
+            return ""
+        except StoreError as error:
+            self.notify(str(error), severity="error")
+            return ""
+        return f" and to profile “{name}”"
 
     def _refresh_profiles(self) -> None:
         self.query_one(PreferencePanel).set_profiles(self.session.profile_names())

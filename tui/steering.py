@@ -30,7 +30,7 @@ from localpref.methods import (
 from localpref.models.spec import parse_model_spec
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
-from localpref.weights import Weights, weighted_lanes, weights_error
+from localpref.weights import MAX_WEIGHT, Weights, weighted_lanes, weights_error
 from tui.text import shortened
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
@@ -352,13 +352,13 @@ class Steering:
             return cls()
         steering = cls()
         presets = data.get("presets")
-        if isinstance(presets, list):
-            steering.presets = [p for p in presets if p in PRESETS]
+        if isinstance(presets, list):  # (a list or an object in it was a TypeError at start)
+            steering.presets = [p for p in presets if isinstance(p, str) and p in PRESETS]
         if isinstance(data.get("custom"), str):
             steering.custom = data["custom"]
         if isinstance(data.get("avoid"), str):
             steering.avoid = data["avoid"]
-        if data.get("method") in METHODS:
+        if isinstance(data.get("method"), str) and data["method"] in METHODS:
             steering.method = data["method"]
         settings = data.get("method_settings")
         if isinstance(settings, dict):
@@ -371,10 +371,8 @@ class Steering:
             known = {spec.name for spec in sampling_fields()}
             steering.sampling = {k: v for k, v in data["sampling"].items() if k in known}
         if isinstance(data.get("weights"), dict):
-            steering.weights = {
-                k: float(v) for k, v in data["weights"].items()
-                if isinstance(k, str) and isinstance(v, (int, float))
-                and not isinstance(v, bool) and 0 <= v < float("inf")}
+            steering.weights = {k: weight for k, v in data["weights"].items()
+                                if isinstance(k, str) and (weight := _saved_weight(v)) is not None}
         if isinstance(data.get("examples"), list):
             steering.examples = [e for e in data["examples"] if isinstance(e, str) and e.strip()]
         try:
@@ -389,6 +387,17 @@ class Steering:
             else:
                 steering = _reset(steering)
         return steering
+
+
+def _saved_weight(value: Any) -> float | None:
+    """A saved weight as a float from 0 to ``MAX_WEIGHT``, or None for anything else (an
+    integer too large for a float was an OverflowError at start)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 <= value <= MAX_WEIGHT:
+        return None
+    weight = float(value)
+    return weight if 0 <= weight <= MAX_WEIGHT else None
 
 
 def _reset(steering: Steering) -> Steering:
