@@ -136,6 +136,18 @@ async def test_sliders_weigh_each_preference_and_more_like_this_adds_an_example(
         assert "two-lane method" in " ".join(panel.errors.values())
 
 
+async def _first_answer(pilot, app: LocalprefApp, open_profile: str | None = None) -> str:
+    """Once the app is ready (with ``open_profile`` as the profile last loaded), the answer
+    to one message sent from the message box."""
+    await until(pilot, lambda: app.session is not None and not app.busy)
+    app.open_profile = open_profile
+    app.query_one(ChatInput).text = "Name three colours."
+    app.query_one(ChatInput).focus()
+    await pilot.press("enter")
+    await until(pilot, lambda: not app.busy and len(app.session.history()) == 2, timeout=60)
+    return app.session.history()[-1]["content"]
+
+
 async def test_more_like_this_past_the_examples_limit_is_refused_not_added(bundled_path, home):
     """Ctrl+O said an answer over max_like_tokens was added, and every next message was then
     refused until the example was found and removed."""
@@ -147,13 +159,7 @@ async def test_more_like_this_past_the_examples_limit_is_refused_not_added(bundl
         assert small.like_tokens(["Short and sweet, like this."]) <= 16
         app = LocalprefApp(model=small)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.session is not None and not app.busy)
-            app.query_one(ChatInput).text = "Name three colours."
-            app.query_one(ChatInput).focus()
-            await pilot.press("enter")
-            await until(pilot, lambda: not app.busy and len(app.session.history()) == 2,
-                        timeout=60)
-            answer = app.session.history()[-1]["content"]
+            answer = await _first_answer(pilot, app)
             assert small.like_tokens([answer]) > 0
             await pilot.press("ctrl+o")
             await until(pilot, lambda: any("Not added" in n for n in app.notices))
@@ -340,14 +346,7 @@ async def test_more_like_this_leaves_a_profile_it_cannot_take_as_it_was(bundled_
     with Model(bundled_path, n_ctx=512) as small:
         app = LocalprefApp(model=small)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.session is not None and not app.busy)
-            app.open_profile = "p"
-            app.query_one(ChatInput).text = "Name three colours."
-            app.query_one(ChatInput).focus()
-            await pilot.press("enter")
-            await until(pilot, lambda: not app.busy and len(app.session.history()) == 2,
-                        timeout=60)
-            answer = app.session.history()[-1]["content"]
+            answer = await _first_answer(pilot, app, open_profile="p")
             # the limit between the answer alone and the answer beside the profile's example
             small.max_like_tokens = small.like_tokens([answer]) + 1
             await pilot.press("ctrl+o")
