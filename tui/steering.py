@@ -30,7 +30,7 @@ from localpref.methods import (
 from localpref.models.spec import parse_model_spec
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
-from localpref.weights import MAX_WEIGHT, Weights, weighted_lanes, weights_error
+from localpref.weights import Weights, checked_weight, weighted_lanes, weights_error
 from tui.text import shortened
 
 #: Friendlier labels for field names that are abbreviations; other names are shown as written.
@@ -371,8 +371,9 @@ class Steering:
             known = {spec.name for spec in sampling_fields()}
             steering.sampling = {k: v for k, v in data["sampling"].items() if k in known}
         if isinstance(data.get("weights"), dict):
-            steering.weights = {k: weight for k, v in data["weights"].items()
-                                if isinstance(k, str) and (weight := _saved_weight(v)) is not None}
+            steering.weights = {
+                k: weight for k, v in data["weights"].items()
+                if isinstance(k, str) and (weight := _saved_weight(k, v)) is not None}
         if isinstance(data.get("examples"), list):
             steering.examples = [e for e in data["examples"] if isinstance(e, str) and e.strip()]
         try:
@@ -389,15 +390,14 @@ class Steering:
         return steering
 
 
-def _saved_weight(value: Any) -> float | None:
-    """A saved weight as a float from 0 to ``MAX_WEIGHT``, or None for anything else (an
-    integer too large for a float was an OverflowError at start)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _saved_weight(text: str, value: Any) -> float | None:
+    """A saved weight as ``weights.checked_weight`` reads it (a float from 0 to its
+    ``MAX_WEIGHT``), or None for anything else (an integer too large for a float was an
+    OverflowError at start)."""
+    try:
+        return checked_weight(text, value)
+    except SettingsError:
         return None
-    if isinstance(value, int) and not 0 <= value <= MAX_WEIGHT:
-        return None
-    weight = float(value)
-    return weight if 0 <= weight <= MAX_WEIGHT else None
 
 
 def _reset(steering: Steering) -> Steering:

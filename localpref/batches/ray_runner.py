@@ -141,9 +141,8 @@ def start_ray(settings: RaySettings) -> bool:
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
     except BaseException as error:
         # Whatever stopped it (Ctrl-C, a failure), a half-started Ray's processes would
-        # outlive this one.
-        # (a start that finished, an interrupt Python dropped in it noted: its processes get
-        # their moment to end, as at the end of a run)
+        # outlive this one; a start that finished (an interrupt Python dropped in it,
+        # noticed after) gives them their moment to end, as at the end of a run.
         stop_ray(settings, graceful=ray.is_initialized())
         if interrupted(error):  # Ray may wrap the KeyboardInterrupt in its own error
             raise KeyboardInterrupt from None

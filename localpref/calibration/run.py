@@ -10,11 +10,9 @@ and the record is stored (``record.write_record``) with the table beside the cho
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from localpref.calibration.choice import (
@@ -34,24 +32,11 @@ from localpref.calibration.record import (
 )
 from localpref.calibration.sweep import Plan, Scoring, run_units
 from localpref.evaluation.progress import Progress
+from localpref.evaluation.records import ends_inside_a_line
 from localpref.methods import recommended_method
 
 if TYPE_CHECKING:
     from localpref.api import Model
-
-
-def _ends_inside_a_line(path: Path) -> bool:
-    """Whether the file ends without a newline (its last row cut by a kill); False for a
-    file that is not there or empty."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() == 0:
-                return False
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) != b"\n"
-    except FileNotFoundError:
-        return False
 
 
 def stored_rows(key: str) -> Iterator[dict[str, Any]]:
@@ -109,7 +94,7 @@ def _calibrate(model: Model, plan: Plan, *, budget: float, progress: bool,
     path = rows_path(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torn = _ends_inside_a_line(path)
+        torn = ends_inside_a_line(path)
         with path.open("a", encoding="utf-8") as handle:
             if torn:  # a kill tore the last row: the next starts a line of its own
                 handle.write("\n")

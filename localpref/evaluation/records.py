@@ -118,17 +118,28 @@ def save_chart(figure: Any, path: Path, dpi: int) -> None:
                              "again.") from None
 
 
+def ends_inside_a_line(path: Path) -> bool:
+    """Whether a JSON-lines file ends without a newline (its last row cut by a kill or a full
+    disk), so that the next row must start a line of its own; False for a file that is not
+    there or empty."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 class RowWriter:
     """Appends rows to a JSON-lines file, one flushed write per row."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = False
-        if path.exists() and path.stat().st_size > 0:
-            with path.open("rb") as handle:
-                handle.seek(-1, os.SEEK_END)
-                needs_newline = handle.read(1) != b"\n"
+        needs_newline = ends_inside_a_line(path)
         self._handle = path.open("a", encoding="utf-8")
         if needs_newline:
             self._handle.write("\n")

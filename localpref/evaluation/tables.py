@@ -262,9 +262,8 @@ def collect(
         mine, other = variant_of[judgement["a"]].label, variant_of[judgement["b"]].label
         # read from the probabilities, so rows written before a rule changed count by today's
         outcome = outcome_of(judgement["p_a"], judgement["p_tie"], judgement["p_b"])
-        judged[(judgement["dataset"], known_name(str(judgement["preference"])), mine,
-                other)].append(
-            {**judgement, "outcome": outcome})
+        group = (judgement["dataset"], known_name(str(judgement["preference"])))
+        judged[(*group, mine, other)].append({**judgement, "outcome": outcome})
         judges.add(str(judgement.get("judge")))
     ordered_metrics = [m for m in METRICS if m in seen_metrics]
     ordered_metrics += sorted(seen_metrics - set(METRICS))

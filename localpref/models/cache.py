@@ -237,21 +237,19 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         raise ModelError(
             f"Nothing to remove: {parsed.repo} is not in the Hugging Face cache ({cache})."
         )
-    chosen = []
+    removed = []
     for snapshot in ordered_snapshots(repo_dir):
         # (what cannot be read is not removed); a split model: every part, and a part whose
         # first is gone, which no model loads (it was "no GGUF file" to remove)
         for path in [*snapshot_files(snapshot, []), *_orphaned_parts(snapshot)]:
             if whole_repo or pattern_matches(path.relative_to(snapshot).as_posix(),
                                              parsed.pattern):
-                chosen += [part for part in ([path] if is_later_part(path.name)
-                                             else part_paths(path))
-                           if part.is_file() or part.is_symlink()]
-    refuse_what_lmstudio_links_to(chosen)
-    removed = []
-    for part in chosen:
+                removed += [part for part in ([path] if is_later_part(path.name)
+                                              else part_paths(path))
+                            if part.is_file() or part.is_symlink()]
+    refuse_what_lmstudio_links_to(removed)  # (before any file goes)
+    for part in removed:
         delete_cached_file(part)
-        removed.append(part)
     if not removed and not whole_repo:
         refuse_a_later_part(parsed.repo, parsed.pattern, cache_dir=cache)
     if not removed:

@@ -47,6 +47,8 @@ TOKEN_ID_PROMPT = ("A prompt of token ids is not supported; send the prompt as t
 #: A method setting that the ``localpref`` object sends under its own name; every other
 #: setting of a method is its strength (``localpref.strength``).
 LOCALPREF_FIELDS = {"tau": "tau", "kl_budget": "kl_budget", "end_tokens": "end_tokens"}
+#: The ``localpref`` fields that set how the steering steers, in ``requested_method``'s order.
+STEERING_SETTINGS = ("strength", "tau", "kl_budget", "end_tokens")
 
 
 class FieldError(SettingsError):
@@ -336,8 +338,7 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
                 raise FieldError("localpref.like", "localpref.like needs at least one example "
                                  "(a non-empty text), or leave it out.")
             kwargs["like"] = options.like
-    settings = ((options.strength, options.tau, options.kl_budget, options.end_tokens)
-                if options else (None,) * 4)
+    settings = tuple(getattr(options, name) if options else None for name in STEERING_SETTINGS)
     if options is not None and options.ignore_eos:
         kwargs["ignore_eos"] = True
     if options is not None and options.opposite is not None:
@@ -360,8 +361,8 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
         raise FieldError("localpref.method", f"localpref.method {method_name!r} steers toward "
                          "a preference and the request gives none; send localpref.preference "
                          "(or avoid, or like), or a model id NAME:PREFERENCE.")
-    given = [name for name, value in zip(("strength", "tau", "kl_budget", "end_tokens"),
-                                         settings, strict=True) if value is not None]
+    given = [name for name, value in zip(STEERING_SETTINGS, settings, strict=True)
+             if value is not None]
     if given and method_name is None and all(
             value is None for value in (preference, kwargs.get("avoid"), kwargs.get("like"))):
         # the recommended steering with nothing to steer toward is plain decoding (an empty
