@@ -597,15 +597,7 @@ class Model:
         tracks: list[Track] = []
         tokens_cache: dict[tuple[Any, ...], list[int]] = {}
         calibration = self.calibration
-        chosen = [_steered_method(request, calibration) for request in requests]
-        if any(request.avoid is not None for request in requests):
-            _check_base_lane_use(chosen)
-        # asked for (not the calibration's choice) and with a preference to oppose (without
-        # one the steering is plain decoding, which the command line says)
-        if any(request.opposite and request.preference is not None for request in requests):
-            _check_base_lane_use(chosen, opposite_error, param="opposite")
-        chosen = _weighted_methods(requests, chosen)
-        self._check_lanes(requests, chosen)
+        chosen = self._planned_methods(requests, calibration)
         for request, method in zip(requests, chosen, strict=True):
             if request.like:
                 self.like_tokens(request.like)
@@ -703,6 +695,28 @@ class Model:
         opposite = self._opposite(request, calibration)
         return max(len(target) for *_, target in
                    self._lane_targets(request, method, kinds, opposite, {}))
+
+    def check(self, request: Request) -> None:
+        """Refuse now what ``submit`` would refuse before tokenizing ``request``: a method
+        that cannot read the avoid text or the opposite, more lanes than the model decodes at
+        once (``TooManyLanesError``). A chat checks its settings so when it is made."""
+        self._planned_methods([request], self.calibration)
+
+    def _planned_methods(self, requests: Sequence[Request],
+                         calibration: Calibration | None) -> list[Method]:
+        """The method each request is decoded with (the calibration's choice for the
+        recommended steering, weighted preferences combined), checked against what the model
+        can decode."""
+        chosen = [_steered_method(request, calibration) for request in requests]
+        if any(request.avoid is not None for request in requests):
+            _check_base_lane_use(chosen)
+        # asked for (not the calibration's choice) and with a preference to oppose (without
+        # one the steering is plain decoding, which the command line says)
+        if any(request.opposite and request.preference is not None for request in requests):
+            _check_base_lane_use(chosen, opposite_error, param="opposite")
+        chosen = _weighted_methods(requests, chosen)
+        self._check_lanes(requests, chosen)
+        return chosen
 
     def _check_lanes(self, requests: Sequence[Request], methods: Sequence[Method]) -> None:
         """Refuse at once what no admission could hold, before any prompt is tokenized: more
@@ -811,7 +825,8 @@ class Chat:
             _check_base_lane_use([self.method])
         self.system_prompt = system_prompt
         self.settings: dict[str, Any] = {"max_tokens": 256, **settings}
-        self._make_request([{"role": "user", "content": "check"}], {})  # validate now
+        # validate now: the settings, and what the model can decode with them
+        model.check(self._make_request([{"role": "user", "content": "check"}], {}))
         self.messages: list[dict[str, str]] = checked_messages(messages)
         self.results: list[Result] = []
         self._session = Session()

@@ -721,7 +721,10 @@ class Generation(Generator[str, None, None]):
     """One answer as a generator of text pieces; ``close()`` it to cancel.
 
     ``result`` is set once it ends (finished, stopped or cancelled, the partial text kept);
-    ``stats`` is updated every step.
+    ``stats`` is updated every step. Once first read, the answer is written on the
+    scheduler's side whether or not it is read on: a loop left early ends it only when the
+    generation goes with it (no name holds it); one kept in a name is ended by ``close()``,
+    or by leaving a ``with`` block around it.
     """
 
     def __init__(self, multi: MultiGeneration) -> None:
@@ -732,6 +735,13 @@ class Generation(Generator[str, None, None]):
     @property
     def result(self) -> Result | None:
         return self._multi.results[0] if self._multi.results else None
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving the block ends the answer where it is (``close``)."""
+        self.close()
 
     def start(self, *, continuing: bool = False) -> Generation:
         """Hand the request to the scheduler now (``BusyError`` if its queue is full;

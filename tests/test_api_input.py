@@ -372,3 +372,16 @@ def test_an_interrupt_from_another_thread_stops_generate_at_its_next_step(
     assert model.scheduler.counters["step"] - steps_before < 300
     assert model.scheduler.running == 0 and model.scheduler.queued == 0
     assert model.generate("Hi", method="base", max_tokens=2).tokens  # lanes given back
+
+
+def test_a_stream_kept_in_a_name_ends_where_its_with_block_is_left(model: Model) -> None:
+    """A loop left early with the generation still named wrote on to max_tokens (the
+    README's "break ends the answer" held only for an unnamed one): ``with`` ends it."""
+    with model.stream(PROMPT, max_tokens=200, ignore_eos=True) as answer:
+        first = [next(answer), next(answer)]
+    result = answer.result
+    assert result is not None and result.stats["stop_reason"] == "cancelled"
+    assert result.text.startswith("".join(first)) and len(result.tokens) < 200
+    written = answer.stats["n_tokens"]
+    assert model.generate(PROMPT, max_tokens=3).stats["n_tokens"] == 3  # the lanes are free
+    assert answer.stats["n_tokens"] == written and answer.ended

@@ -294,3 +294,17 @@ def test_two_weighted_presets_in_one_item_are_refused_not_read_as_one_text() -> 
     assert split_weight("concise = 2") == ("concise", 2.0)
     assert split_weight("talk like a pirate=0.5") == ("talk like a pirate", 0.5)
     assert split_weight("a=b") == ("a=b", None)
+
+
+def test_a_chat_the_model_cannot_decode_is_refused_when_it_is_made(model: Model) -> None:
+    """Seven weighted preferences take nine lanes of the eight: the chat was made, and each
+    turn then failed."""
+    from localpref.errors import TooManyLanesError
+
+    many = {f"style {i}": 0.5 for i in range(7)}
+    with pytest.raises(TooManyLanesError) as refused:
+        model.chat(preference=many)
+    assert str(refused.value) == ("This needs 9 lanes at once and the model has 8; load it "
+                                  "with a larger max_lanes.")
+    chat = model.chat(preference={f"style {i}": 0.5 for i in range(6)}, max_tokens=2)
+    assert chat.send("Hi", ignore_eos=True).stats["n_lanes"] == 8
