@@ -467,6 +467,20 @@ def test_a_tool_choice_that_asks_for_a_call_is_refused_without_tools_too(client)
         answer = client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
                                                 tool_choice=choice)
         assert answer.choices[0].finish_reason == "length"
+    # a value that is no choice at all says what the field takes (it was told it "asks for
+    # a call"); "required" is no function_call
+    for field, choice, words in (
+            ("tool_choice", 5, '"none", "auto", "required" or an object naming a function'),
+            ("tool_choice", "bogus", '"none", "auto", "required" or an object naming a '
+                                     'function'),
+            ("function_call", 7, '"none", "auto" or an object naming a function'),
+            ("function_call", "required", '"none", "auto" or an object naming a function')):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=MODEL_ID, messages=user(), max_tokens=2,
+                                           **{field: choice})
+        assert refused.value.body["param"] == field
+        assert refused.value.body["message"] == (f"{field} must be {words} (got "
+                                                 f"{json.dumps(choice)}).")
 
 
 @pytest.mark.parametrize(("field", "value"), [

@@ -192,8 +192,7 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     if param is None and kind == "missing":
         return "The request body is empty; send a JSON object.", None
     if param is None and kind in ("model_attributes_type", "dict_type", "model_type"):
-        return ("The request body must be a JSON object sent with Content-Type: "
-                "application/json (curl -d needs -H 'Content-Type: application/json').", None)
+        return _not_an_object(first.get("input")), None
     if (kind == "literal_error" and len(location) == 3 and location[0] == "messages"
             and location[2] == "role" and first.get("input") in ("tool", "function")):
         return (f"{param}: {first['input']} messages are not supported (no tool calling); "
@@ -255,6 +254,21 @@ def _union_kinds(problems: list[dict[str, Any]]) -> tuple[str, list[str]] | None
 
 def _joined(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" or {words[-1]}"
+
+
+#: The JSON name of each kind of value a parsed body may be instead of an object.
+_JSON_KINDS = ((bool, "true or false"), (str, "a string"), (int, "a number"),
+               (float, "a number"), (list, "an array"))
+
+
+def _not_an_object(body: object) -> str:
+    """Why a body that is not a JSON object was refused: the bytes of a body not sent as
+    JSON (no ``Content-Type: application/json``), or what the JSON is instead."""
+    kind = next((name for type_, name in _JSON_KINDS if isinstance(body, type_)), None)
+    if kind is None:
+        return ("The request body must be a JSON object sent with Content-Type: "
+                "application/json (curl -d needs -H 'Content-Type: application/json').")
+    return f"The request body must be a JSON object, not {kind}."
 
 
 def _shown(value: object) -> str:

@@ -430,6 +430,11 @@ def response_grammar(request: GenerationFields) -> str | None:
         raise FieldError("response_format", str(error)) from None
 
 
+#: What OpenAI's chat completions take as ``tool_choice`` and ``function_call``.
+_TOOL_CHOICES = '"none", "auto", "required" or an object naming a function'
+_FUNCTION_CALLS = '"none", "auto" or an object naming a function'
+
+
 def _chat_fields(request: ChatCompletionRequest, args: GenerationArgs) -> None:
     """``tools``, ``logprobs`` / ``top_logprobs`` of a chat body."""
     if request.tools and request.tool_choice != "none":
@@ -438,11 +443,15 @@ def _chat_fields(request: ChatCompletionRequest, args: GenerationArgs) -> None:
     if request.functions and request.function_call != "none":
         raise FieldError("functions", "functions are not supported (no function calling); "
                          "leave them out or send function_call \"none\".")
-    for name, choice in (("tool_choice", request.tool_choice),
-                         ("function_call", request.function_call)):
-        if choice not in (None, "none", "auto"):  # "required" or a named function
+    for name, choice, words in (("tool_choice", request.tool_choice, _TOOL_CHOICES),
+                                ("function_call", request.function_call, _FUNCTION_CALLS)):
+        if choice in (None, "none", "auto"):
+            continue
+        if choice == "required" and name == "tool_choice" or isinstance(choice, dict):
             raise FieldError(name, f"{name} asks for a call, and there is no tool calling "
                              "yet; send \"none\" or \"auto\", or leave it out.")
+        shown = json.dumps(choice)[:40]
+        raise FieldError(name, f"{name} must be {words} (got {shown}).")
     top = request.top_logprobs
     if top is not None:
         if not request.logprobs:
