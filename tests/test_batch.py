@@ -32,6 +32,7 @@ from localpref.batches.lines import (
     BatchFileError,
     BatchLine,
     answer_line,
+    lanes_bound,
     parse_lines,
     read_lines,
     request_id,
@@ -330,10 +331,64 @@ def test_an_answers_file_under_a_file_names_the_file_in_the_way(tmp_path, capsys
 
 
 def test_a_null_url_or_method_is_read_as_missing() -> None:
-    """A null url was the route 'None' (a 404); it is a missing url (a 400 naming url)."""
-    (read,) = parse_lines(json.dumps({"custom_id": "a", "method": None, "url": None,
-                                      "body": chat("Hi")}))
-    assert (read.method, read.url) == ("POST", "")
+    """A null url was the route 'None' (a 404); it is a missing url (a 400 naming url). An
+    empty method was a 405 saying "does not accept ."; it is a missing one, POST."""
+    for method in (None, ""):
+        (read,) = parse_lines(json.dumps({"custom_id": "a", "method": method, "url": None,
+                                          "body": chat("Hi")}))
+        assert (read.method, read.url) == ("POST", "")
+
+
+def test_a_url_with_a_query_or_a_trailing_slash_is_the_route_the_server_takes(
+        batch_model, tmp_path) -> None:
+    """The server answers /v1/chat/completions?x=1 (and redirects .../completions/ to the
+    route); a batch line with either was a 404."""
+    body = chat("Name a fruit.", tokens=3)
+    source = write_batch(tmp_path / "in.jsonl", [
+        line("plain", body), line("query", body, url=f"{CHAT}?x=1"),
+        line("slash", body, url=f"{CHAT}/"), line("text", {**body, "prompt": "Hi"} | {
+            "messages": None}, url=f"{TEXT}/?a=b"),
+        line("other", body, url="/v1/chat/completions/x")])
+    out = tmp_path / "out.jsonl"
+    localpref.batch(source, out, model=batch_model, progress=False)
+    answers = {a["custom_id"]: a for a in read_answers(out)}
+    text = answers["plain"]["response"]["body"]["choices"][0]["message"]["content"]
+    for name in ("query", "slash"):
+        assert answers[name]["response"]["status_code"] == 200
+        assert answers[name]["response"]["body"]["choices"][0]["message"]["content"] == text
+    assert answers["text"]["response"]["body"]["object"] == "text_completion"
+    assert answers["other"]["response"]["status_code"] == 404
+
+
+def test_a_runs_lanes_are_what_its_lines_could_use_at_once(tmp_path, monkeypatch) -> None:
+    """A two-line file with --parallel 128 loaded 256 lanes (12 GB of cells on the bundled
+    model); now as many as its lines left could take, and every line still fits."""
+    import localpref.api
+
+    weighted = chat("Name a fruit.", tokens=3, n=2,
+                    localpref={"preference": {"concise": 1, "formal": 1, "uplifting": 1}})
+    assert lanes_bound([BatchLine(0, "a", body=chat("Hi")),
+                        BatchLine(1, "b", body=chat("Hi", model=f"{MODEL_ID}:concise")),
+                        BatchLine(2, "c", body=weighted), BatchLine(3, "d", body=[1]),
+                        BatchLine(4, "e", body={"model": f"{MODEL_ID}:a%2Cb", "n": 3,
+                                                "prompt": ["x", "y"],
+                                                "localpref": {"like": ["ok"]}})]) == (
+        2 + 3 + 2 * (2 + 3) + 2 + 3 * 2 * (2 + 2 + 1))
+    loaded: list[int] = []
+    real_load = localpref.api.load
+
+    def recording_load(*args, **kwargs):
+        loaded.append(kwargs["max_lanes"])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(localpref.api, "load", recording_load)
+    source = write_batch(tmp_path / "in.jsonl", [line("plain", chat("Hi", tokens=2)),
+                                                 line("weighted", weighted)])
+    out = tmp_path / "out.jsonl"
+    summary = localpref.batch(source, out, parallel=128, n_threads=1, progress=False)
+    assert (summary.done, summary.failed) == (2, 0)
+    assert loaded == [2 + 2 * (2 + 3)]
+    assert all(a["response"]["status_code"] == 200 for a in read_answers(out))
 
 
 def test_a_batch_file_that_is_a_folder_is_one_plain_sentence(tmp_path) -> None:

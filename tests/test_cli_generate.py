@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -27,6 +28,7 @@ from localpref.commands.interrupt import (
     TERMINATED_EXIT,
     cancel_on_interrupt,
     interrupt_once,
+    say_stopped,
     terminate_as_exit,
 )
 from localpref.commands.options import method_from_args, method_settings
@@ -531,6 +533,22 @@ def test_after_sigterm_ctrl_c_stays_ignored_when_both_guards_are_left() -> None:
     finally:
         signal.signal(signal.SIGINT, suites[0])
         signal.signal(signal.SIGTERM, suites[1])
+
+
+@pytest.mark.parametrize(("terminal", "written"), [
+    (True, "\nlocalpref: stopped; kept.\n"),   # after the ^C a terminal echoed
+    (False, "localpref: stopped; kept.\n"),     # a file: no blank line
+])
+def test_a_stopped_commands_sentence_starts_a_line_only_on_a_terminal(
+        monkeypatch: pytest.MonkeyPatch, terminal: bool, written: str) -> None:
+    class Stderr(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    stderr = Stderr()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    say_stopped("kept")
+    assert stderr.getvalue() == written
 
 
 # -- what ran: the recommended default, a named method, --paper ---------------------------------

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from localpref import json_reading
 from localpref.errors import LocalprefError
@@ -88,11 +89,54 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
             raise BatchFileError(f"The custom_id '{custom_id}' is on lines {seen[custom_id]} "
                                  f"and {number} of {name}; every request needs its own.")
         seen[custom_id] = number
-        method, url = data.get("method"), data.get("url")  # null is no value, as missing
-        found.append(BatchLine(len(found), custom_id, "POST" if method is None else
+        # null or empty is no value, as missing (a missing method is POST)
+        method, url = data.get("method"), data.get("url")
+        found.append(BatchLine(len(found), custom_id, "POST" if method in (None, "") else
                                str(method).upper(), "" if url is None else str(url),
                                data.get("body")))
     return found
+
+
+#: What may part a preference text into several: ``concise,formal``, ``concise=1+formal=2``.
+_PREFERENCE_PARTS = re.compile(r"[,+;]")
+
+
+def lanes_bound(lines: list[BatchLine]) -> int:
+    """At most how many lanes ``lines`` take if every one decodes at once, read from their
+    bodies without the model (an upper bound; a line the server would refuse counts two).
+
+    A request takes a base lane, one per preference, one for examples (``like``) and, with
+    several preferences, one that combines them (``docs/steering.md``: n + 2 lanes): at most
+    2 + preferences + examples. A line takes that for each of its choices (``n``, times the
+    prompts of a text completion). The preferences are each item of the ``localpref`` object's
+    list or weights, or each part of a text between commas, pluses or semicolons, there or in
+    the model id after its first colon, whichever gives more."""
+    return sum(_line_lanes(line.body) for line in lines)
+
+
+def _line_lanes(body: Any) -> int:
+    if not isinstance(body, dict):
+        return 2
+    options = body.get("localpref")
+    options = options if isinstance(options, dict) else {}
+    model = body.get("model")
+    steering = model.partition(":")[2] if isinstance(model, str) else ""  # ID:PREFERENCE
+    preferences = max(_preference_count(options.get("preference")),
+                      _preference_count(unquote(steering) or None))
+    examples = 1 if options.get("like") else 0
+    n = body.get("n")
+    prompt = body.get("prompt")
+    choices = ((n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128 else 1)
+               * (len(prompt) if isinstance(prompt, list) and prompt else 1))
+    return choices * (2 + preferences + examples)
+
+
+def _preference_count(preference: Any) -> int:
+    if isinstance(preference, (list, dict)):
+        return len(preference)
+    if isinstance(preference, str):
+        return 1 + len(_PREFERENCE_PARTS.findall(preference))
+    return 0
 
 
 def json_line(value: Any) -> str:

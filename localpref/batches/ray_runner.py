@@ -63,6 +63,8 @@ class RaySettings:
     actors: int = 2
     cpus_per_actor: float = 1.0
     parallel: int = 4
+    #: lanes of each actor's model (None: two for each of ``parallel`` requests)
+    lanes: int | None = None
     model: str | None = None
     n_ctx: int | None = None
     n_gpu_layers: int = 0
@@ -94,7 +96,8 @@ class ModelActor:
             options["system_prompt"] = settings.system_prompt
         try:
             loaded = load(settings.model, n_gpu_layers=settings.n_gpu_layers,
-                          n_ctx=settings.n_ctx, max_lanes=2 * settings.parallel,
+                          n_ctx=settings.n_ctx,
+                          max_lanes=settings.lanes or 2 * settings.parallel,
                           max_queued=max(16, settings.parallel), n_threads=n_threads, **options)
             self.answerer = Answerer(loaded, served_id(loaded, settings.model))
         except LocalprefError as error:

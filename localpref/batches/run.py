@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localpref.batches.lines import BatchFileError, read_lines
+from localpref.batches.lines import BatchFileError, lanes_bound, read_lines
 from localpref.errors import SettingsError
 from localpref.file_lock import exclusive
 from localpref.request import whole_number
@@ -70,6 +70,9 @@ def batch(
                           "(or stop it), or give another --out.")
     with exclusive(lock_path(out), busy=busy, what=str(out)):  # one run writes a file
         recorder = Recorder(lines, out, progress=progress)
+        # 2 lanes a request, as many as the lines left could use at once: a two-line file
+        # with --parallel 128 loaded 256 lanes' cells (12 GB on the bundled model)
+        lanes = min(2 * parallel, max(2, lanes_bound(recorder.pending)))
         try:
             if recorder.pending and ray is not False and ray is not None:
                 if not isinstance(model, (str, Path)) and model is not None:
@@ -79,12 +82,12 @@ def batch(
 
                 settings = RaySettings(
                     address=ray if isinstance(ray, str) and ray else None, actors=ray_actors,
-                    cpus_per_actor=ray_cpus_per_actor, parallel=parallel,
+                    cpus_per_actor=ray_cpus_per_actor, parallel=parallel, lanes=lanes,
                     model=None if model is None else str(model), n_ctx=n_ctx,
                     n_gpu_layers=n_gpu_layers, n_threads=n_threads)
                 run_ray(settings, recorder)
             elif recorder.pending:
-                run_here(model, recorder, parallel=parallel, n_ctx=n_ctx,
+                run_here(model, recorder, parallel=parallel, lanes=lanes, n_ctx=n_ctx,
                          n_threads=n_threads, n_gpu_layers=n_gpu_layers)
         except BaseException:
             recorder.close()
@@ -108,8 +111,9 @@ def _same_file(first: Path, second: Path) -> bool:
 
 
 def run_here(model: Model | str | Path | None, recorder: Recorder, *, parallel: int,
-             n_ctx: int | None, n_threads: int | None, n_gpu_layers: int) -> None:
-    """Answer the pending lines with ``model`` (loaded here unless it is a ``Model``)."""
+             lanes: int, n_ctx: int | None, n_threads: int | None, n_gpu_layers: int) -> None:
+    """Answer the pending lines with ``model`` (loaded here with ``lanes`` lanes unless it is
+    a ``Model``)."""
     from localpref.api import Model, load
     from localpref.batches.local import run_local
     from localpref.server.batch_answer import Answerer, served_id
@@ -118,6 +122,6 @@ def run_here(model: Model | str | Path | None, recorder: Recorder, *, parallel: 
         run_local(Answerer(model, served_id(model, str(model.path))), recorder, parallel)
         return
     spec = None if model is None else str(model)
-    with load(spec, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=2 * parallel,
+    with load(spec, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=lanes,
               max_queued=max(16, parallel), n_threads=n_threads) as loaded:
         run_local(Answerer(loaded, served_id(loaded, spec)), recorder, parallel)

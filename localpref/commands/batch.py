@@ -15,6 +15,7 @@ from localpref.commands.interrupt import (
     TERMINATED_EXIT,
     Termination,
     interrupt_once,
+    say_stopped,
     terminate_as_exit,
 )
 from localpref.commands.options import add_model_options, check_parallel, load_settings
@@ -147,7 +148,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
             # start (3 runs in 11 died of SIGSEGV instead of exiting 130).
             sys.stdout.flush()
             os._exit(code)
-        raise
+        return code  # (said: not raised on, for ``main`` to end the line of a ^C again)
     print(summary.line(), file=sys.stderr, flush=True)
     return 0
 
@@ -160,4 +161,4 @@ def _say_stopped(out: Path) -> None:
         kept = False
     said = (f"the answers written are kept in {out}: run the same command again to finish"
             if kept else "no answer was written yet")
-    print(f"\nlocalpref: stopped; {said}.", file=sys.stderr, flush=True)
+    say_stopped(said)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from typing import Any
 
 from localpref.calibration.choice import FLUENCY_BUDGET, setting_of
@@ -21,7 +20,7 @@ from localpref.calibration.record import model_key, rows_path
 from localpref.calibration.record import reset as reset_calibration
 from localpref.calibration.sweep import Plan
 from localpref.commands import columns
-from localpref.commands.interrupt import interrupt_once
+from localpref.commands.interrupt import interrupt_once, say_stopped
 from localpref.commands.options import (
     add_model_options,
     comma_list,
@@ -147,9 +146,9 @@ def run(args: argparse.Namespace) -> int:
                 record = calibrate(model, plan, budget=args.budget,
                                    progress=not args.no_progress, parallel=args.parallel)
             except KeyboardInterrupt:
-                print(f"\nlocalpref: stopped; the finished generations are kept in "
-                      f"{rows_path(model.calibration_key)}; run the same command to continue.",
-                      file=sys.stderr)
+                say_stopped(f"the finished generations are kept in "
+                            f"{rows_path(model.calibration_key)}; run the same command to "
+                            "continue")
                 return 130
         finally:
             model.close()

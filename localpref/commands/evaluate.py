@@ -24,6 +24,7 @@ from localpref.commands.interrupt import (
     TERMINATED_EXIT,
     Termination,
     interrupt_once,
+    say_stopped,
     terminate_as_exit,
 )
 from localpref.commands.options import (
@@ -302,8 +303,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 else TERMINATED_EXIT if termination.came else None)
         if code is None:
             raise
-        print(f"\nlocalpref: stopped; the finished answers are kept in {args.out}; run "
-              "the same command to continue.", file=sys.stderr, flush=True)
+        say_stopped(f"the finished answers are kept in {args.out}; run the same command "
+                    "to continue")
         model.close()
         if args.ray is not None:
             # Ray stopped, the model closed: only the interpreter's own exit is left, which

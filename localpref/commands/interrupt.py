@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -115,3 +116,11 @@ def terminate_as_exit() -> Iterator[Termination]:
     finally:
         if not termination.came:
             signal.signal(signal.SIGTERM, previous)
+
+
+def say_stopped(what: str) -> None:
+    """``localpref: stopped; <what>.`` on stderr, a line of its own: on a terminal a new line
+    first (the ``^C`` it echoed, or a progress bar, holds the line), in a file or a pipe no
+    blank line."""
+    start = "\n" if sys.stderr.isatty() else ""
+    print(f"{start}localpref: stopped; {what}.", file=sys.stderr, flush=True)

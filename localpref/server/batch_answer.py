@@ -115,6 +115,14 @@ def served_id(model: Model, spec: str | None) -> str:
     return served_model_id(spec, model.path)
 
 
+def route_path(url: str) -> str:
+    """The route a line's ``url`` names, as the server finds it: its path without a query
+    (``?x=1``, which the server's routes ignore) and without one trailing slash (which the
+    server redirects to the route)."""
+    path = url.split("?", 1)[0]
+    return path[:-1] if path.endswith("/") and len(path) > 1 else path
+
+
 class Answerer:
     """Answers request lines with ``model`` served as ``served_id`` (thread-safe: any number
     of threads may answer at once; the model's scheduler decodes them in one batch)."""
@@ -128,7 +136,7 @@ class Answerer:
         several, and ``n`` of each with ``n`` > 1, each answered as if sent alone, as the
         server does), the generations' arguments and the choices per prompt (``n``), every
         body checked before any is decoded; raises ``ApiError`` or the library's."""
-        route = ROUTES.get(line.url)
+        route = ROUTES.get(route_path(line.url))
         if not line.url:
             raise ApiError(400, "The request has no url; give /v1/chat/completions or "
                            "/v1/completions.", param="url", code="missing_required_parameter")
