@@ -700,13 +700,13 @@ class Model:
         """Refuse now what ``submit`` would refuse before tokenizing ``request``: a method
         that cannot read the avoid text or the opposite, more lanes than the model decodes at
         once (``TooManyLanesError``). A chat checks its settings so when it is made."""
-        self._planned_methods([request], self.calibration)
+        self._planned_methods([request], self.calibration, load_reward=False)
 
-    def _planned_methods(self, requests: Sequence[Request],
-                         calibration: Calibration | None) -> list[Method]:
+    def _planned_methods(self, requests: Sequence[Request], calibration: Calibration | None,
+                         *, load_reward: bool = True) -> list[Method]:
         """The method each request is decoded with (the calibration's choice for the
         recommended steering, weighted preferences combined), checked against what the model
-        can decode."""
+        can decode (``load_reward``: PAD's reward lanes too, which loads its reward model)."""
         chosen = [_steered_method(request, calibration) for request in requests]
         if any(request.avoid is not None for request in requests):
             _check_base_lane_use(chosen)
@@ -715,16 +715,20 @@ class Model:
         if any(request.opposite and request.preference is not None for request in requests):
             _check_base_lane_use(chosen, opposite_error, param="opposite")
         chosen = _weighted_methods(requests, chosen)
-        self._check_lanes(requests, chosen)
+        self._check_lanes(requests, chosen, load_reward=load_reward)
         return chosen
 
-    def _check_lanes(self, requests: Sequence[Request], methods: Sequence[Method]) -> None:
+    def _check_lanes(self, requests: Sequence[Request], methods: Sequence[Method], *,
+                     load_reward: bool = True) -> None:
         """Refuse at once what no admission could hold, before any prompt is tokenized: more
-        lanes of one context than it has (``TooManyLanesError``)."""
+        lanes of one context than it has (``TooManyLanesError``; a reward model's context
+        only with ``load_reward``, as counting its lanes loads it)."""
         needed: dict[int, int] = {}
         contexts = {}
         for request, method in zip(requests, methods, strict=True):
             for kind in _track_lanes(method, request.score_lanes):
+                if kind == "reward" and not load_reward:
+                    continue
                 context = self._lane_backend(method, kind).context
                 contexts[id(context)] = context
                 needed[id(context)] = needed.get(id(context), 0) + 1

@@ -118,7 +118,7 @@ def test_a_compressed_body_is_415_naming_its_encoding(server) -> None:
                                 "application/json').")
     # sent as JSON, but not an object: the header was right, so the sentence says what it is
     for raw, kind in ((b'[{"model": "x"}]', "an array"), (b'"hi"', "a string"),
-                      (b"5", "a number"), (b"true", "true or false")):
+                      (b"5", "a number"), (b"true", "true or false"), (b"null", "null")):
         error = assert_error_shape(request(server.url, "POST", CHAT, raw=raw, headers={
             "Content-Type": "application/json"}), 400)
         assert error["message"] == f"The request body must be a JSON object, not {kind}."

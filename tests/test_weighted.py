@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from localpref.api import Model
-from localpref.errors import SettingsError
+from localpref.errors import ModelError, SettingsError
 from localpref.kernels.weighted import weighted_logits, weighted_other_into
 from localpref.methods import Amulet, Contrastive, recommended_method
 from localpref.request import Request
@@ -308,3 +308,9 @@ def test_a_chat_the_model_cannot_decode_is_refused_when_it_is_made(model: Model)
                                   "with a larger max_lanes.")
     chat = model.chat(preference={f"style {i}": 0.5 for i in range(6)}, max_tokens=2)
     assert chat.send("Hi", ignore_eos=True).stats["n_lanes"] == 8
+    # what only loading a reward model tells waits for the first turn, as it did
+    from localpref.methods import PAD
+
+    missing = model.chat(preference="concise", method=PAD(reward_model="/nowhere.gguf"))
+    with pytest.raises(ModelError, match="does not exist"):
+        missing.send("Hi")

@@ -258,7 +258,7 @@ def _joined(words: list[str]) -> str:
 
 #: The JSON name of each kind of value a parsed body may be instead of an object.
 _JSON_KINDS = ((bool, "true or false"), (str, "a string"), (int, "a number"),
-               (float, "a number"), (list, "an array"))
+               (float, "a number"), (list, "an array"), (type(None), "null"))
 
 
 def _not_an_object(body: object) -> str:
