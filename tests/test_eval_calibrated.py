@@ -122,7 +122,13 @@ def test_an_uncalibrated_model_or_a_sweep_of_the_column_is_one_sentence(
     assert main([*common, "--methods", "pref,calibrated"]) == 2
     error = capsys.readouterr().err
     assert "is not calibrated" in error and "localpref calibrate" in error
-    assert "Traceback" not in error and not (tmp_path / "out" / "generations.jsonl").exists()
+    # a run refused after it made its folder leaves none behind (an empty one with a lock
+    # file in it was left); a folder that was there stays, as it was
+    assert "Traceback" not in error and not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    assert main([*common, "--methods", "pref,calibrated"]) == 2
+    assert "is not calibrated" in capsys.readouterr().err
+    assert (tmp_path / "out").is_dir()
     assert main([*common, "--methods", "calibrated", "--sweep",
                  "calibrated.strength=1,2"]) == 2
     assert "calibrated setting" in capsys.readouterr().err

@@ -205,12 +205,21 @@ def test_the_judge_table_gives_its_coverage_and_warns_when_it_is_negligible() ->
     silent = render_summary(collect(rows, metrics, [_judgement("amulet0", "pref0", "win",
                                                                coverage=2.9e-7)]), resamples=50)
     assert "median 2.9e-07. **That is low: the judge was" in silent
-    # a folder judged again by another judge: each judge's own median, the weak one named
+    # a folder judged again by another judge: a table each, with its own median; the
+    # verdicts were pooled into one table (n=2 for one prompt, the weak judge's counted)
     both = render_summary(collect(rows, metrics, [
         _judgement("amulet0", "pref0", "win", coverage=0.46),
-        {**_judgement("amulet0", "pref0", "win", coverage=2e-7), "judge": "gemma"}]),
+        {**_judgement("amulet0", "pref0", "lose", coverage=2e-7), "judge": "gemma"}]),
         resamples=50)
-    assert "median 2e-07 (gemma), 0.46 (j). **That is low: gemma was mostly" in both
+    weak = both.split("## amulet against each method, by the LLM judge gemma")[1]
+    weak = weak.split("##")[0]
+    assert "Judge: gemma, the Amulet paper's question" in weak
+    assert "median 2e-07. **That is low: the judge was mostly" in weak
+    assert "| d | concise | 0 / 0 / 100 (n=1), P(win) 0.20 |" in weak
+    strong = both.split("## amulet against each method, by the LLM judge j")[1].split("##")[0]
+    assert "median 0.46." in strong and "That is low" not in strong
+    assert "| d | concise | 100 / 0 / 0 (n=1), P(win) 0.75 |" in strong
+    assert "(n=2)" not in both
 
 
 def test_without_pref_rows_there_is_no_section() -> None:
@@ -241,6 +250,7 @@ def test_score_lanes_gives_base_and_pref_both_fluencies_and_end_tokens_reach_pad
     section = text.split("## Against Pref, prompt by prompt")[1].split("\n## ")[0]
     line = next(x for x in section.splitlines() if x.startswith("| one | concise"))
     assert "fluency n/a" not in line and line.count("(n=1)") == 2  # base and pad
+    assert "Dataset `one`: 1 prompt." in text  # (was "1 prompts")
 
 
 def test_a_score_some_answers_have_no_value_for_says_over_how_many() -> None:
@@ -290,3 +300,22 @@ def test_the_sweeps_verdict_line_names_each_settings_own_reason() -> None:
     assert "(49.3) better on average, but its interval over prompts holds no difference; " \
         in line
     assert "(30.0) on 3 prompts better on average, too few to tell (at least 6); " in line
+
+
+def test_the_judge_chart_has_a_row_of_plots_for_each_judge(tmp_path: Path) -> None:
+    """Two judges' verdicts were pooled into one row of bars: each has its own row now."""
+    from PIL import Image
+
+    from localpref.evaluation.report import JUDGE_CHART, render_charts
+
+    rows, metrics = _rows()
+    heights = []
+    for judgements in ([_judgement("amulet0", "pref0", "win")],
+                       [_judgement("amulet0", "pref0", "win"),
+                        {**_judgement("amulet0", "pref0", "lose"), "judge": "gemma"}]):
+        folder = tmp_path / str(len(judgements))
+        folder.mkdir()
+        render_charts(collect(rows, metrics, judgements), folder, resamples=50)
+        with Image.open(folder / JUDGE_CHART) as chart:
+            heights.append(chart.size[1])
+    assert heights == [round(3.2 * 110), round(2 * 3.2 * 110)]

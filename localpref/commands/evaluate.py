@@ -169,6 +169,21 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """``_run_eval``; a run refused before it wrote anything leaves no output folder it made
+    (an empty one with a lock file in it was left for a model refused as uncalibrated)."""
+    from localpref.evaluation.records import remove_unused_folder
+
+    out = Path(args.out)
+    made_here = bool(args.out.strip()) and not out.exists()
+    try:
+        return _run_eval(args)
+    except LocalprefError:
+        if made_here:
+            remove_unused_folder(out)
+        raise
+
+
+def _run_eval(args: argparse.Namespace) -> int:
     """Check every input, load the model(s), run or resume the grid, print the main table."""
     from localpref.evaluation import (
         Evaluation,

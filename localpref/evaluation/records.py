@@ -107,6 +107,20 @@ def make_output_folder(out_dir: Path) -> None:
                                  "move it away or give another --out.")
 
 
+def remove_unused_folder(out_dir: Path) -> None:
+    """Remove ``out_dir`` if it holds nothing but an empty run lock (a run refused before it
+    wrote anything); anything else in it keeps it."""
+    try:
+        names = os.listdir(out_dir)
+        lock = out_dir / RUN_LOCK
+        if set(names) - {RUN_LOCK} or (names and lock.stat().st_size):
+            return
+        lock.unlink(missing_ok=True)
+        out_dir.rmdir()
+    except OSError:  # gone, or not ours to remove: left as it is
+        return
+
+
 def save_chart(figure: Any, path: Path, dpi: int) -> None:
     """Write a matplotlib figure to ``path``, or say in one sentence why it cannot be (a
     folder in its place: the rows are written by then and kept)."""

@@ -103,7 +103,8 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
         answered = n_prompts.get(dataset, 0)
         total = max(len(tables.prompts.get(dataset, ())), answered)
         unanswered = f" ({total - answered} not answered)" if total > answered else ""
-        lines.append(f"Dataset `{dataset}`: {total} prompts{unanswered}.")
+        lines.append(f"Dataset `{dataset}`: {total} prompt{'s' if total != 1 else ''}"
+                     f"{unanswered}.")
     if tables.errors:
         lines.append(f"{tables.errors} generation(s) failed (see their `error`) and are left out.")
     lines += ["", "Cells: mean over prompts [95% bootstrap interval, "
@@ -161,31 +162,39 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
 
     pairs = judged_pairs(tables)
     method_of = {variant.label: variant.method for variant in tables.variants}
-    for ref in dict.fromkeys(mine for mine, _ in pairs):  # each column the judge compared
-        others = [other for mine, other in pairs if mine == ref]
-        judged_as = ("" if method_of.get(ref) == reference else
-                     f" The judge compared {ref} with each method when these answers were "
-                     f"judged; the reference here, {reference}, does not judge them again.")
-        lines += [f"## {ref} against each method, by the LLM judge", "",
-                  f"Judge: {', '.join(tables.judges)}, the Amulet paper's question, both orders. "
-                  f"% of prompts where {ref} wins / ties / loses (the judge's most probable "
-                  f"answer), and the mean probability that {ref} wins.{judged_as}", "",
-                  *_coverage_lines(tables, ref)]
-        rows = []
-        for dataset, preference in tables.groups:
-            row = [dataset, preference]
-            for other in others:
-                found = sorted(tables.judged.get((dataset, preference, ref, other), []),
-                               key=lambda j: int(j["position"]))
-                if not found:
-                    row.append("–")
-                    continue
-                counts = [sum(j["outcome"] == o for j in found) for o in ("win", "tie", "lose")]
-                p_win = float(np.mean([j["p_a"] for j in found]))
-                row.append(f"{_percentages(*counts)}, P(win) {p_win:.2f}")
-            rows.append(row)
-        lines += markdown_table(["dataset", "preference", *(f"vs {o}" for o in others)], rows)
-        lines.append("")
+    for judge in tables.judges:  # a folder two judges judged: a table each, never pooled
+        named = f" {judge}" if len(tables.judges) > 1 else ""
+        for ref in dict.fromkeys(mine for mine, _ in pairs):  # each column the judge compared
+            others = [other for mine, other in pairs if mine == ref]
+            cells = {(dataset, preference, other): verdicts_of(tables, judge, dataset,
+                                                               preference, ref, other)
+                     for dataset, preference in tables.groups for other in others}
+            if not any(cells.values()):
+                continue
+            judged_as = ("" if method_of.get(ref) == reference else
+                         f" The judge compared {ref} with each method when these answers were "
+                         f"judged; the reference here, {reference}, does not judge them again.")
+            lines += [f"## {ref} against each method, by the LLM judge{named}", "",
+                      f"Judge: {judge}, the Amulet paper's question, both orders. "
+                      f"% of prompts where {ref} wins / ties / loses (the judge's most "
+                      f"probable answer), and the mean probability that {ref} wins."
+                      f"{judged_as}", "", *_coverage_lines(tables, ref, judge)]
+            rows = []
+            for dataset, preference in tables.groups:
+                row = [dataset, preference]
+                for other in others:
+                    found = cells[(dataset, preference, other)]
+                    if not found:
+                        row.append("–")
+                        continue
+                    counts = [sum(j["outcome"] == o for j in found)
+                              for o in ("win", "tie", "lose")]
+                    p_win = float(np.mean([j["p_a"] for j in found]))
+                    row.append(f"{_percentages(*counts)}, P(win) {p_win:.2f}")
+                rows.append(row)
+            lines += markdown_table(["dataset", "preference", *(f"vs {o}" for o in others)],
+                                    rows)
+            lines.append("")
 
     if tables.sweeps:
         lines += render_sweep_section(tables, fluency_budget, resamples=resamples)
@@ -222,28 +231,30 @@ def render_summary(tables: Tables, *, reference: str = DEFAULT_REFERENCE, resamp
     return "\n".join(lines)
 
 
-def _coverage_lines(tables: Tables, ref: str) -> list[str]:
-    """Each judge's median coverage over ``ref``'s pairs (a folder judged twice holds two
-    judges), with a warning for a judge whose coverage is too low for its verdicts to mean
-    much (``judge.coverage_of``)."""
-    by_judge: dict[str, list[float]] = {}
-    for (_, _, mine, _), found in tables.judged.items():
-        for judgement in found:
-            if mine == ref and judgement.get("orders"):
-                by_judge.setdefault(str(judgement.get("judge")), []).append(
-                    coverage_of(judgement["orders"]))
-    medians = {judge: float(np.median(values)) for judge, values in sorted(by_judge.items())}
-    if not medians:
+def verdicts_of(tables: Tables, judge: str, dataset: str, preference: str, mine: str,
+                other: str) -> list[dict[str, Any]]:
+    """``judge``'s verdicts on ``mine`` against ``other`` in one group, one a prompt, in the
+    prompts' order."""
+    found = [j for j in tables.judged.get((dataset, preference, mine, other), [])
+             if str(j.get("judge")) == judge]
+    return sorted(found, key=lambda j: int(j["position"]))
+
+
+def _coverage_lines(tables: Tables, ref: str, judge: str) -> list[str]:
+    """``judge``'s median coverage over ``ref``'s pairs, with a warning when it is too low
+    for its verdicts to mean much (``judge.coverage_of``)."""
+    values = [coverage_of(judgement["orders"])
+              for (_, _, mine, _), found in tables.judged.items() if mine == ref
+              for judgement in found
+              if judgement.get("orders") and str(judgement.get("judge")) == judge]
+    if not values:
         return []
-    said = ", ".join(f"{median:.2g}" if len(medians) == 1 else f"{median:.2g} ({judge})"
-                     for judge, median in medians.items())
+    median = float(np.median(values))
     line = (f"The judge's coverage (its probability of answering \"Text 1\", \"Text 2\" or "
-            f"\"Tie\" at all, before renormalising): median {said}.")
-    low = [judge for judge, median in medians.items() if median < LOW_COVERAGE]
-    if low:
-        whose = "the judge" if len(medians) == 1 else ", ".join(low)
-        line += (f" **That is low: {whose} was mostly not answering the question (a base "
-                 "model or a very small one?), so those verdicts say little; use a stronger "
+            f"\"Tie\" at all, before renormalising): median {median:.2g}.")
+    if median < LOW_COVERAGE:
+        line += (" **That is low: the judge was mostly not answering the question (a base "
+                 "model or a very small one?), so its verdicts say little; use a stronger "
                  "instruction model with --judge.**")
     return [line, ""]
 
@@ -312,24 +323,27 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REF
         names = [f"vs {other}" if len(references) == 1 else f"{mine} vs {other}"
                  for mine, other in pairs]
         groups = [g for g in tables.groups if any((*g, *pair) in tables.judged for pair in pairs)]
-        figure = Figure(figsize=(3.6 * len(groups), 3.2), layout="constrained")
-        axes = figure.subplots(1, len(groups), squeeze=False)[0]
-        for axis, (dataset, preference) in zip(axes, groups, strict=True):
-            bottoms = np.zeros(len(pairs))
-            for outcome, colour in (("win", "tab:green"), ("tie", "tab:gray"),
-                                    ("lose", "tab:red")):
-                shares = []
-                for pair in pairs:
-                    found = tables.judged.get((dataset, preference, *pair), [])
-                    shares.append(100 * sum(j["outcome"] == outcome for j in found)
-                                  / len(found) if found else 0.0)
-                axis.bar(range(len(pairs)), shares, bottom=bottoms, color=colour,
-                         label=outcome)
-                bottoms += np.array(shares)
-            axis.set_xticks(range(len(pairs)), names, rotation=35, ha="right", fontsize=8)
-            axis.set_title(preference, fontsize=10)
-            axis.set_ylim(0, 100)
-        axes[0].legend(fontsize=7)
+        judges = tables.judges  # a row of plots each, never pooled
+        figure = Figure(figsize=(3.6 * len(groups), 3.2 * len(judges)), layout="constrained")
+        axes = figure.subplots(len(judges), len(groups), squeeze=False)
+        for row, judge in enumerate(judges):
+            for axis, (dataset, preference) in zip(axes[row], groups, strict=True):
+                bottoms = np.zeros(len(pairs))
+                for outcome, colour in (("win", "tab:green"), ("tie", "tab:gray"),
+                                        ("lose", "tab:red")):
+                    shares = []
+                    for pair in pairs:
+                        found = verdicts_of(tables, judge, dataset, preference, *pair)
+                        shares.append(100 * sum(j["outcome"] == outcome for j in found)
+                                      / len(found) if found else 0.0)
+                    axis.bar(range(len(pairs)), shares, bottom=bottoms, color=colour,
+                             label=outcome)
+                    bottoms += np.array(shares)
+                axis.set_xticks(range(len(pairs)), names, rotation=35, ha="right", fontsize=8)
+                axis.set_title(preference if len(judges) == 1 else f"{preference}, {judge}",
+                               fontsize=9)
+                axis.set_ylim(0, 100)
+        axes[0][0].legend(fontsize=7)
         whose = references[0] if len(references) == 1 else "Each reference"
         figure.suptitle(f"{whose} against each method,\nLLM judge (% of prompts)", fontsize=10)
         path = out_dir / JUDGE_CHART
