@@ -474,6 +474,16 @@ async def test_reopened_app_finds_the_conversation_and_its_settings(model, home)
         assert second.session.history() == [  # what the next answer will read
             {"role": "user", "content": "What is a haiku?"},
             {"role": "assistant", "content": answer}]
+        # Up recalls the messages sent before the app opened again (it recalled nothing),
+        # and after them what is sent now; past the oldest it stays there
+        await send(pilot, second, "And a limerick?")
+        box = second.query_one(ChatInput)
+        box.focus()
+        recalled = []
+        for _ in range(3):
+            await pilot.press("up")
+            recalled.append(box.text)
+        assert recalled == ["And a limerick?", "What is a haiku?", "What is a haiku?"]
 
 
 async def test_a_message_left_waiting_at_quit_goes_when_the_app_opens_again(model, home):

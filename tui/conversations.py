@@ -63,6 +63,9 @@ class ConversationHandlers:
         ])
         log.set_highlight(log.highlight)
         log.anchor()
+        # Up recalls what was sent in this conversation before the app last opened too
+        self.query_one(ChatInput).remember_earlier(
+            [m.content for m in stored if m.role == "user"])
         await self._refresh_conversations()
         if waiting:
             self.notify(f"{len(waiting)} message(s) had not been answered when the app "

@@ -84,6 +84,15 @@ class ChatInput(TextArea):
         self._history_index = None
         self.clear()
 
+    def remember_earlier(self, texts: list[str]) -> None:
+        """Put messages sent before (an opened conversation's, oldest first) ahead of those
+        sent since the app started, so that Up reaches them too; one already there stays
+        where it is."""
+        known = set(self.sent)
+        earlier = [text for text in dict.fromkeys(texts) if text not in known]
+        self.sent[:0] = earlier
+        self._history_index = None
+
     def restore(self, text: str) -> None:
         """Put back a message the app could not send, in front of anything typed since."""
         typed = self.text
