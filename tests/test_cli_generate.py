@@ -815,21 +815,29 @@ def test_a_full_disk_is_one_sentence(command: list[str]) -> None:
     assert "Traceback" not in done.stderr
 
 
+_STDOUT_CLOSED = "Cannot write the output: standard output is closed; redirect it to a file"
+_ANSWER = ["--max-tokens", "4", "--threads", "1"]
+
+
 @pytest.mark.parametrize(("command", "closed", "sentence"), [
-    (["generate", "Hi"], ">&-", "Cannot write the output: standard output is closed; "
-                                "redirect it to a file instead."),
-    (["compare", "Hi", "--methods", "base"], ">&-", "Cannot write the output: standard "
-                                                   "output is closed;"),
-    (["generate", "-"], "<&-", "The prompt is - but standard input is closed; pipe the prompt "
-                               "in, e.g. cat notes.txt | localpref generate -."),
+    (["generate", "Hi", *_ANSWER], ">&-", _STDOUT_CLOSED),
+    (["compare", "Hi", "--methods", "base", *_ANSWER], ">&-", _STDOUT_CLOSED),
+    (["generate", "-", *_ANSWER], "<&-", "The prompt is - but standard input is closed; pipe "
+                                         "the prompt in, e.g. cat notes.txt | localpref "
+                                         "generate -."),
+    # what these print is their whole output: it went nowhere, exit code 0 (a script's
+    # p=$(localpref models path X) read an empty path)
+    (["models", "path", "smollm2-135m-instruct"], ">&-", _STDOUT_CLOSED),
+    (["models", "list", "--json"], ">&-", _STDOUT_CLOSED),
+    (["doctor", "--json", "--threads", "1"], ">&-", _STDOUT_CLOSED),
+    (["bench", "--max-tokens", "4", "--repeat", "1"], ">&-", _STDOUT_CLOSED),
 ])
 def test_a_closed_standard_stream_is_one_sentence(command: list[str], closed: str,
                                                   sentence: str) -> None:
     """Started with stdout or stdin closed, Python's stream is None: the first write or read
     was a traceback (AttributeError) and exit code 1."""
     line = " ".join(shlex.quote(part) for part in [sys.executable, "-m", "localpref.cli",
-                                                   *command, "--max-tokens", "4",
-                                                   "--threads", "1"])
+                                                   *command])
     done = subprocess.run(["bash", "-c", f"exec {line} {closed}"], stderr=subprocess.PIPE,
                           text=True, timeout=120)
     assert done.returncode == 2, done.stderr

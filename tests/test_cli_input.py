@@ -50,8 +50,11 @@ def test_compare_dash_reads_standard_input_too():
 
 
 @pytest.mark.parametrize("stdin, reason", [
-    ("  \n", "standard input was empty"),
+    ("  \n", "standard input held no text"),
     (b"\xff\xfe not text", "not utf-8 text"),
+    # read to the limit, not to the end (`yes | localpref generate -` filled the memory)
+    (b"y\n" * (8 * 2**20 + 1), "standard input is over 16 mib; a prompt must fit in the "
+                               "model's window"),
 ])
 def test_generate_dash_with_nothing_readable_is_one_sentence_and_exit_code_2(stdin, reason):
     piped = run_script("generate", "-", "--max-tokens", "4", stdin=stdin)

@@ -116,7 +116,12 @@ def test_several_matches_are_listed(hf_cache: Path, bundled: Path) -> None:
     with pytest.raises(ModelError) as caught:
         models.resolve_model("org/name:*.gguf")
     message = str(caught.value)
-    assert "matches 2 files of org/name in the cache (m-Q4_1.gguf, m-Q8_0.gguf)" in message
+    # the example works wherever a model is named (it said "with --file", which generate
+    # and compare do not take)
+    assert message.endswith("matches 2 files of org/name in the cache (m-Q4_1.gguf, "
+                            "m-Q8_0.gguf); give a pattern that matches one of them, e.g. "
+                            "org/name:m-Q4_1.gguf.")
+    assert models.resolve_model("org/name:m-Q4_1.gguf").name == "m-Q4_1.gguf"
     assert models.resolve_model("org/name:*Q8_0*").name == "m-Q8_0.gguf"
 
 

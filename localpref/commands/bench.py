@@ -17,6 +17,7 @@ from localpref.commands.options import (
     load_model,
     load_settings,
 )
+from localpref.commands.showing import check_stdout_open
 from localpref.errors import LocalprefError, ModelError, SettingsError
 
 #: localpref.synthetic.SHAPES, without importing gguf
@@ -114,6 +115,7 @@ def add_parser(subparsers: Any) -> None:
 def run_bench_command(args: argparse.Namespace) -> int:
     """Parse, load the model, run every measurement, print the table or the JSON. A
     SIGTERM ends it as Ctrl-C does: the servers and processes it started are stopped."""
+    check_stdout_open()  # (its figures go nowhere else)
     with terminate_as_exit():
         return _run_bench(args)
 

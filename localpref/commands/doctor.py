@@ -17,6 +17,7 @@ from localpref.api import DEFAULT_CONTEXT, DEFAULT_LANES
 from localpref.calibration.record import calibration_state
 from localpref.commands.models import add_model_options
 from localpref.commands.options import load_settings
+from localpref.commands.showing import check_stdout_open
 from localpref.engine import MAX_LANES, available_cores, loading_problem, window_problem
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     """``localpref doctor [--model M] [--gpu-layers N] [--threads N] [--ctx N] [--json]``
     (``--ctx``: one lane's window in the memory estimate, as ``load`` chooses it by default:
     the model's trained context, at most ``DEFAULT_CONTEXT``)."""
+    check_stdout_open()
     report = collect(args)
     model_error = report["model"].get("error")
     if args.json:

@@ -233,6 +233,11 @@ def run_compare(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
+#: The most of standard input read as a prompt (``-``): more than the largest model window
+#: (a million tokens, about 4 MiB of text) holds.
+MAX_PROMPT_BYTES = 16 * 2**20
+
+
 def prompt_from_args(args: argparse.Namespace) -> str:
     """The prompt argument, or all of standard input when it is ``-``
     (``cat notes.txt | localpref generate - -p concise``)."""
@@ -243,14 +248,19 @@ def prompt_from_args(args: argparse.Namespace) -> str:
                             "in, e.g. cat notes.txt | "
                             f"{getattr(args, 'command_prog', 'localpref generate')} -.")
     stream = getattr(sys.stdin, "buffer", None)
-    try:
-        text = (stream.read().decode("utf-8") if stream is not None else sys.stdin.read()).strip()
+    try:  # up to the limit: `yes |` or `< /dev/zero` never ends (it filled the memory)
+        data = (stream.read(MAX_PROMPT_BYTES + 1) if stream is not None
+                else sys.stdin.read(MAX_PROMPT_BYTES + 1))
+        if len(data) > MAX_PROMPT_BYTES:
+            raise SettingsError(f"Standard input is over {MAX_PROMPT_BYTES // 2**20} MiB; a "
+                                "prompt must fit in the model's window, far less than that.")
+        text = (data.decode("utf-8") if isinstance(data, bytes) else data).strip()
     except UnicodeDecodeError:
         raise SettingsError("Standard input is not UTF-8 text.") from None
     if not text:
         command = getattr(args, "command_prog", "localpref generate")
-        raise SettingsError("The prompt is - but standard input was empty; pipe the prompt in, "
-                            f"e.g. cat notes.txt | {command} -.")
+        raise SettingsError("The prompt is - but standard input held no text; pipe the prompt "
+                            f"in, e.g. cat notes.txt | {command} -.")
     return text
 
 

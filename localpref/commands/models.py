@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from localpref import models
 from localpref.calibration.record import calibration_state
 from localpref.commands.options import model_name
+from localpref.commands.showing import check_stdout_open
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
 from localpref.models.spec import STORE_TOOLS
@@ -122,6 +123,7 @@ def _header(path: Any) -> dict[str, Any]:
 
 def run_list(args: argparse.Namespace) -> int:
     """``models list``."""
+    check_stdout_open()
     listing = collect_listing(verbose=args.verbose)
     if args.json:
         print(json.dumps(listing, indent=2))
@@ -259,6 +261,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def run_path(args: argparse.Namespace) -> int:
     """``models path NAME``: the local file, never a download."""
+    check_stdout_open()  # (a script's p=$(...) read an empty path from exit 0)
     print(models.resolve_model(args.name, filename=args.model_file, download=False))
     return 0
 

@@ -159,7 +159,8 @@ def pattern_matches(relative_path: str, pattern: str) -> bool:
 def several_matches_error(pattern: str, repo: str, names: list[str], *, where: str) -> ModelError:
     """The error for a pattern that matches more than one file (the files are listed)."""
     listed = ", ".join(sorted(names))
+    # REPO:PATTERN is taken wherever a model is named (--file only by chat, doctor, models)
     return ModelError(
         f"'{pattern}' matches {len(names)} files of {repo} {where} ({listed}); "
-        "give a pattern that matches one of them (e.g. with --file)."
+        f"give a pattern that matches one of them, e.g. {repo}:{sorted(names)[0]}."
     )
