@@ -125,6 +125,9 @@ def test_an_uncalibrated_model_or_a_sweep_of_the_column_is_one_sentence(
     # a run refused after it made its folder leaves none behind (an empty one with a lock
     # file in it was left); a folder that was there stays, as it was
     assert "Traceback" not in error and not (tmp_path / "out").exists()
+    nested = [*common[:-4], "--out", str(tmp_path / "new" / "deeper" / "out"), "--threads", "1"]
+    assert main([*nested, "--methods", "pref,calibrated"]) == 2  # nor the folders above it
+    assert "is not calibrated" in capsys.readouterr().err and not (tmp_path / "new").exists()
     (tmp_path / "out").mkdir()
     assert main([*common, "--methods", "pref,calibrated"]) == 2
     assert "is not calibrated" in capsys.readouterr().err

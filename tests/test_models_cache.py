@@ -7,6 +7,7 @@ with ``HF_HUB_OFFLINE=1``, so any attempt to reach the network would fail the te
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,16 @@ def test_several_matches_are_listed(hf_cache: Path, bundled: Path) -> None:
                             "m-Q8_0.gguf); give a pattern that matches one of them, e.g. "
                             "org/name:m-Q4_1.gguf.")
     assert models.resolve_model("org/name:m-Q4_1.gguf").name == "m-Q4_1.gguf"
+    # the example matches one file: glob characters escaped, a folder named where the file
+    # name alone matches two (it suggested the very pattern that failed)
+    link_snapshot(hf_cache, "org/odd", {"m[1].gguf": bundled, "m[2].gguf": bundled})
+    with pytest.raises(ModelError, match=re.escape("e.g. org/odd:m[[]1].gguf.")):
+        models.resolve_model("org/odd")
+    assert models.resolve_model("org/odd:m[[]1].gguf").name == "m[1].gguf"
+    link_snapshot(hf_cache, "org/nested", {"model.gguf": bundled, "sub/model.gguf": bundled})
+    with pytest.raises(ModelError, match=re.escape("e.g. org/nested:sub/model.gguf.")):
+        models.resolve_model("org/nested:model.gguf")
+    assert models.resolve_model("org/nested:sub/model.gguf").parent.name == "sub"
     assert models.resolve_model("org/name:*Q8_0*").name == "m-Q8_0.gguf"
 
 

@@ -585,6 +585,43 @@ async def test_a_conversation_deleted_in_another_window_leaves_the_list(model, h
         assert any("deleted in another window" in notice for notice in app.notices)
 
 
+async def test_up_recalls_the_open_conversations_messages_then_those_sent_since(model, home):
+    """Each conversation opened put its messages at the front of the recall for the rest of
+    the session: B recalled A's old messages, and a new conversation both."""
+    with Store() as store:
+        first = store.create_conversation("A")
+        for text in ("a-first", "a-second"):
+            store.add_message(first, "user", text)
+        second = store.create_conversation("B")
+        for text in ("b-first", "b-second"):
+            store.add_message(second, "user", text)
+        store.set_setting("last_conversation", first)
+    app = LocalprefApp(model=model)
+
+    async def recalled(count: int) -> list[str]:
+        box = app.query_one(ChatInput)
+        box.focus()
+        texts = []
+        for _ in range(count):
+            await pilot.press("up")
+            texts.append(box.text)
+        box.clear()
+        return texts
+
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.conversation_id == first
+        assert await recalled(3) == ["a-second", "a-first", "a-first"]
+        listed = app.query_one(ConversationList)
+        listed.focus()
+        listed.index = [item.conversation_id for item in listed.children].index(second)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.conversation_id == second)
+        assert await recalled(3) == ["b-second", "b-first", "b-first"]
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: app.conversation_id is None)
+        assert await recalled(1) == [""]  # nothing sent here, nor since the app opened
+
+
 async def test_new_rename_and_delete_conversations(model, home):
     with Store() as store:
         older = store.create_conversation("older")

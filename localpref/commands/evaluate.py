@@ -169,17 +169,23 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``_run_eval``; a run refused before it wrote anything leaves no output folder it made
-    (an empty one with a lock file in it was left for a model refused as uncalibrated)."""
+    """``_run_eval``; a run refused before it wrote anything leaves no output folder it made,
+    nor the folders above it that it made (an empty one with a lock file in it was left for a
+    model refused as uncalibrated)."""
     from localpref.evaluation.records import remove_unused_folder
 
     out = Path(args.out)
-    made_here = bool(args.out.strip()) and not out.exists()
+    missing = [] if not args.out.strip() else [  # deepest first
+        folder for folder in (out, *out.parents) if not folder.exists()]
     try:
         return _run_eval(args)
     except LocalprefError:
-        if made_here:
-            remove_unused_folder(out)
+        if missing and remove_unused_folder(out):
+            for parent in missing[1:]:
+                try:
+                    parent.rmdir()  # (only when empty)
+                except OSError:
+                    break
         raise
 
 

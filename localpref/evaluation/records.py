@@ -107,18 +107,21 @@ def make_output_folder(out_dir: Path) -> None:
                                  "move it away or give another --out.")
 
 
-def remove_unused_folder(out_dir: Path) -> None:
+def remove_unused_folder(out_dir: Path) -> bool:
     """Remove ``out_dir`` if it holds nothing but an empty run lock (a run refused before it
-    wrote anything); anything else in it keeps it."""
+    wrote anything); anything else in it keeps it. Whether it is gone."""
     try:
         names = os.listdir(out_dir)
         lock = out_dir / RUN_LOCK
         if set(names) - {RUN_LOCK} or (names and lock.stat().st_size):
-            return
+            return False
         lock.unlink(missing_ok=True)
         out_dir.rmdir()
-    except OSError:  # gone, or not ours to remove: left as it is
-        return
+    except FileNotFoundError:  # gone already
+        return True
+    except OSError:  # not ours to remove: left as it is
+        return False
+    return True
 
 
 def save_chart(figure: Any, path: Path, dpi: int) -> None:

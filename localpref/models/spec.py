@@ -8,6 +8,7 @@ patterns are case-insensitive globs matched against a repo file's path or name.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -160,7 +161,15 @@ def several_matches_error(pattern: str, repo: str, names: list[str], *, where: s
     """The error for a pattern that matches more than one file (the files are listed)."""
     listed = ", ".join(sorted(names))
     # REPO:PATTERN is taken wherever a model is named (--file only by chat, doctor, models)
+    example = next((f", e.g. {repo}:{one}" for one in map(_exact_pattern, sorted(names))
+                    if sum(pattern_matches(name, one) for name in names) == 1), "")
     return ModelError(
         f"'{pattern}' matches {len(names)} files of {repo} {where} ({listed}); "
-        f"give a pattern that matches one of them, e.g. {repo}:{sorted(names)[0]}."
+        f"give a pattern that matches one of them{example}."
     )
+
+
+def _exact_pattern(relative_path: str) -> str:
+    """A pattern that matches ``relative_path`` as written: its glob characters escaped
+    (``m[1].gguf`` as ``m[[]1].gguf``)."""
+    return glob.escape(relative_path)
