@@ -614,6 +614,7 @@ async def test_up_recalls_the_open_conversations_messages_then_those_sent_since(
         listed = app.query_one(ConversationList)
         listed.focus()
         listed.index = [item.conversation_id for item in listed.children].index(second)
+        await pilot.pause()
         await pilot.press("enter")
         await until(pilot, lambda: app.conversation_id == second)
         assert await recalled(3) == ["b-second", "b-first", "b-first"]

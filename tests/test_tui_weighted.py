@@ -395,3 +395,58 @@ def test_history_text_that_is_not_utf8_reads_as_damaged_not_as_a_locked_history(
     with Store(path) as store:
         assert store.get_setting("steering", "default") == "default"  # damaged: missing
         assert store.list_profiles() == {"p": None}  # listed, to be replaced or deleted
+
+
+_NINE_LANES = ("These preferences as weighed need 9 lanes at once and the app decodes 8: "
+               "untick some, or set the sliders back to 1 (one lane for every preference).")
+
+
+async def test_settings_no_answer_could_use_are_refused_where_they_are_chosen(model, home):
+    """Seven preferences, one weighed, take 9 lanes of the app's 8: Apply took them, a
+    profile loaded them, and every message was then refused with the library's advice (a
+    larger max_lanes), which the app cannot take. A profile of Pref with weights, or examples
+    over the limit, loaded too."""
+    from localpref.store import Store
+
+    seven = ["concise", "creative", "verbose", "uplifting", "formal", "pleasant", "humorous"]
+    with Store(home / "history.sqlite3") as store:
+        store.save_profile("nine", {"presets": seven, "weights": {"concise": 2.0},
+                                    "method": "amulet"})
+        store.save_profile("pref-weighed", {"presets": ["concise", "uplifting"],
+                                            "weights": {"uplifting": 0.5}, "method": "pref"})
+        store.save_profile("long", {"presets": ["concise"], "method": "amulet",
+                                    "examples": ["word " * 1500]})
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 4})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.steering
+        panel = app.query_one(PreferencePanel)
+        for name in seven[1:]:
+            panel.query_one("#presets", SelectionList).select(name)
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 7)
+        list(panel.query(".weight-slider").results(StrengthSlider))[0].focus()
+        await pilot.press("right")  # concise 1 -> 1.5
+        await pilot.pause()
+        app.clear_notifications()  # (a toast over a button takes its click)
+        await click(pilot, app, "#apply")
+        await until(pilot, lambda: any("not applied" in n for n in app.notices))
+        assert app.notices[-1] == f"Settings not applied: {_NINE_LANES}"
+        assert app.steering == before
+        for name, words in (("nine", _NINE_LANES),
+                            ("pref-weighed", "Weighted preferences steer through a two-lane"),
+                            ("long", "The examples are 1500 tokens together")):
+            app.notices.clear()
+            app.clear_notifications()
+            panel.query_one("#profile-select", Select).value = name
+            # (a button takes no click while it shows the last one, 0.2 s)
+            await until(pilot, lambda: not panel.query_one("#profile-load").has_class("-active"))
+            await click(pilot, app, "#profile-load")
+            await until(pilot, lambda: bool(app.notices))
+            assert app.notices[-1].startswith(f"Profile “{name}” not loaded: {words}")
+            assert app.steering == before and app.open_profile is None
+    seed(home, presets=seven, weights={"concise": 2.0}, method="amulet")
+    reopened = LocalprefApp(model=model)  # saved settings no answer could use: said at start
+    async with reopened.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: any("cannot answer" in n for n in reopened.notices))
+        assert (f"The steering settings cannot answer with this model: {_NINE_LANES} Change "
+                "them in the panel (F3).") in reopened.notices

@@ -216,6 +216,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             self.notify(self.store.notice, severity="warning", timeout=20)
         for problem in self._startup_problems:
             self.notify(problem, severity="error")
+        self.query_one(PreferencePanel).checker = lambda steering: steering.problem_with(
+            self.session.model)
         self.query_one("#preferences").display = self.size.width >= PREFERENCES_MIN_WIDTH
         self.query_one("#conversations").display = self.size.width >= CONVERSATIONS_MIN_WIDTH
         self._refresh_profiles()
@@ -389,6 +391,10 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self.sub_title = self.session.model.name
         for notice in getattr(self.session.model, "notices", ()):
             self.notify(notice, severity="warning", timeout=15)
+        problem = self.steering.problem_with(self.session.model)
+        if problem is not None:  # saved settings, or ones another model could use
+            self.notify(f"The steering settings cannot answer with this model: {problem} "
+                        "Change them in the panel (F3).", severity="warning", timeout=15)
         self._show_ready()
 
     @on(ModelFailed)
@@ -466,10 +472,9 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         """Apply settings chosen in the palette, as the panel's Apply does: refused, with the
         reason, when the next answer could not use them (Base with weighted preferences was
         taken, and then every message refused), the settings in force kept."""
-        try:
-            steering.overrides()
-        except SettingsError as error:
-            self.notify(f"Not applied: {error}", severity="error", title="Invalid setting")
+        problem = steering.problem_with(self.session.model)
+        if problem is not None:
+            self.notify(f"Not applied: {problem}", severity="error", title="Invalid setting")
             return
         await self.query_one(PreferencePanel).load(steering)
         self._apply(steering)
@@ -485,12 +490,12 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             self.notify("That answer is already an example.", severity="warning")
             return
         steering = replace(self.steering, examples=[*self.steering.examples, answers[-1]])
-        if self.session.model is not None:  # (checked again at send with the model then)
-            try:  # over max_like_tokens every next message would be refused
-                self.session.model.like_tokens(steering.examples)
-            except SettingsError as error:
-                self.notify(f"Not added: {error}", severity="error", title="Example too long")
-                return
+        # (checked again at send with the model then): over max_like_tokens, or one lane more
+        # than the app has, every next message would be refused
+        problem = steering.problem_with(self.session.model)
+        if problem is not None:
+            self.notify(f"Not added: {problem}", severity="error", title="Cannot add it")
+            return
         await self.query_one(PreferencePanel).set_examples(steering.examples)  # edits kept
         self._apply(steering, announce=False)
         saved = ""
@@ -539,6 +544,12 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
                 self.notify(f"Profile “{event.name}” deleted.")
             elif event.action == "load":
                 steering = self.session.profile(event.name)
+                problem = steering.problem_with(self.session.model)
+                if problem is not None:  # (it was applied, and every message then refused)
+                    self.notify(f"Profile “{event.name}” not loaded: {problem}",
+                                severity="error", title="Cannot use this profile")
+                    self._refresh_profiles()
+                    return
                 self.open_profile = event.name
                 await self.query_one(PreferencePanel).load(steering)
                 self._apply(steering, announce=False)

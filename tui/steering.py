@@ -15,9 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from localpref import PRESETS, Method, Sampling, SettingsError
+from localpref import PRESETS, Method, Model, Sampling, SettingsError
 from localpref.commands.showing import steering_label
-from localpref.errors import ModelError
+from localpref.errors import ModelError, TooManyLanesError
 from localpref.examples import checked_like
 from localpref.methods import (
     METHODS,
@@ -293,6 +293,25 @@ class Steering:
         return {"preference": preference, "method": method, **sampling,
                 "max_tokens": max_tokens, "seed": values["seed"], **extra,
                 "trace": True}  # the changed tokens, for the header and highlighting
+
+    def problem_with(self, model: Model | None) -> str | None:
+        """Why no next answer could use these settings (every message would be refused),
+        in the app's words, or None: ``overrides``' checks, and with ``model`` what only it
+        tells, its examples' tokens against ``max_like_tokens`` and the lanes the answer
+        takes against those the app loaded."""
+        try:
+            overrides = self.overrides()
+            if model is not None:
+                if self.examples:
+                    model.like_tokens(self.examples)
+                model.check(Request.make([{"role": "user", "content": "check"}], **overrides))
+        except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
+            return (f"These preferences as weighed need {error.needed} lanes at once and the "
+                    f"app decodes {error.available}: untick some, or set the sliders back to 1 "
+                    "(one lane for every preference).")
+        except SettingsError as error:
+            return str(error)
+        return None
 
     @property
     def is_recommended(self) -> bool:

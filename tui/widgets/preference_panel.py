@@ -9,6 +9,7 @@ next answer.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from textual import on
@@ -151,6 +152,9 @@ class PreferencePanel(VerticalScroll):
         self.applied = steering
         #: What is wrong with the form now, by field name ("" for the combination).
         self.errors: dict[str, str] = {}
+        #: Why the model could not answer with valid settings (the app's check: examples'
+        #: tokens, lanes), or None; Apply refuses what it names.
+        self.checker: Callable[[Steering], str | None] | None = None
         self._method_shown: str | None = None
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
@@ -397,6 +401,11 @@ class PreferencePanel(VerticalScroll):
         if steering is None:
             self.app.notify("Settings not applied: " + " ".join(self.errors.values()),
                             severity="error", title="Invalid setting")
+            return False
+        problem = self.checker(steering) if self.checker is not None else None
+        if problem is not None:  # (taken, every message was then refused)
+            self.app.notify(f"Settings not applied: {problem}", severity="error",
+                            title="Invalid setting")
             return False
         self.applied = steering
         self._show_pending(steering)
