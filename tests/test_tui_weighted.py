@@ -450,3 +450,35 @@ async def test_settings_no_answer_could_use_are_refused_where_they_are_chosen(mo
         await until(pilot, lambda: any("cannot answer" in n for n in reopened.notices))
         assert (f"The steering settings cannot answer with this model: {_NINE_LANES} Change "
                 "them in the panel (F3).") in reopened.notices
+
+
+async def test_more_like_this_one_lane_past_the_apps_is_refused_naming_the_examples(model, home):
+    """Six preferences, one weighed, take the app's 8 lanes and answer; an example takes one
+    lane more. Ctrl+O's refusal blamed the preferences alone, and it added the example to the
+    open profile, which then would not load."""
+    from localpref.store import Store
+
+    six = ["concise", "creative", "verbose", "uplifting", "formal", "pleasant"]
+    weighed = {"presets": six, "weights": {"concise": 2.0}, "method": "amulet"}
+    with Store(home / "history.sqlite3") as store:
+        store.save_profile("six", weighed)
+    seed(home, **weighed, sampling={"max_tokens": 4})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await _first_answer(pilot, app, open_profile="six")
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: any(n.startswith("Not added") for n in app.notices))
+        assert app.notices[-1] == (
+            "Not added: These preferences as weighed, with the examples, need 9 lanes at once "
+            "and the app decodes 8: untick a preference, set the sliders back to 1 (one lane "
+            "for every preference), or use no examples.")
+        assert app.steering.examples == [] and app.session.profile("six").examples == []
+        # five preferences leave the steering room for the example, not the profile
+        await app.action_toggle_preset("pleasant")
+        app.notices.clear()
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: any("Added the last answer" in n for n in app.notices))
+        assert len(app.steering.examples) == 1
+        assert any(n.startswith("Not added to profile “six”: These preferences as weighed, "
+                                "with the examples, need 9 lanes") for n in app.notices)
+        assert app.session.profile("six").examples == []

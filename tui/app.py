@@ -507,19 +507,18 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     def _add_to_profile(self, name: str, example: str) -> str:
         """Add ``example`` to the profile as saved (not the settings on screen now); the words
         the notice adds (`` and to profile “p”``), or "" with a notice of its own where the
-        profile cannot be read or written, or its examples would go over the model's limit
-        (the profile would then refuse every message)."""
+        profile cannot be read or written, or the model could not answer with it then (its
+        examples over the model's limit, one lane too many: it would not load)."""
         try:
             profile = self.session.profile(name)
             if example not in profile.examples:
                 profile = replace(profile, examples=[*profile.examples, example])
-            if self.session.model is not None:
-                self.session.model.like_tokens(profile.examples)
+            problem = profile.problem_with(self.session.model)
+            if problem is not None:
+                self.notify(f"Not added to profile “{name}”: {problem}", severity="error",
+                            title="Cannot add it")
+                return ""
             self.session.save_profile(name, profile)
-        except SettingsError as error:
-            self.notify(f"Not added to profile “{name}”: {error}", severity="error",
-                        title="Example too long")
-            return ""
         except StoreError as error:
             self.notify(str(error), severity="error")
             return ""

@@ -306,6 +306,11 @@ class Steering:
                     model.like_tokens(self.examples)
                 model.check(Request.make([{"role": "user", "content": "check"}], **overrides))
         except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
+            if self.examples:  # (the examples read a lane of their own)
+                return (f"These preferences as weighed, with the examples, need "
+                        f"{error.needed} lanes at once and the app decodes {error.available}: "
+                        "untick a preference, set the sliders back to 1 (one lane for every "
+                        "preference), or use no examples.")
             return (f"These preferences as weighed need {error.needed} lanes at once and the "
                     f"app decodes {error.available}: untick some, or set the sliders back to 1 "
                     "(one lane for every preference).")
