@@ -148,6 +148,7 @@ def test_build_synthetic_reuses_the_file(tmp_path: Path) -> None:
         ["--methods", "amulet,nonsense"],
         ["--kernel-sizes", "big"],
         ["--kernel-sizes", "4"],
+        ["--kernel-sizes", "99999999999"],  # (745 GiB asked for once every run was made)
         ["--threads", "0"],
         ["--synthetic", "tiny", "--model", "x.gguf"],
     ],

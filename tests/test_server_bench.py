@@ -165,6 +165,13 @@ def test_bench_server_flag_checks_its_settings(capsys) -> None:
      "Unknown baseline 'nope': choose among llama-cpp-python, llama-server."),
     (["--server", "--baseline", ","], "--baseline needs at least one value."),
     (["--server", "--clients", "0"], "--clients must be 1 or more (got 0)."),
+    (["--server", "--clients", "1,600"], "--clients goes up to 256, what localpref serve "
+                                         "--parallel 128 holds (got 600)."),
+    # (the server bench measured the bundled model without a word)
+    (["--server", "--synthetic", "tiny"], "--synthetic goes with the default bench, --profile "
+                                          "or --exactness; --server and --batch measure "
+                                          "--model."),
+    (["--batch", "2", "--synthetic", "tiny"], "--synthetic goes with the default bench"),
     (["--server", "--clients", "two"], "--clients takes whole numbers (got 'two')."),
     (["--server", "--threads", "0"], "--threads must be from 1 to 512, llama.cpp's most (got 0)."),
     (["--baseline", "llama-server"], "--baseline goes with --server."),
@@ -311,6 +318,33 @@ def test_sigterm_stops_the_servers_the_bench_started() -> None:
             time.sleep(0.2)
         assert all(_gone(pid) for pid in children)
         assert "Traceback" not in bench.stderr.read()
+    finally:
+        bench.kill()
+        bench.wait()
+
+
+def test_sigterm_while_a_server_starts_stops_it_too() -> None:
+    """A server was stopped only once its start returned: a SIGTERM while localpref serve
+    loaded left it serving, with no parent, until killed by hand."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "bench", "--server", "--clients", "1",
+         "--max-tokens", "8", "--repeat", "1", "--threads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert bench.stderr is not None
+        for line in bench.stderr:
+            if "starting localpref serve" in line:
+                break
+        deadline = time.monotonic() + 60
+        while not (children := _children(bench.pid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert children  # localpref serve, still loading (it prints its line once ready)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=120) == 143
+        deadline = time.monotonic() + 60
+        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(pid) for pid in children)
     finally:
         bench.kill()
         bench.wait()

@@ -73,6 +73,10 @@ class BenchSettings:
             raise SettingsError("Give at least one method to benchmark.")
         for size in self.kernel_sizes:
             whole_number(size, 16, "a kernel vocabulary size")
+            if size > MAX_KERNEL_SIZE:  # (a typo allocated 745 GiB after every run was made)
+                raise SettingsError(f"A kernel vocabulary size goes up to {MAX_KERNEL_SIZE:,} "
+                                    f"(got {size:,}); the largest vocabularies are about "
+                                    "262,144.")
         for count in self.concurrent:
             whole_number(count, 1, "--concurrent")
         if not self.prompt.strip() or not self.preference.strip():
@@ -99,6 +103,10 @@ def check_rate_tokens(max_tokens: object, whose: str) -> None:
     if max_tokens == 1:
         raise SettingsError(f"--max-tokens must be 2 or more: {whose} tokens/s is measured "
                             "from its first token to its last (got 1).")
+
+
+#: The largest vocabulary the kernel timings take (four times the largest one in use).
+MAX_KERNEL_SIZE = 2**20
 
 
 def whole_number(value: object, minimum: int, name: str) -> None:

@@ -125,6 +125,9 @@ def _run_bench(args: argparse.Namespace) -> int:
                                         or args.batch is not None):
         raise SettingsError("--concurrent goes with the default bench, not with --server, "
                             "--exactness, --profile or --batch.")
+    if args.synthetic and (args.server or args.batch is not None):  # (it measured --model)
+        raise SettingsError("--synthetic goes with the default bench, --profile or "
+                            "--exactness; --server and --batch measure --model.")
     if args.server:
         from localpref.server.bench import run_server_bench_command
 

@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ import numpy as np
 
 from localpref.bench.machine import load_average
 from localpref.bench.settings import check_rate_tokens
-from localpref.engine import MAX_THREADS, available_cores
+from localpref.engine import MAX_LANES, MAX_THREADS, available_cores
 from localpref.errors import LocalprefError, ModelError, SettingsError
 from localpref.server import llama_server
 from localpref.server.bench_client import Target, free_port, measure, percentile_ms
@@ -96,6 +97,9 @@ class ServerBenchSettings:
                                if "llama-server" in self.baselines else CLIENT_COUNTS)
         if min(self.clients) < 1:
             raise SettingsError(f"--clients must be 1 or more (got {min(self.clients)}).")
+        if max(self.clients) > MAX_LANES:  # (serve's largest --parallel, a lane a client)
+            raise SettingsError(f"--clients goes up to {MAX_LANES}, what localpref serve "
+                                f"--parallel {MAX_LANES // 2} holds (got {max(self.clients)}).")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise SettingsError(f"--threads must be from 1 to {MAX_THREADS}, llama.cpp's most "
                                 f"(got {self.threads}).")
@@ -141,14 +145,19 @@ def start_localpref(settings: ServerBenchSettings, threads: int) -> tuple[subpro
     if settings.model:
         command += ["--model", settings.model]
     env = {k: v for k, v in os.environ.items() if k != "LOCALPREF_API_KEY"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, env=env)
-    line = process.stdout.readline().strip() if process.stdout else ""
-    match = _SERVING.match(line)
-    if not match:
-        process.kill()
-        process.wait()
-        raise ModelError(f"localpref serve did not start (it printed {line!r}).")
+    errors = tempfile.TemporaryFile(mode="w+")  # (its sentence, where it does not start)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
+                               env=env)
+    with llama_server.killed_unless_started(process):
+        line = process.stdout.readline().strip() if process.stdout else ""
+        match = _SERVING.match(line)
+        if not match:
+            process.wait()
+            errors.seek(0)
+            said = errors.read().strip().splitlines()
+            raise ModelError("localpref serve did not start: "
+                             f"{said[-1] if said else repr(line)}")
+    errors.close()
     return process, Target("localpref base", int(match.group(2)), match.group(1),
                            {"localpref": {"ignore_eos": True}})
 
@@ -167,21 +176,21 @@ def start_llama_cpp(path: Path, settings: ServerBenchSettings, threads: int
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            error = (process.stderr.read() if process.stderr else "").strip().splitlines()
-            raise ModelError("llama-cpp-python's server did not start: "
-                             f"{error[-1] if error else 'no output'} (it needs the dev extras: "
-                             "sse-starlette, starlette-context, pydantic-settings).")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/v1/models")
-            if connection.getresponse().status == 200:
-                return process, Target("llama-cpp-python base", port, "base")
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise ModelError("llama-cpp-python's server did not answer within 5 minutes.")
+    with llama_server.killed_unless_started(process):
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                error = (process.stderr.read() if process.stderr else "").strip().splitlines()
+                raise ModelError("llama-cpp-python's server did not start: "
+                                 f"{error[-1] if error else 'no output'} (it needs the dev "
+                                 "extras: sse-starlette, starlette-context, pydantic-settings).")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/v1/models")
+                if connection.getresponse().status == 200:
+                    return process, Target("llama-cpp-python base", port, "base")
+            except OSError:
+                time.sleep(0.2)
+        raise ModelError("llama-cpp-python's server did not answer within 5 minutes.")
 
 
 def start_llama_server(binary: Path, path: Path, settings: ServerBenchSettings, threads: int

@@ -10,12 +10,14 @@ and as many slots as localpref has lanes.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from localpref.errors import ModelError, SettingsError
@@ -68,27 +70,40 @@ def server_command(binary: Path, model: Path, port: int, threads: int, slots: in
             "-nr", "-fa", "on", "--no-webui"]  # its log goes to a temporary file
 
 
+@contextlib.contextmanager
+def killed_unless_started(process: subprocess.Popen) -> Iterator[None]:
+    """Kill ``process`` when what waits for its start fails or is interrupted: a SIGTERM or a
+    Ctrl-C while a server loaded left it serving with no parent (the caller stops only the
+    processes whose start returned)."""
+    try:
+        yield
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+
+
 def start(command: list[str], port: int, timeout_s: float = 300) -> subprocess.Popen:
     """Run ``command``; return once it answers ``/health`` with 200 (model loaded). Its log
     goes to a temporary file (a pipe nobody reads would block it once full)."""
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            lines = log.read().strip().splitlines()
-            log.close()
-            raise ModelError(f"llama-server did not start: {lines[-1] if lines else 'no output'}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return process
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    process.wait()
-    log.close()
-    raise ModelError(f"llama-server did not answer within {timeout_s:.0f} s.")
+    with killed_unless_started(process):
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                log.seek(0)
+                lines = log.read().strip().splitlines()
+                log.close()
+                raise ModelError("llama-server did not start: "
+                                 f"{lines[-1] if lines else 'no output'}")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    return process
+            except OSError:
+                pass
+            time.sleep(0.2)
+        log.close()
+        raise ModelError(f"llama-server did not answer within {timeout_s:.0f} s.")
