@@ -297,6 +297,16 @@ def _gone(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] == "Z"  # ended, not yet reaped
 
 
+def _terminated_with(bench: subprocess.Popen, children: set[int]) -> None:
+    """SIGTERM ``bench``: it exits 143, and ``children`` end with it."""
+    bench.send_signal(signal.SIGTERM)
+    assert bench.wait(timeout=120) == 143
+    deadline = time.monotonic() + 60
+    while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(pid) for pid in children)
+
+
 def test_sigterm_stops_the_servers_the_bench_started() -> None:
     """kill (SIGTERM, what CI timeouts and systemd send) ended the bench and left its
     servers running for good; now it stops them as Ctrl-C does, and exits 143."""
@@ -311,12 +321,7 @@ def test_sigterm_stops_the_servers_the_bench_started() -> None:
                 break
         children = _children(bench.pid)
         assert len(children) == 2
-        bench.send_signal(signal.SIGTERM)
-        assert bench.wait(timeout=120) == 143
-        deadline = time.monotonic() + 60
-        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert all(_gone(pid) for pid in children)
+        _terminated_with(bench, children)
         assert "Traceback" not in bench.stderr.read()
     finally:
         bench.kill()
@@ -339,12 +344,7 @@ def test_sigterm_while_a_server_starts_stops_it_too() -> None:
         while not (children := _children(bench.pid)) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert children  # localpref serve, still loading (it prints its line once ready)
-        bench.send_signal(signal.SIGTERM)
-        assert bench.wait(timeout=120) == 143
-        deadline = time.monotonic() + 60
-        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert all(_gone(pid) for pid in children)
+        _terminated_with(bench, children)
     finally:
         bench.kill()
         bench.wait()
