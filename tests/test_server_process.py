@@ -195,6 +195,12 @@ def test_sigterm_or_sighup_ends_streams_with_their_text_then_done_and_exits_0(st
     (["--threads", "0"], "--threads must be from 1 to 512, llama.cpp's most (got 0)."),
     (["--api-key", ""], "The API key (--api-key or $LOCALPREF_API_KEY) is empty; give one, or "
                         "leave it out to serve without a key."),
+    # a key read from a file ends in a newline: taken, and every request was then a 401
+    (["--api-key", "key\n"], "The API key (--api-key or $LOCALPREF_API_KEY) holds a space, a "
+                             "line break or a control character, which no client sends in its "
+                             "Authorization header; remove it."),
+    (["--host", "bogus..host", "--api-key", "k"], "Cannot listen on host 'bogus..host': it is "
+                                                  "not a valid host name."),  # (a traceback)
     # accepted, a path or a missing scheme could never match a browser's Origin
     (["--cors-origin", "http://a.example/app"], "--cors-origin takes an origin such as "
      "http://localhost:3000 (a scheme, a host and a port where it is not the default, nothing "

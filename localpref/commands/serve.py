@@ -58,6 +58,11 @@ def run_serve_command(args: argparse.Namespace) -> int:
     if api_key is not None and not api_key.strip():  # an empty key would quietly mean none
         raise SettingsError(f"The API key (--api-key or ${API_KEY_ENV}) is empty; give one, "
                             "or leave it out to serve without a key.")
+    if api_key is not None and any(c.isspace() or not c.isprintable() for c in api_key):
+        # (a key read from a file ends in a newline: every request was then a 401)
+        raise SettingsError(f"The API key (--api-key or ${API_KEY_ENV}) holds a space, a line "
+                            "break or a control character, which no client sends in its "
+                            "Authorization header; remove it.")
     from localpref.server.guards import checked_origin, is_loopback_host
     from localpref.server.run import ServeSettings, serve
 

@@ -44,6 +44,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as error:
         raise SettingsError(f"Cannot listen on host {host!r}: {error.strerror}.") from None
+    except UnicodeError:  # an empty or over-long label ("a..b"): the IDNA codec refuses it
+        raise SettingsError(f"Cannot listen on host {host!r}: it is not a valid host "
+                            "name.") from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
