@@ -270,3 +270,21 @@ def test_the_lane_benchmark_measures_eight_lanes_when_the_context_holds_them(
     assert set(lanes["ms_per_step"]) == set(LANE_LAYOUTS)  # the model holds 8 lanes
     assert lanes["ms_per_step"]["8_lanes_batched"] > 0
     assert lanes["cost_vs_1_lane"]["1_lane"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("argv", "sentence"), [
+    # the chat failed once every other part had run, their figures lost
+    (["--ctx", "256", "--max-tokens", "8"], "The benchmark's 10-turn chat takes about "),
+    # the runs stopped at the window without a word, two methods' runs of different lengths
+    (["--ctx", "600", "--max-tokens", "700"], "A run's prompt (40 tokens) and --max-tokens 700 "
+                                              "do not fit in the window of 600 tokens; lower "
+                                              "--max-tokens or raise --ctx."),
+])
+def test_a_window_too_small_is_refused_before_anything_runs(
+        argv: list[str], sentence: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", *argv, "--repeat", "1", "--threads", "1", "--kernel-sizes", "16",
+                 "--methods", "base"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith(f"localpref: {sentence}")
+    assert "bench: warming up" not in captured.err  # (nothing ran)

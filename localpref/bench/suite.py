@@ -12,8 +12,33 @@ from localpref.bench.chat import bench_chat
 from localpref.bench.kernel_timings import bench_kernels
 from localpref.bench.machine import load_average, memory_facts, peak_rss_mb
 from localpref.bench.runs import bench_methods, warm_up
-from localpref.bench.settings import BenchSettings, Progress
+from localpref.bench.settings import CHAT_MESSAGE, CHAT_TURNS, BenchSettings, Progress
 from localpref.engine import available_cores
+
+
+def check_window(model: Any, settings: BenchSettings) -> None:
+    """Refuse, before anything runs, a window too small for the runs or the chat: a run past
+    it stopped short without a word (two methods' runs of different lengths), and a chat past
+    it failed once every other part had run, their figures lost."""
+    from localpref.errors import SettingsError
+    from localpref.methods import Amulet
+    from localpref.request import Request
+
+    def tokens(messages: Any) -> int:
+        return model.prompt_tokens(Request.make(messages, preference=settings.preference,
+                                                method=Amulet()))
+
+    run = tokens(settings.prompt)
+    if run + settings.max_tokens > model.n_ctx:
+        raise SettingsError(f"A run's prompt ({run} tokens) and --max-tokens "
+                            f"{settings.max_tokens} do not fit in the window of {model.n_ctx} "
+                            "tokens; lower --max-tokens or raise --ctx.")
+    exchange = [{"role": "user", "content": CHAT_MESSAGE},
+                {"role": "assistant", "content": " x" * settings.chat_tokens}]
+    chat = tokens([*exchange * (CHAT_TURNS - 1), exchange[0]]) + settings.chat_tokens
+    if chat > model.n_ctx:
+        raise SettingsError(f"The benchmark's {CHAT_TURNS}-turn chat takes about {chat} tokens "
+                            f"and the window holds {model.n_ctx}; raise --ctx.")
 
 
 def run_bench(model: Any, settings: BenchSettings | None = None,
@@ -22,6 +47,7 @@ def run_bench(model: Any, settings: BenchSettings | None = None,
     JSON-ready dict that ``localpref bench --json`` prints."""
     settings = settings or BenchSettings()
     say = progress or (lambda message: None)
+    check_window(model, settings)
     import numba
 
     from localpref.llama_library import llama_cpp
