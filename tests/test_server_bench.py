@@ -186,6 +186,15 @@ def test_bench_server_baseline_flags(argv, message, capsys) -> None:
     assert message in err and "Traceback" not in err
 
 
+def test_a_server_that_does_not_start_is_named_with_its_own_sentence(capsys) -> None:
+    """localpref serve's stderr went to /dev/null: "did not start (it printed '')"."""
+    assert main(["bench", "--server", "--clients", "1", "--max-tokens", "8", "--repeat", "1",
+                 "--threads", "1", "--ctx", "100000000", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "localpref: localpref serve did not start: A window of 100000000 tokens (--ctx, "
+        "n_ctx) is more than SmolLM2-135M-Instruct was trained for (8192 tokens).\n")
+
+
 @pytest.mark.parametrize("argv", [["--server", "--exactness"], ["--server", "--batch"],
                                   ["--profile", "--exactness"], ["--batch", "2", "--profile"]])
 def test_one_bench_at_a_time(argv, capsys) -> None:

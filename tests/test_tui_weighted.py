@@ -482,3 +482,25 @@ async def test_more_like_this_one_lane_past_the_apps_is_refused_naming_the_examp
         assert any(n.startswith("Not added to profile “six”: These preferences as weighed, "
                                 "with the examples, need 9 lanes") for n in app.notices)
         assert app.session.profile("six").examples == []
+
+
+async def test_more_like_this_keeps_the_rest_of_the_open_profile_as_saved(model, home,
+                                                                         tmp_path):
+    """Ctrl+O saved the profile as the app read it: a setting it could not use (a reward
+    model gone from disk) read as the defaults, and those were saved over the reward model
+    and the sampling."""
+    from localpref.store import Store
+
+    saved = {"presets": ["concise"], "method": "pad",
+             "method_settings": {"pad": {"reward_model": str(tmp_path / "gone.gguf")}},
+             "sampling": {"temperature": 0.3}}
+    with Store(home / "history.sqlite3") as store:
+        store.save_profile("p", saved)
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 6})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        answer = await _first_answer(pilot, app, open_profile="p")
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: any("Added the last answer" in n for n in app.notices))
+        assert "to profile “p”" in app.notices[-1]
+        assert app.store.list_profiles()["p"] == {**saved, "examples": [answer]}

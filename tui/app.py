@@ -510,15 +510,12 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         profile cannot be read or written, or the model could not answer with it then (its
         examples over the model's limit, one lane too many: it would not load)."""
         try:
-            profile = self.session.profile(name)
-            if example not in profile.examples:
-                profile = replace(profile, examples=[*profile.examples, example])
-            problem = profile.problem_with(self.session.model)
+            problem = self.session.add_profile_example(
+                name, example, lambda profile: profile.problem_with(self.session.model))
             if problem is not None:
                 self.notify(f"Not added to profile “{name}”: {problem}", severity="error",
                             title="Cannot add it")
                 return ""
-            self.session.save_profile(name, profile)
         except StoreError as error:
             self.notify(str(error), severity="error")
             return ""

@@ -338,12 +338,32 @@ class ChatSession:
 
     def profile(self, name: str) -> Steering:
         """The settings saved as the profile ``name`` (``StoreError`` if they cannot be read)."""
+        return Steering.from_dict(self._saved_profile(name))
+
+    def add_profile_example(self, name: str, example: str,
+                            check: Callable[[Steering], str | None]) -> str | None:
+        """Add ``example`` to the profile ``name`` as saved, every other saved value kept as
+        it was (a copy read through ``Steering.from_dict`` would save the defaults it put in
+        place of a setting it could not use: a missing reward model reset the sampling too);
+        what ``check`` says of the profile with it, and nothing saved, where it says
+        anything."""
+        saved = self._saved_profile(name)
+        kept = saved.get("examples")
+        examples = [e for e in kept if isinstance(e, str)] if isinstance(kept, list) else []
+        updated = {**saved, "examples": examples if example in examples
+                   else [*examples, example]}
+        problem = check(Steering.from_dict(updated))
+        if problem is None:
+            self.store.save_profile(name, updated)
+        return problem
+
+    def _saved_profile(self, name: str) -> dict[str, Any]:
         saved = self.store.list_profiles().get(name)
-        if saved is None:
+        if not isinstance(saved, dict):
             raise StoreError(f"The profile “{name}” cannot be read (its saved settings are "
                              "damaged); save the settings you want under its name, or delete "
                              "it.")
-        return Steering.from_dict(saved)
+        return saved
 
     def profile_names(self) -> list[str]:
         return list(self.store.list_profiles())

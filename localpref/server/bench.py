@@ -155,8 +155,8 @@ def start_localpref(settings: ServerBenchSettings, threads: int) -> tuple[subpro
             process.wait()
             errors.seek(0)
             said = errors.read().strip().splitlines()
-            raise ModelError("localpref serve did not start: "
-                             f"{said[-1] if said else repr(line)}")
+            reason = said[-1].removeprefix("localpref: ") if said else repr(line)
+            raise ModelError(f"localpref serve did not start: {reason}")
     errors.close()
     return process, Target("localpref base", int(match.group(2)), match.group(1),
                            {"localpref": {"ignore_eos": True}})
