@@ -424,9 +424,10 @@ async def test_settings_no_answer_could_use_are_refused_where_they_are_chosen(mo
         for name in seven[1:]:
             panel.query_one("#presets", SelectionList).select(name)
         await until(pilot, lambda: len(panel.query(".weight-slider")) == 7)
-        list(panel.query(".weight-slider").results(StrengthSlider))[0].focus()
-        await pilot.press("right")  # concise 1 -> 1.5
-        await pilot.pause()
+        concise = next(slider for slider in panel.query(".weight-slider").results(StrengthSlider)
+                       if slider.item == "concise")
+        concise.action_step(1)  # (what Right does on it) concise 1 -> 1.5
+        await until(pilot, lambda: panel.weights().get("concise") == 1.5)
         app.clear_notifications()  # (a toast over a button takes its click)
         await click(pilot, app, "#apply")
         await until(pilot, lambda: any("not applied" in n for n in app.notices))
