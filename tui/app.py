@@ -510,8 +510,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         profile cannot be read or written, or the model could not answer with it then (its
         examples over the model's limit, one lane too many: it would not load)."""
         try:
-            problem = self.session.add_profile_example(
-                name, example, lambda profile: profile.problem_with(self.session.model))
+            problem = self.session.add_profile_example(name, example)
             if problem is not None:
                 self.notify(f"Not added to profile “{name}”: {problem}", severity="error",
                             title="Cannot add it")

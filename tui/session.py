@@ -340,19 +340,18 @@ class ChatSession:
         """The settings saved as the profile ``name`` (``StoreError`` if they cannot be read)."""
         return Steering.from_dict(self._saved_profile(name))
 
-    def add_profile_example(self, name: str, example: str,
-                            check: Callable[[Steering], str | None]) -> str | None:
+    def add_profile_example(self, name: str, example: str) -> str | None:
         """Add ``example`` to the profile ``name`` as saved, every other saved value kept as
         it was (a copy read through ``Steering.from_dict`` would save the defaults it put in
         place of a setting it could not use: a missing reward model reset the sampling too);
-        what ``check`` says of the profile with it, and nothing saved, where it says
-        anything."""
+        why the model could not answer with the profile then (``Steering.problem_with``), and
+        nothing saved, or None."""
         saved = self._saved_profile(name)
         kept = saved.get("examples")
         examples = [e for e in kept if isinstance(e, str)] if isinstance(kept, list) else []
         updated = {**saved, "examples": examples if example in examples
                    else [*examples, example]}
-        problem = check(Steering.from_dict(updated))
+        problem = Steering.from_dict(updated).problem_with(self.model)
         if problem is None:
             self.store.save_profile(name, updated)
         return problem

@@ -14,16 +14,15 @@ from localpref.bench.machine import load_average, memory_facts, peak_rss_mb
 from localpref.bench.runs import bench_methods, warm_up
 from localpref.bench.settings import CHAT_MESSAGE, CHAT_TURNS, BenchSettings, Progress
 from localpref.engine import available_cores
+from localpref.errors import SettingsError
+from localpref.methods import Amulet
+from localpref.request import Request
 
 
 def check_window(model: Any, settings: BenchSettings) -> None:
     """Refuse, before anything runs, a window too small for the runs or the chat: a run past
     it stopped short without a word (two methods' runs of different lengths), and a chat past
     it failed once every other part had run, their figures lost."""
-    from localpref.errors import SettingsError
-    from localpref.methods import Amulet
-    from localpref.request import Request
-
     def tokens(messages: Any) -> int:
         return model.prompt_tokens(Request.make(messages, preference=settings.preference,
                                                 method=Amulet()))

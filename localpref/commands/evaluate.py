@@ -172,20 +172,13 @@ def run_eval(args: argparse.Namespace) -> int:
     """``_run_eval``; a run refused before it wrote anything leaves no output folder it made,
     nor the folders above it that it made (an empty one with a lock file in it was left for a
     model refused as uncalibrated)."""
-    from localpref.evaluation.records import remove_unused_folder
+    from localpref.evaluation.records import missing_folders, remove_unused_folders
 
-    out = Path(args.out)
-    missing = [] if not args.out.strip() else [  # deepest first
-        folder for folder in (out, *out.parents) if not folder.exists()]
+    made = missing_folders(Path(args.out)) if args.out.strip() else []
     try:
         return _run_eval(args)
     except LocalprefError:
-        if missing and remove_unused_folder(out):
-            for parent in missing[1:]:
-                try:
-                    parent.rmdir()  # (only when empty)
-                except OSError:
-                    break
+        remove_unused_folders(made)
         raise
 
 

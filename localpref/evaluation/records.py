@@ -107,21 +107,35 @@ def make_output_folder(out_dir: Path) -> None:
                                  "move it away or give another --out.")
 
 
-def remove_unused_folder(out_dir: Path) -> bool:
-    """Remove ``out_dir`` if it holds nothing but an empty run lock (a run refused before it
-    wrote anything); anything else in it keeps it. Whether it is gone."""
+def missing_folders(out_dir: Path) -> list[Path]:
+    """``out_dir`` and the folders above it that are not there yet, deepest first: what
+    ``make_output_folder`` will make, for ``remove_unused_folders``."""
+    return [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+
+
+def remove_unused_folders(made: list[Path]) -> None:
+    """Remove the folders a run refused before it wrote anything made (``missing_folders``):
+    the output folder if it holds nothing but an empty run lock, then each one above it
+    while it is empty; anything else in one keeps it and those above it."""
+    if not made:
+        return
+    out_dir = made[0]
     try:
         names = os.listdir(out_dir)
         lock = out_dir / RUN_LOCK
         if set(names) - {RUN_LOCK} or (names and lock.stat().st_size):
-            return False
+            return
         lock.unlink(missing_ok=True)
         out_dir.rmdir()
     except FileNotFoundError:  # gone already
-        return True
+        pass
     except OSError:  # not ours to remove: left as it is
-        return False
-    return True
+        return
+    for parent in made[1:]:
+        try:
+            parent.rmdir()  # (only when empty)
+        except OSError:
+            return
 
 
 def save_chart(figure: Any, path: Path, dpi: int) -> None:

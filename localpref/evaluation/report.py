@@ -329,13 +329,12 @@ def render_charts(tables: Tables, out_dir: Path, *, reference: str = DEFAULT_REF
         for row, judge in enumerate(judges):
             for axis, (dataset, preference) in zip(axes[row], groups, strict=True):
                 bottoms = np.zeros(len(pairs))
+                verdicts = [verdicts_of(tables, judge, dataset, preference, *pair)
+                            for pair in pairs]
                 for outcome, colour in (("win", "tab:green"), ("tie", "tab:gray"),
                                         ("lose", "tab:red")):
-                    shares = []
-                    for pair in pairs:
-                        found = verdicts_of(tables, judge, dataset, preference, *pair)
-                        shares.append(100 * sum(j["outcome"] == outcome for j in found)
-                                      / len(found) if found else 0.0)
+                    shares = [100 * sum(j["outcome"] == outcome for j in found) / len(found)
+                              if found else 0.0 for found in verdicts]
                     axis.bar(range(len(pairs)), shares, bottom=bottoms, color=colour,
                              label=outcome)
                     bottoms += np.array(shares)

@@ -161,15 +161,10 @@ def several_matches_error(pattern: str, repo: str, names: list[str], *, where: s
     """The error for a pattern that matches more than one file (the files are listed)."""
     listed = ", ".join(sorted(names))
     # REPO:PATTERN is taken wherever a model is named (--file only by chat, doctor, models)
-    example = next((f", e.g. {repo}:{one}" for one in map(_exact_pattern, sorted(names))
+    # (a file's own name as a pattern, its glob characters escaped: m[1].gguf as m[[]1].gguf)
+    example = next((f", e.g. {repo}:{one}" for one in map(glob.escape, sorted(names))
                     if sum(pattern_matches(name, one) for name in names) == 1), "")
     return ModelError(
         f"'{pattern}' matches {len(names)} files of {repo} {where} ({listed}); "
         f"give a pattern that matches one of them{example}."
     )
-
-
-def _exact_pattern(relative_path: str) -> str:
-    """A pattern that matches ``relative_path`` as written: its glob characters escaped
-    (``m[1].gguf`` as ``m[[]1].gguf``)."""
-    return glob.escape(relative_path)

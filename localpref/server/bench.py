@@ -145,19 +145,19 @@ def start_localpref(settings: ServerBenchSettings, threads: int) -> tuple[subpro
     if settings.model:
         command += ["--model", settings.model]
     env = {k: v for k, v in os.environ.items() if k != "LOCALPREF_API_KEY"}
-    errors = tempfile.TemporaryFile(mode="w+")  # (its sentence, where it does not start)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
-                               env=env)
-    with llama_server.killed_unless_started(process):
-        line = process.stdout.readline().strip() if process.stdout else ""
-        match = _SERVING.match(line)
-        if not match:
-            process.wait()
-            errors.seek(0)
-            said = errors.read().strip().splitlines()
-            reason = said[-1].removeprefix("localpref: ") if said else repr(line)
-            raise ModelError(f"localpref serve did not start: {reason}")
-    errors.close()
+    # its stderr: its sentence, where it does not start
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                   env=env)
+        with llama_server.killed_unless_started(process):
+            line = process.stdout.readline().strip() if process.stdout else ""
+            match = _SERVING.match(line)
+            if not match:
+                process.wait()
+                errors.seek(0)
+                said = errors.read().strip().splitlines()
+                reason = said[-1].removeprefix("localpref: ") if said else repr(line)
+                raise ModelError(f"localpref serve did not start: {reason}")
     return process, Target("localpref base", int(match.group(2)), match.group(1),
                            {"localpref": {"ignore_eos": True}})
 

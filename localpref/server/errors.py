@@ -202,7 +202,7 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
         base, kinds = union
         whole = [problem["input"] for problem in problems
                  if _union_word(tuple(problem.get("loc", ()))[-1]) is not None]
-        got = f" (got {_shown(whole[0])})" if whole else ""
+        got = f" (got {shown_json(whole[0])})" if whole else ""
         return f"{base} must be {_joined(kinds)}{got}.", base
     if kind == "too_short" and param is not None:
         least = first.get("ctx", {}).get("min_length", 1)
@@ -271,8 +271,8 @@ def _not_an_object(body: object) -> str:
     return f"The request body must be a JSON object, not {kind}."
 
 
-def _shown(value: object) -> str:
-    """A value as JSON, cut to 40 characters."""
+def shown_json(value: object) -> str:
+    """A value as JSON, cut to 40 characters: what an error sentence says it got."""
     text = json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:39] + "…"
 

@@ -13,7 +13,6 @@ chat).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ from localpref.grammar import json_grammar
 from localpref.methods import Base, ContrastFamily, Method, resolve_method, setting_fields
 from localpref.presets import preference_sentences
 from localpref.request import Request
+from localpref.server.errors import shown_json
 from localpref.server.ids import parse_model_id
 from localpref.server.schemas import (
     ChatCompletionRequest,
@@ -172,10 +172,8 @@ def part_text(part: object, where: str, role: str) -> str:
     """One content part's text (``where``: its place, ``messages[0].content[1]``): a text
     part's, or an assistant's refusal part's (OpenAI's history may hold one)."""
     if not isinstance(part, dict):
-        shown = json.dumps(part)
-        shown = shown if len(shown) <= 40 else shown[:39] + "…"
         raise FieldError(where, 'A content part must be an object such as {"type": "text", '
-                         f'"text": "..."}} (got {shown}).')
+                         f'"text": "..."}} (got {shown_json(part)}).')
     kind = part.get("type")
     if not isinstance(kind, str):
         raise FieldError(f"{where}.type", 'A content part needs its "type" as a string '
@@ -450,8 +448,7 @@ def _chat_fields(request: ChatCompletionRequest, args: GenerationArgs) -> None:
         if choice == "required" and name == "tool_choice" or isinstance(choice, dict):
             raise FieldError(name, f"{name} asks for a call, and there is no tool calling "
                              "yet; send \"none\" or \"auto\", or leave it out.")
-        shown = json.dumps(choice)[:40]
-        raise FieldError(name, f"{name} must be {words} (got {shown}).")
+        raise FieldError(name, f"{name} must be {words} (got {shown_json(choice)}).")
     top = request.top_logprobs
     if top is not None:
         if not request.logprobs:

@@ -40,10 +40,10 @@ class ChatInput(TextArea):
             placeholder="Message (Enter sends, Ctrl+J new line, Up recalls, F1 keys)",
             **kwargs,  # type: ignore[arg-type]
         )
-        #: Messages Up walks back through, oldest first: the open conversation's from before
-        #: the app opened, then those sent since (``_sent_here``).
-        self.sent: list[str] = list(sent or [])
-        self._sent_here: list[str] = list(self.sent)
+        #: Messages sent since the app opened, oldest first.
+        self._sent_here: list[str] = list(sent or [])
+        #: The open conversation's messages from before (``remember_earlier``).
+        self._earlier: list[str] = []
         self._history_index: int | None = None
         self._draft = ""
 
@@ -81,20 +81,22 @@ class ChatInput(TextArea):
 
     def remember(self, text: str) -> None:
         """Add a sent message to the history and empty the box."""
-        if not self.sent or self.sent[-1] != text:
-            self.sent.append(text)
         if not self._sent_here or self._sent_here[-1] != text:
             self._sent_here.append(text)
         self._history_index = None
         self.clear()
 
-    def remember_earlier(self, texts: list[str]) -> None:
-        """The messages of the conversation just opened (oldest first) go ahead of those
-        sent since the app opened, in place of the last conversation's, so that Up reaches
-        them too; one sent since stays where it is."""
+    @property
+    def sent(self) -> list[str]:
+        """Messages Up walks back through, oldest first: the open conversation's from before
+        the app opened, then those sent since (one sent since stays where it is)."""
         here = set(self._sent_here)
-        earlier = [text for text in dict.fromkeys(texts) if text not in here]
-        self.sent = earlier + self._sent_here
+        return [text for text in self._earlier if text not in here] + self._sent_here
+
+    def remember_earlier(self, texts: list[str]) -> None:
+        """The messages of the conversation just opened (oldest first), in place of the last
+        conversation's, go ahead of those sent since the app opened."""
+        self._earlier = list(dict.fromkeys(texts))
         self._history_index = None
 
     def restore(self, text: str) -> None:
