@@ -73,8 +73,17 @@ def test_compare_and_batch_check_their_argument_types(model: Model, tmp_path: Pa
         assert str(refused.value) == f"parallel must be a whole number, 1 or more (got {count!r})."
     with pytest.raises(SettingsError, match=r"^ray_cpus_per_actor must be a number above 0 "
                                             r"\(got '2'\)\.$"):
-        localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model,
+        localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model, ray=True,
                         ray_cpus_per_actor="2")
+    # sizing Ray's actors without Ray would run the file in one process, the sizes ignored
+    for sizes, named in (({"ray_actors": 2}, "ray_actors"),
+                         ({"ray_actors": 7, "ray_cpus_per_actor": 3},
+                          "ray_actors and ray_cpus_per_actor")):
+        with pytest.raises(SettingsError) as refused:
+            localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model,
+                            **sizes)
+        assert str(refused.value) == (f"{named} size the Ray actors of ray; give ray=True too "
+                                      "(or a cluster's address), or leave them out.")
     assert not (tmp_path / "out.jsonl").exists()
 
 

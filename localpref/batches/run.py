@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from localpref.batches.recorder import Recorder, Summary
 
 
+#: the Ray actors and the CPUs each reserves when ``ray_actors``/``ray_cpus_per_actor`` (the
+#: CLI's ``--ray-actors``/``--ray-cpus-per-actor``) are left out
+RAY_ACTORS, RAY_CPUS_PER_ACTOR = 2, 1.0
+
+
 def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> None:
     """One sentence for a count out of range."""
     for name, count in (("parallel", parallel), ("ray_actors", ray_actors)):
@@ -37,8 +42,8 @@ def batch(
     parallel: int = 4,
     unordered: bool = False,
     ray: bool | str = False,
-    ray_actors: int = 2,
-    ray_cpus_per_actor: float = 1.0,
+    ray_actors: int | None = None,
+    ray_cpus_per_actor: float | None = None,
     n_ctx: int | None = None,
     n_threads: int | None = None,
     n_gpu_layers: int = 0,
@@ -52,9 +57,19 @@ def batch(
     ``unordered``). Lines whose ``custom_id`` is already in ``out`` are skipped, so calling
     again after an interruption finishes the file. ``model``: a loaded ``Model`` or what
     ``localpref.load`` takes (None: the bundled model). ``ray``: True starts a local Ray, a
-    string is a cluster's address; ``ray_actors`` actors of ``ray_cpus_per_actor`` CPUs then
-    each load the model once and answer their share. Returns the run's ``Summary``.
+    string is a cluster's address; ``ray_actors`` actors (default 2) of ``ray_cpus_per_actor``
+    CPUs (default 1) then each load the model once and answer their share; without ``ray``
+    they are one sentence (the file would run in one process). Returns the run's ``Summary``.
     """
+    by_ray = ray is not False and ray is not None
+    given = [name for name, value in (("ray_actors", ray_actors),
+                                      ("ray_cpus_per_actor", ray_cpus_per_actor))
+             if value is not None]
+    if given and not by_ray:
+        raise SettingsError(f"{' and '.join(given)} size the Ray actors of ray; give ray=True "
+                            "too (or a cluster's address), or leave them out.")
+    ray_actors = RAY_ACTORS if ray_actors is None else ray_actors
+    ray_cpus_per_actor = RAY_CPUS_PER_ACTOR if ray_cpus_per_actor is None else ray_cpus_per_actor
     check_counts(parallel, ray_actors, ray_cpus_per_actor)
     for name, value in (("input_path", input_path), ("out", out)):
         if not isinstance(value, (str, os.PathLike)):
@@ -74,7 +89,7 @@ def batch(
         # with --parallel 128 loaded 256 lanes' cells (12 GB on the bundled model)
         lanes = min(2 * parallel, max(2, lanes_bound(recorder.pending)))
         try:
-            if recorder.pending and ray is not False and ray is not None:
+            if recorder.pending and by_ray:
                 if not isinstance(model, (str, Path)) and model is not None:
                     raise SettingsError("With Ray, give the model as a path or a name every "
                                         "node can load, not a loaded Model.")

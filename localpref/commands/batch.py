@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from localpref.batches.run import RAY_ACTORS, RAY_CPUS_PER_ACTOR
 from localpref.commands.interrupt import (
     TERMINATED_EXIT,
     Termination,
@@ -54,10 +55,6 @@ def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
     group.add_argument("--ray-cpus-per-actor", type=float, default=None, metavar="C",
                        help="CPUs each actor reserves, and its llama.cpp threads unless --threads "
                        f"says otherwise (default {RAY_CPUS_PER_ACTOR:g})")
-
-
-#: ``--ray-actors`` and ``--ray-cpus-per-actor`` when left out.
-RAY_ACTORS, RAY_CPUS_PER_ACTOR = 2, 1.0
 
 
 def check_ray_options(args: argparse.Namespace) -> None:
@@ -130,12 +127,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
         # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143.
         with (interrupt_once() if args.ray is None else contextlib.nullcontext(),
               terminate_as_exit() as termination):
+            ray_sizes = {} if args.ray is None else {
+                "ray_actors": args.ray_actors, "ray_cpus_per_actor": args.ray_cpus_per_actor}
             summary = batch(args.input, args.out, model=args.model, parallel=args.parallel,
                             unordered=args.unordered,
                             ray=False if args.ray is None else (args.ray or True),
-                            ray_actors=args.ray_actors,
-                            ray_cpus_per_actor=args.ray_cpus_per_actor,
-                            **loading, progress=not args.quiet)
+                            **ray_sizes, **loading, progress=not args.quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
         code = (130 if isinstance(stop, KeyboardInterrupt)
                 else TERMINATED_EXIT if termination.came else stop.code)
