@@ -64,7 +64,14 @@ from localpref.presets import (
 )
 from localpref.presets import preference_text as combine_preferences
 from localpref.prompts import PromptBuilder, checked_messages
-from localpref.request import AvoidInput, PromptInput, Request, lone_surrogate, whole_number
+from localpref.request import (
+    AvoidInput,
+    PromptInput,
+    Request,
+    lone_surrogate,
+    not_unicode,
+    whole_number,
+)
 from localpref.scheduler import Job, LaneSpec, Scheduler, Session
 from localpref.token_bias import LogitBiasInput
 from localpref.warmup import warmup
@@ -169,8 +176,7 @@ class Model:
                                 "give '' for none.")
         surrogate = lone_surrogate(system_prompt)
         if surrogate is not None:  # (a command line's bytes that are not UTF-8)
-            raise SettingsError(f"The system prompt is not valid Unicode text: it holds a lone "
-                                f"surrogate (U+{surrogate:04X}); send UTF-8 text.")
+            raise SettingsError(not_unicode("system prompt", surrogate))
         if not isinstance(keep_cells, bool):
             raise SettingsError(f"keep_cells must be true or false (got {keep_cells!r}).")
         # NumPy's integers pass the checks above; ctypes and JSON want Python's

@@ -238,9 +238,18 @@ def _check_unicode(request: Request) -> None:
     for what, text in texts:
         code = lone_surrogate(text) if isinstance(text, str) else None
         if code is not None:
-            raise SettingsError(f"The {what} is not valid Unicode text: it holds a lone "
-                                f"surrogate (U+{code:04X}); send UTF-8 text.",
-                                param=fields.get(what))
+            raise SettingsError(not_unicode(what, code), param=fields.get(what))
+
+
+def not_unicode(what: str, code: int) -> str:
+    """The sentence for a text holding the lone surrogate ``code`` (``lone_surrogate``). One
+    from U+DC80 to U+DCFF is most likely a byte Python could not read as UTF-8 (a command
+    line's, a file name's: ``surrogateescape``), which the sentence then names (a JSON body's
+    ``\\udce9`` is the same code point, so the sentence says what it may be, not that it is)."""
+    byte = (f", what a byte 0x{code - 0xDC00:02X} that is not UTF-8 becomes when read as text"
+            if 0xDC80 <= code <= 0xDCFF else "")
+    return (f"The {what} is not valid Unicode text: it holds a lone surrogate "
+            f"(U+{code:04X}{byte}); send UTF-8 text.")
 
 
 def lone_surrogate(text: str) -> int | None:

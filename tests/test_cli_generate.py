@@ -361,7 +361,8 @@ def test_text_that_is_not_utf8_is_one_sentence(capsys: pytest.CaptureFixture[str
                                  "--max-tokens", "2")
         assert (code, out) == (2, "")
         assert err == ("localpref: The system prompt is not valid Unicode text: it holds a "
-                       "lone surrogate (U+DCE9); send UTF-8 text.\n")
+                       "lone surrogate (U+DCE9, what a byte 0xE9 that is not UTF-8 becomes "
+                       "when read as text); send UTF-8 text.\n")
 
 
 def test_a_window_past_the_trained_context_is_one_sentence(
