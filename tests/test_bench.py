@@ -288,3 +288,42 @@ def test_a_window_too_small_is_refused_before_anything_runs(
     assert code == 2 and captured.out == ""
     assert captured.err.startswith(f"localpref: {sentence}")
     assert "bench: warming up" not in captured.err  # (nothing ran)
+
+
+@pytest.mark.parametrize(("argv", "sentence"), [
+    (["--server", "--methods", "base"], "bench --server does not read --methods; leave it out."),
+    (["--server", "--kernel-sizes", "4096"],
+     "bench --server does not read --kernel-sizes; leave it out."),
+    (["--batch", "2", "--prompt", "Hi"], "bench --batch does not read --prompt; leave it out."),
+    (["--batch", "--repeat", "2"], "bench --batch does not read --repeat; leave it out."),
+    (["--exactness", "--preference", "formal"],
+     "bench --exactness does not read --preference; leave it out."),
+    (["--profile", "--kernel-sizes", "4096"],
+     "bench --profile does not read --kernel-sizes; leave it out."),
+    (["--synthetic-dir", "anywhere"], "--synthetic-dir goes with --synthetic."),
+])
+def test_a_flag_the_chosen_bench_would_ignore_is_one_sentence(
+        argv: list[str], sentence: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each of these ran and measured what it would have measured without the flag."""
+    assert main(["bench", "--quiet", "--max-tokens", "2", *argv]) == 2
+    assert capsys.readouterr() == ("", f"localpref: {sentence}\n")
+
+
+@pytest.mark.parametrize("mode", [["--profile"], ["--exactness"], ["--server"], ["--batch"], []])
+def test_each_bench_gets_the_defaults_of_the_flags_left_out(mode: list[str]) -> None:
+    from localpref.bench import BENCH_METHODS, DEFAULT_PREFERENCE, DEFAULT_PROMPT
+    from localpref.cli import build_parser
+    from localpref.commands.bench import READ_BY, REPEAT, check_flags_read
+
+    given = {"--profile": ["--methods", "pad", "--prompt", "Hi", "--preference", "formal",
+                           "--repeat", "5"],
+             "--server": ["--prompt", "Hi", "--preference", "formal", "--repeat", "5"],
+             "--batch": ["--preference", "formal"], "--exactness": []}
+    args = build_parser().parse_args(["bench", *mode, *given.get(mode[0] if mode else "", [])])
+    check_flags_read(args)  # what each bench reads is let through ...
+    read = READ_BY[mode[0]] if mode else ("--methods", "--prompt", "--preference", "--repeat")
+    assert args.methods == ("pad" if "--methods" in read and mode else ",".join(BENCH_METHODS))
+    assert args.prompt == ("Hi" if "--prompt" in read and mode else DEFAULT_PROMPT)
+    assert args.preference == ("formal" if "--preference" in read and mode
+                               else DEFAULT_PREFERENCE)
+    assert args.repeat == (5 if "--repeat" in read and mode else REPEAT)  # ... else defaults

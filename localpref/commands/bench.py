@@ -25,7 +25,7 @@ SYNTHETIC_SHAPES = ("tiny", "135m", "1b", "262k")
 
 
 def add_parser(subparsers: Any) -> None:
-    from localpref.bench import BENCH_METHODS, DEFAULT_PREFERENCE, DEFAULT_PROMPT, KERNEL_SIZES
+    from localpref.bench import BENCH_METHODS
 
     parser = subparsers.add_parser(
         "bench",
@@ -47,18 +47,19 @@ def add_parser(subparsers: Any) -> None:
         help="where synthetic models are kept (default: <temp>/localpref-synthetic)",
     )
     parser.add_argument("--max-tokens", type=int, default=96, help="tokens per run (default 96)")
-    parser.add_argument("--repeat", type=int, default=3, help="repeats; medians (default 3)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help=f"repeats; medians (default {REPEAT})")
     parser.add_argument(
-        "--methods", default=",".join(BENCH_METHODS),
+        "--methods", default=None,
         help=f"comma-separated, among {','.join(BENCH_METHODS)} (default all; base and "
         "contrastive are always measured for the ratios)",
     )
     parser.add_argument(
-        "--kernel-sizes", default=",".join(str(size) for size in KERNEL_SIZES), metavar="V,...",
+        "--kernel-sizes", default=None, metavar="V,...",
         help="vocabulary sizes of the kernel timings (default 49152,151936,262144)",
     )
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the user message")
-    parser.add_argument("--preference", "-p", default=DEFAULT_PREFERENCE,
+    parser.add_argument("--prompt", default=None, help="the user message")
+    parser.add_argument("--preference", "-p", default=None,
                         help="the preference (default concise)")
     # the benches other than the default one: one at a time (each ran alone, the others
     # dropped without a word)
@@ -128,6 +129,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.synthetic and (args.server or args.batch is not None):  # (it measured --model)
         raise SettingsError("--synthetic goes with the default bench, --profile or "
                             "--exactness; --server and --batch measure --model.")
+    check_flags_read(args)
     if args.server:
         from localpref.server.bench import run_server_bench_command
 
@@ -199,6 +201,43 @@ def _run_bench(args: argparse.Namespace) -> int:
     else:
         print(format_profile(report) if args.profile else format_report(report))
     return 0
+
+
+#: the repeats when --repeat is left out
+REPEAT = 3
+
+#: the flags each of the other benches reads among those the default bench reads (given to
+#: one that does not read it, a flag was silently ignored)
+READ_BY = {
+    "--profile": ("--methods", "--prompt", "--preference", "--repeat"),
+    "--exactness": (),
+    "--server": ("--prompt", "--preference", "--repeat"),
+    "--batch": ("--preference",),
+}
+
+
+def check_flags_read(args: argparse.Namespace) -> None:
+    """One sentence for a flag the chosen bench would ignore; then the defaults filled in."""
+    from localpref.bench import BENCH_METHODS, DEFAULT_PREFERENCE, DEFAULT_PROMPT, KERNEL_SIZES
+
+    given = {flag: value for flag, value in (
+        ("--methods", args.methods), ("--kernel-sizes", args.kernel_sizes),
+        ("--prompt", args.prompt), ("--preference", args.preference),
+        ("--repeat", args.repeat)) if value is not None}
+    mode = ("--profile" if args.profile else "--exactness" if args.exactness
+            else "--server" if args.server else "--batch" if args.batch is not None else None)
+    if mode is not None:
+        for flag in given:
+            if flag not in READ_BY[mode]:
+                raise SettingsError(f"bench {mode} does not read {flag}; leave it out.")
+    if args.synthetic_dir is not None and not args.synthetic:
+        raise SettingsError("--synthetic-dir goes with --synthetic.")
+    args.methods = ",".join(BENCH_METHODS) if args.methods is None else args.methods
+    args.kernel_sizes = (",".join(str(size) for size in KERNEL_SIZES)
+                         if args.kernel_sizes is None else args.kernel_sizes)
+    args.prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
+    args.preference = DEFAULT_PREFERENCE if args.preference is None else args.preference
+    args.repeat = REPEAT if args.repeat is None else args.repeat
 
 
 def run_batch_bench(args: argparse.Namespace) -> int:
