@@ -301,6 +301,9 @@ def test_a_window_too_small_is_refused_before_anything_runs(
     (["--profile", "--kernel-sizes", "4096"],
      "bench --profile does not read --kernel-sizes; leave it out."),
     (["--synthetic-dir", "anywhere"], "--synthetic-dir goes with --synthetic."),
+    (["--server", "--gpu-layers", "-1"], "bench --server does not read --gpu-layers; leave it "
+                                         "out."),
+    (["--batch", "--ctx", "4096"], "bench --batch does not read --ctx; leave it out."),
 ])
 def test_a_flag_the_chosen_bench_would_ignore_is_one_sentence(
         argv: list[str], sentence: str, capsys: pytest.CaptureFixture[str]) -> None:

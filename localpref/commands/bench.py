@@ -209,8 +209,9 @@ REPEAT = 3
 #: the flags each of the other benches reads among those the default bench reads (given to
 #: one that does not read it, a flag was silently ignored)
 READ_BY = {
-    "--profile": ("--methods", "--prompt", "--preference", "--repeat"),
-    "--exactness": (),
+    "--profile": ("--methods", "--prompt", "--preference", "--repeat", "--gpu-layers", "--ctx"),
+    "--exactness": ("--gpu-layers", "--ctx"),
+    # (they start their servers and batch runs on the CPU, each with the window it needs)
     "--server": ("--prompt", "--preference", "--repeat"),
     "--batch": ("--preference",),
 }
@@ -223,7 +224,8 @@ def check_flags_read(args: argparse.Namespace) -> None:
     given = {flag: value for flag, value in (
         ("--methods", args.methods), ("--kernel-sizes", args.kernel_sizes),
         ("--prompt", args.prompt), ("--preference", args.preference),
-        ("--repeat", args.repeat)) if value is not None}
+        ("--repeat", args.repeat), ("--gpu-layers", args.gpu_layers or None),
+        ("--ctx", args.ctx)) if value is not None}
     mode = ("--profile" if args.profile else "--exactness" if args.exactness
             else "--server" if args.server else "--batch" if args.batch is not None else None)
     if mode is not None:
