@@ -632,6 +632,10 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
         (["--avoid", " "], "--avoid needs a text"),
         (["--preferences", " , "], "--preferences names no preference"),
         (["--methods", "base,pref", "--avoid", "verbose"], "--avoid steers away"),
+        # the paper's prompts (the default) give the preference lane the paper's sentence,
+        # which the request's check did not find equal to the library's sentence of --avoid
+        (["--avoid", "Concise "], "'concise' is both a preference and what to avoid"),
+        (["--prompts", "library", "--avoid", "concise"], "'concise' is both a preference"),
         (["--methods", "beam4000"], "A beam search takes 1 to 256 beams, a lane each "
                                     "(got 4000)."),
         (["--reference", "nosuch"], "--reference nosuch is not among the methods (base, "

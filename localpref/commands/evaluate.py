@@ -41,6 +41,7 @@ from localpref.commands.options import (
 )
 from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError, SettingsError
+from localpref.request import check_not_avoided
 
 DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
 DEFAULT_PREFERENCES = "creative,verbose,concise,uplifting"
@@ -242,6 +243,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     if not named and not args.like:
         named = comma_list(DEFAULT_PREFERENCES)
     preferences = preference_specs(named, args.prompts) if named else []
+    for spec in preferences:  # (the paper's sentence is not the library's the request checks)
+        check_not_avoided(spec.name, avoid)
+        check_not_avoided(spec.sentence, avoid)
     examples = like_from_args(args)
     if examples:  # Pref reads the examples in its prompt; the steering contrasts with base
         name = (args.like_name or Path(args.like[0]).resolve().parent.name).strip() or "like"
