@@ -76,13 +76,13 @@ def test_compare_and_batch_check_their_argument_types(model: Model, tmp_path: Pa
         localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model, ray=True,
                         ray_cpus_per_actor="2")
     # sizing Ray's actors without Ray would run the file in one process, the sizes ignored
-    for sizes, named in (({"ray_actors": 2}, "ray_actors"),
+    for sizes, named in (({"ray_actors": 2}, "ray_actors sizes"),
                          ({"ray_actors": 7, "ray_cpus_per_actor": 3},
-                          "ray_actors and ray_cpus_per_actor")):
+                          "ray_actors and ray_cpus_per_actor size")):
         with pytest.raises(SettingsError) as refused:
             localpref.batch(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=model,
                             **sizes)
-        assert str(refused.value) == (f"{named} size the Ray actors of ray; give ray=True too "
+        assert str(refused.value) == (f"{named} the Ray actors of ray; give ray=True too "
                                       "(or a cluster's address), or leave them out.")
     assert not (tmp_path / "out.jsonl").exists()
 

@@ -685,14 +685,14 @@ def test_the_bench_batch_row_answers_every_request_to_its_length() -> None:
 def test_ray_sizes_without_ray_are_one_sentence(tmp_path, capsys) -> None:
     """--ray-actors without --ray ran in one process and said nothing."""
     source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
-    for flags, named in ((["--ray-actors", "3"], "--ray-actors"),
-                         (["--ray-cpus-per-actor", "2"], "--ray-cpus-per-actor"),
+    for flags, named in ((["--ray-actors", "3"], "--ray-actors sizes"),
+                         (["--ray-cpus-per-actor", "2"], "--ray-cpus-per-actor sizes"),
                          (["--ray-actors", "3", "--ray-cpus-per-actor", "2"],
-                          "--ray-actors and --ray-cpus-per-actor")):
+                          "--ray-actors and --ray-cpus-per-actor size")):
         for command in (["batch", str(source), "--out", str(tmp_path / "out.jsonl")],
                         ["eval", "--dataset", str(source), "--out", str(tmp_path / "ev")]):
             assert main([*command, *flags]) == 2
             assert capsys.readouterr().err == (
-                f"localpref: {named} size the Ray actors of --ray; give --ray too (a cluster's "
+                f"localpref: {named} the Ray actors of --ray; give --ray too (a cluster's "
                 "address, or nothing for a local Ray).\n")
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "ev").exists()

@@ -304,6 +304,8 @@ def test_a_window_too_small_is_refused_before_anything_runs(
     (["--server", "--gpu-layers", "-1"], "bench --server does not read --gpu-layers; leave it "
                                          "out."),
     (["--batch", "--ctx", "4096"], "bench --batch does not read --ctx; leave it out."),
+    (["--server", "--methods", "base", "--ctx", "2048"],  # (--ctx is read: --methods named)
+     "bench --server does not read --methods; leave it out."),
 ])
 def test_a_flag_the_chosen_bench_would_ignore_is_one_sentence(
         argv: list[str], sentence: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -66,7 +66,8 @@ def batch(
                                       ("ray_cpus_per_actor", ray_cpus_per_actor))
              if value is not None]
     if given and not by_ray:
-        raise SettingsError(f"{' and '.join(given)} size the Ray actors of ray; give ray=True "
+        verb = "size" if len(given) > 1 else "sizes"
+        raise SettingsError(f"{' and '.join(given)} {verb} the Ray actors of ray; give ray=True "
                             "too (or a cluster's address), or leave them out.")
     ray_actors = RAY_ACTORS if ray_actors is None else ray_actors
     ray_cpus_per_actor = RAY_CPUS_PER_ACTOR if ray_cpus_per_actor is None else ray_cpus_per_actor

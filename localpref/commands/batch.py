@@ -64,7 +64,8 @@ def check_ray_options(args: argparse.Namespace) -> None:
                                       ("--ray-cpus-per-actor", args.ray_cpus_per_actor))
              if value is not None]
     if given and args.ray is None:
-        raise SettingsError(f"{' and '.join(given)} size the Ray actors of --ray; give --ray "
+        verb = "size" if len(given) > 1 else "sizes"
+        raise SettingsError(f"{' and '.join(given)} {verb} the Ray actors of --ray; give --ray "
                             "too (a cluster's address, or nothing for a local Ray).")
     if args.ray_actors is None:
         args.ray_actors = RAY_ACTORS

@@ -211,8 +211,8 @@ REPEAT = 3
 READ_BY = {
     "--profile": ("--methods", "--prompt", "--preference", "--repeat", "--gpu-layers", "--ctx"),
     "--exactness": ("--gpu-layers", "--ctx"),
-    # (they start their servers and batch runs on the CPU, each with the window it needs)
-    "--server": ("--prompt", "--preference", "--repeat"),
+    # (on the CPU: the servers take --ctx as each request's window; the batch runs their own)
+    "--server": ("--prompt", "--preference", "--repeat", "--ctx"),
     "--batch": ("--preference",),
 }
 
