@@ -683,6 +683,37 @@ async def test_profiles_are_saved_and_loaded_by_name(model, home):
         assert panel.query_one("#method-ratio", Input).value == "3.5"
 
 
+async def test_saved_settings_the_app_changed_are_a_notice_and_the_rest_is_kept(model, home,
+                                                                                tmp_path):
+    """A saved reward model gone from disk was dropped without a word, at start and when its
+    profile was loaded, and the sampling went back to the defaults with it."""
+    from localpref.store import Store
+
+    gone = str(tmp_path / "gone.gguf")
+    said = (f"The saved reward model {gone!r} is not there any more, so PAD scores with the "
+            "prompt-contrast reward.")
+    seed(home, presets=["concise"], method="pad", sampling={"max_tokens": 7, "seed": 42},
+         method_settings={"pad": {"weight": 0.5, "reward_model": gone}})
+    with Store(home / "history.sqlite3") as store:
+        store.save_profile("rmgone", {"presets": ["humorous"], "method": "pad",
+                                      "sampling": {"max_tokens": 9, "temperature": 0.9},
+                                      "method_settings": {"pad": {"reward_model": gone}}})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: said in app.notices)
+        assert app.steering.sampling == {"max_tokens": 7, "seed": 42}
+        assert app.steering.method_settings["pad"] == {"weight": 0.5}
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#profile-select", Select).value = "rmgone"
+        await pilot.pause()
+        await click(pilot, app, "#profile-load")
+        await until(pilot, lambda: app.steering.presets == ["humorous"])
+        await until(pilot, lambda: app.notices.count(said) == 2)
+        assert app.steering.sampling == {"max_tokens": 9, "temperature": 0.9}
+        saved = app.store.list_profiles()["rmgone"]  # the profile keeps what was saved
+        assert saved["method_settings"]["pad"] == {"reward_model": gone}
+
+
 async def test_a_damaged_profile_is_a_notice_and_the_app_opens(model, home):
     """One profile whose saved settings are not JSON stopped the app at start-up with a
     traceback; it is listed, loading it is a notice, and saving over it replaces it."""

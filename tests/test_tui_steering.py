@@ -182,12 +182,52 @@ def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, t
         steering, errors = steering_from_form(["concise"], "", "pad",
                                               {"reward_model": name}, {})
         assert errors == {} and steering.method_settings["pad"]["reward_model"] == name
-    # saved, or in a profile, before the file went: dropped as any invalid saved value is
-    saved = Steering.from_dict({"presets": ["concise"], "method": "pad", "method_settings": {
-        "pad": {"weight": 2.0, "reward_model": str(missing)}}})
-    assert saved.method == "pad" and saved.method_settings["pad"].get("reward_model") is None
+    # saved, or in a profile, before the file went: left out, and said, the rest kept (the
+    # sampling went back to the defaults with it, and nothing was said)
+    saved, changed = Steering.read({
+        "presets": ["concise"], "method": "pad", "sampling": {"temperature": 0.7, "seed": 42},
+        "method_settings": {"pad": {"weight": 2.0, "reward_model": str(missing)}}})
+    assert saved.method == "pad" and saved.method_settings["pad"] == {"weight": 2.0}
+    assert saved.sampling == {"temperature": 0.7, "seed": 42}
     assert isinstance(saved.overrides()["method"], PAD)  # the app's PAD: prompt contrast
     assert saved.overrides()["method"].reward_model is None
+    assert changed == [f"The saved reward model {str(missing)!r} is not there any more, so PAD "
+                       "scores with the prompt-contrast reward."]
+    assert Steering.from_dict({"method": "pad", "method_settings": {
+        "pad": {"reward_model": str(missing)}}}) == dataclasses.replace(
+            Steering(method="pad"), method_settings={**Steering().method_settings, "pad": {}})
+
+
+@pytest.mark.parametrize(("saved", "kept", "sentence"), [
+    # a method setting the library refuses: that method's settings alone go back
+    ({"method": "amulet", "method_settings": {"amulet": {"eta": -1}},
+      "sampling": {"temperature": 0.5}},
+     {"sampling": {"temperature": 0.5}},
+     "The saved Amulet settings are back to the app's defaults: Eta must be greater than 0 "
+     "(got -1)."),
+    # a sampling value the library refuses: the sampling alone goes back
+    ({"method": "contrastive", "method_settings": {"contrastive": {"ratio": 3.5}},
+      "sampling": {"seed": -1, "temperature": 0.5}},
+     {"sampling": {}, "method_settings": {"contrastive": {"ratio": 3.5}}},
+     "The saved sampling settings are back to the app's defaults: The seed must be a whole "
+     "number, 0 or more"),
+    # an avoid text with a method that cannot take it: the avoid alone is left out
+    ({"method": "pref", "avoid": "verbose", "sampling": {"temperature": 0.5}},
+     {"avoid": "", "sampling": {"temperature": 0.5}},
+     "The saved avoid text 'verbose' is left out: "),
+])
+def test_a_saved_setting_that_cannot_be_used_is_changed_alone_and_said(saved, kept, sentence):
+    steering, changed = Steering.read({"presets": ["concise"], **saved})
+    assert len(changed) == 1 and changed[0].startswith(sentence)
+    assert steering.method == saved["method"] and steering.presets == ["concise"]
+    for name, value in kept.items():
+        if name == "method_settings":
+            for method, settings in value.items():
+                assert steering.method_settings[method] == settings
+        else:
+            assert getattr(steering, name) == value
+    assert steering.problem_with(None) is None  # the next answer can use them
+    assert Steering.read(steering.to_dict()) == (steering, [])  # and saved, they read clean
 
 
 def test_valid_form_gives_the_overrides_a_chat_takes():

@@ -67,9 +67,9 @@ def startup_steering(
 ) -> tuple[Steering, list[str]]:
     """The saved settings with the command line's ``--preference``, ``--method``,
     ``--avoid`` and ``--like`` (the examples, in place of the saved ones) on top, and the
-    problems found (each one sentence)."""
-    steering = Steering.from_dict(saved) if saved else Steering()
-    problems: list[str] = []
+    problems found (each one sentence), the saved settings changed (``Steering.read``)
+    among them."""
+    steering, problems = Steering.read(saved) if saved else (Steering(), [])
     if preference:
         steering = _with_preferences(steering, preference, problems)
     if method:
@@ -538,7 +538,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
                     self.open_profile = None
                 self.notify(f"Profile “{event.name}” deleted.")
             elif event.action == "load":
-                steering = self.session.profile(event.name)
+                steering, changed = self.session.read_profile(event.name)
                 problem = steering.problem_with(self.session.model)
                 if problem is not None:  # (it was applied, and every message then refused)
                     self.notify(f"Profile “{event.name}” not loaded: {problem}",
@@ -548,6 +548,9 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
                 self.open_profile = event.name
                 await self.query_one(PreferencePanel).load(steering)
                 self._apply(steering, announce=False)
+                if changed:  # (the profile's file keeps what was saved)
+                    self.notify(" ".join(changed), severity="warning", timeout=15,
+                                title=f"Profile “{event.name}” loaded with changes")
                 self.notify(f"Profile “{event.name}” loaded: {steering.method_label}, "
                             f"preference {steering.preference_label}.")
         except StoreError as error:

@@ -338,12 +338,17 @@ class ChatSession:
 
     def profile(self, name: str) -> Steering:
         """The settings saved as the profile ``name`` (``StoreError`` if they cannot be read)."""
-        return Steering.from_dict(self._saved_profile(name))
+        return self.read_profile(name)[0]
+
+    def read_profile(self, name: str) -> tuple[Steering, list[str]]:
+        """``profile`` and a sentence for each saved setting it had to change
+        (``Steering.read``)."""
+        return Steering.read(self._saved_profile(name))
 
     def add_profile_example(self, name: str, example: str) -> str | None:
         """Add ``example`` to the profile ``name`` as saved, every other saved value kept as
-        it was (a copy read through ``Steering.from_dict`` would save the defaults it put in
-        place of a setting it could not use: a missing reward model reset the sampling too);
+        it was (a copy read through ``Steering.read`` would save what it changed: a reward
+        model gone from disk, left out, would be gone from the profile too);
         why the model could not answer with the profile then (``Steering.problem_with``), and
         nothing saved, or None."""
         saved = self._saved_profile(name)

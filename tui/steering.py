@@ -371,9 +371,21 @@ class Steering:
 
     @classmethod
     def from_dict(cls, data: Any) -> Steering:
-        """Settings saved by any version: unknown keys and invalid values are dropped."""
+        """Settings saved by any version (``read``, without what it changed)."""
+        return cls.read(data)[0]
+
+    @classmethod
+    def read(cls, data: Any) -> tuple[Steering, list[str]]:
+        """Settings saved by any version, and one sentence for each saved setting that could
+        not be used and was changed. Unknown keys and values of the wrong kind are dropped
+        without a word (another version's); a reward model no longer on disk is left out
+        (PAD then scores with the prompt-contrast reward), an avoid text saved with a method
+        that cannot take it is left out, and values the library refuses go back to the app's
+        defaults: the sampling alone, the method's settings alone, or both, whichever is the
+        least that lets the settings answer (a missing reward model reset the sampling too,
+        and said nothing)."""
         if not isinstance(data, dict):
-            return cls()
+            return cls(), []
         steering = cls()
         presets = data.get("presets")
         if isinstance(presets, list):  # (a list or an object in it was a TypeError at start)
@@ -400,18 +412,63 @@ class Steering:
                 if isinstance(k, str) and (weight := _saved_weight(k, v)) is not None}
         if isinstance(data.get("examples"), list):
             steering.examples = [e for e in data["examples"] if isinstance(e, str) and e.strip()]
-        try:
-            steering.overrides()
-        except (SettingsError, TypeError):
-            try:
-                cannot_avoid = bool(avoid_error(steering.method_object()))
-            except (SettingsError, TypeError):
-                cannot_avoid = False
-            if steering.avoid and cannot_avoid:
-                steering.avoid = ""  # saved with a method that cannot take it
-            else:
-                steering = _reset(steering)
-        return steering
+        changed = _without_missing_reward_models(steering)
+        problem = _refusal(steering)
+        if problem is not None and steering.avoid.strip() and _cannot_avoid(steering):
+            changed.append(f"The saved avoid text {shortened(steering.avoid.strip(), 60)!r} is "
+                           f"left out: {problem}")
+            steering.avoid = ""  # saved with a method that cannot take it
+            problem = _refusal(steering)
+        if problem is not None:
+            steering, what = _least_reset(steering)
+            changed.append(f"The saved {what} back to the app's defaults: {problem}")
+        return steering, changed
+
+
+def _refusal(steering: Steering) -> str | None:
+    """Why ``steering.overrides()`` refuses these settings, or None."""
+    try:
+        steering.overrides()
+    except (SettingsError, TypeError) as error:
+        return str(error)
+    return None
+
+
+def _cannot_avoid(steering: Steering) -> bool:
+    """Whether the chosen method cannot steer away from an avoid text."""
+    try:
+        return bool(avoid_error(steering.method_object()))
+    except (SettingsError, TypeError):
+        return False
+
+
+def _without_missing_reward_models(steering: Steering) -> list[str]:
+    """Leave out (in place) each saved reward model that names nothing PAD could load now
+    (``reward_model_problem``: the file went since); a sentence for each."""
+    changed = []
+    for values in steering.method_settings.values():
+        spec = values.get("reward_model")
+        if isinstance(spec, str) and reward_model_problem(spec) is not None:
+            del values["reward_model"]
+            changed.append(f"The saved reward model {shortened(spec, 80)!r} is not there any "
+                           "more, so PAD scores with the prompt-contrast reward.")
+    return changed
+
+
+def _least_reset(steering: Steering) -> tuple[Steering, str]:
+    """``steering`` with the least put back to the app's defaults that lets it answer: the
+    sampling, else the chosen method's settings, else both (``_reset``); and what was reset,
+    in words (``"sampling settings are"``)."""
+    sampling_only = dataclasses.replace(steering, sampling={})
+    if _refusal(sampling_only) is None:
+        return sampling_only, "sampling settings are"
+    title = method_title(steering.method).split(" (")[0]  # "Base", not "Base (no preference)"
+    method_only = _reset(dataclasses.replace(
+        steering, method_settings=dict(steering.method_settings)))
+    method_only.sampling = dict(steering.sampling)
+    if _refusal(method_only) is None:
+        return method_only, f"{title} settings are"
+    return _reset(steering), f"{title} settings and the sampling are"
 
 
 def _saved_weight(text: str, value: Any) -> float | None:
