@@ -242,6 +242,21 @@ def test_valid_form_gives_the_overrides_a_chat_takes():
     assert Steering.from_dict(steering.to_dict()) == steering
 
 
+def test_a_whole_number_is_kept_as_typed_or_refused() -> None:
+    """A seed of 26 digits was read as a float and stored rounded (1e26 + 4764729344)."""
+    big = "99999999999999999999999999"
+    steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": big})
+    assert errors == {} and steering.sampling["seed"] == int(big)
+    for text, sentence in (("1e26", "Seed must be written in digits when it is that large "
+                                    "(got '1e26')."),
+                           ("9" * 5000, "Seed has too many digits."),
+                           ("2.5", "Seed must be a whole number (got '2.5').")):
+        assert steering_from_form(["concise"], "", "amulet", {}, {"seed": text}) == (
+            None, {"seed": sentence})
+    steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": "1e3"})
+    assert errors == {} and steering.sampling["seed"] == 1000
+
+
 def test_a_negative_seed_is_refused_by_the_form_and_dropped_when_saved():
     """The form took -1 and every message was then refused by the library's rule."""
     steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": "-1"})

@@ -118,6 +118,11 @@ class FieldSpec:
             raise SettingsError(f"{self.label.capitalize()} needs a value.")
         if self.kind is str:
             return text
+        if self.kind is int and text.lstrip("+-").isdigit():
+            try:
+                return int(text)  # exactly as written (a float rounds past 2**53)
+            except ValueError:  # (past Python's 4,300 digits)
+                raise SettingsError(f"{self.label.capitalize()} has too many digits.") from None
         try:
             number = float(text)
         except ValueError:
@@ -127,6 +132,9 @@ class FieldSpec:
             if not number.is_integer():
                 raise SettingsError(
                     f"{self.label.capitalize()} must be a whole number (got {text!r}).")
+            if abs(number) > 2**53:  # 1e26 is not the whole number it looks like
+                raise SettingsError(f"{self.label.capitalize()} must be written in digits when "
+                                    f"it is that large (got {text!r}).")
             return int(number)
         return number
 
