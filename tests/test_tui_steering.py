@@ -247,9 +247,7 @@ def test_a_whole_number_is_kept_as_typed_or_refused() -> None:
     big = "99999999999999999999999999"
     steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": big})
     assert errors == {} and steering.sampling["seed"] == int(big)
-    for text, sentence in (("1e26", "Seed must be written in digits when it is that large "
-                                    "(got '1e26')."),
-                           ("9" * 5000, "Seed has too many digits."),
+    for text, sentence in (("9" * 5000, "Seed has too many digits."),
                            ("2.5", "Seed must be a whole number (got '2.5').")):
         assert steering_from_form(["concise"], "", "amulet", {}, {"seed": text}) == (
             None, {"seed": sentence})

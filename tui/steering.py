@@ -132,9 +132,6 @@ class FieldSpec:
             if not number.is_integer():
                 raise SettingsError(
                     f"{self.label.capitalize()} must be a whole number (got {text!r}).")
-            if abs(number) > 2**53:  # 1e26 is not the whole number it looks like
-                raise SettingsError(f"{self.label.capitalize()} must be written in digits when "
-                                    f"it is that large (got {text!r}).")
             return int(number)
         return number
 
