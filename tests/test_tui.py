@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from textual import events
 from textual.keys import _character_to_key
-from textual.widgets import Button, DataTable, Input, Select, SelectionList
+from textual.widgets import Button, DataTable, Input, Select, SelectionList, Static
 from tui_helpers import SIZE, click, run_from_palette, seed, until
 
 import localpref
@@ -391,6 +391,31 @@ async def test_a_waiting_message_the_model_refuses_goes_back_to_the_box(model, h
 
 
 # -- compare -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("steering", "note"), [
+    ({"presets": [], "avoid": "verbose"},
+     "No preference; avoid: verbose (Base and Pref do not read it). Choose 2 to 4 methods; "
+     "settings and sampling come from the preference panel."),
+    ({"presets": ["concise"], "examples": ["Short.", "Brief."]},
+     "Preference: concise; 2 examples. Choose 2 to 4 methods; settings and sampling come "
+     "from the preference panel."),
+    ({"presets": [], "examples": ["Short."]},  # (the panel's note said "plainly" too)
+     "No preference; 1 example. Choose 2 to 4 methods; settings and sampling come from the "
+     "preference panel."),
+    ({"presets": []}, "No preference chosen: every method decodes plainly (base)."),
+])
+async def test_the_comparison_says_what_its_methods_steer_by(model, home, steering, note):
+    """An avoid text alone steers the methods that contrast with the base lane, and the note
+    said that every method decoded plainly."""
+    seed(home, method="amulet", **steering)
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert str(app.screen.query_one("#compare-note", Static).render()) == note
+        panel_note = str(app.screen_stack[0].query_one("#method-note", Static).render())
+        assert ("decodes plainly" in panel_note) == ("plainly" in note)
 
 
 async def test_compare_two_methods_side_by_side_and_keep_one(model, home):

@@ -236,6 +236,12 @@ class Steering:
         return items or None
 
     @property
+    def steers_nothing(self) -> bool:
+        """Whether nothing is given to steer by (no preference, avoid text or example): every
+        method then decodes plainly (base)."""
+        return self.preference is None and not self.avoid.strip() and not self.examples
+
+    @property
     def preference_label(self) -> str:
         """The preference as the status bar and notices show it: at most
         ``LABEL_CHARACTERS`` characters (a pasted page of text would fill the screen)."""
@@ -336,7 +342,7 @@ class Steering:
         """What steers the next answer: ``base`` with neither a preference nor an avoid,
         else the method and the settings that shape it (``amulet k=0.5 tau=0.2``), named
         ``recommended`` when it is the recommended steering."""
-        if self.preference is None and not self.avoid.strip() and not self.examples:
+        if self.steers_nothing:
             return "base"
         try:
             method = self.method_object()

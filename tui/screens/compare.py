@@ -26,6 +26,7 @@ from tui.highlight import changed_fact, changed_spans, highlighted_text
 from tui.keys import COMPARE_ACTIONS, bindings
 from tui.session import ChatSession
 from tui.steering import method_title
+from tui.text import shortened
 from tui.widgets.markdown_feed import MarkdownFeed, message_markdown
 
 MIN_METHODS, MAX_METHODS = 2, 4
@@ -179,11 +180,21 @@ class CompareScreen(Screen[KeptAnswer | None]):
         self.set_class(event.size.height < SHORT, "short")
 
     def _note(self) -> str:
-        preference = self.steering.preference_label
-        if self.steering.preference is None:
+        """What the methods steer by (docs/steering.md: in a comparison Base and Pref stay
+        plain references: neither reads an avoid text, Pref reads no weights)."""
+        steering = self.steering
+        if steering.steers_nothing:
             return "No preference chosen: every method decodes plainly (base)."
-        return (f"Preference: {preference}. Choose {MIN_METHODS} to {MAX_METHODS} methods; "
-                "settings and sampling come from the preference panel.")
+        said = [f"Preference: {steering.preference_label}" if steering.preference is not None
+                else "No preference"]
+        if steering.avoid_label:
+            said.append(f"avoid: {shortened(steering.avoid_label, 60)} (Base and Pref do not "
+                        "read it)")
+        if steering.examples:
+            count = len(steering.examples)
+            said.append(f"{count} example{'s' if count > 1 else ''}")
+        return (f"{'; '.join(said)}. Choose {MIN_METHODS} to {MAX_METHODS} methods; settings "
+                "and sampling come from the preference panel.")
 
     def on_mount(self) -> None:
         self.query_one("#compare-prompt", TextArea).focus()

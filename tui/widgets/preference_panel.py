@@ -363,7 +363,7 @@ class PreferencePanel(VerticalScroll):
         """One line on what the chosen method does with these settings."""
         note = ""
         if steering is not None:
-            if steering.preference is None and not steering.avoid.strip():
+            if steering.steers_nothing:
                 note = "No preference chosen: every method decodes plainly (base)."
             else:
                 try:
