@@ -198,6 +198,31 @@ def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, t
             Steering(method="pad"), method_settings={**Steering().method_settings, "pad": {}})
 
 
+def test_a_saved_setting_is_changed_only_where_that_lets_it_answer(tmp_path) -> None:
+    """Diff review: the avoid text was left out with the sampling's reason; settings no
+    reset could help were reset all the same, and the notice said so; another method's
+    missing reward model was a notice at every start."""
+    steering, changed = Steering.read({"presets": ["concise"], "method": "base",
+                                       "avoid": "rude", "sampling": {"temperature": -1}})
+    assert steering.avoid == "" and steering.sampling == {}
+    assert changed[0].startswith("The saved avoid text 'rude' is left out: Avoid needs a "
+                                 "two-lane method")
+    assert changed[1] == ("The saved sampling settings are back to the app's defaults: "
+                          "Temperature must be 0 or more (got -1).")
+    saved = {"presets": ["concise"], "avoid": "concise", "method": "amulet",
+             "method_settings": {"amulet": {"alpha": 0.7}}, "sampling": {"temperature": 0.3}}
+    steering, changed = Steering.read(saved)
+    assert changed == [] and steering.to_dict() == {**Steering().to_dict(), **saved,
+                                                    "method_settings": {
+                                                        **Steering().method_settings,
+                                                        "amulet": {"alpha": 0.7}}}
+    assert "is both a preference and what to avoid" in steering.problem_with(None)
+    gone = str(tmp_path / "gone.gguf")
+    steering, changed = Steering.read({"presets": ["concise"], "method": "amulet",
+                                       "method_settings": {"pad": {"reward_model": gone}}})
+    assert changed == [] and steering.method_settings["pad"] == {"reward_model": gone}
+
+
 @pytest.mark.parametrize(("saved", "kept", "sentence"), [
     # a method setting the library refuses: that method's settings alone go back
     ({"method": "amulet", "method_settings": {"amulet": {"eta": -1}},
@@ -248,6 +273,8 @@ def test_a_whole_number_is_kept_as_typed_or_refused() -> None:
     steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": big})
     assert errors == {} and steering.sampling["seed"] == int(big)
     for text, sentence in (("9" * 5000, "Seed has too many digits."),
+                           ("²", "Seed must be a number (got '²')."),
+                           ("+-5", "Seed must be a number (got '+-5')."),
                            ("2.5", "Seed must be a whole number (got '2.5').")):
         assert steering_from_form(["concise"], "", "amulet", {}, {"seed": text}) == (
             None, {"seed": sentence})

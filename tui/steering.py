@@ -11,6 +11,7 @@ This module holds plain data and never touches a widget, so it is tested without
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,7 @@ class FieldSpec:
             raise SettingsError(f"{self.label.capitalize()} needs a value.")
         if self.kind is str:
             return text
-        if self.kind is int and text.lstrip("+-").isdigit():
+        if self.kind is int and re.fullmatch(r"[+-]?[0-9]+", text):
             try:
                 return int(text)  # exactly as written (a float rounds past 2**53)
             except ValueError:  # (past Python's 4,300 digits)
@@ -388,13 +389,14 @@ class Steering:
     @classmethod
     def read(cls, data: Any) -> tuple[Steering, list[str]]:
         """Settings saved by any version, and one sentence for each saved setting that could
-        not be used and was changed. Unknown keys and values of the wrong kind are dropped
-        without a word (another version's); a reward model no longer on disk is left out
-        (PAD then scores with the prompt-contrast reward), an avoid text saved with a method
-        that cannot take it is left out, and values the library refuses go back to the app's
+        not be used and was changed. Unknown keys are dropped without a word (another
+        version's); the chosen method's reward model no longer on disk is left out (PAD then
+        scores with the prompt-contrast reward), an avoid text saved with a method that
+        cannot take it is left out, and values the library refuses go back to the app's
         defaults: the sampling alone, the method's settings alone, or both, whichever is the
         least that lets the settings answer (a missing reward model reset the sampling too,
-        and said nothing)."""
+        and said nothing). Settings no reset lets answer are kept as saved: the notice at
+        the model's start says why they cannot answer (``problem_with``)."""
         if not isinstance(data, dict):
             return cls(), []
         steering = cls()
@@ -423,16 +425,18 @@ class Steering:
                 if isinstance(k, str) and (weight := _saved_weight(k, v)) is not None}
         if isinstance(data.get("examples"), list):
             steering.examples = [e for e in data["examples"] if isinstance(e, str) and e.strip()]
-        changed = _without_missing_reward_models(steering)
-        problem = _refusal(steering)
-        if problem is not None and steering.avoid.strip() and _cannot_avoid(steering):
+        changed = _without_missing_reward_model(steering)
+        cannot_avoid = _avoid_refusal(steering) if steering.avoid.strip() else None
+        if cannot_avoid is not None:  # saved with a method that cannot take it
             changed.append(f"The saved avoid text {shortened(steering.avoid.strip(), 60)!r} is "
-                           f"left out: {problem}")
-            steering.avoid = ""  # saved with a method that cannot take it
-            problem = _refusal(steering)
+                           f"left out: {cannot_avoid}")
+            steering.avoid = ""
+        problem = _refusal(steering)
         if problem is not None:
-            steering, what = _least_reset(steering)
-            changed.append(f"The saved {what} back to the app's defaults: {problem}")
+            reset = _least_reset(steering)
+            if reset is not None:
+                steering, what = reset
+                changed.append(f"The saved {what} back to the app's defaults: {problem}")
         return steering, changed
 
 
@@ -445,41 +449,46 @@ def _refusal(steering: Steering) -> str | None:
     return None
 
 
-def _cannot_avoid(steering: Steering) -> bool:
-    """Whether the chosen method cannot steer away from an avoid text."""
+def _avoid_refusal(steering: Steering) -> str | None:
+    """Why the chosen method cannot steer away from an avoid text (``avoid_error``), or
+    None."""
     try:
-        return bool(avoid_error(steering.method_object()))
+        return avoid_error(steering.method_object())
     except (SettingsError, TypeError):
-        return False
+        return None
 
 
-def _without_missing_reward_models(steering: Steering) -> list[str]:
-    """Leave out (in place) each saved reward model that names nothing PAD could load now
-    (``reward_model_problem``: the file went since); a sentence for each."""
-    changed = []
-    for values in steering.method_settings.values():
-        spec = values.get("reward_model")
-        if isinstance(spec, str) and reward_model_problem(spec) is not None:
-            del values["reward_model"]
-            changed.append(f"The saved reward model {shortened(spec, 80)!r} is not there any "
-                           "more, so PAD scores with the prompt-contrast reward.")
-    return changed
+def _without_missing_reward_model(steering: Steering) -> list[str]:
+    """Leave out (in place) the chosen method's saved reward model when it names nothing PAD
+    could load now (``reward_model_problem``: the file went since), with a sentence. Another
+    method's is kept as saved: the form says what is wrong with it if that method is
+    chosen."""
+    values = steering.method_settings.get(steering.method, {})
+    spec = values.get("reward_model")
+    if not isinstance(spec, str) or reward_model_problem(spec) is None:
+        return []
+    del values["reward_model"]
+    return [f"The saved reward model {shortened(spec, 80)!r} is not there any more, so PAD "
+            "scores with the prompt-contrast reward."]
 
 
-def _least_reset(steering: Steering) -> tuple[Steering, str]:
+def _least_reset(steering: Steering) -> tuple[Steering, str] | None:
     """``steering`` with the least put back to the app's defaults that lets it answer: the
-    sampling, else the chosen method's settings, else both (``_reset``); and what was reset,
-    in words (``"sampling settings are"``)."""
-    sampling_only = dataclasses.replace(steering, sampling={})
-    if _refusal(sampling_only) is None:
-        return sampling_only, "sampling settings are"
+    sampling, else the chosen method's settings, else both (``_reset``), and what was reset,
+    in words (``"sampling settings are"``); None when none lets it answer (a preference that
+    is also the avoid text: what was saved is kept, and the model's notice says why)."""
     title = method_title(steering.method).split(" (")[0]  # "Base", not "Base (no preference)"
+    sampling_only = dataclasses.replace(steering, sampling={})
     method_only = _reset(dataclasses.replace(
         steering, method_settings=dict(steering.method_settings)))
     method_only.sampling = dict(steering.sampling)
-    if _refusal(method_only) is None:
-        return method_only, f"{title} settings are"
-    return _reset(steering), f"{title} settings and the sampling are"
+    both = _reset(dataclasses.replace(steering, method_settings=dict(steering.method_settings)))
+    for candidate, what in ((sampling_only, "sampling settings are"),
+                            (method_only, f"{title} settings are"),
+                            (both, f"{title} settings and the sampling are")):
+        if _refusal(candidate) is None:
+            return candidate, what
+    return None
 
 
 def _saved_weight(text: str, value: Any) -> float | None:
