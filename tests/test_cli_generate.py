@@ -715,6 +715,27 @@ def test_chat_refuses_an_empty_avoid_before_opening_the_app(
     assert code == 2 and out == "" and "--avoid needs a text" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(("flags", "sentence"), [
+    (["--method", "pref", "-p", "concise=2", "-p", "formal"],
+     "Weighted preferences steer through a two-lane method (amulet, contrastive or pad); pref "
+     "reads one lane."),
+    (["--method", "base", "--avoid", "verbose"],
+     "Avoid needs a two-lane method (contrastive, amulet or pad) to steer away; base reads one "
+     "lane."),
+    (["-p", "concise", "--avoid", "Concise"],
+     "'concise' is both a preference and what to avoid; steering toward and away from the same "
+     "thing changes nothing, so give it as one of them."),
+])
+def test_chat_refuses_flags_no_answer_could_use_before_opening_the_app(
+        capsys: pytest.CaptureFixture[str], flags: list[str], sentence: str) -> None:
+    """The app opened, said the settings could not answer with the model, and refused every
+    message, where generate refuses the same flags."""
+    code, out, err = run_cli(capsys, "chat", *flags)
+    assert (code, out, err) == (2, "", f"localpref: {sentence}\n")
+    code, _, err = run_cli(capsys, "generate", "Hi", *flags)
+    assert (code, err) == (2, f"localpref: {sentence}\n")
+
+
 def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_decoding(
         capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "generate", "Hi", "--method", "pad", "--max-tokens", "2",

@@ -92,6 +92,23 @@ def startup_steering(
     return steering, problems
 
 
+def flags_problem(preference: list[str] | None, method: str | None,
+                  avoid: list[str] | None = None, like: list[str] | None = None) -> str | None:
+    """Why no answer could use the command line's steering flags together, whatever was
+    saved (Pref or Base with weights, a one-lane method with an avoid text, a preference
+    that is also the avoid text), as the library says it, or None. ``chat`` refuses such
+    flags before the app opens, as ``generate`` does; the model's own limits (lanes, the
+    examples' tokens) are checked once it is loaded."""
+    if not (preference or method or avoid or like):
+        return None
+    steering, _ = startup_steering(None, preference, method)
+    if avoid:
+        steering = replace(steering, avoid=" ".join(text.strip() for text in avoid))
+    if like:
+        steering = replace(steering, examples=list(like))
+    return steering.problem_with(None)
+
+
 def _with_preferences(steering: Steering, items: list[str], problems: list[str]) -> Steering:
     """``steering`` with the command line's ``--preference`` items: the built-in ones checked,
     the free texts joined into the custom text, and ``TEXT=NUMBER`` weights on their sliders

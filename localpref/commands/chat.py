@@ -20,7 +20,7 @@ from localpref.commands.options import (
     load_settings,
 )
 from localpref.commands.showing import avoid_from_args, check_stdout_open
-from localpref.errors import LocalprefError, LocalprefWarning
+from localpref.errors import LocalprefError, LocalprefWarning, SettingsError
 from localpref.methods import resolve_method
 from localpref.presets import preference_sentences
 from localpref.store import Store, data_dir
@@ -87,16 +87,20 @@ def run(args: argparse.Namespace) -> int:
 
 def app_from_args(args: argparse.Namespace, **app_options: Any) -> Any:
     """The chat app of the command line's flags (``app_options``, such as an already loaded
-    ``model``, go to ``LocalprefApp`` too). A bad method name or ``--like`` file is one sentence
-    here, before the app opens; examples over ``max_like_tokens`` make the app exit with code 2
-    and that sentence once the model is loaded."""
+    ``model``, go to ``LocalprefApp`` too). A bad method name or ``--like`` file, or flags no
+    answer could use together (Pref with weights, Base with an avoid text), is one sentence
+    here, before the app opens; examples over ``max_like_tokens`` make the app exit with code
+    2 and that sentence once the model is loaded."""
     if args.method:
         resolve_method(args.method)  # a bad name is one sentence and exit 2, before the app
     preference_sentences(parse_preference_items(args.preference))  # so is a bad weight or text
     avoid = avoid_from_args(args)
     like = like_from_args(args)
-    from tui.app import LocalprefApp  # lazily: the rest of localpref never loads Textual
+    from tui.app import LocalprefApp, flags_problem  # lazily: the rest never loads Textual
 
+    problem = flags_problem(args.preference, args.method, avoid, like)
+    if problem is not None:  # (the app opened, and refused every message)
+        raise SettingsError(problem)
     extra = {"avoid": avoid} if avoid else {}
     if like:
         extra["like"] = like
