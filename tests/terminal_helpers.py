@@ -73,14 +73,14 @@ class Terminal:
 
 
 @contextlib.contextmanager
-def chat_terminal(home: Path, *arguments: str) -> Iterator[Terminal]:
-    """``localpref chat ARGUMENTS`` on a pseudo-terminal, its data folder ``home``; killed
-    afterwards if it still runs."""
+def chat_terminal(home: Path, *arguments: str, columns: int = COLUMNS) -> Iterator[Terminal]:
+    """``localpref chat ARGUMENTS`` on a pseudo-terminal ``columns`` wide, its data folder
+    ``home``; killed afterwards if it still runs."""
     env = {**os.environ, "LOCALPREF_HOME": str(home), "TERM": "xterm-256color",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("NO_COLOR", None)
     child = pexpect.spawn(sys.executable, ["-m", "localpref.cli", "chat", *arguments], env=env,
-                          dimensions=(LINES, COLUMNS), cwd=str(home))
+                          dimensions=(LINES, columns), cwd=str(home))
     try:
         yield Terminal(child)
     finally:

@@ -8,7 +8,15 @@ import io
 from pathlib import Path
 
 import pytest
-from terminal_helpers import CTRL_Q, ENTER, answered, chat_terminal, history, printed
+from terminal_helpers import (
+    CTRL_Q,
+    ENTER,
+    ESCAPES,
+    answered,
+    chat_terminal,
+    history,
+    printed,
+)
 from tui_helpers import seed
 
 from localpref.api import Model
@@ -89,12 +97,16 @@ def test_chat_with_like_in_a_terminal_evaluates_the_examples_once(model: Model,
 
 def test_examples_over_the_bound_exit_with_code_2_and_one_sentence(tmp_path: Path) -> None:
     paths = example_files(tmp_path, "word " * 700, "word " * 700)
-    with chat_terminal(tmp_path, *like_arguments(paths)) as term:
+    with chat_terminal(tmp_path, *like_arguments(paths), columns=80) as term:
         assert term.finish() == 2
     output = printed(term.tail)
     assert "localpref: The examples are" in output
     assert f"the limit is {DEFAULT_MAX_LIKE_TOKENS} (max_like_tokens)" in output
     assert "Traceback" not in output
+    # one line, the terminal's to fold: Textual's exit message broke it at the screen's width
+    line = next(line for line in ESCAPES.sub("", term.tail.decode()).splitlines()
+                if "localpref: The examples are" in line)
+    assert line.rstrip().endswith("examples.") and len(line.rstrip()) > 80
 
 
 @pytest.mark.parametrize(("text", "words"), [

@@ -182,6 +182,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
                                        text, severity=severity))
         #: Every notice shown, oldest first (the user's log; tests read it).
         self.notices: list[str] = []
+        #: why the app exited with code 2, for ``localpref chat`` to print (``_exit_with``)
+        self.exit_sentence: str | None = None
         #: The context the conversation uses, in tokens (the status bar's figure).
         self._context_used = 0
         self._model_failure = ""
@@ -403,7 +405,7 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
             try:
                 self.session.model.like_tokens(like)
             except SettingsError as error:
-                self.exit(return_code=2, message=f"localpref: {error}")
+                self._exit_with(f"localpref: {error}")
                 return
         self.sub_title = self.session.model.name
         for notice in getattr(self.session.model, "notices", ()):
@@ -428,9 +430,16 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         self.push_screen(ModelErrorDialog(event.reason, event.spec, _local_models()),
                          callback=self._model_chosen)
 
+    def _exit_with(self, sentence: str) -> None:
+        """Exit with code 2; ``localpref chat`` prints ``sentence`` on standard error once the
+        terminal is restored (``exit_sentence``: Textual's own exit message is wrapped at the
+        screen's width, a line break inside the sentence)."""
+        self.exit_sentence = sentence
+        self.exit(return_code=2)
+
     def _model_chosen(self, spec: str | None) -> None:
         if spec is None:  # Quit: exit code 2 and the reason, as the command line does
-            self.exit(return_code=2, message=f"localpref: {self._model_failure}")
+            self._exit_with(f"localpref: {self._model_failure}")
             return
         self.model_spec, self.model_file = spec, None
         self._show_status(model=Path(spec).name, state="loading model…")

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
                              "error); for an answer in a script use localpref generate, or "
                              "chat --list / --export for the saved conversations.")
     app.run()
+    if app.exit_sentence:  # (after the terminal is restored, unwrapped)
+        print(app.exit_sentence, file=sys.stderr)
     return app.return_code or 0
 
 
