@@ -41,7 +41,8 @@ def test_keys_typed_at_full_speed_all_land_in_order(tmp_path):
         assert term.finish() == 0
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                              (signal.SIGINT, 130)])  # (SIGINT exited 0)
 def test_a_terminating_signal_quits_as_ctrl_q_and_gives_the_terminal_back(tmp_path, signum,
                                                                            code):
     """SIGTERM and SIGHUP ended the process at once: the terminal was left in the app's

@@ -54,7 +54,7 @@ CHAT_SCREEN_ACTIONS = frozenset(
     action.action for action in APP_ACTIONS if action.action not in ("quit", "help"))
 
 #: Signals that quit the app as Ctrl+Q does (``LocalprefApp._quit_on_signals``).
-QUIT_SIGNALS = ("SIGTERM", "SIGHUP")
+QUIT_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
 
 #: Below these widths the side panels start hidden (F3 and Ctrl+L show them; under
 #: BOTH_PANELS_MIN_WIDTH one at a time).
