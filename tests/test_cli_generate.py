@@ -736,6 +736,14 @@ def test_chat_refuses_flags_no_answer_could_use_before_opening_the_app(
     assert (code, err) == (2, f"localpref: {sentence}\n")
 
 
+def test_chat_reads_its_flags_alone_not_the_apps_default_preference(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--avoid concise was refused as "both a preference and what to avoid": the check read
+    the app's default preference (concise), which saved settings replace (diff review)."""
+    code, out, err = run_cli(capsys, "chat", "--avoid", "concise")
+    assert (code, out) == (2, "") and err.startswith("localpref: The chat app needs a terminal")
+
+
 def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_decoding(
         capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "generate", "Hi", "--method", "pad", "--max-tokens", "2",

@@ -101,7 +101,8 @@ def flags_problem(preference: list[str] | None, method: str | None,
     examples' tokens) are checked once it is loaded."""
     if not (preference or method or avoid or like):
         return None
-    steering, _ = startup_steering(None, preference, method)
+    # (from no preference: the app's default one is not a flag, and saved ones replace it)
+    steering, _ = startup_steering({"presets": []}, preference, method)
     if avoid:
         steering = replace(steering, avoid=" ".join(text.strip() for text in avoid))
     if like:
