@@ -842,6 +842,9 @@ class Chat:
         self._session = Session()
         #: the answer made and not yet ended (read, run or closed): the next turn waits
         self._answering: weakref.ref[Generation] | None = None
+        #: held from reading the history to handing the answer over, so that two threads
+        #: cannot both answer one history (the second overwrote the first's turn)
+        self._turn_lock = threading.Lock()
 
     @property
     def holds_lanes(self) -> bool:
@@ -859,19 +862,32 @@ class Chat:
             raise SettingsError(f"A message is a text (got {type(text).__name__}).")
         if not text.strip():
             raise SettingsError("The message is empty.")
-        conversation = [*self.messages, {"role": "user", "content": text}]
-        return self._answer(conversation, overrides)
+        with self._turn_lock:
+            self._check_free()
+            conversation = [*self.messages, {"role": "user", "content": text}]
+            return self._answer(conversation, overrides)
 
     def regenerate(self, **overrides: Any) -> Generation:
         """Answer the last user message again; the new answer replaces the last one when it
         ends (a regeneration refused, or closed before it wrote anything, changes nothing)."""
-        conversation = list(self.messages)
-        replaces = bool(conversation) and conversation[-1]["role"] == "assistant"
-        if replaces:
-            conversation.pop()
-        if not conversation:
-            raise SettingsError("There is no message to answer again.")
-        return self._answer(conversation, overrides, replaces=replaces)
+        with self._turn_lock:
+            self._check_free()
+            conversation = list(self.messages)
+            replaces = bool(conversation) and conversation[-1]["role"] == "assistant"
+            if replaces:
+                conversation.pop()
+            if not conversation:
+                raise SettingsError("There is no message to answer again.")
+            return self._answer(conversation, overrides, replaces=replaces)
+
+    def _check_free(self) -> None:
+        """``BusyError`` while the last answer has not ended and joined the history (one
+        turn at a time: its result appears only once it joined, so a history read after
+        this check holds it)."""
+        answering = self._answering() if self._answering is not None else None
+        if answering is not None and answering.result is None:  # made, not ended
+            raise BusyError("This chat is already answering; read or close that answer "
+                            "first.")
 
     def _make_request(self, conversation: list[dict[str, str]],
                       overrides: dict[str, Any]) -> Request:
@@ -889,11 +905,8 @@ class Chat:
     def _answer(self, conversation: list[dict[str, str]], overrides: dict[str, Any], *,
                 replaces: bool = False) -> Generation:
         """The answer to ``conversation`` (the history and the new message), which joins the
-        history when it ends (``replaces``: in place of the last answer); one at a time."""
-        answering = self._answering() if self._answering is not None else None
-        if answering is not None and answering.result is None:  # made, not ended
-            raise BusyError("This chat is already answering; read or close that answer "
-                            "first.")
+        history when it ends (``replaces``: in place of the last answer). Called under
+        ``_turn_lock`` after ``_check_free``."""
 
         def remember(results: list[Result]) -> None:  # once it ran, even cancelled
             if not results or (replaces and results[0].wrote_nothing):

@@ -683,9 +683,12 @@ class _Reading:
                         end = item
                     elif item is None and not _scheduler_can_answer():
                         break
-            self.results = self.results_kept(end, early or self.cancelled.is_set())
-            if self.on_finish is not None and self.started:  # never handed over: no answer
-                self.on_finish(self.results)
+            results = self.results_kept(end, early or self.cancelled.is_set())
+            try:
+                if self.on_finish is not None and self.started:  # never handed over: none
+                    self.on_finish(results)
+            finally:  # (after on_finish: a chat's next turn waits until this one is kept)
+                self.results = results
 
     def results_kept(self, end: End | None, cut: bool) -> list[Result]:
         """The results; cut to what was yielded when the caller stopped reading early or
