@@ -31,8 +31,9 @@ import numpy as np
 
 from localpref.errors import ModelError, PromptTooLongError, SettingsError
 from localpref.gguf_header import GGUFInfo, read_gguf_header
+from localpref.interrupt_hold import interrupt_held
 from localpref.llama_library import llama_cpp
-from localpref.llama_log import init_backend, interrupt_held, load_watch
+from localpref.llama_log import init_backend, load_watch
 from localpref.split_files import check_parts
 from localpref.stream_choice import choose_streams, common_prefix
 

@@ -14,28 +14,19 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from localpref.interrupt_hold import Held, interrupt_held
 from localpref.llama_library import llama_cpp
 
 _GGML_LOG_LEVEL_ERROR = 4
 _backend_lock = threading.Lock()
 _backend_ready = False
 _watching = threading.local()
-
-
-@dataclass
-class Held:
-    """Whether a Ctrl-C (or a SIGTERM that a command turns into its exit) came while it was
-    held (``interrupt_held``), and which signals came."""
-
-    interrupted: bool = False
-    signals: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -90,43 +81,6 @@ def init_backend() -> None:
         with interrupt_held():
             llama_cpp.llama_backend_init()
         _backend_ready = True
-
-
-@contextmanager
-def interrupt_held(held: Held | None = None) -> Iterator[Held]:
-    """Hold a Ctrl-C (SIGINT) in the main thread until the block ends, then deliver it; the
-    same for a SIGTERM that Python handles (``commands.interrupt.terminate_as_exit``).
-
-    Meanwhile it only marks ``held`` interrupted: Python runs a signal's handler where it next
-    runs Python, which inside a llama.cpp call is the log callback, where a KeyboardInterrupt
-    (or a SystemExit) would be printed and dropped by ctypes (and the call would go on). Once
-    the block is left, the signal goes to the handler that was in place (by default:
-    KeyboardInterrupt there). Elsewhere than the main thread, with SIGINT ignored, or with
-    SIGTERM left to the system (it ends the process at once), nothing changes for it."""
-    held = held if held is not None else Held()
-    main = threading.current_thread() is threading.main_thread()
-    previous: dict[int, object] = {}
-    if main:
-        interrupt, terminate = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-        if interrupt not in (signal.SIG_IGN, None):
-            previous[signal.SIGINT] = interrupt
-        if callable(terminate):
-            previous[signal.SIGTERM] = terminate
-
-    def mark(signum: int, frame: object) -> None:
-        held.interrupted = True
-        if signum not in held.signals:
-            held.signals.append(signum)
-
-    for signum in previous:  # first, so that a signal from here on is marked, never raised
-        signal.signal(signum, mark)
-    try:
-        yield held
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-    for signum in sorted(held.signals, key=lambda s: s != signal.SIGTERM):  # SIGTERM first
-        signal.raise_signal(signum)
 
 
 @contextmanager

@@ -35,6 +35,7 @@ import numpy as np
 
 from localpref import kernels
 from localpref.errors import SettingsError, UnknownMethodError
+from localpref.interrupt_hold import interrupt_held
 from localpref.kernels import controls
 
 #: Bounds far past any use that keep a value inside what the kernels take (a C integer): the
@@ -845,7 +846,10 @@ def resolve_method(method: Method | str | None, **settings: object) -> Method:
 
 @functools.lru_cache(maxsize=4096)
 def _amulet_contrast(alpha: float, lam: float, eta: float, iterations: int) -> float:
-    return float(kernels.amulet_contrast(alpha, lam, eta, iterations))
+    # (its first call compiles or loads the kernel through llvmlite's callbacks, where a
+    # Ctrl-C was dropped: every command builds an Amulet for its help, in its first second)
+    with interrupt_held():
+        return float(kernels.amulet_contrast(alpha, lam, eta, iterations))
 
 
 #: ``end_tokens`` values: end tokens steered like any other (the papers'), or given the

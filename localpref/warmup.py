@@ -14,8 +14,8 @@ import threading
 import time
 
 from localpref import kernels
+from localpref.interrupt_hold import interrupt_held
 from localpref.kernels import controls
-from localpref.llama_log import interrupt_held
 
 _lock = threading.Lock()
 _warm = False

@@ -14,7 +14,8 @@ import pytest
 
 from localpref import cli
 from localpref.engine import LoadedModel
-from localpref.llama_log import interrupt_held, loading
+from localpref.interrupt_hold import interrupt_held
+from localpref.llama_log import loading
 
 
 def test_ctrl_c_during_a_load_stops_it_and_reaches_the_caller(
@@ -140,3 +141,34 @@ def test_a_held_sigterm_comes_once_the_block_is_left_and_only_when_python_handle
         assert not held.interrupted and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_ctrl_c_while_amulets_kernel_compiles_is_not_dropped(monkeypatch) -> None:
+    """Every command builds an Amulet for its help; the first call of its kernel compiles it
+    or loads it through llvmlite's callbacks, where ctypes dropped a Ctrl-C ("Exception
+    ignored on calling ctypes callback function") and a batch run in its first second went on
+    to the end. Here the kernel's stand-in takes the Ctrl-C inside a C library's callback."""
+    import ctypes
+
+    from localpref import methods
+
+    libc = ctypes.CDLL(None)
+    compare = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+    def in_a_callback(*_: object) -> float:
+        def interrupted(a: int, b: int) -> int:
+            signal.raise_signal(signal.SIGINT)  # arrives while C code calls back
+            for _ in range(1000):  # (Python runs the handler here, inside the callback)
+                pass
+            return 0
+        values = (ctypes.c_int * 2)(2, 1)
+        libc.qsort(values, 2, ctypes.sizeof(ctypes.c_int), compare(interrupted))
+        return 0.25
+
+    monkeypatch.setattr(methods.kernels, "amulet_contrast", in_a_callback)
+    interactive = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            methods._amulet_contrast.__wrapped__(2.0, 2.0, 10.0, 61)
+    finally:
+        signal.signal(signal.SIGINT, interactive)
