@@ -86,6 +86,24 @@ def test_compare_and_batch_check_their_argument_types(model: Model, tmp_path: Pa
         assert str(refused.value) == (f"{named} the Ray actors of ray; give ray=True too "
                                       "(or a cluster's address), or leave them out.")
     assert not (tmp_path / "out.jsonl").exists()
+    # Ray settings no run could use: refused before the answers file's folder or lock is made
+    # (a bad address and a loaded Model left the lock; '' started a local Ray; a loaded Model
+    # was taken for a file already answered)
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"custom_id": "a", "url": "/v1/chat/completions", "body": {}}\n',
+                      encoding="utf-8")
+    out = tmp_path / "new" / "out.jsonl"
+    for ray, loaded, sentence in (
+            ("", None, "ray='' is an empty address; give the cluster's address, or ray=True "
+                       "for a local Ray."),
+            (True, model, "With Ray, give the model as a path or a name every node can load, "
+                          "not a loaded Model."),
+            (":", None, "A Ray address is HOST:PORT"),
+            (3, None, "ray must be True (a local Ray) or a cluster's address (got int).")):
+        with pytest.raises(SettingsError) as refused:
+            localpref.batch(source, out, model=loaded, ray=ray)
+        assert str(refused.value).startswith(sentence)
+        assert not out.parent.exists()
 
 
 def test_one_method_is_a_comparison_of_one(model: Model) -> None:

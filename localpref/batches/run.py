@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,8 @@ def batch(
     ray_actors = RAY_ACTORS if ray_actors is None else ray_actors
     ray_cpus_per_actor = RAY_CPUS_PER_ACTOR if ray_cpus_per_actor is None else ray_cpus_per_actor
     check_counts(parallel, ray_actors, ray_cpus_per_actor)
+    if by_ray:
+        check_ray(ray, model, ray_actors)
     for name, value in (("input_path", input_path), ("out", out)):
         if not isinstance(value, (str, os.PathLike)):
             raise SettingsError(f"{name} must be a path (a text or a Path), not "
@@ -91,9 +94,6 @@ def batch(
         lanes = min(2 * parallel, max(2, lanes_bound(recorder.pending)))
         try:
             if recorder.pending and by_ray:
-                if not isinstance(model, (str, Path)) and model is not None:
-                    raise SettingsError("With Ray, give the model as a path or a name every "
-                                        "node can load, not a loaded Model.")
                 from localpref.batches.ray_runner import RaySettings, run_ray
 
                 settings = RaySettings(
@@ -109,6 +109,29 @@ def batch(
             recorder.close()
             raise
         return recorder.finish(unordered=unordered)
+
+
+def check_ray(ray: bool | str, model: object, actors: int) -> None:
+    """One sentence, before the answers file or its lock is made, for Ray settings no run
+    could use: an address that is empty or not one (``ray_runner.check_reachable``), a
+    loaded ``Model`` (each actor loads its own), more local actors than cores."""
+    if not isinstance(ray, (bool, str)):
+        raise SettingsError(f"ray must be True (a local Ray) or a cluster's address (got "
+                            f"{type(ray).__name__}).")
+    if isinstance(ray, str) and not ray.strip():
+        raise SettingsError("ray='' is an empty address; give the cluster's address, or "
+                            "ray=True for a local Ray.")
+    if not isinstance(model, (str, Path)) and model is not None:
+        raise SettingsError("With Ray, give the model as a path or a name every node can "
+                            "load, not a loaded Model.")
+    from localpref.batches.ray_runner import check_local_actors, check_reachable
+
+    if ray is True or str(ray).strip().lower() == "local":
+        started = sys.modules.get("ray")  # (a script's own ray.init is used as it is)
+        if started is None or not started.is_initialized():
+            check_local_actors(actors)
+    else:
+        check_reachable(str(ray))
 
 
 def lock_path(out: Path) -> Path:
