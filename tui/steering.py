@@ -474,18 +474,16 @@ def _without_missing_reward_model(steering: Steering) -> list[str]:
 
 def _least_reset(steering: Steering) -> tuple[Steering, str] | None:
     """``steering`` with the least put back to the app's defaults that lets it answer: the
-    sampling, else the chosen method's settings, else both (``_reset``), and what was reset,
+    sampling, else the chosen method's settings, else both, and what was reset,
     in words (``"sampling settings are"``); None when none lets it answer (a preference that
     is also the avoid text: what was saved is kept, and the model's notice says why)."""
     title = method_title(steering.method).split(" (")[0]  # "Base", not "Base (no preference)"
-    sampling_only = dataclasses.replace(steering, sampling={})
-    method_only = _reset(dataclasses.replace(
-        steering, method_settings=dict(steering.method_settings)))
-    method_only.sampling = dict(steering.sampling)
-    both = _reset(dataclasses.replace(steering, method_settings=dict(steering.method_settings)))
-    for candidate, what in ((sampling_only, "sampling settings are"),
+    method_only = _with_method_defaults(steering)
+    for candidate, what in ((dataclasses.replace(steering, sampling={}),
+                             "sampling settings are"),
                             (method_only, f"{title} settings are"),
-                            (both, f"{title} settings and the sampling are")):
+                            (dataclasses.replace(method_only, sampling={}),
+                             f"{title} settings and the sampling are")):
         if _refusal(candidate) is None:
             return candidate, what
     return None
@@ -501,15 +499,15 @@ def _saved_weight(text: str, value: Any) -> float | None:
         return None
 
 
-def _reset(steering: Steering) -> Steering:
-    """The chosen method's settings and the sampling back to the app's defaults."""
+def _with_method_defaults(steering: Steering) -> Steering:
+    """A copy of ``steering`` with the chosen method's settings at the app's defaults."""
+    settings = dict(steering.method_settings)
     defaults = app_method_settings()
     if steering.method in defaults:
-        steering.method_settings[steering.method] = defaults[steering.method]
+        settings[steering.method] = defaults[steering.method]
     else:
-        steering.method_settings.pop(steering.method, None)
-    steering.sampling = {}
-    return steering
+        settings.pop(steering.method, None)
+    return dataclasses.replace(steering, method_settings=settings)
 
 
 def reward_model_problem(spec: str) -> str | None:

@@ -127,14 +127,11 @@ def start_ray(settings: RaySettings) -> bool:
         raise SettingsError("--ray needs Ray: pip install 'localpref[ray]'.") from None
     if ray.is_initialized():
         return False
-    if settings.local:
-        check_local_actors(settings.actors)
+    check_start(settings)
     # log_to_driver off: what the actors print (their notices) stays in Ray's logs; Ray sent
     # it to this process's stdout, which is the run's
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                                "configure_logging": False, "log_to_driver": False}
-    if not settings.local:
-        check_reachable(str(settings.address))
     try:
         with sigterm_kept(), interrupt_noticed(), ray_notices_quiet():
             if not settings.local:
@@ -228,6 +225,20 @@ def ray_notices_quiet() -> Iterator[None]:
 #: Seconds to wait for a cluster's port to answer before saying it cannot be reached (Ray's own
 #: client retries for minutes).
 REACH_SECONDS = 5.0
+
+
+def check_start(settings: RaySettings) -> None:
+    """One sentence for settings Ray could not start with: more local actors than cores
+    (``check_local_actors``), or a cluster's address that is not one or where nothing listens
+    (``check_reachable``); nothing when this process's Ray already runs (a script's own
+    ``ray.init``, which ``start_ray`` uses as it is). Ray is not imported for it."""
+    running = sys.modules.get("ray")
+    if running is not None and running.is_initialized():
+        return
+    if settings.local:
+        check_local_actors(settings.actors)
+    else:
+        check_reachable(str(settings.address))
 
 
 def check_reachable(address: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 #: the Ray actors and the CPUs each reserves when ``ray_actors``/``ray_cpus_per_actor`` (the
 #: CLI's ``--ray-actors``/``--ray-cpus-per-actor``) are left out
 RAY_ACTORS, RAY_CPUS_PER_ACTOR = 2, 1.0
+
+
+def sizes_without_ray(given: Sequence[str], ray: str, give: str) -> SettingsError:
+    """The sentence for Ray's actor sizes (``given``: their names) without ``ray``: they were
+    ignored, and the file ran in one process; ``give``: what to do instead."""
+    verb = "size" if len(given) > 1 else "sizes"
+    return SettingsError(f"{' and '.join(given)} {verb} the Ray actors of {ray}; give {give}.")
 
 
 def check_counts(parallel: int, ray_actors: int, ray_cpus_per_actor: float) -> None:
@@ -67,9 +74,8 @@ def batch(
                                       ("ray_cpus_per_actor", ray_cpus_per_actor))
              if value is not None]
     if given and not by_ray:
-        verb = "size" if len(given) > 1 else "sizes"
-        raise SettingsError(f"{' and '.join(given)} {verb} the Ray actors of ray; give ray=True "
-                            "too (or a cluster's address), or leave them out.")
+        raise sizes_without_ray(given, "ray", "ray=True too (or a cluster's address), or leave "
+                                "them out")
     ray_actors = RAY_ACTORS if ray_actors is None else ray_actors
     ray_cpus_per_actor = RAY_CPUS_PER_ACTOR if ray_cpus_per_actor is None else ray_cpus_per_actor
     check_counts(parallel, ray_actors, ray_cpus_per_actor)
@@ -124,14 +130,9 @@ def check_ray(ray: bool | str, model: object, actors: int) -> None:
     if not isinstance(model, (str, Path)) and model is not None:
         raise SettingsError("With Ray, give the model as a path or a name every node can "
                             "load, not a loaded Model.")
-    from localpref.batches.ray_runner import check_local_actors, check_reachable
+    from localpref.batches.ray_runner import RaySettings, check_start
 
-    if ray is True or str(ray).strip().lower() == "local":
-        started = sys.modules.get("ray")  # (a script's own ray.init is used as it is)
-        if started is None or not started.is_initialized():
-            check_local_actors(actors)
-    else:
-        check_reachable(str(ray))
+    check_start(RaySettings(address=ray if isinstance(ray, str) else None, actors=actors))
 
 
 def lock_path(out: Path) -> Path:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localpref.batches.run import RAY_ACTORS, RAY_CPUS_PER_ACTOR
+from localpref.batches.run import RAY_ACTORS, RAY_CPUS_PER_ACTOR, sizes_without_ray
 from localpref.commands.interrupt import (
     TERMINATED_EXIT,
     Termination,
@@ -64,9 +64,8 @@ def check_ray_options(args: argparse.Namespace) -> None:
                                       ("--ray-cpus-per-actor", args.ray_cpus_per_actor))
              if value is not None]
     if given and args.ray is None:
-        verb = "size" if len(given) > 1 else "sizes"
-        raise SettingsError(f"{' and '.join(given)} {verb} the Ray actors of --ray; give --ray "
-                            "too (a cluster's address, or nothing for a local Ray).")
+        raise sizes_without_ray(given, "--ray", "--ray too (a cluster's address, or nothing "
+                                "for a local Ray)")
     if args.ray_actors is None:
         args.ray_actors = RAY_ACTORS
     if args.ray_cpus_per_actor is None:
