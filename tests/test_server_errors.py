@@ -5,6 +5,9 @@ no CORS unless asked)."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import time
 
 import openai
 import pytest
@@ -438,3 +441,20 @@ def test_an_assistants_refusal_part_in_the_history_reads_as_its_text(server) -> 
         assert answer.status == 200, answer.text
         usage.append(answer.json()["usage"]["prompt_tokens"])
     assert usage[0] == usage[1]  # the parts read as the one text
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback(server, caplog) -> None:
+    """A client that hangs up halfway through its body (a killed client, a flaky network)
+    is nobody to answer: the server logs no error for it and goes on serving."""
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+                         b'{"model":')
+            time.sleep(0.3)
+    time.sleep(0.5)  # the server reads the hang-up
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
+    answer = request(server.url, "POST", CHAT, body=body(max_tokens=2))
+    assert answer.status == 200

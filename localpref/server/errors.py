@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from localpref import json_reading
 from localpref.engine import MAX_LANES
@@ -297,6 +298,10 @@ def install_error_handlers(app: FastAPI) -> None:
         elif error.status_code == 405:
             message = f"{request.url.path} does not accept {request.method}."
             code = "method_not_allowed"
+        elif error.status_code == 400 and isinstance(error.__cause__, ClientDisconnect):
+            # the client went away before its whole body came: nobody reads this answer,
+            # and reading the body again would only fail again (in the server's log)
+            message, code = "The request's body ended before its Content-Length.", None
         elif error.status_code == 400 and error.detail == BODY_PARSE_DETAIL:
             # Starlette's words for a body it could not decode: said as what it is
             message, code = why_not_json(await request.body()), "invalid_request"
