@@ -136,13 +136,12 @@ def test_an_unknown_ollama_name_is_one_sentence_listing_what_is_there(
         ollama: dict[str, Path], home: Path) -> None:
     with pytest.raises(ModelError) as error:
         models.resolve_model("ollama:nope")
-    gone = next((home / ".ollama" / "models" / "blobs").glob("sha256-*"), None)
-    assert gone is not None
-    assert str(error.value).startswith(
+    # the models it cannot use are named (why: models list; a store of broken manifests
+    # made it a few kilobytes)
+    assert str(error.value) == (
         f"No ollama model nope:latest in {home / '.ollama' / 'models'}; it has "
-        "hf.co/org/repo:Q4_K_M, someone/thing:7b, tiny:latest, tiny:q4; the ollama model "
-        "gone:latest cannot be used: its model blob sha256-")
-    assert str(error.value).endswith(" is missing (`ollama pull` it again).")
+        "hf.co/org/repo:Q4_K_M, someone/thing:7b, tiny:latest, tiny:q4; it cannot use "
+        "gone:latest (`localpref models list` says why).")
 
 
 def test_a_broken_ollama_manifest_is_said_and_never_stops_the_others(
@@ -627,6 +626,128 @@ def test_a_folder_that_cannot_be_read_leaves_its_models_out_and_says_so(
     assert report["org/Inner-GGUF:inner*"] == report["problems"][0]  # it may be in there
     assert report["org/Inner-GGUF:outer*"] == str(inner.parent / "outer.Q4_0.gguf")
     assert report["lmstudio:nothing-like-it"].endswith(
-        f"; the folder {shut} cannot be read (Permission denied); the LM Studio model "
-        f"pub/Alpha-GGUF/Alpha-Q8_0.gguf cannot be used: {private} cannot be read (Permission "
-        "denied).")
+        f"; the folder {shut} cannot be read (Permission denied); it cannot use "
+        "pub/Alpha-GGUF/Alpha-Q8_0.gguf (`localpref models list` says why).")
+
+
+def _as_a_user(home: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``localpref ARGUMENTS`` run as a user whose shell may not read every folder."""
+    return subprocess.run([*AS_A_USER, sys.executable, "-m", "localpref.cli", *arguments],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(home), **env})
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv reads every folder")
+def test_a_store_folder_that_cannot_be_entered_is_a_sentence_never_a_traceback(
+        ollama: dict[str, Path], lmstudio: dict[str, Path], home: Path) -> None:
+    """Python's ``is_file`` and ``is_dir`` raise where a folder's permissions refuse a look
+    (an ollama ``blobs`` folder, LM Studio's folder itself, a folder that can be listed and
+    not entered, a Linux service's store at mode 700): every listing and every name of a
+    store crashed with a traceback."""
+    blobs = home / ".ollama" / "models" / "blobs"
+    studio = home / ".lmstudio"
+    listed_not_entered = home / ".cache" / "lm-studio" / "models" / "old" / "Beta-GGUF"
+    changed = ((blobs, 0), (studio, 0), (listed_not_entered, 0o600))
+    for folder, mode in changed:
+        folder.chmod(mode)
+    try:
+        listing = _as_a_user(home, "models", "list", "--json")
+        tiny = _as_a_user(home, "models", "path", "ollama:tiny")
+        beta = _as_a_user(home, "models", "path", "lmstudio:beta")
+        nothing = _as_a_user(home, "models", "path", "lmstudio:nothing-like-it")
+        (home / ".ollama").chmod(0)
+        store_shut = _as_a_user(home, "models", "path", "ollama:tiny")
+    finally:
+        (home / ".ollama").chmod(0o755)
+        for folder, _ in changed:
+            folder.chmod(0o755)
+    for run in (listing, tiny, beta, nothing, store_shut):
+        assert "Traceback" not in run.stderr, run.stderr
+    assert listing.returncode == 0
+    problems = json.loads(listing.stdout)["problems"]
+    tiny_sentence = (f"The ollama model tiny:latest cannot be used: its model blob "
+                     f"{ollama['tiny:latest']} cannot be read (Permission denied).")
+    beta_file = lmstudio["old/Beta-GGUF/beta.Q4_0.gguf"]
+    beta_sentence = ("The LM Studio model old/Beta-GGUF/beta.Q4_0.gguf cannot be used: "
+                     f"{beta_file} cannot be read (Permission denied).")
+    assert tiny_sentence in problems and beta_sentence in problems
+    assert f"The folder {studio / 'models'} cannot be read (Permission denied)." in problems
+    assert (tiny.returncode, tiny.stderr.strip()) == (2, f"localpref: {tiny_sentence}")
+    assert (beta.returncode, beta.stderr.strip()) == (2, f"localpref: {beta_sentence}")
+    assert nothing.returncode == 2
+    assert store_shut.returncode == 2 and store_shut.stderr.strip() == (
+        f"localpref: No ollama model tiny:latest in {home / '.ollama' / 'models'}; it has no "
+        f"models; the folder {home / '.ollama' / 'models' / 'manifests'} cannot be read "
+        "(Permission denied).")
+
+
+def test_a_manifest_digest_never_leads_out_of_the_blobs_folder(home: Path, gguf: Path,
+                                                               tmp_path: Path) -> None:
+    """Only the part after ':' was checked: ``../../elsewhere/sha256:abc`` named a file
+    outside the store, listed and loaded as an ollama model."""
+    root = home / ".ollama" / "models"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copyfile(gguf, elsewhere / "sha256-abc123")
+    manifest = root / "manifests" / "registry.ollama.ai" / "library" / "escape" / "latest"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"layers": [
+        {"mediaType": MODEL_LAYER, "digest": "../../../elsewhere/sha256:abc123"}]}))
+    (root / "blobs").mkdir()
+    assert models.ollama_models() == []
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("ollama:escape")
+    assert str(error.value) == (f"The ollama model escape:latest cannot be used: its manifest "
+                                f"{manifest} names no valid model blob.")
+
+
+def test_an_ollama_models_folder_that_is_a_file_is_said_as_that(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "models.txt"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("OLLAMA_MODELS", str(a_file))
+    problems: list[str] = []
+    assert models.ollama_models(problems=problems) == [] and problems == []
+    assert cli.main(["models", "path", "ollama:tiny"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"localpref: No ollama model tiny:latest in {a_file}; that is a file, not a folder.")
+
+
+def test_a_cached_file_an_ollama_blob_links_to_is_not_removed(
+        home: Path, gguf: Path, empty_hf_cache: Path) -> None:
+    """LM Studio's links to a cached file were kept from ``models remove``; an ollama blob
+    linked to one was not, and the ollama model was gone without a word."""
+    snapshot = empty_hf_cache / "models--OrgC--RepoC-GGUF" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    cached = snapshot / "c.Q4_0.gguf"
+    shutil.copyfile(gguf, cached)
+    blob = add_ollama_model(home / ".ollama" / "models", gguf, "registry.ollama.ai",
+                            "library", "cmodel", "latest")
+    blob.unlink()
+    blob.symlink_to(cached)
+    assert models.resolve_model("ollama:cmodel") == blob
+    with pytest.raises(ModelError) as error:
+        models.remove_model("OrgC/RepoC-GGUF")
+    assert str(error.value) == ("ollama's model ollama:cmodel:latest links to this file; "
+                                "remove it in ollama first, then run this again.")
+    assert cached.is_file() and models.resolve_model("ollama:cmodel") == blob
+
+
+def test_an_lmstudio_file_that_is_not_gguf_is_not_listed_and_says_why(
+        lmstudio: dict[str, Path], home: Path) -> None:
+    """An ollama blob that is not GGUF was left out with a sentence; a text file named
+    ``*.gguf`` in LM Studio's folder was listed as a model and offered in hints."""
+    notes = home / ".lmstudio" / "models" / "pub" / "Notes" / "readme.gguf"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("not a model\n")
+    problems: list[str] = []
+    assert "pub/Notes/readme.gguf" not in [m.name for m in models.lmstudio_models(
+        problems=problems)]
+    sentence = (f"The LM Studio model pub/Notes/readme.gguf cannot be used: {notes} is not a "
+                "GGUF file (it does not begin as one).")
+    assert sentence in problems
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("lmstudio:readme")
+    assert str(error.value) == sentence

@@ -17,7 +17,7 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, pattern_matches
-from localpref.models.stores import lmstudio_links_to
+from localpref.models.stores import store_links_to
 from localpref.models.walk import files_below
 from localpref.split_files import check_parts, is_later_part, part_paths
 
@@ -225,7 +225,7 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
             raise ModelError(
                 f"{parsed.path} is not in the Hugging Face cache; delete it yourself if you wish."
             )
-        refuse_what_lmstudio_links_to([absolute])
+        refuse_what_stores_link_to([absolute])
         delete_cached_file(absolute)
         return [absolute]
     assert parsed.repo is not None and parsed.pattern is not None
@@ -247,7 +247,7 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
                 removed += [part for part in ([path] if is_later_part(path.name)
                                               else part_paths(path))
                             if part.is_file() or part.is_symlink()]
-    refuse_what_lmstudio_links_to(removed)  # (before any file goes)
+    refuse_what_stores_link_to(removed)  # (before any file goes)
     for part in removed:
         delete_cached_file(part)
     if not removed and not whole_repo:
@@ -273,16 +273,19 @@ def _orphaned_parts(snapshot: Path) -> list[Path]:
             and not _is_file(part_paths(path)[0])]
 
 
-def refuse_what_lmstudio_links_to(files: list[Path]) -> None:
-    """One sentence when an LM Studio model is a link to one of ``files`` (LM Studio's
-    "import as a link"): removed, it was gone from LM Studio without a word."""
-    linked = lmstudio_links_to([file for file in files if file.exists()])
-    if linked:
-        names = ", ".join(f"lmstudio:{name}" for name in linked)
-        raise ModelError(f"LM Studio's model{'s' if len(linked) > 1 else ''} {names} "
-                         f"link{'' if len(linked) > 1 else 's'} to this file; remove "
-                         f"{'them' if len(linked) > 1 else 'it'} in LM Studio first, then "
-                         "run this again.")
+def refuse_what_stores_link_to(files: list[Path]) -> None:
+    """One sentence when a store's model is a link to one of ``files`` (LM Studio's "import
+    as a link", an ollama blob linked to a file kept elsewhere): removed, it was gone from
+    that tool without a word."""
+    linked = store_links_to([file for file in files if file.exists()])
+    if not linked:
+        return
+    tools = list(dict.fromkeys(STORE_TOOLS[spec.split(":", 1)[0]] for spec in linked))
+    several = len(linked) > 1
+    owner = f"{tools[0]}'s model{'s' if several else ''}" if len(tools) == 1 else "The models"
+    raise ModelError(f"{owner} {', '.join(linked)} link{'' if several else 's'} to this file; "
+                     f"remove {'them' if several else 'it'} in {' and '.join(tools)} first, "
+                     "then run this again.")
 
 
 def _keeps_the_folder(path: Path) -> bool:

@@ -80,18 +80,24 @@ def ollama_name(registry: str, namespace: str, name: str, tag: str) -> str:
 
 
 def ollama_models(root: Path | None = None, *,
-                  problems: list[str] | None = None) -> list[StoredModel]:
+                  problems: list[str] | None = None,
+                  unusable: dict[str, str] | None = None) -> list[StoredModel]:
     """Every ollama model whose manifest names a GGUF blob that is there, sorted by name; a
-    folder of manifests that cannot be read, and a model that cannot be used (why), is a
-    sentence in ``problems`` (one the user sees in ``ollama list`` is not silently left out)."""
+    folder of manifests that cannot be read, and a model that cannot be used (``unusable``:
+    its name and why), is a sentence in ``problems`` (one the user sees in ``ollama list`` is
+    not silently left out)."""
     root = ollama_dir() if root is None else root
     found = []
     for name, manifest in _ollama_manifests(root, problems):
         blob, why = _ollama_blob_or_why(root, manifest)
         if blob is not None:
             found.append(StoredModel("ollama", name, blob, blob.stat().st_size))
-        elif problems is not None:
-            problems.append(f"The ollama model {name} cannot be used: {why}.")
+            continue
+        sentence = f"The ollama model {name} cannot be used: {why}."
+        if problems is not None:
+            problems.append(sentence)
+        if unusable is not None:
+            unusable[name] = sentence
     return sorted(found, key=lambda model: model.name)
 
 
@@ -127,10 +133,16 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
             continue
         digest = str(layer.get("digest", ""))
         algorithm, _, value = digest.partition(":")
-        if not value or not value.isalnum():
+        # (both parts are a file name's: "../x:y" would lead out of the blobs folder)
+        if not (algorithm.isascii() and algorithm.isalnum()
+                and value.isascii() and value.isalnum()):
             return None, f"its manifest {manifest} names no valid model blob"
         blob = root / "blobs" / f"{algorithm}-{value}"
-        if not blob.is_file():
+        try:
+            is_file = blob.is_file()
+        except OSError as error:  # (the blobs folder's permissions)
+            return None, f"its model blob {blob} cannot be read ({error.strerror or error})"
+        if not is_file:
             return None, f"its model blob {blob.name} is missing (`ollama pull` it again)"
         try:
             with blob.open("rb") as file:
@@ -156,14 +168,24 @@ def lmstudio_models(roots: list[Path] | None = None, *,
     found: dict[tuple[str, Path], StoredModel] = {}
     said: set[Path] = set()  # an unusable file is said once, whichever folder shows it
     for root in lmstudio_dirs() if roots is None else roots:
-        if not root.is_dir():
+        if not _is_folder(root, problems):
             continue
         for path in _gguf_files_below(root, problems):
             if (path.name.lower().startswith("mmproj")
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
-            if not path.is_file():
+            try:
+                is_file = path.is_file()
+            except OSError as error:  # its folder can be listed, not entered
+                sentence = (f"The LM Studio model {name} cannot be used: {path} cannot be "
+                            f"read ({error.strerror or error}).")
+                if problems is not None:
+                    problems.append(sentence)
+                if unusable is not None:
+                    unusable[name] = sentence
+                continue
+            if not is_file:
                 if path.is_symlink():  # its file removed from under it, or a loop
                     sentence = (f"The LM Studio model {name} cannot be used: "
                                 f"{_broken_link_why(path)}.")
@@ -187,19 +209,41 @@ def lmstudio_models(roots: list[Path] | None = None, *,
     return sorted(found.values(), key=lambda model: model.name)
 
 
-def lmstudio_links_to(files: list[Path], roots: list[Path] | None = None) -> list[str]:
-    """The names of the LM Studio models that are links to one of ``files`` (where they lead,
-    links followed): what LM Studio's "import as a link" leaves in its folders."""
+def store_links_to(files: list[Path], roots: list[Path] | None = None) -> list[str]:
+    """The ``--model`` specs of the stores' models that are links to one of ``files`` (where
+    they lead, links followed): what LM Studio's "import as a link" leaves in its folders
+    (``roots``: LM Studio's, default its own), and an ollama blob a user linked to a file
+    kept elsewhere."""
     targets = {os.path.realpath(file) for file in files}
-    names = []
+    specs = []
     for root in lmstudio_dirs() if roots is None else roots:
-        if not root.is_dir():
+        if not _is_folder(root):
             continue
         for path in _gguf_files_below(root):
             # (realpath, not resolve: a loop of links is a path, not an error)
-            if path.is_symlink() and os.path.realpath(path) in targets:
-                names.append(path.relative_to(root).as_posix())
-    return sorted(set(names))
+            if _is_link(path) and os.path.realpath(path) in targets:
+                specs.append(f"lmstudio:{path.relative_to(root).as_posix()}")
+    specs += [model.spec for model in ollama_models()
+              if _is_link(model.path) and os.path.realpath(model.path) in targets]
+    return sorted(set(specs))
+
+
+def _is_folder(path: Path, problems: list[str] | None = None) -> bool:
+    """Whether ``path`` is a folder; one that cannot be looked at (a parent's permissions)
+    is not, and is said in ``problems`` (``_note_unreadable``)."""
+    try:
+        return path.is_dir()
+    except OSError as error:
+        _note_unreadable(error, problems)
+        return False
+
+
+def _is_link(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link (one that cannot be looked at is not)."""
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False
 
 
 def _broken_link_why(path: Path) -> str:
@@ -216,15 +260,18 @@ def _broken_link_why(path: Path) -> str:
 def _parts_or_why(path: Path) -> tuple[list[Path], str | None]:
     """A stored GGUF's parts (``[path]`` for one file), or why it cannot be loaded as far as
     that is seen without reading its header (a split model's part missing, a file this user
-    cannot read), as a sentence."""
+    cannot read, a file that is not a GGUF file at all), as a sentence."""
     try:
         parts = check_parts(path)
-        with path.open("rb"):
-            pass
+        with path.open("rb") as file:
+            magic = file.read(len(GGUF_MAGIC))
     except ModelError as error:
         return [], str(error)
     except OSError as error:
         return [], f"{path} cannot be read ({error.strerror or error})."
+    # (as an ollama blob's: the first bytes of one are a truncated GGUF, which loading says)
+    if not magic or not GGUF_MAGIC.startswith(magic):
+        return [], f"{path} is not a GGUF file (it does not begin as one)."
     return parts, None
 
 
@@ -238,16 +285,19 @@ def _files_below(root: Path, problems: list[str] | None = None) -> list[Path]:
     """Every file below ``root``, sorted, linked folders followed (``walk.files_below``). A
     folder that cannot be read is left out, with a sentence in ``problems`` saying so."""
 
-    def unreadable(error: OSError) -> None:
-        if problems is None:
-            return
-        # named where it is, once (both of LM Studio's folders may be one, through a link)
-        sentence = (f"The folder {os.path.realpath(error.filename)} cannot be read "
-                    f"({error.strerror or error}).")
-        if sentence not in problems:
-            problems.append(sentence)
+    return files_below(root, lambda error: _note_unreadable(error, problems),
+                       follow_links=True)
 
-    return files_below(root, unreadable, follow_links=True)
+
+def _note_unreadable(error: OSError, problems: list[str] | None) -> None:
+    """The sentence in ``problems`` for a folder that cannot be read (``error``'s)."""
+    if problems is None:
+        return
+    # named where it is, once (both of LM Studio's folders may be one, through a link)
+    sentence = (f"The folder {os.path.realpath(error.filename)} cannot be read "
+                f"({error.strerror or error}).")
+    if sentence not in problems:
+        problems.append(sentence)
 
 
 def stored_models(*, problems: list[str] | None = None) -> list[StoredModel]:
@@ -287,7 +337,8 @@ def _find_ollama(name: str) -> StoredModel:
     wanted = _ollama_wanted(name)
     root = ollama_dir()
     problems: list[str] = []
-    available = ollama_models(root, problems=problems)
+    unusable: dict[str, str] = {}
+    available = ollama_models(root, problems=problems, unusable=unusable)
     matches = _named(available, wanted)
     if len(matches) > 1:  # names that differ only in case: ollama keeps them apart
         raise ModelError(f"ollama:{wanted} matches {len(matches)} ollama models "
@@ -300,7 +351,7 @@ def _find_ollama(name: str) -> StoredModel:
             _, why = _ollama_blob_or_why(root, manifest)
             raise ModelError(f"The ollama model {wanted} cannot be used: {why}.")
     raise ModelError(f"No ollama model {wanted} in {root}; {_what_is_there(available, root)}"
-                     f"{_unread(problems)}.")
+                     f"{_unread(problems, unusable)}.")
 
 
 def _named(available: list[StoredModel], name: str) -> list[StoredModel]:
@@ -348,14 +399,14 @@ def _find_lmstudio(pattern: str) -> StoredModel:
     if later is not None:
         raise ModelError(later)
     raise ModelError(f"No LM Studio model matches '{pattern}' in {folders}; "
-                     f"{_what_is_there(available, None)}{_unread(problems)}.")
+                     f"{_what_is_there(available, None)}{_unread(problems, unusable)}.")
 
 
 def _later_part_sentence(pattern: str, glob: str) -> str | None:
     """What to say when ``pattern`` matches only a later part of a split model (a split
     model is listed, and named, by its first part), else None."""
     for root in lmstudio_dirs():
-        if not root.is_dir():
+        if not _is_folder(root):
             continue
         for path in _gguf_files_below(root):
             part = split_part(path.name)
@@ -365,7 +416,7 @@ def _later_part_sentence(pattern: str, glob: str) -> str | None:
                 continue
             first = part_paths(path)[0]
             where = (f"give its first part: lmstudio:{first.relative_to(root).as_posix()}"
-                     if first.is_file() else
+                     if os.path.isfile(first) else
                      f"its first part, {first.name}, is not beside it in {path.parent}")
             return f"{path.name} is part {part[0]} of {part[1]} of a split model; {where}."
     return None
@@ -393,15 +444,30 @@ def stored_elsewhere(text: str, pattern: str | None = None) -> list[StoredModel]
             and (pattern is None or pattern_matches(model.path.name, pattern))]
 
 
-def _unread(problems: list[str]) -> str:
-    """The not-found sentence's last words when some folders could not be read."""
-    return "".join(f"; {problem[:1].lower()}{problem[1:].rstrip('.')}" for problem in problems)
+def _unread(problems: list[str], unusable: dict[str, str]) -> str:
+    """The not-found sentence's last words: the folders that could not be read, and the
+    names of the models that cannot be used (why, for each: ``models list``; their whole
+    sentences made one of a few kilobytes)."""
+    models = set(unusable.values())
+    said = "".join(f"; {problem[:1].lower()}{problem[1:].rstrip('.')}" for problem in problems
+                   if problem not in models)
+    if unusable:
+        said += f"; it cannot use {', '.join(unusable)} (`localpref models list` says why)"
+    return said
 
 
 def _what_is_there(available: list[StoredModel], root: Path | None) -> str:
     """The end of a not-found sentence: the models the store has, or that it has none."""
     if available:
         return "it has " + ", ".join(model.name for model in available)
-    if root is not None and not root.is_dir():
+    if root is None:
+        return "it has no models"
+    try:
+        root.stat()
+    except (FileNotFoundError, NotADirectoryError):
         return "that folder does not exist"
+    except OSError:  # (its permissions: the walk's sentence, after this one, says so)
+        return "it has no models"
+    if not root.is_dir():
+        return "that is a file, not a folder"
     return "it has no models"

@@ -12,12 +12,13 @@ def files_below(root: Path, unreadable: Callable[[OSError], None], *,
                 follow_links: bool) -> list[Path]:
     """Every entry below ``root`` that is not a folder, sorted. ``unreadable`` is called
     with the error of each folder that cannot be read (its permissions; a folder gone
-    meanwhile, or a ``root`` that does not exist, holds nothing and is not an error). With
+    meanwhile, or a ``root`` that does not exist or is a file, holds nothing and is not an
+    error). With
     ``follow_links`` linked folders are walked (models kept on another drive), never one
     folder twice (a link that loops)."""
 
     def refused(error: OSError) -> None:
-        if not isinstance(error, FileNotFoundError):
+        if not isinstance(error, (FileNotFoundError, NotADirectoryError)):
             unreadable(error)
 
     found, seen = [], set()
