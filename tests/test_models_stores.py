@@ -751,3 +751,69 @@ def test_an_lmstudio_file_that_is_not_gguf_is_not_listed_and_says_why(
     with pytest.raises(ModelError) as error:
         models.resolve_model("lmstudio:readme")
     assert str(error.value) == sentence
+
+
+def test_one_name_unusable_in_both_lmstudio_folders_is_said_by_name_once(
+        home: Path) -> None:
+    """The not-found sentence carried the first folder's whole sentence and then the name;
+    naming the model gave the second folder's file where ``models list`` names the first."""
+    first = home / ".lmstudio" / "models" / "pub" / "repo" / "notes.gguf"
+    second = home / ".cache" / "lm-studio" / "models" / "pub" / "repo" / "notes.gguf"
+    for path, text in ((first, "text\n"), (second, "other\n")):
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("lmstudio:nothere")
+    assert str(error.value).endswith(
+        "; it has no models; it cannot use pub/repo/notes.gguf (`localpref models list` says "
+        "why).")
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("lmstudio:notes")
+    assert str(error.value) == ("The LM Studio model pub/repo/notes.gguf cannot be used: "
+                                f"{first} is not a GGUF file (it does not begin as one).")
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv reads every folder")
+def test_a_file_in_a_folder_not_entered_is_said_once_whichever_folder_shows_it(
+        home: Path, gguf: Path) -> None:
+    folder = home / ".lmstudio" / "models" / "pub" / "repo"
+    folder.mkdir(parents=True)
+    shutil.copyfile(gguf, folder / "m.gguf")
+    old = home / ".cache" / "lm-studio" / "models"
+    old.parent.mkdir(parents=True)
+    old.symlink_to(home / ".lmstudio" / "models")  # both of LM Studio's folders are one
+    folder.chmod(0o644)
+    try:
+        listing = _as_a_user(home, "models", "list", "--json")
+    finally:
+        folder.chmod(0o755)
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout)["problems"] == [
+        f"The LM Studio model pub/repo/m.gguf cannot be used: {folder / 'm.gguf'} cannot be "
+        "read (Permission denied)."]
+
+
+def test_a_cached_file_an_unusable_ollama_models_blob_links_to_is_not_removed(
+        home: Path, gguf: Path, empty_hf_cache: Path) -> None:
+    """ollama uses a model localpref cannot (one with an adapter): its blob linked to a
+    cached file kept that file too."""
+    snapshot = empty_hf_cache / "models--org--repo" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    cached = snapshot / "m.Q4_0.gguf"
+    shutil.copyfile(gguf, cached)
+    root = home / ".ollama" / "models"
+    blob = add_ollama_model(root, gguf, "registry.ollama.ai", "library", "mymodel", "latest")
+    blob.unlink()
+    blob.symlink_to(cached)
+    manifest = root / "manifests" / "registry.ollama.ai" / "library" / "mymodel" / "latest"
+    content = json.loads(manifest.read_text())
+    content["layers"].append({"mediaType": "application/vnd.ollama.image.adapter",
+                              "digest": "sha256:" + "9" * 64, "size": 1})
+    manifest.write_text(json.dumps(content))
+    assert models.ollama_models() == []  # localpref cannot use it
+    with pytest.raises(ModelError) as error:
+        models.remove_model("org/repo")
+    assert str(error.value) == ("ollama's model ollama:mymodel:latest links to this file; "
+                                "remove it in ollama first, then run this again.")
+    assert cached.is_file()

@@ -39,6 +39,8 @@ OLLAMA_ADAPTER_LAYER = "application/vnd.ollama.image.adapter"
 OLLAMA_REGISTRY = "registry.ollama.ai"
 OLLAMA_LIBRARY = "library"
 DEFAULT_TAG = "latest"
+#: how the sentence for a folder that cannot be read begins (``_note_unreadable``)
+UNREADABLE_FOLDER = "The folder "
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,8 @@ def _ollama_manifests(root: Path, problems: list[str] | None = None,
         yield ollama_name(*manifest.relative_to(manifests).parts), manifest
 
 
-def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
-    """The GGUF blob a manifest names, or None and why not (the end of a sentence)."""
+def _ollama_layers(manifest: Path) -> tuple[list[Any] | None, str]:
+    """A manifest's layers, or None and why not (the end of a sentence)."""
     try:
         data = manifest.read_bytes()
     except OSError as error:  # (a permission, not its content: said as what it is)
@@ -124,6 +126,25 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
         layers = None
     if not isinstance(layers, list):  # (not JSON, not an object, or layers not a list)
         return None, f"its manifest {manifest} cannot be read as ollama writes it"
+    return layers, ""
+
+
+def _layer_blob(root: Path, layer: Any) -> Path | None:
+    """The file of the blob a manifest's layer names (None: no valid digest). Both parts of
+    ``ALGORITHM:HEX`` are a file name's: ``../x:y`` would lead out of the blobs folder."""
+    digest = str(layer.get("digest", "")) if isinstance(layer, dict) else ""
+    algorithm, _, value = digest.partition(":")
+    if not (algorithm.isascii() and algorithm.isalnum() and value.isascii()
+            and value.isalnum()):
+        return None
+    return root / "blobs" / f"{algorithm}-{value}"
+
+
+def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
+    """The GGUF blob a manifest names, or None and why not (the end of a sentence)."""
+    layers, why = _ollama_layers(manifest)
+    if layers is None:
+        return None, why
     if any(isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_ADAPTER_LAYER
            for layer in layers):
         return None, ("it carries an adapter (LoRA) that ollama applies over its weights, "
@@ -131,13 +152,9 @@ def _ollama_blob_or_why(root: Path, manifest: Path) -> tuple[Path | None, str]:
     for layer in layers:
         if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_LAYER:
             continue
-        digest = str(layer.get("digest", ""))
-        algorithm, _, value = digest.partition(":")
-        # (both parts are a file name's: "../x:y" would lead out of the blobs folder)
-        if not (algorithm.isascii() and algorithm.isalnum()
-                and value.isascii() and value.isalnum()):
+        blob = _layer_blob(root, layer)
+        if blob is None:
             return None, f"its manifest {manifest} names no valid model blob"
-        blob = root / "blobs" / f"{algorithm}-{value}"
         try:
             is_file = blob.is_file()
         except OSError as error:  # (the blobs folder's permissions)
@@ -166,7 +183,18 @@ def lmstudio_models(roots: list[Path] | None = None, *,
     # a file is listed once per name: both of LM Studio's folders may be one (a link), and a
     # second name linked to a listed file is a name the user sees and gives
     found: dict[tuple[str, Path], StoredModel] = {}
-    said: set[Path] = set()  # an unusable file is said once, whichever folder shows it
+    said: set[str] = set()  # an unusable file is said once, whichever folder shows it
+
+    def cannot_use(name: str, path: Path, why: str) -> None:
+        sentence = f"The LM Studio model {name} cannot be used: {why}"
+        # (realpath: a link that loops, or a file in a folder that cannot be entered, is a
+        # path, not an error)
+        if problems is not None and os.path.realpath(path) not in said:
+            problems.append(sentence)
+        said.add(os.path.realpath(path))
+        if unusable is not None:  # a name in both folders: the first one's, as listed
+            unusable.setdefault(name, sentence)
+
     for root in lmstudio_dirs() if roots is None else roots:
         if not _is_folder(root, problems):
             continue
@@ -178,31 +206,16 @@ def lmstudio_models(roots: list[Path] | None = None, *,
             try:
                 is_file = path.is_file()
             except OSError as error:  # its folder can be listed, not entered
-                sentence = (f"The LM Studio model {name} cannot be used: {path} cannot be "
-                            f"read ({error.strerror or error}).")
-                if problems is not None:
-                    problems.append(sentence)
-                if unusable is not None:
-                    unusable[name] = sentence
+                cannot_use(name, path, f"{path} cannot be read ({error.strerror or error}).")
                 continue
             if not is_file:
                 if path.is_symlink():  # its file removed from under it, or a loop
-                    sentence = (f"The LM Studio model {name} cannot be used: "
-                                f"{_broken_link_why(path)}.")
-                    if problems is not None and sentence not in problems:
-                        problems.append(sentence)
-                    if unusable is not None:
-                        unusable[name] = sentence
+                    cannot_use(name, path, f"{_broken_link_why(path)}.")
                 continue
             resolved = path.resolve()
             parts, why = _parts_or_why(path)
             if why is not None:  # listed, it failed on use
-                sentence = f"The LM Studio model {name} cannot be used: {why}"
-                if problems is not None and resolved not in said:
-                    problems.append(sentence)
-                said.add(resolved)
-                if unusable is not None:
-                    unusable[name] = sentence
+                cannot_use(name, path, why)
                 continue
             size = sum(part.stat().st_size for part in parts)
             found.setdefault((name, resolved), StoredModel("lmstudio", name, path, size))
@@ -223,8 +236,12 @@ def store_links_to(files: list[Path], roots: list[Path] | None = None) -> list[s
             # (realpath, not resolve: a loop of links is a path, not an error)
             if _is_link(path) and os.path.realpath(path) in targets:
                 specs.append(f"lmstudio:{path.relative_to(root).as_posix()}")
-    specs += [model.spec for model in ollama_models()
-              if _is_link(model.path) and os.path.realpath(model.path) in targets]
+    root = ollama_dir()  # every layer of every manifest: ollama uses what localpref cannot
+    for name, manifest in _ollama_manifests(root):
+        blobs = [_layer_blob(root, layer) for layer in _ollama_layers(manifest)[0] or []]
+        if any(blob is not None and _is_link(blob) and os.path.realpath(blob) in targets
+               for blob in blobs):
+            specs.append(f"ollama:{name}")
     return sorted(set(specs))
 
 
@@ -294,7 +311,7 @@ def _note_unreadable(error: OSError, problems: list[str] | None) -> None:
     if problems is None:
         return
     # named where it is, once (both of LM Studio's folders may be one, through a link)
-    sentence = (f"The folder {os.path.realpath(error.filename)} cannot be read "
+    sentence = (f"{UNREADABLE_FOLDER}{os.path.realpath(error.filename)} cannot be read "
                 f"({error.strerror or error}).")
     if sentence not in problems:
         problems.append(sentence)
@@ -448,9 +465,8 @@ def _unread(problems: list[str], unusable: dict[str, str]) -> str:
     """The not-found sentence's last words: the folders that could not be read, and the
     names of the models that cannot be used (why, for each: ``models list``; their whole
     sentences made one of a few kilobytes)."""
-    models = set(unusable.values())
     said = "".join(f"; {problem[:1].lower()}{problem[1:].rstrip('.')}" for problem in problems
-                   if problem not in models)
+                   if problem.startswith(UNREADABLE_FOLDER))
     if unusable:
         said += f"; it cannot use {', '.join(unusable)} (`localpref models list` says why)"
     return said
