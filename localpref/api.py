@@ -1094,11 +1094,9 @@ def load(
     request's examples (``like``); ``keep_cells`` keeps a finished request's cells for a
     prompt that starts the same way (``Model``). An empty name is refused: a script's unset
     variable would silently be the bundled model."""
-    from localpref.models import BUNDLED_MODEL_NAME, resolve_model
+    from localpref.models import refuse_an_empty_name, resolve_model
 
-    if isinstance(model, str) and not model.strip():
-        raise ModelError("The model name is empty; give a path or a name, or None for the "
-                         f"bundled model ({BUNDLED_MODEL_NAME}).")
+    refuse_an_empty_name(model)
     path = resolve_model(None if model is None else str(model), filename=filename,
                          progress=progress)
     return Model(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, max_lanes=max_lanes,

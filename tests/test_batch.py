@@ -42,6 +42,7 @@ from localpref.batches.ray_runner import check_reachable
 from localpref.batches.recorder import Recorder
 from localpref.bench.batch_files import bench_batch, format_batch
 from localpref.cli import main
+from localpref.errors import ModelError
 
 
 def served_answer(client: openai.OpenAI, url: str, item: dict) -> dict:
@@ -545,6 +546,24 @@ def test_a_line_refused_for_the_runs_lanes_is_answered_by_a_run_with_more(
     assert answers[1]["response"]["status_code"] == 200 and answers[1]["error"] is None
 
 
+def test_a_line_too_long_for_the_runs_window_is_answered_by_a_run_with_a_larger_one(
+        bundled_path, batch_model, tmp_path) -> None:
+    """The refusal asks for a larger --ctx; a run with one left the error line in place."""
+    source = write_batch(tmp_path / "in.jsonl", [line("plain", chat("Hi", tokens=2)),
+                                                 line("long", chat("word " * 400, tokens=2))])
+    out = tmp_path / "out.jsonl"
+    with Model(bundled_path, max_lanes=2, n_ctx=256) as small:
+        first = localpref.batch(source, out, model=small, parallel=1, progress=False)
+    assert (first.done, first.failed) == (2, 1)
+    refused = {a["custom_id"]: a for a in read_answers(out)}["long"]
+    assert refused["error"]["code"] == "context_length_exceeded"
+    again = localpref.batch(source, out, model=batch_model, progress=False)
+    assert (again.done, again.skipped, again.failed) == (1, 1, 0)
+    answers = read_answers(out)
+    assert [a["custom_id"] for a in answers] == ["plain", "long"]
+    assert answers[1]["response"]["status_code"] == 200 and answers[1]["error"] is None
+
+
 def test_lines_end_at_newlines_only_and_a_lone_surrogate_is_one_sentence(tmp_path) -> None:
     separators = "a\u2028b\u2029c\x85d\x0be\x0cf"  # str.splitlines() breaks at each
     text = json.dumps(line("one", chat(separators)), ensure_ascii=False) + "\r\n" + json.dumps(
@@ -625,6 +644,30 @@ def test_a_ray_address_of_no_form_is_one_sentence_and_leaves_no_answers_file(
         f"localpref: A Ray address is HOST:PORT (the head's port, 6379 unless it was started "
         f"with another), ray://HOST:PORT, auto or local, not '{address}'.\n")
     assert not out.exists()  # a run that answered nothing leaves no empty file behind
+
+
+def test_a_model_that_is_not_there_or_not_gguf_leaves_no_folder_or_lock(
+        tmp_path, capsys, empty_hf_cache) -> None:
+    """The model was loaded after the answers file's folder and lock were made: a bad
+    --model left both behind."""
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi"))])
+    not_gguf = tmp_path / "ds.json"
+    not_gguf.write_text("{}")
+    folder = tmp_path / "answers"
+    for model, sentence in (("nope", "Unknown model 'nope'"),
+                            (str(not_gguf), f"{not_gguf} is not a GGUF file")):
+        assert main(["batch", str(source), "--out", str(folder / "o.jsonl"), "--threads", "1",
+                     "--model", model]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"localpref: {sentence}") and error.count("\n") == 1
+        assert not folder.exists()
+    for model, sentence in (("nope", "Unknown model 'nope'"),
+                            (not_gguf, f"{not_gguf} is not a GGUF file"),
+                            (" ", "The model name is empty")):
+        with pytest.raises(ModelError) as refused:
+            localpref.batch(source, folder / "o.jsonl", model=model, progress=False)
+        assert str(refused.value).startswith(sentence)
+        assert not folder.exists()
 
 
 @pytest.mark.parametrize("command", ["batch", "eval"])

@@ -49,9 +49,9 @@ def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
 
 
 #: Error codes that say how the run was started, not what the line asked: a run with other
-#: flags (``--parallel``) can answer the line, so it is answered again (as are server errors,
-#: status 500 and over).
-RETRIED_ERROR_CODES = frozenset({"too_many_lanes"})
+#: flags (``--parallel``, ``--ctx``) can answer the line, so it is answered again (as are
+#: server errors, status 500 and over).
+RETRIED_ERROR_CODES = frozenset({"too_many_lanes", "context_length_exceeded"})
 
 
 def answered_for_good(line: dict[str, Any]) -> bool:

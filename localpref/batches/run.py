@@ -88,6 +88,8 @@ def batch(
     input_path, out = Path(input_path), Path(out)
     if input_path.resolve() == out.resolve() or _same_file(input_path, out):
         raise SettingsError("The answers file must not be the batch file itself.")
+    if not by_ray and (model is None or isinstance(model, (str, os.PathLike))):
+        check_model_file(model)  # (Ray's actors find it where they run)
     from localpref.batches.recorder import Recorder
 
     lines = read_lines(input_path)
@@ -133,6 +135,15 @@ def check_ray(ray: bool | str, model: object, actors: int) -> None:
     from localpref.batches.ray_runner import RaySettings, check_start
 
     check_start(RaySettings(address=ray if isinstance(ray, str) else None, actors=actors))
+
+
+def check_model_file(model: str | os.PathLike[str] | None) -> None:
+    """One sentence, before the answers file's folder or lock is made, for a model that is
+    not there or not a GGUF file (``load`` would say it after them)."""
+    from localpref.models import refuse_an_empty_name, resolve_model
+
+    refuse_an_empty_name(model)
+    resolve_model(None if model is None else os.fspath(model))  # (its header read too)
 
 
 def lock_path(out: Path) -> Path:

@@ -55,7 +55,7 @@ from localpref.models.hub_env import (
     repo_cache_dir,
 )
 from localpref.models.progress import DownloadCancelled, ProgressCallback
-from localpref.models.resolve import resolve_model
+from localpref.models.resolve import refuse_an_empty_name, resolve_model
 from localpref.models.sizes import format_size, memory_estimate
 from localpref.models.spec import DEFAULT_PATTERN, ModelSpec, parse_model_spec, pattern_matches
 from localpref.models.stores import (
@@ -101,6 +101,7 @@ __all__ = [
     "ollama_models",
     "parse_model_spec",
     "pattern_matches",
+    "refuse_an_empty_name",
     "remove_model",
     "repo_cache_dir",
     "resolve_model",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
-from localpref.models.bundled import bundled_model_path
+from localpref.models.bundled import BUNDLED_MODEL_NAME, bundled_model_path
 from localpref.models.cache import cached_matches, refuse_a_later_part, relative_in_snapshot
 from localpref.models.download import download_model
 from localpref.models.hub_env import hf_cache_dir, hub_offline
@@ -20,6 +20,14 @@ from localpref.models.progress import ProgressCallback
 from localpref.models.spec import STORE_TOOLS, ModelSpec, parse_model_spec, several_matches_error
 from localpref.models.stores import resolve_stored, stored_elsewhere
 from localpref.split_files import check_parts
+
+
+def refuse_an_empty_name(model: object) -> None:
+    """One sentence for an empty model name: a script's unset variable would silently be
+    the bundled model."""
+    if isinstance(model, str) and not model.strip():
+        raise ModelError("The model name is empty; give a path or a name, or None for the "
+                         f"bundled model ({BUNDLED_MODEL_NAME}).")
 
 
 def resolve_model(
