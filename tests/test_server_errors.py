@@ -349,6 +349,27 @@ def test_unknown_route_and_method_have_the_same_shape(server) -> None:
     assert_error_shape(request(server.url, "GET", CHAT), 405)
 
 
+def test_a_route_with_a_trailing_slash_is_that_route_never_a_redirect(server, model) -> None:
+    """Starlette answered ``POST /v1/chat/completions/`` with a bodyless 307, which httpx
+    and urllib do not follow for a POST: the client read an empty, non-JSON answer."""
+    answer = request(server.url, "POST", CHAT + "/", body=body(max_tokens=2))
+    assert answer.status == 200 and answer.json()["object"] == "chat.completion"
+    text = request(server.url, "POST", "/completions/",
+                   body={"model": MODEL_ID, "prompt": "Hi", "max_tokens": 2})
+    assert text.status == 200 and text.json()["object"] == "text_completion"
+    listed = request(server.url, "GET", "/models/")
+    assert listed.status == 200 and listed.json()["object"] == "list"
+    assert request(server.url.removesuffix("/v1"), "GET", "/health/").json() == {
+        "status": "ok"}
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions//",
+                                       body=body()), 404)
+    assert error["message"] == "There is no route POST /v1/chat/completions/."
+    with running_server(model, api_key="s3cret") as keyed:  # the key is asked of it too
+        missing = assert_error_shape(request(keyed.url, "POST", CHAT + "/", body=body()), 401)
+        assert missing["code"] == "invalid_api_key"
+        assert request(keyed.url.removesuffix("/v1"), "GET", "/health/").status == 200
+
+
 def test_body_over_one_mebibyte_is_413(server) -> None:
     big = body(messages=[{"role": "user", "content": "x" * (1 << 20)}])
     error = assert_error_shape(request(server.url, "POST", CHAT, body=big), 413)

@@ -25,7 +25,13 @@ from localpref.server.errors import (
     install_error_handlers,
     unavailable,
 )
-from localpref.server.guards import ApiKeyCheck, BodyLimit, CorsWithErrors, HostCheck
+from localpref.server.guards import (
+    ApiKeyCheck,
+    BodyLimit,
+    CorsWithErrors,
+    HostCheck,
+    TrailingSlash,
+)
 from localpref.server.ids import listed_ids, parse_model_id, path_is_utf8
 from localpref.server.jobs import Event, GenerationJob
 from localpref.server.logprobs import answer_logprobs
@@ -54,7 +60,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                cors_origins: tuple[str, ...] = (), check_host: bool = True) -> FastAPI:
     """The application serving ``state``'s model. ``check_host``: refuse non-loopback Host
     headers (set when bound to a loopback address); CORS headers only for ``cors_origins``."""
-    app = FastAPI(title="localpref", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="localpref", docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
     install_error_handlers(app)
 
     @app.exception_handler(LocalprefError)
@@ -72,6 +79,7 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                            allow_private_network=True)
     if check_host:
         app.add_middleware(HostCheck)
+    app.add_middleware(TrailingSlash)  # (the last added runs first)
 
     def served() -> tuple[Any, str]:
         if state.closing:

@@ -112,6 +112,24 @@ async def _refuse(send: Any, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class TrailingSlash:
+    """Serve ``/v1/chat/completions/`` as ``/v1/chat/completions``: one trailing slash is
+    taken off a path before anything else reads it (the key check and the routes included).
+    Starlette's own answer was a bodyless 307, which a client that does not follow a POST's
+    redirect (httpx, urllib) read as an empty, non-JSON answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            raw = scope.get("raw_path")
+            scope = {**scope, "path": path[:-1],
+                     **({"raw_path": raw[:-1]} if raw and raw.endswith(b"/") else {})}
+        await self.app(scope, receive, send)
+
+
 class HostCheck:
     """Refuse (400) requests whose Host header is not a loopback name."""
 
