@@ -562,6 +562,17 @@ def test_a_line_too_long_for_the_runs_window_is_answered_by_a_run_with_a_larger_
     answers = read_answers(out)
     assert [a["custom_id"] for a in answers] == ["plain", "long"]
     assert answers[1]["response"]["status_code"] == 200 and answers[1]["error"] is None
+    # on the command line: a run without --ctx has the window that refused it (no reload
+    # and refusal at every run); one with --ctx answers it
+    cli_out = tmp_path / "cli.jsonl"
+    flags = ["batch", str(source), "--out", str(cli_out), "--model", str(bundled_path),
+             "--threads", "1", "--quiet"]
+    assert main([*flags, "--ctx", "256"]) == 0
+    assert [a["error"] is None for a in read_answers(cli_out)] == [True, False]
+    refused_line = cli_out.read_text()
+    assert main(flags) == 0 and cli_out.read_text() == refused_line
+    assert main([*flags, "--ctx", "1024"]) == 0
+    assert [a["error"] is None for a in read_answers(cli_out)] == [True, True]
 
 
 def test_lines_end_at_newlines_only_and_a_lone_surrogate_is_one_sentence(tmp_path) -> None:
@@ -668,6 +679,26 @@ def test_a_model_that_is_not_there_or_not_gguf_leaves_no_folder_or_lock(
             localpref.batch(source, folder / "o.jsonl", model=model, progress=False)
         assert str(refused.value).startswith(sentence)
         assert not folder.exists()
+
+
+def test_a_finished_or_broken_file_is_said_before_the_model_is_looked_for(
+        bundled_path, tmp_path, capsys, empty_hf_cache) -> None:
+    """A file with nothing left to answer needs no model (a Hub one would be downloaded for
+    nothing), and a broken line is the sentence, not the model."""
+    source = write_batch(tmp_path / "in.jsonl", [line("a", chat("Hi", tokens=2))])
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--model", str(bundled_path),
+                 "--threads", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["batch", str(source), "--out", str(out), "--model", "nope", "--threads",
+                 "1"]) == 0
+    assert "1 answered before" in capsys.readouterr().err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(source.read_text() + "not json\n")
+    assert main(["batch", str(broken), "--out", str(tmp_path / "b" / "o.jsonl"), "--model",
+                 "nope"]) == 2
+    assert capsys.readouterr().err.startswith(f"localpref: Line 2 of {broken} is not valid")
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("command", ["batch", "eval"])

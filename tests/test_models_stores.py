@@ -817,3 +817,17 @@ def test_a_cached_file_an_unusable_ollama_models_blob_links_to_is_not_removed(
     assert str(error.value) == ("ollama's model ollama:mymodel:latest links to this file; "
                                 "remove it in ollama first, then run this again.")
     assert cached.is_file()
+
+
+def test_two_lmstudio_names_linked_to_one_missing_file_are_each_said(
+        home: Path, tmp_path: Path) -> None:
+    """Both are names LM Studio shows: neither may vanish from the listing."""
+    folder = home / ".lmstudio" / "models" / "pub" / "repo"
+    folder.mkdir(parents=True)
+    gone = tmp_path / "gone" / "model.gguf"
+    for name in ("a.gguf", "b.gguf"):
+        (folder / name).symlink_to(gone)
+    problems: list[str] = []
+    assert models.lmstudio_models(problems=problems) == []
+    assert problems == [f"The LM Studio model pub/repo/{name} cannot be used: it links to "
+                        f"{gone}, which is not there." for name in ("a.gguf", "b.gguf")]

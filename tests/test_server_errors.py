@@ -361,9 +361,15 @@ def test_a_route_with_a_trailing_slash_is_that_route_never_a_redirect(server, mo
     assert listed.status == 200 and listed.json()["object"] == "list"
     assert request(server.url.removesuffix("/v1"), "GET", "/health/").json() == {
         "status": "ok"}
-    error = assert_error_shape(request(server.url, "POST", "/chat/completions//",
-                                       body=body()), 404)
-    assert error["message"] == "There is no route POST /v1/chat/completions/."
+    assert request(server.url, "POST", CHAT + "//", body=body(max_tokens=2)).status == 200
+    assert request(server.url, "GET", "/models//").json()["object"] == "list"
+    # another path is left as it came: a 404 names it so, and an id may end in %2F
+    error = assert_error_shape(request(server.url, "GET", "/nothing/"), 404)
+    assert error["message"] == "There is no route GET /v1/nothing/."
+    error = assert_error_shape(request(server.url, "GET", f"/models/{MODEL_ID}%2F"), 404)
+    assert error["code"] == "model_not_found"
+    error = assert_error_shape(request(server.url, "PUT", "/chat/completions/"), 405)
+    assert error["message"] == "/v1/chat/completions does not accept PUT."
     with running_server(model, api_key="s3cret") as keyed:  # the key is asked of it too
         missing = assert_error_shape(request(keyed.url, "POST", CHAT + "/", body=body()), 401)
         assert missing["code"] == "invalid_api_key"

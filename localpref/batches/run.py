@@ -88,15 +88,22 @@ def batch(
     input_path, out = Path(input_path), Path(out)
     if input_path.resolve() == out.resolve() or _same_file(input_path, out):
         raise SettingsError("The answers file must not be the batch file itself.")
-    if not by_ray and (model is None or isinstance(model, (str, os.PathLike))):
-        check_model_file(model)  # (Ray's actors find it where they run)
+    from localpref.batches.output import RETRIED_ERROR_CODES, RETRIED_WITH_A_WINDOW
     from localpref.batches.recorder import Recorder
 
     lines = read_lines(input_path)
+    named = model is None or isinstance(model, (str, os.PathLike))  # (not a loaded Model)
+    if lines and not out.exists() and not by_ray and named:
+        # every line is to answer: said before a folder or lock (Ray's actors find the
+        # model where they run)
+        check_model_file(model)
+    # a window chosen for this run (--ctx, a loaded Model's) may fit a prompt refused before
+    window_given = n_ctx is not None or not named
+    retried = RETRIED_ERROR_CODES | (RETRIED_WITH_A_WINDOW if window_given else set())
     busy = BatchFileError(f"Another localpref batch is writing {out}; wait for it to finish "
                           "(or stop it), or give another --out.")
     with exclusive(lock_path(out), busy=busy, what=str(out)):  # one run writes a file
-        recorder = Recorder(lines, out, progress=progress)
+        recorder = Recorder(lines, out, progress=progress, retried=retried)
         # 2 lanes a request, as many as the lines left could use at once: a two-line file
         # with --parallel 128 loaded 256 lanes' cells (12 GB on the bundled model)
         lanes = min(2 * parallel, max(2, lanes_bound(recorder.pending)))

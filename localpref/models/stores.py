@@ -185,13 +185,11 @@ def lmstudio_models(roots: list[Path] | None = None, *,
     found: dict[tuple[str, Path], StoredModel] = {}
     said: set[str] = set()  # an unusable file is said once, whichever folder shows it
 
-    def cannot_use(name: str, path: Path, why: str) -> None:
+    def cannot_use(name: str, file: str, why: str) -> None:
         sentence = f"The LM Studio model {name} cannot be used: {why}"
-        # (realpath: a link that loops, or a file in a folder that cannot be entered, is a
-        # path, not an error)
-        if problems is not None and os.path.realpath(path) not in said:
+        if problems is not None and file not in said:
             problems.append(sentence)
-        said.add(os.path.realpath(path))
+        said.add(file)
         if unusable is not None:  # a name in both folders: the first one's, as listed
             unusable.setdefault(name, sentence)
 
@@ -203,19 +201,21 @@ def lmstudio_models(roots: list[Path] | None = None, *,
                     or is_later_part(path.name)):  # a split model is its first part
                 continue
             name = path.relative_to(root).as_posix()
+            # the entry itself, where its folder really is (seen through both folders: once)
+            entry = os.path.join(os.path.realpath(path.parent), path.name)
             try:
                 is_file = path.is_file()
             except OSError as error:  # its folder can be listed, not entered
-                cannot_use(name, path, f"{path} cannot be read ({error.strerror or error}).")
+                cannot_use(name, entry, f"{path} cannot be read ({error.strerror or error}).")
                 continue
             if not is_file:
                 if path.is_symlink():  # its file removed from under it, or a loop
-                    cannot_use(name, path, f"{_broken_link_why(path)}.")
+                    cannot_use(name, entry, f"{_broken_link_why(path)}.")
                 continue
             resolved = path.resolve()
             parts, why = _parts_or_why(path)
-            if why is not None:  # listed, it failed on use
-                cannot_use(name, path, why)
+            if why is not None:  # listed, it failed on use: the file, whatever links to it
+                cannot_use(name, str(resolved), why)
                 continue
             size = sum(part.stat().st_size for part in parts)
             found.setdefault((name, resolved), StoredModel("lmstudio", name, path, size))

@@ -79,7 +79,6 @@ def create_app(state: ServerState, *, api_key: str | None = None,
                            allow_private_network=True)
     if check_host:
         app.add_middleware(HostCheck)
-    app.add_middleware(TrailingSlash)  # (the last added runs first)
 
     def served() -> tuple[Any, str]:
         if state.closing:
@@ -285,6 +284,9 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             media_type="text/event-stream", headers=STREAM_HEADERS,
         )
 
+    # one trailing slash is no other route (the last middleware added runs first)
+    app.add_middleware(TrailingSlash, paths=frozenset(
+        route.path for route in app.routes if "{" not in getattr(route, "path", "{")))
     return app
 
 

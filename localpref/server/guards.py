@@ -113,20 +113,25 @@ async def _refuse(send: Any, error: ApiError) -> None:
 
 
 class TrailingSlash:
-    """Serve ``/v1/chat/completions/`` as ``/v1/chat/completions``: one trailing slash is
-    taken off a path before anything else reads it (the key check and the routes included).
-    Starlette's own answer was a bodyless 307, which a client that does not follow a POST's
-    redirect (httpx, urllib) read as an empty, non-JSON answer."""
+    """Serve ``/v1/chat/completions/`` as ``/v1/chat/completions``: the trailing slashes of
+    one of ``paths`` (the routes without a parameter) are taken off before anything else
+    reads the path (the key check and the routes included). Starlette's own answer was a
+    bodyless 307, which a client that does not follow a POST's redirect (httpx, urllib) read
+    as an empty, non-JSON answer. Another path is left as it came (a 404 names it so, and a
+    model id may end in an encoded ``%2F``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, paths: frozenset[str]) -> None:
         self.app = app
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
-            raw = scope.get("raw_path")
-            scope = {**scope, "path": path[:-1],
-                     **({"raw_path": raw[:-1]} if raw and raw.endswith(b"/") else {})}
+        stripped = path.rstrip("/")
+        slashes = len(path) - len(stripped)
+        raw = scope.get("raw_path") or path.encode()
+        if (scope["type"] == "http" and slashes and stripped in self.paths
+                and raw.endswith(b"/" * slashes)):
+            scope = {**scope, "path": stripped, "raw_path": raw[:-slashes]}
         await self.app(scope, receive, send)
 
 
