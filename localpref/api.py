@@ -705,8 +705,28 @@ class Model:
     def check(self, request: Request) -> None:
         """Refuse now what ``submit`` would refuse before tokenizing ``request``: a method
         that cannot read the avoid text or the opposite, more lanes than the model decodes at
-        once (``TooManyLanesError``). A chat checks its settings so when it is made."""
-        self._planned_methods([request], self.calibration, load_reward=False)
+        once (``TooManyLanesError``), a PAD reward model on disk whose header gives another
+        vocabulary size (``SettingsError``; one that is not on this machine yet is checked
+        when loaded). A chat checks its settings so when it is made."""
+        methods = self._planned_methods([request], self.calibration, load_reward=False)
+        for method in methods:
+            spec = getattr(method, "reward_model", None)
+            if spec is not None and str(spec) not in self._reward_backends:
+                self._check_reward_vocabulary_size(str(spec))
+
+    def _check_reward_vocabulary_size(self, spec: str) -> None:
+        """The reward model's vocabulary size from its header alone (milliseconds, no
+        weights loaded), where the file is already on this machine."""
+        from localpref.gguf_header import read_gguf_header
+        from localpref.models import resolve_model
+
+        try:
+            theirs = read_gguf_header(resolve_model(spec, download=False)).vocab_size
+        except ModelError:  # not here yet, or not a model: said when it is loaded
+            return
+        mine = self._backend.loaded.vocabulary.size
+        if theirs is not None and theirs != mine:
+            raise SettingsError(_other_vocabulary(spec, theirs, mine), param="reward_model")
 
     def _planned_methods(self, requests: Sequence[Request], calibration: Calibration | None,
                          *, load_reward: bool = True) -> list[Method]:
@@ -771,10 +791,7 @@ class Model:
         )
         if not same:
             backend.close()
-            raise ModelError(
-                f"The reward model {spec} has another vocabulary ({theirs.size} tokens against "
-                f"{mine.size}); PAD needs the same tokenizer."
-            )
+            raise ModelError(_other_vocabulary(spec, theirs.size, mine.size))
         return backend
 
     def close(self) -> None:
@@ -788,6 +805,12 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _other_vocabulary(spec: str, theirs: int, mine: int) -> str:
+    """The sentence for a PAD reward model whose tokenizer is not the model's."""
+    return (f"The reward model {spec} has another vocabulary ({theirs} tokens against "
+            f"{mine}); PAD needs the same tokenizer.")
 
 
 class Chat:

@@ -401,6 +401,22 @@ def test_an_empty_reward_model_path_is_refused_not_read_as_none() -> None:
     assert PAD(reward_model="reward.gguf").lanes == ("pref", "reward")
 
 
+def test_check_reads_a_reward_models_vocabulary_size_from_its_header(model, tmp_path) -> None:
+    """Checked only when a message was sent: the app took such settings (at start, on a
+    profile's load) and every message was then refused."""
+    from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+    other = write_synthetic_llama(tmp_path / "other.gguf", SyntheticShape(vocab_size=300))
+    request = Request.make("Hi", preference="concise", method=PAD(reward_model=str(other)))
+    with pytest.raises(SettingsError) as refused:
+        model.check(request)
+    assert str(refused.value) == (f"The reward model {other} has another vocabulary (300 "
+                                  "tokens against 49152); PAD needs the same tokenizer.")
+    assert refused.value.param == "reward_model"
+    model.check(Request.make("Hi", preference="concise",  # not here yet: checked on load
+                             method=PAD(reward_model="org/not-downloaded:*.gguf")))
+
+
 @pytest.mark.parametrize(("path", "sentence"), [
     (None, "The model path must be a text or a Path (got None); "),
     (5, "The model path must be a text or a Path (got 5); "),

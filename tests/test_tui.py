@@ -739,6 +739,37 @@ async def test_saved_settings_the_app_changed_are_a_notice_and_the_rest_is_kept(
         assert saved["method_settings"]["pad"] == {"reward_model": gone}
 
 
+async def test_a_reward_model_of_another_vocabulary_is_said_at_start_and_refused_on_load(
+        model, home, tmp_path):
+    """Its vocabulary was checked only when a message was sent: the app opened (or loaded a
+    profile) without a word, and every message was then refused."""
+    from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+    other = str(write_synthetic_llama(tmp_path / "other.gguf", SyntheticShape(vocab_size=300)))
+    wrong = (f"The reward model {other} has another vocabulary (300 tokens against 49152); "
+             "PAD needs the same tokenizer.")
+    seed(home, presets=["concise"], method="pad", method_settings={"pad": {"reward_model": other}})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: any("cannot answer" in n for n in app.notices))
+        assert (f"The steering settings cannot answer with this model: {wrong} Change them in "
+                "the panel (F3).") in app.notices
+    seed(home, presets=["concise"], method="amulet")
+    with Store(home / "history.sqlite3") as store:
+        store.save_profile("other", {"presets": ["concise"], "method": "pad",
+                                     "method_settings": {"pad": {"reward_model": other}}})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.steering
+        panel = app.query_one(PreferencePanel)
+        panel.query_one("#profile-select", Select).value = "other"
+        await pilot.pause()
+        await click(pilot, app, "#profile-load")
+        await until(pilot, lambda: any(n.startswith("Profile") for n in app.notices))
+        assert app.notices[-1].startswith(f"Profile “other” not loaded: {wrong}")
+        assert app.steering == before
+
+
 async def test_a_damaged_profile_is_a_notice_and_the_app_opens(model, home):
     """One profile whose saved settings are not JSON stopped the app at start-up with a
     traceback; it is listed, loading it is a notice, and saving over it replaces it."""
