@@ -401,6 +401,30 @@ _NINE_LANES = ("These preferences as weighed need 9 lanes at once and the app de
                "untick some, or set the sliders back to 1 (one lane for every preference).")
 
 
+async def test_a_slider_moved_while_preferences_are_ticked_keeps_its_weight(model, home):
+    """Each tick rebuilt every slider from weights read before its own awaits: a slider
+    moved while the ticks' rebuilds were still queued went back to 1 (Apply then applied
+    plain preferences)."""
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 4})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(PreferencePanel)
+        for name in ["creative", "verbose", "uplifting", "formal", "pleasant", "humorous"]:
+            panel.query_one("#presets", SelectionList).select(name)
+        await until(pilot, lambda: len(panel.query(".weight-slider")) >= 2)
+        concise = next(slider for slider in panel.query(".weight-slider").results(StrengthSlider)
+                       if slider.item == "concise")
+        concise.action_step(1)  # concise 1 -> 1.5, the other ticks' rebuilds still to come
+        await until(pilot, lambda: len(panel.query(".weight-slider")) == 7)
+        for _ in range(5):
+            await pilot.pause(0.1)
+        assert panel.weights() == {"concise": 1.5, "creative": 1.0, "verbose": 1.0,
+                                   "uplifting": 1.0, "formal": 1.0, "pleasant": 1.0,
+                                   "humorous": 1.0}
+        concise.action_step(1)  # the slider moved is still the one shown
+        await until(pilot, lambda: panel.weights()["concise"] == 2.0)
+
+
 async def test_settings_no_answer_could_use_are_refused_where_they_are_chosen(model, home):
     """Seven preferences, one weighed, take 9 lanes of the app's 8: Apply took them, a
     profile loaded them, and every message was then refused with the library's advice (a

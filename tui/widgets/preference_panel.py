@@ -8,6 +8,7 @@ next answer.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -70,16 +71,12 @@ EXAMPLES_NOTE = ("Answers you liked (Ctrl+O adds the last one: more like this); 
                  "lane reads them and steering pulls toward their style.")
 
 
-def weight_sliders(steering: Steering) -> list[StrengthSlider]:
-    """One strength slider per checked preference (its ``item`` is the preference)."""
-    sliders = []
-    for item in steering.preference_items:
-        label = item if len(item) <= 18 else item[:17] + "…"
-        slider = StrengthSlider(steering.weights.get(item, 1.0), label=label,
-                                stops=WEIGHT_STOPS, classes="weight-slider")
-        slider.item = item  # type: ignore[attr-defined]
-        sliders.append(slider)
-    return sliders
+def weight_slider(item: str, weight: float) -> StrengthSlider:
+    """The strength slider of one checked preference (its ``item`` is the preference)."""
+    label = item if len(item) <= 18 else item[:17] + "…"
+    slider = StrengthSlider(weight, label=label, stops=WEIGHT_STOPS, classes="weight-slider")
+    slider.item = item  # type: ignore[attr-defined]
+    return slider
 
 
 def example_rows(examples: list[str]) -> list[Widget]:
@@ -156,6 +153,9 @@ class PreferencePanel(VerticalScroll):
         #: tokens, lanes), or None; Apply refuses what it names.
         self.checker: Callable[[Steering], str | None] | None = None
         self._method_shown: str | None = None
+        #: One change of the weight sliders at a time (each awaits its removals and mounts,
+        #: and the next one reads the sliders they leave)
+        self._weights_changing = asyncio.Lock()
 
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         steering = self.applied
@@ -167,7 +167,8 @@ class PreferencePanel(VerticalScroll):
         yield OrderedInput(steering.custom, placeholder="your own, e.g. explain like I'm new",
                            id="custom-preference", compact=True)
         yield Static(WEIGHTS_NOTE, classes="help")
-        yield Vertical(*weight_sliders(steering), id="weights")
+        yield Vertical(*(weight_slider(item, steering.weights.get(item, 1.0))
+                         for item in dict.fromkeys(steering.preference_items)), id="weights")
         yield Label("Examples", classes="section")
         yield Static(EXAMPLES_NOTE, classes="help")
         yield Vertical(*example_rows(steering.examples), id="examples")
@@ -263,11 +264,33 @@ class PreferencePanel(VerticalScroll):
         await self._show_examples(steering.examples)
         await self._show_method(steering.method, steering)
 
-    async def _show_weights(self, steering: Steering) -> None:
-        """One slider per checked preference, at its weight in ``steering``."""
-        container = self.query_one("#weights", Vertical)
-        await container.remove_children()
-        await container.mount_all(weight_sliders(steering))
+    async def _show_weights(self, steering: Steering | Callable[[], Steering], *,
+                            keep_shown: bool = False) -> None:
+        """One slider per checked preference of ``steering`` (or of what it gives once the
+        previous change is done), in its order, a new one at its weight there. With
+        ``keep_shown`` a slider already shown stays as it is, at the weight the user moved
+        it to (a change rebuilt every slider from weights read before its own awaits, so a
+        slider moved meanwhile went back); without, it is set to ``steering``'s weight."""
+        async with self._weights_changing:
+            wanted = steering() if callable(steering) else steering
+            items = list(dict.fromkeys(wanted.preference_items))  # (one slider a text)
+            container = self.query_one("#weights", Vertical)
+            shown = {slider.item: slider  # type: ignore[attr-defined]
+                     for slider in container.query(".weight-slider").results(StrengthSlider)}
+            gone = [slider for item, slider in shown.items() if item not in items]
+            if gone:
+                await container.remove_children(gone)
+            for index, item in enumerate(items):
+                slider = shown.get(item)
+                if slider is None:
+                    slider = weight_slider(item, wanted.weights.get(item, 1.0))
+                    await container.mount(slider, before=index
+                                          if index < len(container.children) else None)
+                    continue
+                if not keep_shown:
+                    slider.set_value(wanted.weights.get(item, 1.0))
+                if container.children.index(slider) != index:
+                    container.move_child(slider, before=index)
 
     async def set_examples(self, examples: list[str]) -> None:
         """The applied steering's examples are ``examples`` (one added with Ctrl+O, or one
@@ -417,7 +440,7 @@ class PreferencePanel(VerticalScroll):
         """A slider for each checked preference, at the weight its slider holds (or had when
         applied), whether or not the rest of the form is valid now (an invalid field took
         the applied sliders back, and a newly checked preference had none)."""
-        await self._show_weights(self._chosen())
+        await self._show_weights(self._chosen, keep_shown=True)
         self.validate()
 
     @on(Input.Changed, "#custom-preference")
@@ -431,7 +454,7 @@ class PreferencePanel(VerticalScroll):
         if edited and typed and typed not in PRESETS:
             chosen = dataclasses.replace(chosen, weights={**chosen.weights,
                                                           typed: shown[edited[0]]})
-        await self._show_weights(chosen)
+        await self._show_weights(chosen, keep_shown=True)
         self.validate()
 
     def _chosen(self) -> Steering:
