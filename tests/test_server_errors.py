@@ -366,6 +366,7 @@ def test_a_route_with_a_trailing_slash_is_that_route_never_a_redirect(server, mo
     # another path is left as it came: a 404 names it so, and an id may end in %2F
     error = assert_error_shape(request(server.url, "GET", "/nothing/"), 404)
     assert error["message"] == "There is no route GET /v1/nothing/."
+    assert request(server.url, "GET", f"/models/{MODEL_ID}/").json()["id"] == MODEL_ID
     error = assert_error_shape(request(server.url, "GET", f"/models/{MODEL_ID}%2F"), 404)
     assert error["code"] == "model_not_found"
     error = assert_error_shape(request(server.url, "PUT", "/chat/completions/"), 405)

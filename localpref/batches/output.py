@@ -49,22 +49,18 @@ def _parse_answers(data: bytes, path: Path) -> list[dict[str, Any]]:
 
 
 #: Error codes that say how the run was started, not what the line asked: a run with other
-#: flags (``--parallel``) can answer the line, so it is answered again (as are server errors,
-#: status 500 and over).
-RETRIED_ERROR_CODES = frozenset({"too_many_lanes"})
-#: Answered again by a run given a window (``--ctx``): a prompt too long for the window it
-#: was refused with (a run without one has the window it had, and would refuse it again).
-RETRIED_WITH_A_WINDOW = frozenset({"context_length_exceeded"})
+#: flags (``--parallel``, ``--ctx``) can answer the line, so it is answered again (as are
+#: server errors, status 500 and over). The window a line was refused with is not in its
+#: error line, so a prompt no window can hold is refused again by every run.
+RETRIED_ERROR_CODES = frozenset({"too_many_lanes", "context_length_exceeded"})
 
 
-def answered_for_good(line: dict[str, Any],
-                      retried: frozenset[str] = RETRIED_ERROR_CODES) -> bool:
+def answered_for_good(line: dict[str, Any]) -> bool:
     """Whether an answer line is final: an answer, or an error the same body would get
-    again; not a server error or an error of ``retried``, the codes this run's flags may
-    answer (answered again)."""
+    again; not a server error or an error of the run's flags (answered again next run)."""
     status = (line.get("response") or {}).get("status_code", 200)
     code = (line.get("error") or {}).get("code")
-    return not (isinstance(status, int) and status >= 500) and code not in retried
+    return not (isinstance(status, int) and status >= 500) and code not in RETRIED_ERROR_CODES
 
 
 class AnswerFile:
@@ -72,7 +68,7 @@ class AnswerFile:
     for good (``answered_for_good``): the others are answered again, and the sort keeps the
     newest line of a ``custom_id``."""
 
-    def __init__(self, path: Path, retried: frozenset[str] = RETRIED_ERROR_CODES) -> None:
+    def __init__(self, path: Path) -> None:
         # A symbolic link is followed: the sort's rename then replaces the file it names.
         self.path = Path(os.path.realpath(path))
         if self.path.exists() and not self.path.is_file():
@@ -106,7 +102,7 @@ class AnswerFile:
         #: the ``custom_id``s whose newest line answers them for good (an older final line
         #: does not: an edited request's retried error is newer)
         self.answered: set[str] = {custom_id for custom_id, line in self.newest.items()
-                                   if answered_for_good(line, retried)}
+                                   if answered_for_good(line)}
         #: this run made the file (an interrupted or failed run that wrote nothing removes it)
         self._made_here = not self.path.exists()
         try:

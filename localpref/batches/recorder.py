@@ -17,7 +17,7 @@ from localpref.batches.lines import (
     failed,
     request_id,
 )
-from localpref.batches.output import RETRIED_ERROR_CODES, AnswerFile
+from localpref.batches.output import AnswerFile
 from localpref.evaluation.progress import Progress
 
 
@@ -49,10 +49,9 @@ class Recorder:
     """Opens ``out`` (resuming it), says which of ``lines`` are pending, and records answers."""
 
     def __init__(self, lines: list[BatchLine], out: Path, *, progress: bool = True,
-                 stream: TextIO | None = None,
-                 retried: frozenset[str] = RETRIED_ERROR_CODES) -> None:
+                 stream: TextIO | None = None) -> None:
         self.lines = lines
-        self.file = AnswerFile(out, retried)
+        self.file = AnswerFile(out)
         changed = [line for line in lines if line.custom_id in self.file.answered
                    and not self._answers(line)]
         answered = [line for line in changed if not failed(self.file.newest[line.custom_id])]

@@ -88,22 +88,18 @@ def batch(
     input_path, out = Path(input_path), Path(out)
     if input_path.resolve() == out.resolve() or _same_file(input_path, out):
         raise SettingsError("The answers file must not be the batch file itself.")
-    from localpref.batches.output import RETRIED_ERROR_CODES, RETRIED_WITH_A_WINDOW
     from localpref.batches.recorder import Recorder
 
     lines = read_lines(input_path)
-    named = model is None or isinstance(model, (str, os.PathLike))  # (not a loaded Model)
-    if lines and not out.exists() and not by_ray and named:
+    if (not by_ray and (model is None or isinstance(model, (str, os.PathLike)))
+            and _holds_nothing(out)):
         # every line is to answer: said before a folder or lock (Ray's actors find the
-        # model where they run)
+        # model where they run; a finished file needs no model)
         check_model_file(model)
-    # a window chosen for this run (--ctx, a loaded Model's) may fit a prompt refused before
-    window_given = n_ctx is not None or not named
-    retried = RETRIED_ERROR_CODES | (RETRIED_WITH_A_WINDOW if window_given else set())
     busy = BatchFileError(f"Another localpref batch is writing {out}; wait for it to finish "
                           "(or stop it), or give another --out.")
     with exclusive(lock_path(out), busy=busy, what=str(out)):  # one run writes a file
-        recorder = Recorder(lines, out, progress=progress, retried=retried)
+        recorder = Recorder(lines, out, progress=progress)
         # 2 lanes a request, as many as the lines left could use at once: a two-line file
         # with --parallel 128 loaded 256 lanes' cells (12 GB on the bundled model)
         lanes = min(2 * parallel, max(2, lanes_bound(recorder.pending)))
@@ -158,6 +154,14 @@ def lock_path(out: Path) -> Path:
     appending to one answers file, one sorting it under the other, would lose lines)."""
     real = Path(os.path.realpath(out))
     return real.with_name(f".{real.name}.lock")
+
+
+def _holds_nothing(out: Path) -> bool:
+    """Whether the answers file is not there yet, or empty."""
+    try:
+        return out.stat().st_size == 0
+    except OSError:
+        return True
 
 
 def _same_file(first: Path, second: Path) -> bool:

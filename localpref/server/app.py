@@ -284,9 +284,11 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             media_type="text/event-stream", headers=STREAM_HEADERS,
         )
 
-    # one trailing slash is no other route (the last middleware added runs first)
-    app.add_middleware(TrailingSlash, paths=frozenset(
-        route.path for route in app.routes if "{" not in getattr(route, "path", "{")))
+    # a route with trailing slashes is that route (the last middleware added runs first)
+    paths = [str(getattr(route, "path", "")) for route in app.routes]
+    app.add_middleware(TrailingSlash,
+                       paths=frozenset(path for path in paths if "{" not in path),
+                       prefixes=tuple(path.split("{", 1)[0] for path in paths if "{" in path))
     return app
 
 

@@ -114,22 +114,26 @@ async def _refuse(send: Any, error: ApiError) -> None:
 
 class TrailingSlash:
     """Serve ``/v1/chat/completions/`` as ``/v1/chat/completions``: the trailing slashes of
-    one of ``paths`` (the routes without a parameter) are taken off before anything else
-    reads the path (the key check and the routes included). Starlette's own answer was a
-    bodyless 307, which a client that does not follow a POST's redirect (httpx, urllib) read
-    as an empty, non-JSON answer. Another path is left as it came (a 404 names it so, and a
-    model id may end in an encoded ``%2F``)."""
+    one of ``paths`` (the routes without a parameter), or of a path under one of
+    ``prefixes`` (``/v1/models/ID/``), are taken off before anything else reads the path
+    (the key check and the routes included). Starlette's own answer was a bodyless 307,
+    which a client that does not follow a POST's redirect (httpx, urllib) read as an empty,
+    non-JSON answer. Only slashes as sent are (an id's encoded ``%2F`` is the id's), and
+    another path is left as it came (a 404 names it so)."""
 
-    def __init__(self, app: Any, paths: frozenset[str]) -> None:
+    def __init__(self, app: Any, paths: frozenset[str], prefixes: tuple[str, ...]) -> None:
         self.app = app
         self.paths = paths
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
         stripped = path.rstrip("/")
         slashes = len(path) - len(stripped)
         raw = scope.get("raw_path") or path.encode()
-        if (scope["type"] == "http" and slashes and stripped in self.paths
+        routed = stripped in self.paths or (
+            stripped.startswith(self.prefixes) and stripped not in self.prefixes)
+        if (scope["type"] == "http" and slashes and routed
                 and raw.endswith(b"/" * slashes)):
             scope = {**scope, "path": stripped, "raw_path": raw[:-slashes]}
         await self.app(scope, receive, send)
