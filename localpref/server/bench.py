@@ -147,9 +147,8 @@ def start_localpref(settings: ServerBenchSettings, threads: int) -> tuple[subpro
     env = {k: v for k, v in os.environ.items() if k != "LOCALPREF_API_KEY"}
     # its stderr: its sentence, where it does not start
     with tempfile.TemporaryFile(mode="w+") as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
-                                   env=env)
-        with llama_server.killed_unless_started(process):
+        with llama_server.killed_unless_started(command, stdout=subprocess.PIPE, stderr=errors,
+                                                text=True, env=env) as process:
             line = process.stdout.readline().strip() if process.stdout else ""
             match = _SERVING.match(line)
             if not match:
@@ -173,10 +172,9 @@ def start_llama_cpp(path: Path, settings: ServerBenchSettings, threads: int
                "--n_threads_batch", str(threads), "--n_ctx", str(settings.context),
                "--flash_attn", "True", "--verbose", "False",
                "--interrupt_requests", "False"]  # queue concurrent requests, as localpref does
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
     deadline = time.monotonic() + 300
-    with llama_server.killed_unless_started(process):
+    with llama_server.killed_unless_started(command, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True) as process:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 error = (process.stderr.read() if process.stderr else "").strip().splitlines()

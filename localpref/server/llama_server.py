@@ -19,8 +19,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from localpref.errors import ModelError, SettingsError
+from localpref.interrupt_hold import interrupt_held
 
 #: The llama-cpp-python version whose vendored llama.cpp the build script compiles.
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -71,15 +73,22 @@ def server_command(binary: Path, model: Path, port: int, threads: int, slots: in
 
 
 @contextlib.contextmanager
-def killed_unless_started(process: subprocess.Popen) -> Iterator[None]:
-    """Kill ``process`` when what waits for its start fails or is interrupted: a SIGTERM or a
-    Ctrl-C while a server loaded left it serving with no parent (the caller stops only the
-    processes whose start returned)."""
+def killed_unless_started(command: list[str], **popen: Any) -> Iterator[subprocess.Popen]:
+    """``subprocess.Popen(command, **popen)``, killed when the block (what waits for its
+    start) fails or is interrupted: a SIGTERM or a Ctrl-C while a server loaded left it
+    serving with no parent (the caller stops only the processes whose start returned). One
+    that comes while the process is being started is held until ``Popen`` returns (raised
+    inside ``Popen``, after the fork, it left a process nobody knew of), then delivered
+    here, where the process is known and killed."""
+    process: subprocess.Popen | None = None
     try:
-        yield
+        with interrupt_held():
+            process = subprocess.Popen(command, **popen)
+        yield process
     except BaseException:
-        process.kill()
-        process.wait()
+        if process is not None:
+            process.kill()
+            process.wait()
         raise
 
 
@@ -87,9 +96,9 @@ def start(command: list[str], port: int, timeout_s: float = 300) -> subprocess.P
     """Run ``command``; return once it answers ``/health`` with 200 (model loaded). Its log
     goes to a temporary file (a pipe nobody reads would block it once full)."""
     log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout_s
-    with killed_unless_started(process):
+    with killed_unless_started(command, stdout=log, stderr=subprocess.STDOUT,
+                               text=True) as process:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 log.seek(0)
