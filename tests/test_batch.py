@@ -527,49 +527,40 @@ def test_errors_of_the_runs_flags_or_the_server_are_answered_again_and_replaced(
         "a": 200, "b": 400, "c": 200, "d": 200}
 
 
-def test_a_line_refused_for_the_runs_lanes_is_answered_by_a_run_with_more(
-        bundled_path, batch_model, tmp_path) -> None:
-    weighted = chat("Name a fruit.", tokens=3,
-                    localpref={"preference": {"concise": 1, "formal": 1, "uplifting": 1}})
+@pytest.mark.parametrize(("refused_id", "body", "small", "code"), [
+    ("weighted", chat("Name a fruit.", tokens=3, localpref={
+        "preference": {"concise": 1, "formal": 1, "uplifting": 1}}), 512, "too_many_lanes"),
+    # the refusal asks for a larger --ctx; a run with one left the error line in place
+    ("long", chat("word " * 400, tokens=2), 256, "context_length_exceeded"),
+])
+def test_a_line_refused_for_the_runs_flags_is_answered_by_a_run_with_others(
+        bundled_path, batch_model, tmp_path, refused_id, body, small, code) -> None:
     source = write_batch(tmp_path / "in.jsonl", [line("plain", chat("Hi", tokens=2)),
-                                                 line("weighted", weighted)])
+                                                 line(refused_id, body)])
     out = tmp_path / "out.jsonl"
-    with Model(bundled_path, max_lanes=2, n_ctx=512) as small:
-        first = localpref.batch(source, out, model=small, parallel=1, progress=False)
+    with Model(bundled_path, max_lanes=2, n_ctx=small) as loaded:
+        first = localpref.batch(source, out, model=loaded, parallel=1, progress=False)
     assert (first.done, first.failed) == (2, 1)
-    refused = {a["custom_id"]: a for a in read_answers(out)}["weighted"]
-    assert refused["error"]["code"] == "too_many_lanes"
+    refused = {a["custom_id"]: a for a in read_answers(out)}[refused_id]
+    assert refused["error"]["code"] == code
     again = localpref.batch(source, out, model=batch_model, progress=False)
     assert (again.done, again.skipped, again.failed) == (1, 1, 0)
     answers = read_answers(out)
-    assert [a["custom_id"] for a in answers] == ["plain", "weighted"]
+    assert [a["custom_id"] for a in answers] == ["plain", refused_id]
     assert answers[1]["response"]["status_code"] == 200 and answers[1]["error"] is None
 
 
-def test_a_line_too_long_for_the_runs_window_is_answered_by_a_run_with_a_larger_one(
-        bundled_path, batch_model, tmp_path) -> None:
-    """The refusal asks for a larger --ctx; a run with one left the error line in place."""
+def test_a_line_too_long_under_ctx_is_answered_by_a_plain_run(bundled_path, tmp_path) -> None:
+    """Refused under --ctx 256, answered by a run with the default window."""
     source = write_batch(tmp_path / "in.jsonl", [line("plain", chat("Hi", tokens=2)),
                                                  line("long", chat("word " * 400, tokens=2))])
-    out = tmp_path / "out.jsonl"
-    with Model(bundled_path, max_lanes=2, n_ctx=256) as small:
-        first = localpref.batch(source, out, model=small, parallel=1, progress=False)
-    assert (first.done, first.failed) == (2, 1)
-    refused = {a["custom_id"]: a for a in read_answers(out)}["long"]
-    assert refused["error"]["code"] == "context_length_exceeded"
-    again = localpref.batch(source, out, model=batch_model, progress=False)
-    assert (again.done, again.skipped, again.failed) == (1, 1, 0)
-    answers = read_answers(out)
-    assert [a["custom_id"] for a in answers] == ["plain", "long"]
-    assert answers[1]["response"]["status_code"] == 200 and answers[1]["error"] is None
-    # on the command line: refused under --ctx 256, answered by a run with the default window
-    cli_out = tmp_path / "cli.jsonl"
-    flags = ["batch", str(source), "--out", str(cli_out), "--model", str(bundled_path),
+    out = tmp_path / "cli.jsonl"
+    flags = ["batch", str(source), "--out", str(out), "--model", str(bundled_path),
              "--threads", "1", "--quiet"]
     assert main([*flags, "--ctx", "256"]) == 0
-    assert [a["error"] is None for a in read_answers(cli_out)] == [True, False]
+    assert [a["error"] is None for a in read_answers(out)] == [True, False]
     assert main(flags) == 0
-    assert [a["error"] is None for a in read_answers(cli_out)] == [True, True]
+    assert [a["error"] is None for a in read_answers(out)] == [True, True]
 
 
 def test_lines_end_at_newlines_only_and_a_lone_surrogate_is_one_sentence(tmp_path) -> None:
