@@ -58,5 +58,7 @@ def interrupt_held(held: Held | None = None) -> Iterator[Held]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
-    for signum in sorted(held.signals, key=lambda s: s != signal.SIGTERM):  # SIGTERM first
-        signal.raise_signal(signum)
+        # delivered whether or not the block raised (a failed block's error was raised in
+        # its place, and the Ctrl-C was lost)
+        for signum in sorted(held.signals, key=lambda s: s != signal.SIGTERM):  # SIGTERM first
+            signal.raise_signal(signum)

@@ -87,6 +87,12 @@ def test_a_held_ctrl_c_comes_once_the_block_is_left() -> None:
         with interrupt_held() as held:
             os.kill(os.getpid(), signal.SIGINT)
         assert not held.interrupted
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with pytest.raises(KeyboardInterrupt) as caught:  # a block that fails keeps it too
+            with interrupt_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                raise FileNotFoundError("the block's own error")
+        assert isinstance(caught.value.__context__, FileNotFoundError)
     finally:
         signal.signal(signal.SIGINT, interactive)
 
