@@ -369,6 +369,8 @@ def test_a_route_with_a_trailing_slash_is_that_route_never_a_redirect(server, mo
     assert request(server.url, "GET", f"/models/{MODEL_ID}/").json()["id"] == MODEL_ID
     error = assert_error_shape(request(server.url, "GET", f"/models/{MODEL_ID}%2F"), 404)
     assert error["code"] == "model_not_found"
+    error = assert_error_shape(request(server.url, "GET", f"/models/{MODEL_ID}%2F/"), 404)
+    assert error["message"].startswith(f"The model '{MODEL_ID}/' does not exist")
     error = assert_error_shape(request(server.url, "PUT", "/chat/completions/"), 405)
     assert error["message"] == "/v1/chat/completions does not accept PUT."
     with running_server(model, api_key="s3cret") as keyed:  # the key is asked of it too

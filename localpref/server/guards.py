@@ -128,13 +128,13 @@ class TrailingSlash:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        stripped = path.rstrip("/")
-        slashes = len(path) - len(stripped)
         raw = scope.get("raw_path") or path.encode()
+        # the slashes as sent (an id's trailing %2F is decoded into the path, not sent as one)
+        slashes = min(len(path) - len(path.rstrip("/")), len(raw) - len(raw.rstrip(b"/")))
+        stripped = path[:-slashes] if slashes else path
         routed = stripped in self.paths or (
             stripped.startswith(self.prefixes) and stripped not in self.prefixes)
-        if (scope["type"] == "http" and slashes and routed
-                and raw.endswith(b"/" * slashes)):
+        if scope["type"] == "http" and slashes and routed:
             scope = {**scope, "path": stripped, "raw_path": raw[:-slashes]}
         await self.app(scope, receive, send)
 
