@@ -13,9 +13,8 @@ def files_below(root: Path, unreadable: Callable[[OSError], None], *,
     """Every entry below ``root`` that is not a folder, sorted. ``unreadable`` is called
     with the error of each folder that cannot be read (its permissions; a folder gone
     meanwhile, or a ``root`` that does not exist or is a file, holds nothing and is not an
-    error). With
-    ``follow_links`` linked folders are walked (models kept on another drive), never one
-    folder twice (a link that loops)."""
+    error). With ``follow_links`` linked folders are walked (models kept on another drive),
+    never one folder twice (a link that loops)."""
 
     def refused(error: OSError) -> None:
         if not isinstance(error, (FileNotFoundError, NotADirectoryError)):
