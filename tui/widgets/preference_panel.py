@@ -71,6 +71,12 @@ EXAMPLES_NOTE = ("Answers you liked (Ctrl+O adds the last one: more like this); 
                  "lane reads them and steering pulls toward their style.")
 
 
+def slider_items(steering: Steering) -> list[str]:
+    """The preferences that get a weight slider, in order: one a text (the free text may
+    repeat a checked preset's name)."""
+    return list(dict.fromkeys(steering.preference_items))
+
+
 def weight_slider(item: str, weight: float) -> StrengthSlider:
     """The strength slider of one checked preference (its ``item`` is the preference)."""
     label = item if len(item) <= 18 else item[:17] + "…"
@@ -168,7 +174,7 @@ class PreferencePanel(VerticalScroll):
                            id="custom-preference", compact=True)
         yield Static(WEIGHTS_NOTE, classes="help")
         yield Vertical(*(weight_slider(item, steering.weights.get(item, 1.0))
-                         for item in dict.fromkeys(steering.preference_items)), id="weights")
+                         for item in slider_items(steering)), id="weights")
         yield Label("Examples", classes="section")
         yield Static(EXAMPLES_NOTE, classes="help")
         yield Vertical(*example_rows(steering.examples), id="examples")
@@ -273,7 +279,7 @@ class PreferencePanel(VerticalScroll):
         slider moved meanwhile went back); without, it is set to ``steering``'s weight."""
         async with self._weights_changing:
             wanted = steering() if callable(steering) else steering
-            items = list(dict.fromkeys(wanted.preference_items))  # (one slider a text)
+            items = slider_items(wanted)
             container = self.query_one("#weights", Vertical)
             shown = {slider.item: slider  # type: ignore[attr-defined]
                      for slider in container.query(".weight-slider").results(StrengthSlider)}
@@ -446,15 +452,20 @@ class PreferencePanel(VerticalScroll):
     @on(Input.Changed, "#custom-preference")
     async def _own_preference_edited(self) -> None:
         """As ``_preferences_changed``; the slider of the text being edited keeps its weight
-        (weights are kept by text: each key typed made a new preference, at 1)."""
-        chosen = self._chosen()
-        shown = self.weights()
-        edited = [item for item in shown if item not in PRESETS]
-        typed = chosen.custom.strip()
-        if edited and typed and typed not in PRESETS:
-            chosen = dataclasses.replace(chosen, weights={**chosen.weights,
-                                                          typed: shown[edited[0]]})
-        await self._show_weights(chosen, keep_shown=True)
+        (weights are kept by text: each key typed made a new preference, at 1). The sliders
+        are read once the previous change is done, as there."""
+
+        def chosen_now() -> Steering:
+            chosen = self._chosen()
+            shown = self.weights()
+            edited = [item for item in shown if item not in PRESETS]
+            typed = chosen.custom.strip()
+            if edited and typed and typed not in PRESETS:
+                chosen = dataclasses.replace(chosen, weights={**chosen.weights,
+                                                              typed: shown[edited[0]]})
+            return chosen
+
+        await self._show_weights(chosen_now, keep_shown=True)
         self.validate()
 
     def _chosen(self) -> Steering:
