@@ -6,8 +6,9 @@ errors ("'list' object has no attribute 'items'"), and it leaves some constraint
 grammar. So a schema is checked first, and every problem is one sentence naming the keyword and
 where it is (``properties.age``):
 
-- ``shape_problem``: keywords whose value is of the wrong kind, ``$ref`` that is not inside
-  the schema or names nothing there;
+- ``shape_problem``: keywords whose value is of the wrong kind, a count above
+  ``schema_patterns.MAX_REPETITIONS``, ``$ref`` that is not inside the schema, names nothing
+  there or leads back to itself before any value is written (``looping_reference``);
 - ``unenforced_keywords``: constraints the grammar would not enforce (refused: an answer would
   be free to break them);
 - ``unwritable_literals``: texts the converter cannot write into a grammar literal.
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from localpref.errors import SettingsError
-from localpref.schema_patterns import PatternError, writable
+from localpref.schema_patterns import MAX_REPETITIONS, PatternError, writable
 
 #: Keywords that constrain a value and that llama-cpp-python's converter (0.3.36) leaves out
 #: of the grammar: an answer would be free to break them, so a schema using one is refused.
@@ -137,6 +138,10 @@ _KINDS: dict[str, tuple[Any, str]] = {
     "pattern": (lambda v: isinstance(v, str), "a text (a regular expression)"),
     "$ref": (lambda v: isinstance(v, str), "a text"),
 }
+#: Keywords whose value is a count of repetitions the converter writes out one by one.
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
+#: Keywords whose schemas an answer starts with (no character of its own before them).
+_CHOICES = ("anyOf", "oneOf", "allOf")
 #: Where a kind's words name a value: ``a list`` for ``[1]``.
 _VALUE_KINDS = ((bool, "true/false"), (int, "a number"), (float, "a number"), (str, "a text"),
                 (list, "a list"), (dict, "an object"))
@@ -159,6 +164,10 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
             if check is not None and not check[0](value):
                 return (f"The JSON schema's '{keyword}'{_at(where)} must be {check[1]} "
                         f"(got {_kind_of(value)}).")
+            if keyword in _COUNTS and value > MAX_REPETITIONS:
+                return (f"The JSON schema's '{keyword}'{_at(where)} is {value:,}, more than "
+                        f"the {MAX_REPETITIONS:,} localpref's grammar writes; lower it and "
+                        "check the length on the answer.")
         properties = subschema.get("properties", {})
         for name, value in properties.items():
             if not isinstance(value, dict):
@@ -178,6 +187,45 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
                 return (f"The JSON schema's $ref '{reference}'{_at(where)} is not inside the "
                         "schema; localpref follows only references such as '#/$defs/name'.")
             return f"The JSON schema's $ref '{reference}'{_at(where)} names nothing in it."
+    looping = looping_reference(schema)
+    if looping is not None:
+        reference, where = looping
+        return (f"The JSON schema's $ref '{reference}'{_at(where)} leads back to itself "
+                "before any value is written (through $ref, anyOf, oneOf or allOf only), so "
+                "no answer could begin; put the reference inside a value, such as an "
+                "object's property or an array's items.")
+    return None
+
+
+def looping_reference(schema: dict[str, Any]) -> tuple[str, str] | None:
+    """The first ``$ref`` (and where it is) from which ``$ref``, ``anyOf``, ``oneOf`` and
+    ``allOf`` alone lead back to the same schema: a grammar rule that begins with itself,
+    which llama.cpp refuses (left recursion); None when there is none. A reference inside a
+    property or an item is not one: its value's ``{`` or ``[`` comes first."""
+    places = {id(subschema): where for subschema, where in subschemas(schema)}
+    finished: set[int] = set()
+
+    def first_loop(subschema: dict[str, Any], path: list[int]) -> tuple[str, str] | None:
+        if id(subschema) in finished:
+            return None
+        path.append(id(subschema))
+        reference = subschema.get("$ref")
+        target = reference_target(schema, reference) if isinstance(reference, str) else None
+        starts = [item for keyword in _CHOICES for item in subschema.get(keyword, [])]
+        for following in ([target] if isinstance(target, dict) else []) + starts:
+            if id(following) in path:  # (only a reference leads back: the rest is a tree)
+                return str(reference), places.get(id(subschema), "")
+            found = first_loop(following, path)
+            if found is not None:
+                return found
+        path.pop()
+        finished.add(id(subschema))
+        return None
+
+    for subschema, _ in subschemas(schema):
+        found = first_loop(subschema, [])
+        if found is not None:
+            return found
     return None
 
 

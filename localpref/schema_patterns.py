@@ -16,10 +16,14 @@ model write a raw quote, backslash or line break inside the string, which is not
 - a pattern that needs a quote, a backslash or a control character in the text, or whose
   brackets do not pair (a stray ``]`` made the converter loop for ever), is refused
   (``PatternError``, a sentence's end);
+- a ``{n,m}`` counting above :data:`MAX_REPETITIONS` is refused too: the converter writes
+  each repetition out, taking seconds and gigabytes for a count of millions;
 - an empty pattern (or ``^`` or ``$`` alone) matches every text: ``None``, no constraint.
 """
 
 from __future__ import annotations
+
+import re
 
 #: What a JSON string cannot hold raw, as a grammar class's members: a quote, a backslash and
 #: the control characters (llama.cpp's own JSON grammar leaves out DEL too).
@@ -35,6 +39,11 @@ _SHORTHANDS = {"d": ("0-9", "0-9"), "w": ("0-9A-Za-z_", "0-9A-Za-z_"),
 _CONVERTER_ESCAPES = frozenset("[]()|{}*+?")
 #: Escapes of characters JSON writes escaped: the text would need one raw.
 _JSON_ESCAPED = frozenset('"\\\\nrtfv0')
+#: The most repetitions of one part a schema may ask for (a pattern's ``{n,m}``, a
+#: ``minLength``, ``maxItems``...): the converter writes each one out (a count of 10 million
+#: took it a minute and 1.8 GB, and an answer could not hold them anyway). Above about 1,000
+#: optional ones the grammar nests too deep for llama.cpp (``grammar.MAX_GRAMMAR_DEPTH``).
+MAX_REPETITIONS = 10_000
 
 
 class PatternError(ValueError):
@@ -88,7 +97,7 @@ def writable(pattern: str) -> str | None:
     docstring says how); None when it matches every text. Raises ``PatternError``."""
     written: list[str] = []
     in_class = negated = braced = False
-    class_start = depth = index = 0
+    class_start = count_start = depth = index = 0
     while index < len(pattern):
         char = pattern[index]
         index += 1
@@ -129,11 +138,12 @@ def writable(pattern: str) -> str | None:
         elif char == "]":
             raise PatternError("holds a ']' that closes no '['")
         elif char == "{":
-            braced = True
+            braced, count_start = True, index
         elif char == "}":
             if not braced:
                 raise PatternError("holds a '}' that closes no '{'")
             braced = False
+            _check_counts(pattern[count_start:index - 1])
         elif char == "(":
             depth += 1
             if pattern.startswith("?:", index):  # a group that captures nothing: a group
@@ -146,6 +156,16 @@ def writable(pattern: str) -> str | None:
     if in_class or depth or braced:
         raise PatternError("leaves a '[', '(' or '{' open")
     return _anchored(pattern, "".join(written))
+
+
+def _check_counts(counts: str) -> None:
+    """A ``PatternError`` for a ``{n,m}`` (``counts``: what is between the braces) counting
+    above :data:`MAX_REPETITIONS`."""
+    for digits in re.findall(r"\d+", counts):
+        if len(digits.lstrip("0")) > len(str(MAX_REPETITIONS)) or int(digits) > MAX_REPETITIONS:
+            shown = counts if len(counts) <= 24 else counts[:20] + "..."
+            raise PatternError(f"repeats a part {{{shown}}} times, more than the "
+                               f"{MAX_REPETITIONS:,} localpref's grammar writes; lower the count")
 
 
 def _anchored(pattern: str, written: str) -> str | None:

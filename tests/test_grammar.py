@@ -14,6 +14,8 @@ from localpref.request import Request
 from localpref.schema_branches import as_written, left_out, split_type_lists
 from localpref.schema_checks import (
     UNENFORCED_KEYWORDS,
+    looping_reference,
+
     prepared,
     shape_problem,
     unenforced_keywords,
@@ -137,6 +139,13 @@ def test_an_enum_const_or_name_the_converter_would_write_wrong_is_refused(schema
     assert unwritable_literals({"enum": ["café", 3, None, ["ok"]]}) == []
 
 
+#: A ``$ref`` that leads back to itself before any value (llama.cpp refused the grammar as
+#: left recursive, and the server named no field).
+LOOPING = ("The JSON schema's $ref {} leads back to itself before any value is written "
+           "(through $ref, anyOf, oneOf or allOf only), so no answer could begin; put the "
+           "reference inside a value, such as an object's property or an array's items.")
+
+
 @pytest.mark.parametrize(("schema", "sentence"), [
     ({"type": "object", "properties": [1]},
      "The JSON schema's 'properties' must be an object (got a list)."),
@@ -165,6 +174,23 @@ def test_an_enum_const_or_name_the_converter_would_write_wrong_is_refused(schema
      "follow; put that schema in $defs and refer to it as '#/$defs/name'."),
     ({"$defs": {"a/b": {"type": "string"}}, "$ref": "#/$defs/a~0b"},
      "The JSON schema's $ref '#/$defs/a~0b' names nothing in it."),
+    ({"type": "string", "minLength": 10_001},
+     "The JSON schema's 'minLength' is 10,001, more than the 10,000 localpref's grammar "
+     "writes; lower it and check the length on the answer."),
+    ({"type": "object", "properties": {"a": {"type": "array", "maxItems": 10**30}}},
+     "The JSON schema's 'maxItems' (at properties.a) is "
+     "1,000,000,000,000,000,000,000,000,000,000, more than the 10,000 localpref's grammar "
+     "writes; lower it and check the length on the answer."),
+    ({"$ref": "#/$defs/x", "$defs": {"x": {"$ref": "#/$defs/x"}}}, LOOPING.format(
+        "'#/$defs/x' (at $defs.x)")),
+    ({"$defs": {"x": {"anyOf": [{"$ref": "#/$defs/x"}, {"type": "string"}]}},
+      "$ref": "#/$defs/x"}, LOOPING.format("'#/$defs/x' (at $defs.x.anyOf[0])")),
+    ({"$defs": {"x": {"allOf": [{"$ref": "#/$defs/x"}]}}, "type": "object",
+      "properties": {"a": {"$ref": "#/$defs/x"}}},
+     LOOPING.format("'#/$defs/x' (at $defs.x.allOf[0])")),
+    ({"$defs": {"x": {"oneOf": [{"$ref": "#/$defs/y"}]},
+                "y": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/x"}]}}},
+     LOOPING.format("'#/$defs/x' (at $defs.y.anyOf[1])")),
 ])
 def test_a_keyword_of_the_wrong_kind_or_a_lost_ref_is_one_sentence(schema, sentence) -> None:
     """The converter answered these with Python's own errors ("'list' object has no attribute
@@ -225,6 +251,20 @@ def test_references_the_converter_would_miss_are_followed(model) -> None:
     assert not _takes(model, grammar, '{"x": {')
 
 
+def test_a_reference_inside_a_value_is_not_a_loop(model) -> None:
+    """A schema reached again only inside a property or an item begins with the value's own
+    ``{`` or ``[``: the grammar is not left recursive, and llama.cpp takes it."""
+    tree = {"$defs": {"t": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {
+        "kids": {"type": "array", "items": {"$ref": "#/$defs/t"}}}, "required": ["kids"]}]}},
+        "$ref": "#/$defs/t"}
+    assert looping_reference(tree) is None
+    grammar = json_grammar(tree)
+    assert _takes(model, grammar, '{"kids": [null, {"kids": []}]}')
+    assert not _takes(model, grammar, '{"kids": [1')
+    at_the_limit = json_grammar({"type": "string", "minLength": 10_000})
+    assert at_the_limit.count("char") > 10_000
+
+
 def test_a_schema_of_the_right_shape_has_no_problem() -> None:
     schema = {"$defs": {"tag": {"type": "string", "enum": ["a", "b"]}}, "type": "object",
               "properties": {"tags": {"type": "array", "items": {"$ref": "#/$defs/tag"},
@@ -277,6 +317,10 @@ def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
     (r"[\D]", "uses \\D, which localpref's grammar cannot write in a class"),
     (r"\bword\b", "uses \\b, which localpref's grammar cannot write"),  # a word's edge
     (r"\x22", "needs a character JSON writes escaped"), (r"\x4", "holds a \\x that two "),
+    # the converter writes each repetition out: ten million took a minute and 1.8 GB
+    ("^a{1,10001}$", "repeats a part {1,10001} times, more than the 10,000 localpref's "
+                     "grammar writes; lower the count."),
+    ("b{" + "9" * 5000 + "}", "repeats a part {99999999999999999999...} times, more than "),
 ])
 def test_a_pattern_the_grammar_cannot_write_is_one_sentence_naming_where(
         pattern: str, sentence: str) -> None:
