@@ -6,9 +6,10 @@ errors ("'list' object has no attribute 'items'"), and it leaves some constraint
 grammar. So a schema is checked first, and every problem is one sentence naming the keyword and
 where it is (``properties.age``):
 
-- ``shape_problem``: keywords whose value is of the wrong kind, a count above
-  ``schema_patterns.MAX_REPETITIONS``, ``$ref`` that is not inside the schema, names nothing
-  there or leads back to itself before any value is written (``looping_reference``);
+- ``shape_problem``: keywords whose value is of the wrong kind, ``$ref`` that is not inside
+  the schema, names nothing there or leads back to itself before any value is written
+  (``looping_reference``), counts the converter would write out past its limits
+  (``repetition_problem``);
 - ``unenforced_keywords``: constraints the grammar would not enforce (refused: an answer would
   be free to break them);
 - ``unwritable_literals``: texts the converter cannot write into a grammar literal.
@@ -25,7 +26,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from localpref.errors import SettingsError
-from localpref.schema_patterns import MAX_REPETITIONS, PatternError, writable
+from localpref.schema_patterns import (
+    MAX_REPETITIONS,
+    MAX_TOTAL_REPETITIONS,
+    PatternError,
+    repetitions,
+    writable,
+)
 
 #: Keywords that constrain a value and that llama-cpp-python's converter (0.3.36) leaves out
 #: of the grammar: an answer would be free to break them, so a schema using one is refused.
@@ -45,7 +52,26 @@ _SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", 
 
 def subschemas(schema: Any, where: str = "") -> list[tuple[dict[str, Any], str]]:
     """``schema`` and each of its subschemas, with where it is (``properties.age``; "" at the
-    top), depth first in the schema's order."""
+    top), depth first in the schema's order; then the schemas of the places its ``$ref``
+    name outside them (``{"$ref": "#/foo", "foo": {...}}``: ``foo``, where the converter
+    goes too), where their names joined by dots say."""
+    found = _tree(schema, where)
+    seen = {id(subschema) for subschema, _ in found}
+    index = 0
+    while index < len(found):
+        reference = found[index][0].get("$ref")
+        index += 1
+        target = reference_target(schema, reference) if isinstance(reference, str) else None
+        if isinstance(target, dict) and id(target) not in seen:
+            more = [(subschema, place) for subschema, place in _tree(
+                target, ".".join(_pointer_names(str(reference)))) if id(subschema) not in seen]
+            found += more
+            seen.update(id(subschema) for subschema, _ in more)
+    return found
+
+
+def _tree(schema: Any, where: str) -> list[tuple[dict[str, Any], str]]:
+    """``schema`` and the subschemas its keywords hold, depth first (``subschemas``)."""
     if not isinstance(schema, dict):
         return []
     found = [(schema, where)]
@@ -58,7 +84,7 @@ def subschemas(schema: Any, where: str = "") -> list[tuple[dict[str, Any], str]]
         else:
             children = [(keyword, value)]
         for path, child in children:
-            found += subschemas(child, f"{where}.{path}" if where else path)
+            found += _tree(child, f"{where}.{path}" if where else path)
     return found
 
 
@@ -164,10 +190,6 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
             if check is not None and not check[0](value):
                 return (f"The JSON schema's '{keyword}'{_at(where)} must be {check[1]} "
                         f"(got {_kind_of(value)}).")
-            if keyword in _COUNTS and value > MAX_REPETITIONS:
-                return (f"The JSON schema's '{keyword}'{_at(where)} is {value:,}, more than "
-                        f"the {MAX_REPETITIONS:,} localpref's grammar writes; lower it and "
-                        "check the length on the answer.")
         properties = subschema.get("properties", {})
         for name, value in properties.items():
             if not isinstance(value, dict):
@@ -194,6 +216,53 @@ def shape_problem(schema: dict[str, Any]) -> str | None:
                 "before any value is written (through $ref, anyOf, oneOf or allOf only), so "
                 "no answer could begin; put the reference inside a value, such as an "
                 "object's property or an array's items.")
+    return repetition_problem(schema)
+
+
+def _types(subschema: dict[str, Any]) -> set[str]:
+    """The type names ``subschema`` gives (none: any type)."""
+    kind = subschema.get("type")
+    return {kind} if isinstance(kind, str) else set(kind) if isinstance(kind, list) else set()
+
+
+def written_counts(subschema: dict[str, Any]) -> list[tuple[str, int]]:
+    """The counts of ``subschema`` that the converter writes out one repetition at a time,
+    with their keywords: a string's ``minLength`` and ``maxLength``, ``minItems`` and
+    ``maxItems`` beside an ``items`` schema (where they constrain nothing, none)."""
+    types = _types(subschema)
+    applies = {"minLength": "string" in types, "maxLength": "string" in types,
+               "minItems": (not types or "array" in types)
+               and isinstance(subschema.get("items"), dict) and subschema["items"] != {}}
+    applies["maxItems"] = applies["minItems"]
+    return [(keyword, subschema[keyword]) for keyword in _COUNTS
+            if applies[keyword] and isinstance(subschema.get(keyword), int)]
+
+
+def repetition_problem(schema: dict[str, Any]) -> str | None:
+    """The converter writes each repetition of a count out (a ``maxLength`` of ten million
+    held a server's event loop for a minute): one count above :data:`MAX_REPETITIONS`, or
+    all of them together (patterns' ``{n,m}`` too) above :data:`MAX_TOTAL_REPETITIONS`, as
+    one sentence; None when they are within both. (A pattern's own count over the limit is
+    named with the pattern, by ``prepared``.)"""
+    total = 0
+    for subschema, where in subschemas(schema):
+        for keyword, value in written_counts(subschema):
+            if value > MAX_REPETITIONS:
+                return (f"The JSON schema's '{keyword}'{_at(where)} is {value:,}, more than "
+                        f"the {MAX_REPETITIONS:,} localpref's grammar writes; lower it and "
+                        "check the length on the answer.")
+            total += value
+        pattern = subschema.get("pattern")
+        if isinstance(pattern, str) and _types(subschema) <= {"string"}:
+            try:
+                total += repetitions(pattern)
+            except PatternError:
+                pass  # named where it is by ``prepared``
+    if total > MAX_TOTAL_REPETITIONS:
+        return (f"The JSON schema's lengths and counts (minLength, maxLength, minItems, "
+                f"maxItems, a pattern's {{n,m}}) add up to {total:,} repetitions, more than "
+                f"the {MAX_TOTAL_REPETITIONS:,} localpref's grammar writes; lower them and "
+                "check the lengths on the answer.")
     return None
 
 
@@ -201,32 +270,41 @@ def looping_reference(schema: dict[str, Any]) -> tuple[str, str] | None:
     """The first ``$ref`` (and where it is) from which ``$ref``, ``anyOf``, ``oneOf`` and
     ``allOf`` alone lead back to the same schema: a grammar rule that begins with itself,
     which llama.cpp refuses (left recursion); None when there is none. A reference inside a
-    property or an item is not one: its value's ``{`` or ``[`` comes first."""
+    property or an item is not one: its value's ``{`` or ``[`` comes first. (A depth-first
+    walk with its own stack: a chain of hundreds of references is not Python's recursion.)"""
     places = {id(subschema): where for subschema, where in subschemas(schema)}
     finished: set[int] = set()
-
-    def first_loop(subschema: dict[str, Any], path: list[int]) -> tuple[str, str] | None:
-        if id(subschema) in finished:
-            return None
-        path.append(id(subschema))
-        reference = subschema.get("$ref")
-        target = reference_target(schema, reference) if isinstance(reference, str) else None
-        starts = [item for keyword in _CHOICES for item in subschema.get(keyword, [])]
-        for following in ([target] if isinstance(target, dict) else []) + starts:
-            if id(following) in path:  # (only a reference leads back: the rest is a tree)
-                return str(reference), places.get(id(subschema), "")
-            found = first_loop(following, path)
-            if found is not None:
-                return found
-        path.pop()
-        finished.add(id(subschema))
-        return None
-
-    for subschema, _ in subschemas(schema):
-        found = first_loop(subschema, [])
-        if found is not None:
-            return found
+    for start, _ in subschemas(schema):
+        if id(start) in finished:
+            continue
+        # each entry: a schema on the path, and the schemas it leads to still to walk
+        path: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [(start, _leads_to(schema,
+                                                                                    start))]
+        on_path = {id(start)}
+        while path:
+            subschema, following = path[-1]
+            if not following:
+                path.pop()
+                on_path.discard(id(subschema))
+                finished.add(id(subschema))
+                continue
+            nxt = following.pop(0)
+            if id(nxt) in on_path:  # (only a reference leads back: the rest is a tree)
+                return str(subschema.get("$ref")), places.get(id(subschema), "")
+            if id(nxt) not in finished:
+                path.append((nxt, _leads_to(schema, nxt)))
+                on_path.add(id(nxt))
     return None
+
+
+def _leads_to(schema: dict[str, Any], subschema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schemas an answer to ``subschema`` begins with: its ``$ref``'s target, then the
+    items of its ``anyOf``, ``oneOf`` and ``allOf`` (what is not a schema left out)."""
+    reference = subschema.get("$ref")
+    target = reference_target(schema, reference) if isinstance(reference, str) else None
+    choices = [item for keyword in _CHOICES if isinstance(subschema.get(keyword), list)
+               for item in subschema[keyword] if isinstance(item, dict)]
+    return ([target] if isinstance(target, dict) else []) + choices
 
 
 def _resolves(schema: dict[str, Any], reference: str) -> bool:

@@ -15,8 +15,8 @@ from localpref.schema_branches import as_written, left_out, split_type_lists
 from localpref.schema_checks import (
     UNENFORCED_KEYWORDS,
     looping_reference,
-
     prepared,
+    repetition_problem,
     shape_problem,
     unenforced_keywords,
     unwritable_literals,
@@ -177,10 +177,17 @@ LOOPING = ("The JSON schema's $ref {} leads back to itself before any value is w
     ({"type": "string", "minLength": 10_001},
      "The JSON schema's 'minLength' is 10,001, more than the 10,000 localpref's grammar "
      "writes; lower it and check the length on the answer."),
-    ({"type": "object", "properties": {"a": {"type": "array", "maxItems": 10**30}}},
+    ({"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"},
+                                             "maxItems": 10**30}}},
      "The JSON schema's 'maxItems' (at properties.a) is "
      "1,000,000,000,000,000,000,000,000,000,000, more than the 10,000 localpref's grammar "
      "writes; lower it and check the length on the answer."),
+    ({"type": "object", "properties": {f"p{n}": {"type": "string", "minLength": 9_000}
+                                       for n in range(11)} | {
+        "code": {"type": "string", "pattern": "^[ab]{9000}-[0-9]{1_000}$"}}},
+     "The JSON schema's lengths and counts (minLength, maxLength, minItems, maxItems, a "
+     "pattern's {n,m}) add up to 109,000 repetitions, more than the 100,000 localpref's "
+     "grammar writes; lower them and check the lengths on the answer."),
     ({"$ref": "#/$defs/x", "$defs": {"x": {"$ref": "#/$defs/x"}}}, LOOPING.format(
         "'#/$defs/x' (at $defs.x)")),
     ({"$defs": {"x": {"anyOf": [{"$ref": "#/$defs/x"}, {"type": "string"}]}},
@@ -249,6 +256,54 @@ def test_references_the_converter_would_miss_are_followed(model) -> None:
     grammar = json_grammar(merged)  # nor an anyOf choice inside one: A's properties are read
     assert _takes(model, grammar, '{"a": 5}')
     assert not _takes(model, grammar, '{"x": {')
+
+
+ANY_OF = "The JSON schema's 'anyOf' (at {}) must be a list of schemas (objects), not empty"
+
+
+@pytest.mark.parametrize(("schema", "sentence"), [
+    ({"$ref": "#/foo", "foo": {"anyOf": [1]}}, ANY_OF.format("foo") + " (got a list)."),
+    ({"$ref": "#/foo", "foo": {"anyOf": "abc"}}, ANY_OF.format("foo") + " (got a text)."),
+    ({"$defs": {"anyOf": {"type": "string"}}, "$ref": "#/$defs"},
+     ANY_OF.format("$defs") + " (got an object)."),
+    ({"$ref": "#/foo", "foo": {"type": "string", "maxLength": 100_000_000}},
+     "The JSON schema's 'maxLength' (at foo) is 100,000,000, more than the 10,000 "
+     "localpref's grammar writes; lower it and check the length on the answer."),
+    ({"$ref": "#/foo", "foo": {"type": "integer", "minimum": 3}},
+     "The JSON schema uses 'minimum' (at foo), which localpref cannot enforce while it "
+     "writes; remove it and check that constraint on the answer."),
+    ({"$ref": "#/a/b", "a": {"b": {"$ref": "#/a/b"}}}, LOOPING.format("'#/a/b' (at a.b)")),
+])
+def test_a_place_a_reference_names_outside_the_schemas_is_checked_too(schema,
+                                                                       sentence) -> None:
+    """The converter follows a ``$ref`` to any place (``#/foo``), where no check looked: what
+    was not a schema there raised Python's AttributeError, and a count or a constraint there
+    was written out or dropped unchecked."""
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(schema)
+    assert str(refused.value) == sentence
+
+
+def test_a_long_chain_of_references_is_walked_without_recursion() -> None:
+    """600 definitions each choosing the next (or null): no loop, and no RecursionError from
+    the walk (it was one, raised raw)."""
+    chain = {f"d{n}": {"anyOf": [{"$ref": f"#/$defs/d{n + 1}"}, {"type": "null"}]}
+             for n in range(600)}
+    schema = {"$defs": chain | {"d600": {"type": "string"}}, "$ref": "#/$defs/d0"}
+    assert looping_reference(schema) is None
+    chain["d599"]["anyOf"][0]["$ref"] = "#/$defs/d0"
+    assert looping_reference(schema) == ("#/$defs/d0", "$defs.d599.anyOf[0]")
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "integer", "maxLength": 20_000},
+    {"type": "object", "properties": {"a": {"type": "string"}}, "maxItems": 100_000},
+    {"anyOf": [{"type": "string", "maxLength": 800}, {"type": "integer", "maxLength": 20_000}]},
+])
+def test_a_count_where_it_constrains_nothing_is_not_counted(schema) -> None:
+    """The converter reads lengths on strings and item counts beside an items schema only."""
+    assert repetition_problem(schema) is None
+    assert "root ::=" in json_grammar(schema)
 
 
 def test_a_reference_inside_a_value_is_not_a_loop(model) -> None:
@@ -321,6 +376,7 @@ def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
     ("^a{1,10001}$", "repeats a part {1,10001} times, more than the 10,000 localpref's "
                      "grammar writes; lower the count."),
     ("b{" + "9" * 5000 + "}", "repeats a part {99999999999999999999...} times, more than "),
+    ("^[ab]{10_000_000}$", "repeats a part {10_000_000} times, more than "),  # int() reads it
 ])
 def test_a_pattern_the_grammar_cannot_write_is_one_sentence_naming_where(
         pattern: str, sentence: str) -> None:
