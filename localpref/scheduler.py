@@ -159,6 +159,19 @@ class Job:
                 counts[spec.context] += 1
         return counts
 
+    def stale_lanes(self) -> list[tuple[str, Context, LaneState]]:
+        """The lanes its chat kept that this turn does not read (the preference or avoid text
+        changed between turns): its own to give back for the lanes it opens."""
+        if self.session is None:
+            return []
+        named = {spec.name for spec in self.lane_specs}
+        return [(name, context, lane) for name, (context, lane) in self.session.lanes.items()
+                if name not in named]
+
+    def spare_lanes(self) -> collections.Counter[Context]:
+        """``stale_lanes`` per context."""
+        return collections.Counter(context for _, context, _ in self.stale_lanes())
+
 
 class Scheduler:
     """One decode thread for a model's contexts; see the module's docstring."""
@@ -233,10 +246,10 @@ class Scheduler:
         job waits."""
         free: dict[Context, int] = {}
         for index, job in enumerate(queue):
-            needs = job.needs()
+            needs, spare = job.needs(), job.spare_lanes()
             for context in needs:
                 free.setdefault(context, context.free_lanes)
-            if any(free[context] < count for context, count in needs.items()):
+            if any(free[context] + spare[context] < count for context, count in needs.items()):
                 return len(queue) - index
             for context, count in needs.items():
                 free[context] -= count
@@ -424,11 +437,14 @@ class Scheduler:
         before it as taken; with ``reclaim`` (and not ``dry_run``) those chats' lanes are
         taken back."""
         promised = promised or {}
-        needs = job.needs()
+        needs, own = job.needs(), job.spare_lanes()
+        if reclaim and not dry_run:
+            self._close_stale_lanes(job)
+            own.clear()
         idle = self._reclaimable_sessions(job)
         for context, count in needs.items():
             count += promised.get(context, 0)
-            free = context.free_lanes
+            free = context.free_lanes + own[context]
             reclaimable = [s for s in idle if any(c is context for c, _ in s.lanes.values())]
             if free >= count:
                 continue
@@ -456,6 +472,15 @@ class Scheduler:
         return sorted((s for s in self._sessions
                        if s.lanes and s is not job.session and s not in running),
                       key=lambda s: (s.busy, s.idle_since))
+
+    def _close_stale_lanes(self, job: Job) -> None:
+        """Give back the lanes ``job``'s chat kept that this turn does not read: a chat whose
+        preference changed waited for ever for lanes its own last turn held."""
+        if job.session is None:
+            return
+        for name, context, lane in job.stale_lanes():
+            context.close_lane(lane, keep=self.keep_cells)
+            del job.session.lanes[name]
 
     def _close_session_lanes(self, session: Session, *, keep: bool = True) -> None:
         """Give back an idle or closed chat's lanes, their cells kept (with ``keep_cells``)

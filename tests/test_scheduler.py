@@ -390,6 +390,35 @@ def test_an_idle_chat_gives_its_lanes_to_a_waiting_request_and_answers_right_aft
     assert second.stats["prefill_tokens"] >= second.stats["n_prompt_tokens"]
 
 
+def test_a_chat_turn_with_other_lanes_takes_back_its_own_kept_ones(
+        bundled_path: Path) -> None:
+    """A chat keeps its turn's lanes for the next; a turn that reads other lanes (an avoid
+    text added, a weighted preference dropped) waited for ever on a model whose lanes its
+    own kept ones filled: they are given back, and each turn answers as its history alone,
+    whichever lanes it kept."""
+    weighted = {"preference": {"concise": 1, "formal": 0.5}}  # a lane each, and the base's
+    with Model(bundled_path, max_lanes=4, n_ctx=512) as small:
+        chat = small.chat(preference="concise", max_tokens=8)
+        turns = [("Hi, I'm Bob.", weighted), ("Why?", {"avoid": "verbose"}), ("And?", {}),
+                 ("Tell me more.", weighted)]
+        finished: list[Any] = []
+
+        def talk() -> None:
+            finished.extend(chat.send(text, **settings) for text, settings in turns)
+
+        runner = threading.Thread(target=talk, daemon=True)
+        runner.start()
+        runner.join(120)
+        assert not runner.is_alive(), (small.scheduler.queued, small.scheduler.running)
+        assert small.scheduler.queued == 0 and chat.holds_lanes
+        for index, ((_, settings), answer) in enumerate(zip(turns, finished, strict=True)):
+            history = chat.messages[:2 * index + 1]
+            alone = small.generate(history, **({"preference": "concise"} | settings),
+                                   max_tokens=8)
+            assert answer.tokens == alone.tokens and answer.text, index
+        chat.close()
+
+
 class _Broken(Base):
     """A method whose pick fails (a bug in a user's method)."""
 
