@@ -81,6 +81,8 @@ from localpref.weights import check_weights, lane_kind, weighted_lanes, weighted
 DEFAULT_CONTEXT = 2048
 #: The lanes a model is loaded with when ``max_lanes`` is not given.
 DEFAULT_LANES = 4
+#: The setting each word of a too-long prompt's sentence names (``PromptTooLongError.blamed``).
+_SETTING_NAMED = {"preference": "preference", "avoid text": "avoid", "examples": "like"}
 
 
 class _Backend:
@@ -375,11 +377,18 @@ class Model:
             return calibration.summary(_calibrated_preference(request))
         return kept_default_summary(self.calibration_record)
 
-    def _too_long(self, request: Request, longest: int, base_lane: bool) -> str:
-        """The sentence for a request whose longest lane prompt (``longest`` tokens; on the
-        base lane or not) does not fit the window. When the conversation alone would fit it
-        names what that lane adds: the avoid text (or the preference, whose opposite the base
-        lane reads), or the preference and the examples; else it blames the prompt."""
+    def _too_long(self, request: Request, longest: int, base_lane: bool) -> PromptTooLongError:
+        """The error for a request whose longest lane prompt (``longest`` tokens; on the base
+        lane or not) does not fit the window. When the conversation alone would fit it names
+        what that lane adds: the avoid text (or the preference, whose opposite the base lane
+        reads), or the preference and the examples (``blamed``: their settings); else it
+        blames the prompt."""
+        sentence, blamed = self._too_long_sentence(request, longest, base_lane)
+        return PromptTooLongError(sentence, **blamed)
+
+    def _too_long_sentence(self, request: Request, longest: int,
+                           base_lane: bool) -> tuple[str, dict[str, tuple[str, ...]]]:
+        """``_too_long``'s sentence, and its ``blamed`` as keyword arguments."""
         if base_lane:
             named = ["avoid text" if avoid_text(request.avoid) is not None else "preference"]
         else:
@@ -396,26 +405,27 @@ class Model:
                             else ("prompt", "shorten the prompt"))
             return (f"With the {' and the '.join(named)} the {what} is {longest} tokens long "
                     f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
-                    f"{remedy} or load the model with a larger context (--ctx, n_ctx).")
+                    f"{remedy} or load the model with a larger context (--ctx, n_ctx).", {})
         if (not named or bare >= self.n_ctx) and _has_earlier_turns(request.messages):
             alone = len(self._backend.prompts.lane_tokens(
                 [request.messages[-1]], None, system_prompt=request.system_prompt))
             if alone >= self.n_ctx:  # a new conversation would not take it either
                 return (f"The message alone is {alone} tokens long and the context holds "
                         f"{self.n_ctx}, which leaves no room for an answer; shorten it or "
-                        "load the model with a larger context (--ctx, n_ctx).")
+                        "load the model with a larger context (--ctx, n_ctx).", {})
             return (f"The conversation is {longest} tokens long with this message and the "
                     f"context holds {self.n_ctx}, which leaves no room for an answer; start a "
-                    "new conversation or load the model with a larger context (--ctx, n_ctx).")
+                    "new conversation or load the model with a larger context (--ctx, n_ctx).",
+                    {})
         if not named or bare >= self.n_ctx:
             return (f"The prompt is {longest} tokens long and the context holds {self.n_ctx}, "
                     "which leaves no room for an answer; shorten the prompt or load the "
-                    "model with a larger context (--ctx, n_ctx).")
-        one = named in (["preference"], ["avoid text"])
-        it = "it" if one else "them"
-        return (f"The {' and the '.join(named)} {'is' if one else 'are'} too long: with {it} "
-                f"the prompt is {longest} tokens long and the context holds {self.n_ctx}; "
-                f"shorten {it}.")
+                    "model with a larger context (--ctx, n_ctx).", {})
+        it = "it" if len(named) == 1 else "them"
+        # (the words "prompt is too long", which LangChain and litellm tell an overflow by)
+        return (f"The prompt is too long with the {' and the '.join(named)}: {longest} tokens, "
+                f"and the context holds {self.n_ctx}; shorten {it}.",
+                {"blamed": tuple(_SETTING_NAMED[name] for name in named)})
 
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""
@@ -625,8 +635,7 @@ class Model:
                 positions.append(len(specs))
                 specs.append(LaneSpec(backend.context, f"{key[0]}:{key[1]}", target))
             if longest >= self.n_ctx:  # (a prompt of n_ctx - 1 tokens has room for one)
-                raise PromptTooLongError(
-                    self._too_long(request, longest, longest_lane == "base"))
+                raise self._too_long(request, longest, longest_lane == "base")
             # An answer stops ("length") where its lanes would leave the window of one lane:
             # the prompt and the answer fill at most its n_ctx cells.
             max_tokens = min(request.max_tokens, self.n_ctx - longest)
@@ -808,9 +817,12 @@ class Model:
 
 
 def _other_vocabulary(spec: str, theirs: int, mine: int) -> str:
-    """The sentence for a PAD reward model whose tokenizer is not the model's."""
-    return (f"The reward model {spec} has another vocabulary ({theirs} tokens against "
-            f"{mine}); PAD needs the same tokenizer.")
+    """The sentence for a PAD reward model whose tokenizer is not the model's: its size,
+    or where the sizes are equal, its tokens' texts."""
+    differs = (f"{theirs} tokens against {mine}" if theirs != mine
+               else f"as many tokens, {mine}, but other texts for them")
+    return (f"The reward model {spec} has another vocabulary ({differs}); PAD needs the same "
+            "tokenizer.")
 
 
 class Chat:

@@ -48,9 +48,15 @@ class TooManyLanesError(SettingsError):
 
 class PromptTooLongError(LocalprefError):
     """A prompt that does not fit in the model's context; ``param``: the request field that
-    holds it, where a front end knows (the server's ``messages`` or ``prompt``)."""
+    holds it, where a front end knows (the server's ``messages`` or ``prompt``); ``blamed``:
+    the settings the sentence tells to shorten (``preference``, ``avoid``, ``like``), none
+    where it tells to shorten the prompt."""
 
     param: str | None = None
+
+    def __init__(self, message: str, *, blamed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.blamed = blamed
 
 
 class TemplateError(LocalprefError):

@@ -417,6 +417,21 @@ def test_check_reads_a_reward_models_vocabulary_size_from_its_header(model, tmp_
                              method=PAD(reward_model="org/not-downloaded:*.gguf")))
 
 
+def test_a_reward_model_with_as_many_tokens_but_other_texts_says_so(model, tmp_path) -> None:
+    """The sizes agree, so the sentence names the texts (it gave "49152 tokens against
+    49152" as the difference)."""
+    from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+    other = write_synthetic_llama(tmp_path / "same-size.gguf",
+                                  SyntheticShape(vocab_size=model.vocabulary.size))
+    with pytest.raises(ModelError) as refused:
+        model.generate("Hi", preference="concise", method=PAD(reward_model=str(other)),
+                       max_tokens=2)
+    assert str(refused.value) == (
+        f"The reward model {other} has another vocabulary (as many tokens, 49152, but other "
+        "texts for them); PAD needs the same tokenizer.")
+
+
 @pytest.mark.parametrize(("path", "sentence"), [
     (None, "The model path must be a text or a Path (got None); "),
     (5, "The model path must be a text or a Path (got 5); "),

@@ -600,19 +600,31 @@ def test_head_health_and_a_long_preference(server) -> None:
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
     # a context overflow in the words and code LangChain and litellm tell one by, the text
     # to shorten in param (it was an invalid_value: "The preference text is too long: ...")
-    assert error["message"].startswith("The prompt is too long for the model's context: with "
-                                       "the preference text it does not fit in the ")
+    assert error["message"].startswith("The prompt is too long with the preference: ")
+    assert error["message"].endswith(" tokens, and the context holds 1024; shorten it.")
     assert (error["param"], error["code"]) == ("localpref.preference", "context_length_exceeded")
     body["localpref"] = {"preference": "concise", "avoid": "long words " * 1000}
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
-    assert error["message"].endswith("shorten the avoid text.")  # it named the preference once
+    assert error["message"].startswith("The prompt is too long with the avoid text: ")
     assert (error["param"], error["code"]) == ("localpref.avoid", "context_length_exceeded")
+    # examples: the sentence blamed them and param the messages ("hi")
+    body["localpref"] = {"like": "word " * 1000}
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
+    assert error["message"].startswith("The prompt is too long with the examples: ")
+    assert (error["param"], error["code"]) == ("localpref.like", "context_length_exceeded")
+    body["localpref"] = {"preference": "be brief " * 600, "like": ["word " * 200]}
+    error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
+    assert error["message"].startswith(
+        "The prompt is too long with the preference and the examples: ")
+    assert error["param"] == "localpref.preference"  # the longer of the two
 
 
-def test_a_conversation_that_leaves_one_cell_blames_the_preference_that_takes_it(
+def test_a_conversation_a_short_preference_pushes_past_the_window_names_the_prompt(
         server, model) -> None:
-    """A conversation of n_ctx - 1 tokens fits (one token of answer), so a preference that
-    pushes it past the window is the text to shorten: the server blamed the messages."""
+    """A conversation of n_ctx - 1 tokens fits (one token of answer), and a built-in
+    preference of a few tokens pushes it past: the sentence tells to shorten the prompt (or
+    load a larger context), as the library's does, and ``param`` names the messages (it
+    named the preference, which a built-in name cannot be shortened to fit)."""
     words = next(n for n in range(model.n_ctx - 40, model.n_ctx)
                  if model.count_tokens("word " * n) == model.n_ctx - 1)
     body = {"model": MODEL_ID, "max_tokens": 4, "messages": user("word " * words)}
@@ -620,7 +632,11 @@ def test_a_conversation_that_leaves_one_cell_blames_the_preference_that_takes_it
     assert answer.status == 200 and answer.json()["usage"]["completion_tokens"] == 1
     body["localpref"] = {"preference": "concise"}
     error = assert_error_shape(request(server.url, "POST", "/chat/completions", body=body), 400)
-    assert (error["param"], error["code"]) == ("localpref.preference", "context_length_exceeded")
+    assert (error["param"], error["code"]) == ("messages", "context_length_exceeded")
+    assert error["message"].startswith("The prompt is too long for the model's context: with "
+                                       "the preference the prompt is ")
+    assert error["message"].endswith("shorten the prompt or load the model with a larger "
+                                     "context (--ctx, n_ctx).")
 
 
 def test_the_api_keys_scheme_is_case_insensitive(model) -> None:

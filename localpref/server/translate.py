@@ -119,33 +119,26 @@ class GenerationArgs:
 
 
 def start_generation(model: Model, args: GenerationArgs) -> Generation:
-    """The generation of ``args`` on ``model`` (not started). A prompt that only a long
-    preference or avoid text pushes past the window is blamed on that text."""
+    """The generation of ``args`` on ``model`` (not started). A prompt too long for the
+    window names in ``param`` what its sentence tells to shorten: the preference, avoid or
+    examples (``localpref.like``) text that pushes it past, else the prompt."""
     try:
         return Generation(model.submit(args.request()))
     except PromptTooLongError as error:
-        preference, avoid = args.kwargs.get("preference"), args.avoid
-        if not (preference or avoid) or model.count_tokens(args.messages) >= model.n_ctx:
-            error.param = args.prompt_field
-            raise
-        field = _longer_lane_text(preference, avoid, args.kwargs.get("like"))
-        # (a context overflow still, in the words and code clients tell one by: the server
-        # answers it as context_length_exceeded, with the text to shorten in ``param``)
-        blamed = PromptTooLongError(f"The prompt is too long for the model's context: with "
-                                    f"the {field} text it does not fit in the "
-                                    f"{model.n_ctx}-token window; shorten the {field} text.")
-        blamed.param = f"localpref.{field}"
-        raise blamed from None
+        error.param = (f"localpref.{_longest_setting(error.blamed, args.kwargs)}"
+                       if error.blamed else args.prompt_field)
+        raise
 
 
-def _longer_lane_text(preference: Any, avoid: Any, like: Any) -> str:
-    """``preference`` or ``avoid``: the one whose lane carries more text, built-in names
-    expanded to their sentences and the examples counted with the preference's lane (the
-    lane that overflows the window is the one to shorten)."""
-    wanted = sum(map(len, preference_sentences(preference))) if preference else 0
-    wanted += sum(map(len, like or ()))
-    avoided = sum(map(len, preference_sentences(avoid, noun="avoid"))) if avoid else 0
-    return "avoid" if avoided > wanted else "preference"
+def _longest_setting(blamed: tuple[str, ...], settings: dict[str, Any]) -> str:
+    """The one of the ``blamed`` settings (``preference``, ``avoid``, ``like``) holding the
+    most text, built-in preference names counted as their sentences."""
+    def length(name: str) -> int:
+        value = settings.get(name)
+        if name == "like":
+            return sum(map(len, value or ()))
+        return sum(map(len, preference_sentences(value, noun=name))) if value else 0
+    return max(blamed, key=length)
 
 
 def message_text(message: ChatMessage, index: int) -> str:
