@@ -33,6 +33,7 @@ from localpref.schema_branches import (
 )
 from localpref.schema_checks import (
     listed,
+    name_references,
     prepared,
     shape_problem,
     unenforced_keywords,
@@ -71,6 +72,16 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
         return llama_cpp.llama_grammar.JSON_GBNF
     if not isinstance(schema, dict):
         raise SettingsError("The JSON schema must be an object.")
+    try:
+        return _checked_grammar(schema)
+    except RecursionError:  # the checks walk a schema by recursion, and so does the converter
+        raise SettingsError("The JSON schema nests too deep for localpref's grammar converter "
+                            "(properties or items some hundreds of levels deep); flatten "
+                            "it.") from None
+
+
+def _checked_grammar(schema: dict[str, Any]) -> str:
+    """``json_grammar`` of a schema object."""
     problem = shape_problem(schema)
     if problem is not None:
         raise SettingsError(problem)
@@ -99,6 +110,7 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
             "beside it, a pattern or format before the lengths, 'required' only among the "
             f"properties); remove {it} and check "
             f"{'that constraint' if len(unread) == 1 else 'those constraints'} on the answer.")
+    name_references(fixed)
     text = json.dumps(fixed)
     try:
         grammar = _json_safe_characters(llama_cpp.llama_grammar.json_schema_to_gbnf(text))

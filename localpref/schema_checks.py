@@ -156,8 +156,10 @@ _KINDS: dict[str, tuple[Any, str]] = {
     "required": (lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
                  "a list of property names"),
     "enum": (lambda v: isinstance(v, list) and bool(v), "a list of values, not empty"),
+    # (a name twice in a list is not JSON Schema, and the converter writes it out twice)
     "type": (lambda v: isinstance(v, str) or (isinstance(v, list) and bool(v) and all(
-        isinstance(i, str) for i in v)), "a type name or a list of them"),
+        isinstance(i, str) for i in v) and len(set(v)) == len(v)),
+        "a type name or a list of different ones"),
     **{keyword: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                  "a whole number, 0 or more")
        for keyword in ("minLength", "maxLength", "minItems", "maxItems")},
@@ -253,7 +255,8 @@ def repetition_problem(schema: dict[str, Any]) -> str | None:
                         "check the length on the answer.")
             total += value
         pattern = subschema.get("pattern")
-        if isinstance(pattern, str) and _types(subschema) <= {"string"}:
+        types = _types(subschema)
+        if isinstance(pattern, str) and (not types or "string" in types):
             try:
                 total += repetitions(pattern)
             except PatternError:
@@ -339,33 +342,13 @@ def _target(schema: dict[str, Any], names: list[str]) -> Any:
 
 def _followable_references(schema: dict[str, Any]) -> None:
     """Rewrite ``schema``'s ``$ref`` (in place) so that llama-cpp-python's converter follows
-    them. It looks a reference's names up as written, split on ``/``: a name with ``/``,
-    ``~`` or a percent escape (``#/$defs/a~1b``) gets another name in ``$defs`` for the same
-    schema. It does not look inside a schema holding a ``$ref`` for the references there: a
+    them: it does not look inside a schema holding a ``$ref`` for the references there: a
     ``$ref`` beside keywords that hold references of their own (pydantic's top level,
     ``{"$defs": {... "$ref" ...}, "$ref": ...}``) becomes the one choice of an ``anyOf``,
     which the converter reads as it reads the ``$ref`` (nothing beside it enforced, as
     before). Not an item of ``allOf`` nor an item of such an item's ``anyOf``: the converter
-    merges those itself, reading each one's ``$ref`` or else its own properties."""
-    aliases: dict[tuple[str, ...], str] = {}
-    for subschema, _ in subschemas(schema):
-        reference = subschema.get("$ref")
-        if not isinstance(reference, str) or not reference.startswith("#/"):
-            continue
-        names = _pointer_names(reference)
-        if names == reference[2:].split("/"):
-            continue
-        definitions = schema.setdefault("$defs", {})
-        alias = aliases.get(tuple(names))
-        if alias is None:
-            base = "ref-" + (re.sub(r"[^A-Za-z0-9]+", "-", "-".join(names)).strip("-") or "x")
-            alias, number = base, 1
-            while alias in definitions:
-                number += 1
-                alias = f"{base}-{number}"
-            aliases[tuple(names)] = alias
-            definitions[alias] = _target(schema, names)
-        subschema["$ref"] = f"#/$defs/{alias}"
+    merges those itself, reading each one's ``$ref`` or else its own properties. (The names
+    the references give their rules: ``name_references``.)"""
     walked = [subschema for subschema, _ in subschemas(schema)]
     merged = set()
     for subschema in walked:
@@ -378,6 +361,38 @@ def _followable_references(schema: dict[str, Any]) -> None:
                 and any(_holds_reference(value) for keyword, value in subschema.items()
                         if keyword != "$ref")):
             subschema["anyOf"] = [{"$ref": subschema.pop("$ref")}]
+
+
+def name_references(schema: dict[str, Any]) -> None:
+    """Give the schema each ``$ref`` names a name of its own in ``$defs`` (in place), which
+    the converter makes its rule's name. It names a reference's rule by the reference's last
+    name as written: ``#/$defs/a~1b`` was looked up as ``a~1b``; two references ending in
+    the same name (``#/$defs/q``, ``#/definitions/q``), or one ending in a property's name
+    or a rule of its own (``string``), shared one rule, the wrong one for all but the first
+    (a grammar that took a text for a number, or refused as left recursive); and a
+    recursive one's rule was named with characters a rule name cannot hold (``a_b``), a rule
+    that did not exist. The names are ``ref-1``, ``ref-2``..., with more ``r`` before them
+    where a property's or a definition's name begins so."""
+    written = {re.sub(r"[^A-Za-z0-9-]", "-", name) for subschema, _ in subschemas(schema)
+               for keyword in ("properties", "$defs", "definitions")
+               if isinstance(subschema.get(keyword), dict) for name in subschema[keyword]}
+    prefix = "ref-"
+    while any(name.startswith(prefix) for name in written):
+        prefix = "r" + prefix
+    definitions = schema.get("$defs")
+    aliases: dict[int, str] = {}
+    for subschema, _ in subschemas(schema):
+        reference = subschema.get("$ref")
+        target = reference_target(schema, reference) if isinstance(reference, str) else None
+        if not isinstance(target, dict) or target is definitions:
+            continue  # (``#/$defs`` itself: left as it is, naming it in it would loop)
+        if definitions is None:
+            definitions = schema["$defs"] = {}
+        alias = aliases.get(id(target))
+        if alias is None:
+            alias = aliases[id(target)] = f"{prefix}{len(aliases) + 1}"
+            definitions[alias] = target
+        subschema["$ref"] = f"#/$defs/{alias}"
 
 
 def _holds_reference(value: Any) -> bool:

@@ -183,11 +183,13 @@ LOOPING = ("The JSON schema's $ref {} leads back to itself before any value is w
      "1,000,000,000,000,000,000,000,000,000,000, more than the 10,000 localpref's grammar "
      "writes; lower it and check the length on the answer."),
     ({"type": "object", "properties": {f"p{n}": {"type": "string", "minLength": 9_000}
-                                       for n in range(11)} | {
-        "code": {"type": "string", "pattern": "^[ab]{9000}-[0-9]{1_000}$"}}},
+                                       for n in range(111)} | {
+        "code": {"type": ["string", "null"], "pattern": "^[ab]{9000}-[0-9]{1_000}$"}}},
      "The JSON schema's lengths and counts (minLength, maxLength, minItems, maxItems, a "
-     "pattern's {n,m}) add up to 109,000 repetitions, more than the 100,000 localpref's "
+     "pattern's {n,m}) add up to 1,009,000 repetitions, more than the 1,000,000 localpref's "
      "grammar writes; lower them and check the lengths on the answer."),
+    ({"type": ["string"] * 3, "minLength": 9000},  # the converter wrote the copies out
+     "The JSON schema's 'type' must be a type name or a list of different ones (got a list)."),
     ({"$ref": "#/$defs/x", "$defs": {"x": {"$ref": "#/$defs/x"}}}, LOOPING.format(
         "'#/$defs/x' (at $defs.x)")),
     ({"$defs": {"x": {"anyOf": [{"$ref": "#/$defs/x"}, {"type": "string"}]}},
@@ -304,6 +306,40 @@ def test_a_count_where_it_constrains_nothing_is_not_counted(schema) -> None:
     """The converter reads lengths on strings and item counts beside an items schema only."""
     assert repetition_problem(schema) is None
     assert "root ::=" in json_grammar(schema)
+
+
+def test_each_reference_names_a_rule_of_its_own(model) -> None:
+    """The converter named a reference's rule by its last name: two ending alike shared the
+    first's rule (a text taken for a number, or a left-recursive grammar llama.cpp refused),
+    and a recursive one named ``a_b`` referred to a rule that did not exist."""
+    shadowed = {"type": "object", "required": ["a", "b"], "$defs": {"a": {"type": "integer"}},
+                "properties": {"a": {"type": "string", "minLength": 3},
+                               "b": {"$ref": "#/$defs/a"}}}
+    grammar = json_grammar(shadowed)
+    assert _takes(model, grammar, '{"a": "abc", "b": 5}')
+    assert not _takes(model, grammar, '{"a": "abc", "b": "')
+    same_name = {"$ref": "#/$defs/q",
+                 "$defs": {"q": {"type": "object", "properties": {"v": {
+                     "$ref": "#/definitions/q"}}}},
+                 "definitions": {"q": {"anyOf": [{"$ref": "#/$defs/q"}, {"type": "null"}]}}}
+    assert _takes(model, json_grammar(same_name), '{"v": {"v": null}}')
+    underscored = {"$defs": {"a_b": {"type": "object", "properties": {
+        "n": {"$ref": "#/$defs/a_b"}}}}, "$ref": "#/$defs/a_b"}
+    assert _takes(model, json_grammar(underscored), '{"n": {"n": {}}}')
+    named_like_ours = {"type": "object", "properties": {"ref-1": {"$ref": "#/$defs/string"}},
+                       "required": ["ref-1"], "$defs": {"string": {"type": "integer"}}}
+    grammar = json_grammar(named_like_ours)
+    assert _takes(model, grammar, '{"ref-1": 7}')
+    assert not _takes(model, grammar, '{"ref-1": "')
+
+
+def test_a_schema_nested_hundreds_deep_is_one_sentence() -> None:
+    deep: dict = {"type": "string"}
+    for _ in range(600):
+        deep = {"type": "array", "items": deep}
+    with pytest.raises(SettingsError) as refused:
+        json_grammar(deep)
+    assert str(refused.value).startswith("The JSON schema nests too deep for localpref's ")
 
 
 def test_a_reference_inside_a_value_is_not_a_loop(model) -> None:
