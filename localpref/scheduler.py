@@ -246,13 +246,13 @@ class Scheduler:
         job waits."""
         free: dict[Context, int] = {}
         for index, job in enumerate(queue):
-            needs, spare = job.needs(), job.spare_lanes()
-            for context in needs:
+            needs, spare = job.needs(), job.spare_lanes()  # (a chat turn gives its stale back)
+            for context in {*needs, *spare}:
                 free.setdefault(context, context.free_lanes)
             if any(free[context] + spare[context] < count for context, count in needs.items()):
                 return len(queue) - index
-            for context, count in needs.items():
-                free[context] -= count
+            for context in {*needs, *spare}:
+                free[context] += spare[context] - needs.get(context, 0)
         return 0
 
     def in_own_thread(self) -> bool:

@@ -419,6 +419,23 @@ def test_a_chat_turn_with_other_lanes_takes_back_its_own_kept_ones(
         chat.close()
 
 
+def test_lanes_a_chat_turn_gives_back_count_as_free_for_the_requests_behind_it(
+        bundled_path: Path) -> None:
+    """With no queue, a request sent while a chat's turn waits to give back three stale
+    lanes and open one was refused as if the turn took four (``BusyError``)."""
+    with Model(bundled_path, max_lanes=4, n_ctx=512, max_queued=0) as small:
+        chat = small.chat(preference="concise", max_tokens=4)
+        chat.send("Hi", preference={"concise": 1, "formal": 0.5}, avoid="verbose")
+        assert small.context.free_lanes == 0
+        with small.scheduler.exclusive():  # both wait for the next round
+            turn = chat.stream("Why?").start()
+            other = small.stream("Hello there", max_tokens=4).start()
+        answers = [turn.run(), other.run()]
+        assert [answer.stats["stop_reason"] for answer in answers] == ["length", "length"]
+        assert answers[1].tokens == small.generate("Hello there", max_tokens=4).tokens
+        chat.close()
+
+
 class _Broken(Base):
     """A method whose pick fails (a bug in a user's method)."""
 
