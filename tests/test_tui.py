@@ -14,7 +14,7 @@ import pytest
 from textual import events
 from textual.keys import _character_to_key
 from textual.widgets import Button, DataTable, Input, Select, SelectionList, Static
-from tui_helpers import SIZE, click, run_from_palette, seed, until
+from tui_helpers import SIZE, click, open_from_list, run_from_palette, seed, until
 
 import localpref
 from localpref import cli
@@ -636,12 +636,7 @@ async def test_up_recalls_the_open_conversations_messages_then_those_sent_since(
     async with app.run_test(size=SIZE) as pilot:
         assert app.conversation_id == first
         assert await recalled(3) == ["a-second", "a-first", "a-first"]
-        listed = app.query_one(ConversationList)
-        listed.focus()
-        listed.index = [item.conversation_id for item in listed.children].index(second)
-        await pilot.pause()
-        await pilot.press("enter")
-        await until(pilot, lambda: app.conversation_id == second)
+        await open_from_list(pilot, app, second)
         assert await recalled(3) == ["b-second", "b-first", "b-first"]
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.conversation_id is None)
@@ -660,11 +655,7 @@ async def test_new_rename_and_delete_conversations(model, home):
         await pilot.press("ctrl+n")
         assert app.conversation_id is None and app.query_one(ChatLog).views == []
 
-        listed = app.query_one(ConversationList)
-        listed.focus()
-        listed.index = [item.conversation_id for item in listed.children].index(older)
-        await pilot.press("enter")
-        await until(pilot, lambda: app.conversation_id == older)
+        await open_from_list(pilot, app, older)
         assert [v.text for v in app.query_one(ChatLog).views] == ["old question"]
 
         await pilot.press("f2")

@@ -45,3 +45,24 @@ async def click(pilot, app: LocalprefApp, selector: str) -> None:
     app.screen.query_one(selector).scroll_visible(animate=False, immediate=True)
     await pilot.pause()
     assert await pilot.click(selector), f"{selector} was not clicked"
+
+
+async def open_from_list(pilot, app: LocalprefApp, conversation_id: int) -> None:
+    """Highlight a conversation in the list and press Enter, until it is the open one: a
+    refresh of the list (the app's start, a saved answer) highlights the open conversation
+    again, and on a loaded machine one came between the highlight and the key."""
+    from tui.widgets.conversation_list import ConversationList
+
+    listed = app.query_one(ConversationList)
+    deadline = time.monotonic() + WAIT
+    while app.conversation_id != conversation_id:
+        assert time.monotonic() < deadline, "timed out opening the conversation"
+        listed.focus()
+        listed.index = [item.conversation_id for item in listed.children].index(
+            conversation_id)
+        await pilot.pause()
+        await pilot.press("enter")
+        for _ in range(40):  # two seconds for the key's effect, then highlight again
+            if app.conversation_id == conversation_id:
+                break
+            await pilot.pause(0.05)
