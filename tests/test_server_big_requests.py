@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from server_helpers import MODEL_ID, assert_error_shape, request
 
@@ -47,9 +49,10 @@ def test_a_big_request_is_answered_as_the_library_answers_it(server, model) -> N
     assert answer.json()["choices"][0]["message"]["content"] == alone.text
 
 
-def test_streams_go_on_while_a_big_request_is_made_and_refused(server, client) -> None:
-    """25,000 messages take seconds to render and tokenize (then the prompt is too long):
-    the stream that runs meanwhile keeps receiving its tokens."""
+def _stream_meanwhile(client, send: Callable[[], Any]) -> Any:
+    """``send()``'s answer, made while a stream runs; asserts that the stream's pieces kept
+    coming meanwhile: no wait between them took a large part of it (made in the event loop,
+    one wait took nearly all of it)."""
     arrivals: list[float] = []
     stream = client.chat.completions.create(
         model=MODEL_ID, messages=[{"role": "user", "content": "Tell me a long story."}],
@@ -69,21 +72,48 @@ def test_streams_go_on_while_a_big_request_is_made_and_refused(server, client) -
     reading.start()
     try:
         sent_at = time.monotonic()
-        refused = request(server.url, "POST", CHAT, body={
-            "model": MODEL_ID, "messages": turns(25_001), "max_tokens": 4})
+        answer = send()
         answered_at = time.monotonic()
     finally:
         enough.set()
         reading.join(120)
-    error = assert_error_shape(refused, 400)
-    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
-    # the stream's pieces kept coming while the request was made: no wait between them took
-    # a large part of it (made in the event loop, one wait took nearly all of it)
     during = [at for at in arrivals if sent_at < at < answered_at]
     waits = [later - earlier for earlier, later in
              zip([sent_at, *during], [*during, answered_at], strict=True)]
     assert len(during) >= 3 and max(waits) < (answered_at - sent_at) / 3, (
         len(during), max(waits), answered_at - sent_at)
+    return answer
+
+
+def test_streams_go_on_while_a_big_request_is_made_and_refused(server, client) -> None:
+    """25,000 messages take seconds to render and tokenize (then the prompt is too long):
+    the stream that runs meanwhile keeps receiving its tokens."""
+    refused = _stream_meanwhile(client, lambda: request(server.url, "POST", CHAT, body={
+        "model": MODEL_ID, "messages": turns(25_001), "max_tokens": 4}))
+    error = assert_error_shape(refused, 400)
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+
+
+def merged_levels(levels: int) -> dict[str, Any]:
+    """A schema whose every level merges the one below twice (``allOf``): the converter
+    writes ``2 ** levels`` copies of the first, about a second at 9 levels."""
+    definitions: dict[str, Any] = {"B0": {"type": "object",
+                                          "properties": {"s": {"type": "string"}}}}
+    for level in range(1, levels + 1):
+        below = {"$ref": f"#/$defs/B{level - 1}"}
+        definitions[f"B{level}"] = {"type": "object", "properties": {
+            name: {"allOf": [below, dict(below)]} for name in ("x", "y")}}
+    return {"$defs": definitions, "$ref": f"#/$defs/B{levels}"}
+
+
+def test_streams_go_on_while_a_slow_schema_is_converted(server, client) -> None:
+    """llama-cpp-python's converter is Python, and some schemas within the checked limits
+    take it seconds: it ran in the event loop, and every stream (and /health) waited."""
+    answer = _stream_meanwhile(client, lambda: request(server.url, "POST", CHAT, body={
+        "model": MODEL_ID, "messages": turns(1), "max_tokens": 2, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "deep", "schema": merged_levels(9)}}}))
+    assert answer.status == 200
+    assert answer.json()["choices"][0]["message"]["content"].startswith("{")
 
 
 def test_the_shutdown_waits_for_a_request_a_worker_is_making() -> None:

@@ -42,6 +42,7 @@ from localpref.server.translate import (
     MANY_CHOICES,
     choice_count,
     choices_per_prompt,
+    converts_a_schema,
     generation_args,
     numbered,
     prompt_bodies,
@@ -131,7 +132,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
         count = choice_count(body)
         if count > 1:
             return await answer_several(body, count, request, model, model_id, shape)
-        args = generation_args(body, model_id, model)
+        args = (await asyncio.to_thread(generation_args, body, model_id, model)
+                if converts_a_schema(body) else generation_args(body, model_id, model))
         job, first = await started(args, request)
         logprobs = answer_logprobs(args, model.vocabulary, shape)
         if body.stream:
@@ -201,7 +203,8 @@ def create_app(state: ServerState, *, api_key: str | None = None,
             return numbered([generation_args(one, model_id, model)
                              for one in prompt_bodies(body)], per_prompt)
 
-        every_args = await asyncio.to_thread(made) if count > MANY_CHOICES else made()
+        every_args = (await asyncio.to_thread(made)
+                      if count > MANY_CHOICES or converts_a_schema(body) else made())
         lanes = max(1, model.max_lanes // 2)
         logprobs = answer_logprobs(every_args[0], model.vocabulary, shape)
         if body.stream:

@@ -404,6 +404,15 @@ def generation_args(request: GenerationFields, served_id: str, model: Model) -> 
     return args
 
 
+def converts_a_schema(request: GenerationFields) -> bool:
+    """Whether ``request`` sends a JSON schema for ``response_format``: llama-cpp-python's
+    converter is Python that takes seconds on some schemas within the limits checked first
+    (``allOf`` items that merge the same definitions level after level, hundreds of
+    optional properties), so the server converts it in a thread of its own."""
+    form = request.response_format
+    return form is not None and form.type == "json_schema"
+
+
 def response_grammar(request: GenerationFields) -> str | None:
     """The GBNF of ``response_format`` (``json_object``: any JSON object; ``json_schema``: one
     that follows the schema), or None for plain text."""
