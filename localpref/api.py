@@ -652,6 +652,9 @@ class Model:
                 if recommended and len(method.lanes) >= 2 else None,
                 "n_lanes": len(method.lanes),
                 "n_prompt_tokens": longest,
+                # what ends the answer at its length: the window, where it leaves fewer
+                # tokens than max_tokens (the app says which cut an answer)
+                "length_limit": "window" if max_tokens < request.max_tokens else "max_tokens",
                 "n_threads": self.n_threads,
                 "settings": {**method.settings(), **vars(request.sampling),
                              "seed": request.seed},

@@ -533,7 +533,9 @@ def conversation_markdown(conversation: Conversation, messages: list[StoredMessa
         if message.partial:
             lines += [f"*({_how_it_ended(message.stats)})*", ""]
         elif (message.stats or {}).get("stop_reason") == "length":  # as the app's header says
-            lines += ["*(cut at max tokens: the answer reached its length limit)*", ""]
+            lines += ["*(cut at the context window: the conversation filled it)*"
+                      if (message.stats or {}).get("length_limit") == "window" else
+                      "*(cut at max tokens: the answer reached its length limit)*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -219,6 +219,8 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
                           stats={"model": "gemma-3-270m"})
         store.add_message(conversation, "assistant", "Shade.", stats={"model": "SmolLM2"})
         store.add_message(conversation, "assistant", "One, two", stats={"stop_reason": "length"})
+        store.add_message(conversation, "assistant", "Three", stats={
+            "stop_reason": "length", "length_limit": "window"})  # the window left no more
         store.add_message(conversation, "assistant", "Done.", stats={"stop_reason": "eos"})
         text = store.export_markdown(conversation)
     assert "## Assistant (gemma-3-270m · pref)\n\nSun." in text
@@ -233,7 +235,8 @@ def test_export_markdown_marks_partial_answers_and_steering(path):
         "*(stopped: the answer was stopped before the end)*",
         "*(failed: the answer stopped with an error before the end)*",
         "*(partial: the app was closed while this answer was being written)*",
-        "*(cut at max tokens: the answer reached its length limit)*"]  # the app's header too
+        "*(cut at max tokens: the answer reached its length limit)*",  # the app's header too
+        "*(cut at the context window: the conversation filled it)*"]
     assert "One, two\n\n*(cut at max tokens" in text and text.endswith("Done.\n")
 
 

@@ -1038,3 +1038,21 @@ async def test_text_that_looks_like_markup_is_shown_as_typed_everywhere(model, h
         await click(pilot, app, "#profile-load")
         await until(pilot, lambda: any("“mine [/b]” loaded" in n for n in app.notices))
         assert app.is_running
+
+
+def test_an_answer_the_context_window_cut_says_so_not_max_tokens(model):
+    """An answer whose prompt left the window fewer tokens than max_tokens was labelled
+    "cut at max tokens" (the examples and a long message filled a 512-token window)."""
+    from tui.widgets.chat_log import MessageView
+
+    words = next(n for n in range(model.n_ctx - 40, model.n_ctx)
+                 if model.count_tokens("word " * n) >= model.n_ctx - 6)
+    cut = model.generate("word " * words, max_tokens=64, ignore_eos=True)
+    whole = model.generate("Hi", max_tokens=2, ignore_eos=True)
+    assert (cut.stats["stop_reason"], cut.stats["length_limit"]) == ("length", "window")
+    assert cut.stats["n_tokens"] < 64
+    assert (whole.stats["stop_reason"], whole.stats["length_limit"]) == ("length", "max_tokens")
+    assert MessageView("assistant", cut.text, stats=cut.stats).header().endswith(
+        " · cut at the context window")
+    assert MessageView("assistant", whole.text, stats=whole.stats).header().endswith(
+        " · cut at max tokens")

@@ -19,6 +19,8 @@ STOP_REASONS = {
     "cancelled": "stopped",
     "error": "failed",
     "length": "cut at max tokens",
+    # (an answer's stats say which limit its length met: ``length_limit``)
+    "window": "cut at the context window",
 }
 
 
@@ -88,10 +90,12 @@ class MessageView(Vertical, can_focus=True):
         if changed and not self.streaming:
             parts.append(changed)
         reason = self.stats.get("stop_reason")
+        if reason == "length" and self.stats.get("length_limit") == "window":
+            reason = "window"
         if self.partial:
             parts.append(STOP_REASONS.get(reason or "", "partial"))
-        elif reason == "length":
-            parts.append(STOP_REASONS["length"])
+        elif reason in ("length", "window"):
+            parts.append(STOP_REASONS[reason])
         return " · ".join(parts)
 
     def _refresh_header(self) -> None:
