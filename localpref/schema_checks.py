@@ -372,13 +372,15 @@ def name_references(schema: dict[str, Any]) -> None:
     (a grammar that took a text for a number, or refused as left recursive); and a
     recursive one's rule was named with characters a rule name cannot hold (``a_b``), a rule
     that did not exist. The names are ``ref-1``, ``ref-2``..., with more ``r`` before them
-    where a property's or a definition's name begins so."""
+    where a property's or a definition's name begins with ``ref`` (a property ``ref``'s
+    choices are the converter's rules ``ref-0``, ``ref-1``...)."""
     written = {re.sub(r"[^A-Za-z0-9-]", "-", name) for subschema, _ in subschemas(schema)
                for keyword in ("properties", "$defs", "definitions")
                if isinstance(subschema.get(keyword), dict) for name in subschema[keyword]}
-    prefix = "ref-"
-    while any(name.startswith(prefix) for name in written):
-        prefix = "r" + prefix
+    stem = "ref"  # (the converter names a property's or a choice's rule NAME-..., so no
+    while any(name.startswith(stem) for name in written):  # name may begin with the stem)
+        stem = "r" + stem
+    prefix = stem + "-"
     definitions = schema.get("$defs")
     aliases: dict[int, str] = {}
     for subschema, _ in subschemas(schema):

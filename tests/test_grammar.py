@@ -331,6 +331,16 @@ def test_each_reference_names_a_rule_of_its_own(model) -> None:
     grammar = json_grammar(named_like_ours)
     assert _takes(model, grammar, '{"ref-1": 7}')
     assert not _takes(model, grammar, '{"ref-1": "')
+    # a property "ref" whose choices are the converter's rules ref-0, ref-1 (pydantic's
+    # ``ref: int | Annotated[str, Field(max_length=4)]`` beside a nested model)
+    choices = {"type": "object", "required": ["ref", "item"], "properties": {
+        "ref": {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 4}]},
+        "item": {"$ref": "#/$defs/Item"}},
+        "$defs": {"Item": {"type": "object", "properties": {"qty": {"type": "integer"}},
+                           "required": ["qty"]}}}
+    grammar = json_grammar(choices)
+    assert _takes(model, grammar, '{"ref": 7, "item": {"qty": 3}}')
+    assert not _takes(model, grammar, '{"ref": 7, "item": "')
 
 
 def test_a_schema_nested_hundreds_deep_is_one_sentence() -> None:
