@@ -449,6 +449,30 @@ async def test_compare_two_methods_side_by_side_and_keep_one(model, home):
         assert answers(app)[0].text == kept_text
 
 
+async def test_a_compare_stopped_before_its_first_word_offers_nothing_to_keep(model, home):
+    """Esc before any word left every pane empty with Keep enabled, which saved an empty
+    answer to the conversation."""
+    seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 16})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session is not None and not app.busy)
+        app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        with model.exclusive():  # nothing is decoded: no pane has a word yet
+            await pilot.click("#run")
+            await until(pilot, lambda: screen.running)
+            await pilot.press("escape")  # (the scheduler ends the queued job once free)
+        await until(pilot, lambda: not screen.running)
+        panes = list(screen.query(ComparePane))
+        assert [pane.text for pane in panes] == ["", ""]
+        assert all(pane.query_one(Button).disabled for pane in panes)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        assert app.conversation_id is None or app.store.messages(app.conversation_id) == []
+
+
 @pytest.mark.parametrize("size", [(40, 12), (12, 5)])
 async def test_every_screen_opens_on_a_tiny_terminal(model, home, size):
     """F1, F3, F4 and F9 on a terminal far under the layout's widths: each screen opens and

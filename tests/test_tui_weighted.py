@@ -10,6 +10,7 @@ import pytest
 from textual.widgets import Button, Input, Select, SelectionList
 from tui_helpers import SIZE, click, run_from_palette, seed, until
 
+from localpref.api import Model
 from localpref.cli import main
 from tui.app import LocalprefApp, startup_steering
 from tui.screens import CompareScreen
@@ -297,6 +298,29 @@ async def test_a_comparison_past_the_lanes_says_what_to_do_in_the_app(model, hom
             "These 3 methods need 11 lanes at once with the preferences as weighed and the app "
             "decodes 8: tick fewer methods, or set the sliders back to 1 (one lane for every "
             "preference).")
+
+
+async def test_a_compare_without_weights_that_needs_more_lanes_names_no_slider(
+        bundled_path, home):
+    """The notice told to set the sliders back to 1 when every slider was at 1 (a model of
+    4 lanes, an avoid text and four methods of 1, 1, 2 and 2 lanes)."""
+    seed(home, presets=["concise"], avoid="verbose", sampling={"max_tokens": 4})
+    with Model(bundled_path, max_lanes=4, n_ctx=512, n_threads=1) as small:
+        app = LocalprefApp(model=small)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session is not None and not app.busy)
+            app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
+            await pilot.press("f4")
+            await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+            methods = app.screen.query_one("#compare-methods", SelectionList)
+            methods.deselect_all()
+            for name in ("base", "pref", "amulet", "pad"):
+                methods.select(name)
+            await pilot.pause()
+            await pilot.click("#run")
+            await until(pilot, lambda: any("tick fewer" in n for n in app.notices))
+            assert app.notices[-1] == ("These 4 methods need 6 lanes at once and the app "
+                                       "decodes 4: tick fewer methods.")
 
 
 async def test_the_palette_refuses_a_one_lane_method_for_weighted_preferences(model, home):

@@ -237,6 +237,11 @@ class Steering:
         return items or None
 
     @property
+    def weighed(self) -> bool:
+        """Whether a slider is off 1: the preferences read a lane each."""
+        return isinstance(self.preference, dict)
+
+    @property
     def steers_nothing(self) -> bool:
         """Whether nothing is given to steer by (no preference, avoid text or example): every
         method then decodes plainly (base)."""
@@ -319,10 +324,12 @@ class Steering:
                 model.check(Request.make([{"role": "user", "content": "check"}], **overrides))
         except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
             if self.examples:  # (the examples read a lane of their own)
-                return (f"These preferences as weighed, with the examples, need "
-                        f"{error.needed} lanes at once and the app decodes {error.available}: "
-                        "untick a preference, set the sliders back to 1 (one lane for every "
-                        "preference), or use no examples.")
+                sliders = ("untick a preference, set the sliders back to 1 (one lane for "
+                           "every preference), or use no examples" if self.weighed
+                           else "use no examples")
+                return (f"These {'preferences as weighed' if self.weighed else 'settings'}, "
+                        f"with the examples, need {error.needed} lanes at once and the app "
+                        f"decodes {error.available}: {sliders}.")
             return (f"These preferences as weighed need {error.needed} lanes at once and the "
                     f"app decodes {error.available}: untick some, or set the sliders back to 1 "
                     "(one lane for every preference).")

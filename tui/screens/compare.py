@@ -106,7 +106,7 @@ class ComparePane(Vertical):
         self.changed_spans = spans
         self.show_stats(stats)
         self.show_highlight(highlight)
-        self.query_one(Button).disabled = False
+        self.query_one(Button).disabled = not text  # (stopped before a word: nothing to keep)
 
     def show_highlight(self, on: bool) -> None:
         """The answer with its changed tokens highlighted (``on``, when known) or Markdown."""
@@ -222,10 +222,12 @@ class CompareScreen(Screen[KeptAnswer | None]):
         try:
             multi = self.session.compare(prompt, names)
         except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
-            self.notify(f"These {len(names)} methods need {error.needed} lanes at once with "
-                        f"the preferences as weighed and the app decodes {error.available}: "
-                        "tick fewer methods, or set the sliders back to 1 (one lane for "
-                        "every preference).", severity="error", title="Cannot compare")
+            weighed = self.steering.weighed
+            sliders = (" with the preferences as weighed", ", or set the sliders back to 1 "
+                       "(one lane for every preference)") if weighed else ("", "")
+            self.notify(f"These {len(names)} methods need {error.needed} lanes at once"
+                        f"{sliders[0]} and the app decodes {error.available}: tick fewer "
+                        f"methods{sliders[1]}.", severity="error", title="Cannot compare")
             return
         except LocalprefError as error:
             self.notify(str(error), severity="error", title="Cannot compare")
