@@ -608,7 +608,7 @@ class ChatSession:
         answer is deleted once the new one has written something (``write``). Raises
         ``NotNow``, ``SettingsError`` for invalid settings and ``Refused`` when there is nothing
         to answer again or the library refuses it."""
-        self.check("send another message", needs_model=True)
+        self.check("answer again", needs_model=True)
         if self._gone():
             self.conversation_id = None
             self.close_chat()  # (kept, a second Ctrl+R answered the deleted messages again)
