@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,23 @@ TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32
 #: A JSON string's unescaped character: neither a quote, a backslash nor a control character
 #: (JSON forbids U+0000 to U+001F unescaped; llama.cpp's own JSON grammar also leaves out DEL).
 JSON_STRING_CHAR = r'[^"\\\x7F\x00-\x1F]'
+
+
+#: A UTF-16 surrogate pair as the converter writes a character outside the BMP in a literal
+#: or a class (``json.dumps``' escapes), not after a backslash of its own.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})",
+                             re.IGNORECASE)
+
+
+def _whole_code_points(grammar: str) -> str:
+    """The converter's grammar with each surrogate pair written as the one code point it
+    stands for (``\\U0001F44D``): llama.cpp reads ``\\ud83d\\udc4d`` as two code points
+    of their own, no text's, so an enum of emoji let the answer write anything but them
+    (U+FFFD six times, not one of the values)."""
+    def code_point(pair: re.Match[str]) -> str:
+        high, low = int(pair[1], 16), int(pair[2], 16)
+        return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08X}"
+    return _SURROGATE_PAIR.sub(code_point, grammar)
 
 
 def _json_safe_characters(grammar: str) -> str:
@@ -113,7 +131,8 @@ def _checked_grammar(schema: dict[str, Any]) -> str:
     name_references(fixed)
     text = json.dumps(fixed)
     try:
-        grammar = _json_safe_characters(llama_cpp.llama_grammar.json_schema_to_gbnf(text))
+        grammar = _whole_code_points(_json_safe_characters(
+            llama_cpp.llama_grammar.json_schema_to_gbnf(text)))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
         detail = str(error).strip().rstrip(".") or type(error).__name__
         raise SettingsError("localpref cannot follow this JSON schema (llama.cpp's converter "

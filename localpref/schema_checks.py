@@ -45,6 +45,12 @@ UNENFORCED_KEYWORDS = frozenset({
     "propertyNames", "minProperties", "maxProperties", "unevaluatedProperties",
     "unevaluatedItems",
 })
+#: Keywords that say what a value is for and constrain nothing: a schema holding these alone
+#: takes any value.
+ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment",
+                         "deprecated", "readOnly", "writeOnly"})
+#: JSON's kinds of value, as schema types (``number`` takes the integers too).
+JSON_TYPES = ("object", "array", "string", "number", "boolean", "null")
 #: Keywords whose value is a schema, a list of schemas or a map of names to schemas.
 _SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "prefixItems", "anyOf", "oneOf",
                        "allOf", "properties", "$defs", "definitions")
@@ -407,7 +413,8 @@ def _holds_reference(value: Any) -> bool:
 
 
 def prepared(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` as the converter can follow it (``schema`` is left as it is):
+    """A copy of ``schema`` as the converter can follow it (``schema`` is left as it is): a
+    subschema holding only :data:`ANNOTATIONS` as any value,
     every ``pattern`` as ``schema_patterns.writable`` writes it (none where it matches every
     text), and ``items`` that allow any item (``true``, ``{}``) left out, which the converter
     reads as any item and otherwise fails on, and references rewritten where the converter
@@ -416,6 +423,12 @@ def prepared(schema: dict[str, Any]) -> dict[str, Any]:
     copied = copy.deepcopy(schema)
     _followable_references(copied)
     for subschema, where in subschemas(copied):
+        if where and subschema and subschema.keys() <= ANNOTATIONS:
+            # pydantic's ``Any`` (``{"title": ..., "description": ...}``): any value, which
+            # the converter refused as an unrecognized schema
+            subschema.clear()
+            subschema["anyOf"] = [{"type": kind} for kind in JSON_TYPES]
+            continue
         if isinstance(subschema.get("pattern"), str):
             try:
                 pattern = writable(subschema["pattern"])

@@ -109,6 +109,7 @@ def _scanned(pattern: str) -> tuple[str | None, list[int]]:
     """``writable(pattern)``, and the count each of its ``{n,m}`` writes out."""
     written: list[str] = []
     counts: list[int] = []
+    bars: list[int] = []  # where in ``written`` a top-level ``|`` is
     in_class = negated = braced = False
     class_start = count_start = depth = index = 0
     while index < len(pattern):
@@ -165,10 +166,29 @@ def _scanned(pattern: str) -> tuple[str | None, list[int]]:
             depth -= 1
             if depth < 0:
                 raise PatternError("holds a ')' that closes no '('")
+        elif char == "|" and depth == 0:
+            bars.append(len(written))
         written.append(char)
     if in_class or depth or braced:
         raise PatternError("leaves a '[', '(' or '{' open")
+    if bars:
+        return _alternatives(written, bars), counts
     return _anchored(pattern, "".join(written)), counts
+
+
+def _alternatives(written: list[str], bars: list[int]) -> str:
+    """A pattern of alternatives at its top level (``^\\d{5}$|^\\d{5}-\\d{4}$``) as a
+    whole match of one of them: ``^(a|b)$``, each alternative's own anchors left out. The
+    converter strips only the outer ``^`` and ``$`` and writes the string's quotes beside
+    the whole, which bound the first and the last alternative only: an answer could end the
+    string with ``12345$`` and no quote (not JSON). An alternative matched whole matches the
+    pattern, anchored or not, so the answer still validates."""
+    parts = [written[start + 1 if start else 0:end]
+             for start, end in zip([0, *bars], [*bars, len(written)], strict=True)]
+    cores = ["".join(part[1 if part[:1] == ["^"] else 0:
+                          -1 if part[-1:] == ["$"] and len(part) > 1 else len(part)])
+             for part in parts]
+    return f"^({'|'.join(cores)})$"
 
 
 def _written_count(counts: str) -> int:

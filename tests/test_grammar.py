@@ -352,6 +352,33 @@ def test_a_schema_nested_hundreds_deep_is_one_sentence() -> None:
     assert str(refused.value).startswith("The JSON schema nests too deep for localpref's ")
 
 
+def test_answers_to_alternatives_emoji_and_any_values_are_json_that_validates(model) -> None:
+    """Three ways an answer that followed the grammar was not what the schema asks: a
+    pattern's top-level alternatives let the string end without its quote
+    (``{"zip": "12345$``), an enum of emoji let the answer write anything but them (the
+    converter's surrogate escapes, two code points to llama.cpp), and pydantic's ``Any``
+    (annotations alone) was refused as an unrecognized schema."""
+    zip_code = json_grammar({"type": "object", "required": ["zip"], "properties": {
+        "zip": {"type": "string", "pattern": r"^\d{5}$|^\d{5}-\d{4}$"}}})
+    assert _takes(model, zip_code, '{"zip": "12345"}')
+    assert _takes(model, zip_code, '{"zip": "12345-6789"}')
+    assert not _takes(model, zip_code, '{"zip": "12345$')
+    reaction = json_grammar({"type": "object", "required": ["r"], "properties": {
+        "r": {"type": "string", "enum": ["\N{THUMBS UP SIGN}", "great \N{THUMBS DOWN SIGN}"]}}})
+    assert "\\U0001F44D" in reaction and "\\ud83d" not in reaction
+    assert _takes(model, reaction, '{"r": "\N{THUMBS UP SIGN}"}')
+    assert _takes(model, reaction, '{"r": "great \N{THUMBS DOWN SIGN}"}')
+    assert not _takes(model, reaction, '{"r": "x')
+    emoji = json_grammar({"type": "string", "pattern": "^[\U0001F600-\U0001F64F]+$"})
+    assert _takes(model, emoji, '"\U0001F600\U0001F642"') and not _takes(model, emoji, '"a')
+    anything = {"type": "object", "required": ["name", "payload"], "properties": {
+        "name": {"type": "string"}, "payload": {"title": "Payload", "description": "free"}}}
+    grammar = json_grammar(anything)
+    for payload in ('3', '"s"', '{"k": [1, null]}', 'true'):
+        assert _takes(model, grammar, f'{{"name": "a", "payload": {payload}}}'), payload
+    assert anything["properties"]["payload"] == {"title": "Payload", "description": "free"}
+
+
 def test_a_reference_inside_a_value_is_not_a_loop(model) -> None:
     """A schema reached again only inside a property or an item begins with the value's own
     ``{`` or ``[``: the grammar is not left recursive, and llama.cpp takes it."""
@@ -397,6 +424,11 @@ NOT_IN_JSON = r'"\\\x00-\x1F\x7F'
                   r"\u202F\u205F\u3000\uFEFF]$"),
     (r"^\D$", rf"^[^0-9{NOT_IN_JSON}]$"),
     (r"\x41+[\x61-\x7A]", r"^([\x41]+[\x61-\x7A])$"),  # a character by its code
+    # alternatives at the top level: a whole match of one, each one's anchors left out (the
+    # converter wrote the string's quotes beside the first and the last alone)
+    (r"^\d{5}$|^\d{5}-\d{4}$", r"^([0-9]{5}|[0-9]{5}-[0-9]{4})$"),
+    ("^cat|dog$", "^(cat|dog)$"), ("a|b", "^(a|b)$"), ("^(a|b)$", "^(a|b)$"),
+    ("^[a|b]$", "^[a|b]$"), (r"a\|b", r"^(a\|b)$"),
 ])
 def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
                                                                   anchored: str) -> None:
