@@ -468,6 +468,9 @@ async def test_a_compare_stopped_before_its_first_word_offers_nothing_to_keep(mo
         panes = list(screen.query(ComparePane))
         assert [pane.text for pane in panes] == ["", ""]
         assert all(pane.query_one(Button).disabled for pane in panes)
+        # an answer that ended empty by itself (its end token) is kept, as the chat keeps it
+        await panes[0].finish("", {**panes[0].stats, "stop_reason": "eos"})
+        assert not panes[0].query_one(Button).disabled
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, CompareScreen))
         assert app.conversation_id is None or app.store.messages(app.conversation_id) == []

@@ -323,6 +323,18 @@ async def test_a_compare_without_weights_that_needs_more_lanes_names_no_slider(
                                        "decodes 4: tick fewer methods.")
 
 
+def test_a_method_of_more_lanes_than_loaded_names_the_method_not_the_sliders(
+        bundled_path) -> None:
+    """Every slider at 1 and a model of one lane: the sentence told to set the sliders back
+    to 1, or (with examples) to use none, neither of which frees a lane."""
+    with Model(bundled_path, max_lanes=1, n_ctx=256, n_threads=1) as one_lane:
+        for examples in ([], ["An example answer."]):
+            steering = Steering(presets=["concise"], method="amulet", examples=examples)
+            assert steering.problem_with(one_lane) == (
+                "The method amulet needs 2 lanes at once and the app decodes 1: choose a "
+                "method of fewer lanes.")
+
+
 async def test_the_palette_refuses_a_one_lane_method_for_weighted_preferences(model, home):
     """Base from the palette was taken beside weights, and every message then refused (and
     the setting saved for the next start): now it is refused as the panel's Apply refuses it."""

@@ -323,13 +323,14 @@ class Steering:
                     model.like_tokens(self.examples)
                 model.check(Request.make([{"role": "user", "content": "check"}], **overrides))
         except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
-            if self.examples:  # (the examples read a lane of their own)
-                sliders = ("untick a preference, set the sliders back to 1 (one lane for "
-                           "every preference), or use no examples" if self.weighed
-                           else "use no examples")
-                return (f"These {'preferences as weighed' if self.weighed else 'settings'}, "
-                        f"with the examples, need {error.needed} lanes at once and the app "
-                        f"decodes {error.available}: {sliders}.")
+            if not self.weighed:  # (the method's own lanes: a model loaded with fewer)
+                return (f"The method {self.method} needs {error.needed} lanes at once and the "
+                        f"app decodes {error.available}: choose a method of fewer lanes.")
+            if self.examples:  # (beside weights, the examples read a lane of their own)
+                return (f"These preferences as weighed, with the examples, need "
+                        f"{error.needed} lanes at once and the app decodes {error.available}: "
+                        "untick a preference, set the sliders back to 1 (one lane for every "
+                        "preference), or use no examples.")
             return (f"These preferences as weighed need {error.needed} lanes at once and the "
                     f"app decodes {error.available}: untick some, or set the sliders back to 1 "
                     "(one lane for every preference).")

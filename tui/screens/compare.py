@@ -106,7 +106,10 @@ class ComparePane(Vertical):
         self.changed_spans = spans
         self.show_stats(stats)
         self.show_highlight(highlight)
-        self.query_one(Button).disabled = not text  # (stopped before a word: nothing to keep)
+        # stopped (or failed) before its first word: nothing to keep; an answer that ended
+        # empty by itself (its end token, a stop string) is kept as the chat keeps it
+        self.query_one(Button).disabled = not text and stats.get("stop_reason") in (
+            "cancelled", "error")
 
     def show_highlight(self, on: bool) -> None:
         """The answer with its changed tokens highlighted (``on``, when known) or Markdown."""
