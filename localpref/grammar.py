@@ -33,6 +33,7 @@ from localpref.schema_branches import (
     unwrap_single_all_of,
 )
 from localpref.schema_checks import (
+    ANNOTATIONS,
     listed,
     name_references,
     prepared,
@@ -86,7 +87,8 @@ def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
     against it; an unusable schema is a ``SettingsError``, and so is one with a constraint
     the grammar would not enforce (:data:`UNENFORCED_KEYWORDS`, ``schema_branches.left_out``)
     or a grammar nested too deep for llama.cpp (``check_depth``)."""
-    if schema is None or schema is True or schema == {}:
+    if (schema is None or schema is True
+            or (isinstance(schema, dict) and schema.keys() <= ANNOTATIONS)):  # ({} too)
         return llama_cpp.llama_grammar.JSON_GBNF
     if not isinstance(schema, dict):
         raise SettingsError("The JSON schema must be an object.")

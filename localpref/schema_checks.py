@@ -423,6 +423,9 @@ def prepared(schema: dict[str, Any]) -> dict[str, Any]:
     copied = copy.deepcopy(schema)
     _followable_references(copied)
     for subschema, where in subschemas(copied):
+        items = subschema.get("items")
+        if isinstance(items, dict) and items.keys() <= ANNOTATIONS:
+            items.clear()  # (any item: as ``{}``, beside prefixItems too)
         if where and subschema and subschema.keys() <= ANNOTATIONS:
             # pydantic's ``Any`` (``{"title": ..., "description": ...}``): any value, which
             # the converter refused as an unrecognized schema

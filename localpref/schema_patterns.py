@@ -120,7 +120,12 @@ def _scanned(pattern: str) -> tuple[str | None, list[int]]:
                 raise PatternError("ends in a lone backslash")
             char = pattern[index]
             index += 1
-            if char in "uU":  # a code point: the grammar reads \uXXXX as the converter copies it
+            if char == "u":  # \uXXXX (a surrogate pair one character): the character itself
+                point, index = _code_point(pattern, index)
+                _check_raw(chr(point), in_class, negated)
+                member = f"\\U{point:08X}"  # (the converter split \u0041| as "\u004" "1")
+                written.append(member if in_class else f"[{member}]")
+            elif char == "U":  # as the converter copies it
                 written.append("\\" + char)
             elif char == "x":  # \xHH: the character itself
                 digits = pattern[index:index + 2]
@@ -189,6 +194,22 @@ def _alternatives(written: list[str], bars: list[int]) -> str:
                           -1 if part[-1:] == ["$"] and len(part) > 1 else len(part)])
              for part in parts]
     return f"^({'|'.join(cores)})$"
+
+
+def _code_point(pattern: str, index: int) -> tuple[int, int]:
+    """The code point of the ``\\uXXXX`` whose digits begin at ``index`` (a high surrogate
+    and the ``\\uXXXX`` of a low one after it: the character they stand for), and where the
+    pattern goes on. Raises ``PatternError``."""
+    digits = pattern[index:index + 4]
+    if len(digits) < 4 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+        raise PatternError("holds a \\u that four hexadecimal digits do not follow")
+    point, index = int(digits, 16), index + 4
+    low = pattern[index + 2:index + 6] if pattern.startswith("\\u", index) else ""
+    if (0xD800 <= point < 0xDC00 and len(low) == 4
+            and all(d in "0123456789abcdefABCDEF" for d in low)
+            and 0xDC00 <= int(low, 16) < 0xE000):
+        return 0x10000 + ((point - 0xD800) << 10) + (int(low, 16) - 0xDC00), index + 6
+    return point, index
 
 
 def _written_count(counts: str) -> int:

@@ -377,6 +377,13 @@ def test_answers_to_alternatives_emoji_and_any_values_are_json_that_validates(mo
     for payload in ('3', '"s"', '{"k": [1, null]}', 'true'):
         assert _takes(model, grammar, f'{{"name": "a", "payload": {payload}}}'), payload
     assert anything["properties"]["payload"] == {"title": "Payload", "description": "free"}
+    assert json_grammar({"description": "anything"}) == JSON_GBNF  # as {} at the top
+    rest = json_grammar({"type": "array", "prefixItems": [{"type": "integer"}],
+                         "items": {"description": "the rest"}})  # as items {}: refused
+    assert _takes(model, rest, "[1]")
+    escaped = json_grammar({"type": "string", "pattern": r"^\u0041{2}$|^b$"})
+    assert _takes(model, escaped, '"AA"') and _takes(model, escaped, '"b"')
+    assert not _takes(model, escaped, '"A"')
 
 
 def test_a_reference_inside_a_value_is_not_a_loop(model) -> None:
@@ -414,7 +421,11 @@ NOT_IN_JSON = r'"\\\x00-\x1F\x7F'
     ("a\\$", "^(a[$])$"),  # an escaped dollar is a character, not the anchor
     (r"^[\w.-]+@\w+\s\.$", r"^[0-9A-Za-z_.-]+@[0-9A-Za-z_]+ [.]$"),  # classes within too
     (r"^\d{3}\-[\^\-\.]\/$", r"^[0-9]{3}[\x2D][\x5E\x2D.][/]$"),  # escapes the grammar reads
-    (r"^\([0-9]\)\u00e9$", r"^\([0-9]\)\u00e9$"),  # escapes it reads as they are
+    (r"^\([0-9]\)\u00e9$", r"^\([0-9]\)[\U000000E9]$"),  # escapes it reads as they are
+    # a \uXXXX as one character (the converter split "\u004" "1" before a | or a count,
+    # a grammar llama.cpp refused), a surrogate pair as the character it stands for
+    (r"\u0041|b", r"^([\U00000041]|b)$"), (r"^\ud83d\udc4d+$", r"^[\U0001F44D]+$"),
+    (r"[\u0041-\u005A]", r"^([\U00000041-\U0000005A])$"),
     (r"(?:ab)+", r"^((ab)+)$"),  # a group that captures nothing: a group
     (r"[]a]", r"^([\x5Da])$"),  # a class's first ']' is a character
     # a negated class leaves out what a JSON string cannot hold raw, and \s every space
