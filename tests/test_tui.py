@@ -14,7 +14,7 @@ import pytest
 from textual import events
 from textual.keys import _character_to_key
 from textual.widgets import Button, DataTable, Input, Select, SelectionList, Static
-from tui_helpers import SIZE, click, open_from_list, run_from_palette, seed, until
+from tui_helpers import SIZE, click, open_compare, open_from_list, run_from_palette, seed, until
 
 import localpref
 from localpref import cli
@@ -455,10 +455,7 @@ async def test_a_compare_stopped_before_its_first_word_offers_nothing_to_keep(mo
     seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 16})
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.session is not None and not app.busy)
-        app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
-        await pilot.press("f4")
-        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await open_compare(pilot, app)
         screen = app.screen
         with model.exclusive():  # nothing is decoded: no pane has a word yet
             await pilot.click("#run")

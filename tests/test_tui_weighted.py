@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Input, Select, SelectionList
-from tui_helpers import SIZE, click, run_from_palette, seed, until
+from tui_helpers import SIZE, click, open_compare, run_from_palette, seed, until
 
 from localpref.api import Model
 from localpref.cli import main
 from tui.app import LocalprefApp, startup_steering
-from tui.screens import CompareScreen
 from tui.steering import Steering
 from tui.widgets import ChatInput, ChatLog, PreferencePanel
 from tui.widgets.strength_slider import StrengthSlider
@@ -285,10 +284,7 @@ async def test_a_comparison_past_the_lanes_says_what_to_do_in_the_app(model, hom
          weights={"concise": 1.5, "uplifting": 0.75, "formal": 2.0})
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.session is not None and not app.busy)
-        app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
-        await pilot.press("f4")
-        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await open_compare(pilot, app)
         app.screen.query_one("#compare-methods", SelectionList).select("contrastive")
         await pilot.pause()
         await pilot.click("#run")
@@ -308,10 +304,7 @@ async def test_a_compare_without_weights_that_needs_more_lanes_names_no_slider(
     with Model(bundled_path, max_lanes=4, n_ctx=512, n_threads=1) as small:
         app = LocalprefApp(model=small)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.session is not None and not app.busy)
-            app.query_one(ChatInput).load_text("Give me one tip for sleeping well.")
-            await pilot.press("f4")
-            await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+            await open_compare(pilot, app)
             methods = app.screen.query_one("#compare-methods", SelectionList)
             methods.deselect_all()
             for name in ("base", "pref", "amulet", "pad"):

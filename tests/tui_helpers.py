@@ -66,3 +66,15 @@ async def open_from_list(pilot, app: LocalprefApp, conversation_id: int) -> None
             if app.conversation_id == conversation_id:
                 break
             await pilot.pause(0.05)
+
+
+async def open_compare(pilot, app: LocalprefApp,
+                       prompt: str = "Give me one tip for sleeping well.") -> None:
+    """Once the model is ready, write ``prompt`` and open the comparison (F4)."""
+    from tui.screens import CompareScreen
+    from tui.widgets import ChatInput
+
+    await until(pilot, lambda: app.session is not None and not app.busy)
+    app.query_one(ChatInput).load_text(prompt)
+    await pilot.press("f4")
+    await until(pilot, lambda: isinstance(app.screen, CompareScreen))
