@@ -89,8 +89,8 @@ def _outside(char: str) -> str:
 
 
 def _check_raw(char: str, in_class: bool, negated: bool) -> None:
-    if (char == '"' or ord(char) < 0x20 or char == "\x7f") and not (in_class and negated):
-        raise _escaped_in_json()  # a raw quote or control character
+    if (char in '"\\\x7f' or ord(char) < 0x20) and not (in_class and negated):
+        raise _escaped_in_json()  # a raw quote, backslash or control character (\x5C, \u005C)
 
 
 def writable(pattern: str) -> str | None:
@@ -209,6 +209,9 @@ def _code_point(pattern: str, index: int) -> tuple[int, int]:
             and all(d in "0123456789abcdefABCDEF" for d in low)
             and 0xDC00 <= int(low, 16) < 0xE000):
         return 0x10000 + ((point - 0xD800) << 10) + (int(low, 16) - 0xDC00), index + 6
+    if 0xD800 <= point < 0xE000:  # (written raw, bytes that are not UTF-8, nor JSON)
+        raise PatternError(f"holds \\u{digits}, half of a surrogate pair without the other "
+                           "half, which is no character")
     return point, index
 
 

@@ -466,6 +466,11 @@ def test_a_pattern_is_written_as_a_whole_match_the_grammar_reads(pattern: str,
                      "grammar writes; lower the count."),
     ("b{" + "9" * 5000 + "}", "repeats a part {99999999999999999999...} times, more than "),
     ("^[ab]{10_000_000}$", "repeats a part {10_000_000} times, more than "),  # int() reads it
+    # a backslash by its code, and half a surrogate pair: a raw backslash, or bytes that are
+    # not UTF-8, in the answer's string (not JSON)
+    (r"^\u005C$", "needs a character JSON writes escaped"),
+    (r"^[\x5C]$", "needs a character JSON writes escaped"),
+    (r"^\ud83d$", "holds \\ud83d, half of a surrogate pair without the other half"),
 ])
 def test_a_pattern_the_grammar_cannot_write_is_one_sentence_naming_where(
         pattern: str, sentence: str) -> None:
