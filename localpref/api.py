@@ -384,11 +384,11 @@ class Model:
         reads), or the preference and the examples (``blamed``: their settings); else it
         blames the prompt."""
         sentence, blamed = self._too_long_sentence(request, longest, base_lane)
-        return PromptTooLongError(sentence, **blamed)
+        return PromptTooLongError(sentence, blamed=blamed)
 
     def _too_long_sentence(self, request: Request, longest: int,
-                           base_lane: bool) -> tuple[str, dict[str, tuple[str, ...]]]:
-        """``_too_long``'s sentence, and its ``blamed`` as keyword arguments."""
+                           base_lane: bool) -> tuple[str, tuple[str, ...]]:
+        """``_too_long``'s sentence, and the settings it blames."""
         if base_lane:
             named = ["avoid text" if avoid_text(request.avoid) is not None else "preference"]
         else:
@@ -405,27 +405,27 @@ class Model:
                             else ("prompt", "shorten the prompt"))
             return (f"With the {' and the '.join(named)} the {what} is {longest} tokens long "
                     f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
-                    f"{remedy} or load the model with a larger context (--ctx, n_ctx).", {})
+                    f"{remedy} or load the model with a larger context (--ctx, n_ctx).", ())
         if (not named or bare >= self.n_ctx) and _has_earlier_turns(request.messages):
             alone = len(self._backend.prompts.lane_tokens(
                 [request.messages[-1]], None, system_prompt=request.system_prompt))
             if alone >= self.n_ctx:  # a new conversation would not take it either
                 return (f"The message alone is {alone} tokens long and the context holds "
                         f"{self.n_ctx}, which leaves no room for an answer; shorten it or "
-                        "load the model with a larger context (--ctx, n_ctx).", {})
+                        "load the model with a larger context (--ctx, n_ctx).", ())
             return (f"The conversation is {longest} tokens long with this message and the "
                     f"context holds {self.n_ctx}, which leaves no room for an answer; start a "
                     "new conversation or load the model with a larger context (--ctx, n_ctx).",
-                    {})
+                    ())
         if not named or bare >= self.n_ctx:
             return (f"The prompt is {longest} tokens long and the context holds {self.n_ctx}, "
                     "which leaves no room for an answer; shorten the prompt or load the "
-                    "model with a larger context (--ctx, n_ctx).", {})
+                    "model with a larger context (--ctx, n_ctx).", ())
         it = "it" if len(named) == 1 else "them"
         # (the words "prompt is too long", which LangChain and litellm tell an overflow by)
         return (f"The prompt is too long with the {' and the '.join(named)}: {longest} tokens, "
                 f"and the context holds {self.n_ctx}; shorten {it}.",
-                {"blamed": tuple(_SETTING_NAMED[name] for name in named)})
+                tuple(_SETTING_NAMED[name] for name in named))
 
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""

@@ -41,6 +41,7 @@ from localpref.schema_checks import (
     unenforced_keywords,
     unwritable_literals,
 )
+from localpref.schema_patterns import joined_surrogates
 
 #: llama.cpp's ``llama_token_data`` as a NumPy record (id, logit, p).
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
@@ -63,8 +64,7 @@ def _whole_code_points(grammar: str) -> str:
     of their own, no text's, so an enum of emoji let the answer write anything but them
     (U+FFFD six times, not one of the values)."""
     def code_point(pair: re.Match[str]) -> str:
-        high, low = int(pair[1], 16), int(pair[2], 16)
-        return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08X}"
+        return f"\\U{joined_surrogates(int(pair[1], 16), int(pair[2], 16)):08X}"
     return _SURROGATE_PAIR.sub(code_point, grammar)
 
 

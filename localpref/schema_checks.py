@@ -172,8 +172,6 @@ _KINDS: dict[str, tuple[Any, str]] = {
     "pattern": (lambda v: isinstance(v, str), "a text (a regular expression)"),
     "$ref": (lambda v: isinstance(v, str), "a text"),
 }
-#: Keywords whose value is a count of repetitions the converter writes out one by one.
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
 #: Keywords whose schemas an answer starts with (no character of its own before them).
 _CHOICES = ("anyOf", "oneOf", "allOf")
 #: Where a kind's words name a value: ``a list`` for ``[1]``.
@@ -237,13 +235,12 @@ def written_counts(subschema: dict[str, Any]) -> list[tuple[str, int]]:
     """The counts of ``subschema`` that the converter writes out one repetition at a time,
     with their keywords: a string's ``minLength`` and ``maxLength``, ``minItems`` and
     ``maxItems`` beside an ``items`` schema (where they constrain nothing, none)."""
-    types = _types(subschema)
-    applies = {"minLength": "string" in types, "maxLength": "string" in types,
-               "minItems": (not types or "array" in types)
-               and isinstance(subschema.get("items"), dict) and subschema["items"] != {}}
-    applies["maxItems"] = applies["minItems"]
-    return [(keyword, subschema[keyword]) for keyword in _COUNTS
-            if applies[keyword] and isinstance(subschema.get(keyword), int)]
+    types, items = _types(subschema), subschema.get("items")
+    keywords = [*(("minLength", "maxLength") if "string" in types else ()),
+                *(("minItems", "maxItems") if (not types or "array" in types)
+                  and isinstance(items, dict) and items else ())]
+    return [(keyword, subschema[keyword]) for keyword in keywords
+            if isinstance(subschema.get(keyword), int)]
 
 
 def repetition_problem(schema: dict[str, Any]) -> str | None:
@@ -281,9 +278,10 @@ def looping_reference(schema: dict[str, Any]) -> tuple[str, str] | None:
     which llama.cpp refuses (left recursion); None when there is none. A reference inside a
     property or an item is not one: its value's ``{`` or ``[`` comes first. (A depth-first
     walk with its own stack: a chain of hundreds of references is not Python's recursion.)"""
-    places = {id(subschema): where for subschema, where in subschemas(schema)}
+    walked = subschemas(schema)
+    places = {id(subschema): where for subschema, where in walked}
     finished: set[int] = set()
-    for start, _ in subschemas(schema):
+    for start, _ in walked:
         if id(start) in finished:
             continue
         # each entry: a schema on the path, and the schemas it leads to still to walk

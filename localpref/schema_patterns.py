@@ -129,7 +129,7 @@ def _scanned(pattern: str) -> tuple[str | None, list[int]]:
                 written.append("\\" + char)
             elif char == "x":  # \xHH: the character itself
                 digits = pattern[index:index + 2]
-                if len(digits) < 2 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                if not _hexadecimal(digits, 2):
                     raise PatternError("holds a \\x that two hexadecimal digits do not follow")
                 _check_raw(chr(int(digits, 16)), in_class, negated)
                 index += 2
@@ -196,19 +196,28 @@ def _alternatives(written: list[str], bars: list[int]) -> str:
     return f"^({'|'.join(cores)})$"
 
 
+def joined_surrogates(high: int, low: int) -> int:
+    """The code point a UTF-16 surrogate pair stands for (RFC 2781, 2.2):
+    ``0x10000 + (high - 0xD800) * 0x400 + (low - 0xDC00)``."""
+    return 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+
+
+def _hexadecimal(digits: str, count: int) -> bool:
+    """Whether ``digits`` is ``count`` hexadecimal digits."""
+    return len(digits) == count and all(d in "0123456789abcdefABCDEF" for d in digits)
+
+
 def _code_point(pattern: str, index: int) -> tuple[int, int]:
     """The code point of the ``\\uXXXX`` whose digits begin at ``index`` (a high surrogate
     and the ``\\uXXXX`` of a low one after it: the character they stand for), and where the
     pattern goes on. Raises ``PatternError``."""
     digits = pattern[index:index + 4]
-    if len(digits) < 4 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+    if not _hexadecimal(digits, 4):
         raise PatternError("holds a \\u that four hexadecimal digits do not follow")
     point, index = int(digits, 16), index + 4
     low = pattern[index + 2:index + 6] if pattern.startswith("\\u", index) else ""
-    if (0xD800 <= point < 0xDC00 and len(low) == 4
-            and all(d in "0123456789abcdefABCDEF" for d in low)
-            and 0xDC00 <= int(low, 16) < 0xE000):
-        return 0x10000 + ((point - 0xD800) << 10) + (int(low, 16) - 0xDC00), index + 6
+    if 0xD800 <= point < 0xDC00 and _hexadecimal(low, 4) and 0xDC00 <= int(low, 16) < 0xE000:
+        return joined_surrogates(point, int(low, 16)), index + 6
     if 0xD800 <= point < 0xE000:  # (written raw, bytes that are not UTF-8, nor JSON)
         raise PatternError(f"holds \\u{digits}, half of a surrogate pair without the other "
                            "half, which is no character")

@@ -532,9 +532,9 @@ def conversation_markdown(conversation: Conversation, messages: list[StoredMessa
         lines += [f"## {heading}", "", message.content.rstrip() or "*(empty)*", ""]
         if message.partial:
             lines += [f"*({_how_it_ended(message.stats)})*", ""]
-        elif (message.stats or {}).get("stop_reason") == "length":  # as the app's header says
+        elif (stats := message.stats or {}).get("stop_reason") == "length":  # as the app says
             lines += ["*(cut at the context window: the conversation filled it)*"
-                      if (message.stats or {}).get("length_limit") == "window" else
+                      if stats.get("length_limit") == "window" else
                       "*(cut at max tokens: the answer reached its length limit)*", ""]
     return "\n".join(lines).rstrip() + "\n"
 

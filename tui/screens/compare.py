@@ -225,12 +225,12 @@ class CompareScreen(Screen[KeptAnswer | None]):
         try:
             multi = self.session.compare(prompt, names)
         except TooManyLanesError as error:  # the library's advice (max_lanes) is not the app's
-            weighed = self.steering.weighed
-            sliders = (" with the preferences as weighed", ", or set the sliders back to 1 "
-                       "(one lane for every preference)") if weighed else ("", "")
+            weighed, sliders = ((" with the preferences as weighed", ", or set the sliders "
+                                 "back to 1 (one lane for every preference)")
+                                if self.steering.weighed else ("", ""))
             self.notify(f"These {len(names)} methods need {error.needed} lanes at once"
-                        f"{sliders[0]} and the app decodes {error.available}: tick fewer "
-                        f"methods{sliders[1]}.", severity="error", title="Cannot compare")
+                        f"{weighed} and the app decodes {error.available}: tick fewer "
+                        f"methods{sliders}.", severity="error", title="Cannot compare")
             return
         except LocalprefError as error:
             self.notify(str(error), severity="error", title="Cannot compare")
