@@ -243,17 +243,30 @@ class Scheduler:
         _cond): jobs queued a moment ago, before the scheduler's thread ran (a burst, the
         gathering window), start as soon as it does, so they do not count against
         ``max_queued``. FIFO as ``_admit``: behind the first head that does not fit, every
-        job waits."""
+        job waits. The lanes idle chats keep count as free, as ``_fits`` takes them back."""
         free: dict[Context, int] = {}
+        idle = self._idle_session_lanes(queue)
         for index, job in enumerate(queue):
             needs, spare = job.needs(), job.spare_lanes()  # (a chat turn gives its stale back)
             for context in {*needs, *spare}:
                 free.setdefault(context, context.free_lanes)
-            if any(free[context] + spare[context] < count for context, count in needs.items()):
+                free[context] += spare[context]
+            if any(free[context] + idle[context] < count for context, count in needs.items()):
                 return len(queue) - index
-            for context in {*needs, *spare}:
-                free[context] += spare[context] - needs.get(context, 0)
+            for context, count in needs.items():
+                taken_back = max(0, count - free[context])  # from the idle chats' lanes
+                idle[context] -= taken_back
+                free[context] += taken_back - count
         return 0
+
+    def _idle_session_lanes(self, queue: Sequence[Job]) -> collections.Counter[Context]:
+        """The lanes kept by chats that neither answer nor wait in ``queue`` (``_fits`` takes
+        them back for the queue's heads), per context (under _cond)."""
+        queued = {job.session for job in queue if job.session is not None}
+        return collections.Counter(
+            context for session in self._sessions
+            if not session.busy and session not in queued
+            for context, _ in session.lanes.values())
 
     def in_own_thread(self) -> bool:
         """Whether the caller runs in the scheduler's thread (a finalizer run by the GC)."""

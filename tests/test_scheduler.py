@@ -436,6 +436,24 @@ def test_lanes_a_chat_turn_gives_back_count_as_free_for_the_requests_behind_it(
         chat.close()
 
 
+def test_lanes_an_idle_chat_keeps_count_as_free_with_no_queue(bundled_path: Path) -> None:
+    """With no queue, a request sent while an idle chat kept every lane was refused
+    (``BusyError``), though the admission takes an idle chat's lanes back; a second one sent
+    while the first runs is still refused, and the chat's next turn evaluates again."""
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=0) as small:
+        alone = small.generate("Hello there", max_tokens=4, ignore_eos=True).tokens
+        chat = small.chat(preference="concise", max_tokens=4)
+        first = chat.send("Hi")
+        assert small.context.free_lanes == 0  # the idle chat keeps both lanes
+        running = small.stream("Hello there", max_tokens=4, ignore_eos=True).start()
+        with pytest.raises(BusyError, match="^Every lane of this model is busy"):
+            small.stream(LONG_STORY, preference="concise", max_tokens=2).start()
+        assert running.run().tokens == alone
+        assert chat.send("Why?").stats["stop_reason"] in {"length", "eos"}
+        assert first.text
+        chat.close()
+
+
 class _Broken(Base):
     """A method whose pick fails (a bug in a user's method)."""
 
