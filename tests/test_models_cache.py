@@ -298,6 +298,35 @@ def test_remove_whole_repo_and_refusals(hf_cache: Path, bundled: Path, tmp_path:
     assert victim.read_bytes() == b"GGUF"
 
 
+def test_remove_by_path_takes_only_a_gguf_file_of_a_snapshot(hf_cache: Path) -> None:
+    """``models remove PATH`` deleted any file in the cache: another tool's safetensors (and
+    its blob), a model card, ``refs/main``, a blob a snapshot still links to. A split model's
+    first part takes its other parts with it; a later part alone names the first."""
+    snapshot = blob_snapshot(hf_cache, "me/Mixed", {
+        "model.safetensors": b"st", "README.md": b"card", "m.gguf": b"m",
+        "s-00001-of-00002.gguf": b"s1", "s-00002-of-00002.gguf": b"s2"})
+    repo_dir = snapshot.parent.parent
+    blobs = sorted((repo_dir / "blobs").iterdir())
+    theirs = [blob for blob in blobs if blob.read_bytes() in {b"st", b"card"}]
+    others = [snapshot / "model.safetensors", snapshot / "README.md", repo_dir / "refs" / "main",
+              blobs[0], snapshot]
+    for path in others:
+        with pytest.raises(ModelError) as refused:
+            models.remove_model(str(path))
+        assert str(refused.value) == (
+            f"{path} is not a GGUF file of a snapshot in the Hugging Face cache; localpref "
+            "removes only those (the cache's other files belong to other tools).")
+    with pytest.raises(ModelError, match="^s-00002-of-00002.gguf is part 2 of 2 of a split "
+                       "model; give its first part, s-00001-of-00002.gguf.$"):
+        models.remove_model(str(snapshot / "s-00002-of-00002.gguf"))
+    assert [p.name for p in models.remove_model(str(snapshot / "s-00001-of-00002.gguf"))] == [
+        "s-00001-of-00002.gguf", "s-00002-of-00002.gguf"]
+    assert [p.name for p in models.remove_model(str(snapshot / "m.gguf"))] == ["m.gguf"]
+    assert sorted(p.name for p in snapshot.iterdir()) == ["README.md", "model.safetensors"]
+    assert (snapshot / "model.safetensors").read_bytes() == b"st"
+    assert sorted((repo_dir / "blobs").iterdir()) == theirs
+
+
 def test_a_file_an_lmstudio_model_links_to_is_kept_and_a_link_left_broken_is_said(
         hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """LM Studio imports a model as a link (``lms import --symbolic-link``): removing the

@@ -775,6 +775,53 @@ def test_one_name_unusable_in_both_lmstudio_folders_is_said_by_name_once(
 
 @pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
                     reason="root without setpriv reads every folder")
+def test_a_path_in_a_folder_the_user_may_not_enter_is_one_sentence(
+        home: Path, gguf: Path, tmp_path: Path) -> None:
+    """``--model PATH`` in a folder the user may not enter: ``Path.exists`` raised, a
+    traceback with exit code 1 from every command that takes a model."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copyfile(gguf, locked / "m.gguf")
+    locked.chmod(0)
+    try:
+        runs = [_as_a_user(home, "models", "path", str(locked / "m.gguf")),
+                _as_a_user(home, "generate", "--model", str(locked / "m.gguf"), "Hi")]
+    finally:
+        locked.chmod(0o755)
+    for run in runs:
+        assert (run.returncode, run.stderr) == (
+            2, f"localpref: Cannot read {locked / 'm.gguf'}: permission denied.\n")
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv reads every folder")
+def test_a_cached_model_whose_blobs_cannot_be_read_is_said_not_offered_for_download(
+        home: Path, gguf: Path, tmp_path: Path) -> None:
+    """A repository's ``blobs`` folder the user may not enter: its model was left out of
+    ``models list`` without a word, and naming it said to download it again."""
+    repo_dir = tmp_path / "hub" / "models--org--Blob-GGUF"
+    blobs, snapshot = repo_dir / "blobs", repo_dir / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    shutil.copyfile(gguf, blobs / "0123")
+    (snapshot / "m.Q4_0.gguf").symlink_to("../../blobs/0123")
+    blobs.chmod(0)
+    try:
+        listing, named = (_as_a_user(home, *arguments, HF_HUB_CACHE=str(tmp_path / "hub"),
+                                     HF_ENDPOINT="http://127.0.0.1:9")
+                          for arguments in (("models", "list", "--json"),
+                                            ("models", "path", "org/Blob-GGUF:m*")))
+    finally:
+        blobs.chmod(0o755)
+    sentence = (f"The Hugging Face cache's file {snapshot / 'm.Q4_0.gguf'} cannot be read "
+                "(Permission denied).")
+    assert listing.returncode == 0, listing.stderr
+    assert sentence in json.loads(listing.stdout)["problems"]
+    assert (named.returncode, named.stderr) == (2, f"localpref: {sentence}\n")
+
+
+@pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
+                    reason="root without setpriv reads every folder")
 def test_a_file_in_a_folder_not_entered_is_said_once_whichever_folder_shows_it(
         home: Path, gguf: Path) -> None:
     folder = home / ".lmstudio" / "models" / "pub" / "repo"

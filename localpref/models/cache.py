@@ -22,29 +22,43 @@ from localpref.models.walk import files_below
 from localpref.split_files import check_parts, is_later_part, part_paths
 
 
-def snapshot_files(snapshot: Path, problems: list[str] | None = None) -> list[Path]:
-    """The GGUF files (or links to present blobs) under one snapshot folder, sorted; of a
-    split model, its first part only (``split_files``). A folder there that cannot be read
-    (its permissions) is ``ModelError`` (one sentence), or with ``problems`` that sentence
-    added to them and the folder left out."""
-    return [path for path in _files_below(snapshot, problems)
-            if path.name.lower().endswith(".gguf") and _is_file(path)
-            and not is_later_part(path.name)]
+def snapshot_files(snapshot: Path, problems: list[str] | None = None, *,
+                   pattern: str = "*") -> list[Path]:
+    """The GGUF files (or links to present blobs) under one snapshot folder whose path in it
+    matches ``pattern``, sorted; of a split model, its first part only (``split_files``). A
+    folder there that cannot be read, or a link to a blob that cannot (its permissions), is
+    ``ModelError`` (one sentence), or with ``problems`` that sentence added to them and the
+    file left out."""
+    found = []
+    for path in _files_below(snapshot, problems):
+        if (not path.name.lower().endswith(".gguf") or is_later_part(path.name)
+                or not pattern_matches(path.relative_to(snapshot).as_posix(), pattern)):
+            continue
+        try:
+            if path.is_file():  # (a link to a blob that is gone is no model: left out)
+                found.append(path)
+        except OSError as error:
+            _unreadable("file", path, error, problems)
+    return found
 
 
 def _files_below(folder: Path, problems: list[str] | None) -> list[Path]:
     """Every entry below ``folder`` that is not a folder, sorted, links to folders not
     followed (``walk.files_below``); a folder that cannot be read is ``ModelError``, or a
     sentence in ``problems`` when they are given."""
+    return files_below(folder, lambda error: _unreadable("folder", Path(error.filename),
+                                                         error, problems),
+                       follow_links=False)
 
-    def unreadable(error: OSError) -> None:
-        sentence = (f"The Hugging Face cache's folder {error.filename} cannot be read "
-                    f"({error.strerror or error}).")
-        if problems is None:
-            raise ModelError(sentence)
-        problems.append(sentence)
 
-    return files_below(folder, unreadable, follow_links=False)
+def _unreadable(kind: str, path: Path, error: OSError, problems: list[str] | None) -> None:
+    """``ModelError`` for the cache's ``kind`` ("folder", "file") at ``path`` that cannot be
+    read, or without raising its sentence added to ``problems`` when they are given."""
+    sentence = (f"The Hugging Face cache's {kind} {path} cannot be read "
+                f"({error.strerror or error}).")
+    if problems is None:
+        raise ModelError(sentence)
+    problems.append(sentence)
 
 
 def _is_file(path: Path) -> bool:
@@ -90,10 +104,7 @@ def cached_matches(repo: str, pattern: str, *, cache_dir: Path | None = None) ->
     repo_dir = repo_cache_dir(repo, cache_dir)
     unread: list[str] = []
     for snapshot in ordered_snapshots(repo_dir):
-        matches = [
-            path for path in snapshot_files(snapshot, unread)
-            if pattern_matches(path.relative_to(snapshot).as_posix(), pattern)
-        ]  # fmt: skip
+        matches = snapshot_files(snapshot, unread, pattern=pattern)
         if matches:
             return matches
     if unread:
@@ -225,9 +236,24 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
             raise ModelError(
                 f"{parsed.path} is not in the Hugging Face cache; delete it yourself if you wish."
             )
-        refuse_what_stores_link_to([absolute])
-        delete_cached_file(absolute)
-        return [absolute]
+        inside = (folder / absolute.name).relative_to(resolved_cache).parts
+        if not (absolute.name.lower().endswith(".gguf") and len(inside) > 3
+                and inside[0].startswith("models--") and inside[1] == "snapshots"):
+            raise ModelError(f"{parsed.path} is not a GGUF file of a snapshot in the Hugging "
+                             "Face cache; localpref removes only those (the cache's other "
+                             "files belong to other tools).")
+        first = part_paths(absolute)[0]
+        if is_later_part(absolute.name) and (first.is_file() or first.is_symlink()):
+            check_parts(absolute)  # (the sentence naming its first part)
+        parts = [part for part in ([absolute] if is_later_part(absolute.name)
+                                   else part_paths(absolute))
+                 if part.is_file() or part.is_symlink()]
+        if not parts:
+            raise ModelError(f"{parsed.path} is a folder, not a GGUF file.")
+        refuse_what_stores_link_to(parts)
+        for part in parts:
+            delete_cached_file(part)
+        return parts
     assert parsed.repo is not None and parsed.pattern is not None
     repo_dir = repo_cache_dir(parsed.repo, cache)
     whole_repo = (

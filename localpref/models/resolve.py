@@ -67,8 +67,11 @@ def resolve_model(
     elif parsed.kind == "path":
         assert parsed.path is not None
         path = parsed.path
-        if path.is_dir():
-            raise ModelError(f"{path} is a directory, not a GGUF file.")
+        try:
+            if path.is_dir():
+                raise ModelError(f"{path} is a directory, not a GGUF file.")
+        except PermissionError:  # (a folder on its way that the user may not enter)
+            raise ModelError(f"Cannot read {path}: permission denied.") from None
     else:
         path = _resolve_hub(parsed, progress=progress, download=download,
                             stores_first=stores_first)

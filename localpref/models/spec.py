@@ -60,6 +60,15 @@ class ModelSpec:
         return BUNDLED_MODEL_NAME
 
 
+def _is_there(path: Path) -> bool:
+    """Whether ``path`` names something on disk; one in a folder the user may not enter is
+    taken as there, so that reading it says why it cannot be used (``exists`` raises)."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return True
+
+
 def parse_model_spec(
     spec: str | os.PathLike[str] | None = None, *, filename: str | None = None
 ) -> ModelSpec:
@@ -72,7 +81,7 @@ def parse_model_spec(
     if text.lower() == BUNDLED_MODEL_NAME and not filename:
         return ModelSpec("bundled", text)
     local = Path(text).expanduser()
-    if not isinstance(spec, str) or local.exists():
+    if not isinstance(spec, str) or _is_there(local):
         if filename:
             raise ModelError(
                 f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
