@@ -112,11 +112,15 @@ def test_text_completions_answer_as_a_chat_with_the_prompt_as_user(client, model
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="gpt-3.5-turbo-instruct", prompt=PROMPT)
     for fields, param in (({"prompt": []}, "prompt"), ({"echo": True}, "echo"),
-                          ({"prompt": PROMPT, "temperature": -1}, "temperature")):
+                          ({"prompt": PROMPT, "temperature": -1}, "temperature"),
+                          ({"best_of": 1, "n": 2}, "best_of")):  # (OpenAI: best_of >= n)
         body = {"prompt": PROMPT, **fields}
         with pytest.raises(openai.BadRequestError) as refused:
             client.completions.create(model=MODEL_ID, max_tokens=2, **body)
         assert refused.value.body["param"] == param
+    assert client.completions.create(model=MODEL_ID, prompt=PROMPT, max_tokens=2, n=1,
+                                     best_of=1).choices[0].text == model.generate(
+                                         PROMPT, max_tokens=2).text
 
 
 def test_many_choices_are_made_off_the_event_loop_and_each_answered_as_alone(

@@ -196,10 +196,14 @@ MAX_CHOICES = 128
 
 def choices_per_prompt(request: GenerationFields) -> int:
     """The request's ``n`` (1 when left out); raises ``FieldError`` outside 1 to
-    ``MAX_CHOICES``."""
+    ``MAX_CHOICES``, or above a text completion's ``best_of``."""
     n = 1 if request.n is None else request.n
     if not 1 <= n <= MAX_CHOICES:
         raise FieldError("n", f"n must be 1 to {MAX_CHOICES} (got {n}).")
+    best_of = request.best_of if isinstance(request, CompletionRequest) else None
+    if best_of is not None and n > best_of:  # (OpenAI's rule: of best_of answers, n)
+        raise FieldError("best_of", f"best_of must be at least n (got best_of {best_of} and "
+                         f"n {n}); leave best_of out for n choices.")
     return n
 
 
