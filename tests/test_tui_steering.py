@@ -164,10 +164,11 @@ def test_form_values_are_checked_by_the_library_with_its_sentences():
     assert errors["repeat_last_n"].startswith("Repeat_last_n must be from 1 to 1048576")
 
 
-def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, tmp_path):
-    """A missing file was applied, then refused every message until the field was cleared.
-    A model name is taken as the library takes it (downloaded when first used): only the
-    text and a path's ``stat`` are read, as the user types."""
+def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, tmp_path,
+                                                                    monkeypatch):
+    """A missing file was applied, then refused every message until the field was cleared;
+    so were a file that is no GGUF model and an ollama name ollama does not have (app
+    review). A Hub name is taken as the library takes it (downloaded when first used)."""
     missing = tmp_path / "rm.gguf"
     steering, errors = steering_from_form(["concise"], "", "pad",
                                           {"reward_model": str(missing)}, {})
@@ -175,10 +176,22 @@ def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, t
         f"There is no reward model '{missing}': give a GGUF file's path, ollama:NAME, "
         "lmstudio:PATTERN or a Hugging Face repo (ORG/NAME:PATTERN), or leave it empty for "
         "the prompt-contrast reward.")}
-    _, errors = steering_from_form(["concise"], "", "pad", {"reward_model": str(tmp_path)}, {})
-    assert errors == {"reward_model": f"The reward model '{tmp_path}' is a folder, not a GGUF "
-                                      "file."}
-    for name in ("org/none:*Q4_K_M.gguf", "ollama:some-model", str(bundled_path)):
+    text = tmp_path / "text.gguf"
+    text.write_text("hello")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(bundled_path.read_bytes()[:100_000])
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "no-ollama"))
+    for name, unusable in (
+            (tmp_path, f"{tmp_path} is a directory, not a GGUF file."),
+            ("/dev/null", "/dev/null is not a regular file (a pipe, socket or device), so not "
+                          "a GGUF file."),
+            (text, f"{text} is not a GGUF file (bad magic)."),  # (was applied, then every
+            (cut, f"{cut} is truncated: it ends inside the GGUF header."),  # message refused)
+            ("ollama:some-model", "No ollama model some-model:latest in "
+                                  f"{tmp_path / 'no-ollama'}; that folder does not exist.")):
+        _, errors = steering_from_form(["concise"], "", "pad", {"reward_model": str(name)}, {})
+        assert errors == {"reward_model": f"PAD cannot use this reward model: {unusable}"}
+    for name in ("org/none:*Q4_K_M.gguf", str(bundled_path)):
         steering, errors = steering_from_form(["concise"], "", "pad",
                                               {"reward_model": name}, {})
         assert errors == {} and steering.method_settings["pad"]["reward_model"] == name
@@ -196,6 +209,10 @@ def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, t
     assert Steering.from_dict({"method": "pad", "method_settings": {
         "pad": {"reward_model": str(missing)}}}) == dataclasses.replace(
             Steering(method="pad"), method_settings={**Steering().method_settings, "pad": {}})
+    _, changed = Steering.read({"method": "pad", "method_settings": {
+        "pad": {"reward_model": str(text)}}})
+    assert changed == [f"The saved reward model {str(text)!r} cannot be used, so PAD scores "
+                       f"with the prompt-contrast reward: {text} is not a GGUF file (bad magic)."]
 
 
 def test_a_saved_setting_is_changed_only_where_that_lets_it_answer(tmp_path) -> None:

@@ -11,9 +11,11 @@ This module holds plain data and never touches a widget, so it is tested without
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from localpref import PRESETS, Method, Model, Sampling, SettingsError
@@ -28,6 +30,7 @@ from localpref.methods import (
     setting_fields,
     setting_kind,
 )
+from localpref.models.resolve import resolve_model
 from localpref.models.spec import parse_model_spec
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
@@ -476,8 +479,21 @@ def _without_missing_reward_model(steering: Steering) -> list[str]:
     if not isinstance(spec, str) or reward_model_problem(spec) is None:
         return []
     del values["reward_model"]
+    unusable = _unusable_file(spec, parse_model_spec(spec).kind) if _is_named(spec) else None
+    if unusable is not None:
+        return [f"The saved reward model {shortened(spec, 80)!r} cannot be used, so PAD "
+                f"scores with the prompt-contrast reward: {unusable}"]
     return [f"The saved reward model {shortened(spec, 80)!r} is not there any more, so PAD "
             "scores with the prompt-contrast reward."]
+
+
+def _is_named(spec: str) -> bool:
+    """Whether ``spec`` names a model in a form ``parse_model_spec`` takes."""
+    try:
+        parse_model_spec(spec)
+    except ModelError:
+        return False
+    return True
 
 
 def _least_reset(steering: Steering) -> tuple[Steering, str] | None:
@@ -530,8 +546,40 @@ def reward_model_problem(spec: str) -> str | None:
         return (f"There is no reward model {spec!r}: give a GGUF file's path, ollama:NAME, "
                 "lmstudio:PATTERN or a Hugging Face repo (ORG/NAME:PATTERN), or leave it empty "
                 "for the prompt-contrast reward.")
-    if parsed.kind == "path" and parsed.path is not None and not parsed.path.is_file():
-        return f"The reward model {spec!r} is a folder, not a GGUF file."
+    unusable = _unusable_file(spec, parsed.kind)
+    return None if unusable is None else f"PAD cannot use this reward model: {unusable}"
+
+
+def _unusable_file(spec: str, kind: str) -> str | None:
+    """Why the local file ``spec`` names (a path, or a model ollama or LM Studio keeps) is no
+    model llama.cpp could load (``resolve_model``'s sentence: a folder, not a GGUF file, cut
+    short), or None; a Hub name is downloaded when first used, so it is not looked at. A
+    path's header is read once for each size and time it has (``_header_problem``), not at
+    each key the user types."""
+    if kind not in {"path", "store"}:
+        return None
+    if kind == "path":
+        try:
+            found = Path(spec).expanduser().stat()
+        except OSError:
+            found = None
+        if found is not None:
+            return _header_problem(spec, found.st_size, found.st_mtime_ns)
+    try:
+        resolve_model(spec, download=False)
+    except ModelError as error:
+        return str(error)
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _header_problem(spec: str, size: int, modified_ns: int) -> str | None:
+    """``resolve_model``'s sentence for the file at ``spec`` as it is (``size``,
+    ``modified_ns`` key the cache), or None."""
+    try:
+        resolve_model(spec, download=False)
+    except ModelError as error:
+        return str(error)
     return None
 
 
