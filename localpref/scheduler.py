@@ -243,30 +243,41 @@ class Scheduler:
         _cond): jobs queued a moment ago, before the scheduler's thread ran (a burst, the
         gathering window), start as soon as it does, so they do not count against
         ``max_queued``. FIFO as ``_admit``: behind the first head that does not fit, every
-        job waits. The lanes idle chats keep count as free, as ``_fits`` takes them back."""
-        free: dict[Context, int] = {}
-        idle = self._idle_session_lanes(queue)
+        job waits. The admission is played out as ``_fits`` makes it: a head takes back the
+        lanes of the chats ``_reclaimable_sessions`` names (idle, or whose turn waits behind
+        it), a whole chat at a time, and a chat whose lanes went opens them all again."""
+        running = {live.session for live in self._live if live.session is not None}
+        turn_at = {job.session: index for index, job in reversed(list(enumerate(queue)))
+                   if job.session is not None}
+        kept = {session: collections.Counter(context for context, _ in session.lanes.values())
+                for session in self._sessions if session.lanes and session not in running}
+        taken: set[Session] = set()  # chats whose lanes an earlier head took back
+        free: dict[Context, int] = collections.defaultdict(int)
+        for context in {spec.context for job in queue for spec in job.lane_specs}:
+            free[context] = context.free_lanes
         for index, job in enumerate(queue):
-            needs, spare = job.needs(), job.spare_lanes()  # (a chat turn gives its stale back)
-            for context in {*needs, *spare}:
-                free.setdefault(context, context.free_lanes)
-                free[context] += spare[context]
-            if any(free[context] + idle[context] < count for context, count in needs.items()):
-                return len(queue) - index
+            if job.session in taken:
+                needs = collections.Counter(spec.context for spec in job.lane_specs)
+            else:
+                needs = job.needs()
+                for context, count in job.spare_lanes().items():  # its stale lanes, given back
+                    free[context] += count
+            kept.pop(job.session, None)  # (admitted, it answers: its lanes are its own)
+            behind = sorted((session for session in kept
+                             if not session.busy or turn_at.get(session, -1) > index),
+                            key=lambda session: (session.busy, session.idle_since))
             for context, count in needs.items():
-                taken_back = max(0, count - free[context])  # from the idle chats' lanes
-                idle[context] -= taken_back
-                free[context] += taken_back - count
+                for session in behind:
+                    if free[context] >= count:
+                        break
+                    if kept.get(session, {}).get(context):
+                        for lane_context, lanes in kept.pop(session).items():
+                            free[lane_context] += lanes
+                        taken.add(session)
+                if free[context] < count:
+                    return len(queue) - index
+                free[context] -= count
         return 0
-
-    def _idle_session_lanes(self, queue: Sequence[Job]) -> collections.Counter[Context]:
-        """The lanes kept by chats that neither answer nor wait in ``queue`` (``_fits`` takes
-        them back for the queue's heads), per context (under _cond)."""
-        queued = {job.session for job in queue if job.session is not None}
-        return collections.Counter(
-            context for session in self._sessions
-            if not session.busy and session not in queued
-            for context, _ in session.lanes.values())
 
     def in_own_thread(self) -> bool:
         """Whether the caller runs in the scheduler's thread (a finalizer run by the GC)."""

@@ -454,6 +454,25 @@ def test_lanes_an_idle_chat_keeps_count_as_free_with_no_queue(bundled_path: Path
         chat.close()
 
 
+def test_a_chat_turn_queued_behind_a_request_that_takes_its_lanes_is_the_one_waiting(
+        bundled_path: Path) -> None:
+    """A request queued before an idle chat's next turn takes the chat's lanes back, so only
+    the turn waits: with one place in the queue the turn was refused (``BusyError``), counted
+    with the request as two waiting; a third request is refused."""
+    with Model(bundled_path, max_lanes=2, n_ctx=512, max_queued=1) as small:
+        alone = small.generate("Hello there", max_tokens=4, ignore_eos=True).tokens
+        chat = small.chat(preference="concise", max_tokens=4)
+        chat.send("Hi")
+        with small.scheduler.exclusive():  # all three wait for the next round
+            other = small.stream("Hello there", max_tokens=4, ignore_eos=True).start()
+            turn = chat.stream("Why?").start()
+            with pytest.raises(BusyError, match="^1 requests are already waiting"):
+                small.stream("Hi", method="base", max_tokens=2).start()
+        assert other.run().tokens == alone
+        assert turn.run().stats["n_tokens"] >= 1
+        chat.close()
+
+
 class _Broken(Base):
     """A method whose pick fails (a bug in a user's method)."""
 
