@@ -786,11 +786,19 @@ def test_a_path_in_a_folder_the_user_may_not_enter_is_one_sentence(
     try:
         runs = [_as_a_user(home, "models", "path", str(locked / "m.gguf")),
                 _as_a_user(home, "generate", "--model", str(locked / "m.gguf"), "Hi")]
+        named = subprocess.run([*AS_A_USER, sys.executable, "-m", "localpref.cli", "models",
+                                "path", "org/Name-GGUF"], capture_output=True, text=True,
+                               timeout=120, cwd=locked,
+                               env={**os.environ, "HOME": str(home),
+                                    "HF_HUB_CACHE": str(tmp_path / "hub")})
     finally:
         locked.chmod(0o755)
     for run in runs:
         assert (run.returncode, run.stderr) == (
             2, f"localpref: Cannot read {locked / 'm.gguf'}: permission denied.\n")
+    # another kind of name, looked up from such a folder, is not taken for a path there
+    assert named.returncode == 2 and "Cannot read" not in named.stderr, named.stderr
+    assert "org/Name-GGUF" in named.stderr and "not downloaded" in named.stderr
 
 
 @pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,
@@ -807,17 +815,22 @@ def test_a_cached_model_whose_blobs_cannot_be_read_is_said_not_offered_for_downl
     (snapshot / "m.Q4_0.gguf").symlink_to("../../blobs/0123")
     blobs.chmod(0)
     try:
-        listing, named = (_as_a_user(home, *arguments, HF_HUB_CACHE=str(tmp_path / "hub"),
-                                     HF_ENDPOINT="http://127.0.0.1:9")
-                          for arguments in (("models", "list", "--json"),
-                                            ("models", "path", "org/Blob-GGUF:m*")))
+        listing, *refused = (
+            _as_a_user(home, *arguments, HF_HUB_CACHE=str(tmp_path / "hub"),
+                       HF_ENDPOINT="http://127.0.0.1:9")
+            for arguments in (("models", "list", "--json"),
+                              ("models", "path", "org/Blob-GGUF:m*"),
+                              ("models", "remove", str(snapshot / "m.Q4_0.gguf")),
+                              ("models", "remove", "org/Blob-GGUF")))
     finally:
         blobs.chmod(0o755)
     sentence = (f"The Hugging Face cache's file {snapshot / 'm.Q4_0.gguf'} cannot be read "
                 "(Permission denied).")
     assert listing.returncode == 0, listing.stderr
     assert sentence in json.loads(listing.stdout)["problems"]
-    assert (named.returncode, named.stderr) == (2, f"localpref: {sentence}\n")
+    for run in refused:  # (a removal was a traceback, or "nothing to remove")
+        assert (run.returncode, run.stderr) == (2, f"localpref: {sentence}\n")
+    assert (snapshot / "m.Q4_0.gguf").is_symlink() and (blobs / "0123").is_file()
 
 
 @pytest.mark.skipif(bool(AS_A_USER) and shutil.which("setpriv") is None,

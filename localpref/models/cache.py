@@ -51,14 +51,28 @@ def _files_below(folder: Path, problems: list[str] | None) -> list[Path]:
                        follow_links=False)
 
 
+def _checked_is_file(path: Path) -> bool:
+    """Whether a file of the cache is at ``path`` (``ModelError`` when its folder, or the
+    blobs a link leads to, cannot be read)."""
+    try:
+        return path.is_file()
+    except OSError as error:
+        raise ModelError(_unread_sentence("file", path, error)) from None
+
+
 def _unreadable(kind: str, path: Path, error: OSError, problems: list[str] | None) -> None:
     """``ModelError`` for the cache's ``kind`` ("folder", "file") at ``path`` that cannot be
     read, or without raising its sentence added to ``problems`` when they are given."""
-    sentence = (f"The Hugging Face cache's {kind} {path} cannot be read "
-                f"({error.strerror or error}).")
+    sentence = _unread_sentence(kind, path, error)
     if problems is None:
         raise ModelError(sentence)
     problems.append(sentence)
+
+
+def _unread_sentence(kind: str, path: Path, error: OSError) -> str:
+    """The sentence for the cache's ``kind`` ("folder", "file") at ``path`` that cannot be
+    read."""
+    return f"The Hugging Face cache's {kind} {path} cannot be read ({error.strerror or error})."
 
 
 def _is_file(path: Path) -> bool:
@@ -243,11 +257,11 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
                              "Face cache; localpref removes only those (the cache's other "
                              "files belong to other tools).")
         first = part_paths(absolute)[0]
-        if is_later_part(absolute.name) and (first.is_file() or first.is_symlink()):
+        if is_later_part(absolute.name) and (_checked_is_file(first) or first.is_symlink()):
             check_parts(absolute)  # (the sentence naming its first part)
         parts = [part for part in ([absolute] if is_later_part(absolute.name)
                                    else part_paths(absolute))
-                 if part.is_file() or part.is_symlink()]
+                 if _checked_is_file(part) or part.is_symlink()]
         if not parts:
             raise ModelError(f"{parsed.path} is a folder, not a GGUF file.")
         refuse_what_stores_link_to(parts)
@@ -263,11 +277,13 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         raise ModelError(
             f"Nothing to remove: {parsed.repo} is not in the Hugging Face cache ({cache})."
         )
-    removed = []
+    removed, unread = [], []
     for snapshot in ordered_snapshots(repo_dir):
         # (what cannot be read is not removed); a split model: every part, and a part whose
         # first is gone, which no model loads (it was "no GGUF file" to remove)
-        for path in [*snapshot_files(snapshot, []), *_orphaned_parts(snapshot)]:
+        wanted = "*" if whole_repo else parsed.pattern
+        for path in [*snapshot_files(snapshot, unread, pattern=wanted),
+                     *_orphaned_parts(snapshot)]:
             if whole_repo or pattern_matches(path.relative_to(snapshot).as_posix(),
                                              parsed.pattern):
                 removed += [part for part in ([path] if is_later_part(path.name)
@@ -278,6 +294,8 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         delete_cached_file(part)
     if not removed and not whole_repo:
         refuse_a_later_part(parsed.repo, parsed.pattern, cache_dir=cache)
+    if not removed and unread:  # (it may be there: `models list` names it)
+        raise ModelError(unread[0])
     if not removed:
         raise ModelError(
             f"Nothing to remove: {parsed.repo} has no GGUF file in the Hugging Face cache "

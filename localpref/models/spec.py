@@ -60,13 +60,22 @@ class ModelSpec:
         return BUNDLED_MODEL_NAME
 
 
-def _is_there(path: Path) -> bool:
-    """Whether ``path`` names something on disk; one in a folder the user may not enter is
-    taken as there, so that reading it says why it cannot be used (``exists`` raises)."""
+def _is_there(path: Path, text: str) -> bool:
+    """Whether ``path`` (``text`` as typed) names something on disk; a path in a folder the
+    user may not enter is taken as there, so that reading it says why it cannot be used
+    (``exists`` raises), but not another kind of name (``org/Name``, ``ollama:x``) looked up
+    in such a current folder."""
     try:
         return path.exists()
     except PermissionError:
-        return True
+        return path.is_absolute() or _looks_like_path(text)
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether ``text`` can only be a file's path (not a catalog name, repo or store name)."""
+    return (text.startswith(("/", "./", "../", "~", "\\"))
+            or _WINDOWS_DRIVE.match(text) is not None
+            or (text.lower().endswith(".gguf") and ":" not in text))
 
 
 def parse_model_spec(
@@ -81,7 +90,7 @@ def parse_model_spec(
     if text.lower() == BUNDLED_MODEL_NAME and not filename:
         return ModelSpec("bundled", text)
     local = Path(text).expanduser()
-    if not isinstance(spec, str) or _is_there(local):
+    if not isinstance(spec, str) or _is_there(local, text):
         if filename:
             raise ModelError(
                 f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
@@ -103,11 +112,7 @@ def parse_model_spec(
         sha = entry.sha256 if pattern == entry.file else None
         return ModelSpec("hub", text, repo=entry.repo, pattern=pattern, entry=entry, sha256=sha)
     match = REPO_SPEC.match(text)
-    looks_like_path = (
-        text.startswith(("/", "./", "../", "~", "\\"))
-        or _WINDOWS_DRIVE.match(text) is not None
-        or (text.lower().endswith(".gguf") and ":" not in text)
-    )
+    looks_like_path = _looks_like_path(text)
     if match is None or looks_like_path:
         if _URL.match(text):
             raise _url_error(text)
