@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import threading
 import types
 from dataclasses import dataclass, field
@@ -191,6 +192,13 @@ def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, t
                                   f"{tmp_path / 'no-ollama'}; that folder does not exist.")):
         _, errors = steering_from_form(["concise"], "", "pad", {"reward_model": str(name)}, {})
         assert errors == {"reward_model": f"PAD cannot use this reward model: {unusable}"}
+    first = tmp_path / "split-00001-of-00002.gguf"  # read again once its files change
+    shutil.copyfile(bundled_path, first)
+    _, errors = steering_from_form(["concise"], "", "pad", {"reward_model": str(first)}, {})
+    assert errors["reward_model"].endswith("split-00002-of-00002.gguf is not beside it in "
+                                           f"{tmp_path}.")
+    (tmp_path / "split-00002-of-00002.gguf").write_bytes(b"the rest")
+    assert steering_from_form(["concise"], "", "pad", {"reward_model": str(first)}, {})[1] == {}
     for name in ("org/none:*Q4_K_M.gguf", str(bundled_path)):
         steering, errors = steering_from_form(["concise"], "", "pad",
                                               {"reward_model": name}, {})

@@ -31,9 +31,11 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.models.resolve import resolve_model
-from localpref.models.spec import parse_model_spec
+from localpref.models.spec import ModelSpec, parse_model_spec
+from localpref.models.stores import resolve_stored
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
+from localpref.split_files import part_paths
 from localpref.weights import Weights, checked_weight, weighted_lanes, weights_error
 from tui.text import shortened
 
@@ -479,7 +481,7 @@ def _without_missing_reward_model(steering: Steering) -> list[str]:
     if not isinstance(spec, str) or reward_model_problem(spec) is None:
         return []
     del values["reward_model"]
-    unusable = _unusable_file(spec, parse_model_spec(spec).kind) if _is_named(spec) else None
+    unusable = _unusable_file(spec, parse_model_spec(spec)) if _is_named(spec) else None
     if unusable is not None:
         return [f"The saved reward model {shortened(spec, 80)!r} cannot be used, so PAD "
                 f"scores with the prompt-contrast reward: {unusable}"]
@@ -546,36 +548,47 @@ def reward_model_problem(spec: str) -> str | None:
         return (f"There is no reward model {spec!r}: give a GGUF file's path, ollama:NAME, "
                 "lmstudio:PATTERN or a Hugging Face repo (ORG/NAME:PATTERN), or leave it empty "
                 "for the prompt-contrast reward.")
-    unusable = _unusable_file(spec, parsed.kind)
+    unusable = _unusable_file(spec, parsed)
     return None if unusable is None else f"PAD cannot use this reward model: {unusable}"
 
 
-def _unusable_file(spec: str, kind: str) -> str | None:
+def _unusable_file(spec: str, parsed: ModelSpec) -> str | None:
     """Why the local file ``spec`` names (a path, or a model ollama or LM Studio keeps) is no
     model llama.cpp could load (``resolve_model``'s sentence: a folder, not a GGUF file, cut
-    short), or None; a Hub name is downloaded when first used, so it is not looked at. A
-    path's header is read once for each size and time it has (``_header_problem``), not at
-    each key the user types."""
-    if kind not in {"path", "store"}:
-        return None
-    if kind == "path":
+    short, a split model's part missing), or None; a Hub name is downloaded when first used,
+    so it is not looked at. The header is read again only when a file changed
+    (``_header_problem``), not at each key the user types in the form."""
+    if parsed.kind == "path":
+        path = Path(spec).expanduser()
+    elif parsed.kind == "store" and parsed.store is not None and parsed.name is not None:
         try:
-            found = Path(spec).expanduser().stat()
-        except OSError:
-            found = None
-        if found is not None:
-            return _header_problem(spec, found.st_size, found.st_mtime_ns)
-    try:
-        resolve_model(spec, download=False)
-    except ModelError as error:
-        return str(error)
-    return None
+            path = resolve_stored(parsed.store, parsed.name)
+        except ModelError as error:
+            return str(error)
+    else:
+        return None
+    return _header_problem(spec, _as_they_are(path))
+
+
+def _as_they_are(path: Path) -> tuple[tuple[int, ...], ...]:
+    """What tells whether the files of the model at ``path`` (a split model's every part)
+    changed: each one's size, times, inode and mode, or the error looking at it gave."""
+    looks = []
+    for part in part_paths(path):
+        try:
+            found = part.stat()
+        except OSError as error:
+            looks.append((error.errno or -1,))
+            continue
+        looks.append((found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino,
+                      found.st_mode))
+    return tuple(looks)
 
 
 @functools.lru_cache(maxsize=64)
-def _header_problem(spec: str, size: int, modified_ns: int) -> str | None:
-    """``resolve_model``'s sentence for the file at ``spec`` as it is (``size``,
-    ``modified_ns`` key the cache), or None."""
+def _header_problem(spec: str, files: tuple[tuple[int, ...], ...]) -> str | None:
+    """``resolve_model``'s sentence for the model ``spec`` names, its files as ``files``
+    describes them (``_as_they_are``: the cache's key), or None."""
     try:
         resolve_model(spec, download=False)
     except ModelError as error:
