@@ -1066,7 +1066,9 @@ async def test_text_that_looks_like_markup_is_shown_as_typed_everywhere(model, h
 
 def test_an_answer_the_context_window_cut_says_so_not_max_tokens(model):
     """An answer whose prompt left the window fewer tokens than max_tokens was labelled
-    "cut at max tokens" (the examples and a long message filled a 512-token window)."""
+    "cut at max tokens" (the examples and a long message filled a 512-token window); a
+    comparison's pane said "length" for both."""
+    from tui.screens.compare import stats_line
     from tui.widgets.chat_log import MessageView
 
     words = next(n for n in range(model.n_ctx - 40, model.n_ctx)
@@ -1080,3 +1082,6 @@ def test_an_answer_the_context_window_cut_says_so_not_max_tokens(model):
         " · cut at the context window")
     assert MessageView("assistant", whole.text, stats=whole.stats).header().endswith(
         " · cut at max tokens")
+    for result, said in ((cut, "cut at the context window"), (whole, "cut at max tokens")):
+        assert stats_line(result.stats).endswith(f" tokens · {said}")  # the comparison's
+    assert stats_line({**whole.stats, "stop_reason": "eos"}).endswith(" tokens · eos")

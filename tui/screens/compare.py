@@ -27,6 +27,7 @@ from tui.keys import COMPARE_ACTIONS, bindings
 from tui.session import ChatSession
 from tui.steering import method_title
 from tui.text import shortened
+from tui.widgets.chat_log import STOP_REASONS, limit_met
 from tui.widgets.markdown_feed import MarkdownFeed, message_markdown
 
 MIN_METHODS, MAX_METHODS = 2, 4
@@ -51,16 +52,17 @@ class KeptAnswer:
 
 
 def stats_line(stats: dict[str, Any]) -> str:
-    """``61.2 tok/s · steer 0.52 ms/tok · 24 tokens · length``."""
+    """``61.2 tok/s · steer 0.52 ms/tok · 24 tokens · cut at max tokens`` (the stop reason,
+    and which limit cut a long answer, as the chat's header says it)."""
     parts = [f"{stats.get('tokens_per_s') or 0:.1f} tok/s",
              f"steer {stats.get('steer_ms_per_token') or 0:.2f} ms/tok",
              f"{stats.get('n_tokens', 0)} tokens"]
     changed = changed_fact(stats) if stats.get("stop_reason") not in (None, "running") else None
     if changed:
         parts.append(changed)
-    reason = stats.get("stop_reason")
+    reason = limit_met(stats)
     if reason and reason != "running":
-        parts.append(reason)
+        parts.append(STOP_REASONS[reason] if reason in ("length", "window") else reason)
     return " · ".join(parts)
 
 

@@ -24,6 +24,13 @@ STOP_REASONS = {
 }
 
 
+def limit_met(stats: dict[str, Any]) -> str | None:
+    """An answer's ``stop_reason``, ``"window"`` for a length cut by the context window (its
+    ``length_limit``) rather than by max tokens."""
+    reason = stats.get("stop_reason")
+    return "window" if reason == "length" and stats.get("length_limit") == "window" else reason
+
+
 class MessageView(Vertical, can_focus=True):
     """A message: a header (who, and for an answer, what steered it) and its Markdown text."""
 
@@ -89,9 +96,7 @@ class MessageView(Vertical, can_focus=True):
         changed = changed_fact(self.stats)
         if changed and not self.streaming:
             parts.append(changed)
-        reason = self.stats.get("stop_reason")
-        if reason == "length" and self.stats.get("length_limit") == "window":
-            reason = "window"
+        reason = limit_met(self.stats)
         if self.partial:
             parts.append(STOP_REASONS.get(reason or "", "partial"))
         elif reason in ("length", "window"):
