@@ -65,6 +65,20 @@ def test_two_ray_actors_give_the_same_file_as_one_machine(ray_cluster, local_ans
     assert summary.done == len(expected) and summary.skipped == 0
 
 
+def test_more_actors_than_the_cluster_holds_run_as_many_as_it_does(
+        ray_cluster, local_answers, tmp_path, capsys) -> None:
+    """Three actors of one CPU on a Ray of two CPUs (a script's own ``ray.init``): Ray waited
+    for the third actor's CPU for good, and the batch with it."""
+    source, expected = local_answers
+    out = tmp_path / "out.jsonl"
+    summary = localpref.batch(source, out, ray=True, ray_actors=3, ray_cpus_per_actor=1,
+                              parallel=2, progress=False)
+    assert [essentials(answer) for answer in read_answers(out)] == expected
+    assert summary.done == len(expected)
+    assert ("localpref: the Ray cluster's nodes have room for 2 actors of 1 CPU, not 3; "
+            "running 2.\n") in capsys.readouterr().err
+
+
 def test_an_actor_killed_mid_run_still_gives_a_complete_file(ray_cluster, local_answers,
                                                              tmp_path) -> None:
     source, expected = local_answers

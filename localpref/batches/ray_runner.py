@@ -292,6 +292,16 @@ def check_fits(cpus_per_actor: float) -> None:
                             "--ray-cpus-per-actor.")
 
 
+def room_for_actors(cpus_per_actor: float) -> int:
+    """How many actors of ``cpus_per_actor`` CPUs the cluster's live nodes hold together (an
+    actor runs on one node): Ray waits for good for an actor it has no room for (a script's
+    own ``ray.init(num_cpus=1)``, a cluster smaller than ``--ray-actors``)."""
+    import ray
+
+    return sum(int(node.get("Resources", {}).get("CPU", 0.0) // cpus_per_actor)
+               for node in ray.nodes() if node.get("Alive"))
+
+
 def shutdown_local_ray(*, graceful: bool = True) -> None:
     """Stop the Ray started here: ``ray.shutdown()``, ``GRACE_SECONDS`` for its processes to
     end (with ``graceful``: a Ray that finished starting), then ``end_ray_processes`` for
@@ -338,6 +348,13 @@ class RayPool:
         self._started = start_ray(self.settings)
         try:
             check_fits(self.settings.cpus_per_actor)
+            room = room_for_actors(self.settings.cpus_per_actor)
+            if room < self.settings.actors:  # (Ray would wait for the others' CPUs forever)
+                print(f"localpref: the Ray cluster's nodes have room for {room} actor"
+                      f"{'s' if room != 1 else ''} of {self.settings.cpus_per_actor:g} CPU"
+                      f"{'s' if self.settings.cpus_per_actor != 1 else ''}, not "
+                      f"{self.settings.actors}; running {room}.", file=sys.stderr)
+                self.settings = dataclasses.replace(self.settings, actors=room)
             self.actors = self._make_actors()
         except BaseException:
             self.__exit__()
