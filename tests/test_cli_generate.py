@@ -398,6 +398,24 @@ def test_a_short_preference_after_a_long_prompt_blames_the_prompt(
                                 "larger context (--ctx, n_ctx).")
 
 
+def test_an_answer_the_window_ended_says_so_not_just_length(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Text output said "length" whether --max-tokens or the context window ended it."""
+    prompt = "Write a long poem about the sea and the waves on the rocks. Make it rhyme."
+    code, _, err = run_cli(capsys, "generate", prompt, "--method", "base", "--ctx", "64",
+                           "--max-tokens", "60", "--ignore-eos")
+    assert code == 0 and err.endswith(" · length: the context window ended it (a larger "
+                                      "--ctx, or a shorter prompt)]\n")
+    code, _, err = run_cli(capsys, "generate", "Hi", "--method", "base", "--max-tokens", "3",
+                           "--ignore-eos")
+    assert code == 0 and err.endswith(" ms/token · length]\n")
+    code, _, err = run_cli(capsys, "compare", prompt, "--methods", "base,pref", "-p", "verbose",
+                           "--ctx", "64", "--max-tokens", "60")
+    assert code == 0 and err.endswith(
+        "localpref: the context window ended the answers of base greedy, pref greedy before "
+        "--max-tokens (a larger --ctx, or a shorter prompt, leaves more room).\n")
+
+
 @pytest.mark.parametrize(("flags", "blamed"), [
     (["-p", "word " * 300], "The prompt is too long with the preference"),
     (["-p", "concise", "--avoid", "word " * 300], "The prompt is too long with the avoid text"),
@@ -461,10 +479,32 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
     assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
 
 
+def test_sigterm_while_streaming_keeps_what_was_printed_and_exits_143() -> None:
+    """SIGTERM (``kill``, ``timeout``) killed generate at once: its answer's line and
+    figures were not written. It ends the answer as Ctrl-C does."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "generate", "Write a long story about a dragon.",
+         "--method", "base", "--max-tokens", "2000", "--ignore-eos"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.read(40)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert len(first + out) >= 40 and (first + out).endswith("\n")
+    assert "Traceback" not in err
+    assert err.rstrip().endswith("cancelled]")
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130),
+                                                   (signal.SIGTERM, 143)])
 def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """compare printed empty columns and exited 0 after Ctrl-C. The Ctrl-C comes once both
-    methods have written a few tokens (seen through the real ``Track.step``, wrapped)."""
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, signum: int,
+        exit_code: int) -> None:
+    """compare printed empty columns and exited 0 after Ctrl-C, and nothing said the answers
+    were cut; SIGTERM lost every answer. The signal comes once both methods have written a
+    few tokens (seen through the real ``Track.step``, wrapped)."""
     written: dict[int, int] = {}
     writing, finished = threading.Event(), threading.Event()
     real_step = Track.step
@@ -478,10 +518,14 @@ def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130(
 
     def press_ctrl_c() -> None:
         if writing.wait(120) and not finished.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
+
+    def too_early(signum: int, frame) -> None:  # noqa: ANN001 - (a SIGTERM ends pytest)
+        raise AssertionError("the signal came before compare took it")
 
     monkeypatch.setattr(Track, "step", step)
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    inherited = (signal.signal(signal.SIGINT, signal.default_int_handler),  # as in a terminal
+                 signal.signal(signal.SIGTERM, too_early))
     pressing = threading.Thread(target=press_ctrl_c, daemon=True)
     try:
         pressing.start()
@@ -491,12 +535,15 @@ def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130(
     finally:
         finished.set()
         pressing.join(5)
-        signal.signal(signal.SIGINT, inherited)
+        signal.signal(signal.SIGINT, inherited[0])
+        signal.signal(signal.SIGTERM, inherited[1])
     captured = capsys.readouterr()
-    assert code == 130 and "Traceback" not in captured.err
+    assert code == exit_code and "Traceback" not in captured.err
     results = json.loads(captured.out)["results"]
     assert [r["stats"]["stop_reason"] for r in results].count("cancelled") >= 1
     assert all(r["text"] and r["stats"]["n_tokens"] >= 4 for r in results)
+    assert captured.err.endswith("localpref: stopped; the answers are as far as each method "
+                                 "had written.\n")
 
 
 def test_the_first_ctrl_c_cancels_and_a_second_raises() -> None:

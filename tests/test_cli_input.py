@@ -42,6 +42,14 @@ def test_generate_dash_answers_the_text_piped_in(capsys, model):
     assert payload["text"] == direct["text"] and payload["text"].strip()
 
 
+def test_a_byte_order_mark_on_standard_input_is_not_read_as_the_prompt():
+    """A file saved by a Windows editor: its mark was three more tokens of the prompt."""
+    piped = run_script("compare", "-", "--methods", "base", "--max-tokens", "4", "--json",
+                       stdin="\ufeffName a fruit.".encode())
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["prompt"] == "Name a fruit."
+
+
 def test_compare_dash_reads_standard_input_too():
     piped = run_script("compare", "-", "--methods", "base", "--max-tokens", "4", "--json",
                        stdin="Name a fruit.")
@@ -51,6 +59,7 @@ def test_compare_dash_reads_standard_input_too():
 
 @pytest.mark.parametrize("stdin, reason", [
     ("  \n", "standard input held no text"),
+    (b"\xef\xbb\xbf \n", "standard input held no text"),  # a byte-order mark is no text
     (b"\xff\xfe not text", "not utf-8 text"),
     # read to the limit, not to the end (`yes | localpref generate -` filled the memory)
     (b"y\n" * (8 * 2**20 + 1), "standard input is over 16 mib; a prompt must fit in the "

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from localpref.commands import columns as columns_text
-from localpref.commands.interrupt import cancel_on_interrupt
+from localpref.commands.interrupt import cancel_on_interrupt, say_stopped
 from localpref.commands.options import (
     add_method_options,
     add_model_options,
@@ -37,6 +37,8 @@ from localpref.commands.showing import (
     json_line,
     steering_label,
     steering_line,
+    stop_words,
+    window_cut,
 )
 from localpref.decoding import Result
 from localpref.errors import SettingsError
@@ -140,23 +142,22 @@ def run_generate(args: argparse.Namespace) -> int:
     tell_unsteered([args.method], preference, avoid, like,  # the request checked: it runs
                    opposite=args.opposite, settings=steering_flags_given(args))
     streaming = not (args.json or args.show_steering)
-    interrupted = False
+    exit_code = 130  # unless the answer ends without a Ctrl-C
     try:
         with cancel_on_interrupt(generation.cancel) as interrupt:
             for piece in generation:
                 if streaming:
                     sys.stdout.write(piece)
                     sys.stdout.flush()
-        interrupted = interrupt.pressed
+        exit_code = interrupt.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was set
         generation.close()
-        interrupted = True
     result = generation.result
     assert result is not None
     stats = result.stats
     if args.json:
         print(json_line(_result_json(result, model.path, trace=args.trace)))
-        return 130 if interrupted else 0
+        return exit_code
     if args.show_steering:
         sys.stdout.write(_shown(result, ansi=colour_wanted()))
         sys.stdout.write("\n" + steering_line(stats) + "\n")
@@ -166,10 +167,10 @@ def run_generate(args: argparse.Namespace) -> int:
         f"[{steering_label(stats)} · {stats['n_tokens']} token"
         f"{'' if stats['n_tokens'] == 1 else 's'} · {stats['tokens_per_s']:.1f} "
         f"tokens/s · steering {stats['steer_ms_per_token']:.3f} ms/token · "
-        f"{stats['stop_reason']}]",
+        f"{stop_words(stats)}]",
         file=sys.stderr,
     )
-    return 130 if interrupted else 0
+    return exit_code
 
 
 def colour_wanted() -> bool:
@@ -214,11 +215,11 @@ def run_compare(args: argparse.Namespace) -> int:
                                **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
     tell_unsteered(names, preference, avoid, like,  # the request checked: it runs
                    opposite=args.opposite)
-    interrupted = True  # unless the run ends without a Ctrl-C
+    exit_code = 130  # unless the run ends without a Ctrl-C
     try:
         with cancel_on_interrupt(comparison.cancel) as interrupt:
             results = comparison.run()
-        interrupted = interrupt.pressed
+        exit_code = interrupt.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C
         comparison.close()
         results = comparison.results
@@ -230,7 +231,14 @@ def run_compare(args: argparse.Namespace) -> int:
     else:
         print(side_by_side(results, shutil.get_terminal_size().columns,
                            show_steering=args.show_steering, requested=names))
-    return 130 if interrupted else 0
+    cut = [steering_label(result.stats) for result in results if window_cut(result.stats)]
+    if cut:
+        print(f"localpref: the context window ended the answer{'s' if len(cut) > 1 else ''} "
+              f"of {', '.join(cut)} before --max-tokens (a larger --ctx, or a shorter prompt, "
+              "leaves more room).", file=sys.stderr)
+    if exit_code:
+        say_stopped("the answers are as far as each method had written")
+    return exit_code
 
 
 #: The most of standard input read as a prompt (``-``): more than the largest model window
@@ -254,7 +262,9 @@ def prompt_from_args(args: argparse.Namespace) -> str:
         if len(data) > MAX_PROMPT_BYTES:
             raise SettingsError(f"Standard input is over {MAX_PROMPT_BYTES // 2**20} MiB; a "
                                 "prompt must fit in the model's window, far less than that.")
-        text = (data.decode("utf-8") if isinstance(data, bytes) else data).strip()
+        # (a byte-order mark, which Windows editors write, is no part of the prompt)
+        text = (data.decode("utf-8-sig") if isinstance(data, bytes)
+                else data.removeprefix("\ufeff")).strip()
     except UnicodeDecodeError:
         raise SettingsError("Standard input is not UTF-8 text.") from None
     if not text:

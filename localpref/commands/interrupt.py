@@ -18,34 +18,53 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+#: The exit code of a command ended by SIGTERM (128 + 15, as a shell reports it).
+TERMINATED_EXIT = 143
+
 
 class Interrupt:
-    """Whether Ctrl-C was pressed inside ``cancel_on_interrupt``."""
+    """Whether Ctrl-C was pressed (``pressed``), or SIGTERM came (``terminated``), inside
+    ``cancel_on_interrupt``."""
 
     pressed = False
+    terminated = False
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit code: 143 after SIGTERM, 130 after Ctrl-C, else 0."""
+        return TERMINATED_EXIT if self.terminated else 130 if self.pressed else 0
 
 
 @contextlib.contextmanager
 def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
-    """Inside, the first Ctrl-C calls ``cancel`` and sets ``pressed``; the handler before is
-    back after it (so a second Ctrl-C raises ``KeyboardInterrupt``) and on leaving. Outside
-    the main thread (where no handler can be set) nothing changes."""
+    """Inside, the first Ctrl-C or SIGTERM (what ``kill`` and ``timeout`` send) calls
+    ``cancel`` and sets ``pressed`` or ``terminated``, so that the answer so far is printed as
+    after Ctrl-C (SIGTERM killed the command at once, its answer's line and figures unsaid);
+    that signal's handler before is back after it (so a second Ctrl-C raises
+    ``KeyboardInterrupt``) and on leaving. Outside the main thread (where no handler can be
+    set) nothing changes."""
     interrupt = Interrupt()
     if threading.current_thread() is not threading.main_thread():
         yield interrupt
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        interrupt.pressed = True
-        signal.signal(signal.SIGINT, previous)
+        if signum == signal.SIGTERM:
+            interrupt.terminated = True
+        else:
+            interrupt.pressed = True
+        signal.signal(signum, previous[signum])
         cancel()
 
-    signal.signal(signal.SIGINT, handle)
+    for signum, before in previous.items():
+        if before is not signal.SIG_IGN:  # (a job started in the background ignores Ctrl-C)
+            signal.signal(signum, handle)
     try:
         yield interrupt
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 @contextlib.contextmanager
@@ -77,10 +96,6 @@ def interrupt_once() -> Iterator[None]:
         # a Ctrl-C after this block, while the process still ends, was a KeyboardInterrupt)
         if not pressed and signal.getsignal(signal.SIGINT) is once:
             signal.signal(signal.SIGINT, previous)
-
-
-#: The exit code of a command ended by SIGTERM (128 + 15, as a shell reports it).
-TERMINATED_EXIT = 143
 
 
 class Termination:

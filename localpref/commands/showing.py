@@ -76,6 +76,20 @@ def steering_label(stats: dict[str, Any], *, sampling: bool = True) -> str:
     return " ".join(parts) + (f" ({note})" if note else "")
 
 
+def window_cut(stats: dict[str, Any]) -> bool:
+    """Whether the context window ended the answer (its ``length_limit``), not its
+    ``--max-tokens``."""
+    return stats.get("stop_reason") == "length" and stats.get("length_limit") == "window"
+
+
+def stop_words(stats: dict[str, Any]) -> str:
+    """How an answer ended, for its figures' line: its ``stop_reason``, and for a length the
+    context window cut (``window_cut``) what to change."""
+    if window_cut(stats):
+        return "length: the context window ended it (a larger --ctx, or a shorter prompt)"
+    return str(stats.get("stop_reason"))
+
+
 def calibration_note(stats: dict[str, Any]) -> str:
     """``recommended, calibrated for this model`` or ``recommended, uncalibrated default`` for
     the recommended steering (``stats["recommended"]``; the latter also where the model's
