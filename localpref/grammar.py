@@ -83,13 +83,17 @@ def _json_safe_characters(grammar: str) -> str:
 
 
 def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
-    """The GBNF of a JSON answer: any JSON object without ``schema``, else one that validates
-    against it; an unusable schema is a ``SettingsError``, and so is one with a constraint
+    """The GBNF of a JSON answer: any JSON object without ``schema`` (and for ``true``, ``{}``
+    or annotations alone, as OpenAI's answer is an object), else one that validates against
+    it; an unusable schema is a ``SettingsError``, and so is one with a constraint
     the grammar would not enforce (:data:`UNENFORCED_KEYWORDS`, ``schema_branches.left_out``)
     or a grammar nested too deep for llama.cpp (``check_depth``)."""
     if (schema is None or schema is True
             or (isinstance(schema, dict) and schema.keys() <= ANNOTATIONS)):  # ({} too)
         return llama_cpp.llama_grammar.JSON_GBNF
+    if schema is False:
+        raise SettingsError("The JSON schema false lets no answer through; send a schema "
+                            "object (or true, or {}, for any JSON object).")
     if not isinstance(schema, dict):
         raise SettingsError("The JSON schema must be an object.")
     try:

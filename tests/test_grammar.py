@@ -378,6 +378,9 @@ def test_answers_to_alternatives_emoji_and_any_values_are_json_that_validates(mo
         assert _takes(model, grammar, f'{{"name": "a", "payload": {payload}}}'), payload
     assert anything["properties"]["payload"] == {"title": "Payload", "description": "free"}
     assert json_grammar({"description": "anything"}) == JSON_GBNF  # as {} at the top
+    assert json_grammar(True) == JSON_GBNF  # (as {}: an answer is an object, as OpenAI's)
+    with pytest.raises(SettingsError, match="^The JSON schema false lets no answer through; "):
+        json_grammar(False)  # (it said "must be an object" though false is a schema)
     rest = json_grammar({"type": "array", "prefixItems": [{"type": "integer"}],
                          "items": {"description": "the rest"}})  # as items {}: refused
     assert _takes(model, rest, "[1]")
