@@ -229,6 +229,10 @@ def test_a_port_in_use_exits_2_with_one_sentence(capsys) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 2
+        assert capsys.readouterr().err == (
+            f"localpref: Cannot listen on 127.0.0.1:{port}: Address already in use.\n")
+        # what the flags allow is warned of once the address is bound, not before a failure
+        assert main(["serve", "--port", str(port), "--cors-origin", "*"]) == 2
     assert capsys.readouterr().err == (
         f"localpref: Cannot listen on 127.0.0.1:{port}: Address already in use.\n")
 

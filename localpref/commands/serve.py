@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 from typing import Any
 
@@ -67,18 +66,19 @@ def run_serve_command(args: argparse.Namespace) -> int:
     from localpref.server.run import ServeSettings, serve
 
     origins = tuple(dict.fromkeys(checked_origin(text) for text in args.cors_origin or ()))
+    notices = []
     if api_key is None and not is_loopback_host(args.host):
-        print(warning_line(f"serving on {args.host} without an API key: anyone who can reach "
-                           "this address can use the model; give --api-key KEY (or "
-                           f"${API_KEY_ENV})."), file=sys.stderr)
+        notices.append(warning_line(f"serving on {args.host} without an API key: anyone who "
+                                    "can reach this address can use the model; give --api-key "
+                                    f"KEY (or ${API_KEY_ENV})."))
     for anyone in ("*", "null"):  # (any page can send Origin: null, from a sandboxed frame)
         if api_key is None and anyone in origins:
-            print(warning_line(f"--cors-origin {anyone} without an API key: any web page open "
-                               "in a browser on this machine can use the model; name the "
-                               f"page's origin, or give --api-key KEY (or ${API_KEY_ENV})."),
-                  file=sys.stderr)
+            notices.append(warning_line(
+                f"--cors-origin {anyone} without an API key: any web page open in a browser "
+                "on this machine can use the model; name the page's origin, or give --api-key "
+                f"KEY (or ${API_KEY_ENV})."))
     settings = ServeSettings(host=args.host, port=args.port, api_key=api_key,
-                             cors_origins=origins)
+                             cors_origins=origins, bound_notices=tuple(notices))
 
     def load() -> tuple[Any, str]:
         from localpref.api import load as load_model

@@ -35,6 +35,9 @@ class ServeSettings:
     port: int = 8765
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
+    #: lines for stderr once the address is bound (warnings of what the flags allow: said
+    #: before a bind that failed, they were noise beside its sentence)
+    bound_notices: tuple[str, ...] = ()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -153,6 +156,8 @@ def serve(settings: ServeSettings, load: Callable[[], tuple[Model, str]]) -> int
         state.set_model(model, model_id)
         print(f"localpref: serving {model_id} at {url}", flush=True)
 
+    for notice in settings.bound_notices:
+        print(notice, file=sys.stderr)
     print(f"localpref: loading the model; listening on {url}", file=sys.stderr, flush=True)
     thread = threading.Thread(target=loader, name="localpref-load", daemon=True)
     thread.start()
