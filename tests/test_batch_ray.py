@@ -24,6 +24,7 @@ from localpref.batches.ray_runner import (
     check_fits,
     check_local_actors,
     interrupt_noticed,
+    room_for_actors,
     run_ray,
 )
 from localpref.batches.recorder import Recorder
@@ -121,7 +122,9 @@ def test_eval_on_ray_writes_the_rows_of_a_run_here(ray_cluster, tmp_path) -> Non
 
 
 def test_a_cluster_that_cannot_hold_an_actor_is_one_sentence(ray_cluster) -> None:
-    check_fits(2)  # the module's Ray: one node of 2 CPUs
+    # the module's Ray: one node of 2 CPUs, counted in Ray's units (2.0 // 0.1 is 19.0)
+    assert [room_for_actors(cpus) for cpus in (1, 2, 0.1, 0.2, 0.3, 3)] == [2, 1, 20, 10, 6, 0]
+    check_fits(2)
     with pytest.raises(SettingsError) as refused:  # Ray would wait for such a node forever
         check_fits(4)
     assert str(refused.value) == ("No node of the Ray cluster has 4 CPUs for an actor (the "

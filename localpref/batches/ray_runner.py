@@ -292,13 +292,21 @@ def check_fits(cpus_per_actor: float) -> None:
                             "--ray-cpus-per-actor.")
 
 
+#: Ray's unit of a resource: a CPU is 10,000 of them (its ``ray_constants`` resource unit
+#: scaling), so actors of 0.1 CPU fit ten to a CPU.
+RAY_CPU_UNITS = 10_000
+
+
 def room_for_actors(cpus_per_actor: float) -> int:
     """How many actors of ``cpus_per_actor`` CPUs the cluster's live nodes hold together (an
     actor runs on one node): Ray waits for good for an actor it has no room for (a script's
     own ``ray.init(num_cpus=1)``, a cluster smaller than ``--ray-actors``)."""
     import ray
 
-    return sum(int(node.get("Resources", {}).get("CPU", 0.0) // cpus_per_actor)
+    def units(cpus: float) -> int:  # (Ray counts CPUs in ten-thousandths: 1.0 // 0.1 is 9.0)
+        return round(cpus * RAY_CPU_UNITS)
+
+    return sum(units(node.get("Resources", {}).get("CPU", 0.0)) // units(cpus_per_actor)
                for node in ray.nodes() if node.get("Alive"))
 
 
