@@ -58,6 +58,9 @@ GATHER_SECONDS = 0.003
 #: The longest the decode thread waits for callers of ``exclusive()`` counted as waiting for
 #: its lock (``Scheduler._let_exclusive_in``): a real one takes it at once.
 EXCLUSIVE_WAIT_SECONDS = 1.0
+#: How long closing waits for a scheduler's thread that was not yet marked started
+#: (``_join_once_started``).
+START_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -357,7 +360,7 @@ class Scheduler:
         # the block does, touching nothing; see _loop)
         if (thread is not None and thread is not threading.current_thread()
                 and not self.paused_by_caller()):
-            thread.join()
+            _join_once_started(thread)
         with self._work:
             with self._cond:
                 jobs = [*self._live, *self._queue]
@@ -790,6 +793,22 @@ class Scheduler:
     def _log(self, kind: str, jobs: tuple[int, ...], tokens: int, final: bool = False) -> None:
         self.events.append(Event(next(self._decodes), kind, jobs, tokens, final))
         self.counters[kind] += 1
+
+
+def _join_once_started(thread: threading.Thread) -> None:
+    """``thread.join()`` for the scheduler's thread, whose ``start()`` a Ctrl-C may have cut
+    short in ``enqueue``: ``join`` raises until the thread marks itself started, which one
+    that runs does in a moment (the model's close raised ``RuntimeError`` where the command
+    was to exit 130), and one that never ran is not waited for past ``START_WAIT_SECONDS``."""
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while True:
+        try:
+            thread.join()
+            return
+        except RuntimeError:  # "cannot join thread before it is started"
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
 
 
 def describe(scheduler: Scheduler) -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -332,3 +335,20 @@ def test_each_bench_gets_the_defaults_of_the_flags_left_out(mode: list[str]) -> 
     assert args.preference == ("formal" if "--preference" in read and mode
                                else DEFAULT_PREFERENCE)
     assert args.repeat == (5 if "--repeat" in read and mode else REPEAT)  # ... else defaults
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_bench_stopped_midway_says_it_prints_no_figures(signum: int, exit_code: int) -> None:
+    """Ctrl-C ended a bench with a blank line, SIGTERM with nothing: no word of why no
+    table came."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "bench", "--max-tokens", "8", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    first = process.stderr.readline()  # (the warm-up's line: the model loaded)
+    assert first.startswith("bench: warming up"), first
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == exit_code, err
+    assert out == "" and "Traceback" not in err
+    assert err.endswith("localpref: stopped; a bench cut short prints no figures.\n")

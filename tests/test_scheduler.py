@@ -1007,3 +1007,17 @@ def test_an_interrupt_read_as_exclusive_gets_the_lock_leaves_it_free(bundled_pat
         small.close()
     assert answered, "a request after the interrupted wait was never decoded"
     assert small.scheduler._exclusive_waiting == 0
+
+
+def test_closing_after_a_ctrl_c_cut_the_threads_start_short_does_not_raise(
+        bundled_path: Path) -> None:
+    """A Ctrl-C inside ``Thread.start()`` (the first request's ``enqueue``) left a thread not
+    marked started; closing the model then raised ``RuntimeError`` ("cannot join thread
+    before it is started") where ``localpref bench`` was to exit 130."""
+    small = Model(bundled_path, max_lanes=1, n_ctx=256, n_threads=1)
+    never_started = threading.Thread(target=lambda: None, daemon=True)
+    small.scheduler._thread = never_started  # what start() cut short leaves
+    began = time.monotonic()
+    small.close()
+    assert time.monotonic() - began < 30  # (it gives up on the thread after a second)
+    assert not never_started.is_alive()

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from localpref.commands.interrupt import terminate_as_exit
+from localpref.commands.interrupt import TERMINATED_EXIT, say_stopped, terminate_as_exit
 from localpref.commands.options import (
     add_model_options,
     comma_list,
@@ -115,10 +115,19 @@ def add_parser(subparsers: Any) -> None:
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Parse, load the model, run every measurement, print the table or the JSON. A
-    SIGTERM ends it as Ctrl-C does: the servers and processes it started are stopped."""
+    SIGTERM ends it as Ctrl-C does: the servers and processes it started are stopped, and a
+    line says that no figures are printed (a Ctrl-C ended it with a blank line)."""
     check_stdout_open()  # (its figures go nowhere else)
-    with terminate_as_exit():
-        return _run_bench(args)
+    try:
+        with terminate_as_exit():
+            return _run_bench(args)
+    except KeyboardInterrupt:
+        say_stopped("a bench cut short prints no figures")
+        return 130
+    except SystemExit as stop:
+        if stop.code == TERMINATED_EXIT:
+            say_stopped("a bench cut short prints no figures")
+        raise
 
 
 def _run_bench(args: argparse.Namespace) -> int:
