@@ -497,6 +497,38 @@ def test_sigterm_while_streaming_keeps_what_was_printed_and_exits_143() -> None:
     assert err.rstrip().endswith("cancelled]")
 
 
+@pytest.mark.parametrize("command", ["generate", "compare"])
+def test_sigterm_while_the_model_loads_ends_with_143_and_no_traceback(
+        command: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A SIGTERM before the answer streams (the model loading) killed the command at once
+    (-15), unsaid; it ends as ``batch`` does, with exit code 143."""
+    from localpref.commands import generate as command_module
+
+    real_load = command_module.load_model
+
+    def load_then_terminated(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        model = real_load(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # (handled at the next bytecode, in this thread)
+        time.sleep(0.05)
+        return model
+
+    def not_taken(signum: int, frame) -> None:  # noqa: ANN001 - (a SIGTERM ends pytest)
+        raise AssertionError("the command did not take SIGTERM")
+
+    monkeypatch.setattr(command_module, "load_model", load_then_terminated)
+    suites = (signal.signal(signal.SIGTERM, not_taken), signal.getsignal(signal.SIGINT))
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main([command, "Hi", "--method" if command == "generate" else "--methods", "base",
+                  "--max-tokens", "2", "--threads", "1"])
+    finally:
+        signal.signal(signal.SIGTERM, suites[0])
+        signal.signal(signal.SIGINT, suites[1])  # (ignored once SIGTERM came)
+    assert stopped.value.code == 143
+    assert "Traceback" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130),
                                                    (signal.SIGTERM, 143)])
 def test_ctrl_c_in_compare_prints_what_each_method_wrote_and_exits_130(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from localpref.commands import columns as columns_text
-from localpref.commands.interrupt import cancel_on_interrupt, say_stopped
+from localpref.commands.interrupt import cancel_on_interrupt, say_stopped, terminate_as_exit
 from localpref.commands.options import (
     add_method_options,
     add_model_options,
@@ -115,10 +115,17 @@ def add_steering_display_options(parser: argparse.ArgumentParser, *,
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """Stream the answer (or print JSON); Ctrl-C stops and keeps what was printed.
+    """Stream the answer (or print JSON); Ctrl-C or SIGTERM stops and keeps what was printed
+    (a SIGTERM before the answer or after it ends the command with exit code 143, as in
+    ``batch``).
 
     With --show-steering the answer is printed once it ends, highlighted from its trace.
     """
+    with terminate_as_exit():
+        return _generate(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
     check_stdout_open()
     check_display_options(args)
     method = method_from_args(args)
@@ -187,7 +194,13 @@ def _shown(result: Result, *, ansi: bool) -> str:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Run every method in one batched generation and print the answers side by side."""
+    """Run every method in one batched generation and print the answers side by side (what
+    each wrote so far after Ctrl-C or SIGTERM, as ``run_generate``)."""
+    with terminate_as_exit():
+        return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
     check_stdout_open()
     check_display_options(args)
     names = comma_list(args.methods)
