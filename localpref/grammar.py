@@ -82,6 +82,28 @@ def _json_safe_characters(grammar: str) -> str:
     return "\n".join(lines)
 
 
+#: A calendar date, ``YYYY-MM-DD`` (a schema's ``format: date``, and the date of a
+#: ``date-time``), as GBNF: a day the month has (February's 29th in leap years only: a year
+#: divisible by 4, and by 400 where it ends in 00) and a year from 0001 (the converter's rule
+#: let any month have a 31st and any year be 0000, dates pydantic and ``datetime`` refuse).
+CALENDAR_DATE = (
+    '( [1-9] [0-9] [0-9] [0-9] | "0" [1-9] [0-9] [0-9] | "00" [1-9] [0-9] | "000" [1-9] ) "-" '
+    '( ( "0" [13578] | "1" [02] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ) '
+    '| ( "0" [469] | "11" ) "-" ( "0" [1-9] | [12] [0-9] | "30" ) '
+    '| "02-" ( "0" [1-9] | "1" [0-9] | "2" [0-8] ) ) '
+    '| ( [0-9] [0-9] ( "0" [48] | [2468] [048] | [13579] [26] ) '
+    '| ( "0" [48] | [2468] [048] | [13579] [26] ) "00" ) "-02-29"'
+)
+
+
+def _calendar_dates(grammar: str) -> str:
+    """The converter's grammar with its ``date`` rule (a name the converter keeps for it) as
+    :data:`CALENDAR_DATE`: its own took ``2023-02-30``, which the answer then wrote with
+    ``finish_reason: stop`` and no client could read as a date."""
+    return "\n".join(f"date ::= {CALENDAR_DATE}" if line.startswith("date ::= ") else line
+                     for line in grammar.split("\n"))
+
+
 def json_grammar(schema: dict[str, Any] | bool | None = None) -> str:
     """The GBNF of a JSON answer: any JSON object without ``schema`` (and for ``true``, ``{}``
     or annotations alone, as OpenAI's answer is an object), else one that validates against
@@ -137,8 +159,8 @@ def _checked_grammar(schema: dict[str, Any]) -> str:
     name_references(fixed)
     text = json.dumps(fixed)
     try:
-        grammar = _whole_code_points(_json_safe_characters(
-            llama_cpp.llama_grammar.json_schema_to_gbnf(text)))
+        grammar = _calendar_dates(_whole_code_points(_json_safe_characters(
+            llama_cpp.llama_grammar.json_schema_to_gbnf(text))))
     except Exception as error:  # noqa: BLE001 - the converter raises bare assertions
         detail = str(error).strip().rstrip(".") or type(error).__name__
         raise SettingsError("localpref cannot follow this JSON schema (llama.cpp's converter "

@@ -224,6 +224,32 @@ def _takes(model, grammar: str, text: str) -> bool:
         mask.close()
 
 
+def test_a_date_format_takes_the_dates_a_calendar_has_and_no_other(model) -> None:
+    """The converter's ``date`` took any month's 31st and year 0000: "2023-02-30" was
+    written with finish_reason stop, and pydantic refused the answer ("outside expected
+    range"). Now a text is taken exactly when ``datetime.date`` reads it, in a
+    ``date-time`` too."""
+    import datetime
+
+    def is_a_date(text: str) -> bool:
+        try:
+            datetime.date.fromisoformat(text)
+        except ValueError:
+            return False
+        return True
+
+    dated = json_grammar({"type": "string", "format": "date"})
+    timed = json_grammar({"type": "string", "format": "date-time"})
+    for year in ("0000", "0001", "0004", "0100", "0400", "1900", "2000", "2023", "2024",
+                 "2100", "9999"):
+        for month, day in (("02", "28"), ("02", "29"), ("02", "30"), ("04", "30"),
+                           ("04", "31"), ("06", "31"), ("11", "30"), ("12", "31"),
+                           ("01", "00"), ("00", "10"), ("13", "01"), ("01", "32")):
+            text = f"{year}-{month}-{day}"
+            assert _takes(model, dated, f'"{text}"') is is_a_date(text), text
+            assert _takes(model, timed, f'"{text}T10:20:30Z"') is is_a_date(text), text
+
+
 def test_references_the_converter_would_miss_are_followed(model) -> None:
     """pydantic's self-referencing model puts ``$ref`` beside ``$defs`` at the top, whose
     references the converter then never resolved ("llama.cpp's converter says:
