@@ -462,7 +462,12 @@ def _tiny_gguf_with_vocabulary(path: Path, size: int) -> Path:
     return write_synthetic_llama(path, SyntheticShape(vocab_size=size))
 
 
-def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130),
+                                                   (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_while_streaming_keeps_what_was_printed(signum: int,
+                                                                  exit_code: int) -> None:
+    """The answer so far, its line ended, and its figures' line (SIGTERM, as ``kill`` and
+    ``timeout`` send, killed generate at once, both unsaid)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "localpref.cli", "generate", "Write a long story about a dragon.",
          "--method", "base", "--max-tokens", "2000", "--ignore-eos"],
@@ -471,30 +476,12 @@ def test_ctrl_c_while_streaming_keeps_what_was_printed() -> None:
     assert process.stdout is not None
     first = process.stdout.read(40)
     time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert len(first + out) >= 40
-    assert "Traceback" not in err
-    assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
-
-
-def test_sigterm_while_streaming_keeps_what_was_printed_and_exits_143() -> None:
-    """SIGTERM (``kill``, ``timeout``) killed generate at once: its answer's line and
-    figures were not written. It ends the answer as Ctrl-C does."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", "generate", "Write a long story about a dragon.",
-         "--method", "base", "--max-tokens", "2000", "--ignore-eos"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert process.stdout is not None
-    first = process.stdout.read(40)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 143, err
+    assert process.returncode == exit_code, err
     assert len(first + out) >= 40 and (first + out).endswith("\n")
     assert "Traceback" not in err
-    assert err.rstrip().endswith("cancelled]")
+    assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
 
 
 @pytest.mark.parametrize("command", ["generate", "compare"])
