@@ -125,6 +125,10 @@ def test_a_cluster_that_cannot_hold_an_actor_is_one_sentence(ray_cluster) -> Non
     # the module's Ray: one node of 2 CPUs, counted in Ray's units (2.0 // 0.1 is 19.0)
     assert [room_for_actors(cpus) for cpus in (1, 2, 0.1, 0.2, 0.3, 3)] == [2, 1, 20, 10, 6, 0]
     check_fits(2)
+    with pytest.raises(SettingsError) as too_little:  # (room_for_actors divided by zero)
+        RayPool(RaySettings(cpus_per_actor=0.00004)).__enter__()
+    assert str(too_little.value) == ("An actor needs at least 0.0001 CPU, the least Ray "
+                                     "counts (got 4e-05); give a larger --ray-cpus-per-actor.")
     with pytest.raises(SettingsError) as refused:  # Ray would wait for such a node forever
         check_fits(4)
     assert str(refused.value) == ("No node of the Ray cluster has 4 CPUs for an actor (the "

@@ -353,6 +353,11 @@ class RayPool:
         self._started = False
 
     def __enter__(self) -> RayPool:
+        if round(self.settings.cpus_per_actor * RAY_CPU_UNITS) < 1:  # (Ray would refuse it)
+            raise SettingsError(f"An actor needs at least {1 / RAY_CPU_UNITS:g} CPU, the "
+                                "least Ray counts (got "
+                                f"{self.settings.cpus_per_actor:g}); give a larger "
+                                "--ray-cpus-per-actor.")
         self._started = start_ray(self.settings)
         try:
             check_fits(self.settings.cpus_per_actor)
