@@ -484,6 +484,38 @@ def test_ctrl_c_or_sigterm_while_streaming_keeps_what_was_printed(signum: int,
     assert err.rstrip().endswith("cancelled]")  # the stats line: ended at its next step
 
 
+def test_sigterm_while_the_model_closes_or_twice_never_crashes() -> None:
+    """A SIGTERM as generate ended raised inside the model's close (llama.cpp's frees), and
+    two SIGTERMs while it streamed raised inside it too: a double free (-6) or a segmentation
+    fault (-11) in most runs. Now the close holds signals until it returns."""
+    command = [sys.executable, "-m", "localpref.cli", "generate", "Hi", "--method", "base",
+               "--max-tokens", "5", "--threads", "1"]
+    for delay in (0.0, 0.004, 0.008, 0.012, 0.016, 0.02):  # after the figures' line
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        while line and not line.startswith("[base"):
+            line = process.stderr.readline()
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode in (0, 143, -signal.SIGTERM), (delay, err)
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "generate", "Write a long story about a dragon.",
+         "--method", "base", "--max-tokens", "2000", "--ignore-eos", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.read(20)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # (ignored: the command is ending)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and err.rstrip().endswith("cancelled]")
+
+
 @pytest.mark.parametrize("command", ["generate", "compare"])
 def test_sigterm_while_the_model_loads_ends_with_143_and_no_traceback(
         command: str, monkeypatch: pytest.MonkeyPatch,

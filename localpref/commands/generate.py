@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from localpref.commands import columns as columns_text
-from localpref.commands.interrupt import cancel_on_interrupt, say_stopped, terminate_as_exit
+from localpref.commands.interrupt import (
+    cancel_on_interrupt,
+    closed_uninterrupted,
+    say_stopped,
+    terminate_as_exit,
+)
 from localpref.commands.options import (
     add_method_options,
     add_model_options,
@@ -137,47 +142,48 @@ def _generate(args: argparse.Namespace) -> int:
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
     model = load_model(args, max_lanes=max(4, lanes_needed([method], preference, like)))
-    generation = model.stream(
-        prompt,
-        preference=preference,
-        like=like,
-        method=method,
-        ignore_eos=args.ignore_eos,
-        **generation_kwargs(avoid, want_trace, args.opposite),
-        **sampling,
-    )
-    tell_unsteered([args.method], preference, avoid, like,  # the request checked: it runs
-                   opposite=args.opposite, settings=steering_flags_given(args))
-    streaming = not (args.json or args.show_steering)
-    exit_code = 130  # unless the answer ends without a Ctrl-C
-    try:
-        with cancel_on_interrupt(generation.cancel) as interrupt:
-            for piece in generation:
-                if streaming:
-                    sys.stdout.write(piece)
-                    sys.stdout.flush()
-        exit_code = interrupt.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was set
-        generation.close()
-    result = generation.result
-    assert result is not None
-    stats = result.stats
-    if args.json:
-        print(json_line(_result_json(result, model.path, trace=args.trace)))
+    with closed_uninterrupted(model):
+        generation = model.stream(
+            prompt,
+            preference=preference,
+            like=like,
+            method=method,
+            ignore_eos=args.ignore_eos,
+            **generation_kwargs(avoid, want_trace, args.opposite),
+            **sampling,
+        )
+        tell_unsteered([args.method], preference, avoid, like,  # the request checked: it runs
+                       opposite=args.opposite, settings=steering_flags_given(args))
+        streaming = not (args.json or args.show_steering)
+        exit_code = 130  # unless the answer ends without a Ctrl-C
+        try:
+            with cancel_on_interrupt(generation.cancel) as interrupt:
+                for piece in generation:
+                    if streaming:
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
+            exit_code = interrupt.exit_code
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was set
+            generation.close()
+        result = generation.result
+        assert result is not None
+        stats = result.stats
+        if args.json:
+            print(json_line(_result_json(result, model.path, trace=args.trace)))
+            return exit_code
+        if args.show_steering:
+            sys.stdout.write(_shown(result, ansi=colour_wanted()))
+            sys.stdout.write("\n" + steering_line(stats) + "\n")
+        elif result.text:  # the answer's line ends (nothing was written: no empty line)
+            sys.stdout.write("\n")
+        print(
+            f"[{steering_label(stats)} · {stats['n_tokens']} token"
+            f"{'' if stats['n_tokens'] == 1 else 's'} · {stats['tokens_per_s']:.1f} "
+            f"tokens/s · steering {stats['steer_ms_per_token']:.3f} ms/token · "
+            f"{stop_words(stats)}]",
+            file=sys.stderr,
+        )
         return exit_code
-    if args.show_steering:
-        sys.stdout.write(_shown(result, ansi=colour_wanted()))
-        sys.stdout.write("\n" + steering_line(stats) + "\n")
-    elif result.text:  # the answer's line ends (nothing was written: no empty line)
-        sys.stdout.write("\n")
-    print(
-        f"[{steering_label(stats)} · {stats['n_tokens']} token"
-        f"{'' if stats['n_tokens'] == 1 else 's'} · {stats['tokens_per_s']:.1f} "
-        f"tokens/s · steering {stats['steer_ms_per_token']:.3f} ms/token · "
-        f"{stop_words(stats)}]",
-        file=sys.stderr,
-    )
-    return exit_code
 
 
 def colour_wanted() -> bool:
@@ -224,34 +230,36 @@ def _compare(args: argparse.Namespace) -> int:
     want_trace = args.trace or args.show_steering
     preference, like = preference_from_args(args), like_from_args(args)
     model = load_model(args, max_lanes=max(4, lanes_needed(methods, preference, like)))
-    comparison = model.compare(prompt, methods, preference=preference, like=like,
-                               **generation_kwargs(avoid, want_trace, args.opposite), **sampling)
-    tell_unsteered(names, preference, avoid, like,  # the request checked: it runs
-                   opposite=args.opposite)
-    exit_code = 130  # unless the run ends without a Ctrl-C
-    try:
-        with cancel_on_interrupt(comparison.cancel) as interrupt:
-            results = comparison.run()
-        exit_code = interrupt.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C
-        comparison.close()
-        results = comparison.results
-    if args.json:
-        print(json_line({"prompt": prompt,
-                         "results": [{**_result_json(result, model.path, trace=args.trace),
-                                      "requested": name.strip()}
-                                     for result, name in zip(results, names, strict=False)]}))
-    else:
-        print(side_by_side(results, shutil.get_terminal_size().columns,
-                           show_steering=args.show_steering, requested=names))
-    cut = [steering_label(result.stats) for result in results if window_cut(result.stats)]
-    if cut:
-        print(f"localpref: the context window ended the answer{'s' if len(cut) > 1 else ''} "
-              f"of {', '.join(cut)} before --max-tokens (a larger --ctx, or a shorter prompt, "
-              "leaves more room).", file=sys.stderr)
-    if exit_code:
-        say_stopped("the answers are as far as each method had written")
-    return exit_code
+    with closed_uninterrupted(model):
+        comparison = model.compare(prompt, methods, preference=preference, like=like,
+                                   **generation_kwargs(avoid, want_trace, args.opposite),
+                                   **sampling)
+        tell_unsteered(names, preference, avoid, like,  # the request checked: it runs
+                       opposite=args.opposite)
+        exit_code = 130  # unless the run ends without a Ctrl-C
+        try:
+            with cancel_on_interrupt(comparison.cancel) as interrupt:
+                results = comparison.run()
+            exit_code = interrupt.exit_code
+        except KeyboardInterrupt:  # a second Ctrl-C
+            comparison.close()
+            results = comparison.results
+        if args.json:
+            print(json_line({"prompt": prompt,
+                             "results": [{**_result_json(result, model.path, trace=args.trace),
+                                          "requested": name.strip()}
+                                         for result, name in zip(results, names, strict=False)]}))
+        else:
+            print(side_by_side(results, shutil.get_terminal_size().columns,
+                               show_steering=args.show_steering, requested=names))
+        cut = [steering_label(result.stats) for result in results if window_cut(result.stats)]
+        if cut:
+            print(f"localpref: the context window ended the answer{'s' if len(cut) > 1 else ''} "
+                  f"of {', '.join(cut)} before --max-tokens (a larger --ctx, or a shorter prompt, "
+                  "leaves more room).", file=sys.stderr)
+        if exit_code:
+            say_stopped("the answers are as far as each method had written")
+        return exit_code
 
 
 #: The most of standard input read as a prompt (``-``): more than the largest model window

@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 #: The exit code of a command ended by SIGTERM (128 + 15, as a shell reports it).
 TERMINATED_EXIT = 143
@@ -39,10 +40,12 @@ class Interrupt:
 def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
     """Inside, the first Ctrl-C or SIGTERM (what ``kill`` and ``timeout`` send) calls
     ``cancel`` and sets ``pressed`` or ``terminated``, so that the answer so far is printed as
-    after Ctrl-C (SIGTERM killed the command at once, its answer's line and figures unsaid);
-    that signal's handler before is back after it (so a second Ctrl-C raises
-    ``KeyboardInterrupt``) and on leaving. Outside the main thread (where no handler can be
-    set) nothing changes."""
+    after Ctrl-C (SIGTERM killed the command at once, its answer's line and figures unsaid).
+    After Ctrl-C its handler before is back (so a second Ctrl-C raises
+    ``KeyboardInterrupt``); after SIGTERM, Ctrl-C and SIGTERM are ignored until the process
+    ends, as ``terminate_as_exit`` does (a second SIGTERM raised inside the model's close).
+    Without either, the handlers before are back on leaving. Outside the main thread (where
+    no handler can be set) nothing changes."""
     interrupt = Interrupt()
     if threading.current_thread() is not threading.main_thread():
         yield interrupt
@@ -50,11 +53,13 @@ def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGTERM:
+        if signum == signal.SIGTERM:  # as ``terminate_as_exit``: later stops are ignored
             interrupt.terminated = True
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         else:
             interrupt.pressed = True
-        signal.signal(signum, previous[signum])
+            signal.signal(signum, previous[signum])
         cancel()
 
     for signum, before in previous.items():
@@ -64,7 +69,8 @@ def cancel_on_interrupt(cancel: Callable[[], None]) -> Iterator[Interrupt]:
         yield interrupt
     finally:
         for signum, before in previous.items():
-            signal.signal(signum, before)
+            if not interrupt.terminated:  # (after SIGTERM, both stay ignored: it is ending)
+                signal.signal(signum, before)
 
 
 @contextlib.contextmanager
@@ -129,7 +135,8 @@ def terminate_as_exit() -> Iterator[Termination]:
     try:
         yield termination
     finally:
-        if not termination.came:
+        # (not where a block inside took a SIGTERM and ignores the next: ``cancel_on_interrupt``)
+        if not termination.came and signal.getsignal(signal.SIGTERM) is exit_:
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -139,3 +146,35 @@ def say_stopped(what: str) -> None:
     blank line."""
     start = "\n" if sys.stderr.isatty() else ""
     print(f"{start}localpref: stopped; {what}.", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def closed_uninterrupted(closeable: Any) -> Iterator[None]:
+    """On leaving, ``closeable.close()`` (a model) with Ctrl-C and SIGTERM held until it
+    returns, then delivered to the handlers before: an exception that a signal's handler
+    raised inside a model's close (llama.cpp frees its contexts, then its weights) left it
+    half freed and the rest was freed again at exit, a double free (SIGTERM while
+    ``generate`` ended crashed it, -6 or -11). Outside the main thread it only closes."""
+    try:
+        yield
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            closeable.close()
+        else:
+            _close_holding_signals(closeable)
+
+
+def _close_holding_signals(closeable: Any) -> None:
+    """``closeable.close()``, the signals that came meanwhile delivered after it."""
+    held: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, before in previous.items():
+        if before is not signal.SIG_IGN:
+            signal.signal(signum, lambda signum, frame: held.append(signum))
+    try:
+        closeable.close()
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)  # (to the handler before: an exit, an interrupt)
