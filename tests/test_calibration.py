@@ -375,7 +375,7 @@ def test_a_second_calibration_of_the_same_file_is_refused_while_one_runs(
     assert holder.returncode == 0
     record = calibrate(model, plan, progress=False)  # the lock went with its process
     assert {row["preference"] for row in record["rows"]} == {"concise"}
-    assert [row["unit"] for row in stored_rows(key)][0] == "kept"  # appended after it
+    assert rows_path(key).read_text().startswith('{"unit": "kept"}\n')  # appended after it
     assert sorted(row["method"] for row in stored_rows(key) if row["unit"] != "kept") == [
         "amulet", "pref"]
     assert main(["calibrate", "--reset"]) == 0
@@ -499,6 +499,33 @@ def test_a_record_that_cannot_be_read_or_reported_as_it_stands_is_ignored(
     assert model.calibration is None and model.notices == [ignored_notice(model, problem)]
     result = model.generate(PROMPT, preference="concise", max_tokens=2)
     assert result.stats["calibration"] is None
+
+
+def test_a_record_nested_too_deep_is_ignored_not_a_traceback(model: Model, home: Path) -> None:
+    calibrated(model)
+    record_path(model.calibration_key).write_text("[" * 5000 + "]" * 5000, encoding="utf-8")
+    assert model.calibration is None and model.notices == [
+        ignored_notice(model, "nests too deep to be a calibration record")]
+
+
+def test_a_stored_row_of_the_wrong_kinds_is_generated_again(model: Model, home: Path) -> None:
+    """A hand-edited row (``"unit": [1]``, ``"strength": "x"``, ``"prompt": "x"``) ended
+    the next calibration with a traceback; it is skipped and its unit generated again."""
+    plan = Plan(prompts=CALIBRATION_PROMPTS[:1], preferences=("concise",), strengths=(1.0,),
+                taus=(0.2,), opposites=(False,), max_tokens=4)
+    calibrate(model, plan, progress=False)
+    path = rows_path(model.calibration_key)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    steered = next(row for row in rows if row["method"] == "amulet")
+    edits = [{"unit": [1]}, {**steered, "strength": "x"}, {**steered, "prompt": "x"},
+             {**steered, "opposite": None}, {**steered, "score": "high"}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in
+                            [*(row for row in rows if row is not steered), *edits]))
+    assert list(stored_rows(model.calibration_key)) == [r for r in rows if r is not steered]
+    record = calibrate(model, plan, progress=False)  # (it raised TypeError, ValueError)
+    assert record["key"] == model.calibration_key
+    again = [json.loads(line) for line in path.read_text().splitlines()][-1]
+    assert again["unit"] == steered["unit"] and again["strength"] == steered["strength"]
 
 
 def test_a_row_torn_by_a_kill_does_not_take_the_next_one_with_it(model: Model,

@@ -146,6 +146,8 @@ def load_record(key: str) -> tuple[dict[str, Any] | None, str | None]:
         record = json.loads(text)
     except ValueError:
         return None, "is not valid JSON"
+    except RecursionError:  # ("[" * 5000: every command that loaded the model ended there)
+        return None, "nests too deep to be a calibration record"
     if not isinstance(record, dict):
         return None, "is not a calibration record"
     if record.get("version") != RECORD_VERSION:

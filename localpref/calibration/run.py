@@ -51,8 +51,32 @@ def stored_rows(key: str) -> Iterator[dict[str, Any]]:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and "unit" in row:
+        if _usable_row(row):
             yield row
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _usable_row(row: Any) -> bool:
+    """Whether a stored row holds what the sweep's table reads, of the kinds it reads them
+    (a hand edit's ``"strength": "x"`` or ``"unit": [1]`` ended the next run with a
+    traceback): one that does not is generated again."""
+    if not isinstance(row, dict):
+        return False
+    prompt = row.get("prompt")
+    if not (isinstance(row.get("unit"), str) and isinstance(row.get("preference"), str)
+            and isinstance(prompt, int) and not isinstance(prompt, bool)
+            and row.get("method") in ("pref", "amulet")):
+        return False
+    measured = all(row.get(name) is None or _is_number(row.get(name))
+                   for name in ("score", "fluency_pref", "fluency_base", "n_tokens"))
+    if row["method"] == "pref":
+        return measured
+    return (measured and _is_number(row.get("strength")) and _is_number(row.get("tau"))
+            and isinstance(row.get("opposite"), bool)
+            and (row.get("kl_budget") is None or _is_number(row.get("kl_budget"))))
 
 
 def default_settings() -> dict[str, Any]:
