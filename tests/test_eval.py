@@ -233,6 +233,10 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
                                         r"nest too deeply\)\.$"),
         ("{\"question\": \"hi\"}\n" + "[" * 100_000 + "]" * 100_000,
          r"^Line 2 of .* is not valid JSON \(its arrays or objects nest too deeply\); "),
+        # half a surrogate pair: a UnicodeEncodeError once the model had loaded
+        ('["\\ud800 hi"]', r"^The prompt of row 1 of data\.json \(counted from 1\) holds half "
+                            r"of a UTF-16 surrogate pair"),
+        ('[{"id": "\\udc00", "question": "hi"}]', r"^The id of row 1 of data\.json "),
     ],
 )
 def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | None,

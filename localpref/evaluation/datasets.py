@@ -94,8 +94,23 @@ def load_dataset(path: str | Path) -> Dataset:
                 f"needs a {keys} text."
             )
         row_id = row.get("index", row.get("id", position)) if isinstance(row, dict) else position
+        for what, value in (("prompt", text), ("id", str(row_id))):
+            if not _is_text(value):  # (JSON's "\ud800" alone: the model had loaded first)
+                raise DatasetError(
+                    f"The {what} of row {position + 1} of {path.name} (counted from 1) holds "
+                    "half of a UTF-16 surrogate pair (an escape such as \\ud800 alone), which "
+                    "is no character; write the whole character.")
         prompts.append(PromptRow(position, str(row_id), text))
     return Dataset(path.stem, path, tuple(prompts))
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is text that UTF-8 can write (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_lines(path: Path, text: str) -> list[object]:
