@@ -795,6 +795,7 @@ class Model:
     def _load_reward_backend(self, spec: str) -> _Backend:
         from localpref.models import resolve_model
 
+        self._check_reward_vocabulary_size(spec)  # (check()'s SettingsError, before the load)
         backend = self._open_backend(resolve_model(spec), self.system_prompt)
         mine, theirs = self._backend.loaded.vocabulary, backend.loaded.vocabulary
         probe = range(0, mine.size, max(1, mine.size // 512))

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import os
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -572,8 +573,9 @@ class Amulet(ContrastFamily):
 class PAD(ContrastFamily):
     """PAD: the policy's top-K candidates rescored by a token-level personalised reward.
 
-    With ``reward_model`` (a GGUF path with the same vocabulary) the reward lane is that model
-    reading the conversation with the preference. Without one, the reward is the prompt
+    With ``reward_model`` (a GGUF file with the same vocabulary, as a text or a ``Path``, or
+    any name ``load`` takes) the reward lane is that model reading the conversation with the
+    preference. Without one, the reward is the prompt
     contrast ``log_softmax_K(z_pref) - log_softmax_K(z_base)``: not the paper's trained reward
     model, and the method's label says so. ``tau`` and ``kl_budget`` work as for the other
     two-lane methods (on the K candidates; the strength is the weight w), and so does
@@ -593,6 +595,8 @@ class PAD(ContrastFamily):
                 "reward)"})
 
     def __post_init__(self) -> None:
+        if isinstance(self.reward_model, os.PathLike):  # a Path, as load() takes one
+            object.__setattr__(self, "reward_model", os.fspath(self.reward_model))
         super().__post_init__()
         _require(_strength_ok(self.weight),
                  f"weight must be from 0 to {MAX_STRENGTH:,.0f} (got {self.weight}).", "weight",

@@ -415,6 +415,13 @@ def test_check_reads_a_reward_models_vocabulary_size_from_its_header(model, tmp_
     assert refused.value.param == "reward_model"
     model.check(Request.make("Hi", preference="concise",  # not here yet: checked on load
                              method=PAD(reward_model="org/not-downloaded:*.gguf")))
+    # a Path, as load() takes one (it was "must be a text"), and the same refusal from
+    # generate(), before the reward model's weights load (it was a ModelError after)
+    assert PAD(reward_model=other).reward_model == str(other)
+    with pytest.raises(SettingsError) as refused_again:
+        model.generate("Hi", preference="concise", method=PAD(reward_model=other),
+                       max_tokens=2)
+    assert str(refused_again.value) == str(refused.value)
 
 
 def test_a_reward_model_with_as_many_tokens_but_other_texts_says_so(model, tmp_path) -> None:
