@@ -14,6 +14,7 @@ from localpref.commands import columns as columns_text
 from localpref.commands.interrupt import (
     cancel_on_interrupt,
     closed_uninterrupted,
+    handlers_restored,
     say_stopped,
     terminate_as_exit,
 )
@@ -126,7 +127,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     With --show-steering the answer is printed once it ends, highlighted from its trace.
     """
-    with terminate_as_exit():
+    with handlers_restored(), terminate_as_exit():
         return _generate(args)
 
 
@@ -202,7 +203,7 @@ def _shown(result: Result, *, ansi: bool) -> str:
 def run_compare(args: argparse.Namespace) -> int:
     """Run every method in one batched generation and print the answers side by side (what
     each wrote so far after Ctrl-C or SIGTERM, as ``run_generate``)."""
-    with terminate_as_exit():
+    with handlers_restored(), terminate_as_exit():
         return _compare(args)
 
 
