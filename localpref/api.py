@@ -798,9 +798,10 @@ class Model:
         self._check_reward_vocabulary_size(spec)  # (check()'s SettingsError, before the load)
         backend = self._open_backend(resolve_model(spec), self.system_prompt)
         mine, theirs = self._backend.loaded.vocabulary, backend.loaded.vocabulary
-        probe = range(0, mine.size, max(1, mine.size // 512))
+        # every token's text (0.14 s for 49,152): one in 96 let a tokenizer that differs
+        # elsewhere score the policy's tokens as other words
         same = mine.size == theirs.size and all(
-            mine.token_text(t) == theirs.token_text(t) for t in probe
+            mine.token_text(t) == theirs.token_text(t) for t in range(mine.size)
         )
         if not same:
             backend.close()

@@ -10,6 +10,7 @@ committed: callers write them to a temporary folder.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,13 @@ def _vocabulary(size: int) -> tuple[list[str], list[float], list[int]]:
 
 def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
                           *, seed: int = 0, chat_template: str | None = CHATML_TEMPLATE,
-                          split_max_tensors: int = 0) -> Path:
+                          split_max_tensors: int = 0,
+                          renamed: Mapping[int, str] | None = None) -> Path:
     """Write a random-weight llama GGUF (float16 weights) to ``path``; ``chat_template=None``
     writes none (a base model). With ``split_max_tensors`` the model is split into parts of
     at most that many tensors (``NAME-00001-of-0000N.gguf`` beside ``path``, as llama.cpp's
-    gguf-split names them), and the first part's path is returned.
+    gguf-split names them), and the first part's path is returned. ``renamed`` gives some
+    tokens other texts (a tokenizer that differs in a few tokens).
 
     Tensors are generated and written one at a time, so writing a 1B model needs memory for
     its largest tensor only, not for the whole 2.5 GB of weights.
@@ -102,6 +105,8 @@ def write_synthetic_llama(path: Path, shape: SyntheticShape = SyntheticShape(),
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     tokens, scores, types = _vocabulary(shape.vocab_size)
+    for token, text in (renamed or {}).items():
+        tokens[token] = text
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)

@@ -439,6 +439,27 @@ def test_a_reward_model_with_as_many_tokens_but_other_texts_says_so(model, tmp_p
         "texts for them); PAD needs the same tokenizer.")
 
 
+def test_a_reward_model_whose_tokenizer_differs_in_one_token_is_refused(tmp_path) -> None:
+    """Only one token in 96 was compared: a tokenizer of the same size that differs
+    elsewhere was taken, and PAD scored the policy's tokens as other words."""
+    from localpref.synthetic import SyntheticShape, write_synthetic_llama
+
+    shape = SyntheticShape(vocab_size=2048)
+    policy = write_synthetic_llama(tmp_path / "policy.gguf", shape)
+    same = write_synthetic_llama(tmp_path / "same.gguf", shape, seed=1)
+    other = write_synthetic_llama(tmp_path / "other.gguf", shape, renamed={1001: "▁other"})
+    with Model(policy, n_ctx=256, n_threads=1) as model:
+        method = PAD(reward_model=same)
+        assert model.generate("Hi", preference="concise", method=method,
+                              max_tokens=2).stats["n_tokens"] >= 1
+        with pytest.raises(ModelError) as refused:
+            model.generate("Hi", preference="concise", method=PAD(reward_model=other),
+                           max_tokens=2)
+    assert str(refused.value) == (
+        f"The reward model {other} has another vocabulary (as many tokens, 2048, but other "
+        "texts for them); PAD needs the same tokenizer.")
+
+
 @pytest.mark.parametrize(("path", "sentence"), [
     (None, "The model path must be a text or a Path (got None); "),
     (5, "The model path must be a text or a Path (got 5); "),
