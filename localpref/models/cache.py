@@ -242,32 +242,7 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
                          f"remove it with {tool}.")
     if parsed.kind == "path":
         assert parsed.path is not None
-        # ".." is resolved first, and the folder holding the file wherever links lead it:
-        # "CACHE/../x.gguf" is not in the cache.
-        absolute = Path(os.path.normpath(parsed.path.absolute()))
-        folder, resolved_cache = absolute.parent.resolve(), cache.resolve()
-        if folder != resolved_cache and resolved_cache not in folder.parents:
-            raise ModelError(
-                f"{parsed.path} is not in the Hugging Face cache; delete it yourself if you wish."
-            )
-        inside = (folder / absolute.name).relative_to(resolved_cache).parts
-        if not (absolute.name.lower().endswith(".gguf") and len(inside) > 3
-                and inside[0].startswith("models--") and inside[1] == "snapshots"):
-            raise ModelError(f"{parsed.path} is not a GGUF file of a snapshot in the Hugging "
-                             "Face cache; localpref removes only those (the cache's other "
-                             "files belong to other tools).")
-        first = part_paths(absolute)[0]
-        if is_later_part(absolute.name) and (_checked_is_file(first) or first.is_symlink()):
-            check_parts(absolute)  # (the sentence naming its first part)
-        parts = [part for part in ([absolute] if is_later_part(absolute.name)
-                                   else part_paths(absolute))
-                 if _checked_is_file(part) or part.is_symlink()]
-        if not parts:
-            raise ModelError(f"{parsed.path} is a folder, not a GGUF file.")
-        refuse_what_stores_link_to(parts)
-        for part in parts:
-            delete_cached_file(part)
-        return parts
+        return _remove_a_cached_file(parsed.path, cache)
     assert parsed.repo is not None and parsed.pattern is not None
     repo_dir = repo_cache_dir(parsed.repo, cache)
     whole_repo = (
@@ -308,6 +283,39 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
     return removed
+
+
+def _remove_a_cached_file(path: Path, cache: Path) -> list[Path]:
+    """``models remove PATH``: a GGUF file of a snapshot in the cache ``cache`` (a split
+    model's first part with its other parts); the paths removed. Any other file there (a
+    blob, a model card, ``refs/main``, another tool's weights) and a path outside the cache
+    are ``ModelError``."""
+    # ".." is resolved first, and the folder holding the file wherever links lead it:
+    # "CACHE/../x.gguf" is not in the cache.
+    absolute = Path(os.path.normpath(path.absolute()))
+    folder, resolved_cache = absolute.parent.resolve(), cache.resolve()
+    if folder != resolved_cache and resolved_cache not in folder.parents:
+        raise ModelError(
+            f"{path} is not in the Hugging Face cache; delete it yourself if you wish."
+        )
+    inside = (folder / absolute.name).relative_to(resolved_cache).parts
+    if not (absolute.name.lower().endswith(".gguf") and len(inside) > 3
+            and inside[0].startswith("models--") and inside[1] == "snapshots"):
+        raise ModelError(f"{path} is not a GGUF file of a snapshot in the Hugging "
+                         "Face cache; localpref removes only those (the cache's other "
+                         "files belong to other tools).")
+    first = part_paths(absolute)[0]
+    if is_later_part(absolute.name) and (_checked_is_file(first) or first.is_symlink()):
+        check_parts(absolute)  # (the sentence naming its first part)
+    parts = [part for part in ([absolute] if is_later_part(absolute.name)
+                               else part_paths(absolute))
+             if _checked_is_file(part) or part.is_symlink()]
+    if not parts:
+        raise ModelError(f"{path} is a folder, not a GGUF file.")
+    refuse_what_stores_link_to(parts)
+    for part in parts:
+        delete_cached_file(part)
+    return parts
 
 
 def _orphaned_parts(snapshot: Path) -> list[Path]:
