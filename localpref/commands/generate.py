@@ -14,7 +14,6 @@ from localpref.commands import columns as columns_text
 from localpref.commands.interrupt import (
     cancel_on_interrupt,
     closed_uninterrupted,
-    handlers_restored,
     say_stopped,
     terminate_as_exit,
 )
@@ -123,11 +122,12 @@ def add_steering_display_options(parser: argparse.ArgumentParser, *,
 def run_generate(args: argparse.Namespace) -> int:
     """Stream the answer (or print JSON); Ctrl-C or SIGTERM stops and keeps what was printed
     (a SIGTERM before the answer or after it ends the command with exit code 143, as in
-    ``batch``).
+    ``batch``). Once a SIGTERM came, Ctrl-C and SIGTERM are ignored until the process ends,
+    as in ``batch``: ``main()`` returns 143 for the process to exit with.
 
     With --show-steering the answer is printed once it ends, highlighted from its trace.
     """
-    with handlers_restored(), terminate_as_exit():
+    with terminate_as_exit():
         return _generate(args)
 
 
@@ -203,7 +203,7 @@ def _shown(result: Result, *, ansi: bool) -> str:
 def run_compare(args: argparse.Namespace) -> int:
     """Run every method in one batched generation and print the answers side by side (what
     each wrote so far after Ctrl-C or SIGTERM, as ``run_generate``)."""
-    with handlers_restored(), terminate_as_exit():
+    with terminate_as_exit():
         return _compare(args)
 
 

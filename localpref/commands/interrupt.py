@@ -180,19 +180,3 @@ def _close_holding_signals(closeable: Any) -> None:
         # the answer streams: a kill after a Ctrl-C ends the command with 143)
         for signum in sorted(set(held), key=lambda held_signal: held_signal != signal.SIGTERM):
             signal.raise_signal(signum)
-
-
-@contextlib.contextmanager
-def handlers_restored() -> Iterator[None]:
-    """Ctrl-C's and SIGTERM's handlers as they were on entering, put back on leaving: the
-    blocks inside ignore both once a SIGTERM came, while the command ends, and a caller of
-    ``main()`` in the same process (a script, a test) was left unable to be stopped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before)
