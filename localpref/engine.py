@@ -191,6 +191,13 @@ class Vocabulary:
             text = llama_cpp.llama_vocab_get_text(self._vocab, token) or b""
         return text.decode("utf-8", errors="replace")
 
+    def token_texts(self) -> list[bytes]:
+        """Every token's vocabulary entry, as stored in the GGUF, read in one call of
+        ``reading`` (``token_text`` token by token took 1.5 s for 262,144 tokens)."""
+        get_text = llama_cpp.llama_vocab_get_text
+        with self.reading():
+            return [get_text(self._vocab, token) or b"" for token in range(self.size)]
+
     def is_end_of_generation(self, token: int) -> bool:
         """True for every end token (EOS, ``<|im_end|>``, ``<end_of_turn>``...)."""
         return token in self.end_of_generation_ids
