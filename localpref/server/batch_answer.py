@@ -91,21 +91,29 @@ def body_bytes(body: Any) -> int:
 
 #: How long a line waits before it asks a full queue again (``_start_when_queued``).
 QUEUE_RETRY_SECONDS = 0.05
+#: Refusals in a row with nothing running or queued before a line takes the refusal as its
+#: answer (``_start_when_queued``): a second of them.
+IDLE_REFUSALS = 20
 
 
 def _start_when_queued(generation: Generation, scheduler: Scheduler) -> None:
     """Hand ``generation`` to the scheduler, waiting while the model's queue is full of work
     that will end: the batch is the model's own client, so a full queue (a loaded ``Model``
     given with a ``parallel`` above its ``max_queued``, or other threads using it) means wait,
-    not a 503 line. With nothing running or queued the queue cannot empty (lanes an idle chat
-    keeps, ``max_queued`` 0): the ``BusyError`` is the line's answer then. A generation
-    cancelled meanwhile starts no more (``start`` then does nothing)."""
+    not a 503 line. Refused for ``IDLE_REFUSALS`` tries in a row with nothing running or
+    queued, nothing will free a lane (the queue takes an idle chat's lanes as free, so this
+    is a safety net, not a case known today): the ``BusyError`` is the line's answer then,
+    never a wait for good. A generation cancelled meanwhile starts no more (``start`` then
+    does nothing)."""
+    idle_refusals = 0
     while True:
         try:
             generation.start()
             return
         except BusyError:
-            if not (scheduler.running or scheduler.queued):
+            # (a request that ended between the refusal and this look: try again)
+            idle_refusals = 0 if scheduler.running or scheduler.queued else idle_refusals + 1
+            if idle_refusals > IDLE_REFUSALS:
                 raise
             time.sleep(QUEUE_RETRY_SECONDS)
 
