@@ -104,11 +104,13 @@ def _shut_down(scheduler: Scheduler, backends: list[_Backend]) -> None:
     the garbage collector inside the scheduler's own thread, or inside a thread's call into
     the model's vocabulary (a model dropped in a reference cycle), it hands the work to a
     thread of its own: freeing here would pull the contexts and vocabulary from under the
-    step or the call this thread is in the middle of."""
+    step or the call this thread is in the middle of. That thread is a daemon: a call a
+    Ctrl-C cut short inside the vocabulary's lock never ends, and the process waited for the
+    hand-off at exit for good (``localpref bench`` after Ctrl-C)."""
     if scheduler.in_own_thread() or any(backend.loaded.vocabulary.read_here()
                                         for backend in backends):
         threading.Thread(target=_shut_down, args=(scheduler, backends),
-                         name="localpref-shut-down").start()
+                         name="localpref-shut-down", daemon=True).start()
         return
     scheduler.close()
     for backend in reversed(backends):

@@ -348,7 +348,10 @@ def test_a_bench_stopped_midway_says_it_prints_no_figures(signum: int, exit_code
     first = process.stderr.readline()  # (the warm-up's line: the model loaded)
     assert first.startswith("bench: warming up"), first
     process.send_signal(signum)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()  # (a hang at exit, once: the close waited for a read the signal cut)
     assert process.returncode == exit_code, err
     assert out == "" and "Traceback" not in err
     assert err.endswith("localpref: stopped; a bench cut short prints no figures.\n")

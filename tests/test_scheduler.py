@@ -1021,3 +1021,21 @@ def test_closing_after_a_ctrl_c_cut_the_threads_start_short_does_not_raise(
     small.close()
     assert time.monotonic() - began < 30  # (it gives up on the thread after a second)
     assert not never_started.is_alive()
+
+
+_CLOSED_INSIDE_A_READ = """
+import localpref
+model = localpref.load(n_threads=1, n_ctx=256, max_lanes=1)
+unended = model.vocabulary.reading()  # a read a Ctrl-C cut short: it never ends
+unended.__enter__()
+model.close()  # (handed to a thread of its own, which waits for that read)
+print("closed")
+"""
+
+
+def test_a_process_whose_model_closed_inside_an_unended_read_still_exits() -> None:
+    """``localpref bench`` stopped by Ctrl-C inside a vocabulary call hung at exit: the close,
+    handed to a thread of its own, waited for the read for good, and the process for it."""
+    run = subprocess.run([sys.executable, "-c", _CLOSED_INSIDE_A_READ], capture_output=True,
+                         text=True, timeout=120)  # (seconds it takes; it hung for good)
+    assert (run.returncode, run.stdout) == (0, "closed\n"), run.stderr
