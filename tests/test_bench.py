@@ -343,7 +343,8 @@ def test_a_bench_stopped_midway_says_it_prints_no_figures(signum: int, exit_code
     table came."""
     process = subprocess.Popen(
         [sys.executable, "-m", "localpref.cli", "bench", "--max-tokens", "8", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (as a terminal's)
     assert process.stderr is not None
     first = process.stderr.readline()  # (the warm-up's line: the model loaded)
     assert first.startswith("bench: warming up"), first
