@@ -473,6 +473,9 @@ def test_ctrl_c_or_sigterm_while_streaming_keeps_what_was_printed(signum: int,
         [sys.executable, "-m", "localpref.cli", "generate", "Write a long story about a dragon.",
          "--method", "base", "--max-tokens", "2000", "--ignore-eos"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # (Ctrl-C as a terminal gives it: a run started in the background ignores it, and
+        # so do its children, which then rightly leave it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     first = process.stdout.read(40)
