@@ -34,6 +34,7 @@ from localpref.calibration.sweep import Plan, Scoring, run_units
 from localpref.evaluation.progress import Progress
 from localpref.evaluation.records import ends_inside_a_line
 from localpref.methods import recommended_method
+from localpref.request import whole_number
 
 if TYPE_CHECKING:
     from localpref.api import Model
@@ -65,10 +66,8 @@ def _usable_row(row: Any) -> bool:
     traceback): one that does not is generated again."""
     if not isinstance(row, dict):
         return False
-    prompt = row.get("prompt")
     if not (isinstance(row.get("unit"), str) and isinstance(row.get("preference"), str)
-            and isinstance(prompt, int) and not isinstance(prompt, bool)
-            and row.get("method") in ("pref", "amulet")):
+            and whole_number(row.get("prompt")) and row.get("method") in ("pref", "amulet")):
         return False
     measured = all(row.get(name) is None or _is_number(row.get(name))
                    for name in ("score", "fluency_pref", "fluency_base", "n_tokens"))
