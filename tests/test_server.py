@@ -108,7 +108,7 @@ def test_free_text_preference_in_the_id_is_url_decoded(client, model) -> None:
 
 def test_developer_role_text_parts_sampling_and_stop(client, model) -> None:
     messages = [{"role": "system", "content": "You are terse."},
-                {"role": "user", "content": "Name three colours."}]
+                {"role": "user", "content": "Name three\ncolours."}]  # parts: a line apart
     sampling = dict(temperature=0.8, top_p=0.9, seed=7)
     expected = model.generate(messages, preference="concise", max_tokens=TOKENS, top_k=20,
                               min_p=0.05, repeat_penalty=1.1, stop=["\n"], **sampling)
@@ -116,7 +116,7 @@ def test_developer_role_text_parts_sampling_and_stop(client, model) -> None:
         model=f"{MODEL_ID}:concise", max_tokens=TOKENS, stop="\n",
         messages=[{"role": "developer", "content": "You are terse."},
                   {"role": "user", "content": [{"type": "text", "text": "Name three"},
-                                               {"type": "text", "text": " colours."}]}],
+                                               {"type": "text", "text": "colours."}]}],
         presence_penalty=0, frequency_penalty=0, n=1,
         extra_body={"top_k": 20, "min_p": 0.05, "repeat_penalty": 1.1}, **sampling)
     assert answer.choices[0].message.content == expected.text

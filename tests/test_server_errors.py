@@ -461,16 +461,16 @@ def test_while_loading_everything_is_503_with_retry_after() -> None:
 
 def test_an_assistants_refusal_part_in_the_history_reads_as_its_text(server) -> None:
     """OpenAI's history may hold an assistant message of refusal parts: it was a 400."""
-    said = [{"type": "text", "text": "I would "}, {"type": "refusal", "refusal": "rather not."}]
+    said = [{"type": "text", "text": "I would"}, {"type": "refusal", "refusal": "rather not."}]
     usage = []
-    for content in (said, "I would rather not."):
+    for content in (said, "I would\nrather not."):
         messages = [{"role": "user", "content": "Tell me a secret."},
                     {"role": "assistant", "content": content},
                     {"role": "user", "content": "Then a joke."}]
         answer = request(server.url, "POST", CHAT, body=body(messages=messages, max_tokens=2))
         assert answer.status == 200, answer.text
         usage.append(answer.json()["usage"]["prompt_tokens"])
-    assert usage[0] == usage[1]  # the parts read as the one text
+    assert usage[0] == usage[1]  # the parts read as the one text, a line break between
 
 
 def test_a_client_gone_mid_body_leaves_no_traceback(server, caplog) -> None:

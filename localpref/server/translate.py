@@ -142,9 +142,10 @@ def _longest_setting(blamed: tuple[str, ...], settings: dict[str, Any]) -> str:
 
 
 def message_text(message: ChatMessage, index: int) -> str:
-    """A message's text: a string, or its text parts joined (an assistant's refusal parts
-    read as text; other parts are a 400, and so is a user or system message with no content:
-    only an assistant's may be null)."""
+    """A message's text: a string, or its text parts joined by line breaks, as llama-server
+    and vLLM join them (an instruction part and a context part stay apart; an assistant's
+    refusal parts read as text; other parts are a 400, and so is a user or system message
+    with no content: only an assistant's may be null)."""
     content = message.content
     field = f"messages[{index}].content"
     if content is None:
@@ -157,7 +158,7 @@ def message_text(message: ChatMessage, index: int) -> str:
     if not content:  # as OpenAI: a list of parts has at least one
         raise FieldError(field, "A message's content parts are an empty list; send a text or "
                          "at least one text part.")
-    return "".join(part_text(part, f"{field}[{number}]", message.role)
+    return "\n".join(part_text(part, f"{field}[{number}]", message.role)
                    for number, part in enumerate(content))
 
 
