@@ -187,13 +187,46 @@ def test_local_paths(tmp_path: Path, bundled: Path, monkeypatch: pytest.MonkeyPa
         models.resolve_model(str(bundled), filename="*.gguf")
 
 
+def test_a_folder_is_its_one_gguf_and_does_not_hide_a_model_of_its_name(
+        hf_cache: Path, bundled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hf download ORG/NAME --local-dir NAME` leaves a folder named as the model: the folder
+    hid the cached catalog or Hub model ("... is a directory, not a GGUF file"), and a folder
+    of one model was not that model."""
+    snapshot = link_snapshot(hf_cache, "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF",
+                             {"smollm2-360m-instruct-q8_0.gguf": bundled})
+    cached = snapshot / "smollm2-360m-instruct-q8_0.gguf"
+    monkeypatch.chdir(tmp_path)
+    for name in ("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF"):
+        Path(name).mkdir(parents=True)
+        assert models.resolve_model(name) == cached
+    one = tmp_path / "downloaded"
+    one.mkdir()
+    (one / "model.gguf").symlink_to(bundled)
+    (one / "README.md").write_text("a model card")
+    for name in ("downloaded", "./downloaded", str(one)):
+        assert models.resolve_model(name) == one / "model.gguf"
+    for part in (1, 2):  # a split model: its first part
+        (one / f"big-0000{part}-of-00002.gguf").symlink_to(bundled)
+    with pytest.raises(ModelError) as several:
+        models.resolve_model("downloaded")
+    assert str(several.value) == (f"{one} is a directory of 2 GGUF models (big-00001-of-00002."
+                                  "gguf, model.gguf); give the one to load.")
+    (one / "model.gguf").unlink()
+    assert models.resolve_model("downloaded") == one / "big-00001-of-00002.gguf"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError) as no_model:  # a folder named nothing else is a folder
+        models.resolve_model("empty")
+    assert str(no_model.value) == f"{empty} is a directory, not a GGUF file."
+
+
 def test_unknown_names_and_double_patterns(hf_cache: Path) -> None:
     with pytest.raises(ModelError, match=r"^Unknown model 'llama': give a path") as unknown:
         models.resolve_model("llama")
     assert "ollama:NAME or lmstudio:PATTERN" in str(unknown.value)
     with pytest.raises(ModelError) as tagged:  # ollama's way of naming a model
         models.resolve_model("gemma3:270m")
-    assert str(tagged.value).endswith("(ollama's gemma3:270m is ollama:gemma3:270m).")
+    assert str(tagged.value).endswith("(for ollama's gemma3:270m, give ollama:gemma3:270m).")
     for not_ollamas in (":x", "x:", "a:b:c"):  # the hint was "(ollama's :x is ollama::x)"
         with pytest.raises(ModelError) as unknown:
             models.resolve_model(not_ollamas)

@@ -298,6 +298,24 @@ def test_a_stored_model_is_loaded_and_run_in_place_and_never_removed(
     assert _snapshot(home) == before
 
 
+def test_removing_a_store_s_model_says_whether_the_store_keeps_it(
+        ollama: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`models remove ollama:nope` said "belongs to ollama" of a model ollama does not keep,
+    and a name typed as ollama shows it was "Unknown model" (`models path` pointed there)."""
+    assert cli.main(["models", "remove", "ollama:nope"]) == 2
+    assert capsys.readouterr().err.strip().startswith(
+        "localpref: No ollama model nope:latest in ")
+    assert cli.main(["models", "remove", "tiny:q4"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "localpref: ollama:tiny:q4 belongs to ollama, which localpref only reads; remove it "
+        "with ollama.")
+    assert cli.main(["models", "pull", "ollama:tiny:q4"]) == 0  # (the path, as before)
+    out, err = capsys.readouterr()
+    assert out.strip() == str(ollama["tiny:q4"])
+    assert err.strip() == ("localpref: nothing to download: ollama:tiny:q4 is ollama's, and "
+                           "read where it is.")
+
+
 def test_the_app_picker_offers_the_stored_models(ollama: dict[str, Path],
                                                  lmstudio: dict[str, Path]) -> None:
     from tui.screens.models import model_rows

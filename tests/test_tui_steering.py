@@ -182,8 +182,10 @@ def test_a_reward_model_that_is_not_there_is_refused_by_the_form(bundled_path, t
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(bundled_path.read_bytes()[:100_000])
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "no-ollama"))
+    folder = tmp_path / "folder"
+    folder.mkdir()
     for name, unusable in (
-            (tmp_path, f"{tmp_path} is a directory, not a GGUF file."),
+            (folder, f"{folder} is a directory, not a GGUF file."),
             ("/dev/null", "/dev/null is not a regular file (a pipe, socket or device), so not "
                           "a GGUF file."),
             (text, f"{text} is not a GGUF file (bad magic)."),  # (was applied, then every
@@ -480,3 +482,10 @@ def test_the_form_refuses_a_preference_that_is_also_avoided() -> None:
                                "it as one of them."}
     steering, errors = steering_from_form(["concise"], "", "amulet", {}, {}, avoid="verbose")
     assert steering is not None and errors == {}
+
+
+def test_a_custom_preference_of_spaces_alone_is_no_custom_preference() -> None:
+    """Spaces alone were applied and saved as the custom preference (read as none)."""
+    steering, errors = steering_from_form(["concise"], "   ", "amulet", {}, {})
+    assert errors == {} and steering is not None and steering.custom == ""
+    assert steering.preference_items == ["concise"]

@@ -16,7 +16,7 @@ from localpref.commands.options import model_name
 from localpref.commands.showing import check_stdout_open
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
-from localpref.models.spec import STORE_TOOLS
+from localpref.models.spec import STORE_TOOLS, parse_model_spec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -255,8 +255,24 @@ def run_pull(args: argparse.Namespace) -> int:
                                     stores_first=False)
     finally:
         bar.finish()
+    kept_elsewhere = _not_pulled(args.name)
+    if kept_elsewhere:
+        print(f"localpref: nothing to download: {kept_elsewhere}.", file=sys.stderr)
     print(path)
     return 0
+
+
+def _not_pulled(name: str) -> str | None:
+    """Why a model that ``models pull`` found is not a download of its own (a store's model,
+    the bundled one, a local file), or None for a Hub model (downloaded, or in the cache)."""
+    spec = parse_model_spec(name)
+    if spec.kind == "store":
+        return f"{spec.display} is {STORE_TOOLS[str(spec.store)]}'s, and read where it is"
+    if spec.kind == "bundled":
+        return "the bundled model is installed with localpref"
+    if spec.kind == "path":
+        return f"{name} is a local path"
+    return None
 
 
 def run_path(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
 from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, pattern_matches
-from localpref.models.stores import store_links_to
+from localpref.models.stores import find_stored, store_links_to, stored_elsewhere
 from localpref.models.walk import files_below
 from localpref.split_files import check_parts, is_later_part, part_paths
 
@@ -230,16 +230,22 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
     the cache are not touched (ModelError).
     """
     cache = hf_cache_dir()
-    parsed = parse_model_spec(spec, filename=filename)
+    try:
+        parsed = parse_model_spec(spec, filename=filename)
+    except ModelError:
+        stored = [] if filename else stored_elsewhere(spec)
+        if stored:  # (typed as the tool shows it: `models path` points there too)
+            raise _only_read(stored[0].spec, STORE_TOOLS[stored[0].store]) from None
+        raise
     if parsed.kind == "bundled":
         raise ModelError(
             f"The bundled model belongs to the {BUNDLED_DISTRIBUTION} package; "
             f"`pip uninstall {BUNDLED_DISTRIBUTION}` removes it."
         )
     if parsed.kind == "store":
-        tool = STORE_TOOLS[str(parsed.store)]
-        raise ModelError(f"{parsed.display} belongs to {tool}, which localpref only reads; "
-                         f"remove it with {tool}.")
+        assert parsed.store is not None and parsed.name is not None
+        find_stored(parsed.store, parsed.name)  # (a name the tool does not keep: said so)
+        raise _only_read(parsed.display, STORE_TOOLS[parsed.store])
     if parsed.kind == "path":
         assert parsed.path is not None
         return _remove_a_cached_file(parsed.path, cache)
@@ -283,6 +289,11 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / repo_dir.name, ignore_errors=True)
     return removed
+
+
+def _only_read(model: str, tool: str) -> ModelError:
+    return ModelError(f"{model} belongs to {tool}, which localpref only reads; remove it with "
+                      f"{tool}.")
 
 
 def _remove_a_cached_file(path: Path, cache: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from localpref.models.hub_env import hf_cache_dir, hub_offline
 from localpref.models.progress import ProgressCallback
 from localpref.models.spec import STORE_TOOLS, ModelSpec, parse_model_spec, several_matches_error
 from localpref.models.stores import resolve_stored, stored_elsewhere
-from localpref.split_files import check_parts
+from localpref.split_files import check_parts, is_later_part
 
 
 def refuse_an_empty_name(model: object) -> None:
@@ -69,7 +69,7 @@ def resolve_model(
         path = parsed.path
         try:
             if path.is_dir():
-                raise ModelError(f"{path} is a directory, not a GGUF file.")
+                path = the_model_in(path)
         except PermissionError:  # (a folder on its way that the user may not enter)
             raise ModelError(f"Cannot read {path}: permission denied.") from None
     else:
@@ -83,6 +83,22 @@ def resolve_model(
         raise
     check_parts(path)  # a later part, or a first part without the others: said here, for all
     return path
+
+
+def the_model_in(folder: Path) -> Path:
+    """The GGUF model a folder holds, where it holds one (``hf download ORG/NAME --local-dir
+    DIR`` leaves a folder of one model's files): its file, or a split model's first part.
+    Raises PermissionError for a folder the user may not read."""
+    models = sorted(entry for entry in folder.iterdir()
+                    if entry.name.lower().endswith(".gguf") and not is_later_part(entry.name)
+                    and entry.is_file())
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise ModelError(f"{folder} is a directory, not a GGUF file.")
+    names = ", ".join(model.name for model in models[:4]) + (", ..." if len(models) > 4 else "")
+    raise ModelError(f"{folder} is a directory of {len(models)} GGUF models ({names}); give "
+                     "the one to load.")
 
 
 def _resolve_hub(parsed: ModelSpec, *, progress: ProgressCallback | None, download: bool,

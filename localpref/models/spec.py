@@ -91,11 +91,31 @@ def parse_model_spec(
         return ModelSpec("bundled", text)
     local = Path(text).expanduser()
     if not isinstance(spec, str) or _is_there(local, text):
+        if isinstance(spec, str) and not _looks_like_path(text) and _is_folder(local):
+            # a folder here named as a model (`hf download ORG/NAME --local-dir NAME` leaves
+            # one) does not hide the catalog name, repo or store model the name means
+            try:
+                return _parse_name(text, filename)
+            except ModelError:
+                pass
         if filename:
             raise ModelError(
                 f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
             )
         return ModelSpec("path", text, path=local.absolute())
+    return _parse_name(text, filename)
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _parse_name(text: str, filename: str | None) -> ModelSpec:
+    """A ``--model`` value that is not a path on disk: a store's model, a catalog name or a
+    Hub repo (``parse_model_spec``)."""
     stored = store_prefix(text)
     if stored is not None:
         if filename:
@@ -120,7 +140,7 @@ def parse_model_spec(
             raise ModelError(f"Model file {text} does not exist.")
         name, _, tag = text.partition(":")
         # (NAME:TAG as ollama shows it; not where a part is empty, as in ":x" or "x:")
-        hint = (f" (ollama's {text} is ollama:{text})"
+        hint = (f" (for ollama's {text}, give ollama:{text})"
                 if name.strip() and tag.strip() and ":" not in tag and "/" not in text else "")
         raise ModelError(
             f"Unknown model '{text}': give a path to a .gguf file, a catalog name "
