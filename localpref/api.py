@@ -27,6 +27,7 @@ from localpref.engine import (
     MIN_CONTEXT,
     Context,
     LoadedModel,
+    gpu_offload_built,
     window_problem,
 )
 from localpref.errors import (
@@ -250,9 +251,14 @@ class Model:
     def notices(self) -> list[str]:
         """Sentences the user should see about this model (one when the GGUF has no chat
         template and the plain-text prompt format is used, one when its stored calibration
-        is there but ignored: unreadable or hand-edited); also warned once on load."""
+        is there but ignored: unreadable or hand-edited, one when GPU layers were asked of a
+        build without offload); also warned once on load."""
         ignored = self._calibration.ignored()
-        return [*self._backend.prompts.notices, *([ignored] if ignored else [])]
+        unused_gpu = None if not self.n_gpu_layers or gpu_offload_built() else (
+            "This llama-cpp-python was built without GPU offload, so the GPU layers asked for "
+            "are not offloaded (`localpref doctor` says how to build it with offload).")
+        return [*self._backend.prompts.notices, *([ignored] if ignored else []),
+                *([unused_gpu] if unused_gpu else [])]
 
     @property
     def path(self) -> Path:

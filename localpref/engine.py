@@ -254,6 +254,11 @@ def loading_problem(path: Path, header: GGUFInfo) -> str | None:
     return None
 
 
+def gpu_offload_built() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU (CUDA, Vulkan, Metal)."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 class LoadedModel:
     """The weights of one GGUF file, loaded once and shared by every context on it."""
 

@@ -912,6 +912,11 @@ def test_a_steering_method_without_anything_to_steer_by_says_it_writes_plain_dec
             "localpref: --opposite adds nothing here: none of these preferences has an "
             "opposite to read (only built-in ones do, but harmless, and weighted only above "
             "0), so the base lane stays neutral.")
+    code, out, err = run_cli(capsys, "generate", "Hi", "-p", "concise", "--avoid", "formal",
+                             "--opposite", "--max-tokens", "2", "--json")
+    assert code == 0 and not json.loads(out)["stats"]["opposite"]  # (it was dropped unsaid)
+    assert err.strip() == ("localpref: --opposite adds nothing here: the base lane reads the "
+                           "--avoid text (an avoid given wins over the opposites).")
     code, _, err = run_cli(capsys, "generate", "Hi", "-p", "harmless", "-p", "concise",
                            "--opposite", "--max-tokens", "2", "--json")
     assert code == 0 and err == ""  # concise's opposite, verbose, is read

@@ -89,3 +89,19 @@ def test_the_api_refuses_an_empty_model_name_as_the_command_line_does(name: str)
     with pytest.raises(ModelError, match=r"^The model name is empty; give a path or a name, "
                                          r"or None for the bundled model \(smollm2-135m"):
         localpref.load(name)
+
+
+def test_gpu_layers_asked_of_a_build_without_offload_are_said(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--gpu-layers on a CPU-only build was ignored without a word (doctor said it)."""
+    from localpref.engine import gpu_offload_built
+
+    said = ("localpref: warning: This llama-cpp-python was built without GPU offload, so the "
+            "GPU layers asked for are not offloaded (`localpref doctor` says how to build it "
+            "with offload).")
+    for layers, warned in (("5", not gpu_offload_built()), ("0", False)):
+        assert main(["generate", "Hi", "--method", "base", "--max-tokens", "2", "--json",
+                     "--threads", "1", "--gpu-layers", layers]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["stats"]["n_tokens"] == 2
+        assert (said in err.splitlines()) is warned

@@ -484,7 +484,10 @@ def tell_unsteered(named: typing.Sequence[str | None], preference: Any, avoid: A
         print("localpref: nothing to steer toward (no --preference, --avoid or --like), so "
               "--opposite has no preference to take the opposite of: plain decoding (base).",
               file=sys.stderr)
-    elif opposite and preference and not avoid and opposite_text(preference) is None:
+    elif opposite and avoid:
+        print("localpref: --opposite adds nothing here: the base lane reads the --avoid text "
+              "(an avoid given wins over the opposites).", file=sys.stderr)
+    elif opposite and preference and opposite_text(preference) is None:
         print("localpref: --opposite adds nothing here: none of these preferences has an "
               "opposite to read (only built-in ones do, but harmless, and weighted only above "
               "0), so the base lane stays neutral.", file=sys.stderr)
