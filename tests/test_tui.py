@@ -603,6 +603,27 @@ def test_a_history_that_cannot_be_read_at_all_is_one_sentence_to_list_or_export(
             "history is not saved this session.")
 
 
+def test_listing_or_exporting_before_anything_is_saved_creates_nothing(tmp_path, monkeypatch,
+                                                                      capsys):
+    """chat --list and --export made the data folder and an empty history, and the list
+    said nothing at all."""
+    home = tmp_path / "new" / "home"
+    monkeypatch.setenv("LOCALPREF_HOME", str(home))
+    assert cli.main(["chat", "--list"]) == 0
+    assert capsys.readouterr() == ("", "localpref: no saved conversations "
+                                       f"({home / 'history.sqlite3'} does not exist yet).\n")
+    assert cli.main(["chat", "--export", "1"]) == 2
+    assert capsys.readouterr().err == (
+        "localpref: There is no conversation 1: nothing is saved yet "
+        f"({home / 'history.sqlite3'} does not exist).\n")
+    assert not (tmp_path / "new").exists()
+    with Store() as store:  # saved, then emptied: said so
+        store.delete_conversation(store.create_conversation("gone"))
+    assert cli.main(["chat", "--list"]) == 0
+    assert capsys.readouterr() == ("", "localpref: no saved conversations in "
+                                       f"{home / 'history.sqlite3'}.\n")
+
+
 def test_the_list_shows_each_conversation_on_one_line_without_escapes(home, capsys):
     """A title with a line break or a terminal escape (from a pasted message) took two lines
     and coloured the terminal."""

@@ -68,8 +68,10 @@ class ConversationHandlers:
             [m.content for m in stored if m.role == "user"])
         await self._refresh_conversations()
         if waiting:
-            self.notify(f"{len(waiting)} message(s) had not been answered when the app "
-                        "closed; they go as soon as the model is ready.")
+            self.notify(f"{len(waiting)} message had not been answered when the app closed; "
+                        "it goes as soon as the model is ready." if len(waiting) == 1 else
+                        f"{len(waiting)} messages had not been answered when the app closed; "
+                        "they go as soon as the model is ready.")
         if self.session.model is not None:
             self._show_ready()
             if waiting:

@@ -640,7 +640,7 @@ def steering_from_form(
         return None, errors
     steering = Steering(
         presets=[p for p in presets if p in PRESETS],
-        custom=custom,
+        custom=custom if custom.strip() else "",  # (spaces alone were kept, and saved)
         avoid=avoid,
         method=method,
         method_settings=dict(base.method_settings) if base else app_method_settings(),

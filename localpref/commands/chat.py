@@ -23,7 +23,7 @@ from localpref.commands.showing import avoid_from_args, check_stdout_open
 from localpref.errors import LocalprefError, LocalprefWarning, SettingsError
 from localpref.methods import resolve_method
 from localpref.presets import preference_sentences
-from localpref.store import Store, data_dir
+from localpref.store import Store, data_dir, default_path
 from localpref.weights import parse_preference_items
 
 
@@ -114,6 +114,10 @@ def app_from_args(args: argparse.Namespace, **app_options: Any) -> Any:
 def _export(conversation_id: int, output: str | None) -> int:
     if not output:
         check_stdout_open()
+    nothing_saved = _no_history()
+    if nothing_saved is not None:  # (opening the store would create it)
+        raise LocalprefError(f"There is no conversation {conversation_id}: nothing is saved "
+                             f"yet ({nothing_saved} does not exist).")
     with Store() as store:
         _say_what_was_read(store)
         text = store.export_markdown(conversation_id)
@@ -138,13 +142,35 @@ def _say_what_was_read(store: Store) -> None:
 
 
 def _list() -> int:
+    nothing_saved = _no_history()
+    if nothing_saved is not None:  # (opening the store would create it)
+        print(f"localpref: no saved conversations ({nothing_saved} does not exist yet).",
+              file=sys.stderr)
+        return 0
     with Store() as store:
         _say_what_was_read(store)
-        for conversation in store.list_conversations():
+        conversations = store.list_conversations()
+        for conversation in conversations:
             count = len(store.messages(conversation.id))
             print(f"{conversation.id:>5}  {count:>4} messages  {conversation.updated_at[:16]}  "
                   f"{one_line(conversation.title)}")
+        if not conversations:
+            print(f"localpref: no saved conversations in {store.path}.", file=sys.stderr)
     return 0
+
+
+def _no_history() -> Path | None:
+    """The history's path when there is no file there yet, which reading would create (the
+    data folder with it), else None (a file there, or a path that cannot be a folder's or
+    looked at: the store says why)."""
+    path = default_path()
+    try:
+        if path.exists():
+            return None
+        existing = next(folder for folder in path.parents if folder.exists())
+        return path if existing.is_dir() else None
+    except OSError:
+        return None
 
 
 def one_line(text: str) -> str:
