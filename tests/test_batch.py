@@ -610,6 +610,9 @@ def test_the_command_refuses_a_bad_file_in_one_sentence(tmp_path, capsys) -> Non
     assert main(["batch", "--out", "o.jsonl"]) == 2
     assert capsys.readouterr().err == (
         "localpref: Give the batch file: localpref batch IN.jsonl --out OUT.jsonl.\n")
+    for empty in ("", " "):  # it read as the current folder: ". is not a regular file"
+        assert main(["batch", str(source), "--out", empty]) == 2
+        assert capsys.readouterr().err == "localpref: --out needs a file name (OUT.jsonl).\n"
 
 
 def test_an_address_nobody_listens_at_is_one_sentence_at_once(tmp_path, capsys) -> None:

@@ -213,6 +213,12 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
         writer.write({"id": "c", "value": float("nan")})
     assert [r["id"] for r in read_rows(path)] == ["a", "c"]
     assert list(read_rows(path))[1]["value"] is None
+    # the torn line is cut off: every line parses for any JSON-lines reader (it was kept)
+    assert path.read_text(encoding="utf-8") == '{"id": "a"}\n{"id": "c", "value": null}\n'
+    path.write_text('{"id": "a"}\n{"id": "b"}', encoding="utf-8")  # a whole row, unended
+    with RowWriter(path) as writer:
+        writer.write({"id": "c"})
+    assert [r["id"] for r in read_rows(path)] == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(

@@ -95,8 +95,11 @@ def test_sweeps_that_cannot_apply_are_refused() -> None:
         expand(method_specs(["base", "pref"]), [parse_sweep("strength=1")])
     with pytest.raises(SettingsError, match="not among the methods"):
         expand(method_specs(["amulet"]), [parse_sweep("pad.strength=1")])
-    with pytest.raises(SettingsError, match="does not fit amulet"):
+    with pytest.raises(SettingsError) as negative:  # (it named the contrast alone)
         expand(method_specs(["amulet"]), [parse_sweep("strength=-1")])
+    assert str(negative.value) == ("--sweep strength=-1 does not fit amulet, whose strength is "
+                                   "its contrast k: the contrast must be from 0 to 1,000,000 "
+                                   "(got -1.0).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -187,9 +187,11 @@ def test_an_error_repeating_a_lone_surrogate_is_written_with_a_replacement_chara
     ({"localpref": {"preference": "concise", "end_tokens": "x"}}, "localpref.end_tokens",
      "The end-token rule (end_tokens) must be"),
     ({"localpref": {"preference": "concise", "method": "pad", "strength": -2}},
-     "localpref.strength", "Weight must be from 0 to 1,000,000 (got -2"),
+     "localpref.strength", "localpref.strength sets PAD's weight here: Weight must be from 0 to "
+     "1,000,000 (got -2"),
     ({"localpref": {"preference": "concise", "method": "amulet", "strength": -2}},
-     "localpref.strength", "The contrast must be from 0 to 1,000,000 (got -2"),
+     "localpref.strength", "localpref.strength sets Amulet's contrast k here: The contrast must "
+     "be from 0 to 1,000,000 (got -2"),  # (it named a field that was not sent)
     # a setting the method does not take was dropped without a word (the CLI refuses it)
     ({"model": f"{MODEL_ID}:pref:creative", "localpref": {"strength": 5}}, "localpref.strength",
      "localpref.strength sets a steering method's strength; the method pref does not take it."),

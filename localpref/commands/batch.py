@@ -116,6 +116,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         if not (args.ray and Path(args.ray).is_file()):
             raise SettingsError("Give the batch file: localpref batch IN.jsonl --out OUT.jsonl.")
         args.input, args.ray = args.ray, ""  # --ray (a local Ray) took the file for its address
+    if not args.out.strip():  # (it read as the current folder: ". is not a regular file")
+        raise SettingsError("--out needs a file name (OUT.jsonl).")
     loading = load_settings(args)
     check_parallel(args.parallel)
     check_ray_options(args)

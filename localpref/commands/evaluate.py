@@ -335,7 +335,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     if evaluation.failed:
         extra += (f", {evaluation.failed} failed (see summary.md; the same command tries them "
                   "again)")
-    print(f"{evaluation.generated} new answers{extra}; summary in {summary}", file=sys.stderr)
+    answers = "answer" if evaluation.generated == 1 else "answers"
+    print(f"{evaluation.generated} new {answers}{extra}; summary in {summary}", file=sys.stderr)
     from localpref.evaluation.judge import LOW_COVERAGE
 
     if evaluation.judge_coverages and median(evaluation.judge_coverages) < LOW_COVERAGE:

@@ -1,7 +1,8 @@
 """JSON-lines files that survive interruption: each row is appended and flushed on its own.
 
 A process killed mid-write leaves at most one torn last line; readers skip lines that do not
-parse, and the next writer starts on a fresh line, so every complete row stays valid.
+parse, and the next writer cuts it off (a last line that is a whole row, its line end left off,
+is kept and ended), so every line is a row again for any JSON-lines reader.
 """
 
 from __future__ import annotations
@@ -164,13 +165,30 @@ def ends_inside_a_line(path: Path) -> bool:
         return False
 
 
+def cut_a_torn_last_line(path: Path) -> bool:
+    """Cut off the last line of a file that ends inside a line when it is not a whole row (a
+    write cut by a kill or a full disk); False, nothing cut, when it is one."""
+    data = path.read_bytes()
+    start = data.rfind(b"\n") + 1
+    try:
+        row = json_reading.loads(data[start:].decode("utf-8"))
+    except (UnicodeDecodeError, json_reading.JSONProblem):
+        row = None
+    if isinstance(row, dict):
+        return False
+    with path.open("r+b") as handle:
+        handle.truncate(start)
+    return True
+
+
 class RowWriter:
-    """Appends rows to a JSON-lines file, one flushed write per row."""
+    """Appends rows to a JSON-lines file, one flushed write per row; a torn last line left
+    by an interrupted writer is cut off first."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = ends_inside_a_line(path)
+        needs_newline = ends_inside_a_line(path) and not cut_a_torn_last_line(path)
         self._handle = path.open("a", encoding="utf-8")
         if needs_newline:
             self._handle.write("\n")

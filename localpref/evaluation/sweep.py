@@ -114,8 +114,12 @@ def expand(specs: Sequence[MethodSpec], sweeps: Sequence[Sweep]) -> list[MethodS
                 decoder = _at(spec.decoder, sweep.parameter, value)
             except SettingsError as error:
                 reason = str(error)
+                knob = (f", whose strength is its {spec.decoder.strength_name}"
+                        if sweep.parameter == "strength"
+                        and isinstance(spec.decoder, ContrastFamily) else "")
                 raise SettingsError(f"--sweep {sweep.parameter}={value:g} does not fit "
-                                    f"{spec.name}: {reason[:1].lower()}{reason[1:]}") from None
+                                    f"{spec.name}{knob}: {reason[:1].lower()}{reason[1:]}"
+                                    ) from None
             expanded.append(MethodSpec(spec.name, decoder,
                                        SweepPoint(sweep.parameter, value, spec.decoder)))
     if not swept_any:

@@ -295,7 +295,12 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
         if not isinstance(method, ContrastFamily):
             raise FieldError("localpref.strength", "localpref.strength sets a steering "
                              f"method's strength; the method {method.name} does not take it.")
-        method = method.with_strength(strength)
+        try:
+            method = method.with_strength(strength)
+        except SettingsError as error:  # it names the method's field: say what set it
+            raise FieldError("localpref.strength", f"localpref.strength sets "
+                             f"{type(method).title}'s {method.strength_name} here: "
+                             f"{error}") from None
     return method
 
 
