@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import ModelError
+from localpref.paths import expanded
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,7 +90,7 @@ def catalog_path() -> Path:
     """Where the catalog is read from: ``$LOCALPREF_CATALOG``, the source tree, or the package."""
     override = os.environ.get(CATALOG_ENV)
     if override:
-        return Path(override).expanduser()
+        return expanded(override)
     source_root = Path(__file__).resolve().parent.parent
     in_tree = source_root / "models" / "catalog.toml"
     if in_tree.is_file() and (source_root / "pyproject.toml").is_file():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from localpref.errors import ModelError
+from localpref.paths import expanded
 from localpref.split_files import check_parts, is_later_part
 
 #: The four bytes every GGUF file starts with.
@@ -203,7 +204,7 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFInfo:
     description, that the file is long enough for the tensors it describes, and that it names
     an architecture. Raises :class:`ModelError` with one sentence naming the file otherwise.
     """
-    file_path = Path(path).expanduser()
+    file_path = expanded(path)
     try:
         if file_path.exists() and not file_path.is_file() and not file_path.is_dir():
             # opening a named pipe waits for a writer: say what it is instead

@@ -29,6 +29,7 @@ from typing import Any
 
 from localpref.errors import LocalprefError
 from localpref.file_lock import file_in_the_way
+from localpref.paths import expanded
 
 #: File name of the history database inside the data folder.
 DATABASE_NAME = "history.sqlite3"
@@ -52,9 +53,9 @@ def data_dir() -> Path:
     ``~/.local/share/localpref``."""
     home = os.environ.get("LOCALPREF_HOME")
     if home:
-        return Path(home).expanduser()
+        return expanded(home)
     xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    base = expanded(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "localpref"
 
 

@@ -33,6 +33,7 @@ from localpref.methods import (
 from localpref.models.resolve import resolve_model
 from localpref.models.spec import ModelSpec, parse_model_spec
 from localpref.models.stores import resolve_stored
+from localpref.paths import expanded
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
 from localpref.split_files import part_paths
@@ -559,7 +560,7 @@ def _unusable_file(spec: str, parsed: ModelSpec) -> str | None:
     so it is not looked at. The header is read again only when a file changed
     (``_header_problem``), not at each key the user types in the form."""
     if parsed.kind == "path":
-        path = Path(spec).expanduser()
+        path = expanded(spec)
     elif parsed.kind == "store" and parsed.store is not None and parsed.name is not None:
         try:
             path = resolve_stored(parsed.store, parsed.name)

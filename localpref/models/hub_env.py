@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from localpref.paths import expanded
+
 #: The branch downloads follow and whose cached snapshot is tried first.
 DEFAULT_REVISION = "main"
 #: The Hugging Face Hub, unless ``HF_ENDPOINT`` names a mirror.
@@ -28,12 +30,12 @@ def hf_cache_dir() -> Path:
     for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         value = os.environ.get(variable)
         if value:
-            return Path(os.path.expandvars(value)).expanduser()
+            return expanded(os.path.expandvars(value))
     home = os.environ.get("HF_HOME")
     if home:
-        return Path(os.path.expandvars(home)).expanduser() / "hub"
+        return expanded(os.path.expandvars(home)) / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(os.path.expandvars(xdg)).expanduser() / "huggingface" / "hub"
+    return expanded(os.path.expandvars(xdg)) / "huggingface" / "hub"
 
 
 def _hub_constants() -> Any:

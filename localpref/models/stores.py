@@ -31,6 +31,7 @@ from localpref.errors import ModelError
 from localpref.gguf_header import GGUF_MAGIC
 from localpref.models.spec import pattern_matches
 from localpref.models.walk import files_below
+from localpref.paths import expanded
 from localpref.split_files import check_parts, is_later_part, part_paths, split_part
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -64,7 +65,7 @@ class StoredModel:
 def ollama_dir() -> Path:
     """ollama's model store: ``$OLLAMA_MODELS``, else ``~/.ollama/models`` (read when called)."""
     configured = os.environ.get("OLLAMA_MODELS")
-    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
+    return expanded(configured) if configured else Path.home() / ".ollama" / "models"
 
 
 def lmstudio_dirs() -> list[Path]:

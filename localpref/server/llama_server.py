@@ -23,6 +23,7 @@ from typing import Any
 
 from localpref.errors import ModelError, SettingsError
 from localpref.interrupt_hold import interrupt_held
+from localpref.paths import expanded
 
 #: The llama-cpp-python version whose vendored llama.cpp the build script compiles.
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -49,7 +50,7 @@ def find_binary(given: str | None) -> Path:
     build; one plain sentence when there is none."""
     if given:
         found = shutil.which(given) if os.sep not in given else None
-        path = Path(found) if found else Path(given).expanduser()
+        path = Path(found) if found else expanded(given)
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise SettingsError(f"--llama-server {given}: no executable file there.")
         return path
