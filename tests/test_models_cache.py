@@ -177,6 +177,8 @@ def test_local_paths(tmp_path: Path, bundled: Path, monkeypatch: pytest.MonkeyPa
         models.resolve_model("missing.gguf")
     with pytest.raises(ModelError, match=r"^Model file \./a/b/c\.gguf does not exist\.$"):
         models.resolve_model("./a/b/c.gguf")
+    with pytest.raises(ModelError, match=r"^Model file ~nobody-here/x\.gguf does not exist\.$"):
+        models.resolve_model("~nobody-here/x.gguf")  # (no such user: it was a traceback)
     with pytest.raises(ModelError, match="is a directory, not a GGUF file"):
         models.resolve_model(str(tmp_path))
     text = tmp_path / "readme.txt"
@@ -213,11 +215,30 @@ def test_a_folder_is_its_one_gguf_and_does_not_hide_a_model_of_its_name(
                                   "gguf, model.gguf); give the one to load.")
     (one / "model.gguf").unlink()
     assert models.resolve_model("downloaded") == one / "big-00001-of-00002.gguf"
+    (one / "big-00001-of-00002.gguf").unlink()  # a later part alone: its own sentence
+    with pytest.raises(ModelError, match="big-00002-of-00002.gguf is part 2 of"):
+        models.resolve_model("downloaded")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelError) as no_model:  # a folder named nothing else is a folder
         models.resolve_model("empty")
     assert str(no_model.value) == f"{empty} is a directory, not a GGUF file."
+    # a vision model's folder: the projector is not a model; a path with a slash is a path
+    vision = tmp_path / "models" / "vision"
+    vision.mkdir(parents=True)
+    (vision / "gemma-3-4b-it-Q4_K_M.gguf").symlink_to(bundled)
+    (vision / "mmproj-model-f16.gguf").symlink_to(bundled)
+    assert models.resolve_model("models/vision") == vision / "gemma-3-4b-it-Q4_K_M.gguf"
+    # a folder named as a model that is not downloaded is the folder's model; an empty one
+    # hides nothing
+    (tmp_path / "qwen2.5-0.5b-instruct").mkdir()
+    with pytest.raises(ModelError, match="^No file of Qwen/Qwen2.5-0.5B-Instruct-GGUF matching "):
+        models.resolve_model("qwen2.5-0.5b-instruct")  # (offline here: else downloaded)
+    (tmp_path / "qwen2.5-0.5b-instruct" / "own.gguf").symlink_to(bundled)
+    assert models.resolve_model("qwen2.5-0.5b-instruct") == (
+        tmp_path / "qwen2.5-0.5b-instruct" / "own.gguf")
+    # and `models remove NAME` removes the cached model, not "a file outside the cache"
+    assert models.remove_model("smollm2-360m-instruct") == [cached]
 
 
 def test_unknown_names_and_double_patterns(hf_cache: Path) -> None:

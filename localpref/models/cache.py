@@ -16,7 +16,13 @@ from typing import Any
 from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_DISTRIBUTION
 from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_dir
-from localpref.models.spec import REPO_SPEC, STORE_TOOLS, parse_model_spec, pattern_matches
+from localpref.models.spec import (
+    REPO_SPEC,
+    STORE_TOOLS,
+    folder_s_other_meaning,
+    parse_model_spec,
+    pattern_matches,
+)
 from localpref.models.stores import find_stored, store_links_to, stored_elsewhere
 from localpref.models.walk import files_below
 from localpref.split_files import check_parts, is_later_part, part_paths
@@ -237,6 +243,8 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         if stored:  # (typed as the tool shows it: `models path` points there too)
             raise _only_read(stored[0].spec, STORE_TOOLS[stored[0].store]) from None
         raise
+    if parsed.kind == "path":  # a folder here of the name does not hide the cached model
+        parsed = folder_s_other_meaning(spec, filename) or parsed
     if parsed.kind == "bundled":
         raise ModelError(
             f"The bundled model belongs to the {BUNDLED_DISTRIBUTION} package; "

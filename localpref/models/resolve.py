@@ -17,7 +17,13 @@ from localpref.models.cache import cached_matches, refuse_a_later_part, relative
 from localpref.models.download import download_model
 from localpref.models.hub_env import hf_cache_dir, hub_offline
 from localpref.models.progress import ProgressCallback
-from localpref.models.spec import STORE_TOOLS, ModelSpec, parse_model_spec, several_matches_error
+from localpref.models.spec import (
+    STORE_TOOLS,
+    ModelSpec,
+    folder_s_other_meaning,
+    parse_model_spec,
+    several_matches_error,
+)
 from localpref.models.stores import resolve_stored, stored_elsewhere
 from localpref.split_files import check_parts, is_later_part
 
@@ -49,8 +55,11 @@ def resolve_model(
     ``DownloadCancelled`` to stop). A Hub name that is not cached but that ollama or LM
     Studio keeps under that name is one sentence pointing to ``ollama:``/``lmstudio:``
     instead of a download, unless ``stores_first`` is False (``models pull``: a copy of its
-    own). The returned file's GGUF header has been validated. Raises :class:`ModelError` (one
-    sentence) on any failure.
+    own). A folder is the one GGUF model in it (``the_model_in``); a folder in the current one
+    whose bare name also names a catalog, Hub or store model is that model where it is here
+    (cached, or kept by the store), else the folder's own model where it holds one, else the
+    name's (downloaded). The returned file's GGUF header has been validated. Raises
+    :class:`ModelError` (one sentence) on any failure.
     """
     try:
         parsed = parse_model_spec(spec, filename=filename)
@@ -59,6 +68,31 @@ def resolve_model(
             _refer_to_a_store(spec, f"'{spec.strip()}' is not a file, a catalog name or a "
                               "Hugging Face repo")
         raise
+    named = folder_s_other_meaning(spec) if parsed.kind == "path" else None
+    if named is not None:
+        try:
+            return _resolve_parsed(named, progress=None, download=False,
+                                   stores_first=stores_first)
+        except ModelError:
+            if _holds_a_gguf(parsed.path):
+                return _resolve_parsed(parsed, progress=progress, download=download,
+                                       stores_first=stores_first)
+            parsed = named  # (an empty folder of that name hides nothing)
+    return _resolve_parsed(parsed, progress=progress, download=download,
+                           stores_first=stores_first)
+
+
+def _holds_a_gguf(folder: Path | None) -> bool:
+    try:
+        return folder is not None and any(entry.name.lower().endswith(".gguf")
+                                          for entry in folder.iterdir())
+    except OSError:
+        return True  # (reading it as a folder says why it cannot be)
+
+
+def _resolve_parsed(parsed: ModelSpec, *, progress: ProgressCallback | None, download: bool,
+                    stores_first: bool) -> Path:
+    """``resolve_model`` of a parsed spec."""
     if parsed.kind == "bundled":
         path = bundled_model_path()
     elif parsed.kind == "store":
@@ -87,14 +121,18 @@ def resolve_model(
 
 def the_model_in(folder: Path) -> Path:
     """The GGUF model a folder holds, where it holds one (``hf download ORG/NAME --local-dir
-    DIR`` leaves a folder of one model's files): its file, or a split model's first part.
-    Raises PermissionError for a folder the user may not read."""
-    models = sorted(entry for entry in folder.iterdir()
-                    if entry.name.lower().endswith(".gguf") and not is_later_part(entry.name)
-                    and entry.is_file())
+    DIR`` leaves a folder of one model's files): its file, or a split model's first part; a
+    vision projector (``mmproj*``) is not a model. Raises PermissionError for a folder the
+    user may not read."""
+    files = sorted(entry for entry in folder.iterdir()
+                   if entry.name.lower().endswith(".gguf")
+                   and not entry.name.lower().startswith("mmproj") and entry.is_file())
+    models = [entry for entry in files if not is_later_part(entry.name)]
     if len(models) == 1:
         return models[0]
     if not models:
+        if files:  # later parts alone: the sentence that names the missing first part
+            check_parts(files[0])
         raise ModelError(f"{folder} is a directory, not a GGUF file.")
     names = ", ".join(model.name for model in models[:4]) + (", ..." if len(models) > 4 else "")
     raise ModelError(f"{folder} is a directory of {len(models)} GGUF models ({names}); give "

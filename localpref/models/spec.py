@@ -17,6 +17,7 @@ from pathlib import Path
 from localpref.catalog import CatalogEntry, find_entry
 from localpref.errors import ModelError
 from localpref.models.bundled import BUNDLED_MODEL_NAME
+from localpref.paths import expanded
 
 #: Pattern used for a bare ``ORG/NAME`` (the repository must then hold exactly one GGUF).
 DEFAULT_PATTERN = "*.gguf"
@@ -89,15 +90,11 @@ def parse_model_spec(
     text = os.fspath(spec).strip()
     if text.lower() == BUNDLED_MODEL_NAME and not filename:
         return ModelSpec("bundled", text)
-    local = Path(text).expanduser()
+    local = expanded(text)
     if not isinstance(spec, str) or _is_there(local, text):
-        if isinstance(spec, str) and not _looks_like_path(text) and _is_folder(local):
-            # a folder here named as a model (`hf download ORG/NAME --local-dir NAME` leaves
-            # one) does not hide the catalog name, repo or store model the name means
-            try:
-                return _parse_name(text, filename)
-            except ModelError:
-                pass
+        named = folder_s_other_meaning(spec, filename) if filename else None
+        if named is not None:  # a file pattern applies to the name's repo, not to a folder
+            return named
         if filename:
             raise ModelError(
                 f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
@@ -106,11 +103,20 @@ def parse_model_spec(
     return _parse_name(text, filename)
 
 
-def _is_folder(path: Path) -> bool:
+def folder_s_other_meaning(spec: str | os.PathLike[str] | None, filename: str | None = None
+                           ) -> ModelSpec | None:
+    """What ``spec`` means besides a folder of that name in the current one, where it also
+    names a catalog model, a Hub repo or a store's model (`hf download ORG/NAME --local-dir
+    NAME` leaves such a folder): that spec, or None (a path, a file, no other meaning)."""
+    if not isinstance(spec, str) or _looks_like_path(spec.strip()):
+        return None
+    text = spec.strip()
     try:
-        return path.is_dir()
-    except OSError:
-        return False
+        if not expanded(text).is_dir():
+            return None
+        return _parse_name(text, filename)
+    except (OSError, ModelError):
+        return None
 
 
 def _parse_name(text: str, filename: str | None) -> ModelSpec:
