@@ -333,15 +333,18 @@ class PromptBuilder:
     ) -> str:
         """The system text of a lane: the conversation's own (its system messages, wherever
         they stand, joined by blank lines), else the given one ("" for none, as a system
-        message "" is), else the default, with the lane's sentence. Where that is "" the base
-        lane reads what the template writes for none (``ChatTemplate.default_system``), so the
-        preference lane reads that text too, the sentence after it: the lanes differ by the
+        message "" is), else the default, with the lane's sentence. Where the base lane's text
+        is "" (no system prompt, or a ``{preference}`` slot alone) it reads what the template
+        writes for none (``ChatTemplate.default_system``), so the preference lane reads that
+        text too, the sentence after it (a period ending it first): the lanes differ by the
         sentence alone."""
         own_system = [m["content"] for m in messages if m["role"] == "system"]
         base_system = ("\n\n".join(own_system) if own_system
                        else self.system_prompt if system_prompt is None else system_prompt)
-        if not base_system and preference:
-            base_system = self.template.default_system
+        identity = self.template.default_system.rstrip()
+        if preference and identity and not system_text(base_system, None):
+            ended = identity if identity.endswith((".", "!", "?")) else f"{identity}."
+            return system_text(ended, preference)
         return system_text(base_system, preference)
 
     def lane_text(

@@ -326,16 +326,21 @@ WRITES_AN_IDENTITY = (
     (WRITES_AN_IDENTITY, "You are Bot."), (CHATML_TEMPLATE, ""), (GEMMA_3, ""),
     (GEMMA_LIKE, ""), (None, "")])
 def test_without_a_system_prompt_the_lanes_differ_by_the_sentence_alone(
-        source: str | None, identity: str) -> None:
+        source: str | None, identity: str, model: Model) -> None:
     """With no system prompt the base lane read the template's own identity and the
     preference lane the sentence alone (contrasting "You are Bot." with "Be brief.")."""
     template = ChatTemplate(source)
     assert template.default_system == identity
+    builder = PromptBuilder(model.weights, "")
+    builder.template = template
     user = [{"role": "user", "content": "Hi"}]
-    base = template.render_with_system("", user)
-    preference = template.render_with_system(system_text(identity, "Be brief."), user)
-    if identity:
-        assert preference == base.replace(identity, f"{identity} Be brief.", 1)
+    for system in ("", "{preference}"):  # (a slot alone leaves the base lane none either)
+        base = builder.lane_text(user, None, system_prompt=system)
+        steered = builder.lane_text(user, "Be brief.", system_prompt=system)
+        if identity:
+            assert steered == base.replace(identity, f"{identity} Be brief.", 1)
+        else:
+            assert steered == template.render_with_system("Be brief.", user)
 
 
 def test_an_empty_system_prompt_gives_the_preference_lane_the_template_s_identity(
@@ -346,8 +351,8 @@ def test_an_empty_system_prompt_gives_the_preference_lane_the_template_s_identit
     for messages in ([{"role": "user", "content": "Hi"}],
                      [{"role": "system", "content": ""}, {"role": "user", "content": "Hi"}]):
         base = builder.lane_text(messages, None)
-        assert builder.lane_text(messages, "Be brief.") == base.replace(
-            identity, f"{identity} Be brief.", 1)
+        assert builder.lane_text(messages, "Be brief.") == base.replace(  # (a period ends it)
+            identity, f"{identity}. Be brief.", 1)
     # a system prompt given (and no system message) is the lanes' own, as before
     assert builder.lane_text(messages[1:], "Be brief.", system_prompt="Be kind.") == (
         base.replace(identity, "Be kind. Be brief.", 1))
