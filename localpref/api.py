@@ -414,6 +414,10 @@ class Model:
             return (f"With the {' and the '.join(named)} the {what} is {longest} tokens long "
                     f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
                     f"{remedy} or load the model with a larger context (--ctx, n_ctx).", ())
+        system_sentence = (self._system_prompt_too_long(request, longest)
+                           if not named or bare >= self.n_ctx else None)
+        if system_sentence is not None:
+            return system_sentence, ()
         if (not named or bare >= self.n_ctx) and _has_earlier_turns(request.messages):
             alone = len(self._backend.prompts.lane_tokens(
                 [request.messages[-1]], None, system_prompt=request.system_prompt))
@@ -434,6 +438,23 @@ class Model:
         return (f"The prompt is too long with the {' and the '.join(named)}: {longest} tokens, "
                 f"and the context holds {self.n_ctx}; shorten {it}.",
                 tuple(_SETTING_NAMED[name] for name in named))
+
+    def _system_prompt_too_long(self, request: Request, longest: int) -> str | None:
+        """The sentence when the system prompt given beside the messages (``load``'s,
+        ``chat``'s or the call's) is the larger part of a prompt that fits without it (it was
+        "shorten the prompt" of a prompt of one word); None otherwise."""
+        if any(message["role"] == "system" for message in request.messages):
+            return None  # (the conversation's own: part of the prompt)
+        prompts = self._backend.prompts
+        system = prompts.system_prompt if request.system_prompt is None else request.system_prompt
+        if not system.strip():
+            return None
+        without = len(prompts.lane_tokens(request.messages, None, system_prompt=""))
+        if without >= self.n_ctx or longest - without <= without:
+            return None
+        return (f"The system prompt makes the prompt {longest} tokens long and the context "
+                f"holds {self.n_ctx}, which leaves no room for an answer; shorten the system "
+                "prompt or load the model with a larger context (--ctx, n_ctx).")
 
     def count_tokens(self, prompt_or_messages: PromptInput) -> int:
         """Tokens of the prompt on the base lane (to check it fits before sending)."""

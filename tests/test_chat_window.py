@@ -137,3 +137,30 @@ def test_the_prompt_and_the_answer_fill_the_whole_window(bundled_path: Path) -> 
         with pytest.raises(PromptTooLongError, match="is 64 tokens long and the context holds "
                                                      "64, which leaves no room"):
             small.generate("word " * (words + 1), method="base", max_tokens=8)
+
+
+def test_a_system_prompt_that_fills_the_window_is_named_not_the_prompt(
+        bundled_path: Path) -> None:
+    """A system prompt given to load() or chat() that left no room was "shorten the prompt"
+    of a one-word prompt."""
+    said = ("The system prompt makes the prompt {} tokens long and the context holds 256, "
+            "which leaves no room for an answer; shorten the system prompt or load the model "
+            "with a larger context (--ctx, n_ctx).")
+    long_system = "You are helpful. " * 80
+    with Model(bundled_path, n_ctx=256, max_lanes=2, n_threads=1,
+               system_prompt=long_system) as model:
+        for call in (lambda: model.generate("hi", max_tokens=2),
+                     lambda: model.generate("hi", max_tokens=2, preference="concise")):
+            with pytest.raises(PromptTooLongError) as refused:
+                call()
+            assert str(refused.value) == said.format(refused.value.args[0].split()[6])
+            assert int(refused.value.args[0].split()[6]) > 256
+        chat = model.chat(system_prompt="", max_tokens=2)  # (a fitting one of its own)
+        try:
+            assert chat.send("hi").stats["n_tokens"] >= 1
+        finally:
+            chat.close()
+        # the conversation's own system message is part of the prompt: as before
+        with pytest.raises(PromptTooLongError, match="^The prompt is "):
+            model.generate([{"role": "system", "content": long_system},
+                            {"role": "user", "content": "hi"}], max_tokens=2)
