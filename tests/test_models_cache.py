@@ -234,9 +234,33 @@ def test_a_folder_is_its_one_gguf_and_does_not_hide_a_model_of_its_name(
     (tmp_path / "qwen2.5-0.5b-instruct").mkdir()
     with pytest.raises(ModelError, match="^No file of Qwen/Qwen2.5-0.5B-Instruct-GGUF matching "):
         models.resolve_model("qwen2.5-0.5b-instruct")  # (offline here: else downloaded)
+    (tmp_path / "qwen2.5-0.5b-instruct" / "mmproj-F16.gguf").symlink_to(bundled)
+    with pytest.raises(ModelError, match="^No file of Qwen/Qwen2.5-0.5B-Instruct-GGUF matching "):
+        models.resolve_model("qwen2.5-0.5b-instruct")  # (a projector alone: no model here)
     (tmp_path / "qwen2.5-0.5b-instruct" / "own.gguf").symlink_to(bundled)
     assert models.resolve_model("qwen2.5-0.5b-instruct") == (
         tmp_path / "qwen2.5-0.5b-instruct" / "own.gguf")
+    # the name keeps its meaning everywhere else: `models pull` fetches the catalog model
+    # (offline here), the app's reward-model field takes it as a name to download
+    with pytest.raises(ModelError, match="^No file of Qwen/Qwen2.5-0.5B-Instruct-GGUF matching "):
+        models.resolve_model("qwen2.5-0.5b-instruct", stores_first=False)
+    from tui.steering import reward_model_problem
+
+    assert reward_model_problem("qwen2.5-0.5b-instruct") is None
+    with pytest.raises(ModelError) as with_pattern:  # a folder is not called a file
+        models.resolve_model("downloaded", filename="*Q4*")
+    assert str(with_pattern.value) == ("downloaded is a local folder; a file pattern (--file) "
+                                       "only applies to a Hub repo.")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "model-Q4_K_M.gguf").symlink_to(tmp_path / "gone.gguf")
+    with pytest.raises(ModelError) as broken:
+        models.resolve_model("links")
+    assert str(broken.value) == (f"{links} is a directory, not a GGUF file, and "
+                                 "model-Q4_K_M.gguf in it is not a file (a broken link?).")
+    (links / "MODEL.GGUF").symlink_to(bundled)
+    (links / "Model-MMPROJ-f16.gguf").symlink_to(bundled)
+    assert models.resolve_model("links") == links / "MODEL.GGUF"
     # and `models remove NAME` removes the cached model, not "a file outside the cache"
     assert models.remove_model("smollm2-360m-instruct") == [cached]
 

@@ -19,7 +19,6 @@ from localpref.models.hub_env import DEFAULT_REVISION, hf_cache_dir, repo_cache_
 from localpref.models.spec import (
     REPO_SPEC,
     STORE_TOOLS,
-    folder_s_other_meaning,
     parse_model_spec,
     pattern_matches,
 )
@@ -243,8 +242,6 @@ def remove_model(spec: str, *, filename: str | None = None) -> list[Path]:
         if stored:  # (typed as the tool shows it: `models path` points there too)
             raise _only_read(stored[0].spec, STORE_TOOLS[stored[0].store]) from None
         raise
-    if parsed.kind == "path":  # a folder here of the name does not hide the cached model
-        parsed = folder_s_other_meaning(spec, filename) or parsed
     if parsed.kind == "bundled":
         raise ModelError(
             f"The bundled model belongs to the {BUNDLED_DISTRIBUTION} package; "

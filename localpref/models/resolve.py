@@ -20,8 +20,8 @@ from localpref.models.progress import ProgressCallback
 from localpref.models.spec import (
     STORE_TOOLS,
     ModelSpec,
-    folder_s_other_meaning,
     parse_model_spec,
+    same_name_folder,
     several_matches_error,
 )
 from localpref.models.stores import resolve_stored, stored_elsewhere
@@ -68,24 +68,28 @@ def resolve_model(
             _refer_to_a_store(spec, f"'{spec.strip()}' is not a file, a catalog name or a "
                               "Hugging Face repo")
         raise
-    named = folder_s_other_meaning(spec) if parsed.kind == "path" else None
-    if named is not None:
+    folder = same_name_folder(spec) if stores_first and parsed.kind in ("hub", "store") else None
+    if folder is not None:  # the name's model where it is here, else the folder's
         try:
-            return _resolve_parsed(named, progress=None, download=False,
-                                   stores_first=stores_first)
+            return _resolve_parsed(parsed, progress=None, download=False, stores_first=True)
         except ModelError:
-            if _holds_a_gguf(parsed.path):
-                return _resolve_parsed(parsed, progress=progress, download=download,
-                                       stores_first=stores_first)
-            parsed = named  # (an empty folder of that name hides nothing)
+            if _holds_model_files(folder):
+                return _resolve_parsed(ModelSpec("path", str(folder), path=folder),
+                                       progress=progress, download=download, stores_first=True)
     return _resolve_parsed(parsed, progress=progress, download=download,
                            stores_first=stores_first)
 
 
-def _holds_a_gguf(folder: Path | None) -> bool:
+def _model_files(folder: Path) -> list[Path]:
+    """A folder's GGUF files that may be a model or a model's part (a vision projector,
+    ``*mmproj*``, is not), by name. Raises OSError for a folder that cannot be listed."""
+    return sorted(entry for entry in folder.iterdir()
+                  if entry.name.lower().endswith(".gguf") and "mmproj" not in entry.name.lower())
+
+
+def _holds_model_files(folder: Path) -> bool:
     try:
-        return folder is not None and any(entry.name.lower().endswith(".gguf")
-                                          for entry in folder.iterdir())
+        return bool(_model_files(folder))
     except OSError:
         return True  # (reading it as a folder says why it cannot be)
 
@@ -124,15 +128,17 @@ def the_model_in(folder: Path) -> Path:
     DIR`` leaves a folder of one model's files): its file, or a split model's first part; a
     vision projector (``mmproj*``) is not a model. Raises PermissionError for a folder the
     user may not read."""
-    files = sorted(entry for entry in folder.iterdir()
-                   if entry.name.lower().endswith(".gguf")
-                   and not entry.name.lower().startswith("mmproj") and entry.is_file())
+    named = _model_files(folder)
+    files = [entry for entry in named if entry.is_file()]
     models = [entry for entry in files if not is_later_part(entry.name)]
     if len(models) == 1:
         return models[0]
     if not models:
         if files:  # later parts alone: the sentence that names the missing first part
             check_parts(files[0])
+        if named:  # a link to nothing, a folder named x.gguf
+            raise ModelError(f"{folder} is a directory, not a GGUF file, and {named[0].name} "
+                             "in it is not a file (a broken link?).")
         raise ModelError(f"{folder} is a directory, not a GGUF file.")
     names = ", ".join(model.name for model in models[:4]) + (", ..." if len(models) > 4 else "")
     raise ModelError(f"{folder} is a directory of {len(models)} GGUF models ({names}); give "

@@ -92,30 +92,43 @@ def parse_model_spec(
         return ModelSpec("bundled", text)
     local = expanded(text)
     if not isinstance(spec, str) or _is_there(local, text):
-        named = folder_s_other_meaning(spec, filename) if filename else None
-        if named is not None:  # a file pattern applies to the name's repo, not to a folder
+        named = _also_named(spec, filename)
+        if named is not None:  # (``resolve_model`` takes the folder where that is not here)
             return named
         if filename:
+            kind = "folder" if _is_folder(local) else "file"
             raise ModelError(
-                f"{text} is a local file; a file pattern (--file) only applies to a Hub repo."
+                f"{text} is a local {kind}; a file pattern (--file) only applies to a Hub repo."
             )
         return ModelSpec("path", text, path=local.absolute())
     return _parse_name(text, filename)
 
 
-def folder_s_other_meaning(spec: str | os.PathLike[str] | None, filename: str | None = None
-                           ) -> ModelSpec | None:
-    """What ``spec`` means besides a folder of that name in the current one, where it also
-    names a catalog model, a Hub repo or a store's model (`hf download ORG/NAME --local-dir
-    NAME` leaves such a folder): that spec, or None (a path, a file, no other meaning)."""
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def same_name_folder(spec: str | os.PathLike[str] | None) -> Path | None:
+    """The folder a bare name (not ``./NAME``) also names in the current one, where the name
+    means a catalog, Hub or store model too (`hf download ORG/NAME --local-dir NAME` leaves
+    such a folder): its absolute path, or None."""
     if not isinstance(spec, str) or _looks_like_path(spec.strip()):
         return None
-    text = spec.strip()
+    folder = expanded(spec.strip())
+    return folder.absolute() if _is_folder(folder) else None
+
+
+def _also_named(spec: str | os.PathLike[str], filename: str | None) -> ModelSpec | None:
+    """The catalog, Hub or store model a bare name that is also a folder here means, or
+    None."""
+    if same_name_folder(spec) is None:
+        return None
     try:
-        if not expanded(text).is_dir():
-            return None
-        return _parse_name(text, filename)
-    except (OSError, ModelError):
+        return _parse_name(os.fspath(spec).strip(), filename)
+    except ModelError:
         return None
 
 
