@@ -405,6 +405,9 @@ class Model:
                 ("examples", bool(request.like))) if given]
         bare = len(self._backend.prompts.lane_tokens(request.messages, None,
                                                      system_prompt=request.system_prompt))
+        system_sentence = self._system_prompt_too_long(request, longest, bare)
+        if system_sentence is not None:
+            return system_sentence, ()
         if named and bare < self.n_ctx and longest - bare <= bare:
             # what the lane adds is the smaller part (a one-word preset after a long prompt):
             # shortening it would not be the way, nor may it be possible
@@ -414,10 +417,6 @@ class Model:
             return (f"With the {' and the '.join(named)} the {what} is {longest} tokens long "
                     f"and the context holds {self.n_ctx}, which leaves no room for an answer; "
                     f"{remedy} or load the model with a larger context (--ctx, n_ctx).", ())
-        system_sentence = (self._system_prompt_too_long(request, longest)
-                           if not named or bare >= self.n_ctx else None)
-        if system_sentence is not None:
-            return system_sentence, ()
         if (not named or bare >= self.n_ctx) and _has_earlier_turns(request.messages):
             alone = len(self._backend.prompts.lane_tokens(
                 [request.messages[-1]], None, system_prompt=request.system_prompt))
@@ -439,10 +438,11 @@ class Model:
                 f"and the context holds {self.n_ctx}; shorten {it}.",
                 tuple(_SETTING_NAMED[name] for name in named))
 
-    def _system_prompt_too_long(self, request: Request, longest: int) -> str | None:
+    def _system_prompt_too_long(self, request: Request, longest: int, bare: int) -> str | None:
         """The sentence when the system prompt given beside the messages (``load``'s,
-        ``chat``'s or the call's) is the larger part of a prompt that fits without it (it was
-        "shorten the prompt" of a prompt of one word); None otherwise."""
+        ``chat``'s or the call's) is the largest part of a prompt (``longest`` tokens; ``bare``
+        on the base lane alone) that fits without it: larger than the messages and than what
+        a lane adds (it was "shorten the prompt" of a prompt of one word); None otherwise."""
         if any(message["role"] == "system" for message in request.messages):
             return None  # (the conversation's own: part of the prompt)
         prompts = self._backend.prompts
@@ -450,7 +450,8 @@ class Model:
         if not system.strip():
             return None
         without = len(prompts.lane_tokens(request.messages, None, system_prompt=""))
-        if without >= self.n_ctx or longest - without <= without:
+        system_share = bare - without
+        if without >= self.n_ctx or system_share <= without or system_share < longest - bare:
             return None
         return (f"The system prompt makes the prompt {longest} tokens long and the context "
                 f"holds {self.n_ctx}, which leaves no room for an answer; shorten the system "

@@ -155,6 +155,16 @@ def test_a_system_prompt_that_fills_the_window_is_named_not_the_prompt(
                 call()
             assert str(refused.value) == said.format(refused.value.args[0].split()[6])
             assert int(refused.value.args[0].split()[6]) > 256
+        # a base lane that fits, the preference's lane not: still the system prompt's doing
+        fitting = next(system for system in ("Be helpful. " * n for n in range(40, 120))
+                       if 246 <= model.count_tokens([{"role": "system", "content": system},
+                                                     {"role": "user", "content": "hi"}]) < 254)
+        chat = model.chat(system_prompt=fitting, preference="concise", max_tokens=2)
+        try:
+            with pytest.raises(PromptTooLongError, match="^The system prompt makes the prompt"):
+                chat.send("hi")  # (it was "With the preference ...; shorten the prompt")
+        finally:
+            chat.close()
         chat = model.chat(system_prompt="", max_tokens=2)  # (a fitting one of its own)
         try:
             assert chat.send("hi").stats["n_tokens"] >= 1
