@@ -247,6 +247,8 @@ def test_a_folder_is_its_one_gguf_and_does_not_hide_a_model_of_its_name(
     from tui.steering import reward_model_problem
 
     assert reward_model_problem("qwen2.5-0.5b-instruct") is None
+    with pytest.raises(ModelError, match="^No file of Qwen/Qwen2.5-0.5B-Instruct-GGUF matching "):
+        models.resolve_model("qwen2.5-0.5b-instruct", filename="*q8_0*")  # (the repo's files)
     with pytest.raises(ModelError) as with_pattern:  # a folder is not called a file
         models.resolve_model("downloaded", filename="*Q4*")
     assert str(with_pattern.value) == ("downloaded is a local folder; a file pattern (--file) "

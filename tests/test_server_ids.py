@@ -78,6 +78,21 @@ def test_served_id_is_the_catalog_name_or_the_file_stem(bundled_path: Path,
     assert listed_ids(ID)[:3] == [ID, f"{ID}:creative", f"{ID}:verbose"]
 
 
+def test_a_folder_s_own_model_is_named_by_its_file(bundled_path: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder here named like a catalog or store model serves its own file when that
+    model is not on this machine: it was named as the catalog model, and an ``ollama:x``
+    folder's was a "No ollama model" refusal after the load."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "no-ollama"))
+    for name in ("smollm2-1.7b-instruct", "ollama:x"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "own.Q4.gguf").symlink_to(bundled_path)
+        assert served_model_id(name, tmp_path / name / "own.Q4.gguf") == "own.Q4"
+    assert served_model_id("smollm2-1.7b-instruct", tmp_path / "cached.gguf") == (
+        "smollm2-1.7b-instruct")  # (the catalog model itself, found in the cache)
+
+
 def test_library_errors_map_to_statuses() -> None:
     busy = from_library(BusyError("Too many requests are waiting."))
     assert (busy.status, busy.code, busy.headers["Retry-After"]) == (503, "queue_full", "2")

@@ -68,7 +68,8 @@ def resolve_model(
             _refer_to_a_store(spec, f"'{spec.strip()}' is not a file, a catalog name or a "
                               "Hugging Face repo")
         raise
-    folder = same_name_folder(spec) if stores_first and parsed.kind in ("hub", "store") else None
+    folder = (same_name_folder(spec) if stores_first and not filename
+              and parsed.kind in ("hub", "store") else None)  # (a file pattern: the repo's)
     if folder is not None:  # the name's model where it is here, else the folder's
         try:
             return _resolve_parsed(parsed, progress=None, download=False, stores_first=True)

@@ -30,6 +30,7 @@ from localpref.models import (
     parse_model_spec,
     pattern_matches,
 )
+from localpref.models.spec import same_name_folder
 from localpref.models.stores import DEFAULT_TAG
 from localpref.presets import PRESETS
 from localpref.request import lone_surrogate
@@ -49,7 +50,12 @@ class RequestedSteering:
 
 
 def served_model_id(spec: str | None, path: Path) -> str:
-    """The id of the model loaded from ``--model spec`` (resolved to ``path``)."""
+    """The id of the model loaded from ``--model spec`` (resolved to ``path``): a folder's
+    own model (``resolve_model``'s folder of the name) is named by its file, not by the
+    catalog or store model the name would be."""
+    folder = same_name_folder(spec)
+    if folder is not None and path.parent == folder:
+        return model_stem(path.name)
     parsed = parse_model_spec(spec)
     if parsed.kind == "bundled":
         return BUNDLED_MODEL_NAME
