@@ -440,18 +440,19 @@ class Model:
 
     def _system_prompt_too_long(self, request: Request, longest: int, bare: int) -> str | None:
         """The sentence when the system prompt given beside the messages (``load``'s,
-        ``chat``'s or the call's) is the largest part of a prompt (``longest`` tokens; ``bare``
-        on the base lane alone) that fits without it: larger than the messages and than what
-        a lane adds (it was "shorten the prompt" of a prompt of one word); None otherwise."""
+        ``chat``'s or the call's) is more than half of a prompt (``longest`` tokens; ``bare``
+        on the base lane alone) that fits without it, what a lane adds included (it was
+        "shorten the prompt" of a prompt of one word); None otherwise: shortening it would
+        not be enough, or not the most of what to shorten."""
         if any(message["role"] == "system" for message in request.messages):
             return None  # (the conversation's own: part of the prompt)
         prompts = self._backend.prompts
         system = prompts.system_prompt if request.system_prompt is None else request.system_prompt
         if not system.strip():
             return None
-        without = len(prompts.lane_tokens(request.messages, None, system_prompt=""))
-        system_share = bare - without
-        if without >= self.n_ctx or system_share <= without or system_share < longest - bare:
+        system_share = bare - len(prompts.lane_tokens(request.messages, None, system_prompt=""))
+        rest = longest - system_share  # (the messages and what the lane adds)
+        if rest >= self.n_ctx or system_share <= rest:
             return None
         return (f"The system prompt makes the prompt {longest} tokens long and the context "
                 f"holds {self.n_ctx}, which leaves no room for an answer; shorten the system "

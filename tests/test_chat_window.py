@@ -165,6 +165,15 @@ def test_a_system_prompt_that_fills_the_window_is_named_not_the_prompt(
                 chat.send("hi")  # (it was "With the preference ...; shorten the prompt")
         finally:
             chat.close()
+        # without the system prompt it would not fit either: not the system prompt's sentence
+        chat = model.chat(system_prompt="banana " * 150, preference="cherry " * 130,
+                          max_tokens=2)
+        try:
+            with pytest.raises(PromptTooLongError) as both:
+                chat.send("apple " * 100)
+            assert not str(both.value).startswith("The system prompt")
+        finally:
+            chat.close()
         chat = model.chat(system_prompt="", max_tokens=2)  # (a fitting one of its own)
         try:
             assert chat.send("hi").stats["n_tokens"] >= 1
