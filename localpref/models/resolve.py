@@ -127,7 +127,7 @@ def _resolve_parsed(parsed: ModelSpec, *, progress: ProgressCallback | None, dow
 def the_model_in(folder: Path) -> Path:
     """The GGUF model a folder holds, where it holds one (``hf download ORG/NAME --local-dir
     DIR`` leaves a folder of one model's files): its file, or a split model's first part; a
-    vision projector (``mmproj*``) is not a model. Raises PermissionError for a folder the
+    vision projector (``*mmproj*``) is not a model. Raises PermissionError for a folder the
     user may not read."""
     named = _model_files(folder)
     files = [entry for entry in named if entry.is_file()]
