@@ -137,6 +137,12 @@ def test_an_infinite_number_is_told_it_must_be_finite(capsys, flags, sentence):
     (["models", "path", ""],
      "localpref: argument NAME: an empty model name; give a path or a name (the bundled "
      "model is smollm2-135m-instruct) (see localpref models path --help).\n"),
+    (["doctor", "--file", ""],  # it was no pattern at all, without a word
+     "localpref: argument --file: an empty file pattern; give a glob such as '*Q4_K_M.gguf', "
+     "or leave --file out (see localpref doctor --help).\n"),
+    (["models", "path", "org/name", "--file", " "],
+     "localpref: argument --file: an empty file pattern; give a glob such as '*Q4_K_M.gguf', "
+     "or leave --file out (see localpref models path --help).\n"),
     (["generate", "Hi", "--stop="],  # a script's unset $STOP stops nothing
      "localpref: argument --stop: an empty stop string stops nothing; give the text to stop "
      "at (see localpref generate --help).\n"),

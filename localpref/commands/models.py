@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from localpref import models
 from localpref.calibration.record import calibration_state
-from localpref.commands.options import model_name
+from localpref.commands.options import file_pattern, model_name
 from localpref.commands.showing import check_stdout_open
 from localpref.errors import ModelError
 from localpref.gguf_header import read_gguf_header
@@ -32,6 +32,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         dest="model_file",
         metavar="PATTERN",
         default=None,
+        type=file_pattern,
         help="which GGUF of a Hub repo, as a glob such as '*Q4_K_M.gguf'",
     )
 
@@ -61,8 +62,8 @@ def add_parser(subparsers: Any) -> None:
         command = actions.add_parser(action, help=help_text)
         command.add_argument("name", metavar="NAME", type=model_name, help=name_help)
         command.add_argument(
-            "--file", dest="model_file", metavar="PATTERN", help="which GGUF, e.g. '*Q4_K_M.gguf'"
-        )
+            "--file", dest="model_file", metavar="PATTERN", type=file_pattern,
+            help="which GGUF, e.g. '*Q4_K_M.gguf'")
         command.set_defaults(func=handler)
 
 

@@ -83,6 +83,14 @@ def model_name(text: str) -> str:
     return text
 
 
+def file_pattern(text: str) -> str:
+    """A ``--file`` value: an empty one was silently no pattern at all."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty file pattern; give a glob such as "
+                                         "'*Q4_K_M.gguf', or leave --file out")
+    return text
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model and how it is loaded: --gpu-layers, --threads and --ctx, the same flags on every
     command that loads a model (``load_settings`` reads them)."""
