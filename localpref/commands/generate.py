@@ -168,6 +168,10 @@ def _generate(args: argparse.Namespace) -> int:
             generation.close()
         result = generation.result
         assert result is not None
+        # ended here, before the figures: its ``__del__`` ran at the function's end, where a
+        # SIGTERM sent after the figures' line raised inside it ("Exception ignored")
+        generation.close()
+        del generation
         stats = result.stats
         if args.json:
             print(json_line(_result_json(result, model.path, trace=args.trace)))
@@ -245,6 +249,8 @@ def _compare(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C
             comparison.close()
             results = comparison.results
+        comparison.close()  # (ended before the answers are shown, as generate's: see there)
+        del comparison
         if args.json:
             print(json_line({"prompt": prompt,
                              "results": [{**_result_json(result, model.path, trace=args.trace),
