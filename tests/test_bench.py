@@ -126,7 +126,9 @@ def test_profile_times_the_pieces_of_a_step(
     assert set(profile) == {"amulet", "base"}
     for name, row in profile.items():
         assert _positive(row["step_us"]) and _positive(row["llama_decode_us"]), name
-        assert _finite(row["non_decode_us"]) and _finite(row["loop_us"]), name
+        # (the loop's share is what is left of a step beside the decodes and the laps, medians
+        # of spans that differ by the prefill's decode: below zero on a noisy machine, 4 tokens)
+        assert _finite(row["non_decode_us"]) and math.isfinite(row["loop_us"]), name
         pieces = row["pieces_us_per_token"]
         assert "pick: combine lanes + sample" in pieces and "  llama_decode" in pieces, name
         assert all(_finite(us) for us in pieces.values()), name
