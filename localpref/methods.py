@@ -384,6 +384,15 @@ class ContrastFamily(Method):
         """The same method at another strength."""
         return dataclasses.replace(self, **{self.strength_field: strength})
 
+    def with_strength_set_by(self, strength: float, setter: str) -> ContrastFamily:
+        """``with_strength``, a strength it refuses said as ``setter`` (the flag or field the
+        user gave) setting this method's knob: the refusal names the method's own field."""
+        try:
+            return self.with_strength(strength)
+        except SettingsError as error:
+            raise SettingsError(f"{setter} sets {self.title}'s {self.strength_name} here: "
+                                f"{error}", param=setter) from None
+
     # -- the controls' step, the same for every two-lane method ------------------------------
 
     def threshold(self, z_pref: np.ndarray) -> float:

@@ -313,11 +313,7 @@ def method_from_args(args: argparse.Namespace, name: str | None = None) -> Metho
         method = resolve_method(name, **method_settings(args))
     strength = getattr(args, "strength", None)
     if strength is not None and isinstance(method, ContrastFamily):
-        try:
-            method = method.with_strength(strength)
-        except SettingsError as error:  # it names the field: say which flag set it
-            raise SettingsError(f"--strength sets {type(method).title}'s "
-                                f"{method.strength_name} here: {error}") from None
+        method = method.with_strength_set_by(strength, "--strength")
     return method
 
 

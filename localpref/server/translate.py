@@ -296,11 +296,9 @@ def requested_method(name: str | None, strength: float | None, tau: float | None
             raise FieldError("localpref.strength", "localpref.strength sets a steering "
                              f"method's strength; the method {method.name} does not take it.")
         try:
-            method = method.with_strength(strength)
-        except SettingsError as error:  # it names the method's field: say what set it
-            raise FieldError("localpref.strength", f"localpref.strength sets "
-                             f"{type(method).title}'s {method.strength_name} here: "
-                             f"{error}") from None
+            method = method.with_strength_set_by(strength, "localpref.strength")
+        except SettingsError as error:
+            raise FieldError("localpref.strength", str(error)) from None
     return method
 
 
