@@ -698,6 +698,7 @@ class Model:
                 selector, positions[: len(method.lanes)], fluency, vocabulary=self.vocabulary,
                 max_tokens=max_tokens, stop=[*request.stop, *turn_marks],
                 turn_marks=turn_marks, ignore_eos=request.ignore_eos,
+                plain_format=not self._backend.prompts.has_chat_template,
                 stats=stats, request=request,
             ))
         job = Job(self._scheduler, specs, tracks, session)

@@ -70,8 +70,9 @@ BROKEN_PIPE_EXIT = 141
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; return its exit code (2 for bad input, 130 for Ctrl-C, 141 when the
-    reader of its output went away). A Ctrl-C while the command's modules load (NumPy, Numba,
+    """Run one command; return its exit code (2 for bad input, 1 for a run the machinery under
+    it stopped (``RunFailedError``), 130 for Ctrl-C, 141 when the reader of its output went
+    away). A Ctrl-C while the command's modules load (NumPy, Numba,
     the engine: ``import localpref`` itself loads none of them) is a cancelled command too."""
     _replace_what_stdout_cannot_encode()
     warnings.formatwarning = one_line_warning
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     except LocalprefError as error:
         print(f"localpref: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130

@@ -106,6 +106,7 @@ class Track:
         max_tokens: int,
         stop: Sequence[str] = (),
         turn_marks: Sequence[str] = (),
+        plain_format: bool = False,
         ignore_eos: bool = False,
         stats: dict[str, Any],
         request: Any = None,
@@ -129,6 +130,9 @@ class Track:
         #: also stop strings; its answer is trimmed as a template's turn would end it
         #: (``trim_plain_turn``)
         self.turn_marks = [s for s in turn_marks if s]
+        #: a model without a chat template (turn marks or not: ``ignore_eos`` writes on past
+        #: them): the answer follows ``Assistant:``, whose space is the format's, not its own
+        self.plain_format = plain_format or bool(self.turn_marks)
         self.ignore_eos = ignore_eos
         #: the answer's grammar (``request.grammar``): the selector's last mask every step
         self.grammar: GrammarMask | None = None
@@ -282,7 +286,7 @@ class Track:
         if self.token_bias is not None:
             self.token_bias.note(token)
         self.text += self.decoder.decode(self.vocabulary.piece(token))
-        if self.turn_marks and not self.emitted_chars:
+        if self.plain_format and not self.emitted_chars:
             answer = self.text.lstrip()  # "Assistant:" is followed by " Hello"
             self.format_space += self.text[:len(self.text) - len(answer)]
             self.text = answer

@@ -1,7 +1,8 @@
 """Errors the library raises for bad input: each carries one plain sentence for the user.
 
-The command line prints ``str(error)`` on stderr and exits with code 2; the app shows it as a
-notice. Nothing else is caught that way, so a real bug still shows its traceback.
+The command line prints ``str(error)`` on stderr and exits with code 2 (1 for
+``RunFailedError``); the app shows it as a notice. Nothing else is caught that way, so a real
+bug still shows its traceback.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ class PromptTooLongError(LocalprefError):
 
 class TemplateError(LocalprefError):
     """A chat template that fails to render."""
+
+
+class RunFailedError(LocalprefError):
+    """A long run that the machinery under it stopped (not its input): the command line exits
+    with code 1, not the 2 of bad input, so that a script can tell them apart."""
+
+    exit_code = 1
 
 
 class BusyError(LocalprefError):

@@ -797,6 +797,8 @@ def paper_method(name: str | None = None) -> Method:
     greedily (Amulet: argmax after a top-p 0.95 mask, which is the argmax), so ``--paper``
     is greedy unless a temperature is given.
     """
+    if name is not None and not isinstance(name, str):
+        raise SettingsError(f"A method for paper_method must be a name, not {name!r}.")
     if name is None or name.strip().lower() == RECOMMENDED:
         return Amulet()
     key = name.strip().lower()

@@ -27,6 +27,7 @@ import numpy as np
 from localpref.errors import SettingsError
 from localpref.kernels.weighted import weighted_other_into
 from localpref.methods import MAX_STRENGTH, ContrastFamily, Method, Sampling, Selector
+from localpref.numbers import DECIMAL
 from localpref.presets import PRESETS
 
 
@@ -111,8 +112,7 @@ def checked_weight(text: str, weight: Any) -> float:
 
 
 #: ``TEXT=NUMBER`` on the command line: the text ends in ``=`` and a number
-_WEIGHTED_ITEM = re.compile(r"^(?P<text>.*?)\s*=\s*(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)"
-                            r"(?:[eE][-+]?\d+)?)\s*$", re.DOTALL)
+_WEIGHTED_ITEM = re.compile(rf"^(?P<text>.*?)\s*=\s*(?P<weight>{DECIMAL})\s*$", re.DOTALL)
 
 
 def parse_preference_items(items: Sequence[str] | None) -> str | list[str] | Weights | None:
@@ -153,9 +153,10 @@ def split_weight(item: str) -> tuple[str, float | None]:
     if equals and name.strip().lower() in PRESETS and (
             match is None or match.group("text").strip() != name.strip()):
         # a preset's weight, mistyped (also "concise=2,formal=1": one -p each)
+        several = ("; give each preference its own --preference, e.g. -p concise=2 -p "
+                   "formal=1" if "," in weight or "=" in weight else "")
         raise SettingsError(f"The weight of {name.strip()!r} must be a number "
-                            f"(got {weight.strip()!r}); give each preference its own "
-                            "--preference, e.g. -p concise=2 -p formal=1.", param="preference")
+                            f"(got {weight.strip()!r}){several}.", param="preference")
     if match is None:
         return item, None
     text = match.group("text").strip()

@@ -352,7 +352,9 @@ def test_a_url_with_a_query_or_a_trailing_slash_is_the_route_the_server_takes(
         line("plain", body), line("query", body, url=f"{CHAT}?x=1"),
         line("slash", body, url=f"{CHAT}/"), line("text", {**body, "prompt": "Hi"} | {
             "messages": None}, url=f"{TEXT}/?a=b"),
-        line("other", body, url="/v1/chat/completions/x")])
+        line("other", body, url="/v1/chat/completions/x"),
+        # a number where a string goes: said as such, not "There is no route POST 5." (404)
+        {**line("url-5", body), "url": 5}, {**line("method-7", body), "method": 7}])
     out = tmp_path / "out.jsonl"
     localpref.batch(source, out, model=batch_model, progress=False)
     answers = {a["custom_id"]: a for a in read_answers(out)}
@@ -362,6 +364,13 @@ def test_a_url_with_a_query_or_a_trailing_slash_is_the_route_the_server_takes(
         assert answers[name]["response"]["body"]["choices"][0]["message"]["content"] == text
     assert answers["text"]["response"]["body"]["object"] == "text_completion"
     assert answers["other"]["response"]["status_code"] == 404
+    for name, field, example in (("url-5", "url", "/v1/chat/completions"),
+                                 ("method-7", "method", "POST")):
+        response = answers[name]["response"]
+        assert response["status_code"] == 400
+        assert response["body"]["error"]["message"] == (
+            f"The request's {field} must be a string, such as \"{example}\".")
+        assert response["body"]["error"]["param"] == field
 
 
 def test_a_runs_lanes_are_what_its_lines_could_use_at_once(tmp_path, monkeypatch) -> None:

@@ -30,7 +30,7 @@ from localpref.batches.ray_runner import (
 from localpref.batches.recorder import Recorder
 from localpref.cli import main
 from localpref.engine import available_cores
-from localpref.errors import SettingsError
+from localpref.errors import RunFailedError, SettingsError
 from localpref.evaluation.records import read_rows
 
 ray = pytest.importorskip("ray")
@@ -97,6 +97,36 @@ def test_an_actor_killed_mid_run_still_gives_a_complete_file(ray_cluster, local_
     assert killed and killed[0] < len(expected)
     assert summary.done == len(expected)
     assert [essentials(answer) for answer in read_answers(out)] == expected
+
+
+def test_an_actor_that_stays_dead_stops_the_run_as_a_failure_keeping_the_answers(
+        ray_cluster, local_answers, tmp_path, capsys, monkeypatch) -> None:
+    """Past its restarts an actor's calls fail: the run stops in one sentence, with the
+    answers written so far kept, and the command exits 1, not the 2 of a bad file."""
+    source, expected = local_answers
+    out = tmp_path / "out.jsonl"
+    recorder = Recorder(read_lines(source), out, progress=False)
+
+    def kill_for_good(recorder: Recorder, actors: list) -> None:
+        if recorder.done >= 2:
+            ray.kill(actors[0], no_restart=True)
+
+    with pytest.raises(RunFailedError) as failed:
+        run_ray(RaySettings(actors=2, cpus_per_actor=1, parallel=2), recorder,
+                callback=kill_for_good)
+    assert str(failed.value) == ("A Ray actor died more than 4 times; the answers so far are "
+                                 "kept: run the same command again to finish.")
+    written = [essentials(answer) for answer in read_answers(out)]
+    assert 2 <= len(written) < len(expected)
+    assert all(answer in expected for answer in written)
+
+    def fails(*args, **kwargs):  # what run_ray raised, as the command meets it
+        raise failed.value
+
+    monkeypatch.setattr("localpref.batches.run.batch", fails)
+    code = main(["batch", str(source), "--out", str(tmp_path / "again.jsonl"), "--ray"])
+    assert code == 1
+    assert capsys.readouterr().err == f"localpref: {failed.value}\n"
 
 
 def test_eval_on_ray_writes_the_rows_of_a_run_here(ray_cluster, tmp_path) -> None:
@@ -243,6 +273,33 @@ def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
     assert error.strip().startswith(b"localpref: stopped;") and b"\n" not in error.strip()
     assert output == b""
     assert all(answer["custom_id"] for answer in read_answers(out))  # whole lines
+    _assert_no_orphans_beyond(before)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_an_actor_killed_in_a_command_run_is_retried_without_rays_lines(tmp_path) -> None:
+    """Ray's driver printed "(raylet) Task ModelActor.answer failed. There are infinite
+    retries remaining..." (and a dead worker's advice about the out-of-memory killer) on the
+    run's stdout: the run goes on and finishes, and says nothing but its summary."""
+    lines = mixed_lines(32)
+    source = write_batch(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    before = _ray_orphans()
+    process = _batch_on_local_ray(source, out)
+    deadline = time.monotonic() + 180
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, "no answer came"
+        time.sleep(0.05)
+    actor = next(pid for pid in descendant_pids(process.pid) if alive(pid)
+                 and b"ModelActor" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(actor, signal.SIGKILL)  # while it answers the next lines
+    output, error = process.communicate(timeout=300)
+    assert process.returncode == 0, error
+    assert output == b""
+    assert error.decode().startswith(f"localpref: batch: {len(lines)} done (") \
+        and error.count(b"\n") == 1
+    assert sorted(answer["custom_id"] for answer in read_answers(out)) == sorted(
+        line["custom_id"] for line in lines)
     _assert_no_orphans_beyond(before)
 
 

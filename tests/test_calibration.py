@@ -5,9 +5,12 @@ for a method named explicitly nor for another model file; ``calibrate --reset`` 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,12 +101,15 @@ def test_a_tiny_sweep_is_stored_with_its_table_and_resumes(model: Model, home: P
     rows = [line for line in table[table.index(header) + 2:] if line.strip()][:len(steered)]
     assert any("content_words" in line for line in rows)
     assert all(line[end_of_score - 1] != " " and line[end_of_score] == " " for line in rows)
-    # each row says over how many prompts its difference is (both answers capped: left out)
+    # each row says over how many of the prompts its difference is (both answers capped, or
+    # a score with no value: left out, and said, "0/1", not a bare "0")
     end_of_pairs = header.index("pairs") + len("pairs")
     for line, row in zip(rows, steered, strict=True):
         pairs = line[:end_of_pairs].split()[-1]
-        assert pairs == (f"{row['n']}/{row['n'] + row['n_capped']}" if row["n_capped"]
-                         else str(row["n"]))
+        assert pairs == ("1" if row["n"] == 1 else "0/1")
+    shown = render({**first, "rows": [{**row, "n": 0, "n_capped": 0} for row in steered]})
+    assert all(line[:end_of_pairs].split()[-1] == "0/1"
+               for line in shown.splitlines()[table.index(header) + 2:][:len(steered)])
     # Resumable: the tiny sweep (2 prompts) reuses the first prompt's rows.
     tiny = Plan(prompts=CALIBRATION_PROMPTS[:2], strengths=(0.5, 2.0), taus=(0.2,),
                  max_tokens=16)
@@ -323,6 +329,10 @@ def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
         capsys.readouterr().err
     assert main([*argv, "--method", "amulet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stats"]["calibration"] is None
+    # a mistyped reset is one sentence and removes nothing (the flags were not read)
+    assert main(["calibrate", "--reset", "--strengths", "banana"]) == 2
+    assert "--strengths" in capsys.readouterr().err
+    assert record_path(model.calibration_key).exists()
     assert main(["calibrate", "--reset"]) == 0
     assert "Removed the calibration" in capsys.readouterr().out
     assert not record_path(model.calibration_key).exists()
@@ -332,6 +342,28 @@ def test_cli_reports_it_and_reset_clears_it(model: Model, home: Path,
     assert json.loads(capsys.readouterr().out)["stats"]["calibration"] is None
     assert main(["calibrate", "--reset", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["reset"] is False
+
+
+def test_sigterm_stops_a_sweep_with_its_sentence_and_exit_143(model: Model, home: Path) -> None:
+    """SIGTERM ended calibrate at once, with its progress bar as the last thing said and no
+    line ending; it now stops as Ctrl-C does, the finished generations kept."""
+    rows = rows_path(model.calibration_key)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localpref.cli", "calibrate", "--threads", "1", "--limit", "4",
+         "--max-tokens", "24", "--strengths", "1", "--taus", "0.2", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 120
+    while not (rows.exists() and rows.read_bytes().count(b"\n") >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 143, error
+    assert error.decode().strip().splitlines()[-1] == (
+        f"localpref: stopped; the finished generations are kept in {rows}; run the same "
+        "command to continue.")
+    assert all(json.loads(line) for line in rows.read_text(encoding="utf-8").splitlines())
 
 
 #: A second process that takes a key's calibration lock, says so, and holds it until its

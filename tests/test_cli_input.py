@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from localpref import Base
 from localpref.cli import main
@@ -156,6 +158,23 @@ def test_an_infinite_number_is_told_it_must_be_finite(capsys, flags, sentence):
     (["eval", "merge", "--bootstrap", "many"],
      "localpref: argument --bootstrap: invalid int value: 'many' (see localpref eval merge "
      "--help).\n"),
+    # what float() reads but nobody types as a number: a digit grouping, full-width digits
+    (["generate", "Hi", "--temperature", "1_0"],
+     "localpref: argument --temperature: invalid number value: '1_0' (see localpref generate "
+     "--help).\n"),
+    (["generate", "Hi", "--strength", "\uff12"],
+     "localpref: argument --strength: invalid number value: '\uff12' (see localpref generate "
+     "--help).\n"),
+    (["compare", "Hi", "--alpha", "\u0663"],  # (an Arabic-Indic three, a method's own flag)
+     "localpref: argument --alpha: invalid number value: '\u0663' (see localpref compare "
+     "--help).\n"),
+    (["calibrate", "--strengths", "1,\uff12"],
+     "localpref: --strengths takes numbers separated by commas (got '\uff12').\n"),
+    (["eval", "--dataset", "x.json", "--sweep", "strength=1_0"],
+     "localpref: --sweep strength= needs numbers separated by commas (got '1_0').\n"),
+    (["calibrate", "--budget", "0x1"],
+     "localpref: argument --budget: invalid number value: '0x1' (see localpref calibrate "
+     "--help).\n"),
 ])
 def test_what_argparse_refuses_is_one_line_naming_the_commands_help(capsys, argv,
                                                                     sentence) -> None:
@@ -191,3 +210,20 @@ def test_the_method_settings_help_says_the_recommended_steering_has_its_own(caps
             f"{recommended.tau:g}, end tokens {recommended.end_tokens}, contrast "
             f"{recommended.contrast:g}") in shown
     assert (recommended.tau, recommended.end_tokens) == (0.2, "pref")
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_number_as_typed_reads_every_decimal_float_writes(value: float) -> None:
+    from localpref.numbers import number
+
+    for text in (repr(value), f"{value:e}", f"{value:f}", f" {value!r} "):
+        assert number(text) == float(text)
+
+
+def test_a_number_as_typed_refuses_what_only_float_reads() -> None:
+    from localpref.numbers import number
+
+    for text in ("1_0", "\uff12", "\u0663", "0x1", "", " ", "1e", ".", "e5", "1.5.2"):
+        with pytest.raises(ValueError):
+            number(text)
+    assert number("-INF") == float("-inf") and number("+.5") == 0.5

@@ -24,6 +24,14 @@ def test_paper_method_gives_the_papers_settings(name, expected) -> None:  # noqa
         assert method.end_tokens == "contrast"
 
 
+def test_paper_method_refuses_what_is_not_a_name_in_one_sentence() -> None:
+    """``paper_method(5)`` raised AttributeError ('int' object has no attribute 'strip')."""
+    for value in (5, Amulet(), ["amulet"]):
+        with pytest.raises(SettingsError) as refused:
+            paper_method(value)  # type: ignore[arg-type]
+        assert str(refused.value) == f"A method for paper_method must be a name, not {value!r}."
+
+
 def test_paper_method_refuses_an_unknown_name() -> None:
     with pytest.raises(SettingsError, match="Unknown method"):
         paper_method("beam")

@@ -221,11 +221,24 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
     assert [r["id"] for r in read_rows(path)] == ["a", "b", "c"]
 
 
+def test_a_null_id_is_no_id_and_only_ids_given_twice_are_refused(tmp_path: Path) -> None:
+    """Two rows of ``"index": null`` were refused as the same id 'None'."""
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"index": null, "question": "a"}\n{"id": null, "question": "b"}\n'
+                    '{"id": "x", "question": "c"}\n', encoding="utf-8")
+    assert [row.row_id for row in load_dataset(path).prompts] == ["0", "1", "x"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (None, "does not exist"),
         ("[{\"question\": ", "is not valid JSON"),
+        ("What is rain?\nName a fruit.\n", r"is not valid JSON \(.*\); give a JSON list of "
+                                            r"prompts or JSON Lines, a row a line, not plain "
+                                            r"text\.$"),
+        ("2 ways to cook rice?\nExplain gravity.\n", r"^Line 1 of .* is not valid JSON "
+                                                     r"\(Extra data\); .*, not plain text\.$"),
         ("{\n\"question\": \"hi\"\n}", "must hold a JSON list"),  # (one line: one row)
         ("[]", "holds no rows"),
         ("", r"is empty; give a JSON list of prompts or JSON Lines, a row a line\.$"),
@@ -243,6 +256,10 @@ def test_a_torn_last_line_is_skipped_and_the_next_row_starts_a_new_line(tmp_path
         ('["\\ud800 hi"]', r"^The prompt of row 1 of data\.json \(counted from 1\) holds half "
                             r"of a UTF-16 surrogate pair"),
         ('[{"id": "\\udc00", "question": "hi"}]', r"^The id of row 1 of data\.json "),
+        # one id twice: counted twice in every mean, without a word
+        ('{"id": "x", "question": "hi"}\n{"question": "yo"}\n{"id": "x", "question": "hi"}',
+         r"^Rows 1 and 3 of data\.json \(counted from 1\) have the same id 'x'; give each "
+         r"row its own id\.$"),
     ],
 )
 def test_bad_dataset_files_raise_one_sentence(tmp_path: Path, content: str | None,
@@ -611,9 +628,34 @@ def test_tiny_grid_end_to_end_then_resume_then_shards_merge_to_the_same_summary(
     assert code == 0, stderr
     assert quality_part(merged / "summary.md") == quality_part(out / "summary.md")
     assert stderr.startswith("merged 2 folders; summary in ")
+    # a prompt file of the same name with other prompts: its answers are not paired with these
+    other_file = tmp_path / "elsewhere" / dataset_file.name
+    other_file.parent.mkdir()
+    other_file.write_text(json.dumps(["Name a tree.", "Name a river."]), encoding="utf-8")
+    other = tmp_path / "other"
+    code, _, stderr = run_cli(capsys, *tiny_grid(other_file, other, "--shard", "1/2"))
+    assert code == 0, stderr
+    # that file edited and run again into its folder: the folder merges alone, as its own
+    # summary reads it, with the new prompt's rows (the old ones are left out)
+    other_file.write_text(json.dumps(["Name a lake.", "Name a river."]), encoding="utf-8")
+    code, _, stderr = run_cli(capsys, *tiny_grid(other_file, other, "--shard", "1/2"))
+    assert code == 0, stderr
+    assert len(list(read_rows(other / "generations.jsonl"))) == 4
+    code, _, stderr = run_cli(capsys, "eval", "merge", str(other), "--out",
+                              str(tmp_path / "other-merged"), "--bootstrap", "200")
+    assert code == 0, stderr
+    kept = list(read_rows(tmp_path / "other-merged" / "generations.jsonl"))
+    assert [row["prompt"] for row in kept] == ["Name a lake."] * 2
     absent = tmp_path / "absent"
     for folders, extra, message in (
-            (halves, ["--bootstrap", "0"], "--bootstrap must be 1 or more (got 0)."),
+            ([halves[0], other], [], "The folders hold different prompts as prompt 1 "
+                                     "(counted from 1) of dataset 'tiny' (prompt files of the "
+                                     "same name, or one edited between the runs), whose "
+                                     "answers cannot be paired; merge runs of the same "
+                                     "prompts, or give the other file another name."),
+            (halves, ["--bootstrap", "39"], "--bootstrap must be 40 or more, for a 95% "
+                                              "interval's ends to be its 2.5% and 97.5% "
+                                              "resamples (got 39)."),
             (halves, ["--reference", "nosuch"], "--reference nosuch is not among the runs' "
                                                 "methods (amulet, base)."),
             ([*halves, absent], [], f"{absent} does not exist: give the --out folders of eval "

@@ -29,6 +29,19 @@ def body(**fields):
     ({"messages": [{"role": "bot", "content": "x"}]}, "messages[0].role", "'system'"),
     ({"messages": [{"role": "user", "content": "Hi"}, {"role": "tool", "content": "4"}]},
      "messages[1].role", "messages[1].role: tool messages are not supported (no tool calling);"),
+    # an assistant's call, dropped, left the model to answer a conversation it never saw
+    ({"messages": [{"role": "user", "content": "Weather in Paris?"},
+                   {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "c1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"}}]},
+                   {"role": "user", "content": "ok?"}]},
+     "messages[1].tool_calls", "messages[1].tool_calls: an assistant's tool calls are not "
+                               "supported (no tool calling); send the conversation without "
+                               "them."),
+    ({"messages": [{"role": "assistant", "content": "x",
+                    "function_call": {"name": "f", "arguments": "{}"}},
+                   {"role": "user", "content": "ok?"}]},
+     "messages[0].function_call", "messages[0].function_call: an assistant's tool calls"),
     ({"stream": "perhaps"}, "stream", "valid boolean"),
     # not "stop.str" (a union member's name), nor "should be a valid string" alone: a list
     # or an object would do too

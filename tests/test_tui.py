@@ -142,6 +142,25 @@ async def test_escape_mid_answer_keeps_the_partial_answer_saved_as_partial(model
         assert app.chat is not None and app.chat.messages[-1]["content"] == view.text
 
 
+async def test_escape_before_the_first_word_says_so_and_shows_no_speed_of_nothing(model, home):
+    seed(home, presets=["concise"], method="pref", sampling={"max_tokens": 8})
+    app = LocalprefApp(model=model)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "Name a color.")
+        status = app.query_one(StatusBar)
+        assert status.facts["tokens_per_s"] > 0
+        with model.exclusive():  # nothing is decoded: the answer has no word yet
+            app.query_one(ChatInput).load_text("Name a fruit.")
+            await pilot.press("enter")
+            await until(pilot, lambda: app.busy and len(answers(app)) == 2)
+            await pilot.press("escape")
+        await until(pilot, lambda: not app.busy)
+        assert "Stopped before the answer's first word." in app.notices
+        assert not any("partial answer is kept" in notice for notice in app.notices)
+        assert status.facts["state"] == "ready" and status.facts["tokens_per_s"] is None
+        assert "tok/s" not in status.plain  # (not "0.0 tok/s")
+
+
 async def test_switching_method_and_preference_applies_to_the_next_answer(model, home):
     seed(home, presets=["concise"], method="amulet", sampling={"max_tokens": 12})
     app = LocalprefApp(model=model)

@@ -213,6 +213,8 @@ async def test_a_download_shows_its_progress_then_loads_the_model(
     fake_hub.add("org/smol-GGUF", "smol-Q8_0.gguf", b"not this one")
     app = LocalprefApp(model=model)
     async with app.run_test(size=SIZE) as pilot:
+        await say_hello(pilot, app)
+        assert app.query_one(StatusBar).facts["tokens_per_s"] > 0
         screen = await open_picker(pilot, app)
         bar = screen.query_one("#model-progress", ProgressBar)
         await type_model(pilot, screen, "org/smol-GGUF:*Q4_1.gguf")
@@ -221,7 +223,10 @@ async def test_a_download_shows_its_progress_then_loads_the_model(
         assert bar.total == len(content) and bar.progress == len(content)
         expected = hub_env / "models--org--smol-GGUF" / "snapshots" / COMMIT / "smol-Q4_1.gguf"
         assert app.model.path == expected and expected.read_bytes() == content
-        assert app.query_one(StatusBar).facts["model"] == app.model.name
+        facts = app.query_one(StatusBar).facts
+        assert facts["model"] == app.model.name
+        # the last answer's speed was the old model's: not shown beside the new one's name
+        assert facts["tokens_per_s"] is None and facts["steer_ms_per_token"] is None
 
 
 # -- bad input -------------------------------------------------------------------------------------

@@ -179,6 +179,20 @@ def test_stop_keeps_the_partial_answer_saved_and_in_the_chat(model, tmp_path, no
         session.close()
 
 
+def test_a_stop_before_the_first_word_says_so_rather_than_a_partial_answer_kept(
+    model, tmp_path, notices
+):
+    session = make_session(model, tmp_path, notices, method="pref")
+    try:
+        answer = session.send("Write a long story about a dragon and a knight.")
+        assert session.stop() is True  # before the worker reads its first piece
+        ended, shown = write(session, answer)
+        assert (ended.text, shown, ended.stats["stop_reason"]) == ("", "", "cancelled")
+        assert ended.sentence == "Stopped before the answer's first word."
+    finally:
+        session.close()
+
+
 def test_a_second_send_while_an_answer_is_written_is_refused_and_a_waiting_one_goes_later(
     model, tmp_path, notices
 ):

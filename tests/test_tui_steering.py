@@ -309,6 +309,19 @@ def test_a_whole_number_is_kept_as_typed_or_refused() -> None:
     assert errors == {} and steering.sampling["seed"] == 1000
 
 
+def test_a_number_is_ascii_digits_not_whatever_python_float_reads() -> None:
+    """``1_0`` was taken as 10 and a full-width ``２`` as 2, without a word."""
+    for text in ("1_0", "\uff12", "0x10", "1e", "."):
+        assert steering_from_form(["concise"], "", "amulet", {}, {"temperature": text}) == (
+            None, {"temperature": f"Temperature must be a number (got {text!r})."})
+    for text, value in (("0.5", 0.5), (".5", 0.5), ("+1.", 1.0), ("5E-1", 0.5)):
+        steering, errors = steering_from_form(["concise"], "", "amulet", {},
+                                              {"temperature": text})
+        assert errors == {} and steering.sampling["temperature"] == value
+    _, errors = steering_from_form(["concise"], "", "amulet", {}, {"temperature": "nan"})
+    assert "nan" in errors["temperature"] and "must be a number (got" not in errors["temperature"]
+
+
 def test_a_negative_seed_is_refused_by_the_form_and_dropped_when_saved():
     """The form took -1 and every message was then refused by the library's rule."""
     steering, errors = steering_from_form(["concise"], "", "amulet", {}, {"seed": "-1"})

@@ -294,6 +294,10 @@ def test_two_weighted_presets_in_one_item_are_refused_not_read_as_one_text() -> 
     assert split_weight("concise = 2") == ("concise", 2.0)
     assert split_weight("talk like a pirate=0.5") == ("talk like a pirate", 0.5)
     assert split_weight("a=b") == ("a=b", None)
+    # a weight is ASCII digits: a full-width one is not read as 2 without a word
+    with pytest.raises(SettingsError) as refused:
+        split_weight("concise=\uff12")
+    assert str(refused.value) == "The weight of 'concise' must be a number (got '\uff12')."
 
 
 def test_a_chat_the_model_cannot_decode_is_refused_when_it_is_made(model: Model) -> None:

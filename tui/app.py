@@ -340,10 +340,13 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
         return f"recommended: {method_description(calibrated)} ({note})"
 
     def _show_live(self, stats: dict[str, Any], **facts: Any) -> None:
-        """The status bar with an answer's figures (speed, steering cost, context used)."""
+        """The status bar with an answer's figures (context used; speed and steering cost once
+        it has two tokens, the first coming with the prompt: no "0.0 tok/s" of nothing)."""
         self._context_used = stats.get("n_prompt_tokens", 0) + stats.get("n_tokens", 0)
-        self._show_status(tokens_per_s=stats.get("tokens_per_s"),
-                          steer_ms_per_token=stats.get("steer_ms_per_token"), **facts)
+        if stats.get("n_tokens", 0) >= 2:
+            facts = {"tokens_per_s": stats.get("tokens_per_s"),
+                     "steer_ms_per_token": stats.get("steer_ms_per_token"), **facts}
+        self._show_status(**facts)
 
     def _show_ready(self) -> None:
         """The status bar once the model is free, with the open conversation's context."""
@@ -394,6 +397,8 @@ class LocalprefApp(ConversationHandlers, AnsweringHandlers, App[None]):
     def _model_loaded(self, event: ModelLoaded) -> None:
         """Use the new model; the open conversation carries over to it, word for word."""
         switched = self.session.use_model(event.model)
+        if switched is not None:  # the last answer's speed was another model's
+            self._show_status(tokens_per_s=None, steer_ms_per_token=None)
         self._model_ready()
         if switched is not None:
             self.notify(f"Now using {event.model.name} ({switched}).")

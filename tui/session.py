@@ -132,6 +132,8 @@ class Ended:
         if self.error:
             return f"The answer stopped: {self.error}"
         if self.stats.get("stop_reason") == "cancelled":
+            if not self.text:
+                return "Stopped before the answer's first word."
             return "Stopped; the partial answer is kept."
         return None
 

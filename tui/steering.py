@@ -33,6 +33,7 @@ from localpref.methods import (
 from localpref.models.resolve import resolve_model
 from localpref.models.spec import ModelSpec, parse_model_spec
 from localpref.models.stores import resolve_stored
+from localpref.numbers import number as as_number
 from localpref.paths import expanded
 from localpref.presets import preference_label
 from localpref.request import Request, check_not_avoided
@@ -130,8 +131,8 @@ class FieldSpec:
                 return int(text)  # exactly as written (a float rounds past 2**53)
             except ValueError:  # (past Python's 4,300 digits)
                 raise SettingsError(f"{self.label.capitalize()} has too many digits.") from None
-        try:
-            number = float(text)
+        try:  # as typed: not float()'s "1_0" or full-width digits (``localpref.numbers``)
+            number = as_number(text)
         except ValueError:
             raise SettingsError(
                 f"{self.label.capitalize()} must be a number (got {text!r}).") from None

@@ -40,15 +40,19 @@ class BatchLine:
     method: str = "POST"
     url: str = ""
     body: Any = field(default=None, compare=False)
+    #: ``method`` or ``url`` where the line gave it as another JSON type than a string (its
+    #: answer is an error line saying so), else None
+    wrong_type: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The line as read (what a Ray actor receives)."""
         return {"index": self.index, "custom_id": self.custom_id, "method": self.method,
-                "url": self.url, "body": self.body}
+                "url": self.url, "body": self.body, "wrong_type": self.wrong_type}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BatchLine:
-        return cls(data["index"], data["custom_id"], data["method"], data["url"], data["body"])
+        return cls(data["index"], data["custom_id"], data["method"], data["url"], data["body"],
+                   data.get("wrong_type"))
 
 
 def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
@@ -91,9 +95,11 @@ def parse_lines(text: str, name: str = "the batch file") -> list[BatchLine]:
         seen[custom_id] = number
         # null or empty is no value, as missing (a missing method is POST)
         method, url = data.get("method"), data.get("url")
+        wrong_type = next((name for name, value in (("url", url), ("method", method))
+                           if value is not None and not isinstance(value, str)), None)
         found.append(BatchLine(len(found), custom_id, "POST" if method in (None, "") else
                                str(method).upper(), "" if url is None else str(url),
-                               data.get("body")))
+                               data.get("body"), wrong_type))
     return found
 
 

@@ -43,6 +43,7 @@ from localpref.engine import available_cores
 from localpref.errors import (
     LocalprefError,
     ModelError,
+    RunFailedError,
     SettingsError,
     interrupted,
     one_line_warning,
@@ -418,7 +419,7 @@ class RayPool:
                 try:
                     value = ray.get(ref)
                 except RayActorError:
-                    raise LocalprefError(
+                    raise RunFailedError(
                         f"A Ray actor died more than {MAX_RESTARTS} times; the answers so far "
                         "are kept: run the same command again to finish.") from None
                 yield item, value

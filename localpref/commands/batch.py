@@ -8,6 +8,7 @@ import contextlib
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from localpref.commands.interrupt import (
 )
 from localpref.commands.options import add_model_options, check_parallel, load_settings
 from localpref.errors import SettingsError
+from localpref.numbers import number
 
 
 class _LocalRay(str):
@@ -42,6 +44,19 @@ def ray_address(text: str) -> str:
     return text
 
 
+@contextlib.contextmanager
+def ray_notices_dropped() -> Iterator[None]:
+    """Around a command's ``--ray`` run: Ray's driver prints on stdout each call it retries
+    and each worker that died ("(raylet) Task ... will be retried", with advice about the
+    out-of-memory killer), lines a run that goes on needs not show and that its stdout,
+    which the run does not use, should not hold (Ray's logs keep them). What stops the run
+    is still its one sentence on stderr. Only here: a script's own ``localpref.batch`` keeps
+    its stdout."""
+    with open(os.devnull, "w", encoding="utf-8") as nowhere, \
+            contextlib.redirect_stdout(nowhere):
+        yield
+
+
 def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
     """--ray [ADDRESS], --ray-actors and --ray-cpus-per-actor."""
     group = parser.add_argument_group("Ray")
@@ -52,7 +67,7 @@ def add_ray_options(parser: argparse.ArgumentParser, *, what: str) -> None:
                        "a local Ray (needs the 'localpref[ray]' extra)")
     group.add_argument("--ray-actors", type=int, default=None, metavar="N",
                        help=f"Ray actors (default {RAY_ACTORS})")
-    group.add_argument("--ray-cpus-per-actor", type=float, default=None, metavar="C",
+    group.add_argument("--ray-cpus-per-actor", type=number, default=None, metavar="C",
                        help="CPUs each actor reserves, and its llama.cpp threads unless --threads "
                        f"says otherwise (default {RAY_CPUS_PER_ACTOR:g})")
 
@@ -127,7 +142,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     try:
         # With Ray, Ctrl-C is pressed until Ray's start lets one through; its exit is below.
         # SIGTERM (kill, systemd, a CI timeout) stops the run as Ctrl-C does, exit code 143.
-        with (interrupt_once() if args.ray is None else contextlib.nullcontext(),
+        with (interrupt_once() if args.ray is None else ray_notices_dropped(),
               terminate_as_exit() as termination):
             ray_sizes = {} if args.ray is None else {
                 "ray_actors": args.ray_actors, "ray_cpus_per_actor": args.ray_cpus_per_actor}

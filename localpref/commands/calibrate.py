@@ -20,7 +20,12 @@ from localpref.calibration.record import model_key, rows_path
 from localpref.calibration.record import reset as reset_calibration
 from localpref.calibration.sweep import Plan
 from localpref.commands import columns
-from localpref.commands.interrupt import interrupt_once, say_stopped
+from localpref.commands.interrupt import (
+    TERMINATED_EXIT,
+    interrupt_once,
+    say_stopped,
+    terminate_as_exit,
+)
 from localpref.commands.options import (
     add_model_options,
     comma_list,
@@ -29,6 +34,7 @@ from localpref.commands.options import (
 )
 from localpref.commands.showing import json_line
 from localpref.errors import SettingsError
+from localpref.numbers import number
 
 #: Lanes the calibration model decodes at once (eight two-lane generations).
 LANES = 16
@@ -62,10 +68,10 @@ def add_parser(subparsers: Any) -> None:
                         help="the strengths k to try (default 0.5,1,2,4,8; --quick 1,2,4)")
     parser.add_argument("--taus", default=None, metavar="T,T,...",
                         help="the plausibility taus to try (default 0.05,0.2; --quick 0.05)")
-    parser.add_argument("--budget", type=float, default=FLUENCY_BUDGET, metavar="NATS",
+    parser.add_argument("--budget", type=number, default=FLUENCY_BUDGET, metavar="NATS",
                         help="how far below Pref's fluency (nats per token, under the "
                         "preference lane) a setting may go (default 0.5)")
-    parser.add_argument("--kl-budget", type=float, default=None, metavar="NATS",
+    parser.add_argument("--kl-budget", type=number, default=None, metavar="NATS",
                         help="the per-token KL guard every setting carries: at each token the "
                         "strength is cut back until the steered distribution is within NATS of "
                         "the preference lane's (default: the fluency budget)")
@@ -90,7 +96,7 @@ def _numbers(text: str | None, flag: str, *, low: float, below: float | None = N
     values = []
     for item in comma_list(text):
         try:
-            value = float(item)
+            value = number(item)
         except ValueError:
             raise SettingsError(f"{flag} takes numbers separated by commas (got {item!r}).") \
                 from None
@@ -133,24 +139,28 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Reset, or run the sweep and print the choice."""
-    if args.reset:
-        return _reset(args)
+    """Reset, or run the sweep and print the choice. Every flag is checked first, also with
+    ``--reset``: a mistyped command removes nothing."""
     plan = plan_from_args(args)
     load_settings(args)  # a bad --threads or --ctx is one sentence, before the sweep
+    if args.reset:
+        return _reset(args)
     from localpref.calibration.run import calibrate
 
     model = load_model(args, max_lanes=LANES, max_queued=LANES)
-    with interrupt_once():
+    # SIGTERM (kill, systemd, a CI timeout) stops the sweep as Ctrl-C does, exit code 143
+    with interrupt_once(), terminate_as_exit() as termination:
         try:
             try:
                 record = calibrate(model, plan, budget=args.budget,
                                    progress=not args.no_progress, parallel=args.parallel)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, SystemExit) as stop:
+                if isinstance(stop, SystemExit) and not termination.came:
+                    raise
                 say_stopped(f"the finished generations are kept in "
                             f"{rows_path(model.calibration_key)}; run the same command to "
                             "continue")
-                return 130
+                return TERMINATED_EXIT if termination.came else 130
         finally:
             model.close()
     if args.json:
@@ -181,11 +191,12 @@ def _cell(value: Any, digits: int = 2) -> str:
     return f"{value:+.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _pairs(row: dict[str, Any]) -> str:
-    """The prompts a row's difference is over, of all: ``6/8`` when two had both answers cut
-    at the token cap (a length score then says nothing of them)."""
-    paired, capped = row.get("n", 0), row.get("n_capped", 0)
-    return f"{paired}/{paired + capped}" if capped else str(paired)
+def _pairs(row: dict[str, Any], prompts: int) -> str:
+    """The prompts a row's difference is over, of the sweep's ``prompts``: ``6/8`` when two
+    gave none (both answers cut at the token cap, which a length score says nothing of, or a
+    score with no value, such as the MTLD of too short an answer)."""
+    paired = row.get("n", 0)
+    return f"{paired}/{prompts}" if paired < prompts else str(paired)
 
 
 def _verdict(row: dict[str, Any]) -> str:
@@ -222,7 +233,7 @@ def render(record: dict[str, Any]) -> str:
                      f"{row['metric']:<{wide['metric']}}"
                      f"{_cell(row['delta']):>9}{_cell(row['effect']):>8}"
                      f"{_cell(row['fluency_pref_delta']):>10}"
-                     f"{_cell(row['fluency_base_delta']):>10}{_pairs(row):>7}  "
+                     f"{_cell(row['fluency_base_delta']):>10}{_pairs(row, plan['prompts']):>7}  "
                      f"{_verdict(row)}")
     settings = record["chosen"]["settings"]
     chosen_guard = settings.get("kl_budget")

@@ -19,7 +19,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from localpref.commands.batch import add_ray_options, check_ray_options
+from localpref.commands.batch import add_ray_options, check_ray_options, ray_notices_dropped
 from localpref.commands.interrupt import (
     TERMINATED_EXIT,
     Termination,
@@ -41,6 +41,7 @@ from localpref.commands.options import (
 )
 from localpref.commands.showing import avoid_from_args
 from localpref.errors import LocalprefError, SettingsError
+from localpref.numbers import number
 from localpref.request import check_not_avoided
 
 DEFAULT_METHODS = "base,pref,contrastive,amulet,pad"
@@ -102,7 +103,7 @@ def add_parser(subparsers: Any) -> None:
                         "prefix a method to give it its own values (pad.strength=0.5,1); "
                         "repeatable. Base and Pref run once; every row gets both fluency "
                         "numbers; the summary adds a sweep section and pareto-*.png")
-    parser.add_argument("--fluency-budget", dest="fluency_budget", type=float, default=0.5,
+    parser.add_argument("--fluency-budget", dest="fluency_budget", type=number, default=0.5,
                         metavar="NATS", help="sweep summary: the best setting per method is "
                         "the best whose fluency is at most NATS below Pref's (default 0.5)")
     parser.add_argument("--score-lanes", dest="score_lanes", action="store_true",
@@ -120,20 +121,21 @@ def add_parser(subparsers: Any) -> None:
     add_ray_options(parser, what="the grid's generations (each actor decodes "
                     f"{RAY_PARALLEL} at once)")
     add_method_options(parser, single=False)
-    parser.add_argument("--length-penalty", dest="length_penalty", type=float, default=None,
+    parser.add_argument("--length-penalty", dest="length_penalty", type=number, default=None,
                         help="beamN: hypothesis score = log-prob / length**P (default 1.0, the "
                         "transformers default the Amulet authors ran; 0 = plain log-prob)")
     sampling = parser.add_argument_group("decoding")
     sampling.add_argument("--max-tokens", type=int, default=128,
                           help="new tokens per answer (default 128, the papers')")
-    sampling.add_argument("--temperature", type=float, default=0.0,
+    sampling.add_argument("--temperature", type=number, default=0.0,
                           help="0 is greedy, as in the papers (default)")
-    sampling.add_argument("--top-p", type=float, default=1.0)
+    sampling.add_argument("--top-p", type=number, default=1.0)
     sampling.add_argument("--top-k", type=int, default=0)
-    sampling.add_argument("--min-p", type=float, default=0.0)
+    sampling.add_argument("--min-p", type=number, default=0.0)
     sampling.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                        help="bootstrap resamples for the 95%% intervals (default 2000)")
+                        help="bootstrap resamples for the 95%% intervals (default 2000; 40 or "
+                             "more)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=run_eval)
 
@@ -149,8 +151,8 @@ def add_parser(subparsers: Any) -> None:
     merge.add_argument("--reference", dest="merge_reference", default=None,
                        help="the method the win/tie/lose tables compare (default amulet)")
     merge.add_argument("--bootstrap", dest="merge_bootstrap", type=int, default=2000,
-                       metavar="N", help="bootstrap resamples (default 2000)")
-    merge.add_argument("--fluency-budget", dest="merge_fluency_budget", type=float,
+                       metavar="N", help="bootstrap resamples (default 2000; 40 or more)")
+    merge.add_argument("--fluency-budget", dest="merge_fluency_budget", type=number,
                        default=0.5, metavar="NATS",
                        help="sweep summary: fluency budget against Pref (default 0.5)")
     merge.set_defaults(func=run_merge)
@@ -198,6 +200,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from localpref.evaluation.report import DEFAULT_REFERENCE
     from localpref.evaluation.specs import PreferenceSpec
     from localpref.evaluation.sweep import expand, parse_sweep
+    from localpref.evaluation.tables import bootstrap_resamples_error
     from localpref.examples import like_sentence
     from localpref.methods import Method
 
@@ -207,8 +210,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise SettingsError(f"--limit must be 1 or more (got {args.limit}).")
     if args.max_tokens < 1:
         raise SettingsError(f"--max-tokens must be 1 or more (got {args.max_tokens}).")
-    if args.bootstrap < 1:
-        raise SettingsError(f"--bootstrap must be 1 or more (got {args.bootstrap}).")
+    too_few = bootstrap_resamples_error(args.bootstrap)
+    if too_few is not None:
+        raise SettingsError(too_few)
     check_ray_options(args)
     shard = parse_shard(args.shard)
     names = scorer_names(args.scorers)
@@ -304,6 +308,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             termination = stack.enter_context(terminate_as_exit())
             generations, chunk = None, 64
             if args.ray is not None:
+                stack.enter_context(ray_notices_dropped())
                 pool = stack.enter_context(ray_pool(args, config.system_prompt))
                 generations = functools.partial(pool.map, method="generate")
                 chunk = 4 * args.ray_actors * RAY_PARALLEL

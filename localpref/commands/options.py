@@ -27,6 +27,7 @@ from localpref.methods import (
     setting_kind,
 )
 from localpref.models.bundled import BUNDLED_MODEL_NAME
+from localpref.numbers import number
 from localpref.presets import opposite_text
 from localpref.weights import parse_preference_items, weighted_lanes, weighted_method
 
@@ -236,13 +237,14 @@ def add_method_options(parser: argparse.ArgumentParser, *, single: bool = True) 
         "--paper", action="store_true",
         help="the papers' settings for every method (greedy unless --temperature is given)")
     group = parser.add_argument_group("method settings", _recommended_defaults())
-    group.add_argument("--strength", type=float, default=None, help=strength_help())
+    group.add_argument("--strength", type=number, default=None, help=strength_help())
     for flag in method_flags():
         if flag.kind is bool:
             group.add_argument(flag.flag, dest=flag.field, action=argparse.BooleanOptionalAction,
                                default=None, help=flag.help)
         else:
-            group.add_argument(flag.flag, dest=flag.field, type=flag.kind, default=None,
+            kind = number if flag.kind is float else flag.kind
+            group.add_argument(flag.flag, dest=flag.field, type=kind, default=None,
                                help=flag.help)
 
 
@@ -262,15 +264,15 @@ def _recommended_defaults() -> str:
 def add_sampling_options(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
     """Sampling flags, --max-tokens, --seed and --stop."""
     group = parser.add_argument_group("sampling")
-    group.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
-    group.add_argument("--top-p", type=float, default=1.0)
+    group.add_argument("--temperature", type=number, default=0.0, help="0 is greedy (default)")
+    group.add_argument("--top-p", type=number, default=1.0)
     group.add_argument("--top-k", type=int, default=0, help="0 is off (default)")
-    group.add_argument("--min-p", type=float, default=0.0)
-    group.add_argument("--repeat-penalty", type=float, default=1.0,
+    group.add_argument("--min-p", type=number, default=0.0)
+    group.add_argument("--repeat-penalty", type=number, default=1.0,
                        help="penalise recently used tokens (1.0 is off; llama.cpp semantics)")
-    group.add_argument("--presence-penalty", type=float, default=0.0,
+    group.add_argument("--presence-penalty", type=number, default=0.0,
                        help="lower every token the answer has written (-2 to 2; OpenAI's)")
-    group.add_argument("--frequency-penalty", type=float, default=0.0,
+    group.add_argument("--frequency-penalty", type=number, default=0.0,
                        help="lower every token by how often the answer has written it (-2 to 2; "
                             "OpenAI's)")
     group.add_argument("--seed", type=int, default=None,

@@ -75,7 +75,9 @@ def load_dataset(path: str | Path) -> Dataset:
     except json_reading.JSONProblem as problem:
         if problem.msg != "Extra data":
             what = "valid JSON" if problem.kind == json_reading.SYNTAX else "JSON localpref reads"
-            raise DatasetError(f"Dataset file {path} is not {what} ({problem.reason}).") \
+            hint = ("" if _looks_like_json(text) else
+                    "; give a JSON list of prompts or JSON Lines, a row a line, not plain text")
+            raise DatasetError(f"Dataset file {path} is not {what} ({problem.reason}){hint}.") \
                 from None
         data = _json_lines(path, text)  # JSON Lines: a row a line
     if not isinstance(data, list) and "\n" not in text.strip():
@@ -85,6 +87,7 @@ def load_dataset(path: str | Path) -> Dataset:
     if not data:
         raise DatasetError(f"Dataset file {path} holds no rows.")
     prompts = []
+    first_with_id: dict[str, int] = {}  # an id the file gives -> its row's position
     for position, row in enumerate(data):
         text = _prompt_of(row)
         if text is None:
@@ -93,13 +96,22 @@ def load_dataset(path: str | Path) -> Dataset:
                 f"Row {position + 1} of {path.name} (counted from 1) has no prompt: each row "
                 f"needs a {keys} text."
             )
-        row_id = row.get("index", row.get("id", position)) if isinstance(row, dict) else position
+        # the row's own id ("index", else "id"; null is none), else its position
+        given = next((row[key] for key in ("index", "id")
+                      if isinstance(row, dict) and row.get(key) is not None), None)
+        row_id = position if given is None else given
         for what, value in (("prompt", text), ("id", str(row_id))):
             if not _is_text(value):  # (JSON's "\ud800" alone: the model had loaded first)
                 raise DatasetError(
                     f"The {what} of row {position + 1} of {path.name} (counted from 1) holds "
                     "half of a UTF-16 surrogate pair (an escape such as \\ud800 alone), which "
                     "is no character; write the whole character.")
+        if given is not None:
+            first = first_with_id.setdefault(str(row_id), position)
+            if first != position:
+                raise DatasetError(
+                    f"Rows {first + 1} and {position + 1} of {path.name} (counted from 1) have "
+                    f"the same id {str(row_id)!r}; give each row its own id.")
         prompts.append(PromptRow(position, str(row_id), text))
     return Dataset(path.stem, path, tuple(prompts))
 
@@ -126,9 +138,17 @@ def _json_lines(path: Path, text: str) -> list[object]:
             rows.append(json_reading.loads(line))
         except json_reading.JSONProblem as problem:
             reason = problem.msg if problem.kind == json_reading.SYNTAX else problem.reason
+            plain = "" if _looks_like_json(line) else ", not plain text"
             raise DatasetError(f"Line {number} of {path} is not valid JSON ({reason}); give "
-                               "a JSON list of rows, or JSON Lines (a row a line).") from None
+                               f"a JSON list of rows, or JSON Lines (a row a line){plain}.") \
+                from None
     return rows
+
+
+def _looks_like_json(text: str) -> bool:
+    """Whether ``text`` begins as a list, an object or a string would (else it reads as plain
+    text, a prompt a line, which the error then says is not what is read)."""
+    return text.lstrip()[:1] in ("[", "{", '"')
 
 
 def _prompt_of(row: object) -> str | None:

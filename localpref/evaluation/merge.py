@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from localpref.evaluation.records import (
 )
 from localpref.evaluation.report import DEFAULT_REFERENCE, write_report
 from localpref.evaluation.scorers import Scorer, score_text
+from localpref.evaluation.tables import bootstrap_resamples_error
 from localpref.file_lock import exclusive
 
 
@@ -40,8 +41,9 @@ def merge_outputs(
     """
     if not (math.isfinite(fluency_budget) and fluency_budget >= 0):
         raise LocalprefError(f"The fluency budget must be 0 or more nats (got {fluency_budget}).")
-    if resamples < 1:
-        raise LocalprefError(f"--bootstrap must be 1 or more (got {resamples}).")
+    too_few = bootstrap_resamples_error(resamples)
+    if too_few is not None:
+        raise LocalprefError(too_few)
     sources = [Path(folder) for folder in folders]
     if not sources:
         raise LocalprefError("Give at least one folder to merge.")
@@ -80,13 +82,14 @@ def _merged_rows(sources: Sequence[Path], scorers: Sequence[Scorer],
     metrics: dict[str, dict[str, Any]] = {}
     judgements: dict[str, dict[str, Any]] = {}
     for folder in sources:
-        for row in read_rows(folder / GENERATIONS, GENERATION_FIELDS):
+        for row in _current_rows(list(read_rows(folder / GENERATIONS, GENERATION_FIELDS))):
             _keep(generations, row)
         for row in read_rows(folder / SCORES, SCORE_FIELDS):
             if row.get("kind") == "metrics":
                 metrics[row["id"]] = {**metrics.get(row["id"], {}), **(row.get("metrics") or {})}
             elif row.get("kind") == "judge":
                 _keep(judgements, row)
+    _check_one_prompt_per_place(generations.values())
     wanted = [m for s in scorers for m in s.metrics]
     for identifier, row in generations.items():
         have = metrics.get(identifier, {})
@@ -100,6 +103,38 @@ def _merged_rows(sources: Sequence[Path], scorers: Sequence[Scorer],
                      key=lambda r: (r["dataset"], r["position"], r["preference"], r["method"],
                                     r["id"]))
     return ordered, metrics, sorted(judgements.values(), key=lambda j: j["id"])
+
+
+def _place(row: dict[str, Any]) -> tuple[str, int]:
+    return str(row["dataset"]), int(row["position"])
+
+
+def _prompt_digest(row: dict[str, Any]) -> str | None:
+    return (row.get("key") or {}).get("prompt_sha")
+
+
+def _current_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One folder's rows without those of a prompt its dataset no longer has at that place:
+    a prompt file edited between two runs into one folder left the old prompt's rows, which
+    the folder's own summary leaves out (it reports the last run's prompts); the prompt
+    written last at each place is the current one."""
+    last = {_place(row): _prompt_digest(row) for row in rows}
+    return [row for row in rows if _prompt_digest(row) in (None, last[_place(row)])]
+
+
+def _check_one_prompt_per_place(rows: Iterable[dict[str, Any]]) -> None:
+    """Rows are paired by dataset and position: two folders with different prompts at one
+    place (runs of two prompt files of one name, or of a file edited between them) would
+    pair answers to different questions, so they are one sentence instead."""
+    prompts: dict[tuple[str, int], str] = {}
+    for row in rows:
+        digest, place = _prompt_digest(row), _place(row)
+        if digest is not None and prompts.setdefault(place, digest) != digest:
+            raise LocalprefError(
+                f"The folders hold different prompts as prompt {place[1] + 1} (counted from "
+                f"1) of dataset {place[0]!r} (prompt files of the same name, or one edited "
+                "between the runs), whose answers cannot be paired; merge runs of the same "
+                "prompts, or give the other file another name.")
 
 
 def _write(target: Path, ordered: list[dict[str, Any]], metrics: dict[str, dict[str, Any]],

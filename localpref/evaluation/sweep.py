@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from localpref.errors import SettingsError
 from localpref.evaluation.specs import MethodSpec, SweepPoint, sweepable, sweepable_method_names
 from localpref.methods import ContrastFamily, Method
+from localpref.numbers import number
 
 #: What can be swept, and what it means.
 SWEEP_PARAMETERS = {
@@ -55,7 +56,7 @@ def parse_sweep(text: str) -> Sweep:
     values: list[float] = []
     for part in raw_values.split(","):
         try:
-            value = float(part.strip())
+            value = number(part)
         except ValueError:
             raise SettingsError(f"--sweep {name}= needs numbers separated by commas "
                                 f"(got {raw_values.strip()!r}).") from None

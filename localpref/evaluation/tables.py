@@ -40,6 +40,20 @@ ROW_METRICS = ("changed_fraction",)
 MIN_PROMPTS_FOR_VERDICT = 6
 
 
+#: The fewest bootstrap resamples (``--bootstrap``): a 95 % percentile interval's ends are its
+#: 2.5 % and 97.5 % resamples, so with fewer than 40 both ends are the extreme resamples or
+#: the interval is the one mean (zero wide with 1).
+MIN_RESAMPLES = 40
+
+
+def bootstrap_resamples_error(resamples: int) -> str | None:
+    """The sentence refusing ``--bootstrap`` ``resamples``, or None when it is enough."""
+    if resamples < MIN_RESAMPLES:
+        return (f"--bootstrap must be {MIN_RESAMPLES} or more, for a 95% interval's ends to be "
+                f"its 2.5% and 97.5% resamples (got {resamples}).")
+    return None
+
+
 def bootstrap_interval(
     values: Sequence[float], *, resamples: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:

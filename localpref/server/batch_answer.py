@@ -145,6 +145,10 @@ class Answerer:
         server does), the generations' arguments and the choices per prompt (``n``), every
         body checked before any is decoded; raises ``ApiError`` or the library's."""
         route = ROUTES.get(route_path(line.url))
+        if line.wrong_type is not None:
+            example = "/v1/chat/completions" if line.wrong_type == "url" else "POST"
+            raise ApiError(400, f"The request's {line.wrong_type} must be a string, such as "
+                           f"\"{example}\".", param=line.wrong_type, code="invalid_request")
         if not line.url:
             raise ApiError(400, "The request has no url; give /v1/chat/completions or "
                            "/v1/completions.", param="url", code="missing_required_parameter")

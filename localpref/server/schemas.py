@@ -24,6 +24,9 @@ class ChatMessage(_Lenient):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[Any] | None = None
+    #: an assistant's calls (refused by ``translate.message_text``: no tool calling)
+    tool_calls: Any = None
+    function_call: Any = None  # OpenAI's deprecated name for one call
 
 
 class StreamOptions(_Lenient):

@@ -145,7 +145,14 @@ def message_text(message: ChatMessage, index: int) -> str:
     """A message's text: a string, or its text parts joined by line breaks, as llama-server
     and vLLM join them (an instruction part and a context part stay apart; an assistant's
     refusal parts read as text; other parts are a 400, and so is a user or system message
-    with no content: only an assistant's may be null)."""
+    with no content: only an assistant's may be null, and tool calls, which no tool calling
+    here could read)."""
+    for name in ("tool_calls", "function_call"):
+        # an assistant's call, dropped, would leave the model a conversation it never read
+        if message.role == "assistant" and getattr(message, name) not in (None, []):
+            param = f"messages[{index}].{name}"
+            raise FieldError(param, f"{param}: an assistant's tool calls are not supported "
+                             "(no tool calling); send the conversation without them.")
     content = message.content
     field = f"messages[{index}].content"
     if content is None:
