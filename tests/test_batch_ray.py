@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from batch_helpers import essentials, mixed_lines, read_answers, write_batch
+from process_helpers import wait_for_lines
 
 import localpref
 from localpref.batches.leftovers import alive, descendant_pids, is_ray_process, parent_pid
@@ -261,10 +262,7 @@ def test_sigterm_mid_run_on_ray_says_stopped_and_exits_143(tmp_path) -> None:
     out = tmp_path / "out.jsonl"
     before = _ray_orphans()
     process = _batch_on_local_ray(source, out)
-    deadline = time.monotonic() + 180
-    while not (out.exists() and out.read_bytes().count(b"\n") >= 2):
-        assert process.poll() is None and time.monotonic() < deadline, "no answer came"
-        time.sleep(0.05)
+    wait_for_lines(out, 2, process)
     process.send_signal(signal.SIGTERM)
     output, error = process.communicate(timeout=120)
     assert process.returncode == 143, error
@@ -286,10 +284,7 @@ def test_an_actor_killed_in_a_command_run_is_retried_without_rays_lines(tmp_path
     out = tmp_path / "out.jsonl"
     before = _ray_orphans()
     process = _batch_on_local_ray(source, out)
-    deadline = time.monotonic() + 180
-    while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
-        assert process.poll() is None and time.monotonic() < deadline, "no answer came"
-        time.sleep(0.05)
+    wait_for_lines(out, 1, process)
     actor = next(pid for pid in descendant_pids(process.pid) if alive(pid)
                  and b"ModelActor" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(actor, signal.SIGKILL)  # while it answers the next lines

@@ -5,15 +5,14 @@ for a method named explicitly nor for another model file; ``calibrate --reset`` 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from process_helpers import localpref_process, wait_for_lines
 from server_helpers import MODEL_ID, running_server, sdk_client
 
 from localpref import Amulet
@@ -348,15 +347,9 @@ def test_sigterm_stops_a_sweep_with_its_sentence_and_exit_143(model: Model, home
     """SIGTERM ended calibrate at once, with its progress bar as the last thing said and no
     line ending; it now stops as Ctrl-C does, the finished generations kept."""
     rows = rows_path(model.calibration_key)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", "calibrate", "--threads", "1", "--limit", "4",
-         "--max-tokens", "24", "--strengths", "1", "--taus", "0.2", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    deadline = time.monotonic() + 120
-    while not (rows.exists() and rows.read_bytes().count(b"\n") >= 1):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
+    process = localpref_process("calibrate", "--threads", "1", "--limit", "4", "--max-tokens",
+                                "24", "--strengths", "1", "--taus", "0.2", "--no-progress")
+    wait_for_lines(rows, 1, process)
     process.send_signal(signal.SIGTERM)
     _, error = process.communicate(timeout=120)
     assert process.returncode == 143, error

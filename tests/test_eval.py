@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from process_helpers import localpref_process, wait_for_lines
 
 from localpref.api import Model
 from localpref.cli import main
@@ -922,8 +921,6 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(
     """Two runs with one --out both generated every row and appended them (11 rows for a grid
     of 6): the second is one sentence while the first holds the folder's lock, whose file is
     what another process holds (``flock``, released however that process ends)."""
-    import subprocess
-    import sys
 
     source = tmp_path / "source"
     code, _, stderr = run_cli(capsys, *tiny_grid(dataset_file, source))
@@ -964,16 +961,10 @@ def test_sigterm_stops_a_run_with_its_sentence_and_exit_143(dataset_file: Path,
     """SIGTERM ended eval at once (Python's default), with no word and no ``finally``: a
     local Ray it started (``--ray``) outlived it. It now stops as Ctrl-C does."""
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localpref.cli", *tiny_grid(dataset_file, out, "--max-tokens",
-                                                          "48", "--methods", "base,pref,amulet")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    deadline = time.monotonic() + 120
+    process = localpref_process(*tiny_grid(dataset_file, out, "--max-tokens", "48",
+                                           "--methods", "base,pref,amulet"))
     rows = out / "generations.jsonl"
-    while not (rows.exists() and rows.read_bytes().count(b"\n") >= 1):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
+    wait_for_lines(rows, 1, process, seconds=120)
     process.send_signal(signal.SIGTERM)
     _, error = process.communicate(timeout=120)
     assert process.returncode == 143, error
