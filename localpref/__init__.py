@@ -41,6 +41,7 @@ _EXPORTS = {
     "LocalprefError": "localpref.errors",
     "ModelError": "localpref.errors",
     "PromptTooLongError": "localpref.errors",
+    "RunFailedError": "localpref.errors",
     "SettingsError": "localpref.errors",
     "TemplateError": "localpref.errors",
     "DEFAULT_SYSTEM_PROMPT": "localpref.presets",
@@ -64,6 +65,7 @@ __all__ = [  # the names of _EXPORTS, and the kernels module
     "Pref",
     "PromptTooLongError",
     "Result",
+    "RunFailedError",
     "Sampling",
     "SettingsError",
     "TemplateError",
@@ -102,6 +104,7 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
         LocalprefError,
         ModelError,
         PromptTooLongError,
+        RunFailedError,
         SettingsError,
         TemplateError,
     )

@@ -82,7 +82,7 @@ def _merged_rows(sources: Sequence[Path], scorers: Sequence[Scorer],
     metrics: dict[str, dict[str, Any]] = {}
     judgements: dict[str, dict[str, Any]] = {}
     for folder in sources:
-        for row in _current_rows(list(read_rows(folder / GENERATIONS, GENERATION_FIELDS))):
+        for row in read_rows(folder / GENERATIONS, GENERATION_FIELDS):
             _keep(generations, row)
         for row in read_rows(folder / SCORES, SCORE_FIELDS):
             if row.get("kind") == "metrics":
@@ -113,28 +113,22 @@ def _prompt_digest(row: dict[str, Any]) -> str | None:
     return (row.get("key") or {}).get("prompt_sha")
 
 
-def _current_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One folder's rows without those of a prompt its dataset no longer has at that place:
-    a prompt file edited between two runs into one folder left the old prompt's rows, which
-    the folder's own summary leaves out (it reports the last run's prompts); the prompt
-    written last at each place is the current one."""
-    last = {_place(row): _prompt_digest(row) for row in rows}
-    return [row for row in rows if _prompt_digest(row) in (None, last[_place(row)])]
-
-
 def _check_one_prompt_per_place(rows: Iterable[dict[str, Any]]) -> None:
-    """Rows are paired by dataset and position: two folders with different prompts at one
-    place (runs of two prompt files of one name, or of a file edited between them) would
-    pair answers to different questions, so they are one sentence instead."""
+    """Rows are paired by dataset and position: different prompts at one place (runs of two
+    prompt files of one name, or of a file edited between runs, in one folder or two) would
+    pair answers to different questions, so they are one sentence instead. Which of them is
+    current is not in the rows (the last written is not: an edit undone writes nothing), so
+    none is guessed."""
     prompts: dict[tuple[str, int], str] = {}
     for row in rows:
         digest, place = _prompt_digest(row), _place(row)
         if digest is not None and prompts.setdefault(place, digest) != digest:
             raise LocalprefError(
-                f"The folders hold different prompts as prompt {place[1] + 1} (counted from "
-                f"1) of dataset {place[0]!r} (prompt files of the same name, or one edited "
-                "between the runs), whose answers cannot be paired; merge runs of the same "
-                "prompts, or give the other file another name.")
+                f"The rows hold different prompts as prompt {place[1] + 1} (counted from 1) "
+                f"of dataset {place[0]!r} (prompt files of the same name, or one edited "
+                "between runs into a folder), whose answers cannot be paired; merge runs of "
+                "the same prompts (a run into a new folder has only its file's), or give the "
+                "other file another name.")
 
 
 def _write(target: Path, ordered: list[dict[str, Any]], metrics: dict[str, dict[str, Any]],
