@@ -21,7 +21,6 @@ from localpref.calibration.record import reset as reset_calibration
 from localpref.calibration.sweep import Plan
 from localpref.commands import columns
 from localpref.commands.interrupt import (
-    TERMINATED_EXIT,
     interrupt_once,
     say_stopped,
     terminate_as_exit,
@@ -155,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
                 record = calibrate(model, plan, budget=args.budget,
                                    progress=not args.no_progress, parallel=args.parallel)
             except (KeyboardInterrupt, SystemExit) as stop:
-                if isinstance(stop, SystemExit) and not termination.came:
+                code = termination.exit_code_of(stop)
+                if code is None:
                     raise
                 say_stopped(f"the finished generations are kept in "
                             f"{rows_path(model.calibration_key)}; run the same command to "
                             "continue")
-                return TERMINATED_EXIT if termination.came else 130
+                return code
         finally:
             model.close()
     if args.json:

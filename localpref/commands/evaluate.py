@@ -21,7 +21,6 @@ from typing import Any
 
 from localpref.commands.batch import add_ray_options, check_ray_options, ray_notices_dropped
 from localpref.commands.interrupt import (
-    TERMINATED_EXIT,
     Termination,
     interrupt_once,
     say_stopped,
@@ -322,8 +321,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             summary = evaluation.run()
     except (KeyboardInterrupt, SystemExit) as stop:
         # (Ray's wait turns a SIGTERM's SystemExit(143) into SystemExit(1))
-        code = (130 if isinstance(stop, KeyboardInterrupt)
-                else TERMINATED_EXIT if termination.came else None)
+        code = termination.exit_code_of(stop)
         if code is None:
             raise
         say_stopped(f"the finished answers are kept in {args.out}; run the same command "

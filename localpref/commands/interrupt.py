@@ -111,6 +111,14 @@ class Termination:
 
     came: bool = False
 
+    def exit_code_of(self, stop: BaseException) -> int | None:
+        """The exit code of a command that ``stop`` ended (a ``KeyboardInterrupt``, or a
+        ``SystemExit`` that reached it): 130 after Ctrl-C, 143 after SIGTERM; None for a
+        ``SystemExit`` of something else, which the command raises again."""
+        if isinstance(stop, KeyboardInterrupt):
+            return 130
+        return TERMINATED_EXIT if self.came else None
+
 
 @contextlib.contextmanager
 def terminate_as_exit() -> Iterator[Termination]:
